@@ -1,0 +1,77 @@
+"""bitstat: real-time event analytics on Redis bitmaps and counters."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .actors import ActorQuery, ActorSet
+from .errors import (
+    BitstatError,
+    ConnectionError,
+    InvalidEvent,
+    QueryError,
+    SchemaError,
+    ServerError,
+)
+from .schema import Schema
+from .stats import Stats, TrackResult
+from .store import Store
+
+__all__ = [
+    "ActorQuery",
+    "ActorSet",
+    "BitstatError",
+    "ConnectionError",
+    "InvalidEvent",
+    "QueryError",
+    "Schema",
+    "SchemaError",
+    "ServerError",
+    "Stats",
+    "TrackResult",
+    "connect",
+]
+__version__ = "0.1.0"
+
+
+def connect(
+    url: str | None = None,
+    *,
+    namespace: str = "bitstat",
+    schema: Schema | None = None,
+    data_dir: str | Path | None = None,
+    appendfsync: str = "everysec",
+    **options: Any,
+) -> Stats:
+    """Open a namespace: on `url`, on $BITSTAT_URL, or on the embedded server under `data_dir`.
+
+    The schema lives in Redis. Passing one stores it when the namespace has none yet; passing one
+    that differs from the stored schema raises SchemaError (use `Stats.configure` to change it).
+    Without a schema, the stored one is used, or the default `Schema()` for a new namespace.
+    """
+    if url is None:
+        url = os.environ.get("BITSTAT_URL") or None
+    if url is None:
+        from . import embedded
+
+        url = embedded.ensure_server(data_dir, appendfsync=appendfsync)
+    store = Store.from_url(url)
+    if not isinstance(namespace, str) or not namespace:
+        raise SchemaError(f"namespace must be non-empty text, got {namespace!r}")
+    stats = Stats(store, namespace, schema or Schema(), **options)
+    key = stats._keys.schema
+    stored_text = store.run("reading the schema", lambda: store.client.get(key))
+    if stored_text is None:
+        if schema is not None:
+            stats.configure(schema)
+        return stats
+    stored = Schema.from_json(stored_text)
+    if schema is not None and schema != stored:
+        raise SchemaError(
+            f"namespace {namespace!r} already has a different schema;"
+            f" call configure() to replace it.\n  stored: {stored.to_json()}\n  given:  {schema.to_json()}"
+        )
+    stats._schema = stored
+    return stats

@@ -1,0 +1,175 @@
+"""Every Redis key name bitstat uses, in one place: escaping, hash tags, layout.
+
+Names and values are percent-escaped (every byte outside `[A-Za-z0-9._-]`), so the escaped
+text never holds `:`, `{`, `}`, `~`, `=` or `%` unescaped: separators stay unambiguous, no two
+names collide, and no user text can open or close a hash tag.
+
+Layout for namespace `ns` (escaped as N, event E, property P, value V, label L):
+
+    {N}:schema                 the schema as JSON          {N}:events   set of event names
+    {N}:shards                 set of id shards in use     {N}:span:first / :last  day numbers
+    {N:s<k>}:all               every actor of shard k      {N:s<k>}:a:E:L          actors of E in L
+    {N:s<k>}:a:E:L:P=V         actors of E in L with segment P=V
+    {N:e:E}:m:L                hash: n (events), s:P (sum), k:P (values summed)
+    {N:e:E}:c:L:P              hash: V -> count
+    {N:e:E}:s:L:P:B            hash: s:V -> sum of P, k:V -> events, per value V of B
+    {N:e:E}:t:L:P              zset: V -> count (top values)
+    {N:e:E}:v:P / :vn:P        distinct-value ids of P (hash V -> id, next id)
+    {N:e:E}:u:L:P              bitmap of value ids of P seen in L
+    {N:ids}:next, :f:<b>, :r:<b>   the id map (forward buckets by hash, reverse by offset)
+    {tag}:batch:<id>           marks a batch as applied in that tag's slot
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+SHARD_BITS = 20  # 1,048,576 ids per shard: a full shard bitmap is 128 KiB.
+SHARD_SIZE = 1 << SHARD_BITS
+SHARD_MASK = SHARD_SIZE - 1
+FORWARD_BUCKETS = 1 << 16  # id -> offset hashes: small enough to stay compact (listpack).
+REVERSE_BUCKET_BITS = 7  # offset -> id hashes of 128 entries each.
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_ESCAPES = {b: f"%{b:02X}" for b in range(256)}
+_ESCAPES.update({b: chr(b) for b in _SAFE})
+
+
+def escape(text: str) -> str:
+    """Percent-escape text so it is safe and unambiguous inside a key."""
+    if text.isascii() and text.replace(".", "").replace("-", "").replace("_", "").isalnum():
+        return text
+    return "".join(_ESCAPES[b] for b in text.encode("utf-8", "surrogatepass"))
+
+
+def unescape(text: str) -> str:
+    if "%" not in text:
+        return text
+    raw = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] == "%":
+            raw.append(int(text[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.append(ord(text[i]))
+            i += 1
+    return raw.decode("utf-8", "surrogatepass")
+
+
+def encode_value(value: str | Sequence[str]) -> str:
+    """A property value (text, or the parts of a compound value) as key/field text."""
+    if isinstance(value, str):
+        return escape(value)
+    return "~".join(escape(part) for part in value)
+
+
+def decode_value(text: str, compound: bool) -> str | tuple[str, ...]:
+    if compound:
+        return tuple(unescape(part) for part in text.split("~"))
+    return unescape(text)
+
+
+def member_text(value: str | Sequence[str]) -> str:
+    """A value as a hash field or sorted-set member: raw text, so byte order is text order.
+
+    Compound values join their parts so that the byte order of the joined text is the order of
+    the tuples: NUL inside a part becomes NUL STX, parts are separated by NUL SOH.
+    """
+    if isinstance(value, str):
+        return value
+    return "\x00\x01".join(part.replace("\x00", "\x00\x02") for part in value)
+
+
+def member_value(text: str, compound: bool) -> str | tuple[str, ...]:
+    if not compound:
+        return text
+    return tuple(part.replace("\x00\x02", "\x00") for part in text.split("\x00\x01"))
+
+
+def prop_part(name: str) -> str:
+    """A normalised (possibly compound) property name as key text."""
+    return "~".join(escape(part) for part in name.split("~"))
+
+
+class Keys:
+    """Key names of one namespace. Pure: formatting only, no I/O."""
+
+    def __init__(self, namespace: str) -> None:
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError(f"namespace must be non-empty text, got {namespace!r}")
+        self.namespace = namespace
+        self.ns = escape(namespace)
+        meta = "{" + self.ns + "}"
+        self.schema = f"{meta}:schema"
+        self.events = f"{meta}:events"
+        self.shards = f"{meta}:shards"
+        self.span_first = f"{meta}:span:first"
+        self.span_last = f"{meta}:span:last"
+        self.meta_tag = meta
+        self.ids_tag = "{" + self.ns + ":ids}"
+        self.ids_next = f"{self.ids_tag}:next"
+
+    # tags: every key of one tag lands in one cluster slot
+    def shard_tag(self, shard: int) -> str:
+        return "{" + f"{self.ns}:s{shard}" + "}"
+
+    def event_tag(self, event: str) -> str:
+        return "{" + f"{self.ns}:e:{escape(event)}" + "}"
+
+    def batch(self, tag: str, batch_id: str) -> str:
+        return f"{tag}:batch:{escape(batch_id)}"
+
+    def temp(self, tag: str, token: str) -> str:
+        return f"{tag}:tmp:{token}"
+
+    # actor bitmaps, one set per shard
+    def all_actors(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:all"
+
+    def actors(
+        self, shard: int, event: str, label: str, segment: tuple[str, str] | None = None
+    ) -> str:
+        key = f"{self.shard_tag(shard)}:a:{escape(event)}:{label}"
+        if segment is None:
+            return key
+        return f"{key}:{prop_part(segment[0])}={segment[1]}"
+
+    # counters, tagged by event
+    def metrics(self, event: str, label: str) -> str:
+        return f"{self.event_tag(event)}:m:{label}"
+
+    def counts(self, event: str, label: str, prop: str) -> str:
+        return f"{self.event_tag(event)}:c:{label}:{prop_part(prop)}"
+
+    def sums_by(self, event: str, label: str, prop: str, by: str) -> str:
+        return f"{self.event_tag(event)}:s:{label}:{escape(prop)}:{prop_part(by)}"
+
+    def top(self, event: str, label: str, prop: str) -> str:
+        return f"{self.event_tag(event)}:t:{label}:{prop_part(prop)}"
+
+    def value_ids(self, event: str, prop: str) -> str:
+        return f"{self.event_tag(event)}:v:{prop_part(prop)}"
+
+    def value_next(self, event: str, prop: str) -> str:
+        return f"{self.event_tag(event)}:vn:{prop_part(prop)}"
+
+    def distinct(self, event: str, label: str, prop: str) -> str:
+        return f"{self.event_tag(event)}:u:{label}:{prop_part(prop)}"
+
+    # the id map (ids="map")
+    def id_forward(self, canonical: str) -> str:
+        bucket = zlib.crc32(canonical.encode("utf-8", "surrogatepass")) % FORWARD_BUCKETS
+        return f"{self.ids_tag}:f:{bucket}"
+
+    def id_reverse(self, offset: int) -> str:
+        return f"{self.ids_tag}:r:{offset >> REVERSE_BUCKET_BITS}"
+
+
+def metric_sum_field(prop: str) -> str:
+    return f"s:{escape(prop)}"
+
+
+def metric_count_field(prop: str) -> str:
+    return f"k:{escape(prop)}"

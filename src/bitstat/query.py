@@ -1,0 +1,129 @@
+"""Actor-set expressions and their compilation into per-shard programs for evaluate.lua (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Union
+
+from .keys import Keys
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """Actors who did `event` in any of the buckets `labels` (with segment `prop=value`)."""
+
+    event: str
+    labels: tuple[str, ...]
+    segment: tuple[str, str] | None = None  # (normalised property, escaped value)
+
+
+@dataclass(frozen=True)
+class Op:
+    """`or`, `and`, `xor` over any number of sets; `diff` (a - b); `not` (complement of one)."""
+
+    op: str
+    args: tuple[Expr, ...]
+
+
+Expr = Union[Leaf, Op]
+
+
+def union(items: Sequence[Expr]) -> Expr:
+    return items[0] if len(items) == 1 else Op("or", tuple(items))
+
+
+def combine(op: str, a: Expr, b: Expr) -> Expr:
+    """a OP b, flattening runs of the same associative op (so BITOP gets many sources at once)."""
+    if op in ("or", "and", "xor"):
+        parts: list[Expr] = []
+        for side in (a, b):
+            parts += side.args if isinstance(side, Op) and side.op == op else (side,)
+        return Op(op, tuple(parts))
+    return Op(op, (a, b))
+
+
+@dataclass
+class Program:
+    """One evaluate.lua call for one shard: KEYS = operands then scratch keys."""
+
+    operands: list[str]
+    argv: list[str | int]
+    scratch: int
+    answers: int
+
+    def keys(self, scratch_names: Sequence[str]) -> list[str]:
+        return [*self.operands, *scratch_names]
+
+
+class Compiler:
+    """Compiles expressions for one shard into a postfix program; answers accumulate in order."""
+
+    def __init__(self, keys: Keys, shard: int) -> None:
+        self.keys = keys
+        self.shard = shard
+        self.operands: list[str] = []
+        self.index: dict[str, int] = {}
+        self.code: list[str | int] = []
+        self.scratch = 0
+        self.answers = 0
+
+    def _operand(self, key: str) -> int:
+        idx = self.index.get(key)
+        if idx is None:
+            self.operands.append(key)
+            idx = self.index[key] = len(self.operands)
+        return idx
+
+    def _emit(self, expr: Expr) -> None:
+        if isinstance(expr, Leaf):
+            for label in expr.labels:
+                key = self.keys.actors(self.shard, expr.event, label, expr.segment)
+                self.code += ["k", self._operand(key)]
+            if len(expr.labels) != 1:
+                self.code += ["or", len(expr.labels)]
+                self.scratch += 1
+            return
+        for arg in expr.args:
+            self._emit(arg)
+        if expr.op == "not":
+            self.code += ["not", self._operand(self.keys.all_actors(self.shard))]
+            self.scratch += 2
+        elif expr.op == "diff":
+            self.code += ["diff"]
+            self.scratch += 2
+        else:
+            self.code += [expr.op, len(expr.args)]
+            self.scratch += 1
+
+    def count(self, expr: Expr) -> None:
+        self._emit(expr)
+        self.code.append("=")
+        self.answers += 1
+
+    def contains(self, expr: Expr, bit: int) -> None:
+        self._emit(expr)
+        self.code += ["?", bit]
+        self.answers += 1
+
+    def store(self, expr: Expr) -> None:
+        self._emit(expr)
+        self.code.append(">")
+        self.answers += 1
+
+    def program(self, ttl_ms: int) -> Program:
+        argv: list[str | int] = [len(self.operands), ttl_ms, *self.code]
+        return Program(list(self.operands), argv, self.scratch, self.answers)
+
+
+def count_union(keys_: Sequence[str]) -> tuple[list[str], list[str | int], int]:
+    """Program counting the union of explicit keys of one slot: (operands, argv tail, scratch)."""
+    code: list[str | int] = []
+    for i in range(len(keys_)):
+        code += ["k", i + 1]
+    scratch = 0
+    if len(keys_) > 1:
+        code += ["or", len(keys_)]
+        scratch = 1
+    code.append("=")
+    return list(keys_), code, scratch

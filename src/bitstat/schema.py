@@ -1,0 +1,269 @@
+"""Schema: what a namespace records for each event; parsed, validated, normalised, serialised."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import SchemaError
+
+PERIODS = ("hour", "day", "week", "month", "year")
+ID_MODES = ("int", "map")
+DEFAULT_MAX_ID = 2**32 - 1
+RULE_KINDS = ("count", "sum", "top", "unique", "segment")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def compound(name: str) -> tuple[str, ...]:
+    """Split a property name on `~` into its parts, sorted: `b~a` and `a~b` are one key."""
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"property name must be non-empty text, got {name!r}")
+    parts = name.split("~")
+    if any(not p for p in parts):
+        raise SchemaError(f"property name {name!r} has an empty part between '~'")
+    if len(set(parts)) != len(parts):
+        raise SchemaError(f"property name {name!r} repeats a part")
+    return tuple(sorted(parts))
+
+
+def normalise(name: str) -> str:
+    return "~".join(compound(name))
+
+
+@dataclass(frozen=True)
+class SumRule:
+    """`amount` (one running total) or `amount by country` (a total per value of `country`)."""
+
+    prop: str
+    by: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SumRule:
+        if not isinstance(text, str):
+            raise SchemaError(
+                f"sum entry must be text like 'amount' or 'amount by country': {text!r}"
+            )
+        head, sep, tail = text.partition(" by ")
+        prop = head.strip()
+        if "~" in prop or not prop:
+            raise SchemaError(f"sum entry {text!r}: the summed property must be one plain name")
+        by = normalise(tail.strip()) if sep else None
+        return cls(prop, by)
+
+    def __str__(self) -> str:
+        return self.prop if self.by is None else f"{self.prop} by {self.by}"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The properties recorded for one event name."""
+
+    count: tuple[str, ...] = ()
+    sum: tuple[SumRule, ...] = ()
+    top: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()
+    segment: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.count or self.sum or self.top or self.unique or self.segment)
+
+
+def _names(kind: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise SchemaError(f"{kind}: expected a list of property names, got {value!r}")
+    out: list[str] = []
+    for item in value:
+        name = normalise(item)
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _rules(spec: Mapping[str, Any], where: str) -> Rules:
+    unknown = set(spec) - set(RULE_KINDS)
+    if unknown:
+        raise SchemaError(f"{where}: unknown keys {sorted(unknown)}; allowed: {list(RULE_KINDS)}")
+    sums: list[SumRule] = []
+    raw_sums = spec.get("sum") or ()
+    for entry in [raw_sums] if isinstance(raw_sums, str) else raw_sums:
+        rule = entry if isinstance(entry, SumRule) else SumRule.parse(entry)
+        if rule not in sums:
+            sums.append(rule)
+    return Rules(
+        count=_names("count", spec.get("count")),
+        sum=tuple(sums),
+        top=_names("top", spec.get("top")),
+        unique=_names("unique", spec.get("unique")),
+        segment=_names("segment", spec.get("segment")),
+    )
+
+
+def parse_duration(value: Any) -> int:
+    """Seconds from `3600`, `"14d"`, `"12h"`, `"30m"`, `"2w"` or a timedelta."""
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise SchemaError(f"not a duration: {value!r} (use seconds or text like '14d', '12h')")
+    if seconds <= 0:
+        raise SchemaError(f"a duration must be positive: {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What a namespace records. Stored in Redis, so readers need no configuration.
+
+    `count`, `sum`, `top`, `unique` and `segment` apply to every event; `events` maps an event
+    name to overrides of any of those five lists for that event alone. `expire` maps a period to
+    how long its keys live after the period ends (e.g. `{"hour": "14d"}`).
+    """
+
+    actor: str = "user"
+    ids: str = "int"
+    timezone: str = "UTC"
+    periods: tuple[str, ...] = ("day", "week", "month", "year")
+    count: tuple[str, ...] = ()
+    sum: tuple[SumRule, ...] = ()
+    top: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()
+    segment: tuple[str, ...] = ()
+    events: Mapping[str, Rules] = field(default_factory=dict)
+    expire: Mapping[str, int] = field(default_factory=dict)
+    max_id: int = DEFAULT_MAX_ID
+
+    def __init__(
+        self,
+        actor: str = "user",
+        ids: str = "int",
+        timezone: str = "UTC",
+        periods: Iterable[str] = ("day", "week", "month", "year"),
+        count: Iterable[str] | str | None = None,
+        sum: Iterable[str | SumRule] | str | None = None,
+        top: Iterable[str] | str | None = None,
+        unique: Iterable[str] | str | None = None,
+        segment: Iterable[str] | str | None = None,
+        events: Mapping[str, Mapping[str, Any] | Rules] | None = None,
+        expire: Mapping[str, Any] | None = None,
+        max_id: int = DEFAULT_MAX_ID,
+    ) -> None:
+        set_ = object.__setattr__
+        if not isinstance(actor, str) or not actor or actor in ("event", "time"):
+            raise SchemaError(f"actor must be a property name other than event/time: {actor!r}")
+        if ids not in ID_MODES:
+            raise SchemaError(f"ids must be one of {ID_MODES}, got {ids!r}")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            raise SchemaError(f"unknown time zone {timezone!r}") from exc
+        chosen = tuple(p for p in PERIODS if p in set(periods))
+        stray = set(periods) - set(PERIODS)
+        if stray or not chosen:
+            raise SchemaError(f"periods must be a non-empty subset of {PERIODS}, got {periods!r}")
+        if isinstance(max_id, bool) or not isinstance(max_id, int) or not 0 < max_id < 2**63:
+            raise SchemaError(f"max_id must be a positive integer below 2^63, got {max_id!r}")
+        base = _rules(
+            {"count": count, "sum": sum, "top": top, "unique": unique, "segment": segment}, "schema"
+        )
+        overrides: dict[str, Rules] = {}
+        for name, spec in (events or {}).items():
+            if not isinstance(name, str) or not name:
+                raise SchemaError(f"events: event names must be non-empty text, got {name!r}")
+            overrides[name] = spec if isinstance(spec, Rules) else _rules(spec, f"events[{name!r}]")
+        expiry: dict[str, int] = {}
+        for period, ttl in (expire or {}).items():
+            if period not in chosen:
+                raise SchemaError(f"expire: {period!r} is not one of the recorded periods {chosen}")
+            expiry[period] = parse_duration(ttl)
+        for key, value in (
+            ("actor", actor),
+            ("ids", ids),
+            ("timezone", timezone),
+            ("periods", chosen),
+            ("count", base.count),
+            ("sum", base.sum),
+            ("top", base.top),
+            ("unique", base.unique),
+            ("segment", base.segment),
+            ("events", overrides),
+            ("expire", expiry),
+            ("max_id", max_id),
+        ):
+            set_(self, key, value)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def rules_for(self, event: str) -> Rules:
+        """The rules for one event: its override where one is given, else the schema's lists."""
+        base = Rules(self.count, self.sum, self.top, self.unique, self.segment)
+        override = self.events.get(event)
+        if override is None:
+            return base
+        return override
+
+    def to_dict(self) -> dict[str, Any]:
+        def rules(r: Rules) -> dict[str, Any]:
+            return {
+                "count": list(r.count),
+                "sum": [str(s) for s in r.sum],
+                "top": list(r.top),
+                "unique": list(r.unique),
+                "segment": list(r.segment),
+            }
+
+        return {
+            "actor": self.actor,
+            "ids": self.ids,
+            "timezone": self.timezone,
+            "periods": list(self.periods),
+            **rules(Rules(self.count, self.sum, self.top, self.unique, self.segment)),
+            "events": {name: rules(r) for name, r in sorted(self.events.items())},
+            "expire": dict(sorted(self.expire.items())),
+            "max_id": self.max_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Schema:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise SchemaError(f"unknown schema keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Schema:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SchemaError(f"stored schema is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SchemaError("stored schema is not a JSON object")
+        return cls.from_dict(data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schema) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    def __repr__(self) -> str:
+        return f"Schema({self.to_json()})"

@@ -1,0 +1,116 @@
+-- apply.lua: write one batch's share of keys in one slot, at most once per batch id.
+-- KEYS[1]   batch marker key (ignored when ARGV[1] is "0")
+-- KEYS[2]   scratch key for OR payloads (deleted before returning)
+-- KEYS[3..] target keys; ops below refer to them by their index in KEYS
+-- ARGV[1]   seconds to remember the batch id; "0" means the batch has no id
+-- ARGV[2..] a flat list of ops, each an op code followed by its arguments:
+--   P start payload                 scratch key := client-built bitmap bytes placed at byte `start`
+--   O k                             BITOP OR KEYS[k] with the scratch key
+--   B k n off*n                     set n bits of KEYS[k] (BITFIELD, in chunks)
+--   H k n (field incr)*n            HINCRBY
+--   F k n (field incr)*n            HINCRBYFLOAT
+--   Z k n (member incr)*n           ZINCRBY
+--   S k n member*n                  SADD
+--   X k unixtime                    EXPIREAT (keys of periods with an expiry)
+--   L k n (field value)*n           keep the lowest number per field (span: first day)
+--   G k n (field value)*n           keep the greatest number per field (span: last day)
+--   V map next n (value m k*m)*n    id of a distinct value (get or create), set it in m bitmaps
+-- Returns 1 when applied, 0 when this batch id was applied before (nothing is written).
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+  if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) == false then
+    return 0
+  end
+end
+
+local scratch = KEYS[2]
+local i = 2
+local n_argv = #ARGV
+local CHUNK = 2000
+
+while i <= n_argv do
+  local op = ARGV[i]
+  if op == 'P' then
+    redis.call('DEL', scratch)
+    redis.call('SETRANGE', scratch, ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
+  elseif op == 'O' then
+    local key = KEYS[tonumber(ARGV[i + 1])]
+    redis.call('BITOP', 'OR', key, key, scratch)
+    i = i + 2
+  elseif op == 'B' then
+    local key = KEYS[tonumber(ARGV[i + 1])]
+    local n = tonumber(ARGV[i + 2])
+    local first = i + 3
+    local last = first + n - 1
+    while first <= last do
+      local stop = math.min(first + CHUNK - 1, last)
+      local args = {}
+      for j = first, stop do
+        args[#args + 1] = 'SET'
+        args[#args + 1] = 'u1'
+        args[#args + 1] = ARGV[j]
+        args[#args + 1] = 1
+      end
+      redis.call('BITFIELD', key, unpack(args))
+      first = stop + 1
+    end
+    i = last + 1
+  elseif op == 'H' or op == 'F' or op == 'Z' or op == 'L' or op == 'G' then
+    local key = KEYS[tonumber(ARGV[i + 1])]
+    local n = tonumber(ARGV[i + 2])
+    local j = i + 3
+    for _ = 1, n do
+      local f, v = ARGV[j], ARGV[j + 1]
+      if op == 'H' then
+        redis.call('HINCRBY', key, f, v)
+      elseif op == 'F' then
+        redis.call('HINCRBYFLOAT', key, f, v)
+      elseif op == 'Z' then
+        redis.call('ZINCRBY', key, v, f)
+      else
+        local old = tonumber(redis.call('HGET', key, f))
+        local new = tonumber(v)
+        if old == nil or (op == 'L' and new < old) or (op == 'G' and new > old) then
+          redis.call('HSET', key, f, v)
+        end
+      end
+      j = j + 2
+    end
+    i = j
+  elseif op == 'S' then
+    local key = KEYS[tonumber(ARGV[i + 1])]
+    local n = tonumber(ARGV[i + 2])
+    for j = i + 3, i + 2 + n, CHUNK do
+      redis.call('SADD', key, unpack(ARGV, j, math.min(j + CHUNK - 1, i + 2 + n)))
+    end
+    i = i + 3 + n
+  elseif op == 'X' then
+    redis.call('EXPIREAT', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
+    i = i + 3
+  elseif op == 'V' then
+    local map = KEYS[tonumber(ARGV[i + 1])]
+    local nxt = KEYS[tonumber(ARGV[i + 2])]
+    local n = tonumber(ARGV[i + 3])
+    local j = i + 4
+    for _ = 1, n do
+      local value = ARGV[j]
+      local m = tonumber(ARGV[j + 1])
+      local id = redis.call('HGET', map, value)
+      if not id then
+        id = redis.call('INCR', nxt) - 1
+        redis.call('HSET', map, value, id)
+      end
+      for t = j + 2, j + 1 + m do
+        redis.call('SETBIT', KEYS[tonumber(ARGV[t])], id, 1)
+      end
+      j = j + 2 + m
+    end
+    i = j
+  else
+    return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
+  end
+end
+
+redis.call('DEL', scratch)
+return 1

@@ -1,0 +1,188 @@
+"""Runs plans on redis-py: one Redis, a unix socket, or a Redis Cluster. Thin: no decisions."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis
+import redis.exceptions as rex
+from redis.cluster import RedisCluster
+
+from .errors import ConnectionError, ServerError
+from .plan import WritePlan
+from .query import Program
+
+T = TypeVar("T")
+SCRATCH_TTL_MS = 30_000
+CLUSTER_SCHEME = "redis+cluster"
+
+
+def load_script(name: str) -> str:
+    return resources.files("bitstat").joinpath("scripts", name).read_text("utf-8")
+
+
+@contextmanager
+def wrapped_errors(what: str) -> Iterator[None]:
+    """Redis failures surface as bitstat errors, with the cause chained."""
+    try:
+        yield
+    except (rex.ConnectionError, rex.TimeoutError) as exc:
+        raise ConnectionError(f"{what}: cannot reach the server: {exc}") from exc
+    except rex.RedisError as exc:
+        raise ServerError(f"{what}: the server answered with an error: {exc}") from exc
+
+
+def client_from_url(url: str) -> tuple[Any, bool]:
+    """(redis-py client, is_cluster) for redis://, rediss://, unix:// or redis+cluster:// URLs."""
+    scheme = urlsplit(url).scheme
+    if scheme == CLUSTER_SCHEME:
+        parts = urlsplit(url)
+        return (
+            RedisCluster(
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port or 6379,
+                password=parts.password,
+                username=parts.username,
+            ),
+            True,
+        )
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConnectionError(
+            f"unsupported URL scheme {scheme!r} in {url!r}: "
+            "use redis://, rediss://, unix:// or redis+cluster://"
+        )
+    return redis.Redis.from_url(url), False
+
+
+class Script:
+    """A Lua script run by SHA, loaded again when the server has forgotten it."""
+
+    def __init__(self, name: str) -> None:
+        import hashlib
+
+        self.name = name
+        self.source = load_script(name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except rex.NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+
+class Store:
+    """Executes write plans and read programs; all bitstat I/O goes through here."""
+
+    def __init__(self, client: Any, cluster: bool) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.apply_script = Script("apply.lua")
+        self.ids_script = Script("ids.lua")
+        self.evaluate_script = Script("evaluate.lua")
+        self.counters_script = Script("counters.lua")
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        client, cluster = client_from_url(url)
+        store = cls(client, cluster)
+        with wrapped_errors(f"connecting to {url}"):
+            client.ping()
+        return store
+
+    def close(self) -> None:
+        self.client.close()
+
+    def run(self, what: str, fn: Callable[[], T]) -> T:
+        with wrapped_errors(what):
+            return fn()
+
+    # writes
+    def apply(self, plan: WritePlan, batch_ttl: int) -> int:
+        """Apply every group of a plan; returns how many groups were newly applied."""
+        applied = 0
+        with wrapped_errors("recording a batch"):
+            for g in plan.groups:
+                keys = [g.batch_key, g.scratch_key, *g.keys]
+                applied += int(self.apply_script(self.client, keys, [batch_ttl, *g.args]))
+        return applied
+
+    def map_ids(
+        self,
+        next_key: str,
+        reverse_prefix: str,
+        reverse_bits: int,
+        forward: Sequence[str],
+        ids: Sequence[str],
+    ) -> list[int]:
+        keys: list[str] = [next_key]
+        index: dict[str, int] = {}
+        args: list[Any] = [reverse_bits, reverse_prefix]
+        for key, ident in zip(forward, ids, strict=True):
+            idx = index.get(key)
+            if idx is None:
+                keys.append(key)
+                idx = index[key] = len(keys)
+            args += [ident, idx]
+        with wrapped_errors("mapping actor ids"):
+            return [int(x) for x in self.ids_script(self.client, keys, args)]
+
+    # reads
+    def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
+        """Run one evaluate.lua call per program (per shard); pipelined on a single server."""
+        calls = []
+        for p in programs:
+            token = secrets.token_hex(6)
+            tag = p.operands[0][: p.operands[0].index("}") + 1]
+            scratch = [f"{tag}:tmp:{token}:{i}" for i in range(p.scratch)]
+            calls.append((p.keys(scratch), p.argv))
+        with wrapped_errors("evaluating actor sets"):
+            if self.cluster or len(calls) == 1:
+                return [list(self.evaluate_script(self.client, k, a)) for k, a in calls]
+            pipe = self.client.pipeline(transaction=False)
+            for k, a in calls:
+                pipe.evalsha(self.evaluate_script.sha, len(k), *k, *a)
+            try:
+                return [list(r) for r in pipe.execute()]
+            except rex.NoScriptError:
+                return [list(self.evaluate_script(self.client, k, a)) for k, a in calls]
+
+    def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
+        if not keys:
+            return {}
+        with wrapped_errors("reading counters"):
+            flat = self.counters_script(self.client, keys, ["hsum", *fields])
+        return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def top(self, scratch: str, keys: Sequence[str], limit: int) -> list[tuple[bytes, float]]:
+        if not keys:
+            return []
+        with wrapped_errors("ranking top values"):
+            flat = self.counters_script(
+                self.client, [scratch, *keys], ["top", limit, SCRATCH_TTL_MS]
+            )
+        return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def hget_many(self, pairs: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """HGET of many (key, field) pairs in one round trip (per node on a cluster)."""
+        if not pairs:
+            return []
+        with wrapped_errors("reading counters"):
+            pipe = self.client.pipeline(transaction=False)
+            for key, f in pairs:
+                pipe.hget(key, f)
+            return list(pipe.execute())
+
+    def getrange(self, key: str, start: int, end: int) -> bytes:
+        with wrapped_errors("reading actor ids"):
+            return bytes(self.client.getrange(key, start, end))
+
+    def delete(self, *keys: str) -> None:
+        with wrapped_errors("deleting keys"):
+            for key in keys:
+                self.client.delete(key)
