@@ -1,0 +1,449 @@
+"""Calendar arithmetic for bitstat: period buckets, their labels, and date-range covers.
+
+Everything here is pure and works in naive local wall-clock time of a namespace's IANA zone.
+DST: an hour bucket is a wall-clock hour, so the hour repeated when clocks fall back is ONE
+bucket (holding two real hours), and the hour skipped when they spring forward stays empty.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from bitstat.errors import QueryError
+
+PERIODS: tuple[str, ...] = ("hour", "day", "week", "month", "year")
+
+_RANK = {p: i for i, p in enumerate(PERIODS)}
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu"})
+_UTC_KEYS |= {"Etc/Zulu", "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0"}
+
+_LABEL_RE = re.compile(
+    r"(?P<y>[0-9]{4})(?:-W(?P<w>[0-9]{2})|-(?P<m>[0-9]{2})(?:-(?P<d>[0-9]{2})(?:T(?P<h>[0-9]{2}))?)?)?"
+)
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class Bucket:
+    """One bucket of a period: the half-open wall-clock interval [start, end)."""
+
+    period: str
+    start: datetime
+    end: datetime
+
+    @property
+    def label(self) -> str:
+        """Its name in keys: "2026-11-22T13", "2026-11-22", "2026-W47", "2026-11", "2026"."""
+        s = self.start
+        if self.period == "week":
+            iso = s.isocalendar()
+            return f"{iso.year:04d}-W{iso.week:02d}"
+        if self.period == "hour":
+            return f"{s.year:04d}-{s.month:02d}-{s.day:02d}T{s.hour:02d}"
+        if self.period == "day":
+            return f"{s.year:04d}-{s.month:02d}-{s.day:02d}"
+        if self.period == "month":
+            return f"{s.year:04d}-{s.month:02d}"
+        return f"{s.year:04d}"
+
+    def next(self) -> Bucket:
+        """The bucket of the same period that starts where this one ends."""
+        return bucket_of(self.period, self.end)
+
+    def prev(self) -> Bucket:
+        """The bucket of the same period that ends where this one starts."""
+        try:
+            before = self.start - timedelta(microseconds=1)
+        except OverflowError:
+            raise QueryError(f"no {self.period} before {self.label}") from None
+        return bucket_of(self.period, before)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Bucket):
+            return NotImplemented
+        return (self.start, _RANK[self.period]) < (other.start, _RANK[other.period])
+
+
+def _check_period(period: str) -> None:
+    if period not in _RANK:
+        raise QueryError(f"unknown period {period!r}; expected one of {', '.join(PERIODS)}")
+
+
+def _check_periods(periods: Iterable[str]) -> frozenset[str]:
+    if isinstance(periods, str):
+        periods = (periods,)
+    chosen = frozenset(periods)
+    for p in chosen:
+        _check_period(p)
+    if not chosen:
+        raise QueryError("no periods given")
+    return chosen
+
+
+def _month_start(year: int, month: int) -> datetime:
+    if month > 12:
+        year, month = year + 1, 1
+    return datetime(year, month, 1)
+
+
+def bucket_of(period: str, wall: datetime) -> Bucket:
+    """The bucket of `period` containing the naive wall-clock time `wall`."""
+    _check_period(period)
+    if wall.tzinfo is not None:
+        raise QueryError(f"expected a naive wall-clock time, got {wall.isoformat()}")
+    try:
+        if period == "hour":
+            start = wall.replace(minute=0, second=0, microsecond=0)
+            return Bucket(period, start, start + _HOUR)
+        day = datetime(wall.year, wall.month, wall.day)
+        if period == "day":
+            return Bucket(period, day, day + timedelta(days=1))
+        if period == "week":
+            start = day - timedelta(days=day.weekday())
+            return Bucket(period, start, start + timedelta(days=7))
+        if period == "month":
+            return Bucket(period, day.replace(day=1), _month_start(day.year, day.month + 1))
+        return Bucket(period, datetime(day.year, 1, 1), datetime(day.year + 1, 1, 1))
+    except (OverflowError, ValueError):
+        raise QueryError(f"the {period} of {wall} is outside the supported dates") from None
+
+
+def parse_label(text: str) -> Bucket:
+    """The bucket named by a label in any of the five formats; QueryError for anything else."""
+    match = _LABEL_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise QueryError(
+            f"not a period label: {text!r}; expected YYYY, YYYY-MM, YYYY-Www, YYYY-MM-DD "
+            "or YYYY-MM-DDTHH"
+        )
+    y, w, m, d, h = (int(g) if g is not None else None for g in match.groups())
+    assert y is not None
+    try:
+        if w is not None:
+            start = datetime.combine(date.fromisocalendar(y, w, 1), datetime.min.time())
+            return bucket_of("week", start)
+        if m is None:
+            return bucket_of("year", datetime(y, 1, 1))
+        if d is None:
+            return bucket_of("month", datetime(y, m, 1))
+        if h is None:
+            return bucket_of("day", datetime(y, m, d))
+        return bucket_of("hour", datetime(y, m, d, h))
+    except QueryError:
+        raise
+    except ValueError as exc:
+        raise QueryError(f"not a valid period label: {text!r} ({exc})") from None
+
+
+def bucket_end_of_label(period: str, label: str) -> datetime:
+    """The exclusive wall-clock end of the bucket `label` of `period`."""
+    bucket = parse_label(label)
+    if bucket.period != period:
+        raise QueryError(f"{label!r} is a {bucket.period} label, not a {period} label")
+    return bucket.end
+
+
+def parse_time(value: Any, tz: ZoneInfo) -> datetime:
+    """Convert a user-given time to naive local wall-clock time in `tz`.
+
+    An aware datetime is converted to `tz`; a naive one is already local wall time. A date means
+    its midnight; an int/float is epoch seconds. A string is ISO-8601 with or without an offset
+    ("2026-11-22", "2026-11-22 13:05", "2026-11-22T13:05:00+01:00", "...Z"), or a period label,
+    which means the start of its bucket.
+    """
+    try:
+        if isinstance(value, datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                return value.replace(tzinfo=None)
+            return value.astimezone(tz).replace(tzinfo=None)
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day)
+        if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool | np.bool_
+        ):
+            if not math.isfinite(value):
+                raise QueryError(f"not a finite epoch time: {value!r}")
+            seconds = int(value) if isinstance(value, int | np.integer) else float(value)
+            return (_UTC_EPOCH + timedelta(seconds=seconds)).astimezone(tz).replace(tzinfo=None)
+        if isinstance(value, str):
+            text = value.strip()
+            if _LABEL_RE.fullmatch(text):
+                return parse_label(text).start
+            return parse_time(datetime.fromisoformat(text), tz)
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, QueryError):
+            raise
+        raise QueryError(f"cannot read {value!r} as a time: {exc}") from None
+    raise QueryError(
+        f"cannot read {value!r} as a time: expected a datetime, date, epoch seconds or ISO string"
+    )
+
+
+def _endpoint(value: Any, tz: ZoneInfo, fine: str) -> Bucket:
+    """The bucket a range endpoint stands for; exact instants get `fine` resolution."""
+    if isinstance(value, Bucket):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if _LABEL_RE.fullmatch(text):
+            bucket = parse_label(text)
+            if bucket.period != "hour":
+                return bucket
+            # An hour label reads like an ISO time, so it follows the rule for datetimes.
+            return bucket_of(fine, bucket.start)
+        try:
+            return bucket_of("day", datetime.combine(date.fromisoformat(text), datetime.min.time()))
+        except ValueError:
+            pass
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        return bucket_of("day", datetime(value.year, value.month, value.day))
+    return bucket_of(fine, parse_time(value, tz))
+
+
+def resolve_range(
+    start: Any, end: Any, tz: ZoneInfo, periods: Iterable[str]
+) -> tuple[datetime, datetime]:
+    """The half-open wall-clock interval [lo, hi) a user means by `start` .. `end` (inclusive).
+
+    Each endpoint is a date, datetime, ISO string, epoch number or period label. A label or date
+    stands for its whole bucket: a start begins at the bucket's start, an end finishes at its end,
+    so ("2026-11-01", "2026-11-30") is all of November. `end=None` means the whole bucket of
+    `start` alone. An exact time (datetime, epoch, ISO time, hour label) has hour resolution when
+    "hour" is in `periods`: a start is floored to its hour and an end includes its whole hour.
+    Without "hour" in `periods`, exact times are taken at day resolution: their whole day counts.
+    """
+    fine = "hour" if "hour" in _check_periods(periods) else "day"
+    first = _endpoint(start, tz, fine)
+    if end is None:
+        return first.start, first.end
+    last = _endpoint(end, tz, fine)
+    if first.start >= last.end:
+        raise QueryError(f"the range ends ({end!r}) before it starts ({start!r})")
+    return first.start, last.end
+
+
+def _hours(lo: datetime, hi: datetime) -> list[Bucket]:
+    out = []
+    while lo < hi:
+        out.append(Bucket("hour", lo, lo + _HOUR))
+        lo += _HOUR
+    return out
+
+
+def _coarse_edges(d0: int, d1: int, chosen: frozenset[str]) -> dict[int, list[tuple[int, str]]]:
+    """Buckets of week/month/year inside day ordinals [d0, d1], as start -> [(end, period)]."""
+    edges: dict[int, list[tuple[int, str]]] = {}
+    first = date.fromordinal(d0)
+    if "year" in chosen:
+        for y in range(first.year + (first.timetuple().tm_yday > 1), date.fromordinal(d1).year):
+            s, e = date(y, 1, 1).toordinal(), date(y + 1, 1, 1).toordinal()
+            edges.setdefault(s, []).append((e, "year"))
+    if "month" in chosen:
+        y, m = first.year, first.month
+        s = date(y, m, 1).toordinal()
+        while s < d1:
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+            e = date(y, m, 1).toordinal()
+            if s >= d0 and e <= d1:
+                edges.setdefault(s, []).append((e, "month"))
+            s = e
+    if "week" in chosen:
+        # Ordinal 1 (0001-01-01) is a Monday.
+        for s in range(d0 + (-(d0 - 1)) % 7, d1 - 6, 7):
+            edges.setdefault(s, []).append((s + 7, "week"))
+    return edges
+
+
+def _cover_days(d0: int, d1: int, chosen: frozenset[str]) -> list[Bucket] | None:
+    """Fewest buckets tiling the whole days [d0, d1) (ordinals), or None if impossible.
+
+    A shortest path over the dates where a week/month/year can start or end: between two
+    neighbouring such dates only days (or 24 hours each) fit, so runs of days are single edges.
+    """
+    per_day = 1 if "day" in chosen else 24 if "hour" in chosen else 0
+    edges = _coarse_edges(d0, d1, chosen)
+    nodes = sorted({d0, d1}.union(edges, *([e for e, _ in es] for es in edges.values())))
+    index = {n: i for i, n in enumerate(nodes)}
+    inf = math.inf
+    cost: list[float] = [inf] * len(nodes)
+    back: list[tuple[int, str]] = [(0, "")] * len(nodes)
+    cost[0] = 0
+    for i, here in enumerate(nodes):
+        c = cost[i]
+        if c == inf:
+            continue
+        for end, period in edges.get(here, ()):
+            j = index[end]
+            if c + 1 < cost[j]:
+                cost[j], back[j] = c + 1, (i, period)
+        if per_day and i + 1 < len(nodes):
+            run = c + per_day * (nodes[i + 1] - here)
+            if run < cost[i + 1]:
+                cost[i + 1], back[i + 1] = run, (i, "day")
+    if cost[-1] == inf:
+        return None
+    out: list[Bucket] = []
+    j = len(nodes) - 1
+    while j:
+        i, period = back[j]
+        start = datetime.fromordinal(nodes[i])
+        stop = datetime.fromordinal(nodes[j])
+        if period != "day":
+            out.append(Bucket(period, start, stop))
+        elif per_day == 24:
+            out.extend(reversed(_hours(start, stop)))
+        else:
+            out.extend(
+                Bucket("day", stop - timedelta(days=k + 1), stop - timedelta(days=k))
+                for k in range(nodes[j] - nodes[i])
+            )
+        j = i
+    out.reverse()
+    return out
+
+
+def cover(lo: datetime, hi: datetime, periods: Iterable[str]) -> list[Bucket]:
+    """The fewest buckets of `periods` that tile [lo, hi) exactly, in time order.
+
+    Weeks cross months and years, so largest-first is not optimal; the middle whole days are
+    solved as a shortest path, the partial days at either edge can only be hours.
+    Raises QueryError naming the missing period if the range cannot be tiled.
+    """
+    chosen = _check_periods(periods)
+    for t in (lo, hi):
+        if t.tzinfo is not None:
+            raise QueryError(f"expected a naive wall-clock time, got {t.isoformat()}")
+        if t.minute or t.second or t.microsecond:
+            raise QueryError(f"{t.isoformat()} is not on a whole hour; no bucket can start there")
+    if lo >= hi:
+        if lo == hi:
+            return []
+        raise QueryError(f"the range ends ({hi.isoformat()}) before it starts ({lo.isoformat()})")
+    day_lo = lo if lo.hour == 0 else datetime(lo.year, lo.month, lo.day) + timedelta(days=1)
+    day_hi = datetime(hi.year, hi.month, hi.day)
+    span = f"{lo.isoformat()} .. {hi.isoformat()}"
+    if day_lo >= day_hi or lo < day_lo or day_hi < hi:
+        if "hour" not in chosen:
+            raise QueryError(f"cannot cover {span} with {sorted(chosen)}: 'hour' is needed")
+        if day_lo >= day_hi:
+            return _hours(lo, hi)
+    middle = _cover_days(day_lo.toordinal(), day_hi.toordinal(), chosen)
+    if middle is None:
+        raise QueryError(f"cannot cover {span} with {sorted(chosen)}: 'day' is needed")
+    return _hours(lo, day_lo) + middle + _hours(day_hi, hi)
+
+
+def buckets_between(period: str, lo: datetime, hi: datetime) -> list[Bucket]:
+    """Every bucket of `period` overlapping [lo, hi), in time order."""
+    out: list[Bucket] = []
+    if lo >= hi:
+        return out
+    bucket = bucket_of(period, lo)
+    while bucket.start < hi:
+        out.append(bucket)
+        bucket = bucket.next()
+    return out
+
+
+def wall_epoch(wall: datetime) -> int:
+    """Seconds from 1970-01-01T00:00 to the naive wall-clock time `wall`, by naive arithmetic."""
+    return (wall.replace(tzinfo=None) - _EPOCH) // timedelta(seconds=1)
+
+
+def _offset(tz: ZoneInfo, t: int) -> int:
+    offset = (_UTC_EPOCH + timedelta(seconds=t)).astimezone(tz).utcoffset()
+    assert offset is not None
+    return offset // timedelta(seconds=1)
+
+
+def _changes(tz: ZoneInfo, a: int, oa: int, b: int, ob: int, out: list[tuple[int, int]]) -> None:
+    """Append (instant, new offset) for every offset change in (a, b], by bisection."""
+    if oa == ob:
+        return
+    if b - a == 1:
+        out.append((b, ob))
+        return
+    mid = (a + b) // 2
+    om = _offset(tz, mid)
+    _changes(tz, a, oa, mid, om, out)
+    _changes(tz, mid, om, b, ob, out)
+
+
+def wall_seconds(utc_epoch: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:
+    """Local wall-clock seconds since 1970-01-01T00:00 (naive) for int64 UTC epoch seconds.
+
+    zoneinfo is asked only at the edges of each distinct UTC day in the batch, and changes inside
+    a day are found by bisection to the second, so historic odd offsets come out exact too.
+    """
+    t = np.asarray(utc_epoch, dtype=np.int64)
+    if tz.key in _UTC_KEYS or t.size == 0:
+        return t.copy()
+    days = t // 86400
+    first, last = int(days.min()), int(days.max())
+    try:
+        if last - first <= 4 * t.size + 64:
+            present = np.flatnonzero(np.bincount(days - first)) + first
+        else:
+            present = np.unique(days)
+        # The briefest offset excursion in tzdata lasts about four days (a week since 1970), so
+        # equal offsets at both ends of a day mean no change within it.
+        points: list[tuple[int, int]] = []
+        b = ob = None
+        for d in present.tolist():
+            a = d * 86400
+            oa = ob if a == b and ob is not None else _offset(tz, a)
+            b = a + 86400
+            ob = _offset(tz, b)
+            points.append((a, oa))
+            _changes(tz, a, oa, b, ob, points)
+    except (OverflowError, ValueError):
+        raise QueryError("epoch seconds outside the supported dates (years 1 to 9999)") from None
+    if all(o == points[0][1] for _, o in points):
+        return t + points[0][1]
+    starts = np.fromiter((s for s, _ in points), dtype=np.int64, count=len(points))
+    offsets = np.fromiter((o for _, o in points), dtype=np.int64, count=len(points))
+    return t + offsets[np.searchsorted(starts, t, side="right") - 1]
+
+
+@functools.lru_cache(maxsize=65536)
+def _labels_of_day(day_number: int) -> tuple[str, str, str, str]:
+    d = date.fromordinal(_EPOCH_ORDINAL + day_number)
+    iso = d.isocalendar()
+    return (
+        f"{d.year:04d}-{d.month:02d}-{d.day:02d}",
+        f"{iso.year:04d}-W{iso.week:02d}",
+        f"{d.year:04d}-{d.month:02d}",
+        f"{d.year:04d}",
+    )
+
+
+def labels_for_day(day_number: int | np.integer[Any]) -> dict[str, str]:
+    """Labels of the day, week, month and year containing wall day `day_number` (since 1970)."""
+    day, week, month, year = _labels_of_day(int(day_number))
+    return {"day": day, "week": week, "month": month, "year": year}
+
+
+@functools.lru_cache(maxsize=65536)
+def hour_label(wall_hour_number: int | np.integer[Any]) -> str:
+    """The label of wall-clock hour `wall_hour_number`, counted in hours since 1970-01-01T00."""
+    day, hour = divmod(int(wall_hour_number), 24)
+    return f"{_labels_of_day(day)[0]}T{hour:02d}"
+
+
+def day_labels(days: npt.NDArray[np.int64]) -> dict[int, dict[str, str]]:
+    """For each distinct wall day number in `days`, its labels as given by labels_for_day."""
+    return {d: labels_for_day(d) for d in np.unique(np.asarray(days, dtype=np.int64)).tolist()}
