@@ -133,6 +133,8 @@ def test_parse_label_rejects_non_strings_and_bad_periods() -> None:
         parse_label(2026)  # type: ignore[arg-type]
     with pytest.raises(QueryError, match="unknown period 'minute'"):
         bucket_of("minute", datetime(2026, 1, 1))
+    with pytest.raises(QueryError, match="unknown period"):
+        Bucket("minute", datetime(2026, 1, 1), datetime(2026, 1, 1, 0, 1))
     with pytest.raises(QueryError, match="naive"):
         bucket_of("day", datetime(2026, 1, 1, tzinfo=UTC))
     with pytest.raises(QueryError, match="month label"):
@@ -496,7 +498,7 @@ def test_wall_seconds_every_zone_and_odd_historic_offsets() -> None:
     rng = np.random.default_rng(11)
     for key in sorted(zoneinfo.available_timezones()):
         tz = ZoneInfo(key)
-        t = rng.integers(-2_500_000_000, 3_000_000_000, 40, dtype=np.int64)
+        t = rng.integers(-2_500_000_000, 3_000_000_000, 16, dtype=np.int64)
         assert np.array_equal(wall_seconds(t, tz), _reference(t, tz)), key
     # Amsterdam was +00:19:32 until 1937; Monrovia moved from -00:44:30 to 0 in 1972.
     for tz, moment in [(AMS, -1_000_000_000), (ZoneInfo("Africa/Monrovia"), 63_593_070)]:

@@ -28,8 +28,10 @@ _EPOCH = datetime(1970, 1, 1)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
-_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu"})
-_UTC_KEYS |= {"Etc/Zulu", "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0"}
+_UTC_KEYS = frozenset(
+    {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"}
+    | {"GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0", "Etc/Greenwich"}
+)
 
 _LABEL_RE = re.compile(
     r"(?P<y>[0-9]{4})(?:-W(?P<w>[0-9]{2})|-(?P<m>[0-9]{2})(?:-(?P<d>[0-9]{2})(?:T(?P<h>[0-9]{2}))?)?)?"
@@ -44,6 +46,9 @@ class Bucket:
     period: str
     start: datetime
     end: datetime
+
+    def __post_init__(self) -> None:
+        _check_period(self.period)
 
     @property
     def label(self) -> str:
@@ -390,7 +395,7 @@ def wall_seconds(utc_epoch: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[
     a day are found by bisection to the second, so historic odd offsets come out exact too.
     """
     t = np.asarray(utc_epoch, dtype=np.int64)
-    if tz.key in _UTC_KEYS or t.size == 0:
+    if getattr(tz, "key", None) in _UTC_KEYS or t.size == 0:
         return t.copy()
     days = t // 86400
     first, last = int(days.min()), int(days.max())
