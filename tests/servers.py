@@ -134,10 +134,10 @@ class Cluster:
         for i, node in enumerate(nodes):
             node.execute_command("CLUSTER SET-CONFIG-EPOCH", i + 1)
             node.execute_command("CLUSTER ADDSLOTSRANGE", bounds[i], bounds[i + 1] - 1)
-        for peer in nodes[1:]:
-            peer_bus = int(peer.config_get("cluster-port")["cluster-port"])
-            peer_port = peer.connection_pool.connection_kwargs["port"]
-            nodes[0].execute_command("CLUSTER MEET", "127.0.0.1", peer_port, peer_bus)
+        buses = [int(node.config_get("cluster-port")["cluster-port"]) for node in nodes]
+        for i, node in enumerate(nodes):  # a full mesh of MEETs saves rounds of gossip
+            for port, bus in list(zip(self.ports, buses, strict=True))[i + 1 :]:
+                node.execute_command("CLUSTER MEET", "127.0.0.1", port, bus)
         deadline = time.monotonic() + timeout
         try:
             while not self._agreed(nodes):

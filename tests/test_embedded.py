@@ -213,3 +213,35 @@ def test_find_server_binary_falls_back_to_path(
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     assert embedded.find_server_binary() == str(fake)
+
+
+def test_a_stranger_on_the_old_port_is_not_reused(tmp_path: Path) -> None:
+    data_dir = tmp_path / ("d" * 110)
+    url = embedded.ensure_server(data_dir)
+    old = embedded.status(data_dir)
+    assert old is not None
+    os.kill(old.pid, signal.SIGKILL)
+    while embedded.status(data_dir) is not None:
+        time.sleep(0.01)
+    port = url.rsplit(":", 1)[1]
+    stranger = subprocess.Popen(
+        [embedded.find_server_binary(), "--port", port, "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis.from_url(url)
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.01)
+        assert embedded.status(data_dir) is None
+        assert embedded.ensure_server(data_dir) != url
+        assert embedded.stop(data_dir) is True
+        assert client.ping()  # the stranger is untouched
+        client.close()
+    finally:
+        embedded.stop(data_dir)
+        stranger.terminate()
+        stranger.wait()

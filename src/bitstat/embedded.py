@@ -27,15 +27,6 @@ import redis
 
 from bitstat.errors import ConnectionError
 
-__all__ = [
-    "ServerStatus",
-    "default_data_dir",
-    "ensure_server",
-    "find_server_binary",
-    "status",
-    "stop",
-]
-
 APPENDFSYNC_MODES = ("always", "everysec", "no")
 # sun_path is 108 bytes on Linux and 104 on macOS; stay clearly below both.
 MAX_SOCKET_PATH = 100
@@ -51,6 +42,10 @@ class ServerStatus:
     data_dir: Path
     version: str
     used_memory: int
+
+
+class _StartFailed(ConnectionError):
+    """The server did not start, or died while starting: nothing runs."""
 
 
 class _Paths(NamedTuple):
@@ -111,14 +106,14 @@ def ensure_server(
         raise ConnectionError(f"cannot create the data dir {paths.root}: {exc}") from exc
     deadline = time.monotonic() + timeout
     with _locked(paths, deadline):
-        url = _read_url(paths)
-        if url is not None and _ping(url):
+        url = _read(paths.url)
+        if url is not None and _answers(url, paths):
             return url
         pid = _read_pid(paths)
         if url is not None and pid is not None and _is_server(pid):
-            _wait_ready(url, paths, deadline)  # still loading its append-only file
+            _wait_ready(url, paths, deadline)  # starting, or loading its append-only file
             return url
-        _remove(paths.url, paths.pid, paths.sock)
+        _remove(paths.pid, paths.sock)
         return _start(paths, appendfsync, deadline)
 
 
@@ -129,37 +124,35 @@ def stop(data_dir: Path | str | None = None, *, timeout: float = 30.0) -> bool:
         return False
     deadline = time.monotonic() + timeout
     with _locked(paths, deadline):
-        url, pid = _read_url(paths), _read_pid(paths)
-        running = pid is not None and _is_server(pid)
-        if url is not None and _ping(url):
+        url, pid = _read(paths.url), _read_pid(paths)
+        if url is not None and _answers(url, paths):
             client = redis.Redis.from_url(url, socket_timeout=timeout)
             try:
-                pid = int(_info(client, "server")["process_id"])
                 client.shutdown()
-                running = True
             except (redis.RedisError, OSError) as exc:
                 raise ConnectionError(f"SHUTDOWN failed for the server in {paths.root}") from exc
             finally:
                 client.close()
-        elif running and pid is not None:
+        elif pid is not None and _is_server(pid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)  # same graceful path as SHUTDOWN
-        if running and pid is not None:
-            while _is_server(pid):
-                if time.monotonic() > deadline:
-                    raise ConnectionError(
-                        f"server pid {pid} in {paths.root} did not exit within {timeout}s"
-                        + _log_tail(paths)
-                    )
-                time.sleep(0.02)
+                os.kill(pid, signal.SIGTERM)  # not answering yet: the same graceful path
+        else:
+            pid = None
+        while pid is not None and _is_server(pid):
+            if time.monotonic() > deadline:
+                raise ConnectionError(
+                    f"server pid {pid} in {paths.root} did not exit within {timeout}s"
+                    + _log_tail(paths)
+                )
+            time.sleep(0.02)
         _remove(paths.url, paths.pid, paths.sock)
-        return running
+        return pid is not None
 
 
 def status(data_dir: Path | str | None = None) -> ServerStatus | None:
     """What the server of ``data_dir`` reports, or None when none answers."""
     paths = _paths(data_dir)
-    url = _read_url(paths)
+    url = _read(paths.url)
     if url is None:
         return None
     client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0)
@@ -171,6 +164,8 @@ def status(data_dir: Path | str | None = None) -> ServerStatus | None:
         raise ConnectionError(f"the server in {paths.root} failed to report status") from exc
     finally:
         client.close()
+    if int(server["process_id"]) != _read_pid(paths):
+        return None  # a stranger on the port of a server that died
     version = server.get("valkey_version") or server.get("redis_version", "")
     return ServerStatus(
         url=url,
@@ -215,35 +210,42 @@ def _start(paths: _Paths, appendfsync: str, deadline: float) -> str:
         port = _free_port() if use_tcp else 0
         url = f"redis://127.0.0.1:{port}" if use_tcp else "unix://" + quote(str(paths.sock))
         paths.conf.write_text(_config(paths, appendfsync, port, use_tcp), encoding="utf-8")
-        _remove(paths.pid)
-        try:
-            launcher = subprocess.run(
-                [binary, str(paths.conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=max(deadline - time.monotonic(), 1.0),
-                start_new_session=True,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ConnectionError(f"cannot run {binary}: {exc}") from exc
-        if launcher.returncode != 0:
-            output = launcher.stdout.decode(errors="replace").strip()
-            raise ConnectionError(
-                f"{binary} refused to start in {paths.root} (exit {launcher.returncode}):\n"
-                f"{output}" + _log_tail(paths)
-            )
-        try:
-            _wait_ready(url, paths, deadline)
-        except ConnectionError:
-            port_taken = "Address already in use" in _log_tail(paths, lines=5)
-            if use_tcp and port_taken and attempt + 1 < _PORT_RETRIES:
-                continue  # another process took the free port between probe and bind
-            raise
+        # Written first, so a start interrupted by ^C is found and waited for, never doubled.
         paths.url.write_text(url + "\n", encoding="utf-8")
-        return url
+        try:
+            _launch(binary, paths, deadline)
+            _wait_ready(url, paths, deadline)
+            return url
+        except _StartFailed:
+            _remove(paths.url, paths.pid)
+            port_taken = "Address already in use" in _log_tail(paths, lines=5)
+            if not (use_tcp and port_taken and attempt + 1 < _PORT_RETRIES):
+                raise
+            # another process took the free port between the probe and the server's bind
     raise AssertionError("unreachable")
+
+
+def _launch(binary: str, paths: _Paths, deadline: float) -> None:
+    """Run the binary, which reads the config, forks the daemon and exits at once."""
+    command = [binary, str(paths.conf)]
+    timeout = max(deadline - time.monotonic(), 1.0)
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _StartFailed(f"cannot run {binary}: {exc}") from exc
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).decode(errors="replace").strip()
+        raise _StartFailed(
+            f"{binary} refused to start in {paths.root} (exit {done.returncode}):\n{output}"
+            + _log_tail(paths)
+        )
 
 
 def _config(paths: _Paths, appendfsync: str, port: int, use_tcp: bool) -> str:
@@ -270,12 +272,10 @@ def _quote_config(value: str) -> str:
 
 
 def _wait_ready(url: str, paths: _Paths, deadline: float) -> None:
-    while not _ping(url):
+    while not _answers(url, paths):
         pid = _read_pid(paths)
         if pid is not None and not _is_server(pid):
-            raise ConnectionError(
-                f"the server in {paths.root} exited during start" + _log_tail(paths)
-            )
+            raise _StartFailed(f"the server in {paths.root} exited during start" + _log_tail(paths))
         if time.monotonic() > deadline:
             raise ConnectionError(
                 f"the server in {paths.root} did not answer PING at {url}" + _log_tail(paths)
@@ -287,10 +287,12 @@ def _info(client: redis.Redis, section: str) -> dict[str, Any]:
     return cast(dict[str, Any], client.info(section))
 
 
-def _ping(url: str) -> bool:
+def _answers(url: str, paths: _Paths) -> bool:
+    """Whether this data dir's server answers at ``url``, not a stranger on a reused port."""
     client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0)
     try:
-        return bool(client.ping())
+        client.ping()
+        return int(_info(client, "server")["process_id"]) == _read_pid(paths)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False  # BusyLoadingError (still loading the AOF) is a ConnectionError too
     finally:
@@ -323,18 +325,16 @@ def _free_port() -> int:
         return port
 
 
-def _read_url(paths: _Paths) -> str | None:
+def _read(file: Path) -> str | None:
     try:
-        return paths.url.read_text(encoding="utf-8").strip() or None
+        return file.read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
 
 
 def _read_pid(paths: _Paths) -> int | None:
-    try:
-        return int(paths.pid.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return None
+    text = _read(paths.pid)
+    return int(text) if text is not None and text.isdigit() else None
 
 
 def _remove(*files: Path) -> None:
