@@ -81,61 +81,6 @@ def sum_number(value: Any, prop: str) -> float | None:
     return number
 
 
-@dataclass
-class Columns:
-    """The accepted events of a batch, column by column (row i is accepted event i)."""
-
-    index: list[int] = field(default_factory=list)  # position in the caller's batch
-    names: list[str] = field(default_factory=list)  # distinct event names; codes index this
-    codes: list[int] = field(default_factory=list)
-    actors: list[Any] = field(default_factory=list)  # int offsets / canonical text / None
-    wall: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    # property rows: (row, rule index, value); rule index points into `rule_specs`
-    props: list[tuple[int, int, Any]] = field(default_factory=list)
-    rule_specs: list[tuple[str, str, str, str | None]] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-
-
-class _RuleTable:
-    """Per event name, the (rule index, kind, prop parts, by parts) a row must extract."""
-
-    def __init__(self, schema: Schema, columns: Columns) -> None:
-        self.schema = schema
-        self.columns = columns
-        self.by_event: dict[str, list[tuple[int, str, tuple[str, ...], tuple[str, ...]]]] = {}
-        self.spec_index: dict[tuple[str, str, str, str | None], int] = {}
-
-    def for_event(self, name: str) -> list[tuple[int, str, tuple[str, ...], tuple[str, ...]]]:
-        found = self.by_event.get(name)
-        if found is None:
-            found = self.by_event[name] = self._build(self.schema.rules_for(name), name)
-        return found
-
-    def _spec(self, spec: tuple[str, str, str, str | None]) -> int:
-        idx = self.spec_index.get(spec)
-        if idx is None:
-            idx = self.spec_index[spec] = len(self.columns.rule_specs)
-            self.columns.rule_specs.append(spec)
-        return idx
-
-    def _build(
-        self, rules: Rules, name: str
-    ) -> list[tuple[int, str, tuple[str, ...], tuple[str, ...]]]:
-        out = []
-        for kind, props in (
-            ("count", rules.count),
-            ("top", rules.top),
-            ("unique", rules.unique),
-            ("segment", rules.segment),
-        ):
-            for prop in props:
-                out.append((self._spec((name, kind, prop, None)), kind, tuple(prop.split("~")), ()))
-        for rule in rules.sum:
-            by = tuple(rule.by.split("~")) if rule.by else ()
-            out.append((self._spec((name, "sum", rule.prop, rule.by)), "sum", (rule.prop,), by))
-        return out
-
-
 def _compound_value(event: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     if len(parts) == 1:
         return value_text(event.get(parts[0]), parts[0])
@@ -172,22 +117,190 @@ def _time_of(value: Any, tz_name: str) -> tuple[int, bool]:
     )
 
 
+Spec = tuple[str, str, str, str | None]  # (event, kind, property, by)
+
+
+@dataclass
+class Columns:
+    """The accepted events of a batch, column by column (row i is accepted event i).
+
+    `values[s]` holds, per row, the value of rule spec `s` (text, or a tuple for compound
+    properties) or None where the row has none; for sums, `amounts[s]` holds the number (NaN
+    where absent) and `values[s]` the label of the `by` property when there is one.
+    """
+
+    index: list[int]
+    names: list[str]
+    codes: np.ndarray
+    actors: np.ndarray | list[Any]  # int mode: int64 offsets, -1 = no actor; map mode: text/None
+    wall: np.ndarray
+    specs: list[Spec]
+    values: dict[int, list[Any]]
+    amounts: dict[int, np.ndarray]
+    rejected: list[tuple[int, str]]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def _rule_specs(schema: Schema, names: Iterable[str]) -> list[Spec]:
+    specs: list[Spec] = []
+    for name in names:
+        rules = schema.rules_for(name)
+        for kind in ("count", "top", "unique", "segment"):
+            specs += [(name, kind, prop, None) for prop in getattr(rules, kind)]
+        specs += [(name, "sum", r.prop, r.by) for r in rules.sum]
+    return specs
+
+
 def parse_batch(events: Iterable[Any], schema: Schema, now: float | None = None) -> Columns:
     """Validate every event; keep the good ones as columns, the bad ones as (index, reason)."""
-    cols = Columns()
-    table = _RuleTable(schema, cols)
+    batch = events if isinstance(events, list) else list(events)
+    now_s = int(now if now is not None else _time.time())
+    fast = _parse_clean(batch, schema, now_s)
+    return fast if fast is not None else _parse_each(batch, schema, now_s)
+
+
+def _wall(raw: np.ndarray, utc: np.ndarray, tz_name: str) -> np.ndarray:
+    if utc.all():
+        return periods.wall_seconds(raw, ZoneInfo(tz_name))
+    wall = raw.copy()
+    if utc.any():
+        wall[utc] = periods.wall_seconds(raw[utc], ZoneInfo(tz_name))
+    return wall
+
+
+_NONE = type(None)
+
+
+def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None:
+    """The whole batch at once, column by column; None when anything is unusual.
+
+    The usual batch (dicts, text names, integer ids, epoch or naive times, plain values) needs
+    no per-event Python beyond a few list comprehensions; anything else takes `_parse_each`,
+    which checks event by event and says what is wrong.
+    """
+    n = len(batch)
+    if n == 0 or set(map(type, batch)) != {dict}:
+        return None
+    names = [e.get("event") for e in batch]
+    distinct = set(names)
+    if any(type(x) is not str or not x for x in distinct):
+        return None
+    ordered = sorted(distinct)
+    code_of = {x: i for i, x in enumerate(ordered)}
+    codes = np.fromiter(map(code_of.__getitem__, names), dtype=np.int64, count=n)
+
+    raw_actors = [e.get(schema.actor) for e in batch]
+    kinds = set(map(type, raw_actors))
+    actors: np.ndarray | list[Any]
+    if schema.ids == "int":
+        if not kinds <= {int, _NONE}:
+            return None
+        if _NONE in kinds:
+            raw_actors = [-1 if a is None else a for a in raw_actors]
+        try:
+            actors = np.array(raw_actors, dtype=np.int64)
+        except OverflowError:
+            return None
+        if actors.size and (actors.max() > schema.max_id or (actors < -1).any()):
+            return None
+        if _NONE not in kinds and actors.size and actors.min() < 0:
+            return None
+    else:
+        if not kinds <= {str, int, _NONE} or "" in raw_actors:
+            return None
+        actors = (
+            [str(a) if type(a) is int else a for a in raw_actors] if int in kinds else raw_actors
+        )
+
+    times = [e.get("time") for e in batch]
+    tkinds = set(map(type, times))
+    if tkinds <= {int, float, _NONE}:
+        if _NONE in tkinds:
+            times = [now_s if t is None else t for t in times]
+        ft = np.array(times, dtype=np.float64)
+        if not np.isfinite(ft).all() or ft.min() < _MIN_EPOCH or ft.max() > _MAX_EPOCH:
+            return None
+        raw = np.floor(ft).astype(np.int64) if float in tkinds else np.array(times, dtype=np.int64)
+        wall = _wall(raw, np.ones(n, dtype=bool), schema.timezone)
+    elif tkinds == {datetime} and {t.tzinfo for t in times} == {None}:
+        raw = np.array(times, dtype="datetime64[s]").astype(np.int64)
+        if raw.min() < _MIN_EPOCH or raw.max() > _MAX_EPOCH:
+            return None
+        wall = raw
+    else:
+        return None
+
+    specs = _rule_specs(schema, ordered)
+    values: dict[int, list[Any]] = {}
+    amounts: dict[int, np.ndarray] = {}
+    columns: dict[str, list[Any]] = {}
+
+    def column(prop: str) -> list[Any] | None:
+        col = columns.get(prop)
+        if col is None:
+            col = [e.get(prop) for e in batch]
+            ck = set(map(type, col))
+            if not ck <= {str, int, float, _NONE}:
+                return None
+            if int in ck or float in ck:
+                col = [v if v is None or type(v) is str else str(v) for v in col]
+            columns[prop] = col
+        return col
+
+    def compound_column(name: str) -> list[Any] | None:
+        parts = [column(p) for p in name.split("~")]
+        if any(p is None for p in parts):
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return [None if None in row else row for row in zip(*parts, strict=True)]  # type: ignore[arg-type]
+
+    for idx, (event, kind, prop, by) in enumerate(specs):
+        if kind == "sum":
+            nums = [e.get(prop) for e in batch]
+            nk = set(map(type, nums))
+            if not nk <= {int, float, _NONE}:
+                return None
+            arr = np.array([math.nan if v is None else v for v in nums], dtype=np.float64)
+            present = ~np.isnan(arr)
+            # a NaN given by the caller must be rejected, not mistaken for an absent value
+            if int(present.sum()) != n - nums.count(None) or not np.isfinite(arr[present]).all():
+                return None
+            if len(ordered) > 1:
+                arr[codes != code_of[event]] = math.nan
+            amounts[idx] = arr
+            if by is not None:
+                labels = compound_column(by)
+                if labels is None:
+                    return None
+                values[idx] = labels
+            continue
+        col = compound_column(prop)
+        if col is None:
+            return None
+        if len(ordered) > 1:
+            mine = code_of[event]
+            col = [v if c == mine else None for v, c in zip(col, codes.tolist(), strict=True)]
+        values[idx] = col
+    return Columns(list(range(n)), ordered, codes, actors, wall, specs, values, amounts, [])
+
+
+def _parse_each(batch: list[Any], schema: Schema, now_s: int) -> Columns:
+    """Event by event, with a precise reason for each rejected one."""
     actor_key = schema.actor
     int_ids = schema.ids == "int"
-    max_id = schema.max_id
     tz_name = schema.timezone
-    now_s = int(now if now is not None else _time.time())
-    codes: dict[str, int] = {}
+    index: list[int] = []
+    names: list[str] = []
+    actors: list[Any] = []
     seconds: list[int] = []
     utc_flags: list[bool] = []
-    props = cols.props
-    rejected = cols.rejected
-    row = 0
-    for i, ev in enumerate(events):
+    found: list[dict[tuple[str, str, str, str | None], Any]] = []
+    rejected: list[tuple[int, str]] = []
+    rule_cache: dict[str, list[Spec]] = {}
+    for i, ev in enumerate(batch):
         try:
             if not isinstance(ev, Mapping):
                 raise InvalidEvent(f"an event must be a mapping, not {type(ev).__name__}")
@@ -203,7 +316,7 @@ def parse_batch(events: Iterable[Any], schema: Schema, now: float | None = None)
             actor = ev.get(actor_key)
             if actor is not None:
                 if int_ids:
-                    actor = _int_actor(actor, actor_key, max_id)
+                    actor = _int_actor(actor, actor_key, schema.max_id)
                 else:
                     try:
                         actor = canonical_id(actor)
@@ -213,57 +326,62 @@ def parse_batch(events: Iterable[Any], schema: Schema, now: float | None = None)
             sec, is_utc = (now_s, True) if t is None else _time_of(t, tz_name)
             if not _MIN_EPOCH <= sec <= _MAX_EPOCH:
                 raise InvalidEvent(f"time {t!r} is outside 1970..9999", field="time")
-            rules = table.for_event(name)
-            pending = []
-            for idx, kind, parts, by in rules:
+            specs = rule_cache.get(name)
+            if specs is None:
+                specs = rule_cache[name] = _rule_specs(schema, [name])
+            row: dict[Spec, Any] = {}
+            for spec in specs:
+                _, kind, prop, by = spec
                 if kind == "sum":
-                    number = sum_number(ev.get(parts[0]), parts[0])
-                    if number is None:
-                        continue
-                    if by:
-                        label = _compound_value(ev, by)
-                        if label is None:
-                            continue
-                        pending.append((row, idx, (number, label)))
-                    else:
-                        pending.append((row, idx, number))
+                    number = sum_number(ev.get(prop), prop)
+                    if number is not None:
+                        label = _compound_value(ev, tuple(by.split("~"))) if by else None
+                        row[spec] = (number, label)
                 else:
-                    value = _compound_value(ev, parts)
+                    value = _compound_value(ev, tuple(prop.split("~")))
                     if value is not None:
-                        pending.append((row, idx, value))
+                        row[spec] = value
         except InvalidEvent as exc:
             rejected.append((i, exc.reason if exc.field is None else f"{exc.field}: {exc.reason}"))
             continue
-        code = codes.get(name)
-        if code is None:
-            code = codes[name] = len(cols.names)
-            cols.names.append(name)
-        cols.index.append(i)
-        cols.codes.append(code)
-        cols.actors.append(actor)
+        index.append(i)
+        names.append(name)
+        actors.append(actor)
         seconds.append(sec)
         utc_flags.append(is_utc)
-        if pending:
-            props.extend(pending)
-        row += 1
-    raw = np.array(seconds, dtype=np.int64)
-    flags = np.array(utc_flags, dtype=bool)
-    if flags.all():
-        cols.wall = periods.wall_seconds(raw, ZoneInfo(tz_name))
-    elif flags.any():
-        cols.wall = raw.copy()
-        cols.wall[flags] = periods.wall_seconds(raw[flags], ZoneInfo(tz_name))
+        found.append(row)
+    ordered = sorted(set(names))
+    code_of = {x: k for k, x in enumerate(ordered)}
+    n = len(index)
+    codes = np.fromiter(map(code_of.__getitem__, names), dtype=np.int64, count=n)
+    wall = _wall(np.array(seconds, dtype=np.int64), np.array(utc_flags, dtype=bool), tz_name)
+    specs = _rule_specs(schema, ordered)
+    values: dict[int, list[Any]] = {}
+    amounts: dict[int, np.ndarray] = {}
+    for idx, spec in enumerate(specs):
+        if spec[1] == "sum":
+            pairs = [row.get(spec) for row in found]
+            amounts[idx] = np.array(
+                [math.nan if p is None else p[0] for p in pairs], dtype=np.float64
+            )
+            if spec[3] is not None:
+                values[idx] = [None if p is None else p[1] for p in pairs]
+        else:
+            values[idx] = [row.get(spec) for row in found]
+    actor_col: np.ndarray | list[Any]
+    if int_ids:
+        actor_col = np.array([-1 if a is None else a for a in actors], dtype=np.int64)
     else:
-        cols.wall = raw
-    return cols
+        actor_col = actors
+    return Columns(index, ordered, codes, actor_col, wall, specs, values, amounts, rejected)
 
 
 def _int_actor(actor: Any, key: str, max_id: int) -> int:
-    if type(actor) is int:
-        value = actor
-    elif (isinstance(actor, str) and actor.isdigit() and actor.isascii()) or (
-        isinstance(actor, int) and not isinstance(actor, bool)
-    ):
+    if isinstance(actor, bool):
+        raise InvalidEvent(f"actor id must be an integer, not a boolean ({actor!r})", field=key)
+    if isinstance(actor, int):
+        value = int(actor)
+    elif isinstance(actor, str) and actor.isdigit() and actor.isascii():
         value = int(actor)
     else:
         raise InvalidEvent(

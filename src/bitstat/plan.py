@@ -7,7 +7,7 @@ bitmap merged with BITOP OR (many bits), whichever moves less work to the server
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,17 +106,18 @@ class _Builder:
         """Set bits: offsets for sparse keys, one OR-merged bitmap per distinct payload otherwise."""
         g = self.group(tag)
         payloads: dict[tuple[int, bytes], list[int]] = {}
+        # keys fed by the very same chunks (a day, its week, month, year) share one payload
+        made: dict[tuple[int, ...], tuple[int, bytes] | np.ndarray] = {}
         for key, chunks in by_key.items():
-            offs = np.unique(np.concatenate(chunks)) if len(chunks) > 1 else np.unique(chunks[0])
             k = g.key(key)
-            first, last = int(offs[0]) >> 3, int(offs[-1]) >> 3
-            span = last - first + 1
-            if len(offs) >= OR_MIN_BITS and len(offs) * OR_BYTES_PER_BIT >= span:
-                flags = np.zeros(span * 8, dtype=bool)
-                flags[offs - first * 8] = True
-                payloads.setdefault((first, np.packbits(flags).tobytes()), []).append(k)
+            ident = tuple(map(id, chunks))
+            encoded = made.get(ident)
+            if encoded is None:
+                encoded = made[ident] = _encode_bits(chunks)
+            if isinstance(encoded, tuple):
+                payloads.setdefault(encoded, []).append(k)
             else:
-                g.args += ["B", k, len(offs), *offs.tolist()]
+                g.args += ["B", k, len(encoded), *encoded.tolist()]
             if key in periods_of:
                 self.expire(g, key, *periods_of[key])
         for (first, payload), targets in payloads.items():
@@ -142,10 +143,22 @@ class _Builder:
             self.expire(g, key, period, label)
 
 
+def _encode_bits(chunks: list[np.ndarray]) -> tuple[int, bytes] | np.ndarray:
+    """(first byte, bitmap bytes) when OR-merging is cheaper, else the distinct offsets."""
+    offs = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    lo, hi = int(offs.min()), int(offs.max())
+    first = lo >> 3
+    span = (hi >> 3) - first + 1
+    if len(offs) >= OR_MIN_BITS and len(offs) * OR_BYTES_PER_BIT >= span:
+        flags = np.zeros(span * 8, dtype=bool)
+        flags[offs - first * 8] = True
+        return first, np.packbits(flags).tobytes()
+    return np.unique(offs)
+
+
 def build_plan(
     cols: Columns,
-    offsets: np.ndarray | None,
-    has_actor: np.ndarray | None,
+    offsets: np.ndarray,
     schema: Schema,
     keys: Keys,
     batch_id: str | None = None,
@@ -153,16 +166,16 @@ def build_plan(
 ) -> WritePlan:
     """The write plan of one checked batch.
 
-    `offsets[i]` is the bit offset of row i's actor where `has_actor[i]`; `single` merges all
-    groups into one call (a single server has no slots to respect).
+    `offsets[i]` is the bit offset of row i's actor, -1 for a row without one; `single` merges
+    all groups into one call (a single server has no slots to respect).
     """
     b = _Builder(keys, schema, batch_id, single)
-    n = len(cols.codes)
+    n = len(cols)
     if n == 0:
         return WritePlan([], 0)
     hourly = "hour" in schema.periods
     chosen = schema.periods
-    codes = np.array(cols.codes, dtype=np.int64)
+    codes = cols.codes
     base = cols.wall // (3600 if hourly else 86400)
     bmin = int(base.min())
     width = int(base.max()) - bmin + 1
@@ -172,54 +185,61 @@ def build_plan(
     def split(c: int) -> tuple[str, int]:
         return names[c // width], c % width + bmin
 
+    def labels(bb: int) -> dict[str, str]:
+        return _labels(bb, hourly)
+
     # totals: one HINCRBY per (event, bucket)
     metrics: dict[tuple[str, str, str], defaultdict[str, float]] = {}
+
+    def metric(event: str, period: str, label: str) -> defaultdict[str, float]:
+        m = metrics.get((event, period, label))
+        if m is None:
+            m = metrics[(event, period, label)] = defaultdict(float)
+        return m
+
     uniq, counts = np.unique(combined, return_counts=True)
     for c, cnt in zip(uniq.tolist(), counts.tolist(), strict=True):
         event, bb = split(c)
         for period in chosen:
-            label = _labels(bb, hourly)[period]
-            m = metrics.setdefault((event, period, label), defaultdict(float))
-            m["n"] += cnt
+            metric(event, period, labels(bb)[period])["n"] += cnt
 
-    # span per event, in day numbers
+    # span per event, in day numbers; event names; shards
     meta = b.group(keys.meta_tag)
     day_of = (base // 24) if hourly else base
-    firsts, lasts = [], []
+    firsts: list[Any] = []
+    lasts: list[Any] = []
     for code, event in enumerate(names):
-        mask = codes == code
-        days = day_of[mask]
+        days = day_of[codes == code] if len(names) > 1 else day_of
         firsts += [event, int(days.min())]
         lasts += [event, int(days.max())]
     meta.args += ["S", meta.key(keys.events), len(names), *names]
     meta.args += ["L", meta.key(keys.span_first), len(names), *firsts]
     meta.args += ["G", meta.key(keys.span_last), len(names), *lasts]
 
-    # actor bitmaps
+    # actor bitmaps: group rows by (event, bucket, shard)
     per_shard: dict[int, dict[str, list[np.ndarray]]] = defaultdict(dict)
     key_period: dict[str, tuple[str, str]] = {}
-    row_shard = row_bit = None
-    if offsets is not None and has_actor is not None and has_actor.any():
-        rows = np.flatnonzero(has_actor)
-        offs = offsets[rows]
-        row_shard = np.zeros(n, dtype=np.int64)
-        row_bit = np.zeros(n, dtype=np.int64)
-        row_shard[rows] = offs >> SHARD_BITS
-        row_bit[rows] = offs & SHARD_MASK
-        gkey = combined[rows]
+    with_actor = offsets >= 0
+    if with_actor.any():
+        rows = np.flatnonzero(with_actor) if not with_actor.all() else None
+        offs = offsets if rows is None else offsets[rows]
+        gkey = combined if rows is None else combined[rows]
         shard_of = offs >> SHARD_BITS
-        order = np.lexsort((shard_of, gkey))
+        if shard_of.min() == shard_of.max():
+            order = np.argsort(gkey, kind="stable")
+        else:
+            order = np.lexsort((shard_of, gkey))
         gk, sh, bits = gkey[order], shard_of[order], (offs & SHARD_MASK)[order]
         cuts = np.flatnonzero((np.diff(gk) != 0) | (np.diff(sh) != 0)) + 1
-        starts = np.concatenate(([0], cuts))
-        ends = np.concatenate((cuts, [len(gk)]))
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        starts = np.concatenate(([0], cuts)).tolist()
+        ends = np.concatenate((cuts, [len(gk)])).tolist()
+        for s, e in zip(starts, ends, strict=True):
             event, bb = split(int(gk[s]))
             shard = int(sh[s])
             chunk = bits[s:e]
             dest = per_shard[shard]
             for period in chosen:
-                label = _labels(bb, hourly)[period]
+                label = labels(bb)[period]
                 key = keys.actors(shard, event, label)
                 dest.setdefault(key, []).append(chunk)
                 key_period[key] = (period, label)
@@ -227,61 +247,58 @@ def build_plan(
         shards = sorted(per_shard)
         meta.args += ["S", meta.key(keys.shards), len(shards), *shards]
 
-    # property rows: counts, top, distinct values, segments, sums
-    specs = cols.rule_specs
-    count_acc: dict[tuple[int, int, Any], int] = defaultdict(int)
-    sum_acc: dict[tuple[int, int, Any], list[float]] = {}
-    seen_values: dict[tuple[int, Any], set[int]] = defaultdict(set)
-    segment_rows: list[tuple[int, Any, int]] = []
+    # property columns: counts, top, distinct values, segments, sums
     base_list = base.tolist()
-    for row, idx, value in cols.props:
-        kind = specs[idx][1]
-        bb = base_list[row]
-        if kind == "count" or kind == "top":
-            count_acc[(idx, bb, value)] += 1
-        elif kind == "sum":
-            label_value = value[1] if isinstance(value, tuple) and specs[idx][3] else None
-            number = value[0] if label_value is not None else value
-            acc = sum_acc.get((idx, bb, label_value))
-            if acc is None:
-                sum_acc[(idx, bb, label_value)] = [number, 1]
-            else:
-                acc[0] += number
-                acc[1] += 1
+    hashes: dict[tuple[str, str, str, str], defaultdict[str, float]] = {}
+    zsets: dict[tuple[str, str, str, str], defaultdict[str, int]] = {}
+    offsets_list: list[int] | None = None
+    segment_bits: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for idx, (event, kind, prop, by) in enumerate(cols.specs):
+        tag = keys.event_tag(event)
+        if kind == "sum":
+            _plan_sums(b, metric, hashes, keys, chosen, hourly, cols, idx, base, base_list)
+        elif kind in ("count", "top"):
+            tally = Counter(
+                (bb, v) for bb, v in zip(base_list, cols.values[idx], strict=True) if v is not None
+            )
+            for (bb, value), cnt in tally.items():
+                member = member_text(value)
+                for period in chosen:
+                    label = labels(bb)[period]
+                    if kind == "count":
+                        hk = (event, period, label, keys.counts(event, label, prop))
+                        hashes.setdefault(hk, defaultdict(float))[member] += cnt
+                    else:
+                        zk = (event, period, label, keys.top(event, label, prop))
+                        zsets.setdefault(zk, defaultdict(int))[member] += cnt
         elif kind == "unique":
-            seen_values[(idx, value)].add(bb)
-        elif row_shard is not None and has_actor is not None and has_actor[row]:
-            segment_rows.append((row, idx, value))
+            seen: dict[Any, set[int]] = defaultdict(set)
+            for bb, v in zip(base_list, cols.values[idx], strict=True):
+                if v is not None:
+                    seen[v].add(bb)
+            if seen:
+                _plan_distinct(b, keys, chosen, hourly, event, prop, seen)
+        else:
+            if offsets_list is None:
+                offsets_list = offsets.tolist()
+            for r, v in enumerate(cols.values[idx]):
+                off = offsets_list[r]
+                if v is None or off < 0:
+                    continue
+                shard = off >> SHARD_BITS
+                seg = (prop, encode_value(v))
+                for period in chosen:
+                    label = labels(base_list[r])[period]
+                    key = keys.actors(shard, event, label, seg)
+                    segment_bits[(shard, key)].append(off & SHARD_MASK)
+                    key_period[key] = (period, label)
+        del tag
 
-    hashes: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(
-        lambda: defaultdict(float)
-    )
-    zsets: dict[tuple[str, str, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for (idx, bb, value), cnt in count_acc.items():
-        event, kind, prop, _ = specs[idx]
-        field_ = member_text(value)
-        for period in chosen:
-            label = _labels(bb, hourly)[period]
-            if kind == "count":
-                hashes[(event, period, label, keys.counts(event, label, prop))][field_] += cnt
-            else:
-                zsets[(event, period, label, keys.top(event, label, prop))][field_] += cnt
-    for (idx, bb, label_value), (total, cnt) in sum_acc.items():
-        event, _, prop, by = specs[idx]
-        for period in chosen:
-            label = _labels(bb, hourly)[period]
-            if by is None:
-                m = metrics.setdefault((event, period, label), defaultdict(float))
-                m[metric_sum_field(prop)] += total
-                m[metric_count_field(prop)] += cnt
-            else:
-                h = hashes[(event, period, label, keys.sums_by(event, label, prop, by))]
-                v = member_text(label_value)
-                h["s:" + v] += total
-                h["k:" + v] += cnt
+    for (shard, key), bit_list in segment_bits.items():
+        per_shard[shard].setdefault(key, []).append(np.array(bit_list, dtype=np.int64))
 
     for (event, period, label), m in metrics.items():
-        ints = [(f, int(v)) for f, v in m.items() if f == "n" or f.startswith("k:")]
+        ints = [(f, int(v)) for f, v in m.items() if not f.startswith("s:")]
         floats = [(f, _float_text(v)) for f, v in m.items() if f.startswith("s:")]
         key = keys.metrics(event, label)
         b.pairs("H", key, ints, period, label, keys.event_tag(event))
@@ -294,46 +311,90 @@ def build_plan(
     for (event, period, label, key), z in zsets.items():
         b.pairs("Z", key, z.items(), period, label, keys.event_tag(event))
 
-    # distinct values: a value's id is stable across buckets, so ranges merge with OR
-    by_spec: dict[int, list[tuple[Any, set[int]]]] = defaultdict(list)
-    for (idx, value), bases in seen_values.items():
-        by_spec[idx].append((value, bases))
-    for idx, values in by_spec.items():
-        event, _, prop, _ = specs[idx]
-        g = b.group(keys.event_tag(event))
-        flat: list[Any] = []
-        for value, bases in values:
-            targets: list[int] = []
-            labels_seen: set[str] = set()
-            for bb in bases:
-                for period in chosen:
-                    label = _labels(bb, hourly)[period]
-                    if label not in labels_seen:
-                        labels_seen.add(label)
-                        key = keys.distinct(event, label, prop)
-                        targets.append(g.key(key))
-                        b.expire(g, key, period, label)
-            flat += [member_text(value), len(targets), *targets]
-        g.args += ["V", g.key(keys.value_ids(event, prop)), g.key(keys.value_next(event, prop))]
-        g.args += [len(values), *flat]
-
-    # segment bitmaps join the shard's bitmaps
-    assert row_shard is not None or not segment_rows
-    for row, idx, value in segment_rows:
-        event, _, prop, _ = specs[idx]
-        shard = int(row_shard[row])  # type: ignore[index]
-        bit = row_bit[row : row + 1]  # type: ignore[index]
-        seg = (prop, encode_value(value))
-        for period in chosen:
-            label = _labels(base_list[row], hourly)[period]
-            key = keys.actors(shard, event, label, seg)
-            per_shard[shard].setdefault(key, []).append(bit)
-            key_period[key] = (period, label)
-
     for shard, by_key in per_shard.items():
         b.bits(keys.shard_tag(shard), by_key, key_period)
 
     return WritePlan(list(b.groups.values()), n)
+
+
+def _plan_sums(
+    b: _Builder,
+    metric: Any,
+    hashes: dict[tuple[str, str, str, str], defaultdict[str, float]],
+    keys: Keys,
+    chosen: tuple[str, ...],
+    hourly: bool,
+    cols: Columns,
+    idx: int,
+    base: np.ndarray,
+    base_list: list[int],
+) -> None:
+    """Running totals (and how many values made them, so averages are exact)."""
+    event, _, prop, by = cols.specs[idx]
+    amounts = cols.amounts[idx]
+    rows = np.flatnonzero(~np.isnan(amounts))
+    if rows.size == 0:
+        return
+    if by is None:
+        buckets, inverse = np.unique(base[rows], return_inverse=True)
+        totals = np.bincount(inverse, weights=amounts[rows])
+        counts = np.bincount(inverse)
+        sf, kf = metric_sum_field(prop), metric_count_field(prop)
+        for bb, total, cnt in zip(buckets.tolist(), totals.tolist(), counts.tolist(), strict=True):
+            for period in chosen:
+                m = metric(event, period, _labels(bb, hourly)[period])
+                m[sf] += total
+                m[kf] += cnt
+        return
+    by_value = cols.values[idx]
+    acc: dict[tuple[int, Any], list[float]] = {}
+    amount_list = amounts.tolist()
+    for r in rows.tolist():
+        label_value = by_value[r]
+        if label_value is None:
+            continue
+        a = acc.get((base_list[r], label_value))
+        if a is None:
+            acc[(base_list[r], label_value)] = [amount_list[r], 1]
+        else:
+            a[0] += amount_list[r]
+            a[1] += 1
+    for (bb, label_value), (total, cnt) in acc.items():
+        member = member_text(label_value)
+        for period in chosen:
+            label = _labels(bb, hourly)[period]
+            hk = (event, period, label, keys.sums_by(event, label, prop, by))
+            h = hashes.setdefault(hk, defaultdict(float))
+            h["s:" + member] += total
+            h["k:" + member] += cnt
+
+
+def _plan_distinct(
+    b: _Builder,
+    keys: Keys,
+    chosen: tuple[str, ...],
+    hourly: bool,
+    event: str,
+    prop: str,
+    seen: dict[Any, set[int]],
+) -> None:
+    """A value's id is stable across buckets, so distinct counts over ranges merge with OR."""
+    g = b.group(keys.event_tag(event))
+    flat: list[Any] = []
+    for value, bases in seen.items():
+        targets: list[int] = []
+        done: set[str] = set()
+        for bb in bases:
+            for period in chosen:
+                label = _labels(bb, hourly)[period]
+                if label not in done:
+                    done.add(label)
+                    key = keys.distinct(event, label, prop)
+                    targets.append(g.key(key))
+                    b.expire(g, key, period, label)
+        flat += [member_text(value), len(targets), *targets]
+    g.args += ["V", g.key(keys.value_ids(event, prop)), g.key(keys.value_next(event, prop))]
+    g.args += [len(seen), *flat]
 
 
 def _float_text(value: float) -> str:

@@ -108,20 +108,18 @@ class Stats:
         if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
             raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
         cols = parse_batch(events, self._schema, now)
-        if not cols.codes:
+        if not len(cols):
             return TrackResult(0, cols.rejected)
-        has_actor = np.array([a is not None for a in cols.actors], dtype=bool)
-        offsets = np.zeros(len(cols.actors), dtype=np.int64)
-        if has_actor.any():
-            present = [a for a in cols.actors if a is not None]
-            if self._schema.ids == "map":
-                offsets[has_actor] = self._offsets(present)
-            else:
-                offsets[has_actor] = np.array(present, dtype=np.int64)
+        if isinstance(cols.actors, np.ndarray):
+            offsets = cols.actors
+        else:
+            offsets = np.full(len(cols), -1, dtype=np.int64)
+            present = [i for i, a in enumerate(cols.actors) if a is not None]
+            if present:
+                offsets[present] = self._offsets([cols.actors[i] for i in present])
         plan = build_plan(
             cols,
             offsets,
-            has_actor,
             self._schema,
             self._keys,
             batch_id=batch_id,
