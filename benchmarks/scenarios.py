@@ -135,7 +135,13 @@ class Bench:
     def check(self, scenario: str, what: str, expected: Any, got: Any) -> bool:
         ok = expected == got
         self.checks.append(
-            {"scenario": scenario, "what": what, "expected": expected, "got": got, "ok": ok}
+            {
+                "scenario": scenario,
+                "what": what,
+                "expected": plain(expected),
+                "got": plain(got),
+                "ok": ok,
+            }
         )
         if not ok:
             self.console.log(
@@ -164,6 +170,14 @@ class Bench:
             if self._bitmapist is not None:
                 self._bitmapist.delete_runtime_bitop_keys()
             self.server.delete_matching(f"trackist_{name}_*", f"trackist_bitop_*trackist_{name}_*")
+
+
+def plain(value: Any) -> Any:
+    """A checked value as JSON can hold it: numbers and text as they are, the rest as repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def attempt(unit: str, fn: Callable[[], Cell], console: Console) -> Cell:
@@ -483,7 +497,7 @@ def scenario_queries(b: Bench) -> None:
                 return len(bm.YearEvents(ev, int(year)))
 
             b.check("2b", "bitmapist year unique", truth_year, q())
-            return ms_cell(latencies_ms(q, runs), "len(YearEvents) (ORs 12 months)")
+            return ms_cell(latencies_ms(q, runs), "len(YearEvents), ORs 12 months")
 
         not_loaded = absent("not measured: the load failed", "ms")
         for key, title, bs, bmq in (
@@ -664,7 +678,7 @@ def scenario_memory(b: Bench) -> None:
         return Cell(
             day_bytes,
             "bytes",
-            label="day bitmap (MEMORY USAGE)",
+            label="day bitmap, MEMORY USAGE",
             note=f"{len(day_keys)} shard key(s), STRLEN {day_strlen:,} B",
             extra={"strlen": day_strlen, "keys": len(day_keys)},
         )
@@ -679,7 +693,7 @@ def scenario_memory(b: Bench) -> None:
             return Cell(
                 computed,
                 "bytes",
-                label="day key (computed)",
+                label="day key, computed",
                 note=f"computed as max id / 8 + 1 for {m:,} random ids < 2^32, not allocated",
             )
         bm = b.bitmapist()
@@ -708,12 +722,13 @@ def scenario_memory(b: Bench) -> None:
             m / seconds,
             "events/s",
             label="own pipeline",
-            note=f"{m:,} ids < 2^32, mark_event via own pipeline (writes day, week, month keys)",
+            note=f"{m:,} ids < 2^32, mark_event via own pipeline; writes day, week and month"
+            " keys, so this includes allocating three ~537 MB strings",
         )
         return Cell(
             usage,
             "bytes",
-            label="day key (MEMORY USAGE)",
+            label="day key, MEMORY USAGE",
             note=f"{m:,} random ids < 2^32 marked for real; STRLEN {strlen:,} B = max id / 8 + 1",
             extra={"strlen": strlen, "ids": m},
         )
