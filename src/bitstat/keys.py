@@ -23,6 +23,7 @@ Layout for namespace `ns` (escaped as N, event E, property P, value V, label L):
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 from collections.abc import Sequence
 
 SHARD_BITS = 20  # 1,048,576 ids per shard: a full shard bitmap is 128 KiB.
@@ -36,6 +37,7 @@ _ESCAPES = {b: f"%{b:02X}" for b in range(256)}
 _ESCAPES.update({b: chr(b) for b in _SAFE})
 
 
+@lru_cache(maxsize=100_000)
 def escape(text: str) -> str:
     """Percent-escape text so it is safe and unambiguous inside a key."""
     if text.isascii() and text.replace(".", "").replace("-", "").replace("_", "").isalnum():

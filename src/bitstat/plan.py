@@ -31,7 +31,7 @@ from .keys import (
 from .schema import Schema
 
 # A bit costs about this many bytes of OR-merged bitmap: below it, offsets are cheaper.
-OR_BYTES_PER_BIT = 48
+OR_BYTES_PER_BIT = 10000
 OR_MIN_BITS = 32
 
 
@@ -117,7 +117,7 @@ class _Builder:
             if isinstance(encoded, tuple):
                 payloads.setdefault(encoded, []).append(k)
             else:
-                g.args += ["B", k, len(encoded), *encoded.tolist()]
+                g.args += ["B", k, encoded.astype("<u4").tobytes()]
             if key in periods_of:
                 self.expire(g, key, *periods_of[key])
         for (first, payload), targets in payloads.items():
@@ -261,16 +261,20 @@ def build_plan(
             tally = Counter(
                 (bb, v) for bb, v in zip(base_list, cols.values[idx], strict=True) if v is not None
             )
+            by_base: dict[int, list[tuple[str, int]]] = defaultdict(list)
             for (bb, value), cnt in tally.items():
-                member = member_text(value)
+                by_base[bb].append((member_text(value), cnt))
+            for bb, items in by_base.items():
                 for period in chosen:
                     label = labels(bb)[period]
                     if kind == "count":
                         hk = (event, period, label, keys.counts(event, label, prop))
-                        hashes.setdefault(hk, defaultdict(float))[member] += cnt
+                        dest: defaultdict[str, Any] = hashes.setdefault(hk, defaultdict(float))
                     else:
                         zk = (event, period, label, keys.top(event, label, prop))
-                        zsets.setdefault(zk, defaultdict(int))[member] += cnt
+                        dest = zsets.setdefault(zk, defaultdict(int))
+                    for member, cnt in items:
+                        dest[member] += cnt
         elif kind == "unique":
             seen: dict[Any, set[int]] = defaultdict(set)
             for bb, v in zip(base_list, cols.values[idx], strict=True):
@@ -359,14 +363,17 @@ def _plan_sums(
         else:
             a[0] += amount_list[r]
             a[1] += 1
+    by_base: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
     for (bb, label_value), (total, cnt) in acc.items():
-        member = member_text(label_value)
+        by_base[bb].append((member_text(label_value), total, int(cnt)))
+    for bb, items in by_base.items():
         for period in chosen:
             label = _labels(bb, hourly)[period]
             hk = (event, period, label, keys.sums_by(event, label, prop, by))
             h = hashes.setdefault(hk, defaultdict(float))
-            h["s:" + member] += total
-            h["k:" + member] += cnt
+            for member, total, cnt in items:
+                h["s:" + member] += total
+                h["k:" + member] += cnt
 
 
 def _plan_distinct(

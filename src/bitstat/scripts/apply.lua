@@ -6,7 +6,7 @@
 -- ARGV[2..] a flat list of ops, each an op code followed by its arguments:
 --   P start payload                 scratch key := client-built bitmap bytes placed at byte `start`
 --   O k                             BITOP OR KEYS[k] with the scratch key
---   B k n off*n                     set n bits of KEYS[k] (BITFIELD, in chunks)
+--   B k offsets                     set the bits at the packed offsets (uint32 LE) of KEYS[k]
 --   H k n (field incr)*n            HINCRBY
 --   F k n (field incr)*n            HINCRBYFLOAT
 --   Z k n (member incr)*n           ZINCRBY
@@ -26,7 +26,7 @@ end
 local scratch = KEYS[2]
 local i = 2
 local n_argv = #ARGV
-local CHUNK = 2000
+local CHUNK = 1900  -- bits per BITFIELD call: 4 arguments each, under Lua's 8000-slot stack
 
 while i <= n_argv do
   local op = ARGV[i]
@@ -39,23 +39,23 @@ while i <= n_argv do
     redis.call('BITOP', 'OR', key, key, scratch)
     i = i + 2
   elseif op == 'B' then
+    -- offsets arrive packed as little-endian uint32s: one argument per key, not one per bit
     local key = KEYS[tonumber(ARGV[i + 1])]
-    local n = tonumber(ARGV[i + 2])
-    local first = i + 3
-    local last = first + n - 1
-    while first <= last do
-      local stop = math.min(first + CHUNK - 1, last)
-      local args = {}
-      for j = first, stop do
-        args[#args + 1] = 'SET'
-        args[#args + 1] = 'u1'
-        args[#args + 1] = ARGV[j]
-        args[#args + 1] = 1
+    local packed = ARGV[i + 2]
+    local count = #packed / 4
+    local done = 0
+    while done < count do
+      local stop = math.min(done + CHUNK, count)
+      local args, pos = {}, done * 4 + 1
+      for j = 1, (stop - done) * 4, 4 do
+        local off
+        off, pos = struct.unpack('<I4', packed, pos)
+        args[j], args[j + 1], args[j + 2], args[j + 3] = 'SET', 'u1', off, 1
       end
       redis.call('BITFIELD', key, unpack(args))
-      first = stop + 1
+      done = stop
     end
-    i = last + 1
+    i = i + 3
   elseif op == 'H' or op == 'F' or op == 'Z' or op == 'L' or op == 'G' then
     local key = KEYS[tonumber(ARGV[i + 1])]
     local n = tonumber(ARGV[i + 2])
