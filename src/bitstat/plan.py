@@ -61,13 +61,14 @@ class WritePlan:
 
 
 @lru_cache(maxsize=65536)
-def _labels(base: int, hourly: bool) -> dict[str, str]:
-    """Labels of every period for one bucket base (an hour or a day number, wall clock)."""
-    day = base // 24 if hourly else base
-    labels = dict(periods.labels_for_day(day))
+def _labels(base: int, chosen: tuple[str, ...]) -> dict[str, str]:
+    """Labels of the chosen periods for one bucket base (an hour number if hours are recorded,
+    else a day number; wall clock)."""
+    hourly = "hour" in chosen
+    every = dict(periods.labels_for_day(base // 24 if hourly else base))
     if hourly:
-        labels["hour"] = periods.hour_label(base)
-    return labels
+        every["hour"] = periods.hour_label(base)
+    return {p: every[p] for p in chosen}
 
 
 @lru_cache(maxsize=4096)
@@ -83,7 +84,7 @@ class _Builder:
         self.batch_id = batch_id
         self.single = single
         self.groups: dict[str, Group] = {}
-        self.expired: set[str] = set()
+        self.expiry: dict[tuple[str, str], int] = {}
 
     def group(self, tag: str) -> Group:
         if self.single:
@@ -96,14 +97,31 @@ class _Builder:
 
     def expire(self, g: Group, key: str, period: str, label: str) -> None:
         ttl = self.schema.expire.get(period)
-        if ttl is not None and key not in self.expired:
-            self.expired.add(key)
-            g.args += ["X", g.key(key), _expire_at(period, label, self.schema.timezone, ttl)]
+        if ttl is not None:
+            self.expiry[(g.tag, key)] = _expire_at(period, label, self.schema.timezone, ttl)
+
+    def finish(self) -> list[Group]:
+        """Expiry last: a ZUNIONSTORE earlier in the batch would drop a TTL set before it."""
+        for (tag, key), at in self.expiry.items():
+            g = self.groups[tag]
+            g.args += ["X", g.key(key), at]
+        return list(self.groups.values())
+
+    def scores(
+        self, tag: str, targets: list[tuple[str, str, str]], items: list[tuple[str, float]]
+    ) -> None:
+        """Add the same member increments to several sorted sets (a bucket's day, week, ...)."""
+        g = self.group(tag)
+        g.args += ["Y", len(targets), *(g.key(key) for key, _, _ in targets), len(items)]
+        for member, incr in items:
+            g.args += [member, incr]
+        for key, period, label in targets:
+            self.expire(g, key, period, label)
 
     def bits(
         self, tag: str, by_key: dict[str, list[np.ndarray]], periods_of: dict[str, tuple[str, str]]
     ) -> None:
-        """Set bits: offsets for sparse keys, one OR-merged bitmap per distinct payload otherwise."""
+        """Set bits: packed offsets for sparse keys, else one OR-merged bitmap per payload."""
         g = self.group(tag)
         payloads: dict[tuple[int, bytes], list[int]] = {}
         # keys fed by the very same chunks (a day, its week, month, year) share one payload
@@ -150,8 +168,13 @@ def _encode_bits(chunks: list[np.ndarray]) -> tuple[int, bytes] | np.ndarray:
     first = lo >> 3
     span = (hi >> 3) - first + 1
     if len(offs) >= OR_MIN_BITS and len(offs) * OR_BYTES_PER_BIT >= span:
+        rel = offs - first * 8
+        if len(offs) < 2048:  # scattering into bytes beats zeroing and packing a bit per byte
+            packed = np.zeros(span, dtype=np.uint8)
+            np.bitwise_or.at(packed, rel >> 3, (0x80 >> (rel & 7)).astype(np.uint8))
+            return first, packed.tobytes()
         flags = np.zeros(span * 8, dtype=bool)
-        flags[offs - first * 8] = True
+        flags[rel] = True
         return first, np.packbits(flags).tobytes()
     return np.unique(offs)
 
@@ -186,7 +209,7 @@ def build_plan(
         return names[c // width], c % width + bmin
 
     def labels(bb: int) -> dict[str, str]:
-        return _labels(bb, hourly)
+        return _labels(bb, chosen)
 
     # totals: one HINCRBY per (event, bucket)
     metrics: dict[tuple[str, str, str], defaultdict[str, float]] = {}
@@ -249,39 +272,29 @@ def build_plan(
 
     # property columns: counts, top, distinct values, segments, sums
     base_list = base.tolist()
-    hashes: dict[tuple[str, str, str, str], defaultdict[str, float]] = {}
-    zsets: dict[tuple[str, str, str, str], defaultdict[str, int]] = {}
     offsets_list: list[int] | None = None
     segment_bits: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for idx, (event, kind, prop, by) in enumerate(cols.specs):
-        tag = keys.event_tag(event)
+    for idx, (event, kind, prop, _) in enumerate(cols.specs):
         if kind == "sum":
-            _plan_sums(b, metric, hashes, keys, chosen, hourly, cols, idx, base, base_list)
+            _plan_sums(b, metric, keys, chosen, cols, idx, base, base_list)
         elif kind in ("count", "top"):
             tally = Counter(
                 (bb, v) for bb, v in zip(base_list, cols.values[idx], strict=True) if v is not None
             )
-            by_base: dict[int, list[tuple[str, int]]] = defaultdict(list)
+            by_base: dict[int, list[tuple[str, float]]] = defaultdict(list)
             for (bb, value), cnt in tally.items():
                 by_base[bb].append((member_text(value), cnt))
+            key_of = keys.counts if kind == "count" else keys.top
             for bb, items in by_base.items():
-                for period in chosen:
-                    label = labels(bb)[period]
-                    if kind == "count":
-                        hk = (event, period, label, keys.counts(event, label, prop))
-                        dest: defaultdict[str, Any] = hashes.setdefault(hk, defaultdict(float))
-                    else:
-                        zk = (event, period, label, keys.top(event, label, prop))
-                        dest = zsets.setdefault(zk, defaultdict(int))
-                    for member, cnt in items:
-                        dest[member] += cnt
+                targets = [(key_of(event, lb, prop), p, lb) for p, lb in labels(bb).items()]
+                b.scores(keys.event_tag(event), targets, items)
         elif kind == "unique":
             seen: dict[Any, set[int]] = defaultdict(set)
             for bb, v in zip(base_list, cols.values[idx], strict=True):
                 if v is not None:
                     seen[v].add(bb)
             if seen:
-                _plan_distinct(b, keys, chosen, hourly, event, prop, seen)
+                _plan_distinct(b, keys, chosen, event, prop, seen)
         else:
             if offsets_list is None:
                 offsets_list = offsets.tolist()
@@ -296,7 +309,6 @@ def build_plan(
                     key = keys.actors(shard, event, label, seg)
                     segment_bits[(shard, key)].append(off & SHARD_MASK)
                     key_period[key] = (period, label)
-        del tag
 
     for (shard, key), bit_list in segment_bits.items():
         per_shard[shard].setdefault(key, []).append(np.array(bit_list, dtype=np.int64))
@@ -307,27 +319,17 @@ def build_plan(
         key = keys.metrics(event, label)
         b.pairs("H", key, ints, period, label, keys.event_tag(event))
         b.pairs("F", key, floats, period, label, keys.event_tag(event))
-    for (event, period, label, key), h in hashes.items():
-        ints = [(f, int(v)) for f, v in h.items() if not f.startswith("s:")]
-        floats = [(f, _float_text(v)) for f, v in h.items() if f.startswith("s:")]
-        b.pairs("H", key, ints, period, label, keys.event_tag(event))
-        b.pairs("F", key, floats, period, label, keys.event_tag(event))
-    for (event, period, label, key), z in zsets.items():
-        b.pairs("Z", key, z.items(), period, label, keys.event_tag(event))
-
     for shard, by_key in per_shard.items():
         b.bits(keys.shard_tag(shard), by_key, key_period)
 
-    return WritePlan(list(b.groups.values()), n)
+    return WritePlan(b.finish(), n)
 
 
 def _plan_sums(
     b: _Builder,
     metric: Any,
-    hashes: dict[tuple[str, str, str, str], defaultdict[str, float]],
     keys: Keys,
     chosen: tuple[str, ...],
-    hourly: bool,
     cols: Columns,
     idx: int,
     base: np.ndarray,
@@ -346,7 +348,7 @@ def _plan_sums(
         sf, kf = metric_sum_field(prop), metric_count_field(prop)
         for bb, total, cnt in zip(buckets.tolist(), totals.tolist(), counts.tolist(), strict=True):
             for period in chosen:
-                m = metric(event, period, _labels(bb, hourly)[period])
+                m = metric(event, period, _labels(bb, chosen)[period])
                 m[sf] += total
                 m[kf] += cnt
         return
@@ -363,24 +365,20 @@ def _plan_sums(
         else:
             a[0] += amount_list[r]
             a[1] += 1
-    by_base: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
+    by_base: dict[int, list[tuple[str, float]]] = defaultdict(list)
     for (bb, label_value), (total, cnt) in acc.items():
-        by_base[bb].append((member_text(label_value), total, int(cnt)))
+        member = member_text(label_value)
+        by_base[bb] += [("s:" + member, total), ("k:" + member, int(cnt))]
     for bb, items in by_base.items():
-        for period in chosen:
-            label = _labels(bb, hourly)[period]
-            hk = (event, period, label, keys.sums_by(event, label, prop, by))
-            h = hashes.setdefault(hk, defaultdict(float))
-            for member, total, cnt in items:
-                h["s:" + member] += total
-                h["k:" + member] += cnt
+        labels = _labels(bb, chosen)
+        targets = [(keys.sums_by(event, lb, prop, by), p, lb) for p, lb in labels.items()]
+        b.scores(keys.event_tag(event), targets, items)
 
 
 def _plan_distinct(
     b: _Builder,
     keys: Keys,
     chosen: tuple[str, ...],
-    hourly: bool,
     event: str,
     prop: str,
     seen: dict[Any, set[int]],
@@ -393,7 +391,7 @@ def _plan_distinct(
         done: set[str] = set()
         for bb in bases:
             for period in chosen:
-                label = _labels(bb, hourly)[period]
+                label = _labels(bb, chosen)[period]
                 if label not in done:
                     done.add(label)
                     key = keys.distinct(event, label, prop)

@@ -303,7 +303,8 @@ class Stats:
         """Events per value of a `count` property: {"NL": 12, ...}; compound keys are tuples."""
         asked, stored = self._prop(event, prop, "count")
         labels = self._cover_labels(start, end)
-        raw = self._store.hsum([self._keys.counts(event, lb, stored) for lb in labels])
+        keys = [self._keys.counts(event, lb, stored) for lb in labels]
+        raw = self._store.zsum(self._scratch(event), keys)
         return {self._value(f, asked, stored): int(v) for f, v in raw.items()}
 
     def sums(
@@ -325,7 +326,8 @@ class Stats:
             raw = self._store.hsum([self._keys.metrics(event, lb) for lb in labels], [f])
             return raw.get(f.encode(), 0.0)
         assert by is not None
-        raw = self._store.hsum([self._keys.sums_by(event, lb, prop, by_stored) for lb in labels])
+        keys = [self._keys.sums_by(event, lb, prop, by_stored) for lb in labels]
+        raw = self._store.zsum(self._scratch(event), keys)
         return {self._value(f[2:], by, by_stored): v for f, v in raw.items() if f[:2] == b"s:"}
 
     def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
@@ -346,10 +348,9 @@ class Stats:
         asked, stored = self._prop(event, prop, "top")
         labels = self._cover_labels(start, end)
         keys = [self._keys.top(event, lb, stored) for lb in labels]
-        scratch = self._keys.temp(self._keys.event_tag(event), secrets.token_hex(6))
         ranked = [
             (self._value(m, asked, stored), int(s))
-            for m, s in self._store.top(scratch, keys, limit)
+            for m, s in self._store.top(self._scratch(event), keys, limit)
         ]
         ranked.sort(key=lambda vc: (-vc[1], vc[0]))
         return ranked[:limit]
@@ -403,6 +404,9 @@ class Stats:
             "listing events", lambda: self._store.client.smembers(self._keys.events)
         )
         return sorted(n.decode("utf-8", "surrogatepass") for n in raw)
+
+    def _scratch(self, event: str) -> str:
+        return self._keys.temp(self._keys.event_tag(event), secrets.token_hex(6))
 
     def _prop(self, event: str, prop: str, kind: str) -> tuple[str, str]:
         _check_name(event)

@@ -159,6 +159,14 @@ class Store:
             flat = self.counters_script(self.client, keys, ["hsum", *fields])
         return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
 
+    def zsum(self, scratch: str, keys: Sequence[str]) -> dict[bytes, float]:
+        """Scores of the union of sorted sets (one slot), added up per member."""
+        if not keys:
+            return {}
+        with wrapped_errors("reading counters"):
+            flat = self.counters_script(self.client, [scratch, *keys], ["zsum"])
+        return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
     def top(self, scratch: str, keys: Sequence[str], limit: int) -> list[tuple[bytes, float]]:
         if not keys:
             return []

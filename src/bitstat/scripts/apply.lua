@@ -9,7 +9,7 @@
 --   B k offsets                     set the bits at the packed offsets (uint32 LE) of KEYS[k]
 --   H k n (field incr)*n            HINCRBY
 --   F k n (field incr)*n            HINCRBYFLOAT
---   Z k n (member incr)*n           ZINCRBY
+--   Y m k*m n (member incr)*n       add the same increments to the scores of m sorted sets
 --   S k n member*n                  SADD
 --   X k unixtime                    EXPIREAT (keys of periods with an expiry)
 --   L k n (field value)*n           keep the lowest number per field (span: first day)
@@ -56,7 +56,42 @@ while i <= n_argv do
       done = stop
     end
     i = i + 3
-  elseif op == 'H' or op == 'F' or op == 'Z' or op == 'L' or op == 'G' then
+  elseif op == 'Y' then
+    -- the same increments go to m sorted sets (a bucket's day, week, month, year): build them
+    -- once as a scratch set and merge it with ZUNIONSTORE (C speed), except into a set much
+    -- bigger than the increments, where ZINCRBY per member avoids rewriting the whole set
+    local m = tonumber(ARGV[i + 1])
+    local n = tonumber(ARGV[i + 2 + m])
+    local first, last = i + 3 + m, i + 2 + m + 2 * n
+    local built = false
+    for t = i + 2, i + 1 + m do
+      local key = KEYS[tonumber(ARGV[t])]
+      if n >= 16 and n * 4 >= redis.call('ZCARD', key) then
+        if not built then
+          redis.call('DEL', scratch)
+          local j = first
+          while j <= last do
+            local args = {}
+            local stop = math.min(j + 2 * CHUNK - 1, last)
+            for u = j, stop, 2 do
+              args[#args + 1] = ARGV[u + 1]
+              args[#args + 1] = ARGV[u]
+            end
+            redis.call('ZADD', scratch, unpack(args))
+            j = stop + 1
+          end
+          built = true
+        end
+        redis.call('ZUNIONSTORE', key, 2, key, scratch)
+      else
+        for u = first, last, 2 do
+          redis.call('ZINCRBY', key, ARGV[u + 1], ARGV[u])
+        end
+      end
+    end
+    redis.call('DEL', scratch)
+    i = last + 1
+  elseif op == 'H' or op == 'F' or op == 'L' or op == 'G' then
     local key = KEYS[tonumber(ARGV[i + 1])]
     local n = tonumber(ARGV[i + 2])
     local j = i + 3
@@ -66,8 +101,6 @@ while i <= n_argv do
         redis.call('HINCRBY', key, f, v)
       elseif op == 'F' then
         redis.call('HINCRBYFLOAT', key, f, v)
-      elseif op == 'Z' then
-        redis.call('ZINCRBY', key, v, f)
       else
         local old = tonumber(redis.call('HGET', key, f))
         local new = tonumber(v)

@@ -1,6 +1,8 @@
 -- counters.lua: add up counter hashes, or rank the members of sorted sets, of one slot.
 -- ARGV[1] 'hsum': KEYS are hashes (missing ones add nothing); ARGV[2..] optional field names
 --         (none: every field). Returns a flat list field, total ('%.17g' text).
+-- ARGV[1] 'zsum': KEYS[1] is a scratch key, KEYS[2..] sorted sets; returns the flat member,
+--         score list of their union with scores added.
 -- ARGV[1] 'top':  KEYS[1] is a scratch key, KEYS[2..] sorted sets; ARGV[2] limit,
 --         ARGV[3] scratch TTL in ms. Ranks members by total score, descending, ties by member
 --         ascending, and returns the first `limit` as a flat list member, score.
@@ -45,6 +47,18 @@ if mode == 'hsum' then
     out[#out + 1] = f
     out[#out + 1] = fmt(totals[f])
   end
+  return out
+elseif mode == 'zsum' then
+  if #KEYS == 2 then
+    return redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+  end
+  local sources = {}
+  for j = 2, #KEYS do
+    sources[#sources + 1] = KEYS[j]
+  end
+  redis.call('ZUNIONSTORE', KEYS[1], #sources, unpack(sources))
+  local out = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  redis.call('DEL', KEYS[1])
   return out
 elseif mode == 'top' then
   local limit = tonumber(ARGV[2])
