@@ -71,7 +71,8 @@ def connect(
     if schema is not None and schema != stored:
         raise SchemaError(
             f"namespace {namespace!r} already has a different schema;"
-            f" call configure() to replace it.\n  stored: {stored.to_json()}\n  given:  {schema.to_json()}"
+            " call configure() to replace it."
+            f"\n  stored: {stored.to_json()}\n  given:  {schema.to_json()}"
         )
     stats._schema = stored
     return stats

@@ -27,7 +27,7 @@ class QueryError(BitstatError, ValueError):
     """A query whose arguments cannot be answered (bad date, unknown segment, ...)."""
 
 
-class ConnectionError(BitstatError):  # noqa: A001 - the name users expect under bitstat.
+class ConnectionError(BitstatError):
     """The server could not be reached or started; the cause is chained."""
 
 

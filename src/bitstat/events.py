@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time as _time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +19,7 @@ import numpy as np
 
 from . import periods
 from .errors import BitstatError, InvalidEvent
-from .schema import Rules, Schema
+from .schema import Schema
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _MIN_EPOCH = 0
@@ -98,10 +98,10 @@ def _time_of(value: Any, tz_name: str) -> tuple[int, bool]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not (isinstance(value, int) or math.isfinite(value)):
             raise InvalidEvent(f"time must be finite, got {value!r}", field="time")
-        return int(math.floor(value)), True
+        return math.floor(value), True
     if isinstance(value, datetime):
         if value.tzinfo is not None and value.utcoffset() is not None:
-            return int(math.floor(value.timestamp())), True
+            return math.floor(value.timestamp()), True
         return int((value - _NAIVE_EPOCH).total_seconds() // 1), False
     if isinstance(value, date):
         return (value.toordinal() - 719163) * 86400, False
@@ -255,7 +255,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
             return None
         if len(parts) == 1:
             return parts[0]
-        return [None if None in row else row for row in zip(*parts, strict=True)]  # type: ignore[arg-type]
+        return [None if None in row else row for row in zip(*parts, strict=True)]
 
     for idx, (event, kind, prop, by) in enumerate(specs):
         if kind == "sum":
@@ -379,9 +379,7 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int) -> Columns:
 def _int_actor(actor: Any, key: str, max_id: int) -> int:
     if isinstance(actor, bool):
         raise InvalidEvent(f"actor id must be an integer, not a boolean ({actor!r})", field=key)
-    if isinstance(actor, int):
-        value = int(actor)
-    elif isinstance(actor, str) and actor.isdigit() and actor.isascii():
+    if isinstance(actor, int) or (isinstance(actor, str) and actor.isdigit() and actor.isascii()):
         value = int(actor)
     else:
         raise InvalidEvent(

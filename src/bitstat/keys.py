@@ -23,8 +23,8 @@ Layout for namespace `ns` (escaped as N, event E, property P, value V, label L):
 from __future__ import annotations
 
 import zlib
-from functools import lru_cache
 from collections.abc import Sequence
+from functools import lru_cache
 
 SHARD_BITS = 20  # 1,048,576 ids per shard: a full shard bitmap is 128 KiB.
 SHARD_SIZE = 1 << SHARD_BITS

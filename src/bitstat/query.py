@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from .keys import Keys
 
@@ -26,7 +25,7 @@ class Op:
     args: tuple[Expr, ...]
 
 
-Expr = Union[Leaf, Op]
+Expr = Leaf | Op
 
 
 def union(items: Sequence[Expr]) -> Expr:
