@@ -31,7 +31,7 @@ from .keys import (
 from .schema import Schema
 
 # A bit costs about this many bytes of OR-merged bitmap: below it, offsets are cheaper.
-OR_BYTES_PER_BIT = 10000
+OR_BYTES_PER_BIT = 300
 OR_MIN_BITS = 32
 
 

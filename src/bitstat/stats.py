@@ -73,6 +73,11 @@ class Stats:
         )
         self._schema = schema
 
+    def drop(self) -> int:
+        """Delete every key of this namespace (found with SCAN, never KEYS); returns how many."""
+        ns = self._keys.ns
+        return self._store.delete_matching(["{" + ns + "}*", "{" + ns + ":*"])
+
     def close(self) -> None:
         self._store.close()
 

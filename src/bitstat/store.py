@@ -190,6 +190,28 @@ class Store:
         with wrapped_errors("reading actor ids"):
             return bytes(self.client.getrange(key, start, end))
 
+    def delete_matching(self, patterns: Sequence[str]) -> int:
+        """Delete the keys matching glob patterns, found with SCAN (on every node of a cluster)."""
+        deleted = 0
+        with wrapped_errors("deleting keys"):
+            for pattern in patterns:
+                batch: list[bytes] = []
+                for key in self.client.scan_iter(match=pattern, count=1000):
+                    batch.append(key)
+                    if len(batch) >= 500:
+                        deleted += self._unlink(batch)
+                        batch = []
+                deleted += self._unlink(batch)
+        return deleted
+
+    def _unlink(self, keys: list[bytes]) -> int:
+        # one key per call on a cluster: the keys of a batch may live in different slots
+        if not keys:
+            return 0
+        if self.cluster:
+            return sum(int(self.client.unlink(k)) for k in keys)
+        return int(self.client.unlink(*keys))
+
     def delete(self, *keys: str) -> None:
         with wrapped_errors("deleting keys"):
             for key in keys:

@@ -36,6 +36,15 @@ while i <= n_argv do
     i = i + 3
   elseif op == 'O' then
     local key = KEYS[tonumber(ARGV[i + 1])]
+    -- BITOP runs word by word only up to the shorter operand and byte by byte after it, so
+    -- first zero-extend the shorter one (writing past its end changes no bit)
+    local key_len = redis.call('STRLEN', key)
+    local scratch_len = redis.call('STRLEN', scratch)
+    if key_len < scratch_len then
+      redis.call('SETRANGE', key, scratch_len - 1, '\0')
+    elseif scratch_len < key_len then
+      redis.call('SETRANGE', scratch, key_len - 1, '\0')
+    end
     redis.call('BITOP', 'OR', key, key, scratch)
     i = i + 2
   elseif op == 'B' then
