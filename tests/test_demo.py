@@ -195,3 +195,18 @@ def test_python_dash_m_bitstat_works(tmp_path: Path) -> None:
     result = run_subprocess(tmp_path, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage: bitstat" in result.stdout and "demo" in result.stdout
+
+
+def test_errors_are_messages_not_tracebacks(data_dir: Path) -> None:
+    runner = CliRunner()
+    refused = runner.invoke(main, ["--url", "redis://127.0.0.1:1", "demo"])
+    assert refused.exit_code == 1
+    assert "Error: connecting to redis://127.0.0.1:1: cannot reach the server" in refused.output
+    assert "Traceback" not in refused.output
+
+    url = embedded.ensure_server(data_dir)
+    bitstat.connect(url, namespace="taken", schema=bitstat.Schema()).close()
+    clash = runner.invoke(main, ["--url", url, "demo", "--namespace", "taken"])
+    assert clash.exit_code == 1
+    assert "already holds data with another schema" in clash.output
+    assert "--namespace" in clash.output

@@ -13,9 +13,9 @@ import math
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -32,8 +32,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     invoice: str
     item: str
     month: str  # YYYY-MM of the naive UK local time
@@ -64,7 +63,7 @@ def lines(rows: list[dict[str, str]]) -> list[Line]:
             invoice=r["InvoiceNo"],
             item=r["StockCode"],
             month=r["InvoiceDate"][:7],
-            customer=int(Decimal(r["CustomerID"])) if r["CustomerID"] else None,
+            customer=int(r["CustomerID"].partition(".")[0]) if r["CustomerID"] else None,
             country=r["Country"],
             amount=(Decimal(r["Quantity"]) * Decimal(r["UnitPrice"])).quantize(
                 CENT, ROUND_HALF_EVEN

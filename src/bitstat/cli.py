@@ -123,7 +123,8 @@ def demo_command(settings: Settings, namespace: str) -> None:
         stats = settings.connect(namespace, schema=demo.SCHEMA, batch_ttl=demo.BATCH_TTL)
     except SchemaError as exc:
         raise click.ClickException(
-            f"{exc}\nNamespace {namespace!r} holds other data; pick another with --namespace."
+            f"namespace {namespace!r} already holds data with another schema;"
+            " pick another namespace with --namespace"
         ) from exc
     with stats:
         demo.run(stats, console, server=settings.server(), started=started)

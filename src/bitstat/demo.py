@@ -364,7 +364,7 @@ def run(
         console=console,
     )
     with progress:
-        task = progress.add_task("Loading", total=len(events))
+        task = progress.add_task("Recording", total=len(events))
         result = load(
             st,
             events,
@@ -381,15 +381,20 @@ def run(
         f" queries {summary.seconds * 1000:.0f} ms, {time.perf_counter() - began:.1f} s in all."
     )
     console.print(f"Redis memory used: {memory_used(st)}")
+    busiest = max(summary.months, key=lambda m: m.customers, default=None)
+    if busiest is not None:
+        console.print("Ask it yourself, in Python:")
+        console.print(
+            f'  bitstat.connect(namespace="{st.namespace}")'
+            f'.unique("purchase", "{busiest.label}")  # {busiest.customers}',
+            soft_wrap=True,
+        )
     return result
 
 
 def _report_load(result: LoadResult, console: Console) -> None:
     if result.recorded == 0 and result.events:
-        console.print(
-            "Sample already loaded: 0 new events (every batch id was seen before,"
-            " so nothing was recorded twice)."
-        )
+        console.print("Sample already loaded: 0 new events (its batch ids were seen before).")
     else:
         before = result.events - result.recorded - len(result.rejected)
         note = f"; {before:,} were already loaded" if before > 0 else ""
