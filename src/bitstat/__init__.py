@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from .actors import ActorQuery, ActorSet
 from .errors import (
@@ -15,8 +14,8 @@ from .errors import (
     SchemaError,
     ServerError,
 )
-from .schema import Schema
-from .stats import Stats, TrackResult
+from .schema import Schema, parse_duration
+from .stats import DEFAULT_BATCH_TTL, Stats, TrackResult
 from .store import Store
 
 __all__ = [
@@ -43,13 +42,15 @@ def connect(
     schema: Schema | None = None,
     data_dir: str | Path | None = None,
     appendfsync: str = "everysec",
-    **options: Any,
+    batch_ttl: int | str = DEFAULT_BATCH_TTL,
 ) -> Stats:
     """Open a namespace: on `url`, on $BITSTAT_URL, or on the embedded server under `data_dir`.
 
     The schema lives in Redis. Passing one stores it when the namespace has none yet; passing one
     that differs from the stored schema raises SchemaError (use `Stats.configure` to change it).
     Without a schema, the stored one is used, or the default `Schema()` for a new namespace.
+    `batch_ttl` is how long a batch id is remembered (seconds, or text like "30d"): a batch sent
+    again within that time records nothing.
     """
     if url is None:
         url = os.environ.get("BITSTAT_URL") or None
@@ -60,7 +61,7 @@ def connect(
     store = Store.from_url(url)
     if not isinstance(namespace, str) or not namespace:
         raise SchemaError(f"namespace must be non-empty text, got {namespace!r}")
-    stats = Stats(store, namespace, schema or Schema(), **options)
+    stats = Stats(store, namespace, schema or Schema(), batch_ttl=parse_duration(batch_ttl))
     key = stats._keys.schema
     stored_text = store.run("reading the schema", lambda: store.client.get(key))
     if stored_text is None:

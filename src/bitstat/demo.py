@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import io
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from importlib import resources
@@ -408,13 +408,8 @@ def _report_load(result: LoadResult, console: Console) -> None:
 
 
 def memory_used(st: Stats) -> str:
-    """`used_memory_human` of the server (summed over the masters of a cluster)."""
-    info: Any = st._store.run("reading INFO memory", lambda: st._store.client.info("memory"))
-    if "used_memory_human" in info:
-        return str(info["used_memory_human"])
-    nodes: Iterable[Mapping[str, Any]] = info.values()  # RedisCluster: one entry per node
-    total = sum(int(n.get("used_memory", 0)) for n in nodes)
-    return f"{total / 2**20:.2f}M"
+    """Memory the server uses (added up over the masters of a cluster)."""
+    return f"{st.server_info()['used_memory'] / 2**20:.2f}M"
 
 
 __all__ = [

@@ -273,7 +273,6 @@ def build_plan(
     # property columns: counts, top, distinct values, segments, sums
     base_list = base.tolist()
     offsets_list: list[int] | None = None
-    segment_bits: dict[tuple[int, str], list[int]] = defaultdict(list)
     for idx, (event, kind, prop, _) in enumerate(cols.specs):
         if kind == "sum":
             _plan_sums(b, metric, keys, chosen, cols, idx, base, base_list)
@@ -298,20 +297,17 @@ def build_plan(
         else:
             if offsets_list is None:
                 offsets_list = offsets.tolist()
-            for r, v in enumerate(cols.values[idx]):
-                off = offsets_list[r]
-                if v is None or off < 0:
-                    continue
-                shard = off >> SHARD_BITS
-                seg = (prop, encode_value(v))
-                for period in chosen:
-                    label = labels(base_list[r])[period]
-                    key = keys.actors(shard, event, label, seg)
-                    segment_bits[(shard, key)].append(off & SHARD_MASK)
-                    key_period[key] = (period, label)
-
-    for (shard, key), bit_list in segment_bits.items():
-        per_shard[shard].setdefault(key, []).append(np.array(bit_list, dtype=np.int64))
+            _plan_segment(
+                keys,
+                event,
+                prop,
+                labels,
+                base_list,
+                offsets_list,
+                cols.values[idx],
+                per_shard,
+                key_period,
+            )
 
     for (event, period, label), m in metrics.items():
         ints = [(f, int(v)) for f, v in m.items() if not f.startswith("s:")]
@@ -323,6 +319,35 @@ def build_plan(
         b.bits(keys.shard_tag(shard), by_key, key_period)
 
     return WritePlan(b.finish(), n)
+
+
+def _plan_segment(
+    keys: Keys,
+    event: str,
+    prop: str,
+    labels: Any,
+    base_list: list[int],
+    offsets_list: list[int],
+    values: list[Any],
+    per_shard: dict[int, dict[str, list[np.ndarray]]],
+    key_period: dict[str, tuple[str, str]],
+) -> None:
+    """Actor bits per segment value: rows grouped by (bucket, value) first, keys named once."""
+    groups: dict[tuple[int, Any], list[int]] = defaultdict(list)
+    for bb, value, off in zip(base_list, values, offsets_list, strict=True):
+        if value is not None and off >= 0:
+            groups[(bb, value)].append(off)
+    for (bb, value), offs in groups.items():
+        arr = np.array(offs, dtype=np.int64)
+        shard_of = arr >> SHARD_BITS
+        seg = (prop, encode_value(value))
+        for shard in np.unique(shard_of).tolist():
+            bits = (arr[shard_of == shard] if len(offs) > 1 else arr) & SHARD_MASK
+            dest = per_shard[shard]
+            for period, label in labels(bb).items():
+                key = keys.actors(shard, event, label, seg)
+                dest.setdefault(key, []).append(bits)
+                key_period[key] = (period, label)
 
 
 def _plan_sums(

@@ -73,6 +73,25 @@ class Stats:
         )
         self._schema = schema
 
+    def server_info(self) -> dict[str, Any]:
+        """The server's version, memory use and mode, for status lines and reports."""
+
+        def read() -> dict[str, Any]:
+            info = self._store.client.info()
+            if self._store.cluster:  # one answer per node: keep the first, add memory up
+                nodes = list(info.values())
+                merged = dict(nodes[0])
+                merged["used_memory"] = sum(int(n.get("used_memory", 0)) for n in nodes)
+                info = merged
+            return {
+                "version": info.get("valkey_version") or info.get("redis_version"),
+                "used_memory": int(info.get("used_memory", 0)),
+                "used_memory_human": info.get("used_memory_human"),
+                "cluster": self._store.cluster,
+            }
+
+        return self._store.run("reading server info", read)
+
     def drop(self) -> int:
         """Delete every key of this namespace (found with SCAN, never KEYS); returns how many."""
         ns = self._keys.ns
