@@ -1,0 +1,567 @@
+"""A plain-Python reference model of bitstat: sets and dicts over the raw events (the oracle).
+
+Written from the public contract alone: periods, labels and ranges are computed here with plain
+`datetime`/`zoneinfo`, never with bitstat's own planning code, so the two can disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+PERIODS = ("hour", "day", "week", "month", "year")
+LABEL = re.compile(r"(\d{4})(?:-W(\d{2})|-(\d{2})(?:-(\d{2})(?:T(\d{2}))?)?)?", re.ASCII)
+EPOCH_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+DEFAULT_MAX_ID = 2**32 - 1
+
+
+class ModelError(ValueError):
+    """The model refuses a query (the library should raise QueryError)."""
+
+
+class Rejected(ValueError):
+    """The model rejects an event (the library should reject it too)."""
+
+
+# time
+
+
+@dataclass(frozen=True)
+class Span:
+    """One bucket: the half-open wall-clock interval [start, end) and its label."""
+
+    period: str
+    start: datetime
+    end: datetime
+
+    @property
+    def label(self) -> str:
+        s = self.start
+        if self.period == "hour":
+            return s.strftime("%Y-%m-%dT%H")
+        if self.period == "day":
+            return s.strftime("%Y-%m-%d")
+        if self.period == "week":
+            y, w, _ = s.isocalendar()
+            return f"{y:04d}-W{w:02d}"
+        if self.period == "month":
+            return s.strftime("%Y-%m")
+        return f"{s.year:04d}"
+
+
+def span_of(period: str, wall: datetime) -> Span:
+    """The bucket of `period` holding the naive wall time `wall`."""
+    midnight = datetime(wall.year, wall.month, wall.day)
+    if period == "hour":
+        start = midnight + timedelta(hours=wall.hour)
+        return Span(period, start, start + timedelta(hours=1))
+    if period == "day":
+        return Span(period, midnight, midnight + timedelta(days=1))
+    if period == "week":
+        start = midnight - timedelta(days=wall.isoweekday() - 1)
+        return Span(period, start, start + timedelta(days=7))
+    if period == "month":
+        start = midnight.replace(day=1)
+        end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1)
+        return Span(period, start, end)
+    if period == "year":
+        return Span(period, datetime(wall.year, 1, 1), datetime(wall.year + 1, 1, 1))
+    raise ModelError(f"unknown period {period!r}")
+
+
+def parse_label(text: str) -> Span | None:
+    m = LABEL.fullmatch(text)
+    if m is None:
+        return None
+    y, w, mo, d, h = m.groups()
+    try:
+        if w is not None:
+            return span_of("week", datetime.fromisocalendar(int(y), int(w), 1))
+        if mo is None:
+            return span_of("year", datetime(int(y), 1, 1))
+        if d is None:
+            return span_of("month", datetime(int(y), int(mo), 1))
+        if h is None:
+            return span_of("day", datetime(int(y), int(mo), int(d)))
+        return span_of("hour", datetime(int(y), int(mo), int(d), int(h)))
+    except ValueError as exc:
+        raise ModelError(f"bad label {text!r}") from exc
+
+
+def wall_time(value: Any, tz: ZoneInfo) -> datetime:
+    """A time as naive local wall-clock time in `tz`."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            return value.replace(tzinfo=None)
+        return value.astimezone(tz).replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError("not finite")
+        whole = math.floor(value)
+        return (EPOCH_MIN + timedelta(seconds=whole)).astimezone(tz).replace(tzinfo=None)
+    if isinstance(value, str):
+        span = parse_label(value.strip())
+        if span is not None:
+            return span.start
+        return wall_time(datetime.fromisoformat(value.strip()), tz)
+    raise ValueError(f"not a time: {value!r}")
+
+
+def endpoint(value: Any, tz: ZoneInfo, fine: str) -> Span:
+    """What a range endpoint stands for: a label or date its bucket, an exact time its `fine`."""
+    if isinstance(value, str):
+        span = parse_label(value.strip())
+        if span is not None:
+            return span if span.period != "hour" else span_of(fine, span.start)
+        try:
+            d = date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        else:
+            return span_of("day", datetime(d.year, d.month, d.day))
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        return span_of("day", datetime(value.year, value.month, value.day))
+    try:
+        return span_of(fine, wall_time(value, tz))
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc
+
+
+# values and ids
+
+
+def compound(name: str) -> tuple[str, ...]:
+    return tuple(sorted(name.split("~")))
+
+
+def norm(name: str) -> str:
+    return "~".join(compound(name))
+
+
+def text_of(value: Any) -> str | None:
+    """A property value as recorded; None when absent; Rejected when not a scalar."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise Rejected(f"not a scalar: {value!r}")
+
+
+def integer_text(text: str) -> bool:
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Rules:
+    count: tuple[str, ...] = ()
+    sum: tuple[tuple[str, str | None], ...] = ()
+    top: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()
+    segment: tuple[str, ...] = ()
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    out: list[str] = []
+    for v in value:
+        if norm(v) not in out:
+            out.append(norm(v))
+    return tuple(out)
+
+
+def _sums(value: Any) -> tuple[tuple[str, str | None], ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    out: list[tuple[str, str | None]] = []
+    for text in value:
+        prop, sep, by = text.partition(" by ")
+        rule = (prop.strip(), norm(by.strip()) if sep else None)
+        if rule not in out:
+            out.append(rule)
+    return tuple(out)
+
+
+def _rules(spec: Mapping[str, Any]) -> Rules:
+    return Rules(
+        _names(spec.get("count")),
+        _sums(spec.get("sum")),
+        _names(spec.get("top")),
+        _names(spec.get("unique")),
+        _names(spec.get("segment")),
+    )
+
+
+@dataclass
+class Record:
+    event: str
+    actor: Any  # canonical: int (ids="int") or text (ids="map"); None without an actor
+    wall: datetime
+    props: dict[str, Any]
+
+
+class Model:
+    """What bitstat should answer, from the raw events; takes the same arguments as Schema."""
+
+    def __init__(
+        self,
+        actor: str = "user",
+        ids: str = "int",
+        timezone: str = "UTC",
+        periods: Iterable[str] = ("day", "week", "month", "year"),
+        count: Any = None,
+        sum: Any = None,
+        top: Any = None,
+        unique: Any = None,
+        segment: Any = None,
+        events: Mapping[str, Mapping[str, Any]] | None = None,
+        max_id: int = DEFAULT_MAX_ID,
+    ) -> None:
+        self.actor = actor
+        self.ids_mode = ids
+        self.tz = ZoneInfo(timezone)
+        self.periods = tuple(p for p in PERIODS if p in set(periods))
+        self.base = _rules(
+            {"count": count, "sum": sum, "top": top, "unique": unique, "segment": segment}
+        )
+        self.overrides = {name: _rules(spec) for name, spec in (events or {}).items()}
+        self.max_id = max_id
+        self.records: list[Record] = []
+        self.batches: set[str] = set()
+
+    def rules(self, event: str) -> Rules:
+        return self.overrides.get(event, self.base)
+
+    # recording
+
+    def _actor(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if self.ids_mode == "int":
+            if isinstance(value, bool):
+                raise Rejected("bool actor")
+            if isinstance(value, int):
+                n = value
+            elif isinstance(value, str) and value.isascii() and value.isdigit():
+                n = int(value)
+            else:
+                raise Rejected(f"actor {value!r}")
+            if not 0 <= n <= self.max_id:
+                raise Rejected(f"actor {n} out of range")
+            return n
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise Rejected(f"actor {value!r}")
+        if value == "":
+            raise Rejected("empty actor")
+        return str(value)
+
+    def _check(self, ev: Any) -> Record:
+        if not isinstance(ev, Mapping):
+            raise Rejected("not a mapping")
+        name = ev.get("event")
+        if not isinstance(name, str) or not name:
+            raise Rejected("event name")
+        actor = self._actor(ev.get(self.actor))
+        if ev.get("time") is None:
+            raise Rejected("the model needs an explicit time")
+        t = ev["time"]
+        if isinstance(t, bool) or not isinstance(t, (datetime, date, str, int, float)):
+            raise Rejected("time type")
+        try:
+            wall = wall_time(t, self.tz)
+        except (ValueError, OverflowError) as exc:
+            raise Rejected(f"time {t!r}") from exc
+        if isinstance(t, (int, float)):
+            early, late = t < 0, t >= 253402300800
+        elif isinstance(t, datetime) and t.utcoffset() is not None:
+            early, late = t < EPOCH_MIN, False
+        else:
+            early, late = wall < datetime(1970, 1, 1), False
+        if early or late:
+            raise Rejected(f"time {t!r} outside 1970..9999")
+        rules = self.rules(name)
+        for prop in (*rules.count, *rules.top, *rules.unique, *rules.segment):
+            for part in compound(prop):
+                text_of(ev.get(part))
+        for prop, by in rules.sum:
+            number = self._number(ev.get(prop))
+            if number is not None and by:
+                for part in compound(by):
+                    text_of(ev.get(part))
+        return Record(name, actor, wall, dict(ev))
+
+    @staticmethod
+    def _number(value: Any) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise Rejected(f"sum {value!r}")
+        try:
+            number = float(value)
+        except (ValueError, OverflowError) as exc:
+            raise Rejected(f"sum {value!r}") from exc
+        if not math.isfinite(number):
+            raise Rejected(f"sum {value!r}")
+        return number
+
+    def track_many(
+        self, events: Iterable[Any], batch_id: str | None = None
+    ) -> tuple[int, list[int]]:
+        """(recorded, rejected indexes), like TrackResult."""
+        checked: list[Record] = []
+        rejected: list[int] = []
+        for i, ev in enumerate(events):
+            try:
+                checked.append(self._check(ev))
+            except Rejected:
+                rejected.append(i)
+        if batch_id is not None:
+            if batch_id in self.batches:
+                return 0, rejected
+            self.batches.add(batch_id)
+        self.records += checked
+        return len(checked), rejected
+
+    def track(self, event: Any) -> None:
+        if self.track_many([event])[1]:
+            raise Rejected(repr(event))
+
+    # ranges
+
+    def range(self, start: Any, end: Any = None) -> tuple[datetime, datetime]:
+        fine = "hour" if "hour" in self.periods else "day"
+        first = endpoint(start, self.tz, fine)
+        if end is None:
+            return first.start, first.end
+        last = endpoint(end, self.tz, fine)
+        if first.start >= last.end:
+            raise ModelError("the range ends before it starts")
+        return first.start, last.end
+
+    def _in(self, event: str, lo: datetime, hi: datetime) -> list[Record]:
+        return [r for r in self.records if r.event == event and lo <= r.wall < hi]
+
+    @staticmethod
+    def _value(r: Record, parts: tuple[str, ...]) -> tuple[str, ...] | None:
+        values = []
+        for part in parts:
+            text = text_of(r.props.get(part))
+            if text is None:
+                return None
+            values.append(text)
+        return tuple(values)
+
+    def _keyed(self, r: Record, asked: str) -> Any:
+        """A record's value of a (compound) property, in the order the caller named the parts."""
+        parts = tuple(asked.split("~"))
+        value = self._value(r, parts)
+        if value is None:
+            return None
+        return value[0] if len(parts) == 1 else value
+
+    def _prop(self, event: str, prop: str, kind: str) -> None:
+        if norm(prop) not in getattr(self.rules(event), kind):
+            raise ModelError(f"no {kind} {prop!r} for {event!r}")
+
+    # actor sets
+
+    def _segment_match(self, event: str, segment: Mapping[str, Any]) -> Any:
+        if not segment:
+            return lambda r: True
+        name = norm("~".join(segment))
+        if name not in self.rules(event).segment:
+            raise ModelError(f"no segment {name!r} for {event!r}")
+        wanted = {p: str(v) for p, v in segment.items()}
+        return lambda r: all(text_of(r.props.get(p)) == v for p, v in wanted.items())
+
+    def actor_set(self, event: str, lo: datetime, hi: datetime, **segment: Any) -> ModelSet:
+        match = self._segment_match(event, segment)
+        return ModelSet(
+            self,
+            frozenset(r.actor for r in self._in(event, lo, hi) if r.actor is not None and match(r)),
+        )
+
+    def actors(self, event: str, **segment: Any) -> ModelQuery:
+        self._segment_match(event, segment)
+        return ModelQuery(self, event, segment)
+
+    def everyone(self) -> frozenset[Any]:
+        return frozenset(r.actor for r in self.records if r.actor is not None)
+
+    def original(self, actor: Any) -> Any:
+        if self.ids_mode == "map" and integer_text(actor):
+            return int(actor)
+        return actor
+
+    def canonical(self, actor: Any) -> Any:
+        """The stored form of an id asked about; None for an id that cannot be stored."""
+        try:
+            return self._actor(actor)
+        except Rejected:
+            return None
+
+    # metrics
+
+    def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
+        return len(self.actor_set(event, *self.range(start, end), **segment).members)
+
+    def total(self, event: str, start: Any, end: Any = None) -> int:
+        return len(self._in(event, *self.range(start, end)))
+
+    def series(
+        self,
+        event: str,
+        start: Any,
+        end: Any = None,
+        *,
+        by: str = "day",
+        metric: str = "unique",
+        **segment: Any,
+    ) -> list[tuple[str, int]]:
+        if by not in self.periods:
+            raise ModelError(f"{by} not recorded")
+        lo, hi = self.range(start, end)
+        out = []
+        span = span_of(by, lo)
+        while span.start < hi:
+            a, b = max(lo, span.start), min(hi, span.end)
+            if metric == "unique":
+                value = len(self.actor_set(event, a, b, **segment).members)
+            else:
+                value = len(self._in(event, a, b))
+            out.append((span.label, value))
+            span = span_of(by, span.end)
+        return out
+
+    def counts(self, event: str, prop: str, start: Any, end: Any = None) -> dict[Any, int]:
+        self._prop(event, prop, "count")
+        found = Counter(self._keyed(r, prop) for r in self._in(event, *self.range(start, end)))
+        found.pop(None, None)
+        return dict(found)
+
+    def _sum_rule(self, event: str, prop: str, by: str | None) -> None:
+        if (prop, norm(by) if by else None) not in self.rules(event).sum:
+            raise ModelError(f"no sum {prop!r} by {by!r} for {event!r}")
+
+    def sums(
+        self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
+    ) -> float | dict[Any, float]:
+        self._sum_rule(event, prop, by)
+        rows = self._in(event, *self.range(start, end))
+        if by is None:
+            return math.fsum(n for r in rows if (n := self._number(r.props.get(prop))) is not None)
+        acc: dict[Any, list[float]] = defaultdict(list)
+        for r in rows:
+            n = self._number(r.props.get(prop))
+            key = self._keyed(r, by)
+            if n is not None and key is not None:
+                acc[key].append(n)
+        return {k: math.fsum(v) for k, v in acc.items()}
+
+    def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
+        self._sum_rule(event, prop, None)
+        rows = self._in(event, *self.range(start, end))
+        numbers = [n for r in rows if (n := self._number(r.props.get(prop))) is not None]
+        return math.fsum(numbers) / len(numbers) if numbers else None
+
+    def top(
+        self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10
+    ) -> list[tuple[Any, int]]:
+        self._prop(event, prop, "top")
+        found = Counter(self._keyed(r, prop) for r in self._in(event, *self.range(start, end)))
+        found.pop(None, None)
+        return sorted(found.items(), key=lambda vc: (-vc[1], vc[0]))[:limit]
+
+    def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
+        self._prop(event, prop, "unique")
+        rows = self._in(event, *self.range(start, end))
+        return len({v for r in rows if (v := self._keyed(r, norm(prop))) is not None})
+
+    def events(self) -> list[str]:
+        return sorted({r.event for r in self.records})
+
+
+class ModelQuery:
+    """`actors(event, **segment)`: pick the time like ActorQuery does."""
+
+    def __init__(self, model: Model, event: str, segment: Mapping[str, Any]) -> None:
+        self.model = model
+        self.event = event
+        self.segment = dict(segment)
+
+    def _span(self, period: str, wall: datetime) -> ModelSet:
+        if period not in self.model.periods:
+            raise ModelError(f"{period} not recorded")
+        span = span_of(period, wall)
+        return self.model.actor_set(self.event, span.start, span.end, **self.segment)
+
+    def hour(self, year: int, month: int, day: int, hour: int) -> ModelSet:
+        return self._span("hour", datetime(year, month, day, hour))
+
+    def day(self, year: int, month: int, day: int) -> ModelSet:
+        return self._span("day", datetime(year, month, day))
+
+    def week(self, year: int, week: int) -> ModelSet:
+        return self._span("week", datetime.fromisocalendar(year, week, 1))
+
+    def month(self, year: int, month: int) -> ModelSet:
+        return self._span("month", datetime(year, month, 1))
+
+    def year(self, year: int) -> ModelSet:
+        return self._span("year", datetime(year, 1, 1))
+
+    def between(self, start: Any, end: Any = None) -> ModelSet:
+        return self.model.actor_set(self.event, *self.model.range(start, end), **self.segment)
+
+
+class ModelSet:
+    """A set of canonical actor ids with the algebra of ActorSet."""
+
+    def __init__(self, model: Model, members: frozenset[Any]) -> None:
+        self.model = model
+        self.members = members
+
+    def __and__(self, other: ModelSet) -> ModelSet:
+        return ModelSet(self.model, self.members & other.members)
+
+    def __or__(self, other: ModelSet) -> ModelSet:
+        return ModelSet(self.model, self.members | other.members)
+
+    def __xor__(self, other: ModelSet) -> ModelSet:
+        return ModelSet(self.model, self.members ^ other.members)
+
+    def __sub__(self, other: ModelSet) -> ModelSet:
+        return ModelSet(self.model, self.members - other.members)
+
+    def __invert__(self) -> ModelSet:
+        return ModelSet(self.model, self.model.everyone() - self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def count(self) -> int:
+        return len(self.members)
+
+    def __contains__(self, actor: object) -> bool:
+        canonical = self.model.canonical(actor)
+        return canonical is not None and canonical in self.members
+
+    def ids(self) -> list[Any]:
+        return [self.model.original(a) for a in self.members]

@@ -1,0 +1,562 @@
+"""Property tests: random event streams go to bitstat on real servers and to the model.
+
+The model (tests/model.py) is the oracle: every answer bitstat gives must be the model's.
+
+Each hypothesis example gets its own namespace (the fixture's name plus a counter) and deletes its
+keys afterwards, so examples never see each other's data and the system Redis is left as found.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bitstat
+import servers
+from model import Model, ModelError, Rejected, span_of
+
+EXAMPLES = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+COUNTER = itertools.count()
+
+SHARD = 2**20
+MAX_ID = 2**32 - 1
+AWKWARD = [
+    "login",
+    "a:b",
+    "{x}",
+    "}{",
+    "p~q",
+    "k=v",
+    "*",
+    "%41",
+    "%",
+    "with space",
+    "new\nline",
+    "nul\x00byte",
+    "ünïcödé",
+    "🎉",
+    "]] redis.call('FLUSHALL') --",
+    "A",
+    "a",
+]
+VALUES = [
+    "NL",
+    "nl",
+    "",
+    ":",
+    "{",
+    "}",
+    "~",
+    "=",
+    "*",
+    "%",
+    "%41",
+    "a b",
+    "line\nbreak",
+    "nul\x00x",
+    "\x00\x01",
+    "\x00\x02",
+    "ünï",
+    "🎉",
+    "]] redis.call('FLUSHALL') --",
+    "x:y{z}~w=v*%",
+    1,
+    "1",
+    1.5,
+    0,
+    -2,
+]
+AMOUNTS = st.one_of(
+    st.integers(-1000, 1000),
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.1, -0.0, 1e-300, 5e-324, 1e15, "12.5", " 3 ", "-0", "1e3", "7"]),
+)
+# Spring forward and fall back in Amsterdam, and two year ends (2026-W01 starts in 2025,
+# 2026-W53 ends in 2027).
+ANCHORS = [
+    datetime(2026, 3, 29, 1, tzinfo=UTC),
+    datetime(2026, 10, 25, 1, tzinfo=UTC),
+    datetime(2026, 1, 1, tzinfo=UTC),
+    datetime(2027, 1, 1, tzinfo=UTC),
+]
+ZONES = ["Europe/Amsterdam", "Europe/Amsterdam", "UTC", "Asia/Kolkata"]
+OVERRIDDEN = "purchase"
+
+
+def base_settings(ids: str, actor: str, tz: str, periods: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "ids": ids,
+        "timezone": tz,
+        "periods": periods,
+        "count": ["country", "platform~country"],
+        "sum": ["amount", "amount by country", "amount by platform~country"],
+        "top": ["item", "country~platform"],
+        "unique": ["ip", "item~country"],
+        "segment": ["country", "platform~country"],
+    }
+
+
+OVERRIDE = {
+    "count": ["item"],
+    "sum": ["amount", "amount by item"],
+    "top": ["item~platform"],
+    "unique": ["country"],
+    "segment": ["item"],
+}
+
+
+@st.composite
+def schema_settings(draw: st.DrawFn, ids: str) -> dict[str, Any]:
+    tz = draw(st.sampled_from(ZONES))
+    extra = draw(st.lists(st.sampled_from(["week", "month", "year"]), unique=True))
+    hourly = draw(st.integers(0, 2)) == 0
+    periods = ("hour",) * hourly + ("day", *extra)
+    out = base_settings(ids, draw(st.sampled_from(["user", "who"])), tz, periods)
+    if draw(st.booleans()):
+        out["events"] = {OVERRIDDEN: OVERRIDE}
+    return out
+
+
+def int_ids() -> st.SearchStrategy[Any]:
+    """Small ids, ids spread over several 2^20 shards (kept near the shard start), the maximum."""
+    return st.one_of(
+        st.integers(0, 40),
+        st.integers(0, 40),
+        st.builds(lambda s, o: s * SHARD + o, st.integers(1, 4095), st.integers(0, 40)),
+        st.sampled_from([SHARD - 1, SHARD, 3 * SHARD + 7, MAX_ID]),
+        st.integers(0, 40).map(str),
+    )
+
+
+def map_ids() -> st.SearchStrategy[Any]:
+    """Ints and their text, huge ints, UUIDs, awkward text: 42 and "42" are one actor."""
+    return st.one_of(
+        st.integers(0, 30),
+        st.integers(0, 30).map(str),
+        st.integers(-(2**70), 2**70),
+        st.uuids().map(str),
+        st.sampled_from(["007", "-0", "-5", "٣", " 1", "+1", "a@b.c", "🎉", "nul\x00"]),
+        st.sampled_from([v for v in AWKWARD if v]),
+        st.text(min_size=1, max_size=4),
+    )
+
+
+def time_forms(instant: datetime, tz: ZoneInfo) -> st.SearchStrategy[Any]:
+    wall = instant.astimezone(tz).replace(tzinfo=None)
+    return st.sampled_from(
+        [
+            instant,
+            instant.astimezone(ZoneInfo("America/New_York")),
+            instant.astimezone(timezone(timedelta(hours=5, minutes=30))),
+            wall,
+            instant.astimezone(timezone(timedelta(hours=-3))).isoformat(),
+            instant.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            wall.isoformat(sep=" "),
+            int(instant.timestamp()),
+            instant.timestamp() + 0.25,
+        ]
+    )
+
+
+@st.composite
+def times(draw: st.DrawFn, tz: ZoneInfo) -> Any:
+    if draw(st.integers(0, 15)) == 0:
+        # Wall times in the skipped and the repeated hour, given naive.
+        return draw(st.sampled_from([datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 2, 30)]))
+    anchor = draw(st.sampled_from(ANCHORS))
+    instant = anchor + timedelta(minutes=draw(st.integers(-3 * 1440, 3 * 1440)))
+    return draw(time_forms(instant, tz))
+
+
+def bad_events(ids: str, actor: str, name: str) -> list[Any]:
+    t = "2026-03-29T12:00:00+00:00"
+    base = {"event": name, "time": t}
+    bad: list[Any] = [
+        {"event": "", "time": t},
+        {"event": 5, "time": t},
+        {"time": t},
+        {**base, "time": "not a time"},
+        {**base, "time": [2026]},
+        {**base, "time": float("nan")},
+        {**base, "time": True},
+        {**base, "amount": "abc"},
+        {**base, "amount": float("inf")},
+        {**base, "amount": [1]},
+        {**base, "amount": True},
+        {**base, "country": ["NL"]},
+        {**base, "ip": {"a": 1}},
+        "not a mapping",
+        None,
+        {**base, actor: 1.5},
+        {**base, actor: True},
+        {**base, actor: [1]},
+    ]
+    if ids == "int":
+        bad += [{**base, actor: -1}, {**base, actor: MAX_ID + 1}, {**base, actor: "abc"}]
+    else:
+        bad += [{**base, actor: ""}, {**base, actor: ("a",)}]
+    return bad
+
+
+@st.composite
+def streams(
+    draw: st.DrawFn, cfg: dict[str, Any], names: list[str], ids: st.SearchStrategy[Any]
+) -> list[Any]:
+    tz = ZoneInfo(cfg["timezone"])
+    actor = cfg["actor"]
+    values = st.sampled_from(VALUES)
+    out: list[Any] = []
+    for _ in range(draw(st.integers(1, 40))):
+        name = draw(st.sampled_from(names))
+        if draw(st.integers(0, 24)) == 0:
+            out.append(draw(st.sampled_from(bad_events(cfg["ids"], actor, name))))
+            continue
+        ev: dict[str, Any] = {"event": name, "time": draw(times(tz))}
+        who = draw(st.one_of(st.none(), ids, ids, ids))
+        if who is not None:
+            ev[actor] = who
+        for prop in ("country", "platform", "item", "ip"):
+            value = draw(st.one_of(st.just("absent"), st.none(), values, values, values))
+            if value != "absent":
+                ev[prop] = value
+        amount = draw(st.one_of(st.just("absent"), st.none(), AMOUNTS, AMOUNTS))
+        if amount != "absent":
+            ev["amount"] = amount
+        out.append(ev)
+    return out
+
+
+@st.composite
+def endpoints(draw: st.DrawFn) -> Any:
+    d = draw(
+        st.one_of(
+            st.builds(
+                lambda a, n: a.date() + timedelta(days=n),
+                st.sampled_from(ANCHORS),
+                st.integers(-4, 4),
+            ),
+            st.dates(date(2025, 12, 1), date(2027, 1, 31)),
+        )
+    )
+    form = draw(st.integers(0, 8))
+    if form == 0:
+        return d.isoformat()
+    if form == 1:
+        y, w, _ = d.isocalendar()
+        return f"{y:04d}-W{w:02d}"
+    if form == 2:
+        return f"{d.year:04d}-{d.month:02d}"
+    if form == 3:
+        return f"{d.year:04d}"
+    if form == 4:
+        return f"{d.isoformat()}T{draw(st.integers(0, 23)):02d}"
+    if form == 5:
+        return d
+    minute = draw(st.integers(0, 24 * 60 - 1))
+    t = datetime(d.year, d.month, d.day) + timedelta(minutes=minute)
+    if form == 6:
+        return t
+    if form == 7:
+        return t.replace(tzinfo=UTC)
+    return t.isoformat()
+
+
+@st.composite
+def ranges(draw: st.DrawFn, model: Model) -> tuple[Any, Any]:
+    """(start, end) the model accepts; end is None for a single label now and then."""
+    start = draw(endpoints())
+    if draw(st.integers(0, 5)) == 0 and isinstance(start, str):
+        return start, None
+    end = draw(endpoints())
+    try:
+        model.range(start, end)
+    except ModelError:
+        start, end = end, start
+    return start, end
+
+
+# comparing
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def assert_same(got: Any, want: Any, what: str) -> None:
+    if isinstance(want, float):
+        assert isinstance(got, float) and close(got, want), f"{what}: got {got!r}, want {want!r}"
+    elif isinstance(want, dict) and any(isinstance(v, float) for v in want.values()):
+        assert set(got) == set(want), f"{what}: got {got!r}, want {want!r}"
+        for k, v in want.items():
+            assert close(got[k], v), f"{what}[{k!r}]: got {got[k]!r}, want {v!r}"
+    else:
+        assert got == want, f"{what}: got {got!r}, want {want!r}"
+
+
+def both(st_: bitstat.Stats, model: Model, method: str, *args: Any, **kwargs: Any) -> None:
+    """Ask bitstat and the model the same question; a query the model refuses is a QueryError."""
+    what = f"{method}{args!r} {kwargs!r}"
+    try:
+        want = getattr(model, method)(*args, **kwargs)
+    except ModelError:
+        with pytest.raises(bitstat.QueryError):
+            getattr(st_, method)(*args, **kwargs)
+        return
+    assert_same(getattr(st_, method)(*args, **kwargs), want, what)
+
+
+def segment_filters(rules: Any, data: st.DataObject) -> list[dict[str, Any]]:
+    """One filter per configured segment, with values drawn from the pool."""
+    out = []
+    for seg in rules.segment:
+        out.append({part: data.draw(st.sampled_from(VALUES)) for part in seg.split("~")})
+    return out
+
+
+def reverse(name: str) -> str:
+    return "~".join(reversed(name.split("~")))
+
+
+def compare_metrics(
+    st_: bitstat.Stats, model: Model, data: st.DataObject, event: str, start: Any, end: Any
+) -> None:
+    r = model.rules(event)
+    both(st_, model, "unique", event, start, end)
+    both(st_, model, "total", event, start, end)
+    for seg in segment_filters(r, data):
+        both(st_, model, "unique", event, start, end, **seg)
+    for prop in r.count:
+        both(st_, model, "counts", event, prop, start, end)
+        both(st_, model, "counts", event, reverse(prop), start, end)
+    for prop, by in r.sum:
+        both(st_, model, "sums", event, prop, start, end, by=by and reverse(by))
+        if by is None:
+            both(st_, model, "averages", event, prop, start, end)
+    limit = data.draw(st.integers(1, 5))
+    for prop in r.top:
+        # Compound tops are asked in stored order here: test_api covers the other order.
+        both(st_, model, "top", event, prop, start, end, limit=limit)
+    for prop in r.unique:
+        both(st_, model, "distinct", event, prop, start, end)
+    lo, hi = model.range(start, end)
+    for by in model.periods:
+        if (by == "hour" and hi - lo > timedelta(days=3)) or (
+            by == "day" and hi - lo > timedelta(days=62)
+        ):
+            continue
+        both(st_, model, "series", event, start, end, by=by, metric="unique")
+        both(st_, model, "series", event, start, end, by=by, metric="total")
+        for seg in segment_filters(r, data)[:1]:
+            both(st_, model, "series", event, start, end, by=by, **seg)
+
+
+def leaf(st_: bitstat.Stats, model: Model, data: st.DataObject, names: list[str]) -> Any:
+    """A pair (ActorSet, ModelSet) for the same random event, time and segment."""
+    event = data.draw(st.sampled_from(names))
+    segs = segment_filters(model.rules(event), data)
+    seg = data.draw(st.sampled_from([{}, *segs]))
+    lib, ref = st_.actors(event, **seg), model.actors(event, **seg)
+    kind = data.draw(st.sampled_from(["between", *model.periods]))
+    if kind == "between":
+        start, end = data.draw(ranges(model))
+        return lib.between(start, end), ref.between(start, end)
+    instant = data.draw(st.sampled_from(ANCHORS)) + timedelta(hours=data.draw(st.integers(-72, 72)))
+    wall = instant.astimezone(model.tz).replace(tzinfo=None)
+    if kind == "hour":
+        args: tuple[int, ...] = (wall.year, wall.month, wall.day, wall.hour)
+    elif kind == "day":
+        args = (wall.year, wall.month, wall.day)
+    elif kind == "week":
+        args = tuple(wall.isocalendar())[:2]
+    elif kind == "month":
+        args = (wall.year, wall.month)
+    else:
+        args = (wall.year,)
+    assert span_of(kind, wall).start <= wall
+    return getattr(lib, kind)(*args), getattr(ref, kind)(*args)
+
+
+def expression(tree: Any, leaves: list[tuple[Any, Any]], side: int) -> Any:
+    if isinstance(tree, int):
+        return leaves[tree][side]
+    if tree[0] == "~":
+        return ~expression(tree[1], leaves, side)
+    a, b = expression(tree[1], leaves, side), expression(tree[2], leaves, side)
+    return {"&": a & b, "|": a | b, "^": a ^ b, "-": a - b}[tree[0]]
+
+
+TREES = st.recursive(
+    st.integers(0, 3),
+    lambda sub: st.one_of(
+        st.tuples(st.sampled_from(["&", "|", "^", "-"]), sub, sub),
+        st.tuples(st.just("~"), sub),
+    ),
+    max_leaves=6,
+)
+
+
+def compare_sets(
+    st_: bitstat.Stats, model: Model, data: st.DataObject, names: list[str], probes: list[Any]
+) -> None:
+    leaves = [leaf(st_, model, data, names) for _ in range(4)]
+    for _ in range(3):
+        tree = data.draw(TREES)
+        lib, ref = expression(tree, leaves, 0), expression(tree, leaves, 1)
+        assert len(lib) == len(ref), f"len {tree}"
+        assert lib.count() == len(ref), f"count {tree}"
+        got = Counter(lib.ids())
+        assert got == Counter(ref.ids()), f"ids {tree}"
+        for actor in data.draw(st.lists(st.sampled_from(probes), max_size=4)):
+            assert (actor in lib) == (actor in ref), f"{actor!r} in {tree}"
+
+
+def drop(client: servers.Client, ns: str) -> None:
+    """Delete every key of namespace `ns` (plain names only: every key starts with its tag)."""
+    for pattern in ("{" + ns + "}*", "{" + ns + ":*"):
+        for key in list(client.scan_iter(match=pattern, count=1000)):
+            client.delete(key)
+
+
+@pytest.fixture
+def fresh(namespace: str, redis_client: servers.Client) -> Iterator[Callable[[], str]]:
+    """Makes one namespace per hypothesis example; every one is deleted at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"{namespace}-{next(COUNTER)}")
+        return made[-1]
+
+    yield make
+    for ns in made:
+        drop(redis_client, ns)
+
+
+def feed(st_: bitstat.Stats, model: Model, events: list[Any], data: st.DataObject, ns: str) -> None:
+    """Send the events in random batches, some with batch ids, some sent twice."""
+    i = 0
+    sent: list[tuple[int, list[Any], str | None]] = []
+    while i < len(events):
+        n = data.draw(st.integers(1, max(1, len(events) - i)))
+        chunk = events[i : i + n]
+        batch_id = data.draw(st.sampled_from([None, f"{ns}/{i}/{n}"]))
+        if n == 1 and batch_id is None and data.draw(st.booleans()):
+            try:
+                model.track(chunk[0])
+            except Rejected:
+                with pytest.raises(bitstat.InvalidEvent):
+                    st_.track(chunk[0])
+            else:
+                st_.track(chunk[0])
+        else:
+            got = st_.track_many(chunk, batch_id=batch_id)
+            want_recorded, want_rejected = model.track_many(chunk, batch_id=batch_id)
+            assert got.recorded == want_recorded
+            assert [r[0] for r in got.rejected] == want_rejected
+            sent.append((i, chunk, batch_id))
+        i += n
+    for _, chunk, batch_id in sent:
+        if batch_id is not None and data.draw(st.booleans()):
+            again = st_.track_many(chunk, batch_id=batch_id)
+            assert again.recorded == 0
+            assert model.track_many(chunk, batch_id=batch_id)[0] == 0
+
+
+def run(
+    server_url: str,
+    ns: str,
+    cfg: dict[str, Any],
+    names: list[str],
+    events: list[Any],
+    data: st.DataObject,
+) -> None:
+    model = Model(**cfg)
+    with bitstat.connect(server_url, namespace=ns, schema=bitstat.Schema(**cfg)) as st_:
+        feed(st_, model, events, data, ns)
+        assert st_.events() == model.events()
+        for event in names:
+            for _ in range(2):
+                start, end = data.draw(ranges(model))
+                compare_metrics(st_, model, data, event, start, end)
+        seen = [model.original(a) for a in model.everyone()]
+        if cfg["ids"] == "int":
+            unseen: list[Any] = [41, 5 * SHARD, MAX_ID - 1, -1, 2**70]
+        else:
+            unseen = ["nobody", 10**30, ""]
+            seen += [str(a) for a in seen if isinstance(a, int)]
+        compare_sets(st_, model, data, names, seen + unseen)
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_int_ids_agree_with_model(
+    server_url: str, fresh: Callable[[], str], data: st.DataObject
+) -> None:
+    cfg = data.draw(schema_settings("int"))
+    names = data.draw(
+        st.lists(st.sampled_from([*AWKWARD, OVERRIDDEN]), min_size=1, max_size=3, unique=True)
+    )
+    events = data.draw(streams(cfg, names, int_ids()))
+    run(server_url, fresh(), cfg, names, events, data)
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_mapped_ids_agree_with_model(
+    server_url: str, fresh: Callable[[], str], data: st.DataObject
+) -> None:
+    cfg = data.draw(schema_settings("map"))
+    names = data.draw(
+        st.lists(st.sampled_from([*AWKWARD, OVERRIDDEN]), min_size=1, max_size=3, unique=True)
+    )
+    events = data.draw(streams(cfg, names, map_ids()))
+    run(server_url, fresh(), cfg, names, events, data)
+
+
+@settings(EXAMPLES, max_examples=15)
+@given(data=st.data(), ids=st.sampled_from(["int", "map"]))
+def test_repeated_batch_id_records_once(
+    server_url: str, fresh: Callable[[], str], data: st.DataObject, ids: str
+) -> None:
+    cfg = base_settings(ids, "user", "Europe/Amsterdam", ("day", "week", "month", "year"))
+    names = ["login", "a:b", "🎉"]
+    events = data.draw(streams(cfg, names, int_ids() if ids == "int" else map_ids()))
+    model = Model(**cfg)
+    with bitstat.connect(server_url, namespace=fresh(), schema=bitstat.Schema(**cfg)) as st_:
+        first = st_.track_many(events, batch_id="batch-0001")
+        want, rejected = model.track_many(events)
+        assert first.recorded == want
+        assert [r[0] for r in first.rejected] == rejected
+        second = st_.track_many(events, batch_id="batch-0001")
+        assert second.recorded == 0
+        assert [r[0] for r in second.rejected] == rejected
+        other = st_.track_many(events[:1], batch_id="batch-0002")
+        model.track_many(events[:1])
+        assert other.recorded == (0 if rejected[:1] == [0] else 1)
+        for event in names:
+            for period in ("2026", "2027"):
+                assert st_.total(event, period) == model.total(event, period)
+                assert st_.unique(event, period) == model.unique(event, period)
+                assert st_.counts(event, "country", period) == model.counts(
+                    event, "country", period
+                )
+                assert_same(
+                    st_.sums(event, "amount", period), model.sums(event, "amount", period), "sums"
+                )
