@@ -8,7 +8,7 @@ bitmap merged with BITOP OR (many bits), whichever moves less work to the server
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -270,43 +270,42 @@ def build_plan(
         shards = sorted(per_shard)
         meta.args += ["S", meta.key(keys.shards), len(shards), *shards]
 
-    # property columns: counts, top, distinct values, segments, sums
-    base_list = base.tolist()
+    # property columns: counts, top, distinct values, segments, sums. Rows are grouped by
+    # `combined` (event and bucket at once), so one column serves every event of the batch.
+    cb_list = combined.tolist()
     offsets_list: list[int] | None = None
-    for idx, (event, kind, prop, _) in enumerate(cols.specs):
+    for idx, (kind, prop, by) in enumerate(cols.specs):
+        values = cols.values.get(idx)
         if kind == "sum":
-            _plan_sums(b, metric, keys, chosen, cols, idx, base, base_list)
-        elif kind in ("count", "top"):
-            tally = Counter(
-                (bb, v) for bb, v in zip(base_list, cols.values[idx], strict=True) if v is not None
+            _plan_sums(
+                b, metric, keys, split, labels, combined, cols.amounts[idx], values, prop, by
             )
-            by_base: dict[int, list[tuple[str, float]]] = defaultdict(list)
-            for (bb, value), cnt in tally.items():
-                by_base[bb].append((member_text(value), cnt))
+        elif kind in ("count", "top"):
+            assert values is not None
+            tally = Counter((c, v) for c, v in zip(cb_list, values, strict=True) if v is not None)
+            by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
+            for (c, value), cnt in tally.items():
+                by_bucket[c].append((member_text(value), cnt))
             key_of = keys.counts if kind == "count" else keys.top
-            for bb, items in by_base.items():
+            for c, items in by_bucket.items():
+                event, bb = split(c)
                 targets = [(key_of(event, lb, prop), p, lb) for p, lb in labels(bb).items()]
                 b.scores(keys.event_tag(event), targets, items)
         elif kind == "unique":
-            seen: dict[Any, set[int]] = defaultdict(set)
-            for bb, v in zip(base_list, cols.values[idx], strict=True):
+            assert values is not None
+            seen: dict[str, dict[Any, set[int]]] = defaultdict(lambda: defaultdict(set))
+            for c, v in zip(cb_list, values, strict=True):
                 if v is not None:
-                    seen[v].add(bb)
-            if seen:
-                _plan_distinct(b, keys, chosen, event, prop, seen)
+                    event, bb = split(c)
+                    seen[event][v].add(bb)
+            for event, by_value in seen.items():
+                _plan_distinct(b, keys, labels, event, prop, by_value)
         else:
+            assert values is not None
             if offsets_list is None:
                 offsets_list = offsets.tolist()
             _plan_segment(
-                keys,
-                event,
-                prop,
-                labels,
-                base_list,
-                offsets_list,
-                cols.values[idx],
-                per_shard,
-                key_period,
+                keys, prop, split, labels, cb_list, offsets_list, values, per_shard, key_period
             )
 
     for (event, period, label), m in metrics.items():
@@ -323,21 +322,22 @@ def build_plan(
 
 def _plan_segment(
     keys: Keys,
-    event: str,
     prop: str,
-    labels: Any,
-    base_list: list[int],
+    split: Callable[[int], tuple[str, int]],
+    labels: Callable[[int], dict[str, str]],
+    cb_list: list[int],
     offsets_list: list[int],
     values: list[Any],
     per_shard: dict[int, dict[str, list[np.ndarray]]],
     key_period: dict[str, tuple[str, str]],
 ) -> None:
-    """Actor bits per segment value: rows grouped by (bucket, value) first, keys named once."""
+    """Actor bits per segment value: rows grouped by (event, bucket, value), keys named once."""
     groups: dict[tuple[int, Any], list[int]] = defaultdict(list)
-    for bb, value, off in zip(base_list, values, offsets_list, strict=True):
+    for c, value, off in zip(cb_list, values, offsets_list, strict=True):
         if value is not None and off >= 0:
-            groups[(bb, value)].append(off)
-    for (bb, value), offs in groups.items():
+            groups[(c, value)].append(off)
+    for (c, value), offs in groups.items():
+        event, bb = split(c)
         arr = np.array(offs, dtype=np.int64)
         shard_of = arr >> SHARD_BITS
         seg = (prop, encode_value(value))
@@ -352,58 +352,60 @@ def _plan_segment(
 
 def _plan_sums(
     b: _Builder,
-    metric: Any,
+    metric: Callable[[str, str, str], defaultdict[str, float]],
     keys: Keys,
-    chosen: tuple[str, ...],
-    cols: Columns,
-    idx: int,
-    base: np.ndarray,
-    base_list: list[int],
+    split: Callable[[int], tuple[str, int]],
+    labels: Callable[[int], dict[str, str]],
+    combined: np.ndarray,
+    amounts: np.ndarray,
+    by_values: list[Any] | None,
+    prop: str,
+    by: str | None,
 ) -> None:
     """Running totals (and how many values made them, so averages are exact)."""
-    event, _, prop, by = cols.specs[idx]
-    amounts = cols.amounts[idx]
     rows = np.flatnonzero(~np.isnan(amounts))
     if rows.size == 0:
         return
     if by is None:
-        buckets, inverse = np.unique(base[rows], return_inverse=True)
+        buckets, inverse = np.unique(combined[rows], return_inverse=True)
         totals = np.bincount(inverse, weights=amounts[rows])
         counts = np.bincount(inverse)
         sf, kf = metric_sum_field(prop), metric_count_field(prop)
-        for bb, total, cnt in zip(buckets.tolist(), totals.tolist(), counts.tolist(), strict=True):
-            for period in chosen:
-                m = metric(event, period, _labels(bb, chosen)[period])
+        for c, total, cnt in zip(buckets.tolist(), totals.tolist(), counts.tolist(), strict=True):
+            event, bb = split(c)
+            for period, label in labels(bb).items():
+                m = metric(event, period, label)
                 m[sf] += total
                 m[kf] += cnt
         return
-    by_value = cols.values[idx]
+    assert by_values is not None
     acc: dict[tuple[int, Any], list[float]] = {}
     amount_list = amounts.tolist()
+    cb_list = combined.tolist()
     for r in rows.tolist():
-        label_value = by_value[r]
+        label_value = by_values[r]
         if label_value is None:
             continue
-        a = acc.get((base_list[r], label_value))
+        a = acc.get((cb_list[r], label_value))
         if a is None:
-            acc[(base_list[r], label_value)] = [amount_list[r], 1]
+            acc[(cb_list[r], label_value)] = [amount_list[r], 1]
         else:
             a[0] += amount_list[r]
             a[1] += 1
-    by_base: dict[int, list[tuple[str, float]]] = defaultdict(list)
-    for (bb, label_value), (total, cnt) in acc.items():
+    by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
+    for (c, label_value), (total, cnt) in acc.items():
         member = member_text(label_value)
-        by_base[bb] += [("s:" + member, total), ("k:" + member, int(cnt))]
-    for bb, items in by_base.items():
-        labels = _labels(bb, chosen)
-        targets = [(keys.sums_by(event, lb, prop, by), p, lb) for p, lb in labels.items()]
+        by_bucket[c] += [("s:" + member, total), ("k:" + member, int(cnt))]
+    for c, items in by_bucket.items():
+        event, bb = split(c)
+        targets = [(keys.sums_by(event, lb, prop, by), p, lb) for p, lb in labels(bb).items()]
         b.scores(keys.event_tag(event), targets, items)
 
 
 def _plan_distinct(
     b: _Builder,
     keys: Keys,
-    chosen: tuple[str, ...],
+    labels: Callable[[int], dict[str, str]],
     event: str,
     prop: str,
     seen: dict[Any, set[int]],
@@ -415,8 +417,7 @@ def _plan_distinct(
         targets: list[int] = []
         done: set[str] = set()
         for bb in bases:
-            for period in chosen:
-                label = _labels(bb, chosen)[period]
+            for period, label in labels(bb).items():
                 if label not in done:
                     done.add(label)
                     key = keys.distinct(event, label, prop)
