@@ -12,6 +12,7 @@ import time as _time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import repeat
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -186,7 +187,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     n = len(batch)
     if n == 0 or set(map(type, batch)) != {dict}:
         return None
-    names = [e.get("event") for e in batch]
+    names: list[Any] = list(map(dict.get, batch, repeat("event", n)))
     distinct = set(names)
     if any(type(x) is not str or not x for x in distinct):
         return None
@@ -194,7 +195,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     code_of = {x: i for i, x in enumerate(ordered)}
     codes = np.fromiter(map(code_of.__getitem__, names), dtype=np.int64, count=n)
 
-    raw_actors = [e.get(schema.actor) for e in batch]
+    raw_actors: list[Any] = list(map(dict.get, batch, repeat(schema.actor, n)))
     kinds = set(map(type, raw_actors))
     actors: np.ndarray | list[Any]
     if schema.ids == "int":
@@ -217,7 +218,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
             [str(a) if type(a) is int else a for a in raw_actors] if int in kinds else raw_actors
         )
 
-    times = [e.get("time") for e in batch]
+    times: list[Any] = list(map(dict.get, batch, repeat("time", n)))
     tkinds = set(map(type, times))
     if tkinds <= {int, float, _NONE}:
         if _NONE in tkinds:
@@ -245,7 +246,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     def column(prop: str) -> list[Any] | None:
         col = columns.get(prop)
         if col is None:
-            col = [e.get(prop) for e in batch]
+            col = list(map(dict.get, batch, repeat(prop, n)))
             ck = set(map(type, col))
             if not ck <= {str, int, float, _NONE}:
                 return None
@@ -260,6 +261,8 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
             return None
         if len(parts) == 1:
             return parts[0]
+        if not any(None in part for part in parts):  # type: ignore[operator]
+            return list(zip(*parts, strict=True))
         return [None if None in row else row for row in zip(*parts, strict=True)]
 
     codes_list: list[int] | None = None
@@ -271,14 +274,17 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
             if codes_list is None:
                 codes_list = codes.tolist()
         if kind == "sum":
-            nums = [e.get(prop) for e in batch]
+            nums = list(map(dict.get, batch, repeat(prop, n)))
             nk = set(map(type, nums))
             if not nk <= {int, float, _NONE}:
                 return None
-            arr = np.array([math.nan if v is None else v for v in nums], dtype=np.float64)
+            absent = nums.count(None)
+            if absent:
+                nums = [math.nan if v is None else v for v in nums]
+            arr = np.array(nums, dtype=np.float64)
             present = ~np.isnan(arr)
             # a NaN given by the caller must be rejected, not mistaken for an absent value
-            if int(present.sum()) != n - nums.count(None) or not np.isfinite(arr[present]).all():
+            if int(present.sum()) != n - absent or not np.isfinite(arr[present]).all():
                 return None
             if others is not None:
                 arr[np.isin(codes, list(others))] = math.nan

@@ -282,10 +282,11 @@ def build_plan(
             )
         elif kind in ("count", "top"):
             assert values is not None
-            tally = Counter((c, v) for c, v in zip(cb_list, values, strict=True) if v is not None)
+            tally = Counter(zip(cb_list, values, strict=True))  # counted in C; drop None after
             by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
             for (c, value), cnt in tally.items():
-                by_bucket[c].append((member_text(value), cnt))
+                if value is not None:
+                    by_bucket[c].append((member_text(value), cnt))
             key_of = keys.counts if kind == "count" else keys.top
             for c, items in by_bucket.items():
                 event, bb = split(c)
