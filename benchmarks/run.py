@@ -139,9 +139,9 @@ def notes(rows: list[Row]) -> list[str]:
 
 def rich_table(rows: list[Row], title: str) -> Table:
     table = Table(title=title, show_lines=True)
-    table.add_column("scenario", max_width=48)
-    table.add_column("bitstat", justify="right", no_wrap=True)
-    table.add_column("bitmapist 3.119", justify="right")
+    table.add_column("scenario", min_width=30, max_width=48)
+    table.add_column("bitstat", justify="right", max_width=34)
+    table.add_column("bitmapist 3.119", justify="right", max_width=44)
     table.add_column("target", justify="right", no_wrap=True)
     table.add_column("ratio", justify="right", no_wrap=True)
     for row in rows:
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     if not out.is_terminal:
         out = Console(width=170)  # a file or pipe: wide enough that no column is squeezed
     log = Console(stderr=True)
+    if not log.is_terminal:
+        log = Console(stderr=True, width=140)
     started = time.perf_counter()
     with Server(args.url) as server:
         info = machine_info(server)
