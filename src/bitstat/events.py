@@ -65,7 +65,10 @@ def sum_number(value: Any, prop: str) -> float | None:
     if isinstance(value, bool):
         raise InvalidEvent("a summed value must be a number, not a boolean", field=prop)
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise InvalidEvent(f"a summed value is too large: {value!r:.40}", field=prop) from None
     elif isinstance(value, str):
         try:
             number = float(value)
@@ -85,13 +88,8 @@ def sum_number(value: Any, prop: str) -> float | None:
 def _compound_value(event: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     if len(parts) == 1:
         return value_text(event.get(parts[0]), parts[0])
-    values = []
-    for part in parts:
-        text = value_text(event.get(part), part)
-        if text is None:
-            return None
-        values.append(text)
-    return tuple(values)
+    values = [value_text(event.get(part), part) for part in parts]  # every part is checked
+    return None if None in values else tuple(values)
 
 
 def _time_of(value: Any, tz_name: str) -> tuple[int, bool]:
@@ -188,8 +186,10 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     if n == 0 or set(map(type, batch)) != {dict}:
         return None
     names: list[Any] = list(map(dict.get, batch, repeat("event", n)))
+    if set(map(type, names)) != {str}:
+        return None
     distinct = set(names)
-    if any(type(x) is not str or not x for x in distinct):
+    if "" in distinct:
         return None
     ordered = sorted(distinct)
     code_of = {x: i for i, x in enumerate(ordered)}
@@ -201,15 +201,15 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     if schema.ids == "int":
         if not kinds <= {int, _NONE}:
             return None
-        if _NONE in kinds:
+        absent = raw_actors.count(None)
+        if absent:
             raw_actors = [-1 if a is None else a for a in raw_actors]
         try:
             actors = np.array(raw_actors, dtype=np.int64)
         except OverflowError:
             return None
-        if actors.size and (actors.max() > schema.max_id or (actors < -1).any()):
-            return None
-        if _NONE not in kinds and actors.size and actors.min() < 0:
+        # -1 marks "no actor": any other negative, or a -1 the caller gave, takes the slow path
+        if actors.max() > schema.max_id or int((actors < 0).sum()) != absent:
             return None
     else:
         if not kinds <= {str, int, _NONE} or "" in raw_actors:
@@ -281,7 +281,10 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
             absent = nums.count(None)
             if absent:
                 nums = [math.nan if v is None else v for v in nums]
-            arr = np.array(nums, dtype=np.float64)
+            try:
+                arr = np.array(nums, dtype=np.float64)
+            except OverflowError:  # an integer beyond float range: rejected on the slow path
+                return None
             present = ~np.isnan(arr)
             # a NaN given by the caller must be rejected, not mistaken for an absent value
             if int(present.sum()) != n - absent or not np.isfinite(arr[present]).all():

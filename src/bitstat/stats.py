@@ -374,7 +374,8 @@ class Stats:
         keys = [self._keys.top(event, lb, stored) for lb in labels]
         ranked = [
             (self._value(m, asked, stored), int(s))
-            for m, s in self._store.top(self._scratch(event), keys, limit)
+            # ties are cut on the server in stored order; another order of parts needs them all
+            for m, s in self._store.top(self._scratch(event), keys, limit, asked != stored)
         ]
         ranked.sort(key=lambda vc: (-vc[1], vc[0]))
         return ranked[:limit]

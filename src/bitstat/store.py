@@ -167,13 +167,15 @@ class Store:
             flat = self.counters_script(self.client, [scratch, *keys], ["zsum"])
         return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-    def top(self, scratch: str, keys: Sequence[str], limit: int) -> list[tuple[bytes, float]]:
+    def top(
+        self, scratch: str, keys: Sequence[str], limit: int, all_ties: bool = False
+    ) -> list[tuple[bytes, float]]:
         if not keys:
             return []
         with wrapped_errors("ranking top values"):
-            flat = self.counters_script(
-                self.client, [scratch, *keys], ["top", limit, SCRATCH_TTL_MS]
-            )
+            ties = "all-ties" if all_ties else "cut"
+            args = ["top", limit, SCRATCH_TTL_MS, ties]
+            flat = self.counters_script(self.client, [scratch, *keys], args)
         return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def hget_many(self, pairs: Sequence[tuple[str, str]]) -> list[bytes | None]:

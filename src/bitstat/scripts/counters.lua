@@ -4,8 +4,10 @@
 -- ARGV[1] 'zsum': KEYS[1] is a scratch key, KEYS[2..] sorted sets; returns the flat member,
 --         score list of their union with scores added.
 -- ARGV[1] 'top':  KEYS[1] is a scratch key, KEYS[2..] sorted sets; ARGV[2] limit,
---         ARGV[3] scratch TTL in ms. Ranks members by total score, descending, ties by member
---         ascending, and returns the first `limit` as a flat list member, score.
+--         ARGV[3] scratch TTL in ms, ARGV[4] 'all-ties' to return every member tied at the cut
+--         (when the caller orders ties differently from member bytes). Ranks members by total
+--         score, descending, ties by member ascending, and returns the first `limit` (plus the
+--         ties) as a flat list member, score.
 local mode = ARGV[1]
 
 local function fmt(x)
@@ -83,8 +85,13 @@ elseif mode == 'top' then
   else
     local kth = cut[2]
     local above = redis.call('ZRANGE', src, '+inf', '(' .. kth, 'BYSCORE', 'REV', 'WITHSCORES')
-    local ties = redis.call('ZRANGE', src, kth, kth, 'BYSCORE', 'LIMIT', 0, limit - #above / 2,
-      'WITHSCORES')
+    local ties
+    if ARGV[4] == 'all-ties' then
+      ties = redis.call('ZRANGE', src, kth, kth, 'BYSCORE', 'WITHSCORES')
+    else
+      ties = redis.call('ZRANGE', src, kth, kth, 'BYSCORE', 'LIMIT', 0, limit - #above / 2,
+        'WITHSCORES')
+    end
     for _, v in ipairs(above) do
       out[#out + 1] = v
     end
