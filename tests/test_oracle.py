@@ -135,6 +135,12 @@ def schema_settings(draw: st.DrawFn, ids: str) -> dict[str, Any]:
     return out
 
 
+def event_names() -> st.SearchStrategy[list[str]]:
+    """One to three awkward names, often with the one that has per-event rules."""
+    some = st.lists(st.sampled_from(AWKWARD), min_size=1, max_size=3, unique=True)
+    return st.one_of(some, some.map(lambda names: [*names[:2], OVERRIDDEN]))
+
+
 def int_ids() -> st.SearchStrategy[Any]:
     """Small ids, ids spread over several 2^20 shards (kept near the shard start), the maximum."""
     return st.one_of(
@@ -177,12 +183,17 @@ def time_forms(instant: datetime, tz: ZoneInfo) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def times(draw: st.DrawFn, tz: ZoneInfo) -> Any:
-    if draw(st.integers(0, 15)) == 0:
+def times(draw: st.DrawFn, tz: ZoneInfo, style: str) -> Any:
+    """A time near an anchor; `style` "mixed" uses every form, "epoch" and "naive" only one."""
+    if style != "epoch" and draw(st.integers(0, 15)) == 0:
         # Wall times in the skipped and the repeated hour, given naive.
         return draw(st.sampled_from([datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 2, 30)]))
     anchor = draw(st.sampled_from(ANCHORS))
     instant = anchor + timedelta(minutes=draw(st.integers(-3 * 1440, 3 * 1440)))
+    if style == "epoch":
+        return draw(st.sampled_from([int(instant.timestamp()), instant.timestamp() + 0.25]))
+    if style == "naive":
+        return instant.astimezone(tz).replace(tzinfo=None)
     return draw(time_forms(instant, tz))
 
 
@@ -210,7 +221,9 @@ def bad_events(ids: str, actor: str, name: str) -> list[Any]:
         {**base, actor: [1]},
     ]
     if ids == "int":
-        bad += [{**base, actor: -1}, {**base, actor: MAX_ID + 1}, {**base, actor: "abc"}]
+        # -1 is left out: next to an actorless event it is taken for "no actor" (a known bug,
+        # see test_errors.test_negative_actor_is_rejected_next_to_an_actorless_event).
+        bad += [{**base, actor: -7}, {**base, actor: MAX_ID + 1}, {**base, actor: "abc"}]
     else:
         bad += [{**base, actor: ""}, {**base, actor: ("a",)}]
     return bad
@@ -223,14 +236,20 @@ def streams(
     tz = ZoneInfo(cfg["timezone"])
     actor = cfg["actor"]
     values = st.sampled_from(VALUES)
+    # "epoch" and "naive" streams of plain values take bitstat's column-wise path for clean
+    # batches; "mixed" ones its event-by-event path.
+    style = draw(st.sampled_from(["mixed", "epoch", "naive"]))
+    bad_rate = 24 if style == "mixed" else 80
     out: list[Any] = []
     for _ in range(draw(st.integers(1, 40))):
         name = draw(st.sampled_from(names))
-        if draw(st.integers(0, 24)) == 0:
+        if draw(st.integers(0, bad_rate)) == 0:
             out.append(draw(st.sampled_from(bad_events(cfg["ids"], actor, name))))
             continue
-        ev: dict[str, Any] = {"event": name, "time": draw(times(tz))}
+        ev: dict[str, Any] = {"event": name, "time": draw(times(tz, style))}
         who = draw(st.one_of(st.none(), ids, ids, ids))
+        if style != "mixed" and cfg["ids"] == "int" and isinstance(who, str):
+            who = int(who)
         if who is not None:
             ev[actor] = who
         for prop in ("country", "platform", "item", "ip"):
@@ -238,6 +257,8 @@ def streams(
             if value != "absent":
                 ev[prop] = value
         amount = draw(st.one_of(st.just("absent"), st.none(), AMOUNTS, AMOUNTS))
+        if style != "mixed" and isinstance(amount, str) and amount != "absent":
+            amount = float(amount)
         if amount != "absent":
             ev["amount"] = amount
         out.append(ev)
@@ -510,9 +531,7 @@ def test_int_ids_agree_with_model(
     server_url: str, fresh: Callable[[], str], data: st.DataObject
 ) -> None:
     cfg = data.draw(schema_settings("int"))
-    names = data.draw(
-        st.lists(st.sampled_from([*AWKWARD, OVERRIDDEN]), min_size=1, max_size=3, unique=True)
-    )
+    names = data.draw(event_names())
     events = data.draw(streams(cfg, names, int_ids()))
     run(server_url, fresh(), cfg, names, events, data)
 
@@ -523,9 +542,7 @@ def test_mapped_ids_agree_with_model(
     server_url: str, fresh: Callable[[], str], data: st.DataObject
 ) -> None:
     cfg = data.draw(schema_settings("map"))
-    names = data.draw(
-        st.lists(st.sampled_from([*AWKWARD, OVERRIDDEN]), min_size=1, max_size=3, unique=True)
-    )
+    names = data.draw(event_names())
     events = data.draw(streams(cfg, names, map_ids()))
     run(server_url, fresh(), cfg, names, events, data)
 
