@@ -454,12 +454,6 @@ def test_actor_sets_over_shards_and_the_maximum_id(open_stats: Open) -> None:
     assert 2**32 - 2 not in logins
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ids='int': track() accepts the digit text '42' as actor 42, but membership does not: "
-    "after track('login', user='42', ...), `'42' in st.actors('login').day(...)` is False "
-    "(actors.py/stats.py _contains only takes int in int mode) while `42 in ...` is True",
-)
 def test_int_ids_given_as_digit_text_are_members(open_stats: Open) -> None:
     st = open_stats(shop_schema())
     st.track("login", user="42", time=at(10))

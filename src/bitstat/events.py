@@ -336,7 +336,7 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int) -> Columns:
             actor = ev.get(actor_key)
             if actor is not None:
                 if int_ids:
-                    actor = _int_actor(actor, actor_key, schema.max_id)
+                    actor = int_actor(actor, actor_key, schema.max_id)
                 else:
                     try:
                         actor = canonical_id(actor)
@@ -396,7 +396,7 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int) -> Columns:
     return Columns(index, ordered, codes, actor_col, wall, specs, values, amounts, rejected)
 
 
-def _int_actor(actor: Any, key: str, max_id: int) -> int:
+def int_actor(actor: Any, key: str, max_id: int) -> int:
     if isinstance(actor, bool):
         raise InvalidEvent(f"actor id must be an integer, not a boolean ({actor!r})", field=key)
     if isinstance(actor, int) or (isinstance(actor, str) and actor.isdigit() and actor.isascii()):

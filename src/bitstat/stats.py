@@ -13,7 +13,7 @@ import numpy as np
 from . import periods
 from .actors import ActorQuery
 from .errors import InvalidEvent, QueryError, SchemaError
-from .events import canonical_id, original_id, parse_batch
+from .events import canonical_id, int_actor, original_id, parse_batch
 from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
@@ -250,9 +250,10 @@ class Stats:
             if offset is None:
                 return False
         else:
-            if isinstance(actor, bool) or not isinstance(actor, int) or actor < 0:
+            try:  # the same ids track() takes: integers, and digit text such as "42"
+                offset = int_actor(actor, self._schema.actor, self._schema.max_id)
+            except InvalidEvent:
                 return False
-            offset = actor
         c = Compiler(self._keys, offset >> SHARD_BITS)
         c.contains(expr, offset & ((1 << SHARD_BITS) - 1))
         return bool(self._store.evaluate([c.program(SCRATCH_TTL_MS)])[0][0])
