@@ -11,7 +11,7 @@ import math
 import time as _time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timezone
 from itertools import repeat
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,9 +23,11 @@ from .errors import BitstatError, InvalidEvent
 from .schema import Schema
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_EPOCH = 0
 _MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59
 _SCALARS = (str, int, float)
+_FIXED_ZONES = (timezone, ZoneInfo)  # tzinfo kinds that always give an offset
 
 
 def canonical_id(value: Any) -> str:
@@ -223,17 +225,33 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     if tkinds <= {int, float, _NONE}:
         if _NONE in tkinds:
             times = [now_s if t is None else t for t in times]
-        ft = np.array(times, dtype=np.float64)
+        try:
+            ft = np.array(times, dtype=np.float64)
+        except OverflowError:
+            return None
         if not np.isfinite(ft).all() or ft.min() < _MIN_EPOCH or ft.max() > _MAX_EPOCH:
             return None
-        raw = np.floor(ft).astype(np.int64) if float in tkinds else np.array(times, dtype=np.int64)
+        raw = np.floor(ft).astype(np.int64)
         wall = _wall(raw, np.ones(n, dtype=bool), schema.timezone)
-    elif tkinds == {datetime} and {t.tzinfo for t in times} == {None}:
-        # (t - epoch).total_seconds() is ten times faster than numpy's datetime conversion
-        raw = np.floor([(t - _NAIVE_EPOCH).total_seconds() for t in times]).astype(np.int64)
+    elif tkinds == {datetime}:
+        zones = {t.tzinfo for t in times}
+        if zones == {None}:
+            # (t - epoch).total_seconds() is ten times faster than numpy's datetime conversion
+            seconds = [(t - _NAIVE_EPOCH).total_seconds() for t in times]
+            utc = np.zeros(n, dtype=bool)
+        elif zones == {UTC}:
+            # same tzinfo object on both sides: subtraction skips the offset lookups
+            seconds = [(t - _UTC_EPOCH).total_seconds() for t in times]
+            utc = np.ones(n, dtype=bool)
+        elif None not in zones and all(isinstance(z, _FIXED_ZONES) for z in zones):
+            seconds = [t.timestamp() for t in times]  # aware: zones whose offsets are known
+            utc = np.ones(n, dtype=bool)
+        else:
+            return None
+        raw = np.floor(seconds).astype(np.int64)
         if raw.min() < _MIN_EPOCH or raw.max() > _MAX_EPOCH:
             return None
-        wall = raw
+        wall = _wall(raw, utc, schema.timezone)
     else:
         return None
 
