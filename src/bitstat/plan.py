@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -287,11 +287,8 @@ def build_plan(
             for (c, value), cnt in tally.items():
                 if value is not None:
                     by_bucket[c].append((member_text(value), cnt))
-            key_of = keys.counts if kind == "count" else keys.top
-            for c, items in by_bucket.items():
-                event, bb = split(c)
-                targets = [(key_of(event, lb, prop), p, lb) for p, lb in labels(bb).items()]
-                b.scores(keys.event_tag(event), targets, items)
+            name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
+            _emit_scores(b, keys, name_key, by_bucket, split, labels)
         elif kind == "unique":
             assert values is not None
             seen: dict[str, dict[Any, set[int]]] = defaultdict(lambda: defaultdict(set))
@@ -319,6 +316,46 @@ def build_plan(
         b.bits(keys.shard_tag(shard), by_key, key_period)
 
     return WritePlan(b.finish(), n)
+
+
+def _prop_key(key_of: Callable[[str, str, str], str], prop: str, event: str, label: str) -> str:
+    return key_of(event, label, prop)
+
+
+def _emit_scores(
+    b: _Builder,
+    keys: Keys,
+    key_of: Callable[[str, str], str],
+    by_bucket: dict[int, list[tuple[str, float]]],
+    split: Callable[[int], tuple[str, int]],
+    labels: Callable[[int], dict[str, str]],
+) -> None:
+    """Score increments per bucket -> one op per distinct content: a key fed by several
+    buckets (a week of a backfill) gets their sum once; keys fed by the same buckets (a day
+    and its week, month and year in a live stream) share one list of increments."""
+    sources: dict[str, list[int]] = defaultdict(list)
+    where: dict[str, tuple[str, str, str]] = {}
+    for c in by_bucket:
+        event, bb = split(c)
+        for period, label in labels(bb).items():
+            key = key_of(event, label)
+            sources[key].append(c)
+            where[key] = (event, period, label)
+    shared: dict[tuple[int, ...], list[str]] = defaultdict(list)
+    for key, cs in sources.items():
+        shared[tuple(cs)].append(key)
+    for feeders, key_list in shared.items():
+        if len(feeders) == 1:
+            items = by_bucket[feeders[0]]
+        else:
+            total: defaultdict[str, float] = defaultdict(float)
+            for c in feeders:
+                for member, incr in by_bucket[c]:
+                    total[member] += incr
+            items = [(m, int(v) if v == int(v) else v) for m, v in total.items()]
+        event = where[key_list[0]][0]
+        targets = [(key, where[key][1], where[key][2]) for key in key_list]
+        b.scores(keys.event_tag(event), targets, items)
 
 
 def _plan_segment(
@@ -397,10 +434,7 @@ def _plan_sums(
     for (c, label_value), (total, cnt) in acc.items():
         member = member_text(label_value)
         by_bucket[c] += [("s:" + member, total), ("k:" + member, int(cnt))]
-    for c, items in by_bucket.items():
-        event, bb = split(c)
-        targets = [(keys.sums_by(event, lb, prop, by), p, lb) for p, lb in labels(bb).items()]
-        b.scores(keys.event_tag(event), targets, items)
+    _emit_scores(b, keys, lambda e, lb: keys.sums_by(e, lb, prop, by), by_bucket, split, labels)
 
 
 def _plan_distinct(
