@@ -195,7 +195,10 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
         return None
     ordered = sorted(distinct)
     code_of = {x: i for i, x in enumerate(ordered)}
-    codes = np.fromiter(map(code_of.__getitem__, names), dtype=np.int64, count=n)
+    if len(ordered) == 1:
+        codes = np.zeros(n, dtype=np.int64)
+    else:
+        codes = np.fromiter(map(code_of.__getitem__, names), dtype=np.int64, count=n)
 
     raw_actors: list[Any] = list(map(dict.get, batch, repeat(schema.actor, n)))
     kinds = set(map(type, raw_actors))
@@ -226,12 +229,17 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
         if _NONE in tkinds:
             times = [now_s if t is None else t for t in times]
         try:
-            ft = np.array(times, dtype=np.float64)
+            if float in tkinds:
+                ft = np.array(times, dtype=np.float64)
+                if not np.isfinite(ft).all():
+                    return None
+                raw = np.floor(ft).astype(np.int64)
+            else:
+                raw = np.array(times, dtype=np.int64)
         except OverflowError:
             return None
-        if not np.isfinite(ft).all() or ft.min() < _MIN_EPOCH or ft.max() > _MAX_EPOCH:
+        if raw.min() < _MIN_EPOCH or raw.max() > _MAX_EPOCH:
             return None
-        raw = np.floor(ft).astype(np.int64)
         wall = _wall(raw, np.ones(n, dtype=bool), schema.timezone)
     elif tkinds == {datetime}:
         zones = {t.tzinfo for t in times}

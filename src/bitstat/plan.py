@@ -273,6 +273,7 @@ def build_plan(
     # property columns: counts, top, distinct values, segments, sums. Rows are grouped by
     # `combined` (event and bucket at once), so one column serves every event of the batch.
     cb_list = combined.tolist()
+    only = cb_list[0] if len(uniq) == 1 else None
     offsets_list: list[int] | None = None
     for idx, (kind, prop, by) in enumerate(cols.specs):
         values = cols.values.get(idx)
@@ -282,11 +283,16 @@ def build_plan(
             )
         elif kind in ("count", "top"):
             assert values is not None
-            tally = Counter(zip(cb_list, values, strict=True))  # counted in C; drop None after
             by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
-            for (c, value), cnt in tally.items():
-                if value is not None:
-                    by_bucket[c].append((member_text(value), cnt))
+            if only is not None:  # one event and bucket (a live stream): count values alone
+                by_bucket[only] = [
+                    (member_text(v), n) for v, n in Counter(values).items() if v is not None
+                ]
+            else:
+                tally = Counter(zip(cb_list, values, strict=True))  # counted in C
+                for (c, value), cnt in tally.items():
+                    if value is not None:
+                        by_bucket[c].append((member_text(value), cnt))
             name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
             _emit_scores(b, keys, name_key, by_bucket, split, labels)
         elif kind == "unique":
