@@ -163,8 +163,10 @@ class _Builder:
 
 def _encode_bits(chunks: list[np.ndarray]) -> tuple[int, bytes] | np.ndarray:
     """(first byte, bitmap bytes) when OR-merging is cheaper, else the distinct offsets."""
-    offs = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-    lo, hi = int(offs.min()), int(offs.max())
+    # sorted once: gives the span, and the distinct offsets below (np.unique's hashing costs
+    # far more on the small arrays most keys get)
+    offs = np.sort(np.concatenate(chunks) if len(chunks) > 1 else chunks[0])
+    lo, hi = int(offs[0]), int(offs[-1])
     first = lo >> 3
     span = (hi >> 3) - first + 1
     if len(offs) >= OR_MIN_BITS and len(offs) * OR_BYTES_PER_BIT >= span:
@@ -176,7 +178,9 @@ def _encode_bits(chunks: list[np.ndarray]) -> tuple[int, bytes] | np.ndarray:
         flags = np.zeros(span * 8, dtype=bool)
         flags[rel] = True
         return first, np.packbits(flags).tobytes()
-    return np.unique(offs)
+    if len(offs) > 1:
+        offs = offs[np.concatenate(([True], offs[1:] != offs[:-1]))]
+    return offs
 
 
 def build_plan(
