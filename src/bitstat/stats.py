@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +51,7 @@ class Stats:
         self._schema = schema
         self._batch_ttl = batch_ttl
         self._id_cache: dict[str, int] = {}
+        self._shard_cache: list[int] = []
         self.namespace = namespace
 
     # schema
@@ -221,21 +222,31 @@ class Stats:
         _check_name(event)
         return ActorQuery(self, event, self._segment(event, segment))
 
-    def _shards(self) -> list[int]:
-        raw = self._store.run(
-            "listing shards", lambda: self._store.client.smembers(self._keys.shards)
-        )
-        return sorted(int(s) for s in raw)
+    def _per_shard(self, add: Callable[[Compiler], None]) -> list[tuple[int, list[Any]]]:
+        """Compile with `add` for every id shard and run: (shard, answers) per shard.
+
+        The shard set is read in the same round trip as the programs compiled for the set seen
+        last time; only when it has changed since are they compiled and run again.
+        """
+        shards = self._shard_cache
+        while True:
+            programs = []
+            for shard in shards:
+                c = Compiler(self._keys, shard)
+                add(c)
+                programs.append(c.program(SCRATCH_TTL_MS))
+            now, answers = self._store.evaluate_checked(self._keys.shards, programs)
+            if now == shards:
+                return list(zip(shards, answers, strict=True))
+            shards = self._shard_cache = now
 
     def _count_exprs(self, exprs: Sequence[Expr]) -> list[int]:
-        totals = [0] * len(exprs)
-        programs = []
-        for shard in self._shards():
-            c = Compiler(self._keys, shard)
+        def add(c: Compiler) -> None:
             for e in exprs:
                 c.count(e)
-            programs.append(c.program(SCRATCH_TTL_MS))
-        for answers in self._store.evaluate(programs):
+
+        totals = [0] * len(exprs)
+        for _, answers in self._per_shard(add):
             for i, value in enumerate(answers):
                 totals[i] += int(value)
         return totals
@@ -268,13 +279,8 @@ class Stats:
         return None if raw is None else int(raw)
 
     def _store_expr(self, expr: Expr) -> list[tuple[int, str]]:
-        programs, shards = [], self._shards()
-        for shard in shards:
-            c = Compiler(self._keys, shard)
-            c.store(expr)
-            programs.append(c.program(SCRATCH_TTL_MS))
         out = []
-        for shard, answers in zip(shards, self._store.evaluate(programs), strict=True):
+        for shard, answers in self._per_shard(lambda c: c.store(expr)):
             key = answers[0].decode() if isinstance(answers[0], bytes) else str(answers[0])
             if key:
                 out.append((shard, key))

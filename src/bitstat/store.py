@@ -133,14 +133,40 @@ class Store:
             return [int(x) for x in self.ids_script(self.client, keys, args)]
 
     # reads
-    def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
-        """Run one evaluate.lua call per program (per shard); pipelined on a single server."""
+    def evaluate_checked(
+        self, shards_key: str, programs: Sequence[Program]
+    ) -> tuple[list[int], list[list[Any]]]:
+        """The shard set and the answers of programs compiled for the shards believed current,
+        in one round trip on a single server; the caller compiles again if the set moved."""
+        if self.cluster:
+            with wrapped_errors("listing shards"):
+                shards = sorted(int(x) for x in self.client.smembers(shards_key))
+            return shards, self.evaluate(programs)
+        calls = self._calls(programs)
+        with wrapped_errors("evaluating actor sets"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.smembers(shards_key)
+            for k, a in calls:
+                pipe.evalsha(self.evaluate_script.sha, len(k), *k, *a)
+            try:
+                raw, *answers = pipe.execute()
+            except rex.NoScriptError:
+                self.client.script_load(self.evaluate_script.source)
+                raw, *answers = pipe.execute()
+        return sorted(int(x) for x in raw), [list(r) for r in answers]
+
+    def _calls(self, programs: Sequence[Program]) -> list[tuple[list[str], list[Any]]]:
         calls = []
         for p in programs:
             token = secrets.token_hex(6)
             tag = p.operands[0][: p.operands[0].index("}") + 1]
             scratch = [f"{tag}:tmp:{token}:{i}" for i in range(p.scratch)]
             calls.append((p.keys(scratch), p.argv))
+        return calls
+
+    def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
+        """Run one evaluate.lua call per program (per shard); pipelined on a single server."""
+        calls = self._calls(programs)
         with wrapped_errors("evaluating actor sets"):
             if self.cluster or len(calls) == 1:
                 return [list(self.evaluate_script(self.client, k, a)) for k, a in calls]
