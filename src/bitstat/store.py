@@ -143,16 +143,20 @@ class Store:
                 shards = sorted(int(x) for x in self.client.smembers(shards_key))
             return shards, self.evaluate(programs)
         calls = self._calls(programs)
-        with wrapped_errors("evaluating actor sets"):
+
+        def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             pipe.smembers(shards_key)
             for k, a in calls:
                 pipe.evalsha(self.evaluate_script.sha, len(k), *k, *a)
+            return list(pipe.execute())
+
+        with wrapped_errors("evaluating actor sets"):
             try:
-                raw, *answers = pipe.execute()
-            except rex.NoScriptError:
+                raw, *answers = run()
+            except rex.NoScriptError:  # a restarted server forgot the script: load, run again
                 self.client.script_load(self.evaluate_script.source)
-                raw, *answers = pipe.execute()
+                raw, *answers = run()
         return sorted(int(x) for x in raw), [list(r) for r in answers]
 
     def _calls(self, programs: Sequence[Program]) -> list[tuple[list[str], list[Any]]]:
