@@ -568,11 +568,33 @@ def test_look_alike_namespaces_are_apart(open_stats: Open, namespace: str) -> No
         assert len(st.counts("login", "country", "2026-11-13")) == 1
 
 
+def test_connect_reads_the_url_from_the_environment(
+    open_stats: Open, server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_stats(shop_schema()).track("login", user=7, time=at(14))
+    monkeypatch.setenv("BITSTAT_URL", server_url)
+    with bitstat.connect(namespace=namespace) as st:
+        assert st.unique("login", "2026-11-14") == 1
+
+
 def test_new_namespace_without_schema_uses_the_default(open_stats: Open) -> None:
     st = open_stats()
     assert st.schema == bitstat.Schema()
     st.track("login", user=1, time=datetime(2026, 11, 22, 12))
     assert st.unique("login", "2026-11-22") == 1
+    # without hour buckets an exact time stands for its whole day
+    assert st.unique("login", datetime(2026, 11, 22, 1, 5)) == 1
+    assert st.unique("login", datetime(2026, 11, 21, 9), datetime(2026, 11, 22, 0, 1)) == 1
+    with pytest.raises(bitstat.QueryError):
+        st.series("login", "2026-11-22", by="hour")
+
+
+def test_events_without_a_time_happen_now(open_stats: Open) -> None:
+    st = open_stats(shop_schema())
+    now = datetime(2026, 11, 22, 23, 30, tzinfo=UTC).timestamp()  # 00:30 on the 23rd locally
+    res = st.track_many([{"event": "login", "user": 1}, {"event": "login", "user": 2}], now=now)
+    assert res.recorded == 2
+    assert st.unique("login", "2026-11-23T00") == 2
 
 
 # keys on the server

@@ -351,3 +351,13 @@ def test_schema_errors() -> None:
     ):
         with pytest.raises(bitstat.SchemaError):
             bitstat.Schema(**kwargs)
+
+
+def test_connection_errors(server_url: str) -> None:
+    with pytest.raises(bitstat.ConnectionError):
+        bitstat.connect("http://127.0.0.1:6379/0")
+    with pytest.raises(bitstat.ConnectionError):
+        bitstat.connect("redis://127.0.0.1:1/0")
+    with pytest.raises(bitstat.SchemaError):
+        bitstat.connect(server_url, namespace="")
+    assert issubclass(bitstat.ConnectionError, bitstat.BitstatError)
