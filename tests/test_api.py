@@ -732,3 +732,21 @@ def test_several_stats_objects_cannot_mix_sets(open_stats: Open, namespace: str)
     b = open_stats(shop_schema(), ns=namespace + "-other")
     with pytest.raises((ValueError, bitstat.BitstatError)):
         a.actors("login").year(2026) & b.actors("login").year(2026)
+
+
+def test_queries_survive_a_server_that_forgot_its_scripts(
+    shop: bitstat.Stats, redis_client: servers.Client
+) -> None:
+    """A restarted server has no cached scripts: bitstat loads them again on its own."""
+    before = shop.query("purchase", "2026-11")
+    redis_client.script_flush()
+    assert shop.query("purchase", "2026-11") == before
+    redis_client.script_flush()
+    expr = shop.actors("login").month(2026, 11) - shop.actors("purchase").week(2026, 47)
+    assert sorted(expr.ids()) == [4]
+    assert 4 in expr
+    redis_client.script_flush()
+    assert shop.track_many(SHOP[:2], batch_id="after-flush").recorded == 2
+    redis_client.script_flush()
+    assert shop.track_many([{"event": "login", "user": 9, "time": at(1)}]).recorded == 1
+    assert shop.unique("login", "2026-11") == 5
