@@ -1,0 +1,62 @@
+"""The named Redis connections ("systems") bitmapist code refers to, as in bitmapist.
+
+bitmapist keeps them in a module-level dict that users mutate through `setup_redis`; the
+drop-in keeps that contract, but creates the "default" client only when it is first asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import redis
+
+from bitstat.store import client_from_url
+
+SYSTEMS: dict[str, Any] = {}
+
+DEFAULT_HOST = "localhost"
+DEFAULT_PORT = 6379
+
+
+def setup_redis(name: str, host: str, port: int, **kw: Any) -> None:
+    """Register the Redis at `host`:`port` as system `name`.
+
+    Extra keywords go to the client class, `redis_client` (default `redis.StrictRedis`),
+    e.g. `db=1`, `password=...` or `unix_socket_path=...`.
+    """
+    factory: Callable[..., Any] = kw.pop("redis_client", redis.StrictRedis)
+    SYSTEMS[name] = factory(host=host, port=port, **kw)
+
+
+def setup_redis_url(name: str, url: str) -> None:
+    """Register the Redis at a redis://, rediss:// or unix:// URL as system `name` (bitstat only).
+
+    Redis Cluster is refused: bitmapist's key names carry no hash tags, so its bit operations
+    would cross slots.
+    """
+    client, cluster = client_from_url(url)
+    if cluster:
+        client.close()
+        raise ValueError(
+            f"{url!r} is a Redis Cluster; bitmapist's key layout needs a single server "
+            "(use bitstat's own API for a cluster)"
+        )
+    SYSTEMS[name] = client
+
+
+def get_redis(system: Any = "default") -> Any:
+    """The redis-py client of `system`: a name given to `setup_redis`, or a client or pipeline."""
+    if isinstance(system, redis.Redis):
+        return system
+    client = SYSTEMS.get(system)
+    if client is None:
+        if system != "default":
+            raise KeyError(system)
+        client = SYSTEMS["default"] = redis.StrictRedis(host=DEFAULT_HOST, port=DEFAULT_PORT)
+    return client
+
+
+def system_id(system: Any) -> Hashable:
+    """What identifies a system for bookkeeping: its name, or the client object itself."""
+    return system if isinstance(system, str) else id(system)

@@ -1,0 +1,331 @@
+"""bitmapist.cohort: the cohort (retention) table of one event against another, and its HTML/CSV.
+
+`get_dates_data` returns bitmapist's rows, `[start, cohort size, cell 0, ..., cell N]`, where a
+cell is "" (no data), a percentage (float) or a count. bitmapist builds two or three BITOPs per
+cell, each its own round trip; here the row sizes take one pipelined round trip and the cells
+another (one Lua call per row), with scratch keys deleted in the same call. Rendering needs no
+template engine.
+"""
+
+from __future__ import annotations
+
+import calendar
+import html
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from . import _engine
+from .events import Bitmap, DayEvents, MonthEvents, WeekEvents, YearEvents, add_month
+
+__all__ = [
+    "CUSTOM_HANDLERS",
+    "get_dates_data",
+    "render_csv_data",
+    "render_html_data",
+    "render_html_form",
+    "set_custom_handler",
+]
+
+TimeGroup = Literal["days", "weeks", "months", "years"]
+Row = list[Any]
+
+CUSTOM_HANDLERS: dict[str, Callable[..., Any]] = {}
+
+
+def set_custom_handler(event_name: str, callback: Callable[..., Any]) -> None:
+    """Compute the selection `event_name` with `callback(key, cls, cls_args)`.
+
+    `cls` is DayEvents, WeekEvents, MonthEvents or YearEvents and `cls_args` the arguments of
+    its constructor after the event name, so `cls("active", *cls_args) & cls("web", *cls_args)`
+    makes a selection "active on the web".
+    """
+    CUSTOM_HANDLERS[event_name] = callback
+
+
+def _dispatch(key: str, cls: type[Any], cls_args: tuple[Any, ...]) -> Any:
+    if key in CUSTOM_HANDLERS:
+        return CUSTOM_HANDLERS[key](key, cls, cls_args)
+    return cls(key, *cls_args)
+
+
+def _events(time_group: str, key: str, when: date, system: Any) -> Any:
+    if time_group == "days":
+        return _dispatch(key, DayEvents, (when.year, when.month, when.day, system))
+    if time_group == "weeks":
+        iso = when.isocalendar()
+        return _dispatch(key, WeekEvents, (iso.year, iso.week, system))
+    if time_group == "months":
+        return _dispatch(key, MonthEvents, (when.year, when.month, system))
+    return _dispatch(key, YearEvents, (when.year, system))
+
+
+def _shift(dt: datetime, time_group: str, n: int) -> datetime:
+    """`dt` moved by n periods; months and years keep the day, clamped to the month's end."""
+    if time_group == "days":
+        return dt + timedelta(days=n)
+    if time_group == "weeks":
+        return dt + timedelta(weeks=n)
+    if time_group == "months":
+        year, month = add_month(dt.year, dt.month, n)
+    else:
+        year, month = dt.year + n, dt.month
+    return dt.replace(year=year, month=month, day=min(dt.day, calendar.monthrange(year, month)[1]))
+
+
+def _selection(
+    time_group: str, key: str, extra: str | None, when: date, system: Any
+) -> _engine.Node:
+    """The node of `key` in the period of `when`, ANDed with `extra` if given (scratch)."""
+    node = _node(_events(time_group, key, when, system), system)
+    if not extra:
+        return node
+    other = _node(_events(time_group, extra, when, system), system)
+    return _engine.Op("AND", _engine.scratch_key("cohort"), (node, other), None)
+
+
+def _node(events: Any, system: Any) -> _engine.Node:
+    if isinstance(events, Bitmap):
+        return events._node(system)
+    return _engine.Leaf(str(events.redis_key))
+
+
+def get_dates_data(
+    select1: str,
+    select2: str,
+    select1b: str | None = None,
+    select2b: str | None = None,
+    time_group: TimeGroup = "days",
+    system: Any = "default",
+    as_percent: bool = True,
+    num_results: int = 31,
+    num_of_rows: int = 12,
+    start_date: str | None = None,
+) -> list[Row]:
+    """The cohort table: who did `select1` (and `select1b`) in each period, and came back.
+
+    One row per period (`num_results` of them, 3 for years), ending at `start_date` +
+    `num_results` - 1 periods or now. A row is `[period start, cohort size, cells...]`; cell k
+    (0..`num_of_rows`) covers the k-th period from the row's: "" if the cohort is empty or
+    nobody did `select2` (and `select2b`) then, else the share of the cohort who did, in
+    percent, or their number when `as_percent` is false.
+    """
+    if time_group not in ("days", "weeks", "months", "years"):
+        raise ValueError(f"time_group must be days, weeks, months or years, not {time_group!r}")
+    num_results = 3 if time_group == "years" else int(num_results)
+    num_of_rows = int(num_of_rows)
+    if start_date:
+        end = datetime.strptime(start_date, "%Y-%m-%d").replace(tzinfo=UTC)
+        end += timedelta(days=num_results - 1)
+    else:
+        end = datetime.now(tz=UTC)
+    first = _shift(end, time_group, -(num_results - 1))
+    if time_group == "months":
+        first -= timedelta(days=first.day - 1)
+    starts = [_shift(first, time_group, i) for i in range(num_results)]
+
+    def cohort(start: datetime) -> _engine.Node:
+        return _selection(time_group, select1, select1b, start, system)
+
+    sizes = [
+        answer[0]
+        for answer in _engine.evaluate_batches(
+            system, [[("count", cohort(start))] for start in starts]
+        )
+    ]
+    batches: list[list[_engine.Read]] = []
+    for start, size in zip(starts, sizes, strict=True):
+        if size == 0:
+            continue
+        base = cohort(start)
+        reads: list[_engine.Read] = []
+        for k in range(num_of_rows + 1):
+            then = _selection(time_group, select2, select2b, _shift(start, time_group, k), system)
+            both = _engine.Op("AND", _engine.scratch_key("cohort"), (base, then), None)
+            reads += [("count", then), ("count", both)]
+        batches.append(reads)
+    answers = iter(_engine.evaluate_batches(system, batches))
+
+    rows: list[Row] = []
+    for start, size in zip(starts, sizes, strict=True):
+        row: Row = [start, size]
+        if size == 0:
+            row += [""] * (num_of_rows + 1)
+        else:
+            counts = next(answers)
+            for marked, returned in zip(counts[::2], counts[1::2], strict=True):
+                if marked == 0:
+                    row.append("")
+                elif returned == 0:
+                    row.append(0.0)
+                else:
+                    row.append(returned / size * 100 if as_percent else returned)
+        rows.append(row)
+    _engine.delete_runtime_keys()
+    return rows
+
+
+# --- rendering
+
+
+def _label(when: datetime, time_group: str, csv: bool) -> str:
+    if time_group == "months":
+        return when.strftime("%d %b")
+    if time_group == "weeks":
+        return when.strftime("Week %U %d %b" if csv else "Week %U, %d %b")
+    if time_group == "years":
+        return when.strftime("%Y")
+    return when.strftime("%d %b %Y" if csv else "%d %b, %Y")
+
+
+def render_csv_data(
+    dates_data: Sequence[Row],
+    as_percent: bool = True,
+    time_group: TimeGroup = "days",
+    num_results: int = 31,
+    num_of_rows: int = 12,
+    start_date: str | None = None,
+) -> str:
+    """The table of `get_dates_data` as CSV: date, cohort size, then one column per period."""
+    cells = range(2, int(num_of_rows) + 3)
+    lines = ["Date,Total," + ",".join(str(i) for i in range(int(num_of_rows) + 1))]
+    for row in dates_data:
+        values = []
+        for i in cells:
+            v = row[i]
+            values.append("" if v == "" else str(round(v, 2)) if as_percent else str(int(v)))
+        lines.append(f"{_label(row[0], time_group, True)},{row[1]},{','.join(values)}")
+    return "\n".join(lines) + "\n"
+
+
+_TABLE_STYLE = """<style>
+.cohort_table { width: 1250px !important; font-family: sans-serif; }
+.cohort_table .entry { width: 6%; }
+.cohort_table td, .cohort_table th { padding: 5px 0; text-align: center;
+  border-right: 1px solid #aaa; }
+.cohort_table td { border-bottom: 1px solid #aaa; }
+.cohort_table .date { display: inline-block; width: 125px; }
+.cohort_table .total_count { display: inline-block; width: 50px; }
+.cohort_table td.avg_row { border-top: 1px solid #aaa !important; }
+</style>"""
+
+
+def _cell(value: Any, as_percent: bool) -> str:
+    if value == "":
+        return "<td></td>"
+    if not as_percent:
+        return f"<td>{int(value)}</td>"
+    shade = round(float(value / 100), 1)
+    ink = round(float(value / 100) + 0.5, 1)
+    return (
+        f'<td style="background-color: hsla(200, 80%, 50%, {shade}); '
+        f'color: hsla(200, 100%, 0%, {ink});">{round(value, 2)}%</td>'
+    )
+
+
+def render_html_data(
+    dates_data: Sequence[Row],
+    as_percent: bool = True,
+    time_group: TimeGroup = "days",
+    num_results: int = 31,
+    num_of_rows: int = 12,
+    start_date: str | None = None,
+) -> str:
+    """The table of `get_dates_data` as an HTML heat map, with a row of column averages."""
+    cells = range(2, int(num_of_rows) + 3)
+    out = [_TABLE_STYLE, '<table class="cohort_table" cellpadding="0" cellspacing="0">']
+    head = "".join(f'<th class="entry">{i}</th>' for i in range(int(num_of_rows) + 1))
+    out.append(f'<tr><th width="200"></th>{head}</tr>')
+    for row in dates_data:
+        label = html.escape(_label(row[0], time_group, False))
+        first = f'<td><div class="date">{label}</div><div class="total_count">{row[1]}</div></td>'
+        out.append(f"<tr>{first}{''.join(_cell(row[i], as_percent) for i in cells)}</tr>")
+    averages = []
+    for i in cells:
+        present = [row[i] for row in dates_data if row[i] != ""]
+        average = sum(present) / len(present) if present else 0
+        shown = f"{round(average, 2)}%" if as_percent else str(int(average))
+        averages.append(f'<td class="avg_row">{shown}</td>')
+    out.append(f'<tr><td class="avg_row"></td>{"".join(averages)}</tr>')
+    out.append("</table>")
+    out.append(
+        '<div style="padding-top: 20px;"><a href="#" target="_blank" onclick="window.open('
+        "location.href + '&export_csv=1'); return false;\">Export as CSV</a></div>"
+    )
+    return "\n".join(out)
+
+
+def _options(name: str, selections: Sequence[Any], current: str | None) -> str:
+    out = [f'<select name="{html.escape(name)}">']
+    for option in selections:
+        if option == "---":
+            out.append('<option value="" disabled="disabled">----</option>')
+            continue
+        label, value = (html.escape(str(x)) for x in option)
+        chosen = ' selected="selected"' if current == option[1] else ""
+        out.append(f'<option value="{value}"{chosen}>{label}</option>')
+    out.append("</select>")
+    return "".join(out)
+
+
+def _choice(name: str, choices: Sequence[tuple[str, str]], current: str) -> str:
+    return _options(name, [(label, value) for value, label in choices], current)
+
+
+def render_html_form(
+    action_url: str,
+    selections1: Sequence[Any],
+    selections1b: Sequence[Any] | None = None,
+    selections2: Sequence[Any] | None = None,
+    selections2b: Sequence[Any] | None = None,
+    time_group: TimeGroup = "days",
+    select1: str | None = None,
+    select1b: str | None = None,
+    select2: str | None = None,
+    select2b: str | None = None,
+    as_percent: bool = True,
+    num_results: int = 31,
+    num_of_rows: int = 12,
+    start_date: str | None = None,
+) -> str:
+    """An HTML form (GET to `action_url`) choosing the arguments of `get_dates_data`.
+
+    `selections*` are `(label, event name)` pairs, or "---" for a separator; the optional
+    second selections (`*b`) default to the first ones, with an empty choice on top.
+    """
+    selections2 = list(selections2 or selections1)
+    none = [("------", "")]
+    extra1 = none + list(selections1b or selections1)
+    extra2 = none + list(selections2b or selections2)
+    groups = [("days", "Days"), ("weeks", "Weeks"), ("months", "Months"), ("years", "Years")]
+    results = [(str(n), str(n)) for n in (7, 28, 31, 12, 24, 4, 52, 104)]
+    rows = [(str(n), str(n)) for n in (3, 6, 12, 24, 48)]
+    percent = [("1", "Yes"), ("0", "No")]
+    return "\n".join(
+        [
+            '<form action="' + html.escape(action_url) + '" method="GET" class="cohort_form">',
+            "<dl><dd>Show me people who "
+            + _options("select1", selections1, select1)
+            + " AND "
+            + _options("select1b", extra1, select1b)
+            + " and then came back to "
+            + _options("select2", selections2, select2)
+            + " AND "
+            + _options("select2b", extra2, select2b)
+            + "</dd></dl>",
+            "<dl>",
+            "<dd>Group By: " + _choice("time_group", groups, time_group) + "</dd>",
+            "<dd>As percent: " + _choice("as_percent", percent, "1" if as_percent else "0"),
+            "</dd>",
+            "<dd>Number of results: "
+            + _choice("num_results", results, str(int(num_results)))
+            + "</dd>",
+            "<dd>Number of rows: " + _choice("num_of_rows", rows, str(int(num_of_rows))) + "</dd>",
+            '<dd>Start date: <input name="start_date" type="date" value="'
+            + html.escape(start_date or "")
+            + '" /></dd>',
+            "</dl>",
+            '<dl><dd><input type="submit" value="Show me results" /></dd></dl>',
+            "</form>",
+        ]
+    )

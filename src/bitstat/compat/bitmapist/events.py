@@ -1,0 +1,430 @@
+"""bitmapist's event objects: one bitmap per event and period, under bitmapist's key names.
+
+Keys, as bitmapist writes them (numbers not zero-padded):
+
+    trackist_<event>_<year>-<month>-<day>-<hour>     HourEvents
+    trackist_<event>_<year>-<month>-<day>            DayEvents
+    trackist_<event>_W<iso year>-<iso week>          WeekEvents
+    trackist_<event>_<year>-<month>                  MonthEvents
+    trackist_<event>_u                               UniqueEvents
+    trackist_bitop_OR_<the 12 month keys, joined by "-">   YearEvents (computed, never written)
+
+Constructors do no I/O and accept any numbers (bitmapist code passes `now.hour - 1`); calendar
+arithmetic happens only in `delta`, `period_start` and `period_end`, on `bitstat.periods`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from bitstat.periods import Bucket, bucket_of
+
+from . import _engine
+from ._redis import get_redis, system_id
+
+KEY_PREFIX = "trackist_"
+_TICK = timedelta(microseconds=1)
+
+
+def event_key(event_name: str, suffix: str) -> str:
+    """bitmapist's name of the bitmap of `event_name` for a period written as `suffix`."""
+    return f"{KEY_PREFIX}{event_name}_{suffix}"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+class Bitmap:
+    """A set of ids stored as one Redis bitmap: `in`, `len`, iteration, `& | ^ ~`, equality."""
+
+    event_name: str
+    system: Any
+    _key: str
+
+    def _node(self, system: Any) -> _engine.Node:
+        """This set as a node of an expression evaluated on `system`."""
+        return _engine.Leaf(self._key)
+
+    def _answer(self, read: str, offset: int | None = None) -> int:
+        """BITCOUNT (`read` "count") or GETBIT at `offset` (`read` "bit") of the set."""
+        node = self._node(self.system)
+        if isinstance(node, _engine.Op):
+            what: _engine.Read = (read, node) if offset is None else (read, node, offset)
+            return _engine.evaluate(self.system, [what])[0]
+        client = get_redis(self.system)
+        if offset is None:
+            return int(client.bitcount(node.key))
+        return int(client.getbit(node.key, offset))
+
+    def get_count(self) -> int:
+        """How many ids the set holds (BITCOUNT)."""
+        return self._answer("count")
+
+    def __len__(self) -> int:
+        return self.get_count()
+
+    def __contains__(self, uuid: int) -> bool:
+        return bool(self._answer("bit", uuid))
+
+    def has_events_marked(self) -> bool:
+        """True if the set holds any id."""
+        return self.get_count() > 0
+
+    def _readable_key(self) -> str:
+        """The name of a key that holds the set now."""
+        return self._key
+
+    def get_uuids(self) -> Iterator[int]:
+        """The ids in the set, ascending."""
+        return _engine.iter_ids(get_redis(self.system), self._readable_key())
+
+    def __iter__(self) -> Iterator[int]:
+        return self.get_uuids()
+
+    def delete(self) -> None:
+        """Delete the set's key."""
+        get_redis(self.system).delete(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Bitmap):
+            return self._key == other._key
+        other_key = getattr(other, "redis_key", None)
+        if other_key is None:
+            return NotImplemented
+        return bool(self._key == other_key)
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    # A function-level import: bitops builds on this module.
+    def __and__(self, other: Bitmap) -> Bitmap:
+        from .bitops import BitOpAnd
+
+        return BitOpAnd(self, other)
+
+    def __or__(self, other: Bitmap) -> Bitmap:
+        from .bitops import BitOpOr
+
+        return BitOpOr(self, other)
+
+    def __xor__(self, other: Bitmap) -> Bitmap:
+        from .bitops import BitOpXor
+
+        return BitOpXor(self, other)
+
+    def __invert__(self) -> Bitmap:
+        from .bitops import BitOpNot
+
+        return BitOpNot(self)
+
+
+class Computed(Bitmap):
+    """A set computed by BITOP from other sets, lazily, into a result key with a TTL."""
+
+    _op_name: str
+    _state: _engine.State
+
+    def _start(self, system: Any, op_name: str, key: str) -> None:
+        self.system = system
+        self._op_name = op_name
+        self._key = key
+        self._state = _engine.fresh_state(system, key)
+
+    def _operands(self) -> list[Any]:
+        raise NotImplementedError
+
+    def _node(self, system: Any) -> _engine.Node:
+        if self._state.status == _engine.DELETED:
+            return _engine.Leaf(self._key)
+        if system_id(system) != system_id(self.system):
+            # computed on its own system, as bitmapist does, then read by name
+            self._readable_key()
+            return _engine.Leaf(self._key)
+        children = tuple(_operand_node(o, system) for o in self._operands())
+        return _engine.Op(self._op_name, self._key, children, self._state)
+
+    def _readable_key(self) -> str:
+        node = self._node(self.system)
+        if isinstance(node, _engine.Op):
+            _engine.evaluate(self.system, [("len", node)])
+        return self._key
+
+    @property
+    def redis_key(self) -> str:
+        """The result key, computed on first use (code may hand it to Redis directly)."""
+        return self._readable_key()
+
+    def delete(self) -> None:
+        get_redis(self.system).delete(self._key)
+        self._state.status = _engine.DELETED
+
+
+def _operand_node(operand: Any, system: Any) -> _engine.Node:
+    if isinstance(operand, Bitmap):
+        return operand._node(system)
+    return _engine.Leaf(str(operand.redis_key))  # any object with a key, as bitmapist allows
+
+
+class UniqueEvents(Bitmap):
+    """Ids flagged by an event regardless of time (`mark_unique`), e.g. premium users."""
+
+    @classmethod
+    def from_date(
+        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
+    ) -> UniqueEvents:
+        return cls(event_name, system=system)
+
+    def __init__(self, event_name: str, system: Any = "default") -> None:
+        self.event_name = event_name
+        self.system = system
+        self.redis_key = self._key = event_key(event_name, "u")
+
+    def next(self) -> UniqueEvents:
+        return self
+
+    def prev(self) -> UniqueEvents:
+        return self
+
+
+class GenericPeriodEvents(Bitmap):
+    """The ids of an event in one period: hour, day, ISO week, month or year (all UTC)."""
+
+    _period: str
+
+    def __init__(self, event_name: str, *, system: Any = "default") -> None:
+        self.event_name = event_name
+        self.system = system
+
+    def _first_instant(self) -> datetime:
+        raise NotImplementedError
+
+    def _bucket(self) -> Bucket:
+        return bucket_of(self._period, self._first_instant())
+
+    def delta(self, value: int) -> GenericPeriodEvents:
+        """The same event `value` periods later (earlier when negative)."""
+        raise NotImplementedError
+
+    def period_start(self) -> datetime:
+        """The first instant of the period, in UTC."""
+        return self._bucket().start.replace(tzinfo=UTC)
+
+    def period_end(self) -> datetime:
+        """The last microsecond of the period, in UTC."""
+        return (self._bucket().end - _TICK).replace(tzinfo=UTC)
+
+    def next(self) -> GenericPeriodEvents:
+        return self.delta(1)
+
+    def prev(self) -> GenericPeriodEvents:
+        return self.delta(-1)
+
+
+def add_month(year: int, month: int, delta: int) -> tuple[int, int]:
+    """(year, month) moved by `delta` months."""
+    year, index = divmod(year * 12 + (month - 1) + delta, 12)
+    return year, index + 1
+
+
+def not_none(*values: Any) -> Any:
+    """The first of `values` that is not None."""
+    return next((v for v in values if v is not None), None)
+
+
+def iso_year_start(iso_year: int) -> date:
+    """The Monday that starts ISO year `iso_year`."""
+    return date.fromisocalendar(iso_year, 1, 1)
+
+
+def iso_to_gregorian(iso_year: int, iso_week: int, iso_day: int) -> date:
+    """The date of ISO (year, week, weekday); weeks past the year's last roll into the next."""
+    return iso_year_start(iso_year) + timedelta(weeks=iso_week - 1, days=iso_day - 1)
+
+
+class YearEvents(Computed, GenericPeriodEvents):
+    """The ids of an event in a year: the OR of its 12 months, under bitmapist's key name.
+
+    bitmapist ORs the 12 months in the constructor, every time. Here the OR runs when a count,
+    iteration or bit operation first needs it (months that do not exist are skipped), and
+    membership before that reads the 12 month bits (one round trip, no OR at all).
+    """
+
+    _period = "year"
+
+    @classmethod
+    def from_date(
+        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
+    ) -> YearEvents:
+        dt = dt or _utc_now()
+        return cls(event_name, dt.year, system=system)
+
+    def __init__(self, event_name: str, year: int | None = None, system: Any = "default") -> None:
+        self.event_name = event_name
+        self.year: int = not_none(year, _utc_now().year)
+        months = "-".join(self._month_keys())
+        self._start(system, "OR", f"{KEY_PREFIX}bitop_OR_{months}")
+
+    def _month_keys(self) -> list[str]:
+        return [event_key(self.event_name, f"{self.year}-{m}") for m in range(1, 13)]
+
+    def _operands(self) -> list[Bitmap]:
+        return [MonthEvents(self.event_name, self.year, m, self.system) for m in range(1, 13)]
+
+    def __contains__(self, uuid: int) -> bool:
+        if self._state.status != _engine.PENDING:
+            return super().__contains__(uuid)
+        pipe = get_redis(self.system).pipeline(transaction=False)
+        for key in self._month_keys():
+            pipe.getbit(key, uuid)
+        return any(pipe.execute())
+
+    def _first_instant(self) -> datetime:
+        return datetime(self.year, 1, 1)
+
+    def delta(self, value: int) -> YearEvents:
+        return self.__class__(self.event_name, self.year + value, self.system)
+
+
+class MonthEvents(GenericPeriodEvents):
+    """The ids of an event in a month, e.g. `MonthEvents("active", 2026, 11)`."""
+
+    _period = "month"
+
+    @classmethod
+    def from_date(
+        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
+    ) -> MonthEvents:
+        dt = dt or _utc_now()
+        return cls(event_name, dt.year, dt.month, system=system)
+
+    def __init__(
+        self,
+        event_name: str,
+        year: int | None = None,
+        month: int | None = None,
+        system: Any = "default",
+    ) -> None:
+        super().__init__(event_name, system=system)
+        now = _utc_now()
+        self.year: int = not_none(year, now.year)
+        self.month: int = not_none(month, now.month)
+        self.redis_key = self._key = event_key(event_name, f"{self.year}-{self.month}")
+
+    def _first_instant(self) -> datetime:
+        return datetime(self.year, self.month, 1)
+
+    def delta(self, value: int) -> MonthEvents:
+        year, month = add_month(self.year, self.month, value)
+        return self.__class__(self.event_name, year, month, self.system)
+
+
+class WeekEvents(GenericPeriodEvents):
+    """The ids of an event in an ISO week, e.g. `WeekEvents("active", 2026, 47)`."""
+
+    _period = "week"
+
+    @classmethod
+    def from_date(
+        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
+    ) -> WeekEvents:
+        dt = dt or _utc_now()
+        iso = dt.isocalendar()
+        return cls(event_name, iso.year, iso.week, system=system)
+
+    def __init__(
+        self,
+        event_name: str,
+        year: int | None = None,
+        week: int | None = None,
+        system: Any = "default",
+    ) -> None:
+        super().__init__(event_name, system=system)
+        now = _utc_now().isocalendar()
+        self.year: int = not_none(year, now.year)
+        self.week: int = not_none(week, now.week)
+        self.redis_key = self._key = event_key(event_name, f"W{self.year}-{self.week}")
+
+    def _first_instant(self) -> datetime:
+        monday = iso_to_gregorian(self.year, self.week, 1)
+        return datetime(monday.year, monday.month, monday.day)
+
+    def delta(self, value: int) -> WeekEvents:
+        iso = (self._first_instant() + timedelta(weeks=value)).isocalendar()
+        return self.__class__(self.event_name, iso.year, iso.week, self.system)
+
+
+class DayEvents(GenericPeriodEvents):
+    """The ids of an event in a day, e.g. `DayEvents("active", 2026, 11, 22)`."""
+
+    _period = "day"
+
+    @classmethod
+    def from_date(
+        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
+    ) -> DayEvents:
+        dt = dt or _utc_now()
+        return cls(event_name, dt.year, dt.month, dt.day, system=system)
+
+    def __init__(
+        self,
+        event_name: str,
+        year: int | None = None,
+        month: int | None = None,
+        day: int | None = None,
+        system: Any = "default",
+    ) -> None:
+        super().__init__(event_name, system=system)
+        now = _utc_now()
+        self.year: int = not_none(year, now.year)
+        self.month: int = not_none(month, now.month)
+        self.day: int = not_none(day, now.day)
+        self.redis_key = self._key = event_key(event_name, f"{self.year}-{self.month}-{self.day}")
+
+    def _first_instant(self) -> datetime:
+        return datetime(self.year, self.month, self.day)
+
+    def delta(self, value: int) -> DayEvents:
+        d = self._first_instant() + timedelta(days=value)
+        return self.__class__(self.event_name, d.year, d.month, d.day, self.system)
+
+
+class HourEvents(GenericPeriodEvents):
+    """The ids of an event in an hour (UTC), e.g. `HourEvents("active", 2026, 11, 22, 13)`."""
+
+    _period = "hour"
+
+    @classmethod
+    def from_date(
+        cls, event_name: str, dt: datetime | None = None, system: Any = "default"
+    ) -> HourEvents:
+        dt = dt or _utc_now()
+        return cls(event_name, dt.year, dt.month, dt.day, dt.hour, system=system)
+
+    def __init__(
+        self,
+        event_name: str,
+        year: int | None = None,
+        month: int | None = None,
+        day: int | None = None,
+        hour: int | None = None,
+        system: Any = "default",
+    ) -> None:
+        super().__init__(event_name, system=system)
+        now = _utc_now()
+        self.year: int = not_none(year, now.year)
+        self.month: int = not_none(month, now.month)
+        self.day: int = not_none(day, now.day)
+        self.hour: int = not_none(hour, now.hour)
+        self.redis_key = self._key = event_key(
+            event_name, f"{self.year}-{self.month}-{self.day}-{self.hour}"
+        )
+
+    def _first_instant(self) -> datetime:
+        return datetime(self.year, self.month, self.day, self.hour)
+
+    def delta(self, value: int) -> HourEvents:
+        t = self._first_instant() + timedelta(hours=value)
+        return self.__class__(self.event_name, t.year, t.month, t.day, t.hour, self.system)
