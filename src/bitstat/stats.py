@@ -460,7 +460,61 @@ class Stats:
         parts = dict(zip(stored.split("~"), member_value(text, True), strict=True))
         return tuple(parts[p] for p in asked.split("~"))
 
+    # analysis: retention, funnels, stickiness, lifecycle (planned in analysis.py)
+    def retention(
+        self,
+        first_event: str,
+        return_event: str,
+        start: Any,
+        periods: int = 8,
+        period: str = "week",
+        kind: str = "first",
+        *,
+        columns: int | None = None,
+        now: Any = None,
+        **segment: Any,
+    ) -> analysis.Retention:
+        """Cohort retention table (`analysis.Retention`): row i is the cohort of period start + i.
+
+        kind="first": actors whose first-ever `first_event` falls in period i; "recurring": all
+        who did it in period i. `counts[k]` = of those, actors who did `return_event` in period
+        i + k (`columns` of them, default `periods`); None for periods not begun by `now`
+        (default: the wall clock). Segment filters (`country="NL"`) narrow the cohort.
+        """
+        args = (first_event, return_event, start, periods, period, kind, columns, now, segment)
+        return analysis.retention(self, *args)
+
+    def funnel(
+        self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
+    ) -> list[tuple[str, int]]:
+        """Ordered funnel at day resolution: [(step, actors who reached it), ...].
+
+        An actor reaches step k if, for some day d in [start, end] on which they did step 1,
+        they did steps 2..k in order (each on a day no earlier than the step before; the same
+        day counts as in order) on days before d + `within`. Bitmaps keep days, not instants,
+        so two steps on one day always count as in order. Segment filters apply to step 1.
+        """
+        return analysis.funnel(self, steps, start, end, within, segment)
+
+    def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> dict[int, int]:
+        """{n: actors active on exactly n distinct days of [start, end]}, n = 1 .. days."""
+        return analysis.stickiness(self, event, start, end, segment)
+
+    def lifecycle(
+        self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
+    ) -> list[analysis.LifecyclePeriod]:
+        """Per period from start: `new`, `returning`, `resurrecting`, `dormant` actor counts.
+
+        new: first activity ever; returning: active in the previous period too; resurrecting:
+        not in the previous period but before it; dormant: active in the previous period, not
+        in this one. Periods not begun by `now` have None counts.
+        """
+        return analysis.lifecycle(self, event, start, periods, period, now=now)
+
 
 def _check_name(event: Any) -> None:
     if not isinstance(event, str) or not event:
         raise QueryError(f"event name must be non-empty text, got {event!r}")
+
+
+from . import analysis  # noqa: E402  (kept beside the analysis methods above)

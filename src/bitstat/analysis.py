@@ -1,0 +1,656 @@
+"""Retention tables, ordered funnels, stickiness and lifecycle, planned over actor bitmaps.
+
+Planning is pure. Retention and lifecycle become lists of actor-set expressions (`query.Leaf` /
+`query.Op`) that `Stats._count_exprs` counts in one server call per id shard. Funnels and
+stickiness use one intermediate set many times (the steps reached so far, a running count of
+active days), which expression trees cannot share: they become register programs for
+`scripts/registers.lua`, run the same way, one call per id shard. Both are compiled per shard,
+so every analysis runs unchanged on Redis Cluster. Results are plain data; a retention table
+also renders as CSV, as an HTML heat map and as JSON-ready dicts.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import html
+import io
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions as rex
+
+from . import periods as P
+from .errors import QueryError
+from .query import Expr, Leaf, Op
+from .store import SCRATCH_TTL_MS, Script
+
+if TYPE_CHECKING:
+    from .stats import Stats
+
+__all__ = [
+    "LifecyclePeriod",
+    "RegisterProgram",
+    "Retention",
+    "RetentionRow",
+    "funnel",
+    "lifecycle",
+    "parse_within",
+    "retention",
+    "stickiness",
+]
+
+KINDS = ("first", "recurring")
+_EPOCH = datetime(1970, 1, 1)
+_DAY = timedelta(days=1)
+_WITHIN = re.compile(r"\s*([0-9]+)\s*([dwh])\s*")
+
+Segment = tuple[str, str] | None
+
+
+# arguments
+
+
+def _name(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise QueryError(f"{what} must be a non-empty event name, got {value!r}")
+    return value
+
+
+def _count(what: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise QueryError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def parse_within(within: Any) -> int:
+    """A funnel window in whole days: `"7d"`, `"2w"`, `"48h"`, a timedelta, or an int of days."""
+    days: int | None = None
+    if isinstance(within, int) and not isinstance(within, bool):
+        days = within
+    elif isinstance(within, timedelta):
+        if within % _DAY == timedelta(0):
+            days = within // _DAY
+    elif isinstance(within, str) and (m := _WITHIN.fullmatch(within)):
+        n, unit = int(m.group(1)), m.group(2)
+        if unit != "h" or n % 24 == 0:
+            days = n * {"d": 1, "w": 7, "h": 1}[unit] // (24 if unit == "h" else 1)
+    if days is None or days < 1:
+        raise QueryError(
+            f"within must be a positive number of whole days ('7d', '2w', 7, timedelta),"
+            f" got {within!r}: funnels work at day resolution"
+        )
+    return days
+
+
+def _now(stats: Stats, now: Any) -> datetime:
+    """`now` as wall time of the namespace (the wall clock when not given)."""
+    if now is None:
+        return datetime.now(stats.schema.tz).replace(tzinfo=None)
+    return P.parse_time(now, stats.schema.tz)
+
+
+def _first_day(stats: Stats, event: str) -> datetime | None:
+    """Midnight of the first wall day `event` was recorded on (None if never)."""
+    store, key = stats._store, stats._keys.span_first
+    raw = store.run("reading the first day of an event", lambda: store.client.hget(key, event))
+    return None if raw is None else _EPOCH + timedelta(days=int(raw))
+
+
+def _labels(stats: Stats, lo: datetime, hi: datetime) -> tuple[str, ...]:
+    """Labels of the fewest recorded buckets tiling [lo, hi)."""
+    return tuple(b.label for b in P.cover(lo, hi, stats.schema.periods))
+
+
+def _before(stats: Stats, first: datetime | None, period: str, hi: datetime) -> tuple[str, ...]:
+    """Buckets covering every recorded day of an event before `hi` (a `period` boundary).
+
+    The event's first day is floored to its `period` bucket, so the span can always be tiled.
+    """
+    if first is None:
+        return ()
+    lo = P.bucket_of(period, first).start
+    return _labels(stats, lo, hi) if lo < hi else ()
+
+
+def _buckets(period: str, first: P.Bucket, n: int) -> list[P.Bucket]:
+    out = [first]
+    while len(out) < n:
+        out.append(out[-1].next())
+    return out
+
+
+def _check_period(stats: Stats, period: Any) -> str:
+    if not isinstance(period, str) or period not in P.PERIODS:
+        raise QueryError(f"period must be one of {', '.join(P.PERIODS)}, got {period!r}")
+    stats._require_period(period)
+    return period
+
+
+class _Counts:
+    """Expressions to count, each once; answers are looked up by expression."""
+
+    def __init__(self) -> None:
+        self.exprs: list[Expr] = []
+        self.index: dict[Expr, int] = {}
+        self.values: list[int] = []
+
+    def add(self, expr: Expr) -> Expr:
+        if expr not in self.index:
+            self.index[expr] = len(self.exprs)
+            self.exprs.append(expr)
+        return expr
+
+    def run(self, stats: Stats) -> None:
+        self.values = stats._count_exprs(self.exprs) if self.exprs else []
+
+    def __getitem__(self, expr: Expr) -> int:
+        return self.values[self.index[expr]]
+
+
+def _and(*items: Expr | None) -> Expr:
+    parts = tuple(i for i in items if i is not None)
+    return parts[0] if len(parts) == 1 else Op("and", parts)
+
+
+# retention tables
+
+
+@dataclass
+class RetentionRow:
+    """One cohort: its period label, its size, and its actors back in each later period."""
+
+    cohort: str
+    size: int
+    counts: list[int | None]  # None: the period has not begun
+
+    def rates(self) -> list[float | None]:
+        """Each count as a share of the cohort (None: not begun, or an empty cohort)."""
+        return [None if c is None or not self.size else c / self.size for c in self.counts]
+
+
+@dataclass
+class Retention:
+    """A retention table: `rows[i].counts[k]` is cohort i's actors back in period i + k."""
+
+    first_event: str
+    return_event: str
+    period: str
+    kind: str
+    rows: list[RetentionRow]
+
+    @property
+    def columns(self) -> int:
+        return len(self.rows[0].counts) if self.rows else 0
+
+    def rates(self) -> list[list[float | None]]:
+        return [row.rates() for row in self.rows]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per cohort: cohort, size, counts, rates."""
+        return [
+            {"cohort": r.cohort, "size": r.size, "counts": list(r.counts), "rates": r.rates()}
+            for r in self.rows
+        ]
+
+    def to_csv(self, rates: bool = False) -> str:
+        """cohort,size,0,1,... with counts (or shares of the cohort); empty cells not begun."""
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="\n")
+        out.writerow(["cohort", "size", *range(self.columns)])
+        for row in self.rows:
+            cells = row.rates() if rates else row.counts
+            out.writerow(
+                [
+                    row.cohort,
+                    row.size,
+                    *("" if c is None else f"{c:.6g}" if rates else c for c in cells),
+                ]
+            )
+        return buf.getvalue()
+
+    def to_html(self, page: bool = False) -> str:
+        """The table as an HTML heat map (a fragment, or a whole page with `page=True`)."""
+        title = (
+            f"{self.return_event} after {self.first_event}, {self.period}ly cohorts"
+            f" ({'first time' if self.kind == 'first' else 'recurring'})"
+        )
+        head = "".join(f"<th>{self.period} {k}</th>" for k in range(self.columns))
+        body = []
+        for row in self.rows:
+            cells = []
+            for count, rate in zip(row.counts, row.rates(), strict=True):
+                if count is None:
+                    cells.append('<td class="future"></td>')
+                elif rate is None:
+                    cells.append(f"<td>{count:,}</td>")
+                else:
+                    cells.append(
+                        f'<td style="{_heat(rate)}" title="{count:,} of {row.size:,}">'
+                        f"{rate:.1%}</td>"
+                    )
+            body.append(
+                f'<tr><th scope="row">{html.escape(row.cohort)}</th>'
+                f'<td class="size">{row.size:,}</td>{"".join(cells)}</tr>'
+            )
+        table = (
+            f'{_STYLE}<table class="bitstat-retention"><caption>{html.escape(title)}</caption>'
+            f"<thead><tr><th>cohort</th><th>size</th>{head}</tr></thead>"
+            f"<tbody>{chr(10).join(body)}</tbody></table>"
+        )
+        if not page:
+            return table
+        return (
+            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title></head><body>{table}</body></html>\n"
+        )
+
+
+_STYLE = (
+    "<style>.bitstat-retention{border-collapse:collapse;font:13px/1.4 system-ui,sans-serif;"
+    "font-variant-numeric:tabular-nums}.bitstat-retention caption{text-align:left;"
+    "font-weight:600;padding:4px 0}.bitstat-retention th,.bitstat-retention td{padding:4px 8px;"
+    "text-align:right;border:1px solid #e2e8f0}.bitstat-retention thead th{background:#f7fafc}"
+    ".bitstat-retention th[scope=row]{text-align:left;background:#f7fafc}"
+    ".bitstat-retention td.size{font-weight:600}.bitstat-retention td.future"
+    "{background:repeating-linear-gradient(45deg,#fff,#fff 4px,#f1f5f9 4px,#f1f5f9 8px)}</style>"
+)
+
+
+def _heat(rate: float) -> str:
+    """Background from white (0%) to deep blue (100%), text white on dark cells."""
+    r = min(max(rate, 0.0), 1.0)
+    rgb = [round(255 + (c - 255) * r) for c in (37, 99, 235)]
+    text = "#fff" if r > 0.5 else "#1a202c"
+    return f"background:rgb({rgb[0]},{rgb[1]},{rgb[2]});color:{text}"
+
+
+# retention
+
+
+def retention(
+    stats: Stats,
+    first_event: str,
+    return_event: str,
+    start: Any,
+    periods: int = 8,
+    period: str = "week",
+    kind: str = "first",
+    columns: int | None = None,
+    now: Any = None,
+    segment: Mapping[str, Any] | None = None,
+) -> Retention:
+    """Cohort table: row i is cohort `start + i`, `counts[k]` its actors back in period i + k.
+
+    kind="recurring": cohort i is every actor who did `first_event` in period i. kind="first":
+    only those whose first-ever `first_event` (over all data of the namespace) falls in period
+    i. A segment filter narrows the cohort: the actors who did `first_event` in period i with
+    that segment value ("first-ever" still looks at every segment). `counts[k]` counts the
+    cohort's actors who did `return_event` in period i + k (any segment), so counts[0] is the
+    cohort's own period; it is None for a period that has not begun by `now`.
+    """
+    _name("first_event", first_event)
+    _name("return_event", return_event)
+    _check_period(stats, period)
+    if kind not in KINDS:
+        raise QueryError(f"kind must be 'first' or 'recurring', got {kind!r}")
+    rows = _count("periods", periods)
+    width = rows if columns is None else _count("columns", columns)
+    seg = stats._segment(first_event, segment or {})
+    wall_now = _now(stats, now)
+    tz = stats.schema.tz
+    buckets = _buckets(period, P.bucket_of(period, P.parse_time(start, tz)), rows + width - 1)
+    first = _first_day(stats, first_event) if kind == "first" else None
+
+    # kind="first": |cohort & X| = |did it in period i & X| - |... & did it before period i|
+    counts = _Counts()
+    plan: list[list[tuple[Expr, Expr | None] | None]] = []
+    for i in range(rows):
+        did = Leaf(first_event, (buckets[i].label,), seg)
+        labels = _before(stats, first, period, buckets[i].start)
+        prior = Leaf(first_event, labels) if labels else None
+        cells: list[tuple[Expr, Expr | None] | None] = []
+        for k in range(-1, width):  # k = -1: the cohort itself
+            if k >= 0 and buckets[i + k].start > wall_now:
+                cells.append(None)
+                continue
+            parts: tuple[Expr, ...] = (
+                (did,) if k < 0 else (did, Leaf(return_event, (buckets[i + k].label,)))
+            )
+            plain = counts.add(parts[0] if len(parts) == 1 else Op("and", parts))
+            cells.append((plain, None if prior is None else counts.add(Op("and", (*parts, prior)))))
+        plan.append(cells)
+    counts.run(stats)
+
+    def value(cell: tuple[Expr, Expr | None]) -> int:
+        plain, seen = cell
+        return counts[plain] - (counts[seen] if seen is not None else 0)
+
+    out = []
+    for i, (size, *cells) in enumerate(plan):
+        assert size is not None
+        out.append(
+            RetentionRow(
+                buckets[i].label, value(size), [None if c is None else value(c) for c in cells]
+            )
+        )
+    return Retention(first_event, return_event, period, kind, out)
+
+
+# lifecycle
+
+
+@dataclass(frozen=True)
+class LifecyclePeriod:
+    """One period of a lifecycle; every count is None for a period that has not begun."""
+
+    period: str
+    new: int | None  # active now, never before
+    returning: int | None  # active now and in the previous period
+    resurrecting: int | None  # active now, not in the previous period, but before it
+    dormant: int | None  # active in the previous period, not now
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "new": self.new,
+            "returning": self.returning,
+            "resurrecting": self.resurrecting,
+            "dormant": self.dormant,
+        }
+
+
+def lifecycle(
+    stats: Stats, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
+) -> list[LifecyclePeriod]:
+    """New, returning, resurrecting and dormant actors of `event` in each of `periods` periods."""
+    _name("event", event)
+    _check_period(stats, period)
+    n = _count("periods", periods)
+    wall_now = _now(stats, now)
+    first_bucket = P.bucket_of(period, P.parse_time(start, stats.schema.tz))
+    buckets = [first_bucket.prev(), *_buckets(period, first_bucket, n)]
+    first = _first_day(stats, event)
+    counts = _Counts()
+    plan: list[tuple[Expr, Expr, Expr, Expr | None] | None] = []
+    for t in range(1, n + 1):
+        if buckets[t].start > wall_now:
+            plan.append(None)
+            continue
+        now_set = counts.add(Leaf(event, (buckets[t].label,)))
+        prev = counts.add(Leaf(event, (buckets[t - 1].label,)))
+        both = counts.add(_and(now_set, prev))
+        labels = _before(stats, first, period, buckets[t].start)
+        seen = counts.add(_and(now_set, Leaf(event, labels))) if labels else None
+        plan.append((now_set, prev, both, seen))
+    counts.run(stats)
+    out = []
+    for t, item in enumerate(plan, start=1):
+        label = buckets[t].label
+        if item is None:
+            out.append(LifecyclePeriod(label, None, None, None, None))
+            continue
+        now_set, prev, both, seen = item
+        # every actor seen before this period is in `seen`: active in the previous one or before
+        before = counts[seen] if seen is not None else 0
+        out.append(
+            LifecyclePeriod(
+                label,
+                new=counts[now_set] - before,
+                returning=counts[both],
+                resurrecting=before - counts[both],
+                dormant=counts[prev] - counts[both],
+            )
+        )
+    return out
+
+
+# register programs (scripts/registers.lua)
+
+
+@dataclass
+class RegisterProgram:
+    """A registers.lua program, the same for every id shard: operand sets, then instructions.
+
+    A set reference is an operand (>= 0, an index into `sets`) or a register (< 0: -1 is the
+    first register); both become indexes into the script's KEYS when the program is compiled.
+    """
+
+    sets: list[tuple[str, str, Segment]] = field(default_factory=list)
+    registers: int = 0
+    code: list[tuple[Any, ...]] = field(default_factory=list)
+    answers: int = 0
+    _operands: dict[tuple[str, str, Segment], int] = field(default_factory=dict)
+    _unions: dict[tuple[str, tuple[str, ...], Segment], int] = field(default_factory=dict)
+
+    def register(self) -> int:
+        self.registers += 1
+        return -self.registers
+
+    def leaf(self, event: str, labels: Sequence[str], segment: Segment = None) -> int:
+        """The actors of `event` in the buckets `labels`: an operand, or a register made once."""
+        if len(labels) == 1:
+            item = (event, labels[0], segment)
+            if item not in self._operands:
+                self._operands[item] = len(self.sets)
+                self.sets.append(item)
+            return self._operands[item]
+        whole = (event, tuple(labels), segment)
+        if whole not in self._unions:
+            reg = self.register()
+            self.op("or", reg, [self.leaf(event, (lb,), segment) for lb in labels])
+            self._unions[whole] = reg
+        return self._unions[whole]
+
+    def op(self, name: str, dest: int, sources: Sequence[int]) -> None:
+        """dest := OR / AND / XOR of sources (dest may be one of them)."""
+        self.code.append((name, dest, *sources))
+
+    def diff(self, dest: int, a: int, b: int) -> None:
+        """dest := a - b (dest must differ from a)."""
+        assert dest != a
+        self.code.append(("diff", dest, a, b))
+
+    def count(self, ref: int) -> None:
+        self.code.append(("count", ref))
+        self.answers += 1
+
+    def argv(self, ttl_ms: int) -> list[str | int]:
+        n = len(self.sets)
+
+        def index(ref: int) -> int:
+            return ref + 1 if ref >= 0 else n - ref
+
+        out: list[str | int] = [n, ttl_ms]
+        for name, *refs in self.code:
+            if name in ("or", "and", "xor"):
+                dest, *sources = refs
+                out += [name, index(dest), len(sources), *(index(s) for s in sources)]
+            else:
+                out += [name, *(index(r) for r in refs)]
+        return out
+
+
+@functools.cache
+def _registers_script() -> Script:
+    return Script("registers.lua")
+
+
+def _run(stats: Stats, program: RegisterProgram) -> list[int]:
+    """Run `program` on every id shard and add up the answers."""
+    store, keys = stats._store, stats._keys
+    raw = store.run("listing shards", lambda: store.client.smembers(keys.shards))
+    totals = [0] * program.answers
+    if not raw or not program.answers:
+        return totals
+    script = _registers_script()
+    argv = program.argv(SCRATCH_TTL_MS)
+    calls = []
+    for shard in sorted(int(s) for s in raw):
+        scratch = keys.temp(keys.shard_tag(shard), secrets.token_hex(6))
+        operands = [keys.actors(shard, e, label, seg) for e, label, seg in program.sets]
+        calls.append([*operands, *(f"{scratch}:{i}" for i in range(program.registers))])
+
+    def go() -> list[Any]:
+        if store.cluster or len(calls) == 1:
+            return [script(store.client, k, argv) for k in calls]
+        pipe = store.client.pipeline(transaction=False)
+        for k in calls:
+            pipe.evalsha(script.sha, len(k), *k, *argv)
+        return list(pipe.execute())
+
+    def run() -> list[Any]:
+        try:
+            return go()
+        except rex.NoScriptError:  # a restarted server forgot the script: load it, run again
+            store.client.script_load(script.source)
+            return go()
+
+    for answers in store.run("evaluating an analysis", run):
+        for i, value in enumerate(answers):
+            totals[i] += int(value)
+    return totals
+
+
+# stickiness
+
+
+def _days(stats: Stats, lo: datetime, hi: datetime) -> list[tuple[str, tuple[str, ...]]]:
+    """(day label, labels of the buckets covering that day's share of [lo, hi)) per day."""
+    return [
+        (b.label, _labels(stats, max(lo, b.start), min(hi, b.end)))
+        for b in P.buckets_between("day", lo, hi)
+    ]
+
+
+def stickiness_program(
+    days: Sequence[tuple[str, ...]], event: str, segment: Segment = None
+) -> RegisterProgram:
+    """Counts of actors active on exactly 1, 2, ... len(days) of the days (bucket labels each).
+
+    A bit-sliced counter: register `planes[p]` holds the actors whose count of active days so far
+    has bit p set; adding a day is a ripple-carry add of one bit per actor.
+    """
+    prog = RegisterProgram()
+    planes: list[int] = []
+    spare = [prog.register(), prog.register()]
+    for added, labels in enumerate(days, start=1):
+        carry = prog.leaf(event, labels, segment)
+        grows = added.bit_length() > len(planes)  # the carry out of the top plane can be set
+        for p, plane in enumerate(planes):
+            nxt = spare[0] if carry != spare[0] else spare[1]
+            if grows or p + 1 < len(planes):
+                prog.op("and", nxt, [plane, carry])
+            prog.op("xor", plane, [plane, carry])
+            carry = nxt
+        if grows:
+            planes.append(prog.register())
+            prog.op("or", planes[-1], [carry])
+    ones, zeros, exact = prog.register(), prog.register(), prog.register()
+    for n in range(1, len(days) + 1):
+        set_bits = [plane for p, plane in enumerate(planes) if n >> p & 1]
+        clear = [plane for p, plane in enumerate(planes) if not n >> p & 1]
+        have = set_bits[0]
+        if len(set_bits) > 1:
+            prog.op("and", ones, set_bits)
+            have = ones
+        if clear:
+            lack = clear[0]
+            if len(clear) > 1:
+                prog.op("or", zeros, clear)
+                lack = zeros
+            prog.diff(exact, have, lack)
+            have = exact
+        prog.count(have)
+    return prog
+
+
+def stickiness(
+    stats: Stats, event: str, start: Any, end: Any = None, segment: Mapping[str, Any] | None = None
+) -> dict[int, int]:
+    """{n: actors active on exactly n distinct days of [start, end]} for n = 1 .. days."""
+    _name("event", event)
+    seg = stats._segment(event, segment or {})
+    days = _days(stats, *stats._range(start, end))
+    values = _run(stats, stickiness_program([labels for _, labels in days], event, seg))
+    return {n: v for n, v in enumerate(values, start=1)}
+
+
+# funnels
+
+
+def funnel_program(
+    steps: Sequence[str],
+    days: Sequence[tuple[str, ...]],
+    starts: int,
+    within: int,
+    segment: Segment,
+) -> RegisterProgram:
+    """Actors reaching each step: `days[d]` are the bucket labels of day d; step 1 on day
+    d < `starts`, then steps 2.. in order (same day allowed) on days before d + `within`.
+
+    Per start day d, register `reach[j]` holds the actors who did steps 2..j in order on the
+    window's days so far; the step-j answer adds `step 1 on d & reach[j]` at the window's end.
+    """
+    prog = RegisterProgram()
+    m = len(steps)
+    total = [prog.register() for _ in range(m)]
+    reach = [0] * m
+    if m > 1:
+        reach[1:] = [prog.register() for _ in range(1, m)]
+    tmp = prog.register()
+    started: set[int] = set()
+
+    def add_to(j: int, ref: int) -> None:
+        prog.op("or", total[j], [total[j], ref] if j in started else [ref])
+        started.add(j)
+
+    prog.op("or", total[0], [prog.leaf(steps[0], days[d], segment) for d in range(starts)])
+    started.add(0)
+    for d in range(starts):
+        if m == 1:
+            break
+        first = prog.leaf(steps[0], days[d], segment)
+        for x in range(d, d + within):
+            for j in range(1, m):
+                today = prog.leaf(steps[j], days[x])
+                if j == 1:
+                    prog.op("or", reach[1], [reach[1], today] if x > d else [today])
+                elif x == d:
+                    prog.op("and", reach[j], [reach[j - 1], today])
+                else:
+                    prog.op("and", tmp, [reach[j - 1], today])
+                    prog.op("or", reach[j], [reach[j], tmp])
+        for j in range(1, m):
+            prog.op("and", tmp, [first, reach[j]])
+            add_to(j, tmp)
+    for j in range(m):
+        prog.count(total[j])
+    return prog
+
+
+def funnel(
+    stats: Stats,
+    steps: Sequence[str],
+    start: Any,
+    end: Any = None,
+    within: Any = "7d",
+    segment: Mapping[str, Any] | None = None,
+) -> list[tuple[str, int]]:
+    """[(step, actors who reached it)]; see `Stats.funnel`."""
+    if isinstance(steps, str) or not isinstance(steps, Sequence) or not steps:
+        raise QueryError(f"steps must be a non-empty list of event names, got {steps!r}")
+    names = [_name("each step", s) for s in steps]
+    window = parse_within(within)
+    seg = stats._segment(names[0], segment or {})
+    lo, hi = stats._range(start, end)
+    first = P.bucket_of("day", lo).start
+    last = P.bucket_of("day", hi - timedelta(microseconds=1)).end
+    starts = (last - first) // _DAY
+    days = _days(stats, first, last + (window - 1) * _DAY)
+    prog = funnel_program(names, [labels for _, labels in days], starts, window, seg)
+    return list(zip(names, _run(stats, prog), strict=True))
