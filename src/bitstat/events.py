@@ -188,7 +188,9 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     if n == 0 or set(map(type, batch)) != {dict}:
         return None
     names: list[Any] = list(map(dict.get, batch, repeat("event", n)))
-    if set(map(type, names)) != {str}:
+    try:
+        "".join(names)  # every name is text (C speed); empty names are caught below
+    except TypeError:
         return None
     distinct = set(names)
     if "" in distinct:
@@ -269,25 +271,34 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     amounts: dict[int, np.ndarray] = {}
     columns: dict[str, list[Any]] = {}
 
+    complete: set[str] = set()  # columns with text in every row
+
     def column(prop: str) -> list[Any] | None:
         col = columns.get(prop)
         if col is None:
             col = list(map(dict.get, batch, repeat(prop, n)))
-            ck = set(map(type, col))
-            if not ck <= {str, int, float, _NONE}:
-                return None
-            if int in ck or float in ck:
-                col = [v if v is None or type(v) is str else str(v) for v in col]
+            try:
+                "".join(col)  # all text, the usual case: checked at C speed
+                complete.add(prop)
+            except TypeError:
+                ck = set(map(type, col))
+                if not ck <= {str, int, float, _NONE}:
+                    return None
+                if int in ck or float in ck:
+                    col = [v if v is None or type(v) is str else str(v) for v in col]
+                if _NONE not in ck:
+                    complete.add(prop)
             columns[prop] = col
         return col
 
     def compound_column(name: str) -> list[Any] | None:
-        parts = [column(p) for p in name.split("~")]
+        names = name.split("~")
+        parts = [column(p) for p in names]
         if any(p is None for p in parts):
             return None
         if len(parts) == 1:
             return parts[0]
-        if not any(None in part for part in parts):  # type: ignore[operator]
+        if complete.issuperset(names):
             return list(zip(*parts, strict=True))
         return [None if None in row else row for row in zip(*parts, strict=True)]
 
