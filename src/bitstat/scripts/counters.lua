@@ -60,7 +60,7 @@ elseif mode == 'zsum' then
   end
   redis.call('ZUNIONSTORE', KEYS[1], #sources, unpack(sources))
   local out = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-  redis.call('DEL', KEYS[1])
+  redis.call('UNLINK', KEYS[1])
   return out
 elseif mode == 'top' then
   local limit = tonumber(ARGV[2])
@@ -100,7 +100,7 @@ elseif mode == 'top' then
     end
   end
   if scratch then
-    redis.call('DEL', scratch)
+    redis.call('UNLINK', scratch)  -- a big sorted set is freed off the main thread
   end
   return out
 end
