@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import redis.exceptions as rex
 
-from ._redis import get_redis, system_id
+from ._redis import get_redis, server_id
 
 TTL_SECONDS = 3600
 """Lifetime of a computed result key; each use renews it, and an expired one is recomputed."""
@@ -142,39 +142,54 @@ def fresh_state(system: Any, key: str) -> State:
     A new operation in bitmapist recomputes its key at once, refreshing what older objects
     with the same key read; resetting the shared state has the same effect, lazily.
     """
+    sid = server_id(system)
     with _states_lock:
-        state = _states.get((system_id(system), key))
+        state = _states.get((sid, key))
         if state is None:
-            state = _states[(system_id(system), key)] = State()
+            state = _states[(sid, key)] = State()
         state.status = PENDING
-    _runtime_keys().setdefault(system_id(system), (system, set()))[1].add(key)
+    _runtime().states.add(state)
     return state
 
 
-def _runtime_keys() -> dict[Hashable, tuple[Any, set[str]]]:
-    keys: dict[Hashable, tuple[Any, set[str]]] | None = getattr(_local, "keys", None)
-    if keys is None:
-        keys = _local.keys = {}
-    return keys
+class _Runtime:
+    """This thread's operations (for `delete_runtime_bitop_keys`) and the keys it computed."""
+
+    def __init__(self) -> None:
+        self.states: weakref.WeakSet[State] = weakref.WeakSet()
+        self.computed: dict[Hashable, tuple[Any, set[str]]] = {}
 
 
-def mark_deleted(system: Any, keys: set[str] | None = None) -> None:
-    """Record that result keys of `system` were deleted (all of them when `keys` is None)."""
-    sid = system_id(system)
+def _runtime() -> _Runtime:
+    runtime: _Runtime | None = getattr(_local, "runtime", None)
+    if runtime is None:
+        runtime = _local.runtime = _Runtime()
+    return runtime
+
+
+def mark_deleted(system: Any) -> None:
+    """Record that every result key of the database of `system` was deleted."""
+    sid = server_id(system)
     with _states_lock:
-        for (owner, key), state in list(_states.items()):
-            if owner == sid and (keys is None or key in keys):
+        for (owner, _), state in list(_states.items()):
+            if owner == sid:
                 state.status = DELETED
 
 
 def delete_runtime_keys() -> None:
-    """Delete the result keys of every operation built in this thread so far."""
-    registry = _runtime_keys()
-    for system, keys in registry.values():
+    """Delete the results of every operation built in this thread so far.
+
+    Operations never computed have no key to delete; like computed ones, they read as empty
+    from now on, as in bitmapist, where every operation is computed when built.
+    """
+    runtime = _runtime()
+    for client, keys in runtime.computed.values():
         if keys:
-            get_redis(system).delete(*keys)
-            mark_deleted(system, keys)
-    registry.clear()
+            client.delete(*keys)
+    for state in list(runtime.states):
+        state.status = DELETED
+    runtime.states.clear()
+    runtime.computed.clear()
 
 
 class _Program:
@@ -184,7 +199,7 @@ class _Program:
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
         self.args: list[str | int] = [TTL_SECONDS * 1000]
-        self.settles: list[State] = []
+        self.settles: list[tuple[State, str]] = []
 
     def key(self, key: str) -> int:
         idx = self.index.get(key)
@@ -201,7 +216,7 @@ class _Program:
             mode = "t"
         else:
             mode = "r" if node.state.status == READY else "c"
-            self.settles.append(node.state)
+            self.settles.append((node.state, node.key))
         dest = self.key(node.key)
         self.args += ["op", node.name, mode, dest, len(children), *children]
         return dest
@@ -220,10 +235,12 @@ def _call(client: Any, program: _Program) -> list[int]:
     return [int(x) for x in answer]
 
 
-def _settle(program: _Program) -> None:
-    for state in program.settles:
+def _settle(client: Any, program: _Program) -> None:
+    computed = _runtime().computed.setdefault(server_id(client), (client, set()))[1]
+    for state, key in program.settles:
         if state.status != DELETED:
             state.status = READY
+            computed.add(key)
 
 
 def evaluate(system: Any, reads: Sequence[Read]) -> list[int]:
@@ -231,8 +248,9 @@ def evaluate(system: Any, reads: Sequence[Read]) -> list[int]:
     program = _Program()
     for read in reads:
         program.read(read)
-    answer = _call(get_redis(system), program)
-    _settle(program)
+    client = get_redis(system)
+    answer = _call(client, program)
+    _settle(client, program)
     return answer
 
 
@@ -261,7 +279,7 @@ def evaluate_batches(system: Any, batches: Sequence[Sequence[Read]]) -> list[lis
             pipe.evalsha(LUA_SHA, len(p.keys), *p.keys, *p.args)
         answers = pipe.execute()
     for p in programs:
-        _settle(p)
+        _settle(client, p)
     return [[int(x) for x in a] for a in answers]
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
-from bitstat.store import client_from_url
+from bitstat.store import CLUSTER_SCHEME, client_from_url
 
 SYSTEMS: dict[str, Any] = {}
 
@@ -35,14 +36,12 @@ def setup_redis_url(name: str, url: str) -> None:
     Redis Cluster is refused: bitmapist's key names carry no hash tags, so its bit operations
     would cross slots.
     """
-    client, cluster = client_from_url(url)
-    if cluster:
-        client.close()
+    if urlsplit(url).scheme == CLUSTER_SCHEME:
         raise ValueError(
             f"{url!r} is a Redis Cluster; bitmapist's key layout needs a single server "
             "(use bitstat's own API for a cluster)"
         )
-    SYSTEMS[name] = client
+    SYSTEMS[name] = client_from_url(url)[0]
 
 
 def get_redis(system: Any = "default") -> Any:
@@ -57,6 +56,15 @@ def get_redis(system: Any = "default") -> Any:
     return client
 
 
-def system_id(system: Any) -> Hashable:
-    """What identifies a system for bookkeeping: its name, or the client object itself."""
-    return system if isinstance(system, str) else id(system)
+def server_id(system: Any) -> Hashable:
+    """The server and database `system` points at: what decides which keys it sees.
+
+    Two names for one database ("default" and a copy) share their bit operation results, as
+    they share the keys.
+    """
+    client = get_redis(system)
+    pool = getattr(client, "connection_pool", None)
+    kw = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kw, dict):
+        return id(client)
+    return (kw.get("host"), kw.get("port"), kw.get("path"), kw.get("db", 0))

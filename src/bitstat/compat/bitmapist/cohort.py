@@ -112,13 +112,15 @@ def get_dates_data(
     """
     if time_group not in ("days", "weeks", "months", "years"):
         raise ValueError(f"time_group must be days, weeks, months or years, not {time_group!r}")
-    num_results = 3 if time_group == "years" else int(num_results)
+    num_results = int(num_results)
     num_of_rows = int(num_of_rows)
     if start_date:
         end = datetime.strptime(start_date, "%Y-%m-%d").replace(tzinfo=UTC)
         end += timedelta(days=num_results - 1)
     else:
         end = datetime.now(tz=UTC)
+    if time_group == "years":
+        num_results = 3  # after `end`, which counts the days asked for, as bitmapist does
     first = _shift(end, time_group, -(num_results - 1))
     if time_group == "months":
         first -= timedelta(days=first.day - 1)

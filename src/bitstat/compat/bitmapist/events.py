@@ -22,7 +22,7 @@ from typing import Any
 from bitstat.periods import Bucket, bucket_of
 
 from . import _engine
-from ._redis import get_redis, system_id
+from ._redis import get_redis, server_id
 
 KEY_PREFIX = "trackist_"
 _TICK = timedelta(microseconds=1)
@@ -99,26 +99,28 @@ class Bitmap:
     def __hash__(self) -> int:
         return hash(self._key)
 
-    # A function-level import: bitops builds on this module.
+    # Operators run on this set's system; bitmapist's run on "default" whatever the operands'
+    # systems are, which differs only when those are other servers (where it reads nothing).
+    # Function-level imports: bitops builds on this module.
     def __and__(self, other: Bitmap) -> Bitmap:
         from .bitops import BitOpAnd
 
-        return BitOpAnd(self, other)
+        return BitOpAnd(self.system, self, other)
 
     def __or__(self, other: Bitmap) -> Bitmap:
         from .bitops import BitOpOr
 
-        return BitOpOr(self, other)
+        return BitOpOr(self.system, self, other)
 
     def __xor__(self, other: Bitmap) -> Bitmap:
         from .bitops import BitOpXor
 
-        return BitOpXor(self, other)
+        return BitOpXor(self.system, self, other)
 
     def __invert__(self) -> Bitmap:
         from .bitops import BitOpNot
 
-        return BitOpNot(self)
+        return BitOpNot(self.system, self)
 
 
 class Computed(Bitmap):
@@ -139,7 +141,7 @@ class Computed(Bitmap):
     def _node(self, system: Any) -> _engine.Node:
         if self._state.status == _engine.DELETED:
             return _engine.Leaf(self._key)
-        if system_id(system) != system_id(self.system):
+        if server_id(system) != server_id(self.system):
             # computed on its own system, as bitmapist does, then read by name
             self._readable_key()
             return _engine.Leaf(self._key)

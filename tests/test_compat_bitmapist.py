@@ -1,0 +1,500 @@
+"""bitstat.compat.bitmapist against the real bitmapist 3.x, on the same server, both directions.
+
+What one library writes the other reads; the same marks give byte-identical keys; the same
+expressions give the same answers, result bytes and key names; the cohort tables are equal.
+bitmapist's keys are global `trackist_*` names, so every test uses event names that contain its
+own unique `namespace` and deletes exactly those keys afterwards (SCAN + DEL, never a flush).
+Times are explicit everywhere; nothing depends on the wall clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from types import ModuleType
+from typing import Any
+
+import bitmapist as real
+import bitmapist.cohort as real_cohort
+import pytest
+import redis
+
+from bitstat.compat import bitmapist as dropin
+from bitstat.compat.bitmapist import _engine
+from bitstat.compat.bitmapist import cohort as dropin_cohort
+
+SYSTEM = "bitstat-compat-test"
+LIBS = {"bitmapist": real, "dropin": dropin}
+PERIODS = ("HourEvents", "DayEvents", "WeekEvents", "MonthEvents", "YearEvents")
+
+# ISO-week edges: a week numbered in the next or previous year, 53-week years, a leap day.
+EDGES = [
+    datetime(2018, 12, 31, 23, 59, tzinfo=UTC),  # 2019-W01
+    datetime(2020, 12, 31, 0, 0, tzinfo=UTC),  # 2020-W53
+    datetime(2021, 1, 1, 12, 0, tzinfo=UTC),  # 2020-W53, in 2021
+    datetime(2021, 1, 3, 23, 30, tzinfo=UTC),  # the Sunday ending 2020-W53
+    datetime(2021, 1, 4, 0, 0, tzinfo=UTC),  # 2021-W01
+    datetime(2024, 2, 29, 5, 0, tzinfo=UTC),
+    datetime(2026, 11, 22, 13, 0, tzinfo=UTC),
+    datetime(2026, 12, 31, 23, 0, tzinfo=UTC),  # 2026-W53
+    datetime(2027, 1, 1, 0, 0, tzinfo=UTC),  # 2026-W53, in 2027
+    datetime(2021, 1, 3, 23, 30),  # naive: its fields are used as they are
+    datetime(2021, 1, 3, 23, 30, tzinfo=timezone(timedelta(hours=2))),  # not converted to UTC
+]
+MARKS = [(t, uid) for i, t in enumerate(EDGES) for uid in (i, 8 + i, 100 * i + 7, 4242)]
+MARKS.append((EDGES[6], (1 << 20) + 3))
+UNMARK = (EDGES[1], 4242)
+
+
+@pytest.fixture(scope="module")
+def client(embedded_url: str) -> Iterator[redis.Redis]:
+    """A client of the embedded server, registered as system SYSTEM in both libraries."""
+    raw = redis.Redis.from_url(embedded_url)
+    real.SYSTEMS[SYSTEM] = raw
+    dropin.setup_redis_url(SYSTEM, embedded_url)
+    yield raw
+    del real.SYSTEMS[SYSTEM]
+    dropin.SYSTEMS.pop(SYSTEM).close()
+    raw.close()
+
+
+@pytest.fixture
+def ev(namespace: str, client: redis.Redis) -> Iterator[str]:
+    """A unique event-name prefix; every trackist key containing it is deleted afterwards."""
+    yield namespace
+    for key in list(client.scan_iter(match=f"trackist_*{namespace}*", count=1000)):
+        client.delete(key)
+
+
+@pytest.fixture
+def default_system(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bitmapist's operators and cohort handlers run on "default": point it at the test server."""
+    monkeypatch.setitem(real.SYSTEMS, "default", client)
+    monkeypatch.setitem(dropin.SYSTEMS, "default", client)
+
+
+def write(lib: ModuleType, name: str) -> None:
+    for t, uid in MARKS:
+        lib.mark_event(name, uid, system=SYSTEM, now=t, track_hourly=True, track_unique=True)
+    t, uid = UNMARK
+    lib.unmark_event(name, uid, system=SYSTEM, now=t, track_hourly=True)
+    lib.mark_unique(name, 77, system=SYSTEM)
+    lib.mark_unique(name, 78, system=SYSTEM)
+    lib.unmark_unique(name, 78, system=SYSTEM)
+
+
+def fields(period: str, t: datetime) -> tuple[Any, ...]:
+    return {
+        "HourEvents": (t.year, t.month, t.day, t.hour),
+        "DayEvents": (t.year, t.month, t.day),
+        "WeekEvents": tuple(t.isocalendar()[:2]),
+        "MonthEvents": (t.year, t.month),
+    }[period]
+
+
+def expected(period: str, t: datetime) -> list[int]:
+    """The ids in `period` of `t` after `write`, by plain Python over MARKS and UNMARK."""
+    if period == "YearEvents":
+        months = {(m.year, m.month) for m, _ in MARKS if m.year == t.year}
+        return sorted(set().union(*(expected("MonthEvents", datetime(*m, 1)) for m in months)))
+    ids = {uid for m, uid in MARKS if fields(period, m) == fields(period, t)}
+    if fields(period, UNMARK[0]) == fields(period, t):
+        ids.discard(UNMARK[1])
+    return sorted(ids)
+
+
+def dump(client: redis.Redis, name: str) -> dict[str, bytes]:
+    found = client.scan_iter(match=f"trackist_{name}_*", count=1000)
+    return {k.decode().replace(name, "EVENT"): client.get(k) for k in found}
+
+
+def test_same_marks_give_identical_keys_and_bytes(client: redis.Redis, ev: str) -> None:
+    write(real, f"{ev}-real")
+    write(dropin, f"{ev}-drop")
+    written = dump(client, f"{ev}-real")
+    assert written == dump(client, f"{ev}-drop")
+    assert "trackist_EVENT_W2020-53" in written and "trackist_EVENT_2021-1-3-23" in written
+    assert "trackist_EVENT_W2019-1" in written and "trackist_EVENT_u" in written
+
+
+@pytest.mark.parametrize(("writer", "reader"), [("bitmapist", "dropin"), ("dropin", "bitmapist")])
+def test_what_one_writes_the_other_reads(writer: str, reader: str, ev: str) -> None:
+    write(LIBS[writer], ev)
+    lib = LIBS[reader]
+    for t in EDGES:
+        for period in PERIODS:
+            events = getattr(lib, period).from_date(ev, t, system=SYSTEM)
+            ids = expected(period, t)
+            assert list(events) == ids, (period, t)
+            assert len(events) == events.get_count() == len(ids)
+            assert events.has_events_marked() is bool(ids)
+            assert all(uid in events for uid in ids)
+            assert not any(uid in events for uid in (19, 9999, (1 << 20) + 2))
+    unique = lib.UniqueEvents(ev, system=SYSTEM)
+    assert list(unique) == sorted({uid for _, uid in MARKS} | {77})
+    assert 78 not in unique
+
+
+def expressions(lib: ModuleType, n: str) -> list[Callable[[], Any]]:
+    def day(event: str, d: int) -> Any:
+        return lib.DayEvents(f"{n}-{event}", 2021, 1, d, system=SYSTEM)
+
+    def month(event: str, m: int) -> Any:
+        return lib.MonthEvents(f"{n}-{event}", 2020 + m // 13, (m - 1) % 12 + 1, system=SYSTEM)
+
+    unique = lib.UniqueEvents(f"{n}-a", system=SYSTEM)
+    year = lib.YearEvents(f"{n}-a", 2021, system=SYSTEM)
+    missing = day("none", 1)
+    And, Or, Xor, Not = lib.BitOpAnd, lib.BitOpOr, lib.BitOpXor, lib.BitOpNot
+    return [
+        lambda: And(SYSTEM, day("a", 1), day("b", 1)),
+        lambda: Or(SYSTEM, day("a", 1), day("a", 2), day("b", 3)),
+        lambda: Xor(SYSTEM, day("a", 1), day("b", 1), day("a", 2)),
+        lambda: Not(SYSTEM, day("a", 1)),
+        lambda: And(SYSTEM, Not(SYSTEM, day("a", 1)), day("b", 1)),
+        lambda: And(SYSTEM, Or(SYSTEM, day("a", 1), day("b", 2)), unique),
+        lambda: Or(SYSTEM, year, missing),
+        lambda: And(SYSTEM, year, month("b", 13)),
+        lambda: And(SYSTEM, day("a", 1), missing),
+        lambda: Not(SYSTEM, And(SYSTEM, day("a", 1), missing)),
+        lambda: Xor(SYSTEM, missing, day("none", 2)),
+        lambda: Or(SYSTEM, *(day("a", d) for d in range(1, 25))),  # more than 16 operands
+    ]
+
+
+@pytest.fixture(scope="module")
+def days_ev(client: redis.Redis) -> Iterator[str]:
+    """Events a and b on 2021-01-01..24, written day by day by alternating libraries."""
+    n = f"days-{uuid.uuid4().hex[:8]}"
+    for d in range(1, 25):
+        lib = real if d % 2 else dropin
+        for uid in range(d % 5, 90, 3 + d % 4):
+            lib.mark_event(f"{n}-a", uid, system=SYSTEM, now=datetime(2021, 1, d, tzinfo=UTC))
+            if uid % 2:
+                lib.mark_event(f"{n}-b", uid + 1, system=SYSTEM, now=datetime(2021, 1, d))
+    dropin.mark_unique(f"{n}-a", 5, system=SYSTEM)
+    real.mark_unique(f"{n}-a", 8, system=SYSTEM)
+    yield n
+    for key in list(client.scan_iter(match=f"trackist_*{n}*", count=1000)):
+        client.delete(key)
+
+
+def test_bit_operations_agree(client: redis.Redis, days_ev: str) -> None:
+    ev = days_ev
+    for build_real, build_drop in zip(expressions(real, ev), expressions(dropin, ev), strict=True):
+        r = build_real()
+        key = r.redis_key
+        answer = (list(r), len(r), r.has_events_marked(), [u in r for u in range(0, 130, 7)])
+        stored, ttl = client.get(key), client.pttl(key)
+        client.delete(key)
+
+        d = build_drop()
+        assert client.exists(key) == 0  # nothing computed yet
+        assert (list(d), len(d), d.has_events_marked(), [u in d for u in range(0, 130, 7)]) == (
+            answer
+        )
+        assert d.redis_key == key and d == r
+        assert client.get(key) == stored  # the same bytes under the same name
+        if stored is not None:
+            assert ttl == -1 and 0 < client.pttl(key) <= _engine.TTL_SECONDS * 1000
+
+
+def test_operators_and_mixed_objects(
+    client: redis.Redis, days_ev: str, default_system: None
+) -> None:
+    ev = days_ev
+    answers = []
+    for lib in (real, dropin):
+        a1, a2 = (lib.DayEvents(f"{ev}-a", 2021, 1, d, system=SYSTEM) for d in (1, 2))
+        b1 = lib.DayEvents(f"{ev}-b", 2021, 1, 1, system=SYSTEM)
+        answers.append([list(a1 & b1), list(a1 | a2), list(a1 ^ a2), list(~a1 & b1)])
+    assert answers[0] == answers[1]
+    # objects of one library inside the other's operations
+    days = [dropin.DayEvents(f"{ev}-a", 2021, 1, d) for d in (1, 2)]
+    b1 = real.DayEvents(f"{ev}-b", 2021, 1, 1)
+    mixed = real.BitOpAnd(SYSTEM, dropin.BitOpOr(SYSTEM, *days), b1)
+    inverse = dropin.BitOpAnd(SYSTEM, real.BitOpOr(SYSTEM, *days), b1)
+    assert list(mixed) == list(inverse) == sorted(set(answers[0][1]) & set(b1))
+    assert list(mixed)
+
+
+def test_year_events_are_lazy_and_equal(client: redis.Redis, ev: str) -> None:
+    write(dropin, ev)
+    for year in (2018, 2021, 2024, 2026, 2027):
+        drop = dropin.YearEvents(ev, year, system=SYSTEM)
+        key = drop._key
+        ids = expected("YearEvents", datetime(year, 6, 1))
+        assert [uid in drop for uid in (*ids, 1, 9999)] == [True] * len(ids) + [False, False]
+        assert client.exists(key) == 0  # membership read the month bits, no OR
+        assert len(drop) == len(ids) and list(drop) == ids
+        assert 0 < client.pttl(key) <= _engine.TTL_SECONDS * 1000
+        stored = client.get(key)
+        client.delete(key)
+        made = real.YearEvents(ev, year, system=SYSTEM)
+        assert made.redis_key == key and client.get(key) == stored and list(made) == ids
+
+
+def test_operations_are_snapshots_like_bitmapist(client: redis.Redis, days_ev: str) -> None:
+    """A computed result stays until an equal operation is built again or it is deleted."""
+    ev = days_ev
+    days = [f"trackist_{ev}-{e}_2021-1-1" for e in "ab"]
+
+    def scenario(lib: ModuleType) -> list[int]:
+        a, b = (lib.DayEvents(f"{ev}-{e}", 2021, 1, 1, system=SYSTEM) for e in "ab")
+        op = lib.BitOpAnd(SYSTEM, a, b)
+        seen = [len(op)]
+        for key in days:
+            client.setbit(key, 1001, 1)
+        seen.append(len(op))
+        again = lib.BitOpAnd(SYSTEM, a, b)
+        seen += [len(again), len(op)]
+        op.delete()
+        seen += [len(op), len(again), int(1001 in again)]
+        for key in days:
+            client.setbit(key, 1001, 0)
+        return seen
+
+    assert scenario(real) == scenario(dropin)
+
+
+def test_constructors_do_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(dropin.SYSTEMS, "nowhere", redis.Redis(port=1, socket_timeout=0.1))
+    events = dropin.DayEvents("x", 2021, 1, 1, system="nowhere")
+    year = dropin.YearEvents("x", 2021, system="nowhere")
+    ops = [events & year, events | year, events ^ year, ~events, dropin.BitOpAnd("nowhere", year)]
+    assert all(op.system == "nowhere" for op in ops)
+    with pytest.raises(redis.ConnectionError):
+        len(ops[0])
+
+
+def test_expired_results_are_recomputed(client: redis.Redis, days_ev: str) -> None:
+    ev = days_ev
+    op = dropin.BitOpOr(SYSTEM, *(dropin.DayEvents(f"{ev}-a", 2021, 1, d) for d in (1, 2)))
+    answer = list(op)
+    client.pexpire(op._key, 1)
+    time.sleep(0.01)
+    assert client.exists(op._key) == 0
+    assert list(op) == answer and len(op) == len(answer)
+
+
+def test_iteration_by_chunks(client: redis.Redis, ev: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [0, 7, 8, 31, 32, 33, 63, 64, 1000, 4095, 4096]
+    for uid in ids:
+        real.mark_unique(f"{ev}-c", uid, system=SYSTEM)
+    monkeypatch.setattr(_engine, "ITER_CHUNK_BYTES", 4)
+    unique = dropin.UniqueEvents(f"{ev}-c", system=SYSTEM)
+    assert list(unique) == list(real.UniqueEvents(f"{ev}-c", system=SYSTEM)) == ids
+    assert list(itertools.islice(dropin.BitOpNot(SYSTEM, unique), 3)) == [1, 2, 3]
+
+
+def test_get_event_names(ev: str) -> None:
+    for lib, name in ((real, "song_played:web"), (dropin, "a"), (real, "b")):
+        lib.mark_event(f"{ev}-{name}", 1, system=SYSTEM, now=EDGES[0])
+    dropin.BitOpAnd(SYSTEM, dropin.DayEvents(f"{ev}-a", 2018, 12, 31)).get_count()
+    for prefix in (ev, f"{ev}-s"):
+        got = dropin.get_event_names(system=SYSTEM, prefix=prefix, batch=2)
+        assert sorted(got) == sorted(real.get_event_names(system=SYSTEM, prefix=prefix, batch=2))
+    assert set(got) == {f"{ev}-song_played:web"}
+
+
+@pytest.fixture(scope="module")
+def cohort_ev(client: redis.Redis) -> Iterator[str]:
+    """Events signup/active/buy from 2023-12 to 2026-11, written half by each library."""
+    ev = f"cohort-{uuid.uuid4().hex[:8]}"
+    t, step = datetime(2023, 12, 1, 10, tzinfo=UTC), 0
+    while t < datetime(2026, 11, 22, tzinfo=UTC):
+        # every 2 days around the daily and weekly tables, every 10 days elsewhere
+        busy = datetime(2026, 8, 20, tzinfo=UTC) <= t <= datetime(2026, 10, 20, tzinfo=UTC)
+        t, step = t + timedelta(days=2 if busy else 10), step + 1
+        lib = real if step % 3 else dropin
+        for uid in range(step % 7, 40, 5):
+            lib.mark_event(f"{ev}-signup", uid, system=SYSTEM, now=t)
+            if (uid + step) % 3:
+                lib.mark_event(f"{ev}-active", uid, system=SYSTEM, now=t + timedelta(days=2))
+            if (uid * step) % 5 == 1:
+                lib.mark_event(f"{ev}-buy", uid, system=SYSTEM, now=t + timedelta(days=9))
+    yield ev
+    for key in list(client.scan_iter(match=f"trackist_*{ev}*", count=1000)):
+        client.delete(key)
+
+
+COHORTS = [
+    ("days", "2026-10-05", 7, 5),
+    ("weeks", "2026-08-31", 5, 4),
+    ("months", "2026-01-31", 4, 3),
+    ("years", "2024-03-01", 31, 2),
+]
+
+
+@pytest.mark.parametrize(("time_group", "start_date", "num_results", "num_of_rows"), COHORTS)
+def test_cohort_tables_agree(
+    cohort_ev: str, time_group: str, start_date: str, num_results: int, num_of_rows: int
+) -> None:
+    ev = cohort_ev
+    selections = [
+        ("signup", None, "active", None),
+        ("signup", "active", "buy", None),
+        ("active", None, "buy", "signup"),
+        ("nobody", None, "active", None),
+    ]
+    for s1, s1b, s2, s2b in selections:
+        for as_percent in (True, False):
+            args: dict[str, Any] = {
+                "select1": f"{ev}-{s1}",
+                "select2": f"{ev}-{s2}",
+                "select1b": s1b and f"{ev}-{s1b}",
+                "select2b": s2b and f"{ev}-{s2b}",
+                "time_group": time_group,
+                "system": SYSTEM,
+                "as_percent": as_percent,
+                "num_results": num_results,
+                "num_of_rows": num_of_rows,
+                "start_date": start_date,
+            }
+            table = dropin_cohort.get_dates_data(**args)
+            assert table == real_cohort.get_dates_data(**args)
+            shape = {"time_group": time_group, "num_of_rows": num_of_rows}
+            csv = dropin_cohort.render_csv_data(table, as_percent, **shape)
+            assert csv == real_cohort.render_csv_data(table, as_percent, **shape)
+            assert dropin_cohort.render_html_data(table, as_percent, **shape).count("<tr>") == (
+                len(table) + 2
+            )
+
+
+def test_cohort_custom_handlers(cohort_ev: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ev = cohort_ev
+    name = f"{ev}-active_or_buy"
+    for lib, module in ((real, real_cohort), (dropin, dropin_cohort)):
+
+        def either(key: str, cls: Any, args: tuple[Any, ...], lib: ModuleType = lib) -> Any:
+            return lib.BitOpOr(args[-1], cls(f"{ev}-active", *args), cls(f"{ev}-buy", *args))
+
+        monkeypatch.setitem(module.CUSTOM_HANDLERS, name, either)
+    args = {"select1": f"{ev}-signup", "select2": name, "time_group": "weeks", "system": SYSTEM}
+    args |= {"num_results": 6, "num_of_rows": 3, "start_date": "2026-08-24"}
+    table = dropin_cohort.get_dates_data(**args)
+    assert table == real_cohort.get_dates_data(**args)
+    assert any(cell not in ("", 0.0) for row in table for cell in row[2:])
+
+
+def test_cohort_form() -> None:
+    form = dropin_cohort.render_html_form(
+        "/cohort?x=<1>", [("Active", "active"), "---"], select1="active", time_group="weeks"
+    )
+    assert 'action="/cohort?x=&lt;1&gt;"' in form
+    assert '<option value="active" selected="selected">Active</option>' in form
+    assert '<option value="weeks" selected="selected">Weeks</option>' in form
+
+
+def sweep() -> Iterator[datetime]:
+    for first, days in ((datetime(2019, 12, 20), 400), (datetime(2024, 2, 20), 20)):
+        for d in range(days):
+            yield first + timedelta(days=d, hours=23 * (d % 2))
+
+
+def test_period_math_agrees() -> None:
+    """Keys, deltas and period bounds of every class over ISO-week edges and a leap year."""
+    for t in sweep():
+        for period in PERIODS[:4]:
+            r, d = (getattr(lib, period).from_date("x", t) for lib in (real, dropin))
+            assert d.redis_key == r.redis_key and d == r
+            assert (d.period_start(), d.period_end()) == (r.period_start(), r.period_end())
+            assert d.next().redis_key == r.next().redis_key
+            assert d.prev().redis_key == r.prev().redis_key
+            for k in (-60, -1, 1, 60):
+                assert d.delta(k).redis_key == r.delta(k).redis_key
+    odd = [("WeekEvents", (2014, 53)), ("WeekEvents", (2015, 53)), ("HourEvents", (2021, 1, 1, -1))]
+    for period, numbers in odd:
+        r, d = (getattr(lib, period)("x", *numbers) for lib in (real, dropin))
+        assert d.redis_key == r.redis_key
+        if period == "WeekEvents":
+            assert d.next().redis_key == r.next().redis_key
+            assert (d.period_start(), d.period_end()) == (r.period_start(), r.period_end())
+
+
+def test_year_period_math(ev: str) -> None:
+    for year in (2019, 2020, 2024):
+        r = real.YearEvents(ev, year, system=SYSTEM)
+        d = dropin.YearEvents(ev, year, system=SYSTEM)
+        assert d == r and d.next() == r.next() and d.prev() == r.prev()
+        assert d.delta(-3) == r.delta(-3)
+        assert (d.period_start(), d.period_end()) == (r.period_start(), r.period_end())
+    first = dropin.YearEvents.from_date(ev, datetime(2020, 12, 31, 23), system=SYSTEM)
+    assert first.year == 2020 and first == dropin.YearEvents(ev, 2020)
+
+
+def test_mark_options(client: redis.Redis, ev: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = EDGES[6]
+    pipe = client.pipeline()
+    dropin.mark_event(ev, 3, system=pipe, now=t, use_pipeline=False)
+    assert len(dropin.DayEvents.from_date(ev, t, system=SYSTEM)) == 0  # only queued
+    pipe.execute()
+    assert 3 in dropin.DayEvents.from_date(ev, t, system=SYSTEM)
+    assert 3 not in dropin.HourEvents.from_date(ev, t, system=SYSTEM)
+    monkeypatch.setattr(dropin, "TRACK_HOURLY", True)
+    monkeypatch.setattr(dropin, "TRACK_UNIQUE", True)
+    dropin.mark_event(ev, 4, system=SYSTEM, now=t)
+    assert list(real.HourEvents.from_date(ev, t, system=SYSTEM)) == [4]
+    assert list(real.UniqueEvents(ev, system=SYSTEM)) == [4]
+
+
+@pytest.fixture
+def db13(embedded_url: str) -> Iterator[redis.Redis]:
+    """Database 13 of the embedded server, empty, for the functions that delete every key."""
+    raw = redis.Redis.from_url(embedded_url + "?db=13")
+    if raw.dbsize():
+        pytest.fail("database 13 of the test server is not empty; refusing to delete its keys")
+    real.SYSTEMS["db13"] = raw
+    dropin.SYSTEMS["db13"] = raw
+    yield raw
+    del real.SYSTEMS["db13"], dropin.SYSTEMS["db13"]
+    for key in list(raw.scan_iter(match="trackist_*")):
+        raw.delete(key)
+    raw.close()
+
+
+class NoKeys(redis.Redis):
+    def keys(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("KEYS must not be used")
+
+
+def test_deleting_matches_bitmapist_without_keys(db13: redis.Redis, embedded_url: str) -> None:
+    no_keys = NoKeys.from_url(embedded_url + "?db=13")
+    answers: dict[str, list[Any]] = {}
+    for label, lib in LIBS.items():
+        lib.mark_event("a", 1, system="db13", now=EDGES[0])
+        lib.mark_event("b", 1, system="db13", now=EDGES[0])
+        days = [lib.DayEvents.from_date(e, EDGES[0], system="db13") for e in "ab"]
+        first, second = lib.BitOpAnd("db13", *days), lib.BitOpOr("db13", *days)
+        seen = [len(first), len(second)]
+        lib.delete_runtime_bitop_keys()
+        seen += [len(first), len(second), db13.dbsize()]
+        third = lib.BitOpXor("db13", *days)
+        seen.append(len(third))
+        lib.delete_temporary_bitop_keys(no_keys if lib is dropin else "db13")
+        seen += [len(third), db13.dbsize()]
+        names = lib.get_event_names(no_keys if lib is dropin else "db13")
+        lib.delete_all_events(no_keys if lib is dropin else "db13")
+        answers[label] = [*seen, sorted(names), db13.dbsize()]
+    assert answers["bitmapist"] == answers["dropin"]
+    no_keys.close()
+
+
+def test_setup_redis_url_refuses_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="single server"):
+        dropin.setup_redis_url("cluster", "redis+cluster://127.0.0.1:1")
+    assert "cluster" not in dropin.SYSTEMS
+
+
+def test_install_resolves_import_bitmapist(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "bitmapist", real)
+    monkeypatch.setitem(sys.modules, "bitmapist.cohort", real_cohort)
+    dropin.install()
+    import bitmapist
+    from bitmapist.cohort import get_dates_data
+
+    assert bitmapist is dropin and get_dates_data is dropin_cohort.get_dates_data
