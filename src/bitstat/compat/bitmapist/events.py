@@ -231,9 +231,9 @@ def add_month(year: int, month: int, delta: int) -> tuple[int, int]:
     return year, index + 1
 
 
-def not_none(*values: Any) -> Any:
-    """The first of `values` that is not None."""
-    return next((v for v in values if v is not None), None)
+def not_none(*keys: Any) -> Any:
+    """The first of `keys` that is not None."""
+    return next((k for k in keys if k is not None), None)
 
 
 def iso_year_start(iso_year: int) -> date:
