@@ -162,7 +162,11 @@ def expressions(lib: ModuleType, n: str) -> list[Callable[[], Any]]:
         lambda: And(SYSTEM, day("a", 1), missing),
         lambda: Not(SYSTEM, And(SYSTEM, day("a", 1), missing)),
         lambda: Xor(SYSTEM, missing, day("none", 2)),
-        lambda: Or(SYSTEM, *(day("a", d) for d in range(1, 25))),  # more than 16 operands
+        # more than 16 operands
+        lambda: Or(SYSTEM, *(day("a", d) for d in range(1, 25))),
+        lambda: Xor(SYSTEM, *(day("a", d) for d in range(1, 22))),
+        lambda: And(SYSTEM, *(Or(SYSTEM, year, day("b", d)) for d in range(1, 19))),
+        lambda: And(SYSTEM, *(day("b", d) for d in range(1, 20)), missing),
     ]
 
 
@@ -175,7 +179,8 @@ def days_ev(client: redis.Redis) -> Iterator[str]:
         for uid in range(d % 5, 90, 3 + d % 4):
             lib.mark_event(f"{n}-a", uid, system=SYSTEM, now=datetime(2021, 1, d, tzinfo=UTC))
             if uid % 2:
-                lib.mark_event(f"{n}-b", uid + 1, system=SYSTEM, now=datetime(2021, 1, d))
+                other = uid if uid % 3 else uid + 1
+                lib.mark_event(f"{n}-b", other, system=SYSTEM, now=datetime(2021, 1, d))
     dropin.mark_unique(f"{n}-a", 5, system=SYSTEM)
     real.mark_unique(f"{n}-a", 8, system=SYSTEM)
     yield n
@@ -185,6 +190,7 @@ def days_ev(client: redis.Redis) -> Iterator[str]:
 
 def test_bit_operations_agree(client: redis.Redis, days_ev: str) -> None:
     ev = days_ev
+    sizes = []
     for build_real, build_drop in zip(expressions(real, ev), expressions(dropin, ev), strict=True):
         r = build_real()
         key = r.redis_key
@@ -192,6 +198,7 @@ def test_bit_operations_agree(client: redis.Redis, days_ev: str) -> None:
         stored, ttl = client.get(key), client.pttl(key)
         client.delete(key)
 
+        sizes.append(answer[1])
         d = build_drop()
         assert client.exists(key) == 0  # nothing computed yet
         assert (list(d), len(d), d.has_events_marked(), [u in d for u in range(0, 130, 7)]) == (
@@ -201,6 +208,7 @@ def test_bit_operations_agree(client: redis.Redis, days_ev: str) -> None:
         assert client.get(key) == stored  # the same bytes under the same name
         if stored is not None:
             assert ttl == -1 and 0 < client.pttl(key) <= _engine.TTL_SECONDS * 1000
+    assert sum(size > 0 for size in sizes) >= 11
 
 
 def test_operators_and_mixed_objects(
