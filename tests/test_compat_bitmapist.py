@@ -289,6 +289,18 @@ def test_expired_results_are_recomputed(client: redis.Redis, days_ev: str) -> No
     assert list(op) == answer and len(op) == len(answer)
 
 
+def test_scripts_are_loaded_again_after_script_flush(
+    client: redis.Redis, days_ev: str, cohort_ev: str
+) -> None:
+    days = [dropin.DayEvents(f"{days_ev}-a", 2021, 1, d, system=SYSTEM) for d in (1, 2)]
+    client.script_flush()
+    assert len(dropin.BitOpAnd(SYSTEM, *days)) == len(real.BitOpAnd(SYSTEM, *days))
+    args = {"select1": f"{cohort_ev}-signup", "select2": f"{cohort_ev}-active"}
+    args |= {"system": SYSTEM, "num_results": 3, "num_of_rows": 2, "start_date": "2026-09-01"}
+    client.script_flush()
+    assert dropin_cohort.get_dates_data(**args) == real_cohort.get_dates_data(**args)
+
+
 def test_iteration_by_chunks(client: redis.Redis, ev: str, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = [0, 7, 8, 31, 32, 33, 63, 64, 1000, 4095, 4096]
     for uid in ids:

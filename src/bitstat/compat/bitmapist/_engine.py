@@ -276,6 +276,8 @@ def evaluate_batches(system: Any, batches: Sequence[Sequence[Read]]) -> list[lis
 
     Separate calls keep each Lua run short, so other clients are served in between.
     """
+    if not batches:
+        return []
     programs = []
     for reads in batches:
         program = _Program()
@@ -283,8 +285,6 @@ def evaluate_batches(system: Any, batches: Sequence[Sequence[Read]]) -> list[lis
             program.read(read)
         programs.append(program)
     client = get_redis(system)
-    if not programs:
-        return []
     pipe = client.pipeline(transaction=False)
     for p in programs:
         pipe.evalsha(LUA_SHA, len(p.keys), *p.keys, *p.args)

@@ -9,8 +9,9 @@ Keys, as bitmapist writes them (numbers not zero-padded):
     trackist_<event>_u                               UniqueEvents
     trackist_bitop_OR_<the 12 month keys, joined by "-">   YearEvents (computed, never written)
 
-Constructors do no I/O and accept any numbers (bitmapist code passes `now.hour - 1`); calendar
-arithmetic happens only in `delta`, `period_start` and `period_end`, on `bitstat.periods`.
+Constructors do no I/O and accept any numbers (bitmapist code passes `now.hour - 1`): dates
+are checked only by `delta`, `period_start` and `period_end`, whose bounds are the buckets of
+`bitstat.periods`.
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ class Bitmap:
         """This set as a node of an expression evaluated on `system`."""
         return _engine.Leaf(self._key)
 
-    def _answer(self, read: str, offset: int | None = None) -> int:
-        """BITCOUNT (`read` "count") or GETBIT at `offset` (`read` "bit") of the set."""
+    def _answer(self, offset: int | None = None) -> int:
+        """The set's BITCOUNT, or its GETBIT at `offset`; one server call either way."""
         node = self._node(self.system)
         if isinstance(node, _engine.Op):
-            what: _engine.Read = (read, node) if offset is None else (read, node, offset)
-            return _engine.evaluate(self.system, [what])[0]
+            read: _engine.Read = ("count", node) if offset is None else ("bit", node, offset)
+            return _engine.evaluate(self.system, [read])[0]
         client = get_redis(self.system)
         if offset is None:
             return int(client.bitcount(node.key))
@@ -61,13 +62,13 @@ class Bitmap:
 
     def get_count(self) -> int:
         """How many ids the set holds (BITCOUNT)."""
-        return self._answer("count")
+        return self._answer()
 
     def __len__(self) -> int:
         return self.get_count()
 
     def __contains__(self, uuid: int) -> bool:
-        return bool(self._answer("bit", uuid))
+        return bool(self._answer(uuid))
 
     def has_events_marked(self) -> bool:
         """True if the set holds any id."""
