@@ -497,6 +497,166 @@ class Model:
     def events(self) -> list[str]:
         return sorted({r.event for r in self.records})
 
+    # analyses
+
+    def _period(self, period: str) -> None:
+        if period not in self.periods:
+            raise ModelError(f"{period} not recorded")
+
+    @staticmethod
+    def _positive(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(f"not a positive integer: {value!r}")
+        return value
+
+    def _spans(self, period: str, start: Any, n: int) -> list[Span]:
+        try:
+            span = span_of(period, wall_time(start, self.tz))
+        except ValueError as exc:
+            raise ModelError(str(exc)) from exc
+        out = [span]
+        while len(out) < n:
+            out.append(span_of(period, out[-1].end))
+        return out
+
+    def _before(self, event: str, t: datetime) -> frozenset[Any]:
+        return frozenset(
+            r.actor for r in self.records if r.event == event and r.actor is not None and r.wall < t
+        )
+
+    def retention(
+        self,
+        first_event: str,
+        return_event: str,
+        start: Any,
+        periods: int = 8,
+        period: str = "week",
+        kind: str = "first",
+        *,
+        columns: int | None = None,
+        now: Any = None,
+        **segment: Any,
+    ) -> list[tuple[str, int, list[int | None]]]:
+        """[(cohort label, cohort size, [actors back in period i + k or None])] per cohort i."""
+        self._period(period)
+        if kind not in ("first", "recurring"):
+            raise ModelError(f"kind {kind!r}")
+        rows = self._positive(periods)
+        width = rows if columns is None else self._positive(columns)
+        spans = self._spans(period, start, rows + width - 1)
+        wall_now = wall_time(now, self.tz)
+        out = []
+        for i in range(rows):
+            cohort = self.actor_set(first_event, spans[i].start, spans[i].end, **segment).members
+            if kind == "first":
+                cohort -= self._before(first_event, spans[i].start)
+            counts: list[int | None] = []
+            for k in range(width):
+                back = spans[i + k]
+                if back.start > wall_now:
+                    counts.append(None)
+                else:
+                    came = self.actor_set(return_event, back.start, back.end).members
+                    counts.append(len(cohort & came))
+            out.append((spans[i].label, len(cohort), counts))
+        return out
+
+    @staticmethod
+    def _within(within: Any) -> int:
+        if isinstance(within, int) and not isinstance(within, bool):
+            days = within
+        elif isinstance(within, timedelta) and within % timedelta(days=1) == timedelta(0):
+            days = within // timedelta(days=1)
+        elif isinstance(within, str) and (m := re.fullmatch(r"\s*(\d+)\s*([dwh])\s*", within)):
+            n, unit = int(m.group(1)), m.group(2)
+            if unit == "h" and n % 24:
+                raise ModelError(f"within {within!r} is not whole days")
+            days = {"d": n, "w": 7 * n, "h": n // 24}[unit]
+        else:
+            raise ModelError(f"within {within!r}")
+        if days < 1:
+            raise ModelError(f"within {within!r}")
+        return days
+
+    def _days_of(self, event: str, match: Any = None) -> dict[Any, set[date]]:
+        out: dict[Any, set[date]] = defaultdict(set)
+        for r in self.records:
+            if r.event == event and r.actor is not None and (match is None or match(r)):
+                out[r.actor].add(r.wall.date())
+        return out
+
+    def funnel(
+        self, steps: list[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
+    ) -> list[tuple[str, int]]:
+        """Actors reaching each step: step 1 on a day of the range, then each next step on the
+        same day or later, every step before the first day + `within` days (day resolution)."""
+        if isinstance(steps, str) or not steps:
+            raise ModelError("steps")
+        window = self._within(within)
+        match = self._segment_match(steps[0], segment)
+        lo, hi = self.range(start, end)
+        first_day, last_day = lo.date(), (hi - timedelta(microseconds=1)).date()
+        starts = self._days_of(steps[0], match)
+        later = [self._days_of(step) for step in steps[1:]]
+        reached: Counter[int] = Counter()
+        for actor, days in starts.items():
+            best = 0
+            for d in sorted(x for x in days if first_day <= x <= last_day):
+                cur, got = d, 1
+                for step_days in later:
+                    nxt = [x for x in step_days.get(actor, ()) if cur <= x < d + timedelta(window)]
+                    if not nxt:
+                        break
+                    cur, got = min(nxt), got + 1
+                best = max(best, got)
+            for k in range(best):
+                reached[k] += 1
+        return [(step, reached[k]) for k, step in enumerate(steps)]
+
+    def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> dict[int, int]:
+        """{n: actors active on exactly n of the range's days}, n = 1 .. number of days."""
+        lo, hi = self.range(start, end)
+        match = self._segment_match(event, segment)
+        days: list[Span] = []
+        span = span_of("day", lo)
+        while span.start < hi:
+            days.append(span)
+            span = span_of("day", span.end)
+        active: dict[Any, set[date]] = defaultdict(set)
+        for r in self._in(event, lo, hi):
+            if r.actor is not None and match(r):
+                active[r.actor].add(r.wall.date())
+        histogram = Counter(len(seen) for seen in active.values())
+        return {n: histogram[n] for n in range(1, len(days) + 1)}
+
+    def lifecycle(
+        self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
+    ) -> list[tuple[str, int | None, int | None, int | None, int | None]]:
+        """(label, new, returning, resurrecting, dormant) per period; None when not begun."""
+        self._period(period)
+        n = self._positive(periods)
+        spans = self._spans(period, start, n)
+        wall_now = wall_time(now, self.tz)
+        out: list[tuple[str, int | None, int | None, int | None, int | None]] = []
+        for span in spans:
+            if span.start > wall_now:
+                out.append((span.label, None, None, None, None))
+                continue
+            prev_span = span_of(period, span.start - timedelta(microseconds=1))
+            active = self.actor_set(event, span.start, span.end).members
+            prev = self.actor_set(event, prev_span.start, prev_span.end).members
+            before = self._before(event, span.start)
+            out.append(
+                (
+                    span.label,
+                    len(active - before),
+                    len(active & prev),
+                    len((active & before) - prev),
+                    len(prev - active),
+                )
+            )
+        return out
+
 
 class ModelQuery:
     """`actors(event, **segment)`: pick the time like ActorQuery does."""

@@ -191,7 +191,8 @@ def times(draw: st.DrawFn, tz: ZoneInfo, style: str) -> Any:
         # Wall times in the skipped and the repeated hour, given naive.
         return draw(st.sampled_from([datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 2, 30)]))
     anchor = draw(st.sampled_from(ANCHORS))
-    instant = anchor + timedelta(minutes=draw(st.integers(-3 * 1440, 3 * 1440)))
+    days = draw(st.sampled_from([3, 3, 12]))
+    instant = anchor + timedelta(minutes=draw(st.integers(-days * 1440, days * 1440)))
     if style == "epoch":
         return draw(st.sampled_from([int(instant.timestamp()), instant.timestamp() + 0.25]))
     if style == "naive":
@@ -244,6 +245,9 @@ def streams(
     # batches; "mixed" ones its event-by-event path.
     style = draw(st.sampled_from(["mixed", "epoch", "naive"]))
     bad_rate = 24 if style == "mixed" else 80
+    # A few regulars make actor sets overlap, retention return and funnels progress.
+    regulars = draw(st.lists(ids, min_size=1, max_size=6))
+    ids = st.one_of(st.sampled_from(regulars), st.sampled_from(regulars), ids)
     out: list[Any] = []
     for _ in range(draw(st.integers(1, 40))):
         name = draw(st.sampled_from(names))
@@ -394,6 +398,67 @@ def compare_metrics(
             both(st_, model, "series", event, start, end, by=by, **seg)
 
 
+def near_data(model: Model, data: st.DataObject) -> date:
+    """A day at or a little before a recorded event, so analyses start where the data is."""
+    if not model.records:
+        return data.draw(st.sampled_from(ANCHORS)).date()
+    wall = data.draw(st.sampled_from(model.records)).wall
+    return wall.date() - timedelta(days=data.draw(st.sampled_from([0, 0, 1, 2, 8])))
+
+
+def short_range(model: Model, data: st.DataObject) -> tuple[Any, Any]:
+    """A range of a few days near the data (funnels and stickiness work day by day)."""
+    first = near_data(model, data)
+    last = first + timedelta(days=data.draw(st.integers(0, 6)))
+    form = data.draw(st.integers(0, 2))
+    if form == 0:
+        return first.isoformat(), last.isoformat()
+    if form == 1:
+        return first, datetime(last.year, last.month, last.day, data.draw(st.integers(0, 23)))
+    return first.isoformat(), None
+
+
+WITHIN = ["1d", "2d", 3, "1w", "48h", timedelta(days=2), " 5 d "]
+LATER = datetime(2030, 1, 1, tzinfo=UTC)
+NOWS = [*ANCHORS, LATER, LATER, LATER, datetime(2026, 3, 29, 12)]
+
+
+def compare_analyses(
+    st_: bitstat.Stats, model: Model, data: st.DataObject, names: list[str]
+) -> None:
+    """Retention, funnels, stickiness and lifecycle of the same data."""
+    pick = st.sampled_from(names)
+    period = data.draw(st.sampled_from([p for p in model.periods if p != "hour"] or ["day"]))
+    first, back = data.draw(pick), data.draw(pick)
+    seg = data.draw(st.sampled_from([{}, *segment_filters(model.rules(first), data)]))
+    start, now = near_data(model, data), data.draw(st.sampled_from(NOWS))
+    rows = data.draw(st.integers(1, 4))
+    columns = data.draw(st.sampled_from([None, 1, 3]))
+    kind = data.draw(st.sampled_from(["first", "recurring"]))
+    want = model.retention(first, back, start, rows, period, kind, columns=columns, now=now, **seg)
+    got = st_.retention(first, back, start, rows, period, kind, columns=columns, now=now, **seg)
+    assert [(r.cohort, r.size, r.counts) for r in got.rows] == want, (first, back, start, kind)
+    assert got.columns == (columns or rows)
+
+    steps = data.draw(st.lists(pick, min_size=1, max_size=3))
+    within = data.draw(st.sampled_from(WITHIN))
+    start, end = short_range(model, data)
+    seg = data.draw(st.sampled_from([{}, *segment_filters(model.rules(steps[0]), data)]))
+    both(st_, model, "funnel", steps, start, end, within=within, **seg)
+
+    event = data.draw(pick)
+    start, end = short_range(model, data)
+    seg = data.draw(st.sampled_from([{}, *segment_filters(model.rules(event), data)]))
+    both(st_, model, "stickiness", event, start, end, **seg)
+
+    start, now = near_data(model, data).isoformat(), data.draw(st.sampled_from(NOWS))
+    rows = data.draw(st.integers(1, 4))
+    got_life = st_.lifecycle(event, start, rows, period, now=now)
+    assert [
+        (p.period, p.new, p.returning, p.resurrecting, p.dormant) for p in got_life
+    ] == model.lifecycle(event, start, rows, period, now=now), (event, start, period, now)
+
+
 def leaf(st_: bitstat.Stats, model: Model, data: st.DataObject, names: list[str]) -> Any:
     """A pair (ActorSet, ModelSet) for the same random event, time and segment."""
     event = data.draw(st.sampled_from(names))
@@ -528,6 +593,7 @@ def run(
             unseen = ["nobody", 10**30, ""]
             seen += [str(a) for a in seen if isinstance(a, int)]
         compare_sets(st_, model, data, names, seen + unseen)
+        compare_analyses(st_, model, data, names)
 
 
 @EXAMPLES
@@ -550,6 +616,45 @@ def test_mapped_ids_agree_with_model(
     names = data.draw(event_names())
     events = data.draw(streams(cfg, names, map_ids()))
     run(server_url, fresh(), cfg, names, events, data)
+
+
+@st.composite
+def dense_streams(draw: st.DrawFn, cfg: dict[str, Any], names: list[str]) -> list[Any]:
+    """Few actors, few names, three weeks around the autumn DST change and a month end: the
+    data where retention returns, funnels progress and actors stick."""
+    tz = ZoneInfo(cfg["timezone"])
+    actors = draw(st.lists(st.integers(0, 9), min_size=1, max_size=5, unique=True))
+    out = []
+    for _ in range(draw(st.integers(5, 60))):
+        minute = draw(st.integers(0, 24 * 24 * 60))
+        instant = datetime(2026, 10, 18, tzinfo=UTC) + timedelta(minutes=minute)
+        ev = {
+            "event": draw(st.sampled_from(names)),
+            "time": draw(time_forms(instant, tz)),
+            cfg["actor"]: draw(st.sampled_from(actors)),
+            "country": draw(st.sampled_from(["NL", "DE"])),
+            "platform": draw(st.sampled_from(["ios", "web"])),
+        }
+        out.append(ev)
+    return out
+
+
+@settings(EXAMPLES, max_examples=20)
+@given(data=st.data())
+def test_analyses_agree_with_model(
+    server_url: str, fresh: Callable[[], str], data: st.DataObject
+) -> None:
+    cfg = data.draw(schema_settings("int"))
+    cfg.pop("events", None)
+    names = ["visit", "signup", "buy"][: data.draw(st.integers(1, 3))]
+    events = data.draw(dense_streams(cfg, names))
+    model = Model(**cfg)
+    with bitstat.connect(server_url, namespace=fresh(), schema=bitstat.Schema(**cfg)) as st_:
+        for i in range(0, len(events), 17):
+            st_.track_many(events[i : i + 17])
+        model.track_many(events)
+        for _ in range(3):
+            compare_analyses(st_, model, data, names)
 
 
 @settings(EXAMPLES, max_examples=15)
