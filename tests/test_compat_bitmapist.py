@@ -486,6 +486,10 @@ def test_deleting_matches_bitmapist_without_keys(db13: redis.Redis, embedded_url
     no_keys = NoKeys.from_url(embedded_url + "?db=13")
     answers: dict[str, list[Any]] = {}
     for label, lib in LIBS.items():
+        pipe = db13.pipeline()
+        for i in range(1200):  # more than one SCAN batch and one DEL batch
+            pipe.setbit(f"trackist_bulk{i}_u", i, 1)
+        pipe.execute()
         lib.mark_event("a", 1, system="db13", now=EDGES[0])
         lib.mark_event("b", 1, system="db13", now=EDGES[0])
         days = [lib.DayEvents.from_date(e, EDGES[0], system="db13") for e in "ab"]

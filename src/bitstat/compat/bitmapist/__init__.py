@@ -184,10 +184,16 @@ def get_event_names(system: Any = "default", prefix: str = "", batch: int = 1000
 
 
 def _delete_matching(system: Any, pattern: str) -> None:
+    """Delete the keys matching `pattern` as SCAN finds them, 500 per DEL."""
     client = get_redis(system)
-    keys = _scan(system, pattern)
-    for i in range(0, len(keys), 500):
-        client.delete(*keys[i : i + 500])
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
+        batch.append(key)
+        if len(batch) == 500:
+            client.delete(*batch)
+            batch = []
+    if batch:
+        client.delete(*batch)
 
 
 def delete_all_events(system: Any = "default") -> None:
