@@ -750,3 +750,81 @@ def test_queries_survive_a_server_that_forgot_its_scripts(
     redis_client.script_flush()
     assert shop.track_many([{"event": "login", "user": 9, "time": at(1)}]).recorded == 1
     assert shop.unique("login", "2026-11") == 5
+
+
+# retention and funnels
+
+
+def test_retention_tables_first_and_recurring(open_stats: Open) -> None:
+    st = open_stats(shop_schema())
+    day = datetime  # local wall times, Amsterdam
+    st.track_many(
+        [
+            {"event": "signup", "user": 1, "time": day(2026, 11, 2, 9)},  # W45
+            {"event": "signup", "user": 2, "time": day(2026, 11, 4, 9)},  # W45
+            {"event": "signup", "user": 3, "time": day(2026, 11, 10, 9)},  # W46
+            {"event": "signup", "user": 1, "time": day(2026, 11, 11, 9)},  # W46, again
+            {"event": "login", "user": 1, "time": day(2026, 11, 3, 9)},  # W45
+            {"event": "login", "user": 1, "time": day(2026, 11, 12, 9)},  # W46
+            {"event": "login", "user": 3, "time": day(2026, 11, 13, 9)},  # W46
+            {"event": "login", "user": 2, "time": day(2026, 11, 17, 9)},  # W47
+            {"event": "login", "user": 3, "time": day(2026, 11, 18, 9)},  # W47
+        ]
+    )
+    now = "2026-11-20T12:00"  # Friday of W47: W48 has not begun
+    first = st.retention("signup", "login", "2026-W45", periods=3, period="week", now=now)
+    assert [(r.cohort, r.size, r.counts) for r in first.rows] == [
+        ("2026-W45", 2, [1, 1, 1]),
+        ("2026-W46", 1, [1, 1, None]),  # user 1 signed up before: not in the W46 cohort
+        ("2026-W47", 0, [0, None, None]),
+    ]
+    assert first.rows[0].rates() == [0.5, 0.5, 0.5]
+    again = st.retention(
+        "signup",
+        "login",
+        "2026-11-10",
+        periods=1,
+        period="week",
+        kind="recurring",
+        columns=3,
+        now=now,
+    )
+    assert [(r.cohort, r.size, r.counts) for r in again.rows] == [("2026-W46", 2, [2, 1, None])]
+    daily = st.retention(
+        "signup", "login", "2026-11-02", periods=2, period="day", columns=2, now=now
+    )
+    assert [(r.cohort, r.size, r.counts) for r in daily.rows] == [
+        ("2026-11-02", 1, [0, 1]),
+        ("2026-11-03", 0, [0, 0]),
+    ]
+
+
+def test_funnel_steps_in_order_within_the_window(open_stats: Open) -> None:
+    st = open_stats(shop_schema())
+
+    def ev(name: str, user: int, day: int, month: int = 11) -> dict[str, Any]:
+        return {"event": name, "user": user, "time": datetime(2026, month, day, 12)}
+
+    st.track_many(
+        [
+            ev("visit", 1, 1), ev("signup", 1, 1), ev("buy", 1, 2),  # all three in time
+            ev("visit", 2, 2), ev("signup", 2, 5),  # signs up too late for 2 days
+            ev("visit", 3, 3), ev("signup", 3, 4), ev("buy", 3, 4),  # after the range: fine
+            ev("signup", 4, 1), ev("visit", 4, 2),  # wrong order
+            ev("visit", 5, 31, 10), ev("signup", 5, 1),  # visited before the range
+            ev("buy", 6, 1), ev("visit", 6, 1), ev("signup", 6, 2),  # bought before signing up
+        ]
+    )  # fmt: skip
+    steps = ["visit", "signup", "buy"]
+    assert st.funnel(steps, "2026-11-01", "2026-11-03", within="2d") == [
+        ("visit", 5),
+        ("signup", 3),
+        ("buy", 2),
+    ]
+    assert st.funnel(steps, "2026-11-01", "2026-11-03", within="7d") == [
+        ("visit", 5),
+        ("signup", 4),
+        ("buy", 2),
+    ]
+    assert st.funnel(["visit"], "2026-11-01", "2026-11-03") == [("visit", 5)]
+    assert st.funnel(steps, "2026-11-10", "2026-11-12") == [("visit", 0), ("signup", 0), ("buy", 0)]

@@ -328,6 +328,17 @@ QUERY_ERRORS: list[tuple[str, Callable[[bitstat.Stats], Any]]] = [
     ("empty event name", lambda s: s.unique("", DAY)),
     ("event name not text", lambda s: s.total(5, DAY)),
     ("query_days of 0", lambda s: s.query_days("login", 0, end=DAY)),
+    ("retention kind", lambda s: s.retention("login", "login", DAY, kind="sometimes")),
+    ("retention by hour unrecorded", lambda s: s.retention("login", "login", DAY, period="hour")),
+    ("retention of 0 periods", lambda s: s.retention("login", "login", DAY, periods=0)),
+    ("retention unknown segment", lambda s: s.retention("login", "login", DAY, planet="x")),
+    ("funnel without steps", lambda s: s.funnel([], DAY)),
+    ("funnel steps as text", lambda s: s.funnel("login", DAY)),
+    ("funnel empty step", lambda s: s.funnel(["login", ""], DAY)),
+    ("funnel window in hours", lambda s: s.funnel(["login"], DAY, within="36h")),
+    ("funnel window of 0", lambda s: s.funnel(["login"], DAY, within="0d")),
+    ("funnel window text", lambda s: s.funnel(["login"], DAY, within="soon")),
+    ("funnel end before start", lambda s: s.funnel(["login"], "2026-11-22", "2026-11-01")),
 ]
 
 
