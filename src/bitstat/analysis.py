@@ -306,38 +306,16 @@ def retention(
     buckets = _buckets(period, P.bucket_of(period, P.parse_time(start, tz)), rows + width - 1)
     first = _first_day(stats, first_event) if kind == "first" else None
 
-    # kind="first": |cohort & X| = |did it in period i & X| - |... & did it before period i|
-    counts = _Counts()
-    plan: list[list[tuple[Expr, Expr | None] | None]] = []
-    for i in range(rows):
-        did = Leaf(first_event, (buckets[i].label,), seg)
-        labels = _before(stats, first, period, buckets[i].start)
-        prior = Leaf(first_event, labels) if labels else None
-        cells: list[tuple[Expr, Expr | None] | None] = []
-        for k in range(-1, width):  # k = -1: the cohort itself
-            if k >= 0 and buckets[i + k].start > wall_now:
-                cells.append(None)
-                continue
-            parts: tuple[Expr, ...] = (
-                (did,) if k < 0 else (did, Leaf(return_event, (buckets[i + k].label,)))
-            )
-            plain = counts.add(parts[0] if len(parts) == 1 else Op("and", parts))
-            cells.append((plain, None if prior is None else counts.add(Op("and", (*parts, prior)))))
-        plan.append(cells)
-    counts.run(stats)
-
-    def value(cell: tuple[Expr, Expr | None]) -> int:
-        plain, seen = cell
-        return counts[plain] - (counts[seen] if seen is not None else 0)
-
+    before = _before(stats, first, period, buckets[0].start) if kind == "first" else None
+    labels = [b.label for b in buckets]
+    begun = sum(b.start <= wall_now for b in buckets)
+    prog = retention_program(first_event, return_event, labels, rows, width, begun, before, seg)
+    values = iter(_run(stats, prog))
     out = []
-    for i, (size, *cells) in enumerate(plan):
-        assert size is not None
-        out.append(
-            RetentionRow(
-                buckets[i].label, value(size), [None if c is None else value(c) for c in cells]
-            )
-        )
+    for i in range(rows):
+        size = next(values)
+        counts = [next(values) if i + k < begun else None for k in range(width)]
+        out.append(RetentionRow(labels[i], size, counts))
     return Retention(first_event, return_event, period, kind, out)
 
 
@@ -514,6 +492,43 @@ def _run(stats: Stats, program: RegisterProgram) -> list[int]:
         for i, value in enumerate(answers):
             totals[i] += int(value)
     return totals
+
+
+def retention_program(
+    first_event: str,
+    return_event: str,
+    labels: Sequence[str],
+    rows: int,
+    width: int,
+    begun: int,
+    before: Sequence[str] | None,
+    segment: Segment,
+) -> RegisterProgram:
+    """Cohort sizes and cells of a retention table, row by row: each cohort is built once.
+
+    `labels` are consecutive buckets; cells of buckets from index `begun` on are not asked.
+    `before` (kind="first") are the buckets of the first event before `labels[0]`: a register
+    keeps everyone seen so far, and grows by each period as the rows go on.
+    """
+    prog = RegisterProgram()
+    seen, cohort, cell = prog.register(), prog.register(), prog.register()
+    if before:
+        prog.op("or", seen, [prog.leaf(first_event, (lb,)) for lb in before])
+    for i in range(rows):
+        did = prog.leaf(first_event, (labels[i],), segment)
+        if before is not None and i > 0:
+            earlier = prog.leaf(first_event, (labels[i - 1],))
+            prog.op("or", seen, [seen, earlier] if before or i > 1 else [earlier])
+        members = did
+        if before or (before is not None and i > 0):
+            prog.diff(cohort, did, seen)
+            members = cohort
+        prog.count(members)
+        for k in range(width):
+            if i + k < begun:
+                prog.op("and", cell, [members, prog.leaf(return_event, (labels[i + k],))])
+                prog.count(cell)
+    return prog
 
 
 # stickiness
