@@ -62,18 +62,5 @@ def connect(
     if not isinstance(namespace, str) or not namespace:
         raise SchemaError(f"namespace must be non-empty text, got {namespace!r}")
     stats = Stats(store, namespace, schema or Schema(), batch_ttl=parse_duration(batch_ttl))
-    key = stats._keys.schema
-    stored_text = store.run("reading the schema", lambda: store.client.get(key))
-    if stored_text is None:
-        if schema is not None:
-            stats.configure(schema)
-        return stats
-    stored = Schema.from_json(stored_text)
-    if schema is not None and schema != stored:
-        raise SchemaError(
-            f"namespace {namespace!r} already has a different schema;"
-            " call configure() to replace it."
-            f"\n  stored: {stored.to_json()}\n  given:  {schema.to_json()}"
-        )
-    stats._schema = stored
+    stats._run(stats._ns.load_schema(schema))
     return stats

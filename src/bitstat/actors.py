@@ -2,118 +2,116 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import periods
 from .query import Expr, Leaf, Op, combine
 
 if TYPE_CHECKING:
-    from .stats import Stats
+    from .ops import Namespace
+    from .stats import Stats  # noqa: F401 - named in a string base class below
 
-CHUNK_BYTES = 64 * 1024  # ids() reads the result bitmap in pieces of this size
+S = TypeVar("S", bound="SetAlgebra[Any]")
+R = TypeVar("R")
 
 
-class ActorSet:
-    """A set of actors, built with `& | ^ - ~`; nothing runs until it is counted or read."""
+class SetAlgebra(Generic[R]):
+    """`& | ^ - ~` over actor sets of one namespace; builds expressions, runs nothing."""
 
-    def __init__(self, stats: Stats, expr: Expr) -> None:
-        self._stats = stats
+    def __init__(self, runner: R, expr: Expr) -> None:
+        self._runner = runner
         self.expr = expr
 
-    def _with(self, op: str, other: ActorSet) -> ActorSet:
-        if not isinstance(other, ActorSet):
-            return NotImplemented
-        if other._stats is not self._stats:
-            raise ValueError("actor sets from different Stats objects cannot be combined")
-        return ActorSet(self._stats, combine(op, self.expr, other.expr))
+    def _with(self: S, op: str, other: S) -> S:
+        if not isinstance(other, type(self)):
+            return NotImplemented  # type: ignore[no-any-return]
+        if other._runner is not self._runner:
+            raise ValueError("actor sets from different connections cannot be combined")
+        made: S = type(self)(self._runner, combine(op, self.expr, other.expr))
+        return made
 
-    def __and__(self, other: ActorSet) -> ActorSet:
+    def __and__(self: S, other: S) -> S:
         return self._with("and", other)
 
-    def __or__(self, other: ActorSet) -> ActorSet:
+    def __or__(self: S, other: S) -> S:
         return self._with("or", other)
 
-    def __xor__(self, other: ActorSet) -> ActorSet:
+    def __xor__(self: S, other: S) -> S:
         return self._with("xor", other)
 
-    def __sub__(self, other: ActorSet) -> ActorSet:
+    def __sub__(self: S, other: S) -> S:
         return self._with("diff", other)
 
-    def __invert__(self) -> ActorSet:
+    def __invert__(self: S) -> S:
         """Every actor ever seen in the namespace who is not in this set."""
-        return ActorSet(self._stats, Op("not", (self.expr,)))
+        return type(self)(self._runner, Op("not", (self.expr,)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.expr!r})"
+
+
+class ActorSet(SetAlgebra["Stats"]):
+    """A set of actors; nothing runs until it is counted, tested or read."""
 
     def count(self) -> int:
-        return self._stats._count_exprs([self.expr])[0]
+        return int(self._runner._count_exprs([self.expr])[0])
 
     def __len__(self) -> int:
         return self.count()
 
     def __contains__(self, actor: object) -> bool:
-        return self._stats._contains(self.expr, actor)
+        return bool(self._runner._contains(self.expr, actor))
 
     def ids(self) -> Iterator[Any]:
         """The actors' original ids, read from the server in chunks."""
-        stats = self._stats
-        for shard, key in stats._store_expr(self.expr):
-            try:
-                start = 0
-                while True:
-                    data = stats._store.getrange(key, start, start + CHUNK_BYTES - 1)
-                    if not data:
-                        break
-                    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-                    offsets = np.flatnonzero(bits) + start * 8 + (shard << 20)
-                    if len(offsets):
-                        yield from stats._ids_of(offsets)
-                    if len(data) < CHUNK_BYTES:
-                        break
-                    start += CHUNK_BYTES
-            finally:
-                if ":tmp:" in key:
-                    stats._store.delete(key)
+        ids: Iterator[Any] = self._runner._ids(self.expr)
+        return ids
 
     def __iter__(self) -> Iterator[Any]:
         return self.ids()
 
-    def __repr__(self) -> str:
-        return f"ActorSet({self.expr!r})"
+
+SetT = TypeVar("SetT", bound=SetAlgebra[Any])
 
 
-class ActorQuery:
+class ActorQuery(Generic[SetT]):
     """`st.actors(event, **segment)`: pick the time with .hour/.day/.week/.month/.year/.between."""
 
-    def __init__(self, stats: Stats, event: str, segment: tuple[str, str] | None) -> None:
-        self._stats = stats
+    def __init__(
+        self,
+        make: Callable[[Expr], SetT],
+        ns: Namespace,
+        event: str,
+        segment: tuple[str, str] | None,
+    ) -> None:
+        self._make = make
+        self._ns = ns
         self.event = event
         self.segment = segment
 
-    def _bucket(self, period: str, start: datetime) -> ActorSet:
-        self._stats._require_period(period)
+    def _bucket(self, period: str, start: datetime) -> SetT:
+        self._ns.require_period(period)
         label = periods.bucket_of(period, start).label
-        return ActorSet(self._stats, Leaf(self.event, (label,), self.segment))
+        return self._make(Leaf(self.event, (label,), self.segment))
 
-    def hour(self, year: int, month: int, day: int, hour: int) -> ActorSet:
+    def hour(self, year: int, month: int, day: int, hour: int) -> SetT:
         return self._bucket("hour", datetime(year, month, day, hour))
 
-    def day(self, year: int, month: int, day: int) -> ActorSet:
+    def day(self, year: int, month: int, day: int) -> SetT:
         return self._bucket("day", datetime(year, month, day))
 
-    def week(self, year: int, week: int) -> ActorSet:
+    def week(self, year: int, week: int) -> SetT:
         """ISO week `week` of ISO year `year`."""
         return self._bucket("week", datetime.fromisocalendar(year, week, 1))
 
-    def month(self, year: int, month: int) -> ActorSet:
+    def month(self, year: int, month: int) -> SetT:
         return self._bucket("month", datetime(year, month, 1))
 
-    def year(self, year: int) -> ActorSet:
+    def year(self, year: int) -> SetT:
         return self._bucket("year", datetime(year, 1, 1))
 
-    def between(self, start: Any, end: Any = None) -> ActorSet:
+    def between(self, start: Any, end: Any = None) -> SetT:
         """Actors active at any time in [start, end] (inclusive); a single label means its span."""
-        labels = self._stats._cover_labels(start, end)
-        return ActorSet(self._stats, Leaf(self.event, labels, self.segment))
+        return self._make(Leaf(self.event, self._ns.cover_labels(start, end), self.segment))

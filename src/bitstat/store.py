@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,20 @@ def client_from_url(url: str) -> tuple[Any, bool]:
             "use redis://, rediss://, unix:// or redis+cluster://"
         )
     return redis.Redis.from_url(url), False
+
+
+def server_summary(info: dict[str, Any], cluster: bool) -> dict[str, Any]:
+    if cluster:  # one answer per node: keep the first, add memory up
+        nodes = list(info.values())
+        merged = dict(nodes[0])
+        merged["used_memory"] = sum(int(n.get("used_memory", 0)) for n in nodes)
+        info = merged
+    return {
+        "version": info.get("valkey_version") or info.get("redis_version"),
+        "used_memory": int(info.get("used_memory", 0)),
+        "used_memory_human": info.get("used_memory_human"),
+        "cluster": cluster,
+    }
 
 
 class Script:
@@ -221,6 +236,28 @@ class Store:
     def getrange(self, key: str, start: int, end: int) -> bytes:
         with wrapped_errors("reading actor ids"):
             return bytes(self.client.getrange(key, start, end))
+
+    def get(self, key: str) -> bytes | None:
+        with wrapped_errors(f"reading {key}"):
+            return self.client.get(key)  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: str) -> None:
+        with wrapped_errors(f"writing {key}"):
+            self.client.set(key, value)
+
+    def hget(self, key: str, field: str) -> bytes | None:
+        with wrapped_errors(f"reading {key}"):
+            return self.client.hget(key, field)  # type: ignore[no-any-return]
+
+    def smembers(self, key: str) -> builtins.set[bytes]:
+        with wrapped_errors(f"reading {key}"):
+            return set(self.client.smembers(key))
+
+    def info(self) -> dict[str, Any]:
+        """Version, memory use and mode of the server (memory added up over a cluster)."""
+        with wrapped_errors("reading server info"):
+            info = self.client.info()
+        return server_summary(info, self.cluster)
 
     def delete_matching(self, patterns: Sequence[str]) -> int:
         """Delete the keys matching glob patterns, found with SCAN (on every node of a cluster)."""

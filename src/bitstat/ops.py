@@ -1,0 +1,453 @@
+"""What every operation of a namespace does, written once for the sync and the async API.
+
+Each operation is a generator: it checks its arguments, builds plans with the pure modules,
+and `yield`s a `Call` (a Store method and its arguments) whenever it needs the server; the
+value sent back is that call's result. `Stats` answers the calls with the blocking `Store`,
+`AsyncStats` with the asyncio one, so no logic exists twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+
+from . import periods
+from .errors import InvalidEvent, QueryError, SchemaError
+from .events import canonical_id, int_actor, original_id, parse_batch
+from .keys import (
+    REVERSE_BUCKET_BITS,
+    SHARD_BITS,
+    Keys,
+    encode_value,
+    member_value,
+    metric_count_field,
+    metric_sum_field,
+)
+from .plan import build_plan
+from .query import Compiler, Expr, Leaf, Program, count_union
+from .schema import Schema, compound, normalise
+
+T = TypeVar("T")
+DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
+ID_CACHE_LIMIT = 2_000_000
+SCRATCH_TTL_MS = 30_000
+CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
+
+
+class Call(NamedTuple):
+    """A request for the store: the name of a Store method and its arguments."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+class Emit(NamedTuple):
+    """Values an iterating operation hands to its caller (ids() yields them as it reads)."""
+
+    values: list[Any]
+
+
+Op = Generator[Call, Any, T]
+
+
+@dataclass
+class TrackResult:
+    """What `track_many` did: how many events were recorded, which were rejected and why."""
+
+    recorded: int
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def check_name(event: Any) -> None:
+    if not isinstance(event, str) or not event:
+        raise QueryError(f"event name must be non-empty text, got {event!r}")
+
+
+class Namespace:
+    """The state of one open namespace (schema, key names, caches) and its operations."""
+
+    def __init__(
+        self, namespace: str, schema: Schema, cluster: bool, batch_ttl: int = DEFAULT_BATCH_TTL
+    ) -> None:
+        self.name = namespace
+        self.keys = Keys(namespace)
+        self.schema = schema
+        self.cluster = cluster
+        self.batch_ttl = batch_ttl
+        self.id_cache: dict[str, int] = {}
+        self.shard_cache: list[int] = []
+
+    # schema
+    def load_schema(self, given: Schema | None) -> Op[Schema]:
+        """The stored schema; `given` is stored when there is none, and must match otherwise."""
+        stored_text = yield Call("get", (self.keys.schema,))
+        if stored_text is None:
+            if given is not None:
+                yield from self.configure(given)
+            return self.schema
+        stored = Schema.from_json(stored_text)
+        if given is not None and given != stored:
+            raise SchemaError(
+                f"namespace {self.name!r} already has a different schema;"
+                " call configure() to replace it."
+                f"\n  stored: {stored.to_json()}\n  given:  {given.to_json()}"
+            )
+        self.schema = stored
+        return stored
+
+    def configure(self, schema: Schema) -> Op[None]:
+        if not isinstance(schema, Schema):
+            raise SchemaError(f"configure() takes a bitstat.Schema, got {type(schema).__name__}")
+        if schema.ids != self.schema.ids and (yield from self.events()):
+            raise SchemaError(
+                f"namespace {self.name!r} holds data recorded with ids={self.schema.ids!r};"
+                f" it cannot switch to ids={schema.ids!r}"
+            )
+        yield Call("set", (self.keys.schema, schema.to_json()))
+        self.schema = schema
+
+    def drop(self) -> Op[int]:
+        ns = self.keys.ns
+        deleted: int = yield Call("delete_matching", (["{" + ns + "}*", "{" + ns + ":*"],))
+        return deleted
+
+    # recording
+    def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
+        if isinstance(event, Mapping):
+            if props:
+                raise InvalidEvent("pass either a mapping or keyword properties, not both")
+            record: Mapping[str, Any] = event
+        else:
+            if "event" in props:
+                raise InvalidEvent("the event name is given twice", field="event")
+            record = {"event": event, **props}
+        result = yield from self.track_many([record], None, None)
+        if result.rejected:
+            raise InvalidEvent(result.rejected[0][1])
+
+    def track_many(
+        self, events: Iterable[Mapping[str, Any]], batch_id: str | None, now: float | None
+    ) -> Op[TrackResult]:
+        if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
+            raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
+        cols = parse_batch(events, self.schema, now)
+        if not len(cols):
+            return TrackResult(0, cols.rejected)
+        if isinstance(cols.actors, np.ndarray):
+            offsets = cols.actors
+        else:
+            offsets = np.full(len(cols), -1, dtype=np.int64)
+            present = [i for i, a in enumerate(cols.actors) if a is not None]
+            if present:
+                found = yield from self.offsets([cols.actors[i] for i in present])
+                offsets[present] = found
+        plan = build_plan(
+            cols, offsets, self.schema, self.keys, batch_id=batch_id, single=not self.cluster
+        )
+        applied = yield Call("apply", (plan, self.batch_ttl if batch_id else 0))
+        recorded = plan.recorded if applied or batch_id is None else 0
+        return TrackResult(recorded, cols.rejected)
+
+    def offsets(self, canonical: Sequence[str]) -> Op[np.ndarray]:
+        """Bit offsets of mapped ids (ids="map"), created on the server where new."""
+        cache = self.id_cache
+        missing = list(dict.fromkeys(c for c in canonical if c not in cache))
+        if missing:
+            if len(cache) > ID_CACHE_LIMIT:
+                cache.clear()
+            k = self.keys
+            forward = [k.id_forward(c) for c in missing]
+            found = yield Call(
+                "map_ids", (k.ids_next, f"{k.ids_tag}:r:", REVERSE_BUCKET_BITS, forward, missing)
+            )
+            cache.update(zip(missing, found, strict=True))
+        return np.array([cache[c] for c in canonical], dtype=np.int64)
+
+    def ids_of(self, offsets: np.ndarray) -> Op[list[Any]]:
+        if self.schema.ids == "int":
+            return offsets.tolist()  # type: ignore[no-any-return]
+        k, mask = self.keys, (1 << REVERSE_BUCKET_BITS) - 1
+        pairs = [(k.id_reverse(o), str(o & mask)) for o in offsets.tolist()]
+        texts = yield Call("hget_many", (pairs,))
+        return [original_id(t.decode("utf-8", "surrogatepass")) for t in texts if t is not None]
+
+    # time ranges
+    def range(self, start: Any, end: Any) -> tuple[datetime, datetime]:
+        if start is None:
+            raise QueryError("a start date or period label is required")
+        return periods.resolve_range(start, end, self.schema.tz, self.schema.periods)
+
+    def cover_labels(self, start: Any, end: Any) -> tuple[str, ...]:
+        lo, hi = self.range(start, end)
+        return tuple(b.label for b in periods.cover(lo, hi, self.schema.periods))
+
+    def require_period(self, period: str) -> None:
+        if period not in self.schema.periods:
+            raise QueryError(
+                f"{period!r} buckets are not recorded in namespace {self.name!r}"
+                f" (periods: {', '.join(self.schema.periods)})"
+            )
+
+    # actor sets
+    def segment(self, event: str, segment: Mapping[str, Any]) -> tuple[str, str] | None:
+        if not segment:
+            return None
+        name = normalise("~".join(segment))
+        configured = self.schema.rules_for(event).segment
+        if name not in configured:
+            raise QueryError(
+                f"no segment {name!r} is recorded for event {event!r}"
+                f" (segments: {', '.join(configured) or 'none'})"
+            )
+        values = []
+        for part in compound(name):
+            value = segment[part]
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise QueryError(f"segment {part}={value!r}: the value must be text or a number")
+            values.append(str(value))
+        return name, encode_value(values[0] if len(values) == 1 else values)
+
+    def per_shard(self, add: Callable[[Compiler], None]) -> Op[list[tuple[int, list[Any]]]]:
+        """Compile with `add` for every id shard and run: (shard, answers) per shard.
+
+        The shard set is read in the same round trip as the programs compiled for the set seen
+        last time; only when it has changed since are they compiled and run again.
+        """
+        shards = self.shard_cache
+        while True:
+            programs = []
+            for shard in shards:
+                c = Compiler(self.keys, shard)
+                add(c)
+                programs.append(c.program(SCRATCH_TTL_MS))
+            now, answers = yield Call("evaluate_checked", (self.keys.shards, programs))
+            if now == shards:
+                return list(zip(shards, answers, strict=True))
+            shards = self.shard_cache = now
+
+    def count_exprs(self, exprs: Sequence[Expr]) -> Op[list[int]]:
+        """Sizes of many actor sets, in one server call per id shard."""
+
+        def add(c: Compiler) -> None:
+            for e in exprs:
+                c.count(e)
+
+        totals = [0] * len(exprs)
+        for _, answers in (yield from self.per_shard(add)):
+            for i, value in enumerate(answers):
+                totals[i] += int(value)
+        return totals
+
+    def contains(self, expr: Expr, actor: object) -> Op[bool]:
+        if self.schema.ids == "map":
+            try:
+                text = canonical_id(actor)
+            except InvalidEvent:
+                return False
+            offset = self.id_cache.get(text)
+            if offset is None:
+                raw = yield Call("hget", (self.keys.id_forward(text), text))
+                if raw is None:
+                    return False
+                offset = int(raw)
+        else:
+            try:  # the same ids track() takes: integers, and digit text such as "42"
+                offset = int_actor(actor, self.schema.actor, self.schema.max_id)
+            except InvalidEvent:
+                return False
+        c = Compiler(self.keys, offset >> SHARD_BITS)
+        c.contains(expr, offset & ((1 << SHARD_BITS) - 1))
+        answers = yield Call("evaluate", ([c.program(SCRATCH_TTL_MS)],))
+        return bool(answers[0][0])
+
+    def ids(self, expr: Expr) -> Generator[Call | Emit, Any, None]:
+        """The actors' original ids: evaluated into keys, read in chunks, handed out by Emit."""
+        stored = yield from self.per_shard(lambda c: c.store(expr))
+        for shard, answers in stored:
+            key = answers[0].decode() if isinstance(answers[0], bytes) else str(answers[0])
+            if not key:
+                continue
+            start = 0
+            while True:
+                data = yield Call("getrange", (key, start, start + CHUNK_BYTES - 1))
+                if not data:
+                    break
+                bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+                offsets = np.flatnonzero(bits) + start * 8 + (shard << SHARD_BITS)
+                if len(offsets):
+                    yield Emit((yield from self.ids_of(offsets)))
+                if len(data) < CHUNK_BYTES:
+                    break
+                start += CHUNK_BYTES
+            if ":tmp:" in key:  # a scratch result (a plain bucket key is read, never deleted)
+                yield Call("delete", (key,))
+
+    # metrics
+    def unique(self, event: str, start: Any, end: Any, segment: Mapping[str, Any]) -> Op[int]:
+        check_name(event)
+        leaf = Leaf(event, self.cover_labels(start, end), self.segment(event, segment))
+        return (yield from self.count_exprs([leaf]))[0]
+
+    def total(self, event: str, start: Any, end: Any) -> Op[int]:
+        check_name(event)
+        labels = self.cover_labels(start, end)
+        sums = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], ["n"]))
+        return int(sums.get(b"n", 0))
+
+    def series(
+        self, event: str, start: Any, end: Any, by: str, metric: str, segment: Mapping[str, Any]
+    ) -> Op[list[tuple[str, int]]]:
+        check_name(event)
+        self.require_period(by)
+        if metric not in ("unique", "total"):
+            raise QueryError(f"metric must be 'unique' or 'total', got {metric!r}")
+        if metric == "total" and segment:
+            raise QueryError("segments filter actors; metric='total' takes none")
+        lo, hi = self.range(start, end)
+        buckets = periods.buckets_between(by, lo, hi)
+        chosen = self.schema.periods
+        parts = [periods.cover(max(lo, b.start), min(hi, b.end), chosen) for b in buckets]
+        if metric == "unique":
+            seg = self.segment(event, segment)
+            exprs: list[Expr] = [Leaf(event, tuple(c.label for c in p), seg) for p in parts]
+            values = yield from self.count_exprs(exprs)
+        else:
+            pairs = [(self.keys.metrics(event, c.label), "n") for p in parts for c in p]
+            raw = iter((yield Call("hget_many", (pairs,))))
+            values = [sum(int(next(raw) or 0) for _ in p) for p in parts]
+        return [(b.label, v) for b, v in zip(buckets, values, strict=True)]
+
+    def counts(self, event: str, prop: str, start: Any, end: Any) -> Op[dict[Any, int]]:
+        asked, stored = self.prop(event, prop, "count")
+        keys = [self.keys.counts(event, lb, stored) for lb in self.cover_labels(start, end)]
+        raw = yield Call("zsum", (self.scratch(event), keys))
+        return {value_of(f, asked, stored): int(v) for f, v in raw.items()}
+
+    def sums(
+        self, event: str, prop: str, start: Any, end: Any, by: str | None
+    ) -> Op[float | dict[Any, float]]:
+        check_name(event)
+        rules = self.schema.rules_for(event).sum
+        by_stored = normalise(by) if by else None
+        if not any(r.prop == prop and r.by == by_stored for r in rules):
+            wanted = prop if by is None else f"{prop} by {by}"
+            raise QueryError(
+                f"no sum {wanted!r} is recorded for event {event!r}"
+                f" (sums: {', '.join(map(str, rules)) or 'none'})"
+            )
+        labels = self.cover_labels(start, end)
+        if by is None or by_stored is None:
+            f = metric_sum_field(prop)
+            raw = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], [f]))
+            return float(raw.get(f.encode(), 0.0))
+        keys = [self.keys.sums_by(event, lb, prop, by_stored) for lb in labels]
+        raw = yield Call("zsum", (self.scratch(event), keys))
+        return {value_of(f[2:], by, by_stored): v for f, v in raw.items() if f[:2] == b"s:"}
+
+    def averages(self, event: str, prop: str, start: Any, end: Any) -> Op[float | None]:
+        yield from self.sums(event, prop, start, end, None)  # checks that the sum is recorded
+        labels = self.cover_labels(start, end)
+        fs, fk = metric_sum_field(prop), metric_count_field(prop)
+        raw = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], [fs, fk]))
+        n = raw.get(fk.encode(), 0.0)
+        return float(raw.get(fs.encode(), 0.0)) / n if n else None
+
+    def top(
+        self, event: str, prop: str, start: Any, end: Any, limit: int
+    ) -> Op[list[tuple[Any, int]]]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise QueryError(f"limit must be a positive integer, got {limit!r}")
+        asked, stored = self.prop(event, prop, "top")
+        keys = [self.keys.top(event, lb, stored) for lb in self.cover_labels(start, end)]
+        # ties are cut on the server in stored order; another order of parts needs them all
+        raw = yield Call("top", (self.scratch(event), keys, limit, asked != stored))
+        ranked = [(value_of(m, asked, stored), int(s)) for m, s in raw]
+        ranked.sort(key=lambda vc: (-vc[1], vc[0]))
+        return ranked[:limit]
+
+    def distinct(self, event: str, prop: str, start: Any, end: Any) -> Op[int]:
+        _, stored = self.prop(event, prop, "unique")
+        keys = [self.keys.distinct(event, lb, stored) for lb in self.cover_labels(start, end)]
+        operands, code, scratch = count_union(keys)
+        program = Program(operands, [len(operands), SCRATCH_TTL_MS, *code], scratch, 1)
+        answers = yield Call("evaluate", ([program],))
+        return int(answers[0][0])
+
+    def query(self, event: str, start: Any, end: Any) -> Op[dict[str, Any]]:
+        rules = self.schema.rules_for(event)
+        out: dict[str, Any] = {
+            "event": event,
+            "total": (yield from self.total(event, start, end)),
+            "unique": (yield from self.unique(event, start, end, {})),
+        }
+        if rules.count:
+            out["counts"] = counts = {}
+            for p in rules.count:
+                counts[p] = yield from self.counts(event, p, start, end)
+        if rules.sum:
+            out["sums"] = sums = {}
+            for r in rules.sum:
+                sums[str(r)] = yield from self.sums(event, r.prop, start, end, r.by)
+        if rules.top:
+            out["top"] = tops = {}
+            for p in rules.top:
+                tops[p] = yield from self.top(event, p, start, end, 10)
+        if rules.unique:
+            out["distinct"] = distinct = {}
+            for p in rules.unique:
+                distinct[p] = yield from self.distinct(event, p, start, end)
+        return out
+
+    def query_days(self, event: str, days: int, end: Any) -> Op[list[dict[str, Any]]]:
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise QueryError(f"days must be a positive integer, got {days!r}")
+        tz = self.schema.tz
+        last = periods.parse_time(end, tz).date() if end is not None else datetime.now(tz).date()
+        out = []
+        for d in range(days - 1, -1, -1):
+            day = last - timedelta(days=d)
+            out.append({"day": day.isoformat(), **(yield from self.query(event, day, None))})
+        return out
+
+    def events(self) -> Op[list[str]]:
+        raw = yield Call("smembers", (self.keys.events,))
+        return sorted(n.decode("utf-8", "surrogatepass") for n in raw)
+
+    def scratch(self, event: str) -> str:
+        return self.keys.temp(self.keys.event_tag(event), secrets.token_hex(6))
+
+    def prop(self, event: str, prop: str, kind: str) -> tuple[str, str]:
+        """(the name as asked, the stored name) of a property recorded as `kind` for `event`."""
+        check_name(event)
+        stored = normalise(prop)
+        configured = getattr(self.schema.rules_for(event), kind)
+        if stored not in configured:
+            raise QueryError(
+                f"no {kind} of {prop!r} is recorded for event {event!r}"
+                f" ({kind}: {', '.join(configured) or 'none'})"
+            )
+        return prop, stored
+
+
+def value_of(raw: bytes, asked: str, stored: str) -> Any:
+    """A stored value back as text, or as a tuple in the order the caller named the parts."""
+    text = raw.decode("utf-8", "surrogatepass")
+    if "~" not in stored:
+        return text
+    parts = dict(zip(stored.split("~"), member_value(text, True), strict=True))
+    return tuple(parts[p] for p in asked.split("~"))
+
+
+def run(store: Any, op: Generator[Call, Any, T]) -> T:
+    """Drive an operation with a blocking store."""
+    try:
+        call = next(op)
+        while True:
+            call = op.send(getattr(store, call.method)(*call.args))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
