@@ -1,17 +1,18 @@
 """Retention tables, ordered funnels, stickiness and lifecycle, planned over actor bitmaps.
 
-Planning is pure. Retention and lifecycle become lists of actor-set expressions (`query.Leaf` /
-`query.Op`) that `Stats._count_exprs` counts in one server call per id shard. Funnels and
-stickiness use one intermediate set many times (the steps reached so far, a running count of
-active days), which expression trees cannot share: they become register programs for
-`scripts/registers.lua`, run the same way, one call per id shard. Both are compiled per shard,
-so every analysis runs unchanged on Redis Cluster. Results are plain data; a retention table
-also renders as CSV, as an HTML heat map and as JSON-ready dicts.
+Planning is pure. A lifecycle is a list of actor-set expressions (`query.Leaf` / `query.Op`)
+that `Stats._count_exprs` counts in one server call per id shard. Retention tables, funnels and
+stickiness use one intermediate set many times (a cohort in every cell of its row, the funnel
+steps reached so far, a running count of active days), which expression trees cannot share:
+they become register programs for `scripts/registers.lua`, run the same way, one call per id
+shard. Both are compiled per shard, so every analysis runs unchanged on Redis Cluster. Results
+are plain data; a retention table also renders as CSV, an HTML heat map and JSON-ready dicts.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import html
 import io
@@ -129,32 +130,6 @@ def _check_period(stats: Stats, period: Any) -> str:
         raise QueryError(f"period must be one of {', '.join(P.PERIODS)}, got {period!r}")
     stats._require_period(period)
     return period
-
-
-class _Counts:
-    """Expressions to count, each once; answers are looked up by expression."""
-
-    def __init__(self) -> None:
-        self.exprs: list[Expr] = []
-        self.index: dict[Expr, int] = {}
-        self.values: list[int] = []
-
-    def add(self, expr: Expr) -> Expr:
-        if expr not in self.index:
-            self.index[expr] = len(self.exprs)
-            self.exprs.append(expr)
-        return expr
-
-    def run(self, stats: Stats) -> None:
-        self.values = stats._count_exprs(self.exprs) if self.exprs else []
-
-    def __getitem__(self, expr: Expr) -> int:
-        return self.values[self.index[expr]]
-
-
-def _and(*items: Expr | None) -> Expr:
-    parts = tuple(i for i in items if i is not None)
-    return parts[0] if len(parts) == 1 else Op("and", parts)
 
 
 # retention tables
@@ -333,13 +308,7 @@ class LifecyclePeriod:
     dormant: int | None  # active in the previous period, not now
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "period": self.period,
-            "new": self.new,
-            "returning": self.returning,
-            "resurrecting": self.resurrecting,
-            "dormant": self.dormant,
-        }
+        return dataclasses.asdict(self)
 
 
 def lifecycle(
@@ -353,35 +322,30 @@ def lifecycle(
     first_bucket = P.bucket_of(period, P.parse_time(start, stats.schema.tz))
     buckets = [first_bucket.prev(), *_buckets(period, first_bucket, n)]
     first = _first_day(stats, event)
-    counts = _Counts()
-    plan: list[tuple[Expr, Expr, Expr, Expr | None] | None] = []
+    # per period begun: |now|, |now & previous|, |previous|, |now & any earlier period|
+    asked: list[list[Expr]] = []
     for t in range(1, n + 1):
         if buckets[t].start > wall_now:
-            plan.append(None)
-            continue
-        now_set = counts.add(Leaf(event, (buckets[t].label,)))
-        prev = counts.add(Leaf(event, (buckets[t - 1].label,)))
-        both = counts.add(_and(now_set, prev))
+            break
+        now_set, prev = Leaf(event, (buckets[t].label,)), Leaf(event, (buckets[t - 1].label,))
         labels = _before(stats, first, period, buckets[t].start)
-        seen = counts.add(_and(now_set, Leaf(event, labels))) if labels else None
-        plan.append((now_set, prev, both, seen))
-    counts.run(stats)
+        seen = [Op("and", (now_set, Leaf(event, labels)))] if labels else []
+        asked.append([now_set, Op("and", (now_set, prev)), prev, *seen])
+    values = iter(stats._count_exprs([e for exprs in asked for e in exprs]) if asked else [])
     out = []
-    for t, item in enumerate(plan, start=1):
-        label = buckets[t].label
-        if item is None:
-            out.append(LifecyclePeriod(label, None, None, None, None))
+    for t in range(1, n + 1):
+        if t > len(asked):
+            out.append(LifecyclePeriod(buckets[t].label, None, None, None, None))
             continue
-        now_set, prev, both, seen = item
-        # every actor seen before this period is in `seen`: active in the previous one or before
-        before = counts[seen] if seen is not None else 0
+        active, both, prev_active = next(values), next(values), next(values)
+        before = next(values) if len(asked[t - 1]) == 4 else 0
         out.append(
             LifecyclePeriod(
-                label,
-                new=counts[now_set] - before,
-                returning=counts[both],
-                resurrecting=before - counts[both],
-                dormant=counts[prev] - counts[both],
+                buckets[t].label,
+                new=active - before,
+                returning=both,
+                resurrecting=before - both,
+                dormant=prev_active - both,
             )
         )
     return out
