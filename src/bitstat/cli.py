@@ -128,3 +128,14 @@ def demo_command(settings: Settings, namespace: str) -> None:
         ) from exc
     with stats:
         demo.run(stats, console, server=settings.server(), started=started)
+
+
+def _register() -> None:
+    # imported here: the command modules need only `Settings` (for types) from this one
+    from . import cli_admin, cli_ingest, cli_query
+
+    for command in [cli_ingest.ingest, *cli_query.COMMANDS, *cli_admin.COMMANDS]:
+        main.add_command(command)
+
+
+_register()

@@ -1,0 +1,211 @@
+"""How CLI answers are printed: one `--format` option, and tables, JSON or CSV from plain rows.
+
+A command turns the library's answer into `Rows` (named columns, one list per row) or a scalar,
+and `Output` prints it: a rich table for people, JSON (a list of objects) or CSV for programs.
+Table mode may add a picture (a sparkline, a heat map, bars); JSON and CSV carry only the data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+FORMATS = ("table", "json", "csv")
+SPARKS = "▁▂▃▄▅▆▇█"
+BAR_WIDTH = 24
+JSON_WIDTH = 100
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def format_option(f: F) -> F:
+    """The shared `-f/--format table|json|csv` option, passed to the command as `fmt`."""
+    option = click.option(
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output: a table for reading, JSON (a list of objects) or CSV for programs.",
+    )
+    return option(f)
+
+
+@dataclass
+class Rows:
+    """A tabular answer: column names and rows of plain values (numbers, text, None)."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    title: str | None = None
+    caption: str | None = None
+    # table mode only: per-cell styles (e.g. a heat map), same shape as rows
+    styles: list[list[str]] | None = None
+    extra: list[RenderableType] = field(default_factory=list)
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def console() -> Console:
+    """A console on stdout (looked up at each write, so CliRunner captures it), no highlighting."""
+    return Console(highlight=False, soft_wrap=False)
+
+
+def cell(value: Any) -> str:
+    """A value as people read it in a table: 12,345 and 1,234.50 (floats are sums, often
+    money: two decimals); nothing for None."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _numeric(rows: Sequence[Sequence[Any]], column: int) -> bool:
+    values = [r[column] for r in rows if r[column] is not None]
+    return bool(values) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    )
+
+
+def rich_table(rows: Rows) -> Table:
+    table = Table(
+        title=rows.title,
+        caption=rows.caption,
+        title_justify="left",
+        caption_justify="left",
+        title_style="bold",
+        header_style="bold",
+        min_width=len(rows.title or ""),  # a title wider than the columns would wrap
+    )
+    for i, name in enumerate(rows.columns):
+        table.add_column(name, justify="right" if _numeric(rows.rows, i) else "left")
+    for r, row in enumerate(rows.rows):
+        styles = rows.styles[r] if rows.styles else [""] * len(row)
+        table.add_row(
+            *(
+                v if isinstance(v, Text) else Text(cell(v), style=s)
+                for v, s in zip(row, styles, strict=True)
+            )
+        )
+    return table
+
+
+def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(columns)
+    out.writerows(["" if v is None else v for v in row] for row in rows)
+    return buf.getvalue()
+
+
+def to_json(value: Any, indent: int = 0) -> str:
+    """Indented JSON; an object or array that fits in a line (a row, a cohort) takes one."""
+    flat = json.dumps(value, ensure_ascii=False)
+    nested = isinstance(value, dict | list) and any(
+        isinstance(v, dict | list) for v in (value.values() if isinstance(value, dict) else value)
+    )
+    if (indent or not nested) and indent + len(flat) <= JSON_WIDTH:
+        return flat
+    if not isinstance(value, dict | list) or not value:
+        return flat
+    pad = " " * (indent + 2)
+    if isinstance(value, dict):
+        items = [
+            f"{pad}{json.dumps(k, ensure_ascii=False)}: {to_json(v, indent + 2)}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    items = [pad + to_json(v, indent + 2) for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+class Output:
+    """Prints answers in the format the user chose."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.console = console()
+
+    @property
+    def table(self) -> bool:
+        return self.fmt == "table"
+
+    def rows(self, rows: Rows) -> None:
+        if self.fmt == "json":
+            click.echo(to_json(rows.dicts()))
+        elif self.fmt == "csv":
+            click.echo(to_csv(rows.columns, rows.rows), nl=False)
+        else:
+            self.console.print(rich_table(rows))
+            for renderable in rows.extra:
+                self.console.print(renderable)
+
+    def scalar(self, name: str, value: Any) -> None:
+        """One number: bare in a table (12,345) and in JSON (12345); `name` heads the CSV."""
+        if self.fmt == "json":
+            click.echo(to_json(value))
+        elif self.fmt == "csv":
+            click.echo(to_csv([name], [[value]]), nl=False)
+        else:
+            click.echo(cell(value))
+
+    def data(self, value: Any, csv_rows: Rows, table: Callable[[], None]) -> None:
+        """An answer with its own JSON shape, CSV rows and table drawing."""
+        if self.fmt == "json":
+            click.echo(to_json(value))
+        elif self.fmt == "csv":
+            click.echo(to_csv(csv_rows.columns, csv_rows.rows), nl=False)
+        else:
+            table()
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """▁▂▃▄▅▆▇█, scaled from the smallest value to the largest."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = hi - lo
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[top // 2 if span == 0 else round((v - lo) / span * top)] for v in values)
+
+
+def bar(value: float, largest: float, width: int = BAR_WIDTH) -> Text:
+    """A horizontal bar of `width` cells at most, in eighths of a cell."""
+    if largest <= 0 or value <= 0:
+        return Text("")
+    eighths = round(value / largest * width * 8)
+    full, part = divmod(eighths, 8)
+    return Text("█" * full + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[part], style="cyan")
+
+
+def heat(rate: float | None) -> str:
+    """A cell style from white (0%) to deep blue (100%), like the HTML retention table."""
+    if rate is None:
+        return ""
+    r = min(max(rate, 0.0), 1.0)
+    red, green, blue = (round(255 + (c - 255) * r) for c in (37, 99, 235))
+    text = "white" if r > 0.5 else "black"
+    return f"{text} on rgb({red},{green},{blue})"
+
+
+def percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"

@@ -1,0 +1,661 @@
+"""CLI queries: one command per `Stats` query, with the Python API's arguments, in any format.
+
+Each command calls one library method and hands the answer to `cli_output` as rows or a
+number; time arguments go to the library as typed (ISO dates, times, period labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from . import cli_output as out
+from .cli_output import Output, Rows, format_option
+
+if TYPE_CHECKING:
+    from .cli import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+PERIOD = click.Choice(("hour", "day", "week", "month", "year"))
+ADJECTIVE = {
+    "hour": "hourly",
+    "day": "daily",
+    "week": "weekly",
+    "month": "monthly",
+    "year": "yearly",
+}
+pass_settings = click.pass_obj
+
+
+def event_range(f: F) -> F:
+    """EVENT START [END]: a range is [START, END], both inclusive; END defaults to START."""
+    f = click.argument("end", required=False)(f)
+    f = click.argument("start")(f)
+    return click.argument("event")(f)
+
+
+def time_range(f: F) -> F:
+    f = click.argument("end", required=False)(f)
+    return click.argument("start")(f)
+
+
+def where_option(f: F) -> F:
+    return click.option(
+        "-w",
+        "--where",
+        "where",
+        multiple=True,
+        metavar="PROP=VALUE",
+        help="Only actors in this segment (a `segment` property of the schema); repeatable"
+        " for compound segments.",
+    )(f)
+
+
+def segment(where: Sequence[str]) -> dict[str, str]:
+    """`("country=NL", "platform=ios")` -> `{"country": "NL", "platform": "ios"}`."""
+    found: dict[str, str] = {}
+    for item in where:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected PROP=VALUE, got {item!r}", param_hint="--where")
+        if name in found:
+            raise click.BadParameter(f"{name!r} is given twice", param_hint="--where")
+        found[name] = value
+    return found
+
+
+def key_columns(prop: str) -> list[str]:
+    """Column names for the values of a (compound) property, in the order the user named."""
+    return prop.split("~")
+
+
+def key_cells(prop: str, key: Any) -> list[Any]:
+    return list(key) if "~" in prop else [key]
+
+
+def ranked(counts: dict[Any, Any]) -> list[tuple[Any, Any]]:
+    """Largest first, then by value, as `top` orders its answer."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+@click.command(short_help="Distinct actors of an event in a time range.")
+@event_range
+@where_option
+@format_option
+@pass_settings
+def unique(
+    settings: Settings, event: str, start: str, end: str | None, where: Sequence[str], fmt: str
+) -> None:
+    """Distinct actors who did EVENT between START and END (inclusive; END defaults to START).
+
+    START and END are dates, times or period labels: 2026-11-22, 2026-11-22T13:00, 2026-11
+    (a month), 2026-W47 (an ISO week), 2026 (a year).
+
+    \b
+    Example:
+        bitstat unique login 2026-11
+        bitstat unique login 2026-11-01 2026-11-30 --where country=NL
+    """
+    with settings.connect() as st:
+        Output(fmt).scalar("unique", st.unique(event, start, end, **segment(where)))
+
+
+@click.command(short_help="Number of events in a time range.")
+@event_range
+@format_option
+@pass_settings
+def total(settings: Settings, event: str, start: str, end: str | None, fmt: str) -> None:
+    """How many times EVENT happened between START and END (inclusive).
+
+    \b
+    Example:
+        bitstat total login 2026-11
+        bitstat total purchase 2026-11-01 2026-11-30 --format json
+    """
+    with settings.connect() as st:
+        Output(fmt).scalar("total", st.total(event, start, end))
+
+
+@click.command(short_help="One value per hour/day/week/month/year of a range.")
+@event_range
+@click.option("--by", type=PERIOD, default="day", show_default=True, help="Bucket size.")
+@click.option(
+    "--metric",
+    type=click.Choice(("unique", "total")),
+    default="unique",
+    show_default=True,
+    help="Distinct actors or number of events.",
+)
+@where_option
+@format_option
+@pass_settings
+def series(
+    settings: Settings,
+    event: str,
+    start: str,
+    end: str | None,
+    by: str,
+    metric: str,
+    where: Sequence[str],
+    fmt: str,
+) -> None:
+    """Unique actors (or events) of EVENT per bucket of START..END; a sparkline in table mode.
+
+    \b
+    Example:
+        bitstat series login 2026-11-01 2026-11-30
+        bitstat series purchase 2026 --by month --metric total --format csv
+    """
+    with settings.connect() as st:
+        answer = st.series(event, start, end, by=by, metric=metric, **segment(where))
+    values = [v for _, v in answer]
+    rows = Rows([by, metric], [[label, v] for label, v in answer])
+    if values:
+        spark = Text(out.sparkline(values), style="cyan")
+        spark.append(f"  min {out.cell(min(values))}, max {out.cell(max(values))}", style="dim")
+        rows.extra.append(spark)
+    Output(fmt).rows(rows)
+
+
+@click.command(short_help="Events per value of a `count` property.")
+@click.argument("event")
+@click.argument("prop", metavar="PROPERTY")
+@time_range
+@format_option
+@pass_settings
+def counts(
+    settings: Settings, event: str, prop: str, start: str, end: str | None, fmt: str
+) -> None:
+    """Events per value of PROPERTY (a `count` property; compound with ~), largest first.
+
+    \b
+    Example:
+        bitstat counts purchase country 2026-11
+        bitstat counts purchase country~platform 2026-11-01 2026-11-30 --format json
+    """
+    with settings.connect() as st:
+        answer = st.counts(event, prop, start, end)
+    rows = [[*key_cells(prop, k), n] for k, n in ranked(answer)]
+    Output(fmt).rows(Rows([*key_columns(prop), "count"], rows))
+
+
+@click.command(short_help="Sum of a numeric `sum` property, in total or per label.")
+@click.argument("event")
+@click.argument("prop", metavar="PROPERTY")
+@time_range
+@click.option("--by", metavar="PROPERTY", help="A total per value of this property.")
+@format_option
+@pass_settings
+def sums(
+    settings: Settings,
+    event: str,
+    prop: str,
+    start: str,
+    end: str | None,
+    by: str | None,
+    fmt: str,
+) -> None:
+    """Sum of PROPERTY (a `sum` property) over the range; with --by, one sum per value.
+
+    \b
+    Example:
+        bitstat sums purchase amount 2026-11
+        bitstat sums purchase amount 2026-11 --by country
+    """
+    with settings.connect() as st:
+        answer = st.sums(event, prop, start, end, by=by)
+    if not isinstance(answer, dict):
+        Output(fmt).scalar("sum", answer)
+        return
+    assert by is not None
+    rows = [[*key_cells(by, k), v] for k, v in ranked(answer)]
+    Output(fmt).rows(Rows([*key_columns(by), "sum"], rows))
+
+
+@click.command(short_help="Most frequent values of a `top` property.")
+@click.argument("event")
+@click.argument("prop", metavar="PROPERTY")
+@time_range
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@format_option
+@pass_settings
+def top(
+    settings: Settings,
+    event: str,
+    prop: str,
+    start: str,
+    end: str | None,
+    limit: int,
+    fmt: str,
+) -> None:
+    """The LIMIT most frequent values of PROPERTY (a `top` property), exact over any range.
+
+    \b
+    Example:
+        bitstat top purchase item 2026-11
+        bitstat top purchase item 2026-01-01 2026-12-31 --limit 3 --format csv
+    """
+    with settings.connect() as st:
+        answer = st.top(event, prop, start, end, limit=limit)
+    rows = [[*key_cells(prop, k), n] for k, n in answer]
+    Output(fmt).rows(Rows([*key_columns(prop), "count"], rows))
+
+
+@click.command(short_help="Distinct values of a `unique` property.")
+@click.argument("event")
+@click.argument("prop", metavar="PROPERTY")
+@time_range
+@format_option
+@pass_settings
+def distinct(
+    settings: Settings, event: str, prop: str, start: str, end: str | None, fmt: str
+) -> None:
+    """How many distinct values PROPERTY (a `unique` property) took in the range.
+
+    \b
+    Example:
+        bitstat distinct login ip 2026-11
+        bitstat distinct purchase invoice 2026-11-01 2026-11-30
+    """
+    with settings.connect() as st:
+        Output(fmt).scalar("distinct", st.distinct(event, prop, start, end))
+
+
+@click.command(short_help="Event names recorded in the namespace.")
+@format_option
+@pass_settings
+def events(settings: Settings, fmt: str) -> None:
+    """Every event name recorded in the namespace, sorted.
+
+    \b
+    Example:
+        bitstat events
+        bitstat --namespace shop events --format json
+    """
+    with settings.connect() as st:
+        names = st.events()
+    output = Output(fmt)
+    if output.table:
+        for name in names:
+            click.echo(name)
+    else:
+        output.rows(Rows(["event"], [[n] for n in names]))
+
+
+def _query_json(answer: dict[str, Any]) -> dict[str, Any]:
+    """A `query` answer with tuple keys made JSON: counts, top and per-label sums as rows."""
+    out_: dict[str, Any] = {k: v for k, v in answer.items() if k not in ("counts", "sums", "top")}
+    if "counts" in answer:
+        out_["counts"] = {
+            p: [
+                dict(zip([*key_columns(p), "count"], [*key_cells(p, k), n], strict=True))
+                for k, n in ranked(c)
+            ]
+            for p, c in answer["counts"].items()
+        }
+    if "sums" in answer:
+        sums_: dict[str, Any] = {}
+        for rule, value in answer["sums"].items():
+            if isinstance(value, dict):
+                by = rule.partition(" by ")[2]
+                value = [
+                    dict(zip([*key_columns(by), "sum"], [*key_cells(by, k), v], strict=True))
+                    for k, v in ranked(value)
+                ]
+            sums_[rule] = value
+        out_["sums"] = sums_
+    if "top" in answer:
+        out_["top"] = {
+            p: [
+                dict(zip([*key_columns(p), "count"], [*key_cells(p, k), n], strict=True))
+                for k, n in t
+            ]
+            for p, t in answer["top"].items()
+        }
+    # keep the library's key order
+    return {k: out_[k] for k in answer}
+
+
+def _query_rows(answer: dict[str, Any]) -> list[list[Any]]:
+    """metric, property, key, value: one row per number of a `query` answer."""
+
+    def key(prop: str, k: Any) -> str:
+        return "~".join(map(str, k)) if "~" in prop else str(k)
+
+    rows: list[list[Any]] = [
+        ["total", "", "", answer["total"]],
+        ["unique", "", "", answer["unique"]],
+    ]
+    for prop, c in answer.get("counts", {}).items():
+        rows += [["counts", prop, key(prop, k), n] for k, n in ranked(c)]
+    for rule, value in answer.get("sums", {}).items():
+        if isinstance(value, dict):
+            by = rule.partition(" by ")[2]
+            rows += [["sums", rule, key(by, k), v] for k, v in ranked(value)]
+        else:
+            rows.append(["sums", rule, "", value])
+    for prop, t in answer.get("top", {}).items():
+        rows += [["top", prop, key(prop, k), n] for k, n in t]
+    for prop, n in answer.get("distinct", {}).items():
+        rows.append(["distinct", prop, "", n])
+    return rows
+
+
+def _query_table(answer: dict[str, Any], output: Output) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(justify="right")
+    for name, value in _scalars(answer).items():
+        grid.add_row(name, out.cell(value))
+    output.console.print(grid)
+    for prop, c in answer.get("counts", {}).items():
+        rows = [[*key_cells(prop, k), n] for k, n in ranked(c)]
+        _section(output, Rows([*key_columns(prop), "count"], rows, title=f"counts {prop}"))
+    for rule, value in answer.get("sums", {}).items():
+        if isinstance(value, dict):
+            by = rule.partition(" by ")[2]
+            rows = [[*key_cells(by, k), v] for k, v in ranked(value)]
+            _section(output, Rows([*key_columns(by), "sum"], rows, title=f"sum {rule}"))
+    for prop, t in answer.get("top", {}).items():
+        rows = [[*key_cells(prop, k), n] for k, n in t]
+        _section(output, Rows([*key_columns(prop), "count"], rows, title=f"top {prop}"))
+
+
+def _section(output: Output, rows: Rows) -> None:
+    output.console.print()
+    output.console.print(out.rich_table(rows))
+
+
+def _scalars(answer: dict[str, Any]) -> dict[str, Any]:
+    """The single numbers of a `query` answer, by name."""
+    found = {"total": answer["total"], "unique": answer["unique"]}
+    found.update({f"distinct {p}": n for p, n in answer.get("distinct", {}).items()})
+    found.update(
+        {f"sum {r}": v for r, v in answer.get("sums", {}).items() if not isinstance(v, dict)}
+    )
+    return found
+
+
+@click.command(short_help="Every metric the schema records for an event (trk's query).")
+@click.argument("event")
+@click.argument("start", required=False)
+@click.argument("end", required=False)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Instead of a range: the same per day, for the last DAYS days (query_days).",
+)
+@click.option("--until", metavar="DAY", help="With --days: the last day (default: today).")
+@format_option
+@pass_settings
+def query(
+    settings: Settings,
+    event: str,
+    start: str | None,
+    end: str | None,
+    days: int | None,
+    until: str | None,
+    fmt: str,
+) -> None:
+    """Total, unique actors and every count, sum, top and distinct the schema records.
+
+    With --days N, the same for each of the last N days (one row per day).
+
+    \b
+    Example:
+        bitstat query purchase 2026-11
+        bitstat query purchase --days 7 --format json
+    """
+    if (days is None) == (start is None):
+        raise click.UsageError("give either START [END] or --days N")
+    if until is not None and days is None:
+        raise click.UsageError("--until goes with --days")
+    output = Output(fmt)
+    with settings.connect() as st:
+        if days is None:
+            answer = st.query(event, start, end)
+            output.data(
+                _query_json(answer),
+                Rows(["metric", "property", "key", "value"], _query_rows(answer)),
+                lambda: _query_table(answer, output),
+            )
+            return
+        per_day = st.query_days(event, days, until)
+    csv_rows = [[d["day"], *row] for d in per_day for row in _query_rows(d)]
+    output.data(
+        [{"day": d["day"], **_query_json(d)} for d in per_day],
+        Rows(["day", "metric", "property", "key", "value"], csv_rows),
+        lambda: output.rows(_days_table(per_day)),
+    )
+
+
+def _days_table(per_day: list[dict[str, Any]]) -> Rows:
+    """One row per day with the single numbers; breakdowns are left to JSON and CSV."""
+    columns = ["day", *_scalars(per_day[0])] if per_day else ["day"]
+    rows = [[d["day"], *_scalars(d).values()] for d in per_day]
+    has_breakdowns = any(k in per_day[0] for k in ("counts", "top")) if per_day else False
+    caption = (
+        "Counts, top values and sums by label: --format json or csv." if has_breakdowns else None
+    )
+    return Rows(columns, rows, caption=caption)
+
+
+@click.command(short_help="Cohort retention table (a heat map in the terminal).")
+@click.argument("first_event")
+@click.argument("return_event")
+@click.argument("start")
+@click.option(
+    "--periods",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Number of cohorts (rows).",
+)
+@click.option("--period", type=PERIOD, default="week", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(("first", "recurring")),
+    default="first",
+    show_default=True,
+    help="first: a cohort is the actors whose first-ever FIRST_EVENT falls in it;"
+    " recurring: all who did it then.",
+)
+@click.option(
+    "--columns", type=click.IntRange(min=1), help="Periods after each cohort (default: --periods)."
+)
+@click.option("--now", metavar="TIME", help="Periods after this are not begun (default: now).")
+@click.option("--rates", is_flag=True, help="CSV: shares of the cohort instead of counts.")
+@where_option
+@format_option
+@pass_settings
+def retention(
+    settings: Settings,
+    first_event: str,
+    return_event: str,
+    start: str,
+    periods: int,
+    period: str,
+    kind: str,
+    columns: int | None,
+    now: str | None,
+    rates: bool,
+    where: Sequence[str],
+    fmt: str,
+) -> None:
+    """Of the actors who did FIRST_EVENT in each period from START, the share who did
+    RETURN_EVENT in each following period. Column 0 is the cohort's own period; empty cells
+    are periods that have not begun.
+
+    \b
+    Example:
+        bitstat retention signup login 2026-09-01 --period week --periods 8
+        bitstat retention purchase purchase 2026-01 --period month --format csv --rates
+    """
+    with settings.connect() as st:
+        table = st.retention(
+            first_event,
+            return_event,
+            start,
+            periods,
+            period,
+            kind,
+            columns=columns,
+            now=now,
+            **segment(where),
+        )
+    output = Output(fmt)
+
+    def heat_map() -> None:
+        title = (
+            f"{return_event} after {first_event}, {ADJECTIVE[period]} cohorts"
+            f" ({'first time' if kind == 'first' else 'recurring'})"
+        )
+        rows = Rows(["cohort", "size", *map(str, range(table.columns))], [], title=title)
+        rows.styles = []
+        for r in table.rows:
+            shares = r.rates()
+            rows.rows.append([r.cohort, r.size, *map(out.percent, shares)])
+            rows.styles.append(["", "", *map(out.heat, shares)])
+        output.console.print(_right_aligned(out.rich_table(rows)))
+
+    header = ["cohort", "size", *map(str, range(table.columns))]
+    csv_rows = [[r.cohort, r.size, *(r.rates() if rates else r.counts)] for r in table.rows]
+    output.data(table.as_dicts(), Rows(header, csv_rows), heat_map)
+
+
+def _right_aligned(table: Table, stop: int | None = None) -> Table:
+    """Right-align columns 1 .. stop-1 (numbers shown as text, like percentages)."""
+    for column in table.columns[1:stop]:
+        column.justify = "right"
+    return table
+
+
+@click.command(short_help="Ordered funnel: actors reaching each step.")
+@click.argument("steps")
+@time_range
+@click.option(
+    "--within",
+    default="7d",
+    show_default=True,
+    help="Window after the first step: whole days, e.g. 7d, 2w, 48h.",
+)
+@where_option
+@format_option
+@pass_settings
+def funnel(
+    settings: Settings,
+    steps: str,
+    start: str,
+    end: str | None,
+    within: str,
+    where: Sequence[str],
+    fmt: str,
+) -> None:
+    """Actors who did the comma-separated STEPS in order, the first step between START and
+    END, the rest within --within of it (at day resolution: one day counts as in order).
+
+    \b
+    Example:
+        bitstat funnel visit,signup,purchase 2026-11-01 2026-11-30 --within 7d
+        bitstat funnel visit,signup 2026-11 --where country=NL --format json
+    """
+    names = [s.strip() for s in steps.split(",")]
+    with settings.connect() as st:
+        answer = st.funnel(names, start, end, within=within, **segment(where))
+    first = answer[0][1] if answer else 0
+    rows: list[list[Any]] = []
+    previous = first
+    for step, n in answer:
+        rows.append([step, n, n / first if first else None, n / previous if previous else None])
+        previous = n
+    output = Output(fmt)
+    if not output.table:
+        output.rows(Rows(["step", "actors", "of_first", "of_previous"], rows))
+        return
+    shown = Rows(
+        ["step", "actors", "of first", "of previous", ""],
+        [[s, n, out.percent(a), out.percent(b), out.bar(n, first)] for s, n, a, b in rows],
+    )
+    output.console.print(_right_aligned(out.rich_table(shown), stop=4))
+
+
+@click.command(short_help="Actors per number of active days in a range.")
+@event_range
+@where_option
+@format_option
+@pass_settings
+def stickiness(
+    settings: Settings, event: str, start: str, end: str | None, where: Sequence[str], fmt: str
+) -> None:
+    """How many actors did EVENT on exactly 1, 2, ... N distinct days of START..END.
+
+    \b
+    Example:
+        bitstat stickiness login 2026-11-01 2026-11-07
+        bitstat stickiness login 2026-11 --format csv
+    """
+    with settings.connect() as st:
+        answer = st.stickiness(event, start, end, **segment(where))
+    rows = Rows(["days", "actors"], [[d, n] for d, n in answer.items()])
+    output = Output(fmt)
+    if not output.table:
+        output.rows(rows)
+        return
+    largest = max(answer.values(), default=0)
+    rows.columns.append("")
+    for row in rows.rows:
+        row.append(out.bar(row[1], largest))
+    output.console.print(out.rich_table(rows))
+
+
+@click.command(short_help="New, returning, resurrecting and dormant actors per period.")
+@click.argument("event")
+@click.argument("start")
+@click.option("--periods", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--period", type=PERIOD, default="week", show_default=True)
+@click.option("--now", metavar="TIME", help="Periods after this are not begun (default: now).")
+@format_option
+@pass_settings
+def lifecycle(
+    settings: Settings,
+    event: str,
+    start: str,
+    periods: int,
+    period: str,
+    now: str | None,
+    fmt: str,
+) -> None:
+    """Per period from START: actors new (first time ever), returning (also active the period
+    before), resurrecting (back after a gap) and dormant (active before, not now).
+
+    \b
+    Example:
+        bitstat lifecycle login 2026-09-01 --period week --periods 8
+        bitstat lifecycle purchase 2026-01 --period month --format json
+    """
+    with settings.connect() as st:
+        answer = st.lifecycle(event, start, periods, period, now=now)
+    columns = ["period", "new", "returning", "resurrecting", "dormant"]
+    rows = [[p.as_dict()[c] for c in columns] for p in answer]
+    Output(fmt).rows(Rows(columns, rows))
+
+
+COMMANDS: list[click.Command] = [
+    unique,
+    total,
+    series,
+    counts,
+    sums,
+    top,
+    distinct,
+    query,
+    events,
+    retention,
+    funnel,
+    stickiness,
+    lifecycle,
+]

@@ -1,0 +1,363 @@
+"""Reading event files for `bitstat ingest`: JSON lines, JSON arrays and CSV, gzip or not.
+
+`open_source` looks at a file once (gzip, format, a digest of its content and of the options
+that shape its events) and `Reader` reads it: it yields `(line number, event)` for each record,
+or `(line number, reason)` for a line it cannot read. `Decoder` maps columns to the event's
+fields and turns text into the types the library takes on its fast path (ISO times into
+datetimes, digit ids into ints, numeric text of summed properties into floats).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import hashlib
+import io
+import json
+import math
+import re
+import shutil
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+import click
+
+from .schema import Schema
+
+KINDS = ("jsonl", "json", "csv", "tsv")
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK = 1 << 20
+EPOCH_FORMATS = ("epoch", "epoch-ms")
+_EPOCH_TEXT = re.compile(r"\d{9,}(?:\.\d*)?")  # 9+ digits: shorter digit runs are ISO dates
+_WHITESPACE = re.compile(r"\s*")
+
+Item = tuple[int, "dict[str, Any] | str"]  # (line, event) or (line, why it was not read)
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Where an event's fields are in a record (`--event`, `--actor`, `--time`, ...)."""
+
+    event: str = "event"
+    event_name: str | None = None
+    actor: str | None = None
+    time: str = "time"
+    time_format: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: its name as shown, the file read (a spooled copy for stdin), what it holds."""
+
+    name: str
+    path: Path
+    size: int
+    gzipped: bool
+    kind: str
+    digest: str
+
+
+def _stream(raw: IO[bytes], gzipped: bool) -> IO[bytes]:
+    if gzipped:
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    return raw
+
+
+def open_source(arg: str, kind: str | None, salt: str, spool: Path) -> Source:
+    """Inspect one input (`-` is stdin, copied to `spool` first) in one pass over its bytes.
+
+    The digest covers the decompressed content and `salt` (the options that shape the
+    events), so the same data read the same way always gives the same batch ids.
+    """
+    if arg == "-":
+        path, name = spool / f"stdin-{len(list(spool.iterdir()))}", "<stdin>"
+        with path.open("wb") as copy:
+            shutil.copyfileobj(sys.stdin.buffer, copy, CHUNK)
+    else:
+        path, name = Path(arg), arg
+    digest = hashlib.sha256(salt.encode() + b"\0")
+    first = b""
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            with _stream(raw, gzipped) as stream:
+                while chunk := stream.read(CHUNK):
+                    digest.update(chunk)
+                    if not first.strip():
+                        first = (first + chunk[:64]).removeprefix(b"\xef\xbb\xbf")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise click.ClickException(f"{name}: cannot read it: {exc}") from exc
+    return Source(
+        name, path, path.stat().st_size, gzipped, kind or _detect(name, first), digest.hexdigest()
+    )
+
+
+def _detect(name: str, head: bytes) -> str:
+    """The format from the extension (.csv, .tsv), else from the first character: [ or {."""
+    suffix = Path(name.removesuffix(".gz")).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return suffix[1:]
+    start = head.lstrip()[:1]
+    if start == b"[":
+        return "json"
+    if start == b"{" or not start or suffix in (".json", ".jsonl", ".ndjson"):
+        return "jsonl"
+    return "csv"
+
+
+class Reader:
+    """Reads one source: `items()` yields (line, event or reason); `tell()` says how far."""
+
+    def __init__(self, source: Source, fields: FieldMap, actor: str) -> None:
+        self.source = source
+        self.fields = fields
+        self.actor = actor
+        self.notes: list[str] = []  # things worth telling the user, e.g. a missing actor column
+        self._raw: IO[bytes] | None = None
+        self._array_progress = 0.0
+
+    def tell(self) -> int:
+        if self.source.kind == "json":
+            return int(self.source.size * self._array_progress)
+        return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
+
+    def items(self) -> Iterator[Item]:
+        with self.source.path.open("rb") as raw:
+            self._raw = raw
+            with _stream(raw, self.source.gzipped) as stream:
+                try:
+                    if self.source.kind == "jsonl":
+                        yield from self._json_lines(stream)
+                    elif self.source.kind == "json":
+                        yield from self._json_array(stream)
+                    else:
+                        yield from self._csv(stream, "\t" if self.source.kind == "tsv" else ",")
+                except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                    raise click.ClickException(f"{self.source.name}: {exc}") from exc
+
+    @staticmethod
+    def _json_lines(stream: IO[bytes]) -> Iterator[Item]:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, f"invalid JSON: {exc.msg} (column {exc.colno})"
+                continue
+            except UnicodeDecodeError:
+                yield number, "not UTF-8 text"
+                continue
+            if isinstance(record, dict):
+                yield number, record
+            else:
+                yield number, f"not a JSON object but {_json_type(record)}"
+
+    def _json_array(self, stream: IO[bytes]) -> Iterator[Item]:
+        try:
+            text = stream.read().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(f"{self.source.name}: not UTF-8 text ({exc})") from exc
+        decoder = json.JSONDecoder()
+        line, counted = 1, 0
+        i = _skip(text, 0)
+        if text[i : i + 1] != "[":
+            yield line, "invalid JSON: expected a JSON array"
+            return
+        i = _skip(text, i + 1)
+        expect_more = False
+        while i < len(text) and (text[i] != "]" or expect_more):
+            line += text.count("\n", counted, i)
+            counted = i
+            try:
+                record, end = decoder.raw_decode(text, i)
+            except json.JSONDecodeError as exc:
+                line += text.count("\n", counted, exc.pos)
+                yield line, f"invalid JSON: {exc.msg}; the rest of the file is not read"
+                return
+            self._array_progress = end / len(text)
+            if isinstance(record, dict):
+                yield line, record
+            else:
+                yield line, f"not a JSON object but {_json_type(record)}"
+            i = _skip(text, end)
+            expect_more = text[i : i + 1] == ","
+            if expect_more:
+                i = _skip(text, i + 1)
+            elif text[i : i + 1] != "]":
+                line += text.count("\n", counted, i)
+                yield line, "invalid JSON: expected ',' or ']'; the rest of the file is not read"
+                return
+        if i >= len(text):
+            yield line + text.count("\n", counted), "invalid JSON: the array is not closed"
+        self._array_progress = 1.0
+
+    def _csv(self, stream: IO[bytes], delimiter: str) -> Iterator[Item]:
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+        reader = csv.reader(text, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            self._check_header(header)
+            width = len(header)
+            start = reader.line_num + 1
+            for row in reader:
+                number, start = start, reader.line_num + 1
+                if not row:
+                    continue
+                if len(row) != width:
+                    yield number, f"{len(row)} fields, but the header has {width}"
+                    continue
+                record = dict(zip(header, row, strict=True))
+                if "" in record.values():  # an empty cell is an absent value
+                    record = {k: v for k, v in record.items() if v != ""}
+                yield number, record
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(
+                f"{self.source.name}: not UTF-8 text near line {reader.line_num + 1} ({exc})"
+            ) from exc
+        except csv.Error as exc:
+            raise click.ClickException(
+                f"{self.source.name}: line {reader.line_num}: {exc}"
+            ) from exc
+
+    def _check_header(self, header: list[str]) -> None:
+        f, name = self.fields, self.source.name
+        if f.event_name is None and f.event not in header:
+            raise click.UsageError(
+                f"{name} has no {f.event!r} column (columns: {', '.join(header)}); name the"
+                " event column with --event COLUMN, or name every line's event with"
+                " --event-name NAME"
+            )
+        for option, column in (("--actor", f.actor), ("--time", f.time)):
+            if column is not None and column != "time" and column not in header:
+                raise click.UsageError(f"{name} has no {column!r} column for {option}")
+        if f.actor is None and self.actor not in header:
+            self.notes.append(
+                f"{name} has no {self.actor!r} column: its events are recorded without an"
+                " actor (name the actor column with --actor COLUMN)"
+            )
+
+
+def _skip(text: str, i: int) -> int:
+    match = _WHITESPACE.match(text, i)
+    return match.end() if match else i
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+class Decoder:
+    """Maps a record's columns to event fields; text to the types of the library's fast path."""
+
+    def __init__(self, fields: FieldMap, schema: Schema) -> None:
+        self.fields = fields
+        self.schema = schema
+        self.int_ids = schema.ids == "int"
+        self._summed: dict[str, tuple[str, ...]] = {}
+
+    def __call__(self, record: dict[str, Any]) -> dict[str, Any] | str:
+        f = self.fields
+        if f.event_name is not None:
+            record["event"] = f.event_name
+        elif f.event != "event":
+            _move(record, f.event, "event")
+        if f.actor is not None and f.actor != self.schema.actor:
+            _move(record, f.actor, self.schema.actor)
+        if f.time != "time":
+            _move(record, f.time, "time")
+        t = record.get("time")
+        if t is not None:
+            decoded = decode_time(t, f.time_format)
+            if isinstance(decoded, _Bad):
+                return decoded.reason
+            record["time"] = decoded
+        actor = record.get(self.schema.actor)
+        if self.int_ids and type(actor) is str:
+            # CSV cells are text; exports with empty cells often write ids as floats (17850.0)
+            digits = actor[:-2] if actor.endswith(".0") else actor
+            if digits.isdigit() and digits.isascii():
+                record[self.schema.actor] = int(digits)
+        name = record.get("event")
+        if type(name) is str:
+            summed = self._summed.get(name)
+            if summed is None:
+                summed = self._summed[name] = tuple(r.prop for r in self.schema.rules_for(name).sum)
+            for prop in summed:
+                value = record.get(prop)
+                if type(value) is str:
+                    with contextlib.suppress(ValueError):  # else the library says why
+                        record[prop] = float(value)
+        return record
+
+
+def _move(record: dict[str, Any], source: str, target: str) -> None:
+    """The field `target` takes the value of column `source` (or is absent without one)."""
+    value = record.pop(source, None)
+    if value is None:
+        record.pop(target, None)
+    else:
+        record[target] = value
+
+
+@dataclass(frozen=True)
+class _Bad:
+    reason: str
+
+
+def decode_time(value: Any, time_format: str | None) -> Any:
+    """A time as the library takes it fastest; `_Bad` when it does not match the format.
+
+    Default: numbers are epoch seconds, text of 9+ digits too, other text is ISO-8601 (text
+    that is neither, such as a period label, goes to the library as it is).
+    """
+    if time_format == "epoch-ms":
+        number = _number(value)
+        if number is None:
+            return _Bad(f"time: {value!r} is not epoch milliseconds")
+        return number / 1000
+    if time_format == "epoch":
+        number = _number(value)
+        return _Bad(f"time: {value!r} is not epoch seconds") if number is None else number
+    if not isinstance(value, str):
+        return value
+    if time_format is not None:
+        try:
+            return datetime.strptime(value, time_format)
+        except ValueError:
+            return _Bad(f"time: {value!r} does not match --time-format {time_format!r}")
+    if _EPOCH_TEXT.fullmatch(value):
+        return float(value) if "." in value else int(value)
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return value
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value) if not value.isdigit() else int(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def options_salt(fields: FieldMap, kind: str | None, batch_size: int) -> str:
+    """The options that decide which events a file makes, as text for its digest."""
+    return json.dumps({**asdict(fields), "kind": kind, "batch": batch_size}, sort_keys=True)
