@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .actors import ActorQuery, ActorSet
@@ -14,9 +13,10 @@ from .errors import (
     SchemaError,
     ServerError,
 )
+from .ops import check_namespace
 from .schema import Schema, parse_duration
 from .stats import DEFAULT_BATCH_TTL, Stats, TrackResult
-from .store import Store
+from .store import Store, resolve_url
 
 __all__ = [
     "ActorQuery",
@@ -52,15 +52,8 @@ def connect(
     `batch_ttl` is how long a batch id is remembered (seconds, or text like "30d"): a batch sent
     again within that time records nothing.
     """
-    if url is None:
-        url = os.environ.get("BITSTAT_URL") or None
-    if url is None:
-        from . import embedded
-
-        url = embedded.ensure_server(data_dir, appendfsync=appendfsync)
-    store = Store.from_url(url)
-    if not isinstance(namespace, str) or not namespace:
-        raise SchemaError(f"namespace must be non-empty text, got {namespace!r}")
+    check_namespace(namespace)
+    store = Store.from_url(resolve_url(url, data_dir, appendfsync))
     stats = Stats(store, namespace, schema or Schema(), batch_ttl=parse_duration(batch_ttl))
     stats._run(stats._ns.load_schema(schema))
     return stats

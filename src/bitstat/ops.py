@@ -68,6 +68,11 @@ def check_name(event: Any) -> None:
         raise QueryError(f"event name must be non-empty text, got {event!r}")
 
 
+def check_namespace(namespace: Any) -> None:
+    if not isinstance(namespace, str) or not namespace:
+        raise SchemaError(f"namespace must be non-empty text, got {namespace!r}")
+
+
 class Namespace:
     """The state of one open namespace (schema, key names, caches) and its operations."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,17 @@ def wrapped_errors(what: str) -> Iterator[None]:
         raise ConnectionError(f"{what}: cannot reach the server: {exc}") from exc
     except rex.RedisError as exc:
         raise ServerError(f"{what}: the server answered with an error: {exc}") from exc
+
+
+def resolve_url(url: str | None, data_dir: Any, appendfsync: str) -> str:
+    """`url`, else $BITSTAT_URL, else the embedded server of `data_dir` (started if needed)."""
+    if url is None:
+        url = os.environ.get("BITSTAT_URL") or None
+    if url is None:
+        from . import embedded
+
+        url = embedded.ensure_server(data_dir, appendfsync=appendfsync)
+    return url
 
 
 def client_from_url(url: str) -> tuple[Any, bool]:
@@ -72,6 +84,46 @@ def server_summary(info: dict[str, Any], cluster: bool) -> dict[str, Any]:
         "used_memory_human": info.get("used_memory_human"),
         "cluster": cluster,
     }
+
+
+def ids_call(
+    next_key: str,
+    reverse_prefix: str,
+    reverse_bits: int,
+    forward: Sequence[str],
+    ids: Sequence[str],
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ids.lua: each forward bucket named once in KEYS."""
+    keys: list[str] = [next_key]
+    index: dict[str, int] = {}
+    args: list[Any] = [reverse_bits, reverse_prefix]
+    for key, ident in zip(forward, ids, strict=True):
+        idx = index.get(key)
+        if idx is None:
+            keys.append(key)
+            idx = index[key] = len(keys)
+        args += [ident, idx]
+    return keys, args
+
+
+def evaluate_calls(programs: Sequence[Program]) -> list[tuple[list[str], list[Any]]]:
+    """KEYS and ARGV of evaluate.lua per program, with fresh scratch key names in its slot."""
+    calls = []
+    for p in programs:
+        token = secrets.token_hex(6)
+        tag = p.operands[0][: p.operands[0].index("}") + 1]
+        scratch = [f"{tag}:tmp:{token}:{i}" for i in range(p.scratch)]
+        calls.append((p.keys(scratch), p.argv))
+    return calls
+
+
+def scores(flat: Sequence[Any]) -> dict[bytes, float]:
+    """A flat [member, score, ...] reply as a dict."""
+    return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def top_args(limit: int, all_ties: bool) -> list[Any]:
+    return ["top", limit, SCRATCH_TTL_MS, "all-ties" if all_ties else "cut"]
 
 
 class Script:
@@ -135,15 +187,7 @@ class Store:
         forward: Sequence[str],
         ids: Sequence[str],
     ) -> list[int]:
-        keys: list[str] = [next_key]
-        index: dict[str, int] = {}
-        args: list[Any] = [reverse_bits, reverse_prefix]
-        for key, ident in zip(forward, ids, strict=True):
-            idx = index.get(key)
-            if idx is None:
-                keys.append(key)
-                idx = index[key] = len(keys)
-            args += [ident, idx]
+        keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids)
         with wrapped_errors("mapping actor ids"):
             return [int(x) for x in self.ids_script(self.client, keys, args)]
 
@@ -157,7 +201,7 @@ class Store:
             with wrapped_errors("listing shards"):
                 shards = sorted(int(x) for x in self.client.smembers(shards_key))
             return shards, self.evaluate(programs)
-        calls = self._calls(programs)
+        calls = evaluate_calls(programs)
 
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -174,18 +218,9 @@ class Store:
                 raw, *answers = run()
         return sorted(int(x) for x in raw), [list(r) for r in answers]
 
-    def _calls(self, programs: Sequence[Program]) -> list[tuple[list[str], list[Any]]]:
-        calls = []
-        for p in programs:
-            token = secrets.token_hex(6)
-            tag = p.operands[0][: p.operands[0].index("}") + 1]
-            scratch = [f"{tag}:tmp:{token}:{i}" for i in range(p.scratch)]
-            calls.append((p.keys(scratch), p.argv))
-        return calls
-
     def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
         """Run one evaluate.lua call per program (per shard); pipelined on a single server."""
-        calls = self._calls(programs)
+        calls = evaluate_calls(programs)
         with wrapped_errors("evaluating actor sets"):
             if self.cluster or len(calls) == 1:
                 return [list(self.evaluate_script(self.client, k, a)) for k, a in calls]
@@ -202,7 +237,7 @@ class Store:
             return {}
         with wrapped_errors("reading counters"):
             flat = self.counters_script(self.client, keys, ["hsum", *fields])
-        return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return scores(flat)
 
     def zsum(self, scratch: str, keys: Sequence[str]) -> dict[bytes, float]:
         """Scores of the union of sorted sets (one slot), added up per member."""
@@ -210,7 +245,7 @@ class Store:
             return {}
         with wrapped_errors("reading counters"):
             flat = self.counters_script(self.client, [scratch, *keys], ["zsum"])
-        return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return scores(flat)
 
     def top(
         self, scratch: str, keys: Sequence[str], limit: int, all_ties: bool = False
@@ -218,8 +253,7 @@ class Store:
         if not keys:
             return []
         with wrapped_errors("ranking top values"):
-            ties = "all-ties" if all_ties else "cut"
-            args = ["top", limit, SCRATCH_TTL_MS, ties]
+            args = top_args(limit, all_ties)
             flat = self.counters_script(self.client, [scratch, *keys], args)
         return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
 

@@ -1,0 +1,368 @@
+"""The asyncio API: `AsyncStats` runs the very operations of ops.py on redis.asyncio.
+
+st = await bitstat.aio.connect("redis://localhost:6379/0", namespace="shop")
+await st.track("login", user=42)
+await st.unique("login", "2026-11")
+nov = st.actors("login").month(2026, 11)
+await (nov & st.actors("purchase").month(2026, 11)).count()
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aredis
+import redis.exceptions as rex
+from redis.asyncio.cluster import RedisCluster
+
+from .actors import ActorQuery, SetAlgebra
+from .errors import ConnectionError
+from .ops import (
+    DEFAULT_BATCH_TTL,
+    Call,
+    Emit,
+    Namespace,
+    TrackResult,
+    check_name,
+    check_namespace,
+)
+from .plan import WritePlan
+from .query import Expr, Program
+from .schema import Schema, parse_duration
+from .store import (
+    CLUSTER_SCHEME,
+    Script,
+    evaluate_calls,
+    ids_call,
+    resolve_url,
+    scores,
+    server_summary,
+    top_args,
+    wrapped_errors,
+)
+
+T = TypeVar("T")
+
+
+async def _script(script: Script, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except rex.NoScriptError:
+        return await client.eval(script.source, len(keys), *keys, *args)
+
+
+class AsyncStore:
+    """The Store's calls on redis.asyncio (one Redis, a unix socket or a Cluster)."""
+
+    def __init__(self, client: Any, cluster: bool) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.apply_script = Script("apply.lua")
+        self.ids_script = Script("ids.lua")
+        self.evaluate_script = Script("evaluate.lua")
+        self.counters_script = Script("counters.lua")
+
+    @classmethod
+    async def from_url(cls, url: str) -> AsyncStore:
+        parts = urlsplit(url)
+        if parts.scheme == CLUSTER_SCHEME:
+            client: Any = RedisCluster(
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port or 6379,
+                username=parts.username,
+                password=parts.password,
+            )
+            store = cls(client, True)
+        elif parts.scheme in ("redis", "rediss", "unix"):
+            store = cls(aredis.Redis.from_url(url), False)
+        else:
+            raise ConnectionError(
+                f"unsupported URL scheme {parts.scheme!r} in {url!r}: "
+                "use redis://, rediss://, unix:// or redis+cluster://"
+            )
+        with wrapped_errors(f"connecting to {url}"):
+            await store.client.ping()
+        return store
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def apply(self, plan: WritePlan, batch_ttl: int) -> int:
+        applied = 0
+        with wrapped_errors("recording a batch"):
+            for g in plan.groups:
+                keys = [g.batch_key, g.scratch_key, *g.keys]
+                args = [batch_ttl, *g.args]
+                applied += int(await _script(self.apply_script, self.client, keys, args))
+        return applied
+
+    async def map_ids(
+        self,
+        next_key: str,
+        reverse_prefix: str,
+        reverse_bits: int,
+        forward: Sequence[str],
+        ids: Sequence[str],
+    ) -> list[int]:
+        keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids)
+        with wrapped_errors("mapping actor ids"):
+            return [int(x) for x in await _script(self.ids_script, self.client, keys, args)]
+
+    async def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
+        with wrapped_errors("evaluating actor sets"):
+            return [
+                list(await _script(self.evaluate_script, self.client, k, a))
+                for k, a in evaluate_calls(programs)
+            ]
+
+    async def evaluate_checked(
+        self, shards_key: str, programs: Sequence[Program]
+    ) -> tuple[list[int], list[list[Any]]]:
+        if self.cluster:
+            shards = sorted(int(x) for x in await self.smembers(shards_key))
+            return shards, await self.evaluate(programs)
+        calls = evaluate_calls(programs)
+
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.smembers(shards_key)
+            for k, a in calls:
+                pipe.evalsha(self.evaluate_script.sha, len(k), *k, *a)
+            return list(await pipe.execute())
+
+        with wrapped_errors("evaluating actor sets"):
+            try:
+                raw, *answers = await run()
+            except rex.NoScriptError:  # a restarted server forgot the script: load, run again
+                await self.client.script_load(self.evaluate_script.source)
+                raw, *answers = await run()
+        return sorted(int(x) for x in raw), [list(r) for r in answers]
+
+    async def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
+        if not keys:
+            return {}
+        with wrapped_errors("reading counters"):
+            flat = await _script(self.counters_script, self.client, keys, ["hsum", *fields])
+        return scores(flat)
+
+    async def zsum(self, scratch: str, keys: Sequence[str]) -> dict[bytes, float]:
+        if not keys:
+            return {}
+        with wrapped_errors("reading counters"):
+            flat = await _script(self.counters_script, self.client, [scratch, *keys], ["zsum"])
+        return scores(flat)
+
+    async def top(
+        self, scratch: str, keys: Sequence[str], limit: int, all_ties: bool = False
+    ) -> list[tuple[bytes, float]]:
+        if not keys:
+            return []
+        with wrapped_errors("ranking top values"):
+            args = top_args(limit, all_ties)
+            flat = await _script(self.counters_script, self.client, [scratch, *keys], args)
+        return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def hget_many(self, pairs: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        if not pairs:
+            return []
+        with wrapped_errors("reading counters"):
+            pipe = self.client.pipeline(transaction=False)
+            for key, f in pairs:
+                pipe.hget(key, f)
+            return list(await pipe.execute())
+
+    async def getrange(self, key: str, start: int, end: int) -> bytes:
+        with wrapped_errors("reading actor ids"):
+            return bytes(await self.client.getrange(key, start, end))
+
+    async def get(self, key: str) -> bytes | None:
+        with wrapped_errors(f"reading {key}"):
+            return await self.client.get(key)  # type: ignore[no-any-return]
+
+    async def set(self, key: str, value: str) -> None:
+        with wrapped_errors(f"writing {key}"):
+            await self.client.set(key, value)
+
+    async def hget(self, key: str, field: str) -> bytes | None:
+        with wrapped_errors(f"reading {key}"):
+            return await self.client.hget(key, field)  # type: ignore[no-any-return]
+
+    async def smembers(self, key: str) -> builtins.set[bytes]:
+        with wrapped_errors(f"reading {key}"):
+            return set(await self.client.smembers(key))
+
+    async def info(self) -> dict[str, Any]:
+        with wrapped_errors("reading server info"):
+            info = await self.client.info()
+        return server_summary(info, self.cluster)
+
+    async def delete(self, *keys: str) -> None:
+        with wrapped_errors("deleting keys"):
+            for key in keys:
+                await self.client.delete(key)
+
+    async def delete_matching(self, patterns: Sequence[str]) -> int:
+        deleted = 0
+        with wrapped_errors("deleting keys"):
+            for pattern in patterns:
+                async for key in self.client.scan_iter(match=pattern, count=1000):
+                    deleted += int(await self.client.unlink(key))
+        return deleted
+
+
+async def run(store: AsyncStore, op: Generator[Call, Any, T]) -> T:
+    """Drive an operation with the asyncio store."""
+    try:
+        call = next(op)
+        while True:
+            call = op.send(await getattr(store, call.method)(*call.args))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class AsyncActorSet(SetAlgebra["AsyncStats"]):
+    """An actor set for the asyncio API: `await s.count()`, `await s.contains(x)`,
+    `async for actor in s.ids()`; the operators are the same as ActorSet's."""
+
+    async def count(self) -> int:
+        return (await self._runner._count_exprs([self.expr]))[0]
+
+    async def contains(self, actor: object) -> bool:
+        return bool(await run(self._runner._store, self._runner._ns.contains(self.expr, actor)))
+
+    async def ids(self) -> AsyncIterator[Any]:
+        op = self._runner._ns.ids(self.expr)
+        store = self._runner._store
+        reply: Any = None
+        while True:
+            try:
+                step = op.send(reply)
+            except StopIteration:
+                return
+            if isinstance(step, Emit):
+                for actor in step.values:
+                    yield actor
+                reply = None
+            else:
+                reply = await getattr(store, step.method)(*step.args)
+
+
+class AsyncStats:
+    """`Stats` for asyncio code: the same methods, awaited. Made by `bitstat.aio.connect()`."""
+
+    def __init__(
+        self, store: AsyncStore, namespace: str, schema: Schema, batch_ttl: int = DEFAULT_BATCH_TTL
+    ) -> None:
+        self._store = store
+        self._ns = Namespace(namespace, schema, store.cluster, batch_ttl)
+        self.namespace = namespace
+
+    @property
+    def schema(self) -> Schema:
+        return self._ns.schema
+
+    async def configure(self, schema: Schema) -> None:
+        await run(self._store, self._ns.configure(schema))
+
+    async def server_info(self) -> dict[str, Any]:
+        return await self._store.info()
+
+    async def drop(self) -> int:
+        return await run(self._store, self._ns.drop())
+
+    async def close(self) -> None:
+        await self._store.close()
+
+    async def __aenter__(self) -> AsyncStats:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
+        await run(self._store, self._ns.track(event, props))
+
+    async def track_many(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        batch_id: str | None = None,
+        *,
+        now: float | None = None,
+    ) -> TrackResult:
+        return await run(self._store, self._ns.track_many(events, batch_id, now))
+
+    def actors(self, event: str, **segment: Any) -> ActorQuery[AsyncActorSet]:
+        check_name(event)
+        seg = self._ns.segment(event, segment)
+        return ActorQuery(partial(AsyncActorSet, self), self._ns, event, seg)
+
+    async def _count_exprs(self, exprs: Sequence[Expr]) -> list[int]:
+        return await run(self._store, self._ns.count_exprs(exprs))
+
+    async def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
+        return await run(self._store, self._ns.unique(event, start, end, segment))
+
+    async def total(self, event: str, start: Any, end: Any = None) -> int:
+        return await run(self._store, self._ns.total(event, start, end))
+
+    async def series(
+        self,
+        event: str,
+        start: Any,
+        end: Any = None,
+        *,
+        by: str = "day",
+        metric: str = "unique",
+        **segment: Any,
+    ) -> list[tuple[str, int]]:
+        return await run(self._store, self._ns.series(event, start, end, by, metric, segment))
+
+    async def counts(self, event: str, prop: str, start: Any, end: Any = None) -> dict[Any, int]:
+        return await run(self._store, self._ns.counts(event, prop, start, end))
+
+    async def sums(
+        self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
+    ) -> float | dict[Any, float]:
+        return await run(self._store, self._ns.sums(event, prop, start, end, by))
+
+    async def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
+        return await run(self._store, self._ns.averages(event, prop, start, end))
+
+    async def top(
+        self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10
+    ) -> list[tuple[Any, int]]:
+        return await run(self._store, self._ns.top(event, prop, start, end, limit))
+
+    async def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
+        return await run(self._store, self._ns.distinct(event, prop, start, end))
+
+    async def query(self, event: str, start: Any, end: Any = None) -> dict[str, Any]:
+        return await run(self._store, self._ns.query(event, start, end))
+
+    async def query_days(self, event: str, days: int, end: Any = None) -> list[dict[str, Any]]:
+        return await run(self._store, self._ns.query_days(event, days, end))
+
+    async def events(self) -> list[str]:
+        return await run(self._store, self._ns.events())
+
+
+async def connect(
+    url: str | None = None,
+    *,
+    namespace: str = "bitstat",
+    schema: Schema | None = None,
+    data_dir: str | Path | None = None,
+    appendfsync: str = "everysec",
+    batch_ttl: int | str = DEFAULT_BATCH_TTL,
+) -> AsyncStats:
+    """`bitstat.connect()` for asyncio: the same arguments, an `AsyncStats`."""
+    check_namespace(namespace)
+    store = await AsyncStore.from_url(resolve_url(url, data_dir, appendfsync))
+    stats = AsyncStats(store, namespace, schema or Schema(), batch_ttl=parse_duration(batch_ttl))
+    await run(store, stats._ns.load_schema(schema))
+    return stats

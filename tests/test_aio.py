@@ -1,0 +1,151 @@
+"""The asyncio API runs through the same oracle tests as the blocking one.
+
+`Bridge` gives an `AsyncStats` the blocking surface the oracle drives (each call runs its
+coroutine to the end on one event loop), so every comparison with the reference model in
+test_oracle.py runs again on `bitstat.aio`, on every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bitstat
+import bitstat.aio as aio
+import test_oracle
+
+fresh = test_oracle.fresh  # the oracle's fixture: one namespace per example, dropped after
+# the blocking API is tested with more examples; these show the asyncio driver agrees
+ASYNC_EXAMPLES = settings(test_oracle.EXAMPLES, max_examples=10)
+
+
+class SetBridge:
+    def __init__(self, loop: asyncio.AbstractEventLoop, inner: aio.AsyncActorSet) -> None:
+        self._loop = loop
+        self.inner = inner
+
+    def _wrap(self, inner: aio.AsyncActorSet) -> SetBridge:
+        return SetBridge(self._loop, inner)
+
+    def __and__(self, other: SetBridge) -> SetBridge:
+        return self._wrap(self.inner & other.inner)
+
+    def __or__(self, other: SetBridge) -> SetBridge:
+        return self._wrap(self.inner | other.inner)
+
+    def __xor__(self, other: SetBridge) -> SetBridge:
+        return self._wrap(self.inner ^ other.inner)
+
+    def __sub__(self, other: SetBridge) -> SetBridge:
+        return self._wrap(self.inner - other.inner)
+
+    def __invert__(self) -> SetBridge:
+        return self._wrap(~self.inner)
+
+    def count(self) -> int:
+        return self._loop.run_until_complete(self.inner.count())
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __contains__(self, actor: object) -> bool:
+        return self._loop.run_until_complete(self.inner.contains(actor))
+
+    def ids(self) -> Iterator[Any]:
+        async def collect() -> list[Any]:
+            return [actor async for actor in self.inner.ids()]
+
+        return iter(self._loop.run_until_complete(collect()))
+
+
+class QueryBridge:
+    def __init__(self, loop: asyncio.AbstractEventLoop, inner: Any) -> None:
+        self._loop = loop
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Callable[..., SetBridge]:
+        method = getattr(self._inner, name)
+        return lambda *a, **k: SetBridge(self._loop, method(*a, **k))
+
+
+class Bridge:
+    """The blocking face of an AsyncStats, for tests only."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, inner: aio.AsyncStats) -> None:
+        self._loop = loop
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if inspect.iscoroutinefunction(attr):
+            return lambda *a, **k: self._loop.run_until_complete(attr(*a, **k))
+        return attr
+
+    def actors(self, event: str, **segment: Any) -> QueryBridge:
+        return QueryBridge(self._loop, self._inner.actors(event, **segment))
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.run_until_complete(self._inner.close())
+
+
+@pytest.fixture
+def async_connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`bitstat.connect` answers with a bridged AsyncStats while the test runs."""
+    loop = asyncio.new_event_loop()
+
+    def connect(url: str | None = None, **kwargs: Any) -> Bridge:
+        return Bridge(loop, loop.run_until_complete(aio.connect(url, **kwargs)))
+
+    monkeypatch.setattr(bitstat, "connect", connect)
+    # retention and friends are not on the asyncio API yet
+    monkeypatch.setattr(test_oracle, "compare_analyses", lambda *a, **k: None)
+    yield
+    loop.close()
+
+
+@ASYNC_EXAMPLES
+@given(data=st.data())
+def test_async_int_ids_agree_with_model(
+    server_url: str, fresh: Callable[[], str], async_connect: None, data: st.DataObject
+) -> None:
+    test_oracle.test_int_ids_agree_with_model.hypothesis.inner_test(  # type: ignore[attr-defined]
+        server_url=server_url, fresh=fresh, data=data
+    )
+
+
+@ASYNC_EXAMPLES
+@given(data=st.data())
+def test_async_mapped_ids_agree_with_model(
+    server_url: str, fresh: Callable[[], str], async_connect: None, data: st.DataObject
+) -> None:
+    test_oracle.test_mapped_ids_agree_with_model.hypothesis.inner_test(  # type: ignore[attr-defined]
+        server_url=server_url, fresh=fresh, data=data
+    )
+
+
+def test_async_connect_stores_and_checks_the_schema(server_url: str, namespace: str) -> None:
+    async def go() -> None:
+        schema = bitstat.Schema(count=["country"])
+        st_ = await aio.connect(server_url, namespace=namespace, schema=schema)
+        await st_.track("login", user=1, country="NL", time="2026-11-22T10:00")
+        reader = await aio.connect(server_url, namespace=namespace)
+        assert reader.schema == schema
+        assert await reader.counts("login", "country", "2026-11-22") == {"NL": 1}
+        with pytest.raises(bitstat.SchemaError):
+            await aio.connect(server_url, namespace=namespace, schema=bitstat.Schema())
+        with pytest.raises(bitstat.InvalidEvent):
+            await st_.track("login", user=-5)
+        assert await st_.drop() > 0
+        await st_.close()
+        await reader.close()
+
+    asyncio.run(go())
