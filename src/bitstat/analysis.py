@@ -289,7 +289,9 @@ def retention(
     out = []
     for i in range(rows):
         size = next(values)
-        counts = [next(values) if i + k < begun else None for k in range(width)]
+        counts: list[int | None] = [None] * width
+        for k in range(min(width, begun - i)):
+            counts[k] = size if k == 0 and first_event == return_event else next(values)
         out.append(RetentionRow(labels[i], size, counts))
     return Retention(first_event, return_event, period, kind, out)
 
@@ -358,13 +360,13 @@ def lifecycle(
 class RegisterProgram:
     """A registers.lua program, the same for every id shard: operand sets, then instructions.
 
-    A set reference is an operand (>= 0, an index into `sets`) or a register (< 0: -1 is the
-    first register); both become indexes into the script's KEYS when the program is compiled.
+    A set is named as the script names it: operand i (1-based, `sets[i - 1]`) or register -r
+    (the r-th register), so the instructions are the script's ARGV as they stand.
     """
 
     sets: list[tuple[str, str, Segment]] = field(default_factory=list)
     registers: int = 0
-    code: list[tuple[Any, ...]] = field(default_factory=list)
+    code: list[str | int] = field(default_factory=list)
     answers: int = 0
     _operands: dict[tuple[str, str, Segment], int] = field(default_factory=dict)
     _unions: dict[tuple[str, tuple[str, ...], Segment], int] = field(default_factory=dict)
@@ -377,10 +379,11 @@ class RegisterProgram:
         """The actors of `event` in the buckets `labels`: an operand, or a register made once."""
         if len(labels) == 1:
             item = (event, labels[0], segment)
-            if item not in self._operands:
-                self._operands[item] = len(self.sets)
+            ref = self._operands.get(item)
+            if ref is None:
                 self.sets.append(item)
-            return self._operands[item]
+                ref = self._operands[item] = len(self.sets)
+            return ref
         whole = (event, tuple(labels), segment)
         if whole not in self._unions:
             reg = self.register()
@@ -390,31 +393,19 @@ class RegisterProgram:
 
     def op(self, name: str, dest: int, sources: Sequence[int]) -> None:
         """dest := OR / AND / XOR of sources (dest may be one of them)."""
-        self.code.append((name, dest, *sources))
+        self.code += [name, dest, len(sources), *sources]
 
     def diff(self, dest: int, a: int, b: int) -> None:
         """dest := a - b (dest must differ from a)."""
         assert dest != a
-        self.code.append(("diff", dest, a, b))
+        self.code += ["diff", dest, a, b]
 
     def count(self, ref: int) -> None:
-        self.code.append(("count", ref))
+        self.code += ["count", ref]
         self.answers += 1
 
     def argv(self, ttl_ms: int) -> list[str | int]:
-        n = len(self.sets)
-
-        def index(ref: int) -> int:
-            return ref + 1 if ref >= 0 else n - ref
-
-        out: list[str | int] = [n, ttl_ms]
-        for name, *refs in self.code:
-            if name in ("or", "and", "xor"):
-                dest, *sources = refs
-                out += [name, index(dest), len(sources), *(index(s) for s in sources)]
-            else:
-                out += [name, *(index(r) for r in refs)]
-        return out
+        return [len(self.sets), ttl_ms, *self.code]
 
 
 @functools.cache
@@ -475,6 +466,7 @@ def retention_program(
     keeps everyone seen so far, and grows by each period as the rows go on.
     """
     prog = RegisterProgram()
+    same = first_event == return_event  # then counts[0] is the cohort's size: not asked
     seen, cohort, cell = prog.register(), prog.register(), prog.register()
     if before:
         prog.op("or", seen, [prog.leaf(first_event, (lb,)) for lb in before])
@@ -489,7 +481,7 @@ def retention_program(
             members = cohort
         prog.count(members)
         for k in range(width):
-            if i + k < begun:
+            if i + k < begun and (k or not same):
                 prog.op("and", cell, [members, prog.leaf(return_event, (labels[i + k],))])
                 prog.count(cell)
     return prog

@@ -5,7 +5,8 @@
 -- KEYS[n+1..]   register keys: scratch, each given a TTL when written, all deleted at the end
 -- ARGV[1]       n, the number of operand keys
 -- ARGV[2]       scratch TTL in milliseconds
--- ARGV[3..]     instructions; a set is named by its index in KEYS (operand or register):
+-- ARGV[3..]     instructions; a set is named by a number: i > 0 is operand KEYS[i], -r is the
+--               r-th register, KEYS[n + r]:
 --   or d m s1..sm    register d := s1 | ... | sm      (d may be one of the sources)
 --   and d m s1..sm   register d := s1 & ... & sm      (d may be one of the sources)
 --   xor d m s1..sm   register d := s1 ^ ... ^ sm      (d may be one of the sources)
@@ -19,6 +20,12 @@ local ttl = tonumber(ARGV[2])
 local value, written, is_register = {}, {}, {}
 for j = n_keys + 1, #KEYS do
   is_register[KEYS[j]] = true
+end
+
+-- a set's index in KEYS
+local function at(x)
+  x = tonumber(x)
+  return x < 0 and n_keys - x or x
 end
 
 local function get(i)
@@ -90,10 +97,10 @@ local i = 3
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'or' or op == 'and' or op == 'xor' then
-    local d, m = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local d, m = at(ARGV[i + 1]), tonumber(ARGV[i + 2])
     local present, missing = {}, false
     for j = i + 3, i + 2 + m do
-      local v = get(tonumber(ARGV[j]))
+      local v = get(at(ARGV[j]))
       if v then
         present[#present + 1] = v
       else
@@ -110,7 +117,7 @@ while i <= #ARGV do
     end
     i = i + 3 + m
   elseif op == 'diff' then
-    local d, ia, ib = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    local d, ia, ib = at(ARGV[i + 1]), at(ARGV[i + 2]), at(ARGV[i + 3])
     if d == ia then
       return redis.error_reply('bitstat registers.lua: diff into its own first operand')
     end
@@ -131,7 +138,7 @@ while i <= #ARGV do
     end
     i = i + 4
   elseif op == 'count' then
-    local v = get(tonumber(ARGV[i + 1]))
+    local v = get(at(ARGV[i + 1]))
     out[#out + 1] = v and redis.call('BITCOUNT', v) or 0
     i = i + 2
   else
