@@ -229,7 +229,7 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
             parts.append(f"{t.seen_before:,} recorded before")
         parts.append(f"{len(t.rejected):,} rejected")
         click.echo(f"{t.name}: {t.records:,} records: {', '.join(parts)}")
-    rate = f" ({offered / run.seconds:,.0f} events/s)" if run.seconds > 0 and offered else ""
+    rate = f" ({offered / run.seconds:,.0f} events/s)" if run.seconds > 0 and run.recorded else ""
     if run.recorded == 0 and run.seen_before:
         click.echo(
             f"Nothing new: the {run.seen_before:,} events were recorded by an earlier run"

@@ -522,9 +522,12 @@ def retention(
             rows.styles.append(["", "", *map(out.heat, shares)])
         output.console.print(_right_aligned(out.rich_table(rows)))
 
-    header = ["cohort", "size", *map(str, range(table.columns))]
-    csv_rows = [[r.cohort, r.size, *(r.rates() if rates else r.counts)] for r in table.rows]
-    output.data(table.as_dicts(), Rows(header, csv_rows), heat_map)
+    if fmt == "csv":
+        click.echo(table.to_csv(rates=rates), nl=False)
+    elif fmt == "json":
+        click.echo(out.to_json(table.as_dicts()))
+    else:
+        heat_map()
 
 
 def _right_aligned(table: Table, stop: int | None = None) -> Table:
