@@ -190,8 +190,8 @@ def server_start(settings: Settings) -> None:
     data_dir = _data_dir(settings)
     url = embedded.ensure_server(data_dir)
     status = embedded.status(data_dir)
-    pid = f", pid {status.pid}" if status else ""
-    click.echo(f"Embedded server running at {url}{pid}, data in {data_dir}.")
+    click.echo(f"Embedded server running at {url}")
+    click.echo(f"pid {status.pid if status else '?'}, data in {data_dir}")
 
 
 @server.command("stop", short_help="Stop the embedded server (its data stays).")
@@ -237,9 +237,10 @@ def server_status(settings: Settings, fmt: str) -> None:
     elif fmt == "csv":
         click.echo(to_csv(list(found), [list(found.values())]), nl=False)
     else:
+        click.echo(f"Embedded server running at {status.url}")
         click.echo(
-            f"Embedded server running: {status.url}, pid {status.pid}, version {status.version},"
-            f" {status.used_memory / 2**20:.1f} MiB used, data in {status.data_dir}."
+            f"pid {status.pid}, version {status.version}, {status.used_memory / 2**20:.1f} MiB"
+            f" used, data in {status.data_dir}"
         )
 
 

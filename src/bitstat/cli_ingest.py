@@ -105,15 +105,15 @@ class _EventRate(ProgressColumn):
     def render(self, task: Task) -> Text:
         n = int(task.fields.get("events", 0))
         elapsed = task.finished_time if task.finished else task.elapsed
-        rate = f"{n / elapsed:>9,.0f}/s" if elapsed else ""
-        return Text(f"{n:>9,} events {rate}", style="progress.data.speed")
+        rate = f"  {n / elapsed:,.0f}/s" if elapsed and n else ""
+        return Text(f"{n:,} events{rate}", style="progress.data.speed")
 
 
 def progress_bar(console: Console) -> Progress:
     """file  ━━━━━━━━━━━━  42%  120,000 events  95,000/s  0:00:03 (time left, then taken)."""
     return Progress(
         TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
+        BarColumn(bar_width=16),  # the whole line fits 80 columns
         TaskProgressColumn(),
         _EventRate(),
         TimeRemainingColumn(elapsed_when_finished=True),
@@ -121,7 +121,7 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def _label(name: str, width: int = 30) -> str:
+def _label(name: str, width: int = 24) -> str:
     """A file's name for the progress bar: its last part, cut to `width`."""
     short = Path(name).name if name != "<stdin>" else name
     return short if len(short) <= width else "…" + short[-(width - 1) :]

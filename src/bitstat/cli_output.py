@@ -109,16 +109,29 @@ def rich_table(rows: Rows) -> Table:
     return table
 
 
+def tidy(value: Any) -> Any:
+    """Floats to 12 significant digits, so sums read 5490.98, not 5490.979999999996."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: tidy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [tidy(v) for v in value]
+    return value
+
+
 def to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(columns)
-    out.writerows(["" if v is None else v for v in row] for row in rows)
+    out.writerows(["" if v is None else tidy(v) for v in row] for row in rows)
     return buf.getvalue()
 
 
 def to_json(value: Any, indent: int = 0) -> str:
     """Indented JSON; an object or array that fits in a line (a row, a cohort) takes one."""
+    if not indent:
+        value = tidy(value)
     flat = json.dumps(value, ensure_ascii=False)
     nested = isinstance(value, dict | list) and any(
         isinstance(v, dict | list) for v in (value.values() if isinstance(value, dict) else value)
