@@ -132,9 +132,10 @@ def demo_command(settings: Settings, namespace: str) -> None:
 
 def _register() -> None:
     # imported here: the command modules need only `Settings` (for types) from this one
-    from . import cli_admin, cli_ingest, cli_query
+    from . import cli_admin, cli_analysis, cli_ingest, cli_query
 
-    for command in [cli_ingest.ingest, *cli_query.COMMANDS, *cli_admin.COMMANDS]:
+    commands = [cli_ingest.ingest, *cli_query.COMMANDS, *cli_analysis.COMMANDS]
+    for command in [*commands, *cli_admin.COMMANDS]:
         main.add_command(command)
 
 
