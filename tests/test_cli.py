@@ -371,7 +371,7 @@ def test_time_formats(
     path = tmp_path / "t.csv"
     path.write_text(f"event,user,time\nvisit,1,{value}\n")
     options = ["--time-format", time_format] if time_format else []
-    assert "Recorded 1 events" in cli.ok("ingest", str(path), *options)
+    assert "Recorded 1 event in" in cli.ok("ingest", str(path), *options)
     with cli.stats() as st:
         assert st.total("visit", day) == 1
 

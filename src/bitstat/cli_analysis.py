@@ -39,7 +39,9 @@ ADJECTIVE = {
     show_default=True,
     help="Number of cohorts (rows).",
 )
-@click.option("--period", type=PERIOD, default="week", show_default=True)
+@click.option(
+    "--period", type=PERIOD, default="week", show_default=True, help="Length of a period."
+)
 @click.option(
     "--kind",
     type=click.Choice(("first", "recurring")),
@@ -203,7 +205,9 @@ def stickiness(
 @click.argument("event")
 @click.argument("start")
 @click.option("--periods", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--period", type=PERIOD, default="week", show_default=True)
+@click.option(
+    "--period", type=PERIOD, default="week", show_default=True, help="Length of a period."
+)
 @click.option("--now", metavar="TIME", help="Periods after this are not begun (default: now).")
 @format_option
 @pass_settings

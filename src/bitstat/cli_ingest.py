@@ -201,6 +201,11 @@ class Ingest:
         return [(t.name, line, why) for t in self.tallies for line, why in t.rejected]
 
 
+def count(n: int, noun: str) -> str:
+    """`1 event`, `2 events`, `10,000 events`."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
     """Print what was recorded and rejected; write every rejected line to `rejects`."""
     rejected = run.rejected
@@ -228,20 +233,20 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
         if t.seen_before:
             parts.append(f"{t.seen_before:,} recorded before")
         parts.append(f"{len(t.rejected):,} rejected")
-        click.echo(f"{t.name}: {t.records:,} records: {', '.join(parts)}")
+        click.echo(f"{t.name}: {count(t.records, 'record')}: {', '.join(parts)}")
     rate = f" ({offered / run.seconds:,.0f} events/s)" if run.seconds > 0 and run.recorded else ""
     if run.recorded == 0 and run.seen_before:
         click.echo(
-            f"Nothing new: the {run.seen_before:,} events were recorded by an earlier run"
+            f"Nothing new: the {count(run.seen_before, 'event')} were recorded by an earlier run"
             " (same data, same options, same batch ids)."
         )
     else:
-        click.echo(f"Recorded {run.recorded:,} events in {run.seconds:.2f} s{rate}.")
+        click.echo(f"Recorded {count(run.recorded, 'event')} in {run.seconds:.2f} s{rate}.")
     if not rejected:
         return
     shown = rejected[:SHOWN_REJECTS]
     click.echo(
-        f"Rejected {len(rejected):,} lines"
+        f"Rejected {count(len(rejected), 'line')}"
         + (":" if len(shown) == len(rejected) else f" (the first {len(shown)}):")
     )
     for name, line, why in shown:
@@ -343,8 +348,8 @@ def ingest(
 
     Events go in batches whose ids come from the file's content, the options and the
     batch's position, and bitstat remembers batch ids for 10 years: running the same file
-    again with the same options records nothing twice. (An edited file is a new file: put
-    fixed lines in a file of their own.)
+    again with the same options records nothing twice, and an interrupted run can just be run
+    again. (An edited file is new data: put fixed lines in a file of their own.)
 
     A bad line is rejected alone, with its line number and reason: the first 20 are shown,
     --rejects FILE gets them all. With --strict every line is checked first, and one bad
