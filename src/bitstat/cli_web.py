@@ -1,0 +1,187 @@
+"""CLI commands of the web face: `bitstat serve` (HTTP API + dashboard) and `bitstat report`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .cli import main
+from .cli_query import PERIOD
+
+if TYPE_CHECKING:
+    from .cli import Settings
+
+_SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)b?\s*", re.IGNORECASE)
+
+
+def _size(text: str) -> int:
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        raise click.BadParameter(f"expected a size like 10MB, 512k or 1000000, got {text!r}")
+    power = " kmg".index(m.group(2).lower() or " ")
+    return int(m.group(1)) << (10 * power)
+
+
+@click.command(short_help="Run the HTTP API and the dashboard.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8600, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--read-token",
+    envvar="BITSTAT_READ_TOKEN",
+    metavar="TOKEN",
+    help="Bearer token the read endpoints require. Env: BITSTAT_READ_TOKEN (prefer it: options"
+    " show in the process list).",
+)
+@click.option(
+    "--write-token",
+    envvar="BITSTAT_WRITE_TOKEN",
+    metavar="TOKEN",
+    help="Bearer token POST /v1/track requires. Env: BITSTAT_WRITE_TOKEN.",
+)
+@click.option(
+    "--max-body", default="10MB", show_default=True, help="Largest request body accepted (413)."
+)
+@click.option(
+    "--refresh",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seconds between dashboard refreshes (0: never).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(("critical", "error", "warning", "info", "debug")),
+    default="warning",
+    show_default=True,
+    help="uvicorn's log level; `info` logs every request.",
+)
+@click.pass_obj
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    read_token: str | None,
+    write_token: str | None,
+    max_body: str,
+    refresh: int,
+    log_level: str,
+) -> None:
+    """Serve the HTTP API (/v1/...) and the live dashboard (/) with uvicorn.
+
+    Without tokens the server listens on loopback only, and refuses any other --host. The
+    OpenAPI document is at /openapi.json.
+
+    \b
+    Example:
+        bitstat serve                                   # http://127.0.0.1:8600/
+        BITSTAT_READ_TOKEN=r BITSTAT_WRITE_TOKEN=w bitstat serve --host 0.0.0.0
+    """
+    import uvicorn
+
+    from .web import ServerConfig, check_bind, create_app
+
+    config = ServerConfig(
+        url=settings.url,
+        namespace=settings.namespace,
+        data_dir=settings.data_dir,
+        read_token=read_token or None,
+        write_token=write_token or None,
+        max_body=_size(max_body),
+        refresh_seconds=refresh,
+    )
+    check_bind(host, config)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"bitstat serve: dashboard http://{shown}:{port}/  API http://{shown}:{port}/v1/")
+    click.echo(f"  data: {settings.server()}, namespace {settings.namespace!r}")
+    if not config.read_token or not config.write_token:
+        open_sides = [s for s, t in (("reads", read_token), ("writes", write_token)) if not t]
+        click.echo(
+            f"  no token for {' and '.join(open_sides)}: listening on loopback only"
+            " (set BITSTAT_READ_TOKEN and BITSTAT_WRITE_TOKEN to listen elsewhere)"
+        )
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level in ("info", "debug"),
+        server_header=False,
+    )
+
+
+@click.command(short_help="Write the dashboard as one self-contained HTML file.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HTML file to write.",
+)
+@click.option("--event", help="Event to show (default: the first recorded).")
+@click.option("--start", help="Range start: a date or period label (default: 30 days before end).")
+@click.option("--end", help="Range end (default: the last day the event was seen).")
+@click.option("--period", type=PERIOD, help="Bucket size (default: from the range's length).")
+@click.option("--count", "count_prop", metavar="PROPERTY", help="`count` property to chart.")
+@click.option("--top", "top_prop", metavar="PROPERTY", help="`top` property to chart.")
+@click.option("--sum", "sum_rule", metavar="RULE", help="`sum` rule: amount, 'amount by country'.")
+@click.option("--step", "steps", multiple=True, metavar="EVENT", help="Funnel step (repeat).")
+@click.option("--within", default="7d", show_default=True, help="Funnel window.")
+@click.pass_obj
+def report(
+    settings: Settings,
+    out: Path,
+    event: str | None,
+    start: str | None,
+    end: str | None,
+    period: str | None,
+    count_prop: str | None,
+    top_prop: str | None,
+    sum_rule: str | None,
+    steps: tuple[str, ...],
+    within: str,
+) -> None:
+    """Write a static HTML report with the dashboard's charts, data and chart library inlined.
+
+    The file opens offline in any browser: series, counts, top values, sums, funnel,
+    retention heat map and lifecycle of one event over one range.
+
+    \b
+    Example:
+        bitstat --namespace demo report --out demo.html
+        bitstat report --out nov.html --event purchase --start 2026-11-01 --end 2026-11-30
+    """
+    from . import aio
+    from .web import report as web_report
+
+    given: dict[str, Any] = {
+        "event": event,
+        "start": start,
+        "end": end,
+        "period": period,
+        "count": count_prop,
+        "top": top_prop,
+        "sum": sum_rule,
+        "within": within,
+    }
+    query = [(k, v) for k, v in given.items() if v is not None]
+    query += [("step", s) for s in steps]
+
+    async def build() -> str:
+        async with await aio.connect(
+            settings.url, namespace=settings.namespace, data_dir=settings.data_dir
+        ) as stats:
+            return await web_report.build(stats, query)
+
+    page = asyncio.run(build())
+    out.write_text(page, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(page.encode()) // 1024} KiB)")
+
+
+COMMANDS = [serve, report]
+
+for _command in COMMANDS:
+    main.add_command(_command)

@@ -1,0 +1,248 @@
+"""The Starlette application: `POST /v1/track`, the read endpoints, /openapi.json, the dashboard.
+
+`create_app(config)` builds it; the connection to Redis opens when the app starts (lifespan)
+and closes when it stops. Handlers are thin: check the token, read the parameters, call
+`AsyncStats`, answer JSON. Errors answer JSON too: `{"error": ..., "parameter": ...}`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..aio import AsyncStats, AsyncStore
+from ..errors import BitstatError, ConnectionError, ServerError
+from ..store import resolve_url
+from . import dashboard, openapi
+from .config import ServerConfig
+from .endpoints import ENDPOINTS, Endpoint
+from .namespaces import Namespaces
+from .params import NAMESPACE, BadParameter, Param, blame, read
+from .span import first_last_day
+
+STATIC = Path(__file__).parent / "static"
+MAX_BATCH_ID = 200
+
+
+class ApiError(Exception):
+    """An answer other than 200, raised from anywhere in a handler."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.headers = headers
+        super().__init__(message)
+
+
+class _State:
+    """What the handlers share, set up when the app starts."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store: AsyncStore | None = None
+        self.namespaces: Namespaces | None = None
+        self.read_token = config.read_token.encode() if config.read_token else None
+        self.write_token = config.write_token.encode() if config.write_token else None
+
+    async def stats(self, name: str | None) -> AsyncStats:
+        assert self.namespaces is not None, "the app has not started"
+        return await self.namespaces.get(name)
+
+
+def _check_token(request: Request, token: bytes | None, side: str) -> None:
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        raise ApiError(
+            401,
+            f"this endpoint needs the {side} token: Authorization: Bearer TOKEN",
+            {"WWW-Authenticate": 'Bearer realm="bitstat"'},
+        )
+    if not hmac.compare_digest(value.strip().encode(), token):
+        raise ApiError(
+            401,
+            f"the token is not the {side} token",
+            {"WWW-Authenticate": 'Bearer realm="bitstat", error="invalid_token"'},
+        )
+
+
+def _error(status: int, message: str, parameter: str | None = None, **headers: str) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return JSONResponse(body, status, headers=headers or None)
+
+
+async def _guarded(
+    given: dict[str, Any], call: Callable[[], Awaitable[dict[str, Any]]]
+) -> Response:
+    """Run a handler, turning bitstat errors into 400 (naming the parameter) or 503 answers."""
+    try:
+        return JSONResponse(await call())
+    except BadParameter as exc:
+        return _error(400, str(exc), exc.parameter)
+    except (ConnectionError, ServerError) as exc:
+        return _error(503, str(exc))
+    except BitstatError as exc:
+        message = str(exc)
+        return _error(400, message, blame(message, given))
+    except ApiError as exc:
+        return _error(exc.status, exc.message, **(exc.headers or {}))
+
+
+def _read_route(state: _State, endpoint: Endpoint) -> Route:
+    async def handle(request: Request) -> Response:
+        given: dict[str, Any] = {}
+
+        async def call() -> dict[str, Any]:
+            _check_token(request, state.read_token, "read")
+            args = read(endpoint.params, request.query_params.multi_items())
+            given.update({k: v for k, v in args.items() if v not in (None, [], {})})
+            stats = await state.stats(args["namespace"])
+            return await endpoint.handler(stats, args)
+
+        return await _guarded(given, call)
+
+    return Route(endpoint.path, handle, methods=["GET"], name=endpoint.name)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    too_big = ApiError(413, f"the body is larger than the limit of {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+TRACK_PARAMS = (NAMESPACE,)
+
+
+def _track_route(state: _State) -> Route:
+    async def track(request: Request) -> Response:
+        async def call() -> dict[str, Any]:
+            _check_token(request, state.write_token, "write")
+            args = read(TRACK_PARAMS, request.query_params.multi_items())
+            batch_id = request.headers.get("idempotency-key")
+            if batch_id is not None and not 0 < len(batch_id) <= MAX_BATCH_ID:
+                raise BadParameter("Idempotency-Key", f"must be 1 to {MAX_BATCH_ID} characters")
+            body = await _body(request, state.config.max_body)
+            try:
+                data = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ApiError(400, f"malformed JSON: {exc}") from None
+            if isinstance(data, dict):
+                data = [data]
+            elif not isinstance(data, list):
+                raise ApiError(400, "the body must be a JSON object (one event) or an array")
+            stats = await state.stats(args["namespace"])
+            result = await stats.track_many(data, batch_id=batch_id)
+            if result.recorded:
+                assert state.namespaces is not None
+                state.namespaces.note(stats.namespace)
+            return {
+                "recorded": result.recorded,
+                "rejected": [{"index": i, "reason": r} for i, r in result.rejected],
+            }
+
+        return await _guarded({}, call)
+
+    return Route("/v1/track", track, methods=["POST"], name="track")
+
+
+def _span_route(state: _State) -> Route:
+    params = (NAMESPACE, Param("event", required=True))
+
+    async def span(request: Request) -> Response:
+        given: dict[str, Any] = {}
+
+        async def call() -> dict[str, Any]:
+            _check_token(request, state.read_token, "read")
+            args = read(params, request.query_params.multi_items())
+            given.update(args)
+            stats = await state.stats(args["namespace"])
+            first, last = await first_last_day(stats, args["event"])
+            return {"first": first, "last": last}
+
+        return await _guarded(given, call)
+
+    return Route("/v1/span", span, methods=["GET"], name="span")
+
+
+def _namespaces_route(state: _State) -> Route:
+    async def namespaces(request: Request) -> Response:
+        async def call() -> dict[str, Any]:
+            _check_token(request, state.read_token, "read")
+            read((), request.query_params.multi_items())
+            assert state.namespaces is not None
+            return {
+                "default": state.namespaces.default,
+                "namespaces": sorted(state.namespaces.seen),
+                "refresh_seconds": state.config.refresh_seconds,
+            }
+
+        return await _guarded({}, call)
+
+    return Route("/v1/namespaces", namespaces, methods=["GET"], name="namespaces")
+
+
+def create_app(config: ServerConfig | None = None) -> Starlette:
+    """The ASGI app of `bitstat serve`; it connects to Redis when it starts."""
+    config = config or ServerConfig()
+    state = _State(config)
+    endpoints = (*ENDPOINTS, dashboard.ENDPOINT)
+    document = openapi.document(endpoints)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.store = await AsyncStore.from_url(
+            resolve_url(config.url, config.data_dir, "everysec")
+        )
+        state.namespaces = Namespaces(state.store, config.namespace)
+        try:
+            yield
+        finally:
+            await state.store.close()
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, str(exc.detail), **(exc.headers or {}))
+
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        _track_route(state),
+        *(_read_route(state, e) for e in endpoints),
+        _span_route(state),
+        _namespaces_route(state),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
+    app.state.bitstat = state
+    return app

@@ -1,0 +1,207 @@
+"""Everything one dashboard view shows, gathered in one answer (`GET /v1/dashboard`).
+
+The live dashboard asks for it on every refresh; `bitstat report` inlines the same answer in a
+static page, so both draw from the same data. Each chart's part is built by the handler of the
+matching `/v1/...` endpoint, so its numbers are the API's; a part that cannot be answered (a
+period the namespace lacks, a window too long) carries `{"error": ...}` and the rest still draws.
+Choices left open take defaults from the schema and the data: the last 30 days with data, the
+most frequent event then, the first property of each kind (a `sum ... by` rule first), the most
+frequent events as funnel steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from .. import periods as P
+from ..aio import AsyncStats
+from ..errors import BitstatError, ConnectionError, ServerError
+from . import endpoints as E
+from .params import NAMESPACE, BadParameter, Param, time_range
+from .span import first_last_day
+
+DEFAULT_DAYS = 30
+MAX_COHORTS = 12
+MAX_STEPS = 4
+FUNNEL_EVENTS = 20  # events whose totals are compared to pick default funnel steps
+# the bucket size a range gets when none is picked: the finest giving at most ~120 points
+AUTO_PERIODS = (("day", 120), ("week", 7 * 120), ("month", 3660))
+
+PARAMS = (
+    NAMESPACE,
+    Param("event", description="Event to show; default: the first recorded."),
+    Param("start", "time", description="Range start; default: 30 days before `end`."),
+    Param("end", "time", description="Range end; default: the last day the event was seen."),
+    Param("period", enum=P.PERIODS, description="Bucket size of series, cohorts, lifecycle."),
+    Param("count", description="`count` property for the counts chart."),
+    Param("top", description="`top` property for the top values chart."),
+    Param("sum", description="`sum` rule for the sums chart: `amount` or `amount by country`."),
+    Param("unique", description="`unique` property whose distinct values are shown."),
+    Param("step", multiple=True, description="Funnel steps, in order (repeat)."),
+    Param("within", default="7d", description="Funnel window."),
+)
+
+Part = dict[str, Any] | None
+
+
+async def _part(call: Callable[[], Awaitable[dict[str, Any]]], **extra: Any) -> Part:
+    try:
+        return {**extra, **(await call())}
+    except (ConnectionError, ServerError):
+        raise
+    except BitstatError as exc:
+        return {**extra, "error": str(exc)}
+
+
+def _pick(asked: str | None, available: list[str]) -> str | None:
+    if asked is not None:
+        return asked
+    return available[0] if available else None
+
+
+async def _default_view(st: AsyncStats, events: list[str], event: str | None) -> tuple[str, str]:
+    """The last DEFAULT_DAYS days with data: of `event`, or of any event when none is asked."""
+    names = [event] if event is not None else events[:FUNNEL_EVENTS]
+    spans = await asyncio.gather(*(first_last_day(st, e) for e in names))
+    lasts = [last for _, last in spans if last is not None]
+    end = date.fromisoformat(max(lasts)) if lasts else datetime.now(st.schema.tz).date()
+    return (end - timedelta(days=DEFAULT_DAYS - 1)).isoformat(), end.isoformat()
+
+
+def _auto_period(st: AsyncStats, lo: datetime, hi: datetime) -> str:
+    for period, max_days in AUTO_PERIODS:
+        if period in st.schema.periods and hi - lo <= timedelta(days=max_days):
+            return period
+    return next((p for p in ("year", "month", "week", "day") if p in st.schema.periods), "day")
+
+
+async def _ranked(st: AsyncStats, events: list[str], start: str, end: str) -> list[str]:
+    """Events that happened in the range, most frequent first (the default event and funnel)."""
+    names = events[:FUNNEL_EVENTS]
+    totals = await asyncio.gather(*(st.total(e, start, end) for e in names))
+    ranked = sorted(zip(names, totals, strict=True), key=lambda nt: (-nt[1], nt[0]))
+    return [n for n, t in ranked if t]
+
+
+def _query(**given: Any) -> dict[str, Any]:
+    """Handler arguments: every parameter the handlers read, with the endpoints' defaults."""
+    base: dict[str, Any] = {"end": None, "where": {}, "by": None, "limit": 10}
+    return {**base, **given}
+
+
+async def view(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard answer for the parameters `a` (see PARAMS)."""
+    events = await st.events()
+    event = a["event"]
+    if a["start"] is None or a["end"] is None:
+        default_start, default_end = await _default_view(st, events, event)
+        start, end = a["start"] or default_start, a["end"] or default_end
+    else:
+        start, end = a["start"], a["end"]
+    lo, hi = time_range(st.schema, start, end)
+    ranked = await _ranked(st, events, start, end)
+    if event is None and events:
+        event = ranked[0] if ranked else events[0]
+    period = a["period"] or _auto_period(st, lo, hi)
+    out: dict[str, Any] = {
+        "namespace": st.namespace,
+        "events": events,
+        "event": event,
+        "start": start,
+        "end": end,
+        "period": period,
+        "periods": list(st.schema.periods),
+        "timezone": st.schema.timezone,
+        "generated": datetime.now(st.schema.tz).replace(microsecond=0).isoformat(),
+    }
+    if event is None:
+        return out
+    if a["period"] is not None and period not in st.schema.periods:
+        raise BadParameter("period", f"{period!r} buckets are not recorded in this namespace")
+    rules = st.schema.rules_for(event)
+    out["rules"] = {
+        "count": list(rules.count),
+        "sum": [str(r) for r in rules.sum],
+        "top": list(rules.top),
+        "unique": list(rules.unique),
+    }
+    count, top, unique = (
+        _pick(a["count"], list(rules.count)),
+        _pick(a["top"], list(rules.top)),
+        _pick(a["unique"], list(rules.unique)),
+    )
+    # a breakdown makes a better chart than one number (which the tiles show anyway)
+    sum_rule = _pick(a["sum"], sorted((str(r) for r in rules.sum), key=lambda r: " by " not in r))
+    steps = a["step"] or ranked[:MAX_STEPS]
+    rng = {"event": event, "start": start, "end": end}
+    series_args = {**rng, "by": period}
+
+    async def none() -> Part:
+        return None
+
+    def sums() -> Awaitable[Part]:
+        if sum_rule is None:
+            return none()
+        prop, _, by = sum_rule.partition(" by ")
+        return _part(lambda: E.sums(st, _query(**rng, prop=prop, by=by or None)), rule=sum_rule)
+
+    parts = await asyncio.gather(
+        _part(lambda: E.unique(st, _query(**rng))),
+        _part(lambda: E.total(st, _query(**rng))),
+        _part(lambda: E.series(st, _query(**series_args, metric="unique"))),
+        _part(lambda: E.series(st, _query(**series_args, metric="total"))),
+        _part(lambda: E.counts(st, _query(**rng, prop=count)), prop=count) if count else none(),
+        _part(lambda: E.top(st, _query(**rng, prop=top)), prop=top) if top else none(),
+        sums(),
+        _part(lambda: E.distinct(st, _query(**rng, prop=unique)), prop=unique)
+        if unique
+        else none(),
+        _part(
+            lambda: E.funnel(st, _query(step=steps, start=start, end=end, within=a["within"])),
+            steps=steps,
+            within=a["within"],
+        )
+        if steps
+        else none(),
+    )
+    names = ("unique", "total", "series_unique", "series_total", "counts", "top", "sums")
+    out.update(zip((*names, "distinct", "funnel"), parts, strict=True))
+    # cohorts and lifecycle periods: the buckets of the range, at most MAX_COHORTS of them
+    series = out["series_unique"] or {}
+    labels = [row["period"] for row in series.get("series", [])]
+    if labels:
+        n = min(MAX_COHORTS, len(labels))
+        first = labels[-n]
+        # cells after the range (or after the clock) are left out: the table stays a triangle
+        wall_now = datetime.now(st.schema.tz).replace(tzinfo=None)
+        now = min(hi - timedelta(seconds=1), wall_now).isoformat(timespec="seconds")
+        cohort = {"start": first, "periods": n, "period": period, "now": now}
+        retention, lifecycle = await asyncio.gather(
+            _part(
+                lambda: E.retention(
+                    st,
+                    _query(
+                        first_event=event,
+                        return_event=event,
+                        kind="first",
+                        columns=None,
+                        **cohort,
+                    ),
+                )
+            ),
+            _part(lambda: E.lifecycle(st, _query(event=event, **cohort))),
+        )
+        out["retention"], out["lifecycle"] = retention, lifecycle
+    return out
+
+
+ENDPOINT = E.Endpoint(
+    "dashboard",
+    "Everything one dashboard view shows, in one answer (each part as its /v1 endpoint answers).",
+    PARAMS,
+    {"type": "object", "required": ["namespace", "events", "event", "start", "end", "period"]},
+    view,
+)

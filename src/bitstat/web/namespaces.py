@@ -1,0 +1,75 @@
+"""The namespaces a running server answers for, over one shared asyncio connection.
+
+Every request names a namespace (or gets the server's default). Its `AsyncStats` is kept, so
+its id cache lives across requests, and its stored schema is read again at most every
+`schema_ttl` seconds, so `bitstat schema set` on another machine reaches a running server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from ..aio import AsyncStats, AsyncStore
+from ..keys import Keys
+from ..ops import DEFAULT_BATCH_TTL, check_namespace
+from ..schema import Schema
+
+MAX_OPEN = 256  # namespaces kept open; the least recently used is forgotten beyond that
+
+
+@dataclass
+class _Open:
+    stats: AsyncStats
+    schema_text: bytes | None
+    checked: float
+
+
+class Namespaces:
+    """`await namespaces.get(name)` -> the `AsyncStats` of that namespace, with a fresh schema."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        default: str,
+        *,
+        schema_ttl: float = 5.0,
+        batch_ttl: int = DEFAULT_BATCH_TTL,
+    ) -> None:
+        check_namespace(default)
+        self.store = store
+        self.default = default
+        self.schema_ttl = schema_ttl
+        self.batch_ttl = batch_ttl
+        self._open: OrderedDict[str, _Open] = OrderedDict()
+        self.seen: list[str] = [default]  # for the dashboard's namespace list, oldest first
+
+    async def get(self, name: str | None) -> AsyncStats:
+        name = name or self.default
+        check_namespace(name)
+        now = time.monotonic()
+        entry = self._open.get(name)
+        if entry is not None:
+            self._open.move_to_end(name)
+            if now - entry.checked < self.schema_ttl:
+                return entry.stats
+        text = await self.store.get(Keys(name).schema)
+        if entry is not None and text == entry.schema_text:
+            entry.checked = now
+            return entry.stats
+        schema = Schema.from_json(text) if text is not None else Schema()
+        stats = AsyncStats(self.store, name, schema, batch_ttl=self.batch_ttl)
+        self._open[name] = _Open(stats, text, now)
+        self._open.move_to_end(name)
+        while len(self._open) > MAX_OPEN:
+            self._open.popitem(last=False)
+        if text is not None:
+            self.note(name)
+        return stats
+
+    def note(self, name: str) -> None:
+        """Remember `name` as a namespace holding data (a stored schema, or events just sent)."""
+        if name not in self.seen:
+            self.seen.append(name)
+            del self.seen[1:-MAX_OPEN]
