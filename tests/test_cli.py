@@ -254,6 +254,22 @@ def test_rejected_lines_are_reported_with_line_numbers(cli: Cli, tmp_path: Path)
     assert [r["line"] for r in report["rejected"]] == [3, 5, 6, 7, 8]
 
 
+def test_line_numbers_in_long_json_lines_files(cli: Cli, tmp_path: Path) -> None:
+    """JSON lines are parsed a thousand at a time; a bad one is still found by its number."""
+    events = [{"event": "visit", "user": i, "time": "2026-11-05"} for i in range(2500)]
+    lines = [json.dumps(e) for e in events]
+    lines[1499] = '{"event": "visit", "user": 1499, "time": "2026-11-05"'  # line 1500
+    lines[2299] = '{"event": "visit", "user": "x"}'  # line 2300
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = cli("ingest", str(path), "--batch-size", "700")
+    assert result.exit_code == 2
+    assert f"{path}:1500: invalid JSON: " in result.stdout
+    assert f"{path}:2300: user: " in result.stdout
+    with cli.stats() as st:
+        assert st.unique("visit", "2026-11-05") == 2498
+
+
 def test_csv_and_json_array_line_numbers(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(

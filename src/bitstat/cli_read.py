@@ -33,6 +33,7 @@ from .schema import Schema
 KINDS = ("jsonl", "json", "csv", "tsv")
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
+LINES_AT_ONCE = 1000  # JSON lines parsed in one call
 EPOCH_FORMATS = ("epoch", "epoch-ms")
 _EPOCH_TEXT = re.compile(r"\d{9,}(?:\.\d*)?")  # 9+ digits: shorter digit runs are ISO dates
 _WHITESPACE = re.compile(r"\s*")
@@ -144,21 +145,14 @@ class Reader:
 
     @staticmethod
     def _json_lines(stream: IO[bytes]) -> Iterator[Item]:
+        chunk: list[tuple[int, bytes]] = []
         for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, f"invalid JSON: {exc.msg} (column {exc.colno})"
-                continue
-            except UnicodeDecodeError:
-                yield number, "not UTF-8 text"
-                continue
-            if isinstance(record, dict):
-                yield number, record
-            else:
-                yield number, f"not a JSON object but {_json_type(record)}"
+            if line.strip():
+                chunk.append((number, line))
+                if len(chunk) == LINES_AT_ONCE:
+                    yield from _json_chunk(chunk)
+                    chunk = []
+        yield from _json_chunk(chunk)
 
     def _json_array(self, stream: IO[bytes]) -> Iterator[Item]:
         try:
@@ -247,6 +241,40 @@ class Reader:
             )
 
 
+def _json_chunk(chunk: list[tuple[int, bytes]]) -> Iterator[Item]:
+    """Parse many JSON lines in one C call; line by line only when one of them is bad.
+
+    Each line, newline kept, is wrapped in an array of its own: a line that is not exactly one
+    JSON value changes the number or the shape of the wrappers (and a string cannot run into
+    the next line, as a raw newline is not allowed in one).
+    """
+    try:
+        values = json.loads(b"[[" + b"],[".join(line for _, line in chunk) + b"]]")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        values = None
+    if (
+        values is not None
+        and len(values) == len(chunk)
+        and all(len(v) == 1 and type(v[0]) is dict for v in values)
+    ):
+        for (number, _), value in zip(chunk, values, strict=True):
+            yield number, value[0]
+        return
+    for number, line in chunk:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, f"invalid JSON: {exc.msg} (column {exc.colno})"
+            continue
+        except UnicodeDecodeError:
+            yield number, "not UTF-8 text"
+            continue
+        if isinstance(record, dict):
+            yield number, record
+        else:
+            yield number, f"not a JSON object but {_json_type(record)}"
+
+
 def _skip(text: str, i: int) -> int:
     match = _WHITESPACE.match(text, i)
     return match.end() if match else i
@@ -263,42 +291,50 @@ class Decoder:
     def __init__(self, fields: FieldMap, schema: Schema) -> None:
         self.fields = fields
         self.schema = schema
+        self.actor = schema.actor
         self.int_ids = schema.ids == "int"
+        moves = [(fields.actor, schema.actor), (fields.time, "time")]
+        if fields.event_name is None:
+            moves.insert(0, (fields.event, "event"))
+        self._moves = [(a, b) for a, b in moves if a is not None and a != b]
+        rules = [schema.rules_for(""), *schema.events.values()]
+        self._sums = any(r.sum for r in rules)
         self._summed: dict[str, tuple[str, ...]] = {}
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any] | str:
-        f = self.fields
-        if f.event_name is not None:
-            record["event"] = f.event_name
-        elif f.event != "event":
-            _move(record, f.event, "event")
-        if f.actor is not None and f.actor != self.schema.actor:
-            _move(record, f.actor, self.schema.actor)
-        if f.time != "time":
-            _move(record, f.time, "time")
+        if self.fields.event_name is not None:
+            record["event"] = self.fields.event_name
+        for source, target in self._moves:
+            _move(record, source, target)
         t = record.get("time")
-        if t is not None:
-            decoded = decode_time(t, f.time_format)
+        if t is not None and (type(t) is str or self.fields.time_format is not None):
+            decoded = decode_time(t, self.fields.time_format)
             if isinstance(decoded, _Bad):
                 return decoded.reason
             record["time"] = decoded
-        actor = record.get(self.schema.actor)
+        actor = record.get(self.actor)
         if self.int_ids and type(actor) is str:
             # CSV cells are text; exports with empty cells often write ids as floats (17850.0)
             digits = actor[:-2] if actor.endswith(".0") else actor
             if digits.isdigit() and digits.isascii():
-                record[self.schema.actor] = int(digits)
-        name = record.get("event")
-        if type(name) is str:
-            summed = self._summed.get(name)
-            if summed is None:
-                summed = self._summed[name] = tuple(r.prop for r in self.schema.rules_for(name).sum)
-            for prop in summed:
-                value = record.get(prop)
-                if type(value) is str:
-                    with contextlib.suppress(ValueError):  # else the library says why
-                        record[prop] = float(value)
+                record[self.actor] = int(digits)
+        if self._sums:
+            self._sum_numbers(record)
         return record
+
+    def _sum_numbers(self, record: dict[str, Any]) -> None:
+        """Numeric text of summed properties (CSV cells) as floats."""
+        name = record.get("event")
+        if type(name) is not str:
+            return
+        summed = self._summed.get(name)
+        if summed is None:
+            summed = self._summed[name] = tuple(r.prop for r in self.schema.rules_for(name).sum)
+        for prop in summed:
+            value = record.get(prop)
+            if type(value) is str:
+                with contextlib.suppress(ValueError):  # else the library says why
+                    record[prop] = float(value)
 
 
 def _move(record: dict[str, Any], source: str, target: str) -> None:
