@@ -7,7 +7,7 @@ shared arguments and options (a range, `--where`) are here too, for `cli_analysi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -280,62 +280,46 @@ def events(settings: Settings, fmt: str) -> None:
         output.rows(Rows(["event"], [[n] for n in names]))
 
 
-def _query_json(answer: dict[str, Any]) -> dict[str, Any]:
-    """A `query` answer with tuple keys made JSON: counts, top and per-label sums as rows."""
-    out_: dict[str, Any] = {k: v for k, v in answer.items() if k not in ("counts", "sums", "top")}
-    if "counts" in answer:
-        out_["counts"] = {
-            p: [
-                dict(zip([*key_columns(p), "count"], [*key_cells(p, k), n], strict=True))
-                for k, n in ranked(c)
-            ]
-            for p, c in answer["counts"].items()
-        }
-    if "sums" in answer:
-        sums_: dict[str, Any] = {}
-        for rule, value in answer["sums"].items():
-            if isinstance(value, dict):
-                by = rule.partition(" by ")[2]
-                value = [
-                    dict(zip([*key_columns(by), "sum"], [*key_cells(by, k), v], strict=True))
-                    for k, v in ranked(value)
-                ]
-            sums_[rule] = value
-        out_["sums"] = sums_
-    if "top" in answer:
-        out_["top"] = {
-            p: [
-                dict(zip([*key_columns(p), "count"], [*key_cells(p, k), n], strict=True))
-                for k, n in t
-            ]
-            for p, t in answer["top"].items()
-        }
-    # keep the library's key order
-    return {k: out_[k] for k in answer}
+def _numbers(answer: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(metric, property, value) for each single number of a `query` answer."""
+    found = [("total", "", answer["total"]), ("unique", "", answer["unique"])]
+    found += [("distinct", p, n) for p, n in answer.get("distinct", {}).items()]
+    found += [("sums", r, v) for r, v in answer.get("sums", {}).items() if not isinstance(v, dict)]
+    return found
 
 
-def _query_rows(answer: dict[str, Any]) -> list[list[Any]]:
-    """metric, property, key, value: one row per number of a `query` answer."""
-
-    def key(prop: str, k: Any) -> str:
-        return "~".join(map(str, k)) if "~" in prop else str(k)
-
-    rows: list[list[Any]] = [
-        ["total", "", "", answer["total"]],
-        ["unique", "", "", answer["unique"]],
-    ]
+def _breakdowns(answer: dict[str, Any]) -> Iterator[tuple[str, str, Rows]]:
+    """(metric, property, rows) for each breakdown of a `query` answer, largest first."""
     for prop, c in answer.get("counts", {}).items():
-        rows += [["counts", prop, key(prop, k), n] for k, n in ranked(c)]
+        rows = [[*key_cells(prop, k), n] for k, n in ranked(c)]
+        yield "counts", prop, Rows([*key_columns(prop), "count"], rows, title=f"counts {prop}")
     for rule, value in answer.get("sums", {}).items():
         if isinstance(value, dict):
             by = rule.partition(" by ")[2]
-            rows += [["sums", rule, key(by, k), v] for k, v in ranked(value)]
-        else:
-            rows.append(["sums", rule, "", value])
+            rows = [[*key_cells(by, k), v] for k, v in ranked(value)]
+            yield "sums", rule, Rows([*key_columns(by), "sum"], rows, title=f"sum {rule}")
     for prop, t in answer.get("top", {}).items():
-        rows += [["top", prop, key(prop, k), n] for k, n in t]
-    for prop, n in answer.get("distinct", {}).items():
-        rows.append(["distinct", prop, "", n])
+        rows = [[*key_cells(prop, k), n] for k, n in t]
+        yield "top", prop, Rows([*key_columns(prop), "count"], rows, title=f"top {prop}")
+
+
+def _label(metric: str, prop: str) -> str:
+    return f"{'sum' if metric == 'sums' else metric} {prop}".strip()
+
+
+def _query_json(answer: dict[str, Any]) -> dict[str, Any]:
+    """A `query` answer made JSON: breakdowns (tuple keys for compounds) become rows."""
+    out_ = {k: dict(v) if isinstance(v, dict) else v for k, v in answer.items()}
+    for metric, prop, rows in _breakdowns(answer):
+        out_[metric][prop] = rows.dicts()
+    return out_
+
+
+def _query_rows(answer: dict[str, Any]) -> list[list[Any]]:
+    """metric, property, key, value: one row per number; compound keys joined with ~."""
+    rows = [[metric, prop, "", value] for metric, prop, value in _numbers(answer)]
+    for metric, prop, found in _breakdowns(answer):
+        rows += [[metric, prop, "~".join(map(str, r[:-1])), r[-1]] for r in found.rows]
     return rows
 
 
@@ -343,35 +327,12 @@ def _query_table(answer: dict[str, Any], output: Output) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(justify="right")
-    for name, value in _scalars(answer).items():
-        grid.add_row(name, out.cell(value))
+    for metric, prop, value in _numbers(answer):
+        grid.add_row(_label(metric, prop), out.cell(value))
     output.console.print(grid)
-    for prop, c in answer.get("counts", {}).items():
-        rows = [[*key_cells(prop, k), n] for k, n in ranked(c)]
-        _section(output, Rows([*key_columns(prop), "count"], rows, title=f"counts {prop}"))
-    for rule, value in answer.get("sums", {}).items():
-        if isinstance(value, dict):
-            by = rule.partition(" by ")[2]
-            rows = [[*key_cells(by, k), v] for k, v in ranked(value)]
-            _section(output, Rows([*key_columns(by), "sum"], rows, title=f"sum {rule}"))
-    for prop, t in answer.get("top", {}).items():
-        rows = [[*key_cells(prop, k), n] for k, n in t]
-        _section(output, Rows([*key_columns(prop), "count"], rows, title=f"top {prop}"))
-
-
-def _section(output: Output, rows: Rows) -> None:
-    output.console.print()
-    output.console.print(out.rich_table(rows))
-
-
-def _scalars(answer: dict[str, Any]) -> dict[str, Any]:
-    """The single numbers of a `query` answer, by name."""
-    found = {"total": answer["total"], "unique": answer["unique"]}
-    found.update({f"distinct {p}": n for p, n in answer.get("distinct", {}).items()})
-    found.update(
-        {f"sum {r}": v for r, v in answer.get("sums", {}).items() if not isinstance(v, dict)}
-    )
-    return found
+    for _, _, rows in _breakdowns(answer):
+        output.console.print()
+        output.console.print(out.rich_table(rows))
 
 
 @click.command(short_help="Every metric the schema records for an event (trk's query).")
@@ -429,13 +390,12 @@ def query(
 
 def _days_table(per_day: list[dict[str, Any]]) -> Rows:
     """One row per day with the single numbers; breakdowns are left to JSON and CSV."""
-    columns = ["day", *_scalars(per_day[0])] if per_day else ["day"]
-    rows = [[d["day"], *_scalars(d).values()] for d in per_day]
-    has_breakdowns = any(k in per_day[0] for k in ("counts", "top")) if per_day else False
-    caption = (
-        "Counts, top values and sums by label: --format json or csv." if has_breakdowns else None
-    )
-    return Rows(columns, rows, caption=caption)
+    first = per_day[0] if per_day else {"total": 0, "unique": 0}
+    columns = ["day", *(_label(m, p) for m, p, _ in _numbers(first))]
+    rows = [[d["day"], *(v for _, _, v in _numbers(d))] for d in per_day]
+    has_breakdowns = any(True for _ in _breakdowns(first))
+    caption = "Counts, top values and sums by label: --format json or csv."
+    return Rows(columns, rows, caption=caption if has_breakdowns else None)
 
 
 COMMANDS: list[click.Command] = [
