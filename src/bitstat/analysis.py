@@ -404,6 +404,11 @@ class RegisterProgram:
         self.code += ["count", ref]
         self.answers += 1
 
+    def and_count(self, scratch: int, sources: Sequence[int]) -> None:
+        """Count the intersection of sources (through register `scratch` if the script must)."""
+        self.code += ["andcount", scratch, len(sources), *sources]
+        self.answers += 1
+
     def argv(self, ttl_ms: int) -> list[str | int]:
         return [len(self.sets), ttl_ms, *self.code]
 
@@ -482,8 +487,7 @@ def retention_program(
         prog.count(members)
         for k in range(width):
             if i + k < begun and (k or not same):
-                prog.op("and", cell, [members, prog.leaf(return_event, (labels[i + k],))])
-                prog.count(cell)
+                prog.and_count(cell, [members, prog.leaf(return_event, (labels[i + k],))])
     return prog
 
 

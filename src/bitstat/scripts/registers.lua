@@ -12,6 +12,9 @@
 --   xor d m s1..sm   register d := s1 ^ ... ^ sm      (d may be one of the sources)
 --   diff d a b       register d := a - b              (d must not be a; it may be b)
 --   count s          append the size of s (BITCOUNT) to the answer
+--   andcount d m s1..sm   append the size of s1 & ... & sm: through register d like `and`, or,
+--                    when one source's size was counted and is small, by testing that set's
+--                    members in the other sources (BITFIELD_RO), writing nothing
 -- Returns the appended sizes in order.
 local n_keys = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
@@ -21,6 +24,10 @@ local value, written, is_register = {}, {}, {}
 for j = n_keys + 1, #KEYS do
   is_register[KEYS[j]] = true
 end
+-- by key: sizes counted, and the members of small sets (forgotten when the key is written)
+local size, members_of = {}, {}
+-- testing one bit costs about what BITOP AND plus BITCOUNT spend on 2000 bytes (measured)
+local PROBE_BYTES = 2000
 
 -- a set's index in KEYS
 local function at(x)
@@ -75,8 +82,93 @@ local function bitop(op, d, sources)
     redis.call('BITOP', op, dest, unpack(chunk))
   end
   redis.call('PEXPIRE', dest, ttl)
-  written[dest] = true
+  written[dest], size[dest], members_of[dest] = true, nil, nil
   value[d] = dest
+end
+
+local function count_of(key)
+  local n = size[key]
+  if n == nil then
+    n = redis.call('BITCOUNT', key)
+    size[key] = n
+  end
+  return n
+end
+
+-- bit offsets of the n members of the set in `key`, a byte found by BITPOS at a time
+local function members(key, n)
+  local found = members_of[key]
+  if found then
+    return found
+  end
+  found = {}
+  local byte = 0
+  while #found < n do
+    local p = redis.call('BITPOS', key, 1, byte)
+    if p < 0 then
+      break
+    end
+    byte = math.floor(p / 8)
+    local b = string.byte(redis.call('GETRANGE', key, byte, byte))
+    for k = 0, 7 do
+      if bit.band(b, bit.rshift(128, k)) ~= 0 then
+        found[#found + 1] = byte * 8 + k
+      end
+    end
+    byte = byte + 1
+  end
+  members_of[key] = found
+  return found
+end
+
+-- how many of the members of `small` are in every key of `others`
+local function probe(small, n, others)
+  local alive = members(small, n)
+  for _, key in ipairs(others) do
+    local kept = {}
+    for s = 1, #alive, 1000 do
+      local args = {}
+      for t = s, math.min(s + 999, #alive) do
+        args[#args + 1], args[#args + 2], args[#args + 3] = 'GET', 'u1', alive[t]
+      end
+      for t, b in ipairs(redis.call('BITFIELD_RO', key, unpack(args))) do
+        if b == 1 then
+          kept[#kept + 1] = alive[s + t - 1]
+        end
+      end
+    end
+    alive = kept
+  end
+  return #alive
+end
+
+-- |s1 & ... & sm| of present keys: probe the members of the smallest set of known size when
+-- that is cheaper than BITOP AND + BITCOUNT over the longest key
+local function and_count(d, keys)
+  if #keys == 1 then
+    return count_of(keys[1])
+  end
+  local small, n = nil, nil
+  for _, key in ipairs(keys) do
+    local known = size[key]
+    if known and (n == nil or known < n) then
+      small, n = key, known
+    end
+  end
+  if small then
+    local others, longest = {}, 0
+    for _, key in ipairs(keys) do
+      if key ~= small then
+        others[#others + 1] = key
+        longest = math.max(longest, redis.call('STRLEN', key))
+      end
+    end
+    if n * #others * PROBE_BYTES <= longest then
+      return probe(small, n, others)
+    end
+  end
+  bitop('AND', d, keys)
+  return count_of(reg(d))
 end
 
 -- d := the one present set `key`: stand for it if it is an operand key, copy it otherwise
@@ -133,14 +225,28 @@ while i <= #ARGV do
       redis.call('BITOP', 'AND', dest, a, b)
       redis.call('BITOP', 'XOR', dest, a, dest)
       redis.call('PEXPIRE', dest, ttl)
-      written[dest] = true
+      written[dest], size[dest], members_of[dest] = true, nil, nil
       value[d] = dest
     end
     i = i + 4
   elseif op == 'count' then
     local v = get(at(ARGV[i + 1]))
-    out[#out + 1] = v and redis.call('BITCOUNT', v) or 0
+    out[#out + 1] = v and count_of(v) or 0
     i = i + 2
+  elseif op == 'andcount' then
+    local d, m = at(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local keys, missing = {}, false
+    for j = i + 3, i + 2 + m do
+      local v = get(at(ARGV[j]))
+      if v then
+        keys[#keys + 1] = v
+      else
+        missing = true
+      end
+    end
+    reg(d)
+    out[#out + 1] = (missing or #keys == 0) and 0 or and_count(d, keys)
+    i = i + 3 + m
   else
     return redis.error_reply('bitstat registers.lua: unknown op ' .. tostring(op))
   end
