@@ -8,13 +8,16 @@ on the wall clock.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,7 +62,8 @@ def configs(draw: st.DrawFn, ids: str) -> dict[str, Any]:
 def actor_ids(ids: str) -> st.SearchStrategy[Any]:
     """A few actors, so they come back often; int ids in three 2^20 shards."""
     if ids == "int":
-        return st.sampled_from([0, 1, 2, 3, 4, 5, SHARD + 1, 3 * SHARD + 2])
+        # SHARD - 1 makes shard 0's bitmaps 128 KiB long: small sets are then counted by probing
+        return st.sampled_from([0, 1, 2, 3, 4, 5, SHARD - 1, SHARD + 1, 3 * SHARD + 2])
     return st.sampled_from([0, 1, "2", "ann", "bo", "🎉", "a:b"])
 
 
@@ -350,6 +354,32 @@ def test_register_script_edges(server_url: str, namespace: str, clean: list[bits
     assert analysis._run(st_, prog) == [41, 3, 38, 0, 38]
 
 
+def test_intersections_counted_by_probing_small_sets(
+    server_url: str, namespace: str, clean: list[bitstat.Stats]
+) -> None:
+    """andcount: BITOP + BITCOUNT, or, for a small counted set beside long keys, its members."""
+    st_ = bitstat.connect(server_url, namespace=namespace)
+    clean.append(st_)
+    far = SHARD - 1  # shard 0's keys become 128 KiB long
+    st_.track_many(
+        [{"event": "e", "user": u, "time": day(0)} for u in (1, 2, 3, 700, far)]
+        + [{"event": "e", "user": u, "time": day(1)} for u in (2, 3, 9, far)]
+        + [{"event": "f", "user": u, "time": day(1)} for u in (1, 3, far)]
+        + [{"event": "e", "user": u, "time": day(1)} for u in range(1000, 1100)]
+    )
+    d0, d1 = (day(0).date().isoformat(),), (day(1).date().isoformat(),)
+    prog = analysis.RegisterProgram()
+    scratch = prog.register()
+    e0, e1, f1 = prog.leaf("e", d0), prog.leaf("e", d1), prog.leaf("f", d1)
+    prog.and_count(scratch, [e0, e1])  # no size known: BITOP
+    prog.count(e0)  # 5 members beside a 128 KiB key: probed from now on
+    prog.and_count(scratch, [e0, e1])
+    prog.and_count(scratch, [e1, e0, f1])
+    prog.and_count(scratch, [e0, prog.leaf("e", ("2026-01-01",))])  # a missing key
+    prog.and_count(scratch, [e0])
+    assert analysis._run(st_, prog) == [3, 5, 3, 2, 0, 5]
+
+
 # views
 
 
@@ -455,3 +485,41 @@ def test_parse_within() -> None:
     for bad in ("0d", "25h", timedelta(hours=30), -1, True, None, "7", 7.0):
         with pytest.raises(bitstat.QueryError):
             analysis.parse_within(bad)
+
+
+# the README's examples, run as written
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_examples() -> list[tuple[str, str | None]]:
+    """(code, printed output or None) for each Python block of the README's Analysis section."""
+    text = README.read_text("utf-8")
+    start = text.index("\n## Analysis\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    out: list[tuple[str, str | None]] = []
+    for kind, body in re.findall(r"```(python|text)\n(.*?)```", section, re.S):
+        if kind == "python":
+            out.append((body, None))
+        else:
+            out[-1] = (out[-1][0], body)
+    return out
+
+
+def test_readme_examples(
+    server_url: str, namespace: str, clean: list[bitstat.Stats], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BITSTAT_URL", server_url)
+    scope: dict[str, Any] = {}
+    examples = readme_examples()
+    assert len(examples) == 5
+    try:
+        for code, expected in examples:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                exec(code.replace('"analysis-demo"', repr(namespace)), scope)
+            assert printed.getvalue() == (expected or ""), code
+    finally:
+        if "st" in scope:
+            clean.append(scope["st"])
