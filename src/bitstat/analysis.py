@@ -1,12 +1,15 @@
 """Retention tables, ordered funnels, stickiness and lifecycle, planned over actor bitmaps.
 
-Planning is pure. A lifecycle is a list of actor-set expressions (`query.Leaf` / `query.Op`)
-that `Stats._count_exprs` counts in one server call per id shard. Retention tables, funnels and
-stickiness use one intermediate set many times (a cohort in every cell of its row, the funnel
-steps reached so far, a running count of active days), which expression trees cannot share:
-they become register programs for `scripts/registers.lua`, run the same way, one call per id
-shard. Both are compiled per shard, so every analysis runs unchanged on Redis Cluster. Results
-are plain data; a retention table also renders as CSV, an HTML heat map and JSON-ready dicts.
+Each analysis is an operation in the manner of `ops.py`: a generator over a `Namespace` that
+plans with the pure modules and yields a `Call` whenever it needs the server, so the blocking
+and the asyncio API drive the same code. A lifecycle is a list of actor-set expressions
+(`query.Leaf` / `query.Op`) counted by `Namespace.count_exprs`, one server call per id shard.
+Retention tables, funnels and stickiness use one intermediate set many times (a cohort in every
+cell of its row, the funnel steps reached so far, a running count of active days), which
+expression trees cannot share: they become register programs for `scripts/registers.lua`, run
+with `Call("registers", (calls,))`, one script call per id shard. Both are compiled per shard,
+so every analysis runs unchanged on Redis Cluster. Results are plain data; a retention table
+also renders as CSV, an HTML heat map and JSON-ready dicts.
 """
 
 from __future__ import annotations
@@ -18,20 +21,21 @@ import html
 import io
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import redis.exceptions as rex
 
 from . import periods as P
 from .errors import QueryError
+from .ops import SCRATCH_TTL_MS, Call, Namespace
 from .query import Expr, Leaf, Op
-from .store import SCRATCH_TTL_MS, Script
+from .store import Script
 
-if TYPE_CHECKING:
-    from .stats import Stats
+T = TypeVar("T")
+Steps = Generator[Call, Any, T]  # an operation, as in ops.py
 
 __all__ = [
     "LifecyclePeriod",
@@ -88,26 +92,25 @@ def parse_within(within: Any) -> int:
     return days
 
 
-def _now(stats: Stats, now: Any) -> datetime:
+def _now(ns: Namespace, now: Any) -> datetime:
     """`now` as wall time of the namespace (the wall clock when not given)."""
     if now is None:
-        return datetime.now(stats.schema.tz).replace(tzinfo=None)
-    return P.parse_time(now, stats.schema.tz)
+        return datetime.now(ns.schema.tz).replace(tzinfo=None)
+    return P.parse_time(now, ns.schema.tz)
 
 
-def _first_day(stats: Stats, event: str) -> datetime | None:
+def _first_day(ns: Namespace, event: str) -> Steps[datetime | None]:
     """Midnight of the first wall day `event` was recorded on (None if never)."""
-    store, key = stats._store, stats._keys.span_first
-    raw = store.run("reading the first day of an event", lambda: store.client.hget(key, event))
+    raw = yield Call("hget", (ns.keys.span_first, event))
     return None if raw is None else _EPOCH + timedelta(days=int(raw))
 
 
-def _labels(stats: Stats, lo: datetime, hi: datetime) -> tuple[str, ...]:
+def _labels(ns: Namespace, lo: datetime, hi: datetime) -> tuple[str, ...]:
     """Labels of the fewest recorded buckets tiling [lo, hi)."""
-    return tuple(b.label for b in P.cover(lo, hi, stats.schema.periods))
+    return tuple(b.label for b in P.cover(lo, hi, ns.schema.periods))
 
 
-def _before(stats: Stats, first: datetime | None, period: str, hi: datetime) -> tuple[str, ...]:
+def _before(ns: Namespace, first: datetime | None, period: str, hi: datetime) -> tuple[str, ...]:
     """Buckets covering every recorded day of an event before `hi` (a `period` boundary).
 
     The event's first day is floored to its `period` bucket, so the span can always be tiled.
@@ -115,7 +118,7 @@ def _before(stats: Stats, first: datetime | None, period: str, hi: datetime) -> 
     if first is None:
         return ()
     lo = P.bucket_of(period, first).start
-    return _labels(stats, lo, hi) if lo < hi else ()
+    return _labels(ns, lo, hi) if lo < hi else ()
 
 
 def _buckets(period: str, first: P.Bucket, n: int) -> list[P.Bucket]:
@@ -125,10 +128,10 @@ def _buckets(period: str, first: P.Bucket, n: int) -> list[P.Bucket]:
     return out
 
 
-def _check_period(stats: Stats, period: Any) -> str:
+def _check_period(ns: Namespace, period: Any) -> str:
     if not isinstance(period, str) or period not in P.PERIODS:
         raise QueryError(f"period must be one of {', '.join(P.PERIODS)}, got {period!r}")
-    stats._require_period(period)
+    ns.require_period(period)
     return period
 
 
@@ -248,7 +251,7 @@ def _heat(rate: float) -> str:
 
 
 def retention(
-    stats: Stats,
+    ns: Namespace,
     first_event: str,
     return_event: str,
     start: Any,
@@ -258,7 +261,7 @@ def retention(
     columns: int | None = None,
     now: Any = None,
     segment: Mapping[str, Any] | None = None,
-) -> Retention:
+) -> Steps[Retention]:
     """Cohort table: row i is cohort `start + i`, `counts[k]` its actors back in period i + k.
 
     kind="recurring": cohort i is every actor who did `first_event` in period i. kind="first":
@@ -270,22 +273,22 @@ def retention(
     """
     _name("first_event", first_event)
     _name("return_event", return_event)
-    _check_period(stats, period)
+    _check_period(ns, period)
     if kind not in KINDS:
         raise QueryError(f"kind must be 'first' or 'recurring', got {kind!r}")
     rows = _count("periods", periods)
     width = rows if columns is None else _count("columns", columns)
-    seg = stats._segment(first_event, segment or {})
-    wall_now = _now(stats, now)
-    tz = stats.schema.tz
+    seg = ns.segment(first_event, segment or {})
+    wall_now = _now(ns, now)
+    tz = ns.schema.tz
     buckets = _buckets(period, P.bucket_of(period, P.parse_time(start, tz)), rows + width - 1)
-    first = _first_day(stats, first_event) if kind == "first" else None
+    first = (yield from _first_day(ns, first_event)) if kind == "first" else None
 
-    before = _before(stats, first, period, buckets[0].start) if kind == "first" else None
+    before = _before(ns, first, period, buckets[0].start) if kind == "first" else None
     labels = [b.label for b in buckets]
     begun = sum(b.start <= wall_now for b in buckets)
     prog = retention_program(first_event, return_event, labels, rows, width, begun, before, seg)
-    values = iter(_run(stats, prog))
+    values = iter((yield from registers(ns, prog)))
     out = []
     for i in range(rows):
         size = next(values)
@@ -314,26 +317,33 @@ class LifecyclePeriod:
 
 
 def lifecycle(
-    stats: Stats, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
-) -> list[LifecyclePeriod]:
+    ns: Namespace,
+    event: str,
+    start: Any,
+    periods: int = 8,
+    period: str = "week",
+    *,
+    now: Any = None,
+) -> Steps[list[LifecyclePeriod]]:
     """New, returning, resurrecting and dormant actors of `event` in each of `periods` periods."""
     _name("event", event)
-    _check_period(stats, period)
+    _check_period(ns, period)
     n = _count("periods", periods)
-    wall_now = _now(stats, now)
-    first_bucket = P.bucket_of(period, P.parse_time(start, stats.schema.tz))
+    wall_now = _now(ns, now)
+    first_bucket = P.bucket_of(period, P.parse_time(start, ns.schema.tz))
     buckets = [first_bucket.prev(), *_buckets(period, first_bucket, n)]
-    first = _first_day(stats, event)
+    first = yield from _first_day(ns, event)
     # per period begun: |now|, |now & previous|, |previous|, |now & any earlier period|
     asked: list[list[Expr]] = []
     for t in range(1, n + 1):
         if buckets[t].start > wall_now:
             break
         now_set, prev = Leaf(event, (buckets[t].label,)), Leaf(event, (buckets[t - 1].label,))
-        labels = _before(stats, first, period, buckets[t].start)
+        labels = _before(ns, first, period, buckets[t].start)
         seen = [Op("and", (now_set, Leaf(event, labels)))] if labels else []
         asked.append([now_set, Op("and", (now_set, prev)), prev, *seen])
-    values = iter(stats._count_exprs([e for exprs in asked for e in exprs]) if asked else [])
+    exprs = [e for per_period in asked for e in per_period]
+    values = iter((yield from ns.count_exprs(exprs)) if exprs else [])
     out = []
     for t in range(1, n + 1):
         if t > len(asked):
@@ -413,45 +423,64 @@ class RegisterProgram:
         return [len(self.sets), ttl_ms, *self.code]
 
 
+def registers(ns: Namespace, program: RegisterProgram) -> Steps[list[int]]:
+    """Run `program` on every id shard (one registers.lua call each) and add up the answers."""
+    keys = ns.keys
+    shards = sorted(int(s) for s in (yield Call("smembers", (keys.shards,))))
+    if not shards or not program.answers:
+        return [0] * program.answers
+    argv = program.argv(SCRATCH_TTL_MS)
+    calls = []
+    for shard in shards:
+        scratch = keys.temp(keys.shard_tag(shard), secrets.token_hex(6))
+        operands = [keys.actors(shard, e, label, seg) for e, label, seg in program.sets]
+        calls.append(([*operands, *(f"{scratch}:{i}" for i in range(program.registers))], argv))
+    totals = [0] * program.answers
+    for answers in (yield Call("registers", (calls,))):
+        for i, value in enumerate(answers):
+            totals[i] += int(value)
+    return totals
+
+
 @functools.cache
-def _registers_script() -> Script:
+def registers_script() -> Script:
     return Script("registers.lua")
 
 
-def _run(stats: Stats, program: RegisterProgram) -> list[int]:
-    """Run `program` on every id shard and add up the answers."""
-    store, keys = stats._store, stats._keys
-    raw = store.run("listing shards", lambda: store.client.smembers(keys.shards))
-    totals = [0] * program.answers
-    if not raw or not program.answers:
-        return totals
-    script = _registers_script()
-    argv = program.argv(SCRATCH_TTL_MS)
-    calls = []
-    for shard in sorted(int(s) for s in raw):
-        scratch = keys.temp(keys.shard_tag(shard), secrets.token_hex(6))
-        operands = [keys.actors(shard, e, label, seg) for e, label, seg in program.sets]
-        calls.append([*operands, *(f"{scratch}:{i}" for i in range(program.registers))])
+def run_registers(store: Any, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+    """registers.lua once per (keys, argv), on a blocking Store: pipelined on one server."""
+    script = registers_script()
 
     def go() -> list[Any]:
         if store.cluster or len(calls) == 1:
-            return [script(store.client, k, argv) for k in calls]
+            return [script(store.client, k, a) for k, a in calls]
         pipe = store.client.pipeline(transaction=False)
-        for k in calls:
-            pipe.evalsha(script.sha, len(k), *k, *argv)
+        for k, a in calls:
+            pipe.evalsha(script.sha, len(k), *k, *a)
         return list(pipe.execute())
 
-    def run() -> list[Any]:
+    def attempt() -> list[Any]:
         try:
             return go()
         except rex.NoScriptError:  # a restarted server forgot the script: load it, run again
             store.client.script_load(script.source)
             return go()
 
-    for answers in store.run("evaluating an analysis", run):
-        for i, value in enumerate(answers):
-            totals[i] += int(value)
-    return totals
+    return store.run("evaluating an analysis", attempt)  # type: ignore[no-any-return]
+
+
+def run(store: Any, op: Steps[T]) -> T:
+    """Drive an analysis with a blocking Store, as `ops.run` does (plus `registers` calls)."""
+    try:
+        call = next(op)
+        while True:
+            if call.method == "registers" and not hasattr(store, "registers"):
+                reply = run_registers(store, *call.args)
+            else:
+                reply = getattr(store, call.method)(*call.args)
+            call = op.send(reply)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 def retention_program(
@@ -494,10 +523,10 @@ def retention_program(
 # stickiness
 
 
-def _days(stats: Stats, lo: datetime, hi: datetime) -> list[tuple[str, tuple[str, ...]]]:
+def _days(ns: Namespace, lo: datetime, hi: datetime) -> list[tuple[str, tuple[str, ...]]]:
     """(day label, labels of the buckets covering that day's share of [lo, hi)) per day."""
     return [
-        (b.label, _labels(stats, max(lo, b.start), min(hi, b.end)))
+        (b.label, _labels(ns, max(lo, b.start), min(hi, b.end)))
         for b in P.buckets_between("day", lo, hi)
     ]
 
@@ -545,13 +574,13 @@ def stickiness_program(
 
 
 def stickiness(
-    stats: Stats, event: str, start: Any, end: Any = None, segment: Mapping[str, Any] | None = None
-) -> dict[int, int]:
+    ns: Namespace, event: str, start: Any, end: Any = None, segment: Mapping[str, Any] | None = None
+) -> Steps[dict[int, int]]:
     """{n: actors active on exactly n distinct days of [start, end]} for n = 1 .. days."""
     _name("event", event)
-    seg = stats._segment(event, segment or {})
-    days = _days(stats, *stats._range(start, end))
-    values = _run(stats, stickiness_program([labels for _, labels in days], event, seg))
+    seg = ns.segment(event, segment or {})
+    days = _days(ns, *ns.range(start, end))
+    values = yield from registers(ns, stickiness_program([lbs for _, lbs in days], event, seg))
     return {n: v for n, v in enumerate(values, start=1)}
 
 
@@ -653,23 +682,23 @@ def funnel_program(
 
 
 def funnel(
-    stats: Stats,
+    ns: Namespace,
     steps: Sequence[str],
     start: Any,
     end: Any = None,
     within: Any = "7d",
     segment: Mapping[str, Any] | None = None,
-) -> list[tuple[str, int]]:
+) -> Steps[list[tuple[str, int]]]:
     """[(step, actors who reached it)]; see `Stats.funnel`."""
     if isinstance(steps, str) or not isinstance(steps, Sequence) or not steps:
         raise QueryError(f"steps must be a non-empty list of event names, got {steps!r}")
     names = [_name("each step", s) for s in steps]
     window = parse_within(within)
-    seg = stats._segment(names[0], segment or {})
-    lo, hi = stats._range(start, end)
+    seg = ns.segment(names[0], segment or {})
+    lo, hi = ns.range(start, end)
     first = P.bucket_of("day", lo).start
     last = P.bucket_of("day", hi - timedelta(microseconds=1)).end
     starts = (last - first) // _DAY
-    days = _days(stats, first, last + (window - 1) * _DAY)
+    days = _days(ns, first, last + (window - 1) * _DAY)
     prog = funnel_program(names, [labels for _, labels in days], starts, window, seg)
-    return list(zip(names, _run(stats, prog), strict=True))
+    return list(zip(names, (yield from registers(ns, prog)), strict=True))

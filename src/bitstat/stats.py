@@ -212,7 +212,7 @@ class Stats:
         (default: the wall clock). Segment filters (`country="NL"`) narrow the cohort.
         """
         args = (first_event, return_event, start, periods, period, kind, columns, now, segment)
-        return analysis.retention(self, *args)
+        return analysis.run(self._store, analysis.retention(self._ns, *args))
 
     def funnel(
         self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
@@ -224,11 +224,13 @@ class Stats:
         day counts as in order) on days before d + `within`. Bitmaps keep days, not instants,
         so two steps on one day always count as in order. Segment filters apply to step 1.
         """
-        return analysis.funnel(self, steps, start, end, within, segment)
+        return analysis.run(
+            self._store, analysis.funnel(self._ns, steps, start, end, within, segment)
+        )
 
     def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> dict[int, int]:
         """{n: actors active on exactly n distinct days of [start, end]}, n = 1 .. days."""
-        return analysis.stickiness(self, event, start, end, segment)
+        return analysis.run(self._store, analysis.stickiness(self._ns, event, start, end, segment))
 
     def lifecycle(
         self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
@@ -239,7 +241,8 @@ class Stats:
         not in the previous period but before it; dormant: active in the previous period, not
         in this one. Periods not begun by `now` have None counts.
         """
-        return analysis.lifecycle(self, event, start, periods, period, now=now)
+        op = analysis.lifecycle(self._ns, event, start, periods, period, now=now)
+        return analysis.run(self._store, op)
 
 
 from . import analysis  # noqa: E402  (kept beside the analysis methods above)
