@@ -6,36 +6,29 @@ and the asyncio API drive the same code. A lifecycle is a list of actor-set expr
 (`query.Leaf` / `query.Op`) counted by `Namespace.count_exprs`, one server call per id shard.
 Retention tables, funnels and stickiness use one intermediate set many times (a cohort in every
 cell of its row, the funnel steps reached so far, a running count of active days), which
-expression trees cannot share: they become register programs for `scripts/registers.lua`, run
-with `Call("registers", (calls,))`, one script call per id shard. Both are compiled per shard,
-so every analysis runs unchanged on Redis Cluster. Results are plain data; a retention table
-also renders as CSV, an HTML heat map and JSON-ready dicts.
+expression trees cannot share: they become register programs (`registers.py`) for
+`scripts/registers.lua`, one script call per id shard. Both are compiled per shard, so every
+analysis runs unchanged on Redis Cluster. Results are plain data; a retention table also renders
+as CSV, an HTML heat map and JSON-ready dicts.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import html
 import io
 import re
-import secrets
-from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
-
-import redis.exceptions as rex
+from typing import Any
 
 from . import periods as P
 from .errors import QueryError
-from .ops import SCRATCH_TTL_MS, Call, Namespace
+from .ops import Call, Namespace
 from .query import Expr, Leaf, Op
-from .store import Script
-
-T = TypeVar("T")
-Steps = Generator[Call, Any, T]  # an operation, as in ops.py
+from .registers import RegisterProgram, Segment, Steps, registers, run
 
 __all__ = [
     "LifecyclePeriod",
@@ -45,7 +38,9 @@ __all__ = [
     "funnel",
     "lifecycle",
     "parse_within",
+    "registers",
     "retention",
+    "run",
     "stickiness",
 ]
 
@@ -53,8 +48,6 @@ KINDS = ("first", "recurring")
 _EPOCH = datetime(1970, 1, 1)
 _DAY = timedelta(days=1)
 _WITHIN = re.compile(r"\s*([0-9]+)\s*([dwh])\s*")
-
-Segment = tuple[str, str] | None
 
 
 # arguments
@@ -361,126 +354,6 @@ def lifecycle(
             )
         )
     return out
-
-
-# register programs (scripts/registers.lua)
-
-
-@dataclass
-class RegisterProgram:
-    """A registers.lua program, the same for every id shard: operand sets, then instructions.
-
-    A set is named as the script names it: operand i (1-based, `sets[i - 1]`) or register -r
-    (the r-th register), so the instructions are the script's ARGV as they stand.
-    """
-
-    sets: list[tuple[str, str, Segment]] = field(default_factory=list)
-    registers: int = 0
-    code: list[str | int] = field(default_factory=list)
-    answers: int = 0
-    _operands: dict[tuple[str, str, Segment], int] = field(default_factory=dict)
-    _unions: dict[tuple[str, tuple[str, ...], Segment], int] = field(default_factory=dict)
-
-    def register(self) -> int:
-        self.registers += 1
-        return -self.registers
-
-    def leaf(self, event: str, labels: Sequence[str], segment: Segment = None) -> int:
-        """The actors of `event` in the buckets `labels`: an operand, or a register made once."""
-        if len(labels) == 1:
-            item = (event, labels[0], segment)
-            ref = self._operands.get(item)
-            if ref is None:
-                self.sets.append(item)
-                ref = self._operands[item] = len(self.sets)
-            return ref
-        whole = (event, tuple(labels), segment)
-        if whole not in self._unions:
-            reg = self.register()
-            self.op("or", reg, [self.leaf(event, (lb,), segment) for lb in labels])
-            self._unions[whole] = reg
-        return self._unions[whole]
-
-    def op(self, name: str, dest: int, sources: Sequence[int]) -> None:
-        """dest := OR / AND / XOR of sources (dest may be one of them)."""
-        self.code += [name, dest, len(sources), *sources]
-
-    def diff(self, dest: int, a: int, b: int) -> None:
-        """dest := a - b (dest must differ from a)."""
-        assert dest != a
-        self.code += ["diff", dest, a, b]
-
-    def count(self, ref: int) -> None:
-        self.code += ["count", ref]
-        self.answers += 1
-
-    def and_count(self, scratch: int, sources: Sequence[int]) -> None:
-        """Count the intersection of sources (through register `scratch` if the script must)."""
-        self.code += ["andcount", scratch, len(sources), *sources]
-        self.answers += 1
-
-    def argv(self, ttl_ms: int) -> list[str | int]:
-        return [len(self.sets), ttl_ms, *self.code]
-
-
-def registers(ns: Namespace, program: RegisterProgram) -> Steps[list[int]]:
-    """Run `program` on every id shard (one registers.lua call each) and add up the answers."""
-    keys = ns.keys
-    shards = sorted(int(s) for s in (yield Call("smembers", (keys.shards,))))
-    if not shards or not program.answers:
-        return [0] * program.answers
-    argv = program.argv(SCRATCH_TTL_MS)
-    calls = []
-    for shard in shards:
-        scratch = keys.temp(keys.shard_tag(shard), secrets.token_hex(6))
-        operands = [keys.actors(shard, e, label, seg) for e, label, seg in program.sets]
-        calls.append(([*operands, *(f"{scratch}:{i}" for i in range(program.registers))], argv))
-    totals = [0] * program.answers
-    for answers in (yield Call("registers", (calls,))):
-        for i, value in enumerate(answers):
-            totals[i] += int(value)
-    return totals
-
-
-@functools.cache
-def registers_script() -> Script:
-    return Script("registers.lua")
-
-
-def run_registers(store: Any, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-    """registers.lua once per (keys, argv), on a blocking Store: pipelined on one server."""
-    script = registers_script()
-
-    def go() -> list[Any]:
-        if store.cluster or len(calls) == 1:
-            return [script(store.client, k, a) for k, a in calls]
-        pipe = store.client.pipeline(transaction=False)
-        for k, a in calls:
-            pipe.evalsha(script.sha, len(k), *k, *a)
-        return list(pipe.execute())
-
-    def attempt() -> list[Any]:
-        try:
-            return go()
-        except rex.NoScriptError:  # a restarted server forgot the script: load it, run again
-            store.client.script_load(script.source)
-            return go()
-
-    return store.run("evaluating an analysis", attempt)  # type: ignore[no-any-return]
-
-
-def run(store: Any, op: Steps[T]) -> T:
-    """Drive an analysis with a blocking Store, as `ops.run` does (plus `registers` calls)."""
-    try:
-        call = next(op)
-        while True:
-            if call.method == "registers" and not hasattr(store, "registers"):
-                reply = run_registers(store, *call.args)
-            else:
-                reply = getattr(store, call.method)(*call.args)
-            call = op.send(reply)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
 
 
 def retention_program(
