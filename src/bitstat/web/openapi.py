@@ -106,7 +106,12 @@ def document(endpoints: Sequence[Endpoint] = ENDPOINTS) -> dict[str, Any]:
                             "schema": {
                                 "oneOf": [
                                     EVENT_BODY,
-                                    {"type": "array", "items": EVENT_BODY},
+                                    {
+                                        "type": "array",
+                                        "description": "A batch of events; an item that is"
+                                        " not a valid event is rejected alone, by index.",
+                                        "items": {},
+                                    },
                                 ]
                             }
                         }

@@ -228,7 +228,7 @@
     fill($("event"), d.events, d.event);
     $("start").value = /^\d{4}-\d{2}-\d{2}$/.test(d.start) ? d.start : "";
     $("end").value = /^\d{4}-\d{2}-\d{2}$/.test(d.end) ? d.end : "";
-    fill($("period"), d.periods, state.period || "", "auto (" + d.period + ")");
+    fill($("period"), d.periods, REPORT ? d.period : state.period || "", "auto (" + d.period + ")");
     fill($("count-prop"), rules.count, d.counts && d.counts.prop);
     fill($("top-prop"), rules.top, d.top && d.top.prop);
     fill($("sum-rule"), rules.sum, d.sums && d.sums.rule);
