@@ -106,8 +106,6 @@ def async_connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         return Bridge(loop, loop.run_until_complete(aio.connect(url, **kwargs)))
 
     monkeypatch.setattr(bitstat, "connect", connect)
-    # retention and friends are not on the asyncio API yet
-    monkeypatch.setattr(test_oracle, "compare_analyses", lambda *a, **k: None)
     yield
     loop.close()
 

@@ -351,7 +351,7 @@ def test_register_script_edges(server_url: str, namespace: str, clean: list[bits
     prog.count(a)
     prog.op("or", a, [a, b])
     prog.count(a)
-    assert analysis.run(st_._store, analysis.registers(st_._ns, prog)) == [41, 3, 38, 0, 38]
+    assert st_._run(analysis.registers(st_._ns, prog)) == [41, 3, 38, 0, 38]
 
 
 def test_intersections_counted_by_probing_small_sets(
@@ -377,7 +377,7 @@ def test_intersections_counted_by_probing_small_sets(
     prog.and_count(scratch, [e1, e0, f1])
     prog.and_count(scratch, [e0, prog.leaf("e", ("2026-01-01",))])  # a missing key
     prog.and_count(scratch, [e0])
-    assert analysis.run(st_._store, analysis.registers(st_._ns, prog)) == [3, 5, 3, 2, 0, 5]
+    assert st_._run(analysis.registers(st_._ns, prog)) == [3, 5, 3, 2, 0, 5]
 
 
 # views

@@ -20,6 +20,7 @@ import redis.asyncio as aredis
 import redis.exceptions as rex
 from redis.asyncio.cluster import RedisCluster
 
+from . import analysis
 from .actors import ActorQuery, SetAlgebra
 from .errors import ConnectionError
 from .ops import (
@@ -66,6 +67,7 @@ class AsyncStore:
         self.ids_script = Script("ids.lua")
         self.evaluate_script = Script("evaluate.lua")
         self.counters_script = Script("counters.lua")
+        self.registers_script = Script("registers.lua")
 
     @classmethod
     async def from_url(cls, url: str) -> AsyncStore:
@@ -119,6 +121,10 @@ class AsyncStore:
                 list(await _script(self.evaluate_script, self.client, k, a))
                 for k, a in evaluate_calls(programs)
             ]
+
+    async def registers(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[Any]]:
+        with wrapped_errors("evaluating an analysis"):
+            return [list(await _script(self.registers_script, self.client, k, a)) for k, a in calls]
 
     async def evaluate_checked(
         self, shards_key: str, programs: Sequence[Program]
@@ -349,6 +355,40 @@ class AsyncStats:
 
     async def events(self) -> list[str]:
         return await run(self._store, self._ns.events())
+
+    # analyses: the generators of analysis.py, as Stats runs them
+    async def retention(
+        self,
+        first_event: str,
+        return_event: str,
+        start: Any,
+        periods: int = 8,
+        period: str = "week",
+        kind: str = "first",
+        *,
+        columns: int | None = None,
+        now: Any = None,
+        **segment: Any,
+    ) -> analysis.Retention:
+        args = (first_event, return_event, start, periods, period, kind, columns, now, segment)
+        return await run(self._store, analysis.retention(self._ns, *args))
+
+    async def funnel(
+        self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
+    ) -> list[tuple[str, int]]:
+        op = analysis.funnel(self._ns, steps, start, end, within, segment)
+        return await run(self._store, op)
+
+    async def stickiness(
+        self, event: str, start: Any, end: Any = None, **segment: Any
+    ) -> dict[int, int]:
+        return await run(self._store, analysis.stickiness(self._ns, event, start, end, segment))
+
+    async def lifecycle(
+        self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
+    ) -> list[analysis.LifecyclePeriod]:
+        op = analysis.lifecycle(self._ns, event, start, periods, period, now=now)
+        return await run(self._store, op)
 
 
 async def connect(

@@ -28,7 +28,7 @@ from . import periods as P
 from .errors import QueryError
 from .ops import Call, Namespace
 from .query import Expr, Leaf, Op
-from .registers import RegisterProgram, Segment, Steps, registers, run
+from .registers import RegisterProgram, Segment, Steps, registers
 
 __all__ = [
     "LifecyclePeriod",
@@ -40,7 +40,6 @@ __all__ = [
     "parse_within",
     "registers",
     "retention",
-    "run",
     "stickiness",
 ]
 

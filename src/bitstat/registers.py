@@ -4,22 +4,18 @@ An expression of `query.py` is a tree, so evaluate.lua computes a set once per u
 program names its intermediate sets (registers) and uses each as often as it needs: a cohort in
 every cell of its row, the steps of a funnel reached so far, a running count of active days.
 Like a Program of query.py it is the same for every id shard; `registers` compiles it per shard
-and asks for it as `Call("registers", (calls,))`, which `run` answers on a blocking Store (an
-asyncio store answers it with a `registers` method of its own).
+and asks for it as `Call("registers", (calls,))`, which the Store (blocking or asyncio) answers
+with one registers.lua call per shard.
 """
 
 from __future__ import annotations
 
-import functools
 import secrets
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import redis.exceptions as rex
-
 from .ops import SCRATCH_TTL_MS, Call, Namespace
-from .store import Script
 
 T = TypeVar("T")
 Steps = Generator[Call, Any, T]  # an operation, as in ops.py
@@ -100,44 +96,3 @@ def registers(ns: Namespace, program: RegisterProgram) -> Steps[list[int]]:
         for i, value in enumerate(answers):
             totals[i] += int(value)
     return totals
-
-
-@functools.cache
-def registers_script() -> Script:
-    return Script("registers.lua")
-
-
-def run_registers(store: Any, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-    """registers.lua once per (keys, argv), on a blocking Store: pipelined on one server."""
-    script = registers_script()
-
-    def go() -> list[Any]:
-        if store.cluster or len(calls) == 1:
-            return [script(store.client, k, a) for k, a in calls]
-        pipe = store.client.pipeline(transaction=False)
-        for k, a in calls:
-            pipe.evalsha(script.sha, len(k), *k, *a)
-        return list(pipe.execute())
-
-    def attempt() -> list[Any]:
-        try:
-            return go()
-        except rex.NoScriptError:  # a restarted server forgot the script: load it, run again
-            store.client.script_load(script.source)
-            return go()
-
-    return store.run("evaluating an analysis", attempt)  # type: ignore[no-any-return]
-
-
-def run(store: Any, op: Steps[T]) -> T:
-    """Drive an analysis with a blocking Store, as `ops.run` does (plus `registers` calls)."""
-    try:
-        call = next(op)
-        while True:
-            if call.method == "registers" and not hasattr(store, "registers"):
-                reply = run_registers(store, *call.args)
-            else:
-                reply = getattr(store, call.method)(*call.args)
-            call = op.send(reply)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]

@@ -3,15 +3,15 @@ Store. Every method is a thin call: the logic lives in ops.py, shared with `Asyn
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from .actors import ActorQuery, ActorSet
 from .ops import (
     DEFAULT_BATCH_TTL,
     SCRATCH_TTL_MS,
+    Call,
     Emit,
     Namespace,
     TrackResult,
@@ -23,6 +23,7 @@ from .schema import Schema
 from .store import Store
 
 __all__ = ["DEFAULT_BATCH_TTL", "SCRATCH_TTL_MS", "Stats", "TrackResult"]
+T = TypeVar("T")
 
 
 class Stats:
@@ -36,7 +37,7 @@ class Stats:
         self._keys = self._ns.keys
         self.namespace = namespace
 
-    def _run(self, op: Any) -> Any:
+    def _run(self, op: Generator[Call, Any, T]) -> T:
         return run(self._store, op)
 
     # schema and namespace
@@ -108,19 +109,6 @@ class Stats:
                 reply = None
             else:
                 reply = getattr(self._store, step.method)(*step.args)
-
-    # the helpers analysis.py plans with
-    def _segment(self, event: str, segment: Mapping[str, Any]) -> tuple[str, str] | None:
-        return self._ns.segment(event, segment)
-
-    def _require_period(self, period: str) -> None:
-        self._ns.require_period(period)
-
-    def _range(self, start: Any, end: Any) -> tuple[datetime, datetime]:
-        return self._ns.range(start, end)
-
-    def _cover_labels(self, start: Any, end: Any) -> tuple[str, ...]:
-        return self._ns.cover_labels(start, end)
 
     # metrics
     def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
@@ -212,7 +200,7 @@ class Stats:
         (default: the wall clock). Segment filters (`country="NL"`) narrow the cohort.
         """
         args = (first_event, return_event, start, periods, period, kind, columns, now, segment)
-        return analysis.run(self._store, analysis.retention(self._ns, *args))
+        return self._run(analysis.retention(self._ns, *args))
 
     def funnel(
         self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
@@ -224,13 +212,11 @@ class Stats:
         day counts as in order) on days before d + `within`. Bitmaps keep days, not instants,
         so two steps on one day always count as in order. Segment filters apply to step 1.
         """
-        return analysis.run(
-            self._store, analysis.funnel(self._ns, steps, start, end, within, segment)
-        )
+        return self._run(analysis.funnel(self._ns, steps, start, end, within, segment))
 
     def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> dict[int, int]:
         """{n: actors active on exactly n distinct days of [start, end]}, n = 1 .. days."""
-        return analysis.run(self._store, analysis.stickiness(self._ns, event, start, end, segment))
+        return self._run(analysis.stickiness(self._ns, event, start, end, segment))
 
     def lifecycle(
         self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
@@ -242,7 +228,7 @@ class Stats:
         in this one. Periods not begun by `now` have None counts.
         """
         op = analysis.lifecycle(self._ns, event, start, periods, period, now=now)
-        return analysis.run(self._store, op)
+        return self._run(op)
 
 
 from . import analysis  # noqa: E402  (kept beside the analysis methods above)

@@ -153,6 +153,7 @@ class Store:
         self.ids_script = Script("ids.lua")
         self.evaluate_script = Script("evaluate.lua")
         self.counters_script = Script("counters.lua")
+        self.registers_script = Script("registers.lua")
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -220,17 +221,31 @@ class Store:
 
     def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
         """Run one evaluate.lua call per program (per shard); pipelined on a single server."""
-        calls = evaluate_calls(programs)
         with wrapped_errors("evaluating actor sets"):
-            if self.cluster or len(calls) == 1:
-                return [list(self.evaluate_script(self.client, k, a)) for k, a in calls]
+            return self._per_shard(self.evaluate_script, evaluate_calls(programs))
+
+    def registers(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[Any]]:
+        """Run registers.lua once per (keys, argv), that is per id shard (analysis programs)."""
+        with wrapped_errors("evaluating an analysis"):
+            return self._per_shard(self.registers_script, calls)
+
+    def _per_shard(
+        self, script: Script, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[list[Any]]:
+        if self.cluster or len(calls) == 1:
+            return [list(script(self.client, k, a)) for k, a in calls]
+
+        def run() -> list[list[Any]]:
             pipe = self.client.pipeline(transaction=False)
             for k, a in calls:
-                pipe.evalsha(self.evaluate_script.sha, len(k), *k, *a)
-            try:
-                return [list(r) for r in pipe.execute()]
-            except rex.NoScriptError:
-                return [list(self.evaluate_script(self.client, k, a)) for k, a in calls]
+                pipe.evalsha(script.sha, len(k), *k, *a)
+            return [list(r) for r in pipe.execute()]
+
+        try:
+            return run()
+        except rex.NoScriptError:  # a restarted server forgot the script: load it, run again
+            self.client.script_load(script.source)
+            return run()
 
     def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
         if not keys:
