@@ -140,3 +140,4 @@ def _register() -> None:
 
 
 _register()
+from . import cli_web  # noqa: E402, F401  (adds `serve` and `report` to main)
