@@ -1,8 +1,8 @@
 """The HTTP API's speed: `bitstat serve` in its own process, one client on loopback.
 
-    python benchmarks/http.py                 # private embedded server, full size
-    python benchmarks/http.py --quick         # a smoke run of a few seconds
-    python benchmarks/http.py --url redis://127.0.0.1:6379/0
+    python benchmarks/http_api.py                 # private embedded server, full size
+    python benchmarks/http_api.py --quick         # a smoke run of a few seconds
+    python benchmarks/http_api.py --url redis://127.0.0.1:6379/0
 
 Figures (printed, never asserted; targets from issue #4):
   ingest   events/s through POST /v1/track in batches of 1,000, one client, one connection,
@@ -16,33 +16,21 @@ The same streams also go through `track_many` in-process, to show what HTTP adds
 
 from __future__ import annotations
 
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
 import sys
-from pathlib import Path
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode
 
-HERE = Path(__file__).resolve().parent
-# This file is named http.py: run as a script, its folder would hide the standard `http`.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from typing import Any  # noqa: E402
-from urllib.parse import urlencode  # noqa: E402
-
-import bitstat  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("harness", HERE / "harness.py")
-assert _spec is not None and _spec.loader is not None
-harness = importlib.util.module_from_spec(_spec)
-sys.modules["harness"] = harness
-_spec.loader.exec_module(harness)
+import bitstat
+import harness
 
 FULL_SCHEMA = bitstat.Schema(
     ids="map",
@@ -173,7 +161,7 @@ def summary(ms: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="benchmarks/http.py", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="benchmarks/http_api.py", description=__doc__.split("\n")[0])
     p.add_argument("--url", help="Redis URL (default: a private embedded server)")
     p.add_argument("--quick", action="store_true", help="a few seconds: a smoke run")
     args = p.parse_args(argv)
