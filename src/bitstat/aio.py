@@ -68,6 +68,7 @@ class AsyncStore:
         self.evaluate_script = Script("evaluate.lua")
         self.counters_script = Script("counters.lua")
         self.registers_script = Script("registers.lua")
+        self.values_script = Script("values.lua")
 
     @classmethod
     async def from_url(cls, url: str) -> AsyncStore:
@@ -121,6 +122,11 @@ class AsyncStore:
                 list(await _script(self.evaluate_script, self.client, k, a))
                 for k, a in evaluate_calls(programs)
             ]
+
+    async def map_values(self, map_key: str, next_key: str, values: Sequence[str]) -> list[int]:
+        with wrapped_errors("numbering distinct values"):
+            found = await _script(self.values_script, self.client, [map_key, next_key], values)
+        return [int(x) for x in found]
 
     async def registers(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[Any]]:
         with wrapped_errors("evaluating an analysis"):

@@ -18,12 +18,13 @@ import numpy as np
 
 from . import periods
 from .errors import InvalidEvent, QueryError, SchemaError
-from .events import canonical_id, int_actor, original_id, parse_batch
+from .events import Columns, canonical_id, int_actor, original_id, parse_batch
 from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
     Keys,
     encode_value,
+    member_text,
     member_value,
     metric_count_field,
     metric_sum_field,
@@ -86,6 +87,7 @@ class Namespace:
         self.batch_ttl = batch_ttl
         self.id_cache: dict[str, int] = {}
         self.shard_cache: list[int] = []
+        self.value_cache: dict[tuple[str, str], dict[str, int]] = {}
 
     # schema
     def load_schema(self, given: Schema | None) -> Op[Schema]:
@@ -151,8 +153,15 @@ class Namespace:
             if present:
                 found = yield from self.offsets([cols.actors[i] for i in present])
                 offsets[present] = found
+        value_ids = yield from self.value_ids(cols)
         plan = build_plan(
-            cols, offsets, self.schema, self.keys, batch_id=batch_id, single=not self.cluster
+            cols,
+            offsets,
+            self.schema,
+            self.keys,
+            batch_id=batch_id,
+            single=not self.cluster,
+            value_ids=value_ids,
         )
         applied = yield Call("apply", (plan, self.batch_ttl if batch_id else 0))
         recorded = plan.recorded if applied or batch_id is None else 0
@@ -172,6 +181,36 @@ class Namespace:
             )
             cache.update(zip(missing, found, strict=True))
         return np.array([cache[c] for c in canonical], dtype=np.int64)
+
+    def value_ids(self, cols: Columns) -> Op[dict[int, np.ndarray]]:
+        """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
+        property on the server (get or create), remembered here."""
+        out: dict[int, np.ndarray] = {}
+        for idx, (kind, prop, _) in enumerate(cols.specs):
+            if kind != "unique":
+                continue
+            values = cols.values[idx]
+            ids = np.full(len(cols), -1, dtype=np.int64)
+            codes = cols.codes.tolist()
+            for code, event in enumerate(cols.names):
+                rows = [r for r, v in enumerate(values) if v is not None and codes[r] == code]
+                if not rows:
+                    continue
+                cache = self.value_cache.setdefault((event, prop), {})
+                members = [member_text(values[r]) for r in rows]
+                missing = list(dict.fromkeys(m for m in members if m not in cache))
+                if missing:
+                    if len(cache) > ID_CACHE_LIMIT:
+                        cache.clear()
+                    k = self.keys
+                    found = yield Call(
+                        "map_values",
+                        (k.value_ids(event, prop), k.value_next(event, prop), missing),
+                    )
+                    cache.update(zip(missing, found, strict=True))
+                ids[rows] = [cache[m] for m in members]
+            out[idx] = ids
+        return out
 
     def ids_of(self, offsets: np.ndarray) -> Op[list[Any]]:
         if self.schema.ids == "int":

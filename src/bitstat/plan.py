@@ -190,6 +190,7 @@ def build_plan(
     keys: Keys,
     batch_id: str | None = None,
     single: bool = False,
+    value_ids: dict[int, np.ndarray] | None = None,
 ) -> WritePlan:
     """The write plan of one checked batch.
 
@@ -300,14 +301,10 @@ def build_plan(
             name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
             _emit_scores(b, keys, name_key, by_bucket, split, labels)
         elif kind == "unique":
-            assert values is not None
-            seen: dict[str, dict[Any, set[int]]] = defaultdict(lambda: defaultdict(set))
-            for c, v in zip(cb_list, values, strict=True):
-                if v is not None:
-                    event, bb = split(c)
-                    seen[event][v].add(bb)
-            for event, by_value in seen.items():
-                _plan_distinct(b, keys, labels, event, prop, by_value)
+            ids = (value_ids or {}).get(idx)
+            if ids is None:
+                raise ValueError(f"no value ids for the unique rule {prop!r}")
+            _plan_distinct(b, keys, prop, split, labels, combined, ids)
         else:
             assert values is not None
             if offsets_list is None:
@@ -450,27 +447,33 @@ def _plan_sums(
 def _plan_distinct(
     b: _Builder,
     keys: Keys,
-    labels: Callable[[int], dict[str, str]],
-    event: str,
     prop: str,
-    seen: dict[Any, set[int]],
+    split: Callable[[int], tuple[str, int]],
+    labels: Callable[[int], dict[str, str]],
+    combined: np.ndarray,
+    ids: np.ndarray,
 ) -> None:
-    """A value's id is stable across buckets, so distinct counts over ranges merge with OR."""
-    g = b.group(keys.event_tag(event))
-    flat: list[Any] = []
-    for value, bases in seen.items():
-        targets: list[int] = []
-        done: set[str] = set()
-        for bb in bases:
-            for period, label in labels(bb).items():
-                if label not in done:
-                    done.add(label)
-                    key = keys.distinct(event, label, prop)
-                    targets.append(g.key(key))
-                    b.expire(g, key, period, label)
-        flat += [member_text(value), len(targets), *targets]
-    g.args += ["V", g.key(keys.value_ids(event, prop)), g.key(keys.value_next(event, prop))]
-    g.args += [len(seen), *flat]
+    """Bits of value ids per (event, bucket): a value's id is the same in every bucket, so a
+    range's distinct count is one OR; sent like actor bits (packed offsets or a bitmap)."""
+    rows = np.flatnonzero(ids >= 0)
+    if rows.size == 0:
+        return
+    cb, vid = combined[rows], ids[rows]
+    order = np.argsort(cb, kind="stable")
+    cb, vid = cb[order], vid[order]
+    cuts = (np.flatnonzero(np.diff(cb)) + 1).tolist()
+    by_tag: dict[str, dict[str, list[np.ndarray]]] = defaultdict(dict)
+    key_period: dict[str, tuple[str, str]] = {}
+    for s, e in zip([0, *cuts], [*cuts, len(cb)], strict=True):
+        event, bb = split(int(cb[s]))
+        dest = by_tag[keys.event_tag(event)]
+        chunk = vid[s:e]
+        for period, label in labels(bb).items():
+            key = keys.distinct(event, label, prop)
+            dest.setdefault(key, []).append(chunk)
+            key_period[key] = (period, label)
+    for tag, by_key in by_tag.items():
+        b.bits(tag, by_key, key_period)
 
 
 def _float_text(value: float) -> str:

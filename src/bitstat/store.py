@@ -154,6 +154,7 @@ class Store:
         self.evaluate_script = Script("evaluate.lua")
         self.counters_script = Script("counters.lua")
         self.registers_script = Script("registers.lua")
+        self.values_script = Script("values.lua")
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -191,6 +192,11 @@ class Store:
         keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids)
         with wrapped_errors("mapping actor ids"):
             return [int(x) for x in self.ids_script(self.client, keys, args)]
+
+    def map_values(self, map_key: str, next_key: str, values: Sequence[str]) -> list[int]:
+        with wrapped_errors("numbering distinct values"):
+            found = self.values_script(self.client, [map_key, next_key], values)
+        return [int(x) for x in found]
 
     # reads
     def evaluate_checked(

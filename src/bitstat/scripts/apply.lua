@@ -14,7 +14,6 @@
 --   X k unixtime                    EXPIREAT (keys of periods with an expiry)
 --   L k n (field value)*n           keep the lowest number per field (span: first day)
 --   G k n (field value)*n           keep the greatest number per field (span: last day)
---   V map next n (value m k*m)*n    id of a distinct value (get or create), set it in m bitmaps
 -- Returns 1 when applied, 0 when this batch id was applied before (nothing is written).
 local ttl = tonumber(ARGV[1])
 if ttl > 0 then
@@ -131,25 +130,6 @@ while i <= n_argv do
   elseif op == 'X' then
     redis.call('EXPIREAT', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
     i = i + 3
-  elseif op == 'V' then
-    local map = KEYS[tonumber(ARGV[i + 1])]
-    local nxt = KEYS[tonumber(ARGV[i + 2])]
-    local n = tonumber(ARGV[i + 3])
-    local j = i + 4
-    for _ = 1, n do
-      local value = ARGV[j]
-      local m = tonumber(ARGV[j + 1])
-      local id = redis.call('HGET', map, value)
-      if not id then
-        id = redis.call('INCR', nxt) - 1
-        redis.call('HSET', map, value, id)
-      end
-      for t = j + 2, j + 1 + m do
-        redis.call('SETBIT', KEYS[tonumber(ARGV[t])], id, 1)
-      end
-      j = j + 2 + m
-    end
-    i = j
   else
     return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
   end
