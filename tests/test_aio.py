@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -147,3 +148,28 @@ def test_async_connect_stores_and_checks_the_schema(server_url: str, namespace: 
         await reader.close()
 
     asyncio.run(go())
+
+
+def test_span_gives_the_first_and_last_local_day(server_url: str, namespace: str) -> None:
+    schema = bitstat.Schema(timezone="Europe/Amsterdam")
+    with bitstat.connect(server_url, namespace=namespace, schema=schema) as st_:
+        assert st_.span("login") is None
+        st_.track_many(
+            [
+                {"event": "login", "user": 1, "time": "2026-11-20T10:00:00+00:00"},
+                # 23:30 UTC is already the next day in Amsterdam
+                {"event": "login", "user": 2, "time": "2026-11-22T23:30:00+00:00"},
+            ]
+        )
+        want = (date(2026, 11, 20), date(2026, 11, 23))
+        assert st_.span("login") == want
+
+        async def read() -> Any:
+            ast = await aio.connect(server_url, namespace=namespace)
+            try:
+                return await ast.span("login")
+            finally:
+                await ast.close()
+
+        assert asyncio.run(read()) == want
+        st_.drop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -358,6 +359,9 @@ class AsyncStats:
 
     async def query_days(self, event: str, days: int, end: Any = None) -> list[dict[str, Any]]:
         return await run(self._store, self._ns.query_days(event, days, end))
+
+    async def span(self, event: str) -> tuple[date, date] | None:
+        return await run(self._store, self._ns.span(event))
 
     async def events(self) -> list[str]:
         return await run(self._store, self._ns.events())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -457,6 +457,16 @@ class Namespace:
             day = last - timedelta(days=d)
             out.append({"day": day.isoformat(), **(yield from self.query(event, day, None))})
         return out
+
+    def span(self, event: str) -> Op[tuple[date, date] | None]:
+        """The first and last (local) days `event` was recorded on, None if never."""
+        check_name(event)
+        first = yield Call("hget", (self.keys.span_first, event))
+        last = yield Call("hget", (self.keys.span_last, event))
+        if first is None or last is None:
+            return None
+        epoch = date(1970, 1, 1)
+        return epoch + timedelta(days=int(first)), epoch + timedelta(days=int(last))
 
     def events(self) -> Op[list[str]]:
         raw = yield Call("smembers", (self.keys.events,))

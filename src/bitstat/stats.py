@@ -4,6 +4,7 @@ Store. Every method is a thin call: the logic lives in ops.py, shared with `Asyn
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from datetime import date
 from functools import partial
 from typing import Any, TypeVar
 
@@ -172,6 +173,10 @@ class Stats:
         """`query` for each of the last `days` days up to `end` (default: today), oldest first."""
         out: list[dict[str, Any]] = self._run(self._ns.query_days(event, days, end))
         return out
+
+    def span(self, event: str) -> tuple[date, date] | None:
+        """The first and last (local) days `event` was recorded on; None if it never was."""
+        return self._run(self._ns.span(event))
 
     def events(self) -> list[str]:
         """Every event name recorded in the namespace, sorted."""
