@@ -15,7 +15,6 @@ from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import redis.asyncio as aredis
 import redis.exceptions as rex
@@ -23,7 +22,6 @@ from redis.asyncio.cluster import RedisCluster
 
 from . import analysis
 from .actors import ActorQuery, SetAlgebra
-from .errors import ConnectionError
 from .ops import (
     DEFAULT_BATCH_TTL,
     Call,
@@ -37,8 +35,8 @@ from .plan import WritePlan
 from .query import Expr, Program
 from .schema import Schema, parse_duration
 from .store import (
-    CLUSTER_SCHEME,
     Script,
+    cluster_address,
     evaluate_calls,
     ids_call,
     resolve_url,
@@ -73,22 +71,11 @@ class AsyncStore:
 
     @classmethod
     async def from_url(cls, url: str) -> AsyncStore:
-        parts = urlsplit(url)
-        if parts.scheme == CLUSTER_SCHEME:
-            client: Any = RedisCluster(
-                host=parts.hostname or "127.0.0.1",
-                port=parts.port or 6379,
-                username=parts.username,
-                password=parts.password,
-            )
-            store = cls(client, True)
-        elif parts.scheme in ("redis", "rediss", "unix"):
-            store = cls(aredis.Redis.from_url(url), False)
+        address = cluster_address(url)
+        if address is not None:
+            store = cls(RedisCluster(**address), True)
         else:
-            raise ConnectionError(
-                f"unsupported URL scheme {parts.scheme!r} in {url!r}: "
-                "use redis://, rediss://, unix:// or redis+cluster://"
-            )
+            store = cls(aredis.Redis.from_url(url), False)
         with wrapped_errors(f"connecting to {url}"):
             await store.client.ping()
         return store

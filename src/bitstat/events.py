@@ -26,7 +26,6 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_EPOCH = 0
 _MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59
-_SCALARS = (str, int, float)
 _FIXED_ZONES = (timezone, ZoneInfo)  # tzinfo kinds that always give an offset
 
 

@@ -67,12 +67,6 @@ def encode_value(value: str | Sequence[str]) -> str:
     return "~".join(escape(part) for part in value)
 
 
-def decode_value(text: str, compound: bool) -> str | tuple[str, ...]:
-    if compound:
-        return tuple(unescape(part) for part in text.split("~"))
-    return unescape(text)
-
-
 def member_text(value: str | Sequence[str]) -> str:
     """A value as a hash field or sorted-set member: raw text, so byte order is text order.
 

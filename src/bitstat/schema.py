@@ -11,8 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SchemaError
+from .periods import PERIODS
 
-PERIODS = ("hour", "day", "week", "month", "year")
 ID_MODES = ("int", "map")
 DEFAULT_MAX_ID = 2**32 - 1
 RULE_KINDS = ("count", "sum", "top", "unique", "segment")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import os
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
@@ -50,25 +50,30 @@ def resolve_url(url: str | None, data_dir: Any, appendfsync: str) -> str:
     return url
 
 
-def client_from_url(url: str) -> tuple[Any, bool]:
-    """(redis-py client, is_cluster) for redis://, rediss://, unix:// or redis+cluster:// URLs."""
-    scheme = urlsplit(url).scheme
-    if scheme == CLUSTER_SCHEME:
-        parts = urlsplit(url)
-        return (
-            RedisCluster(
-                host=parts.hostname or "127.0.0.1",
-                port=parts.port or 6379,
-                password=parts.password,
-                username=parts.username,
-            ),
-            True,
-        )
-    if scheme not in ("redis", "rediss", "unix"):
+def cluster_address(url: str) -> dict[str, Any] | None:
+    """RedisCluster arguments for a redis+cluster:// URL, None for a single-server URL; any
+    other scheme is refused. Shared by the blocking and the asyncio stores."""
+    parts = urlsplit(url)
+    if parts.scheme == CLUSTER_SCHEME:
+        return {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 6379,
+            "username": parts.username,
+            "password": parts.password,
+        }
+    if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConnectionError(
-            f"unsupported URL scheme {scheme!r} in {url!r}: "
+            f"unsupported URL scheme {parts.scheme!r} in {url!r}: "
             "use redis://, rediss://, unix:// or redis+cluster://"
         )
+    return None
+
+
+def client_from_url(url: str) -> tuple[Any, bool]:
+    """(redis-py client, is_cluster) for redis://, rediss://, unix:// or redis+cluster:// URLs."""
+    address = cluster_address(url)
+    if address is not None:
+        return RedisCluster(**address), True
     return redis.Redis.from_url(url), False
 
 
@@ -166,10 +171,6 @@ class Store:
 
     def close(self) -> None:
         self.client.close()
-
-    def run(self, what: str, fn: Callable[[], T]) -> T:
-        with wrapped_errors(what):
-            return fn()
 
     # writes
     def apply(self, plan: WritePlan, batch_ttl: int) -> int:
