@@ -12,7 +12,7 @@ import itertools
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -548,7 +548,9 @@ def feed(st_: bitstat.Stats, model: Model, events: list[Any], data: st.DataObjec
         n = data.draw(st.integers(1, max(1, len(events) - i)))
         chunk = events[i : i + n]
         batch_id = data.draw(st.sampled_from([None, f"{ns}/{i}/{n}"]))
-        if n == 1 and batch_id is None and data.draw(st.booleans()):
+        # track() takes a mapping or an event name, so only a mapping goes alone through it
+        alone = n == 1 and batch_id is None and isinstance(chunk[0], Mapping)
+        if alone and data.draw(st.booleans()):
             try:
                 model.track(chunk[0])
             except Rejected:

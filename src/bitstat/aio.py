@@ -37,6 +37,7 @@ from .schema import Schema, parse_duration
 from .store import (
     Script,
     cluster_address,
+    evaluate_answers,
     evaluate_calls,
     ids_call,
     resolve_url,
@@ -106,10 +107,12 @@ class AsyncStore:
 
     async def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
         with wrapped_errors("evaluating actor sets"):
-            return [
-                list(await _script(self.evaluate_script, self.client, k, a))
-                for k, a in evaluate_calls(programs)
-            ]
+            return evaluate_answers(
+                [
+                    await _script(self.evaluate_script, self.client, k, a)
+                    for k, a in evaluate_calls(programs, self.cluster)
+                ]
+            )
 
     async def map_values(self, map_key: str, next_key: str, values: Sequence[str]) -> list[int]:
         with wrapped_errors("numbering distinct values"):
@@ -126,7 +129,7 @@ class AsyncStore:
         if self.cluster:
             shards = sorted(int(x) for x in await self.smembers(shards_key))
             return shards, await self.evaluate(programs)
-        calls = evaluate_calls(programs)
+        calls = evaluate_calls(programs, cluster=False)
 
         async def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -137,11 +140,11 @@ class AsyncStore:
 
         with wrapped_errors("evaluating actor sets"):
             try:
-                raw, *answers = await run()
+                raw, *replies = await run()
             except rex.NoScriptError:  # a restarted server forgot the script: load, run again
                 await self.client.script_load(self.evaluate_script.source)
-                raw, *answers = await run()
-        return sorted(int(x) for x in raw), [list(r) for r in answers]
+                raw, *replies = await run()
+        return sorted(int(x) for x in raw), evaluate_answers(replies)
 
     async def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
         if not keys:

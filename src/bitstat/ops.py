@@ -30,13 +30,12 @@ from .keys import (
     metric_sum_field,
 )
 from .plan import build_plan
-from .query import Compiler, Expr, Leaf, Program, count_union
+from .query import Compiler, Expr, Leaf, count_union
 from .schema import Schema, compound, normalise
 
 T = TypeVar("T")
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
 ID_CACHE_LIMIT = 2_000_000
-SCRATCH_TTL_MS = 30_000
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
 
 
@@ -228,7 +227,7 @@ class Namespace:
 
     def cover_labels(self, start: Any, end: Any) -> tuple[str, ...]:
         lo, hi = self.range(start, end)
-        return tuple(b.label for b in periods.cover(lo, hi, self.schema.periods))
+        return periods.cover_labels(lo, hi, self.schema.periods)
 
     def require_period(self, period: str) -> None:
         if period not in self.schema.periods:
@@ -265,10 +264,11 @@ class Namespace:
         shards = self.shard_cache
         while True:
             programs = []
-            for shard in shards:
-                c = Compiler(self.keys, shard)
+            if shards:  # shards differ only in their keys' hash tag: compile once, retag
+                c = Compiler(self.keys, shards[0])
                 add(c)
-                programs.append(c.program(SCRATCH_TTL_MS))
+                first, tag = c.program(), self.keys.shard_tag(shards[0])
+                programs = [first.retag(tag, self.keys.shard_tag(s)) for s in shards]
             now, answers = yield Call("evaluate_checked", (self.keys.shards, programs))
             if now == shards:
                 return list(zip(shards, answers, strict=True))
@@ -306,7 +306,7 @@ class Namespace:
                 return False
         c = Compiler(self.keys, offset >> SHARD_BITS)
         c.contains(expr, offset & ((1 << SHARD_BITS) - 1))
-        answers = yield Call("evaluate", ([c.program(SCRATCH_TTL_MS)],))
+        answers = yield Call("evaluate", ([c.program()],))
         return bool(answers[0][0])
 
     def ids(self, expr: Expr) -> Generator[Call | Emit, Any, None]:
@@ -417,9 +417,7 @@ class Namespace:
     def distinct(self, event: str, prop: str, start: Any, end: Any) -> Op[int]:
         _, stored = self.prop(event, prop, "unique")
         keys = [self.keys.distinct(event, lb, stored) for lb in self.cover_labels(start, end)]
-        operands, code, scratch = count_union(keys)
-        program = Program(operands, [len(operands), SCRATCH_TTL_MS, *code], scratch, 1)
-        answers = yield Call("evaluate", ([program],))
+        answers = yield Call("evaluate", ([count_union(keys)],))
         return int(answers[0][0])
 
     def query(self, event: str, start: Any, end: Any) -> Op[dict[str, Any]]:

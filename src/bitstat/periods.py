@@ -321,6 +321,12 @@ def _cover_days(d0: int, d1: int, chosen: frozenset[str]) -> list[Bucket] | None
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def cover_labels(lo: datetime, hi: datetime, periods: tuple[str, ...]) -> tuple[str, ...]:
+    """The labels of `cover(lo, hi, periods)`, remembered: dashboards ask the same ranges."""
+    return tuple(b.label for b in cover(lo, hi, periods))
+
+
 def cover(lo: datetime, hi: datetime, periods: Iterable[str]) -> list[Bucket]:
     """The fewest buckets of `periods` that tile [lo, hi) exactly, in time order.
 

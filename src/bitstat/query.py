@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from .keys import Keys
 
+# scratch results live this long at most: a crashed client leaves nothing behind for good
+SCRATCH_TTL_MS = 30_000
+
 
 @dataclass(frozen=True)
 class Leaf:
@@ -44,15 +47,23 @@ def combine(op: str, a: Expr, b: Expr) -> Expr:
 
 @dataclass
 class Program:
-    """One evaluate.lua call for one shard: KEYS = operands then scratch keys."""
+    """One evaluate.lua program for one shard: its operand keys, how many scratch keys it needs,
+    its postfix code and how many answers it gives."""
 
     operands: list[str]
-    argv: list[str | int]
+    code: list[str | int]
     scratch: int
     answers: int
 
-    def keys(self, scratch_names: Sequence[str]) -> list[str]:
-        return [*self.operands, *scratch_names]
+    def retag(self, tag: str, other: str) -> Program:
+        """The same program for another shard: its operand keys under hash tag `other`."""
+        size = len(tag)
+        operands = []
+        for key in self.operands:
+            if not key.startswith(tag):
+                raise ValueError(f"operand {key!r} is not under hash tag {tag!r}")
+            operands.append(other + key[size:])
+        return Program(operands, self.code, self.scratch, self.answers)
 
 
 class Compiler:
@@ -110,13 +121,12 @@ class Compiler:
         self.code.append(">")
         self.answers += 1
 
-    def program(self, ttl_ms: int) -> Program:
-        argv: list[str | int] = [len(self.operands), ttl_ms, *self.code]
-        return Program(list(self.operands), argv, self.scratch, self.answers)
+    def program(self) -> Program:
+        return Program(list(self.operands), list(self.code), self.scratch, self.answers)
 
 
-def count_union(keys_: Sequence[str]) -> tuple[list[str], list[str | int], int]:
-    """Program counting the union of explicit keys of one slot: (operands, argv tail, scratch)."""
+def count_union(keys_: Sequence[str]) -> Program:
+    """The program counting the union of explicit keys of one slot."""
     code: list[str | int] = []
     for i in range(len(keys_)):
         code += ["k", i + 1]
@@ -125,4 +135,4 @@ def count_union(keys_: Sequence[str]) -> tuple[list[str], list[str | int], int]:
         code += ["or", len(keys_)]
         scratch = 1
     code.append("=")
-    return list(keys_), code, scratch
+    return Program(list(keys_), code, scratch, 1)

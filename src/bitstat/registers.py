@@ -15,7 +15,8 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .ops import SCRATCH_TTL_MS, Call, Namespace
+from .ops import Call, Namespace
+from .query import SCRATCH_TTL_MS
 
 T = TypeVar("T")
 Steps = Generator[Call, Any, T]  # an operation, as in ops.py

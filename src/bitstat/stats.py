@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 from .actors import ActorQuery, ActorSet
 from .ops import (
     DEFAULT_BATCH_TTL,
-    SCRATCH_TTL_MS,
     Call,
     Emit,
     Namespace,
@@ -19,7 +18,7 @@ from .ops import (
     check_name,
     run,
 )
-from .query import Expr
+from .query import SCRATCH_TTL_MS, Expr
 from .schema import Schema
 from .store import Store
 

@@ -17,10 +17,9 @@ from redis.cluster import RedisCluster
 
 from .errors import ConnectionError, ServerError
 from .plan import WritePlan
-from .query import Program
+from .query import SCRATCH_TTL_MS, Program
 
 T = TypeVar("T")
-SCRATCH_TTL_MS = 30_000
 CLUSTER_SCHEME = "redis+cluster"
 
 
@@ -111,15 +110,33 @@ def ids_call(
     return keys, args
 
 
-def evaluate_calls(programs: Sequence[Program]) -> list[tuple[list[str], list[Any]]]:
-    """KEYS and ARGV of evaluate.lua per program, with fresh scratch key names in its slot."""
-    calls = []
+def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of one evaluate.lua call running `programs` in order, each with fresh
+    scratch key names in its own slot."""
+    keys: list[str] = []
+    args: list[Any] = [SCRATCH_TTL_MS]
     for p in programs:
         token = secrets.token_hex(6)
         tag = p.operands[0][: p.operands[0].index("}") + 1]
-        scratch = [f"{tag}:tmp:{token}:{i}" for i in range(p.scratch)]
-        calls.append((p.keys(scratch), p.argv))
-    return calls
+        keys += p.operands
+        keys += [f"{tag}:tmp:{token}:{i}" for i in range(p.scratch)]
+        args += [len(p.operands) + p.scratch, len(p.operands), len(p.code), *p.code]
+    return keys, args
+
+
+def evaluate_calls(programs: Sequence[Program], cluster: bool) -> list[tuple[list[str], list[Any]]]:
+    """evaluate.lua calls for `programs`: one call on a single server (its per-call cost is
+    paid once, not once per shard), one per program (per slot) on a cluster."""
+    if not programs:
+        return []
+    if cluster:
+        return [evaluate_call([p]) for p in programs]
+    return [evaluate_call(programs)]
+
+
+def evaluate_answers(replies: Sequence[Any]) -> list[list[Any]]:
+    """Answers per program from the replies of `evaluate_calls`."""
+    return [list(answers) for reply in replies for answers in reply]
 
 
 def scores(flat: Sequence[Any]) -> dict[bytes, float]:
@@ -209,7 +226,7 @@ class Store:
             with wrapped_errors("listing shards"):
                 shards = sorted(int(x) for x in self.client.smembers(shards_key))
             return shards, self.evaluate(programs)
-        calls = evaluate_calls(programs)
+        calls = evaluate_calls(programs, cluster=False)
 
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -220,16 +237,21 @@ class Store:
 
         with wrapped_errors("evaluating actor sets"):
             try:
-                raw, *answers = run()
+                raw, *replies = run()
             except rex.NoScriptError:  # a restarted server forgot the script: load, run again
                 self.client.script_load(self.evaluate_script.source)
-                raw, *answers = run()
-        return sorted(int(x) for x in raw), [list(r) for r in answers]
+                raw, *replies = run()
+        return sorted(int(x) for x in raw), evaluate_answers(replies)
 
     def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
-        """Run one evaluate.lua call per program (per shard); pipelined on a single server."""
+        """Answers of evaluate.lua programs (one per shard): one call on a single server."""
         with wrapped_errors("evaluating actor sets"):
-            return self._per_shard(self.evaluate_script, evaluate_calls(programs))
+            return evaluate_answers(
+                [
+                    self.evaluate_script(self.client, k, a)
+                    for k, a in evaluate_calls(programs, self.cluster)
+                ]
+            )
 
     def registers(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[Any]]:
         """Run registers.lua once per (keys, argv), that is per id shard (analysis programs)."""
