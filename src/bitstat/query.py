@@ -87,11 +87,14 @@ class Compiler:
 
     def _emit(self, expr: Expr) -> None:
         if isinstance(expr, Leaf):
-            for label in expr.labels:
-                key = self.keys.actors(self.shard, expr.event, label, expr.segment)
-                self.code += ["k", self._operand(key)]
-            if len(expr.labels) != 1:
-                self.code += ["or", len(expr.labels)]
+            found = [
+                self._operand(self.keys.actors(self.shard, expr.event, label, expr.segment))
+                for label in expr.labels
+            ]
+            if len(found) == 1:
+                self.code += ["k", found[0]]
+            else:
+                self.code += ["u", len(found), *found]
                 self.scratch += 1
             return
         for arg in expr.args:
@@ -127,12 +130,6 @@ class Compiler:
 
 def count_union(keys_: Sequence[str]) -> Program:
     """The program counting the union of explicit keys of one slot."""
-    code: list[str | int] = []
-    for i in range(len(keys_)):
-        code += ["k", i + 1]
-    scratch = 0
-    if len(keys_) > 1:
-        code += ["or", len(keys_)]
-        scratch = 1
-    code.append("=")
-    return Program(list(keys_), code, scratch, 1)
+    n = len(keys_)
+    code: list[str | int] = ["k", 1] if n == 1 else ["u", n, *range(1, n + 1)]
+    return Program(list(keys_), [*code, "="], 0 if n == 1 else 1, 1)

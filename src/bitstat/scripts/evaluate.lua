@@ -9,6 +9,7 @@
 --   n_operands+1..n_keys  scratch keys for intermediate results (given a TTL the moment made)
 -- A program's code is postfix:
 --   k i        push operand i
+--   u m i1..im push the union of operands i1..im (a leaf over several buckets, in one op)
 --   or m | and m | xor m    pop m sets, push their union / intersection / symmetric difference
 --   diff       pop b, pop a, push a - b
 --   not i      pop a, push operand i - a (operand i is the set of every actor of the shard)
@@ -98,6 +99,17 @@ local function run(base, n_operands, n_keys, first, last)
       local key = KEYS[base + tonumber(ARGV[i + 1])]
       stack[#stack + 1] = present(key) and key or false
       i = i + 2
+    elseif op == 'u' then
+      local m = tonumber(ARGV[i + 1])
+      local found = {}
+      for j = i + 2, i + 1 + m do
+        local key = KEYS[base + tonumber(ARGV[j])]
+        if present(key) then
+          found[#found + 1] = key
+        end
+      end
+      stack[#stack + 1] = #found > 0 and bitop('OR', found)
+      i = i + 2 + m
     elseif op == 'or' or op == 'xor' or op == 'and' then
       local items = pop(tonumber(ARGV[i + 1]))
       local found, missing = {}, false
