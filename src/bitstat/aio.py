@@ -65,9 +65,8 @@ class AsyncStore:
         self.cluster = cluster
         self.apply_script = Script("apply.lua")
         self.ids_script = Script("ids.lua")
-        self.evaluate_script = Script("evaluate.lua")
+        self.evaluate_script = Script("sets.lua")
         self.counters_script = Script("counters.lua")
-        self.registers_script = Script("registers.lua")
         self.values_script = Script("values.lua")
 
     @classmethod
@@ -118,10 +117,6 @@ class AsyncStore:
         with wrapped_errors("numbering distinct values"):
             found = await _script(self.values_script, self.client, [map_key, next_key], values)
         return [int(x) for x in found]
-
-    async def registers(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[Any]]:
-        with wrapped_errors("evaluating an analysis"):
-            return [list(await _script(self.registers_script, self.client, k, a)) for k, a in calls]
 
     async def evaluate_checked(
         self, shards_key: str, programs: Sequence[Program]

@@ -6,9 +6,9 @@ and the asyncio API drive the same code. A lifecycle is a list of actor-set expr
 (`query.Leaf` / `query.Op`) counted by `Namespace.count_exprs`, one server call per id shard.
 Retention tables, funnels and stickiness use one intermediate set many times (a cohort in every
 cell of its row, the funnel steps reached so far, a running count of active days), which
-expression trees cannot share: they become register programs (`registers.py`) for
-`scripts/registers.lua`, one script call per id shard. Both are compiled per shard, so every
-analysis runs unchanged on Redis Cluster. Results are plain data; a retention table also renders
+expression trees cannot share: they become register programs (`registers.py`). Both run on
+`scripts/sets.lua`, one call for all id shards on a single server, one call per shard on a
+cluster; both are compiled per shard, so every analysis runs unchanged on Redis Cluster. Results are plain data; a retention table also renders
 as CSV, an HTML heat map and JSON-ready dicts.
 """
 

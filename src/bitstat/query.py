@@ -1,4 +1,4 @@
-"""Actor-set expressions and their compilation into per-shard programs for evaluate.lua (pure)."""
+"""Actor-set expressions and their compilation into per-shard programs for sets.lua (pure)."""
 
 from __future__ import annotations
 
@@ -47,12 +47,13 @@ def combine(op: str, a: Expr, b: Expr) -> Expr:
 
 @dataclass
 class Program:
-    """One evaluate.lua program for one shard: its operand keys, how many scratch keys it needs,
-    its postfix code and how many answers it gives."""
+    """One sets.lua program for one id shard: its operand keys (all in the shard's slot), how
+    many registers (scratch keys) it needs, its code, and how many answers it gives. A set is
+    named by a number: i > 0 is operand i, -r is register r."""
 
     operands: list[str]
+    registers: int
     code: list[str | int]
-    scratch: int
     answers: int
 
     def retag(self, tag: str, other: str) -> Program:
@@ -63,11 +64,14 @@ class Program:
             if not key.startswith(tag):
                 raise ValueError(f"operand {key!r} is not under hash tag {tag!r}")
             operands.append(other + key[size:])
-        return Program(operands, self.code, self.scratch, self.answers)
+        return Program(operands, self.registers, self.code, self.answers)
 
 
 class Compiler:
-    """Compiles expressions for one shard into a postfix program; answers accumulate in order."""
+    """Compiles expressions for one shard into a sets.lua program; answers accumulate in order.
+
+    Every node gets its own register, written once, and a node met twice is computed once.
+    """
 
     def __init__(self, keys: Keys, shard: int) -> None:
         self.keys = keys
@@ -75,8 +79,9 @@ class Compiler:
         self.operands: list[str] = []
         self.index: dict[str, int] = {}
         self.code: list[str | int] = []
-        self.scratch = 0
+        self.registers = 0
         self.answers = 0
+        self.done: dict[Expr, int] = {}
 
     def _operand(self, key: str) -> int:
         idx = self.index.get(key)
@@ -85,51 +90,56 @@ class Compiler:
             idx = self.index[key] = len(self.operands)
         return idx
 
-    def _emit(self, expr: Expr) -> None:
+    def _register(self) -> int:
+        self.registers += 1
+        return -self.registers
+
+    def _emit(self, expr: Expr) -> int:
+        ref = self.done.get(expr)
+        if ref is None:
+            ref = self.done[expr] = self._compile(expr)
+        return ref
+
+    def _compile(self, expr: Expr) -> int:
         if isinstance(expr, Leaf):
             found = [
                 self._operand(self.keys.actors(self.shard, expr.event, label, expr.segment))
                 for label in expr.labels
             ]
             if len(found) == 1:
-                self.code += ["k", found[0]]
-            else:
-                self.code += ["u", len(found), *found]
-                self.scratch += 1
-            return
-        for arg in expr.args:
-            self._emit(arg)
+                return found[0]
+            dest = self._register()
+            self.code += ["or", dest, len(found), *found]
+            return dest
+        args = [self._emit(arg) for arg in expr.args]
+        dest = self._register()
         if expr.op == "not":
-            self.code += ["not", self._operand(self.keys.all_actors(self.shard))]
-            self.scratch += 2
+            self.code += ["diff", dest, self._operand(self.keys.all_actors(self.shard)), args[0]]
         elif expr.op == "diff":
-            self.code += ["diff"]
-            self.scratch += 2
+            self.code += ["diff", dest, args[0], args[1]]
         else:
-            self.code += [expr.op, len(expr.args)]
-            self.scratch += 1
+            self.code += [expr.op, dest, len(args), *args]
+        return dest
 
     def count(self, expr: Expr) -> None:
-        self._emit(expr)
-        self.code.append("=")
+        self.code += ["count", self._emit(expr)]
         self.answers += 1
 
     def contains(self, expr: Expr, bit: int) -> None:
-        self._emit(expr)
-        self.code += ["?", bit]
+        self.code += ["bit", self._emit(expr), bit]
         self.answers += 1
 
     def store(self, expr: Expr) -> None:
-        self._emit(expr)
-        self.code.append(">")
+        self.code += ["keep", self._emit(expr)]
         self.answers += 1
 
     def program(self) -> Program:
-        return Program(list(self.operands), list(self.code), self.scratch, self.answers)
+        return Program(list(self.operands), self.registers, list(self.code), self.answers)
 
 
 def count_union(keys_: Sequence[str]) -> Program:
     """The program counting the union of explicit keys of one slot."""
     n = len(keys_)
-    code: list[str | int] = ["k", 1] if n == 1 else ["u", n, *range(1, n + 1)]
-    return Program(list(keys_), [*code, "="], 0 if n == 1 else 1, 1)
+    if n == 1:
+        return Program(list(keys_), 0, ["count", 1], 1)
+    return Program(list(keys_), 1, ["or", -1, n, *range(1, n + 1), "count", -1], 1)

@@ -1,22 +1,22 @@
-"""Register programs for scripts/registers.lua: building them, and running them per id shard.
+"""Register programs for analyses: built by hand, run by scripts/sets.lua on every id shard.
 
-An expression of `query.py` is a tree, so evaluate.lua computes a set once per use. A register
-program names its intermediate sets (registers) and uses each as often as it needs: a cohort in
-every cell of its row, the steps of a funnel reached so far, a running count of active days.
-Like a Program of query.py it is the same for every id shard; `registers` compiles it per shard
-and asks for it as `Call("registers", (calls,))`, which the Store (blocking or asyncio) answers
-with one registers.lua call per shard.
+The Compiler of `query.py` turns an expression tree into a sets.lua program. An analysis needs
+more control: it names intermediate sets (registers) and uses each as often as it needs, a
+cohort in every cell of its row, the steps of a funnel reached so far, a running count of active
+days, and asks for intersection sizes that may be found by probing a small set's members. A
+RegisterProgram is written once for all shards; `registers` makes it a `query.Program` per
+shard and asks for them as `Call("evaluate", (programs,))`, the same call as every other
+actor-set question.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .ops import Call, Namespace
-from .query import SCRATCH_TTL_MS
+from .query import Program
 
 T = TypeVar("T")
 Steps = Generator[Call, Any, T]  # an operation, as in ops.py
@@ -25,10 +25,10 @@ Segment = tuple[str, str] | None
 
 @dataclass
 class RegisterProgram:
-    """A registers.lua program, the same for every id shard: operand sets, then instructions.
+    """A sets.lua program, the same for every id shard: operand sets, then instructions.
 
     A set is named as the script names it: operand i (1-based, `sets[i - 1]`) or register -r
-    (the r-th register), so the instructions are the script's ARGV as they stand.
+    (the r-th register), so the instructions are the script's code as it stands.
     """
 
     sets: list[tuple[str, str, Segment]] = field(default_factory=list)
@@ -76,24 +76,24 @@ class RegisterProgram:
         self.code += ["andcount", scratch, len(sources), *sources]
         self.answers += 1
 
-    def argv(self, ttl_ms: int) -> list[str | int]:
-        return [len(self.sets), ttl_ms, *self.code]
+    def for_shard(self, ns: Namespace, shard: int) -> Program:
+        """The program for one id shard: its operand sets as that shard's keys."""
+        keys = ns.keys
+        operands = [keys.actors(shard, e, label, seg) for e, label, seg in self.sets]
+        return Program(operands, self.registers, self.code, self.answers)
 
 
 def registers(ns: Namespace, program: RegisterProgram) -> Steps[list[int]]:
-    """Run `program` on every id shard (one registers.lua call each) and add up the answers."""
-    keys = ns.keys
-    shards = sorted(int(s) for s in (yield Call("smembers", (keys.shards,))))
-    if not shards or not program.answers:
+    """Run `program` on every id shard (one sets.lua call on a single server, one per shard on a
+    cluster) and add up the answers."""
+    shards = sorted(int(s) for s in (yield Call("smembers", (ns.keys.shards,))))
+    if not shards or not program.answers or not program.sets:
         return [0] * program.answers
-    argv = program.argv(SCRATCH_TTL_MS)
-    calls = []
-    for shard in shards:
-        scratch = keys.temp(keys.shard_tag(shard), secrets.token_hex(6))
-        operands = [keys.actors(shard, e, label, seg) for e, label, seg in program.sets]
-        calls.append(([*operands, *(f"{scratch}:{i}" for i in range(program.registers))], argv))
+    first = program.for_shard(ns, shards[0])
+    tag = ns.keys.shard_tag(shards[0])
+    programs = [first.retag(tag, ns.keys.shard_tag(s)) for s in shards]
     totals = [0] * program.answers
-    for answers in (yield Call("registers", (calls,))):
+    for answers in (yield Call("evaluate", (programs,))):
         for i, value in enumerate(answers):
             totals[i] += int(value)
     return totals

@@ -111,22 +111,22 @@ def ids_call(
 
 
 def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of one evaluate.lua call running `programs` in order, each with fresh
-    scratch key names in its own slot."""
+    """KEYS and ARGV of one sets.lua call running `programs` in order, each with fresh register
+    key names in its own slot."""
     keys: list[str] = []
     args: list[Any] = [SCRATCH_TTL_MS]
     for p in programs:
         token = secrets.token_hex(6)
         tag = p.operands[0][: p.operands[0].index("}") + 1]
         keys += p.operands
-        keys += [f"{tag}:tmp:{token}:{i}" for i in range(p.scratch)]
-        args += [len(p.operands) + p.scratch, len(p.operands), len(p.code), *p.code]
+        keys += [f"{tag}:tmp:{token}:{i}" for i in range(p.registers)]
+        args += [len(p.operands), p.registers, len(p.code), *p.code]
     return keys, args
 
 
 def evaluate_calls(programs: Sequence[Program], cluster: bool) -> list[tuple[list[str], list[Any]]]:
-    """evaluate.lua calls for `programs`: one call on a single server (its per-call cost is
-    paid once, not once per shard), one per program (per slot) on a cluster."""
+    """sets.lua calls for `programs`: one call on a single server (its per-call cost is paid
+    once, not once per shard), one per program (per slot) on a cluster."""
     if not programs:
         return []
     if cluster:
@@ -173,9 +173,8 @@ class Store:
         self.cluster = cluster
         self.apply_script = Script("apply.lua")
         self.ids_script = Script("ids.lua")
-        self.evaluate_script = Script("evaluate.lua")
+        self.evaluate_script = Script("sets.lua")
         self.counters_script = Script("counters.lua")
-        self.registers_script = Script("registers.lua")
         self.values_script = Script("values.lua")
 
     @classmethod
@@ -244,7 +243,7 @@ class Store:
         return sorted(int(x) for x in raw), evaluate_answers(replies)
 
     def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
-        """Answers of evaluate.lua programs (one per shard): one call on a single server."""
+        """Answers of sets.lua programs (one per shard): one call on a single server."""
         with wrapped_errors("evaluating actor sets"):
             return evaluate_answers(
                 [
@@ -252,29 +251,6 @@ class Store:
                     for k, a in evaluate_calls(programs, self.cluster)
                 ]
             )
-
-    def registers(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[Any]]:
-        """Run registers.lua once per (keys, argv), that is per id shard (analysis programs)."""
-        with wrapped_errors("evaluating an analysis"):
-            return self._per_shard(self.registers_script, calls)
-
-    def _per_shard(
-        self, script: Script, calls: Sequence[tuple[list[str], list[Any]]]
-    ) -> list[list[Any]]:
-        if self.cluster or len(calls) == 1:
-            return [list(script(self.client, k, a)) for k, a in calls]
-
-        def run() -> list[list[Any]]:
-            pipe = self.client.pipeline(transaction=False)
-            for k, a in calls:
-                pipe.evalsha(script.sha, len(k), *k, *a)
-            return [list(r) for r in pipe.execute()]
-
-        try:
-            return run()
-        except rex.NoScriptError:  # a restarted server forgot the script: load it, run again
-            self.client.script_load(script.source)
-            return run()
 
     def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
         if not keys:
