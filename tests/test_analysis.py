@@ -354,6 +354,27 @@ def test_register_script_edges(server_url: str, namespace: str, clean: list[bits
     assert st_._run(analysis.registers(st_._ns, prog)) == [41, 3, 38, 0, 38]
 
 
+def test_register_xor_with_itself(
+    server_url: str, namespace: str, clean: list[bitstat.Stats]
+) -> None:
+    """A register among its own sources, even twice: x ^ x cancels, as set algebra says."""
+    st_ = bitstat.connect(server_url, namespace=namespace)
+    clean.append(st_)
+    days = {0: (1, 2, 3), 1: (2, 3, 4, SHARD + 1), 2: (5, 6)}
+    st_.track_many(
+        [{"event": "e", "user": u, "time": day(i)} for i, users in days.items() for u in users]
+    )
+    d0, d1, d2 = ((day(i).date().isoformat(),) for i in range(3))
+    prog = analysis.RegisterProgram()
+    x = prog.register()
+    prog.op("or", x, [prog.leaf("e", d0)])  # stands for the operand key
+    prog.op("xor", x, [x, prog.leaf("e", d1)])  # {1, 4, SHARD + 1}
+    prog.count(x)
+    prog.op("xor", x, [x, x, prog.leaf("e", d2)])  # x ^ x ^ d2 = d2
+    prog.count(x)
+    assert st_._run(analysis.registers(st_._ns, prog)) == [3, 2]
+
+
 def test_intersections_counted_by_probing_small_sets(
     server_url: str, namespace: str, clean: list[bitstat.Stats]
 ) -> None:
