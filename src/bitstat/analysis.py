@@ -3,13 +3,13 @@
 Each analysis is an operation in the manner of `ops.py`: a generator over a `Namespace` that
 plans with the pure modules and yields a `Call` whenever it needs the server, so the blocking
 and the asyncio API drive the same code. A lifecycle is a list of actor-set expressions
-(`query.Leaf` / `query.Op`) counted by `Namespace.count_exprs`, one server call per id shard.
-Retention tables, funnels and stickiness use one intermediate set many times (a cohort in every
-cell of its row, the funnel steps reached so far, a running count of active days), which
-expression trees cannot share: they become register programs (`registers.py`). Both run on
-`scripts/sets.lua`, one call for all id shards on a single server, one call per shard on a
-cluster; both are compiled per shard, so every analysis runs unchanged on Redis Cluster. Results are plain data; a retention table also renders
-as CSV, an HTML heat map and JSON-ready dicts.
+(`query.Leaf` / `query.Op`) counted by `Namespace.count_exprs`. Retention tables, funnels and
+stickiness use one intermediate set many times (a cohort in every cell of its row, the funnel
+steps reached so far, a running count of active days), which expression trees cannot share:
+they become register programs (`registers.py`). Both run on `scripts/sets.lua`, one call for
+all id shards on a single server, one call per shard on a cluster; both are compiled per shard,
+so every analysis runs unchanged on Redis Cluster. Results are plain data; a retention table
+also renders as CSV, an HTML heat map and JSON-ready dicts.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from .keys import (
     metric_sum_field,
 )
 from .plan import build_plan
-from .query import Compiler, Expr, Leaf, count_union
+from .query import Compiler, Expr, Leaf, Program, count_union
 from .schema import Schema, compound, normalise
 
 T = TypeVar("T")
@@ -255,24 +255,33 @@ class Namespace:
             values.append(str(value))
         return name, encode_value(values[0] if len(values) == 1 else values)
 
-    def per_shard(self, add: Callable[[Compiler], None]) -> Op[list[tuple[int, list[Any]]]]:
-        """Compile with `add` for every id shard and run: (shard, answers) per shard.
+    def per_shard(self, make: Callable[[int], Program]) -> Op[list[tuple[int, list[Any]]]]:
+        """Run the program `make(shard)` on every id shard: (shard, answers) per shard.
 
-        The shard set is read in the same round trip as the programs compiled for the set seen
-        last time; only when it has changed since are they compiled and run again.
+        Shards differ only in their keys' hash tag, so the program is made once and retagged.
+        The shard set is read in the same round trip as the programs made for the set seen
+        last time; only when it has changed since are they made and run again.
         """
         shards = self.shard_cache
         while True:
             programs = []
-            if shards:  # shards differ only in their keys' hash tag: compile once, retag
-                c = Compiler(self.keys, shards[0])
-                add(c)
-                first, tag = c.program(), self.keys.shard_tag(shards[0])
+            if shards:
+                first, tag = make(shards[0]), self.keys.shard_tag(shards[0])
                 programs = [first.retag(tag, self.keys.shard_tag(s)) for s in shards]
             now, answers = yield Call("evaluate_checked", (self.keys.shards, programs))
             if now == shards:
                 return list(zip(shards, answers, strict=True))
             shards = self.shard_cache = now
+
+    def compiled(self, add: Callable[[Compiler], None]) -> Callable[[int], Program]:
+        """A `make` for `per_shard`: the program `add` writes with a Compiler for the shard."""
+
+        def make(shard: int) -> Program:
+            c = Compiler(self.keys, shard)
+            add(c)
+            return c.program()
+
+        return make
 
     def count_exprs(self, exprs: Sequence[Expr]) -> Op[list[int]]:
         """Sizes of many actor sets, in one server call per id shard."""
@@ -282,7 +291,7 @@ class Namespace:
                 c.count(e)
 
         totals = [0] * len(exprs)
-        for _, answers in (yield from self.per_shard(add)):
+        for _, answers in (yield from self.per_shard(self.compiled(add))):
             for i, value in enumerate(answers):
                 totals[i] += int(value)
         return totals
@@ -311,7 +320,7 @@ class Namespace:
 
     def ids(self, expr: Expr) -> Generator[Call | Emit, Any, None]:
         """The actors' original ids: evaluated into keys, read in chunks, handed out by Emit."""
-        stored = yield from self.per_shard(lambda c: c.store(expr))
+        stored = yield from self.per_shard(self.compiled(lambda c: c.store(expr)))
         for shard, answers in stored:
             key = answers[0].decode() if isinstance(answers[0], bytes) else str(answers[0])
             if not key:

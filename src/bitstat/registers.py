@@ -86,14 +86,10 @@ class RegisterProgram:
 def registers(ns: Namespace, program: RegisterProgram) -> Steps[list[int]]:
     """Run `program` on every id shard (one sets.lua call on a single server, one per shard on a
     cluster) and add up the answers."""
-    shards = sorted(int(s) for s in (yield Call("smembers", (ns.keys.shards,))))
-    if not shards or not program.answers or not program.sets:
+    if not program.answers or not program.sets:
         return [0] * program.answers
-    first = program.for_shard(ns, shards[0])
-    tag = ns.keys.shard_tag(shards[0])
-    programs = [first.retag(tag, ns.keys.shard_tag(s)) for s in shards]
     totals = [0] * program.answers
-    for answers in (yield Call("evaluate", (programs,))):
+    for _, answers in (yield from ns.per_shard(lambda shard: program.for_shard(ns, shard))):
         for i, value in enumerate(answers):
             totals[i] += int(value)
     return totals
