@@ -171,6 +171,7 @@ class Rules:
     top: tuple[str, ...] = ()
     unique: tuple[str, ...] = ()
     segment: tuple[str, ...] = ()
+    approx: tuple[str, ...] = ()
 
 
 def _names(value: Any) -> tuple[str, ...]:
@@ -206,6 +207,7 @@ def _rules(spec: Mapping[str, Any]) -> Rules:
         _names(spec.get("top")),
         _names(spec.get("unique")),
         _names(spec.get("segment")),
+        _names(spec.get("approx")),
     )
 
 
@@ -231,6 +233,7 @@ class Model:
         top: Any = None,
         unique: Any = None,
         segment: Any = None,
+        approx: Any = None,
         events: Mapping[str, Mapping[str, Any]] | None = None,
         max_id: int = DEFAULT_MAX_ID,
     ) -> None:
@@ -239,7 +242,14 @@ class Model:
         self.tz = ZoneInfo(timezone)
         self.periods = tuple(p for p in PERIODS if p in set(periods))
         self.base = _rules(
-            {"count": count, "sum": sum, "top": top, "unique": unique, "segment": segment}
+            {
+                "count": count,
+                "sum": sum,
+                "top": top,
+                "unique": unique,
+                "segment": segment,
+                "approx": approx,
+            }
         )
         self.overrides = {name: _rules(spec) for name, spec in (events or {}).items()}
         self.max_id = max_id
@@ -297,7 +307,7 @@ class Model:
         if early or late:
             raise Rejected(f"time {t!r} outside 1970..9999")
         rules = self.rules(name)
-        for prop in (*rules.count, *rules.top, *rules.unique, *rules.segment):
+        for prop in (*rules.count, *rules.top, *rules.unique, *rules.segment, *rules.approx):
             for part in compound(prop):
                 text_of(ev.get(part))
         for prop, by in rules.sum:
@@ -490,7 +500,9 @@ class Model:
         return sorted(found.items(), key=lambda vc: (-vc[1], vc[0]))[:limit]
 
     def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
-        self._prop(event, prop, "unique")
+        """Exact, also for an `approx` property (the test allows the estimate its error)."""
+        kind = "approx" if norm(prop) in self.rules(event).approx else "unique"
+        self._prop(event, prop, kind)
         rows = self._in(event, *self.range(start, end))
         return len({v for r in rows if (v := self._keyed(r, norm(prop))) is not None})
 

@@ -141,6 +141,10 @@ class AsyncStore:
                 raw, *replies = await run()
         return sorted(int(x) for x in raw), evaluate_answers(replies)
 
+    async def pfcount(self, keys: Sequence[str]) -> int:
+        with wrapped_errors("estimating distinct values"):
+            return int(await self.client.pfcount(*keys))
+
     async def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
         if not keys:
             return {}

@@ -65,10 +65,10 @@ def schema_show(settings: Settings, fmt: str) -> None:
 def schema_set(settings: Settings, file: str) -> None:
     """Store the schema in FILE (TOML, or JSON; `-` reads stdin) as the namespace's schema.
 
-    Keys: actor, ids ("int" or "map"), timezone, periods, count, sum, top, unique, segment,
-    expire (per period, e.g. hour = "14d"), max_id, and an [events.NAME] table per event whose
-    rules differ. Events recorded from now on follow the new rules; ids cannot change once
-    the namespace holds data.
+    Keys: actor, ids ("int" or "map"), timezone, periods, count, sum, top, unique, approx,
+    segment, expire (per period, e.g. hour = "14d"), max_id, and an [events.NAME] table per
+    event whose rules differ. Events recorded from now on follow the new rules; ids cannot
+    change once the namespace holds data.
 
     \b
     Example (shop.toml):

@@ -149,7 +149,7 @@ def _rule_specs(schema: Schema, names: Iterable[str]) -> dict[Spec, set[str]]:
     for name in names:
         rules = schema.rules_for(name)
         found: list[Spec] = [("sum", r.prop, r.by) for r in rules.sum]
-        for kind in ("count", "top", "unique", "segment"):
+        for kind in ("count", "top", "unique", "approx", "segment"):
             found += [(kind, prop, None) for prop in getattr(rules, kind)]
         for spec in found:
             specs.setdefault(spec, set()).add(name)

@@ -16,6 +16,7 @@ Layout for namespace `ns` (escaped as N, event E, property P, value V, label L):
     {N:e:E}:t:L:P              zset: V -> count (top values)
     {N:e:E}:v:P / :vn:P        distinct-value ids of P (hash V -> id, next id)
     {N:e:E}:u:L:P              bitmap of value ids of P seen in L
+    {N:e:E}:h:L:P              HyperLogLog of the values of an `approx` property P in L
     {N:ids}:next, :f:<b>, :r:<b>   the id map (forward buckets by hash, reverse by offset)
     {tag}:batch:<id>           marks a batch as applied in that tag's slot
 """
@@ -153,6 +154,9 @@ class Keys:
 
     def distinct(self, event: str, label: str, prop: str) -> str:
         return f"{self.event_tag(event)}:u:{label}:{prop_part(prop)}"
+
+    def approx(self, event: str, label: str, prop: str) -> str:
+        return f"{self.event_tag(event)}:h:{label}:{prop_part(prop)}"
 
     # the id map (ids="map")
     def id_forward(self, canonical: str) -> str:

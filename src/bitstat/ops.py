@@ -424,6 +424,15 @@ class Namespace:
         return ranked[:limit]
 
     def distinct(self, event: str, prop: str, start: Any, end: Any) -> Op[int]:
+        """Distinct values of a property: exact for `unique` ones (an OR of value-id bitmaps),
+        estimated for `approx` ones (PFCOUNT merges the buckets' HyperLogLogs)."""
+        check_name(event)
+        if normalise(prop) in self.schema.rules_for(event).approx:
+            _, stored = self.prop(event, prop, "approx")
+            labels = self.cover_labels(start, end)
+            return int(
+                (yield Call("pfcount", ([self.keys.approx(event, lb, stored) for lb in labels],)))
+            )
         _, stored = self.prop(event, prop, "unique")
         keys = [self.keys.distinct(event, lb, stored) for lb in self.cover_labels(start, end)]
         answers = yield Call("evaluate", ([count_union(keys)],))
@@ -448,9 +457,9 @@ class Namespace:
             out["top"] = tops = {}
             for p in rules.top:
                 tops[p] = yield from self.top(event, p, start, end, 10)
-        if rules.unique:
+        if rules.unique or rules.approx:
             out["distinct"] = distinct = {}
-            for p in rules.unique:
+            for p in (*rules.unique, *rules.approx):
                 distinct[p] = yield from self.distinct(event, p, start, end)
         return out
 

@@ -118,6 +118,14 @@ class _Builder:
         for key, period, label in targets:
             self.expire(g, key, period, label)
 
+    def estimate(self, tag: str, targets: list[tuple[str, str, str]], members: list[str]) -> None:
+        """Add the same values to several HyperLogLogs (a bucket's day, week, ...)."""
+        g = self.group(tag)
+        g.args += ["A", len(targets), *(g.key(key) for key, _, _ in targets), len(members)]
+        g.args += members
+        for key, period, label in targets:
+            self.expire(g, key, period, label)
+
     def bits(
         self, tag: str, by_key: dict[str, list[np.ndarray]], periods_of: dict[str, tuple[str, str]]
     ) -> None:
@@ -300,6 +308,9 @@ def build_plan(
                         by_bucket[c].append((member_text(value), cnt))
             name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
             _emit_scores(b, keys, name_key, by_bucket, split, labels)
+        elif kind == "approx":
+            assert values is not None
+            _plan_approx(b, keys, prop, split, labels, cb_list, values)
         elif kind == "unique":
             ids = (value_ids or {}).get(idx)
             if ids is None:
@@ -474,6 +485,27 @@ def _plan_distinct(
             key_period[key] = (period, label)
     for tag, by_key in by_tag.items():
         b.bits(tag, by_key, key_period)
+
+
+def _plan_approx(
+    b: _Builder,
+    keys: Keys,
+    prop: str,
+    split: Callable[[int], tuple[str, int]],
+    labels: Callable[[int], dict[str, str]],
+    cb_list: list[int],
+    values: list[Any],
+) -> None:
+    """The distinct values of each (event, bucket), added to the HyperLogLog of every period of
+    the bucket (its day, week, month, year) by one op."""
+    by_bucket: dict[int, set[str]] = defaultdict(set)
+    for c, value in zip(cb_list, values, strict=True):
+        if value is not None:
+            by_bucket[c].add(member_text(value))
+    for c, members in by_bucket.items():
+        event, bb = split(c)
+        targets = [(keys.approx(event, lb, prop), p, lb) for p, lb in labels(bb).items()]
+        b.estimate(keys.event_tag(event), targets, sorted(members))
 
 
 def _float_text(value: float) -> str:

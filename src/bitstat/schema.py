@@ -15,7 +15,7 @@ from .periods import PERIODS
 
 ID_MODES = ("int", "map")
 DEFAULT_MAX_ID = 2**32 - 1
-RULE_KINDS = ("count", "sum", "top", "unique", "segment")
+RULE_KINDS = ("count", "sum", "top", "unique", "approx", "segment")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -69,10 +69,13 @@ class Rules:
     top: tuple[str, ...] = ()
     unique: tuple[str, ...] = ()
     segment: tuple[str, ...] = ()
+    approx: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.count or self.sum or self.top or self.unique or self.segment)
+        return not (
+            self.count or self.sum or self.top or self.unique or self.segment or self.approx
+        )
 
 
 def _names(kind: str, value: Any) -> tuple[str, ...]:
@@ -100,13 +103,21 @@ def _rules(spec: Mapping[str, Any], where: str) -> Rules:
         rule = entry if isinstance(entry, SumRule) else SumRule.parse(entry)
         if rule not in sums:
             sums.append(rule)
-    return Rules(
+    rules = Rules(
         count=_names("count", spec.get("count")),
         sum=tuple(sums),
         top=_names("top", spec.get("top")),
         unique=_names("unique", spec.get("unique")),
         segment=_names("segment", spec.get("segment")),
+        approx=_names("approx", spec.get("approx")),
     )
+    both = [name for name in rules.approx if name in rules.unique]
+    if both:
+        raise SchemaError(
+            f"{where}: {both[0]!r} is in both `unique` (exact distinct values) and `approx`"
+            " (estimated with HyperLogLog); choose one"
+        )
+    return rules
 
 
 def parse_duration(value: Any) -> int:
@@ -128,9 +139,11 @@ def parse_duration(value: Any) -> int:
 class Schema:
     """What a namespace records. Stored in Redis, so readers need no configuration.
 
-    `count`, `sum`, `top`, `unique` and `segment` apply to every event; `events` maps an event
-    name to overrides of any of those five lists for that event alone. `expire` maps a period to
-    how long its keys live after the period ends (e.g. `{"hour": "14d"}`).
+    `count`, `sum`, `top`, `unique`, `approx` and `segment` apply to every event; `events` maps an
+    event name to overrides of any of those six lists for that event alone. `approx` properties
+    have their distinct values estimated with HyperLogLog (standard error 0.81%, at most 12 KB a
+    bucket however many values) instead of counted exactly like `unique` ones. `expire` maps a
+    period to how long its keys live after the period ends (e.g. `{"hour": "14d"}`).
     """
 
     actor: str = "user"
@@ -142,6 +155,7 @@ class Schema:
     top: tuple[str, ...] = ()
     unique: tuple[str, ...] = ()
     segment: tuple[str, ...] = ()
+    approx: tuple[str, ...] = ()
     events: Mapping[str, Rules] = field(default_factory=dict)
     expire: Mapping[str, int] = field(default_factory=dict)
     max_id: int = DEFAULT_MAX_ID
@@ -157,6 +171,7 @@ class Schema:
         top: Iterable[str] | str | None = None,
         unique: Iterable[str] | str | None = None,
         segment: Iterable[str] | str | None = None,
+        approx: Iterable[str] | str | None = None,
         events: Mapping[str, Mapping[str, Any] | Rules] | None = None,
         expire: Mapping[str, Any] | None = None,
         max_id: int = DEFAULT_MAX_ID,
@@ -177,7 +192,15 @@ class Schema:
         if isinstance(max_id, bool) or not isinstance(max_id, int) or not 0 < max_id < 2**63:
             raise SchemaError(f"max_id must be a positive integer below 2^63, got {max_id!r}")
         base = _rules(
-            {"count": count, "sum": sum, "top": top, "unique": unique, "segment": segment}, "schema"
+            {
+                "count": count,
+                "sum": sum,
+                "top": top,
+                "unique": unique,
+                "approx": approx,
+                "segment": segment,
+            },
+            "schema",
         )
         overrides: dict[str, Rules] = {}
         for name, spec in (events or {}).items():
@@ -199,6 +222,7 @@ class Schema:
             ("top", base.top),
             ("unique", base.unique),
             ("segment", base.segment),
+            ("approx", base.approx),
             ("events", overrides),
             ("expire", expiry),
             ("max_id", max_id),
@@ -211,28 +235,35 @@ class Schema:
 
     def rules_for(self, event: str) -> Rules:
         """The rules for one event: its override where one is given, else the schema's lists."""
-        base = Rules(self.count, self.sum, self.top, self.unique, self.segment)
+        base = self.base_rules()
         override = self.events.get(event)
         if override is None:
             return base
         return override
 
+    def base_rules(self) -> Rules:
+        """The lists that apply to every event without an override."""
+        return Rules(self.count, self.sum, self.top, self.unique, self.segment, self.approx)
+
     def to_dict(self) -> dict[str, Any]:
         def rules(r: Rules) -> dict[str, Any]:
-            return {
+            out: dict[str, Any] = {
                 "count": list(r.count),
                 "sum": [str(s) for s in r.sum],
                 "top": list(r.top),
                 "unique": list(r.unique),
-                "segment": list(r.segment),
             }
+            if r.approx:  # absent when unused: a schema without it is stored as it was before
+                out["approx"] = list(r.approx)
+            out["segment"] = list(r.segment)
+            return out
 
         return {
             "actor": self.actor,
             "ids": self.ids,
             "timezone": self.timezone,
             "periods": list(self.periods),
-            **rules(Rules(self.count, self.sum, self.top, self.unique, self.segment)),
+            **rules(self.base_rules()),
             "events": {name: rules(r) for name, r in sorted(self.events.items())},
             "expire": dict(sorted(self.expire.items())),
             "max_id": self.max_id,

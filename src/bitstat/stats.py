@@ -160,7 +160,8 @@ class Stats:
         return out
 
     def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
-        """How many distinct values a `unique` property took in the range."""
+        """How many distinct values a property took in the range: counted exactly for a `unique`
+        property, estimated with HyperLogLog (standard error 0.81%) for an `approx` one."""
         return int(self._run(self._ns.distinct(event, prop, start, end)))
 
     def query(self, event: str, start: Any, end: Any = None) -> dict[str, Any]:

@@ -252,6 +252,11 @@ class Store:
                 ]
             )
 
+    def pfcount(self, keys: Sequence[str]) -> int:
+        """The estimated size of the union of HyperLogLogs of one slot."""
+        with wrapped_errors("estimating distinct values"):
+            return int(self.client.pfcount(*keys))
+
     def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
         if not keys:
             return {}

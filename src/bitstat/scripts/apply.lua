@@ -11,6 +11,7 @@
 --   F k n (field incr)*n            HINCRBYFLOAT
 --   Y m k*m n (member incr)*n       add the same increments to the scores of m sorted sets
 --   S k n member*n                  SADD
+--   A m k*m n value*n               PFADD the same values to m HyperLogLogs
 --   X k unixtime                    EXPIREAT (keys of periods with an expiry)
 --   L k n (field value)*n           keep the lowest number per field (span: first day)
 --   G k n (field value)*n           keep the greatest number per field (span: last day)
@@ -120,6 +121,17 @@ while i <= n_argv do
       j = j + 2
     end
     i = j
+  elseif op == 'A' then
+    local m = tonumber(ARGV[i + 1])
+    local n = tonumber(ARGV[i + 2 + m])
+    local first, last = i + 3 + m, i + 2 + m + n
+    for t = i + 2, i + 1 + m do
+      local key = KEYS[tonumber(ARGV[t])]
+      for j = first, last, CHUNK do
+        redis.call('PFADD', key, unpack(ARGV, j, math.min(j + CHUNK - 1, last)))
+      end
+    end
+    i = last + 1
   elseif op == 'S' then
     local key = KEYS[tonumber(ARGV[i + 1])]
     local n = tonumber(ARGV[i + 2])

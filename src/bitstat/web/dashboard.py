@@ -39,7 +39,10 @@ PARAMS = (
     Param("count", description="`count` property for the counts chart."),
     Param("top", description="`top` property for the top values chart."),
     Param("sum", description="`sum` rule for the sums chart: `amount` or `amount by country`."),
-    Param("unique", description="`unique` property whose distinct values are shown."),
+    Param(
+        "unique",
+        description="`unique` or `approx` property whose distinct values are shown.",
+    ),
     Param("step", multiple=True, description="Funnel steps, in order (repeat)."),
     Param("within", default="7d", description="Funnel window."),
 )
@@ -126,12 +129,12 @@ async def view(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
         "count": list(rules.count),
         "sum": [str(r) for r in rules.sum],
         "top": list(rules.top),
-        "unique": list(rules.unique),
+        "unique": [*rules.unique, *rules.approx],
     }
     count, top, unique = (
         _pick(a["count"], list(rules.count)),
         _pick(a["top"], list(rules.top)),
-        _pick(a["unique"], list(rules.unique)),
+        _pick(a["unique"], [*rules.unique, *rules.approx]),
     )
     # a breakdown makes a better chart than one number (which the tiles show anyway)
     sum_rule = _pick(a["sum"], sorted((str(r) for r in rules.sum), key=lambda r: " by " not in r))

@@ -354,7 +354,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "distinct",
-        "How many distinct values a `unique` property took in the range.",
+        "How many distinct values a `unique` (exact) or `approx` (estimated) property took in"
+        " the range.",
         _prop_params(),
         json_object(distinct=COUNT),
         distinct,
