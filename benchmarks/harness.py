@@ -149,8 +149,21 @@ def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 
 
+# The server of the running `with Server(...)` block: timings wait for its background work.
+_active: list[Server] = []
+
+
+def settle() -> None:
+    """Before a clock starts: wait until the server has no AOF rewrite or RDB save running.
+    Either forks a child that competes for this machine's 2 cores and its memory bandwidth;
+    a latency taken meanwhile measures the fork, not the query."""
+    for server in _active:
+        server.settle()
+
+
 def timed(fn: Callable[[], Any]) -> float:
     """Seconds one call of `fn` takes; garbage is collected first so runs start alike."""
+    settle()
     gc.collect()
     start = time.perf_counter()
     fn()
@@ -161,6 +174,7 @@ def latencies_ms(fn: Callable[[], Any], runs: int, warmup: int = 2) -> list[floa
     """`runs` timings of `fn` in milliseconds, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
+    settle()
     gc.collect()
     out = []
     for _ in range(runs):
@@ -198,9 +212,28 @@ class Server:
             )
         self.client = redis.Redis.from_url(self.url)
         self.client.ping()
+        self.waited = 0.0  # seconds spent waiting for background rewrites (see settle)
+        self.waits = 0
+        _active.append(self)
         return self
 
+    def settle(self, timeout: float = 300.0) -> None:
+        """Wait (at most `timeout` s) until no AOF rewrite or RDB save is running or due."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            info = self.redis.info("persistence")
+            busy = ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress")
+            if not any(int(info.get(flag, 0)) for flag in busy):
+                break
+            time.sleep(0.05)
+        waited = time.monotonic() - began
+        if waited > 0.01:
+            self.waited += waited
+            self.waits += 1
+
     def __exit__(self, *exc: object) -> None:
+        if self in _active:
+            _active.remove(self)
         if self.client is not None:
             self.client.close()
         if self.private and self.data_dir is not None:

@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [c for c in bench.checks if not c["ok"]]
     out.print(
         f"{len(bench.checks) - len(failed)} of {len(bench.checks)} correctness checks passed;"
-        f" run took {elapsed:.0f} s",
+        f" run took {elapsed:.0f} s; timings waited {server.waits} times, {server.waited:.1f} s"
+        " in all, for a background AOF rewrite to end",
         style="red" if failed else None,
     )
     for c in failed:
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": [r.to_json() for r in bench.rows],
             "checks": bench.checks,
             "elapsed_s": elapsed,
+            "waited_for_background_saves": {"times": server.waits, "seconds": server.waited},
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         }
         Path(args.json).write_text(
