@@ -115,12 +115,22 @@ def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
     key names in its own slot."""
     keys: list[str] = []
     args: list[Any] = [SCRATCH_TTL_MS]
+    token = secrets.token_hex(6)  # programs of different tags (shards) can share one
+    tags: set[str] = set()
+    previous: list[str | int] | None = None
     for p in programs:
-        token = secrets.token_hex(6)
         tag = p.operands[0][: p.operands[0].index("}") + 1]
+        if tag in tags:
+            token = secrets.token_hex(6)
+            tags.clear()
+        tags.add(tag)
         keys += p.operands
         keys += [f"{tag}:tmp:{token}:{i}" for i in range(p.registers)]
-        args += [len(p.operands), p.registers, len(p.code), *p.code]
+        if p.code is previous:  # a retagged program: its code is sent once
+            args += [len(p.operands), p.registers, -1]
+        else:
+            args += [len(p.operands), p.registers, len(p.code), *p.code]
+            previous = p.code
     return keys, args
 
 

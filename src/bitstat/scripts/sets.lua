@@ -4,7 +4,8 @@
 -- slot (one id shard). On a single server one call carries every shard's program, on a cluster
 -- one call carries one program.
 -- ARGV[1]     TTL in milliseconds of the keys a program writes
--- ARGV[2..]   the programs, each: n_operands n_registers n_code code...
+-- ARGV[2..]   the programs, each: n_operands n_registers n_code code..., or n_operands
+--             n_registers -1 for a program with the code of the one before it (another shard)
 -- KEYS        the programs' keys, in program order: a program's n_operands operand keys (read
 --             only; a missing key is the empty set), then its n_registers register keys
 --             (scratch, given the TTL when written, deleted at the end unless kept)
@@ -285,11 +286,16 @@ local function run(first, last)
 end
 
 local answers = {}
-local pos = 2
+local pos, first, last = 2, nil, nil
 base = 0
 while pos <= #ARGV do
   local n_registers, n_code
   n_operands, n_registers, n_code = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
+  if n_code >= 0 then
+    first, last = pos + 3, pos + 2 + n_code
+  elseif first == nil then
+    error('bitstat sets.lua: the first program repeats no code')
+  end
   last_key = base + n_operands + n_registers
   value, written, kept, is_register, size, members_of = {}, {}, {}, {}, {}, {}
   for j = base + n_operands + 1, last_key do
@@ -302,8 +308,8 @@ while pos <= #ARGV do
       value[j] = KEYS[j]
     end
   end
-  answers[#answers + 1] = run(pos + 3, pos + 2 + n_code)
+  answers[#answers + 1] = run(first, last)
   base = last_key
-  pos = pos + 3 + n_code
+  pos = pos + 3 + math.max(n_code, 0)
 end
 return answers

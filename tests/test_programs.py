@@ -1,0 +1,88 @@
+"""sets.lua programs: compiling expressions (pure), packing many into one call, and running them."""
+
+from __future__ import annotations
+
+import pytest
+
+import bitstat
+from bitstat.keys import Keys
+from bitstat.query import Compiler, Leaf, Op, count_union
+from bitstat.store import Store, evaluate_call, evaluate_calls
+
+KEYS = Keys("ns")
+A = Leaf("a", ("2026-11-01", "2026-11-02"))
+B = Leaf("b", ("2026-11",))
+
+
+def compiled(*exprs: Op | Leaf, shard: int = 0) -> Compiler:
+    c = Compiler(KEYS, shard)
+    for e in exprs:
+        c.count(e)
+    return c
+
+
+def test_every_node_gets_a_register_and_a_repeated_node_is_computed_once() -> None:
+    c = compiled(Op("and", (A, Op("not", (B,)))), A)
+    a1, a2 = (KEYS.actors(0, "a", label) for label in A.labels)
+    assert c.operands == [a1, a2, KEYS.actors(0, "b", "2026-11"), KEYS.all_actors(0)]
+    assert c.code == [
+        "or", -1, 2, 1, 2,  # A
+        "diff", -2, 4, 3,  # not B: everyone minus B
+        "and", -3, 2, -1, -2,
+        "count", -3,
+        "count", -1,  # A again: its register, not a second union
+    ]  # fmt: skip
+    assert (c.registers, c.answers) == (3, 2)
+
+
+def test_a_single_bucket_is_its_operand() -> None:
+    c = compiled(B)
+    assert (c.code, c.registers) == (["count", 1], 0)
+    assert count_union(["{ns:e:x}:u:2026:p"]).code == ["count", 1]
+
+
+def test_retag_moves_every_operand_to_another_shard_and_keeps_the_code() -> None:
+    p = compiled(Op("or", (A, B))).program()
+    q = p.retag(KEYS.shard_tag(0), KEYS.shard_tag(7))
+    assert q.operands == compiled(Op("or", (A, B)), shard=7).operands
+    assert q.code is p.code
+    with pytest.raises(ValueError, match="hash tag"):
+        p.retag(KEYS.shard_tag(3), KEYS.shard_tag(7))
+
+
+def test_one_call_sends_repeated_code_once_and_scratch_names_never_meet() -> None:
+    p = compiled(Op("or", (A, B))).program()
+    programs = [p.retag(KEYS.shard_tag(0), KEYS.shard_tag(s)) for s in (0, 1, 2)]
+    programs.append(p)  # shard 0 again: its registers need other names
+    keys, args = evaluate_call(programs)
+    n = len(p.operands)
+    assert args[:4] == [30_000, n, p.registers, len(p.code)]
+    assert args.count(-1) >= 3  # the three programs after the first repeat its code
+    scratch = [k for k in keys if ":tmp:" in k]
+    assert len(scratch) == len(set(scratch)) == 4 * p.registers
+    assert len(evaluate_calls(programs, cluster=True)) == 4
+    assert len(evaluate_calls(programs, cluster=False)) == 1
+
+
+def test_programs_of_one_call_answer_as_if_run_alone(embedded_url: str, namespace: str) -> None:
+    st = bitstat.connect(embedded_url, namespace=namespace)
+    try:
+        far = 3 << 20  # shard 3
+        st.track_many(
+            [{"event": "a", "user": u, "time": "2026-11-01T10:00"} for u in (1, 2, far)]
+            + [{"event": "a", "user": u, "time": "2026-11-02T10:00"} for u in (2, 5)]
+            + [{"event": "b", "user": u, "time": "2026-11-03T10:00"} for u in (2, far, far + 1)]
+        )
+        keys = Keys(namespace)
+        make = [Compiler(keys, s) for s in (0, 3, 0)]
+        for c in make:
+            c.count(Op("and", (A, B)))
+            c.count(Op("diff", (A, B)))
+        store = Store.from_url(embedded_url)
+        together = store.evaluate([c.program() for c in make])
+        alone = [store.evaluate([c.program()])[0] for c in make]
+        assert together == alone == [[1, 2], [1, 0], [1, 2]]
+        store.close()
+    finally:
+        st.drop()
+        st.close()
