@@ -7,8 +7,76 @@
 --         ARGV[3] scratch TTL in ms, ARGV[4] 'all-ties' to return every member tied at the cut
 --         (when the caller orders ties differently from member bytes). Ranks members by total
 --         score, descending, ties by member ascending, and returns the first `limit` (plus the
---         ties) as a flat list member, score.
+--         ties) as a flat list member, score. Over several sets it first tries the threshold
+--         algorithm (below), which returns every member tied at the cut.
 local mode = ARGV[1]
+
+-- The top `limit` members by total score over several sorted sets of non-negative scores,
+-- without merging them: read every set by rank in growing batches; give each member met its
+-- exact total (ZMSCORE on every set); stop once the limit-th best total is above the most an
+-- unseen member could still have (the sum of the lowest scores read from each set). Skewed
+-- counts (a catalogue's best sellers) stop after a batch or two. Returns every member whose
+-- total reaches the limit-th best (ties included) as a flat list member, total; or nil when
+-- the sets have been read so deep that one ZUNIONSTORE is cheaper.
+local function top_by_threshold(sources, limit)
+  local budget = 0
+  for _, key in ipairs(sources) do
+    budget = budget + redis.call('ZCARD', key)
+  end
+  budget = budget / 4
+  local totals, members = {}, {}
+  local depth, batch, read = 0, math.max(16, limit), 0
+  while true do
+    local frontier, exhausted, fresh = 0, true, {}
+    for _, key in ipairs(sources) do
+      local part = redis.call('ZRANGE', key, depth, depth + batch - 1, 'REV', 'WITHSCORES')
+      for j = 1, #part, 2 do
+        local m = part[j]
+        if totals[m] == nil then
+          totals[m] = 0
+          members[#members + 1] = m
+          fresh[#fresh + 1] = m
+        end
+      end
+      if #part == 2 * batch then
+        exhausted = false
+        frontier = frontier + tonumber(part[#part])
+      end
+      read = read + #part / 2
+    end
+    for _, key in ipairs(sources) do
+      for j = 1, #fresh, 1000 do
+        local chunk = {unpack(fresh, j, math.min(j + 999, #fresh))}
+        local scores = redis.call('ZMSCORE', key, unpack(chunk))
+        for t, m in ipairs(chunk) do
+          if scores[t] then
+            totals[m] = totals[m] + tonumber(scores[t])
+          end
+        end
+      end
+    end
+    table.sort(members, function(a, b)
+      return totals[a] > totals[b]
+    end)
+    local kth = members[limit] and totals[members[limit]]
+    if exhausted or (kth and kth > frontier) then
+      local out = {}
+      for _, m in ipairs(members) do
+        if kth and totals[m] < kth then
+          break
+        end
+        out[#out + 1] = m
+        out[#out + 1] = string.format('%.17g', totals[m])
+      end
+      return out
+    end
+    if read > budget then
+      return nil
+    end
+    depth = depth + batch
+    batch = batch * 2
+  end
+end
 
 local function fmt(x)
   return string.format('%.17g', x)
@@ -67,6 +135,16 @@ elseif mode == 'top' then
   local ttl = tonumber(ARGV[3])
   local src = KEYS[2]
   local scratch = false
+  if #KEYS > 2 then
+    local sources = {}
+    for j = 2, #KEYS do
+      sources[#sources + 1] = KEYS[j]
+    end
+    local found = top_by_threshold(sources, limit)
+    if found then
+      return found
+    end
+  end
   if #KEYS > 2 then
     scratch = KEYS[1]
     local sources = {}
