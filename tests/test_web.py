@@ -417,7 +417,7 @@ BAD = [
         "distinct",
         {"event": "visit", "prop": "country", "start": "2025-11"},
         "prop",
-        "no unique of 'country'",
+        "no distinct values of 'country'",
     ),
     (
         "retention",

@@ -427,14 +427,19 @@ class Namespace:
         """Distinct values of a property: exact for `unique` ones (an OR of value-id bitmaps),
         estimated for `approx` ones (PFCOUNT merges the buckets' HyperLogLogs)."""
         check_name(event)
-        if normalise(prop) in self.schema.rules_for(event).approx:
-            _, stored = self.prop(event, prop, "approx")
-            labels = self.cover_labels(start, end)
-            return int(
-                (yield Call("pfcount", ([self.keys.approx(event, lb, stored) for lb in labels],)))
+        rules = self.schema.rules_for(event)
+        stored = normalise(prop)
+        if stored not in rules.unique and stored not in rules.approx:
+            raise QueryError(
+                f"no distinct values of {prop!r} are recorded for event {event!r}"
+                f" (unique: {', '.join(rules.unique) or 'none'};"
+                f" approx: {', '.join(rules.approx) or 'none'})"
             )
-        _, stored = self.prop(event, prop, "unique")
-        keys = [self.keys.distinct(event, lb, stored) for lb in self.cover_labels(start, end)]
+        labels = self.cover_labels(start, end)
+        if stored in rules.approx:
+            hlls = [self.keys.approx(event, lb, stored) for lb in labels]
+            return int((yield Call("pfcount", (hlls,))))
+        keys = [self.keys.distinct(event, lb, stored) for lb in labels]
         answers = yield Call("evaluate", ([count_union(keys)],))
         return int(answers[0][0])
 
