@@ -190,7 +190,7 @@ _BLAME: tuple[tuple[str, str], ...] = (
     (r"metric must", "metric"),
     (r"segments filter actors", "where"),
     (r"no segment|segment ", "where"),
-    (r"no (count|top|unique) of", "prop"),
+    (r"no (count|top|unique) of|no distinct values of", "prop"),
     (r"no sum", "prop"),
     (r"limit must", "limit"),
     (r"period must|unknown period|'[a-z]+' buckets are not recorded", "period"),
