@@ -12,6 +12,7 @@ from .errors import (
     QueryError,
     SchemaError,
     ServerError,
+    UnknownEvent,
 )
 from .ops import check_namespace
 from .schema import Schema, parse_duration
@@ -30,6 +31,7 @@ __all__ = [
     "ServerError",
     "Stats",
     "TrackResult",
+    "UnknownEvent",
     "connect",
 ]
 __version__ = "0.1.0"

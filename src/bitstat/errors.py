@@ -24,7 +24,25 @@ class SchemaError(BitstatError, ValueError):
 
 
 class QueryError(BitstatError, ValueError):
-    """A query whose arguments cannot be answered (bad date, unknown segment, ...)."""
+    """A query whose arguments cannot be answered (bad date, unknown segment, ...).
+
+    `param` names the argument at fault when the library knows it (`"event"`, `"start"`, ...),
+    so an HTTP layer can name it without reading the message."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class UnknownEvent(QueryError):
+    """A query names an event the namespace has never recorded (nor configures): a typo, most
+    likely. `suggestions` holds the closest known names."""
+
+    def __init__(self, event: str, suggestions: list[str] | None = None) -> None:
+        self.event = event
+        self.suggestions = suggestions or []
+        hint = f"; did you mean {' or '.join(map(repr, self.suggestions))}?" if suggestions else ""
+        super().__init__(f"no event {event!r} is recorded in this namespace{hint}", param="event")
 
 
 class ConnectionError(BitstatError):

@@ -57,10 +57,13 @@ Op = Generator[Call, Any, T]
 
 @dataclass
 class TrackResult:
-    """What `track_many` did: how many events were recorded, which were rejected and why."""
+    """What `track_many` did: how many events were recorded, which were rejected and why, and
+    per period how many recorded events fell in buckets already past that period's retention
+    (`Schema.expire`), so that period keeps nothing of them."""
 
     recorded: int
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    expired: dict[str, int] = field(default_factory=dict)
 
 
 def check_name(event: Any) -> None:
