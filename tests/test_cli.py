@@ -300,8 +300,9 @@ def test_csv_and_json_array_line_numbers(cli: Cli, tmp_path: Path) -> None:
     broken.write_text('[\n{"event": "visit", "user": 1},\n{"event": oops}\n]')
     result = cli("ingest", str(broken))
     assert result.exit_code == 2
-    assert f"{broken}:3: invalid JSON: Expecting value; the rest of the file is not read" in (
-        result.stdout
+    assert (
+        f"{broken}:3: invalid JSON: Expecting value at column 11; the rest of the file is not read"
+        in result.stdout
     )
 
 

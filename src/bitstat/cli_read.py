@@ -174,7 +174,7 @@ class Reader:
                 record, end = decoder.raw_decode(text, i)
             except json.JSONDecodeError as exc:
                 line += text.count("\n", counted, exc.pos)
-                yield line, f"invalid JSON: {exc.msg}; the rest of the file is not read"
+                yield line, f"{json_error(exc, 'file')}; the rest of the file is not read"
                 return
             self._array_progress = end / len(text)
             if isinstance(record, dict):
@@ -262,9 +262,10 @@ def _json_chunk(chunk: list[tuple[int, bytes]]) -> Iterator[Item]:
         return
     for number, line in chunk:
         try:
-            record = json.loads(line)
+            # without its newline: else an error at the end of the line is at "line 2 column 1"
+            record = json.loads(line.rstrip(b"\r\n"))
         except json.JSONDecodeError as exc:
-            yield number, f"invalid JSON: {exc.msg} (column {exc.colno})"
+            yield number, json_error(exc, "line")
             continue
         except UnicodeDecodeError:
             yield number, "not UTF-8 text"
@@ -273,6 +274,14 @@ def _json_chunk(chunk: list[tuple[int, bytes]]) -> Iterator[Item]:
             yield number, record
         else:
             yield number, f"not a JSON object but {_json_type(record)}"
+
+
+def json_error(exc: json.JSONDecodeError, unit: str) -> str:
+    """`invalid JSON: Expecting ',' delimiter at column 89`: the column in the line (of the
+    line or file that was parsed), and a hint when the text ends there."""
+    what = exc.msg.removesuffix(" at")  # "Unterminated string starting at", "... character at"
+    ends = f", where the {unit} ends (is it cut short?)" if exc.pos >= len(exc.doc) else ""
+    return f"invalid JSON: {what} at column {exc.colno}{ends}"
 
 
 def _skip(text: str, i: int) -> int:
