@@ -1,15 +1,18 @@
-"""The Starlette application: `POST /v1/track`, the read endpoints, /openapi.json, the dashboard.
+"""The Starlette application: `POST /v1/track`, the read endpoints, /openapi.json, the dashboard,
+and the probes /healthz and /readyz.
 
 `create_app(config)` builds it; the connection to Redis opens when the app starts (lifespan)
 and closes when it stops. Handlers are thin: check the token, read the parameters, call
-`AsyncStats`, answer JSON. Errors answer JSON too: `{"error": ..., "parameter": ...}`.
+`AsyncStats`, answer JSON. Errors answer JSON too: `{"error": ..., "parameter": ...}`, and an
+unexpected exception is a logged JSON 500, never a plain-text page.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..aio import AsyncStats, AsyncStore
-from ..errors import BitstatError, ConnectionError, ServerError
+from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..store import resolve_url
 from . import dashboard, openapi
 from .config import ServerConfig
@@ -33,6 +36,7 @@ from .span import first_last_day
 
 STATIC = Path(__file__).parent / "static"
 MAX_BATCH_ID = 200
+LOG = logging.getLogger("bitstat.web")
 
 
 class ApiError(Exception):
@@ -86,21 +90,56 @@ def _error(status: int, message: str, parameter: str | None = None, **headers: s
     return JSONResponse(body, status, headers=headers or None)
 
 
+# Python argument names a library error may blame, as the HTTP API spells them
+_HTTP_NAMES = {"steps": "step"}
+
+
+def _blamed(exc: QueryError, given: Mapping[str, Any]) -> str | None:
+    """The parameter a library `QueryError` is about: its own `param` when it has one, else
+    the one its message points at."""
+    if exc.param is None:
+        return blame(str(exc), given)
+    name = _HTTP_NAMES.get(exc.param, exc.param)
+    if name == "end" and "end" not in given and "start" in given:
+        return "start"  # no end was given: the range is the bucket of `start`
+    return name
+
+
+def _holding(given: Mapping[str, Any], event: str) -> str:
+    """The parameter that named `event`: `event`, a funnel `step`, a retention event."""
+    for name, value in given.items():
+        if value == event or (isinstance(value, list) and event in value):
+            return name
+    return "event"
+
+
 async def _guarded(
     given: dict[str, Any], call: Callable[[], Awaitable[dict[str, Any]]]
 ) -> Response:
-    """Run a handler, turning bitstat errors into 400 (naming the parameter) or 503 answers."""
+    """Run a handler, turning bitstat errors into 400 (naming the parameter), 404 (an event
+    never recorded) or 503 answers, and anything unexpected into a logged JSON 500."""
     try:
         return JSONResponse(await call())
     except BadParameter as exc:
         return _error(400, str(exc), exc.parameter)
+    except UnknownEvent as exc:
+        return _error(404, str(exc), _holding(given, exc.event))
     except (ConnectionError, ServerError) as exc:
         return _error(503, str(exc))
+    except QueryError as exc:
+        return _error(400, str(exc), _blamed(exc, given))
     except BitstatError as exc:
         message = str(exc)
         return _error(400, message, blame(message, given))
     except ApiError as exc:
         return _error(exc.status, exc.message, **(exc.headers or {}))
+    except Exception as exc:
+        LOG.exception("internal error answering a request")
+        return _internal(exc)
+
+
+def _internal(exc: BaseException) -> Response:
+    return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _read_route(state: _State, endpoint: Endpoint) -> Route:
@@ -232,6 +271,9 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         assert isinstance(exc, HTTPException)
         return _error(exc.status_code, str(exc.detail), **(exc.headers or {}))
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        return _internal(exc)  # outside the handlers (static files...); the server logs it
+
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -242,7 +284,9 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
     app.state.bitstat = state
     return app
