@@ -453,7 +453,7 @@ BAD = [
     (
         "funnel",
         {"step": ["visit", "signup"], "start": "2026", "within": "90d"},
-        "end",
+        "start",  # no end given: the range is the year of `start`
         "shorten the range",
     ),
     ("stickiness", {"event": "visit", "start": "2000", "end": "2026"}, "end", "longer than"),

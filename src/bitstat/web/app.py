@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -36,16 +36,27 @@ from .span import first_last_day
 
 STATIC = Path(__file__).parent / "static"
 MAX_BATCH_ID = 200
+JSON_TYPE = "application/json"
+DRAIN_LIMIT = 64 * 1024 * 1024  # the most of an unwanted body read (and dropped) before answering
 LOG = logging.getLogger("bitstat.web")
 
 
 class ApiError(Exception):
-    """An answer other than 200, raised from anywhere in a handler."""
+    """An answer other than 200, raised from anywhere in a handler; `field`: the event field at
+    fault (a single event POSTed)."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        field: str | None = None,
+    ) -> None:
         self.status = status
         self.message = message
         self.headers = headers
+        self.field = field
         super().__init__(message)
 
 
@@ -83,11 +94,20 @@ def _check_token(request: Request, token: bytes | None, side: str) -> None:
         )
 
 
-def _error(status: int, message: str, parameter: str | None = None, **headers: str) -> Response:
+def _error(
+    status: int,
+    message: str,
+    parameter: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    field: str | None = None,
+) -> Response:
     body: dict[str, Any] = {"error": message}
     if parameter is not None:
         body["parameter"] = parameter
-    return JSONResponse(body, status, headers=headers or None)
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status, headers=headers)
 
 
 # Python argument names a library error may blame, as the HTTP API spells them
@@ -132,7 +152,7 @@ async def _guarded(
         message = str(exc)
         return _error(400, message, blame(message, given))
     except ApiError as exc:
-        return _error(exc.status, exc.message, **(exc.headers or {}))
+        return _error(exc.status, exc.message, headers=exc.headers, field=exc.field)
     except Exception as exc:
         LOG.exception("internal error answering a request")
         return _internal(exc)
@@ -158,18 +178,69 @@ def _read_route(state: _State, endpoint: Endpoint) -> Route:
     return Route(endpoint.path, handle, methods=["GET"], name=endpoint.name)
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    too_big = ApiError(413, f"the body is larger than the limit of {limit} bytes")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+class _Body:
+    """The body of a request, read up to the server's limit.
+
+    Whatever the answer, what is left of the body is read and dropped before it is sent (up to
+    DRAIN_LIMIT): a client that writes the whole body before it reads (Python's urllib, among
+    others) would otherwise get a connection reset instead of the 413 or 4xx answer."""
+
+    def __init__(self, request: Request, limit: int) -> None:
+        self.limit = limit
+        declared = request.headers.get("content-length", "")
+        self.declared = int(declared) if declared.isdigit() else None
+        self.chunks = request.stream()
+
+    def too_big(self) -> ApiError:
+        return ApiError(413, f"the body is larger than the limit of {self.limit} bytes")
+
+    async def read(self) -> bytes:
+        if self.declared is not None and self.declared > self.limit:
+            raise self.too_big()
+        parts, size = [], 0
+        try:
+            async for chunk in self.chunks:
+                size += len(chunk)
+                if size > self.limit:
+                    raise self.too_big()
+                parts.append(chunk)
+        except ClientDisconnect:
+            raise ApiError(400, "the client left before the whole body arrived") from None
+        return b"".join(parts)
+
+    async def drain(self) -> None:
+        """Read what is left of the body, if anything, and drop it."""
+        if self.declared is not None and self.declared > DRAIN_LIMIT:
+            return  # too much to read: the client may see the connection close early
+        seen = 0
+        try:
+            async for chunk in self.chunks:
+                seen += len(chunk)
+                if seen > DRAIN_LIMIT:
+                    break
+        except ClientDisconnect:
+            pass
+        finally:
+            await self.chunks.aclose()
+
+
+def _check_content_type(request: Request) -> None:
+    """The body must be sent as JSON; no Content-Type at all is taken as JSON too."""
+    given = request.headers.get("content-type", "").strip()
+    media = given.partition(";")[0].strip().lower()
+    if media and media != JSON_TYPE:
+        raise ApiError(
+            415,
+            f"the body is sent as {given!r}; send it as {JSON_TYPE} (a JSON object or array,"
+            f" with Content-Type: {JSON_TYPE}; curl: --json or -H 'Content-Type: {JSON_TYPE}')",
+        )
+
+
+def _rejected_field(reason: str, event: Mapping[str, Any], actor: str) -> str | None:
+    """The field a rejection reason (`"field: reason"`) is about, if it names one."""
+    names = {"event", "time", actor, *(k for k in event if isinstance(k, str))}
+    found = [n for n in names if reason.startswith(f"{n}: ")]
+    return max(found, key=len) if found else None
 
 
 TRACK_PARAMS = (NAMESPACE,)
@@ -177,32 +248,44 @@ TRACK_PARAMS = (NAMESPACE,)
 
 def _track_route(state: _State) -> Route:
     async def track(request: Request) -> Response:
+        body = _Body(request, state.config.max_body)
+
         async def call() -> dict[str, Any]:
             _check_token(request, state.write_token, "write")
             args = read(TRACK_PARAMS, request.query_params.multi_items())
             batch_id = request.headers.get("idempotency-key")
             if batch_id is not None and not 0 < len(batch_id) <= MAX_BATCH_ID:
                 raise BadParameter("Idempotency-Key", f"must be 1 to {MAX_BATCH_ID} characters")
-            body = await _body(request, state.config.max_body)
+            _check_content_type(request)
             try:
-                data = json.loads(body)
+                data = json.loads(await body.read())
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ApiError(400, f"malformed JSON: {exc}") from None
-            if isinstance(data, dict):
+            single = isinstance(data, dict)
+            if single:
                 data = [data]
             elif not isinstance(data, list):
                 raise ApiError(400, "the body must be a JSON object (one event) or an array")
             stats = await state.stats(args["namespace"])
             result = await stats.track_many(data, batch_id=batch_id)
+            if single and result.rejected:
+                reason = result.rejected[0][1]
+                field = _rejected_field(reason, data[0], stats.schema.actor)
+                raise ApiError(400, f"the event is rejected: {reason}", field=field)
             if result.recorded:
                 assert state.namespaces is not None
                 state.namespaces.note(stats.namespace)
-            return {
+            answer: dict[str, Any] = {
                 "recorded": result.recorded,
                 "rejected": [{"index": i, "reason": r} for i, r in result.rejected],
             }
+            if result.expired:
+                answer["expired"] = dict(result.expired)
+            return answer
 
-        return await _guarded({}, call)
+        response = await _guarded({}, call)
+        await body.drain()
+        return response
 
     return Route("/v1/track", track, methods=["POST"], name="track")
 
@@ -269,7 +352,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, str(exc.detail), **(exc.headers or {}))
+        return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         return _internal(exc)  # outside the handlers (static files...); the server logs it

@@ -27,6 +27,7 @@ from .params import (
     Param,
     check_period,
     time_range,
+    too_long,
 )
 
 Handler = Callable[[AsyncStats, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -131,7 +132,7 @@ async def series(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     check_period(st.schema, "by", a["by"])
     if (hi - lo) / _SHORTEST[a["by"]] > MAX_SERIES_POINTS + 2:
         raise BadParameter(
-            "end",
+            too_long(a["end"]),
             f"the range holds more than {MAX_SERIES_POINTS} {a['by']}s; a series has"
             f" at most {MAX_SERIES_POINTS} points: shorten the range or use a longer `by`",
         )
@@ -232,7 +233,7 @@ async def funnel(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     days = -(-(hi - lo) // timedelta(days=1))
     if days * within * max(1, len(steps) - 1) > MAX_FUNNEL_WORK:
         raise BadParameter(
-            "end",
+            too_long(a["end"]),
             f"{days} start days x {within} window days x {len(steps) - 1} later steps is"
             f" more than {MAX_FUNNEL_WORK}: shorten the range or the window",
         )
@@ -243,7 +244,9 @@ async def funnel(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
 async def stickiness(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     lo, hi = time_range(st.schema, a["start"], a["end"])
     if hi - lo > timedelta(days=MAX_STICKINESS_DAYS):
-        raise BadParameter("end", f"the range is longer than {MAX_STICKINESS_DAYS} days")
+        raise BadParameter(
+            too_long(a["end"]), f"the range is longer than {MAX_STICKINESS_DAYS} days"
+        )
     answer = await st.stickiness(a["event"], a["start"], a["end"], **_segment(a["where"]))
     return {"stickiness": [{"days": n, "actors": v} for n, v in sorted(answer.items())]}
 

@@ -15,6 +15,10 @@ ERROR = {
     "properties": {
         "error": {"type": "string", "description": "What went wrong, in words."},
         "parameter": {"type": "string", "description": "The parameter at fault, if one is."},
+        "field": {
+            "type": "string",
+            "description": "The event field at fault, when a single event is rejected.",
+        },
     },
 }
 TRACK_RESULT = json_object(
@@ -24,6 +28,13 @@ TRACK_RESULT = json_object(
         "items": json_object(index={"type": "integer", "minimum": 0}, reason={"type": "string"}),
     },
 )
+TRACK_RESULT["properties"]["expired"] = {
+    "type": "object",
+    "description": "Only when some are: per period (`hour`, `day`, ...), how many recorded"
+    " events fell in buckets already past that period's retention (the schema's `expire`),"
+    " so that period keeps nothing of them.",
+    "additionalProperties": {"type": "integer", "minimum": 1},
+}
 EVENT_BODY = {
     "type": "object",
     "description": "An event: `event` (its name), the actor property (default `user`), an"
@@ -47,6 +58,11 @@ def _errors(*extra: int) -> dict[str, Any]:
     }
     if 413 in extra:
         out["413"] = _answer("The body is over the server's limit (10 MB unless configured).")
+    if 415 in extra:
+        out["415"] = _answer(
+            "The body is not sent as `application/json` (a form, `text/plain`, ...); a request"
+            " without Content-Type is read as JSON."
+        )
     return dict(sorted(out.items()))
 
 
@@ -88,6 +104,9 @@ def document(endpoints: Sequence[Endpoint] = ENDPOINTS) -> dict[str, Any]:
             "post": {
                 "operationId": "track",
                 "summary": "Record one event (a JSON object) or a batch (a JSON array).",
+                "description": "A single event that is rejected is a 400 naming the `field` at"
+                " fault; in a batch, each rejected event is listed by index and the rest is"
+                " recorded.",
                 "parameters": [
                     _parameter(NAMESPACE),
                     {
@@ -124,7 +143,7 @@ def document(endpoints: Sequence[Endpoint] = ENDPOINTS) -> dict[str, Any]:
                         " rejected event records nothing).",
                         TRACK_RESULT,
                     ),
-                    **_errors(413),
+                    **_errors(413, 415),
                 },
             }
         },

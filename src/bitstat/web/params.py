@@ -173,6 +173,12 @@ def time_range(
         raise BadParameter("end", str(exc)) from None
 
 
+def too_long(end: str | None) -> str:
+    """The parameter to name when a range is too long for a question: `end`, or `start` when no
+    end was given (the range is then the bucket of `start`, so `start` is what to change)."""
+    return "end" if end is not None else "start"
+
+
 def check_period(schema: Schema, name: str, period: str) -> None:
     """`period` must be one the namespace records actor bitmaps for."""
     if period not in schema.periods:

@@ -1,0 +1,168 @@
+"""POST /v1/track at its edges: content types, a single rejected event, bodies over the limit
+sent by a client that writes before it reads, what expired periods kept; and a range too long
+named by the parameter that made it so."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import bitstat
+from bitstat.aio import AsyncStats
+from bitstat.ops import TrackResult
+from bitstat.web import ServerConfig, create_app
+from webserver import running
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+EVENT = {"event": "login", "user": 1, "time": "2025-11-02T10:00:00Z"}
+
+
+@pytest.fixture
+def client(embedded_url: str, namespace: str) -> Iterator[TestClient]:
+    config = ServerConfig(url=embedded_url, namespace=namespace, max_body=4096)
+    with TestClient(create_app(config)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",  # what `curl -d` sends
+        "multipart/form-data; boundary=xyz",
+        "text/plain;charset=UTF-8",
+        "application/xml",
+    ],
+)
+def test_a_body_not_sent_as_json_is_415_naming_both_types(
+    client: TestClient, content_type: str
+) -> None:
+    answer = client.post(
+        "/v1/track", content=json.dumps(EVENT), headers={"content-type": content_type}
+    )
+    assert answer.status_code == 415, answer.text
+    error = answer.json()["error"]
+    assert repr(content_type) in error and "application/json" in error
+    assert "malformed" not in error
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"content-type": "application/json"},
+        {"content-type": "Application/JSON; charset=utf-8"},
+        {},  # no content type: read as JSON, as before
+    ],
+)
+def test_json_and_a_missing_content_type_are_accepted(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    answer = client.post("/v1/track", content=json.dumps(EVENT).encode(), headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"recorded": 1, "rejected": []}
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "reason"),
+    [
+        ({"user": 1}, "event", "missing event name"),
+        ({"event": "", "user": 1}, "event", "event name is empty"),
+        ({"event": "login", "user": -5}, "user", "outside"),
+        ({"event": "login", "user": 1, "time": "yesterday"}, "time", "yesterday"),
+    ],
+)
+def test_a_single_rejected_event_is_a_400_naming_the_field(
+    client: TestClient, event: dict[str, Any], field: str, reason: str
+) -> None:
+    answer = client.post("/v1/track", json=event)
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["field"] == field
+    assert body["error"].startswith(f"the event is rejected: {field}: ")
+    assert reason in body["error"]
+    # the same event in a batch of one is still a 200 listing it as rejected
+    batch = client.post("/v1/track", json=[event])
+    assert batch.status_code == 200
+    assert batch.json()["recorded"] == 0
+    assert [r["index"] for r in batch.json()["rejected"]] == [0]
+
+
+def test_expired_periods_are_reported_when_there_are_some(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "expired" not in client.post("/v1/track", json=EVENT).json()
+
+    async def track_many(self: AsyncStats, events: Any, batch_id: Any = None) -> TrackResult:
+        return TrackResult(len(events), [], {"hour": len(events)})
+
+    monkeypatch.setattr(AsyncStats, "track_many", track_many)
+    answer = client.post("/v1/track", json=[EVENT, EVENT])
+    assert answer.json() == {"recorded": 2, "rejected": [], "expired": {"hour": 2}}
+
+
+# a client that writes the whole body before it reads the answer: Python's urllib
+
+
+@pytest.fixture(scope="module")
+def small_server(embedded_url: str) -> Iterator[str]:
+    with running(ServerConfig(url=embedded_url, namespace="urllib-limit", max_body=4096)) as base:
+        yield base
+
+
+def _urllib_post(url: str, body: bytes, content_type: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+# Far more than the socket buffers hold: unread when the server answers, the rest of the body
+# made the kernel reset the connection, and urllib saw "connection reset" instead of the JSON.
+BIG = 24 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status", "message"),
+    [
+        ("application/json", 413, "larger than the limit of 4096 bytes"),
+        ("application/x-www-form-urlencoded", 415, "send it as application/json"),
+    ],
+)
+def test_urllib_gets_the_json_answer_to_a_big_body(
+    small_server: str, content_type: str, status: int, message: str
+) -> None:
+    body = b"[" + b'{"event": "x", "user": 1},' * (BIG // 26) + b"{}]"
+    code, answer = _urllib_post(f"{small_server}/v1/track", body, content_type)
+    assert code == status
+    assert message in answer["error"]
+    # the connection was not left in a bad state: the server answers the next request
+    assert _urllib_post(f"{small_server}/v1/track", b"{}", "application/json")[0] == 400
+
+
+def test_a_range_too_long_names_start_when_no_end_was_given(
+    embedded_url: str, namespace: str
+) -> None:
+    hourly = bitstat.Schema(periods=("hour", "day", "week", "month", "year"))
+    bitstat.connect(embedded_url, namespace=namespace, schema=hourly).close()
+    with TestClient(create_app(ServerConfig(url=embedded_url, namespace=namespace))) as c:
+        # a year of hours is more than a series holds; only `start` was given
+        answer = c.get("/v1/series", params={"event": "x", "start": "2025", "by": "hour"})
+        assert answer.status_code == 400
+        assert answer.json()["parameter"] == "start"
+        assert "at most 5000 points" in answer.json()["error"]
+        both = {"event": "x", "start": "2025-01", "end": "2025-12", "by": "hour"}
+        assert c.get("/v1/series", params=both).json()["parameter"] == "end"
+        funnel = c.get("/v1/funnel", params={"step": ["a", "b"], "start": "2026", "within": "90d"})
+        assert funnel.json()["parameter"] == "start"
