@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 
 from . import __version__, connect, demo, embedded
-from .errors import BitstatError, SchemaError
+from .errors import BitstatError, SchemaError, UnknownEvent
 from .schema import Schema
 from .stats import Stats
 
@@ -56,8 +56,35 @@ class BitstatGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UnknownEvent as exc:
+            raise click.ClickException(unknown_event(exc, ctx.obj)) from exc
         except BitstatError as exc:
             raise click.ClickException(str(exc)) from exc
+
+
+SHOWN_EVENTS = 8
+
+
+def unknown_event(exc: UnknownEvent, settings: Settings) -> str:
+    """The library's words, with the namespace named and, when no name is close, the names it
+    does hold: a mistyped --namespace looks like a mistyped event otherwise."""
+    said = f"no event {exc.event!r} is recorded in namespace {settings.namespace!r}"
+    if exc.suggestions:
+        return f"{said}; did you mean {' or '.join(map(repr, exc.suggestions))}?"
+    try:
+        with settings.connect() as st:
+            names = st.events()
+    except BitstatError:
+        return str(exc)
+    if not names:
+        return f"{said}, nor any other event: is the namespace right (--namespace)?"
+    shown = ", ".join(names[:SHOWN_EVENTS])
+    more = (
+        f" and {len(names) - SHOWN_EVENTS:,} more (bitstat events)"
+        if len(names) > SHOWN_EVENTS
+        else ""
+    )
+    return f"{said}; it records {shown}{more}"
 
 
 @click.group(cls=BitstatGroup, context_settings=CONTEXT)
