@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import bitstat
-from test_cli import Cli, make_namespace
+from bitstat import TrackResult
+from test_cli import Cli, jsonl, make_namespace
 
 
 @pytest.fixture
@@ -82,3 +85,59 @@ def test_a_json_array_error_has_its_line_and_column(shop: Cli, tmp_path: Path) -
         f"  {cut}:3: invalid JSON: Expecting ',' delimiter at column {len(GOOD) + 2},"
         " where the file ends (is it cut short?); the rest of the file is not read"
     ) in result.stdout
+
+
+def test_expired_periods_are_reported_per_period(
+    embedded_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI side: what `track_many` says expired is summed over batches and files and said
+    per period, in the schema's order, with that period's retention."""
+    cli = Cli(embedded_url, make_namespace())
+    schema = bitstat.Schema(periods=("hour", "day", "week"), expire={"day": "60d", "hour": "14d"})
+    bitstat.connect(embedded_url, namespace=cli.namespace, schema=schema).close()
+    track_many = bitstat.Stats.track_many
+
+    def said_expired(self: bitstat.Stats, events: Any, *args: Any, **kw: Any) -> TrackResult:
+        events = list(events)
+        done = track_many(self, events, *args, **kw)
+        old = [e for e in events if e["time"] < datetime(2026, 11, 1)]
+        older = [e for e in old if e["time"] < datetime(2026, 9, 1)]
+        done.expired = {"day": len(older), "hour": len(old)}
+        done.expired = {p: n for p, n in done.expired.items() if n}
+        return done
+
+    monkeypatch.setattr(bitstat.Stats, "track_many", said_expired)
+    times = ["2026-08-30T10:00:00"] * 2 + ["2026-10-05T10:00:00"] * 1500 + ["2026-11-20"] * 3
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(jsonl([{"event": "visit", "user": i, "time": t} for i, t in enumerate(times)]))
+    second.write_text(jsonl([{"event": "visit", "user": 7, "time": "2026-10-01T00:00:00"}]))
+    try:
+        result = cli("ingest", str(first), str(second), "--batch-size", "400", "--no-progress")
+        assert result.exit_code == 0, result.output
+        said = result.stdout.splitlines()
+        assert said[-2:] == [
+            "1,503 events older than the hour retention (2w): no hour buckets kept for them.",
+            "2 events older than the day retention (60d): no day buckets kept for them.",
+        ], result.stdout
+        report = json.loads(cli("ingest", str(second), "-f", "json", "--batch-size", "400").stdout)
+        assert report["expired"] == {}  # recorded before: nothing expired this time
+        with cli.stats() as st:
+            st.drop()
+        bitstat.connect(embedded_url, namespace=cli.namespace, schema=schema).close()
+        report = json.loads(
+            cli("ingest", str(first), str(second), "-f", "json", "--batch-size", "7").stdout
+        )
+        assert report["expired"] == {"hour": 1503, "day": 2}
+        assert [f["expired"] for f in report["files"]] == [{"hour": 1502, "day": 2}, {"hour": 1}]
+    finally:
+        with cli.stats() as st:
+            st.drop()
+
+
+def test_no_expired_line_without_expired_events(shop: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(GOOD + "\n")
+    result = shop("ingest", str(path), "--no-progress")
+    assert result.stdout.splitlines()[-1].startswith("Recorded 1 event in")
+    report = json.loads(shop("ingest", str(path), "-f", "json").stdout)
+    assert report["expired"] == {} and report["files"][0]["expired"] == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from .cli_read import (
     options_salt,
 )
 from .events import parse_batch
+from .periods import PERIODS
 from .schema import Schema
 
 if TYPE_CHECKING:
@@ -61,6 +63,8 @@ class Tally:
     recorded: int = 0
     refused: int = 0  # offered, and rejected by the library
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), all of them
+    # per period, recorded events older than its retention: that period keeps nothing of them
+    expired: Counter[str] = field(default_factory=Counter)
 
     @property
     def seen_before(self) -> int:
@@ -74,6 +78,7 @@ class Tally:
             "recorded": self.recorded,
             "seen_before": self.seen_before,
             "rejected": len(self.rejected),
+            "expired": dict(self.expired),
         }
 
 
@@ -182,6 +187,8 @@ class Ingest:
                     tally.recorded += done.recorded
                     tally.refused += len(done.rejected)
                     tally.rejected += [(lines[i], why) for i, why in done.rejected]
+                    if done.recorded:  # a batch recorded before expires nothing now
+                        tally.expired.update(done.expired)
                 self.progress.update(task, completed=reader.tell(), events=tally.events)
             self.progress.update(task, completed=source.size or 1)
             tally.rejected.sort()
@@ -195,6 +202,12 @@ class Ingest:
     @property
     def seen_before(self) -> int:
         return sum(t.seen_before for t in self.tallies)
+
+    @property
+    def expired(self) -> dict[str, int]:
+        """Per period (in the schema's order), events older than its retention."""
+        total: Counter[str] = sum((t.expired for t in self.tallies), Counter())
+        return {p: total[p] for p in PERIODS if total[p]}
 
     @property
     def rejected(self) -> list[tuple[str, int, str]]:
@@ -219,6 +232,7 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
                 {
                     "recorded": run.recorded,
                     "seen_before": run.seen_before,
+                    "expired": run.expired,
                     "rejected": [
                         {"file": name, "line": line, "reason": why} for name, line, why in rejected
                     ],
@@ -242,6 +256,13 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
         )
     else:
         click.echo(f"Recorded {count(run.recorded, 'event')} in {run.seconds:.2f} s{rate}.")
+    retention = run.stats.schema.expire
+    for period, n in run.expired.items():
+        kept = cli_output.duration(retention[period]) if period in retention else "?"
+        click.echo(
+            f"{count(n, 'event')} older than the {period} retention ({kept}):"
+            f" no {period} buckets kept for them."
+        )
     if not rejected:
         return
     shown = rejected[:SHOWN_REJECTS]

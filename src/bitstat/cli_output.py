@@ -220,5 +220,16 @@ def heat(rate: float | None) -> str:
     return f"{text} on rgb({red},{green},{blue})"
 
 
+DURATION_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
+
+
+def duration(seconds: int) -> str | int:
+    """3600 -> "1h", 1209600 -> "2w": a duration as the schema's `expire` takes it back."""
+    for unit, size in DURATION_UNITS:
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return seconds
+
+
 def percent(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
