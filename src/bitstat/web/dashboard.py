@@ -3,7 +3,9 @@
 The live dashboard asks for it on every refresh; `bitstat report` inlines the same answer in a
 static page, so both draw from the same data. Each chart's part is built by the handler of the
 matching `/v1/...` endpoint, so its numbers are the API's; a part that cannot be answered (a
-period the namespace lacks, a window too long) carries `{"error": ...}` and the rest still draws.
+period the namespace lacks, a window too long, buckets expired) carries `{"error": ...}` and the
+rest still draws; only an event never recorded fails the whole view. `sum_total` is the plain
+total of the summed property (the tile), beside the chart's rule, often a breakdown (`sums`).
 Choices left open take defaults from the schema and the data: the last 30 days with data, the
 most frequent event then, the first property of each kind (a `sum ... by` rule first), the most
 frequent events as funnel steps.
@@ -18,7 +20,7 @@ from typing import Any
 
 from .. import periods as P
 from ..aio import AsyncStats
-from ..errors import BitstatError, ConnectionError, ServerError
+from ..errors import BitstatError, ConnectionError, ServerError, UnknownEvent
 from . import endpoints as E
 from .params import NAMESPACE, BadParameter, Param, time_range
 from .span import first_last_day
@@ -48,11 +50,32 @@ PARAMS = (
 )
 
 Part = dict[str, Any] | None
+# the parts of the answer, one per card or tile, in the order they are gathered
+PARTS = (
+    "unique",
+    "total",
+    "series_unique",
+    "series_total",
+    "counts",
+    "top",
+    "sums",
+    "sum_total",
+    "distinct",
+    "funnel",
+    "retention",
+    "lifecycle",
+)
 
 
-async def _part(call: Callable[[], Awaitable[dict[str, Any]]], **extra: Any) -> Part:
+async def _part(call: Callable[[], Awaitable[dict[str, Any]]], event: str, **extra: Any) -> Part:
+    """One card's part: its answer, or `{"error": ...}` when that card cannot be answered. An
+    `event` never recorded fails the whole view instead (one error naming it, not twelve)."""
     try:
         return {**extra, **(await call())}
+    except UnknownEvent as exc:
+        if exc.event == event:
+            raise
+        return {**extra, "error": str(exc)}
     except (ConnectionError, ServerError):
         raise
     except BitstatError as exc:
@@ -72,6 +95,17 @@ async def _default_view(st: AsyncStats, events: list[str], event: str | None) ->
     lasts = [last for _, last in spans if last is not None]
     end = date.fromisoformat(max(lasts)) if lasts else datetime.now(st.schema.tz).date()
     return (end - timedelta(days=DEFAULT_DAYS - 1)).isoformat(), end.isoformat()
+
+
+def _cohorts(period: str, lo: datetime, hi: datetime) -> tuple[str, int]:
+    """The first label and the number of the range's last buckets (at most MAX_COHORTS): the
+    cohorts of the retention table and the periods of the lifecycle chart."""
+    bucket = P.bucket_of(period, hi - timedelta(microseconds=1))
+    n = 1
+    while n < MAX_COHORTS and bucket.start > lo:
+        bucket = bucket.prev()
+        n += 1
+    return bucket.label, n
 
 
 def _auto_period(st: AsyncStats, lo: datetime, hi: datetime) -> str:
@@ -136,68 +170,53 @@ async def view(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
         _pick(a["top"], list(rules.top)),
         _pick(a["unique"], [*rules.unique, *rules.approx]),
     )
-    # a breakdown makes a better chart than one number (which the tiles show anyway)
+    # a breakdown makes a better chart than one number; the tile shows the total beside it
     sum_rule = _pick(a["sum"], sorted((str(r) for r in rules.sum), key=lambda r: " by " not in r))
     steps = a["step"] or ranked[:MAX_STEPS]
     rng = {"event": event, "start": start, "end": end}
     series_args = {**rng, "by": period}
 
+    def part(call: Callable[[], Awaitable[dict[str, Any]]], **extra: Any) -> Awaitable[Part]:
+        return _part(call, event, **extra)
+
     async def none() -> Part:
         return None
 
-    def sums() -> Awaitable[Part]:
-        if sum_rule is None:
-            return none()
-        prop, _, by = sum_rule.partition(" by ")
-        return _part(lambda: E.sums(st, _query(**rng, prop=prop, by=by or None)), rule=sum_rule)
+    # the chart's rule, and the plain total of its property beside it when one is recorded: the
+    # sum of a breakdown leaves out the events without its label
+    prop, _, by = (sum_rule or "").partition(" by ")
+    plain = {str(r) for r in rules.sum if r.by is None}
 
+    def sums(label: str | None, **extra: Any) -> Awaitable[Part]:
+        return part(lambda: E.sums(st, _query(**rng, prop=prop, by=label)), **extra)
+
+    # the cards' cohorts: the range's last buckets, whatever became of its series
+    first, n = _cohorts(period, lo, hi)
+    # cells after the range (or after the clock) are left out: the table stays a triangle
+    wall_now = datetime.now(st.schema.tz).replace(tzinfo=None)
+    now = min(hi - timedelta(seconds=1), wall_now).isoformat(timespec="seconds")
+    cohort = {"start": first, "periods": n, "period": period, "now": now}
+    retention = {"first_event": event, "return_event": event, "kind": "first", "columns": None}
+    funnel = {"step": steps, "start": start, "end": end, "within": a["within"]}
     parts = await asyncio.gather(
-        _part(lambda: E.unique(st, _query(**rng))),
-        _part(lambda: E.total(st, _query(**rng))),
-        _part(lambda: E.series(st, _query(**series_args, metric="unique"))),
-        _part(lambda: E.series(st, _query(**series_args, metric="total"))),
-        _part(lambda: E.counts(st, _query(**rng, prop=count)), prop=count) if count else none(),
-        _part(lambda: E.top(st, _query(**rng, prop=top)), prop=top) if top else none(),
-        sums(),
-        _part(lambda: E.distinct(st, _query(**rng, prop=unique)), prop=unique)
-        if unique
-        else none(),
-        _part(
-            lambda: E.funnel(st, _query(step=steps, start=start, end=end, within=a["within"])),
-            steps=steps,
-            within=a["within"],
-        )
+        part(lambda: E.unique(st, _query(**rng))),
+        part(lambda: E.total(st, _query(**rng))),
+        part(lambda: E.series(st, _query(**series_args, metric="unique"))),
+        part(lambda: E.series(st, _query(**series_args, metric="total"))),
+        part(lambda: E.counts(st, _query(**rng, prop=count)), prop=count) if count else none(),
+        part(lambda: E.top(st, _query(**rng, prop=top)), prop=top) if top else none(),
+        sums(by or None, rule=sum_rule) if sum_rule else none(),
+        sums(None, prop=prop) if by and prop in plain else none(),
+        part(lambda: E.distinct(st, _query(**rng, prop=unique)), prop=unique) if unique else none(),
+        part(lambda: E.funnel(st, _query(**funnel)), steps=steps, within=a["within"])
         if steps
         else none(),
+        part(lambda: E.retention(st, _query(**retention, **cohort))),
+        part(lambda: E.lifecycle(st, _query(event=event, **cohort))),
     )
-    names = ("unique", "total", "series_unique", "series_total", "counts", "top", "sums")
-    out.update(zip((*names, "distinct", "funnel"), parts, strict=True))
-    # cohorts and lifecycle periods: the buckets of the range, at most MAX_COHORTS of them
-    series = out["series_unique"] or {}
-    labels = [row["period"] for row in series.get("series", [])]
-    if labels:
-        n = min(MAX_COHORTS, len(labels))
-        first = labels[-n]
-        # cells after the range (or after the clock) are left out: the table stays a triangle
-        wall_now = datetime.now(st.schema.tz).replace(tzinfo=None)
-        now = min(hi - timedelta(seconds=1), wall_now).isoformat(timespec="seconds")
-        cohort = {"start": first, "periods": n, "period": period, "now": now}
-        retention, lifecycle = await asyncio.gather(
-            _part(
-                lambda: E.retention(
-                    st,
-                    _query(
-                        first_event=event,
-                        return_event=event,
-                        kind="first",
-                        columns=None,
-                        **cohort,
-                    ),
-                )
-            ),
-            _part(lambda: E.lifecycle(st, _query(event=event, **cohort))),
-        )
-        out["retention"], out["lifecycle"] = retention, lifecycle
+    out.update(zip(PARTS, parts, strict=True))
+    if sum_rule is not None and not by:  # the chart's answer is the total already
+        out["sum_total"] = {"prop": prop, **{k: v for k, v in out["sums"].items() if k != "rule"}}
     return out
 
 

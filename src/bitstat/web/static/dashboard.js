@@ -17,6 +17,11 @@
   ];
   const ADJECTIVE = { hour: "hourly", day: "daily", week: "weekly", month: "monthly", year: "yearly" };
   const KEYS = ["namespace", "event", "start", "end", "period", "count", "top", "sum", "steps", "within"];
+  // the control of each parameter an error can name
+  const CONTROLS = {
+    namespace: "namespace", event: "event", start: "start", end: "end", period: "period",
+    count: "count-prop", top: "top-prop", sum: "sum-rule", step: "steps", within: "within",
+  };
   const charts = {};
   let state = readHash();
   let token = safeStorage("get", "bitstat.readToken") || "";
@@ -24,6 +29,7 @@
   let refreshSeconds = 10;
   let loading = null;
   let renders = 0;
+  let last = null; // the answer drawn last; null after a failed load
 
   Chart.defaults.animation = false;
   Chart.defaults.font.family = getComputedStyle(document.documentElement).fontFamily;
@@ -59,9 +65,11 @@
   }
 
   function change(updates) {
+    const namespace = state.namespace;
     Object.assign(state, updates);
     for (const k of Object.keys(state)) if (!state[k]) delete state[k];
     writeHash();
+    if (state.namespace !== namespace) draw({}); // nothing of the other namespace while loading
     load();
   }
 
@@ -105,10 +113,7 @@
       show(data);
     } catch (err) {
       if (mine !== loading) return;
-      message(err.message + (err.parameter ? " (" + err.parameter + ")" : ""));
-      if (err.parameter && state[err.parameter === "step" ? "steps" : err.parameter]) {
-        document.body.dataset.badParameter = err.parameter;
-      }
+      failed(err.message, err.parameter);
     }
   }
 
@@ -152,11 +157,13 @@
     return charts[id];
   }
 
-  function empty(name, text) {
+  function empty(name, text, isError) {
+    // the line a card shows instead of its chart: why there is nothing, or what went wrong
     const p = $("empty-" + name);
     if (!p) return;
     p.hidden = !text;
     p.textContent = text || "";
+    p.classList.toggle("error", Boolean(text && isError));
   }
 
   function axisOptions(horizontal, extra) {
@@ -195,6 +202,7 @@
   }
 
   function bars(id, name, rows, column, horizontal, color) {
+    // rows null: the card's line is its section's (nothing configured, an error)
     const part = rows || [];
     chart(id, {
       type: "bar",
@@ -204,25 +212,28 @@
       },
       options: axisOptions(horizontal),
     });
-    empty(name, part.length ? null : "no data in this range");
+    if (rows) empty(name, part.length ? null : "no data in this range");
   }
 
-  function section(part, name) {
-    // a part of the answer: null (nothing configured), {error}, or data
+  function section(part, name, absent) {
+    // a part of the answer: missing (nothing configured, or no view), {error}, or data
     if (!part) {
-      empty(name, "nothing recorded for this event");
+      empty(name, absent);
       return null;
     }
     if (part.error) {
-      empty(name, part.error);
+      empty(name, part.error, true);
       return null;
     }
+    empty(name, null);
     return part;
   }
 
   function show(d) {
     renders += 1;
-    window.bitstat = { data: d, charts, renders };
+    last = d;
+    window.bitstat = { data: d, error: null, charts, renders };
+    clearBad();
     const rules = d.rules || { count: [], sum: [], top: [], unique: [] };
     $("namespace").value = d.namespace;
     fill($("event"), d.events, d.event);
@@ -232,64 +243,113 @@
     fill($("count-prop"), rules.count, d.counts && d.counts.prop);
     fill($("top-prop"), rules.top, d.top && d.top.prop);
     fill($("sum-rule"), rules.sum, d.sums && d.sums.rule);
-    if (document.activeElement !== $("steps")) $("steps").value = d.funnel ? d.funnel.steps.join(", ") : "";
+    if (document.activeElement !== $("steps")) $("steps").value = d.funnel && d.funnel.steps ? d.funnel.steps.join(", ") : "";
     if (document.activeElement !== $("within")) $("within").value = d.funnel ? d.funnel.within : state.within || "7d";
-    const where = d.start === d.end ? d.start : d.start + " – " + d.end;
     $("updated").textContent = "updated " + d.generated.slice(11, 19);
     document.title = "bitstat · " + d.namespace + (d.event ? " · " + d.event : "");
-    if (!d.event) {
-      message("No events recorded in namespace “" + d.namespace + "” yet.");
-      document.body.dataset.ready = String(renders);
-      return;
-    }
-
-    const num = (part, key) => (part && !part.error ? part[key] : null);
-    const unique = num(d.unique, "unique");
-    const total = num(d.total, "total");
-    $("kpi-unique").textContent = unique == null ? "–" : whole.format(unique);
-    $("kpi-total").textContent = total == null ? "–" : whole.format(total);
-    $("kpi-ratio").textContent = unique ? decimal.format(total / unique) : "–";
-    $("kpi-distinct-label").textContent = d.distinct ? "Distinct " + d.distinct.prop : "Distinct values";
-    $("kpi-distinct").textContent = d.distinct && !d.distinct.error ? whole.format(d.distinct.distinct) : "–";
-    const sums = d.sums && !d.sums.error ? d.sums : null;
-    const sumTotal = sums ? ("sum" in sums ? sums.sum : sums.sums.reduce((a, r) => a + r.sum, 0)) : null;
-    $("kpi-sum-label").textContent = sums ? "Sum of " + sums.rule.split(" by ")[0] : "Sum";
-    $("kpi-sum").textContent = sumTotal == null ? "–" : decimal.format(sumTotal);
-
-    const per = d.period;
-    $("title-unique").innerHTML = "Unique actors per " + per + ' <span class="sub">' + where + "</span>";
-    $("title-total").innerHTML = "Events per " + per + ' <span class="sub">' + where + "</span>";
-    const su = section(d.series_unique, "unique");
-    line("chart-unique", "unique actors", su ? su.series : [], COLORS[0]);
-    const st = section(d.series_total, "total");
-    line("chart-total", "events", st ? st.series : [], COLORS[1]);
-
-    const counts = section(d.counts, "counts");
-    bars("chart-counts", "counts", counts ? counts.counts.slice(0, 12) : [], "count", true, COLORS[2]);
-    if (!counts) section(d.counts, "counts");
-    const top = section(d.top, "top");
-    bars("chart-top", "top", top ? top.top : [], "count", true, COLORS[3]);
-    if (!top) section(d.top, "top");
-    showSums(d.sums);
-    showFunnel(d.funnel);
-    showRetention(d.retention, d.event);
-    showLifecycle(d.lifecycle);
+    if (!d.event) message("No events recorded in namespace “" + d.namespace + "” yet.");
+    draw(d.event ? d : {});
     document.body.dataset.ready = String(renders);
   }
 
-  function showSums(part) {
-    const s = section(part, "sums");
+  function failed(text, parameter) {
+    // a view that could not be loaded: say why, and show nothing of the one before
+    renders += 1;
+    last = null;
+    window.bitstat = { data: null, error: text, charts, renders };
+    const named = !parameter || text.startsWith(parameter + ":");
+    message(text + (named ? "" : " (" + parameter + ")"));
+    clearBad();
+    const control = $(CONTROLS[parameter] || "none");
+    if (control && state[parameter === "step" ? "steps" : parameter]) {
+      control.classList.add("bad");
+      document.body.dataset.badParameter = parameter;
+    }
+    $("updated").textContent = "";
+    draw({});
+    document.body.dataset.ready = String(renders);
+  }
+
+  function clearBad() {
+    delete document.body.dataset.badParameter;
+    for (const id of Object.values(CONTROLS)) $(id).classList.remove("bad");
+  }
+
+  function tile(name, value, error) {
+    $("kpi-" + name).textContent = value == null ? "–" : value;
+    const note = $("note-" + name);
+    note.hidden = !error;
+    note.textContent = error || "";
+    note.title = error || "";
+  }
+
+  function sumTile(d) {
+    // the total of the summed property: its own part when recorded; a breakdown adds up only the
+    // events that carry its label, so its sum is named as such
+    const total = d.sum_total;
+    if (total) {
+      $("kpi-sum-label").textContent = "Sum of " + total.prop;
+      return tile("sum", total.error ? null : decimal.format(total.sum), total.error);
+    }
+    const s = d.sums;
+    if (!s) {
+      $("kpi-sum-label").textContent = "Sum";
+      return tile("sum", null);
+    }
+    const [prop, by] = s.rule.split(" by ");
+    $("kpi-sum-label").textContent = "Sum of " + prop + (by && !s.error ? " (with " + by + ")" : "");
+    if (s.error) return tile("sum", null, s.error);
+    const value = "sum" in s ? s.sum : s.sums.reduce((a, r) => a + r.sum, 0);
+    tile("sum", decimal.format(value));
+  }
+
+  function draw(d) {
+    // every tile and card is drawn from `d` alone, so nothing of an earlier view stays; `{}`
+    // (no event, or a failed load) leaves them all blank
+    const absent = d.event ? "nothing recorded for this event" : null;
+    const ok = (part) => (part && !part.error ? part : null);
+    const error = (part) => (part && part.error) || null;
+    const unique = ok(d.unique) && d.unique.unique;
+    const total = ok(d.total) && d.total.total;
+    tile("unique", unique == null ? null : whole.format(unique), error(d.unique));
+    tile("total", total == null ? null : whole.format(total), error(d.total));
+    tile("ratio", unique ? decimal.format(total / unique) : null);
+    $("kpi-distinct-label").textContent = d.distinct ? "Distinct " + d.distinct.prop : "Distinct values";
+    tile("distinct", ok(d.distinct) && whole.format(d.distinct.distinct), error(d.distinct));
+    sumTile(d);
+
+    const where = !d.event ? "" : d.start === d.end ? d.start : d.start + " – " + d.end;
+    const sub = where ? ' <span class="sub">' + escapeHtml(where) + "</span>" : "";
+    const per = d.event ? " per " + d.period : "";
+    $("title-unique").innerHTML = "Unique actors" + per + sub;
+    $("title-total").innerHTML = "Events" + per + sub;
+    const su = section(d.series_unique, "unique", absent);
+    line("chart-unique", "unique actors", su ? su.series : [], COLORS[0]);
+    const st = section(d.series_total, "total", absent);
+    line("chart-total", "events", st ? st.series : [], COLORS[1]);
+
+    const counts = section(d.counts, "counts", absent);
+    bars("chart-counts", "counts", counts ? counts.counts.slice(0, 12) : null, "count", true, COLORS[2]);
+    const top = section(d.top, "top", absent);
+    bars("chart-top", "top", top ? top.top : null, "count", true, COLORS[3]);
+    showSums(d.sums, absent);
+    showFunnel(d.funnel, absent);
+    showRetention(d.retention, d.event);
+    showLifecycle(d.lifecycle, absent);
+  }
+
+  function showSums(part, absent) {
+    const s = section(part, "sums", absent);
     if (s && "sums" in s) {
       bars("chart-sums", "sums", s.sums.slice(0, 12), "sum", true, COLORS[4]);
     } else {
-      bars("chart-sums", "sums", [], "sum", false, COLORS[4]);
+      bars("chart-sums", "sums", null, "sum", false, COLORS[4]);
       if (s) empty("sums", "total: " + decimal.format(s.sum) + " (add a `sum … by` rule for a breakdown)");
-      else section(part, "sums");
     }
   }
 
-  function showFunnel(part) {
-    const f = section(part, "funnel");
+  function showFunnel(part, absent) {
+    const f = section(part, "funnel", absent);
     const rows = f ? f.funnel : [];
     const first = rows.length ? rows[0].actors : 0;
     chart("chart-funnel", {
@@ -300,8 +360,7 @@
       },
       options: axisOptions(true),
     });
-    if (!f) section(part, "funnel");
-    else empty("funnel", rows.length ? null : "no steps");
+    if (f && !rows.length) empty("funnel", "no steps");
   }
 
   function heat(rate) {
@@ -312,8 +371,9 @@
 
   function showRetention(part, event) {
     const box = $("retention");
+    $("title-retention").textContent = "Retention";
     if (!part || part.error) {
-      box.innerHTML = '<p class="muted">' + (part ? escapeHtml(part.error) : "no periods in this range") + "</p>";
+      box.innerHTML = part ? '<p class="empty-text error">' + escapeHtml(part.error) + "</p>" : "";
       return;
     }
     $("title-retention").innerHTML =
@@ -337,8 +397,8 @@
     box.innerHTML = html + "</tbody></table>";
   }
 
-  function showLifecycle(part) {
-    const l = section(part, "lifecycle");
+  function showLifecycle(part, absent) {
+    const l = section(part, "lifecycle", absent);
     const rows = l ? l.lifecycle : [];
     chart("chart-lifecycle", {
       type: "bar",
@@ -362,8 +422,7 @@
         },
       },
     });
-    if (!l) section(part, "lifecycle");
-    else empty("lifecycle", rows.length ? null : "no periods in this range");
+    if (l && !rows.length) empty("lifecycle", "no periods in this range");
   }
 
   function escapeHtml(text) {
@@ -395,9 +454,14 @@
     $("presets").addEventListener("click", async (e) => {
       const days = e.target.dataset && e.target.dataset.days;
       if (!days) return;
-      const d = window.bitstat && window.bitstat.data;
+      const d = last;
       if (!d || !d.event) return;
-      const span = await api("span", new URLSearchParams({ namespace: d.namespace, event: d.event }));
+      let span;
+      try {
+        span = await api("span", new URLSearchParams({ namespace: d.namespace, event: d.event }));
+      } catch (err) {
+        return failed(err.message, err.parameter);
+      }
       const end = span.last || d.end;
       if (days === "all") return change({ start: span.first || end, end, period: "" });
       const start = new Date(end + "T00:00:00Z");
@@ -413,7 +477,9 @@
       start();
     });
     window.addEventListener("hashchange", () => {
+      const namespace = state.namespace;
       state = readHash();
+      if (state.namespace !== namespace) draw({});
       load();
     });
     document.addEventListener("visibilitychange", schedule);

@@ -1,0 +1,95 @@
+"""The answer of `GET /v1/dashboard` (what the page draws from) where a part cannot be answered.
+
+Each card's part fails on its own, with its own error; the view as a whole fails only when
+the event it shows was never recorded, so that the page says so once, naming `event`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import bitstat
+from bitstat.aio import AsyncStats
+from bitstat.web import ServerConfig
+from webserver import SHOP, running, shop_events
+
+
+@pytest.fixture(scope="module")
+def shop(embedded_url: str) -> Iterator[bitstat.Stats]:
+    st = bitstat.connect(embedded_url, namespace=f"view-{uuid.uuid4().hex[:8]}", schema=SHOP)
+    assert not st.track_many(shop_events(visitors=150)).rejected
+    yield st
+    st.drop()
+    st.close()
+
+
+@pytest.fixture(scope="module")
+def server(embedded_url: str, shop: bitstat.Stats) -> Iterator[str]:
+    with running(ServerConfig(url=embedded_url, namespace=shop.namespace)) as base:
+        yield base
+
+
+def dashboard(base: str, **query: Any) -> httpx.Response:
+    return httpx.get(f"{base}/v1/dashboard", params=query, timeout=60)
+
+
+def test_cohorts_and_lifecycle_do_not_hang_on_the_series(server: str) -> None:
+    """A series that cannot be drawn (too many days) says so in its card; the retention and
+    lifecycle cards still show the range's last 12 days rather than "no periods"."""
+    answer = dashboard(server, event="purchase", start="2010-01-01", end="2025-11-30", period="day")
+    assert answer.status_code == 200, answer.text
+    view = answer.json()
+    for part in ("series_unique", "series_total"):
+        assert "more than 5000 days" in view[part]["error"]
+    days = [f"2025-11-{d}" for d in range(19, 31)]
+    assert [row["cohort"] for row in view["retention"]["rows"]] == days
+    assert [row["period"] for row in view["lifecycle"]["lifecycle"]] == days
+    assert view["unique"]["unique"] > 0  # the rest of the view is drawn
+
+
+def test_the_cohorts_are_the_last_buckets_of_the_range(server: str) -> None:
+    """Fewer buckets than 12: every one, from the one holding the start (a partial week)."""
+    view = dashboard(server, event="purchase", start="2025-10-01", end="2025-11-30", period="week")
+    weeks = [row["period"] for row in view.json()["series_unique"]["series"]]
+    assert weeks[0] == "2025-W40" and len(weeks) == 9
+    assert [row["cohort"] for row in view.json()["retention"]["rows"]] == weeks
+
+
+def test_an_event_never_recorded_fails_the_whole_view_naming_it(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library raises UnknownEvent for a name never recorded: the view is not twelve cards
+    each saying so, but one error about `event`. An unknown funnel step stays in its card."""
+    known = AsyncStats.unique
+
+    async def unique(self: AsyncStats, event: str, *args: Any, **kwargs: Any) -> int:
+        if event in ("purchse", "nosuch"):
+            raise bitstat.UnknownEvent(event, ["purchase"] if event == "purchse" else [])
+        return await known(self, event, *args, **kwargs)
+
+    async def funnel(self: AsyncStats, steps: list[str], *args: Any, **kwargs: Any) -> Any:
+        if "nosuch" in steps:
+            raise bitstat.UnknownEvent("nosuch")
+        return await known_funnel(self, steps, *args, **kwargs)
+
+    known_funnel = AsyncStats.funnel
+    monkeypatch.setattr(AsyncStats, "unique", unique)
+    monkeypatch.setattr(AsyncStats, "funnel", funnel)
+    rng = {"start": "2025-10-01", "end": "2025-11-30"}
+    answer = dashboard(server, event="purchse", **rng)
+    assert answer.status_code in (400, 404), answer.text
+    assert answer.json()["error"] == (
+        "no event 'purchse' is recorded in this namespace; did you mean 'purchase'?"
+    )
+
+    answer = dashboard(server, event="purchase", step=["visit", "nosuch"], **rng)
+    assert answer.status_code == 200, answer.text
+    view = answer.json()
+    assert view["unique"]["unique"] > 0
+    assert view["funnel"]["steps"] == ["visit", "nosuch"]
+    assert view["funnel"]["error"] == "no event 'nosuch' is recorded in this namespace"
