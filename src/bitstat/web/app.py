@@ -9,10 +9,13 @@ unexpected exception is a logged JSON 500, never a plain-text page.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..aio import AsyncStats, AsyncStore
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
+from ..ops import Call, TrackResult
 from ..store import resolve_url
 from . import dashboard, openapi
 from .config import ServerConfig
@@ -38,6 +42,9 @@ STATIC = Path(__file__).parent / "static"
 MAX_BATCH_ID = 200
 JSON_TYPE = "application/json"
 DRAIN_LIMIT = 64 * 1024 * 1024  # the most of an unwanted body read (and dropped) before answering
+TRACK_CHUNK = 5_000  # events of a large body recorded as one batch: the work between two breaths
+OFFLOAD_BYTES = 64 * 1024  # bodies larger than this are parsed and planned off the event loop
+JSON_PIECE = 256 * 1024  # bytes of a large array parsed at a time (json.loads holds the GIL)
 LOG = logging.getLogger("bitstat.web")
 
 
@@ -67,6 +74,7 @@ class _State:
         self.config = config
         self.store: AsyncStore | None = None
         self.namespaces: Namespaces | None = None
+        self.planner: ThreadPoolExecutor | None = None
         self.read_token = config.read_token.encode() if config.read_token else None
         self.write_token = config.write_token.encode() if config.write_token else None
 
@@ -243,6 +251,83 @@ def _rejected_field(reason: str, event: Mapping[str, Any], actor: str) -> str | 
     return max(found, key=len) if found else None
 
 
+# A large body is recorded off the event loop. `AsyncStats.track_many` drives the namespace's
+# `track_many` generator (ops.py) on the loop, and between two server calls each of its steps
+# parses, maps ids and plans in pure Python: seconds for 70k events, during which no other
+# request is answered. Here the same generator is driven with its steps run in a worker thread
+# and its server calls awaited on the loop's own connection, so the loop keeps answering. A
+# thread, not a process: the steps read and fill the namespace's id caches and pass numpy
+# columns to each other, which a process could only share by copying. One worker, so the steps
+# of concurrent batches never overlap (the caches take no locks), as they never did on the loop.
+# The body goes in batches of TRACK_CHUNK events, so one request holds the worker for a bounded
+# time; with an Idempotency-Key each batch gets the id `KEY#i`, the same on a retry, so a
+# request cut off half way is retried exactly once.
+
+
+_BETWEEN_EVENTS = re.compile(rb"\}\s*,\s*\{")
+
+
+def _loads_in_pieces(raw: bytes) -> Any:
+    """`json.loads(raw)`, a large array of objects parsed JSON_PIECE bytes at a time.
+
+    json.loads holds the GIL for the whole text (a third of a second for 8 MB), and the loop
+    waits for it. A piece is cut at a `},{` and parsed as an array of its own: one cut inside a
+    string or a nested value leaves a string unclosed or a bracket unmatched, so that piece fails
+    and the body is parsed whole instead, which also gives the error at its true position."""
+    if raw[:1] != b"[" or b"\x00" in raw[:4]:  # not an array, or UTF-16/32 text
+        return json.loads(raw)
+    items: list[Any] = []
+    at = 1
+    try:
+        while True:
+            cut = _BETWEEN_EVENTS.search(raw, at + JSON_PIECE)
+            if cut is None:
+                items += json.loads(b"[" + raw[at:])
+                return items
+            items += json.loads(b"[" + raw[at : cut.start() + 1] + b"]")
+            at = cut.end() - 1
+    except ValueError:
+        return json.loads(raw)
+
+
+def _advance(op: Generator[Call, Any, TrackResult], reply: Any) -> tuple[Call | None, Any]:
+    """One step of an operation: (the next server call, None) or (None, its result)."""
+    try:
+        return op.send(reply), None
+    except StopIteration as stop:  # not raised through a Future: asyncio refuses it
+        return None, stop.value
+
+
+async def _record_in(
+    planner: ThreadPoolExecutor, stats: AsyncStats, events: list[Any], batch_id: str | None
+) -> TrackResult:
+    loop = asyncio.get_running_loop()
+    op = stats._ns.track_many(events, batch_id, None)
+    reply: Any = None
+    while True:
+        call, result = await loop.run_in_executor(planner, _advance, op, reply)
+        if call is None:
+            assert isinstance(result, TrackResult)
+            return result
+        reply = await getattr(stats._store, call.method)(*call.args)
+
+
+async def _record_large(
+    planner: ThreadPoolExecutor, stats: AsyncStats, events: list[Any], key: str | None
+) -> TrackResult:
+    """`stats.track_many(events, key)` in batches of TRACK_CHUNK, planned in `planner`."""
+    total = TrackResult(0)
+    starts = range(0, len(events), TRACK_CHUNK)
+    for n, at in enumerate(starts):
+        batch_id = key if key is None or len(starts) == 1 else f"{key}#{n}"
+        part = await _record_in(planner, stats, events[at : at + TRACK_CHUNK], batch_id)
+        total.recorded += part.recorded
+        total.rejected += [(at + i, reason) for i, reason in part.rejected]
+        for period, count in part.expired.items():
+            total.expired[period] = total.expired.get(period, 0) + count
+    return total
+
+
 TRACK_PARAMS = (NAMESPACE,)
 
 
@@ -257,8 +342,14 @@ def _track_route(state: _State) -> Route:
             if batch_id is not None and not 0 < len(batch_id) <= MAX_BATCH_ID:
                 raise BadParameter("Idempotency-Key", f"must be 1 to {MAX_BATCH_ID} characters")
             _check_content_type(request)
+            raw = await body.read()
             try:
-                data = json.loads(await body.read())
+                if len(raw) > OFFLOAD_BYTES:
+                    data = await asyncio.get_running_loop().run_in_executor(
+                        state.planner, _loads_in_pieces, raw
+                    )
+                else:
+                    data = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ApiError(400, f"malformed JSON: {exc}") from None
             single = isinstance(data, dict)
@@ -267,7 +358,11 @@ def _track_route(state: _State) -> Route:
             elif not isinstance(data, list):
                 raise ApiError(400, "the body must be a JSON object (one event) or an array")
             stats = await state.stats(args["namespace"])
-            result = await stats.track_many(data, batch_id=batch_id)
+            if len(raw) > OFFLOAD_BYTES:
+                assert state.planner is not None
+                result = await _record_large(state.planner, stats, data, batch_id)
+            else:
+                result = await stats.track_many(data, batch_id=batch_id)
             if single and result.rejected:
                 reason = result.rejected[0][1]
                 field = _rejected_field(reason, data[0], stats.schema.actor)
@@ -339,9 +434,11 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
             resolve_url(config.url, config.data_dir, "everysec")
         )
         state.namespaces = Namespaces(state.store, config.namespace)
+        state.planner = ThreadPoolExecutor(1, thread_name_prefix="bitstat-track")
         try:
             yield
         finally:
+            state.planner.shutdown(cancel_futures=True)
             await state.store.close()
 
     async def index(request: Request) -> Response:
