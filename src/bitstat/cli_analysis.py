@@ -204,7 +204,13 @@ def stickiness(
 @click.command(short_help="New, returning, resurrecting and dormant actors per period.")
 @click.argument("event")
 @click.argument("start")
-@click.option("--periods", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--periods",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Number of periods (rows).",
+)
 @click.option(
     "--period", type=PERIOD, default="week", show_default=True, help="Length of a period."
 )

@@ -192,13 +192,15 @@ class Output:
 
 
 def sparkline(values: Sequence[float]) -> str:
-    """▁▂▃▄▅▆▇█, scaled from the smallest value to the largest."""
+    """▁▂▃▄▅▆▇█, scaled from the smallest value to the largest; all zeros lie flat at the
+    bottom, other equal values half way up."""
     if not values:
         return ""
     lo, hi = min(values), max(values)
     span = hi - lo
     top = len(SPARKS) - 1
-    return "".join(SPARKS[top // 2 if span == 0 else round((v - lo) / span * top)] for v in values)
+    level = 0 if hi == 0 else top // 2
+    return "".join(SPARKS[level if span == 0 else round((v - lo) / span * top)] for v in values)
 
 
 def bar(value: float, largest: float, width: int = BAR_WIDTH) -> Text:

@@ -214,7 +214,14 @@ def sums(
 @click.argument("event")
 @click.argument("prop", metavar="PROPERTY")
 @time_range
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many values, most frequent first.",
+)
 @format_option
 @pass_settings
 def top(
@@ -275,6 +282,8 @@ def events(settings: Settings, fmt: str) -> None:
         names = st.events()
     output = Output(fmt)
     if output.table:
+        if not names:  # on stderr: a script reading the names gets none
+            click.echo(f"No events are recorded in namespace {settings.namespace!r}.", err=True)
         for name in names:
             click.echo(name)
     else:
