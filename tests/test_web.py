@@ -570,9 +570,13 @@ def live_api(embedded_url: str) -> Iterator[str]:
 def test_openapi_document_is_what_the_server_serves(live_api: str) -> None:
     served = httpx.get(f"{live_api}/openapi.json").json()
     assert served == json.loads(json.dumps(API.raw_schema))
-    assert set(served["paths"]) == {"/v1/track", "/v1/span", "/v1/namespaces"} | {
-        e.path for e in (*ENDPOINTS, DASHBOARD)
-    }
+    assert set(served["paths"]) == {
+        "/v1/track",
+        "/v1/span",
+        "/v1/namespaces",
+        "/healthz",
+        "/readyz",
+    } | {e.path for e in (*ENDPOINTS, DASHBOARD)}
 
 
 @API.parametrize()

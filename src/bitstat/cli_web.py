@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
+import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +85,9 @@ def serve(
     """
     import uvicorn
 
+    from .store import resolve_url
     from .web import ServerConfig, check_bind, create_app
+    from .web.app import check_server
 
     config = ServerConfig(
         url=settings.url,
@@ -94,7 +99,13 @@ def serve(
         refresh_seconds=refresh,
     )
     check_bind(host, config)
-    shown = f"[{host}]" if ":" in host else host
+    # What can fail at start is tried before the banner, each failure told in one line: the
+    # server (a bitstat error, through BitstatGroup), then the address.
+    url = resolve_url(settings.url, settings.data_dir, "everysec")
+    asyncio.run(check_server(url))
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]  # the port bound, also with --port 0
+    shown = _shown(host)
     click.echo(f"bitstat serve: dashboard http://{shown}:{port}/  API http://{shown}:{port}/v1/")
     click.echo(f"  data: {settings.server()}, namespace {settings.namespace!r}")
     if not config.read_token or not config.write_token:
@@ -103,14 +114,42 @@ def serve(
             f"  no token for {' and '.join(open_sides)}: listening on loopback only"
             " (set BITSTAT_READ_TOKEN and BITSTAT_WRITE_TOKEN to listen elsewhere)"
         )
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=log_level in ("info", "debug"),
-        server_header=False,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(replace(config, url=url)),
+            log_level=log_level,
+            access_log=log_level in ("info", "debug"),
+            server_header=False,
+        )
     )
+    server.run(sockets=[sock])
+    if not server.started:
+        raise click.ClickException("the server did not start (see the message above)")
+
+
+def _shown(host: str) -> str:
+    """`host` as it goes before `:port` in a URL."""
+    return f"[{host.strip('[]')}]" if ":" in host else host
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port and listening: a client that connects as soon as the banner
+    shows waits until the server accepts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why = "the address is already in use (another server? choose another --port)"
+        else:
+            why = exc.strerror or str(exc)
+        raise click.ClickException(f"cannot listen on {_shown(host)}:{port}: {why}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @click.command(short_help="Write the dashboard as one self-contained HTML file.")

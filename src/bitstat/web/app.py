@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from ..aio import AsyncStats, AsyncStore
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..ops import Call, TrackResult
-from ..store import resolve_url
+from ..store import Script, resolve_url, wrapped_errors
 from . import dashboard, openapi
 from .config import ServerConfig
 from .endpoints import ENDPOINTS, Endpoint
@@ -45,6 +45,7 @@ DRAIN_LIMIT = 64 * 1024 * 1024  # the most of an unwanted body read (and dropped
 TRACK_CHUNK = 5_000  # events of a large body recorded as one batch: the work between two breaths
 OFFLOAD_BYTES = 64 * 1024  # bodies larger than this are parsed and planned off the event loop
 JSON_PIECE = 256 * 1024  # bytes of a large array parsed at a time (json.loads holds the GIL)
+READY_TIMEOUT = 5.0  # seconds /readyz waits for Redis before it answers 503
 LOG = logging.getLogger("bitstat.web")
 
 
@@ -421,6 +422,55 @@ def _namespaces_route(state: _State) -> Route:
     return Route("/v1/namespaces", namespaces, methods=["GET"], name="namespaces")
 
 
+async def _load_scripts(store: AsyncStore) -> None:
+    """Check that the server answers and holds bitstat's scripts; load those it has forgotten
+    (a restart, SCRIPT FLUSH). Raises ConnectionError or ServerError saying why not."""
+    scripts = [s for s in vars(store).values() if isinstance(s, Script)]
+    with wrapped_errors("checking the server"):
+        await store.client.ping()
+        held = await store.client.script_exists(*(s.sha for s in scripts))
+        for script, loaded in zip(scripts, held, strict=True):
+            if not loaded:
+                await store.client.script_load(script.source)
+
+
+async def check_server(url: str) -> None:
+    """What the app does first when it starts, on a connection of its own: reach the server at
+    `url` and load the scripts. Raises ConnectionError or ServerError saying why not."""
+    store = await AsyncStore.from_url(url)
+    try:
+        await _load_scripts(store)
+    finally:
+        await store.close()
+
+
+def _probe_routes(state: _State) -> list[Route]:
+    """GET /healthz: the process answers. GET /readyz: it can serve, Redis reachable and the
+    scripts loaded (503 with the reason otherwise). Open without tokens, as probes ask them:
+    they tell nothing of the data."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            if state.store is None:
+                raise ApiError(503, "the server has not started")
+            await asyncio.wait_for(_load_scripts(state.store), READY_TIMEOUT)
+        except TimeoutError:
+            reason = f"Redis did not answer within {READY_TIMEOUT:g} seconds"
+        except (ConnectionError, ServerError, ApiError) as exc:
+            reason = str(exc)
+        else:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable", "error": reason}, 503)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"], name="healthz"),
+        Route("/readyz", readyz, methods=["GET"], name="readyz"),
+    ]
+
+
 def create_app(config: ServerConfig | None = None) -> Starlette:
     """The ASGI app of `bitstat serve`; it connects to Redis when it starts."""
     config = config or ServerConfig()
@@ -433,6 +483,11 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         state.store = await AsyncStore.from_url(
             resolve_url(config.url, config.data_dir, "everysec")
         )
+        try:
+            await _load_scripts(state.store)
+        except BaseException:
+            await state.store.close()
+            raise
         state.namespaces = Namespaces(state.store, config.namespace)
         state.planner = ThreadPoolExecutor(1, thread_name_prefix="bitstat-track")
         try:
@@ -461,6 +516,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         *(_read_route(state, e) for e in endpoints),
         _span_route(state),
         _namespaces_route(state),
+        *_probe_routes(state),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(

@@ -94,6 +94,18 @@ def _get(
     }
 
 
+def _probe(op: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """A probe for load balancers and Kubernetes: no parameters, no token."""
+    return {
+        "get": {
+            "operationId": op,
+            "summary": summary,
+            "security": [],
+            "responses": responses,
+        }
+    }
+
+
 def _endpoint(e: Endpoint) -> dict[str, Any]:
     return _get(e.summary, e.params, e.answer, e.name)
 
@@ -168,6 +180,25 @@ def document(endpoints: Sequence[Endpoint] = ENDPOINTS) -> dict[str, Any]:
             "namespaces",
         ),
     }
+    paths["/healthz"] = _probe(
+        "healthz",
+        "Liveness: the process answers (it does not ask Redis).",
+        {"200": _answer("Alive.", json_object(status={"type": "string", "enum": ["ok"]}))},
+    )
+    paths["/readyz"] = _probe(
+        "readyz",
+        "Readiness: Redis answers and holds bitstat's scripts (loaded again if it forgot them).",
+        {
+            "200": _answer("Ready.", json_object(status={"type": "string", "enum": ["ready"]})),
+            "503": _answer(
+                "Not ready, and why.",
+                json_object(
+                    status={"type": "string", "enum": ["unavailable"]},
+                    error={"type": "string"},
+                ),
+            ),
+        },
+    )
     return {
         "openapi": "3.0.3",
         "info": {
