@@ -141,3 +141,43 @@ def test_no_expired_line_without_expired_events(shop: Cli, tmp_path: Path) -> No
     assert result.stdout.splitlines()[-1].startswith("Recorded 1 event in")
     report = json.loads(shop("ingest", str(path), "-f", "json").stdout)
     assert report["expired"] == {} and report["files"][0]["expired"] == {}
+
+
+def test_text_ids_in_an_int_namespace_end_with_a_hint(shop: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "event,user,time\n"
+        "visit,5eda92d8-64ac-5db9-d707-107e855c3844,2026-11-02\n"
+        "visit,bob@example.com,2026-11-02\n"
+        "visit,-3,2026-11-02\n"  # a bad integer, not a text id
+        "visit,17850.0,2026-11-02\n"  # an integer id as a spreadsheet writes it
+    )
+    result = shop("ingest", str(path), "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert "Recorded 1 event in" in result.stdout
+    hint = (
+        "note: 2 events had a text actor id (such as '5eda92d8-64ac-5db9-d707-107e855c3844'),"
+        ' but this namespace takes integer ids (ids = "int"); text ids need a schema with'
+        ' ids = "map", stored before any event is recorded (see bitstat schema set --help)'
+    )
+    assert " ".join(result.stderr.split()) == hint
+
+    # a stray text id among integer ones is a typo: the line's reason says enough
+    stray = tmp_path / "stray.csv"
+    stray.write_text(
+        "event,user,time\nvisit,1,2026-11-02\nvisit,2,2026-11-02\nvisit,x,2026-11-03\n"
+    )
+    result = shop("ingest", str(stray), "--no-progress")
+    assert result.exit_code == 2 and result.stderr == "", result.output
+
+    mapped = Cli(shop.url, make_namespace())
+    bitstat.connect(
+        mapped.url, namespace=mapped.namespace, schema=bitstat.Schema(ids="map")
+    ).close()
+    try:
+        result = mapped("ingest", str(path), "--no-progress")
+        assert result.exit_code == 0 and result.stderr == "", result.output
+        assert "Recorded 4 events in" in result.stdout
+    finally:
+        with mapped.stats() as st:
+            st.drop()

@@ -169,13 +169,14 @@ class Ingest:
     def record(self) -> None:
         began = time.perf_counter()
         schema = self.stats.schema
+        decode = Decoder(self.fields, schema)
         for source in self.sources:
             reader = Reader(source, self.fields, schema.actor)
             tally = Tally(source.name)
             self.tallies.append(tally)
             task = self.progress.add_task(_label(source.name), total=source.size or 1, events=0)
             number = 0
-            for batch, lines, bad in batches(reader, Decoder(self.fields, schema), self.batch_size):
+            for batch, lines, bad in batches(reader, decode, self.batch_size):
                 tally.rejected += bad
                 tally.records += len(batch) + len(bad)
                 if batch:
@@ -193,6 +194,13 @@ class Ingest:
             self.progress.update(task, completed=source.size or 1)
             tally.rejected.sort()
             self.notes += reader.notes
+        if decode.text_ids and decode.text_ids * 2 >= decode.actors:  # not a stray typo
+            self.notes.append(
+                f"{count(decode.text_ids, 'event')} had a text actor id (such as"
+                f' {decode.text_id!r}), but this namespace takes integer ids (ids = "int");'
+                ' text ids need a schema with ids = "map", stored before any event is recorded'
+                " (see bitstat schema set --help)"
+            )
         self.seconds = time.perf_counter() - began
 
     @property

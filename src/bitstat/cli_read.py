@@ -309,6 +309,9 @@ class Decoder:
         rules = [schema.rules_for(""), *schema.events.values()]
         self._sums = any(r.sum for r in rules)
         self._summed: dict[str, tuple[str, ...]] = {}
+        self.actors = 0  # events with an actor id
+        self.text_ids = 0  # int ids: how many of them were text that is not an integer
+        self.text_id: str | None = None  # the first of them
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any] | str:
         if self.fields.event_name is not None:
@@ -322,11 +325,15 @@ class Decoder:
                 return decoded.reason
             record["time"] = decoded
         actor = record.get(self.actor)
+        self.actors += actor is not None
         if self.int_ids and type(actor) is str:
             # CSV cells are text; exports with empty cells often write ids as floats (17850.0)
             digits = actor[:-2] if actor.endswith(".0") else actor
             if digits.isdigit() and digits.isascii():
                 record[self.actor] = int(digits)
+            elif not digits.removeprefix("-").isdecimal():  # UUIDs, e-mails, names: the library
+                self.text_ids += 1  # rejects them; the run ends with a hint about ids = "map"
+                self.text_id = self.text_id or actor
         if self._sums:
             self._sum_numbers(record)
         return record
