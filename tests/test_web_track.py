@@ -97,6 +97,15 @@ def test_a_single_rejected_event_is_a_400_naming_the_field(
     assert [r["index"] for r in batch.json()["rejected"]] == [0]
 
 
+@pytest.mark.parametrize("depth", [1500, 4 * 1024 * 1024])
+def test_json_nested_too_deeply_is_a_400(embedded_url: str, namespace: str, depth: int) -> None:
+    config = ServerConfig(url=embedded_url, namespace=namespace, max_body=10 * depth)
+    with TestClient(create_app(config)) as client:  # small and large bodies are read apart
+        answer = client.post("/v1/track", content=b"[" * depth + b"]" * depth)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "malformed JSON: nested too deeply to read"}
+
+
 def test_expired_periods_are_reported_when_there_are_some(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -302,6 +302,8 @@ def _advance(op: Generator[Call, Any, TrackResult], reply: Any) -> tuple[Call | 
 async def _record_in(
     planner: ThreadPoolExecutor, stats: AsyncStats, events: list[Any], batch_id: str | None
 ) -> TrackResult:
+    # AsyncStats runs a whole operation on the loop and has no way to run its steps elsewhere,
+    # so its namespace and store are taken as they are here (the operation is its own).
     loop = asyncio.get_running_loop()
     op = stats._ns.track_many(events, batch_id, None)
     reply: Any = None
@@ -353,6 +355,8 @@ def _track_route(state: _State) -> Route:
                     data = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ApiError(400, f"malformed JSON: {exc}") from None
+            except RecursionError:
+                raise ApiError(400, "malformed JSON: nested too deeply to read") from None
             single = isinstance(data, dict)
             if single:
                 data = [data]
