@@ -21,7 +21,17 @@ import pytest
 
 import bitstat
 from bitstat.web import ServerConfig
-from test_dashboard import ARGS, ARTIFACTS, CHROMIUM, LAPTOP, VIEW, chart_data, hash_of, ready
+from test_dashboard import (
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    LAPTOP,
+    VIEW,
+    chart_data,
+    drawn_with,
+    hash_of,
+    ready,
+)
 from webserver import SHOP, running, shop_events
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -348,3 +358,15 @@ def test_a_sum_recorded_only_per_label_says_so_in_the_tile(browser: Any, embedde
         context.close()
         st.drop()
         st.close()
+
+
+def test_the_period_picker_names_the_period_drawn(page: Any, server: str) -> None:
+    """Left on auto, the picker says which period the charts use, also after the range grows."""
+    month = {"event": "purchase", "start": "2025-11-01", "end": "2025-11-30"}
+    page.goto(f"{server}/{hash_of(month)}")
+    assert ready(page)["period"] == "day"
+    assert page.eval_on_selector("#period", "s => s.selectedOptions[0].text") == "auto (day)"
+    page.click("button[data-days='365']")  # a year: too many days, so weeks
+    assert drawn_with(page, "period", "week")["start"] == "2024-12-01"
+    assert page.eval_on_selector("#period", "s => s.selectedOptions[0].text") == "auto (week)"
+    assert page.inner_text("#title-unique").startswith("Unique actors per week")

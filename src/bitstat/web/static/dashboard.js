@@ -130,9 +130,9 @@
 
   function fill(select, values, chosen, blank) {
     const opts = (blank ? [["", blank]] : []).concat(values.map((v) => [v, v]));
-    const same =
+    const same = // the texts too: "auto (day)" becomes "auto (week)" when the range grows
       select.options.length === opts.length &&
-      opts.every(([v], i) => select.options[i].value === v);
+      opts.every(([v, text], i) => select.options[i].value === v && select.options[i].text === text);
     if (!same) {
       select.replaceChildren(...opts.map(([v, text]) => new Option(text, v)));
     }
