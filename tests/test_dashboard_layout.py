@@ -124,3 +124,34 @@ def test_the_heat_map_scrolls_inside_its_card_on_a_narrow_screen(
     # scrolled to its end, the last column shows inside the card, the cohorts still beside it
     assert b["last"]["right"] <= b["box"]["right"] + 0.5, b
     assert b["cohort"]["left"] >= b["box"]["left"] - 0.5, b
+
+
+def test_the_time_axis_labels_stand_apart(browser: Any, server: str) -> None:
+    """A year of weeks: the labels Chart.js keeps on the time axis do not run together."""
+    view = {"event": "visit", "start": "2024-12-02", "end": END, "period": "week"}
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = context.new_page()
+    try:
+        pg.goto(f"{server}/{hash_of(view)}")
+        assert len(ready(pg)["series_unique"]["series"]) > 50
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(SHOTS / "series-year-of-weeks.png"))
+        gaps = pg.evaluate(
+            """() => ["chart-unique", "chart-total"].map((id) => {
+              const c = window.bitstat.charts[id], x = c.scales.x;
+              c.ctx.save();
+              c.ctx.font = Chart.helpers.toFont(x.options.ticks.font).string;
+              const ends = x.ticks.map((t, i) => {
+                const w = c.ctx.measureText(t.label).width;
+                const at = x.getPixelForTick(i);
+                return [at - w / 2, at + w / 2];
+              });
+              c.ctx.restore();
+              return ends.slice(1).map(([left], i) => left - ends[i][1]);
+            })"""
+        )
+    finally:
+        context.close()
+    for drawn in gaps:
+        assert len(drawn) >= 3, "a few labels are kept"
+        assert min(drawn) >= 8, f"labels {min(drawn):.1f} px apart"

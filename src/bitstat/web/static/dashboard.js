@@ -168,7 +168,8 @@
 
   function axisOptions(horizontal, extra) {
     const value = { beginAtZero: true, ticks: { precision: 0 }, grid: { color: "#eef2f7" } };
-    const category = { grid: { display: false }, ticks: { autoSkip: true, maxRotation: 0 } };
+    // labels left out rather than run together ("2025-W402025-W44")
+    const category = { grid: { display: false }, ticks: { autoSkip: true, autoSkipPadding: 16, maxRotation: 0 } };
     return Object.assign(
       {
         indexAxis: horizontal ? "y" : "x",
