@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
+from bitstat.cli import main
 from bitstat.cli_output import SPARKS, sparkline
 from test_cli import Cli, make_namespace
 
@@ -45,3 +48,44 @@ def test_series_of_zeros_shows_a_flat_line(empty: Cli) -> None:
         st.track("visit", user=1, time="2026-11-02")
     table = empty.ok("series", "visit", "2026-11-05", "2026-11-07")
     assert table.splitlines()[-1] == f"{SPARKS[0] * 3}  min 0, max 0"
+
+
+def test_a_retention_table_wider_than_the_terminal_keeps_whole_columns(
+    embedded_url: str,
+) -> None:
+    cli = Cli(embedded_url, make_namespace())
+    with cli.stats() as st:
+        st.track_many(
+            [
+                {"event": "visit", "user": u, "time": f"2026-11-{d:02d}"}
+                for u in range(6)
+                for d in range(1 + u, 29, 2 + u % 3)
+            ]
+        )
+        want = st.retention("visit", "visit", "2026-11-01", 16, "day", now="2026-12-31")
+    args = ["--url", cli.url, "--namespace", cli.namespace, "retention", "visit", "visit"]
+    args += ["2026-11-01", "--period", "day", "--periods", "16", "--now", "2026-12-31"]
+    try:
+        for width in (80, 120, 300):
+            result = CliRunner().invoke(main, args, env={"COLUMNS": str(width)})
+            assert result.exit_code == 0, result.output
+            lines = result.stdout.splitlines()
+            assert all(len(line.rstrip()) <= width for line in lines), result.stdout
+            header = next(line for line in lines if line.startswith("┃ cohort"))
+            shown = len(re.findall(r"┃\s+\d+\s", header))
+            assert header.split() == ["┃", "cohort", "┃", "size"] + [
+                x for i in range(shown) for x in ("┃", str(i))
+            ] + ["┃"]
+            # every cell shown whole: each cohort's row holds its first `shown` shares
+            for row in want.rows:
+                cells = [f"{r:.1%}" if r is not None else "" for r in row.rates()[:shown]]
+                line = next(x for x in lines if x.startswith(f"│ {row.cohort} "))
+                assert [c.strip() for c in line.split("│")[3:-1]] == cells
+            note = f"Columns 0 to {shown - 1} of 16 fit in {width} characters"
+            if width == 300:
+                assert shown == 16 and "fit in" not in result.stdout
+            else:
+                assert 2 < shown < 16 and note in result.stdout
+    finally:
+        with cli.stats() as st:
+            st.drop()

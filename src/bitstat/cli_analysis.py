@@ -100,13 +100,27 @@ def retention(
             f"{return_event} after {first_event}, {ADJECTIVE[period]} cohorts"
             f" ({'first time' if kind == 'first' else 'recurring'})"
         )
-        rows = Rows(["cohort", "size", *map(str, range(table.columns))], [], title=title)
-        rows.styles = []
-        for r in table.rows:
-            shares = r.rates()
-            rows.rows.append([r.cohort, r.size, *map(out.percent, shares)])
-            rows.styles.append(["", "", *map(out.heat, shares)])
-        output.console.print(_right_aligned(out.rich_table(rows)))
+
+        def heat_table(shown: int) -> Table:
+            rows = Rows(["cohort", "size", *map(str, range(shown))], [], title=title)
+            rows.styles = []
+            for r in table.rows:
+                shares = r.rates()[:shown]
+                rows.rows.append([r.cohort, r.size, *map(out.percent, shares)])
+                rows.styles.append(["", "", *map(out.heat, shares)])
+            return _right_aligned(out.rich_table(rows))
+
+        # columns a terminal cannot hold are left out and said so: squeezed, cells turn to mush
+        shown = table.columns
+        while shown > 1 and not out.fits(output.console, heat_table(shown)):
+            shown -= 1
+        output.console.print(heat_table(shown))
+        if shown < table.columns:
+            output.console.print(
+                f"Columns 0 to {shown - 1} of {table.columns} fit in {output.console.width}"
+                " characters: --format csv or json has them all.",
+                style="dim",
+            )
 
     if fmt == "csv":
         click.echo(table.to_csv(rates=rates), nl=False)

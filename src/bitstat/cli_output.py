@@ -109,6 +109,12 @@ def rich_table(rows: Rows) -> Table:
     return table
 
 
+def fits(console: Console, renderable: RenderableType) -> bool:
+    """Whether `renderable` at its natural width fits the console's width."""
+    natural = console.measure(renderable, options=console.options.update(max_width=1 << 20))
+    return natural.maximum <= console.width
+
+
 def tidy(value: Any) -> Any:
     """Floats to 12 significant digits, so sums read 5490.98, not 5490.979999999996."""
     if isinstance(value, float):
