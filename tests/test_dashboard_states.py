@@ -370,3 +370,18 @@ def test_the_period_picker_names_the_period_drawn(page: Any, server: str) -> Non
     assert drawn_with(page, "period", "week")["start"] == "2024-12-01"
     assert page.eval_on_selector("#period", "s => s.selectedOptions[0].text") == "auto (week)"
     assert page.inner_text("#title-unique").startswith("Unique actors per week")
+
+
+def test_every_bar_is_named(page: Any, server: str) -> None:
+    """Twelve countries-and-platforms: each bar of the counts chart keeps its label."""
+    page.goto(f"{server}/{hash_of({**VIEW, 'count': 'country~platform'})}")
+    data = ready(page)
+    assert len(data["counts"]["counts"]) >= 12
+    shoot(page, "dashboard-counts-12.png")
+    for canvas in ("chart-counts", "chart-top", "chart-sums", "chart-funnel"):
+        shown = page.evaluate(
+            "id => { const c = window.bitstat.charts[id];"
+            " return [c.scales.y.ticks.length, c.data.labels.length]; }",
+            canvas,
+        )
+        assert shown[0] == shown[1], (canvas, shown)

@@ -168,8 +168,10 @@
 
   function axisOptions(horizontal, extra) {
     const value = { beginAtZero: true, ticks: { precision: 0 }, grid: { color: "#eef2f7" } };
-    // labels left out rather than run together ("2025-W402025-W44")
-    const category = { grid: { display: false }, ticks: { autoSkip: true, autoSkipPadding: 16, maxRotation: 0 } };
+    // a time axis leaves labels out rather than run them together ("2025-W402025-W44"); a bar
+    // chart names every bar (12 at most)
+    const ticks = horizontal ? { autoSkip: false } : { autoSkip: true, autoSkipPadding: 16, maxRotation: 0 };
+    const category = { grid: { display: false }, ticks };
     return Object.assign(
       {
         indexAxis: horizontal ? "y" : "x",
