@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from bitstat.cli import main
 from bitstat.cli_output import SPARKS, sparkline
+from bitstat.stats import Stats
 from test_cli import Cli, make_namespace
 
 
@@ -89,3 +91,14 @@ def test_a_retention_table_wider_than_the_terminal_keeps_whole_columns(
     finally:
         with cli.stats() as st:
             st.drop()
+
+
+def test_events_are_one_a_line_whatever_their_names(
+    empty: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names recorded before names had to be printable are shown quoted, on their line."""
+    monkeypatch.setattr(Stats, "events", lambda self: ["bad\nname", "tab\there", "visit", "ü"])
+    assert empty.ok("events").splitlines() == ['"bad\\nname"', '"tab\\there"', "visit", "ü"]
+    assert json.loads(empty.ok("events", "-f", "json")) == [
+        {"event": n} for n in ["bad\nname", "tab\there", "visit", "ü"]
+    ]

@@ -7,6 +7,7 @@ shared arguments and options (a range, `--where`) are here too, for `cli_analysi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -284,8 +285,8 @@ def events(settings: Settings, fmt: str) -> None:
     if output.table:
         if not names:  # on stderr: a script reading the names gets none
             click.echo(f"No events are recorded in namespace {settings.namespace!r}.", err=True)
-        for name in names:
-            click.echo(name)
+        for name in names:  # one a line: a name recorded before names had to be printable
+            click.echo(name if name.isprintable() else json.dumps(name, ensure_ascii=False))
     else:
         output.rows(Rows(["event"], [[n] for n in names]))
 
