@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import embedded
-from .cli_output import format_option, to_csv, to_json
+from .cli_output import duration, format_option, to_csv, to_json
 from .errors import SchemaError
 from .schema import Schema
 
 if TYPE_CHECKING:
     from .cli import Settings
+    from .stats import Stats
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
 
 
 @click.group(short_help="Show or set the namespace's schema.")
@@ -47,7 +47,9 @@ def schema() -> None:
 )
 @click.pass_obj
 def schema_show(settings: Settings, fmt: str) -> None:
-    """Print the namespace's schema (the default one if none was stored yet).
+    """Print the namespace's schema. Exit 1 if none is stored and nothing is recorded there
+    (a namespace nobody has used, or a mistyped name); a namespace with events but no stored
+    schema records with the default one, which is printed.
 
     \b
     Example:
@@ -55,8 +57,26 @@ def schema_show(settings: Settings, fmt: str) -> None:
         bitstat --namespace shop schema show --format json > shop.json
     """
     with settings.connect() as st:
+        stored = schema_is_stored(st)
+        if not stored and not st.events():
+            raise click.ClickException(
+                f"no schema is stored for namespace {settings.namespace!r}, and nothing is"
+                " recorded there (store one with `bitstat schema set FILE`)"
+            )
         data = st.schema.to_dict()
+    if not stored:
+        click.echo(
+            f"note: no schema is stored for namespace {settings.namespace!r}; its events are"
+            " recorded with the default schema, shown here",
+            err=True,
+        )
     click.echo(to_json(data) if fmt == "json" else to_toml(data))
+
+
+def schema_is_stored(st: Stats) -> bool:
+    """Whether the namespace has a schema of its own, not just the default in effect."""
+    # Stats has no public way to ask this yet: read the key its schema is stored under
+    return st._store.get(st._ns.keys.schema) is not None
 
 
 @schema.command("set", short_help="Store a schema from a TOML or JSON file.")
@@ -65,14 +85,31 @@ def schema_show(settings: Settings, fmt: str) -> None:
 def schema_set(settings: Settings, file: str) -> None:
     """Store the schema in FILE (TOML, or JSON; `-` reads stdin) as the namespace's schema.
 
-    Keys: actor, ids ("int" or "map"), timezone, periods, count, sum, top, unique, approx,
-    segment, expire (per period, e.g. hour = "14d"), max_id, and an [events.NAME] table per
-    event whose rules differ. Events recorded from now on follow the new rules; ids cannot
-    change once the namespace holds data.
+    \b
+    Keys (each optional):
+      actor             the property holding the actor id (default "user")
+      ids               what actor ids are, fixed once the namespace holds data:
+                        "int" (default): integers 0..max_id, used as bit offsets (fastest);
+                        "map": any text or integer (UUIDs, emails, 64-bit ids), mapped to
+                        dense offsets
+      timezone          the IANA zone days, weeks, months and years are counted in ("UTC")
+      periods           which of hour, day, week, month, year are recorded (all but hour)
+      count             properties whose values are counted; "a~b" counts pairs of values
+      sum               numeric properties summed: "amount", or "amount by country"
+      top               properties whose most frequent values are ranked
+      unique            properties whose distinct values are counted exactly
+      approx            the same, estimated (HyperLogLog, at most 12 KB a bucket)
+      segment           properties that split actor sets, for --where PROP=VALUE
+      expire            per period, how long its keys are kept after it ends: hour = "14d"
+      max_id            the largest id with ids = "int" (default 4294967295)
+      [events.NAME]     count, sum, top, unique, approx or segment for one event instead
+
+    Events recorded from now on follow the new rules; what is already recorded stays as it was.
 
     \b
-    Example (shop.toml):
+    Example (shop.toml, for UUID or other text user ids):
         actor = "user"
+        ids = "map"
         timezone = "Europe/Amsterdam"
         count = ["country", "country~platform"]
         sum = ["amount", "amount by country"]
@@ -120,7 +157,7 @@ def to_toml(data: dict[str, Any]) -> str:
     lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
     if data.get("expire"):
         lines += ["", "[expire]"]
-        lines += [f"{_key(p)} = {_value(_duration(s))}" for p, s in data["expire"].items()]
+        lines += [f"{_key(p)} = {_value(duration(s))}" for p, s in data["expire"].items()]
     for name, rules in data.get("events", {}).items():
         lines += ["", f"[events.{_key(name)}]"]
         lines += [f"{_key(k)} = {_value(v)}" for k, v in rules.items()]
@@ -134,14 +171,6 @@ def _key(name: str) -> str:
 def _value(value: Any) -> str:
     # JSON strings, numbers and arrays of them are valid TOML
     return json.dumps(value, ensure_ascii=False)
-
-
-def _duration(seconds: int) -> str | int:
-    """3600 -> "1h", 1209600 -> "2w": the text `expire` takes back."""
-    for unit, size in _UNITS:
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return seconds
 
 
 @click.group(short_help="Start, stop or check the embedded server.")
