@@ -18,7 +18,10 @@ from zoneinfo import ZoneInfo
 PERIODS = ("hour", "day", "week", "month", "year")
 LABEL = re.compile(r"(\d{4})(?:-W(\d{2})|-(\d{2})(?:-(\d{2})(?:T(\d{2}))?)?)?", re.ASCII)
 EPOCH_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST = datetime(1970, 1, 1)
+AFTER_LAST = datetime(9999, 1, 1)  # bitstat supports 1970-01-01 to 9998-12-31
 DEFAULT_MAX_ID = 2**32 - 1
+SUM_LIMIT = 1e308  # no total may leave +-SUM_LIMIT: the event that would carry it out is rejected
 
 
 class ModelError(ValueError):
@@ -146,15 +149,35 @@ def norm(name: str) -> str:
     return "~".join(compound(name))
 
 
-def text_of(value: Any) -> str | None:
-    """A property value as recorded; None when absent; Rejected when not a scalar."""
+def text_of(value: Any, limit: int | None = None) -> str | None:
+    """A property value as recorded; None when absent; Rejected when not a scalar or, with a
+    `limit`, longer than `limit` characters."""
     if value is None:
         return None
     if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return str(value)
-    raise Rejected(f"not a scalar: {value!r}")
+        text = value
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    else:
+        raise Rejected(f"not a scalar: {value!r}")
+    if limit is not None and len(text) > limit:
+        raise Rejected(f"value of {len(text)} characters")
+    return text
+
+
+def fsum(values: Iterable[float]) -> float:
+    """The exact sum, or +-inf when it lies beyond the float range (bucket totals stay within
+    +-1e308, but a range adds up many buckets)."""
+    items = list(values)
+    try:
+        return math.fsum(items)
+    except OverflowError:
+        return sum(items)
+
+
+def good_name(name: Any) -> bool:
+    """Event names: non-empty printable text of at most 200 characters."""
+    return isinstance(name, str) and 0 < len(name) <= 200 and name.isprintable()
 
 
 def integer_text(text: str) -> bool:
@@ -236,7 +259,14 @@ class Model:
         approx: Any = None,
         events: Mapping[str, Mapping[str, Any]] | None = None,
         max_id: int = DEFAULT_MAX_ID,
+        anonymous: bool = False,
+        max_value_length: int = 1024,
+        horizon: float = 86400,
     ) -> None:
+        self.anonymous = anonymous
+        self.max_value_length = max_value_length
+        self.horizon = timedelta(seconds=horizon)
+        self.totals: dict[tuple[Any, ...], float] = defaultdict(float)
         self.actor = actor
         self.ids_mode = ids
         self.tz = ZoneInfo(timezone)
@@ -280,15 +310,19 @@ class Model:
             raise Rejected(f"actor {value!r}")
         if value == "":
             raise Rejected("empty actor")
+        if len(str(value)) > self.max_value_length:
+            raise Rejected("actor id too long")
         return str(value)
 
     def _check(self, ev: Any) -> Record:
         if not isinstance(ev, Mapping):
             raise Rejected("not a mapping")
         name = ev.get("event")
-        if not isinstance(name, str) or not name:
+        if not good_name(name):
             raise Rejected("event name")
         actor = self._actor(ev.get(self.actor))
+        if actor is None and not self.anonymous:
+            raise Rejected("no actor")
         if ev.get("time") is None:
             raise Rejected("the model needs an explicit time")
         t = ev["time"]
@@ -298,24 +332,49 @@ class Model:
             wall = wall_time(t, self.tz)
         except (ValueError, OverflowError) as exc:
             raise Rejected(f"time {t!r}") from exc
+        latest = datetime.now(UTC) + self.horizon
         if isinstance(t, (int, float)):
-            early, late = t < 0, t >= 253402300800
+            instant = EPOCH_MIN + timedelta(seconds=math.floor(t))
+            early, late = instant < EPOCH_MIN, instant > latest
         elif isinstance(t, datetime) and t.utcoffset() is not None:
-            early, late = t < EPOCH_MIN, False
+            early, late = t < EPOCH_MIN, t > latest
         else:
-            early, late = wall < datetime(1970, 1, 1), False
-        if early or late:
-            raise Rejected(f"time {t!r} outside 1970..9999")
+            early = wall < FIRST
+            late = wall > latest.astimezone(self.tz).replace(tzinfo=None)
+        if early or late or wall >= AFTER_LAST:
+            raise Rejected(f"time {t!r} outside 1970..9998 or past the horizon")
         rules = self.rules(name)
+        limit = self.max_value_length
         for prop in (*rules.count, *rules.top, *rules.unique, *rules.segment, *rules.approx):
             for part in compound(prop):
-                text_of(ev.get(part))
+                text_of(ev.get(part), limit)
         for prop, by in rules.sum:
             number = self._number(ev.get(prop))
             if number is not None and by:
                 for part in compound(by):
-                    text_of(ev.get(part))
+                    text_of(ev.get(part), limit)
         return Record(name, actor, wall, dict(ev))
+
+    def _sum_buckets(self, r: Record) -> list[tuple[Any, ...]]:
+        """Every total the event adds to: per sum rule (and `by` value) and recorded period."""
+        out: list[tuple[Any, ...]] = []
+        for prop, by in self.rules(r.event).sum:
+            number = self._number(r.props.get(prop))
+            key = self._keyed(r, by) if by else ()
+            if number is None or key is None:
+                continue
+            for period in self.periods:
+                out.append((r.event, prop, by, key, span_of(period, r.wall).label, number))
+        return out
+
+    def _fits(self, r: Record) -> bool:
+        """Adds the event's values to the running totals if none leaves +-SUM_LIMIT."""
+        adds = self._sum_buckets(r)
+        if any(abs(self.totals[a[:-1]] + a[-1]) > SUM_LIMIT for a in adds):
+            return False
+        for a in adds:
+            self.totals[a[:-1]] += a[-1]
+        return True
 
     @staticmethod
     def _number(value: Any) -> float | None:
@@ -335,19 +394,25 @@ class Model:
         self, events: Iterable[Any], batch_id: str | None = None
     ) -> tuple[int, list[int]]:
         """(recorded, rejected indexes), like TrackResult."""
-        checked: list[Record] = []
+        checked: list[tuple[int, Record]] = []
         rejected: list[int] = []
         for i, ev in enumerate(events):
             try:
-                checked.append(self._check(ev))
+                checked.append((i, self._check(ev)))
             except Rejected:
                 rejected.append(i)
         if batch_id is not None:
             if batch_id in self.batches:
                 return 0, rejected
             self.batches.add(batch_id)
-        self.records += checked
-        return len(checked), rejected
+        kept = []
+        for i, r in checked:
+            if self._fits(r):
+                kept.append(r)
+            else:
+                rejected.append(i)
+        self.records += kept
+        return len(kept), sorted(rejected)
 
     def track(self, event: Any) -> None:
         if self.track_many([event])[1]:
@@ -358,14 +423,25 @@ class Model:
     def range(self, start: Any, end: Any = None) -> tuple[datetime, datetime]:
         fine = "hour" if "hour" in self.periods else "day"
         first = endpoint(start, self.tz, fine)
+        if first.start < FIRST or first.end > AFTER_LAST:
+            raise ModelError(f"{start!r} outside 1970..9998")
         if end is None:
             return first.start, first.end
         last = endpoint(end, self.tz, fine)
+        if last.start < FIRST or last.end > AFTER_LAST:
+            raise ModelError(f"{end!r} outside 1970..9998")
         if first.start >= last.end:
             raise ModelError("the range ends before it starts")
         return first.start, last.end
 
+    def _known(self, event: str) -> None:
+        """A query about an event never recorded (nor named by the schema) is refused: a typo
+        never answers 0."""
+        if event not in self.overrides and all(r.event != event for r in self.records):
+            raise ModelError(f"no event {event!r} recorded")
+
     def _in(self, event: str, lo: datetime, hi: datetime) -> list[Record]:
+        self._known(event)
         return [r for r in self.records if r.event == event and lo <= r.wall < hi]
 
     @staticmethod
@@ -402,6 +478,7 @@ class Model:
         return lambda r: all(text_of(r.props.get(p)) == v for p, v in wanted.items())
 
     def actor_set(self, event: str, lo: datetime, hi: datetime, **segment: Any) -> ModelSet:
+        self._known(event)
         match = self._segment_match(event, segment)
         return ModelSet(
             self,
@@ -476,20 +553,20 @@ class Model:
         self._sum_rule(event, prop, by)
         rows = self._in(event, *self.range(start, end))
         if by is None:
-            return math.fsum(n for r in rows if (n := self._number(r.props.get(prop))) is not None)
+            return fsum(n for r in rows if (n := self._number(r.props.get(prop))) is not None)
         acc: dict[Any, list[float]] = defaultdict(list)
         for r in rows:
             n = self._number(r.props.get(prop))
             key = self._keyed(r, by)
             if n is not None and key is not None:
                 acc[key].append(n)
-        return {k: math.fsum(v) for k, v in acc.items()}
+        return {k: fsum(v) for k, v in acc.items()}
 
     def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
         self._sum_rule(event, prop, None)
         rows = self._in(event, *self.range(start, end))
         numbers = [n for r in rows if (n := self._number(r.props.get(prop))) is not None]
-        return math.fsum(numbers) / len(numbers) if numbers else None
+        return fsum(numbers) / len(numbers) if numbers else None
 
     def top(
         self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10
@@ -532,6 +609,7 @@ class Model:
         return out
 
     def _before(self, event: str, t: datetime) -> frozenset[Any]:
+        self._known(event)
         return frozenset(
             r.actor for r in self.records if r.event == event and r.actor is not None and r.wall < t
         )
@@ -550,6 +628,8 @@ class Model:
         **segment: Any,
     ) -> list[tuple[str, int, list[int | None]]]:
         """[(cohort label, cohort size, [actors back in period i + k or None])] per cohort i."""
+        self._known(first_event)
+        self._known(return_event)
         self._period(period)
         if kind not in ("first", "recurring"):
             raise ModelError(f"kind {kind!r}")
@@ -591,6 +671,7 @@ class Model:
         return days
 
     def _days_of(self, event: str, match: Any = None) -> dict[Any, set[date]]:
+        self._known(event)
         out: dict[Any, set[date]] = defaultdict(set)
         for r in self.records:
             if r.event == event and r.actor is not None and (match is None or match(r)):
@@ -627,6 +708,7 @@ class Model:
 
     def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> dict[int, int]:
         """{n: actors active on exactly n of the range's days}, n = 1 .. number of days."""
+        self._known(event)
         lo, hi = self.range(start, end)
         match = self._segment_match(event, segment)
         days: list[Span] = []
@@ -645,6 +727,7 @@ class Model:
         self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
     ) -> list[tuple[str, int | None, int | None, int | None, int | None]]:
         """(label, new, returning, resurrecting, dormant) per period; None when not begun."""
+        self._known(event)
         self._period(period)
         n = self._positive(periods)
         spans = self._spans(period, start, n)

@@ -41,7 +41,10 @@ def _actors(records: list[Record], event: str, lo: datetime, hi: datetime) -> se
     return {r.actor for r in records if r.event == event and lo <= r.wall < hi}
 
 
-def _with_actor(model: Model) -> list[Record]:
+def _with_actor(model: Model, *events: str) -> list[Record]:
+    """The records with an actor; each of `events` must be known (recorded or configured)."""
+    for event in events:
+        model._known(event)
     return [r for r in model.records if r.actor is not None]
 
 
@@ -65,7 +68,7 @@ def retention(
     rows = _positive(periods)
     width = rows if columns is None else _positive(columns)
     match = model._segment_match(first_event, segment)
-    records = _with_actor(model)
+    records = _with_actor(model, first_event, return_event)
     wall_now = wall_time(now, model.tz)
     spans = _spans(period, wall_time(start, model.tz), rows + width - 1)
     first_seen: dict[Any, datetime] = {}
@@ -99,7 +102,7 @@ def lifecycle(
     """[(period label, new, returning, resurrecting, dormant)], None for periods not begun."""
     _period(model, period)
     n = _positive(periods)
-    records = _with_actor(model)
+    records = _with_actor(model, event)
     wall_now = wall_time(now, model.tz)
     spans = _spans(period, wall_time(start, model.tz), n)
     out: list[tuple[str, int | None, int | None, int | None, int | None]] = []
@@ -135,7 +138,7 @@ def stickiness(
         days += 1
         span = span_of("day", span.end)
     active: defaultdict[Any, set[date]] = defaultdict(set)
-    for r in _with_actor(model):
+    for r in _with_actor(model, event):
         if r.event == event and lo <= r.wall < hi and match(r):
             active[r.actor].add(r.wall.date())
     found = Counter(len(d) for d in active.values())
@@ -180,7 +183,7 @@ def funnel(
     lo, hi = model.range(start, end)
     first, last = lo.date(), (hi - timedelta(microseconds=1)).date()
     days: defaultdict[Any, list[set[date]]] = defaultdict(lambda: [set() for _ in steps])
-    for r in _with_actor(model):
+    for r in _with_actor(model, *steps):
         for j, name in enumerate(steps):
             if r.event != name:
                 continue

@@ -41,6 +41,8 @@ AWKWARD = ["a:b {c}", "🎉"]
 COUNTRIES = ["NL", "DE", "n l"]
 # A Sunday when Amsterdam's clocks fall back (and a month's end), and ISO week 2026-W53.
 ANCHORS = [datetime(2026, 10, 25, 12, tzinfo=UTC), datetime(2026, 12, 30, 12, tzinfo=UTC)]
+# Far enough ahead for the anchors and the weeks after them: streams run past today's date.
+HORIZON = 3650 * 86400
 WINDOWS = [1, 3, "7d", "7d", "2w", "2w", "48h", timedelta(days=10)]
 
 
@@ -56,6 +58,7 @@ def configs(draw: st.DrawFn, ids: str) -> dict[str, Any]:
         "timezone": draw(st.sampled_from(["UTC", "Europe/Amsterdam"])),
         "periods": ("hour",) * hourly + ("day", *extra),
         "segment": ["country"],
+        "horizon": HORIZON,
     }
 
 

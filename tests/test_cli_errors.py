@@ -107,3 +107,18 @@ def test_a_mistyped_namespace_is_suspected(
         f"Error: no event 'nosuch' is recorded in namespace {empty.namespace!r},"
         " nor any other event: is the namespace right (--namespace)?"
     )
+
+
+@pytest.mark.parametrize("case", list(COMMANDS))
+def test_an_unknown_event_from_the_library(shop: Cli, case: str) -> None:
+    """No monkeypatching: the library raises UnknownEvent for a name never recorded."""
+    args, _ = COMMANDS[case]
+    line = one_error_line(shop(*args))
+    assert line.startswith(f"Error: no event 'nosuch' is recorded in namespace {shop.namespace!r}")
+
+
+def test_a_typo_gets_the_close_name_and_a_known_event_without_data_is_zero(shop: Cli) -> None:
+    line = one_error_line(shop("unique", "vist", "2026-10"))
+    assert line.endswith("did you mean 'visit'?"), line
+    assert shop.ok("unique", "visit", "2026-10").strip() == "0"  # recorded, not in October
+    assert shop.ok("total", "purchase", "2025").strip() == "0"

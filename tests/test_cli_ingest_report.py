@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,4 +180,34 @@ def test_text_ids_in_an_int_namespace_end_with_a_hint(shop: Cli, tmp_path: Path)
         assert "Recorded 4 events in" in result.stdout
     finally:
         with mapped.stats() as st:
+            st.drop()
+
+
+def test_expired_periods_end_to_end(embedded_url: str, tmp_path: Path) -> None:
+    """The library's own count: events a month and three weeks old keep no hour buckets with
+    hour = "14d", an hour-old one does; days are kept for all three."""
+    cli = Cli(embedded_url, make_namespace())
+    schema = bitstat.Schema(periods=("hour", "day", "month"), expire={"hour": "14d"})
+    bitstat.connect(embedded_url, namespace=cli.namespace, schema=schema).close()
+    now = datetime.now(UTC)
+    times = [now - timedelta(days=30), now - timedelta(days=21), now - timedelta(hours=1)]
+    path = tmp_path / "backfill.jsonl"
+    path.write_text(jsonl([{"event": "visit", "user": 1, "time": t.isoformat()} for t in times]))
+    try:
+        result = cli("ingest", str(path), "--no-progress")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[-1] == (
+            "2 events older than the hour retention (2w): no hour buckets kept for them."
+        )
+        with cli.stats() as st:
+            assert st.total("visit", times[0].date(), times[2].date()) == 3
+        again = json.loads(cli("ingest", str(path), "-f", "json").stdout)
+        assert again["expired"] == {} and again["seen_before"] == 3
+        with cli.stats() as st:
+            st.drop()
+        bitstat.connect(embedded_url, namespace=cli.namespace, schema=schema).close()
+        report = json.loads(cli("ingest", str(path), "-f", "json").stdout)
+        assert report["expired"] == {"hour": 2}
+    finally:
+        with cli.stats() as st:
             st.drop()

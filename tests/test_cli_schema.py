@@ -3,6 +3,8 @@ schema is stored."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,14 @@ def test_schema_set_help_says_what_ids_are() -> None:
     ids = help_keys().split("    ids ")[1].split("\n    timezone")[0]
     assert '"int"' in ids and '"map"' in ids and "UUIDs" in ids
     assert "fixed once the namespace holds data" in ids
+
+
+def test_schema_set_help_explains_every_key() -> None:
+    keys = help_keys()
+    described = set(re.findall(r"^ {4}(\w+) ", keys, re.M))
+    fields = {f.name for f in dataclasses.fields(bitstat.Schema)} - {"events"}
+    assert fields <= described, f"schema set --help does not explain {fields - described}"
+    assert "[events.NAME]" in keys
 
 
 def test_schema_set_help_example_stores_a_schema_for_uuid_ids(fresh: Cli, tmp_path: Path) -> None:
@@ -84,3 +94,21 @@ def test_schema_show_of_a_stored_schema_has_no_note(fresh: Cli) -> None:
     result = fresh("schema", "show")
     assert result.exit_code == 0 and result.stderr == ""
     assert result.stdout.startswith('actor = "user"\nids = "int"\n')
+
+
+def test_schema_limits_show_as_set_and_read_back(fresh: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "limits.toml"
+    path.write_text('ids = "map"\nanonymous = true\nmax_value_length = 64\nhorizon = "2d"\n')
+    fresh.ok("schema", "set", str(path))
+    shown = fresh.ok("schema", "show")
+    assert 'horizon = "2d"' in shown and "max_value_length = 64" in shown
+    assert "anonymous = true" in shown
+    again = Cli(fresh.url, make_namespace())
+    try:
+        again.ok("schema", "set", "-", input=shown)
+        with again.stats() as st, fresh.stats() as want:
+            assert st.schema == want.schema
+            assert (st.schema.anonymous, st.schema.horizon) == (True, 2 * 86400)
+    finally:
+        with again.stats() as st:
+            st.drop()

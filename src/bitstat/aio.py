@@ -31,7 +31,7 @@ from .ops import (
     check_name,
     check_namespace,
 )
-from .plan import WritePlan
+from .plan import Group
 from .query import Expr, Program
 from .schema import Schema, parse_duration
 from .store import (
@@ -46,6 +46,7 @@ from .store import (
     top_args,
     wrapped_errors,
 )
+from .sums import Target
 
 T = TypeVar("T")
 
@@ -83,14 +84,28 @@ class AsyncStore:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def apply(self, plan: WritePlan, batch_ttl: int) -> int:
-        applied = 0
+    async def apply(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
+        results: list[int | bytes] = []
         with wrapped_errors("recording a batch"):
-            for g in plan.groups:
+            for g in groups:
                 keys = [g.batch_key, g.scratch_key, *g.keys]
                 args = [batch_ttl, *g.args]
-                applied += int(await _script(self.apply_script, self.client, keys, args))
-        return applied
+                results.append(await _script(self.apply_script, self.client, keys, args))
+                if results[-1] == -1:
+                    break
+        return results
+
+    async def read_sums(self, targets: Sequence[Target]) -> list[float]:
+        if not targets:
+            return []
+        with wrapped_errors("reading sums"):
+            pipe = self.client.pipeline(transaction=False)
+            for t in targets:
+                if t.kind == "hash":
+                    pipe.hget(t.key, t.field)
+                else:
+                    pipe.zscore(t.key, t.field)
+            return [float(v or 0) for v in await pipe.execute()]
 
     async def map_ids(
         self,

@@ -98,8 +98,8 @@ def _first_day(ns: Namespace, event: str) -> Steps[datetime | None]:
 
 
 def _labels(ns: Namespace, lo: datetime, hi: datetime) -> tuple[str, ...]:
-    """Labels of the fewest recorded buckets tiling [lo, hi)."""
-    return tuple(b.label for b in P.cover(lo, hi, ns.schema.periods))
+    """Labels of the fewest recorded buckets tiling [lo, hi), all of them kept."""
+    return ns.check_kept([b.label for b in P.cover(lo, hi, ns.schema.periods)])
 
 
 def _before(ns: Namespace, first: datetime | None, period: str, hi: datetime) -> tuple[str, ...]:
@@ -265,6 +265,8 @@ def retention(
     """
     _name("first_event", first_event)
     _name("return_event", return_event)
+    yield from ns.require_events([first_event], "first_event")
+    yield from ns.require_events([return_event], "return_event")
     _check_period(ns, period)
     if kind not in KINDS:
         raise QueryError(f"kind must be 'first' or 'recurring', got {kind!r}")
@@ -277,7 +279,7 @@ def retention(
     first = (yield from _first_day(ns, first_event)) if kind == "first" else None
 
     before = _before(ns, first, period, buckets[0].start) if kind == "first" else None
-    labels = [b.label for b in buckets]
+    labels = list(ns.check_kept([b.label for b in buckets]))
     begun = sum(b.start <= wall_now for b in buckets)
     prog = retention_program(first_event, return_event, labels, rows, width, begun, before, seg)
     values = iter((yield from registers(ns, prog)))
@@ -319,6 +321,7 @@ def lifecycle(
 ) -> Steps[list[LifecyclePeriod]]:
     """New, returning, resurrecting and dormant actors of `event` in each of `periods` periods."""
     _name("event", event)
+    yield from ns.require_events([event])
     _check_period(ns, period)
     n = _count("periods", periods)
     wall_now = _now(ns, now)
@@ -450,6 +453,7 @@ def stickiness(
 ) -> Steps[dict[int, int]]:
     """{n: actors active on exactly n distinct days of [start, end]} for n = 1 .. days."""
     _name("event", event)
+    yield from ns.require_events([event])
     seg = ns.segment(event, segment or {})
     days = _days(ns, *ns.range(start, end))
     values = yield from registers(ns, stickiness_program([lbs for _, lbs in days], event, seg))
@@ -565,6 +569,7 @@ def funnel(
     if isinstance(steps, str) or not isinstance(steps, Sequence) or not steps:
         raise QueryError(f"steps must be a non-empty list of event names, got {steps!r}")
     names = [_name("each step", s) for s in steps]
+    yield from ns.require_events(names, "steps")
     window = parse_within(within)
     seg = ns.segment(names[0], segment or {})
     lo, hi = ns.range(start, end)

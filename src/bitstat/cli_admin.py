@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .stats import Stats
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+DURATIONS = ("horizon",)  # keys stored in seconds, shown as "1d"
 
 
 @click.group(short_help="Show or set the namespace's schema.")
@@ -102,6 +103,10 @@ def schema_set(settings: Settings, file: str) -> None:
       segment           properties that split actor sets, for --where PROP=VALUE
       expire            per period, how long its keys are kept after it ends: hour = "14d"
       max_id            the largest id with ids = "int" (default 4294967295)
+      anonymous         true: record events without an actor (not in unique actors);
+                        false (default): reject them
+      max_value_length  the longest value or text id recorded, in characters (1024)
+      horizon           how far ahead of the clock an event may be ("1d")
       [events.NAME]     count, sum, top, unique, approx or segment for one event instead
 
     Events recorded from now on follow the new rules; what is already recorded stays as it was.
@@ -154,7 +159,11 @@ def read_schema_file(file: str) -> dict[str, Any]:
 
 def to_toml(data: dict[str, Any]) -> str:
     """A schema dict as TOML (plain values first, then the [expire] and [events.*] tables)."""
-    lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = [
+        f"{_key(k)} = {_value(duration(v) if k in DURATIONS else v)}"
+        for k, v in data.items()
+        if not isinstance(v, dict)
+    ]
     if data.get("expire"):
         lines += ["", "[expire]"]
         lines += [f"{_key(p)} = {_value(duration(s))}" for p, s in data["expire"].items()]

@@ -38,11 +38,13 @@ class UnknownEvent(QueryError):
     """A query names an event the namespace has never recorded (nor configures): a typo, most
     likely. `suggestions` holds the closest known names."""
 
-    def __init__(self, event: str, suggestions: list[str] | None = None) -> None:
+    def __init__(
+        self, event: str, suggestions: list[str] | None = None, *, param: str = "event"
+    ) -> None:
         self.event = event
         self.suggestions = suggestions or []
         hint = f"; did you mean {' or '.join(map(repr, self.suggestions))}?" if suggestions else ""
-        super().__init__(f"no event {event!r} is recorded in this namespace{hint}", param="event")
+        super().__init__(f"no event {event!r} is recorded in this namespace{hint}", param=param)
 
 
 class ConnectionError(BitstatError):

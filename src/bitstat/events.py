@@ -20,12 +20,12 @@ import numpy as np
 
 from . import periods
 from .errors import BitstatError, InvalidEvent
-from .schema import Schema
+from .schema import Schema, name_problem
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_EPOCH = 0
-_MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59
+_MAX_EPOCH = periods.LAST_SECOND  # 9998-12-31T23:59:59
 _FIXED_ZONES = (timezone, ZoneInfo)  # tzinfo kinds that always give an offset
 
 
@@ -49,15 +49,81 @@ def original_id(text: str) -> str | int:
     return text
 
 
-def value_text(value: Any, prop: str) -> str | None:
+def value_text(value: Any, prop: str, limit: int) -> str | None:
     """A property value as recorded: text as is, numbers via str(); None when absent."""
     if value is None:
         return None
     if isinstance(value, str):
-        return value
+        text = value
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    else:
+        raise InvalidEvent(
+            f"value must be text or a number, not {type(value).__name__}", field=prop
+        )
+    if len(text) > limit:
+        raise InvalidEvent(
+            f"value is {len(text):,} characters long; at most {limit:,} are recorded"
+            " (Schema max_value_length)",
+            field=prop,
+        )
+    return text
+
+
+def describe_time(value: Any) -> str:
+    """A time as the caller wrote it, for messages: never a Python repr of a datetime."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
     if isinstance(value, (int, float)):
-        return str(value)
-    raise InvalidEvent(f"value must be text or a number, not {type(value).__name__}", field=prop)
+        return f"{value!r} (epoch seconds)"
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The latest time a batch may hold: the clock plus the schema's horizon, as UTC epoch
+    seconds and as wall-clock seconds in the namespace's zone (naive times are wall times)."""
+
+    utc: int
+    wall: int
+    horizon: int
+
+    @classmethod
+    def of(cls, now_s: int, schema: Schema) -> Latest:
+        utc = min(now_s + schema.horizon, _MAX_EPOCH)
+        wall = periods.wall_seconds(np.array([utc], dtype=np.int64), schema.tz)
+        return cls(utc, int(wall[0]), schema.horizon)
+
+
+def time_problem(value: Any, sec: int, is_utc: bool, latest: Latest) -> str | None:
+    """Why a time cannot be recorded (None if it can): outside the supported dates, or more
+    than the schema's horizon ahead of the clock."""
+    if sec < _MIN_EPOCH:
+        return (
+            f"{describe_time(value)} is before {periods.FIRST_DAY}; bitstat records"
+            f" times from {periods.SUPPORTED}"
+        )
+    if sec > _MAX_EPOCH:
+        return (
+            f"{describe_time(value)} is after {periods.LAST_DAY}; bitstat records"
+            f" times from {periods.SUPPORTED}"
+        )
+    if sec > (latest.utc if is_utc else latest.wall):
+        return (
+            f"{describe_time(value)} is more than {duration_text(latest.horizon)} ahead of"
+            " now; a later time is a clock or unit mistake (Schema horizon sets how far ahead"
+            " times are accepted)"
+        )
+    return None
+
+
+def duration_text(seconds: int) -> str:
+    """'1 day', '36 hours', '90 seconds': the largest unit that divides `seconds`."""
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def sum_number(value: Any, prop: str) -> float | None:
@@ -86,10 +152,10 @@ def sum_number(value: Any, prop: str) -> float | None:
     return number
 
 
-def _compound_value(event: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
+def _compound_value(event: Mapping[str, Any], parts: tuple[str, ...], limit: int) -> Any:
     if len(parts) == 1:
-        return value_text(event.get(parts[0]), parts[0])
-    values = [value_text(event.get(part), part) for part in parts]  # every part is checked
+        return value_text(event.get(parts[0]), parts[0], limit)
+    values = [value_text(event.get(part), part, limit) for part in parts]  # each is checked
     return None if None in values else tuple(values)
 
 
@@ -142,6 +208,31 @@ class Columns:
     def __len__(self) -> int:
         return len(self.index)
 
+    def take(self, rows: np.ndarray) -> Columns:
+        """The columns of `rows` alone (positions, in order); event codes renumbered so that
+        every name left has rows."""
+        codes = self.codes[rows]
+        present = np.unique(codes)
+        renumber = np.full(len(self.names), -1, dtype=np.int64)
+        renumber[present] = np.arange(len(present))
+        picked = rows.tolist()
+        actors = (
+            self.actors[rows]
+            if isinstance(self.actors, np.ndarray)
+            else [self.actors[r] for r in picked]
+        )
+        return Columns(
+            [self.index[r] for r in picked],
+            [self.names[c] for c in present.tolist()],
+            renumber[codes],
+            actors,
+            self.wall[rows],
+            self.specs,
+            {k: [v[r] for r in picked] for k, v in self.values.items()},
+            {k: a[rows] for k, a in self.amounts.items()},
+            list(self.rejected),
+        )
+
 
 def _rule_specs(schema: Schema, names: Iterable[str]) -> dict[Spec, set[str]]:
     """Every rule that applies to any of the event names, with the names it applies to."""
@@ -160,8 +251,9 @@ def parse_batch(events: Iterable[Any], schema: Schema, now: float | None = None)
     """Validate every event; keep the good ones as columns, the bad ones as (index, reason)."""
     batch = events if isinstance(events, list) else list(events)
     now_s = int(now if now is not None else _time.time())
-    fast = _parse_clean(batch, schema, now_s)
-    return fast if fast is not None else _parse_each(batch, schema, now_s)
+    latest = Latest.of(now_s, schema)
+    fast = _parse_clean(batch, schema, now_s, latest)
+    return fast if fast is not None else _parse_each(batch, schema, now_s, latest)
 
 
 def _wall(raw: np.ndarray, utc: np.ndarray, tz_name: str) -> np.ndarray:
@@ -176,7 +268,7 @@ def _wall(raw: np.ndarray, utc: np.ndarray, tz_name: str) -> np.ndarray:
 _NONE = type(None)
 
 
-def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None:
+def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -> Columns | None:
     """The whole batch at once, column by column; None when anything is unusual.
 
     The usual batch (dicts, text names, integer ids, epoch or naive times, plain values) needs
@@ -192,7 +284,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     except TypeError:
         return None
     distinct = set(names)
-    if "" in distinct:
+    if any(name_problem(x) for x in distinct):
         return None
     ordered = sorted(distinct)
     code_of = {x: i for i, x in enumerate(ordered)}
@@ -203,6 +295,8 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
 
     raw_actors: list[Any] = list(map(dict.get, batch, repeat(schema.actor, n)))
     kinds = set(map(type, raw_actors))
+    if _NONE in kinds and not schema.anonymous:
+        return None
     actors: np.ndarray | list[Any]
     if schema.ids == "int":
         if not kinds <= {int, _NONE}:
@@ -223,6 +317,9 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
         actors = (
             [str(a) if type(a) is int else a for a in raw_actors] if int in kinds else raw_actors
         )
+        longest = max(map(len, filter(None, actors)), default=0)
+        if longest > schema.max_value_length:
+            return None
 
     times: list[Any] = list(map(dict.get, batch, repeat("time", n)))
     tkinds = set(map(type, times))
@@ -239,7 +336,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
                 raw = np.array(times, dtype=np.int64)
         except OverflowError:
             return None
-        if raw.min() < _MIN_EPOCH or raw.max() > _MAX_EPOCH:
+        if raw.min() < _MIN_EPOCH or raw.max() > latest.utc:
             return None
         wall = _wall(raw, np.ones(n, dtype=bool), schema.timezone)
     elif tkinds == {datetime}:
@@ -258,7 +355,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
         else:
             return None
         raw = np.floor(seconds).astype(np.int64)
-        if raw.min() < _MIN_EPOCH or raw.max() > _MAX_EPOCH:
+        if raw.min() < _MIN_EPOCH or raw.max() > (latest.utc if utc[0] else latest.wall):
             return None
         wall = _wall(raw, utc, schema.timezone)
     else:
@@ -271,6 +368,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     columns: dict[str, list[Any]] = {}
 
     complete: set[str] = set()  # columns with text in every row
+    limit = schema.max_value_length
 
     def column(prop: str) -> list[Any] | None:
         col = columns.get(prop)
@@ -287,6 +385,9 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
                     col = [v if v is None or type(v) is str else str(v) for v in col]
                 if _NONE not in ck:
                     complete.add(prop)
+            present = col if prop in complete else [v for v in col if v is not None]
+            if max(map(len, present), default=0) > limit:
+                return None
             columns[prop] = col
         return col
 
@@ -343,11 +444,12 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int) -> Columns | None
     return Columns(list(range(n)), ordered, codes, actors, wall, specs, values, amounts, [])
 
 
-def _parse_each(batch: list[Any], schema: Schema, now_s: int) -> Columns:
+def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -> Columns:
     """Event by event, with a precise reason for each rejected one."""
     actor_key = schema.actor
     int_ids = schema.ids == "int"
     tz_name = schema.timezone
+    limit = schema.max_value_length
     index: list[int] = []
     names: list[str] = []
     actors: list[Any] = []
@@ -367,8 +469,8 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int) -> Columns:
                 raise InvalidEvent(
                     f"event name must be text, not {type(name).__name__}", field="event"
                 )
-            if not name:
-                raise InvalidEvent("event name is empty", field="event")
+            if problem := name_problem(name):
+                raise InvalidEvent(f"event name {problem}", field="event")
             actor = ev.get(actor_key)
             if actor is not None:
                 if int_ids:
@@ -378,10 +480,22 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int) -> Columns:
                         actor = canonical_id(actor)
                     except InvalidEvent as exc:
                         raise InvalidEvent(exc.reason, field=actor_key) from None
+                    if len(actor) > limit:
+                        raise InvalidEvent(
+                            f"actor id is {len(actor):,} characters long; at most {limit:,}"
+                            " are recorded (Schema max_value_length)",
+                            field=actor_key,
+                        )
+            elif not schema.anonymous:
+                raise InvalidEvent(
+                    "no actor: every event names who did it (a schema with anonymous=True"
+                    " records events without one in totals, counts and sums)",
+                    field=actor_key,
+                )
             t = ev.get("time")
             sec, is_utc = (now_s, True) if t is None else _time_of(t, tz_name)
-            if not _MIN_EPOCH <= sec <= _MAX_EPOCH:
-                raise InvalidEvent(f"time {t!r} is outside 1970..9999", field="time")
+            if problem := time_problem(t, sec, is_utc, latest):
+                raise InvalidEvent(problem, field="time")
             specs = rule_cache.get(name)
             if specs is None:
                 specs = rule_cache[name] = list(_rule_specs(schema, [name]))
@@ -391,10 +505,10 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int) -> Columns:
                 if kind == "sum":
                     number = sum_number(ev.get(prop), prop)
                     if number is not None:
-                        label = _compound_value(ev, tuple(by.split("~"))) if by else None
+                        label = _compound_value(ev, tuple(by.split("~")), limit) if by else None
                         row[spec] = (number, label)
                 else:
-                    value = _compound_value(ev, tuple(prop.split("~")))
+                    value = _compound_value(ev, tuple(prop.split("~")), limit)
                     if value is not None:
                         row[spec] = value
         except InvalidEvent as exc:
@@ -438,8 +552,14 @@ def int_actor(actor: Any, key: str, max_id: int) -> int:
     if isinstance(actor, int) or (isinstance(actor, str) and actor.isdigit() and actor.isascii()):
         value = int(actor)
     else:
+        hint = (
+            "; text ids such as UUIDs or e-mails need a schema with ids='map'"
+            if isinstance(actor, str)
+            else ""
+        )
         raise InvalidEvent(
-            f"actor id must be a non-negative integer (ids='int'), got {actor!r}", field=key
+            f"actor id must be a non-negative integer (ids='int'), got {actor!r}{hint}",
+            field=key,
         )
     if not 0 <= value <= max_id:
         raise InvalidEvent(f"actor id {value} is outside 0..{max_id}", field=key)

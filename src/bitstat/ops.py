@@ -8,7 +8,10 @@ value sent back is that call's result. `Stats` answers the calls with the blocki
 
 from __future__ import annotations
 
+import difflib
+import json
 import secrets
+import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -16,9 +19,9 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from . import periods
-from .errors import InvalidEvent, QueryError, SchemaError
-from .events import Columns, canonical_id, int_actor, original_id, parse_batch
+from . import periods, sums
+from .errors import InvalidEvent, QueryError, SchemaError, ServerError, UnknownEvent
+from .events import Columns, canonical_id, duration_text, int_actor, original_id, parse_batch
 from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
@@ -29,7 +32,7 @@ from .keys import (
     metric_count_field,
     metric_sum_field,
 )
-from .plan import build_plan
+from .plan import build_plan, expire_at
 from .query import Compiler, Expr, Leaf, Program, count_union
 from .schema import Schema, compound, normalise
 
@@ -37,6 +40,8 @@ T = TypeVar("T")
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
 ID_CACHE_LIMIT = 2_000_000
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
+SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
+SUM_RETRIES = 3
 
 
 class Call(NamedTuple):
@@ -90,6 +95,7 @@ class Namespace:
         self.id_cache: dict[str, int] = {}
         self.shard_cache: list[int] = []
         self.value_cache: dict[tuple[str, str], dict[str, int]] = {}
+        self.known_events: set[str] = set()  # recorded names seen; events are never removed
 
     # schema
     def load_schema(self, given: Schema | None) -> Op[Schema]:
@@ -123,6 +129,7 @@ class Namespace:
     def drop(self) -> Op[int]:
         ns = self.keys.ns
         deleted: int = yield Call("delete_matching", (["{" + ns + "}*", "{" + ns + ":*"],))
+        self.known_events.clear()
         return deleted
 
     # recording
@@ -156,18 +163,73 @@ class Namespace:
                 found = yield from self.offsets([cols.actors[i] for i in present])
                 offsets[present] = found
         value_ids = yield from self.value_ids(cols)
-        plan = build_plan(
-            cols,
-            offsets,
-            self.schema,
-            self.keys,
-            batch_id=batch_id,
-            single=not self.cluster,
-            value_ids=value_ids,
-        )
-        applied = yield Call("apply", (plan, self.batch_ttl if batch_id else 0))
+        rejected = list(cols.rejected)
+        overflow: list[tuple[int, str]] = []
+        clock = time.time()
+        check = sums.at_risk(cols)
+        applied_tags: set[str] = set()
+        applied = False
+        for _ in range(SUM_RETRIES):
+            if check and batch_id:
+                # a batch seen before answers as it did then, not by the totals of today
+                marker = self.keys.batch(self.keys.meta_tag, batch_id)
+                seen = yield Call("get", (marker,))
+                if seen is not None:
+                    before = [] if seen == b"1" else json.loads(seen)
+                    overflow = [(int(i), str(why)) for i, why in before]
+                    return TrackResult(0, sorted(rejected + overflow))
+            if check:  # some total could overflow: find the events that would carry it there
+                rows = sums.row_targets(cols, self.schema, self.keys, clock)
+                targets = list(dict.fromkeys(t for _, items in rows for t, *_ in items))
+                stored = yield Call("read_sums", (targets,))
+                bad = sums.overflowing(rows, dict(zip(targets, stored, strict=True)))
+                if bad:
+                    overflow += [(cols.index[r], why) for r, why in bad]
+                    keep = np.setdiff1d(np.arange(len(cols)), [r for r, _ in bad])
+                    cols, offsets = cols.take(keep), offsets[keep]
+                    value_ids = {k: v[keep] for k, v in value_ids.items()}
+                    if not len(cols):
+                        return TrackResult(0, sorted(rejected + overflow))
+            plan = build_plan(
+                cols,
+                offsets,
+                self.schema,
+                self.keys,
+                batch_id=batch_id,
+                single=not self.cluster,
+                value_ids=value_ids,
+                now=clock,
+                sum_bound=0.0 if check else None,  # checked in order: the script checks totals
+                # the marker keeps the events rejected for their sums: a retry of the batch
+                # reports them, though the totals it would be checked against have moved on
+                note=json.dumps(overflow) if batch_id and overflow else None,
+            )
+            # on a cluster, groups applied by an earlier try are not sent again (events
+            # rejected since belong to the group that refused, so those groups are unchanged)
+            groups = [g for g in plan.groups if g.tag not in applied_tags]
+            results = yield Call("apply", (groups, self.batch_ttl if batch_id else 0))
+            for g, result in zip(groups, results, strict=False):
+                if isinstance(result, bytes):  # this batch id was applied before
+                    applied_tags.add(g.tag)
+                    before = [] if result == b"1" else json.loads(result)
+                    overflow = [(int(i), str(why)) for i, why in before]
+                elif result == 1:
+                    applied_tags.add(g.tag)
+                    applied = True
+            if SUM_REFUSED not in results:
+                break
+            check = True
+        else:
+            raise ServerError(
+                f"recording a batch: sums kept overflowing after {SUM_RETRIES} tries"
+                " (other writers adding to the same totals?); the groups applied so far are"
+                " kept, send the batch again with the same batch_id"
+            )
         recorded = plan.recorded if applied or batch_id is None else 0
-        return TrackResult(recorded, cols.rejected)
+        # a batch recorded before (its id seen) reports nothing of what it held
+        return TrackResult(
+            recorded, sorted(rejected + overflow), dict(plan.expired) if recorded else {}
+        )
 
     def offsets(self, canonical: Sequence[str]) -> Op[np.ndarray]:
         """Bit offsets of mapped ids (ids="map"), created on the server where new."""
@@ -222,6 +284,35 @@ class Namespace:
         texts = yield Call("hget_many", (pairs,))
         return [original_id(t.decode("utf-8", "surrogatepass")) for t in texts if t is not None]
 
+    def require_events(self, names: Iterable[str], param: str = "event") -> Op[None]:
+        """Every name is an event the namespace has recorded or its schema names: an unknown
+        one (a typo, most likely) is an UnknownEvent naming the closest known names, where a
+        known event without data in a range answers 0. Asks the server only about names not
+        seen before."""
+        missing = [n for n in names if n not in self.known_events and n not in self.schema.events]
+        if not missing:
+            return
+        raw = yield Call("smembers", (self.keys.events,))
+        self.known_events = {n.decode("utf-8", "surrogatepass") for n in raw}
+        known = sorted(self.known_events | set(self.schema.events))
+        for name in missing:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+                raise UnknownEvent(name, close, param=param)
+
+    def require_leaves(self, exprs: Sequence[Expr]) -> Op[None]:
+        """`require_events` for the events of actor-set expressions."""
+        names: dict[str, None] = {}
+        todo: list[Expr] = list(exprs)
+        while todo:
+            e = todo.pop()
+            if isinstance(e, Leaf):
+                names[e.event] = None
+                self.check_kept(e.labels)
+            else:
+                todo += e.args
+        yield from self.require_events(names)
+
     # time ranges
     def range(self, start: Any, end: Any) -> tuple[datetime, datetime]:
         if start is None:
@@ -230,7 +321,24 @@ class Namespace:
 
     def cover_labels(self, start: Any, end: Any) -> tuple[str, ...]:
         lo, hi = self.range(start, end)
-        return periods.cover_labels(lo, hi, self.schema.periods)
+        return self.check_kept(periods.cover_labels(lo, hi, self.schema.periods))
+
+    def check_kept(self, labels: Sequence[str]) -> tuple[str, ...]:
+        """`labels`, if none is a bucket past its period's retention (`Schema.expire`): its
+        keys are gone, so a question needing it has no answer (zeros would be a lie)."""
+        if self.schema.expire:
+            now = time.time()
+            for label in labels:
+                period = periods.parse_label(label).period
+                ttl = self.schema.expire.get(period)
+                if ttl is not None and expire_at(period, label, self.schema.timezone, ttl) <= now:
+                    raise QueryError(
+                        f"{period} buckets are kept {duration_text(ttl)} after their {period}"
+                        f" ends (Schema expire), so {label} is gone; ask about whole days, or"
+                        f" about {period}s within the last {duration_text(ttl)}",
+                        param="start",
+                    )
+        return tuple(labels)
 
     def require_period(self, period: str) -> None:
         if period not in self.schema.periods:
@@ -293,6 +401,7 @@ class Namespace:
             for e in exprs:
                 c.count(e)
 
+        yield from self.require_leaves(exprs)
         totals = [0] * len(exprs)
         for _, answers in (yield from self.per_shard(self.compiled(add))):
             for i, value in enumerate(answers):
@@ -300,6 +409,7 @@ class Namespace:
         return totals
 
     def contains(self, expr: Expr, actor: object) -> Op[bool]:
+        yield from self.require_leaves([expr])
         if self.schema.ids == "map":
             try:
                 text = canonical_id(actor)
@@ -323,6 +433,7 @@ class Namespace:
 
     def ids(self, expr: Expr) -> Generator[Call | Emit, Any, None]:
         """The actors' original ids: evaluated into keys, read in chunks, handed out by Emit."""
+        yield from self.require_leaves([expr])
         stored = yield from self.per_shard(self.compiled(lambda c: c.store(expr)))
         for shard, answers in stored:
             key = answers[0].decode() if isinstance(answers[0], bytes) else str(answers[0])
@@ -346,11 +457,13 @@ class Namespace:
     # metrics
     def unique(self, event: str, start: Any, end: Any, segment: Mapping[str, Any]) -> Op[int]:
         check_name(event)
+        yield from self.require_events([event])
         leaf = Leaf(event, self.cover_labels(start, end), self.segment(event, segment))
         return (yield from self.count_exprs([leaf]))[0]
 
     def total(self, event: str, start: Any, end: Any) -> Op[int]:
         check_name(event)
+        yield from self.require_events([event])
         labels = self.cover_labels(start, end)
         sums = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], ["n"]))
         return int(sums.get(b"n", 0))
@@ -359,6 +472,7 @@ class Namespace:
         self, event: str, start: Any, end: Any, by: str, metric: str, segment: Mapping[str, Any]
     ) -> Op[list[tuple[str, int]]]:
         check_name(event)
+        yield from self.require_events([event])
         self.require_period(by)
         if metric not in ("unique", "total"):
             raise QueryError(f"metric must be 'unique' or 'total', got {metric!r}")
@@ -368,6 +482,7 @@ class Namespace:
         buckets = periods.buckets_between(by, lo, hi)
         chosen = self.schema.periods
         parts = [periods.cover(max(lo, b.start), min(hi, b.end), chosen) for b in buckets]
+        self.check_kept([c.label for p in parts for c in p])
         if metric == "unique":
             seg = self.segment(event, segment)
             exprs: list[Expr] = [Leaf(event, tuple(c.label for c in p), seg) for p in parts]
@@ -380,6 +495,7 @@ class Namespace:
 
     def counts(self, event: str, prop: str, start: Any, end: Any) -> Op[dict[Any, int]]:
         asked, stored = self.prop(event, prop, "count")
+        yield from self.require_events([event])
         keys = [self.keys.counts(event, lb, stored) for lb in self.cover_labels(start, end)]
         raw = yield Call("zsum", (self.scratch(event), keys))
         return {value_of(f, asked, stored): int(v) for f, v in raw.items()}
@@ -396,6 +512,7 @@ class Namespace:
                 f"no sum {wanted!r} is recorded for event {event!r}"
                 f" (sums: {', '.join(map(str, rules)) or 'none'})"
             )
+        yield from self.require_events([event])
         labels = self.cover_labels(start, end)
         if by is None or by_stored is None:
             f = metric_sum_field(prop)
@@ -419,6 +536,7 @@ class Namespace:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise QueryError(f"limit must be a positive integer, got {limit!r}")
         asked, stored = self.prop(event, prop, "top")
+        yield from self.require_events([event])
         keys = [self.keys.top(event, lb, stored) for lb in self.cover_labels(start, end)]
         # ties are cut on the server in stored order; another order of parts needs them all
         raw = yield Call("top", (self.scratch(event), keys, limit, asked != stored))
@@ -438,6 +556,7 @@ class Namespace:
                 f" (unique: {', '.join(rules.unique) or 'none'};"
                 f" approx: {', '.join(rules.approx) or 'none'})"
             )
+        yield from self.require_events([event])
         labels = self.cover_labels(start, end)
         if stored in rules.approx:
             hlls = [self.keys.approx(event, lb, stored) for lb in labels]

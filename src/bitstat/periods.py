@@ -27,6 +27,12 @@ _RANK = {p: i for i, p in enumerate(PERIODS)}
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The dates bitstat records and answers for: every bucket of any period holding one of them
+# (the week of 9998-12-31 ends in 9999) is a datetime Python can represent.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+SUPPORTED = f"{FIRST_DAY} to {LAST_DAY}"
+LAST_SECOND = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp()) - 1
 _HOUR = timedelta(hours=1)
 _UTC_KEYS = frozenset(
     {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"}
@@ -124,7 +130,9 @@ def bucket_of(period: str, wall: datetime) -> Bucket:
             return Bucket(period, day.replace(day=1), _month_start(day.year, day.month + 1))
         return Bucket(period, datetime(day.year, 1, 1), datetime(day.year + 1, 1, 1))
     except (OverflowError, ValueError):
-        raise QueryError(f"the {period} of {wall} is outside the supported dates") from None
+        raise QueryError(
+            f"the {period} of {wall:%Y-%m-%d} is outside the dates bitstat supports ({SUPPORTED})"
+        ) from None
 
 
 def parse_label(text: str) -> Bucket:
@@ -232,13 +240,32 @@ def resolve_range(
     Without "hour" in `periods`, exact times are taken at day resolution: their whole day counts.
     """
     fine = "hour" if "hour" in _check_periods(periods) else "day"
-    first = _endpoint(start, tz, fine)
+    first = _supported(start, tz, fine, "start")
     if end is None:
         return first.start, first.end
-    last = _endpoint(end, tz, fine)
+    last = _supported(end, tz, fine, "end")
     if first.start >= last.end:
-        raise QueryError(f"the range ends ({end!r}) before it starts ({start!r})")
+        raise QueryError(f"the range ends ({end!r}) before it starts ({start!r})", param="end")
     return first.start, last.end
+
+
+_FIRST = datetime(1970, 1, 1)
+_AFTER_LAST = datetime(9999, 1, 1)
+
+
+def _supported(value: Any, tz: ZoneInfo, fine: str, param: str) -> Bucket:
+    """The bucket of a range endpoint, which must lie within the dates bitstat supports (the
+    same dates it records: nothing is ever recorded outside them)."""
+    try:
+        bucket = _endpoint(value, tz, fine)
+    except QueryError as exc:
+        raise QueryError(f"{param} {value!r}: {exc}", param=param) from None
+    if bucket.start < _FIRST or bucket.end > _AFTER_LAST:
+        raise QueryError(
+            f"{param} {value!r} is outside the dates bitstat supports ({SUPPORTED})",
+            param=param,
+        )
+    return bucket
 
 
 def _hours(lo: datetime, hi: datetime) -> list[Bucket]:

@@ -7,6 +7,7 @@ bitmap merged with BITOP OR (many bits), whichever moves less work to the server
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Group:
     scratch_key: str
     keys: list[str] = field(default_factory=list)
     args: list[Any] = field(default_factory=list)
+    sums: bool = False  # holds sums, which the script may refuse (see apply.lua): sent first
     _index: dict[str, int] = field(default_factory=dict)
 
     def key(self, name: str) -> int:
@@ -58,6 +60,7 @@ class Group:
 class WritePlan:
     groups: list[Group]
     recorded: int
+    expired: dict[str, int] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=65536)
@@ -71,14 +74,38 @@ def _labels(base: int, chosen: tuple[str, ...]) -> dict[str, str]:
     return {p: every[p] for p in chosen}
 
 
+def live_labels(base: int, schema: Schema, now: float) -> dict[str, str]:
+    """`_labels` without the periods whose bucket is already past its retention at `now`:
+    such a key would be deleted as soon as written, so it is not written."""
+    every = _labels(base, schema.periods)
+    if not schema.expire:
+        return every
+    return {
+        p: label
+        for p, label in every.items()
+        if p not in schema.expire or expire_at(p, label, schema.timezone, schema.expire[p]) > now
+    }
+
+
+def bucket_base(wall: np.ndarray, schema: Schema) -> np.ndarray:
+    """The bucket base of each wall-clock time: its hour number if hours are recorded, else its
+    day number."""
+    return wall // (3600 if "hour" in schema.periods else 86400)
+
+
 @lru_cache(maxsize=4096)
-def _expire_at(period: str, label: str, tz_name: str, ttl: int) -> int:
+def expire_at(period: str, label: str, tz_name: str, ttl: int) -> int:
+    """The Unix time a bucket's keys expire at: `ttl` seconds after the bucket ends."""
     end: datetime = periods.parse_label(label).end
     return int(end.replace(tzinfo=ZoneInfo(tz_name)).timestamp()) + ttl
 
 
 class _Builder:
-    def __init__(self, keys: Keys, schema: Schema, batch_id: str | None, single: bool) -> None:
+    def __init__(
+        self, keys: Keys, schema: Schema, batch_id: str | None, single: bool, sum_bound: float
+    ) -> None:
+        self.sum_bound = sum_bound
+        self.note: str | None = None
         self.keys = keys
         self.schema = schema
         self.batch_id = batch_id
@@ -98,21 +125,35 @@ class _Builder:
     def expire(self, g: Group, key: str, period: str, label: str) -> None:
         ttl = self.schema.expire.get(period)
         if ttl is not None:
-            self.expiry[(g.tag, key)] = _expire_at(period, label, self.schema.timezone, ttl)
+            self.expiry[(g.tag, key)] = expire_at(period, label, self.schema.timezone, ttl)
 
     def finish(self) -> list[Group]:
-        """Expiry last: a ZUNIONSTORE earlier in the batch would drop a TTL set before it."""
+        """Expiry last: a ZUNIONSTORE earlier in the batch would drop a TTL set before it.
+
+        Groups with sums come first: when the script refuses one (a sum would overflow), no
+        group that the events rejected for it also write to has been applied yet."""
         for (tag, key), at in self.expiry.items():
             g = self.groups[tag]
             g.args += ["X", g.key(key), at]
-        return list(self.groups.values())
+        for g in self.groups.values():
+            if g.sums:
+                g.args += ["C", _float_text(self.sum_bound)]
+            if self.note is not None:
+                g.args += ["R", self.note]
+        return sorted(self.groups.values(), key=lambda g: not g.sums)
 
     def scores(
-        self, tag: str, targets: list[tuple[str, str, str]], items: list[tuple[str, float]]
+        self,
+        tag: str,
+        targets: list[tuple[str, str, str]],
+        items: list[tuple[str, float]],
+        code: str = "Y",
     ) -> None:
-        """Add the same member increments to several sorted sets (a bucket's day, week, ...)."""
+        """Add the same member increments to several sorted sets (a bucket's day, week, ...);
+        code "Z" for sums, whose scores the script checks stay finite."""
         g = self.group(tag)
-        g.args += ["Y", len(targets), *(g.key(key) for key, _, _ in targets), len(items)]
+        g.sums = g.sums or code == "Z"
+        g.args += [code, len(targets), *(g.key(key) for key, _, _ in targets), len(items)]
         for member, incr in items:
             g.args += [member, incr]
         for key, period, label in targets:
@@ -165,6 +206,7 @@ class _Builder:
         for f, v in items:
             flat += [f, v]
         if flat:
+            g.sums = g.sums or code == "F"
             g.args += [code, g.key(key), len(flat) // 2, *flat]
             self.expire(g, key, period, label)
 
@@ -199,20 +241,31 @@ def build_plan(
     batch_id: str | None = None,
     single: bool = False,
     value_ids: dict[int, np.ndarray] | None = None,
+    now: float | None = None,
+    sum_bound: float | None = None,
+    note: str | None = None,
 ) -> WritePlan:
     """The write plan of one checked batch.
 
     `offsets[i]` is the bit offset of row i's actor, -1 for a row without one; `single` merges
-    all groups into one call (a single server has no slots to respect).
+    all groups into one call (a single server has no slots to respect). Keys of a period past
+    its retention at `now` (default: the clock) are left out, and the events they would have
+    held counted per period in `expired`. `sum_bound` tells the script how far the batch's
+    sums can stray in any order (default: the sum of the values' magnitudes; 0 once the caller
+    has checked them in order against the stored totals). `note` is what the batch marker
+    keeps, handed back when the batch id is seen again.
     """
-    b = _Builder(keys, schema, batch_id, single)
+    b = _Builder(
+        keys, schema, batch_id, single, sum_bound_of(cols) if sum_bound is None else sum_bound
+    )
+    b.note = note
     n = len(cols)
     if n == 0:
         return WritePlan([], 0)
     hourly = "hour" in schema.periods
     chosen = schema.periods
     codes = cols.codes
-    base = cols.wall // (3600 if hourly else 86400)
+    base = bucket_base(cols.wall, schema)
     bmin = int(base.min())
     width = int(base.max()) - bmin + 1
     combined = codes * width + (base - bmin)
@@ -221,8 +274,20 @@ def build_plan(
     def split(c: int) -> tuple[str, int]:
         return names[c // width], c % width + bmin
 
-    def labels(bb: int) -> dict[str, str]:
-        return _labels(bb, chosen)
+    if schema.expire:
+        clock = time.time() if now is None else now
+        live: dict[int, dict[str, str]] = {}
+
+        def labels(bb: int) -> dict[str, str]:
+            found = live.get(bb)
+            if found is None:
+                found = live[bb] = live_labels(bb, schema, clock)
+            return found
+
+    else:
+
+        def labels(bb: int) -> dict[str, str]:
+            return _labels(bb, chosen)
 
     # totals: one HINCRBY per (event, bucket)
     metrics: dict[tuple[str, str, str], defaultdict[str, float]] = {}
@@ -233,11 +298,16 @@ def build_plan(
             m = metrics[(event, period, label)] = defaultdict(float)
         return m
 
+    expired: dict[str, int] = {}
     uniq, counts = np.unique(combined, return_counts=True)
     for c, cnt in zip(uniq.tolist(), counts.tolist(), strict=True):
         event, bb = split(c)
+        kept = labels(bb)
         for period in chosen:
-            metric(event, period, labels(bb)[period])["n"] += cnt
+            if period in kept:
+                metric(event, period, kept[period])["n"] += cnt
+            else:
+                expired[period] = expired.get(period, 0) + cnt
 
     # span per event, in day numbers; event names; shards
     meta = b.group(keys.meta_tag)
@@ -274,8 +344,7 @@ def build_plan(
             shard = int(sh[s])
             chunk = bits[s:e]
             dest = per_shard[shard]
-            for period in chosen:
-                label = labels(bb)[period]
+            for period, label in labels(bb).items():
                 key = keys.actors(shard, event, label)
                 dest.setdefault(key, []).append(chunk)
                 key_period[key] = (period, label)
@@ -333,7 +402,7 @@ def build_plan(
     for shard, by_key in per_shard.items():
         b.bits(keys.shard_tag(shard), by_key, key_period)
 
-    return WritePlan(b.finish(), n)
+    return WritePlan(b.finish(), n, expired)
 
 
 def _prop_key(key_of: Callable[[str, str, str], str], prop: str, event: str, label: str) -> str:
@@ -347,6 +416,7 @@ def _emit_scores(
     by_bucket: dict[int, list[tuple[str, float]]],
     split: Callable[[int], tuple[str, int]],
     labels: Callable[[int], dict[str, str]],
+    code: str = "Y",
 ) -> None:
     """Score increments per bucket -> one op per distinct content: a key fed by several
     buckets (a week of a backfill) gets their sum once; keys fed by the same buckets (a day
@@ -373,7 +443,7 @@ def _emit_scores(
             items = [(m, int(v) if v == int(v) else v) for m, v in total.items()]
         event = where[key_list[0]][0]
         targets = [(key, where[key][1], where[key][2]) for key in key_list]
-        b.scores(keys.event_tag(event), targets, items)
+        b.scores(keys.event_tag(event), targets, items, code)
 
 
 def _plan_segment(
@@ -452,7 +522,9 @@ def _plan_sums(
     for (c, label_value), (total, cnt) in acc.items():
         member = member_text(label_value)
         by_bucket[c] += [("s:" + member, total), ("k:" + member, int(cnt))]
-    _emit_scores(b, keys, lambda e, lb: keys.sums_by(e, lb, prop, by), by_bucket, split, labels)
+    _emit_scores(
+        b, keys, lambda e, lb: keys.sums_by(e, lb, prop, by), by_bucket, split, labels, code="Z"
+    )
 
 
 def _plan_distinct(
@@ -506,6 +578,18 @@ def _plan_approx(
         event, bb = split(c)
         targets = [(keys.approx(event, lb, prop), p, lb) for p, lb in labels(bb).items()]
         b.estimate(keys.event_tag(event), targets, sorted(members))
+
+
+def sum_bound_of(cols: Columns) -> float:
+    """The largest sum of magnitudes of one summed property's values in the batch: no total
+    the batch adds to can move further than this, whatever the order of its events."""
+    bound = 0.0
+    for amounts in cols.amounts.values():
+        present = amounts[~np.isnan(amounts)]
+        if present.size:
+            with np.errstate(over="ignore"):  # inf is an answer here: the batch is at risk
+                bound = max(bound, float(np.abs(present).sum()))
+    return bound
 
 
 def _float_text(value: float) -> str:

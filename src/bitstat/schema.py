@@ -15,15 +15,34 @@ from .periods import PERIODS
 
 ID_MODES = ("int", "map")
 DEFAULT_MAX_ID = 2**32 - 1
+DEFAULT_MAX_VALUE_LENGTH = 1024
+DEFAULT_HORIZON = 86400
+MAX_NAME_LENGTH = 200  # event and property names
 RULE_KINDS = ("count", "sum", "top", "unique", "approx", "segment")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name an event or a property (None if it can): names are printed one
+    per line by the CLI and shown in the dashboard, so they are printable and short."""
+    if not name:
+        return "is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is {len(name):,} characters long; at most {MAX_NAME_LENGTH} are allowed"
+    if not name.isprintable():
+        bad = next(c for c in name if not c.isprintable())
+        return f"holds the unprintable character {bad!r}; names must be printable text"
+    return None
 
 
 def compound(name: str) -> tuple[str, ...]:
     """Split a property name on `~` into its parts, sorted: `b~a` and `a~b` are one key."""
     if not isinstance(name, str) or not name:
         raise SchemaError(f"property name must be non-empty text, got {name!r}")
+    problem = name_problem(name)
+    if problem:
+        raise SchemaError(f"property name {name!r} {problem}")
     parts = name.split("~")
     if any(not p for p in parts):
         raise SchemaError(f"property name {name!r} has an empty part between '~'")
@@ -144,6 +163,12 @@ class Schema:
     have their distinct values estimated with HyperLogLog (standard error 0.81%, at most 12 KB a
     bucket however many values) instead of counted exactly like `unique` ones. `expire` maps a
     period to how long its keys live after the period ends (e.g. `{"hour": "14d"}`).
+
+    Limits, each rejecting an event alone with the reason: an event without an actor is
+    rejected unless `anonymous` is true (it then counts in totals, counts and sums, never in
+    unique actors); a value (or a text actor id) longer than `max_value_length` characters is
+    rejected; an event more than `horizon` ahead of the clock is rejected (a clock or unit
+    mistake, not the future). Times before 1970-01-01 or after 9998-12-31 are never recorded.
     """
 
     actor: str = "user"
@@ -159,6 +184,9 @@ class Schema:
     events: Mapping[str, Rules] = field(default_factory=dict)
     expire: Mapping[str, int] = field(default_factory=dict)
     max_id: int = DEFAULT_MAX_ID
+    anonymous: bool = False
+    max_value_length: int = DEFAULT_MAX_VALUE_LENGTH
+    horizon: int = DEFAULT_HORIZON
 
     def __init__(
         self,
@@ -175,10 +203,15 @@ class Schema:
         events: Mapping[str, Mapping[str, Any] | Rules] | None = None,
         expire: Mapping[str, Any] | None = None,
         max_id: int = DEFAULT_MAX_ID,
+        anonymous: bool = False,
+        max_value_length: int = DEFAULT_MAX_VALUE_LENGTH,
+        horizon: Any = DEFAULT_HORIZON,
     ) -> None:
         set_ = object.__setattr__
         if not isinstance(actor, str) or not actor or actor in ("event", "time"):
             raise SchemaError(f"actor must be a property name other than event/time: {actor!r}")
+        if problem := name_problem(actor):
+            raise SchemaError(f"actor name {actor!r} {problem}")
         if ids not in ID_MODES:
             raise SchemaError(f"ids must be one of {ID_MODES}, got {ids!r}")
         try:
@@ -191,6 +224,20 @@ class Schema:
             raise SchemaError(f"periods must be a non-empty subset of {PERIODS}, got {periods!r}")
         if isinstance(max_id, bool) or not isinstance(max_id, int) or not 0 < max_id < 2**63:
             raise SchemaError(f"max_id must be a positive integer below 2^63, got {max_id!r}")
+        if not isinstance(anonymous, bool):
+            raise SchemaError(f"anonymous must be true or false, got {anonymous!r}")
+        if (
+            isinstance(max_value_length, bool)
+            or not isinstance(max_value_length, int)
+            or max_value_length < 1
+        ):
+            raise SchemaError(
+                f"max_value_length must be a positive integer, got {max_value_length!r}"
+            )
+        try:
+            future = parse_duration(horizon)
+        except SchemaError as exc:
+            raise SchemaError(f"horizon: {exc}") from None
         base = _rules(
             {
                 "count": count,
@@ -206,6 +253,8 @@ class Schema:
         for name, spec in (events or {}).items():
             if not isinstance(name, str) or not name:
                 raise SchemaError(f"events: event names must be non-empty text, got {name!r}")
+            if problem := name_problem(name):
+                raise SchemaError(f"events: event name {name!r} {problem}")
             overrides[name] = spec if isinstance(spec, Rules) else _rules(spec, f"events[{name!r}]")
         expiry: dict[str, int] = {}
         for period, ttl in (expire or {}).items():
@@ -226,6 +275,9 @@ class Schema:
             ("events", overrides),
             ("expire", expiry),
             ("max_id", max_id),
+            ("anonymous", anonymous),
+            ("max_value_length", max_value_length),
+            ("horizon", future),
         ):
             set_(self, key, value)
 
@@ -267,6 +319,15 @@ class Schema:
             "events": {name: rules(r) for name, r in sorted(self.events.items())},
             "expire": dict(sorted(self.expire.items())),
             "max_id": self.max_id,
+            # the limits are stored only when they differ from the defaults, so a schema
+            # stored before they existed reads back equal
+            **({"anonymous": True} if self.anonymous else {}),
+            **(
+                {"max_value_length": self.max_value_length}
+                if self.max_value_length != DEFAULT_MAX_VALUE_LENGTH
+                else {}
+            ),
+            **({"horizon": self.horizon} if self.horizon != DEFAULT_HORIZON else {}),
         }
 
     @classmethod

@@ -16,8 +16,9 @@ import redis.exceptions as rex
 from redis.cluster import RedisCluster
 
 from .errors import ConnectionError, ServerError
-from .plan import WritePlan
+from .plan import Group
 from .query import SCRATCH_TTL_MS, Program
+from .sums import Target
 
 T = TypeVar("T")
 CLUSTER_SCHEME = "redis+cluster"
@@ -199,14 +200,30 @@ class Store:
         self.client.close()
 
     # writes
-    def apply(self, plan: WritePlan, batch_ttl: int) -> int:
-        """Apply every group of a plan; returns how many groups were newly applied."""
-        applied = 0
+    def apply(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
+        """Apply groups in order, each with apply.lua; its answer per group sent (1, the note of
+        a batch seen before, or -1: a sum would overflow), stopping after the first -1."""
+        results: list[int | bytes] = []
         with wrapped_errors("recording a batch"):
-            for g in plan.groups:
+            for g in groups:
                 keys = [g.batch_key, g.scratch_key, *g.keys]
-                applied += int(self.apply_script(self.client, keys, [batch_ttl, *g.args]))
-        return applied
+                results.append(self.apply_script(self.client, keys, [batch_ttl, *g.args]))
+                if results[-1] == -1:
+                    break
+        return results
+
+    def read_sums(self, targets: Sequence[Target]) -> list[float]:
+        """The stored value of each total (0 where there is none), in one round trip."""
+        if not targets:
+            return []
+        with wrapped_errors("reading sums"):
+            pipe = self.client.pipeline(transaction=False)
+            for t in targets:
+                if t.kind == "hash":
+                    pipe.hget(t.key, t.field)
+                else:
+                    pipe.zscore(t.key, t.field)
+            return [float(v or 0) for v in pipe.execute()]
 
     def map_ids(
         self,

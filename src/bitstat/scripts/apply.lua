@@ -1,4 +1,6 @@
--- apply.lua: write one batch's share of keys in one slot, at most once per batch id.
+-- apply.lua: write one batch's share of keys in one slot, at most once per batch id, and all or
+-- nothing: Redis does not roll a script back, so everything that could fail midway is checked
+-- before the first write.
 -- KEYS[1]   batch marker key (ignored when ARGV[1] is "0")
 -- KEYS[2]   scratch key for OR payloads (deleted before returning)
 -- KEYS[3..] target keys; ops below refer to them by their index in KEYS
@@ -8,24 +10,146 @@
 --   O k                             BITOP OR KEYS[k] with the scratch key
 --   B k offsets                     set the bits at the packed offsets (uint32 LE) of KEYS[k]
 --   H k n (field incr)*n            HINCRBY
---   F k n (field incr)*n            HINCRBYFLOAT
+--   F k n (field incr)*n            HINCRBYFLOAT (sums: the result must stay within +-1e308)
 --   Y m k*m n (member incr)*n       add the same increments to the scores of m sorted sets
+--   Z m k*m n (member incr)*n       Y for sums: every resulting score must stay within +-1e308
 --   S k n member*n                  SADD
 --   A m k*m n value*n               PFADD the same values to m HyperLogLogs
 --   X k unixtime                    EXPIREAT (keys of periods with an expiry)
 --   L k n (field value)*n           keep the lowest number per field (span: first day)
 --   G k n (field value)*n           keep the greatest number per field (span: last day)
--- Returns 1 when applied, 0 when this batch id was applied before (nothing is written).
+--   R note                          what the batch marker keeps (default "1"): handed back as is
+--                                   when the batch id is seen again
+--   C bound                         the values summed by F and Z ops add up to at most `bound`
+--                                   in magnitude, in any order (0: the caller checked the order)
+-- Returns 1 when applied, the marker's note (text) when this batch id was applied before, -1 when a sum could leave
+-- +-1e308 (its final total, or its stored value plus the bound: some order of the batch's
+-- events would pass the limit on the way); the caller then reads the totals, rejects the events
+-- that carry one past the limit in order, and sends the rest with bound 0. An error naming the
+-- key when a target key holds another type (a foreign key).
+-- Nothing is written, the batch id included, unless 1 is returned.
 local ttl = tonumber(ARGV[1])
 if ttl > 0 then
-  if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) == false then
-    return 0
+  local seen = redis.call('GET', KEYS[1])
+  if seen then
+    return seen
   end
 end
 
-local scratch = KEYS[2]
-local i = 2
+local LIMIT = 1e308  -- largest sum kept; below DBL_MAX so summing in any order stays finite
 local n_argv = #ARGV
+
+-- the type each target must have (or be missing), and the sums to check, read from the ops
+local want, sums, bound, note = {}, {}, 0, '1'
+local function expect(k, kind)
+  want[tonumber(k)] = kind
+end
+local i = 2
+while i <= n_argv do
+  local op = ARGV[i]
+  if op == 'P' or op == 'B' or op == 'X' then
+    if op == 'B' then expect(ARGV[i + 1], 'string') end
+    i = i + 3
+  elseif op == 'O' then
+    expect(ARGV[i + 1], 'string')
+    i = i + 2
+  elseif op == 'C' then
+    bound = tonumber(ARGV[i + 1])
+    i = i + 2
+  elseif op == 'R' then
+    note = ARGV[i + 1]
+    i = i + 2
+  elseif op == 'H' or op == 'F' or op == 'L' or op == 'G' then
+    expect(ARGV[i + 1], 'hash')
+    local n = tonumber(ARGV[i + 2])
+    if op == 'F' then
+      sums[#sums + 1] = {'F', tonumber(ARGV[i + 1]), i + 3, i + 1 + 2 * n}
+    end
+    i = i + 3 + 2 * n
+  elseif op == 'Y' or op == 'Z' then
+    local m = tonumber(ARGV[i + 1])
+    local n = tonumber(ARGV[i + 2 + m])
+    local first, last = i + 3 + m, i + 2 + m + 2 * n
+    for t = i + 2, i + 1 + m do
+      expect(ARGV[t], 'zset')
+      if op == 'Z' then
+        sums[#sums + 1] = {'Z', tonumber(ARGV[t]), first, last - 1}
+      end
+    end
+    i = last + 1
+  elseif op == 'S' then
+    expect(ARGV[i + 1], 'set')
+    i = i + 3 + tonumber(ARGV[i + 2])
+  elseif op == 'A' then
+    local m = tonumber(ARGV[i + 1])
+    for t = i + 2, i + 1 + m do
+      expect(ARGV[t], 'hll')
+    end
+    i = i + 3 + m + tonumber(ARGV[i + 2 + m])
+  else
+    return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
+  end
+end
+
+for k, kind in pairs(want) do
+  local key = KEYS[k]
+  local found = redis.call('TYPE', key).ok
+  local ok = found == 'none' or found == kind
+  if kind == 'hll' then  -- a HyperLogLog is a string that starts with its magic
+    ok = found == 'none' or (found == 'string' and redis.call('GETRANGE', key, 0, 3) == 'HYLL')
+  end
+  if not ok then
+    return redis.error_reply('bitstat: key ' .. key .. ' holds a ' .. found .. ' where bitstat'
+      .. ' keeps a ' .. (kind == 'hll' and 'HyperLogLog' or kind) .. '; nothing of this batch'
+      .. ' was written (remove or rename that key, then send the batch again)')
+  end
+end
+
+local function fits(total)
+  return total == total and math.abs(total) <= LIMIT  -- total ~= total: NaN
+end
+for _, check in ipairs(sums) do
+  local kind, key, first, last = check[1], KEYS[check[2]], check[3], check[4]
+  local exact = kind == 'F'
+  if not exact then
+    -- a sorted set: compare its score range with the increments' first, one member at a time
+    -- only when the range says a score could leave the limit
+    local low = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local high = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    local lo = math.min(tonumber(low[2]) or 0, 0)
+    local hi = math.max(tonumber(high[2]) or 0, 0)
+    if not fits(math.max(-lo, hi) + bound) then
+      return -1
+    end
+    local dlo, dhi = 0, 0
+    for u = first, last, 2 do
+      local d = tonumber(ARGV[u + 1])
+      dlo, dhi = math.min(dlo, d), math.max(dhi, d)
+    end
+    exact = not (fits(lo + dlo) and fits(hi + dhi))
+  end
+  if exact then
+    for u = first, last, 2 do
+      local old
+      if kind == 'F' then
+        old = redis.call('HGET', key, ARGV[u])
+      else
+        old = redis.call('ZSCORE', key, ARGV[u])
+      end
+      old = tonumber(old) or 0
+      if not (fits(old + tonumber(ARGV[u + 1])) and fits(math.abs(old) + bound)) then
+        return -1
+      end
+    end
+  end
+end
+
+if ttl > 0 then
+  redis.call('SET', KEYS[1], note, 'EX', ttl)
+end
+
+local scratch = KEYS[2]
+i = 2
 local CHUNK = 1900  -- bits per BITFIELD call: 4 arguments each, under Lua's 8000-slot stack
 
 while i <= n_argv do
@@ -65,7 +189,7 @@ while i <= n_argv do
       done = stop
     end
     i = i + 3
-  elseif op == 'Y' then
+  elseif op == 'Y' or op == 'Z' then
     -- the same increments go to m sorted sets (a bucket's day, week, month, year): build them
     -- once as a scratch set and merge it with ZUNIONSTORE (C speed), except into a set
     -- bigger than the increments (ZUNIONSTORE costs ~1/8 to 1/16 of a ZINCRBY per member of the
@@ -142,6 +266,8 @@ while i <= n_argv do
   elseif op == 'X' then
     redis.call('EXPIREAT', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
     i = i + 3
+  elseif op == 'C' or op == 'R' then
+    i = i + 2
   else
     return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
   end

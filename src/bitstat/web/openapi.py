@@ -54,6 +54,10 @@ def _errors(*extra: int) -> dict[str, Any]:
             "A bad parameter (named in `parameter`) or a query that cannot be answered."
         ),
         "401": _answer("The token is missing or wrong (only when the server has one)."),
+        "404": _answer(
+            "An event the namespace never recorded (a typo, most likely), named in `parameter`;"
+            " the message lists the closest recorded names."
+        ),
         "503": _answer("Redis cannot be reached."),
     }
     if 413 in extra:

@@ -1,0 +1,205 @@
+"""What an event may hold, and what a query may ask: names, values, actors, times, expired buckets.
+
+Each limit rejects the event alone, with a reason in words, and the rest of the batch is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import bitstat
+
+Open = Callable[..., bitstat.Stats]
+SUPPORTED = "1970-01-01 to 9998-12-31"
+
+
+@pytest.fixture
+def open_stats(server_url: str, namespace: str) -> Iterator[Open]:
+    opened: list[bitstat.Stats] = []
+
+    def make(**settings: Any) -> bitstat.Stats:
+        st = bitstat.connect(
+            server_url, namespace=f"{namespace}-{len(opened)}", schema=bitstat.Schema(**settings)
+        )
+        opened.append(st)
+        return st
+
+    yield make
+    for st in opened:
+        st.drop()
+        st.close()
+
+
+def reasons(result: bitstat.TrackResult) -> dict[int, str]:
+    return dict(result.rejected)
+
+
+def test_times_past_the_horizon_are_rejected_with_the_reason(open_stats: Open) -> None:
+    st = open_stats()
+    now = datetime.now(UTC)
+    result = st.track_many(
+        [
+            {"event": "e", "user": 1, "time": "3000-01-01"},
+            {"event": "e", "user": 2, "time": now + timedelta(hours=23)},
+            {"event": "e", "user": 3, "time": (now + timedelta(days=2)).timestamp()},
+            {"event": "e", "user": 4},
+        ]
+    )
+    assert result.recorded == 2
+    why = reasons(result)
+    assert set(why) == {0, 2}
+    assert "'3000-01-01' is more than 1 day ahead of now" in why[0] and "horizon" in why[0]
+    assert "(epoch seconds) is more than 1 day ahead" in why[2]
+    assert st.span("e") == (now.date(), (now + timedelta(hours=23)).date())
+
+
+def test_the_horizon_is_set_in_the_schema_and_counts_from_the_clock_given(
+    open_stats: Open,
+) -> None:
+    st = open_stats(horizon="30d")
+    now = datetime.now(UTC)
+    ok = st.track_many([{"event": "e", "user": 1, "time": now + timedelta(days=29)}])
+    late = st.track_many([{"event": "e", "user": 1, "time": now + timedelta(days=31)}])
+    assert (ok.recorded, late.recorded) == (1, 0)
+    assert "30 days ahead" in late.rejected[0][1]
+    # the clock a caller passes (a replay of yesterday's log) is the one the horizon counts from
+    past = (now - timedelta(days=100)).timestamp()
+    replay = st.track_many([{"event": "e", "user": 1, "time": past + 40 * 86400}], now=past)
+    assert replay.recorded == 0
+
+
+def test_times_outside_the_supported_dates_say_so_in_words(open_stats: Open) -> None:
+    st = open_stats()
+    result = st.track_many(
+        [
+            {"event": "e", "user": 1, "time": datetime(1850, 1, 1)},
+            {"event": "e", "user": 1, "time": "1969-12-31T23:59:59+00:00"},
+            {"event": "e", "user": 1, "time": -5},
+        ]
+    )
+    why = reasons(result)
+    assert why[0] == (
+        f"time: 1850-01-01T00:00:00 is before 1970-01-01; bitstat records times from {SUPPORTED}"
+    )
+    assert "'1969-12-31T23:59:59+00:00' is before 1970-01-01" in why[1]
+    assert "-5 (epoch seconds) is before 1970-01-01" in why[2]
+    assert all("datetime.datetime" not in w for w in why.values())
+    far = open_stats(horizon=f"{400 * 365 * 10}d").track_many(
+        [{"event": "e", "user": 1, "time": "9999-06-01"}]
+    )
+    assert f"is after 9998-12-31; bitstat records times from {SUPPORTED}" in far.rejected[0][1]
+    st.track("e", user=1)
+    # queries name the same dates
+    for start, end, param in (("2026-01-01", "9999-12-31", "end"), ("1969-12-31", None, "start")):
+        with pytest.raises(bitstat.QueryError) as caught:
+            st.unique("e", start, end)
+        assert SUPPORTED in str(caught.value) and caught.value.param == param
+
+
+def test_names_must_be_printable_and_short(open_stats: Open) -> None:
+    st = open_stats()
+    result = st.track_many(
+        [
+            {"event": "bad\nname", "user": 1},
+            {"event": "x" * 201, "user": 1},
+            {"event": "tab\there", "user": 1},
+            {"event": "x" * 200, "user": 1},
+            {"event": "ünïcödé 🎉 with spaces: ok", "user": 1},
+        ]
+    )
+    why = reasons(result)
+    assert set(why) == {0, 1, 2}
+    assert (
+        why[0]
+        == "event: event name holds the unprintable character '\\n'; names must be printable text"
+    )
+    assert "201 characters long; at most 200" in why[1]
+    assert st.events() == sorted(["x" * 200, "ünïcödé 🎉 with spaces: ok"])
+    for bad in ("new\nline", "x" * 201):
+        with pytest.raises(bitstat.SchemaError, match="property name"):
+            bitstat.Schema(count=[bad])
+        with pytest.raises(bitstat.SchemaError, match="event name"):
+            bitstat.Schema(events={bad: {"count": ["a"]}})
+
+
+def test_values_and_text_ids_are_bounded(open_stats: Open) -> None:
+    st = open_stats(ids="map", top=["item"], count=["a~b"], max_value_length=10)
+    result = st.track_many(
+        [
+            {"event": "e", "user": "u", "item": "x" * 11},
+            {"event": "e", "user": "u", "a": "ok", "b": "y" * 11},
+            {"event": "e", "user": "u" * 11, "item": "fine"},
+            {"event": "e", "user": "u", "item": "x" * 10, "a": 1234567890},
+        ]
+    )
+    why = reasons(result)
+    assert set(why) == {0, 1, 2}
+    assert why[0] == (
+        "item: value is 11 characters long; at most 10 are recorded (Schema max_value_length)"
+    )
+    assert why[1].startswith("b: value is 11 characters long")
+    assert why[2].startswith("user: actor id is 11 characters long")
+    assert st.top("e", "item", datetime.now(UTC).date()) == [("x" * 10, 1)]
+    default = open_stats(top=["item"])
+    big = default.track_many(
+        [{"event": "e", "user": 1, "item": "x" * 1_000_000}, {"event": "e", "user": 1, "item": "y"}]
+    )
+    assert [i for i, _ in big.rejected] == [0] and "at most 1,024" in big.rejected[0][1]
+
+
+def test_an_event_without_an_actor_is_rejected_unless_the_schema_allows_it(
+    open_stats: Open,
+) -> None:
+    strict = open_stats(count=["country"])
+    result = strict.track_many([{"event": "e", "user": None}, {"event": "e", "country": "NL"}])
+    assert result.recorded == 0
+    assert all(w.startswith("user: no actor") for w in reasons(result).values())
+    loose = open_stats(count=["country"], anonymous=True)
+    result = loose.track_many([{"event": "e", "user": None}, {"event": "e", "country": "NL"}])
+    assert result.recorded == 2
+    today = datetime.now(UTC).date()
+    assert loose.total("e", today) == 2 and loose.unique("e", today) == 0
+    assert loose.counts("e", "country", today) == {"NL": 1}
+
+
+def test_text_ids_in_an_int_namespace_point_to_ids_map(open_stats: Open) -> None:
+    st = open_stats()
+    result = st.track_many([{"event": "e", "user": "3f2b1c9e-0d4a-4b8e-9c1a-2b3c4d5e6f70"}])
+    assert "ids='map'" in result.rejected[0][1]
+
+
+def test_expired_buckets_are_reported_at_ingest_and_refused_by_queries(open_stats: Open) -> None:
+    st = open_stats(periods=("hour", "day", "week", "month", "year"), expire={"hour": "14d"})
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    old, recent = (now - timedelta(days=30)).replace(hour=10), now - timedelta(hours=3)
+    result = st.track_many(
+        [
+            {"event": "e", "user": 1, "time": old},
+            {"event": "e", "user": 2, "time": old + timedelta(hours=1)},
+            {"event": "e", "user": 3, "time": recent},
+        ]
+    )
+    assert result.recorded == 3 and result.expired == {"hour": 2}
+    assert st.track_many([{"event": "e", "user": 3, "time": recent}]).expired == {}
+    # whole days are kept; the old events' hours are not, and asking about them is an error
+    assert st.unique("e", old.date()) == 2
+    with pytest.raises(bitstat.QueryError) as caught:
+        st.series("e", old.date(), old.date(), by="hour")
+    message = str(caught.value)
+    assert "hour buckets are kept 2 weeks" in message and "Schema expire" in message
+    assert caught.value.param == "start"
+    with pytest.raises(bitstat.QueryError, match="Schema expire"):
+        st.unique("e", old.replace(tzinfo=None) + timedelta(hours=1), old.date())
+    with pytest.raises(bitstat.QueryError, match="Schema expire"):
+        st.actors("e").hour(old.year, old.month, old.day, old.hour).count()
+    label = recent.strftime("%Y-%m-%dT%H")
+    assert st.unique("e", label) == 1
+    assert dict(st.series("e", recent.date(), recent.date(), by="hour"))[label] == 1
+    # a batch recorded before reports nothing of it again
+    again = st.track_many([{"event": "e", "user": 1, "time": old}], batch_id="b")
+    assert again.expired == {"hour": 1}
+    assert st.track_many([{"event": "e", "user": 1, "time": old}], batch_id="b").expired == {}
