@@ -265,7 +265,8 @@ def test_total_counts_every_event(shop: bitstat.Stats) -> None:
     assert shop.total("login", "2026-11-22") == 3
     assert shop.total("login", "2026-11") == 6
     assert shop.total("login", "2025-12-01", "2026-12-31") == 8
-    assert shop.total("nothing", "2026") == 0
+    with pytest.raises(bitstat.UnknownEvent):  # a name never recorded: an error, not 0
+        shop.total("nothing", "2026")
 
 
 def test_series_by_period_and_metric(shop: bitstat.Stats) -> None:
