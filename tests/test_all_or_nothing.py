@@ -138,6 +138,17 @@ def test_totals_already_stored_count_against_the_limit(fresh: Open) -> None:
     assert st.sums("buy", "amount", DAY) == pytest.approx(9e307 + 1 - 5e307)
 
 
+def test_a_sum_refused_for_one_event_counts_nothing_twice_for_another(fresh: Open) -> None:
+    """On a cluster a batch is written one hash tag (event) at a time: 'a' is written before
+    'buy' is refused; when the batch is checked again, 'a' must not meet its own share."""
+    st, model = fresh()
+    both(st, model, [event(6e307)])
+    both(st, model, [{**event(6e307), "event": "a"}, event(0)])
+    both(st, model, [{**event(1), "event": "a"}, event(6e307)])
+    same_answers(st, model)
+    assert st.sums("a", "amount", DAY) == pytest.approx(6e307 + 1)
+
+
 def test_every_rule_family_keeps_the_good_events_of_a_batch_with_bad_ones(fresh: Open) -> None:
     st, model = fresh()
     events = [

@@ -180,6 +180,8 @@ class Namespace:
                     return TrackResult(0, sorted(rejected + overflow))
             if check:  # some total could overflow: find the events that would carry it there
                 rows = sums.row_targets(cols, self.schema, self.keys, clock)
+                if applied_tags:  # totals an earlier try wrote hold this batch's share already
+                    rows = sums.without_tags(rows, applied_tags)
                 targets = list(dict.fromkeys(t for _, items in rows for t, *_ in items))
                 stored = yield Call("read_sums", (targets,))
                 bad = sums.overflowing(rows, dict(zip(targets, stored, strict=True)))

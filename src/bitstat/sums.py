@@ -69,6 +69,19 @@ def row_targets(
     return out
 
 
+def without_tags(
+    rows: list[tuple[int, list[tuple[Target, float, str, str]]]], tags: set[str]
+) -> list[tuple[int, list[tuple[Target, float, str, str]]]]:
+    """`rows` without the totals under hash tags already written by this batch (a cluster
+    applies a batch one tag at a time): their share of the batch is in the stored value."""
+    out = []
+    for row, items in rows:
+        kept = [it for it in items if it[0].key[: it[0].key.index("}") + 1] not in tags]
+        if kept:
+            out.append((row, kept))
+    return out
+
+
 def overflowing(
     rows: list[tuple[int, list[tuple[Target, float, str, str]]]],
     stored: Mapping[Target, float],
