@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import servers
+from browser import browser, page, page_errors  # noqa: F401 (fixtures of the dashboard tests)
 
 
 @pytest.fixture(scope="session")

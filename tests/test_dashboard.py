@@ -22,9 +22,9 @@ import pytest
 
 import bitstat
 from bitstat.web import ServerConfig
+from browser import ARGS, CHROMIUM, LAPTOP  # noqa: F401 (imported by the other modules)
 from webserver import SHOP, running, shop_events
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
         f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)",
@@ -33,9 +33,7 @@ if not CHROMIUM.exists():
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEW = {"event": "purchase", "start": "2025-10-01", "end": "2025-11-30", "period": "week"}
-LAPTOP = {"width": 1440, "height": 900}
 
 
 @pytest.fixture(scope="module")
@@ -52,32 +50,6 @@ def server(embedded_url: str, shop: bitstat.Stats) -> Iterator[str]:
     config = ServerConfig(url=embedded_url, namespace=shop.namespace, refresh_seconds=1)
     with running(config) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page_errors() -> list[str]:
-    """What the page reported as errors; a test that causes some on purpose removes them."""
-    return []
-
-
-@pytest.fixture
-def page(browser: Any, page_errors: list[str]) -> Iterator[Any]:
-    context = browser.new_context(viewport=LAPTOP)
-    pg = context.new_page()
-    errors = page_errors
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    yield pg
-    context.close()
-    assert not errors, f"the page reported errors: {errors}"
 
 
 def hash_of(view: dict[str, str]) -> str:

@@ -19,7 +19,7 @@ import pytest
 
 import bitstat
 from bitstat.web import ServerConfig
-from test_dashboard import ARGS, ARTIFACTS, CHROMIUM, hash_of, ready
+from test_dashboard import ARTIFACTS, hash_of, ready
 from webserver import running
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -53,14 +53,6 @@ def server(embedded_url: str) -> Iterator[str]:
     finally:
         st.drop()
         st.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def heat_map(browser: Any, base: str, view: dict[str, str], width: int, shot: str) -> Any:

@@ -22,9 +22,7 @@ import pytest
 import bitstat
 from bitstat.web import ServerConfig
 from test_dashboard import (
-    ARGS,
     ARTIFACTS,
-    CHROMIUM,
     LAPTOP,
     VIEW,
     chart_data,
@@ -70,31 +68,6 @@ EXPIRED = "hour buckets before 2025-11-16 have expired (hour keys are kept 14 da
 def shoot(pg: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / name), full_page=True)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page_errors() -> list[str]:
-    """What the page reported as errors; a test that causes some on purpose removes them."""
-    return []
-
-
-@pytest.fixture
-def page(browser: Any, page_errors: list[str]) -> Iterator[Any]:
-    context = browser.new_context(viewport=LAPTOP)
-    pg = context.new_page()
-    pg.on("pageerror", lambda exc: page_errors.append(str(exc)))
-    pg.on("console", lambda m: page_errors.append(m.text) if m.type == "error" else None)
-    yield pg
-    context.close()
-    assert not page_errors, f"the page reported errors: {page_errors}"
 
 
 @pytest.fixture(scope="module")
