@@ -36,10 +36,12 @@ from .query import Expr, Program
 from .schema import Schema, parse_duration
 from .store import (
     Script,
+    apply_call,
     cluster_address,
     evaluate_answers,
     evaluate_calls,
     ids_call,
+    queue_sum_reads,
     resolve_url,
     scores,
     server_summary,
@@ -88,8 +90,7 @@ class AsyncStore:
         results: list[int | bytes] = []
         with wrapped_errors("recording a batch"):
             for g in groups:
-                keys = [g.batch_key, g.scratch_key, *g.keys]
-                args = [batch_ttl, *g.args]
+                keys, args = apply_call(g, batch_ttl)
                 results.append(await _script(self.apply_script, self.client, keys, args))
                 if results[-1] == -1:
                     break
@@ -100,11 +101,7 @@ class AsyncStore:
             return []
         with wrapped_errors("reading sums"):
             pipe = self.client.pipeline(transaction=False)
-            for t in targets:
-                if t.kind == "hash":
-                    pipe.hget(t.key, t.field)
-                else:
-                    pipe.zscore(t.key, t.field)
+            queue_sum_reads(pipe, targets)
             return [float(v or 0) for v in await pipe.execute()]
 
     async def map_ids(

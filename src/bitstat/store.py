@@ -111,6 +111,20 @@ def ids_call(
     return keys, args
 
 
+def apply_call(g: Group, batch_ttl: int) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the apply.lua call of one group of a write plan."""
+    return [g.batch_key, g.scratch_key, *g.keys], [batch_ttl, *g.args]
+
+
+def queue_sum_reads(pipe: Any, targets: Sequence[Target]) -> None:
+    """Queue the read of each total on a pipeline (blocking or asyncio: queuing is the same)."""
+    for t in targets:
+        if t.kind == "hash":
+            pipe.hget(t.key, t.field)
+        else:
+            pipe.zscore(t.key, t.field)
+
+
 def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one sets.lua call running `programs` in order, each with fresh register
     key names in its own slot."""
@@ -206,8 +220,7 @@ class Store:
         results: list[int | bytes] = []
         with wrapped_errors("recording a batch"):
             for g in groups:
-                keys = [g.batch_key, g.scratch_key, *g.keys]
-                results.append(self.apply_script(self.client, keys, [batch_ttl, *g.args]))
+                results.append(self.apply_script(self.client, *apply_call(g, batch_ttl)))
                 if results[-1] == -1:
                     break
         return results
@@ -218,11 +231,7 @@ class Store:
             return []
         with wrapped_errors("reading sums"):
             pipe = self.client.pipeline(transaction=False)
-            for t in targets:
-                if t.kind == "hash":
-                    pipe.hget(t.key, t.field)
-                else:
-                    pipe.zscore(t.key, t.field)
+            queue_sum_reads(pipe, targets)
             return [float(v or 0) for v in pipe.execute()]
 
     def map_ids(
