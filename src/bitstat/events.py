@@ -91,8 +91,9 @@ class Latest:
     @classmethod
     def of(cls, now_s: int, schema: Schema) -> Latest:
         utc = min(now_s + schema.horizon, _MAX_EPOCH)
-        wall = periods.wall_seconds(np.array([utc], dtype=np.int64), schema.tz)
-        return cls(utc, int(wall[0]), schema.horizon)
+        offset = datetime.fromtimestamp(utc, schema.tz).utcoffset()
+        wall = utc + (int(offset.total_seconds()) if offset is not None else 0)
+        return cls(utc, wall, schema.horizon)
 
 
 def time_problem(value: Any, sec: int, is_utc: bool, latest: Latest) -> str | None:

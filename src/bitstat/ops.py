@@ -32,7 +32,7 @@ from .keys import (
     metric_count_field,
     metric_sum_field,
 )
-from .plan import build_plan, expire_at
+from .plan import build_plan, expire_at, sum_bound_of
 from .query import Compiler, Expr, Leaf, Program, count_union
 from .schema import Schema, compound, normalise
 
@@ -166,7 +166,9 @@ class Namespace:
         rejected = list(cols.rejected)
         overflow: list[tuple[int, str]] = []
         clock = time.time()
-        check = sums.at_risk(cols)
+        # the batch's values, in any order, move no total further than this
+        bound = sum_bound_of(cols)
+        check = not bound <= sums.LIMIT  # the batch alone could pass the limit
         applied_tags: set[str] = set()
         applied = False
         for _ in range(SUM_RETRIES):
@@ -175,16 +177,9 @@ class Namespace:
                 marker = self.keys.batch(self.keys.meta_tag, batch_id)
                 seen = yield Call("get", (marker,))
                 if seen is not None:
-                    before = [] if seen == b"1" else json.loads(seen)
-                    overflow = [(int(i), str(why)) for i, why in before]
-                    return TrackResult(0, sorted(rejected + overflow))
+                    return TrackResult(0, sorted(rejected + noted(seen)))
             if check:  # some total could overflow: find the events that would carry it there
-                rows = sums.row_targets(cols, self.schema, self.keys, clock)
-                if applied_tags:  # totals an earlier try wrote hold this batch's share already
-                    rows = sums.without_tags(rows, applied_tags)
-                targets = list(dict.fromkeys(t for _, items in rows for t, *_ in items))
-                stored = yield Call("read_sums", (targets,))
-                bad = sums.overflowing(rows, dict(zip(targets, stored, strict=True)))
+                bad = yield from self.overflowing(cols, applied_tags, clock)
                 if bad:
                     overflow += [(cols.index[r], why) for r, why in bad]
                     keep = np.setdiff1d(np.arange(len(cols)), [r for r, _ in bad])
@@ -201,7 +196,7 @@ class Namespace:
                 single=not self.cluster,
                 value_ids=value_ids,
                 now=clock,
-                sum_bound=0.0 if check else None,  # checked in order: the script checks totals
+                sum_bound=0.0 if check else bound,  # once checked in order: final totals only
                 # the marker keeps the events rejected for their sums: a retry of the batch
                 # reports them, though the totals it would be checked against have moved on
                 note=json.dumps(overflow) if batch_id and overflow else None,
@@ -213,8 +208,7 @@ class Namespace:
             for g, result in zip(groups, results, strict=False):
                 if isinstance(result, bytes):  # this batch id was applied before
                     applied_tags.add(g.tag)
-                    before = [] if result == b"1" else json.loads(result)
-                    overflow = [(int(i), str(why)) for i, why in before]
+                    overflow = noted(result)
                 elif result == 1:
                     applied_tags.add(g.tag)
                     applied = True
@@ -232,6 +226,19 @@ class Namespace:
         return TrackResult(
             recorded, sorted(rejected + overflow), dict(plan.expired) if recorded else {}
         )
+
+    def overflowing(
+        self, cols: Columns, applied_tags: set[str], clock: float
+    ) -> Op[list[tuple[int, str]]]:
+        """(row, reason) of the events that would carry a total past the limit, in order and
+        against the stored totals; totals under tags this batch has written already are left
+        out (their stored value holds the batch's share)."""
+        rows = sums.without_tags(
+            sums.row_targets(cols, self.schema, self.keys, clock), applied_tags
+        )
+        targets = list(dict.fromkeys(t for _, items in rows for t, *_ in items))
+        stored = yield Call("read_sums", (targets,))
+        return sums.overflowing(rows, dict(zip(targets, stored, strict=True)))
 
     def offsets(self, canonical: Sequence[str]) -> Op[np.ndarray]:
         """Bit offsets of mapped ids (ids="map"), created on the server where new."""
@@ -631,6 +638,11 @@ class Namespace:
                 f" ({kind}: {', '.join(configured) or 'none'})"
             )
         return prop, stored
+
+
+def noted(marker: bytes) -> list[tuple[int, str]]:
+    """The events a batch had rejected for their sums, as its marker keeps them ("1": none)."""
+    return [] if marker == b"1" else [(int(i), str(why)) for i, why in json.loads(marker)]
 
 
 def value_of(raw: bytes, asked: str, stored: str) -> Any:

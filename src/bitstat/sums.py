@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .events import Columns
 from .keys import Keys, member_text, metric_sum_field
-from .plan import bucket_base, live_labels, sum_bound_of
+from .plan import bucket_base, live_labels
 from .schema import Schema
 
 LIMIT = 1e308  # below DBL_MAX (1.797e308), so adding in any order never reaches inf
@@ -26,12 +26,6 @@ class Target(NamedTuple):
     kind: str
     key: str
     field: str
-
-
-def at_risk(cols: Columns) -> bool:
-    """Whether the batch alone could carry some total past the limit: the sum of its values'
-    magnitudes bounds every total it adds to."""
-    return not sum_bound_of(cols) <= LIMIT
 
 
 def row_targets(
@@ -74,6 +68,8 @@ def without_tags(
 ) -> list[tuple[int, list[tuple[Target, float, str, str]]]]:
     """`rows` without the totals under hash tags already written by this batch (a cluster
     applies a batch one tag at a time): their share of the batch is in the stored value."""
+    if not tags:
+        return rows
     out = []
     for row, items in rows:
         kept = [it for it in items if it[0].key[: it[0].key.index("}") + 1] not in tags]
