@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import bitstat
-from bitstat import ops
+from bitstat import record
 from bitstat.aio import AsyncStore
 from bitstat.errors import ConnectionError
 from bitstat.web import ServerConfig, create_app
@@ -44,14 +44,14 @@ def test_reads_are_answered_while_a_large_post_is_planned(
     # Parsing the large body waits until the read below has been answered. Were it parsed on
     # the event loop, the loop would wait with it and the read would never be answered.
     planning, read_answered = threading.Event(), threading.Event()
-    parse_batch = ops.parse_batch
+    parse_batch = record.parse_batch
 
     def parse_after_the_read(events: Any, schema: Any, now: Any = None) -> Any:
         planning.set()
         read_answered.wait(timeout=60)
         return parse_batch(events, schema, now)
 
-    monkeypatch.setattr(ops, "parse_batch", parse_after_the_read)
+    monkeypatch.setattr(record, "parse_batch", parse_after_the_read)
     posted: dict[str, httpx.Response] = {}
     with running(ServerConfig(url=embedded_url, namespace=namespace)) as base:
 
@@ -84,13 +84,13 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(web_app, "TRACK_CHUNK", 100)
     monkeypatch.setattr(web_app, "OFFLOAD_BYTES", 0)
     sizes: list[int] = []
-    parse_batch = ops.parse_batch
+    parse_batch = record.parse_batch
 
     def counted(events: Any, schema: Any, now: Any = None) -> Any:
         sizes.append(len(events))
         return parse_batch(events, schema, now)
 
-    monkeypatch.setattr(ops, "parse_batch", counted)
+    monkeypatch.setattr(record, "parse_batch", counted)
     return sizes
 
 

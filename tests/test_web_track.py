@@ -15,7 +15,7 @@ import pytest
 
 import bitstat
 from bitstat.aio import AsyncStats
-from bitstat.ops import TrackResult
+from bitstat.record import TrackResult
 from bitstat.web import ServerConfig, create_app
 from webserver import running
 

@@ -22,17 +22,11 @@ from redis.asyncio.cluster import RedisCluster
 
 from . import analysis
 from .actors import ActorQuery, SetAlgebra
-from .ops import (
-    DEFAULT_BATCH_TTL,
-    Call,
-    Emit,
-    Namespace,
-    TrackResult,
-    check_name,
-    check_namespace,
-)
+from .calls import Call, Emit
+from .ops import Namespace, check_name, check_namespace
 from .plan import Group
 from .query import Expr, Program
+from .record import DEFAULT_BATCH_TTL, TrackResult
 from .schema import Schema, parse_duration
 from .store import (
     Script,

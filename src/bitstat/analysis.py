@@ -25,8 +25,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import periods as P
+from .calls import Call
 from .errors import QueryError
-from .ops import Call, Namespace
+from .ops import Namespace
 from .query import Expr, Leaf, Op
 from .registers import RegisterProgram, Segment, Steps, registers
 

@@ -9,66 +9,34 @@ value sent back is that call's result. `Stats` answers the calls with the blocki
 from __future__ import annotations
 
 import difflib
-import json
 import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from . import periods, sums
-from .errors import InvalidEvent, QueryError, SchemaError, ServerError, UnknownEvent
-from .events import Columns, canonical_id, duration_text, int_actor, original_id, parse_batch
+from . import periods
+from .calls import Call, Emit, Op
+from .errors import InvalidEvent, QueryError, SchemaError, UnknownEvent
+from .events import canonical_id, duration_text, int_actor, original_id
 from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
     Keys,
     encode_value,
-    member_text,
     member_value,
     metric_count_field,
     metric_sum_field,
 )
-from .plan import build_plan, expire_at, sum_bound_of
+from .plan import expire_at
 from .query import Compiler, Expr, Leaf, Program, count_union
+from .record import DEFAULT_BATCH_TTL, Recording
 from .schema import Schema, compound, normalise
 
 T = TypeVar("T")
-DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
-ID_CACHE_LIMIT = 2_000_000
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
-SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
-SUM_RETRIES = 3
-
-
-class Call(NamedTuple):
-    """A request for the store: the name of a Store method and its arguments."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-
-
-class Emit(NamedTuple):
-    """Values an iterating operation hands to its caller (ids() yields them as it reads)."""
-
-    values: list[Any]
-
-
-Op = Generator[Call, Any, T]
-
-
-@dataclass
-class TrackResult:
-    """What `track_many` did: how many events were recorded, which were rejected and why, and
-    per period how many recorded events fell in buckets already past that period's retention
-    (`Schema.expire`), so that period keeps nothing of them."""
-
-    recorded: int
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-    expired: dict[str, int] = field(default_factory=dict)
 
 
 def check_name(event: Any) -> None:
@@ -81,8 +49,9 @@ def check_namespace(namespace: Any) -> None:
         raise SchemaError(f"namespace must be non-empty text, got {namespace!r}")
 
 
-class Namespace:
-    """The state of one open namespace (schema, key names, caches) and its operations."""
+class Namespace(Recording):
+    """The state of one open namespace (schema, key names, caches) and its operations; the
+    recording ones come from `Recording`."""
 
     def __init__(
         self, namespace: str, schema: Schema, cluster: bool, batch_ttl: int = DEFAULT_BATCH_TTL
@@ -131,159 +100,6 @@ class Namespace:
         deleted: int = yield Call("delete_matching", (["{" + ns + "}*", "{" + ns + ":*"],))
         self.known_events.clear()
         return deleted
-
-    # recording
-    def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
-        if isinstance(event, Mapping):
-            if props:
-                raise InvalidEvent("pass either a mapping or keyword properties, not both")
-            record: Mapping[str, Any] = event
-        else:
-            if "event" in props:
-                raise InvalidEvent("the event name is given twice", field="event")
-            record = {"event": event, **props}
-        result = yield from self.track_many([record], None, None)
-        if result.rejected:
-            raise InvalidEvent(result.rejected[0][1])
-
-    def track_many(
-        self, events: Iterable[Mapping[str, Any]], batch_id: str | None, now: float | None
-    ) -> Op[TrackResult]:
-        if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
-            raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
-        cols = parse_batch(events, self.schema, now)
-        if not len(cols):
-            return TrackResult(0, cols.rejected)
-        if isinstance(cols.actors, np.ndarray):
-            offsets = cols.actors
-        else:
-            offsets = np.full(len(cols), -1, dtype=np.int64)
-            present = [i for i, a in enumerate(cols.actors) if a is not None]
-            if present:
-                found = yield from self.offsets([cols.actors[i] for i in present])
-                offsets[present] = found
-        value_ids = yield from self.value_ids(cols)
-        rejected = list(cols.rejected)
-        overflow: list[tuple[int, str]] = []
-        clock = time.time()
-        # the batch's values, in any order, move no total further than this
-        bound = sum_bound_of(cols)
-        check = not bound <= sums.LIMIT  # the batch alone could pass the limit
-        applied_tags: set[str] = set()
-        applied = False
-        for _ in range(SUM_RETRIES):
-            if check and batch_id:
-                # a batch seen before answers as it did then, not by the totals of today
-                marker = self.keys.batch(self.keys.meta_tag, batch_id)
-                seen = yield Call("get", (marker,))
-                if seen is not None:
-                    return TrackResult(0, sorted(rejected + noted(seen)))
-            if check:  # some total could overflow: find the events that would carry it there
-                bad = yield from self.overflowing(cols, applied_tags, clock)
-                if bad:
-                    overflow += [(cols.index[r], why) for r, why in bad]
-                    keep = np.setdiff1d(np.arange(len(cols)), [r for r, _ in bad])
-                    cols, offsets = cols.take(keep), offsets[keep]
-                    value_ids = {k: v[keep] for k, v in value_ids.items()}
-                    if not len(cols):
-                        return TrackResult(0, sorted(rejected + overflow))
-            plan = build_plan(
-                cols,
-                offsets,
-                self.schema,
-                self.keys,
-                batch_id=batch_id,
-                single=not self.cluster,
-                value_ids=value_ids,
-                now=clock,
-                sum_bound=0.0 if check else bound,  # once checked in order: final totals only
-                # the marker keeps the events rejected for their sums: a retry of the batch
-                # reports them, though the totals it would be checked against have moved on
-                note=json.dumps(overflow) if batch_id and overflow else None,
-            )
-            # on a cluster, groups applied by an earlier try are not sent again (events
-            # rejected since belong to the group that refused, so those groups are unchanged)
-            groups = [g for g in plan.groups if g.tag not in applied_tags]
-            results = yield Call("apply", (groups, self.batch_ttl if batch_id else 0))
-            for g, result in zip(groups, results, strict=False):
-                if isinstance(result, bytes):  # this batch id was applied before
-                    applied_tags.add(g.tag)
-                    overflow = noted(result)
-                elif result == 1:
-                    applied_tags.add(g.tag)
-                    applied = True
-            if SUM_REFUSED not in results:
-                break
-            check = True
-        else:
-            raise ServerError(
-                f"recording a batch: sums kept overflowing after {SUM_RETRIES} tries"
-                " (other writers adding to the same totals?); the groups applied so far are"
-                " kept, send the batch again with the same batch_id"
-            )
-        recorded = plan.recorded if applied or batch_id is None else 0
-        # a batch recorded before (its id seen) reports nothing of what it held
-        return TrackResult(
-            recorded, sorted(rejected + overflow), dict(plan.expired) if recorded else {}
-        )
-
-    def overflowing(
-        self, cols: Columns, applied_tags: set[str], clock: float
-    ) -> Op[list[tuple[int, str]]]:
-        """(row, reason) of the events that would carry a total past the limit, in order and
-        against the stored totals; totals under tags this batch has written already are left
-        out (their stored value holds the batch's share)."""
-        rows = sums.without_tags(
-            sums.row_targets(cols, self.schema, self.keys, clock), applied_tags
-        )
-        targets = list(dict.fromkeys(t for _, items in rows for t, *_ in items))
-        stored = yield Call("read_sums", (targets,))
-        return sums.overflowing(rows, dict(zip(targets, stored, strict=True)))
-
-    def offsets(self, canonical: Sequence[str]) -> Op[np.ndarray]:
-        """Bit offsets of mapped ids (ids="map"), created on the server where new."""
-        cache = self.id_cache
-        missing = list(dict.fromkeys(c for c in canonical if c not in cache))
-        if missing:
-            if len(cache) > ID_CACHE_LIMIT:
-                cache.clear()
-            k = self.keys
-            forward = [k.id_forward(c) for c in missing]
-            found = yield Call(
-                "map_ids", (k.ids_next, f"{k.ids_tag}:r:", REVERSE_BUCKET_BITS, forward, missing)
-            )
-            cache.update(zip(missing, found, strict=True))
-        return np.array([cache[c] for c in canonical], dtype=np.int64)
-
-    def value_ids(self, cols: Columns) -> Op[dict[int, np.ndarray]]:
-        """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
-        property on the server (get or create), remembered here."""
-        out: dict[int, np.ndarray] = {}
-        for idx, (kind, prop, _) in enumerate(cols.specs):
-            if kind != "unique":
-                continue
-            values = cols.values[idx]
-            ids = np.full(len(cols), -1, dtype=np.int64)
-            codes = cols.codes.tolist()
-            for code, event in enumerate(cols.names):
-                rows = [r for r, v in enumerate(values) if v is not None and codes[r] == code]
-                if not rows:
-                    continue
-                cache = self.value_cache.setdefault((event, prop), {})
-                members = [member_text(values[r]) for r in rows]
-                missing = list(dict.fromkeys(m for m in members if m not in cache))
-                if missing:
-                    if len(cache) > ID_CACHE_LIMIT:
-                        cache.clear()
-                    k = self.keys
-                    found = yield Call(
-                        "map_values",
-                        (k.value_ids(event, prop), k.value_next(event, prop), missing),
-                    )
-                    cache.update(zip(missing, found, strict=True))
-                ids[rows] = [cache[m] for m in members]
-            out[idx] = ids
-        return out
 
     def ids_of(self, offsets: np.ndarray) -> Op[list[Any]]:
         if self.schema.ids == "int":
@@ -638,11 +454,6 @@ class Namespace:
                 f" ({kind}: {', '.join(configured) or 'none'})"
             )
         return prop, stored
-
-
-def noted(marker: bytes) -> list[tuple[int, str]]:
-    """The events a batch had rejected for their sums, as its marker keeps them ("1": none)."""
-    return [] if marker == b"1" else [(int(i), str(why)) for i, why in json.loads(marker)]
 
 
 def value_of(raw: bytes, asked: str, stored: str) -> Any:

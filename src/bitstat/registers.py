@@ -15,7 +15,8 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .ops import Call, Namespace
+from .calls import Call
+from .ops import Namespace
 from .query import Program
 
 T = TypeVar("T")

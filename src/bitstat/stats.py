@@ -9,16 +9,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .actors import ActorQuery, ActorSet
-from .ops import (
-    DEFAULT_BATCH_TTL,
-    Call,
-    Emit,
-    Namespace,
-    TrackResult,
-    check_name,
-    run,
-)
+from .calls import Call, Emit
+from .ops import Namespace, check_name, run
 from .query import SCRATCH_TTL_MS, Expr
+from .record import DEFAULT_BATCH_TTL, TrackResult
 from .schema import Schema
 from .store import Store
 

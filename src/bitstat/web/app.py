@@ -28,8 +28,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..aio import AsyncStats, AsyncStore
+from ..calls import Call
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
-from ..ops import Call, TrackResult
+from ..record import TrackResult
 from ..store import Script, resolve_url, wrapped_errors
 from . import dashboard, openapi
 from .config import ServerConfig

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ..aio import AsyncStats, AsyncStore
 from ..keys import Keys
-from ..ops import DEFAULT_BATCH_TTL, check_namespace
+from ..ops import check_namespace
+from ..record import DEFAULT_BATCH_TTL
 from ..schema import Schema
 
 MAX_OPEN = 256  # namespaces kept open; the least recently used is forgotten beyond that
