@@ -20,6 +20,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .schema import duration_short
+
 FORMATS = ("table", "json", "csv")
 SPARKS = "▁▂▃▄▅▆▇█"
 BAR_WIDTH = 24
@@ -228,15 +230,11 @@ def heat(rate: float | None) -> str:
     return f"{text} on rgb({red},{green},{blue})"
 
 
-DURATION_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
-
-
 def duration(seconds: int) -> str | int:
-    """3600 -> "1h", 1209600 -> "2w": a duration as the schema's `expire` takes it back."""
-    for unit, size in DURATION_UNITS:
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return seconds
+    """3600 -> "1h", 1209600 -> "2w": a duration as the schema's `expire` takes it back (plain
+    seconds stay a number)."""
+    text = duration_short(seconds)
+    return int(text) if text.isdigit() else text
 
 
 def percent(value: float | None) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import periods
 from .errors import BitstatError, InvalidEvent
-from .schema import Schema, name_problem
+from .schema import Schema, duration_text, name_problem
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -116,15 +116,6 @@ def time_problem(value: Any, sec: int, is_utc: bool, latest: Latest) -> str | No
             " times are accepted)"
         )
     return None
-
-
-def duration_text(seconds: int) -> str:
-    """'1 day', '36 hours', '90 seconds': the largest unit that divides `seconds`."""
-    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds % size == 0:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def sum_number(value: Any, prop: str) -> float | None:

@@ -20,7 +20,7 @@ import numpy as np
 from . import periods
 from .calls import Call, Emit, Op
 from .errors import InvalidEvent, QueryError, SchemaError, UnknownEvent
-from .events import canonical_id, duration_text, int_actor, original_id
+from .events import canonical_id, int_actor, original_id
 from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
@@ -33,7 +33,7 @@ from .keys import (
 from .plan import expire_at
 from .query import Compiler, Expr, Leaf, Program, count_union
 from .record import DEFAULT_BATCH_TTL, Recording
-from .schema import Schema, compound, normalise
+from .schema import Schema, compound, duration_text, normalise
 
 T = TypeVar("T")
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size

@@ -139,6 +139,32 @@ def _rules(spec: Mapping[str, Any], where: str) -> Rules:
     return rules
 
 
+# the units of durations, largest first: (letter parse_duration reads, word, seconds)
+DURATION_UNITS = (
+    ("w", "week", 604800),
+    ("d", "day", 86400),
+    ("h", "hour", 3600),
+    ("m", "minute", 60),
+)
+
+
+def duration_text(seconds: int) -> str:
+    """'1 day', '36 hours', '90 seconds': in the largest unit that divides `seconds`."""
+    for _, word, size in DURATION_UNITS:
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {word}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def duration_short(seconds: int) -> str:
+    """'1d', '36h', '90': the form `parse_duration` reads back."""
+    for letter, _, size in DURATION_UNITS:
+        if seconds % size == 0:
+            return f"{seconds // size}{letter}"
+    return str(seconds)
+
+
 def parse_duration(value: Any) -> int:
     """Seconds from `3600`, `"14d"`, `"12h"`, `"30m"`, `"2w"` or a timedelta."""
     if isinstance(value, timedelta):
