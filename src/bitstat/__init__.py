@@ -18,10 +18,13 @@ from .ops import check_namespace
 from .schema import Schema, parse_duration
 from .stats import DEFAULT_BATCH_TTL, Stats, TrackResult
 from .store import Store, resolve_url
+from .tracker import Tracker, TrackerCounters
+from .tracker_aio import AsyncTracker
 
 __all__ = [
     "ActorQuery",
     "ActorSet",
+    "AsyncTracker",
     "BitstatError",
     "ConnectionError",
     "InvalidEvent",
@@ -31,6 +34,8 @@ __all__ = [
     "ServerError",
     "Stats",
     "TrackResult",
+    "Tracker",
+    "TrackerCounters",
     "UnknownEvent",
     "connect",
 ]

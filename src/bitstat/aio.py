@@ -43,6 +43,7 @@ from .store import (
     wrapped_errors,
 )
 from .sums import Target
+from .tracker_aio import AsyncTracker
 
 T = TypeVar("T")
 
@@ -303,6 +304,11 @@ class AsyncStats:
         now: float | None = None,
     ) -> TrackResult:
         return await run(self._store, self._ns.track_many(events, batch_id, now))
+
+    def tracker(self, **options: Any) -> AsyncTracker:
+        """A fire-and-forget `AsyncTracker` (call it inside the running loop): `track()` queues,
+        a task sends batches; the options are `Tracker`'s but `block`."""
+        return AsyncTracker(self, **options)
 
     def actors(self, event: str, **segment: Any) -> ActorQuery[AsyncActorSet]:
         check_name(event)

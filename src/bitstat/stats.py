@@ -15,6 +15,7 @@ from .query import SCRATCH_TTL_MS, Expr
 from .record import DEFAULT_BATCH_TTL, TrackResult
 from .schema import Schema
 from .store import Store
+from .tracker import Tracker
 
 __all__ = ["DEFAULT_BATCH_TTL", "SCRATCH_TTL_MS", "Stats", "TrackResult"]
 T = TypeVar("T")
@@ -75,6 +76,12 @@ class Stats:
         """Record a batch; bad events are rejected alone. A repeated `batch_id` records nothing."""
         result: TrackResult = self._run(self._ns.track_many(events, batch_id, now))
         return result
+
+    def tracker(self, **options: Any) -> Tracker:
+        """A fire-and-forget `Tracker` on this Stats: `track()` queues, a thread sends batches.
+        Options: batch_size, interval, max_queue, block, max_retries, backoff, max_backoff,
+        on_error, exit_timeout (see `Tracker`)."""
+        return Tracker(self, **options)
 
     # actor sets
     def actors(self, event: str, **segment: Any) -> ActorQuery[ActorSet]:

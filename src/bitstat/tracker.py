@@ -1,0 +1,356 @@
+"""The fire-and-forget tracker: `track()` queues an event in the process and returns at once; a
+background thread (`Tracker`) or task (`AsyncTracker`) sends the queue in batches with
+`track_many`, each batch under its own id, kept across retries, so a batch is recorded once.
+
+The policy is written once in `EventQueue` (call forms, overflow, batch ids, retries, counters,
+reports); the two trackers only wait and send, one on a thread, one on the event loop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConnectionError, InvalidEvent, ServerError
+from .record import TrackResult
+
+if TYPE_CHECKING:
+    from .stats import Stats
+
+log = logging.getLogger("bitstat.tracker")
+Event = dict[str, Any]
+ErrorCallback = Callable[[Exception, list[Event]], None]
+WARN_EVERY = 10.0  # seconds between two warnings about dropped events
+_now = time.time
+
+
+@dataclass(frozen=True)
+class TrackerCounters:
+    """A tracker's counters at one moment; all count events, except `retried` (sends tried
+    again). `queued`: waiting or being sent; `sent`: recorded; `rejected`: refused by
+    `track_many`, with a reason; `failed`: in batches given up after the retries; `dropped`:
+    never queued (the queue was full, or the tracker closed)."""
+
+    queued: int
+    sent: int
+    rejected: int
+    retried: int
+    failed: int
+    dropped: int
+
+
+class EventQueue:
+    """The queue, its counters and the sending policy shared by both trackers (internal)."""
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 1000,
+        interval: float = 0.5,
+        max_queue: int = 100_000,
+        max_retries: int = 8,
+        backoff: float = 0.1,
+        max_backoff: float = 10.0,
+        on_error: ErrorCallback | None = None,
+        exit_timeout: float = 5.0,
+    ) -> None:
+        if batch_size < 1 or max_queue < 1 or max_retries < 0:
+            raise ValueError("batch_size and max_queue must be >= 1, max_retries >= 0")
+        if interval <= 0 or backoff < 0 or max_backoff < 0 or exit_timeout < 0:
+            raise ValueError("interval must be > 0; backoff and exit_timeout >= 0")
+        self._batch_size = batch_size
+        self._interval = interval
+        self._max_queue = max_queue
+        self._max_retries = max_retries
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._on_error = on_error
+        self._exit_timeout = exit_timeout
+        self._closed = False
+        self._wake: Callable[[], None] = lambda: None
+        self._reset()
+
+    def _reset(self) -> None:
+        """The state of one process (a forked child starts its own)."""
+        self._queue: deque[Event] = deque()
+        self._limit = 0 if self._closed else self._max_queue  # 0: every track() overflows
+        self._woken = False  # the sender has been woken for a full batch, not yet drained
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a batch taken or finished
+        # a batch id is the tracker's random prefix and a serial: unique across processes
+        self._prefix = f"trk-{uuid.uuid4().hex[:16]}"
+        self._serial = self._taken = self._finished = self._in_flight = 0
+        self._sent = self._rejected = self._retried = self._failed = self._dropped = 0
+        self._unwarned = 0
+        self._warn_at = 0.0
+
+    def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
+        """Queue one event and return: `track("login", user=42)` or `track({"event": ...})`.
+
+        Nothing is checked here but the call form; a bad event is rejected when its batch is
+        sent (see `on_error`). An event without a `time` gets the time of this call. A mapping
+        is copied (shallowly), so the caller may reuse it.
+        """
+        if props:
+            if not isinstance(event, str) and isinstance(event, Mapping):
+                raise InvalidEvent("pass either a mapping or keyword properties, not both")
+            if "event" in props:
+                raise InvalidEvent("the event name is given twice", field="event")
+            props["event"] = event  # **props is a new dict of this call: ours to keep
+            record = props
+        elif type(event) is dict:
+            record = event.copy()
+        elif isinstance(event, Mapping):
+            record = dict(event)
+        else:
+            record = {"event": event}
+        if record.get("time") is None:
+            record["time"] = _now()
+        queue = self._queue
+        if len(queue) >= self._limit:
+            self._overflow(record)
+            return
+        queue.append(record)
+        if len(queue) >= self._batch_size and not self._woken:
+            self._woken = True
+            self._wake()
+
+    def counters(self) -> TrackerCounters:
+        """A snapshot of the counters (safe from any thread, at any time)."""
+        with self._lock:
+            return TrackerCounters(
+                len(self._queue) + self._in_flight,
+                self._sent,
+                self._rejected,
+                self._retried,
+                self._failed,
+                self._dropped,
+            )
+
+    def _room_for(self, record: Event) -> bool:
+        """Whether a full queue took `record` after all (a blocking tracker waits for room)."""
+        return False
+
+    def _overflow(self, record: Event) -> None:
+        if not self._closed and self._room_for(record):
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._dropped += 1
+            self._unwarned += 1
+            if now < self._warn_at:
+                return
+            self._warn_at = now + WARN_EVERY
+        self._warn_dropped()
+
+    def _warn_dropped(self) -> None:
+        with self._lock:
+            count, self._unwarned = self._unwarned, 0
+            total = self._dropped
+        if count:
+            why = "the tracker is closed" if self._closed else f"max_queue={self._max_queue} full"
+            log.warning("dropped %d event(s): %s (%d dropped in all)", count, why, total)
+
+    def _take(self) -> tuple[list[Event], str]:
+        """The next batch (empty when the queue is) and its id."""
+        queue = self._queue
+        with self._lock:
+            n = min(len(queue), self._batch_size)
+            batch = [queue.popleft() for _ in range(n)]
+            if n:
+                self._taken += n
+                self._in_flight = n
+                self._serial += 1
+                self._changed.notify_all()
+        return batch, f"{self._prefix}-{self._serial}"
+
+    def _recorded(self, batch: list[Event], result: TrackResult, batch_id: str) -> None:
+        rejected = result.rejected
+        if rejected:
+            index, reason = rejected[0]
+            log.warning(
+                "batch %s: %d of %d event(s) rejected; the first, %r: %s",
+                *(batch_id, len(rejected), len(batch), batch[index], reason),
+            )
+            for index, reason in rejected:
+                self._report(InvalidEvent(reason), [batch[index]])
+        # every event not rejected is recorded, now or by an earlier try whose reply was lost
+        # (a batch id seen before answers recorded=0)
+        self._finish(len(batch), sent=len(batch) - len(rejected), rejected=len(rejected))
+
+    def _retry_delay(
+        self, exc: Exception, attempt: int, batch: list[Event], batch_id: str
+    ) -> float | None:
+        """After a failed send: the wait before trying again, or None when given up."""
+        if isinstance(exc, (ConnectionError, ServerError)) and attempt < self._max_retries:
+            delay = min(self._max_backoff, self._backoff * 2.0**attempt) * random.uniform(0.5, 1)
+            with self._lock:
+                self._retried += 1
+            log.warning(
+                "batch %s of %d event(s): %s; try %d of %d in %.2f s",
+                *(batch_id, len(batch), exc, attempt + 2, self._max_retries + 1, delay),
+            )
+            return delay
+        log.error(
+            "batch %s of %d event(s) not recorded after %d tries (send it again with this id to"
+            " record it once): %s",
+            *(batch_id, len(batch), attempt + 1, exc),
+            exc_info=exc,
+        )
+        self._report(exc, batch)
+        self._finish(len(batch), failed=len(batch))
+        return None
+
+    def _report(self, error: Exception, events: list[Event]) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(error, events)
+            except Exception:
+                log.exception("the tracker's on_error callback raised")
+
+    def _finish(self, n: int, *, sent: int = 0, rejected: int = 0, failed: int = 0) -> None:
+        with self._lock:
+            self._sent += sent
+            self._rejected += rejected
+            self._failed += failed
+            self._finished += n
+            self._in_flight = 0
+            self._changed.notify_all()
+
+    def _flush_target(self) -> int:
+        """How many events must be finished for everything queued so far to be."""
+        with self._lock:  # _take holds it too: no event is counted twice or missed
+            return self._taken + len(self._queue)
+
+    def _closing(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._limit = 0
+            self._changed.notify_all()  # a blocked track() gives up
+        self._wake()
+
+    def _closed_report(self, timeout: float | None) -> bool:
+        self._warn_dropped()
+        left = self.counters().queued
+        if left:
+            log.warning("tracker closed with %d event(s) not sent after %s s", left, timeout)
+        return not left
+
+
+class Tracker(EventQueue):
+    """Sends events queued by `track()` from a background thread; made by `Stats.tracker()`.
+
+    Batches go out when `batch_size` events are queued or every `interval` seconds. When
+    `max_queue` events wait, `track()` drops the new event, counts it and logs a warning (at
+    most one per 10 s), or with `block=True` waits for room. A send that fails with
+    ConnectionError or ServerError is tried again with the same batch id (recorded once),
+    `max_retries` times with exponential backoff; then the batch is given up. Every failure and
+    every rejected event goes to the log ("bitstat.tracker") and to `on_error(error, events)`.
+    At interpreter exit the queue is flushed for at most `exit_timeout` seconds.
+    """
+
+    def __init__(self, stats: Stats, *, block: bool = False, **options: Any) -> None:
+        super().__init__(**options)
+        self._stats = stats
+        self._block = block
+        self._start()
+        atexit.register(self._close_at_exit)
+        ref = weakref.ref(self)
+
+        def restart_in_child() -> None:
+            if (tracker := ref()) is not None:
+                tracker._start(forked=True)
+
+        os.register_at_fork(after_in_child=restart_in_child)
+
+    def _start(self, forked: bool = False) -> None:
+        if forked:  # the parent sends what it queued; the child starts empty, with a new prefix
+            self._reset()
+        self._wakeup = threading.Event()
+        self._wake = self._wakeup.set
+        self._stopping = self._closed
+        self._thread = threading.Thread(target=self._run, name="bitstat-tracker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                stopping = self._stopping  # read first: what was queued before close() is sent
+                if not stopping:
+                    self._wakeup.wait(self._interval)
+                self._wakeup.clear()
+                self._woken = False
+                while (taken := self._take())[0]:
+                    self._send(*taken)
+                if stopping:
+                    return
+        finally:
+            with self._changed:
+                self._changed.notify_all()
+
+    def _send(self, batch: list[Event], batch_id: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                result = self._stats.track_many(batch, batch_id=batch_id)
+            except Exception as exc:
+                delay = self._retry_delay(exc, attempt, batch, batch_id)
+                if delay is None:
+                    return
+                attempt += 1
+                time.sleep(delay)
+            else:
+                self._recorded(batch, result, batch_id)
+                return
+
+    def _room_for(self, record: Event) -> bool:
+        if not self._block:
+            return False
+        self._wake()
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._queue) < self._max_queue or self._closed)
+            if self._closed:
+                return False
+            self._queue.append(record)
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued so far; True when all of it was sent (or rejected or failed)
+        within `timeout` seconds (None: however long the retries take)."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("flush() in on_error would wait for its own thread")
+        target = self._flush_target()
+        self._wake()
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._finished >= target or not self._thread.is_alive(), timeout
+            )
+            return self._finished >= target
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop taking events (later ones are dropped), send the queue and stop the thread;
+        True when everything was sent within `timeout`. The Stats stays open."""
+        atexit.unregister(self._close_at_exit)
+        self._stopping = True
+        self._closing()
+        self._thread.join(timeout)
+        return self._closed_report(timeout)
+
+    def _close_at_exit(self) -> None:
+        self.close(self._exit_timeout)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,113 @@
+"""`AsyncTracker`: the fire-and-forget tracker of tracker.py on the event loop, for asyncio code.
+
+The queue and its policy are `tracker.EventQueue`'s; only waiting and sending are here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from .tracker import Event, EventQueue
+
+if TYPE_CHECKING:
+    from .aio import AsyncStats
+
+
+class AsyncTracker(EventQueue):
+    """`Tracker` on the event loop, made by `AsyncStats.tracker()` inside a running loop:
+    `track()` is a plain call (made on the loop's thread), `await flush()`, `await close()`.
+
+    A full queue always drops (a plain call cannot wait). When the loop ends with the tracker
+    open (asyncio.run cancels the sender task), the queue is sent for at most `exit_timeout`.
+    """
+
+    def __init__(self, stats: AsyncStats, **options: Any) -> None:
+        super().__init__(**options)
+        self._stats = stats
+        self._wakeup = asyncio.Event()
+        self._wake = self._wakeup.set
+        self._progress = asyncio.Condition()
+        self._stopping = False
+        self._current: tuple[list[Event], str] | None = None  # the batch being sent
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="bitstat-tracker")
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                stopping = self._stopping
+                if not stopping:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), self._interval)
+                self._wakeup.clear()
+                self._woken = False
+                while (taken := self._take())[0]:
+                    await self._send(*taken)
+                if stopping:
+                    return
+        except asyncio.CancelledError:
+            if not self._stopping:  # the loop is ending, not close() giving up: send the rest
+                self._task.uncancel()  # so that the timeout below can tell its own expiry
+                self._closing()
+                try:
+                    async with asyncio.timeout(self._exit_timeout):
+                        if self._current is not None:  # cut short: sent again under its id
+                            await self._send(*self._current)
+                        while (taken := self._take())[0]:
+                            await self._send(*taken)
+                except TimeoutError:
+                    pass
+                self._closed_report(self._exit_timeout)
+            raise
+        finally:
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _send(self, batch: list[Event], batch_id: str) -> None:
+        self._current = (batch, batch_id)
+        attempt = 0
+        while True:
+            try:
+                result = await self._stats.track_many(batch, batch_id=batch_id)
+            except Exception as exc:
+                delay = self._retry_delay(exc, attempt, batch, batch_id)
+                if delay is None:
+                    break
+                attempt += 1
+                await asyncio.sleep(delay)
+            else:
+                self._recorded(batch, result, batch_id)
+                break
+        self._current = None
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued so far; True when all of it was sent (or rejected or failed)
+        within `timeout` seconds."""
+        target = self._flush_target()
+        self._wake()
+        try:
+            async with asyncio.timeout(timeout), self._progress:
+                await self._progress.wait_for(lambda: self._finished >= target or self._task.done())
+        except TimeoutError:
+            pass
+        return self._finished >= target
+
+    async def close(self, timeout: float | None = None) -> bool:
+        """Stop taking events, send the queue and end the task; True when all was sent."""
+        self._stopping = True
+        self._closing()
+        if not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                self._task.cancel()
+        return self._closed_report(timeout)
+
+    async def __aenter__(self) -> AsyncTracker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
