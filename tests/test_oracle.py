@@ -198,7 +198,8 @@ def times(draw: st.DrawFn, tz: ZoneInfo, style: str) -> Any:
     """A time near an anchor; `style` "mixed" uses every form, "epoch" and "naive" only one."""
     if style != "epoch" and draw(st.integers(0, 15)) == 0:
         # Wall times in the skipped and the repeated hour, given naive.
-        return draw(st.sampled_from([datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 2, 30)]))
+        odd = draw(st.sampled_from([datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 2, 30)]))
+        return odd.isoformat() if style == "text" else odd
     anchor = draw(st.sampled_from(ANCHORS))
     days = draw(st.sampled_from([3, 3, 12]))
     instant = anchor + timedelta(minutes=draw(st.integers(-days * 1440, days * 1440)))
@@ -206,6 +207,13 @@ def times(draw: st.DrawFn, tz: ZoneInfo, style: str) -> Any:
         return draw(st.sampled_from([int(instant.timestamp()), instant.timestamp() + 0.25]))
     if style == "naive":
         return instant.astimezone(tz).replace(tzinfo=None)
+    if style == "text":  # what products send: ISO text, with an offset or naive, to the ms
+        zone = draw(st.sampled_from([tz, UTC, timezone(timedelta(hours=-5, minutes=-30))]))
+        local = instant.astimezone(zone) + timedelta(milliseconds=draw(st.integers(0, 999)))
+        text = local.isoformat(timespec=draw(st.sampled_from(["seconds", "milliseconds"])))
+        return draw(
+            st.sampled_from([text, text[:-6] if zone is tz else text.replace("+00:00", "Z")])
+        )
     return draw(time_forms(instant, tz))
 
 
@@ -250,9 +258,9 @@ def streams(
     tz = ZoneInfo(cfg["timezone"])
     actor = cfg["actor"]
     values = st.sampled_from(VALUES)
-    # "epoch" and "naive" streams of plain values take bitstat's column-wise path for clean
-    # batches; "mixed" ones its event-by-event path.
-    style = draw(st.sampled_from(["mixed", "epoch", "naive"]))
+    # "epoch", "naive" and "text" streams of plain values take bitstat's column-wise path for
+    # clean batches; "mixed" ones its event-by-event path.
+    style = draw(st.sampled_from(["mixed", "epoch", "naive", "text"]))
     bad_rate = 24 if style == "mixed" else 80
     # A few regulars make actor sets overlap, retention return and funnels progress.
     regulars = draw(st.lists(ids, min_size=1, max_size=6))

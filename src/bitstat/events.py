@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from . import periods
+from . import periods, timetext
 from .errors import BitstatError, InvalidEvent
 from .schema import Schema, duration_text, name_problem
 
@@ -350,6 +350,17 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
         if raw.min() < _MIN_EPOCH or raw.max() > (latest.utc if utc[0] else latest.wall):
             return None
         wall = _wall(raw, utc, schema.timezone)
+    elif tkinds == {str}:
+        parsed = timetext.parse_column(times)
+        if parsed is None:
+            return None
+        raw, utc = parsed
+        if raw.min() < _MIN_EPOCH - 86400 or raw.max() > _MAX_EPOCH + 86400:
+            return None  # far out of range: the event-by-event path says why
+        wall = _wall(raw, utc, schema.timezone)
+        # a text time is checked as a wall time, offset or not (as `_time_of` reads it)
+        if wall.min() < _MIN_EPOCH or wall.max() > min(latest.wall, _MAX_EPOCH):
+            return None
     else:
         return None
 
