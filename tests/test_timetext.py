@@ -92,7 +92,7 @@ def test_other_forms_are_declined() -> None:
         "2025-02-29T00:00:00",
         "2025-11-03T24:00:00",
         "2025-11-03T14:07:09+24:00",
-        "２０２５-11-03T14:07:09",
+        "\uff12\uff10\uff12\uff15-11-03T14:07:09",  # full-width digits
         "",
     ]:
         assert parse_column([text]) is None, text

@@ -41,7 +41,7 @@ def parse_column(texts: Sequence[str]) -> Parsed | None:
     length = (m != 0).sum(axis=1)
     digit = m - 48
     fixed = m[:, [4, 7, 10, 13, 16]]
-    if not ((0 <= digit[:, _DIGITS]) & (digit[:, _DIGITS] <= 9)).all():
+    if not ((digit[:, _DIGITS] >= 0) & (digit[:, _DIGITS] <= 9)).all():
         return None
     dashes, colons = (
         (fixed[:, 0] == 45) & (fixed[:, 1] == 45),
