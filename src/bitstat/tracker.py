@@ -91,7 +91,7 @@ class EventQueue:
         self._prefix = f"trk-{uuid.uuid4().hex[:16]}"
         self._serial = self._taken = self._finished = self._in_flight = 0
         self._sent = self._rejected = self._retried = self._failed = self._dropped = 0
-        self._unwarned = 0
+        self._unwarned: dict[str, int] = {}  # dropped since the last warning, by reason
         self._warn_at = 0.0
 
     def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
@@ -144,10 +144,11 @@ class EventQueue:
     def _overflow(self, record: Event) -> None:
         if not self._closed and self._room_for(record):
             return
+        why = "the tracker is closed" if self._closed else f"max_queue={self._max_queue} full"
         now = time.monotonic()
         with self._lock:
             self._dropped += 1
-            self._unwarned += 1
+            self._unwarned[why] = self._unwarned.get(why, 0) + 1
             if now < self._warn_at:
                 return
             self._warn_at = now + WARN_EVERY
@@ -155,10 +156,9 @@ class EventQueue:
 
     def _warn_dropped(self) -> None:
         with self._lock:
-            count, self._unwarned = self._unwarned, 0
+            unwarned, self._unwarned = self._unwarned, {}
             total = self._dropped
-        if count:
-            why = "the tracker is closed" if self._closed else f"max_queue={self._max_queue} full"
+        for why, count in unwarned.items():
             log.warning("dropped %d event(s): %s (%d dropped in all)", count, why, total)
 
     def _take(self) -> tuple[list[Event], str]:

@@ -1,0 +1,575 @@
+"""The fire-and-forget trackers (`Stats.tracker()`, `AsyncStats.tracker()`) on real servers.
+
+Answers are compared with what was tracked, so every event must arrive exactly once; sends are
+made to fail, hang or lose their reply by wrapping the Stats. No test asserts a speed: waits
+for the background sender poll a condition with a generous deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bitstat
+import bitstat.aio as aio
+from bitstat import embedded
+
+SCHEMA = bitstat.Schema(ids="map", count=["country"])
+MONTH = "2026-11"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` events of two names, 37 users and three countries, all in November 2026."""
+    return [
+        {
+            "event": ("login", "purchase")[(i + seed) % 2],
+            "user": f"u-{(i * 7 + seed) % 37}",
+            "country": ("NL", "DE", "FR")[(i + seed) % 3],
+            "time": f"2026-11-{1 + (i + seed) % 28:02d}T10:{i % 60:02d}:00+00:00",
+        }
+        for i in range(n)
+    ]
+
+
+def assert_recorded_once(st: bitstat.Stats, events: list[dict[str, Any]]) -> None:
+    """Totals, distinct users and counts per country are those of `events`, each taken once."""
+    for name in {e["event"] for e in events}:
+        mine = [e for e in events if e["event"] == name]
+        assert st.total(name, MONTH) == len(mine)
+        assert st.unique(name, MONTH) == len({e["user"] for e in mine})
+        assert st.counts(name, "country", MONTH) == Counter(e["country"] for e in mine)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the tracker did not get there in time"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def open_stats(namespace: str) -> Iterator[Callable[[str], bitstat.Stats]]:
+    """connect(url) in the test's namespace with SCHEMA; dropped and closed after the test."""
+    opened: list[bitstat.Stats] = []
+
+    def make(url: str) -> bitstat.Stats:
+        opened.append(bitstat.connect(url, namespace=namespace, schema=SCHEMA))
+        return opened[-1]
+
+    yield make
+    for st in opened[:1]:
+        st.drop()
+    for st in opened:
+        st.close()
+
+
+@pytest.fixture
+def stats(embedded_url: str, open_stats: Callable[[str], bitstat.Stats]) -> bitstat.Stats:
+    return open_stats(embedded_url)
+
+
+class Wrapped:
+    """A Stats whose `track_many` is observed (and made to fail or wait) by the test."""
+
+    def __init__(self, st: bitstat.Stats) -> None:
+        self.st = st
+        self.calls: list[tuple[list[dict[str, Any]], str | None]] = []
+        self.lose_replies = 0  # the next sends are applied, then raise: a reply lost
+        self.fail: Exception | None = None  # every send raises this, nothing applied
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def track_many(self, events: Any, batch_id: str | None = None) -> bitstat.TrackResult:
+        self.calls.append((list(events), batch_id))
+        self.entered.set()
+        self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        result = self.st.track_many(events, batch_id=batch_id)
+        if self.lose_replies:
+            self.lose_replies -= 1
+            raise bitstat.ConnectionError("the reply was lost")
+        return result
+
+
+# the blocking tracker
+
+
+def test_every_event_arrives_once_from_many_threads(
+    server_url: str, open_stats: Callable[[str], bitstat.Stats]
+) -> None:
+    st = open_stats(server_url)
+    events = make_events(1200)
+    with st.tracker(batch_size=64, interval=0.02) as t:
+        parts = [events[i::4] for i in range(4)]
+
+        def send(part: list[dict[str, Any]]) -> None:
+            for i, e in enumerate(part):
+                if i % 2:  # both call forms
+                    t.track(e)
+                else:
+                    t.track(e["event"], **{k: v for k, v in e.items() if k != "event"})
+
+        threads = [threading.Thread(target=send, args=(p,)) for p in parts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert t.counters() == bitstat.TrackerCounters(0, 1200, 0, 0, 0, 0)
+    assert_recorded_once(st, events)
+
+
+def test_track_takes_the_call_forms_of_stats_track_and_stamps_the_call_time(
+    stats: bitstat.Stats,
+) -> None:
+    wrapped = Wrapped(stats)
+    t = bitstat.Tracker(wrapped, interval=60)  # type: ignore[arg-type]
+    mine = {"event": "login", "user": "u-1"}
+    before = time.time()
+    t.track(mine)
+    t.track("purchase", user="u-2", country="NL")
+    t.track({"event": "login", "user": "u-3", "time": None})
+    after = time.time()
+    t.track("login", user="u-4", time="2026-11-03T10:00:00+00:00")
+    assert mine == {"event": "login", "user": "u-1"}  # the caller's mapping is not touched
+    with pytest.raises(bitstat.InvalidEvent):
+        t.track({"event": "login"}, user="u-1")
+    with pytest.raises(bitstat.InvalidEvent):
+        t.track("login", event="purchase")
+    assert wrapped.calls == []  # nothing sent before the interval, a full batch or a flush
+    assert t.close()
+    (batch, batch_id), *more = wrapped.calls
+    assert not more and batch_id
+    assert [e["event"] for e in batch] == ["login", "purchase", "login", "login"]
+    assert batch[1] == {
+        "event": "purchase",
+        "user": "u-2",
+        "country": "NL",
+        "time": batch[1]["time"],
+    }
+    assert all(before <= e["time"] <= after for e in batch[:3])  # the time of track(), not send
+    assert batch[3]["time"] == "2026-11-03T10:00:00+00:00"
+
+
+def test_a_full_batch_is_sent_without_waiting_for_the_interval(stats: bitstat.Stats) -> None:
+    t = stats.tracker(batch_size=5, interval=3600)
+    for e in make_events(5):
+        t.track(e)
+    wait_until(lambda: t.counters().sent == 5)
+    assert t.close()
+
+
+def test_a_partial_batch_is_sent_after_the_interval(stats: bitstat.Stats) -> None:
+    t = stats.tracker(batch_size=1000, interval=0.05)
+    for e in make_events(3):
+        t.track(e)
+    wait_until(lambda: t.counters().sent == 3)
+    assert t.close()
+
+
+def test_close_sends_the_queue_and_later_events_are_dropped(
+    stats: bitstat.Stats, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = make_events(250)
+    t = stats.tracker(batch_size=100, interval=3600)
+    for e in events:
+        t.track(e)
+    assert t.close()
+    assert t.counters().sent == 250
+    assert_recorded_once(stats, events)
+    with caplog.at_level(logging.WARNING, logger="bitstat.tracker"):
+        t.track(events[0])
+        assert t.close()  # closing twice is harmless
+    assert t.counters().dropped == 1
+    assert "tracker is closed" in caplog.text
+
+
+def test_a_full_queue_drops_the_newest_and_counts_them(
+    stats: bitstat.Stats, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrapped = Wrapped(stats)
+    wrapped.gate.clear()
+    t = bitstat.Tracker(wrapped, batch_size=2, max_queue=5, interval=3600)  # type: ignore[arg-type]
+    events = make_events(10)
+    with caplog.at_level(logging.WARNING, logger="bitstat.tracker"):
+        t.track(events[0])
+        t.track(events[1])  # a full batch: the sender takes it and hangs in track_many
+        assert wrapped.entered.wait(10)
+        for e in events[2:]:
+            t.track(e)
+    assert t.counters() == bitstat.TrackerCounters(7, 0, 0, 0, 0, 3)
+    assert "dropped 1 event(s): max_queue=5 full" in caplog.text
+    assert len(caplog.records) == 1  # one warning until WARN_EVERY has passed
+    wrapped.gate.set()
+    with caplog.at_level(logging.WARNING, logger="bitstat.tracker"):
+        assert t.close()
+    assert "dropped 2 event(s): max_queue=5 full (3 dropped in all)" in caplog.text
+    assert t.counters() == bitstat.TrackerCounters(0, 7, 0, 0, 0, 3)
+    assert_recorded_once(stats, events[:7])  # the newest were dropped, the oldest kept
+
+
+def test_block_waits_for_room_instead_of_dropping(stats: bitstat.Stats) -> None:
+    wrapped = Wrapped(stats)
+    wrapped.gate.clear()
+    t = bitstat.Tracker(  # type: ignore[arg-type]
+        wrapped, batch_size=2, max_queue=2, interval=3600, block=True
+    )
+    events = make_events(5)
+    for e in events[:2]:
+        t.track(e)
+    assert wrapped.entered.wait(10)
+    for e in events[2:4]:
+        t.track(e)
+    waiter = threading.Thread(target=t.track, args=(events[4],))
+    waiter.start()
+    waiter.join(0.05)
+    assert waiter.is_alive()  # the queue is full: track() waits
+    wrapped.gate.set()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert t.close()
+    assert t.counters() == bitstat.TrackerCounters(0, 5, 0, 0, 0, 0)
+    assert_recorded_once(stats, events)
+
+
+def test_a_lost_reply_is_retried_under_the_same_batch_id_and_counts_once(
+    server_url: str, open_stats: Callable[[str], bitstat.Stats]
+) -> None:
+    st = open_stats(server_url)
+    wrapped = Wrapped(st)
+    wrapped.lose_replies = 1  # the first send is applied, then its reply is lost
+    t = bitstat.Tracker(wrapped, interval=3600, backoff=0.001)  # type: ignore[arg-type]
+    events = make_events(40)
+    for e in events:
+        t.track(e)
+    assert t.flush()
+    (first, first_id), (again, again_id) = wrapped.calls
+    assert first_id == again_id and first == again
+    assert t.counters() == bitstat.TrackerCounters(0, 40, 0, 1, 0, 0)
+    assert_recorded_once(st, events)
+    t.close()
+
+
+def test_every_batch_has_its_own_id(stats: bitstat.Stats) -> None:
+    wrapped = Wrapped(stats)
+    t = bitstat.Tracker(wrapped, batch_size=3, interval=3600)  # type: ignore[arg-type]
+    for e in make_events(10):
+        t.track(e)
+    assert t.close()
+    ids = [batch_id for _, batch_id in wrapped.calls]
+    assert len(ids) >= 4 and len(set(ids)) == len(ids)
+    other = bitstat.Tracker(wrapped, interval=3600)  # type: ignore[arg-type]
+    other.track(make_events(1)[0])
+    assert other.close()
+    assert wrapped.calls[-1][1] not in ids
+
+
+def test_a_server_down_then_up_records_the_batch_once(namespace: str) -> None:
+    data_dir = tempfile.mkdtemp(prefix="bt-", dir="/tmp")  # short: a unix socket, same URL
+    url = embedded.ensure_server(data_dir)
+    st = bitstat.connect(url, namespace=namespace, schema=SCHEMA)
+    try:
+        embedded.stop(data_dir)
+        t = st.tracker(interval=3600, backoff=0.02, max_backoff=0.05, max_retries=1000)
+        events = make_events(30)
+        for e in events:
+            t.track(e)
+        assert not t.flush(timeout=0)  # send now, without waiting for the server
+        wait_until(lambda: t.counters().retried >= 2)
+        assert embedded.ensure_server(data_dir) == url
+        assert t.flush(timeout=30)
+        counters = t.counters()
+        assert (counters.sent, counters.failed, counters.queued) == (30, 0, 0)
+        assert_recorded_once(st, events)
+        t.close()
+        st.drop()
+    finally:
+        st.close()
+        embedded.stop(data_dir)
+
+
+def test_a_batch_given_up_after_the_retries_is_reported(
+    stats: bitstat.Stats, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrapped = Wrapped(stats)
+    wrapped.fail = bitstat.ConnectionError("no server")
+    errors: list[tuple[Exception, list[dict[str, Any]]]] = []
+    t = bitstat.Tracker(  # type: ignore[arg-type]
+        wrapped,
+        interval=3600,
+        max_retries=2,
+        backoff=0.001,
+        on_error=lambda e, b: errors.append((e, b)),
+    )
+    events = make_events(4)
+    with caplog.at_level(logging.WARNING, logger="bitstat.tracker"):
+        for e in events:
+            t.track(e)
+        assert t.flush()  # finished: given up
+        wrapped.fail = RuntimeError("a bug")  # not a server failure: never retried
+        t.track(events[0])
+        assert t.flush()
+    assert len(wrapped.calls) == 3 + 1
+    assert len({batch_id for _, batch_id in wrapped.calls[:3]}) == 1
+    assert t.counters() == bitstat.TrackerCounters(0, 0, 0, 2, 5, 0)
+    (first, batch), (second, _) = errors
+    assert isinstance(first, bitstat.ConnectionError) and [e["user"] for e in batch] == [
+        e["user"] for e in events
+    ]
+    assert isinstance(second, RuntimeError)
+    assert "not recorded after 3 tries" in caplog.text and "a bug" in caplog.text
+    t.close()
+
+
+def test_rejected_events_reach_the_callback_with_their_reason(
+    stats: bitstat.Stats, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors: list[tuple[Exception, list[dict[str, Any]]]] = []
+
+    def on_error(error: Exception, events: list[dict[str, Any]]) -> None:
+        errors.append((error, events))
+        raise RuntimeError("a callback that fails is logged, not fatal")
+
+    t = stats.tracker(interval=3600, on_error=on_error)
+    good = make_events(3)
+    with caplog.at_level(logging.WARNING, logger="bitstat.tracker"):
+        t.track(good[0])
+        t.track("login", country="NL", time="2026-11-02T10:00:00+00:00")  # no actor
+        t.track(good[1])
+        t.track("bad\nname", user="u-1", time="2026-11-02T10:00:00+00:00")
+        t.track(good[2])
+        assert t.flush()
+    assert t.counters() == bitstat.TrackerCounters(0, 3, 2, 0, 0, 0)
+    assert [type(e) for e, _ in errors] == [bitstat.InvalidEvent] * 2
+    (no_actor, [e1]), (bad_name, [e2]) = errors
+    assert "user" in str(no_actor) and e1["country"] == "NL"
+    assert "name" in str(bad_name) and e2["event"] == "bad\nname"
+    assert "2 of 5 event(s) rejected" in caplog.text
+    assert "on_error callback raised" in caplog.text
+    assert_recorded_once(stats, good)
+    t.close()
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}"}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,  # a guard against a hang, not a speed figure
+        env=env,
+        check=False,
+    )
+
+
+def test_the_queue_is_sent_at_interpreter_exit(
+    embedded_url: str, namespace: str, stats: bitstat.Stats
+) -> None:
+    done = run_python(
+        f"""
+        import bitstat, test_tracker
+        st = bitstat.connect({embedded_url!r}, namespace={namespace!r})
+        t = st.tracker(interval=3600)
+        for e in test_tracker.make_events(250):
+            t.track(e)
+        """  # no close(): the atexit hook sends the queue
+    )
+    assert done.returncode == 0, done.stderr
+    assert_recorded_once(stats, make_events(250))
+
+
+def test_the_exit_flush_waits_at_most_exit_timeout(embedded_url: str, namespace: str) -> None:
+    done = run_python(
+        f"""
+        import threading, bitstat, test_tracker
+        st = bitstat.connect({embedded_url!r}, namespace={namespace!r})
+        wrapped = test_tracker.Wrapped(st)
+        wrapped.gate.clear()  # a send that never returns
+        t = bitstat.Tracker(wrapped, interval=3600, exit_timeout=0.2)
+        t.track(test_tracker.make_events(1)[0])
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tracker closed with 1 event(s) not sent after 0.2 s" in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_sends_its_own_events_under_new_batch_ids(stats: bitstat.Stats) -> None:
+    events = make_events(20)
+    t = stats.tracker(interval=3600)
+    for e in events[:10]:
+        t.track(e)
+    pid = os.fork()
+    if pid == 0:  # the child: its own queue, its own thread
+        code = 1
+        try:
+            for e in events[10:]:
+                t.track(e)
+            code = 0 if t.close(timeout=20) and t.counters().sent == 10 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert t.close()
+    assert t.counters().sent == 10
+    assert_recorded_once(stats, events)
+
+
+# the asyncio tracker
+
+
+class AsyncWrapped:
+    """`Wrapped` for an AsyncStats."""
+
+    def __init__(self, st: aio.AsyncStats) -> None:
+        self.st = st
+        self.calls: list[str | None] = []
+        self.lose_replies = 0  # the next sends are applied, then raise
+        self.hang_replies = 0  # the next sends are applied, then never answer
+        self.applied = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def track_many(self, events: Any, batch_id: str | None = None) -> bitstat.TrackResult:
+        self.calls.append(batch_id)
+        await self.gate.wait()
+        result = await self.st.track_many(events, batch_id=batch_id)
+        self.applied += 1
+        if self.lose_replies:
+            self.lose_replies -= 1
+            raise bitstat.ConnectionError("the reply was lost")
+        if self.hang_replies:
+            self.hang_replies -= 1
+            await asyncio.Event().wait()
+        return result
+
+
+def test_async_every_event_arrives_once(
+    server_url: str, namespace: str, open_stats: Callable[[str], bitstat.Stats]
+) -> None:
+    st = open_stats(server_url)  # the blocking reader; stores the schema
+    events = make_events(700)
+
+    async def go() -> bitstat.TrackerCounters:
+        ast = await aio.connect(server_url, namespace=namespace)
+        async with ast.tracker(batch_size=64, interval=0.02) as t:
+            for i, e in enumerate(events):
+                if i % 2:
+                    t.track(e)
+                else:
+                    t.track(e["event"], **{k: v for k, v in e.items() if k != "event"})
+                if i % 100 == 0:
+                    await asyncio.sleep(0)  # let the sender run, as a web app would
+        await ast.close()
+        return t.counters()
+
+    assert asyncio.run(go()) == bitstat.TrackerCounters(0, 700, 0, 0, 0, 0)
+    assert_recorded_once(st, events)
+
+
+def test_async_sends_by_size_and_by_interval(embedded_url: str, stats: bitstat.Stats) -> None:
+    async def go() -> None:
+        ast = await aio.connect(embedded_url, namespace=stats.namespace)
+        by_size = ast.tracker(batch_size=5, interval=3600)
+        by_time = ast.tracker(batch_size=1000, interval=0.05)
+        events = make_events(8)
+        for e in events[:5]:
+            by_size.track(e)
+        for e in events[5:]:
+            by_time.track(e)
+        for _ in range(2000):
+            if by_size.counters().sent == 5 and by_time.counters().sent == 3:
+                break
+            await asyncio.sleep(0.005)
+        assert by_size.counters().sent == 5 and by_time.counters().sent == 3
+        assert await by_size.close() and await by_time.close()
+        await ast.close()
+
+    asyncio.run(go())
+    assert_recorded_once(stats, make_events(8))
+
+
+def test_async_lost_reply_counts_once_and_full_queue_drops(
+    embedded_url: str, stats: bitstat.Stats
+) -> None:
+    events = make_events(12)
+    errors: list[tuple[Exception, list[dict[str, Any]]]] = []
+
+    async def go() -> bitstat.TrackerCounters:
+        ast = await aio.connect(embedded_url, namespace=stats.namespace)
+        wrapped = AsyncWrapped(ast)
+        wrapped.lose_replies = 1
+        wrapped.gate.clear()
+        t = bitstat.AsyncTracker(  # type: ignore[arg-type]
+            wrapped,
+            batch_size=4,
+            max_queue=6,
+            interval=3600,
+            backoff=0.001,
+            on_error=lambda e, b: errors.append((e, b)),
+        )
+        for e in events[:4]:
+            t.track(e)
+        while not wrapped.calls:  # the sender took the full batch and waits at the gate
+            await asyncio.sleep(0.001)
+        for e in events[4:]:
+            t.track(e)  # 6 fit, 2 are dropped
+        t.track("login", country="NL", time="2026-11-02T10:00:00+00:00")  # dropped too
+        assert t.counters() == bitstat.TrackerCounters(10, 0, 0, 0, 0, 3)
+        wrapped.gate.set()
+        assert await t.flush()
+        t.track("login", country="NL", time="2026-11-02T10:00:00+00:00")  # rejected: no actor
+        assert await t.close()
+        assert wrapped.calls[0] == wrapped.calls[1]  # the lost reply, sent again under its id
+        await ast.close()
+        return t.counters()
+
+    assert asyncio.run(go()) == bitstat.TrackerCounters(0, 10, 1, 1, 0, 3)
+    [(error, [event])] = errors
+    assert isinstance(error, bitstat.InvalidEvent) and event["country"] == "NL"
+    assert_recorded_once(stats, events[:10])
+
+
+def test_async_queue_is_sent_when_the_loop_ends_without_close(
+    embedded_url: str, stats: bitstat.Stats
+) -> None:
+    events = make_events(150)
+    wrapped: list[AsyncWrapped] = []
+
+    async def go() -> None:
+        ast = await aio.connect(embedded_url, namespace=stats.namespace)
+        wrapped.append(AsyncWrapped(ast))
+        wrapped[0].hang_replies = 1
+        t = bitstat.AsyncTracker(wrapped[0], batch_size=100, interval=3600)  # type: ignore[arg-type]
+        for e in events:
+            t.track(e)
+        while not wrapped[0].applied:  # the first batch is recorded, its reply never comes
+            await asyncio.sleep(0.001)
+
+    asyncio.run(go())  # cancels the sender: it sends the batch cut short again, then the rest
+    first, again, rest = wrapped[0].calls
+    assert first == again != rest
+    assert_recorded_once(stats, events)
+
+
+def test_async_tracker_cannot_block() -> None:
+    async def go() -> None:
+        with pytest.raises(TypeError):
+            bitstat.AsyncTracker(None, block=True)  # type: ignore[arg-type, call-arg]
+
+    asyncio.run(go())
