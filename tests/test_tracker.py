@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -573,3 +574,13 @@ def test_async_tracker_cannot_block() -> None:
             bitstat.AsyncTracker(None, block=True)  # type: ignore[arg-type, call-arg]
 
     asyncio.run(go())
+
+
+def test_the_readme_example_runs(stats: bitstat.Stats) -> None:
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = text[text.index("\n### Fire-and-forget tracking\n") :]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found is not None
+    scope: dict[str, Any] = {"st": stats}
+    exec(found.group(1), scope)
+    assert scope["t"].counters() == bitstat.TrackerCounters(0, 2, 0, 0, 0, 0)
