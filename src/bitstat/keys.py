@@ -85,6 +85,7 @@ def member_value(text: str, compound: bool) -> str | tuple[str, ...]:
     return tuple(part.replace("\x00\x02", "\x00") for part in text.split("\x00\x01"))
 
 
+@lru_cache(maxsize=10_000)
 def prop_part(name: str) -> str:
     """A normalised (possibly compound) property name as key text."""
     return "~".join(escape(part) for part in name.split("~"))
@@ -107,13 +108,19 @@ class Keys:
         self.meta_tag = meta
         self.ids_tag = "{" + self.ns + ":ids}"
         self.ids_next = f"{self.ids_tag}:next"
+        self._event_tags: dict[str, str] = {}
 
     # tags: every key of one tag lands in one cluster slot
     def shard_tag(self, shard: int) -> str:
         return "{" + f"{self.ns}:s{shard}" + "}"
 
     def event_tag(self, event: str) -> str:
-        return "{" + f"{self.ns}:e:{escape(event)}" + "}"
+        tag = self._event_tags.get(event)
+        if tag is None:  # named for every key of an event: worth remembering
+            if len(self._event_tags) > 10_000:
+                self._event_tags.clear()
+            tag = self._event_tags[event] = "{" + f"{self.ns}:e:{escape(event)}" + "}"
+        return tag
 
     def batch(self, tag: str, batch_id: str) -> str:
         return f"{tag}:batch:{escape(batch_id)}"
@@ -131,7 +138,12 @@ class Keys:
         key = f"{self.shard_tag(shard)}:a:{escape(event)}:{label}"
         if segment is None:
             return key
-        return f"{key}:{prop_part(segment[0])}={segment[1]}"
+        return key + self.segment(*segment)
+
+    @staticmethod
+    def segment(prop: str, encoded: str) -> str:
+        """What a segment adds to the name of an actor bitmap: property and encoded value."""
+        return f":{prop_part(prop)}={encoded}"
 
     # counters, tagged by event
     def metrics(self, event: str, label: str) -> str:

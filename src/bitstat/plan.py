@@ -7,12 +7,14 @@ bitmap merged with BITOP OR (many bits), whichever moves less work to the server
 
 from __future__ import annotations
 
+import struct
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache, partial
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +25,7 @@ from .events import Columns
 from .keys import (
     SHARD_BITS,
     SHARD_MASK,
+    SHARD_SIZE,
     Keys,
     encode_value,
     member_text,
@@ -34,6 +37,11 @@ from .schema import Schema
 # A bit costs about this many bytes of OR-merged bitmap: below it, offsets are cheaper.
 OR_BYTES_PER_BIT = 300
 OR_MIN_BITS = 32
+# A row's group: its event code above these bits, its bucket base (an hour or day number,
+# < 2^27 up to year 9999) below them.
+BUCKET_BITS = 28
+BUCKET_MASK = (1 << BUCKET_BITS) - 1
+Chunk = list[int] | np.ndarray  # bit offsets of one group of rows
 
 
 @dataclass
@@ -168,13 +176,13 @@ class _Builder:
             self.expire(g, key, period, label)
 
     def bits(
-        self, tag: str, by_key: dict[str, list[np.ndarray]], periods_of: dict[str, tuple[str, str]]
+        self, tag: str, by_key: dict[str, list[Chunk]], periods_of: dict[str, tuple[str, str]]
     ) -> None:
         """Set bits: packed offsets for sparse keys, else one OR-merged bitmap per payload."""
         g = self.group(tag)
         payloads: dict[tuple[int, bytes], list[int]] = {}
         # keys fed by the very same chunks (a day, its week, month, year) share one payload
-        made: dict[tuple[int, ...], tuple[int, bytes] | np.ndarray] = {}
+        made: dict[tuple[int, ...], tuple[int, bytes] | bytes] = {}
         for key, chunks in by_key.items():
             k = g.key(key)
             ident = tuple(map(id, chunks))
@@ -184,7 +192,7 @@ class _Builder:
             if isinstance(encoded, tuple):
                 payloads.setdefault(encoded, []).append(k)
             else:
-                g.args += ["B", k, encoded.astype("<u4").tobytes()]
+                g.args += ["B", k, encoded]
             if key in periods_of:
                 self.expire(g, key, *periods_of[key])
         for (first, payload), targets in payloads.items():
@@ -211,15 +219,20 @@ class _Builder:
             self.expire(g, key, period, label)
 
 
-def _encode_bits(chunks: list[np.ndarray]) -> tuple[int, bytes] | np.ndarray:
-    """(first byte, bitmap bytes) when OR-merging is cheaper, else the distinct offsets."""
+def _encode_bits(chunks: list[Chunk]) -> tuple[int, bytes] | bytes:
+    """(first byte, bitmap bytes) when OR-merging is cheaper, else the distinct offsets packed
+    as little-endian uint32s."""
+    total = sum(map(len, chunks))
+    if total < OR_MIN_BITS:  # few bits (one event's, say): plain Python beats numpy's set-up
+        few = sorted(set(chain.from_iterable(chunks))) if total > 1 else list(chunks[0])
+        return struct.pack(f"<{len(few)}I", *few)
     # sorted once: gives the span, and the distinct offsets below (np.unique's hashing costs
     # far more on the small arrays most keys get)
-    offs = np.sort(np.concatenate(chunks) if len(chunks) > 1 else chunks[0])
+    offs = np.sort(np.concatenate(chunks) if len(chunks) > 1 else np.asarray(chunks[0]))
     lo, hi = int(offs[0]), int(offs[-1])
     first = lo >> 3
     span = (hi >> 3) - first + 1
-    if len(offs) >= OR_MIN_BITS and len(offs) * OR_BYTES_PER_BIT >= span:
+    if len(offs) * OR_BYTES_PER_BIT >= span:
         rel = offs - first * 8
         if len(offs) < 2048:  # scattering into bytes beats zeroing and packing a bit per byte
             packed = np.zeros(span, dtype=np.uint8)
@@ -228,9 +241,21 @@ def _encode_bits(chunks: list[np.ndarray]) -> tuple[int, bytes] | np.ndarray:
         flags = np.zeros(span * 8, dtype=bool)
         flags[rel] = True
         return first, np.packbits(flags).tobytes()
-    if len(offs) > 1:
-        offs = offs[np.concatenate(([True], offs[1:] != offs[:-1]))]
-    return offs
+    offs = offs[np.concatenate(([True], offs[1:] != offs[:-1]))]
+    return offs.astype("<u4").tobytes()
+
+
+def _grouped(keys: Iterable[Any], offsets: list[int]) -> dict[Any, list[int]]:
+    """The offsets (>= 0) of the rows of each key, in row order."""
+    groups: dict[Any, list[int]] = {}
+    for k, o in zip(keys, offsets, strict=True):
+        if o >= 0:
+            found = groups.get(k)
+            if found is None:
+                groups[k] = [o]
+            else:
+                found.append(o)
+    return groups
 
 
 def build_plan(
@@ -254,6 +279,10 @@ def build_plan(
     sums can stray in any order (default: the sum of the values' magnitudes; 0 once the caller
     has checked them in order against the stored totals). `note` is what the batch marker
     keeps, handed back when the batch id is seen again.
+
+    Rows are grouped in plain Python by one integer per row, the event and its bucket
+    (`event code << BUCKET_BITS | bucket base`), so one event costs little and a batch costs
+    a dictionary step per row and rule; each key is then named and written once per batch.
     """
     b = _Builder(
         keys, schema, batch_id, single, sum_bound_of(cols) if sum_bound is None else sum_bound
@@ -264,15 +293,11 @@ def build_plan(
         return WritePlan([], 0)
     hourly = "hour" in schema.periods
     chosen = schema.periods
-    codes = cols.codes
-    base = bucket_base(cols.wall, schema)
-    bmin = int(base.min())
-    width = int(base.max()) - bmin + 1
-    combined = codes * width + (base - bmin)
     names = cols.names
+    cb: list[int] = ((cols.codes << BUCKET_BITS) | bucket_base(cols.wall, schema)).tolist()
 
     def split(c: int) -> tuple[str, int]:
-        return names[c // width], c % width + bmin
+        return names[c >> BUCKET_BITS], c & BUCKET_MASK
 
     if schema.expire:
         clock = time.time() if now is None else now
@@ -299,8 +324,9 @@ def build_plan(
         return m
 
     expired: dict[str, int] = {}
-    uniq, counts = np.unique(combined, return_counts=True)
-    for c, cnt in zip(uniq.tolist(), counts.tolist(), strict=True):
+    per_bucket = Counter(cb)
+    span: dict[str, list[int]] = {}  # first and last day number per event
+    for c, cnt in per_bucket.items():
         event, bb = split(c)
         kept = labels(bb)
         for period in chosen:
@@ -308,61 +334,65 @@ def build_plan(
                 metric(event, period, kept[period])["n"] += cnt
             else:
                 expired[period] = expired.get(period, 0) + cnt
-
-    # span per event, in day numbers; event names; shards
-    meta = b.group(keys.meta_tag)
-    day_of = (base // 24) if hourly else base
-    firsts: list[Any] = []
-    lasts: list[Any] = []
-    for code, event in enumerate(names):
-        days = day_of[codes == code] if len(names) > 1 else day_of
-        firsts += [event, int(days.min())]
-        lasts += [event, int(days.max())]
-    meta.args += ["S", meta.key(keys.events), len(names), *names]
-    meta.args += ["L", meta.key(keys.span_first), len(names), *firsts]
-    meta.args += ["G", meta.key(keys.span_last), len(names), *lasts]
-
-    # actor bitmaps: group rows by (event, bucket, shard)
-    per_shard: dict[int, dict[str, list[np.ndarray]]] = defaultdict(dict)
-    key_period: dict[str, tuple[str, str]] = {}
-    with_actor = offsets >= 0
-    if with_actor.any():
-        rows = np.flatnonzero(with_actor) if not with_actor.all() else None
-        offs = offsets if rows is None else offsets[rows]
-        gkey = combined if rows is None else combined[rows]
-        shard_of = offs >> SHARD_BITS
-        if shard_of.min() == shard_of.max():
-            order = np.argsort(gkey, kind="stable")
+        day = bb // 24 if hourly else bb
+        seen = span.get(event)
+        if seen is None:
+            span[event] = [day, day]
         else:
-            order = np.lexsort((shard_of, gkey))
-        gk, sh, bits = gkey[order], shard_of[order], (offs & SHARD_MASK)[order]
-        cuts = np.flatnonzero((np.diff(gk) != 0) | (np.diff(sh) != 0)) + 1
-        starts = np.concatenate(([0], cuts)).tolist()
-        ends = np.concatenate((cuts, [len(gk)])).tolist()
-        for s, e in zip(starts, ends, strict=True):
-            event, bb = split(int(gk[s]))
-            shard = int(sh[s])
-            chunk = bits[s:e]
-            dest = per_shard[shard]
-            for period, label in labels(bb).items():
-                key = keys.actors(shard, event, label)
-                dest.setdefault(key, []).append(chunk)
+            seen[0], seen[1] = min(seen[0], day), max(seen[1], day)
+
+    meta = b.group(keys.meta_tag)
+    meta.args += ["S", meta.key(keys.events), len(names), *names]
+    meta.args += ["L", meta.key(keys.span_first), len(names)]
+    meta.args += [x for e in names for x in (e, span[e][0])]
+    meta.args += ["G", meta.key(keys.span_last), len(names)]
+    meta.args += [x for e in names for x in (e, span[e][1])]
+
+    # actor bitmaps, per (event and bucket, shard); segments add the value to the group
+    per_shard: dict[int, dict[str, list[Chunk]]] = defaultdict(dict)
+    key_period: dict[str, tuple[str, str]] = {}
+    offs: list[int] = offsets.tolist()
+    sharded = bool(offsets.max() >= SHARD_SIZE)
+    in_shard = (np.where(offsets >= 0, offsets & SHARD_MASK, -1) if sharded else offsets).tolist()
+    actor_keys: dict[tuple[int, str, str], str] = {}
+
+    def add_bits(c: int, shard: int, chunk: list[int], segment: str = "") -> None:
+        event, bb = split(c)
+        dest = per_shard[shard]
+        for period, label in labels(bb).items():
+            base_key = actor_keys.get((shard, event, label))
+            if base_key is None:
+                base_key = actor_keys[(shard, event, label)] = keys.actors(shard, event, label)
+            key = base_key + segment
+            found = dest.get(key)
+            if found is None:
+                dest[key] = [chunk]
                 key_period[key] = (period, label)
-            dest.setdefault(keys.all_actors(shard), []).append(chunk)
+            else:
+                found.append(chunk)
+
+    def shard_groups(row_keys: Iterable[Any]) -> list[tuple[Any, int, list[int]]]:
+        """(row key, shard, offsets) per group of rows with an actor."""
+        if not sharded:
+            return [(k, 0, chunk) for k, chunk in _grouped(row_keys, offs).items()]
+        keyed = ((k, o >> SHARD_BITS) for k, o in zip(row_keys, offs, strict=True))
+        return [(k, shard, chunk) for (k, shard), chunk in _grouped(keyed, in_shard).items()]
+
+    for c, shard, chunk in shard_groups(cb):
+        add_bits(c, shard, chunk)
+        all_key = keys.all_actors(shard)
+        per_shard[shard].setdefault(all_key, []).append(chunk)
+    if per_shard:
         shards = sorted(per_shard)
         meta.args += ["S", meta.key(keys.shards), len(shards), *shards]
 
     # property columns: counts, top, distinct values, segments, sums. Rows are grouped by
-    # `combined` (event and bucket at once), so one column serves every event of the batch.
-    cb_list = combined.tolist()
-    only = cb_list[0] if len(uniq) == 1 else None
-    offsets_list: list[int] | None = None
+    # their event and bucket at once, so one column serves every event of the batch.
+    only = cb[0] if len(per_bucket) == 1 else None
     for idx, (kind, prop, by) in enumerate(cols.specs):
         values = cols.values.get(idx)
         if kind == "sum":
-            _plan_sums(
-                b, metric, keys, split, labels, combined, cols.amounts[idx], values, prop, by
-            )
+            _plan_sums(b, metric, keys, split, labels, cb, cols.amounts[idx], values, prop, by)
         elif kind in ("count", "top"):
             assert values is not None
             by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
@@ -371,7 +401,7 @@ def build_plan(
                     (member_text(v), n) for v, n in Counter(values).items() if v is not None
                 ]
             else:
-                tally = Counter(zip(cb_list, values, strict=True))  # counted in C
+                tally = Counter(zip(cb, values, strict=True))  # counted in C
                 for (c, value), cnt in tally.items():
                     if value is not None:
                         by_bucket[c].append((member_text(value), cnt))
@@ -379,19 +409,24 @@ def build_plan(
             _emit_scores(b, keys, name_key, by_bucket, split, labels)
         elif kind == "approx":
             assert values is not None
-            _plan_approx(b, keys, prop, split, labels, cb_list, values)
+            _plan_approx(b, keys, prop, split, labels, cb, values)
         elif kind == "unique":
             ids = (value_ids or {}).get(idx)
             if ids is None:
                 raise ValueError(f"no value ids for the unique rule {prop!r}")
-            _plan_distinct(b, keys, prop, split, labels, combined, ids)
-        else:
+            _plan_distinct(b, keys, prop, split, labels, cb, ids)
+        else:  # segment: actor bits per value
             assert values is not None
-            if offsets_list is None:
-                offsets_list = offsets.tolist()
-            _plan_segment(
-                keys, prop, split, labels, cb_list, offsets_list, values, per_shard, key_period
-            )
+            present = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
+            suffixes: dict[Any, str] = {}
+            for group, shard, chunk in shard_groups(present):
+                if group is None:
+                    continue
+                value = group[1]
+                suffix = suffixes.get(value)
+                if suffix is None:
+                    suffix = suffixes[value] = keys.segment(prop, encode_value(value))
+                add_bits(group[0], shard, chunk, suffix)
 
     for (event, period, label), m in metrics.items():
         ints = [(f, int(v)) for f, v in m.items() if not f.startswith("s:")]
@@ -421,18 +456,19 @@ def _emit_scores(
     """Score increments per bucket -> one op per distinct content: a key fed by several
     buckets (a week of a backfill) gets their sum once; keys fed by the same buckets (a day
     and its week, month and year in a live stream) share one list of increments."""
-    sources: dict[str, list[int]] = defaultdict(list)
-    where: dict[str, tuple[str, str, str]] = {}
+    sources: dict[tuple[str, str, str], list[int]] = {}  # (event, period, label) -> buckets
     for c in by_bucket:
         event, bb = split(c)
         for period, label in labels(bb).items():
-            key = key_of(event, label)
-            sources[key].append(c)
-            where[key] = (event, period, label)
-    shared: dict[tuple[int, ...], list[str]] = defaultdict(list)
-    for key, cs in sources.items():
-        shared[tuple(cs)].append(key)
-    for feeders, key_list in shared.items():
+            found = sources.get((event, period, label))
+            if found is None:
+                sources[(event, period, label)] = [c]
+            else:
+                found.append(c)
+    shared: dict[tuple[int, ...], list[tuple[str, str, str]]] = defaultdict(list)
+    for target, cs in sources.items():
+        shared[tuple(cs)].append(target)
+    for feeders, targets in shared.items():
         if len(feeders) == 1:
             items = by_bucket[feeders[0]]
         else:
@@ -441,39 +477,9 @@ def _emit_scores(
                 for member, incr in by_bucket[c]:
                     total[member] += incr
             items = [(m, int(v) if v == int(v) else v) for m, v in total.items()]
-        event = where[key_list[0]][0]
-        targets = [(key, where[key][1], where[key][2]) for key in key_list]
-        b.scores(keys.event_tag(event), targets, items, code)
-
-
-def _plan_segment(
-    keys: Keys,
-    prop: str,
-    split: Callable[[int], tuple[str, int]],
-    labels: Callable[[int], dict[str, str]],
-    cb_list: list[int],
-    offsets_list: list[int],
-    values: list[Any],
-    per_shard: dict[int, dict[str, list[np.ndarray]]],
-    key_period: dict[str, tuple[str, str]],
-) -> None:
-    """Actor bits per segment value: rows grouped by (event, bucket, value), keys named once."""
-    groups: dict[tuple[int, Any], list[int]] = defaultdict(list)
-    for c, value, off in zip(cb_list, values, offsets_list, strict=True):
-        if value is not None and off >= 0:
-            groups[(c, value)].append(off)
-    for (c, value), offs in groups.items():
-        event, bb = split(c)
-        arr = np.array(offs, dtype=np.int64)
-        shard_of = arr >> SHARD_BITS
-        seg = (prop, encode_value(value))
-        for shard in np.unique(shard_of).tolist():
-            bits = (arr[shard_of == shard] if len(offs) > 1 else arr) & SHARD_MASK
-            dest = per_shard[shard]
-            for period, label in labels(bb).items():
-                key = keys.actors(shard, event, label, seg)
-                dest.setdefault(key, []).append(bits)
-                key_period[key] = (period, label)
+        event = targets[0][0]
+        named = [(key_of(event, label), period, label) for _, period, label in targets]
+        b.scores(keys.event_tag(event), named, items, code)
 
 
 def _plan_sums(
@@ -482,22 +488,26 @@ def _plan_sums(
     keys: Keys,
     split: Callable[[int], tuple[str, int]],
     labels: Callable[[int], dict[str, str]],
-    combined: np.ndarray,
+    cb: list[int],
     amounts: np.ndarray,
     by_values: list[Any] | None,
     prop: str,
     by: str | None,
 ) -> None:
-    """Running totals (and how many values made them, so averages are exact)."""
-    rows = np.flatnonzero(~np.isnan(amounts))
-    if rows.size == 0:
-        return
+    """Running totals (and how many values made them, so averages are exact), added in row
+    order."""
+    acc: dict[Any, list[float]] = {}
     if by is None:
-        buckets, inverse = np.unique(combined[rows], return_inverse=True)
-        totals = np.bincount(inverse, weights=amounts[rows])
-        counts = np.bincount(inverse)
+        for c, amount in zip(cb, amounts.tolist(), strict=True):
+            if amount == amount:  # NaN: no value
+                a = acc.get(c)
+                if a is None:
+                    acc[c] = [amount, 1]
+                else:
+                    a[0] += amount
+                    a[1] += 1
         sf, kf = metric_sum_field(prop), metric_count_field(prop)
-        for c, total, cnt in zip(buckets.tolist(), totals.tolist(), counts.tolist(), strict=True):
+        for c, (total, cnt) in acc.items():
             event, bb = split(c)
             for period, label in labels(bb).items():
                 m = metric(event, period, label)
@@ -505,19 +515,14 @@ def _plan_sums(
                 m[kf] += cnt
         return
     assert by_values is not None
-    acc: dict[tuple[int, Any], list[float]] = {}
-    amount_list = amounts.tolist()
-    cb_list = combined.tolist()
-    for r in rows.tolist():
-        label_value = by_values[r]
-        if label_value is None:
-            continue
-        a = acc.get((cb_list[r], label_value))
-        if a is None:
-            acc[(cb_list[r], label_value)] = [amount_list[r], 1]
-        else:
-            a[0] += amount_list[r]
-            a[1] += 1
+    for c, amount, label_value in zip(cb, amounts.tolist(), by_values, strict=True):
+        if amount == amount and label_value is not None:
+            a = acc.get((c, label_value))
+            if a is None:
+                acc[(c, label_value)] = [amount, 1]
+            else:
+                a[0] += amount
+                a[1] += 1
     by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
     for (c, label_value), (total, cnt) in acc.items():
         member = member_text(label_value)
@@ -533,24 +538,16 @@ def _plan_distinct(
     prop: str,
     split: Callable[[int], tuple[str, int]],
     labels: Callable[[int], dict[str, str]],
-    combined: np.ndarray,
+    cb: list[int],
     ids: np.ndarray,
 ) -> None:
     """Bits of value ids per (event, bucket): a value's id is the same in every bucket, so a
     range's distinct count is one OR; sent like actor bits (packed offsets or a bitmap)."""
-    rows = np.flatnonzero(ids >= 0)
-    if rows.size == 0:
-        return
-    cb, vid = combined[rows], ids[rows]
-    order = np.argsort(cb, kind="stable")
-    cb, vid = cb[order], vid[order]
-    cuts = (np.flatnonzero(np.diff(cb)) + 1).tolist()
-    by_tag: dict[str, dict[str, list[np.ndarray]]] = defaultdict(dict)
+    by_tag: dict[str, dict[str, list[Chunk]]] = defaultdict(dict)
     key_period: dict[str, tuple[str, str]] = {}
-    for s, e in zip([0, *cuts], [*cuts, len(cb)], strict=True):
-        event, bb = split(int(cb[s]))
+    for c, chunk in _grouped(cb, ids.tolist()).items():
+        event, bb = split(c)
         dest = by_tag[keys.event_tag(event)]
-        chunk = vid[s:e]
         for period, label in labels(bb).items():
             key = keys.distinct(event, label, prop)
             dest.setdefault(key, []).append(chunk)
@@ -565,13 +562,13 @@ def _plan_approx(
     prop: str,
     split: Callable[[int], tuple[str, int]],
     labels: Callable[[int], dict[str, str]],
-    cb_list: list[int],
+    cb: list[int],
     values: list[Any],
 ) -> None:
     """The distinct values of each (event, bucket), added to the HyperLogLog of every period of
     the bucket (its day, week, month, year) by one op."""
     by_bucket: dict[int, set[str]] = defaultdict(set)
-    for c, value in zip(cb_list, values, strict=True):
+    for c, value in zip(cb, values, strict=True):
         if value is not None:
             by_bucket[c].add(member_text(value))
     for c, members in by_bucket.items():
