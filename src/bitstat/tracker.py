@@ -77,6 +77,7 @@ class EventQueue:
         self._on_error = on_error
         self._exit_timeout = exit_timeout
         self._closed = False
+        self._stopping = False  # the sender ends once the queue is sent
         self._wake: Callable[[], None] = lambda: None
         self._reset()
 
@@ -178,9 +179,9 @@ class EventQueue:
         rejected = result.rejected
         if rejected:
             index, reason = rejected[0]
-            log.warning(
-                "batch %s: %d of %d event(s) rejected; the first, %r: %s",
-                *(batch_id, len(rejected), len(batch), batch[index], reason),
+            log.warning(  # the event's name only: its properties may be personal data
+                "batch %s: %d of %d event(s) rejected; the first, an %r event: %s",
+                *(batch_id, len(rejected), len(batch), batch[index].get("event"), reason),
             )
             for index, reason in rejected:
                 self._report(InvalidEvent(reason), [batch[index]])
@@ -237,6 +238,7 @@ class EventQueue:
             self._closed = True
             self._limit = 0
             self._changed.notify_all()  # a blocked track() gives up
+        self._stopping = True  # after the limit: an event queued before it is still sent
         self._wake()
 
     def _closed_report(self, timeout: float | None) -> bool:
@@ -341,7 +343,6 @@ class Tracker(EventQueue):
         """Stop taking events (later ones are dropped), send the queue and stop the thread;
         True when everything was sent within `timeout`. The Stats stays open."""
         atexit.unregister(self._close_at_exit)
-        self._stopping = True
         self._closing()
         self._thread.join(timeout)
         return self._closed_report(timeout)

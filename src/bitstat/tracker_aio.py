@@ -29,7 +29,6 @@ class AsyncTracker(EventQueue):
         self._wakeup = asyncio.Event()
         self._wake = self._wakeup.set
         self._progress = asyncio.Condition()
-        self._stopping = False
         self._current: tuple[list[Event], str] | None = None  # the batch being sent
         self._task = asyncio.get_running_loop().create_task(self._run(), name="bitstat-tracker")
 
@@ -97,7 +96,6 @@ class AsyncTracker(EventQueue):
 
     async def close(self, timeout: float | None = None) -> bool:
         """Stop taking events, send the queue and end the task; True when all was sent."""
-        self._stopping = True
         self._closing()
         if not self._task.done():
             try:
