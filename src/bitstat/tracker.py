@@ -1,6 +1,6 @@
 """The fire-and-forget tracker: `track()` queues an event in the process and returns at once; a
-background thread (`Tracker`) or task (`AsyncTracker`) sends the queue in batches with
-`track_many`, each batch under its own id, kept across retries, so a batch is recorded once.
+background thread (`Tracker`) or task (`AsyncTracker`, in tracker_aio.py) sends the queue in
+batches with `track_many`, each under its own id, kept across retries: a batch is recorded once.
 
 The policy is written once in `EventQueue` (call forms, overflow, batch ids, retries, counters,
 reports); the two trackers only wait and send, one on a thread, one on the event loop.
