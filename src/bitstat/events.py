@@ -226,8 +226,19 @@ class Columns:
         )
 
 
-def _rule_specs(schema: Schema, names: Iterable[str]) -> dict[Spec, set[str]]:
-    """Every rule that applies to any of the event names, with the names it applies to."""
+def _rule_specs(schema: Schema, names: tuple[str, ...]) -> dict[Spec, set[str]]:
+    """Every rule that applies to any of the event names, with the names it applies to (the
+    caller must not change the answer: it is remembered)."""
+    memo = schema.derived.setdefault("rule_specs", {})
+    found = memo.get(names)
+    if found is None:
+        if len(memo) > 1024:
+            memo.clear()
+        found = memo[names] = _find_rule_specs(schema, names)
+    return found  # type: ignore[no-any-return]
+
+
+def _find_rule_specs(schema: Schema, names: tuple[str, ...]) -> dict[Spec, set[str]]:
     specs: dict[Spec, set[str]] = {}
     for name in names:
         rules = schema.rules_for(name)
@@ -258,6 +269,17 @@ def _wall(raw: np.ndarray, utc: np.ndarray, tz_name: str) -> np.ndarray:
 
 
 _NONE = type(None)
+FEW = 16  # batches up to this size read text times one by one: numpy's set-up costs more
+
+
+def _read_texts(texts: list[str], tz_name: str) -> timetext.Parsed | None:
+    """`timetext.parse_column` for a few texts, read as `_time_of` reads them (every ISO form,
+    as wall-clock seconds); None when one cannot be read."""
+    try:
+        seconds = [_time_of(t, tz_name)[0] for t in texts]
+    except InvalidEvent:
+        return None
+    return np.array(seconds, dtype=np.int64), np.zeros(len(texts), dtype=bool)
 
 
 def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -> Columns | None:
@@ -351,7 +373,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
             return None
         wall = _wall(raw, utc, schema.timezone)
     elif tkinds == {str}:
-        parsed = timetext.parse_column(times)
+        parsed = timetext.parse_column(times) if n > FEW else _read_texts(times, schema.timezone)
         if parsed is None:
             return None
         raw, utc = parsed
@@ -364,7 +386,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
     else:
         return None
 
-    applies = _rule_specs(schema, ordered)
+    applies = _rule_specs(schema, tuple(ordered))
     specs = list(applies)
     values: dict[int, list[Any]] = {}
     amounts: dict[int, np.ndarray] = {}
@@ -501,7 +523,7 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) ->
                 raise InvalidEvent(problem, field="time")
             specs = rule_cache.get(name)
             if specs is None:
-                specs = rule_cache[name] = list(_rule_specs(schema, [name]))
+                specs = rule_cache[name] = list(_rule_specs(schema, (name,)))
             row: dict[Spec, Any] = {}
             for spec in specs:
                 kind, prop, by = spec
@@ -528,7 +550,7 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) ->
     n = len(index)
     codes = np.fromiter(map(code_of.__getitem__, names), dtype=np.int64, count=n)
     wall = _wall(np.array(seconds, dtype=np.int64), np.array(utc_flags, dtype=bool), tz_name)
-    specs = list(_rule_specs(schema, ordered))
+    specs = list(_rule_specs(schema, tuple(ordered)))
     values: dict[int, list[Any]] = {}
     amounts: dict[int, np.ndarray] = {}
     for idx, spec in enumerate(specs):

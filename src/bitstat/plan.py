@@ -42,6 +42,7 @@ OR_MIN_BITS = 32
 BUCKET_BITS = 28
 BUCKET_MASK = (1 << BUCKET_BITS) - 1
 Chunk = list[int] | np.ndarray  # bit offsets of one group of rows
+UNNUMBERED = -2  # a distinct value's id when the write numbers it on the server
 
 
 @dataclass
@@ -131,6 +132,8 @@ class _Builder:
         return g
 
     def expire(self, g: Group, key: str, period: str, label: str) -> None:
+        if not self.schema.expire:
+            return
         ttl = self.schema.expire.get(period)
         if ttl is not None:
             self.expiry[(g.tag, key)] = expire_at(period, label, self.schema.timezone, ttl)
@@ -172,6 +175,22 @@ class _Builder:
         g = self.group(tag)
         g.args += ["A", len(targets), *(g.key(key) for key, _, _ in targets), len(members)]
         g.args += members
+        for key, period, label in targets:
+            self.expire(g, key, period, label)
+
+    def number(
+        self,
+        tag: str,
+        targets: list[tuple[str, str, str]],
+        map_key: str,
+        next_key: str,
+        members: list[str],
+    ) -> None:
+        """Number values on the server (get or create their ids) and set their bits in several
+        bitmaps (a bucket's day, week, ...)."""
+        g = self.group(tag)
+        g.args += ["V", len(targets), *(g.key(key) for key, _, _ in targets)]
+        g.args += [g.key(map_key), g.key(next_key), len(members), *members]
         for key, period, label in targets:
             self.expire(g, key, period, label)
 
@@ -414,7 +433,8 @@ def build_plan(
             ids = (value_ids or {}).get(idx)
             if ids is None:
                 raise ValueError(f"no value ids for the unique rule {prop!r}")
-            _plan_distinct(b, keys, prop, split, labels, cb, ids)
+            assert values is not None
+            _plan_distinct(b, keys, prop, split, labels, cb, ids, values)
         else:  # segment: actor bits per value
             assert values is not None
             present = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
@@ -540,12 +560,24 @@ def _plan_distinct(
     labels: Callable[[int], dict[str, str]],
     cb: list[int],
     ids: np.ndarray,
+    values: list[Any],
 ) -> None:
     """Bits of value ids per (event, bucket): a value's id is the same in every bucket, so a
     range's distinct count is one OR; sent like actor bits (packed offsets or a bitmap)."""
     by_tag: dict[str, dict[str, list[Chunk]]] = defaultdict(dict)
     key_period: dict[str, tuple[str, str]] = {}
-    for c, chunk in _grouped(cb, ids.tolist()).items():
+    id_list = ids.tolist()
+    if UNNUMBERED in id_list:  # values new to a small batch: numbered by the write itself
+        new: dict[int, dict[str, None]] = defaultdict(dict)
+        for c, vid, value in zip(cb, id_list, values, strict=True):
+            if vid == UNNUMBERED:
+                new[c][member_text(value)] = None
+        for c, members in new.items():
+            event, bb = split(c)
+            targets = [(keys.distinct(event, lb, prop), p, lb) for p, lb in labels(bb).items()]
+            map_key, next_key = keys.value_ids(event, prop), keys.value_next(event, prop)
+            b.number(keys.event_tag(event), targets, map_key, next_key, list(members))
+    for c, chunk in _grouped(cb, id_list).items():
         event, bb = split(c)
         dest = by_tag[keys.event_tag(event)]
         for period, label in labels(bb).items():

@@ -19,13 +19,14 @@ from .calls import Call, Op
 from .errors import InvalidEvent, ServerError
 from .events import Columns, parse_batch
 from .keys import REVERSE_BUCKET_BITS, Keys, member_text
-from .plan import build_plan, sum_bound_of
+from .plan import UNNUMBERED, build_plan, sum_bound_of
 from .schema import Schema
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
 ID_CACHE_LIMIT = 2_000_000
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
 SUM_RETRIES = 3
+SMALL_BATCH = 64  # up to this many events, values new to this client are numbered by the write
 
 
 @dataclass
@@ -178,7 +179,8 @@ class Recording:
 
     def value_ids(self, cols: Columns) -> Op[dict[int, np.ndarray]]:
         """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
-        property on the server (get or create), remembered here."""
+        property on the server (get or create), remembered here. In a small batch, a value not
+        numbered yet is UNNUMBERED: the write itself numbers it (one round trip, not two)."""
         out: dict[int, np.ndarray] = {}
         for idx, (kind, prop, _) in enumerate(cols.specs):
             if kind != "unique":
@@ -193,6 +195,9 @@ class Recording:
                 cache = self.value_cache.setdefault((event, prop), {})
                 members = [member_text(values[r]) for r in rows]
                 missing = list(dict.fromkeys(m for m in members if m not in cache))
+                if missing and len(cols) <= SMALL_BATCH:
+                    ids[rows] = [cache.get(m, UNNUMBERED) for m in members]
+                    continue
                 if missing:
                     if len(cache) > ID_CACHE_LIMIT:
                         cache.clear()

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SchemaError
@@ -197,6 +197,9 @@ class Schema:
     mistake, not the future). Times before 1970-01-01 or after 9998-12-31 are never recorded.
     """
 
+    if TYPE_CHECKING:  # set in __init__, not a field: what modules derive from the schema
+        derived: dict[Any, Any]
+
     actor: str = "user"
     ids: str = "int"
     timezone: str = "UTC"
@@ -306,6 +309,8 @@ class Schema:
             ("horizon", future),
         ):
             set_(self, key, value)
+        # what other modules compute from the schema alone, remembered per schema (not a field)
+        set_(self, "derived", {})
 
     @property
     def tz(self) -> ZoneInfo:

@@ -22,6 +22,9 @@
 --                                   when the batch id is seen again
 --   C bound                         the values summed by F and Z ops add up to at most `bound`
 --                                   in magnitude, in any order (0: the caller checked the order)
+--   V m k*m kmap knext n value*n    number each value (get or create its id in hash KEYS[kmap],
+--                                   next id in KEYS[knext], as values.lua) and set its bit in m
+--                                   bitmaps: distinct values the client has not numbered yet
 -- Returns 1 when applied, the marker's note (text) when this batch id was applied before, -1 when a sum could leave
 -- +-1e308 (its final total, or its stored value plus the bound: some order of the batch's
 -- events would pass the limit on the way); the caller then reads the totals, rejects the events
@@ -86,6 +89,14 @@ while i <= n_argv do
       expect(ARGV[t], 'hll')
     end
     i = i + 3 + m + tonumber(ARGV[i + 2 + m])
+  elseif op == 'V' then
+    local m = tonumber(ARGV[i + 1])
+    for t = i + 2, i + 1 + m do
+      expect(ARGV[t], 'string')
+    end
+    expect(ARGV[i + 2 + m], 'hash')
+    expect(ARGV[i + 3 + m], 'string')
+    i = i + 5 + m + tonumber(ARGV[i + 4 + m])
   else
     return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
   end
@@ -266,6 +277,21 @@ while i <= n_argv do
   elseif op == 'X' then
     redis.call('EXPIREAT', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
     i = i + 3
+  elseif op == 'V' then
+    local m = tonumber(ARGV[i + 1])
+    local map, counter = KEYS[tonumber(ARGV[i + 2 + m])], KEYS[tonumber(ARGV[i + 3 + m])]
+    local n = tonumber(ARGV[i + 4 + m])
+    for j = i + 5 + m, i + 4 + m + n do
+      local id = redis.call('HGET', map, ARGV[j])
+      if not id then
+        id = redis.call('INCR', counter) - 1
+        redis.call('HSET', map, ARGV[j], id)
+      end
+      for t = i + 2, i + 1 + m do
+        redis.call('SETBIT', KEYS[tonumber(ARGV[t])], id, 1)
+      end
+    end
+    i = i + 5 + m + n
   elseif op == 'C' or op == 'R' then
     i = i + 2
   else
