@@ -370,8 +370,8 @@ class _Bad:
 def decode_time(value: Any, time_format: str | None) -> Any:
     """A time as the library takes it fastest; `_Bad` when it does not match the format.
 
-    Default: numbers are epoch seconds, text of 9+ digits too, other text is ISO-8601 (text
-    that is neither, such as a period label, goes to the library as it is).
+    Default: numbers are epoch seconds, text of 9+ digits too, other text goes to the library
+    as it is (it reads a column of ISO-8601 texts at once, faster than datetimes made here).
     """
     if time_format == "epoch-ms":
         number = _number(value)
@@ -390,10 +390,7 @@ def decode_time(value: Any, time_format: str | None) -> Any:
             return _Bad(f"time: {value!r} does not match --time-format {time_format!r}")
     if _EPOCH_TEXT.fullmatch(value):
         return float(value) if "." in value else int(value)
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return value
+    return value
 
 
 def _number(value: Any) -> float | int | None:
