@@ -73,7 +73,11 @@ class Recording:
     ) -> Op[TrackResult]:
         if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
             raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
-        cols = parse_batch(events, self.schema, now)
+        return (yield from self.track_columns(parse_batch(events, self.schema, now), batch_id))
+
+    def track_columns(self, cols: Columns, batch_id: str | None) -> Op[TrackResult]:
+        """Record a checked batch, given as columns (`track_many` parses dicts into them; a
+        data frame is turned into them directly)."""
         if not len(cols):
             return TrackResult(0, cols.rejected)
         if isinstance(cols.actors, np.ndarray):
