@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
@@ -24,6 +27,7 @@ from rich.progress import (
 from rich.text import Text
 
 from . import cli_output
+from .cli_ingest_workers import Recorded, Workers, cores
 from .cli_read import (
     EPOCH_FORMATS,
     KINDS,
@@ -36,7 +40,9 @@ from .cli_read import (
 )
 from .events import parse_batch
 from .periods import PERIODS
+from .record import TrackResult
 from .schema import Schema
+from .store import resolve_url
 
 if TYPE_CHECKING:
     from .cli import Settings
@@ -47,6 +53,16 @@ BATCH_SIZE = 10_000
 BATCH_TTL = 10 * 365 * 86400
 SHOWN_REJECTS = 20
 EXIT_REJECTED = 2
+
+
+def _workers(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """--workers: a number (1 or more), or `auto`: one a core."""
+    text = value.strip().lower()
+    if text == "auto":
+        return cores()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise click.BadParameter(f"expected a number (1 or more) or auto, got {value!r}")
 
 
 class StrictStop(click.ClickException):
@@ -82,26 +98,60 @@ class Tally:
         }
 
 
-Batch = tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]
+@dataclass(frozen=True)
+class IdCounts:
+    """Events with an actor id, and (int ids) those whose id is text, such as `text_id`: the
+    first in the files, at (file, line) `at`, whatever order workers finish their batches in."""
+
+    actors: int = 0
+    text_ids: int = 0
+    text_id: str | None = None
+    at: tuple[int, int] = (0, 0)
+
+    def plus(self, other: Recorded, at: tuple[int, int]) -> IdCounts:
+        first = self.text_id is None or (other.text_id is not None and at < self.at)
+        return IdCounts(
+            self.actors + other.actors,
+            self.text_ids + other.text_ids,
+            other.text_id if first else self.text_id,
+            at if first else self.at,
+        )
 
 
-def batches(reader: Reader, decode: Decoder, size: int) -> Iterator[Batch]:
-    """(events, their line numbers, unreadable lines among them), `size` events at a time."""
-    events: list[dict[str, Any]] = []
-    lines: list[int] = []
-    bad: list[tuple[int, str]] = []
-    for line, item in reader.items():
-        event = decode(item) if isinstance(item, dict) else item
-        if isinstance(event, str):
-            bad.append((line, event))
+@dataclass
+class Batch:
+    """Events read in a row (decoded, or with `raw` the records as read, for a worker to
+    decode), their line numbers, and the lines among them that make no event."""
+
+    events: list[Any] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    bad: list[tuple[int, str]] = field(default_factory=list)
+
+
+def batches(reader: Reader, decode: Decoder, size: int, *, raw: bool = False) -> Iterator[Batch]:
+    """`size` events at a time. The same lines make each batch with `raw` or without, so a
+    batch has the same id however many workers record it."""
+    batch = Batch()
+    for line, item, text in reader.items():
+        if isinstance(item, str):
+            batch.bad.append((line, item))
             continue
-        events.append(event)
-        lines.append(line)
-        if len(events) == size:
-            yield events, lines, bad
-            events, lines, bad = [], [], []
-    if events or bad:
-        yield events, lines, bad
+        event: Any
+        if raw:
+            why, event = decode.refusal(item), text
+        else:
+            decoded = decode(item)
+            why, event = (decoded, None) if isinstance(decoded, str) else (None, decoded)
+        if why is not None:
+            batch.bad.append((line, why))
+            continue
+        batch.events.append(event)
+        batch.lines.append(line)
+        if len(batch.events) == size:
+            yield batch
+            batch = Batch()
+    if batch.events or batch.bad:
+        yield batch
 
 
 class _EventRate(ProgressColumn):
@@ -141,9 +191,12 @@ class Ingest:
     fields: FieldMap
     batch_size: int
     progress: Progress
+    workers: Workers | None = None  # None: record in this process
     tallies: list[Tally] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    ids: IdCounts = field(default_factory=IdCounts)
+    _read: dict[TaskID, int] = field(default_factory=dict)  # bytes read, per file's progress
 
     def check(self) -> None:
         """--strict: read and check every event of every source; stop at the first bad line."""
@@ -154,15 +207,17 @@ class Ingest:
                 f"checking {_label(source.name, 15)}", total=source.size or 1
             )
             events = 0
-            for batch, lines, bad in batches(reader, Decoder(self.fields, schema), self.batch_size):
-                rejected = [(lines[i], why) for i, why in parse_batch(batch, schema).rejected]
-                if bad or rejected:
-                    line, why = min(bad + rejected)
+            for batch in batches(reader, Decoder(self.fields, schema), self.batch_size):
+                rejected = [
+                    (batch.lines[i], why) for i, why in parse_batch(batch.events, schema).rejected
+                ]
+                if batch.bad or rejected:
+                    line, why = min(batch.bad + rejected)
                     raise StrictStop(
                         f"{source.name}:{line}: {why}\n--strict: stopped at the first bad line;"
                         " nothing was recorded"
                     )
-                events += len(batch)
+                events += len(batch.events)
                 self.progress.update(task, completed=reader.tell(), events=events)
             self.progress.update(task, completed=source.size or 1)
 
@@ -171,37 +226,53 @@ class Ingest:
         schema = self.stats.schema
         decode = Decoder(self.fields, schema)
         for source in self.sources:
-            reader = Reader(source, self.fields, schema.actor)
             tally = Tally(source.name)
             self.tallies.append(tally)
             task = self.progress.add_task(_label(source.name), total=source.size or 1, events=0)
+            reader = Reader(source, self.fields, schema.actor)
             number = 0
-            for batch, lines, bad in batches(reader, decode, self.batch_size):
-                tally.rejected += bad
-                tally.records += len(batch) + len(bad)
-                if batch:
-                    done = self.stats.track_many(
-                        batch, batch_id=f"ingest:{source.digest[:32]}:{number}"
-                    )
-                    number += 1
-                    tally.events += len(batch)
-                    tally.recorded += done.recorded
-                    tally.refused += len(done.rejected)
-                    tally.rejected += [(lines[i], why) for i, why in done.rejected]
-                    if done.recorded:  # a batch recorded before expires nothing now
-                        tally.expired.update(done.expired)
-                self.progress.update(task, completed=reader.tell(), events=tally.events)
+            for batch in batches(reader, decode, self.batch_size, raw=self.workers is not None):
+                tally.rejected += batch.bad
+                tally.records += len(batch.events) + len(batch.bad)
+                if not batch.events:
+                    continue
+                batch_id = f"ingest:{source.digest[:32]}:{number}"
+                number += 1
+                done = partial(self._count, tally, batch.lines, task, reader.tell())
+                if self.workers is None:
+                    done(self.stats.track_many(batch.events, batch_id=batch_id))
+                else:
+                    self.workers.submit(done, batch_id, source.kind, reader.header, batch.events)
+            if self.workers is not None:
+                self.workers.finish()
             self.progress.update(task, completed=source.size or 1)
             tally.rejected.sort()
             self.notes += reader.notes
-        if decode.text_ids and decode.text_ids * 2 >= decode.actors:  # not a stray typo
+        if self.workers is None:
+            self.ids = IdCounts(decode.actors, decode.text_ids, decode.text_id)
+        if self.ids.text_ids and self.ids.text_ids * 2 >= self.ids.actors:  # not a stray typo
             self.notes.append(
-                f"{count(decode.text_ids, 'event')} had a text actor id (such as"
-                f' {decode.text_id!r}), but this namespace takes integer ids (ids = "int");'
+                f"{count(self.ids.text_ids, 'event')} had a text actor id (such as"
+                f' {self.ids.text_id!r}), but this namespace takes integer ids (ids = "int");'
                 ' text ids need a schema with ids = "map", stored before any event is recorded'
                 " (see bitstat schema set --help)"
             )
         self.seconds = time.perf_counter() - began
+
+    def _count(
+        self, tally: Tally, lines: list[int], task: TaskID, read: int, done: TrackResult | Recorded
+    ) -> None:
+        """Count what became of one batch (recorded here, or by a worker)."""
+        tally.events += len(lines)
+        tally.recorded += done.recorded
+        tally.refused += len(done.rejected)
+        tally.rejected += [(lines[i], why) for i, why in done.rejected]
+        if done.recorded:  # a batch recorded before expires nothing now
+            tally.expired.update(done.expired)
+        if isinstance(done, Recorded):
+            self.ids = self.ids.plus(done, (self.tallies.index(tally), lines[0]))
+        self._read[task] = read = max(read, self._read.get(task, 0))  # workers finish unordered
+        self.progress.update(task, completed=read, events=tally.events)
 
     @property
     def recorded(self) -> int:
@@ -335,6 +406,15 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
     show_default=True,
     help="Events per batch (one exactly-once unit).",
 )
+@click.option(
+    "--workers",
+    metavar="N|auto",
+    default="1",
+    callback=_workers,
+    show_default=True,
+    help="Processes recording batches at once, or `auto` (one a core). Batch ids do not depend"
+    " on it: a re-run with any number of workers records nothing twice.",
+)
 @click.option("--strict", is_flag=True, help="Check every line first; stop at a bad one.")
 @click.option(
     "--rejects",
@@ -362,6 +442,7 @@ def ingest(
     time_format: str | None,
     kind: str | None,
     batch_size: int,
+    workers: int,
     strict: bool,
     rejects: Path | None,
     no_progress: bool,
@@ -411,11 +492,24 @@ def ingest(
     with (
         tempfile.TemporaryDirectory(prefix="bitstat-ingest-") as spool,
         settings.connect(batch_ttl=BATCH_TTL) as st,
+        contextlib.ExitStack() as stack,
     ):
         sources = [open_source(f, kind, salt, Path(spool)) for f in files]
+        pool = None
+        if workers > 1:  # started before the progress bar's thread: see Workers
+            pool = stack.enter_context(
+                Workers(
+                    workers,
+                    url=resolve_url(settings.url, settings.data_dir, "everysec"),
+                    namespace=st.namespace,
+                    schema=st.schema,
+                    fields=fields,
+                    batch_ttl=BATCH_TTL,
+                )
+            )
         progress = progress_bar(stderr)
         progress.disable = no_progress
-        run = Ingest(st, sources, fields, batch_size, progress)
+        run = Ingest(st, sources, fields, batch_size, progress, pool)
         with progress:
             if strict:
                 run.check()

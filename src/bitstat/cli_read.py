@@ -1,14 +1,18 @@
 """Reading event files for `bitstat ingest`: JSON lines, JSON arrays and CSV, gzip or not.
 
 `open_source` looks at a file once (gzip, format, a digest of its content and of the options
-that shape its events) and `Reader` reads it: it yields `(line number, event)` for each record,
-or `(line number, reason)` for a line it cannot read. `Decoder` maps columns to the event's
-fields and turns text into the types the library takes on its fast path (ISO times into
-datetimes, digit ids into ints, numeric text of summed properties into floats).
+that shape its events) and `Reader` reads it, streaming (a JSON array too: its elements are
+parsed one by one from a buffer that grows only to hold the element being read): it yields
+`(line number, record, raw)` for each record, where `raw` is the record as read (a JSON line's
+bytes, an array element's text, a CSV row), or `(line number, reason, None)` for a line it cannot
+read. `raw_records` turns raws back into records, in another process (`ingest --workers`).
+`Decoder` maps columns to the event's fields and turns text into the types the library takes
+on its fast path (digit ids into ints, numeric text of summed properties into floats).
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gzip
@@ -34,11 +38,17 @@ KINDS = ("jsonl", "json", "csv", "tsv")
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
 LINES_AT_ONCE = 1000  # JSON lines parsed in one call
+# The most text a JSON array's element may span: an element that cannot be parsed is read on
+# until it can, the file ends, or it spans this much (its error then stands).
+MAX_ELEMENT = 16 << 20
 EPOCH_FORMATS = ("epoch", "epoch-ms")
 _EPOCH_TEXT = re.compile(r"\d{9,}(?:\.\d*)?")  # 9+ digits: shorter digit runs are ISO dates
 _WHITESPACE = re.compile(r"\s*")
 
-Item = tuple[int, "dict[str, Any] | str"]  # (line, event) or (line, why it was not read)
+# (line, record, raw) or (line, why it was not read, None); raw: a JSON line's bytes, an array
+# element's text, a CSV row's cells
+Raw = bytes | str | list[str]
+Item = tuple[int, "dict[str, Any] | str", Raw | None]
 
 
 @dataclass(frozen=True)
@@ -114,19 +124,18 @@ def _detect(name: str, head: bytes) -> str:
 
 
 class Reader:
-    """Reads one source: `items()` yields (line, event or reason); `tell()` says how far."""
+    """Reads one source: `items()` yields (line, record or reason, raw); `tell()` says how far."""
 
     def __init__(self, source: Source, fields: FieldMap, actor: str) -> None:
         self.source = source
         self.fields = fields
         self.actor = actor
         self.notes: list[str] = []  # things worth telling the user, e.g. a missing actor column
+        self.header: list[str] | None = None  # a CSV file's, once read
         self._raw: IO[bytes] | None = None
-        self._array_progress = 0.0
 
     def tell(self) -> int:
-        if self.source.kind == "json":
-            return int(self.source.size * self._array_progress)
+        """Bytes of the file read so far (of the compressed file, when it is gzipped)."""
         return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
 
     def items(self) -> Iterator[Item]:
@@ -137,7 +146,7 @@ class Reader:
                     if self.source.kind == "jsonl":
                         yield from self._json_lines(stream)
                     elif self.source.kind == "json":
-                        yield from self._json_array(stream)
+                        yield from _JsonArray(stream, self.source.name).items()
                     else:
                         yield from self._csv(stream, "\t" if self.source.kind == "tsv" else ",")
                 except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -154,45 +163,6 @@ class Reader:
                     chunk = []
         yield from _json_chunk(chunk)
 
-    def _json_array(self, stream: IO[bytes]) -> Iterator[Item]:
-        try:
-            text = stream.read().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise click.ClickException(f"{self.source.name}: not UTF-8 text ({exc})") from exc
-        decoder = json.JSONDecoder()
-        line, counted = 1, 0
-        i = _skip(text, 0)
-        if text[i : i + 1] != "[":
-            yield line, "invalid JSON: expected a JSON array"
-            return
-        i = _skip(text, i + 1)
-        expect_more = False
-        while i < len(text) and (text[i] != "]" or expect_more):
-            line += text.count("\n", counted, i)
-            counted = i
-            try:
-                record, end = decoder.raw_decode(text, i)
-            except json.JSONDecodeError as exc:
-                line += text.count("\n", counted, exc.pos)
-                yield line, f"{json_error(exc, 'file')}; the rest of the file is not read"
-                return
-            self._array_progress = end / len(text)
-            if isinstance(record, dict):
-                yield line, record
-            else:
-                yield line, f"not a JSON object but {_json_type(record)}"
-            i = _skip(text, end)
-            expect_more = text[i : i + 1] == ","
-            if expect_more:
-                i = _skip(text, i + 1)
-            elif text[i : i + 1] != "]":
-                line += text.count("\n", counted, i)
-                yield line, "invalid JSON: expected ',' or ']'; the rest of the file is not read"
-                return
-        if i >= len(text):
-            yield line + text.count("\n", counted), "invalid JSON: the array is not closed"
-        self._array_progress = 1.0
-
     def _csv(self, stream: IO[bytes], delimiter: str) -> Iterator[Item]:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
         reader = csv.reader(text, delimiter=delimiter)
@@ -201,6 +171,7 @@ class Reader:
             if header is None:
                 return
             self._check_header(header)
+            self.header = header
             width = len(header)
             start = reader.line_num + 1
             for row in reader:
@@ -208,12 +179,9 @@ class Reader:
                 if not row:
                     continue
                 if len(row) != width:
-                    yield number, f"{len(row)} fields, but the header has {width}"
+                    yield number, f"{len(row)} fields, but the header has {width}", None
                     continue
-                record = dict(zip(header, row, strict=True))
-                if "" in record.values():  # an empty cell is an absent value
-                    record = {k: v for k, v in record.items() if v != ""}
-                yield number, record
+                yield number, csv_record(header, row), row
         except UnicodeDecodeError as exc:
             raise click.ClickException(
                 f"{self.source.name}: not UTF-8 text near line {reader.line_num + 1} ({exc})"
@@ -241,6 +209,132 @@ class Reader:
             )
 
 
+class _JsonArray:
+    """The elements of a JSON array, parsed one by one as its text streams in.
+
+    `buf` holds the text read and not yet consumed. An element cut short by the end of `buf`
+    fails to parse (or parses short, a number, and then touches the end), and is parsed again
+    once more text is read. Consumed text is dropped a chunk at a time, so memory holds about
+    two chunks and the element being read, never the file (a minified array is one line)."""
+
+    def __init__(self, stream: IO[bytes], name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.text = codecs.getincrementaldecoder("utf-8-sig")()
+        self.buf = ""
+        self.ended = False
+        self.at = 0  # a position in buf and the line it is on, to count lines forward
+        self.line = 1
+        self.column = 0  # the column buf[0] is at: text before it on its line was dropped
+
+    def items(self) -> Iterator[Item]:
+        decoder = json.JSONDecoder()
+        i = self._skip(0)
+        if self.buf[i : i + 1] != "[":
+            yield 1, "invalid JSON: expected a JSON array", None
+            return
+        i = self._skip(i + 1)
+        expect_more = False  # after a comma: an element must follow
+        while i < len(self.buf) and (self.buf[i] != "]" or expect_more):
+            line = self._line_of(i)
+            while True:
+                try:
+                    record, end = decoder.raw_decode(self.buf, i)
+                except json.JSONDecodeError as exc:
+                    if len(self.buf) - i < MAX_ELEMENT and self._more():
+                        continue
+                    where, why = self._error(exc)
+                    yield where, f"{why}; the rest of the file is not read", None
+                    return
+                # an object ends with its brace; a number near the end of buf may go on
+                # ("12." then "5"): read more and parse it again
+                if type(record) is dict or len(self.buf) - end > 2 or not self._more():
+                    break
+            if isinstance(record, dict):
+                yield line, record, self.buf[i:end]
+            else:
+                yield line, f"not a JSON object but {_json_type(record)}", None
+            i = self._skip(end)
+            expect_more = self.buf[i : i + 1] == ","
+            if expect_more:
+                i = self._skip(i + 1)
+            elif self.buf[i : i + 1] != "]":
+                yield (
+                    self._line_of(i),
+                    "invalid JSON: expected ',' or ']'; the rest of the file is not read",
+                    None,
+                )
+                return
+            i = self._drop(i)
+        if i >= len(self.buf):
+            yield self._line_of(i), "invalid JSON: the array is not closed", None
+
+    def _more(self) -> bool:
+        """Read a chunk more into buf; False when the file has ended."""
+        if self.ended:
+            return False
+        data = self.stream.read(CHUNK)
+        self.ended = not data
+        try:
+            self.buf += self.text.decode(data, final=self.ended)
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(f"{self.name}: not UTF-8 text ({exc})") from exc
+        return not self.ended
+
+    def _skip(self, i: int) -> int:
+        """The first position from i that is not blank, reading on as needed (at the end of the
+        file: the length of buf)."""
+        while True:
+            i = _skip(self.buf, i)
+            if i < len(self.buf) or not self._more():
+                return i
+
+    def _line_of(self, i: int) -> int:
+        """The line position i is on (positions asked for never go back)."""
+        self.line += self.buf.count("\n", self.at, i)
+        self.at = i
+        return self.line
+
+    def _drop(self, i: int) -> int:
+        """Drop the consumed text before i once there is a chunk of it; i's new position."""
+        if i < CHUNK:
+            return i
+        self._line_of(i)
+        newline = self.buf.rfind("\n", 0, i)
+        self.column = i - newline - 1 if newline >= 0 else self.column + i
+        self.buf = self.buf[i:]
+        self.at = 0
+        return 0
+
+    def _error(self, exc: json.JSONDecodeError) -> tuple[int, str]:
+        """(line, reason) of an element that cannot be parsed."""
+        column = exc.colno + (self.column if exc.lineno == 1 else 0)
+        ends = self.ended and exc.pos >= len(self.buf)
+        return self._line_of(exc.pos), json_error(exc, "file", column=column, ends=ends)
+
+
+def csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
+    """A CSV row as a record: its cells by column name, empty cells left out (absent values)."""
+    record: dict[str, Any] = dict(zip(header, row, strict=True))
+    if "" in record.values():
+        record = {k: v for k, v in record.items() if v != ""}
+    return record
+
+
+def raw_records(kind: str, raws: list[Any], header: list[str] | None) -> list[dict[str, Any]]:
+    """The records whose raws `Reader.items` yielded, parsed again (by a worker of `ingest
+    --workers`, handed the raws of a batch): each raw is known to make one record."""
+    if kind in ("csv", "tsv"):
+        assert header is not None
+        return [csv_record(header, row) for row in raws]
+    text: bytes | str = b"[" + b",".join(raws) + b"]" if kind == "jsonl" else f"[{','.join(raws)}]"
+    try:
+        records: list[dict[str, Any]] = json.loads(text)
+    except ValueError:  # a first line led by a byte order mark: read alone, as the reader did
+        records = [json.loads(raw) for raw in raws]
+    return records
+
+
 def _json_chunk(chunk: list[tuple[int, bytes]]) -> Iterator[Item]:
     """Parse many JSON lines in one C call; line by line only when one of them is bad.
 
@@ -257,31 +351,36 @@ def _json_chunk(chunk: list[tuple[int, bytes]]) -> Iterator[Item]:
         and len(values) == len(chunk)
         and all(len(v) == 1 and type(v[0]) is dict for v in values)
     ):
-        for (number, _), value in zip(chunk, values, strict=True):
-            yield number, value[0]
+        for (number, line), value in zip(chunk, values, strict=True):
+            yield number, value[0], line
         return
     for number, line in chunk:
         try:
             # without its newline: else an error at the end of the line is at "line 2 column 1"
             record = json.loads(line.rstrip(b"\r\n"))
         except json.JSONDecodeError as exc:
-            yield number, json_error(exc, "line")
+            yield number, json_error(exc, "line"), None
             continue
         except UnicodeDecodeError:
-            yield number, "not UTF-8 text"
+            yield number, "not UTF-8 text", None
             continue
         if isinstance(record, dict):
-            yield number, record
+            yield number, record, line
         else:
-            yield number, f"not a JSON object but {_json_type(record)}"
+            yield number, f"not a JSON object but {_json_type(record)}", None
 
 
-def json_error(exc: json.JSONDecodeError, unit: str) -> str:
+def json_error(
+    exc: json.JSONDecodeError, unit: str, *, column: int | None = None, ends: bool | None = None
+) -> str:
     """`invalid JSON: Expecting ',' delimiter at column 89`: the column in the line (of the
-    line or file that was parsed), and a hint when the text ends there."""
+    line or file that was parsed), and a hint when the text ends there. `column` and `ends`
+    say so for text that is not all of the line or file."""
     what = exc.msg.removesuffix(" at")  # "Unterminated string starting at", "... character at"
-    ends = f", where the {unit} ends (is it cut short?)" if exc.pos >= len(exc.doc) else ""
-    return f"invalid JSON: {what} at column {exc.colno}{ends}"
+    if ends is None:
+        ends = exc.pos >= len(exc.doc)
+    hint = f", where the {unit} ends (is it cut short?)" if ends else ""
+    return f"invalid JSON: {what} at column {exc.colno if column is None else column}{hint}"
 
 
 def _skip(text: str, i: int) -> int:
@@ -312,6 +411,16 @@ class Decoder:
         self.actors = 0  # events with an actor id
         self.text_ids = 0  # int ids: how many of them were text that is not an integer
         self.text_id: str | None = None  # the first of them
+
+    def refusal(self, record: dict[str, Any]) -> str | None:
+        """The reason `self(record)` would give instead of an event (None: it gives one), with
+        `record` left as it is. Only a --time-format can refuse a record, so without one this
+        costs nothing. It counts ids as `self(...)` does: `ingest --workers` asks a decoder of
+        its own, whose counts it does not read."""
+        if self.fields.time_format is None:
+            return None
+        decoded = self(dict(record))
+        return decoded if isinstance(decoded, str) else None
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any] | str:
         if self.fields.event_name is not None:
