@@ -75,10 +75,10 @@ def events(n: int, start: float, full: bool) -> list[dict[str, Any]]:
 class Serving:
     """`bitstat serve` as a subprocess, as a user runs it."""
 
-    def __init__(self, url: str, namespace: str) -> None:
+    def __init__(self, url: str, namespace: str, workers: int = 1) -> None:
         self.port = free_port()
         cmd = [sys.executable, "-m", "bitstat", "--url", url, "--namespace", namespace]
-        cmd += ["serve", "--port", str(self.port)]
+        cmd += ["serve", "--port", str(self.port), "--workers", str(workers)]
         env = {**os.environ, "BITSTAT_READ_TOKEN": "", "BITSTAT_WRITE_TOKEN": ""}
         self.process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

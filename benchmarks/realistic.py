@@ -72,6 +72,7 @@ class Sizes:
     batch: int  # events per track_many call / per execute() of bitmapist's pipeline
     http_batch: int
     http_threads: int
+    workers: int = 1  # processes of `bitstat ingest --workers` and `bitstat serve --workers`
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,6 +182,12 @@ def process_cpu(pid: int) -> float:
     fields = text[text.rindex(")") + 2 :].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return sum(int(f) for f in fields[11:15]) / ticks
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a running process and of its running children (`serve --workers`)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return process_cpu(pid) + sum(process_cpu(int(c)) for c in children)
 
 
 def load1() -> float:
@@ -431,6 +438,7 @@ def door_ingest(run: Run, r: Result) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BITSTAT_")}
         cmd = [sys.executable, "-m", "bitstat", "--url", run.server.url]
         cmd += ["--namespace", st.namespace, "ingest", str(path), "--no-progress", "-f", "json"]
+        cmd += ["--workers", str(run.sizes.workers)]
         with Meter(run.server) as m:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         m.fill(r, len(events), client="children")
@@ -443,7 +451,8 @@ def door_ingest(run: Run, r: Result) -> None:
             r.extra["stdout"] = done.stdout[-500:]
         r.notes.append(
             f"{r.extra['file_bytes'] / 1e6:.1f} MB file written before the clock; the whole"
-            " process timed (start-up, imports included); default --batch-size"
+            " process timed (start-up, imports included); default --batch-size;"
+            f" --workers {run.sizes.workers}"
         )
         verify_bitstat(r, st, run.events("live"))
 
@@ -458,7 +467,7 @@ def door_http(run: Run, r: Result) -> None:
         for i in range(0, len(events), s.http_batch)
     ]
     with run.namespace("http") as st:
-        serving = Serving(run.server.url, st.namespace)
+        serving = Serving(run.server.url, st.namespace, workers=s.workers)
         try:
             path = f"/v1/track?namespace={st.namespace}"
             first = Client(serving.port).request("POST", path, bodies[0], JSON)
@@ -476,13 +485,13 @@ def door_http(run: Run, r: Result) -> None:
                     errors.append(f"{type(exc).__name__}: {exc}")
 
             threads = [threading.Thread(target=send, args=(k,)) for k in range(s.http_threads)]
-            serve_before = process_cpu(serving.process.pid)
+            serve_before = tree_cpu(serving.process.pid)
             with Meter(run.server) as m:
                 for th in threads:
                     th.start()
                 for th in threads:
                     th.join()
-            serve_cpu = process_cpu(serving.process.pid) - serve_before
+            serve_cpu = tree_cpu(serving.process.pid) - serve_before
             timed_events = len(events) - min(s.http_batch, len(events))
             m.fill(r, timed_events)
             r.client_cpu = serve_cpu
@@ -493,7 +502,8 @@ def door_http(run: Run, r: Result) -> None:
         finally:
             serving.close()
         r.notes.append(
-            f"batches of {s.http_batch:,}, {s.http_threads} client threads on keep-alive"
+            f"`bitstat serve --workers {s.workers}`; batches of {s.http_batch:,},"
+            f" {s.http_threads} client threads on keep-alive"
             " connections, bodies encoded before the clock, first batch untimed (warm-up);"
             f" client CPU = the `bitstat serve` process; the senders took"
             f" {r.extra['sender_cpu_us_per_event']:.1f} µs/event more"
@@ -650,6 +660,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sample", type=int, help="calls timed by one-per-call doors (default 3,000)")
     p.add_argument("--batch", type=int, default=5000, help="events per track_many call")
     p.add_argument("--http-threads", type=int, default=4)
+    p.add_argument(
+        "--workers", type=int, default=1, help="--workers of `bitstat ingest` and `bitstat serve`"
+    )
     p.add_argument("--http-batch", type=int, default=1000)
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument(
@@ -683,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         batch=args.batch,
         http_batch=args.http_batch,
         http_threads=args.http_threads,
+        workers=args.workers,
     )
     if min(n, args.repeats, sizes.batch, sizes.http_batch, sizes.http_threads) < 1:
         raise SystemExit(
