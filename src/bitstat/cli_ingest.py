@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.text import Text
 
 from . import cli_output
-from .cli_ingest_workers import Recorded, Workers, cores
+from .cli_ingest_workers import Recorded, Workers, parse_workers
 from .cli_read import (
     EPOCH_FORMATS,
     KINDS,
@@ -53,16 +53,6 @@ BATCH_SIZE = 10_000
 BATCH_TTL = 10 * 365 * 86400
 SHOWN_REJECTS = 20
 EXIT_REJECTED = 2
-
-
-def _workers(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    """--workers: a number (1 or more), or `auto`: one a core."""
-    text = value.strip().lower()
-    if text == "auto":
-        return cores()
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise click.BadParameter(f"expected a number (1 or more) or auto, got {value!r}")
 
 
 class StrictStop(click.ClickException):
@@ -410,7 +400,7 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
     "--workers",
     metavar="N|auto",
     default="1",
-    callback=_workers,
+    callback=parse_workers,
     show_default=True,
     help="Processes recording batches at once, or `auto` (one a core). Batch ids do not depend"
     " on it: a re-run with any number of workers records nothing twice.",

@@ -43,6 +43,16 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
+def parse_workers(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """A --workers option (ingest, serve): a number (1 or more), or `auto`: one a core."""
+    text = value.strip().lower()
+    if text == "auto":
+        return cores()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise click.BadParameter(f"expected a number (1 or more) or auto, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Recorded:
     """What a worker did with one batch: `track_many`'s answer and the decoder's id counts."""

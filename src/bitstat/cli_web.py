@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import re
 import socket
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from .cli import main
+from .cli_ingest_workers import parse_workers
 from .cli_query import PERIOD
 
 if TYPE_CHECKING:
     from .cli import Settings
+    from .web import ServerConfig
 
 _SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)b?\s*", re.IGNORECASE)
 
@@ -56,6 +60,15 @@ def _size(text: str) -> int:
     help="Seconds between dashboard refreshes (0: never).",
 )
 @click.option(
+    "--workers",
+    metavar="N|auto",
+    default="1",
+    callback=parse_workers,
+    show_default=True,
+    help="Server processes sharing the port, or `auto` (one a core): POST /v1/track parses and"
+    " plans in Python, one core a process.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(("critical", "error", "warning", "info", "debug")),
     default="warning",
@@ -71,6 +84,7 @@ def serve(
     write_token: str | None,
     max_body: str,
     refresh: int,
+    workers: int,
     log_level: str,
 ) -> None:
     """Serve the HTTP API (/v1/...) and the live dashboard (/) with uvicorn.
@@ -78,9 +92,14 @@ def serve(
     Without tokens the server listens on loopback only, and refuses any other --host. The
     OpenAPI document is at /openapi.json.
 
+    With --workers N, N processes accept connections on the same socket, each with its own
+    connection to Redis; one that dies is replaced. They share nothing but Redis: a batch
+    id (Idempotency-Key) is recorded once whichever process gets its retry.
+
     \b
     Example:
         bitstat serve                                   # http://127.0.0.1:8600/
+        bitstat serve --workers auto                    # one process a core
         BITSTAT_READ_TOKEN=r BITSTAT_WRITE_TOKEN=w bitstat serve --host 0.0.0.0
     """
     import uvicorn
@@ -114,6 +133,10 @@ def serve(
             f"  no token for {' and '.join(open_sides)}: listening on loopback only"
             " (set BITSTAT_READ_TOKEN and BITSTAT_WRITE_TOKEN to listen elsewhere)"
         )
+    if workers > 1:
+        click.echo(f"  {workers} server processes")
+        _serve_in_processes(replace(config, url=url), sock, workers, log_level)
+        return
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(replace(config, url=url)),
@@ -124,6 +147,36 @@ def serve(
     )
     server.run(sockets=[sock])
     if not server.started:
+        raise click.ClickException("the server did not start (see the message above)")
+
+
+def _serve_in_processes(
+    config: ServerConfig, sock: socket.socket, workers: int, level: str
+) -> None:
+    """uvicorn's supervisor: `workers` processes (spawned: each builds the app itself, from a
+    picklable factory) serve the listening socket; it restarts one that dies and stops them
+    all on Ctrl-C or SIGTERM."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from .web import create_app
+
+    settings = uvicorn.Config(
+        partial(create_app, config),
+        factory=True,
+        workers=workers,
+        log_level=level,
+        access_log=level in ("info", "debug"),
+        server_header=False,
+    )
+    # older uvicorn releases take the function each process runs; newer ones make it themselves
+    extra: dict[str, Any] = {}
+    if "target" in inspect.signature(Multiprocess).parameters:
+        extra["target"] = uvicorn.Server(settings).run
+    supervisor = Multiprocess(settings, sockets=[sock], **extra)
+    supervisor.run()
+    failed = getattr(uvicorn.config, "STARTUP_FAILURE", 3)  # the exit status it gives then
+    if any(p.exitcode == failed for p in supervisor.processes):
         raise click.ClickException("the server did not start (see the message above)")
 
 
