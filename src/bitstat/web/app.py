@@ -375,7 +375,7 @@ def _track_route(state: _State) -> Route:
                 raise ApiError(400, f"the event is rejected: {reason}", field=field)
             if result.recorded:
                 assert state.namespaces is not None
-                state.namespaces.note(stats.namespace)
+                await state.namespaces.note(stats.namespace)
             answer: dict[str, Any] = {
                 "recorded": result.recorded,
                 "rejected": [{"index": i, "reason": r} for i, r in result.rejected],
@@ -418,7 +418,7 @@ def _namespaces_route(state: _State) -> Route:
             assert state.namespaces is not None
             return {
                 "default": state.namespaces.default,
-                "namespaces": sorted(state.namespaces.seen),
+                "namespaces": await state.namespaces.listed(),
                 "refresh_seconds": state.config.refresh_seconds,
             }
 

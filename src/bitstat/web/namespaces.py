@@ -2,11 +2,18 @@
 
 Every request names a namespace (or gets the server's default). Its `AsyncStats` is kept, so
 its id cache lives across requests, and its stored schema is read again at most every
-`schema_ttl` seconds, so `bitstat schema set` on another machine reaches a running server.
+`schema_ttl` seconds, so `bitstat schema set` on another machine reaches a running server
+(and every process of `serve --workers N` within that time).
+
+The dashboard lists the namespaces holding data that the server has met. With several
+processes each meets some of them, so they note them in Redis too, in a set in the default
+namespace's slot (`{N}:web:namespaces`), and the list is that set, kept to namespaces that
+still hold a schema or events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -44,7 +51,8 @@ class Namespaces:
         self.schema_ttl = schema_ttl
         self.batch_ttl = batch_ttl
         self._open: OrderedDict[str, _Open] = OrderedDict()
-        self.seen: list[str] = [default]  # for the dashboard's namespace list, oldest first
+        self.seen: list[str] = [default]  # noted by this process, oldest first
+        self.noted = Keys(default).meta_tag + ":web:namespaces"  # by every process
 
     async def get(self, name: str | None) -> AsyncStats:
         name = name or self.default
@@ -66,11 +74,22 @@ class Namespaces:
         while len(self._open) > MAX_OPEN:
             self._open.popitem(last=False)
         if text is not None:
-            self.note(name)
+            await self.note(name)
         return stats
 
-    def note(self, name: str) -> None:
+    async def note(self, name: str) -> None:
         """Remember `name` as a namespace holding data (a stored schema, or events just sent)."""
         if name not in self.seen:
+            await self.store.client.sadd(self.noted, name)
             self.seen.append(name)
             del self.seen[1:-MAX_OPEN]
+
+    async def listed(self) -> list[str]:
+        """The namespaces noted by any process of the server that hold a schema or events,
+        and the default, sorted."""
+        noted = {n.decode() for n in await self.store.smembers(self.noted)} | set(self.seen)
+        names = sorted(noted - {self.default})[:MAX_OPEN]
+        held = await asyncio.gather(
+            *(self.store.client.exists(Keys(n).schema, Keys(n).events) for n in names)
+        )
+        return sorted([self.default, *(n for n, h in zip(names, held, strict=True) if h)])
