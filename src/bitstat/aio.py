@@ -305,6 +305,22 @@ class AsyncStats:
     ) -> TrackResult:
         return await run(self._store, self._ns.track_many(events, batch_id, now))
 
+    async def track_frame(
+        self,
+        frame: Any,
+        batch_id: str | None = None,
+        *,
+        event: str | None = None,
+        now: float | None = None,
+        batch_size: int | None = None,
+        sort: bool = True,
+    ) -> TrackResult:
+        """`Stats.track_frame`: a data frame recorded column by column, in batches."""
+        from . import frames  # pyarrow is imported when a frame is recorded, not with bitstat
+
+        op = frames.track_frame(self._ns, frame, batch_id, event, now, batch_size, sort)
+        return await run(self._store, op)
+
     def tracker(self, **options: Any) -> AsyncTracker:
         """A fire-and-forget `AsyncTracker` (call it inside the running loop): `track()` queues,
         a task sends batches; the options are `Tracker`'s but `block`."""

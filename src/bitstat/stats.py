@@ -77,6 +77,29 @@ class Stats:
         result: TrackResult = self._run(self._ns.track_many(events, batch_id, now))
         return result
 
+    def track_frame(
+        self,
+        frame: Any,
+        batch_id: str | None = None,
+        *,
+        event: str | None = None,
+        now: float | None = None,
+        batch_size: int | None = None,
+        sort: bool = True,
+    ) -> TrackResult:
+        """Record a pandas or polars DataFrame or a pyarrow Table, a row an event, column by
+        column (`pip install bitstat[frames]`). A row stands for the dict of its cells holding
+        a value (null and NaN hold none): it is recorded, or rejected as `track_many` would
+        reject that dict, with its row position as index. `event` names the event of every
+        row when the frame has no `event` column. Rows go in batches of `batch_size` (default
+        50,000), in time order unless `sort` is false; with a `batch_id`, batch n is recorded
+        once under `{batch_id}:{n}`, so a retry of the same frame records nothing twice."""
+        from . import frames  # pyarrow is imported when a frame is recorded, not with bitstat
+
+        op = frames.track_frame(self._ns, frame, batch_id, event, now, batch_size, sort)
+        result: TrackResult = self._run(op)
+        return result
+
     def tracker(self, **options: Any) -> Tracker:
         """A fire-and-forget `Tracker` on this Stats: `track()` queues, a thread sends batches.
         Options: batch_size, interval, max_queue, block, max_retries, backoff, max_backoff,
