@@ -11,7 +11,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -262,6 +262,7 @@ class Model:
         anonymous: bool = False,
         max_value_length: int = 1024,
         horizon: float = 86400,
+        hourly: Any = (),
     ) -> None:
         self.anonymous = anonymous
         self.max_value_length = max_value_length
@@ -271,6 +272,10 @@ class Model:
         self.ids_mode = ids
         self.tz = ZoneInfo(timezone)
         self.periods = tuple(p for p in PERIODS if p in set(periods))
+        families = ("count", "sum", "top", "unique", "approx", "segment")
+        self.hourly = set(
+            families if hourly == "all" else [hourly] if isinstance(hourly, str) else hourly
+        )
         self.base = _rules(
             {
                 "count": count,
@@ -363,7 +368,7 @@ class Model:
             key = self._keyed(r, by) if by else ()
             if number is None or key is None:
                 continue
-            for period in self.periods:
+            for period in self.kept("sum"):
                 out.append((r.event, prop, by, key, span_of(period, r.wall).label, number))
         return out
 
@@ -433,6 +438,24 @@ class Model:
         if first.start >= last.end:
             raise ModelError("the range ends before it starts")
         return first.start, last.end
+
+    def kept(self, family: str | None) -> tuple[str, ...]:
+        """The periods a rule family is kept for: hours only where `hourly` names it."""
+        if family is None or family in self.hourly:
+            return self.periods
+        return tuple(p for p in self.periods if p != "hour")
+
+    def family_range(
+        self, family: str | None, start: Any, end: Any = None
+    ) -> tuple[datetime, datetime]:
+        """`range`, refused for a family kept per day when it does not hold whole days."""
+        lo, hi = self.range(start, end)
+        self.whole_days(family, lo, hi)
+        return lo, hi
+
+    def whole_days(self, family: str | None, lo: datetime, hi: datetime) -> None:
+        if self.kept(family) != self.periods and (lo.time() != time(0) or hi.time() != time(0)):
+            raise ModelError(f"{family} kept per day: not whole days")
 
     def _known(self, event: str) -> None:
         """A query about an event never recorded (nor named by the schema) is refused: a typo
@@ -507,7 +530,10 @@ class Model:
     # metrics
 
     def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
-        return len(self.actor_set(event, *self.range(start, end), **segment).members)
+        self._known(event)
+        self._segment_match(event, segment)
+        lo, hi = self.family_range("segment" if segment else None, start, end)
+        return len(self.actor_set(event, lo, hi, **segment).members)
 
     def total(self, event: str, start: Any, end: Any = None) -> int:
         return len(self._in(event, *self.range(start, end)))
@@ -529,6 +555,10 @@ class Model:
         span = span_of(by, lo)
         while span.start < hi:
             a, b = max(lo, span.start), min(hi, span.end)
+            if metric == "unique" and segment:
+                self._known(event)
+                self._segment_match(event, segment)
+                self.whole_days("segment", a, b)
             if metric == "unique":
                 value = len(self.actor_set(event, a, b, **segment).members)
             else:
@@ -539,7 +569,8 @@ class Model:
 
     def counts(self, event: str, prop: str, start: Any, end: Any = None) -> dict[Any, int]:
         self._prop(event, prop, "count")
-        found = Counter(self._keyed(r, prop) for r in self._in(event, *self.range(start, end)))
+        rows = self._in(event, *self.family_range("count", start, end))
+        found = Counter(self._keyed(r, prop) for r in rows)
         found.pop(None, None)
         return dict(found)
 
@@ -551,7 +582,7 @@ class Model:
         self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
     ) -> float | dict[Any, float]:
         self._sum_rule(event, prop, by)
-        rows = self._in(event, *self.range(start, end))
+        rows = self._in(event, *self.family_range("sum", start, end))
         if by is None:
             return fsum(n for r in rows if (n := self._number(r.props.get(prop))) is not None)
         acc: dict[Any, list[float]] = defaultdict(list)
@@ -564,7 +595,7 @@ class Model:
 
     def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
         self._sum_rule(event, prop, None)
-        rows = self._in(event, *self.range(start, end))
+        rows = self._in(event, *self.family_range("sum", start, end))
         numbers = [n for r in rows if (n := self._number(r.props.get(prop))) is not None]
         return fsum(numbers) / len(numbers) if numbers else None
 
@@ -572,7 +603,8 @@ class Model:
         self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10
     ) -> list[tuple[Any, int]]:
         self._prop(event, prop, "top")
-        found = Counter(self._keyed(r, prop) for r in self._in(event, *self.range(start, end)))
+        rows = self._in(event, *self.family_range("top", start, end))
+        found = Counter(self._keyed(r, prop) for r in rows)
         found.pop(None, None)
         return sorted(found.items(), key=lambda vc: (-vc[1], vc[0]))[:limit]
 
@@ -580,7 +612,7 @@ class Model:
         """Exact, also for an `approx` property (the test allows the estimate its error)."""
         kind = "approx" if norm(prop) in self.rules(event).approx else "unique"
         self._prop(event, prop, kind)
-        rows = self._in(event, *self.range(start, end))
+        rows = self._in(event, *self.family_range(kind, start, end))
         return len({v for r in rows if (v := self._keyed(r, norm(prop))) is not None})
 
     def events(self) -> list[str]:
@@ -636,6 +668,9 @@ class Model:
         rows = self._positive(periods)
         width = rows if columns is None else self._positive(columns)
         spans = self._spans(period, start, rows + width - 1)
+        if segment:  # a segment kept per day has no hour cohorts
+            self._segment_match(first_event, segment)
+            self.whole_days("segment", spans[0].start, spans[0].end)
         wall_now = wall_time(now, self.tz)
         out = []
         for i in range(rows):
@@ -709,8 +744,8 @@ class Model:
     def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> dict[int, int]:
         """{n: actors active on exactly n of the range's days}, n = 1 .. number of days."""
         self._known(event)
-        lo, hi = self.range(start, end)
         match = self._segment_match(event, segment)
+        lo, hi = self.family_range("segment" if segment else None, start, end)
         days: list[Span] = []
         span = span_of("day", lo)
         while span.start < hi:
@@ -765,6 +800,8 @@ class ModelQuery:
         if period not in self.model.periods:
             raise ModelError(f"{period} not recorded")
         span = span_of(period, wall)
+        if self.segment:
+            self.model.whole_days("segment", span.start, span.end)
         return self.model.actor_set(self.event, span.start, span.end, **self.segment)
 
     def hour(self, year: int, month: int, day: int, hour: int) -> ModelSet:
@@ -783,7 +820,9 @@ class ModelQuery:
         return self._span("year", datetime(year, 1, 1))
 
     def between(self, start: Any, end: Any = None) -> ModelSet:
-        return self.model.actor_set(self.event, *self.model.range(start, end), **self.segment)
+        family = "segment" if self.segment else None
+        lo, hi = self.model.family_range(family, start, end)
+        return self.model.actor_set(self.event, lo, hi, **self.segment)
 
 
 class ModelSet:

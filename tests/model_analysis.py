@@ -71,6 +71,8 @@ def retention(
     records = _with_actor(model, first_event, return_event)
     wall_now = wall_time(now, model.tz)
     spans = _spans(period, wall_time(start, model.tz), rows + width - 1)
+    if segment:  # a segment kept per day has no hour cohorts
+        model.whole_days("segment", spans[0].start, spans[0].end)
     first_seen: dict[Any, datetime] = {}
     for r in records:
         if r.event == first_event and (r.actor not in first_seen or r.wall < first_seen[r.actor]):
@@ -131,7 +133,7 @@ def stickiness(
 ) -> dict[int, int]:
     """{n: actors active on exactly n distinct days of the range} for n = 1 .. its days."""
     match = model._segment_match(event, segment)
-    lo, hi = model.range(start, end)
+    lo, hi = model.family_range("segment" if segment else None, start, end)
     days = 0
     span = span_of("day", lo)
     while span.start < hi:

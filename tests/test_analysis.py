@@ -59,6 +59,8 @@ def configs(draw: st.DrawFn, ids: str) -> dict[str, Any]:
         "periods": ("hour",) * hourly + ("day", *extra),
         "segment": ["country"],
         "horizon": HORIZON,
+        # segments kept per hour, or per day only (the default)
+        **({"hourly": draw(st.sampled_from([(), ("segment",)]))} if hourly else {}),
     }
 
 

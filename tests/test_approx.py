@@ -29,6 +29,7 @@ def stats(server_url: str, namespace: str, redis_client: servers.Client) -> Iter
             unique=["page"],
             approx=["visitor", "ip~country"],
             expire={"hour": "36500d"},  # long: DAY1 is in the past
+            hourly=["approx"],
             anonymous=True,  # page views by visitors, none of them a known user
         ),
     )

@@ -93,7 +93,10 @@ class ActorQuery(Generic[SetT]):
 
     def _bucket(self, period: str, start: datetime) -> SetT:
         self._ns.require_period(period)
-        label = periods.bucket_of(period, start).label
+        bucket = periods.bucket_of(period, start)
+        if self.segment is not None:  # a segment kept per day has no hour buckets
+            self._ns.tiling(bucket.start, bucket.end, "segment")
+        label = bucket.label
         return self._make(Leaf(self.event, (label,), self.segment))
 
     def hour(self, year: int, month: int, day: int, hour: int) -> SetT:
@@ -114,4 +117,5 @@ class ActorQuery(Generic[SetT]):
 
     def between(self, start: Any, end: Any = None) -> SetT:
         """Actors active at any time in [start, end] (inclusive); a single label means its span."""
-        return self._make(Leaf(self.event, self._ns.cover_labels(start, end), self.segment))
+        family = "segment" if self.segment is not None else None
+        return self._make(Leaf(self.event, self._ns.cover_labels(start, end, family), self.segment))

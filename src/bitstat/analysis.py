@@ -98,9 +98,12 @@ def _first_day(ns: Namespace, event: str) -> Steps[datetime | None]:
     return None if raw is None else _EPOCH + timedelta(days=int(raw))
 
 
-def _labels(ns: Namespace, lo: datetime, hi: datetime) -> tuple[str, ...]:
-    """Labels of the fewest recorded buckets tiling [lo, hi), all of them kept."""
-    return ns.check_kept([b.label for b in P.cover(lo, hi, ns.schema.periods)])
+def _labels(
+    ns: Namespace, lo: datetime, hi: datetime, family: str | None = None
+) -> tuple[str, ...]:
+    """Labels of the fewest recorded buckets tiling [lo, hi), all of them kept (for a segment:
+    `family` "segment", which may be kept per day only)."""
+    return ns.check_kept([b.label for b in P.cover(lo, hi, ns.tiling(lo, hi, family))])
 
 
 def _before(ns: Namespace, first: datetime | None, period: str, hi: datetime) -> tuple[str, ...]:
@@ -279,6 +282,8 @@ def retention(
     buckets = _buckets(period, P.bucket_of(period, P.parse_time(start, tz)), rows + width - 1)
     first = (yield from _first_day(ns, first_event)) if kind == "first" else None
 
+    if seg is not None:  # a segment kept per day has no hour buckets
+        ns.tiling(buckets[0].start, buckets[0].end, "segment")
     before = _before(ns, first, period, buckets[0].start) if kind == "first" else None
     labels = list(ns.check_kept([b.label for b in buckets]))
     begun = sum(b.start <= wall_now for b in buckets)
@@ -399,10 +404,12 @@ def retention_program(
 # stickiness
 
 
-def _days(ns: Namespace, lo: datetime, hi: datetime) -> list[tuple[str, tuple[str, ...]]]:
+def _days(
+    ns: Namespace, lo: datetime, hi: datetime, family: str | None = None
+) -> list[tuple[str, tuple[str, ...]]]:
     """(day label, labels of the buckets covering that day's share of [lo, hi)) per day."""
     return [
-        (b.label, _labels(ns, max(lo, b.start), min(hi, b.end)))
+        (b.label, _labels(ns, max(lo, b.start), min(hi, b.end), family))
         for b in P.buckets_between("day", lo, hi)
     ]
 
@@ -456,7 +463,7 @@ def stickiness(
     _name("event", event)
     yield from ns.require_events([event])
     seg = ns.segment(event, segment or {})
-    days = _days(ns, *ns.range(start, end))
+    days = _days(ns, *ns.range(start, end), "segment" if seg else None)
     values = yield from registers(ns, stickiness_program([lbs for _, lbs in days], event, seg))
     return {n: v for n, v in enumerate(values, start=1)}
 

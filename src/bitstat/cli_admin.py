@@ -107,6 +107,8 @@ def schema_set(settings: Settings, file: str) -> None:
                         false (default): reject them
       max_value_length  the longest value or text id recorded, in characters (1024)
       horizon           how far ahead of the clock an event may be ("1d")
+      hourly            with hour in periods: the families above also kept per hour
+                        (default none: only unique actors and totals; "all" for every one)
       [events.NAME]     count, sum, top, unique, approx or segment for one event instead
 
     Events recorded from now on follow the new rules; what is already recorded stays as it was.

@@ -37,6 +37,14 @@ from .schema import Schema, compound, duration_text, normalise
 
 T = TypeVar("T")
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
+FAMILY_TEXT = {
+    "count": "counts",
+    "sum": "sums",
+    "top": "top values",
+    "unique": "distinct values",
+    "approx": "estimated distinct values",
+    "segment": "segments",
+}
 
 
 def check_name(event: Any) -> None:
@@ -144,9 +152,26 @@ class Namespace(Recording):
             raise QueryError("a start date or period label is required")
         return periods.resolve_range(start, end, self.schema.tz, self.schema.periods)
 
-    def cover_labels(self, start: Any, end: Any) -> tuple[str, ...]:
+    def cover_labels(self, start: Any, end: Any, family: str | None = None) -> tuple[str, ...]:
+        """Labels of the fewest kept buckets tiling the range, for unique actors and totals
+        (`family` None) or for a rule family."""
         lo, hi = self.range(start, end)
-        return self.check_kept(periods.cover_labels(lo, hi, self.schema.periods))
+        return self.check_kept(periods.cover_labels(lo, hi, self.tiling(lo, hi, family)))
+
+    def tiling(self, lo: datetime, hi: datetime, family: str | None) -> tuple[str, ...]:
+        """The periods that tile [lo, hi) for `family`; a family kept per day (`Schema.hourly`)
+        answers for whole days only, as no key of it holds an hour."""
+        kept = self.schema.periods_of(family)
+        if kept != self.schema.periods:
+            for at, param in ((lo, "start"), (hi, "end")):
+                if at.time() != datetime.min.time():
+                    raise QueryError(
+                        f"{FAMILY_TEXT[family or '']} are kept per day, not per hour (the"
+                        f" schema's hourly does not name {family!r}), so {at:%Y-%m-%d %H:%M}"
+                        " cannot be a bound: ask for whole days",
+                        param=param,
+                    )
+        return kept
 
     def check_kept(self, labels: Sequence[str]) -> tuple[str, ...]:
         """`labels`, if none is a bucket past its period's retention (`Schema.expire`): its
@@ -283,7 +308,8 @@ class Namespace(Recording):
     def unique(self, event: str, start: Any, end: Any, segment: Mapping[str, Any]) -> Op[int]:
         check_name(event)
         yield from self.require_events([event])
-        leaf = Leaf(event, self.cover_labels(start, end), self.segment(event, segment))
+        seg = self.segment(event, segment)
+        leaf = Leaf(event, self.cover_labels(start, end, "segment" if seg else None), seg)
         return (yield from self.count_exprs([leaf]))[0]
 
     def total(self, event: str, start: Any, end: Any) -> Op[int]:
@@ -305,8 +331,11 @@ class Namespace(Recording):
             raise QueryError("segments filter actors; metric='total' takes none")
         lo, hi = self.range(start, end)
         buckets = periods.buckets_between(by, lo, hi)
-        chosen = self.schema.periods
-        parts = [periods.cover(max(lo, b.start), min(hi, b.end), chosen) for b in buckets]
+        family = "segment" if metric == "unique" and segment else None
+        parts = [
+            periods.cover(lo_b, hi_b, self.tiling(lo_b, hi_b, family))
+            for lo_b, hi_b in ((max(lo, b.start), min(hi, b.end)) for b in buckets)
+        ]
         self.check_kept([c.label for p in parts for c in p])
         if metric == "unique":
             seg = self.segment(event, segment)
@@ -321,7 +350,8 @@ class Namespace(Recording):
     def counts(self, event: str, prop: str, start: Any, end: Any) -> Op[dict[Any, int]]:
         asked, stored = self.prop(event, prop, "count")
         yield from self.require_events([event])
-        keys = [self.keys.counts(event, lb, stored) for lb in self.cover_labels(start, end)]
+        labels = self.cover_labels(start, end, "count")
+        keys = [self.keys.counts(event, lb, stored) for lb in labels]
         raw = yield Call("zsum", (self.scratch(event), keys))
         return {value_of(f, asked, stored): int(v) for f, v in raw.items()}
 
@@ -338,7 +368,7 @@ class Namespace(Recording):
                 f" (sums: {', '.join(map(str, rules)) or 'none'})"
             )
         yield from self.require_events([event])
-        labels = self.cover_labels(start, end)
+        labels = self.cover_labels(start, end, "sum")
         if by is None or by_stored is None:
             f = metric_sum_field(prop)
             raw = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], [f]))
@@ -349,7 +379,7 @@ class Namespace(Recording):
 
     def averages(self, event: str, prop: str, start: Any, end: Any) -> Op[float | None]:
         yield from self.sums(event, prop, start, end, None)  # checks that the sum is recorded
-        labels = self.cover_labels(start, end)
+        labels = self.cover_labels(start, end, "sum")
         fs, fk = metric_sum_field(prop), metric_count_field(prop)
         raw = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], [fs, fk]))
         n = raw.get(fk.encode(), 0.0)
@@ -362,7 +392,7 @@ class Namespace(Recording):
             raise QueryError(f"limit must be a positive integer, got {limit!r}")
         asked, stored = self.prop(event, prop, "top")
         yield from self.require_events([event])
-        keys = [self.keys.top(event, lb, stored) for lb in self.cover_labels(start, end)]
+        keys = [self.keys.top(event, lb, stored) for lb in self.cover_labels(start, end, "top")]
         # ties are cut on the server in stored order; another order of parts needs them all
         raw = yield Call("top", (self.scratch(event), keys, limit, asked != stored))
         ranked = [(value_of(m, asked, stored), int(s)) for m, s in raw]
@@ -382,7 +412,7 @@ class Namespace(Recording):
                 f" approx: {', '.join(rules.approx) or 'none'})"
             )
         yield from self.require_events([event])
-        labels = self.cover_labels(start, end)
+        labels = self.cover_labels(start, end, "approx" if stored in rules.approx else "unique")
         if stored in rules.approx:
             hlls = [self.keys.approx(event, lb, stored) for lb in labels]
             return int((yield Call("pfcount", (hlls,))))

@@ -333,6 +333,18 @@ def build_plan(
         def labels(bb: int) -> dict[str, str]:
             return _labels(bb, chosen)
 
+    daily: dict[int, dict[str, str]] = {}
+
+    def day_labels(bb: int) -> dict[str, str]:
+        found = daily.get(bb)
+        if found is None:
+            found = daily[bb] = {p: lb for p, lb in labels(bb).items() if p != "hour"}
+        return found
+
+    def labels_of(family: str) -> Callable[[int], dict[str, str]]:
+        """The labels of a bucket that a rule family is kept for (`Schema.hourly`)."""
+        return labels if schema.periods_of(family) == chosen else day_labels
+
     # totals: one HINCRBY per (event, bucket)
     metrics: dict[tuple[str, str, str], defaultdict[str, float]] = {}
 
@@ -375,10 +387,12 @@ def build_plan(
     in_shard = (np.where(offsets >= 0, offsets & SHARD_MASK, -1) if sharded else offsets).tolist()
     actor_keys: dict[tuple[int, str, str], str] = {}
 
-    def add_bits(c: int, shard: int, chunk: list[int], segment: str = "") -> None:
+    def add_bits(
+        c: int, shard: int, chunk: list[int], segment: str = "", kept: Callable[..., Any] = labels
+    ) -> None:
         event, bb = split(c)
         dest = per_shard[shard]
-        for period, label in labels(bb).items():
+        for period, label in kept(bb).items():
             base_key = actor_keys.get((shard, event, label))
             if base_key is None:
                 base_key = actor_keys[(shard, event, label)] = keys.actors(shard, event, label)
@@ -410,8 +424,9 @@ def build_plan(
     only = cb[0] if len(per_bucket) == 1 else None
     for idx, (kind, prop, by) in enumerate(cols.specs):
         values = cols.values.get(idx)
+        family = labels_of(kind)
         if kind == "sum":
-            _plan_sums(b, metric, keys, split, labels, cb, cols.amounts[idx], values, prop, by)
+            _plan_sums(b, metric, keys, split, family, cb, cols.amounts[idx], values, prop, by)
         elif kind in ("count", "top"):
             assert values is not None
             by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
@@ -425,16 +440,16 @@ def build_plan(
                     if value is not None:
                         by_bucket[c].append((member_text(value), cnt))
             name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
-            _emit_scores(b, keys, name_key, by_bucket, split, labels)
+            _emit_scores(b, keys, name_key, by_bucket, split, family)
         elif kind == "approx":
             assert values is not None
-            _plan_approx(b, keys, prop, split, labels, cb, values)
+            _plan_approx(b, keys, prop, split, family, cb, values)
         elif kind == "unique":
             ids = (value_ids or {}).get(idx)
             if ids is None:
                 raise ValueError(f"no value ids for the unique rule {prop!r}")
             assert values is not None
-            _plan_distinct(b, keys, prop, split, labels, cb, ids, values)
+            _plan_distinct(b, keys, prop, split, family, cb, ids, values)
         else:  # segment: actor bits per value
             assert values is not None
             present = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
@@ -446,7 +461,7 @@ def build_plan(
                 suffix = suffixes.get(value)
                 if suffix is None:
                     suffix = suffixes[value] = keys.segment(prop, encode_value(value))
-                add_bits(group[0], shard, chunk, suffix)
+                add_bits(group[0], shard, chunk, suffix, family)
 
     for (event, period, label), m in metrics.items():
         ints = [(f, int(v)) for f, v in m.items() if not f.startswith("s:")]

@@ -165,6 +165,24 @@ def duration_short(seconds: int) -> str:
     return str(seconds)
 
 
+def _hourly(value: Iterable[str] | str, periods: tuple[str, ...]) -> tuple[str, ...]:
+    """The rule families kept per hour, in RULE_KINDS order; "all" names every one."""
+    names = list(RULE_KINDS) if value == "all" else [value] if isinstance(value, str) else value
+    try:
+        chosen = set(names)
+    except TypeError:
+        raise SchemaError(f"hourly must be a list of rule families, got {value!r}") from None
+    stray = chosen - set(RULE_KINDS)
+    if stray:
+        raise SchemaError(
+            f"hourly: {sorted(map(str, stray))} not rule families; choose from {RULE_KINDS}"
+            " or 'all'"
+        )
+    if chosen and "hour" not in periods:
+        raise SchemaError("hourly names families kept per hour, but 'hour' is not in periods")
+    return tuple(k for k in RULE_KINDS if k in chosen)
+
+
 def parse_duration(value: Any) -> int:
     """Seconds from `3600`, `"14d"`, `"12h"`, `"30m"`, `"2w"` or a timedelta."""
     if isinstance(value, timedelta):
@@ -189,6 +207,12 @@ class Schema:
     have their distinct values estimated with HyperLogLog (standard error 0.81%, at most 12 KB a
     bucket however many values) instead of counted exactly like `unique` ones. `expire` maps a
     period to how long its keys live after the period ends (e.g. `{"hour": "14d"}`).
+
+    With "hour" among `periods`, unique actors and event totals are kept per hour; the rule
+    families (`count`, `sum`, `top`, `unique`, `approx`, `segment`) are kept per day and up,
+    unless `hourly` names them: an hour holds few events, so per-hour counts, value sets and
+    segment bitmaps cost most of the memory and writes for little use. A family kept per day
+    answers for whole days only (a range ending mid-day is a QueryError that says so).
 
     Limits, each rejecting an event alone with the reason: an event without an actor is
     rejected unless `anonymous` is true (it then counts in totals, counts and sums, never in
@@ -216,6 +240,7 @@ class Schema:
     anonymous: bool = False
     max_value_length: int = DEFAULT_MAX_VALUE_LENGTH
     horizon: int = DEFAULT_HORIZON
+    hourly: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -235,6 +260,7 @@ class Schema:
         anonymous: bool = False,
         max_value_length: int = DEFAULT_MAX_VALUE_LENGTH,
         horizon: Any = DEFAULT_HORIZON,
+        hourly: Iterable[str] | str = (),
     ) -> None:
         set_ = object.__setattr__
         if not isinstance(actor, str) or not actor or actor in ("event", "time"):
@@ -267,6 +293,7 @@ class Schema:
             future = parse_duration(horizon)
         except SchemaError as exc:
             raise SchemaError(f"horizon: {exc}") from None
+        kept_hourly = _hourly(hourly, chosen)
         base = _rules(
             {
                 "count": count,
@@ -307,6 +334,7 @@ class Schema:
             ("anonymous", anonymous),
             ("max_value_length", max_value_length),
             ("horizon", future),
+            ("hourly", kept_hourly),
         ):
             set_(self, key, value)
         # what other modules compute from the schema alone, remembered per schema (not a field)
@@ -315,6 +343,12 @@ class Schema:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def periods_of(self, family: str | None) -> tuple[str, ...]:
+        """The periods a rule family is kept for (None: unique actors and event totals)."""
+        if family is None or family in self.hourly or "hour" not in self.periods:
+            return self.periods
+        return self.periods[1:]  # "hour" is always first
 
     def rules_for(self, event: str) -> Rules:
         """The rules for one event: its override where one is given, else the schema's lists."""
@@ -359,6 +393,8 @@ class Schema:
                 else {}
             ),
             **({"horizon": self.horizon} if self.horizon != DEFAULT_HORIZON else {}),
+            # always stored with hours: a stored schema without it predates it (see from_json)
+            **({"hourly": list(self.hourly)} if "hour" in self.periods else {}),
         }
 
     @classmethod
@@ -380,6 +416,9 @@ class Schema:
             raise SchemaError(f"stored schema is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise SchemaError("stored schema is not a JSON object")
+        if "hour" in data.get("periods", ()) and "hourly" not in data:
+            # stored before `hourly` existed, when every family was kept per hour
+            data["hourly"] = list(RULE_KINDS)
         return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:

@@ -35,6 +35,11 @@ def row_targets(
     totals the write plan adds to."""
     base = bucket_base(cols.wall, schema).tolist()
     codes = cols.codes.tolist()
+    kept = schema.periods_of("sum")
+
+    def labels(bb: int) -> list[str]:
+        return [lb for p, lb in live_labels(bb, schema, now).items() if p in kept]
+
     out: list[tuple[int, list[tuple[Target, float, str, str]]]] = []
     for row in range(len(cols)):
         items: list[tuple[Target, float, str, str]] = []
@@ -46,7 +51,7 @@ def row_targets(
             if math.isnan(value):
                 continue
             if by is None:
-                for label in live_labels(base[row], schema, now).values():
+                for label in labels(base[row]):
                     target = Target("hash", keys.metrics(event, label), metric_sum_field(prop))
                     items.append((target, value, prop, label))
                 continue
@@ -55,7 +60,7 @@ def row_targets(
                 continue
             member = "s:" + member_text(label_value)
             what = f"{prop} by {by} ({member[2:]!r})"
-            for label in live_labels(base[row], schema, now).values():
+            for label in labels(base[row]):
                 target = Target("zset", keys.sums_by(event, label, prop, by), member)
                 items.append((target, value, what, label))
         if items:
