@@ -42,6 +42,9 @@ OR_MIN_BITS = 32
 BUCKET_BITS = 28
 BUCKET_MASK = (1 << BUCKET_BITS) - 1
 Chunk = list[int] | np.ndarray  # bit offsets of one group of rows
+LARGE_BATCH = 512  # from this many rows, rows are grouped by sorting in numpy
+SHARD_KEY_BITS = 13  # a shard number (< 2^12 with 32-bit ids) below a group key
+SHARD_KEY_MASK = (1 << SHARD_KEY_BITS) - 1
 UNNUMBERED = -2  # a distinct value's id when the write numbers it on the server
 
 
@@ -277,6 +280,24 @@ def _grouped(keys: Iterable[Any], offsets: list[int]) -> dict[Any, list[int]]:
     return groups
 
 
+def _grouped_array(
+    keys: np.ndarray, values: np.ndarray, present: np.ndarray
+) -> list[tuple[int, np.ndarray]]:
+    """`_grouped` for a large batch: (key, its values in row order) per distinct key, of the
+    rows where `present`."""
+    if not present.all():
+        keys, values = keys[present], values[present]
+    if not len(keys):
+        return []
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts = [0, *cuts.tolist()]
+    ends = [*cuts.tolist(), len(keys)]
+    firsts = keys[starts].tolist()
+    return [(k, values[a:b]) for k, a, b in zip(firsts, starts, ends, strict=True)]
+
+
 def build_plan(
     cols: Columns,
     offsets: np.ndarray,
@@ -313,7 +334,9 @@ def build_plan(
     hourly = "hour" in schema.periods
     chosen = schema.periods
     names = cols.names
-    cb: list[int] = ((cols.codes << BUCKET_BITS) | bucket_base(cols.wall, schema)).tolist()
+    cb_array = (cols.codes << BUCKET_BITS) | bucket_base(cols.wall, schema)
+    cb: list[int] = cb_array.tolist()
+    large = n >= LARGE_BATCH
 
     def split(c: int) -> tuple[str, int]:
         return names[c >> BUCKET_BITS], c & BUCKET_MASK
@@ -355,7 +378,11 @@ def build_plan(
         return m
 
     expired: dict[str, int] = {}
-    per_bucket = Counter(cb)
+    if large:  # counted in numpy
+        present, counts = np.unique(cb_array, return_counts=True)
+        per_bucket = Counter(dict(zip(present.tolist(), counts.tolist(), strict=True)))
+    else:
+        per_bucket = Counter(cb)
     span: dict[str, list[int]] = {}  # first and last day number per event
     for c, cnt in per_bucket.items():
         event, bb = split(c)
@@ -388,7 +415,7 @@ def build_plan(
     actor_keys: dict[tuple[int, str, str], str] = {}
 
     def add_bits(
-        c: int, shard: int, chunk: list[int], segment: str = "", kept: Callable[..., Any] = labels
+        c: int, shard: int, chunk: Chunk, segment: str = "", kept: Callable[..., Any] = labels
     ) -> None:
         event, bb = split(c)
         dest = per_shard[shard]
@@ -411,7 +438,22 @@ def build_plan(
         keyed = ((k, o >> SHARD_BITS) for k, o in zip(row_keys, offs, strict=True))
         return [(k, shard, chunk) for (k, shard), chunk in _grouped(keyed, in_shard).items()]
 
-    for c, shard, chunk in shard_groups(cb):
+    actor_groups: list[tuple[Any, int, Chunk]]
+    top_shard = int(offsets.max()) >> SHARD_BITS
+    if large and top_shard <= SHARD_KEY_MASK:  # grouped by sorting in numpy, not row by row
+        with_actor = offsets >= 0
+        if sharded:  # the group key holds the shard in its low bits
+            grouped = _grouped_array(
+                (cb_array << SHARD_KEY_BITS) | (offsets >> SHARD_BITS),
+                offsets & SHARD_MASK,
+                with_actor,
+            )
+            actor_groups = [(k >> SHARD_KEY_BITS, k & SHARD_KEY_MASK, ch) for k, ch in grouped]
+        else:
+            actor_groups = [(k, 0, ch) for k, ch in _grouped_array(cb_array, offsets, with_actor)]
+    else:
+        actor_groups = list(shard_groups(cb))
+    for c, shard, chunk in actor_groups:
         add_bits(c, shard, chunk)
         all_key = keys.all_actors(shard)
         per_shard[shard].setdefault(all_key, []).append(chunk)
@@ -452,9 +494,9 @@ def build_plan(
             _plan_distinct(b, keys, prop, split, family, cb, ids, values)
         else:  # segment: actor bits per value
             assert values is not None
-            present = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
+            valued = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
             suffixes: dict[Any, str] = {}
-            for group, shard, chunk in shard_groups(present):
+            for group, shard, chunk in shard_groups(valued):
                 if group is None:
                     continue
                 value = group[1]
@@ -532,7 +574,13 @@ def _plan_sums(
     """Running totals (and how many values made them, so averages are exact), added in row
     order."""
     acc: dict[Any, list[float]] = {}
-    if by is None:
+    if by is None and len(cb) >= LARGE_BATCH:  # summed in numpy, in the same row order
+        rows = np.flatnonzero(~np.isnan(amounts))
+        buckets, inverse = np.unique(np.asarray(cb)[rows], return_inverse=True)
+        totals = np.bincount(inverse, weights=amounts[rows]).tolist()
+        counts = np.bincount(inverse).tolist()
+        acc = {c: [t, k] for c, t, k in zip(buckets.tolist(), totals, counts, strict=True)}
+    elif by is None:
         for c, amount in zip(cb, amounts.tolist(), strict=True):
             if amount == amount:  # NaN: no value
                 a = acc.get(c)
@@ -541,6 +589,7 @@ def _plan_sums(
                 else:
                     a[0] += amount
                     a[1] += 1
+    if by is None:
         sf, kf = metric_sum_field(prop), metric_count_field(prop)
         for c, (total, cnt) in acc.items():
             event, bb = split(c)
