@@ -335,8 +335,9 @@ def build_plan(
     chosen = schema.periods
     names = cols.names
     cb_array = (cols.codes << BUCKET_BITS) | bucket_base(cols.wall, schema)
-    cb: list[int] = cb_array.tolist()
     large = n >= LARGE_BATCH
+    # row by row, the groups as Python ints (a large batch of actors alone never needs them)
+    cb: list[int] = cb_array.tolist() if not large or cols.specs else []  # see rowwise
 
     def split(c: int) -> tuple[str, int]:
         return names[c >> BUCKET_BITS], c & BUCKET_MASK
@@ -409,9 +410,14 @@ def build_plan(
     # actor bitmaps, per (event and bucket, shard); segments add the value to the group
     per_shard: dict[int, dict[str, list[Chunk]]] = defaultdict(dict)
     key_period: dict[str, tuple[str, str]] = {}
-    offs: list[int] = offsets.tolist()
+    rowwise = not large or bool(cols.specs)  # whether rows are grouped in plain Python
+    offs: list[int] = offsets.tolist() if rowwise else []
     sharded = bool(offsets.max() >= SHARD_SIZE)
-    in_shard = (np.where(offsets >= 0, offsets & SHARD_MASK, -1) if sharded else offsets).tolist()
+    in_shard = (
+        (np.where(offsets >= 0, offsets & SHARD_MASK, -1) if sharded else offsets).tolist()
+        if rowwise
+        else []
+    )
     actor_keys: dict[tuple[int, str, str], str] = {}
 
     def add_bits(
@@ -463,7 +469,7 @@ def build_plan(
 
     # property columns: counts, top, distinct values, segments, sums. Rows are grouped by
     # their event and bucket at once, so one column serves every event of the batch.
-    only = cb[0] if len(per_bucket) == 1 else None
+    only = next(iter(per_bucket)) if len(per_bucket) == 1 else None
     for idx, (kind, prop, by) in enumerate(cols.specs):
         values = cols.values.get(idx)
         family = labels_of(kind)
