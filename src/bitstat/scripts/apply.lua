@@ -234,7 +234,9 @@ while i <= n_argv do
         end
       end
     end
-    redis.call('DEL', scratch)
+    if built then
+      redis.call('DEL', scratch)
+    end
     i = last + 1
   elseif op == 'H' or op == 'F' or op == 'L' or op == 'G' then
     local key = KEYS[tonumber(ARGV[i + 1])]
