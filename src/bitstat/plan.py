@@ -45,6 +45,7 @@ Chunk = list[int] | np.ndarray  # bit offsets of one group of rows
 LARGE_BATCH = 512  # from this many rows, rows are grouped by sorting in numpy
 SHARD_KEY_BITS = 13  # a shard number (< 2^12 with 32-bit ids) below a group key
 SHARD_KEY_MASK = (1 << SHARD_KEY_BITS) - 1
+_ONE_OFFSET = struct.Struct("<I").pack
 UNNUMBERED = -2  # a distinct value's id when the write numbers it on the server
 
 
@@ -244,6 +245,8 @@ class _Builder:
 def _encode_bits(chunks: list[Chunk]) -> tuple[int, bytes] | bytes:
     """(first byte, bitmap bytes) when OR-merging is cheaper, else the distinct offsets packed
     as little-endian uint32s."""
+    if len(chunks) == 1 and len(chunks[0]) == 1:  # one event's bit: most hour keys of a backfill
+        return _ONE_OFFSET(int(chunks[0][0]))
     total = sum(map(len, chunks))
     if total < OR_MIN_BITS:  # few bits (one event's, say): plain Python beats numpy's set-up
         few = sorted(set(chain.from_iterable(chunks))) if total > 1 else list(chunks[0])
@@ -337,7 +340,7 @@ def build_plan(
     cb_array = (cols.codes << BUCKET_BITS) | bucket_base(cols.wall, schema)
     large = n >= LARGE_BATCH
     # row by row, the groups as Python ints (a large batch of actors alone never needs them)
-    cb: list[int] = cb_array.tolist() if not large or cols.specs else []  # see rowwise
+    rows_cb: list[int] = cb_array.tolist() if not large or cols.specs else []  # see rowwise
 
     def split(c: int) -> tuple[str, int]:
         return names[c >> BUCKET_BITS], c & BUCKET_MASK
@@ -383,7 +386,7 @@ def build_plan(
         present, counts = np.unique(cb_array, return_counts=True)
         per_bucket = Counter(dict(zip(present.tolist(), counts.tolist(), strict=True)))
     else:
-        per_bucket = Counter(cb)
+        per_bucket = Counter(rows_cb)
     span: dict[str, list[int]] = {}  # first and last day number per event
     for c, cnt in per_bucket.items():
         event, bb = split(c)
@@ -458,7 +461,7 @@ def build_plan(
         else:
             actor_groups = [(k, 0, ch) for k, ch in _grouped_array(cb_array, offsets, with_actor)]
     else:
-        actor_groups = list(shard_groups(cb))
+        actor_groups = list(shard_groups(rows_cb))
     for c, shard, chunk in actor_groups:
         add_bits(c, shard, chunk)
         all_key = keys.all_actors(shard)
@@ -469,10 +472,24 @@ def build_plan(
 
     # property columns: counts, top, distinct values, segments, sums. Rows are grouped by
     # their event and bucket at once, so one column serves every event of the batch.
-    only = next(iter(per_bucket)) if len(per_bucket) == 1 else None
+    # a family kept per day groups its rows by day (a day's hours are one group, not 24): a
+    # row's group is then its event and the first hour of its day
+    groupings: dict[bool, tuple[list[int], int | None]] = {}
+
+    def groups_of(family: Callable[[int], dict[str, str]]) -> tuple[list[int], int | None]:
+        """Each row's group, and the only group when all rows share one."""
+        daily = hourly and family is not labels
+        found = groupings.get(daily)
+        if found is None:
+            rows = [c - (c & BUCKET_MASK) % 24 for c in rows_cb] if daily else rows_cb
+            distinct = set(rows)
+            found = groupings[daily] = (rows, distinct.pop() if len(distinct) == 1 else None)
+        return found
+
     for idx, (kind, prop, by) in enumerate(cols.specs):
         values = cols.values.get(idx)
         family = labels_of(kind)
+        cb, only = groups_of(family)
         if kind == "sum":
             _plan_sums(b, metric, keys, split, family, cb, cols.amounts[idx], values, prop, by)
         elif kind in ("count", "top"):
