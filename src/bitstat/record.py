@@ -191,13 +191,17 @@ class Recording:
                 continue
             values = cols.values[idx]
             ids = np.full(len(cols), -1, dtype=np.int64)
-            codes = cols.codes.tolist()
-            for code, event in enumerate(cols.names):
-                rows = [r for r, v in enumerate(values) if v is not None and codes[r] == code]
-                if not rows:
-                    continue
+            by_event: dict[int, tuple[list[int], list[str]]] = {}  # code: (rows, members)
+            for r, (code, v) in enumerate(zip(cols.codes.tolist(), values, strict=True)):
+                if v is not None:
+                    found = by_event.get(code)
+                    if found is None:
+                        found = by_event[code] = ([], [])
+                    found[0].append(r)
+                    found[1].append(v if type(v) is str else member_text(v))
+            for code, (rows, members) in by_event.items():
+                event = cols.names[code]
                 cache = self.value_cache.setdefault((event, prop), {})
-                members = [member_text(values[r]) for r in rows]
                 missing = list(dict.fromkeys(m for m in members if m not in cache))
                 if missing and len(cols) <= SMALL_BATCH:
                     ids[rows] = [cache.get(m, UNNUMBERED) for m in members]
