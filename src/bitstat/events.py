@@ -226,7 +226,7 @@ class Columns:
         )
 
 
-def _rule_specs(schema: Schema, names: tuple[str, ...]) -> dict[Spec, set[str]]:
+def rule_specs(schema: Schema, names: tuple[str, ...]) -> dict[Spec, set[str]]:
     """Every rule that applies to any of the event names, with the names it applies to (the
     caller must not change the answer: it is remembered)."""
     memo = schema.derived.setdefault("rule_specs", {})
@@ -386,7 +386,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
     else:
         return None
 
-    applies = _rule_specs(schema, tuple(ordered))
+    applies = rule_specs(schema, tuple(ordered))
     specs = list(applies)
     values: dict[int, list[Any]] = {}
     amounts: dict[int, np.ndarray] = {}
@@ -523,7 +523,7 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) ->
                 raise InvalidEvent(problem, field="time")
             specs = rule_cache.get(name)
             if specs is None:
-                specs = rule_cache[name] = list(_rule_specs(schema, (name,)))
+                specs = rule_cache[name] = list(rule_specs(schema, (name,)))
             row: dict[Spec, Any] = {}
             for spec in specs:
                 kind, prop, by = spec
@@ -550,7 +550,7 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) ->
     n = len(index)
     codes = np.fromiter(map(code_of.__getitem__, names), dtype=np.int64, count=n)
     wall = _wall(np.array(seconds, dtype=np.int64), np.array(utc_flags, dtype=bool), tz_name)
-    specs = list(_rule_specs(schema, tuple(ordered)))
+    specs = list(rule_specs(schema, tuple(ordered)))
     values: dict[int, list[Any]] = {}
     amounts: dict[int, np.ndarray] = {}
     for idx, spec in enumerate(specs):

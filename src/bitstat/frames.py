@@ -33,7 +33,7 @@ except ImportError as exc:  # the optional extra is missing
 from . import sums
 from .calls import Op
 from .errors import InvalidEvent
-from .events import Columns, Latest, Spec, _rule_specs, parse_batch
+from .events import Columns, Latest, Spec, parse_batch, rule_specs
 from .frame_columns import (
     actor_column,
     as_number,
@@ -178,7 +178,7 @@ class Frame:
         else:
             found = pc.unique(self._column(self.table, "event")).to_pylist()
             names = sorted(x for x in found if isinstance(x, str) and not name_problem(x))
-        summed = {prop for kind, prop, _ in _rule_specs(self.schema, tuple(names)) if kind == "sum"}
+        summed = {prop for kind, prop, _ in rule_specs(self.schema, tuple(names)) if kind == "sum"}
         for prop in summed & set(self.table.column_names):
             if prop in self.objects:
                 return False
@@ -220,7 +220,7 @@ class Frame:
         suspect |= bad
 
         # every rule of each name, its columns checked on the rows of that name
-        rules = {k: _rule_specs(schema, (x,)) for k, x in enumerate(distinct) if named[k]}
+        rules = {k: rule_specs(schema, (x,)) for k, x in enumerate(distinct) if named[k]}
         every: dict[Spec, list[int]] = {}
         for k, found in rules.items():
             for spec in found:
@@ -276,7 +276,7 @@ class Frame:
         renumber = np.zeros(len(distinct) + 1, dtype=np.int64)
         renumber[present] = [ordered.index(distinct[k]) for k in present.tolist()]
         codes = renumber[code[good]]
-        applies = _rule_specs(self.schema, tuple(ordered))
+        applies = rule_specs(self.schema, tuple(ordered))
         specs = list(applies)
         take = None if len(good) == len(code) else pa.array(good)
         values: dict[int, list[Any]] = {}
@@ -362,7 +362,7 @@ def _merge(a: Columns, b: Columns, schema: Schema) -> Columns:
         a.rejected = a.rejected + b.rejected
         return a
     names = sorted(set(a.names) | set(b.names))
-    specs = list(_rule_specs(schema, tuple(names)))
+    specs = list(rule_specs(schema, tuple(names)))
     codes = np.concatenate(
         [np.array([names.index(x) for x in c.names], dtype=np.int64)[c.codes] for c in (a, b)]
     )
