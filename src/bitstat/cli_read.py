@@ -428,7 +428,9 @@ class Decoder:
         for source, target in self._moves:
             _move(record, source, target)
         t = record.get("time")
-        if t is not None and (type(t) is str or self.fields.time_format is not None):
+        if t is not None and (
+            self.fields.time_format is not None or (type(t) is str and t[4:5] != "-")
+        ):  # ISO text ("2026-...") goes on as it is, and most times are
             decoded = decode_time(t, self.fields.time_format)
             if isinstance(decoded, _Bad):
                 return decoded.reason
