@@ -556,6 +556,13 @@ def _emit_scores(
     """Score increments per bucket -> one op per distinct content: a key fed by several
     buckets (a week of a backfill) gets their sum once; keys fed by the same buckets (a day
     and its week, month and year in a live stream) share one list of increments."""
+    if len(by_bucket) == 1:  # one event and bucket (one event, a live batch): one op
+        [(c, items)] = by_bucket.items()
+        event, bb = split(c)
+        named = [(key_of(event, label), period, label) for period, label in labels(bb).items()]
+        if named:
+            b.scores(keys.event_tag(event), named, items, code)
+        return
     sources: dict[tuple[str, str, str], list[int]] = {}  # (event, period, label) -> buckets
     for c in by_bucket:
         event, bb = split(c)
