@@ -55,7 +55,7 @@ class EventQueue:
     def __init__(
         self,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         interval: float = 0.5,
         max_queue: int = 100_000,
         max_retries: int = 8,
