@@ -31,7 +31,7 @@ from click.testing import CliRunner, Result
 import bitstat
 from bitstat import demo, embedded
 from bitstat.cli import main
-from bitstat.cli_output import cell, tidy
+from bitstat.cli.output import cell, tidy
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VARS = ("BITSTAT_URL", "BITSTAT_NAMESPACE", "BITSTAT_DATA")

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 import bitstat
-from bitstat import cli_read
-from bitstat.cli_read import Decoder, FieldMap, _JsonArray
+from bitstat.cli import read as cli_read
+from bitstat.cli.read import Decoder, FieldMap, _JsonArray
 from test_cli import SCHEMA, Cli, csv_text, json_array, jsonl, make_namespace, shop_events
 
 START, END = "2026-11-01", "2026-11-30"

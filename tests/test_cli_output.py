@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from bitstat.cli import main
-from bitstat.cli_output import SPARKS, sparkline
+from bitstat.cli.output import SPARKS, sparkline
 from bitstat.stats import Stats
 from test_cli import Cli, make_namespace
 

@@ -26,9 +26,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from . import cli_output
-from .cli_ingest_workers import Recorded, Workers, parse_workers
-from .cli_read import (
+from ..events import parse_batch
+from ..periods import PERIODS
+from ..record import TrackResult
+from ..schema import Schema
+from ..store import resolve_url
+from . import output as cli_output
+from .ingest_workers import Recorded, Workers, parse_workers
+from .read import (
     EPOCH_FORMATS,
     KINDS,
     Decoder,
@@ -38,15 +43,10 @@ from .cli_read import (
     open_source,
     options_salt,
 )
-from .events import parse_batch
-from .periods import PERIODS
-from .record import TrackResult
-from .schema import Schema
-from .store import resolve_url
 
 if TYPE_CHECKING:
-    from .cli import Settings
-    from .stats import Stats
+    from ..stats import Stats
+    from .main import Settings
 
 BATCH_SIZE = 10_000
 # Batch ids are remembered this long, so the same file loaded years later still records nothing.
@@ -509,3 +509,6 @@ def ingest(
     report(run, fmt, rejects)
     if run.rejected:
         ctx.exit(EXIT_REJECTED)
+
+
+COMMANDS: list[click.Command] = [ingest]

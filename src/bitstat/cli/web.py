@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli import main
-from .cli_ingest_workers import parse_workers
-from .cli_query import PERIOD
+from .ingest_workers import parse_workers
+from .query import PERIOD
 
 if TYPE_CHECKING:
-    from .cli import Settings
-    from .web import ServerConfig
+    from ..web import ServerConfig
+    from .main import Settings
 
 _SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)b?\s*", re.IGNORECASE)
 
@@ -104,9 +103,9 @@ def serve(
     """
     import uvicorn
 
-    from .store import resolve_url
-    from .web import ServerConfig, check_bind, create_app
-    from .web.app import check_server
+    from ..store import resolve_url
+    from ..web import ServerConfig, check_bind, create_app
+    from ..web.app import check_server
 
     config = ServerConfig(
         url=settings.url,
@@ -159,7 +158,7 @@ def _serve_in_processes(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from .web import create_app
+    from ..web import create_app
 
     settings = uvicorn.Config(
         partial(create_app, config),
@@ -246,8 +245,8 @@ def report(
         bitstat --namespace demo report --out demo.html
         bitstat report --out nov.html --event purchase --start 2026-11-01 --end 2026-11-30
     """
-    from . import aio
-    from .web import report as web_report
+    from .. import aio
+    from ..web import report as web_report
 
     given: dict[str, Any] = {
         "event": event,
@@ -273,7 +272,4 @@ def report(
     click.echo(f"wrote {out} ({len(page.encode()) // 1024} KiB)")
 
 
-COMMANDS = [serve, report]
-
-for _command in COMMANDS:
-    main.add_command(_command)
+COMMANDS: list[click.Command] = [serve, report]

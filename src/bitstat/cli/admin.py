@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import embedded
-from .cli_output import duration, format_option, to_csv, to_json
-from .errors import SchemaError
-from .schema import Schema
+from .. import embedded
+from ..errors import SchemaError
+from ..schema import Schema
+from .output import duration, format_option, to_csv, to_json
 
 if TYPE_CHECKING:
-    from .cli import Settings
-    from .stats import Stats
+    from ..stats import Stats
+    from .main import Settings
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 DURATIONS = ("horizon",)  # keys stored in seconds, shown as "1d"

@@ -29,9 +29,9 @@ from typing import Any
 
 import click
 
-from .cli_read import Decoder, FieldMap, raw_records
-from .errors import BitstatError
-from .schema import Schema
+from ..errors import BitstatError
+from ..schema import Schema
+from .read import Decoder, FieldMap, raw_records
 
 IN_FLIGHT = 2  # batches handed to the pool per worker: one running, one waiting
 

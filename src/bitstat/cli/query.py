@@ -15,11 +15,11 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from . import cli_output as out
-from .cli_output import Output, Rows, format_option
+from . import output as out
+from .output import Output, Rows, format_option
 
 if TYPE_CHECKING:
-    from .cli import Settings
+    from .main import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 PERIOD = click.Choice(("hour", "day", "week", "month", "year"))

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from . import cli_output as out
-from .cli_output import Output, Rows, format_option
-from .cli_query import PERIOD, event_range, pass_settings, segment, time_range, where_option
+from . import output as out
+from .output import Output, Rows, format_option
+from .query import PERIOD, event_range, pass_settings, segment, time_range, where_option
 
 if TYPE_CHECKING:
-    from .cli import Settings
+    from .main import Settings
 
 ADJECTIVE = {
     "hour": "hourly",

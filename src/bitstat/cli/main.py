@@ -1,4 +1,4 @@
-"""The `bitstat` command line: a click group whose commands are a few lines over the library.
+"""The `bitstat` group: its global options, `Settings`, error reporting and the `demo` command.
 
 Global options say where the data is (`--url`, `--namespace`, `--data-dir`, each also read from
 an environment variable); `Settings.connect` turns them into a `Stats`. A new command takes
@@ -16,10 +16,10 @@ from typing import Any
 import click
 from rich.console import Console
 
-from . import __version__, connect, demo, embedded
-from .errors import BitstatError, SchemaError, UnknownEvent
-from .schema import Schema
-from .stats import Stats
+from .. import __version__, connect, demo, embedded
+from ..errors import BitstatError, SchemaError, UnknownEvent
+from ..schema import Schema
+from ..stats import Stats
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -155,16 +155,3 @@ def demo_command(settings: Settings, namespace: str) -> None:
         ) from exc
     with stats:
         demo.run(stats, console, server=settings.server(), started=started)
-
-
-def _register() -> None:
-    # imported here: the command modules need only `Settings` (for types) from this one
-    from . import cli_admin, cli_analysis, cli_ingest, cli_query
-
-    commands = [cli_ingest.ingest, *cli_query.COMMANDS, *cli_analysis.COMMANDS]
-    for command in [*commands, *cli_admin.COMMANDS]:
-        main.add_command(command)
-
-
-_register()
-from . import cli_web  # noqa: E402, F401  (adds `serve` and `report` to main)

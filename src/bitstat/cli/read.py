@@ -32,7 +32,7 @@ from typing import IO, Any, cast
 
 import click
 
-from .schema import Schema
+from ..schema import Schema
 
 KINDS = ("jsonl", "json", "csv", "tsv")
 GZIP_MAGIC = b"\x1f\x8b"

@@ -20,7 +20,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .schema import duration_short
+from ..schema import duration_short
 
 FORMATS = ("table", "json", "csv")
 SPARKS = "▁▂▃▄▅▆▇█"
