@@ -28,6 +28,7 @@ import bitstat
 import model_analysis as ref
 import servers
 from bitstat import analysis
+from bitstat.keys import Keys
 from model import Model, ModelError
 
 EXAMPLES = settings(
@@ -207,7 +208,7 @@ def clean(redis_client: servers.Client) -> Iterator[list[bitstat.Stats]]:
     opened: list[bitstat.Stats] = []
     yield opened
     for st_ in opened:
-        ns = st_._keys.ns
+        ns = Keys(st_.namespace).ns
         leftovers = [k for k in redis_client.scan_iter(match="{" + ns + ":*:tmp:*", count=1000)]
         st_.drop()
         st_.close()
@@ -508,7 +509,8 @@ def test_parse_within() -> None:
     assert analysis.parse_within(" 2w ") == 14
     assert analysis.parse_within("48h") == 2
     assert analysis.parse_within(timedelta(days=3)) == 3
-    for bad in ("0d", "25h", timedelta(hours=30), -1, True, None, "7", 7.0):
+    assert analysis.parse_within("7") == 7  # as the HTTP API has read it: days
+    for bad in ("0d", "25h", timedelta(hours=30), -1, True, None, "x7", 7.0):
         with pytest.raises(bitstat.QueryError):
             analysis.parse_within(bad)
 

@@ -442,7 +442,7 @@ BAD = [
         "funnel",
         {"step": ["visit", "signup"], "start": "2025-11", "within": "soon"},
         "within",
-        "expected days",
+        "whole days",
     ),
     (
         "funnel",

@@ -47,7 +47,14 @@ __all__ = [
 KINDS = ("first", "recurring")
 _EPOCH = datetime(1970, 1, 1)
 _DAY = timedelta(days=1)
-_WITHIN = re.compile(r"\s*([0-9]+)\s*([dwh])\s*")
+ADJECTIVES = {
+    "hour": "hourly",
+    "day": "daily",
+    "week": "weekly",
+    "month": "monthly",
+    "year": "yearly",
+}
+_WITHIN = re.compile(r"\s*([0-9]+)\s*([dwh]?)\s*")  # no unit: days
 
 
 # arguments
@@ -66,7 +73,8 @@ def _count(what: str, value: Any) -> int:
 
 
 def parse_within(within: Any) -> int:
-    """A funnel window in whole days: `"7d"`, `"2w"`, `"48h"`, a timedelta, or an int of days."""
+    """A funnel window in whole days: `"7d"`, `"2w"`, `"48h"`, `"7"`, a timedelta, or an int of
+    days. The one parser of windows: the CLI and the HTTP API read theirs with it too."""
     days: int | None = None
     if isinstance(within, int) and not isinstance(within, bool):
         days = within
@@ -76,11 +84,12 @@ def parse_within(within: Any) -> int:
     elif isinstance(within, str) and (m := _WITHIN.fullmatch(within)):
         n, unit = int(m.group(1)), m.group(2)
         if unit != "h" or n % 24 == 0:
-            days = n * {"d": 1, "w": 7, "h": 1}[unit] // (24 if unit == "h" else 1)
+            days = n * {"d": 1, "": 1, "w": 7, "h": 1}[unit] // (24 if unit == "h" else 1)
     if days is None or days < 1:
         raise QueryError(
-            f"within must be a positive number of whole days ('7d', '2w', 7, timedelta),"
-            f" got {within!r}: funnels work at day resolution"
+            f"within: expected a positive number of whole days ('7d', '2w', '48h', 7 or a"
+            f" timedelta), got {within!r}: funnels work at day resolution",
+            param="within",
         )
     return days
 
@@ -190,7 +199,7 @@ class Retention:
     def to_html(self, page: bool = False) -> str:
         """The table as an HTML heat map (a fragment, or a whole page with `page=True`)."""
         title = (
-            f"{self.return_event} after {self.first_event}, {self.period}ly cohorts"
+            f"{self.return_event} after {self.first_event}, {ADJECTIVES[self.period]} cohorts"
             f" ({'first time' if self.kind == 'first' else 'recurring'})"
         )
         head = "".join(f"<th>{self.period} {k}</th>" for k in range(self.columns))

@@ -46,21 +46,6 @@ def escape(text: str) -> str:
     return "".join(_ESCAPES[b] for b in text.encode("utf-8", "surrogatepass"))
 
 
-def unescape(text: str) -> str:
-    if "%" not in text:
-        return text
-    raw = bytearray()
-    i = 0
-    while i < len(text):
-        if text[i] == "%":
-            raw.append(int(text[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            raw.append(ord(text[i]))
-            i += 1
-    return raw.decode("utf-8", "surrogatepass")
-
-
 def encode_value(value: str | Sequence[str]) -> str:
     """A property value (text, or the parts of a compound value) as key/field text."""
     if isinstance(value, str):

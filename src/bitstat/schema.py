@@ -90,12 +90,6 @@ class Rules:
     segment: tuple[str, ...] = ()
     approx: tuple[str, ...] = ()
 
-    @property
-    def empty(self) -> bool:
-        return not (
-            self.count or self.sum or self.top or self.unique or self.segment or self.approx
-        )
-
 
 def _names(kind: str, value: Any) -> tuple[str, ...]:
     if value is None:

@@ -29,7 +29,6 @@ class Stats:
     ) -> None:
         self._store = store
         self._ns = Namespace(namespace, schema, store.cluster, batch_ttl)
-        self._keys = self._ns.keys
         self.namespace = namespace
 
     def _run(self, op: Generator[Call, Any, T]) -> T:

@@ -12,20 +12,13 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from ..analysis import ADJECTIVES
 from . import output as out
 from .output import Output, Rows, format_option
 from .query import PERIOD, event_range, pass_settings, segment, time_range, where_option
 
 if TYPE_CHECKING:
     from .main import Settings
-
-ADJECTIVE = {
-    "hour": "hourly",
-    "day": "daily",
-    "week": "weekly",
-    "month": "monthly",
-    "year": "yearly",
-}
 
 
 @click.command(short_help="Cohort retention table (a heat map in the terminal).")
@@ -97,7 +90,7 @@ def retention(
 
     def heat_map() -> None:
         title = (
-            f"{return_event} after {first_event}, {ADJECTIVE[period]} cohorts"
+            f"{return_event} after {first_event}, {ADJECTIVES[period]} cohorts"
             f" ({'first time' if kind == 'first' else 'recurring'})"
         )
 

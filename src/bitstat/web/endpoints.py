@@ -9,7 +9,6 @@ value is a list, in the order the parts were named).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +16,8 @@ from typing import Any
 
 from .. import periods as P
 from ..aio import AsyncStats
+from ..analysis import parse_within
+from ..errors import QueryError
 from .params import (
     END,
     EVENT,
@@ -205,19 +206,11 @@ async def retention(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_WITHIN = re.compile(r"\s*([0-9]+)\s*([dwh]?)\s*")
-
-
 def _within_days(text: str) -> int:
-    m = _WITHIN.fullmatch(text)
-    if m is None:
-        raise BadParameter("within", f"expected days like 7d, 2w, 48h or 7, got {text!r}")
-    n, unit = int(m.group(1)), m.group(2) or "d"
-    if unit == "h":
-        if n % 24:
-            raise BadParameter("within", f"funnels work at day resolution: {text!r}")
-        return n // 24
-    return n * (7 if unit == "w" else 1)
+    try:
+        return parse_within(text)
+    except QueryError as exc:
+        raise BadParameter("within", str(exc).removeprefix("within: ")) from None
 
 
 async def funnel(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:

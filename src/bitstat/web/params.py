@@ -92,7 +92,6 @@ WHERE = Param(
     " `where=country:NL`; repeat it for a compound segment (`where=country:NL&where=platform:ios`)."
     " The value is everything after the first colon.",
 )
-PERIOD_NAMES = P.PERIODS
 
 
 def _where(values: Sequence[str]) -> dict[str, str]:
