@@ -19,6 +19,8 @@ Layout for namespace `ns` (escaped as N, event E, property P, value V, label L):
     {N:e:E}:h:L:P              HyperLogLog of the values of an `approx` property P in L
     {N:ids}:next, :f:<b>, :r:<b>   the id map (forward buckets by hash, reverse by offset)
     {tag}:batch:<id>           marks a batch as applied in that tag's slot
+    {tag}:tmp:<token>[:<i>]    scratch keys and program registers (always with a TTL or deleted)
+    {N}:web:namespaces         the namespaces `bitstat serve` has met
 """
 
 from __future__ import annotations
@@ -107,11 +109,22 @@ class Keys:
             tag = self._event_tags[event] = "{" + f"{self.ns}:e:{escape(event)}" + "}"
         return tag
 
-    def batch(self, tag: str, batch_id: str) -> str:
-        return f"{tag}:batch:{escape(batch_id)}"
+    def batch(self, tag: str, batch_id: str | None) -> str:
+        """The marker of a batch id in one slot (without an id: a name the script ignores)."""
+        return f"{tag}:batch" if batch_id is None else f"{tag}:batch:{escape(batch_id)}"
 
     def temp(self, tag: str, token: str) -> str:
         return f"{tag}:tmp:{token}"
+
+    @property
+    def patterns(self) -> list[str]:
+        """SCAN patterns that find every key of the namespace (its own tag and sub-tags)."""
+        return ["{" + self.ns + "}*", "{" + self.ns + ":*"]
+
+    @property
+    def web_namespaces(self) -> str:
+        """The namespaces `bitstat serve` processes have met (kept in this one's slot)."""
+        return f"{self.meta_tag}:web:namespaces"
 
     # actor bitmaps, one set per shard
     def all_actors(self, shard: int) -> str:
@@ -162,6 +175,21 @@ class Keys:
 
     def id_reverse(self, offset: int) -> str:
         return f"{self.ids_tag}:r:{offset >> REVERSE_BUCKET_BITS}"
+
+
+def register(tag: str, token: str, index: int) -> str:
+    """A register of a sets.lua program: a temp key of the program's slot."""
+    return f"{tag}:tmp:{token}:{index}"
+
+
+def is_temp(key: str) -> bool:
+    """Whether a key is a scratch result (deleted after use), not a bucket key."""
+    return ":tmp:" in key
+
+
+def tag_of(key: str) -> str:
+    """The hash tag of a key (its slot on a cluster), braces included."""
+    return key[: key.index("}") + 1]
 
 
 def metric_sum_field(prop: str) -> str:

@@ -26,6 +26,7 @@ from .keys import (
     SHARD_BITS,
     Keys,
     encode_value,
+    is_temp,
     member_value,
     metric_count_field,
     metric_sum_field,
@@ -104,8 +105,7 @@ class Namespace(Recording):
         self.schema = schema
 
     def drop(self) -> Op[int]:
-        ns = self.keys.ns
-        deleted: int = yield Call("delete_matching", (["{" + ns + "}*", "{" + ns + ":*"],))
+        deleted: int = yield Call("delete_matching", (self.keys.patterns,))
         self.known_events.clear()
         return deleted
 
@@ -301,7 +301,7 @@ class Namespace(Recording):
                 if len(data) < CHUNK_BYTES:
                     break
                 start += CHUNK_BYTES
-            if ":tmp:" in key:  # a scratch result (a plain bucket key is read, never deleted)
+            if is_temp(key):  # a scratch result (a plain bucket key is read, never deleted)
                 yield Call("delete", (key,))
 
     # metrics

@@ -131,7 +131,7 @@ class _Builder:
             tag = self.keys.meta_tag
         g = self.groups.get(tag)
         if g is None:
-            batch = self.keys.batch(tag, self.batch_id) if self.batch_id else f"{tag}:batch"
+            batch = self.keys.batch(tag, self.batch_id or None)
             g = self.groups[tag] = Group(tag, batch, self.keys.temp(tag, "apply"))
         return g
 

@@ -16,6 +16,7 @@ import redis.exceptions as rex
 from redis.cluster import RedisCluster
 
 from .errors import ConnectionError, ServerError
+from .keys import register, tag_of
 from .plan import Group
 from .query import SCRATCH_TTL_MS, Program
 from .sums import Target
@@ -134,13 +135,13 @@ def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
     tags: set[str] = set()
     previous: list[str | int] | None = None
     for p in programs:
-        tag = p.operands[0][: p.operands[0].index("}") + 1]
+        tag = tag_of(p.operands[0])
         if tag in tags:
             token = secrets.token_hex(6)
             tags.clear()
         tags.add(tag)
         keys += p.operands
-        keys += [f"{tag}:tmp:{token}:{i}" for i in range(p.registers)]
+        keys += [register(tag, token, i) for i in range(p.registers)]
         if p.code is previous:  # a retagged program: its code is sent once
             args += [len(p.operands), p.registers, -1]
         else:

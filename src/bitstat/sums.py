@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from .events import Columns
-from .keys import Keys, member_text, metric_sum_field
+from .keys import Keys, member_text, metric_sum_field, tag_of
 from .plan import bucket_base, live_labels
 from .schema import Schema
 
@@ -77,7 +77,7 @@ def without_tags(
         return rows
     out = []
     for row, items in rows:
-        kept = [it for it in items if it[0].key[: it[0].key.index("}") + 1] not in tags]
+        kept = [it for it in items if tag_of(it[0].key) not in tags]
         if kept:
             out.append((row, kept))
     return out

@@ -52,7 +52,7 @@ class Namespaces:
         self.batch_ttl = batch_ttl
         self._open: OrderedDict[str, _Open] = OrderedDict()
         self.seen: list[str] = [default]  # noted by this process, oldest first
-        self.noted = Keys(default).meta_tag + ":web:namespaces"  # by every process
+        self.noted = Keys(default).web_namespaces  # by every process
 
     async def get(self, name: str | None) -> AsyncStats:
         name = name or self.default
