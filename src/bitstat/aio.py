@@ -30,6 +30,7 @@ from .query import Expr, Program
 from .record import DEFAULT_BATCH_TTL, TrackResult
 from .schema import Schema, parse_duration
 from .store import (
+    UNLINK_BATCH,
     Script,
     apply_call,
     cluster_address,
@@ -41,6 +42,7 @@ from .store import (
     scores,
     server_summary,
     top_args,
+    unlinks,
     wrapped_errors,
 )
 from .sums import Target
@@ -247,9 +249,17 @@ class AsyncStore:
         deleted = 0
         with wrapped_errors("deleting keys"):
             for pattern in patterns:
+                batch: list[bytes] = []
                 async for key in self.client.scan_iter(match=pattern, count=1000):
-                    deleted += int(await self.client.unlink(key))
+                    batch.append(key)
+                    if len(batch) >= UNLINK_BATCH:
+                        deleted += await self._unlink(batch)
+                        batch = []
+                deleted += await self._unlink(batch)
         return deleted
+
+    async def _unlink(self, keys: list[bytes]) -> int:
+        return sum([int(await self.client.unlink(*c)) for c in unlinks(keys, self.cluster)])
 
 
 async def run(store: AsyncStore, op: Generator[Call, Any, T]) -> T:

@@ -112,6 +112,17 @@ def ids_call(
     return keys, args
 
 
+UNLINK_BATCH = 500  # keys found by SCAN deleted per UNLINK
+
+
+def unlinks(keys: list[bytes], cluster: bool) -> list[list[bytes]]:
+    """The UNLINK calls that delete `keys`: all at once on one server, one key per call on a
+    cluster (the keys of a batch may live in different slots)."""
+    if not keys:
+        return []
+    return [[k] for k in keys] if cluster else [keys]
+
+
 def apply_call(g: Group, batch_ttl: int) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the apply.lua call of one group of a write plan."""
     return [g.batch_key, g.scratch_key, *g.keys], [batch_ttl, *g.args]
@@ -363,19 +374,11 @@ class Store:
                 batch: list[bytes] = []
                 for key in self.client.scan_iter(match=pattern, count=1000):
                     batch.append(key)
-                    if len(batch) >= 500:
-                        deleted += self._unlink(batch)
+                    if len(batch) >= UNLINK_BATCH:
+                        deleted += sum(self.client.unlink(*c) for c in unlinks(batch, self.cluster))
                         batch = []
-                deleted += self._unlink(batch)
+                deleted += sum(self.client.unlink(*c) for c in unlinks(batch, self.cluster))
         return deleted
-
-    def _unlink(self, keys: list[bytes]) -> int:
-        # one key per call on a cluster: the keys of a batch may live in different slots
-        if not keys:
-            return 0
-        if self.cluster:
-            return sum(int(self.client.unlink(k)) for k in keys)
-        return int(self.client.unlink(*keys))
 
     def delete(self, *keys: str) -> None:
         with wrapped_errors("deleting keys"):
