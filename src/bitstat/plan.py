@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache, partial
@@ -283,6 +283,15 @@ def _grouped(keys: Iterable[Any], offsets: list[int]) -> dict[Any, list[int]]:
     return groups
 
 
+def _by_day(per_hour: Mapping[int, int]) -> dict[int, int]:
+    """Events per (event, day), the day named by its first hour, from events per (event, hour)."""
+    out: dict[int, int] = {}
+    for c, n in per_hour.items():
+        day = c - (c & BUCKET_MASK) % 24
+        out[day] = out.get(day, 0) + n
+    return out
+
+
 def _grouped_array(
     keys: np.ndarray, values: np.ndarray, present: np.ndarray
 ) -> list[tuple[int, np.ndarray]]:
@@ -387,15 +396,25 @@ def build_plan(
         per_bucket = Counter(dict(zip(present.tolist(), counts.tolist(), strict=True)))
     else:
         per_bucket = Counter(rows_cb)
+
+    def count_events(per_group: Iterable[tuple[int, int]], kept_periods: Iterable[str]) -> None:
+        for c, cnt in per_group:
+            event, bb = split(c)
+            kept = labels(bb)
+            for period in kept_periods:
+                if period in kept:
+                    metric(event, period, kept[period])["n"] += cnt
+                else:
+                    expired[period] = expired.get(period, 0) + cnt
+
+    if hourly:  # an hour's total per hour, the rest per day: a day's hours are one group
+        count_events(per_bucket.items(), ("hour",))
+        count_events(_by_day(per_bucket).items(), chosen[1:])
+    else:
+        count_events(per_bucket.items(), chosen)
     span: dict[str, list[int]] = {}  # first and last day number per event
-    for c, cnt in per_bucket.items():
+    for c in per_bucket:
         event, bb = split(c)
-        kept = labels(bb)
-        for period in chosen:
-            if period in kept:
-                metric(event, period, kept[period])["n"] += cnt
-            else:
-                expired[period] = expired.get(period, 0) + cnt
         day = bb // 24 if hourly else bb
         seen = span.get(event)
         if seen is None:
@@ -426,6 +445,11 @@ def build_plan(
     def add_bits(
         c: int, shard: int, chunk: Chunk, segment: str = "", kept: Callable[..., Any] = labels
     ) -> None:
+        add_chunks(c, shard, [chunk], segment, kept)
+
+    def add_chunks(
+        c: int, shard: int, chunks: list[Chunk], segment: str, kept: Callable[..., Any]
+    ) -> None:
         event, bb = split(c)
         dest = per_shard[shard]
         for period, label in kept(bb).items():
@@ -435,10 +459,18 @@ def build_plan(
             key = base_key + segment
             found = dest.get(key)
             if found is None:
-                dest[key] = [chunk]
+                dest[key] = list(chunks)
                 key_period[key] = (period, label)
             else:
-                found.append(chunk)
+                found += chunks
+
+    hours: dict[int, dict[str, str]] = {}
+
+    def hour_label(bb: int) -> dict[str, str]:
+        found = hours.get(bb)
+        if found is None:
+            found = hours[bb] = {p: lb for p, lb in labels(bb).items() if p == "hour"}
+        return found
 
     def shard_groups(row_keys: Iterable[Any]) -> list[tuple[Any, int, list[int]]]:
         """(row key, shard, offsets) per group of rows with an actor."""
@@ -462,10 +494,17 @@ def build_plan(
             actor_groups = [(k, 0, ch) for k, ch in _grouped_array(cb_array, offsets, with_actor)]
     else:
         actor_groups = list(shard_groups(rows_cb))
-    for c, shard, chunk in actor_groups:
-        add_bits(c, shard, chunk)
-        all_key = keys.all_actors(shard)
-        per_shard[shard].setdefault(all_key, []).append(chunk)
+    if hourly:  # an hour's bits to its hour; its day's, week's, ... once per day
+        days: dict[tuple[int, int], list[Chunk]] = {}
+        for c, shard, chunk in actor_groups:
+            add_bits(c, shard, chunk, kept=hour_label)
+            days.setdefault((c - (c & BUCKET_MASK) % 24, shard), []).append(chunk)
+        day_groups = [(c, shard, chunks) for (c, shard), chunks in days.items()]
+    else:
+        day_groups = [(c, shard, [chunk]) for c, shard, chunk in actor_groups]
+    for c, shard, chunks in day_groups:
+        add_chunks(c, shard, chunks, "", day_labels if hourly else labels)
+        per_shard[shard].setdefault(keys.all_actors(shard), []).extend(chunks)
     if per_shard:
         shards = sorted(per_shard)
         meta.args += ["S", meta.key(keys.shards), len(shards), *shards]
