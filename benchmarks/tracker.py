@@ -41,19 +41,10 @@ import numpy as np
 
 import bitstat
 import harness
+from realistic_data import SCHEMA, TIMEZONE  # the realistic profile's schema
 
-TZ = "Europe/Amsterdam"
+TZ = TIMEZONE
 NAMES = ("page_view", "login", "search", "add_to_cart", "purchase")
-SCHEMA = bitstat.Schema(
-    ids="map",
-    timezone=TZ,
-    periods=("hour", "day", "week", "month", "year"),
-    count=["country", "platform", "country~plan"],
-    sum=["amount"],
-    top=["item"],
-    unique=["session"],
-    segment=["plan", "country"],
-)
 
 
 def make_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
