@@ -50,6 +50,7 @@ def connect(
     data_dir: str | Path | None = None,
     appendfsync: str = "everysec",
     batch_ttl: int | str = DEFAULT_BATCH_TTL,
+    timeout: float | None = None,
 ) -> Stats:
     """Open a namespace: on `url`, on $BITSTAT_URL, or on the embedded server under `data_dir`.
 
@@ -57,10 +58,12 @@ def connect(
     that differs from the stored schema raises SchemaError (use `Stats.configure` to change it).
     Without a schema, the stored one is used, or the default `Schema()` for a new namespace.
     `batch_ttl` is how long a batch id is remembered (seconds, or text like "30d"): a batch sent
-    again within that time records nothing.
+    again within that time records nothing. `timeout` is how many seconds a call waits for the
+    server's answer before it fails with ConnectionError (default 30; also `?socket_timeout=`
+    in the URL): a server gone without closing the connection never hangs a call.
     """
     check_namespace(namespace)
-    store = Store.from_url(resolve_url(url, data_dir, appendfsync))
+    store = Store.from_url(resolve_url(url, data_dir, appendfsync), timeout)
     stats = Stats(store, namespace, schema or Schema(), batch_ttl=parse_duration(batch_ttl))
     stats._run(stats._ns.load_schema(schema))
     return stats

@@ -41,6 +41,7 @@ from .store import (
     resolve_url,
     scores,
     server_summary,
+    timeouts,
     top_args,
     unlinks,
     wrapped_errors,
@@ -70,9 +71,9 @@ def _packed_in_c(cls: type[Any]) -> type[Any]:
     return type(f"PackedInC{cls.__name__}", (_PackedInC, cls), {})
 
 
-def _client(url: str) -> Any:
+def _client(url: str, timeout: float | None) -> Any:
     """A redis.asyncio client whose connections pack commands in C."""
-    client = aredis.Redis.from_url(url)
+    client = aredis.Redis.from_url(url, **timeouts(url, timeout))
     pool = client.connection_pool
     pool.connection_class = _packed_in_c(pool.connection_class)
     return client
@@ -98,12 +99,12 @@ class AsyncStore:
         self.values_script = Script("values.lua")
 
     @classmethod
-    async def from_url(cls, url: str) -> AsyncStore:
+    async def from_url(cls, url: str, timeout: float | None = None) -> AsyncStore:
         address = cluster_address(url)
         if address is not None:  # (its nodes' connection class is not the caller's to choose)
-            store = cls(RedisCluster(**address), True)
+            store = cls(RedisCluster(**address, **timeouts(url, timeout)), True)
         else:
-            store = cls(_client(url), False)
+            store = cls(_client(url, timeout), False)
         with wrapped_errors(f"connecting to {url}"):
             await store.client.ping()
         return store
@@ -464,10 +465,11 @@ async def connect(
     data_dir: str | Path | None = None,
     appendfsync: str = "everysec",
     batch_ttl: int | str = DEFAULT_BATCH_TTL,
+    timeout: float | None = None,
 ) -> AsyncStats:
     """`bitstat.connect()` for asyncio: the same arguments, an `AsyncStats`."""
     check_namespace(namespace)
-    store = await AsyncStore.from_url(resolve_url(url, data_dir, appendfsync))
+    store = await AsyncStore.from_url(resolve_url(url, data_dir, appendfsync), timeout)
     stats = AsyncStats(store, namespace, schema or Schema(), batch_ttl=parse_duration(batch_ttl))
     await run(store, stats._ns.load_schema(schema))
     return stats

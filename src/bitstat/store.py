@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 import redis.exceptions as rex
@@ -51,6 +51,27 @@ def resolve_url(url: str | None, data_dir: Any, appendfsync: str) -> str:
     return url
 
 
+DEFAULT_TIMEOUT = 30.0  # seconds a call waits for the server's answer (a big batch takes ~1 s)
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection
+TIMEOUT_PARAMS = ("socket_timeout", "socket_connect_timeout")
+
+
+def timeouts(url: str, timeout: float | None) -> dict[str, Any]:
+    """Client options that keep a call from waiting forever on a server that vanished without
+    closing the connection (a half-open TCP connection): a read timeout (`timeout`, else
+    `?socket_timeout=` in the URL, else DEFAULT_TIMEOUT), a connect timeout, TCP keep-alive."""
+    given = {
+        k: float(v[-1]) for k, v in parse_qs(urlsplit(url).query).items() if k in TIMEOUT_PARAMS
+    }
+    options: dict[str, Any] = {
+        "socket_timeout": timeout or given.get("socket_timeout", DEFAULT_TIMEOUT),
+        "socket_connect_timeout": given.get("socket_connect_timeout", CONNECT_TIMEOUT),
+    }
+    if not url.startswith("unix:"):  # TCP only: a unix socket has no keep-alive to ask for
+        options["socket_keepalive"] = True
+    return options
+
+
 def cluster_address(url: str) -> dict[str, Any] | None:
     """RedisCluster arguments for a redis+cluster:// URL, None for a single-server URL; any
     other scheme is refused. Shared by the blocking and the asyncio stores."""
@@ -70,12 +91,13 @@ def cluster_address(url: str) -> dict[str, Any] | None:
     return None
 
 
-def client_from_url(url: str) -> tuple[Any, bool]:
+def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
     """(redis-py client, is_cluster) for redis://, rediss://, unix:// or redis+cluster:// URLs."""
     address = cluster_address(url)
+    options = timeouts(url, timeout)
     if address is not None:
-        return RedisCluster(**address), True
-    return redis.Redis.from_url(url), False
+        return RedisCluster(**address, **options), True
+    return redis.Redis.from_url(url, **options), False
 
 
 def server_summary(info: dict[str, Any], cluster: bool) -> dict[str, Any]:
@@ -215,8 +237,8 @@ class Store:
         self.values_script = Script("values.lua")
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        client, cluster = client_from_url(url)
+    def from_url(cls, url: str, timeout: float | None = None) -> Store:
+        client, cluster = client_from_url(url, timeout)
         store = cls(client, cluster)
         with wrapped_errors(f"connecting to {url}"):
             client.ping()
