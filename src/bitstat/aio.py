@@ -25,7 +25,6 @@ from . import analysis
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Emit
 from .ops import Namespace, check_name, check_namespace
-from .plan import Group
 from .query import Expr, Program
 from .record import DEFAULT_BATCH_TTL, TrackResult
 from .schema import Schema, parse_duration
@@ -48,6 +47,7 @@ from .store import (
 )
 from .sums import Target
 from .tracker_aio import AsyncTracker
+from .writes import Group
 
 T = TypeVar("T")
 

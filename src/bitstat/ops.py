@@ -31,7 +31,7 @@ from .keys import (
     metric_count_field,
     metric_sum_field,
 )
-from .plan import expire_at
+from .periods import expire_at
 from .query import Compiler, Expr, Leaf, Program, count_union
 from .record import DEFAULT_BATCH_TTL, Recording
 from .schema import Schema, compound, duration_text, normalise

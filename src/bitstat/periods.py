@@ -485,3 +485,10 @@ def hour_label(wall_hour_number: int | np.integer[Any]) -> str:
 def day_labels(days: npt.NDArray[np.int64]) -> dict[int, dict[str, str]]:
     """For each distinct wall day number in `days`, its labels as given by labels_for_day."""
     return {d: labels_for_day(d) for d in np.unique(np.asarray(days, dtype=np.int64)).tolist()}
+
+
+@functools.lru_cache(maxsize=4096)
+def expire_at(period: str, label: str, tz_name: str, ttl: int) -> int:
+    """The Unix time a bucket's keys expire at: `ttl` seconds after the bucket ends."""
+    end: datetime = parse_label(label).end
+    return int(end.replace(tzinfo=ZoneInfo(tz_name)).timestamp()) + ttl

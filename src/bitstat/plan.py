@@ -1,22 +1,16 @@
 """Turn a checked batch (columns) into a write plan: per hash tag, the ops of one script call.
 
-Pure: no I/O. Counters are summed here first (one HINCRBY per distinct field per batch);
-actor bits are grouped per key and sent either as offsets (few bits) or as one client-built
-bitmap merged with BITOP OR (many bits), whichever moves less work to the server.
+Pure: no I/O. Rows are grouped by event and bucket, counters summed here first (one HINCRBY
+per distinct field per batch), actor and value bits gathered per key; writes.py writes the ops.
 """
 
 from __future__ import annotations
 
-import struct
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache, partial
-from itertools import chain
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -32,48 +26,18 @@ from .keys import (
     metric_count_field,
     metric_sum_field,
 )
+from .periods import expire_at
 from .schema import Schema
+from .writes import Builder, Chunk, WritePlan, float_text
 
-# A bit costs about this many bytes of OR-merged bitmap: below it, offsets are cheaper.
-OR_BYTES_PER_BIT = 300
-OR_MIN_BITS = 32
 # A row's group: its event code above these bits, its bucket base (an hour or day number,
 # < 2^27 up to year 9999) below them.
 BUCKET_BITS = 28
 BUCKET_MASK = (1 << BUCKET_BITS) - 1
-Chunk = list[int] | np.ndarray  # bit offsets of one group of rows
 LARGE_BATCH = 512  # from this many rows, rows are grouped by sorting in numpy
 SHARD_KEY_BITS = 13  # a shard number (< 2^12 with 32-bit ids) below a group key
 SHARD_KEY_MASK = (1 << SHARD_KEY_BITS) - 1
-_ONE_OFFSET = struct.Struct("<I").pack
 UNNUMBERED = -2  # a distinct value's id when the write numbers it on the server
-
-
-@dataclass
-class Group:
-    """The ops of one script call; every key in it shares one hash tag (one cluster slot)."""
-
-    tag: str
-    batch_key: str
-    scratch_key: str
-    keys: list[str] = field(default_factory=list)
-    args: list[Any] = field(default_factory=list)
-    sums: bool = False  # holds sums, which the script may refuse (see apply.lua): sent first
-    _index: dict[str, int] = field(default_factory=dict)
-
-    def key(self, name: str) -> int:
-        idx = self._index.get(name)
-        if idx is None:
-            self.keys.append(name)
-            idx = self._index[name] = len(self.keys) + 2  # KEYS[1], KEYS[2] are batch and scratch
-        return idx
-
-
-@dataclass
-class WritePlan:
-    groups: list[Group]
-    recorded: int
-    expired: dict[str, int] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=65536)
@@ -104,170 +68,6 @@ def bucket_base(wall: np.ndarray, schema: Schema) -> np.ndarray:
     """The bucket base of each wall-clock time: its hour number if hours are recorded, else its
     day number."""
     return wall // (3600 if "hour" in schema.periods else 86400)
-
-
-@lru_cache(maxsize=4096)
-def expire_at(period: str, label: str, tz_name: str, ttl: int) -> int:
-    """The Unix time a bucket's keys expire at: `ttl` seconds after the bucket ends."""
-    end: datetime = periods.parse_label(label).end
-    return int(end.replace(tzinfo=ZoneInfo(tz_name)).timestamp()) + ttl
-
-
-class _Builder:
-    def __init__(
-        self, keys: Keys, schema: Schema, batch_id: str | None, single: bool, sum_bound: float
-    ) -> None:
-        self.sum_bound = sum_bound
-        self.note: str | None = None
-        self.keys = keys
-        self.schema = schema
-        self.batch_id = batch_id
-        self.single = single
-        self.groups: dict[str, Group] = {}
-        self.expiry: dict[tuple[str, str], int] = {}
-
-    def group(self, tag: str) -> Group:
-        if self.single:
-            tag = self.keys.meta_tag
-        g = self.groups.get(tag)
-        if g is None:
-            batch = self.keys.batch(tag, self.batch_id or None)
-            g = self.groups[tag] = Group(tag, batch, self.keys.temp(tag, "apply"))
-        return g
-
-    def expire(self, g: Group, key: str, period: str, label: str) -> None:
-        if not self.schema.expire:
-            return
-        ttl = self.schema.expire.get(period)
-        if ttl is not None:
-            self.expiry[(g.tag, key)] = expire_at(period, label, self.schema.timezone, ttl)
-
-    def finish(self) -> list[Group]:
-        """Expiry last: a ZUNIONSTORE earlier in the batch would drop a TTL set before it.
-
-        Groups with sums come first: when the script refuses one (a sum would overflow), no
-        group that the events rejected for it also write to has been applied yet."""
-        for (tag, key), at in self.expiry.items():
-            g = self.groups[tag]
-            g.args += ["X", g.key(key), at]
-        for g in self.groups.values():
-            if g.sums:
-                g.args += ["C", _float_text(self.sum_bound)]
-            if self.note is not None:
-                g.args += ["R", self.note]
-        return sorted(self.groups.values(), key=lambda g: not g.sums)
-
-    def scores(
-        self,
-        tag: str,
-        targets: list[tuple[str, str, str]],
-        items: list[tuple[str, float]],
-        code: str = "Y",
-    ) -> None:
-        """Add the same member increments to several sorted sets (a bucket's day, week, ...);
-        code "Z" for sums, whose scores the script checks stay finite."""
-        g = self.group(tag)
-        g.sums = g.sums or code == "Z"
-        g.args += [code, len(targets), *(g.key(key) for key, _, _ in targets), len(items)]
-        for member, incr in items:
-            g.args += [member, incr]
-        for key, period, label in targets:
-            self.expire(g, key, period, label)
-
-    def estimate(self, tag: str, targets: list[tuple[str, str, str]], members: list[str]) -> None:
-        """Add the same values to several HyperLogLogs (a bucket's day, week, ...)."""
-        g = self.group(tag)
-        g.args += ["A", len(targets), *(g.key(key) for key, _, _ in targets), len(members)]
-        g.args += members
-        for key, period, label in targets:
-            self.expire(g, key, period, label)
-
-    def number(
-        self,
-        tag: str,
-        targets: list[tuple[str, str, str]],
-        map_key: str,
-        next_key: str,
-        members: list[str],
-    ) -> None:
-        """Number values on the server (get or create their ids) and set their bits in several
-        bitmaps (a bucket's day, week, ...)."""
-        g = self.group(tag)
-        g.args += ["V", len(targets), *(g.key(key) for key, _, _ in targets)]
-        g.args += [g.key(map_key), g.key(next_key), len(members), *members]
-        for key, period, label in targets:
-            self.expire(g, key, period, label)
-
-    def bits(
-        self, tag: str, by_key: dict[str, list[Chunk]], periods_of: dict[str, tuple[str, str]]
-    ) -> None:
-        """Set bits: packed offsets for sparse keys, else one OR-merged bitmap per payload."""
-        g = self.group(tag)
-        payloads: dict[tuple[int, bytes], list[int]] = {}
-        # keys fed by the very same chunks (a day, its week, month, year) share one payload
-        made: dict[tuple[int, ...], tuple[int, bytes] | bytes] = {}
-        for key, chunks in by_key.items():
-            k = g.key(key)
-            ident = tuple(map(id, chunks))
-            encoded = made.get(ident)
-            if encoded is None:
-                encoded = made[ident] = _encode_bits(chunks)
-            if isinstance(encoded, tuple):
-                payloads.setdefault(encoded, []).append(k)
-            else:
-                g.args += ["B", k, encoded]
-            if key in periods_of:
-                self.expire(g, key, *periods_of[key])
-        for (first, payload), targets in payloads.items():
-            g.args += ["P", first, payload]
-            for k in targets:
-                g.args += ["O", k]
-
-    def pairs(
-        self,
-        code: str,
-        key: str,
-        items: Iterable[tuple[str, Any]],
-        period: str,
-        label: str,
-        tag: str,
-    ) -> None:
-        g = self.group(tag)
-        flat: list[Any] = []
-        for f, v in items:
-            flat += [f, v]
-        if flat:
-            g.sums = g.sums or code == "F"
-            g.args += [code, g.key(key), len(flat) // 2, *flat]
-            self.expire(g, key, period, label)
-
-
-def _encode_bits(chunks: list[Chunk]) -> tuple[int, bytes] | bytes:
-    """(first byte, bitmap bytes) when OR-merging is cheaper, else the distinct offsets packed
-    as little-endian uint32s."""
-    if len(chunks) == 1 and len(chunks[0]) == 1:  # one event's bit: most hour keys of a backfill
-        return _ONE_OFFSET(int(chunks[0][0]))
-    total = sum(map(len, chunks))
-    if total < OR_MIN_BITS:  # few bits (one event's, say): plain Python beats numpy's set-up
-        few = sorted(set(chain.from_iterable(chunks))) if total > 1 else list(chunks[0])
-        return struct.pack(f"<{len(few)}I", *few)
-    # sorted once: gives the span, and the distinct offsets below (np.unique's hashing costs
-    # far more on the small arrays most keys get)
-    offs = np.sort(np.concatenate(chunks) if len(chunks) > 1 else np.asarray(chunks[0]))
-    lo, hi = int(offs[0]), int(offs[-1])
-    first = lo >> 3
-    span = (hi >> 3) - first + 1
-    if len(offs) * OR_BYTES_PER_BIT >= span:
-        rel = offs - first * 8
-        if len(offs) < 2048:  # scattering into bytes beats zeroing and packing a bit per byte
-            packed = np.zeros(span, dtype=np.uint8)
-            np.bitwise_or.at(packed, rel >> 3, (0x80 >> (rel & 7)).astype(np.uint8))
-            return first, packed.tobytes()
-        flags = np.zeros(span * 8, dtype=bool)
-        flags[rel] = True
-        return first, np.packbits(flags).tobytes()
-    offs = offs[np.concatenate(([True], offs[1:] != offs[:-1]))]
-    return offs.astype("<u4").tobytes()
 
 
 def _grouped(keys: Iterable[Any], offsets: list[int]) -> dict[Any, list[int]]:
@@ -336,7 +136,7 @@ def build_plan(
     (`event code << BUCKET_BITS | bucket base`), so one event costs little and a batch costs
     a dictionary step per row and rule; each key is then named and written once per batch.
     """
-    b = _Builder(
+    b = Builder(
         keys, schema, batch_id, single, sum_bound_of(cols) if sum_bound is None else sum_bound
     )
     b.note = note
@@ -569,7 +369,7 @@ def build_plan(
 
     for (event, period, label), m in metrics.items():
         ints = [(f, int(v)) for f, v in m.items() if not f.startswith("s:")]
-        floats = [(f, _float_text(v)) for f, v in m.items() if f.startswith("s:")]
+        floats = [(f, float_text(v)) for f, v in m.items() if f.startswith("s:")]
         key = keys.metrics(event, label)
         b.pairs("H", key, ints, period, label, keys.event_tag(event))
         b.pairs("F", key, floats, period, label, keys.event_tag(event))
@@ -584,7 +384,7 @@ def _prop_key(key_of: Callable[[str, str, str], str], prop: str, event: str, lab
 
 
 def _emit_scores(
-    b: _Builder,
+    b: Builder,
     keys: Keys,
     key_of: Callable[[str, str], str],
     by_bucket: dict[int, list[tuple[str, float]]],
@@ -629,7 +429,7 @@ def _emit_scores(
 
 
 def _plan_sums(
-    b: _Builder,
+    b: Builder,
     metric: Callable[[str, str, str], defaultdict[str, float]],
     keys: Keys,
     split: Callable[[int], tuple[str, int]],
@@ -686,7 +486,7 @@ def _plan_sums(
 
 
 def _plan_distinct(
-    b: _Builder,
+    b: Builder,
     keys: Keys,
     prop: str,
     split: Callable[[int], tuple[str, int]],
@@ -722,7 +522,7 @@ def _plan_distinct(
 
 
 def _plan_approx(
-    b: _Builder,
+    b: Builder,
     keys: Keys,
     prop: str,
     split: Callable[[int], tuple[str, int]],
@@ -752,7 +552,3 @@ def sum_bound_of(cols: Columns) -> float:
             with np.errstate(over="ignore"):  # inf is an answer here: the batch is at risk
                 bound = max(bound, float(np.abs(present).sum()))
     return bound
-
-
-def _float_text(value: float) -> str:
-    return repr(float(value))

@@ -17,9 +17,9 @@ from redis.cluster import RedisCluster
 
 from .errors import ConnectionError, ServerError
 from .keys import register, tag_of
-from .plan import Group
 from .query import SCRATCH_TTL_MS, Program
 from .sums import Target
+from .writes import Group
 
 T = TypeVar("T")
 CLUSTER_SCHEME = "redis+cluster"
