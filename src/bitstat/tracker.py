@@ -19,17 +19,22 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import ConnectionError, InvalidEvent, ServerError
 from .record import TrackResult
 
-if TYPE_CHECKING:
-    from .stats import Stats
-
 log = logging.getLogger("bitstat.tracker")
 Event = dict[str, Any]
 ErrorCallback = Callable[[Exception, list[Event]], None]
+
+
+class Recorder(Protocol):
+    """What a tracker sends its batches to: a `Stats`."""
+
+    def track_many(self, events: list[Event], batch_id: str | None = None) -> TrackResult: ...
+
+
 WARN_EVERY = 10.0  # seconds between two warnings about dropped events
 _now = time.time
 
@@ -261,7 +266,7 @@ class Tracker(EventQueue):
     At interpreter exit the queue is flushed for at most `exit_timeout` seconds.
     """
 
-    def __init__(self, stats: Stats, *, block: bool = False, **options: Any) -> None:
+    def __init__(self, stats: Recorder, *, block: bool = False, **options: Any) -> None:
         super().__init__(**options)
         self._stats = stats
         self._block = block

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
+from .record import TrackResult
 from .tracker import Event, EventQueue
 
-if TYPE_CHECKING:
-    from .aio import AsyncStats
+
+class AsyncRecorder(Protocol):
+    """What an asyncio tracker sends its batches to: an `AsyncStats`."""
+
+    def track_many(
+        self, events: list[Event], batch_id: str | None = None
+    ) -> Awaitable[TrackResult]: ...
 
 
 class AsyncTracker(EventQueue):
@@ -23,7 +30,7 @@ class AsyncTracker(EventQueue):
     open (asyncio.run cancels the sender task), the queue is sent for at most `exit_timeout`.
     """
 
-    def __init__(self, stats: AsyncStats, **options: Any) -> None:
+    def __init__(self, stats: AsyncRecorder, **options: Any) -> None:
         super().__init__(**options)
         self._stats = stats
         self._wakeup = asyncio.Event()
