@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from . import periods
 from .query import Expr, Leaf, Op, combine
 
 if TYPE_CHECKING:
     from .ops import Namespace
-    from .stats import Stats  # noqa: F401 - named in a string base class below
+
+
+class SetRunner(Protocol):
+    """What evaluates actor sets on the server: a `Stats`."""
+
+    def _count_exprs(self, exprs: Sequence[Expr]) -> list[int]: ...
+
+    def _contains(self, expr: Expr, actor: object) -> bool: ...
+
+    def _ids(self, expr: Expr) -> Iterator[Any]: ...
+
 
 S = TypeVar("S", bound="SetAlgebra[Any]")
 R = TypeVar("R")
@@ -52,7 +62,7 @@ class SetAlgebra(Generic[R]):
         return f"{type(self).__name__}({self.expr!r})"
 
 
-class ActorSet(SetAlgebra["Stats"]):
+class ActorSet(SetAlgebra[SetRunner]):
     """A set of actors; nothing runs until it is counted, tested or read."""
 
     def count(self) -> int:
