@@ -25,10 +25,14 @@ from typing import Any
 
 from . import _engine
 from ._redis import SYSTEMS, get_redis, setup_redis, setup_redis_url
-from .bitops import BitOpAnd, BitOperation, BitOpNot, BitOpOr, BitOpXor
 from .events import (
     KEY_PREFIX,
     Bitmap,
+    BitOpAnd,
+    BitOperation,
+    BitOpNot,
+    BitOpOr,
+    BitOpXor,
     DayEvents,
     GenericPeriodEvents,
     HourEvents,
