@@ -138,6 +138,23 @@ def test_totals_already_stored_count_against_the_limit(fresh: Open) -> None:
     assert st.sums("buy", "amount", DAY) == pytest.approx(9e307 + 1 - 5e307)
 
 
+def test_a_batch_whose_every_event_was_refused_answers_the_same_when_sent_again(
+    fresh: Open,
+) -> None:
+    """Its id is kept though nothing was written: sent again once the totals have room, it
+    records nothing and reports the same refusals (found by the oracle on a cluster)."""
+    st, model = fresh()
+    both(st, model, [event(9e307)])
+    refused = st.track_many([event(9e307), event(9e307)], batch_id="all-refused")
+    assert (refused.recorded, [i for i, _ in refused.rejected]) == (0, [0, 1])
+    model.track_many([event(9e307), event(9e307)], batch_id="all-refused")
+    both(st, model, [event(-9e307)])  # the total has room again
+    again = st.track_many([event(9e307), event(9e307)], batch_id="all-refused")
+    assert again.recorded == 0 and again.rejected == refused.rejected
+    assert model.track_many([event(9e307), event(9e307)], batch_id="all-refused")[0] == 0
+    same_answers(st, model)
+
+
 def test_a_sum_refused_for_one_event_counts_nothing_twice_for_another(fresh: Open) -> None:
     """On a cluster a batch is written one hash tag (event) at a time: 'a' is written before
     'buy' is refused; when the batch is checked again, 'a' must not meet its own share."""

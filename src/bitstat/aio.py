@@ -228,6 +228,11 @@ class AsyncStore:
         with wrapped_errors(f"writing {key}"):
             await self.client.set(key, value)
 
+    async def mark(self, key: str, note: str, ttl: int) -> None:
+        """Mark a batch id that wrote nothing (all its events rejected), for `ttl` seconds."""
+        with wrapped_errors(f"writing {key}"):
+            await self.client.set(key, note, ex=ttl)
+
     async def hget(self, key: str, field: str) -> bytes | None:
         with wrapped_errors(f"reading {key}"):
             return await self.client.hget(key, field)  # type: ignore[no-any-return]

@@ -78,6 +78,13 @@ class Recording:
     def track_columns(self, cols: Columns, batch_id: str | None) -> Op[TrackResult]:
         """Record a checked batch, given as columns (`track_many` parses dicts into them; a
         data frame is turned into them directly)."""
+        if batch_id:
+            # a batch seen before answers as it did then, not by the totals of today; the
+            # namespace's marker is written last, so it says the whole batch is in (a batch
+            # cut short on a cluster has it not, and its missing groups are written now)
+            seen = yield Call("get", (self.keys.batch(self.keys.meta_tag, batch_id),))
+            if seen is not None:
+                return TrackResult(0, sorted(cols.rejected + noted(seen)))
         if not len(cols):
             return TrackResult(0, cols.rejected)
         if isinstance(cols.actors, np.ndarray):
@@ -98,12 +105,6 @@ class Recording:
         applied_tags: set[str] = set()
         applied = False
         for _ in range(SUM_RETRIES):
-            if check and batch_id:
-                # a batch seen before answers as it did then, not by the totals of today
-                marker = self.keys.batch(self.keys.meta_tag, batch_id)
-                seen = yield Call("get", (marker,))
-                if seen is not None:
-                    return TrackResult(0, sorted(rejected + noted(seen)))
             if check:  # some total could overflow: find the events that would carry it there
                 bad = yield from self.overflowing(cols, applied_tags, clock)
                 if bad:
@@ -111,7 +112,10 @@ class Recording:
                     keep = np.setdiff1d(np.arange(len(cols)), [r for r, _ in bad])
                     cols, offsets = cols.take(keep), offsets[keep]
                     value_ids = {k: v[keep] for k, v in value_ids.items()}
-                    if not len(cols):
+                    if not len(cols):  # nothing left to write: the id still answers so
+                        if batch_id:
+                            marker = self.keys.batch(self.keys.meta_tag, batch_id)
+                            yield Call("mark", (marker, json.dumps(overflow), self.batch_ttl))
                         return TrackResult(0, sorted(rejected + overflow))
             plan = build_plan(
                 cols,

@@ -374,6 +374,11 @@ class Store:
         with wrapped_errors(f"writing {key}"):
             self.client.set(key, value)
 
+    def mark(self, key: str, note: str, ttl: int) -> None:
+        """Mark a batch id that wrote nothing (all its events rejected), for `ttl` seconds."""
+        with wrapped_errors(f"writing {key}"):
+            self.client.set(key, note, ex=ttl)
+
     def hget(self, key: str, field: str) -> bytes | None:
         with wrapped_errors(f"reading {key}"):
             return self.client.hget(key, field)  # type: ignore[no-any-return]

@@ -88,7 +88,8 @@ class Builder:
         """Expiry last: a ZUNIONSTORE earlier in the batch would drop a TTL set before it.
 
         Groups with sums come first: when the script refuses one (a sum would overflow), no
-        group that the events rejected for it also write to has been applied yet."""
+        group that the events rejected for it also write to has been applied yet. The
+        namespace's own group comes last: its batch marker then says the whole batch is in."""
         for (tag, key), at in self.expiry.items():
             g = self.groups[tag]
             g.args += ["X", g.key(key), at]
@@ -97,7 +98,8 @@ class Builder:
                 g.args += ["C", float_text(self.sum_bound)]
             if self.note is not None:
                 g.args += ["R", self.note]
-        return sorted(self.groups.values(), key=lambda g: not g.sums)
+        meta = self.keys.meta_tag
+        return sorted(self.groups.values(), key=lambda g: (not g.sums, g.tag == meta))
 
     def scores(
         self,
