@@ -168,7 +168,8 @@ class Namespace(Recording):
                     raise QueryError(
                         f"{FAMILY_TEXT[family or '']} are kept per day, not per hour (the"
                         f" schema's hourly does not name {family!r}), so {at:%Y-%m-%d %H:%M}"
-                        " cannot be a bound: ask for whole days",
+                        f" cannot be a bound: ask for whole days (or keep {family!r} per hour:"
+                        " Schema hourly, for events recorded from then on)",
                         param=param,
                     )
         return kept
