@@ -1,0 +1,355 @@
+"""A drop-in replacement for trk 0.3.0 (node.js), in Python: same map, same answers, same keys.
+
+    from bitstat.compat.trk import Trk
+
+    trk = Trk("redis://localhost:6379/0", key="tky", map={"add": ["event", "country~event"]})
+    trk.record({"event": "view", "country": "US"})
+    trk.query_days(7).find("add/country~event")
+
+Data written by node trk is read here, and data written here is read by node trk: the keys
+are trk's (see `_digest`). What differs from trk, and why, is listed in docs/trk.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis.exceptions as rex
+
+from bitstat.errors import BitstatError, InvalidEvent, QueryError
+from bitstat.store import client_from_url, resolve_url, wrapped_errors
+
+from ._digest import Spec, Writes, digest
+from ._result import READERS, TrkResult, kept, parse_location, patterns
+
+__all__ = ["LayoutError", "Recorded", "Trk", "TrkResult"]
+
+TOP_LIMIT = 250  # trk reads the first 250 members of a top sorted set
+SADD_CHUNK = 1000  # members per SADD op of the script (Lua's unpack has a limit)
+_SCRIPT = resources.files(__package__).joinpath("record.lua").read_text("utf-8")
+_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
+_KIND_LETTER = {"add": "h", "addv": "h", "top": "z", "bmp": "b"}
+
+
+class LayoutError(BitstatError, ValueError):
+    """trk's key layout cannot live where it is asked to (a cluster, without a hash tag)."""
+
+
+@dataclass
+class Recorded:
+    """What `record_many` did. `rejected`: (index, reason) of the events not written at all;
+    `not_summed`: (index, key, value) of addv values counted but not added to the sum, as trk
+    did, because HINCRBY takes integers only (2.5, "1e3", "07")."""
+
+    recorded: int
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    not_summed: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+class Zone:
+    """Where days start: local midnight in an IANA zone, or in this process's zone (None)."""
+
+    def __init__(self, tz: str | tzinfo | None) -> None:
+        self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+
+    def date_of(self, ts: float) -> date:
+        return datetime.fromtimestamp(ts, self.tz).date()
+
+    def midnight(self, day: date) -> int:
+        local = datetime(day.year, day.month, day.day, tzinfo=self.tz)
+        return round(local.timestamp())
+
+    def seconds(self, when: Any) -> float:
+        """Unix seconds of `when`: a number (unix seconds, as trk), a datetime (naive: a wall
+        time in this zone) or a date (its local midnight); None is now."""
+        if when is None:
+            return time.time()
+        if isinstance(when, bool):
+            raise QueryError(f"a time is unix seconds or a datetime, got {when!r}")
+        if isinstance(when, int | float):
+            return float(when)
+        if isinstance(when, datetime):
+            if when.tzinfo is None and self.tz is not None:
+                when = when.replace(tzinfo=self.tz)
+            return float(when.timestamp())
+        if isinstance(when, date):
+            return float(self.midnight(when))
+        raise QueryError(f"a time is unix seconds or a datetime, got {when!r}")
+
+
+class Trk:
+    """trk's `Metrics`: `record` events under a map, `query` days of counters.
+
+    `url` is taken as `bitstat.connect` takes it (None: $BITSTAT_URL, else the embedded server
+    under `data_dir`); `client` is an existing redis-py client to use instead. `key` is trk's
+    prefix (it may contain `:`; on a Redis Cluster it must carry a hash tag, as `{tky}`, so a
+    day's keys share a slot). `map` is trk's map: `bmp`, `add`, `top` (property names, compound
+    ones joined with `~`) and `addv` (a name, or `{"key": label, "value": name}`). `tz` is the
+    zone whose local midnight starts a day (None: this process's zone, as trk used).
+    Nothing connects until the first call.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str = "tky",
+        map: Mapping[str, Any] | None = None,
+        tz: str | tzinfo | None = None,
+        *,
+        client: Any = None,
+        data_dir: str | Path | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key (trk's prefix) must be a non-empty text, got {key!r}")
+        self.key = key
+        self.spec = Spec.parse(map)
+        self.zone = Zone(tz)
+        self._url = url
+        self._data_dir = data_dir
+        self._timeout = timeout
+        self._client = client
+        self._owned = client is None
+        self._checked = False
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (made on first use), checked to fit trk's layout."""
+        if self._client is None:
+            url = resolve_url(self._url, self._data_dir, "everysec")
+            self._client = client_from_url(url, self._timeout)[0]
+        if not self._checked:
+            cluster = hasattr(self._client, "get_nodes")
+            if cluster and not has_hash_tag(self.key):
+                raise LayoutError(
+                    f"trk's keys of one day span slots of a Redis Cluster unless the prefix "
+                    f"carries a hash tag: use key='{{{self.key}}}' (prefix {self.key!r} has none)"
+                )
+            self._checked = True
+        return self._client
+
+    def close(self) -> None:
+        """Close the client this object made (a client passed in is left open)."""
+        if self._client is not None and self._owned:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> Trk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def day_of(self, now: Any = None) -> int:
+        """trk's day bucket of `now`: the unix seconds of its local midnight."""
+        return self.zone.midnight(self.zone.date_of(self.zone.seconds(now)))
+
+    # recording
+    def record(self, obj: Mapping[str, Any], now: Any = None) -> Recorded:
+        """Record one event object on the day of `now` (default: the current time).
+
+        An event that cannot be recorded raises InvalidEvent and writes nothing.
+        """
+        result = self.record_many([obj], now)
+        if result.rejected:
+            raise InvalidEvent(result.rejected[0][1])
+        return result
+
+    def record_many(self, objs: Iterable[Mapping[str, Any]], now: Any = None) -> Recorded:
+        """Record a batch of event objects on the day of `now`, in one server call: the whole
+        batch is written at once or, if the stored keys could not take it, not at all (an error
+        names the key). An event that cannot be recorded is rejected alone, with the reason."""
+        day = self.day_of(now)
+        dkey = f"{self.key}:{day}"
+        batch = Batch(f"{self.key}:k:{day}")
+        result = Recorded(0)
+        for index, obj in enumerate(objs):
+            try:
+                writes = digest(self.spec, dkey, obj)
+            except InvalidEvent as exc:
+                result.rejected.append((index, str(exc)))
+                continue
+            batch.add(writes)
+            result.recorded += 1
+            result.not_summed += [(index, key, value) for key, value in writes.not_summed]
+        if batch.members:
+            keys, args = batch.call()
+            with wrapped_errors("trk record"):
+                try:
+                    self.client.evalsha(_SHA, len(keys), *keys, *args)
+                except rex.NoScriptError:
+                    self.client.eval(_SCRIPT, len(keys), *keys, *args)
+        return result
+
+    # querying
+    def query(
+        self,
+        min_ts: Any,
+        max_ts: Any = None,
+        *,
+        accept: str | Iterable[str] | None = None,
+        allow: str | Iterable[str] | None = None,
+        ignore: str | Iterable[str] | None = None,
+        ignore_jobs: Iterable[str] = (),
+        return_jobs: bool = False,
+    ) -> Any:
+        """trk's `query(min, max, opt)`: every recorded metric of every local day from the day
+        of `min_ts` to the day of `max_ts` (unix seconds, datetimes or dates; `max_ts` omitted:
+        the day of `min_ts`), as a TrkResult.
+
+        `accept` (or its alias `allow`) and `ignore` are globs (or lists of globs) on
+        `<type>:<field>`, e.g. `"add:*"`, `"top:country~*"`; `ignore_jobs` leaves out whole
+        types (`"bmp"`, ...). With `return_jobs`, only the list of keys that would be read.
+        """
+        first = self.zone.date_of(self.zone.seconds(min_ts))
+        last = first if max_ts is None else self.zone.date_of(self.zone.seconds(max_ts))
+        dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        days = {str(self.zone.midnight(d)): d for d in dates}
+        unknown = set(ignore_jobs) - set(READERS)
+        if unknown:
+            raise QueryError(f"ignore_jobs: unknown type {sorted(unknown)[0]!r}")
+        with wrapped_errors("trk query"):
+            members = self._pipeline([("SMEMBERS", f"{self.key}:k:{d}") for d in days])
+            jobs: dict[str, tuple[str, str]] = {}
+            for listed in members:
+                for raw in listed:
+                    location = raw.decode("utf-8", "replace")
+                    parsed = parse_location(self.key, location)
+                    if parsed and parsed[1] not in ignore_jobs:
+                        jobs.setdefault(location, parsed)
+            accepted = patterns(accept if accept is not None else allow)
+            locations = sorted(kept(self.key, jobs, accepted, patterns(ignore)))
+            if return_jobs:
+                return locations
+            values = self._pipeline([read_command(jobs[loc][1], loc) for loc in locations])
+        if not days:
+            return TrkResult()
+        out: dict[str, Any] = {
+            unix: {"date": d.strftime("%m/%d/%Y"), "result": []} for unix, d in days.items()
+        }
+        for location, raw_value in zip(locations, values, strict=True):
+            day, kind = jobs[location]
+            if day not in out:
+                continue
+            out[day]["result"].append(
+                {
+                    "day": day,
+                    "type": kind,
+                    "location": location,
+                    "cache_key": f"_cache:{location}",
+                    "result": decode(kind, raw_value),
+                    "key": location.split(":")[-1].split("~"),
+                }
+            )
+        return TrkResult(days=out, cache="miss")
+
+    def query_days(self, n: int, now: Any = None, **opt: Any) -> Any:
+        """trk's `query_days(n)`: the last `n` local days, today included (a negative `n` is
+        the same as `-n`; 0 is no day at all). Takes `query`'s options."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise QueryError(f"query_days takes a whole number of days, got {n!r}")
+        today = self.zone.date_of(self.zone.seconds(now))
+        if n == 0:
+            return self.query(today + timedelta(days=1), today, **opt)
+        return self.query(today - timedelta(days=abs(n) - 1), today, **opt)
+
+    def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        if not commands:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute())
+
+
+def has_hash_tag(prefix: str) -> bool:
+    """Whether every key `<prefix>:...` hashes by a tag inside the prefix (one cluster slot)."""
+    start = prefix.find("{")
+    end = prefix.find("}", start + 1) if start >= 0 else -1
+    return start >= 0 and end > start + 1
+
+
+def read_command(kind: str, location: str) -> tuple[Any, ...]:
+    if kind == "bmp":
+        return ("BITCOUNT", location)
+    if kind == "top":
+        return ("ZREVRANGEBYSCORE", location, "+inf", "-inf", "WITHSCORES", "LIMIT", 0, TOP_LIMIT)
+    return ("HGETALL", location)
+
+
+def decode(kind: str, raw: Any) -> Any:
+    """A read's reply as trk returned it: texts for hashes, parseInt'ed scores, a count."""
+    if kind == "bmp":
+        return int(raw)
+    if kind == "top":
+        pairs = _pairs(raw)
+        return {_text(m): _score(s) for m, s in pairs}
+    return {_text(k): _text(v) for k, v in dict(raw).items()}
+
+
+def _pairs(raw: Any) -> Iterator[tuple[Any, Any]]:
+    if raw and isinstance(raw[0], list | tuple):
+        yield from ((m, s) for m, s in raw)
+    else:
+        yield from zip(raw[::2], raw[1::2], strict=True)
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _score(raw: Any) -> int | None:
+    from ._js import parse_int
+
+    return parse_int(_text(raw)) if not isinstance(raw, int | float) else int(raw)
+
+
+class Batch:
+    """The events of one record_many call as one record.lua call: increments of a field added
+    up, each value numbered once, every key named once."""
+
+    def __init__(self, membership: str) -> None:
+        self.membership = membership
+        self.members: dict[str, None] = {}
+        self.idents: dict[tuple[str, str, str], None] = {}
+        self.hincr: dict[tuple[str, str], int] = {}
+        self.zincr: dict[tuple[str, str], int] = {}
+
+    def add(self, w: Writes) -> None:
+        self.members.update(dict.fromkeys(w.members))
+        self.idents.update(dict.fromkeys(w.idents))
+        for key, name, incr in w.hincr:
+            self.hincr[key, name] = self.hincr.get((key, name), 0) + incr
+        for key, member in w.zincr:
+            self.zincr[key, member] = self.zincr.get((key, member), 0) + 1
+
+    def call(self) -> tuple[list[str], list[Any]]:
+        keys: dict[str, int] = {}
+        letters: list[str] = []
+
+        def index(key: str, letter: str) -> int:
+            if key not in keys:
+                keys[key] = len(keys) + 1
+                letters.append(letter)
+            return keys[key]
+
+        args: list[Any] = []
+        for idmap, bitmap, member in self.idents:
+            args += ["I", index(idmap, "z"), index(bitmap, "b"), member]
+        for (key, name), incr in self.hincr.items():
+            args += ["H", index(key, "h"), name, incr]
+        for (key, member), incr in self.zincr.items():
+            args += ["Z", index(key, "z"), member, incr]
+        listed = list(self.members)
+        for i in range(0, len(listed), SADD_CHUNK):
+            chunk = listed[i : i + SADD_CHUNK]
+            args += ["S", index(self.membership, "s"), len(chunk), *chunk]
+        return list(keys), ["".join(letters), *args]

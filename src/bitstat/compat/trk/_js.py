@@ -1,0 +1,125 @@
+"""How trk (node.js) saw a property value: JavaScript truthiness, `String(v)`, `isNaN(v)`, and
+which increments Redis's HINCRBY accepts. Pure functions; the drop-in records exactly these."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+_REDIS_INT = re.compile(r"-?[1-9][0-9]*|0")
+_JS_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_JS_RADIX = re.compile(r"0([xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
+_JS_SPACE = " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+_JS_SPACE += "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+class ObjectValue(TypeError):
+    """A value that is a mapping (a JavaScript object): trk wrote it as "[object Object]"."""
+
+
+def truthy(value: Any) -> bool:
+    """JavaScript truthiness: 0, NaN, "", null and false are false; [] and {} are true."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int | float):
+        return not (value == 0 or math.isnan(value))
+    if isinstance(value, str):
+        return value != ""
+    return True
+
+
+def number_text(value: float) -> str:
+    """`String(x)` of a JavaScript number (ECMAScript Number::toString, radix 10)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    digits_tuple, exponent = Decimal(repr(abs(value))).as_tuple()[1:]
+    digits = "".join(map(str, digits_tuple)).rstrip("0") or "0"
+    assert isinstance(exponent, int)
+    n = exponent + len("".join(map(str, digits_tuple)))  # value = 0.digits x 10^n
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+        text = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+    return sign + text
+
+
+def text(value: Any) -> str:
+    """`String(value)` as trk's writes saw it. Mappings raise ObjectValue (JavaScript would say
+    "[object Object]" for every one of them alike)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return number_text(value)
+    if isinstance(value, Mapping):
+        raise ObjectValue("an object value")
+    if isinstance(value, list | tuple):  # Array.prototype.join: null and undefined are ""
+        return ",".join("" if item is None else text(item) for item in value)
+    return str(value)
+
+
+def is_nan(value: Any) -> bool:
+    """JavaScript's global `isNaN(value)`: whether `Number(value)` is NaN."""
+    if value is None or isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return False
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, Mapping):
+        return True
+    if isinstance(value, list | tuple):
+        return is_nan(text(value))
+    s = str(value).strip(_JS_SPACE)
+    if s in ("", "Infinity", "+Infinity", "-Infinity"):
+        return False
+    return not (_JS_DECIMAL.fullmatch(s) or _JS_RADIX.fullmatch(s))
+
+
+def redis_int(value: str) -> int | None:
+    """The integer HINCRBY takes `value` for, or None when Redis refuses it (its string2ll: an
+    optional minus, no leading zero, no sign, space, point or exponent, within 64 bits)."""
+    if len(value) > 20 or not _REDIS_INT.fullmatch(value):
+        return None
+    number = int(value)
+    return number if INT64_MIN <= number <= INT64_MAX else None
+
+
+def plus(value: str) -> int | float:
+    """`+value` of a stored counter (what trk's merge adds up): an int when it is one."""
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return math.nan
+
+
+def parse_int(value: str) -> int | None:
+    """JavaScript's `parseInt(value)` of a sorted-set score; None where it gives NaN."""
+    match = re.match(r"[+-]?[0-9]+", value.strip(_JS_SPACE))
+    return int(match.group()) if match else None

@@ -1,0 +1,203 @@
+"""trk's query answer: the days, each with its result items, and `find` over them; which of a
+day's keys a query reads (trk's location parsing and its accept/ignore globs). Pure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from bitstat.errors import QueryError
+
+from . import _js
+from ._digest import field_name
+
+READERS = ("add", "addv", "bmp", "top")  # the key types a query reads (bmp:i never)
+EMPTY: dict[str, Any] = {"bmp": 0, "add": {}, "top": {}, "addv": {}}
+
+
+def parse_location(prefix: str, location: str) -> tuple[str, str] | None:
+    """(day, type) of a key listed in a membership set, as trk's `_jobs` reads it: the
+    segments after the prefix are `<day>:<type>[:...]:<field>`; `addv:<value>:<label>` is addv;
+    a two-segment type (`bmp:i`) is skipped. None for a key trk would not read."""
+    if not location.startswith(prefix + ":"):
+        return None
+    parts = location[len(prefix) + 1 :].split(":")
+    if len(parts) < 3:
+        return None
+    day, kind = parts[0], parts[1:-1]
+    if kind[0] == "addv":
+        kind = ["addv"]
+    if len(kind) == 2 or kind[0] not in READERS:
+        return None
+    return day, kind[0]
+
+
+def patterns(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def kept(prefix: str, locations: Iterable[str], accept: list[str], ignore: list[str]) -> list[str]:
+    """The locations a query reads: not matching an `ignore` glob and, when `accept` globs are
+    given, matching one of them. Globs match `<type>:<field>` (the key without prefix and day),
+    with minimatch's syntax: `*`, `?`, `[...]`, `{a,b}`, `**`, a leading `!` negates."""
+    out = []
+    for location in locations:
+        raw = ":".join(location[len(prefix) + 1 :].split(":")[1:])
+        if any(glob_match(p, raw) for p in ignore):
+            continue
+        if accept and not any(glob_match(p, raw) for p in accept):
+            continue
+        out.append(location)
+    return out
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    negated = False
+    while pattern.startswith("!"):
+        negated, pattern = not negated, pattern[1:]
+    return any(rx.fullmatch(text) for rx in _compiled(pattern)) != negated
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(_regex(p)) for p in _braces(pattern))
+
+
+def _braces(pattern: str) -> list[str]:
+    """Brace expansion: `a{b,c}d` -> [`abd`, `acd`] (nested, innermost last)."""
+    depth, start = 0, -1
+    for i, c in enumerate(pattern):
+        if c == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif c == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                options, level, begin = [], 0, start + 1
+                for j in range(start + 1, i):
+                    if pattern[j] == "{":
+                        level += 1
+                    elif pattern[j] == "}":
+                        level -= 1
+                    elif pattern[j] == "," and level == 0:
+                        options.append(pattern[begin:j])
+                        begin = j + 1
+                options.append(pattern[begin:i])
+                if len(options) < 2:
+                    continue
+                head, tail = pattern[:start], pattern[i + 1 :]
+                return [e for o in options for e in _braces(head + o + tail)]
+    return [pattern]
+
+
+def _regex(pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            if pattern.startswith("**", i):
+                out.append(".*")
+                i += 2
+                continue
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : end]
+                if body[0] in "!^":
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+class TrkResult(dict[str, Any]):
+    """trk's answer to a query: `{"days": {day: {"date", "result": [item]}}, "cache": "miss"}`.
+
+    `day` keys are the unix seconds (text) of each local midnight, ascending; an item is
+    `{day, type, location, cache_key, result, key}`. A query over no day (its start after its
+    end) is `{}`, as in trk, but still has `find`.
+    """
+
+    @property
+    def days(self) -> dict[str, Any]:
+        days: dict[str, Any] = self.get("days", {})
+        return days
+
+    def find(self, arg: str | Mapping[str, Any], merge: bool = False) -> Any:
+        """One metric of the answer: `"type/key"` (per date: `{"07/07/2016": value}`),
+        `"type/key/day"` (that day's value, None without it), or `{type, key, day, merge}`.
+
+        `key` is a field name, compound parts in any order (`user~country`), or ends with one
+        (`amount:country` picks the addv of `amount` by `country`). Where several keys end
+        with it, the first in key order answers. With `merge`, the dates' values are added up
+        per value (numbers): `{"view": 4, ...}`; a `bmp` count does not merge (`{}`).
+        """
+        kind, key, day, merge = _find_args(arg, merge)
+        suffix = ":" + key
+        if day is not None:
+            entry = self.days.get(day)
+            if entry is None:
+                return None
+            return _first(entry["result"], kind, suffix, None)
+        per_date = {
+            entry["date"]: _first(entry["result"], kind, suffix, _empty(kind))
+            for entry in self.days.values()
+        }
+        if not merge:
+            return per_date
+        total: dict[str, int | float] = {}
+        for value in per_date.values():
+            if isinstance(value, Mapping):
+                for k, v in value.items():
+                    total[k] = total.get(k, 0) + (_js.plus(v) if isinstance(v, str) else v)
+        return total
+
+
+def _empty(kind: str) -> Any:
+    empty = EMPTY[kind]
+    return dict(empty) if isinstance(empty, dict) else empty
+
+
+def _first(items: list[dict[str, Any]], kind: str, suffix: str, default: Any) -> Any:
+    for item in items:
+        if item["type"] == kind and item["location"].endswith(suffix):
+            return item["result"]
+    return default
+
+
+def _find_args(arg: str | Mapping[str, Any], merge: bool) -> tuple[str, str, str | None, bool]:
+    if isinstance(arg, Mapping):
+        kind, key, day = arg.get("type"), arg.get("key", arg.get("keys")), arg.get("day")
+        merge = bool(arg.get("merge", merge))
+        if isinstance(key, list | tuple):
+            key = "~".join(map(str, key))
+    elif isinstance(arg, str):
+        parts = arg.split("/")
+        kind = parts[0]
+        key = parts[1] if len(parts) > 1 else None
+        day = parts[2] if len(parts) > 2 else None
+    else:
+        raise QueryError(f"find takes 'type/key[/day]' or {{type, key}}, got {arg!r}")
+    if kind not in EMPTY:
+        raise QueryError(f"find: type must be one of {', '.join(EMPTY)}, got {kind!r}")
+    if not isinstance(key, str) or not key:
+        raise QueryError(f"find: a key is needed, as in {kind}/country, got {arg!r}")
+    if day is not None and not isinstance(day, str):
+        day = str(int(day))
+    return kind, field_name(key), day or None, merge
