@@ -1,0 +1,725 @@
+"""bitstat.compat.trk against the real trk 0.3.0: the 8 recorded cases of
+../shared/data/trk/cases.json (every expected value produced by node trk), replayed on every
+backend; data laid out as node trk left it, read back; a plain-Python model of trk's source as
+an oracle for random events; and bitstat's own answers on the same events.
+
+Every test writes under its own prefix (a hash tag with the test's namespace, so a cluster
+keeps a day's keys in one slot) and deletes exactly those keys afterwards. On the embedded
+server the cases also run under their own prefixes, so the keys are byte for byte node trk's.
+Times are explicit everywhere; nothing depends on the wall clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bitstat
+import servers
+from bitstat.compat.trk import LayoutError, Trk
+from bitstat.compat.trk import _js as js
+from bitstat.compat.trk._result import glob_match
+from bitstat.errors import InvalidEvent, QueryError, SchemaError, ServerError
+
+CASES_FILE = Path(
+    os.environ.get("BITSTAT_TRK_CASES", Path(__file__).parents[2] / "shared/data/trk/cases.json")
+)
+if not CASES_FILE.exists():  # the shared data sits next to the repository, not inside it
+    pytest.skip(f"{CASES_FILE} is missing", allow_module_level=True)
+DATA = json.loads(CASES_FILE.read_text())
+CASES = {c["name"]: c for c in DATA["cases"]}
+EXAMPLES = settings(
+    max_examples=int(os.environ.get("BITSTAT_TRK_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+COUNTER = itertools.count()
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# ---- reading Redis back in the cases' format -------------------------------------------------
+
+
+def scan(client: servers.Client, prefix: str) -> list[str]:
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":*"
+    return sorted(k.decode() for k in client.scan_iter(match=pattern, count=1000))
+
+
+def bits(raw: bytes) -> list[int]:
+    return [i * 8 + j for i, byte in enumerate(raw) for j in range(8) if byte & (0x80 >> j)]
+
+
+def dump(client: servers.Client, prefix: str) -> dict[str, Any]:
+    """Every key under `prefix`, as cases.json writes `redis_after_record`."""
+    out: dict[str, Any] = {}
+    for key in scan(client, prefix):
+        kind = client.type(key).decode()
+        if kind == "hash":
+            value = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+            out[key] = {"type": "hash", "value": value}
+        elif kind == "zset":
+            pairs = [[m.decode(), int(s)] for m, s in client.zrevrange(key, 0, -1, withscores=True)]
+            desc: Any = pairs if len(pairs) <= 20 else {"head": pairs[:5], "size": len(pairs)}
+            out[key] = {"type": "zset", "value_desc": desc}
+        elif kind == "string":
+            set_bits = bits(client.get(key) or b"")
+            out[key] = {"type": "bitmap", "bits_set": set_bits, "bitcount": len(set_bits)}
+        else:
+            out[key] = {"type": kind, "value": sorted(m.decode() for m in client.smembers(key))}
+    return out
+
+
+def delete(client: servers.Client, prefix: str) -> None:
+    for key in scan(client, prefix):
+        client.delete(key)
+
+
+def moved(value: Any, old: str, new: str) -> Any:
+    """`value` with every key name under prefix `old` renamed to prefix `new`."""
+    if old == new:
+        return value
+    if isinstance(value, dict):
+        return {moved(k, old, new): moved(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [moved(v, old, new) for v in value]
+    if isinstance(value, str):
+        for head in ("", "_cache:"):
+            if value.startswith(head + old + ":"):
+                return head + new + value[len(head + old) :]
+    return value
+
+
+def lay_out(client: servers.Client, dumped: Mapping[str, Any]) -> None:
+    """Write keys as node trk left them (the `redis_after_record` of a case)."""
+    for key, entry in dumped.items():
+        if entry["type"] == "hash":
+            client.hset(key, mapping=entry["value"])
+        elif entry["type"] == "zset":
+            client.zadd(key, {m: s for m, s in entry["value_desc"]})
+        elif entry["type"] == "bitmap":
+            for offset in entry["bits_set"]:
+                client.setbit(key, offset, 1)
+        else:
+            client.sadd(key, *entry["value"])
+
+
+# ---- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prefixes(redis_client: servers.Client, namespace: str) -> Iterator[Callable[[str], str]]:
+    """Makes trk prefixes `{<namespace>}:<name>`; all their keys are deleted afterwards."""
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        made.append(f"{{{namespace}-{next(COUNTER)}}}:{name}")
+        return made[-1]
+
+    yield make
+    for prefix in made:
+        delete(redis_client, prefix)
+
+
+@pytest.fixture
+def trk_for(
+    server_url: str, prefixes: Callable[[str], str]
+) -> Iterator[Callable[..., tuple[Trk, str]]]:
+    """Makes a Trk on the backend under a fresh prefix: (trk, prefix)."""
+    made: list[Trk] = []
+
+    def make(name: str = "t", **kw: Any) -> tuple[Trk, str]:
+        prefix = prefixes(name)
+        made.append(Trk(server_url, key=prefix, **kw))
+        return made[-1], prefix
+
+    yield make
+    for trk in made:
+        trk.close()
+
+
+# ---- the recorded cases -------------------------------------------------------------------
+
+
+def ambiguous(result: Any, arg: Any) -> list[Any] | None:
+    """Where several keys of one day end with a find's key, trk's answer followed SMEMBERS
+    order (random per server process): the candidate answers per date, else None."""
+    kind, key = (arg["type"], arg["key"]) if isinstance(arg, dict) else arg.split("/")[:2]
+    key = "~".join(sorted(key.split("~")))
+    per_date = []
+    for entry in result.days.values():
+        hits = [
+            i for i in entry["result"] if i["type"] == kind and i["location"].endswith(":" + key)
+        ]
+        per_date.append([i["result"] for i in sorted(hits, key=lambda i: i["location"])])
+    return per_date if any(len(h) > 1 for h in per_date) else None
+
+
+def check_query(trk: Trk, query: dict[str, Any], old: str, new: str) -> None:
+    if query["call"] == "query":
+        result = trk.query(query["min"], query["max"])
+    else:
+        result = trk.query_days(query["n"], now=at(query["now"]))
+    if "expected_raw" in query:
+        assert dict(result) == moved(query["expected_raw"], old, new)
+    else:
+        assert list(result.days) == query["expected_raw_day_keys"]
+    if not query["result_has_find"]:  # trk answered {} without find; here find still works
+        assert dict(result) == {} and result.find("add/event") == {}
+    for f in query.get("finds", []):
+        got = result.find(f["arg"])
+        candidates = ambiguous(result, f["arg"])
+        if candidates is None:
+            assert got == f["expected"], f["arg"]
+        else:  # trk's answer was one of the candidates; ours is the first by key name
+            for (d, value), options in zip(f["expected"].items(), candidates, strict=True):
+                assert value in options and got[d] == options[0], f["arg"]
+        if "canonical_order" in f:
+            order = f["canonical_order"]
+            if isinstance(order, dict):
+                assert {d: list(v) for d, v in got.items()} == order
+            else:
+                assert list(got) == order
+
+
+def replay(trk: Trk, case: dict[str, Any]) -> None:
+    for step in case["timeline"]:
+        done = trk.record_many(step["events"], now=at(step["now"]))
+        assert done.recorded == len(step["events"]) and not done.rejected
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_case_gives_trks_keys_and_answers(
+    name: str, trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    case = CASES[name]
+    old = case["config"]["key"]
+    trk, new = trk_for(old, map=case["config"]["map"], tz=case["tz"])
+    replay(trk, case)
+    assert dump(redis_client, new) == moved(case["redis_after_record"], old, new)
+    for query in case["queries"]:
+        check_query(trk, query, old, new)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_case_under_its_own_prefix_is_byte_for_byte_trks(name: str, embedded_url: str) -> None:
+    """The cases' own prefixes (`t1`, `app:stats`...): on this session's private server."""
+    case = CASES[name]
+    prefix = case["config"]["key"]
+    client = redis.Redis.from_url(embedded_url)
+    assert scan(client, prefix) == [], f"keys under {prefix!r} exist already: not ours to delete"
+    try:
+        with Trk(embedded_url, key=prefix, map=case["config"]["map"], tz=case["tz"]) as trk:
+            for step in case["timeline"]:  # one event per call, as trk records them
+                for event in step["events"]:
+                    trk.record(event, now=at(step["now"]))
+            assert dump(client, prefix) == case["redis_after_record"]
+            for query in case["queries"]:
+                check_query(trk, query, prefix, prefix)
+    finally:
+        delete(client, prefix)
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n for n, c in CASES.items() if "head" not in json.dumps(c["redis_after_record"])],
+)
+def test_data_node_trk_left_is_read(
+    name: str, trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    """No recording here: the keys are written as node trk left them, then queried."""
+    case = CASES[name]
+    old = case["config"]["key"]
+    trk, new = trk_for(old, tz=case["tz"])  # a reader needs no map, as in trk
+    lay_out(redis_client, moved(case["redis_after_record"], old, new))
+    for query in case["queries"]:
+        check_query(trk, query, old, new)
+
+
+def test_recording_continues_data_node_trk_left(
+    trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    case = CASES["basic_single_day"]
+    trk, new = trk_for("t1", map=case["config"]["map"], tz="UTC")
+    lay_out(redis_client, moved(case["redis_after_record"], "t1", new))
+    trk.record({"event": "view", "user": "u4", "country": "US", "amount": 5}, now=1467900000)
+    trk.record({"event": "view", "user": "u1", "country": "NL"}, now=1467900000)
+    day = trk.query(1467900000)
+    assert day.find("bmp/user/1467849600") == 4
+    assert redis_client.zscore(f"{new}:1467849600:bmp:i:user", "u4") == 3.0
+    assert day.find("add/country/1467849600") == {"US": "5", "CA": "1", "NL": "1"}
+    assert day.find("addv/i/1467849600") == {"sum": "55", "count": "4"}
+
+
+# ---- where trk was wrong, and what is done instead ------------------------------------------
+
+NOW = datetime(2016, 7, 7, 15, tzinfo=UTC)
+DAY_START = 1467849600
+DAY = str(DAY_START)
+
+
+def test_an_array_value_is_recorded_as_trk_writes_it_elsewhere(
+    trk_for: Callable[..., tuple[Trk, str]],
+) -> None:
+    """trk: ioredis spread the array into HINCRBY's arguments, so the whole MULTI aborted and
+    every add/top/addv write of the event was lost (bmp kept "a,b"). Here: "a,b" everywhere."""
+    spec = {"add": ["event", "tags"], "top": ["tags"], "bmp": ["tags"], "addv": ["n"]}
+    trk, _ = trk_for(map=spec, tz="UTC")
+    trk.record({"event": "e", "tags": ["a", "b"], "n": [5]}, now=NOW)
+    day = trk.query(NOW)
+    assert day.find(f"add/event/{DAY}") == {"e": "1"}
+    assert day.find(f"add/tags/{DAY}") == {"a,b": "1"}
+    assert day.find(f"top/tags/{DAY}") == {"a,b": 1}
+    assert day.find(f"bmp/tags/{DAY}") == 1
+    assert day.find(f"addv/n:i/{DAY}") == {"sum": "5", "count": "1"}
+
+
+def test_an_object_value_rejects_its_event_alone(
+    trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    """trk wrote "[object Object]" for any object; here the event is refused, with the reason."""
+    trk, prefix = trk_for(map={"add": ["event", "meta~event"]}, tz="UTC")
+    with pytest.raises(InvalidEvent, match="meta"):
+        trk.record({"event": "e", "meta": {"a": 1}}, now=NOW)
+    assert scan(redis_client, prefix) == []
+    done = trk.record_many([{"event": "x"}, {"event": "y", "meta": {}}, {"event": "z"}], now=NOW)
+    assert (done.recorded, [i for i, _ in done.rejected]) == (2, [1])
+    assert trk.query(NOW).find(f"add/event/{DAY}") == {"x": "1", "z": "1"}
+    assert trk.record_many([5, "text"], now=NOW).rejected[1][0] == 1  # type: ignore[list-item]
+
+
+def test_a_value_hincrby_refuses_is_counted_not_summed_and_said(
+    trk_for: Callable[..., tuple[Trk, str]],
+) -> None:
+    """As trk (its HINCRBY error swallowed): the count takes it, the sum does not; here the
+    caller is told which values were not summed."""
+    trk, _ = trk_for(map={"addv": [{"key": "c", "value": "v"}]}, tz="UTC")
+    done = trk.record_many(
+        [{"c": "x", "v": 2.5}, {"c": "x", "v": "1e3"}, {"c": "x", "v": 4}, {"c": "x", "v": "abc"}],
+        now=NOW,
+    )
+    assert done.recorded == 4 and not done.rejected
+    assert {(i, v) for i, _, v in done.not_summed} == {(0, "2.5"), (1, "1e3")}
+    day = trk.query(NOW)
+    assert day.find(f"addv/v:i/{DAY}") == {"sum": "4", "count": "3"}
+    assert day.find(f"addv/c/{DAY}") == {"x": "4"}
+
+
+def test_server_errors_are_raised_and_the_batch_writes_nothing(
+    trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    """trk swallowed every Redis error (and half-wrote the event); here nothing is written."""
+    trk, prefix = trk_for(map={"add": ["event"], "top": ["page"], "addv": ["n"]}, tz="UTC")
+    events = [{"event": "e", "page": "/", "n": 3}]
+    redis_client.set(f"{prefix}:{DAY}:top:page", "not a sorted set")
+    with pytest.raises(ServerError, match="top:page"):
+        trk.record_many(events, now=NOW)
+    assert scan(redis_client, prefix) == [f"{prefix}:{DAY}:top:page"]
+    redis_client.delete(f"{prefix}:{DAY}:top:page")
+    redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", "1.5")
+    with pytest.raises(ServerError, match="not an integer"):
+        trk.record_many(events, now=NOW)
+    redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", str(2**63 - 2))
+    with pytest.raises(ServerError, match="64 bits"):
+        trk.record_many(events, now=NOW)
+    assert scan(redis_client, prefix) == [f"{prefix}:{DAY}:addv:n:i"]
+    redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", "1")
+    trk.record_many(events, now=NOW)
+    assert trk.query(NOW).find(f"addv/i/{DAY}") == {"sum": "4", "count": "1"}
+
+
+def test_query_with_one_time_is_that_day(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    """trk's `query(min, cb)` crashed (opt undefined); here `query(min)` answers min's day."""
+    trk, _ = trk_for(map={"add": ["event"]}, tz="UTC")
+    trk.record({"event": "e"}, now=NOW)
+    assert trk.query(NOW.timestamp()) == trk.query(DAY_START, DAY_START + 86399)
+    assert trk.query(date(2016, 7, 7)).find("add/event") == {"07/07/2016": {"e": "1"}}
+
+
+def test_filters_accept_allow_ignore_and_jobs(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    spec = {"add": ["event", "country"], "top": ["page", "country~page"], "bmp": ["user"]}
+    trk, prefix = trk_for(map=spec, tz="UTC")
+    trk.record({"event": "e", "country": "US", "page": "/", "user": "u"}, now=NOW)
+
+    def read(**opt: Any) -> list[str]:
+        return [i["location"][len(prefix) + 1 :] for i in trk.query(NOW, **opt).days[DAY]["result"]]
+
+    everything = [f"{DAY}:add:country", f"{DAY}:add:event", f"{DAY}:bmp:user"]
+    everything += [f"{DAY}:top:country~page", f"{DAY}:top:page"]
+    assert read() == everything
+    assert read(accept="add:*") == [f"{DAY}:add:country", f"{DAY}:add:event"]
+    assert read(allow=["top:*", "bmp:*"]) == everything[2:]
+    assert read(accept="top:*", allow="add:*") == everything[3:]  # accept wins, as in trk
+    assert read(ignore="*:country*") == [f"{DAY}:add:event", f"{DAY}:bmp:user", everything[4]]
+    assert read(accept="{add,bmp}:*", ignore="add:e*") == [everything[0], everything[2]]
+    assert read(ignore_jobs=["top", "bmp"]) == everything[:2]
+    jobs = trk.query(NOW, accept="top:*", return_jobs=True)
+    assert jobs == [f"{prefix}:{everything[3]}", f"{prefix}:{everything[4]}"]
+    with pytest.raises(QueryError):
+        trk.query(NOW, ignore_jobs=["nope"])
+
+
+def test_find_forms_and_errors(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    trk, _ = trk_for(map={"add": ["country~event"], "addv": [{"key": "c", "value": "n"}]}, tz="UTC")
+    trk.record({"event": "e", "country": "US", "c": "x", "n": 2}, now=DAY_START + 10)
+    result = trk.query(DAY_START)
+    assert result.find({"type": "add", "keys": ["event", "country"], "day": DAY_START}) == {
+        "US~e": "1"
+    }
+    assert result.find("addv/n:c/" + DAY) == {"x": "2"}  # `value:label` names one addv
+    assert result.find({"type": "add", "key": "country~event"}, merge=True) == {"US~e": 1}
+    assert result.find("add/country~event/1") is None
+    for bad in ("nope/x", "add", {"type": "add"}, 5):
+        with pytest.raises(QueryError):
+            result.find(bad)  # type: ignore[arg-type]
+
+
+def test_query_days(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    trk, _ = trk_for(map={"add": ["event"]}, tz="UTC")
+    trk.record({"event": "e"}, now=NOW)
+    assert list(trk.query_days(3, now=NOW).days) == ["1467676800", "1467763200", DAY]
+    assert trk.query_days(-2, now=NOW) == trk.query_days(2, now=NOW)
+    assert trk.query_days(0, now=NOW) == {}
+    with pytest.raises(QueryError):
+        trk.query_days(1.5, now=NOW)  # type: ignore[arg-type]
+
+
+def test_days_start_at_local_midnight_of_tz(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    """The instants of case local_time_bucketing_utc, in New York: two days, not one; and the
+    23-hour day of a DST change is one day keyed by its own midnight."""
+    trk, _ = trk_for(map={"add": ["event"]}, tz="America/New_York")
+    trk.record({"event": "late"}, now=at("2016-07-08T02:00:00Z"))
+    trk.record({"event": "early"}, now=at("2016-07-08T05:00:00Z"))
+    result = trk.query_days(2, now=at("2016-07-08T12:00:00Z"))
+    assert result.find("add/event") == {"07/07/2016": {"late": "1"}, "07/08/2016": {"early": "1"}}
+    assert list(result.days) == ["1467864000", "1467950400"]  # 04:00 UTC: EDT midnights
+    trk.record({"event": "dst"}, now=at("2016-03-14T03:30:00Z"))  # 23:30 EDT on the 13th
+    spring = trk.query(datetime(2016, 3, 12), datetime(2016, 3, 14))
+    assert list(spring.days) == ["1457758800", "1457845200", "1457928000"]
+    assert spring.find("add/event/1457845200") == {"dst": "1"}
+
+
+def test_without_tz_days_follow_this_process_zone(
+    trk_for: Callable[..., tuple[Trk, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tz=None is trk's behaviour: the zone of the process (TZ), here Asia/Tokyo."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        trk, _ = trk_for(map={"add": ["event"]})
+        trk.record({"event": "e"}, now=at("2016-07-07T16:00:00Z"))  # 01:00 on the 8th in Tokyo
+        assert list(trk.query_days(1, now=at("2016-07-07T16:00:00Z")).days) == ["1467903600"]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_cluster_needs_a_hash_tag_in_the_prefix(cluster_url: str) -> None:
+    trk = Trk(cluster_url, key="tky", map={"add": ["event"]})
+    with pytest.raises(LayoutError, match="hash tag"):
+        trk.record({"event": "e"}, now=NOW)
+    with pytest.raises(LayoutError):
+        trk.query(NOW)
+    trk.close()
+
+
+def test_a_bad_map_is_refused() -> None:
+    for bad in (
+        {"sum": ["x"]},
+        {"add": "event"},
+        {"add": [3]},
+        {"addv": [{"key": "c"}]},
+        {"addv": [{"value": "n"}]},
+    ):
+        with pytest.raises(SchemaError):
+            Trk(key="t", map=bad)
+    with pytest.raises(ValueError):
+        Trk(key="")
+
+
+def test_javascript_value_semantics() -> None:
+    cases = {1e21: "1e+21", 1e-7: "1e-7", 1e-6: "0.000001", 0.1: "0.1", 2.5: "2.5", -0.0: "0"}
+    cases |= {123456789012345680000.0: "123456789012345680000", 1.5e300: "1.5e+300", 7.0: "7"}
+    cases |= {math.inf: "Infinity", -1e-10: "-1e-10", 100.25: "100.25"}
+    for number, text in cases.items():
+        assert js.text(number) == text, number
+    assert [js.text(v) for v in (None, True, [1, None, "a"], [], 12)] == [
+        "null",
+        "true",
+        "1,,a",
+        "",
+        "12",
+    ]
+    assert [js.truthy(v) for v in (0, 0.0, math.nan, "", None, False)] == [False] * 6
+    assert all(js.truthy(v) for v in ([], {}, "0", -1, "false"))
+    assert [js.is_nan(v) for v in ("abc", "1e3", " 8 ", "0x1f", "", True, [5], {}, "1,2")] == [
+        True, False, False, False, False, False, False, True, True,
+    ]  # fmt: skip
+    assert [js.redis_int(v) for v in ("7", "-3", "0", "07", "-0", "+1", " 1", "1e3")] == [
+        7, -3, 0, None, None, None, None, None,
+    ]  # fmt: skip
+    assert js.redis_int(str(2**63 - 1)) == 2**63 - 1 and js.redis_int(str(2**63)) is None
+    assert [js.parse_int(v) for v in ("12", "2.5", "1e+21", "inf", "-3")] == [12, 2, 1, None, -3]
+
+
+def test_globs_as_minimatch() -> None:
+    assert glob_match("add:*", "add:country~event")
+    assert not glob_match("add:*", "add:a/b")  # * stops at a slash
+    assert glob_match("add:**", "add:a/b")
+    assert glob_match("{add,top}:c?untry", "top:country")
+    assert glob_match("!add:*", "top:page") and not glob_match("!add:*", "add:page")
+    assert glob_match("[at]*:page", "top:page") and not glob_match("[!at]*:page", "top:page")
+
+
+# ---- a plain-Python model of trk's source, as an oracle -----------------------------------
+
+NAMES = ("event", "country", "user", "amount")
+VALUES = st.one_of(
+    st.sampled_from(["view", "buy", "US", "CA", "", "0", "7", "-3", "07", "1e3", " 8", "abc"]),
+    st.sampled_from([0, 1, 7, -3, 12, 2.5, 0.0, True, False, None]),
+)
+MAPS = st.fixed_dictionaries(
+    {},
+    optional={
+        "bmp": st.lists(st.sampled_from(["user", "country~user", "amount"]), max_size=2),
+        "add": st.lists(
+            st.sampled_from(["event", "country", "event~country", "amount"]), max_size=3
+        ),
+        "top": st.lists(st.sampled_from(["country", "user~event", "event"]), max_size=2),
+        "addv": st.lists(
+            st.sampled_from(
+                ["amount", {"key": "country", "value": "amount"}, {"key": "event", "val": "amount"}]
+            ),
+            max_size=2,
+        ),
+    },
+)
+EVENTS = st.lists(st.dictionaries(st.sampled_from(NAMES), VALUES, max_size=4), max_size=12)
+
+
+def model_text(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and v == int(v):
+        return str(int(v))
+    return str(v)
+
+
+def model_truthy(v: Any) -> bool:
+    return v not in (None, False, 0, "") and not (isinstance(v, float) and math.isnan(v))
+
+
+def model_number_ok(v: Any) -> bool:  # !isNaN(v) for the values above
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            return v.strip() == ""
+    return True
+
+
+class TrkModel:
+    """trk 0.3.0's record() read literally: all pairs compounded, one Redis command at a time,
+    a command Redis refuses (HINCRBY by "2.5") failing alone. The store is plain dicts."""
+
+    def __init__(self, prefix: str, spec: Mapping[str, Any]) -> None:
+        self.prefix, self.spec = prefix, spec
+        self.keys: dict[str, dict[str, Any]] = {}
+
+    def cell(self, key: str, kind: str) -> dict[str, Any]:
+        return self.keys.setdefault(key, {"type": kind, "value": {}})["value"]
+
+    def record(self, event: Mapping[str, Any], day: int) -> None:
+        dkey, obj = f"{self.prefix}:{day}", dict(event)
+        for x in list(event):
+            for y in list(event):
+                if x != y:
+                    a, b = sorted([x, y])
+                    if not model_truthy(obj.get(f"{a}~{b}")):
+                        obj[f"{a}~{b}"] = model_text(obj[a]) + "~" + model_text(obj[b])
+        listed: list[str] = []
+
+        def name(n: str) -> str:
+            return "~".join(sorted(n.split("~")))
+
+        for n in map(name, self.spec.get("bmp", [])):
+            if model_truthy(obj.get(n)):
+                ids = self.cell(f"{dkey}:bmp:i:{n}", "zset")
+                ident = ids.setdefault(model_text(obj[n]), len(ids))
+                self.cell(f"{dkey}:bmp:{n}", "bitmap")[ident] = 1
+                listed.append(f"{dkey}:bmp:{n}")
+        for kind in ("add", "top"):
+            for n in map(name, self.spec.get(kind, [])):
+                if model_truthy(obj.get(n)):
+                    c = self.cell(f"{dkey}:{kind}:{n}", "hash" if kind == "add" else "zset")
+                    c[model_text(obj[n])] = c.get(model_text(obj[n]), 0) + 1
+                    listed.append(f"{dkey}:{kind}:{n}")
+        for entry in self.spec.get("addv", []):
+            label, value = (entry, entry) if isinstance(entry, str) else (entry["key"], None)
+            if value is None:
+                value = entry.get("value") or entry.get("val")
+            v = obj.get(value)
+            if model_truthy(obj.get(label)) and model_truthy(v) and model_number_ok(v):
+                listed += [f"{dkey}:addv:{value}:{label}", f"{dkey}:addv:{value}:i"]
+                ok = re.fullmatch(r"-?[1-9][0-9]*|0", model_text(v)) is not None
+                totals = self.cell(f"{dkey}:addv:{value}:i", "hash")
+                if ok and label != value:
+                    c = self.cell(f"{dkey}:addv:{value}:{label}", "hash")
+                    c[model_text(obj[label])] = c.get(model_text(obj[label]), 0) + int(
+                        model_text(v)
+                    )
+                if ok:
+                    totals["sum"] = totals.get("sum", 0) + int(model_text(v))
+                totals["count"] = totals.get("count", 0) + 1
+        if listed:
+            members = self.keys.setdefault(f"{self.prefix}:k:{day}", {"type": "set", "value": {}})
+            members["value"].update(dict.fromkeys(listed, 1))
+
+    def dump(self) -> dict[str, Any]:
+        """The model's keys in `dump()`'s format (keys never written are absent, as in Redis)."""
+        out: dict[str, Any] = {}
+        for key, entry in sorted(self.keys.items()):
+            kind, v = entry["type"], entry["value"]
+            if kind == "hash" and v:
+                out[key] = {"type": "hash", "value": {f: str(n) for f, n in v.items()}}
+            elif kind == "zset" and v:
+                pairs = sorted(v.items(), key=lambda p: (p[1], p[0].encode()), reverse=True)
+                desc: Any = [[m, s] for m, s in pairs]
+                out[key] = {"type": "zset", "value_desc": desc if len(desc) <= 20 else None}
+            elif kind == "bitmap":
+                out[key] = {"type": "bitmap", "bits_set": sorted(v), "bitcount": len(v)}
+            elif kind == "set":
+                out[key] = {"type": "set", "value": sorted(v)}
+        return out
+
+    def find(self, kind: str, key: str, day: int) -> Any:
+        """The model's `find("<kind>/<key>/<day>")`, read from its store."""
+        location = f"{self.prefix}:{day}:{kind}:{key}"
+        listed = self.keys.get(f"{self.prefix}:k:{day}", {"value": {}})["value"]
+        if location not in listed:
+            return None
+        v = self.keys.get(location, {"value": {}})["value"]
+        if kind == "bmp":
+            return len(v)
+        if kind == "top":
+            return {m: s for m, s in sorted(v.items(), key=lambda p: (p[1], p[0]), reverse=True)}
+        return {f: str(n) for f, n in v.items()}
+
+
+@EXAMPLES
+@given(spec=MAPS, days=st.lists(EVENTS, min_size=1, max_size=2), data=st.data())
+def test_random_events_match_a_model_of_trks_source(
+    spec: dict[str, Any],
+    days: list[list[dict[str, Any]]],
+    data: st.DataObject,
+    embedded_url: str,
+    prefixes: Callable[[str], str],
+) -> None:
+    prefix = prefixes("m")
+    client = redis.Redis.from_url(embedded_url)
+    model = TrkModel(prefix, spec)
+    with Trk(embedded_url, key=prefix, map=spec, tz="UTC") as trk:
+        for d, events in enumerate(days):
+            now = DAY_START + d * 86400 + 3600
+            for event in events:
+                model.record(event, DAY_START + d * 86400)
+            if data.draw(st.booleans(), label="one call per event"):
+                for event in events:
+                    trk.record(event, now=now)
+            else:
+                trk.record_many(events, now=now)
+        assert dump(client, prefix) == model.dump()
+        result = trk.query(DAY_START, DAY_START + 86400 * (len(days) - 1))
+        for d in range(len(days)):
+            day = DAY_START + d * 86400
+            for item in result.days[str(day)]["result"]:
+                kind, key = item["type"], item["location"].split(":")[-1]
+                if kind == "addv":
+                    key = ":".join(item["location"].split(":")[-2:])
+                assert result.find(f"{kind}/{key}/{day}") == model.find(kind, key, day)
+    client.close()
+
+
+# ---- bitstat's own answers on the same events ----------------------------------------------
+
+BITSTAT_MAP = {
+    "add": ["country", "country~platform"],
+    "bmp": ["ip"],
+    "addv": [{"key": "country", "value": "amount"}],  # also the totals (amount:i)
+}
+BITSTAT_SCHEMA = bitstat.Schema(
+    ids="int",
+    timezone="UTC",
+    periods=("day",),
+    count=["country", "country~platform"],
+    unique=["ip"],
+    sum=["amount", "amount by country"],
+)
+SHOP = st.fixed_dictionaries(
+    {
+        "user": st.integers(0, 50),
+        "country": st.sampled_from(["US", "CA", "NL", "DE"]),
+        "platform": st.sampled_from(["ios", "web"]),
+        "ip": st.sampled_from([f"10.0.0.{i}" for i in range(1, 9)]),
+        "amount": st.integers(1, 1000),
+    }
+)
+
+
+@EXAMPLES
+@given(days=st.lists(st.lists(SHOP, min_size=1, max_size=15), min_size=1, max_size=3))
+def test_trk_answers_equal_bitstats_own(
+    days: list[list[dict[str, Any]]],
+    server_url: str,
+    prefixes: Callable[[str], str],
+    namespace: str,
+) -> None:
+    """add per value equals `counts`, bmp equals `distinct`, addv equals `sums` (per day)."""
+    ns = f"{namespace}-{next(COUNTER)}"
+    stats = bitstat.connect(server_url, namespace=ns, schema=BITSTAT_SCHEMA)
+    try:
+        with Trk(server_url, key=prefixes("b"), map=BITSTAT_MAP, tz="UTC") as trk:
+            for d, events in enumerate(days):
+                when = datetime.fromtimestamp(DAY_START + d * 86400 + 7200, UTC)
+                trk.record_many(events, now=when)
+                stats.track_many(
+                    [{"event": "hit", "time": when, **e} for e in events], now=when.timestamp()
+                )
+            result = trk.query_days(len(days), now=DAY_START + (len(days) - 1) * 86400)
+            for d in range(len(days)):
+                day, label = str(DAY_START + d * 86400), date(2016, 7, 7 + d).isoformat()
+                counts = stats.counts("hit", "country", label)
+                assert result.find(f"add/country/{day}") == {k: str(v) for k, v in counts.items()}
+                pairs = stats.counts("hit", "country~platform", label)
+                assert result.find(f"add/country~platform/{day}") == {
+                    "~".join(k): str(v) for k, v in pairs.items()
+                }
+                assert result.find(f"bmp/ip/{day}") == stats.distinct("hit", "ip", label)
+                totals = result.find(f"addv/amount:i/{day}")
+                assert float(totals["sum"]) == stats.sums("hit", "amount", label)
+                assert int(totals["count"]) == stats.total("hit", label)
+                by = stats.sums("hit", "amount", label, by="country")
+                assert result.find(f"addv/amount:country/{day}") == {
+                    k: str(int(v)) for k, v in by.items()
+                }
+    finally:
+        stats.drop()
+        stats.close()
