@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 
 from ..aio import AsyncStats, AsyncStore
@@ -32,9 +32,11 @@ from ..calls import Call
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..record import TrackResult
 from ..store import Script, resolve_url, wrapped_errors
-from . import dashboard, openapi
-from .config import ServerConfig
+from . import dashboard, openapi, posthog, segment
+from .config import ServerConfig, write_keys_from_env
+from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
+from .ingest import WriteKeys
 from .namespaces import Namespaces
 from .params import NAMESPACE, BadParameter, Param, blame, read
 from .span import first_last_day
@@ -514,10 +516,19 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     async def internal_error(request: Request, exc: Exception) -> Response:
         return _internal(exc)  # outside the handlers (static files...); the server logs it
 
+    # the SDK protocols (segment.py, posthog.py); /v1/track takes Segment's track messages too
+    write_keys = config.write_keys if config.write_keys is not None else write_keys_from_env()
+    keys = WriteKeys(config.write_token, write_keys, config.namespace)
+    segment_routes, segment_track = segment.routes(state, keys)
+    track = EitherTrack(
+        _track_route(state).app, request_response(segment_track), segment.is_message
+    )
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        _track_route(state),
+        Route("/v1/track", track, methods=["POST"], name="track"),
+        *segment_routes,
+        *posthog.routes(state, keys),
         *(_read_route(state, e) for e in endpoints),
         _span_route(state),
         _namespaces_route(state),

@@ -1,0 +1,439 @@
+"""What the SDK protocols (Segment and RudderStack, PostHog) share: the write key that names a
+namespace, compressed bodies, times with the client's clock skew taken out, fields a schema
+names inside nested objects (`context.os.name`), and recording a request's messages once each,
+by their ids, however often the SDK sends them.
+
+The protocol modules (`segment.py`, `posthog.py`) translate messages into bitstat events with
+the pure functions here and answer in their protocol's shape; `IngestError` carries what went
+wrong (status, a code, the message, the field) for them to render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from starlette.requests import ClientDisconnect, Request
+
+from ..aio import AsyncStats, AsyncStore
+from ..errors import SchemaError
+from ..keys import Keys
+from ..schema import Schema
+from .config import ServerConfig
+from .namespaces import Namespaces
+
+MESSAGE_MARK = "msg:"  # a message id's marker is the batch marker of the id "msg:<id>"
+MAX_MESSAGE_ID = 200  # characters of a message id (Segment asks for fewer than 100)
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+class IngestError(Exception):
+    """An answer other than 200 to an SDK request: `code` is a short machine name (the SDKs
+    log it), `message` says which message, which field and why; `field` names the field."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+class Host(Protocol):
+    """What the protocol routes use of the running app (app.py's `_State`)."""
+
+    config: ServerConfig
+    store: AsyncStore | None
+    namespaces: Namespaces | None
+
+
+# write keys
+
+
+class WriteKeys:
+    """Which namespace a write key writes to: a key of `ServerConfig.write_keys` its own, the
+    write token the server's default namespace. A server with neither takes any key (or none)
+    for its default namespace, as its `/v1/track` is open too (loopback only)."""
+
+    def __init__(self, token: str | None, keys: Mapping[str, str], default: str) -> None:
+        self.token = token.encode() if token else None
+        self.keys = [(k.encode(), ns) for k, ns in keys.items()]
+        self.default = default
+
+    @property
+    def open(self) -> bool:
+        return self.token is None and not self.keys
+
+    def namespace(self, key: str | None) -> str | None:
+        """The namespace `key` writes to, or None: the key is missing or wrong."""
+        if key:
+            given = key.encode()
+            found = None
+            for known, ns in self.keys:  # every key compared, in constant time each
+                if hmac.compare_digest(known, given):
+                    found = ns
+            if found is not None:
+                return found
+            if self.token is not None and hmac.compare_digest(self.token, given):
+                return self.default
+        return self.default if self.open else None
+
+
+# bodies
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body as sent (compressed or not), at most `limit` bytes: more is a 413."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(int(declared), limit, "the body")
+    parts, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(size, limit, "the body")
+            parts.append(chunk)
+    except ClientDisconnect:
+        raise IngestError(400, "client_disconnected", "the client left mid-body") from None
+    return b"".join(parts)
+
+
+async def drain(request: Request) -> None:
+    """Read and drop what is left of the body (up to DRAIN_LIMIT), so that a client that
+    writes its whole body before it reads gets the answer, not a connection reset."""
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > DRAIN_LIMIT:
+                break
+    except (ClientDisconnect, RuntimeError):  # RuntimeError: the stream was read already
+        pass
+
+
+def too_large(size: int, limit: int, what: str) -> IngestError:
+    return IngestError(
+        413 if what == "the body" else 400,
+        "payload_too_large",
+        f"{what} is {size:,} bytes or more; the limit is {limit:,} bytes",
+    )
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+    """`raw` inflated by its Content-Encoding (gzip, deflate, or none), at most `limit` bytes
+    once inflated (a small gzip body may inflate a thousandfold)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":  # zlib-wrapped, as RFC 9110 says; raw deflate is tried too
+        wbits = zlib.MAX_WBITS if raw[:1] == b"\x78" else -zlib.MAX_WBITS
+    else:
+        raise IngestError(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none",
+        )
+    out: list[bytes] = []
+    size = 0
+    data = raw
+    while data:  # a gzip body may hold several members, one after another
+        inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(data, limit + 1 - size)
+        except zlib.error as exc:
+            raise IngestError(
+                400, "invalid_encoding", f"the body is not valid {encoding} data: {exc}"
+            ) from None
+        size += len(part)
+        out.append(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise too_large(size, limit, f"the {encoding} body once inflated")
+        if not inflater.eof:
+            raise IngestError(400, "invalid_encoding", f"the {encoding} body is cut short")
+        data = inflater.unused_data if wbits == 16 + zlib.MAX_WBITS else b""
+    return b"".join(out)
+
+
+def looks_gzipped(raw: bytes) -> bool:
+    return raw[:2] == _GZIP_MAGIC
+
+
+def load_json(text: bytes | str, what: str = "the body") -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IngestError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise IngestError(400, "invalid_json", f"{what} is nested too deeply to read") from None
+
+
+# one message
+
+
+class Invalid(Exception):
+    """One message cannot be recorded: `field` (as the protocol spells it) and why."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason if self.field is None else f"{self.field}: {self.reason}"
+
+
+def parse_time(value: Any, name: str) -> datetime:
+    """An ISO-8601 time of a message (UTC when it names no offset), aware."""
+    if not isinstance(value, str):
+        raise Invalid(name, f"must be ISO-8601 text, not {type(value).__name__} ({value!r})")
+    text = value.strip()
+    try:
+        when = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text)
+    except ValueError:
+        raise Invalid(name, f"cannot read {value!r} as an ISO-8601 time") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def skew_corrected(client_time: datetime, sent_at: datetime, received: float) -> float:
+    """Epoch seconds of `client_time`, read on a clock that said `sent_at` when the server's
+    said `received`: received - (sent_at - client_time)."""
+    return received - (sent_at - client_time).total_seconds()
+
+
+def message_id(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Invalid(name, f"must be text, not {type(value).__name__}")
+    text = str(value)
+    if not text or len(text) > MAX_MESSAGE_ID:
+        raise Invalid(name, f"must be 1 to {MAX_MESSAGE_ID} characters, got {len(text)}")
+    return text
+
+
+def actor_id(value: Any, name: str) -> str | int | None:
+    """An id as the SDKs send it: text or an integer; empty text is no id."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Invalid(name, f"must be text or an integer, not {type(value).__name__}")
+    return value
+
+
+def mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise Invalid(name, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def schema_paths(schema: Schema) -> tuple[str, ...]:
+    """The property names the schema uses that hold a dot (`context.os.name`,
+    `address.city`): read out of the nested objects of a message."""
+    found = schema.derived.get("ingest_paths")
+    if found is None:
+        names: set[str] = set()
+        for rules in (schema.base_rules(), *schema.events.values()):
+            for kind in ("count", "top", "unique", "approx", "segment"):
+                for name in getattr(rules, kind):
+                    names.update(name.split("~"))
+            for rule in rules.sum:
+                names.add(rule.prop)
+                names.update(rule.by.split("~") if rule.by else ())
+        found = schema.derived["ingest_paths"] = tuple(sorted(n for n in names if "." in n))
+    return found
+
+
+def lookup(roots: Sequence[Mapping[str, Any]], path: str) -> Any:
+    """The value at `path` ("a.b.c") in the first root that holds it, else None."""
+    steps = path.split(".")
+    for root in roots:
+        node: Any = root
+        for step in steps:
+            if not isinstance(node, Mapping) or step not in node:
+                break
+            node = node[step]
+        else:
+            if node is not None:
+                return node
+    return None
+
+
+def bitstat_event(
+    schema: Schema,
+    name: str,
+    actor: str | int | None,
+    when: float,
+    props: Mapping[str, Any],
+    roots: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The event bitstat records: the message's properties, the fields the schema names by a
+    dotted path (looked up in `roots`: the properties, then the message), then the name, the
+    actor under the schema's actor name and the time, which win over properties so named."""
+    event = dict(props)
+    for path in schema_paths(schema):
+        if path not in event:
+            value = lookup(roots, path)
+            if value is not None:
+                event[path] = value
+    event["event"] = name
+    event["time"] = when
+    if actor is not None:
+        event[schema.actor] = actor
+    else:
+        event.pop(schema.actor, None)
+    return event
+
+
+# recording once
+
+
+@dataclass
+class Rejection:
+    index: int
+    message_id: str | None
+    field: str | None
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "messageId": self.message_id,
+            "field": self.field,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class Outcome:
+    """What became of a request's messages: recorded, seen before (duplicates), rejected."""
+
+    recorded: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    duplicate_indexes: list[int] = field(default_factory=list)
+
+
+def batch_id_of(ids: Sequence[str | None], events: Sequence[Mapping[str, Any]]) -> str:
+    """The batch id of a request's new messages: a message alone is its own marker; several
+    are named by a digest of their ids (and of the content of those without one), so a
+    re-sent request is recognised as the same batch."""
+    if len(ids) == 1 and ids[0] is not None:
+        return MESSAGE_MARK + ids[0]
+    digest = hashlib.sha256()
+    for mid, event in sorted(
+        zip(ids, events, strict=True), key=lambda pair: (pair[0] is None, pair[0] or "")
+    ):
+        if mid is not None:
+            digest.update(b"i" + mid.encode("utf-8", "surrogatepass") + b"\x00")
+        else:
+            text = json.dumps(event, sort_keys=True, default=str, ensure_ascii=True)
+            digest.update(b"e" + text.encode() + b"\x00")
+    return "msgs:" + digest.hexdigest()
+
+
+def _field_of(reason: str, event: Mapping[str, Any], fields: Mapping[str, str]) -> str | None:
+    """The message field a bitstat rejection reason ("prop: why") is about, in the protocol's
+    spelling (`fields` maps bitstat names to it; a property `p` is `properties.p`)."""
+    names = [n for n in event if isinstance(n, str) and reason.startswith(f"{n}: ")]
+    if not names:
+        return None
+    name = max(names, key=len)
+    return fields.get(name, f"properties.{name}")
+
+
+async def record_once(
+    store: AsyncStore,
+    stats: AsyncStats,
+    messages: Sequence[tuple[str | None, dict[str, Any] | None]],
+    rejections: Iterable[Rejection],
+    fields: Mapping[str, str],
+    ttl: int,
+) -> Outcome:
+    """Record the translated messages (message id, event; None where translation rejected
+    it), each once: a message whose id was recorded before (in this request or an earlier
+    one, within `ttl` seconds) is a duplicate and changes nothing.
+
+    The new messages go as one batch whose id derives from their ids, then each id gets a
+    marker. A request cut off between the two is retried with the same messages, hence the
+    same batch id, which bitstat records once; markers make a message re-sent in another
+    batch a duplicate too."""
+    outcome = Outcome(rejected=list(rejections))
+    schema = stats.schema
+    fields = {**fields, **{path: path for path in schema_paths(schema)}}
+    keys = Keys(stats.namespace)
+    first: dict[str, int] = {}
+    candidates: list[int] = []
+    for i, (mid, event) in enumerate(messages):
+        if event is None:
+            continue
+        if mid is not None:
+            if mid in first:
+                outcome.duplicate_indexes.append(i)
+                continue
+            first[mid] = i
+        candidates.append(i)
+    marked = [keys.batch(keys.meta_tag, MESSAGE_MARK + mid) for mid in first]
+    if marked:
+        seen = await store.client.mget(marked)
+        old = {first[mid] for mid, hit in zip(first, seen, strict=True) if hit is not None}
+        outcome.duplicate_indexes += sorted(old)
+        candidates = [i for i in candidates if i not in old]
+    outcome.duplicates = len(outcome.duplicate_indexes)
+    if candidates:
+        ids = [messages[i][0] for i in candidates]
+        events = [messages[i][1] for i in candidates]
+        assert all(e is not None for e in events)
+        batch = batch_id_of(ids, events)  # type: ignore[arg-type]
+        result = await stats.track_many(events, batch_id=batch)  # type: ignore[arg-type]
+        outcome.recorded = result.recorded
+        for at, reason in result.rejected:
+            i = candidates[at]
+            event = messages[i][1] or {}
+            outcome.rejected.append(
+                Rejection(i, messages[i][0], _field_of(reason, event, fields), reason)
+            )
+        new_marks = [MESSAGE_MARK + mid for mid in ids if mid is not None]
+        if new_marks and not (len(new_marks) == 1 and batch == new_marks[0]):
+            pipe = store.client.pipeline(transaction=False)
+            for mark in new_marks:
+                pipe.set(keys.batch(keys.meta_tag, mark), b"1", ex=ttl)
+            await pipe.execute()
+    outcome.rejected.sort(key=lambda r: r.index)
+    return outcome
+
+
+async def ensure_text_ids(stats: AsyncStats, store: AsyncStore, checked: set[str]) -> None:
+    """SDK ids are text (UUIDs, e-mails): a namespace that has no stored schema gets
+    `Schema(ids="map")` before its first SDK message. One with a schema keeps it (with
+    ids="int", text ids are rejected, and the reason says so)."""
+    if stats.namespace in checked:
+        return
+    if await store.get(Keys(stats.namespace).schema) is None:
+        # SchemaError: events recorded with integer ids and no stored schema keep ids="int"
+        with contextlib.suppress(SchemaError):
+            await stats.configure(Schema(ids="map"))
+    checked.add(stats.namespace)

@@ -1,0 +1,275 @@
+"""PostHog's capture API: `POST /batch/`, `/capture/`, `/e/`, `/i/v0/e/` (the legacy routes,
+`api_key` or `token` in the body; the JavaScript client's gzip and base64 bodies, told by the
+`compression` query parameter) and `/i/v1/analytics/events` (Bearer key, an answer per event),
+so that the `posthog` SDKs send to `bitstat serve` unchanged.
+
+`translate` turns one captured event into a bitstat event (pure; docs/ingest.md has the
+table); `distinct_id` is the actor, `uuid` makes a re-sent event count once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import BitstatError, ConnectionError, ServerError
+from ..schema import Schema
+from . import ingest
+from .ingest import IngestError, Invalid, Rejection
+
+LEGACY_PATHS = ("/batch/", "/capture/", "/e/", "/i/v0/e/")
+V1_PATH = "/i/v1/analytics/events"
+FIELDS = {"event": "event", "time": "timestamp"}
+
+
+def _key_of(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def event_time(ev: Mapping[str, Any], sent_at: Any, received: float, skew: bool) -> float:
+    """When the event happened, in epoch seconds, as PostHog computes it: `timestamp` moved by
+    the client clock's skew (received - sent_at) when the request says `sent_at` (and the
+    event does not set `$ignore_sent_at`), `timestamp` as it is without; else `offset`
+    milliseconds before the time received; else the time received."""
+    stamp = ev.get("timestamp")
+    if stamp is not None:
+        when = ingest.parse_time(stamp, "timestamp")
+        sent = ev.get("sent_at", sent_at)
+        if sent is None or not skew:
+            return when.timestamp()
+        return ingest.skew_corrected(when, ingest.parse_time(sent, "sent_at"), received)
+    offset = ev.get("offset")
+    if offset is not None:
+        if isinstance(offset, bool) or not isinstance(offset, int | float):
+            raise Invalid("offset", f"must be milliseconds, a number, not {offset!r}")
+        return received - offset / 1000
+    return received
+
+
+def _ignores_sent_at(ev: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
+    options = ev.get("options")
+    if isinstance(options, Mapping) and options.get("disable_skew_correction") is True:
+        return True
+    flag = props.get("$ignore_sent_at")
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() in ("true", "1"))
+
+
+def translate(
+    ev: Any, schema: Schema, *, sent_at: Any, received: float
+) -> tuple[str | None, dict[str, Any]]:
+    """(uuid, the bitstat event) of one captured event; raises Invalid naming the field."""
+    if not isinstance(ev, Mapping):
+        raise Invalid(None, f"an event must be a JSON object, not {type(ev).__name__}")
+    name = ev.get("event")
+    if not isinstance(name, str) or not name:
+        problem = "is missing" if name is None else f"must be non-empty text, got {name!r}"
+        raise Invalid("event", f"the event name {problem}")
+    props = dict(ingest.mapping(ev.get("properties"), "properties"))
+    for key in ("$set", "$set_once"):  # sent at the top level by set() and set_once()
+        if key in ev and key not in props:
+            props[key] = ingest.mapping(ev[key], key)
+    actor = ingest.actor_id(ev.get("distinct_id", props.get("distinct_id")), "distinct_id")
+    if actor is None:
+        raise Invalid("distinct_id", "every event names who did it; `distinct_id` is missing")
+    uuid = ingest.message_id(ev.get("uuid"), "uuid")
+    when = event_time(ev, sent_at, received, not _ignores_sent_at(ev, props))
+    return uuid, ingest.bitstat_event(schema, name, actor, when, props, (props, ev))
+
+
+# bodies
+
+
+def _unbase64(text: str) -> bytes:
+    text = text.strip().replace(" ", "+")  # a '+' form-decoded into a space
+    altchars = b"-_" if "-" in text or "_" in text else None  # the URL-safe alphabet
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars)
+    except (binascii.Error, ValueError) as exc:
+        raise IngestError(400, "invalid_payload", f"the body is not valid base64: {exc}") from None
+
+
+def decode(raw: bytes, request: Request, limit: int) -> bytes:
+    """The JSON text of a capture body: inflated by its Content-Encoding or by `compression`
+    (`gzip-js`, `gzip`: the JavaScript client's), read from a form's `data` field, and
+    base64-decoded when `compression=base64` or when the field is not JSON already."""
+    compression = request.query_params.get("compression", "").strip().lower()
+    if compression == "lz64":
+        raise IngestError(
+            400,
+            "invalid_payload",
+            "compression=lz64 is not supported; posthog-js sends gzip-js or base64",
+            field="compression",
+        )
+    text = ingest.decompress(raw, request.headers.get("content-encoding", ""), limit)
+    if compression in ("gzip", "gzip-js") or ingest.looks_gzipped(text):
+        text = ingest.decompress(text, "gzip", limit)
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded" or text.startswith(b"data="):
+        form = parse_qs(text.decode("utf-8", "replace"), keep_blank_values=True)
+        if "data" not in form:
+            raise IngestError(400, "invalid_payload", "a form body holds `data`", field="data")
+        data = form["data"][0]
+        if compression == "base64" or data.lstrip()[:1] not in ("{", "["):
+            return _unbase64(data)
+        return data.encode()
+    if compression == "base64":
+        return _unbase64(text.decode("ascii", "replace"))
+    return text
+
+
+def events_of(body: Any) -> tuple[list[Any], Any, str | None]:
+    """(events, the request's sent_at, the request's key) of a decoded capture body: a batch
+    object, a list of events, or one event."""
+    if isinstance(body, list):
+        return body, None, None
+    if not isinstance(body, Mapping):
+        raise IngestError(400, "invalid_payload", "the body must be a JSON object or array")
+    key = _key_of(body.get("api_key")) or _key_of(body.get("token"))
+    sent_at = body.get("sent_at", body.get("created_at"))
+    for name in ("batch", "data"):
+        if name in body:
+            found = body[name]
+            if isinstance(found, Mapping):
+                found = [found]
+            if not isinstance(found, list):
+                raise IngestError(
+                    400, "invalid_payload", f"`{name}` must be a list of events", field=name
+                )
+            return found, sent_at, key
+    return [body], sent_at, key
+
+
+def _event_key(ev: Any) -> str | None:
+    if not isinstance(ev, Mapping):
+        return None
+    props = ev.get("properties")
+    found = _key_of(ev.get("api_key")) or _key_of(ev.get("token"))
+    if found is None and isinstance(props, Mapping):
+        found = _key_of(props.get("token"))
+    return found
+
+
+def project_key(request: Request, body_key: str | None, events: list[Any]) -> str | None:
+    """The project key: Bearer, the body's `api_key`/`token`, the query's `token`, else the
+    events' own (`api_key`, `token`, `properties.token`), which must then agree."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    key = body_key or _key_of(request.query_params.get("token"))
+    if key is not None:
+        return key
+    keys = {k for k in map(_event_key, events) if k is not None}
+    if len(keys) > 1:
+        raise IngestError(
+            400, "invalid_payload", "the events of one request carry different project keys"
+        )
+    return keys.pop() if keys else None
+
+
+# HTTP
+
+
+def _error(exc: IngestError) -> Response:
+    kind = "authentication_error" if exc.status == 401 else "validation_error"
+    if exc.status >= 500:
+        kind = "server_error"
+    body = {"type": kind, "code": exc.code, "detail": exc.message, "attr": exc.field}
+    return JSONResponse(body, exc.status, headers=exc.headers)
+
+
+async def handle(
+    host: ingest.Host,
+    keys: ingest.WriteKeys,
+    checked: set[str],
+    request: Request,
+    v1: bool,
+) -> Response:
+    limit = host.config.max_body
+    try:
+        try:
+            raw = await ingest.read_body(request, limit)
+            body = ingest.load_json(decode(raw, request, limit))
+            events, sent_at, body_key = events_of(body)
+            key = project_key(request, None if v1 else body_key, events)
+            namespace = keys.namespace(key)
+            if namespace is None:
+                said = "no project API key was given" if not key else "the API key is not valid"
+                raise IngestError(
+                    401,
+                    "invalid_api_key",
+                    f"{said}: the SDK's project API key is one of this server's write keys",
+                )
+            assert host.namespaces is not None and host.store is not None
+            stats = await host.namespaces.get(namespace)
+            await ingest.ensure_text_ids(stats, host.store, checked)
+            received = time.time()
+            messages: list[tuple[str | None, dict[str, Any] | None]] = []
+            rejections: list[Rejection] = []
+            for i, ev in enumerate(events):
+                try:
+                    messages.append(translate(ev, stats.schema, sent_at=sent_at, received=received))
+                except Invalid as exc:
+                    uuid = ev.get("uuid") if isinstance(ev, Mapping) else None
+                    uuid = uuid if isinstance(uuid, str) else None
+                    rejections.append(Rejection(i, uuid, exc.field, str(exc)))
+                    messages.append((None, None))
+            fields = {**FIELDS, stats.schema.actor: "distinct_id"}
+            outcome = await ingest.record_once(
+                host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
+            )
+            if outcome.recorded:
+                await host.namespaces.note(namespace)
+        except (ConnectionError, ServerError) as exc:
+            raise IngestError(503, "server_error", str(exc)) from None
+        except BitstatError as exc:
+            raise IngestError(400, "invalid_payload", str(exc)) from None
+        response: Response = JSONResponse(_answer(events, outcome, v1))
+    except IngestError as exc:
+        response = _error(exc)
+    await ingest.drain(request)
+    return response
+
+
+def _answer(events: list[Any], outcome: ingest.Outcome, v1: bool) -> dict[str, Any]:
+    rejected = [r.as_json() for r in outcome.rejected]
+    if not v1:
+        return {
+            "status": 1,
+            "recorded": outcome.recorded,
+            "duplicates": outcome.duplicates,
+            "rejected": rejected,
+        }
+    # v1 answers per event uuid: ok (recorded, or a duplicate of one) or drop, with why
+    results: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        uuid = ev.get("uuid") if isinstance(ev, Mapping) else None
+        if isinstance(uuid, str):
+            results[uuid] = {"result": "ok"}
+    for r in outcome.rejected:
+        if r.message_id is not None:
+            results[r.message_id] = {"result": "drop", "details": r.reason}
+    return {"results": results, "recorded": outcome.recorded, "rejected": rejected}
+
+
+def routes(host: ingest.Host, keys: ingest.WriteKeys) -> list[Route]:
+    checked: set[str] = set()
+
+    async def legacy(request: Request) -> Response:
+        return await handle(host, keys, checked, request, v1=False)
+
+    async def v1(request: Request) -> Response:
+        return await handle(host, keys, checked, request, v1=True)
+
+    found = [Route(V1_PATH, v1, methods=["POST"], name="posthog-v1")]
+    for path in LEGACY_PATHS:
+        for spelled in (path, path.rstrip("/")):
+            found.append(Route(spelled, legacy, methods=["POST"], name=f"posthog{spelled}"))
+    return found

@@ -1,0 +1,293 @@
+"""The Segment HTTP Tracking API (which RudderStack speaks too): `POST /v1/batch` and the
+single-message routes `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify`, `/v1/group`,
+`/v1/alias`, so that `segment-analytics-python`, `rudder-sdk-python` and their siblings send to
+`bitstat serve` unchanged.
+
+`translate` turns one message into a bitstat event (pure; docs/ingest.md has the table);
+`routes` are thin: the write key (Basic auth `KEY:`, or `writeKey` in the body) names the
+namespace, the body may be gzip, each message is recorded once by its `messageId`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import BitstatError, ConnectionError, ServerError
+from ..schema import Schema
+from . import ingest
+from .ingest import IngestError, Invalid, Rejection
+
+MAX_MESSAGE = 32 * 1024  # bytes of one message, as JSON
+MAX_BATCH = 500 * 1024  # bytes of a /v1/batch body, once inflated
+TYPES = ("track", "page", "screen", "identify", "group", "alias")
+# the event a message of each type records (a track message records its own `event`)
+EVENT_OF = {
+    "page": "page",
+    "screen": "screen",
+    "identify": "identify",
+    "group": "group",
+    "alias": "alias",
+}
+# bitstat's names of the fields it sets, as a Segment message spells them
+FIELDS = {"event": "event", "time": "timestamp"}
+# what marks an object POSTed to /v1/track as a Segment message rather than a bitstat event
+MARKS = ("userId", "anonymousId", "writeKey", "messageId")
+
+
+def _name(msg: Mapping[str, Any], kind: str) -> str:
+    if kind != "track":
+        return EVENT_OF[kind]
+    name = msg.get("event")
+    if not isinstance(name, str) or not name:
+        problem = "is missing" if name is None else f"must be non-empty text, got {name!r}"
+        raise Invalid("event", f"a track message names its event; `event` {problem}")
+    return name
+
+
+def _props(msg: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The properties an event of this message type carries (docs/ingest.md)."""
+    if kind in ("track", "page", "screen"):
+        props = dict(ingest.mapping(msg.get("properties"), "properties"))
+        if kind != "track":
+            for key in ("name", "category"):
+                if msg.get(key) is not None:
+                    props[key] = msg[key]
+        return props
+    if kind == "identify":  # RudderStack's SDKs send the traits in context.traits
+        context = ingest.mapping(msg.get("context"), "context")
+        inner = ingest.mapping(context.get("traits"), "context.traits")
+        return {**inner, **ingest.mapping(msg.get("traits"), "traits")}
+    if kind == "group":
+        props = dict(ingest.mapping(msg.get("traits"), "traits"))
+        group = ingest.actor_id(msg.get("groupId"), "groupId")
+        if group is None:
+            raise Invalid("groupId", "a group message names its group; `groupId` is missing")
+        props["groupId"] = group
+        return props
+    previous = ingest.actor_id(msg.get("previousId"), "previousId")
+    if previous is None:
+        raise Invalid("previousId", "an alias message names the id it links; it is missing")
+    return {"previousId": previous}
+
+
+def event_time(msg: Mapping[str, Any], sent_at: Any, received: float) -> float:
+    """When the message happened, in epoch seconds, as Segment computes `timestamp`: the
+    device's time (`originalTimestamp`, else `timestamp`) moved by the device clock's skew,
+    received - (sentAt - device time), when the message or its batch says `sentAt`; the
+    device's time as it is without `sentAt`; the time received without either."""
+    for name in ("originalTimestamp", "timestamp"):
+        if msg.get(name) is not None:
+            device = ingest.parse_time(msg[name], name)
+            break
+    else:
+        return received
+    sent = msg.get("sentAt", sent_at)
+    if sent is None:
+        return device.timestamp()
+    where = "sentAt" if "sentAt" in msg else "sentAt (of the batch)"
+    return ingest.skew_corrected(device, ingest.parse_time(sent, where), received)
+
+
+def translate(
+    msg: Any, schema: Schema, *, kind: str | None, sent_at: Any, received: float
+) -> tuple[str | None, dict[str, Any]]:
+    """(messageId, the bitstat event) of one message; raises Invalid naming the field.
+
+    `kind`: the message type a single-message route implies (a `type` given must agree);
+    None in a batch, where `type` is required."""
+    if not isinstance(msg, Mapping):
+        raise Invalid(None, f"a message must be a JSON object, not {type(msg).__name__}")
+    size = len(json.dumps(msg, separators=(",", ":"), default=str).encode())
+    if size > MAX_MESSAGE:
+        raise Invalid(None, f"the message is {size:,} bytes; the limit is {MAX_MESSAGE:,}")
+    given = msg.get("type")
+    if given is None and kind is None:
+        raise Invalid("type", f"a message in a batch says its type, one of {', '.join(TYPES)}")
+    if given is not None and given not in TYPES:
+        raise Invalid("type", f"unknown type {given!r}; the types are {', '.join(TYPES)}")
+    if kind is not None and given is not None and given != kind:
+        raise Invalid("type", f"a {given!r} message was sent to /v1/{kind}")
+    kind = given or kind
+    assert kind is not None
+    mid = ingest.message_id(msg.get("messageId"), "messageId")
+    user = ingest.actor_id(msg.get("userId"), "userId")
+    anonymous = ingest.actor_id(msg.get("anonymousId"), "anonymousId")
+    actor = user if user is not None else anonymous
+    if actor is None:
+        field = "userId" if kind == "alias" else "userId or anonymousId"
+        raise Invalid(field, f"a {kind} message names who did it; neither id is given")
+    name = _name(msg, kind)
+    props = _props(msg, kind)
+    when = event_time(msg, sent_at, received)
+    roots = (props, msg)
+    return mid, ingest.bitstat_event(schema, name, actor, when, props, roots)
+
+
+# HTTP
+
+
+def _error(exc: IngestError) -> Response:
+    body: dict[str, Any] = {"success": False, "code": exc.code, "message": exc.message}
+    if exc.field is not None:
+        body["field"] = exc.field
+    return JSONResponse(body, exc.status, headers=exc.headers)
+
+
+def write_key(request: Request, body: Any) -> str | None:
+    """The write key: the user of Basic auth (`KEY:`), else `writeKey` in the body."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic" and value:
+        try:
+            user = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise IngestError(
+                401, "unauthorized", "the Basic credentials are not base64 of 'KEY:'"
+            ) from None
+        return user.partition(":")[0]
+    key = body.get("writeKey") if isinstance(body, Mapping) else None
+    return key if isinstance(key, str) else None
+
+
+def unauthorized(key: str | None) -> IngestError:
+    said = "no write key was given" if not key else "the write key is not one of this server's"
+    return IngestError(
+        401,
+        "unauthorized",
+        f"{said}: send it as Basic auth 'WRITE_KEY:' (the SDKs' writeKey) or as `writeKey`",
+        headers={"WWW-Authenticate": 'Basic realm="bitstat"'},
+    )
+
+
+async def handle(
+    host: ingest.Host,
+    keys: ingest.WriteKeys,
+    checked: set[str],
+    request: Request,
+    kind: str | None,
+) -> Response:
+    """One request to /v1/batch (`kind` None) or to a single-message route."""
+    limit = MAX_BATCH if kind is None else MAX_MESSAGE
+    try:
+        try:
+            raw = await ingest.read_body(request, limit)
+            text = ingest.decompress(raw, request.headers.get("content-encoding", ""), limit)
+            body = ingest.load_json(text)
+            if not isinstance(body, Mapping):
+                raise IngestError(400, "invalid_request", "the body must be a JSON object")
+            key = write_key(request, body)
+            namespace = keys.namespace(key)
+            if namespace is None:
+                raise unauthorized(key)
+            assert host.namespaces is not None and host.store is not None
+            stats = await host.namespaces.get(namespace)
+            await ingest.ensure_text_ids(stats, host.store, checked)
+            received = time.time()
+            if kind is None:
+                batch = body.get("batch")
+                if not isinstance(batch, list):
+                    raise IngestError(
+                        400,
+                        "invalid_request",
+                        "a batch body holds `batch`: a list of messages",
+                        field="batch",
+                    )
+                sent_at = body.get("sentAt")
+            else:
+                batch, sent_at = [body], None
+            messages, rejections = _translated(batch, stats.schema, kind, sent_at, received)
+            if kind is not None and rejections:
+                bad = rejections[0]
+                raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
+            fields = {**FIELDS, stats.schema.actor: "userId or anonymousId"}
+            outcome = await ingest.record_once(
+                host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
+            )
+            if kind is not None and outcome.rejected:
+                bad = outcome.rejected[0]
+                raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
+            if outcome.recorded:
+                await host.namespaces.note(namespace)
+        except (ConnectionError, ServerError) as exc:
+            raise IngestError(503, "server_error", str(exc)) from None
+        except BitstatError as exc:
+            raise IngestError(400, "invalid_request", str(exc)) from None
+        answer: dict[str, Any] = {
+            "success": True,
+            "recorded": outcome.recorded,
+            "duplicates": outcome.duplicates,
+            "rejected": [r.as_json() for r in outcome.rejected],
+        }
+        response: Response = JSONResponse(answer)
+    except IngestError as exc:
+        response = _error(exc)
+    await ingest.drain(request)
+    return response
+
+
+def _translated(
+    batch: list[Any], schema: Schema, kind: str | None, sent_at: Any, received: float
+) -> tuple[list[tuple[str | None, dict[str, Any] | None]], list[Rejection]]:
+    messages: list[tuple[str | None, dict[str, Any] | None]] = []
+    rejections: list[Rejection] = []
+    for i, msg in enumerate(batch):
+        try:
+            messages.append(translate(msg, schema, kind=kind, sent_at=sent_at, received=received))
+        except Invalid as exc:
+            mid = msg.get("messageId") if isinstance(msg, Mapping) else None
+            rejections.append(
+                Rejection(i, mid if isinstance(mid, str) else None, exc.field, str(exc))
+            )
+            messages.append((None, None))
+    return messages, rejections
+
+
+def is_message(request: Request, head: bytes) -> bool:
+    """Whether a POST to /v1/track is a Segment message rather than a bitstat event (or list):
+    Basic auth, a compressed body, or an object naming one of MARKS. `head`: the body, or its
+    first bytes when it is larger than a message may be."""
+    scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
+    if scheme == "basic":
+        return True
+    if scheme == "bearer":
+        return False
+    if request.headers.get("content-encoding", "").strip().lower() not in ("", "identity"):
+        return True
+    start = head.lstrip()[:1]
+    if start != b"{":
+        return False
+    if len(head) > MAX_MESSAGE:  # too large to be read as a message: its keys tell
+        return any(f'"{mark}"'.encode() in head for mark in MARKS)
+    try:
+        data = json.loads(head)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and any(mark in data for mark in MARKS)
+
+
+def routes(host: ingest.Host, keys: ingest.WriteKeys) -> tuple[list[Route], Any]:
+    """The Segment routes but /v1/track, and the handler of a Segment message sent to
+    /v1/track (app.py's /v1/track hands such messages to it)."""
+    checked: set[str] = set()
+
+    def route(kind: str | None) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return await handle(host, keys, checked, request, kind)
+
+        path = "/v1/batch" if kind is None else f"/v1/{kind}"
+        return Route(path, endpoint, methods=["POST"], name=f"segment-{kind or 'batch'}")
+
+    async def track(request: Request) -> Response:
+        return await handle(host, keys, checked, request, "track")
+
+    found = [route(None), *(route(k) for k in TYPES if k != "track")]
+    found.append(Route("/v1/import", found[0].endpoint, methods=["POST"], name="segment-import"))
+    return found, track

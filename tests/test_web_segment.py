@@ -1,0 +1,422 @@
+"""The Segment HTTP Tracking API of `bitstat serve`, spoken by the real SDKs.
+
+`segment-analytics-python` and `rudder-sdk-python` send tracks, pages, screens, identifies,
+groups and aliases to a server started here; the answers are compared with the reference
+model fed the events the calls mean (docs/ingest.md, the mapping tables). Re-sent messages
+(same messageId) count once; a wrong write key records nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from rudderstack.analytics import Client as RudderClient
+from segment.analytics import Client as SegmentClient
+
+import bitstat
+from bitstat.web import ServerConfig
+from model import Model
+from webserver import running
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+RULES: dict[str, Any] = {
+    "count": ["plan", "context.os.name", "name", "groupId"],
+    "sum": ["amount", "amount by plan"],
+    "top": ["item"],
+    "segment": ["plan"],
+}
+FIRST = datetime(2025, 11, 3, tzinfo=UTC)
+EVENTS = ("purchase", "page", "screen", "identify", "group", "alias", "signup")
+
+
+def calls(seed: int, n: int = 240) -> list[dict[str, Any]]:
+    """SDK calls of a small product: who, what, when, with which properties and context."""
+    rnd = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for k in range(n):
+        user = f"user-{rnd.randrange(30)}" if rnd.random() < 0.7 else None
+        anon = f"anon-{rnd.randrange(40):04x}" if user is None or rnd.random() < 0.3 else None
+        when = FIRST + timedelta(days=rnd.randrange(20), hours=rnd.randrange(1, 23))
+        call: dict[str, Any] = {
+            "kind": rnd.choice(["track", "track", "page", "screen", "identify", "group", "alias"]),
+            "user_id": user,
+            "anonymous_id": anon,
+            "timestamp": when,
+            "message_id": f"m-{seed}-{k}",
+            "context": {"os": {"name": rnd.choice(["iOS", "Android", "Linux"])}},
+        }
+        if call["kind"] == "track":
+            call["event"] = rnd.choice(["purchase", "signup"])
+            call["properties"] = {"plan": rnd.choice(["free", "pro"]), "item": f"sku-{k % 5}"}
+            if call["event"] == "purchase":
+                call["properties"]["amount"] = round(rnd.uniform(1, 50), 2)
+        elif call["kind"] in ("page", "screen"):
+            call["name"] = rnd.choice(["Home", "Pricing", "Docs"])
+            call["properties"] = {"plan": rnd.choice(["free", "pro"])}
+        elif call["kind"] == "identify":
+            call["traits"] = {"plan": rnd.choice(["free", "pro"])}
+        elif call["kind"] == "group":
+            call["group_id"] = f"org-{rnd.randrange(4)}"
+            call["traits"] = {"plan": "team"}
+        else:  # alias: a user id is required
+            call["user_id"] = call["user_id"] or f"user-{rnd.randrange(30)}"
+            call["previous_id"] = f"anon-{rnd.randrange(40):04x}"
+        out.append(call)
+    return out
+
+
+def expected(call: dict[str, Any]) -> dict[str, Any]:
+    """The bitstat event a call means, written from the mapping table of docs/ingest.md."""
+    kind = call["kind"]
+    props: dict[str, Any] = {}
+    if kind == "track":
+        name = call["event"]
+        props = dict(call["properties"])
+    elif kind in ("page", "screen"):
+        name = kind
+        props = {**call["properties"], "name": call["name"]}
+    elif kind == "identify":
+        name, props = "identify", dict(call["traits"])
+    elif kind == "group":
+        name, props = "group", {**call["traits"], "groupId": call["group_id"]}
+    else:
+        name, props = "alias", {"previousId": call["previous_id"]}
+    actor = call["user_id"] if call["user_id"] is not None else call["anonymous_id"]
+    return {
+        "event": name,
+        "user": actor,
+        "time": call["timestamp"],
+        "context.os.name": call["context"]["os"]["name"],
+        **props,
+    }
+
+
+def send(client: Any, call: dict[str, Any]) -> None:
+    """Make the call with an SDK client (Segment's and RudderStack's have the same methods)."""
+    common = {
+        "timestamp": call["timestamp"],
+        "message_id": call["message_id"],
+        "context": json.loads(json.dumps(call["context"])),  # the SDK writes into it
+    }
+    who = {"user_id": call["user_id"], "anonymous_id": call["anonymous_id"]}
+    kind = call["kind"]
+    if kind == "track":
+        client.track(event=call["event"], properties=call["properties"], **who, **common)
+    elif kind in ("page", "screen"):
+        method = getattr(client, kind)
+        method(name=call["name"], properties=call["properties"], **who, **common)
+    elif kind == "identify":
+        client.identify(traits=call["traits"], **who, **common)
+    elif kind == "group":
+        client.group(group_id=call["group_id"], traits=call["traits"], **who, **common)
+    else:
+        client.alias(previous_id=call["previous_id"], user_id=call["user_id"], **common)
+
+
+def assert_same(st: bitstat.Stats, model: Model) -> None:
+    """Every event's uniques, totals, daily series, counts, sums and top values agree."""
+    start, end = "2025-11-01", "2025-11-30"
+    for name in EVENTS:
+        assert st.unique(name, start, end) == model.unique(name, start, end), name
+        assert st.total(name, start, end) == model.total(name, start, end), name
+        assert st.series(name, start, end, by="day") == model.series(name, start, end, by="day")
+        for prop in ("plan", "context.os.name", "name", "groupId"):
+            assert st.counts(name, prop, start, end) == model.counts(name, prop, start, end)
+    assert st.sums("purchase", "amount", start, end) == pytest.approx(
+        model.sums("purchase", "amount", start, end)
+    )
+    by_plan = st.sums("purchase", "amount", start, end, by="plan")
+    assert by_plan == pytest.approx(model.sums("purchase", "amount", start, end, by="plan"))
+    assert st.top("purchase", "item", start, end) == model.top("purchase", "item", start, end)
+    assert st.unique("page", start, end, plan="pro") == model.unique("page", start, end, plan="pro")
+
+
+@pytest.fixture
+def server(embedded_url: str, namespace: str) -> Iterator[tuple[str, bitstat.Stats]]:
+    """A server whose write key "key-1" writes to `namespace` (stored with RULES, ids="map")."""
+    st = bitstat.connect(
+        embedded_url, namespace=namespace, schema=bitstat.Schema(ids="map", **RULES)
+    )
+    config = ServerConfig(
+        url=embedded_url,
+        namespace="seg-default",
+        write_token="token-w",
+        read_token="token-r",
+        write_keys={"key-1": namespace, "key-2": f"{namespace}-b"},
+    )
+    with running(config) as base:
+        yield base, st
+    st.close()
+
+
+SDKS: dict[str, Callable[..., Any]] = {
+    "segment": lambda **kw: SegmentClient(**kw, upload_size=40),
+    "rudderstack": lambda **kw: RudderClient(**kw, upload_size=40),
+}
+
+
+@pytest.mark.parametrize("sdk", sorted(SDKS))
+@pytest.mark.parametrize("compress", [True, False])
+def test_an_sdk_sends_every_message_type_and_the_answers_match_the_model(
+    server: tuple[str, bitstat.Stats], sdk: str, compress: bool
+) -> None:
+    base, st = server
+    errors: list[Any] = []
+    client = SDKS[sdk](
+        write_key="key-1", host=base, gzip=compress, on_error=lambda e, b: errors.append(e)
+    )
+    sent = calls(seed=1)
+    for call in sent:
+        send(client, call)
+    client.flush()
+    assert errors == []
+    model = Model(ids="map", **RULES)
+    model.track_many([expected(c) for c in sent])
+    assert_same(st, model)
+    # the SDK sends the same messages again (a retry after a lost answer): nothing changes
+    for call in sent[:100]:
+        send(client, call)
+    client.flush()
+    client.shutdown()
+    assert errors == []
+    assert_same(st, model)
+
+
+def test_a_wrong_write_key_is_401_and_records_nothing(server: tuple[str, bitstat.Stats]) -> None:
+    base, st = server
+    errors: list[Any] = []
+    client = SegmentClient(
+        write_key="not-a-key", host=base, on_error=lambda e, b: errors.append(e), max_retries=0
+    )
+    for call in calls(seed=2, n=20):
+        send(client, call)
+    client.flush()
+    client.shutdown()
+    assert errors and all(getattr(e, "status", None) == 401 for e in errors)
+    assert all(e.code == "unauthorized" for e in errors)
+    assert st.events() == []
+    message = {"type": "track", "userId": "u1", "event": "x"}
+    for auth in (("not-a-key", ""), None):
+        answer = httpx.post(f"{base}/v1/batch", json={"batch": [message]}, auth=auth)
+        assert answer.status_code == 401
+        assert answer.json()["success"] is False and answer.json()["code"] == "unauthorized"
+    assert st.events() == []
+
+
+def test_each_write_key_writes_to_its_namespace_and_the_token_to_the_default(
+    server: tuple[str, bitstat.Stats], embedded_url: str, namespace: str
+) -> None:
+    base, _ = server
+    for key, count in (("key-1", 1), ("key-2", 2), ("token-w", 3)):
+        batch = [
+            {"type": "track", "userId": f"u{i}", "event": "hit", "messageId": f"{key}-{i}"}
+            for i in range(count)
+        ]
+        answer = httpx.post(f"{base}/v1/batch", json={"batch": batch}, auth=(key, ""))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["recorded"] == count
+    for ns, count in ((namespace, 1), (f"{namespace}-b", 2), ("seg-default", 3)):
+        with bitstat.connect(embedded_url, namespace=ns) as other:
+            assert other.total("hit", "2020-01-01", "2099-12-31") == count, ns
+    with bitstat.connect(embedded_url, namespace="seg-default") as default:
+        default.drop()
+    with bitstat.connect(embedded_url, namespace=f"{namespace}-b") as other:
+        other.drop()
+
+
+def _post(base: str, path: str, body: Any, **kw: Any) -> httpx.Response:
+    return httpx.post(f"{base}{path}", json=body, auth=("key-1", ""), **kw)
+
+
+def test_a_bad_message_is_named_and_the_rest_of_its_batch_is_recorded(
+    server: tuple[str, bitstat.Stats],
+) -> None:
+    base, st = server
+    good = {"type": "track", "userId": "u1", "event": "ok", "timestamp": "2025-11-04T10:00:00Z"}
+    batch = [
+        {**good, "messageId": "a"},
+        {"type": "track", "event": "ok", "messageId": "b"},  # nobody did it
+        {**good, "messageId": "c", "timestamp": "last tuesday"},
+        {**good, "messageId": "d", "type": "purchase"},
+        {**good, "messageId": "e", "event": None},
+        {**good, "messageId": "f", "properties": {"amount": "lots"}},  # a sum that is no number
+        {**good, "messageId": "g", "properties": {"blob": "x" * 33_000}},
+        "not a message",
+        {**good, "messageId": "h", "userId": "u2"},
+    ]
+    st.configure(bitstat.Schema(ids="map", events={"ok": {"sum": ["amount"]}}))
+    answer = _post(base, "/v1/batch", {"batch": batch})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["success"] is True and body["recorded"] == 2
+    rejected = {r["index"]: r for r in body["rejected"]}
+    assert sorted(rejected) == [1, 2, 3, 4, 5, 6, 7]
+    assert rejected[1]["field"] == "userId or anonymousId" and rejected[1]["messageId"] == "b"
+    assert rejected[2]["field"] == "timestamp" and "last tuesday" in rejected[2]["reason"]
+    assert rejected[3]["field"] == "type" and "'purchase'" in rejected[3]["reason"]
+    assert rejected[4]["field"] == "event"
+    assert rejected[5]["field"] == "properties.amount" and "lots" in rejected[5]["reason"]
+    assert "32,768" in rejected[6]["reason"]
+    assert "JSON object" in rejected[7]["reason"]
+    assert st.unique("ok", "2025-11-04") == 2
+
+
+def test_sizes_past_segments_limits_are_400_with_segments_error_shape(
+    server: tuple[str, bitstat.Stats],
+) -> None:
+    base, st = server
+    big = [
+        {"type": "track", "userId": f"u{i}", "event": "x", "properties": {"p": "y" * 1000}}
+        for i in range(520)
+    ]
+    answer = _post(base, "/v1/batch", {"batch": big})
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
+    assert "512,000" in answer.json()["message"]
+    # the limit holds for the inflated body: a small gzip body can hold a large batch
+    packed = gzip.compress(json.dumps({"batch": big}).encode())
+    assert len(packed) < 500 * 1024
+    answer = httpx.post(
+        f"{base}/v1/batch",
+        content=packed,
+        auth=("key-1", ""),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "payload_too_large"
+    single = {"userId": "u1", "event": "x", "properties": {"p": "y" * 40_000}}
+    answer = _post(base, "/v1/track", single)
+    assert answer.status_code == 413 and answer.json()["code"] == "payload_too_large"
+    assert st.events() == []
+
+
+def test_the_clock_skew_of_the_device_is_taken_out(server: tuple[str, bitstat.Stats]) -> None:
+    base, st = server
+    now = datetime.now(UTC)
+    # a device whose clock is 2 days and 1 hour fast: it says it sent the batch then
+    fast = timedelta(days=2, hours=1)
+    happened = datetime(2025, 11, 10, 0, 30, tzinfo=UTC)  # the device says 2025-11-12T01:30
+    message = {
+        "type": "track",
+        "anonymousId": "a1",
+        "event": "skewed",
+        "originalTimestamp": (happened + fast).isoformat(),
+        "messageId": "s1",
+    }
+    sent_at = (now + fast).isoformat()
+    answer = _post(base, "/v1/batch", {"batch": [message], "sentAt": sent_at})
+    assert answer.json()["recorded"] == 1
+    # without sentAt the device's time is taken as it is: a server library's historical import
+    plain = {**message, "messageId": "s2", "event": "as-is"}
+    plain["timestamp"] = plain.pop("originalTimestamp")
+    assert _post(base, "/v1/batch", {"batch": [plain]}).json()["recorded"] == 1
+    # the message's own sentAt wins over the batch's
+    own = {**message, "messageId": "s3", "event": "own", "sentAt": (now + fast).isoformat()}
+    assert (
+        _post(base, "/v1/batch", {"batch": [own], "sentAt": now.isoformat()}).json()["recorded"]
+        == 1
+    )
+    assert st.total("skewed", "2025-11-10") == 1
+    assert st.total("own", "2025-11-10") == 1
+    assert st.total("as-is", "2025-11-12") == 1
+    # no time at all: the time received
+    _post(base, "/v1/track", {"userId": "u", "event": "now", "messageId": "s4"})
+    around = (now - timedelta(days=1)).date(), (now + timedelta(days=1)).date()
+    assert st.total("now", *map(str, around)) == 1
+
+
+def test_single_message_routes_take_their_type(server: tuple[str, bitstat.Stats]) -> None:
+    base, st = server
+    at = {"timestamp": "2025-11-05T12:00:00Z"}
+    for path, body in [
+        ("/v1/track", {"userId": "u1", "event": "signup", "properties": {"plan": "pro"}}),
+        ("/v1/page", {"userId": "u1", "name": "Home"}),
+        ("/v1/screen", {"anonymousId": "a9", "name": "Feed"}),
+        ("/v1/identify", {"userId": "u1", "traits": {"plan": "pro"}}),
+        ("/v1/group", {"userId": "u1", "groupId": "org-1"}),
+        ("/v1/alias", {"userId": "u1", "previousId": "a9"}),
+    ]:
+        answer = _post(base, path, {**body, **at, "messageId": path})
+        assert answer.status_code == 200, (path, answer.text)
+        assert answer.json() == {"success": True, "recorded": 1, "duplicates": 0, "rejected": []}
+        again = _post(base, path, {**body, **at, "messageId": path}).json()
+        assert again["recorded"] == 0 and again["duplicates"] == 1
+    day = "2025-11-05"
+    assert st.counts("signup", "plan", day) == {"pro": 1}
+    assert st.counts("page", "name", day) == {"Home": 1}
+    assert st.counts("screen", "name", day) == {"Feed": 1}
+    assert st.counts("identify", "plan", day) == {"pro": 1}
+    assert st.counts("group", "groupId", day) == {"org-1": 1}
+    assert 0 < st.unique("alias", day) == st.total("alias", day) == 1
+    # a message of another type sent to a single route is named as such
+    wrong = _post(base, "/v1/page", {"userId": "u1", "type": "track", "event": "x"})
+    assert wrong.status_code == 400
+    assert wrong.json()["field"] == "type" and "/v1/page" in wrong.json()["message"]
+    missing = _post(base, "/v1/group", {"userId": "u1"})
+    assert missing.status_code == 400 and missing.json()["field"] == "groupId"
+
+
+def test_v1_track_takes_both_shapes(server: tuple[str, bitstat.Stats]) -> None:
+    base, st = server
+    at = "2025-11-06T09:00:00Z"
+    # Segment's track message: the write key in the body (no Authorization header)
+    segment = {"writeKey": "key-1", "userId": "u1", "event": "both", "timestamp": at}
+    answer = httpx.post(f"{base}/v1/track", json=segment)
+    assert answer.status_code == 200 and answer.json()["success"] is True
+    # gzip: Segment's
+    packed = gzip.compress(json.dumps({**segment, "userId": "u2"}).encode())
+    answer = httpx.post(
+        f"{base}/v1/track",
+        content=packed,
+        auth=("key-1", ""),
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert answer.json()["recorded"] == 1
+    # bitstat's own event, with the write token: as before
+    own = {"event": "both", "user": "u3", "time": at}
+    answer = httpx.post(
+        f"{base}/v1/track?namespace={st.namespace}",
+        json=own,
+        headers={"Authorization": "Bearer token-w"},
+    )
+    assert answer.json() == {"recorded": 1, "rejected": []}
+    # without a token, bitstat's shape is told apart and refused as before
+    answer = httpx.post(f"{base}/v1/track", json=own)
+    assert answer.status_code == 401 and "Bearer" in answer.json()["error"]
+    assert st.unique("both", "2025-11-06") == 3
+
+
+def test_a_namespace_without_a_schema_takes_text_ids(embedded_url: str, namespace: str) -> None:
+    with running(ServerConfig(url=embedded_url, namespace=namespace)) as base:
+        message = {
+            "userId": "ada@example.com",
+            "event": "hello",
+            "messageId": "1",
+            "timestamp": "2025-11-07T08:00:00Z",
+        }
+        answer = httpx.post(f"{base}/v1/track", json=message)  # an open server: any key
+        assert answer.json()["recorded"] == 1, answer.text
+    with bitstat.connect(embedded_url, namespace=namespace) as st:
+        assert st.schema.ids == "map"
+        assert list(st.actors("hello").day(2025, 11, 7).ids()) == ["ada@example.com"]
+        st.drop()
+
+
+def test_a_namespace_with_integer_ids_says_why_text_ids_are_rejected(
+    embedded_url: str, namespace: str
+) -> None:
+    bitstat.connect(embedded_url, namespace=namespace, schema=bitstat.Schema()).close()
+    with running(ServerConfig(url=embedded_url, namespace=namespace)) as base:
+        answer = httpx.post(f"{base}/v1/track", json={"userId": "ada", "event": "x"})
+        assert answer.status_code == 400
+        assert answer.json()["field"] == "userId or anonymousId"
+        assert "ids='map'" in answer.json()["message"]
+        answer = httpx.post(f"{base}/v1/track", json={"userId": "42", "event": "x"})
+        assert answer.json()["recorded"] == 1
