@@ -95,13 +95,15 @@ class Wrapped:
         self.gate = threading.Event()
         self.gate.set()
 
-    def track_many(self, events: Any, batch_id: str | None = None) -> bitstat.TrackResult:
+    def track_many(
+        self, events: Any, batch_id: str | None = None, deadline: float | None = None
+    ) -> bitstat.TrackResult:
         self.calls.append((list(events), batch_id))
         self.entered.set()
         self.gate.wait()
         if self.fail is not None:
             raise self.fail
-        result = self.st.track_many(events, batch_id=batch_id)
+        result = self.st.track_many(events, batch_id=batch_id, deadline=deadline)
         if self.lose_replies:
             self.lose_replies -= 1
             raise bitstat.ConnectionError("the reply was lost")
@@ -446,10 +448,12 @@ class AsyncWrapped:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def track_many(self, events: Any, batch_id: str | None = None) -> bitstat.TrackResult:
+    async def track_many(
+        self, events: Any, batch_id: str | None = None, deadline: float | None = None
+    ) -> bitstat.TrackResult:
         self.calls.append(batch_id)
         await self.gate.wait()
-        result = await self.st.track_many(events, batch_id=batch_id)
+        result = await self.st.track_many(events, batch_id=batch_id, deadline=deadline)
         self.applied += 1
         if self.lose_replies:
             self.lose_replies -= 1

@@ -9,6 +9,7 @@ await (nov & st.actors("purchase").month(2026, 11)).count()
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from datetime import date
@@ -23,20 +24,24 @@ from redis.asyncio.cluster import RedisCluster
 
 from . import analysis
 from .actors import ActorQuery, SetAlgebra
-from .calls import Call, Emit
+from .calls import Call, Emit, step
+from .errors import BitstatError
 from .ops import Namespace, check_name, check_namespace
 from .query import Expr, Program
-from .record import DEFAULT_BATCH_TTL, TrackResult
+from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
 from .schema import Schema, parse_duration
 from .store import (
     UNLINK_BATCH,
     Script,
     apply_call,
     cluster_address,
+    durability,
     evaluate_answers,
     evaluate_calls,
     ids_call,
+    not_replicated,
     queue_sum_reads,
+    replicated_calls,
     resolve_url,
     scores,
     server_summary,
@@ -89,9 +94,13 @@ async def _script(script: Script, client: Any, keys: Sequence[str], args: Sequen
 class AsyncStore:
     """The Store's calls on redis.asyncio (one Redis, a unix socket or a Cluster)."""
 
-    def __init__(self, client: Any, cluster: bool) -> None:
+    def __init__(self, client: Any, cluster: bool, replicas: int = 0) -> None:
         self.client = client
         self.cluster = cluster
+        self.replicas = replicas  # replicas that must confirm a batch (durability="replicated")
+        self.stale = False  # the cluster's slot map must be read again (a replicated write failed)
+        self.nodes: dict[str, Any] = {}  # a plain client per cluster node, for replicated writes
+        self.node_options: dict[str, Any] = {}
         self.apply_script = Script("apply.lua")
         self.ids_script = Script("ids.lua")
         self.evaluate_script = Script("sets.lua")
@@ -99,20 +108,34 @@ class AsyncStore:
         self.values_script = Script("values.lua")
 
     @classmethod
-    async def from_url(cls, url: str, timeout: float | None = None) -> AsyncStore:
+    async def from_url(
+        cls, url: str, timeout: float | None = None, durable: str | None = None
+    ) -> AsyncStore:
+        url, replicas = durability(url, durable)
         address = cluster_address(url)
         if address is not None:  # (its nodes' connection class is not the caller's to choose)
-            store = cls(RedisCluster(**address, **timeouts(url, timeout)), True)
+            options = {**timeouts(url, timeout), "username": address["username"]}
+            options["password"] = address["password"]
+            store = cls(RedisCluster(**address, **timeouts(url, timeout)), True, replicas)
+            store.node_options = options
         else:
-            store = cls(_client(url, timeout), False)
+            store = cls(_client(url, timeout), False, replicas)
         with wrapped_errors(f"connecting to {url}"):
             await store.client.ping()
         return store
 
     async def close(self) -> None:
+        for node in self.nodes.values():
+            await node.aclose()
         await self.client.aclose()
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait before a batch is tried again."""
+        await asyncio.sleep(seconds)
+
     async def apply(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
+        if self.replicas:
+            return await self.apply_replicated(groups, batch_ttl)
         results: list[int | bytes] = []
         with wrapped_errors("recording a batch"):
             for g in groups:
@@ -120,6 +143,49 @@ class AsyncStore:
                 results.append(await _script(self.apply_script, self.client, keys, args))
                 if results[-1] == -1:
                     break
+        return results
+
+    def _node_client(self, key: str) -> Any:
+        """The client of the master that holds `key` (the store's own on a single server)."""
+        if not self.cluster:
+            return self.client
+        node = self.client.get_node_from_key(key)
+        found = self.nodes.get(node.name)
+        if found is None:
+            found = self.nodes[node.name] = aredis.Redis(
+                host=node.host, port=node.port, **self.node_options
+            )
+        return found
+
+    async def apply_replicated(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
+        """`Store.apply_replicated` on asyncio."""
+        results: list[int | bytes] = []
+        with wrapped_errors("recording a batch"):
+            try:
+                if self.stale:
+                    await self.client.nodes_manager.initialize()
+                    self.stale = False
+                for g in groups:
+                    client = self._node_client(g.batch_key)
+                    for _ in range(2):  # a second time when the server had lost the script
+                        pipe = client.pipeline(transaction=False)
+                        replicated_calls(pipe, self.apply_script.sha, g, batch_ttl, self.replicas)
+                        result, _, acked = await pipe.execute(raise_on_error=False)
+                        if not isinstance(result, rex.NoScriptError):
+                            break
+                        await client.script_load(self.apply_script.source)
+                    if isinstance(result, Exception):
+                        raise result
+                    results.append(result)
+                    if result == -1:
+                        break
+                    if isinstance(acked, Exception):
+                        raise acked
+                    if acked < self.replicas:
+                        raise not_replicated(acked, self.replicas)
+            except (rex.RedisError, rex.RedisClusterException):
+                self.stale = self.cluster
+                raise
         return results
 
     async def read_sums(self, targets: Sequence[Target]) -> list[float]:
@@ -269,13 +335,18 @@ class AsyncStore:
 
 
 async def run(store: AsyncStore, op: Generator[Call, Any, T]) -> T:
-    """Drive an operation with the asyncio store."""
-    try:
-        call = next(op)
-        while True:
-            call = op.send(await getattr(store, call.method)(*call.args))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    """Drive an operation with the asyncio store (`calls.run`, awaited)."""
+    reply: Any = None
+    error: BitstatError | None = None
+    while True:
+        try:
+            call = step(op, reply, error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            reply, error = await getattr(store, call.method)(*call.args), None
+        except BitstatError as exc:
+            reply, error = None, exc
 
 
 class AsyncActorSet(SetAlgebra["AsyncStats"]):
@@ -309,10 +380,15 @@ class AsyncStats:
     """`Stats` for asyncio code: the same methods, awaited. Made by `bitstat.aio.connect()`."""
 
     def __init__(
-        self, store: AsyncStore, namespace: str, schema: Schema, batch_ttl: int = DEFAULT_BATCH_TTL
+        self,
+        store: AsyncStore,
+        namespace: str,
+        schema: Schema,
+        batch_ttl: int = DEFAULT_BATCH_TTL,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self._store = store
-        self._ns = Namespace(namespace, schema, store.cluster, batch_ttl)
+        self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
         self.namespace = namespace
 
     @property
@@ -346,8 +422,10 @@ class AsyncStats:
         batch_id: str | None = None,
         *,
         now: float | None = None,
+        deadline: float | None = None,
     ) -> TrackResult:
-        return await run(self._store, self._ns.track_many(events, batch_id, now))
+        """`Stats.track_many`, awaited."""
+        return await run(self._store, self._ns.track_many(events, batch_id, now, deadline))
 
     async def track_frame(
         self,
@@ -471,10 +549,15 @@ async def connect(
     appendfsync: str = "everysec",
     batch_ttl: int | str = DEFAULT_BATCH_TTL,
     timeout: float | None = None,
+    socket_timeout: float | None = None,
+    deadline: float = DEFAULT_DEADLINE,
+    durability: str | None = None,
 ) -> AsyncStats:
     """`bitstat.connect()` for asyncio: the same arguments, an `AsyncStats`."""
     check_namespace(namespace)
-    store = await AsyncStore.from_url(resolve_url(url, data_dir, appendfsync), timeout)
-    stats = AsyncStats(store, namespace, schema or Schema(), batch_ttl=parse_duration(batch_ttl))
+    address = resolve_url(url, data_dir, appendfsync)
+    store = await AsyncStore.from_url(address, socket_timeout or timeout, durability)
+    ttl = parse_duration(batch_ttl)
+    stats = AsyncStats(store, namespace, schema or Schema(), batch_ttl=ttl, deadline=deadline)
     await run(store, stats._ns.load_schema(schema))
     return stats

@@ -48,8 +48,39 @@ class UnknownEvent(QueryError):
 
 
 class ConnectionError(BitstatError):
-    """The server could not be reached or started; the cause is chained."""
+    """The server could not be reached or started; the cause is chained.
+
+    `transient`: the call may succeed when tried again (a connection reset, a timeout, a server
+    still loading its data): bitstat retries a batch on these by itself. `refused`: the server
+    answered, so the call wrote nothing (False: its reply was lost, it may have written)."""
+
+    transient = True
+    refused = False
 
 
 class ServerError(BitstatError):
-    """The server answered with an error; the cause is chained."""
+    """The server answered with an error; the cause is chained. `transient`: it refused for the
+    moment (a cluster moving slots or failing over); `refused`: as for ConnectionError."""
+
+    transient = False
+    refused = True
+
+
+class BatchError(ConnectionError, ServerError):
+    """A batch bitstat gave up recording after its own retries (a ConnectionError and a
+    ServerError, so that handlers of either catch it). `batch_id` is the id it was sent under
+    (given, or made by bitstat), `may_have_landed` whether any of it may have been written,
+    `attempts` how many times it was sent. The message says how to send it again safely: with
+    the same id (or, for an id bitstat made, the same events again from the same process) it is
+    recorded once."""
+
+    def __init__(
+        self, message: str, *, batch_id: str, may_have_landed: bool, attempts: int
+    ) -> None:
+        self.batch_id = batch_id
+        self.may_have_landed = may_have_landed
+        self.attempts = attempts
+        super().__init__(message)
+
+    transient = False
+    refused = False

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +36,6 @@ from .query import Compiler, Expr, Leaf, Program, count_union
 from .record import DEFAULT_BATCH_TTL, Recording
 from .schema import Schema, compound, duration_text, normalise
 
-T = TypeVar("T")
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
 FAMILY_TEXT = {
     "count": "counts",
@@ -494,13 +493,3 @@ def value_of(raw: bytes, asked: str, stored: str) -> Any:
         return text
     parts = dict(zip(stored.split("~"), member_value(text, True), strict=True))
     return tuple(parts[p] for p in asked.split("~"))
-
-
-def run(store: Any, op: Generator[Call, Any, T]) -> T:
-    """Drive an operation with a blocking store."""
-    try:
-        call = next(op)
-        while True:
-            call = op.send(getattr(store, call.method)(*call.args))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]

@@ -6,23 +6,37 @@ A mixin of `ops.Namespace`, whose state (schema, key names, id caches) it uses.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import os
+import random
+import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import sums
 from .calls import Call, Op
-from .errors import InvalidEvent, ServerError
+from .errors import BatchError, ConnectionError, InvalidEvent, ServerError
 from .events import Columns, parse_batch
 from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, build_plan, sum_bound_of
 from .schema import Schema
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
+# how long an id bitstat made is remembered: its own retries, then the caller's call again after
+# a BatchError, come sooner; a marker a call costs ~100 bytes for this long (1,000 calls/s: 60 MB)
+AUTO_BATCH_TTL = 600
+DEFAULT_DEADLINE = 60.0  # seconds a batch is tried again on failures that may pass
+FIRST_BACKOFF = 0.05  # seconds before the second try, doubled each try (with jitter) ...
+MAX_BACKOFF = 2.0  # ... up to this
+WRITES = ("apply", "mark")  # the calls that write a batch
+IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgotten first
 ID_CACHE_LIMIT = 2_000_000
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
 SUM_RETRIES = 3
@@ -40,6 +54,108 @@ class TrackResult:
     expired: dict[str, int] = field(default_factory=dict)
 
 
+class AutoIds:
+    """Batch ids made by bitstat: a random prefix per process (a forked child draws its own) and
+    a serial, so no two calls anywhere share one."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = f"auto:{secrets.token_hex(8)}"
+        self.serial = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}:{next(self.serial)}"
+
+
+class InDoubt:
+    """Batches sent under an id bitstat made whose call failed after some of it may have been
+    written, by namespace and content, until their markers expire: the same events sent again
+    (the caller's retry) go under the same id, so they are recorded once. Empty while nothing
+    fails: a call then costs a dict lookup, and its events are fingerprinted only when a failed
+    batch of as many events waits."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.lock = threading.Lock()
+        self.ids: dict[tuple[str, int, bytes], tuple[str, float]] = {}  # -> (id, until)
+
+    @staticmethod
+    def fingerprint(events: Sequence[Any]) -> bytes:
+        return hashlib.blake2b(
+            repr(events).encode("utf-8", "surrogatepass"), digest_size=16
+        ).digest()
+
+    def find(self, namespace: str, events: Sequence[Any]) -> str | None:
+        if not self.ids:
+            return None
+        with self.lock:
+            now = time.monotonic()
+            for key, (_, until) in list(self.ids.items()):
+                if until <= now:
+                    del self.ids[key]
+            if not any(k[0] == namespace and k[1] == len(events) for k in self.ids):
+                return None
+            found = self.ids.get((namespace, len(events), self.fingerprint(events)))
+        return None if found is None else found[0]
+
+    def remember(self, namespace: str, events: Sequence[Any], batch_id: str, ttl: int) -> None:
+        key = (namespace, len(events), self.fingerprint(events))
+        with self.lock:
+            self.ids.pop(key, None)
+            self.ids[key] = (batch_id, time.monotonic() + ttl)
+            while len(self.ids) > IN_DOUBT_LIMIT:
+                del self.ids[next(iter(self.ids))]
+
+    def forget(self, namespace: str, events: Sequence[Any]) -> None:
+        with self.lock:
+            self.ids.pop((namespace, len(events), self.fingerprint(events)), None)
+
+
+# per process: a caller may open a new Stats after an error, and its retry is still recognised
+AUTO_IDS = AutoIds()
+IN_DOUBT = InDoubt()
+os.register_at_fork(after_in_child=AUTO_IDS.reset)
+
+
+def gave_up(
+    size: int, batch_id: str, auto: bool, attempts: int, landed: bool, cause: Exception, ttl: int
+) -> str:
+    """The message of a BatchError: what failed, whether the batch may be in, how to resend."""
+    tries = "1 try" if attempts == 1 else f"{attempts} tries"
+    head = (
+        f"recording a batch of {size} event(s) under batch id {batch_id!r}: gave up after {tries}"
+    )
+    state = (
+        "some or all of it may have been recorded"
+        if landed
+        else "nothing of it was recorded (the server refused it, or it was never sent)"
+    )
+    again = f"send the same events again with batch_id={batch_id!r}"
+    if auto:
+        again += (
+            f" (or call track_many again with the same events from this process within"
+            f" {ttl} s, which sends them under that id)"
+        )
+    return f"{head}: {cause}\n{state}; {again}: the batch is recorded once."
+
+
+N = TypeVar("N", bound="Recording")
+
+
+def retrying(ns: N, store: Any, deadline: float) -> N:
+    """`ns` with the store's durability and a batch's retry deadline (`connect()`'s)."""
+    if deadline <= 0:
+        raise ValueError(f"deadline must be > 0 seconds, got {deadline!r}")
+    ns.deadline = deadline
+    ns.replicated = bool(getattr(store, "replicas", 0))
+    ns.auto_ttl = min(ns.batch_ttl, AUTO_BATCH_TTL)
+    return ns
+
+
 def noted(marker: bytes) -> list[tuple[int, str]]:
     """The events a batch had rejected for their sums, as its marker keeps them ("1": none)."""
     return [] if marker == b"1" else [(int(i), str(why)) for i, why in json.loads(marker)]
@@ -54,6 +170,11 @@ class Recording:
     batch_ttl: int
     id_cache: dict[str, int]
     value_cache: dict[tuple[str, str], dict[str, int]]
+    name: str
+    # set by Stats from connect()'s arguments
+    deadline: float = DEFAULT_DEADLINE
+    auto_ttl: int = AUTO_BATCH_TTL
+    replicated: bool = False  # batches are acknowledged once a replica has them
 
     def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
         if isinstance(event, Mapping):
@@ -69,22 +190,107 @@ class Recording:
             raise InvalidEvent(result.rejected[0][1])
 
     def track_many(
-        self, events: Iterable[Mapping[str, Any]], batch_id: str | None, now: float | None
+        self,
+        events: Iterable[Mapping[str, Any]],
+        batch_id: str | None,
+        now: float | None,
+        deadline: float | None = None,
     ) -> Op[TrackResult]:
         if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
             raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
-        return (yield from self.track_columns(parse_batch(events, self.schema, now), batch_id))
+        if batch_id is not None:
+            cols = parse_batch(events, self.schema, now)
+            return (yield from self.track_columns(cols, batch_id, deadline=deadline))
+        # no id given: the same events sent again after a BatchError get the id they failed
+        # under (IN_DOUBT), any others a new one
+        if not isinstance(events, list | tuple):
+            events = list(events)
+        cols = parse_batch(events, self.schema, now)
+        found = IN_DOUBT.find(self.name, events)
+        auto = found or AUTO_IDS.next()
+        try:
+            result = yield from self.track_columns(
+                cols, auto, auto=True, fresh=found is None, deadline=deadline
+            )
+        except BatchError as exc:
+            if exc.may_have_landed:
+                IN_DOUBT.remember(self.name, events, auto, self.auto_ttl)
+            raise
+        if found is not None:
+            IN_DOUBT.forget(self.name, events)
+        return result
 
-    def track_columns(self, cols: Columns, batch_id: str | None) -> Op[TrackResult]:
+    def track_columns(
+        self,
+        cols: Columns,
+        batch_id: str | None,
+        *,
+        auto: bool = False,
+        fresh: bool = False,
+        deadline: float | None = None,
+    ) -> Op[TrackResult]:
         """Record a checked batch, given as columns (`track_many` parses dicts into them; a
-        data frame is turned into them directly)."""
-        if batch_id:
+        data frame is turned into them directly), under `batch_id` (None: an id made here), and
+        try it again with that id while the failure may pass, for up to `deadline` seconds
+        (None: the namespace's; 0: one try).
+        `auto`: the id was made by bitstat (kept `auto_ttl` seconds, not `batch_ttl`); `fresh`:
+        never sent before, so no marker of it can exist yet (it is not asked for)."""
+        if batch_id is None:
+            batch_id, auto, fresh = AUTO_IDS.next(), True, True
+        ttl = self.auto_ttl if auto else self.batch_ttl
+        end = time.monotonic() + (self.deadline if deadline is None else deadline)
+        delay = FIRST_BACKOFF
+        landed = False  # whether any try may have written some of the batch
+        attempt = 0
+        while True:
+            attempt += 1
+            again = attempt > 1
+            once = self.record_once(cols, batch_id, ttl, ask=not fresh or again, again=again)
+            call: Call | None = None
+            try:
+                reply: Any = None
+                while True:
+                    try:
+                        call = once.send(reply)
+                    except StopIteration as stop:
+                        return stop.value  # type: ignore[no-any-return]
+                    reply = yield call
+                    if call.method in WRITES:
+                        landed = True
+            except (ConnectionError, ServerError) as exc:
+                once.close()
+                if call is not None and call.method in WRITES:
+                    # a call refused by the server wrote nothing; a lost reply, or a refusal
+                    # after other groups of the batch, may have
+                    alone = call.method == "mark" or len(call.args[0]) == 1
+                    landed = landed or not (exc.refused and alone)
+                left = end - time.monotonic()
+                if not exc.transient or isinstance(exc, BatchError) or left <= 0:
+                    raise BatchError(
+                        gave_up(len(cols), batch_id, auto, attempt, landed, exc, ttl),
+                        batch_id=batch_id,
+                        may_have_landed=landed,
+                        attempts=attempt,
+                    ) from exc
+                yield Call("sleep", (min(left, delay * random.uniform(0.5, 1.0)),))
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    def record_once(
+        self, cols: Columns, batch_id: str, ttl: int, *, ask: bool, again: bool
+    ) -> Op[TrackResult]:
+        """One try at recording a batch. `ask`: whether its marker may exist (first asked for);
+        `again`: an earlier try of this same call may have recorded it, so a marker found
+        answers with the count of the events it recorded (a batch id sent again by the caller
+        answers 0: nothing recorded by this call)."""
+        if ask:
             # a batch seen before answers as it did then, not by the totals of today; the
             # namespace's marker is written last, so it says the whole batch is in (a batch
             # cut short on a cluster has it not, and its missing groups are written now)
             seen = yield Call("get", (self.keys.batch(self.keys.meta_tag, batch_id),))
-            if seen is not None:
-                return TrackResult(0, sorted(cols.rejected + noted(seen)))
+            if seen is not None and not self.replicated:  # (replicated: confirm it below)
+                refused = noted(seen)
+                recorded = len(cols) - len(refused) if again else 0
+                return TrackResult(recorded, sorted(cols.rejected + refused))
         if not len(cols):
             return TrackResult(0, cols.rejected)
         if isinstance(cols.actors, np.ndarray):
@@ -113,9 +319,8 @@ class Recording:
                     cols, offsets = cols.take(keep), offsets[keep]
                     value_ids = {k: v[keep] for k, v in value_ids.items()}
                     if not len(cols):  # nothing left to write: the id still answers so
-                        if batch_id:
-                            marker = self.keys.batch(self.keys.meta_tag, batch_id)
-                            yield Call("mark", (marker, json.dumps(overflow), self.batch_ttl))
+                        marker = self.keys.batch(self.keys.meta_tag, batch_id)
+                        yield Call("mark", (marker, json.dumps(overflow), ttl))
                         return TrackResult(0, sorted(rejected + overflow))
             plan = build_plan(
                 cols,
@@ -129,12 +334,12 @@ class Recording:
                 sum_bound=0.0 if check else bound,  # once checked in order: final totals only
                 # the marker keeps the events rejected for their sums: a retry of the batch
                 # reports them, though the totals it would be checked against have moved on
-                note=json.dumps(overflow) if batch_id and overflow else None,
+                note=json.dumps(overflow) if overflow else None,
             )
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
             groups = [g for g in plan.groups if g.tag not in applied_tags]
-            results = yield Call("apply", (groups, self.batch_ttl if batch_id else 0))
+            results = yield Call("apply", (groups, ttl))
             for g, result in zip(groups, results, strict=False):
                 if isinstance(result, bytes):  # this batch id was applied before
                     applied_tags.add(g.tag)
@@ -151,8 +356,9 @@ class Recording:
                 " (other writers adding to the same totals?); the groups applied so far are"
                 " kept, send the batch again with the same batch_id"
             )
-        recorded = plan.recorded if applied or batch_id is None else 0
-        # a batch recorded before (its id seen) reports nothing of what it held
+        recorded = plan.recorded if applied or again else 0
+        # a batch recorded before (its id seen) reports nothing of what it held, unless by an
+        # earlier try of this call
         return TrackResult(
             recorded, sorted(rejected + overflow), dict(plan.expired) if recorded else {}
         )

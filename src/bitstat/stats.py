@@ -9,10 +9,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .actors import ActorQuery, ActorSet
-from .calls import Call, Emit
-from .ops import Namespace, check_name, run
+from .calls import Call, Emit, run
+from .ops import Namespace, check_name
 from .query import SCRATCH_TTL_MS, Expr
-from .record import DEFAULT_BATCH_TTL, TrackResult
+from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
 from .schema import Schema
 from .store import Store
 from .tracker import Tracker
@@ -25,10 +25,15 @@ class Stats:
     """One namespace in one Redis (or Cluster). Made by `bitstat.connect()`."""
 
     def __init__(
-        self, store: Store, namespace: str, schema: Schema, batch_ttl: int = DEFAULT_BATCH_TTL
+        self,
+        store: Store,
+        namespace: str,
+        schema: Schema,
+        batch_ttl: int = DEFAULT_BATCH_TTL,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self._store = store
-        self._ns = Namespace(namespace, schema, store.cluster, batch_ttl)
+        self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
         self.namespace = namespace
 
     def _run(self, op: Generator[Call, Any, T]) -> T:
@@ -71,9 +76,16 @@ class Stats:
         batch_id: str | None = None,
         *,
         now: float | None = None,
+        deadline: float | None = None,
     ) -> TrackResult:
-        """Record a batch; bad events are rejected alone. A repeated `batch_id` records nothing."""
-        result: TrackResult = self._run(self._ns.track_many(events, batch_id, now))
+        """Record a batch; bad events are rejected alone. A repeated `batch_id` records nothing.
+
+        Recorded once, whatever fails: without a `batch_id` the batch gets one, and a failure
+        that may pass (a lost reply, a failover) sends it again under its id for up to
+        `deadline` seconds (default: connect()'s; 0: one try). Then `BatchError` (with the
+        batch id) says whether it may have landed; the same events sent again, from this
+        process and within 10 minutes when bitstat made the id, are recorded once."""
+        result: TrackResult = self._run(self._ns.track_many(events, batch_id, now, deadline))
         return result
 
     def track_frame(

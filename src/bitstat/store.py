@@ -5,11 +5,12 @@ from __future__ import annotations
 import builtins
 import os
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.exceptions as rex
@@ -29,15 +30,50 @@ def load_script(name: str) -> str:
     return resources.files("bitstat").joinpath("scripts", name).read_text("utf-8")
 
 
+# replies of a server that cannot take the call for the moment: a cluster moving slots or
+# failing over, a server loading its data, a replica promoted or demoted; nothing was written
+FOR_NOW = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "LOADING", "READONLY")
+FOR_NOW_ERRORS = (rex.AskError, rex.TryAgainError, rex.ReadOnlyError)  # the cluster parser's
+
+
+def classified(error: ConnectionError | ServerError, *, transient: bool, refused: bool) -> Any:
+    error.transient = transient
+    error.refused = refused
+    return error
+
+
 @contextmanager
 def wrapped_errors(what: str) -> Iterator[None]:
-    """Redis failures surface as bitstat errors, with the cause chained."""
+    """Redis failures surface as bitstat errors, with the cause chained, each saying whether it
+    may pass (`transient`) and whether the server answered it (`refused`: nothing written)."""
     try:
         yield
+    except (rex.AuthenticationError, rex.AuthorizationError) as exc:
+        raise classified(
+            ConnectionError(f"{what}: the server refused the credentials: {exc}"),
+            transient=False,
+            refused=True,
+        ) from exc
+    except rex.BusyLoadingError as exc:
+        raise classified(
+            ConnectionError(f"{what}: the server is loading its data: {exc}"),
+            transient=True,
+            refused=True,
+        ) from exc
     except (rex.ConnectionError, rex.TimeoutError) as exc:
         raise ConnectionError(f"{what}: cannot reach the server: {exc}") from exc
+    except (rex.ClusterError, rex.RedisClusterException) as exc:
+        # the cluster client gave up (slots not covered, redirected too often, nodes
+        # unreachable): unless a node answered so, the last try may have reached one
+        raise classified(
+            ServerError(f"{what}: the cluster cannot take the call now: {exc!r}"),
+            transient=True,
+            refused=isinstance(exc, rex.ResponseError),
+        ) from exc
     except rex.RedisError as exc:
-        raise ServerError(f"{what}: the server answered with an error: {exc}") from exc
+        error = ServerError(f"{what}: the server answered with an error: {exc}")
+        transient = isinstance(exc, FOR_NOW_ERRORS) or str(exc).startswith(FOR_NOW)
+        raise classified(error, transient=transient, refused=True) from exc
 
 
 def resolve_url(url: str | None, data_dir: Any, appendfsync: str) -> str:
@@ -89,6 +125,47 @@ def cluster_address(url: str) -> dict[str, Any] | None:
             "use redis://, rediss://, unix:// or redis+cluster://"
         )
     return None
+
+
+DURABILITY = ("fast", "replicated")
+WAIT_MS = 5000  # how long a replica has to confirm a batch (WAIT) before the try fails
+
+
+def durability(url: str, given: str | None) -> tuple[str, int]:
+    """(`url` without its `?durability=`, how many replicas must confirm a batch): `given`, else
+    the URL's, else "fast" (0: acknowledged once the master has it)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    in_url = [v for k, v in query if k == "durability"]
+    mode = given or (in_url[-1] if in_url else "fast")
+    if mode not in DURABILITY:
+        raise ConnectionError(f"durability must be one of {', '.join(DURABILITY)}, got {mode!r}")
+    if in_url:
+        rest = urlencode([(k, v) for k, v in query if k != "durability"])
+        url = urlunsplit(parts._replace(query=rest))
+        if parts.scheme == "unix" and not parts.netloc:  # urlunsplit drops an empty "//"
+            url = url.replace("unix:", "unix://", 1)
+    return url, int(mode == "replicated")
+
+
+def not_replicated(acked: int, wanted: int) -> ServerError:
+    """The error of a batch the master took and no replica confirmed in time: tried again (the
+    batch id makes it land once), the write is waited for anew."""
+    error = ServerError(
+        f"recording a batch: {acked} of {wanted} replica(s) confirmed it within {WAIT_MS} ms"
+        " (durability='replicated'); the master has it"
+    )
+    return classified(error, transient=True, refused=False)  # type: ignore[no-any-return]
+
+
+def replicated_calls(pipe: Any, sha: str, g: Group, batch_ttl: int, replicas: int) -> None:
+    """Queue a group's apply.lua, a write after it (its marker's expiry set again: something
+    to wait for even when the batch was in before) and the WAIT for `replicas` replicas, on
+    one pipeline: WAIT waits for the writes of its own connection."""
+    keys, args = apply_call(g, batch_ttl)
+    pipe.evalsha(sha, len(keys), *keys, *args)
+    pipe.expire(g.batch_key, batch_ttl)
+    pipe.wait(replicas, WAIT_MS)
 
 
 def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
@@ -227,9 +304,11 @@ class Script:
 class Store:
     """Executes write plans and read programs; all bitstat I/O goes through here."""
 
-    def __init__(self, client: Any, cluster: bool) -> None:
+    def __init__(self, client: Any, cluster: bool, replicas: int = 0) -> None:
         self.client = client
         self.cluster = cluster
+        self.replicas = replicas  # replicas that must confirm a batch (durability="replicated")
+        self.stale = False  # the cluster's slot map must be read again (a replicated write failed)
         self.apply_script = Script("apply.lua")
         self.ids_script = Script("ids.lua")
         self.evaluate_script = Script("sets.lua")
@@ -237,9 +316,10 @@ class Store:
         self.values_script = Script("values.lua")
 
     @classmethod
-    def from_url(cls, url: str, timeout: float | None = None) -> Store:
+    def from_url(cls, url: str, timeout: float | None = None, durable: str | None = None) -> Store:
+        url, replicas = durability(url, durable)
         client, cluster = client_from_url(url, timeout)
-        store = cls(client, cluster)
+        store = cls(client, cluster, replicas)
         with wrapped_errors(f"connecting to {url}"):
             client.ping()
         return store
@@ -247,16 +327,57 @@ class Store:
     def close(self) -> None:
         self.client.close()
 
+    def sleep(self, seconds: float) -> None:
+        """Wait before a batch is tried again."""
+        time.sleep(seconds)
+
     # writes
     def apply(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
         """Apply groups in order, each with apply.lua; its answer per group sent (1, the note of
         a batch seen before, or -1: a sum would overflow), stopping after the first -1."""
+        if self.replicas:
+            return self.apply_replicated(groups, batch_ttl)
         results: list[int | bytes] = []
         with wrapped_errors("recording a batch"):
             for g in groups:
                 results.append(self.apply_script(self.client, *apply_call(g, batch_ttl)))
                 if results[-1] == -1:
                     break
+        return results
+
+    def apply_replicated(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
+        """`apply`, each group acknowledged once `replicas` replicas of its master have it."""
+        results: list[int | bytes] = []
+        with wrapped_errors("recording a batch"):
+            try:
+                if self.stale:
+                    self.client.nodes_manager.initialize()
+                    self.stale = False
+                for g in groups:
+                    client = (
+                        self.client.get_node_from_key(g.batch_key).redis_connection
+                        if self.cluster
+                        else self.client
+                    )
+                    for _ in range(2):  # a second time when the server had lost the script
+                        pipe = client.pipeline(transaction=False)
+                        replicated_calls(pipe, self.apply_script.sha, g, batch_ttl, self.replicas)
+                        result, _, acked = pipe.execute(raise_on_error=False)
+                        if not isinstance(result, rex.NoScriptError):
+                            break
+                        client.script_load(self.apply_script.source)
+                    if isinstance(result, Exception):
+                        raise result
+                    results.append(result)
+                    if result == -1:
+                        break
+                    if isinstance(acked, Exception):
+                        raise acked
+                    if acked < self.replicas:
+                        raise not_replicated(acked, self.replicas)
+            except (rex.RedisError, rex.RedisClusterException):
+                self.stale = self.cluster
+                raise
         return results
 
     def read_sums(self, targets: Sequence[Target]) -> list[float]:

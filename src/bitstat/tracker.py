@@ -32,7 +32,9 @@ ErrorCallback = Callable[[Exception, list[Event]], None]
 class Recorder(Protocol):
     """What a tracker sends its batches to: a `Stats`."""
 
-    def track_many(self, events: list[Event], batch_id: str | None = None) -> TrackResult: ...
+    def track_many(
+        self, events: list[Event], batch_id: str | None = None, *, deadline: float | None = None
+    ) -> TrackResult: ...
 
 
 WARN_EVERY = 10.0  # seconds between two warnings about dropped events
@@ -309,7 +311,8 @@ class Tracker(EventQueue):
         attempt = 0
         while True:
             try:
-                result = self._stats.track_many(batch, batch_id=batch_id)
+                # one try a send: the retries are the tracker's own (max_retries, backoff)
+                result = self._stats.track_many(batch, batch_id=batch_id, deadline=0)
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt, batch, batch_id)
                 if delay is None:

@@ -18,7 +18,7 @@ class AsyncRecorder(Protocol):
     """What an asyncio tracker sends its batches to: an `AsyncStats`."""
 
     def track_many(
-        self, events: list[Event], batch_id: str | None = None
+        self, events: list[Event], batch_id: str | None = None, *, deadline: float | None = None
     ) -> Awaitable[TrackResult]: ...
 
 
@@ -75,7 +75,8 @@ class AsyncTracker(EventQueue):
         attempt = 0
         while True:
             try:
-                result = await self._stats.track_many(batch, batch_id=batch_id)
+                # one try a send: the retries are the tracker's own (max_retries, backoff)
+                result = await self._stats.track_many(batch, batch_id=batch_id, deadline=0)
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt, batch, batch_id)
                 if delay is None:

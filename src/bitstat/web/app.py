@@ -28,7 +28,7 @@ from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 
 from ..aio import AsyncStats, AsyncStore
-from ..calls import Call
+from ..calls import Call, step
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..record import TrackResult
 from ..store import Script, resolve_url, wrapped_errors
@@ -294,10 +294,12 @@ def _loads_in_pieces(raw: bytes) -> Any:
         return json.loads(raw)
 
 
-def _advance(op: Generator[Call, Any, TrackResult], reply: Any) -> tuple[Call | None, Any]:
+def _advance(
+    op: Generator[Call, Any, TrackResult], reply: Any, error: BitstatError | None
+) -> tuple[Call | None, Any]:
     """One step of an operation: (the next server call, None) or (None, its result)."""
     try:
-        return op.send(reply), None
+        return step(op, reply, error), None
     except StopIteration as stop:  # not raised through a Future: asyncio refuses it
         return None, stop.value
 
@@ -310,12 +312,16 @@ async def _record_in(
     loop = asyncio.get_running_loop()
     op = stats._ns.track_many(events, batch_id, None)
     reply: Any = None
+    error: BitstatError | None = None  # thrown into the operation, which may try again
     while True:
-        call, result = await loop.run_in_executor(planner, _advance, op, reply)
+        call, result = await loop.run_in_executor(planner, _advance, op, reply, error)
         if call is None:
             assert isinstance(result, TrackResult)
             return result
-        reply = await getattr(stats._store, call.method)(*call.args)
+        try:
+            reply, error = await getattr(stats._store, call.method)(*call.args), None
+        except BitstatError as exc:
+            reply, error = None, exc
 
 
 async def _record_large(
