@@ -489,14 +489,14 @@ def test_globs_as_minimatch() -> None:
 
 # ---- a plain-Python model of trk's source, as an oracle -----------------------------------
 
-NAMES = ("event", "country", "user", "amount")
-VALUES = st.one_of(
-    st.sampled_from(["view", "buy", "US", "CA", "", "0", "7", "-3", "07", "1e3", " 8", "abc"]),
+TEXTS = st.sampled_from(["view", "buy", "US", "CA", "", "0", "a~b"])
+AMOUNTS = st.one_of(
+    st.sampled_from(["7", "-3", "07", "-0", "1e3", " 8", "abc", "", "0"]),
     st.sampled_from([0, 1, 7, -3, 12, 2.5, 0.0, True, False, None]),
 )
+PROPS = {"event": TEXTS, "country": TEXTS, "user": st.one_of(TEXTS, AMOUNTS), "amount": AMOUNTS}
 MAPS = st.fixed_dictionaries(
-    {},
-    optional={
+    {
         "bmp": st.lists(st.sampled_from(["user", "country~user", "amount"]), max_size=2),
         "add": st.lists(
             st.sampled_from(["event", "country", "event~country", "amount"]), max_size=3
@@ -506,11 +506,15 @@ MAPS = st.fixed_dictionaries(
             st.sampled_from(
                 ["amount", {"key": "country", "value": "amount"}, {"key": "event", "val": "amount"}]
             ),
+            min_size=1,
             max_size=2,
         ),
-    },
+    }
 )
-EVENTS = st.lists(st.dictionaries(st.sampled_from(NAMES), VALUES, max_size=4), max_size=12)
+EVENTS = st.lists(
+    st.fixed_dictionaries({}, optional=PROPS),
+    max_size=12,
+)
 
 
 def model_text(v: Any) -> str:
