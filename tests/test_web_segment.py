@@ -21,7 +21,7 @@ from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 
 import bitstat
-from bitstat.web import ServerConfig
+from bitstat.web import ServerConfig, ingest
 from model import Model
 from webserver import running
 
@@ -420,3 +420,59 @@ def test_a_namespace_with_integer_ids_says_why_text_ids_are_rejected(
         assert "ids='map'" in answer.json()["message"]
         answer = httpx.post(f"{base}/v1/track", json={"userId": "42", "event": "x"})
         assert answer.json()["recorded"] == 1
+
+
+def test_on_a_cluster_a_message_counts_once_however_it_is_batched(
+    cluster_url: str, namespace: str
+) -> None:
+    st = bitstat.connect(cluster_url, namespace=namespace, schema=bitstat.Schema(ids="map"))
+    messages = [
+        {
+            "type": "track",
+            "userId": f"user-{n}",
+            "event": "spread",
+            "messageId": f"c-{n}",
+            "timestamp": "2025-11-08T10:00:00Z",
+        }
+        for n in range(300)
+    ]
+    with running(ServerConfig(url=cluster_url, namespace=namespace)) as base:
+        first = _post(base, "/v1/batch", {"batch": messages[:200]}).json()
+        assert first["recorded"] == 200
+        # re-sent in other batches, mixed with new messages, and alone
+        second = _post(base, "/v1/batch", {"batch": messages[100:300]}).json()
+        assert (second["recorded"], second["duplicates"]) == (100, 100)
+        alone = _post(base, "/v1/track", messages[5]).json()
+        assert (alone["recorded"], alone["duplicates"]) == (0, 1)
+    assert st.total("spread", "2025-11-08") == st.unique("spread", "2025-11-08") == 300
+    st.drop()
+    st.close()
+
+
+def test_a_batch_cut_off_before_its_messages_are_marked_counts_once_when_the_sdk_retries(
+    server: tuple[str, bitstat.Stats], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, st = server
+    mark = ingest.mark
+    failures: list[int] = []
+
+    async def lost_once(store: Any, markers: list[str], ttl: int) -> None:
+        if not failures:  # recorded, then the connection went before the markers were set
+            failures.append(len(markers))
+            raise bitstat.ConnectionError("marking the messages recorded: gone")
+        await mark(store, markers, ttl)
+
+    monkeypatch.setattr(ingest, "mark", lost_once)
+    errors: list[Any] = []
+    client = SegmentClient(
+        write_key="key-1", host=base, upload_size=100, on_error=lambda e, b: errors.append(e)
+    )
+    sent = calls(seed=5, n=60)
+    for call in sent:
+        send(client, call)
+    client.flush()
+    client.shutdown()
+    assert failures == [60] and errors == []  # answered 503 once; the SDK sent the batch again
+    model = Model(ids="map", **RULES)
+    model.track_many([expected(c) for c in sent])
+    assert_same(st, model)

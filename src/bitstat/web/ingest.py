@@ -26,6 +26,7 @@ from ..aio import AsyncStats, AsyncStore
 from ..errors import SchemaError
 from ..keys import Keys
 from ..schema import Schema
+from ..store import wrapped_errors
 from .config import ServerConfig
 from .namespaces import Namespaces
 
@@ -398,7 +399,8 @@ async def record_once(
         candidates.append(i)
     marked = [keys.batch(keys.meta_tag, MESSAGE_MARK + mid) for mid in first]
     if marked:
-        seen = await store.client.mget(marked)
+        with wrapped_errors("reading the markers of messages"):
+            seen = await store.client.mget(marked)
         old = {first[mid] for mid, hit in zip(first, seen, strict=True) if hit is not None}
         outcome.duplicate_indexes += sorted(old)
         candidates = [i for i in candidates if i not in old]
@@ -416,14 +418,26 @@ async def record_once(
             outcome.rejected.append(
                 Rejection(i, messages[i][0], _field_of(reason, event, fields), reason)
             )
-        new_marks = [MESSAGE_MARK + mid for mid in ids if mid is not None]
+        # a rejected message is not marked: sent again, it is rejected again, with its reason
+        refused = {at for at, _ in result.rejected}
+        new_marks = [
+            MESSAGE_MARK + mid
+            for at, mid in enumerate(ids)
+            if mid is not None and at not in refused
+        ]
         if new_marks and not (len(new_marks) == 1 and batch == new_marks[0]):
-            pipe = store.client.pipeline(transaction=False)
-            for mark in new_marks:
-                pipe.set(keys.batch(keys.meta_tag, mark), b"1", ex=ttl)
-            await pipe.execute()
+            await mark(store, [keys.batch(keys.meta_tag, m) for m in new_marks], ttl)
     outcome.rejected.sort(key=lambda r: r.index)
     return outcome
+
+
+async def mark(store: AsyncStore, markers: list[str], ttl: int) -> None:
+    """Set the markers of recorded messages (one slot: the namespace's), for `ttl` seconds."""
+    with wrapped_errors("marking the messages recorded"):
+        pipe = store.client.pipeline(transaction=False)
+        for marker in markers:
+            pipe.set(marker, b"1", ex=ttl)
+        await pipe.execute()
 
 
 async def ensure_text_ids(stats: AsyncStats, store: AsyncStore, checked: set[str]) -> None:

@@ -88,10 +88,10 @@ def translate(
 
 
 def _unbase64(text: str) -> bytes:
-    text = text.strip().replace(" ", "+")  # a '+' form-decoded into a space
+    text = "".join(text.strip().replace(" ", "+").split())  # a "+" form-decoded into a space
     altchars = b"-_" if "-" in text or "_" in text else None  # the URL-safe alphabet
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars)
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise IngestError(400, "invalid_payload", f"the body is not valid base64: {exc}") from None
 
