@@ -1,0 +1,146 @@
+"""Exactly-once by default: replies lost after the server applied a batch (a proxy drops the
+connection right after the server answered the write) never lose or double count events, for
+callers with and without batch ids, sync and asyncio, and for callers who call again after a
+BatchError. Every answer is compared with the reference model."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import bitstat
+import bitstat.aio
+from bitstat.store import Script
+from exactly import batches, model, same_answers, schema
+from faultservers import Server
+from proxy import Proxy
+
+APPLY = Script("apply.lua").sha.encode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    started = Server(Path(tmp_path_factory.mktemp("exactly"))).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def proxy(server: Server) -> Iterator[Proxy]:
+    with Proxy("127.0.0.1", server.port) as p:
+        yield p
+
+
+@pytest.fixture
+def stats(proxy: Proxy) -> Iterator[bitstat.Stats]:
+    st = bitstat.connect(proxy.url(), namespace=f"t-{uuid.uuid4().hex[:8]}", schema=schema())
+    st.track_many(batches(1, 1, seed=99)[0])  # loads the scripts: later writes go by SHA
+    st.drop()
+    yield st
+    st.drop()
+    st.close()
+
+
+@pytest.mark.parametrize("given_ids", [False, True])
+def test_lost_replies_are_retried_under_the_same_id(
+    stats: bitstat.Stats, proxy: Proxy, given_ids: bool
+) -> None:
+    want = model()
+    for n, batch in enumerate(batches(12, 300)):
+        if n % 2:
+            proxy.cut_replies(1 + n % 3, APPLY)  # 1 to 3 lost replies in a row
+        batch_id = f"b-{n}" if given_ids else None
+        result = stats.track_many(batch, batch_id=batch_id)
+        assert result.recorded == len(batch) and not result.rejected  # as if nothing failed
+        want.track_many(batch)
+    assert proxy.cut >= 6
+    same_answers(stats, want)
+
+
+def test_one_event_calls_are_retried_too(stats: bitstat.Stats, proxy: Proxy) -> None:
+    want = model()
+    for n, event in enumerate(batches(1, 40)[0]):
+        if n % 3 == 0:
+            proxy.cut_replies(1, APPLY)
+        stats.track(event)
+        want.track(event)
+    assert proxy.cut >= 13
+    same_answers(stats, want)
+
+
+@pytest.mark.parametrize("given_ids", [False, True])
+def test_calling_again_after_a_batch_error_never_double_counts(
+    proxy: Proxy, given_ids: bool
+) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    st = bitstat.connect(proxy.url(), namespace=ns, schema=schema(), deadline=0.3)
+    want = model()
+    try:
+        first, second, third = batches(3, 200, seed=3)
+        st.track_many(first)
+        want.track_many(first)
+        # the write lands, its reply is lost, and no later reply comes back
+        proxy.cut_replies(1, APPLY, then_all=True)
+        batch_id = "given-1" if given_ids else None
+        with pytest.raises(bitstat.BatchError) as raised:
+            st.track_many(second, batch_id=batch_id)
+        error = raised.value
+        assert error.may_have_landed and error.attempts >= 2
+        assert error.batch_id == batch_id or (not given_ids and error.batch_id.startswith("auto"))
+        assert "may have been recorded" in str(error) and error.batch_id in str(error)
+        assert isinstance(error, bitstat.ConnectionError)  # what callers already catch
+        want.track_many(second)  # it did land
+        proxy.cut_replies(0, b"")
+        # the caller's naive retry: the same events, again (a new list, equal content)
+        again = st.track_many([dict(e) for e in second], batch_id=batch_id)
+        assert not again.rejected
+        # and a batch of other events is new, of course
+        assert st.track_many(third).recorded == len(third)
+        want.track_many(third)
+        same_answers(st, want)
+    finally:
+        proxy.cut_replies(0, b"")
+        st.drop()
+        st.close()
+
+
+def test_the_same_events_sent_twice_without_an_error_count_twice(stats: bitstat.Stats) -> None:
+    """Only a batch whose call failed is taken for the retry of the next equal one: equal batches
+    sent on purpose (the same event twice) are both recorded."""
+    want = model()
+    batch = batches(1, 50, seed=5)[0]
+    for _ in range(2):
+        assert stats.track_many(batch).recorded == 50
+        want.track_many(batch)
+    event = batch[0]
+    stats.track(event)
+    stats.track(event)
+    want.track(event)
+    want.track(event)
+    same_answers(stats, want)
+
+
+def test_asyncio_lost_replies_are_retried(proxy: Proxy) -> None:
+    want = model()
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def go() -> None:
+        st = await bitstat.aio.connect(proxy.url(), namespace=ns, schema=schema())
+        try:
+            for n, batch in enumerate(batches(8, 200, seed=11)):
+                if n % 2:
+                    proxy.cut_replies(2, APPLY)
+                assert (await st.track_many(batch)).recorded == len(batch)
+                want.track_many(batch)
+        finally:
+            await st.close()
+
+    asyncio.run(go())
+    assert proxy.cut >= 4
+    with bitstat.connect(proxy.url(), namespace=ns) as st:
+        same_answers(st, want)
+        st.drop()
