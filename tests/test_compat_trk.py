@@ -11,6 +11,7 @@ Times are explicit everywhere; nothing depends on the wall clock.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import math
@@ -727,3 +728,37 @@ def test_trk_answers_equal_bitstats_own(
     finally:
         stats.drop()
         stats.close()
+
+
+# ---- the usage example of docs/trk.md, run as written ------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "trk.md"
+
+
+def test_the_docs_example_prints_what_it_shows(embedded_url: str) -> None:
+    """Each `# -> value` line of the example is the repr of the statement just above it."""
+    block = DOC.read_text("utf-8").split("```python\n", 1)[1].split("```", 1)[0]
+    source = block.replace('"redis://localhost:6379/0"', repr(embedded_url))
+    lines = source.splitlines()
+    shown = {i: line[5:] for i, line in enumerate(lines, 1) if line.startswith("# -> ")}
+    assert len(shown) >= 6
+    client = redis.Redis.from_url(embedded_url)
+    assert scan(client, "tky") == [], "keys under 'tky' exist already: not ours to delete"
+    scope: dict[str, Any] = {}
+    checked = 0
+    try:
+        for statement in ast.parse(source).body:
+            code = ast.get_source_segment(source, statement)
+            assert code is not None
+            if isinstance(statement, ast.Expr):
+                value = eval(code, scope)
+                if statement.end_lineno is not None and statement.end_lineno + 1 in shown:
+                    assert repr(value) == shown[statement.end_lineno + 1], code
+                    checked += 1
+            else:
+                exec(code, scope)
+        assert checked == len(shown)
+        scope["trk"].close()
+    finally:
+        delete(client, "tky")
+        client.close()
