@@ -22,6 +22,7 @@ from segment.analytics import Client as SegmentClient
 
 import bitstat
 from bitstat.web import ServerConfig, ingest
+from bitstat.web.config import write_keys_from_env
 from model import Model
 from webserver import running
 
@@ -476,3 +477,96 @@ def test_a_batch_cut_off_before_its_messages_are_marked_counts_once_when_the_sdk
     model = Model(ids="map", **RULES)
     model.track_many([expected(c) for c in sent])
     assert_same(st, model)
+
+
+def _browser(base: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    """What analytics.js (analytics-next) sends: JSON as text/plain (no CORS preflight), the
+    write key in the body, no Authorization header."""
+    return httpx.post(
+        f"{base}{path}", content=json.dumps(body), headers={"Content-Type": "text/plain"}
+    )
+
+
+def test_the_browser_clients_requests(server: tuple[str, bitstat.Stats]) -> None:
+    base, st = server
+    now = datetime.now(UTC)
+    fast = timedelta(hours=30)  # the visitor's clock
+    happened = datetime(2025, 11, 9, 20, tzinfo=UTC)
+
+    def message(kind: str, n: int, **fields: Any) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "anonymousId": f"b-{n % 2}",
+            "messageId": f"ajs-next-{n}",
+            "timestamp": (happened + fast).isoformat(),
+            "sentAt": (now + fast).isoformat(),
+            "context": {"os": {"name": "Mac OS"}, "page": {"path": "/docs"}},
+            "writeKey": "key-1",
+            **fields,
+        }
+
+    answers = [
+        _browser(base, "/v1/t", message("track", 1, event="signup", properties={"plan": "pro"})),
+        _browser(base, "/v1/p", message("page", 2, name="Docs", properties={})),
+        _browser(base, "/v1/i", message("identify", 3, traits={"plan": "pro"})),
+        _browser(base, "/v1/g", message("group", 4, groupId="org-9")),
+        _browser(base, "/v1/a", message("alias", 5, userId="u-1", previousId="b-1")),
+        _browser(
+            base,
+            "/v1/b",
+            {
+                "batch": [message("track", n, event="signup") for n in (6, 7)],
+                "sentAt": (now + fast).isoformat(),
+                "writeKey": "key-1",
+            },
+        ),
+        _browser(base, "/v1/track", message("track", 8, event="signup")),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["success"] is True and answer.json()["rejected"] == []
+    day = "2025-11-09"  # the visitor's clock said the 11th
+    assert st.total("signup", day) == 4
+    assert st.unique("signup", day) == 2
+    assert st.counts("signup", "context.os.name", day) == {"Mac OS": 4}
+    assert st.counts("page", "name", day) == {"Docs": 1}
+    assert st.counts("group", "groupId", day) == {"org-9": 1}
+    assert st.total("identify", day) == st.total("alias", day) == 1
+    # a single-message route that is not the message's type says so
+    wrong = _browser(base, "/v1/p", message("track", 9, event="x"))
+    assert wrong.status_code == 400 and wrong.json()["field"] == "type"
+
+
+def test_write_keys_come_from_the_environment_and_a_file(tmp_path: Any) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# key namespace\nwk_shop shop\n\nwk_blog  blog  # the blog\n")
+    found = write_keys_from_env(
+        {
+            "BITSTAT_WRITE_KEYS": "wk_app=app, wk_shop=shop",
+            "BITSTAT_WRITE_KEYS_FILE": str(keys_file),
+        }
+    )
+    assert found == {"wk_app": "app", "wk_shop": "shop", "wk_blog": "blog"}
+    assert write_keys_from_env({}) == {}
+    for env, said in [
+        ({"BITSTAT_WRITE_KEYS": "wk_app"}, "expected KEY=NAMESPACE"),
+        ({"BITSTAT_WRITE_KEYS": "k=a,k=b"}, "names two namespaces"),
+        ({"BITSTAT_WRITE_KEYS_FILE": str(tmp_path / "none")}, "cannot read"),
+        ({"BITSTAT_WRITE_KEYS": "wk_shop=other", "BITSTAT_WRITE_KEYS_FILE": str(keys_file)}, "two"),
+    ]:
+        with pytest.raises(bitstat.BitstatError, match=said):
+            write_keys_from_env(env)
+
+
+def test_a_server_reads_its_write_keys_from_the_environment(
+    embedded_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BITSTAT_WRITE_KEYS", f"wk_env={namespace}")
+    bitstat.connect(embedded_url, namespace=namespace, schema=bitstat.Schema(ids="map")).close()
+    with running(ServerConfig(url=embedded_url, namespace="seg-unused")) as base:
+        message = {"userId": "u", "event": "env", "timestamp": "2025-11-02T10:00:00Z"}
+        assert httpx.post(f"{base}/v1/track", json=message, auth=("wk_env", "")).status_code == 200
+        assert httpx.post(f"{base}/v1/track", json=message, auth=("other", "")).status_code == 401
+    with bitstat.connect(embedded_url, namespace=namespace) as st:
+        assert st.total("env", "2025-11-02") == 1
+        st.drop()

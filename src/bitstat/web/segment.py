@@ -278,16 +278,18 @@ def routes(host: ingest.Host, keys: ingest.WriteKeys) -> tuple[list[Route], Any]
     /v1/track (app.py's /v1/track hands such messages to it)."""
     checked: set[str] = set()
 
-    def route(kind: str | None) -> Route:
+    def route(kind: str | None, path: str) -> Route:
         async def endpoint(request: Request) -> Response:
             return await handle(host, keys, checked, request, kind)
 
-        path = "/v1/batch" if kind is None else f"/v1/{kind}"
-        return Route(path, endpoint, methods=["POST"], name=f"segment-{kind or 'batch'}")
+        return Route(path, endpoint, methods=["POST"], name=f"segment{path.replace('/', '-')}")
 
     async def track(request: Request) -> Response:
         return await handle(host, keys, checked, request, "track")
 
-    found = [route(None), *(route(k) for k in TYPES if k != "track")]
-    found.append(Route("/v1/import", found[0].endpoint, methods=["POST"], name="segment-import"))
+    # /v1/import: the older name of /v1/batch; analytics.js (analytics-next) posts one message
+    # to /v1/ and the first letter of its type (/v1/t, /v1/p, ...) and batches to /v1/b
+    found = [route(None, path) for path in ("/v1/batch", "/v1/import", "/v1/b")]
+    found += [route(k, f"/v1/{k}") for k in TYPES if k != "track"]
+    found += [route(k, f"/v1/{k[0]}") for k in TYPES]
     return found, track
