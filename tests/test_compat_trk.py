@@ -296,8 +296,9 @@ def test_an_object_value_rejects_its_event_alone(
 ) -> None:
     """trk wrote "[object Object]" for any object; here the event is refused, with the reason."""
     trk, prefix = trk_for(map={"add": ["event", "meta~event"]}, tz="UTC")
-    with pytest.raises(InvalidEvent, match="meta"):
+    with pytest.raises(InvalidEvent, match="meta") as refused:
         trk.record({"event": "e", "meta": {"a": 1}}, now=NOW)
+    assert refused.value.field == "meta"
     assert scan(redis_client, prefix) == []
     done = trk.record_many([{"event": "x"}, {"event": "y", "meta": {}}, {"event": "z"}], now=NOW)
     assert (done.recorded, [i for i, _ in done.rejected]) == (2, [1])

@@ -28,6 +28,7 @@ from bitstat.errors import BitstatError, InvalidEvent, QueryError
 from bitstat.store import client_from_url, resolve_url, wrapped_errors
 
 from ._digest import Spec, Writes, digest
+from ._js import parse_int
 from ._result import READERS, TrkResult, kept, parse_location, patterns
 
 __all__ = ["LayoutError", "Recorded", "Trk", "TrkResult"]
@@ -156,38 +157,49 @@ class Trk:
     def record(self, obj: Mapping[str, Any], now: Any = None) -> Recorded:
         """Record one event object on the day of `now` (default: the current time).
 
-        An event that cannot be recorded raises InvalidEvent and writes nothing.
+        An event that cannot be recorded raises InvalidEvent (naming the property) and writes
+        nothing.
         """
-        result = self.record_many([obj], now)
-        if result.rejected:
-            raise InvalidEvent(result.rejected[0][1])
-        return result
+        dkey, membership = self._day_keys(now)
+        writes = digest(self.spec, dkey, obj)
+        self._write(membership, [writes])
+        return Recorded(1, not_summed=[(0, key, value) for key, value in writes.not_summed])
 
     def record_many(self, objs: Iterable[Mapping[str, Any]], now: Any = None) -> Recorded:
         """Record a batch of event objects on the day of `now`, in one server call: the whole
         batch is written at once or, if the stored keys could not take it, not at all (an error
         names the key). An event that cannot be recorded is rejected alone, with the reason."""
-        day = self.day_of(now)
-        dkey = f"{self.key}:{day}"
-        batch = Batch(f"{self.key}:k:{day}")
+        dkey, membership = self._day_keys(now)
         result = Recorded(0)
+        batch = []
         for index, obj in enumerate(objs):
             try:
                 writes = digest(self.spec, dkey, obj)
             except InvalidEvent as exc:
                 result.rejected.append((index, str(exc)))
                 continue
-            batch.add(writes)
+            batch.append(writes)
             result.recorded += 1
             result.not_summed += [(index, key, value) for key, value in writes.not_summed]
-        if batch.members:
-            keys, args = batch.call()
-            with wrapped_errors("trk record"):
-                try:
-                    self.client.evalsha(_SHA, len(keys), *keys, *args)
-                except rex.NoScriptError:
-                    self.client.eval(_SCRIPT, len(keys), *keys, *args)
+        self._write(membership, batch)
         return result
+
+    def _day_keys(self, now: Any) -> tuple[str, str]:
+        day = self.day_of(now)
+        return f"{self.key}:{day}", f"{self.key}:k:{day}"
+
+    def _write(self, membership: str, writes: list[Writes]) -> None:
+        batch = Batch(membership)
+        for w in writes:
+            batch.add(w)
+        if not batch.members:
+            return
+        keys, args = batch.call()
+        with wrapped_errors("trk record"):
+            try:
+                self.client.evalsha(_SHA, len(keys), *keys, *args)
+            except rex.NoScriptError:
+                self.client.eval(_SCRIPT, len(keys), *keys, *args)
 
     # querying
     def query(
@@ -307,8 +319,6 @@ def _text(raw: Any) -> str:
 
 
 def _score(raw: Any) -> int | None:
-    from ._js import parse_int
-
     return parse_int(_text(raw)) if not isinstance(raw, int | float) else int(raw)
 
 
