@@ -1,5 +1,5 @@
-"""The Python examples of docs/ingest.md and of the README's SDK section, run as written (in a process each, as a user would),
-against a server started here: what they send is recorded."""
+"""The Python examples of docs/ingest.md and of the README's SDK section, run as written (in a
+process each, as a user would) against a server started here: what they send is recorded."""
 
 from __future__ import annotations
 
