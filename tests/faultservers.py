@@ -89,3 +89,72 @@ def wait_for_link(replica: redis.Redis, timeout: float = 60.0) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"replica link not up within {timeout} s: {replica.info('replication')}")
+
+
+class ReplicatedCluster:
+    """A cluster of `masters` masters with one replica each, on loopback, failing over fast
+    (cluster-node-timeout 1 s); started formed, every replica's link up."""
+
+    def __init__(self, root: Path, masters: int = 3) -> None:
+        self.masters = masters
+        self.nodes = [
+            Server(
+                root / f"node{i}",
+                *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                *("--cluster-node-timeout", "1000", "--cluster-port", str(_free_port())),
+                *("--appendonly", "no", "--repl-diskless-sync-delay", "0"),
+            )
+            for i in range(2 * masters)
+        ]
+
+    def url(self, node: int = 0) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[node].port}"
+
+    def start(self, timeout: float = 60.0) -> ReplicatedCluster:
+        for node in self.nodes:
+            node.start()
+        clients = [n.client() for n in self.nodes]
+        try:
+            ids = [c.execute_command("CLUSTER MYID") for c in clients]
+            ids = [i.decode() if isinstance(i, bytes) else i for i in ids]
+            bounds = [16384 * i // self.masters for i in range(self.masters + 1)]
+            for i in range(self.masters):
+                clients[i].execute_command("CLUSTER SET-CONFIG-EPOCH", i + 1)
+                clients[i].execute_command("CLUSTER ADDSLOTSRANGE", bounds[i], bounds[i + 1] - 1)
+            for node in self.nodes[1:]:
+                bus = int(clients[0].config_get("cluster-port")["cluster-port"])
+                node_client = node.client()
+                node_client.execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port, bus)
+                node_client.close()
+            deadline = time.monotonic() + timeout
+            while any(
+                int(c.execute_command("CLUSTER INFO")["cluster_known_nodes"]) < len(self.nodes)
+                for c in clients
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("cluster nodes did not meet")
+                time.sleep(0.05)
+            for i in range(self.masters):
+                replica = clients[self.masters + i]
+                while True:  # the replica must know its master as one first
+                    try:
+                        replica.execute_command("CLUSTER REPLICATE", ids[i])
+                        break
+                    except redis.ResponseError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
+            for replica in clients[self.masters :]:
+                wait_for_link(replica, timeout)
+            while any(c.execute_command("CLUSTER INFO")["cluster_state"] != "ok" for c in clients):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("cluster not ok")
+                time.sleep(0.05)
+        finally:
+            for c in clients:
+                c.close()
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -70,6 +70,11 @@ def wrapped_errors(what: str) -> Iterator[None]:
             transient=True,
             refused=isinstance(exc, rex.ResponseError),
         ) from exc
+    except rex.OutOfMemoryError as exc:
+        raise ServerError(
+            f"{what}: the server is out of memory (maxmemory reached; under the noeviction"
+            f" policy it refuses writes until memory is freed or the limit raised): {exc}"
+        ) from exc
     except rex.RedisError as exc:
         error = ServerError(f"{what}: the server answered with an error: {exc}")
         transient = isinstance(exc, FOR_NOW_ERRORS) or str(exc).startswith(FOR_NOW)
