@@ -570,3 +570,15 @@ def test_a_server_reads_its_write_keys_from_the_environment(
     with bitstat.connect(embedded_url, namespace=namespace) as st:
         assert st.total("env", "2025-11-02") == 1
         st.drop()
+
+
+def test_messages_without_an_id_are_recorded_each_time_they_come(
+    server: tuple[str, bitstat.Stats],
+) -> None:
+    base, st = server
+    plain = {"type": "track", "userId": "u1", "event": "tap", "timestamp": "2025-11-11T09:00:00Z"}
+    with_id = {**plain, "messageId": "t-1"}
+    for _ in range(2):  # the same body twice: the message with an id counts once
+        answer = _post(base, "/v1/batch", {"batch": [plain, plain, with_id]}).json()
+        assert answer["rejected"] == []
+    assert st.total("tap", "2025-11-11") == 5

@@ -338,21 +338,14 @@ class Outcome:
     duplicate_indexes: list[int] = field(default_factory=list)
 
 
-def batch_id_of(ids: Sequence[str | None], events: Sequence[Mapping[str, Any]]) -> str:
+def batch_id_of(ids: Sequence[str]) -> str:
     """The batch id of a request's new messages: a message alone is its own marker; several
-    are named by a digest of their ids (and of the content of those without one), so a
-    re-sent request is recognised as the same batch."""
-    if len(ids) == 1 and ids[0] is not None:
+    are named by a digest of their ids, so a re-sent request is recognised as the same batch."""
+    if len(ids) == 1:
         return MESSAGE_MARK + ids[0]
     digest = hashlib.sha256()
-    for mid, event in sorted(
-        zip(ids, events, strict=True), key=lambda pair: (pair[0] is None, pair[0] or "")
-    ):
-        if mid is not None:
-            digest.update(b"i" + mid.encode("utf-8", "surrogatepass") + b"\x00")
-        else:
-            text = json.dumps(event, sort_keys=True, default=str, ensure_ascii=True)
-            digest.update(b"e" + text.encode() + b"\x00")
+    for mid in sorted(ids):
+        digest.update(mid.encode("utf-8", "surrogatepass") + b"\x00")
     return "msgs:" + digest.hexdigest()
 
 
@@ -405,30 +398,40 @@ async def record_once(
         outcome.duplicate_indexes += sorted(old)
         candidates = [i for i in candidates if i not in old]
     outcome.duplicates = len(outcome.duplicate_indexes)
-    if candidates:
-        ids = [messages[i][0] for i in candidates]
-        events = [messages[i][1] for i in candidates]
-        assert all(e is not None for e in events)
-        batch = batch_id_of(ids, events)  # type: ignore[arg-type]
-        result = await stats.track_many(events, batch_id=batch)  # type: ignore[arg-type]
-        outcome.recorded = result.recorded
-        for at, reason in result.rejected:
-            i = candidates[at]
-            event = messages[i][1] or {}
-            outcome.rejected.append(
-                Rejection(i, messages[i][0], _field_of(reason, event, fields), reason)
-            )
+    with_id = [i for i in candidates if messages[i][0] is not None]
+    without = [i for i in candidates if messages[i][0] is None]
+    if with_id:
+        ids = [messages[i][0] or "" for i in with_id]
+        batch = batch_id_of(ids)
+        refused = await _record(stats, messages, with_id, batch, fields, outcome)
         # a rejected message is not marked: sent again, it is rejected again, with its reason
-        refused = {at for at, _ in result.rejected}
-        new_marks = [
-            MESSAGE_MARK + mid
-            for at, mid in enumerate(ids)
-            if mid is not None and at not in refused
-        ]
-        if new_marks and not (len(new_marks) == 1 and batch == new_marks[0]):
-            await mark(store, [keys.batch(keys.meta_tag, m) for m in new_marks], ttl)
+        marks = [MESSAGE_MARK + mid for at, mid in enumerate(ids) if at not in refused]
+        if marks and marks != [batch]:
+            await mark(store, [keys.batch(keys.meta_tag, m) for m in marks], ttl)
+    if without:  # nothing tells such a message from a new one: recorded each time it comes
+        await _record(stats, messages, without, None, fields, outcome)
     outcome.rejected.sort(key=lambda r: r.index)
     return outcome
+
+
+async def _record(
+    stats: AsyncStats,
+    messages: Sequence[tuple[str | None, dict[str, Any] | None]],
+    rows: list[int],
+    batch_id: str | None,
+    fields: Mapping[str, str],
+    outcome: Outcome,
+) -> set[int]:
+    """Record the messages at `rows` as one batch; add to `outcome`; the positions in `rows`
+    of those bitstat rejected."""
+    events = [messages[i][1] or {} for i in rows]
+    result = await stats.track_many(events, batch_id=batch_id)
+    outcome.recorded += result.recorded
+    for at, reason in result.rejected:
+        i = rows[at]
+        field = _field_of(reason, events[at], fields)
+        outcome.rejected.append(Rejection(i, messages[i][0], field, reason))
+    return {at for at, _ in result.rejected}
 
 
 async def mark(store: AsyncStore, markers: list[str], ttl: int) -> None:
