@@ -94,19 +94,23 @@ def resolve_url(url: str | None, data_dir: Any, appendfsync: str) -> str:
 
 DEFAULT_TIMEOUT = 30.0  # seconds a call waits for the server's answer (a big batch takes ~1 s)
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection
+HEALTH_CHECK = 30  # seconds
 TIMEOUT_PARAMS = ("socket_timeout", "socket_connect_timeout")
 
 
 def timeouts(url: str, timeout: float | None) -> dict[str, Any]:
     """Client options that keep a call from waiting forever on a server that vanished without
     closing the connection (a half-open TCP connection): a read timeout (`timeout`, else
-    `?socket_timeout=` in the URL, else DEFAULT_TIMEOUT), a connect timeout, TCP keep-alive."""
+    `?socket_timeout=` in the URL, else DEFAULT_TIMEOUT), a connect timeout, TCP keep-alive,
+    and a health check of a connection idle for HEALTH_CHECK seconds."""
     given = {
         k: float(v[-1]) for k, v in parse_qs(urlsplit(url).query).items() if k in TIMEOUT_PARAMS
     }
     options: dict[str, Any] = {
         "socket_timeout": timeout or given.get("socket_timeout", DEFAULT_TIMEOUT),
         "socket_connect_timeout": given.get("socket_connect_timeout", CONNECT_TIMEOUT),
+        # a connection idle this long is checked (PING) before it carries a call again
+        "health_check_interval": HEALTH_CHECK,
     }
     if not url.startswith("unix:"):  # TCP only: a unix socket has no keep-alive to ask for
         options["socket_keepalive"] = True
