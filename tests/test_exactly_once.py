@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,14 @@ import pytest
 import bitstat
 import bitstat.aio
 from bitstat.store import Script
+from bitstat.web import ServerConfig, create_app
 from exactly import batches, model, same_answers, schema
 from faultservers import Server
 from proxy import Proxy
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 APPLY = Script("apply.lua").sha.encode()
 
@@ -140,6 +146,26 @@ def test_asyncio_lost_replies_are_retried(proxy: Proxy) -> None:
             await st.close()
 
     asyncio.run(go())
+    assert proxy.cut >= 4
+    with bitstat.connect(proxy.url(), namespace=ns) as st:
+        same_answers(st, want)
+        st.drop()
+
+
+@pytest.mark.parametrize("size", [200, 6000])  # a small body, and one recorded off the loop
+def test_http_posts_whose_replies_are_lost_are_recorded_once(proxy: Proxy, size: int) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    with bitstat.connect(proxy.url(), namespace=ns, schema=schema()):
+        pass  # stores the schema
+    want = model()
+    config = ServerConfig(url=proxy.url(), namespace=ns)
+    with TestClient(create_app(config)) as client:
+        for n, batch in enumerate(batches(4, size, seed=41)):
+            proxy.cut_replies(1 + n % 2, APPLY)
+            answer = client.post("/v1/track", json=batch)  # no Idempotency-Key
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["recorded"] == len(batch)
+            want.track_many(batch)
     assert proxy.cut >= 4
     with bitstat.connect(proxy.url(), namespace=ns) as st:
         same_answers(st, want)
