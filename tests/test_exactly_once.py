@@ -104,6 +104,8 @@ def test_calling_again_after_a_batch_error_never_double_counts(
         # the caller's naive retry: the same events, again (a new list, equal content)
         again = st.track_many([dict(e) for e in second], batch_id=batch_id)
         assert not again.rejected
+        # recorded by the failed call; an id bitstat made reports them as this call's
+        assert again.recorded == (0 if given_ids else len(second))
         # and a batch of other events is new, of course
         assert st.track_many(third).recorded == len(third)
         want.track_many(third)

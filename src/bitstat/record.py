@@ -244,8 +244,10 @@ class Recording:
         attempt = 0
         while True:
             attempt += 1
-            again = attempt > 1
-            once = self.record_once(cols, batch_id, ttl, ask=not fresh or again, again=again)
+            # a marker found was set by an earlier try of this call, or by the failed call
+            # this one repeats (an id bitstat made, taken up again): its events count as sent
+            again = attempt > 1 or (auto and not fresh)
+            once = self.record_once(cols, batch_id, ttl, ask=not fresh or attempt > 1, again=again)
             call: Call | None = None
             try:
                 reply: Any = None
