@@ -156,10 +156,12 @@ def event_names() -> st.SearchStrategy[list[str]]:
 
 
 def int_ids() -> st.SearchStrategy[Any]:
-    """Small ids, ids spread over several 2^20 shards (kept near the shard start), the maximum."""
+    """Small ids, ids anywhere in the first shard (few and far apart: sets kept as Redis sets),
+    ids spread over several 2^20 shards (kept near the shard start), the maximum."""
     return st.one_of(
         st.integers(0, 40),
         st.integers(0, 40),
+        st.integers(0, SHARD - 1),
         st.builds(lambda s, o: s * SHARD + o, st.integers(1, 4095), st.integers(0, 40)),
         st.sampled_from([SHARD - 1, SHARD, 3 * SHARD + 7, MAX_ID]),
         st.integers(0, 40).map(str),

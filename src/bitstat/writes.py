@@ -1,17 +1,16 @@
 """The ops of a write plan: per hash tag, one apply.lua call (`Group`), built by `Builder`.
 
 Pure: no I/O. What each op means is apply.lua's contract header; here they are only written.
-Actor and value bits go as packed offsets (few bits) or as one client-built bitmap merged with
-BITOP OR (many bits), whichever moves less work to the server.
+Actor and value bits go as offsets (few bits, or a set sparse enough for the script to keep it
+as a Redis set) or as one client-built bitmap merged with BITOP OR (many bits).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,11 +18,12 @@ from .keys import Keys
 from .periods import expire_at
 from .schema import Schema
 
-# A bit costs about this many bytes of OR-merged bitmap: below it, offsets are cheaper.
+OR_MIN_BITS = 32  # fewer bits are never worth a bitmap
+WITH_BITMAP = 16  # offsets from this many on also go as a bitmap, for targets that are bitmaps
+# Setting one bit (SETBIT) costs about what OR-merging this many bytes of bitmap does.
 OR_BYTES_PER_BIT = 300
-OR_MIN_BITS = 32
+SET_MAX = 512  # apply.lua's: the most members a set keeps before it becomes a bitmap
 Chunk = list[int] | np.ndarray  # bit offsets of one group of rows
-_ONE_OFFSET = struct.Struct("<I").pack
 
 
 @dataclass
@@ -145,25 +145,35 @@ class Builder:
     def bits(
         self, tag: str, by_key: dict[str, list[Chunk]], periods_of: dict[str, tuple[str, str]]
     ) -> None:
-        """Set bits: packed offsets for sparse keys, else one OR-merged bitmap per payload."""
+        """Add actors (or value ids) to sets: offsets for sparse ones (the script keeps a small
+        sparse set as a Redis set), else one OR-merged bitmap per payload."""
         g = self.group(tag)
-        payloads: dict[tuple[int, bytes], list[int]] = {}
-        # keys fed by the very same chunks (a day, its week, month, year) share one payload
-        made: dict[tuple[int, ...], tuple[int, bytes] | bytes] = {}
+        # keys fed by the very same chunks (a day, its week, month, year) share one op
+        shared: dict[tuple[int, ...], tuple[Offsets | Bitmap, list[int]]] = {}
         for key, chunks in by_key.items():
-            k = g.key(key)
             ident = tuple(map(id, chunks))
-            encoded = made.get(ident)
-            if encoded is None:
-                encoded = made[ident] = encode_bits(chunks)
-            if isinstance(encoded, tuple):
-                payloads.setdefault(encoded, []).append(k)
-            else:
-                g.args += ["B", k, encoded]
+            found = shared.get(ident)
+            if found is None:
+                found = shared[ident] = (encode_bits(chunks), [])
+            found[1].append(g.key(key))
             if key in periods_of:
                 self.expire(g, key, *periods_of[key])
-        for (first, payload), targets in payloads.items():
-            g.args += ["P", first, payload]
+        payloads: dict[Bitmap, list[int]] = {}
+        for encoded, targets in shared.values():
+            if isinstance(encoded, Bitmap):
+                payloads.setdefault(encoded, []).extend(targets)
+            else:
+                # with many offsets, the script also gets them as a bitmap for the targets
+                # that are bitmaps already (one BITOP, not a SETBIT per offset)
+                code = "B"
+                if len(encoded.offsets) >= WITH_BITMAP:
+                    bitmap = _bitmap(np.asarray(encoded.offsets))
+                    g.args += ["P", bitmap.first, bitmap.payload]
+                    code = "W"
+                g.args += [code, len(targets), *targets, len(encoded.offsets), encoded.high]
+                g.args += encoded.offsets
+        for bitmap, targets in payloads.items():
+            g.args += ["P", bitmap.first, bitmap.payload]
             for k in targets:
                 g.args += ["O", k]
 
@@ -186,32 +196,55 @@ class Builder:
             self.expire(g, key, period, label)
 
 
-def encode_bits(chunks: list[Chunk]) -> tuple[int, bytes] | bytes:
-    """(first byte, bitmap bytes) when OR-merging is cheaper, else the distinct offsets packed
-    as little-endian uint32s."""
+class Offsets(NamedTuple):
+    high: int
+    offsets: list[int]
+
+
+class Bitmap(NamedTuple):
+    first: int  # the byte `payload` starts at
+    payload: bytes
+
+
+def sparse(count: int, high: int) -> bool:
+    """Whether a set of `count` offsets up to `high` is cheaper as a Redis set (apply.lua's rule):
+    few enough to be an intset, 4 bytes a member against a bit per offset."""
+    return count <= SET_MAX and count * 32 < high
+
+
+def encode_bits(chunks: list[Chunk]) -> Offsets | Bitmap:
+    """The distinct offsets, when they may go to a sparse set or are few; else a bitmap of
+    them to OR-merge (one BITOP costs less than setting many bits one by one)."""
     if len(chunks) == 1 and len(chunks[0]) == 1:  # one event's bit: most hour keys of a backfill
-        return _ONE_OFFSET(int(chunks[0][0]))
+        one = int(chunks[0][0])
+        return Offsets(one, [one])
     total = sum(map(len, chunks))
     if total < OR_MIN_BITS:  # few bits (one event's, say): plain Python beats numpy's set-up
         few = sorted(set(chain.from_iterable(chunks))) if total > 1 else list(chunks[0])
-        return struct.pack(f"<{len(few)}I", *few)
+        return Offsets(int(few[-1]), [int(x) for x in few])
     # sorted once: gives the span, and the distinct offsets below (np.unique's hashing costs
     # far more on the small arrays most keys get)
     offs = np.sort(np.concatenate(chunks) if len(chunks) > 1 else np.asarray(chunks[0]))
     lo, hi = int(offs[0]), int(offs[-1])
-    first = lo >> 3
-    span = (hi >> 3) - first + 1
-    if len(offs) * OR_BYTES_PER_BIT >= span:
-        rel = offs - first * 8
-        if len(offs) < 2048:  # scattering into bytes beats zeroing and packing a bit per byte
-            packed = np.zeros(span, dtype=np.uint8)
-            np.bitwise_or.at(packed, rel >> 3, (0x80 >> (rel & 7)).astype(np.uint8))
-            return first, packed.tobytes()
-        flags = np.zeros(span * 8, dtype=bool)
-        flags[rel] = True
-        return first, np.packbits(flags).tobytes()
-    offs = offs[np.concatenate(([True], offs[1:] != offs[:-1]))]
-    return offs.astype("<u4").tobytes()
+    span = (hi >> 3) - (lo >> 3) + 1
+    distinct = offs[np.concatenate(([True], offs[1:] != offs[:-1]))]
+    if sparse(len(distinct), hi) or len(distinct) * OR_BYTES_PER_BIT < span:
+        return Offsets(hi, distinct.tolist())
+    return _bitmap(offs)
+
+
+def _bitmap(offs: np.ndarray) -> Bitmap:
+    """The sorted offsets as bitmap bytes from the byte of the lowest."""
+    first = int(offs[0]) >> 3
+    span = (int(offs[-1]) >> 3) - first + 1
+    rel = offs - first * 8
+    if len(offs) < 2048:  # scattering into bytes beats zeroing and packing a bit per byte
+        packed = np.zeros(span, dtype=np.uint8)
+        np.bitwise_or.at(packed, rel >> 3, (0x80 >> (rel & 7)).astype(np.uint8))
+        return Bitmap(first, packed.tobytes())
+    flags = np.zeros(span * 8, dtype=bool)
+    flags[rel] = True
+    return Bitmap(first, np.packbits(flags).tobytes())
 
 
 def float_text(value: float) -> str:

@@ -8,7 +8,10 @@
 -- ARGV[2..] a flat list of ops, each an op code followed by its arguments:
 --   P start payload                 scratch key := client-built bitmap bytes placed at byte `start`
 --   O k                             BITOP OR KEYS[k] with the scratch key
---   B k offsets                     set the bits at the packed offsets (uint32 LE) of KEYS[k]
+--   B m k*m n high offset*n         add the offsets (decimal, distinct, `high` the highest) to
+--                                   the sets of m keys (a bucket's day, week, ...)
+--   W m k*m n high offset*n         B, with the same offsets as a bitmap in the scratch key (a
+--                                   P before it) for the keys that are bitmaps already
 --   H k n (field incr)*n            HINCRBY
 --   F k n (field incr)*n            HINCRBYFLOAT (sums: the result must stay within +-1e308)
 --   Y m k*m n (member incr)*n       add the same increments to the scores of m sorted sets
@@ -25,6 +28,10 @@
 --   V m k*m kmap knext n value*n    number each value (get or create its id in hash KEYS[kmap],
 --                                   next id in KEYS[knext], as values.lua) and set its bit in m
 --                                   bitmaps: distinct values the client has not numbered yet
+-- Actor and value sets (the targets of P/O, B and V) are containers: a small, sparse set is a
+-- Redis set of its offsets (an intset: 2-8 bytes a member) and becomes a bitmap (one bit per
+-- offset up to its highest) once it is no longer small or no longer sparse; a set is never
+-- made from a bitmap again. sets.lua reads both.
 -- Returns 1 when applied, the marker's note (text) when this batch id was applied before, -1 when a sum could leave
 -- +-1e308 (its final total, or its stored value plus the bound: some order of the batch's
 -- events would pass the limit on the way); the caller then reads the totals, rejects the events
@@ -50,11 +57,16 @@ end
 local i = 2
 while i <= n_argv do
   local op = ARGV[i]
-  if op == 'P' or op == 'B' or op == 'X' then
-    if op == 'B' then expect(ARGV[i + 1], 'string') end
+  if op == 'P' or op == 'X' then
     i = i + 3
+  elseif op == 'B' or op == 'W' then
+    local m = tonumber(ARGV[i + 1])
+    for t = i + 2, i + 1 + m do
+      expect(ARGV[t], 'bits')
+    end
+    i = i + 4 + m + tonumber(ARGV[i + 2 + m])
   elseif op == 'O' then
-    expect(ARGV[i + 1], 'string')
+    expect(ARGV[i + 1], 'bits')
     i = i + 2
   elseif op == 'C' then
     bound = tonumber(ARGV[i + 1])
@@ -92,7 +104,7 @@ while i <= n_argv do
   elseif op == 'V' then
     local m = tonumber(ARGV[i + 1])
     for t = i + 2, i + 1 + m do
-      expect(ARGV[t], 'string')
+      expect(ARGV[t], 'bits')
     end
     expect(ARGV[i + 2 + m], 'hash')
     expect(ARGV[i + 3 + m], 'string')
@@ -102,16 +114,21 @@ while i <= n_argv do
   end
 end
 
+local NAMES = {hll = 'HyperLogLog', bits = 'bitmap or set'}
+local held = {}  -- what each set's key holds now ('none', 'set' or 'string'), by index in KEYS
 for k, kind in pairs(want) do
   local key = KEYS[k]
   local found = redis.call('TYPE', key).ok
   local ok = found == 'none' or found == kind
   if kind == 'hll' then  -- a HyperLogLog is a string that starts with its magic
     ok = found == 'none' or (found == 'string' and redis.call('GETRANGE', key, 0, 3) == 'HYLL')
+  elseif kind == 'bits' then
+    ok = found == 'none' or found == 'string' or found == 'set'
+    held[k] = found
   end
   if not ok then
     return redis.error_reply('bitstat: key ' .. key .. ' holds a ' .. found .. ' where bitstat'
-      .. ' keeps a ' .. (kind == 'hll' and 'HyperLogLog' or kind) .. '; nothing of this batch'
+      .. ' keeps a ' .. (NAMES[kind] or kind) .. '; nothing of this batch'
       .. ' was written (remove or rename that key, then send the batch again)')
   end
 end
@@ -161,7 +178,108 @@ end
 
 local scratch = KEYS[2]
 i = 2
-local CHUNK = 1900  -- bits per BITFIELD call: 4 arguments each, under Lua's 8000-slot stack
+local CHUNK = 1900  -- arguments per call, well under Lua's 8000-slot stack
+
+-- Containers. A set stays a Redis set while it is small enough to be an intset (Redis turns a
+-- set past set-max-intset-entries, 512 by default, into a hash table of ~40 bytes a member)
+-- and sparse: 4 bytes a member against a bitmap's bit per offset up to the highest.
+local SET_MAX = 512
+local function sparse(n, high)
+  return n <= SET_MAX and n * 32 < high
+end
+
+-- set bits offs[first..last] (numbers or their text) of the bitmap in `key`, the highest first
+-- so that the string grows once
+local function setbits(key, offs, first, last)
+  local top, at = -1, first
+  for j = first, last do
+    local off = tonumber(offs[j])
+    if off > top then
+      top, at = off, j
+    end
+  end
+  redis.call('SETBIT', key, top, 1)
+  for j = first, last do
+    if j ~= at then
+      redis.call('SETBIT', key, offs[j], 1)
+    end
+  end
+end
+
+-- a set's key becomes a bitmap of the same members (and the same TTL)
+local function promote(k)
+  local key = KEYS[k]
+  local members = redis.call('SMEMBERS', key)
+  local pttl = redis.call('PTTL', key)
+  redis.call('DEL', key)
+  setbits(key, members, 1, #members)
+  if pttl > 0 then
+    redis.call('PEXPIRE', key, pttl)
+  end
+  held[k] = 'string'
+end
+
+-- BITOP runs word by word only up to the shorter operand and byte by byte after it, so first
+-- zero-extend the shorter one (writing past its end changes no bit)
+local function or_into(key, from)
+  local key_len = redis.call('STRLEN', key)
+  local from_len = redis.call('STRLEN', from)
+  if key_len < from_len then
+    redis.call('SETRANGE', key, from_len - 1, '\0')
+  elseif from_len < key_len then
+    redis.call('SETRANGE', from, key_len - 1, '\0')
+  end
+  redis.call('BITOP', 'OR', key, key, from)
+end
+
+-- add offsets offs[first..last] (distinct, `high` the highest) to the sets of KEYS[k] for each
+-- k in ks: SADD into sets that stay sparse, else bits: OR-merged from the scratch key when it
+-- holds them (`given`), else set once there and OR-merged when several bitmaps take them
+local function add_offsets(ks, offs, first, last, high, given)
+  local n = last - first + 1
+  local small = sparse(n, high)
+  local bitmaps = 0  -- targets that are (or will be) bitmaps, maybe fewer
+  for _, k in ipairs(ks) do
+    if held[k] == 'string' or not small then
+      bitmaps = bitmaps + 1
+    end
+  end
+  local built = given
+  for _, k in ipairs(ks) do
+    local key = KEYS[k]
+    -- a set about to pass SET_MAX becomes a bitmap first: SADD would make it a hash table
+    if small and held[k] == 'set' and redis.call('SCARD', key) + n > SET_MAX then
+      promote(k)
+    end
+    if held[k] ~= 'string' and small then
+      for j = first, last, CHUNK do
+        redis.call('SADD', key, unpack(offs, j, math.min(j + CHUNK - 1, last)))
+      end
+      held[k] = 'set'
+      if not sparse(redis.call('SCARD', key), high) then
+        promote(k)
+      end
+    else
+      if held[k] == 'set' then
+        promote(k)
+      end
+      held[k] = 'string'
+      if not given and (bitmaps < 2 or n < 8) then
+        setbits(key, offs, first, last)
+      else
+        if not built then
+          redis.call('DEL', scratch)
+          setbits(scratch, offs, first, last)
+          built = true
+        end
+        or_into(key, scratch)
+      end
+    end
+  end
+  if built then
+    redis.call('DEL', scratch)
+  end
+end
 
 while i <= n_argv do
   local op = ARGV[i]
@@ -170,36 +288,24 @@ while i <= n_argv do
     redis.call('SETRANGE', scratch, ARGV[i + 1], ARGV[i + 2])
     i = i + 3
   elseif op == 'O' then
-    local key = KEYS[tonumber(ARGV[i + 1])]
-    -- BITOP runs word by word only up to the shorter operand and byte by byte after it, so
-    -- first zero-extend the shorter one (writing past its end changes no bit)
-    local key_len = redis.call('STRLEN', key)
-    local scratch_len = redis.call('STRLEN', scratch)
-    if key_len < scratch_len then
-      redis.call('SETRANGE', key, scratch_len - 1, '\0')
-    elseif scratch_len < key_len then
-      redis.call('SETRANGE', scratch, key_len - 1, '\0')
+    -- many bits: the scratch key holds them as a bitmap (the client chose it for a dense set)
+    local k = tonumber(ARGV[i + 1])
+    if held[k] == 'set' then
+      promote(k)
     end
-    redis.call('BITOP', 'OR', key, key, scratch)
+    held[k] = 'string'
+    or_into(KEYS[k], scratch)
     i = i + 2
-  elseif op == 'B' then
-    -- offsets arrive packed as little-endian uint32s: one argument per key, not one per bit
-    local key = KEYS[tonumber(ARGV[i + 1])]
-    local packed = ARGV[i + 2]
-    local count = #packed / 4
-    local done = 0
-    while done < count do
-      local stop = math.min(done + CHUNK, count)
-      local args, pos = {}, done * 4 + 1
-      for j = 1, (stop - done) * 4, 4 do
-        local off
-        off, pos = struct.unpack('<I4', packed, pos)
-        args[j], args[j + 1], args[j + 2], args[j + 3] = 'SET', 'u1', off, 1
-      end
-      redis.call('BITFIELD', key, unpack(args))
-      done = stop
+  elseif op == 'B' or op == 'W' then
+    local m = tonumber(ARGV[i + 1])
+    local ks = {}
+    for t = i + 2, i + 1 + m do
+      ks[#ks + 1] = tonumber(ARGV[t])
     end
-    i = i + 3
+    local n = tonumber(ARGV[i + 2 + m])
+    local high = tonumber(ARGV[i + 3 + m])
+    add_offsets(ks, ARGV, i + 4 + m, i + 3 + m + n, high, op == 'W')
+    i = i + 4 + m + n
   elseif op == 'Y' or op == 'Z' then
     -- the same increments go to m sorted sets (a bucket's day, week, month, year): build them
     -- once as a scratch set and merge it with ZUNIONSTORE (C speed), except into a set
@@ -283,16 +389,21 @@ while i <= n_argv do
     local m = tonumber(ARGV[i + 1])
     local map, counter = KEYS[tonumber(ARGV[i + 2 + m])], KEYS[tonumber(ARGV[i + 3 + m])]
     local n = tonumber(ARGV[i + 4 + m])
+    local ids, high = {}, 0
     for j = i + 5 + m, i + 4 + m + n do
       local id = redis.call('HGET', map, ARGV[j])
       if not id then
         id = redis.call('INCR', counter) - 1
         redis.call('HSET', map, ARGV[j], id)
       end
-      for t = i + 2, i + 1 + m do
-        redis.call('SETBIT', KEYS[tonumber(ARGV[t])], id, 1)
-      end
+      ids[#ids + 1] = id
+      high = math.max(high, tonumber(id))
     end
+    local ks = {}
+    for t = i + 2, i + 1 + m do
+      ks[#ks + 1] = tonumber(ARGV[t])
+    end
+    add_offsets(ks, ids, 1, #ids, high, false)
     i = i + 5 + m + n
   elseif op == 'C' or op == 'R' then
     i = i + 2

@@ -23,6 +23,10 @@
 --   keep s           append the name of a key holding s ("" when s is empty) for reading; a
 --                    register named so is not deleted, its TTL ends it
 -- Returns one list of answers per program.
+-- An operand key holds a bitmap, or a Redis set of bit offsets (a small sparse set: see
+-- apply.lua's containers). A set is counted (SCARD), tested (SISMEMBER, SMISMEMBER) and probed
+-- as it is; BITOP gets it as a bitmap built in {tag}:tmp:set:<key> (deleted at the end, or kept
+-- with the TTL when named by `keep`).
 local ttl = tonumber(ARGV[1])
 -- testing one bit costs about what BITOP AND plus BITCOUNT spend on 2000 bytes (measured)
 local PROBE_BYTES = 2000
@@ -33,6 +37,7 @@ local PROBE_BYTES = 2000
 -- register. By key: sizes counted, members of small sets (forgotten when the key is written).
 local base, n_operands, last_key
 local value, written, kept, is_register, size, members_of
+local is_set = {}  -- by key: holds a Redis set (else a bitmap)
 
 -- a set's index in KEYS
 local function at(x)
@@ -46,7 +51,9 @@ local function get(i)
     if i > base + n_operands then
       error('bitstat sets.lua: register ' .. (i - base - n_operands) .. ' read before written')
     end
-    v = redis.call('EXISTS', KEYS[i]) == 1 and KEYS[i] or false
+    local kind = redis.call('TYPE', KEYS[i]).ok
+    v = kind ~= 'none' and KEYS[i] or false
+    is_set[KEYS[i]] = kind == 'set'
     value[i] = v
   end
   return v
@@ -63,6 +70,26 @@ local function wrote(d, dest)
   redis.call('PEXPIRE', dest, ttl)
   written[dest], size[dest], members_of[dest] = true, nil, nil
   value[d] = dest
+end
+
+-- the key of a bitmap of the set in `key`: itself, or one built from a Redis set's members
+local function bitmap(key)
+  if not is_set[key] then
+    return key
+  end
+  local tag = string.match(key, '^{[^}]*}') or ''
+  local built = tag .. ':tmp:set:' .. string.sub(key, #tag + 1)
+  if not written[built] then
+    redis.call('DEL', built)
+    local members = redis.call('SMEMBERS', key)
+    table.sort(members, function(a, b) return tonumber(a) > tonumber(b) end)
+    for _, off in ipairs(members) do  -- highest first: the string is allocated once
+      redis.call('SETBIT', built, off, 1)
+    end
+    redis.call('PEXPIRE', built, ttl)
+    written[built] = true
+  end
+  return built
 end
 
 -- BITOP with at most 16 sources per call (its fast path); dest first if it is a source, so
@@ -96,7 +123,7 @@ local function bitop(op, d, sources)
       chunk[1] = dest
     end
     while #chunk < 16 and idx <= #ordered do
-      chunk[#chunk + 1] = ordered[idx]
+      chunk[#chunk + 1] = bitmap(ordered[idx])
       idx = idx + 1
     end
     redis.call('BITOP', op, dest, unpack(chunk))
@@ -107,7 +134,7 @@ end
 local function count_of(key)
   local n = size[key]
   if n == nil then
-    n = redis.call('BITCOUNT', key)
+    n = redis.call(is_set[key] and 'SCARD' or 'BITCOUNT', key)
     size[key] = n
   end
   return n
@@ -120,6 +147,13 @@ local function members(key, n)
     return found
   end
   found = {}
+  if is_set[key] then
+    for _, off in ipairs(redis.call('SMEMBERS', key)) do
+      found[#found + 1] = tonumber(off)
+    end
+    members_of[key] = found
+    return found
+  end
   local byte = 0
   while #found < n do
     local p = redis.call('BITPOS', key, 1, byte)
@@ -145,11 +179,16 @@ local function probe(small, n, others)
   for _, key in ipairs(others) do
     local survivors = {}
     for s = 1, #alive, 1000 do
-      local args = {}
-      for t = s, math.min(s + 999, #alive) do
-        args[#args + 1], args[#args + 2], args[#args + 3] = 'GET', 'u1', alive[t]
+      local args, found = {}, nil
+      if is_set[key] then
+        found = redis.call('SMISMEMBER', key, unpack(alive, s, math.min(s + 999, #alive)))
+      else
+        for t = s, math.min(s + 999, #alive) do
+          args[#args + 1], args[#args + 2], args[#args + 3] = 'GET', 'u1', alive[t]
+        end
+        found = redis.call('BITFIELD_RO', key, unpack(args))
       end
-      for t, b in ipairs(redis.call('BITFIELD_RO', key, unpack(args))) do
+      for t, b in ipairs(found) do
         if b == 1 then
           survivors[#survivors + 1] = alive[s + t - 1]
         end
@@ -178,7 +217,8 @@ local function and_count(d, keys)
     for _, key in ipairs(keys) do
       if key ~= small then
         others[#others + 1] = key
-        longest = math.max(longest, redis.call('STRLEN', key))
+        -- a Redis set is probed member by member at about a bitmap's cost
+        longest = math.max(longest, is_set[key] and math.huge or redis.call('STRLEN', key))
       end
     end
     if n * #others * PROBE_BYTES <= longest then
@@ -246,6 +286,7 @@ local function run(first, last)
         assign(d, a)
       else
         -- a - b = a ^ (a & b); d may be b, which is read by the first BITOP only
+        a, b = bitmap(a), bitmap(b)
         redis.call('BITOP', 'AND', dest, a, b)
         redis.call('BITOP', 'XOR', dest, a, dest)
         wrote(d, dest)
@@ -263,11 +304,20 @@ local function run(first, last)
       i = i + 3 + m
     elseif op == 'bit' then
       local v = get(at(ARGV[i + 1]))
-      out[#out + 1] = v and redis.call('GETBIT', v, ARGV[i + 2]) or 0
+      if not v then
+        out[#out + 1] = 0
+      elseif is_set[v] then
+        out[#out + 1] = redis.call('SISMEMBER', v, ARGV[i + 2])
+      else
+        out[#out + 1] = redis.call('GETBIT', v, ARGV[i + 2])
+      end
       i = i + 3
     elseif op == 'keep' then
       local v = get(at(ARGV[i + 1]))
-      if v and is_register[v] then
+      if v then  -- the caller reads a bitmap
+        v = bitmap(v)
+      end
+      if v and (is_register[v] or written[v]) then
         kept[v] = true
       end
       out[#out + 1] = v or ''
@@ -298,15 +348,9 @@ while pos <= #ARGV do
   end
   last_key = base + n_operands + n_registers
   value, written, kept, is_register, size, members_of = {}, {}, {}, {}, {}, {}
+  is_set = {}
   for j = base + n_operands + 1, last_key do
     is_register[KEYS[j]] = true
-  end
-  -- in the usual case one EXISTS finds every operand present
-  if n_operands > 0 and n_operands <= 1000
-      and redis.call('EXISTS', unpack(KEYS, base + 1, base + n_operands)) == n_operands then
-    for j = base + 1, base + n_operands do
-      value[j] = KEYS[j]
-    end
   end
   answers[#answers + 1] = run(first, last)
   base = last_key
