@@ -451,8 +451,10 @@ def test_a_bad_map_is_refused() -> None:
     ):
         with pytest.raises(SchemaError):
             Trk(key="t", map=bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(SchemaError):
         Trk(key="")
+    with pytest.raises(SchemaError, match="Mars/Olympus"):
+        Trk(key="t", tz="Mars/Olympus")
 
 
 def test_javascript_value_semantics() -> None:

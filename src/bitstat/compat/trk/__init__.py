@@ -20,11 +20,11 @@ from datetime import date, datetime, timedelta, tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import redis.exceptions as rex
 
-from bitstat.errors import BitstatError, InvalidEvent, QueryError
+from bitstat.errors import BitstatError, InvalidEvent, QueryError, SchemaError
 from bitstat.store import client_from_url, resolve_url, wrapped_errors
 
 from ._digest import Spec, Writes, digest
@@ -59,7 +59,10 @@ class Zone:
     """Where days start: local midnight in an IANA zone, or in this process's zone (None)."""
 
     def __init__(self, tz: str | tzinfo | None) -> None:
-        self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+        try:
+            self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SchemaError(f"tz: no time zone {tz!r}") from exc
 
     def date_of(self, ts: float) -> date:
         return datetime.fromtimestamp(ts, self.tz).date()
@@ -110,7 +113,7 @@ class Trk:
         timeout: float | None = None,
     ) -> None:
         if not isinstance(key, str) or not key:
-            raise ValueError(f"key (trk's prefix) must be a non-empty text, got {key!r}")
+            raise SchemaError(f"key (trk's prefix) must be a non-empty text, got {key!r}")
         self.key = key
         self.spec = Spec.parse(map)
         self.zone = Zone(tz)
