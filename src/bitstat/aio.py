@@ -51,6 +51,7 @@ from .store import (
     wrapped_errors,
 )
 from .sums import Target
+from .tables import Counts, Funnel, Lifecycle, Series, Stickiness, Sum, Sums, Top
 from .tracker_aio import AsyncTracker
 from .writes import Group
 
@@ -471,23 +472,21 @@ class AsyncStats:
         by: str = "day",
         metric: str = "unique",
         **segment: Any,
-    ) -> list[tuple[str, int]]:
+    ) -> Series:
         return await run(self._store, self._ns.series(event, start, end, by, metric, segment))
 
-    async def counts(self, event: str, prop: str, start: Any, end: Any = None) -> dict[Any, int]:
+    async def counts(self, event: str, prop: str, start: Any, end: Any = None) -> Counts:
         return await run(self._store, self._ns.counts(event, prop, start, end))
 
     async def sums(
         self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
-    ) -> float | dict[Any, float]:
+    ) -> Sum | Sums:
         return await run(self._store, self._ns.sums(event, prop, start, end, by))
 
     async def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
         return await run(self._store, self._ns.averages(event, prop, start, end))
 
-    async def top(
-        self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10
-    ) -> list[tuple[Any, int]]:
+    async def top(self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10) -> Top:
         return await run(self._store, self._ns.top(event, prop, start, end, limit))
 
     async def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
@@ -524,18 +523,18 @@ class AsyncStats:
 
     async def funnel(
         self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
-    ) -> list[tuple[str, int]]:
+    ) -> Funnel:
         op = analysis.funnel(self._ns, steps, start, end, within, segment)
         return await run(self._store, op)
 
     async def stickiness(
         self, event: str, start: Any, end: Any = None, **segment: Any
-    ) -> dict[int, int]:
+    ) -> Stickiness:
         return await run(self._store, analysis.stickiness(self._ns, event, start, end, segment))
 
     async def lifecycle(
         self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
-    ) -> list[analysis.LifecyclePeriod]:
+    ) -> Lifecycle:
         op = analysis.lifecycle(self._ns, event, start, periods, period, now=now)
         return await run(self._store, op)
 

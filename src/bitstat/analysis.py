@@ -30,6 +30,7 @@ from .errors import QueryError
 from .ops import Namespace
 from .query import Expr, Leaf, Op
 from .registers import RegisterProgram, Segment, Steps, registers
+from .tables import Funnel, Lifecycle, Stickiness, Tabular, pandas_frame, polars_frame
 
 __all__ = [
     "LifecyclePeriod",
@@ -157,7 +158,7 @@ class RetentionRow:
 
 
 @dataclass
-class Retention:
+class Retention(Tabular):
     """A retention table: `rows[i].counts[k]` is cohort i's actors back in period i + k."""
 
     first_event: str
@@ -195,6 +196,19 @@ class Retention:
                 ]
             )
         return buf.getvalue()
+
+    def _table(self, rates: bool = False) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        header = ("cohort", "size", *(str(k) for k in range(self.columns)))
+        return header, [(r.cohort, r.size, *(r.rates() if rates else r.counts)) for r in self.rows]
+
+    def to_pandas(self, rates: bool = False) -> Any:
+        """A pandas DataFrame: cohort, size, then a column per period after the cohort's ("0",
+        "1", ...) holding counts (or shares with `rates=True`); missing where not begun."""
+        return pandas_frame(*self._table(rates))
+
+    def to_polars(self, rates: bool = False) -> Any:
+        """The same table as a polars DataFrame (nulls where not begun)."""
+        return polars_frame(*self._table(rates))
 
     def to_html(self, page: bool = False) -> str:
         """The table as an HTML heat map (a fragment, or a whole page with `page=True`)."""
@@ -333,7 +347,7 @@ def lifecycle(
     period: str = "week",
     *,
     now: Any = None,
-) -> Steps[list[LifecyclePeriod]]:
+) -> Steps[Lifecycle]:
     """New, returning, resurrecting and dormant actors of `event` in each of `periods` periods."""
     _name("event", event)
     yield from ns.require_events([event])
@@ -354,7 +368,7 @@ def lifecycle(
         asked.append([now_set, Op("and", (now_set, prev)), prev, *seen])
     exprs = [e for per_period in asked for e in per_period]
     values = iter((yield from ns.count_exprs(exprs)) if exprs else [])
-    out = []
+    out = Lifecycle()
     for t in range(1, n + 1):
         if t > len(asked):
             out.append(LifecyclePeriod(buckets[t].label, None, None, None, None))
@@ -467,14 +481,14 @@ def stickiness_program(
 
 def stickiness(
     ns: Namespace, event: str, start: Any, end: Any = None, segment: Mapping[str, Any] | None = None
-) -> Steps[dict[int, int]]:
+) -> Steps[Stickiness]:
     """{n: actors active on exactly n distinct days of [start, end]} for n = 1 .. days."""
     _name("event", event)
     yield from ns.require_events([event])
     seg = ns.segment(event, segment or {})
     days = _days(ns, *ns.range(start, end), "segment" if seg else None)
     values = yield from registers(ns, stickiness_program([lbs for _, lbs in days], event, seg))
-    return {n: v for n, v in enumerate(values, start=1)}
+    return Stickiness(enumerate(values, start=1))
 
 
 # funnels
@@ -581,7 +595,7 @@ def funnel(
     end: Any = None,
     within: Any = "7d",
     segment: Mapping[str, Any] | None = None,
-) -> Steps[list[tuple[str, int]]]:
+) -> Steps[Funnel]:
     """[(step, actors who reached it)]; see `Stats.funnel`."""
     if isinstance(steps, str) or not isinstance(steps, Sequence) or not steps:
         raise QueryError(f"steps must be a non-empty list of event names, got {steps!r}")
@@ -595,4 +609,4 @@ def funnel(
     starts = (last - first) // _DAY
     days = _days(ns, first, last + (window - 1) * _DAY)
     prog = funnel_program(names, [labels for _, labels in days], starts, window, seg)
-    return list(zip(names, (yield from registers(ns, prog)), strict=True))
+    return Funnel(zip(names, (yield from registers(ns, prog)), strict=True))

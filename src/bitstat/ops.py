@@ -35,6 +35,7 @@ from .periods import expire_at
 from .query import Compiler, Expr, Leaf, Program, count_union
 from .record import DEFAULT_BATCH_TTL, Recording
 from .schema import Schema, compound, duration_text, normalise
+from .tables import Counts, Series, Sum, Sums, Top
 
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
 FAMILY_TEXT = {
@@ -321,7 +322,7 @@ class Namespace(Recording):
 
     def series(
         self, event: str, start: Any, end: Any, by: str, metric: str, segment: Mapping[str, Any]
-    ) -> Op[list[tuple[str, int]]]:
+    ) -> Op[Series]:
         check_name(event)
         yield from self.require_events([event])
         self.require_period(by)
@@ -345,19 +346,17 @@ class Namespace(Recording):
             pairs = [(self.keys.metrics(event, c.label), "n") for p in parts for c in p]
             raw = iter((yield Call("hget_many", (pairs,))))
             values = [sum(int(next(raw) or 0) for _ in p) for p in parts]
-        return [(b.label, v) for b, v in zip(buckets, values, strict=True)]
+        return Series(((b.label, v) for b, v in zip(buckets, values, strict=True)), metric)
 
-    def counts(self, event: str, prop: str, start: Any, end: Any) -> Op[dict[Any, int]]:
+    def counts(self, event: str, prop: str, start: Any, end: Any) -> Op[Counts]:
         asked, stored = self.prop(event, prop, "count")
         yield from self.require_events([event])
         labels = self.cover_labels(start, end, "count")
         keys = [self.keys.counts(event, lb, stored) for lb in labels]
         raw = yield Call("zsum", (self.scratch(event), keys))
-        return {value_of(f, asked, stored): int(v) for f, v in raw.items()}
+        return Counts({value_of(f, asked, stored): int(v) for f, v in raw.items()}, asked)
 
-    def sums(
-        self, event: str, prop: str, start: Any, end: Any, by: str | None
-    ) -> Op[float | dict[Any, float]]:
+    def sums(self, event: str, prop: str, start: Any, end: Any, by: str | None) -> Op[Sum | Sums]:
         check_name(event)
         rules = self.schema.rules_for(event).sum
         by_stored = normalise(by) if by else None
@@ -372,10 +371,12 @@ class Namespace(Recording):
         if by is None or by_stored is None:
             f = metric_sum_field(prop)
             raw = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], [f]))
-            return float(raw.get(f.encode(), 0.0))
+            return Sum(raw.get(f.encode(), 0.0))
         keys = [self.keys.sums_by(event, lb, prop, by_stored) for lb in labels]
         raw = yield Call("zsum", (self.scratch(event), keys))
-        return {value_of(f[2:], by, by_stored): v for f, v in raw.items() if f[:2] == b"s:"}
+        return Sums(
+            {value_of(f[2:], by, by_stored): v for f, v in raw.items() if f[:2] == b"s:"}, by
+        )
 
     def averages(self, event: str, prop: str, start: Any, end: Any) -> Op[float | None]:
         yield from self.sums(event, prop, start, end, None)  # checks that the sum is recorded
@@ -385,9 +386,7 @@ class Namespace(Recording):
         n = raw.get(fk.encode(), 0.0)
         return float(raw.get(fs.encode(), 0.0)) / n if n else None
 
-    def top(
-        self, event: str, prop: str, start: Any, end: Any, limit: int
-    ) -> Op[list[tuple[Any, int]]]:
+    def top(self, event: str, prop: str, start: Any, end: Any, limit: int) -> Op[Top]:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise QueryError(f"limit must be a positive integer, got {limit!r}")
         asked, stored = self.prop(event, prop, "top")
@@ -397,7 +396,7 @@ class Namespace(Recording):
         raw = yield Call("top", (self.scratch(event), keys, limit, asked != stored))
         ranked = [(value_of(m, asked, stored), int(s)) for m, s in raw]
         ranked.sort(key=lambda vc: (-vc[1], vc[0]))
-        return ranked[:limit]
+        return Top(ranked[:limit], asked)
 
     def distinct(self, event: str, prop: str, start: Any, end: Any) -> Op[int]:
         """Distinct values of a property: exact for `unique` ones (an OR of value-id bitmaps),

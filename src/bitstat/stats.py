@@ -15,6 +15,7 @@ from .query import SCRATCH_TTL_MS, Expr
 from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
 from .schema import Schema
 from .store import Store
+from .tables import Counts, Funnel, Lifecycle, Series, Stickiness, Sum, Sums, Top
 from .tracker import Tracker
 
 __all__ = ["DEFAULT_BATCH_TTL", "SCRATCH_TTL_MS", "Stats", "TrackResult"]
@@ -163,23 +164,21 @@ class Stats:
         by: str = "day",
         metric: str = "unique",
         **segment: Any,
-    ) -> list[tuple[str, int]]:
+    ) -> Series:
         """One value per `by` bucket of the range: `unique` actors or `total` events."""
-        out: list[tuple[str, int]] = self._run(
-            self._ns.series(event, start, end, by, metric, segment)
-        )
+        out: Series = self._run(self._ns.series(event, start, end, by, metric, segment))
         return out
 
-    def counts(self, event: str, prop: str, start: Any, end: Any = None) -> dict[Any, int]:
+    def counts(self, event: str, prop: str, start: Any, end: Any = None) -> Counts:
         """Events per value of a `count` property: {"NL": 12, ...}; compound keys are tuples."""
-        out: dict[Any, int] = self._run(self._ns.counts(event, prop, start, end))
+        out: Counts = self._run(self._ns.counts(event, prop, start, end))
         return out
 
     def sums(
         self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
-    ) -> float | dict[Any, float]:
+    ) -> Sum | Sums:
         """Sum of a `sum` property; with `by`, a sum per value of that property."""
-        out: float | dict[Any, float] = self._run(self._ns.sums(event, prop, start, end, by))
+        out: Sum | Sums = self._run(self._ns.sums(event, prop, start, end, by))
         return out
 
     def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
@@ -187,11 +186,9 @@ class Stats:
         out: float | None = self._run(self._ns.averages(event, prop, start, end))
         return out
 
-    def top(
-        self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10
-    ) -> list[tuple[Any, int]]:
+    def top(self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10) -> Top:
         """The `limit` most frequent values: count descending, then value ascending."""
-        out: list[tuple[Any, int]] = self._run(self._ns.top(event, prop, start, end, limit))
+        out: Top = self._run(self._ns.top(event, prop, start, end, limit))
         return out
 
     def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
@@ -244,7 +241,7 @@ class Stats:
 
     def funnel(
         self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
-    ) -> list[tuple[str, int]]:
+    ) -> Funnel:
         """Ordered funnel at day resolution: [(step, actors who reached it), ...].
 
         An actor reaches step k if, for some day d in [start, end] on which they did step 1,
@@ -254,13 +251,13 @@ class Stats:
         """
         return self._run(analysis.funnel(self._ns, steps, start, end, within, segment))
 
-    def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> dict[int, int]:
+    def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> Stickiness:
         """{n: actors active on exactly n distinct days of [start, end]}, n = 1 .. days."""
         return self._run(analysis.stickiness(self._ns, event, start, end, segment))
 
     def lifecycle(
         self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
-    ) -> list[analysis.LifecyclePeriod]:
+    ) -> Lifecycle:
         """Per period from start: `new`, `returning`, `resurrecting`, `dormant` actor counts.
 
         new: first activity ever; returning: active in the previous period too; resurrecting:
