@@ -26,6 +26,7 @@ from . import analysis
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Emit, step
 from .errors import BitstatError
+from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
 from .query import Expr, Program
 from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
@@ -39,6 +40,7 @@ from .store import (
     evaluate_answers,
     evaluate_calls,
     ids_call,
+    lua_script,
     not_replicated,
     queue_sum_reads,
     replicated_calls,
@@ -334,6 +336,16 @@ class AsyncStore:
     async def _unlink(self, keys: list[bytes]) -> int:
         return sum([int(await self.client.unlink(*c)) for c in unlinks(keys, self.cluster)])
 
+    async def scan_keys(self, pattern: str) -> list[bytes]:
+        """The keys matching a glob pattern, found with SCAN (on every node of a cluster)."""
+        with wrapped_errors("listing keys"):
+            return [key async for key in self.client.scan_iter(match=pattern, count=1000)]
+
+    async def run_lua(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run the script `name` of scripts/ (keys of one slot on a cluster)."""
+        with wrapped_errors(f"running {name}"):
+            return await _script(lua_script(name), self.client, keys, args)
+
 
 async def run(store: AsyncStore, op: Generator[Call, Any, T]) -> T:
     """Drive an operation with the asyncio store (`calls.run`, awaited)."""
@@ -448,6 +460,14 @@ class AsyncStats:
         """A fire-and-forget `AsyncTracker` (call it inside the running loop): `track()` queues,
         a task sends batches; the options are `Tracker`'s but `block`."""
         return AsyncTracker(self, **options)
+
+    async def alias(self, anon: Any, user: Any) -> Aliased:
+        """`Stats.alias`: link `anon` to `user`, merging what `anon` did into `user`."""
+        return await run(self._store, Identity(self._ns).alias(anon, user))
+
+    async def forget(self, actor: Any) -> Forgotten:
+        """`Stats.forget`: erase `actor` from every actor set and free its id mapping."""
+        return await run(self._store, Identity(self._ns).forget(actor))
 
     def actors(self, event: str, **segment: Any) -> ActorQuery[AsyncActorSet]:
         check_name(event)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from .actors import ActorQuery, ActorSet
 from .calls import Call, Emit, run
+from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name
 from .query import SCRATCH_TTL_MS, Expr
 from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
@@ -117,6 +118,19 @@ class Stats:
         Options: batch_size, interval, max_queue, block, max_retries, backoff, max_backoff,
         on_error, exit_timeout (see `Tracker`)."""
         return Tracker(self, **options)
+
+    # identity and erasure (identity.py; semantics in docs/identity.md)
+    def alias(self, anon: Any, user: Any) -> Aliased:
+        """Link the anonymous id `anon` to the user id `user`: one actor from then on, with
+        what `anon` did before merged into `user`'s actor sets (uniques, retention and funnels
+        count one person; event counters are unchanged). Safe to call again."""
+        return self._run(Identity(self._ns).alias(anon, user))
+
+    def forget(self, actor: Any) -> Forgotten:
+        """Erase `actor` (and the ids aliased to it) from every actor set of the namespace and
+        free its id mapping; aggregated counters, which hold no identity, are kept (`.kept`
+        names them). Safe to call again."""
+        return self._run(Identity(self._ns).forget(actor))
 
     # actor sets
     def actors(self, event: str, **segment: Any) -> ActorQuery[ActorSet]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import secrets
 import time
@@ -310,6 +311,12 @@ class Script:
             return client.eval(self.source, len(keys), *keys, *args)
 
 
+@functools.cache
+def lua_script(name: str) -> Script:
+    """A script of scripts/ by name, loaded once per process (identity.py's, run by name)."""
+    return Script(name)
+
+
 class Store:
     """Executes write plans and read programs; all bitstat I/O goes through here."""
 
@@ -541,3 +548,13 @@ class Store:
         with wrapped_errors("deleting keys"):
             for key in keys:
                 self.client.delete(key)
+
+    def scan_keys(self, pattern: str) -> list[bytes]:
+        """The keys matching a glob pattern, found with SCAN (on every node of a cluster)."""
+        with wrapped_errors("listing keys"):
+            return list(self.client.scan_iter(match=pattern, count=1000))
+
+    def run_lua(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run the script `name` of scripts/ (keys of one slot on a cluster)."""
+        with wrapped_errors(f"running {name}"):
+            return lua_script(name)(self.client, keys, args)

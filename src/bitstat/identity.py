@@ -1,0 +1,243 @@
+"""Identity and erasure, written once for the sync and the async API: `alias` links an
+anonymous id to a user id and merges what was recorded under it, `forget` erases an actor.
+
+Both are operations (generators of `Call`s, as in ops.py) over two places: the actor sets of
+the actor's id shard (every key `{N:s<k>}:a:...` and `{N:s<k>}:all`, found with SCAN, changed by
+actors.lua in chunks) and, with ids="map", the id map (identity.lua, in the map's slot). Each
+step is idempotent, and the id map changes last: an alias or forget cut off midway and run
+again finishes the work without doing any of it twice. docs/identity.md has the semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .calls import Call, Op
+from .errors import BitstatError, InvalidEvent, QueryError
+from .events import canonical_id, int_actor, original_id
+from .keys import REVERSE_BUCKET_BITS, SHARD_BITS, SHARD_MASK, Keys
+from .schema import Schema
+
+CHUNK_KEYS = 1000  # actor-set keys per actors.lua call: a short pause of the server each
+ATTEMPTS = 8  # tries of an id-map step that finds the ids changed under it (a concurrent alias)
+
+
+@dataclass
+class Forgotten:
+    """What `forget` did. `ids`: the ids unmapped (the actor's and those aliased to it; with
+    ids="int", the id itself when any set held it); `removed`: actor sets (bitmaps and sets)
+    the actor was taken out of, of `scanned` looked at; `kept`: the aggregates the actor's
+    events were counted into, which hold no identity and stay as they are."""
+
+    actor: Any
+    ids: list[Any] = field(default_factory=list)
+    removed: int = 0
+    scanned: int = 0
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.ids or self.removed)
+
+
+@dataclass
+class Aliased:
+    """What `alias` did: `outcome` is "merged" (each id had its own actor: the anonymous one's
+    sets moved to the user, `moved` of them), "linked" (the anonymous id was unknown: it now
+    stands for the user), "renamed" (the user id was unknown: it now names the anonymous
+    id's actor) or "same" (already one actor: nothing changed)."""
+
+    anon: Any
+    user: Any
+    outcome: str
+    moved: int = 0
+
+
+class IdentityError(BitstatError):
+    """An alias or forget kept finding the id map changed under it (concurrent aliases)."""
+
+
+def kept_aggregates(schema: Schema) -> list[str]:
+    """The families of aggregated values an actor's events went into, which `forget` keeps."""
+    out = ["event totals"]
+    every = [schema.base_rules(), *schema.events.values()]
+    for kind, text in (
+        ("count", "counts per value"),
+        ("sum", "sums"),
+        ("top", "top values"),
+        ("unique", "distinct values"),
+        ("approx", "estimated distinct values"),
+    ):
+        if any(getattr(r, kind) for r in every):
+            out.append(text)
+    return out
+
+
+def shard_of(offset: int) -> tuple[int, int]:
+    """(id shard, offset inside the shard's keys) of a global offset."""
+    return offset >> SHARD_BITS, offset & SHARD_MASK
+
+
+def retag(key: str, old: str, new: str) -> str:
+    """The same actor set in another shard."""
+    return new + key[len(old) :]
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Identity:
+    """The identity operations of one namespace (an `ops.Namespace`: schema, keys, caches)."""
+
+    def __init__(self, ns: Any) -> None:
+        self.ns = ns
+        self.keys: Keys = ns.keys
+
+    # the id map
+    @property
+    def mapped(self) -> bool:
+        return bool(self.ns.schema.ids == "map")
+
+    def _prefixes(self) -> list[Any]:
+        return [f"{self.keys.ids_tag}:r:", f"{self.keys.ids_tag}:al:", REVERSE_BUCKET_BITS]
+
+    def canonical(self, actor: Any, param: str) -> str:
+        try:
+            return canonical_id(actor)
+        except InvalidEvent as exc:
+            raise QueryError(f"{param}: {exc}", param=param) from None
+
+    def int_id(self, actor: Any, param: str) -> int:
+        schema = self.ns.schema
+        try:
+            return int_actor(actor, schema.actor, schema.max_id)
+        except InvalidEvent as exc:
+            raise QueryError(f"{param}: {exc}", param=param) from None
+
+    def offset(self, text: str) -> Op[int | None]:
+        raw = yield Call("hget", (self.keys.id_forward(text), text))
+        return None if raw is None else int(raw)
+
+    def names(self, offset: int) -> Op[list[str]]:
+        """Every id of an offset: the one it is named by, then its aliases."""
+        mask = (1 << REVERSE_BUCKET_BITS) - 1
+        name = yield Call("hget", (self.keys.id_reverse(offset), str(offset & mask)))
+        aliases = yield Call("smembers", (f"{self.keys.ids_tag}:al:{offset}",))
+        out = [] if name is None else [name.decode("utf-8", "surrogatepass")]
+        out += sorted(a.decode("utf-8", "surrogatepass") for a in aliases)
+        return out
+
+    # actor sets
+    def actor_keys(self, shard: int) -> Op[list[str]]:
+        """Every actor set of a shard: its all-actors key and the keys of SCAN's `:a:` pattern."""
+        tag = self.keys.shard_tag(shard)
+        found = yield Call("scan_keys", (f"{tag}:a:*",))
+        names = sorted({k.decode() if isinstance(k, bytes) else str(k) for k in found})
+        return [self.keys.all_actors(shard), *names]
+
+    def remove(self, offset: int) -> Op[tuple[int, int]]:
+        """Take a global offset out of every actor set: (sets that held it, sets looked at)."""
+        shard, local = shard_of(offset)
+        keys = yield from self.actor_keys(shard)
+        removed = 0
+        for part in chunks(keys, CHUNK_KEYS):
+            removed += int((yield Call("run_lua", ("actors.lua", list(part), ["remove", local]))))
+        return removed, len(keys)
+
+    def move(self, source: int, target: int) -> Op[int]:
+        """Put `target` in every actor set holding `source`, and take `source` out: the sets
+        that held it. Same shard (or one server): one move per chunk. Across cluster slots:
+        probe the source's shard, add in the target's, then remove in the source's."""
+        (s_shard, s_local), (t_shard, t_local) = shard_of(source), shard_of(target)
+        s_tag, t_tag = self.keys.shard_tag(s_shard), self.keys.shard_tag(t_shard)
+        keys = yield from self.actor_keys(s_shard)
+        if s_shard != t_shard:
+            yield Call("run_lua", ("actors.lua", [self.keys.shards], ["shard", t_shard]))
+        moved = 0
+        if s_shard == t_shard or not self.ns.cluster:
+            for part in chunks(keys, CHUNK_KEYS // 2):
+                pairs = [k for key in part for k in (key, retag(key, s_tag, t_tag))]
+                args = ["move", s_local, t_local]
+                moved += int((yield Call("run_lua", ("actors.lua", pairs, args))))
+            return moved
+        for part in chunks(keys, CHUNK_KEYS):
+            flat = yield Call("run_lua", ("actors.lua", list(part), ["probe", s_local]))
+            held = [part[int(flat[j]) - 1] for j in range(0, len(flat), 2)]
+            ttls = [int(flat[j + 1]) for j in range(0, len(flat), 2)]
+            if not held:
+                continue
+            targets = [retag(key, s_tag, t_tag) for key in held]
+            yield Call("run_lua", ("actors.lua", targets, ["add", t_local, *ttls]))
+            yield Call("run_lua", ("actors.lua", held, ["remove", s_local]))
+            moved += len(held)
+        return moved
+
+    # the operations
+    def forget(self, actor: Any) -> Op[Forgotten]:
+        """Erase an actor: out of every actor set, then (ids="map") out of the id map with the
+        ids aliased to it."""
+        done = Forgotten(actor, kept=kept_aggregates(self.ns.schema))
+        if not self.mapped:
+            number = self.int_id(actor, "actor")
+            done.removed, done.scanned = yield from self.remove(number)
+            done.ids = [number] if done.removed else []
+            return done
+        text = self.canonical(actor, "actor")
+        offset = yield from self.offset(text)
+        if offset is None:
+            return done
+        done.removed, done.scanned = yield from self.remove(offset)
+        for _ in range(ATTEMPTS):
+            names = yield from self.names(offset)
+            keys = [self.keys.id_forward(n) for n in (text, *names)]
+            args = ["forget", *self._prefixes(), offset, text, *names]
+            reply = yield Call("run_lua", ("identity.lua", keys, args))
+            if reply[0] in (b"forgotten", "forgotten"):
+                for n in (text, *names):
+                    self.ns.id_cache.pop(n, None)
+                done.ids = [original_id(n) for n in dict.fromkeys((*names, text))]
+                return done
+        raise IdentityError(f"forgetting {actor!r}: its ids kept changing; try again")
+
+    def alias(self, anon: Any, user: Any) -> Op[Aliased]:
+        """Link `anon` to `user`: one actor from now on, what `anon` did merged into `user`."""
+        if not self.mapped:
+            a, u = self.int_id(anon, "anon"), self.int_id(user, "user")
+            if a == u:
+                return Aliased(anon, user, "same")
+            moved = yield from self.move(a, u)
+            return Aliased(anon, user, "merged", moved)
+        a_text, u_text = self.canonical(anon, "anon"), self.canonical(user, "user")
+        if a_text == u_text:
+            return Aliased(anon, user, "same")
+        k = self.keys
+        fa, fu = k.id_forward(a_text), k.id_forward(u_text)
+        cache = self.ns.id_cache
+        moved = 0
+        for _ in range(ATTEMPTS):
+            args = ["link", *self._prefixes(), a_text, u_text]
+            reply = yield Call("run_lua", ("identity.lua", [k.ids_next, fa, fu], args))
+            outcome = text_of(reply[0])
+            if outcome != "merge":
+                offset = int(reply[1])
+                cache[a_text] = cache[u_text] = offset
+                return Aliased(anon, user, outcome, 0)
+            a, u = int(reply[1]), int(reply[2])
+            moved += yield from self.move(a, u)
+            names = yield from self.names(a)
+            keys = [fa, fu, *(k.id_forward(n) for n in names)]
+            args = ["merged", *self._prefixes(), a_text, u_text, a, u, *names]
+            reply = yield Call("run_lua", ("identity.lua", keys, args))
+            if text_of(reply[0]) != "stale":
+                for n in names:
+                    cache[n] = u
+                cache[a_text] = cache[u_text] = u
+                return Aliased(anon, user, "merged", moved)
+        raise IdentityError(f"aliasing {anon!r} to {user!r}: the ids kept changing; try again")
+
+
+def text_of(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
