@@ -290,6 +290,7 @@ class Model:
         self.max_id = max_id
         self.records: list[Record] = []
         self.batches: set[str] = set()
+        self.person: dict[Any, Any] = {}  # ids="map": an id aliased to another -> its person
 
     def rules(self, event: str) -> Rules:
         return self.overrides.get(event, self.base)
@@ -358,6 +359,8 @@ class Model:
             if number is not None and by:
                 for part in compound(by):
                     text_of(ev.get(part), limit)
+        if self.ids_mode == "map" and actor is not None:
+            actor = self.person.get(actor, actor)
         return Record(name, actor, wall, dict(ev))
 
     def _sum_buckets(self, r: Record) -> list[tuple[Any, ...]]:
@@ -422,6 +425,45 @@ class Model:
     def track(self, event: Any) -> None:
         if self.track_many([event])[1]:
             raise Rejected(repr(event))
+
+    # identity
+
+    def _person(self, actor: Any, param: str) -> Any:
+        try:
+            canonical = self._actor(actor)
+        except Rejected as exc:
+            raise ModelError(f"{param}: {exc}") from None
+        if self.ids_mode == "map":
+            return self.person.get(canonical, canonical)
+        return canonical
+
+    def alias(self, anon: Any, user: Any) -> None:
+        """One person from now on: what `anon`'s person did becomes `user`'s person's; with
+        ids="map", `anon` (and every id of its person) stands for `user`'s person later too."""
+        a, u = self._person(anon, "anon"), self._person(user, "user")
+        if a == u:
+            return
+        if self.ids_mode == "map":
+            for k, v in list(self.person.items()):
+                if v == a:
+                    self.person[k] = u
+            self.person[a] = u
+            self.person[self._actor(anon)] = u
+        for r in self.records:
+            if r.actor == a:
+                r.actor = u
+
+    def forget(self, actor: Any) -> None:
+        """The person is in no actor set any more (their events still count where counted),
+        and none of their ids stands for them."""
+        p = self._person(actor, "actor")
+        if self.ids_mode == "map":
+            for k, v in list(self.person.items()):
+                if v == p:
+                    del self.person[k]
+        for r in self.records:
+            if r.actor == p:
+                r.actor = None
 
     # ranges
 
@@ -855,6 +897,8 @@ class ModelSet:
 
     def __contains__(self, actor: object) -> bool:
         canonical = self.model.canonical(actor)
+        if self.model.ids_mode == "map":  # an id aliased to a person stands for them
+            canonical = self.model.person.get(canonical, canonical)
         return canonical is not None and canonical in self.members
 
     def ids(self) -> list[Any]:

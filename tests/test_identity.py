@@ -1,0 +1,339 @@
+"""alias and forget on every backend, every answer against the model (tests/model.py).
+
+Random streams with aliases and erasures between their batches: unique actors, series,
+actor sets and their ids, membership, retention, funnels and stickiness must be the model's
+after each step, and the counters (totals, counts, sums) must not move. Plus what the model
+cannot see: the id map freed, an alias or forget cut off midway and run again, merges across
+id shards (and cluster slots), sets growing into bitmaps, the async API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+import bitstat
+import bitstat.aio
+from bitstat.errors import QueryError
+from bitstat.identity import Identity
+from model import Model
+
+FIRST = datetime(2026, 9, 1)
+DAYS = 75
+EVENTS = ("visit", "signup", "purchase")
+SHARD = 2**20
+LATER = "2027-01-01"
+
+
+def schema_args(ids: str) -> dict[str, Any]:
+    return {
+        "ids": ids,
+        "periods": ("day", "week", "month", "year"),
+        "count": ["country"],
+        "sum": ["amount"],
+        "segment": ["country"],
+    }
+
+
+@pytest.fixture
+def pair(server_url: str, namespace: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    ids = getattr(request, "param", "map")
+    args = schema_args(ids)
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(**args))
+    yield st, Model(**args)
+    st.drop()
+    st.close()
+
+
+def actor_of(rnd: random.Random, ids: str, people: int) -> Any:
+    n = rnd.randrange(people)
+    if ids == "int":  # some in a second id shard: merges cross shards (and cluster slots)
+        return n if n % 3 else 3 * SHARD + n
+    return rnd.choice([f"anon-{n}", f"user-{n}", n])
+
+
+def stream(rnd: random.Random, ids: str, n: int, people: int = 40) -> list[dict[str, Any]]:
+    out = []
+    for _ in range(n):
+        when = FIRST + timedelta(days=rnd.randrange(DAYS), hours=rnd.randrange(24))
+        ev: dict[str, Any] = {
+            "event": rnd.choice(EVENTS),
+            "user": actor_of(rnd, ids, people),
+            "time": when.isoformat(),
+            "country": rnd.choice(["NL", "DE", "FR"]),
+        }
+        if ev["event"] == "purchase":
+            ev["amount"] = rnd.randrange(1, 100)
+        out.append(ev)
+    return out
+
+
+def ids_key(values: Any) -> list[str]:
+    return sorted(map(str, values))
+
+
+def assert_same(st: bitstat.Stats, model: Model, probes: list[Any]) -> None:
+    ranges = [("2026-09-01", "2026-11-14"), ("2026-09", None), ("2026-10-05", "2026-10-20")]
+    for event in EVENTS:
+        for start, end in ranges:
+            assert st.unique(event, start, end) == model.unique(event, start, end), (event, start)
+            assert st.total(event, start, end) == model.total(event, start, end)
+            assert st.unique(event, start, end, country="NL") == model.unique(
+                event, start, end, country="NL"
+            )
+        assert st.counts(event, "country", "2026-09-01", "2026-11-14") == model.counts(
+            event, "country", "2026-09-01", "2026-11-14"
+        )
+        assert list(st.series(event, "2026-09-01", "2026-11-14", by="week")) == list(
+            model.series(event, "2026-09-01", "2026-11-14", by="week")
+        )
+        got = st.actors(event).between("2026-09-01", "2026-11-14")
+        want = model.actors(event).between("2026-09-01", "2026-11-14")
+        assert ids_key(got.ids()) == ids_key(want.ids())
+        assert len(~got) == len(~want)
+        for actor in probes:
+            assert (actor in got) == (actor in want), actor
+    assert st.sums("purchase", "amount", "2026-09-01", "2026-11-14") == model.sums(
+        "purchase", "amount", "2026-09-01", "2026-11-14"
+    )
+    for kind in ("first", "recurring"):
+        got_r = st.retention("visit", "purchase", "2026-09-01", periods=6, kind=kind, now=LATER)
+        want_r = model.retention("visit", "purchase", "2026-09-01", periods=6, kind=kind, now=LATER)
+        assert [(r.cohort, r.size, list(r.counts)) for r in got_r.rows] == want_r
+    steps = ["visit", "signup", "purchase"]
+    for within in ("3d", "14d"):
+        assert list(st.funnel(steps, "2026-09-01", "2026-10-31", within=within)) == list(
+            model.funnel(steps, "2026-09-01", "2026-10-31", within=within)
+        )
+    assert dict(st.stickiness("visit", "2026-10-01", "2026-10-31")) == model.stickiness(
+        "visit", "2026-10-01", "2026-10-31"
+    )
+
+
+@pytest.mark.parametrize("pair", ["map", "int"], indirect=True)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_aliases_and_erasures_between_batches_agree_with_the_model(pair: Any, seed: int) -> None:
+    st, model = pair
+    ids = st.schema.ids
+    rnd = random.Random(seed)
+    probes: list[Any] = []
+    for round_ in range(4):
+        events = stream(rnd, ids, 120)
+        assert st.track_many(events).recorded == model.track_many(events)[0]
+        for _ in range(6):
+            anon, user = actor_of(rnd, ids, 40), actor_of(rnd, ids, 40)
+            st.alias(anon, user)
+            model.alias(anon, user)
+            probes += [anon, user]
+        gone = actor_of(rnd, ids, 40)
+        st.forget(gone)
+        model.forget(gone)
+        probes.append(gone)
+        if round_ % 2:
+            assert_same(st, model, probes[-10:])
+    assert_same(st, model, probes)
+
+
+def test_a_merged_person_counts_once_in_uniques_retention_and_funnels(
+    server_url: str, namespace: str
+) -> None:
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(ids="map"))
+    try:
+        st.track_many(
+            [
+                {"event": "visit", "user": "anon-7", "time": "2026-10-05T09:00"},
+                {"event": "visit", "user": "anon-7", "time": "2026-10-12T09:00"},
+                {"event": "signup", "user": "u-7", "time": "2026-10-12T10:00"},
+                {"event": "visit", "user": "u-7", "time": "2026-10-20T10:00"},
+            ]
+        )
+        assert st.unique("visit", "2026-10") == 2
+        assert list(st.funnel(["visit", "signup"], "2026-10-05", None, within="2d")) == [
+            ("visit", 1),
+            ("signup", 0),
+        ]
+        done = st.alias("anon-7", "u-7")
+        assert (done.outcome, done.moved > 0) == ("merged", True)
+        assert st.unique("visit", "2026-10") == 1
+        assert list(st.actors("visit").month(2026, 10).ids()) == ["u-7"]
+        assert "anon-7" in st.actors("visit").month(2026, 10)
+        assert list(st.funnel(["visit", "signup"], "2026-10-05", None, within="14d")) == [
+            ("visit", 1),
+            ("signup", 1),
+        ]
+        rows = st.retention("visit", "visit", "2026-10-05", periods=3, now="2027-01-01").rows
+        assert [list(r.counts) for r in rows] == [[1, 1, 1], [0, 0, 0], [0, 0, 0]]
+        assert st.total("visit", "2026-10") == 3  # counted per event, unchanged
+        # the anonymous id stands for the user from now on
+        st.track("visit", user="anon-7", time="2026-10-25T10:00")
+        assert list(st.actors("visit").day(2026, 10, 25).ids()) == ["u-7"]
+        assert st.alias("anon-7", "u-7").outcome == "same"
+        assert st.unique("visit", "2026-10") == 1
+    finally:
+        st.drop()
+
+
+def test_alias_of_unknown_ids_links_or_renames(server_url: str, namespace: str) -> None:
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(ids="map"))
+    try:
+        assert st.alias("anon-1", "u-1").outcome == "linked"  # neither known yet
+        st.track("visit", user="anon-1", time="2026-10-01")
+        assert list(st.actors("visit").day(2026, 10, 1).ids()) == ["u-1"]
+        st.track("visit", user="anon-2", time="2026-10-01")
+        assert st.alias("anon-2", "u-2").outcome == "renamed"  # u-2 names anon-2's actor
+        assert sorted(st.actors("visit").day(2026, 10, 1).ids()) == ["u-1", "u-2"]
+        assert st.alias("anon-3", "u-2").outcome == "linked"
+        # a chain: u-2's ids (anon-2, anon-3) follow it into u-1
+        assert st.alias("u-2", "u-1").outcome == "merged"
+        assert st.unique("visit", "2026-10-01") == 1
+        for alias in ("anon-2", "anon-3", "u-2"):
+            st.track("visit", user=alias, time="2026-10-02")
+        assert list(st.actors("visit").day(2026, 10, 2).ids()) == ["u-1"]
+        with pytest.raises(QueryError):
+            st.alias("", "u-1")
+    finally:
+        st.drop()
+
+
+def test_forget_frees_the_id_map_and_keeps_the_counters(
+    server_url: str, namespace: str, redis_client: Any
+) -> None:
+    schema = bitstat.Schema(ids="map", count=["country"], top=["item"], segment=["country"])
+    st = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    try:
+        for user in ("anon-9", "u-9", "u-10"):
+            st.track("buy", user=user, time="2026-10-03", country="NL", item="sku")
+        st.alias("anon-9", "u-9")
+        done = st.forget("anon-9")  # any id of the person erases the person
+        assert sorted(done.ids) == ["anon-9", "u-9"]
+        assert done.removed > 0 and done.scanned >= done.removed
+        assert done.kept == ["event totals", "counts per value", "top values"]
+        assert list(st.actors("buy").month(2026, 10).ids()) == ["u-10"]
+        assert list(st.actors("buy", country="NL").month(2026, 10).ids()) == ["u-10"]
+        assert st.unique("buy", "2026-10") == 1
+        assert "u-9" not in st.actors("buy").month(2026, 10)
+        assert st.total("buy", "2026-10") == 3
+        assert st.counts("buy", "country", "2026-10") == {"NL": 3}
+        for id_ in ("anon-9", "u-9"):
+            assert redis_client.hget(st._ns.keys.id_forward(id_), id_) is None
+        assert st.forget("u-9").found is False  # again: nothing left to do
+        # the id comes back as a new actor when it is tracked again
+        st.track("buy", user="u-9", time="2026-10-04")
+        assert sorted(st.actors("buy").month(2026, 10).ids()) == ["u-10", "u-9"]
+    finally:
+        st.drop()
+
+
+def test_forget_with_integer_ids(server_url: str, namespace: str) -> None:
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(ids="int"))
+    try:
+        st.track_many(
+            [{"event": "e", "user": u, "time": "2026-10-01"} for u in (1, 2, 5 * SHARD + 3)]
+        )
+        assert st.forget(5 * SHARD + 3).ids == [5 * SHARD + 3]
+        assert st.forget(7).found is False
+        assert sorted(st.actors("e").day(2026, 10, 1).ids()) == [1, 2]
+        with pytest.raises(QueryError):
+            st.forget("not-a-number")
+    finally:
+        st.drop()
+
+
+def steps_then_stop(st: bitstat.Stats, op: Any, calls: int) -> None:
+    """Run the first `calls` server calls of an operation, then drop it (a process killed)."""
+    reply = None
+    for _ in range(calls):
+        try:
+            call = op.send(reply)
+        except StopIteration:  # done in fewer calls
+            return
+        reply = getattr(st._store, call.method)(*call.args)
+    op.close()
+
+
+@pytest.mark.parametrize("ids", ["map", "int"])
+def test_an_alias_or_forget_cut_off_midway_is_exact_when_run_again(
+    server_url: str, namespace: str, ids: str
+) -> None:
+    args = schema_args(ids)
+    rnd = random.Random(5)
+    events = stream(rnd, ids, 300, people=12)
+    pairs = [(actor_of(rnd, ids, 12), actor_of(rnd, ids, 12)) for _ in range(6)]
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(**args))
+    model = Model(**args)
+    try:
+        st.track_many(events)
+        model.track_many(events)
+        for k, (anon, user) in enumerate(pairs):
+            steps_then_stop(st, Identity(st._ns).alias(anon, user), 1 + k % 4)
+            st.alias(anon, user)
+            st.alias(anon, user)  # and once more, done: changes nothing
+            model.alias(anon, user)
+        gone = pairs[0][1]
+        steps_then_stop(st, Identity(st._ns).forget(gone), 2)
+        st.forget(gone)
+        model.forget(gone)
+        assert_same(st, model, [a for p in pairs for a in p])
+    finally:
+        st.drop()
+
+
+def test_sets_grow_into_bitmaps_as_aliases_add_to_them(
+    server_url: str, namespace: str, redis_client: Any
+) -> None:
+    """Sparse day sets (Redis sets of offsets) take merged offsets past 512 members and past
+    the density rule: they become bitmaps, as apply.lua would make them."""
+    args: dict[str, Any] = {"ids": "int"}
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(**args))
+    model = Model(**args)
+    try:
+        spread = [SHARD - 1 - 1000 * k for k in range(510)]  # a sparse set of 510 members
+        events = [{"event": "e", "user": u, "time": "2026-10-01"} for u in spread]
+        others = [{"event": "e", "user": 40 + k, "time": "2026-10-02"} for k in range(8)]
+        for batch in (events, others):
+            st.track_many(batch)
+            model.track_many(batch)
+        key = st._ns.keys.actors(0, "e", "2026-10-01")
+        assert redis_client.type(key) in ("set", b"set")
+        for k in range(8):  # moved into the day of 2026-10-01 past 512 members
+            extra = {"event": "e", "user": 10 + k, "time": "2026-10-01"}
+            st.track(extra)
+            model.track(extra)
+            st.alias(10 + k, 40 + k)
+            model.alias(10 + k, 40 + k)
+        assert redis_client.type(key) in ("string", b"string")
+        for day in (1, 2):
+            got = st.actors("e").day(2026, 10, day)
+            want = model.actors("e").day(2026, 10, day)
+            assert sorted(got.ids()) == sorted(want.ids())
+            assert len(got) == len(want)
+    finally:
+        st.drop()
+
+
+def test_the_async_api(embedded_url: str, namespace: str) -> None:
+    async def main() -> None:
+        st = await bitstat.aio.connect(
+            embedded_url, namespace=namespace, schema=bitstat.Schema(ids="map")
+        )
+        try:
+            await st.track_many(
+                [
+                    {"event": "e", "user": "a", "time": "2026-10-01"},
+                    {"event": "e", "user": "b", "time": "2026-10-02"},
+                ]
+            )
+            assert (await st.alias("a", "b")).outcome == "merged"
+            assert await st.unique("e", "2026-10") == 1
+            assert (await st.forget("b")).ids == ["b", "a"]
+            assert await st.unique("e", "2026-10") == 0
+        finally:
+            await st.drop()
+            await st.close()
+
+    asyncio.run(main())
