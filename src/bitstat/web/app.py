@@ -22,6 +22,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, request_response
@@ -32,7 +33,7 @@ from ..calls import Call, step
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..record import TrackResult
 from ..store import Script, resolve_url, wrapped_errors
-from . import dashboard, openapi, posthog, segment
+from . import dashboard, grafana, metrics, openapi, posthog, segment
 from .config import ServerConfig, write_keys_from_env
 from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
@@ -81,6 +82,7 @@ class _State:
         self.planner: ThreadPoolExecutor | None = None
         self.read_token = config.read_token.encode() if config.read_token else None
         self.write_token = config.write_token.encode() if config.write_token else None
+        self.metrics = metrics.Metrics()
 
     async def stats(self, name: str | None) -> AsyncStats:
         assert self.namespaces is not None, "the app has not started"
@@ -377,6 +379,7 @@ def _track_route(state: _State) -> Route:
                 result = await _record_large(state.planner, stats, data, batch_id)
             else:
                 result = await stats.track_many(data, batch_id=batch_id)
+            state.metrics.recorded(result.recorded, len(result.rejected))
             if single and result.rejected:
                 reason = result.rejected[0][1]
                 field = _rejected_field(reason, data[0], stats.schema.actor)
@@ -539,11 +542,14 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         _span_route(state),
         _namespaces_route(state),
         *_probe_routes(state),
+        *grafana.routes(state.stats, state.read_token),
+        metrics.route(state.metrics, lambda: state.store.client.ping if state.store else None),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(metrics.MetricsMiddleware, state.metrics, routes)],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
     app.state.bitstat = state

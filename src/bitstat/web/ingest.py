@@ -28,6 +28,7 @@ from ..keys import Keys
 from ..schema import Schema
 from ..store import wrapped_errors
 from .config import ServerConfig
+from .metrics import Metrics
 from .namespaces import Namespaces
 
 MESSAGE_MARK = "msg:"  # a message id's marker is the batch marker of the id "msg:<id>"
@@ -62,6 +63,7 @@ class Host(Protocol):
     config: ServerConfig
     store: AsyncStore | None
     namespaces: Namespaces | None
+    metrics: Metrics
 
 
 # write keys

@@ -225,6 +225,7 @@ async def handle(
             outcome = await ingest.record_once(
                 host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
             )
+            host.metrics.recorded(outcome.recorded, len(outcome.rejected))
             if outcome.recorded:
                 await host.namespaces.note(namespace)
         except (ConnectionError, ServerError) as exc:

@@ -211,6 +211,7 @@ async def handle(
             outcome = await ingest.record_once(
                 host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
             )
+            host.metrics.recorded(outcome.recorded, len(outcome.rejected))
             if kind is not None and outcome.rejected:
                 bad = outcome.rejected[0]
                 raise IngestError(400, "invalid_message", bad.reason, field=bad.field)

@@ -1,0 +1,310 @@
+"""A Grafana data source: the JSON protocol of Grafana's simple JSON / JSON API data-source
+plugins (and of Infinity's), mounted under /grafana/ because the root serves the dashboard.
+
+- `GET /grafana/` answers 200: the plugin's "Save & test".
+- `POST /grafana/search` (`{"target": "..."}`) lists the targets the namespace can answer;
+  `POST /grafana/metrics` lists them as `{"label", "value"}` (the JSON API plugin's name).
+- `POST /grafana/query` answers each target over the panel's time range: a time series
+  (`{"target", "datapoints": [[value, epoch ms], ...]}`) or a table (`{"type": "table",
+  "columns", "rows"}`).
+
+A target is `kind:event`, or `kind:event:property` for a property's values: `unique:login`,
+`total:login`, `counts:visit:country`, `sums:purchase:amount`, `top:purchase:item`,
+`stickiness:login`, `lifecycle:login`; `funnel:visit,signup,purchase` and
+`retention:signup:purchase` (first event, return event). A target's `payload` (or `data`) may
+set `namespace`, `by` (the series bucket: hour, day, week, month, year), `where`
+(`{"country": "NL"}`), `limit`, `within`, `period`, `periods`, `kind`, `steps`, `event`, `prop`.
+The namespace is also taken from the `X-Bitstat-Namespace` header or `?namespace=`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import periods as P
+from ..aio import AsyncStats
+from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
+from ..tables import Tabular
+
+PREFIX = "/grafana"
+MAX_POINTS = 5_000
+KINDS = ("unique", "total", "counts", "sums", "top", "stickiness", "lifecycle")
+_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400, "year": 365 * 86400}
+Stats = Callable[[str | None], Awaitable[AsyncStats]]
+
+
+class GrafanaError(Exception):
+    """A request the data source cannot answer, with the HTTP status to answer it with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _epoch_ms(wall: datetime, stats: AsyncStats) -> int:
+    return int(wall.replace(tzinfo=stats.schema.tz).timestamp() * 1000)
+
+
+def parse_target(target: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """`kind:event[:prop]` and the payload -> the question's parts (kind, event, prop, ...)."""
+    kind, _, rest = target.partition(":")
+    kind = kind.strip()
+    if kind == "funnel":
+        steps = payload.get("steps") or [s.strip() for s in rest.split(",") if s.strip()]
+        return {"kind": kind, "steps": steps}
+    if kind == "retention":
+        first, _, back = rest.rpartition(":")
+        first = payload.get("event", first or back)
+        return {"kind": kind, "event": first, "return": payload.get("return", back)}
+    if kind not in KINDS:
+        raise GrafanaError(400, f"unknown target kind {kind!r} in {target!r}: {', '.join(KINDS)}")
+    if kind in ("counts", "sums", "top"):
+        event, _, prop = rest.rpartition(":")
+        event, prop = payload.get("event", event), payload.get("prop", prop)
+        if not event or not prop:
+            raise GrafanaError(400, f"{target!r}: expected {kind}:EVENT:PROPERTY")
+        return {"kind": kind, "event": event, "prop": prop}
+    event = payload.get("event", rest)
+    if not event:
+        raise GrafanaError(400, f"{target!r}: expected {kind}:EVENT")
+    return {"kind": kind, "event": event}
+
+
+def targets(stats: AsyncStats, events: list[str]) -> list[str]:
+    """Every target the namespace can answer, event by event."""
+    out: list[str] = []
+    for event in events:
+        rules = stats.schema.rules_for(event)
+        out += [f"{k}:{event}" for k in ("unique", "total", "stickiness", "lifecycle")]
+        out += [f"counts:{event}:{p}" for p in rules.count]
+        out += [f"sums:{event}:{r.prop}" for r in rules.sum if r.by is None]
+        out += [f"top:{event}:{p}" for p in rules.top]
+    return out
+
+
+def _bucket(stats: AsyncStats, interval_ms: Any, lo: datetime, hi: datetime) -> str:
+    """The finest recorded period at least as long as Grafana's interval, coarser if the range
+    would hold more than MAX_POINTS buckets of it."""
+    kept = [p for p in P.PERIODS if p in stats.schema.periods]
+    if not kept:
+        raise GrafanaError(400, "the namespace records no actor periods")
+    seconds = interval_ms / 1000 if isinstance(interval_ms, int | float) else 0
+    span = (hi - lo).total_seconds()
+    for period in kept:
+        if _SECONDS[period] >= seconds and span / _SECONDS[period] <= MAX_POINTS:
+            return period
+    return kept[-1]
+
+
+def _columns(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[dict[str, str]]:
+    def kind(i: int) -> str:
+        cells = [r[i] for r in rows if r[i] is not None]
+        if cells and all(isinstance(c, datetime) for c in cells):
+            return "time"
+        if cells and all(isinstance(c, int | float) for c in cells):
+            return "number"
+        return "string"
+
+    return [{"text": name, "type": kind(i)} for i, name in enumerate(header)]
+
+
+def table(answer: Tabular, stats: AsyncStats) -> dict[str, Any]:
+    """A bitstat answer as a Grafana table: times as epoch ms, compound values joined by `~`."""
+    header, *rows = answer.to_rows()
+
+    def cell(c: Any) -> Any:
+        if isinstance(c, datetime):
+            return _epoch_ms(c, stats)
+        return "~".join(map(str, c)) if isinstance(c, tuple) else c
+
+    return {
+        "type": "table",
+        "columns": _columns(header, rows),
+        "rows": [[cell(c) for c in row] for row in rows],
+    }
+
+
+async def answer(
+    stats: AsyncStats, target: Mapping[str, Any], lo: str, hi: str, interval_ms: Any
+) -> list[dict[str, Any]]:
+    """The answers to one target of a /query request (a lifecycle time series is four)."""
+    name = target.get("target")
+    if not isinstance(name, str) or not name:
+        raise GrafanaError(400, "each target needs a `target` string")
+    payload = target.get("payload") or target.get("data") or {}
+    if isinstance(payload, str):  # the JSON API plugin sends the payload as text
+        payload = json.loads(payload) if payload.strip() else {}
+    if not isinstance(payload, Mapping):
+        raise GrafanaError(400, f"{name!r}: the payload must be a JSON object")
+    q = parse_target(name, payload)
+    where = payload.get("where") or {}
+    series = target.get("type", "timeserie") != "table"
+    kind = q["kind"]
+    if kind in ("unique", "total"):
+        wall_lo, wall_hi = (P.parse_time(t, stats.schema.tz) for t in (lo, hi))
+        by = payload.get("by") or _bucket(stats, interval_ms, wall_lo, wall_hi)
+        points = await stats.series(q["event"], lo, hi, by=by, metric=kind, **where)
+        if not series:
+            return [table(points, stats)]
+        return [
+            {
+                "target": name,
+                "datapoints": [[v, _epoch_ms(P.parse_label(lb).start, stats)] for lb, v in points],
+            }
+        ]
+    if kind == "counts":
+        return [table(await stats.counts(q["event"], q["prop"], lo, hi), stats)]
+    if kind == "sums":
+        by = payload.get("by")
+        return [table(await stats.sums(q["event"], q["prop"], lo, hi, by=by), stats)]
+    if kind == "top":
+        limit = payload.get("limit", 10)
+        return [table(await stats.top(q["event"], q["prop"], lo, hi, limit=limit), stats)]
+    if kind == "stickiness":
+        return [table(await stats.stickiness(q["event"], lo, hi, **where), stats)]
+    if kind == "funnel":
+        within = payload.get("within", "7d")
+        return [table(await stats.funnel(q["steps"], lo, hi, within=within, **where), stats)]
+    period = payload.get("period", "week")
+    if kind == "retention":
+        retention = await stats.retention(
+            q["event"],
+            q["return"],
+            lo,
+            periods=payload.get("periods", 8),
+            period=period,
+            kind=payload.get("kind", "first"),
+            **where,
+        )
+        return [table(retention, stats)]
+    # lifecycle: the periods whose start falls in the range
+    wall_lo, wall_hi = (P.parse_time(t, stats.schema.tz) for t in (lo, hi))
+    first = P.bucket_of(period, wall_lo)
+    n = max(1, len(P.buckets_between(period, first.start, wall_hi + timedelta(microseconds=1))))
+    life = await stats.lifecycle(q["event"], first.start, min(n, MAX_POINTS), period)
+    if not series:
+        return [table(life, stats)]
+    return [
+        {
+            "target": f"{name} {column}",
+            "datapoints": [
+                [getattr(p, column), _epoch_ms(P.parse_label(p.period).start, stats)]
+                for p in life
+                if getattr(p, column) is not None
+            ],
+        }
+        for column in ("new", "returning", "resurrecting", "dormant")
+    ]
+
+
+def _namespace(request: Request, body: Mapping[str, Any]) -> str | None:
+    for target in body.get("targets") or ():
+        payload = target.get("payload") if isinstance(target, Mapping) else None
+        if isinstance(payload, Mapping) and isinstance(payload.get("namespace"), str):
+            return str(payload["namespace"])
+    given = request.headers.get("x-bitstat-namespace") or request.query_params.get("namespace")
+    return given or None
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GrafanaError(400, f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise GrafanaError(400, "the body must be a JSON object")
+    return body
+
+
+def _check_token(request: Request, token: bytes | None) -> None:
+    """The server's read token, as `Authorization: Bearer TOKEN` (Grafana's data-source
+    settings send it as a custom header, or Infinity's bearer-token authentication)."""
+    if token is None:
+        return
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+        raise GrafanaError(401, "this data source needs the read token: Authorization: Bearer")
+
+
+def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
+    """The data source's routes; `stats_of(namespace)` opens a namespace; `token`: the read
+    token (None: open)."""
+
+    async def guarded(request: Request, work: Callable[[], Awaitable[Any]]) -> Response:
+        try:
+            _check_token(request, token)
+            return JSONResponse(await work())
+        except GrafanaError as exc:
+            return JSONResponse({"error": str(exc), "message": str(exc)}, exc.status)
+        except UnknownEvent as exc:
+            return JSONResponse({"error": str(exc), "message": str(exc)}, 404)
+        except (ConnectionError, ServerError) as exc:
+            return JSONResponse({"error": str(exc), "message": str(exc)}, 503)
+        except (BitstatError, QueryError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc), "message": str(exc)}, 400)
+
+    async def test(request: Request) -> Response:
+        async def work() -> dict[str, Any]:
+            stats = await stats_of(_namespace(request, {}))
+            return {"status": "ok", "namespace": stats.namespace}
+
+        return await guarded(request, work)
+
+    async def search(request: Request) -> Response:
+        async def work() -> list[str]:
+            body = await _body(request)
+            stats = await stats_of(_namespace(request, body))
+            found = targets(stats, await stats.events())
+            wanted = body.get("target") or body.get("metric") or ""
+            return [t for t in found if str(wanted).lower() in t.lower()]
+
+        return await guarded(request, work)
+
+    async def metrics(request: Request) -> Response:
+        async def work() -> list[dict[str, str]]:
+            body = await _body(request)
+            stats = await stats_of(_namespace(request, body))
+            return [{"label": t, "value": t} for t in targets(stats, await stats.events())]
+
+        return await guarded(request, work)
+
+    async def query(request: Request) -> Response:
+        async def work() -> list[dict[str, Any]]:
+            body = await _body(request)
+            span = body.get("range") or {}
+            lo, hi = span.get("from"), span.get("to")
+            if not isinstance(lo, str) or not isinstance(hi, str):
+                raise GrafanaError(400, "the query needs range.from and range.to (ISO times)")
+            stats = await stats_of(_namespace(request, body))
+            out: list[dict[str, Any]] = []
+            for target in body.get("targets") or ():
+                if not isinstance(target, Mapping) or target.get("hide"):
+                    continue
+                out += await answer(stats, target, lo, hi, body.get("intervalMs"))
+            return out
+
+        return await guarded(request, work)
+
+    async def annotations(request: Request) -> Response:
+        return await guarded(request, _no_annotations)
+
+    return [
+        Route(f"{PREFIX}/", test, methods=["GET"], name="grafana"),
+        Route(f"{PREFIX}/search", search, methods=["POST"], name="grafana-search"),
+        Route(f"{PREFIX}/metrics", metrics, methods=["POST"], name="grafana-metrics"),
+        Route(f"{PREFIX}/query", query, methods=["POST"], name="grafana-query"),
+        Route(f"{PREFIX}/annotations", annotations, methods=["POST"], name="grafana-annotations"),
+    ]
+
+
+async def _no_annotations() -> list[Any]:
+    return []  # bitstat keeps no annotations; the plugins ask all the same

@@ -1,0 +1,190 @@
+"""The Grafana data source (/grafana/: the simple JSON / JSON API plugins' protocol) on a real
+server: every answer is the Python API's answer, in Grafana's shapes."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import bitstat
+from bitstat.periods import parse_label
+from bitstat.web import ServerConfig, create_app
+from webserver import SHOP, shop_events
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+AMS = ZoneInfo("Europe/Amsterdam")
+# November 2025 in Amsterdam, as Grafana sends a range: UTC instants
+NOV = {"from": "2025-10-31T23:00:00.000Z", "to": "2025-11-30T22:59:59.999Z"}
+NOV_LOCAL = ("2025-11-01", "2025-11-30")
+DAY_MS = 86_400_000
+
+
+@pytest.fixture(scope="module")
+def shop(embedded_url: str) -> Iterator[bitstat.Stats]:
+    st = bitstat.connect(embedded_url, namespace=f"gf-{uuid.uuid4().hex[:8]}", schema=SHOP)
+    assert not st.track_many(shop_events()).rejected
+    yield st
+    st.drop()
+    st.close()
+
+
+@pytest.fixture(scope="module")
+def client(embedded_url: str, shop: bitstat.Stats) -> Iterator[TestClient]:
+    config = ServerConfig(url=embedded_url, namespace=shop.namespace, read_token="r-secret")
+    with TestClient(create_app(config), headers={"Authorization": "Bearer r-secret"}) as c:
+        yield c
+
+
+def ms(label_start: datetime) -> int:
+    return int(label_start.replace(tzinfo=AMS).timestamp() * 1000)
+
+
+def query(client: TestClient, *targets: dict[str, Any], interval: int = DAY_MS) -> Any:
+    body = {"range": NOV, "intervalMs": interval, "targets": list(targets)}
+    answer = client.post("/grafana/query", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_save_and_test(client: TestClient, shop: bitstat.Stats) -> None:
+    answer = client.get("/grafana/")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "namespace": shop.namespace}
+
+
+def test_search_lists_what_the_schema_records(client: TestClient) -> None:
+    found = client.post("/grafana/search", json={"target": ""}).json()
+    for target in (
+        "unique:visit",
+        "total:purchase",
+        "counts:visit:country~platform",
+        "sums:purchase:amount",
+        "top:purchase:item",
+        "lifecycle:signup",
+    ):
+        assert target in found
+    narrowed = client.post("/grafana/search", json={"target": "purchase"}).json()
+    assert narrowed and all("purchase" in t for t in narrowed)
+    labelled = client.post("/grafana/metrics", json={}).json()
+    assert {"label": "unique:visit", "value": "unique:visit"} in labelled
+
+
+def test_unique_per_day_is_a_time_series(client: TestClient, shop: bitstat.Stats) -> None:
+    (series,) = query(client, {"target": "unique:visit", "refId": "A", "type": "timeserie"})
+    expected = shop.series("visit", *NOV_LOCAL, by="day")
+    assert series["target"] == "unique:visit"
+    assert series["datapoints"] == [[v, ms(datetime.fromisoformat(lb))] for lb, v in expected]
+    assert series["datapoints"][0][1] == 1_761_951_600_000  # 2025-11-01 00:00 in Amsterdam
+
+
+def test_the_bucket_follows_grafanas_interval(client: TestClient, shop: bitstat.Stats) -> None:
+    (weekly,) = query(client, {"target": "total:visit"}, interval=7 * DAY_MS)
+    expected = shop.series("visit", *NOV_LOCAL, by="week", metric="total")
+    assert [v for v, _ in weekly["datapoints"]] == [v for _, v in expected]
+    (monthly,) = query(client, {"target": "total:visit", "payload": {"by": "month"}})
+    assert monthly["datapoints"] == [[shop.total("visit", *NOV_LOCAL), ms(datetime(2025, 11, 1))]]
+
+
+def test_a_segment_filters_the_series(client: TestClient, shop: bitstat.Stats) -> None:
+    target = {"target": "unique:visit", "payload": {"where": {"country": "NL"}}}
+    (series,) = query(client, target)
+    expected = shop.series("visit", *NOV_LOCAL, by="day", country="NL")
+    assert [v for v, _ in series["datapoints"]] == [v for _, v in expected]
+
+
+def test_counts_top_and_sums_are_tables(client: TestClient, shop: bitstat.Stats) -> None:
+    counts, top, total, by = query(
+        client,
+        {"target": "counts:visit:country~platform", "type": "table"},
+        {"target": "top:purchase:item", "payload": {"limit": 3}},
+        {"target": "sums:purchase:amount"},
+        {"target": "sums:purchase:amount", "data": {"by": "country"}},
+    )
+    assert counts["type"] == "table"
+    assert counts["columns"] == [
+        {"text": "country", "type": "string"},
+        {"text": "platform", "type": "string"},
+        {"text": "count", "type": "number"},
+    ]
+    expected = shop.counts("visit", "country~platform", *NOV_LOCAL)
+    assert {(c, p): n for c, p, n in counts["rows"]} == expected
+    assert [(v, n) for _, v, n in top["rows"]] == shop.top("purchase", "item", *NOV_LOCAL, 3)
+    assert total["rows"] == [[pytest.approx(shop.sums("purchase", "amount", *NOV_LOCAL))]]
+    expected_by = shop.sums("purchase", "amount", *NOV_LOCAL, by="country")
+    assert dict(map(tuple, by["rows"])) == pytest.approx(expected_by)
+
+
+def test_funnel_retention_stickiness(client: TestClient, shop: bitstat.Stats) -> None:
+    funnel, retention, sticky = query(
+        client,
+        {"target": "funnel:visit,signup,purchase", "payload": {"within": "10d"}},
+        {"target": "retention:signup:purchase", "payload": {"periods": 4}},
+        {"target": "stickiness:visit"},
+    )
+    steps = shop.funnel(["visit", "signup", "purchase"], *NOV_LOCAL, within="10d")
+    assert [row[:2] for row in funnel["rows"]] == [list(s) for s in steps]
+    table = shop.retention("signup", "purchase", NOV["from"], 4)
+    assert retention["rows"] == [[r.cohort, r.size, *r.counts] for r in table.rows]
+    assert [c["text"] for c in retention["columns"]] == ["cohort", "size", "0", "1", "2", "3"]
+    assert dict(map(tuple, sticky["rows"])) == shop.stickiness("visit", *NOV_LOCAL)
+
+
+def test_lifecycle_as_four_series_or_a_table(client: TestClient, shop: bitstat.Stats) -> None:
+    payload = {"period": "week"}
+    series = query(client, {"target": "lifecycle:visit", "payload": payload})
+    life = shop.lifecycle("visit", "2025-10-27", 5, "week")
+    assert [s["target"] for s in series] == [
+        f"lifecycle:visit {c}" for c in ("new", "returning", "resurrecting", "dormant")
+    ]
+    starts = [ms(parse_label(p.period).start) for p in life]
+    assert series[0]["datapoints"] == [[p.new, t] for p, t in zip(life, starts, strict=True)]
+    assert [v for v, _ in series[3]["datapoints"]] == [p.dormant for p in life]
+    (table,) = query(client, {"target": "lifecycle:visit", "type": "table", "payload": payload})
+    assert [row[0] for row in table["rows"]] == [p.period for p in life]
+    assert table["columns"][1] == {"text": "start", "type": "time"}
+    assert table["rows"][0][1] == ms(datetime(2025, 10, 27))
+
+
+def test_errors_say_what_is_wrong(client: TestClient, embedded_url: str) -> None:
+    bad = client.post("/grafana/query", json={"range": NOV, "targets": [{"target": "nope:x"}]})
+    assert bad.status_code == 400 and "unknown target kind" in bad.json()["message"]
+    unknown = client.post(
+        "/grafana/query", json={"range": NOV, "targets": [{"target": "unique:never"}]}
+    )
+    assert unknown.status_code == 404 and "never" in unknown.json()["message"]
+    assert client.post("/grafana/query", json={"targets": []}).status_code == 400
+    assert client.post("/grafana/query", content=b"{no").status_code == 400
+    anonymous = client.post("/grafana/search", json={}, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert client.get("/grafana/", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_the_namespace_from_a_header(client: TestClient, embedded_url: str) -> None:
+    other = bitstat.connect(embedded_url, namespace=f"gf2-{uuid.uuid4().hex[:8]}")
+    try:
+        other.track("ping", user=1, time="2025-11-03T10:00:00")
+        headers = {"X-Bitstat-Namespace": other.namespace}
+        assert client.post("/grafana/search", json={}, headers=headers).json() == [
+            "unique:ping",
+            "total:ping",
+            "stickiness:ping",
+            "lifecycle:ping",
+        ]
+        body = {"range": NOV, "targets": [{"target": "total:ping", "payload": {"by": "month"}}]}
+        answer = client.post("/grafana/query", json=body, headers=headers).json()
+        # a UTC namespace: the range reaches back into October 31st
+        assert answer[0]["datapoints"] == [[0, 1_759_276_800_000], [1, 1_761_955_200_000]]
+    finally:
+        other.drop()
+        other.close()
