@@ -129,8 +129,10 @@ def test_a_large_post_cut_off_half_way_is_recorded_once_when_sent_again(
     async def lost_on_the_second_batch(self: AsyncStore, plan: Any, batch_ttl: int) -> int:
         nonlocal calls
         calls += 1
-        if calls == 2:
-            raise ConnectionError("recording a batch: cannot reach the server: gone")
+        if calls == 2:  # gone for good: not a failure bitstat's own retries would mend
+            lost = ConnectionError("recording a batch: cannot reach the server: gone")
+            lost.transient = False
+            raise lost
         return await apply(self, plan, batch_ttl)
 
     monkeypatch.setattr(AsyncStore, "apply", lost_on_the_second_batch)
