@@ -50,6 +50,7 @@ from .store import (
     timeouts,
     top_args,
     unlinks,
+    values_call,
     wrapped_errors,
 )
 from .sums import Target
@@ -220,9 +221,12 @@ class AsyncStore:
                 ]
             )
 
-    async def map_values(self, map_key: str, next_key: str, values: Sequence[str]) -> list[int]:
+    async def map_values(
+        self, next_key: str, old_key: str, buckets: Sequence[str], values: Sequence[str]
+    ) -> list[int]:
+        keys, args = values_call(next_key, old_key, buckets, values)
         with wrapped_errors("numbering distinct values"):
-            found = await _script(self.values_script, self.client, [map_key, next_key], values)
+            found = await _script(self.values_script, self.client, keys, args)
         return [int(x) for x in found]
 
     async def evaluate_checked(

@@ -14,7 +14,9 @@ Layout for namespace `ns` (escaped as N, event E, property P, value V, label L):
     {N:e:E}:c:L:P              hash: V -> count
     {N:e:E}:s:L:P:B            hash: s:V -> sum of P, k:V -> events, per value V of B
     {N:e:E}:t:L:P              zset: V -> count (top values)
-    {N:e:E}:v:P / :vn:P        distinct-value ids of P (hash V -> id, next id)
+    {N:e:E}:v:P:<b> / :vn:P    distinct-value ids of P (hash V -> id, in buckets by hash of V;
+                               next id); {N:e:E}:v:P, one hash of all, is the layout before
+                               buckets, read (and emptied into the buckets) as its values recur
     {N:e:E}:u:L:P              bitmap of value ids of P seen in L
     {N:e:E}:h:L:P              HyperLogLog of the values of an `approx` property P in L
     {N:ids}:next, :f:<b>, :r:<b>   the id map (forward buckets by hash, reverse by offset)
@@ -34,6 +36,9 @@ SHARD_SIZE = 1 << SHARD_BITS
 SHARD_MASK = SHARD_SIZE - 1
 FORWARD_BUCKETS = 1 << 16  # id -> offset hashes: small enough to stay compact (listpack).
 REVERSE_BUCKET_BITS = 7  # offset -> id hashes of 128 entries each.
+# value -> id hashes per event and property: a few dozen values each up to ~300k values, so they
+# stay listpacks (~20 bytes a value, against ~55 in one big hash table)
+VALUE_BUCKETS = 1 << 12
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _ESCAPES = {b: f"%{b:02X}" for b in range(256)}
@@ -157,7 +162,13 @@ class Keys:
         return f"{self.event_tag(event)}:t:{label}:{prop_part(prop)}"
 
     def value_ids(self, event: str, prop: str) -> str:
+        """The one hash of every value's id, as namespaces kept them before buckets."""
         return f"{self.event_tag(event)}:v:{prop_part(prop)}"
+
+    def value_bucket(self, event: str, prop: str, value: str) -> str:
+        """The hash that holds `value`'s id (value as `member_text` gives it)."""
+        bucket = zlib.crc32(value.encode("utf-8", "surrogatepass")) % VALUE_BUCKETS
+        return f"{self.event_tag(event)}:v:{prop_part(prop)}:{bucket}"
 
     def value_next(self, event: str, prop: str) -> str:
         return f"{self.event_tag(event)}:vn:{prop_part(prop)}"

@@ -201,6 +201,20 @@ def server_summary(info: dict[str, Any], cluster: bool) -> dict[str, Any]:
     }
 
 
+def _with_buckets(
+    keys: list[str], args: list[Any], buckets: Sequence[str], items: Sequence[str]
+) -> tuple[list[str], list[Any]]:
+    """Append (item, index in KEYS of its bucket) pairs, each bucket named once in KEYS."""
+    index: dict[str, int] = {}
+    for key, item in zip(buckets, items, strict=True):
+        idx = index.get(key)
+        if idx is None:
+            keys.append(key)
+            idx = index[key] = len(keys)
+        args += [item, idx]
+    return keys, args
+
+
 def ids_call(
     next_key: str,
     reverse_prefix: str,
@@ -208,17 +222,15 @@ def ids_call(
     forward: Sequence[str],
     ids: Sequence[str],
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ids.lua: each forward bucket named once in KEYS."""
-    keys: list[str] = [next_key]
-    index: dict[str, int] = {}
-    args: list[Any] = [reverse_bits, reverse_prefix]
-    for key, ident in zip(forward, ids, strict=True):
-        idx = index.get(key)
-        if idx is None:
-            keys.append(key)
-            idx = index[key] = len(keys)
-        args += [ident, idx]
-    return keys, args
+    """KEYS and ARGV of ids.lua."""
+    return _with_buckets([next_key], [reverse_bits, reverse_prefix], forward, ids)
+
+
+def values_call(
+    next_key: str, old_key: str, buckets: Sequence[str], values: Sequence[str]
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of values.lua."""
+    return _with_buckets([next_key, old_key], [], buckets, values)
 
 
 UNLINK_BATCH = 500  # keys found by SCAN deleted per UNLINK
@@ -417,9 +429,12 @@ class Store:
         with wrapped_errors("mapping actor ids"):
             return [int(x) for x in self.ids_script(self.client, keys, args)]
 
-    def map_values(self, map_key: str, next_key: str, values: Sequence[str]) -> list[int]:
+    def map_values(
+        self, next_key: str, old_key: str, buckets: Sequence[str], values: Sequence[str]
+    ) -> list[int]:
+        keys, args = values_call(next_key, old_key, buckets, values)
         with wrapped_errors("numbering distinct values"):
-            found = self.values_script(self.client, [map_key, next_key], values)
+            found = self.values_script(self.client, keys, args)
         return [int(x) for x in found]
 
     # reads

@@ -130,15 +130,18 @@ class Builder:
         self,
         tag: str,
         targets: list[tuple[str, str, str]],
-        map_key: str,
         next_key: str,
-        members: list[str],
+        old_key: str,
+        members: list[tuple[str, str]],
     ) -> None:
-        """Number values on the server (get or create their ids) and set their bits in several
-        bitmaps (a bucket's day, week, ...)."""
+        """Number values on the server (get or create their ids: (value, its bucket) pairs,
+        `old_key` the hash before buckets) and add them to several sets (a bucket's day, week,
+        ...)."""
         g = self.group(tag)
         g.args += ["V", len(targets), *(g.key(key) for key, _, _ in targets)]
-        g.args += [g.key(map_key), g.key(next_key), len(members), *members]
+        g.args += [g.key(next_key), g.key(old_key), len(members)]
+        for value, bucket in members:
+            g.args += [value, g.key(bucket)]
         for key, period, label in targets:
             self.expire(g, key, period, label)
 

@@ -25,9 +25,11 @@
 --                                   when the batch id is seen again
 --   C bound                         the values summed by F and Z ops add up to at most `bound`
 --                                   in magnitude, in any order (0: the caller checked the order)
---   V m k*m kmap knext n value*n    number each value (get or create its id in hash KEYS[kmap],
---                                   next id in KEYS[knext], as values.lua) and set its bit in m
---                                   bitmaps: distinct values the client has not numbered yet
+--   V m k*m knext kold n (value kbucket)*n
+--                                   number each value (get or create its id in its bucket hash
+--                                   KEYS[kbucket], next id in KEYS[knext], the hash before
+--                                   buckets KEYS[kold]: as values.lua) and add it to m sets:
+--                                   distinct values the client has not numbered yet
 -- Actor and value sets (the targets of P/O, B and V) are containers: a small, sparse set is a
 -- Redis set of its offsets (an intset: 2-8 bytes a member) and becomes a bitmap (one bit per
 -- offset up to its highest) once it is no longer small or no longer sparse; a set is never
@@ -106,9 +108,13 @@ while i <= n_argv do
     for t = i + 2, i + 1 + m do
       expect(ARGV[t], 'bits')
     end
-    expect(ARGV[i + 2 + m], 'hash')
-    expect(ARGV[i + 3 + m], 'string')
-    i = i + 5 + m + tonumber(ARGV[i + 4 + m])
+    expect(ARGV[i + 2 + m], 'string')
+    expect(ARGV[i + 3 + m], 'hash')
+    local n = tonumber(ARGV[i + 4 + m])
+    for j = i + 6 + m, i + 4 + m + 2 * n, 2 do
+      expect(ARGV[j], 'hash')
+    end
+    i = i + 5 + m + 2 * n
   else
     return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
   end
@@ -387,14 +393,23 @@ while i <= n_argv do
     i = i + 3
   elseif op == 'V' then
     local m = tonumber(ARGV[i + 1])
-    local map, counter = KEYS[tonumber(ARGV[i + 2 + m])], KEYS[tonumber(ARGV[i + 3 + m])]
+    local counter, old = KEYS[tonumber(ARGV[i + 2 + m])], KEYS[tonumber(ARGV[i + 3 + m])]
     local n = tonumber(ARGV[i + 4 + m])
+    local legacy = redis.call('EXISTS', old) == 1
     local ids, high = {}, 0
-    for j = i + 5 + m, i + 4 + m + n do
-      local id = redis.call('HGET', map, ARGV[j])
+    for j = i + 5 + m, i + 4 + m + 2 * n, 2 do
+      local value, bucket = ARGV[j], KEYS[tonumber(ARGV[j + 1])]
+      local id = redis.call('HGET', bucket, value)
+      if not id and legacy then
+        id = redis.call('HGET', old, value)
+        if id then
+          redis.call('HSET', bucket, value, id)
+          redis.call('HDEL', old, value)
+        end
+      end
       if not id then
         id = redis.call('INCR', counter) - 1
-        redis.call('HSET', map, ARGV[j], id)
+        redis.call('HSET', bucket, value, id)
       end
       ids[#ids + 1] = id
       high = math.max(high, tonumber(id))
@@ -404,7 +419,7 @@ while i <= n_argv do
       ks[#ks + 1] = tonumber(ARGV[t])
     end
     add_offsets(ks, ids, 1, #ids, high, false)
-    i = i + 5 + m + n
+    i = i + 5 + m + 2 * n
   elseif op == 'C' or op == 'R' then
     i = i + 2
   else

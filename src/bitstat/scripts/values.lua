@@ -1,37 +1,40 @@
 -- values.lua: ids of the distinct values of one property of one event (get or create).
--- KEYS[1]   hash: value -> id
--- KEYS[2]   counter: the next id
--- ARGV      the values, distinct
+-- KEYS[1]   counter: the next id
+-- KEYS[2]   the one hash of value -> id that namespaces kept before buckets (read if present)
+-- KEYS[3..] buckets: hashes of value -> id, a value's bucket chosen by the client (keys.py)
+-- ARGV      pairs: a value, the index in KEYS of its bucket; values distinct
 -- Returns their ids, in order. Ids are dense and never reused, so a value has the same id in
--- every bucket and distinct counts over a range are one OR of the buckets' bitmaps.
--- A few calls per batch, not per value: HMGET the known, one INCRBY for the new, HSET them.
-local CHUNK = 4000  -- arguments per call, under Lua's 8000-slot stack
-local out, new = {}, {}
-for j = 1, #ARGV, CHUNK do
-  local last = math.min(j + CHUNK - 1, #ARGV)
-  local found = redis.call('HMGET', KEYS[1], unpack(ARGV, j, last))
-  for k = 1, #found do
-    if found[k] then
-      out[j + k - 1] = tonumber(found[k])
+-- every bucket and distinct counts over a range are one OR of the buckets' bitmaps. A value
+-- found in the old hash moves to its bucket (same id). One INCRBY for all the new values.
+-- (Ids are handed out in order within the call, so no id is skipped.)
+local legacy = redis.call('EXISTS', KEYS[2]) == 1
+local first = tonumber(redis.call('GET', KEYS[1]) or '0')
+local next_id = first
+local out = {}
+for j = 1, #ARGV, 2 do
+  local value, bucket = ARGV[j], KEYS[tonumber(ARGV[j + 1])]
+  local id
+  if legacy then
+    id = redis.call('HGET', bucket, value)
+    if not id then
+      id = redis.call('HGET', KEYS[2], value)
+      if id then
+        redis.call('HSET', bucket, value, id)
+        redis.call('HDEL', KEYS[2], value)
+      end
+    end
+  end
+  if not id then
+    -- most values asked for are new (the client remembers the others): one call for those
+    if redis.call('HSETNX', bucket, value, next_id) == 1 then
+      id, next_id = next_id, next_id + 1
     else
-      new[#new + 1] = j + k - 1
+      id = redis.call('HGET', bucket, value)
     end
   end
+  out[#out + 1] = tonumber(id)
 end
-if #new > 0 then
-  local first = redis.call('INCRBY', KEYS[2], #new) - #new
-  local pairs_ = {}
-  for k, at in ipairs(new) do
-    out[at] = first + k - 1
-    pairs_[#pairs_ + 1] = ARGV[at]
-    pairs_[#pairs_ + 1] = out[at]
-    if #pairs_ >= CHUNK then
-      redis.call('HSET', KEYS[1], unpack(pairs_))
-      pairs_ = {}
-    end
-  end
-  if #pairs_ > 0 then
-    redis.call('HSET', KEYS[1], unpack(pairs_))
-  end
+if next_id > first then
+  redis.call('INCRBY', KEYS[1], next_id - first)
 end
 return out
