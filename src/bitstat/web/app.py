@@ -33,7 +33,7 @@ from ..calls import Call, step
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..record import TrackResult
 from ..store import Script, resolve_url, wrapped_errors
-from . import dashboard, grafana, metrics, openapi, posthog, segment
+from . import dashboard, grafana, identity, metrics, openapi, posthog, segment
 from .config import ServerConfig, write_keys_from_env
 from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
@@ -538,6 +538,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/v1/track", track, methods=["POST"], name="track"),
         *segment_routes,
         *posthog.routes(state, keys),
+        *identity.routes(state.stats, state.write_token, _check_token, _guarded),
         *(_read_route(state, e) for e in endpoints),
         _span_route(state),
         _namespaces_route(state),

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from ..errors import BitstatError, ConnectionError, ServerError
 from ..schema import Schema
-from . import ingest
+from . import identity, ingest
 from .ingest import IngestError, Invalid, Rejection
 
 LEGACY_PATHS = ("/batch/", "/capture/", "/e/", "/i/v0/e/")
@@ -225,6 +225,9 @@ async def handle(
             outcome = await ingest.record_once(
                 host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
             )
+            refused = [r.index for r in outcome.rejected]
+            found = identity.links(events, identity.posthog_link, refused)
+            await identity.apply_links(stats, found)
             host.metrics.recorded(outcome.recorded, len(outcome.rejected))
             if outcome.recorded:
                 await host.namespaces.note(namespace)

@@ -15,6 +15,7 @@ import binascii
 import json
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -23,7 +24,7 @@ from starlette.routing import Route
 
 from ..errors import BitstatError, ConnectionError, ServerError
 from ..schema import Schema
-from . import ingest
+from . import identity, ingest
 from .ingest import IngestError, Invalid, Rejection
 
 MAX_MESSAGE = 32 * 1024  # bytes of one message, as JSON
@@ -215,6 +216,9 @@ async def handle(
             if kind is not None and outcome.rejected:
                 bad = outcome.rejected[0]
                 raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
+            refused = [r.index for r in outcome.rejected]
+            link = partial(identity.segment_link, route=kind)
+            await identity.apply_links(stats, identity.links(batch, link, refused))
             if outcome.recorded:
                 await host.namespaces.note(namespace)
         except (ConnectionError, ServerError) as exc:
