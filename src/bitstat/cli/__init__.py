@@ -6,10 +6,10 @@ A new command takes `Settings` with `@click.pass_obj`, calls the library, prints
 errors become one-line messages through `BitstatGroup`.
 """
 
-from . import admin, analysis, identity, ingest, query, web
+from . import admin, analysis, consume, identity, ingest, query, web
 from .main import Settings, main
 
-for _module in (query, analysis, ingest, admin, identity, web):
+for _module in (query, analysis, ingest, consume, admin, identity, web):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
