@@ -522,3 +522,18 @@ def test_install_resolves_import_bitmapist(monkeypatch: pytest.MonkeyPatch) -> N
     from bitmapist.cohort import get_dates_data
 
     assert bitmapist is dropin and get_dates_data is dropin_cohort.get_dates_data
+
+
+@pytest.mark.parametrize(
+    "helper", ["_day_events_fn", "_weeks_events_fn", "_month_events_fn", "_year_events_fn"]
+)
+def test_the_per_period_helpers_match_bitmapists(helper: str, ev: str, client: redis.Redis) -> None:
+    """bitmapist 3.119's cohort helpers (its newest release imports `_weeks_events_fn`): the
+    same key, the same members, for ISO-week edges and a custom handler."""
+    for lib in LIBS.values():
+        write(lib, f"{ev}-h")
+    for when in [t.date() for t in EDGES[:9]]:
+        mine = getattr(dropin_cohort, helper)(f"{ev}-h", when, SYSTEM)
+        theirs = getattr(real_cohort, helper)(f"{ev}-h", when, SYSTEM)
+        assert mine.redis_key == theirs.redis_key
+        assert len(mine) == len(theirs) and list(mine.get_uuids()) == list(theirs.get_uuids())

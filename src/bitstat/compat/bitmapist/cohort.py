@@ -60,6 +60,23 @@ def _events(time_group: str, key: str, when: date, system: Any) -> Any:
     return _dispatch(key, YearEvents, (when.year, system))
 
 
+# bitmapist's per-period helpers (3.119 names them so; its code and tests import them)
+def _day_events_fn(key: str, date: date, system: Any) -> Any:
+    return _events("days", key, date, system)
+
+
+def _weeks_events_fn(key: str, date: date, system: Any) -> Any:
+    return _events("weeks", key, date, system)
+
+
+def _month_events_fn(key: str, date: date, system: Any) -> Any:
+    return _events("months", key, date, system)
+
+
+def _year_events_fn(key: str, date: date, system: Any) -> Any:
+    return _events("years", key, date, system)
+
+
 def _shift(dt: datetime, time_group: str, n: int) -> datetime:
     """`dt` moved by n periods; months and years keep the day, clamped to the month's end."""
     if time_group == "days":
