@@ -222,7 +222,7 @@ class AsyncStore:
             )
 
     async def map_values(
-        self, next_key: str, old_key: str, buckets: Sequence[str], values: Sequence[str]
+        self, next_key: str, old_key: str, buckets: str, values: Sequence[str]
     ) -> list[int]:
         keys, args = values_call(next_key, old_key, buckets, values)
         with wrapped_errors("numbering distinct values"):

@@ -36,9 +36,9 @@ SHARD_SIZE = 1 << SHARD_BITS
 SHARD_MASK = SHARD_SIZE - 1
 FORWARD_BUCKETS = 1 << 16  # id -> offset hashes: small enough to stay compact (listpack).
 REVERSE_BUCKET_BITS = 7  # offset -> id hashes of 128 entries each.
-# value -> id hashes per event and property: a few dozen values each up to ~300k values, so they
-# stay listpacks (~20 bytes a value, against ~55 in one big hash table)
-VALUE_BUCKETS = 1 << 12
+# value -> id hashes per event and property: up to 128 values each (Redis keeps a hash that small
+# as a listpack, ~20 bytes a value against ~55 in a hash table) up to 262,144 values
+VALUE_BUCKETS = 1 << 11
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _ESCAPES = {b: f"%{b:02X}" for b in range(256)}
@@ -165,10 +165,13 @@ class Keys:
         """The one hash of every value's id, as namespaces kept them before buckets."""
         return f"{self.event_tag(event)}:v:{prop_part(prop)}"
 
+    def value_buckets(self, event: str, prop: str) -> str:
+        """The name of the hashes of value ids but their numbers (the scripts append them)."""
+        return f"{self.event_tag(event)}:v:{prop_part(prop)}:"
+
     def value_bucket(self, event: str, prop: str, value: str) -> str:
         """The hash that holds `value`'s id (value as `member_text` gives it)."""
-        bucket = zlib.crc32(value.encode("utf-8", "surrogatepass")) % VALUE_BUCKETS
-        return f"{self.event_tag(event)}:v:{prop_part(prop)}:{bucket}"
+        return f"{self.value_buckets(event, prop)}{value_bucket_of(value)}"
 
     def value_next(self, event: str, prop: str) -> str:
         return f"{self.event_tag(event)}:vn:{prop_part(prop)}"
@@ -191,6 +194,11 @@ class Keys:
 def register(tag: str, token: str, index: int) -> str:
     """A register of a sets.lua program: a temp key of the program's slot."""
     return f"{tag}:tmp:{token}:{index}"
+
+
+def value_bucket_of(value: str) -> int:
+    """The number of the hash that holds a value's id (of `Keys.value_buckets`)."""
+    return zlib.crc32(value.encode("utf-8", "surrogatepass")) & (VALUE_BUCKETS - 1)
 
 
 def is_temp(key: str) -> bool:

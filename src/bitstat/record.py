@@ -422,10 +422,14 @@ class Recording:
                     if len(cache) > ID_CACHE_LIMIT:
                         cache.clear()
                     k = self.keys
-                    buckets = [k.value_bucket(event, prop, m) for m in missing]
                     found = yield Call(
                         "map_values",
-                        (k.value_next(event, prop), k.value_ids(event, prop), buckets, missing),
+                        (
+                            k.value_next(event, prop),
+                            k.value_ids(event, prop),
+                            k.value_buckets(event, prop),
+                            missing,
+                        ),
                     )
                     cache.update(zip(missing, found, strict=True))
                 ids[rows] = [cache[m] for m in members]

@@ -18,7 +18,7 @@ import redis.exceptions as rex
 from redis.cluster import RedisCluster
 
 from .errors import ConnectionError, ServerError
-from .keys import register, tag_of
+from .keys import register, tag_of, value_bucket_of
 from .query import SCRATCH_TTL_MS, Program
 from .sums import Target
 from .writes import Group
@@ -227,10 +227,13 @@ def ids_call(
 
 
 def values_call(
-    next_key: str, old_key: str, buckets: Sequence[str], values: Sequence[str]
+    next_key: str, old_key: str, buckets: str, values: Sequence[str]
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of values.lua."""
-    return _with_buckets([next_key, old_key], [], buckets, values)
+    args: list[Any] = [buckets]
+    for value in values:
+        args += [value, value_bucket_of(value)]
+    return [next_key, old_key], args
 
 
 UNLINK_BATCH = 500  # keys found by SCAN deleted per UNLINK
@@ -430,7 +433,7 @@ class Store:
             return [int(x) for x in self.ids_script(self.client, keys, args)]
 
     def map_values(
-        self, next_key: str, old_key: str, buckets: Sequence[str], values: Sequence[str]
+        self, next_key: str, old_key: str, buckets: str, values: Sequence[str]
     ) -> list[int]:
         keys, args = values_call(next_key, old_key, buckets, values)
         with wrapped_errors("numbering distinct values"):

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .keys import Keys
+from .keys import Keys, value_bucket_of
 from .periods import expire_at
 from .schema import Schema
 
@@ -132,16 +132,17 @@ class Builder:
         targets: list[tuple[str, str, str]],
         next_key: str,
         old_key: str,
-        members: list[tuple[str, str]],
+        buckets: str,
+        members: list[str],
     ) -> None:
-        """Number values on the server (get or create their ids: (value, its bucket) pairs,
-        `old_key` the hash before buckets) and add them to several sets (a bucket's day, week,
-        ...)."""
+        """Number values on the server (get or create their ids in the hashes named `buckets`
+        and a number, `old_key` the hash before buckets) and add them to several sets (a
+        bucket's day, week, ...)."""
         g = self.group(tag)
         g.args += ["V", len(targets), *(g.key(key) for key, _, _ in targets)]
-        g.args += [g.key(next_key), g.key(old_key), len(members)]
-        for value, bucket in members:
-            g.args += [value, g.key(bucket)]
+        g.args += [g.key(next_key), g.key(old_key), buckets, len(members)]
+        for value in members:
+            g.args += [value, value_bucket_of(value)]
         for key, period, label in targets:
             self.expire(g, key, period, label)
 

@@ -25,9 +25,9 @@
 --                                   when the batch id is seen again
 --   C bound                         the values summed by F and Z ops add up to at most `bound`
 --                                   in magnitude, in any order (0: the caller checked the order)
---   V m k*m knext kold n (value kbucket)*n
+--   V m k*m knext kold prefix n (value bucket)*n
 --                                   number each value (get or create its id in its bucket hash
---                                   KEYS[kbucket], next id in KEYS[knext], the hash before
+--                                   prefix..bucket, next id in KEYS[knext], the hash before
 --                                   buckets KEYS[kold]: as values.lua) and add it to m sets:
 --                                   distinct values the client has not numbered yet
 -- Actor and value sets (the targets of P/O, B and V) are containers: a small, sparse set is a
@@ -110,11 +110,7 @@ while i <= n_argv do
     end
     expect(ARGV[i + 2 + m], 'string')
     expect(ARGV[i + 3 + m], 'hash')
-    local n = tonumber(ARGV[i + 4 + m])
-    for j = i + 6 + m, i + 4 + m + 2 * n, 2 do
-      expect(ARGV[j], 'hash')
-    end
-    i = i + 5 + m + 2 * n
+    i = i + 6 + m + 2 * tonumber(ARGV[i + 5 + m])
   else
     return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
   end
@@ -394,11 +390,11 @@ while i <= n_argv do
   elseif op == 'V' then
     local m = tonumber(ARGV[i + 1])
     local counter, old = KEYS[tonumber(ARGV[i + 2 + m])], KEYS[tonumber(ARGV[i + 3 + m])]
-    local n = tonumber(ARGV[i + 4 + m])
+    local prefix, n = ARGV[i + 4 + m], tonumber(ARGV[i + 5 + m])
     local legacy = redis.call('EXISTS', old) == 1
     local ids, high = {}, 0
-    for j = i + 5 + m, i + 4 + m + 2 * n, 2 do
-      local value, bucket = ARGV[j], KEYS[tonumber(ARGV[j + 1])]
+    for j = i + 6 + m, i + 5 + m + 2 * n, 2 do
+      local value, bucket = ARGV[j], prefix .. ARGV[j + 1]
       local id = redis.call('HGET', bucket, value)
       if not id and legacy then
         id = redis.call('HGET', old, value)
@@ -419,7 +415,7 @@ while i <= n_argv do
       ks[#ks + 1] = tonumber(ARGV[t])
     end
     add_offsets(ks, ids, 1, #ids, high, false)
-    i = i + 5 + m + 2 * n
+    i = i + 6 + m + 2 * n
   elseif op == 'C' or op == 'R' then
     i = i + 2
   else

@@ -1,8 +1,9 @@
 -- values.lua: ids of the distinct values of one property of one event (get or create).
 -- KEYS[1]   counter: the next id
 -- KEYS[2]   the one hash of value -> id that namespaces kept before buckets (read if present)
--- KEYS[3..] buckets: hashes of value -> id, a value's bucket chosen by the client (keys.py)
--- ARGV      pairs: a value, the index in KEYS of its bucket; values distinct
+-- ARGV[1]   the name of the buckets (hashes of value -> id) but their numbers: the client
+--           picks a value's bucket (keys.py), the name is made here (same hash tag)
+-- ARGV[2..] pairs: a value, the number of its bucket; values distinct
 -- Returns their ids, in order. Ids are dense and never reused, so a value has the same id in
 -- every bucket and distinct counts over a range are one OR of the buckets' bitmaps. A value
 -- found in the old hash moves to its bucket (same id). One INCRBY for all the new values.
@@ -11,8 +12,9 @@ local legacy = redis.call('EXISTS', KEYS[2]) == 1
 local first = tonumber(redis.call('GET', KEYS[1]) or '0')
 local next_id = first
 local out = {}
-for j = 1, #ARGV, 2 do
-  local value, bucket = ARGV[j], KEYS[tonumber(ARGV[j + 1])]
+local prefix = ARGV[1]
+for j = 2, #ARGV, 2 do
+  local value, bucket = ARGV[j], prefix .. ARGV[j + 1]
   local id
   if legacy then
     id = redis.call('HGET', bucket, value)
