@@ -4,7 +4,9 @@ Names and values are percent-escaped (every byte outside `[A-Za-z0-9._-]`), so t
 text never holds `:`, `{`, `}`, `~`, `=` or `%` unescaped: separators stay unambiguous, no two
 names collide, and no user text can open or close a hash tag.
 
-Layout for namespace `ns` (escaped as N, event E, property P, value V, label L):
+Layout for namespace `ns` (escaped as N, event E, property P, value V, label L). A set of
+actors or of value ids (`:all`, `:a:`, `:u:`) is a bitmap, or while it is small and sparse a
+Redis set of the same offsets (scripts/apply.lua: "containers"):
 
     {N}:schema                 the schema as JSON          {N}:events   set of event names
     {N}:shards                 set of id shards in use     {N}:span:first / :last  day numbers
@@ -17,11 +19,12 @@ Layout for namespace `ns` (escaped as N, event E, property P, value V, label L):
     {N:e:E}:v:P:<b> / :vn:P    distinct-value ids of P (hash V -> id, in buckets by hash of V;
                                next id); {N:e:E}:v:P, one hash of all, is the layout before
                                buckets, read (and emptied into the buckets) as its values recur
-    {N:e:E}:u:L:P              bitmap of value ids of P seen in L
+    {N:e:E}:u:L:P              set of value ids of P seen in L
     {N:e:E}:h:L:P              HyperLogLog of the values of an `approx` property P in L
     {N:ids}:next, :f:<b>, :r:<b>   the id map (forward buckets by hash, reverse by offset)
     {tag}:batch:<id>           marks a batch as applied in that tag's slot
     {tag}:tmp:<token>[:<i>]    scratch keys and program registers (always with a TTL or deleted)
+    {tag}:tmp:set:<key>        a set kept as a Redis set, read as a bitmap (sets.lua; deleted)
     {N}:web:namespaces         the namespaces `bitstat serve` has met
 """
 
