@@ -249,16 +249,19 @@ local function add_offsets(ks, offs, first, last, high, given)
   local built = given
   for _, k in ipairs(ks) do
     local key = KEYS[k]
-    -- a set about to pass SET_MAX becomes a bitmap first: SADD would make it a hash table
-    if small and held[k] == 'set' and redis.call('SCARD', key) + n > SET_MAX then
-      promote(k)
+    local had = 0  -- members of the set before
+    if small and held[k] == 'set' then
+      had = redis.call('SCARD', key)
+      if had + n > SET_MAX then  -- SADD could make it a hash table: a bitmap first
+        promote(k)
+      end
     end
     if held[k] ~= 'string' and small then
       for j = first, last, CHUNK do
-        redis.call('SADD', key, unpack(offs, j, math.min(j + CHUNK - 1, last)))
+        had = had + redis.call('SADD', key, unpack(offs, j, math.min(j + CHUNK - 1, last)))
       end
       held[k] = 'set'
-      if not sparse(redis.call('SCARD', key), high) then
+      if not sparse(had, high) then
         promote(k)
       end
     else
