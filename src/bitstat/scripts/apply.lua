@@ -313,7 +313,7 @@ while i <= n_argv do
     i = i + 4 + m + n
   elseif op == 'Y' or op == 'Z' then
     -- the same increments go to m sorted sets (a bucket's day, week, month, year): one ZINCRBY
-    -- per member, or one ZADD into a set not there yet. (ZUNIONSTORE with a scratch set of the
+    -- per member, or (for more than a few) one ZADD into a set not there yet. (ZUNIONSTORE with a scratch set of the
     -- increments rewrites the whole set: measured here, it costs more than ZINCRBY per member
     -- even when every member of a 2,000-member set is incremented.)
     local m = tonumber(ARGV[i + 1])
@@ -322,7 +322,7 @@ while i <= n_argv do
     local fresh = nil
     for t = i + 2, i + 1 + m do
       local key = KEYS[tonumber(ARGV[t])]
-      if redis.call('EXISTS', key) == 0 then
+      if n >= 8 and redis.call('EXISTS', key) == 0 then
         if not fresh then
           fresh = {}
           for u = first, last, 2 do
