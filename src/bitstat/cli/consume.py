@@ -73,13 +73,14 @@ def consume(
     made of its first and last stream ids, then XACK it. A consumer killed between the two
     leaves its entries pending; started again (same --consumer), or another consumer after
     --min-idle, takes them again (XAUTOCLAIM) under the same batch ids: nothing counts twice.
-    An entry is one event: a JSON object in the field --field, or else its fields. Prints
-    what it did as JSON when it stops. See docs/streams.md.
+    An entry is one event: a JSON object in the field --field (as in `redis-cli XADD events
+    '*' data '{"event":"login","user":42}'`), or else its fields. Prints what it did as JSON
+    when it stops. See docs/streams.md.
 
     \b
     Example:
-        redis-cli XADD events '*' data '{"event":"login","user":42}'
-        bitstat --namespace shop consume events --group bitstat --consumer worker-1
+        bitstat consume events --group bitstat --consumer worker-1
+        bitstat --namespace shop consume events --stop-when-idle 5
     """
     name = consumer or socket.gethostname()
     with settings.connect() as st:
