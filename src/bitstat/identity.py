@@ -102,7 +102,7 @@ class Identity:
         return bool(self.ns.schema.ids == "map")
 
     def _prefixes(self) -> list[Any]:
-        return [f"{self.keys.ids_tag}:r:", f"{self.keys.ids_tag}:al:", REVERSE_BUCKET_BITS]
+        return [self.keys.id_reverse_prefix, self.keys.id_alias_prefix, REVERSE_BUCKET_BITS]
 
     def canonical(self, actor: Any, param: str) -> str:
         try:
@@ -125,7 +125,7 @@ class Identity:
         """Every id of an offset: the one it is named by, then its aliases."""
         mask = (1 << REVERSE_BUCKET_BITS) - 1
         name = yield Call("hget", (self.keys.id_reverse(offset), str(offset & mask)))
-        aliases = yield Call("smembers", (f"{self.keys.ids_tag}:al:{offset}",))
+        aliases = yield Call("smembers", (self.keys.id_aliases(offset),))
         out = [] if name is None else [name.decode("utf-8", "surrogatepass")]
         out += sorted(a.decode("utf-8", "surrogatepass") for a in aliases)
         return out
@@ -133,8 +133,7 @@ class Identity:
     # actor sets
     def actor_keys(self, shard: int) -> Op[list[str]]:
         """Every actor set of a shard: its all-actors key and the keys of SCAN's `:a:` pattern."""
-        tag = self.keys.shard_tag(shard)
-        found = yield Call("scan_keys", (f"{tag}:a:*",))
+        found = yield Call("scan_keys", (self.keys.actors_pattern(shard),))
         names = sorted({k.decode() if isinstance(k, bytes) else str(k) for k in found})
         return [self.keys.all_actors(shard), *names]
 

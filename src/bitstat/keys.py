@@ -4,28 +4,9 @@ Names and values are percent-escaped (every byte outside `[A-Za-z0-9._-]`), so t
 text never holds `:`, `{`, `}`, `~`, `=` or `%` unescaped: separators stay unambiguous, no two
 names collide, and no user text can open or close a hash tag.
 
-Layout for namespace `ns` (escaped as N, event E, property P, value V, label L). A set of
-actors or of value ids (`:all`, `:a:`, `:u:`) is a bitmap, or while it is small and sparse a
-Redis set of the same offsets (scripts/apply.lua: "containers"):
-
-    {N}:schema                 the schema as JSON          {N}:events   set of event names
-    {N}:shards                 set of id shards in use     {N}:span:first / :last  day numbers
-    {N:s<k>}:all               every actor of shard k      {N:s<k>}:a:E:L          actors of E in L
-    {N:s<k>}:a:E:L:P=V         actors of E in L with segment P=V
-    {N:e:E}:m:L                hash: n (events), s:P (sum), k:P (values summed)
-    {N:e:E}:c:L:P              hash: V -> count
-    {N:e:E}:s:L:P:B            hash: s:V -> sum of P, k:V -> events, per value V of B
-    {N:e:E}:t:L:P              zset: V -> count (top values)
-    {N:e:E}:v:P:<b> / :vn:P    distinct-value ids of P (hash V -> id, in buckets by hash of V;
-                               next id); {N:e:E}:v:P, one hash of all, is the layout before
-                               buckets, read (and emptied into the buckets) as its values recur
-    {N:e:E}:u:L:P              set of value ids of P seen in L
-    {N:e:E}:h:L:P              HyperLogLog of the values of an `approx` property P in L
-    {N:ids}:next, :f:<b>, :r:<b>   the id map (forward buckets by hash, reverse by offset)
-    {tag}:batch:<id>           marks a batch as applied in that tag's slot
-    {tag}:tmp:<token>[:<i>]    scratch keys and program registers (always with a TTL or deleted)
-    {tag}:tmp:set:<key>        a set kept as a Redis set, read as a bitmap (sets.lua; deleted)
-    {N}:web:namespaces         the namespaces `bitstat serve` has met
+The layout, each family with an example, is `layout()`: the storage docs print it (a test
+holds them to it). A set of actors or of value ids (`:all`, `:a:`, `:u:`) is a bitmap, or while
+it is small and sparse a Redis set of the same offsets (scripts/apply.lua: "containers").
 """
 
 from __future__ import annotations
@@ -103,6 +84,10 @@ class Keys:
         self.meta_tag = meta
         self.ids_tag = "{" + self.ns + ":ids}"
         self.ids_next = f"{self.ids_tag}:next"
+        # the reverse buckets and alias sets of the id map are these prefixes and a number
+        # (scripts/ids.lua and identity.lua append it)
+        self.id_reverse_prefix = f"{self.ids_tag}:r:"
+        self.id_alias_prefix = f"{self.ids_tag}:al:"
         self._event_tags: dict[str, str] = {}
 
     # tags: every key of one tag lands in one cluster slot
@@ -121,7 +106,9 @@ class Keys:
         """The marker of a batch id in one slot (without an id: a name the script ignores)."""
         return f"{tag}:batch" if batch_id is None else f"{tag}:batch:{escape(batch_id)}"
 
-    def temp(self, tag: str, token: str) -> str:
+    @staticmethod
+    def temp(tag: str, token: str) -> str:
+        """A scratch key in the slot of `tag` (given a TTL or deleted by whoever writes it)."""
         return f"{tag}:tmp:{token}"
 
     @property
@@ -137,6 +124,10 @@ class Keys:
     # actor bitmaps, one set per shard
     def all_actors(self, shard: int) -> str:
         return f"{self.shard_tag(shard)}:all"
+
+    def actors_pattern(self, shard: int) -> str:
+        """A SCAN pattern of every actor set of a shard but `all_actors`."""
+        return f"{self.shard_tag(shard)}:a:*"
 
     def actors(
         self, shard: int, event: str, label: str, segment: tuple[str, str] | None = None
@@ -191,12 +182,22 @@ class Keys:
         return f"{self.ids_tag}:f:{bucket}"
 
     def id_reverse(self, offset: int) -> str:
-        return f"{self.ids_tag}:r:{offset >> REVERSE_BUCKET_BITS}"
+        return f"{self.id_reverse_prefix}{offset >> REVERSE_BUCKET_BITS}"
+
+    def id_aliases(self, offset: int) -> str:
+        """The set of the other ids an offset's person is known by (st.alias)."""
+        return f"{self.id_alias_prefix}{offset}"
+
+
+def stream_bounds(stream: str, group: str) -> str:
+    """The hash of `bitstat consume`: first -> last stream id of each batch a consumer group
+    took (beside the stream, outside any namespace)."""
+    return f"{stream}:bitstat-batches:{group}"
 
 
 def register(tag: str, token: str, index: int) -> str:
     """A register of a sets.lua program: a temp key of the program's slot."""
-    return f"{tag}:tmp:{token}:{index}"
+    return f"{Keys.temp(tag, token)}:{index}"
 
 
 def value_bucket_of(value: str) -> int:
@@ -220,3 +221,50 @@ def metric_sum_field(prop: str) -> str:
 
 def metric_count_field(prop: str) -> str:
     return f"k:{escape(prop)}"
+
+
+def layout(namespace: str = "shop") -> list[tuple[str, str]]:
+    """Every family of keys as an example name and what it holds (namespace `shop`, events
+    login and purchase, November 2026, id shard 0): the key table of the storage docs."""
+    k = Keys(namespace)
+    nov, day, s0 = "2026-11", "2026-11-22", k.shard_tag(0)
+    login = k.event_tag("login")
+    set_key = k.actors(0, "login", day)
+    return [
+        (f"{k.schema}  {k.events}  {k.shards}", "schema (JSON), event names, id shards in use"),
+        (f"{k.span_first}  {k.span_last}", "first and last day with data (day numbers)"),
+        (k.actors(0, "login", nov), "actors of login in November, shard 0"),
+        (k.actors(0, "purchase", day, ("country", encode_value("NL"))), "... with a segment value"),
+        (k.all_actors(0), "every actor seen (for ~)"),
+        (k.metrics("purchase", nov), "hash: n (events), s:amount (sum), k:amount (how many)"),
+        (k.counts("purchase", nov, "country"), "sorted set: value -> count"),
+        (k.top("purchase", nov, "item"), "sorted set for top values"),
+        (
+            k.sums_by("purchase", nov, "amount", "country"),
+            "sorted set: s:value -> sum, k:value -> count",
+        ),
+        (k.distinct("login", nov, "ip"), "set of the distinct-value ids of ip"),
+        (
+            f"{k.value_bucket('login', 'ip', '10.0.0.1')}  {k.value_next('login', 'ip')}",
+            "value -> id (2,048 hashes, by CRC-32), next id",
+        ),
+        (k.value_ids("login", "ip"), "value -> id in one hash (older layout; emptied)"),
+        (k.approx("login", nov, "visitor"), "HyperLogLog of an approx property"),
+        (f"{k.ids_next}  {k.id_forward('u-42')}", 'id map (ids="map"): next offset, id -> offset'),
+        (f"{k.id_reverse(42)}  {k.id_aliases(42)}", "offset -> id (128 a hash), other ids of 42"),
+        (k.batch(k.meta_tag, "b-1"), "batch b-1 applied (a marker in each tag it wrote)"),
+        (k.temp(login, "<token>"), "scratch of a read (always with a TTL or deleted)"),
+        (register(s0, "<token>", 1), "register 1 of a sets.lua program"),
+        (k.temp(s0, "set:" + set_key[len(s0) :]), "a Redis set read as a bitmap (sets.lua)"),
+        (k.web_namespaces, "the namespaces `bitstat serve` has met"),
+        (stream_bounds("clicks", "bitstat"), "first -> last id of its batches (bitstat consume)"),
+    ]
+
+
+def layout_text(namespace: str = "shop") -> str:
+    """`layout()` as the lines of the docs' key table: the name, then what it holds."""
+    width = 50
+    return "".join(
+        f"{key:<{width}} {what}\n" if len(key) < width else f"{key}  {what}\n"
+        for key, what in layout(namespace)
+    )

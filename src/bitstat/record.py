@@ -388,7 +388,7 @@ class Recording:
             k = self.keys
             forward = [k.id_forward(c) for c in missing]
             found = yield Call(
-                "map_ids", (k.ids_next, f"{k.ids_tag}:r:", REVERSE_BUCKET_BITS, forward, missing)
+                "map_ids", (k.ids_next, k.id_reverse_prefix, REVERSE_BUCKET_BITS, forward, missing)
             )
             cache.update(zip(missing, found, strict=True))
         return np.array([cache[c] for c in canonical], dtype=np.int64)

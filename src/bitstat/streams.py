@@ -32,6 +32,7 @@ from typing import Any
 import redis
 
 from .errors import BitstatError
+from .keys import stream_bounds
 from .stats import Stats
 
 LOG = logging.getLogger("bitstat.consume")
@@ -102,7 +103,7 @@ class StreamConsumer:
         self.block_ms = block_ms
         self.min_idle_ms = min_idle_ms
         self.data_field = data_field
-        self.bounds_key = f"{stream}:bitstat-batches:{group}"
+        self.bounds_key = stream_bounds(stream, group)
         self.progress = Progress()
         self._create_group(start)
 
