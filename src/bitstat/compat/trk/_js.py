@@ -15,8 +15,8 @@ INT64_MAX = 2**63 - 1
 _REDIS_INT = re.compile(r"-?[1-9][0-9]*|0")
 _JS_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _JS_RADIX = re.compile(r"0([xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
-_JS_SPACE = " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-_JS_SPACE += "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+JS_SPACE = " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+JS_SPACE += "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 
 
 class ObjectValue(TypeError):
@@ -93,7 +93,7 @@ def is_nan(value: Any) -> bool:
         return True
     if isinstance(value, list | tuple):
         return is_nan(text(value))
-    s = str(value).strip(_JS_SPACE)
+    s = str(value).strip(JS_SPACE)
     if s in ("", "Infinity", "+Infinity", "-Infinity"):
         return False
     return not (_JS_DECIMAL.fullmatch(s) or _JS_RADIX.fullmatch(s))
@@ -121,5 +121,5 @@ def plus(value: str) -> int | float:
 
 def parse_int(value: str) -> int | None:
     """JavaScript's `parseInt(value)` of a sorted-set score; None where it gives NaN."""
-    match = re.match(r"[+-]?[0-9]+", value.strip(_JS_SPACE))
+    match = re.match(r"[+-]?[0-9]+", value.strip(JS_SPACE))
     return int(match.group()) if match else None

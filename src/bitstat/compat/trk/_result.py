@@ -3,15 +3,14 @@ day's keys a query reads (trk's location parsing and its accept/ignore globs). P
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Any
 
 from bitstat.errors import QueryError
 
 from . import _js
 from ._digest import field_name
+from ._glob import glob_match
 
 READERS = ("add", "addv", "bmp", "top")  # the key types a query reads (bmp:i never)
 EMPTY: dict[str, Any] = {"bmp": 0, "add": {}, "top": {}, "addv": {}}
@@ -42,8 +41,8 @@ def patterns(value: str | Iterable[str] | None) -> list[str]:
 
 def kept(prefix: str, locations: Iterable[str], accept: list[str], ignore: list[str]) -> list[str]:
     """The locations a query reads: not matching an `ignore` glob and, when `accept` globs are
-    given, matching one of them. Globs match `<type>:<field>` (the key without prefix and day),
-    with minimatch's syntax: `*`, `?`, `[...]`, `{a,b}`, `**`, a leading `!` negates."""
+    given, matching one of them. Globs match `<type>:<field>` (the key without prefix and day)
+    as trk matched them, with minimatch 3 (see `_glob`)."""
     out = []
     for location in locations:
         raw = ":".join(location[len(prefix) + 1 :].split(":")[1:])
@@ -53,77 +52,6 @@ def kept(prefix: str, locations: Iterable[str], accept: list[str], ignore: list[
             continue
         out.append(location)
     return out
-
-
-def glob_match(pattern: str, text: str) -> bool:
-    negated = False
-    while pattern.startswith("!"):
-        negated, pattern = not negated, pattern[1:]
-    return any(rx.fullmatch(text) for rx in _compiled(pattern)) != negated
-
-
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> tuple[re.Pattern[str], ...]:
-    return tuple(re.compile(_regex(p)) for p in _braces(pattern))
-
-
-def _braces(pattern: str) -> list[str]:
-    """Brace expansion: `a{b,c}d` -> [`abd`, `acd`] (nested, innermost last)."""
-    depth, start = 0, -1
-    for i, c in enumerate(pattern):
-        if c == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif c == "}" and depth:
-            depth -= 1
-            if depth == 0:
-                options, level, begin = [], 0, start + 1
-                for j in range(start + 1, i):
-                    if pattern[j] == "{":
-                        level += 1
-                    elif pattern[j] == "}":
-                        level -= 1
-                    elif pattern[j] == "," and level == 0:
-                        options.append(pattern[begin:j])
-                        begin = j + 1
-                options.append(pattern[begin:i])
-                if len(options) < 2:
-                    continue
-                head, tail = pattern[:start], pattern[i + 1 :]
-                return [e for o in options for e in _braces(head + o + tail)]
-    return [pattern]
-
-
-def _regex(pattern: str) -> str:
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            if pattern.startswith("**", i):
-                out.append(".*")
-                i += 2
-                continue
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1 : end]
-                if body[0] in "!^":
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = end
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
 
 
 class TrkResult(dict[str, Any]):
