@@ -29,6 +29,18 @@ _MAX_EPOCH = periods.LAST_SECOND  # 9998-12-31T23:59:59
 _FIXED_ZONES = (timezone, ZoneInfo)  # tzinfo kinds that always give an offset
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why `text` cannot be stored (None if it can): a lone surrogate, as JSON's `\\ud800`
+    escape or a JavaScript string cut inside an emoji makes one, is not UTF-8 text."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds the lone surrogate {text[exc.start]!r}, which is not Unicode text"
+    return None
+
+
 def canonical_id(value: Any) -> str:
     """Text form of an actor id in `map` mode: 42 and "42" are the same actor."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -37,6 +49,8 @@ def canonical_id(value: Any) -> str:
         return str(value)
     if not value:
         raise InvalidEvent("actor id is empty text")
+    if problem := unicode_problem(value):
+        raise InvalidEvent(f"actor id {problem}")
     return value
 
 
@@ -55,6 +69,8 @@ def value_text(value: Any, prop: str, limit: int) -> str | None:
         return None
     if isinstance(value, str):
         text = value
+        if problem := unicode_problem(text):
+            raise InvalidEvent(f"value {problem}", field=prop)
     elif isinstance(value, (int, float)):
         text = str(value)
     else:
@@ -332,7 +348,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
             [str(a) if type(a) is int else a for a in raw_actors] if int in kinds else raw_actors
         )
         longest = max(map(len, filter(None, actors)), default=0)
-        if longest > schema.max_value_length:
+        if longest > schema.max_value_length or unicode_problem("".join(filter(None, actors))):
             return None
 
     times: list[Any] = list(map(dict.get, batch, repeat("time", n)))
@@ -400,7 +416,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
         if col is None:
             col = list(map(dict.get, batch, repeat(prop, n)))
             try:
-                "".join(col)  # all text, the usual case: checked at C speed
+                text = "".join(col)  # all text, the usual case: checked at C speed
                 complete.add(prop)
             except TypeError:
                 ck = set(map(type, col))
@@ -410,6 +426,9 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
                     col = [v if v is None or type(v) is str else str(v) for v in col]
                 if _NONE not in ck:
                     complete.add(prop)
+                text = "".join(filter(None, col))
+            if unicode_problem(text):
+                return None
             present = col if prop in complete else [v for v in col if v is not None]
             if max(map(len, present), default=0) > limit:
                 return None

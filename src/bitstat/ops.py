@@ -20,7 +20,7 @@ import numpy as np
 from . import periods
 from .calls import Call, Emit, Op
 from .errors import InvalidEvent, QueryError, SchemaError, UnknownEvent
-from .events import canonical_id, int_actor, original_id
+from .events import canonical_id, int_actor, original_id, unicode_problem
 from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
@@ -51,6 +51,8 @@ FAMILY_TEXT = {
 def check_name(event: Any) -> None:
     if not isinstance(event, str) or not event:
         raise QueryError(f"event name must be non-empty text, got {event!r}")
+    if problem := unicode_problem(event):
+        raise QueryError(f"event name {problem}", param="event")
 
 
 def check_namespace(namespace: Any) -> None:
