@@ -305,55 +305,78 @@ def filled(st: Callable[[str], bitstat.Stats]) -> bitstat.Stats:
     return s
 
 
-QUERY_ERRORS: list[tuple[str, Callable[[bitstat.Stats], Any]]] = [
-    ("unknown segment", lambda s: s.unique("login", DAY, planet="mars")),
-    ("unconfigured compound segment", lambda s: s.unique("login", DAY, country="NL", item="x")),
-    ("segment on actors()", lambda s: s.actors("login", planet="mars")),
-    ("segment value is a list", lambda s: s.unique("login", DAY, country=["NL"])),
-    ("unknown count property", lambda s: s.counts("login", "planet", DAY)),
-    ("count of a top property", lambda s: s.counts("login", "item", DAY)),
-    ("unknown sum", lambda s: s.sums("login", "price", DAY)),
-    ("unknown sum by", lambda s: s.sums("login", "amount", DAY, by="item")),
-    ("average of unknown", lambda s: s.averages("login", "price", DAY)),
-    ("unknown top property", lambda s: s.top("login", "planet", DAY)),
-    ("top limit 0", lambda s: s.top("login", "item", DAY, limit=0)),
-    ("unknown distinct property", lambda s: s.distinct("login", "planet", DAY)),
-    ("bad label month 13", lambda s: s.unique("login", "2026-13")),
-    ("bad label week 60", lambda s: s.unique("login", "2026-W60")),
-    ("bad label day", lambda s: s.unique("login", "2026-02-30")),
-    ("bad label hour", lambda s: s.unique("login", "2026-11-22T25")),
-    ("not a date", lambda s: s.unique("login", "yesterday")),
-    ("start is a list", lambda s: s.total("login", [2026])),
-    ("end before start", lambda s: s.unique("login", "2026-11-22", "2026-11-01")),
-    ("end month before start", lambda s: s.total("login", "2026-11", "2026-10")),
-    ("end before start in counts", lambda s: s.counts("login", "country", "2026", "2025")),
-    ("no start", lambda s: s.unique("login", None)),
-    ("series by unrecorded period", lambda s: s.series("login", DAY, by="hour")),
-    ("series by unknown period", lambda s: s.series("login", DAY, by="fortnight")),
-    ("series with unknown metric", lambda s: s.series("login", DAY, metric="sum")),
-    ("hour() without hour buckets", lambda s: s.actors("login").hour(2026, 11, 22, 1)),
-    ("empty event name", lambda s: s.unique("", DAY)),
-    ("event name not text", lambda s: s.total(5, DAY)),
-    ("query_days of 0", lambda s: s.query_days("login", 0, end=DAY)),
-    ("retention kind", lambda s: s.retention("login", "login", DAY, kind="sometimes")),
-    ("retention by hour unrecorded", lambda s: s.retention("login", "login", DAY, period="hour")),
-    ("retention of 0 periods", lambda s: s.retention("login", "login", DAY, periods=0)),
-    ("retention unknown segment", lambda s: s.retention("login", "login", DAY, planet="x")),
-    ("funnel without steps", lambda s: s.funnel([], DAY)),
-    ("funnel steps as text", lambda s: s.funnel("login", DAY)),
-    ("funnel empty step", lambda s: s.funnel(["login", ""], DAY)),
-    ("funnel window in hours", lambda s: s.funnel(["login"], DAY, within="36h")),
-    ("funnel window of 0", lambda s: s.funnel(["login"], DAY, within="0d")),
-    ("funnel window text", lambda s: s.funnel(["login"], DAY, within="soon")),
-    ("funnel end before start", lambda s: s.funnel(["login"], "2026-11-22", "2026-11-01")),
+QUERY_ERRORS: list[tuple[str, Callable[[bitstat.Stats], Any], str]] = [
+    ("unknown segment", lambda s: s.unique("login", DAY, planet="mars"), "segment"),
+    (
+        "unconfigured compound segment",
+        lambda s: s.unique("login", DAY, country="NL", item="x"),
+        "segment",
+    ),
+    ("segment on actors()", lambda s: s.actors("login", planet="mars"), "segment"),
+    ("segment value is a list", lambda s: s.unique("login", DAY, country=["NL"]), "segment"),
+    ("unknown count property", lambda s: s.counts("login", "planet", DAY), "prop"),
+    ("count of a top property", lambda s: s.counts("login", "item", DAY), "prop"),
+    ("unknown sum", lambda s: s.sums("login", "price", DAY), "prop"),
+    ("unknown sum by", lambda s: s.sums("login", "amount", DAY, by="item"), "prop"),
+    ("average of unknown", lambda s: s.averages("login", "price", DAY), "prop"),
+    ("unknown top property", lambda s: s.top("login", "planet", DAY), "prop"),
+    ("top limit 0", lambda s: s.top("login", "item", DAY, limit=0), "limit"),
+    ("unknown distinct property", lambda s: s.distinct("login", "planet", DAY), "prop"),
+    ("bad label month 13", lambda s: s.unique("login", "2026-13"), "start"),
+    ("bad label week 60", lambda s: s.unique("login", "2026-W60"), "start"),
+    ("bad label day", lambda s: s.unique("login", "2026-02-30"), "start"),
+    ("bad label hour", lambda s: s.unique("login", "2026-11-22T25"), "start"),
+    ("not a date", lambda s: s.unique("login", "yesterday"), "start"),
+    ("start is a list", lambda s: s.total("login", [2026]), "start"),
+    ("end before start", lambda s: s.unique("login", "2026-11-22", "2026-11-01"), "end"),
+    ("end month before start", lambda s: s.total("login", "2026-11", "2026-10"), "end"),
+    ("end before start in counts", lambda s: s.counts("login", "country", "2026", "2025"), "end"),
+    ("no start", lambda s: s.unique("login", None), "start"),
+    ("series by unrecorded period", lambda s: s.series("login", DAY, by="hour"), "by"),
+    ("series by unknown period", lambda s: s.series("login", DAY, by="fortnight"), "by"),
+    ("series with unknown metric", lambda s: s.series("login", DAY, metric="sum"), "metric"),
+    ("hour() without hour buckets", lambda s: s.actors("login").hour(2026, 11, 22, 1), "period"),
+    ("empty event name", lambda s: s.unique("", DAY), "event"),
+    ("event name not text", lambda s: s.total(5, DAY), "event"),
+    ("query_days of 0", lambda s: s.query_days("login", 0, end=DAY), "days"),
+    ("retention kind", lambda s: s.retention("login", "login", DAY, kind="sometimes"), "kind"),
+    (
+        "retention by hour unrecorded",
+        lambda s: s.retention("login", "login", DAY, period="hour"),
+        "period",
+    ),
+    ("retention of 0 periods", lambda s: s.retention("login", "login", DAY, periods=0), "periods"),
+    (
+        "retention unknown segment",
+        lambda s: s.retention("login", "login", DAY, planet="x"),
+        "segment",
+    ),
+    ("funnel without steps", lambda s: s.funnel([], DAY), "steps"),
+    ("funnel steps as text", lambda s: s.funnel("login", DAY), "steps"),
+    ("funnel empty step", lambda s: s.funnel(["login", ""], DAY), "steps"),
+    ("funnel window in hours", lambda s: s.funnel(["login"], DAY, within="36h"), "within"),
+    ("funnel window of 0", lambda s: s.funnel(["login"], DAY, within="0d"), "within"),
+    ("funnel window text", lambda s: s.funnel(["login"], DAY, within="soon"), "within"),
+    ("funnel end before start", lambda s: s.funnel(["login"], "2026-11-22", "2026-11-01"), "end"),
+    ("query_days end not a time", lambda s: s.query_days("login", 7, end="soon"), "end"),
+    ("retention start not a time", lambda s: s.retention("login", "login", "soon"), "start"),
+    ("retention now not a time", lambda s: s.retention("login", "login", DAY, now="soon"), "now"),
+    ("retention of 0 columns", lambda s: s.retention("login", "login", DAY, columns=0), "columns"),
+    ("retention first event empty", lambda s: s.retention("", "login", DAY), "first_event"),
+    ("lifecycle start not a time", lambda s: s.lifecycle("login", "soon"), "start"),
 ]
 
 
-@pytest.mark.parametrize(("case", "call"), QUERY_ERRORS, ids=[c for c, _ in QUERY_ERRORS])
-def test_query_errors(filled: bitstat.Stats, case: str, call: Callable[..., Any]) -> None:
+@pytest.mark.parametrize(
+    ("case", "call", "param"), QUERY_ERRORS, ids=[c for c, _, _ in QUERY_ERRORS]
+)
+def test_query_errors_name_the_argument_at_fault(
+    filled: bitstat.Stats, case: str, call: Callable[..., Any], param: str
+) -> None:
     with pytest.raises(bitstat.QueryError) as info:
         call(filled)
     assert str(info.value)
+    assert info.value.param == param
 
 
 def test_schema_errors() -> None:

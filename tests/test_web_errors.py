@@ -85,7 +85,6 @@ def test_a_query_error_names_the_parameter_the_library_blames(
     query: dict[str, Any],
     parameter: str,
 ) -> None:
-    # a message no pattern of `blame` recognises: only `param` can name the parameter
     error = QueryError("this cannot be answered", param=param)
     monkeypatch.setattr(AsyncStats, "unique", _raising(error))
     answer = client.get("/v1/unique", params=query)
@@ -101,16 +100,24 @@ def test_a_funnel_error_about_steps_names_the_step_parameter(
     assert answer.json() == {"error": "bad steps", "parameter": "step"}
 
 
-def test_a_query_error_without_param_is_still_blamed_by_its_message(
+def test_a_query_error_without_param_names_no_parameter(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the message is never read for a parameter's name: it is data on the error, or none
     monkeypatch.setattr(AsyncStats, "unique", _raising(QueryError("no segment 'os' here")))
     query = {"event": "visit", "start": "2025-11", "where": "os:ios"}
     answer = client.get("/v1/unique", params=query)
     assert answer.status_code == 400
-    assert answer.json() == {"error": "no segment 'os' here", "parameter": "where"}
-    answer = client.get("/v1/unique", params={"event": "visit", "start": "2025-11"})
-    assert answer.json() == {"error": "no segment 'os' here"}  # no `where` was given
+    assert answer.json() == {"error": "no segment 'os' here"}
+
+
+def test_the_library_names_the_parameter_of_its_own_errors(client: TestClient) -> None:
+    client.post("/v1/track", json={"event": "visit", "user": 1, "time": "2025-11-03"})
+    answer = client.get(
+        "/v1/unique", params={"event": "visit", "start": "2025-11", "where": "os:x"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["parameter"] == "where"  # the library's `segment`
 
 
 def test_an_unexpected_exception_is_a_logged_json_500(

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import periods as P
 from .calls import Call
-from .errors import QueryError
+from .errors import QueryError, blaming
 from .ops import Namespace
 from .query import Expr, Leaf, Op
 from .registers import RegisterProgram, Segment, Steps, registers
@@ -61,15 +61,17 @@ _WITHIN = re.compile(r"\s*([0-9]+)\s*([dwh]?)\s*")  # no unit: days
 # arguments
 
 
-def _name(what: str, value: Any) -> str:
+def _name(param: str, value: Any, what: str | None = None) -> str:
     if not isinstance(value, str) or not value:
-        raise QueryError(f"{what} must be a non-empty event name, got {value!r}")
+        raise QueryError(
+            f"{what or param} must be a non-empty event name, got {value!r}", param=param
+        )
     return value
 
 
-def _count(what: str, value: Any) -> int:
+def _count(param: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise QueryError(f"{what} must be a positive integer, got {value!r}")
+        raise QueryError(f"{param} must be a positive integer, got {value!r}", param=param)
     return value
 
 
@@ -99,7 +101,8 @@ def _now(ns: Namespace, now: Any) -> datetime:
     """`now` as wall time of the namespace (the wall clock when not given)."""
     if now is None:
         return datetime.now(ns.schema.tz).replace(tzinfo=None)
-    return P.parse_time(now, ns.schema.tz)
+    with blaming("now"):
+        return P.parse_time(now, ns.schema.tz)
 
 
 def _first_day(ns: Namespace, event: str) -> Steps[datetime | None]:
@@ -136,9 +139,17 @@ def _buckets(period: str, first: P.Bucket, n: int) -> list[P.Bucket]:
 
 def _check_period(ns: Namespace, period: Any) -> str:
     if not isinstance(period, str) or period not in P.PERIODS:
-        raise QueryError(f"period must be one of {', '.join(P.PERIODS)}, got {period!r}")
-    ns.require_period(period)
+        raise QueryError(
+            f"period must be one of {', '.join(P.PERIODS)}, got {period!r}", param="period"
+        )
+    ns.require_period(period, "period")
     return period
+
+
+def _start_bucket(ns: Namespace, period: str, start: Any) -> P.Bucket:
+    """The `period` bucket holding `start` (the first cohort, the first period shown)."""
+    with blaming("start"):
+        return P.bucket_of(period, P.parse_time(start, ns.schema.tz))
 
 
 # retention tables
@@ -296,13 +307,12 @@ def retention(
     yield from ns.require_events([return_event], "return_event")
     _check_period(ns, period)
     if kind not in KINDS:
-        raise QueryError(f"kind must be 'first' or 'recurring', got {kind!r}")
+        raise QueryError(f"kind must be 'first' or 'recurring', got {kind!r}", param="kind")
     rows = _count("periods", periods)
     width = rows if columns is None else _count("columns", columns)
     seg = ns.segment(first_event, segment or {})
     wall_now = _now(ns, now)
-    tz = ns.schema.tz
-    buckets = _buckets(period, P.bucket_of(period, P.parse_time(start, tz)), rows + width - 1)
+    buckets = _buckets(period, _start_bucket(ns, period, start), rows + width - 1)
     first = (yield from _first_day(ns, first_event)) if kind == "first" else None
 
     if seg is not None:  # a segment kept per day has no hour buckets
@@ -354,7 +364,7 @@ def lifecycle(
     _check_period(ns, period)
     n = _count("periods", periods)
     wall_now = _now(ns, now)
-    first_bucket = P.bucket_of(period, P.parse_time(start, ns.schema.tz))
+    first_bucket = _start_bucket(ns, period, start)
     buckets = [first_bucket.prev(), *_buckets(period, first_bucket, n)]
     first = yield from _first_day(ns, event)
     # per period begun: |now|, |now & previous|, |previous|, |now & any earlier period|
@@ -598,8 +608,10 @@ def funnel(
 ) -> Steps[Funnel]:
     """[(step, actors who reached it)]; see `Stats.funnel`."""
     if isinstance(steps, str) or not isinstance(steps, Sequence) or not steps:
-        raise QueryError(f"steps must be a non-empty list of event names, got {steps!r}")
-    names = [_name("each step", s) for s in steps]
+        raise QueryError(
+            f"steps must be a non-empty list of event names, got {steps!r}", param="steps"
+        )
+    names = [_name("steps", s, "each step") for s in steps]
     yield from ns.require_events(names, "steps")
     window = parse_within(within)
     seg = ns.segment(names[0], segment or {})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class BitstatError(Exception):
     """Root of every error bitstat raises on purpose."""
@@ -32,6 +35,18 @@ class QueryError(BitstatError, ValueError):
     def __init__(self, message: str, *, param: str | None = None) -> None:
         self.param = param
         super().__init__(message)
+
+
+@contextmanager
+def blaming(param: str) -> Iterator[None]:
+    """Name `param` in a QueryError raised inside that names no argument (the pure helpers it
+    calls cannot know which of the caller's arguments their input was)."""
+    try:
+        yield
+    except QueryError as exc:
+        if exc.param is None:
+            exc.param = param
+        raise
 
 
 class UnknownEvent(QueryError):

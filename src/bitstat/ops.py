@@ -19,7 +19,7 @@ import numpy as np
 
 from . import periods
 from .calls import Call, Emit, Op
-from .errors import InvalidEvent, QueryError, SchemaError, UnknownEvent
+from .errors import InvalidEvent, QueryError, SchemaError, UnknownEvent, blaming
 from .events import canonical_id, int_actor, original_id, unicode_problem
 from .keys import (
     REVERSE_BUCKET_BITS,
@@ -50,7 +50,7 @@ FAMILY_TEXT = {
 
 def check_name(event: Any) -> None:
     if not isinstance(event, str) or not event:
-        raise QueryError(f"event name must be non-empty text, got {event!r}")
+        raise QueryError(f"event name must be non-empty text, got {event!r}", param="event")
     if problem := unicode_problem(event):
         raise QueryError(f"event name {problem}", param="event")
 
@@ -151,7 +151,7 @@ class Namespace(Recording):
     # time ranges
     def range(self, start: Any, end: Any) -> tuple[datetime, datetime]:
         if start is None:
-            raise QueryError("a start date or period label is required")
+            raise QueryError("a start date or period label is required", param="start")
         return periods.resolve_range(start, end, self.schema.tz, self.schema.periods)
 
     def cover_labels(self, start: Any, end: Any, family: str | None = None) -> tuple[str, ...]:
@@ -193,11 +193,12 @@ class Namespace(Recording):
                     )
         return tuple(labels)
 
-    def require_period(self, period: str) -> None:
+    def require_period(self, period: str, param: str = "period") -> None:
         if period not in self.schema.periods:
             raise QueryError(
                 f"{period!r} buckets are not recorded in namespace {self.name!r}"
-                f" (periods: {', '.join(self.schema.periods)})"
+                f" (periods: {', '.join(self.schema.periods)})",
+                param=param,
             )
 
     # actor sets
@@ -209,13 +210,17 @@ class Namespace(Recording):
         if name not in configured:
             raise QueryError(
                 f"no segment {name!r} is recorded for event {event!r}"
-                f" (segments: {', '.join(configured) or 'none'})"
+                f" (segments: {', '.join(configured) or 'none'})",
+                param="segment",
             )
         values = []
         for part in compound(name):
             value = segment[part]
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                raise QueryError(f"segment {part}={value!r}: the value must be text or a number")
+                raise QueryError(
+                    f"segment {part}={value!r}: the value must be text or a number",
+                    param="segment",
+                )
             values.append(str(value))
         return name, encode_value(values[0] if len(values) == 1 else values)
 
@@ -327,11 +332,11 @@ class Namespace(Recording):
     ) -> Op[Series]:
         check_name(event)
         yield from self.require_events([event])
-        self.require_period(by)
+        self.require_period(by, "by")
         if metric not in ("unique", "total"):
-            raise QueryError(f"metric must be 'unique' or 'total', got {metric!r}")
+            raise QueryError(f"metric must be 'unique' or 'total', got {metric!r}", param="metric")
         if metric == "total" and segment:
-            raise QueryError("segments filter actors; metric='total' takes none")
+            raise QueryError("segments filter actors; metric='total' takes none", param="segment")
         lo, hi = self.range(start, end)
         buckets = periods.buckets_between(by, lo, hi)
         family = "segment" if metric == "unique" and segment else None
@@ -366,7 +371,8 @@ class Namespace(Recording):
             wanted = prop if by is None else f"{prop} by {by}"
             raise QueryError(
                 f"no sum {wanted!r} is recorded for event {event!r}"
-                f" (sums: {', '.join(map(str, rules)) or 'none'})"
+                f" (sums: {', '.join(map(str, rules)) or 'none'})",
+                param="prop",
             )
         yield from self.require_events([event])
         labels = self.cover_labels(start, end, "sum")
@@ -390,7 +396,7 @@ class Namespace(Recording):
 
     def top(self, event: str, prop: str, start: Any, end: Any, limit: int) -> Op[Top]:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise QueryError(f"limit must be a positive integer, got {limit!r}")
+            raise QueryError(f"limit must be a positive integer, got {limit!r}", param="limit")
         asked, stored = self.prop(event, prop, "top")
         yield from self.require_events([event])
         keys = [self.keys.top(event, lb, stored) for lb in self.cover_labels(start, end, "top")]
@@ -410,7 +416,8 @@ class Namespace(Recording):
             raise QueryError(
                 f"no distinct values of {prop!r} are recorded for event {event!r}"
                 f" (unique: {', '.join(rules.unique) or 'none'};"
-                f" approx: {', '.join(rules.approx) or 'none'})"
+                f" approx: {', '.join(rules.approx) or 'none'})",
+                param="prop",
             )
         yield from self.require_events([event])
         labels = self.cover_labels(start, end, "approx" if stored in rules.approx else "unique")
@@ -448,9 +455,13 @@ class Namespace(Recording):
 
     def query_days(self, event: str, days: int, end: Any) -> Op[list[dict[str, Any]]]:
         if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-            raise QueryError(f"days must be a positive integer, got {days!r}")
+            raise QueryError(f"days must be a positive integer, got {days!r}", param="days")
         tz = self.schema.tz
-        last = periods.parse_time(end, tz).date() if end is not None else datetime.now(tz).date()
+        if end is None:
+            last = datetime.now(tz).date()
+        else:
+            with blaming("end"):
+                last = periods.parse_time(end, tz).date()
         out = []
         for d in range(days - 1, -1, -1):
             day = last - timedelta(days=d)
@@ -482,7 +493,8 @@ class Namespace(Recording):
         if stored not in configured:
             raise QueryError(
                 f"no {kind} of {prop!r} is recorded for event {event!r}"
-                f" ({kind}: {', '.join(configured) or 'none'})"
+                f" ({kind}: {', '.join(configured) or 'none'})",
+                param="prop",
             )
         return prop, stored
 

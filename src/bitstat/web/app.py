@@ -39,7 +39,7 @@ from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
 from .ingest import WriteKeys
 from .namespaces import Namespaces
-from .params import NAMESPACE, BadParameter, Param, blame, read
+from .params import NAMESPACE, BadParameter, Param, read
 from .span import first_last_day
 
 STATIC = Path(__file__).parent / "static"
@@ -125,14 +125,14 @@ def _error(
 
 
 # Python argument names a library error may blame, as the HTTP API spells them
-_HTTP_NAMES = {"steps": "step"}
+_HTTP_NAMES = {"steps": "step", "segment": "where"}
 
 
 def _blamed(exc: QueryError, given: Mapping[str, Any]) -> str | None:
-    """The parameter a library `QueryError` is about: its own `param` when it has one, else
-    the one its message points at."""
+    """The parameter a library `QueryError` is about, by its `param` (None: the query as a
+    whole), spelled as the HTTP API spells it."""
     if exc.param is None:
-        return blame(str(exc), given)
+        return None
     name = _HTTP_NAMES.get(exc.param, exc.param)
     if name == "end" and "end" not in given and "start" in given:
         return "start"  # no end was given: the range is the bucket of `start`
@@ -163,8 +163,7 @@ async def _guarded(
     except QueryError as exc:
         return _error(400, str(exc), _blamed(exc, given))
     except BitstatError as exc:
-        message = str(exc)
-        return _error(400, message, blame(message, given))
+        return _error(400, str(exc))
     except ApiError as exc:
         return _error(exc.status, exc.message, headers=exc.headers, field=exc.field)
     except Exception as exc:

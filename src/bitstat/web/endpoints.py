@@ -17,7 +17,6 @@ from typing import Any
 from .. import periods as P
 from ..aio import AsyncStats
 from ..analysis import parse_within
-from ..errors import QueryError
 from .params import (
     END,
     EVENT,
@@ -206,13 +205,6 @@ async def retention(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _within_days(text: str) -> int:
-    try:
-        return parse_within(text)
-    except QueryError as exc:
-        raise BadParameter("within", str(exc).removeprefix("within: ")) from None
-
-
 async def funnel(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     steps: list[str] = a["step"]
     if not steps:
@@ -220,7 +212,7 @@ async def funnel(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     if len(steps) > MAX_STEPS:
         raise BadParameter("step", f"at most {MAX_STEPS} steps, got {len(steps)}")
     lo, hi = time_range(st.schema, a["start"], a["end"])
-    within = _within_days(a["within"])
+    within = parse_within(a["within"])
     if within < 1:
         raise BadParameter("within", f"must be at least one day, got {a['within']!r}")
     days = -(-(hi - lo) // timedelta(days=1))

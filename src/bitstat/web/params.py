@@ -2,13 +2,13 @@
 
 Each endpoint lists its `Param`s; the same list drives the reading here and the OpenAPI
 document, so what is documented is what is checked. A bad value raises `BadParameter`, which
-names the parameter; a library `QueryError` is attributed to a parameter by `blame`.
+names the parameter (a library `QueryError` names its own: `QueryError.param`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -186,39 +186,3 @@ def check_period(schema: Schema, name: str, period: str) -> None:
             f"{period!r} buckets are not recorded in this namespace"
             f" (periods: {', '.join(schema.periods)})",
         )
-
-
-# Which parameter a library QueryError is about, by the start of its message. The library's
-# messages are precise; this only decides which parameter the 400 answer names.
-_BLAME: tuple[tuple[str, str], ...] = (
-    (r"event name must", "event"),
-    (r"metric must", "metric"),
-    (r"segments filter actors", "where"),
-    (r"no segment|segment ", "where"),
-    (r"no (count|top|unique) of|no distinct values of", "prop"),
-    (r"no sum", "prop"),
-    (r"limit must", "limit"),
-    (r"period must|unknown period|'[a-z]+' buckets are not recorded", "period"),
-    (r"kind must", "kind"),
-    (r"within must", "within"),
-    (r"periods must", "periods"),
-    (r"columns must", "columns"),
-    (r"steps must|each step", "step"),
-    (r"first_event must", "first_event"),
-    (r"return_event must", "return_event"),
-    (r"days must", "days"),
-    (
-        r"cannot read .* as a time|not a valid period label|cannot cover|not on a whole hour",
-        "start",
-    ),
-)
-
-
-def blame(message: str, given: Mapping[str, Any]) -> str | None:
-    """The parameter a library error message is about, if the request has such a parameter."""
-    for pattern, name in _BLAME:
-        if re.match(pattern, message):
-            if name == "period" and "period" not in given and "by" in given:
-                return "by"
-            return name if name in given else None
-    return None
