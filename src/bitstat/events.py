@@ -488,12 +488,78 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
     return Columns(list(range(n)), ordered, codes, actors, wall, specs, values, amounts, [])
 
 
-def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -> Columns:
-    """Event by event, with a precise reason for each rejected one."""
+Checked = tuple[str, Any, int, bool, dict[Spec, Any]]  # name, actor, seconds, is_utc, values
+
+
+def rejection(exc: InvalidEvent) -> str:
+    """How a rejected event's reason is reported: the field, then why."""
+    return exc.reason if exc.field is None else f"{exc.field}: {exc.reason}"
+
+
+def check_event(
+    ev: Any, schema: Schema, now_s: int, latest: Latest, rule_cache: dict[str, list[Spec]]
+) -> Checked:
+    """One event checked: (name, actor, seconds, is_utc, values by rule spec), or InvalidEvent
+    saying what is wrong. `rule_cache` remembers each name's rule specs across calls."""
     actor_key = schema.actor
     int_ids = schema.ids == "int"
-    tz_name = schema.timezone
     limit = schema.max_value_length
+    if not isinstance(ev, Mapping):
+        raise InvalidEvent(f"an event must be a mapping, not {type(ev).__name__}")
+    name = ev.get("event")
+    if type(name) is not str:
+        if name is None:
+            raise InvalidEvent("missing event name", field="event")
+        raise InvalidEvent(f"event name must be text, not {type(name).__name__}", field="event")
+    if problem := name_problem(name):
+        raise InvalidEvent(f"event name {problem}", field="event")
+    actor = ev.get(actor_key)
+    if actor is not None:
+        if int_ids:
+            actor = int_actor(actor, actor_key, schema.max_id)
+        else:
+            try:
+                actor = canonical_id(actor)
+            except InvalidEvent as exc:
+                raise InvalidEvent(exc.reason, field=actor_key) from None
+            if len(actor) > limit:
+                raise InvalidEvent(
+                    f"actor id is {len(actor):,} characters long; at most {limit:,}"
+                    " are recorded (Schema max_value_length)",
+                    field=actor_key,
+                )
+    elif not schema.anonymous:
+        raise InvalidEvent(
+            "no actor: every event names who did it (a schema with anonymous=True"
+            " records events without one in totals, counts and sums)",
+            field=actor_key,
+        )
+    t = ev.get("time")
+    sec, is_utc = (now_s, True) if t is None else _time_of(t, schema.timezone)
+    if problem := time_problem(t, sec, is_utc, latest):
+        raise InvalidEvent(problem, field="time")
+    specs = rule_cache.get(name)
+    if specs is None:
+        specs = rule_cache[name] = list(rule_specs(schema, (name,)))
+    row: dict[Spec, Any] = {}
+    for spec in specs:
+        kind, prop, by = spec
+        if kind == "sum":
+            number = sum_number(ev.get(prop), prop)
+            if number is not None:
+                label = _compound_value(ev, tuple(by.split("~")), limit) if by else None
+                row[spec] = (number, label)
+        else:
+            value = _compound_value(ev, tuple(prop.split("~")), limit)
+            if value is not None:
+                row[spec] = value
+    return name, actor, sec, is_utc, row
+
+
+def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -> Columns:
+    """Event by event, with a precise reason for each rejected one."""
+    int_ids = schema.ids == "int"
+    tz_name = schema.timezone
     index: list[int] = []
     names: list[str] = []
     actors: list[Any] = []
@@ -504,59 +570,9 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) ->
     rule_cache: dict[str, list[Spec]] = {}
     for i, ev in enumerate(batch):
         try:
-            if not isinstance(ev, Mapping):
-                raise InvalidEvent(f"an event must be a mapping, not {type(ev).__name__}")
-            name = ev.get("event")
-            if type(name) is not str:
-                if name is None:
-                    raise InvalidEvent("missing event name", field="event")
-                raise InvalidEvent(
-                    f"event name must be text, not {type(name).__name__}", field="event"
-                )
-            if problem := name_problem(name):
-                raise InvalidEvent(f"event name {problem}", field="event")
-            actor = ev.get(actor_key)
-            if actor is not None:
-                if int_ids:
-                    actor = int_actor(actor, actor_key, schema.max_id)
-                else:
-                    try:
-                        actor = canonical_id(actor)
-                    except InvalidEvent as exc:
-                        raise InvalidEvent(exc.reason, field=actor_key) from None
-                    if len(actor) > limit:
-                        raise InvalidEvent(
-                            f"actor id is {len(actor):,} characters long; at most {limit:,}"
-                            " are recorded (Schema max_value_length)",
-                            field=actor_key,
-                        )
-            elif not schema.anonymous:
-                raise InvalidEvent(
-                    "no actor: every event names who did it (a schema with anonymous=True"
-                    " records events without one in totals, counts and sums)",
-                    field=actor_key,
-                )
-            t = ev.get("time")
-            sec, is_utc = (now_s, True) if t is None else _time_of(t, tz_name)
-            if problem := time_problem(t, sec, is_utc, latest):
-                raise InvalidEvent(problem, field="time")
-            specs = rule_cache.get(name)
-            if specs is None:
-                specs = rule_cache[name] = list(rule_specs(schema, (name,)))
-            row: dict[Spec, Any] = {}
-            for spec in specs:
-                kind, prop, by = spec
-                if kind == "sum":
-                    number = sum_number(ev.get(prop), prop)
-                    if number is not None:
-                        label = _compound_value(ev, tuple(by.split("~")), limit) if by else None
-                        row[spec] = (number, label)
-                else:
-                    value = _compound_value(ev, tuple(prop.split("~")), limit)
-                    if value is not None:
-                        row[spec] = value
+            name, actor, sec, is_utc, row = check_event(ev, schema, now_s, latest, rule_cache)
         except InvalidEvent as exc:
-            rejected.append((i, exc.reason if exc.field is None else f"{exc.field}: {exc.reason}"))
+            rejected.append((i, rejection(exc)))
             continue
         index.append(i)
         names.append(name)

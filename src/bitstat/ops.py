@@ -75,6 +75,7 @@ class Namespace(Recording):
         self.id_cache: dict[str, int] = {}
         self.shard_cache: list[int] = []
         self.value_cache: dict[tuple[str, str], dict[str, int]] = {}
+        self.key_memo: dict[Any, Any] = {}  # key names of one-event plans (single.plan_one)
         self.known_events: set[str] = set()  # recorded names seen; events are never removed
 
     # schema

@@ -402,6 +402,11 @@ def wall_epoch(wall: datetime) -> int:
     return (wall.replace(tzinfo=None) - _EPOCH) // timedelta(seconds=1)
 
 
+def local_offset(tz: ZoneInfo, t: int) -> int:
+    """The zone's UTC offset in seconds at UTC epoch second `t` (what `wall_seconds` adds)."""
+    return _offset(tz, t)
+
+
 def _offset(tz: ZoneInfo, t: int) -> int:
     offset = (_UTC_EPOCH + timedelta(seconds=t)).astimezone(tz).utcoffset()
     assert offset is not None

@@ -41,7 +41,7 @@ UNNUMBERED = -2  # a distinct value's id when the write numbers it on the server
 
 
 @lru_cache(maxsize=65536)
-def _labels(base: int, chosen: tuple[str, ...]) -> dict[str, str]:
+def bucket_labels(base: int, chosen: tuple[str, ...]) -> dict[str, str]:
     """Labels of the chosen periods for one bucket base (an hour number if hours are recorded,
     else a day number; wall clock)."""
     hourly = "hour" in chosen
@@ -52,9 +52,9 @@ def _labels(base: int, chosen: tuple[str, ...]) -> dict[str, str]:
 
 
 def live_labels(base: int, schema: Schema, now: float) -> dict[str, str]:
-    """`_labels` without the periods whose bucket is already past its retention at `now`:
+    """`bucket_labels` without the periods whose bucket is already past its retention at `now`:
     such a key would be deleted as soon as written, so it is not written."""
-    every = _labels(base, schema.periods)
+    every = bucket_labels(base, schema.periods)
     if not schema.expire:
         return every
     return {
@@ -167,7 +167,7 @@ def build_plan(
     else:
 
         def labels(bb: int) -> dict[str, str]:
-            return _labels(bb, chosen)
+            return bucket_labels(bb, chosen)
 
     daily: dict[int, dict[str, str]] = {}
 
@@ -399,7 +399,7 @@ def _emit_scores(
         [(c, items)] = by_bucket.items()
         event, bb = split(c)
         named = [(key_of(event, label), period, label) for period, label in labels(bb).items()]
-        if named:
+        if named and items:  # (no items: the bucket's events held no value)
             b.scores(keys.event_tag(event), named, items, code)
         return
     sources: dict[tuple[str, str, str], list[int]] = {}  # (event, period, label) -> buckets

@@ -23,10 +23,11 @@ import numpy as np
 from . import sums
 from .calls import Call, Op
 from .errors import BatchError, ConnectionError, InvalidEvent, ServerError
-from .events import Columns, parse_batch
+from .events import Columns, parse_batch, rejection
 from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, build_plan, sum_bound_of
 from .schema import Schema
+from .single import Single, parse_one, plan_one, sum_bound_one
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
 # how long an id bitstat made is remembered: its own retries, then the caller's call again after
@@ -170,6 +171,7 @@ class Recording:
     batch_ttl: int
     id_cache: dict[str, int]
     value_cache: dict[tuple[str, str], dict[str, int]]
+    key_memo: dict[Any, Any]
     name: str
     # set by Stats from connect()'s arguments
     deadline: float = DEFAULT_DEADLINE
@@ -185,8 +187,15 @@ class Recording:
             if "event" in props:
                 raise InvalidEvent("the event name is given twice", field="event")
             record = {"event": event, **props}
-        result = yield from self.track_many([record], None, None)
-        if result.rejected:
+        # one event takes its own path: checked and planned without the batch machinery
+        try:
+            one = parse_one(record, self.schema)
+        except InvalidEvent as exc:
+            error = InvalidEvent(rejection(exc))  # worded as track_many reports a rejection
+            error.field = exc.field
+            raise error from None
+        result = yield from self.track_checked([record], one, None, None)
+        if result.rejected:  # its sum would carry a total past the limit
             raise InvalidEvent(result.rejected[0][1])
 
     def track_many(
@@ -198,14 +207,23 @@ class Recording:
     ) -> Op[TrackResult]:
         if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
             raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
-        if batch_id is not None:
-            cols = parse_batch(events, self.schema, now)
-            return (yield from self.track_columns(cols, batch_id, deadline=deadline))
-        # no id given: the same events sent again after a BatchError get the id they failed
-        # under (IN_DOUBT), any others a new one
         if not isinstance(events, list | tuple):
             events = list(events)
         cols = parse_batch(events, self.schema, now)
+        return (yield from self.track_checked(events, cols, batch_id, deadline))
+
+    def track_checked(
+        self,
+        events: Sequence[Any],
+        cols: Columns | Single,
+        batch_id: str | None,
+        deadline: float | None,
+    ) -> Op[TrackResult]:
+        """Record checked `events` under `batch_id`, or without one under an id made here."""
+        if batch_id is not None:
+            return (yield from self.track_columns(cols, batch_id, deadline=deadline))
+        # no id given: the same events sent again after a BatchError get the id they failed
+        # under (IN_DOUBT), any others a new one
         found = IN_DOUBT.find(self.name, events)
         auto = found or AUTO_IDS.next()
         try:
@@ -222,7 +240,7 @@ class Recording:
 
     def track_columns(
         self,
-        cols: Columns,
+        cols: Columns | Single,
         batch_id: str | None,
         *,
         auto: bool = False,
@@ -278,7 +296,7 @@ class Recording:
                 delay = min(delay * 2, MAX_BACKOFF)
 
     def record_once(
-        self, cols: Columns, batch_id: str, ttl: int, *, ask: bool, again: bool
+        self, cols: Columns | Single, batch_id: str, ttl: int, *, ask: bool, again: bool
     ) -> Op[TrackResult]:
         """One try at recording a batch. `ask`: whether its marker may exist (first asked for);
         `again`: an earlier try of this same call may have recorded it, so a marker found
@@ -295,6 +313,8 @@ class Recording:
                 return TrackResult(recorded, sorted(cols.rejected + refused))
         if not len(cols):
             return TrackResult(0, cols.rejected)
+        if isinstance(cols, Single):
+            return (yield from self.record_single(cols, batch_id, ttl, again=again))
         if isinstance(cols.actors, np.ndarray):
             offsets = cols.actors
         else:
@@ -364,6 +384,67 @@ class Recording:
         return TrackResult(
             recorded, sorted(rejected + overflow), dict(plan.expired) if recorded else {}
         )
+
+    def record_single(
+        self, one: Single, batch_id: str, ttl: int, *, again: bool
+    ) -> Op[TrackResult]:
+        """`record_once` of one event: planned by `plan_one`, in one round trip when its actor
+        is known here. An event whose sum could reach the limit goes the batch way, which
+        checks it against the stored totals."""
+        bound = sum_bound_one(one)
+        if bound > sums.LIMIT:
+            return (
+                yield from self.record_once(
+                    self.as_columns(one), batch_id, ttl, ask=False, again=again
+                )
+            )
+        offset = -1
+        if one.actor is not None:
+            if isinstance(one.actor, int):
+                offset = one.actor
+            else:
+                found = self.id_cache.get(one.actor)
+                offset = (
+                    found if found is not None else int((yield from self.offsets([one.actor]))[0])
+                )
+        value_ids: dict[int, int] = {}
+        for idx, spec in enumerate(one.specs):
+            value = one.row.get(spec)
+            if spec[0] == "unique" and value is not None:
+                cache = self.value_cache.setdefault((one.name, spec[1]), {})
+                value_ids[idx] = cache.get(
+                    value if type(value) is str else member_text(value), UNNUMBERED
+                )
+        plan = plan_one(
+            one,
+            offset,
+            value_ids,
+            self.schema,
+            self.keys,
+            self.key_memo,
+            batch_id=batch_id,
+            single=not self.cluster,
+            now=time.time(),
+            sum_bound=bound,
+        )
+        results = yield Call("apply", (plan.groups, ttl))
+        if SUM_REFUSED in results:  # nothing written (the group with sums goes first)
+            return (
+                yield from self.record_once(
+                    self.as_columns(one), batch_id, ttl, ask=False, again=again
+                )
+            )
+        seen = [r for r in results if isinstance(r, bytes)]
+        applied = 1 in results
+        recorded = 1 if applied or again else 0
+        rejected = noted(seen[0]) if seen else []
+        return TrackResult(recorded, rejected, dict(plan.expired) if recorded else {})
+
+    def as_columns(self, one: Single) -> Columns:
+        cols = parse_batch([one.record], self.schema)
+        if cols.rejected or not len(cols):  # checked a moment ago: only the clock moved
+            raise InvalidEvent(cols.rejected[0][1] if cols.rejected else "event not accepted")
+        return cols
 
     def overflowing(
         self, cols: Columns, applied_tags: set[str], clock: float
