@@ -181,6 +181,7 @@ end
 local scratch = KEYS[2]
 i = 2
 local CHUNK = 1900  -- arguments per call, well under Lua's 8000-slot stack
+local payload = false  -- whether a P op left bytes in the scratch key
 
 -- Containers. A set stays a Redis set while it is small enough to be an intset (Redis turns a
 -- set past set-max-intset-entries, 512 by default, into a hash table of ~40 bytes a member)
@@ -291,6 +292,7 @@ while i <= n_argv do
   if op == 'P' then
     redis.call('DEL', scratch)
     redis.call('SETRANGE', scratch, ARGV[i + 1], ARGV[i + 2])
+    payload = true
     i = i + 3
   elseif op == 'O' then
     -- many bits: the scratch key holds them as a bitmap (the client chose it for a dense set)
@@ -417,5 +419,7 @@ while i <= n_argv do
   end
 end
 
-redis.call('DEL', scratch)
+if payload then  -- (add_offsets deletes what it builds there itself)
+  redis.call('DEL', scratch)
+end
 return 1
