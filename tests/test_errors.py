@@ -4,6 +4,7 @@ a batch; each unanswerable query is a QueryError."""
 from __future__ import annotations
 
 import contextlib
+import pickle
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -163,6 +164,7 @@ def test_bad_event_raises_naming_field_and_reason(
     with pytest.raises(bitstat.InvalidEvent) as info:
         s.track(event)
     assert_names(str(info.value), field, word)
+    assert info.value.field == field  # as data too
     assert_nothing_of_the_bad_event(s, 0)
 
 
@@ -177,6 +179,8 @@ def test_bad_event_is_rejected_alone_in_a_batch(
     index, reason = res.rejected[0]
     assert index == 1
     assert_names(reason, field, word)
+    assert isinstance(reason, bitstat.errors.Reason) and reason.field == field  # as data too
+    assert pickle.loads(pickle.dumps(reason)).field == field  # (ingest --workers sends it)
     assert_nothing_of_the_bad_event(s, 2)
 
 
@@ -243,6 +247,17 @@ def test_sum_too_large_for_a_float_is_rejected_alone(st: Callable[[str], bitstat
     assert res.recorded == 2
     assert [i for i, _ in res.rejected] == [1]
     assert "amount" in res.rejected[0][1]
+    assert getattr(res.rejected[0][1], "field", None) == "amount"
+
+
+def test_a_batch_marker_keeps_the_field_of_each_refusal() -> None:
+    from bitstat.record import note, noted
+
+    refused: list[tuple[int, str]] = [(3, bitstat.errors.Reason("amount: too large", "amount"))]
+    back = noted(note(refused).encode())
+    assert back == refused and getattr(back[0][1], "field", None) == "amount"
+    old = noted(b'[[3, "amount: too large"]]')  # a marker written before fields were kept
+    assert old == refused and getattr(old[0][1], "field", "?") is None
 
 
 def test_list_in_a_later_compound_part_is_rejected(st: Callable[[str], bitstat.Stats]) -> None:

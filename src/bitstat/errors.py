@@ -21,6 +21,26 @@ class InvalidEvent(BitstatError, ValueError):
         what = f"field {field!r}: " if field is not None else ""
         super().__init__(f"{where}{what}{reason}")
 
+    @classmethod
+    def of(cls, reason: str) -> InvalidEvent:
+        """The error of a rejected event: the reason's text as message, its field as `field`."""
+        error = cls(reason)
+        error.field = getattr(reason, "field", None)
+        return error
+
+
+class Reason(str):
+    """Why an event was rejected, as `TrackResult.rejected` gives it: the text, which names the
+    field at fault first ("time: ..."), and that field as data (`field`; None: the event as a
+    whole), so a caller can point at it without reading the text."""
+
+    field: str | None
+
+    def __new__(cls, text: str, field: str | None = None) -> Reason:
+        self = super().__new__(cls, text)
+        self.field = field
+        return self
+
 
 class SchemaError(BitstatError, ValueError):
     """A schema that is malformed, or differs from the one stored for the namespace."""

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from . import periods, timetext
-from .errors import BitstatError, InvalidEvent
+from .errors import BitstatError, InvalidEvent, Reason
 from .schema import Schema, duration_text, name_problem
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
@@ -491,9 +491,9 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
 Checked = tuple[str, Any, int, bool, dict[Spec, Any]]  # name, actor, seconds, is_utc, values
 
 
-def rejection(exc: InvalidEvent) -> str:
+def rejection(exc: InvalidEvent) -> Reason:
     """How a rejected event's reason is reported: the field, then why."""
-    return exc.reason if exc.field is None else f"{exc.field}: {exc.reason}"
+    return Reason(exc.reason if exc.field is None else f"{exc.field}: {exc.reason}", exc.field)
 
 
 def check_event(

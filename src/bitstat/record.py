@@ -22,7 +22,7 @@ import numpy as np
 
 from . import sums
 from .calls import Call, Op
-from .errors import BatchError, ConnectionError, InvalidEvent, ServerError
+from .errors import BatchError, ConnectionError, InvalidEvent, Reason, ServerError
 from .events import Columns, parse_batch, rejection
 from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, build_plan, sum_bound_of
@@ -157,9 +157,16 @@ def retrying(ns: N, store: Any, deadline: float) -> N:
     return ns
 
 
+def note(rejected: list[tuple[int, str]]) -> str:
+    """Events rejected for their sums, as a batch's marker keeps them: index, reason, field."""
+    return json.dumps([(i, why, getattr(why, "field", None)) for i, why in rejected])
+
+
 def noted(marker: bytes) -> list[tuple[int, str]]:
     """The events a batch had rejected for their sums, as its marker keeps them ("1": none)."""
-    return [] if marker == b"1" else [(int(i), str(why)) for i, why in json.loads(marker)]
+    if marker == b"1":
+        return []
+    return [(int(i), Reason(str(why), *field)) for i, why, *field in json.loads(marker)]
 
 
 class Recording:
@@ -191,12 +198,11 @@ class Recording:
         try:
             one = parse_one(record, self.schema)
         except InvalidEvent as exc:
-            error = InvalidEvent(rejection(exc))  # worded as track_many reports a rejection
-            error.field = exc.field
-            raise error from None
+            # worded as track_many reports a rejection
+            raise InvalidEvent.of(rejection(exc)) from None
         result = yield from self.track_checked([record], one, None, None)
         if result.rejected:  # its sum would carry a total past the limit
-            raise InvalidEvent(result.rejected[0][1])
+            raise InvalidEvent.of(result.rejected[0][1])
 
     def track_many(
         self,
@@ -342,7 +348,7 @@ class Recording:
                     value_ids = {k: v[keep] for k, v in value_ids.items()}
                     if not len(cols):  # nothing left to write: the id still answers so
                         marker = self.keys.batch(self.keys.meta_tag, batch_id)
-                        yield Call("mark", (marker, json.dumps(overflow), ttl))
+                        yield Call("mark", (marker, note(overflow), ttl))
                         return TrackResult(0, sorted(rejected + overflow))
             plan = build_plan(
                 cols,
@@ -356,7 +362,7 @@ class Recording:
                 sum_bound=0.0 if check else bound,  # once checked in order: final totals only
                 # the marker keeps the events rejected for their sums: a retry of the batch
                 # reports them, though the totals it would be checked against have moved on
-                note=json.dumps(overflow) if overflow else None,
+                note=note(overflow) if overflow else None,
             )
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
@@ -443,7 +449,7 @@ class Recording:
     def as_columns(self, one: Single) -> Columns:
         cols = parse_batch([one.record], self.schema)
         if cols.rejected or not len(cols):  # checked a moment ago: only the clock moved
-            raise InvalidEvent(cols.rejected[0][1] if cols.rejected else "event not accepted")
+            raise InvalidEvent.of(cols.rejected[0][1] if cols.rejected else "event not accepted")
         return cols
 
     def overflowing(

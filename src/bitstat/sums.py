@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from .errors import Reason
 from .events import Columns
 from .keys import Keys, member_text, metric_sum_field, tag_of
 from .plan import bucket_base, live_labels
@@ -103,7 +104,7 @@ def overflowing(
                     f"adding {value!r} would carry the sum of {what} in {label} beyond"
                     f" +-{LIMIT:g}, the largest sum bitstat keeps"
                 )
-            bad.append((row, f"{prop}: {why}"))
+            bad.append((row, Reason(f"{prop}: {why}", prop)))
             continue
         for target, value, _, _ in items:
             running[target] = running.get(target, 0.0) + value
