@@ -417,6 +417,70 @@ def test_days_start_at_local_midnight_of_tz(trk_for: Callable[..., tuple[Trk, st
     assert spring.find("add/event/1457845200") == {"dst": "1"}
 
 
+def test_a_range_over_a_midnight_clock_change_keeps_its_last_day(
+    trk_for: Callable[..., tuple[Trk, str]],
+) -> None:
+    """In Sao Paulo clocks went from 00:00 to 01:00 on 2013-10-20. trk's day loop (date-utils'
+    addDays, run under TZ=America/Sao_Paulo) then stood at 01:00 and, compared with the last
+    day's 00:00, dropped that day: query(10/19 00:00, 10/21 11:20) gave 10/19 and 10/20 only,
+    query_days(4) three days. Here every day of the range is there."""
+    trk, _ = trk_for(map={"add": ["event"]}, tz="America/Sao_Paulo")
+    trk.record({"event": "e"}, now=1382400000)  # 10/21 22:20 local
+    result = trk.query(1382151600, 1382400000)
+    assert list(result.days) == ["1382151600", "1382238000", "1382320800"]
+    assert result.find("add/event/1382320800") == {"e": "1"}
+    assert [d["date"] for d in trk.query_days(4, now=1382400000).days.values()] == [
+        "10/18/2013",
+        "10/19/2013",
+        "10/20/2013",
+        "10/21/2013",
+    ]
+
+
+def test_record_many_is_one_server_call_and_a_query_two(
+    trk_for: Callable[..., tuple[Trk, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = {
+        "bmp": ["user", "country~user"],
+        "add": ["event", "country~event"],
+        "top": ["page"],
+        "addv": ["n", {"key": "country", "value": "n"}],
+    }
+    trk, _ = trk_for(map=spec, tz="UTC")
+    trk.record({"event": "warm"}, now=NOW)  # the script is now cached by the server
+    client = trk.client
+    calls: list[Any] = []
+    pipelines: list[int] = []
+    execute, pipeline = client.execute_command, client.pipeline
+
+    def counted_pipeline(*args: Any, **kw: Any) -> Any:
+        pipe = pipeline(*args, **kw)
+        run = pipe.execute
+        monkeypatch.setattr(pipe, "execute", lambda: pipelines.append(len(pipe)) or run())
+        return pipe
+
+    monkeypatch.setattr(
+        client, "execute_command", lambda *a, **k: calls.append(a[0]) or execute(*a, **k)
+    )
+    monkeypatch.setattr(client, "pipeline", counted_pipeline)
+    events = [
+        {"event": f"e{i % 7}", "user": f"u{i % 300}", "country": f"c{i % 5}", "page": f"/{i % 400}"}
+        | ({"n": i % 50} if i % 3 else {})
+        for i in range(5000)
+    ]
+    done = trk.record_many(events, now=NOW)
+    assert (done.recorded, calls, pipelines) == (5000, ["EVALSHA"], [])
+    result = trk.query(NOW)
+    assert calls == ["EVALSHA"] and len(pipelines) == 2  # the day's keys, then their values
+    assert result.find(f"bmp/user/{DAY}") == 300
+    assert result.find(f"bmp/country~user/{DAY}") == 300  # u<i % 300> always has c<i % 5>
+    assert len(result.find(f"top/page/{DAY}")) == 250  # 400 pages, the first 250 read
+    assert sum(map(int, result.find(f"add/event/{DAY}").values())) == 5001
+    totals = result.find(f"addv/n:i/{DAY}")
+    expected = [i % 50 for i in range(5000) if i % 3 and i % 50]
+    assert totals == {"sum": str(2 * sum(expected)), "count": str(2 * len(expected))}
+
+
 def test_without_tz_days_follow_this_process_zone(
     trk_for: Callable[..., tuple[Trk, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -441,6 +505,13 @@ def test_a_cluster_needs_a_hash_tag_in_the_prefix(cluster_url: str) -> None:
     trk.close()
 
 
+def test_a_field_with_two_colons_is_read(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    """`add:a:b:c` is read as an `add` (type `add:a:b`, its first part), in trk too."""
+    trk, _ = trk_for(map={"add": ["a:b:c"]}, tz="UTC")
+    trk.record({"a:b:c": "x"}, now=NOW)
+    assert trk.query(NOW).find(f"add/a:b:c/{DAY}") == {"x": "1"}
+
+
 def test_a_bad_map_is_refused() -> None:
     for bad in (
         {"sum": ["x"]},
@@ -448,6 +519,8 @@ def test_a_bad_map_is_refused() -> None:
         {"add": [3]},
         {"addv": [{"key": "c"}]},
         {"addv": [{"value": "n"}]},
+        {"add": ["page:path"]},
+        {"bmp": ["a:b"]},
     ):
         with pytest.raises(SchemaError):
             Trk(key="t", map=bad)
@@ -479,7 +552,12 @@ def test_javascript_value_semantics() -> None:
         7, -3, 0, None, None, None, None, None,
     ]  # fmt: skip
     assert js.redis_int(str(2**63 - 1)) == 2**63 - 1 and js.redis_int(str(2**63)) is None
-    assert [js.parse_int(v) for v in ("12", "2.5", "1e+21", "inf", "-3")] == [12, 2, 1, None, -3]
+    scores = ("12", "2.5", "1e+21", "inf", "-3", " 0x1F", "0x", "-0x1")
+    assert [js.parse_int(v) for v in scores] == [12, 2, 1, None, -3, 31, None, -1]
+    assert [js.plus(v) for v in ("", " 7 ", "0x10", "-Infinity", "1.5", "07")] == [
+        0, 7, 16, -math.inf, 1.5, 7,
+    ]  # fmt: skip
+    assert math.isnan(js.plus("1_0")) and math.isnan(js.plus("-0x10"))
 
 
 # (pattern, text, minimatch(text, pattern)) as minimatch 3.1.5 (node 20) answered, the version
@@ -720,26 +798,33 @@ def test_random_events_match_a_model_of_trks_source(
 
 BITSTAT_MAP = {
     "add": ["country", "country~platform"],
+    "top": ["country"],
     "bmp": ["ip"],
-    "addv": [{"key": "country", "value": "amount"}],  # also the totals (amount:i)
+    # "total" alone: total:i of every event; amount by country: amount:country, and amount:i
+    # of the events with a country (trk needs the label to sum the value)
+    "addv": ["total", {"key": "country", "value": "amount"}],
 }
 BITSTAT_SCHEMA = bitstat.Schema(
     ids="int",
     timezone="UTC",
     periods=("day",),
     count=["country", "country~platform"],
+    top=["country"],
     unique=["ip"],
-    sum=["amount", "amount by country"],
+    sum=["total", "amount by country"],
 )
+# Values both count alike: trk skips "" and 0 (falsy) and joins compound values with "~", so
+# those are left out; everything else may be missing, or contain `:`, braces, spaces, unicode.
+NAMES = st.sampled_from(["US", "CA", "NL", "n:l", "{x}", "a b", "é", "=", "1"])
 SHOP = st.fixed_dictionaries(
-    {
-        "user": st.integers(0, 50),
-        "country": st.sampled_from(["US", "CA", "NL", "DE"]),
-        "platform": st.sampled_from(["ios", "web"]),
-        "ip": st.sampled_from([f"10.0.0.{i}" for i in range(1, 9)]),
-        "amount": st.integers(1, 1000),
-    }
-)
+    {"user": st.integers(0, 50)},
+    optional={
+        "country": NAMES,
+        "platform": st.sampled_from(["ios", "web", "w:b", "ü"]),
+        "ip": st.sampled_from([f"10.0.0.{i}" for i in range(1, 9)] + ["::1", "{ip}"]),
+        "amount": st.integers(-1000, 1000).filter(bool),
+    },
+).map(lambda e: {**e, "total": e["amount"]} if "amount" in e else e)
 
 
 @EXAMPLES
@@ -750,34 +835,47 @@ def test_trk_answers_equal_bitstats_own(
     prefixes: Callable[[str], str],
     namespace: str,
 ) -> None:
-    """add per value equals `counts`, bmp equals `distinct`, addv equals `sums` (per day)."""
+    """add per value equals `counts`, top equals `top`, bmp equals `distinct`, addv equals
+    `sums` (in total and per label), day by day."""
     ns = f"{namespace}-{next(COUNTER)}"
     stats = bitstat.connect(server_url, namespace=ns, schema=BITSTAT_SCHEMA)
     try:
         with Trk(server_url, key=prefixes("b"), map=BITSTAT_MAP, tz="UTC") as trk:
             for d, events in enumerate(days):
                 when = datetime.fromtimestamp(DAY_START + d * 86400 + 7200, UTC)
-                trk.record_many(events, now=when)
+                assert trk.record_many(events, now=when).recorded == len(events)
                 stats.track_many(
                     [{"event": "hit", "time": when, **e} for e in events], now=when.timestamp()
                 )
             result = trk.query_days(len(days), now=DAY_START + (len(days) - 1) * 86400)
-            for d in range(len(days)):
+            for d, events in enumerate(days):
                 day, label = str(DAY_START + d * 86400), date(2016, 7, 7 + d).isoformat()
+
+                def find(arg: str, day: str = day) -> Any:  # a key never written: None
+                    return result.find(f"{arg}/{day}")
+
                 counts = stats.counts("hit", "country", label)
-                assert result.find(f"add/country/{day}") == {k: str(v) for k, v in counts.items()}
+                assert (find("add/country") or {}) == {k: str(v) for k, v in counts.items()}
                 pairs = stats.counts("hit", "country~platform", label)
-                assert result.find(f"add/country~platform/{day}") == {
+                assert (find("add/country~platform") or {}) == {
                     "~".join(k): str(v) for k, v in pairs.items()
                 }
-                assert result.find(f"bmp/ip/{day}") == stats.distinct("hit", "ip", label)
-                totals = result.find(f"addv/amount:i/{day}")
-                assert float(totals["sum"]) == stats.sums("hit", "amount", label)
-                assert int(totals["count"]) == stats.total("hit", label)
+                top = stats.top("hit", "country", label, limit=250)
+                assert (find("top/country") or {}) == dict(top)
+                assert (find("bmp/ip") or 0) == stats.distinct("hit", "ip", label)
+                totals = find("addv/total:i") or {"sum": "0", "count": "0"}
+                assert float(totals["sum"]) == stats.sums("hit", "total", label)
+                assert int(totals["count"]) == sum("total" in e for e in events)
                 by = stats.sums("hit", "amount", label, by="country")
-                assert result.find(f"addv/amount:country/{day}") == {
+                assert isinstance(by, dict)
+                assert (find("addv/amount:country") or {}) == {
                     k: str(int(v)) for k, v in by.items()
                 }
+                labelled = find("addv/amount:i") or {"sum": "0", "count": "0"}
+                assert float(labelled["sum"]) == sum(by.values())
+                assert int(labelled["count"]) == sum(
+                    "amount" in e and "country" in e for e in events
+                )
     finally:
         stats.drop()
         stats.close()

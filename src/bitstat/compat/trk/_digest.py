@@ -75,6 +75,11 @@ def _names(kind: str, entries: Any) -> tuple[str, ...]:
     for entry in _entries(kind, entries):
         if not isinstance(entry, str) or not entry:
             raise SchemaError(f"trk map: {kind} entries are property names, got {entry!r}")
+        if entry.count(":") == 1:  # <type>:a:b parses as a two-part type, as bmp:i does
+            raise SchemaError(
+                f"trk map: {kind} {entry!r} would be written but never read: trk's query takes "
+                f"the key {kind}:{entry} for a two-part type (as bmp:i) and skips it"
+            )
         names.append(field_name(entry))
     return tuple(names)
 

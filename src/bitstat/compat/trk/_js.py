@@ -109,17 +109,27 @@ def redis_int(value: str) -> int | None:
 
 
 def plus(value: str) -> int | float:
-    """`+value` of a stored counter (what trk's merge adds up): an int when it is one."""
-    try:
-        return int(value)
-    except ValueError:
-        try:
-            return float(value)
-        except ValueError:
-            return math.nan
+    """`+value`, JavaScript's Number() of a text: what trk's merge adds up for a stored count.
+    A whole decimal number stays an exact int."""
+    s = value.strip(JS_SPACE)
+    if s == "":
+        return 0
+    if re.fullmatch(r"[+-]?[0-9]+", s):
+        return int(s)
+    if _JS_RADIX.fullmatch(s):
+        return int(s[2:], {"x": 16, "o": 8, "b": 2}[s[1].lower()])
+    if s.lstrip("+-") == "Infinity" and len(s) <= len("-Infinity"):
+        return -math.inf if s.startswith("-") else math.inf
+    return float(s) if _JS_DECIMAL.fullmatch(s) else math.nan
 
 
 def parse_int(value: str) -> int | None:
     """JavaScript's `parseInt(value)` of a sorted-set score; None where it gives NaN."""
-    match = re.match(r"[+-]?[0-9]+", value.strip(JS_SPACE))
-    return int(match.group()) if match else None
+    s = value.strip(JS_SPACE)
+    head = re.match(r"([+-]?)(0[xX])?", s)
+    assert head is not None  # both parts are optional
+    digits = re.match("[0-9a-fA-F]+" if head[2] else "[0-9]+", s[head.end() :])
+    if not digits:
+        return None
+    number = int(digits[0], 16 if head[2] else 10)
+    return -number if head[1] == "-" else number
