@@ -33,8 +33,8 @@ from ..calls import Call, step
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..record import TrackResult
 from ..store import Script, resolve_url, wrapped_errors
-from . import browsers, dashboard, grafana, identity, metrics, openapi, posthog, segment
-from .config import ServerConfig, cors_origins_from_env, write_keys_from_env
+from . import dashboard, grafana, identity, metrics, openapi, posthog, segment
+from .config import ServerConfig, write_keys_from_env
 from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
 from .ingest import WriteKeys
@@ -249,13 +249,6 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-def _rejected_field(reason: str, event: Mapping[str, Any], actor: str) -> str | None:
-    """The field a rejection reason (`"field: reason"`) is about, if it names one."""
-    names = {"event", "time", actor, *(k for k in event if isinstance(k, str))}
-    found = [n for n in names if reason.startswith(f"{n}: ")]
-    return max(found, key=len) if found else None
-
-
 # A large body is recorded off the event loop. `AsyncStats.track_many` drives the namespace's
 # `track_many` generator (ops.py) on the loop, and between two server calls each of its steps
 # parses, maps ids and plans in pure Python: seconds for 70k events, during which no other
@@ -372,12 +365,6 @@ def _track_route(state: _State) -> Route:
                 data = [data]
             elif not isinstance(data, list):
                 raise ApiError(400, "the body must be a JSON object (one event) or an array")
-            if len(data) > state.config.max_events:
-                raise ApiError(
-                    413,
-                    f"the body holds {len(data):,} events; the limit is"
-                    f" {state.config.max_events:,} a request",
-                )
             stats = await state.stats(args["namespace"])
             if len(raw) > OFFLOAD_BYTES:
                 assert state.planner is not None
@@ -387,7 +374,7 @@ def _track_route(state: _State) -> Route:
             state.metrics.recorded(result.recorded, len(result.rejected))
             if single and result.rejected:
                 reason = result.rejected[0][1]
-                field = _rejected_field(reason, data[0], stats.schema.actor)
+                field = getattr(reason, "field", None)  # errors.Reason: the field at fault
                 raise ApiError(400, f"the event is rejected: {reason}", field=field)
             if result.recorded:
                 assert state.namespaces is not None
@@ -549,21 +536,13 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         _namespaces_route(state),
         *_probe_routes(state),
         *grafana.routes(state.stats, state.read_token),
-        metrics.route(
-            state.metrics,
-            lambda: state.store.client.ping if state.store else None,
-            state.read_token,
-        ),
+        metrics.route(state.metrics, lambda: state.store.client.ping if state.store else None),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    origins = config.cors_origins
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[
-            Middleware(metrics.MetricsMiddleware, state.metrics, routes),
-            Middleware(browsers.Browsers, cors_origins_from_env() if origins is None else origins),
-        ],
+        middleware=[Middleware(metrics.MetricsMiddleware, state.metrics, routes)],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
     app.state.bitstat = state
