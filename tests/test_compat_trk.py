@@ -496,6 +496,37 @@ def test_without_tz_days_follow_this_process_zone(
         time.tzset()
 
 
+def test_url_is_taken_as_bitstat_connect_takes_it(
+    tmp_path: Path, embedded_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No url and no $BITSTAT_URL: the embedded server of `data_dir`, with its data kept across
+    a restart; $BITSTAT_URL when set; `client=` used as given and left open."""
+    from bitstat import embedded
+
+    monkeypatch.delenv("BITSTAT_URL", raising=False)
+    data_dir = tmp_path / "data"
+    try:
+        with Trk(key="tky", map={"add": ["event"]}, tz="UTC", data_dir=data_dir) as trk:
+            trk.record({"event": "e"}, now=NOW)
+        assert embedded.stop(data_dir) is True
+        with Trk(key="tky", tz="UTC", data_dir=data_dir) as trk:  # started again, from its AOF
+            assert trk.query(NOW).find(f"add/event/{DAY}") == {"e": "1"}
+    finally:
+        embedded.stop(data_dir)
+    monkeypatch.setenv("BITSTAT_URL", embedded_url)
+    client = redis.Redis.from_url(embedded_url)
+    prefix = f"{{trk-env-{next(COUNTER)}}}"
+    try:
+        with Trk(key=prefix, map={"add": ["event"]}, tz="UTC") as trk:
+            trk.record({"event": "env"}, now=NOW)
+        with Trk(key=prefix, tz="UTC", client=client) as trk:
+            assert trk.query(NOW).find(f"add/event/{DAY}") == {"env": "1"}
+        assert client.ping()  # a client passed in stays open
+    finally:
+        delete(client, prefix)
+        client.close()
+
+
 def test_a_cluster_needs_a_hash_tag_in_the_prefix(cluster_url: str) -> None:
     trk = Trk(cluster_url, key="tky", map={"add": ["event"]})
     with pytest.raises(LayoutError, match="hash tag"):
