@@ -39,7 +39,8 @@ from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
 from .ingest import WriteKeys
 from .namespaces import Namespaces
-from .params import NAMESPACE, BadParameter, Param, read
+from .params import NAMESPACE, BadParameter, read
+from .span import PARAMS as SPAN_PARAMS
 from .span import first_last_day
 
 STATIC = Path(__file__).parent / "static"
@@ -395,14 +396,12 @@ def _track_route(state: _State) -> Route:
 
 
 def _span_route(state: _State) -> Route:
-    params = (NAMESPACE, Param("event", required=True))
-
     async def span(request: Request) -> Response:
         given: dict[str, Any] = {}
 
         async def call() -> dict[str, Any]:
             _check_token(request, state.read_token, "read")
-            args = read(params, request.query_params.multi_items())
+            args = read(SPAN_PARAMS, request.query_params.multi_items())
             given.update(args)
             stats = await state.stats(args["namespace"])
             first, last = await first_last_day(stats, args["event"])

@@ -8,6 +8,7 @@ from typing import Any
 from .. import __version__
 from .endpoints import ENDPOINTS, Endpoint, json_object
 from .params import NAMESPACE, Param
+from .span import PARAMS as SPAN_PARAMS
 
 ERROR = {
     "type": "object",
@@ -166,7 +167,7 @@ def document(endpoints: Sequence[Endpoint] = ENDPOINTS) -> dict[str, Any]:
         **{e.path: _endpoint(e) for e in endpoints},
         "/v1/span": _get(
             "First and last day the event was recorded on (null if never).",
-            (NAMESPACE, Param("event", required=True, description="Event name.")),
+            SPAN_PARAMS,
             json_object(
                 first={"type": "string", "format": "date", "nullable": True},
                 last={"type": "string", "format": "date", "nullable": True},

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from ..aio import AsyncStats
+from .params import EVENT, NAMESPACE
+
+PARAMS = (NAMESPACE, EVENT)  # of GET /v1/span (and its OpenAPI description)
 
 
 async def first_last_day(stats: AsyncStats, event: str) -> tuple[str | None, str | None]:
