@@ -162,14 +162,6 @@ def parse_label(text: str) -> Bucket:
         raise QueryError(f"not a valid period label: {text!r} ({exc})") from None
 
 
-def bucket_end_of_label(period: str, label: str) -> datetime:
-    """The exclusive wall-clock end of the bucket `label` of `period`."""
-    bucket = parse_label(label)
-    if bucket.period != period:
-        raise QueryError(f"{label!r} is a {bucket.period} label, not a {period} label")
-    return bucket.end
-
-
 def parse_time(value: Any, tz: ZoneInfo) -> datetime:
     """Convert a user-given time to naive local wall-clock time in `tz`.
 
@@ -395,11 +387,6 @@ def buckets_between(period: str, lo: datetime, hi: datetime) -> list[Bucket]:
         out.append(bucket)
         bucket = bucket.next()
     return out
-
-
-def wall_epoch(wall: datetime) -> int:
-    """Seconds from 1970-01-01T00:00 to the naive wall-clock time `wall`, by naive arithmetic."""
-    return (wall.replace(tzinfo=None) - _EPOCH) // timedelta(seconds=1)
 
 
 def local_offset(tz: ZoneInfo, t: int) -> int:
