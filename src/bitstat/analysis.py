@@ -269,12 +269,22 @@ _STYLE = (
 )
 
 
-def _heat(rate: float) -> str:
-    """Background from white (0%) to deep blue (100%), text white on dark cells."""
+# The heat maps of retention (this HTML, the terminal's, the dashboard's dashboard.js) go from
+# white at 0% to this blue at 100%; text on a cell past half way is light.
+HEAT_RGB = (37, 99, 235)
+HEAT_LIGHT_TEXT = 0.5
+
+
+def heat(rate: float) -> tuple[tuple[int, int, int], bool]:
+    """The colour of a share on a heat map, and whether text on it is light."""
     r = min(max(rate, 0.0), 1.0)
-    rgb = [round(255 + (c - 255) * r) for c in (37, 99, 235)]
-    text = "#fff" if r > 0.5 else "#1a202c"
-    return f"background:rgb({rgb[0]},{rgb[1]},{rgb[2]});color:{text}"
+    red, green, blue = (round(255 + (c - 255) * r) for c in HEAT_RGB)
+    return (red, green, blue), r > HEAT_LIGHT_TEXT
+
+
+def _heat(rate: float) -> str:
+    (red, green, blue), light = heat(rate)
+    return f"background:rgb({red},{green},{blue});color:{'#fff' if light else '#1a202c'}"
 
 
 # retention

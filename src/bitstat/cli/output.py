@@ -20,6 +20,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .. import analysis
 from ..schema import duration_short
 
 FORMATS = ("table", "json", "csv")
@@ -221,13 +222,11 @@ def bar(value: float, largest: float, width: int = BAR_WIDTH) -> Text:
 
 
 def heat(rate: float | None) -> str:
-    """A cell style from white (0%) to deep blue (100%), like the HTML retention table."""
+    """A cell style on the ramp of the HTML retention table (`analysis.heat`)."""
     if rate is None:
         return ""
-    r = min(max(rate, 0.0), 1.0)
-    red, green, blue = (round(255 + (c - 255) * r) for c in (37, 99, 235))
-    text = "white" if r > 0.5 else "black"
-    return f"{text} on rgb({red},{green},{blue})"
+    (red, green, blue), light = analysis.heat(rate)
+    return f"{'white' if light else 'black'} on rgb({red},{green},{blue})"
 
 
 def duration(seconds: int) -> str | int:

@@ -366,6 +366,7 @@
     if (f && !rows.length) empty("funnel", "no steps");
   }
 
+  // the ramp of analysis.heat (HEAT_RGB, HEAT_LIGHT_TEXT), which tests/test_heat.py holds it to
   function heat(rate) {
     const r = Math.min(Math.max(rate, 0), 1);
     const rgb = [37, 99, 235].map((c) => Math.round(255 + (c - 255) * r));
