@@ -19,25 +19,16 @@ from importlib import resources
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
+from .loads import progress_bar
 from .schema import Schema
 from .stats import Stats
 
 SAMPLE_FILE = "online_retail_sample.csv.gz"
 ITEMS_FILE = "online_retail_items.csv.gz"
 BATCH_SIZE = 5_000
-# Batch ids are remembered this long, so re-running the demo years later still records nothing.
-BATCH_TTL = 10 * 365 * 86400
 
 SCHEMA = Schema(
     actor="customer",
@@ -331,14 +322,6 @@ def render(summary: Summary, console: Console) -> None:
     console.print(retention)
 
 
-class _RateColumn(ProgressColumn):
-    """Events per second of a progress task."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} events/s", style="progress.data.speed")
-
-
 def run(
     st: Stats, console: Console, *, server: str = "", started: float | None = None
 ) -> LoadResult:
@@ -356,14 +339,7 @@ def run(
         f"Loading {len(events):,} Online Retail invoice lines into namespace"
         f" [bold]{st.namespace}[/bold]"
     )
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:>9,.0f} / {task.total:,.0f}"),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    progress = progress_bar(console)
     with progress:
         task = progress.add_task("Recording", total=len(events))
         result = load(

@@ -14,19 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich.progress import Progress, TaskID
 
 from ..events import parse_batch
+from ..loads import LOAD_BATCH_TTL, progress_bar
 from ..periods import PERIODS
 from ..record import TrackResult
 from ..schema import Schema
@@ -49,8 +40,6 @@ if TYPE_CHECKING:
     from .main import Settings
 
 BATCH_SIZE = 10_000
-# Batch ids are remembered this long, so the same file loaded years later still records nothing.
-BATCH_TTL = 10 * 365 * 86400
 SHOWN_REJECTS = 20
 EXIT_REJECTED = 2
 
@@ -142,28 +131,6 @@ def batches(reader: Reader, decode: Decoder, size: int, *, raw: bool = False) ->
             batch = Batch()
     if batch.events or batch.bad:
         yield batch
-
-
-class _EventRate(ProgressColumn):
-    """`12,345 events  250,000/s`, from the task's `events` field."""
-
-    def render(self, task: Task) -> Text:
-        n = int(task.fields.get("events", 0))
-        elapsed = task.finished_time if task.finished else task.elapsed
-        rate = f"  {n / elapsed:,.0f}/s" if elapsed and n else ""
-        return Text(f"{n:,} events{rate}", style="progress.data.speed")
-
-
-def progress_bar(console: Console) -> Progress:
-    """file  ━━━━━━━━━━━━  42%  120,000 events  95,000/s  0:00:03 (time left, then taken)."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=16),  # the whole line fits 80 columns
-        TaskProgressColumn(),
-        _EventRate(),
-        TimeRemainingColumn(elapsed_when_finished=True),
-        console=console,
-    )
 
 
 def _label(name: str, width: int = 24) -> str:
@@ -481,7 +448,7 @@ def ingest(
     stderr = Console(stderr=True, highlight=False)
     with (
         tempfile.TemporaryDirectory(prefix="bitstat-ingest-") as spool,
-        settings.connect(batch_ttl=BATCH_TTL) as st,
+        settings.connect(batch_ttl=LOAD_BATCH_TTL) as st,
         contextlib.ExitStack() as stack,
     ):
         sources = [open_source(f, kind, salt, Path(spool)) for f in files]
@@ -494,7 +461,7 @@ def ingest(
                     namespace=st.namespace,
                     schema=st.schema,
                     fields=fields,
-                    batch_ttl=BATCH_TTL,
+                    batch_ttl=LOAD_BATCH_TTL,
                 )
             )
         progress = progress_bar(stderr)

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from .. import __version__, connect, demo, embedded
 from ..errors import BitstatError, SchemaError, UnknownEvent
+from ..loads import LOAD_BATCH_TTL
 from ..schema import Schema
 from ..stats import Stats
 
@@ -147,7 +148,7 @@ def demo_command(settings: Settings, namespace: str) -> None:
     started = time.perf_counter()
     console = Console(highlight=False)
     try:
-        stats = settings.connect(namespace, schema=demo.SCHEMA, batch_ttl=demo.BATCH_TTL)
+        stats = settings.connect(namespace, schema=demo.SCHEMA, batch_ttl=LOAD_BATCH_TTL)
     except SchemaError as exc:
         raise click.ClickException(
             f"namespace {namespace!r} already holds data with another schema;"
