@@ -173,3 +173,13 @@ def test_span_gives_the_first_and_last_local_day(server_url: str, namespace: str
 
         assert asyncio.run(read()) == want
         st_.drop()
+
+
+def test_every_stats_method_has_an_async_twin_with_a_docstring() -> None:
+    public = [n for n in dir(bitstat.Stats) if not n.startswith("_")]
+    for name in public:
+        twin = getattr(aio.AsyncStats, name, None)
+        assert twin is not None, f"AsyncStats has no {name}"
+        assert inspect.getdoc(twin), f"AsyncStats.{name} has no docstring"
+    for name in ("count", "contains", "ids"):
+        assert inspect.getdoc(getattr(aio.AsyncActorSet, name)), name

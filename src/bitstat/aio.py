@@ -371,12 +371,15 @@ class AsyncActorSet(SetAlgebra["AsyncStats"]):
     `async for actor in s.ids()`; the operators are the same as ActorSet's."""
 
     async def count(self) -> int:
+        """`len(actor_set)`, awaited: how many actors the set holds."""
         return (await self._runner._count_exprs([self.expr]))[0]
 
     async def contains(self, actor: object) -> bool:
+        """`actor in actor_set`, awaited: whether the set holds `actor`."""
         return bool(await run(self._runner._store, self._runner._ns.contains(self.expr, actor)))
 
     async def ids(self) -> AsyncIterator[Any]:
+        """`ActorSet.ids` for `async for`: the actors' original ids, read in chunks."""
         op = self._runner._ns.ids(self.expr)
         store = self._runner._store
         reply: Any = None
@@ -410,18 +413,23 @@ class AsyncStats:
 
     @property
     def schema(self) -> Schema:
+        """The namespace's schema (`Stats.schema`)."""
         return self._ns.schema
 
     async def configure(self, schema: Schema) -> None:
+        """`Stats.configure`, awaited: store `schema` as the namespace's schema."""
         await run(self._store, self._ns.configure(schema))
 
     async def server_info(self) -> dict[str, Any]:
+        """`Stats.server_info`, awaited: the server's version, memory use and mode."""
         return await self._store.info()
 
     async def drop(self) -> int:
+        """`Stats.drop`, awaited: delete every key of this namespace; how many."""
         return await run(self._store, self._ns.drop())
 
     async def close(self) -> None:
+        """Close the connection (`Stats.close`), awaited."""
         await self._store.close()
 
     async def __aenter__(self) -> AsyncStats:
@@ -431,6 +439,7 @@ class AsyncStats:
         await self.close()
 
     async def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
+        """`Stats.track`, awaited: record one event (kwargs or trk's object form)."""
         await run(self._store, self._ns.track(event, props))
 
     async def track_many(
@@ -474,6 +483,7 @@ class AsyncStats:
         return await run(self._store, Identity(self._ns).forget(actor))
 
     def actors(self, event: str, **segment: Any) -> ActorQuery[AsyncActorSet]:
+        """`Stats.actors`: the actors of `event`, as `AsyncActorSet`s once a time is picked."""
         check_name(event)
         seg = self._ns.segment(event, segment)
         return ActorQuery(partial(AsyncActorSet, self), self._ns, event, seg)
@@ -482,9 +492,11 @@ class AsyncStats:
         return await run(self._store, self._ns.count_exprs(exprs))
 
     async def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
+        """`Stats.unique`, awaited: distinct actors who did `event` in [start, end]."""
         return await run(self._store, self._ns.unique(event, start, end, segment))
 
     async def total(self, event: str, start: Any, end: Any = None) -> int:
+        """`Stats.total`, awaited: how many times `event` happened in [start, end]."""
         return await run(self._store, self._ns.total(event, start, end))
 
     async def series(
@@ -497,35 +509,45 @@ class AsyncStats:
         metric: str = "unique",
         **segment: Any,
     ) -> Series:
+        """`Stats.series`, awaited: one value per `by` bucket of the range."""
         return await run(self._store, self._ns.series(event, start, end, by, metric, segment))
 
     async def counts(self, event: str, prop: str, start: Any, end: Any = None) -> Counts:
+        """`Stats.counts`, awaited: events per value of a `count` property."""
         return await run(self._store, self._ns.counts(event, prop, start, end))
 
     async def sums(
         self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
     ) -> Sum | Sums:
+        """`Stats.sums`, awaited: the sum of a `sum` property, or per value of `by`."""
         return await run(self._store, self._ns.sums(event, prop, start, end, by))
 
     async def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
+        """`Stats.averages`, awaited: the mean of a `sum` property (None: no values)."""
         return await run(self._store, self._ns.averages(event, prop, start, end))
 
     async def top(self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10) -> Top:
+        """`Stats.top`, awaited: the `limit` most frequent values of a `top` property."""
         return await run(self._store, self._ns.top(event, prop, start, end, limit))
 
     async def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
+        """`Stats.distinct`, awaited: how many distinct values a property took."""
         return await run(self._store, self._ns.distinct(event, prop, start, end))
 
     async def query(self, event: str, start: Any, end: Any = None) -> dict[str, Any]:
+        """`Stats.query`, awaited: every metric the schema records for `event`, in one dict."""
         return await run(self._store, self._ns.query(event, start, end))
 
     async def query_days(self, event: str, days: int, end: Any = None) -> list[dict[str, Any]]:
+        """`Stats.query_days`, awaited: `query` for each of the last `days` days."""
         return await run(self._store, self._ns.query_days(event, days, end))
 
     async def span(self, event: str) -> tuple[date, date] | None:
+        """`Stats.span`, awaited: the first and last days `event` was recorded on, or None."""
         return await run(self._store, self._ns.span(event))
 
     async def events(self) -> list[str]:
+        """`Stats.events`, awaited: every event name recorded in the namespace, sorted."""
         return await run(self._store, self._ns.events())
 
     # analyses: the generators of analysis.py, as Stats runs them
@@ -542,23 +564,27 @@ class AsyncStats:
         now: Any = None,
         **segment: Any,
     ) -> analysis.Retention:
+        """`Stats.retention`, awaited: a cohort retention table (`analysis.Retention`)."""
         args = (first_event, return_event, start, periods, period, kind, columns, now, segment)
         return await run(self._store, analysis.retention(self._ns, *args))
 
     async def funnel(
         self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
     ) -> Funnel:
+        """`Stats.funnel`, awaited: [(step, actors who reached it), ...] at day resolution."""
         op = analysis.funnel(self._ns, steps, start, end, within, segment)
         return await run(self._store, op)
 
     async def stickiness(
         self, event: str, start: Any, end: Any = None, **segment: Any
     ) -> Stickiness:
+        """`Stats.stickiness`, awaited: {n: actors active on exactly n days}."""
         return await run(self._store, analysis.stickiness(self._ns, event, start, end, segment))
 
     async def lifecycle(
         self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
     ) -> Lifecycle:
+        """`Stats.lifecycle`, awaited: new, returning, resurrecting, dormant actors per period."""
         op = analysis.lifecycle(self._ns, event, start, periods, period, now=now)
         return await run(self._store, op)
 
