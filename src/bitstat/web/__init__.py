@@ -1,6 +1,7 @@
 """The HTTP API and the dashboard of `bitstat serve` (Starlette on the asyncio API).
 
-Needs the `web` extra: `pip install 'bitstat[web]'`.
+Starlette and uvicorn are dependencies of bitstat; the `web` extra only adds uvicorn's faster
+event loop and HTTP parser (`pip install 'bitstat[web]'`: uvloop, httptools).
 """
 
 from __future__ import annotations
