@@ -5,8 +5,8 @@ more control: it names intermediate sets (registers) and uses each as often as i
 cohort in every cell of its row, the steps of a funnel reached so far, a running count of active
 days, and asks for intersection sizes that may be found by probing a small set's members. A
 RegisterProgram is written once for all shards; `registers` makes it a `query.Program` per
-shard and asks for them as `Call("evaluate", (programs,))`, the same call as every other
-actor-set question.
+shard and runs them through `Namespace.per_shard` (one `evaluate_checked` call, which reads the
+shard set in the same round trip), as every other actor-set question is run.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """CLI queries: one command per `Stats` query, with the Python API's arguments, in any format.
 
-Each command calls one library method and hands the answer to `cli_output` as rows or a
+Each command calls one library method and hands the answer to `cli/output.py` as rows or a
 number; time arguments go to the library as typed (ISO dates, times, period labels). The
-shared arguments and options (a range, `--where`) are here too, for `cli_analysis`.
+shared arguments and options (a range, `--where`) are here too, for `cli/analysis.py`.
 """
 
 from __future__ import annotations
