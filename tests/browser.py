@@ -33,8 +33,12 @@ def page_errors() -> list[str]:
 
 @pytest.fixture
 def page(browser: Any, page_errors: list[str]) -> Iterator[Any]:
-    """A page at laptop size; the test fails if the page reported errors it did not expect."""
-    context = browser.new_context(viewport=LAPTOP)
+    """A page at laptop size; the test fails if the page reported errors it did not expect.
+
+    The tests wait on JavaScript predicates, evaluated from text, which the dashboard's
+    Content-Security-Policy forbids (no eval): here it is bypassed. tests/test_web_security.py
+    loads the dashboard under its policy."""
+    context = browser.new_context(viewport=LAPTOP, bypass_csp=True)
     pg = context.new_page()
     pg.on("pageerror", lambda exc: page_errors.append(str(exc)))
     pg.on("console", lambda m: page_errors.append(m.text) if m.type == "error" else None)

@@ -214,7 +214,7 @@ def test_the_dashboard_asks_for_the_read_token(
     config = ServerConfig(
         url=embedded_url, namespace=shop.namespace, read_token="let-me-read", write_token="w"
     )
-    context = browser.new_context(viewport=LAPTOP)
+    context = browser.new_context(viewport=LAPTOP, bypass_csp=True)  # see browser.py
     pg = context.new_page()
     try:
         with running(config) as base:
@@ -255,7 +255,7 @@ def test_the_static_report_draws_offline(
     assert result.stdout.startswith(f"wrote {out}")
     html = out.read_text()
     assert "<script src=" not in html and "stylesheet" not in html  # nothing left to fetch
-    context = browser.new_context(viewport=LAPTOP, offline=True)
+    context = browser.new_context(viewport=LAPTOP, offline=True, bypass_csp=True)
     requests: list[str] = []
     context.on("request", lambda r: requests.append(r.url))
     pg = context.new_page()

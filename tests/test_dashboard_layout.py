@@ -57,7 +57,7 @@ def server(embedded_url: str) -> Iterator[str]:
 
 def heat_map(browser: Any, base: str, view: dict[str, str], width: int, shot: str) -> Any:
     """Open `view` at `width` x 800; return the boxes of the page, the card and the heat map."""
-    context = browser.new_context(viewport={"width": width, "height": 800})
+    context = browser.new_context(viewport={"width": width, "height": 800}, bypass_csp=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -121,7 +121,7 @@ def test_the_heat_map_scrolls_inside_its_card_on_a_narrow_screen(
 def test_the_time_axis_labels_stand_apart(browser: Any, server: str) -> None:
     """A year of weeks: the labels Chart.js keeps on the time axis do not run together."""
     view = {"event": "visit", "start": "2024-12-02", "end": END, "period": "week"}
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     pg = context.new_page()
     try:
         pg.goto(f"{server}/{hash_of(view)}")

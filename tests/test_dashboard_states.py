@@ -279,7 +279,7 @@ def test_the_sum_tile_is_the_total_also_of_events_without_the_label(
     for n, e in enumerate(e for e in events if e["event"] == "purchase"):
         if n % 3 == 0:
             del e["country"]  # a third of the purchases carry no country
-    context = browser.new_context(viewport=LAPTOP)
+    context = browser.new_context(viewport=LAPTOP, bypass_csp=True)  # see browser.py
     pg = context.new_page()
     try:
         assert not st.track_many(events).rejected
@@ -308,7 +308,7 @@ def test_a_sum_recorded_only_per_label_says_so_in_the_tile(browser: Any, embedde
     """Without a plain `amount` rule no total exists: the tile names what it adds up."""
     schema = bitstat.Schema(ids="map", sum=["amount by country"], count=["country"])
     st = bitstat.connect(embedded_url, namespace=f"sums-{uuid.uuid4().hex[:8]}", schema=schema)
-    context = browser.new_context(viewport=LAPTOP)
+    context = browser.new_context(viewport=LAPTOP, bypass_csp=True)  # see browser.py
     pg = context.new_page()
     try:
         events = [

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..web import ServerConfig
     from .main import Settings
 
+MAX_EVENTS = 100_000  # web.config.DEFAULT_MAX_EVENTS, not imported: the web extra may be missing
 _SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]?)b?\s*", re.IGNORECASE)
 
 
@@ -46,10 +47,28 @@ def _size(text: str) -> int:
     "--write-token",
     envvar="BITSTAT_WRITE_TOKEN",
     metavar="TOKEN",
-    help="Bearer token POST /v1/track requires. Env: BITSTAT_WRITE_TOKEN.",
+    help="Bearer token the writes (POST /v1/track, DELETE /v1/actors) require. Env:"
+    " BITSTAT_WRITE_TOKEN.",
 )
 @click.option(
     "--max-body", default="10MB", show_default=True, help="Largest request body accepted (413)."
+)
+@click.option(
+    "--max-events",
+    default=MAX_EVENTS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most events (or SDK messages) in one request (413).",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    envvar="BITSTAT_CORS_ORIGINS",
+    help="A browser origin whose pages may call the API, such as https://shop.example.com"
+    " (repeat it; * for any). Pages of other origins cannot write. Env: BITSTAT_CORS_ORIGINS"
+    " (separated by spaces). Default: none.",
 )
 @click.option(
     "--refresh",
@@ -82,6 +101,8 @@ def serve(
     read_token: str | None,
     write_token: str | None,
     max_body: str,
+    max_events: int,
+    cors_origins: tuple[str, ...],
     refresh: int,
     workers: int,
     log_level: str,
@@ -114,6 +135,8 @@ def serve(
         read_token=read_token or None,
         write_token=write_token or None,
         max_body=_size(max_body),
+        max_events=max_events,
+        cors_origins=cors_origins,
         refresh_seconds=refresh,
     )
     check_bind(host, config)
@@ -132,6 +155,8 @@ def serve(
             f"  no token for {' and '.join(open_sides)}: listening on loopback only"
             " (set BITSTAT_READ_TOKEN and BITSTAT_WRITE_TOKEN to listen elsewhere)"
         )
+    if config.cors_origins:
+        click.echo(f"  pages of {', '.join(config.cors_origins)} may call the API (CORS)")
     if workers > 1:
         click.echo(f"  {workers} server processes")
         _serve_in_processes(replace(config, url=url), sock, workers, log_level)

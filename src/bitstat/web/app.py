@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 
@@ -33,8 +33,9 @@ from ..calls import Call, step
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..record import TrackResult
 from ..store import Script, resolve_url, wrapped_errors
-from . import dashboard, grafana, identity, metrics, openapi, posthog, segment
-from .config import ServerConfig, write_keys_from_env
+from . import browsers, dashboard, grafana, identity, metrics, openapi, posthog, segment
+from .answers import JSONResponse
+from .config import ServerConfig, cors_origins_from_env, write_keys_from_env
 from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
 from .ingest import WriteKeys
@@ -366,6 +367,12 @@ def _track_route(state: _State) -> Route:
                 data = [data]
             elif not isinstance(data, list):
                 raise ApiError(400, "the body must be a JSON object (one event) or an array")
+            if len(data) > state.config.max_events:
+                raise ApiError(
+                    413,
+                    f"the body holds {len(data):,} events; the limit is"
+                    f" {state.config.max_events:,} a request",
+                )
             stats = await state.stats(args["namespace"])
             if len(raw) > OFFLOAD_BYTES:
                 assert state.planner is not None
@@ -535,13 +542,21 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         _namespaces_route(state),
         *_probe_routes(state),
         *grafana.routes(state.stats, state.read_token),
-        metrics.route(state.metrics, lambda: state.store.client.ping if state.store else None),
+        metrics.route(
+            state.metrics,
+            lambda: state.store.client.ping if state.store else None,
+            state.read_token,
+        ),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    origins = config.cors_origins
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(metrics.MetricsMiddleware, state.metrics, routes)],
+        middleware=[
+            Middleware(metrics.MetricsMiddleware, state.metrics, routes),
+            Middleware(browsers.Browsers, cors_origins_from_env() if origins is None else origins),
+        ],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
     app.state.bitstat = state

@@ -1,20 +1,27 @@
-"""How a server is set up: where the data is, its tokens and limits, and where it may listen."""
+"""How a server is set up: where the data is, its tokens and limits, the browser origins it
+answers, and where it may listen."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import BitstatError
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_MAX_EVENTS = 100_000  # events in one request, on every ingest route
 READ_TOKEN_ENV = "BITSTAT_READ_TOKEN"
 WRITE_TOKEN_ENV = "BITSTAT_WRITE_TOKEN"
 WRITE_KEYS_ENV = "BITSTAT_WRITE_KEYS"  # "KEY=NAMESPACE,KEY=NAMESPACE"
 WRITE_KEYS_FILE_ENV = "BITSTAT_WRITE_KEYS_FILE"  # a file of "KEY NAMESPACE" lines
+CORS_ORIGINS_ENV = "BITSTAT_CORS_ORIGINS"  # "https://shop.example.com https://app.example.com"
+# what an Authorization header can carry and this server compare: visible ASCII, no space
+_TOKEN = re.compile(r"[!-~]+")
 
 
 class UnsafeBind(BitstatError):
@@ -35,6 +42,26 @@ class ServerConfig:
     # the SDK protocols' write keys, each naming the namespace it writes to; None: read them
     # from $BITSTAT_WRITE_KEYS / $BITSTAT_WRITE_KEYS_FILE when the app is created
     write_keys: Mapping[str, str] | None = None
+    max_events: int = DEFAULT_MAX_EVENTS
+    # the browser origins (scheme://host[:port], or "*") whose pages may call the API: CORS
+    # headers for them, and no writes from pages of any other; None: $BITSTAT_CORS_ORIGINS
+    cors_origins: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for side in ("read", "write"):
+            token = getattr(self, f"{side}_token")
+            if token == "":
+                raise BitstatError(
+                    f"the {side} token is empty, which guards nothing: leave it unset"
+                )
+            if token is not None and not _TOKEN.fullmatch(token):
+                raise BitstatError(
+                    f"the {side} token holds a space or a character that is not visible ASCII;"
+                    " clients send it in an Authorization header, where only visible ASCII is"
+                    " the same on both sides"
+                )
+        if self.cors_origins is not None:
+            object.__setattr__(self, "cors_origins", cors_origins(self.cors_origins))
 
     @classmethod
     def from_env(cls, **given: object) -> ServerConfig:
@@ -47,6 +74,49 @@ class ServerConfig:
     @property
     def guarded(self) -> bool:
         return self.read_token is not None and self.write_token is not None
+
+
+def cors_origins(given: Iterable[str] | str) -> tuple[str, ...]:
+    """Browser origins, checked and spelled as browsers send them in `Origin` (lower case, no
+    default port, no path): `https://shop.example.com`, `http://localhost:3000`, or `*`.
+    Text is split on commas and white space."""
+    texts = [given] if isinstance(given, str) else list(given)
+    items = [item for text in texts for item in text.replace(",", " ").split()]
+    found: list[str] = []
+    for item in items:
+        origin = item.strip().rstrip("/").lower()
+        if origin != "*":
+            parts = urlsplit(origin)
+            try:
+                port = parts.port
+            except ValueError:
+                port = -1
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+                or port == -1
+            ):
+                raise BitstatError(
+                    f"CORS origin {item!r}: expected scheme://host[:port] such as"
+                    " https://shop.example.com, or * for any origin"
+                )
+            default = {"http": 80, "https": 443}[parts.scheme]
+            origin = f"{parts.scheme}://{parts.netloc}"
+            if port == default:
+                origin = origin.rsplit(":", 1)[0]
+        if origin not in found:
+            found.append(origin)
+    return tuple(found)
+
+
+def cors_origins_from_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The origins of `$BITSTAT_CORS_ORIGINS` (space or comma separated); none when unset."""
+    env = os.environ if env is None else env
+    return cors_origins(env.get(CORS_ORIGINS_ENV, ""))
 
 
 def _key_pairs(text: str, where: str, line_sep: bool) -> dict[str, str]:

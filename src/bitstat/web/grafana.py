@@ -19,23 +19,29 @@ The namespace is also taken from the `X-Bitstat-Namespace` header or `?namespace
 
 from __future__ import annotations
 
-import hmac
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import periods as P
 from ..aio import AsyncStats
+from ..analysis import parse_within
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..tables import Tabular
+from . import endpoints as E
+from .answers import JSONResponse
+from .auth import bearer_is
+from .ingest import IngestError, read_body
 
 PREFIX = "/grafana"
-MAX_POINTS = 5_000
+MAX_POINTS = E.MAX_SERIES_POINTS
+MAX_BODY = 1024 * 1024  # a request of the plugins is a few KB
 KINDS = ("unique", "total", "counts", "sums", "top", "stickiness", "lifecycle")
 _SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400, "year": 365 * 86400}
 Stats = Callable[[str | None], Awaitable[AsyncStats]]
@@ -141,16 +147,21 @@ async def answer(
         raise GrafanaError(400, "each target needs a `target` string")
     payload = target.get("payload") or target.get("data") or {}
     if isinstance(payload, str):  # the JSON API plugin sends the payload as text
-        payload = json.loads(payload) if payload.strip() else {}
+        payload = _loads(payload, f"{name!r}: the payload") if payload.strip() else {}
     if not isinstance(payload, Mapping):
         raise GrafanaError(400, f"{name!r}: the payload must be a JSON object")
     q = parse_target(name, payload)
-    where = payload.get("where") or {}
+    where = _where(payload.get("where"))
     series = target.get("type", "timeserie") != "table"
     kind = q["kind"]
+    wall_lo, wall_hi = (P.parse_time(t, stats.schema.tz) for t in (lo, hi))
+    _check_size(q, payload, wall_hi - wall_lo)
     if kind in ("unique", "total"):
-        wall_lo, wall_hi = (P.parse_time(t, stats.schema.tz) for t in (lo, hi))
         by = payload.get("by") or _bucket(stats, interval_ms, wall_lo, wall_hi)
+        if by not in _SECONDS or (wall_hi - wall_lo).total_seconds() / _SECONDS[by] > MAX_POINTS:
+            raise GrafanaError(
+                400, f"`by` {by!r}: one of {', '.join(_SECONDS)}, and at most {MAX_POINTS} points"
+            )
         points = await stats.series(q["event"], lo, hi, by=by, metric=kind, **where)
         if not series:
             return [table(points, stats)]
@@ -186,10 +197,11 @@ async def answer(
         )
         return [table(retention, stats)]
     # lifecycle: the periods whose start falls in the range
-    wall_lo, wall_hi = (P.parse_time(t, stats.schema.tz) for t in (lo, hi))
+    if period not in _SECONDS:
+        raise GrafanaError(400, f"`period` {period!r}: one of {', '.join(_SECONDS)}")
     first = P.bucket_of(period, wall_lo)
     n = max(1, len(P.buckets_between(period, first.start, wall_hi + timedelta(microseconds=1))))
-    life = await stats.lifecycle(q["event"], first.start, min(n, MAX_POINTS), period)
+    life = await stats.lifecycle(q["event"], first.start, n, period)
     if not series:
         return [table(life, stats)]
     return [
@@ -205,6 +217,80 @@ async def answer(
     ]
 
 
+def _loads(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GrafanaError(400, f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise GrafanaError(400, f"{what} is nested too deeply to read") from None
+
+
+# names a `where` filter cannot take: the arguments of the methods it is passed beside
+_ARGUMENTS = frozenset(
+    name
+    for method in (
+        AsyncStats.series,
+        AsyncStats.retention,
+        AsyncStats.funnel,
+        AsyncStats.stickiness,
+    )
+    for name, p in inspect.signature(method).parameters.items()
+    if p.kind is not p.VAR_KEYWORD
+)
+
+
+def _where(given: Any) -> dict[str, Any]:
+    """A target's segment filter `{"country": "NL"}`: names of segment properties, values
+    text or numbers."""
+    if given is None or given == {}:
+        return {}
+    if not isinstance(given, Mapping):
+        raise GrafanaError(400, "`where` must be an object of segment filters")
+    for name, value in given.items():
+        if name in _ARGUMENTS:
+            raise GrafanaError(400, f"`where`: {name!r} cannot be a segment filter")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise GrafanaError(400, f"`where`: the value of {name!r} must be text or a number")
+    return dict(given)
+
+
+def _whole(payload: Mapping[str, Any], name: str, default: int, most: int) -> int:
+    value = payload.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise GrafanaError(400, f"`{name}` must be a whole number from 1 to {most}, got {value!r}")
+    return value
+
+
+def _check_size(q: Mapping[str, Any], payload: Mapping[str, Any], span: timedelta) -> None:
+    """The bounds the /v1 endpoints keep, so that no target holds the server for long."""
+    kind = q["kind"]
+    days = -(-span // timedelta(days=1))
+    if kind == "top":
+        _whole(payload, "limit", 10, E.MAX_TOP)
+    elif kind == "retention":
+        _whole(payload, "periods", 8, E.MAX_PERIODS // 5)
+    elif kind == "stickiness" and days > E.MAX_STICKINESS_DAYS:
+        raise GrafanaError(
+            400, f"stickiness: the range is longer than {E.MAX_STICKINESS_DAYS} days"
+        )
+    elif kind == "lifecycle":
+        period = payload.get("period", "week")
+        if period in _SECONDS and span.total_seconds() / _SECONDS[period] > E.MAX_PERIODS:
+            raise GrafanaError(400, f"lifecycle: the range holds more than {E.MAX_PERIODS} periods")
+    elif kind == "funnel":
+        steps = q["steps"]
+        if not isinstance(steps, list) or not 1 <= len(steps) <= E.MAX_STEPS:
+            raise GrafanaError(400, f"funnel: 1 to {E.MAX_STEPS} steps")
+        within = parse_within(payload.get("within", "7d"))
+        if days * within * max(1, len(steps) - 1) > E.MAX_FUNNEL_WORK:
+            raise GrafanaError(
+                400,
+                f"funnel: {days} start days x {within} window days x {len(steps) - 1} later"
+                f" steps is more than {E.MAX_FUNNEL_WORK}: shorten the range or the window",
+            )
+
+
 def _namespace(request: Request, body: Mapping[str, Any]) -> str | None:
     for target in body.get("targets") or ():
         payload = target.get("payload") if isinstance(target, Mapping) else None
@@ -215,11 +301,11 @@ def _namespace(request: Request, body: Mapping[str, Any]) -> str | None:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
     try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GrafanaError(400, f"malformed JSON: {exc}") from None
+        raw = await read_body(request, MAX_BODY)
+    except IngestError as exc:
+        raise GrafanaError(exc.status, exc.message) from None
+    body = _loads(raw, "the body") if raw.strip() else {}
     if not isinstance(body, dict):
         raise GrafanaError(400, "the body must be a JSON object")
     return body
@@ -228,10 +314,7 @@ async def _body(request: Request) -> dict[str, Any]:
 def _check_token(request: Request, token: bytes | None) -> None:
     """The server's read token, as `Authorization: Bearer TOKEN` (Grafana's data-source
     settings send it as a custom header, or Infinity's bearer-token authentication)."""
-    if token is None:
-        return
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+    if token is not None and not bearer_is(request, token):
         raise GrafanaError(401, "this data source needs the read token: Authorization: Bearer")
 
 

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from ..aio import AsyncStats, AsyncStore
 from ..errors import SchemaError
+from ..events import unicode_problem
 from ..keys import Keys
 from ..schema import Schema
 from ..store import wrapped_errors
@@ -86,7 +87,7 @@ class WriteKeys:
     def namespace(self, key: str | None) -> str | None:
         """The namespace `key` writes to, or None: the key is missing or wrong."""
         if key:
-            given = key.encode()
+            given = key.encode("utf-8", "surrogatepass")  # JSON text may hold lone surrogates
             found = None
             for known, ns in self.keys:  # every key compared, in constant time each
                 if hmac.compare_digest(known, given):
@@ -137,6 +138,17 @@ def too_large(size: int, limit: int, what: str) -> IngestError:
         "payload_too_large",
         f"{what} is {size:,} bytes or more; the limit is {limit:,} bytes",
     )
+
+
+def check_count(messages: Sequence[Any], limit: int, what: str) -> None:
+    """A request carries at most `limit` messages (the server's max_events): each one rejected
+    costs a line of the answer, so the count is bounded as well as the bytes."""
+    if len(messages) > limit:
+        raise IngestError(
+            413,
+            "payload_too_large",
+            f"the request holds {len(messages):,} {what}; the limit is {limit:,} a request",
+        )
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -233,6 +245,8 @@ def message_id(value: Any, name: str) -> str | None:
     text = str(value)
     if not text or len(text) > MAX_MESSAGE_ID:
         raise Invalid(name, f"must be 1 to {MAX_MESSAGE_ID} characters, got {len(text)}")
+    if problem := unicode_problem(text):
+        raise Invalid(name, problem)
     return text
 
 

@@ -22,6 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .answers import JSONResponse
+from .auth import bearer_is
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PING_TIMEOUT = 2.0
@@ -214,11 +217,18 @@ class MetricsMiddleware:
             self.metrics.request(scope["method"], self._route(scope), status, elapsed)
 
 
-def route(metrics: Metrics, ping: Callable[[], Ping | None]) -> Route:
-    """`GET /metrics`, open like the probes: it tells of the server, not of the data.
+def route(metrics: Metrics, ping: Callable[[], Ping | None], token: bytes | None) -> Route:
+    """`GET /metrics`, with the read token when the server has one (`token`): it tells no
+    data, but how many events arrive and which routes are asked, which is the business's own.
     `ping()` gives the PING of the running server's Redis (None before it started)."""
 
     async def endpoint(request: Request) -> Response:
+        if token is not None and not bearer_is(request, token):
+            return JSONResponse(
+                {"error": "the metrics need the read token: Authorization: Bearer TOKEN"},
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="bitstat"'},
+            )
         return Response(await metrics.exposition(ping()), media_type=CONTENT_TYPE)
 
     return Route("/metrics", endpoint, methods=["GET"], name="metrics")

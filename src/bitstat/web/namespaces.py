@@ -22,7 +22,8 @@ from ..aio import AsyncStats, AsyncStore
 from ..keys import Keys
 from ..ops import check_namespace
 from ..record import DEFAULT_BATCH_TTL
-from ..schema import Schema
+from ..schema import Schema, name_problem
+from .params import BadParameter
 
 MAX_OPEN = 256  # namespaces kept open; the least recently used is forgotten beyond that
 
@@ -57,6 +58,8 @@ class Namespaces:
     async def get(self, name: str | None) -> AsyncStats:
         name = name or self.default
         check_namespace(name)
+        if problem := name_problem(name):  # printable and short, as event names are
+            raise BadParameter("namespace", f"the namespace {problem}")
         now = time.monotonic()
         entry = self._open.get(name)
         if entry is not None:

@@ -17,12 +17,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import BitstatError, ConnectionError, ServerError
 from ..schema import Schema
 from . import identity, ingest
+from .answers import JSONResponse
 from .ingest import IngestError, Invalid, Rejection
 
 LEGACY_PATHS = ("/batch/", "/capture/", "/e/", "/i/v0/e/")
@@ -207,6 +208,7 @@ async def handle(
                     "invalid_api_key",
                     f"{said}: the SDK's project API key is one of this server's write keys",
                 )
+            ingest.check_count(events, host.config.max_events, "events")
             assert host.namespaces is not None and host.store is not None
             stats = await host.namespaces.get(namespace)
             await ingest.ensure_text_ids(stats, host.store, checked)

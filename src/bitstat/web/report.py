@@ -20,6 +20,13 @@ def _script(text: str) -> str:
     return "<script>" + text.replace("</", "<\\/") + "</script>"
 
 
+def _json_in_script(value: Any) -> str:
+    """JSON to inline in a script element. The data holds names anyone with a write key chose:
+    every `<` is escaped (JSON has it only inside strings), so no `</script>` or `<!--` in an
+    event name can end the element early or hide its end from the HTML parser."""
+    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
+
+
 def render(data: dict[str, Any]) -> str:
     """The dashboard page with `data` (a /v1/dashboard answer) and every file inlined."""
     page = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -30,7 +37,7 @@ def render(data: dict[str, Any]) -> str:
             (STATIC / "chart.umd.min.js").read_text(encoding="utf-8")
         ),
         '<script src="static/dashboard.js"></script>': _script(
-            "window.BITSTAT_REPORT = " + json.dumps({"data": data}, ensure_ascii=False) + ";"
+            "window.BITSTAT_REPORT = " + _json_in_script({"data": data}) + ";"
         )
         + "\n"
         + _script((STATIC / "dashboard.js").read_text(encoding="utf-8")),

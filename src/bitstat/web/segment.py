@@ -19,12 +19,13 @@ from functools import partial
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import BitstatError, ConnectionError, ServerError
 from ..schema import Schema
 from . import identity, ingest
+from .answers import JSONResponse
 from .ingest import IngestError, Invalid, Rejection
 
 MAX_MESSAGE = 32 * 1024  # bytes of one message, as JSON
@@ -204,6 +205,7 @@ async def handle(
                 sent_at = body.get("sentAt")
             else:
                 batch, sent_at = [body], None
+            ingest.check_count(batch, host.config.max_events, "messages")
             messages, rejections = _translated(batch, stats.schema, kind, sent_at, received)
             if kind is not None and rejections:
                 bad = rejections[0]
