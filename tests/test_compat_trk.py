@@ -797,13 +797,13 @@ def test_random_events_match_a_model_of_trks_source(
     spec: dict[str, Any],
     days: list[list[dict[str, Any]]],
     data: st.DataObject,
-    embedded_url: str,
+    server_url: str,
+    redis_client: servers.Client,
     prefixes: Callable[[str], str],
 ) -> None:
     prefix = prefixes("m")
-    client = redis.Redis.from_url(embedded_url)
     model = TrkModel(prefix, spec)
-    with Trk(embedded_url, key=prefix, map=spec, tz="UTC") as trk:
+    with Trk(server_url, key=prefix, map=spec, tz="UTC") as trk:
         for d, events in enumerate(days):
             now = DAY_START + d * 86400 + 3600
             for event in events:
@@ -813,7 +813,7 @@ def test_random_events_match_a_model_of_trks_source(
                     trk.record(event, now=now)
             else:
                 trk.record_many(events, now=now)
-        assert dump(client, prefix) == model.dump()
+        assert dump(redis_client, prefix) == model.dump()
         result = trk.query(DAY_START, DAY_START + 86400 * (len(days) - 1))
         for d in range(len(days)):
             day = DAY_START + d * 86400
@@ -822,7 +822,6 @@ def test_random_events_match_a_model_of_trks_source(
                 if kind == "addv":
                     key = ":".join(item["location"].split(":")[-2:])
                 assert result.find(f"{kind}/{key}/{day}") == model.find(kind, key, day)
-    client.close()
 
 
 # ---- bitstat's own answers on the same events ----------------------------------------------
