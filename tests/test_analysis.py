@@ -515,19 +515,16 @@ def test_parse_within() -> None:
             analysis.parse_within(bad)
 
 
-# the README's examples, run as written
+# the examples of docs/analysis.md, run as written
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "analysis.md"
 
 
-def readme_examples() -> list[tuple[str, str | None]]:
-    """(code, printed output or None) for each Python block of the README's Analysis section."""
-    text = README.read_text("utf-8")
-    start = text.index("\n## Analysis\n")
-    section = text[start : text.index("\n## ", start + 1)]
+def doc_examples() -> list[tuple[str, str | None]]:
+    """(code, printed output or None) for each Python block of docs/analysis.md."""
     out: list[tuple[str, str | None]] = []
-    for kind, body in re.findall(r"```(python|text)\n(.*?)```", section, re.S):
+    for kind, body in re.findall(r"```(python|text)\n(.*?)```", DOC.read_text("utf-8"), re.S):
         if kind == "python":
             out.append((body, None))
         else:
@@ -535,12 +532,12 @@ def readme_examples() -> list[tuple[str, str | None]]:
     return out
 
 
-def test_readme_examples(
+def test_doc_examples(
     server_url: str, namespace: str, clean: list[bitstat.Stats], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BITSTAT_URL", server_url)
     scope: dict[str, Any] = {}
-    examples = readme_examples()
+    examples = doc_examples()
     assert len(examples) == 5
     try:
         for code, expected in examples:

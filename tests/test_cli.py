@@ -4,7 +4,7 @@ Commands run in-process through click's CliRunner (and a few as real `python -m 
 subprocesses). Ingest is checked for every input format, exactly-once re-runs, line numbers of
 rejected lines, exit statuses and --strict; every query in every output format is checked
 against the Python API's answer on the same data; a docs test checks that each command has
-help with an example and a place in README.md's "Command line" section.
+help with an example and a place in docs/cli.md, and runs that page's query examples.
 """
 
 from __future__ import annotations
@@ -783,11 +783,7 @@ def command_paths(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tu
             yield from command_paths(command, (*path, name))
 
 
-def readme_cli_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("\n## Command line\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
+CLI_DOC = ROOT / "docs" / "cli.md"
 
 
 EXAMPLE_LINE = re.compile(r"(BITSTAT_\w+=\S+ )*(bitstat|zcat) ")
@@ -810,16 +806,16 @@ def test_every_command_has_help_with_examples_kept_in_lines() -> None:
         assert any(c.startswith(name) for c in commands), f"no `{name}` example:\n{result.output}"
 
 
-def test_every_command_is_in_the_readme() -> None:
-    section = readme_cli_section()
+def test_every_command_is_in_the_docs() -> None:
+    page = CLI_DOC.read_text("utf-8")
     for path in command_paths(main):
         name = " ".join(("bitstat", *path))
-        assert re.search(rf"{re.escape(name)}\b", section), f"`{name}` is not in README's CLI"
+        assert re.search(rf"{re.escape(name)}\b", page), f"`{name}` is not in docs/cli.md"
 
 
-def readme_examples() -> list[tuple[str, str]]:
-    """(command, output) of each `$ bitstat ...` in the README's "Asking questions" blocks."""
-    part = readme_cli_section().split("\n### Asking questions\n")[1].split("\n### ")[0]
+def doc_examples() -> list[tuple[str, str]]:
+    """(command, output) of each `$ bitstat ...` in the "Asking questions" blocks of docs/cli.md."""
+    part = CLI_DOC.read_text("utf-8").split("\n## Asking questions\n")[1].split("\n## ")[0]
     examples: list[tuple[str, list[str]]] = []
     for block in re.findall(r"```console\n(.*?)```", part, re.S):
         for line in block.splitlines():
@@ -834,9 +830,9 @@ def readme_examples() -> list[tuple[str, str]]:
     ]
 
 
-def test_readme_examples_print_what_the_readme_shows(embedded_url: str) -> None:
-    """The README's query examples, run on the demo sample: the same output, line for line."""
-    examples = readme_examples()
+def test_doc_examples_print_what_the_page_shows(embedded_url: str) -> None:
+    """The query examples of docs/cli.md, run on the demo sample: the same output, line for line."""
+    examples = doc_examples()
     assert len(examples) >= 15
     namespace = make_namespace()
     sample = demo.Sample.read()
@@ -849,7 +845,7 @@ def test_readme_examples_print_what_the_readme_shows(embedded_url: str) -> None:
             result = runner.invoke(main, shlex.split(command)[1:], env=env)
             assert result.exit_code == 0, f"$ {command}\n{result.output}"
             got = "\n".join(line.rstrip() for line in result.stdout.rstrip("\n").splitlines())
-            assert got == shown, f"$ {command}: README shows\n{shown}\nbut it prints\n{got}"
+            assert got == shown, f"$ {command}: docs/cli.md shows\n{shown}\nbut it prints\n{got}"
     finally:
         with bitstat.connect(embedded_url, namespace=namespace) as st:
             st.drop()

@@ -535,9 +535,10 @@ def test_importing_bitstat_imports_no_frame_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_the_readme_example_runs(shop: Callable[[], bitstat.Stats]) -> None:
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
-    section = text[text.index("\n### Data frames (backfills)\n") :]
+def test_the_docs_example_runs(shop: Callable[[], bitstat.Stats]) -> None:
+    """The example of docs/library.md, "Data frames (backfills)"."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "library.md").read_text("utf-8")
+    section = text[text.index("\n## Data frames (backfills)\n") :]
     found = re.search(r"```python\n(.*?)```", section, re.S)
     assert found is not None
     st_ = shop()

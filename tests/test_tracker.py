@@ -580,9 +580,10 @@ def test_async_tracker_cannot_block() -> None:
     asyncio.run(go())
 
 
-def test_the_readme_example_runs(stats: bitstat.Stats) -> None:
-    text = (ROOT / "README.md").read_text("utf-8")
-    section = text[text.index("\n### Fire-and-forget tracking\n") :]
+def test_the_docs_example_runs(stats: bitstat.Stats) -> None:
+    """The example of docs/library.md, "Fire-and-forget tracking"."""
+    text = (ROOT / "docs" / "library.md").read_text("utf-8")
+    section = text[text.index("\n## Fire-and-forget tracking\n") :]
     found = re.search(r"```python\n(.*?)```", section, re.S)
     assert found is not None
     scope: dict[str, Any] = {"st": stats}

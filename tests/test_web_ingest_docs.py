@@ -1,5 +1,5 @@
-"""The Python examples of docs/ingest.md and of the README's SDK section, run as written (in a
-process each, as a user would) against a server started here: what they send is recorded."""
+"""The Python examples of docs/ingest.md and of the SDK section of docs/http.md, run as written
+(in a process each, as a user would) against a server started here: what they send is recorded."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from webserver import running
 
 ROOT = Path(__file__).parent.parent
 DOC = ROOT / "docs" / "ingest.md"
-README_SECTION = "### From the Segment, RudderStack and PostHog SDKs"
+HTTP_SECTION = "## From the Segment, RudderStack and PostHog SDKs"
 EXAMPLE_HOST = "http://127.0.0.1:8600"
 
 
@@ -26,10 +26,11 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
 
 
-def readme_block() -> str:
-    section = (ROOT / "README.md").read_text().split(README_SECTION, 1)[1].split("\n#", 1)[0]
+def http_block() -> str:
+    page = (ROOT / "docs" / "http.md").read_text()
+    section = page.split(HTTP_SECTION, 1)[1].split("\n#", 1)[0]
     found = re.search(r"```python\n(.*?)```", section, re.S)
-    assert found is not None, "the README's SDK section has no Python example"
+    assert found is not None, "the SDK section of docs/http.md has no Python example"
     return found.group(1)
 
 
@@ -56,7 +57,7 @@ def test_there_is_an_example_per_python_sdk() -> None:
 @pytest.mark.parametrize("n", range(4))
 def test_an_example_records_what_it_sends(server: tuple[str, bitstat.Stats], n: int) -> None:
     base, st = server
-    code = (python_blocks()[n] if n < 3 else readme_block()).replace(EXAMPLE_HOST, base)
+    code = (python_blocks()[n] if n < 3 else http_block()).replace(EXAMPLE_HOST, base)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     today = datetime.now(UTC)
