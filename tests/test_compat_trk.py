@@ -392,6 +392,23 @@ def test_find_forms_and_errors(trk_for: Callable[..., tuple[Trk, str]]) -> None:
             result.find(bad)  # type: ignore[arg-type]
 
 
+def test_times_and_days_as_texts_as_trk_took_them(
+    trk_for: Callable[..., tuple[Trk, str]],
+) -> None:
+    """trk multiplied its times by 1000 and compared its day count with 0, so JavaScript took
+    texts of numbers ("1467849600", " 2 "); anything else is a QueryError here."""
+    trk, _ = trk_for(map={"add": ["event"]}, tz="UTC")
+    trk.record({"event": "e"}, now=str(DAY_START + 5))
+    assert trk.query(DAY, str(DAY_START + 86399)) == trk.query(DAY_START)
+    assert trk.query_days(" 2 ", now=NOW) == trk.query_days(2, now=NOW)
+    for bad in ("soon", "nan", "Infinity", math.nan, 1e300, -1e20):
+        with pytest.raises(QueryError):
+            trk.query(bad)
+    for days in ("1.5", "x", 10**9):
+        with pytest.raises(QueryError):
+            trk.query_days(days, now=NOW)  # type: ignore[arg-type]
+
+
 def test_query_days(trk_for: Callable[..., tuple[Trk, str]]) -> None:
     trk, _ = trk_for(map={"add": ["event"]}, tz="UTC")
     trk.record({"event": "e"}, now=NOW)

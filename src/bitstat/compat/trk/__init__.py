@@ -16,7 +16,7 @@ import hashlib
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from bitstat.errors import BitstatError, InvalidEvent, QueryError, SchemaError
 from bitstat.store import client_from_url, resolve_url, wrapped_errors
 
 from ._digest import Spec, Writes, digest
-from ._js import parse_int
+from ._js import parse_int, plus
 from ._result import READERS, TrkResult, kept, parse_location, patterns
 
 __all__ = ["LayoutError", "Recorded", "Trk", "TrkResult"]
@@ -72,13 +72,21 @@ class Zone:
         return round(local.timestamp())
 
     def seconds(self, when: Any) -> float:
-        """Unix seconds of `when`: a number (unix seconds, as trk), a datetime (naive: a wall
-        time in this zone) or a date (its local midnight); None is now."""
+        """Unix seconds of `when`: a number (unix seconds, as trk) or its text, a datetime
+        (naive: a wall time in this zone) or a date (its local midnight); None is now."""
         if when is None:
             return time.time()
         if isinstance(when, bool):
             raise QueryError(f"a time is unix seconds or a datetime, got {when!r}")
+        if isinstance(when, str):  # trk's `min * 1000` took a text as JavaScript's Number()
+            when = plus(when)
         if isinstance(when, int | float):
+            try:
+                datetime.fromtimestamp(when, UTC)
+            except (ValueError, OverflowError, OSError):
+                raise QueryError(
+                    f"a time is unix seconds within years 1-9999, got {when!r}"
+                ) from None
             return float(when)
         if isinstance(when, datetime):
             if when.tzinfo is None and self.tz is not None:
@@ -269,12 +277,17 @@ class Trk:
     def query_days(self, n: int, now: Any = None, **opt: Any) -> Any:
         """trk's `query_days(n)`: the last `n` local days, today included (a negative `n` is
         the same as `-n`; 0 is no day at all). Takes `query`'s options."""
-        if isinstance(n, bool) or not isinstance(n, int):
+        days = plus(n) if isinstance(n, str) else n  # a text as trk's JavaScript took it
+        if isinstance(days, bool) or not isinstance(days, int):
             raise QueryError(f"query_days takes a whole number of days, got {n!r}")
         today = self.zone.date_of(self.zone.seconds(now))
-        if n == 0:
+        if days == 0:
             return self.query(today + timedelta(days=1), today, **opt)
-        return self.query(today - timedelta(days=abs(n) - 1), today, **opt)
+        try:
+            first = today - timedelta(days=abs(days) - 1)
+        except OverflowError:
+            raise QueryError(f"query_days: {n!r} days go past year 1") from None
+        return self.query(first, today, **opt)
 
     def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         if not commands:
