@@ -344,6 +344,10 @@ def test_server_errors_are_raised_and_the_batch_writes_nothing(
     redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", "1")
     trk.record_many(events, now=NOW)
     assert trk.query(NOW).find(f"addv/i/{DAY}") == {"sum": "4", "count": "1"}
+    redis_client.sadd(f"{prefix}:k:{DAY}", f"{prefix}:{DAY}:bmp:n")  # listed, but a hash
+    redis_client.hset(f"{prefix}:{DAY}:bmp:n", "a", "1")
+    with pytest.raises(ServerError, match="WRONGTYPE"):  # trk: that item's result undefined
+        trk.query(NOW)
 
 
 def test_query_with_one_time_is_that_day(trk_for: Callable[..., tuple[Trk, str]]) -> None:
