@@ -118,7 +118,7 @@ def _segment(pattern: str) -> Segment:
         return ""
     source, magic = _parse(pattern, sub=False)
     if not magic:
-        return re.sub(r"\\(.)", r"\1", pattern, flags=re.S)
+        return re.sub(f"\\\\([^{_LINE_ENDS}])", r"\1", pattern)  # JavaScript's /\\(.)/g
     return _python_regex("^" + source + "$")
 
 
