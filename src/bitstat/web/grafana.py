@@ -363,13 +363,16 @@ def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
     async def query(request: Request) -> Response:
         async def work() -> list[dict[str, Any]]:
             body = await _body(request)
-            span = body.get("range") or {}
-            lo, hi = span.get("from"), span.get("to")
+            span = body.get("range")
+            lo, hi = (span.get("from"), span.get("to")) if isinstance(span, Mapping) else (0, 0)
             if not isinstance(lo, str) or not isinstance(hi, str):
                 raise GrafanaError(400, "the query needs range.from and range.to (ISO times)")
+            targets = body.get("targets") or []
+            if not isinstance(targets, list):
+                raise GrafanaError(400, "`targets` must be a list")
             stats = await stats_of(_namespace(request, body))
             out: list[dict[str, Any]] = []
-            for target in body.get("targets") or ():
+            for target in targets:
                 if not isinstance(target, Mapping) or target.get("hide"):
                     continue
                 out += await answer(stats, target, lo, hi, body.get("intervalMs"))
