@@ -4,15 +4,19 @@
 cell is "" (no data), a percentage (float) or a count. bitmapist builds two or three BITOPs per
 cell, each its own round trip; here the row sizes take one pipelined round trip and the cells
 another (one Lua call per row), with scratch keys deleted in the same call. Rendering needs no
-template engine.
+template engine; the form's event selects are made searchable by Tom Select 2.3.1, vendored
+from its npm package and inlined, so the form needs no network.
 """
 
 from __future__ import annotations
 
 import calendar
+import functools
 import html
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from importlib import resources
 from typing import Any, Literal
 
 from . import _engine
@@ -20,11 +24,13 @@ from .events import Bitmap, DayEvents, MonthEvents, WeekEvents, YearEvents, add_
 
 __all__ = [
     "CUSTOM_HANDLERS",
+    "EVENT_SELECT_CLASS",
     "get_dates_data",
     "render_csv_data",
     "render_html_data",
     "render_html_form",
     "set_custom_handler",
+    "tom_select_assets",
 ]
 
 TimeGroup = Literal["days", "weeks", "months", "years"]
@@ -274,8 +280,11 @@ def render_html_data(
     return "\n".join(out)
 
 
-def _options(name: str, selections: Sequence[Any], current: str | None) -> str:
-    out = [f'<select name="{html.escape(name)}">']
+def _options(
+    name: str, selections: Sequence[Any], current: str | None, css_class: str | None = None
+) -> str:
+    tag = f'<select name="{html.escape(name)}"'
+    out = [tag + (f' class="{css_class}">' if css_class else ">")]
     for option in selections:
         if option == "---":
             out.append('<option value="" disabled="disabled">----</option>')
@@ -289,6 +298,68 @@ def _options(name: str, selections: Sequence[Any], current: str | None) -> str:
 
 def _choice(name: str, choices: Sequence[tuple[str, str]], current: str) -> str:
     return _options(name, [(label, value) for value, label in choices], current)
+
+
+EVENT_SELECT_CLASS = "cohort-event-select"
+"""The class of the form's four event selects, which Tom Select turns into searchable ones."""
+
+_VENDOR = ("vendor", "tom-select")
+_SOURCE_MAP = re.compile(r"\n?(?://|/\*)# sourceMappingURL=[^\n]*\s*$")
+
+
+@functools.cache
+def tom_select_assets() -> tuple[str, str]:
+    """The CSS and JavaScript of Tom Select 2.3.1, vendored from its npm package (Apache-2.0).
+
+    Read from the files beside this module (see vendor/tom-select/SOURCE.md), less their
+    trailing source-map comments: inlined in a page, those would make a browser's developer
+    tools ask the page's server for .map files it does not have.
+    """
+    folder = resources.files("bitstat.compat.bitmapist").joinpath(*_VENDOR)
+    css = folder.joinpath("tom-select.min.css").read_text(encoding="utf-8")
+    js = folder.joinpath("tom-select.complete.min.js").read_text(encoding="utf-8")
+    return _SOURCE_MAP.sub("", css), _SOURCE_MAP.sub("", js)
+
+
+_FORM_STYLE = """<style>
+.cohort_form dd { display: inline-block; margin-right: 5px; }
+.cohort_form select { max-width: 150px; }
+.cohort_form .ts-wrapper { display: inline-block; min-width: 200px; vertical-align: middle; }
+</style>"""
+
+# Runs after each form; a select enhanced by an earlier form's run is left alone. Without the
+# library (include_assets=False and a page that loads none) the selects stay native ones.
+_ENHANCE = """<script>
+(function () {
+  function enhance() {
+    if (typeof TomSelect === "undefined") {
+      return false;
+    }
+    document.querySelectorAll(".cohort_form select.EVENT_SELECT_CLASS").forEach(function (select) {
+      if (!select.tomselect) {
+        new TomSelect(select, {
+          maxOptions: null,
+          allowEmptyOption: true,
+          searchField: ["text", "value"]
+        });
+      }
+    });
+    return true;
+  }
+  function enhanceOrWarn() {
+    if (!enhance()) {
+      console.warn("cohort form: Tom Select is not loaded, the event selects stay plain");
+    }
+  }
+  if (!enhance()) {
+    if (document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", enhanceOrWarn);
+    } else {
+      enhanceOrWarn();
+    }
+  }
+})();
+</script>""".replace("EVENT_SELECT_CLASS", EVENT_SELECT_CLASS)
 
 
 def render_html_form(
@@ -306,11 +377,16 @@ def render_html_form(
     num_results: int = 31,
     num_of_rows: int = 12,
     start_date: str | None = None,
+    include_assets: bool = True,
 ) -> str:
     """An HTML form (GET to `action_url`) choosing the arguments of `get_dates_data`.
 
     `selections*` are `(label, event name)` pairs, or "---" for a separator; the optional
-    second selections (`*b`) default to the first ones, with an empty choice on top.
+    second selections (`*b`) default to the first ones, with an empty choice on top. The four
+    event selects (class `cohort-event-select`) become searchable with Tom Select, whose CSS
+    and JavaScript are inlined (no CDN: the form works offline) unless `include_assets` is
+    false, for a page that shows several forms or loads Tom Select itself; the small script
+    that enhances the selects is always there.
     """
     selections2 = list(selections2 or selections1)
     none = [("------", "")]
@@ -320,17 +396,21 @@ def render_html_form(
     results = [(str(n), str(n)) for n in (7, 28, 31, 12, 24, 4, 52, 104)]
     rows = [(str(n), str(n)) for n in (3, 6, 12, 24, 48)]
     percent = [("1", "Yes"), ("0", "No")]
+    cls = EVENT_SELECT_CLASS
+    css, js = tom_select_assets() if include_assets else ("", "")
     return "\n".join(
-        [
+        ([f"<style>{css}</style>"] if include_assets else [])
+        + [
+            _FORM_STYLE,
             '<form action="' + html.escape(action_url) + '" method="GET" class="cohort_form">',
             "<dl><dd>Show me people who "
-            + _options("select1", selections1, select1)
+            + _options("select1", selections1, select1, cls)
             + " AND "
-            + _options("select1b", extra1, select1b)
+            + _options("select1b", extra1, select1b, cls)
             + " and then came back to "
-            + _options("select2", selections2, select2)
+            + _options("select2", selections2, select2, cls)
             + " AND "
-            + _options("select2b", extra2, select2b)
+            + _options("select2b", extra2, select2b, cls)
             + "</dd></dl>",
             "<dl>",
             "<dd>Group By: " + _choice("time_group", groups, time_group) + "</dd>",
@@ -347,4 +427,7 @@ def render_html_form(
             '<dl><dd><input type="submit" value="Show me results" /></dd></dl>',
             "</form>",
         ]
+        # after the form, so that a browser shows the form before it runs ~50 KB of script
+        + ([f"<script>{js}</script>"] if include_assets else [])
+        + [_ENHANCE]
     )
