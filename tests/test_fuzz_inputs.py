@@ -128,7 +128,10 @@ def snapshot(client: servers.Client, namespace: str) -> dict[bytes, bytes | None
         for k in client.scan_iter(match=pattern, count=1000)
         if b":batch:" not in k
     ]
-    return {k.replace(ns, b"N", 1): client.dump(k) for k in found}
+    pipe = client.pipeline(transaction=False)
+    for key in found:
+        pipe.dump(key)
+    return {k.replace(ns, b"N", 1): v for k, v in zip(found, pipe.execute(), strict=True)}
 
 
 def drop(client: servers.Client, namespace: str) -> None:

@@ -36,6 +36,15 @@ TRACK_RESULT["properties"]["expired"] = {
     " so that period keeps nothing of them.",
     "additionalProperties": {"type": "integer", "minimum": 1},
 }
+ID = {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+FORGOTTEN = json_object(
+    actor=ID,
+    found={"type": "boolean"},
+    ids={"type": "array", "items": ID},
+    removed={"type": "integer", "minimum": 0},
+    scanned={"type": "integer", "minimum": 0},
+    kept={"type": "array", "items": {"type": "string"}},
+)
 EVENT_BODY = {
     "type": "object",
     "description": "An event: `event` (its name), the actor property (default `user`), an"
@@ -184,6 +193,49 @@ def document(endpoints: Sequence[Endpoint] = ENDPOINTS) -> dict[str, Any]:
             ),
             "namespaces",
         ),
+    }
+    paths["/v1/actors/{actor}"] = {
+        "delete": {
+            "operationId": "forget",
+            "summary": "Erase one actor: out of every actor set of the namespace, its id mapping"
+            " freed (docs/identity.md). Counters hold no identity and are kept.",
+            "parameters": [
+                {
+                    "name": "actor",
+                    "in": "path",
+                    "required": True,
+                    "description": "The actor's id, as it was recorded.",
+                    "schema": {"type": "string", "minLength": 1},
+                },
+                _parameter(NAMESPACE),
+            ],
+            "security": [{"write": []}],
+            "responses": {
+                "200": _answer("What was erased, and which aggregates are kept.", FORGOTTEN),
+                "400": _answer("An id that cannot be an actor of the namespace."),
+                "401": _answer(
+                    "The write token is missing or wrong (only when the server has one)."
+                ),
+                "503": _answer("Redis cannot be reached."),
+            },
+        }
+    }
+    paths["/metrics"] = {
+        "get": {
+            "operationId": "metrics",
+            "summary": "The server's own health in Prometheus' text format: requests, events"
+            " recorded and rejected, Redis up and its latency.",
+            "security": [{"read": []}],
+            "responses": {
+                "200": {
+                    "description": "The metrics (text exposition format 0.0.4).",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": _answer(
+                    "The read token is missing or wrong (only when the server has one)."
+                ),
+            },
+        }
     }
     paths["/healthz"] = _probe(
         "healthz",
