@@ -1,57 +1,33 @@
 #!/usr/bin/env bash
-# Run bitmapist's own test suite against bitstat's drop-in (bitstat.compat.bitmapist).
+# Run a copy of bitmapist's own test suite, as it is, against bitstat's drop-in.
 #
-# usage: scripts/run_bitmapist_suite.sh [TESTS_DIR] [-- PYTEST_ARGS...]
+# usage: scripts/run_bitmapist_suite.sh TESTS_DIR [-- PYTEST_ARGS...]
 #
-# The tests are bitmapist's, never committed here. They are taken, in this order, from
-# TESTS_DIR (a copy of the test/ folder of github.com/Doist/bitmapist), from the sdist of
-# bitmapist $BITMAPIST_VERSION on PyPI (3.119's sdist ships no tests), or from the GitHub
-# tarball of that tag. Everything happens in a temporary directory that is removed at the end.
-# `import bitmapist` resolves to the drop-in through a conftest.py shim above the tests.
-# The suite's own conftest starts a private server ($BITMAPIST_REDIS_SERVER_PATH, default:
-# bitstat's embedded valkey-server) on a free port, so no existing database is touched.
-# Its bitmapist-server variant is skipped unless that server is installed.
+# bitstat's own test run already holds bitmapist's newest suite, vendored with its import lines
+# pointed at the drop-in (tests/bitmapist_upstream; its README.md says where each file comes
+# from). This script is for another copy, such as the test/ folder of a newer bitmapist
+# checkout, taken unchanged: it runs in a temporary directory (removed at the end) where
+# `import bitmapist` and `import bitmapist.cohort` resolve to the drop-in, through a
+# conftest.py shim above the tests that calls install(). The suite's own conftest starts a
+# private server ($BITMAPIST_REDIS_SERVER_PATH, default: bitstat's embedded valkey-server) on
+# a free port, so no existing database is touched. Its bitmapist-server variant is skipped
+# unless that server is installed (the drop-in's bit operations need Lua, which it lacks).
 set -euo pipefail
 
-VERSION="${BITMAPIST_VERSION:-3.119}"
 PYTHON="${PYTHON:-python}"
-TESTS_DIR=""
-if [[ $# -gt 0 && "$1" != "--" ]]; then
-    TESTS_DIR="$1"
-    shift
+if [[ $# -eq 0 || "$1" == "--" ]]; then
+    echo "usage: $0 TESTS_DIR [-- PYTEST_ARGS...]" >&2
+    echo "(bitmapist's newest suite is vendored: python -m pytest tests/bitmapist_upstream)" >&2
+    exit 2
 fi
+TESTS_DIR="$1"
+shift
 [[ $# -gt 0 && "$1" == "--" ]] && shift
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/run"
-
-if [[ -n "$TESTS_DIR" ]]; then
-    cp -r "$TESTS_DIR" "$WORK/run/test"
-else
-    "$PYTHON" -m pip download "bitmapist==$VERSION" --no-binary :all: --no-deps \
-        -d "$WORK/sdist" -q
-    tar xzf "$WORK"/sdist/bitmapist-*.tar.gz -C "$WORK/sdist"
-    found="$(find "$WORK/sdist" -type d \( -name test -o -name tests \) | head -n 1)"
-    if [[ -n "$found" ]]; then
-        cp -r "$found" "$WORK/run/test"
-    else
-        echo "the sdist of bitmapist $VERSION has no tests; trying GitHub" >&2
-        for tag in "v$VERSION" "$VERSION"; do
-            url="https://codeload.github.com/Doist/bitmapist/tar.gz/refs/tags/$tag"
-            if curl -fsSL --max-time 30 "$url" -o "$WORK/gh.tar.gz" 2>/dev/null; then
-                tar xzf "$WORK/gh.tar.gz" -C "$WORK"
-                cp -r "$WORK"/bitmapist-*/test "$WORK/run/test"
-                break
-            fi
-        done
-        if [[ ! -d "$WORK/run/test" ]]; then
-            echo "cannot fetch bitmapist's tests (no network to GitHub?);" \
-                "pass a copy of its test/ folder as the first argument" >&2
-            exit 2
-        fi
-    fi
-fi
+cp -r "$TESTS_DIR" "$WORK/run/test"
 
 cat > "$WORK/run/conftest.py" <<'EOF'
 # Shim: `import bitmapist` and `import bitmapist.cohort` resolve to bitstat's drop-in.
