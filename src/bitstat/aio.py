@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 import hiredis
 import redis.asyncio as aredis
 import redis.exceptions as rex
-from redis.asyncio.cluster import RedisCluster
 
 from . import analysis
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Emit, step
+from .clusters import AsyncCluster
 from .errors import BitstatError
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
@@ -120,7 +120,7 @@ class AsyncStore:
         if address is not None:  # (its nodes' connection class is not the caller's to choose)
             options = {**timeouts(url, timeout), "username": address["username"]}
             options["password"] = address["password"]
-            store = cls(RedisCluster(**address, **timeouts(url, timeout)), True, replicas)
+            store = cls(AsyncCluster(**address, **timeouts(url, timeout)), True, replicas)
             store.node_options = options
         else:
             store = cls(_client(url, timeout), False, replicas)

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.exceptions as rex
-from redis.cluster import RedisCluster
 
+from .clusters import Cluster
 from .errors import ConnectionError, ServerError
 from .keys import register, tag_of, value_bucket_of
 from .query import SCRATCH_TTL_MS, Program
@@ -183,7 +183,7 @@ def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
     address = cluster_address(url)
     options = timeouts(url, timeout)
     if address is not None:
-        return RedisCluster(**address, **options), True
+        return Cluster(**address, **options), True
     return redis.Redis.from_url(url, **options), False
 
 

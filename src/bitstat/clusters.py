@@ -1,0 +1,48 @@
+"""redis-py's cluster clients (blocking and asyncio), following an ASK redirect to any node.
+
+While a slot moves to a master that serves no slot yet (a node just added to the cluster, the
+usual target of `--cluster reshard`), the old owner answers ASK with that node's address for
+the keys already moved. redis-py looks the address up among the nodes it learned from CLUSTER
+SLOTS, where a master without slots is not listed, and fails with an AttributeError (redis-py
+issue #4015). These clients add such a node when asked for it by name, as redis-py itself adds
+a node first met in a MOVED redirect; the next refresh of the slot map replaces the list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio.cluster as aio_cluster
+from redis.cluster import PRIMARY, ClusterNode, RedisCluster
+
+
+def address(node_name: str) -> tuple[str, int]:
+    """(host, port) of a redis-py node name, "host:port"."""
+    host, _, port = node_name.rpartition(":")
+    return host, int(port)
+
+
+class Cluster(RedisCluster):
+    def get_node(
+        self, host: str | None = None, port: int | None = None, node_name: str | None = None
+    ) -> Any:
+        node = super().get_node(host, port, node_name)  # type: ignore[no-untyped-call]
+        if node is None and node_name:  # the target of an ASK redirect
+            node = ClusterNode(*address(node_name), PRIMARY)  # type: ignore[no-untyped-call]
+            self.nodes_manager.nodes_cache.setdefault(node.name, node)
+            node = self.nodes_manager.nodes_cache[node.name]
+        return node
+
+
+class AsyncCluster(aio_cluster.RedisCluster):
+    def get_node(
+        self, host: str | None = None, port: int | None = None, node_name: str | None = None
+    ) -> Any:
+        node = super().get_node(host, port, node_name)
+        if node is None and node_name:  # the target of an ASK redirect
+            manager = self.nodes_manager
+            node = aio_cluster.ClusterNode(
+                *address(node_name), PRIMARY, **manager.connection_kwargs
+            )
+            manager.set_nodes(manager.nodes_cache, {node.name: node})
+        return node
