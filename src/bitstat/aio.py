@@ -23,7 +23,7 @@ import redis.exceptions as rex
 
 from . import analysis
 from .actors import ActorQuery, SetAlgebra
-from .calls import Call, Emit, step
+from .calls import Call, Emit, patient, step
 from .clusters import AsyncCluster
 from .errors import BitstatError
 from .identity import Aliased, Forgotten, Identity
@@ -351,8 +351,10 @@ class AsyncStore:
             return await _script(lua_script(name), self.client, keys, args)
 
 
-async def run(store: AsyncStore, op: Generator[Call, Any, T]) -> T:
+async def run(store: AsyncStore, op: Generator[Call, Any, T], deadline: float = 0.0) -> T:
     """Drive an operation with the asyncio store (`calls.run`, awaited)."""
+    if deadline > 0:
+        op = patient(op, deadline)
     reply: Any = None
     error: BitstatError | None = None
     while True:
@@ -376,24 +378,28 @@ class AsyncActorSet(SetAlgebra["AsyncStats"]):
 
     async def contains(self, actor: object) -> bool:
         """`actor in actor_set`, awaited: whether the set holds `actor`."""
-        return bool(await run(self._runner._store, self._runner._ns.contains(self.expr, actor)))
+        return bool(await self._runner._run(self._runner._ns.contains(self.expr, actor)))
 
     async def ids(self) -> AsyncIterator[Any]:
         """`ActorSet.ids` for `async for`: the actors' original ids, read in chunks."""
-        op = self._runner._ns.ids(self.expr)
+        op = patient(self._runner._ns.ids(self.expr), self._runner._ns.deadline)
         store = self._runner._store
         reply: Any = None
+        error: BitstatError | None = None
         while True:
             try:
-                step = op.send(reply)
+                call = op.throw(error) if error is not None else op.send(reply)
             except StopIteration:
                 return
-            if isinstance(step, Emit):
-                for actor in step.values:
+            reply, error = None, None
+            if isinstance(call, Emit):
+                for actor in call.values:
                     yield actor
-                reply = None
-            else:
-                reply = await getattr(store, step.method)(*step.args)
+                continue
+            try:
+                reply = await getattr(store, call.method)(*call.args)
+            except BitstatError as exc:
+                error = exc
 
 
 class AsyncStats:
@@ -411,6 +417,13 @@ class AsyncStats:
         self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
         self.namespace = namespace
 
+    async def _run(self, op: Generator[Call, Any, T]) -> T:
+        return await run(self._store, op, self._ns.deadline)
+
+    async def _record(self, op: Generator[Call, Any, T]) -> T:
+        # a batch is tried again by the operation itself, for the call's own deadline
+        return await run(self._store, op)
+
     @property
     def schema(self) -> Schema:
         """The namespace's schema (`Stats.schema`)."""
@@ -418,7 +431,7 @@ class AsyncStats:
 
     async def configure(self, schema: Schema) -> None:
         """`Stats.configure`, awaited: store `schema` as the namespace's schema."""
-        await run(self._store, self._ns.configure(schema))
+        await self._run(self._ns.configure(schema))
 
     async def server_info(self) -> dict[str, Any]:
         """`Stats.server_info`, awaited: the server's version, memory use and mode."""
@@ -426,7 +439,7 @@ class AsyncStats:
 
     async def drop(self) -> int:
         """`Stats.drop`, awaited: delete every key of this namespace; how many."""
-        return await run(self._store, self._ns.drop())
+        return await self._run(self._ns.drop())
 
     async def close(self) -> None:
         """Close the connection (`Stats.close`), awaited."""
@@ -440,7 +453,7 @@ class AsyncStats:
 
     async def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
         """`Stats.track`, awaited: record one event (kwargs or trk's object form)."""
-        await run(self._store, self._ns.track(event, props))
+        await self._record(self._ns.track(event, props))
 
     async def track_many(
         self,
@@ -451,7 +464,7 @@ class AsyncStats:
         deadline: float | None = None,
     ) -> TrackResult:
         """`Stats.track_many`, awaited."""
-        return await run(self._store, self._ns.track_many(events, batch_id, now, deadline))
+        return await self._record(self._ns.track_many(events, batch_id, now, deadline))
 
     async def track_frame(
         self,
@@ -467,7 +480,7 @@ class AsyncStats:
         from . import frames  # pyarrow is imported when a frame is recorded, not with bitstat
 
         op = frames.track_frame(self._ns, frame, batch_id, event, now, batch_size, sort)
-        return await run(self._store, op)
+        return await self._record(op)
 
     def tracker(self, **options: Any) -> AsyncTracker:
         """A fire-and-forget `AsyncTracker` (call it inside the running loop): `track()` queues,
@@ -476,11 +489,11 @@ class AsyncStats:
 
     async def alias(self, anon: Any, user: Any) -> Aliased:
         """`Stats.alias`: link `anon` to `user`, merging what `anon` did into `user`."""
-        return await run(self._store, Identity(self._ns).alias(anon, user))
+        return await self._run(Identity(self._ns).alias(anon, user))
 
     async def forget(self, actor: Any) -> Forgotten:
         """`Stats.forget`: erase `actor` from every actor set and free its id mapping."""
-        return await run(self._store, Identity(self._ns).forget(actor))
+        return await self._run(Identity(self._ns).forget(actor))
 
     def actors(self, event: str, **segment: Any) -> ActorQuery[AsyncActorSet]:
         """`Stats.actors`: the actors of `event`, as `AsyncActorSet`s once a time is picked."""
@@ -489,15 +502,15 @@ class AsyncStats:
         return ActorQuery(partial(AsyncActorSet, self), self._ns, event, seg)
 
     async def _count_exprs(self, exprs: Sequence[Expr]) -> list[int]:
-        return await run(self._store, self._ns.count_exprs(exprs))
+        return await self._run(self._ns.count_exprs(exprs))
 
     async def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
         """`Stats.unique`, awaited: distinct actors who did `event` in [start, end]."""
-        return await run(self._store, self._ns.unique(event, start, end, segment))
+        return await self._run(self._ns.unique(event, start, end, segment))
 
     async def total(self, event: str, start: Any, end: Any = None) -> int:
         """`Stats.total`, awaited: how many times `event` happened in [start, end]."""
-        return await run(self._store, self._ns.total(event, start, end))
+        return await self._run(self._ns.total(event, start, end))
 
     async def series(
         self,
@@ -510,45 +523,45 @@ class AsyncStats:
         **segment: Any,
     ) -> Series:
         """`Stats.series`, awaited: one value per `by` bucket of the range."""
-        return await run(self._store, self._ns.series(event, start, end, by, metric, segment))
+        return await self._run(self._ns.series(event, start, end, by, metric, segment))
 
     async def counts(self, event: str, prop: str, start: Any, end: Any = None) -> Counts:
         """`Stats.counts`, awaited: events per value of a `count` property."""
-        return await run(self._store, self._ns.counts(event, prop, start, end))
+        return await self._run(self._ns.counts(event, prop, start, end))
 
     async def sums(
         self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
     ) -> Sum | Sums:
         """`Stats.sums`, awaited: the sum of a `sum` property, or per value of `by`."""
-        return await run(self._store, self._ns.sums(event, prop, start, end, by))
+        return await self._run(self._ns.sums(event, prop, start, end, by))
 
     async def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
         """`Stats.averages`, awaited: the mean of a `sum` property (None: no values)."""
-        return await run(self._store, self._ns.averages(event, prop, start, end))
+        return await self._run(self._ns.averages(event, prop, start, end))
 
     async def top(self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10) -> Top:
         """`Stats.top`, awaited: the `limit` most frequent values of a `top` property."""
-        return await run(self._store, self._ns.top(event, prop, start, end, limit))
+        return await self._run(self._ns.top(event, prop, start, end, limit))
 
     async def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
         """`Stats.distinct`, awaited: how many distinct values a property took."""
-        return await run(self._store, self._ns.distinct(event, prop, start, end))
+        return await self._run(self._ns.distinct(event, prop, start, end))
 
     async def query(self, event: str, start: Any, end: Any = None) -> dict[str, Any]:
         """`Stats.query`, awaited: every metric the schema records for `event`, in one dict."""
-        return await run(self._store, self._ns.query(event, start, end))
+        return await self._run(self._ns.query(event, start, end))
 
     async def query_days(self, event: str, days: int, end: Any = None) -> list[dict[str, Any]]:
         """`Stats.query_days`, awaited: `query` for each of the last `days` days."""
-        return await run(self._store, self._ns.query_days(event, days, end))
+        return await self._run(self._ns.query_days(event, days, end))
 
     async def span(self, event: str) -> tuple[date, date] | None:
         """`Stats.span`, awaited: the first and last days `event` was recorded on, or None."""
-        return await run(self._store, self._ns.span(event))
+        return await self._run(self._ns.span(event))
 
     async def events(self) -> list[str]:
         """`Stats.events`, awaited: every event name recorded in the namespace, sorted."""
-        return await run(self._store, self._ns.events())
+        return await self._run(self._ns.events())
 
     # analyses: the generators of analysis.py, as Stats runs them
     async def retention(
@@ -566,27 +579,27 @@ class AsyncStats:
     ) -> analysis.Retention:
         """`Stats.retention`, awaited: a cohort retention table (`analysis.Retention`)."""
         args = (first_event, return_event, start, periods, period, kind, columns, now, segment)
-        return await run(self._store, analysis.retention(self._ns, *args))
+        return await self._run(analysis.retention(self._ns, *args))
 
     async def funnel(
         self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
     ) -> Funnel:
         """`Stats.funnel`, awaited: [(step, actors who reached it), ...] at day resolution."""
         op = analysis.funnel(self._ns, steps, start, end, within, segment)
-        return await run(self._store, op)
+        return await self._run(op)
 
     async def stickiness(
         self, event: str, start: Any, end: Any = None, **segment: Any
     ) -> Stickiness:
         """`Stats.stickiness`, awaited: {n: actors active on exactly n days}."""
-        return await run(self._store, analysis.stickiness(self._ns, event, start, end, segment))
+        return await self._run(analysis.stickiness(self._ns, event, start, end, segment))
 
     async def lifecycle(
         self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
     ) -> Lifecycle:
         """`Stats.lifecycle`, awaited: new, returning, resurrecting, dormant actors per period."""
         op = analysis.lifecycle(self._ns, event, start, periods, period, now=now)
-        return await run(self._store, op)
+        return await self._run(op)
 
 
 async def connect(

@@ -9,7 +9,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .actors import ActorQuery, ActorSet
-from .calls import Call, Emit, run
+from .calls import Call, Emit, patient, run
+from .errors import BitstatError
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name
 from .query import SCRATCH_TTL_MS, Expr
@@ -39,6 +40,10 @@ class Stats:
         self.namespace = namespace
 
     def _run(self, op: Generator[Call, Any, T]) -> T:
+        return run(self._store, op, self._ns.deadline)
+
+    def _record(self, op: Generator[Call, Any, T]) -> T:
+        # a batch is tried again by the operation itself, for the call's own deadline
         return run(self._store, op)
 
     # schema and namespace
@@ -70,7 +75,7 @@ class Stats:
     # recording
     def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
         """Record one event: `track("login", user=42)` or `track({"event": "login", ...})`."""
-        self._run(self._ns.track(event, props))
+        self._record(self._ns.track(event, props))
 
     def track_many(
         self,
@@ -87,7 +92,7 @@ class Stats:
         `deadline` seconds (default: connect()'s; 0: one try). Then `BatchError` (with the
         batch id) says whether it may have landed; the same events sent again, from this
         process and within 10 minutes when bitstat made the id, are recorded once."""
-        result: TrackResult = self._run(self._ns.track_many(events, batch_id, now, deadline))
+        result: TrackResult = self._record(self._ns.track_many(events, batch_id, now, deadline))
         return result
 
     def track_frame(
@@ -110,7 +115,7 @@ class Stats:
         from . import frames  # pyarrow is imported when a frame is recorded, not with bitstat
 
         op = frames.track_frame(self._ns, frame, batch_id, event, now, batch_size, sort)
-        result: TrackResult = self._run(op)
+        result: TrackResult = self._record(op)
         return result
 
     def tracker(self, **options: Any) -> Tracker:
@@ -147,18 +152,22 @@ class Stats:
         return bool(self._run(self._ns.contains(expr, actor)))
 
     def _ids(self, expr: Expr) -> Iterator[Any]:
-        op = self._ns.ids(expr)
+        op = patient(self._ns.ids(expr), self._ns.deadline)
         reply: Any = None
+        error: BitstatError | None = None
         while True:
             try:
-                step = op.send(reply)
+                call = op.throw(error) if error is not None else op.send(reply)
             except StopIteration:
                 return
-            if isinstance(step, Emit):
-                yield from step.values
-                reply = None
-            else:
-                reply = getattr(self._store, step.method)(*step.args)
+            reply, error = None, None
+            if isinstance(call, Emit):
+                yield from call.values
+                continue
+            try:
+                reply = getattr(self._store, call.method)(*call.args)
+            except BitstatError as exc:
+                error = exc
 
     # metrics
     def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
