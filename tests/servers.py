@@ -63,12 +63,21 @@ class EmbeddedServer:
 
 
 class Cluster:
-    """A Redis Cluster of ``masters`` nodes on loopback, slots split evenly, no replicas."""
+    """A Redis Cluster of ``masters`` nodes on loopback, no replicas: slots split evenly, or
+    ``slots[i]`` the (first, last) ranges of master i (none: a master that joined empty)."""
 
-    def __init__(self, root: Path, masters: int = 3, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        masters: int = 3,
+        binary: str | None = None,
+        slots: list[list[tuple[int, int]]] | None = None,
+    ) -> None:
         self.root = root
         self.masters = masters
         self.binary = binary or embedded.find_server_binary()
+        bounds = [SLOTS * i // masters for i in range(masters + 1)]
+        self.slots = slots or [[(bounds[i], bounds[i + 1] - 1)] for i in range(masters)]
         self.ports: list[int] = []
         self._processes: list[subprocess.Popen[bytes]] = []
 
@@ -130,10 +139,11 @@ class Cluster:
 
     def _form(self, timeout: float) -> None:
         nodes = [self.node(i) for i in range(self.masters)]
-        bounds = [SLOTS * i // self.masters for i in range(self.masters + 1)]
         for i, node in enumerate(nodes):
             node.execute_command("CLUSTER SET-CONFIG-EPOCH", i + 1)
-            node.execute_command("CLUSTER ADDSLOTSRANGE", bounds[i], bounds[i + 1] - 1)
+            if self.slots[i]:
+                ranges = [bound for pair in self.slots[i] for bound in pair]
+                node.execute_command("CLUSTER ADDSLOTSRANGE", *ranges)
         buses = [int(node.config_get("cluster-port")["cluster-port"]) for node in nodes]
         for i, node in enumerate(nodes):  # a full mesh of MEETs saves rounds of gossip
             for port, bus in list(zip(self.ports, buses, strict=True))[i + 1 :]:
