@@ -15,8 +15,9 @@ T = TypeVar("T")
 # the calls that only read (their scratch keys expire): made again when the server refused them
 # for the moment; a batch's writes are tried again by record.py, under their batch id
 READS = frozenset(
-    ("get", "hget", "hget_many", "smembers", "getrange", "read_sums", "scan_keys", "evaluate")
-) | frozenset(("evaluate_checked", "hsum", "zsum", "top", "pfcount"))
+    {"get", "hget", "hget_many", "smembers", "getrange", "read_sums", "scan_keys", "evaluate"}
+    | {"evaluate_checked", "hsum", "zsum", "top", "pfcount"}
+)
 FIRST_BACKOFF = 0.05  # seconds before a read is made again, doubled each time (with jitter) ...
 MAX_BACKOFF = 2.0  # ... up to this: as a batch's (record.py)
 
