@@ -15,7 +15,7 @@ import pytest
 
 import bitstat
 import bitstat.aio
-from bitstat.store import Script
+from bitstat.transport import Script
 from bitstat.web import ServerConfig, create_app
 from exactly import batches, model, same_answers, schema
 from faultservers import Server

@@ -252,7 +252,7 @@ def steps_then_stop(st: bitstat.Stats, op: Any, calls: int) -> None:
             call = op.send(reply)
         except StopIteration:  # done in fewer calls
             return
-        reply = getattr(st._store, call.method)(*call.args)
+        reply = st._store.perform(call)
     op.close()
 
 

@@ -7,7 +7,8 @@ import pytest
 import bitstat
 from bitstat.keys import Keys
 from bitstat.query import Compiler, Leaf, Op, count_union
-from bitstat.store import Store, evaluate_call, evaluate_calls
+from bitstat.store import Store
+from bitstat.transport import Transport, evaluate_call, evaluate_calls
 
 KEYS = Keys("ns")
 A = Leaf("a", ("2026-11-01", "2026-11-02"))
@@ -79,8 +80,8 @@ def test_programs_of_one_call_answer_as_if_run_alone(embedded_url: str, namespac
             c.count(Op("and", (A, B)))
             c.count(Op("diff", (A, B)))
         store = Store.from_url(embedded_url)
-        together = store.evaluate([c.program() for c in make])
-        alone = [store.evaluate([c.program()])[0] for c in make]
+        together = store.call(Transport.evaluate, [c.program() for c in make])
+        alone = [store.call(Transport.evaluate, [c.program()])[0] for c in make]
         assert together == alone == [[1, 2], [1, 0], [1, 2]]
         store.close()
     finally:

@@ -17,6 +17,7 @@ import bitstat
 from bitstat import record
 from bitstat.aio import AsyncStore
 from bitstat.errors import ConnectionError
+from bitstat.transport import Transport
 from bitstat.web import ServerConfig, create_app
 from bitstat.web import app as web_app
 from webserver import running
@@ -123,22 +124,23 @@ def test_a_large_post_cut_off_half_way_is_recorded_once_when_sent_again(
 ) -> None:
     events = batch("pay", 250)
     headers = {"Idempotency-Key": "k-cut"}
-    apply = AsyncStore.apply
+    perform = AsyncStore.perform
     calls = 0
 
-    async def lost_on_the_second_batch(self: AsyncStore, plan: Any, batch_ttl: int) -> int:
+    async def lost_on_the_second_batch(self: AsyncStore, call: Any) -> Any:
         nonlocal calls
-        calls += 1
-        if calls == 2:  # gone for good: not a failure bitstat's own retries would mend
-            lost = ConnectionError("recording a batch: cannot reach the server: gone")
-            lost.transient = False
-            raise lost
-        return await apply(self, plan, batch_ttl)
+        if call.method is Transport.apply:
+            calls += 1
+            if calls == 2:  # gone for good: not a failure bitstat's own retries would mend
+                lost = ConnectionError("recording a batch: cannot reach the server: gone")
+                lost.transient = False
+                raise lost
+        return await perform(self, call)
 
-    monkeypatch.setattr(AsyncStore, "apply", lost_on_the_second_batch)
+    monkeypatch.setattr(AsyncStore, "perform", lost_on_the_second_batch)
     cut = client.post("/v1/track", json=events, headers=headers)
     assert cut.status_code == 503
-    monkeypatch.setattr(AsyncStore, "apply", apply)
+    monkeypatch.setattr(AsyncStore, "perform", perform)
     retried = client.post("/v1/track", json=events, headers=headers).json()
     assert retried == {"recorded": 150, "rejected": []}  # the first 100 were recorded before
     query = {"event": "pay", "start": "2025-11-05"}

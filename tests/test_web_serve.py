@@ -114,7 +114,7 @@ def test_readyz_says_whether_redis_can_be_used(tmp_path: Path) -> None:
         raw.script_flush()
         with TestClient(create_app(ServerConfig(url=url))) as client:
             shas = [
-                s.sha for s in vars(client.app.state.bitstat.store).values() if hasattr(s, "sha")
+                s.sha for s in vars(client.app.state.bitstat.store.io).values() if hasattr(s, "sha")
             ]
             assert len(shas) >= 5 and all(raw.script_exists(*shas))  # loaded at start
             raw.script_flush()  # as after a restart: loaded again when asked if ready

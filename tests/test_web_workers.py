@@ -23,6 +23,7 @@ import pytest
 
 import bitstat
 from bitstat.aio import AsyncStore
+from bitstat.transport import Transport
 from bitstat.web.namespaces import Namespaces
 
 NO_TOKENS = {"BITSTAT_READ_TOKEN": "", "BITSTAT_WRITE_TOKEN": ""}
@@ -150,7 +151,7 @@ def test_namespaces_noted_by_one_process_are_listed_by_another(embedded_url: str
             await other.drop()
             assert await second.listed() == [default]
         finally:
-            await stores[0].delete(first.noted)
+            await stores[0].call(Transport.delete, first.noted)
             for store in stores:
                 await store.close()
 

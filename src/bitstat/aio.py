@@ -10,12 +10,12 @@ await (nov & st.actors("purchase").month(2026, 11)).count()
 from __future__ import annotations
 
 import asyncio
-import builtins
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+import inspect
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import hiredis
 import redis.asyncio as aredis
@@ -23,42 +23,29 @@ import redis.exceptions as rex
 
 from . import analysis
 from .actors import ActorQuery, SetAlgebra
-from .calls import Call, Emit, patient, step
+from .calls import Call, Emit, step
 from .clusters import AsyncCluster
 from .errors import BitstatError
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
-from .query import Expr, Program
+from .query import Expr
 from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
 from .schema import Schema, parse_duration
-from .store import (
-    UNLINK_BATCH,
-    Script,
-    apply_call,
-    cluster_address,
-    durability,
-    evaluate_answers,
-    evaluate_calls,
-    ids_call,
-    lua_script,
-    not_replicated,
-    queue_sum_reads,
-    replicated_calls,
-    resolve_url,
-    scores,
-    server_summary,
-    timeouts,
-    top_args,
-    unlinks,
-    values_call,
-    wrapped_errors,
-)
-from .sums import Target
+from .store import Driving, cluster_address, durability, resolve_url, timeouts, wrapped_errors
 from .tables import Counts, Funnel, Lifecycle, Series, Stickiness, Sum, Sums, Top
 from .tracker_aio import AsyncTracker
-from .writes import Group
+from .transport import (
+    Pause,
+    Pipe,
+    Request,
+    Scan,
+    ScriptMissing,
+    Transport,
+    patient,
+)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _PackedInC:
@@ -88,28 +75,15 @@ def _client(url: str, timeout: float | None) -> Any:
     return client
 
 
-async def _script(script: Script, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-    try:
-        return await client.evalsha(script.sha, len(keys), *keys, *args)
-    except rex.NoScriptError:
-        return await client.eval(script.source, len(keys), *keys, *args)
-
-
 class AsyncStore:
-    """The Store's calls on redis.asyncio (one Redis, a unix socket or a Cluster)."""
+    """Runs `Transport` requests on redis.asyncio (one Redis, a unix socket or a Cluster)."""
 
     def __init__(self, client: Any, cluster: bool, replicas: int = 0) -> None:
         self.client = client
         self.cluster = cluster
-        self.replicas = replicas  # replicas that must confirm a batch (durability="replicated")
-        self.stale = False  # the cluster's slot map must be read again (a replicated write failed)
+        self.io = Transport(cluster, replicas)
         self.nodes: dict[str, Any] = {}  # a plain client per cluster node, for replicated writes
         self.node_options: dict[str, Any] = {}
-        self.apply_script = Script("apply.lua")
-        self.ids_script = Script("ids.lua")
-        self.evaluate_script = Script("sets.lua")
-        self.counters_script = Script("counters.lua")
-        self.values_script = Script("values.lua")
 
     @classmethod
     async def from_url(
@@ -133,23 +107,33 @@ class AsyncStore:
             await node.aclose()
         await self.client.aclose()
 
-    async def sleep(self, seconds: float) -> None:
-        """Wait before a batch is tried again."""
-        await asyncio.sleep(seconds)
+    async def perform(self, call: Call) -> Any:
+        """`Store.perform` on asyncio."""
+        run = Driving(call, self.io)
+        while (step := run.next_step()) or run.going:
+            try:
+                run.reply = await self.take(step)
+            except Exception as exc:  # thrown in at the step, which may handle it
+                run.error = exc
+        return run.answer
 
-    async def apply(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
-        if self.replicas:
-            return await self.apply_replicated(groups, batch_ttl)
-        results: list[int | bytes] = []
-        with wrapped_errors("recording a batch"):
-            for g in groups:
-                keys, args = apply_call(g, batch_ttl)
-                results.append(await _script(self.apply_script, self.client, keys, args))
-                if results[-1] == -1:
-                    break
-        return results
+    async def take(self, step: Any) -> Any:
+        try:
+            if isinstance(step, Pipe):
+                client = self.client if step.on is None else self._master_of(step.on)
+                pipe = client.pipeline(transaction=False)
+                step.fill(pipe)
+                return await pipe.execute()
+            if isinstance(step, Pause):
+                return await asyncio.sleep(step.seconds)
+            if isinstance(step, Scan):
+                return [k async for k in self.client.scan_iter(match=step.pattern, count=1000)]
+            result = step(self.client)
+            return await result if inspect.isawaitable(result) else result
+        except rex.NoScriptError as exc:
+            raise ScriptMissing(str(exc)) from exc
 
-    def _node_client(self, key: str) -> Any:
+    def _master_of(self, key: str) -> Any:
         """The client of the master that holds `key` (the store's own on a single server)."""
         if not self.cluster:
             return self.client
@@ -161,194 +145,14 @@ class AsyncStore:
             )
         return found
 
-    async def apply_replicated(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
-        """`Store.apply_replicated` on asyncio."""
-        results: list[int | bytes] = []
-        with wrapped_errors("recording a batch"):
-            try:
-                if self.stale:
-                    await self.client.nodes_manager.initialize()
-                    self.stale = False
-                for g in groups:
-                    client = self._node_client(g.batch_key)
-                    for _ in range(2):  # a second time when the server had lost the script
-                        pipe = client.pipeline(transaction=False)
-                        replicated_calls(pipe, self.apply_script.sha, g, batch_ttl, self.replicas)
-                        result, _, acked = await pipe.execute(raise_on_error=False)
-                        if not isinstance(result, rex.NoScriptError):
-                            break
-                        await client.script_load(self.apply_script.source)
-                    if isinstance(result, Exception):
-                        raise result
-                    results.append(result)
-                    if result == -1:
-                        break
-                    if isinstance(acked, Exception):
-                        raise acked
-                    if acked < self.replicas:
-                        raise not_replicated(acked, self.replicas)
-            except (rex.RedisError, rex.RedisClusterException):
-                self.stale = self.cluster
-                raise
-        return results
-
-    async def read_sums(self, targets: Sequence[Target]) -> list[float]:
-        if not targets:
-            return []
-        with wrapped_errors("reading sums"):
-            pipe = self.client.pipeline(transaction=False)
-            queue_sum_reads(pipe, targets)
-            return [float(v or 0) for v in await pipe.execute()]
-
-    async def map_ids(
+    async def call(
         self,
-        next_key: str,
-        reverse_prefix: str,
-        reverse_bits: int,
-        forward: Sequence[str],
-        ids: Sequence[str],
-    ) -> list[int]:
-        keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids)
-        with wrapped_errors("mapping actor ids"):
-            return [int(x) for x in await _script(self.ids_script, self.client, keys, args)]
-
-    async def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
-        with wrapped_errors("evaluating actor sets"):
-            return evaluate_answers(
-                [
-                    await _script(self.evaluate_script, self.client, k, a)
-                    for k, a in evaluate_calls(programs, self.cluster)
-                ]
-            )
-
-    async def map_values(
-        self, next_key: str, old_key: str, buckets: str, values: Sequence[str]
-    ) -> list[int]:
-        keys, args = values_call(next_key, old_key, buckets, values)
-        with wrapped_errors("numbering distinct values"):
-            found = await _script(self.values_script, self.client, keys, args)
-        return [int(x) for x in found]
-
-    async def evaluate_checked(
-        self, shards_key: str, programs: Sequence[Program]
-    ) -> tuple[list[int], list[list[Any]]]:
-        if self.cluster:
-            shards = sorted(int(x) for x in await self.smembers(shards_key))
-            return shards, await self.evaluate(programs)
-        calls = evaluate_calls(programs, cluster=False)
-
-        async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.smembers(shards_key)
-            for k, a in calls:
-                pipe.evalsha(self.evaluate_script.sha, len(k), *k, *a)
-            return list(await pipe.execute())
-
-        with wrapped_errors("evaluating actor sets"):
-            try:
-                raw, *replies = await run()
-            except rex.NoScriptError:  # a restarted server forgot the script: load, run again
-                await self.client.script_load(self.evaluate_script.source)
-                raw, *replies = await run()
-        return sorted(int(x) for x in raw), evaluate_answers(replies)
-
-    async def pfcount(self, keys: Sequence[str]) -> int:
-        with wrapped_errors("estimating distinct values"):
-            return int(await self.client.pfcount(*keys))
-
-    async def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
-        if not keys:
-            return {}
-        with wrapped_errors("reading counters"):
-            flat = await _script(self.counters_script, self.client, keys, ["hsum", *fields])
-        return scores(flat)
-
-    async def zsum(self, scratch: str, keys: Sequence[str]) -> dict[bytes, float]:
-        if not keys:
-            return {}
-        with wrapped_errors("reading counters"):
-            flat = await _script(self.counters_script, self.client, [scratch, *keys], ["zsum"])
-        return scores(flat)
-
-    async def top(
-        self, scratch: str, keys: Sequence[str], limit: int, all_ties: bool = False
-    ) -> list[tuple[bytes, float]]:
-        if not keys:
-            return []
-        with wrapped_errors("ranking top values"):
-            args = top_args(limit, all_ties)
-            flat = await _script(self.counters_script, self.client, [scratch, *keys], args)
-        return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
-
-    async def hget_many(self, pairs: Sequence[tuple[str, str]]) -> list[bytes | None]:
-        if not pairs:
-            return []
-        with wrapped_errors("reading counters"):
-            pipe = self.client.pipeline(transaction=False)
-            for key, f in pairs:
-                pipe.hget(key, f)
-            return list(await pipe.execute())
-
-    async def getrange(self, key: str, start: int, end: int) -> bytes:
-        with wrapped_errors("reading actor ids"):
-            return bytes(await self.client.getrange(key, start, end))
-
-    async def get(self, key: str) -> bytes | None:
-        with wrapped_errors(f"reading {key}"):
-            return await self.client.get(key)  # type: ignore[no-any-return]
-
-    async def set(self, key: str, value: str) -> None:
-        with wrapped_errors(f"writing {key}"):
-            await self.client.set(key, value)
-
-    async def mark(self, key: str, note: str, ttl: int) -> None:
-        """Mark a batch id that wrote nothing (all its events rejected), for `ttl` seconds."""
-        with wrapped_errors(f"writing {key}"):
-            await self.client.set(key, note, ex=ttl)
-
-    async def hget(self, key: str, field: str) -> bytes | None:
-        with wrapped_errors(f"reading {key}"):
-            return await self.client.hget(key, field)  # type: ignore[no-any-return]
-
-    async def smembers(self, key: str) -> builtins.set[bytes]:
-        with wrapped_errors(f"reading {key}"):
-            return set(await self.client.smembers(key))
-
-    async def info(self) -> dict[str, Any]:
-        with wrapped_errors("reading server info"):
-            info = await self.client.info()
-        return server_summary(info, self.cluster)
-
-    async def delete(self, *keys: str) -> None:
-        with wrapped_errors("deleting keys"):
-            for key in keys:
-                await self.client.delete(key)
-
-    async def delete_matching(self, patterns: Sequence[str]) -> int:
-        deleted = 0
-        with wrapped_errors("deleting keys"):
-            for pattern in patterns:
-                batch: list[bytes] = []
-                async for key in self.client.scan_iter(match=pattern, count=1000):
-                    batch.append(key)
-                    if len(batch) >= UNLINK_BATCH:
-                        deleted += await self._unlink(batch)
-                        batch = []
-                deleted += await self._unlink(batch)
-        return deleted
-
-    async def _unlink(self, keys: list[bytes]) -> int:
-        return sum([int(await self.client.unlink(*c)) for c in unlinks(keys, self.cluster)])
-
-    async def scan_keys(self, pattern: str) -> list[bytes]:
-        """The keys matching a glob pattern, found with SCAN (on every node of a cluster)."""
-        with wrapped_errors("listing keys"):
-            return [key async for key in self.client.scan_iter(match=pattern, count=1000)]
-
-    async def run_lua(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run the script `name` of scripts/ (keys of one slot on a cluster)."""
-        with wrapped_errors(f"running {name}"):
-            return await _script(lua_script(name), self.client, keys, args)
+        method: Callable[Concatenate[Transport, P], Request[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """One request, run now: `await store.call(Transport.get, key)`."""
+        return await self.perform(Call(method, args, kwargs))  # type: ignore[no-any-return]
 
 
 async def run(store: AsyncStore, op: Generator[Call, Any, T], deadline: float = 0.0) -> T:
@@ -363,7 +167,7 @@ async def run(store: AsyncStore, op: Generator[Call, Any, T], deadline: float = 
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         try:
-            reply, error = await getattr(store, call.method)(*call.args), None
+            reply, error = await store.perform(call), None
         except BitstatError as exc:
             reply, error = None, exc
 
@@ -397,7 +201,7 @@ class AsyncActorSet(SetAlgebra["AsyncStats"]):
                     yield actor
                 continue
             try:
-                reply = await getattr(store, call.method)(*call.args)
+                reply = await store.perform(call)
             except BitstatError as exc:
                 error = exc
 
@@ -435,7 +239,7 @@ class AsyncStats:
 
     async def server_info(self) -> dict[str, Any]:
         """`Stats.server_info`, awaited: the server's version, memory use and mode."""
-        return await self._store.info()
+        return await self._store.call(Transport.info)
 
     async def drop(self) -> int:
         """`Stats.drop`, awaited: delete every key of this namespace; how many."""

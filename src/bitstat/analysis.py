@@ -25,12 +25,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import periods as P
-from .calls import Call
 from .errors import QueryError, blaming
 from .ops import Namespace
 from .query import Expr, Leaf, Op
 from .registers import RegisterProgram, Segment, Steps, registers
 from .tables import Funnel, Lifecycle, Stickiness, Tabular, pandas_frame, polars_frame
+from .transport import Transport, call
 
 __all__ = [
     "LifecyclePeriod",
@@ -107,7 +107,7 @@ def _now(ns: Namespace, now: Any) -> datetime:
 
 def _first_day(ns: Namespace, event: str) -> Steps[datetime | None]:
     """Midnight of the first wall day `event` was recorded on (None if never)."""
-    raw = yield Call("hget", (ns.keys.span_first, event))
+    raw = yield call(Transport.hget, ns.keys.span_first, event)
     return None if raw is None else _EPOCH + timedelta(days=int(raw))
 
 

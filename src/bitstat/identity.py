@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .calls import Call, Op
+from .calls import Op
 from .errors import BitstatError, InvalidEvent, QueryError
 from .events import canonical_id, int_actor, original_id
 from .keys import REVERSE_BUCKET_BITS, SHARD_BITS, SHARD_MASK, Keys
 from .schema import Schema
+from .transport import Transport, call
 
 CHUNK_KEYS = 1000  # actor-set keys per actors.lua call: a short pause of the server each
 ATTEMPTS = 8  # tries of an id-map step that finds the ids changed under it (a concurrent alias)
@@ -118,14 +119,14 @@ class Identity:
             raise QueryError(f"{param}: {exc}", param=param) from None
 
     def offset(self, text: str) -> Op[int | None]:
-        raw = yield Call("hget", (self.keys.id_forward(text), text))
+        raw = yield call(Transport.hget, self.keys.id_forward(text), text)
         return None if raw is None else int(raw)
 
     def names(self, offset: int) -> Op[list[str]]:
         """Every id of an offset: the one it is named by, then its aliases."""
         mask = (1 << REVERSE_BUCKET_BITS) - 1
-        name = yield Call("hget", (self.keys.id_reverse(offset), str(offset & mask)))
-        aliases = yield Call("smembers", (self.keys.id_aliases(offset),))
+        name = yield call(Transport.hget, self.keys.id_reverse(offset), str(offset & mask))
+        aliases = yield call(Transport.smembers, self.keys.id_aliases(offset))
         out = [] if name is None else [name.decode("utf-8", "surrogatepass")]
         out += sorted(a.decode("utf-8", "surrogatepass") for a in aliases)
         return out
@@ -133,7 +134,7 @@ class Identity:
     # actor sets
     def actor_keys(self, shard: int) -> Op[list[str]]:
         """Every actor set of a shard: its all-actors key and the keys of SCAN's `:a:` pattern."""
-        found = yield Call("scan_keys", (self.keys.actors_pattern(shard),))
+        found = yield call(Transport.scan_keys, self.keys.actors_pattern(shard))
         names = sorted({k.decode() if isinstance(k, bytes) else str(k) for k in found})
         return [self.keys.all_actors(shard), *names]
 
@@ -143,7 +144,9 @@ class Identity:
         keys = yield from self.actor_keys(shard)
         removed = 0
         for part in chunks(keys, CHUNK_KEYS):
-            removed += int((yield Call("run_lua", ("actors.lua", list(part), ["remove", local]))))
+            removed += int(
+                (yield call(Transport.run_lua, "actors.lua", list(part), ["remove", local]))
+            )
         return removed, len(keys)
 
     def move(self, source: int, target: int) -> Op[int]:
@@ -154,23 +157,23 @@ class Identity:
         s_tag, t_tag = self.keys.shard_tag(s_shard), self.keys.shard_tag(t_shard)
         keys = yield from self.actor_keys(s_shard)
         if s_shard != t_shard:
-            yield Call("run_lua", ("actors.lua", [self.keys.shards], ["shard", t_shard]))
+            yield call(Transport.run_lua, "actors.lua", [self.keys.shards], ["shard", t_shard])
         moved = 0
         if s_shard == t_shard or not self.ns.cluster:
             for part in chunks(keys, CHUNK_KEYS // 2):
                 pairs = [k for key in part for k in (key, retag(key, s_tag, t_tag))]
                 args = ["move", s_local, t_local]
-                moved += int((yield Call("run_lua", ("actors.lua", pairs, args))))
+                moved += int((yield call(Transport.run_lua, "actors.lua", pairs, args)))
             return moved
         for part in chunks(keys, CHUNK_KEYS):
-            flat = yield Call("run_lua", ("actors.lua", list(part), ["probe", s_local]))
+            flat = yield call(Transport.run_lua, "actors.lua", list(part), ["probe", s_local])
             held = [part[int(flat[j]) - 1] for j in range(0, len(flat), 2)]
             ttls = [int(flat[j + 1]) for j in range(0, len(flat), 2)]
             if not held:
                 continue
             targets = [retag(key, s_tag, t_tag) for key in held]
-            yield Call("run_lua", ("actors.lua", targets, ["add", t_local, *ttls]))
-            yield Call("run_lua", ("actors.lua", held, ["remove", s_local]))
+            yield call(Transport.run_lua, "actors.lua", targets, ["add", t_local, *ttls])
+            yield call(Transport.run_lua, "actors.lua", held, ["remove", s_local])
             moved += len(held)
         return moved
 
@@ -193,7 +196,7 @@ class Identity:
             names = yield from self.names(offset)
             keys = [self.keys.id_forward(n) for n in (text, *names)]
             args = ["forget", *self._prefixes(), offset, text, *names]
-            reply = yield Call("run_lua", ("identity.lua", keys, args))
+            reply = yield call(Transport.run_lua, "identity.lua", keys, args)
             if reply[0] in (b"forgotten", "forgotten"):
                 for n in (text, *names):
                     self.ns.id_cache.pop(n, None)
@@ -218,7 +221,7 @@ class Identity:
         moved = 0
         for _ in range(ATTEMPTS):
             args = ["link", *self._prefixes(), a_text, u_text]
-            reply = yield Call("run_lua", ("identity.lua", [k.ids_next, fa, fu], args))
+            reply = yield call(Transport.run_lua, "identity.lua", [k.ids_next, fa, fu], args)
             outcome = text_of(reply[0])
             if outcome != "merge":
                 offset = int(reply[1])
@@ -229,7 +232,7 @@ class Identity:
             names = yield from self.names(a)
             keys = [fa, fu, *(k.id_forward(n) for n in names)]
             args = ["merged", *self._prefixes(), a_text, u_text, a, u, *names]
-            reply = yield Call("run_lua", ("identity.lua", keys, args))
+            reply = yield call(Transport.run_lua, "identity.lua", keys, args)
             if text_of(reply[0]) != "stale":
                 for n in names:
                     cache[n] = u

@@ -36,6 +36,7 @@ from .query import Compiler, Expr, Leaf, Program, count_union
 from .record import DEFAULT_BATCH_TTL, Recording
 from .schema import Schema, compound, duration_text, normalise
 from .tables import Counts, Series, Sum, Sums, Top
+from .transport import Transport, call
 
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
 FAMILY_TEXT = {
@@ -81,7 +82,7 @@ class Namespace(Recording):
     # schema
     def load_schema(self, given: Schema | None) -> Op[Schema]:
         """The stored schema; `given` is stored when there is none, and must match otherwise."""
-        stored_text = yield Call("get", (self.keys.schema,))
+        stored_text = yield call(Transport.get, self.keys.schema)
         if stored_text is None:
             if given is not None:
                 yield from self.configure(given)
@@ -104,11 +105,11 @@ class Namespace(Recording):
                 f"namespace {self.name!r} holds data recorded with ids={self.schema.ids!r};"
                 f" it cannot switch to ids={schema.ids!r}"
             )
-        yield Call("set", (self.keys.schema, schema.to_json()))
+        yield call(Transport.set, self.keys.schema, schema.to_json())
         self.schema = schema
 
     def drop(self) -> Op[int]:
-        deleted: int = yield Call("delete_matching", (self.keys.patterns,))
+        deleted: int = yield call(Transport.delete_matching, self.keys.patterns)
         self.known_events.clear()
         return deleted
 
@@ -117,7 +118,7 @@ class Namespace(Recording):
             return offsets.tolist()  # type: ignore[no-any-return]
         k, mask = self.keys, (1 << REVERSE_BUCKET_BITS) - 1
         pairs = [(k.id_reverse(o), str(o & mask)) for o in offsets.tolist()]
-        texts = yield Call("hget_many", (pairs,))
+        texts = yield call(Transport.hget_many, pairs)
         return [original_id(t.decode("utf-8", "surrogatepass")) for t in texts if t is not None]
 
     def require_events(self, names: Iterable[str], param: str = "event") -> Op[None]:
@@ -128,7 +129,7 @@ class Namespace(Recording):
         missing = [n for n in names if n not in self.known_events and n not in self.schema.events]
         if not missing:
             return
-        raw = yield Call("smembers", (self.keys.events,))
+        raw = yield call(Transport.smembers, self.keys.events)
         self.known_events = {n.decode("utf-8", "surrogatepass") for n in raw}
         known = sorted(self.known_events | set(self.schema.events))
         for name in missing:
@@ -238,7 +239,7 @@ class Namespace(Recording):
             if shards:
                 first, tag = make(shards[0]), self.keys.shard_tag(shards[0])
                 programs = [first.retag(tag, self.keys.shard_tag(s)) for s in shards]
-            now, answers = yield Call("evaluate_checked", (self.keys.shards, programs))
+            now, answers = yield call(Transport.evaluate_checked, self.keys.shards, programs)
             if now == shards:
                 return list(zip(shards, answers, strict=True))
             shards = self.shard_cache = now
@@ -276,7 +277,7 @@ class Namespace(Recording):
                 return False
             offset = self.id_cache.get(text)
             if offset is None:
-                raw = yield Call("hget", (self.keys.id_forward(text), text))
+                raw = yield call(Transport.hget, self.keys.id_forward(text), text)
                 if raw is None:
                     return False
                 offset = int(raw)
@@ -287,7 +288,7 @@ class Namespace(Recording):
                 return False
         c = Compiler(self.keys, offset >> SHARD_BITS)
         c.contains(expr, offset & ((1 << SHARD_BITS) - 1))
-        answers = yield Call("evaluate", ([c.program()],))
+        answers = yield call(Transport.evaluate, [c.program()])
         return bool(answers[0][0])
 
     def ids(self, expr: Expr) -> Generator[Call | Emit, Any, None]:
@@ -300,7 +301,7 @@ class Namespace(Recording):
                 continue
             start = 0
             while True:
-                data = yield Call("getrange", (key, start, start + CHUNK_BYTES - 1))
+                data = yield call(Transport.getrange, key, start, start + CHUNK_BYTES - 1)
                 if not data:
                     break
                 bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
@@ -311,7 +312,7 @@ class Namespace(Recording):
                     break
                 start += CHUNK_BYTES
             if is_temp(key):  # a scratch result (a plain bucket key is read, never deleted)
-                yield Call("delete", (key,))
+                yield call(Transport.delete, key)
 
     # metrics
     def unique(self, event: str, start: Any, end: Any, segment: Mapping[str, Any]) -> Op[int]:
@@ -325,7 +326,7 @@ class Namespace(Recording):
         check_name(event)
         yield from self.require_events([event])
         labels = self.cover_labels(start, end)
-        sums = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], ["n"]))
+        sums = yield call(Transport.hsum, [self.keys.metrics(event, lb) for lb in labels], ["n"])
         return int(sums.get(b"n", 0))
 
     def series(
@@ -352,7 +353,7 @@ class Namespace(Recording):
             values = yield from self.count_exprs(exprs)
         else:
             pairs = [(self.keys.metrics(event, c.label), "n") for p in parts for c in p]
-            raw = iter((yield Call("hget_many", (pairs,))))
+            raw = iter((yield call(Transport.hget_many, pairs)))
             values = [sum(int(next(raw) or 0) for _ in p) for p in parts]
         return Series(((b.label, v) for b, v in zip(buckets, values, strict=True)), metric)
 
@@ -361,7 +362,7 @@ class Namespace(Recording):
         yield from self.require_events([event])
         labels = self.cover_labels(start, end, "count")
         keys = [self.keys.counts(event, lb, stored) for lb in labels]
-        raw = yield Call("zsum", (self.scratch(event), keys))
+        raw = yield call(Transport.zsum, self.scratch(event), keys)
         return Counts({value_of(f, asked, stored): int(v) for f, v in raw.items()}, asked)
 
     def sums(self, event: str, prop: str, start: Any, end: Any, by: str | None) -> Op[Sum | Sums]:
@@ -379,10 +380,10 @@ class Namespace(Recording):
         labels = self.cover_labels(start, end, "sum")
         if by is None or by_stored is None:
             f = metric_sum_field(prop)
-            raw = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], [f]))
+            raw = yield call(Transport.hsum, [self.keys.metrics(event, lb) for lb in labels], [f])
             return Sum(raw.get(f.encode(), 0.0))
         keys = [self.keys.sums_by(event, lb, prop, by_stored) for lb in labels]
-        raw = yield Call("zsum", (self.scratch(event), keys))
+        raw = yield call(Transport.zsum, self.scratch(event), keys)
         return Sums(
             {value_of(f[2:], by, by_stored): v for f, v in raw.items() if f[:2] == b"s:"}, by
         )
@@ -391,7 +392,7 @@ class Namespace(Recording):
         yield from self.sums(event, prop, start, end, None)  # checks that the sum is recorded
         labels = self.cover_labels(start, end, "sum")
         fs, fk = metric_sum_field(prop), metric_count_field(prop)
-        raw = yield Call("hsum", ([self.keys.metrics(event, lb) for lb in labels], [fs, fk]))
+        raw = yield call(Transport.hsum, [self.keys.metrics(event, lb) for lb in labels], [fs, fk])
         n = raw.get(fk.encode(), 0.0)
         return float(raw.get(fs.encode(), 0.0)) / n if n else None
 
@@ -402,7 +403,7 @@ class Namespace(Recording):
         yield from self.require_events([event])
         keys = [self.keys.top(event, lb, stored) for lb in self.cover_labels(start, end, "top")]
         # ties are cut on the server in stored order; another order of parts needs them all
-        raw = yield Call("top", (self.scratch(event), keys, limit, asked != stored))
+        raw = yield call(Transport.top, self.scratch(event), keys, limit, asked != stored)
         ranked = [(value_of(m, asked, stored), int(s)) for m, s in raw]
         ranked.sort(key=lambda vc: (-vc[1], vc[0]))
         return Top(ranked[:limit], asked)
@@ -424,9 +425,9 @@ class Namespace(Recording):
         labels = self.cover_labels(start, end, "approx" if stored in rules.approx else "unique")
         if stored in rules.approx:
             hlls = [self.keys.approx(event, lb, stored) for lb in labels]
-            return int((yield Call("pfcount", (hlls,))))
+            return int((yield call(Transport.pfcount, hlls)))
         keys = [self.keys.distinct(event, lb, stored) for lb in labels]
-        answers = yield Call("evaluate", ([count_union(keys)],))
+        answers = yield call(Transport.evaluate, [count_union(keys)])
         return int(answers[0][0])
 
     def query(self, event: str, start: Any, end: Any) -> Op[dict[str, Any]]:
@@ -472,15 +473,15 @@ class Namespace(Recording):
     def span(self, event: str) -> Op[tuple[date, date] | None]:
         """The first and last (local) days `event` was recorded on, None if never."""
         check_name(event)
-        first = yield Call("hget", (self.keys.span_first, event))
-        last = yield Call("hget", (self.keys.span_last, event))
+        first = yield call(Transport.hget, self.keys.span_first, event)
+        last = yield call(Transport.hget, self.keys.span_last, event)
         if first is None or last is None:
             return None
         epoch = date(1970, 1, 1)
         return epoch + timedelta(days=int(first)), epoch + timedelta(days=int(last))
 
     def events(self) -> Op[list[str]]:
-        raw = yield Call("smembers", (self.keys.events,))
+        raw = yield call(Transport.smembers, self.keys.events)
         return sorted(n.decode("utf-8", "surrogatepass") for n in raw)
 
     def scratch(self, event: str) -> str:

@@ -28,6 +28,7 @@ from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, build_plan, sum_bound_of
 from .schema import Schema
 from .single import Single, parse_one, plan_one, sum_bound_one
+from .transport import Transport, call
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
 # how long an id bitstat made is remembered: its own retries, then the caller's call again after
@@ -36,7 +37,7 @@ AUTO_BATCH_TTL = 600
 DEFAULT_DEADLINE = 60.0  # seconds a batch is tried again on failures that may pass
 FIRST_BACKOFF = 0.05  # seconds before the second try, doubled each try (with jitter) ...
 MAX_BACKOFF = 2.0  # ... up to this
-WRITES = ("apply", "mark")  # the calls that write a batch
+WRITES = (Transport.apply, Transport.mark)  # the calls that write a batch
 IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgotten first
 ID_CACHE_LIMIT = 2_000_000
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
@@ -272,23 +273,23 @@ class Recording:
             # this one repeats (an id bitstat made, taken up again): its events count as sent
             again = attempt > 1 or (auto and not fresh)
             once = self.record_once(cols, batch_id, ttl, ask=not fresh or attempt > 1, again=again)
-            call: Call | None = None
+            last: Call | None = None  # the last call sent
             try:
                 reply: Any = None
                 while True:
                     try:
-                        call = once.send(reply)
+                        last = once.send(reply)
                     except StopIteration as stop:
                         return stop.value  # type: ignore[no-any-return]
-                    reply = yield call
-                    if call.method in WRITES:
+                    reply = yield last
+                    if last.method in WRITES:
                         landed = True
             except (ConnectionError, ServerError) as exc:
                 once.close()
-                if call is not None and call.method in WRITES:
+                if last is not None and last.method in WRITES:
                     # a call refused by the server wrote nothing; a lost reply, or a refusal
                     # after other groups of the batch, may have
-                    alone = call.method == "mark" or len(call.args[0]) == 1
+                    alone = last.method is Transport.mark or len(last.args[0]) == 1
                     landed = landed or not (exc.refused and alone)
                 left = end - time.monotonic()
                 if not exc.transient or isinstance(exc, BatchError) or left <= 0:
@@ -298,7 +299,7 @@ class Recording:
                         may_have_landed=landed,
                         attempts=attempt,
                     ) from exc
-                yield Call("sleep", (min(left, delay * random.uniform(0.5, 1.0)),))
+                yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
                 delay = min(delay * 2, MAX_BACKOFF)
 
     def record_once(
@@ -312,7 +313,7 @@ class Recording:
             # a batch seen before answers as it did then, not by the totals of today; the
             # namespace's marker is written last, so it says the whole batch is in (a batch
             # cut short on a cluster has it not, and its missing groups are written now)
-            seen = yield Call("get", (self.keys.batch(self.keys.meta_tag, batch_id),))
+            seen = yield call(Transport.get, self.keys.batch(self.keys.meta_tag, batch_id))
             if seen is not None and not self.replicated:  # (replicated: confirm it below)
                 refused = noted(seen)
                 recorded = len(cols) - len(refused) if again else 0
@@ -348,7 +349,7 @@ class Recording:
                     value_ids = {k: v[keep] for k, v in value_ids.items()}
                     if not len(cols):  # nothing left to write: the id still answers so
                         marker = self.keys.batch(self.keys.meta_tag, batch_id)
-                        yield Call("mark", (marker, note(overflow), ttl))
+                        yield call(Transport.mark, marker, note(overflow), ttl)
                         return TrackResult(0, sorted(rejected + overflow))
             plan = build_plan(
                 cols,
@@ -367,7 +368,7 @@ class Recording:
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
             groups = [g for g in plan.groups if g.tag not in applied_tags]
-            results = yield Call("apply", (groups, ttl))
+            results = yield call(Transport.apply, groups, ttl)
             for g, result in zip(groups, results, strict=False):
                 if isinstance(result, bytes):  # this batch id was applied before
                     applied_tags.add(g.tag)
@@ -433,7 +434,7 @@ class Recording:
             now=time.time(),
             sum_bound=bound,
         )
-        results = yield Call("apply", (plan.groups, ttl))
+        results = yield call(Transport.apply, plan.groups, ttl)
         if SUM_REFUSED in results:  # nothing written (the group with sums goes first)
             return (
                 yield from self.record_once(
@@ -462,7 +463,7 @@ class Recording:
             sums.row_targets(cols, self.schema, self.keys, clock), applied_tags
         )
         targets = list(dict.fromkeys(t for _, items in rows for t, *_ in items))
-        stored = yield Call("read_sums", (targets,))
+        stored = yield call(Transport.read_sums, targets)
         return sums.overflowing(rows, dict(zip(targets, stored, strict=True)))
 
     def offsets(self, canonical: Sequence[str]) -> Op[np.ndarray]:
@@ -474,8 +475,13 @@ class Recording:
                 cache.clear()
             k = self.keys
             forward = [k.id_forward(c) for c in missing]
-            found = yield Call(
-                "map_ids", (k.ids_next, k.id_reverse_prefix, REVERSE_BUCKET_BITS, forward, missing)
+            found = yield call(
+                Transport.map_ids,
+                k.ids_next,
+                k.id_reverse_prefix,
+                REVERSE_BUCKET_BITS,
+                forward,
+                missing,
             )
             cache.update(zip(missing, found, strict=True))
         return np.array([cache[c] for c in canonical], dtype=np.int64)
@@ -509,14 +515,12 @@ class Recording:
                     if len(cache) > ID_CACHE_LIMIT:
                         cache.clear()
                     k = self.keys
-                    found = yield Call(
-                        "map_values",
-                        (
-                            k.value_next(event, prop),
-                            k.value_ids(event, prop),
-                            k.value_buckets(event, prop),
-                            missing,
-                        ),
+                    found = yield call(
+                        Transport.map_values,
+                        k.value_next(event, prop),
+                        k.value_ids(event, prop),
+                        k.value_buckets(event, prop),
+                        missing,
                     )
                     cache.update(zip(missing, found, strict=True))
                 ids[rows] = [cache[m] for m in members]

@@ -9,16 +9,17 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .actors import ActorQuery, ActorSet
-from .calls import Call, Emit, patient, run
+from .calls import Call, Emit
 from .errors import BitstatError
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name
 from .query import SCRATCH_TTL_MS, Expr
 from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
 from .schema import Schema
-from .store import Store
+from .store import Store, run
 from .tables import Counts, Funnel, Lifecycle, Series, Stickiness, Sum, Sums, Top
 from .tracker import Tracker
+from .transport import Transport, patient
 
 __all__ = ["DEFAULT_BATCH_TTL", "SCRATCH_TTL_MS", "Stats", "TrackResult"]
 T = TypeVar("T")
@@ -57,7 +58,7 @@ class Stats:
 
     def server_info(self) -> dict[str, Any]:
         """The server's version, memory use and mode, for status lines and reports."""
-        return self._store.info()
+        return self._store.call(Transport.info)
 
     def drop(self) -> int:
         """Delete every key of this namespace (found with SCAN, never KEYS); returns how many."""
@@ -165,7 +166,7 @@ class Stats:
                 yield from call.values
                 continue
             try:
-                reply = getattr(self._store, call.method)(*call.args)
+                reply = self._store.perform(call)
             except BitstatError as exc:
                 error = exc
 

@@ -1,34 +1,35 @@
-"""Runs plans on redis-py: one Redis, a unix socket, or a Redis Cluster. Thin: no decisions."""
+"""Connects to the server and runs `Transport` requests on blocking redis-py: one Redis, a unix
+socket, or a Redis Cluster. Thin: no decisions."""
 
 from __future__ import annotations
 
-import builtins
-import functools
 import os
-import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.exceptions as rex
 
+from .calls import Call, Op, step
 from .clusters import Cluster
-from .errors import ConnectionError, ServerError
-from .keys import register, tag_of, value_bucket_of
-from .query import SCRATCH_TTL_MS, Program
-from .sums import Target
-from .writes import Group
+from .errors import BitstatError, ConnectionError, ServerError
+from .transport import (
+    Doing,
+    Pause,
+    Pipe,
+    Request,
+    Scan,
+    ScriptMissing,
+    Transport,
+    patient,
+)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 CLUSTER_SCHEME = "redis+cluster"
-
-
-def load_script(name: str) -> str:
-    return resources.files("bitstat").joinpath("scripts", name).read_text("utf-8")
 
 
 # replies of a server that cannot take the call for the moment: a cluster moving slots or
@@ -76,10 +77,48 @@ def wrapped_errors(what: str) -> Iterator[None]:
             f"{what}: the server is out of memory (maxmemory reached; under the noeviction"
             f" policy it refuses writes until memory is freed or the limit raised): {exc}"
         ) from exc
+    except ScriptMissing as exc:  # (loaded and gone again: a server being flushed meanwhile)
+        error = ServerError(f"{what}: the server answered with an error: {exc}")
+        raise classified(error, transient=True, refused=True) from exc
     except rex.RedisError as exc:
         error = ServerError(f"{what}: the server answered with an error: {exc}")
         transient = isinstance(exc, FOR_NOW_ERRORS) or str(exc).startswith(FOR_NOW)
         raise classified(error, transient=transient, refused=True) from exc
+
+
+class Driving:
+    """One request run step by step, by `Store.perform` or `AsyncStore.perform`: what it is
+    doing (for the error a failure becomes), the reply or error sent back in, its answer."""
+
+    def __init__(self, call: Call, io: Transport) -> None:
+        self.request = call.method(io, *call.args, **call.kwargs)
+        self.what = "calling the server"
+        self.reply: Any = None
+        self.error: Exception | None = None
+        self.going = True
+        self.answer: Any = None
+
+    def next_step(self) -> Any:
+        """The next step to take (a `Doing` is noted, not taken); at the end `going` turns
+        false and `answer` holds the request's. A failure it lets through is one of bitstat's
+        errors when it leaves here."""
+        try:
+            while True:
+                if self.error is not None:
+                    error, self.error = self.error, None
+                    step = self.request.throw(error)
+                else:
+                    step = self.request.send(self.reply)
+                if not isinstance(step, Doing):
+                    return step
+                self.what, self.reply = step.what, None
+        except StopIteration as stop:
+            self.going, self.answer = False, stop.value
+        except BitstatError:
+            raise
+        except Exception:
+            with wrapped_errors(self.what):
+                raise
 
 
 def resolve_url(url: str | None, data_dir: Any, appendfsync: str) -> str:
@@ -138,7 +177,6 @@ def cluster_address(url: str) -> dict[str, Any] | None:
 
 
 DURABILITY = ("fast", "replicated")
-WAIT_MS = 5000  # how long a replica has to confirm a batch (WAIT) before the try fails
 
 
 def durability(url: str, given: str | None) -> tuple[str, int]:
@@ -158,26 +196,6 @@ def durability(url: str, given: str | None) -> tuple[str, int]:
     return url, int(mode == "replicated")
 
 
-def not_replicated(acked: int, wanted: int) -> ServerError:
-    """The error of a batch the master took and no replica confirmed in time: tried again (the
-    batch id makes it land once), the write is waited for anew."""
-    error = ServerError(
-        f"recording a batch: {acked} of {wanted} replica(s) confirmed it within {WAIT_MS} ms"
-        " (durability='replicated'); the master has it"
-    )
-    return classified(error, transient=True, refused=False)  # type: ignore[no-any-return]
-
-
-def replicated_calls(pipe: Any, sha: str, g: Group, batch_ttl: int, replicas: int) -> None:
-    """Queue a group's apply.lua, a write after it (its marker's expiry set again: something
-    to wait for even when the batch was in before) and the WAIT for `replicas` replicas, on
-    one pipeline: WAIT waits for the writes of its own connection."""
-    keys, args = apply_call(g, batch_ttl)
-    pipe.evalsha(sha, len(keys), *keys, *args)
-    pipe.expire(g.batch_key, batch_ttl)
-    pipe.wait(replicas, WAIT_MS)
-
-
 def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
     """(redis-py client, is_cluster) for redis://, rediss://, unix:// or redis+cluster:// URLs."""
     address = cluster_address(url)
@@ -187,164 +205,13 @@ def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
     return redis.Redis.from_url(url, **options), False
 
 
-def server_summary(info: dict[str, Any], cluster: bool) -> dict[str, Any]:
-    if cluster:  # one answer per node: keep the first, add memory up
-        nodes = list(info.values())
-        merged = dict(nodes[0])
-        merged["used_memory"] = sum(int(n.get("used_memory", 0)) for n in nodes)
-        info = merged
-    return {
-        "version": info.get("valkey_version") or info.get("redis_version"),
-        "used_memory": int(info.get("used_memory", 0)),
-        "used_memory_human": info.get("used_memory_human"),
-        "cluster": cluster,
-    }
-
-
-def _with_buckets(
-    keys: list[str], args: list[Any], buckets: Sequence[str], items: Sequence[str]
-) -> tuple[list[str], list[Any]]:
-    """Append (item, index in KEYS of its bucket) pairs, each bucket named once in KEYS."""
-    index: dict[str, int] = {}
-    for key, item in zip(buckets, items, strict=True):
-        idx = index.get(key)
-        if idx is None:
-            keys.append(key)
-            idx = index[key] = len(keys)
-        args += [item, idx]
-    return keys, args
-
-
-def ids_call(
-    next_key: str,
-    reverse_prefix: str,
-    reverse_bits: int,
-    forward: Sequence[str],
-    ids: Sequence[str],
-) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ids.lua."""
-    return _with_buckets([next_key], [reverse_bits, reverse_prefix], forward, ids)
-
-
-def values_call(
-    next_key: str, old_key: str, buckets: str, values: Sequence[str]
-) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of values.lua."""
-    args: list[Any] = [buckets]
-    for value in values:
-        args += [value, value_bucket_of(value)]
-    return [next_key, old_key], args
-
-
-UNLINK_BATCH = 500  # keys found by SCAN deleted per UNLINK
-
-
-def unlinks(keys: list[bytes], cluster: bool) -> list[list[bytes]]:
-    """The UNLINK calls that delete `keys`: all at once on one server, one key per call on a
-    cluster (the keys of a batch may live in different slots)."""
-    if not keys:
-        return []
-    return [[k] for k in keys] if cluster else [keys]
-
-
-def apply_call(g: Group, batch_ttl: int) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of the apply.lua call of one group of a write plan."""
-    return [g.batch_key, g.scratch_key, *g.keys], [batch_ttl, *g.args]
-
-
-def queue_sum_reads(pipe: Any, targets: Sequence[Target]) -> None:
-    """Queue the read of each total on a pipeline (blocking or asyncio: queuing is the same)."""
-    for t in targets:
-        if t.kind == "hash":
-            pipe.hget(t.key, t.field)
-        else:
-            pipe.zscore(t.key, t.field)
-
-
-def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of one sets.lua call running `programs` in order, each with fresh register
-    key names in its own slot."""
-    keys: list[str] = []
-    args: list[Any] = [SCRATCH_TTL_MS]
-    token = secrets.token_hex(6)  # programs of different tags (shards) can share one
-    tags: set[str] = set()
-    previous: list[str | int] | None = None
-    for p in programs:
-        tag = tag_of(p.operands[0])
-        if tag in tags:
-            token = secrets.token_hex(6)
-            tags.clear()
-        tags.add(tag)
-        keys += p.operands
-        keys += [register(tag, token, i) for i in range(p.registers)]
-        if p.code is previous:  # a retagged program: its code is sent once
-            args += [len(p.operands), p.registers, -1]
-        else:
-            args += [len(p.operands), p.registers, len(p.code), *p.code]
-            previous = p.code
-    return keys, args
-
-
-def evaluate_calls(programs: Sequence[Program], cluster: bool) -> list[tuple[list[str], list[Any]]]:
-    """sets.lua calls for `programs`: one call on a single server (its per-call cost is paid
-    once, not once per shard), one per program (per slot) on a cluster."""
-    if not programs:
-        return []
-    if cluster:
-        return [evaluate_call([p]) for p in programs]
-    return [evaluate_call(programs)]
-
-
-def evaluate_answers(replies: Sequence[Any]) -> list[list[Any]]:
-    """Answers per program from the replies of `evaluate_calls`."""
-    return [list(answers) for reply in replies for answers in reply]
-
-
-def scores(flat: Sequence[Any]) -> dict[bytes, float]:
-    """A flat [member, score, ...] reply as a dict."""
-    return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-def top_args(limit: int, all_ties: bool) -> list[Any]:
-    return ["top", limit, SCRATCH_TTL_MS, "all-ties" if all_ties else "cut"]
-
-
-class Script:
-    """A Lua script run by SHA, loaded again when the server has forgotten it."""
-
-    def __init__(self, name: str) -> None:
-        import hashlib
-
-        self.name = name
-        self.source = load_script(name)
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-
-    def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except rex.NoScriptError:
-            return client.eval(self.source, len(keys), *keys, *args)
-
-
-@functools.cache
-def lua_script(name: str) -> Script:
-    """A script of scripts/ by name, loaded once per process (identity.py's, run by name)."""
-    return Script(name)
-
-
 class Store:
-    """Executes write plans and read programs; all bitstat I/O goes through here."""
+    """Runs `Transport` requests on blocking redis-py: one Redis, a unix socket or a Cluster."""
 
     def __init__(self, client: Any, cluster: bool, replicas: int = 0) -> None:
         self.client = client
         self.cluster = cluster
-        self.replicas = replicas  # replicas that must confirm a batch (durability="replicated")
-        self.stale = False  # the cluster's slot map must be read again (a replicated write failed)
-        self.apply_script = Script("apply.lua")
-        self.ids_script = Script("ids.lua")
-        self.evaluate_script = Script("sets.lua")
-        self.counters_script = Script("counters.lua")
-        self.values_script = Script("values.lua")
+        self.io = Transport(cluster, replicas)
 
     @classmethod
     def from_url(cls, url: str, timeout: float | None = None, durable: str | None = None) -> Store:
@@ -358,221 +225,55 @@ class Store:
     def close(self) -> None:
         self.client.close()
 
-    def sleep(self, seconds: float) -> None:
-        """Wait before a batch is tried again."""
-        time.sleep(seconds)
-
-    # writes
-    def apply(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
-        """Apply groups in order, each with apply.lua; its answer per group sent (1, the note of
-        a batch seen before, or -1: a sum would overflow), stopping after the first -1."""
-        if self.replicas:
-            return self.apply_replicated(groups, batch_ttl)
-        results: list[int | bytes] = []
-        with wrapped_errors("recording a batch"):
-            for g in groups:
-                results.append(self.apply_script(self.client, *apply_call(g, batch_ttl)))
-                if results[-1] == -1:
-                    break
-        return results
-
-    def apply_replicated(self, groups: Sequence[Group], batch_ttl: int) -> list[int | bytes]:
-        """`apply`, each group acknowledged once `replicas` replicas of its master have it."""
-        results: list[int | bytes] = []
-        with wrapped_errors("recording a batch"):
+    def perform(self, call: Call) -> Any:
+        """The answer of one call: its request run step by step."""
+        run = Driving(call, self.io)
+        while (step := run.next_step()) or run.going:
             try:
-                if self.stale:
-                    self.client.nodes_manager.initialize()
-                    self.stale = False
-                for g in groups:
-                    client = (
-                        self.client.get_node_from_key(g.batch_key).redis_connection
-                        if self.cluster
-                        else self.client
-                    )
-                    for _ in range(2):  # a second time when the server had lost the script
-                        pipe = client.pipeline(transaction=False)
-                        replicated_calls(pipe, self.apply_script.sha, g, batch_ttl, self.replicas)
-                        result, _, acked = pipe.execute(raise_on_error=False)
-                        if not isinstance(result, rex.NoScriptError):
-                            break
-                        client.script_load(self.apply_script.source)
-                    if isinstance(result, Exception):
-                        raise result
-                    results.append(result)
-                    if result == -1:
-                        break
-                    if isinstance(acked, Exception):
-                        raise acked
-                    if acked < self.replicas:
-                        raise not_replicated(acked, self.replicas)
-            except (rex.RedisError, rex.RedisClusterException):
-                self.stale = self.cluster
-                raise
-        return results
+                run.reply = self.take(step)
+            except Exception as exc:  # thrown in at the step, which may handle it
+                run.error = exc
+        return run.answer
 
-    def read_sums(self, targets: Sequence[Target]) -> list[float]:
-        """The stored value of each total (0 where there is none), in one round trip."""
-        if not targets:
-            return []
-        with wrapped_errors("reading sums"):
-            pipe = self.client.pipeline(transaction=False)
-            queue_sum_reads(pipe, targets)
-            return [float(v or 0) for v in pipe.execute()]
+    def take(self, step: Any) -> Any:
+        try:
+            if isinstance(step, Pipe):
+                on = step.on is not None and self.cluster
+                client = self.client.get_node_from_key(step.on).redis_connection if on else None
+                pipe = (client or self.client).pipeline(transaction=False)
+                step.fill(pipe)
+                return pipe.execute()
+            if isinstance(step, Pause):
+                return time.sleep(step.seconds)
+            if isinstance(step, Scan):
+                return list(self.client.scan_iter(match=step.pattern, count=1000))
+            return step(self.client)
+        except rex.NoScriptError as exc:
+            raise ScriptMissing(str(exc)) from exc
 
-    def map_ids(
+    def call(
         self,
-        next_key: str,
-        reverse_prefix: str,
-        reverse_bits: int,
-        forward: Sequence[str],
-        ids: Sequence[str],
-    ) -> list[int]:
-        keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids)
-        with wrapped_errors("mapping actor ids"):
-            return [int(x) for x in self.ids_script(self.client, keys, args)]
+        method: Callable[Concatenate[Transport, P], Request[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """One request, run now: `store.call(Transport.get, key)`."""
+        return self.perform(Call(method, args, kwargs))  # type: ignore[no-any-return]
 
-    def map_values(
-        self, next_key: str, old_key: str, buckets: str, values: Sequence[str]
-    ) -> list[int]:
-        keys, args = values_call(next_key, old_key, buckets, values)
-        with wrapped_errors("numbering distinct values"):
-            found = self.values_script(self.client, keys, args)
-        return [int(x) for x in found]
 
-    # reads
-    def evaluate_checked(
-        self, shards_key: str, programs: Sequence[Program]
-    ) -> tuple[list[int], list[list[Any]]]:
-        """The shard set and the answers of programs compiled for the shards believed current,
-        in one round trip on a single server; the caller compiles again if the set moved."""
-        if self.cluster:
-            with wrapped_errors("listing shards"):
-                shards = sorted(int(x) for x in self.client.smembers(shards_key))
-            return shards, self.evaluate(programs)
-        calls = evaluate_calls(programs, cluster=False)
-
-        def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.smembers(shards_key)
-            for k, a in calls:
-                pipe.evalsha(self.evaluate_script.sha, len(k), *k, *a)
-            return list(pipe.execute())
-
-        with wrapped_errors("evaluating actor sets"):
-            try:
-                raw, *replies = run()
-            except rex.NoScriptError:  # a restarted server forgot the script: load, run again
-                self.client.script_load(self.evaluate_script.source)
-                raw, *replies = run()
-        return sorted(int(x) for x in raw), evaluate_answers(replies)
-
-    def evaluate(self, programs: Sequence[Program]) -> list[list[Any]]:
-        """Answers of sets.lua programs (one per shard): one call on a single server."""
-        with wrapped_errors("evaluating actor sets"):
-            return evaluate_answers(
-                [
-                    self.evaluate_script(self.client, k, a)
-                    for k, a in evaluate_calls(programs, self.cluster)
-                ]
-            )
-
-    def pfcount(self, keys: Sequence[str]) -> int:
-        """The estimated size of the union of HyperLogLogs of one slot."""
-        with wrapped_errors("estimating distinct values"):
-            return int(self.client.pfcount(*keys))
-
-    def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> dict[bytes, float]:
-        if not keys:
-            return {}
-        with wrapped_errors("reading counters"):
-            flat = self.counters_script(self.client, keys, ["hsum", *fields])
-        return scores(flat)
-
-    def zsum(self, scratch: str, keys: Sequence[str]) -> dict[bytes, float]:
-        """Scores of the union of sorted sets (one slot), added up per member."""
-        if not keys:
-            return {}
-        with wrapped_errors("reading counters"):
-            flat = self.counters_script(self.client, [scratch, *keys], ["zsum"])
-        return scores(flat)
-
-    def top(
-        self, scratch: str, keys: Sequence[str], limit: int, all_ties: bool = False
-    ) -> list[tuple[bytes, float]]:
-        if not keys:
-            return []
-        with wrapped_errors("ranking top values"):
-            args = top_args(limit, all_ties)
-            flat = self.counters_script(self.client, [scratch, *keys], args)
-        return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
-
-    def hget_many(self, pairs: Sequence[tuple[str, str]]) -> list[bytes | None]:
-        """HGET of many (key, field) pairs in one round trip (per node on a cluster)."""
-        if not pairs:
-            return []
-        with wrapped_errors("reading counters"):
-            pipe = self.client.pipeline(transaction=False)
-            for key, f in pairs:
-                pipe.hget(key, f)
-            return list(pipe.execute())
-
-    def getrange(self, key: str, start: int, end: int) -> bytes:
-        with wrapped_errors("reading actor ids"):
-            return bytes(self.client.getrange(key, start, end))
-
-    def get(self, key: str) -> bytes | None:
-        with wrapped_errors(f"reading {key}"):
-            return self.client.get(key)  # type: ignore[no-any-return]
-
-    def set(self, key: str, value: str) -> None:
-        with wrapped_errors(f"writing {key}"):
-            self.client.set(key, value)
-
-    def mark(self, key: str, note: str, ttl: int) -> None:
-        """Mark a batch id that wrote nothing (all its events rejected), for `ttl` seconds."""
-        with wrapped_errors(f"writing {key}"):
-            self.client.set(key, note, ex=ttl)
-
-    def hget(self, key: str, field: str) -> bytes | None:
-        with wrapped_errors(f"reading {key}"):
-            return self.client.hget(key, field)  # type: ignore[no-any-return]
-
-    def smembers(self, key: str) -> builtins.set[bytes]:
-        with wrapped_errors(f"reading {key}"):
-            return set(self.client.smembers(key))
-
-    def info(self) -> dict[str, Any]:
-        """Version, memory use and mode of the server (memory added up over a cluster)."""
-        with wrapped_errors("reading server info"):
-            info = self.client.info()
-        return server_summary(info, self.cluster)
-
-    def delete_matching(self, patterns: Sequence[str]) -> int:
-        """Delete the keys matching glob patterns, found with SCAN (on every node of a cluster)."""
-        deleted = 0
-        with wrapped_errors("deleting keys"):
-            for pattern in patterns:
-                batch: list[bytes] = []
-                for key in self.client.scan_iter(match=pattern, count=1000):
-                    batch.append(key)
-                    if len(batch) >= UNLINK_BATCH:
-                        deleted += sum(self.client.unlink(*c) for c in unlinks(batch, self.cluster))
-                        batch = []
-                deleted += sum(self.client.unlink(*c) for c in unlinks(batch, self.cluster))
-        return deleted
-
-    def delete(self, *keys: str) -> None:
-        with wrapped_errors("deleting keys"):
-            for key in keys:
-                self.client.delete(key)
-
-    def scan_keys(self, pattern: str) -> list[bytes]:
-        """The keys matching a glob pattern, found with SCAN (on every node of a cluster)."""
-        with wrapped_errors("listing keys"):
-            return list(self.client.scan_iter(match=pattern, count=1000))
-
-    def run_lua(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run the script `name` of scripts/ (keys of one slot on a cluster)."""
-        with wrapped_errors(f"running {name}"):
-            return lua_script(name)(self.client, keys, args)
+def run(store: Any, op: Op[T], deadline: float = 0.0) -> T:
+    """Drive an operation with a blocking store; reads refused for the moment are made again
+    for up to `deadline` seconds (`patient`)."""
+    if deadline > 0:
+        op = patient(op, deadline)
+    reply: Any = None
+    error: BitstatError | None = None
+    while True:
+        try:
+            call = step(op, reply, error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            reply, error = store.perform(call), None
+        except BitstatError as exc:
+            reply, error = None, exc

@@ -14,6 +14,7 @@ import click
 from .. import embedded
 from ..errors import SchemaError
 from ..schema import Schema
+from ..transport import Transport
 from .output import duration, format_option, to_csv, to_json
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def schema_show(settings: Settings, fmt: str) -> None:
 def schema_is_stored(st: Stats) -> bool:
     """Whether the namespace has a schema of its own, not just the default in effect."""
     # Stats has no public way to ask this yet: read the key its schema is stored under
-    return st._store.get(st._ns.keys.schema) is not None
+    return st._store.call(Transport.get, st._ns.keys.schema) is not None
 
 
 @schema.command("set", short_help="Store a schema from a TOML or JSON file.")

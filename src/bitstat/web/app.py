@@ -32,7 +32,8 @@ from ..aio import AsyncStats, AsyncStore
 from ..calls import Call, step
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
 from ..record import TrackResult
-from ..store import Script, resolve_url, wrapped_errors
+from ..store import resolve_url, wrapped_errors
+from ..transport import Script
 from . import browsers, dashboard, grafana, identity, metrics, openapi, posthog, segment
 from .answers import JSONResponse
 from .config import ServerConfig, cors_origins_from_env, write_keys_from_env
@@ -315,7 +316,7 @@ async def _record_in(
             assert isinstance(result, TrackResult)
             return result
         try:
-            reply, error = await getattr(stats._store, call.method)(*call.args), None
+            reply, error = await stats._store.perform(call), None
         except BitstatError as exc:
             reply, error = None, exc
 
@@ -439,7 +440,7 @@ def _namespaces_route(state: _State) -> Route:
 async def _load_scripts(store: AsyncStore) -> None:
     """Check that the server answers and holds bitstat's scripts; load those it has forgotten
     (a restart, SCRIPT FLUSH). Raises ConnectionError or ServerError saying why not."""
-    scripts = [s for s in vars(store).values() if isinstance(s, Script)]
+    scripts = [s for s in vars(store.io).values() if isinstance(s, Script)]
     with wrapped_errors("checking the server"):
         await store.client.ping()
         held = await store.client.script_exists(*(s.sha for s in scripts))

@@ -28,6 +28,7 @@ from ..events import unicode_problem
 from ..keys import Keys
 from ..schema import Schema
 from ..store import wrapped_errors
+from ..transport import Transport
 from .config import ServerConfig
 from .metrics import Metrics
 from .namespaces import Namespaces
@@ -462,7 +463,7 @@ async def ensure_text_ids(stats: AsyncStats, store: AsyncStore, checked: set[str
     ids="int", text ids are rejected, and the reason says so)."""
     if stats.namespace in checked:
         return
-    if await store.get(Keys(stats.namespace).schema) is None:
+    if await store.call(Transport.get, Keys(stats.namespace).schema) is None:
         # SchemaError: events recorded with integer ids and no stored schema keep ids="int"
         with contextlib.suppress(SchemaError):
             await stats.configure(Schema(ids="map"))

@@ -23,6 +23,7 @@ from ..keys import Keys
 from ..ops import check_namespace
 from ..record import DEFAULT_BATCH_TTL
 from ..schema import Schema, name_problem
+from ..transport import Transport
 from .params import BadParameter
 
 MAX_OPEN = 256  # namespaces kept open; the least recently used is forgotten beyond that
@@ -66,7 +67,7 @@ class Namespaces:
             self._open.move_to_end(name)
             if now - entry.checked < self.schema_ttl:
                 return entry.stats
-        text = await self.store.get(Keys(name).schema)
+        text = await self.store.call(Transport.get, Keys(name).schema)
         if entry is not None and text == entry.schema_text:
             entry.checked = now
             return entry.stats
@@ -90,7 +91,9 @@ class Namespaces:
     async def listed(self) -> list[str]:
         """The namespaces noted by any process of the server that hold a schema or events,
         and the default, sorted."""
-        noted = {n.decode() for n in await self.store.smembers(self.noted)} | set(self.seen)
+        noted = {n.decode() for n in await self.store.call(Transport.smembers, self.noted)} | set(
+            self.seen
+        )
         names = sorted(noted - {self.default})[:MAX_OPEN]
         held = await asyncio.gather(
             *(self.store.client.exists(Keys(n).schema, Keys(n).events) for n in names)

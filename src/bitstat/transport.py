@@ -1,0 +1,507 @@
+"""Every request bitstat makes of the server, written once: `Transport`'s methods are generators
+of steps, run by the blocking `store.Store` and by asyncio's `aio.AsyncStore` alike.
+
+A step is a function of the redis-py client (its result, or an awaitable of it on asyncio: both
+clients have the same methods), a script to run by SHA (loaded again where the server has
+forgotten it), a call on the master of a key, a pause, or a SCAN; `Doing` says what the steps
+after it are for, so a failure names it. No I/O here: the stores run the steps, and turn a
+failure into bitstat's errors (`store.wrapped_errors`) once, for every request.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import random
+import secrets
+import time
+from collections.abc import Callable, Generator, Sequence
+from functools import cache
+from importlib import resources
+from operator import methodcaller
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+
+from .calls import Call, Y
+from .errors import BitstatError, ServerError
+from .keys import register, tag_of, value_bucket_of
+from .query import SCRATCH_TTL_MS, Program
+from .sums import Target
+from .writes import Group
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def load_script(name: str) -> str:
+    return resources.files("bitstat").joinpath("scripts", name).read_text("utf-8")
+
+
+class Script:
+    """A Lua script of scripts/, run by SHA."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = load_script(name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+
+@cache
+def lua_script(name: str) -> Script:
+    """A script of scripts/ by name, read once per process."""
+    return Script(name)
+
+
+# the steps of a request
+Step = Callable[[Any], Any]  # a function of the client
+
+
+class Pipe(NamedTuple):
+    """Commands queued by `fill` on a pipeline and sent at once: their replies, in order (a
+    failed one raises). `on`: a key whose master the pipeline goes to (WAIT counts the
+    replicas of its own connection); None: the store's client."""
+
+    fill: Callable[[Any], None]
+    on: str | None = None
+
+
+class ScriptMissing(Exception):
+    """The server has no script of that SHA (restarted, or SCRIPT FLUSH): load it, again."""
+
+
+class Pause(NamedTuple):
+    seconds: float
+
+
+class Scan(NamedTuple):
+    """The keys matching a glob pattern (SCAN, on every node of a cluster)."""
+
+    pattern: str
+
+
+class Doing(NamedTuple):
+    """What the steps after it do, as a failure of theirs is reported ("reading sums")."""
+
+    what: str
+
+
+Request = Generator[Step | Pipe | Pause | Scan | Doing, Any, T]
+
+
+def call(
+    method: Callable[Concatenate[Transport, P], Request[Any]], *args: P.args, **kwargs: P.kwargs
+) -> Call:
+    """The call of a `Transport` method, its arguments checked against the method's by the type
+    checker: `yield call(Transport.get, key)`."""
+    return Call(method, args, kwargs)
+
+
+WAIT_MS = 5000  # how long a replica has to confirm a batch (WAIT) before the try fails
+
+
+def not_replicated(acked: int, wanted: int) -> ServerError:
+    """The error of a batch the master took and no replica confirmed in time: tried again (the
+    batch id makes it land once), the write is waited for anew."""
+    error = ServerError(
+        f"recording a batch: {acked} of {wanted} replica(s) confirmed it within {WAIT_MS} ms"
+        " (durability='replicated'); the master has it"
+    )
+    error.transient, error.refused = True, False
+    return error
+
+
+def _with_buckets(
+    keys: list[str], args: list[Any], buckets: Sequence[str], items: Sequence[str]
+) -> tuple[list[str], list[Any]]:
+    """Append (item, index in KEYS of its bucket) pairs, each bucket named once in KEYS."""
+    index: dict[str, int] = {}
+    for key, item in zip(buckets, items, strict=True):
+        idx = index.get(key)
+        if idx is None:
+            keys.append(key)
+            idx = index[key] = len(keys)
+        args += [item, idx]
+    return keys, args
+
+
+def ids_call(
+    next_key: str,
+    reverse_prefix: str,
+    reverse_bits: int,
+    forward: Sequence[str],
+    ids: Sequence[str],
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ids.lua."""
+    return _with_buckets([next_key], [reverse_bits, reverse_prefix], forward, ids)
+
+
+def values_call(
+    next_key: str, old_key: str, buckets: str, values: Sequence[str]
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of values.lua."""
+    args: list[Any] = [buckets]
+    for value in values:
+        args += [value, value_bucket_of(value)]
+    return [next_key, old_key], args
+
+
+UNLINK_BATCH = 500  # keys found by SCAN deleted per UNLINK
+
+
+def unlinks(keys: list[bytes], cluster: bool) -> list[list[bytes]]:
+    """The UNLINK calls that delete `keys`: UNLINK_BATCH at once on one server, one key per
+    call on a cluster (the keys of a batch may live in different slots)."""
+    if cluster:
+        return [[k] for k in keys]
+    return [keys[i : i + UNLINK_BATCH] for i in range(0, len(keys), UNLINK_BATCH)]
+
+
+def apply_call(g: Group, batch_ttl: int) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the apply.lua call of one group of a write plan."""
+    return [g.batch_key, g.scratch_key, *g.keys], [batch_ttl, *g.args]
+
+
+def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of one sets.lua call running `programs` in order, each with fresh register
+    key names in its own slot."""
+    keys: list[str] = []
+    args: list[Any] = [SCRATCH_TTL_MS]
+    token = secrets.token_hex(6)  # programs of different tags (shards) can share one
+    tags: set[str] = set()
+    previous: list[str | int] | None = None
+    for p in programs:
+        tag = tag_of(p.operands[0])
+        if tag in tags:
+            token = secrets.token_hex(6)
+            tags.clear()
+        tags.add(tag)
+        keys += p.operands
+        keys += [register(tag, token, i) for i in range(p.registers)]
+        if p.code is previous:  # a retagged program: its code is sent once
+            args += [len(p.operands), p.registers, -1]
+        else:
+            args += [len(p.operands), p.registers, len(p.code), *p.code]
+            previous = p.code
+    return keys, args
+
+
+def evaluate_calls(programs: Sequence[Program], cluster: bool) -> list[tuple[list[str], list[Any]]]:
+    """sets.lua calls for `programs`: one call on a single server (its per-call cost is paid
+    once, not once per shard), one per program (per slot) on a cluster."""
+    if not programs:
+        return []
+    if cluster:
+        return [evaluate_call([p]) for p in programs]
+    return [evaluate_call(programs)]
+
+
+def evaluate_answers(replies: Sequence[Any]) -> list[list[Any]]:
+    """Answers per program from the replies of `evaluate_calls`."""
+    return [list(answers) for reply in replies for answers in reply]
+
+
+def scores(flat: Sequence[Any]) -> dict[bytes, float]:
+    """A flat [member, score, ...] reply as a dict."""
+    return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+class Transport:
+    """The requests of one store (a single server or a cluster): what bitstat asks, step by
+    step, with no I/O of its own."""
+
+    def __init__(self, cluster: bool, replicas: int = 0) -> None:
+        self.cluster = cluster
+        self.replicas = replicas  # replicas that must confirm a batch (durability="replicated")
+        self.stale = False  # the cluster's slot map must be read again (a replicated write failed)
+        self.apply_script = Script("apply.lua")
+        self.ids_script = Script("ids.lua")
+        self.evaluate_script = Script("sets.lua")
+        self.counters_script = Script("counters.lua")
+        self.values_script = Script("values.lua")
+
+    # the steps that run scripts: loaded again where the server has forgotten them
+    def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Request[Any]:
+        """Run a script by SHA (its source, if the server has forgotten it)."""
+        try:
+            return (yield lambda c: c.evalsha(script.sha, len(keys), *keys, *args))
+        except ScriptMissing:
+            return (yield lambda c: c.eval(script.source, len(keys), *keys, *args))
+
+    def pipelined(self, pipe: Pipe, scripts: Sequence[Script] = ()) -> Request[list[Any]]:
+        """A pipeline's replies; sent again once `scripts` are loaded if one was missing."""
+        try:
+            return list((yield pipe))
+        except ScriptMissing:
+            for s in scripts:
+                yield methodcaller("script_load", s.source)
+            return list((yield pipe))
+
+    def sleep(self, seconds: float) -> Request[None]:
+        """Wait before a batch is tried again."""
+        yield Pause(seconds)
+
+    # writes
+    def apply(self, groups: Sequence[Group], batch_ttl: int) -> Request[list[int | bytes]]:
+        """Apply groups in order, each with apply.lua; its answer per group sent (1, the note of
+        a batch seen before, or -1: a sum would overflow), stopping after the first -1."""
+        if self.replicas:
+            return (yield from self.apply_replicated(groups, batch_ttl))
+        results: list[int | bytes] = []
+        yield Doing("recording a batch")
+        for g in groups:
+            results.append((yield from self.script(self.apply_script, *apply_call(g, batch_ttl))))
+            if results[-1] == -1:
+                break
+        return results
+
+    def apply_replicated(
+        self, groups: Sequence[Group], batch_ttl: int
+    ) -> Request[list[int | bytes]]:
+        """`apply`, each group acknowledged once `replicas` replicas of its master have it:
+        apply.lua, a write after it (its marker's expiry set again: something to wait for even
+        when the batch was in before) and WAIT on one pipeline (WAIT waits for the writes of
+        its own connection)."""
+        sha = self.apply_script.sha
+        results: list[int | bytes] = []
+        yield Doing("recording a batch")
+        try:
+            if self.stale:
+                yield lambda c: c.nodes_manager.initialize()
+                self.stale = False
+            for g in groups:
+                keys, args = apply_call(g, batch_ttl)
+
+                def fill(pipe: Any, g: Group = g, keys: Any = keys, args: Any = args) -> None:
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                    pipe.expire(g.batch_key, batch_ttl)
+                    pipe.wait(self.replicas, WAIT_MS)
+
+                pipe = Pipe(fill, on=g.batch_key)
+                result, _, acked = yield from self.pipelined(pipe, [self.apply_script])
+                results.append(result)
+                if result == -1:
+                    break
+                if acked < self.replicas:
+                    raise not_replicated(acked, self.replicas)
+        except Exception as exc:
+            if not isinstance(exc, ServerError):  # (a failure of the server's, not ours)
+                self.stale = self.cluster
+            raise
+        return results
+
+    def mark(self, key: str, note: str, ttl: int) -> Request[None]:
+        """Mark a batch id that wrote nothing (all its events rejected), for `ttl` seconds."""
+        yield Doing(f"writing {key}")
+        yield lambda c: c.set(key, note, ex=ttl)
+
+    def map_ids(
+        self,
+        next_key: str,
+        reverse_prefix: str,
+        reverse_bits: int,
+        forward: Sequence[str],
+        ids: Sequence[str],
+    ) -> Request[list[int]]:
+        keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids)
+        yield Doing("mapping actor ids")
+        return [int(x) for x in (yield from self.script(self.ids_script, keys, args))]
+
+    def map_values(
+        self, next_key: str, old_key: str, buckets: str, values: Sequence[str]
+    ) -> Request[list[int]]:
+        keys, args = values_call(next_key, old_key, buckets, values)
+        yield Doing("numbering distinct values")
+        return [int(x) for x in (yield from self.script(self.values_script, keys, args))]
+
+    def set(self, key: str, value: str) -> Request[None]:
+        yield Doing(f"writing {key}")
+        yield lambda c: c.set(key, value)
+
+    def delete(self, *keys: str) -> Request[None]:
+        yield Doing("deleting keys")
+        for key in keys:
+            yield methodcaller("delete", key)
+
+    def delete_matching(self, patterns: Sequence[str]) -> Request[int]:
+        """Delete the keys matching glob patterns, found with SCAN (on every node of a cluster)."""
+        deleted = 0
+        yield Doing("deleting keys")
+        for pattern in patterns:
+            found = yield Scan(pattern)
+            for keys in unlinks(found, self.cluster):
+                deleted += int((yield methodcaller("unlink", *keys)))
+        return deleted
+
+    def run_lua(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Request[Any]:
+        """Run the script `name` of scripts/ (keys of one slot on a cluster)."""
+        yield Doing(f"running {name}")
+        return (yield from self.script(lua_script(name), keys, args))
+
+    # reads
+    def read_sums(self, targets: Sequence[Target]) -> Request[list[float]]:
+        """The stored value of each total (0 where there is none), in one round trip."""
+        if not targets:
+            return []
+
+        def fill(pipe: Any) -> None:
+            for t in targets:
+                if t.kind == "hash":
+                    pipe.hget(t.key, t.field)
+                else:
+                    pipe.zscore(t.key, t.field)
+
+        yield Doing("reading sums")
+        return [float(v or 0) for v in (yield Pipe(fill))]
+
+    def evaluate(self, programs: Sequence[Program]) -> Request[list[list[Any]]]:
+        """Answers of sets.lua programs (one per shard): one call on a single server."""
+        replies = []
+        yield Doing("evaluating actor sets")
+        for k, a in evaluate_calls(programs, self.cluster):
+            replies.append((yield from self.script(self.evaluate_script, k, a)))
+        return evaluate_answers(replies)
+
+    def evaluate_checked(
+        self, shards_key: str, programs: Sequence[Program]
+    ) -> Request[tuple[list[int], list[list[Any]]]]:
+        """The shard set and the answers of programs compiled for the shards believed current,
+        in one round trip on a single server; the caller compiles again if the set moved."""
+        if self.cluster:
+            shards = sorted(int(x) for x in (yield from self.smembers(shards_key)))
+            return shards, (yield from self.evaluate(programs))
+        calls = evaluate_calls(programs, cluster=False)
+        sha = self.evaluate_script.sha
+
+        def fill(pipe: Any) -> None:
+            pipe.smembers(shards_key)
+            for k, a in calls:
+                pipe.evalsha(sha, len(k), *k, *a)
+
+        yield Doing("evaluating actor sets")
+        raw, *replies = yield from self.pipelined(Pipe(fill), [self.evaluate_script])
+        return sorted(int(x) for x in raw), evaluate_answers(replies)
+
+    def pfcount(self, keys: Sequence[str]) -> Request[int]:
+        """The estimated size of the union of HyperLogLogs of one slot."""
+        yield Doing("estimating distinct values")
+        return int((yield lambda c: c.pfcount(*keys)))
+
+    def hsum(self, keys: Sequence[str], fields: Sequence[str] = ()) -> Request[dict[bytes, float]]:
+        if not keys:
+            return {}
+        yield Doing("reading counters")
+        return scores((yield from self.script(self.counters_script, keys, ["hsum", *fields])))
+
+    def zsum(self, scratch: str, keys: Sequence[str]) -> Request[dict[bytes, float]]:
+        """Scores of the union of sorted sets (one slot), added up per member."""
+        if not keys:
+            return {}
+        yield Doing("reading counters")
+        return scores((yield from self.script(self.counters_script, [scratch, *keys], ["zsum"])))
+
+    def top(
+        self, scratch: str, keys: Sequence[str], limit: int, all_ties: bool = False
+    ) -> Request[list[tuple[bytes, float]]]:
+        if not keys:
+            return []
+        args = ["top", limit, SCRATCH_TTL_MS, "all-ties" if all_ties else "cut"]
+        yield Doing("ranking top values")
+        flat = yield from self.script(self.counters_script, [scratch, *keys], args)
+        return [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def hget_many(self, pairs: Sequence[tuple[str, str]]) -> Request[list[bytes | None]]:
+        """HGET of many (key, field) pairs in one round trip (per node on a cluster)."""
+        if not pairs:
+            return []
+
+        def fill(pipe: Any) -> None:
+            for key, f in pairs:
+                pipe.hget(key, f)
+
+        yield Doing("reading counters")
+        return list((yield Pipe(fill)))
+
+    def getrange(self, key: str, start: int, end: int) -> Request[bytes]:
+        yield Doing("reading actor ids")
+        return bytes((yield lambda c: c.getrange(key, start, end)))
+
+    def get(self, key: str) -> Request[bytes | None]:
+        yield Doing(f"reading {key}")
+        return (yield lambda c: c.get(key))  # type: ignore[no-any-return]
+
+    def hget(self, key: str, field: str) -> Request[bytes | None]:
+        yield Doing(f"reading {key}")
+        return (yield lambda c: c.hget(key, field))  # type: ignore[no-any-return]
+
+    def smembers(self, key: str) -> Request[builtins.set[bytes]]:
+        yield Doing(f"reading {key}")
+        return set((yield lambda c: c.smembers(key)))
+
+    def scan_keys(self, pattern: str) -> Request[list[bytes]]:
+        """The keys matching a glob pattern, found with SCAN (on every node of a cluster)."""
+        yield Doing("listing keys")
+        return list((yield Scan(pattern)))
+
+    def info(self) -> Request[dict[str, Any]]:
+        """Version, memory use and mode of the server (memory added up over a cluster)."""
+        yield Doing("reading server info")
+        info = yield lambda c: c.info()
+        if self.cluster:  # one answer per node: keep the first, add memory up
+            nodes = list(info.values())
+            info = dict(nodes[0]) | {
+                "used_memory": sum(int(n.get("used_memory", 0)) for n in nodes)
+            }
+        return {
+            "version": info.get("valkey_version") or info.get("redis_version"),
+            "used_memory": int(info.get("used_memory", 0)),
+            "used_memory_human": info.get("used_memory_human"),
+            "cluster": self.cluster,
+        }
+
+
+# the requests that only read (their scratch keys expire): made again when the server refused
+# them for the moment; a batch's writes are tried again by record.py, under their batch id
+READS = frozenset(
+    {Transport.get, Transport.hget, Transport.hget_many, Transport.smembers, Transport.getrange}
+    | {Transport.read_sums, Transport.scan_keys, Transport.evaluate, Transport.evaluate_checked}
+    | {Transport.hsum, Transport.zsum, Transport.top, Transport.pfcount}
+)
+FIRST_BACKOFF = 0.05  # seconds before a read is made again, doubled each time (with jitter) ...
+MAX_BACKOFF = 2.0  # ... up to this: as a batch's (record.py)
+
+
+def for_now(error: BitstatError) -> bool:
+    """Whether the server refused a call for the moment: a cluster slot half moved (TRYAGAIN;
+    redis-py gives up after 16 tries in well under a second, while a slot of many keys takes
+    longer to move), a cluster failing over (CLUSTERDOWN), a server loading its data (LOADING).
+    A connection lost or timed out is not: a read then fails at once, as it always did."""
+    transient = getattr(error, "transient", False)
+    return bool(transient and (getattr(error, "refused", False) or isinstance(error, ServerError)))
+
+
+def patient(op: Generator[Y, Any, T], deadline: float) -> Generator[Y | Call, Any, T]:
+    """`op`, each of its reads the server refuses for the moment made again after a backoff,
+    for up to `deadline` seconds; any other error, or one past the deadline, is thrown into it."""
+    reply: Any = None
+    error: BitstatError | None = None
+    while True:
+        try:
+            asked = op.throw(error) if error is not None else op.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        end: float | None = None
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                reply, error = (yield asked), None
+            except BitstatError as exc:
+                reply, error = None, exc
+                if isinstance(asked, Call) and asked.method in READS and for_now(exc):
+                    now = time.monotonic()
+                    end = now + deadline if end is None else end
+                    if now < end:
+                        yield call(
+                            Transport.sleep, min(end - now, delay * random.uniform(0.5, 1.0))
+                        )
+                        delay = min(delay * 2, MAX_BACKOFF)
+                        continue
+            break
