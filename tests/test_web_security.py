@@ -40,6 +40,7 @@ from bitstat.keys import Keys
 from bitstat.web import ServerConfig, check_bind, create_app, grafana, report, segment
 from bitstat.web import config as web_config
 from bitstat.web.browsers import same_origin
+from browser import CHROMIUM
 from webserver import running
 
 with warnings.catch_warnings():
@@ -601,6 +602,7 @@ def test_answers_say_nosniff_and_refuse_frames(guarded: TestClient) -> None:
 HOSTILE = '<img src=x onerror="window.__owned=1">'
 
 
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing")
 def test_a_hostile_event_name_is_text_in_the_dashboard(
     browser: Any, embedded_url: str, namespace: str
 ) -> None:
