@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ def ingest(
     gc.collect()
     before = server_cpu(nodes)
     for events in s.batches(batch, lo, hi):
+        spare_caches(st, len(events))
         cpu, wall = time.process_time(), time.perf_counter()
         res = st.track_many(events)
         out.seconds += time.perf_counter() - wall
@@ -178,6 +180,22 @@ def ingest(
     out.server_cpu = [b - a for a, b in zip(before, server_cpu(nodes), strict=True)]
     out.load.append(load1())
     return out
+
+
+def spare_caches(st: bitstat.Stats, batch: int) -> None:
+    """Empty the client's id and value caches before a batch that could take one past its limit
+    (untimed). bitstat empties a cache past ID_CACHE_LIMIT itself, in the middle of a batch, and
+    then looks up the batch's known ids in the emptied cache: a KeyError (record.py, `offsets`
+    and `value_ids`) once a process has met 2,000,000 actors or values of one property."""
+    from bitstat import record
+
+    ns: Any = st._ns
+    limit = getattr(record, "ID_CACHE_LIMIT", None)
+    if limit is None:
+        return
+    for cache in [ns.id_cache, *ns.value_cache.values()]:
+        if len(cache) + batch > limit:
+            cache.clear()
 
 
 _HOUR = re.compile(r"^\d{4}-\d\d-\d\dT\d\d$")
@@ -387,6 +405,7 @@ class Run:
         self.token = harness.token()
         self.out: dict[str, Any] = {}
         self._users: dict[int, rd.Population] = {}
+        self.errors: list[str] = []
 
     def users(self, actors: int) -> rd.Population:
         if actors not in self._users:
@@ -405,6 +424,15 @@ class Run:
             st.close()
             if isinstance(where, Single):
                 where.delete(ns)
+
+    def section(self, name: str, body: Callable[[], None]) -> None:
+        """Run a section; an error is logged and kept (the run goes on and exits 1)."""
+        try:
+            body()
+        except Exception as exc:
+            traceback.print_exc()
+            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            self.log(f"{name} failed: {type(exc).__name__}: {exc}")
 
     def failed(self) -> int:
         text = json.dumps(self.out)
@@ -578,6 +606,7 @@ def section_ids(run: Run, single: Single) -> None:
                     {"event": "signup", "user": u, "time": when}
                     for u in ids[i : i + run.sizes.batch]
                 ]
+                spare_caches(st, len(part))
                 cpu, wall = time.process_time(), time.perf_counter()
                 res = st.track_many(part)
                 cost.seconds += time.perf_counter() - wall
@@ -689,9 +718,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load {info['load_average_at_start']}; sections {' '.join(sections)}")
         for name in ("keys", "actors", "periods", "rate", "ids"):
             if name in sections:
-                globals()[f"section_{name}"](run, single)
+                run.section(name, partial(globals()[f"section_{name}"], run, single))
     if "cluster" in sections:
-        section_cluster(run)
+        run.section("cluster", partial(section_cluster, run))
     elapsed = time.perf_counter() - started
     info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     info["server"]["persistence"] = "none (--save '' --appendonly no)"
@@ -703,7 +732,8 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": elapsed,
     }
     data["extrapolated"] = report.extrapolate(data)
-    failed = run.failed()
+    data["errors"] = run.errors
+    failed = run.failed() + len(run.errors)
     text = report.markdown(data) + f"\n{failed} failed checks; run took {elapsed:.0f} s\n"
     print(text)
     if args.markdown:

@@ -576,4 +576,6 @@ def markdown(data: dict[str, Any]) -> str:
         table_cluster(data),
         table_extrapolated(ex),
     ]
+    if data.get("errors"):
+        parts.append("Errors:\n\n" + "\n".join(f"- {e}" for e in data["errors"]) + "\n")
     return "\n".join(p for p in parts if p)
