@@ -345,7 +345,7 @@ def test_register_script_edges(server_url: str, namespace: str, clean: list[bits
         + [{"event": "e", "user": SHARD + 5, "time": day(3)}]
     )
     labels = [(day(i).date().isoformat(),) for i in range(20)]
-    prog = analysis.RegisterProgram()
+    prog = analysis.SetProgram()
     a, b = prog.register(), prog.register()
     prog.op("or", a, [prog.leaf("e", lb) for lb in labels])  # 20 days: two BITOP chunks
     prog.count(a)
@@ -357,7 +357,7 @@ def test_register_script_edges(server_url: str, namespace: str, clean: list[bits
     prog.count(a)
     prog.op("or", a, [a, b])
     prog.count(a)
-    assert st_._run(analysis.registers(st_._ns, prog)) == [41, 3, 38, 0, 38]
+    assert st_._run(st_._ns.totals(prog)) == [41, 3, 38, 0, 38]
 
 
 def test_register_xor_with_itself(
@@ -371,14 +371,14 @@ def test_register_xor_with_itself(
         [{"event": "e", "user": u, "time": day(i)} for i, users in days.items() for u in users]
     )
     d0, d1, d2 = ((day(i).date().isoformat(),) for i in range(3))
-    prog = analysis.RegisterProgram()
+    prog = analysis.SetProgram()
     x = prog.register()
     prog.op("or", x, [prog.leaf("e", d0)])  # stands for the operand key
     prog.op("xor", x, [x, prog.leaf("e", d1)])  # {1, 4, SHARD + 1}
     prog.count(x)
     prog.op("xor", x, [x, x, prog.leaf("e", d2)])  # x ^ x ^ d2 = d2
     prog.count(x)
-    assert st_._run(analysis.registers(st_._ns, prog)) == [3, 2]
+    assert st_._run(st_._ns.totals(prog)) == [3, 2]
 
 
 def test_intersections_counted_by_probing_small_sets(
@@ -395,7 +395,7 @@ def test_intersections_counted_by_probing_small_sets(
         + [{"event": "e", "user": u, "time": day(1)} for u in range(1000, 1100)]
     )
     d0, d1 = (day(0).date().isoformat(),), (day(1).date().isoformat(),)
-    prog = analysis.RegisterProgram()
+    prog = analysis.SetProgram()
     scratch = prog.register()
     e0, e1, f1 = prog.leaf("e", d0), prog.leaf("e", d1), prog.leaf("f", d1)
     prog.and_count(scratch, [e0, e1])  # no size known: BITOP
@@ -404,7 +404,7 @@ def test_intersections_counted_by_probing_small_sets(
     prog.and_count(scratch, [e1, e0, f1])
     prog.and_count(scratch, [e0, prog.leaf("e", ("2026-01-01",))])  # a missing key
     prog.and_count(scratch, [e0])
-    assert st_._run(analysis.registers(st_._ns, prog)) == [3, 5, 3, 2, 0, 5]
+    assert st_._run(st_._ns.totals(prog)) == [3, 5, 3, 2, 0, 5]
 
 
 # views

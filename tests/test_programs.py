@@ -6,7 +6,7 @@ import pytest
 
 import bitstat
 from bitstat.keys import Keys
-from bitstat.query import Compiler, Leaf, Op, count_union
+from bitstat.query import Leaf, Op, Program, SetProgram, count_union
 from bitstat.store import Store
 from bitstat.transport import Transport, evaluate_call, evaluate_calls
 
@@ -15,11 +15,11 @@ A = Leaf("a", ("2026-11-01", "2026-11-02"))
 B = Leaf("b", ("2026-11",))
 
 
-def compiled(*exprs: Op | Leaf, shard: int = 0) -> Compiler:
-    c = Compiler(KEYS, shard)
+def compiled(*exprs: Op | Leaf, shard: int = 0) -> Program:
+    c = SetProgram()
     for e in exprs:
         c.count(e)
-    return c
+    return c.for_shard(KEYS, shard)
 
 
 def test_every_node_gets_a_register_and_a_repeated_node_is_computed_once() -> None:
@@ -43,7 +43,7 @@ def test_a_single_bucket_is_its_operand() -> None:
 
 
 def test_retag_moves_every_operand_to_another_shard_and_keeps_the_code() -> None:
-    p = compiled(Op("or", (A, B))).program()
+    p = compiled(Op("or", (A, B)))
     q = p.retag(KEYS.shard_tag(0), KEYS.shard_tag(7))
     assert q.operands == compiled(Op("or", (A, B)), shard=7).operands
     assert q.code is p.code
@@ -52,7 +52,7 @@ def test_retag_moves_every_operand_to_another_shard_and_keeps_the_code() -> None
 
 
 def test_one_call_sends_repeated_code_once_and_scratch_names_never_meet() -> None:
-    p = compiled(Op("or", (A, B))).program()
+    p = compiled(Op("or", (A, B)))
     programs = [p.retag(KEYS.shard_tag(0), KEYS.shard_tag(s)) for s in (0, 1, 2)]
     programs.append(p)  # shard 0 again: its registers need other names
     keys, args = evaluate_call(programs)
@@ -75,13 +75,13 @@ def test_programs_of_one_call_answer_as_if_run_alone(embedded_url: str, namespac
             + [{"event": "b", "user": u, "time": "2026-11-03T10:00"} for u in (2, far, far + 1)]
         )
         keys = Keys(namespace)
-        make = [Compiler(keys, s) for s in (0, 3, 0)]
-        for c in make:
-            c.count(Op("and", (A, B)))
-            c.count(Op("diff", (A, B)))
+        c = SetProgram()
+        c.count(Op("and", (A, B)))
+        c.count(Op("diff", (A, B)))
+        make = [c.for_shard(keys, s) for s in (0, 3, 0)]
         store = Store.from_url(embedded_url)
-        together = store.call(Transport.evaluate, [c.program() for c in make])
-        alone = [store.call(Transport.evaluate, [c.program()])[0] for c in make]
+        together = store.call(Transport.evaluate, make)
+        alone = [store.call(Transport.evaluate, [p])[0] for p in make]
         assert together == alone == [[1, 2], [1, 0], [1, 2]]
         store.close()
     finally:

@@ -5,11 +5,11 @@ plans with the pure modules and yields a `Call` whenever it needs the server, so
 and the asyncio API drive the same code. A lifecycle is a list of actor-set expressions
 (`query.Leaf` / `query.Op`) counted by `Namespace.count_exprs`. Retention tables, funnels and
 stickiness use one intermediate set many times (a cohort in every cell of its row, the funnel
-steps reached so far, a running count of active days), which expression trees cannot share:
-they become register programs (`registers.py`). Both run on `scripts/sets.lua`, one call for
-all id shards on a single server, one call per shard on a cluster; both are compiled per shard,
-so every analysis runs unchanged on Redis Cluster. Results are plain data; a retention table
-also renders as CSV, an HTML heat map and JSON-ready dicts.
+steps reached so far, a running count of active days), so they write the registers of their
+`query.SetProgram` by hand. Both run on `scripts/sets.lua` (`Namespace.totals`): one call for
+all id shards on a single server, one call per shard on a cluster; a program is made once for
+every shard, so every analysis runs unchanged on Redis Cluster. Results are plain data; a
+retention table also renders as CSV, an HTML heat map and JSON-ready dicts.
 """
 
 from __future__ import annotations
@@ -19,31 +19,33 @@ import dataclasses
 import html
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from . import periods as P
+from .calls import Call
 from .errors import QueryError, blaming
 from .ops import Namespace
-from .query import Expr, Leaf, Op
-from .registers import RegisterProgram, Segment, Steps, registers
+from .query import Expr, Leaf, Op, Segment, SetProgram
 from .tables import Funnel, Lifecycle, Stickiness, Tabular, pandas_frame, polars_frame
 from .transport import Transport, call
 
 __all__ = [
     "LifecyclePeriod",
-    "RegisterProgram",
     "Retention",
     "RetentionRow",
+    "SetProgram",
     "funnel",
     "lifecycle",
     "parse_within",
-    "registers",
     "retention",
     "stickiness",
 ]
+
+T = TypeVar("T")
+Steps = Generator[Call, Any, T]  # an operation, as in ops.py
 
 KINDS = ("first", "recurring")
 _EPOCH = datetime(1970, 1, 1)
@@ -331,7 +333,7 @@ def retention(
     labels = list(ns.check_kept([b.label for b in buckets]))
     begun = sum(b.start <= wall_now for b in buckets)
     prog = retention_program(first_event, return_event, labels, rows, width, begun, before, seg)
-    values = iter((yield from registers(ns, prog)))
+    values = iter((yield from ns.totals(prog)))
     out = []
     for i in range(rows):
         size = next(values)
@@ -416,14 +418,14 @@ def retention_program(
     begun: int,
     before: Sequence[str] | None,
     segment: Segment,
-) -> RegisterProgram:
+) -> SetProgram:
     """Cohort sizes and cells of a retention table, row by row: each cohort is built once.
 
     `labels` are consecutive buckets; cells of buckets from index `begun` on are not asked.
     `before` (kind="first") are the buckets of the first event before `labels[0]`: a register
     keeps everyone seen so far, and grows by each period as the rows go on.
     """
-    prog = RegisterProgram()
+    prog = SetProgram()
     same = first_event == return_event  # then counts[0] is the cohort's size: not asked
     seen, cohort, cell = prog.register(), prog.register(), prog.register()
     if before:
@@ -459,13 +461,13 @@ def _days(
 
 def stickiness_program(
     days: Sequence[tuple[str, ...]], event: str, segment: Segment = None
-) -> RegisterProgram:
+) -> SetProgram:
     """Counts of actors active on exactly 1, 2, ... len(days) of the days (bucket labels each).
 
     A bit-sliced counter: register `planes[p]` holds the actors whose count of active days so far
     has bit p set; adding a day is a ripple-carry add of one bit per actor.
     """
-    prog = RegisterProgram()
+    prog = SetProgram()
     planes: list[int] = []
     spare = [prog.register(), prog.register()]
     for added, labels in enumerate(days, start=1):
@@ -507,7 +509,7 @@ def stickiness(
     yield from ns.require_events([event])
     seg = ns.segment(event, segment or {})
     days = _days(ns, *ns.range(start, end), "segment" if seg else None)
-    values = yield from registers(ns, stickiness_program([lbs for _, lbs in days], event, seg))
+    values = yield from ns.totals(stickiness_program([lbs for _, lbs in days], event, seg))
     return Stickiness(enumerate(values, start=1))
 
 
@@ -520,7 +522,7 @@ def funnel_program(
     starts: int,
     within: int,
     segment: Segment,
-) -> RegisterProgram:
+) -> SetProgram:
     """Actors reaching each step: `days[x]` are the bucket labels of day x; step 1 on a day
     d < `starts`, then steps 2.. in order (the same day allowed) on days x < d + `within`.
 
@@ -530,7 +532,7 @@ def funnel_program(
     for every window end from the left (`pre`): about 5 set operations per start day for 3
     steps, instead of one per day of every window.
     """
-    prog = RegisterProgram()
+    prog = SetProgram()
     m, w = len(steps), within
     # A value is a set reference, None (the empty set) or ALL (the chain of no steps). It may
     # stand for a register written before (pre values of the block, suf in place), never for
@@ -631,4 +633,4 @@ def funnel(
     starts = (last - first) // _DAY
     days = _days(ns, first, last + (window - 1) * _DAY)
     prog = funnel_program(names, [labels for _, labels in days], starts, window, seg)
-    return Funnel(zip(names, (yield from registers(ns, prog)), strict=True))
+    return Funnel(zip(names, (yield from ns.totals(prog)), strict=True))

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from .keys import (
     metric_sum_field,
 )
 from .periods import expire_at
-from .query import Compiler, Expr, Leaf, Program, count_union
+from .query import Expr, Leaf, Program, SetProgram, count_union
 from .record import DEFAULT_BATCH_TTL, Recording
 from .schema import Schema, compound, duration_text, normalise
 from .tables import Counts, Series, Sum, Sums, Top
@@ -244,29 +245,30 @@ class Namespace(Recording):
                 return list(zip(shards, answers, strict=True))
             shards = self.shard_cache = now
 
-    def compiled(self, add: Callable[[Compiler], None]) -> Callable[[int], Program]:
-        """A `make` for `per_shard`: the program `add` writes with a Compiler for the shard."""
+    def compiled(self, add: Callable[[SetProgram], None]) -> Callable[[int], Program]:
+        """A `make` for `per_shard`: the program `add` writes, for a given shard."""
+        program = SetProgram()
+        add(program)
+        return partial(program.for_shard, self.keys)
 
-        def make(shard: int) -> Program:
-            c = Compiler(self.keys, shard)
-            add(c)
-            return c.program()
-
-        return make
-
-    def count_exprs(self, exprs: Sequence[Expr]) -> Op[list[int]]:
-        """Sizes of many actor sets, in one server call per id shard."""
-
-        def add(c: Compiler) -> None:
-            for e in exprs:
-                c.count(e)
-
-        yield from self.require_leaves(exprs)
-        totals = [0] * len(exprs)
-        for _, answers in (yield from self.per_shard(self.compiled(add))):
+    def totals(self, program: SetProgram) -> Op[list[int]]:
+        """Run `program` on every id shard (one sets.lua call on a single server, one per shard
+        on a cluster) and add up the answers."""
+        if not program.answers or not program.sets:
+            return [0] * program.answers
+        totals = [0] * program.answers
+        for _, answers in (yield from self.per_shard(partial(program.for_shard, self.keys))):
             for i, value in enumerate(answers):
                 totals[i] += int(value)
         return totals
+
+    def count_exprs(self, exprs: Sequence[Expr]) -> Op[list[int]]:
+        """Sizes of many actor sets, in one server call per id shard."""
+        yield from self.require_leaves(exprs)
+        program = SetProgram()
+        for e in exprs:
+            program.count(e)
+        return (yield from self.totals(program))
 
     def contains(self, expr: Expr, actor: object) -> Op[bool]:
         yield from self.require_leaves([expr])
@@ -286,9 +288,11 @@ class Namespace(Recording):
                 offset = int_actor(actor, self.schema.actor, self.schema.max_id)
             except InvalidEvent:
                 return False
-        c = Compiler(self.keys, offset >> SHARD_BITS)
-        c.contains(expr, offset & ((1 << SHARD_BITS) - 1))
-        answers = yield call(Transport.evaluate, [c.program()])
+        program = SetProgram()
+        program.contains(expr, offset & ((1 << SHARD_BITS) - 1))
+        answers = yield call(
+            Transport.evaluate, [program.for_shard(self.keys, offset >> SHARD_BITS)]
+        )
         return bool(answers[0][0])
 
     def ids(self, expr: Expr) -> Generator[Call | Emit, Any, None]:

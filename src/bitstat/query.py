@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .keys import Keys
 
@@ -67,74 +67,108 @@ class Program:
         return Program(operands, self.registers, self.code, self.answers)
 
 
-class Compiler:
-    """Compiles expressions for one shard into a sets.lua program; answers accumulate in order.
+Segment = tuple[str, str] | None
+Ref = int  # a set of a program: operand i > 0, register -r
+EVERYONE = ("", "", None)  # the operand of a shard's all-actors set (`not` takes it away)
 
-    Every node gets its own register, written once, and a node met twice is computed once.
+
+@dataclass
+class SetProgram:
+    """The one compiler of actor-set questions into sets.lua programs, the same for every id
+    shard: operand sets (an event's actors in one bucket, maybe a segment's), registers, and
+    the script's code as it stands (a set named by a `Ref`); `for_shard` makes it a `Program`.
+
+    Queries add expression trees (`count`, `contains`, `store` of an `Expr`: every node its
+    own register, written once, a node met twice computed once); analyses write registers by
+    hand (`leaf`, `op`, `diff`, `count` of a ref, `and_count`) to reuse a set in many cells.
     """
 
-    def __init__(self, keys: Keys, shard: int) -> None:
-        self.keys = keys
-        self.shard = shard
-        self.operands: list[str] = []
-        self.index: dict[str, int] = {}
-        self.code: list[str | int] = []
-        self.registers = 0
-        self.answers = 0
-        self.done: dict[Expr, int] = {}
+    sets: list[tuple[str, str, Segment]] = field(default_factory=list)
+    registers: int = 0
+    code: list[str | int] = field(default_factory=list)
+    answers: int = 0
+    _operands: dict[tuple[str, str, Segment], Ref] = field(default_factory=dict)
+    _unions: dict[tuple[str, tuple[str, ...], Segment], Ref] = field(default_factory=dict)
+    _done: dict[Expr, Ref] = field(default_factory=dict)
 
-    def _operand(self, key: str) -> int:
-        idx = self.index.get(key)
-        if idx is None:
-            self.operands.append(key)
-            idx = self.index[key] = len(self.operands)
-        return idx
-
-    def _register(self) -> int:
+    def register(self) -> Ref:
         self.registers += 1
         return -self.registers
 
-    def _emit(self, expr: Expr) -> int:
-        ref = self.done.get(expr)
+    def operand(self, item: tuple[str, str, Segment]) -> Ref:
+        ref = self._operands.get(item)
         if ref is None:
-            ref = self.done[expr] = self._compile(expr)
+            self.sets.append(item)
+            ref = self._operands[item] = len(self.sets)
         return ref
 
-    def _compile(self, expr: Expr) -> int:
+    def leaf(self, event: str, labels: Sequence[str], segment: Segment = None) -> Ref:
+        """The actors of `event` in the buckets `labels`: an operand, or a register made once."""
+        if len(labels) == 1:
+            return self.operand((event, labels[0], segment))
+        whole = (event, tuple(labels), segment)
+        if whole not in self._unions:
+            found = [self.operand((event, label, segment)) for label in labels]
+            reg = self._unions[whole] = self.register()
+            self.op("or", reg, found)
+        return self._unions[whole]
+
+    def op(self, name: str, dest: Ref, sources: Sequence[Ref]) -> None:
+        """dest := OR / AND / XOR of sources (dest may be one of them)."""
+        self.code += [name, dest, len(sources), *sources]
+
+    def diff(self, dest: Ref, a: Ref, b: Ref) -> None:
+        """dest := a - b (dest must differ from a)."""
+        assert dest != a
+        self.code += ["diff", dest, a, b]
+
+    def emit(self, expr: Expr) -> Ref:
+        """The set of an expression tree, compiled once."""
+        ref = self._done.get(expr)
+        if ref is None:
+            ref = self._done[expr] = self._compile(expr)
+        return ref
+
+    def _compile(self, expr: Expr) -> Ref:
         if isinstance(expr, Leaf):
-            found = [
-                self._operand(self.keys.actors(self.shard, expr.event, label, expr.segment))
-                for label in expr.labels
-            ]
-            if len(found) == 1:
-                return found[0]
-            dest = self._register()
-            self.code += ["or", dest, len(found), *found]
-            return dest
-        args = [self._emit(arg) for arg in expr.args]
-        dest = self._register()
+            return self.leaf(expr.event, expr.labels, expr.segment)
+        args = [self.emit(arg) for arg in expr.args]
+        dest = self.register()
         if expr.op == "not":
-            self.code += ["diff", dest, self._operand(self.keys.all_actors(self.shard)), args[0]]
+            self.diff(dest, self.operand(EVERYONE), args[0])
         elif expr.op == "diff":
-            self.code += ["diff", dest, args[0], args[1]]
+            self.diff(dest, args[0], args[1])
         else:
-            self.code += [expr.op, dest, len(args), *args]
+            self.op(expr.op, dest, args)
         return dest
 
-    def count(self, expr: Expr) -> None:
-        self.code += ["count", self._emit(expr)]
+    def count(self, item: Ref | Expr) -> None:
+        """Answer the size of a set (a ref, or an expression compiled here)."""
+        self.code += ["count", item if isinstance(item, int) else self.emit(item)]
+        self.answers += 1
+
+    def and_count(self, scratch: Ref, sources: Sequence[Ref]) -> None:
+        """Count the intersection of sources (through register `scratch` if the script must)."""
+        self.code += ["andcount", scratch, len(sources), *sources]
         self.answers += 1
 
     def contains(self, expr: Expr, bit: int) -> None:
-        self.code += ["bit", self._emit(expr), bit]
+        """Answer whether the set holds the actor at offset `bit` of the shard."""
+        self.code += ["bit", self.emit(expr), bit]
         self.answers += 1
 
     def store(self, expr: Expr) -> None:
-        self.code += ["keep", self._emit(expr)]
+        """Answer the name of a key holding the set (kept a while, for reading ids)."""
+        self.code += ["keep", self.emit(expr)]
         self.answers += 1
 
-    def program(self) -> Program:
-        return Program(list(self.operands), self.registers, list(self.code), self.answers)
+    def for_shard(self, keys: Keys, shard: int) -> Program:
+        """The program for one id shard: its operand sets as that shard's keys."""
+        operands = [
+            keys.all_actors(shard) if item == EVERYONE else keys.actors(shard, *item)
+            for item in self.sets
+        ]
+        return Program(operands, self.registers, list(self.code), self.answers)
 
 
 def count_union(keys_: Sequence[str]) -> Program:
