@@ -19,6 +19,8 @@ from exactly import batches, model, same_answers, schema
 from faultservers import ReplicatedCluster, Server, wait_for_link
 from proxy import Proxy
 
+pytestmark = pytest.mark.slow
+
 
 def namespace() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
