@@ -203,3 +203,25 @@ def test_expired_buckets_are_reported_at_ingest_and_refused_by_queries(open_stat
     again = st.track_many([{"event": "e", "user": 1, "time": old}], batch_id="b")
     assert again.expired == {"hour": 1}
     assert st.track_many([{"event": "e", "user": 1, "time": old}], batch_id="b").expired == {}
+
+
+def test_client_caches_emptied_at_their_limit_lose_nothing(
+    open_stats: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id and value caches are emptied when they would pass ID_CACHE_LIMIT (2,000,000), in
+    the middle of a batch that also holds ids and values they knew: every id is still read."""
+    from bitstat import record
+
+    monkeypatch.setattr(record, "ID_CACHE_LIMIT", 5)
+    st = open_stats(ids="map", unique=["item"])
+    t = "2026-11-03T10:00:00+00:00"
+    first = [{"event": "buy", "user": f"u{i}", "item": f"i{i}", "time": t} for i in range(4)]
+    st.track_many(first * 20)  # large enough to number values before the write
+    for n in (8, 12, 16):  # known and new ids and values in each batch, past the limit
+        mixed = [{"event": "buy", "user": f"u{i}", "item": f"i{i}", "time": t} for i in range(n)]
+        assert st.track_many(mixed * 10).recorded == 10 * n
+    for i in (0, 16):  # and one event at a time
+        st.track({"event": "buy", "user": f"u{i}", "item": f"i{i}", "time": t})
+    assert st.unique("buy", "2026-11-03") == 17
+    assert st.distinct("buy", "item", "2026-11-03") == 17
+    assert sorted(st.actors("buy").day(2026, 11, 3).ids()) == sorted(f"u{i}" for i in range(17))

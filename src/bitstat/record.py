@@ -163,6 +163,14 @@ def note(rejected: list[tuple[int, str]]) -> str:
     return json.dumps([(i, why, getattr(why, "field", None)) for i, why in rejected])
 
 
+def keep_mappings(cache: dict[str, int], new: dict[str, int]) -> None:
+    """Keep `new` mappings in a client cache, emptied first when it would pass its limit (its
+    entries are read before: a batch never looks up what was just let go)."""
+    if len(cache) + len(new) > ID_CACHE_LIMIT:
+        cache.clear()
+    cache.update(new)
+
+
 def noted(marker: bytes) -> list[tuple[int, str]]:
     """The events a batch had rejected for their sums, as its marker keeps them ("1": none)."""
     if marker == b"1":
@@ -470,21 +478,22 @@ class Recording:
         """Bit offsets of mapped ids (ids="map"), created on the server where new."""
         cache = self.id_cache
         missing = list(dict.fromkeys(c for c in canonical if c not in cache))
-        if missing:
-            if len(cache) > ID_CACHE_LIMIT:
-                cache.clear()
-            k = self.keys
-            forward = [k.id_forward(c) for c in missing]
-            found = yield call(
-                Transport.map_ids,
-                k.ids_next,
-                k.id_reverse_prefix,
-                REVERSE_BUCKET_BITS,
-                forward,
-                missing,
-            )
-            cache.update(zip(missing, found, strict=True))
-        return np.array([cache[c] for c in canonical], dtype=np.int64)
+        if not missing:
+            return np.array([cache[c] for c in canonical], dtype=np.int64)
+        k = self.keys
+        forward = [k.id_forward(c) for c in missing]
+        found = yield call(
+            Transport.map_ids,
+            k.ids_next,
+            k.id_reverse_prefix,
+            REVERSE_BUCKET_BITS,
+            forward,
+            missing,
+        )
+        new = dict(zip(missing, found, strict=True))
+        offsets = np.array([new[c] if c in new else cache[c] for c in canonical], dtype=np.int64)
+        keep_mappings(cache, new)
+        return offsets
 
     def value_ids(self, cols: Columns) -> Op[dict[int, np.ndarray]]:
         """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
@@ -511,9 +520,8 @@ class Recording:
                 if missing and len(cols) <= SMALL_BATCH:
                     ids[rows] = [cache.get(m, UNNUMBERED) for m in members]
                     continue
+                new: dict[str, int] = {}
                 if missing:
-                    if len(cache) > ID_CACHE_LIMIT:
-                        cache.clear()
                     k = self.keys
                     found = yield call(
                         Transport.map_values,
@@ -522,7 +530,8 @@ class Recording:
                         k.value_buckets(event, prop),
                         missing,
                     )
-                    cache.update(zip(missing, found, strict=True))
-                ids[rows] = [cache[m] for m in members]
+                    new = dict(zip(missing, found, strict=True))
+                ids[rows] = [new[m] if m in new else cache[m] for m in members]
+                keep_mappings(cache, new)
             out[idx] = ids
         return out
