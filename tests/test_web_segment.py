@@ -281,16 +281,22 @@ def test_a_bad_message_is_named_and_the_rest_of_its_batch_is_recorded(
 
 
 def test_sizes_past_segments_limits_are_400_with_segments_error_shape(
-    server: tuple[str, bitstat.Stats],
+    server: tuple[str, bitstat.Stats], embedded_url: str
 ) -> None:
     base, st = server
     big = [
         {"type": "track", "userId": f"u{i}", "event": "x", "properties": {"p": "y" * 1000}}
         for i in range(520)
     ]
+    # Segment's API answers 400 Bad Request past its limits (its docs, "Max Request Size"), as
+    # does bitstat: the SDKs log it and drop the batch rather than retry it
     answer = _post(base, "/v1/batch", {"batch": big})
-    assert answer.status_code == 413
-    assert answer.json()["code"] == "payload_too_large"
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "success": False,
+        "code": "payload_too_large",
+        "message": answer.json()["message"],
+    }
     assert "512,000" in answer.json()["message"]
     # the limit holds for the inflated body: a small gzip body can hold a large batch
     packed = gzip.compress(json.dumps({"batch": big}).encode())
@@ -304,7 +310,17 @@ def test_sizes_past_segments_limits_are_400_with_segments_error_shape(
     assert answer.status_code == 400 and answer.json()["code"] == "payload_too_large"
     single = {"userId": "u1", "event": "x", "properties": {"p": "y" * 40_000}}
     answer = _post(base, "/v1/track", single)
-    assert answer.status_code == 413 and answer.json()["code"] == "payload_too_large"
+    assert answer.status_code == 400 and answer.json()["code"] == "payload_too_large"
+    assert "32,768" in answer.json()["message"]
+    # the other single-message routes hold a message to 32 KB too
+    answer = _post(base, "/v1/identify", {"userId": "u1", "traits": {"p": "y" * 40_000}})
+    assert answer.status_code == 400 and answer.json()["code"] == "payload_too_large"
+    # a batch of more messages than the server takes (--max-events): 400 too
+    few = ServerConfig(url=embedded_url, namespace=st.namespace, max_events=3)
+    with running(few) as small:
+        answer = _post(small, "/v1/batch", {"batch": big[:4]})
+        assert answer.status_code == 400 and answer.json()["code"] == "payload_too_large"
+        assert "4 messages" in answer.json()["message"]
     assert st.events() == []
 
 

@@ -30,6 +30,8 @@ from .ingest import IngestError, Invalid, Rejection
 
 MAX_MESSAGE = 32 * 1024  # bytes of one message, as JSON
 MAX_BATCH = 500 * 1024  # bytes of a /v1/batch body, once inflated
+# Segment's API answers 400 Bad Request to a body past its limits (not 413), and so does this
+TOO_LARGE = 400
 TYPES = ("track", "page", "screen", "identify", "group", "alias")
 # the event a message of each type records (a track message records its own `event`)
 EVENT_OF = {
@@ -180,7 +182,7 @@ async def handle(
     limit = MAX_BATCH if kind is None else MAX_MESSAGE
     try:
         try:
-            raw = await ingest.read_body(request, limit)
+            raw = await ingest.read_body(request, limit, TOO_LARGE)
             text = ingest.decompress(raw, request.headers.get("content-encoding", ""), limit)
             body = ingest.load_json(text)
             if not isinstance(body, Mapping):
@@ -205,7 +207,7 @@ async def handle(
                 sent_at = body.get("sentAt")
             else:
                 batch, sent_at = [body], None
-            ingest.check_count(batch, host.config.max_events, "messages")
+            ingest.check_count(batch, host.config.max_events, "messages", TOO_LARGE)
             messages, rejections = _translated(batch, stats.schema, kind, sent_at, received)
             if kind is not None and rejections:
                 bad = rejections[0]
