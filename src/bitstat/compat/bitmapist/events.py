@@ -16,9 +16,9 @@ are checked only by `delta`, `period_start` and `period_end`, whose bounds are t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 import redis
 
@@ -187,13 +187,51 @@ class UniqueEvents(Bitmap):
 
 
 class GenericPeriodEvents(Bitmap):
-    """The ids of an event in one period: hour, day, ISO week, month or year (all UTC)."""
+    """The ids of an event in one period: hour, day, ISO week, month or year (all UTC).
+
+    A period class names its calendar fields, largest first (`_fields`): they are its
+    constructor's arguments after the event name, what `from_date` reads from a date (ISO
+    weeks: from its ISO calendar) and the parts of its key.
+    """
 
     _period: str
+    _fields: tuple[str, ...]
+    _step: timedelta  # one period, where it is a fixed length (not months or years)
+    _key_prefix = ""
 
     def __init__(self, event_name: str, *, system: Any = "default") -> None:
         self.event_name = event_name
         self.system = system
+
+    @staticmethod
+    def _calendar(when: date | datetime) -> Any:
+        """What the fields are read from: `when` itself, or for ISO weeks its ISO calendar."""
+        return when
+
+    @classmethod
+    def _values(cls, when: date | datetime) -> list[int]:
+        calendar = cls._calendar(when)
+        return [getattr(calendar, name) for name in cls._fields]
+
+    def _name_period(self, *values: int | None) -> str:
+        """Set the fields, each given or the current UTC time's; the key they name."""
+        now = self._calendar(_utc_now())
+        for name, value in zip(self._fields, values, strict=True):
+            setattr(self, name, not_none(value, getattr(now, name)))
+        parts = "-".join(str(getattr(self, name)) for name in self._fields)
+        return event_key(self.event_name, self._key_prefix + parts)
+
+    @classmethod
+    def from_date(
+        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
+    ) -> Self:
+        """The period that holds `dt` (default: now, UTC)."""
+        make: Callable[..., Self] = cls
+        return make(event_name, *cls._values(dt or _utc_now()), system=system)
+
+    def _with(self, *values: int) -> Self:
+        make: Callable[..., Self] = type(self)
+        return make(self.event_name, *values, system=self.system)
 
     def _first_instant(self) -> datetime:
         raise NotImplementedError
@@ -201,9 +239,9 @@ class GenericPeriodEvents(Bitmap):
     def _bucket(self) -> Bucket:
         return bucket_of(self._period, self._first_instant())
 
-    def delta(self, value: int) -> GenericPeriodEvents:
+    def delta(self, value: int) -> Self:
         """The same event `value` periods later (earlier when negative)."""
-        raise NotImplementedError
+        return self._with(*self._values(self._first_instant() + value * self._step))
 
     def period_start(self) -> datetime:
         """The first instant of the period, in UTC."""
@@ -213,10 +251,10 @@ class GenericPeriodEvents(Bitmap):
         """The last microsecond of the period, in UTC."""
         return (self._bucket().end - _TICK).replace(tzinfo=UTC)
 
-    def next(self) -> GenericPeriodEvents:
+    def next(self) -> Self:
         return self.delta(1)
 
-    def prev(self) -> GenericPeriodEvents:
+    def prev(self) -> Self:
         return self.delta(-1)
 
 
@@ -250,17 +288,12 @@ class YearEvents(Computed, GenericPeriodEvents):
     """
 
     _period = "year"
-
-    @classmethod
-    def from_date(
-        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
-    ) -> YearEvents:
-        dt = dt or _utc_now()
-        return cls(event_name, dt.year, system=system)
+    _fields = ("year",)
+    year: int
 
     def __init__(self, event_name: str, year: int | None = None, system: Any = "default") -> None:
         self.event_name = event_name
-        self.year: int = not_none(year, _utc_now().year)
+        self.year = not_none(year, _utc_now().year)
         months = "-".join(self._month_keys())
         self._start(system, "OR", f"{KEY_PREFIX}bitop_OR_{months}")
 
@@ -281,21 +314,17 @@ class YearEvents(Computed, GenericPeriodEvents):
     def _first_instant(self) -> datetime:
         return datetime(self.year, 1, 1)
 
-    def delta(self, value: int) -> YearEvents:
-        return self.__class__(self.event_name, self.year + value, self.system)
+    def delta(self, value: int) -> Self:
+        return self._with(self.year + value)
 
 
 class MonthEvents(GenericPeriodEvents):
     """The ids of an event in a month, e.g. `MonthEvents("active", 2026, 11)`."""
 
     _period = "month"
-
-    @classmethod
-    def from_date(
-        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
-    ) -> MonthEvents:
-        dt = dt or _utc_now()
-        return cls(event_name, dt.year, dt.month, system=system)
+    _fields = ("year", "month")
+    year: int
+    month: int
 
     def __init__(
         self,
@@ -305,31 +334,24 @@ class MonthEvents(GenericPeriodEvents):
         system: Any = "default",
     ) -> None:
         super().__init__(event_name, system=system)
-        now = _utc_now()
-        self.year: int = not_none(year, now.year)
-        self.month: int = not_none(month, now.month)
-        self.redis_key = self._key = event_key(event_name, f"{self.year}-{self.month}")
+        self.redis_key = self._key = self._name_period(year, month)
 
     def _first_instant(self) -> datetime:
         return datetime(self.year, self.month, 1)
 
-    def delta(self, value: int) -> MonthEvents:
-        year, month = add_month(self.year, self.month, value)
-        return self.__class__(self.event_name, year, month, self.system)
+    def delta(self, value: int) -> Self:
+        return self._with(*add_month(self.year, self.month, value))
 
 
 class WeekEvents(GenericPeriodEvents):
     """The ids of an event in an ISO week, e.g. `WeekEvents("active", 2026, 47)`."""
 
     _period = "week"
-
-    @classmethod
-    def from_date(
-        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
-    ) -> WeekEvents:
-        dt = dt or _utc_now()
-        iso = dt.isocalendar()
-        return cls(event_name, iso.year, iso.week, system=system)
+    _fields = ("year", "week")
+    _step = timedelta(weeks=1)
+    _key_prefix = "W"
+    year: int
+    week: int
 
     def __init__(
         self,
@@ -339,31 +361,26 @@ class WeekEvents(GenericPeriodEvents):
         system: Any = "default",
     ) -> None:
         super().__init__(event_name, system=system)
-        now = _utc_now().isocalendar()
-        self.year: int = not_none(year, now.year)
-        self.week: int = not_none(week, now.week)
-        self.redis_key = self._key = event_key(event_name, f"W{self.year}-{self.week}")
+        self.redis_key = self._key = self._name_period(year, week)
+
+    @staticmethod
+    def _calendar(when: date | datetime) -> Any:
+        return when.isocalendar()
 
     def _first_instant(self) -> datetime:
         monday = iso_to_gregorian(self.year, self.week, 1)
         return datetime(monday.year, monday.month, monday.day)
-
-    def delta(self, value: int) -> WeekEvents:
-        iso = (self._first_instant() + timedelta(weeks=value)).isocalendar()
-        return self.__class__(self.event_name, iso.year, iso.week, self.system)
 
 
 class DayEvents(GenericPeriodEvents):
     """The ids of an event in a day, e.g. `DayEvents("active", 2026, 11, 22)`."""
 
     _period = "day"
-
-    @classmethod
-    def from_date(
-        cls, event_name: str, dt: date | datetime | None = None, system: Any = "default"
-    ) -> DayEvents:
-        dt = dt or _utc_now()
-        return cls(event_name, dt.year, dt.month, dt.day, system=system)
+    _fields = ("year", "month", "day")
+    _step = timedelta(days=1)
+    year: int
+    month: int
+    day: int
 
     def __init__(
         self,
@@ -374,31 +391,28 @@ class DayEvents(GenericPeriodEvents):
         system: Any = "default",
     ) -> None:
         super().__init__(event_name, system=system)
-        now = _utc_now()
-        self.year: int = not_none(year, now.year)
-        self.month: int = not_none(month, now.month)
-        self.day: int = not_none(day, now.day)
-        self.redis_key = self._key = event_key(event_name, f"{self.year}-{self.month}-{self.day}")
+        self.redis_key = self._key = self._name_period(year, month, day)
 
     def _first_instant(self) -> datetime:
         return datetime(self.year, self.month, self.day)
-
-    def delta(self, value: int) -> DayEvents:
-        d = self._first_instant() + timedelta(days=value)
-        return self.__class__(self.event_name, d.year, d.month, d.day, self.system)
 
 
 class HourEvents(GenericPeriodEvents):
     """The ids of an event in an hour (UTC), e.g. `HourEvents("active", 2026, 11, 22, 13)`."""
 
     _period = "hour"
+    _fields = ("year", "month", "day", "hour")
+    _step = timedelta(hours=1)
+    year: int
+    month: int
+    day: int
+    hour: int
 
     @classmethod
-    def from_date(
+    def from_date(  # type: ignore[override]  # a date has no hour
         cls, event_name: str, dt: datetime | None = None, system: Any = "default"
-    ) -> HourEvents:
-        dt = dt or _utc_now()
-        return cls(event_name, dt.year, dt.month, dt.day, dt.hour, system=system)
+    ) -> Self:
+        return super().from_date(event_name, dt, system)
 
     def __init__(
         self,
@@ -410,21 +424,10 @@ class HourEvents(GenericPeriodEvents):
         system: Any = "default",
     ) -> None:
         super().__init__(event_name, system=system)
-        now = _utc_now()
-        self.year: int = not_none(year, now.year)
-        self.month: int = not_none(month, now.month)
-        self.day: int = not_none(day, now.day)
-        self.hour: int = not_none(hour, now.hour)
-        self.redis_key = self._key = event_key(
-            event_name, f"{self.year}-{self.month}-{self.day}-{self.hour}"
-        )
+        self.redis_key = self._key = self._name_period(year, month, day, hour)
 
     def _first_instant(self) -> datetime:
         return datetime(self.year, self.month, self.day, self.hour)
-
-    def delta(self, value: int) -> HourEvents:
-        t = self._first_instant() + timedelta(hours=value)
-        return self.__class__(self.event_name, t.year, t.month, t.day, t.hour, self.system)
 
 
 # bitmapist's bit operations: `BitOpAnd`, `BitOpOr`, `BitOpXor`, `BitOpNot`, nestable.
@@ -466,29 +469,34 @@ class BitOperation(Computed):
         return list(self.events)
 
 
-class BitOpAnd(BitOperation):
+class _FixedOperation(BitOperation):
+    """A `BitOperation` whose BITOP is the class's `_op`."""
+
+    _op: str
+
+    def __init__(self, system_or_event: Any, *events: Any) -> None:
+        super().__init__(self._op, system_or_event, *events)
+
+
+class BitOpAnd(_FixedOperation):
     """The ids in every one of the events."""
 
-    def __init__(self, system_or_event: Any, *events: Any) -> None:
-        super().__init__("AND", system_or_event, *events)
+    _op = "AND"
 
 
-class BitOpOr(BitOperation):
+class BitOpOr(_FixedOperation):
     """The ids in any of the events."""
 
-    def __init__(self, system_or_event: Any, *events: Any) -> None:
-        super().__init__("OR", system_or_event, *events)
+    _op = "OR"
 
 
-class BitOpXor(BitOperation):
+class BitOpXor(_FixedOperation):
     """The ids in an odd number of the events."""
 
-    def __init__(self, system_or_event: Any, *events: Any) -> None:
-        super().__init__("XOR", system_or_event, *events)
+    _op = "XOR"
 
 
-class BitOpNot(BitOperation):
+class BitOpNot(_FixedOperation):
     """The ids not in the event, up to the last byte of its bitmap (Redis BITOP NOT)."""
 
-    def __init__(self, system_or_event: Any, *events: Any) -> None:
-        super().__init__("NOT", system_or_event, *events)
+    _op = "NOT"
