@@ -22,6 +22,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+import bitstat
 import servers
 from bitstat.cli import main
 from bitstat.web import ServerConfig, create_app
@@ -130,3 +131,73 @@ def test_readyz_says_whether_redis_can_be_used(tmp_path: Path) -> None:
             assert alive.status_code == 200 and alive.json() == {"status": "ok"}
     finally:
         server.stop()
+
+
+def test_serve_help_names_where_the_sdk_write_keys_come_from() -> None:
+    result = CliRunner().invoke(main, ["serve", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for said in (
+        "BITSTAT_WRITE_KEYS ",
+        "BITSTAT_WRITE_KEYS_FILE",
+        "--write-keys-file",
+        "/v1/batch",
+    ):
+        assert said in result.output, said
+    assert "Segment, RudderStack and PostHog" in result.output
+
+
+def test_serve_with_a_bad_write_keys_file_says_so_in_one_line(
+    embedded_url: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "keys"
+    bad.write_text("wk_shop\n")  # no namespace
+    for args, env in [
+        (["--write-keys-file", str(bad)], NO_TOKENS),
+        ([], {**NO_TOKENS, "BITSTAT_WRITE_KEYS_FILE": str(tmp_path / "missing")}),
+        ([], {**NO_TOKENS, "BITSTAT_WRITE_KEYS": "wk_shop"}),
+    ]:
+        result = CliRunner().invoke(
+            main, ["--url", embedded_url, "serve", "--port", "0", *args], env=env
+        )
+        assert result.exit_code != 0
+        assert result.output.count("\n") == 1, result.output  # before the banner
+        assert result.output.startswith("Error: ")
+        assert "KEY" in result.output or "cannot read" in result.output
+
+
+def test_serve_takes_write_keys_from_a_file_and_the_environment(
+    embedded_url: str, namespace: str, tmp_path: Path
+) -> None:
+    keys = tmp_path / "write-keys"
+    keys.write_text(f"# key namespace\nwk_file  {namespace}-f\n")
+    env = {**os.environ, **NO_TOKENS, "BITSTAT_WRITE_KEYS": f"wk_env={namespace}-e"}
+    command = [sys.executable, "-m", "bitstat", "--url", embedded_url, "--namespace", namespace]
+    process = subprocess.Popen(
+        [*command, "serve", "--port", "0", "--write-keys-file", str(keys)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(4)]
+        match = re.search(r"dashboard http://127\.0\.0\.1:([0-9]+)/", banner[0])
+        assert match is not None, banner
+        assert f"  2 SDK write key(s), writing to '{namespace}-e', '{namespace}-f'\n" in banner
+        base = f"http://127.0.0.1:{match.group(1)}"
+        message = {"userId": "u1", "event": "keyed", "timestamp": "2025-11-02T10:00:00Z"}
+        for key in ("wk_file", "wk_env"):
+            answer = httpx.post(f"{base}/v1/track", json=message, auth=(key, ""), timeout=30)
+            assert answer.status_code == 200 and answer.json()["recorded"] == 1, answer.text
+        # with keys and no write token, any other key (or none) is refused
+        for auth in (("wk_other", ""), None):
+            answer = httpx.post(f"{base}/v1/track", json=message, auth=auth, timeout=30)
+            assert answer.status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    for suffix in ("f", "e"):
+        with bitstat.connect(embedded_url, namespace=f"{namespace}-{suffix}") as st:
+            assert st.total("keyed", "2025-11-02") == 1
+            st.drop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import inspect
+import os
 import re
 import socket
 from dataclasses import replace
@@ -49,6 +50,15 @@ def _size(text: str) -> int:
     metavar="TOKEN",
     help="Bearer token the writes (POST /v1/track, DELETE /v1/actors) require. Env:"
     " BITSTAT_WRITE_TOKEN.",
+)
+@click.option(
+    "--write-keys-file",
+    envvar="BITSTAT_WRITE_KEYS_FILE",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SDKs' write keys (Segment, RudderStack, PostHog), a line 'KEY NAMESPACE' each: a"
+    " key writes to its namespace. Env: BITSTAT_WRITE_KEYS_FILE; BITSTAT_WRITE_KEYS"
+    " ('KEY=NAMESPACE,...') adds keys. The write token writes to --namespace.",
 )
 @click.option(
     "--max-body", default="10MB", show_default=True, help="Largest request body accepted (413)."
@@ -100,6 +110,7 @@ def serve(
     port: int,
     read_token: str | None,
     write_token: str | None,
+    write_keys_file: Path | None,
     max_body: str,
     max_events: int,
     cors_origins: tuple[str, ...],
@@ -112,6 +123,11 @@ def serve(
     Without tokens the server listens on loopback only, and refuses any other --host. The
     OpenAPI document is at /openapi.json.
 
+    The Segment, RudderStack and PostHog SDKs send to the server's root URL unchanged
+    (/v1/batch, /batch/, /i/v1/analytics/events, ...; docs/ingest.md). Their write key is the
+    write token (for --namespace) or a key of BITSTAT_WRITE_KEYS / --write-keys-file, each
+    naming the namespace it writes to.
+
     With --workers N, N processes accept connections on the same socket, each with its own
     connection to Redis; one that dies is replaced. They share nothing but Redis: a batch
     id (Idempotency-Key) is recorded once whichever process gets its retry.
@@ -121,13 +137,20 @@ def serve(
         bitstat serve                                   # http://127.0.0.1:8600/
         bitstat serve --workers auto                    # one process a core
         BITSTAT_READ_TOKEN=r BITSTAT_WRITE_TOKEN=w bitstat serve --host 0.0.0.0
+        BITSTAT_WRITE_KEYS=wk_shop=shop,wk_blog=blog bitstat serve
+        bitstat serve --write-keys-file /etc/bitstat/write-keys
     """
     import uvicorn
 
     from ..store import resolve_url
     from ..web import ServerConfig, check_bind, create_app
     from ..web.app import check_server
+    from ..web.config import WRITE_KEYS_FILE_ENV, write_keys_from_env
 
+    env = dict(os.environ)
+    if write_keys_file is not None:
+        env[WRITE_KEYS_FILE_ENV] = str(write_keys_file)
+    write_keys = write_keys_from_env(env)  # a bad key or file is told before the banner
     config = ServerConfig(
         url=settings.url,
         namespace=settings.namespace,
@@ -138,6 +161,7 @@ def serve(
         max_events=max_events,
         cors_origins=cors_origins,
         refresh_seconds=refresh,
+        write_keys=write_keys,
     )
     check_bind(host, config)
     # What can fail at start is tried before the banner, each failure told in one line: the
@@ -155,6 +179,9 @@ def serve(
             f"  no token for {' and '.join(open_sides)}: listening on loopback only"
             " (set BITSTAT_READ_TOKEN and BITSTAT_WRITE_TOKEN to listen elsewhere)"
         )
+    if write_keys:
+        names = ", ".join(repr(n) for n in sorted(set(write_keys.values())))
+        click.echo(f"  {len(write_keys)} SDK write key(s), writing to {names}")
     if config.cors_origins:
         click.echo(f"  pages of {', '.join(config.cors_origins)} may call the API (CORS)")
     if workers > 1:
