@@ -181,5 +181,9 @@ def test_every_stats_method_has_an_async_twin_with_a_docstring() -> None:
         twin = getattr(aio.AsyncStats, name, None)
         assert twin is not None, f"AsyncStats has no {name}"
         assert inspect.getdoc(twin), f"AsyncStats.{name} has no docstring"
+        if inspect.isfunction(twin) and name not in ("actors", "tracker"):
+            assert inspect.iscoroutinefunction(twin), name
+            want = inspect.signature(getattr(bitstat.Stats, name))
+            assert inspect.signature(twin).parameters == want.parameters, name
     for name in ("count", "contains", "ids"):
         assert inspect.getdoc(getattr(aio.AsyncActorSet, name)), name

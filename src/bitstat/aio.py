@@ -11,28 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
-from datetime import date
-from functools import partial
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
+from functools import partial, wraps
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import hiredis
 import redis.asyncio as aredis
 import redis.exceptions as rex
 
-from . import analysis
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Emit, step
 from .clusters import AsyncCluster
 from .errors import BitstatError
-from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
 from .query import Expr
-from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
+from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, retrying
 from .schema import Schema, parse_duration
+from .stats import Stats
 from .store import Driving, cluster_address, durability, resolve_url, timeouts, wrapped_errors
-from .tables import Counts, Funnel, Lifecycle, Series, Stickiness, Sum, Sums, Top
 from .tracker_aio import AsyncTracker
 from .transport import (
     Pause,
@@ -206,6 +203,21 @@ class AsyncActorSet(SetAlgebra["AsyncStats"]):
                 error = exc
 
 
+def awaited(
+    method: Callable[Concatenate[Stats, P], T],
+) -> Callable[Concatenate[AsyncStats, P], Coroutine[Any, Any, T]]:
+    """`Stats.method` for `AsyncStats`, with its signature and docstring: the very method,
+    called on the AsyncStats and awaited. A Stats method returns what `_run`, `_record` or
+    `_store.call` return, untouched; on an AsyncStats they return coroutines of the answers."""
+
+    @wraps(method)
+    async def twin(self: AsyncStats, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        answer: Awaitable[T] = cast(Any, method)(self, *args, **kwargs)
+        return await answer
+
+    return twin
+
+
 class AsyncStats:
     """`Stats` for asyncio code: the same methods, awaited. Made by `bitstat.aio.connect()`."""
 
@@ -233,18 +245,6 @@ class AsyncStats:
         """The namespace's schema (`Stats.schema`)."""
         return self._ns.schema
 
-    async def configure(self, schema: Schema) -> None:
-        """`Stats.configure`, awaited: store `schema` as the namespace's schema."""
-        await self._run(self._ns.configure(schema))
-
-    async def server_info(self) -> dict[str, Any]:
-        """`Stats.server_info`, awaited: the server's version, memory use and mode."""
-        return await self._store.call(Transport.info)
-
-    async def drop(self) -> int:
-        """`Stats.drop`, awaited: delete every key of this namespace; how many."""
-        return await self._run(self._ns.drop())
-
     async def close(self) -> None:
         """Close the connection (`Stats.close`), awaited."""
         await self._store.close()
@@ -255,49 +255,10 @@ class AsyncStats:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
-        """`Stats.track`, awaited: record one event (kwargs or trk's object form)."""
-        await self._record(self._ns.track(event, props))
-
-    async def track_many(
-        self,
-        events: Iterable[Mapping[str, Any]],
-        batch_id: str | None = None,
-        *,
-        now: float | None = None,
-        deadline: float | None = None,
-    ) -> TrackResult:
-        """`Stats.track_many`, awaited."""
-        return await self._record(self._ns.track_many(events, batch_id, now, deadline))
-
-    async def track_frame(
-        self,
-        frame: Any,
-        batch_id: str | None = None,
-        *,
-        event: str | None = None,
-        now: float | None = None,
-        batch_size: int | None = None,
-        sort: bool = True,
-    ) -> TrackResult:
-        """`Stats.track_frame`: a data frame recorded column by column, in batches."""
-        from . import frames  # pyarrow is imported when a frame is recorded, not with bitstat
-
-        op = frames.track_frame(self._ns, frame, batch_id, event, now, batch_size, sort)
-        return await self._record(op)
-
     def tracker(self, **options: Any) -> AsyncTracker:
         """A fire-and-forget `AsyncTracker` (call it inside the running loop): `track()` queues,
         a task sends batches; the options are `Tracker`'s but `block`."""
         return AsyncTracker(self, **options)
-
-    async def alias(self, anon: Any, user: Any) -> Aliased:
-        """`Stats.alias`: link `anon` to `user`, merging what `anon` did into `user`."""
-        return await self._run(Identity(self._ns).alias(anon, user))
-
-    async def forget(self, actor: Any) -> Forgotten:
-        """`Stats.forget`: erase `actor` from every actor set and free its id mapping."""
-        return await self._run(Identity(self._ns).forget(actor))
 
     def actors(self, event: str, **segment: Any) -> ActorQuery[AsyncActorSet]:
         """`Stats.actors`: the actors of `event`, as `AsyncActorSet`s once a time is picked."""
@@ -308,102 +269,31 @@ class AsyncStats:
     async def _count_exprs(self, exprs: Sequence[Expr]) -> list[int]:
         return await self._run(self._ns.count_exprs(exprs))
 
-    async def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
-        """`Stats.unique`, awaited: distinct actors who did `event` in [start, end]."""
-        return await self._run(self._ns.unique(event, start, end, segment))
-
-    async def total(self, event: str, start: Any, end: Any = None) -> int:
-        """`Stats.total`, awaited: how many times `event` happened in [start, end]."""
-        return await self._run(self._ns.total(event, start, end))
-
-    async def series(
-        self,
-        event: str,
-        start: Any,
-        end: Any = None,
-        *,
-        by: str = "day",
-        metric: str = "unique",
-        **segment: Any,
-    ) -> Series:
-        """`Stats.series`, awaited: one value per `by` bucket of the range."""
-        return await self._run(self._ns.series(event, start, end, by, metric, segment))
-
-    async def counts(self, event: str, prop: str, start: Any, end: Any = None) -> Counts:
-        """`Stats.counts`, awaited: events per value of a `count` property."""
-        return await self._run(self._ns.counts(event, prop, start, end))
-
-    async def sums(
-        self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
-    ) -> Sum | Sums:
-        """`Stats.sums`, awaited: the sum of a `sum` property, or per value of `by`."""
-        return await self._run(self._ns.sums(event, prop, start, end, by))
-
-    async def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
-        """`Stats.averages`, awaited: the mean of a `sum` property (None: no values)."""
-        return await self._run(self._ns.averages(event, prop, start, end))
-
-    async def top(self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10) -> Top:
-        """`Stats.top`, awaited: the `limit` most frequent values of a `top` property."""
-        return await self._run(self._ns.top(event, prop, start, end, limit))
-
-    async def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
-        """`Stats.distinct`, awaited: how many distinct values a property took."""
-        return await self._run(self._ns.distinct(event, prop, start, end))
-
-    async def query(self, event: str, start: Any, end: Any = None) -> dict[str, Any]:
-        """`Stats.query`, awaited: every metric the schema records for `event`, in one dict."""
-        return await self._run(self._ns.query(event, start, end))
-
-    async def query_days(self, event: str, days: int, end: Any = None) -> list[dict[str, Any]]:
-        """`Stats.query_days`, awaited: `query` for each of the last `days` days."""
-        return await self._run(self._ns.query_days(event, days, end))
-
-    async def span(self, event: str) -> tuple[date, date] | None:
-        """`Stats.span`, awaited: the first and last days `event` was recorded on, or None."""
-        return await self._run(self._ns.span(event))
-
-    async def events(self) -> list[str]:
-        """`Stats.events`, awaited: every event name recorded in the namespace, sorted."""
-        return await self._run(self._ns.events())
-
-    # analyses: the generators of analysis.py, as Stats runs them
-    async def retention(
-        self,
-        first_event: str,
-        return_event: str,
-        start: Any,
-        periods: int = 8,
-        period: str = "week",
-        kind: str = "first",
-        *,
-        columns: int | None = None,
-        now: Any = None,
-        **segment: Any,
-    ) -> analysis.Retention:
-        """`Stats.retention`, awaited: a cohort retention table (`analysis.Retention`)."""
-        args = (first_event, return_event, start, periods, period, kind, columns, now, segment)
-        return await self._run(analysis.retention(self._ns, *args))
-
-    async def funnel(
-        self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
-    ) -> Funnel:
-        """`Stats.funnel`, awaited: [(step, actors who reached it), ...] at day resolution."""
-        op = analysis.funnel(self._ns, steps, start, end, within, segment)
-        return await self._run(op)
-
-    async def stickiness(
-        self, event: str, start: Any, end: Any = None, **segment: Any
-    ) -> Stickiness:
-        """`Stats.stickiness`, awaited: {n: actors active on exactly n days}."""
-        return await self._run(analysis.stickiness(self._ns, event, start, end, segment))
-
-    async def lifecycle(
-        self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
-    ) -> Lifecycle:
-        """`Stats.lifecycle`, awaited: new, returning, resurrecting, dormant actors per period."""
-        op = analysis.lifecycle(self._ns, event, start, periods, period, now=now)
-        return await self._run(op)
+    # every other method is Stats', awaited
+    configure = awaited(Stats.configure)
+    server_info = awaited(Stats.server_info)
+    drop = awaited(Stats.drop)
+    track = awaited(Stats.track)
+    track_many = awaited(Stats.track_many)
+    track_frame = awaited(Stats.track_frame)
+    alias = awaited(Stats.alias)
+    forget = awaited(Stats.forget)
+    unique = awaited(Stats.unique)
+    total = awaited(Stats.total)
+    series = awaited(Stats.series)
+    counts = awaited(Stats.counts)
+    sums = awaited(Stats.sums)
+    averages = awaited(Stats.averages)
+    top = awaited(Stats.top)
+    distinct = awaited(Stats.distinct)
+    query = awaited(Stats.query)
+    query_days = awaited(Stats.query_days)
+    span = awaited(Stats.span)
+    events = awaited(Stats.events)
+    retention = awaited(Stats.retention)
+    funnel = awaited(Stats.funnel)
+    stickiness = awaited(Stats.stickiness)
+    lifecycle = awaited(Stats.lifecycle)
 
 
 async def connect(

@@ -1,5 +1,9 @@
 """`Stats`, the object users hold: runs the namespace's operations (ops.py) on a blocking
-Store. Every method is a thin call: the logic lives in ops.py, shared with `AsyncStats`."""
+Store. Every method is a thin call: the logic lives in ops.py, shared with `AsyncStats`.
+
+`AsyncStats` runs these very methods (`aio.awaited`): a method returns what `_run`, `_record`
+or the store's `call` return, untouched, and those of an AsyncStats return coroutines. `self`
+is positional-only before `**segment`, so that the method's parameters can be carried over."""
 
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ class Stats:
 
     def configure(self, schema: Schema) -> None:
         """Store `schema` as the namespace's schema (the way to change it on purpose)."""
-        self._run(self._ns.configure(schema))
+        return self._run(self._ns.configure(schema))
 
     def server_info(self) -> dict[str, Any]:
         """The server's version, memory use and mode, for status lines and reports."""
@@ -62,7 +66,7 @@ class Stats:
 
     def drop(self) -> int:
         """Delete every key of this namespace (found with SCAN, never KEYS); returns how many."""
-        return int(self._run(self._ns.drop()))
+        return self._run(self._ns.drop())
 
     def close(self) -> None:
         self._store.close()
@@ -76,7 +80,7 @@ class Stats:
     # recording
     def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
         """Record one event: `track("login", user=42)` or `track({"event": "login", ...})`."""
-        self._record(self._ns.track(event, props))
+        return self._record(self._ns.track(event, props))
 
     def track_many(
         self,
@@ -93,8 +97,7 @@ class Stats:
         `deadline` seconds (default: connect()'s; 0: one try). Then `BatchError` (with the
         batch id) says whether it may have landed; the same events sent again, from this
         process and within 10 minutes when bitstat made the id, are recorded once."""
-        result: TrackResult = self._record(self._ns.track_many(events, batch_id, now, deadline))
-        return result
+        return self._record(self._ns.track_many(events, batch_id, now, deadline))
 
     def track_frame(
         self,
@@ -116,8 +119,7 @@ class Stats:
         from . import frames  # pyarrow is imported when a frame is recorded, not with bitstat
 
         op = frames.track_frame(self._ns, frame, batch_id, event, now, batch_size, sort)
-        result: TrackResult = self._record(op)
-        return result
+        return self._record(op)
 
     def tracker(self, **options: Any) -> Tracker:
         """A fire-and-forget `Tracker` on this Stats: `track()` queues, a thread sends batches.
@@ -171,16 +173,17 @@ class Stats:
                 error = exc
 
     # metrics
-    def unique(self, event: str, start: Any, end: Any = None, **segment: Any) -> int:
+    def unique(self, /, event: str, start: Any, end: Any = None, **segment: Any) -> int:
         """Distinct actors who did `event` in [start, end] (inclusive), optionally in a segment."""
-        return int(self._run(self._ns.unique(event, start, end, segment)))
+        return self._run(self._ns.unique(event, start, end, segment))
 
     def total(self, event: str, start: Any, end: Any = None) -> int:
         """How many times `event` happened in [start, end]."""
-        return int(self._run(self._ns.total(event, start, end)))
+        return self._run(self._ns.total(event, start, end))
 
     def series(
         self,
+        /,
         event: str,
         start: Any,
         end: Any = None,
@@ -190,45 +193,38 @@ class Stats:
         **segment: Any,
     ) -> Series:
         """One value per `by` bucket of the range: `unique` actors or `total` events."""
-        out: Series = self._run(self._ns.series(event, start, end, by, metric, segment))
-        return out
+        return self._run(self._ns.series(event, start, end, by, metric, segment))
 
     def counts(self, event: str, prop: str, start: Any, end: Any = None) -> Counts:
         """Events per value of a `count` property: {"NL": 12, ...}; compound keys are tuples."""
-        out: Counts = self._run(self._ns.counts(event, prop, start, end))
-        return out
+        return self._run(self._ns.counts(event, prop, start, end))
 
     def sums(
         self, event: str, prop: str, start: Any, end: Any = None, by: str | None = None
     ) -> Sum | Sums:
         """Sum of a `sum` property; with `by`, a sum per value of that property."""
-        out: Sum | Sums = self._run(self._ns.sums(event, prop, start, end, by))
-        return out
+        return self._run(self._ns.sums(event, prop, start, end, by))
 
     def averages(self, event: str, prop: str, start: Any, end: Any = None) -> float | None:
         """Mean of a `sum` property over the events that carried it (None when there were none)."""
-        out: float | None = self._run(self._ns.averages(event, prop, start, end))
-        return out
+        return self._run(self._ns.averages(event, prop, start, end))
 
     def top(self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10) -> Top:
         """The `limit` most frequent values: count descending, then value ascending."""
-        out: Top = self._run(self._ns.top(event, prop, start, end, limit))
-        return out
+        return self._run(self._ns.top(event, prop, start, end, limit))
 
     def distinct(self, event: str, prop: str, start: Any, end: Any = None) -> int:
         """How many distinct values a property took in the range: counted exactly for a `unique`
         property, estimated with HyperLogLog (standard error 0.81%) for an `approx` one."""
-        return int(self._run(self._ns.distinct(event, prop, start, end)))
+        return self._run(self._ns.distinct(event, prop, start, end))
 
     def query(self, event: str, start: Any, end: Any = None) -> dict[str, Any]:
         """Every metric the schema records for `event` over the range, in one dict (trk's query)."""
-        out: dict[str, Any] = self._run(self._ns.query(event, start, end))
-        return out
+        return self._run(self._ns.query(event, start, end))
 
     def query_days(self, event: str, days: int, end: Any = None) -> list[dict[str, Any]]:
         """`query` for each of the last `days` days up to `end` (default: today), oldest first."""
-        out: list[dict[str, Any]] = self._run(self._ns.query_days(event, days, end))
-        return out
+        return self._run(self._ns.query_days(event, days, end))
 
     def span(self, event: str) -> tuple[date, date] | None:
         """The first and last (local) days `event` was recorded on; None if it never was."""
@@ -236,12 +232,12 @@ class Stats:
 
     def events(self) -> list[str]:
         """Every event name recorded in the namespace, sorted."""
-        out: list[str] = self._run(self._ns.events())
-        return out
+        return self._run(self._ns.events())
 
     # analysis: retention, funnels, stickiness, lifecycle (planned in analysis.py)
     def retention(
         self,
+        /,
         first_event: str,
         return_event: str,
         start: Any,
@@ -264,7 +260,13 @@ class Stats:
         return self._run(analysis.retention(self._ns, *args))
 
     def funnel(
-        self, steps: Sequence[str], start: Any, end: Any = None, within: Any = "7d", **segment: Any
+        self,
+        /,
+        steps: Sequence[str],
+        start: Any,
+        end: Any = None,
+        within: Any = "7d",
+        **segment: Any,
     ) -> Funnel:
         """Ordered funnel at day resolution: [(step, actors who reached it), ...].
 
@@ -275,7 +277,7 @@ class Stats:
         """
         return self._run(analysis.funnel(self._ns, steps, start, end, within, segment))
 
-    def stickiness(self, event: str, start: Any, end: Any = None, **segment: Any) -> Stickiness:
+    def stickiness(self, /, event: str, start: Any, end: Any = None, **segment: Any) -> Stickiness:
         """{n: actors active on exactly n distinct days of [start, end]}, n = 1 .. days."""
         return self._run(analysis.stickiness(self._ns, event, start, end, segment))
 
