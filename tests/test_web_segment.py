@@ -8,6 +8,7 @@ model fed the events the calls mean (docs/ingest.md, the mapping tables). Re-sen
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import random
@@ -506,12 +507,16 @@ def test_a_batch_cut_off_before_its_messages_are_marked_counts_once_when_the_sdk
     assert_same(st, model)
 
 
-def _browser(base: str, path: str, body: dict[str, Any]) -> httpx.Response:
-    """What analytics.js (analytics-next) sends: JSON as text/plain (no CORS preflight), the
-    write key in the body, no Authorization header."""
-    return httpx.post(
-        f"{base}{path}", content=json.dumps(body), headers={"Content-Type": "text/plain"}
-    )
+def _browser(
+    base: str, path: str, body: dict[str, Any], *, basic: bool = True, **headers: str
+) -> httpx.Response:
+    """What analytics.js (analytics-next 1.84, seen in Chromium) sends: JSON as text/plain, the
+    write key in the body and as Basic auth `KEY:`; older releases send no Authorization."""
+    sent = {"Content-Type": "text/plain", **headers}
+    if basic:
+        key = base64.b64encode(f"{body['writeKey']}:".encode()).decode()
+        sent["Authorization"] = f"Basic {key}"
+    return httpx.post(f"{base}{path}", content=json.dumps(body), headers=sent)
 
 
 def test_the_browser_clients_requests(server: tuple[str, bitstat.Stats]) -> None:
@@ -547,7 +552,7 @@ def test_the_browser_clients_requests(server: tuple[str, bitstat.Stats]) -> None
                 "writeKey": "key-1",
             },
         ),
-        _browser(base, "/v1/track", message("track", 8, event="signup")),
+        _browser(base, "/v1/track", message("track", 8, event="signup"), basic=False),
     ]
     for answer in answers:
         assert answer.status_code == 200, answer.text
@@ -562,6 +567,50 @@ def test_the_browser_clients_requests(server: tuple[str, bitstat.Stats]) -> None
     # a single-message route that is not the message's type says so
     wrong = _browser(base, "/v1/p", message("track", 9, event="x"))
     assert wrong.status_code == 400 and wrong.json()["field"] == "type"
+
+
+def test_a_page_of_a_listed_origin_sends_as_analytics_js_does(
+    embedded_url: str, namespace: str
+) -> None:
+    """analytics.js on the shop's own site posting to the stats server: its Authorization
+    header (and X-Retry-Count when it sends an event again) makes the browser ask first."""
+    shop = "https://shop.example"
+    st = bitstat.connect(embedded_url, namespace=namespace, schema=bitstat.Schema(ids="map"))
+    config = ServerConfig(url=embedded_url, write_keys={"wk_shop": namespace}, cors_origins=(shop,))
+    asked = "authorization,content-type,x-retry-count"
+    with running(config) as base:
+        for path in ("/v1/t", "/v1/b"):
+            preflight = httpx.options(
+                f"{base}{path}",
+                headers={
+                    "Origin": shop,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": asked,
+                },
+            )
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-origin"] == shop
+            allowed = {
+                h.strip().lower()
+                for h in preflight.headers["access-control-allow-headers"].split(",")
+            }
+            assert set(asked.split(",")) <= allowed
+        message = {
+            "type": "track",
+            "event": "signup",
+            "anonymousId": "b-1",
+            "messageId": "ajs-next-retried",
+            "timestamp": "2025-11-09T20:00:00Z",
+            "writeKey": "wk_shop",
+        }
+        for attempt in ("", "1"):  # the first try, and the retry after a lost answer
+            extra = {"X-Retry-Count": attempt} if attempt else {}
+            answer = _browser(base, "/v1/t", message, Origin=shop, **extra)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["access-control-allow-origin"] == shop
+    assert st.total("signup", "2025-11-09") == 1
+    st.drop()
+    st.close()
 
 
 def test_write_keys_come_from_the_environment_and_a_file(tmp_path: Any) -> None:

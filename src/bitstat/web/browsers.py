@@ -24,8 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ALLOW_METHODS = "GET, HEAD, POST, DELETE"
+# X-Retry-Count: analytics.js (analytics-next) sends it when it sends an event again; a
+# preflight that did not allow it would make the browser drop every retry
 ALLOW_HEADERS = (
-    "Authorization, Content-Type, Content-Encoding, Idempotency-Key, X-Bitstat-Namespace"
+    "Authorization, Content-Type, Content-Encoding, Idempotency-Key, X-Bitstat-Namespace,"
+    " X-Retry-Count"
 )
 PREFLIGHT_MAX_AGE = "600"
 DEFAULT_PORTS = {"http": 80, "https": 443}
