@@ -136,3 +136,54 @@ def test_sets_and_bitmaps_mixed_in_random_batches_answer_as_the_model(
     kinds = {kind(redis_client, Keys(st.namespace).actors(0, "buy", d)) for d in DAYS}
     assert kinds == {"set", "string"} or len(kinds) == 1  # which ones depends on the draw
     same_answers(st, model)
+
+
+def test_sets_known_to_be_bitmaps_get_a_bitmap_alone_and_a_wrong_guess_costs_no_answer(
+    pair: tuple[bitstat.Stats, Model], redis_client: servers.Client, server_url: str
+) -> None:
+    """The script reports the sets that are bitmaps; the client then sends them the offsets as
+    one bitmap (BITOP), not as offsets. A key it wrongly believes a bitmap (deleted, as an
+    expired one is) is made a bitmap again: the answers stay the model's. Another client that
+    knows nothing sends offsets, set bit by bit, and learns."""
+    st, model = pair
+    keys = Keys(st.namespace)
+    day, week = keys.actors(0, "buy", DAYS[0]), keys.actors(0, "buy", "2026-W48")
+    both(st, model, [buy(u, DAYS[0]) for u in range(300)])  # dense: bitmaps from the start
+    assert {day, week} <= st._ns.bitmap_keys
+    seen: list[list[Any]] = []
+    original = bitstat.transport.apply_call
+
+    def spied(g: Any, batch_ttl: int) -> tuple[list[str], list[Any]]:
+        found = original(g, batch_ttl)
+        seen.append(found[1])
+        return found
+
+    # 40 actors, few and far apart: offsets to a set, a bitmap to a known bitmap
+    crowd = random.Random(3).sample(range(1000, 1 << 20), 40)
+    try:
+        bitstat.transport.apply_call = spied
+        both(st, model, [buy(u, DAYS[0]) for u in crowd])
+    finally:
+        bitstat.transport.apply_call = original
+    codes = [a for args in seen for a in args if a in ("B", "W", "O", "P")]
+    assert "O" in codes and "W" not in codes
+    same_answers(st, model)
+
+    redis_client.delete(day)  # gone (as an expired key is); the client still believes it a bitmap
+    model_events = [buy(u, DAYS[0]) for u in crowd[:20]]
+    both(st, model, model_events)
+    assert kind(redis_client, day) == "string"  # a bitmap where a set would have done: no harm
+    assert st.unique("buy", DAYS[0]) == 20
+    model = Model(**SETTINGS)  # the model of what is left: the 20 re-sent, and the week
+    model.track_many([buy(u, DAYS[0]) for u in range(300)] + [buy(u, DAYS[0]) for u in crowd])
+    assert st.unique("buy", "2026-W48") == model.unique("buy", "2026-W48", "2026-W48")
+
+    other = bitstat.connect(server_url, namespace=st.namespace)
+    try:
+        more = random.Random(4).sample(range(1000, 1 << 20), 30)
+        assert other.track_many([buy(u, DAYS[0]) for u in more]).recorded == 30
+        assert {day, week} <= other._ns.bitmap_keys  # learnt from the script's answer
+        model.track_many([buy(u, DAYS[0]) for u in more])
+        assert st.unique("buy", "2026-W48") == model.unique("buy", "2026-W48", "2026-W48")
+    finally:
+        other.close()

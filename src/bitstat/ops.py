@@ -78,6 +78,7 @@ class Namespace(Recording):
         self.shard_cache: list[int] = []
         self.value_cache: dict[tuple[str, str], dict[str, int]] = {}
         self.key_memo: dict[Any, Any] = {}  # key names of one-event plans (single.plan_one)
+        self.bitmap_keys: set[str] = set()  # actor and value sets that are bitmaps
         self.known_events: set[str] = set()  # recorded names seen; events are never removed
 
     # schema

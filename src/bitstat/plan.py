@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from functools import lru_cache, partial
 from typing import Any
 
@@ -121,6 +121,7 @@ def build_plan(
     now: float | None = None,
     sum_bound: float | None = None,
     note: str | None = None,
+    bitmaps: Container[str] = (),
 ) -> WritePlan:
     """The write plan of one checked batch.
 
@@ -130,14 +131,20 @@ def build_plan(
     held counted per period in `expired`. `sum_bound` tells the script how far the batch's
     sums can stray in any order (default: the sum of the values' magnitudes; 0 once the caller
     has checked them in order against the stored totals). `note` is what the batch marker
-    keeps, handed back when the batch id is seen again.
+    keeps, handed back when the batch id is seen again. `bitmaps`: actor and value sets known
+    to be bitmaps (a bitmap never becomes a set again), sent a bitmap alone.
 
     Rows are grouped in plain Python by one integer per row, the event and its bucket
     (`event code << BUCKET_BITS | bucket base`), so one event costs little and a batch costs
     a dictionary step per row and rule; each key is then named and written once per batch.
     """
     b = Builder(
-        keys, schema, batch_id, single, sum_bound_of(cols) if sum_bound is None else sum_bound
+        keys,
+        schema,
+        batch_id,
+        single,
+        sum_bound_of(cols) if sum_bound is None else sum_bound,
+        bitmaps,
     )
     b.note = note
     n = len(cols)

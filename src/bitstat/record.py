@@ -188,6 +188,7 @@ class Recording:
     id_cache: dict[str, int]
     value_cache: dict[tuple[str, str], dict[str, int]]
     key_memo: dict[Any, Any]
+    bitmap_keys: set[str]
     name: str
     # set by Stats from connect()'s arguments
     deadline: float = DEFAULT_DEADLINE
@@ -372,11 +373,12 @@ class Recording:
                 # the marker keeps the events rejected for their sums: a retry of the batch
                 # reports them, though the totals it would be checked against have moved on
                 note=note(overflow) if overflow else None,
+                bitmaps=self.bitmap_keys,
             )
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
             groups = [g for g in plan.groups if g.tag not in applied_tags]
-            results = yield call(Transport.apply, groups, ttl)
+            results = yield call(Transport.apply, groups, ttl, self.bitmap_keys)
             for g, result in zip(groups, results, strict=False):
                 if isinstance(result, bytes):  # this batch id was applied before
                     applied_tags.add(g.tag)
@@ -441,8 +443,9 @@ class Recording:
             single=not self.cluster,
             now=time.time(),
             sum_bound=bound,
+            bitmaps=self.bitmap_keys,
         )
-        results = yield call(Transport.apply, plan.groups, ttl)
+        results = yield call(Transport.apply, plan.groups, ttl, self.bitmap_keys)
         if SUM_REFUSED in results:  # nothing written (the group with sums goes first)
             return (
                 yield from self.record_once(

@@ -13,7 +13,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,6 +88,7 @@ def plan_one(
     now: float,
     sum_bound: float,
     note: str | None = None,
+    bitmaps: Container[str] = (),
 ) -> WritePlan:
     """`build_plan` of a batch of this one event: the same groups, ops and order.
 
@@ -98,7 +99,7 @@ def plan_one(
         memo = {}
     elif len(memo) > MEMO_LIMIT:
         memo.clear()
-    b = Builder(keys, schema, batch_id, single, sum_bound)
+    b = Builder(keys, schema, batch_id, single, sum_bound, bitmaps)
     b.note = note
     event, chosen = one.name, schema.periods
     hourly = "hour" in chosen

@@ -160,6 +160,20 @@ def apply_call(g: Group, batch_ttl: int) -> tuple[list[str], list[Any]]:
     return [g.batch_key, g.scratch_key, *g.keys], [batch_ttl, *g.args]
 
 
+def applied(keys: Sequence[str], reply: Any, bitmaps: builtins.set[str] | None) -> Any:
+    """apply.lua's answer: 1 for {1, k...} too, whose keys (indexes in KEYS) join `bitmaps`."""
+    if not isinstance(reply, list):
+        return reply
+    if bitmaps is not None:
+        if len(bitmaps) > BITMAPS_KEPT:
+            bitmaps.clear()
+        bitmaps.update(keys[int(k) - 1] for k in reply[1:])
+    return int(reply[0])
+
+
+BITMAPS_KEPT = 200_000  # bitmap key names a client remembers (~10 MB), then starts again
+
+
 def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one sets.lua call running `programs` in order, each with fresh register
     key names in its own slot."""
@@ -240,21 +254,27 @@ class Transport:
         yield Pause(seconds)
 
     # writes
-    def apply(self, groups: Sequence[Group], batch_ttl: int) -> Request[list[int | bytes]]:
+    def apply(
+        self, groups: Sequence[Group], batch_ttl: int, bitmaps: builtins.set[str] | None = None
+    ) -> Request[list[int | bytes]]:
         """Apply groups in order, each with apply.lua; its answer per group sent (1, the note of
-        a batch seen before, or -1: a sum would overflow), stopping after the first -1."""
+        a batch seen before, or -1: a sum would overflow), stopping after the first -1. The
+        actor and value sets found to be bitmaps are added to `bitmaps`."""
         if self.replicas:
-            return (yield from self.apply_replicated(groups, batch_ttl))
+            return (yield from self.apply_replicated(groups, batch_ttl, bitmaps))
         results: list[int | bytes] = []
         yield Doing("recording a batch")
         for g in groups:
-            results.append((yield from self.script(self.apply_script, *apply_call(g, batch_ttl))))
+            keys, args = apply_call(g, batch_ttl)
+            results.append(
+                applied(keys, (yield from self.script(self.apply_script, keys, args)), bitmaps)
+            )
             if results[-1] == -1:
                 break
         return results
 
     def apply_replicated(
-        self, groups: Sequence[Group], batch_ttl: int
+        self, groups: Sequence[Group], batch_ttl: int, bitmaps: builtins.set[str] | None = None
     ) -> Request[list[int | bytes]]:
         """`apply`, each group acknowledged once `replicas` replicas of its master have it:
         apply.lua, a write after it (its marker's expiry set again: something to wait for even
@@ -277,6 +297,7 @@ class Transport:
 
                 pipe = Pipe(fill, on=g.batch_key)
                 result, _, acked = yield from self.pipelined(pipe, [self.apply_script])
+                result = applied(keys, result, bitmaps)
                 results.append(result)
                 if result == -1:
                     break

@@ -7,7 +7,7 @@ as a Redis set) or as one client-built bitmap merged with BITOP OR (many bits).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, NamedTuple
@@ -57,9 +57,16 @@ class Builder:
     """The groups of one plan, op by op; `finish` orders them for the script calls."""
 
     def __init__(
-        self, keys: Keys, schema: Schema, batch_id: str | None, single: bool, sum_bound: float
+        self,
+        keys: Keys,
+        schema: Schema,
+        batch_id: str | None,
+        single: bool,
+        sum_bound: float,
+        bitmaps: Container[str] = (),
     ) -> None:
         self.sum_bound = sum_bound
+        self.bitmaps = bitmaps  # sets known to be bitmaps: sent a bitmap alone
         self.note: str | None = None
         self.keys = keys
         self.schema = schema
@@ -153,29 +160,36 @@ class Builder:
         sparse set as a Redis set), else one OR-merged bitmap per payload."""
         g = self.group(tag)
         # keys fed by the very same chunks (a day, its week, month, year) share one op
-        shared: dict[tuple[int, ...], tuple[Offsets | Bitmap, list[int]]] = {}
+        shared: dict[tuple[int, ...], tuple[Offsets | Bitmap, list[int], list[str]]] = {}
         for key, chunks in by_key.items():
             ident = tuple(map(id, chunks))
             found = shared.get(ident)
             if found is None:
-                found = shared[ident] = (encode_bits(chunks), [])
+                found = shared[ident] = (encode_bits(chunks), [], [])
             found[1].append(g.key(key))
+            found[2].append(key)
             if key in periods_of:
                 self.expire(g, key, *periods_of[key])
         payloads: dict[Bitmap, list[int]] = {}
-        for encoded, targets in shared.values():
+        for encoded, targets, names in shared.values():
             if isinstance(encoded, Bitmap):
                 payloads.setdefault(encoded, []).extend(targets)
-            else:
-                # with many offsets, the script also gets them as a bitmap for the targets
-                # that are bitmaps already (one BITOP, not a SETBIT per offset)
-                code = "B"
-                if len(encoded.offsets) >= WITH_BITMAP:
-                    bitmap = _bitmap(np.asarray(encoded.offsets))
-                    g.args += ["P", bitmap.first, bitmap.payload]
-                    code = "W"
-                g.args += [code, len(targets), *targets, len(encoded.offsets), encoded.high]
-                g.args += encoded.offsets
+                continue
+            many = len(encoded.offsets) >= WITH_BITMAP
+            known = sum(n in self.bitmaps for n in names) if many else 0
+            if known == len(names):  # bitmaps all: OR-merged with the offsets' bitmap
+                payloads.setdefault(_bitmap(np.asarray(encoded.offsets)), []).extend(targets)
+                continue
+            code = "B"
+            if known:
+                # some are bitmaps: the script also gets the offsets as a bitmap for them (one
+                # BITOP, not a SETBIT per offset); sets, or keys not known to be bitmaps yet,
+                # take the offsets (the script reports bitmaps, known from then on)
+                bitmap = _bitmap(np.asarray(encoded.offsets))
+                g.args += ["P", bitmap.first, bitmap.payload]
+                code = "W"
+            g.args += [code, len(targets), *targets, len(encoded.offsets), encoded.high]
+            g.args += encoded.offsets
         for bitmap, targets in payloads.items():
             g.args += ["P", bitmap.first, bitmap.payload]
             for k in targets:

@@ -34,7 +34,8 @@
 -- Redis set of its offsets (an intset: 2-8 bytes a member) and becomes a bitmap (one bit per
 -- offset up to its highest) once it is no longer small or no longer sparse; a set is never
 -- made from a bitmap again. sets.lua reads both.
--- Returns 1 when applied, the marker's note (text) when this batch id was applied before, -1 when a sum could leave
+-- Returns 1 when applied (or {1, k...}: the indexes in KEYS of the sets that are bitmaps now),
+-- the marker's note (text) when this batch id was applied before, -1 when a sum could leave
 -- +-1e308 (its final total, or its stored value plus the bound: some order of the batch's
 -- events would pass the limit on the way); the caller then reads the totals, rejects the events
 -- that carry one past the limit in order, and sends the rest with bound 0. An error naming the
@@ -422,4 +423,12 @@ end
 if payload then  -- (add_offsets deletes what it builds there itself)
   redis.call('DEL', scratch)
 end
-return 1
+-- the actor and value sets that are bitmaps now, so the client sends them a bitmap alone from
+-- now on (a bitmap never becomes a set again)
+local bitmaps = {1}
+for k, found in pairs(held) do
+  if found == 'string' then
+    bitmaps[#bitmaps + 1] = k
+  end
+end
+return #bitmaps > 1 and bitmaps or 1
