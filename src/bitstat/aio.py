@@ -31,15 +31,7 @@ from .schema import Schema, parse_duration
 from .stats import Stats
 from .store import Driving, cluster_address, durability, resolve_url, timeouts, wrapped_errors
 from .tracker_aio import AsyncTracker
-from .transport import (
-    Pause,
-    Pipe,
-    Request,
-    Scan,
-    ScriptMissing,
-    Transport,
-    patient,
-)
+from .transport import Pause, Pipe, Request, Scan, ScriptMissing, Transport, patient
 
 T = TypeVar("T")
 P = ParamSpec("P")

@@ -16,16 +16,7 @@ import redis.exceptions as rex
 from .calls import Call, Op, step
 from .clusters import Cluster
 from .errors import BitstatError, ConnectionError, ServerError
-from .transport import (
-    Doing,
-    Pause,
-    Pipe,
-    Request,
-    Scan,
-    ScriptMissing,
-    Transport,
-    patient,
-)
+from .transport import Doing, Pause, Pipe, Request, Scan, ScriptMissing, Transport, patient
 
 T = TypeVar("T")
 P = ParamSpec("P")
