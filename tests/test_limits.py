@@ -225,3 +225,19 @@ def test_client_caches_emptied_at_their_limit_lose_nothing(
     assert st.unique("buy", "2026-11-03") == 17
     assert st.distinct("buy", "item", "2026-11-03") == 17
     assert sorted(st.actors("buy").day(2026, 11, 3).ids()) == sorted(f"u{i}" for i in range(17))
+
+
+def test_a_namespace_dropped_and_used_again_by_the_same_client_numbers_ids_anew(
+    open_stats: Open,
+) -> None:
+    """After `drop()` the server numbers ids and values from 0 again: the client must not keep
+    the offsets it had learnt (alice's old offset is bob's new one)."""
+    st = open_stats(ids="map", unique=["item"])
+    t = "2026-11-03T10:00:00+00:00"
+    st.track("login", user="alice", item="x", time=t)
+    st.drop()
+    st.track("login", user="bob", item="y", time=t)
+    st.track_many([{"event": "login", "user": "alice", "item": "x", "time": t}] * 70)
+    assert st.unique("login", "2026-11-03") == 2
+    assert sorted(st.actors("login").day(2026, 11, 3).ids()) == ["alice", "bob"]
+    assert st.distinct("login", "item", "2026-11-03") == 2

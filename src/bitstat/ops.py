@@ -112,8 +112,18 @@ class Namespace(Recording):
 
     def drop(self) -> Op[int]:
         deleted: int = yield call(Transport.delete_matching, self.keys.patterns)
-        self.known_events.clear()
+        self.forget_caches()
         return deleted
+
+    def forget_caches(self) -> None:
+        """Forget what this client learnt of the namespace's keys (after a drop, ids and values
+        are numbered anew: a mapping remembered from before would name another's offset)."""
+        self.id_cache.clear()
+        self.value_cache.clear()
+        self.shard_cache.clear()
+        self.bitmap_keys.clear()
+        self.key_memo.clear()
+        self.known_events.clear()
 
     def ids_of(self, offsets: np.ndarray) -> Op[list[Any]]:
         if self.schema.ids == "int":
