@@ -22,6 +22,7 @@ from posthog import Posthog
 
 import bitstat
 from bitstat.web import ServerConfig
+from bitstat.web.posthog import event_time
 from model import Model
 from webserver import running
 
@@ -349,3 +350,19 @@ def test_times_are_corrected_as_posthog_does(server: tuple[str, bitstat.Stats]) 
     assert st.total("plain", "2025-11-13") == 1
     around = [(now - timedelta(days=d)).date().isoformat() for d in (4, 2)]
     assert st.total("offset", *around) == 1
+
+
+def test_the_event_time_is_posthogs_to_the_millisecond() -> None:
+    """PostHog: timestamp + (now - sent_at) with a sent_at (the event's own first), unless
+    skew correction is off; timestamp as it is without; now - offset ms; else now."""
+    now = datetime(2025, 11, 10, 12, tzinfo=UTC).timestamp()
+    stamp = "2025-11-13T12:30:00.125Z"  # a client clock 3 days fast
+    sent = "2025-11-13T12:40:00Z"
+    happened = datetime(2025, 11, 10, 11, 50, 0, 125_000, tzinfo=UTC).timestamp()
+    assert event_time({"timestamp": stamp}, sent, now, True) == happened
+    assert event_time({"timestamp": stamp, "sent_at": sent}, None, now, True) == happened
+    plain = datetime(2025, 11, 13, 12, 30, 0, 125_000, tzinfo=UTC).timestamp()
+    assert event_time({"timestamp": stamp}, sent, now, False) == plain
+    assert event_time({"timestamp": stamp}, None, now, True) == plain
+    assert event_time({"offset": 1500}, sent, now, True) == now - 1.5
+    assert event_time({}, sent, now, True) == now

@@ -14,6 +14,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from segment.analytics import Client as SegmentClient
 import bitstat
 from bitstat.web import ServerConfig, ingest
 from bitstat.web.config import write_keys_from_env
+from bitstat.web.segment import event_time
 from model import Model
 from webserver import running
 
@@ -658,3 +660,24 @@ def test_messages_without_an_id_are_recorded_each_time_they_come(
         answer = _post(base, "/v1/batch", {"batch": [plain, plain, with_id]}).json()
         assert answer["rejected"] == []
     assert st.total("tap", "2025-11-11") == 5
+
+
+def test_the_event_time_is_segments_timestamp_to_the_millisecond() -> None:
+    """Segment: timestamp = receivedAt - (sentAt - originalTimestamp), with the message's own
+    sentAt before the batch's, originalTimestamp before timestamp; no sentAt: the device's
+    time as it is; no time: receivedAt."""
+    received = datetime(2025, 11, 10, 12, 0, 0, tzinfo=UTC).timestamp()
+    device = "2025-11-12T13:30:00.250+01:00"  # 12:30:00.250 UTC, a clock 2 days fast
+    sent = "2025-11-12T12:00:05.000Z"  # the device's clock when it sent, 5 s after
+    skew = datetime(2025, 11, 12, 12, 0, 5, tzinfo=UTC) - datetime(2025, 11, 10, 12, tzinfo=UTC)
+    happened = datetime(2025, 11, 12, 12, 30, 0, 250_000, tzinfo=UTC) - skew
+    at = partial(event_time, received=received)
+    assert at({"originalTimestamp": device}, sent) == happened.timestamp()
+    assert at({"originalTimestamp": device, "timestamp": "2020-01-01T00:00:00Z"}, sent) == (
+        happened.timestamp()
+    )
+    assert at({"timestamp": device, "sentAt": sent}, "2030-01-01T00:00:00Z") == happened.timestamp()
+    assert at({"timestamp": device}, None) == datetime.fromisoformat(device).timestamp()
+    assert at({}, sent) == received
+    with pytest.raises(ingest.Invalid, match="sentAt"):
+        at({"timestamp": device}, "yesterday")
