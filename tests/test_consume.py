@@ -123,6 +123,11 @@ def test_a_stream_is_recorded_once(embedded_url: str, setup: Any) -> None:
     assert said["recorded"] == 300 and said["rejected"] == 0 and said["batches"] == 5
     check(st, evs)
     assert client.xpending(stream, "bitstat")["pending"] == 0
+    # each batch id is remembered for the namespace's batch-id TTL (7 days, docs/streams.md):
+    # a batch recorded but not acknowledged counts once if taken again within it
+    markers = list(client.scan_iter(match=f"{{{st.namespace}}}:batch:stream%3A*", count=1000))
+    assert len(markers) == 5
+    assert all(6 * 86400 < client.ttl(m) <= 7 * 86400 for m in markers)
     # more entries later: the group goes on from where it was
     more = events(40, seed=11)
     add(client, stream, more)

@@ -12,7 +12,7 @@ first try and the retry. Before it records a batch the consumer notes the batch'
 first id -> its last id) in a hash beside the stream; a retry regroups what it takes by those
 bounds, claiming the rest of a batch a read cut short, whoever took the entries and whatever
 its batch size. An entry with no noted bounds was never recorded, so any grouping is right.
-A retry must come within the namespace's batch-id TTL (`connect(batch_ttl=)`, 10 minutes by
+A retry must come within the namespace's batch-id TTL (`connect(batch_ttl=)`, 7 days by
 default): past it the batch id is forgotten and a batch recorded but not acknowledged would
 count twice.
 
