@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bitstat.web import ServerConfig, create_app
 from bitstat.web.metrics import CONTENT_TYPE, Metrics
@@ -135,3 +136,38 @@ def test_label_values_are_escaped() -> None:
     text = asyncio.run(metrics.exposition(None))
     assert 'route="a\\"b\\\\c\\nd"' in text
     parse(text)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    labels = {s.labels["route"] for s in families["bitstat_http_requests"].samples}
+    assert labels == {'a"b\\c\nd'}
+
+
+def test_prometheus_own_parser_reads_the_exposition(client: TestClient) -> None:
+    """prometheus_client's parser (the one Prometheus' Python tools use) reads every family
+    with its type, and the figures agree with the line parser above."""
+    auth = {"Authorization": "Bearer w-secret"}
+    events = [{"event": "login", "user": n, "time": "2026-11-02T10:00:00"} for n in range(3)]
+    assert client.post("/v1/track", json=events, headers=auth).json()["recorded"] == 3
+    text = client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    kinds = {name: f.type for name, f in families.items()}
+    assert kinds == {
+        "bitstat_http_requests": "counter",
+        "bitstat_http_request_duration_seconds": "histogram",
+        "bitstat_http_requests_in_flight": "gauge",
+        "bitstat_events": "counter",
+        "bitstat_http_server_errors": "counter",
+        "bitstat_redis_unavailable": "counter",
+        "bitstat_redis_up": "gauge",
+        "bitstat_redis_ping_seconds": "gauge",
+        "bitstat_process_start_time_seconds": "gauge",
+    }
+    ours = parse(text)
+    for family in families.values():
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+            key = sample.name + (f"{{{labels}}}" if labels else "")
+            assert ours[key] == pytest.approx(sample.value, nan_ok=True), key
+    recorded = [
+        s for s in families["bitstat_events"].samples if s.labels == {"outcome": "recorded"}
+    ]
+    assert [s.value for s in recorded] == [3]
