@@ -21,14 +21,13 @@ import redis.asyncio as aredis
 import redis.exceptions as rex
 
 from .actors import ActorQuery, SetAlgebra
-from .calls import Call, Emit, step
+from .calls import Call, Driver, Emit
 from .clusters import AsyncCluster
-from .errors import BitstatError
-from .ops import Namespace, check_name, check_namespace
+from .ops import check_name, check_namespace
 from .query import Expr
-from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, retrying
+from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE
 from .schema import Schema, parse_duration
-from .stats import Stats
+from .stats import Opened, Stats
 from .store import Driving, cluster_address, durability, resolve_url, timeouts, wrapped_errors
 from .tracker_aio import AsyncTracker
 from .transport import Pause, Pipe, Request, Scan, ScriptMissing, Transport, patient
@@ -146,19 +145,11 @@ class AsyncStore:
 
 async def run(store: AsyncStore, op: Generator[Call, Any, T], deadline: float = 0.0) -> T:
     """Drive an operation with the asyncio store (`calls.run`, awaited)."""
-    if deadline > 0:
-        op = patient(op, deadline)
-    reply: Any = None
-    error: BitstatError | None = None
-    while True:
-        try:
-            call = step(op, reply, error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            reply, error = await store.perform(call), None
-        except BitstatError as exc:
-            reply, error = None, exc
+    driver = Driver(patient(op, deadline) if deadline > 0 else op)
+    while (call := driver.next()) is not None:
+        with driver.replying():
+            driver.reply = await store.perform(call)
+    return driver.answer
 
 
 class AsyncActorSet(SetAlgebra["AsyncStats"]):
@@ -175,24 +166,14 @@ class AsyncActorSet(SetAlgebra["AsyncStats"]):
 
     async def ids(self) -> AsyncIterator[Any]:
         """`ActorSet.ids` for `async for`: the actors' original ids, read in chunks."""
-        op = patient(self._runner._ns.ids(self.expr), self._runner._ns.deadline)
-        store = self._runner._store
-        reply: Any = None
-        error: BitstatError | None = None
-        while True:
-            try:
-                call = op.throw(error) if error is not None else op.send(reply)
-            except StopIteration:
-                return
-            reply, error = None, None
-            if isinstance(call, Emit):
-                for actor in call.values:
+        driver = Driver(patient(self._runner._ns.ids(self.expr), self._runner._ns.deadline))
+        while (asked := driver.next()) is not None:
+            if isinstance(asked, Emit):
+                for actor in asked.values:
                     yield actor
                 continue
-            try:
-                reply = await store.perform(call)
-            except BitstatError as exc:
-                error = exc
+            with driver.replying():
+                driver.reply = await self._runner._store.perform(asked)
 
 
 def awaited(
@@ -210,20 +191,8 @@ def awaited(
     return twin
 
 
-class AsyncStats:
+class AsyncStats(Opened[AsyncStore]):
     """`Stats` for asyncio code: the same methods, awaited. Made by `bitstat.aio.connect()`."""
-
-    def __init__(
-        self,
-        store: AsyncStore,
-        namespace: str,
-        schema: Schema,
-        batch_ttl: int = DEFAULT_BATCH_TTL,
-        deadline: float = DEFAULT_DEADLINE,
-    ) -> None:
-        self._store = store
-        self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
-        self.namespace = namespace
 
     async def _run(self, op: Generator[Call, Any, T]) -> T:
         return await run(self._store, op, self._ns.deadline)
@@ -231,11 +200,6 @@ class AsyncStats:
     async def _record(self, op: Generator[Call, Any, T]) -> T:
         # a batch is tried again by the operation itself, for the call's own deadline
         return await run(self._store, op)
-
-    @property
-    def schema(self) -> Schema:
-        """The namespace's schema (`Stats.schema`)."""
-        return self._ns.schema
 
     async def close(self) -> None:
         """Close the connection (`Stats.close`), awaited."""

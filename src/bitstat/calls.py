@@ -3,8 +3,9 @@ an answer handed out while reading; an operation is a generator of them (`Op`)."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .errors import BitstatError
 
@@ -34,3 +35,41 @@ def step(op: Op[T], reply: Any, error: BitstatError | None) -> Call:
     """Hand an operation the reply to its last call, or the error that call raised (thrown in
     at its `yield`, so an operation that can try again catches it); its next call."""
     return op.throw(error) if error is not None else op.send(reply)
+
+
+class Driver(Generic[Y, T]):
+    """An operation driven ask by ask, by a blocking loop and an asyncio one alike:
+
+    while (asked := driver.next()) is not None:
+        with driver.replying():
+            driver.reply = store.perform(asked)
+    return driver.answer
+    """
+
+    answer: T  # what the operation returned, once `next()` is None
+
+    def __init__(self, op: Generator[Y, Any, T]) -> None:
+        self.op = op
+        self.reply: Any = None
+        self.error: BitstatError | None = None
+
+    def next(self) -> Y | None:
+        """What the operation asks next, handed the last reply (or error thrown in at its
+        `yield`, so an operation that can try again catches it); None once it has returned."""
+        try:
+            asked = (
+                self.op.throw(self.error) if self.error is not None else self.op.send(self.reply)
+            )
+        except StopIteration as stop:
+            self.answer = stop.value
+            return None
+        self.reply, self.error = None, None
+        return asked
+
+    @contextmanager
+    def replying(self) -> Iterator[None]:
+        """A bitstat error raised inside becomes the `error` thrown into the operation next."""
+        try:
+            yield
+        except BitstatError as exc:
+            self.error = exc

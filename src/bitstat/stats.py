@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .actors import ActorQuery, ActorSet
-from .calls import Call, Emit
-from .errors import BitstatError
+from .calls import Call, Driver, Emit
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name
 from .query import SCRATCH_TTL_MS, Expr
@@ -29,12 +28,20 @@ __all__ = ["DEFAULT_BATCH_TTL", "SCRATCH_TTL_MS", "Stats", "TrackResult"]
 T = TypeVar("T")
 
 
-class Stats:
-    """One namespace in one Redis (or Cluster). Made by `bitstat.connect()`."""
+class AnyStore(Protocol):
+    cluster: bool
+
+
+S = TypeVar("S", bound=AnyStore)
+
+
+class Opened(Generic[S]):
+    """A namespace opened on a store: what `Stats` (on a `Store`) and `AsyncStats` (on an
+    `aio.AsyncStore`) hold."""
 
     def __init__(
         self,
-        store: Store,
+        store: S,
         namespace: str,
         schema: Schema,
         batch_ttl: int = DEFAULT_BATCH_TTL,
@@ -44,6 +51,15 @@ class Stats:
         self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
         self.namespace = namespace
 
+    @property
+    def schema(self) -> Schema:
+        """The namespace's schema."""
+        return self._ns.schema
+
+
+class Stats(Opened[Store]):
+    """One namespace in one Redis (or Cluster). Made by `bitstat.connect()`."""
+
     def _run(self, op: Generator[Call, Any, T]) -> T:
         return run(self._store, op, self._ns.deadline)
 
@@ -52,10 +68,6 @@ class Stats:
         return run(self._store, op)
 
     # schema and namespace
-    @property
-    def schema(self) -> Schema:
-        return self._ns.schema
-
     def configure(self, schema: Schema) -> None:
         """Store `schema` as the namespace's schema (the way to change it on purpose)."""
         return self._run(self._ns.configure(schema))
@@ -155,22 +167,13 @@ class Stats:
         return bool(self._run(self._ns.contains(expr, actor)))
 
     def _ids(self, expr: Expr) -> Iterator[Any]:
-        op = patient(self._ns.ids(expr), self._ns.deadline)
-        reply: Any = None
-        error: BitstatError | None = None
-        while True:
-            try:
-                call = op.throw(error) if error is not None else op.send(reply)
-            except StopIteration:
-                return
-            reply, error = None, None
-            if isinstance(call, Emit):
-                yield from call.values
+        driver = Driver(patient(self._ns.ids(expr), self._ns.deadline))
+        while (asked := driver.next()) is not None:
+            if isinstance(asked, Emit):
+                yield from asked.values
                 continue
-            try:
-                reply = self._store.perform(call)
-            except BitstatError as exc:
-                error = exc
+            with driver.replying():
+                driver.reply = self._store.perform(asked)
 
     # metrics
     def unique(self, /, event: str, start: Any, end: Any = None, **segment: Any) -> int:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 import redis.exceptions as rex
 
-from .calls import Call, Op, step
+from .calls import Call, Driver, Op
 from .clusters import Cluster
 from .errors import BitstatError, ConnectionError, ServerError
 from .transport import Doing, Pause, Pipe, Request, Scan, ScriptMissing, Transport, patient
@@ -255,16 +255,8 @@ class Store:
 def run(store: Any, op: Op[T], deadline: float = 0.0) -> T:
     """Drive an operation with a blocking store; reads refused for the moment are made again
     for up to `deadline` seconds (`patient`)."""
-    if deadline > 0:
-        op = patient(op, deadline)
-    reply: Any = None
-    error: BitstatError | None = None
-    while True:
-        try:
-            call = step(op, reply, error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            reply, error = store.perform(call), None
-        except BitstatError as exc:
-            reply, error = None, exc
+    driver = Driver(patient(op, deadline) if deadline > 0 else op)
+    while (call := driver.next()) is not None:
+        with driver.replying():
+            driver.reply = store.perform(call)
+    return driver.answer
