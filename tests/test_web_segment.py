@@ -681,3 +681,40 @@ def test_the_event_time_is_segments_timestamp_to_the_millisecond() -> None:
     assert at({}, sent) == received
     with pytest.raises(ingest.Invalid, match="sentAt"):
         at({"timestamp": device}, "yesterday")
+
+
+def test_a_batchs_context_is_merged_into_each_messages(server: tuple[str, bitstat.Stats]) -> None:
+    """Segment merges a batch's `context` into each message's, the message's own winning
+    (analytics-go sends its library there): a schema's `context.*` fields read the merge."""
+    base, st = server
+    st.configure(bitstat.Schema(ids="map", count=["context.library.name", "context.os.name"]))
+    at = "2025-11-12T10:00:00Z"
+    batch = {
+        "context": {"library": {"name": "analytics-go", "version": "3.3"}, "os": {"name": "Linux"}},
+        "batch": [
+            {"type": "track", "userId": "u1", "event": "go", "messageId": "g1", "timestamp": at},
+            {
+                "type": "track",
+                "userId": "u2",
+                "event": "go",
+                "messageId": "g2",
+                "timestamp": at,
+                "context": {"os": {"name": "Darwin"}},
+            },
+            {
+                "type": "track",
+                "userId": "u3",
+                "event": "go",
+                "messageId": "g3",
+                "timestamp": at,
+                "context": {"library": {"name": "custom"}},
+            },
+        ],
+    }
+    answer = _post(base, "/v1/batch", batch)
+    assert answer.json()["recorded"] == 3, answer.text
+    day = "2025-11-12"
+    assert st.counts("go", "context.library.name", day) == {"analytics-go": 2, "custom": 1}
+    assert st.counts("go", "context.os.name", day) == {"Linux": 2, "Darwin": 1}
+    wrong = _post(base, "/v1/batch", {**batch, "context": "linux"})
+    assert wrong.status_code == 400 and wrong.json()["field"] == "context"

@@ -101,18 +101,39 @@ def event_time(msg: Mapping[str, Any], sent_at: Any, received: float) -> float:
     return ingest.skew_corrected(device, ingest.parse_time(sent, where), received)
 
 
+def merged_context(outer: Any, inner: Any) -> Any:
+    """A message's `context` (`inner`) over its batch's (`outer`), object by object: Segment
+    merges a batch's context into each message's (analytics-go sends its library there)."""
+    if inner is None:
+        return outer
+    if not isinstance(inner, Mapping) or not isinstance(outer, Mapping):
+        return inner
+    out = dict(outer)
+    for key, value in inner.items():
+        out[key] = merged_context(out.get(key), value)
+    return out
+
+
 def translate(
-    msg: Any, schema: Schema, *, kind: str | None, sent_at: Any, received: float
+    msg: Any,
+    schema: Schema,
+    *,
+    kind: str | None,
+    sent_at: Any,
+    received: float,
+    context: Mapping[str, Any] | None = None,
 ) -> tuple[str | None, dict[str, Any]]:
     """(messageId, the bitstat event) of one message; raises Invalid naming the field.
 
     `kind`: the message type a single-message route implies (a `type` given must agree);
-    None in a batch, where `type` is required."""
+    None in a batch, where `type` is required. `context`: the batch's, under the message's."""
     if not isinstance(msg, Mapping):
         raise Invalid(None, f"a message must be a JSON object, not {type(msg).__name__}")
     size = len(json.dumps(msg, separators=(",", ":"), default=str).encode())
     if size > MAX_MESSAGE:
         raise Invalid(None, f"the message is {size:,} bytes; the limit is {MAX_MESSAGE:,}")
+    if context:
+        msg = {**msg, "context": merged_context(context, msg.get("context"))}
     given = msg.get("type")
     if given is None and kind is None:
         raise Invalid("type", f"a message in a batch says its type, one of {', '.join(TYPES)}")
@@ -204,11 +225,20 @@ async def handle(
                         "a batch body holds `batch`: a list of messages",
                         field="batch",
                     )
-                sent_at = body.get("sentAt")
+                sent_at, context = body.get("sentAt"), body.get("context")
+                if context is not None and not isinstance(context, Mapping):
+                    raise IngestError(
+                        400,
+                        "invalid_request",
+                        "a batch's `context` is an object, merged into each message's",
+                        field="context",
+                    )
             else:
-                batch, sent_at = [body], None
+                batch, sent_at, context = [body], None, None
             ingest.check_count(batch, host.config.max_events, "messages", TOO_LARGE)
-            messages, rejections = _translated(batch, stats.schema, kind, sent_at, received)
+            messages, rejections = _translated(
+                batch, stats.schema, kind, sent_at, received, context
+            )
             if kind is not None and rejections:
                 bad = rejections[0]
                 raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
@@ -243,13 +273,22 @@ async def handle(
 
 
 def _translated(
-    batch: list[Any], schema: Schema, kind: str | None, sent_at: Any, received: float
+    batch: list[Any],
+    schema: Schema,
+    kind: str | None,
+    sent_at: Any,
+    received: float,
+    context: Mapping[str, Any] | None,
 ) -> tuple[list[tuple[str | None, dict[str, Any] | None]], list[Rejection]]:
     messages: list[tuple[str | None, dict[str, Any] | None]] = []
     rejections: list[Rejection] = []
     for i, msg in enumerate(batch):
         try:
-            messages.append(translate(msg, schema, kind=kind, sent_at=sent_at, received=received))
+            messages.append(
+                translate(
+                    msg, schema, kind=kind, sent_at=sent_at, received=received, context=context
+                )
+            )
         except Invalid as exc:
             mid = msg.get("messageId") if isinstance(msg, Mapping) else None
             rejections.append(
