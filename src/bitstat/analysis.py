@@ -297,12 +297,12 @@ def retention(
     first_event: str,
     return_event: str,
     start: Any,
-    periods: int = 8,
-    period: str = "week",
-    kind: str = "first",
-    columns: int | None = None,
-    now: Any = None,
-    segment: Mapping[str, Any] | None = None,
+    periods: int,
+    period: str,
+    kind: str,
+    columns: int | None,
+    now: Any,
+    segment: Mapping[str, Any],
 ) -> Steps[Retention]:
     """Cohort table: row i is cohort `start + i`, `counts[k]` its actors back in period i + k.
 
@@ -322,7 +322,7 @@ def retention(
         raise QueryError(f"kind must be 'first' or 'recurring', got {kind!r}", param="kind")
     rows = _count("periods", periods)
     width = rows if columns is None else _count("columns", columns)
-    seg = ns.segment(first_event, segment or {})
+    seg = ns.segment(first_event, segment)
     wall_now = _now(ns, now)
     buckets = _buckets(period, _start_bucket(ns, period, start), rows + width - 1)
     first = (yield from _first_day(ns, first_event)) if kind == "first" else None
@@ -362,13 +362,7 @@ class LifecyclePeriod:
 
 
 def lifecycle(
-    ns: Namespace,
-    event: str,
-    start: Any,
-    periods: int = 8,
-    period: str = "week",
-    *,
-    now: Any = None,
+    ns: Namespace, event: str, start: Any, periods: int, period: str, now: Any
 ) -> Steps[Lifecycle]:
     """New, returning, resurrecting and dormant actors of `event` in each of `periods` periods."""
     _name("event", event)
@@ -502,12 +496,12 @@ def stickiness_program(
 
 
 def stickiness(
-    ns: Namespace, event: str, start: Any, end: Any = None, segment: Mapping[str, Any] | None = None
+    ns: Namespace, event: str, start: Any, end: Any, segment: Mapping[str, Any]
 ) -> Steps[Stickiness]:
     """{n: actors active on exactly n distinct days of [start, end]} for n = 1 .. days."""
     _name("event", event)
     yield from ns.require_events([event])
-    seg = ns.segment(event, segment or {})
+    seg = ns.segment(event, segment)
     days = _days(ns, *ns.range(start, end), "segment" if seg else None)
     values = yield from ns.totals(stickiness_program([lbs for _, lbs in days], event, seg))
     return Stickiness(enumerate(values, start=1))
@@ -614,9 +608,9 @@ def funnel(
     ns: Namespace,
     steps: Sequence[str],
     start: Any,
-    end: Any = None,
-    within: Any = "7d",
-    segment: Mapping[str, Any] | None = None,
+    end: Any,
+    within: Any,
+    segment: Mapping[str, Any],
 ) -> Steps[Funnel]:
     """[(step, actors who reached it)]; see `Stats.funnel`."""
     if isinstance(steps, str) or not isinstance(steps, Sequence) or not steps:
@@ -626,7 +620,7 @@ def funnel(
     names = [_name("steps", s, "each step") for s in steps]
     yield from ns.require_events(names, "steps")
     window = parse_within(within)
-    seg = ns.segment(names[0], segment or {})
+    seg = ns.segment(names[0], segment)
     lo, hi = ns.range(start, end)
     first = P.bucket_of("day", lo).start
     last = P.bucket_of("day", hi - timedelta(microseconds=1)).end

@@ -293,8 +293,7 @@ class Stats(Opened[Store]):
         not in the previous period but before it; dormant: active in the previous period, not
         in this one. Periods not begun by `now` have None counts.
         """
-        op = analysis.lifecycle(self._ns, event, start, periods, period, now=now)
-        return self._run(op)
+        return self._run(analysis.lifecycle(self._ns, event, start, periods, period, now))
 
 
 from . import analysis  # noqa: E402  (kept beside the analysis methods above)
