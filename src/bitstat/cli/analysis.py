@@ -6,7 +6,7 @@ stickiness; JSON and CSV carry the numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,27 +14,37 @@ from rich.table import Table
 
 from ..analysis import ADJECTIVES
 from . import output as out
-from .output import Output, Rows, format_option
+from .output import F, Output, Rows, format_option
 from .query import PERIOD, event_range, pass_settings, segment, time_range, where_option
 
 if TYPE_CHECKING:
     from .main import Settings
 
 
+def periods_options(rows: str) -> Callable[[F], F]:
+    """`--periods N`, how many `rows` (default 8), and `--period`, their length (a week)."""
+
+    def add(f: F) -> F:
+        period = click.option(
+            "--period", type=PERIOD, default="week", show_default=True, help="Length of a period."
+        )
+        periods = click.option(
+            "--periods",
+            type=click.IntRange(min=1),
+            default=8,
+            show_default=True,
+            help=f"Number of {rows} (rows).",
+        )
+        return periods(period(f))
+
+    return add
+
+
 @click.command(short_help="Cohort retention table (a heat map in the terminal).")
 @click.argument("first_event")
 @click.argument("return_event")
 @click.argument("start")
-@click.option(
-    "--periods",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Number of cohorts (rows).",
-)
-@click.option(
-    "--period", type=PERIOD, default="week", show_default=True, help="Length of a period."
-)
+@periods_options("cohorts")
 @click.option(
     "--kind",
     type=click.Choice(("first", "recurring")),
@@ -211,16 +221,7 @@ def stickiness(
 @click.command(short_help="New, returning, resurrecting and dormant actors per period.")
 @click.argument("event")
 @click.argument("start")
-@click.option(
-    "--periods",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Number of periods (rows).",
-)
-@click.option(
-    "--period", type=PERIOD, default="week", show_default=True, help="Length of a period."
-)
+@periods_options("periods")
 @click.option("--now", metavar="TIME", help="Periods after this are not begun (default: now).")
 @format_option
 @pass_settings
