@@ -15,7 +15,7 @@ from .. import embedded
 from ..errors import SchemaError
 from ..schema import Schema
 from ..transport import Transport
-from .output import duration, format_option, to_csv, to_json
+from .output import duration, format_option, formats_option, to_csv, to_json
 
 if TYPE_CHECKING:
     from ..stats import Stats
@@ -38,15 +38,7 @@ def schema() -> None:
 
 
 @schema.command("show", short_help="Print the schema (TOML or JSON).")
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(("toml", "json")),
-    default="toml",
-    show_default=True,
-    help="TOML reads best and is what `schema set` takes back.",
-)
+@formats_option(("toml", "json"), "TOML reads best and is what `schema set` takes back.")
 @click.pass_obj
 def schema_show(settings: Settings, fmt: str) -> None:
     """Print the namespace's schema. Exit 1 if none is stored and nothing is recorded there

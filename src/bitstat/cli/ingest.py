@@ -379,15 +379,7 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
     help="Write every rejected line here, as FILE:LINE: reason.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(("table", "json")),
-    default="table",
-    show_default=True,
-    help="The closing report as text or as JSON.",
-)
+@cli_output.formats_option(("table", "json"), "The closing report as text or as JSON.")
 @click.pass_context
 def ingest(
     ctx: click.Context,

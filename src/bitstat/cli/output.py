@@ -31,18 +31,23 @@ JSON_WIDTH = 100
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def format_option(f: F) -> F:
-    """The shared `-f/--format table|json|csv` option, passed to the command as `fmt`."""
-    option = click.option(
+def formats_option(formats: tuple[str, ...], help: str) -> Callable[[F], F]:
+    """A `-f/--format` option, one of `formats` (the first by default), passed as `fmt`."""
+    return click.option(
         "-f",
         "--format",
         "fmt",
-        type=click.Choice(FORMATS),
-        default="table",
+        type=click.Choice(formats),
+        default=formats[0],
         show_default=True,
-        help="Output: a table for reading, JSON (a list of objects) or CSV for programs.",
+        help=help,
     )
-    return option(f)
+
+
+format_option = formats_option(
+    FORMATS, "Output: a table for reading, JSON (a list of objects) or CSV for programs."
+)
+"""The shared `-f/--format table|json|csv` option, passed to the command as `fmt`."""
 
 
 @dataclass
