@@ -23,7 +23,7 @@ from ..record import TrackResult
 from ..schema import Schema
 from ..store import resolve_url
 from . import output as cli_output
-from .ingest_workers import Recorded, Workers, parse_workers
+from .ingest_workers import Recorded, Workers, workers_option
 from .read import (
     EPOCH_FORMATS,
     KINDS,
@@ -363,14 +363,9 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
     show_default=True,
     help="Events per batch (one exactly-once unit).",
 )
-@click.option(
-    "--workers",
-    metavar="N|auto",
-    default="1",
-    callback=parse_workers,
-    show_default=True,
-    help="Processes recording batches at once, or `auto` (one a core). Batch ids do not depend"
-    " on it: a re-run with any number of workers records nothing twice.",
+@workers_option(
+    "Processes recording batches at once, or `auto` (one a core). Batch ids do not depend"
+    " on it: a re-run with any number of workers records nothing twice."
 )
 @click.option("--strict", is_flag=True, help="Check every line first; stop at a bad one.")
 @click.option(

@@ -25,13 +25,15 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from ..errors import BitstatError
 from ..schema import Schema
 from .read import Decoder, FieldMap, raw_records
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 IN_FLIGHT = 2  # batches handed to the pool per worker: one running, one waiting
 
@@ -51,6 +53,18 @@ def parse_workers(ctx: click.Context, param: click.Parameter, value: str) -> int
     if text.isdigit() and int(text) >= 1:
         return int(text)
     raise click.BadParameter(f"expected a number (1 or more) or auto, got {value!r}")
+
+
+def workers_option(help: str) -> Callable[[F], F]:
+    """The --workers option of ingest and serve: how many processes, or `auto`."""
+    return click.option(
+        "--workers",
+        metavar="N|auto",
+        default="1",
+        callback=parse_workers,
+        show_default=True,
+        help=help,
+    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .ingest_workers import parse_workers
+from .ingest_workers import workers_option
 from .query import PERIOD
 
 if TYPE_CHECKING:
@@ -87,14 +87,9 @@ def _size(text: str) -> int:
     type=click.IntRange(min=0),
     help="Seconds between dashboard refreshes (0: never).",
 )
-@click.option(
-    "--workers",
-    metavar="N|auto",
-    default="1",
-    callback=parse_workers,
-    show_default=True,
-    help="Server processes sharing the port, or `auto` (one a core): POST /v1/track parses and"
-    " plans in Python, one core a process.",
+@workers_option(
+    "Server processes sharing the port, or `auto` (one a core): POST /v1/track parses and"
+    " plans in Python, one core a process."
 )
 @click.option(
     "--log-level",
