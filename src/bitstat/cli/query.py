@@ -38,6 +38,23 @@ def time_range(f: F) -> F:
     return click.argument("start")(f)
 
 
+def property_command(
+    short_help: str, *options: Callable[[F], F]
+) -> Callable[[Callable[..., None]], click.Command]:
+    """A command on EVENT PROPERTY START [END] (a property of the event over a range, as
+    `event_range`), with `options`, then -f/--format; it is passed the settings."""
+
+    def make(f: Callable[..., None]) -> click.Command:
+        f = format_option(pass_settings(f))
+        for option in reversed(options):
+            f = option(f)
+        f = time_range(f)
+        f = click.argument("prop", metavar="PROPERTY")(f)
+        return click.command(short_help=short_help)(click.argument("event")(f))
+
+    return make
+
+
 def where_option(f: F) -> F:
     return click.option(
         "-w",
@@ -156,12 +173,7 @@ def series(
     Output(fmt).rows(rows)
 
 
-@click.command(short_help="Events per value of a `count` property.")
-@click.argument("event")
-@click.argument("prop", metavar="PROPERTY")
-@time_range
-@format_option
-@pass_settings
+@property_command("Events per value of a `count` property.")
 def counts(
     settings: Settings, event: str, prop: str, start: str, end: str | None, fmt: str
 ) -> None:
@@ -178,13 +190,10 @@ def counts(
     Output(fmt).rows(Rows([*key_columns(prop), "count"], rows))
 
 
-@click.command(short_help="Sum of a numeric `sum` property, in total or per label.")
-@click.argument("event")
-@click.argument("prop", metavar="PROPERTY")
-@time_range
-@click.option("--by", metavar="PROPERTY", help="A total per value of this property.")
-@format_option
-@pass_settings
+@property_command(
+    "Sum of a numeric `sum` property, in total or per label.",
+    click.option("--by", metavar="PROPERTY", help="A total per value of this property."),
+)
 def sums(
     settings: Settings,
     event: str,
@@ -211,20 +220,17 @@ def sums(
     Output(fmt).rows(Rows([*key_columns(by), "sum"], rows))
 
 
-@click.command(short_help="Most frequent values of a `top` property.")
-@click.argument("event")
-@click.argument("prop", metavar="PROPERTY")
-@time_range
-@click.option(
-    "-n",
-    "--limit",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="How many values, most frequent first.",
+@property_command(
+    "Most frequent values of a `top` property.",
+    click.option(
+        "-n",
+        "--limit",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="How many values, most frequent first.",
+    ),
 )
-@format_option
-@pass_settings
 def top(
     settings: Settings,
     event: str,
@@ -247,12 +253,7 @@ def top(
     Output(fmt).rows(Rows([*key_columns(prop), "count"], rows))
 
 
-@click.command(short_help="Distinct values of a `unique` or `approx` property.")
-@click.argument("event")
-@click.argument("prop", metavar="PROPERTY")
-@time_range
-@format_option
-@pass_settings
+@property_command("Distinct values of a `unique` or `approx` property.")
 def distinct(
     settings: Settings, event: str, prop: str, start: str, end: str | None, fmt: str
 ) -> None:
