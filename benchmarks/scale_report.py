@@ -139,7 +139,7 @@ def memory_model(
     values: float,
     id_per_actor: float,
     approx: dict[str, float] | None,
-    value_sum: float | None = None,
+    value_spans: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Bytes per part for `actors`, `buckets` kept per period and `values` session values.
 
@@ -149,7 +149,8 @@ def memory_model(
                         + sum(distinct_per_value_per_bucket[period] * values * buckets[period])
     sessions (approx) = sum(approx[period] * buckets[period])
     id map = id_per_actor * actors; all actors = all_actors_per_actor * actors
-    `value_sum` replaces values * buckets in the distinct term when buckets span fewer values.
+    `value_spans[period]` replaces values * buckets[period] where the kept buckets of a period
+    span fewer values (numbered over time, a bucket holds those numbered by its end).
     """
     parts: dict[str, float] = {}
     for fam, per in c["per_actor_per_bucket"].items():
@@ -163,7 +164,7 @@ def memory_model(
     if approx is None:
         parts["session value maps"] = c["value_maps_per_value"] * values
         parts["session distinct bitmaps"] = sum(
-            v * (value_sum if value_sum is not None else values * buckets.get(p, 0))
+            v * (value_spans[p] if value_spans else values * buckets.get(p, 0))
             for p, v in c["distinct_per_value_per_bucket"].items()
         )
     else:
@@ -175,53 +176,65 @@ def memory_model(
 
 
 def approx_per_bucket(data: dict[str, Any]) -> dict[str, float] | None:
-    rows = (data.get("periods") or {}).get("rows") or []
-    for r in rows:
-        if r.get("approx") and "approx HLLs" in r["memory"]["families"]:
-            per = r["memory"]["families"]["approx HLLs"]["periods"]
-            return {p: v["bytes"] / v["buckets"] for p, v in per.items()}
-    return None
+    """HLL bytes per bucket: the approx rate run's, else the periods section's approx row."""
+    ra = data.get("rate_approx")
+    if ra and ra.get("points"):
+        fams = ra["points"][-1]["memory"]["families"]
+    else:
+        rows = (data.get("periods") or {}).get("rows") or []
+        found = [r for r in rows if r.get("approx")]
+        if not found:
+            return None
+        fams = found[0]["memory"]["families"]
+    if "approx HLLs" not in fams:
+        return None
+    per = fams["approx HLLs"]["periods"]
+    return {p: v["bytes"] / v["buckets"] for p, v in per.items()}
+
+
+def cpu(section: dict[str, Any], rate: float) -> dict[str, float]:
+    """CPU per event over all spans of a rate run (weighted by events) and at `rate`."""
+    spans = [p["ingest_of_this_span"] for p in section["points"]]
+    events = sum(s["events"] for s in spans)
+    server = sum(s["server_cpu_us_per_event"] * s["events"] for s in spans) / events
+    client = sum(s["client_cpu_us_per_event"] * s["events"] for s in spans) / events
+    return {
+        "server_cpu_us_per_event": server,
+        "client_cpu_us_per_event": client,
+        "server_cores_at_rate": server * rate / 1e6,
+        "client_cores_at_rate": client * rate / 1e6,
+    }
 
 
 def extrapolate(data: dict[str, Any]) -> dict[str, Any]:
     """A day at the rate section's rate for 1M and 10M actors, and a year for 100M actors under
-    each retention setting, from the rate section's per-bucket costs (nothing measured here)."""
+    each retention setting, from the rate runs' per-bucket costs (nothing measured here)."""
     rate = data.get("rate")
     if not rate or not rate.get("points"):
         return {}
-    last = rate["points"][-1]
-    c = coefficients(last)
+    c = coefficients(rate["points"][-1])
+    ra = data.get("rate_approx")
+    ca = coefficients(ra["points"][-1]) if ra and ra.get("points") else c
+    approx = approx_per_bucket(data)
     r = float(rate["rate"])
-    spans = [p["ingest_of_this_span"] for p in rate["points"]]
-    events = sum(s["events"] for s in spans)
-    server_us = sum(s["server_cpu_us_per_event"] * s["events"] for s in spans) / events
-    client_us = sum(s["client_cpu_us_per_event"] * s["events"] for s in spans) / events
     per_day = r * SECONDS_A_DAY
     out: dict[str, Any] = {
         "coefficients": c,
+        "coefficients_approx": ca,
         "rate": r,
         "events_a_day": per_day,
-        "ingest": {
-            "server_cpu_us_per_event": server_us,
-            "client_cpu_us_per_event": client_us,
-            "server_cores_at_rate": server_us * r / 1e6,
-            "client_cores_at_rate": client_us * r / 1e6,
-            "server_cpu_hours_a_day": server_us * per_day / 1e6 / 3600,
-            "client_cpu_hours_a_day": client_us * per_day / 1e6 / 3600,
-        },
+        "ingest": {"unique": cpu(rate, r)},
         "day": [],
         "year": [],
     }
-    approx = approx_per_bucket(data)
+    if ra and ra.get("points"):
+        out["ingest"]["approx"] = cpu(ra, r)
+    schemas = [("unique", c, None)] + ([("approx", ca, approx)] if approx else [])
     values_day = c["session_values_per_event"] * per_day
     for actors in (1_000_000, 10_000_000):
         id_b, id_src = id_map_per_actor(data, actors, c["id_map_per_actor"])
-        for sessions in ("unique", "approx"):
-            if sessions == "approx" and approx is None:
-                continue
-            parts = memory_model(
-                c, actors, DAY_BUCKETS, values_day, id_b, approx if sessions == "approx" else None
-            )
+        for sessions, coef, hll in schemas:
+            parts = memory_model(coef, actors, DAY_BUCKETS, values_day, id_b, hll)
             out["day"].append(
                 {
                     "actors": actors,
@@ -242,16 +255,15 @@ def extrapolate(data: dict[str, Any]) -> dict[str, Any]:
             "actors": actors,
             "id_map_from": id_src,
         }
-        if approx is not None:
-            row["bytes_approx_sessions"] = memory_model(c, actors, kept, 0, id_b, approx)
-        # unique sessions: a bucket's distinct bitmap is as wide as the values numbered by its
-        # end; the year's values grow evenly, so the kept buckets of a period of n a year
-        # (the last k) span sum(i / n for i in n-k+1..n) * values_year
-        spans = sum(
-            values_year * (k * (2 * YEAR_BUCKETS[p] - k + 1)) / (2 * YEAR_BUCKETS[p])
+        if approx:
+            row["bytes_approx_sessions"] = memory_model(ca, actors, kept, 0, id_b, approx)
+        # unique sessions: values are numbered evenly over the year and a bucket's distinct
+        # bitmap is as wide as the values numbered by its end, so the last k of a period's n
+        # buckets of the year span values_year * (k * (2n - k + 1)) / (2n) values in all
+        spans = {
+            p: values_year * (k * (2 * YEAR_BUCKETS[p] - k + 1)) / (2 * YEAR_BUCKETS[p])
             for p, k in kept.items()
-            if p in c["distinct_per_value_per_bucket"]
-        )
+        }
         row["bytes_unique_sessions"] = memory_model(c, actors, kept, values_year, id_b, None, spans)
         out["year"].append(row)
     out["session_values_a_year"] = values_year
@@ -362,12 +374,14 @@ def table_queries(data: dict[str, Any]) -> str:
     cols: list[tuple[str, list[dict[str, Any]]]] = []
     for r in (data.get("actors") or {}).get("rows", []):
         cols.append((f"{r['actors']:,} actors, {r['days']} days", r["queries"]))
-    rate = data.get("rate")
-    if rate and rate.get("queries"):
+    for rate in (data.get("rate"), data.get("rate_approx")):
+        if not rate or not rate.get("queries"):
+            continue
         events = rate["points"][-1]["events"]
         cols.append(
             (
-                f"rate: {rate['actors']:,} actors, {events:,} events, {rate['days']} day",
+                f"rate, sessions {rate.get('sessions', 'unique')}: {rate['actors']:,} actors,"
+                f" {events:,} events, {rate['days']} day",
                 rate["queries"],
             )
         )
@@ -412,16 +426,17 @@ RATE_COLUMNS = (
     ("actor bitmaps", ("actor bitmaps",)),
     ("segments", ("segment bitmaps",)),
     ("counters", ("metrics hashes", "counts", "sums by label", "top zsets")),
-    ("distinct", ("distinct bitmaps",)),
+    ("distinct", ("distinct bitmaps", "approx HLLs")),
     ("value maps", ("value maps",)),
     ("id map", ("id map",)),
 )
 
 
 def table_rate(data: dict[str, Any]) -> str:
-    sec = data.get("rate")
-    if not sec:
-        return ""
+    return "\n".join(_table_rate(data[k]) for k in ("rate", "rate_approx") if data.get(k))
+
+
+def _table_rate(sec: dict[str, Any]) -> str:
     lines = [
         "| event time | events | actors mapped | sessions numbered | MB | B/event | "
         + " | ".join(f"{name} MB" for name, _ in RATE_COLUMNS)
@@ -440,10 +455,9 @@ def table_rate(data: dict[str, Any]) -> str:
         cells += [_n(span["events_per_s"]), _n(span["server_cpu_us_per_event"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return (
-        f"Rate ({sec['rate']:,.0f} events a second of event time from {sec['start']},"
-        f" {sec['actors']:,} actors, one namespace, measured after each span):\n\n"
-        + "\n".join(lines)
-        + "\n"
+        f"Rate, sessions {sec.get('sessions', 'unique')} ({sec['rate']:,.0f} events a second"
+        f" of event time from {sec['start']}, {sec['actors']:,} actors, one namespace, measured"
+        " after each span):\n\n" + "\n".join(lines) + "\n"
     )
 
 
@@ -525,15 +539,22 @@ def table_cluster(data: dict[str, Any]) -> str:
 def table_extrapolated(ex: dict[str, Any]) -> str:
     if not ex:
         return ""
-    ing = ex["ingest"]
     out = [
         f"Extrapolated (not measured): a day at {ex['rate']:,.0f} events/s ="
-        f" {ex['events_a_day']:,.0f} events; the rate section's CPU per event"
-        f" ({ing['server_cpu_us_per_event']:.2f} µs server, {ing['client_cpu_us_per_event']:.2f}"
-        f" µs client) x the rate = {ing['server_cores_at_rate']:.3f} of a server core and"
-        f" {ing['client_cores_at_rate']:.3f} of a client core, busy all day.\n",
+        f" {ex['events_a_day']:,.0f} events."
     ]
-    parts = list(ex["day"][0]["bytes"]) if ex["day"] else []
+    for sessions, ing in ex["ingest"].items():
+        out.append(
+            f"CPU, sessions {sessions}: the rate run's {ing['server_cpu_us_per_event']:.2f} µs"
+            f" (server) and {ing['client_cpu_us_per_event']:.2f} µs (client) an event x the rate"
+            f" = {ing['server_cores_at_rate']:.3f} of a server core and"
+            f" {ing['client_cores_at_rate']:.3f} of a client core, busy all day."
+        )
+    out[-1] += "\n"
+    parts: list[str] = []
+    for row in ex["day"]:
+        parts += [p for p in row["bytes"] if p not in parts and p != "total"]
+    parts.append("total")
     lines = [
         "| a day | " + " | ".join(p for p in parts) + " |",
         "|---|" + "--:|" * len(parts),

@@ -25,17 +25,21 @@ def test_quick_run_is_exact(tmp_path: Path) -> None:
     argv += ["--masters", "1", "3", "--cluster-actors", "300", "--runs", "1", "--batch", "700"]
     assert scale.main([*argv, "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    asked = [
-        q
-        for part in (
-            data["actors"]["rows"],
-            data["periods"]["rows"],
-            data["ids"]["rows"],
-            data["cluster"]["rows"],
-        )
-        for r in part
-        for q in r["queries"]
-    ] + data["rate"]["queries"]
+    asked = (
+        [
+            q
+            for part in (
+                data["actors"]["rows"],
+                data["periods"]["rows"],
+                data["ids"]["rows"],
+                data["cluster"]["rows"],
+            )
+            for r in part
+            for q in r["queries"]
+        ]
+        + data["rate"]["queries"]
+        + data["rate_approx"]["queries"]
+    )
     assert len(asked) > 80
     assert all(q["ok"] for q in asked), [q for q in asked if not q["ok"]]
     for r in data["actors"]["rows"]:
@@ -43,8 +47,9 @@ def test_quick_run_is_exact(tmp_path: Path) -> None:
         assert r["memory"]["bytes"] > 0 and r["actors_mapped"] == r["distinct_actors"]
     assert [r["masters"] for r in data["cluster"]["rows"]] == [1, 3]
     assert len(data["cluster"]["rows"][1]["ingest"]["server_cpu_us_per_event_per_node"]) == 3
-    points = data["rate"]["points"]
-    assert [p["events"] for p in points] == [5_000, 10_000]
+    for key in ("rate", "rate_approx"):
+        assert [p["events"] for p in data[key]["points"]] == [5_000, 10_000]
+    assert "approx HLLs" in data["rate_approx"]["points"][-1]["memory"]["families"]
     # one event of every name writes the same keys per period: 5 actor sets, 5 metrics hashes
     for name, r in data["keys"].items():
         assert r["families"]["actor bitmaps"] == dict.fromkeys(rd.SCHEMA.periods, 1), name
