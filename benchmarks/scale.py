@@ -699,6 +699,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="write the figures (no PATH: benchmarks/results/scale-<time>.json)",
     )
     p.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
+    p.add_argument(
+        "--report",
+        metavar="JSON",
+        help="print the tables of a saved run (extrapolations computed again); measure nothing",
+    )
     return p.parse_args(argv)
 
 
@@ -720,8 +725,18 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
     )
 
 
+def rerender(path: str) -> int:
+    """The tables of a saved run, its extrapolations computed again from its measured figures."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data["extrapolated"] = report.extrapolate(data)
+    print(report.markdown(data))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return rerender(args.report)
     sizes = sizes_of(args)
     sections = args.only or list(SECTIONS)
     started = time.perf_counter()

@@ -32,6 +32,12 @@ RETENTION = (
         {**YEAR_BUCKETS, "hour": 14 * 24 + 1, "day": 91, "week": 27},
     ),
 )
+# every period expires: the buckets kept stay the same year after year
+STEADY = (
+    "every period, any number of years",
+    '{"hour": "14d", "day": "90d", "week": "26w", "month": "104w", "year": "104w"}',
+    {"hour": 14 * 24 + 1, "day": 91, "week": 27, "month": 25, "year": 3},
+)
 SECONDS_A_DAY = 86_400
 
 
@@ -266,6 +272,16 @@ def extrapolate(data: dict[str, Any]) -> dict[str, Any]:
         }
         row["bytes_unique_sessions"] = memory_model(c, actors, kept, values_year, id_b, None, spans)
         out["year"].append(row)
+    if approx:  # unique sessions never level off: their value maps keep every value seen
+        name, expire, kept = STEADY
+        out["steady"] = {
+            "retention": name,
+            "expire": expire,
+            "buckets": kept,
+            "actors": actors,
+            "id_map_from": id_src,
+            "bytes_approx_sessions": memory_model(ca, actors, kept, 0, id_b, approx),
+        }
     out["session_values_a_year"] = values_year
     return out
 
@@ -578,6 +594,14 @@ def table_extrapolated(ex: dict[str, Any]) -> str:
         lines.append(
             f"| {row['retention']} `{row['expire']}` | {'—' if a is None else _mb(a['total'])}"
             f" | {'—' if bitmaps is None else _mb(bitmaps)} | {_mb(u['total'])} |"
+        )
+    steady = ex.get("steady")
+    if steady:
+        a = steady["bytes_approx_sessions"]
+        bitmaps = a["actor bitmaps"] + a.get("segment bitmaps", 0)
+        lines.append(
+            f"| {steady['retention']} `{steady['expire']}` | {_mb(a['total'])} | {_mb(bitmaps)}"
+            " | grows: value maps keep every session |"
         )
     out.append("\n".join(lines) + "\n")
     return "\n".join(out)
