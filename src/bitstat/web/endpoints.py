@@ -253,6 +253,18 @@ def _prop_params(*extra: Param) -> tuple[Param, ...]:
     return (NAMESPACE, EVENT, PROP, START, END, *extra)
 
 
+def _periods(rows: str, maximum: int) -> Param:
+    """`periods`: how many `rows`, 8 by default."""
+    return Param(
+        "periods",
+        "integer",
+        default=8,
+        minimum=1,
+        maximum=maximum,
+        description=f"Number of {rows}.",
+    )
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "events",
@@ -356,14 +368,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param("first_event", required=True, description="Event that puts actors in a cohort."),
             Param("return_event", required=True, description="Event that counts as coming back."),
             Param("start", "time", required=True, description="Period of the first cohort."),
-            Param(
-                "periods",
-                "integer",
-                default=8,
-                minimum=1,
-                maximum=MAX_PERIODS // 5,
-                description="Number of cohorts.",
-            ),
+            _periods("cohorts", MAX_PERIODS // 5),
             PERIOD,
             Param(
                 "kind",
@@ -428,14 +433,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             NAMESPACE,
             EVENT,
             Param("start", "time", required=True, description="The first period."),
-            Param(
-                "periods",
-                "integer",
-                default=8,
-                minimum=1,
-                maximum=MAX_PERIODS,
-                description="Number of periods.",
-            ),
+            _periods("periods", MAX_PERIODS),
             PERIOD,
             NOW,
         ),
