@@ -10,7 +10,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Iterable, Mapping
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -336,8 +336,9 @@ def build_plan(
         values = cols.values.get(idx)
         family = labels_of(kind)
         cb, only = groups_of(family)
+        to = Grouped(b, keys, split, family)
         if kind == "sum":
-            _plan_sums(b, metric, keys, split, family, cb, cols.amounts[idx], values, prop, by)
+            _plan_sums(to, metric, cb, cols.amounts[idx], values, prop, by)
         elif kind in ("count", "top"):
             assert values is not None
             by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
@@ -351,16 +352,16 @@ def build_plan(
                     if value is not None:
                         by_bucket[c].append((member_text(value), cnt))
             name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
-            _emit_scores(b, keys, name_key, by_bucket, split, family)
+            _emit_scores(to, name_key, by_bucket)
         elif kind == "approx":
             assert values is not None
-            _plan_approx(b, keys, prop, split, family, cb, values)
+            _plan_approx(to, prop, cb, values)
         elif kind == "unique":
             ids = (value_ids or {}).get(idx)
             if ids is None:
                 raise ValueError(f"no value ids for the unique rule {prop!r}")
             assert values is not None
-            _plan_distinct(b, keys, prop, split, family, cb, ids, values)
+            _plan_distinct(to, prop, cb, ids, values)
         else:  # segment: actor bits per value
             assert values is not None
             valued = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
@@ -390,18 +391,27 @@ def _prop_key(key_of: Callable[[str, str, str], str], prop: str, event: str, lab
     return key_of(event, label, prop)
 
 
+class Grouped(NamedTuple):
+    """Where a property column's rows go, group by group (a group: an event and a bucket): the
+    plan being built, the key names, a group's event and bucket base (`split`), and the periods
+    and labels the column's family keeps of a bucket (`labels`)."""
+
+    b: Builder
+    keys: Keys
+    split: Callable[[int], tuple[str, int]]
+    labels: Callable[[int], dict[str, str]]
+
+
 def _emit_scores(
-    b: Builder,
-    keys: Keys,
+    to: Grouped,
     key_of: Callable[[str, str], str],
     by_bucket: dict[int, list[tuple[str, float]]],
-    split: Callable[[int], tuple[str, int]],
-    labels: Callable[[int], dict[str, str]],
     code: str = "Y",
 ) -> None:
     """Score increments per bucket -> one op per distinct content: a key fed by several
     buckets (a week of a backfill) gets their sum once; keys fed by the same buckets (a day
     and its week, month and year in a live stream) share one list of increments."""
+    b, keys, split, labels = to
     if len(by_bucket) == 1:  # one event and bucket (one event, a live batch): one op
         [(c, items)] = by_bucket.items()
         event, bb = split(c)
@@ -436,11 +446,8 @@ def _emit_scores(
 
 
 def _plan_sums(
-    b: Builder,
+    to: Grouped,
     metric: Callable[[str, str, str], defaultdict[str, float]],
-    keys: Keys,
-    split: Callable[[int], tuple[str, int]],
-    labels: Callable[[int], dict[str, str]],
     cb: list[int],
     amounts: np.ndarray,
     by_values: list[Any] | None,
@@ -449,6 +456,7 @@ def _plan_sums(
 ) -> None:
     """Running totals (and how many values made them, so averages are exact), added in row
     order."""
+    keys, split, labels = to.keys, to.split, to.labels
     acc: dict[Any, list[float]] = {}
     if by is None and len(cb) >= LARGE_BATCH:  # summed in numpy, in the same row order
         rows = np.flatnonzero(~np.isnan(amounts))
@@ -487,23 +495,15 @@ def _plan_sums(
     for (c, label_value), (total, cnt) in acc.items():
         member = member_text(label_value)
         by_bucket[c] += [("s:" + member, total), ("k:" + member, int(cnt))]
-    _emit_scores(
-        b, keys, lambda e, lb: keys.sums_by(e, lb, prop, by), by_bucket, split, labels, code="Z"
-    )
+    _emit_scores(to, lambda e, lb: keys.sums_by(e, lb, prop, by), by_bucket, code="Z")
 
 
 def _plan_distinct(
-    b: Builder,
-    keys: Keys,
-    prop: str,
-    split: Callable[[int], tuple[str, int]],
-    labels: Callable[[int], dict[str, str]],
-    cb: list[int],
-    ids: np.ndarray,
-    values: list[Any],
+    to: Grouped, prop: str, cb: list[int], ids: np.ndarray, values: list[Any]
 ) -> None:
     """Bits of value ids per (event, bucket): a value's id is the same in every bucket, so a
     range's distinct count is one OR; sent like actor bits (packed offsets or a bitmap)."""
+    b, keys, split, labels = to
     by_tag: dict[str, dict[str, list[Chunk]]] = defaultdict(dict)
     key_period: dict[str, tuple[str, str]] = {}
     id_list = ids.tolist()
@@ -529,17 +529,10 @@ def _plan_distinct(
         b.bits(tag, by_key, key_period)
 
 
-def _plan_approx(
-    b: Builder,
-    keys: Keys,
-    prop: str,
-    split: Callable[[int], tuple[str, int]],
-    labels: Callable[[int], dict[str, str]],
-    cb: list[int],
-    values: list[Any],
-) -> None:
+def _plan_approx(to: Grouped, prop: str, cb: list[int], values: list[Any]) -> None:
     """The distinct values of each (event, bucket), added to the HyperLogLog of every period of
     the bucket (its day, week, month, year) by one op."""
+    b, keys, split, labels = to
     by_bucket: dict[int, set[str]] = defaultdict(set)
     for c, value in zip(cb, values, strict=True):
         if value is not None:
