@@ -193,14 +193,15 @@ def parse_duration(value: Any) -> int:
 
 
 @dataclass(frozen=True)
-class Schema:
+class Schema(Rules):
     """What a namespace records. Stored in Redis, so readers need no configuration.
 
-    `count`, `sum`, `top`, `unique`, `approx` and `segment` apply to every event; `events` maps an
-    event name to overrides of any of those six lists for that event alone. `approx` properties
-    have their distinct values estimated with HyperLogLog (standard error 0.81%, at most 12 KB a
-    bucket however many values) instead of counted exactly like `unique` ones. `expire` maps a
-    period to how long its keys live after the period ends (e.g. `{"hour": "14d"}`).
+    `count`, `sum`, `top`, `unique`, `approx` and `segment` (the `Rules` it is) apply to every
+    event; `events` maps an event name to overrides of any of those six lists for that event
+    alone. `approx` properties have their distinct values estimated with HyperLogLog (standard
+    error 0.81%, at most 12 KB a bucket however many values) instead of counted exactly like
+    `unique` ones. `expire` maps a period to how long its keys live after the period ends (e.g.
+    `{"hour": "14d"}`).
 
     With "hour" among `periods`, unique actors and event totals are kept per hour; the rule
     families (`count`, `sum`, `top`, `unique`, `approx`, `segment`) are kept per day and up,
@@ -216,18 +217,12 @@ class Schema:
     """
 
     if TYPE_CHECKING:  # set in __init__, not a field: what modules derive from the schema
-        derived: dict[Any, Any]
+        derived: dict[Any, Any] = field(init=False)
 
     actor: str = "user"
     ids: str = "int"
     timezone: str = "UTC"
     periods: tuple[str, ...] = ("day", "week", "month", "year")
-    count: tuple[str, ...] = ()
-    sum: tuple[SumRule, ...] = ()
-    top: tuple[str, ...] = ()
-    unique: tuple[str, ...] = ()
-    segment: tuple[str, ...] = ()
-    approx: tuple[str, ...] = ()
     events: Mapping[str, Rules] = field(default_factory=dict)
     expire: Mapping[str, int] = field(default_factory=dict)
     max_id: int = DEFAULT_MAX_ID
