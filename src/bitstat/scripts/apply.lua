@@ -57,6 +57,11 @@ local want, sums, bound, note = {}, {}, 0, '1'
 local function expect(k, kind)
   want[tonumber(k)] = kind
 end
+local function expect_each(first, m, kind)  -- the m target indexes from ARGV[first] on
+  for t = first, first + m - 1 do
+    expect(ARGV[t], kind)
+  end
+end
 local i = 2
 while i <= n_argv do
   local op = ARGV[i]
@@ -64,9 +69,7 @@ while i <= n_argv do
     i = i + 3
   elseif op == 'B' or op == 'W' then
     local m = tonumber(ARGV[i + 1])
-    for t = i + 2, i + 1 + m do
-      expect(ARGV[t], 'bits')
-    end
+    expect_each(i + 2, m, 'bits')
     i = i + 4 + m + tonumber(ARGV[i + 2 + m])
   elseif op == 'O' then
     expect(ARGV[i + 1], 'bits')
@@ -100,15 +103,11 @@ while i <= n_argv do
     i = i + 3 + tonumber(ARGV[i + 2])
   elseif op == 'A' then
     local m = tonumber(ARGV[i + 1])
-    for t = i + 2, i + 1 + m do
-      expect(ARGV[t], 'hll')
-    end
+    expect_each(i + 2, m, 'hll')
     i = i + 3 + m + tonumber(ARGV[i + 2 + m])
   elseif op == 'V' then
     local m = tonumber(ARGV[i + 1])
-    for t = i + 2, i + 1 + m do
-      expect(ARGV[t], 'bits')
-    end
+    expect_each(i + 2, m, 'bits')
     expect(ARGV[i + 2 + m], 'string')
     expect(ARGV[i + 3 + m], 'hash')
     i = i + 6 + m + 2 * tonumber(ARGV[i + 5 + m])
