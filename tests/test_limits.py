@@ -241,3 +241,15 @@ def test_a_namespace_dropped_and_used_again_by_the_same_client_numbers_ids_anew(
     assert st.unique("login", "2026-11-03") == 2
     assert sorted(st.actors("login").day(2026, 11, 3).ids()) == ["alice", "bob"]
     assert st.distinct("login", "item", "2026-11-03") == 2
+
+
+def test_track_after_configure_writes_the_new_schema_s_periods(open_stats: Open) -> None:
+    """`track()` remembers key names per event and hour; a new schema's periods are its own."""
+    st = open_stats(periods=("day", "week"), count=["country"])
+    t = "2026-11-03T10:00:00+00:00"
+    st.track("login", user=1, country="NL", time=t)
+    st.configure(bitstat.Schema(periods=("day", "month"), count=["country"]))
+    st.track("login", user=2, country="NL", time=t)
+    assert st.unique("login", "2026-11") == 1  # only user 2 was recorded with months
+    assert st.counts("login", "country", "2026-11") == {"NL": 1}
+    assert st.unique("login", "2026-11-03") == 2

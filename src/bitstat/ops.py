@@ -97,6 +97,7 @@ class Namespace(Recording):
                 f"\n  stored: {stored.to_json()}\n  given:  {given.to_json()}"
             )
         self.schema = stored
+        self.key_memo.clear()  # (the key names of another schema's periods)
         return stored
 
     def configure(self, schema: Schema) -> Op[None]:
@@ -109,6 +110,7 @@ class Namespace(Recording):
             )
         yield call(Transport.set, self.keys.schema, schema.to_json())
         self.schema = schema
+        self.key_memo.clear()  # (the key names of another schema's periods)
 
     def drop(self) -> Op[int]:
         deleted: int = yield call(Transport.delete_matching, self.keys.patterns)
