@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from starlette.requests import ClientDisconnect, Request
 
 from ..aio import AsyncStats, AsyncStore
-from ..errors import SchemaError
+from ..errors import BitstatError, ConnectionError, SchemaError, ServerError
 from ..events import unicode_problem
 from ..keys import Keys
 from ..schema import Schema
@@ -101,6 +101,18 @@ class WriteKeys:
 
 
 # bodies
+
+
+@contextlib.contextmanager
+def sdk_errors(invalid: str) -> Iterator[None]:
+    """bitstat's errors as an SDK's answers: the server's failures a 503 `server_error` (the
+    SDK sends again), any other a 400 with the code `invalid`."""
+    try:
+        yield
+    except (ConnectionError, ServerError) as exc:
+        raise IngestError(503, "server_error", str(exc)) from None
+    except BitstatError as exc:
+        raise IngestError(400, invalid, str(exc)) from None
 
 
 async def read_body(request: Request, limit: int, status: int = 413) -> bytes:

@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import BitstatError, ConnectionError, ServerError
 from ..schema import Schema
 from . import identity, ingest
 from .answers import JSONResponse
@@ -195,7 +194,7 @@ async def handle(
 ) -> Response:
     limit = host.config.max_body
     try:
-        try:
+        with ingest.sdk_errors("invalid_payload"):
             raw = await ingest.read_body(request, limit)
             body = ingest.load_json(decode(raw, request, limit))
             events, sent_at, body_key = events_of(body)
@@ -233,10 +232,6 @@ async def handle(
             host.metrics.recorded(outcome.recorded, len(outcome.rejected))
             if outcome.recorded:
                 await host.namespaces.note(namespace)
-        except (ConnectionError, ServerError) as exc:
-            raise IngestError(503, "server_error", str(exc)) from None
-        except BitstatError as exc:
-            raise IngestError(400, "invalid_payload", str(exc)) from None
         response: Response = JSONResponse(_answer(events, outcome, v1))
     except IngestError as exc:
         response = _error(exc)

@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import BitstatError, ConnectionError, ServerError
 from ..schema import Schema
 from . import identity, ingest
 from .answers import JSONResponse
@@ -202,7 +201,7 @@ async def handle(
     """One request to /v1/batch (`kind` None) or to a single-message route."""
     limit = MAX_BATCH if kind is None else MAX_MESSAGE
     try:
-        try:
+        with ingest.sdk_errors("invalid_request"):
             raw = await ingest.read_body(request, limit, TOO_LARGE)
             text = ingest.decompress(raw, request.headers.get("content-encoding", ""), limit)
             body = ingest.load_json(text)
@@ -255,10 +254,6 @@ async def handle(
             await identity.apply_links(stats, identity.links(batch, link, refused))
             if outcome.recorded:
                 await host.namespaces.note(namespace)
-        except (ConnectionError, ServerError) as exc:
-            raise IngestError(503, "server_error", str(exc)) from None
-        except BitstatError as exc:
-            raise IngestError(400, "invalid_request", str(exc)) from None
         answer: dict[str, Any] = {
             "success": True,
             "recorded": outcome.recorded,
