@@ -187,3 +187,9 @@ def test_every_stats_method_has_an_async_twin_with_a_docstring() -> None:
             assert inspect.signature(twin).parameters == want.parameters, name
     for name in ("count", "contains", "ids"):
         assert inspect.getdoc(getattr(aio.AsyncActorSet, name)), name
+
+
+def test_aio_connect_takes_the_arguments_of_connect() -> None:
+    # written out twice (the two differ at their I/O), so held equal here
+    want = inspect.signature(bitstat.connect).parameters
+    assert inspect.signature(aio.connect).parameters == want
