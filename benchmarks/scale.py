@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,7 +59,7 @@ from realistic import Server, load1
 from realistic_report import classify
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("keys", "actors", "periods", "rate", "ids", "cluster")
+SECTIONS = ("keys", "actors", "periods", "rate", "ids", "wide", "cluster")
 NOW = datetime(2027, 1, 1, tzinfo=UTC)  # "now" of retention: after every stream
 RATE_START = datetime(2026, 11, 10, 8, tzinfo=UTC)  # 09:00 in Amsterdam, a Tuesday
 
@@ -74,8 +74,11 @@ class Sizes:
     checkpoints: list[float]  # seconds of event time
     rate_sessions: list[str]  # "unique" (the realistic schema), "approx"
     ids_actors: list[int]
+    wide_actors: int
+    wide_seconds: float
     masters: list[int]
     cluster_actors: list[int]
+    cluster_data: list[str]  # "live" (cluster_actors), "wide" (wide_actors)
     batch: int
     runs: int  # timings per query
 
@@ -164,12 +167,19 @@ def ingest(
     lo: int = 0,
     hi: int | None = None,
 ) -> Ingest:
-    """Record events lo..hi by `batch`; only the track_many calls are timed (the dicts of a batch
-    are built before its call)."""
+    """Record events lo..hi of a stream by `batch`."""
+    return record(st, s.batches(batch, lo, hi), nodes)
+
+
+def record(
+    st: bitstat.Stats, batches: Iterable[list[dict[str, Any]]], nodes: list[redis.Redis]
+) -> Ingest:
+    """Record batches of event dicts; only the track_many calls are timed (a batch's dicts are
+    built before its call)."""
     out = Ingest(load=[load1()])
     gc.collect()
     before = server_cpu(nodes)
-    for events in s.batches(batch, lo, hi):
+    for events in batches:
         spare_caches(st, len(events))
         cpu, wall = time.process_time(), time.perf_counter()
         res = st.track_many(events)
@@ -607,22 +617,7 @@ def section_ids(run: Run, single: Single) -> None:
         ids = run.users(actors).ids
         when = "2026-11-10T09:00:00.000+01:00"
         with run.namespace(single, f"ids-{actors}", IDS_SCHEMA) as st:
-            cost = Ingest(load=[load1()])
-            gc.collect()
-            before = server_cpu(single.nodes)
-            for i in range(0, actors, run.sizes.batch):
-                part = [
-                    {"event": "signup", "user": u, "time": when}
-                    for u in ids[i : i + run.sizes.batch]
-                ]
-                spare_caches(st, len(part))
-                cpu, wall = time.process_time(), time.perf_counter()
-                res = st.track_many(part)
-                cost.seconds += time.perf_counter() - wall
-                cost.client_cpu += time.process_time() - cpu
-                cost.events += res.recorded
-            cost.server_cpu = [b - a for a, b in zip(before, server_cpu(single.nodes), strict=True)]
-            cost.load.append(load1())
+            cost = record(st, signups(ids, when, run.sizes.batch), single.nodes)
             r: dict[str, Any] = {"actors": actors, "ingest": cost.to_json()}
             r.update(numbered(st, single))
             r["memory"] = report.families(memory(single.nodes, st.namespace), actors)
@@ -647,16 +642,70 @@ def section_ids(run: Run, single: Single) -> None:
     run.out["ids"] = {"rows": rows}
 
 
+def signups(ids: list[str], when: str, batch: int) -> Iterator[list[dict[str, Any]]]:
+    for i in range(0, len(ids), batch):
+        yield [{"event": "signup", "user": u, "time": when} for u in ids[i : i + batch]]
+
+
+def wide(run: Run, where: Single | Cluster, label: str) -> dict[str, Any]:
+    """Every actor mapped first (one `signup` event each, the day before, its keys then
+    deleted but the id map and the all-actors bitmap), then the realistic stream at the rate
+    for `wide_seconds`: what a busy stream costs once the id space holds every actor (for more
+    than 2^20 actors, a batch's actors fall in every id shard)."""
+    z = run.sizes
+    users = run.users(z.wide_actors)
+    s = sd.stream(users, int(z.wide_seconds * z.rate), shape="rate", start=RATE_START,
+                  rate=z.rate, seed=run.seed)  # fmt: skip
+    with run.namespace(where, label) as st:
+        premap = record(
+            st, signups(users.ids, "2026-11-09T12:00:00.000+01:00", z.batch), where.nodes
+        )
+        ns = escape(st.namespace)
+        for node in where.nodes:  # the signups' own keys: only the mapping is wanted
+            for pattern in (f"{{{ns}:s*}}:a:signup:*", f"{{{ns}:e:signup}}*"):
+                keys = list(node.scan_iter(pattern, 5000))
+                for i in range(0, len(keys), 500):
+                    node.unlink(*keys[i : i + 500])
+        cost = ingest(st, s, where.nodes, z.batch)
+        result: dict[str, Any] = {
+            "actors": z.wide_actors,
+            "events": len(s),
+            "premap": premap.to_json(),
+        }
+        result["ingest"] = cost.to_json()
+        result.update(numbered(st, where))
+        result["memory"] = report.families(memory(where.nodes, st.namespace), len(s))
+        result["keys_per_node"] = [int(n.dbsize()) for n in where.nodes]  # type: ignore[arg-type]
+        truth = sd.Truth(s)
+        result["days"] = truth.last - truth.first + 1
+        result["queries"] = ask_all(st, queries(truth, rd.SCHEMA.periods), z.runs)
+    return result
+
+
+def section_wide(run: Run, single: Single) -> None:
+    r = wide(run, single, "wide")
+    run.out["wide"] = {"rate": run.sizes.rate, "seconds": run.sizes.wide_seconds, "rows": [r]}
+    run.log(f"wide {run.sizes.wide_actors:,} actors: {report.summary(r)}")
+
+
 def section_cluster(run: Run) -> None:
     rows = []
-    for actors in run.sizes.cluster_actors:
-        s = sd.stream(run.users(actors), actors * run.sizes.per_actor, seed=run.seed)
+    if "live" in run.sizes.cluster_data:
+        for actors in run.sizes.cluster_actors:
+            s = sd.stream(run.users(actors), actors * run.sizes.per_actor, seed=run.seed)
+            for masters in run.sizes.masters:
+                with Cluster(masters) as cl:
+                    r = measure_stream(run, cl, f"cluster-{masters}-{actors}", s)
+                r.update(data="live", masters=masters, actors=actors, events=len(s))
+                rows.append(r)
+                run.log(f"cluster {masters} masters, {actors:,} actors: {report.summary(r)}")
+    if "wide" in run.sizes.cluster_data:
         for masters in run.sizes.masters:
             with Cluster(masters) as cl:
-                r = measure_stream(run, cl, f"cluster-{masters}-{actors}", s)
-            r.update(masters=masters, actors=actors, events=len(s))
+                r = wide(run, cl, f"cluster-wide-{masters}")
+            r.update(data="wide", masters=masters)
             rows.append(r)
-            run.log(f"cluster {masters} masters, {actors:,} actors: {report.summary(r)}")
+            run.log(f"cluster {masters} masters, wide: {report.summary(r)}")
     run.out["cluster"] = {"rows": rows}
 
 
@@ -686,6 +735,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="rate section: sessions as the realistic schema has them (unique), and approx",
     )
     p.add_argument("--ids-actors", nargs="+", type=int, help="id map section (1M 10M)")
+    p.add_argument("--wide-actors", type=int, help="wide section: actors mapped first (10M)")
+    p.add_argument("--wide-seconds", type=float, help="wide section: seconds at the rate (60)")
+    p.add_argument(
+        "--cluster-data",
+        nargs="+",
+        choices=("live", "wide"),
+        default=["live", "wide"],
+        help="cluster section: the live stream (--cluster-actors) and the wide one",
+    )
     p.add_argument("--masters", nargs="+", type=int, help="cluster sizes (1 3 6)")
     p.add_argument("--cluster-actors", nargs="+", type=int, help="cluster data (100k 1M)")
     p.add_argument("--batch", type=int, default=10_000, help="events per track_many (10,000)")
@@ -718,8 +776,11 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         checkpoints=args.checkpoints or ([1, 2, 4] if q else [60, 120, 240, 480]),
         rate_sessions=args.rate_sessions,
         ids_actors=args.ids_actors or ([2_000] if q else [1_000_000, 10_000_000]),
+        wide_actors=args.wide_actors or (3_000 if q else 10_000_000),
+        wide_seconds=args.wide_seconds or (1 if q else 60),
         masters=args.masters or [1, 3, 6],
         cluster_actors=args.cluster_actors or ([2_000] if q else [100_000, 1_000_000]),
+        cluster_data=args.cluster_data,
         batch=args.batch,
         runs=args.runs or (5 if q else 20),
     )
@@ -748,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
     with Single() as single:
         info = harness.machine_info(single.server)
         log(f"load {info['load_average_at_start']}; sections {' '.join(sections)}")
-        for name in ("keys", "actors", "periods", "rate", "ids"):
+        for name in ("keys", "actors", "periods", "rate", "ids", "wide"):
             if name in sections:
                 run.section(name, partial(globals()[f"section_{name}"], run, single))
     if "cluster" in sections:

@@ -390,6 +390,8 @@ def table_queries(data: dict[str, Any]) -> str:
     cols: list[tuple[str, list[dict[str, Any]]]] = []
     for r in (data.get("actors") or {}).get("rows", []):
         cols.append((f"{r['actors']:,} actors, {r['days']} days", r["queries"]))
+    for r in (data.get("wide") or {}).get("rows", []):
+        cols.append((f"wide: {r['actors_mapped']:,} actors, {r['events']:,} events", r["queries"]))
     for rate in (data.get("rate"), data.get("rate_approx")):
         if not rate or not rate.get("queries"):
             continue
@@ -521,6 +523,42 @@ def table_ids(data: dict[str, Any]) -> str:
     return "Id map (new UUIDs, one event each, day bitmaps only):\n\n" + "\n".join(lines) + "\n"
 
 
+def table_wide(data: dict[str, Any]) -> str:
+    sec = data.get("wide")
+    if not sec:
+        return ""
+    lines = [
+        "| actors mapped | mapping: ev/s | server µs/ev | stream events | ev/s | client µs/ev"
+        " | server µs/ev | MB | B/event | checks |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in sec["rows"]:
+        pre, m = r["premap"], r["memory"]
+        cells = [
+            _n(r["actors_mapped"]),
+            _n(pre["events_per_s"]),
+            _n(pre["server_cpu_us_per_event"], 1),
+        ]
+        cells += [_n(r["events"]), *_ingest_cells(r["ingest"])]
+        cells += [_n(m["bytes"] / 1e6, 1), _n(m["bytes_per_event"], 1), checks_text(r)]
+        lines.append("| " + " | ".join(cells) + " |")
+    fams = sec["rows"][0]["memory"]["families"]
+    per = []
+    for fam in WIDTH:
+        for p in PERIODS:
+            v = fams.get(fam, {}).get("periods", {}).get(p)
+            if v:
+                keys, size = v["keys"] / v["buckets"], v["bytes"] / v["buckets"] / 1e6
+                per.append(f"{fam} {p}: {size:,.1f} MB a bucket ({keys:,.0f} keys)")
+    return (
+        f"Wide (every actor mapped, then {sec['seconds']:g} s at {sec['rate']:,.0f} events/s):\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + "; ".join(per)
+        + "\n"
+    )
+
+
 def table_cluster(data: dict[str, Any]) -> str:
     sec = data.get("cluster")
     if not sec:
@@ -532,23 +570,24 @@ def table_cluster(data: dict[str, Any]) -> str:
             if q["query"].startswith(pick) and q["query"] not in qnames:
                 qnames.append(q["query"])
     lines = [
-        "| actors | masters | ev/s | client µs/ev | server µs/ev, all masters | per master"
+        "| data | actors | masters | ev/s | client µs/ev | server µs/ev, all masters | per master"
         " | keys per master | " + " | ".join(f"{q} ms" for q in qnames) + " | checks |",
-        "|--:|--:|--:|--:|--:|---|---|" + "--:|" * len(qnames) + "--:|",
+        "|---|--:|--:|--:|--:|--:|---|---|" + "--:|" * len(qnames) + "--:|",
     ]
     for r in sec["rows"]:
         cost = r["ingest"]
         per = " / ".join(f"{x:.1f}" for x in cost["server_cpu_us_per_event_per_node"])
         keys = " / ".join(f"{k:,}" for k in r["keys_per_node"])
-        cells = [_n(r["actors"]), str(r["masters"]), *_ingest_cells(cost), per, keys]
+        data = r.get("data", "live")
+        what = f"{data}, {r['events']:,} events"
+        cells = [what, _n(r["actors"]), str(r["masters"]), *_ingest_cells(cost), per, keys]
         for name in qnames:
             q = next((q for q in r["queries"] if q["query"] == name), None)
             cells.append("—" if q is None else f"{q['median_ms']:.2f}" + ("" if q["ok"] else " ✗"))
         lines.append("| " + " | ".join([*cells, checks_text(r)]) + " |")
     return (
-        "Cluster (the live stream of the actors section; masters on loopback, no replicas):\n\n"
-        + "\n".join(lines)
-        + "\n"
+        "Cluster (live: the stream of the actors section; wide: the wide section's; masters on"
+        " loopback, no replicas):\n\n" + "\n".join(lines) + "\n"
     )
 
 
@@ -618,6 +657,7 @@ def markdown(data: dict[str, Any]) -> str:
         table_rate(data),
         table_coefficients(ex),
         table_ids(data),
+        table_wide(data),
         table_cluster(data),
         table_extrapolated(ex),
     ]

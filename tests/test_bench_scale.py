@@ -22,6 +22,7 @@ def test_quick_run_is_exact(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     argv = ["--quick", "--actors", "300", "1200", "--periods-actors", "300"]
     argv += ["--rate-actors", "400", "--checkpoints", "0.5", "1", "--ids-actors", "500"]
+    argv += ["--wide-actors", "400", "--wide-seconds", "0.5"]
     argv += ["--masters", "1", "3", "--cluster-actors", "300", "--runs", "1", "--batch", "700"]
     assert scale.main([*argv, "--json", str(out)]) == 0
     data = json.loads(out.read_text())
@@ -32,6 +33,7 @@ def test_quick_run_is_exact(tmp_path: Path) -> None:
                 data["actors"]["rows"],
                 data["periods"]["rows"],
                 data["ids"]["rows"],
+                data["wide"]["rows"],
                 data["cluster"]["rows"],
             )
             for r in part
@@ -45,7 +47,9 @@ def test_quick_run_is_exact(tmp_path: Path) -> None:
     for r in data["actors"]["rows"]:
         assert r["ingest"]["events"] == r["events"] == r["actors"] * 5
         assert r["memory"]["bytes"] > 0 and r["actors_mapped"] == r["distinct_actors"]
-    assert [r["masters"] for r in data["cluster"]["rows"]] == [1, 3]
+    rows = [(r["data"], r["masters"]) for r in data["cluster"]["rows"]]
+    assert rows == [("live", 1), ("live", 3), ("wide", 1), ("wide", 3)]
+    assert data["wide"]["rows"][0]["actors_mapped"] == 400
     assert len(data["cluster"]["rows"][1]["ingest"]["server_cpu_us_per_event_per_node"]) == 3
     for key in ("rate", "rate_approx"):
         assert [p["events"] for p in data[key]["points"]] == [5_000, 10_000]
