@@ -663,9 +663,10 @@ def wide(run: Run, where: Single | Cluster, label: str) -> dict[str, Any]:
         ns = escape(st.namespace)
         for node in where.nodes:  # the signups' own keys: only the mapping is wanted
             for pattern in (f"{{{ns}:s*}}:a:signup:*", f"{{{ns}:e:signup}}*"):
-                keys = list(node.scan_iter(pattern, 5000))
-                for i in range(0, len(keys), 500):
-                    node.unlink(*keys[i : i + 500])
+                pipe = node.pipeline(transaction=False)
+                for key in node.scan_iter(pattern, 5000):
+                    pipe.unlink(key)  # one key a command: a node holds several slots
+                pipe.execute()
         cost = ingest(st, s, where.nodes, z.batch)
         result: dict[str, Any] = {
             "actors": z.wide_actors,
@@ -689,7 +690,8 @@ def section_wide(run: Run, single: Single) -> None:
 
 
 def section_cluster(run: Run) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
+    run.out["cluster"] = {"rows": rows}  # kept row by row: a failure keeps the rows before it
     if "live" in run.sizes.cluster_data:
         for actors in run.sizes.cluster_actors:
             s = sd.stream(run.users(actors), actors * run.sizes.per_actor, seed=run.seed)
@@ -706,7 +708,6 @@ def section_cluster(run: Run) -> None:
             r.update(data="wide", masters=masters)
             rows.append(r)
             run.log(f"cluster {masters} masters, wide: {report.summary(r)}")
-    run.out["cluster"] = {"rows": rows}
 
 
 # --------------------------------------------------------------------------------------------
