@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .actors import ActorQuery, ActorSet
 from .errors import (
     BatchError,
@@ -15,11 +13,10 @@ from .errors import (
     ServerError,
     UnknownEvent,
 )
-from .ops import check_namespace
-from .record import DEFAULT_DEADLINE
-from .schema import Schema, parse_duration
-from .stats import DEFAULT_BATCH_TTL, Stats, TrackResult
-from .store import Store, resolve_url
+from .schema import Schema
+from .signatures import takes_arguments_of
+from .stats import ConnectArguments, Stats, TrackResult
+from .store import Store
 from .tracker import Tracker, TrackerCounters
 from .tracker_aio import AsyncTracker
 
@@ -45,19 +42,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def connect(
-    url: str | None = None,
-    *,
-    namespace: str = "bitstat",
-    schema: Schema | None = None,
-    data_dir: str | Path | None = None,
-    appendfsync: str = "everysec",
-    batch_ttl: int | str = DEFAULT_BATCH_TTL,
-    timeout: float | None = None,
-    socket_timeout: float | None = None,
-    deadline: float = DEFAULT_DEADLINE,
-    durability: str | None = None,
-) -> Stats:
+@takes_arguments_of(ConnectArguments)
+def connect(arguments: ConnectArguments) -> Stats:
     """Open a namespace: on `url`, on $BITSTAT_URL, or on the embedded server under `data_dir`.
 
     The schema lives in Redis. Passing one stores it when the namespace has none yet; passing one
@@ -77,10 +63,6 @@ def connect(
     once a replica of each master it wrote to has it (WAIT); the default, "fast", once the
     master has it. See docs/guarantees.md.
     """
-    check_namespace(namespace)
-    address = resolve_url(url, data_dir, appendfsync)
-    store = Store.from_url(address, socket_timeout or timeout, durability)
-    ttl = parse_duration(batch_ttl)
-    stats = Stats(store, namespace, schema or Schema(), batch_ttl=ttl, deadline=deadline)
-    stats._run(stats._ns.load_schema(schema))
+    stats = arguments.opened(Stats, Store.from_url(*arguments.store_options()))
+    stats._run(stats._ns.load_schema(arguments.schema))
     return stats

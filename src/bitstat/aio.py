@@ -13,7 +13,6 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
 from functools import partial, wraps
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import hiredis
@@ -23,12 +22,11 @@ import redis.exceptions as rex
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Driver, Emit
 from .clusters import AsyncCluster
-from .ops import check_name, check_namespace
+from .ops import check_name
 from .query import Expr
-from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE
-from .schema import Schema, parse_duration
-from .stats import Opened, Stats
-from .store import Driving, cluster_address, durability, resolve_url, timeouts, wrapped_errors
+from .signatures import takes_arguments_of
+from .stats import ConnectArguments, Opened, Stats
+from .store import Driving, cluster_address, durability, timeouts, wrapped_errors
 from .tracker_aio import AsyncTracker
 from .transport import Pause, Pipe, Request, Scan, ScriptMissing, Transport, patient
 
@@ -252,24 +250,10 @@ class AsyncStats(Opened[AsyncStore]):
     lifecycle = awaited(Stats.lifecycle)
 
 
-async def connect(
-    url: str | None = None,
-    *,
-    namespace: str = "bitstat",
-    schema: Schema | None = None,
-    data_dir: str | Path | None = None,
-    appendfsync: str = "everysec",
-    batch_ttl: int | str = DEFAULT_BATCH_TTL,
-    timeout: float | None = None,
-    socket_timeout: float | None = None,
-    deadline: float = DEFAULT_DEADLINE,
-    durability: str | None = None,
-) -> AsyncStats:
+@takes_arguments_of(ConnectArguments)
+async def connect(arguments: ConnectArguments) -> AsyncStats:
     """`bitstat.connect()` for asyncio: the same arguments, an `AsyncStats`."""
-    check_namespace(namespace)
-    address = resolve_url(url, data_dir, appendfsync)
-    store = await AsyncStore.from_url(address, socket_timeout or timeout, durability)
-    ttl = parse_duration(batch_ttl)
-    stats = AsyncStats(store, namespace, schema or Schema(), batch_ttl=ttl, deadline=deadline)
-    await run(store, stats._ns.load_schema(schema))
+    store = await AsyncStore.from_url(*arguments.store_options())
+    stats = arguments.opened(AsyncStats, store)
+    await run(store, stats._ns.load_schema(arguments.schema))
     return stats

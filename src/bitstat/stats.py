@@ -8,18 +8,20 @@ is positional-only before `**segment`, so that the method's parameters can be ca
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
 from datetime import date
 from functools import partial
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from .actors import ActorQuery, ActorSet
 from .calls import Call, Driver, Emit
 from .identity import Aliased, Forgotten, Identity
-from .ops import Namespace, check_name
+from .ops import Namespace, check_name, check_namespace
 from .query import SCRATCH_TTL_MS, Expr
 from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
-from .schema import Schema
-from .store import Store, run
+from .schema import Schema, parse_duration
+from .store import Store, resolve_url, run
 from .tables import Counts, Funnel, Lifecycle, Series, Stickiness, Sum, Sums, Top
 from .tracker import Tracker
 from .transport import Transport, patient
@@ -55,6 +57,40 @@ class Opened(Generic[S]):
     def schema(self) -> Schema:
         """The namespace's schema."""
         return self._ns.schema
+
+
+OpenedT = TypeVar("OpenedT", bound=Opened[Any])
+
+
+@dataclass(frozen=True)
+class ConnectArguments:
+    """The arguments of `bitstat.connect` and `bitstat.aio.connect`, written once (connect's
+    docstring says what they mean), and the steps of opening a namespace both take."""
+
+    url: str | None = None
+    _: KW_ONLY
+    namespace: str = "bitstat"
+    schema: Schema | None = None
+    data_dir: str | Path | None = None
+    appendfsync: str = "everysec"
+    batch_ttl: int | str = DEFAULT_BATCH_TTL
+    timeout: float | None = None
+    socket_timeout: float | None = None
+    deadline: float = DEFAULT_DEADLINE
+    durability: str | None = None
+
+    def store_options(self) -> tuple[str, float | None, str | None]:
+        """The arguments of the store's `from_url`: the server's URL (the embedded server is
+        started when there is none), the timeout and the durability; the namespace is checked
+        first."""
+        check_namespace(self.namespace)
+        address = resolve_url(self.url, self.data_dir, self.appendfsync)
+        return address, self.socket_timeout or self.timeout, self.durability
+
+    def opened(self, kind: type[OpenedT], store: Any) -> OpenedT:
+        """The namespace opened on `store`, as a `kind` (Stats or AsyncStats)."""
+        ttl = parse_duration(self.batch_ttl)
+        return kind(store, self.namespace, self.schema or Schema(), ttl, self.deadline)
 
 
 class Stats(Opened[Store]):
