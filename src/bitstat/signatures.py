@@ -3,8 +3,8 @@
 `@takes_arguments_of(Model)` turns `def f(arguments: Model) -> R` into a function with the
 parameters of `Model` (typically a dataclass whose fields are the parameters) that calls
 `f(Model(*args, **kwargs))`. The parameters are written once, in `Model`, and mypy, IDEs and
-`inspect.signature` see them on every function made so (`bitstat.connect` and
-`bitstat.aio.connect`, say).
+`inspect.signature` see them on every function made so: `bitstat.connect` and
+`bitstat.aio.connect`; bitmapist's `mark_event` and `unmark_event`.
 
 Pure: no I/O.
 """

@@ -20,8 +20,11 @@ bitmapist's module-level settings are kept: `SYSTEMS` (filled by `setup_redis`),
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from bitstat.signatures import takes_arguments_of
 
 from . import _engine
 from ._redis import SYSTEMS, get_redis, setup_redis, setup_redis_url
@@ -98,15 +101,40 @@ MixinIter = MixinCounts = MixinContains = MixinEventsMisc = MixinBitOperations =
 _SCAN_BATCH = 1000
 
 
-def mark_event(
-    event_name: str,
-    uuid: int,
-    system: Any = "default",
-    now: datetime | None = None,
-    track_hourly: bool | None = None,
-    track_unique: bool | None = None,
-    use_pipeline: bool = True,
-) -> None:
+@dataclass(slots=True)
+class _Marking:
+    """The arguments of `mark_event` and `unmark_event` (bitmapist's), and the bits they write."""
+
+    event_name: str
+    uuid: int
+    system: Any = "default"
+    now: datetime | None = None
+    track_hourly: bool | None = None
+    track_unique: bool | None = None
+    use_pipeline: bool = True
+
+    def write(self, value: int) -> None:
+        """Set the id's bit to `value` in every bitmap of its periods."""
+        event_name, now = self.event_name, self.now or datetime.now(tz=UTC)
+        keys = [
+            MonthEvents.from_date(event_name, now).redis_key,
+            WeekEvents.from_date(event_name, now).redis_key,
+            DayEvents.from_date(event_name, now).redis_key,
+        ]
+        if TRACK_HOURLY if self.track_hourly is None else self.track_hourly:
+            keys.append(HourEvents.from_date(event_name, now).redis_key)
+        if TRACK_UNIQUE if self.track_unique is None else self.track_unique:
+            keys.append(UniqueEvents(event_name).redis_key)
+        client = get_redis(self.system)
+        writer = client.pipeline() if self.use_pipeline else client
+        for key in keys:
+            writer.setbit(key, self.uuid, value)
+        if self.use_pipeline:
+            writer.execute()
+
+
+@takes_arguments_of(_Marking)
+def mark_event(marking: _Marking) -> None:
     """Mark id `uuid` as having done `event_name` in the day, ISO week and month of `now`.
 
     Also in its hour with `track_hourly` and in `UniqueEvents` with `track_unique` (defaults:
@@ -114,48 +142,13 @@ def mark_event(
     fields are used as they are. `system` may be a pipeline: with `use_pipeline=False` the
     writes are only queued on it, for the caller to execute.
     """
-    _mark(event_name, uuid, system, now, track_hourly, track_unique, use_pipeline, 1)
+    marking.write(1)
 
 
-def unmark_event(
-    event_name: str,
-    uuid: int,
-    system: Any = "default",
-    now: datetime | None = None,
-    track_hourly: bool | None = None,
-    track_unique: bool | None = None,
-    use_pipeline: bool = True,
-) -> None:
+@takes_arguments_of(_Marking)
+def unmark_event(marking: _Marking) -> None:
     """Undo `mark_event` for the same periods."""
-    _mark(event_name, uuid, system, now, track_hourly, track_unique, use_pipeline, 0)
-
-
-def _mark(
-    event_name: str,
-    uuid: int,
-    system: Any,
-    now: datetime | None,
-    track_hourly: bool | None,
-    track_unique: bool | None,
-    use_pipeline: bool,
-    value: int,
-) -> None:
-    now = now or datetime.now(tz=UTC)
-    keys = [
-        MonthEvents.from_date(event_name, now).redis_key,
-        WeekEvents.from_date(event_name, now).redis_key,
-        DayEvents.from_date(event_name, now).redis_key,
-    ]
-    if TRACK_HOURLY if track_hourly is None else track_hourly:
-        keys.append(HourEvents.from_date(event_name, now).redis_key)
-    if TRACK_UNIQUE if track_unique is None else track_unique:
-        keys.append(UniqueEvents(event_name).redis_key)
-    client = get_redis(system)
-    writer = client.pipeline() if use_pipeline else client
-    for key in keys:
-        writer.setbit(key, uuid, value)
-    if use_pipeline:
-        writer.execute()
+    marking.write(0)
 
 
 def mark_unique(event_name: str, uuid: int, system: Any = "default") -> None:
