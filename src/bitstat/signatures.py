@@ -4,7 +4,8 @@
 parameters of `Model` (typically a dataclass whose fields are the parameters) that calls
 `f(Model(*args, **kwargs))`. The parameters are written once, in `Model`, and mypy, IDEs and
 `inspect.signature` see them on every function made so: `bitstat.connect` and
-`bitstat.aio.connect`; bitmapist's `mark_event` and `unmark_event`.
+`bitstat.aio.connect`; bitmapist's `mark_event` and `unmark_event`, `render_csv_data` and
+`render_html_data`.
 
 Pure: no I/O.
 """

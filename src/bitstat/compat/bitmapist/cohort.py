@@ -15,9 +15,12 @@ import functools
 import html
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import Any, Literal
+
+from bitstat.signatures import takes_arguments_of
 
 from . import _engine
 from .events import Bitmap, DayEvents, MonthEvents, WeekEvents, YearEvents, add_month
@@ -203,23 +206,40 @@ def _label(when: datetime, time_group: str, csv: bool) -> str:
     return when.strftime("%d %b %Y" if csv else "%d %b, %Y")
 
 
-def render_csv_data(
-    dates_data: Sequence[Row],
-    as_percent: bool = True,
-    time_group: TimeGroup = "days",
-    num_results: int = 31,
-    num_of_rows: int = 12,
-    start_date: str | None = None,
-) -> str:
+@dataclass(slots=True)
+class _Table:
+    """The arguments of `render_csv_data` and `render_html_data` (bitmapist's: `num_results`
+    and `start_date` are taken and not used, as there), and the columns both render."""
+
+    dates_data: Sequence[Row]
+    as_percent: bool = True
+    time_group: TimeGroup = "days"
+    num_results: int = 31
+    num_of_rows: int = 12
+    start_date: str | None = None
+
+    def periods(self) -> range:
+        """The numbers of the period columns, 0 for the cohort's own period."""
+        return range(int(self.num_of_rows) + 1)
+
+    def cells(self) -> range:
+        """Where the period columns' values are in a row (after the date and the size)."""
+        return range(2, int(self.num_of_rows) + 3)
+
+
+@takes_arguments_of(_Table)
+def render_csv_data(table: _Table) -> str:
     """The table of `get_dates_data` as CSV: date, cohort size, then one column per period."""
-    cells = range(2, int(num_of_rows) + 3)
-    lines = ["Date,Total," + ",".join(str(i) for i in range(int(num_of_rows) + 1))]
-    for row in dates_data:
+    lines = ["Date,Total," + ",".join(str(i) for i in table.periods())]
+    for row in table.dates_data:
         values = []
-        for i in cells:
+        for i in table.cells():
             v = row[i]
-            values.append("" if v == "" else str(round(v, 2)) if as_percent else str(int(v)))
-        lines.append(f"{_label(row[0], time_group, True)},{row[1]},{','.join(values)}")
+            if v == "":
+                values.append("")
+            else:
+                values.append(str(round(v, 2)) if table.as_percent else str(int(v)))
+        lines.append(f"{_label(row[0], table.time_group, True)},{row[1]},{','.join(values)}")
     return "\n".join(lines) + "\n"
 
 
@@ -248,28 +268,22 @@ def _cell(value: Any, as_percent: bool) -> str:
     )
 
 
-def render_html_data(
-    dates_data: Sequence[Row],
-    as_percent: bool = True,
-    time_group: TimeGroup = "days",
-    num_results: int = 31,
-    num_of_rows: int = 12,
-    start_date: str | None = None,
-) -> str:
+@takes_arguments_of(_Table)
+def render_html_data(table: _Table) -> str:
     """The table of `get_dates_data` as an HTML heat map, with a row of column averages."""
-    cells = range(2, int(num_of_rows) + 3)
     out = [_TABLE_STYLE, '<table class="cohort_table" cellpadding="0" cellspacing="0">']
-    head = "".join(f'<th class="entry">{i}</th>' for i in range(int(num_of_rows) + 1))
+    head = "".join(f'<th class="entry">{i}</th>' for i in table.periods())
     out.append(f'<tr><th width="200"></th>{head}</tr>')
-    for row in dates_data:
-        label = html.escape(_label(row[0], time_group, False))
+    for row in table.dates_data:
+        label = html.escape(_label(row[0], table.time_group, False))
         first = f'<td><div class="date">{label}</div><div class="total_count">{row[1]}</div></td>'
-        out.append(f"<tr>{first}{''.join(_cell(row[i], as_percent) for i in cells)}</tr>")
+        cells = "".join(_cell(row[i], table.as_percent) for i in table.cells())
+        out.append(f"<tr>{first}{cells}</tr>")
     averages = []
-    for i in cells:
-        present = [row[i] for row in dates_data if row[i] != ""]
+    for i in table.cells():
+        present = [row[i] for row in table.dates_data if row[i] != ""]
         average = sum(present) / len(present) if present else 0
-        shown = f"{round(average, 2)}%" if as_percent else str(int(average))
+        shown = f"{round(average, 2)}%" if table.as_percent else str(int(average))
         averages.append(f'<td class="avg_row">{shown}</td>')
     out.append(f'<tr><td class="avg_row"></td>{"".join(averages)}</tr>')
     out.append("</table>")
