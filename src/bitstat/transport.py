@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -33,7 +34,17 @@ P = ParamSpec("P")
 
 
 def load_script(name: str) -> str:
-    return resources.files("bitstat").joinpath("scripts", name).read_text("utf-8")
+    """scripts/`name`, its includes expanded (`with_includes`)."""
+    return with_includes(resources.files("bitstat").joinpath("scripts", name).read_text("utf-8"))
+
+
+def with_includes(source: str) -> str:
+    """Lua `source` with each line `-- include: NAME.lua` replaced by scripts/NAME.lua: a
+    function scripts share (Lua in Redis has no modules)."""
+    return _INCLUDE.sub(lambda line: load_script(line[1]), source)
+
+
+_INCLUDE = re.compile(r"^-- include: (\w+\.lua)$", re.MULTILINE)
 
 
 class Script:

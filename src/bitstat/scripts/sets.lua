@@ -92,8 +92,10 @@ local function bitmap(key)
   return built
 end
 
--- BITOP with at most 16 sources per call (its fast path); dest first if it is a source, so
--- folding the later chunks into dest never reads a dest already overwritten.
+-- include: bitop.lua
+
+-- BITOP of sources into register d, folded (bitop_folded) with dest first if it is a source;
+-- a Redis set goes in as a bitmap built from it.
 local function bitop(op, d, sources)
   local dest = reg(d)
   if #sources == 1 and sources[1] == dest then
@@ -116,18 +118,11 @@ local function bitop(op, d, sources)
       break
     end
   end
-  local idx = 1
-  while idx <= #ordered do
-    local chunk = {}
-    if idx > 1 then
-      chunk[1] = dest
-    end
-    while #chunk < 16 and idx <= #ordered do
-      chunk[#chunk + 1] = bitmap(ordered[idx])
-      idx = idx + 1
-    end
-    redis.call('BITOP', op, dest, unpack(chunk))
+  local bitmaps = {}
+  for j, key in ipairs(ordered) do
+    bitmaps[j] = bitmap(key)
   end
+  bitop_folded(op, dest, bitmaps)
   wrote(d, dest)
 end
 

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import redis.exceptions as rex
 
+from bitstat.transport import with_includes
+
 from ._redis import get_redis, server_id
 
 TTL_SECONDS = 3600
@@ -33,7 +35,7 @@ SCRATCH_PREFIX = "trackist_bitop_tmp_"
 
 PENDING, READY, DELETED = "pending", "ready", "deleted"
 
-LUA = """
+LUA = with_includes("""
 -- bitmapist drop-in: BITOP trees under bitmapist's key names, answered in the same call.
 -- KEYS       every key the program names (operands, results, scratch keys)
 -- ARGV[1]    TTL in milliseconds of every key computed here
@@ -49,20 +51,7 @@ LUA = """
 local ttl = tonumber(ARGV[1])
 local out, scratch = {}, {}
 
-local function bitop(name, dest, srcs)
-  local idx = 1
-  while idx <= #srcs do
-    local chunk = {}
-    if idx > 1 then
-      chunk[1] = dest
-    end
-    while #chunk < 16 and idx <= #srcs do
-      chunk[#chunk + 1] = srcs[idx]
-      idx = idx + 1
-    end
-    redis.call('BITOP', name, dest, unpack(chunk))
-  end
-end
+-- include: bitop.lua
 
 local i = 2
 while i <= #ARGV do
@@ -91,7 +80,7 @@ while i <= #ARGV do
       if #srcs == 0 then
         redis.call('DEL', dest)
       else
-        bitop(name, dest, srcs)
+        bitop_folded(name, dest, srcs)
         redis.call('PEXPIRE', dest, ttl)
       end
       if mode == 't' then
@@ -115,7 +104,7 @@ for _, key in ipairs(scratch) do
   redis.call('DEL', key)
 end
 return out
-"""
+""")
 LUA_SHA = hashlib.sha1(LUA.encode()).hexdigest()
 
 
