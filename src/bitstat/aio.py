@@ -78,8 +78,9 @@ class AsyncStore:
         url, replicas = durability(url, durable)
         address = cluster_address(url)
         if address is not None:  # (its nodes' connection class is not the caller's to choose)
-            options = {**timeouts(url, timeout), "username": address["username"]}
-            options["password"] = address["password"]
+            # credentials and TLS options, not the address: every node has its own
+            options = {**timeouts(url, timeout)}
+            options.update((k, v) for k, v in address.items() if k not in ("host", "port"))
             store = cls(AsyncCluster(**address, **timeouts(url, timeout)), True, replicas)
             store.node_options = options
         else:

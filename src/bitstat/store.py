@@ -21,6 +21,11 @@ from .transport import Doing, Pause, Pipe, Request, Scan, ScriptMissing, Transpo
 T = TypeVar("T")
 P = ParamSpec("P")
 CLUSTER_SCHEME = "redis+cluster"
+CLUSTER_TLS_SCHEME = "rediss+cluster"  # a cluster over TLS
+CLUSTER_SCHEMES = (CLUSTER_SCHEME, CLUSTER_TLS_SCHEME)
+# the TLS options a rediss+cluster:// URL may carry, named as redis-py names them for rediss://
+TLS_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+TRUE = ("1", "true", "yes", "on")
 
 
 # replies of a server that cannot take the call for the moment: a cluster moving slots or
@@ -149,20 +154,28 @@ def timeouts(url: str, timeout: float | None) -> dict[str, Any]:
 
 
 def cluster_address(url: str) -> dict[str, Any] | None:
-    """RedisCluster arguments for a redis+cluster:// URL, None for a single-server URL; any
-    other scheme is refused. Shared by the blocking and the asyncio stores."""
+    """RedisCluster arguments for a redis+cluster:// or rediss+cluster:// (TLS) URL, None for a
+    single-server URL; any other scheme is refused. Shared by the blocking and the asyncio
+    stores."""
     parts = urlsplit(url)
-    if parts.scheme == CLUSTER_SCHEME:
-        return {
+    if parts.scheme in CLUSTER_SCHEMES:
+        address: dict[str, Any] = {
             "host": parts.hostname or "127.0.0.1",
             "port": parts.port or 6379,
             "username": parts.username,
             "password": parts.password,
         }
+        if parts.scheme == CLUSTER_TLS_SCHEME:  # every node is then reached over TLS
+            address["ssl"] = True
+            given = parse_qs(parts.query)
+            address.update({k: given[k][-1] for k in TLS_PARAMS if k in given})
+            if "ssl_check_hostname" in address:
+                address["ssl_check_hostname"] = address["ssl_check_hostname"].lower() in TRUE
+        return address
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConnectionError(
             f"unsupported URL scheme {parts.scheme!r} in {url!r}: "
-            "use redis://, rediss://, unix:// or redis+cluster://"
+            "use redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://"
         )
     return None
 
@@ -188,11 +201,14 @@ def durability(url: str, given: str | None) -> tuple[str, int]:
 
 
 def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
-    """(redis-py client, is_cluster) for redis://, rediss://, unix:// or redis+cluster:// URLs."""
+    """(redis-py client, is_cluster) for redis://, rediss://, unix:// or cluster URLs."""
     address = cluster_address(url)
     options = timeouts(url, timeout)
     if address is not None:
-        return Cluster(**address, **options), True
+        try:  # (the cluster client reads the slot map as it is made)
+            return Cluster(**address, **options), True
+        except rex.RedisClusterException as exc:
+            raise ConnectionError(f"connecting to {url}: cannot reach the cluster: {exc}") from exc
     return redis.Redis.from_url(url, **options), False
 
 

@@ -93,8 +93,8 @@ def unknown_event(exc: UnknownEvent, settings: Settings) -> str:
     "--url",
     envvar="BITSTAT_URL",
     metavar="URL",
-    help="Redis URL: redis://, rediss://, unix:// or redis+cluster://. Env: BITSTAT_URL."
-    " Default: the embedded server.",
+    help="Redis URL: redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://."
+    " Env: BITSTAT_URL. Default: the embedded server.",
 )
 @click.option(
     "--namespace",

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from bitstat.store import CLUSTER_SCHEME, client_from_url
+from bitstat.store import CLUSTER_SCHEMES, client_from_url
 
 SYSTEMS: dict[str, Any] = {}
 
@@ -36,7 +36,7 @@ def setup_redis_url(name: str, url: str) -> None:
     Redis Cluster is refused: bitmapist's key names carry no hash tags, so its bit operations
     would cross slots.
     """
-    if urlsplit(url).scheme == CLUSTER_SCHEME:
+    if urlsplit(url).scheme in CLUSTER_SCHEMES:
         raise ValueError(
             f"{url!r} is a Redis Cluster; bitmapist's key layout needs a single server "
             "(use bitstat's own API for a cluster)"
