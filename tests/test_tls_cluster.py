@@ -239,3 +239,16 @@ def test_a_cluster_url_that_cannot_speak_to_it_is_a_connection_error(
     query = (tls_cluster.trusted + "&" if trusted else "?") + "socket_timeout=3"
     with pytest.raises(bitstat.ConnectionError):
         bitstat.connect(tls_cluster.url(scheme, query), namespace="t-never")
+
+
+def test_server_info_adds_up_the_masters_memory(tls_cluster: TLSCluster) -> None:
+    with bitstat.connect(tls_cluster.url(query=tls_cluster.trusted), namespace="t-info") as st:
+        info = st.server_info()
+    nodes = [tls_cluster.client(port) for port in tls_cluster.ports]
+    try:
+        each = [int(node.info("memory")["used_memory"]) for node in nodes]
+    finally:
+        for node in nodes:
+            node.close()
+    assert info["cluster"] and info["version"]
+    assert sum(each) * 0.9 < info["used_memory"] < sum(each) * 1.1  # (memory moves a little)

@@ -476,12 +476,16 @@ class Transport:
     def info(self) -> Request[dict[str, Any]]:
         """Version, memory use and mode of the server (memory added up over a cluster)."""
         yield Doing("reading server info")
-        info = yield lambda c: c.info()
-        if self.cluster:  # one answer per node: keep the first, add memory up
-            nodes = list(info.values())
+        if self.cluster:  # every master's answer (by node name; one master's alone): add up
+            info = yield lambda c: c.info(target_nodes="primaries")
+            nodes = list(info.values()) if "used_memory" not in info else [info]
+            total = sum(int(n.get("used_memory", 0)) for n in nodes)
             info = dict(nodes[0]) | {
-                "used_memory": sum(int(n.get("used_memory", 0)) for n in nodes)
+                "used_memory": total,
+                "used_memory_human": f"{total / 2**20:.2f}M",
             }
+        else:
+            info = yield lambda c: c.info()
         return {
             "version": info.get("valkey_version") or info.get("redis_version"),
             "used_memory": int(info.get("used_memory", 0)),
