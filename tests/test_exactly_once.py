@@ -1,11 +1,15 @@
 """Exactly-once by default: replies lost after the server applied a batch (a proxy drops the
 connection right after the server answered the write) never lose or double count events, for
-callers with and without batch ids, sync and asyncio, and for callers who call again after a
-BatchError. Every answer is compared with the reference model."""
+callers with and without batch ids, sync and asyncio, `bitstat ingest` and HTTP, and for callers
+who call again after a BatchError. Every answer is compared with the reference model."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -172,3 +176,38 @@ def test_http_posts_whose_replies_are_lost_are_recorded_once(proxy: Proxy, size:
     with bitstat.connect(proxy.url(), namespace=ns) as st:
         same_answers(st, want)
         st.drop()
+
+
+def test_bitstat_ingest_whose_replies_are_lost_records_every_line_once(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    """The CLI as a user runs it: a process whose writes lose their replies retries them under
+    the file's batch ids; a second run of the same file records nothing."""
+    events = [e for batch in batches(6, 300, seed=17) for e in batch]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    stats = bitstat.connect(proxy.url(), namespace=ns, schema=schema())  # stores the schema
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITSTAT_")}
+    command = [sys.executable, "-m", "bitstat", "--url", proxy.url(), "--namespace"]
+    command += [stats.namespace, "ingest", str(path), "--batch-size", "300", "--no-progress"]
+    command += ["-f", "json"]
+
+    def ingest() -> dict[str, int]:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        report: dict[str, int] = json.loads(done.stdout)
+        return report
+
+    proxy.cut_replies(3, APPLY)  # three batches land, and their replies are lost
+    first = ingest()
+    assert proxy.cut == 3
+    assert first["recorded"] == len(events) and first["seen_before"] == 0
+    want = model()
+    want.track_many(events)
+    same_answers(stats, want)
+    again = ingest()
+    assert again["recorded"] == 0 and again["seen_before"] == len(events)
+    same_answers(stats, want)
+    stats.drop()
+    stats.close()
