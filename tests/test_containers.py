@@ -158,15 +158,21 @@ def test_sets_known_to_be_bitmaps_get_a_bitmap_alone_and_a_wrong_guess_costs_no_
         seen.append(found[1])
         return found
 
-    # 40 actors, few and far apart: offsets to a set, a bitmap to a known bitmap
-    crowd = random.Random(3).sample(range(1000, 1 << 20), 40)
+    # 40 actors, few and apart: offsets to a set, a bitmap (a payload under 8 KB) to a known
+    # bitmap; 40 spread over a million ids would make a payload of 128 KB: offsets again
+    crowd = random.Random(3).sample(range(1000, 60_000), 40)
+    wide = random.Random(5).sample(range(60_000, 1 << 20), 40)
     try:
         bitstat.transport.apply_call = spied
         both(st, model, [buy(u, DAYS[0]) for u in crowd])
+        codes = [a for args in seen for a in args if a in ("B", "W", "O", "P")]
+        assert "O" in codes and "W" not in codes
+        seen.clear()
+        both(st, model, [buy(u, DAYS[0]) for u in wide])
+        codes = [a for args in seen for a in args if a in ("B", "W", "O", "P")]
+        assert "O" not in codes and "P" not in codes
     finally:
         bitstat.transport.apply_call = original
-    codes = [a for args in seen for a in args if a in ("B", "W", "O", "P")]
-    assert "O" in codes and "W" not in codes
     same_answers(st, model)
 
     redis_client.delete(day)  # gone (as an expired key is); the client still believes it a bitmap
@@ -175,7 +181,7 @@ def test_sets_known_to_be_bitmaps_get_a_bitmap_alone_and_a_wrong_guess_costs_no_
     assert kind(redis_client, day) == "string"  # a bitmap where a set would have done: no harm
     assert st.unique("buy", DAYS[0]) == 20
     model = Model(**SETTINGS)  # the model of what is left: the 20 re-sent, and the week
-    model.track_many([buy(u, DAYS[0]) for u in range(300)] + [buy(u, DAYS[0]) for u in crowd])
+    model.track_many([buy(u, DAYS[0]) for u in [*range(300), *crowd, *wide]])
     assert st.unique("buy", "2026-W48") == model.unique("buy", "2026-W48", "2026-W48")
 
     other = bitstat.connect(server_url, namespace=st.namespace)

