@@ -274,7 +274,7 @@ def _quote_config(value: str) -> str:
 def _wait_ready(url: str, paths: _Paths, deadline: float) -> None:
     while not _answers(url, paths):
         pid = _read_pid(paths)
-        if pid is not None and not _is_server(pid):
+        if pid is not None and not _alive(pid):
             raise _StartFailed(f"the server in {paths.root} exited during start" + _log_tail(paths))
         if time.monotonic() > deadline:
             raise ConnectionError(
@@ -316,6 +316,20 @@ def _is_server(pid: int) -> bool:
     except OSError:
         return True  # no /proc (macOS): trust the pid
     return b"valkey" in cmdline or b"redis" in cmdline
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs and is no zombie: the pidfile of a server starting now (removed
+    before the start) names it. Not `_is_server`: a server rewriting its process title has a
+    cmdline that names nothing for an instant, and starts were seen failing on it in CI."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal, or no /proc (macOS): trust the pid
+        return True
+    return stat[stat.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def _free_port() -> int:
