@@ -96,15 +96,7 @@ class Cluster:
         return self.url
 
     def stop(self) -> None:
-        for process in self._processes:
-            process.terminate()
-        for process in self._processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._processes.clear()
+        stop_all(self._processes)
 
     def node(self, index: int) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.ports[index], socket_timeout=5)
@@ -200,3 +192,16 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate server processes, kill those still running after 10 s, and forget them."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    processes.clear()

@@ -20,7 +20,7 @@ import bitstat
 import bitstat.aio
 from bitstat.store import cluster_address
 from exactly import batches, model, same_answers, schema
-from servers import SLOTS, _free_port
+from servers import SLOTS, _free_port, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -115,15 +115,7 @@ class TLSCluster:
         return self
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.processes.clear()
+        stop_all(self.processes)
 
     def _start_node(self, index: int, timeout: float) -> None:
         node_dir = self.root / f"node{index}"
