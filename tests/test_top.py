@@ -79,3 +79,38 @@ def test_items_missing_from_some_buckets_and_ties_at_the_cut(stats: bitstat.Stat
     assert counts["once-3"] == counts["once-20"] == 40
     for limit in (1, 2, 3, 4):
         assert ask(stats, limit) == expected(counts, limit)
+
+
+def test_increments_reach_a_set_by_zadd_zincrby_or_union_alike(
+    server_url: str, namespace: str, redis_client: servers.Client
+) -> None:
+    """A batch's increments reach a sorted set three ways (a new set: ZADD; a few into a big
+    set: ZINCRBY; many: ZUNIONSTORE with a scratch set): every way gives the same counts and
+    sums, and a union keeps the key's expiry."""
+    schema = bitstat.Schema(
+        top=["item"], sum=["amount by item"], expire={"day": "36500d"}, anonymous=True
+    )
+    st = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    rng = random.Random(11)
+    names = [f"sku-{i}" for i in range(200)]
+    counts: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    day = FIRST.isoformat()
+    # 200 items new; 3 items into 200 (ZINCRBY); 150 into 200 (union); 9 into 200 (ZINCRBY)
+    for size in (len(names), 3, 150, 9):
+        batch = rng.sample(names, size)
+        events = []
+        for item in batch:
+            amount = rng.randint(1, 500) / 4
+            events.append({"event": "buy", "item": item, "amount": amount, "time": f"{day}T09:00"})
+            counts[item] += 1
+            totals[item] += amount
+        assert st.track_many(events).recorded == size
+        assert st.top("buy", "item", day, day, limit=999) == expected(counts, 999)
+    assert st.sums("buy", "amount", day, day, by="item") == dict(totals)  # quarters: exact
+    day_sets = list(redis_client.scan_iter(match="{" + namespace + f"*:[ts]:{day}:*"))
+    assert len(day_sets) == 2  # the top items and the sums by item of the day
+    assert all(redis_client.ttl(k) > 0 for k in day_sets)
+    st.close()
+    for key in list(redis_client.scan_iter(match="{" + namespace + "*", count=1000)):
+        redis_client.delete(key)
