@@ -7,6 +7,7 @@ as a Redis set) or as one client-built bitmap merged with BITOP OR (many bits).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -190,8 +191,8 @@ class Builder:
                 bitmap = _bitmap(np.asarray(encoded.offsets))
                 g.args += ["P", bitmap.first, bitmap.payload]
                 code = "W"
-            g.args += [code, len(targets), *targets, len(encoded.offsets), encoded.high]
-            g.args += encoded.offsets
+            n = len(encoded.offsets)
+            g.args += [code, len(targets), *targets, n, encoded.high, _packed(encoded.offsets)]
         for bitmap, targets in payloads.items():
             g.args += ["P", bitmap.first, bitmap.payload]
             for k in targets:
@@ -234,6 +235,12 @@ def _worth_a_bitmap(encoded: Offsets) -> bool:
     n = len(encoded.offsets)
     span = (encoded.high >> 3) - (encoded.offsets[0] >> 3) + 1
     return n >= WITH_BITMAP and (span <= SMALL_PAYLOAD or n * OR_BYTES_PER_BIT >= span)
+
+
+def _packed(offsets: list[int]) -> bytes:
+    """Offsets as little-endian uint32s: one argument, not one a bit (a bit offset in Redis is
+    below 2^32)."""
+    return struct.pack(f"<{len(offsets)}I", *offsets)
 
 
 def sparse(count: int, high: int) -> bool:
