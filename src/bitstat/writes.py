@@ -175,9 +175,14 @@ class Builder:
             if key in periods_of:
                 self.expire(g, key, *periods_of[key])
         payloads: dict[Bitmap, list[int]] = {}
+        singles: list[int] = []  # (k, offset) pairs of sets given one offset: one E op for all
         for encoded, targets, names in shared.values():
             if isinstance(encoded, Bitmap):
                 payloads.setdefault(encoded, []).extend(targets)
+                continue
+            if len(encoded.offsets) == 1:
+                for k in targets:
+                    singles += (k, encoded.high)
                 continue
             known = sum(n in self.bitmaps for n in names) if _worth_a_bitmap(encoded) else 0
             if known == len(names):  # bitmaps all: OR-merged with the offsets' bitmap
@@ -193,6 +198,8 @@ class Builder:
                 code = "W"
             n = len(encoded.offsets)
             g.args += [code, len(targets), *targets, n, encoded.high, _packed(encoded.offsets)]
+        if singles:
+            g.args += ["E", len(singles) // 2, _packed(singles)]
         for bitmap, targets in payloads.items():
             g.args += ["P", bitmap.first, bitmap.payload]
             for k in targets:
@@ -238,8 +245,8 @@ def _worth_a_bitmap(encoded: Offsets) -> bool:
 
 
 def _packed(offsets: list[int]) -> bytes:
-    """Offsets as little-endian uint32s: one argument, not one a bit (a bit offset in Redis is
-    below 2^32)."""
+    """Offsets (and key indexes) as little-endian uint32s: one argument, not one a number (a
+    bit offset in Redis is below 2^32)."""
     return struct.pack(f"<{len(offsets)}I", *offsets)
 
 

@@ -13,6 +13,9 @@
 --                                   bucket's day, week, ...)
 --   W m k*m n high packed           B, with the same offsets as a bitmap in the scratch key (a
 --                                   P before it) for the keys that are bitmaps already
+--   E n packed                      add one offset each to n sets: n (k, offset) pairs packed as
+--                                   little-endian uint32s (the many keys of a backfill's hours
+--                                   that one event reaches: 3 arguments for all, not 6 each)
 --   H k n (field incr)*n            HINCRBY
 --   F k n (field incr)*n            HINCRBYFLOAT (sums: the result must stay within +-1e308)
 --   Y m k*m n (member incr)*n       add the same increments to the scores of m sorted sets
@@ -53,8 +56,35 @@ end
 local LIMIT = 1e308  -- largest sum kept; below DBL_MAX so summing in any order stays finite
 local n_argv = #ARGV
 
+-- n offsets packed as little-endian uint32s, as numbers (redis.call formats an integral number
+-- as fast as it takes text): one argument an op, not one an offset, which cost the client
+-- and the server more than the decoding here (measured: a 60-day backfill's day keys)
+local DECODE = 400  -- offsets an unpack call returns
+local formats = {}  -- struct formats of k uint32s, made once a call (a concatenation costs)
+local function decoded(packed, n)
+  local out = {}
+  local pos = 1
+  local done = 0
+  while done < n do
+    local k = math.min(DECODE, n - done)
+    local format = formats[k]
+    if not format then
+      format = '<' .. string.rep('I4', k)
+      formats[k] = format
+    end
+    local got = {struct.unpack(format, packed, pos)}
+    for j = 1, k do
+      out[done + j] = got[j]
+    end
+    pos = got[k + 1]
+    done = done + k
+  end
+  return out
+end
+
 -- the type each target must have (or be missing), and the sums to check, read from the ops
 local want, sums, bound, note = {}, {}, 0, '1'
+local singles = {}  -- the decoded pairs of each E op, by its place in ARGV
 local function expect(k, kind)
   want[tonumber(k)] = kind
 end
@@ -72,6 +102,13 @@ while i <= n_argv do
     local m = tonumber(ARGV[i + 1])
     expect_each(i + 2, m, 'bits')
     i = i + 5 + m
+  elseif op == 'E' then
+    local list = decoded(ARGV[i + 2], 2 * tonumber(ARGV[i + 1]))
+    for j = 1, #list, 2 do
+      expect(list[j], 'bits')
+    end
+    singles[i] = list
+    i = i + 3
   elseif op == 'O' then
     expect(ARGV[i + 1], 'bits')
     i = i + 2
@@ -192,27 +229,6 @@ local payload = false  -- whether a P op left bytes in the scratch key
 local SET_MAX = 512
 local function sparse(n, high)
   return n <= SET_MAX and n * 32 < high
-end
-
--- n offsets packed as little-endian uint32s, as numbers (redis.call formats an integral number
--- as fast as it takes text): one argument an op, not one an offset, which cost the client
--- and the server more than the decoding here (measured: a 60-day backfill's day keys)
-local DECODE = 400  -- offsets an unpack call returns
-local DECODE_ALL = '<' .. string.rep('I4', DECODE)
-local function decoded(packed, n)
-  local out = {}
-  local pos = 1
-  local done = 0
-  while done < n do
-    local k = math.min(DECODE, n - done)
-    local got = {struct.unpack(k == DECODE and DECODE_ALL or '<' .. string.rep('I4', k), packed, pos)}
-    for j = 1, k do
-      out[done + j] = got[j]
-    end
-    pos = got[k + 1]
-    done = done + k
-  end
-  return out
 end
 
 -- set bits offs[first..last] (numbers or their text) of the bitmap in `key`: a SETBIT each for
@@ -353,6 +369,13 @@ while i <= n_argv do
     local high = tonumber(ARGV[i + 3 + m])
     add_offsets(ks, decoded(ARGV[i + 4 + m], n), 1, n, high, op == 'W')
     i = i + 5 + m
+  elseif op == 'E' then
+    local list = singles[i]
+    for j = 1, #list, 2 do
+      local off = list[j + 1]
+      add_offsets({list[j]}, {off}, 1, 1, off, false)
+    end
+    i = i + 3
   elseif op == 'Y' or op == 'Z' then
     -- the same increments go to m sorted sets (a bucket's day, week, month, year). Few members
     -- into a big set: one ZINCRBY each. Many: ZUNIONSTORE with a scratch set of the increments,
