@@ -371,9 +371,11 @@ while i <= n_argv do
     i = i + 5 + m
   elseif op == 'E' then
     local list = singles[i]
+    local ks, offs = {0}, {0}
     for j = 1, #list, 2 do
       local off = list[j + 1]
-      add_offsets({list[j]}, {off}, 1, 1, off, false)
+      ks[1], offs[1] = list[j], off
+      add_offsets(ks, offs, 1, 1, off, false)
     end
     i = i + 3
   elseif op == 'Y' or op == 'Z' then
