@@ -104,7 +104,10 @@ def count(path: Path, script: Path | None) -> None:
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bitstat-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        valkey = [embedded.find_server_binary(), "--port", str(port), "--save", ""]
+        binary = embedded.find_server_binary()
+        valkey = [binary, "--port", str(port), "--save", ""]
+        for name, value in embedded.tuning(binary):  # as bitstat runs its own server
+            valkey += [f"--{name}", value]
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *valkey],
             stdout=subprocess.DEVNULL,

