@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The client-facing tests on the newest redis-py. The test extras pull in bitmapist, which pins
+# redis-py below 6, so the main suite runs on redis-py 5; a plain `pip install bitstat` gets
+# the newest. This runs the tests that lean on redis-py most (retries, timeouts, errors,
+# exactly-once, asyncio) in a venv of its own, without bitmapist.
+#   scripts/test-newest-redis-py.sh [VENV_DIR]    (default: a temp dir, removed after)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${1:-}
+if [[ -z $venv ]]; then
+    venv=$(mktemp -d "${TMPDIR:-/tmp}/bitstat-redis-py.XXXXXX")
+    trap 'rm -rf "$venv"' EXIT
+fi
+"${PYTHON:-python3}" -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -e "$root" redis \
+    pytest pytest-xdist hypothesis httpx
+echo "redis-py: $("$venv/bin/python" -c 'import redis; print(redis.__version__)')"
+cd "$root"
+set +e
+"$venv/bin/python" -m pytest -n 2 -q -p no:cacheprovider \
+    tests/test_aio.py tests/test_errors.py tests/test_timeouts.py \
+    tests/test_all_or_nothing.py tests/test_exactly_once.py tests/test_faults.py
+rc=$?
+set -e
+if [[ $rc == 5 ]]; then
+    echo "no tests ran (pytest exit 5): that is a failure" >&2
+    exit 1
+fi
+exit "$rc"
