@@ -376,11 +376,17 @@ def build_plan(
                 add_bits(group[0], shard, chunk, suffix, family)
 
     for (event, period, label), m in metrics.items():
-        ints = [(f, int(v)) for f, v in m.items() if not f.startswith("s:")]
-        floats = [(f, float_text(v)) for f, v in m.items() if f.startswith("s:")]
+        ints: list[tuple[str, Any]] = []
+        floats: list[tuple[str, Any]] = []
+        for f, v in m.items():
+            if f.startswith("s:"):
+                floats.append((f, float_text(v)))
+            else:
+                ints.append((f, int(v)))
         key = keys.metrics(event, label)
         b.pairs("H", key, ints, period, label, keys.event_tag(event))
-        b.pairs("F", key, floats, period, label, keys.event_tag(event))
+        if floats:
+            b.pairs("F", key, floats, period, label, keys.event_tag(event))
     for shard, by_key in per_shard.items():
         b.bits(keys.shard_tag(shard), by_key, key_period)
 

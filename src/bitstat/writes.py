@@ -163,19 +163,23 @@ class Builder:
         """Add actors (or value ids) to sets: offsets for sparse ones (the script keeps a small
         sparse set as a Redis set), else one OR-merged bitmap per payload."""
         g = self.group(tag)
+        expiring = bool(self.schema.expire)
         # keys fed by the very same chunks (a day, its week, month, year) share one op
         shared: dict[tuple[int, ...], tuple[Offsets | Bitmap, list[int], list[str]]] = {}
+        singles: list[int] = []  # (k, offset) pairs of sets given one offset: one E op for all
         for key, chunks in by_key.items():
+            if expiring and key in periods_of:
+                self.expire(g, key, *periods_of[key])
+            if len(chunks) == 1 and len(chunks[0]) == 1:  # one event's bit: a backfill's hours
+                singles += (g.key(key), int(chunks[0][0]))
+                continue
             ident = tuple(map(id, chunks))
             found = shared.get(ident)
             if found is None:
                 found = shared[ident] = (encode_bits(chunks), [], [])
             found[1].append(g.key(key))
             found[2].append(key)
-            if key in periods_of:
-                self.expire(g, key, *periods_of[key])
         payloads: dict[Bitmap, list[int]] = {}
-        singles: list[int] = []  # (k, offset) pairs of sets given one offset: one E op for all
         for encoded, targets, names in shared.values():
             if isinstance(encoded, Bitmap):
                 payloads.setdefault(encoded, []).extend(targets)
@@ -214,11 +218,11 @@ class Builder:
         label: str,
         tag: str,
     ) -> None:
-        g = self.group(tag)
         flat: list[Any] = []
         for f, v in items:
-            flat += [f, v]
+            flat += (f, v)
         if flat:
+            g = self.group(tag)
             g.sums = g.sums or code == "F"
             g.args += [code, g.key(key), len(flat) // 2, *flat]
             self.expire(g, key, period, label)
