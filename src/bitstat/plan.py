@@ -28,7 +28,7 @@ from .keys import (
 )
 from .periods import expire_at
 from .schema import Schema
-from .writes import Builder, Chunk, WritePlan, float_text
+from .writes import OR_MIN_BITS, Builder, Chunk, WritePlan, float_text
 
 # A row's group: its event code above these bits, its bucket base (an hour or day number,
 # < 2^27 up to year 9999) below them.
@@ -94,9 +94,10 @@ def _by_day(per_hour: Mapping[int, int]) -> dict[int, int]:
 
 def _grouped_array(
     keys: np.ndarray, values: np.ndarray, present: np.ndarray
-) -> list[tuple[int, np.ndarray]]:
+) -> list[tuple[int, Chunk]]:
     """`_grouped` for a large batch: (key, its values in row order) per distinct key, of the
-    rows where `present`."""
+    rows where `present`: a list for a group too small for a bitmap (plain Python handles it
+    faster than a numpy view: a backfill's hours hold an event or two each), else an array."""
     if not present.all():
         keys, values = keys[present], values[present]
     if not len(keys):
@@ -107,7 +108,11 @@ def _grouped_array(
     starts = [0, *cuts.tolist()]
     ends = [*cuts.tolist(), len(keys)]
     firsts = keys[starts].tolist()
-    return [(k, values[a:b]) for k, a, b in zip(firsts, starts, ends, strict=True)]
+    listed = values.tolist()
+    return [
+        (k, listed[a:b] if b - a < OR_MIN_BITS else values[a:b])
+        for k, a, b in zip(firsts, starts, ends, strict=True)
+    ]
 
 
 def build_plan(

@@ -272,7 +272,10 @@ def encode_bits(chunks: list[Chunk]) -> Offsets | Bitmap:
         return Offsets(int(few[-1]), [int(x) for x in few])
     # sorted once: gives the span, and the distinct offsets below (np.unique's hashing costs
     # far more on the small arrays most keys get)
-    offs = np.sort(np.concatenate(chunks) if len(chunks) > 1 else np.asarray(chunks[0]))
+    if all(type(c) is list for c in chunks):  # many small groups (a backfill's day): no arrays
+        offs = np.sort(np.fromiter(chain.from_iterable(chunks), dtype=np.int64, count=total))
+    else:
+        offs = np.sort(np.concatenate(chunks) if len(chunks) > 1 else np.asarray(chunks[0]))
     lo, hi = int(offs[0]), int(offs[-1])
     span = (hi >> 3) - (lo >> 3) + 1
     distinct = offs[np.concatenate(([True], offs[1:] != offs[:-1]))]
