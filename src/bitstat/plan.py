@@ -83,22 +83,6 @@ def _grouped(keys: Iterable[Any], offsets: list[int]) -> dict[Any, list[int]]:
     return groups
 
 
-def _grouped_valued(
-    keys: list[int], values: list[Any], offsets: list[int]
-) -> Iterable[tuple[tuple[int, Any], list[int]]]:
-    """`_grouped` by (key, value) of the rows with a value: a segment's actors per group and
-    value."""
-    groups: dict[tuple[int, Any], list[int]] = {}
-    for k, v, o in zip(keys, values, offsets, strict=True):
-        if v is not None and o >= 0:
-            found = groups.get((k, v))
-            if found is None:
-                groups[(k, v)] = [o]
-            else:
-                found.append(o)
-    return groups.items()
-
-
 def _by_day(per_hour: Mapping[int, int]) -> dict[int, int]:
     """Events per (event, day), the day named by its first hour, from events per (event, hour)."""
     out: dict[int, int] = {}
@@ -385,15 +369,9 @@ def build_plan(
             _plan_distinct(to, prop, cb, ids, values)
         else:  # segment: actor bits per value
             assert values is not None
-            if sharded:
-                valued = (
-                    (c, v) if v is not None else None for c, v in zip(cb, values, strict=True)
-                )
-                segment_groups = shard_groups(valued)
-            else:  # one pass, no key for the rows without a value
-                segment_groups = [(k, 0, ch) for k, ch in _grouped_valued(cb, values, offs)]
+            valued = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
             suffixes: dict[Any, str] = {}
-            for group, shard, chunk in segment_groups:
+            for group, shard, chunk in shard_groups(valued):
                 if group is None:
                     continue
                 value = group[1]
