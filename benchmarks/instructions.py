@@ -11,12 +11,14 @@ the same calls and script give the same count, to a few tenths of a percent.
     python benchmarks/instructions.py count live.pkl --script other.lua # a variant, same calls
 
 `capture` records a stream (`live` or `backfill` of the realistic profile, `full` of run.py's
-1c) on a private embedded server and saves each apply.lua call (keys and arguments) as the
-client sent it; `count` starts a fresh server under callgrind, loads the script (its includes
-expanded), replays the calls, and prints the instructions in all and per event. Calls are
-replayed in order on an empty server, as they were made. Only apply.lua's calls are kept: the
-numbers ids.lua and values.lua gave actors and values are in their arguments. Compare scripts
-on one capture, or two captures made by two versions of the client, each with its own script.
+1c, `track`: the live stream sent one `track()` a call) on a private embedded server and saves
+each apply.lua call (keys and arguments) as the client sent it; `count` starts a fresh server
+under callgrind, loads the script (its includes expanded), replays the calls, and prints the
+instructions in all and per event (`--keep FILE`: callgrind's own output, for
+`callgrind_annotate`). Calls are replayed in order on an empty server, as they were made. Only
+apply.lua's calls are kept: the numbers ids.lua and values.lua gave actors and values are in
+their arguments. Compare scripts on one capture, or two captures made by two versions of the
+client, each with its own script.
 Needs valgrind.
 """
 
@@ -61,7 +63,8 @@ def stream(kind: str, n: int) -> tuple[list[dict[str, Any]], bitstat.Schema, int
 
 
 def capture(kind: str, n: int, out: Path) -> None:
-    events, schema, batch = stream(kind, n)
+    one_by_one = kind == "track"
+    events, schema, batch = stream("live" if one_by_one else kind, n)
     calls: list[tuple[list[str], list[Any]]] = []
     made = transport.apply_call
 
@@ -76,8 +79,12 @@ def capture(kind: str, n: int, out: Path) -> None:
             st = bitstat.connect(url, namespace="instructions", schema=schema)
             transport.apply_call = keeping  # type: ignore[assignment]
             try:
-                for start in range(0, len(events), batch):
-                    st.track_many(events[start : start + batch])
+                if one_by_one:  # as a web app calls it: the single-event path of track()
+                    for event in events:
+                        st.track(event)
+                else:
+                    for start in range(0, len(events), batch):
+                        st.track_many(events[start : start + batch])
             finally:
                 transport.apply_call = made
                 st.close()
@@ -94,7 +101,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def count(path: Path, script: Path | None) -> None:
+def count(path: Path, script: Path | None, keep: Path | None = None) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     saved = pickle.loads(path.read_bytes())
@@ -129,6 +136,8 @@ def count(path: Path, script: Path | None) -> None:
         r.shutdown(nosave=True)
         server.wait(timeout=300)
         total = _total_instructions(out)
+        if keep:  # for callgrind_annotate: where the instructions went, function by function
+            shutil.copyfile(out, keep)
     n = saved["events"]
     print(
         f"{total:,} instructions, {total / n:,.0f} an event ({n:,} {saved['kind']} events,"
@@ -148,17 +157,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("capture", help="record a stream and keep its script calls")
-    c.add_argument("kind", choices=["live", "backfill", "full"])
+    c.add_argument("kind", choices=["live", "backfill", "full", "track"])
     c.add_argument("events", type=int)
     c.add_argument("out", type=Path)
     k = sub.add_parser("count", help="replay kept calls under callgrind; print instructions")
     k.add_argument("calls", type=Path)
     k.add_argument("--script", type=Path, help="an apply.lua to use instead of this tree's")
+    k.add_argument("--keep", type=Path, help="keep callgrind's output file here")
     a = p.parse_args()
     if a.command == "capture":
         capture(a.kind, a.events, a.out)
     else:
-        count(a.calls, a.script)
+        count(a.calls, a.script, a.keep)
 
 
 if __name__ == "__main__":
