@@ -171,6 +171,36 @@ def keep_mappings(cache: dict[str, int], new: dict[str, int]) -> None:
     cache.update(new)
 
 
+def looked_up(cache: dict[str, int], new: dict[str, int], texts: Sequence[str]) -> list[int]:
+    """The numbers of `texts` (each in `new` or the cache), `new` then kept in the cache."""
+    if len(cache) + len(new) > ID_CACHE_LIMIT:  # the cache is emptied to take them: read first
+        numbers = [new[t] if t in new else cache[t] for t in texts]
+        keep_mappings(cache, new)
+        return numbers
+    cache.update(new)
+    return list(map(cache.__getitem__, texts))  # (in C: a batch's every value, one by one)
+
+
+def rows_by_code(codes: np.ndarray) -> list[tuple[int, list[int]]]:
+    """(event code, its rows in order) per event of a batch."""
+    if not len(codes) or codes.min() == codes.max():
+        return [(int(codes[0]), list(range(len(codes))))] if len(codes) else []
+    order = np.argsort(codes, kind="stable")
+    cuts = np.flatnonzero(np.diff(codes[order])) + 1
+    return [(int(codes[part[0]]), part.tolist()) for part in np.split(order, cuts)]
+
+
+def present_members(rows: list[int], values: list[Any]) -> tuple[list[int], list[str]]:
+    """The rows that hold a value, and their values as member texts."""
+    members = list(map(values.__getitem__, rows))
+    if None in members:
+        kept = [(r, m) for r, m in zip(rows, members, strict=True) if m is not None]
+        rows, members = [r for r, _ in kept], [m for _, m in kept]
+    if set(map(type, members)) - {str}:
+        members = [m if type(m) is str else member_text(m) for m in members]
+    return rows, members
+
+
 def noted(marker: bytes) -> list[tuple[int, str]]:
     """The events a batch had rejected for their sums, as its marker keeps them ("1": none)."""
     if marker == b"1":
@@ -480,9 +510,9 @@ class Recording:
     def offsets(self, canonical: Sequence[str]) -> Op[np.ndarray]:
         """Bit offsets of mapped ids (ids="map"), created on the server where new."""
         cache = self.id_cache
-        missing = list(dict.fromkeys(c for c in canonical if c not in cache))
-        if not missing:
-            return np.array([cache[c] for c in canonical], dtype=np.int64)
+        missing = [c for c in dict.fromkeys(canonical) if c not in cache]
+        if not missing:  # (looked up in C: a live batch knows nearly all its actors)
+            return np.fromiter(map(cache.__getitem__, canonical), np.int64, len(canonical))
         k = self.keys
         forward = [k.id_forward(c) for c in missing]
         found = yield call(
@@ -494,32 +524,26 @@ class Recording:
             missing,
         )
         new = dict(zip(missing, found, strict=True))
-        offsets = np.array([new[c] if c in new else cache[c] for c in canonical], dtype=np.int64)
-        keep_mappings(cache, new)
-        return offsets
+        return np.array(looked_up(cache, new, canonical), dtype=np.int64)
 
     def value_ids(self, cols: Columns) -> Op[dict[int, np.ndarray]]:
         """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
         property on the server (get or create), remembered here. In a small batch, a value not
         numbered yet is UNNUMBERED: the write itself numbers it (one round trip, not two)."""
         out: dict[int, np.ndarray] = {}
-        for idx, (kind, prop, _) in enumerate(cols.specs):
-            if kind != "unique":
-                continue
+        uniques = [idx for idx, (kind, _, _) in enumerate(cols.specs) if kind == "unique"]
+        groups = rows_by_code(cols.codes) if uniques else []
+        for idx in uniques:
+            prop = cols.specs[idx][1]
             values = cols.values[idx]
             ids = np.full(len(cols), -1, dtype=np.int64)
-            by_event: dict[int, tuple[list[int], list[str]]] = {}  # code: (rows, members)
-            for r, (code, v) in enumerate(zip(cols.codes.tolist(), values, strict=True)):
-                if v is not None:
-                    found = by_event.get(code)
-                    if found is None:
-                        found = by_event[code] = ([], [])
-                    found[0].append(r)
-                    found[1].append(v if type(v) is str else member_text(v))
-            for code, (rows, members) in by_event.items():
+            for code, rows in groups:
+                rows, members = present_members(rows, values)
+                if not rows:
+                    continue
                 event = cols.names[code]
                 cache = self.value_cache.setdefault((event, prop), {})
-                missing = list(dict.fromkeys(m for m in members if m not in cache))
+                missing = [m for m in dict.fromkeys(members) if m not in cache]
                 if missing and len(cols) <= SMALL_BATCH:
                     ids[rows] = [cache.get(m, UNNUMBERED) for m in members]
                     continue
@@ -534,7 +558,6 @@ class Recording:
                         missing,
                     )
                     new = dict(zip(missing, found, strict=True))
-                ids[rows] = [new[m] if m in new else cache[m] for m in members]
-                keep_mappings(cache, new)
+                ids[rows] = looked_up(cache, new, members)
             out[idx] = ids
         return out

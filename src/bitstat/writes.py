@@ -269,7 +269,9 @@ def encode_bits(chunks: list[Chunk]) -> Offsets | Bitmap:
     total = sum(map(len, chunks))
     if total < OR_MIN_BITS:  # few bits (one event's, say): plain Python beats numpy's set-up
         few = sorted(set(chain.from_iterable(chunks))) if total > 1 else list(chunks[0])
-        return Offsets(int(few[-1]), [int(x) for x in few])
+        if set(map(type, few)) != {int}:  # numpy's integers, from a chunk that is an array
+            few = [int(x) for x in few]
+        return Offsets(few[-1], few)
     # sorted once: gives the span, and the distinct offsets below (np.unique's hashing costs
     # far more on the small arrays most keys get)
     if all(type(c) is list for c in chunks):  # many small groups (a backfill's day): no arrays
