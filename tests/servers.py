@@ -10,13 +10,17 @@ import os
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 import redis.cluster
+import redis.crc
 
 from bitstat import embedded
+from bitstat.keys import Keys
 
 SYSTEM_URL_ENV = "BITSTAT_TEST_REDIS_URL"
 CLUSTER_SCHEME = "redis+cluster://"
@@ -159,6 +163,27 @@ class Cluster:
                 return False
             views.add(_slot_map(node.execute_command("CLUSTER NODES")))
         return len(views) == 1 and frozenset() not in views
+
+
+def master_of(slot: int, masters: int) -> int:
+    """The master that serves `slot` when `masters` masters split the slots evenly, as the test
+    clusters do (master i: slots SLOTS * i // masters and up)."""
+    return max(i for i in range(masters) if SLOTS * i // masters <= slot)
+
+
+def namespace_placed(masters: int, wanted: Callable[[int, int], bool]) -> str:
+    """A fresh namespace whose masters of its meta tag and of its first shard's tag (where its
+    actor sets live) satisfy `wanted(meta, shard)`: a random namespace may sit anywhere, and a
+    test of a cluster wants its keys where the test acts."""
+    while True:
+        ns = f"t-{uuid.uuid4().hex[:8]}"
+        keys = Keys(ns)
+        meta, shard = (
+            master_of(redis.crc.key_slot(tag.encode()), masters)
+            for tag in (keys.meta_tag, keys.shard_tag(0))
+        )
+        if wanted(meta, shard):
+            return ns
 
 
 def _slot_map(cluster_nodes: dict[str, dict[str, Any]]) -> frozenset[tuple[str, str]]:

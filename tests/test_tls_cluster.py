@@ -18,10 +18,9 @@ import redis
 
 import bitstat
 import bitstat.aio
-from bitstat.keys import Keys
 from bitstat.store import cluster_address
 from exactly import batches, model, same_answers, schema
-from servers import SLOTS, _free_port, stop_all
+from servers import SLOTS, _free_port, namespace_placed, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -189,22 +188,11 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSCluster
         cluster.stop()
 
 
-def spread_namespace(masters: int) -> str:
-    """A fresh namespace whose meta and first shard tags live on different masters, so the
-    test really crosses nodes (a random one lands on one master in 1 of `masters` draws)."""
-    while True:
-        ns = f"t-{uuid.uuid4().hex[:8]}"
-        keys = Keys(ns)
-        slots = [redis.crc.key_slot(t.encode()) for t in (keys.meta_tag, keys.shard_tag(0))]
-        owners = {max(i for i in range(masters) if SLOTS * i // masters <= s) for s in slots}
-        if len(owners) > 1:  # the slot ranges are those of TLSCluster._form
-            return ns
-
-
 def test_a_tls_cluster_records_and_answers_exactly(tls_cluster: TLSCluster) -> None:
     url = tls_cluster.url(query=tls_cluster.trusted + "&socket_timeout=10")
     want = model()
-    namespace = spread_namespace(tls_cluster.masters)
+    # its meta and actor sets on two masters: the test really crosses nodes
+    namespace = namespace_placed(tls_cluster.masters, lambda meta, shard: meta != shard)
     with bitstat.connect(url, namespace=namespace, schema=schema()) as st:
         for batch in batches(3, 400, seed=41):
             st.track_many(batch)
