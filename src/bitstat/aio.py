@@ -26,9 +26,19 @@ from .ops import check_name
 from .query import Expr
 from .signatures import takes_arguments_of
 from .stats import ConnectArguments, Opened, Stats
-from .store import Driving, cluster_address, durability, timeouts, wrapped_errors
+from .store import Driving, cluster_address, durability, replies_of, timeouts, wrapped_errors
 from .tracker_aio import AsyncTracker
-from .transport import Pause, Pipe, Request, Scan, ScriptMissing, Transport, patient
+from .transport import (
+    Pause,
+    Pipe,
+    Received,
+    Request,
+    Scan,
+    ScriptMissing,
+    Sent,
+    Transport,
+    patient,
+)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -115,10 +125,22 @@ class AsyncStore:
                 return await asyncio.sleep(step.seconds)
             if isinstance(step, Scan):
                 return [k async for k in self.client.scan_iter(match=step.pattern, count=1000)]
+            if isinstance(step, Sent):  # each on a connection of its own, answered meanwhile
+                ticket = asyncio.gather(*(self._answer_or_error(c) for c in step.commands))
+                await asyncio.sleep(0)  # (their requests go out before the caller works on)
+                return ticket
+            if isinstance(step, Received):
+                return replies_of(await step.ticket)
             result = step(self.client)
             return await result if inspect.isawaitable(result) else result
         except rex.NoScriptError as exc:
             raise ScriptMissing(str(exc)) from exc
+
+    async def _answer_or_error(self, command: tuple[Any, ...]) -> Any:
+        try:
+            return await self.client.execute_command(*command)
+        except rex.ResponseError as exc:
+            return exc
 
     def _master_of(self, key: str) -> Any:
         """The client of the master that holds `key` (the store's own on a single server)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Generator, Iterable, Mapping
 from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
@@ -115,7 +115,20 @@ def _grouped_array(
     ]
 
 
+# a batch's planning: stops once for the value ids of its `unique` rules when not given them
+Planning = Generator[None, dict[int, np.ndarray], WritePlan]
+
+
 def build_plan(
+    cols: Columns, offsets: np.ndarray, schema: Schema, keys: Keys, **options: Any
+) -> WritePlan:
+    """The write plan of one checked batch in one go: `planning` with the value ids given
+    (`value_ids`, none for a batch without `unique` rules)."""
+    ids = options.pop("value_ids", None) or {}
+    return finished(started(planning(cols, offsets, schema, keys, value_ids=ids, **options)), ids)
+
+
+def planning(
     cols: Columns,
     offsets: np.ndarray,
     schema: Schema,
@@ -127,8 +140,12 @@ def build_plan(
     sum_bound: float | None = None,
     note: str | None = None,
     bitmaps: Container[str] = (),
-) -> WritePlan:
-    """The write plan of one checked batch.
+) -> Planning:
+    """The write plan of one checked batch, returned at the end of the generator.
+
+    With `value_ids` None, the batch is planned but its `unique` rules, and then the
+    generator stops once to be sent their value ids: the caller numbers the values on the
+    server meanwhile (`Recording.record_once`). Otherwise it plans in one go.
 
     `offsets[i]` is the bit offset of row i's actor, -1 for a row without one; `single` merges
     all groups into one call (a single server has no slots to respect). Keys of a period past
@@ -337,6 +354,7 @@ def build_plan(
             found = groupings[daily] = (rows, distinct.pop() if len(distinct) == 1 else None)
         return found
 
+    later: list[tuple[int, Grouped, list[int]]] = []  # unique rules waiting for their ids
     for idx, (kind, prop, by) in enumerate(cols.specs):
         values = cols.values.get(idx)
         family = labels_of(kind)
@@ -362,11 +380,11 @@ def build_plan(
             assert values is not None
             _plan_approx(to, prop, cb, values)
         elif kind == "unique":
-            ids = (value_ids or {}).get(idx)
-            if ids is None:
-                raise ValueError(f"no value ids for the unique rule {prop!r}")
+            if value_ids is None:  # planned last, once numbered
+                later.append((idx, to, cb))
+                continue
             assert values is not None
-            _plan_distinct(to, prop, cb, ids, values)
+            _plan_distinct(to, prop, cb, _ids_of(value_ids, idx, prop), values)
         else:  # segment: actor bits per value
             assert values is not None
             valued = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
@@ -394,8 +412,40 @@ def build_plan(
             b.pairs("F", key, floats, period, label, keys.event_tag(event))
     for shard, by_key in per_shard.items():
         b.bits(keys.shard_tag(shard), by_key, key_period)
+    if later:
+        numbered = yield
+        for idx, to, cb in later:
+            prop = cols.specs[idx][1]
+            _plan_distinct(to, prop, cb, _ids_of(numbered, idx, prop), cols.values[idx])
 
     return WritePlan(b.finish(), n, expired)
+
+
+def started(stages: Planning) -> Planning | WritePlan:
+    """`planning` run until it stops for value ids, or its plan if it needs none."""
+    try:
+        next(stages)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    return stages
+
+
+def finished(stages: Planning | WritePlan, value_ids: dict[int, np.ndarray]) -> WritePlan:
+    """The plan of a `started` planning, sent the value ids it stopped for."""
+    if isinstance(stages, WritePlan):
+        return stages
+    try:
+        stages.send(value_ids)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("planning stopped twice")
+
+
+def _ids_of(value_ids: dict[int, np.ndarray] | None, idx: int, prop: str) -> np.ndarray:
+    ids = (value_ids or {}).get(idx)
+    if ids is None:
+        raise ValueError(f"no value ids for the unique rule {prop!r}")
+    return ids
 
 
 def _prop_key(key_of: Callable[[str, str, str], str], prop: str, event: str, label: str) -> str:

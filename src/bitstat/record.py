@@ -25,10 +25,11 @@ from .calls import Call, Op
 from .errors import BatchError, ConnectionError, InvalidEvent, Reason, ServerError
 from .events import Columns, parse_batch, rejection
 from .keys import REVERSE_BUCKET_BITS, Keys, member_text
-from .plan import UNNUMBERED, build_plan, sum_bound_of
+from .plan import UNNUMBERED, Planning, finished, planning, started, sum_bound_of
 from .schema import Schema
 from .single import Single, parse_one, plan_one, sum_bound_one
-from .transport import Transport, call
+from .transport import Transport, call, values_call
+from .writes import WritePlan
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
 # how long an id bitstat made is remembered: its own retries, then the caller's call again after
@@ -208,6 +209,19 @@ def noted(marker: bytes) -> list[tuple[int, str]]:
     return [(int(i), Reason(str(why), *field)) for i, why, *field in json.loads(marker)]
 
 
+@dataclass
+class Numbering:
+    """A batch's values of `unique` rules on their way to ids: the ids per rule (known ones
+    filled in), and the values.lua calls sent for the others, with where their ids go."""
+
+    ids: dict[int, np.ndarray] = field(default_factory=dict)
+    calls: list[tuple[list[str], list[Any]]] = field(default_factory=list)
+    asked: list[tuple[int, list[int], list[str], dict[str, int], list[str]]] = field(
+        default_factory=list
+    )  # (rule, rows, their values, the cache, the values sent), a call each
+    ticket: Any = None  # of the calls sent, until their ids are read
+
+
 class Recording:
     """The recording operations of a namespace."""
 
@@ -369,7 +383,7 @@ class Recording:
             if present:
                 found = yield from self.offsets([cols.actors[i] for i in present])
                 offsets[present] = found
-        value_ids = yield from self.value_ids(cols)
+        numbering = yield from self.send_numbering(cols)
         rejected = list(cols.rejected)
         overflow: list[tuple[int, str]] = []
         clock = time.time()
@@ -378,6 +392,32 @@ class Recording:
         check = not bound <= sums.LIMIT  # the batch alone could pass the limit
         applied_tags: set[str] = set()
         applied = False
+
+        def stages(
+            cols: Columns, offsets: np.ndarray, value_ids: dict[int, np.ndarray] | None
+        ) -> Planning | WritePlan:
+            return started(
+                planning(
+                    cols,
+                    offsets,
+                    self.schema,
+                    self.keys,
+                    batch_id=batch_id,
+                    single=not self.cluster,
+                    value_ids=value_ids,
+                    now=clock,
+                    sum_bound=0.0 if check else bound,  # once checked in order: final totals
+                    # the marker keeps the events rejected for their sums: a retry of the batch
+                    # reports them, though the totals it would be checked against have moved on
+                    note=note(overflow) if overflow else None,
+                    bitmaps=self.bitmap_keys,
+                )
+            )
+
+        # while the server numbers the batch's new values, the rest of it is planned (when no
+        # sum needs checking first, which could drop events from it)
+        early = stages(cols, offsets, None) if numbering.ticket is not None and not check else None
+        value_ids = yield from self.numbered(numbering)
         for _ in range(SUM_RETRIES):
             if check:  # some total could overflow: find the events that would carry it there
                 bad = yield from self.overflowing(cols, applied_tags, clock)
@@ -390,21 +430,10 @@ class Recording:
                         marker = self.keys.batch(self.keys.meta_tag, batch_id)
                         yield call(Transport.mark, marker, note(overflow), ttl)
                         return TrackResult(0, sorted(rejected + overflow))
-            plan = build_plan(
-                cols,
-                offsets,
-                self.schema,
-                self.keys,
-                batch_id=batch_id,
-                single=not self.cluster,
-                value_ids=value_ids,
-                now=clock,
-                sum_bound=0.0 if check else bound,  # once checked in order: final totals only
-                # the marker keeps the events rejected for their sums: a retry of the batch
-                # reports them, though the totals it would be checked against have moved on
-                note=note(overflow) if overflow else None,
-                bitmaps=self.bitmap_keys,
+            plan = finished(
+                early if early is not None else stages(cols, offsets, value_ids), value_ids
             )
+            early = None
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
             groups = [g for g in plan.groups if g.tag not in applied_tags]
@@ -530,13 +559,18 @@ class Recording:
         """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
         property on the server (get or create), remembered here. In a small batch, a value not
         numbered yet is UNNUMBERED: the write itself numbers it (one round trip, not two)."""
-        out: dict[int, np.ndarray] = {}
+        return (yield from self.numbered((yield from self.send_numbering(cols))))
+
+    def send_numbering(self, cols: Columns) -> Op[Numbering]:
+        """`value_ids` begun: the ids known here filled in, the values new to this client sent
+        to the server to be numbered, not waited for (`numbered` reads them)."""
+        numbering = Numbering()
         uniques = [idx for idx, (kind, _, _) in enumerate(cols.specs) if kind == "unique"]
         groups = rows_by_code(cols.codes) if uniques else []
         for idx in uniques:
             prop = cols.specs[idx][1]
             values = cols.values[idx]
-            ids = np.full(len(cols), -1, dtype=np.int64)
+            ids = numbering.ids[idx] = np.full(len(cols), -1, dtype=np.int64)
             for code, rows in groups:
                 rows, members = present_members(rows, values)
                 if not rows:
@@ -544,20 +578,33 @@ class Recording:
                 event = cols.names[code]
                 cache = self.value_cache.setdefault((event, prop), {})
                 missing = [m for m in dict.fromkeys(members) if m not in cache]
-                if missing and len(cols) <= SMALL_BATCH:
+                if not missing:
+                    ids[rows] = looked_up(cache, {}, members)
+                elif len(cols) <= SMALL_BATCH:
                     ids[rows] = [cache.get(m, UNNUMBERED) for m in members]
-                    continue
-                new: dict[str, int] = {}
-                if missing:
+                else:
                     k = self.keys
-                    found = yield call(
-                        Transport.map_values,
-                        k.value_next(event, prop),
-                        k.value_ids(event, prop),
-                        k.value_buckets(event, prop),
-                        missing,
+                    numbering.calls.append(
+                        values_call(
+                            k.value_next(event, prop),
+                            k.value_ids(event, prop),
+                            k.value_buckets(event, prop),
+                            missing,
+                        )
                     )
-                    new = dict(zip(missing, found, strict=True))
-                ids[rows] = looked_up(cache, new, members)
-            out[idx] = ids
-        return out
+                    numbering.asked.append((idx, rows, members, cache, missing))
+        if numbering.calls:
+            numbering.ticket = yield call(Transport.send_values, numbering.calls)
+        return numbering
+
+    def numbered(self, numbering: Numbering) -> Op[dict[int, np.ndarray]]:
+        """`value_ids` ended: the ids of the values sent by `send_numbering`, read and kept."""
+        if numbering.ticket is not None:
+            found = yield call(Transport.values_sent, numbering.ticket, numbering.calls)
+            numbering.ticket = None
+            for (idx, rows, members, cache, missing), got in zip(
+                numbering.asked, found, strict=True
+            ):
+                new = dict(zip(missing, got, strict=True))
+                numbering.ids[idx][rows] = looked_up(cache, new, members)
+        return numbering.ids

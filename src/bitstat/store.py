@@ -16,7 +16,18 @@ import redis.exceptions as rex
 from .calls import Call, Driver, Op
 from .clusters import Cluster
 from .errors import BitstatError, ConnectionError, ServerError
-from .transport import Doing, Pause, Pipe, Request, Scan, ScriptMissing, Transport, patient
+from .transport import (
+    Doing,
+    Pause,
+    Pipe,
+    Received,
+    Request,
+    Scan,
+    ScriptMissing,
+    Sent,
+    Transport,
+    patient,
+)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -80,6 +91,51 @@ def wrapped_errors(what: str) -> Iterator[None]:
         error = ServerError(f"{what}: the server answered with an error: {exc}")
         transient = isinstance(exc, FOR_NOW_ERRORS) or str(exc).startswith(FOR_NOW)
         raise classified(error, transient=transient, refused=True) from exc
+
+
+class Unread:
+    """Replies still on a connection, to be read (once) by `Received`: the connection goes back
+    to its pool then, or is closed if the reading fails or never happens."""
+
+    def __init__(self, pool: Any, conn: Any, count: int) -> None:
+        self.pool, self.conn, self.count = pool, conn, count
+
+    def read(self) -> list[Any]:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            raise RuntimeError("these replies were read already")
+        replies: list[Any] = []
+        try:
+            for _ in range(self.count):
+                replies.append(answer_or_error(conn.read_response))
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self.pool.release(conn)
+        return replies
+
+    def __del__(self) -> None:
+        if self.conn is not None:  # never read (the call failed meanwhile): drop the replies
+            self.conn.disconnect()
+            self.pool.release(self.conn)
+
+
+def answer_or_error(function: Callable[..., Any], args: tuple[Any, ...] = ()) -> Any:
+    """A command's reply, or the error the server answered with (the next replies still
+    come)."""
+    try:
+        return function(*args)
+    except rex.ResponseError as exc:
+        return exc
+
+
+def replies_of(replies: list[Any]) -> list[Any]:
+    """`Received`'s replies: a missing script as ScriptMissing, any other error raised."""
+    for r in replies:
+        if isinstance(r, Exception) and not isinstance(r, rex.NoScriptError):
+            raise r
+    return [ScriptMissing(str(r)) if isinstance(r, rex.NoScriptError) else r for r in replies]
 
 
 class Driving:
@@ -254,9 +310,30 @@ class Store:
                 return time.sleep(step.seconds)
             if isinstance(step, Scan):
                 return list(self.client.scan_iter(match=step.pattern, count=1000))
+            if isinstance(step, Sent):
+                return self.send(step.commands)
+            if isinstance(step, Received):
+                return replies_of(
+                    step.ticket.read() if isinstance(step.ticket, Unread) else step.ticket
+                )
             return step(self.client)
         except rex.NoScriptError as exc:
             raise ScriptMissing(str(exc)) from exc
+
+    def send(self, commands: list[tuple[Any, ...]]) -> Any:
+        """Write `commands` on a connection of their own and return at once (`Sent`); on a
+        cluster, whose client routes and redirects each command, run them now."""
+        if self.cluster:
+            return [answer_or_error(self.client.execute_command, c) for c in commands]
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        return Unread(pool, conn, len(commands))
 
     def call(
         self,

@@ -95,7 +95,22 @@ class Doing(NamedTuple):
     what: str
 
 
-Request = Generator[Step | Pipe | Pause | Scan | Doing, Any, T]
+class Sent(NamedTuple):
+    """Commands written to the server now, on a connection of their own: the step's reply is a
+    ticket for `Received`, and the caller works on while the server answers (on a cluster the
+    commands run at once and the ticket holds their replies)."""
+
+    commands: list[tuple[Any, ...]]
+
+
+class Received(NamedTuple):
+    """The replies of a `Sent` step's commands, in order; a script the server lacks is a
+    `ScriptMissing` in its place (any other error reply raises)."""
+
+    ticket: Any
+
+
+Request = Generator[Step | Pipe | Pause | Scan | Doing | Sent | Received, Any, T]
 
 
 def call(
@@ -343,6 +358,26 @@ class Transport:
         keys, args = values_call(next_key, old_key, buckets, values)
         yield Doing("numbering distinct values")
         return [int(x) for x in (yield from self.script(self.values_script, keys, args))]
+
+    def send_values(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
+        """values.lua for each (KEYS, ARGV) of `calls` (`values_call`'s), written now: the ticket
+        of `values_sent`, which reads the ids while the caller has planned meanwhile."""
+        yield Doing("numbering distinct values")
+        sha = self.values_script.sha
+        return (yield Sent([("EVALSHA", sha, len(k), *k, *a) for k, a in calls]))
+
+    def values_sent(
+        self, ticket: Any, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> Request[list[list[int]]]:
+        """The ids of each call of `send_values`, in order."""
+        yield Doing("numbering distinct values")
+        replies = yield Received(ticket)
+        out = []
+        for (keys, args), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, ScriptMissing):  # (a server restarted or flushed meanwhile)
+                reply = yield from self.script(self.values_script, keys, args)
+            out.append([int(x) for x in reply])
+        return out
 
     def set(self, key: str, value: str) -> Request[None]:
         yield Doing(f"writing {key}")
