@@ -27,6 +27,7 @@ OR_BYTES_PER_BIT = 300
 # script a call a bit); a larger one only when dense (OR_BYTES_PER_BIT)
 SMALL_PAYLOAD = 8192
 SET_MAX = 512  # apply.lua's: the most members a set keeps before it becomes a bitmap
+FEW_PAIRS = 4  # a set given this many offsets or fewer gets them as (k, offset) pairs (op E)
 Chunk = list[int] | np.ndarray  # bit offsets of one group of rows
 
 
@@ -166,7 +167,7 @@ class Builder:
         expiring = bool(self.schema.expire)
         # keys fed by the very same chunks (a day, its week, month, year) share one op
         shared: dict[tuple[int, ...], tuple[Offsets | Bitmap, list[int], list[str]]] = {}
-        singles: list[int] = []  # (k, offset) pairs of sets given one offset: one E op for all
+        singles: list[int] = []  # (k, offset) pairs of sets given few offsets: one E op for all
         for key, chunks in by_key.items():
             if expiring and key in periods_of:
                 self.expire(g, key, *periods_of[key])
@@ -184,9 +185,10 @@ class Builder:
             if isinstance(encoded, Bitmap):
                 payloads.setdefault(encoded, []).extend(targets)
                 continue
-            if len(encoded.offsets) == 1:
+            if len(encoded.offsets) <= FEW_PAIRS:  # (fewer than a bitmap is ever worth)
                 for k in targets:
-                    singles += (k, encoded.high)
+                    for offset in encoded.offsets:
+                        singles += (k, offset)
                 continue
             known = sum(n in self.bitmaps for n in names) if _worth_a_bitmap(encoded) else 0
             if known == len(names):  # bitmaps all: OR-merged with the offsets' bitmap

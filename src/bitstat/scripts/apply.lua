@@ -13,9 +13,10 @@
 --                                   bucket's day, week, ...)
 --   W m k*m n high packed           B, with the same offsets as a bitmap in the scratch key (a
 --                                   P before it) for the keys that are bitmaps already
---   E n packed                      add one offset each to n sets: n (k, offset) pairs packed as
---                                   little-endian uint32s (the many keys of a backfill's hours
---                                   that one event reaches: 3 arguments for all, not 6 each)
+--   E n packed                      add offsets to sets: n (k, offset) pairs packed as
+--                                   little-endian uint32s, a set's pairs consecutive and their
+--                                   offsets distinct (the many keys of a backfill that one or a
+--                                   few events reach: 3 arguments for all, not 6 or more each)
 --   H k n (field incr)*n            HINCRBY
 --   F k n (field incr)*n            HINCRBYFLOAT (sums: the result must stay within +-1e308)
 --   Y m k*m n (member incr)*n       add the same increments to the scores of m sorted sets
@@ -378,11 +379,18 @@ while i <= n_argv do
     i = i + 5 + m
   elseif op == 'E' then
     local list = singles[i]
-    local ks, offs = {0}, {0}
-    for j = 1, #list, 2 do
-      local off = list[j + 1]
-      ks[1], offs[1] = list[j], off
-      add_offsets(ks, offs, 1, 1, off, false)
+    local j = 1
+    while j <= #list do  -- a set's pairs are consecutive: its offsets go in at once
+      local k, offs, high = list[j], {}, -1
+      while j <= #list and list[j] == k do
+        local off = list[j + 1]
+        offs[#offs + 1] = off
+        if off > high then
+          high = off
+        end
+        j = j + 2
+      end
+      add_offsets({k}, offs, 1, #offs, high, false)
     end
     i = i + 3
   elseif op == 'Y' or op == 'Z' then
