@@ -441,8 +441,8 @@ def finished(stages: Planning | WritePlan, value_ids: dict[int, np.ndarray]) -> 
     raise AssertionError("planning stopped twice")
 
 
-def _ids_of(value_ids: dict[int, np.ndarray] | None, idx: int, prop: str) -> np.ndarray:
-    ids = (value_ids or {}).get(idx)
+def _ids_of(value_ids: dict[int, np.ndarray], idx: int, prop: str) -> np.ndarray:
+    ids = value_ids.get(idx)
     if ids is None:
         raise ValueError(f"no value ids for the unique rule {prop!r}")
     return ids

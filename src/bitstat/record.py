@@ -555,15 +555,12 @@ class Recording:
         new = dict(zip(missing, found, strict=True))
         return np.array(looked_up(cache, new, canonical), dtype=np.int64)
 
-    def value_ids(self, cols: Columns) -> Op[dict[int, np.ndarray]]:
-        """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
-        property on the server (get or create), remembered here. In a small batch, a value not
-        numbered yet is UNNUMBERED: the write itself numbers it (one round trip, not two)."""
-        return (yield from self.numbered((yield from self.send_numbering(cols))))
-
     def send_numbering(self, cols: Columns) -> Op[Numbering]:
-        """`value_ids` begun: the ids known here filled in, the values new to this client sent
-        to the server to be numbered, not waited for (`numbered` reads them)."""
+        """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
+        property on the server (get or create), remembered here: the ids known here filled in,
+        the values new to this client sent to be numbered, not waited for (`numbered` reads
+        them). In a small batch, a value not numbered yet is UNNUMBERED: the write itself
+        numbers it (one round trip, not two)."""
         numbering = Numbering()
         uniques = [idx for idx, (kind, _, _) in enumerate(cols.specs) if kind == "unique"]
         groups = rows_by_code(cols.codes) if uniques else []
@@ -598,7 +595,7 @@ class Recording:
         return numbering
 
     def numbered(self, numbering: Numbering) -> Op[dict[int, np.ndarray]]:
-        """`value_ids` ended: the ids of the values sent by `send_numbering`, read and kept."""
+        """The ids of `send_numbering`, those of the values it sent read and kept."""
         if numbering.ticket is not None:
             found = yield call(Transport.values_sent, numbering.ticket, numbering.calls)
             numbering.ticket = None

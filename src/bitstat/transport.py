@@ -352,13 +352,6 @@ class Transport:
         yield Doing("mapping actor ids")
         return [int(x) for x in (yield from self.script(self.ids_script, keys, args))]
 
-    def map_values(
-        self, next_key: str, old_key: str, buckets: str, values: Sequence[str]
-    ) -> Request[list[int]]:
-        keys, args = values_call(next_key, old_key, buckets, values)
-        yield Doing("numbering distinct values")
-        return [int(x) for x in (yield from self.script(self.values_script, keys, args))]
-
     def send_values(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
         """values.lua for each (KEYS, ARGV) of `calls` (`values_call`'s), written now: the ticket
         of `values_sent`, which reads the ids while the caller has planned meanwhile."""
