@@ -30,6 +30,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 APPLY = Script("apply.lua").sha.encode()
+QUEUE = Script("queue.lua").sha.encode()
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +73,51 @@ def test_lost_replies_are_retried_under_the_same_id(
 
 
 def test_one_event_calls_are_retried_too(stats: bitstat.Stats, proxy: Proxy) -> None:
+    """track()'s push whose reply is lost is pushed again under its token: queued once."""
     want = model()
     for n, event in enumerate(batches(1, 40)[0]):
         if n % 3 == 0:
-            proxy.cut_replies(1, APPLY)
+            proxy.cut_replies(1, QUEUE)
         stats.track(event)
         want.track(event)
     assert proxy.cut >= 13
     same_answers(stats, want)
+
+
+def test_a_flush_whose_replies_are_lost_applies_the_queue_once(
+    stats: bitstat.Stats, proxy: Proxy
+) -> None:
+    want = model()
+    for n, event in enumerate(batches(1, 60, seed=5)[0]):
+        stats.track(event)
+        want.track(event)
+        if n % 20 == 19:
+            proxy.cut_replies(1, APPLY)  # the flush's write lands, its reply is lost
+            stats.flush()
+    assert proxy.cut == 3
+    same_answers(stats, want)
+
+
+def test_calling_track_again_after_a_batch_error_never_double_counts(proxy: Proxy) -> None:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    st = bitstat.connect(proxy.url(), namespace=ns, schema=schema(), deadline=0.3)
+    want = model()
+    try:
+        first, second = batches(1, 2, seed=8)[0]
+        st.track(first)
+        want.track(first)
+        proxy.cut_replies(1, QUEUE, then_all=True)  # the push lands, no reply comes back
+        with pytest.raises(bitstat.BatchError) as raised:
+            st.track(second)
+        assert raised.value.may_have_landed and "call track() again" in str(raised.value)
+        want.track(second)
+        proxy.cut_replies(0, b"")
+        st.track(dict(second))  # the caller's retry, the same event: queued once
+        same_answers(st, want)
+    finally:
+        proxy.cut_replies(0, b"")
+        st.drop()
+        st.close()
 
 
 @pytest.mark.parametrize("given_ids", [False, True])

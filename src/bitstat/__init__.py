@@ -62,7 +62,12 @@ def connect(arguments: ConnectArguments) -> Stats:
     `durability="replicated"` (or `?durability=replicated` in the URL) acknowledges a batch only
     once a replica of each master it wrote to has it (WAIT); the default, "fast", once the
     master has it. See docs/guarantees.md.
+
+    `track()` queues an event in Redis (one round trip) and applies the queue as one batch by
+    `flush_at` events (default 500; 1: every event alone, at once) or once its oldest has
+    waited `flush_interval` seconds (default 1); a read of this Stats applies it first, and
+    `Stats.flush()` does at any time (docs/guarantees.md).
     """
     stats = arguments.opened(Stats, Store.from_url(*arguments.store_options()))
-    stats._run(stats._ns.load_schema(arguments.schema))
+    stats._unsettled(stats._ns.load_schema(arguments.schema))
     return stats

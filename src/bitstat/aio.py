@@ -187,7 +187,8 @@ class AsyncActorSet(SetAlgebra["AsyncStats"]):
 
     async def ids(self) -> AsyncIterator[Any]:
         """`ActorSet.ids` for `async for`: the actors' original ids, read in chunks."""
-        driver = Driver(patient(self._runner._ns.ids(self.expr), self._runner._ns.deadline))
+        ns = self._runner._ns
+        driver = Driver(patient(ns.settled(ns.ids(self.expr)), ns.deadline))
         while (asked := driver.next()) is not None:
             if isinstance(asked, Emit):
                 for actor in asked.values:
@@ -216,6 +217,9 @@ class AsyncStats(Opened[AsyncStore]):
     """`Stats` for asyncio code: the same methods, awaited. Made by `bitstat.aio.connect()`."""
 
     async def _run(self, op: Generator[Call, Any, T]) -> T:
+        return await run(self._store, self._ns.settled(op), self._ns.deadline)
+
+    async def _unsettled(self, op: Generator[Call, Any, T]) -> T:
         return await run(self._store, op, self._ns.deadline)
 
     async def _record(self, op: Generator[Call, Any, T]) -> T:
@@ -251,6 +255,7 @@ class AsyncStats(Opened[AsyncStore]):
     server_info = awaited(Stats.server_info)
     drop = awaited(Stats.drop)
     track = awaited(Stats.track)
+    flush = awaited(Stats.flush)
     track_many = awaited(Stats.track_many)
     track_frame = awaited(Stats.track_frame)
     alias = awaited(Stats.alias)
@@ -278,5 +283,5 @@ async def connect(arguments: ConnectArguments) -> AsyncStats:
     """`bitstat.connect()` for asyncio: the same arguments, an `AsyncStats`."""
     store = await AsyncStore.from_url(*arguments.store_options())
     stats = arguments.opened(AsyncStats, store)
-    await run(store, stats._ns.load_schema(arguments.schema))
+    await stats._unsettled(stats._ns.load_schema(arguments.schema))
     return stats

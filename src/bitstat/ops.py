@@ -34,7 +34,8 @@ from .keys import (
 )
 from .periods import expire_at
 from .query import Expr, Leaf, Program, SetProgram, count_union
-from .record import DEFAULT_BATCH_TTL, Recording
+from .queued import Queueing
+from .record import DEFAULT_BATCH_TTL
 from .schema import Schema, compound, duration_text, normalise
 from .tables import Counts, Series, Sum, Sums, Top
 from .transport import Transport, call
@@ -62,9 +63,9 @@ def check_namespace(namespace: Any) -> None:
         raise SchemaError(f"namespace must be non-empty text, got {namespace!r}")
 
 
-class Namespace(Recording):
+class Namespace(Queueing):
     """The state of one open namespace (schema, key names, caches) and its operations; the
-    recording ones come from `Recording`."""
+    recording ones come from `Recording`, `track()` by the queue from `Queueing`."""
 
     def __init__(
         self, namespace: str, schema: Schema, cluster: bool, batch_ttl: int = DEFAULT_BATCH_TTL

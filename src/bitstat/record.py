@@ -239,22 +239,28 @@ class Recording:
     auto_ttl: int = AUTO_BATCH_TTL
     replicated: bool = False  # batches are acknowledged once a replica has them
 
-    def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
+    @staticmethod
+    def one_record(event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The event of `track(event, **props)`: the mapping given, or the name and props."""
         if isinstance(event, Mapping):
             if props:
                 raise InvalidEvent("pass either a mapping or keyword properties, not both")
-            record: Mapping[str, Any] = event
-        else:
-            if "event" in props:
-                raise InvalidEvent("the event name is given twice", field="event")
-            record = {"event": event, **props}
-        # one event takes its own path: checked and planned without the batch machinery
+            return event
+        if "event" in props:
+            raise InvalidEvent("the event name is given twice", field="event")
+        return {"event": event, **props}
+
+    def checked_one(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Single:
+        """The event of `track(event, **props)` checked; InvalidEvent says what is wrong."""
         try:
-            one = parse_one(record, self.schema)
+            return parse_one(self.one_record(event, props), self.schema)
         except InvalidEvent as exc:
             # worded as track_many reports a rejection
             raise InvalidEvent.of(rejection(exc)) from None
-        result = yield from self.track_checked([record], one, None, None)
+
+    def track_now(self, one: Single) -> Op[None]:
+        """Record one checked event alone, now: planned without the batch machinery."""
+        result = yield from self.track_checked([one.record], one, None, None)
         if result.rejected:  # its sum would carry a total past the limit
             raise InvalidEvent.of(result.rejected[0][1])
 

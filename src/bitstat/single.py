@@ -50,6 +50,7 @@ class Single:
     specs: list[Spec]
     row: dict[Spec, Any]
     rejected: list[tuple[int, str]] = field(default_factory=list)  # none: as Columns has them
+    utc: int | None = None  # UTC epoch seconds, for a time given with its zone (or none)
 
     def __len__(self) -> int:
         return 1
@@ -67,7 +68,7 @@ def parse_one(record: Any, schema: Schema, now: float | None = None) -> Single:
         rules.clear()
     name, actor, sec, is_utc, row = check_event(record, schema, now_s, latest[1], rules)
     wall = sec + local_offset(ZoneInfo(schema.timezone), sec) if is_utc else sec
-    return Single(record, name, actor, wall, rules[name], row)
+    return Single(record, name, actor, wall, rules[name], row, utc=sec if is_utc else None)
 
 
 def sum_bound_one(one: Single) -> float:

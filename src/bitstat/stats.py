@@ -19,6 +19,7 @@ from .calls import Call, Driver, Emit
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
 from .query import SCRATCH_TTL_MS, Expr
+from .queued import FLUSH_AT, FLUSH_INTERVAL, queueing
 from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
 from .schema import Schema, parse_duration
 from .store import Store, resolve_url, run
@@ -48,9 +49,12 @@ class Opened(Generic[S]):
         schema: Schema,
         batch_ttl: int = DEFAULT_BATCH_TTL,
         deadline: float = DEFAULT_DEADLINE,
+        flush_at: int = FLUSH_AT,
+        flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         self._store = store
         self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
+        self._ns.flush_at, self._ns.flush_interval = queueing(flush_at, flush_interval)
         self.namespace = namespace
 
     @property
@@ -78,6 +82,8 @@ class ConnectArguments:
     socket_timeout: float | None = None
     deadline: float = DEFAULT_DEADLINE
     durability: str | None = None
+    flush_at: int = FLUSH_AT
+    flush_interval: float = FLUSH_INTERVAL
 
     def store_options(self) -> tuple[str, float | None, str | None]:
         """The arguments of the store's `from_url`: the server's URL (the embedded server is
@@ -90,13 +96,25 @@ class ConnectArguments:
     def opened(self, kind: type[OpenedT], store: Any) -> OpenedT:
         """The namespace opened on `store`, as a `kind` (Stats or AsyncStats)."""
         ttl = parse_duration(self.batch_ttl)
-        return kind(store, self.namespace, self.schema or Schema(), ttl, self.deadline)
+        return kind(
+            store,
+            self.namespace,
+            self.schema or Schema(),
+            ttl,
+            self.deadline,
+            self.flush_at,
+            self.flush_interval,
+        )
 
 
 class Stats(Opened[Store]):
     """One namespace in one Redis (or Cluster). Made by `bitstat.connect()`."""
 
     def _run(self, op: Generator[Call, Any, T]) -> T:
+        # the events track() queued are applied first, so that every answer holds them
+        return run(self._store, self._ns.settled(op), self._ns.deadline)
+
+    def _unsettled(self, op: Generator[Call, Any, T]) -> T:
         return run(self._store, op, self._ns.deadline)
 
     def _record(self, op: Generator[Call, Any, T]) -> T:
@@ -114,7 +132,7 @@ class Stats(Opened[Store]):
 
     def drop(self) -> int:
         """Delete every key of this namespace (found with SCAN, never KEYS); returns how many."""
-        return self._run(self._ns.drop())
+        return self._unsettled(self._ns.drop())
 
     def close(self) -> None:
         self._store.close()
@@ -127,8 +145,17 @@ class Stats(Opened[Store]):
 
     # recording
     def track(self, event: str | Mapping[str, Any], /, **props: Any) -> None:
-        """Record one event: `track("login", user=42)` or `track({"event": "login", ...})`."""
+        """Record one event: `track("login", user=42)` or `track({"event": "login", ...})`.
+
+        A bad event raises InvalidEvent at once. A good one is queued in Redis (one round
+        trip) and applied with the others queued, by `flush_at` events or after
+        `flush_interval` seconds (connect()'s), and before any read of this Stats: its
+        answers hold every event tracked before; other processes' within `flush_interval`."""
         return self._record(self._ns.track(event, props))
+
+    def flush(self) -> int:
+        """Apply now the events `track()` queued (any process's); returns how many."""
+        return self._record(self._ns.flush())
 
     def track_many(
         self,
@@ -145,7 +172,8 @@ class Stats(Opened[Store]):
         `deadline` seconds (default: connect()'s; 0: one try). Then `BatchError` (with the
         batch id) says whether it may have landed; the same events sent again, from this
         process and within 10 minutes when bitstat made the id, are recorded once."""
-        return self._record(self._ns.track_many(events, batch_id, now, deadline))
+        op = self._ns.track_many(events, batch_id, now, deadline)
+        return self._record(self._ns.settled(op, others=False))
 
     def track_frame(
         self,
@@ -167,7 +195,7 @@ class Stats(Opened[Store]):
         from . import frames  # pyarrow is imported when a frame is recorded, not with bitstat
 
         op = frames.track_frame(self._ns, frame, batch_id, event, now, batch_size, sort)
-        return self._record(op)
+        return self._record(self._ns.settled(op, others=False))
 
     def tracker(self, **options: Any) -> Tracker:
         """A fire-and-forget `Tracker` on this Stats: `track()` queues, a thread sends batches.
@@ -203,7 +231,7 @@ class Stats(Opened[Store]):
         return bool(self._run(self._ns.contains(expr, actor)))
 
     def _ids(self, expr: Expr) -> Iterator[Any]:
-        driver = Driver(patient(self._ns.ids(expr), self._ns.deadline))
+        driver = Driver(patient(self._ns.settled(self._ns.ids(expr)), self._ns.deadline))
         while (asked := driver.next()) is not None:
             if isinstance(asked, Emit):
                 yield from asked.values

@@ -257,6 +257,7 @@ class Transport:
         self.evaluate_script = Script("sets.lua")
         self.counters_script = Script("counters.lua")
         self.values_script = Script("values.lua")
+        self.queue_script = Script("queue.lua")
 
     # the steps that run scripts: loaded again where the server has forgotten them
     def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Request[Any]:
@@ -371,6 +372,36 @@ class Transport:
                 reply = yield from self.script(self.values_script, keys, args)
             out.append([int(x) for x in reply])
         return out
+
+    # the events track() queued (queued.py)
+    def queue_event(
+        self, keys: Sequence[str], now_ms: int, window: int, token: str, event: str
+    ) -> Request[tuple[int, int, bool]]:
+        """Queue one event unless its token is seen: (events queued, ms of the oldest, whether
+        it was queued now)."""
+        yield Doing("queueing an event")
+        size, since, new = yield from self.script(
+            self.queue_script, keys, ("push", now_ms, window, token, event)
+        )
+        return int(size), int(since), bool(new)
+
+    def claim_queued(
+        self, keys: Sequence[str], now_ms: int, lease_ms: int, claim_id: str, most: int
+    ) -> Request[tuple[str, bytes, bool] | None]:
+        """A claim of queued events: (its id, the events, whether it was taken over), or None."""
+        yield Doing("claiming queued events")
+        reply = yield from self.script(
+            self.queue_script, keys, ("claim", now_ms, lease_ms, claim_id, most)
+        )
+        if not reply:
+            return None
+        claim, events, taken = reply
+        return claim.decode(), events, bool(taken)
+
+    def release_claim(self, claims: str, claim_id: str) -> Request[None]:
+        """Forget a claim whose events are applied."""
+        yield Doing("releasing a claim of queued events")
+        yield from self.script(self.queue_script, (claims,), ("done", claim_id))
 
     def set(self, key: str, value: str) -> Request[None]:
         yield Doing(f"writing {key}")
@@ -529,6 +560,9 @@ READS = frozenset(
     | {Transport.read_sums, Transport.scan_keys, Transport.evaluate, Transport.evaluate_checked}
     | {Transport.hsum, Transport.zsum, Transport.top, Transport.pfcount}
 )
+# and the claims of queued events: a claim refused for the moment took nothing (one whose reply
+# is lost is taken over once its lease ends), and forgetting one twice is forgetting it
+AGAIN = READS | {Transport.claim_queued, Transport.release_claim}
 FIRST_BACKOFF = 0.05  # seconds before a read is made again, doubled each time (with jitter) ...
 MAX_BACKOFF = 2.0  # ... up to this: as a batch's (record.py)
 
@@ -559,7 +593,7 @@ def patient(op: Generator[Y, Any, T], deadline: float) -> Generator[Y | Call, An
                 reply, error = (yield asked), None
             except BitstatError as exc:
                 reply, error = None, exc
-                if isinstance(asked, Call) and asked.method in READS and for_now(exc):
+                if isinstance(asked, Call) and asked.method in AGAIN and for_now(exc):
                     now = time.monotonic()
                     end = now + deadline if end is None else end
                     if now < end:

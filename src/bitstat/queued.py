@@ -1,0 +1,230 @@
+"""`track()`: one event queued in Redis in one round trip, applied later in batches.
+
+Applying one event alone writes ~45 keys for it (every period of its actor set, segments,
+counters): ~1.3M server instructions, where a batch spends ~30k an event. So `track()` checks
+the event (a bad one is refused at once, as before), then pushes it, with the fields its rules
+read, onto a list in the namespace's meta slot (scripts/queue.lua). Once `flush_at` events
+wait, or the oldest has waited `flush_interval` seconds, the call that sees it applies the
+queue as one batch. Every read of the same Stats applies what waits first, so its answers
+include every event tracked before; another process's reads see them within
+`flush_interval` seconds (its first read, then one a `flush_interval`, looks at the queue).
+
+Exactly once, whatever fails:
+- a push carries a token; the server keeps the tokens of the last two windows of
+  `PUSH_WINDOW` seconds, so a push tried again after a lost reply (by bitstat, or by the caller
+  calling again with the same event within the window) is queued once;
+- a flush moves the events to a claim and applies them under the claim's id as batch id, then
+  forgets the claim. A claim not forgotten within its lease (its process died) is taken over
+  by the next flush anywhere and applied again under the same id: the batch markers make the
+  groups already written count once (they are kept `auto_ttl`, 10 minutes by default).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import time
+from collections.abc import Generator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from .calls import Call, Op
+from .errors import BatchError, BitstatError, ConnectionError, ServerError
+from .events import parse_batch
+from .record import AUTO_IDS, FIRST_BACKOFF, IN_DOUBT, MAX_BACKOFF, Recording
+from .single import Single, sum_bound_one
+from .transport import Transport, call
+
+FLUSH_AT = 500  # events queued by track() applied together (connect's flush_at)
+FLUSH_INTERVAL = 1.0  # seconds an event waits at most before a track() or read applies it
+PUSH_WINDOW = 60  # seconds a pushed token is remembered at least (at most twice this)
+CLAIM_MOST = 10_000  # events a claim takes: a long queue is applied in batches of this many
+CLAIMS_A_FLUSH = 64  # claims one flush applies at most (then the next flush goes on)
+# a value below this never carries a total within sums.LIMIT (1e308) past it (half the spacing
+# of doubles there is ~1e292): an event of such values is never refused and may wait
+SAFE_SUM = 1e291
+LEASE_MARGIN = 30.0  # seconds past the retry deadline before another flush takes a claim over
+log = logging.getLogger("bitstat")
+T = TypeVar("T")
+Y = TypeVar("Y")
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+class Tokens:
+    """Tokens of queued events: a random prefix per process (a forked child draws its own) and
+    a serial, short because the server keeps each for a minute or two."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(5)
+        self.serial = 0
+
+    def next(self) -> str:
+        self.serial += 1  # (threads: the GIL makes this read-and-add one step for ints)
+        return f"{self.prefix}{self.serial:x}"
+
+
+TOKENS = Tokens()
+os.register_at_fork(after_in_child=TOKENS.reset)
+
+
+def queueing(flush_at: int, flush_interval: float) -> tuple[int, float]:
+    """connect()'s flush_at and flush_interval, checked."""
+    if isinstance(flush_at, bool) or not isinstance(flush_at, int) or flush_at < 1:
+        raise ValueError(
+            f"flush_at must be an integer >= 1 (1: track() alone, at once), got {flush_at!r}"
+        )
+    if not isinstance(flush_interval, (int, float)) or not 0 <= flush_interval < float("inf"):
+        raise ValueError(f"flush_interval must be seconds >= 0, got {flush_interval!r}")
+    return flush_at, float(flush_interval)
+
+
+def queued_record(one: Single, actor_key: str) -> dict[str, Any]:
+    """What is queued of a checked event: its name, actor, time (UTC epoch seconds, or the
+    local wall-clock time as naive ISO text when it was given without a zone) and the fields
+    its rules read, as given (text and numbers, checked: JSON keeps them exactly)."""
+    record: dict[str, Any] = {"event": one.name}
+    if one.actor is not None:
+        record[actor_key] = one.actor
+    if one.utc is not None:
+        record["time"] = one.utc
+    else:
+        record["time"] = (_NAIVE_EPOCH + timedelta(seconds=one.wall)).isoformat()
+    given = one.record
+    for _, prop, by in one.specs:
+        for name in prop.split("~") + (by.split("~") if by else []):
+            value = given.get(name)
+            if value is not None:
+                record[name] = value
+    return record
+
+
+def queued_line(token: str, record: Mapping[str, Any]) -> str:
+    return token + " " + json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def records_of(events: bytes) -> list[dict[str, Any]]:
+    """The records of a claim's events (`queued_line`s joined by newlines)."""
+    return [json.loads(line.partition(b" ")[2]) for line in events.split(b"\n")]
+
+
+class Queueing(Recording):
+    """`track()` by the queue, its flushes, and reads that flush first."""
+
+    flush_at: int = FLUSH_AT
+    flush_interval: float = FLUSH_INTERVAL
+    queue_pushed = False  # events were queued here since this namespace's last flush
+    queue_looked = float("-inf")  # monotonic time of its last flush
+
+    def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
+        one = self.checked_one(event, props)
+        if self.flush_at <= 1:  # applied at once, alone
+            return (yield from self.track_now(one))
+        if sum_bound_one(one) >= SAFE_SUM:
+            # a sum that could carry a total past the limit is refused by the write (sums.py),
+            # which depends on what was written before: recorded now, after what waits here
+            if self.queue_pushed:
+                yield from self.flush()
+            return (yield from self.track_now(one))
+        record = one.record
+        line = queued_record(one, self.schema.actor)
+        token = IN_DOUBT.find(self.name, [record]) or TOKENS.next()
+        size, since, now_ms = yield from self.pushed(record, token, queued_line(token, line))
+        self.queue_pushed = True
+        if size >= self.flush_at or now_ms - since >= self.flush_interval * 1000:
+            try:
+                yield from self.flush()
+            except BitstatError as exc:  # the event is queued: the next flush applies it
+                log.warning("bitstat: applying the events track() queued failed: %s", exc)
+
+    def pushed(
+        self, record: Mapping[str, Any], token: str, line: str
+    ) -> Generator[Call, Any, tuple[int, int, int]]:
+        """Push one queued event, tried again under its token while the failure may pass."""
+        keys = self.keys
+        end = time.monotonic() + self.deadline
+        delay, attempt = FIRST_BACKOFF, 0
+        while True:
+            attempt += 1
+            now_ms = int(time.time() * 1000)
+            window = now_ms // (PUSH_WINDOW * 1000)
+            seen = (keys.queue_seen(window), keys.queue_seen(window - 1))
+            queue = (keys.queue, keys.queue_since, *seen)
+            try:
+                size, since, _ = yield call(
+                    Transport.queue_event, queue, now_ms, PUSH_WINDOW, token, line
+                )
+            except (ConnectionError, ServerError) as exc:
+                left = end - time.monotonic()
+                if exc.transient and left > 0 and not isinstance(exc, BatchError):
+                    yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
+                    delay = min(delay * 2, MAX_BACKOFF)
+                    continue
+                landed = not exc.refused
+                if landed:
+                    IN_DOUBT.remember(self.name, [record], token, PUSH_WINDOW)
+                raise BatchError(
+                    _gave_up(attempt, landed, exc),
+                    batch_id=token,
+                    may_have_landed=landed,
+                    attempts=attempt,
+                ) from exc
+            if attempt > 1:
+                IN_DOUBT.forget(self.name, [record])
+            return size, since, now_ms
+
+    def flush(self) -> Op[int]:
+        """Apply the events queued by `track()` (this process's and any other's), and any claim
+        a flush that died left; returns how many events were recorded."""
+        keys = self.keys
+        claims = (keys.queue, keys.queue_since, keys.queue_claims)
+        lease_ms = int((self.deadline + LEASE_MARGIN) * 1000)
+        self.queue_pushed, self.queue_looked = False, time.monotonic()
+        recorded = 0
+        for _ in range(CLAIMS_A_FLUSH):
+            now_ms = int(time.time() * 1000)
+            claim = yield call(
+                Transport.claim_queued, claims, now_ms, lease_ms, "q" + AUTO_IDS.next(), CLAIM_MOST
+            )
+            if claim is None:
+                break
+            claim_id, events, taken_over = claim
+            records = records_of(events)
+            cols = parse_batch(records, self.schema, None)
+            result = yield from self.track_columns(cols, claim_id, auto=True, fresh=not taken_over)
+            yield call(Transport.release_claim, keys.queue_claims, claim_id)
+            recorded += result.recorded
+            for index, why in result.rejected:
+                log.warning(
+                    "bitstat: an event track() queued was rejected when applied: %s (%s)",
+                    why,
+                    json.dumps(records[index], ensure_ascii=False)[:300],
+                )
+        return recorded
+
+    def settled(
+        self, op: Generator[Y, Any, T], *, others: bool = True
+    ) -> Generator[Y | Call, Any, T]:
+        """`op` after the queued events are applied: at once when this namespace queued some
+        since its last flush, and else, with `others`, once a `flush_interval` (for other
+        processes'). Writes go after this namespace's own (a sum's refusal depends on order)."""
+        due = others and time.monotonic() - self.queue_looked >= self.flush_interval
+        if self.queue_pushed or due:
+            yield from self.flush()
+        return (yield from op)
+
+
+def _gave_up(attempts: int, landed: bool, cause: Exception) -> str:
+    tries = "1 try" if attempts == 1 else f"{attempts} tries"
+    state = (
+        "it may have been queued; call track() again with the same event from this process"
+        f" within {PUSH_WINDOW} s and it is recorded once"
+        if landed
+        else "it was not queued (the server refused it)"
+    )
+    return f"queueing an event: gave up after {tries}: {cause}\n{state}"

@@ -1,0 +1,244 @@
+"""`track()` queues its event in Redis and applies the queue in batches (queued.py): every
+answer equals the reference model's on every backend, a read sees every event tracked before
+it (by the same Stats at once, by another within `flush_interval`), a bad event is refused at
+once with nothing queued, and a flush that dies half way is finished once by the next."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import bitstat
+import bitstat.aio
+from bitstat import queued
+from bitstat.transport import Transport
+from exactly import batches, model, same_answers, schema
+
+
+def mixed_times(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The events with their times in every form track() takes: naive ISO text, text with an
+    offset, aware and naive datetimes, epoch seconds (int and float), and none (now)."""
+    rng = random.Random(seed)
+    out = []
+    for e in events:
+        e = dict(e)
+        wall = datetime.fromisoformat(e["time"])  # naive, in Europe/Amsterdam (UTC+1 in Nov)
+        utc = (wall - timedelta(hours=1)).replace(tzinfo=UTC)
+        form = rng.randrange(6)
+        if form == 1:
+            e["time"] = utc.isoformat(timespec="milliseconds")
+        elif form == 2:
+            e["time"] = utc
+        elif form == 3:
+            e["time"] = wall
+        elif form == 4:
+            e["time"] = int(utc.timestamp())
+        elif form == 5:
+            e["time"] = utc.timestamp() + 0.25
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("flush_at", [1, 7, 500])
+def test_tracked_events_give_the_models_answers(
+    server_url: str, namespace: str, flush_at: int
+) -> None:
+    events = mixed_times(batches(1, 300, seed=flush_at)[0], seed=flush_at)
+    want = model()
+    with bitstat.connect(server_url, namespace=namespace, schema=schema(), flush_at=flush_at) as st:
+        for n, e in enumerate(events):
+            st.track(e)
+            want.track(e)
+            if n in (0, 150):  # a read sees every event tracked before it
+                assert st.total("purchase", "2026") == n + 1
+        same_answers(st, want)
+        assert st.flush() == 0  # nothing left
+
+
+def test_events_without_a_time_get_the_time_of_the_call(embedded_url: str, namespace: str) -> None:
+    with bitstat.connect(embedded_url, namespace=namespace, schema=schema()) as st:
+        st.track({"event": "visit", "user": "u-1"})
+        today = datetime.now(UTC).date()
+        days = {today - timedelta(days=1), today, today + timedelta(days=1)}
+        assert sum(st.total("visit", d.isoformat()) for d in days) == 1
+
+
+def test_another_process_sees_the_events_within_flush_interval(
+    server_url: str, namespace: str
+) -> None:
+    writer = bitstat.connect(
+        server_url, namespace=namespace, schema=schema(), flush_at=1000, flush_interval=0.3
+    )
+    reader = bitstat.connect(server_url, namespace=namespace, flush_interval=0.3)
+    try:
+        first, second = batches(2, 5, seed=5)
+        for e in first:
+            writer.track(e)
+        assert reader.total("purchase", "2026") == 5  # its first read applies the queue
+        for e in second:
+            writer.track(e)
+        time.sleep(0.35)
+        assert reader.total("purchase", "2026") == 10
+    finally:
+        writer.drop()
+        writer.close()
+        reader.close()
+
+
+def test_an_event_waiting_past_flush_interval_is_applied_by_the_next_track(
+    server_url: str, namespace: str, redis_client: Any
+) -> None:
+    with bitstat.connect(
+        server_url, namespace=namespace, schema=schema(), flush_at=1000, flush_interval=0.2
+    ) as st:
+        first, second = batches(1, 2, seed=9)[0]
+        st.track(first)
+        assert redis_client.llen(st._ns.keys.queue) == 1
+        time.sleep(0.25)
+        st.track(second)  # the oldest waited 0.25 s: both are applied by this call
+        assert not redis_client.exists(st._ns.keys.queue)
+        assert st.total("purchase", "2026") == 2
+
+
+def test_a_bad_event_is_refused_at_once_and_nothing_is_queued(
+    server_url: str, namespace: str, redis_client: Any
+) -> None:
+    with bitstat.connect(server_url, namespace=namespace, schema=schema()) as st:
+        with pytest.raises(bitstat.InvalidEvent, match="amount") as raised:
+            st.track({"event": "purchase", "user": "u-1", "amount": "lots"})
+        assert raised.value.field == "amount"
+        with pytest.raises(bitstat.InvalidEvent, match="user"):
+            st.track({"event": "purchase"})
+        assert not redis_client.exists(st._ns.keys.queue)
+        assert st.events() == []
+
+
+def test_flush_at_1_applies_each_event_alone_at_once(
+    server_url: str, namespace: str, redis_client: Any
+) -> None:
+    with bitstat.connect(server_url, namespace=namespace, schema=schema(), flush_at=1) as st:
+        st.track(batches(1, 1)[0][0])
+        assert not redis_client.exists(st._ns.keys.queue)
+        assert redis_client.exists(st._ns.keys.events)  # written by the call itself
+
+
+def test_a_claim_left_by_a_flush_that_died_is_applied_once_by_the_next(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush dies after writing its batch and before forgetting the claim, and another
+    before writing anything: a later flush takes both claims over, and every event counts
+    once (the batch markers of the first stop a second write)."""
+    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
+    events = batches(1, 90, seed=13)[0]
+    want = model()
+    with bitstat.connect(
+        server_url, namespace=namespace, schema=schema(), flush_at=1000, deadline=0.2
+    ) as st:
+        release = Transport.release_claim
+        apply = Transport.apply
+
+        def died(*args: Any, **kwargs: Any) -> Any:
+            raise KeyboardInterrupt("the process died")  # not an error bitstat handles
+
+        for part, broken in ((events[:40], "release_claim"), (events[40:70], "apply")):
+            for e in part:
+                st.track(e)
+                want.track(e)
+            monkeypatch.setattr(Transport, broken, died)
+            with pytest.raises(KeyboardInterrupt):
+                st.flush()
+            monkeypatch.setattr(Transport, "release_claim", release)
+            monkeypatch.setattr(Transport, "apply", apply)
+        for e in events[70:]:
+            st.track(e)
+            want.track(e)
+        time.sleep(0.25)  # both leases (the deadline, 0.2 s) are over
+        assert st.flush() == 20 + 40 + 30  # the queue and the two claims taken over
+        same_answers(st, want)
+        assert st.flush() == 0
+
+
+def test_a_flush_that_fails_in_track_leaves_the_events_queued(
+    embedded_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    events = batches(1, 6, seed=17)[0]
+    with bitstat.connect(
+        embedded_url, namespace=namespace, schema=schema(), flush_at=3, deadline=0.2
+    ) as st:
+
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            error = bitstat.ServerError("OOM command not allowed")
+            error.transient = False
+            raise error
+            yield  # (a request)
+
+        monkeypatch.setattr(Transport, "claim_queued", refused)
+        for e in events[:3]:
+            st.track(e)  # the third call's flush fails: logged, and the call succeeds
+        assert "applying the events track() queued failed" in caplog.text
+        monkeypatch.undo()
+        for e in events[3:]:
+            st.track(e)
+        assert st.total("purchase", "2026") == 6
+
+
+def test_the_asyncio_api_queues_and_reads_its_own_events(server_url: str, namespace: str) -> None:
+    events = mixed_times(batches(1, 120, seed=21)[0], seed=21)
+    want = model()
+    for e in events:
+        want.track(e)
+
+    async def record_and_read() -> int:
+        opened = bitstat.aio.connect(server_url, namespace=namespace, schema=schema(), flush_at=50)
+        async with await opened as st:
+            for e in events:
+                await st.track(e)
+            return int(await st.total("purchase", "2026"))
+
+    assert asyncio.run(record_and_read()) == len(events)
+    with bitstat.connect(server_url, namespace=namespace) as st:
+        same_answers(st, want)
+
+
+def test_queued_records_keep_only_what_the_rules_read() -> None:
+    from bitstat.single import parse_one
+
+    one = parse_one(
+        {
+            "event": "purchase",
+            "user": 7,
+            "time": "2026-11-20T10:00:00",
+            "country": "NL",
+            "amount": 2.5,
+            "ignored": "x" * 100,
+        },
+        schema(),
+    )
+    record = queued.queued_record(one, "user")
+    assert record == {
+        "event": "purchase",
+        "user": "7",
+        "time": "2026-11-20T10:00:00",
+        "country": "NL",
+        "amount": 2.5,
+    }
+    line = queued.queued_line("tok1", record)
+    assert queued.records_of(line.encode()) == [record]
+
+
+@pytest.mark.parametrize(
+    ("flush_at", "interval", "message"),
+    [(0, 1.0, "flush_at"), (True, 1.0, "flush_at"), (10, -1, "flush_interval")],
+)
+def test_bad_queue_options_are_refused(
+    embedded_url: str, namespace: str, flush_at: Any, interval: Any, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        bitstat.connect(
+            embedded_url, namespace=namespace, flush_at=flush_at, flush_interval=interval
+        )
