@@ -242,3 +242,35 @@ def test_bad_queue_options_are_refused(
         bitstat.connect(
             embedded_url, namespace=namespace, flush_at=flush_at, flush_interval=interval
         )
+
+
+def test_a_push_whose_connection_the_server_closed_is_sent_again(
+    embedded_url: str, namespace: str
+) -> None:
+    """track()'s connection is kept out of the pool: closed by the server between two calls,
+    the next push fails on it, goes again on a new one, and lands once."""
+    import redis
+
+    events = batches(1, 3, seed=23)[0]
+    with bitstat.connect(embedded_url, namespace=namespace, schema=schema()) as st:
+        st.track(events[0])
+        admin = redis.Redis.from_url(embedded_url)
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        st.track(events[1])
+        st.track(events[2])
+        assert st.total("purchase", "2026") == 3
+        admin.close()
+
+
+def test_a_forked_child_tracks_on_connections_of_its_own(embedded_url: str, namespace: str) -> None:
+    import multiprocessing
+
+    events = batches(1, 3, seed=29)[0]
+    with bitstat.connect(embedded_url, namespace=namespace, schema=schema()) as st:
+        st.track(events[0])  # the parent's connection, kept
+        child = multiprocessing.get_context("fork").Process(target=st.track, args=(events[1],))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+        st.track(events[2])  # on the parent's connection: no reply of the child's read here
+        assert st.total("purchase", "2026") == 3

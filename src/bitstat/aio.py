@@ -29,6 +29,7 @@ from .stats import ConnectArguments, Opened, Stats
 from .store import Driving, cluster_address, durability, replies_of, timeouts, wrapped_errors
 from .tracker_aio import AsyncTracker
 from .transport import (
+    Direct,
     Pause,
     Pipe,
     Received,
@@ -131,6 +132,8 @@ class AsyncStore:
                 return ticket
             if isinstance(step, Received):
                 return replies_of(await step.ticket)
+            if isinstance(step, Direct):
+                return await self.client.execute_command(*step.command)
             result = step(self.client)
             return await result if inspect.isawaitable(result) else result
         except rex.NoScriptError as exc:

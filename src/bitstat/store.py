@@ -17,6 +17,7 @@ from .calls import Call, Driver, Op
 from .clusters import Cluster
 from .errors import BitstatError, ConnectionError, ServerError
 from .transport import (
+    Direct,
     Doing,
     Pause,
     Pipe,
@@ -268,6 +269,10 @@ def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
     return redis.Redis.from_url(url, **options), False
 
 
+FORKS = [0]  # forks so far: a child must not share its parent's connections
+os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
+
+
 class Store:
     """Runs `Transport` requests on blocking redis-py: one Redis, a unix socket or a Cluster."""
 
@@ -275,6 +280,8 @@ class Store:
         self.client = client
         self.cluster = cluster
         self.io = Transport(cluster, replicas)
+        self.spare: list[Any] = []  # connections of `Direct` calls, not in use
+        self.forks = FORKS[0]
 
     @classmethod
     def from_url(cls, url: str, timeout: float | None = None, durable: str | None = None) -> Store:
@@ -286,6 +293,9 @@ class Store:
         return store
 
     def close(self) -> None:
+        for conn in self.spare:
+            conn.disconnect()
+        self.spare = []
         self.client.close()
 
     def perform(self, call: Call) -> Any:
@@ -310,6 +320,8 @@ class Store:
                 return time.sleep(step.seconds)
             if isinstance(step, Scan):
                 return list(self.client.scan_iter(match=step.pattern, count=1000))
+            if isinstance(step, Direct):
+                return self.direct(step.command)
             if isinstance(step, Sent):
                 return self.send(step.commands)
             if isinstance(step, Received):
@@ -319,6 +331,29 @@ class Store:
             return step(self.client)
         except rex.NoScriptError as exc:
             raise ScriptMissing(str(exc)) from exc
+
+    def direct(self, command: tuple[Any, ...]) -> Any:
+        """`Direct`: the command on a spare connection of the store's own (a forked child
+        makes its own), put back after a reply and dropped after a failure."""
+        if self.cluster:
+            return self.client.execute_command(*command)
+        if self.forks != FORKS[0]:
+            self.spare, self.forks = [], FORKS[0]
+        try:
+            conn = self.spare.pop()
+        except IndexError:
+            conn = self.client.connection_pool.make_connection()
+        try:
+            conn.send_packed_command(conn.pack_command(*command), check_health=False)
+            reply = conn.read_response()
+        except rex.ResponseError:
+            self.spare.append(conn)
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        self.spare.append(conn)
+        return reply
 
     def send(self, commands: list[tuple[Any, ...]]) -> Any:
         """Write `commands` on a connection of their own and return at once (`Sent`); on a

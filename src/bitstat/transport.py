@@ -103,6 +103,14 @@ class Sent(NamedTuple):
     commands: list[tuple[Any, ...]]
 
 
+class Direct(NamedTuple):
+    """One command, on a connection the store keeps for such calls out of its pool (whose
+    checks cost five system calls a command): for `track()`, a round trip a call. A cluster's,
+    and the asyncio store's, go by their client."""
+
+    command: tuple[Any, ...]
+
+
 class Received(NamedTuple):
     """The replies of a `Sent` step's commands, in order; a script the server lacks is a
     `ScriptMissing` in its place (any other error reply raises)."""
@@ -110,7 +118,7 @@ class Received(NamedTuple):
     ticket: Any
 
 
-Request = Generator[Step | Pipe | Pause | Scan | Doing | Sent | Received, Any, T]
+Request = Generator[Step | Pipe | Pause | Scan | Doing | Sent | Received | Direct, Any, T]
 
 
 def call(
@@ -380,9 +388,11 @@ class Transport:
         """Queue one event unless its token is seen: (events queued, ms of the oldest, whether
         it was queued now)."""
         yield Doing("queueing an event")
-        size, since, new = yield from self.script(
-            self.queue_script, keys, ("push", now_ms, window, token, event)
-        )
+        script, args = self.queue_script, (len(keys), *keys, "push", now_ms, window, token, event)
+        try:
+            size, since, new = yield Direct(("EVALSHA", script.sha, *args))
+        except ScriptMissing:
+            size, since, new = yield Direct(("EVAL", script.source, *args))
         return int(size), int(since), bool(new)
 
     def claim_queued(
