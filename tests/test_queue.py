@@ -219,7 +219,7 @@ def test_queued_records_keep_only_what_the_rules_read() -> None:
         },
         schema(),
     )
-    record = queued.queued_record(one, "user")
+    record = queued.queued_record(one, schema())
     assert record == {
         "event": "purchase",
         "user": "7",

@@ -35,6 +35,7 @@ from .calls import Call, Op
 from .errors import BatchError, BitstatError, ConnectionError, ServerError
 from .events import parse_batch
 from .record import AUTO_IDS, FIRST_BACKOFF, IN_DOUBT, MAX_BACKOFF, Recording
+from .schema import Schema
 from .single import Single, sum_bound_one
 from .transport import Transport, call
 
@@ -84,23 +85,27 @@ def queueing(flush_at: int, flush_interval: float) -> tuple[int, float]:
     return flush_at, float(flush_interval)
 
 
-def queued_record(one: Single, actor_key: str) -> dict[str, Any]:
+def queued_record(one: Single, schema: Schema) -> dict[str, Any]:
     """What is queued of a checked event: its name, actor, time (UTC epoch seconds, or the
     local wall-clock time as naive ISO text when it was given without a zone) and the fields
     its rules read, as given (text and numbers, checked: JSON keeps them exactly)."""
     record: dict[str, Any] = {"event": one.name}
     if one.actor is not None:
-        record[actor_key] = one.actor
+        record[schema.actor] = one.actor
     if one.utc is not None:
         record["time"] = one.utc
     else:
         record["time"] = (_NAIVE_EPOCH + timedelta(seconds=one.wall)).isoformat()
+    fields = schema.derived.setdefault("queued_fields", {})
+    names = fields.get(one.name)
+    if names is None:  # the properties its rules read, each once (a compound's parts too)
+        read = [n for _, p, by in one.specs for n in p.split("~") + (by.split("~") if by else [])]
+        names = fields[one.name] = tuple(dict.fromkeys(read))
     given = one.record
-    for _, prop, by in one.specs:
-        for name in prop.split("~") + (by.split("~") if by else []):
-            value = given.get(name)
-            if value is not None:
-                record[name] = value
+    for name in names:
+        value = given.get(name)
+        if value is not None:
+            record[name] = value
     return record
 
 
@@ -132,7 +137,7 @@ class Queueing(Recording):
                 yield from self.flush()
             return (yield from self.track_now(one))
         record = one.record
-        line = queued_record(one, self.schema.actor)
+        line = queued_record(one, self.schema)
         token = IN_DOUBT.find(self.name, [record]) or TOKENS.next()
         size, since, now_ms = yield from self.pushed(record, token, queued_line(token, line))
         self.queue_pushed = True
