@@ -84,7 +84,6 @@ class Keys:
         self.meta_tag = meta
         # the events track() queued (queued.py, scripts/queue.lua)
         self.queue = f"{meta}:q"
-        self.queue_since = f"{meta}:q:since"
         self.queue_claims = f"{meta}:q:claims"
         self.ids_tag = "{" + self.ns + ":ids}"
         self.ids_next = f"{self.ids_tag}:next"
@@ -110,9 +109,9 @@ class Keys:
         """The marker of a batch id in one slot (without an id: a name the script ignores)."""
         return f"{tag}:batch" if batch_id is None else f"{tag}:batch:{escape(batch_id)}"
 
-    def queue_seen(self, window: int) -> str:
-        """The tokens of the events queued in one window of time (a number)."""
-        return f"{self.meta_tag}:q:seen:{window}"
+    def queue_seen(self, seconds: int, window: int) -> str:
+        """The tokens of the events queued in one window of time (`seconds` long, a number)."""
+        return f"{self.meta_tag}:q:seen:{seconds}:{window}"
 
     @staticmethod
     def temp(tag: str, token: str) -> str:
@@ -261,11 +260,8 @@ def layout(namespace: str = "shop") -> list[tuple[str, str]]:
         (f"{k.ids_next}  {k.id_forward('u-42')}", 'id map (ids="map"): next offset, id -> offset'),
         (f"{k.id_reverse(42)}  {k.id_aliases(42)}", "offset -> id (128 a hash), other ids of 42"),
         (k.batch(k.meta_tag, "b-1"), "batch b-1 applied (a marker in each tag it wrote)"),
-        (
-            f"{k.queue}  {k.queue_since}  {k.queue_claims}",
-            "events track() queued, since when (ms), claims being applied",
-        ),
-        (k.queue_seen(29_700_000), "tokens of the events queued in one minute"),
+        (f"{k.queue}  {k.queue_claims}", "events track() queued, claims being applied"),
+        (k.queue_seen(60, 29_700_000), "tokens of the events queued in one minute"),
         (k.temp(login, "<token>"), "scratch of a read (always with a TTL or deleted)"),
         (register(s0, "<token>", 1), "register 1 of a sets.lua program"),
         (k.temp(s0, "set:" + set_key[len(s0) :]), "a Redis set read as a bitmap (sets.lua)"),

@@ -4,15 +4,17 @@ Applying one event alone writes ~45 keys for it (every period of its actor set, 
 counters): ~1.3M server instructions, where a batch spends ~30k an event. So `track()` checks
 the event (a bad one is refused at once, as before), then pushes it, with the fields its rules
 read, onto a list in the namespace's meta slot (scripts/queue.lua). Once `flush_at` events
-wait, or the oldest has waited `flush_interval` seconds, the call that sees it applies the
-queue as one batch. Every read of the same Stats applies what waits first, so its answers
-include every event tracked before; another process's reads see them within
-`flush_interval` seconds (its first read, then one a `flush_interval`, looks at the queue).
+wait, or the oldest this Stats queued has waited `flush_interval` seconds, the call that sees
+it applies the whole queue (any process's) as one batch. Every read of the same Stats applies
+what waits first, so its answers include every event tracked before; another process's reads
+see them within `flush_interval` seconds (its first read, then one a `flush_interval`,
+applies the queue).
 
 Exactly once, whatever fails:
-- a push carries a token; the server keeps the tokens of the last two windows of
-  `PUSH_WINDOW` seconds, so a push tried again after a lost reply (by bitstat, or by the caller
-  calling again with the same event within the window) is queued once;
+- a push carries a token; the server keeps the tokens of the last two windows of time (of
+  `PUSH_WINDOW` seconds, or the retry deadline if longer), so a push tried again after a lost
+  reply (by bitstat, or by the caller calling again with the same event within the window) is
+  queued once (only a push tried again looks; a first one adds its token);
 - a flush moves the events to a claim and applies them under the claim's id as batch id, then
   forgets the claim. A claim not forgotten within its lease (its process died) is taken over
   by the next flush anywhere and applied again under the same id: the batch markers make the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import secrets
@@ -123,8 +126,9 @@ class Queueing(Recording):
 
     flush_at: int = FLUSH_AT
     flush_interval: float = FLUSH_INTERVAL
-    queue_pushed = False  # events were queued here since this namespace's last flush
-    queue_looked = float("-inf")  # monotonic time of its last flush
+    queue_since: float | None = None  # monotonic time of the oldest event queued here unflushed
+    queue_looked = float("-inf")  # of this namespace's last flush
+    seen_window = -1  # the last window of time whose seen set this namespace gave its TTL
 
     def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
         one = self.checked_one(event, props)
@@ -133,36 +137,42 @@ class Queueing(Recording):
         if sum_bound_one(one) >= SAFE_SUM:
             # a sum that could carry a total past the limit is refused by the write (sums.py),
             # which depends on what was written before: recorded now, after what waits here
-            if self.queue_pushed:
+            if self.queue_since is not None:
                 yield from self.flush()
             return (yield from self.track_now(one))
         record = one.record
         line = queued_record(one, self.schema)
-        token = IN_DOUBT.find(self.name, [record]) or TOKENS.next()
-        size, since, now_ms = yield from self.pushed(record, token, queued_line(token, line))
-        self.queue_pushed = True
-        if size >= self.flush_at or now_ms - since >= self.flush_interval * 1000:
+        found = IN_DOUBT.find(self.name, [record])  # (a call again after a BatchError)
+        size = yield from self.pushed(record, found or TOKENS.next(), line, found is not None)
+        now = time.monotonic()
+        if self.queue_since is None:
+            self.queue_since = now
+        if size >= self.flush_at or now - self.queue_since >= self.flush_interval:
             try:
                 yield from self.flush()
             except BitstatError as exc:  # the event is queued: the next flush applies it
                 log.warning("bitstat: applying the events track() queued failed: %s", exc)
 
     def pushed(
-        self, record: Mapping[str, Any], token: str, line: str
-    ) -> Generator[Call, Any, tuple[int, int, int]]:
-        """Push one queued event, tried again under its token while the failure may pass."""
+        self, record: Mapping[str, Any], token: str, line: dict[str, Any], again: bool
+    ) -> Generator[Call, Any, int]:
+        """Push one queued event, tried again under its token while the failure may pass;
+        `again`: the token may have been pushed. How many events wait."""
         keys = self.keys
+        seconds = max(PUSH_WINDOW, math.ceil(self.deadline))  # a retry comes within this
+        text = queued_line(token, line)
         end = time.monotonic() + self.deadline
         delay, attempt = FIRST_BACKOFF, 0
         while True:
             attempt += 1
-            now_ms = int(time.time() * 1000)
-            window = now_ms // (PUSH_WINDOW * 1000)
-            seen = (keys.queue_seen(window), keys.queue_seen(window - 1))
-            queue = (keys.queue, keys.queue_since, *seen)
+            window = int(time.time()) // seconds
+            seen = (keys.queue_seen(seconds, window), keys.queue_seen(seconds, window - 1))
+            flags = ("r" if again or attempt > 1 else "") + (
+                "w" if window != self.seen_window else ""
+            )
             try:
-                size, since, _ = yield call(
-                    Transport.queue_event, queue, now_ms, PUSH_WINDOW, token, line
+                size = yield call(
+                    Transport.queue_event, (keys.queue, *seen), token, text, flags, 2 * seconds + 5
                 )
             except (ConnectionError, ServerError) as exc:
                 left = end - time.monotonic()
@@ -172,24 +182,25 @@ class Queueing(Recording):
                     continue
                 landed = not exc.refused
                 if landed:
-                    IN_DOUBT.remember(self.name, [record], token, PUSH_WINDOW)
+                    IN_DOUBT.remember(self.name, [record], token, seconds)
                 raise BatchError(
-                    _gave_up(attempt, landed, exc),
+                    _gave_up(attempt, landed, exc, seconds),
                     batch_id=token,
                     may_have_landed=landed,
                     attempts=attempt,
                 ) from exc
-            if attempt > 1:
+            self.seen_window = window
+            if again or attempt > 1:
                 IN_DOUBT.forget(self.name, [record])
-            return size, since, now_ms
+            return int(size)
 
     def flush(self) -> Op[int]:
         """Apply the events queued by `track()` (this process's and any other's), and any claim
         a flush that died left; returns how many events were recorded."""
         keys = self.keys
-        claims = (keys.queue, keys.queue_since, keys.queue_claims)
+        claims = (keys.queue, keys.queue_claims)
         lease_ms = int((self.deadline + LEASE_MARGIN) * 1000)
-        self.queue_pushed, self.queue_looked = False, time.monotonic()
+        self.queue_since, self.queue_looked = None, time.monotonic()
         recorded = 0
         for _ in range(CLAIMS_A_FLUSH):
             now_ms = int(time.time() * 1000)
@@ -219,16 +230,16 @@ class Queueing(Recording):
         since its last flush, and else, with `others`, once a `flush_interval` (for other
         processes'). Writes go after this namespace's own (a sum's refusal depends on order)."""
         due = others and time.monotonic() - self.queue_looked >= self.flush_interval
-        if self.queue_pushed or due:
+        if self.queue_since is not None or due:
             yield from self.flush()
         return (yield from op)
 
 
-def _gave_up(attempts: int, landed: bool, cause: Exception) -> str:
+def _gave_up(attempts: int, landed: bool, cause: Exception, seconds: int) -> str:
     tries = "1 try" if attempts == 1 else f"{attempts} tries"
     state = (
         "it may have been queued; call track() again with the same event from this process"
-        f" within {PUSH_WINDOW} s and it is recorded once"
+        f" within {seconds} s and it is recorded once"
         if landed
         else "it was not queued (the server refused it)"
     )

@@ -383,17 +383,17 @@ class Transport:
 
     # the events track() queued (queued.py)
     def queue_event(
-        self, keys: Sequence[str], now_ms: int, window: int, token: str, event: str
-    ) -> Request[tuple[int, int, bool]]:
-        """Queue one event unless its token is seen: (events queued, ms of the oldest, whether
-        it was queued now)."""
+        self, keys: Sequence[str], token: str, event: str, flags: str, ttl: int
+    ) -> Request[int]:
+        """Queue one event unless its token is seen (flags "r": it may be); how many wait (0:
+        it was seen). Flag "w": the seen set's TTL is set to `ttl`."""
         yield Doing("queueing an event")
-        script, args = self.queue_script, (len(keys), *keys, "push", now_ms, window, token, event)
+        script, args = self.queue_script, (len(keys), *keys, "push", token, event, flags, ttl)
         try:
-            size, since, new = yield Direct(("EVALSHA", script.sha, *args))
+            size = yield Direct(("EVALSHA", script.sha, *args))
         except ScriptMissing:
-            size, since, new = yield Direct(("EVAL", script.source, *args))
-        return int(size), int(since), bool(new)
+            size = yield Direct(("EVAL", script.source, *args))
+        return int(size)
 
     def claim_queued(
         self, keys: Sequence[str], now_ms: int, lease_ms: int, claim_id: str, most: int
