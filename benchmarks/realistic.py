@@ -369,9 +369,24 @@ def door_track(run: Run, r: Result) -> None:
         m.fill(r, len(timed_part))
         r.notes.append(
             f"{len(timed_part):,} calls timed after {len(warm):,} untimed, then flush() (added"
-            f" to the last call); checks over all {n:,}"
+            f" to the last call); checks over all {n:,}; {round_trip(run)}"
         )
         verify_bitstat(r, st, run.events("live").head(n))
+
+
+def round_trip(run: Run) -> str:
+    """The floor of a call that waits for its reply: redis-py's PING, median of 3,000."""
+    client = redis.Redis.from_url(run.server.url)
+    try:
+        times = []
+        for _ in range(3000):
+            t0 = time.perf_counter_ns()
+            client.ping()
+            times.append(time.perf_counter_ns() - t0)
+    finally:
+        client.close()
+    times.sort()
+    return f"a PING round trip alone (redis-py): median {times[1500] / 1000:.0f} µs"
 
 
 def door_tracker(run: Run, r: Result) -> None:
