@@ -354,6 +354,22 @@ def planning(
             found = groupings[daily] = (rows, distinct.pop() if len(distinct) == 1 else None)
         return found
 
+    row_groups: dict[bool, dict[int, list[int]]] = {}
+
+    def rows_of(family: Callable[[int], dict[str, str]]) -> dict[int, list[int]]:
+        """Each group's rows, in order, the groups in the order they first appear."""
+        daily = hourly and family is not labels
+        found = row_groups.get(daily)
+        if found is None:
+            found = row_groups[daily] = {}
+            for row, c in enumerate(groups_of(family)[0]):
+                rows = found.get(c)
+                if rows is None:
+                    found[c] = [row]
+                else:
+                    rows.append(row)
+        return found
+
     later: list[tuple[int, Grouped, list[int]]] = []  # unique rules waiting for their ids
     for idx, (kind, prop, by) in enumerate(cols.specs):
         values = cols.values.get(idx)
@@ -369,11 +385,15 @@ def planning(
                 by_bucket[only] = [
                     (member_text(v), n) for v, n in Counter(values).items() if v is not None
                 ]
-            else:
-                tally = Counter(zip(cb, values, strict=True))  # counted in C
-                for (c, value), cnt in tally.items():
-                    if value is not None:
-                        by_bucket[c].append((member_text(value), cnt))
+            else:  # a bucket's values counted at once (in C), its rows found once a batch
+                for c, rows in rows_of(family).items():
+                    items = [
+                        (member_text(v), n)
+                        for v, n in Counter(map(values.__getitem__, rows)).items()
+                        if v is not None
+                    ]
+                    if items:
+                        by_bucket[c] = items
             name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
             _emit_scores(to, name_key, by_bucket)
         elif kind == "approx":
