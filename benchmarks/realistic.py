@@ -56,11 +56,11 @@ from realistic_report import (
 RESULTS = Path(__file__).resolve().parent / "results"
 
 ALIASES = {
-    "bitstat": ["track", "tracker", "live", "backfill", "ingest", "http"],
+    "bitstat": ["track", "tracker", "live", "backfill", "ingest", "ingest-backfill", "http"],
     "bitmapist": ["bm-one", "bm-pipeline", "bm-backfill"],
     "one": ["track", "tracker", "bm-one"],
     "batch": ["live", "backfill", "bm-pipeline", "bm-backfill"],
-    "doors": ["ingest", "http"],
+    "doors": ["ingest", "ingest-backfill", "http"],
 }
 
 
@@ -73,6 +73,7 @@ class Sizes:
     http_batch: int
     http_threads: int
     workers: int = 1  # processes of `bitstat ingest --workers` and `bitstat serve --workers`
+    sort_window: int = 200_000  # `bitstat ingest --sort-window` of the backfill file
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,17 +452,25 @@ def door_backfill(run: Run, r: Result) -> None:
 
 
 def door_ingest(run: Run, r: Result) -> None:
-    events = run.dicts("live")
-    path = run.tmp / "live.jsonl"
+    ingest_door(run, r, "live", [])
+
+
+def door_ingest_backfill(run: Run, r: Result) -> None:
+    ingest_door(run, r, "backfill", ["--sort-window", str(run.sizes.sort_window)])
+
+
+def ingest_door(run: Run, r: Result, kind: str, options: list[str]) -> None:
+    events = run.dicts(kind)
+    path = run.tmp / f"{kind}.jsonl"
     with path.open("w", encoding="utf-8") as out:
         for e in events:
             out.write(json.dumps(e, separators=(",", ":")) + "\n")
     r.extra["file_bytes"] = path.stat().st_size
-    with run.namespace("ingest") as st:  # stores the schema; ingest reads it from Redis
+    with run.namespace(f"ingest-{kind}") as st:  # stores the schema; ingest reads it from Redis
         env = {k: v for k, v in os.environ.items() if not k.startswith("BITSTAT_")}
         cmd = [sys.executable, "-m", "bitstat", "--url", run.server.url]
         cmd += ["--namespace", st.namespace, "ingest", str(path), "--no-progress", "-f", "json"]
-        cmd += ["--workers", str(run.sizes.workers)]
+        cmd += ["--workers", str(run.sizes.workers), *options]
         with Meter(run.server) as m:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         m.fill(r, len(events), client="children")
@@ -475,9 +484,9 @@ def door_ingest(run: Run, r: Result) -> None:
         r.notes.append(
             f"{r.extra['file_bytes'] / 1e6:.1f} MB file written before the clock; the whole"
             " process timed (start-up, imports included); default --batch-size;"
-            f" --workers {run.sizes.workers}"
+            f" --workers {run.sizes.workers} {' '.join(options)}".rstrip()
         )
-        verify_bitstat(r, st, run.events("live"))
+        verify_bitstat(r, st, run.events(kind))
 
 
 def door_http(run: Run, r: Result) -> None:
@@ -618,6 +627,7 @@ RUNNERS: dict[str, Callable[[Run, Result], None]] = {
     "live": door_live,
     "backfill": door_backfill,
     "ingest": door_ingest,
+    "ingest-backfill": door_ingest_backfill,
     "http": door_http,
 }
 
@@ -687,6 +697,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="--workers of `bitstat ingest` and `bitstat serve`"
     )
     p.add_argument("--http-batch", type=int, default=1000)
+    p.add_argument(
+        "--sort-window",
+        type=int,
+        default=200_000,
+        help="--sort-window of the ingest-backfill door (0: the file's order)",
+    )
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument(
         "--repeats", type=int, default=1, help="runs per door, each in a fresh namespace (median)"
@@ -720,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         http_batch=args.http_batch,
         http_threads=args.http_threads,
         workers=args.workers,
+        sort_window=args.sort_window,
     )
     if min(n, args.repeats, sizes.batch, sizes.http_batch, sizes.http_threads) < 1:
         raise SystemExit(

@@ -17,6 +17,7 @@ DOORS = {
     "live": "bitstat `st.track_many`, live stream",
     "backfill": "bitstat `st.track_many`, backfill over 8 weeks",
     "ingest": "`bitstat ingest` of a JSON-lines file (whole process)",
+    "ingest-backfill": "`bitstat ingest --sort-window` of the backfill's file (whole process)",
     "http": "`POST /v1/track` of `bitstat serve`",
     "bm-one": "bitmapist `mark_event`, one call per event",
     "bm-pipeline": "bitmapist, own pipeline, live stream",
@@ -30,6 +31,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "live": ("bm-pipeline", 5.0),
     "backfill": ("bm-backfill", 2.0),
     "ingest": ("live", 0.7),
+    "ingest-backfill": ("bm-backfill", 2.0),
     "http": ("live", 0.5),
 }
 TRACKER_P99_US = 10.0

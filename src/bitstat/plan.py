@@ -387,7 +387,7 @@ def planning(
                 ]
             else:  # a bucket's values counted at once (in C), its rows found once a batch
                 for c, rows in rows_of(family).items():
-                    items = [
+                    items: list[tuple[str, float]] = [
                         (member_text(v), n)
                         for v, n in Counter(map(values.__getitem__, rows)).items()
                         if v is not None

@@ -518,6 +518,10 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-def options_salt(fields: FieldMap, kind: str | None, batch_size: int) -> str:
-    """The options that decide which events a file makes, as text for its digest."""
-    return json.dumps({**asdict(fields), "kind": kind, "batch": batch_size}, sort_keys=True)
+def options_salt(fields: FieldMap, kind: str | None, batch_size: int, sort_window: int = 0) -> str:
+    """The options that decide which events a file makes, as text for its digest (with no
+    --sort-window, the text of the versions before it: their runs keep their batch ids)."""
+    options = {**asdict(fields), "kind": kind, "batch": batch_size}
+    if sort_window:
+        options["sort_window"] = sort_window
+    return json.dumps(options, sort_keys=True)

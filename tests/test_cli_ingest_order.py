@@ -1,0 +1,152 @@
+"""`bitstat ingest --sort-window N`: events read N at a time and cut into batches in time order.
+
+The answers are those of the file in its own order, rejected lines keep their line numbers,
+the batch ids are the same with any number of workers (a re-run records nothing), and runs
+without the option keep the batch ids of the versions before it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bitstat.cli.ingest import batches
+from bitstat.cli.read import Decoder, FieldMap, Reader, open_source, options_salt
+from bitstat.events import time_order
+from test_cli import SCHEMA, Cli, shop_events
+from test_cli_ingest_workers import pair, report, same_answers, write
+
+__all__ = ["pair"]  # the fixture, used by name
+
+
+def mixed_times(n: int, seed: int) -> list[dict[str, Any]]:
+    """Shop events out of time order, their times in every form a file holds: naive ISO text,
+    text with an offset, epoch seconds; and a few with no time (recorded now)."""
+    rng = random.Random(seed)
+    events = shop_events(n, seed=seed)
+    for i, e in enumerate(events):
+        if i % 5 == 1:
+            e["time"] = e["time"] + "+01:00"
+        elif i % 5 == 2:
+            e["time"] = int(datetime.fromisoformat(e["time"]).replace(tzinfo=UTC).timestamp())
+        elif i % 97 == 3:
+            del e["time"]
+    rng.shuffle(events)
+    return events
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json", "csv"])
+def test_sorted_batches_answer_as_the_file_order(
+    pair: tuple[Cli, Cli], tmp_path: Path, kind: str
+) -> None:
+    plain, ordered = pair
+    path = tmp_path / f"events.{kind}"
+    write(path, kind, mixed_times(900, seed=4))
+    status, said = report(plain, path, "--batch-size", "37")
+    assert status == 2 and said["rejected"] and said["recorded"] > 800, said
+    # the same lines recorded and rejected (with their line numbers), the same answers
+    assert (status, said) == report(ordered, path, "--batch-size", "37", "--sort-window", "150")
+    same_answers(plain, ordered)
+
+    # batch ids hang on the window, not on the workers: a re-run records nothing twice
+    status, again = report(
+        ordered, path, "--batch-size", "37", "--sort-window", "150", "--workers", "2"
+    )
+    assert status == 2 and again["recorded"] == 0
+    assert again["seen_before"] == said["recorded"] + said["seen_before"]
+    assert again["rejected"] == said["rejected"]
+    same_answers(plain, ordered)
+
+
+def test_two_workers_record_the_sorted_batches_of_one(
+    pair: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    one, two = pair
+    path = tmp_path / "events.jsonl"
+    write(path, "jsonl", mixed_times(700, seed=8))
+    options = ["--batch-size", "40", "--sort-window", "200"]
+    status, single = report(one, path, *options)
+    assert status == 2 and single["recorded"] > 600, single
+    assert (status, single) == report(two, path, *options, "--workers", "2")
+    same_answers(one, two)
+    status, again = report(two, path, *options)
+    assert again["recorded"] == 0 and again["seen_before"] == single["recorded"]
+
+
+def cut(path: Path, size: int, window: int, raw: bool) -> list[Any]:
+    fields = FieldMap("event", None, None, "time", None)
+    source = open_source(str(path), None, options_salt(fields, None, size, window), path.parent)
+    reader = Reader(source, fields, SCHEMA.actor)
+    return list(batches(reader, Decoder(fields, SCHEMA), size, raw=raw, window=window))
+
+
+def test_each_window_is_cut_in_time_order(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    write(path, "jsonl", shop_events(500, seed=6))  # naive times, out of order; bad lines
+    by_line = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            by_line[number] = json.loads(line.lstrip("\ufeff"))
+        except ValueError:
+            continue
+    plain = cut(path, 30, 0, raw=False)
+    ordered = cut(path, 30, 120, raw=False)
+    assert [b.lines for b in cut(path, 30, 120, raw=True)] == [b.lines for b in ordered]
+    # every line once, good or bad; the bad ones as without the window
+    seen = [line for b in ordered for line in b.lines]
+    assert sorted(seen) == [line for b in plain for line in b.lines]
+    assert sorted(x for b in ordered for x in b.bad) == sorted(x for b in plain for x in b.bad)
+    assert all(len(b.events) == 30 for b in ordered[:-1])
+    # within a window (4 batches of 30), times ascend; the windows follow the file
+    for first in range(0, len(ordered), 4):
+        lines = [line for b in ordered[first : first + 4] for line in b.lines]
+        times = [by_line[line]["time"] for line in lines]
+        assert times == sorted(times)
+        assert [e["time"] for b in ordered[first : first + 4] for e in b.events] == times
+
+
+def test_time_order_reads_every_form_and_puts_the_unreadable_last() -> None:
+    times: list[Any] = [
+        "2026-11-02T10:00:00Z",
+        1_700_000_000,  # 2023-11-14
+        None,  # now
+        "not a time",
+        "2026-11-02T10:30:00+01:00",  # 09:30 UTC: before the first
+        datetime(2020, 1, 1, tzinfo=UTC),
+        float("nan"),
+        10**30,
+        1_700_000_000.5,
+    ]
+    order = time_order(times, "Europe/Amsterdam").tolist()
+    assert order == [5, 1, 8, 4, 0, 2, 3, 6, 7]
+    # a column that is not all strict ISO text is read one by one, to the same order
+    texts = ["2026-11-02 10:00", "2026-11-01T23:00:00.123+00:00", "2026-11-02", "?", ""]
+    assert time_order(texts, "UTC").tolist() == [1, 2, 0, 3, 4]
+    assert time_order([], "UTC").tolist() == []
+    assert isinstance(time_order(["2026-11-02T10:00:00Z"], "UTC"), np.ndarray)
+
+
+def test_a_window_smaller_than_a_batch_is_refused(pair: tuple[Cli, Cli], tmp_path: Path) -> None:
+    one, _ = pair
+    path = tmp_path / "events.jsonl"
+    write(path, "jsonl", shop_events(20))
+    result = one("ingest", str(path), "--batch-size", "50", "--sort-window", "10")
+    assert result.exit_code == 2
+    assert "--sort-window" in result.output and "at least the batch size" in result.output
+    with one.stats() as st:
+        assert st.events() == []
+
+
+def test_without_a_window_batch_ids_stay_those_of_earlier_versions() -> None:
+    """Files ingested before --sort-window existed: a re-run must find their batch ids."""
+    fields = FieldMap("event", None, None, "time", None)
+    earlier = json.dumps({**fields.__dict__, "kind": None, "batch": 10_000}, sort_keys=True)
+    assert options_salt(fields, None, 10_000) == earlier
+    assert options_salt(fields, None, 10_000, 0) == earlier
+    assert options_salt(fields, None, 10_000, 50_000) != earlier
