@@ -128,6 +128,9 @@ def test_time_order_reads_every_form_and_puts_the_unreadable_last() -> None:
     # a column that is not all strict ISO text is read one by one, to the same order
     texts = ["2026-11-02 10:00", "2026-11-01T23:00:00.123+00:00", "2026-11-02", "?", ""]
     assert time_order(texts, "UTC").tolist() == [1, 2, 0, 3, 4]
+    # every one strict ISO text: read as a column (UTC where an offset is given)
+    strict = ["2026-11-02T10:00:00Z", "2026-11-02T10:30:00+01:00", "2026-11-01T23:59:59.5Z"]
+    assert time_order(strict, "UTC").tolist() == [2, 1, 0]
     assert time_order([], "UTC").tolist() == []
     assert isinstance(time_order(["2026-11-02T10:00:00Z"], "UTC"), np.ndarray)
 

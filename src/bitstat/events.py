@@ -632,6 +632,10 @@ def time_order(times: list[Any], tz_name: str) -> np.ndarray:
     once for many events, not once for one. Only speed depends on it, so it may be rough:
     texts with an offset order by UTC, naive ones by wall clock. Events without a readable
     time (None means now) come last, in their order."""
+    if times and all(type(t) is str for t in times):  # most files: a column read at once
+        parsed = timetext.parse_column(times)
+        if parsed is not None:
+            return np.argsort(parsed[0], kind="stable")
     keys = np.full(len(times), np.iinfo(np.int64).max, dtype=np.int64)
     texts = [(i, t) for i, t in enumerate(times) if type(t) is str]
     parsed = timetext.parse_column([t for _, t in texts]) if texts else None
