@@ -399,8 +399,9 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
     show_default=True,
     metavar="EVENTS",
     help="Read this many events at a time and record them in time order (0: in file order)."
-    " For files out of time order, such as exports: each batch then spans few hours and"
-    " records 2-3x faster. Holds that many events in memory; at least --batch-size.",
+    " For files out of time order, such as exports: each batch then spans few hours, and"
+    " a backfill records up to 2x faster. Holds that many events in memory; at least"
+    " --batch-size.",
 )
 @click.option("--strict", is_flag=True, help="Check every line first; stop at a bad one.")
 @click.option(
