@@ -69,9 +69,15 @@ def server_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def namespace() -> str:
-    """A namespace no other test uses, so tests never need to flush a database."""
-    return f"t-{uuid.uuid4().hex[:8]}"
+def namespace(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace no other test uses, so tests never need to flush a database. On the system
+    Redis (a shared server, maybe the user's own) its keys are deleted after the test, whatever
+    the test left; the private servers go with the session."""
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    yield ns
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("server_url") == "system":
+        servers.drop_namespace(request.getfixturevalue("system_url"), ns)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import redis
 import redis.cluster
 import redis.crc
 
+import bitstat
 from bitstat import embedded
 from bitstat.keys import Keys
 
@@ -49,6 +50,12 @@ def system_url() -> str | None:
     finally:
         client.close()
     return url
+
+
+def drop_namespace(url: str, namespace: str) -> None:
+    """Delete every key of `namespace` on the server at `url` (found by SCAN, as bitstat does)."""
+    with bitstat.connect(url, namespace=namespace) as st:
+        st.drop()
 
 
 class EmbeddedServer:
