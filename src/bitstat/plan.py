@@ -70,7 +70,7 @@ def bucket_base(wall: np.ndarray, schema: Schema) -> np.ndarray:
     return wall // (3600 if "hour" in schema.periods else 86400)
 
 
-def _grouped(keys: Iterable[Any], offsets: list[int]) -> dict[Any, list[int]]:
+def _grouped(keys: Iterable[Any], offsets: Iterable[int]) -> dict[Any, list[int]]:
     """The offsets (>= 0) of the rows of each key, in row order."""
     groups: dict[Any, list[int]] = {}
     for k, o in zip(keys, offsets, strict=True):
@@ -361,13 +361,8 @@ def planning(
         daily = hourly and family is not labels
         found = row_groups.get(daily)
         if found is None:
-            found = row_groups[daily] = {}
-            for row, c in enumerate(groups_of(family)[0]):
-                rows = found.get(c)
-                if rows is None:
-                    found[c] = [row]
-                else:
-                    rows.append(row)
+            groups = groups_of(family)[0]
+            found = row_groups[daily] = _grouped(groups, range(len(groups)))
         return found
 
     later: list[tuple[int, Grouped, list[int]]] = []  # unique rules waiting for their ids
