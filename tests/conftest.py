@@ -15,6 +15,8 @@ import pytest
 
 import servers
 from browser import browser, page, page_errors  # noqa: F401 (fixtures of the dashboard tests)
+from faultservers import Server
+from proxy import Proxy
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +88,18 @@ def redis_client(server_url: str) -> Iterator[servers.Client]:
     client = servers.client_for(server_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of the module's own, for tests that make faults in front of it."""
+    started = Server(Path(tmp_path_factory.mktemp("faults"))).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def proxy(fault_server: Server) -> Iterator[Proxy]:
+    """A loopback proxy in front of `fault_server` that cuts replies on demand (proxy.py)."""
+    with Proxy("127.0.0.1", fault_server.port) as p:
+        yield p

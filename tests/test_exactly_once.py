@@ -22,7 +22,6 @@ import bitstat.aio
 from bitstat.transport import Script
 from bitstat.web import ServerConfig, create_app
 from exactly import batches, model, same_answers, schema
-from faultservers import Server
 from proxy import Proxy
 
 with warnings.catch_warnings():
@@ -31,19 +30,6 @@ with warnings.catch_warnings():
 
 APPLY = Script("apply.lua").sha.encode()
 QUEUE = Script("queue.lua").sha.encode()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = Server(Path(tmp_path_factory.mktemp("exactly"))).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def proxy(server: Server) -> Iterator[Proxy]:
-    with Proxy("127.0.0.1", server.port) as p:
-        yield p
 
 
 @pytest.fixture

@@ -67,6 +67,13 @@ def connect(arguments: ConnectArguments) -> Stats:
     `flush_at` events (default 500; 1: every event alone, at once) or once its oldest has
     waited `flush_interval` seconds (default 1); a read of this Stats applies it first, and
     `Stats.flush()` does at any time (docs/guarantees.md).
+
+    `track_ahead=N` (N > 0) lets `track()` return once its event is written to the server,
+    before the reply: the replies are read N calls later, and by any read, `flush()` and
+    `close()` (and at exit); a push they show failed is sent again under its token, so each
+    event still counts once, and one that cannot be within `deadline` raises BatchError at that
+    later call, its `events` the ones to track() again. A thread of the Stats applies the
+    queue. Blocking Stats only (docs/performance.md, "One event per call").
     """
     stats = arguments.opened(Stats, Store.from_url(*arguments.store_options()))
     stats._unsettled(stats._ns.load_schema(arguments.schema))

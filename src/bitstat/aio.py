@@ -283,7 +283,13 @@ class AsyncStats(Opened[AsyncStore]):
 
 @takes_arguments_of(ConnectArguments)
 async def connect(arguments: ConnectArguments) -> AsyncStats:
-    """`bitstat.connect()` for asyncio: the same arguments, an `AsyncStats`."""
+    """`bitstat.connect()` for asyncio: the same arguments (but `track_ahead`), an
+    `AsyncStats`."""
+    if arguments.track_ahead:
+        raise ValueError(
+            "track_ahead is for the blocking Stats: AsyncStats.track() waits for its push"
+            " without holding up other tasks; AsyncStats.tracker() sends without waiting"
+        )
     store = await AsyncStore.from_url(*arguments.store_options())
     stats = arguments.opened(AsyncStats, store)
     await stats._unsettled(stats._ns.load_schema(arguments.schema))

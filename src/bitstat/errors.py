@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 
 class BitstatError(Exception):
@@ -107,14 +108,22 @@ class BatchError(ConnectionError, ServerError):
     (given, or made by bitstat), `may_have_landed` whether any of it may have been written,
     `attempts` how many times it was sent. The message says how to send it again safely: with
     the same id (or, for an id bitstat made, the same events again from the same process) it is
-    recorded once."""
+    recorded once. `events`: the events of earlier `track()` calls it concerns, for
+    `track_ahead` (empty otherwise)."""
 
     def __init__(
-        self, message: str, *, batch_id: str, may_have_landed: bool, attempts: int
+        self,
+        message: str,
+        *,
+        batch_id: str,
+        may_have_landed: bool,
+        attempts: int,
+        events: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.batch_id = batch_id
         self.may_have_landed = may_have_landed
         self.attempts = attempts
+        self.events = list(events)
         super().__init__(message)
 
     transient = False

@@ -29,10 +29,11 @@ import math
 import os
 import random
 import secrets
+import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .calls import Call, Op
 from .errors import BatchError, BitstatError, ConnectionError, ServerError
@@ -73,8 +74,38 @@ class Tokens:
         return f"{self.prefix}{self.serial:x}"
 
 
+class Unlocked:
+    """The flush lock of a namespace without track_ahead: never held (nothing to wait for)."""
+
+    @staticmethod
+    def locked() -> bool:
+        return False
+
+
+UNLOCKED = Unlocked()
 TOKENS = Tokens()
+FORKS = [0]  # forks so far: a child's pushes sent ahead are not its parent's
 os.register_at_fork(after_in_child=TOKENS.reset)
+os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
+
+
+class PushedAhead(NamedTuple):
+    """An event `track()` pushed without waiting for the reply (`track_ahead`)."""
+
+    record: Mapping[str, Any]  # as given: if it fails, the caller's track() again finds it
+    token: str
+    line: dict[str, Any]  # what is queued (queued_record)
+    window: int  # the window of time whose seen set its push gave a TTL, or -1
+
+
+def checked_ahead(track_ahead: int) -> int:
+    """connect()'s track_ahead, checked."""
+    if isinstance(track_ahead, bool) or not isinstance(track_ahead, int) or track_ahead < 0:
+        raise ValueError(
+            f"track_ahead must be an integer >= 0 (0: each track() waits for its reply),"
+            f" got {track_ahead!r}"
+        )
+    return track_ahead
 
 
 def queueing(flush_at: int, flush_interval: float) -> tuple[int, float]:
@@ -129,6 +160,26 @@ class Queueing(Recording):
     queue_since: float | None = None  # monotonic time of the oldest event queued here unflushed
     queue_looked = float("-inf")  # of this namespace's last flush
     seen_window = -1  # the last window of time whose seen set this namespace gave its TTL
+    track_ahead = 0  # track() calls that may return before the reply of their push is read
+    unconfirmed: list[PushedAhead] | tuple[()] = ()  # pushed ahead, replies not read yet
+    queue_size = 0  # events waiting, as the last reply read said (track_ahead)
+    ahead_ready = False  # a push waited for its reply (the script is loaded)
+    flush_lock: Any = UNLOCKED  # one flush at a time, with track_ahead
+    flush_later: Callable[[bool], None] | None = None  # wakes the flusher thread (track_ahead)
+
+    def pushing_ahead(self, track_ahead: int) -> None:
+        """Set `track_ahead` (0: off)."""
+        self.track_ahead = checked_ahead(track_ahead)
+        self.unconfirmed, self.ahead_forks, self.ahead_ready = [], FORKS[0], False
+        # (a Stats may be shared by threads; locks are not generator-safe on asyncio, whose
+        # AsyncStats refuses track_ahead)
+        self.ahead_lock = threading.RLock()
+        self.flush_lock = threading.Lock() if self.track_ahead else UNLOCKED
+
+    def forked_check(self) -> None:
+        """In a forked child: the pushes sent ahead were its parent's, and so are the locks."""
+        if self.ahead_forks != FORKS[0]:
+            self.pushing_ahead(self.track_ahead)
 
     def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
         one = self.checked_one(event, props)
@@ -140,39 +191,137 @@ class Queueing(Recording):
             if self.queue_since is not None:
                 yield from self.flush()
             return (yield from self.track_now(one))
+        if self.track_ahead:
+            return (yield from self.track_ahead_of_reply(one))
         record = one.record
         line = queued_record(one, self.schema)
         found = IN_DOUBT.find(self.name, [record])  # (a call again after a BatchError)
         size = yield from self.pushed(record, found or TOKENS.next(), line, found is not None)
+        yield from self.queued_one(size)
+
+    def queued_one(self, size: int) -> Op[None]:
+        """After a push: the queue applied when `size` events wait or the oldest is due."""
         now = time.monotonic()
-        if self.queue_since is None:
+        first = self.queue_since is None
+        if first:
             self.queue_since = now
-        if size >= self.flush_at or now - self.queue_since >= self.flush_interval:
+        due = size >= self.flush_at or now - (self.queue_since or now) >= self.flush_interval
+        if self.flush_later is not None:  # (track_ahead: the flusher thread applies the queue)
+            if first or due:
+                self.flush_later(due)
+            return
+        if due:
             try:
                 yield from self.flush()
             except BitstatError as exc:  # the event is queued: the next flush applies it
                 log.warning("bitstat: applying the events track() queued failed: %s", exc)
+
+    def track_ahead_of_reply(self, one: Single) -> Op[None]:
+        """`track()` with `track_ahead`: the push written, its reply read with the next ones
+        (once `track_ahead` wait, and before a flush); a push they show was not queued (an
+        error, or a reply lost with its connection) is pushed again under its token."""
+        self.forked_check()
+        with self.ahead_lock:
+            record = one.record
+            line = queued_record(one, self.schema)
+            found = IN_DOUBT.find(self.name, [record])  # (a call again after a BatchError)
+            if found is None and self.ahead_ready:
+                size = yield from self.pushed_ahead(record, line)
+            else:  # (the first push waits: it loads the script, and sets the seen set's TTL)
+                size = yield from self.pushed(record, found or TOKENS.next(), line, bool(found))
+                self.ahead_ready = True
+            yield from self.queued_one(size)
+
+    def pushed_ahead(self, record: Mapping[str, Any], line: dict[str, Any]) -> Op[int]:
+        """Push one event without reading the reply; how many events wait, as far as known."""
+        seconds, window = self.push_window()
+        token = TOKENS.next()
+        flags = "w" if window != self.seen_window else ""  # (until a "w" push is confirmed)
+        unconfirmed = self.unconfirmed
+        assert isinstance(unconfirmed, list)
+        unconfirmed.append(PushedAhead(record, token, line, window if flags else -1))
+        keys = (self.keys.queue, *self.seen_sets(seconds, window))
+        text = queued_line(token, line)
+        sent = yield call(Transport.queue_ahead, keys, token, text, flags, 2 * seconds + 5)
+        if not sent or len(unconfirmed) >= self.track_ahead:
+            return (yield from self.confirmed())
+        return self.queue_size + len(unconfirmed)
+
+    def confirmed(self) -> Op[int]:
+        """Read the replies of the pushes sent ahead; one not queued is pushed again under its
+        token, waiting for its reply. How many events wait. BatchError: some could not be
+        queued within the deadline (its `events` are those to track() again)."""
+        self.forked_check()
+        with self.ahead_lock:
+            sent, self.unconfirmed = self.unconfirmed, []
+            if not sent:
+                return self.queue_size
+            replies = yield call(Transport.queued_ahead)
+            size = 0
+            again = []
+            for pushed, reply in zip(sent, replies, strict=True):
+                if isinstance(reply, int):
+                    size = max(size, reply)
+                    self.seen_window = max(self.seen_window, pushed.window)
+                else:  # an error (nothing ran) or a reply lost (it may have)
+                    again.append(pushed)
+            for i, pushed in enumerate(again):
+                try:
+                    size = max(size, (yield from self.pushed(*pushed[:3], True)))
+                except BatchError as exc:
+                    raise self.not_queued(again[i:], exc) from exc
+            self.queue_size = size
+            return size
+
+    def not_queued(self, left: list[PushedAhead], cause: BatchError) -> BatchError:
+        """The error of pushes sent ahead that could not be queued: the first's `cause`; the
+        others are remembered as it is (the caller's track() again of each is queued once)."""
+        seconds, _ = self.push_window()
+        for pushed in left[1:]:
+            IN_DOUBT.remember(self.name, [pushed.record], pushed.token, seconds)
+        return BatchError(
+            f"queueing {len(left)} events track() sent ahead of their replies: gave up after"
+            f" {cause.attempts} tries: {cause.__cause__ or cause}\nthey may have been queued:"
+            f" call track() again with each of this error's `events`, from this process within"
+            f" {seconds} s, and each is recorded once",
+            batch_id=cause.batch_id,
+            may_have_landed=True,
+            attempts=cause.attempts,
+            events=[pushed.record for pushed in left],
+        )
+
+    def push_window(self) -> tuple[int, int]:
+        """The seconds of a window of pushed tokens (a retry comes within one), and this one."""
+        seconds = max(PUSH_WINDOW, math.ceil(self.deadline))
+        return seconds, int(time.time()) // seconds
+
+    def seen_sets(self, seconds: int, window: int) -> tuple[str, str]:
+        """The sets of the tokens pushed in `window` and in the one before."""
+        return self.keys.queue_seen(seconds, window), self.keys.queue_seen(seconds, window - 1)
 
     def pushed(
         self, record: Mapping[str, Any], token: str, line: dict[str, Any], again: bool
     ) -> Generator[Call, Any, int]:
         """Push one queued event, tried again under its token while the failure may pass;
         `again`: the token may have been pushed. How many events wait."""
-        keys = self.keys
-        seconds = max(PUSH_WINDOW, math.ceil(self.deadline))  # a retry comes within this
         text = queued_line(token, line)
         end = time.monotonic() + self.deadline
         delay, attempt = FIRST_BACKOFF, 0
         while True:
             attempt += 1
-            window = int(time.time()) // seconds
-            seen = (keys.queue_seen(seconds, window), keys.queue_seen(seconds, window - 1))
+            seconds, window = self.push_window()
+            seen = self.seen_sets(seconds, window)
             flags = ("r" if again or attempt > 1 else "") + (
                 "w" if window != self.seen_window else ""
             )
             try:
                 size = yield call(
-                    Transport.queue_event, (keys.queue, *seen), token, text, flags, 2 * seconds + 5
+                    Transport.queue_event,
+                    (self.keys.queue, *seen),
+                    token,
+                    text,
+                    flags,
+                    2 * seconds + 5,
                 )
             except (ConnectionError, ServerError) as exc:
                 left = end - time.monotonic()
@@ -189,18 +338,29 @@ class Queueing(Recording):
                     may_have_landed=landed,
                     attempts=attempt,
                 ) from exc
-            self.seen_window = window
+            self.seen_window = max(self.seen_window, window)
             if again or attempt > 1:
                 IN_DOUBT.forget(self.name, [record])
             return int(size)
 
-    def flush(self) -> Op[int]:
+    def flush(self, confirm: bool = True) -> Op[int]:
         """Apply the events queued by `track()` (this process's and any other's), and any claim
-        a flush that died left; returns how many events were recorded."""
+        a flush that died left; returns how many events were recorded. With `track_ahead`, one
+        flush at a time (the flusher thread's or a caller's), after the replies of this
+        process's pushes are read (`confirm`: the flusher thread leaves that to the caller)."""
+        if not self.track_ahead:
+            return (yield from self.flushed())
+        self.forked_check()
+        with self.flush_lock:
+            if confirm and self.unconfirmed:
+                yield from self.confirmed()
+            return (yield from self.flushed())
+
+    def flushed(self) -> Op[int]:
         keys = self.keys
         claims = (keys.queue, keys.queue_claims)
         lease_ms = int((self.deadline + LEASE_MARGIN) * 1000)
-        self.queue_since, self.queue_looked = None, time.monotonic()
+        self.queue_since, self.queue_looked, self.queue_size = None, time.monotonic(), 0
         recorded = 0
         for _ in range(CLAIMS_A_FLUSH):
             now_ms = int(time.time() * 1000)
@@ -230,7 +390,8 @@ class Queueing(Recording):
         since its last flush, and else, with `others`, once a `flush_interval` (for other
         processes'). Writes go after this namespace's own (a sum's refusal depends on order)."""
         due = others and time.monotonic() - self.queue_looked >= self.flush_interval
-        if self.queue_since is not None or due:
+        # (with track_ahead, a flush going on in the flusher thread is waited for)
+        if self.queue_since is not None or due or self.unconfirmed or self.flush_lock.locked():
             yield from self.flush()
         return (yield from op)
 

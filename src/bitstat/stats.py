@@ -7,6 +7,8 @@ is positional-only before `**segment`, so that the method's parameters can be ca
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 from datetime import date
@@ -16,6 +18,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .actors import ActorQuery, ActorSet
 from .calls import Call, Driver, Emit
+from .errors import BitstatError
+from .flusher import Flusher
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
 from .query import SCRATCH_TTL_MS, Expr
@@ -29,6 +33,7 @@ from .transport import Transport, patient
 
 __all__ = ["DEFAULT_BATCH_TTL", "SCRATCH_TTL_MS", "Stats", "TrackResult"]
 T = TypeVar("T")
+log = logging.getLogger("bitstat")
 
 
 class AnyStore(Protocol):
@@ -51,10 +56,12 @@ class Opened(Generic[S]):
         deadline: float = DEFAULT_DEADLINE,
         flush_at: int = FLUSH_AT,
         flush_interval: float = FLUSH_INTERVAL,
+        track_ahead: int = 0,
     ) -> None:
         self._store = store
         self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
         self._ns.flush_at, self._ns.flush_interval = queueing(flush_at, flush_interval)
+        self._ns.pushing_ahead(track_ahead)
         self.namespace = namespace
 
     @property
@@ -64,6 +71,19 @@ class Opened(Generic[S]):
 
 
 OpenedT = TypeVar("OpenedT", bound=Opened[Any])
+
+
+def finish_ahead(store: Store, ns: Namespace, flusher: Flusher) -> None:
+    """A Stats with `track_ahead` let go unclosed (or at exit): the flusher stopped, the
+    replies of the pushes sent ahead read (a connection closed with replies unread may lose
+    them); a push that cannot be queued is logged, no caller being left to raise to."""
+    flusher.close()
+    if not ns.unconfirmed:
+        return
+    try:
+        run(store, ns.confirmed())
+    except BitstatError as exc:
+        log.error("bitstat: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,7 @@ class ConnectArguments:
     durability: str | None = None
     flush_at: int = FLUSH_AT
     flush_interval: float = FLUSH_INTERVAL
+    track_ahead: int = 0
 
     def store_options(self) -> tuple[str, float | None, str | None]:
         """The arguments of the store's `from_url`: the server's URL (the embedded server is
@@ -104,11 +125,21 @@ class ConnectArguments:
             self.deadline,
             self.flush_at,
             self.flush_interval,
+            self.track_ahead,
         )
 
 
 class Stats(Opened[Store]):
     """One namespace in one Redis (or Cluster). Made by `bitstat.connect()`."""
+
+    def __init__(self, store: Store, *args: Any, **kwargs: Any) -> None:
+        super().__init__(store, *args, **kwargs)
+        self._flusher: Flusher | None = None
+        self._finish: weakref.finalize[Any, Any] | None = None
+        if self._ns.track_ahead:  # finished at close(), or once let go, or at exit
+            self._flusher = Flusher(store, self._ns)
+            self._ns.flush_later = self._flusher.wake
+            self._finish = weakref.finalize(self, finish_ahead, store, self._ns, self._flusher)
 
     def _run(self, op: Generator[Call, Any, T]) -> T:
         # the events track() queued are applied first, so that every answer holds them
@@ -135,7 +166,15 @@ class Stats(Opened[Store]):
         return self._unsettled(self._ns.drop())
 
     def close(self) -> None:
-        self._store.close()
+        """Close the connections (first reading the replies of pushes sent ahead, `track_ahead`:
+        one that failed is sent again, or raises BatchError)."""
+        try:
+            if self._flusher is not None and self._finish and self._finish.detach():
+                self._flusher.close()
+                if self._ns.unconfirmed:
+                    self._unsettled(self._ns.confirmed())
+        finally:
+            self._store.close()
 
     def __enter__(self) -> Stats:
         return self

@@ -17,6 +17,8 @@ from .calls import Call, Driver, Op
 from .clusters import Cluster
 from .errors import BitstatError, ConnectionError, ServerError
 from .transport import (
+    Ahead,
+    AheadReplies,
     Direct,
     Doing,
     Pause,
@@ -129,6 +131,15 @@ def answer_or_error(function: Callable[..., Any], args: tuple[Any, ...] = ()) ->
         return function(*args)
     except rex.ResponseError as exc:
         return exc
+
+
+def ahead_reply(reply: Any) -> Any:
+    """An `Ahead` command's reply, its error as bitstat's (ScriptMissing: run it again)."""
+    if isinstance(reply, rex.NoScriptError):
+        return ScriptMissing(str(reply))
+    if isinstance(reply, rex.ResponseError):
+        return ServerError(f"the server answered with an error: {reply}")
+    return reply
 
 
 def replies_of(replies: list[Any]) -> list[Any]:
@@ -282,6 +293,9 @@ class Store:
         self.io = Transport(cluster, replicas)
         self.spare: list[Any] = []  # connections of `Direct` calls, not in use
         self.forks = FORKS[0]
+        self.ahead: Any = None  # the connection of `Ahead` commands
+        self.ahead_unread = 0  # replies waiting on it
+        self.ahead_kept: list[Any] = []  # replies before those: a cluster's, None for lost ones
 
     @classmethod
     def from_url(cls, url: str, timeout: float | None = None, durable: str | None = None) -> Store:
@@ -296,6 +310,7 @@ class Store:
         for conn in self.spare:
             conn.disconnect()
         self.spare = []
+        self.drop_ahead()
         self.client.close()
 
     def perform(self, call: Call) -> Any:
@@ -322,6 +337,10 @@ class Store:
                 return list(self.client.scan_iter(match=step.pattern, count=1000))
             if isinstance(step, Direct):
                 return self.direct(step.command)
+            if isinstance(step, Ahead):
+                return self.send_ahead(step.command)
+            if isinstance(step, AheadReplies):
+                return self.ahead_replies()
             if isinstance(step, Sent):
                 return self.send(step.commands)
             if isinstance(step, Received):
@@ -337,8 +356,7 @@ class Store:
         makes its own), put back after a reply and dropped after a failure."""
         if self.cluster:
             return self.client.execute_command(*command)
-        if self.forks != FORKS[0]:
-            self.spare, self.forks = [], FORKS[0]
+        self.forked_check()
         try:
             conn = self.spare.pop()
         except IndexError:
@@ -354,6 +372,64 @@ class Store:
             raise
         self.spare.append(conn)
         return reply
+
+    def forked_check(self) -> None:
+        """In a forked child: the connections kept out of the pool, and the replies waiting on
+        them, are the parent's (left alone, not closed)."""
+        if self.forks != FORKS[0]:
+            self.spare, self.forks = [], FORKS[0]
+            self.ahead, self.ahead_unread, self.ahead_kept = None, 0, []
+
+    def send_ahead(self, command: tuple[Any, ...]) -> bool:
+        """`Ahead`: the command written, its reply left on the connection (a cluster, whose
+        client routes each command, runs it now and keeps the reply). False: the connection
+        failed (its unread replies are lost, and this command may have gone)."""
+        self.forked_check()
+        if self.cluster:
+            try:
+                self.ahead_kept.append(answer_or_error(self.client.execute_command, command))
+            except Exception:
+                self.ahead_kept.append(None)
+                return False
+            return True
+        if self.ahead is None:
+            self.ahead = self.client.connection_pool.make_connection()
+        self.ahead_unread += 1
+        try:
+            self.ahead.send_packed_command(self.ahead.pack_command(*command), check_health=False)
+        except Exception:
+            self.drop_ahead()
+            return False
+        except BaseException:
+            self.drop_ahead()
+            raise
+        return True
+
+    def ahead_replies(self) -> list[Any]:
+        """`AheadReplies`: every reply not read yet, in order; a reading that fails loses the
+        connection and the replies left on it (None each)."""
+        self.forked_check()
+        replies, self.ahead_kept = self.ahead_kept, []
+        try:
+            while self.ahead_unread:
+                replies.append(answer_or_error(self.ahead.read_response))
+                self.ahead_unread -= 1
+        except BaseException as exc:
+            self.drop_ahead()
+            replies += self.ahead_kept
+            self.ahead_kept = []
+            if not isinstance(exc, Exception):
+                self.ahead_kept = replies  # (read again after an interrupt)
+                raise
+        return [ahead_reply(r) for r in replies]
+
+    def drop_ahead(self) -> None:
+        """Close the `Ahead` connection: its unread replies are lost (None each)."""
+        self.ahead_kept += [None] * self.ahead_unread
+        self.ahead_unread = 0
+        if self.ahead is not None:
+            self.ahead.disconnect()
+            self.ahead = None
 
     def send(self, commands: list[tuple[Any, ...]]) -> Any:
         """Write `commands` on a connection of their own and return at once (`Sent`); on a

@@ -111,6 +111,20 @@ class Direct(NamedTuple):
     command: tuple[Any, ...]
 
 
+class Ahead(NamedTuple):
+    """One command written on the store's connection for such commands, its reply left there
+    for `AheadReplies` (a cluster's runs now and keeps its reply): `track()` with
+    `track_ahead`, which returns before the server answers."""
+
+    command: tuple[Any, ...]
+
+
+class AheadReplies(NamedTuple):
+    """The replies of the `Ahead` commands not read yet, in order, an error reply in its place
+    as a `ServerError` (a script the server lacks: `ScriptMissing`); None for one lost with a
+    connection that failed (the command may have run)."""
+
+
 class Received(NamedTuple):
     """The replies of a `Sent` step's commands, in order; a script the server lacks is a
     `ScriptMissing` in its place (any other error reply raises)."""
@@ -118,7 +132,9 @@ class Received(NamedTuple):
     ticket: Any
 
 
-Request = Generator[Step | Pipe | Pause | Scan | Doing | Sent | Received | Direct, Any, T]
+Request = Generator[
+    Step | Pipe | Pause | Scan | Doing | Sent | Received | Direct | Ahead | AheadReplies, Any, T
+]
 
 
 def call(
@@ -394,6 +410,21 @@ class Transport:
         except ScriptMissing:
             size = yield Direct(("EVAL", script.source, *args))
         return int(size)
+
+    def queue_ahead(
+        self, keys: Sequence[str], token: str, event: str, flags: str, ttl: int
+    ) -> Request[bool]:
+        """`queue_event` written now, its reply read later by `queued_ahead`. False: the
+        connection failed (this push, and those whose replies were unread, may have run)."""
+        yield Doing("queueing an event")
+        args = (len(keys), *keys, "push", token, event, flags, ttl)
+        return bool((yield Ahead(("EVALSHA", self.queue_script.sha, *args))))
+
+    def queued_ahead(self) -> Request[list[Any]]:
+        """The replies of the `queue_ahead` pushes not read yet, in order: how many events
+        waited (0: the token was seen), the error of a push not run, or None (lost)."""
+        yield Doing("reading the replies of queued events")
+        return list((yield AheadReplies()))
 
     def claim_queued(
         self, keys: Sequence[str], now_ms: int, lease_ms: int, claim_id: str, most: int

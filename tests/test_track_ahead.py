@@ -1,0 +1,234 @@
+"""`connect(track_ahead=N)`: `track()` writes its push and returns; the replies are read N
+calls later, and before any read, flush() and close(), and a thread applies the queue. Every
+answer equals the reference model's on every backend; a reply lost with its connection, a
+script the server forgot, or a server gone for a while never lose or double count an event;
+what cannot be queued within the deadline raises BatchError naming the events to send again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bitstat
+import bitstat.aio
+from exactly import batches, model, same_answers, schema
+from proxy import Proxy
+from test_queue import mixed_times
+
+PUSH = b"push"  # in a request of queue.lua's that pushes an event (not one that claims)
+
+
+@pytest.mark.parametrize("ahead", [1, 7, 100])
+def test_events_sent_ahead_give_the_models_answers(
+    server_url: str, namespace: str, ahead: int
+) -> None:
+    events = mixed_times(batches(1, 400, seed=ahead)[0], seed=ahead)
+    want = model()
+    with bitstat.connect(
+        server_url, namespace=namespace, schema=schema(), track_ahead=ahead, flush_at=60
+    ) as st:
+        for n, e in enumerate(events):
+            st.track(e)
+            want.track(e)
+            if n in (0, 33, 250):  # a read sees every event tracked before it
+                assert st.total("purchase", "2026") == n + 1
+        same_answers(st, want)
+        assert st.flush() == 0  # nothing left
+
+
+def test_close_reads_the_replies_and_another_process_sees_every_event(
+    server_url: str, namespace: str, redis_client: Any
+) -> None:
+    events = batches(1, 150, seed=3)[0]
+    want = model()
+    st = bitstat.connect(
+        server_url, namespace=namespace, schema=schema(), track_ahead=1000, flush_at=10**6
+    )
+    for e in events:
+        st.track(e)
+        want.track(e)
+    assert st._ns.unconfirmed  # (replies unread)
+    st.close()
+    assert redis_client.llen(st._ns.keys.queue) == len(events)
+    with bitstat.connect(server_url, namespace=namespace) as reader:
+        same_answers(reader, want)
+
+
+def test_the_flusher_thread_applies_a_due_queue_without_more_calls(
+    server_url: str, namespace: str, redis_client: Any
+) -> None:
+    with bitstat.connect(
+        server_url,
+        namespace=namespace,
+        schema=schema(),
+        track_ahead=10,
+        flush_at=50,
+        flush_interval=0.2,
+    ) as st:
+        for e in batches(1, 3, seed=4)[0]:
+            st.track(e)
+        st._unsettled(st._ns.confirmed())  # the pushes landed; no flush yet
+        assert redis_client.llen(st._ns.keys.queue) == 3
+        deadline = time.monotonic() + 10
+        while redis_client.exists(st._ns.keys.queue) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not redis_client.exists(st._ns.keys.queue)  # applied, by the thread
+        assert redis_client.exists(st._ns.keys.events)
+
+
+def test_threads_sharing_a_stats_record_every_event_once(server_url: str, namespace: str) -> None:
+    parts = batches(4, 120, seed=5)
+    want = model()
+    for part in parts:
+        want.track_many(part)
+    with bitstat.connect(
+        server_url, namespace=namespace, schema=schema(), track_ahead=16, flush_at=40
+    ) as st:
+        threads = [threading.Thread(target=lambda p=p: [st.track(e) for e in p]) for p in parts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        same_answers(st, want)
+
+
+def test_a_script_the_server_forgot_is_sent_again_once(
+    embedded_url: str, namespace: str, redis_client: Any
+) -> None:
+    events = batches(1, 30, seed=6)[0]
+    want = model()
+    with bitstat.connect(
+        embedded_url, namespace=namespace, schema=schema(), track_ahead=50, flush_at=10**6
+    ) as st:
+        for n, e in enumerate(events):
+            if n in (2, 17):
+                redis_client.script_flush()  # the next pushes by SHA are refused (NOSCRIPT)
+            st.track(e)
+            want.track(e)
+        same_answers(st, want)
+
+
+def test_a_forked_child_sends_its_own_pushes_only(embedded_url: str, namespace: str) -> None:
+    import multiprocessing
+
+    events = batches(1, 12, seed=7)[0]
+    want = model()
+    with bitstat.connect(
+        embedded_url, namespace=namespace, schema=schema(), track_ahead=100, flush_at=10**6
+    ) as st:
+        for e in events[:5]:
+            st.track(e)  # replies unread in the parent
+            want.track(e)
+
+        def child() -> None:
+            for e in events[5:8]:
+                st.track(e)
+            st.close()
+
+        process = multiprocessing.get_context("fork").Process(target=child)
+        process.start()
+        process.join(30)
+        assert process.exitcode == 0
+        want.track_many(events[5:8])
+        for e in events[8:]:
+            st.track(e)
+            want.track(e)
+        same_answers(st, want)
+
+
+def test_bad_track_ahead_is_refused_and_asyncio_refuses_it(
+    embedded_url: str, namespace: str
+) -> None:
+    for bad in (-1, True, 2.5, "10"):
+        with pytest.raises(ValueError, match="track_ahead"):
+            bitstat.connect(embedded_url, namespace=namespace, track_ahead=bad)
+    with pytest.raises(ValueError, match="track_ahead is for the blocking Stats"):
+        bitstat.aio.connect(embedded_url, namespace=namespace, track_ahead=10).send(None)
+
+
+def test_a_stats_let_go_at_exit_reads_its_replies_first(embedded_url: str, namespace: str) -> None:
+    """A script that tracks and exits without close(): every push is queued (the replies are
+    read at exit, so no connection closes with them unread)."""
+    script = (
+        "import bitstat, sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from exactly import batches, schema\n"
+        f"st = bitstat.connect({embedded_url!r}, namespace={namespace!r}, schema=schema(),"
+        " track_ahead=10**6, flush_at=10**6)\n"
+        "for e in batches(1, 200, seed=8)[0]:\n"
+        "    st.track(e)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, cwd=ROOT)
+    want = model()
+    want.track_many(batches(1, 200, seed=8)[0])
+    with bitstat.connect(embedded_url, namespace=namespace) as st:
+        same_answers(st, want)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# faults, through a proxy in front of a server of their own (conftest's `proxy`)
+
+
+def ahead_stats(proxy: Proxy, **options: Any) -> bitstat.Stats:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    return bitstat.connect(proxy.url(), namespace=ns, schema=schema(), **options)
+
+
+def test_replies_lost_with_the_connection_are_pushed_again_once(proxy: Proxy) -> None:
+    want = model()
+    st = ahead_stats(proxy, track_ahead=8, flush_at=50)
+    try:
+        for n, e in enumerate(batches(1, 200, seed=9)[0]):
+            if n % 25 == 3:
+                proxy.cut_replies(1, PUSH)  # the connection drops, replies unread with it
+            st.track(e)
+            want.track(e)
+        assert proxy.cut >= 7
+        same_answers(st, want)
+    finally:
+        st.drop()
+        st.close()
+
+
+def test_what_cannot_be_queued_in_time_raises_with_the_events_to_send_again(
+    proxy: Proxy,
+) -> None:
+    """The server stops answering: the call that reads the replies retries until the deadline,
+    then raises BatchError with every event whose push is in doubt; each tracked again is
+    queued once, whether its push had landed or not."""
+    want = model()
+    st = ahead_stats(proxy, track_ahead=5, flush_at=10**6, deadline=0.3)
+    first, second = batches(2, 5, seed=10)
+    try:
+        for e in first:
+            st.track(e)
+            want.track(e)
+        st.flush()  # (their replies read)
+        proxy.cut_replies(1, PUSH, then_all=True)
+        sent = 0
+        with pytest.raises(bitstat.BatchError) as raised:
+            for e in second:
+                sent += 1
+                st.track(e)
+        error = raised.value
+        assert error.may_have_landed and "call track() again" in str(error)
+        # every event sent since, the call's that raised the last
+        assert error.events == [st._ns.one_record(e, {}) for e in second[:sent]]
+        proxy.cut_replies(0, b"")
+        for e in error.events + second[sent:]:
+            st.track(e)  # queued once each, whether its push had landed or not
+            want.track(e)
+        same_answers(st, want)
+    finally:
+        proxy.cut_replies(0, b"")
+        st.drop()
+        st.close()
