@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,12 @@ from realistic_report import (
 RESULTS = Path(__file__).resolve().parent / "results"
 
 ALIASES = {
-    "bitstat": ["track", "tracker", "live", "backfill", "ingest", "ingest-backfill", "http"],
+    "bitstat": [
+        *("track", "track-ahead", "tracker", "live", "backfill"),
+        *("ingest", "ingest-backfill", "http"),
+    ],
     "bitmapist": ["bm-one", "bm-pipeline", "bm-backfill"],
-    "one": ["track", "tracker", "bm-one"],
+    "one": ["track", "track-ahead", "tracker", "bm-one"],
     "batch": ["live", "backfill", "bm-pipeline", "bm-backfill"],
     "doors": ["ingest", "ingest-backfill", "http"],
 }
@@ -229,10 +233,11 @@ class Run:
         return self._dicts[kind]
 
     @contextmanager
-    def namespace(self, door: str) -> Iterator[bitstat.Stats]:
-        """A fresh namespace with the realistic schema, deleted (SCAN) when the block ends."""
+    def namespace(self, door: str, **options: Any) -> Iterator[bitstat.Stats]:
+        """A fresh namespace with the realistic schema, deleted (SCAN) when the block ends;
+        `options`: connect()'s."""
         ns = f"real-{door}-{self.token}-{self.repeat}"
-        st = bitstat.connect(self.server.url, namespace=ns, schema=rd.SCHEMA)
+        st = bitstat.connect(self.server.url, namespace=ns, schema=rd.SCHEMA, **options)
         try:
             yield st
         finally:
@@ -348,12 +353,15 @@ def verify_bitmapist(result: Result, bm: Any, prefix: str, evs: rd.Events) -> No
 # The doors
 
 
-def door_track(run: Run, r: Result) -> None:
+TRACK_AHEAD = 100  # connect(track_ahead=) of the track-ahead door
+
+
+def door_track(run: Run, r: Result, **options: Any) -> None:
     s = run.sizes
     n = min(s.events, s.warmup + s.sample)
     events = run.dicts("live")[:n]
     warm, timed_part = events[: s.warmup], events[s.warmup : n]
-    with run.namespace("track") as st:
+    with run.namespace(r.door, **options) as st:
         for e in warm:
             st.track(e)
         lat = r.latencies_ns
@@ -623,6 +631,7 @@ RUNNERS: dict[str, Callable[[Run, Result], None]] = {
     "bm-backfill": door_bm_backfill,
     "bm-one": door_bm_one,
     "track": door_track,
+    "track-ahead": partial(door_track, track_ahead=TRACK_AHEAD),
     "tracker": door_tracker,
     "live": door_live,
     "backfill": door_backfill,

@@ -13,6 +13,7 @@ import harness
 # door -> what it is (the table's first column)
 DOORS = {
     "track": "bitstat `st.track(e)`, one call per event",
+    "track-ahead": "bitstat `st.track(e)`, `connect(track_ahead=100)`, one call per event",
     "tracker": "bitstat `st.tracker()`: `t.track(e)` per event, then `t.flush()`",
     "live": "bitstat `st.track_many`, live stream",
     "backfill": "bitstat `st.track_many`, backfill over 8 weeks",
@@ -28,6 +29,7 @@ DOORS = {
 # measured in the same run; the tracker's goal is a latency, the memory's a size
 TARGETS: dict[str, tuple[str, float]] = {
     "track": ("bm-one", 2.0),
+    "track-ahead": ("bm-one", 2.0),
     "live": ("bm-pipeline", 5.0),
     "backfill": ("bm-backfill", 2.0),
     "ingest": ("live", 0.7),

@@ -1,5 +1,5 @@
 """`connect(track_ahead=N)`: `track()` writes its push and returns; the replies are read N
-calls later, and before any read, flush() and close(), and a thread applies the queue. Every
+calls later, and before any read, flush() and close(). Every
 answer equals the reference model's on every backend; a reply lost with its connection, a
 script the server forgot, or a server gone for a while never lose or double count an event;
 what cannot be queued within the deadline raises BatchError naming the events to send again."""
@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,28 +58,6 @@ def test_close_reads_the_replies_and_another_process_sees_every_event(
     assert redis_client.llen(st._ns.keys.queue) == len(events)
     with bitstat.connect(server_url, namespace=namespace) as reader:
         same_answers(reader, want)
-
-
-def test_the_flusher_thread_applies_a_due_queue_without_more_calls(
-    server_url: str, namespace: str, redis_client: Any
-) -> None:
-    with bitstat.connect(
-        server_url,
-        namespace=namespace,
-        schema=schema(),
-        track_ahead=10,
-        flush_at=50,
-        flush_interval=0.2,
-    ) as st:
-        for e in batches(1, 3, seed=4)[0]:
-            st.track(e)
-        st._unsettled(st._ns.confirmed())  # the pushes landed; no flush yet
-        assert redis_client.llen(st._ns.keys.queue) == 3
-        deadline = time.monotonic() + 10
-        while redis_client.exists(st._ns.keys.queue) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not redis_client.exists(st._ns.keys.queue)  # applied, by the thread
-        assert redis_client.exists(st._ns.keys.events)
 
 
 def test_threads_sharing_a_stats_record_every_event_once(server_url: str, namespace: str) -> None:

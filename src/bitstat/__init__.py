@@ -72,8 +72,8 @@ def connect(arguments: ConnectArguments) -> Stats:
     before the reply: the replies are read N calls later, and by any read, `flush()` and
     `close()` (and at exit); a push they show failed is sent again under its token, so each
     event still counts once, and one that cannot be within `deadline` raises BatchError at that
-    later call, its `events` the ones to track() again. A thread of the Stats applies the
-    queue. Blocking Stats only (docs/performance.md, "One event per call").
+    later call, its `events` the ones to track() again. Blocking Stats only
+    (docs/performance.md, "One event per call").
     """
     stats = arguments.opened(Stats, Store.from_url(*arguments.store_options()))
     stats._unsettled(stats._ns.load_schema(arguments.schema))

@@ -19,7 +19,6 @@ from typing import Any, Generic, Protocol, TypeVar
 from .actors import ActorQuery, ActorSet
 from .calls import Call, Driver, Emit
 from .errors import BitstatError
-from .flusher import Flusher
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
 from .query import SCRATCH_TTL_MS, Expr
@@ -73,11 +72,10 @@ class Opened(Generic[S]):
 OpenedT = TypeVar("OpenedT", bound=Opened[Any])
 
 
-def finish_ahead(store: Store, ns: Namespace, flusher: Flusher) -> None:
-    """A Stats with `track_ahead` let go unclosed (or at exit): the flusher stopped, the
-    replies of the pushes sent ahead read (a connection closed with replies unread may lose
-    them); a push that cannot be queued is logged, no caller being left to raise to."""
-    flusher.close()
+def finish_ahead(store: Store, ns: Namespace) -> None:
+    """A Stats with `track_ahead` let go unclosed (or at exit): the replies of the pushes
+    sent ahead read (a connection closed with replies unread may lose them); a push that
+    cannot be queued is logged, no caller being left to raise to."""
     if not ns.unconfirmed:
         return
     try:
@@ -134,12 +132,9 @@ class Stats(Opened[Store]):
 
     def __init__(self, store: Store, *args: Any, **kwargs: Any) -> None:
         super().__init__(store, *args, **kwargs)
-        self._flusher: Flusher | None = None
         self._finish: weakref.finalize[Any, Any] | None = None
-        if self._ns.track_ahead:  # finished at close(), or once let go, or at exit
-            self._flusher = Flusher(store, self._ns)
-            self._ns.flush_later = self._flusher.wake
-            self._finish = weakref.finalize(self, finish_ahead, store, self._ns, self._flusher)
+        if self._ns.track_ahead:  # at close(), or once let go, or at exit
+            self._finish = weakref.finalize(self, finish_ahead, store, self._ns)
 
     def _run(self, op: Generator[Call, Any, T]) -> T:
         # the events track() queued are applied first, so that every answer holds them
@@ -169,10 +164,8 @@ class Stats(Opened[Store]):
         """Close the connections (first reading the replies of pushes sent ahead, `track_ahead`:
         one that failed is sent again, or raises BatchError)."""
         try:
-            if self._flusher is not None and self._finish and self._finish.detach():
-                self._flusher.close()
-                if self._ns.unconfirmed:
-                    self._unsettled(self._ns.confirmed())
+            if self._finish is not None and self._finish.detach() and self._ns.unconfirmed:
+                self._unsettled(self._ns.confirmed())
         finally:
             self._store.close()
 
