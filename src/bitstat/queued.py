@@ -165,6 +165,7 @@ class Queueing(Recording):
         """Set `track_ahead` (0: off)."""
         self.track_ahead = checked_ahead(track_ahead)
         self.unconfirmed, self.ahead_forks, self.ahead_ready = [], FORKS[0], False
+        self.ahead_keys: tuple[int, tuple[str, ...]] = (-1, ())  # a window's (queue, seen sets)
         # (a Stats may be shared by threads; a lock held across a yield would block asyncio's
         # loop, and AsyncStats refuses track_ahead)
         self.ahead_lock = threading.RLock()
@@ -184,12 +185,14 @@ class Queueing(Recording):
             if self.queue_since is not None:
                 yield from self.flush()
             return (yield from self.track_now(one))
-        if self.track_ahead:
-            return (yield from self.track_ahead_of_reply(one))
         record = one.record
         line = queued_record(one, self.schema)
         found = IN_DOUBT.find(self.name, [record])  # (a call again after a BatchError)
-        size = yield from self.pushed(record, found or TOKENS.next(), line, found is not None)
+        if self.track_ahead and found is None and self.ahead_ready:
+            size = yield from self.pushed_ahead(record, line)
+        else:  # (with track_ahead, the first push waits: it loads the script)
+            size = yield from self.pushed(record, found or TOKENS.next(), line, found is not None)
+            self.ahead_ready = True
         yield from self.queued_one(size)
 
     def queued_one(self, size: int) -> Op[None]:
@@ -205,36 +208,28 @@ class Queueing(Recording):
             except BitstatError as exc:  # the event is queued: the next flush applies it
                 log.warning("bitstat: applying the events track() queued failed: %s", exc)
 
-    def track_ahead_of_reply(self, one: Single) -> Op[None]:
+    def pushed_ahead(self, record: Mapping[str, Any], line: dict[str, Any]) -> Op[int]:
         """`track()` with `track_ahead`: the push written, its reply read with the next ones
-        (once `track_ahead` wait, and before a flush); a push they show was not queued (an
-        error, or a reply lost with its connection) is pushed again under its token."""
+        (once `track_ahead` wait, and before a flush; a push they show was not queued, by an
+        error or a reply lost with its connection, is pushed again under its token). How many
+        events wait, as far as known."""
         self.forked_check()
         with self.ahead_lock:
-            record = one.record
-            line = queued_record(one, self.schema)
-            found = IN_DOUBT.find(self.name, [record])  # (a call again after a BatchError)
-            if found is None and self.ahead_ready:
-                size = yield from self.pushed_ahead(record, line)
-            else:  # (the first push waits: it loads the script, and sets the seen set's TTL)
-                size = yield from self.pushed(record, found or TOKENS.next(), line, bool(found))
-                self.ahead_ready = True
-            yield from self.queued_one(size)
-
-    def pushed_ahead(self, record: Mapping[str, Any], line: dict[str, Any]) -> Op[int]:
-        """Push one event without reading the reply; how many events wait, as far as known."""
-        seconds, window = self.push_window()
-        token = TOKENS.next()
-        flags = "w" if window != self.seen_window else ""  # (until a "w" push is confirmed)
-        unconfirmed = self.unconfirmed
-        assert isinstance(unconfirmed, list)
-        unconfirmed.append(PushedAhead(record, token, line, window if flags else -1))
-        keys = (self.keys.queue, *self.seen_sets(seconds, window))
-        text = queued_line(token, line)
-        sent = yield call(Transport.queue_ahead, keys, token, text, flags, 2 * seconds + 5)
-        if not sent or len(unconfirmed) >= self.track_ahead:
-            return (yield from self.confirmed())
-        return self.queue_size + len(unconfirmed)
+            seconds, window = self.push_window()
+            if window != self.ahead_keys[0]:
+                self.ahead_keys = (window, (self.keys.queue, *self.seen_sets(seconds, window)))
+            token = TOKENS.next()
+            flags = "w" if window != self.seen_window else ""  # (until a "w" push is confirmed)
+            unconfirmed = self.unconfirmed
+            assert isinstance(unconfirmed, list)
+            unconfirmed.append(PushedAhead(record, token, line, window if flags else -1))
+            text = queued_line(token, line)
+            sent = yield call(
+                Transport.queue_ahead, self.ahead_keys[1], token, text, flags, 2 * seconds + 5
+            )
+            if not sent or len(unconfirmed) >= self.track_ahead:
+                return (yield from self.confirmed())
+            return self.queue_size + len(unconfirmed)
 
     def confirmed(self) -> Op[int]:
         """Read the replies of the pushes sent ahead; one not queued is pushed again under its

@@ -415,8 +415,8 @@ class Transport:
         self, keys: Sequence[str], token: str, event: str, flags: str, ttl: int
     ) -> Request[bool]:
         """`queue_event` written now, its reply read later by `queued_ahead`. False: the
-        connection failed (this push, and those whose replies were unread, may have run)."""
-        yield Doing("queueing an event")
+        connection failed (this push, and those whose replies were unread, may have run). (No
+        `Doing`: the store reports a failure by the answer.)"""
         args = (len(keys), *keys, "push", token, event, flags, ttl)
         return bool((yield Ahead(("EVALSHA", self.queue_script.sha, *args))))
 
