@@ -84,6 +84,22 @@ def test_a_flush_whose_replies_are_lost_applies_the_queue_once(
     same_answers(stats, want)
 
 
+def test_a_flush_whose_claim_reply_is_lost_takes_its_claim_up_at_once(
+    stats: bitstat.Stats, proxy: Proxy
+) -> None:
+    """The flush asks again under the same claim id and gets the events it claimed: a read
+    right after holds them (they do not wait in the claim for its lease to run out)."""
+    want = model()
+    for n, event in enumerate(batches(1, 60, seed=12)[0]):
+        stats.track(event)
+        want.track(event)
+        if n % 20 == 19:
+            proxy.cut_replies(1, b"claim")  # the read's flush claims, its reply is lost
+            assert stats.total("purchase", "2026") == n + 1
+    assert proxy.cut == 3
+    same_answers(stats, want)
+
+
 def test_calling_track_again_after_a_batch_error_never_double_counts(proxy: Proxy) -> None:
     ns = f"t-{uuid.uuid4().hex[:8]}"
     st = bitstat.connect(proxy.url(), namespace=ns, schema=schema(), deadline=0.3)

@@ -31,7 +31,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
@@ -339,9 +339,16 @@ class Queueing(Recording):
         self.queue_since, self.queue_looked, self.queue_size = None, time.monotonic(), 0
         recorded = 0
         for _ in range(CLAIMS_A_FLUSH):
-            now_ms = int(time.time() * 1000)
-            claim = yield call(
-                Transport.claim_queued, claims, now_ms, lease_ms, "q" + AUTO_IDS.next(), CLAIM_MOST
+            claim_id = "q" + AUTO_IDS.next()
+            claim = yield from self.again_for_now(  # (a lost reply: the claim made is taken up)
+                lambda: call(
+                    Transport.claim_queued,
+                    claims,
+                    int(time.time() * 1000),
+                    lease_ms,
+                    claim_id,  # noqa: B023 (the same id each try, and called in this loop)
+                    CLAIM_MOST,
+                )
             )
             if claim is None:
                 break
@@ -349,7 +356,9 @@ class Queueing(Recording):
             records = records_of(events)
             cols = parse_batch(records, self.schema, None)
             result = yield from self.track_columns(cols, claim_id, auto=True, fresh=not taken_over)
-            yield call(Transport.release_claim, keys.queue_claims, claim_id)
+            yield from self.again_for_now(
+                lambda: call(Transport.release_claim, keys.queue_claims, claim_id)  # noqa: B023
+            )
             recorded += result.recorded
             for index, why in result.rejected:
                 log.warning(
@@ -358,6 +367,21 @@ class Queueing(Recording):
                     json.dumps(records[index], ensure_ascii=False)[:300],
                 )
         return recorded
+
+    def again_for_now(self, asking: Callable[[], Call]) -> Generator[Call, Any, Any]:
+        """The reply to `asking()` (a call safe to make twice), asked again while its failure
+        may pass, with backoff, for up to the deadline."""
+        end = time.monotonic() + self.deadline
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                return (yield asking())
+            except (ConnectionError, ServerError) as exc:
+                left = end - time.monotonic()
+                if not exc.transient or isinstance(exc, BatchError) or left <= 0:
+                    raise
+                yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
+                delay = min(delay * 2, MAX_BACKOFF)
 
     def settled(
         self, op: Generator[Y, Any, T], *, others: bool = True

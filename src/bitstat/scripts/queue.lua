@@ -9,6 +9,7 @@
 --         Returns how many events are queued (0: the token was seen, nothing pushed).
 -- "claim" KEYS: queue, claims (hash: claim id -> "MS\n" events)
 --         ARGV: now ms, lease ms, a new claim id, most events taken
+--         A claim id asked again (the reply was lost) gets its claim again, as taken over.
 --         A claim whose flush started more than the lease ago (its process died, or gave up)
 --         is taken over first: its lease starts again. Else up to `most` queued events move to
 --         a new claim. Returns {claim id, events joined by "\n", 1 if taken over}, or {}.
@@ -27,6 +28,12 @@ if step == 'push' then
   return redis.call('RPUSH', KEYS[1], ARGV[3])
 elseif step == 'claim' then
   local now, lease, id, most = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+  local mine = redis.call('HGET', KEYS[2], id)
+  if mine then  -- this claim asked again, its reply lost: the same events, a new lease
+    local events = string.sub(mine, string.find(mine, '\n', 1, true) + 1)
+    redis.call('HSET', KEYS[2], id, now .. '\n' .. events)
+    return {id, events, 1}
+  end
   local claims = redis.call('HGETALL', KEYS[2])
   for i = 1, #claims, 2 do
     local body = claims[i + 1]
