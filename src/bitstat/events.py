@@ -160,11 +160,28 @@ def sum_number(value: Any, prop: str) -> float | None:
     return number
 
 
-def _compound_value(event: Mapping[str, Any], parts: tuple[str, ...], limit: int) -> Any:
-    if len(parts) == 1:
-        return value_text(event.get(parts[0]), parts[0], limit)
-    values = [value_text(event.get(part), part, limit) for part in parts]  # each is checked
+def _compound_value(
+    event: Mapping[str, Any], prop: str, limit: int, texts: dict[str, str | None]
+) -> Any:
+    """The value of a property, or of a compound "a~b" (a tuple; None if a part is absent),
+    each part's text checked once an event (`texts` keeps them: a property read by several
+    rules, as "country" by a count, a segment and "country~plan", is read once)."""
+    parts = _PARTS.get(prop)
+    if parts is None:
+        parts = _PARTS[prop] = tuple(prop.split("~"))
+    values = []
+    for part in parts:  # (every part is checked, present or not)
+        if part in texts:
+            values.append(texts[part])
+        else:
+            values.append(value_text(event.get(part), part, limit))
+            texts[part] = values[-1]
+    if len(values) == 1:
+        return values[0]
     return None if None in values else tuple(values)
+
+
+_PARTS: dict[str, tuple[str, ...]] = {}  # a property's parts, by its name in the schema
 
 
 def _time_of(value: Any, tz_name: str) -> tuple[int, bool]:
@@ -542,15 +559,16 @@ def check_event(
     if specs is None:
         specs = rule_cache[name] = list(rule_specs(schema, (name,)))
     row: dict[Spec, Any] = {}
+    texts: dict[str, str | None] = {}
     for spec in specs:
         kind, prop, by = spec
         if kind == "sum":
             number = sum_number(ev.get(prop), prop)
             if number is not None:
-                label = _compound_value(ev, tuple(by.split("~")), limit) if by else None
+                label = _compound_value(ev, by, limit, texts) if by else None
                 row[spec] = (number, label)
         else:
-            value = _compound_value(ev, tuple(prop.split("~")), limit)
+            value = _compound_value(ev, prop, limit, texts)
             if value is not None:
                 row[spec] = value
     return name, actor, sec, is_utc, row

@@ -42,6 +42,7 @@ _UTC_KEYS = frozenset(
 _LABEL_RE = re.compile(
     r"(?P<y>[0-9]{4})(?:-W(?P<w>[0-9]{2})|-(?P<m>[0-9]{2})(?:-(?P<d>[0-9]{2})(?:T(?P<h>[0-9]{2}))?)?)?"
 )
+_LONGEST_LABEL = len("2026-11-22T13")
 
 
 @functools.total_ordering
@@ -171,6 +172,11 @@ def parse_time(value: Any, tz: ZoneInfo) -> datetime:
     which means the start of its bucket.
     """
     try:
+        if isinstance(value, str):  # (first: the form most events give)
+            text = value.strip()
+            if len(text) <= _LONGEST_LABEL and _LABEL_RE.fullmatch(text):
+                return parse_label(text).start
+            value = datetime.fromisoformat(text)
         if isinstance(value, datetime):
             if value.tzinfo is None or value.utcoffset() is None:
                 return value.replace(tzinfo=None)
@@ -184,11 +190,6 @@ def parse_time(value: Any, tz: ZoneInfo) -> datetime:
                 raise QueryError(f"not a finite epoch time: {value!r}")
             seconds = int(value) if isinstance(value, int | np.integer) else float(value)
             return (_UTC_EPOCH + timedelta(seconds=seconds)).astimezone(tz).replace(tzinfo=None)
-        if isinstance(value, str):
-            text = value.strip()
-            if _LABEL_RE.fullmatch(text):
-                return parse_label(text).start
-            return parse_time(datetime.fromisoformat(text), tz)
     except (ValueError, OverflowError) as exc:
         if isinstance(exc, QueryError):
             raise
