@@ -19,6 +19,7 @@ import bitstat
 import bitstat.aio
 from exactly import batches, model, same_answers, schema
 from proxy import Proxy
+from test_exactly_once import APPLY
 from test_queue import mixed_times
 
 PUSH = b"push"  # in a request of queue.lua's that pushes an event (not one that claims)
@@ -68,25 +69,36 @@ def test_threads_sharing_a_stats_record_every_event_once(server_url: str, namesp
     with bitstat.connect(
         server_url, namespace=namespace, schema=schema(), track_ahead=16, flush_at=40
     ) as st:
-        threads = [threading.Thread(target=lambda p=p: [st.track(e) for e in p]) for p in parts]
+        failed: list[BaseException] = []
+
+        def track_all(part: list[dict[str, Any]]) -> None:
+            try:
+                for e in part:
+                    st.track(e)
+            except BaseException as exc:
+                failed.append(exc)
+
+        threads = [threading.Thread(target=track_all, args=(p,)) for p in parts]
         for t in threads:
             t.start()
         for t in threads:
             t.join(60)
+        assert not failed
         same_answers(st, want)
 
 
 def test_a_script_the_server_forgot_is_sent_again_once(
     embedded_url: str, namespace: str, redis_client: Any
 ) -> None:
-    events = batches(1, 30, seed=6)[0]
+    """Pushes and batches sent ahead by SHA to a server that forgot the scripts (NOSCRIPT)."""
+    events = batches(1, 60, seed=6)[0]
     want = model()
     with bitstat.connect(
-        embedded_url, namespace=namespace, schema=schema(), track_ahead=50, flush_at=10**6
+        embedded_url, namespace=namespace, schema=schema(), track_ahead=8, flush_at=12
     ) as st:
         for n, e in enumerate(events):
-            if n in (2, 17):
-                redis_client.script_flush()  # the next pushes by SHA are refused (NOSCRIPT)
+            if n in (2, 17, 25, 38, 49):
+                redis_client.script_flush()  # the next pushes and batches are refused
             st.track(e)
             want.track(e)
         same_answers(st, want)
@@ -170,6 +182,24 @@ def test_replies_lost_with_the_connection_are_pushed_again_once(proxy: Proxy) ->
             st.track(e)
             want.track(e)
         assert proxy.cut >= 7
+        same_answers(st, want)
+    finally:
+        st.drop()
+        st.close()
+
+
+def test_batches_sent_ahead_whose_answers_are_lost_are_recorded_once(proxy: Proxy) -> None:
+    """The batch a flush of track() sent is in; its answers are lost with the connection: the
+    next flush records it again under the same id, and it counts once."""
+    want = model()
+    st = ahead_stats(proxy, track_ahead=8, flush_at=30)
+    try:
+        for n, e in enumerate(batches(1, 240, seed=11)[0]):
+            if n % 40 == 5:
+                proxy.cut_replies(1, APPLY)
+            st.track(e)
+            want.track(e)
+        assert proxy.cut >= 5
         same_answers(st, want)
     finally:
         st.drop()

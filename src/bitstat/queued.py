@@ -32,13 +32,22 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from .calls import Call, Op
 from .errors import BatchError, BitstatError, ConnectionError, ServerError
-from .events import parse_batch
-from .record import AUTO_IDS, FIRST_BACKOFF, IN_DOUBT, MAX_BACKOFF, Recording
+from .events import Columns, parse_batch
+from .record import (
+    AUTO_IDS,
+    FIRST_BACKOFF,
+    IN_DOUBT,
+    MAX_BACKOFF,
+    Applying,
+    Recording,
+    TrackResult,
+)
 from .schema import Schema
 from .single import Single, sum_bound_one
 from .transport import Transport, call
@@ -148,6 +157,17 @@ def records_of(events: bytes) -> list[dict[str, Any]]:
     return records
 
 
+@dataclass
+class Claimed:
+    """A claim whose batch `flush(later=True)` sent, its answers not read yet."""
+
+    claim_id: str
+    cols: Columns
+    records: list[dict[str, Any]]
+    applying: Applying
+    result: TrackResult  # the batch's, if the answers say it all went in
+
+
 class Queueing(Recording):
     """`track()` by the queue, its flushes, and reads that flush first."""
 
@@ -159,6 +179,7 @@ class Queueing(Recording):
     track_ahead = 0  # track() calls that may return before the reply of their push is read
     unconfirmed: list[PushedAhead] | tuple[()] = ()  # pushed ahead, replies not read yet
     queue_size = 0  # events waiting, as the last reply read said (track_ahead)
+    applying: tuple[Claimed, ...] = ()  # batches flush(later=True) sent, answers unread
     ahead_ready = False  # a push waited for its reply (the script is loaded)
 
     def pushing_ahead(self, track_ahead: int) -> None:
@@ -171,9 +192,11 @@ class Queueing(Recording):
         self.ahead_lock = threading.RLock()
 
     def forked_check(self) -> None:
-        """In a forked child: the pushes sent ahead were its parent's, and so is the lock."""
+        """In a forked child: the pushes and batches sent ahead were its parent's, and so is
+        the lock."""
         if self.ahead_forks != FORKS[0]:
             self.pushing_ahead(self.track_ahead)
+            self.applying = ()
 
     def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
         one = self.checked_one(event, props)
@@ -204,7 +227,7 @@ class Queueing(Recording):
             if self.unconfirmed:  # (outside the try: a push that failed raises)
                 yield from self.confirmed()
             try:
-                yield from self.flush()
+                yield from self.flush(later=bool(self.track_ahead))
             except BitstatError as exc:  # the event is queued: the next flush applies it
                 log.warning("bitstat: applying the events track() queued failed: %s", exc)
 
@@ -327,17 +350,26 @@ class Queueing(Recording):
                 IN_DOUBT.forget(self.name, [record])
             return int(size)
 
-    def flush(self) -> Op[int]:
+    def flush(self, later: bool = False) -> Op[int]:
         """Apply the events queued by `track()` (this process's and any other's), and any claim
         a flush that died left; returns how many events were recorded. The replies of pushes
-        sent ahead are read first (`track_ahead`)."""
+        sent ahead are read first (`track_ahead`), and so are the answers of the batches a
+        flush of track()'s sent; `later`: this one's are read later too (the flush of track()
+        with `track_ahead`: the server applies the batch while the caller goes on)."""
+        if not self.track_ahead:
+            return (yield from self.flushed(later))
+        self.forked_check()
+        with self.ahead_lock:  # (threads sharing the Stats: one flush at a time)
+            return (yield from self.flushed(later))
+
+    def flushed(self, later: bool) -> Op[int]:
         if self.unconfirmed:
             yield from self.confirmed()
+        recorded = (yield from self.applied_later()) if self.applying else 0
         keys = self.keys
         claims = (keys.queue, keys.queue_claims)
         lease_ms = int((self.deadline + LEASE_MARGIN) * 1000)
         self.queue_since, self.queue_looked, self.queue_size = None, time.monotonic(), 0
-        recorded = 0
         for _ in range(CLAIMS_A_FLUSH):
             claim_id = "q" + AUTO_IDS.next()
             claim = yield from self.again_for_now(  # (a lost reply: the claim made is taken up)
@@ -355,18 +387,55 @@ class Queueing(Recording):
             claim_id, events, taken_over = claim
             records = records_of(events)
             cols = parse_batch(records, self.schema, None)
-            result = yield from self.track_columns(cols, claim_id, auto=True, fresh=not taken_over)
-            yield from self.again_for_now(
-                lambda: call(Transport.release_claim, keys.queue_claims, claim_id)  # noqa: B023
+            sent: list[Applying] | None = [] if later else None
+            result = yield from self.track_columns(
+                cols, claim_id, auto=True, fresh=not taken_over, later=sent
             )
-            recorded += result.recorded
-            for index, why in result.rejected:
-                log.warning(
-                    "bitstat: an event track() queued was rejected when applied: %s (%s)",
-                    why,
-                    json.dumps(records[index], ensure_ascii=False)[:300],
-                )
+            if sent:  # answers read, and the claim released, by the next flush or read
+                self.applying = (*self.applying, Claimed(claim_id, cols, records, sent[0], result))
+                continue
+            recorded += yield from self.released(claim_id, records, result)
         return recorded
+
+    def applied_later(self) -> Op[int]:
+        """The answers of the batches sent by `flush(later=True)` read, and their claims
+        released; a batch whose answers say it did not all go in (or were lost) is recorded
+        the whole way under the same id (the groups that did count once). How many events."""
+        recorded = 0
+        while self.applying:
+            claimed, *rest = self.applying
+            try:
+                whole = yield call(
+                    Transport.apply_sent,
+                    claimed.applying.ticket,
+                    claimed.applying.calls,
+                    self.bitmap_keys,
+                )
+            except (ConnectionError, ServerError):
+                whole = False
+            result = claimed.result
+            if not whole:
+                cols, claim_id = claimed.cols, claimed.claim_id
+                result = yield from self.track_columns(cols, claim_id, auto=True, fresh=False)
+            self.applying = tuple(rest)
+            recorded += yield from self.released(claimed.claim_id, claimed.records, result)
+        return recorded
+
+    def released(
+        self, claim_id: str, records: list[dict[str, Any]], result: TrackResult
+    ) -> Op[int]:
+        """A claim's batch recorded: the claim forgotten, its rejected events logged; how many
+        events it recorded."""
+        yield from self.again_for_now(
+            lambda: call(Transport.release_claim, self.keys.queue_claims, claim_id)
+        )
+        for index, why in result.rejected:
+            log.warning(
+                "bitstat: an event track() queued was rejected when applied: %s (%s)",
+                why,
+                json.dumps(records[index], ensure_ascii=False)[:300],
+            )
+        return result.recorded
 
     def again_for_now(self, asking: Callable[[], Call]) -> Generator[Call, Any, Any]:
         """The reply to `asking()` (a call safe to make twice), asked again while its failure
@@ -390,7 +459,7 @@ class Queueing(Recording):
         since its last flush, and else, with `others`, once a `flush_interval` (for other
         processes'). Writes go after this namespace's own (a sum's refusal depends on order)."""
         due = others and time.monotonic() - self.queue_looked >= self.flush_interval
-        if self.queue_since is not None or due or self.unconfirmed:
+        if self.queue_since is not None or due or self.unconfirmed or self.applying:
             yield from self.flush()
         return (yield from op)
 

@@ -28,7 +28,7 @@ from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, Planning, finished, planning, started, sum_bound_of
 from .schema import Schema
 from .single import Single, parse_one, plan_one, sum_bound_one
-from .transport import Transport, call, values_call
+from .transport import Transport, apply_call, call, values_call
 from .writes import WritePlan
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
@@ -38,12 +38,20 @@ AUTO_BATCH_TTL = 600
 DEFAULT_DEADLINE = 60.0  # seconds a batch is tried again on failures that may pass
 FIRST_BACKOFF = 0.05  # seconds before the second try, doubled each try (with jitter) ...
 MAX_BACKOFF = 2.0  # ... up to this
-WRITES = (Transport.apply, Transport.mark)  # the calls that write a batch
+WRITES = (Transport.apply, Transport.mark, Transport.send_apply)  # the calls that write a batch
 IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgotten first
 ID_CACHE_LIMIT = 2_000_000
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
 SUM_RETRIES = 3
 SMALL_BATCH = 64  # up to this many events, values new to this client are numbered by the write
+
+
+@dataclass
+class Applying:
+    """A batch's writes sent, their answers read later (`Transport.apply_sent`)."""
+
+    ticket: Any
+    calls: list[tuple[list[str], list[Any]]]
 
 
 @dataclass
@@ -312,13 +320,17 @@ class Recording:
         auto: bool = False,
         fresh: bool = False,
         deadline: float | None = None,
+        later: list[Applying] | None = None,
     ) -> Op[TrackResult]:
         """Record a checked batch, given as columns (`track_many` parses dicts into them; a
         data frame is turned into them directly), under `batch_id` (None: an id made here), and
         try it again with that id while the failure may pass, for up to `deadline` seconds
         (None: the namespace's; 0: one try).
         `auto`: the id was made by bitstat (kept `auto_ttl` seconds, not `batch_ttl`); `fresh`:
-        never sent before, so no marker of it can exist yet (it is not asked for)."""
+        never sent before, so no marker of it can exist yet (it is not asked for). `later`:
+        the writes may be sent without waiting for their answers: then an `Applying` is added
+        to it, and the result is the batch's once its answers say all went in (else it is to
+        be recorded again, under the same id)."""
         if batch_id is None:
             batch_id, auto, fresh = AUTO_IDS.next(), True, True
         ttl = self.auto_ttl if auto else self.batch_ttl
@@ -331,7 +343,8 @@ class Recording:
             # a marker found was set by an earlier try of this call, or by the failed call
             # this one repeats (an id bitstat made, taken up again): its events count as sent
             again = attempt > 1 or (auto and not fresh)
-            once = self.record_once(cols, batch_id, ttl, ask=not fresh or attempt > 1, again=again)
+            ask = not fresh or attempt > 1
+            once = self.record_once(cols, batch_id, ttl, ask=ask, again=again, later=later)
             last: Call | None = None  # the last call sent
             try:
                 reply: Any = None
@@ -362,7 +375,14 @@ class Recording:
                 delay = min(delay * 2, MAX_BACKOFF)
 
     def record_once(
-        self, cols: Columns | Single, batch_id: str, ttl: int, *, ask: bool, again: bool
+        self,
+        cols: Columns | Single,
+        batch_id: str,
+        ttl: int,
+        *,
+        ask: bool,
+        again: bool,
+        later: list[Applying] | None = None,
     ) -> Op[TrackResult]:
         """One try at recording a batch. `ask`: whether its marker may exist (first asked for);
         `again`: an earlier try of this same call may have recorded it, so a marker found
@@ -443,7 +463,14 @@ class Recording:
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
             groups = [g for g in plan.groups if g.tag not in applied_tags]
-            results = yield call(Transport.apply, groups, ttl, self.bitmap_keys)
+            # (one group: a cluster's, sent at once, could write the batch's marker, which
+            # says all of it is in, before another failed; and its client sends them in turn)
+            if later is not None and not check and not self.replicated and not self.cluster:
+                calls = [apply_call(g, ttl) for g in groups]
+                later.append(Applying((yield call(Transport.send_apply, calls)), calls))
+                results: list[int | bytes] = [1] * len(groups)  # (if the answers say so)
+            else:
+                results = yield call(Transport.apply, groups, ttl, self.bitmap_keys)
             for g, result in zip(groups, results, strict=False):
                 if isinstance(result, bytes):  # this batch id was applied before
                     applied_tags.add(g.tag)

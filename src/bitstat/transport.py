@@ -324,6 +324,30 @@ class Transport:
                 break
         return results
 
+    def send_apply(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
+        """apply.lua for each (KEYS, ARGV) of `calls` (`apply_call`'s), written now: the ticket
+        of `apply_sent`, which reads the answers later (the caller works on meanwhile)."""
+        yield Doing("recording a batch")
+        sha = self.apply_script.sha
+        return (yield Sent([("EVALSHA", sha, len(k), *k, *a) for k, a in calls]))
+
+    def apply_sent(
+        self,
+        ticket: Any,
+        calls: Sequence[tuple[list[str], list[Any]]],
+        bitmaps: builtins.set[str] | None = None,
+    ) -> Request[bool]:
+        """Whether every group of `send_apply` was applied (1); False for any other answer (a
+        batch seen before, a sum refused, a script the server lacked): the batch is to be
+        recorded the whole way. The sets found to be bitmaps are added to `bitmaps`."""
+        yield Doing("recording a batch")
+        replies = yield Received(ticket)
+        answers = [
+            None if isinstance(reply, ScriptMissing) else applied(keys, reply, bitmaps)
+            for (keys, _), reply in zip(calls, replies, strict=True)
+        ]
+        return all(a == 1 for a in answers)
+
     def apply_replicated(
         self, groups: Sequence[Group], batch_ttl: int, bitmaps: builtins.set[str] | None = None
     ) -> Request[list[int | bytes]]:
