@@ -19,6 +19,12 @@ Exactly once, whatever fails:
   forgets the claim. A claim not forgotten within its lease (its process died) is taken over
   by the next flush anywhere and applied again under the same id: the batch markers make the
   groups already written count once (they are kept `auto_ttl`, 10 minutes by default).
+
+With `track_ahead` (connect's), a push is written without waiting for its reply (`Ahead`):
+the replies are read every `track_ahead` pushes and before a flush or read; a push they show
+was not queued is pushed again, waiting, under its token. The batch of a flush made by
+`track()` is sent without waiting too (`Claimed`): the next flush reads its answers and
+releases its claim, or records it again under the claim's id.
 """
 
 from __future__ import annotations

@@ -182,7 +182,9 @@ class Stats(Opened[Store]):
         A bad event raises InvalidEvent at once. A good one is queued in Redis (one round
         trip) and applied with the others queued, by `flush_at` events or after
         `flush_interval` seconds (connect()'s), and before any read of this Stats: its
-        answers hold every event tracked before; other processes' within `flush_interval`."""
+        answers hold every event tracked before; other processes' within `flush_interval`.
+        With connect(track_ahead=N) the call returns once the push is written; its reply is
+        read N calls later (a failure then raises BatchError with `events` to track again)."""
         return self._record(self._ns.track(event, props))
 
     def flush(self) -> int:
