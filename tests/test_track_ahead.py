@@ -17,6 +17,7 @@ import pytest
 
 import bitstat
 import bitstat.aio
+import servers
 from exactly import batches, model, same_answers, schema
 from proxy import Proxy
 from test_exactly_once import APPLY
@@ -58,6 +59,28 @@ def test_close_reads_the_replies_and_another_process_sees_every_event(
     st.close()
     assert redis_client.llen(st._ns.keys.queue) == len(events)
     with bitstat.connect(server_url, namespace=namespace) as reader:
+        same_answers(reader, want)
+
+
+def test_close_reads_the_answers_of_a_batch_sent_ahead(embedded_url: str, namespace: str) -> None:
+    """A flush of track() sent its batch and left its claim for the next flush to release:
+    close() reads the answers and releases it (no claim is left to wait for its lease). (A
+    single server's: a cluster's batches are not sent ahead.)"""
+    events = batches(1, 25, seed=12)[0]
+    want = model()
+    st = bitstat.connect(
+        embedded_url, namespace=namespace, schema=schema(), track_ahead=5, flush_at=20
+    )
+    for e in events:
+        st.track(e)
+        want.track(e)
+    assert st._ns.applying  # (a batch sent ahead, its claim held)
+    st.close()
+    client = servers.client_for(embedded_url)
+    assert not client.exists(st._ns.keys.queue_claims)
+    assert client.llen(st._ns.keys.queue) == 5
+    client.close()
+    with bitstat.connect(embedded_url, namespace=namespace) as reader:
         same_answers(reader, want)
 
 

@@ -407,6 +407,15 @@ class Queueing(Recording):
             recorded += yield from self.released(claim_id, records, result)
         return recorded
 
+    def sent_settled(self) -> Op[int]:
+        """The replies of the pushes, and the answers of the batches, sent ahead read (at
+        close, or exit): none is left to wait for a lease. How many events the batches held."""
+        self.forked_check()
+        with self.ahead_lock:
+            if self.unconfirmed:
+                yield from self.confirmed()
+            return (yield from self.applied_later())
+
     def applied_later(self) -> Op[int]:
         """The answers of the batches sent by `flush(later=True)` read, and their claims
         released; a batch whose answers say it did not all go in (or were lost) is recorded

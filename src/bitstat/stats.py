@@ -73,13 +73,13 @@ OpenedT = TypeVar("OpenedT", bound=Opened[Any])
 
 
 def finish_ahead(store: Store, ns: Namespace) -> None:
-    """A Stats with `track_ahead` let go unclosed (or at exit): the replies of the pushes
-    sent ahead read (a connection closed with replies unread may lose them); a push that
-    cannot be queued is logged, no caller being left to raise to."""
-    if not ns.unconfirmed:
+    """A Stats with `track_ahead` let go unclosed (or at exit): the replies of the pushes and
+    the answers of the batches sent ahead read (a connection closed with replies unread may
+    lose them); a push that cannot be queued is logged, no caller being left to raise to."""
+    if not (ns.unconfirmed or ns.applying):
         return
     try:
-        run(store, ns.confirmed())
+        run(store, ns.sent_settled())
     except BitstatError as exc:
         log.error("bitstat: %s", exc)
 
@@ -161,11 +161,13 @@ class Stats(Opened[Store]):
         return self._unsettled(self._ns.drop())
 
     def close(self) -> None:
-        """Close the connections (first reading the replies of pushes sent ahead, `track_ahead`:
-        one that failed is sent again, or raises BatchError)."""
+        """Close the connections (first reading the replies of pushes and batches sent ahead,
+        `track_ahead`: a push that failed is sent again, or raises BatchError)."""
         try:
-            if self._finish is not None and self._finish.detach() and self._ns.unconfirmed:
-                self._unsettled(self._ns.confirmed())
+            ns = self._ns
+            finishing = self._finish is not None and self._finish.detach()
+            if finishing and (ns.unconfirmed or ns.applying):
+                self._unsettled(ns.sent_settled())
         finally:
             self._store.close()
 
