@@ -675,6 +675,45 @@ def test_mapped_ids_agree_with_model(
     run(server_url, fresh(), cfg, names, events, data)
 
 
+@settings(EXAMPLES, max_examples=15)
+@given(data=st.data(), ids=st.sampled_from(["int", "map"]))
+def test_events_tracked_ahead_agree_with_model(
+    server_url: str, fresh: Callable[[], str], data: st.DataObject, ids: str
+) -> None:
+    """`track()` with `track_ahead` (pushes and batches sent without waiting), one event a
+    call, with reads between: every answer is the model's."""
+    cfg = data.draw(schema_settings(ids))
+    names = data.draw(event_names())
+    events = data.draw(streams(cfg, names, int_ids() if ids == "int" else map_ids()))
+    ahead = data.draw(st.sampled_from([1, 3, 20]), label="track_ahead")
+    flush_at = data.draw(st.sampled_from([2, 7, 500]), label="flush_at")
+    model = Model(**cfg)
+    schema = bitstat.Schema(**cfg)
+    opened = bitstat.connect(
+        server_url, namespace=fresh(), schema=schema, track_ahead=ahead, flush_at=flush_at
+    )
+    with opened as st_:
+        for ev in events:
+            if not isinstance(ev, Mapping):  # (track() takes a mapping alone)
+                continue
+            try:
+                model.track(ev)
+            except Rejected:
+                with pytest.raises(bitstat.InvalidEvent):
+                    st_.track(ev)
+                continue
+            st_.track(ev)
+            if model.events() and data.draw(st.integers(0, 7), label="read now") == 0:
+                start, end = data.draw(ranges(model))
+                compare_metrics(
+                    st_, model, data, data.draw(st.sampled_from(model.events())), start, end
+                )
+        assert st_.events() == model.events()
+        for event in model.events():
+            start, end = data.draw(ranges(model))
+            compare_metrics(st_, model, data, event, start, end)
+
+
 @st.composite
 def dense_streams(draw: st.DrawFn, cfg: dict[str, Any], names: list[str]) -> list[Any]:
     """Few actors, few names, three weeks around the autumn DST change and a month end: the
