@@ -229,6 +229,34 @@ def test_batches_sent_ahead_whose_answers_are_lost_are_recorded_once(proxy: Prox
         st.close()
 
 
+def test_a_read_that_fails_recording_a_batch_sent_ahead_leaves_it_for_the_next(
+    proxy: Proxy,
+) -> None:
+    """The answers of a batch sent ahead are lost and the server stays away past the
+    deadline: the read raises; once the server is back, the next read records the batch (once)
+    and answers as the model."""
+    want = model()
+    st = ahead_stats(proxy, track_ahead=4, flush_at=12, deadline=0.3)
+    events = batches(1, 30, seed=13)[0]
+    try:
+        for e in events[:14]:  # the 12th call's flush sends a batch ahead
+            st.track(e)
+            want.track(e)
+        assert st._ns.applying
+        proxy.cut_replies(1, APPLY, then_all=True)
+        with pytest.raises(bitstat.BitstatError):
+            st.total("purchase", "2026")
+        proxy.cut_replies(0, b"")
+        for e in events[14:]:
+            st.track(e)
+            want.track(e)
+        same_answers(st, want)
+    finally:
+        proxy.cut_replies(0, b"")
+        st.drop()
+        st.close()
+
+
 def test_what_cannot_be_queued_in_time_raises_with_the_events_to_send_again(
     proxy: Proxy,
 ) -> None:

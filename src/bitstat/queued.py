@@ -174,7 +174,7 @@ class Claimed:
     claim_id: str
     cols: Columns
     records: list[dict[str, Any]]
-    applying: Applying
+    applying: Applying | None  # None once its answers were read (or lost)
     result: TrackResult  # the batch's, if the answers say it all went in
 
 
@@ -423,17 +423,17 @@ class Queueing(Recording):
         recorded = 0
         while self.applying:
             claimed, *rest = self.applying
-            try:
-                whole = yield call(
-                    Transport.apply_sent,
-                    claimed.applying.ticket,
-                    claimed.applying.calls,
-                    self.bitmap_keys,
-                )
-            except (ConnectionError, ServerError):
-                whole = False
+            sent, claimed.applying = claimed.applying, None  # (answers are read once)
+            whole = False
+            if sent is not None:
+                try:
+                    whole = yield call(
+                        Transport.apply_sent, sent.ticket, sent.calls, self.bitmap_keys
+                    )
+                except (ConnectionError, ServerError) as exc:  # recorded again, below
+                    log.info("bitstat: a batch sent ahead: its answers were lost (%s)", exc)
             result = claimed.result
-            if not whole:
+            if not whole:  # (a failure here leaves the claim for the next flush to record)
                 cols, claim_id = claimed.cols, claimed.claim_id
                 result = yield from self.track_columns(cols, claim_id, auto=True, fresh=False)
             self.applying = tuple(rest)
