@@ -276,7 +276,9 @@ class Queueing(Recording):
             replies = yield call(Transport.queued_ahead)
             size = 0
             again = []
-            for pushed, reply in zip(sent, replies, strict=True):
+            # (a push interrupted before it was written has no reply: in doubt, as a lost one)
+            replies = [*replies, *[None] * (len(sent) - len(replies))]
+            for pushed, reply in zip(sent, replies, strict=False):
                 if isinstance(reply, int):
                     size = max(size, reply)
                     self.seen_window = max(self.seen_window, pushed.window)
