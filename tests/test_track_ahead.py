@@ -84,6 +84,27 @@ def test_close_reads_the_answers_of_a_batch_sent_ahead(embedded_url: str, namesp
         same_answers(reader, want)
 
 
+def test_a_batch_sent_ahead_forgets_its_claim_as_it_is_applied(
+    embedded_url: str, namespace: str
+) -> None:
+    """The claim goes with the batch's write, not when the answers are read: a process that
+    sends a batch ahead and then goes idle leaves no claim for another to take over once its
+    markers (10 minutes) are gone, which would count it twice."""
+    events = batches(1, 25, seed=14)[0]
+    client = servers.client_for(embedded_url)
+    with bitstat.connect(
+        embedded_url, namespace=namespace, schema=schema(), track_ahead=5, flush_at=20
+    ) as st:
+        st.track_many(events[:1])  # (loads the scripts: the batch below goes by SHA)
+        for e in events[1:]:
+            st.track(e)
+        assert st._ns.applying  # its answers not read yet
+        client.ping()  # (the server has run the batch's script: it came first)
+        assert not client.exists(st._ns.keys.queue_claims)
+        assert st.total("purchase", "2026") == 25
+    client.close()
+
+
 def test_threads_sharing_a_stats_record_every_event_once(server_url: str, namespace: str) -> None:
     parts = batches(4, 120, seed=5)
     want = model()

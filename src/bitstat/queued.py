@@ -439,17 +439,25 @@ class Queueing(Recording):
                 cols, claim_id = claimed.cols, claimed.claim_id
                 result = yield from self.track_columns(cols, claim_id, auto=True, fresh=False)
             self.applying = tuple(rest)
-            recorded += yield from self.released(claimed.claim_id, claimed.records, result)
+            # (a batch that went in whole forgot its claim itself: apply.lua's D op)
+            recorded += yield from self.released(
+                claimed.claim_id, claimed.records, result, forget=not whole
+            )
         return recorded
 
     def released(
-        self, claim_id: str, records: list[dict[str, Any]], result: TrackResult
+        self,
+        claim_id: str,
+        records: list[dict[str, Any]],
+        result: TrackResult,
+        forget: bool = True,
     ) -> Op[int]:
-        """A claim's batch recorded: the claim forgotten, its rejected events logged; how many
-        events it recorded."""
-        yield from self.again_for_now(
-            lambda: call(Transport.release_claim, self.keys.queue_claims, claim_id)
-        )
+        """A claim's batch recorded: the claim forgotten (unless done), its rejected events
+        logged; how many events it recorded."""
+        if forget:
+            yield from self.again_for_now(
+                lambda: call(Transport.release_claim, self.keys.queue_claims, claim_id)
+            )
         for index, why in result.rejected:
             log.warning(
                 "bitstat: an event track() queued was rejected when applied: %s (%s)",

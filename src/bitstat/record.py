@@ -327,10 +327,11 @@ class Recording:
         try it again with that id while the failure may pass, for up to `deadline` seconds
         (None: the namespace's; 0: one try).
         `auto`: the id was made by bitstat (kept `auto_ttl` seconds, not `batch_ttl`); `fresh`:
-        never sent before, so no marker of it can exist yet (it is not asked for). `later`:
-        the writes may be sent without waiting for their answers: then an `Applying` is added
-        to it, and the result is the batch's once its answers say all went in (else it is to
-        be recorded again, under the same id)."""
+        never sent before, so no marker of it can exist yet (it is not asked for). `later`
+        (a queue claim's batch, `batch_id` the claim's): the writes may be sent without
+        waiting for their answers, the claim forgotten by the same script call: then an
+        `Applying` is added to it, and the result is the batch's once its answers say all
+        went in (else it is to be recorded again, under the same id)."""
         if batch_id is None:
             batch_id, auto, fresh = AUTO_IDS.next(), True, True
         ttl = self.auto_ttl if auto else self.batch_ttl
@@ -466,6 +467,11 @@ class Recording:
             # (one group: a cluster's, sent at once, could write the batch's marker, which
             # says all of it is in, before another failed; and its client sends them in turn)
             if later is not None and not check and not self.replicated and not self.cluster:
+                # a queue claim's batch (its id the claim's): the script forgets the claim as
+                # it applies the batch, so no claim outlives it while the answers wait (taken
+                # over past its markers' 10 minutes, it would be counted twice)
+                g = groups[-1]
+                g.args += ["D", g.key(self.keys.queue_claims), batch_id]
                 calls = [apply_call(g, ttl) for g in groups]
                 later.append(Applying((yield call(Transport.send_apply, calls)), calls))
                 results: list[int | bytes] = [1] * len(groups)  # (if the answers say so)

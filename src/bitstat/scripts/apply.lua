@@ -28,6 +28,8 @@
 --   G k n (field value)*n           keep the greatest number per field (span: last day)
 --   R note                          what the batch marker keeps (default "1"): handed back as is
 --                                   when the batch id is seen again
+--   D k field                       HDEL: the queue's claim this batch is, forgotten with it
+--                                   (its answers are read later: queued.py, track_ahead)
 --   C bound                         the values summed by F and Z ops add up to at most `bound`
 --                                   in magnitude, in any order (0: the caller checked the order)
 --   V m k*m knext kold prefix n (value bucket)*n
@@ -126,6 +128,9 @@ while i <= n_argv do
   elseif op == 'R' then
     note = ARGV[i + 1]
     i = i + 2
+  elseif op == 'D' then
+    expect(ARGV[i + 1], 'hash')
+    i = i + 3
   elseif op == 'H' or op == 'F' or op == 'L' or op == 'G' then
     expect(ARGV[i + 1], 'hash')
     local n = int[ARGV[i + 2]]
@@ -514,6 +519,9 @@ while i <= n_argv do
     i = i + 6 + m + 2 * n
   elseif op == 'C' or op == 'R' then
     i = i + 2
+  elseif op == 'D' then
+    redis.call('HDEL', KEYS[int[ARGV[i + 1]]], ARGV[i + 2])
+    i = i + 3
   else
     return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
   end
