@@ -23,8 +23,9 @@ Exactly once, whatever fails:
 With `track_ahead` (connect's), a push is written without waiting for its reply (`Ahead`):
 the replies are read every `track_ahead` pushes and before a flush or read; a push they show
 was not queued is pushed again, waiting, under its token. The batch of a flush made by
-`track()` is sent without waiting too (`Claimed`): the next flush reads its answers and
-releases its claim, or records it again under the claim's id.
+`track()` is sent without waiting too, its script forgetting the claim as it writes the batch;
+the next flush reads its answers (`Claimed`) and records it again under the claim's id if it
+did not all go in.
 """
 
 from __future__ import annotations
