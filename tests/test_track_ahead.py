@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -211,15 +213,23 @@ ROOT = Path(__file__).resolve().parent.parent
 # faults, through a proxy in front of a server of their own (conftest's `proxy`)
 
 
-def ahead_stats(proxy: Proxy, **options: Any) -> bitstat.Stats:
+@contextmanager
+def ahead_stats(proxy: Proxy, **options: Any) -> Iterator[bitstat.Stats]:
+    """A Stats through the proxy, in a namespace of its own dropped at the end (the proxy
+    passing every reply again first)."""
     ns = f"t-{uuid.uuid4().hex[:8]}"
-    return bitstat.connect(proxy.url(), namespace=ns, schema=schema(), **options)
+    st = bitstat.connect(proxy.url(), namespace=ns, schema=schema(), **options)
+    try:
+        yield st
+    finally:
+        proxy.cut_replies(0, b"")
+        st.drop()
+        st.close()
 
 
 def test_replies_lost_with_the_connection_are_pushed_again_once(proxy: Proxy) -> None:
     want = model()
-    st = ahead_stats(proxy, track_ahead=8, flush_at=50)
-    try:
+    with ahead_stats(proxy, track_ahead=8, flush_at=50) as st:
         for n, e in enumerate(batches(1, 200, seed=9)[0]):
             if n % 25 == 3:
                 proxy.cut_replies(1, PUSH)  # the connection drops, replies unread with it
@@ -227,17 +237,13 @@ def test_replies_lost_with_the_connection_are_pushed_again_once(proxy: Proxy) ->
             want.track(e)
         assert proxy.cut >= 7
         same_answers(st, want)
-    finally:
-        st.drop()
-        st.close()
 
 
 def test_batches_sent_ahead_whose_answers_are_lost_are_recorded_once(proxy: Proxy) -> None:
     """The batch a flush of track() sent is in; its answers are lost with the connection: the
     next flush records it again under the same id, and it counts once."""
     want = model()
-    st = ahead_stats(proxy, track_ahead=8, flush_at=30)
-    try:
+    with ahead_stats(proxy, track_ahead=8, flush_at=30) as st:
         for n, e in enumerate(batches(1, 240, seed=11)[0]):
             if n % 40 == 5:
                 proxy.cut_replies(1, APPLY)
@@ -245,9 +251,6 @@ def test_batches_sent_ahead_whose_answers_are_lost_are_recorded_once(proxy: Prox
             want.track(e)
         assert proxy.cut >= 5
         same_answers(st, want)
-    finally:
-        st.drop()
-        st.close()
 
 
 def test_a_read_that_fails_recording_a_batch_sent_ahead_leaves_it_for_the_next(
@@ -257,9 +260,8 @@ def test_a_read_that_fails_recording_a_batch_sent_ahead_leaves_it_for_the_next(
     deadline: the read raises; once the server is back, the next read records the batch (once)
     and answers as the model."""
     want = model()
-    st = ahead_stats(proxy, track_ahead=4, flush_at=12, deadline=0.3)
     events = batches(1, 30, seed=13)[0]
-    try:
+    with ahead_stats(proxy, track_ahead=4, flush_at=12, deadline=0.3) as st:
         for e in events[:14]:  # the 12th call's flush sends a batch ahead
             st.track(e)
             want.track(e)
@@ -272,10 +274,6 @@ def test_a_read_that_fails_recording_a_batch_sent_ahead_leaves_it_for_the_next(
             st.track(e)
             want.track(e)
         same_answers(st, want)
-    finally:
-        proxy.cut_replies(0, b"")
-        st.drop()
-        st.close()
 
 
 def test_what_cannot_be_queued_in_time_raises_with_the_events_to_send_again(
@@ -285,9 +283,8 @@ def test_what_cannot_be_queued_in_time_raises_with_the_events_to_send_again(
     then raises BatchError with every event whose push is in doubt; each tracked again is
     queued once, whether its push had landed or not."""
     want = model()
-    st = ahead_stats(proxy, track_ahead=5, flush_at=10**6, deadline=0.3)
     first, second = batches(2, 5, seed=10)
-    try:
+    with ahead_stats(proxy, track_ahead=5, flush_at=10**6, deadline=0.3) as st:
         for e in first:
             st.track(e)
             want.track(e)
@@ -307,7 +304,3 @@ def test_what_cannot_be_queued_in_time_raises_with_the_events_to_send_again(
             st.track(e)  # queued once each, whether its push had landed or not
             want.track(e)
         same_answers(st, want)
-    finally:
-        proxy.cut_replies(0, b"")
-        st.drop()
-        st.close()

@@ -3,6 +3,7 @@ an answer handed out while reading; an operation is a generator of them (`Op`)."
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -10,6 +11,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from .errors import BitstatError
 
 T = TypeVar("T")
+FORKS = [0]  # forks so far: a child keeps none of its parent's connections or replies waiting
+os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
 
 
 class Call(NamedTuple):

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
-from .calls import Call, Op
+from .calls import FORKS, Call, Op
 from .errors import BatchError, BitstatError, ConnectionError, ServerError
 from .events import Columns, parse_batch
 from .record import (
@@ -91,9 +91,7 @@ class Tokens:
 
 
 TOKENS = Tokens()
-FORKS = [0]  # forks so far: a child's pushes sent ahead are not its parent's
 os.register_at_fork(after_in_child=TOKENS.reset)
-os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
 
 
 class PushedAhead(NamedTuple):
@@ -404,7 +402,7 @@ class Queueing(Recording):
             result = yield from self.track_columns(
                 cols, claim_id, auto=True, fresh=not taken_over, later=sent
             )
-            if sent:  # answers read, and the claim released, by the next flush or read
+            if sent:  # (its script forgot the claim; the next flush or read reads the answers)
                 self.applying = (*self.applying, Claimed(claim_id, cols, records, sent[0], result))
                 continue
             recorded += yield from self.released(claim_id, records, result)
@@ -420,9 +418,9 @@ class Queueing(Recording):
             return (yield from self.applied_later())
 
     def applied_later(self) -> Op[int]:
-        """The answers of the batches sent by `flush(later=True)` read, and their claims
-        released; a batch whose answers say it did not all go in (or were lost) is recorded
-        the whole way under the same id (the groups that did count once). How many events."""
+        """The answers of the batches sent by `flush(later=True)` read; a batch whose answers
+        say it did not all go in (or were lost) is recorded the whole way under the same id
+        (the groups that did count once) and its claim released. How many events."""
         recorded = 0
         while self.applying:
             claimed, *rest = self.applying

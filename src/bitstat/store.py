@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 import redis.exceptions as rex
 
-from .calls import Call, Driver, Op
+from .calls import FORKS, Call, Driver, Op
 from .clusters import Cluster
 from .errors import BitstatError, ConnectionError, ServerError
 from .transport import (
@@ -278,10 +278,6 @@ def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
         except rex.RedisClusterException as exc:
             raise ConnectionError(f"connecting to {url}: cannot reach the cluster: {exc}") from exc
     return redis.Redis.from_url(url, **options), False
-
-
-FORKS = [0]  # forks so far: a child must not share its parent's connections
-os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
 
 
 class Store:
