@@ -228,7 +228,9 @@ def test_queued_records_keep_only_what_the_rules_read() -> None:
         "amount": 2.5,
     }
     line = queued.queued_line("tok1", record)
-    assert queued.records_of(line.encode()) == [record]
+    assert queued.records_of(line) == [record]
+    big = {**record, "amount": 2**70}  # past orjson's 64 bits: the standard json module
+    assert queued.records_of(queued.queued_line("tok2", big) + b"\n" + line) == [big, record]
 
 
 @pytest.mark.parametrize(

@@ -188,6 +188,17 @@ def test_bad_track_ahead_is_refused_and_asyncio_refuses_it(
         bitstat.aio.connect(embedded_url, namespace=namespace, track_ahead=10).send(None)
 
 
+def test_track_ahead_raises_the_default_flush_at_alone(embedded_url: str, namespace: str) -> None:
+    """2,000 events a batch with track_ahead, 500 without; one given is kept either way."""
+    cases = [({}, 500), ({"track_ahead": 10}, 2000), ({"track_ahead": 10, "flush_at": 50}, 50)]
+    for options, flush_at in cases:
+        st = bitstat.connect(embedded_url, namespace=namespace, **options)
+        try:
+            assert st._ns.flush_at == flush_at
+        finally:
+            st.close()
+
+
 def test_a_stats_let_go_at_exit_reads_its_replies_first(embedded_url: str, namespace: str) -> None:
     """A script that tracks and exits without close(): every push is queued (the replies are
     read at exit, so no connection closes with them unread)."""

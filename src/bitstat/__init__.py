@@ -64,9 +64,9 @@ def connect(arguments: ConnectArguments) -> Stats:
     master has it. See docs/guarantees.md.
 
     `track()` queues an event in Redis (one round trip) and applies the queue as one batch by
-    `flush_at` events (default 500; 1: every event alone, at once) or once its oldest has
-    waited `flush_interval` seconds (default 1); a read of this Stats applies it first, and
-    `Stats.flush()` does at any time (docs/guarantees.md).
+    `flush_at` events (default 500, 2,000 with `track_ahead`; 1: every event alone, at once)
+    or once its oldest has waited `flush_interval` seconds (default 1); a read of this Stats
+    applies it first, and `Stats.flush()` does at any time (docs/guarantees.md).
 
     `track_ahead=N` (N > 0) lets `track()` return once its event is written to the server,
     before the reply: the replies are read N calls later, and by any read, `flush()` and

@@ -22,7 +22,7 @@ from .errors import BitstatError
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
 from .query import SCRATCH_TTL_MS, Expr
-from .queued import FLUSH_AT, FLUSH_INTERVAL, queueing
+from .queued import FLUSH_INTERVAL, queueing
 from .record import DEFAULT_BATCH_TTL, DEFAULT_DEADLINE, TrackResult, retrying
 from .schema import Schema, parse_duration
 from .store import Store, resolve_url, run
@@ -53,14 +53,16 @@ class Opened(Generic[S]):
         schema: Schema,
         batch_ttl: int = DEFAULT_BATCH_TTL,
         deadline: float = DEFAULT_DEADLINE,
-        flush_at: int = FLUSH_AT,
+        flush_at: int | None = None,
         flush_interval: float = FLUSH_INTERVAL,
         track_ahead: int = 0,
     ) -> None:
         self._store = store
         self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
-        self._ns.flush_at, self._ns.flush_interval = queueing(flush_at, flush_interval)
         self._ns.pushing_ahead(track_ahead)
+        self._ns.flush_at, self._ns.flush_interval = queueing(
+            flush_at, flush_interval, self._ns.track_ahead
+        )
         self.namespace = namespace
 
     @property
@@ -100,7 +102,7 @@ class ConnectArguments:
     socket_timeout: float | None = None
     deadline: float = DEFAULT_DEADLINE
     durability: str | None = None
-    flush_at: int = FLUSH_AT
+    flush_at: int | None = None  # 500; 2,000 with track_ahead (queued.py)
     flush_interval: float = FLUSH_INTERVAL
     track_ahead: int = 0
 

@@ -423,7 +423,7 @@ class Transport:
 
     # the events track() queued (queued.py)
     def queue_event(
-        self, keys: Sequence[str], token: str, event: str, flags: str, ttl: int
+        self, keys: Sequence[str], token: str, event: bytes, flags: str, ttl: int
     ) -> Request[int]:
         """Queue one event unless its token is seen (flags "r": it may be); how many wait (0:
         it was seen). Flag "w": the seen set's TTL is set to `ttl`."""
@@ -436,7 +436,7 @@ class Transport:
         return int(size)
 
     def queue_ahead(
-        self, keys: Sequence[str], token: str, event: str, flags: str, ttl: int
+        self, keys: Sequence[str], token: str, event: bytes, flags: str, ttl: int
     ) -> Request[bool]:
         """`queue_event` written now, its reply read later by `queued_ahead`. False: the
         connection failed (this push, and those whose replies were unread, may have run). (No
