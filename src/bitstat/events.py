@@ -69,7 +69,7 @@ def value_text(value: Any, prop: str, limit: int) -> str | None:
         return None
     if isinstance(value, str):
         text = value
-        if problem := unicode_problem(text):
+        if not text.isascii() and (problem := unicode_problem(text)):
             raise InvalidEvent(f"value {problem}", field=prop)
     elif isinstance(value, (int, float)):
         text = str(value)
@@ -568,7 +568,12 @@ def check_event(
                 label = _compound_value(ev, by, limit, texts) if by else None
                 row[spec] = (number, label)
         else:
-            value = _compound_value(ev, prop, limit, texts)
+            if prop in texts:  # (a property read by an earlier rule of this event)
+                value = texts[prop]
+            elif "~" in prop:
+                value = _compound_value(ev, prop, limit, texts)
+            else:
+                value = texts[prop] = value_text(ev.get(prop), prop, limit)
             if value is not None:
                 row[spec] = value
     return name, actor, sec, is_utc, row

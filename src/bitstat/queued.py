@@ -135,13 +135,17 @@ def queueing(
 
 
 def queued_record(one: Single, schema: Schema) -> dict[str, Any]:
-    """What is queued of a checked event: its name, actor, time (UTC epoch seconds, or the
-    local wall-clock time as naive ISO text when it was given without a zone) and the fields
+    """What is queued of a checked event: its name, actor, time (a text as given, else UTC
+    epoch seconds, or the local wall-clock time as naive ISO text when it was given without a
+    zone) and the fields
     its rules read, as given (text and numbers, checked: JSON keeps them exactly)."""
     record: dict[str, Any] = {"event": one.name}
     if one.actor is not None:
         record[schema.actor] = one.actor
-    if one.utc is not None:
+    given_time = one.record.get("time")
+    if type(given_time) is str:  # (read again as the batch reads it: the same wall time)
+        record["time"] = given_time
+    elif one.utc is not None:
         record["time"] = one.utc
     else:
         record["time"] = (_NAIVE_EPOCH + timedelta(seconds=one.wall)).isoformat()
