@@ -6,6 +6,7 @@ once with nothing queued, and a flush that dies half way is finished once by the
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -231,6 +232,32 @@ def test_queued_records_keep_only_what_the_rules_read() -> None:
     assert queued.records_of(line) == [record]
     big = {**record, "amount": 2**70}  # past orjson's 64 bits: the standard json module
     assert queued.records_of(queued.queued_line("tok2", big) + b"\n" + line) == [big, record]
+
+
+@pytest.mark.parametrize("ahead", [0, 5])
+def test_values_json_libraries_differ_on_are_queued_exactly(
+    embedded_url: str, namespace: str, ahead: int
+) -> None:
+    """Property values that a fast JSON library would change (NaN and Infinity written as
+    null, integers past 64 bits read as floats) or refuse (a str subclass) count as in a batch
+    that never went through the queue."""
+
+    class Text(str):
+        pass
+
+    odd = [math.nan, math.inf, -math.inf, 2**70, -(2**64) - 1, Text("NL"), "a:null", "é\u2028"]
+    events = [
+        {**e, "country": odd[i % len(odd)], "item": 2**65 + i % 3}
+        for i, e in enumerate(batches(1, 40, seed=3)[0])
+    ]
+    want = model()
+    want.track_many(events)
+    with bitstat.connect(
+        embedded_url, namespace=namespace, schema=schema(), flush_at=16, track_ahead=ahead
+    ) as st:
+        for e in events:
+            st.track(e)
+        same_answers(st, want)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from typing import IO, Any, cast
 
 import click
 
+from .. import jsontext
 from ..schema import Schema
 
 KINDS = ("jsonl", "json", "csv", "tsv")
@@ -329,7 +330,7 @@ def raw_records(kind: str, raws: list[Any], header: list[str] | None) -> list[di
         return [csv_record(header, row) for row in raws]
     text: bytes | str = b"[" + b",".join(raws) + b"]" if kind == "jsonl" else f"[{','.join(raws)}]"
     try:
-        records: list[dict[str, Any]] = json.loads(text)
+        records: list[dict[str, Any]] = jsontext.loads(text)
     except ValueError:  # a first line led by a byte order mark: read alone, as the reader did
         records = [json.loads(raw) for raw in raws]
     return records
@@ -343,7 +344,7 @@ def _json_chunk(chunk: list[tuple[int, bytes]]) -> Iterator[Item]:
     the next line, as a raw newline is not allowed in one).
     """
     try:
-        values = json.loads(b"[[" + b"],[".join(line for _, line in chunk) + b"]]")
+        values = jsontext.loads(b"[[" + b"],[".join(line for _, line in chunk) + b"]]")
     except (json.JSONDecodeError, UnicodeDecodeError):
         values = None
     if (

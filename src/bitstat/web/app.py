@@ -28,6 +28,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 
+from .. import jsontext
 from ..aio import AsyncStats, AsyncStore
 from ..calls import Call, step
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
@@ -283,9 +284,9 @@ def _loads_in_pieces(raw: bytes) -> Any:
         while True:
             cut = _BETWEEN_EVENTS.search(raw, at + JSON_PIECE)
             if cut is None:
-                items += json.loads(b"[" + raw[at:])
+                items += jsontext.loads(b"[" + raw[at:])
                 return items
-            items += json.loads(b"[" + raw[at : cut.start() + 1] + b"]")
+            items += jsontext.loads(b"[" + raw[at : cut.start() + 1] + b"]")
             at = cut.end() - 1
     except ValueError:
         return json.loads(raw)
@@ -358,7 +359,7 @@ def _track_route(state: _State) -> Route:
                         state.planner, _loads_in_pieces, raw
                     )
                 else:
-                    data = json.loads(raw)
+                    data = jsontext.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ApiError(400, f"malformed JSON: {exc}") from None
             except RecursionError:

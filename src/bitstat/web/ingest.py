@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 
+from .. import jsontext
 from ..aio import AsyncStats, AsyncStore
 from ..errors import BitstatError, ConnectionError, SchemaError, ServerError
 from ..events import unicode_problem
@@ -211,7 +212,7 @@ def looks_gzipped(raw: bytes) -> bool:
 
 def load_json(text: bytes | str, what: str = "the body") -> Any:
     try:
-        return json.loads(text)
+        return jsontext.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IngestError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
