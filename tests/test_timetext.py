@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta, timezone
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bitstat import timetext
 from bitstat.timetext import parse_column
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
@@ -65,6 +66,24 @@ def test_well_formed_columns_read_as_python_reads_them(texts: list[str]) -> None
     assert [(int(s), bool(u)) for s, u in zip(seconds, utc, strict=True)] == [
         python_reads(t) for t in texts
     ]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(iso_texts(), min_size=1, max_size=8), st.integers(0, 2), st.data())
+def test_a_column_longer_than_a_chunk_reads_as_its_texts_alone(
+    forms: list[str], bad_chunk: int, data: st.DataObject
+) -> None:
+    """A column is read CHUNK texts at a time: the same seconds as each text alone, and one
+    bad text in any chunk declines the whole column."""
+    n = 2 * timetext.CHUNK + 5
+    texts = [forms[i % len(forms)] for i in range(n)]
+    parsed = parse_column(texts)
+    assert parsed is not None
+    alone = {t: python_reads(t) for t in forms}
+    assert [(int(s), bool(u)) for s, u in zip(*parsed, strict=True)] == [alone[t] for t in texts]
+    at = bad_chunk * timetext.CHUNK + data.draw(st.integers(0, 4))
+    texts[at] = "2026-13-01T00:00:00"
+    assert parse_column(texts) is None
 
 
 @given(st.lists(iso_texts(), min_size=1, max_size=4), st.data())

@@ -24,10 +24,26 @@ _MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 Parsed = tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]
 
 
+CHUNK = 8192  # texts read at once: a larger matrix outgrows the caches (200,000: 5x slower)
+
+
 def parse_column(texts: Sequence[str]) -> Parsed | None:
     """(seconds, is_utc) per text: UTC epoch seconds where the text has an offset, else the
     wall-clock seconds it names (a naive local time), fractions of a second dropped; None when
     any text is not one of the strict forms."""
+    if len(texts) <= CHUNK:
+        return _parse_chunk(texts)
+    seconds, utc = [], []
+    for start in range(0, len(texts), CHUNK):
+        parsed = _parse_chunk(texts[start : start + CHUNK])
+        if parsed is None:
+            return None
+        seconds.append(parsed[0])
+        utc.append(parsed[1])
+    return np.concatenate(seconds), np.concatenate(utc)
+
+
+def _parse_chunk(texts: Sequence[str]) -> Parsed | None:
     if not texts or "\x00" in "".join(texts):  # numpy would drop a trailing NUL unseen
         return None
     try:
