@@ -413,7 +413,10 @@ class Queueing(Recording):
             )
             if sent:  # (its script forgot the claim; the next flush or read reads the answers)
                 self.applying = (*self.applying, Claimed(claim_id, cols, records, sent[0], result))
-                continue
+                # one batch a flush of track(): claiming the next would wait for this one's
+                # writes (the server runs them first), the very wait sending it ahead saves;
+                # what is left is queued for the next flush
+                break
             recorded += yield from self.released(claim_id, records, result)
         return recorded
 
