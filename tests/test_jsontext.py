@@ -1,5 +1,5 @@
 """`jsontext.loads` reads what `json.loads` reads, the same way, and fails where it fails with
-its message: orjson is only the fast path."""
+its message: msgspec is only the fast path."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bitstat import jsontext
 
-# what the standard module accepts and orjson refuses, and forms both read
+# what the standard module accepts and msgspec refuses, and forms both read
 EDGES = [
     b'{"a": NaN, "b": Infinity, "c": -Infinity}',
     b'{"big": 123456789012345678901234567890, "neg": -98765432109876543210}',
@@ -55,6 +55,11 @@ def test_errors_are_the_standard_modules(text: bytes) -> None:
     assert str(got.value) == str(want.value)
 
 
+def test_text_holding_a_lone_surrogate_reads_as_the_standard_module_reads_it() -> None:
+    assert jsontext.loads('"\ud800x"') == json.loads('"\ud800x"') == "\ud800x"
+    assert jsontext.loads('["\ud800"]') == ["\ud800"]
+
+
 def test_deep_nesting_fails_as_the_standard_module_does() -> None:
     text = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(RecursionError):
@@ -92,6 +97,7 @@ class Text(str):
         {"amount": 2**70, "neg": -(2**64), "f": 1e20, "z": -0.0, "tenth": 0.1},
         {"nan": math.nan, "inf": math.inf, "ninf": -math.inf},
         {"text": "a:null", "u": "é\u2028中", "sub": Text("x")},
+        {"nested": [math.nan, {"x": math.inf}], "ok": [1, "null"]},
     ],
 )
 def test_records_written_read_back_equal(record: dict[str, Any]) -> None:

@@ -19,7 +19,9 @@ import pytest
 
 import bitstat
 import bitstat.aio
+import bitstat.queued
 import servers
+from bitstat.transport import Transport
 from exactly import batches, model, same_answers, schema
 from proxy import Proxy
 from test_exactly_once import APPLY
@@ -186,6 +188,48 @@ def test_bad_track_ahead_is_refused_and_asyncio_refuses_it(
             bitstat.connect(embedded_url, namespace=namespace, track_ahead=bad)
     with pytest.raises(ValueError, match="track_ahead is for the blocking Stats"):
         bitstat.aio.connect(embedded_url, namespace=namespace, track_ahead=10).send(None)
+
+
+def test_a_flush_of_track_takes_one_claim_and_the_rest_waits_for_the_next(
+    embedded_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush of track() sends one claim's batch ahead and stops (claiming another would wait
+    for that batch's writes): a backlog of many claims is applied over the flushes that follow,
+    and a read applies the rest; every event counts once. Times in forms the columnar reader
+    declines (a label, a date, spaces) are queued as wall-clock text."""
+    monkeypatch.setattr(bitstat.queued, "CLAIM_MOST", 25)
+    events = batches(1, 160, seed=11)[0]
+    odd_times = ["2026-11-20T13", " 2026-11-21T08:30:00 ", "2026-11-20", "2026-11-21T09:15"]
+    for i in range(0, len(events), 9):
+        events[i] = {**events[i], "time": odd_times[i % len(odd_times)]}
+    want = model()
+    backlog, tracked = events[:100], events[100:]
+    with bitstat.connect(
+        embedded_url, namespace=namespace, schema=schema(), flush_at=10**6, flush_interval=1e6
+    ) as other:  # another process's events, left in the queue
+        for e in backlog:
+            other.track(e)
+            want.track(e)
+    with bitstat.connect(
+        embedded_url, namespace=namespace, schema=schema(), track_ahead=3, flush_at=5
+    ) as st:
+        claims_made = []
+        claim = Transport.claim_queued
+
+        def counted(self: Transport, *args: Any) -> Any:
+            claims_made.append(args)
+            return (yield from claim(self, *args))
+
+        monkeypatch.setattr(Transport, "claim_queued", counted)
+        st.track(tracked[0])  # its push waits (the first does): 101 wait, so it flushes
+        want.track(tracked[0])
+        assert len(claims_made) == 1  # one claim of 25, sent ahead; 76 wait
+        assert [len(c.records) for c in st._ns.applying] == [25]
+        for e in tracked[1:]:
+            st.track(e)
+            want.track(e)
+        same_answers(st, want)  # the read applies whatever waits
+        assert st.flush() == 0
 
 
 def test_track_ahead_raises_the_default_flush_at_alone(embedded_url: str, namespace: str) -> None:

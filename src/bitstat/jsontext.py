@@ -25,7 +25,7 @@ def loads(text: bytes | str) -> Any:
     """`json.loads(text)`, by msgspec where it reads the same."""
     try:
         return _decode(text)
-    except msgspec.DecodeError:
+    except ValueError:  # (DecodeError; UnicodeEncodeError: a str holding a lone surrogate)
         return json.loads(text)
 
 
@@ -35,7 +35,7 @@ def dumps(record: Mapping[str, Any]) -> bytes:
     try:
         text = _encode(record)
     except TypeError:  # (a subclass of str, say: the standard module knows more types)
-        text = b":null"
-    if b":null" in text:  # NaN or Infinity became null (or a text holds ":null": no harm)
+        text = b"null"
+    if b"null" in text:  # NaN or Infinity became null (or a text holds "null": no harm)
         text = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
     return text
