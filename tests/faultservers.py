@@ -3,15 +3,54 @@ data dir), a replica of it, and a cluster of masters with a replica each."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import random
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import redis
 
 from bitstat import embedded
-from servers import _answers, _free_port
+from servers import _answers
+
+PORT_LOCKS = Path(tempfile.gettempdir()) / "bitstat-test-ports"
+_held: dict[int, int] = {}  # port -> the fd of its lock file, open while this process lives
+
+
+def restartable_port() -> int:
+    """A loopback port for a server a test kills and starts again on the same port.
+
+    Below the kernel's ephemeral range, so while the server is down no other socket is handed
+    the port (another test's `_free_port`, or the client reconnecting, which would connect to
+    itself and read its own requests as answers); held by a lock file for the life of this
+    process, so no other test process (an xdist worker) takes it either."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first = max(1024, low - 12_000)
+    PORT_LOCKS.mkdir(exist_ok=True)
+    for _ in range(1_000):
+        port = random.randrange(first, low)
+        if port in _held:
+            continue
+        fd = os.open(PORT_LOCKS / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:  # something else of this machine listens there
+                os.close(fd)
+                continue
+        _held[port] = fd
+        return port
+    raise RuntimeError(f"no free port in {first}..{low - 1} for a restartable server")
 
 
 class Server:
@@ -20,7 +59,7 @@ class Server:
     def __init__(self, root: Path, *args: str, port: int | None = None) -> None:
         self.root = root
         self.args = list(args)
-        self.port = port or _free_port()
+        self.port = port or restartable_port()
         self.binary = embedded.find_server_binary()
         self.process: subprocess.Popen[bytes] | None = None
         root.mkdir(parents=True, exist_ok=True)
@@ -42,6 +81,13 @@ class Server:
         if not _answers(self.process, self.port, timeout):
             log = (self.root / "server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"server on {self.port} did not start:\n{log}")
+        client = self.client()
+        try:  # the server answering is the one just started, not another on its port
+            answering = client.info("server")["process_id"]
+        finally:
+            client.close()
+        if answering != self.process.pid:
+            raise RuntimeError(f"port {self.port}: process {answering} answers, not ours")
         self.wait_loaded(timeout)
         return self
 
@@ -101,7 +147,7 @@ class ReplicatedCluster:
             Server(
                 root / f"node{i}",
                 *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
-                *("--cluster-node-timeout", "1000", "--cluster-port", str(_free_port())),
+                *("--cluster-node-timeout", "1000", "--cluster-port", str(restartable_port())),
                 *("--appendonly", "no", "--repl-diskless-sync-delay", "0"),
             )
             for i in range(2 * masters)
