@@ -58,12 +58,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 ALIASES = {
     "bitstat": [
-        *("track", "track-ahead", "tracker", "live", "backfill"),
+        *("track", "track-ahead", "tracker", "live", "backfill", "backfill-large"),
         *("ingest", "ingest-backfill", "http"),
     ],
     "bitmapist": ["bm-one", "bm-pipeline", "bm-backfill"],
     "one": ["track", "track-ahead", "tracker", "bm-one"],
-    "batch": ["live", "backfill", "bm-pipeline", "bm-backfill"],
+    "batch": ["live", "backfill", "backfill-large", "bm-pipeline", "bm-backfill"],
     "doors": ["ingest", "ingest-backfill", "http"],
 }
 
@@ -78,6 +78,7 @@ class Sizes:
     http_threads: int
     workers: int = 1  # processes of `bitstat ingest --workers` and `bitstat serve --workers`
     sort_window: int = 200_000  # `bitstat ingest --sort-window` of the backfill file
+    large_batch: int = 200_000  # events per track_many call of the backfill-large door
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,25 +431,38 @@ def door_tracker(run: Run, r: Result) -> None:
         verify_bitstat(r, st, run.events("live"))
 
 
-def track_many_door(run: Run, r: Result, kind: str, memory: bool) -> None:
-    s = run.sizes
+def track_many_door(run: Run, r: Result, kind: str, memory: bool, batch: int | None = None) -> None:
+    size = batch or run.sizes.batch
     events = run.dicts(kind)
-    chunks = [events[i : i + s.batch] for i in range(0, len(events), s.batch)]
+    chunks = [events[i : i + size] for i in range(0, len(events), size)]
     with run.namespace(r.door) as st:
         recorded, rejected = 0, []
+        run.server.redis.slowlog_reset()
         with Meter(run.server) as m:
             for chunk in chunks:
                 result = st.track_many(chunk)
                 recorded += result.recorded
                 rejected.extend(result.rejected[:3])
         m.fill(r, len(events))
+        # how long one script call held the server (nothing else ran meanwhile): what a
+        # larger batch costs the other clients of the server
+        r.extra["longest_call_ms"] = longest_call_ms(run.server)
         check(r, "events recorded", len(events), recorded)
         if rejected:
             r.notes.append(f"rejected: {rejected[:3]}")
-        r.notes.append(f"batches of {s.batch:,}")
+        r.notes.append(
+            f"batches of {min(size, len(events)):,}; the longest server call took"
+            f" {r.extra['longest_call_ms']:,.0f} ms (SLOWLOG)"
+        )
         verify_bitstat(r, st, run.events(kind))
         if memory:
             run.memory["bitstat"] = bitstat_memory(run.server, st.namespace, len(events))
+
+
+def longest_call_ms(server: Server) -> float:
+    """The longest command of the server's slow log (all of them over 10 ms by default)."""
+    log = server.redis.slowlog_get(100_000)
+    return max((entry["duration"] for entry in log), default=0) / 1000
 
 
 def door_live(run: Run, r: Result) -> None:
@@ -457,6 +471,11 @@ def door_live(run: Run, r: Result) -> None:
 
 def door_backfill(run: Run, r: Result) -> None:
     track_many_door(run, r, "backfill", memory=False)
+
+
+def door_backfill_large(run: Run, r: Result) -> None:
+    """The backfill as a bulk load sends it: large batches, each key written once a batch."""
+    track_many_door(run, r, "backfill", memory=False, batch=run.sizes.large_batch)
 
 
 def door_ingest(run: Run, r: Result) -> None:
@@ -635,6 +654,7 @@ RUNNERS: dict[str, Callable[[Run, Result], None]] = {
     "tracker": door_tracker,
     "live": door_live,
     "backfill": door_backfill,
+    "backfill-large": door_backfill_large,
     "ingest": door_ingest,
     "ingest-backfill": door_ingest_backfill,
     "http": door_http,
@@ -701,6 +721,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
     p.add_argument("--sample", type=int, help="calls timed by one-per-call doors (default 3,000)")
     p.add_argument("--batch", type=int, default=5000, help="events per track_many call")
+    p.add_argument(
+        "--large-batch",
+        type=int,
+        default=200_000,
+        help="events per track_many call of the backfill-large door",
+    )
     p.add_argument("--http-threads", type=int, default=4)
     p.add_argument(
         "--workers", type=int, default=1, help="--workers of `bitstat ingest` and `bitstat serve`"
@@ -749,10 +775,13 @@ def main(argv: list[str] | None = None) -> int:
         http_threads=args.http_threads,
         workers=args.workers,
         sort_window=args.sort_window,
+        large_batch=args.large_batch,
     )
-    if min(n, args.repeats, sizes.batch, sizes.http_batch, sizes.http_threads) < 1:
+    sized = (n, args.repeats, sizes.batch, sizes.large_batch, sizes.http_batch, sizes.http_threads)
+    if min(sized) < 1:
         raise SystemExit(
-            "--events, --repeats, --batch, --http-batch and --http-threads must be positive"
+            "--events, --repeats, --batch, --large-batch, --http-batch and --http-threads must"
+            " be positive"
         )
     doors = selected(args.only)
     started = time.perf_counter()
@@ -775,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             run.events("live")
             run.dicts("live")
-            if {"backfill", "bm-backfill"} & set(doors):
+            if {"backfill", "backfill-large", "bm-backfill"} & set(doors):
                 run.dicts("backfill")
             run.warm_up(doors)
             log(f"events generated, libraries warmed up in {time.perf_counter() - t0:.1f} s")
