@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,6 +65,28 @@ def test_close_reads_the_replies_and_another_process_sees_every_event(
     assert redis_client.llen(st._ns.keys.queue) == len(events)
     with bitstat.connect(server_url, namespace=namespace) as reader:
         same_answers(reader, want)
+
+
+def test_a_push_reaches_redis_without_another_call(
+    server_url: str, namespace: str, redis_client: Any
+) -> None:
+    """Pushes may wait in the kernel to go together (TCP_CORK, on Linux TCP), 200 ms at most:
+    an event tracked and then left alone is in the queue soon, its replies never read."""
+    st = bitstat.connect(
+        server_url, namespace=namespace, schema=schema(), track_ahead=1000, flush_at=10**6
+    )
+    try:
+        events = batches(1, 5, seed=8)[0]
+        for e in events:
+            st.track(e)
+        queue = st._ns.keys.queue
+        deadline = time.monotonic() + 5
+        while redis_client.llen(queue) < len(events) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert redis_client.llen(queue) == len(events)
+        assert st._ns.unconfirmed  # (no reply was read: the pushes went on their own)
+    finally:
+        st.close()
 
 
 def test_close_reads_the_answers_of_a_batch_sent_ahead(embedded_url: str, namespace: str) -> None:
