@@ -113,6 +113,12 @@ class Namespace(Queueing):
         self.schema = schema
         self.key_memo.clear()  # (the key names of another schema's periods)
 
+    def dropped(self) -> Op[int]:
+        """`drop`, once the pushes and batches sent ahead (`track_ahead`) have landed: none of
+        them writes after the keys are gone."""
+        yield from self.sent_settled()
+        return (yield from self.drop())
+
     def drop(self) -> Op[int]:
         deleted: int = yield call(Transport.delete_matching, self.keys.patterns)
         self.forget_caches()

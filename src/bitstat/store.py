@@ -4,7 +4,6 @@ socket, or a Redis Cluster. Thin: no decisions."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -393,12 +392,7 @@ class Store:
             self.ahead = self.client.connection_pool.make_connection()
         self.ahead_unread += 1
         try:
-            if self.ahead._sock is None:
-                self.ahead.connect()
-                cork(self.ahead._sock, True)
             self.ahead.send_packed_command(self.ahead.pack_command(*command), check_health=False)
-            if self.ahead_unread % CORKED_PUSHES == 0:
-                uncork(self.ahead._sock)
         except Exception:
             self.drop_ahead()
             return False
@@ -413,8 +407,6 @@ class Store:
         self.forked_check()
         replies, self.ahead_kept = self.ahead_kept, []
         try:
-            if self.ahead_unread:  # the pushes held back by the cork go first
-                uncork(self.ahead._sock)
             while self.ahead_unread:
                 replies.append(answer_or_error(self.ahead.read_response))
                 self.ahead_unread -= 1
@@ -458,33 +450,6 @@ class Store:
     ) -> T:
         """One request, run now: `store.call(Transport.get, key)`."""
         return self.perform(Call(method, args, kwargs))  # type: ignore[no-any-return]
-
-
-def cork(sock: Any, on: bool) -> None:
-    """TCP_CORK on a plain TCP connection (Linux; nothing elsewhere): the pushes of
-    `track_ahead` wait in the kernel and go to the server together, one segment and one
-    wake-up of the server for several (`uncork`), not one each. The kernel holds them 200 ms
-    at most; a process that dies has them sent as its socket closes."""
-    if (
-        CORK is not None
-        and type(sock) is socket.socket
-        and sock.family in (socket.AF_INET, socket.AF_INET6)
-    ):
-        sock.setsockopt(socket.IPPROTO_TCP, CORK, 1 if on else 0)
-
-
-def uncork(sock: Any) -> None:
-    """The pushes held back go now; the next ones are held back again."""
-    cork(sock, False)
-    cork(sock, True)
-
-
-CORK = getattr(socket, "TCP_CORK", None)
-# pushes held back at most, and before their replies are read. The realistic track-ahead door
-# (2026-12-05, AMD EPYC): 8: x1.50 mark_event, 16: x1.73, 32: x1.63; held until the replies
-# are read (100 pushes): x1.56 but a p99 call of 829 us against 266 (the call that reads waits
-# for the server to run them all)
-CORKED_PUSHES = 16
 
 
 def run(store: Any, op: Op[T], deadline: float = 0.0) -> T:
