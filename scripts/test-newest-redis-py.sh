@@ -21,7 +21,7 @@ set +e
 "$venv/bin/python" -m pytest -n 2 -q -p no:cacheprovider \
     tests/test_aio.py tests/test_errors.py tests/test_timeouts.py \
     tests/test_all_or_nothing.py tests/test_exactly_once.py tests/test_faults.py \
-    tests/test_numbering_overlap.py tests/test_queue.py
+    tests/test_numbering_overlap.py tests/test_queue.py tests/test_track_ahead.py
 rc=$?
 set -e
 if [[ $rc == 5 ]]; then

@@ -6,6 +6,7 @@ what cannot be queued within the deadline raises BatchError naming the events to
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -22,8 +23,10 @@ import bitstat
 import bitstat.aio
 import bitstat.queued
 import servers
+from bitstat.keys import Keys
 from bitstat.transport import Transport
 from exactly import batches, model, same_answers, schema
+from faultservers import Server
 from proxy import Proxy
 from test_exactly_once import APPLY
 from test_queue import mixed_times
@@ -108,6 +111,71 @@ def test_drop_waits_for_the_pushes_sent_ahead_and_leaves_no_key(
         assert list(redis_client.scan_iter(match=f"*{namespace}*", count=1000)) == []
     finally:
         st.close()
+
+
+CRASHING = """
+import os, signal, sys, time
+import bitstat
+from exactly import batches, schema
+url, namespace, pause = sys.argv[1], sys.argv[2], sys.argv[3] == "pause"
+st = bitstat.connect(url, namespace=namespace, schema=schema(), track_ahead=1000, flush_at=10**6)
+for n, e in enumerate(batches(1, 200, seed=5)[0]):
+    st.track(e)
+    if pause and n == 100:
+        time.sleep(0.3)  # (a push left alone goes after the kernel's timer)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["at once", "pause"])
+def test_a_process_killed_after_its_pushes_loses_none_over_tcp(tmp_path: Path, how: str) -> None:
+    """Pushes are held in the kernel to go together (TCP_CORK) on a connection that answers
+    nothing (CLIENT REPLY OFF): a process killed then closes it without a reset, and the
+    kernel sends what it held. (Held with replies unread, 17 of 30 arrived, 2026-12-05.)"""
+    server = Server(tmp_path / "tcp").start()
+    try:
+        ns = f"t-{uuid.uuid4().hex[:8]}"
+        tests = str(Path(__file__).parent)
+        subprocess.run(
+            [sys.executable, "-c", CRASHING, server.url, ns, how],
+            env={**os.environ, "PYTHONPATH": tests},
+            check=False,
+        )
+        client = server.client()
+        queue = Keys(ns).queue
+        deadline = time.monotonic() + 5
+        while client.llen(queue) < 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.llen(queue) == 200
+        client.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_user_without_client_reply_gets_every_event_by_replies(tmp_path: Path) -> None:
+    """An ACL that refuses CLIENT (so CLIENT REPLY OFF): the push connection answers every push,
+    as before, and every answer still equals the model's."""
+    server = Server(tmp_path / "acl").start()
+    admin = server.client()
+    admin.acl_setuser(
+        "limited", enabled=True, passwords=["+pw"], commands=["+@all", "-client"], keys=["*"]
+    )
+    admin.close()
+    url = f"redis://limited:pw@127.0.0.1:{server.port}/0"
+    want = model()
+    try:
+        with bitstat.connect(
+            url, namespace=f"t-{uuid.uuid4().hex[:8]}", schema=schema(), track_ahead=7
+        ) as st:
+            for e in batches(1, 60, seed=6)[0]:
+                st.track(e)
+                want.track(e)
+            assert st._store.ahead is not None and not st._store.ahead_quiet
+            same_answers(st, want)
+    finally:
+        server.stop()
 
 
 def test_close_reads_the_answers_of_a_batch_sent_ahead(embedded_url: str, namespace: str) -> None:

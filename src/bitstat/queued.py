@@ -106,6 +106,7 @@ class PushedAhead(NamedTuple):
     token: str
     line: dict[str, Any]  # what is queued (queued_record)
     window: int  # the window of time whose seen set its push gave a TTL, or -1
+    seen: tuple[str, str]  # the seen sets its push looked in: its window's, the one before
 
 
 def checked_ahead(track_ahead: int) -> int:
@@ -272,7 +273,8 @@ class Queueing(Recording):
             flags = "w" if window != self.seen_window else ""  # (until a "w" push is confirmed)
             unconfirmed = self.unconfirmed
             assert isinstance(unconfirmed, list)
-            unconfirmed.append(PushedAhead(record, token, line, window if flags else -1))
+            seen = (self.ahead_keys[1][1], self.ahead_keys[1][2])
+            unconfirmed.append(PushedAhead(record, token, line, window if flags else -1, seen))
             text = queued_line(token, line)
             sent = yield call(
                 Transport.queue_ahead, self.ahead_keys[1], token, text, flags, 2 * seconds + 5
@@ -290,16 +292,16 @@ class Queueing(Recording):
             sent, self.unconfirmed = self.unconfirmed, []
             if not sent:
                 return self.queue_size
-            replies = yield call(Transport.queued_ahead)
+            replies = yield call(
+                Transport.queued_ahead, self.keys.queue, [(p.token, *p.seen) for p in sent]
+            )
             size = 0
             again = []
-            # (a push interrupted before it was written has no reply: in doubt, as a lost one)
-            replies = [*replies, *[None] * (len(sent) - len(replies))]
-            for pushed, reply in zip(sent, replies, strict=False):
-                if isinstance(reply, int):
+            for pushed, reply in zip(sent, replies, strict=True):
+                if reply is not None:
                     size = max(size, reply)
                     self.seen_window = max(self.seen_window, pushed.window)
-                else:  # an error (nothing ran) or a reply lost (it may have)
+                else:  # it did not run (an error), or its connection failed (it may have)
                     again.append(pushed)
             for i, pushed in enumerate(again):
                 try:
