@@ -20,9 +20,10 @@ Exactly once, whatever fails:
   by the next flush anywhere and applied again under the same id: the batch markers make the
   groups already written count once (they are kept `auto_ttl`, 10 minutes by default).
 
-With `track_ahead` (connect's), a push is written without waiting for its reply (`Ahead`):
-the replies are read every `track_ahead` pushes and before a flush or read; a push they show
-was not queued is pushed again, waiting, under its token. The batch of a flush made by
+With `track_ahead` (connect's), a push is written without waiting (`Ahead`, on a connection
+that answers nothing where the server allows): every `track_ahead` pushes and before a flush
+or read, one round trip asks which ran (their tokens in the seen sets); one that did not is
+pushed again, waiting, under its token. The batch of a flush made by
 `track()` is sent without waiting too, its script forgetting the claim as it writes the batch;
 the next flush reads its answers (`Claimed`) and records it again under the claim's id if it
 did not all go in.
@@ -383,8 +384,8 @@ class Queueing(Recording):
 
     def flush(self, later: bool = False) -> Op[int]:
         """Apply the events queued by `track()` (this process's and any other's), and any claim
-        a flush that died left; returns how many events were recorded. The replies of pushes
-        sent ahead are read first (`track_ahead`), and so are the answers of the batches a
+        a flush that died left; returns how many events were recorded. The pushes sent ahead
+        are confirmed first (`track_ahead`), and the answers of the batches a
         flush of track()'s sent; `later`: this one's are read later too (the flush of track()
         with `track_ahead`: the server applies the batch while the caller goes on)."""
         if not self.track_ahead:
