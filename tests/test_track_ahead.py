@@ -122,7 +122,7 @@ st = bitstat.connect(url, namespace=namespace, schema=schema(), track_ahead=1000
 for n, e in enumerate(batches(1, 200, seed=5)[0]):
     st.track(e)
     if pause and n == 100:
-        time.sleep(0.3)  # (a push left alone goes after the kernel's timer)
+        time.sleep(0.3)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -130,9 +130,10 @@ os.kill(os.getpid(), signal.SIGKILL)
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["at once", "pause"])
 def test_a_process_killed_after_its_pushes_loses_none_over_tcp(tmp_path: Path, how: str) -> None:
-    """Pushes are held in the kernel to go together (TCP_CORK) on a connection that answers
-    nothing (CLIENT REPLY OFF): a process killed then closes it without a reset, and the
-    kernel sends what it held. (Held with replies unread, 17 of 30 arrived, 2026-12-05.)"""
+    """Every push a killed process wrote reaches the server. (Pushes held in the kernel with
+    their replies unread, tried on 2026-12-05: the closing socket was reset and 17 of 30 events
+    arrived; with a connection that answered nothing, confirmations outlived the sets of seen
+    tokens after an idle gap and counted events twice. Both reverted.)"""
     server = Server(tmp_path / "tcp").start()
     try:
         ns = f"t-{uuid.uuid4().hex[:8]}"
@@ -149,31 +150,6 @@ def test_a_process_killed_after_its_pushes_loses_none_over_tcp(tmp_path: Path, h
             time.sleep(0.02)
         assert client.llen(queue) == 200
         client.close()
-    finally:
-        server.stop()
-
-
-@pytest.mark.slow
-def test_a_user_without_client_reply_gets_every_event_by_replies(tmp_path: Path) -> None:
-    """An ACL that refuses CLIENT (so CLIENT REPLY OFF): the push connection answers every push,
-    as before, and every answer still equals the model's."""
-    server = Server(tmp_path / "acl").start()
-    admin = server.client()
-    admin.acl_setuser(
-        "limited", enabled=True, passwords=["+pw"], commands=["+@all", "-client"], keys=["*"]
-    )
-    admin.close()
-    url = f"redis://limited:pw@127.0.0.1:{server.port}/0"
-    want = model()
-    try:
-        with bitstat.connect(
-            url, namespace=f"t-{uuid.uuid4().hex[:8]}", schema=schema(), track_ahead=7
-        ) as st:
-            for e in batches(1, 60, seed=6)[0]:
-                st.track(e)
-                want.track(e)
-            assert st._store.ahead is not None and not st._store.ahead_quiet
-            same_answers(st, want)
     finally:
         server.stop()
 

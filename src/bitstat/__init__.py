@@ -69,8 +69,8 @@ def connect(arguments: ConnectArguments) -> Stats:
     applies it first, and `Stats.flush()` does at any time (docs/guarantees.md).
 
     `track_ahead=N` (N > 0) lets `track()` return once its event is written to the server,
-    before the reply: N calls later, and by any read, `flush()` and `close()` (and at exit),
-    one round trip asks which pushes ran; one that did not is sent again under its token, so each
+    before the reply: the replies are read N calls later, and by any read, `flush()` and
+    `close()` (and at exit); a push they show failed is sent again under its token, so each
     event still counts once, and one that cannot be within `deadline` raises BatchError at that
     later call, its `events` the ones to track() again. Blocking Stats only
     (docs/performance.md, "One event per call").

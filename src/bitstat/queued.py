@@ -20,10 +20,9 @@ Exactly once, whatever fails:
   by the next flush anywhere and applied again under the same id: the batch markers make the
   groups already written count once (they are kept `auto_ttl`, 10 minutes by default).
 
-With `track_ahead` (connect's), a push is written without waiting (`Ahead`, on a connection
-that answers nothing where the server allows): every `track_ahead` pushes and before a flush
-or read, one round trip asks which ran (their tokens in the seen sets); one that did not is
-pushed again, waiting, under its token. The batch of a flush made by
+With `track_ahead` (connect's), a push is written without waiting for its reply (`Ahead`):
+the replies are read every `track_ahead` pushes and before a flush or read; a push they show
+was not queued is pushed again, waiting, under its token. The batch of a flush made by
 `track()` is sent without waiting too, its script forgetting the claim as it writes the batch;
 the next flush reads its answers (`Claimed`) and records it again under the claim's id if it
 did not all go in.
@@ -107,7 +106,6 @@ class PushedAhead(NamedTuple):
     token: str
     line: dict[str, Any]  # what is queued (queued_record)
     window: int  # the window of time whose seen set its push gave a TTL, or -1
-    seen: tuple[str, str]  # the seen sets its push looked in: its window's, the one before
 
 
 def checked_ahead(track_ahead: int) -> int:
@@ -274,8 +272,7 @@ class Queueing(Recording):
             flags = "w" if window != self.seen_window else ""  # (until a "w" push is confirmed)
             unconfirmed = self.unconfirmed
             assert isinstance(unconfirmed, list)
-            seen = (self.ahead_keys[1][1], self.ahead_keys[1][2])
-            unconfirmed.append(PushedAhead(record, token, line, window if flags else -1, seen))
+            unconfirmed.append(PushedAhead(record, token, line, window if flags else -1))
             text = queued_line(token, line)
             sent = yield call(
                 Transport.queue_ahead, self.ahead_keys[1], token, text, flags, 2 * seconds + 5
@@ -293,16 +290,16 @@ class Queueing(Recording):
             sent, self.unconfirmed = self.unconfirmed, []
             if not sent:
                 return self.queue_size
-            replies = yield call(
-                Transport.queued_ahead, self.keys.queue, [(p.token, *p.seen) for p in sent]
-            )
+            replies = yield call(Transport.queued_ahead)
             size = 0
             again = []
-            for pushed, reply in zip(sent, replies, strict=True):
-                if reply is not None:
+            # (a push interrupted before it was written has no reply: in doubt, as a lost one)
+            replies = [*replies, *[None] * (len(sent) - len(replies))]
+            for pushed, reply in zip(sent, replies, strict=False):
+                if isinstance(reply, int):
                     size = max(size, reply)
                     self.seen_window = max(self.seen_window, pushed.window)
-                else:  # it did not run (an error), or its connection failed (it may have)
+                else:  # an error (nothing ran) or a reply lost (it may have)
                     again.append(pushed)
             for i, pushed in enumerate(again):
                 try:
@@ -384,8 +381,8 @@ class Queueing(Recording):
 
     def flush(self, later: bool = False) -> Op[int]:
         """Apply the events queued by `track()` (this process's and any other's), and any claim
-        a flush that died left; returns how many events were recorded. The pushes sent ahead
-        are confirmed first (`track_ahead`), and the answers of the batches a
+        a flush that died left; returns how many events were recorded. The replies of pushes
+        sent ahead are read first (`track_ahead`), and so are the answers of the batches a
         flush of track()'s sent; `later`: this one's are read later too (the flush of track()
         with `track_ahead`: the server applies the batch while the caller goes on)."""
         if not self.track_ahead:

@@ -75,9 +75,9 @@ OpenedT = TypeVar("OpenedT", bound=Opened[Any])
 
 
 def finish_ahead(store: Store, ns: Namespace) -> None:
-    """A Stats with `track_ahead` let go unclosed (or at exit): the pushes confirmed and the
-    answers of the batches sent ahead read; a push that cannot be queued is logged, no caller
-    being left to raise to."""
+    """A Stats with `track_ahead` let go unclosed (or at exit): the replies of the pushes and
+    the answers of the batches sent ahead read (a connection closed with replies unread may
+    lose them); a push that cannot be queued is logged, no caller being left to raise to."""
     if not (ns.unconfirmed or ns.applying):
         return
     try:
@@ -163,9 +163,8 @@ class Stats(Opened[Store]):
         return self._unsettled(self._ns.dropped())
 
     def close(self) -> None:
-        """Close the connections (first confirming the pushes and reading the answers of the
-        batches sent ahead, `track_ahead`: a push that failed is sent again, or raises
-        BatchError)."""
+        """Close the connections (first reading the replies of pushes and batches sent ahead,
+        `track_ahead`: a push that failed is sent again, or raises BatchError)."""
         try:
             ns = self._ns
             finishing = self._finish is not None and self._finish.detach()

@@ -4,9 +4,8 @@ socket, or a Redis Cluster. Thin: no decisions."""
 from __future__ import annotations
 
 import os
-import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -132,6 +131,15 @@ def answer_or_error(function: Callable[..., Any], args: tuple[Any, ...] = ()) ->
         return function(*args)
     except rex.ResponseError as exc:
         return exc
+
+
+def ahead_reply(reply: Any) -> Any:
+    """An `Ahead` command's reply, its error as bitstat's (ScriptMissing: run it again)."""
+    if isinstance(reply, rex.NoScriptError):
+        return ScriptMissing(str(reply))
+    if isinstance(reply, rex.ResponseError):
+        return ServerError(f"the server answered with an error: {reply}")
+    return reply
 
 
 def replies_of(replies: list[Any]) -> list[Any]:
@@ -282,8 +290,8 @@ class Store:
         self.spare: list[Any] = []  # connections of `Direct` calls, not in use
         self.forks = FORKS[0]
         self.ahead: Any = None  # the connection of `Ahead` commands
-        self.ahead_unread = 0  # commands written on it since the last `AheadReplies`
-        self.ahead_quiet = False  # whether it answers nothing (CLIENT REPLY OFF)
+        self.ahead_unread = 0  # replies waiting on it
+        self.ahead_kept: list[Any] = []  # replies before those: a cluster's, None for lost ones
 
     @classmethod
     def from_url(cls, url: str, timeout: float | None = None, durable: str | None = None) -> Store:
@@ -328,7 +336,7 @@ class Store:
             if isinstance(step, Direct):
                 return self.direct(step.command)
             if isinstance(step, AheadReplies):
-                return self.ahead_replies(step.queries)
+                return self.ahead_replies()
             if isinstance(step, Sent):
                 return self.send(step.commands)
             if isinstance(step, Received):
@@ -366,34 +374,25 @@ class Store:
         them, are the parent's (left alone, not closed)."""
         if self.forks != FORKS[0]:
             self.spare, self.forks = [], FORKS[0]
-            self.ahead, self.ahead_unread = None, 0
+            self.ahead, self.ahead_unread, self.ahead_kept = None, 0, []
 
     def send_ahead(self, command: tuple[Any, ...]) -> bool:
-        """`Ahead`: the command written, not waited for (a cluster, whose client routes each
-        command, runs it now). False: the connection failed (this command may have gone).
-
-        The connection answers nothing (CLIENT REPLY OFF, where the server allows it): replies
-        left unread would make a process that dies reset the connection, and the server then
-        drops the commands it had not read yet. `AheadReplies` asks what ran."""
+        """`Ahead`: the command written, its reply left on the connection (a cluster, whose
+        client routes each command, runs it now and keeps the reply). False: the connection
+        failed (its unread replies are lost, and this command may have gone)."""
         self.forked_check()
         if self.cluster:
             try:
-                self.client.execute_command(*command)
+                self.ahead_kept.append(answer_or_error(self.client.execute_command, command))
             except Exception:
+                self.ahead_kept.append(None)
                 return False
             return True
         if self.ahead is None:
             self.ahead = self.client.connection_pool.make_connection()
         self.ahead_unread += 1
         try:
-            if self.ahead._sock is None:
-                self.ahead.connect()
-                self.ahead_quiet = replies_off(self.ahead)
-                if self.ahead_quiet:
-                    cork(self.ahead._sock, True)
             self.ahead.send_packed_command(self.ahead.pack_command(*command), check_health=False)
-            if self.ahead_quiet and self.ahead_unread % CORKED_PUSHES == 0:
-                uncork(self.ahead._sock)
         except Exception:
             self.drop_ahead()
             return False
@@ -402,34 +401,27 @@ class Store:
             raise
         return True
 
-    def ahead_replies(self, queries: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """`AheadReplies`: the replies of `queries`, run after every `Ahead` command written
-        before them (on their connection: the server runs a connection's commands in order);
-        None each when that connection failed (the commands on it may or may not have run)."""
+    def ahead_replies(self) -> list[Any]:
+        """`AheadReplies`: every reply not read yet, in order; a reading that fails loses the
+        connection and the replies left on it (None each)."""
         self.forked_check()
-        conn, unread, self.ahead_unread = self.ahead, self.ahead_unread, 0
-        if conn is None or conn._sock is None or self.cluster:  # nothing in flight
-            return [answer_or_error(self.client.execute_command, q) for q in queries]
+        replies, self.ahead_kept = self.ahead_kept, []
         try:
-            if self.ahead_quiet:
-                asked = [("CLIENT", "REPLY", "ON"), *queries, ("CLIENT", "REPLY", "OFF")]
-                conn.send_packed_command(conn.pack_commands(asked), check_health=False)
-                uncork(conn._sock)  # (they go now, with the commands held back)
-                answer_or_error(conn.read_response)  # (ON's)
-            else:  # the commands' own replies first
-                for _ in range(unread):
-                    answer_or_error(conn.read_response)
-                conn.send_packed_command(conn.pack_commands(queries), check_health=False)
-            return [answer_or_error(conn.read_response) for _ in queries]
-        except Exception:
+            while self.ahead_unread:
+                replies.append(answer_or_error(self.ahead.read_response))
+                self.ahead_unread -= 1
+        except BaseException as exc:
             self.drop_ahead()
-            return [None] * len(queries)
-        except BaseException:
-            self.drop_ahead()
-            raise
+            replies += self.ahead_kept
+            self.ahead_kept = []
+            if not isinstance(exc, Exception):
+                self.ahead_kept = replies  # (read again after an interrupt)
+                raise
+        return [ahead_reply(r) for r in replies]
 
     def drop_ahead(self) -> None:
-        """Close the `Ahead` connection."""
+        """Close the `Ahead` connection: its unread replies are lost (None each)."""
+        self.ahead_kept += [None] * self.ahead_unread
         self.ahead_unread = 0
         if self.ahead is not None:
             self.ahead.disconnect()
@@ -458,46 +450,6 @@ class Store:
     ) -> T:
         """One request, run now: `store.call(Transport.get, key)`."""
         return self.perform(Call(method, args, kwargs))  # type: ignore[no-any-return]
-
-
-def cork(sock: Any, on: bool) -> None:
-    """TCP_CORK on a plain TCP connection (Linux; nothing elsewhere): commands written wait in
-    the kernel and go together, one segment and one wake-up of the server for several
-    (`uncork`), not one each. Only on a connection that answers nothing: a socket closed with
-    replies unread resets, and the kernel drops what it still holds; one without sends it."""
-    if (
-        CORK is not None
-        and type(sock) is socket.socket
-        and sock.family in (socket.AF_INET, socket.AF_INET6)
-    ):
-        sock.setsockopt(socket.IPPROTO_TCP, CORK, 1 if on else 0)
-
-
-def uncork(sock: Any) -> None:
-    """The commands held back go now; the next ones are held back again."""
-    cork(sock, False)
-    cork(sock, True)
-
-
-CORK = getattr(socket, "TCP_CORK", None)
-# commands held back at most (measured with the realistic track-ahead door, 2026-12-05, AMD
-# EPYC: 8: x1.50 mark_event, 16: x1.73, 32: x1.63; held until asked about, 100: x1.56 and a
-# p99 call of 829 us against 266, as the call that asks waits for the server to run them all)
-CORKED_PUSHES = 16
-
-
-def replies_off(conn: Any) -> bool:
-    """CLIENT REPLY OFF on a new connection, where the server allows it (an ACL may not): then
-    True. A few replies tell (OFF answers none, ON answers OK, then PONG)."""
-    probe = [("CLIENT", "REPLY", "OFF"), ("CLIENT", "REPLY", "ON"), ("PING",)]
-    conn.send_packed_command(conn.pack_commands(probe), check_health=False)
-    if isinstance(answer_or_error(conn.read_response), Exception):  # OFF refused
-        answer_or_error(conn.read_response)  # (ON's, and PING's: the connection answers on)
-        answer_or_error(conn.read_response)
-        return False
-    answer_or_error(conn.read_response)  # (the first was ON's; this is PING's)
-    conn.send_packed_command(conn.pack_command("CLIENT", "REPLY", "OFF"), check_health=False)
-    return True
 
 
 def run(store: Any, op: Op[T], deadline: float = 0.0) -> T:

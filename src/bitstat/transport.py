@@ -112,19 +112,17 @@ class Direct(NamedTuple):
 
 
 class Ahead(NamedTuple):
-    """One command written on the store's connection for such commands and not waited for (a
-    cluster's runs now): `track()` with `track_ahead`, which returns before the server
-    answers. Whether it ran, `AheadReplies` asks."""
+    """One command written on the store's connection for such commands, its reply left there
+    for `AheadReplies` (a cluster's runs now and keeps its reply): `track()` with
+    `track_ahead`, which returns before the server answers."""
 
     command: tuple[Any, ...]
 
 
 class AheadReplies(NamedTuple):
-    """The replies of `queries`, run after every `Ahead` command written before them (an error
-    reply in its place); None each when their connection failed (those commands may or may
-    not have run)."""
-
-    queries: tuple[tuple[Any, ...], ...]
+    """The replies of the `Ahead` commands not read yet, in order, an error reply in its place
+    as a `ServerError` (a script the server lacks: `ScriptMissing`); None for one lost with a
+    connection that failed (the command may have run)."""
 
 
 class Received(NamedTuple):
@@ -446,25 +444,11 @@ class Transport:
         args = (len(keys), *keys, "push", token, event, flags, ttl)
         return bool((yield Ahead(("EVALSHA", self.queue_script.sha, *args))))
 
-    def queued_ahead(
-        self, queue: str, pushes: Sequence[tuple[str, str, str]]
-    ) -> Request[list[int | None]]:
-        """Whether each `queue_ahead` push (its token, the seen set of its window and the one
-        before) was queued, asked once they have all run: the queue's length then, or None (it
-        did not run, or its connection failed: push it again under its token)."""
-        yield Doing("confirming queued events")
-        sets = list(dict.fromkeys(s for _, *seen in pushes for s in seen))
-        tokens = [token for token, *_ in pushes]
-        queries = (*(("SMISMEMBER", s, *tokens) for s in sets), ("LLEN", queue))
-        replies = yield AheadReplies(queries)
-        size = replies[-1]
-        if not isinstance(size, int) or not all(isinstance(r, list) for r in replies[:-1]):
-            return [None] * len(pushes)  # (unknown: pushed again, each counts once)
-        found = dict(zip(sets, replies[:-1], strict=True))
-        return [
-            size if found[seen_now][i] or found[seen_before][i] else None
-            for i, (_, seen_now, seen_before) in enumerate(pushes)
-        ]
+    def queued_ahead(self) -> Request[list[Any]]:
+        """The replies of the `queue_ahead` pushes not read yet, in order: how many events
+        waited (0: the token was seen), the error of a push not run, or None (lost)."""
+        yield Doing("reading the replies of queued events")
+        return list((yield AheadReplies()))
 
     def claim_queued(
         self, keys: Sequence[str], now_ms: int, lease_ms: int, claim_id: str, most: int
