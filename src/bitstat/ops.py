@@ -113,13 +113,9 @@ class Namespace(Queueing):
         self.schema = schema
         self.key_memo.clear()  # (the key names of another schema's periods)
 
-    def dropped(self) -> Op[int]:
-        """`drop`, once the pushes and batches sent ahead (`track_ahead`) have landed: none of
-        them writes after the keys are gone."""
-        yield from self.sent_settled()
-        return (yield from self.drop())
-
     def drop(self) -> Op[int]:
+        # the pushes and batches sent ahead (`track_ahead`) land first: none writes after
+        yield from self.sent_settled()
         deleted: int = yield call(Transport.delete_matching, self.keys.patterns)
         self.forget_caches()
         return deleted

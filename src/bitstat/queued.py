@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import random
-import re
 import secrets
 import threading
 import time
@@ -44,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
-from . import jsontext
+from . import jsontext, timetext
 from .calls import FORKS, Call, Op
 from .errors import BatchError, BitstatError, ConnectionError, ServerError
 from .events import Columns, parse_batch
@@ -143,7 +142,7 @@ def queued_record(one: Single, schema: Schema) -> dict[str, Any]:
     if one.actor is not None:
         record[schema.actor] = one.actor
     given_time = one.record.get("time")
-    if type(given_time) is str and _COLUMN_TIME.fullmatch(given_time):
+    if type(given_time) is str and timetext.STRICT_FORM.fullmatch(given_time):
         # read again as the batch reads it (the same wall time), by its columnar reader; any
         # other form (a label, a date, spaces) would send the whole batch event by event
         record["time"] = given_time
@@ -162,12 +161,6 @@ def queued_record(one: Single, schema: Schema) -> dict[str, Any]:
         if value is not None:
             record[name] = value
     return record
-
-
-# the forms timetext.parse_column reads
-_COLUMN_TIME = re.compile(
-    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?", re.ASCII
-)
 
 
 def queued_line(token: str, record: Mapping[str, Any]) -> bytes:

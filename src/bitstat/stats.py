@@ -160,7 +160,7 @@ class Stats(Opened[Store]):
 
     def drop(self) -> int:
         """Delete every key of this namespace (found with SCAN, never KEYS); returns how many."""
-        return self._unsettled(self._ns.dropped())
+        return self._unsettled(self._ns.drop())
 
     def close(self) -> None:
         """Close the connections (first reading the replies of pushes and batches sent ahead,
