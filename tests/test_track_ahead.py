@@ -447,3 +447,25 @@ def test_what_cannot_be_queued_in_time_raises_with_the_events_to_send_again(
             st.track(e)  # queued once each, whether its push had landed or not
             want.track(e)
         same_answers(st, want)
+
+
+@pytest.mark.parametrize("ahead", [0, 6])
+def test_pushes_delayed_past_their_retry_are_queued_once(proxy: Proxy, ahead: int) -> None:
+    """Pushes held in the network past the client's timeout: their replies are lost, so they
+    are pushed again on another connection; then the first pushes arrive. Every push checks
+    its token (not only those tried again): each event counts once."""
+    want = model()
+    first, second = batches(2, 8, seed=14)
+    with ahead_stats(proxy, track_ahead=ahead, flush_at=10**6, timeout=0.5) as st:
+        st.track(first[0])  # (the first push waits: it loads the script)
+        want.track(first[0])
+        proxy.hold_requests(PUSH)
+        for e in first[1:7]:  # the 6th push sent ahead reads the replies: none comes
+            st.track(e)
+            want.track(e)
+        assert not st._ns.unconfirmed  # pushed again, on another connection
+        proxy.release()  # the held pushes reach the server, late
+        for e in first[7:] + second:
+            st.track(e)
+            want.track(e)
+        same_answers(st, want)

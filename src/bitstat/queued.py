@@ -14,7 +14,8 @@ Exactly once, whatever fails:
 - a push carries a token; the server keeps the tokens of the last two windows of time (of
   `PUSH_WINDOW` seconds, or the retry deadline if longer), so a push tried again after a lost
   reply (by bitstat, or by the caller calling again with the same event within the window) is
-  queued once (only a push tried again looks; a first one adds its token);
+  queued once (every push looks, a first one too: held in the network, it may reach the
+  server after its retry);
 - a flush moves the events to a claim and applies them under the claim's id as batch id, then
   forgets the claim. A claim not forgotten within its lease (its process died) is taken over
   by the next flush anywhere and applied again under the same id: the batch markers make the
@@ -340,9 +341,7 @@ class Queueing(Recording):
             attempt += 1
             seconds, window = self.push_window()
             seen = self.seen_sets(seconds, window)
-            flags = ("r" if again or attempt > 1 else "") + (
-                "w" if window != self.seen_window else ""
-            )
+            flags = "w" if window != self.seen_window else ""
             try:
                 size = yield call(
                     Transport.queue_event,

@@ -425,8 +425,8 @@ class Transport:
     def queue_event(
         self, keys: Sequence[str], token: str, event: bytes, flags: str, ttl: int
     ) -> Request[int]:
-        """Queue one event unless its token is seen (flags "r": it may be); how many wait (0:
-        it was seen). Flag "w": the seen set's TTL is set to `ttl`."""
+        """Queue one event unless its token is seen; how many wait (0: it was seen). Flag
+        "w": the seen set's TTL is set to `ttl`."""
         yield Doing("queueing an event")
         script, args = self.queue_script, (len(keys), *keys, "push", token, event, flags, ttl)
         try:

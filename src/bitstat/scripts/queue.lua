@@ -4,8 +4,9 @@
 --
 -- "push"  KEYS: queue (list), seen now, seen before (sets of the tokens pushed in this window
 --         of time and the one before)
---         ARGV: token, event, flags: "r" a push tried again (its token may be seen: then it is
---         not queued twice), "w" the caller's first push of this window (the set's TTL is set)
+--         ARGV: token, event, flags: "w" the caller's first push of this window (the set's
+--         TTL is set). A token seen is not queued again: every push looks, a first one too
+--         (it may reach the server after its retry, held in the network).
 --         Returns how many events are queued (0: the token was seen, nothing pushed).
 -- "claim" KEYS: queue, claims (hash: claim id -> "MS\n" events)
 --         ARGV: now ms, lease ms, a new claim id, most events taken
@@ -17,8 +18,7 @@
 local step = ARGV[1]
 if step == 'push' then
   local token, flags = ARGV[2], ARGV[4]
-  if string.find(flags, 'r', 1, true) and (redis.call('SISMEMBER', KEYS[2], token) == 1
-      or redis.call('SISMEMBER', KEYS[3], token) == 1) then
+  if redis.call('SISMEMBER', KEYS[2], token) == 1 or redis.call('SISMEMBER', KEYS[3], token) == 1 then
     return 0
   end
   redis.call('SADD', KEYS[2], token)
