@@ -469,3 +469,39 @@ def test_pushes_delayed_past_their_retry_are_queued_once(proxy: Proxy, ahead: in
             st.track(e)
             want.track(e)
         same_answers(st, want)
+
+
+def test_an_interrupt_among_the_pushes_made_again_leaves_the_rest_for_the_next_call(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replies of pushes sent ahead are lost with their connection, and Ctrl-C lands
+    while they are pushed again: the pushes not made yet stay, and the next call makes them
+    (each event counts once)."""
+    real = bitstat.queued.Queueing.pushed
+    again = 0
+
+    def interrupted(self: Any, record: Any, token: str, line: Any, tried: bool) -> Any:
+        nonlocal again
+        again += tried
+        if again == 2:
+            raise KeyboardInterrupt
+        return (yield from real(self, record, token, line, tried))
+
+    monkeypatch.setattr(bitstat.queued.Queueing, "pushed", interrupted)
+    want = model()
+    events = batches(1, 20, seed=15)[0]
+    with ahead_stats(proxy, track_ahead=6, flush_at=10**6) as st:
+        st.track(events[0])  # (the first push waits: it loads the script)
+        want.track(events[0])
+        proxy.cut_replies(1, PUSH)  # the connection drops with the replies of those ahead
+        sent = 1
+        with pytest.raises(KeyboardInterrupt):
+            for e in events[1:]:
+                want.track(e)  # (the call interrupted had sent its push)
+                sent += 1
+                st.track(e)
+        assert again == 2 and st._ns.push_again
+        for e in events[sent:]:
+            st.track(e)
+            want.track(e)
+        same_answers(st, want)

@@ -199,6 +199,7 @@ class Queueing(Recording):
     seen_window = -1  # the last window of time whose seen set this namespace gave its TTL
     track_ahead = 0  # track() calls that may return before the reply of their push is read
     unconfirmed: list[PushedAhead] | tuple[()] = ()  # pushed ahead, replies not read yet
+    push_again: list[PushedAhead] | tuple[()] = ()  # their replies read: not queued (yet)
     queue_size = 0  # events waiting, as the last reply read said (track_ahead)
     applying: tuple[Claimed, ...] = ()  # batches flush(later=True) sent, answers unread
     ahead_ready = False  # a push waited for its reply (the script is loaded)
@@ -206,7 +207,8 @@ class Queueing(Recording):
     def pushing_ahead(self, track_ahead: int) -> None:
         """Set `track_ahead` (0: off)."""
         self.track_ahead = checked_ahead(track_ahead)
-        self.unconfirmed, self.ahead_forks, self.ahead_ready = [], FORKS[0], False
+        self.unconfirmed, self.push_again = [], []
+        self.ahead_forks, self.ahead_ready = FORKS[0], False
         self.ahead_keys: tuple[int, tuple[str, ...]] = (-1, ())  # a window's (queue, seen sets)
         # (a Stats may be shared by threads; a lock held across a yield would block asyncio's
         # loop, and AsyncStats refuses track_ahead)
@@ -218,6 +220,11 @@ class Queueing(Recording):
         if self.ahead_forks != FORKS[0]:
             self.pushing_ahead(self.track_ahead)
             self.applying = ()
+
+    @property
+    def pending_ahead(self) -> bool:
+        """Pushes sent ahead whose replies are unread, or that are to be pushed again."""
+        return bool(self.unconfirmed or self.push_again)
 
     def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
         one = self.checked_one(event, props)
@@ -245,7 +252,7 @@ class Queueing(Recording):
         if self.queue_since is None:
             self.queue_since = now
         if size >= self.flush_at or now - self.queue_since >= self.flush_interval:
-            if self.unconfirmed:  # (outside the try: a push that failed raises)
+            if self.pending_ahead:  # (outside the try: a push that failed raises)
                 yield from self.confirmed()
             try:
                 yield from self.flush(later=bool(self.track_ahead))
@@ -281,25 +288,31 @@ class Queueing(Recording):
         queued within the deadline (its `events` are those to track() again)."""
         self.forked_check()
         with self.ahead_lock:
-            sent, self.unconfirmed = self.unconfirmed, []
-            if not sent:
+            if not self.pending_ahead:
                 return self.queue_size
-            replies = yield call(Transport.queued_ahead)
             size = 0
-            again = []
-            # (a push interrupted before it was written has no reply: in doubt, as a lost one)
-            replies = [*replies, *[None] * (len(sent) - len(replies))]
-            for pushed, reply in zip(sent, replies, strict=False):
-                if isinstance(reply, int):
-                    size = max(size, reply)
-                    self.seen_window = max(self.seen_window, pushed.window)
-                else:  # an error (nothing ran) or a reply lost (it may have)
-                    again.append(pushed)
-            for i, pushed in enumerate(again):
+            if self.unconfirmed:
+                # (interrupted, this read leaves the pushes here and the store the replies)
+                replies = yield call(Transport.queued_ahead)
+                sent, self.unconfirmed = self.unconfirmed, []
+                # (a push interrupted before it was written has no reply: in doubt, as lost)
+                replies = [*replies, *[None] * (len(sent) - len(replies))]
+                again = self.push_again
+                assert isinstance(again, list)
+                for pushed, reply in zip(sent, replies, strict=False):
+                    if isinstance(reply, int):
+                        size = max(size, reply)
+                        self.seen_window = max(self.seen_window, pushed.window)
+                    else:  # an error (nothing ran) or a reply lost (it may have)
+                        again.append(pushed)
+            while self.push_again:  # (each let go once queued: an interrupt leaves the rest)
+                pushed = self.push_again[0]
                 try:
                     size = max(size, (yield from self.pushed(*pushed[:3], True)))
                 except BatchError as exc:
-                    raise self.not_queued(again[i:], exc) from exc
+                    left, self.push_again = self.push_again, []
+                    raise self.not_queued(list(left), exc) from exc
+                del self.push_again[0]
             self.queue_size = size
             return size
 
@@ -384,7 +397,7 @@ class Queueing(Recording):
             return (yield from self.flushed(later))
 
     def flushed(self, later: bool) -> Op[int]:
-        if self.unconfirmed:
+        if self.pending_ahead:
             yield from self.confirmed()
         recorded = (yield from self.applied_later()) if self.applying else 0
         keys = self.keys
@@ -426,7 +439,7 @@ class Queueing(Recording):
         close, or exit): none is left to wait for a lease. How many events the batches held."""
         self.forked_check()
         with self.ahead_lock:
-            if self.unconfirmed:
+            if self.pending_ahead:
                 yield from self.confirmed()
             return (yield from self.applied_later())
 
@@ -500,7 +513,7 @@ class Queueing(Recording):
         since its last flush, and else, with `others`, once a `flush_interval` (for other
         processes'). Writes go after this namespace's own (a sum's refusal depends on order)."""
         due = others and time.monotonic() - self.queue_looked >= self.flush_interval
-        if self.queue_since is not None or due or self.unconfirmed or self.applying:
+        if self.queue_since is not None or due or self.pending_ahead or self.applying:
             yield from self.flush()
         return (yield from op)
 

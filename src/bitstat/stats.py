@@ -78,7 +78,7 @@ def finish_ahead(store: Store, ns: Namespace) -> None:
     """A Stats with `track_ahead` let go unclosed (or at exit): the replies of the pushes and
     the answers of the batches sent ahead read (a connection closed with replies unread may
     lose them); a push that cannot be queued is logged, no caller being left to raise to."""
-    if not (ns.unconfirmed or ns.applying):
+    if not (ns.pending_ahead or ns.applying):
         return
     try:
         run(store, ns.sent_settled())
@@ -168,7 +168,7 @@ class Stats(Opened[Store]):
         try:
             ns = self._ns
             finishing = self._finish is not None and self._finish.detach()
-            if finishing and (ns.unconfirmed or ns.applying):
+            if finishing and (ns.pending_ahead or ns.applying):
                 self._unsettled(ns.sent_settled())
         finally:
             self._store.close()
