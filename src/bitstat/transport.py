@@ -15,7 +15,9 @@ import hashlib
 import random
 import re
 import secrets
+import sys
 import time
+from array import array
 from collections.abc import Callable, Generator, Sequence
 from functools import cache
 from importlib import resources
@@ -188,10 +190,10 @@ def values_call(
     next_key: str, old_key: str, buckets: str, values: Sequence[str]
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of values.lua."""
-    args: list[Any] = [buckets]
-    for value in values:
-        args += [value, value_bucket_of(value)]
-    return [next_key, old_key], args
+    numbers = array("H", map(value_bucket_of, values))
+    if sys.byteorder == "big":
+        numbers.byteswap()  # (the script reads them little-endian)
+    return [next_key, old_key], [buckets, numbers.tobytes(), *values]
 
 
 UNLINK_BATCH = 500  # keys found by SCAN deleted per UNLINK

@@ -3,7 +3,9 @@
 -- KEYS[2]   the one hash of value -> id that namespaces kept before buckets (read if present)
 -- ARGV[1]   the name of the buckets (hashes of value -> id) but their numbers: the client
 --           picks a value's bucket (keys.py), the name is made here (same hash tag)
--- ARGV[2..] pairs: a value, the number of its bucket; values distinct
+-- ARGV[2]   the number of each value's bucket, as little-endian uint16s (2 bytes a value):
+--           one argument for all (an argument costs the client and the server more)
+-- ARGV[3..] the values, distinct
 -- Returns their ids, in order. Ids are dense and never reused, so a value has the same id in
 -- every bucket and distinct counts over a range are one OR of the buckets' bitmaps. A value
 -- found in the old hash moves to its bucket (same id). One INCRBY for all the new values.
@@ -13,8 +15,18 @@ local first = tonumber(redis.call('GET', KEYS[1]) or '0')
 local next_id = first
 local out = {}
 local prefix = ARGV[1]
-for j = 2, #ARGV, 2 do
-  local value, bucket = ARGV[j], prefix .. ARGV[j + 1]
+local packed, n = ARGV[2], #ARGV - 2
+local DECODE = 400  -- numbers a struct.unpack call returns
+local buckets = {}
+for done = 0, n - 1, DECODE do
+  local k = math.min(DECODE, n - done)
+  local got = {struct.unpack('<' .. string.rep('H', k), packed, 2 * done + 1)}
+  for j = 1, k do
+    buckets[done + j] = got[j]
+  end
+end
+for j = 1, n do
+  local value, bucket = ARGV[j + 2], prefix .. buckets[j]
   local id
   if legacy then
     id = redis.call('HGET', bucket, value)
