@@ -128,6 +128,26 @@ def open_offline(page: Any, body: str) -> list[str]:
     return asked
 
 
+def wait_for_state(page: Any, select: str, predicate: str) -> None:
+    """Wait until `predicate` holds of the select's Tom Select (`ts`); if it never does, fail
+    with what Tom Select's state was, not a bare timeout."""
+    ts = f"document.querySelector('select[name={select}]').tomselect"
+    try:
+        page.wait_for_function(
+            f"(() => {{ const ts = {ts}; return {predicate}; }})()", timeout=15_000
+        )
+    except Exception as exc:  # Playwright's TimeoutError: say what the page held instead
+        state = page.evaluate(
+            f"""(() => {{ const ts = {ts}; return {{
+                focused: ts.isFocused, open: ts.isOpen, inputHidden: ts.isInputHidden,
+                locked: ts.isLocked, typed: ts.control_input.value, items: ts.items,
+                shown: [...ts.dropdown_content.querySelectorAll('.option')].map(o => o.textContent),
+                active: document.activeElement && document.activeElement.outerHTML.slice(0, 120),
+            }}; }})()"""
+        )
+        raise AssertionError(f"{predicate} never held on {select}: {state}") from exc
+
+
 @browser_only
 def test_offline_the_event_selects_become_searchable_and_submit_the_same_values(
     page: Any,
@@ -142,12 +162,11 @@ def test_offline_the_event_selects_become_searchable_and_submit_the_same_values(
     # type to filter the second selection, pick the only match
     wrapper = page.locator(".ts-wrapper").nth(2)
     wrapper.locator(".ts-control").click()
-    # typed into the search input itself, not to whatever has the focus: once in CI (a loaded
-    # machine) the filter never reached one option, as if keys went out before the focus moved
+    # Tom Select takes the focus a task after the click (a setTimeout); until then it hides its
+    # input and drops keys, which a loaded CI machine once hit: wait until it is ready to type
+    wait_for_state(page, "select2", "ts.isFocused && ts.isOpen && !ts.isInputHidden")
     wrapper.locator(".ts-control input").press_sequentially("song")
-    page.wait_for_function(
-        "document.querySelectorAll('.ts-wrapper')[2].querySelectorAll('.option').length === 1"
-    )
+    wait_for_state(page, "select2", "ts.currentResults && ts.currentResults.items.length === 1")
     assert wrapper.locator(".ts-dropdown .option").all_inner_texts() == ["Played a song"]
     wrapper.locator(".ts-control input").press("Enter")
 
