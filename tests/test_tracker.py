@@ -268,9 +268,42 @@ def test_a_lost_reply_is_retried_under_the_same_batch_id_and_counts_once(
     t.close()
 
 
+@pytest.mark.parametrize("max_batch", [None, 10])
+def test_events_that_wait_behind_a_send_go_in_one_batch_up_to_max_batch(
+    stats: bitstat.Stats, max_batch: int | None
+) -> None:
+    """Events queued faster than they are sent make larger batches (a key is written once a
+    batch), never larger than max_batch, each under its own id."""
+    wrapped = Wrapped(stats)
+    wrapped.gate.clear()
+    t = bitstat.Tracker(  # type: ignore[arg-type]
+        wrapped, batch_size=4, max_batch=max_batch, interval=3600
+    )
+    events = make_events(40)
+    for e in events[:4]:
+        t.track(e)
+    assert wrapped.entered.wait(10)  # the first batch is being sent, and hangs
+    for e in events[4:]:
+        t.track(e)
+    wrapped.gate.set()
+    assert t.flush()
+    sizes = [len(batch) for batch, _ in wrapped.calls]
+    assert sizes == ([4, 36] if max_batch is None else [4, 10, 10, 10, 6])
+    assert [e for batch, _ in wrapped.calls for e in batch] == events
+    assert len({batch_id for _, batch_id in wrapped.calls}) == len(sizes)
+    assert t.counters() == bitstat.TrackerCounters(0, 40, 0, 0, 0, 0)
+    assert_recorded_once(stats, events)
+    t.close()
+
+
+def test_max_batch_below_batch_size_is_refused(stats: bitstat.Stats) -> None:
+    with pytest.raises(ValueError, match=r"max_batch \(2\) must be >= batch_size \(5\)"):
+        stats.tracker(batch_size=5, max_batch=2)
+
+
 def test_every_batch_has_its_own_id(stats: bitstat.Stats) -> None:
     wrapped = Wrapped(stats)
-    t = bitstat.Tracker(wrapped, batch_size=3, interval=3600)  # type: ignore[arg-type]
+    t = bitstat.Tracker(wrapped, batch_size=3, max_batch=3, interval=3600)  # type: ignore[arg-type]
     for e in make_events(10):
         t.track(e)
     assert t.close()
@@ -560,7 +593,9 @@ def test_async_queue_is_sent_when_the_loop_ends_without_close(
         ast = await aio.connect(embedded_url, namespace=stats.namespace)
         wrapped.append(AsyncWrapped(ast))
         wrapped[0].hang_replies = 1
-        t = bitstat.AsyncTracker(wrapped[0], batch_size=100, interval=3600)  # type: ignore[arg-type]
+        t = bitstat.AsyncTracker(  # type: ignore[arg-type]
+            wrapped[0], batch_size=100, max_batch=100, interval=3600
+        )
         for e in events:
             t.track(e)
         while not wrapped[0].applied:  # the first batch is recorded, its reply never comes

@@ -237,8 +237,8 @@ class Stats(Opened[Store]):
 
     def tracker(self, **options: Any) -> Tracker:
         """A fire-and-forget `Tracker` on this Stats: `track()` queues, a thread sends batches.
-        Options: batch_size, interval, max_queue, block, max_retries, backoff, max_backoff,
-        on_error, exit_timeout (see `Tracker`)."""
+        Options: batch_size, max_batch, interval, max_queue, block, max_retries, backoff,
+        max_backoff, on_error, exit_timeout (see `Tracker`)."""
         return Tracker(self, **options)
 
     # identity and erasure (identity.py; semantics in docs/identity.md)
