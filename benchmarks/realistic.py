@@ -58,12 +58,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 ALIASES = {
     "bitstat": [
-        *("track", "track-ahead", "tracker", "live", "backfill", "backfill-large"),
+        *("track", "track-ahead", "tracker", "live", "live-large", "backfill", "backfill-large"),
         *("ingest", "ingest-backfill", "http"),
     ],
     "bitmapist": ["bm-one", "bm-pipeline", "bm-backfill"],
     "one": ["track", "track-ahead", "tracker", "bm-one"],
-    "batch": ["live", "backfill", "backfill-large", "bm-pipeline", "bm-backfill"],
+    "batch": ["live", "live-large", "backfill", "backfill-large", "bm-pipeline", "bm-backfill"],
     "doors": ["ingest", "ingest-backfill", "http"],
 }
 
@@ -79,6 +79,7 @@ class Sizes:
     workers: int = 1  # processes of `bitstat ingest --workers` and `bitstat serve --workers`
     sort_window: int = 200_000  # `bitstat ingest --sort-window` of the backfill file
     large_batch: int = 200_000  # events per track_many call of the backfill-large door
+    live_large_batch: int = 50_000  # events per track_many call of the live-large door
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,6 +470,12 @@ def door_live(run: Run, r: Result) -> None:
     track_many_door(run, r, "live", memory=run.repeat == 0)
 
 
+def door_live_large(run: Run, r: Result) -> None:
+    """The live stream in the batches a loaded tracker sends (its max_batch): each key written
+    once per 50,000 events, not per 5,000."""
+    track_many_door(run, r, "live", memory=False, batch=run.sizes.live_large_batch)
+
+
 def door_backfill(run: Run, r: Result) -> None:
     track_many_door(run, r, "backfill", memory=False)
 
@@ -653,6 +660,7 @@ RUNNERS: dict[str, Callable[[Run, Result], None]] = {
     "track-ahead": partial(door_track, track_ahead=TRACK_AHEAD),
     "tracker": door_tracker,
     "live": door_live,
+    "live-large": door_live_large,
     "backfill": door_backfill,
     "backfill-large": door_backfill_large,
     "ingest": door_ingest,
@@ -727,6 +735,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=200_000,
         help="events per track_many call of the backfill-large door",
     )
+    p.add_argument(
+        "--live-large-batch",
+        type=int,
+        default=50_000,
+        help="events per track_many call of the live-large door (the tracker's max_batch)",
+    )
     p.add_argument("--http-threads", type=int, default=4)
     p.add_argument(
         "--workers", type=int, default=1, help="--workers of `bitstat ingest` and `bitstat serve`"
@@ -776,12 +790,13 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         sort_window=args.sort_window,
         large_batch=args.large_batch,
+        live_large_batch=args.live_large_batch,
     )
-    sized = (n, args.repeats, sizes.batch, sizes.large_batch, sizes.http_batch, sizes.http_threads)
-    if min(sized) < 1:
+    sized = (n, args.repeats, sizes.batch, sizes.large_batch, sizes.live_large_batch)
+    if min(*sized, sizes.http_batch, sizes.http_threads) < 1:
         raise SystemExit(
-            "--events, --repeats, --batch, --large-batch, --http-batch and --http-threads must"
-            " be positive"
+            "--events, --repeats, --batch, --large-batch, --live-large-batch, --http-batch and"
+            " --http-threads must be positive"
         )
     doors = selected(args.only)
     started = time.perf_counter()
