@@ -296,9 +296,13 @@ def test_events_that_wait_behind_a_send_go_in_one_batch_up_to_max_batch(
     t.close()
 
 
-def test_max_batch_below_batch_size_is_refused(stats: bitstat.Stats) -> None:
+def test_max_batch_below_batch_size_or_not_a_count_is_refused(stats: bitstat.Stats) -> None:
     with pytest.raises(ValueError, match=r"max_batch \(2\) must be >= batch_size \(5\)"):
         stats.tracker(batch_size=5, max_batch=2)
+    with pytest.raises(ValueError, match=r"max_batch must be an integer \(events\), got 100000\.0"):
+        stats.tracker(max_batch=1e5)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer \(events\), got True"):
+        stats.tracker(batch_size=True)
 
 
 def test_every_batch_has_its_own_id(stats: bitstat.Stats) -> None:

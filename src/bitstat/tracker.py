@@ -76,6 +76,10 @@ class EventQueue:
         on_error: ErrorCallback | None = None,
         exit_timeout: float = 5.0,
     ) -> None:
+        counts = {"batch_size": batch_size, "max_batch": max_batch, "max_queue": max_queue}
+        for name, value in counts.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be an integer (events), got {value!r}")
         if batch_size < 1 or max_queue < 1 or max_retries < 0:
             raise ValueError("batch_size and max_queue must be >= 1, max_retries >= 0")
         if max_batch is None:
