@@ -27,6 +27,7 @@ import pytest
 import bitstat
 import bitstat.aio as aio
 from bitstat import embedded
+from bitstat.tracker import SENDERS
 
 SCHEMA = bitstat.Schema(ids="map", count=["country"])
 MONTH = "2026-11"
@@ -108,6 +109,17 @@ class Wrapped:
             self.lose_replies -= 1
             raise bitstat.ConnectionError("the reply was lost")
         return result
+
+
+def occupy_senders(t: bitstat.Tracker, wrapped: Wrapped, events: list[dict[str, Any]]) -> int:
+    """Track a full batch for each sender thread of `t` and wait until each hangs in its send
+    (`wrapped.gate` closed): what is tracked next stays queued. Returns the events used."""
+    size = t._batch_size
+    for k in range(SENDERS):
+        for e in events[k * size : (k + 1) * size]:
+            t.track(e)
+        wait_until(lambda k=k: len(wrapped.calls) == k + 1)  # type: ignore[misc]
+    return SENDERS * size
 
 
 # the blocking tracker
@@ -208,22 +220,20 @@ def test_a_full_queue_drops_the_newest_and_counts_them(
     wrapped = Wrapped(stats)
     wrapped.gate.clear()
     t = bitstat.Tracker(wrapped, batch_size=2, max_queue=5, interval=3600)  # type: ignore[arg-type]
-    events = make_events(10)
+    events = make_events(20)
     with caplog.at_level(logging.WARNING, logger="bitstat.tracker"):
-        t.track(events[0])
-        t.track(events[1])  # a full batch: the sender takes it and hangs in track_many
-        assert wrapped.entered.wait(10)
-        for e in events[2:]:
+        busy = occupy_senders(t, wrapped, events)  # every sender hangs in track_many
+        for e in events[busy : busy + 8]:
             t.track(e)
-    assert t.counters() == bitstat.TrackerCounters(7, 0, 0, 0, 0, 3)
+    assert t.counters() == bitstat.TrackerCounters(busy + 5, 0, 0, 0, 0, 3)
     assert "dropped 1 event(s): max_queue=5 full" in caplog.text
     assert len(caplog.records) == 1  # one warning until WARN_EVERY has passed
     wrapped.gate.set()
     with caplog.at_level(logging.WARNING, logger="bitstat.tracker"):
         assert t.close()
     assert "dropped 2 event(s): max_queue=5 full (3 dropped in all)" in caplog.text
-    assert t.counters() == bitstat.TrackerCounters(0, 7, 0, 0, 0, 3)
-    assert_recorded_once(stats, events[:7])  # the newest were dropped, the oldest kept
+    assert t.counters() == bitstat.TrackerCounters(0, busy + 5, 0, 0, 0, 3)
+    assert_recorded_once(stats, events[: busy + 5])  # the newest were dropped, the oldest kept
 
 
 def test_block_waits_for_room_instead_of_dropping(stats: bitstat.Stats) -> None:
@@ -232,13 +242,12 @@ def test_block_waits_for_room_instead_of_dropping(stats: bitstat.Stats) -> None:
     t = bitstat.Tracker(  # type: ignore[arg-type]
         wrapped, batch_size=2, max_queue=2, interval=3600, block=True
     )
-    events = make_events(5)
-    for e in events[:2]:
+    events = make_events(20)
+    busy = occupy_senders(t, wrapped, events)
+    for e in events[busy : busy + 2]:
         t.track(e)
-    assert wrapped.entered.wait(10)
-    for e in events[2:4]:
-        t.track(e)
-    waiter = threading.Thread(target=t.track, args=(events[4],))
+    events = events[: busy + 3]
+    waiter = threading.Thread(target=t.track, args=(events[-1],))
     waiter.start()
     waiter.join(0.05)
     assert waiter.is_alive()  # the queue is full: track() waits
@@ -246,7 +255,7 @@ def test_block_waits_for_room_instead_of_dropping(stats: bitstat.Stats) -> None:
     waiter.join(10)
     assert not waiter.is_alive()
     assert t.close()
-    assert t.counters() == bitstat.TrackerCounters(0, 5, 0, 0, 0, 0)
+    assert t.counters() == bitstat.TrackerCounters(0, len(events), 0, 0, 0, 0)
     assert_recorded_once(stats, events)
 
 
@@ -269,7 +278,7 @@ def test_a_lost_reply_is_retried_under_the_same_batch_id_and_counts_once(
 
 
 @pytest.mark.parametrize("max_batch", [None, 10])
-def test_events_that_wait_behind_a_send_go_in_one_batch_up_to_max_batch(
+def test_events_that_wait_behind_the_sends_go_in_one_batch_up_to_max_batch(
     stats: bitstat.Stats, max_batch: int | None
 ) -> None:
     """Events queued faster than they are sent make larger batches (a key is written once a
@@ -279,19 +288,46 @@ def test_events_that_wait_behind_a_send_go_in_one_batch_up_to_max_batch(
     t = bitstat.Tracker(  # type: ignore[arg-type]
         wrapped, batch_size=4, max_batch=max_batch, interval=3600
     )
-    events = make_events(40)
-    for e in events[:4]:
-        t.track(e)
-    assert wrapped.entered.wait(10)  # the first batch is being sent, and hangs
-    for e in events[4:]:
+    events = make_events(4 * SENDERS + 36)
+    busy = occupy_senders(t, wrapped, events)  # every sender hangs in its send
+    for e in events[busy:]:
         t.track(e)
     wrapped.gate.set()
     assert t.flush()
     sizes = [len(batch) for batch, _ in wrapped.calls]
-    assert sizes == ([4, 36] if max_batch is None else [4, 10, 10, 10, 6])
-    assert [e for batch, _ in wrapped.calls for e in batch] == events
+    assert sizes[:SENDERS] == [4] * SENDERS
+    assert sorted(sizes[SENDERS:]) == ([36] if max_batch is None else [6, 10, 10, 10])
+    sent = sorted(e["time"] for batch, _ in wrapped.calls for e in batch)
+    assert sent == sorted(e["time"] for e in events)  # each once
     assert len({batch_id for _, batch_id in wrapped.calls}) == len(sizes)
-    assert t.counters() == bitstat.TrackerCounters(0, 40, 0, 0, 0, 0)
+    assert t.counters() == bitstat.TrackerCounters(0, len(events), 0, 0, 0, 0)
+    assert_recorded_once(stats, events)
+    t.close()
+
+
+def test_a_second_sender_plans_a_full_batch_while_the_first_waits(stats: bitstat.Stats) -> None:
+    """While one batch is being sent, another sender takes the next full batch (so Redis
+    applies one while the client plans the other), but never a short one: that waits for the
+    first sender, so that batches stay large."""
+    wrapped = Wrapped(stats)
+    wrapped.gate.clear()
+    t = bitstat.Tracker(wrapped, batch_size=4, interval=0.01)  # type: ignore[arg-type]
+    events = make_events(11)
+    for e in events[:4]:
+        t.track(e)
+    wait_until(lambda: len(wrapped.calls) == 1)
+    for e in events[4:7]:  # short of a batch: left queued, though the interval passes
+        t.track(e)
+    time.sleep(0.1)
+    assert len(wrapped.calls) == 1
+    t.track(events[7])  # a full batch: the second sender takes it
+    wait_until(lambda: len(wrapped.calls) == 2)
+    assert wrapped.calls[1][0] == events[4:8]
+    for e in events[8:]:
+        t.track(e)
+    wrapped.gate.set()
+    assert t.flush()
+    assert [len(batch) for batch, _ in wrapped.calls] == [4, 4, 3]
     assert_recorded_once(stats, events)
     t.close()
 
