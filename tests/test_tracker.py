@@ -311,14 +311,14 @@ def test_a_second_sender_plans_a_full_batch_while_the_first_waits(stats: bitstat
     first sender, so that batches stay large."""
     wrapped = Wrapped(stats)
     wrapped.gate.clear()
-    t = bitstat.Tracker(wrapped, batch_size=4, interval=0.01)  # type: ignore[arg-type]
+    t = bitstat.Tracker(wrapped, batch_size=4, interval=3600)  # type: ignore[arg-type]
     events = make_events(11)
     for e in events[:4]:
         t.track(e)
     wait_until(lambda: len(wrapped.calls) == 1)
-    for e in events[4:7]:  # short of a batch: left queued, though the interval passes
+    for e in events[4:7]:  # short of a batch: left queued, though the senders are woken
         t.track(e)
-    time.sleep(0.1)
+    assert not t.flush(timeout=0.1)
     assert len(wrapped.calls) == 1
     t.track(events[7])  # a full batch: the second sender takes it
     wait_until(lambda: len(wrapped.calls) == 2)
@@ -332,13 +332,103 @@ def test_a_second_sender_plans_a_full_batch_while_the_first_waits(stats: bitstat
     t.close()
 
 
+class FirstHangs(Wrapped):
+    """A Stats whose first `track_many` waits for `gate`; the others go through."""
+
+    def track_many(
+        self, events: Any, batch_id: str | None = None, deadline: float | None = None
+    ) -> bitstat.TrackResult:
+        if self.calls:
+            self.calls.append((list(events), batch_id))
+            return self.st.track_many(events, batch_id=batch_id, deadline=deadline)
+        return super().track_many(events, batch_id, deadline)
+
+
+def test_flush_waits_for_a_batch_that_finishes_after_a_later_one(stats: bitstat.Stats) -> None:
+    """Two senders finish batches in any order: flush() is done only once every event queued
+    before it is, not once as many events as that have finished."""
+    wrapped = FirstHangs(stats)
+    wrapped.gate.clear()
+    t = bitstat.Tracker(wrapped, batch_size=2, interval=3600)  # type: ignore[arg-type]
+    events = make_events(10)
+    for e in events[:2]:
+        t.track(e)
+    wait_until(lambda: len(wrapped.calls) == 1)  # the first batch hangs
+    t.track(events[2])
+    flushed: list[bool] = []
+    flusher = threading.Thread(target=lambda: flushed.append(t.flush()))
+    flusher.start()  # waits for events 0-2
+    for e in events[3:]:
+        t.track(e)  # the second sender takes events 2-9 and records them
+    wait_until(lambda: t.counters().sent == 8)
+    flusher.join(0.2)
+    assert flusher.is_alive() and not flushed  # 8 finished, but not events 0 and 1
+    wrapped.gate.set()
+    flusher.join(10)
+    assert flushed == [True]
+    assert t.counters() == bitstat.TrackerCounters(0, 10, 0, 0, 0, 0)
+    assert_recorded_once(stats, events)
+    t.close()
+
+
+class ReleaseThenYield:
+    """A lock that, when a sender thread releases it, sleeps a little: the other sender runs
+    right then (a switch of threads at the worst place)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, *args: Any) -> bool:
+        return self._lock.acquire(*args)
+
+    def release(self) -> None:
+        self._lock.release()
+        if threading.current_thread().name.startswith("bitstat-tracker"):
+            time.sleep(0.02)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_batches_taken_at_once_by_both_senders_have_their_own_ids() -> None:
+    """A batch's id is made as it is taken, under the lock: two senders taking batches at the
+    same moment never send two under one id (the second would be recorded as seen)."""
+    calls: list[tuple[int, str | None]] = []
+
+    class Recorder:
+        def track_many(
+            self, events: Any, batch_id: str | None = None, deadline: float | None = None
+        ) -> bitstat.TrackResult:
+            calls.append((len(events), batch_id))
+            return bitstat.TrackResult(len(events), [], {})
+
+    t = bitstat.Tracker(Recorder(), batch_size=2, max_batch=2, interval=3600)  # type: ignore[arg-type]
+    t._lock = ReleaseThenYield()  # type: ignore[assignment]
+    t._changed = threading.Condition(t._lock)  # type: ignore[arg-type]
+    for e in make_events(8):
+        t.track(e)
+    assert t.close(10)
+    assert sorted(n for n, _ in calls) == [2, 2, 2, 2]
+    assert len({batch_id for _, batch_id in calls}) == 4
+    assert t.counters().sent == 8
+
+
 def test_max_batch_below_batch_size_or_not_a_count_is_refused(stats: bitstat.Stats) -> None:
     with pytest.raises(ValueError, match=r"max_batch \(2\) must be >= batch_size \(5\)"):
         stats.tracker(batch_size=5, max_batch=2)
-    with pytest.raises(ValueError, match=r"max_batch must be an integer \(events\), got 100000\.0"):
+    with pytest.raises(ValueError, match=r"max_batch must be an integer, got 100000\.0"):
         stats.tracker(max_batch=1e5)
-    with pytest.raises(ValueError, match=r"batch_size must be an integer \(events\), got True"):
+    with pytest.raises(ValueError, match=r"batch_size must be an integer, got True"):
         stats.tracker(batch_size=True)
+    with pytest.raises(ValueError, match=r"max_retries must be an integer, got '3'"):
+        stats.tracker(max_retries="3")
+    numpy = pytest.importorskip("numpy")
+    t = stats.tracker(batch_size=numpy.int64(5), max_batch=numpy.int32(10))
+    assert (t._batch_size, t._max_batch) == (5, 10) and type(t._max_batch) is int
+    t.close()
 
 
 def test_every_batch_has_its_own_id(stats: bitstat.Stats) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import operator
 import os
 import random
 import threading
@@ -65,6 +66,17 @@ class TrackerCounters:
     dropped: int
 
 
+def _whole(name: str, value: Any) -> int:
+    """An option that counts (events, tries) as an int: an integer of any kind (numpy's
+    too), never a bool or a float."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
 class EventQueue:
     """The queue, its counters and the sending policy shared by both trackers (internal)."""
 
@@ -81,10 +93,11 @@ class EventQueue:
         on_error: ErrorCallback | None = None,
         exit_timeout: float = 5.0,
     ) -> None:
-        counts = {"batch_size": batch_size, "max_batch": max_batch, "max_queue": max_queue}
-        for name, value in counts.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"{name} must be an integer (events), got {value!r}")
+        batch_size = _whole("batch_size", batch_size)
+        max_queue = _whole("max_queue", max_queue)
+        max_retries = _whole("max_retries", max_retries)
+        if max_batch is not None:
+            max_batch = _whole("max_batch", max_batch)
         if batch_size < 1 or max_queue < 1 or max_retries < 0:
             raise ValueError("batch_size and max_queue must be >= 1, max_retries >= 0")
         if max_batch is None:
@@ -120,7 +133,10 @@ class EventQueue:
         self._reporting = threading.Lock()  # on_error is called by one sender at a time
         # a batch id is the tracker's random prefix and a serial: unique across processes
         self._prefix = f"trk-{uuid.uuid4().hex[:16]}"
-        self._serial = self._taken = self._finished = self._in_flight = 0
+        self._serial = self._taken = self._in_flight = 0
+        # batches being sent: id -> the number (in queue order) of its first event. Batches
+        # finish in any order (two senders), so flush() waits for the lowest of these
+        self._flying: dict[str, int] = {}
         self._sent = self._rejected = self._retried = self._failed = self._dropped = 0
         self._unwarned: dict[str, int] = {}  # dropped since the last warning, by reason
         self._warn_at = 0.0
@@ -202,12 +218,15 @@ class EventQueue:
                 n = 0
             n = min(n, self._max_batch)
             batch = [queue.popleft() for _ in range(n)]
+            batch_id = ""
             if n:
+                self._serial += 1
+                batch_id = f"{self._prefix}-{self._serial}"  # under the lock: one id a batch
+                self._flying[batch_id] = self._taken
                 self._taken += n
                 self._in_flight += n
-                self._serial += 1
                 self._changed.notify_all()
-        return batch, f"{self._prefix}-{self._serial}"
+        return batch, batch_id
 
     def _recorded(self, batch: list[Event], result: TrackResult, batch_id: str) -> None:
         rejected = result.rejected
@@ -221,7 +240,7 @@ class EventQueue:
                 self._report(InvalidEvent(reason), [batch[index]])
         # every event not rejected is recorded, now or by an earlier try whose reply was lost
         # (a batch id seen before answers recorded=0)
-        self._finish(len(batch), sent=len(batch) - len(rejected), rejected=len(rejected))
+        self._finish(batch_id, len(batch), sent=len(batch) - len(rejected), rejected=len(rejected))
 
     def _retry_delay(
         self, exc: Exception, attempt: int, batch: list[Event], batch_id: str
@@ -243,7 +262,7 @@ class EventQueue:
             exc_info=exc,
         )
         self._report(exc, batch)
-        self._finish(len(batch), failed=len(batch))
+        self._finish(batch_id, len(batch), failed=len(batch))
         return None
 
     def _report(self, error: Exception, events: list[Event]) -> None:
@@ -254,19 +273,27 @@ class EventQueue:
                 except Exception:
                     log.exception("the tracker's on_error callback raised")
 
-    def _finish(self, n: int, *, sent: int = 0, rejected: int = 0, failed: int = 0) -> None:
+    def _finish(
+        self, batch_id: str, n: int, *, sent: int = 0, rejected: int = 0, failed: int = 0
+    ) -> None:
         with self._lock:
             self._sent += sent
             self._rejected += rejected
             self._failed += failed
-            self._finished += n
             self._in_flight -= n
+            del self._flying[batch_id]
             self._changed.notify_all()
 
     def _flush_target(self) -> int:
-        """How many events must be finished for everything queued so far to be."""
+        """The number (in queue order) of the first event queued after this call: flush() is
+        done once every event before it is (`_done_before`)."""
         with self._lock:  # _take holds it too: no event is counted twice or missed
             return self._taken + len(self._queue)
+
+    def _done_before(self, target: int) -> bool:
+        """Whether every event numbered below `target` is finished: taken, and in no batch
+        still being sent (a batch taken later may finish first)."""
+        return min(self._flying.values(), default=self._taken) >= target
 
     def _closing(self) -> None:
         with self._lock:
@@ -332,6 +359,8 @@ class Tracker(EventQueue):
                 if not stopping:
                     self._wakeup.wait(self._interval)
                 self._wakeup.clear()
+                if self._stopping:  # close() woke us: the other sender must not miss it
+                    self._wakeup.set()
                 self._woken = False
                 while (taken := self._take())[0]:
                     self._send(*taken)
@@ -376,8 +405,10 @@ class Tracker(EventQueue):
         target = self._flush_target()
         self._wake()
         with self._changed:
-            self._changed.wait_for(lambda: self._finished >= target or not self._sending(), timeout)
-            return self._finished >= target
+            self._changed.wait_for(
+                lambda: self._done_before(target) or not self._sending(), timeout
+            )
+            return self._done_before(target)
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop taking events (later ones are dropped), send the queue and stop the thread;

@@ -97,10 +97,12 @@ class AsyncTracker(EventQueue):
         self._wake()
         try:
             async with asyncio.timeout(timeout), self._progress:
-                await self._progress.wait_for(lambda: self._finished >= target or self._task.done())
+                await self._progress.wait_for(
+                    lambda: self._done_before(target) or self._task.done()
+                )
         except TimeoutError:
             pass
-        return self._finished >= target
+        return self._done_before(target)
 
     async def close(self, timeout: float | None = None) -> bool:
         """Stop taking events, send the queue and end the task; True when all was sent."""
