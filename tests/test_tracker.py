@@ -745,6 +745,23 @@ def test_async_tracker_cannot_block() -> None:
     asyncio.run(go())
 
 
+def test_async_batches_do_not_grow_unless_asked_to() -> None:
+    """The asyncio tracker plans a batch on the loop's thread: its max_batch defaults to
+    batch_size (a batch of 50,000 would hold the loop ~0.3 s); the blocking one's grows."""
+
+    async def go() -> None:
+        t = bitstat.AsyncTracker(None, batch_size=200)  # type: ignore[arg-type]
+        grown = bitstat.AsyncTracker(None, batch_size=200, max_batch=1000)  # type: ignore[arg-type]
+        assert (t._max_batch, grown._max_batch) == (200, 1000)
+        await t.close()
+        await grown.close()
+
+    asyncio.run(go())
+    blocking = bitstat.Tracker(None, batch_size=200)  # type: ignore[arg-type]
+    assert blocking._max_batch == 50_000
+    assert blocking.close()
+
+
 def test_the_docs_example_runs(stats: bitstat.Stats) -> None:
     """The example of docs/library.md, "Fire-and-forget tracking"."""
     text = (ROOT / "docs" / "library.md").read_text("utf-8")

@@ -80,6 +80,8 @@ def _whole(name: str, value: Any) -> int:
 class EventQueue:
     """The queue, its counters and the sending policy shared by both trackers (internal)."""
 
+    default_max_batch = MAX_BATCH  # max_batch when not given (never below batch_size)
+
     def __init__(
         self,
         *,
@@ -101,7 +103,7 @@ class EventQueue:
         if batch_size < 1 or max_queue < 1 or max_retries < 0:
             raise ValueError("batch_size and max_queue must be >= 1, max_retries >= 0")
         if max_batch is None:
-            max_batch = max(batch_size, MAX_BATCH)
+            max_batch = max(batch_size, self.default_max_batch)
         if max_batch < batch_size:
             raise ValueError(
                 f"max_batch ({max_batch}) must be >= batch_size ({batch_size}): a batch takes"
