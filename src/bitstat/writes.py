@@ -174,6 +174,11 @@ class Builder:
             if len(chunks) == 1 and len(chunks[0]) == 1:  # one event's bit: a backfill's hours
                 singles += (g.key(key), int(chunks[0][0]))
                 continue
+            if sum(map(len, chunks)) <= FEW_PAIRS:  # a few events' bits: a backfill's days
+                k = g.key(key)
+                for offset in sorted(set(map(int, chain.from_iterable(chunks)))):
+                    singles += (k, offset)
+                continue
             ident = tuple(map(id, chunks))
             found = shared.get(ident)
             if found is None:
