@@ -31,15 +31,19 @@ def model() -> Model:
     return Model(**SETTINGS)
 
 
-def batches(count: int, size: int, seed: int = 7) -> list[list[dict[str, Any]]]:
-    """`count` batches of `size` purchases by up to 5,000 users (ids as text)."""
+def batches(
+    count: int, size: int, seed: int = 7, names: tuple[str, ...] = ("purchase",)
+) -> list[list[dict[str, Any]]]:
+    """`count` batches of `size` purchases by up to 5,000 users (ids as text); with several
+    `names`, events of each, every name half as frequent as the one before."""
     rng = random.Random(seed)
+    weights = [2.0**-i for i in range(len(names))]
     out = []
     for _ in range(count):
         out.append(
             [
                 {
-                    "event": "purchase",
+                    "event": rng.choices(names, weights)[0] if len(names) > 1 else names[0],
                     "user": f"u-{rng.randrange(5000)}",
                     "time": f"2026-11-{rng.choice((20, 21))}T{rng.randrange(24):02d}:00:00",
                     "amount": rng.randrange(1, 100),

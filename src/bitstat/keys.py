@@ -109,6 +109,11 @@ class Keys:
         """The marker of a batch id in one slot (without an id: a name the script ignores)."""
         return f"{tag}:batch" if batch_id is None else f"{tag}:batch:{escape(batch_id)}"
 
+    def batch_part(self, batch_id: str, part: str) -> str:
+        """The marker of one part of a batch written in parts (`record.parts_of`), named by an
+        event of the part: never a `batch` marker (those hold no ':' after "batch:")."""
+        return f"{self.batch(self.meta_tag, batch_id)}:part:{escape(part)}"
+
     def queue_seen(self, seconds: int, window: int) -> str:
         """The tokens of the events queued in one window of time (`seconds` long, a number)."""
         return f"{self.meta_tag}:q:seen:{seconds}:{window}"
@@ -260,6 +265,7 @@ def layout(namespace: str = "shop") -> list[tuple[str, str]]:
         (f"{k.ids_next}  {k.id_forward('u-42')}", 'id map (ids="map"): next offset, id -> offset'),
         (f"{k.id_reverse(42)}  {k.id_aliases(42)}", "offset -> id (128 a hash), other ids of 42"),
         (k.batch(k.meta_tag, "b-1"), "batch b-1 applied (a marker in each tag it wrote)"),
+        (k.batch_part("b-1", "purchase"), "one part of batch b-1 applied (a large batch)"),
         (f"{k.queue}  {k.queue_claims}", "events track() queued, claims being applied"),
         (k.queue_seen(60, 29_700_000), "tokens of the events queued in one minute"),
         (k.temp(login, "<token>"), "scratch of a read (always with a TTL or deleted)"),

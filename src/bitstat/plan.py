@@ -140,6 +140,7 @@ def planning(
     sum_bound: float | None = None,
     note: str | None = None,
     bitmaps: Container[str] = (),
+    marker: str | None = None,
 ) -> Planning:
     """The write plan of one checked batch, returned at the end of the generator.
 
@@ -154,7 +155,8 @@ def planning(
     sums can stray in any order (default: the sum of the values' magnitudes; 0 once the caller
     has checked them in order against the stored totals). `note` is what the batch marker
     keeps, handed back when the batch id is seen again. `bitmaps`: actor and value sets known
-    to be bitmaps (a bitmap never becomes a set again), sent a bitmap alone.
+    to be bitmaps (a bitmap never becomes a set again), sent a bitmap alone. `marker`: the
+    batch marker of a single server's call when not the batch's own (a part of the batch).
 
     Rows are grouped in plain Python by one integer per row, the event and its bucket
     (`event code << BUCKET_BITS | bucket base`), so one event costs little and a batch costs
@@ -167,6 +169,7 @@ def planning(
         single,
         sum_bound_of(cols) if sum_bound is None else sum_bound,
         bitmaps,
+        marker if single else None,
     )
     b.note = note
     n = len(cols)

@@ -44,6 +44,10 @@ ID_CACHE_LIMIT = 2_000_000
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
 SUM_RETRIES = 3
 SMALL_BATCH = 64  # up to this many events, values new to this client are numbered by the write
+# From this many events, a single server gets a batch of several event names in parts of whole
+# events (at most PARTS), each planned while the server writes the one before (parts_of)
+PART_MIN = 4096
+PARTS = 4
 
 
 @dataclass
@@ -197,6 +201,36 @@ def rows_by_code(codes: np.ndarray) -> list[tuple[int, list[int]]]:
     order = np.argsort(codes, kind="stable")
     cuts = np.flatnonzero(np.diff(codes[order])) + 1
     return [(int(codes[part[0]]), part.tolist()) for part in np.split(order, cuts)]
+
+
+def parts_of(cols: Columns) -> list[tuple[str, np.ndarray]] | None:
+    """A large batch's parts on a single server: its events split by name into at most PARTS
+    parts of about equal size (each name to the smallest part so far, the largest first), as
+    (a name in the part, its rows in batch order), the largest part first; None for a batch
+    too small or of one name. Decided by the batch alone, so a retry splits it alike."""
+    if len(cols) < PART_MIN:
+        return None
+    by_name = rows_by_code(cols.codes)
+    if len(by_name) < 2:
+        return None
+    bins: list[list[int]] = [[] for _ in range(min(PARTS, len(by_name)))]
+    sizes = [0] * len(bins)
+    names: list[str] = [""] * len(bins)
+    for code, rows in sorted(by_name, key=lambda g: (-len(g[1]), g[0])):
+        k = sizes.index(min(sizes))
+        bins[k] += rows
+        sizes[k] += len(rows)
+        names[k] = names[k] or cols.names[code]
+    parts = [
+        (name, np.sort(np.array(rows, dtype=np.int64)))
+        for name, rows in zip(names, bins, strict=True)
+    ]
+    return sorted(parts, key=lambda p: -len(p[1]))
+
+
+def ids_of_rows(value_ids: dict[int, np.ndarray], rows: np.ndarray) -> dict[int, np.ndarray]:
+    """The value ids of some rows of a batch, per `unique` rule."""
+    return {idx: ids[rows] for idx, ids in value_ids.items()}
 
 
 def present_members(rows: list[int], values: list[Any]) -> tuple[list[int], list[str]]:
@@ -417,6 +451,14 @@ class Recording:
         # the batch's values, in any order, move no total further than this
         bound = sum_bound_of(cols)
         check = not bound <= sums.LIMIT  # the batch alone could pass the limit
+        if not check and later is None and not self.cluster and not self.replicated:
+            parts = parts_of(cols)
+            if parts is not None:
+                return (
+                    yield from self.record_parts(
+                        cols, offsets, numbering, parts, batch_id, ttl, clock, bound, again
+                    )
+                )
         applied_tags: set[str] = set()
         applied = False
 
@@ -499,6 +541,111 @@ class Recording:
         return TrackResult(
             recorded, sorted(rejected + overflow), dict(plan.expired) if recorded else {}
         )
+
+    def record_parts(
+        self,
+        cols: Columns,
+        offsets: np.ndarray,
+        numbering: Numbering,
+        parts: list[tuple[str, np.ndarray]],
+        batch_id: str,
+        ttl: int,
+        clock: float,
+        bound: float,
+        again: bool,
+    ) -> Op[TrackResult]:
+        """`record_once` of a batch in parts (`parts_of`), on a single server: each part is
+        sent as soon as it is planned, under a marker of its own, and the next one planned
+        while the server writes it; the batch's own marker is set once every part is in, so it
+        still says the whole batch is (a retry finds the parts written before by their
+        markers and writes only the others). Each part is all or nothing, as a cluster's
+        groups are."""
+        overflow: list[tuple[int, str]] = []
+        checked = False  # whether the sums were checked in order against the stored totals
+        done: dict[int, WritePlan] = {}  # the plan of each part written, or found written
+        applied = False
+
+        def plan(k: int, value_ids: dict[int, np.ndarray] | None) -> Planning | WritePlan:
+            name, rows = parts[k]
+            return started(
+                planning(
+                    cols.take(rows),
+                    offsets[rows],
+                    self.schema,
+                    self.keys,
+                    batch_id=batch_id,
+                    single=True,
+                    value_ids=None if value_ids is None else ids_of_rows(value_ids, rows),
+                    now=clock,
+                    sum_bound=0.0 if checked else bound,
+                    # (the events rejected so far: a retry finding this part in reports them)
+                    note=note(overflow) if overflow else None,
+                    bitmaps=self.bitmap_keys,
+                    marker=self.keys.batch_part(batch_id, name),
+                )
+            )
+
+        def settle(k: int, p: WritePlan, answer: int | bytes | None) -> bool:
+            """Whether part k is in: written now, or before (its marker's note answers)."""
+            nonlocal applied
+            if isinstance(answer, bytes):
+                overflow.extend(r for r in noted(answer) if r not in overflow)
+            elif answer == 1:
+                applied = True
+            else:
+                return False
+            done[k] = p
+            return True
+
+        # the first part planned while the server numbers the batch's new values
+        early = plan(0, None) if numbering.ticket is not None else None
+        value_ids = yield from self.numbered(numbering)
+        sent: list[tuple[int, WritePlan, Any, Any]] = []
+        for k in range(len(parts)):
+            if k == 0 and early is not None:
+                p = finished(early, ids_of_rows(value_ids, parts[0][1]))
+            else:
+                p = finished(plan(k, value_ids), {})
+            calls = [apply_call(g, ttl) for g in p.groups]
+            sent.append((k, p, calls, (yield call(Transport.send_apply, calls))))
+        waiting: list[int] = []  # parts to write one by one: their script was missing, or a sum
+        for k, p, calls, ticket in sent:
+            answers = yield call(Transport.apply_answers, ticket, calls, self.bitmap_keys)
+            if not settle(k, p, answers[0]):
+                waiting.append(k)
+        for _ in range(SUM_RETRIES):
+            refused = False
+            for k in waiting:
+                if len(parts[k][1]):  # (else each of its events was rejected for its sums)
+                    p = finished(plan(k, value_ids), {})
+                    results = yield call(Transport.apply, p.groups, ttl, self.bitmap_keys)
+                    if not settle(k, p, results[0]):
+                        refused = True  # SUM_REFUSED: nothing of this part written
+            if not refused:
+                break
+            # a total could pass the limit: reject the events that would carry one there, in
+            # order and against the stored totals, then send the parts not written yet
+            checked = True
+            waiting = [k for k in range(len(parts)) if k not in done]
+            rows = np.sort(np.concatenate([parts[k][1] for k in waiting]))
+            found = yield from self.overflowing(cols.take(rows), set(), clock)
+            bad = np.array(sorted(int(rows[r]) for r, _ in found), dtype=np.int64)
+            overflow += [(cols.index[int(rows[r])], why) for r, why in found]
+            parts = [(name, part[~np.isin(part, bad)]) for name, part in parts]
+        else:
+            raise ServerError(
+                f"recording a batch: sums kept overflowing after {SUM_RETRIES} tries"
+                " (other writers adding to the same totals?); the parts applied so far are"
+                " kept, send the batch again with the same batch_id"
+            )
+        marker = self.keys.batch(self.keys.meta_tag, batch_id)
+        yield call(Transport.mark, marker, note(overflow) if overflow else "1", ttl)
+        recorded = sum(p.recorded for p in done.values()) if applied or again else 0
+        expired: dict[str, int] = {}
+        for p in done.values():
+            for period, n in p.expired.items():
+                expired[period] = expired.get(period, 0) + n
+        return TrackResult(recorded, sorted(cols.rejected + overflow), expired if recorded else {})
 
     def record_single(
         self, one: Single, batch_id: str, ttl: int, *, again: bool

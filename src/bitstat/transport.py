@@ -342,13 +342,23 @@ class Transport:
         """Whether every group of `send_apply` was applied (1); False for any other answer (a
         batch seen before, a sum refused, a script the server lacked): the batch is to be
         recorded the whole way. The sets found to be bitmaps are added to `bitmaps`."""
+        answers = yield from self.apply_answers(ticket, calls, bitmaps)
+        return all(a == 1 for a in answers)
+
+    def apply_answers(
+        self,
+        ticket: Any,
+        calls: Sequence[tuple[list[str], list[Any]]],
+        bitmaps: builtins.set[str] | None = None,
+    ) -> Request[list[int | bytes | None]]:
+        """`apply`'s answer per call of `send_apply` (None: the server lacked the script, so
+        that call wrote nothing). The sets found to be bitmaps are added to `bitmaps`."""
         yield Doing("recording a batch")
         replies = yield Received(ticket)
-        answers = [
+        return [
             None if isinstance(reply, ScriptMissing) else applied(keys, reply, bitmaps)
             for (keys, _), reply in zip(calls, replies, strict=True)
         ]
-        return all(a == 1 for a in answers)
 
     def apply_replicated(
         self, groups: Sequence[Group], batch_ttl: int, bitmaps: builtins.set[str] | None = None

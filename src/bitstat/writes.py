@@ -69,8 +69,10 @@ class Builder:
         single: bool,
         sum_bound: float,
         bitmaps: Container[str] = (),
+        marker: str | None = None,
     ) -> None:
         self.sum_bound = sum_bound
+        self.marker = marker  # the batch marker of a single server's call, if not the batch's
         self.bitmaps = bitmaps  # sets known to be bitmaps: sent a bitmap alone
         self.note: str | None = None
         self.keys = keys
@@ -85,7 +87,7 @@ class Builder:
             tag = self.keys.meta_tag
         g = self.groups.get(tag)
         if g is None:
-            batch = self.keys.batch(tag, self.batch_id or None)
+            batch = self.marker or self.keys.batch(tag, self.batch_id or None)
             g = self.groups[tag] = Group(tag, batch, self.keys.temp(tag, "apply"))
         return g
 
