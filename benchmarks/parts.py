@@ -37,10 +37,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument(
+        "--part-min", type=int, default=record.PART_MIN, help="PART_MIN for the parts' rounds"
+    )
     args = ap.parse_args()
     events = rd.events(args.events, args.kind, args.seed, rd.population(args.seed)).dicts()
     found: dict[str, list[tuple[float, float, float]]] = {"whole": [], "parts": []}
-    parts_min = record.PART_MIN
+    parts_min, default = args.part_min, record.PART_MIN
     with realistic.Server(None) as server:
         warm = bitstat.connect(server.url, namespace="warm", schema=rd.SCHEMA)
         warm.track_many(events[:1000])
@@ -57,7 +60,7 @@ def main() -> None:
                 server.delete_matching("{" + ns + "}*", "{" + ns + ":*")
                 k = len(events)
                 found[way].append((k / (t1 - t0), 1e6 * (c1 - c0) / k, 1e6 * (s1 - s0) / k))
-    record.PART_MIN = parts_min
+    record.PART_MIN = default
     print(f"{args.kind} by {args.batch:,}, {len(events):,} events, {args.rounds} rounds")
     for way, rounds in found.items():
         each = "  ".join(f"{r:,.0f} ({c:.1f}/{s:.1f})" for r, c, s in rounds)
