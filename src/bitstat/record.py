@@ -44,10 +44,13 @@ ID_CACHE_LIMIT = 2_000_000
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
 SUM_RETRIES = 3
 SMALL_BATCH = 64  # up to this many events, values new to this client are numbered by the write
-# From this many events, a single server gets a batch of several event names in parts of whole
-# events (at most PARTS), each planned while the server writes the one before (parts_of)
+# From this many events, a single server gets a batch of 2 to PARTS event names in parts, one
+# name each, each planned while the server writes the one before (`Recording.record_parts`)
 PART_MIN = 4096
-PARTS = 4
+PARTS = 8
+# A batch marker's value while its batch is written in parts: a write of the whole batch then
+# answers it and writes nothing, and a try of the batch goes on in parts
+IN_PARTS = b"P"
 
 
 @dataclass
@@ -203,29 +206,22 @@ def rows_by_code(codes: np.ndarray) -> list[tuple[int, list[int]]]:
     return [(int(codes[part[0]]), part.tolist()) for part in np.split(order, cuts)]
 
 
-def parts_of(cols: Columns) -> list[tuple[str, np.ndarray]] | None:
-    """A large batch's parts on a single server: its events split by name into at most PARTS
-    parts of about equal size (each name to the smallest part so far, the largest first), as
-    (a name in the part, its rows in batch order), the largest part first; None for a batch
-    too small or of one name. Decided by the batch alone, so a retry splits it alike."""
-    if len(cols) < PART_MIN:
-        return None
+def parts_of(cols: Columns, forced: bool = False) -> list[tuple[str, np.ndarray]] | None:
+    """A batch's parts on a single server, an event name each (its marker is the name's, so a
+    retry whose events split otherwise still finds what is in): (name, its rows in batch
+    order), the largest first. None for a batch too small, of one name or of more than PARTS
+    (one call a name would cost more than it saves), unless `forced`: an earlier try of the
+    batch went in parts, so this one must (`IN_PARTS`)."""
     by_name = rows_by_code(cols.codes)
-    if len(by_name) < 2:
+    if not forced and not (len(cols) >= PART_MIN and 2 <= len(by_name) <= PARTS):
         return None
-    bins: list[list[int]] = [[] for _ in range(min(PARTS, len(by_name)))]
-    sizes = [0] * len(bins)
-    names: list[str] = [""] * len(bins)
-    for code, rows in sorted(by_name, key=lambda g: (-len(g[1]), g[0])):
-        k = sizes.index(min(sizes))
-        bins[k] += rows
-        sizes[k] += len(rows)
-        names[k] = names[k] or cols.names[code]
-    parts = [
-        (name, np.sort(np.array(rows, dtype=np.int64)))
-        for name, rows in zip(names, bins, strict=True)
-    ]
+    parts = [(cols.names[code], np.array(rows, dtype=np.int64)) for code, rows in by_name]
     return sorted(parts, key=lambda p: -len(p[1]))
+
+
+def pick_index(cols: Columns, rows: np.ndarray) -> list[int]:
+    """The batch indexes of some rows of its columns."""
+    return [cols.index[r] for r in rows.tolist()]
 
 
 def ids_of_rows(value_ids: dict[int, np.ndarray], rows: np.ndarray) -> dict[int, np.ndarray]:
@@ -246,7 +242,7 @@ def present_members(rows: list[int], values: list[Any]) -> tuple[list[int], list
 
 def noted(marker: bytes) -> list[tuple[int, str]]:
     """The events a batch had rejected for their sums, as its marker keeps them ("1": none)."""
-    if marker == b"1":
+    if marker == b"1" or marker == IN_PARTS:
         return []
     return [(int(i), Reason(str(why), *field)) for i, why, *field in json.loads(marker)]
 
@@ -423,12 +419,14 @@ class Recording:
         `again`: an earlier try of this same call may have recorded it, so a marker found
         answers with the count of the events it recorded (a batch id sent again by the caller
         answers 0: nothing recorded by this call)."""
+        in_parts = False  # an earlier try went in parts: this one goes on so
         if ask:
             # a batch seen before answers as it did then, not by the totals of today; the
             # namespace's marker is written last, so it says the whole batch is in (a batch
             # cut short on a cluster has it not, and its missing groups are written now)
             seen = yield call(Transport.get, self.keys.batch(self.keys.meta_tag, batch_id))
-            if seen is not None and not self.replicated:  # (replicated: confirm it below)
+            in_parts = seen == IN_PARTS and not self.cluster
+            if seen is not None and not in_parts and not self.replicated:  # (replicated: below)
                 refused = noted(seen)
                 recorded = len(cols) - len(refused) if again else 0
                 return TrackResult(recorded, sorted(cols.rejected + refused))
@@ -451,8 +449,9 @@ class Recording:
         # the batch's values, in any order, move no total further than this
         bound = sum_bound_of(cols)
         check = not bound <= sums.LIMIT  # the batch alone could pass the limit
-        if not check and later is None and not self.cluster and not self.replicated:
-            parts = parts_of(cols)
+        chosen = not check and later is None and not self.cluster and not self.replicated
+        if in_parts or chosen:
+            parts = parts_of(cols, forced=in_parts)
             if parts is not None:
                 return (
                     yield from self.record_parts(
@@ -519,6 +518,16 @@ class Recording:
                 results: list[int | bytes] = [1] * len(groups)  # (if the answers say so)
             else:
                 results = yield call(Transport.apply, groups, ttl, self.bitmap_keys)
+            if IN_PARTS in results and not self.cluster:  # an earlier try is going in parts
+                numbering = Numbering(ids=value_ids)
+                parts = parts_of(cols, forced=True)
+                assert parts is not None
+                went = yield from self.record_parts(
+                    cols, offsets, numbering, parts, batch_id, ttl, clock, bound, again
+                )
+                return TrackResult(
+                    went.recorded, sorted(set(went.rejected + overflow)), went.expired
+                )
             for g, result in zip(groups, results, strict=False):
                 if isinstance(result, bytes):  # this batch id was applied before
                     applied_tags.add(g.tag)
@@ -554,16 +563,27 @@ class Recording:
         bound: float,
         again: bool,
     ) -> Op[TrackResult]:
-        """`record_once` of a batch in parts (`parts_of`), on a single server: each part is
-        sent as soon as it is planned, under a marker of its own, and the next one planned
-        while the server writes it; the batch's own marker is set once every part is in, so it
-        still says the whole batch is (a retry finds the parts written before by their
-        markers and writes only the others). Each part is all or nothing, as a cluster's
-        groups are."""
-        overflow: list[tuple[int, str]] = []
+        """`record_once` of a batch in parts (`parts_of`), on a single server.
+
+        The batch's marker first says the batch goes in parts (`IN_PARTS`, unless it holds
+        the batch already: then that answers), so no write of the whole batch lands from then
+        on (its script finds the marker), and every later try goes on in parts. Each part, an
+        event name, is sent as soon as it is planned, under its name's marker, and the next
+        one planned while the server writes it; a part is all or nothing, and a name already
+        marked answers without writing. Once every part is in, the batch's marker says so."""
+        marker = self.keys.batch(self.keys.meta_tag, batch_id)
+        held = yield call(Transport.mark_parts, marker, ttl)
+        if held is not None and held != IN_PARTS:  # the batch went in meanwhile, whole
+            kept = noted(held)
+            return TrackResult(len(cols) - len(kept) if again else 0, sorted(cols.rejected + kept))
+        overflow: list[tuple[int, str]] = []  # rejected for their sums: (index, reason)
         checked = False  # whether the sums were checked in order against the stored totals
-        done: dict[int, WritePlan] = {}  # the plan of each part written, or found written
+        done: dict[int, int] = {}  # events recorded (now or before) of each part that is in
+        expired: dict[str, int] = {}  # of the parts written now
         applied = False
+
+        # the batch indexes of each part's events, those rejected later included
+        owned = [set(pick_index(cols, rows)) for _, rows in parts]
 
         def plan(k: int, value_ids: dict[int, np.ndarray] | None) -> Planning | WritePlan:
             name, rows = parts[k]
@@ -578,8 +598,8 @@ class Recording:
                     value_ids=None if value_ids is None else ids_of_rows(value_ids, rows),
                     now=clock,
                     sum_bound=0.0 if checked else bound,
-                    # (the events rejected so far: a retry finding this part in reports them)
-                    note=note(overflow) if overflow else None,
+                    # this part's events rejected so far: a retry finding it in reports them
+                    note=note([r for r in overflow if r[0] in owned[k]]) if overflow else None,
                     bitmaps=self.bitmap_keys,
                     marker=self.keys.batch_part(batch_id, name),
                 )
@@ -589,62 +609,70 @@ class Recording:
             """Whether part k is in: written now, or before (its marker's note answers)."""
             nonlocal applied
             if isinstance(answer, bytes):
-                overflow.extend(r for r in noted(answer) if r not in overflow)
+                refused = noted(answer)
+                overflow.extend(r for r in refused if r not in overflow)
+                done[k] = len(owned[k]) - len(refused)
             elif answer == 1:
                 applied = True
+                done[k] = p.recorded
+                for period, n in p.expired.items():
+                    expired[period] = expired.get(period, 0) + n
             else:
                 return False
-            done[k] = p
             return True
 
         # the first part planned while the server numbers the batch's new values
         early = plan(0, None) if numbering.ticket is not None else None
         value_ids = yield from self.numbered(numbering)
         sent: list[tuple[int, WritePlan, Any, Any]] = []
+        waiting: list[int] = []  # parts to write one by one: a sum refused, a script missing
         for k in range(len(parts)):
             if k == 0 and early is not None:
                 p = finished(early, ids_of_rows(value_ids, parts[0][1]))
             else:
                 p = finished(plan(k, value_ids), {})
+            if self.replicated:  # (each part confirmed by a replica before the next)
+                results = yield call(Transport.apply, p.groups, ttl, self.bitmap_keys)
+                if not settle(k, p, results[0]):
+                    waiting.append(k)
+                continue
             calls = [apply_call(g, ttl) for g in p.groups]
             sent.append((k, p, calls, (yield call(Transport.send_apply, calls))))
-        waiting: list[int] = []  # parts to write one by one: their script was missing, or a sum
         for k, p, calls, ticket in sent:
             answers = yield call(Transport.apply_answers, ticket, calls, self.bitmap_keys)
             if not settle(k, p, answers[0]):
                 waiting.append(k)
         for _ in range(SUM_RETRIES):
-            refused = False
+            if not waiting:
+                break
+            refused = []
             for k in waiting:
-                if len(parts[k][1]):  # (else each of its events was rejected for its sums)
-                    p = finished(plan(k, value_ids), {})
-                    results = yield call(Transport.apply, p.groups, ttl, self.bitmap_keys)
-                    if not settle(k, p, results[0]):
-                        refused = True  # SUM_REFUSED: nothing of this part written
+                if len(parts[k][1]) == 0:  # each of its events rejected for its sums
+                    done[k] = 0
+                    continue
+                p = finished(plan(k, value_ids), {})
+                results = yield call(Transport.apply, p.groups, ttl, self.bitmap_keys)
+                if not settle(k, p, results[0]):
+                    refused.append(k)  # SUM_REFUSED: nothing of this part written
+            waiting = refused
             if not refused:
                 break
             # a total could pass the limit: reject the events that would carry one there, in
-            # order and against the stored totals, then send the parts not written yet
+            # order and against the stored totals (a part's totals are its name's alone)
             checked = True
-            waiting = [k for k in range(len(parts)) if k not in done]
-            rows = np.sort(np.concatenate([parts[k][1] for k in waiting]))
+            rows = np.sort(np.concatenate([parts[k][1] for k in refused]))
             found = yield from self.overflowing(cols.take(rows), set(), clock)
             bad = np.array(sorted(int(rows[r]) for r, _ in found), dtype=np.int64)
-            overflow += [(cols.index[int(rows[r])], why) for r, why in found]
+            overflow.extend((cols.index[int(rows[r])], why) for r, why in found)
             parts = [(name, part[~np.isin(part, bad)]) for name, part in parts]
-        else:
+        if waiting:
             raise ServerError(
                 f"recording a batch: sums kept overflowing after {SUM_RETRIES} tries"
                 " (other writers adding to the same totals?); the parts applied so far are"
                 " kept, send the batch again with the same batch_id"
             )
-        marker = self.keys.batch(self.keys.meta_tag, batch_id)
         yield call(Transport.mark, marker, note(overflow) if overflow else "1", ttl)
-        recorded = sum(p.recorded for p in done.values()) if applied or again else 0
-        expired: dict[str, int] = {}
-        for p in done.values():
-            for period, n in p.expired.items():
-                expired[period] = expired.get(period, 0) + n
+        recorded = sum(done.values()) if applied or again else 0
         return TrackResult(recorded, sorted(cols.rejected + overflow), expired if recorded else {})
 
     def record_single(

@@ -397,9 +397,19 @@ class Transport:
         return results
 
     def mark(self, key: str, note: str, ttl: int) -> Request[None]:
-        """Mark a batch id that wrote nothing (all its events rejected), for `ttl` seconds."""
+        """Mark a batch id for `ttl` seconds, with what its marker keeps: a batch that wrote
+        nothing (all its events rejected), or whose parts are all in."""
         yield Doing(f"writing {key}")
         yield lambda c: c.set(key, note, ex=ttl)
+
+    def mark_parts(self, key: str, ttl: int) -> Request[bytes | None]:
+        """Mark a batch id as going in parts (`record.IN_PARTS`) unless its marker is there:
+        then what it holds (the same mark, or the batch already in)."""
+        yield Doing(f"writing {key}")
+        if (yield lambda c: c.set(key, "P", nx=True, ex=ttl)):
+            return None
+        held: bytes | None = yield lambda c: c.get(key)
+        return held
 
     def map_ids(
         self,
