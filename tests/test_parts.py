@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -196,6 +197,11 @@ def test_lost_replies_of_parts_count_each_event_once(proxy: Proxy) -> None:
             assert (got.recorded, got.rejected) == (len(batch), [])
             want.track_many(batch)
         assert proxy.cut >= 8  # (a cut drops the tickets read after it: how many, timing says)
+        client = redis.Redis.from_url(proxy.url())
+        try:
+            assert len(part_markers(client, st_.namespace)) >= 8 * 2
+        finally:
+            client.close()
         same_for_every_name(st_, want)
     finally:
         st_.drop()
@@ -256,17 +262,18 @@ def test_a_retry_that_accepts_more_events_keeps_what_each_name_recorded(
     fresh: bitstat.Stats, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Events too far ahead of the clock are rejected; by a retry a day later they are not.
-    A name whose part went in keeps what it recorded; the others are recorded whole."""
+    A name whose part went in keeps what it recorded (its events accepted only now are not
+    added); a name with no part in yet is recorded whole."""
     batch = events(300, seed=31)
-    t0 = 1_795_600_000.0  # 2026-11-26: the batch's days are ahead of it, past the horizon
-    for e in batch:
-        if e["event"] == "visit":
-            e["time"] = "2026-11-28T12:00:00"
-    first = fresh.track_many(batch[:1], batch_id="warm")  # (the names' first sight)
-    assert first.recorded == 1
+    t0 = 1_795_600_000.0  # 2026-11-25: the batch's days (20-21) are behind it
+    visits = [i for i, e in enumerate(batch) if e["event"] == "visit"]
+    refunds = [i for i, e in enumerate(batch) if e["event"] == "refund"]
+    late = set(visits + refunds[::2])  # every visit, every other refund: past the horizon
+    for i in late:
+        batch[i]["time"] = "2026-11-28T12:00:00"
+    assert fresh.track_many(batch[:1], batch_id="warm").recorded == 1  # (its names known)
     schema = bitstat.Schema(**SETTINGS)
-    visits = {i for i, e in enumerate(batch) if e["event"] == "visit"}
-    assert {i for i, _ in parse_batch(batch, schema, t0 + 86400 * 2).rejected} == visits
+    assert {i for i, _ in parse_batch(batch, schema, t0 + 86400 * 2).rejected} == late
     assert not parse_batch(batch, schema, t0 + 86400 * 3).rejected
     with monkeypatch.context() as m:
         dying_at(m, "apply_answers", 2)  # the parts are all sent; then the process dies
@@ -276,8 +283,52 @@ def test_a_retry_that_accepts_more_events_keeps_what_each_name_recorded(
     assert later.rejected == []
     want = Model(**SETTINGS)
     want.track_many(batch[:1])
-    want.track_many(batch, batch_id="b")
+    # what went in: the first try's events, and the visits (no part of theirs was in)
+    want.track_many([e for i, e in enumerate(batch) if i not in late or i in visits])
     same_for_every_name(fresh, want)
+    assert fresh.total("refund", "2026-11") == want.total("refund", "2026-11") < len(refunds)
+
+
+def test_a_whole_write_answered_in_parts_goes_on_in_parts(
+    fresh: bitstat.Stats, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write of the whole batch that reaches the server after another try of it began in
+    parts (no marker asked for first: a new id's try, or a queue claim's sent ahead) finds the
+    batch's marker saying so: apply.lua writes nothing, and the call goes on in parts."""
+    want = Model(**SETTINGS)
+    batch = events(300, seed=51)
+    keys = Keys(fresh.namespace)
+    monkeypatch.setattr(record.AUTO_IDS, "next", lambda: "auto:test:1")
+    marker = keys.batch(keys.meta_tag, "auto:test:1")
+    client.set(marker, record.IN_PARTS)
+    client.set(keys.batch_part("auto:test:1", "purchase"), b"1")  # that part went in
+    monkeypatch.setattr(record, "PART_MIN", 10**9)  # this try's batch goes whole
+    got = fresh.track_many(batch)
+    others = [e for e in batch if e["event"] != "purchase"]
+    want.track_many(others)
+    assert client.get(marker) == b"1"
+    assert len(part_markers(client, fresh.namespace)) == len(NAMES)
+    assert got.recorded == len(batch)  # (the purchases counted in by their part's marker)
+    for name in NAMES[1:]:
+        same_answers(fresh, want, event=name)
+    with pytest.raises(bitstat.UnknownEvent):
+        fresh.total("purchase", "2026-11")
+
+
+def test_a_try_that_finds_the_parts_mark_renews_it(
+    fresh: bitstat.Stats, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark must outlive the parts' markers a try writes: else a later try of the batch
+    that would go whole, finding no mark, would write those parts again."""
+    keys = Keys(fresh.namespace)
+    marker = keys.batch(keys.meta_tag, "b")
+    client.set(marker, record.IN_PARTS, ex=2)
+    with monkeypatch.context() as m:
+        dying_at(m, "send_apply", 1)
+        with pytest.raises(Died):
+            fresh.track_many(events(300, seed=61), batch_id="b")
+    assert client.get(marker) == record.IN_PARTS
+    assert client.ttl(marker) > record.DEFAULT_BATCH_TTL  # (and past the try's deadline)
 
 
 def test_a_whole_write_after_its_parts_began_writes_nothing_and_goes_on_in_parts(

@@ -51,6 +51,7 @@ PARTS = 8
 # A batch marker's value while its batch is written in parts: a write of the whole batch then
 # answers it and writes nothing, and a try of the batch goes on in parts
 IN_PARTS = b"P"
+LATE_PARTS = 60  # seconds a parts mark outlives a try's deadline (a part written late)
 
 
 @dataclass
@@ -572,7 +573,8 @@ class Recording:
         one planned while the server writes it; a part is all or nothing, and a name already
         marked answers without writing. Once every part is in, the batch's marker says so."""
         marker = self.keys.batch(self.keys.meta_tag, batch_id)
-        held = yield call(Transport.mark_parts, marker, ttl)
+        # (kept past the deadline of this try: the parts' markers are set until then)
+        held = yield call(Transport.mark_parts, marker, ttl + int(self.deadline) + LATE_PARTS)
         if held is not None and held != IN_PARTS:  # the batch went in meanwhile, whole
             kept = noted(held)
             return TrackResult(len(cols) - len(kept) if again else 0, sorted(cols.rejected + kept))
@@ -723,6 +725,12 @@ class Recording:
             return (
                 yield from self.record_once(
                     self.as_columns(one), batch_id, ttl, ask=False, again=again
+                )
+            )
+        if IN_PARTS in results:  # (its id was another batch's, going in parts: that way)
+            return (
+                yield from self.record_once(
+                    self.as_columns(one), batch_id, ttl, ask=True, again=again
                 )
             )
         seen = [r for r in results if isinstance(r, bytes)]

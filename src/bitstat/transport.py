@@ -270,6 +270,20 @@ def scores(flat: Sequence[Any]) -> dict[bytes, float]:
     return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+# `Transport.mark_parts`: SET NX, else the value held, a parts mark's expiry renewed
+MARK_PARTS = """
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], 'P', 'EX', ARGV[1])
+  return false
+end
+if held == 'P' then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return held
+"""
+
+
 class Transport:
     """The requests of one store (a single server or a cluster): what bitstat asks, step by
     step, with no I/O of its own."""
@@ -403,12 +417,12 @@ class Transport:
         yield lambda c: c.set(key, note, ex=ttl)
 
     def mark_parts(self, key: str, ttl: int) -> Request[bytes | None]:
-        """Mark a batch id as going in parts (`record.IN_PARTS`) unless its marker is there:
-        then what it holds (the same mark, or the batch already in)."""
+        """Mark a batch id as going in parts (`record.IN_PARTS`) for `ttl` seconds unless its
+        marker is there: then what it holds (the same mark, its time renewed: it must outlive
+        the markers of the parts written from now on; or the batch already in). One atomic
+        step: no marker can expire between the look and the mark."""
         yield Doing(f"writing {key}")
-        if (yield lambda c: c.set(key, "P", nx=True, ex=ttl)):
-            return None
-        held: bytes | None = yield lambda c: c.get(key)
+        held: bytes | None = yield lambda c: c.eval(MARK_PARTS, 1, key, ttl)
         return held
 
     def map_ids(
