@@ -110,8 +110,8 @@ class Keys:
         return f"{tag}:batch" if batch_id is None else f"{tag}:batch:{escape(batch_id)}"
 
     def batch_part(self, batch_id: str, part: str) -> str:
-        """The marker of one part of a batch written in parts (`record.parts_of`), named by an
-        event of the part: never a `batch` marker (those hold no ':' after "batch:")."""
+        """The marker of one part of a batch written in parts (`record.parts_of`), an event
+        name's: never a `batch` marker (those hold no ':' after "batch:")."""
         return f"{self.batch(self.meta_tag, batch_id)}:part:{escape(part)}"
 
     def queue_seen(self, seconds: int, window: int) -> str:

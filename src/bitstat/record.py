@@ -220,11 +220,6 @@ def parts_of(cols: Columns, forced: bool = False) -> list[tuple[str, np.ndarray]
     return sorted(parts, key=lambda p: -len(p[1]))
 
 
-def pick_index(cols: Columns, rows: np.ndarray) -> list[int]:
-    """The batch indexes of some rows of its columns."""
-    return [cols.index[r] for r in rows.tolist()]
-
-
 def ids_of_rows(value_ids: dict[int, np.ndarray], rows: np.ndarray) -> dict[int, np.ndarray]:
     """The value ids of some rows of a batch, per `unique` rule."""
     return {idx: ids[rows] for idx, ids in value_ids.items()}
@@ -585,7 +580,7 @@ class Recording:
         applied = False
 
         # the batch indexes of each part's events, those rejected later included
-        owned = [set(pick_index(cols, rows)) for _, rows in parts]
+        owned = [{cols.index[r] for r in rows.tolist()} for _, rows in parts]
 
         def plan(k: int, value_ids: dict[int, np.ndarray] | None) -> Planning | WritePlan:
             name, rows = parts[k]
