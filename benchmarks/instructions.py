@@ -40,6 +40,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bitstat
+import bitstat.record as record
 import bitstat.transport as transport
 from bitstat import embedded
 
@@ -77,7 +78,8 @@ def capture(kind: str, n: int, out: Path) -> None:
         url = embedded.ensure_server(tmp)
         try:
             st = bitstat.connect(url, namespace="instructions", schema=schema)
-            transport.apply_call = keeping  # type: ignore[assignment]
+            # record.py imports it by name (the calls of a batch in parts are made there)
+            transport.apply_call = record.apply_call = keeping  # type: ignore[assignment]
             try:
                 if one_by_one:  # as a web app calls it: the single-event path of track()
                     for event in events:
@@ -86,7 +88,7 @@ def capture(kind: str, n: int, out: Path) -> None:
                     for start in range(0, len(events), batch):
                         st.track_many(events[start : start + batch])
             finally:
-                transport.apply_call = made
+                transport.apply_call = record.apply_call = made  # type: ignore[assignment]
                 st.close()
         finally:
             embedded.stop(tmp)
