@@ -462,3 +462,32 @@ def test_asyncio_records_batches_in_parts(embedded_url: str, client: Any) -> Non
         return "done"
 
     assert asyncio.run(main()) == "done"
+
+
+def test_a_batch_all_rejected_for_its_sums_leaves_a_concurrent_parts_mark_alone(
+    fresh: bitstat.Stats, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole write whose every event a stored total refuses writes only the batch's marker,
+    and only where none is: a writer of the same batch id that marked it "in parts" since
+    keeps its mark, so a retry goes on with its parts (and counts what they wrote)."""
+    first = [{**events(1, seed=2, names=("refund",))[0], "amount": 9e307}]
+    fresh.track_many(first)
+    batch = [{**e, "amount": 2e307} for e in events(8, seed=3, names=("refund",))]
+    batch = [{**e, "time": first[0]["time"]} for e in batch]  # the same month's total
+    keys = Keys(fresh.namespace)
+    marker = keys.batch(keys.meta_tag, "b")
+    checking = record.Recording.overflowing
+
+    def concurrently(self: Any, *args: Any) -> Any:
+        client.set(marker, record.IN_PARTS)  # another writer of "b" began its parts
+        return (yield from checking(self, *args))
+
+    monkeypatch.setattr(record.Recording, "overflowing", concurrently)
+    got = fresh.track_many(batch, batch_id="b")
+    assert got.recorded == 0 and [i for i, _ in got.rejected] == list(range(len(batch)))
+    assert client.get(marker) == record.IN_PARTS
+    monkeypatch.setattr(record.Recording, "overflowing", checking)
+    client.delete(marker)  # (no concurrent writer) the same call marks the batch rejected
+    assert fresh.track_many(batch, batch_id="b").recorded == 0
+    assert client.get(marker) not in (None, record.IN_PARTS)
+    assert fresh.total("refund", first[0]["time"][:7]) == 1

@@ -491,8 +491,10 @@ class Recording:
                     cols, offsets = cols.take(keep), offsets[keep]
                     value_ids = {k: v[keep] for k, v in value_ids.items()}
                     if not len(cols):  # nothing left to write: the id still answers so
+                        # (unless a concurrent writer of the id marked it since: its mark,
+                        # "in parts" say, stands, and so what it writes is counted)
                         marker = self.keys.batch(self.keys.meta_tag, batch_id)
-                        yield call(Transport.mark, marker, note(overflow), ttl)
+                        yield call(Transport.mark, marker, note(overflow), ttl, unless_held=True)
                         return TrackResult(0, sorted(rejected + overflow))
             plan = finished(
                 early if early is not None else stages(cols, offsets, value_ids), value_ids

@@ -410,11 +410,12 @@ class Transport:
             raise
         return results
 
-    def mark(self, key: str, note: str, ttl: int) -> Request[None]:
+    def mark(self, key: str, note: str, ttl: int, *, unless_held: bool = False) -> Request[None]:
         """Mark a batch id for `ttl` seconds, with what its marker keeps: a batch that wrote
-        nothing (all its events rejected), or whose parts are all in."""
+        nothing (all its events rejected), or whose parts are all in. `unless_held`: only if
+        no marker is there (a concurrent writer of the same batch may be going in parts)."""
         yield Doing(f"writing {key}")
-        yield lambda c: c.set(key, note, ex=ttl)
+        yield lambda c: c.set(key, note, ex=ttl, nx=unless_held)
 
     def mark_parts(self, key: str, ttl: int) -> Request[bytes | None]:
         """Mark a batch id as going in parts (`record.IN_PARTS`) for `ttl` seconds unless its
