@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,6 +151,102 @@ def test_replicated_durability_waits_for_a_replica(tmp_path: Path) -> None:
             same_answers(on_replica, want)  # what was acknowledged is on the replica
     finally:
         link.close()
+        st.close()
+        replica.stop()
+        master.stop()
+
+
+def test_replicated_durability_waits_for_a_replica_for_a_batch_large_enough_for_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that would go in parts on a single server goes whole when replicated (each of
+    its writes confirmed), so no part is acknowledged before a replica has it."""
+    from bitstat import record
+
+    monkeypatch.setattr(record, "PART_MIN", 8)
+    master = Server(tmp_path / "master", "--repl-diskless-sync-delay", "0").start()
+    args = ("--replicaof", "127.0.0.1", str(master.port), "--repl-diskless-load", "disabled")
+    replica = Server(tmp_path / "replica", *args).start()
+    link = replica.client()
+    wait_for_link(link)
+    names = ("purchase", "refund", "visit")
+    first, second = batches(2, 300, seed=35, names=names)
+    st = bitstat.connect(
+        master.url, namespace=namespace(), schema=schema(), deadline=1, durability="replicated"
+    )
+    want = model()
+    try:
+        assert st.track_many(first).recorded == len(first)
+        want.track_many(first)
+        replica.kill()
+        with pytest.raises(bitstat.BatchError) as raised:
+            st.track_many(second, batch_id="second")
+        assert raised.value.may_have_landed and "replica" in str(raised.value)
+        replica.start()
+        wait_for_link(link)
+        st.track_many(second, batch_id="second")
+        want.track_many(second)
+        admin = master.client()
+        assert not admin.keys("*:part:*")  # (never in parts)
+        admin.close()
+        with bitstat.connect(replica.url, namespace=st.namespace) as on_replica:
+            for name in names:
+                same_answers(on_replica, want, event=name)
+    finally:
+        link.close()
+        st.close()
+        replica.stop()
+        master.stop()
+
+
+def test_replicated_durability_waits_for_a_replica_for_a_batch_found_in_by_its_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replicated try that finds its batch in parts, and then in whole (another writer of
+    the id finished it meanwhile), answers once a replica has it, as a write would."""
+    from bitstat import record
+    from bitstat.keys import Keys
+    from bitstat.transport import Transport
+
+    monkeypatch.setattr(record, "PART_MIN", 8)
+    master = Server(tmp_path / "master", "--repl-diskless-sync-delay", "0").start()
+    args = ("--replicaof", "127.0.0.1", str(master.port), "--repl-diskless-load", "disabled")
+    replica = Server(tmp_path / "replica", *args).start()
+    link = replica.client()
+    wait_for_link(link)
+    ns = namespace()
+    batch = batches(1, 300, seed=33, names=("purchase", "refund", "visit"))[0]
+    writer = bitstat.connect(master.url, namespace=ns, schema=schema())
+    st = bitstat.connect(master.url + "?durability=replicated", namespace=ns, deadline=1)
+    keys = Keys(ns)
+    marker = keys.batch(keys.meta_tag, "b")
+    reading = Transport.get
+
+    def read_before_the_last_part(self: Transport, key: str) -> Any:
+        held = yield from reading(self, key)
+        return record.IN_PARTS if key == marker else held
+
+    try:
+        assert writer.track_many(batch, batch_id="b").recorded == len(batch)
+        admin = master.client()
+        assert admin.get(marker) == b"1" and admin.keys("*:part:*")  # in, in parts
+        admin.close()
+        replica.kill()
+        monkeypatch.setattr(Transport, "get", read_before_the_last_part)
+        with pytest.raises(bitstat.BatchError) as raised:
+            st.track_many(batch, batch_id="b")  # no replica to confirm what the master has
+        assert "replica" in str(raised.value)
+        replica.start()
+        wait_for_link(link)
+        assert st.track_many(batch, batch_id="b").recorded == 0  # confirmed, counted once
+        want = model()
+        want.track_many(batch)
+        with bitstat.connect(replica.url, namespace=ns) as on_replica:
+            for name in ("purchase", "refund", "visit"):
+                same_answers(on_replica, want, event=name)
+    finally:
+        link.close()
+        writer.close()
         st.close()
         replica.stop()
         master.stop()

@@ -170,7 +170,7 @@ def retrying(ns: N, store: Any, deadline: float) -> N:
     if deadline <= 0:
         raise ValueError(f"deadline must be > 0 seconds, got {deadline!r}")
     ns.deadline = deadline
-    ns.replicated = bool(getattr(store, "replicas", 0))
+    ns.replicated = bool(store.io.replicas)
     ns.auto_ttl = min(ns.batch_ttl, AUTO_BATCH_TTL)
     return ns
 
@@ -572,7 +572,9 @@ class Recording:
         marker = self.keys.batch(self.keys.meta_tag, batch_id)
         # (kept past the deadline of this try: the parts' markers are set until then)
         held = yield call(Transport.mark_parts, marker, ttl + int(self.deadline) + LATE_PARTS)
-        if held is not None and held != IN_PARTS:  # the batch went in meanwhile, whole
+        if held is not None and held != IN_PARTS:  # the batch went in meanwhile
+            if self.replicated:  # (acknowledged once a replica has it, as a whole write is)
+                yield call(Transport.confirm, marker, ttl)
             kept = noted(held)
             return TrackResult(len(cols) - len(kept) if again else 0, sorted(cols.rejected + kept))
         overflow: list[tuple[int, str]] = []  # rejected for their sums: (index, reason)

@@ -410,6 +410,20 @@ class Transport:
             raise
         return results
 
+    def confirm(self, key: str, ttl: int) -> Request[None]:
+        """Return once `replicas` replicas have what the master held of a batch found in (a
+        try that did not write it: the one that did may have failed before its WAIT): its
+        marker's expiry set again, a write of this connection to WAIT for."""
+        yield Doing(f"waiting for replicas of {key}")
+
+        def fill(pipe: Any) -> None:
+            pipe.expire(key, ttl)
+            pipe.wait(self.replicas, WAIT_MS)
+
+        _, acked = yield from self.pipelined(Pipe(fill, on=key))
+        if acked < self.replicas:
+            raise not_replicated(acked, self.replicas)
+
     def mark(self, key: str, note: str, ttl: int, *, unless_held: bool = False) -> Request[None]:
         """Mark a batch id for `ttl` seconds, with what its marker keeps: a batch that wrote
         nothing (all its events rejected), or whose parts are all in. `unless_held`: only if
