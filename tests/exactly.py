@@ -71,3 +71,21 @@ def same_answers(st: bitstat.Stats, want: Model, event: str = "purchase") -> Non
         assert got == pytest.approx(expected)
         assert st.top(event, "item", label, limit=5) == want.top(event, "item", label, limit=5)
         assert st.distinct(event, "ip", label) == want.distinct(event, "ip", label)
+
+
+def marker_read_in_parts(monkeypatch: Any, namespace: str, batch_id: str) -> None:
+    """Every read of the batch's marker says "in parts", as a try reads it just before another
+    writer of the id finishes the batch in parts (the race a test cannot time)."""
+    from bitstat import record
+    from bitstat.keys import Keys
+    from bitstat.transport import Transport
+
+    keys = Keys(namespace)
+    marker = keys.batch(keys.meta_tag, batch_id)
+    reading = Transport.get
+
+    def in_parts(self: Transport, key: str) -> Any:
+        held = yield from reading(self, key)
+        return record.IN_PARTS if key == marker else held
+
+    monkeypatch.setattr(Transport, "get", in_parts)

@@ -11,12 +11,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import bitstat
-from exactly import batches, model, same_answers, schema
+from exactly import batches, marker_read_in_parts, model, same_answers, schema
 from faultservers import ReplicatedCluster, Server, wait_for_link
 from proxy import Proxy
 from servers import namespace_placed
@@ -206,7 +205,6 @@ def test_replicated_durability_waits_for_a_replica_for_a_batch_found_in_by_its_p
     the id finished it meanwhile), answers once a replica has it, as a write would."""
     from bitstat import record
     from bitstat.keys import Keys
-    from bitstat.transport import Transport
 
     monkeypatch.setattr(record, "PART_MIN", 8)
     master = Server(tmp_path / "master", "--repl-diskless-sync-delay", "0").start()
@@ -220,11 +218,6 @@ def test_replicated_durability_waits_for_a_replica_for_a_batch_found_in_by_its_p
     st = bitstat.connect(master.url + "?durability=replicated", namespace=ns, deadline=1)
     keys = Keys(ns)
     marker = keys.batch(keys.meta_tag, "b")
-    reading = Transport.get
-
-    def read_before_the_last_part(self: Transport, key: str) -> Any:
-        held = yield from reading(self, key)
-        return record.IN_PARTS if key == marker else held
 
     try:
         assert writer.track_many(batch, batch_id="b").recorded == len(batch)
@@ -232,7 +225,7 @@ def test_replicated_durability_waits_for_a_replica_for_a_batch_found_in_by_its_p
         assert admin.get(marker) == b"1" and admin.keys("*:part:*")  # in, in parts
         admin.close()
         replica.kill()
-        monkeypatch.setattr(Transport, "get", read_before_the_last_part)
+        marker_read_in_parts(monkeypatch, ns, "b")
         with pytest.raises(bitstat.BatchError) as raised:
             st.track_many(batch, batch_id="b")  # no replica to confirm what the master has
         assert "replica" in str(raised.value)

@@ -16,9 +16,10 @@ frame's own sums could near the largest total kept, where the order picks what i
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time as _time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ except ImportError as exc:  # the optional extra is missing
 
 from . import sums
 from .calls import Op
-from .errors import InvalidEvent
+from .errors import BatchError, InvalidEvent
 from .events import Columns, Latest, Spec, parse_batch, rule_specs
 from .frame_columns import (
     actor_column,
@@ -43,7 +44,7 @@ from .frame_columns import (
     pick,
     read_times,
 )
-from .record import Recording, TrackResult
+from .record import AUTO_IDS, IN_DOUBT, Recording, TrackResult
 from .schema import Schema, name_problem
 
 DEFAULT_BATCH_SIZE = 50_000
@@ -423,13 +424,48 @@ def track_frame(
     now_s = int(now if now is not None else _time.time())
     latest = Latest.of(now_s, ns.schema)
     total = TrackResult(0)
+    # no id given: bitstat makes one, and the same frame sent again after a BatchError (cut
+    # alike) goes under the id it failed under, so what went in is not counted twice
+    same = FrameContent(prepared, event, size, sort) if batch_id is None else None
+    found = None if same is None else IN_DOUBT.find(ns.name, same)
+    auto = found or AUTO_IDS.next()
     for number, rows in enumerate(prepared.batches(size, sort)):
         cols = prepared.columns(rows, now_s, latest)
-        part_id = None if batch_id is None else f"{batch_id}:{number}"
-        result = yield from ns.track_columns(cols, part_id)
+        part_id = f"{batch_id or auto}:{number}"
+        try:
+            result = yield from ns.track_columns(
+                cols, part_id, auto=same is not None, fresh=same is not None and found is None
+            )
+        except BatchError as exc:
+            if same is not None and exc.may_have_landed:
+                IN_DOUBT.remember(ns.name, same, auto, ns.auto_ttl)
+            raise
         total.recorded += result.recorded
         total.rejected += result.rejected
         for period, count in result.expired.items():
             total.expired[period] = total.expired.get(period, 0) + count
+    if found is not None and same is not None:
+        IN_DOUBT.forget(ns.name, same)
     total.rejected.sort()
     return total
+
+
+class FrameContent(Sequence[Any]):
+    """A frame as `IN_DOUBT` knows a batch: its rows (their number) and a text of its whole
+    content and of how it was cut (read only when a failed frame of as many rows waits)."""
+
+    def __init__(self, prepared: Frame, event: str | None, size: int, sort: bool) -> None:
+        self.prepared, self.how = prepared, (event, size, sort)
+
+    def __len__(self) -> int:
+        return int(self.prepared.rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        raise TypeError("a frame's content is compared whole")
+
+    def __repr__(self) -> str:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.prepared.table.schema) as writer:
+            writer.write_table(self.prepared.table)
+        digest = hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=16).hexdigest()
+        return f"frame {digest} {self.prepared.objects!r} {self.how!r}"

@@ -207,6 +207,11 @@ class Queueing(Recording):
     def pushing_ahead(self, track_ahead: int) -> None:
         """Set `track_ahead` (0: off)."""
         self.track_ahead = checked_ahead(track_ahead)
+        if self.track_ahead and self.replicated:
+            raise ValueError(
+                "track_ahead returns before the push's reply, so it cannot wait for a replica:"
+                ' use durability="fast" with it, or track_ahead=0'
+            )
         self.unconfirmed, self.push_again = [], []
         self.ahead_forks, self.ahead_ready = FORKS[0], False
         self.ahead_keys: tuple[int, tuple[str, ...]] = (-1, ())  # a window's (queue, seen sets)

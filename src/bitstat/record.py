@@ -38,7 +38,8 @@ AUTO_BATCH_TTL = 600
 DEFAULT_DEADLINE = 60.0  # seconds a batch is tried again on failures that may pass
 FIRST_BACKOFF = 0.05  # seconds before the second try, doubled each try (with jitter) ...
 MAX_BACKOFF = 2.0  # ... up to this
-WRITES = (Transport.apply, Transport.mark, Transport.send_apply)  # the calls that write a batch
+# the calls that write a batch (or, `confirm`, wait for a replica of one found in)
+WRITES = (Transport.apply, Transport.mark, Transport.send_apply, Transport.confirm)
 IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgotten first
 ID_CACHE_LIMIT = 2_000_000
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
@@ -420,9 +421,12 @@ class Recording:
             # a batch seen before answers as it did then, not by the totals of today; the
             # namespace's marker is written last, so it says the whole batch is in (a batch
             # cut short on a cluster has it not, and its missing groups are written now)
-            seen = yield call(Transport.get, self.keys.batch(self.keys.meta_tag, batch_id))
+            marker = self.keys.batch(self.keys.meta_tag, batch_id)
+            seen = yield call(Transport.get, marker)
             in_parts = seen == IN_PARTS and not self.cluster
-            if seen is not None and not in_parts and not self.replicated:  # (replicated: below)
+            if seen is not None and not in_parts:
+                if self.replicated:  # (the try that wrote it may have failed before its WAIT)
+                    yield call(Transport.confirm, marker, ttl)
                 refused = noted(seen)
                 recorded = len(cols) - len(refused) if again else 0
                 return TrackResult(recorded, sorted(cols.rejected + refused))

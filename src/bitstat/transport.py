@@ -480,10 +480,24 @@ class Transport:
         "w": the seen set's TTL is set to `ttl`."""
         yield Doing("queueing an event")
         script, args = self.queue_script, (len(keys), *keys, "push", token, event, flags, ttl)
+        if self.replicas:  # acknowledged once a replica has it, as a batch is
+            return (yield from self.queue_replicated(keys[0], args))
         try:
             size = yield Direct(("EVALSHA", script.sha, *args))
         except ScriptMissing:
             size = yield Direct(("EVAL", script.source, *args))
+        return int(size)
+
+    def queue_replicated(self, key: str, args: Sequence[Any]) -> Request[int]:
+        """`queue_event`'s script and a WAIT on one pipeline (on the queue's master)."""
+
+        def fill(pipe: Any) -> None:
+            pipe.evalsha(self.queue_script.sha, *args)
+            pipe.wait(self.replicas, WAIT_MS)
+
+        size, acked = yield from self.pipelined(Pipe(fill, on=key), [self.queue_script])
+        if acked < self.replicas:
+            raise not_replicated(acked, self.replicas)
         return int(size)
 
     def queue_ahead(
