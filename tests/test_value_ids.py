@@ -43,10 +43,46 @@ def test_present_members_keep_the_rows_with_a_value_as_member_text(
 def test_looked_up_reads_new_and_known_numbers_and_keeps_the_new(
     limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """At the cache's limit the cache is emptied to take the new numbers: the known ones are
-    read before it is."""
+    """At the cache's limit a new cache takes the new numbers, and the one looked at is left
+    as it was (another thread may still read it)."""
     monkeypatch.setattr(record, "ID_CACHE_LIMIT", limit)
     cache = {"a": 0, "b": 1, "c": 2}
     new = {"d": 3, "e": 4}
-    assert looked_up(cache, new, ["e", "a", "d", "a", "c"]) == [4, 0, 3, 0, 2]
-    assert cache == ({"a": 0, "b": 1, "c": 2, "d": 3, "e": 4} if limit > 5 else new)
+    numbers, kept = looked_up(cache, new, ["e", "a", "d", "a", "c"])
+    assert numbers == [4, 0, 3, 0, 2]
+    if limit > 5:
+        assert kept is cache and cache == {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}
+    else:
+        assert kept == new and kept is not new and cache == {"a": 0, "b": 1, "c": 2}
+
+
+def test_a_batch_between_its_look_at_the_id_cache_and_its_reading_of_it_reads_what_it_saw(
+    embedded_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads of one Stats (a tracker's senders): one looks at the id cache, sends its new
+    ids to be numbered and, while it waits, the other passes the cache's limit. The first then
+    reads the ids it found in the cache (they were emptied in place before: KeyError)."""
+    import uuid
+
+    import bitstat
+
+    monkeypatch.setattr(record, "ID_CACHE_LIMIT", 10)
+    st = bitstat.connect(
+        embedded_url, namespace=f"t-{uuid.uuid4().hex[:8]}", schema=bitstat.Schema(ids="map")
+    )
+    t = "2026-11-03T10:00:00+00:00"
+    try:
+        st.track_many([{"event": "e", "user": f"u{i}", "time": t} for i in range(5)])
+        ns = st._ns
+        first = ns.offsets(["u1", "u2", "new"])
+        asked = next(first)  # u1 and u2 known here; "new" is sent to be numbered
+        assert asked.args[-1] == ["new"]
+        st.track_many([{"event": "e", "user": f"v{i}", "time": t} for i in range(12)])
+        with pytest.raises(StopIteration) as done:
+            first.send([99])  # the server's answer for "new"
+        known = st.track_many([{"event": "e", "user": u, "time": t} for u in ("u1", "u2")])
+        assert known.recorded == 2
+        assert list(done.value.value) == [1, 2, 99]
+    finally:
+        st.drop()
+        st.close()

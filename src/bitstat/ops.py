@@ -123,9 +123,8 @@ class Namespace(Queueing):
     def forget_caches(self) -> None:
         """Forget what this client learnt of the namespace's keys (after a drop, ids and values
         are numbered anew: a mapping remembered from before would name another's offset)."""
-        self.id_cache.clear()
-        self.value_cache.clear()
-        self.shard_cache.clear()
+        # (new dicts, not emptied ones: a batch in flight reads the one it looked at)
+        self.id_cache, self.value_cache, self.shard_cache = {}, {}, []
         self.bitmap_keys.clear()
         self.key_memo.clear()
         self.known_events.clear()

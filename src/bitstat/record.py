@@ -181,22 +181,17 @@ def note(rejected: list[tuple[int, str]]) -> str:
     return json.dumps([(i, why, getattr(why, "field", None)) for i, why in rejected])
 
 
-def keep_mappings(cache: dict[str, int], new: dict[str, int]) -> None:
-    """Keep `new` mappings in a client cache, emptied first when it would pass its limit (its
-    entries are read before: a batch never looks up what was just let go)."""
+def looked_up(
+    cache: dict[str, int], new: dict[str, int], texts: Sequence[str]
+) -> tuple[list[int], dict[str, int]]:
+    """The numbers of `texts` (each in `new` or the cache), and the cache to keep from now on:
+    this one with `new` added, or, past its limit, a new one of `new` alone. A cache is never
+    emptied in place: another thread may be between its look at the cache and its reading of
+    the numbers (a tracker's two senders), and reads the one it looked at."""
     if len(cache) + len(new) > ID_CACHE_LIMIT:
-        cache.clear()
+        return [new[t] if t in new else cache[t] for t in texts], dict(new)
     cache.update(new)
-
-
-def looked_up(cache: dict[str, int], new: dict[str, int], texts: Sequence[str]) -> list[int]:
-    """The numbers of `texts` (each in `new` or the cache), `new` then kept in the cache."""
-    if len(cache) + len(new) > ID_CACHE_LIMIT:  # the cache is emptied to take them: read first
-        numbers = [new[t] if t in new else cache[t] for t in texts]
-        keep_mappings(cache, new)
-        return numbers
-    cache.update(new)
-    return list(map(cache.__getitem__, texts))  # (in C: a batch's every value, one by one)
+    return list(map(cache.__getitem__, texts)), cache  # (in C: a batch's every value)
 
 
 def rows_by_code(codes: np.ndarray) -> list[tuple[int, list[int]]]:
@@ -251,9 +246,9 @@ class Numbering:
 
     ids: dict[int, np.ndarray] = field(default_factory=dict)
     calls: list[tuple[list[str], list[Any]]] = field(default_factory=list)
-    asked: list[tuple[int, list[int], list[str], dict[str, int], list[str]]] = field(
-        default_factory=list
-    )  # (rule, rows, their values, the cache, the values sent), a call each
+    asked: list[tuple[int, list[int], list[str], tuple[str, str], dict[str, int], list[str]]] = (
+        field(default_factory=list)
+    )  # (rule, rows, their values, (event, property), its cache, the values sent), a call each
     ticket: Any = None  # of the calls sent, until their ids are read
 
 
@@ -778,7 +773,8 @@ class Recording:
             missing,
         )
         new = dict(zip(missing, found, strict=True))
-        return np.array(looked_up(cache, new, canonical), dtype=np.int64)
+        numbers, self.id_cache = looked_up(cache, new, canonical)
+        return np.array(numbers, dtype=np.int64)
 
     def send_numbering(self, cols: Columns) -> Op[Numbering]:
         """Per `unique` rule, the id of each row's value (-1: none), numbered per event and
@@ -801,7 +797,7 @@ class Recording:
                 cache = self.value_cache.setdefault((event, prop), {})
                 missing = [m for m in dict.fromkeys(members) if m not in cache]
                 if not missing:
-                    ids[rows] = looked_up(cache, {}, members)
+                    ids[rows] = list(map(cache.__getitem__, members))
                 elif len(cols) <= SMALL_BATCH:
                     ids[rows] = [cache.get(m, UNNUMBERED) for m in members]
                 else:
@@ -814,7 +810,7 @@ class Recording:
                             missing,
                         )
                     )
-                    numbering.asked.append((idx, rows, members, cache, missing))
+                    numbering.asked.append((idx, rows, members, (event, prop), cache, missing))
         if numbering.calls:
             numbering.ticket = yield call(Transport.send_values, numbering.calls)
         return numbering
@@ -824,9 +820,9 @@ class Recording:
         if numbering.ticket is not None:
             found = yield call(Transport.values_sent, numbering.ticket, numbering.calls)
             numbering.ticket = None
-            for (idx, rows, members, cache, missing), got in zip(
+            for (idx, rows, members, named, cache, missing), got in zip(
                 numbering.asked, found, strict=True
             ):
                 new = dict(zip(missing, got, strict=True))
-                numbering.ids[idx][rows] = looked_up(cache, new, members)
+                numbering.ids[idx][rows], self.value_cache[named] = looked_up(cache, new, members)
         return numbering.ids
