@@ -849,3 +849,23 @@ def test_doc_examples_print_what_the_page_shows(embedded_url: str) -> None:
     finally:
         with bitstat.connect(embedded_url, namespace=namespace) as st:
             st.drop()
+
+
+def test_ingest_a_tsv_file_then_the_same_data_from_stdin_records_nothing_twice(
+    cli: Any, tmp_path: Any
+) -> None:
+    """docs/cli.md: "loading the same data again with the same options, gzipped or not, from a
+    file or stdin, records nothing twice". A .tsv file is read as TSV by its extension; stdin
+    has none, and its TSV was read as CSV unless told `--input-format tsv` (another option,
+    so other batch ids: every event twice; found by a review on 2026-12-06). Its first line
+    of tabs now says TSV."""
+    path = tmp_path / "events.tsv"
+    path.write_text(csv_text(EVENTS, delimiter="\t"))
+    first = json.loads(cli.ok("ingest", str(path), "--no-progress", "--format", "json"))
+    assert first["recorded"] == len(EVENTS)
+    again = json.loads(
+        cli.ok("ingest", "-", "--no-progress", "--format", "json", input=path.read_bytes())
+    )
+    with cli.stats() as st:
+        total = sum(st.total(e, "2026-11-01", "2026-11-30") for e in st.events())
+    assert (again["recorded"], total) == (0, len(EVENTS))

@@ -112,7 +112,9 @@ def open_source(arg: str, kind: str | None, salt: str, spool: Path) -> Source:
 
 
 def _detect(name: str, head: bytes) -> str:
-    """The format from the extension (.csv, .tsv), else from the first character: [ or {."""
+    """The format from the extension (.csv, .tsv), else from the first character: [ or {,
+    else a header line of tabs and no comma is TSV (stdin has no extension: the same data
+    piped in is then read, and numbered, as the .tsv file it came from)."""
     suffix = Path(name.removesuffix(".gz")).suffix.lower()
     if suffix in (".csv", ".tsv"):
         return suffix[1:]
@@ -121,7 +123,8 @@ def _detect(name: str, head: bytes) -> str:
         return "json"
     if start == b"{" or not start or suffix in (".json", ".jsonl", ".ndjson"):
         return "jsonl"
-    return "csv"
+    line = head.lstrip().split(b"\n", 1)[0]
+    return "tsv" if b"\t" in line and b"," not in line else "csv"
 
 
 class Reader:

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -394,6 +394,7 @@ async def record_once(
     rejections: Iterable[Rejection],
     fields: Mapping[str, str],
     ttl: int,
+    spelled: Sequence[Mapping[str, str]] = (),
 ) -> Outcome:
     """Record the translated messages (message id, event; None where translation rejected
     it), each once: a message whose id was recorded before (in this request or an earlier
@@ -405,7 +406,14 @@ async def record_once(
     batch a duplicate too."""
     outcome = Outcome(rejected=list(rejections))
     schema = stats.schema
-    fields = {**fields, **{path: path for path in schema_paths(schema)}}
+    paths = {path: path for path in schema_paths(schema)}
+    every = {**fields, **paths}
+
+    def field_of(i: int, reason: str) -> str | None:
+        """The field of message i a rejection blames: `spelled[i]` says where that message
+        holds a property when not in `properties` (a Segment identify's traits, say)."""
+        return _field_of(reason, {**fields, **spelled[i], **paths} if spelled else every)
+
     keys = Keys(stats.namespace)
     first: dict[str, int] = {}
     candidates: list[int] = []
@@ -431,13 +439,13 @@ async def record_once(
     if with_id:
         ids = [messages[i][0] or "" for i in with_id]
         batch = batch_id_of(ids)
-        refused = await _record(stats, messages, with_id, batch, fields, outcome)
+        refused = await _record(stats, messages, with_id, batch, field_of, outcome)
         # a rejected message is not marked: sent again, it is rejected again, with its reason
         marks = [MESSAGE_MARK + mid for at, mid in enumerate(ids) if at not in refused]
         if marks and marks != [batch]:
             await mark(store, [keys.batch(keys.meta_tag, m) for m in marks], ttl)
     if without:  # nothing tells such a message from a new one: recorded each time it comes
-        await _record(stats, messages, without, None, fields, outcome)
+        await _record(stats, messages, without, None, field_of, outcome)
     outcome.rejected.sort(key=lambda r: r.index)
     return outcome
 
@@ -447,7 +455,7 @@ async def _record(
     messages: Sequence[tuple[str | None, dict[str, Any] | None]],
     rows: list[int],
     batch_id: str | None,
-    fields: Mapping[str, str],
+    field_of: Callable[[int, str], str | None],
     outcome: Outcome,
 ) -> set[int]:
     """Record the messages at `rows` as one batch; add to `outcome`; the positions in `rows`
@@ -457,8 +465,7 @@ async def _record(
     outcome.recorded += result.recorded
     for at, reason in result.rejected:
         i = rows[at]
-        field = _field_of(reason, fields)
-        outcome.rejected.append(Rejection(i, messages[i][0], field, reason))
+        outcome.rejected.append(Rejection(i, messages[i][0], field_of(i, reason), reason))
     return {at for at, _ in result.rejected}
 
 
@@ -471,14 +478,18 @@ async def mark(store: AsyncStore, markers: list[str], ttl: int) -> None:
         await pipe.execute()
 
 
-async def ensure_text_ids(stats: AsyncStats, store: AsyncStore, checked: set[str]) -> None:
-    """SDK ids are text (UUIDs, e-mails): a namespace that has no stored schema gets
-    `Schema(ids="map")` before its first SDK message. One with a schema keeps it (with
-    ids="int", text ids are rejected, and the reason says so)."""
-    if stats.namespace in checked:
-        return
-    if await store.call(Transport.get, Keys(stats.namespace).schema) is None:
+async def text_id_stats(namespaces: Namespaces, name: str, checked: set[str]) -> AsyncStats:
+    """The namespace's stats for SDK messages, whose ids are text (UUIDs, e-mails): a namespace
+    that has no stored schema gets `Schema(ids="map")` before its first SDK message. One with a
+    schema keeps it (with ids="int", text ids are rejected, and the reason says so). Read
+    again after that step: another process (`serve --workers`) may have stored the schema
+    meanwhile, and this one must not record under the default it saw before."""
+    stats = await namespaces.get(name)
+    if name in checked:
+        return stats
+    if await namespaces.store.call(Transport.get, Keys(name).schema) is None:
         # SchemaError: events recorded with integer ids and no stored schema keep ids="int"
         with contextlib.suppress(SchemaError):
             await stats.configure(Schema(ids="map"))
-    checked.add(stats.namespace)
+    checked.add(name)
+    return await namespaces.get(name)

@@ -65,7 +65,9 @@ class Namespaces:
         entry = self._open.get(name)
         if entry is not None:
             self._open.move_to_end(name)
-            if now - entry.checked < self.schema_ttl:
+            # (a namespace with no stored schema yet is read every time: another process may
+            # store one, the SDK routes' Schema(ids="map"), at any moment)
+            if entry.schema_text is not None and now - entry.checked < self.schema_ttl:
                 return entry.stats
         text = await self.store.call(Transport.get, Keys(name).schema)
         if entry is not None and text == entry.schema_text:

@@ -209,8 +209,7 @@ async def handle(
                 )
             ingest.check_count(events, host.config.max_events, "events")
             assert host.namespaces is not None and host.store is not None
-            stats = await host.namespaces.get(namespace)
-            await ingest.ensure_text_ids(stats, host.store, checked)
+            stats = await ingest.text_id_stats(host.namespaces, namespace, checked)
             received = time.time()
             messages: list[tuple[str | None, dict[str, Any] | None]] = []
             rejections: list[Rejection] = []

@@ -82,6 +82,33 @@ def _props(msg: Mapping[str, Any], kind: str) -> dict[str, Any]:
     return {"previousId": previous}
 
 
+def spelling(msg: Mapping[str, Any], kind: str) -> dict[str, str]:
+    """Where the message holds each property bitstat records from it, when not under
+    `properties` (as `_props` takes them), and which field gave the time: a rejection names
+    the message's own field."""
+    out: dict[str, str] = {}
+    if kind in ("page", "screen"):
+        out.update((key, key) for key in ("name", "category") if msg.get(key) is not None)
+    elif kind in ("identify", "group"):
+        if kind == "identify":
+            context = msg.get("context")
+            inner = context.get("traits") if isinstance(context, Mapping) else None
+            if isinstance(inner, Mapping):
+                out.update((key, f"context.traits.{key}") for key in inner)
+        traits = msg.get("traits")
+        if isinstance(traits, Mapping):
+            out.update((key, f"traits.{key}") for key in traits)
+        if kind == "group":
+            out["groupId"] = "groupId"
+    elif kind == "alias":
+        out["previousId"] = "previousId"
+    for name in ("originalTimestamp", "timestamp"):
+        if msg.get(name) is not None:
+            out["time"] = name
+            break
+    return out
+
+
 def event_time(msg: Mapping[str, Any], sent_at: Any, received: float) -> float:
     """When the message happened, in epoch seconds, as Segment computes `timestamp`: the
     device's time (`originalTimestamp`, else `timestamp`) moved by the device clock's skew,
@@ -212,8 +239,7 @@ async def handle(
             if namespace is None:
                 raise unauthorized(key)
             assert host.namespaces is not None and host.store is not None
-            stats = await host.namespaces.get(namespace)
-            await ingest.ensure_text_ids(stats, host.store, checked)
+            stats = await ingest.text_id_stats(host.namespaces, namespace, checked)
             received = time.time()
             if kind is None:
                 batch = body.get("batch")
@@ -242,8 +268,12 @@ async def handle(
                 bad = rejections[0]
                 raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
             fields = {**FIELDS, stats.schema.actor: "userId or anonymousId"}
+            spelled = [
+                spelling(msg, str(msg.get("type") or kind)) if event is not None else {}
+                for msg, (_, event) in zip(batch, messages, strict=True)
+            ]
             outcome = await ingest.record_once(
-                host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
+                host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl, spelled
             )
             host.metrics.recorded(outcome.recorded, len(outcome.rejected))
             if kind is not None and outcome.rejected:
