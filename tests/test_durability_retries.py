@@ -151,3 +151,18 @@ def test_a_replicated_try_that_finds_its_batch_in_by_its_parts_says_it_may_have_
         writer.drop()
         writer.close()
         st.close()
+
+
+def test_a_push_in_doubt_and_a_batch_in_doubt_of_the_same_event_are_kept_apart() -> None:
+    """`track(e)` and `track_many([e])` fingerprint the same event alike; a push's token taken
+    for a batch id (or a batch id for a token) marks neither, and the batch's success forgot
+    the push's doubt, so a later `track(e)` retry was a new push (found by a review)."""
+    from bitstat.record import InDoubt
+
+    doubts = InDoubt()
+    event = {"event": "purchase", "user": "u-1", "time": "2026-11-20T10:00:00+00:00"}
+    doubts.remember("ns", [event], "token-1", 600, "push")
+    assert doubts.find("ns", [event]) is None  # (a batch)
+    doubts.remember("ns", [event], "auto:1", 600)
+    doubts.forget("ns", [event])
+    assert doubts.find("ns", [event], "push") == "token-1"

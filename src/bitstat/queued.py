@@ -243,7 +243,7 @@ class Queueing(Recording):
             return (yield from self.track_now(one))
         record = one.record
         line = queued_record(one, self.schema)
-        found = IN_DOUBT.find(self.name, [record])  # (a call again after a BatchError)
+        found = IN_DOUBT.find(self.name, [record], "push")  # (a call again after a BatchError)
         if self.track_ahead and found is None and self.ahead_ready:
             size = yield from self.pushed_ahead(record, line)
         else:  # (with track_ahead, the first push waits: it loads the script)
@@ -326,7 +326,7 @@ class Queueing(Recording):
         others are remembered as it is (the caller's track() again of each is queued once)."""
         seconds, _ = self.push_window()
         for pushed in left[1:]:
-            IN_DOUBT.remember(self.name, [pushed.record], pushed.token, seconds)
+            IN_DOUBT.remember(self.name, [pushed.record], pushed.token, seconds, "push")
         return BatchError(
             f"queueing {len(left)} events track() sent ahead of their replies: gave up after"
             f" {cause.attempts} tries: {cause.__cause__ or cause}\nthey may have been queued:"
@@ -377,7 +377,7 @@ class Queueing(Recording):
                     continue
                 landed = not exc.refused
                 if landed:
-                    IN_DOUBT.remember(self.name, [record], token, seconds)
+                    IN_DOUBT.remember(self.name, [record], token, seconds, "push")
                 raise BatchError(
                     _gave_up(attempt, landed, exc, seconds),
                     batch_id=token,
@@ -386,7 +386,7 @@ class Queueing(Recording):
                 ) from exc
             self.seen_window = max(self.seen_window, window)
             if again or attempt > 1:
-                IN_DOUBT.forget(self.name, [record])
+                IN_DOUBT.forget(self.name, [record], "push")
             return int(size)
 
     def flush(self, later: bool = False) -> Op[int]:

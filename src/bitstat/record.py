@@ -101,7 +101,9 @@ class InDoubt:
 
     def reset(self) -> None:
         self.lock = threading.Lock()
-        self.ids: dict[tuple[str, int, bytes], tuple[str, float]] = {}  # -> (id, until)
+        # (namespace, door, events, fingerprint) -> (id, until); the door ("push": a track()
+        # push's token, "batch": a batch id) keeps one door's id from being taken for another's
+        self.ids: dict[tuple[str, str, int, bytes], tuple[str, float]] = {}
 
     @staticmethod
     def fingerprint(events: Sequence[Any]) -> bytes:
@@ -109,7 +111,7 @@ class InDoubt:
             repr(events).encode("utf-8", "surrogatepass"), digest_size=16
         ).digest()
 
-    def find(self, namespace: str, events: Sequence[Any]) -> str | None:
+    def find(self, namespace: str, events: Sequence[Any], door: str = "batch") -> str | None:
         if not self.ids:
             return None
         with self.lock:
@@ -117,22 +119,24 @@ class InDoubt:
             for key, (_, until) in list(self.ids.items()):
                 if until <= now:
                     del self.ids[key]
-            if not any(k[0] == namespace and k[1] == len(events) for k in self.ids):
+            if not any(k[:3] == (namespace, door, len(events)) for k in self.ids):
                 return None
-            found = self.ids.get((namespace, len(events), self.fingerprint(events)))
+            found = self.ids.get((namespace, door, len(events), self.fingerprint(events)))
         return None if found is None else found[0]
 
-    def remember(self, namespace: str, events: Sequence[Any], batch_id: str, ttl: int) -> None:
-        key = (namespace, len(events), self.fingerprint(events))
+    def remember(
+        self, namespace: str, events: Sequence[Any], batch_id: str, ttl: int, door: str = "batch"
+    ) -> None:
+        key = (namespace, door, len(events), self.fingerprint(events))
         with self.lock:
             self.ids.pop(key, None)
             self.ids[key] = (batch_id, time.monotonic() + ttl)
             while len(self.ids) > IN_DOUBT_LIMIT:
                 del self.ids[next(iter(self.ids))]
 
-    def forget(self, namespace: str, events: Sequence[Any]) -> None:
+    def forget(self, namespace: str, events: Sequence[Any], door: str = "batch") -> None:
         with self.lock:
-            self.ids.pop((namespace, len(events), self.fingerprint(events)), None)
+            self.ids.pop((namespace, door, len(events), self.fingerprint(events)), None)
 
 
 # per process: a caller may open a new Stats after an error, and its retry is still recognised
