@@ -420,6 +420,7 @@ def track_frame(
         raise InvalidEvent(f"batch_size must be a positive integer, got {batch_size!r}")
     if event is not None and not isinstance(event, str):
         raise InvalidEvent(f"event must be text, got {type(event).__name__}", field="event")
+    yield from ns.schema_fresh()
     prepared = Frame(frame, ns.schema, event)
     now_s = int(now if now is not None else _time.time())
     latest = Latest.of(now_s, ns.schema)

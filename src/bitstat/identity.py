@@ -182,6 +182,9 @@ class Identity:
         """Erase an actor: out of every actor set, then (ids="map") out of the id map with the
         ids aliased to it."""
         done = Forgotten(actor, kept=kept_aggregates(self.ns.schema))
+        # the events track() queued (by any process) first: one of this actor's, applied later,
+        # would bring it back
+        yield from self.ns.flush()
         if not self.mapped:
             number = self.int_id(actor, "actor")
             done.removed, done.scanned = yield from self.remove(number)
@@ -198,14 +201,19 @@ class Identity:
             args = ["forget", *self._prefixes(), offset, text, *names]
             reply = yield call(Transport.run_lua, "identity.lua", keys, args)
             if reply[0] in (b"forgotten", "forgotten"):
-                for n in (text, *names):
-                    self.ns.id_cache.pop(n, None)
+                gone = {text, *names}
+                # a new dict, not one emptied in place (a batch between its look at the cache
+                # and its reading reads the one it looked at), and batches in flight keep no
+                # mapping they learnt before this (the generation)
+                self.ns.id_cache = {k: v for k, v in self.ns.id_cache.items() if k not in gone}
+                self.ns.identity_changed()
                 done.ids = [original_id(n) for n in dict.fromkeys((*names, text))]
                 return done
         raise IdentityError(f"forgetting {actor!r}: its ids kept changing; try again")
 
     def alias(self, anon: Any, user: Any) -> Op[Aliased]:
         """Link `anon` to `user`: one actor from now on, what `anon` did merged into `user`."""
+        yield from self.ns.flush()  # (the events queued before are the ids' as they were)
         if not self.mapped:
             a, u = self.int_id(anon, "anon"), self.int_id(user, "user")
             if a == u:
@@ -226,6 +234,7 @@ class Identity:
             if outcome != "merge":
                 offset = int(reply[1])
                 cache[a_text] = cache[u_text] = offset
+                self.ns.identity_changed()
                 return Aliased(anon, user, outcome, 0)
             a, u = int(reply[1]), int(reply[2])
             moved += yield from self.move(a, u)
@@ -237,6 +246,7 @@ class Identity:
                 for n in names:
                     cache[n] = u
                 cache[a_text] = cache[u_text] = u
+                self.ns.identity_changed()
                 return Aliased(anon, user, "merged", moved)
         raise IdentityError(f"aliasing {anon!r} to {user!r}: the ids kept changing; try again")
 

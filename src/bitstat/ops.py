@@ -81,15 +81,20 @@ class Namespace(Queueing):
         self.key_memo: dict[Any, Any] = {}  # key names of one-event plans (single.plan_one)
         self.bitmap_keys: set[str] = set()  # actor and value sets that are bitmaps
         self.known_events: set[str] = set()  # recorded names seen; events are never removed
+        # bumped by forget, alias and drop: a batch that looked ids or values up before keeps
+        # none of the mappings it learnt (they may name a freed or another actor's offset)
+        self.identity_generation = 0
 
     # schema
     def load_schema(self, given: Schema | None) -> Op[Schema]:
         """The stored schema; `given` is stored when there is none, and must match otherwise."""
         stored_text = yield call(Transport.get, self.keys.schema)
+        self.schema_read = time.monotonic()
         if stored_text is None:
             if given is not None:
                 yield from self.configure(given)
             return self.schema
+        self.schema_stored = True
         stored = Schema.from_json(stored_text)
         if given is not None and given != stored:
             raise SchemaError(
@@ -104,13 +109,18 @@ class Namespace(Queueing):
     def configure(self, schema: Schema) -> Op[None]:
         if not isinstance(schema, Schema):
             raise SchemaError(f"configure() takes a bitstat.Schema, got {type(schema).__name__}")
-        if schema.ids != self.schema.ids and (yield from self.events()):
+        # the stored schema's id mode, not the one held here (another client may have stored
+        # one since this one connected to an empty namespace)
+        text = yield call(Transport.get, self.keys.schema)
+        current = Schema.from_json(text) if text is not None else self.schema
+        if schema.ids != current.ids and (yield from self.events()):
             raise SchemaError(
-                f"namespace {self.name!r} holds data recorded with ids={self.schema.ids!r};"
+                f"namespace {self.name!r} holds data recorded with ids={current.ids!r};"
                 f" it cannot switch to ids={schema.ids!r}"
             )
         yield call(Transport.set, self.keys.schema, schema.to_json())
         self.schema = schema
+        self.schema_read, self.schema_stored = time.monotonic(), True
         self.key_memo.clear()  # (the key names of another schema's periods)
 
     def drop(self) -> Op[int]:
@@ -118,6 +128,8 @@ class Namespace(Queueing):
         yield from self.sent_settled()
         deleted: int = yield call(Transport.delete_matching, self.keys.patterns)
         self.forget_caches()
+        self.schema_lost = self.schema_stored  # (stored again by this client's next write)
+        self.schema_stored = False
         return deleted
 
     def forget_caches(self) -> None:
@@ -125,9 +137,13 @@ class Namespace(Queueing):
         are numbered anew: a mapping remembered from before would name another's offset)."""
         # (new dicts, not emptied ones: a batch in flight reads the one it looked at)
         self.id_cache, self.value_cache, self.shard_cache = {}, {}, []
+        self.identity_changed()
         self.bitmap_keys.clear()
         self.key_memo.clear()
         self.known_events.clear()
+
+    def identity_changed(self) -> None:
+        self.identity_generation += 1
 
     def ids_of(self, offsets: np.ndarray) -> Op[list[Any]]:
         if self.schema.ids == "int":

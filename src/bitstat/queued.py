@@ -232,6 +232,7 @@ class Queueing(Recording):
         return bool(self.unconfirmed or self.push_again)
 
     def track(self, event: str | Mapping[str, Any], props: Mapping[str, Any]) -> Op[None]:
+        yield from self.schema_fresh()
         one = self.checked_one(event, props)
         if self.flush_at <= 1:  # applied at once, alone
             return (yield from self.track_now(one))
@@ -425,6 +426,7 @@ class Queueing(Recording):
                 break
             claim_id, events, taken_over = claim
             records = records_of(events)
+            yield from self.schema_fresh()
             cols = parse_batch(records, self.schema, None)
             sent: list[Applying] | None = [] if later else None
             result = yield from self.track_columns(
@@ -520,6 +522,7 @@ class Queueing(Recording):
         due = others and time.monotonic() - self.queue_looked >= self.flush_interval
         if self.queue_since is not None or due or self.pending_ahead or self.applying:
             yield from self.flush()
+        yield from self.schema_fresh(writing=False)
         return (yield from op)
 
 

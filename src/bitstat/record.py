@@ -42,6 +42,7 @@ MAX_BACKOFF = 2.0  # ... up to this
 WRITES = (Transport.apply, Transport.mark, Transport.send_apply, Transport.confirm)
 IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgotten first
 ID_CACHE_LIMIT = 2_000_000
+SCHEMA_TTL = 5.0  # seconds a client trusts the schema it holds (another may configure it)
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
 SUM_RETRIES = 3
 SMALL_BATCH = 64  # up to this many events, values new to this client are numbered by the write
@@ -254,6 +255,7 @@ class Numbering:
         field(default_factory=list)
     )  # (rule, rows, their values, (event, property), its cache, the values sent), a call each
     ticket: Any = None  # of the calls sent, until their ids are read
+    generation: int = 0  # the namespace's identity generation when the values were looked up
 
 
 class Recording:
@@ -268,6 +270,10 @@ class Recording:
     key_memo: dict[Any, Any]
     bitmap_keys: set[str]
     name: str
+    identity_generation: int  # bumped by forget, alias and drop (ops.Namespace)
+    schema_read: float = float("-inf")  # when the stored schema was last read (monotonic)
+    schema_stored: bool = False  # whether the namespace holds a schema, as last read
+    schema_lost: bool = False  # dropped since: the next write stores this client's again
     # set by Stats from connect()'s arguments
     deadline: float = DEFAULT_DEADLINE
     auto_ttl: int = AUTO_BATCH_TTL
@@ -298,6 +304,27 @@ class Recording:
         if result.rejected:  # its sum would carry a total past the limit
             raise InvalidEvent.of(result.rejected[0][1])
 
+    def schema_fresh(self, writing: bool = True) -> Op[None]:
+        """The stored schema, read again once `SCHEMA_TTL` seconds have passed: a running
+        client follows a `configure()` (`bitstat schema set`) made by another. After a drop,
+        the next write stores this client's schema again (readers elsewhere find it)."""
+        lost = self.schema_lost and writing
+        now = time.monotonic()
+        if not lost and now - self.schema_read < SCHEMA_TTL:
+            return
+        text = yield call(Transport.get, self.keys.schema)
+        self.schema_read = now
+        if text is None:
+            if lost:
+                yield call(Transport.set, self.keys.schema, self.schema.to_json())
+                self.schema_lost, self.schema_stored = False, True
+            return
+        self.schema_lost, self.schema_stored = False, True
+        stored = Schema.from_json(text)
+        if stored != self.schema:
+            self.schema = stored
+            self.key_memo.clear()  # (the key names of another schema's periods)
+
     def track_many(
         self,
         events: Iterable[Mapping[str, Any]],
@@ -309,6 +336,7 @@ class Recording:
             raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
         if not isinstance(events, list | tuple):
             events = list(events)
+        yield from self.schema_fresh()
         cols = parse_batch(events, self.schema, now)
         return (yield from self.track_checked(events, cols, batch_id, deadline))
 
@@ -762,7 +790,7 @@ class Recording:
 
     def offsets(self, canonical: Sequence[str]) -> Op[np.ndarray]:
         """Bit offsets of mapped ids (ids="map"), created on the server where new."""
-        cache = self.id_cache
+        cache, generation = self.id_cache, self.identity_generation
         missing = [c for c in dict.fromkeys(canonical) if c not in cache]
         if not missing:  # (looked up in C: a live batch knows nearly all its actors)
             return np.fromiter(map(cache.__getitem__, canonical), np.int64, len(canonical))
@@ -777,7 +805,12 @@ class Recording:
             missing,
         )
         new = dict(zip(missing, found, strict=True))
-        numbers, self.id_cache = looked_up(cache, new, canonical)
+        if self.identity_generation != generation:  # forgotten, aliased or dropped meanwhile:
+            # the numbers serve this batch (the server gave them), the mappings are not kept
+            return np.array([new[t] if t in new else cache[t] for t in canonical], np.int64)
+        numbers, kept = looked_up(cache, new, canonical)
+        if self.id_cache is cache:  # (not replaced meanwhile)
+            self.id_cache = kept
         return np.array(numbers, dtype=np.int64)
 
     def send_numbering(self, cols: Columns) -> Op[Numbering]:
@@ -786,7 +819,7 @@ class Recording:
         the values new to this client sent to be numbered, not waited for (`numbered` reads
         them). In a small batch, a value not numbered yet is UNNUMBERED: the write itself
         numbers it (one round trip, not two)."""
-        numbering = Numbering()
+        numbering = Numbering(generation=self.identity_generation)
         uniques = [idx for idx, (kind, _, _) in enumerate(cols.specs) if kind == "unique"]
         groups = rows_by_code(cols.codes) if uniques else []
         for idx in uniques:
@@ -824,9 +857,15 @@ class Recording:
         if numbering.ticket is not None:
             found = yield call(Transport.values_sent, numbering.ticket, numbering.calls)
             numbering.ticket = None
+            keep = numbering.generation == self.identity_generation  # (else dropped since)
             for (idx, rows, members, named, cache, missing), got in zip(
                 numbering.asked, found, strict=True
             ):
                 new = dict(zip(missing, got, strict=True))
-                numbering.ids[idx][rows], self.value_cache[named] = looked_up(cache, new, members)
+                if not keep:
+                    numbering.ids[idx][rows] = [new[m] if m in new else cache[m] for m in members]
+                    continue
+                numbering.ids[idx][rows], kept = looked_up(cache, new, members)
+                if self.value_cache.get(named) is cache:  # (not replaced meanwhile)
+                    self.value_cache[named] = kept
         return numbering.ids

@@ -5,7 +5,7 @@
 -- "push"  KEYS: queue (list), seen now, seen before (sets of the tokens pushed in this window
 --         of time and the one before)
 --         ARGV: token, event, flags: "w" the caller's first push of this window (the set's
---         TTL is set). A token seen is not queued again: every push looks, a first one too
+--         TTL is set; so is a set found without one), TTL seconds. A token seen is not queued again: every push looks, a first one too
 --         (it may reach the server after its retry, held in the network).
 --         Returns how many events are queued (0: the token was seen, nothing pushed).
 -- "claim" KEYS: queue, claims (hash: claim id -> "MS\n" events)
@@ -22,7 +22,8 @@ if step == 'push' then
     return 0
   end
   redis.call('SADD', KEYS[2], token)
-  if string.find(flags, 'w', 1, true) then
+  -- (a set made again without the caller's first push, after a drop say, must expire too)
+  if string.find(flags, 'w', 1, true) or redis.call('TTL', KEYS[2]) == -1 then
     redis.call('EXPIRE', KEYS[2], ARGV[5])
   end
   return redis.call('RPUSH', KEYS[1], ARGV[3])
