@@ -121,14 +121,16 @@ def _labels(
     return ns.check_kept([b.label for b in P.cover(lo, hi, ns.tiling(lo, hi, family))])
 
 
-def _before(ns: Namespace, first: datetime | None, period: str, hi: datetime) -> tuple[str, ...]:
-    """Buckets covering every recorded day of an event before `hi` (a `period` boundary).
+def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, ...]:
+    """Buckets covering every recorded day of an event before `hi` (a bucket boundary).
 
-    The event's first day is floored to its `period` bucket, so the span can always be tiled.
-    """
+    The event's first day is floored to its bucket of the coarsest recorded period, so the
+    span can always be tiled (nothing is recorded before that day), and the old span is read
+    from long buckets, which expire last: a few days of an old week would be refused under an
+    expiry of days."""
     if first is None:
         return ()
-    lo = P.bucket_of(period, first).start
+    lo = P.bucket_of(ns.schema.periods[-1], first).start
     return _labels(ns, lo, hi) if lo < hi else ()
 
 
@@ -329,7 +331,7 @@ def retention(
 
     if seg is not None:  # a segment kept per day has no hour buckets
         ns.tiling(buckets[0].start, buckets[0].end, "segment")
-    before = _before(ns, first, period, buckets[0].start) if kind == "first" else None
+    before = _before(ns, first, buckets[0].start) if kind == "first" else None
     labels = list(ns.check_kept([b.label for b in buckets]))
     begun = sum(b.start <= wall_now for b in buckets)
     prog = retention_program(first_event, return_event, labels, rows, width, begun, before, seg)
@@ -379,7 +381,7 @@ def lifecycle(
         if buckets[t].start > wall_now:
             break
         now_set, prev = Leaf(event, (buckets[t].label,)), Leaf(event, (buckets[t - 1].label,))
-        labels = _before(ns, first, period, buckets[t].start)
+        labels = _before(ns, first, buckets[t].start)
         seen = [Op("and", (now_set, Leaf(event, labels)))] if labels else []
         asked.append([now_set, Op("and", (now_set, prev)), prev, *seen])
     exprs = [e for per_period in asked for e in per_period]
@@ -625,6 +627,7 @@ def funnel(
     first = P.bucket_of("day", lo).start
     last = P.bucket_of("day", hi - timedelta(microseconds=1)).end
     starts = (last - first) // _DAY
-    days = _days(ns, first, last + (window - 1) * _DAY)
+    # (with a segment, step 1's days are the segment's: kept per day at least, or refused)
+    days = _days(ns, first, last + (window - 1) * _DAY, "segment" if seg else None)
     prog = funnel_program(names, [labels for _, labels in days], starts, window, seg)
     return Funnel(zip(names, (yield from ns.totals(prog)), strict=True))

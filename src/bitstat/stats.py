@@ -7,6 +7,7 @@ is positional-only before `**segment`, so that the method's parameters can be ca
 
 from __future__ import annotations
 
+import inspect
 import logging
 import weakref
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
@@ -399,3 +400,19 @@ class Stats(Opened[Store]):
 
 
 from . import analysis  # noqa: E402  (kept beside the analysis methods above)
+
+
+def clashes(method: Any) -> frozenset[str]:
+    """The names a segment filter passed to `method` as keyword arguments cannot have: its own
+    parameters (`retention(..., kind=...)` beside a segment property named "kind")."""
+    return frozenset(
+        name
+        for name, p in inspect.signature(method).parameters.items()
+        if p.kind is not p.VAR_KEYWORD
+    )
+
+
+# every method that takes a segment filter: for a filter given before its method is known
+SEGMENT_CLASHES = clashes(Stats.actors).union(
+    *map(clashes, (Stats.unique, Stats.series, Stats.retention, Stats.funnel, Stats.stickiness))
+)

@@ -13,6 +13,7 @@ import click
 from rich.table import Table
 
 from ..analysis import ADJECTIVES
+from ..stats import Stats
 from . import output as out
 from .output import F, Output, Rows, format_option
 from .query import PERIOD, event_range, pass_settings, segment, time_range, where_option
@@ -94,7 +95,7 @@ def retention(
             kind,
             columns=columns,
             now=now,
-            **segment(where),
+            **segment(where, Stats.retention),
         )
     output = Output(fmt)
 
@@ -171,7 +172,7 @@ def funnel(
     """
     names = [s.strip() for s in steps.split(",")]
     with settings.connect() as st:
-        answer = st.funnel(names, start, end, within=within, **segment(where))
+        answer = st.funnel(names, start, end, within=within, **segment(where, Stats.funnel))
     first = answer[0][1] if answer else 0
     rows: list[list[Any]] = []
     previous = first
@@ -205,7 +206,7 @@ def stickiness(
         bitstat stickiness login 2026-11 --format csv
     """
     with settings.connect() as st:
-        answer = st.stickiness(event, start, end, **segment(where))
+        answer = st.stickiness(event, start, end, **segment(where, Stats.stickiness))
     rows = Rows(["days", "actors"], [[d, n] for d, n in answer.items()])
     output = Output(fmt)
     if not output.table:

@@ -15,6 +15,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from ..stats import Stats, clashes
 from . import output as out
 from .output import Output, Rows, format_option
 
@@ -67,8 +68,10 @@ def where_option(f: F) -> F:
     )(f)
 
 
-def segment(where: Sequence[str]) -> dict[str, str]:
-    """`("country=NL", "platform=ios")` -> `{"country": "NL", "platform": "ios"}`."""
+def segment(where: Sequence[str], method: Any = Stats.unique) -> dict[str, str]:
+    """`("country=NL", "platform=ios")` -> `{"country": "NL", "platform": "ios"}`, the
+    segment keywords of `method`."""
+    reserved = clashes(method)
     found: dict[str, str] = {}
     for item in where:
         name, sep, value = item.partition("=")
@@ -76,6 +79,11 @@ def segment(where: Sequence[str]) -> dict[str, str]:
             raise click.BadParameter(f"expected PROP=VALUE, got {item!r}", param_hint="--where")
         if name in found:
             raise click.BadParameter(f"{name!r} is given twice", param_hint="--where")
+        if name in reserved:
+            raise click.BadParameter(
+                f"{name!r} cannot be a segment filter here (an argument is so named)",
+                param_hint="--where",
+            )
         found[name] = value
     return found
 
@@ -163,7 +171,7 @@ def series(
         bitstat series purchase 2026 --by month --metric total --format csv
     """
     with settings.connect() as st:
-        answer = st.series(event, start, end, by=by, metric=metric, **segment(where))
+        answer = st.series(event, start, end, by=by, metric=metric, **segment(where, Stats.series))
     values = [v for _, v in answer]
     rows = Rows([by, metric], [[label, v] for label, v in answer])
     if values:

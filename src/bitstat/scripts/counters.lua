@@ -78,6 +78,19 @@ local function top_by_threshold(sources, limit)
   end
 end
 
+-- ZUNIONSTORE of any number of sources into dest, a thousand at a time (unpack takes ~8,000
+-- values: a range of all supported years is 8,029 keys); scores add in the sources' order, as
+-- one call would add them
+local UNION_CHUNK = 1000
+local function union_into(dest, sources)
+  local first = math.min(UNION_CHUNK, #sources)
+  redis.call('ZUNIONSTORE', dest, first, unpack(sources, 1, first))
+  for from = first + 1, #sources, UNION_CHUNK do
+    local to = math.min(from + UNION_CHUNK - 1, #sources)
+    redis.call('ZUNIONSTORE', dest, to - from + 2, dest, unpack(sources, from, to))
+  end
+end
+
 local function fmt(x)
   return string.format('%.17g', x)
 end
@@ -126,7 +139,7 @@ elseif mode == 'zsum' then
   for j = 2, #KEYS do
     sources[#sources + 1] = KEYS[j]
   end
-  redis.call('ZUNIONSTORE', KEYS[1], #sources, unpack(sources))
+  union_into(KEYS[1], sources)
   local out = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
   redis.call('UNLINK', KEYS[1])
   return out
@@ -151,7 +164,7 @@ elseif mode == 'top' then
     for j = 2, #KEYS do
       sources[#sources + 1] = KEYS[j]
     end
-    redis.call('ZUNIONSTORE', scratch, #sources, unpack(sources))
+    union_into(scratch, sources)
     redis.call('PEXPIRE', scratch, ttl)
     src = scratch
   end

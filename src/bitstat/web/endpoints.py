@@ -17,6 +17,7 @@ from typing import Any
 from .. import periods as P
 from ..aio import AsyncStats
 from ..analysis import parse_within
+from ..stats import Stats, clashes
 from .params import (
     END,
     EVENT,
@@ -38,8 +39,6 @@ MAX_FUNNEL_WORK = 20_000  # start days x window days x later steps: the size of 
 MAX_TOP = 1_000
 MAX_PERIODS = 520
 MAX_STEPS = 10
-# Python keyword arguments of the methods a `where` filter is passed beside
-RESERVED = frozenset({"event", "start", "end", "by", "metric", "steps", "within", "now", "self"})
 
 PROP = Param("prop", required=True, description="Property name; compound ones join with `~`.")
 PERIOD = Param("period", enum=P.PERIODS, default="week", description="Cohort / period size.")
@@ -95,9 +94,11 @@ def ranked(answer: dict[Any, Any], column: str) -> list[dict[str, Any]]:
     return [{"value": jsonable_value(v), column: n} for v, n in items]
 
 
-def _segment(where: dict[str, str]) -> dict[str, str]:
+def _segment(where: dict[str, str], method: Any) -> dict[str, str]:
+    """`where` as the segment keywords of `method`, checked."""
+    reserved = clashes(method)
     for name in where:
-        if name in RESERVED:
+        if name in reserved:
             raise BadParameter("where", f"{name!r} cannot be a segment filter over HTTP")
         if "~" in name:
             raise BadParameter("where", f"give each part of {name!r} as its own where=PROP:VALUE")
@@ -109,7 +110,7 @@ def _segment(where: dict[str, str]) -> dict[str, str]:
 
 async def unique(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     time_range(st.schema, a["start"], a["end"])
-    n = await st.unique(a["event"], a["start"], a["end"], **_segment(a["where"]))
+    n = await st.unique(a["event"], a["start"], a["end"], **_segment(a["where"], Stats.unique))
     return {"unique": n}
 
 
@@ -137,7 +138,12 @@ async def series(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
             f" at most {MAX_SERIES_POINTS} points: shorten the range or use a longer `by`",
         )
     answer = await st.series(
-        a["event"], a["start"], a["end"], by=a["by"], metric=a["metric"], **_segment(a["where"])
+        a["event"],
+        a["start"],
+        a["end"],
+        by=a["by"],
+        metric=a["metric"],
+        **_segment(a["where"], Stats.series),
     )
     return {"series": [{"period": label, "value": v} for label, v in answer]}
 
@@ -194,7 +200,7 @@ async def retention(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
         a["kind"],
         columns=a["columns"],
         now=a["now"],
-        **_segment(a["where"]),
+        **_segment(a["where"], Stats.retention),
     )
     return {
         "first_event": table.first_event,
@@ -222,7 +228,9 @@ async def funnel(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
             f"{days} start days x {within} window days x {len(steps) - 1} later steps is"
             f" more than {MAX_FUNNEL_WORK}: shorten the range or the window",
         )
-    answer = await st.funnel(steps, a["start"], a["end"], within, **_segment(a["where"]))
+    answer = await st.funnel(
+        steps, a["start"], a["end"], within, **_segment(a["where"], Stats.funnel)
+    )
     return {"funnel": [{"step": s, "actors": n} for s, n in answer]}
 
 
@@ -232,7 +240,9 @@ async def stickiness(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
         raise BadParameter(
             too_long(a["end"]), f"the range is longer than {MAX_STICKINESS_DAYS} days"
         )
-    answer = await st.stickiness(a["event"], a["start"], a["end"], **_segment(a["where"]))
+    answer = await st.stickiness(
+        a["event"], a["start"], a["end"], **_segment(a["where"], Stats.stickiness)
+    )
     return {"stickiness": [{"days": n, "actors": v} for n, v in sorted(answer.items())]}
 
 

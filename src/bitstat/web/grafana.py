@@ -19,7 +19,6 @@ The namespace is also taken from the `X-Bitstat-Namespace` header or `?namespace
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from .. import periods as P
 from ..aio import AsyncStats
 from ..analysis import parse_within
 from ..errors import BitstatError, ConnectionError, QueryError, ServerError, UnknownEvent
+from ..stats import SEGMENT_CLASHES
 from ..tables import Tabular
 from . import endpoints as E
 from .answers import JSONResponse
@@ -226,20 +226,6 @@ def _loads(text: str | bytes, what: str) -> Any:
         raise GrafanaError(400, f"{what} is nested too deeply to read") from None
 
 
-# names a `where` filter cannot take: the arguments of the methods it is passed beside
-_ARGUMENTS = frozenset(
-    name
-    for method in (
-        AsyncStats.series,
-        AsyncStats.retention,
-        AsyncStats.funnel,
-        AsyncStats.stickiness,
-    )
-    for name, p in inspect.signature(method).parameters.items()
-    if p.kind is not p.VAR_KEYWORD
-)
-
-
 def _where(given: Any) -> dict[str, Any]:
     """A target's segment filter `{"country": "NL"}`: names of segment properties, values
     text or numbers."""
@@ -248,7 +234,7 @@ def _where(given: Any) -> dict[str, Any]:
     if not isinstance(given, Mapping):
         raise GrafanaError(400, "`where` must be an object of segment filters")
     for name, value in given.items():
-        if name in _ARGUMENTS:
+        if name in SEGMENT_CLASHES:
             raise GrafanaError(400, f"`where`: {name!r} cannot be a segment filter")
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise GrafanaError(400, f"`where`: the value of {name!r} must be text or a number")
