@@ -639,7 +639,15 @@ class Model:
         self._sum_rule(event, prop, None)
         rows = self._in(event, *self.family_range("sum", start, end))
         numbers = [n for r in rows if (n := self._number(r.props.get(prop))) is not None]
-        return fsum(numbers) / len(numbers) if numbers else None
+        if not numbers:
+            return None
+        total = fsum(numbers)
+        # (the mean of numbers whose sum passes the float range: each divided first)
+        return (
+            total / len(numbers)
+            if math.isfinite(total)
+            else fsum(n / len(numbers) for n in numbers)
+        )
 
     def top(
         self, event: str, prop: str, start: Any, end: Any = None, limit: int = 10

@@ -1,6 +1,6 @@
 """Edges of the read side, found by a review on 2026-12-06 (answers compared with the reference
 model, tests/model.py, or with the truth computed by hand over the same few events). Each test
-failed before its fix; the two marked xfail are open (CHANGELOG, "Known issues")."""
+failed before its fix; the one marked xfail is open (CHANGELOG, "Known issues")."""
 
 from __future__ import annotations
 
@@ -200,7 +200,6 @@ def test_hours_gone_before_expire_was_lengthened_are_not_answered_zero(
 #    and answers 500.
 
 
-@pytest.mark.xfail(strict=True, reason="open: a range's sum can pass the float range (inf)")
 def test_average_of_large_sums_over_two_years(
     embedded_url: str, ns: str, dropped: list[bitstat.Stats]
 ) -> None:

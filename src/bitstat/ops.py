@@ -9,6 +9,7 @@ value sent back is that call's result. `Stats` answers the calls with the blocki
 from __future__ import annotations
 
 import difflib
+import math
 import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ from .query import Expr, Leaf, Program, SetProgram, count_union
 from .queued import Queueing
 from .record import DEFAULT_BATCH_TTL
 from .schema import Schema, compound, duration_text, normalise
+from .sums import Target
 from .tables import Counts, Series, Sum, Sums, Top
 from .transport import Transport, call
 
@@ -424,12 +426,23 @@ class Namespace(Queueing):
         )
 
     def averages(self, event: str, prop: str, start: Any, end: Any) -> Op[float | None]:
-        yield from self.sums(event, prop, start, end, None)  # checks that the sum is recorded
+        check_name(event)
+        if not any(r.prop == prop and r.by is None for r in self.schema.rules_for(event).sum):
+            yield from self.sums(event, prop, start, end, None)  # (its error: not recorded)
+        yield from self.require_events([event])
         labels = self.cover_labels(start, end, "sum")
         fs, fk = metric_sum_field(prop), metric_count_field(prop)
-        raw = yield call(Transport.hsum, [self.keys.metrics(event, lb) for lb in labels], [fs, fk])
-        n = raw.get(fk.encode(), 0.0)
-        return float(raw.get(fs.encode(), 0.0)) / n if n else None
+        keys = [self.keys.metrics(event, lb) for lb in labels]
+        raw = yield call(Transport.hsum, keys, [fs, fk])
+        n = float(raw.get(fk.encode(), 0.0))
+        if not n:
+            return None
+        total = float(raw.get(fs.encode(), 0.0))
+        if math.isfinite(total):
+            return total / n
+        # each bucket's total is within +-1e308, their sum may not be: each divided first
+        parts: list[float] = yield call(Transport.read_sums, [Target("hash", k, fs) for k in keys])
+        return math.fsum(p / n for p in parts)
 
     def top(self, event: str, prop: str, start: Any, end: Any, limit: int) -> Op[Top]:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

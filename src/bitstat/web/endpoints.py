@@ -9,6 +9,7 @@ value is a list, in the order the parts were named).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -157,6 +158,12 @@ async def counts(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
 async def sums(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     time_range(st.schema, a["start"], a["end"])
     answer = await st.sums(a["event"], a["prop"], a["start"], a["end"], by=a["by"])
+    # (each bucket's total is kept within +-1e308, a range's may pass the float range: the
+    # library answers inf, which JSON cannot carry)
+    if not all(map(math.isfinite, answer.values() if isinstance(answer, dict) else [answer])):
+        raise BadParameter(
+            "end", "the sum over this range passes the float range (+-1.8e308): ask a shorter one"
+        )
     if isinstance(answer, dict):
         return {"sums": ranked(answer, "sum")}
     return {"sum": answer}
