@@ -97,7 +97,11 @@ class Wrapped:
         self.gate.set()
 
     def track_many(
-        self, events: Any, batch_id: str | None = None, deadline: float | None = None
+        self,
+        events: Any,
+        batch_id: str | None = None,
+        deadline: float | None = None,
+        now: float | None = None,
     ) -> bitstat.TrackResult:
         self.calls.append((list(events), batch_id))
         self.entered.set()
@@ -336,7 +340,11 @@ class FirstHangs(Wrapped):
     """A Stats whose first `track_many` waits for `gate`; the others go through."""
 
     def track_many(
-        self, events: Any, batch_id: str | None = None, deadline: float | None = None
+        self,
+        events: Any,
+        batch_id: str | None = None,
+        deadline: float | None = None,
+        now: float | None = None,
     ) -> bitstat.TrackResult:
         if self.calls:
             self.calls.append((list(events), batch_id))
@@ -400,7 +408,11 @@ def test_batches_taken_at_once_by_both_senders_have_their_own_ids() -> None:
 
     class Recorder:
         def track_many(
-            self, events: Any, batch_id: str | None = None, deadline: float | None = None
+            self,
+            events: Any,
+            batch_id: str | None = None,
+            deadline: float | None = None,
+            now: float | None = None,
         ) -> bitstat.TrackResult:
             calls.append((len(events), batch_id))
             return bitstat.TrackResult(len(events), [], {})
@@ -612,7 +624,11 @@ class AsyncWrapped:
         self.gate.set()
 
     async def track_many(
-        self, events: Any, batch_id: str | None = None, deadline: float | None = None
+        self,
+        events: Any,
+        batch_id: str | None = None,
+        deadline: float | None = None,
+        now: float | None = None,
     ) -> bitstat.TrackResult:
         self.calls.append(batch_id)
         await self.gate.wait()

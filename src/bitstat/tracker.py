@@ -35,7 +35,12 @@ class Recorder(Protocol):
     """What a tracker sends its batches to: a `Stats`."""
 
     def track_many(
-        self, events: list[Event], batch_id: str | None = None, *, deadline: float | None = None
+        self,
+        events: list[Event],
+        batch_id: str | None = None,
+        *,
+        now: float | None = None,
+        deadline: float | None = None,
     ) -> TrackResult: ...
 
 
@@ -170,6 +175,8 @@ class EventQueue:
             self._overflow(record)
             return
         queue.append(record)
+        if self._closed:  # (closed between the look at the limit and the append)
+            self._left_after_close()
         if len(queue) >= self._batch_size and not self._woken:
             self._woken = True
             self._wake()
@@ -189,6 +196,10 @@ class EventQueue:
     def _room_for(self, record: Event) -> bool:
         """Whether a full queue took `record` after all (a blocking tracker waits for room)."""
         return False
+
+    def _left_after_close(self) -> None:
+        """Events queued once no sender is left (a `track()` that raced `close()`): counted
+        dropped, not left in the queue for good. The asyncio tracker's sender takes them."""
 
     def _overflow(self, record: Event) -> None:
         if not self._closed and self._room_for(record):
@@ -374,10 +385,12 @@ class Tracker(EventQueue):
 
     def _send(self, batch: list[Event], batch_id: str) -> None:
         attempt = 0
+        now = time.time()  # (every try judges the events by the same clock: a retry answered
+        # from the batch's marker lists what the recorded try rejected for their time)
         while True:
             try:
                 # one try a send: the retries are the tracker's own (max_retries, backoff)
-                result = self._stats.track_many(batch, batch_id=batch_id, deadline=0)
+                result = self._stats.track_many(batch, batch_id=batch_id, now=now, deadline=0)
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt, batch, batch_id)
                 if delay is None:
@@ -420,7 +433,19 @@ class Tracker(EventQueue):
         until = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
             thread.join(None if until is None else max(0.0, until - time.monotonic()))
+        self._left_after_close()
         return self._closed_report(timeout)
+
+    def _left_after_close(self) -> None:
+        if self._sending():  # (a sender still runs: it takes them)
+            return
+        with self._lock:
+            left = len(self._queue)
+            self._queue.clear()
+            self._dropped += left
+            if left:
+                why = "the tracker is closed"
+                self._unwarned[why] = self._unwarned.get(why, 0) + left
 
     def _sending(self) -> bool:
         """Whether a sender thread still runs."""

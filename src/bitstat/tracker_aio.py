@@ -6,6 +6,7 @@ The queue and its policy are `tracker.EventQueue`'s; only waiting and sending ar
 from __future__ import annotations
 
 import asyncio
+import time
 import contextlib
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -18,7 +19,12 @@ class AsyncRecorder(Protocol):
     """What an asyncio tracker sends its batches to: an `AsyncStats`."""
 
     def track_many(
-        self, events: list[Event], batch_id: str | None = None, *, deadline: float | None = None
+        self,
+        events: list[Event],
+        batch_id: str | None = None,
+        *,
+        now: float | None = None,
+        deadline: float | None = None,
     ) -> Awaitable[TrackResult]: ...
 
 
@@ -77,10 +83,11 @@ class AsyncTracker(EventQueue):
     async def _send(self, batch: list[Event], batch_id: str) -> None:
         self._current = (batch, batch_id)
         attempt = 0
+        now = time.time()  # (every try judges the events by the same clock, as Tracker's)
         while True:
             try:
                 # one try a send: the retries are the tracker's own (max_retries, backoff)
-                result = await self._stats.track_many(batch, batch_id=batch_id, deadline=0)
+                result = await self._stats.track_many(batch, batch_id=batch_id, now=now, deadline=0)
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt, batch, batch_id)
                 if delay is None:
