@@ -6,8 +6,8 @@ The queue and its policy are `tracker.EventQueue`'s; only waiting and sending ar
 from __future__ import annotations
 
 import asyncio
-import time
 import contextlib
+import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
