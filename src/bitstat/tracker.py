@@ -201,6 +201,16 @@ class EventQueue:
         """Events queued once no sender is left (a `track()` that raced `close()`): counted
         dropped, not left in the queue for good. The asyncio tracker's sender takes them."""
 
+    def _drop_queue(self) -> None:
+        """Count what is left in the queue of a closed tracker as dropped, and empty it."""
+        with self._lock:
+            left = len(self._queue)
+            self._queue.clear()
+            self._dropped += left
+            if left:
+                why = "the tracker is closed"
+                self._unwarned[why] = self._unwarned.get(why, 0) + left
+
     def _overflow(self, record: Event) -> None:
         if not self._closed and self._room_for(record):
             return
@@ -437,15 +447,8 @@ class Tracker(EventQueue):
         return self._closed_report(timeout)
 
     def _left_after_close(self) -> None:
-        if self._sending():  # (a sender still runs: it takes them)
-            return
-        with self._lock:
-            left = len(self._queue)
-            self._queue.clear()
-            self._dropped += left
-            if left:
-                why = "the tracker is closed"
-                self._unwarned[why] = self._unwarned.get(why, 0) + left
+        if not self._sending():  # (a sender still runs: it takes them)
+            self._drop_queue()
 
     def _sending(self) -> bool:
         """Whether a sender thread still runs."""

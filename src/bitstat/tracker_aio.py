@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+from .errors import BatchError
 from .record import TrackResult
 from .tracker import Event, EventQueue
 
@@ -47,6 +48,7 @@ class AsyncTracker(EventQueue):
         self._wake = self._wakeup.set
         self._progress = asyncio.Condition()
         self._current: tuple[list[Event], str] | None = None  # the batch being sent
+        self._tries = 0  # sends of the current batch so far
         self._task = asyncio.get_running_loop().create_task(self._run(), name="bitstat-tracker")
 
     async def _run(self) -> None:
@@ -63,28 +65,46 @@ class AsyncTracker(EventQueue):
                 if stopping:
                     return
         except asyncio.CancelledError:
-            if not self._stopping:  # the loop is ending, not close() giving up: send the rest
-                self._task.uncancel()  # so that the timeout below can tell its own expiry
-                self._closing()
-                try:
-                    async with asyncio.timeout(self._exit_timeout):
-                        if self._current is not None:  # cut short: sent again under its id
-                            await self._send(*self._current)
-                        while (taken := self._take())[0]:
-                            await self._send(*taken)
-                except TimeoutError:
-                    pass
-                self._closed_report(self._exit_timeout)
+            # the loop is ending (asyncio.run cancels every task): send the rest, for a while
+            self._task.uncancel()  # so that the timeout below can tell its own expiry
+            self._closing()
+            try:
+                async with asyncio.timeout(self._exit_timeout):
+                    if self._current is not None:  # cut short: sent again under its id
+                        await self._send(*self._current)
+                    while (taken := self._take())[0]:
+                        await self._send(*taken)
+            except TimeoutError:
+                self._abandon()
+            self._closed_report(self._exit_timeout)
             raise
         finally:
             async with self._progress:
                 self._progress.notify_all()
+
+    def _abandon(self) -> None:
+        """Account for what the loop's end left unsent: the batch cut short is failed (it may
+        be recorded: its id says how to send it again once) and the queue dropped."""
+        if self._current is not None:
+            batch, batch_id = self._current
+            self._current = None
+            error = BatchError(
+                f"the event loop ended while batch {batch_id} of {len(batch)} event(s) was"
+                " being sent; send the same events with this batch_id to record them once",
+                batch_id=batch_id,
+                may_have_landed=True,
+                attempts=self._tries,
+            )
+            self._report(error, batch)
+            self._finish(batch_id, len(batch), failed=len(batch))
+        self._drop_queue()
 
     async def _send(self, batch: list[Event], batch_id: str) -> None:
         self._current = (batch, batch_id)
         attempt = 0
         now = time.time()  # (every try judges the events by the same clock, as Tracker's)
         while True:
+            self._tries = attempt + 1
             try:
                 # one try a send: the retries are the tracker's own (max_retries, backoff)
                 result = await self._stats.track_many(batch, batch_id=batch_id, now=now, deadline=0)
@@ -116,13 +136,13 @@ class AsyncTracker(EventQueue):
         return self._done_before(target)
 
     async def close(self, timeout: float | None = None) -> bool:
-        """Stop taking events, send the queue and end the task; True when all was sent."""
+        """Stop taking events, send the queue and end the task; True when all was sent within
+        `timeout` seconds. When it gives up, the task goes on sending in the background (as
+        `Tracker.close` leaves its threads), until the queue is sent or the loop ends."""
         self._closing()
         if not self._task.done():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except TimeoutError:
-                self._task.cancel()
         return self._closed_report(timeout)
 
     async def __aenter__(self) -> AsyncTracker:
