@@ -188,3 +188,45 @@ def test_the_namespace_from_a_header(client: TestClient, embedded_url: str) -> N
     finally:
         other.drop()
         other.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "total:visit",
+        "counts:visit:country",
+        "top:purchase:item",
+        "sums:purchase:amount",
+        "lifecycle:visit",
+    ],
+)
+def test_a_segment_where_none_can_apply_is_a_400(client: TestClient, target: str) -> None:
+    """The library takes no segment filter for event totals, property tallies or lifecycles: a
+    `where` there is refused, not answered as if it were not given."""
+    body = {"range": NOV, "targets": [{"target": target, "payload": {"where": {"country": "NL"}}}]}
+    answer = client.post("/grafana/query", json=body)
+    assert answer.status_code == 400, answer.text
+    kind = target.partition(":")[0]
+    assert answer.json()["message"] == (
+        f"{target!r}: a `where` segment filter applies to"
+        f" unique, stickiness, funnel and retention targets only, not to {kind}"
+    )
+
+
+def test_a_segment_filters_every_kind_that_counts_actors(
+    client: TestClient, shop: bitstat.Stats
+) -> None:
+    nl = {"where": {"country": "NL"}}
+    sticky, funnel, retention = query(
+        client,
+        {"target": "stickiness:visit", "payload": nl},
+        {"target": "funnel:visit,purchase", "payload": nl},
+        {"target": "retention:signup:purchase", "payload": {**nl, "periods": 4}},
+    )
+    assert dict(map(tuple, sticky["rows"])) == shop.stickiness("visit", *NOV_LOCAL, country="NL")
+    steps = shop.funnel(["visit", "purchase"], *NOV_LOCAL, country="NL")
+    assert [row[:2] for row in funnel["rows"]] == [list(s) for s in steps]
+    table = shop.retention("signup", "purchase", NOV["from"], 4, country="NL")
+    assert retention["rows"] == [[r.cohort, r.size, *r.counts] for r in table.rows]
+    unfiltered = shop.retention("signup", "purchase", NOV["from"], 4)
+    assert [r.size for r in table.rows] != [r.size for r in unfiltered.rows]

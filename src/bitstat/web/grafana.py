@@ -13,7 +13,8 @@ A target is `kind:event`, or `kind:event:property` for a property's values: `uni
 `stickiness:login`, `lifecycle:login`; `funnel:visit,signup,purchase` and
 `retention:signup:purchase` (first event, return event). A target's `payload` (or `data`) may
 set `namespace`, `by` (the series bucket: hour, day, week, month, year), `where`
-(`{"country": "NL"}`), `limit`, `within`, `period`, `periods`, `kind`, `steps`, `event`, `prop`.
+(`{"country": "NL"}`: unique, stickiness, funnel and retention targets only), `limit`, `within`,
+`period`, `periods`, `kind`, `steps`, `event`, `prop`.
 The namespace is also taken from the `X-Bitstat-Namespace` header or `?namespace=`.
 """
 
@@ -43,6 +44,9 @@ PREFIX = "/grafana"
 MAX_POINTS = E.MAX_SERIES_POINTS
 MAX_BODY = 1024 * 1024  # a request of the plugins is a few KB
 KINDS = ("unique", "total", "counts", "sums", "top", "stickiness", "lifecycle")
+# the kinds a segment filter narrows, as in the library (which keeps no segment of event totals
+# or property tallies, and takes none for a lifecycle)
+SEGMENTED = ("unique", "stickiness", "funnel", "retention")
 _SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400, "year": 365 * 86400}
 Stats = Callable[[str | None], Awaitable[AsyncStats]]
 
@@ -151,9 +155,15 @@ async def answer(
     if not isinstance(payload, Mapping):
         raise GrafanaError(400, f"{name!r}: the payload must be a JSON object")
     q = parse_target(name, payload)
-    where = _where(payload.get("where"))
-    series = target.get("type", "timeserie") != "table"
     kind = q["kind"]
+    where = _where(payload.get("where"))
+    if where and kind not in SEGMENTED:
+        raise GrafanaError(
+            400,
+            f"{name!r}: a `where` segment filter applies to"
+            f" {', '.join(SEGMENTED[:-1])} and {SEGMENTED[-1]} targets only, not to {kind}",
+        )
+    series = target.get("type", "timeserie") != "table"
     wall_lo, wall_hi = (P.parse_time(t, stats.schema.tz) for t in (lo, hi))
     _check_size(q, payload, wall_hi - wall_lo)
     if kind in ("unique", "total"):
