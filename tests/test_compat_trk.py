@@ -381,6 +381,17 @@ def test_filters_accept_allow_ignore_and_jobs(trk_for: Callable[..., tuple[Trk, 
         trk.query(NOW, ignore_jobs=["nope"])
 
 
+def test_an_empty_filter_is_no_filter(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    """trk's `opt.accept ?= (opt.allow ? [])` keeps a "" (it is not null), then skips it: its
+    `if opt.accept.length` is 0. So "" filters nothing, and an `allow` behind it is not read."""
+    trk, _ = trk_for(map={"add": ["event"], "bmp": ["user"]}, tz="UTC")
+    trk.record({"event": "e", "user": "u"}, now=NOW)
+    everything = trk.query(NOW)
+    assert len(everything.days[DAY]["result"]) == 2
+    for opt in ({"accept": ""}, {"allow": ""}, {"ignore": ""}, {"accept": "", "allow": "add:*"}):
+        assert trk.query(NOW, **opt) == everything, opt
+
+
 def test_find_forms_and_errors(trk_for: Callable[..., tuple[Trk, str]]) -> None:
     trk, _ = trk_for(map={"add": ["country~event"], "addv": [{"key": "c", "value": "n"}]}, tz="UTC")
     trk.record({"event": "e", "country": "US", "c": "x", "n": 2}, now=DAY_START + 10)

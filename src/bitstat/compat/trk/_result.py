@@ -34,7 +34,9 @@ def parse_location(prefix: str, location: str) -> tuple[str, str] | None:
 
 
 def patterns(value: str | Iterable[str] | None) -> list[str]:
-    if value is None:
+    """The globs of an `accept`, `allow` or `ignore` option; "" is none (trk skipped a filter
+    whose length is 0, and a text's length is its own)."""
+    if value is None or value == "":
         return []
     return [value] if isinstance(value, str) else list(value)
 
