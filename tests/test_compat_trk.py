@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -621,6 +622,25 @@ def test_javascript_value_semantics() -> None:
         0, 7, 16, -math.inf, 1.5, 7,
     ]  # fmt: skip
     assert math.isnan(js.plus("1_0")) and math.isnan(js.plus("-0x10"))
+
+
+def test_numpy_values_are_the_numbers_they_hold(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    """A pandas row gives numpy scalars: np.int64(0) and np.False_ are falsy, as 0 and false."""
+    falsy = (np.int64(0), np.bool_(False), np.float32(0), np.float64(math.nan), np.uint8(0))
+    assert [js.truthy(v) for v in falsy] == [False] * len(falsy)
+    assert all(js.truthy(v) for v in (np.int64(-1), np.bool_(True), np.float32(0.5)))
+    assert [js.text(v) for v in (np.int64(7), np.bool_(True), np.float32(0.5))] == [
+        "7",
+        "true",
+        "0.5",
+    ]
+    assert not js.is_nan(np.int32(3)) and not js.is_nan(np.bool_(True))
+    trk, _ = trk_for(map={"add": ["event", "n"], "addv": ["n"]}, tz="UTC")
+    trk.record({"event": "e", "n": np.int64(0)}, now=NOW)
+    trk.record({"event": "e", "n": np.int64(5)}, now=NOW)
+    result = trk.query(NOW)
+    assert result.find(f"add/n/{DAY}") == {"5": "1"}
+    assert result.find(f"addv/n:i/{DAY}") == {"sum": "5", "count": "1"}
 
 
 # (pattern, text, minimatch(text, pattern)) as minimatch 3.1.5 (node 20) answered, the version

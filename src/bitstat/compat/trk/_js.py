@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -23,8 +25,15 @@ class ObjectValue(TypeError):
     """A value that is a mapping (a JavaScript object): trk wrote it as "[object Object]"."""
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar (a pandas cell, say) as the Python value it holds: np.int64 is not an int,
+    nor np.bool_ a bool. Anything else as it is."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def truthy(value: Any) -> bool:
     """JavaScript truthiness: 0, NaN, "", null and false are false; [] and {} are true."""
+    value = plain(value)
     if value is None or isinstance(value, bool):
         return bool(value)
     if isinstance(value, int | float):
@@ -64,6 +73,7 @@ def number_text(value: float) -> str:
 def text(value: Any) -> str:
     """`String(value)` as trk's writes saw it. Mappings raise ObjectValue (JavaScript would say
     "[object Object]" for every one of them alike)."""
+    value = plain(value)
     if isinstance(value, str):
         return value
     if value is None:
@@ -83,6 +93,7 @@ def text(value: Any) -> str:
 
 def is_nan(value: Any) -> bool:
     """JavaScript's global `isNaN(value)`: whether `Number(value)` is NaN."""
+    value = plain(value)
     if value is None or isinstance(value, bool):
         return False
     if isinstance(value, int):
