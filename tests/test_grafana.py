@@ -3,6 +3,7 @@ server: every answer is the Python API's answer, in Grafana's shapes."""
 
 from __future__ import annotations
 
+import json
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -230,3 +231,47 @@ def test_a_segment_filters_every_kind_that_counts_actors(
     assert retention["rows"] == [[r.cohort, r.size, *r.counts] for r in table.rows]
     unfiltered = shop.retention("signup", "purchase", NOV["from"], 4)
     assert [r.size for r in table.rows] != [r.size for r in unfiltered.rows]
+
+
+@pytest.fixture
+def other(embedded_url: str) -> Iterator[bitstat.Stats]:
+    """A second namespace (UTC), with one event the shop has not."""
+    st = bitstat.connect(embedded_url, namespace=f"gf3-{uuid.uuid4().hex[:8]}")
+    st.track_many([{"event": "ping", "user": u, "time": "2025-11-03T10:00:00"} for u in (1, 2)])
+    yield st
+    st.drop()
+    st.close()
+
+
+def test_each_target_asks_its_own_namespace(
+    client: TestClient, shop: bitstat.Stats, other: bitstat.Stats
+) -> None:
+    """A panel may mix namespaces: a target's payload names its own, the others keep the data
+    source's, whichever comes first."""
+    month = {"by": "month"}
+    ping = {"target": "unique:ping", "payload": {**month, "namespace": other.namespace}}
+    visit = {"target": "unique:visit", "payload": month}
+    # (a UTC namespace: the range reaches back into October 31st)
+    expected_ping = [v for _, v in other.series("ping", NOV["from"], NOV["to"], by="month")]
+    expected_visit = [shop.unique("visit", *NOV_LOCAL)]
+    for targets in ((ping, visit), (visit, ping)):
+        answers = {a["target"]: [v for v, _ in a["datapoints"]] for a in query(client, *targets)}
+        assert answers == {"unique:ping": expected_ping, "unique:visit": expected_visit}
+
+
+def test_a_namespace_in_a_text_payload(
+    client: TestClient, shop: bitstat.Stats, other: bitstat.Stats
+) -> None:
+    """The JSON API plugin sends the payload as text: its namespace counts all the same."""
+    payload = json.dumps({"by": "month", "namespace": other.namespace})
+    (series,) = query(client, {"target": "unique:ping", "payload": payload})
+    expected = other.series("ping", NOV["from"], NOV["to"], by="month")
+    assert [v for v, _ in series["datapoints"]] == [v for _, v in expected]
+    listed = client.post("/grafana/metrics", json={"metric": "", "payload": payload}).json()
+    assert [m["value"] for m in listed] == [
+        f"{k}:ping" for k in ("unique", "total", "stickiness", "lifecycle")
+    ]
+    bad = {"range": NOV, "targets": [{"target": "unique:ping", "payload": {"namespace": 7}}]}
+    answer = client.post("/grafana/query", json=bad)
+    assert answer.status_code == 400
+    assert answer.json()["message"] == "'unique:ping': the payload's `namespace` must be text"

@@ -15,7 +15,8 @@ A target is `kind:event`, or `kind:event:property` for a property's values: `uni
 set `namespace`, `by` (the series bucket: hour, day, week, month, year), `where`
 (`{"country": "NL"}`: unique, stickiness, funnel and retention targets only), `limit`, `within`,
 `period`, `periods`, `kind`, `steps`, `event`, `prop`.
-The namespace is also taken from the `X-Bitstat-Namespace` header or `?namespace=`.
+A target without a `namespace` (and /search, /metrics without one in their body's `payload`)
+takes the `X-Bitstat-Namespace` header's or `?namespace=`.
 """
 
 from __future__ import annotations
@@ -142,18 +143,42 @@ def table(answer: Tabular, stats: AsyncStats) -> dict[str, Any]:
     }
 
 
-async def answer(
-    stats: AsyncStats, target: Mapping[str, Any], lo: str, hi: str, interval_ms: Any
-) -> list[dict[str, Any]]:
-    """The answers to one target of a /query request (a lifecycle time series is four)."""
+def target_name(target: Mapping[str, Any]) -> str:
     name = target.get("target")
     if not isinstance(name, str) or not name:
         raise GrafanaError(400, "each target needs a `target` string")
-    payload = target.get("payload") or target.get("data") or {}
+    return name
+
+
+def payload_of(asked: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    """The `payload` (or `data`) of a target or of a /metrics body, read when it is text."""
+    payload = asked.get("payload") or asked.get("data") or {}
     if isinstance(payload, str):  # the JSON API plugin sends the payload as text
-        payload = _loads(payload, f"{name!r}: the payload") if payload.strip() else {}
+        payload = _loads(payload, f"{what}: the payload") if payload.strip() else {}
     if not isinstance(payload, Mapping):
-        raise GrafanaError(400, f"{name!r}: the payload must be a JSON object")
+        raise GrafanaError(400, f"{what}: the payload must be a JSON object")
+    return payload
+
+
+def namespace_of(payload: Mapping[str, Any], what: str, default: str | None) -> str | None:
+    """The payload's `namespace`, else `default` (the request's)."""
+    given = payload.get("namespace")
+    if given is not None and not isinstance(given, str):
+        raise GrafanaError(400, f"{what}: the payload's `namespace` must be text")
+    return given or default
+
+
+async def answer(
+    stats: AsyncStats,
+    target: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    lo: str,
+    hi: str,
+    interval_ms: Any,
+) -> list[dict[str, Any]]:
+    """The answers to one target of a /query request (a lifecycle time series is four), its
+    payload read by `payload_of`."""
+    name = target_name(target)
     q = parse_target(name, payload)
     kind = q["kind"]
     where = _where(payload.get("where"))
@@ -287,11 +312,8 @@ def _check_size(q: Mapping[str, Any], payload: Mapping[str, Any], span: timedelt
             )
 
 
-def _namespace(request: Request, body: Mapping[str, Any]) -> str | None:
-    for target in body.get("targets") or ():
-        payload = target.get("payload") if isinstance(target, Mapping) else None
-        if isinstance(payload, Mapping) and isinstance(payload.get("namespace"), str):
-            return str(payload["namespace"])
+def _namespace(request: Request) -> str | None:
+    """The namespace of the request: its header or `?namespace=` (None: the server's)."""
     given = request.headers.get("x-bitstat-namespace") or request.query_params.get("namespace")
     return given or None
 
@@ -318,6 +340,9 @@ def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
     """The data source's routes; `stats_of(namespace)` opens a namespace; `token`: the read
     token (None: open)."""
 
+    async def stats_for(request: Request, payload: Mapping[str, Any], what: str) -> AsyncStats:
+        return await stats_of(namespace_of(payload, what, _namespace(request)))
+
     async def guarded(request: Request, work: Callable[[], Awaitable[Any]]) -> Response:
         try:
             _check_token(request, token)
@@ -333,7 +358,7 @@ def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
 
     async def test(request: Request) -> Response:
         async def work() -> dict[str, Any]:
-            stats = await stats_of(_namespace(request, {}))
+            stats = await stats_of(_namespace(request))
             return {"status": "ok", "namespace": stats.namespace}
 
         return await guarded(request, work)
@@ -341,7 +366,7 @@ def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
     async def search(request: Request) -> Response:
         async def work() -> list[str]:
             body = await _body(request)
-            stats = await stats_of(_namespace(request, body))
+            stats = await stats_for(request, payload_of(body, "the body"), "the body")
             found = targets(stats, await stats.events())
             wanted = body.get("target") or body.get("metric") or ""
             return [t for t in found if str(wanted).lower() in t.lower()]
@@ -351,7 +376,7 @@ def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
     async def metrics(request: Request) -> Response:
         async def work() -> list[dict[str, str]]:
             body = await _body(request)
-            stats = await stats_of(_namespace(request, body))
+            stats = await stats_for(request, payload_of(body, "the body"), "the body")
             return [{"label": t, "value": t} for t in targets(stats, await stats.events())]
 
         return await guarded(request, work)
@@ -366,12 +391,14 @@ def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
             targets = body.get("targets") or []
             if not isinstance(targets, list):
                 raise GrafanaError(400, "`targets` must be a list")
-            stats = await stats_of(_namespace(request, body))
             out: list[dict[str, Any]] = []
             for target in targets:
                 if not isinstance(target, Mapping) or target.get("hide"):
                     continue
-                out += await answer(stats, target, lo, hi, body.get("intervalMs"))
+                what = repr(target_name(target))
+                payload = payload_of(target, what)
+                stats = await stats_for(request, payload, what)
+                out += await answer(stats, target, payload, lo, hi, body.get("intervalMs"))
             return out
 
         return await guarded(request, work)
