@@ -425,6 +425,18 @@ def test_times_and_days_as_texts_as_trk_took_them(
             trk.query_days(days, now=NOW)  # type: ignore[arg-type]
 
 
+def test_numpy_numbers_are_times_and_day_counts(trk_for: Callable[..., tuple[Trk, str]]) -> None:
+    trk, _ = trk_for(map={"add": ["event"]}, tz="UTC")
+    trk.record({"event": "e"}, now=np.int64(DAY_START + 5))
+    assert trk.query(np.int64(DAY_START), np.float32(DAY_START + 60)) == trk.query(DAY_START)
+    assert trk.query_days(np.int64(2), now=np.uint32(DAY_START)) == trk.query_days(2, now=NOW)
+    for bad in (True, np.bool_(True)):
+        with pytest.raises(QueryError):
+            trk.query(bad)
+        with pytest.raises(QueryError):
+            trk.query_days(bad, now=NOW)
+
+
 def test_query_days(trk_for: Callable[..., tuple[Trk, str]]) -> None:
     trk, _ = trk_for(map={"add": ["event"]}, tz="UTC")
     trk.record({"event": "e"}, now=NOW)

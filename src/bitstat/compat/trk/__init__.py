@@ -13,6 +13,7 @@ are trk's (see `_digest`). What differs from trk, and why, is listed in docs/trk
 from __future__ import annotations
 
 import hashlib
+import numbers
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,14 +81,15 @@ class Zone:
             raise QueryError(f"a time is unix seconds or a datetime, got {when!r}")
         if isinstance(when, str):  # trk's `min * 1000` took a text as JavaScript's Number()
             when = plus(when)
-        if isinstance(when, int | float):
+        if isinstance(when, numbers.Real):  # numpy's too: np.int64 is no int
             try:
-                datetime.fromtimestamp(when, UTC)
+                seconds = float(when)
+                datetime.fromtimestamp(seconds, UTC)
             except (ValueError, OverflowError, OSError):
                 raise QueryError(
                     f"a time is unix seconds within years 1-9999, got {when!r}"
                 ) from None
-            return float(when)
+            return seconds
         if isinstance(when, datetime):
             if when.tzinfo is None and self.tz is not None:
                 when = when.replace(tzinfo=self.tz)
@@ -278,8 +280,9 @@ class Trk:
         """trk's `query_days(n)`: the last `n` local days, today included (a negative `n` is
         the same as `-n`; 0 is no day at all). Takes `query`'s options."""
         days = plus(n) if isinstance(n, str) else n  # a text as trk's JavaScript took it
-        if isinstance(days, bool) or not isinstance(days, int):
+        if isinstance(days, bool) or not isinstance(days, numbers.Integral):
             raise QueryError(f"query_days takes a whole number of days, got {n!r}")
+        days = int(days)  # timedelta takes no numpy integer
         today = self.zone.date_of(self.zone.seconds(now))
         if days == 0:
             return self.query(today + timedelta(days=1), today, **opt)
