@@ -31,10 +31,12 @@ from hypothesis import strategies as st
 
 import bitstat
 import servers
+from bitstat.compat.trk import _SHA as RECORD_SHA
 from bitstat.compat.trk import LayoutError, Trk
 from bitstat.compat.trk import _js as js
 from bitstat.compat.trk._result import glob_match
 from bitstat.errors import InvalidEvent, QueryError, SchemaError, ServerError
+from proxy import Proxy
 
 CASES_FILE = Path(
     os.environ.get("BITSTAT_TRK_CASES", Path(__file__).parents[2] / "shared/data/trk/cases.json")
@@ -579,6 +581,37 @@ def test_a_cluster_needs_a_hash_tag_in_the_prefix(cluster_url: str) -> None:
     with pytest.raises(LayoutError):
         trk.query(NOW)
     trk.close()
+
+
+def test_a_lost_reply_on_a_cluster_is_not_written_again(
+    cluster: servers.Cluster, namespace: str
+) -> None:
+    """redis-py's cluster client runs a command again after a connection error (3 more times by
+    default): a record whose write landed but whose reply was lost was applied twice. Here the
+    loss is raised, as on a single server, and the write counts once."""
+    proxies = [Proxy("127.0.0.1", port) for port in cluster.ports]
+    via_proxy = {("127.0.0.1", p.target[1]): ("127.0.0.1", p.port) for p in proxies}
+    client = redis.RedisCluster(
+        host="127.0.0.1", port=proxies[0].port, address_remap=lambda a: via_proxy.get(a, a)
+    )
+    prefix = f"{{{namespace}}}:lost"
+    trk = Trk(client=client, key=prefix, map={"add": ["event"]}, tz="UTC")
+    try:
+        trk.record({"event": "e"}, now=NOW)  # (loads the script: the write below goes by SHA)
+        for p in proxies:
+            p.cut_replies(1, RECORD_SHA.encode())
+        try:
+            trk.record({"event": "e"}, now=NOW)
+            outcome = "answered"
+        except bitstat.errors.ConnectionError:
+            outcome = "raised"
+        assert sum(p.cut for p in proxies) == 1
+        assert (outcome, trk.query(NOW).find(f"add/event/{DAY}")) == ("raised", {"e": "2"})
+    finally:
+        delete(client, prefix)
+        client.close()
+        for p in proxies:
+            p.close()
 
 
 def test_a_field_with_two_colons_is_read(trk_for: Callable[..., tuple[Trk, str]]) -> None:

@@ -133,6 +133,7 @@ class Trk:
         self._client = client
         self._owned = client is None
         self._checked = False
+        self._cluster = False
 
     @property
     def client(self) -> Any:
@@ -141,8 +142,8 @@ class Trk:
             url = resolve_url(self._url, self._data_dir, "everysec")
             self._client = client_from_url(url, self._timeout)[0]
         if not self._checked:
-            cluster = hasattr(self._client, "get_nodes")
-            if cluster and not has_hash_tag(self.key):
+            self._cluster = hasattr(self._client, "get_nodes")
+            if self._cluster and not has_hash_tag(self.key):
                 raise LayoutError(
                     f"trk's keys of one day span slots of a Redis Cluster unless the prefix "
                     f"carries a hash tag: use key='{{{self.key}}}' (prefix {self.key!r} has none)"
@@ -210,9 +211,17 @@ class Trk:
         keys, args = batch.call()
         with wrapped_errors("trk record"):
             try:
-                self.client.evalsha(_SHA, len(keys), *keys, *args)
+                self._call_once("EVALSHA", _SHA, keys, args)
             except rex.NoScriptError:
-                self.client.eval(_SCRIPT, len(keys), *keys, *args)
+                self._call_once("EVAL", _SCRIPT, keys, args)
+
+    def _call_once(self, command: str, script: str, keys: list[str], args: list[Any]) -> None:
+        """Run record.lua once. A write whose reply was lost may have landed, so it must not be
+        sent again: redis-py's cluster client resends a command after a connection error
+        unless it is told the node to run it on (redirects are still followed)."""
+        client = self.client
+        on = {"target_nodes": client.get_node_from_key(keys[0])} if self._cluster else {}
+        client.execute_command(command, script, len(keys), *keys, *args, **on)
 
     # querying
     def query(
