@@ -10,6 +10,7 @@ Times are explicit everywhere; nothing depends on the wall clock.
 from __future__ import annotations
 
 import itertools
+import subprocess
 import sys
 import time
 import uuid
@@ -512,6 +513,22 @@ def test_setup_redis_url_refuses_a_cluster(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ValueError, match="single server"):
         dropin.setup_redis_url("cluster", "redis+cluster://127.0.0.1:1")
     assert "cluster" not in dropin.SYSTEMS
+
+
+IMPORTED_SYSTEMS = """
+import bitstat.compat.bitmapist as lib
+default = lib.SYSTEMS["default"]
+kw = default.connection_pool.connection_kwargs
+print(sorted(lib.SYSTEMS), kw["host"], kw["port"], default.connection_pool._created_connections)
+"""
+
+
+def test_systems_hold_default_after_import_and_nothing_connects() -> None:
+    """bitmapist's SYSTEMS has "default" (localhost:6379) from import on; code reads it."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED_SYSTEMS], capture_output=True, text=True, check=False
+    )
+    assert (done.stderr, done.stdout) == ("", "['default'] localhost 6379 0\n")
 
 
 def test_install_resolves_import_bitmapist(monkeypatch: pytest.MonkeyPatch) -> None:

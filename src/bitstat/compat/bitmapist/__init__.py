@@ -10,11 +10,11 @@ What differs from bitmapist, without changing any answer:
   call, not in their constructors; their result keys get a TTL instead of living forever;
 - `YearEvents` membership reads the 12 month bits instead of ORing the months;
 - iteration reads a bitmap in chunks instead of one GET of the whole key;
-- cleanup uses SCAN, never KEYS; no Redis client is created at import time;
+- cleanup uses SCAN, never KEYS; importing opens no connection;
 - the cohort table is computed with one Lua call per row, all rows in one round trip.
 
-bitmapist's module-level settings are kept: `SYSTEMS` (filled by `setup_redis`),
-`TRACK_HOURLY` and `TRACK_UNIQUE`.
+bitmapist's module-level settings are kept: `SYSTEMS` ("default", localhost:6379, and the
+systems of `setup_redis`), `TRACK_HOURLY` and `TRACK_UNIQUE`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The named Redis connections ("systems") bitmapist code refers to, as in bitmapist.
 
 bitmapist keeps them in a module-level dict that users mutate through `setup_redis`; the
-drop-in keeps that contract, but creates the "default" client only when it is first asked for.
+drop-in keeps that contract, "default" included (localhost:6379, as in bitmapist): a redis-py
+client opens no connection until its first command, so importing connects to nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import redis
 
 from bitstat.store import CLUSTER_SCHEMES, client_from_url
 
-SYSTEMS: dict[str, Any] = {}
-
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 6379
+
+SYSTEMS: dict[str, Any] = {"default": redis.StrictRedis(host=DEFAULT_HOST, port=DEFAULT_PORT)}
 
 
 def setup_redis(name: str, host: str, port: int, **kw: Any) -> None:
@@ -48,12 +49,7 @@ def get_redis(system: Any = "default") -> Any:
     """The redis-py client of `system`: a name given to `setup_redis`, or a client or pipeline."""
     if isinstance(system, redis.Redis):
         return system
-    client = SYSTEMS.get(system)
-    if client is None:
-        if system != "default":
-            raise KeyError(system)
-        client = SYSTEMS["default"] = redis.StrictRedis(host=DEFAULT_HOST, port=DEFAULT_PORT)
-    return client
+    return SYSTEMS[system]
 
 
 def server_id(system: Any) -> Hashable:
