@@ -448,6 +448,41 @@ def test_year_period_math(ev: str) -> None:
     assert first.year == 2020 and first == dropin.YearEvents(ev, 2020)
 
 
+def bounds_or_error(lib: ModuleType, period: str, numbers: tuple[int, ...], ev: str) -> Any:
+    events = getattr(lib, period)(ev, *numbers, system=SYSTEM)
+    try:
+        return events.period_start(), events.period_end()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize(
+    ("period", "numbers", "dated"),
+    [
+        ("YearEvents", (9999,), True),
+        ("MonthEvents", (9999, 12), True),
+        ("DayEvents", (9999, 12, 31), True),
+        ("HourEvents", (9999, 12, 31, 23), True),
+        ("YearEvents", (1,), True),
+        ("WeekEvents", (1, 1), True),
+        ("DayEvents", (1969, 12, 31), True),
+        ("WeekEvents", (9999, 52), False),  # it ends on 10000-01-02
+        ("MonthEvents", (2021, 13), False),
+        ("DayEvents", (2021, 2, 29), False),
+        ("HourEvents", (2021, 1, 1, 24), False),
+    ],
+)
+def test_period_bounds_reach_the_ends_of_pythons_dates(
+    period: str, numbers: tuple[int, ...], dated: bool, ev: str
+) -> None:
+    """A period's bounds are bitmapist's from year 1 to 9999; a period Python cannot date
+    raises Python's error, as bitmapist does (they were refused outside 1970..9998, with a
+    message saying 1970 was a bound, which year 1 passed)."""
+    theirs = bounds_or_error(real, period, numbers, ev)
+    assert bounds_or_error(dropin, period, numbers, ev) == theirs
+    assert isinstance(theirs, tuple) == dated
+
+
 def test_mark_options(client: redis.Redis, ev: str, monkeypatch: pytest.MonkeyPatch) -> None:
     t = EDGES[6]
     pipe = client.pipeline()

@@ -10,19 +10,18 @@ Keys, as bitmapist writes them (numbers not zero-padded):
     trackist_bitop_OR_<the 12 month keys, joined by "-">   YearEvents (computed, never written)
 
 Constructors do no I/O and accept any numbers (bitmapist code passes `now.hour - 1`): dates
-are checked only by `delta`, `period_start` and `period_end`, whose bounds are the buckets of
-`bitstat.periods`.
+are checked only by `delta`, `period_start` and `period_end`, by Python's own dates (years 1 to
+9999), as in bitmapist.
 """
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Self
 
 import redis
-
-from bitstat.periods import Bucket, bucket_of
 
 from . import _engine
 from ._redis import get_redis, server_id
@@ -194,7 +193,6 @@ class GenericPeriodEvents(Bitmap):
     weeks: from its ISO calendar) and the parts of its key.
     """
 
-    _period: str
     _fields: tuple[str, ...]
     _step: timedelta  # one period, where it is a fixed length (not months or years)
     _key_prefix = ""
@@ -236,8 +234,8 @@ class GenericPeriodEvents(Bitmap):
     def _first_instant(self) -> datetime:
         raise NotImplementedError
 
-    def _bucket(self) -> Bucket:
-        return bucket_of(self._period, self._first_instant())
+    def _length(self) -> timedelta:
+        return self._step
 
     def delta(self, value: int) -> Self:
         """The same event `value` periods later (earlier when negative)."""
@@ -245,11 +243,13 @@ class GenericPeriodEvents(Bitmap):
 
     def period_start(self) -> datetime:
         """The first instant of the period, in UTC."""
-        return self._bucket().start.replace(tzinfo=UTC)
+        return self._first_instant().replace(tzinfo=UTC)
 
     def period_end(self) -> datetime:
         """The last microsecond of the period, in UTC."""
-        return (self._bucket().end - _TICK).replace(tzinfo=UTC)
+        length = self._length()
+        # the start plus (length - 1 µs): the start of the next period may not exist (year 9999)
+        return self.period_start() + (length - _TICK)
 
     def next(self) -> Self:
         return self.delta(1)
@@ -287,7 +287,6 @@ class YearEvents(Computed, GenericPeriodEvents):
     membership before that reads the 12 month bits (one round trip, no OR at all).
     """
 
-    _period = "year"
     _fields = ("year",)
     year: int
 
@@ -314,6 +313,9 @@ class YearEvents(Computed, GenericPeriodEvents):
     def _first_instant(self) -> datetime:
         return datetime(self.year, 1, 1)
 
+    def _length(self) -> timedelta:
+        return timedelta(days=366 if calendar.isleap(self.year) else 365)
+
     def delta(self, value: int) -> Self:
         return self._with(self.year + value)
 
@@ -321,7 +323,6 @@ class YearEvents(Computed, GenericPeriodEvents):
 class MonthEvents(GenericPeriodEvents):
     """The ids of an event in a month, e.g. `MonthEvents("active", 2026, 11)`."""
 
-    _period = "month"
     _fields = ("year", "month")
     year: int
     month: int
@@ -339,6 +340,9 @@ class MonthEvents(GenericPeriodEvents):
     def _first_instant(self) -> datetime:
         return datetime(self.year, self.month, 1)
 
+    def _length(self) -> timedelta:
+        return timedelta(days=calendar.monthrange(self.year, self.month)[1])
+
     def delta(self, value: int) -> Self:
         return self._with(*add_month(self.year, self.month, value))
 
@@ -346,7 +350,6 @@ class MonthEvents(GenericPeriodEvents):
 class WeekEvents(GenericPeriodEvents):
     """The ids of an event in an ISO week, e.g. `WeekEvents("active", 2026, 47)`."""
 
-    _period = "week"
     _fields = ("year", "week")
     _step = timedelta(weeks=1)
     _key_prefix = "W"
@@ -375,7 +378,6 @@ class WeekEvents(GenericPeriodEvents):
 class DayEvents(GenericPeriodEvents):
     """The ids of an event in a day, e.g. `DayEvents("active", 2026, 11, 22)`."""
 
-    _period = "day"
     _fields = ("year", "month", "day")
     _step = timedelta(days=1)
     year: int
@@ -400,7 +402,6 @@ class DayEvents(GenericPeriodEvents):
 class HourEvents(GenericPeriodEvents):
     """The ids of an event in an hour (UTC), e.g. `HourEvents("active", 2026, 11, 22, 13)`."""
 
-    _period = "hour"
     _fields = ("year", "month", "day", "hour")
     _step = timedelta(hours=1)
     year: int
