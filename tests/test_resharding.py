@@ -109,6 +109,11 @@ def namespace_layout(ns: str) -> tuple[list[list[tuple[int, int]]], list[int]]:
 @pytest.fixture
 def laid_out(tmp_path: Path) -> Iterator[tuple[Cluster, Nodes, str, list[int]]]:
     """(cluster, its nodes, namespace, the namespace's slots), laid out as namespace_layout."""
+    yield from cluster_laid_out(tmp_path)
+
+
+def cluster_laid_out(tmp_path: Path) -> Iterator[tuple[Cluster, Nodes, str, list[int]]]:
+    """The `laid_out` fixture's cluster, for other modules' fixtures."""
     ns = f"t-{uuid.uuid4().hex[:8]}"
     layout, slots = namespace_layout(ns)
     cluster = Cluster(tmp_path / "cluster", slots=layout)

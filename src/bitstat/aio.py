@@ -21,12 +21,20 @@ import redis.exceptions as rex
 
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Driver, Emit
-from .clusters import AsyncCluster
+from .clusters import AsyncCluster, every_master_async
 from .ops import check_name
 from .query import Expr
 from .signatures import takes_arguments_of
 from .stats import ConnectArguments, Opened, Stats
-from .store import Driving, cluster_address, durability, replies_of, timeouts, wrapped_errors
+from .store import (
+    SCAN_COUNT,
+    Driving,
+    cluster_address,
+    durability,
+    replies_of,
+    timeouts,
+    wrapped_errors,
+)
 from .tracker_aio import AsyncTracker
 from .transport import (
     Direct,
@@ -125,7 +133,7 @@ class AsyncStore:
             if isinstance(step, Pause):
                 return await asyncio.sleep(step.seconds)
             if isinstance(step, Scan):
-                return [k async for k in self.client.scan_iter(match=step.pattern, count=1000)]
+                return await self.scan(step.pattern)
             if isinstance(step, Sent):  # each on a connection of its own, answered meanwhile
                 ticket = asyncio.gather(*(self._answer_or_error(c) for c in step.commands))
                 await asyncio.sleep(0)  # (their requests go out before the caller works on)
@@ -138,6 +146,16 @@ class AsyncStore:
             return await result if inspect.isawaitable(result) else result
         except rex.NoScriptError as exc:
             raise ScriptMissing(str(exc)) from exc
+
+    async def scan(self, pattern: str) -> list[Any]:
+        """`Store.scan` on asyncio."""
+        if not self.cluster:
+            return [k async for k in self.client.scan_iter(match=pattern, count=SCAN_COUNT)]
+        found = []
+        for node in await every_master_async(self.client):
+            scan = self.client.scan_iter(match=pattern, count=SCAN_COUNT, target_nodes=node)
+            found += [k async for k in scan]
+        return found
 
     async def _answer_or_error(self, command: tuple[Any, ...]) -> Any:
         try:

@@ -1,4 +1,5 @@
-"""redis-py's cluster clients (blocking and asyncio), following an ASK redirect to any node.
+"""redis-py's cluster clients (blocking and asyncio), following an ASK redirect to any node, and
+every master there is now, for SCAN.
 
 While a slot moves to a master that serves no slot yet (a node just added to the cluster, the
 usual target of `--cluster reshard`), the old owner answers ASK with that node's address for
@@ -14,6 +15,8 @@ from typing import Any
 
 import redis.asyncio.cluster as aio_cluster
 from redis.cluster import PRIMARY, ClusterNode, RedisCluster
+
+UNWELL = frozenset({"fail", "noaddr", "handshake"})  # CLUSTER NODES flags of a master to skip
 
 
 def address(node_name: str) -> tuple[str, int]:
@@ -46,3 +49,29 @@ class AsyncCluster(aio_cluster.RedisCluster):
             )
             manager.set_nodes(manager.nodes_cache, {node.name: node})
         return node
+
+
+def masters_listed(nodes: dict[str, dict[str, Any]]) -> list[str]:
+    """The names of the masters a (parsed) CLUSTER NODES reply lists, failed ones aside; one
+    that serves no slot yet among them (a master just added, the target of a slot moving)."""
+    out = []
+    for name, node in nodes.items():
+        flags = set(node["flags"].split(","))
+        if "master" in flags and not flags & UNWELL:
+            out.append(name)
+    return out
+
+
+def every_master(client: Cluster) -> list[Any]:
+    """Every master of the cluster now, each asked in turn by SCAN: the slot map read again and
+    the masters listed by a node, not those the client learnt at connect (slots may have moved
+    to a master added since, which the client never met)."""
+    client.nodes_manager.initialize()  # type: ignore[no-untyped-call]
+    listed: dict[str, dict[str, Any]] = client.cluster_nodes()  # type: ignore[assignment]
+    return [client.get_node(node_name=n) for n in masters_listed(listed)]
+
+
+async def every_master_async(client: AsyncCluster) -> list[Any]:
+    """`every_master` on asyncio."""
+    await client.nodes_manager.initialize()
+    return [client.get_node(node_name=n) for n in masters_listed(await client.cluster_nodes())]

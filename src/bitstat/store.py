@@ -14,7 +14,7 @@ import redis
 import redis.exceptions as rex
 
 from .calls import FORKS, Call, Driver, Op
-from .clusters import Cluster
+from .clusters import Cluster, every_master
 from .errors import BitstatError, ConnectionError, ServerError
 from .transport import (
     Ahead,
@@ -40,6 +40,7 @@ CLUSTER_SCHEMES = (CLUSTER_SCHEME, CLUSTER_TLS_SCHEME)
 # the TLS options a rediss+cluster:// URL may carry, named as redis-py names them for rediss://
 TLS_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 TRUE = ("1", "true", "yes", "on")
+SCAN_COUNT = 1000  # keys a SCAN call looks at
 
 
 # replies of a server that cannot take the call for the moment: a cluster moving slots or
@@ -332,7 +333,7 @@ class Store:
             if isinstance(step, Pause):
                 return time.sleep(step.seconds)
             if isinstance(step, Scan):
-                return list(self.client.scan_iter(match=step.pattern, count=1000))
+                return self.scan(step.pattern)
             if isinstance(step, Direct):
                 return self.direct(step.command)
             if isinstance(step, AheadReplies):
@@ -346,6 +347,16 @@ class Store:
             return step(self.client)
         except rex.NoScriptError as exc:
             raise ScriptMissing(str(exc)) from exc
+
+    def scan(self, pattern: str) -> list[Any]:
+        """`Scan`: the keys matching `pattern`, on every master of a cluster there is now."""
+        if not self.cluster:
+            return list(self.client.scan_iter(match=pattern, count=SCAN_COUNT))
+        return [
+            key
+            for node in every_master(self.client)
+            for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT, target_nodes=node)
+        ]
 
     def direct(self, command: tuple[Any, ...]) -> Any:
         """`Direct`: the command on a spare connection of the store's own (a forked child

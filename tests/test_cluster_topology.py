@@ -1,0 +1,124 @@
+"""A cluster whose topology changed after bitstat connected: slots moved by other hands to a
+master the client never heard of, or a slot caught mid-move. forget, alias and drop find every
+key (SCAN on every master there is now, not the ones known at connect), and their answers equal
+the reference model's: nothing missed, nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import bitstat
+import bitstat.aio
+from bitstat.keys import Keys
+from model import Model
+from test_identity import assert_same, schema_args, stream
+from test_resharding import Nodes, cluster_laid_out
+
+pytestmark = pytest.mark.slow
+Laid = tuple[Any, Nodes, str, list[int]]
+
+
+@pytest.fixture
+def laid_out(tmp_path: Path) -> Iterator[Laid]:
+    """test_resharding's: node 1 serves the namespace's slots, node 0 the rest, node 2 none."""
+    yield from cluster_laid_out(tmp_path)
+
+
+def slot_of(tag: str) -> int:
+    return int(redis.crc.key_slot(tag.encode()))
+
+
+def move(nodes: Nodes, slot: int, source: int, target: int) -> None:
+    """The whole slot moved by a hand other than bitstat's (a client connected before knows
+    nothing of it)."""
+    nodes.begin(slot, source, target, share=1.0)
+    nodes.finish(slot, source, target)
+
+
+def namespace_keys(nodes: Nodes, ns: str) -> int:
+    """How many keys of the namespace every master holds, counted on each node itself."""
+    found = set()
+    for client in nodes.clients:
+        for pattern in Keys(ns).patterns:
+            found.update(client.scan_iter(match=pattern, count=1000))
+    return len(found)
+
+
+def actor_sets_of_shard(nodes: Nodes, ns: str) -> int:
+    """The actor sets of shard 0 (its all-actors key and every `:a:` key), counted on the
+    nodes themselves."""
+    keys = Keys(ns)
+    found = {k for c in nodes.clients for k in c.scan_iter(match=keys.actors_pattern(0))}
+    return len(found) + 1
+
+
+def test_forget_alias_and_drop_reach_a_master_the_client_never_knew(laid_out: Laid) -> None:
+    """Shard 0's slot moves to the master that had no slot when the clients connected: each
+    call, by a client that has not met the move yet, finds that master's keys."""
+    cluster, nodes, ns, _ = laid_out
+    args = schema_args("int")
+    forgetter, aliaser, dropper = (
+        bitstat.connect(cluster.url, namespace=ns, schema=bitstat.Schema(**args)) for _ in range(3)
+    )
+    model = Model(**args)
+    rnd = random.Random(11)
+    events = stream(rnd, "int", 300, people=20)
+    try:
+        assert forgetter.track_many(events).recorded == model.track_many(events)[0]
+        move(nodes, slot_of(Keys(ns).shard_tag(0)), source=1, target=2)
+
+        sets = actor_sets_of_shard(nodes, ns)  # (a set left empty by forget is deleted)
+        done = forgetter.forget(4)
+        model.forget(4)
+        assert done.scanned == sets
+        assert_same(forgetter, model, [4, 5])
+
+        aliaser.alias(5, 7)
+        model.alias(5, 7)
+        assert_same(aliaser, model, [4, 5, 7])
+
+        held = namespace_keys(nodes, ns)
+        assert dropper.drop() == held
+        assert namespace_keys(nodes, ns) == 0
+    finally:
+        for st in (forgetter, aliaser, dropper):
+            st.close()
+
+
+def test_asyncio_forget_and_drop_reach_a_master_the_client_never_knew(laid_out: Laid) -> None:
+    cluster, nodes, ns, _ = laid_out
+    args = schema_args("int")
+    model = Model(**args)
+    events = stream(random.Random(12), "int", 300, people=20)
+
+    async def main() -> None:
+        schema = bitstat.Schema(**args)
+        forgetter = await bitstat.aio.connect(cluster.url, namespace=ns, schema=schema)
+        dropper = await bitstat.aio.connect(cluster.url, namespace=ns)
+        try:
+            recorded = (await forgetter.track_many(events)).recorded
+            assert recorded == model.track_many(events)[0]
+            move(nodes, slot_of(Keys(ns).shard_tag(0)), source=1, target=2)
+            sets = actor_sets_of_shard(nodes, ns)
+            done = await forgetter.forget(4)
+            model.forget(4)
+            assert done.scanned == sets
+            for event in ("visit", "signup", "purchase"):
+                got = forgetter.actors(event).between("2026-09-01", "2026-11-14")
+                want = model.actors(event).between("2026-09-01", "2026-11-14")
+                assert sorted([a async for a in got.ids()]) == sorted(want.ids())
+            held = namespace_keys(nodes, ns)
+            assert await dropper.drop() == held
+            assert namespace_keys(nodes, ns) == 0
+        finally:
+            await forgetter.close()
+            await dropper.close()
+
+    asyncio.run(main())
