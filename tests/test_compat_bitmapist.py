@@ -201,12 +201,11 @@ def test_bit_operations_agree(client: redis.Redis, days_ev: str) -> None:
 
         sizes.append(answer[1])
         d = build_drop()
-        assert client.exists(key) == 0  # nothing computed yet
+        assert client.get(key) == stored  # computed when built: the same bytes, the same name
         assert (list(d), len(d), d.has_events_marked(), [u in d for u in range(0, 130, 7)]) == (
             answer
         )
         assert d.redis_key == key and d == r
-        assert client.get(key) == stored  # the same bytes under the same name
         if stored is not None:
             assert ttl == -1 and 0 < client.pttl(key) <= _engine.TTL_SECONDS * 1000
     assert sum(size > 0 for size in sizes) >= 11
@@ -231,20 +230,19 @@ def test_operators_and_mixed_objects(
     assert list(mixed)
 
 
-def test_year_events_are_lazy_and_equal(client: redis.Redis, ev: str) -> None:
+def test_year_events_are_computed_when_built_and_equal(client: redis.Redis, ev: str) -> None:
     write(dropin, ev)
     for year in (2018, 2021, 2024, 2026, 2027):
-        drop = dropin.YearEvents(ev, year, system=SYSTEM)
-        key = drop._key
-        ids = expected("YearEvents", datetime(year, 6, 1))
-        assert [uid in drop for uid in (*ids, 1, 9999)] == [True] * len(ids) + [False, False]
-        assert client.exists(key) == 0  # membership read the month bits, no OR
-        assert len(drop) == len(ids) and list(drop) == ids
-        assert 0 < client.pttl(key) <= _engine.TTL_SECONDS * 1000
+        made = real.YearEvents(ev, year, system=SYSTEM)
+        key = made.redis_key
         stored = client.get(key)
         client.delete(key)
-        made = real.YearEvents(ev, year, system=SYSTEM)
-        assert made.redis_key == key and client.get(key) == stored and list(made) == ids
+        drop = dropin.YearEvents(ev, year, system=SYSTEM)
+        assert client.get(key) == stored and 0 < client.pttl(key) <= _engine.TTL_SECONDS * 1000
+        ids = expected("YearEvents", datetime(year, 6, 1))
+        assert [uid in drop for uid in (*ids, 1, 9999)] == [True] * len(ids) + [False, False]
+        assert len(drop) == len(ids) and list(drop) == list(made) == ids
+        assert drop.redis_key == key
 
 
 def test_operations_are_snapshots_like_bitmapist(client: redis.Redis, days_ev: str) -> None:
@@ -270,14 +268,49 @@ def test_operations_are_snapshots_like_bitmapist(client: redis.Redis, days_ev: s
     assert scenario(real) == scenario(dropin)
 
 
-def test_constructors_do_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_operations_and_years_are_snapshots_from_when_they_are_built(
+    client: redis.Redis, days_ev: str, default_system: None
+) -> None:
+    """bitmapist runs BITOP in the constructor: marks made after an operation (or a YearEvents)
+    is built do not change its answer. The drop-in computed them at the first read, so they
+    counted."""
+    ev = days_ev
+    later = [(f"trackist_{ev}-{e}_2021-1-1", 1001) for e in "ab"]
+    later.append((f"trackist_{ev}-a_2021-5", 77))
+
+    def scenario(lib: ModuleType) -> list[Any]:
+        a, b = (lib.DayEvents(f"{ev}-{e}", 2021, 1, 1, system=SYSTEM) for e in "ab")
+        ops = [lib.BitOpAnd(SYSTEM, a, b), a & b, ~a, lib.BitOpOr(SYSTEM, a & b, ~b)]
+        year = lib.YearEvents(f"{ev}-a", 2021, system=SYSTEM)
+        for key, uid in later:
+            client.setbit(key, uid, 1)
+        seen = [(len(op), 1001 in op, list(op)) for op in ops]
+        seen.append((len(year), 77 in year, 1001 in year, list(year)))
+        for key, uid in later:
+            client.setbit(key, uid, 0)
+        return seen
+
+    assert scenario(dropin) == scenario(real)
+
+
+def test_events_are_built_without_io_and_operations_computed_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(dropin.SYSTEMS, "nowhere", redis.Redis(port=1, socket_timeout=0.1))
-    events = dropin.DayEvents("x", 2021, 1, 1, system="nowhere")
-    year = dropin.YearEvents("x", 2021, system="nowhere")
-    ops = [events & year, events | year, events ^ year, ~events, dropin.BitOpAnd("nowhere", year)]
-    assert all(op.system == "nowhere" for op in ops)
-    with pytest.raises(redis.ConnectionError):
-        len(ops[0])
+    day = dropin.DayEvents("x", 2021, 1, 1, system="nowhere")
+    month = dropin.MonthEvents.from_date("x", datetime(2021, 1, 1), system="nowhere")
+    unique = dropin.UniqueEvents("x", system="nowhere")
+    assert day.system == month.system == unique.system == "nowhere"
+    builds: list[Callable[[], Any]] = [
+        lambda: dropin.YearEvents("x", 2021, system="nowhere"),
+        lambda: day & month,
+        lambda: day | unique,
+        lambda: ~day,
+        lambda: dropin.BitOpXor("nowhere", day, month),
+    ]
+    for build in builds:
+        with pytest.raises(redis.ConnectionError):
+            build()
 
 
 def test_expired_results_are_recomputed(client: redis.Redis, days_ev: str) -> None:

@@ -4,13 +4,13 @@ Change one line, ``import bitmapist`` to ``import bitstat.compat.bitmapist as bi
 call `install()` once, before anything imports bitmapist), and existing code keeps working on
 the same Redis keys: data written by bitmapist is read here, and the other way round.
 
-What differs from bitmapist, without changing any answer:
+What differs from bitmapist (docs/bitmapist.md lists it all):
 
-- bit operations (and `YearEvents`) are computed when first needed, the whole tree in one Lua
-  call, not in their constructors; their result keys get a TTL instead of living forever;
-- `YearEvents` membership reads the 12 month bits instead of ORing the months;
+- bit operations (and `YearEvents`) are computed in their constructors, as in bitmapist, but
+  their result keys get a TTL instead of living forever; a result read after it expired is
+  computed again from the data of that moment;
 - iteration reads a bitmap in chunks instead of one GET of the whole key;
-- cleanup uses SCAN, never KEYS; importing opens no connection;
+- cleanup uses SCAN, never KEYS;
 - the cohort table is computed with one Lua call per row, all rows in one round trip.
 
 bitmapist's module-level settings are kept: `SYSTEMS` ("default", localhost:6379, and the

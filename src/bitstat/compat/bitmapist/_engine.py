@@ -1,11 +1,12 @@
-"""Lazy bit operations for the bitmapist drop-in: expression trees run on the server in one call.
+"""Bit operations for the bitmapist drop-in: expression trees run on the server in one call.
 
 bitmapist runs BITOP in every constructor and keeps the result keys forever. Here an operation
-is a node of a tree that is evaluated when an answer is first needed: one Lua call computes the
-nodes (still under bitmapist's key names, so code that reads `redis_key` keeps working), gives
-each computed key a TTL, and answers. Objects naming the same key share one `State`, which
-reproduces bitmapist's observable behaviour: a computed result is reused (a snapshot) until a
-new operation with the same key is built, and one deleted through any object reads as empty.
+is a node of a tree: one Lua call computes the nodes not computed yet (under bitmapist's key
+names, so code that reads `redis_key` keeps working), gives each computed key a TTL, and
+answers. Operations are computed when built, as in bitmapist, unless built inside `deferred()`.
+Objects naming the same key share one `State`, which reproduces bitmapist's observable
+behaviour: a computed result is reused (a snapshot) until a new operation with the same key is
+built, and one deleted through any object reads as empty.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 import threading
 import weakref
 from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +148,7 @@ def fresh_state(system: Any, key: str) -> State:
     """The state shared by every live operation on `key`, reset to pending.
 
     A new operation in bitmapist recomputes its key at once, refreshing what older objects
-    with the same key read; resetting the shared state has the same effect, lazily.
+    with the same key read; resetting the shared state (then computing it) has that effect.
     """
     sid = server_id(system)
     with _states_lock:
@@ -164,6 +166,23 @@ class _Runtime:
     def __init__(self) -> None:
         self.states: weakref.WeakSet[State] = weakref.WeakSet()
         self.computed: dict[Hashable, tuple[Any, set[str]]] = {}
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Operations built inside are computed when first read, not when built: for a caller that
+    builds and reads them within one call (a cohort table), where no caller can tell when."""
+    _local.deferring = deferring() + 1
+    try:
+        yield
+    finally:
+        _local.deferring -= 1
+
+
+def deferring() -> int:
+    """How many `deferred()` blocks this thread is in."""
+    depth: int = getattr(_local, "deferring", 0)
+    return depth
 
 
 def _runtime() -> _Runtime:
@@ -185,8 +204,8 @@ def mark_deleted(system: Any) -> None:
 def delete_runtime_keys() -> None:
     """Delete the results of every operation built in this thread so far.
 
-    Operations never computed have no key to delete; like computed ones, they read as empty
-    from now on, as in bitmapist, where every operation is computed when built.
+    Operations never computed (built in `deferred()`, not read) have no key to delete; like
+    computed ones, they read as empty from now on.
     """
     runtime = _runtime()
     for client, keys in runtime.computed.values():

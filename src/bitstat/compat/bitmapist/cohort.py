@@ -103,10 +103,11 @@ def _selection(
     time_group: str, key: str, extra: str | None, when: date, system: Any
 ) -> _engine.Node:
     """The node of `key` in the period of `when`, ANDed with `extra` if given (scratch)."""
-    node = _node(_events(time_group, key, when, system), system)
-    if not extra:
-        return node
-    other = _node(_events(time_group, extra, when, system), system)
+    with _engine.deferred():  # computed by the table's next evaluation, not one by one
+        node = _node(_events(time_group, key, when, system), system)
+        if not extra:
+            return node
+        other = _node(_events(time_group, extra, when, system), system)
     return _engine.Op("AND", _engine.scratch_key("cohort"), (node, other), None)
 
 

@@ -118,7 +118,8 @@ class Bitmap:
 
 
 class Computed(Bitmap):
-    """A set computed by BITOP from other sets, lazily, into a result key with a TTL."""
+    """A set computed by BITOP from other sets when it is built, as in bitmapist, into a result
+    key with a TTL: a snapshot, which marks made later do not change."""
 
     _op_name: str
     _state: _engine.State
@@ -128,6 +129,8 @@ class Computed(Bitmap):
         self._op_name = op_name
         self._key = key
         self._state = _engine.fresh_state(system, key)
+        if not _engine.deferring():
+            self._readable_key()
 
     def _operands(self) -> list[Any]:
         raise NotImplementedError
@@ -150,7 +153,7 @@ class Computed(Bitmap):
 
     @property
     def redis_key(self) -> str:
-        """The result key, computed on first use (code may hand it to Redis directly)."""
+        """The result key, computed again if it expired (code may hand it to Redis directly)."""
         return self._readable_key()
 
     def delete(self) -> None:
@@ -280,12 +283,8 @@ def iso_to_gregorian(iso_year: int, iso_week: int, iso_day: int) -> date:
 
 
 class YearEvents(Computed, GenericPeriodEvents):
-    """The ids of an event in a year: the OR of its 12 months, under bitmapist's key name.
-
-    bitmapist ORs the 12 months in the constructor, every time. Here the OR runs when a count,
-    iteration or bit operation first needs it (months that do not exist are skipped), and
-    membership before that reads the 12 month bits (one round trip, no OR at all).
-    """
+    """The ids of an event in a year: the OR of its 12 months, under bitmapist's key name,
+    computed in the constructor as in bitmapist (months that do not exist are skipped)."""
 
     _fields = ("year",)
     year: int
@@ -301,14 +300,6 @@ class YearEvents(Computed, GenericPeriodEvents):
 
     def _operands(self) -> list[Bitmap]:
         return [MonthEvents(self.event_name, self.year, m, self.system) for m in range(1, 13)]
-
-    def __contains__(self, uuid: int) -> bool:
-        if self._state.status != _engine.PENDING:
-            return super().__contains__(uuid)
-        pipe = get_redis(self.system).pipeline(transaction=False)
-        for key in self._month_keys():
-            pipe.getbit(key, uuid)
-        return any(pipe.execute())
 
     def _first_instant(self) -> datetime:
         return datetime(self.year, 1, 1)
@@ -434,9 +425,9 @@ class HourEvents(GenericPeriodEvents):
 # bitmapist's bit operations: `BitOpAnd`, `BitOpOr`, `BitOpXor`, `BitOpNot`, nestable.
 #
 # The result key is bitmapist's, `trackist_bitop_<OP>_<operand keys joined by "-">`, so it is
-# shared by equal operations and found by `delete_temporary_bitop_keys`. Unlike bitmapist, the
-# BITOP runs when an answer is first needed (not in the constructor), the whole tree in one
-# server call, and the result key expires (`_engine.TTL_SECONDS`, renewed on use).
+# shared by equal operations and found by `delete_temporary_bitop_keys`. As in bitmapist, the
+# BITOP runs in the constructor; unlike it, the result key expires (`_engine.TTL_SECONDS`,
+# renewed on use, computed again from the operands when read after it expired).
 
 
 def _split(system_or_event: Any, events: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
