@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import bitstat
 import bitstat.aio
 from bitstat.keys import Keys
 from model import Model
-from test_identity import assert_same, schema_args, stream
+from test_identity import SHARD, assert_same, schema_args, stream
 from test_resharding import Nodes, cluster_laid_out
 
 pytestmark = pytest.mark.slow
@@ -122,3 +123,40 @@ def test_asyncio_forget_and_drop_reach_a_master_the_client_never_knew(laid_out: 
             await dropper.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("ids", ["int", "map"])
+def test_forget_and_alias_wait_for_a_slot_caught_half_moved(laid_out: Laid, ids: str) -> None:
+    """Shard 0's slot stops half moved (half its actor sets on each node): a script over the
+    shard's sets is refused (TRYAGAIN) until the move ends a moment later, longer than
+    redis-py's own tries; forget and alias wait for it, then do their whole work once. The
+    first move goes to the master that had no slot at connect (found by SCAN mid-move)."""
+    cluster, nodes, ns, _ = laid_out
+    args = schema_args(ids)
+    st = bitstat.connect(cluster.url, namespace=ns, schema=bitstat.Schema(**args), deadline=30)
+    model = Model(**args)
+    rnd = random.Random(13)
+    events = stream(rnd, ids, 300, people=20)
+    slot = slot_of(Keys(ns).shard_tag(0))
+    in_shard_0 = (e["user"] for e in events if not isinstance(e["user"], int) or e["user"] < SHARD)
+    probes = list(dict.fromkeys(in_shard_0))[:8]
+    try:
+        assert st.track_many(events).recorded == model.track_many(events)[0]
+        for source, target, step in ((1, 2, "forget"), (2, 0, "alias")):
+            nodes.begin(slot, source, target, share=0.5)
+            assert nodes.keys(source, slot) and nodes.keys(target, slot), "not half way"
+            ender = threading.Timer(0.8, nodes.finish, (slot, source, target))
+            ender.start()
+            try:
+                if step == "forget":
+                    st.forget(probes[0])
+                    model.forget(probes[0])
+                else:
+                    st.alias(probes[1], probes[2])
+                    model.alias(probes[1], probes[2])
+            finally:
+                ender.join()
+            assert nodes.owner(slot) == target
+        assert_same(st, model, probes)
+    finally:
+        st.close()

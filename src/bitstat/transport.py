@@ -691,8 +691,10 @@ READS = frozenset(
     | {Transport.hsum, Transport.zsum, Transport.top, Transport.pfcount}
 )
 # and the claims of queued events: a claim refused for the moment took nothing (one whose reply
-# is lost is taken over once its lease ends), and forgetting one twice is forgetting it
-AGAIN = READS | {Transport.claim_queued, Transport.release_claim}
+# is lost is taken over once its lease ends), and forgetting one twice is forgetting it; and
+# the steps of alias and forget (identity.py), each idempotent, which a slot caught half moved
+# refuses (TRYAGAIN) until the move ends
+AGAIN = READS | {Transport.claim_queued, Transport.release_claim, Transport.run_lua}
 FIRST_BACKOFF = 0.05  # seconds before a read is made again, doubled each time (with jitter) ...
 MAX_BACKOFF = 2.0  # ... up to this: as a batch's (record.py)
 
