@@ -24,6 +24,7 @@ import redis
 
 import bitstat
 import servers
+from bitstat.streams import Progress, StreamConsumer
 
 DAY0 = datetime(2026, 11, 2)
 DAYS = 5
@@ -98,7 +99,9 @@ def setup(embedded_url: str, namespace: str) -> Iterator[tuple[bitstat.Stats, re
     client.close()
 
 
-def consume(url: str, namespace: str, *args: str, crash_at: int | None = None) -> Any:
+def run_consume(
+    url: str, namespace: str, *args: str, crash_at: int | None = None
+) -> subprocess.CompletedProcess[str]:
     argv = ["--url", url, "--namespace", namespace, "consume", *args]
     if crash_at is None:
         command = [sys.executable, "-m", "bitstat", *argv]
@@ -106,7 +109,11 @@ def consume(url: str, namespace: str, *args: str, crash_at: int | None = None) -
     else:
         command = [sys.executable, "-c", CRASHING, *argv]
         env = {**os.environ, "CRASH_AT": str(crash_at)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+
+def consume(url: str, namespace: str, *args: str, crash_at: int | None = None) -> Any:
+    done = run_consume(url, namespace, *args, crash_at=crash_at)
     if crash_at is not None:
         assert done.returncode == 9, done.stderr
         return None
@@ -151,7 +158,8 @@ def test_killed_between_record_and_ack_then_restarted(embedded_url: str, setup: 
     assert said["recorded"] == 350  # the batch taken again was recorded already: it adds none
     check(st, evs)
     assert client.xpending(stream, "bitstat")["pending"] == 0
-    assert not client.exists(f"{stream}:bitstat-batches:bitstat")
+    # the notes of the batches are forgotten once acknowledged: the stream's identity is left
+    assert client.hkeys(f"{stream}:bitstat-batches:bitstat") == [b"identity"]
 
 
 def test_another_consumer_claims_with_another_batch_size(embedded_url: str, setup: Any) -> None:
@@ -193,3 +201,205 @@ def test_a_bad_entry_is_rejected_and_acknowledged(embedded_url: str, setup: Any)
     said = consume(embedded_url, st.namespace, *args)
     assert said["recorded"] == 3 and said["rejected"] == 2
     assert client.xpending(stream, "bitstat")["pending"] == 0
+
+
+class Died(BaseException):
+    """A consumer's process dying in the middle of a call (no error bitstat handles)."""
+
+
+class Dies:
+    """`target`, whose method `name` dies at its call number `at`."""
+
+    def __init__(self, target: Any, name: str, at: int = 1) -> None:
+        self.target, self.name, self.at, self.calls = target, name, at, 0
+
+    def __getattr__(self, attr: str) -> Any:
+        found = getattr(self.target, attr)
+        if attr != self.name:
+            return found
+
+        def dying(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == self.at:
+                raise Died(attr)
+            return found(*args, **kwargs)
+
+        return dying
+
+
+def drained(worker: StreamConsumer) -> Progress:
+    """Run `worker` until a read finds nothing new."""
+    seen = [-1]
+
+    def stop(progress: Progress) -> bool:
+        done = progress.batches
+        idle, seen[0] = done == seen[0], done
+        return idle
+
+    return worker.run(stop=stop)
+
+
+def pending_ids(client: redis.Redis, stream: str, consumer: str) -> list[str]:
+    found = client.xpending_range(stream, "bitstat", "-", "+", 1000, consumername=consumer)
+    return [p["message_id"].decode() for p in found]
+
+
+def test_a_batch_whose_first_entry_was_trimmed_keeps_its_batch_id(
+    embedded_url: str, setup: Any
+) -> None:
+    st, client, stream = setup
+    evs = events(200)
+    add(client, stream, evs)
+    first = (stream, "--consumer", "a", "--batch", "50", "--block", "100")
+    consume(embedded_url, st.namespace, *first, "--stop-when-idle", "0.3", crash_at=3)
+    # the third batch is recorded, not acknowledged; its first entry (and all before) trimmed
+    pending = pending_ids(client, stream, "a")
+    assert len(pending) == 50
+    client.xtrim(stream, minid=pending[1], approximate=False)
+    again = (stream, "--consumer", "b", "--batch", "50", "--block", "100", "--min-idle", "0")
+    said = consume(embedded_url, st.namespace, *again, "--stop-when-idle", "0.3")
+    assert said["taken_again"] == 49
+    check(st, evs)  # the trimmed entry was recorded with its batch, which counts once
+    assert client.xpending(stream, "bitstat")["pending"] == 0
+
+
+def test_a_batch_taken_again_never_takes_in_another_consumers_batch(
+    embedded_url: str, setup: Any
+) -> None:
+    st, client, stream = setup
+    evs = events(15)
+    add(client, stream, evs)
+    client.xgroup_create(stream, "bitstat", id="0")
+    client.xreadgroup("bitstat", "x", {stream: ">"}, count=5)  # x dies before noting them
+    # z notes the next five and dies before recording them
+    z = StreamConsumer(Dies(st, "track_many"), stream, consumer="z", batch=5, client=client)
+    with pytest.raises(Died):
+        z.run()
+    client.xreadgroup("bitstat", "y", {stream: ">"}, count=5)  # y dies before noting them
+    # x's and y's entries idle long since, z's not: c takes those two runs as one batch (around
+    # z's), records it and dies before its XACK
+    for name in ("x", "y"):
+        client.xclaim(stream, "bitstat", name, 0, pending_ids(client, stream, name), idle=10**5)
+    c = StreamConsumer(
+        st, stream, consumer="c", batch=10, min_idle_ms=50_000, client=Dies(client, "xack")
+    )
+    with pytest.raises(Died):
+        c.run(stop=lambda progress: True)
+    assert len(pending_ids(client, stream, "z")) == 5
+    # d takes every entry: c's batch again (recorded: it adds none) and z's (never recorded)
+    d = StreamConsumer(st, stream, consumer="d", batch=10, min_idle_ms=0, client=client)
+    assert d.run(stop=lambda progress: True).recorded == 5
+    check(st, evs)
+    assert client.xpending(stream, "bitstat")["pending"] == 0
+
+
+def test_own_entries_are_taken_again_once_with_min_idle_0(embedded_url: str, setup: Any) -> None:
+    st, client, stream = setup
+    evs = events(100)
+    add(client, stream, evs)
+    # w1 takes a batch and dies before noting it
+    w1 = StreamConsumer(st, stream, consumer="w1", batch=40, client=Dies(client, "hset"))
+    with pytest.raises(Died):
+        w1.run()
+    # started again, its entries are its own pending ones and (min idle 0) idle ones too
+    again = StreamConsumer(
+        st, stream, consumer="w1", batch=40, block_ms=100, min_idle_ms=0, client=client
+    )
+    progress = drained(again)
+    assert progress.retried == 40 and progress.recorded == 100
+    check(st, evs)
+    assert client.xpending(stream, "bitstat")["pending"] == 0
+
+
+def test_json_python_cannot_read_is_a_bad_entry(embedded_url: str, setup: Any) -> None:
+    st, client, stream = setup
+    deep = client.xadd(stream, {"data": "[" * 100_000}).decode()
+    long = client.xadd(stream, {"data": "1" * 5000}).decode()  # past the int digit limit
+    nested = {
+        "event": "login",
+        "user": 1,
+        "time": "2026-11-02",
+        "p": json.loads("[" * 900 + "]" * 900),
+    }
+    client.xadd(stream, {"data": json.dumps(nested)})
+    add(client, stream, events(3))
+    args = (stream, "--consumer", "w1", "--block", "100", "--stop-when-idle", "0.3")
+    done = run_consume(embedded_url, st.namespace, *args)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout)
+    assert said["recorded"] == 4 and said["rejected"] == 2  # a deep property is no matter
+    assert f"stream entry {deep} rejected: field 'data': not JSON: nested too deeply" in done.stderr
+    assert f"stream entry {long} rejected: field 'data': not JSON: Exceeds the limit" in done.stderr
+    assert client.xpending(stream, "bitstat")["pending"] == 0
+
+
+def with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def test_a_read_may_block_longer_than_the_socket_timeout(embedded_url: str, setup: Any) -> None:
+    st, client, stream = setup
+    evs = events(30)
+    add(client, stream, evs)
+    args = (stream, "--consumer", "w1", "--block", "1000", "--stop-when-idle", "0.3")
+    # the data's client waits 0.5 s for an answer; so does the stream's
+    url = with_query(embedded_url, "socket_timeout=0.5")
+    assert consume(url, st.namespace, *args)["recorded"] == 30
+    more = events(20, seed=7)
+    add(client, stream, more)
+    said = consume(embedded_url, st.namespace, *args, "--stream-url", url)
+    assert said["recorded"] == 20
+    check(st, evs + more)
+
+
+def test_block_0_with_stop_when_idle_is_refused(embedded_url: str, setup: Any) -> None:
+    st, _, stream = setup
+    args = (stream, "--block", "0", "--stop-when-idle", "0.3")
+    done = run_consume(embedded_url, st.namespace, *args)
+    assert done.returncode == 2 and "--block 0" in done.stderr
+
+
+def test_the_stream_client_has_timeouts(embedded_url: str) -> None:
+    from bitstat.cli.consume import stream_client
+
+    client = stream_client(embedded_url)
+    options = client.connection_pool.connection_kwargs
+    assert options["socket_timeout"] and options["socket_connect_timeout"]
+    client.close()
+
+
+def add_with_ids(client: redis.Redis, stream: str, evs: list[dict[str, Any]]) -> None:
+    """The events as entries 1-1, 1-2, ...: every such stream holds the same ids."""
+    for n, ev in enumerate(evs, 1):
+        client.xadd(stream, {"data": json.dumps(ev)}, id=f"1-{n}")
+
+
+def test_streams_elsewhere_or_of_other_names_never_share_batch_ids(
+    embedded_url: str, setup: Any
+) -> None:
+    st, _, stream = setup
+    evs = events(120)
+    # the same stream name on two databases, and names that differ only by where a ':' is
+    places = [(1, stream, "g"), (2, stream, "g"), (1, f"{stream}:x", "y"), (3, stream, "x:y")]
+    clients = {db: servers.client_for(with_query(embedded_url, f"db={db}")) for db in (1, 2, 3)}
+    try:
+        for k, (db, name, group) in enumerate(places):
+            add_with_ids(clients[db], name, evs[k * 30 : (k + 1) * 30])
+            url = with_query(embedded_url, f"db={db}")
+            args = (name, "--group", group, "--stream-url", url, "--block", "100")
+            said = consume(embedded_url, st.namespace, *args, "--stop-when-idle", "0.3")
+            assert said["recorded"] == 30
+        check(st, evs)
+        # started again, a group goes on under the ids it had: nothing counts twice
+        client_1 = clients[1]
+        client_1.xgroup_setid(stream, "g", "0")
+        url = with_query(embedded_url, "db=1")
+        args = (stream, "--group", "g", "--stream-url", url, "--block", "100")
+        said = consume(embedded_url, st.namespace, *args, "--stop-when-idle", "0.3")
+        assert said["recorded"] == 0 and said["batches"] == 1
+        check(st, evs)
+    finally:
+        for db, name, group in places:
+            clients[db].delete(name, f"{name}:bitstat-batches:{group}")
+        for c in clients.values():
+            c.close()

@@ -202,8 +202,9 @@ class Keys:
 
 
 def stream_bounds(stream: str, group: str) -> str:
-    """The hash of `bitstat consume`: first -> last stream id of each batch a consumer group
-    took (beside the stream, outside any namespace)."""
+    """The hash of `bitstat consume`: first id -> every id of each batch a consumer group took
+    and has not acknowledged yet, and the stream's identity (beside the stream, outside any
+    namespace)."""
     return f"{stream}:bitstat-batches:{group}"
 
 
@@ -272,7 +273,7 @@ def layout(namespace: str = "shop") -> list[tuple[str, str]]:
         (register(s0, "<token>", 1), "register 1 of a sets.lua program"),
         (k.temp(s0, "set:" + set_key[len(s0) :]), "a Redis set read as a bitmap (sets.lua)"),
         (k.web_namespaces, "the namespaces `bitstat serve` has met"),
-        (stream_bounds("clicks", "bitstat"), "first -> last id of its batches (bitstat consume)"),
+        (stream_bounds("clicks", "bitstat"), "ids of its batches, its identity (bitstat consume)"),
     ]
 
 

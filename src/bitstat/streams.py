@@ -1,5 +1,5 @@
 """Events in from a Redis Stream, exactly once: a consumer group, a batch per read, each batch
-recorded under a batch id made of its first and last stream ids, acknowledged after.
+recorded under a batch id of its own, acknowledged after.
 
 A consumer takes entries with XREADGROUP, records them with `track_many(batch_id=...)` and
 XACKs them. Killed between the two, its entries stay pending: when it (or another consumer)
@@ -7,11 +7,13 @@ starts, it takes its own pending entries again (XREADGROUP from 0) and claims th
 by others (XAUTOCLAIM), and records them under the same batch id, which the namespace recorded
 once already, so nothing counts twice.
 
-The same batch id needs the same batch: the entries' grouping must not change between the
-first try and the retry. Before it records a batch the consumer notes the batch's bounds (its
-first id -> its last id) in a hash beside the stream; a retry regroups what it takes by those
-bounds, claiming the rest of a batch a read cut short, whoever took the entries and whatever
-its batch size. An entry with no noted bounds was never recorded, so any grouping is right.
+The same batch id needs the same batch: before it records a batch the consumer notes the
+batch's entry ids (first id -> every id) in a hash beside the stream; a retry regroups what
+it takes by those notes, claiming the entries of a batch still in other hands, whoever took
+them and whatever its batch size, and names the batch by its note, not by the entries in hand
+(some may have been trimmed or deleted since). An entry no note holds was never recorded, so
+any grouping is right. The hash also keeps a random identity of the stream, part of every
+batch id, so that streams of the same name on two servers never share batch ids.
 A retry must come within the namespace's batch-id TTL (`connect(batch_ttl=)`, 7 days by
 default): past it the batch id is forgotten and a batch recorded but not acknowledged would
 count twice.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +34,16 @@ from typing import Any
 
 import redis
 
-from .errors import BitstatError
+from .errors import BitstatError, InvalidEvent
 from .keys import stream_bounds
 from .stats import Stats
 
 LOG = logging.getLogger("bitstat.consume")
 Entry = tuple[str, dict[str, str]]
+IDENTITY = "identity"  # the notes' field of the stream's identity (an entry id holds a '-')
+# a read waits at most this long, whatever --block (0: until an entry comes), so the consumer
+# still claims idle entries and asks whether to stop
+WAIT_SLICE_MS = 10_000
 
 
 def _text(value: Any) -> str:
@@ -50,18 +57,54 @@ def _entries(raw: Iterable[Any]) -> list[Entry]:
 
 
 def event_of(fields: dict[str, str], data_field: str) -> Any:
-    """The event an entry stands for: the JSON object in `data_field`, else the fields."""
-    if data_field in fields:
-        try:
-            return json.loads(fields[data_field])
-        except json.JSONDecodeError as exc:
-            return f"not JSON: {exc}"  # track_many rejects it with the reason
-    return dict(fields)
+    """The event an entry stands for: the JSON object in `data_field`, else the fields.
+    InvalidEvent says why text in `data_field` is not JSON that can be read."""
+    if data_field not in fields:
+        return dict(fields)
+    try:
+        return json.loads(fields[data_field])
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
+        reason = str(exc)
+    raise InvalidEvent(f"not JSON: {reason}", field=data_field)
 
 
 def _order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def batch_id_of(identity: str, stream: str, group: str, first: str, last: str) -> str:
+    """The batch id of a noted batch: the stream's identity, and the stream's and group's names
+    length-prefixed (`a:b`/`c` and `a`/`b:c` differ), then its first and last ids."""
+    return f"stream:{identity}:{len(stream)}:{stream}:{len(group)}:{group}:{first}:{last}"
+
+
+def read_wait_ms(block_ms: int, socket_timeout: float | None) -> int:
+    """The BLOCK of one read: `block_ms` (0: until an entry comes) cut to WAIT_SLICE_MS, and to
+    half the client's socket timeout, which a read waiting longer would fail with."""
+    most = WAIT_SLICE_MS
+    if socket_timeout:
+        most = min(most, max(1, int(socket_timeout * 500)))
+    return min(block_ms, most) if block_ms > 0 else most
+
+
+def _socket_timeout(client: Any) -> float | None:
+    """A redis-py client's read timeout in seconds (None: none)."""
+    pool = getattr(client, "connection_pool", None) or getattr(client, "nodes_manager", None)
+    timeout = getattr(pool, "connection_kwargs", {}).get("socket_timeout")
+    return None if timeout is None else float(timeout)
+
+
+@dataclass
+class Batch:
+    """Entries to record together: `ids` as noted (the entries in hand may miss some, trimmed
+    or deleted since), `noted` once its note is in the hash."""
+
+    ids: list[str]
+    entries: list[Entry]
+    noted: bool
 
 
 @dataclass
@@ -94,6 +137,8 @@ class StreamConsumer:
     ) -> None:
         if batch < 1:
             raise BitstatError(f"batch must be at least 1, got {batch}")
+        if block_ms < 0:
+            raise BitstatError(f"block_ms must be at least 0, got {block_ms}")
         self.stats = stats
         self.stream = stream
         self.group = group
@@ -106,6 +151,7 @@ class StreamConsumer:
         self.bounds_key = stream_bounds(stream, group)
         self.progress = Progress()
         self._create_group(start)
+        self.identity = self._identity()
 
     def _create_group(self, start: str) -> None:
         try:
@@ -114,68 +160,102 @@ class StreamConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    # a batch: note its bounds, record it, acknowledge it
-    def _record(self, entries: Sequence[Entry]) -> None:
-        first, last = entries[0][0], entries[-1][0]
-        batch_id = f"stream:{self.stream}:{self.group}:{first}:{last}"
-        self.client.hset(self.bounds_key, first, last)
-        events = [event_of(fields, self.data_field) for _, fields in entries]
+    def _identity(self) -> str:
+        """The stream's identity, made by its group's first consumer and kept with the notes:
+        a restart names its batches as before, another stream of the same name otherwise."""
+        self.client.hsetnx(self.bounds_key, IDENTITY, secrets.token_hex(8))
+        return _text(self.client.hget(self.bounds_key, IDENTITY))
+
+    # a batch: note its ids, record it, acknowledge it, forget the note
+    def _record(self, batch: Batch) -> None:
+        first, last = batch.ids[0], batch.ids[-1]
+        if not batch.noted:
+            self.client.hset(self.bounds_key, first, " ".join(batch.ids))
+        events, sent, bad = self._events(batch.entries)
+        batch_id = batch_id_of(self.identity, self.stream, self.group, first, last)
         result = self.stats.track_many(events, batch_id=batch_id)
-        self.client.xack(self.stream, self.group, *(i for i, _ in entries))
+        self.client.xack(self.stream, self.group, *batch.ids)
         self.client.hdel(self.bounds_key, first)
         self.progress.recorded += result.recorded
-        self.progress.rejected += len(result.rejected)
         self.progress.batches += 1
-        for at, reason in result.rejected:
-            LOG.warning("stream entry %s rejected: %s", entries[at][0], reason)
-            self.progress.reasons = [*self.progress.reasons[-99:], (entries[at][0], reason)]
+        for entry_id, reason in bad + [(sent[at], why) for at, why in result.rejected]:
+            LOG.warning("stream entry %s rejected: %s", entry_id, reason)
+            self.progress.rejected += 1
+            self.progress.reasons = [*self.progress.reasons[-99:], (entry_id, reason)]
 
-    def _regrouped(self, taken: list[Entry]) -> list[list[Entry]]:
-        """Entries taken again, in the batches they were first recorded in (claiming the rest
-        of a batch that was taken apart), then the never-recorded ones in batches."""
-        bounds = {_text(k): _text(v) for k, v in self.client.hgetall(self.bounds_key).items()}
-        spans = sorted((_order(f), _order(lt), f, lt) for f, lt in bounds.items())
-        batches: dict[str, list[Entry]] = {}
+    def _events(
+        self, entries: Sequence[Entry]
+    ) -> tuple[list[Any], list[str], list[tuple[str, str]]]:
+        """The events of a batch's entries, the ids they came from, and the entries that are
+        none, each with the reason (they are acknowledged with the batch, not retried)."""
+        events: list[Any] = []
+        sent: list[str] = []
+        bad: list[tuple[str, str]] = []
+        for entry_id, fields in entries:
+            try:
+                events.append(event_of(fields, self.data_field))
+                sent.append(entry_id)
+            except InvalidEvent as exc:
+                bad.append((entry_id, str(exc)))
+        return events, sent, bad
+
+    def _notes(self) -> dict[str, list[str]]:
+        """The noted batches: first id -> every id."""
+        found = self.client.hgetall(self.bounds_key)
+        notes = {_text(k): _text(v).split() for k, v in found.items()}
+        notes.pop(IDENTITY, None)
+        return notes
+
+    def _regrouped(self, taken: Iterable[Entry]) -> list[Batch]:
+        """Entries taken again, in the batches they were noted in (claiming the entries of such
+        a batch still in other hands), then the never-noted ones in new batches."""
+        notes = self._notes()
+        home = {i: first for first, ids in notes.items() for i in ids}
+        held: dict[str, list[Entry]] = {}
         loose: list[Entry] = []
         for entry in sorted(taken, key=lambda e: _order(e[0])):
-            at = _order(entry[0])
-            home = next((f for lo, hi, f, _ in spans if lo <= at <= hi), None)
-            if home is None:
+            first = home.get(entry[0])
+            if first is None:
                 loose.append(entry)
             else:
-                batches.setdefault(home, []).append(entry)
-        out: list[list[Entry]] = []
-        for first, group in batches.items():
-            have = {i for i, _ in group}
-            rest = self._claim_range(first, bounds[first], have)
-            out.append(sorted(group + rest, key=lambda e: _order(e[0])))
-        out += [loose[j : j + self.batch] for j in range(0, len(loose), self.batch)]
+                held.setdefault(first, []).append(entry)
+        out: list[Batch] = []
+        for first, entries in held.items():
+            have = {i for i, _ in entries}
+            rest = self._claim([i for i in notes[first] if i not in have])
+            out.append(
+                Batch(notes[first], sorted(entries + rest, key=lambda e: _order(e[0])), True)
+            )
+        for j in range(0, len(loose), self.batch):
+            chunk = loose[j : j + self.batch]
+            out.append(Batch([i for i, _ in chunk], chunk, False))
         return out
 
-    def _claim_range(self, first: str, last: str, have: set[str]) -> list[Entry]:
-        """The entries of the batch [first, last] still pending in other hands, claimed."""
-        pending = self.client.xpending_range(self.stream, self.group, first, last, 10**6)
-        ids = [i for i in (_text(p["message_id"]) for p in pending) if i not in have]
+    def _claim(self, ids: Sequence[str]) -> list[Entry]:
+        """The entries of `ids` still pending in other hands, claimed (one acknowledged, or
+        deleted, is not)."""
         if not ids:
             return []
         return _entries(self.client.xclaim(self.stream, self.group, self.consumer, 0, ids))
 
     def _take_again(self) -> int:
-        """Own pending entries, then others' idle ones: recorded in their first batches."""
+        """Own pending entries, then others' idle ones: recorded in their noted batches."""
         # own pending entries (a restart under the same name): at most a batch or two
         reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"})
-        taken = _entries(reply[0][1]) if reply else []
+        # by id: with min_idle_ms 0, XAUTOCLAIM hands back the consumer's own entries too
+        taken = {i: (i, f) for i, f in (_entries(reply[0][1]) if reply else [])}
         cursor = "0-0"
         while True:  # entries idle past min_idle_ms in other consumers' hands
             reply = self.client.xautoclaim(
                 self.stream, self.group, self.consumer, self.min_idle_ms, cursor, count=1000
             )
             cursor = _text(reply[0])
-            taken += _entries(reply[1])
+            for i, f in _entries(reply[1]):
+                taken.setdefault(i, (i, f))
             if cursor == "0-0":
                 break
-        for group in self._regrouped(taken):
-            self._record(group)
+        for batch in self._regrouped(taken.values()):
+            self._record(batch)
         self.progress.retried += len(taken)
         return len(taken)
 
@@ -183,17 +263,18 @@ class StreamConsumer:
         """Consume until `stop(progress)` is true (checked after every read), or forever."""
         self._take_again()
         last_claim = time.monotonic()
+        wait_ms = read_wait_ms(self.block_ms, _socket_timeout(self.client))
         while stop is None or not stop(self.progress):
             reply = self.client.xreadgroup(
                 self.group,
                 self.consumer,
                 {self.stream: ">"},
                 count=self.batch,
-                block=self.block_ms,
+                block=wait_ms,
             )
             entries = _entries(reply[0][1]) if reply else []
             if entries:
-                self._record(entries)
+                self._record(Batch([i for i, _ in entries], entries, False))
             if time.monotonic() - last_claim > self.min_idle_ms / 1000:
                 self._take_again()
                 last_claim = time.monotonic()

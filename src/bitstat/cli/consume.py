@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
-import redis
 
+from ..store import client_from_url
 from ..streams import Progress, StreamConsumer
 from .output import to_json
 
@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     help="This consumer's name; keep it across restarts (default: the host name).",
 )
 @click.option("--batch", default=500, show_default=True, help="Entries read and recorded at once.")
-@click.option("--block", default=2000, show_default=True, help="Milliseconds a read waits.")
+@click.option(
+    "--block",
+    type=click.IntRange(min=0),
+    default=2000,
+    show_default=True,
+    help="Milliseconds a read waits for entries (0: until one comes).",
+)
 @click.option(
     "--min-idle",
     default=60_000,
@@ -70,7 +76,7 @@ def consume(
     stop_when_idle: float | None,
 ) -> None:
     """Read STREAM with XREADGROUP in a consumer group and record each batch under a batch id
-    made of its first and last stream ids, then XACK it. A consumer killed between the two
+    of its own (noted beside the stream), then XACK it. A consumer killed between the two
     leaves its entries pending; started again (same --consumer), or another consumer after
     --min-idle, takes them again (XAUTOCLAIM) under the same batch ids: nothing counts twice.
     An entry is one event: a JSON object in the field --field (as in `redis-cli XADD events
@@ -82,9 +88,14 @@ def consume(
         bitstat consume events --group bitstat --consumer worker-1
         bitstat --namespace shop consume events --stop-when-idle 5
     """
+    if block == 0 and stop_when_idle is not None:
+        raise click.UsageError(
+            "--block 0 waits until an entry comes, so --stop-when-idle could never stop it:"
+            " give --block MILLISECONDS with --stop-when-idle"
+        )
     name = consumer or socket.gethostname()
     with settings.connect() as st:
-        client = redis.Redis.from_url(stream_url) if stream_url else None
+        client = stream_client(stream_url) if stream_url else None
         worker = StreamConsumer(
             st,
             stream,
@@ -122,6 +133,13 @@ def consume(
             }
         )
     )
+
+
+def stream_client(url: str) -> Any:
+    """The client of `--stream-url`, with the data's timeouts (a server gone silent fails a
+    call, not hangs it; a read waits less than the socket timeout: bitstat.streams)."""
+    client, _ = client_from_url(url)
+    return client
 
 
 COMMANDS: list[click.Command] = [consume]
