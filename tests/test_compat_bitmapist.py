@@ -317,9 +317,9 @@ def test_expired_results_are_recomputed(client: redis.Redis, days_ev: str) -> No
     ev = days_ev
     op = dropin.BitOpOr(SYSTEM, *(dropin.DayEvents(f"{ev}-a", 2021, 1, d) for d in (1, 2)))
     answer = list(op)
-    client.pexpire(op._key, 1)
+    client.pexpire(op.redis_key, 1)
     time.sleep(0.01)
-    assert client.exists(op._key) == 0
+    assert client.exists(op.redis_key) == 0
     assert list(op) == answer and len(op) == len(answer)
 
 
@@ -514,6 +514,59 @@ def test_period_bounds_reach_the_ends_of_pythons_dates(
     theirs = bounds_or_error(real, period, numbers, ev)
     assert bounds_or_error(dropin, period, numbers, ev) == theirs
     assert isinstance(theirs, tuple) == dated
+
+
+def quarter_events(lib: ModuleType) -> type[Any]:
+    """A period class of a user's own, as bitmapist documents them: it sets `redis_key`."""
+
+    class QuarterEvents(lib.GenericPeriodEvents):  # type: ignore[misc,name-defined]
+        def __init__(self, event_name: str, year: int, quarter: int, system: Any = "default"):
+            super().__init__(event_name, system=system)
+            self.year, self.quarter = year, quarter
+            self.redis_key = f"trackist_{event_name}_Q{year}-{quarter}"
+
+        def delta(self, value: int) -> Any:
+            year, quarter = divmod(self.year * 4 + self.quarter - 1 + value, 4)
+            return type(self)(self.event_name, year, quarter + 1, self.system)
+
+        def period_start(self) -> datetime:
+            return datetime(self.year, 3 * self.quarter - 2, 1, tzinfo=UTC)
+
+        def period_end(self) -> datetime:
+            return self.next().period_start() - timedelta(microseconds=1)
+
+    return QuarterEvents
+
+
+def renamed_days(lib: ModuleType) -> type[Any]:
+    """A subclass that moves its bitmaps under other key names."""
+
+    class RenamedDays(lib.DayEvents):  # type: ignore[misc,name-defined]
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            self.redis_key += "-v2"
+
+    return RenamedDays
+
+
+def test_reads_go_through_redis_key_as_in_bitmapist(client: redis.Redis, ev: str) -> None:
+    """bitmapist reads every set by its `redis_key`, so a user's own period class (which sets
+    only that) and a subclass renaming its keys work; the drop-in read a private key instead."""
+    for key, ids in ((f"trackist_{ev}_Q2021-1", (3, 9, 20)), (f"trackist_{ev}_2021-1-2-v2", (9,))):
+        for uid in ids:
+            client.setbit(key, uid, 1)
+    client.setbit(f"trackist_{ev}_2021-1-2", 3, 1)
+
+    def answers(lib: ModuleType) -> list[Any]:
+        quarter = quarter_events(lib)(ev, 2021, 1, system=SYSTEM)
+        day = renamed_days(lib)(ev, 2021, 1, 2, system=SYSTEM)
+        both = lib.BitOpAnd(SYSTEM, quarter, day)
+        seen = [len(quarter), 9 in quarter, list(quarter), quarter.has_events_marked()]
+        seen += [len(day), 3 in day, list(day), list(both), both.redis_key]
+        seen += [quarter == quarter_events(lib)(ev, 2021, 1), quarter.next().redis_key]
+        return seen
+
+    assert answers(dropin) == answers(real)
 
 
 def test_mark_options(client: redis.Redis, ev: str, monkeypatch: pytest.MonkeyPatch) -> None:

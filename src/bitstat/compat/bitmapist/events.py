@@ -40,15 +40,18 @@ def _utc_now() -> datetime:
 
 
 class Bitmap:
-    """A set of ids stored as one Redis bitmap: `in`, `len`, iteration, `& | ^ ~`, equality."""
+    """A set of ids stored as one Redis bitmap: `in`, `len`, iteration, `& | ^ ~`, equality.
+
+    Every read goes through `redis_key`, as bitmapist's do: a subclass may set it as it likes.
+    """
 
     event_name: str
     system: Any
-    _key: str
+    redis_key: str
 
     def _node(self, system: Any) -> _engine.Node:
         """This set as a node of an expression evaluated on `system`."""
-        return _engine.Leaf(self._key)
+        return _engine.Leaf(self.redis_key)
 
     def _answer(self, offset: int | None = None) -> int:
         """The set's BITCOUNT, or its GETBIT at `offset`; one server call either way."""
@@ -77,7 +80,7 @@ class Bitmap:
 
     def _readable_key(self) -> str:
         """The name of a key that holds the set now."""
-        return self._key
+        return self.redis_key
 
     def get_uuids(self) -> Iterator[int]:
         """The ids in the set, ascending."""
@@ -88,18 +91,16 @@ class Bitmap:
 
     def delete(self) -> None:
         """Delete the set's key."""
-        get_redis(self.system).delete(self._key)
+        get_redis(self.system).delete(self.redis_key)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Bitmap):
-            return self._key == other._key
         other_key = getattr(other, "redis_key", None)
         if other_key is None:
             return NotImplemented
-        return bool(self._key == other_key)
+        return bool(self.redis_key == other_key)
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return hash(self.redis_key)
 
     # Operators run on this set's system; bitmapist's run on "default" whatever the operands'
     # systems are, which differs only when those are other servers (where it reads nothing).
@@ -127,7 +128,7 @@ class Computed(Bitmap):
     def _start(self, system: Any, op_name: str, key: str) -> None:
         self.system = system
         self._op_name = op_name
-        self._key = key
+        self.redis_key = key
         self._state = _engine.fresh_state(system, key)
         if not _engine.deferring():
             self._readable_key()
@@ -137,27 +138,22 @@ class Computed(Bitmap):
 
     def _node(self, system: Any) -> _engine.Node:
         if self._state.status == _engine.DELETED:
-            return _engine.Leaf(self._key)
+            return _engine.Leaf(self.redis_key)
         if server_id(system) != server_id(self.system):
             # computed on its own system, as bitmapist does, then read by name
-            self._readable_key()
-            return _engine.Leaf(self._key)
+            return _engine.Leaf(self._readable_key())
         children = tuple(_operand_node(o, system) for o in self._operands())
-        return _engine.Op(self._op_name, self._key, children, self._state)
+        return _engine.Op(self._op_name, self.redis_key, children, self._state)
 
     def _readable_key(self) -> str:
+        """The result key, computed again if it expired."""
         node = self._node(self.system)
         if isinstance(node, _engine.Op):
             _engine.evaluate(self.system, [("len", node)])
-        return self._key
-
-    @property
-    def redis_key(self) -> str:
-        """The result key, computed again if it expired (code may hand it to Redis directly)."""
-        return self._readable_key()
+        return self.redis_key
 
     def delete(self) -> None:
-        get_redis(self.system).delete(self._key)
+        super().delete()
         self._state.status = _engine.DELETED
 
 
@@ -179,7 +175,7 @@ class UniqueEvents(Bitmap):
     def __init__(self, event_name: str, system: Any = "default") -> None:
         self.event_name = event_name
         self.system = system
-        self.redis_key = self._key = event_key(event_name, "u")
+        self.redis_key = event_key(event_name, "u")
 
     def next(self) -> UniqueEvents:
         return self
@@ -326,7 +322,7 @@ class MonthEvents(GenericPeriodEvents):
         system: Any = "default",
     ) -> None:
         super().__init__(event_name, system=system)
-        self.redis_key = self._key = self._name_period(year, month)
+        self.redis_key = self._name_period(year, month)
 
     def _first_instant(self) -> datetime:
         return datetime(self.year, self.month, 1)
@@ -355,7 +351,7 @@ class WeekEvents(GenericPeriodEvents):
         system: Any = "default",
     ) -> None:
         super().__init__(event_name, system=system)
-        self.redis_key = self._key = self._name_period(year, week)
+        self.redis_key = self._name_period(year, week)
 
     @staticmethod
     def _calendar(when: date | datetime) -> Any:
@@ -384,7 +380,7 @@ class DayEvents(GenericPeriodEvents):
         system: Any = "default",
     ) -> None:
         super().__init__(event_name, system=system)
-        self.redis_key = self._key = self._name_period(year, month, day)
+        self.redis_key = self._name_period(year, month, day)
 
     def _first_instant(self) -> datetime:
         return datetime(self.year, self.month, self.day)
@@ -416,7 +412,7 @@ class HourEvents(GenericPeriodEvents):
         system: Any = "default",
     ) -> None:
         super().__init__(event_name, system=system)
-        self.redis_key = self._key = self._name_period(year, month, day, hour)
+        self.redis_key = self._name_period(year, month, day, hour)
 
     def _first_instant(self) -> datetime:
         return datetime(self.year, self.month, self.day, self.hour)
@@ -437,13 +433,6 @@ def _split(system_or_event: Any, events: tuple[Any, ...]) -> tuple[Any, tuple[An
     return "default", (system_or_event, *events)
 
 
-def _operand_key(event: Any) -> str:
-    key = getattr(event, "_key", None)
-    if isinstance(key, str):
-        return key
-    return str(event.redis_key)
-
-
 class BitOperation(Computed):
     """BITOP `op_name` over `events` (AND, OR, XOR, or NOT of a single event).
 
@@ -454,7 +443,7 @@ class BitOperation(Computed):
     def __init__(self, op_name: str, system_or_event: Any, *events: Any) -> None:
         system, operands = _split(system_or_event, events)
         self.events = operands
-        keys = "-".join(_operand_key(e) for e in operands)
+        keys = "-".join(str(e.redis_key) for e in operands)
         self._start(system, op_name, f"{KEY_PREFIX}bitop_{op_name}_{keys}")
 
     def _operands(self) -> list[Any]:
