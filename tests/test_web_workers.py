@@ -136,7 +136,10 @@ def test_every_process_lists_the_namespaces_any_of_them_met(
     _, base, namespace = served
     other = f"{namespace}-other"  # no stored schema: known only from the events sent to it
     answer = httpx.post(
-        f"{base}/v1/track", params={"namespace": other}, json={"event": "a", "user": 1}
+        f"{base}/v1/track",
+        params={"namespace": other},
+        json={"event": "a", "user": 1},
+        timeout=60,  # (httpx's 5 s default: a loaded CI machine's first write took longer)
     )
     assert answer.status_code == 200, answer.text
     try:
