@@ -275,3 +275,32 @@ def test_a_namespace_in_a_text_payload(
     answer = client.post("/grafana/query", json=bad)
     assert answer.status_code == 400
     assert answer.json()["message"] == "'unique:ping': the payload's `namespace` must be text"
+
+
+def test_a_sum_past_the_float_range_is_a_400(client: TestClient, embedded_url: str) -> None:
+    """Each bucket's total is kept within +-1e308, a year's may pass the float range: the library
+    answers inf, which JSON cannot carry. The target is refused as /v1/sums refuses it."""
+    schema = bitstat.Schema(sum=["amount", "amount by country"])
+    big = bitstat.connect(embedded_url, namespace=f"gf4-{uuid.uuid4().hex[:8]}", schema=schema)
+    try:
+        events = [
+            {"event": "pay", "user": 1, "time": when, "amount": 9e307, "country": "NL"}
+            for when in ("2025-06-01", "2026-06-01")
+        ]
+        assert not big.track_many(events).rejected
+        assert big.sums("pay", "amount", "2025-06-01", "2026-06-30") == float("inf")
+        span = {"from": "2025-06-01T00:00:00Z", "to": "2026-06-30T23:59:59Z"}
+        whole = {"namespace": big.namespace}
+        for target in (
+            {"target": "sums:pay:amount", "payload": whole},
+            {"target": "sums:pay:amount", "payload": {**whole, "by": "country"}},
+        ):
+            answer = client.post("/grafana/query", json={"range": span, "targets": [target]})
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["message"] == (
+                "'sums:pay:amount': the sum over this range passes the float range (+-1.8e308):"
+                " ask a shorter one"
+            )
+    finally:
+        big.drop()
+        big.close()

@@ -155,15 +155,20 @@ async def counts(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     return {"counts": ranked(answer, "count")}
 
 
+SUM_TOO_LARGE = "the sum over this range passes the float range (+-1.8e308): ask a shorter one"
+
+
+def sum_is_finite(answer: float | dict[Any, float]) -> bool:
+    """Whether JSON can carry a `sums` answer: each bucket's total is kept within +-1e308, a
+    range's may pass the float range, and the library then answers inf."""
+    return all(map(math.isfinite, answer.values() if isinstance(answer, dict) else [answer]))
+
+
 async def sums(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     time_range(st.schema, a["start"], a["end"])
     answer = await st.sums(a["event"], a["prop"], a["start"], a["end"], by=a["by"])
-    # (each bucket's total is kept within +-1e308, a range's may pass the float range: the
-    # library answers inf, which JSON cannot carry)
-    if not all(map(math.isfinite, answer.values() if isinstance(answer, dict) else [answer])):
-        raise BadParameter(
-            "end", "the sum over this range passes the float range (+-1.8e308): ask a shorter one"
-        )
+    if not sum_is_finite(answer):
+        raise BadParameter("end", SUM_TOO_LARGE)
     if isinstance(answer, dict):
         return {"sums": ranked(answer, "sum")}
     return {"sum": answer}

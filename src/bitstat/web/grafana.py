@@ -209,8 +209,10 @@ async def answer(
     if kind == "counts":
         return [table(await stats.counts(q["event"], q["prop"], lo, hi), stats)]
     if kind == "sums":
-        by = payload.get("by")
-        return [table(await stats.sums(q["event"], q["prop"], lo, hi, by=by), stats)]
+        summed = await stats.sums(q["event"], q["prop"], lo, hi, by=payload.get("by"))
+        if not E.sum_is_finite(summed):
+            raise GrafanaError(400, f"{name!r}: {E.SUM_TOO_LARGE}")
+        return [table(summed, stats)]
     if kind == "top":
         limit = payload.get("limit", 10)
         return [table(await stats.top(q["event"], q["prop"], lo, hi, limit=limit), stats)]
