@@ -147,3 +147,46 @@ def test_an_exception_outside_the_handlers_is_a_json_500(
         answer = c.get("/")
     assert answer.status_code == 500
     assert answer.json() == {"error": "internal error: OSError: the page is gone"}
+
+
+def unreadable(name: str, text: str) -> str:
+    why = f"cannot read {text!r} as a time: Invalid isoformat string: {text!r}"
+    return f"{name}: {name} {text!r}: {why}"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "error"),
+    [
+        ("unique", {"event": "visit", "start": "soon"}, unreadable("start", "soon")),
+        (
+            "unique",
+            {"event": "visit", "start": "2025-11", "end": "later"},
+            unreadable("end", "later"),
+        ),
+        (
+            "unique",
+            {"event": "visit", "start": "2025-11", "end": "0001-01-01"},
+            "end: end '0001-01-01' is outside the dates bitstat supports"
+            " (1970-01-01 to 9998-12-31)",
+        ),
+        (
+            "lifecycle",
+            {"event": "visit", "start": "2025-10", "now": "later"},
+            unreadable("now", "later"),
+        ),
+        (
+            "retention",
+            {"first_event": "a", "return_event": "b", "start": "2025-10", "now": "9999-12"},
+            "now: now '9999-12': the month of 9999-12-01 is outside the dates bitstat supports"
+            " (1970-01-01 to 9998-12-31)",
+        ),
+    ],
+)
+def test_a_time_that_cannot_be_read_is_named_as_it_was_given(
+    client: TestClient, path: str, query: dict[str, Any], error: str
+) -> None:
+    """The library reads each end of a range alone, as a `start`: the message names the
+    parameter the client sent, not "start"."""
+    answer = client.get(f"/v1/{path}", params=query)
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {"error": error, "parameter": error.partition(":")[0]}

@@ -157,19 +157,27 @@ def time_range(
     schema: Schema, start: str, end: str | None, *, start_name: str = "start"
 ) -> tuple[datetime, datetime]:
     """The wall-clock range [lo, hi) of `start`..`end`, each endpoint checked on its own first
-    so that an error names the one at fault."""
-    tz, chosen = schema.tz, schema.periods
-    try:
-        P.resolve_range(start, None, tz, chosen)
-    except BitstatError as exc:
-        raise BadParameter(start_name, str(exc)) from None
+    so that an error names the one at fault (`start_name`: what the client called `start`)."""
+    first = bucket_span(schema, start, start_name)
     if end is None:
-        return P.resolve_range(start, None, tz, chosen)
+        return first
+    bucket_span(schema, end, "end")
     try:
-        P.resolve_range(end, None, tz, chosen)
-        return P.resolve_range(start, end, tz, chosen)
+        return P.resolve_range(start, end, schema.tz, schema.periods)
     except BitstatError as exc:
         raise BadParameter("end", str(exc)) from None
+
+
+def bucket_span(schema: Schema, value: str, name: str) -> tuple[datetime, datetime]:
+    """The wall-clock range [lo, hi) of the bucket `value` stands for, given as parameter `name`."""
+    try:
+        return P.resolve_range(value, None, schema.tz, schema.periods)
+    except BitstatError as exc:
+        # the library reads a lone time as a range's start, and says so: name what was sent
+        message = str(exc)
+        if message.startswith("start "):
+            message = f"{name} {message.removeprefix('start ')}"
+        raise BadParameter(name, message) from None
 
 
 def too_long(end: str | None) -> str:
