@@ -569,6 +569,50 @@ def test_reads_go_through_redis_key_as_in_bitmapist(client: redis.Redis, ev: str
     assert answers(dropin) == answers(real)
 
 
+MIXINS = ("MixinIter", "MixinCounts", "MixinContains", "MixinEventsMisc", "MixinBitOperations")
+OPERATORS = ("__iter__", "__len__", "__contains__", "__eq__", "__hash__")
+OPERATORS += ("__and__", "__or__", "__xor__", "__invert__")
+
+
+def provides(mixin: type) -> set[str]:
+    """The public methods and the operators a mixin defines (or inherits, but from object)."""
+    names = {n for k in mixin.__mro__[:-1] for n in vars(k)}
+    return {n for n in names if not n.startswith("_") or n in OPERATORS}
+
+
+def flag_events(lib: ModuleType) -> type[Any]:
+    """A set class of a user's own, made of bitmapist's mixins as its UniqueEvents is."""
+
+    class FlagEvents(*(getattr(lib, m) for m in MIXINS)):  # type: ignore[misc]
+        def __init__(self, event_name: str, system: Any = "default") -> None:
+            self.event_name, self.system = event_name, system
+            self.redis_key = f"trackist_{event_name}_flag"
+
+    return FlagEvents
+
+
+def test_the_mixins_are_bitmapists(client: redis.Redis, days_ev: str, default_system: None) -> None:
+    """Each mixin gives what bitmapist's gives, and a class may take several of them (they
+    were all one class: two of them as bases raised "duplicate base class")."""
+    assert {m: provides(getattr(dropin, m)) for m in MIXINS} == {
+        m: provides(getattr(real, m)) for m in MIXINS
+    }
+    ev = days_ev
+    client.setbit(f"trackist_{ev}-a_flag", 5, 1)
+
+    def answers(lib: ModuleType) -> list[Any]:
+        flag = flag_events(lib)(f"{ev}-a", system=SYSTEM)
+        day = lib.DayEvents(f"{ev}-a", 2021, 1, 5, system=SYSTEM)
+        seen = [len(flag), flag.get_count(), 5 in flag, list(flag), flag.has_events_marked()]
+        seen += [list(flag | day), list(~flag)[:3], list(lib.BitOpAnd(SYSTEM, flag, day))]
+        seen += [flag == flag_events(lib)(f"{ev}-a"), len({flag, flag_events(lib)(f"{ev}-a")})]
+        flag.delete()
+        client.setbit(f"trackist_{ev}-a_flag", 5, 1)
+        return seen
+
+    assert answers(dropin) == answers(real)
+
+
 def test_mark_options(client: redis.Redis, ev: str, monkeypatch: pytest.MonkeyPatch) -> None:
     t = EDGES[6]
     pipe = client.pipeline()

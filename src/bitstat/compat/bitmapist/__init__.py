@@ -39,6 +39,11 @@ from .events import (
     DayEvents,
     GenericPeriodEvents,
     HourEvents,
+    MixinBitOperations,
+    MixinContains,
+    MixinCounts,
+    MixinEventsMisc,
+    MixinIter,
     MonthEvents,
     UniqueEvents,
     WeekEvents,
@@ -94,9 +99,6 @@ TRACK_HOURLY = False
 
 TRACK_UNIQUE = False
 """Whether `mark_event` also writes the time-less `UniqueEvents` bitmap when not told."""
-
-# bitmapist splits these behaviours into mixins; every event class has all of them.
-MixinIter = MixinCounts = MixinContains = MixinEventsMisc = MixinBitOperations = Bitmap
 
 _SCAN_BATCH = 1000
 

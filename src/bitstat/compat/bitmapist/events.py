@@ -39,8 +39,8 @@ def _utc_now() -> datetime:
     return datetime.now(tz=UTC)
 
 
-class Bitmap:
-    """A set of ids stored as one Redis bitmap: `in`, `len`, iteration, `& | ^ ~`, equality.
+class StoredSet:
+    """What bitmapist's mixins share: a set of ids stored as the bitmap `redis_key` of `system`.
 
     Every read goes through `redis_key`, as bitmapist's do: a subclass may set it as it likes.
     """
@@ -64,6 +64,24 @@ class Bitmap:
             return int(client.bitcount(node.key))
         return int(client.getbit(node.key, offset))
 
+    def _readable_key(self) -> str:
+        """The name of a key that holds the set now."""
+        return self.redis_key
+
+
+# bitmapist's mixins, each giving the methods bitmapist's gives; a class may take any of them.
+
+
+class MixinIter(StoredSet):
+    def get_uuids(self) -> Iterator[int]:
+        """The ids in the set, ascending."""
+        return _engine.iter_ids(get_redis(self.system), self._readable_key())
+
+    def __iter__(self) -> Iterator[int]:
+        return self.get_uuids()
+
+
+class MixinCounts(StoredSet):
     def get_count(self) -> int:
         """How many ids the set holds (BITCOUNT)."""
         return self._answer()
@@ -71,23 +89,16 @@ class Bitmap:
     def __len__(self) -> int:
         return self.get_count()
 
+
+class MixinContains(StoredSet):
     def __contains__(self, uuid: int) -> bool:
         return bool(self._answer(uuid))
 
+
+class MixinEventsMisc(StoredSet):
     def has_events_marked(self) -> bool:
         """True if the set holds any id."""
-        return self.get_count() > 0
-
-    def _readable_key(self) -> str:
-        """The name of a key that holds the set now."""
-        return self.redis_key
-
-    def get_uuids(self) -> Iterator[int]:
-        """The ids in the set, ascending."""
-        return _engine.iter_ids(get_redis(self.system), self._readable_key())
-
-    def __iter__(self) -> Iterator[int]:
-        return self.get_uuids()
+        return self._answer() > 0
 
     def delete(self) -> None:
         """Delete the set's key."""
@@ -102,20 +113,26 @@ class Bitmap:
     def __hash__(self) -> int:
         return hash(self.redis_key)
 
+
+class MixinBitOperations(StoredSet):
     # Operators run on this set's system; bitmapist's run on "default" whatever the operands'
     # systems are, which differs only when those are other servers (where it reads nothing).
     # BitOpAnd & co. are defined below, from Computed: found when called
-    def __and__(self, other: Bitmap) -> Bitmap:
+    def __and__(self, other: StoredSet) -> BitOpAnd:
         return BitOpAnd(self.system, self, other)
 
-    def __or__(self, other: Bitmap) -> Bitmap:
+    def __or__(self, other: StoredSet) -> BitOpOr:
         return BitOpOr(self.system, self, other)
 
-    def __xor__(self, other: Bitmap) -> Bitmap:
+    def __xor__(self, other: StoredSet) -> BitOpXor:
         return BitOpXor(self.system, self, other)
 
-    def __invert__(self) -> Bitmap:
+    def __invert__(self) -> BitOpNot:
         return BitOpNot(self.system, self)
+
+
+class Bitmap(MixinIter, MixinCounts, MixinContains, MixinEventsMisc, MixinBitOperations):
+    """A set of ids stored as one Redis bitmap: `in`, `len`, iteration, `& | ^ ~`, equality."""
 
 
 class Computed(Bitmap):
@@ -158,7 +175,7 @@ class Computed(Bitmap):
 
 
 def _operand_node(operand: Any, system: Any) -> _engine.Node:
-    if isinstance(operand, Bitmap):
+    if isinstance(operand, StoredSet):
         return operand._node(system)
     return _engine.Leaf(str(operand.redis_key))  # any object with a key, as bitmapist allows
 
