@@ -8,16 +8,23 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import redis.exceptions as rex
 
 import bitstat
 import bitstat.aio
+from bitstat.errors import ServerError
 from bitstat.keys import Keys
+from bitstat.store import wrapped_errors
+from exactly import batches, model, same_answers, schema
+from faultservers import ReplicatedCluster
 from model import Model
 from test_identity import SHARD, assert_same, schema_args, stream
 from test_resharding import Nodes, cluster_laid_out
@@ -160,3 +167,79 @@ def test_forget_and_alias_wait_for_a_slot_caught_half_moved(laid_out: Laid, ids:
         assert_same(st, model, probes)
     finally:
         st.close()
+
+
+class Masters:
+    """A ReplicatedCluster's masters, as test_resharding's `Nodes` takes a cluster."""
+
+    def __init__(self, cluster: ReplicatedCluster) -> None:
+        self.masters = cluster.masters
+        self.ports = [node.port for node in cluster.nodes]
+        self.servers = cluster.nodes
+
+    def node(self, index: int) -> redis.Redis:
+        return self.servers[index].client()
+
+
+def tracked_around(
+    url: str, ns: str, api: str, events: list[list[dict[str, Any]]], between: Callable[[], None]
+) -> None:
+    """Each event by track(), on one client of `api` connected with durability="replicated":
+    the first list, then `between()`, then the second."""
+    options: dict[str, Any] = {"namespace": ns, "durability": "replicated", "deadline": 3}
+    before, after = events
+    if api == "sync":
+        with bitstat.connect(url, **options) as st:
+            for event in before:
+                st.track(event)
+            between()
+            for event in after:
+                st.track(event)
+        return
+
+    async def main() -> None:
+        async with await bitstat.aio.connect(url, **options) as st:
+            for event in before:
+                await st.track(event)
+            between()
+            for event in after:
+                await st.track(event)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("api", ["sync", "asyncio"])
+def test_replicated_track_follows_a_slot_moved_after_connect(tmp_path: Path, api: str) -> None:
+    """durability="replicated": track() pushes on a pipeline to the queue's master (WAIT counts
+    that connection's writes). Its slot moves to another master by other hands: the master
+    answers MOVED, and the push goes to the new one (it failed every try, until a restart);
+    the events queued before and after are each recorded once."""
+    cluster = ReplicatedCluster(tmp_path / "cluster").start()
+    nodes = Nodes(Masters(cluster))  # type: ignore[arg-type]
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    slot = slot_of(Keys(ns).meta_tag)
+    source = nodes.owner(slot)
+    st = bitstat.connect(cluster.url(0), namespace=ns, schema=schema())
+    want = model()
+    events = batches(2, 20, seed=21)
+    try:
+        moving = partial(move, nodes, slot, source, (source + 1) % cluster.masters)
+        tracked_around(cluster.url(0), ns, api, events, moving)
+        for batch in events:
+            want.track_many(batch)
+        same_answers(st, want)
+    finally:
+        st.close()
+        nodes.close()
+        cluster.stop()
+
+
+def test_a_redirect_keeps_its_word_in_the_error() -> None:
+    """redis-py's cluster parser takes "MOVED" off the reply it makes a MovedError of: the
+    error a caller sees says what the server answered."""
+    with pytest.raises(ServerError) as raised, wrapped_errors("queueing an event"):
+        raise rex.MovedError("6918 127.0.0.1:7002")
+    assert str(raised.value) == (
+        "queueing an event: the server answered with an error: MOVED 6918 127.0.0.1:7002"
+    )
+    assert raised.value.transient and raised.value.refused

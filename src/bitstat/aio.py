@@ -18,6 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import hiredis
 import redis.asyncio as aredis
 import redis.exceptions as rex
+from redis.asyncio.cluster import ClusterParser
 
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Driver, Emit
@@ -32,12 +33,14 @@ from .store import (
     cluster_address,
     durability,
     replies_of,
+    reply_text,
     timeouts,
     wrapped_errors,
 )
 from .tracker_aio import AsyncTracker
 from .transport import (
     Direct,
+    Moved,
     Pause,
     Pipe,
     Received,
@@ -146,6 +149,8 @@ class AsyncStore:
             return await result if inspect.isawaitable(result) else result
         except rex.NoScriptError as exc:
             raise ScriptMissing(str(exc)) from exc
+        except rex.MovedError as exc:  # (only a `Pipe` on a key's master meets one)
+            raise Moved(reply_text(exc)) from exc
 
     async def scan(self, pattern: str) -> list[Any]:
         """`Store.scan` on asyncio."""
@@ -173,6 +178,8 @@ class AsyncStore:
             found = self.nodes[node.name] = aredis.Redis(
                 host=node.host, port=node.port, **self.node_options
             )
+            # a redirect read as the cluster client reads it (MOVED: a MovedError)
+            found.connection_pool.connection_kwargs["parser_class"] = ClusterParser
         return found
 
     async def call(

@@ -21,6 +21,7 @@ from .transport import (
     AheadReplies,
     Direct,
     Doing,
+    Moved,
     Pause,
     Pipe,
     Received,
@@ -88,13 +89,27 @@ def wrapped_errors(what: str) -> Iterator[None]:
             f"{what}: the server is out of memory (maxmemory reached; under the noeviction"
             f" policy it refuses writes until memory is freed or the limit raised): {exc}"
         ) from exc
-    except ScriptMissing as exc:  # (loaded and gone again: a server being flushed meanwhile)
+    except (ScriptMissing, Moved) as exc:  # (a script gone again, a slot moved again)
         error = ServerError(f"{what}: the server answered with an error: {exc}")
         raise classified(error, transient=True, refused=True) from exc
     except rex.RedisError as exc:
-        error = ServerError(f"{what}: the server answered with an error: {exc}")
-        transient = isinstance(exc, FOR_NOW_ERRORS) or str(exc).startswith(FOR_NOW)
+        text = reply_text(exc)
+        error = ServerError(f"{what}: the server answered with an error: {text}")
+        transient = isinstance(exc, FOR_NOW_ERRORS) or text.startswith(FOR_NOW)
         raise classified(error, transient=transient, refused=True) from exc
+
+
+# the error replies redis-py's cluster parser makes exceptions of, their code taken off
+REPLY_CODES = {rex.MovedError: "MOVED", rex.AskError: "ASK", rex.TryAgainError: "TRYAGAIN"}
+
+
+def reply_text(exc: Exception) -> str:
+    """An error reply as the server sent it ("MOVED 12 host:port", not "12 host:port")."""
+    code = REPLY_CODES.get(type(exc))
+    if code is None:
+        return str(exc)
+    text = str(exc).rpartition("caused error: ")[2]  # (not the command a pipeline's names)
+    return text if text.startswith(code) else f"{code} {text}"
 
 
 class Unread:
@@ -325,9 +340,8 @@ class Store:
             if isinstance(step, Ahead):  # (first: one a track() call)
                 return self.send_ahead(step.command)
             if isinstance(step, Pipe):
-                on = step.on is not None and self.cluster
-                client = self.client.get_node_from_key(step.on).redis_connection if on else None
-                pipe = (client or self.client).pipeline(transaction=False)
+                client = self.client if step.on is None else self.master_of(step.on)
+                pipe = client.pipeline(transaction=False)
                 step.fill(pipe)
                 return pipe.execute()
             if isinstance(step, Pause):
@@ -347,6 +361,15 @@ class Store:
             return step(self.client)
         except rex.NoScriptError as exc:
             raise ScriptMissing(str(exc)) from exc
+        except rex.MovedError as exc:  # (only a `Pipe` on a key's master meets one)
+            raise Moved(reply_text(exc)) from exc
+
+    def master_of(self, key: str) -> Any:
+        """The client of the master of `key`'s slot, as this client knows the slot map (the
+        store's own on a single server)."""
+        if not self.cluster:
+            return self.client
+        return self.client.get_redis_connection(self.client.get_node_from_key(key))
 
     def scan(self, pattern: str) -> list[Any]:
         """`Scan`: the keys matching `pattern`, on every master of a cluster there is now."""

@@ -68,6 +68,11 @@ def lua_script(name: str) -> Script:
 Step = Callable[[Any], Any]  # a function of the client
 
 
+def read_slot_map(client: Any) -> Any:
+    """A cluster client's slot map read again (an awaitable of it on asyncio)."""
+    return client.nodes_manager.initialize()
+
+
 class Pipe(NamedTuple):
     """Commands queued by `fill` on a pipeline and sent at once: their replies, in order (a
     failed one raises). `on`: a key whose master the pipeline goes to (WAIT counts the
@@ -79,6 +84,11 @@ class Pipe(NamedTuple):
 
 class ScriptMissing(Exception):
     """The server has no script of that SHA (restarted, or SCRIPT FLUSH): load it, again."""
+
+
+class Moved(Exception):
+    """A `Pipe` on a key's master refused with MOVED (nothing of it ran): the key's slot moved
+    to another master since the client read the slot map. Read it again, send again."""
 
 
 class Pause(NamedTuple):
@@ -308,13 +318,24 @@ class Transport:
             return (yield lambda c: c.eval(script.source, len(keys), *keys, *args))
 
     def pipelined(self, pipe: Pipe, scripts: Sequence[Script] = ()) -> Request[list[Any]]:
-        """A pipeline's replies; sent again once `scripts` are loaded if one was missing."""
-        try:
-            return list((yield pipe))
-        except ScriptMissing:
-            for s in scripts:
-                yield methodcaller("script_load", s.source)
-            return list((yield pipe))
+        """A pipeline's replies; sent again once `scripts` are loaded if one was missing, and
+        once the slot map is read again if its key's slot moved (the new master may lack the
+        scripts too)."""
+        loaded = refreshed = False
+        while True:
+            try:
+                return list((yield pipe))
+            except ScriptMissing:
+                if loaded:
+                    raise
+                loaded = True
+                for s in scripts:
+                    yield methodcaller("script_load", s.source)
+            except Moved:
+                if refreshed:
+                    raise
+                refreshed = True
+                yield read_slot_map
 
     def sleep(self, seconds: float) -> Request[None]:
         """Wait before a batch is tried again."""
@@ -386,7 +407,7 @@ class Transport:
         yield Doing("recording a batch")
         try:
             if self.stale:
-                yield lambda c: c.nodes_manager.initialize()
+                yield read_slot_map
                 self.stale = False
             for g in groups:
                 keys, args = apply_call(g, batch_ttl)
