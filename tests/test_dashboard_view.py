@@ -94,3 +94,29 @@ def test_an_event_never_recorded_fails_the_whole_view_naming_it(
     assert view["unique"]["unique"] > 0
     assert view["funnel"]["steps"] == ["visit", "nosuch"]
     assert view["funnel"]["error"] == "no event 'nosuch' is recorded in this namespace"
+
+
+def test_with_only_end_the_range_is_the_30_days_up_to_it(server: str, shop: bitstat.Stats) -> None:
+    for end, start in (("2025-11-15", "2025-10-17"), ("2025-11", "2025-11-01")):
+        view = dashboard(server, event="purchase", end=end).json()
+        assert (view["start"], view["end"]) == (start, end)
+        assert view["unique"] == {"unique": shop.unique("purchase", start, end)}
+
+
+def test_with_only_start_a_start_after_the_data_is_blamed_on_start(
+    server: str, shop: bitstat.Stats
+) -> None:
+    """The end is then the last day with data: a start after it is what to change."""
+    span = shop.span("purchase")
+    assert span is not None
+    last = span[1].isoformat()
+    answer = dashboard(server, event="purchase", start="2025-12-05")
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "error": f"start: '2025-12-05' is after the default `end`, {last}: give `end` too",
+        "parameter": "start",
+    }
+    unreadable = dashboard(server, event="purchase", start="soon").json()
+    assert unreadable["parameter"] == "start"
+    view = dashboard(server, event="purchase", start="2025-11-20").json()
+    assert (view["start"], view["end"]) == ("2025-11-20", last)

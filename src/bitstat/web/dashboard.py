@@ -22,7 +22,7 @@ from .. import periods as P
 from ..aio import AsyncStats
 from ..errors import BitstatError, ConnectionError, ServerError, UnknownEvent
 from . import endpoints as E
-from .params import NAMESPACE, BadParameter, Param, time_range
+from .params import NAMESPACE, BadParameter, Param, bucket_span, time_range
 from .span import first_last_day
 
 DEFAULT_DAYS = 30
@@ -36,7 +36,7 @@ PARAMS = (
     NAMESPACE,
     Param("event", description="Event to show; default: the first recorded."),
     Param("start", "time", description="Range start; default: 30 days before `end`."),
-    Param("end", "time", description="Range end; default: the last day the event was seen."),
+    Param("end", "time", description="Range end; default: the last day with data (of `event`)."),
     Param("period", enum=P.PERIODS, description="Bucket size of series, cohorts, lifecycle."),
     Param("count", description="`count` property for the counts chart."),
     Param("top", description="`top` property for the top values chart."),
@@ -88,13 +88,32 @@ def _pick(asked: str | None, available: list[str]) -> str | None:
     return available[0] if available else None
 
 
-async def _default_view(st: AsyncStats, events: list[str], event: str | None) -> tuple[str, str]:
-    """The last DEFAULT_DAYS days with data: of `event`, or of any event when none is asked."""
+async def _range(st: AsyncStats, events: list[str], a: dict[str, Any]) -> tuple[str, str]:
+    """`start` and `end` as asked, or by default: `end` the last day with data (of `event`, or
+    of any event when none is asked), `start` DEFAULT_DAYS days before `end`."""
+    start, end = a["start"], a["end"]
+    if end is None:
+        end = (await _last_day(st, events, a["event"])).isoformat()
+        if start is not None and bucket_span(st.schema, start, "start")[0] >= _end_of(st, end):
+            raise BadParameter(
+                "start", f"{start!r} is after the default `end`, {end}: give `end` too"
+            )
+    if start is None:
+        last = (_end_of(st, end) - timedelta(microseconds=1)).date()
+        start = (last - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
+    return start, end
+
+
+def _end_of(st: AsyncStats, end: str) -> datetime:
+    return bucket_span(st.schema, end, "end")[1]
+
+
+async def _last_day(st: AsyncStats, events: list[str], event: str | None) -> date:
+    """The last day `event` was recorded on, or any event when it is None (else: today)."""
     names = [event] if event is not None else events[:FUNNEL_EVENTS]
     spans = await asyncio.gather(*(first_last_day(st, e) for e in names))
     lasts = [last for _, last in spans if last is not None]
-    end = date.fromisoformat(max(lasts)) if lasts else datetime.now(st.schema.tz).date()
-    return (end - timedelta(days=DEFAULT_DAYS - 1)).isoformat(), end.isoformat()
+    return date.fromisoformat(max(lasts)) if lasts else datetime.now(st.schema.tz).date()
 
 
 def _cohorts(period: str, lo: datetime, hi: datetime) -> tuple[str, int]:
@@ -133,11 +152,7 @@ async def view(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     """The dashboard answer for the parameters `a` (see PARAMS)."""
     events = await st.events()
     event = a["event"]
-    if a["start"] is None or a["end"] is None:
-        default_start, default_end = await _default_view(st, events, event)
-        start, end = a["start"] or default_start, a["end"] or default_end
-    else:
-        start, end = a["start"], a["end"]
+    start, end = await _range(st, events, a)
     lo, hi = time_range(st.schema, start, end)
     ranked = await _ranked(st, events, start, end)
     if event is None and events:
