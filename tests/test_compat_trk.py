@@ -614,6 +614,24 @@ def test_a_lost_reply_on_a_cluster_is_not_written_again(
             p.close()
 
 
+def test_a_lost_reply_on_one_server_is_not_written_again(proxy: Proxy, namespace: str) -> None:
+    """A record whose write landed but whose reply was lost raises, and counts once: the client
+    trk makes of a URL does not send it again. redis-py 6 changed its clients' retry defaults,
+    so this runs on the newest redis-py too (scripts/test-newest-redis-py.sh)."""
+    prefix = f"{namespace}:lost"
+    trk = Trk(proxy.url(), key=prefix, map={"add": ["event"]}, tz="UTC")
+    try:
+        trk.record({"event": "e"}, now=NOW)  # (loads the script: the write below goes by SHA)
+        proxy.cut_replies(1, RECORD_SHA.encode())
+        with pytest.raises(bitstat.errors.ConnectionError):
+            trk.record({"event": "e"}, now=NOW)
+        assert proxy.cut == 1
+        assert trk.query(NOW).find(f"add/event/{DAY}") == {"e": "2"}
+    finally:
+        delete(trk.client, prefix)
+        trk.close()
+
+
 def test_a_field_with_two_colons_is_read(trk_for: Callable[..., tuple[Trk, str]]) -> None:
     """`add:a:b:c` is read as an `add` (type `add:a:b`, its first part), in trk too."""
     trk, _ = trk_for(map={"add": ["a:b:c"]}, tz="UTC")

@@ -45,6 +45,10 @@ def mixed_times(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]
     return out
 
 
+def died(*args: Any, **kwargs: Any) -> Any:
+    raise KeyboardInterrupt("the process died")  # not an error bitstat handles
+
+
 @pytest.mark.parametrize("flush_at", [1, 7, 500])
 def test_tracked_events_give_the_models_answers(
     server_url: str, namespace: str, flush_at: int
@@ -131,9 +135,9 @@ def test_flush_at_1_applies_each_event_alone_at_once(
 def test_a_claim_left_by_a_flush_that_died_is_applied_once_by_the_next(
     server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A flush dies after writing its batch and before forgetting the claim, and another
-    before writing anything: a later flush takes both claims over, and every event counts
-    once (the batch markers of the first stop a second write)."""
+    """A flush dies after writing its batch and before forgetting the claim (the claim went
+    with the batch), and another before writing anything: a later flush takes the second claim
+    over, and every event counts once."""
     monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
     events = batches(1, 90, seed=13)[0]
     want = model()
@@ -142,10 +146,6 @@ def test_a_claim_left_by_a_flush_that_died_is_applied_once_by_the_next(
     ) as st:
         release = Transport.release_claim
         apply = Transport.apply
-
-        def died(*args: Any, **kwargs: Any) -> Any:
-            raise KeyboardInterrupt("the process died")  # not an error bitstat handles
-
         for part, broken in ((events[:40], "release_claim"), (events[40:70], "apply")):
             for e in part:
                 st.track(e)
@@ -159,7 +159,7 @@ def test_a_claim_left_by_a_flush_that_died_is_applied_once_by_the_next(
             st.track(e)
             want.track(e)
         time.sleep(0.25)  # both leases (the deadline, 0.2 s) are over
-        assert st.flush() == 20 + 40 + 30  # the queue and the two claims taken over
+        assert st.flush() == 20 + 30  # the queue and the claim taken over
         same_answers(st, want)
         assert st.flush() == 0
 
@@ -325,3 +325,68 @@ def test_a_forked_child_tracks_on_connections_of_its_own(embedded_url: str, name
         assert child.exitcode == 0
         st.track(events[2])  # on the parent's connection: no reply of the child's read here
         assert st.total("purchase", "2026") == 3
+
+
+def expire_batch_markers(client: Any, st: bitstat.Stats) -> None:
+    """What 10 minutes do to the markers of the batches bitstat named itself (`auto_ttl`)."""
+    for pattern in st._ns.keys.patterns:
+        for key in list(client.scan_iter(match=pattern, count=1000)):
+            if b":batch:" in key:
+                client.delete(key)
+
+
+def test_a_claim_goes_with_its_batch_so_nothing_waits_on_its_markers(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, redis_client: Any
+) -> None:
+    """A flush dies after writing its batch and before forgetting the claim, and no flush comes
+    until the batch's markers have expired: the claim went with the batch (the same script
+    call), so no later flush applies it again."""
+    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
+    events = batches(1, 40, seed=29)[0]
+    want = model()
+    with bitstat.connect(
+        server_url, namespace=namespace, schema=schema(), flush_at=1000, deadline=0.2
+    ) as st:
+        for e in events:
+            st.track(e)
+            want.track(e)
+        release = Transport.release_claim
+        monkeypatch.setattr(Transport, "release_claim", died)
+        with pytest.raises(KeyboardInterrupt):
+            st.flush()
+        monkeypatch.setattr(Transport, "release_claim", release)
+        expire_batch_markers(redis_client, st)
+        time.sleep(0.25)  # the lease (the deadline, 0.2 s) is over
+        assert st.flush() == 0
+        same_answers(st, want)
+
+
+def test_a_flush_stalled_past_its_lease_never_applies_its_claim_again(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, redis_client: Any
+) -> None:
+    """A flush stalls between taking its claim and writing it; another takes the claim over
+    past the lease and applies it; the markers expire; then the first goes on: it writes
+    nothing (its claim is gone)."""
+    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
+    events = batches(1, 40, seed=31)[0]
+    want = model()
+    options: dict[str, Any] = {"schema": schema(), "flush_at": 1000, "deadline": 0.2}
+    with (
+        bitstat.connect(server_url, namespace=namespace, **options) as slow,
+        bitstat.connect(server_url, namespace=namespace, **options) as other,
+    ):
+        for e in events:
+            slow.track(e)
+            want.track(e)
+        read = queued.records_of
+
+        def stalled(events: bytes) -> list[dict[str, Any]]:
+            monkeypatch.setattr(queued, "records_of", read)
+            time.sleep(0.25)  # past the lease
+            assert other.flush() == 40  # the claim taken over and applied
+            expire_batch_markers(redis_client, slow)
+            return read(events)
+
+        monkeypatch.setattr(queued, "records_of", stalled)
+        slow.flush()
+        same_answers(slow, want)

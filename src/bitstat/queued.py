@@ -16,10 +16,12 @@ Exactly once, whatever fails:
   reply (by bitstat, or by the caller calling again with the same event within the window) is
   queued once (every push looks, a first one too: held in the network, it may reach the
   server after its retry);
-- a flush moves the events to a claim and applies them under the claim's id as batch id, then
-  forgets the claim. A claim not forgotten within its lease (its process died) is taken over
-  by the next flush anywhere and applied again under the same id: the batch markers make the
-  groups already written count once (they are kept `auto_ttl`, 10 minutes by default).
+- a flush moves the events to a claim and applies them under the claim's id as batch id; the
+  script call that writes the batch forgets the claim, and writes only while the claim is held
+  (`Recording.guarded_claim`), so no claim outlives its batch (on a cluster, the groups in other
+  slots are written first, after a look). A claim not forgotten within its lease (its process
+  died first) is taken over by the next flush anywhere and applied under the same id; a flush
+  that stalled past its lease then writes nothing.
 
 With `track_ahead` (connect's), a push is written without waiting for its reply (`Ahead`):
 the replies are read every `track_ahead` pushes and before a flush or read; a push they show
@@ -430,7 +432,7 @@ class Queueing(Recording):
             cols = parse_batch(records, self.schema, None)
             sent: list[Applying] | None = [] if later else None
             result = yield from self.track_columns(
-                cols, claim_id, auto=True, fresh=not taken_over, later=sent
+                cols, claim_id, auto=True, fresh=not taken_over, claim=True, later=sent
             )
             if sent:  # (its script forgot the claim; the next flush or read reads the answers)
                 self.applying = (*self.applying, Claimed(claim_id, cols, records, sent[0], result))
@@ -469,7 +471,9 @@ class Queueing(Recording):
             result = claimed.result
             if not whole:  # (a failure here leaves the claim for the next flush to record)
                 cols, claim_id = claimed.cols, claimed.claim_id
-                result = yield from self.track_columns(cols, claim_id, auto=True, fresh=False)
+                result = yield from self.track_columns(
+                    cols, claim_id, auto=True, fresh=False, claim=True
+                )
             self.applying = tuple(rest)
             # (a batch that went in whole forgot its claim itself: apply.lua's D op)
             recorded += yield from self.released(

@@ -29,7 +29,7 @@ from .plan import UNNUMBERED, Planning, finished, planning, started, sum_bound_o
 from .schema import Schema
 from .single import Single, parse_one, plan_one, sum_bound_one
 from .transport import Transport, apply_call, call, values_call
-from .writes import WritePlan
+from .writes import Group, WritePlan
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
 # how long an id bitstat made is remembered: its own retries, then the caller's call again after
@@ -374,6 +374,7 @@ class Recording:
         auto: bool = False,
         fresh: bool = False,
         deadline: float | None = None,
+        claim: bool = False,
         later: list[Applying] | None = None,
     ) -> Op[TrackResult]:
         """Record a checked batch, given as columns (`track_many` parses dicts into them; a
@@ -381,9 +382,10 @@ class Recording:
         try it again with that id while the failure may pass, for up to `deadline` seconds
         (None: the namespace's; 0: one try).
         `auto`: the id was made by bitstat (kept `auto_ttl` seconds, not `batch_ttl`); `fresh`:
-        never sent before, so no marker of it can exist yet (it is not asked for). `later`
-        (a queue claim's batch, `batch_id` the claim's): the writes may be sent without
-        waiting for their answers, the claim forgotten by the same script call: then an
+        never sent before, so no marker of it can exist yet (it is not asked for). `claim`:
+        a queue claim's batch, `batch_id` the claim's: written only while the claim is held,
+        the claim forgotten by the same script call. `later` (such a batch): the writes may be
+        sent without waiting for their answers: then an
         `Applying` is added to it, and the result is the batch's once its answers say all
         went in (else it is to be recorded again, under the same id)."""
         if batch_id is None:
@@ -399,7 +401,9 @@ class Recording:
             # this one repeats (an id bitstat made, taken up again): its events count as sent
             again = attempt > 1 or (auto and not fresh)
             ask = not fresh or attempt > 1
-            once = self.record_once(cols, batch_id, ttl, ask=ask, again=again, later=later)
+            once = self.record_once(
+                cols, batch_id, ttl, ask=ask, again=again, claim=claim, later=later
+            )
             last: Call | None = None  # the last call sent
             try:
                 reply: Any = None
@@ -437,6 +441,7 @@ class Recording:
         *,
         ask: bool,
         again: bool,
+        claim: bool = False,
         later: list[Applying] | None = None,
     ) -> Op[TrackResult]:
         """One try at recording a batch. `ask`: whether its marker may exist (first asked for);
@@ -476,7 +481,8 @@ class Recording:
         # the batch's values, in any order, move no total further than this
         bound = sum_bound_of(cols)
         check = not bound <= sums.LIMIT  # the batch alone could pass the limit
-        chosen = not check and later is None and not self.cluster and not self.replicated
+        # (a claim's batch goes whole: its claim is forgotten by the call that writes it)
+        chosen = not check and not claim and not self.cluster and not self.replicated
         if in_parts or chosen:
             parts = parts_of(cols, forced=in_parts)
             if parts is not None:
@@ -534,14 +540,11 @@ class Recording:
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
             groups = [g for g in plan.groups if g.tag not in applied_tags]
+            if claim and not (yield from self.guarded_claim(groups, batch_id)):
+                return TrackResult(len(cols) if again else 0, sorted(rejected + overflow))
             # (one group: a cluster's, sent at once, could write the batch's marker, which
             # says all of it is in, before another failed; and its client sends them in turn)
             if later is not None and not check and not self.replicated and not self.cluster:
-                # a queue claim's batch (its id the claim's): the script forgets the claim as
-                # it applies the batch, so no claim outlives it while the answers wait (taken
-                # over past its markers' 10 minutes, it would be counted twice)
-                g = groups[-1]
-                g.args += ["D", g.key(self.keys.queue_claims), batch_id]
                 calls = [apply_call(g, ttl) for g in groups]
                 later.append(Applying((yield call(Transport.send_apply, calls)), calls))
                 results: list[int | bytes] = [1] * len(groups)  # (if the answers say so)
@@ -579,6 +582,20 @@ class Recording:
         return TrackResult(
             recorded, sorted(rejected + overflow), dict(plan.expired) if recorded else {}
         )
+
+    def guarded_claim(self, groups: list[Group], batch_id: str) -> Op[bool]:
+        """The groups of the queue claim `batch_id`'s batch made to forget the claim, and to be
+        written only while it is held: its namespace group (written last) does both in its
+        script call (apply.lua's D op). No claim may outlive its batch: taken over once its
+        markers expired (10 minutes), or by a flush that stalled past its lease, it would be
+        counted twice. Whether the claim is held: on a cluster, the other groups are in other
+        slots than the claim's, so it is looked up before they are written."""
+        meta = groups[-1] if groups and groups[-1].tag == self.keys.meta_tag else None
+        if meta is not None:
+            meta.args += ["D", meta.key(self.keys.queue_claims), batch_id]
+        if not self.cluster:
+            return True
+        return (yield call(Transport.hget, self.keys.queue_claims, batch_id)) is not None
 
     def record_parts(
         self,

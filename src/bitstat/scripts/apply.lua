@@ -28,8 +28,10 @@
 --   G k n (field value)*n           keep the greatest number per field (span: last day)
 --   R note                          what the batch marker keeps (default "1"): handed back as is
 --                                   when the batch id is seen again
---   D k field                       HDEL: the queue's claim this batch is, forgotten with it
---                                   (its answers are read later: queued.py, track_ahead)
+--   D k field                       the queue's claim this batch is (queued.py): the batch is
+--                                   written only while the claim is held (else it answers "1",
+--                                   as a batch seen before: the flush that took the claim over
+--                                   applied it), and the claim is forgotten with it (HDEL)
 --   C bound                         the values summed by F and Z ops add up to at most `bound`
 --                                   in magnitude, in any order (0: the caller checked the order)
 --   V m k*m knext kold prefix n (value bucket)*n
@@ -130,6 +132,9 @@ while i <= n_argv do
     i = i + 2
   elseif op == 'D' then
     expect(ARGV[i + 1], 'hash')
+    if redis.call('HEXISTS', KEYS[int[ARGV[i + 1]]], ARGV[i + 2]) == 0 then
+      return '1'
+    end
     i = i + 3
   elseif op == 'H' or op == 'F' or op == 'L' or op == 'G' then
     expect(ARGV[i + 1], 'hash')
