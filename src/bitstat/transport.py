@@ -157,6 +157,7 @@ def call(
     return Call(method, args, kwargs)
 
 
+MAP_TRIES = 8  # calls of ids.lua on a cluster before other writers' offsets are an error
 WAIT_MS = 5000  # how long a replica has to confirm a batch (WAIT) before the try fails
 
 
@@ -185,15 +186,31 @@ def _with_buckets(
     return keys, args
 
 
+# offsets other writers may take between a cluster's call of ids.lua and the next (its reverse
+# buckets named for them too: otherwise that call is made again)
+OFFSETS_SPARE = 1024
+
+
 def ids_call(
     next_key: str,
     reverse_prefix: str,
     reverse_bits: int,
     forward: Sequence[str],
     ids: Sequence[str],
+    first: int | None = None,
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ids.lua."""
-    return _with_buckets([next_key], [reverse_bits, reverse_prefix], forward, ids)
+    """KEYS and ARGV of ids.lua; on a cluster (`first`: the next offset, as far as the caller
+    knows) the reverse buckets the new offsets may fall in are named among the KEYS: those of
+    offsets `first` and up, one for each id and some to spare (other writers take offsets too)."""
+    if first is None:
+        declared: list[str] = []
+        low = 0
+    else:
+        low, high = first >> reverse_bits, (first + len(ids) + OFFSETS_SPARE) >> reverse_bits
+        declared = [f"{reverse_prefix}{b}" for b in range(low, high + 1)]
+    args = [reverse_bits, reverse_prefix, low, len(declared)]
+    keys, args = _with_buckets([next_key], args, forward, ids)
+    return keys + declared, args
 
 
 def values_call(
@@ -302,6 +319,7 @@ class Transport:
         self.cluster = cluster
         self.replicas = replicas  # replicas that must confirm a batch (durability="replicated")
         self.stale = False  # the cluster's slot map must be read again (a replicated write failed)
+        self.next_offsets: dict[str, int] = {}  # per id map: its next offset, as last seen
         self.apply_script = Script("apply.lua")
         self.ids_script = Script("ids.lua")
         self.evaluate_script = Script("sets.lua")
@@ -469,9 +487,23 @@ class Transport:
         forward: Sequence[str],
         ids: Sequence[str],
     ) -> Request[list[int]]:
-        keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids)
+        """The offsets of `ids` (canonical), made where new (ids.lua). On a cluster the script
+        is told the reverse buckets it may write, from the next offset as this client last saw
+        it; one it was not told of (other writers took offsets meanwhile) has it say the next
+        offset and write nothing, and it is called again."""
         yield Doing("mapping actor ids")
-        return [int(x) for x in (yield from self.script(self.ids_script, keys, args))]
+        first = self.next_offsets.get(next_key, 0) if self.cluster else None
+        for _ in range(MAP_TRIES):
+            keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids, first)
+            offsets = [int(x) for x in (yield from self.script(self.ids_script, keys, args))]
+            if offsets[:1] != [-1]:
+                if self.cluster and offsets:
+                    self.next_offsets[next_key] = max(max(offsets) + 1, first or 0)
+                return offsets
+            first = offsets[1]
+        error = ServerError(f"mapping actor ids: other writers took {MAP_TRIES} turns first")
+        error.transient = True  # (refused: nothing written, a batch tries again)
+        raise error
 
     def send_values(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
         """values.lua for each (KEYS, ARGV) of `calls` (`values_call`'s), written now: the ticket

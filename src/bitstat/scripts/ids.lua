@@ -1,16 +1,24 @@
 -- ids.lua: map actor ids to dense bit offsets (get or create), with a reverse map.
 -- KEYS[1]    the next-offset counter
--- KEYS[2..]  forward buckets (canonical id -> offset)
+-- KEYS[2..]  forward buckets (canonical id -> offset), then on a cluster the reverse buckets
+--            ARGV[3] and up, ARGV[4] of them
 -- ARGV[1]    bits of an offset that pick the place inside a reverse bucket (offset >> bits = bucket)
--- ARGV[2]    name prefix of the reverse buckets (same hash tag): a new offset's bucket is only
---            known here, so the script appends the bucket number to the prefix
--- ARGV[3..]  pairs: canonical id, index in KEYS of its forward bucket; ids distinct
--- Returns the offsets, one per pair, in order. New ids take their offsets with one INCRBY, and
--- consecutive offsets share reverse buckets: one HSET per bucket, not per id.
+-- ARGV[2]    name prefix of the reverse buckets (same hash tag), on a single server: the script
+--            appends the bucket number to it
+-- ARGV[3]    the number of the first reverse bucket in KEYS; ARGV[4] how many (0: none, a
+--            single server). On a cluster every key the script writes must be declared: one that
+--            is not may be on another node while the slot moves, and the script would stop half
+--            way (forward entries written, their reverse ones not)
+-- ARGV[5..]  pairs: canonical id, index in KEYS of its forward bucket; ids distinct
+-- Returns the offsets, one per pair, in order; or {-1, next offset}, having written nothing,
+-- when the new offsets' reverse buckets are not all in KEYS (the caller names them, calls again).
+-- New ids take their offsets with one INCRBY, and consecutive offsets share reverse buckets: one
+-- HSET per bucket, not per id.
 local bits = tonumber(ARGV[1])
 local prefix = ARGV[2]
+local declared_from, declared = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out, new = {}, {}
-for j = 3, #ARGV, 2 do
+for j = 5, #ARGV, 2 do
   local off = redis.call('HGET', KEYS[tonumber(ARGV[j + 1])], ARGV[j])
   if off then
     out[#out + 1] = tonumber(off)
@@ -19,25 +27,41 @@ for j = 3, #ARGV, 2 do
     new[#new + 1] = #out
   end
 end
-if #new > 0 then
-  local first = redis.call('INCRBY', KEYS[1], #new) - #new
-  local size = 2 ^ bits
-  local bucket, fields = nil, {}
-  for k, at in ipairs(new) do
-    local off = first + k - 1
-    local id = ARGV[1 + 2 * at]
-    out[at] = off
-    redis.call('HSET', KEYS[tonumber(ARGV[2 + 2 * at])], id, off)
-    local b = math.floor(off / size)
-    if b ~= bucket or #fields >= 4000 then
-      if bucket then
-        redis.call('HSET', prefix .. bucket, unpack(fields))
-      end
-      bucket, fields = b, {}
-    end
-    fields[#fields + 1] = off % size
-    fields[#fields + 1] = id
-  end
-  redis.call('HSET', prefix .. bucket, unpack(fields))
+if #new == 0 then
+  return out
 end
+local size = 2 ^ bits
+local first = tonumber(redis.call('GET', KEYS[1]) or '0')
+
+local function reverse_bucket(b)
+  if declared == 0 then
+    return prefix .. b
+  end
+  return KEYS[#KEYS - declared + 1 + b - declared_from]
+end
+
+if declared > 0 then
+  local low, high = math.floor(first / size), math.floor((first + #new - 1) / size)
+  if low < declared_from or high >= declared_from + declared then
+    return {-1, first}
+  end
+end
+redis.call('INCRBY', KEYS[1], #new)
+local bucket, fields = nil, {}
+for k, at in ipairs(new) do
+  local off = first + k - 1
+  local id = ARGV[3 + 2 * at]
+  out[at] = off
+  redis.call('HSET', KEYS[tonumber(ARGV[4 + 2 * at])], id, off)
+  local b = math.floor(off / size)
+  if b ~= bucket or #fields >= 4000 then
+    if bucket then
+      redis.call('HSET', reverse_bucket(bucket), unpack(fields))
+    end
+    bucket, fields = b, {}
+  end
+  fields[#fields + 1] = off % size
+  fields[#fields + 1] = id
+end
+redis.call('HSET', reverse_bucket(bucket), unpack(fields))
 return out
