@@ -340,3 +340,35 @@ def test_ids_mapped_by_two_writers_name_every_offset(cluster_url: str, namespace
         first.drop()
         first.close()
         second.close()
+
+
+def test_alias_and_forget_wait_for_an_id_map_slot_half_moved(laid_out: Laid) -> None:
+    """The id map's slot stops half moved (its reverse buckets on the new master): alias links
+    a new id to a user, forget then erases the user, each refused until the move ends and then
+    done whole. (identity.lua named the reverse buckets and alias sets itself, undeclared: the
+    link wrote the new id's forward entry, then failed on the user's alias set, which was not
+    local; forget never found that id, and its forward entry outlived the user.)"""
+    cluster, nodes, ns, _ = laid_out
+    st = bitstat.connect(cluster.url, namespace=ns, schema=bitstat.Schema(ids="map"), deadline=30)
+    users = [f"u-{i}" for i in range(50)]
+    anon = sharing_forward_buckets(ns, users, 1)[0]
+    slot = slot_of(Keys(ns).ids_tag)
+    try:
+        st.track_many([{"event": "e", "user": u, "time": "2026-10-01"} for u in users])
+        nodes.begin(slot, source=1, target=0, share=0.0)
+        nodes.migrate(1, 0, [k for k in nodes.keys(1, slot) if ":r:" in text(k)])
+        ender = threading.Timer(0.8, nodes.finish, (slot, 1, 0))
+        ender.start()
+        try:
+            assert st.alias(anon, "u-3").outcome == "linked"
+        finally:
+            ender.join()
+        assert sorted(st.forget(anon).ids) == sorted([anon, "u-3"])
+        assert sorted(st.actors("e").day(2026, 10, 1).ids()) == sorted(set(users) - {"u-3"})
+        forward, reverse, counter = id_map(nodes.clients[0], ns)
+        assert sorted(forward) == sorted(set(users) - {"u-3"})
+        assert reverse == {o: i for i, o in forward.items()}
+        assert counter == len(users)
+        assert not list(nodes.clients[0].scan_iter(match=f"{Keys(ns).id_alias_prefix}*"))
+    finally:
+        st.close()

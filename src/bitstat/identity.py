@@ -118,6 +118,12 @@ class Identity:
         except InvalidEvent as exc:
             raise QueryError(f"{param}: {exc}", param=param) from None
 
+    def offset_keys(self, *offsets: int | None) -> list[str]:
+        """The reverse bucket and alias set of each offset: keys identity.lua is told of (one
+        it touches undeclared could be on another node of a cluster while the slot moves)."""
+        k = self.keys
+        return [key for o in offsets if o is not None for key in (k.id_reverse(o), k.id_aliases(o))]
+
     def offset(self, text: str) -> Op[int | None]:
         raw = yield call(Transport.hget, self.keys.id_forward(text), text)
         return None if raw is None else int(raw)
@@ -130,6 +136,14 @@ class Identity:
         out = [] if name is None else [name.decode("utf-8", "surrogatepass")]
         out += sorted(a.decode("utf-8", "surrogatepass") for a in aliases)
         return out
+
+    def link_keys(self, anon: str, user: str) -> Op[list[str]]:
+        """The keys identity.lua's link may touch, as the id map stands now: those of the
+        offsets of `anon` and `user` and of the next offset (a new user's)."""
+        a = yield from self.offset(anon)
+        u = yield from self.offset(user)
+        following = yield call(Transport.get, self.keys.ids_next)
+        return self.offset_keys(a, u, int(following or 0))
 
     # actor sets
     def actor_keys(self, shard: int) -> Op[list[str]]:
@@ -197,7 +211,7 @@ class Identity:
         done.removed, done.scanned = yield from self.remove(offset)
         for _ in range(ATTEMPTS):
             names = yield from self.names(offset)
-            keys = [self.keys.id_forward(n) for n in (text, *names)]
+            keys = [self.keys.id_forward(n) for n in (text, *names)] + self.offset_keys(offset)
             args = ["forget", *self._prefixes(), offset, text, *names]
             reply = yield call(Transport.run_lua, "identity.lua", keys, args)
             if reply[0] in (b"forgotten", "forgotten"):
@@ -228,9 +242,14 @@ class Identity:
         cache = self.ns.id_cache
         moved = 0
         for _ in range(ATTEMPTS):
+            expected = yield from self.link_keys(a_text, u_text)
             args = ["link", *self._prefixes(), a_text, u_text]
-            reply = yield call(Transport.run_lua, "identity.lua", [k.ids_next, fa, fu], args)
+            reply = yield call(
+                Transport.run_lua, "identity.lua", [k.ids_next, fa, fu, *expected], args
+            )
             outcome = text_of(reply[0])
+            if outcome == "stale":  # (the offsets moved on since they were read)
+                continue
             if outcome != "merge":
                 offset = int(reply[1])
                 cache[a_text] = cache[u_text] = offset
@@ -239,7 +258,7 @@ class Identity:
             a, u = int(reply[1]), int(reply[2])
             moved += yield from self.move(a, u)
             names = yield from self.names(a)
-            keys = [fa, fu, *(k.id_forward(n) for n in names)]
+            keys = [fa, fu, *(k.id_forward(n) for n in names), *self.offset_keys(a, u)]
             args = ["merged", *self._prefixes(), a_text, u_text, a, u, *names]
             reply = yield call(Transport.run_lua, "identity.lua", keys, args)
             if text_of(reply[0]) != "stale":

@@ -21,12 +21,31 @@
 --           the offset o, ARGV[6] the id asked, ARGV[7..] names: every id of o. Deletes their
 --           forward entries (those still pointing to o), o's reverse entry and alias set.
 --           {'forgotten', n} (n forward entries deleted); {'stale'} as for merged.
+-- Every mode: after the keys above, KEYS names the reverse bucket and the alias set of each
+-- offset the caller expects the call to touch (link: anon's, user's and the next offset's;
+-- merged: a's and u's; forget: o's). An offset's keys not named there: {'stale'}, nothing
+-- written (on a cluster a key not declared may be on another node while the slot moves, and
+-- the script would stop half way).
 local mode = ARGV[1]
 local rprefix, aprefix, size = ARGV[2], ARGV[3], 2 ^ tonumber(ARGV[4])
+local named = {}
+for _, key in ipairs(KEYS) do
+  named[key] = true
+end
 
 local function reverse(o)
   o = tonumber(o)
   return rprefix .. math.floor(o / size), tostring(o % size)
+end
+
+-- whether the caller named the keys of each offset
+local function named_all(...)
+  for _, o in ipairs({...}) do
+    if not (named[(reverse(o))] and named[aprefix .. o]) then
+      return false
+    end
+  end
+  return true
 end
 
 -- whether names (ARGV[first..]) are exactly the ids of offset o
@@ -57,6 +76,9 @@ if mode == 'link' then
     return {'merge', a, u}
   end
   if a then
+    if not named_all(a) then
+      return {'stale'}
+    end
     local key, field = reverse(a)
     local old = redis.call('HGET', key, field)
     redis.call('HSET', KEYS[3], user, a)
@@ -67,8 +89,15 @@ if mode == 'link' then
     end
     return {'renamed', a}
   end
-  if not u then
-    u = tostring(redis.call('INCR', KEYS[1]) - 1)
+  local new = not u
+  if new then
+    u = redis.call('GET', KEYS[1]) or '0'
+  end
+  if not named_all(u) then
+    return {'stale'}
+  end
+  if new then
+    redis.call('INCR', KEYS[1])
     redis.call('HSET', KEYS[3], user, u)
     local key, field = reverse(u)
     redis.call('HSET', key, field, user)
@@ -82,7 +111,8 @@ elseif mode == 'merged' then
   if now_a == u then
     return {'same'}
   end
-  if now_a ~= a or redis.call('HGET', KEYS[2], user) ~= u or not ids_of(a, 9) then
+  if not named_all(a, u) or now_a ~= a or redis.call('HGET', KEYS[2], user) ~= u
+      or not ids_of(a, 9) then
     return {'stale'}
   end
   local name_u = redis.call('HGET', reverse(u))
@@ -97,7 +127,7 @@ elseif mode == 'merged' then
   return {'merged'}
 elseif mode == 'forget' then
   local o = ARGV[5]
-  if not ids_of(o, 7) then
+  if not named_all(o) or not ids_of(o, 7) then
     return {'stale'}
   end
   local n = 0
