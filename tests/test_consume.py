@@ -403,3 +403,28 @@ def test_streams_elsewhere_or_of_other_names_never_share_batch_ids(
             clients[db].delete(name, f"{name}:bitstat-batches:{group}")
         for c in clients.values():
             c.close()
+
+
+def test_a_batch_left_pending_by_an_older_bitstat_counts_once(
+    embedded_url: str, setup: Any
+) -> None:
+    """A consumer of a bitstat before 2026-12-06 (its notes first id -> last id, batch ids of
+    the names and the bounds) recorded a batch and stopped before its XACK: started again
+    after the upgrade, a consumer takes the batch again under the id it had."""
+    st, client, stream = setup
+    evs = events(120)
+    add(client, stream, evs)
+    client.xgroup_create(stream, "bitstat", id="0")
+    for at in (0, 50):  # two batches recorded as it did, the second not acknowledged
+        taken = client.xreadgroup("bitstat", "w1", {stream: ">"}, count=50)[0][1]
+        ids = [i.decode() for i, _ in taken]
+        client.hset(f"{stream}:bitstat-batches:bitstat", ids[0], ids[-1])
+        st.track_many(evs[at : at + 50], batch_id=f"stream:{stream}:bitstat:{ids[0]}:{ids[-1]}")
+        if at == 0:
+            client.xack(stream, "bitstat", *ids)
+            client.hdel(f"{stream}:bitstat-batches:bitstat", ids[0])
+    args = (stream, "--consumer", "w1", "--batch", "30", "--block", "100")
+    said = consume(embedded_url, st.namespace, *args, "--stop-when-idle", "0.3")
+    assert said["taken_again"] == 50 and said["recorded"] == 20
+    check(st, evs)
+    assert client.xpending(stream, "bitstat")["pending"] == 0

@@ -202,9 +202,9 @@ class Keys:
 
 
 def stream_bounds(stream: str, group: str) -> str:
-    """The hash of `bitstat consume`: first id -> every id of each batch a consumer group took
-    and has not acknowledged yet, and the stream's identity (beside the stream, outside any
-    namespace)."""
+    """The hash of `bitstat consume`: first entry id -> [batch id, every entry id] of each
+    batch a consumer group took and has not acknowledged yet, and the stream's identity
+    (beside the stream, outside any namespace)."""
     return f"{stream}:bitstat-batches:{group}"
 
 

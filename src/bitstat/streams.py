@@ -8,12 +8,13 @@ by others (XAUTOCLAIM), and records them under the same batch id, which the name
 once already, so nothing counts twice.
 
 The same batch id needs the same batch: before it records a batch the consumer notes the
-batch's entry ids (first id -> every id) in a hash beside the stream; a retry regroups what
-it takes by those notes, claiming the entries of a batch still in other hands, whoever took
-them and whatever its batch size, and names the batch by its note, not by the entries in hand
-(some may have been trimmed or deleted since). An entry no note holds was never recorded, so
-any grouping is right. The hash also keeps a random identity of the stream, part of every
-batch id, so that streams of the same name on two servers never share batch ids.
+batch's id and entry ids (first entry id -> [batch id, every entry id]) in a hash beside the
+stream; a retry regroups what it takes by those notes, claiming the entries of a batch still
+in other hands, whoever took them and whatever its batch size, under the batch id noted, not
+one made of the entries in hand (some may have been trimmed or deleted since). An entry no
+note holds was never recorded, so any grouping is right. The hash also keeps a random
+identity of the stream, part of every batch id, so that streams of the same name on two
+servers never share batch ids.
 A retry must come within the namespace's batch-id TTL (`connect(batch_ttl=)`, 7 days by
 default): past it the batch id is forgotten and a batch recorded but not acknowledged would
 count twice.
@@ -100,11 +101,11 @@ def _socket_timeout(client: Any) -> float | None:
 @dataclass
 class Batch:
     """Entries to record together: `ids` as noted (the entries in hand may miss some, trimmed
-    or deleted since), `noted` once its note is in the hash."""
+    or deleted since), and the batch id noted with them (None: not noted yet)."""
 
     ids: list[str]
     entries: list[Entry]
-    noted: bool
+    name: str | None = None
 
 
 @dataclass
@@ -163,16 +164,31 @@ class StreamConsumer:
     def _identity(self) -> str:
         """The stream's identity, made by its group's first consumer and kept with the notes:
         a restart names its batches as before, another stream of the same name otherwise."""
+        if not self.client.hexists(self.bounds_key, IDENTITY):
+            self._upgrade_notes()
         self.client.hsetnx(self.bounds_key, IDENTITY, secrets.token_hex(8))
         return _text(self.client.hget(self.bounds_key, IDENTITY))
 
+    def _upgrade_notes(self) -> None:
+        """Notes of a bitstat of before 2026-12-06 (first id -> last id, and no identity) made
+        notes of this one: the entries of the range still pending, under the batch id they had
+        (a batch recorded, not acknowledged, when it stopped counts once)."""
+        bounds = {_text(k): _text(v) for k, v in self.client.hgetall(self.bounds_key).items()}
+        for first, last in bounds.items():
+            pending = self.client.xpending_range(self.stream, self.group, first, last, 10**6)
+            ids = [_text(p["message_id"]) for p in pending]
+            self.client.hdel(self.bounds_key, first)
+            if ids:
+                name = f"stream:{self.stream}:{self.group}:{first}:{last}"
+                self.client.hset(self.bounds_key, ids[0], json.dumps([name, ids]))
+
     # a batch: note its ids, record it, acknowledge it, forget the note
     def _record(self, batch: Batch) -> None:
-        first, last = batch.ids[0], batch.ids[-1]
-        if not batch.noted:
-            self.client.hset(self.bounds_key, first, " ".join(batch.ids))
+        first, batch_id = batch.ids[0], batch.name
+        if batch_id is None:
+            batch_id = batch_id_of(self.identity, self.stream, self.group, first, batch.ids[-1])
+            self.client.hset(self.bounds_key, first, json.dumps([batch_id, batch.ids]))
         events, sent, bad = self._events(batch.entries)
-        batch_id = batch_id_of(self.identity, self.stream, self.group, first, last)
         result = self.stats.track_many(events, batch_id=batch_id)
         self.client.xack(self.stream, self.group, *batch.ids)
         self.client.hdel(self.bounds_key, first)
@@ -199,18 +215,18 @@ class StreamConsumer:
                 bad.append((entry_id, str(exc)))
         return events, sent, bad
 
-    def _notes(self) -> dict[str, list[str]]:
-        """The noted batches: first id -> every id."""
+    def _notes(self) -> dict[str, tuple[str, list[str]]]:
+        """The noted batches: first entry id -> (batch id, every entry id)."""
         found = self.client.hgetall(self.bounds_key)
-        notes = {_text(k): _text(v).split() for k, v in found.items()}
+        notes = {_text(k): _text(v) for k, v in found.items()}
         notes.pop(IDENTITY, None)
-        return notes
+        return {first: tuple(json.loads(note)) for first, note in notes.items()}
 
     def _regrouped(self, taken: Iterable[Entry]) -> list[Batch]:
         """Entries taken again, in the batches they were noted in (claiming the entries of such
         a batch still in other hands), then the never-noted ones in new batches."""
         notes = self._notes()
-        home = {i: first for first, ids in notes.items() for i in ids}
+        home = {i: first for first, (_, ids) in notes.items() for i in ids}
         held: dict[str, list[Entry]] = {}
         loose: list[Entry] = []
         for entry in sorted(taken, key=lambda e: _order(e[0])):
@@ -221,14 +237,13 @@ class StreamConsumer:
                 held.setdefault(first, []).append(entry)
         out: list[Batch] = []
         for first, entries in held.items():
+            name, ids = notes[first]
             have = {i for i, _ in entries}
-            rest = self._claim([i for i in notes[first] if i not in have])
-            out.append(
-                Batch(notes[first], sorted(entries + rest, key=lambda e: _order(e[0])), True)
-            )
+            rest = self._claim([i for i in ids if i not in have])
+            out.append(Batch(ids, sorted(entries + rest, key=lambda e: _order(e[0])), name))
         for j in range(0, len(loose), self.batch):
             chunk = loose[j : j + self.batch]
-            out.append(Batch([i for i, _ in chunk], chunk, False))
+            out.append(Batch([i for i, _ in chunk], chunk))
         return out
 
     def _claim(self, ids: Sequence[str]) -> list[Entry]:
@@ -274,7 +289,7 @@ class StreamConsumer:
             )
             entries = _entries(reply[0][1]) if reply else []
             if entries:
-                self._record(Batch([i for i, _ in entries], entries, False))
+                self._record(Batch([i for i, _ in entries], entries))
             if time.monotonic() - last_claim > self.min_idle_ms / 1000:
                 self._take_again()
                 last_claim = time.monotonic()
