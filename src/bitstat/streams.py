@@ -177,10 +177,11 @@ class StreamConsumer:
         for first, last in bounds.items():
             pending = self.client.xpending_range(self.stream, self.group, first, last, 10**6)
             ids = [_text(p["message_id"]) for p in pending]
-            self.client.hdel(self.bounds_key, first)
             if ids:
                 name = f"stream:{self.stream}:{self.group}:{first}:{last}"
                 self.client.hset(self.bounds_key, ids[0], json.dumps([name, ids]))
+            if ids[:1] != [first]:
+                self.client.hdel(self.bounds_key, first)
 
     # a batch: note its ids, record it, acknowledge it, forget the note
     def _record(self, batch: Batch) -> None:
