@@ -7,7 +7,7 @@ the event it shows was never recorded, so that the page says so once, naming `ev
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -120,3 +120,58 @@ def test_with_only_start_a_start_after_the_data_is_blamed_on_start(
     assert unreadable["parameter"] == "start"
     view = dashboard(server, event="purchase", start="2025-11-20").json()
     assert (view["start"], view["end"]) == ("2025-11-20", last)
+
+
+@pytest.fixture
+def recorded(embedded_url: str) -> Iterator[Callable[..., bitstat.Stats]]:
+    """Namespaces of a schema's choosing, each with 20 visits, one a day of 2025-11-01..20."""
+    opened: list[bitstat.Stats] = []
+
+    def record(**schema: Any) -> bitstat.Stats:
+        ns = f"view-{uuid.uuid4().hex[:8]}"
+        st = bitstat.connect(embedded_url, namespace=ns, schema=bitstat.Schema(**schema))
+        opened.append(st)
+        visits = [
+            {"event": "visit", "user": u, "time": f"2025-11-{u:02d}T10:00"} for u in range(1, 21)
+        ]
+        assert not st.track_many(visits).rejected
+        return st
+
+    yield record
+    for st in opened:
+        st.drop()
+        st.close()
+
+
+@pytest.mark.parametrize(
+    ("periods", "start", "end", "period"),
+    [
+        (["day", "week"], "2025-10-22", "2025-11-20", "day"),
+        (["week", "month"], "2025-10-20", "2025-11-23", "week"),  # Monday .. Sunday
+        (["month"], "2025-10-01", "2025-11-30", "month"),
+        (["year"], "2025-01-01", "2025-12-31", "year"),
+        (["hour"], "2025-10-22", "2025-11-20", "hour"),
+    ],
+)
+def test_the_default_view_fits_the_periods_the_namespace_records(
+    server: str,
+    recorded: Callable[..., bitstat.Stats],
+    periods: list[str],
+    start: str,
+    end: str,
+    period: str,
+) -> None:
+    """The last 30 days with data, widened to whole buckets of the finest recorded period of a
+    day or more, so that the range is one the namespace can answer; the period is one it keeps."""
+    st = recorded(periods=periods)
+    answer = dashboard(server, namespace=st.namespace)
+    assert answer.status_code == 200, answer.text
+    view = answer.json()
+    assert (view["start"], view["end"], view["period"]) == (start, end, period)
+    assert view["unique"] == {"unique": st.unique("visit", start, end)} == {"unique": 20}
+    series = st.series("visit", start, end, by=period)
+    assert view["series_unique"]["series"] == [{"period": p, "value": v} for p, v in series]
+    failed = {name for name, part in view.items() if isinstance(part, dict) and "error" in part}
+    # the funnel counts days; a lifecycle of weeks needs days where a week straddles a month
+    # (a limit of the library's lifecycle, open)
+    assert failed <= ({"funnel", "lifecycle"} if "day" not in st.schema.periods else set())

@@ -6,9 +6,10 @@ matching `/v1/...` endpoint, so its numbers are the API's; a part that cannot be
 period the namespace lacks, a window too long, buckets expired) carries `{"error": ...}` and the
 rest still draws; only an event never recorded fails the whole view. `sum_total` is the plain
 total of the summed property (the tile), beside the chart's rule, often a breakdown (`sums`).
-Choices left open take defaults from the schema and the data: the last 30 days with data, the
-most frequent event then, the first property of each kind (a `sum ... by` rule first), the most
-frequent events as funnel steps.
+Choices left open take defaults from the schema and the data: the last 30 days with data (in
+whole weeks, months or years when the namespace keeps no days), the most frequent event then,
+the first property of each kind (a `sum ... by` rule first), the most frequent events as funnel
+steps.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from .. import periods as P
 from ..aio import AsyncStats
 from ..errors import BitstatError, ConnectionError, ServerError, UnknownEvent
+from ..schema import Schema
 from . import endpoints as E
 from .params import NAMESPACE, BadParameter, Param, bucket_span, time_range
 from .span import first_last_day
@@ -93,19 +95,30 @@ async def _range(st: AsyncStats, events: list[str], a: dict[str, Any]) -> tuple[
     of any event when none is asked), `start` DEFAULT_DAYS days before `end`."""
     start, end = a["start"], a["end"]
     if end is None:
-        end = (await _last_day(st, events, a["event"])).isoformat()
+        last = await _last_day(st, events, a["event"])
+        end = _days_of_bucket(st.schema, last)[1]
         if start is not None and bucket_span(st.schema, start, "start")[0] >= _end_of(st, end):
             raise BadParameter(
                 "start", f"{start!r} is after the default `end`, {end}: give `end` too"
             )
-    if start is None:
+    else:
         last = (_end_of(st, end) - timedelta(microseconds=1)).date()
-        start = (last - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
+    if start is None:
+        start = _days_of_bucket(st.schema, last - timedelta(days=DEFAULT_DAYS - 1))[0]
     return start, end
 
 
 def _end_of(st: AsyncStats, end: str) -> datetime:
     return bucket_span(st.schema, end, "end")[1]
+
+
+def _days_of_bucket(schema: Schema, day: date) -> tuple[str, str]:
+    """The first and last days of the bucket holding `day` of the finest recorded period of a
+    day or more: a default range of them is one the namespace can answer (days, when it keeps
+    only hours: they make up days)."""
+    period = next((p for p in ("day", "week", "month", "year") if p in schema.periods), "day")
+    bucket = P.bucket_of(period, datetime(day.year, day.month, day.day))
+    return bucket.start.date().isoformat(), (bucket.end - timedelta(days=1)).date().isoformat()
 
 
 async def _last_day(st: AsyncStats, events: list[str], event: str | None) -> date:
@@ -131,7 +144,7 @@ def _auto_period(st: AsyncStats, lo: datetime, hi: datetime) -> str:
     for period, max_days in AUTO_PERIODS:
         if period in st.schema.periods and hi - lo <= timedelta(days=max_days):
             return period
-    return next((p for p in ("year", "month", "week", "day") if p in st.schema.periods), "day")
+    return next(p for p in reversed(P.PERIODS) if p in st.schema.periods)  # the coarsest
 
 
 async def _ranked(st: AsyncStats, events: list[str], start: str, end: str) -> list[str]:
