@@ -175,3 +175,19 @@ def test_the_default_view_fits_the_periods_the_namespace_records(
     # the funnel counts days; a lifecycle of weeks needs days where a week straddles a month
     # (a limit of the library's lifecycle, open)
     assert failed <= ({"funnel", "lifecycle"} if "day" not in st.schema.periods else set())
+
+
+def test_a_short_range_is_drawn_per_hour_where_hours_are_kept(
+    server: str, recorded: Callable[..., bitstat.Stats]
+) -> None:
+    """At most ~120 points: hours up to 5 days, days beyond."""
+    st = recorded(periods=["hour", "day", "week"])
+    for end, period in (("2025-11-03", "hour"), ("2025-11-07", "hour"), ("2025-11-08", "day")):
+        rng = {"event": "visit", "start": "2025-11-03", "end": end}
+        view = dashboard(server, namespace=st.namespace, **rng).json()
+        assert view["period"] == period
+        series = st.series(**rng, by=period)
+        assert view["series_unique"]["series"] == [{"period": p, "value": v} for p, v in series]
+    days = recorded()  # no hours: days all the same
+    view = dashboard(server, namespace=days.namespace, start="2025-11-03", end="2025-11-03")
+    assert view.json()["period"] == "day"

@@ -32,7 +32,7 @@ MAX_COHORTS = 12
 MAX_STEPS = 4
 FUNNEL_EVENTS = 20  # events whose totals are compared to pick default funnel steps
 # the bucket size a range gets when none is picked: the finest giving at most ~120 points
-AUTO_PERIODS = (("day", 120), ("week", 7 * 120), ("month", 3660))
+AUTO_PERIODS = (("hour", 5), ("day", 120), ("week", 7 * 120), ("month", 3660))
 
 PARAMS = (
     NAMESPACE,
