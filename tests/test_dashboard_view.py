@@ -191,3 +191,21 @@ def test_a_short_range_is_drawn_per_hour_where_hours_are_kept(
     days = recorded()  # no hours: days all the same
     view = dashboard(server, namespace=days.namespace, start="2025-11-03", end="2025-11-03")
     assert view.json()["period"] == "day"
+
+
+def test_the_defaults_weigh_every_event_not_the_first_twenty(
+    server: str, embedded_url: str
+) -> None:
+    """25 event names: the last one alphabetically is the only one of the last 30 days."""
+    st = bitstat.connect(embedded_url, namespace=f"view-{uuid.uuid4().hex[:8]}")
+    try:
+        early = [{"event": f"e{n:02d}", "user": 1, "time": "2025-10-05"} for n in range(24)]
+        late = [{"event": "e24", "user": u, "time": "2025-11-20"} for u in range(5)]
+        assert not st.track_many(early + late).rejected
+        view = dashboard(server, namespace=st.namespace).json()
+        assert (view["start"], view["end"], view["event"]) == ("2025-10-22", "2025-11-20", "e24")
+        assert view["unique"] == {"unique": st.unique("e24", "2025-10-22", "2025-11-20")}
+        assert view["funnel"]["steps"] == ["e24"]
+    finally:
+        st.drop()
+        st.close()

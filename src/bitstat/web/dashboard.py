@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import periods as P
 from ..aio import AsyncStats
@@ -30,7 +30,7 @@ from .span import first_last_day
 DEFAULT_DAYS = 30
 MAX_COHORTS = 12
 MAX_STEPS = 4
-FUNNEL_EVENTS = 20  # events whose totals are compared to pick default funnel steps
+IN_FLIGHT = 32  # queries at once when every event of a namespace is asked about
 # the bucket size a range gets when none is picked: the finest giving at most ~120 points
 AUTO_PERIODS = (("hour", 5), ("day", 120), ("week", 7 * 120), ("month", 3660))
 
@@ -52,6 +52,7 @@ PARAMS = (
 )
 
 Part = dict[str, Any] | None
+T = TypeVar("T")
 # the parts of the answer, one per card or tile, in the order they are gathered
 PARTS = (
     "unique",
@@ -123,10 +124,19 @@ def _days_of_bucket(schema: Schema, day: date) -> tuple[str, str]:
 
 async def _last_day(st: AsyncStats, events: list[str], event: str | None) -> date:
     """The last day `event` was recorded on, or any event when it is None (else: today)."""
-    names = [event] if event is not None else events[:FUNNEL_EVENTS]
-    spans = await asyncio.gather(*(first_last_day(st, e) for e in names))
+    names = [event] if event is not None else events
+    spans = await _each(names, lambda e: first_last_day(st, e))
     lasts = [last for _, last in spans if last is not None]
     return date.fromisoformat(max(lasts)) if lasts else datetime.now(st.schema.tz).date()
+
+
+async def _each(names: list[str], ask: Callable[[str], Awaitable[T]]) -> list[T]:
+    """`ask(name)` for every name, in order, IN_FLIGHT at a time: a namespace may hold thousands
+    of event names, and each question takes a connection while it waits."""
+    out: list[T] = []
+    for i in range(0, len(names), IN_FLIGHT):
+        out += await asyncio.gather(*map(ask, names[i : i + IN_FLIGHT]))
+    return out
 
 
 def _cohorts(period: str, lo: datetime, hi: datetime) -> tuple[str, int]:
@@ -149,9 +159,8 @@ def _auto_period(st: AsyncStats, lo: datetime, hi: datetime) -> str:
 
 async def _ranked(st: AsyncStats, events: list[str], start: str, end: str) -> list[str]:
     """Events that happened in the range, most frequent first (the default event and funnel)."""
-    names = events[:FUNNEL_EVENTS]
-    totals = await asyncio.gather(*(st.total(e, start, end) for e in names))
-    ranked = sorted(zip(names, totals, strict=True), key=lambda nt: (-nt[1], nt[0]))
+    totals = await _each(events, lambda e: st.total(e, start, end))
+    ranked = sorted(zip(events, totals, strict=True), key=lambda nt: (-nt[1], nt[0]))
     return [n for n, t in ranked if t]
 
 
