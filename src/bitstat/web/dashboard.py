@@ -36,7 +36,7 @@ AUTO_PERIODS = (("hour", 5), ("day", 120), ("week", 7 * 120), ("month", 3660))
 
 PARAMS = (
     NAMESPACE,
-    Param("event", description="Event to show; default: the first recorded."),
+    Param("event", description="Event to show; default: the most frequent of the range."),
     Param("start", "time", description="Range start; default: 30 days before `end`."),
     Param("end", "time", description="Range end; default: the last day with data (of `event`)."),
     Param("period", enum=P.PERIODS, description="Bucket size of series, cohorts, lifecycle."),
