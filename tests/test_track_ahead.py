@@ -58,7 +58,12 @@ def test_close_reads_the_replies_and_another_process_sees_every_event(
     events = batches(1, 150, seed=3)[0]
     want = model()
     st = bitstat.connect(
-        server_url, namespace=namespace, schema=schema(), track_ahead=1000, flush_at=10**6
+        server_url,
+        namespace=namespace,
+        schema=schema(),
+        track_ahead=1000,
+        flush_at=10**6,
+        flush_interval=1e6,
     )
     for e in events:
         st.track(e)
@@ -77,7 +82,12 @@ def test_a_push_reaches_redis_without_another_call(
     push is not held back in the process or the kernel (corking pushes, tried on 2026-12-05,
     held them up to a retransmission timeout and lost them with the process)."""
     st = bitstat.connect(
-        server_url, namespace=namespace, schema=schema(), track_ahead=1000, flush_at=10**6
+        server_url,
+        namespace=namespace,
+        schema=schema(),
+        track_ahead=1000,
+        flush_at=10**6,
+        flush_interval=1e6,
     )
     try:
         events = batches(1, 5, seed=8)[0]
@@ -99,7 +109,12 @@ def test_drop_waits_for_the_pushes_sent_ahead_and_leaves_no_key(
     """A push still on its way when the keys are deleted would queue its event again in a
     namespace just dropped: drop() reads the replies first."""
     st = bitstat.connect(
-        server_url, namespace=namespace, schema=schema(), track_ahead=1000, flush_at=10**6
+        server_url,
+        namespace=namespace,
+        schema=schema(),
+        track_ahead=1000,
+        flush_at=10**6,
+        flush_interval=1e6,
     )
     try:
         for e in batches(1, 40, seed=9)[0]:
@@ -118,7 +133,9 @@ import os, signal, sys, time
 import bitstat
 from exactly import batches, schema
 url, namespace, pause = sys.argv[1], sys.argv[2], sys.argv[3] == "pause"
-st = bitstat.connect(url, namespace=namespace, schema=schema(), track_ahead=20, flush_at=10**6)
+st = bitstat.connect(
+    url, namespace=namespace, schema=schema(), track_ahead=20, flush_at=10**6, flush_interval=1e6
+)
 for n, e in enumerate(batches(1, 200, seed=5)[0]):
     st.track(e)
     if pause and n == 100:
@@ -246,7 +263,12 @@ def test_a_forked_child_sends_its_own_pushes_only(embedded_url: str, namespace: 
     events = batches(1, 12, seed=7)[0]
     want = model()
     with bitstat.connect(
-        embedded_url, namespace=namespace, schema=schema(), track_ahead=100, flush_at=10**6
+        embedded_url,
+        namespace=namespace,
+        schema=schema(),
+        track_ahead=100,
+        flush_at=10**6,
+        flush_interval=1e6,
     ) as st:
         for e in events[:5]:
             st.track(e)  # replies unread in the parent
@@ -339,7 +361,7 @@ def test_a_stats_let_go_at_exit_reads_its_replies_first(embedded_url: str, names
         "sys.path.insert(0, 'tests')\n"
         "from exactly import batches, schema\n"
         f"st = bitstat.connect({embedded_url!r}, namespace={namespace!r}, schema=schema(),"
-        " track_ahead=10**6, flush_at=10**6)\n"
+        " track_ahead=10**6, flush_at=10**6, flush_interval=1e6)\n"
         "for e in batches(1, 200, seed=8)[0]:\n"
         "    st.track(e)\n"
     )
@@ -427,7 +449,7 @@ def test_what_cannot_be_queued_in_time_raises_with_the_events_to_send_again(
     queued once, whether its push had landed or not."""
     want = model()
     first, second = batches(2, 5, seed=10)
-    with ahead_stats(proxy, track_ahead=5, flush_at=10**6, deadline=0.3) as st:
+    with ahead_stats(proxy, track_ahead=5, flush_at=10**6, flush_interval=1e6, deadline=0.3) as st:
         for e in first:
             st.track(e)
             want.track(e)
@@ -456,7 +478,9 @@ def test_pushes_delayed_past_their_retry_are_queued_once(proxy: Proxy, ahead: in
     its token (not only those tried again): each event counts once."""
     want = model()
     first, second = batches(2, 8, seed=14)
-    with ahead_stats(proxy, track_ahead=ahead, flush_at=10**6, timeout=0.5) as st:
+    with ahead_stats(
+        proxy, track_ahead=ahead, flush_at=10**6, flush_interval=1e6, timeout=0.5
+    ) as st:
         st.track(first[0])  # (the first push waits: it loads the script)
         want.track(first[0])
         proxy.hold_requests(PUSH)
@@ -490,7 +514,7 @@ def test_an_interrupt_among_the_pushes_made_again_leaves_the_rest_for_the_next_c
     monkeypatch.setattr(bitstat.queued.Queueing, "pushed", interrupted)
     want = model()
     events = batches(1, 20, seed=15)[0]
-    with ahead_stats(proxy, track_ahead=6, flush_at=10**6) as st:
+    with ahead_stats(proxy, track_ahead=6, flush_at=10**6, flush_interval=1e6) as st:
         st.track(events[0])  # (the first push waits: it loads the script)
         want.track(events[0])
         proxy.cut_replies(1, PUSH)  # the connection drops with the replies of those ahead
