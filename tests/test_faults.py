@@ -6,6 +6,7 @@ work. Every answer is compared with the reference model."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -13,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 import bitstat
 from exactly import batches, marker_read_in_parts, model, same_answers, schema
@@ -245,6 +247,21 @@ def test_replicated_durability_waits_for_a_replica_for_a_batch_found_in_by_its_p
         master.stop()
 
 
+def restart_after_failover(cluster: ReplicatedCluster, timeout: float = 60.0) -> None:
+    """Start node 0 (a killed master) again once its replica reports itself master."""
+    replica = cluster.nodes[cluster.masters].client()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                if replica.info("replication")["role"] == "master":
+                    break
+            time.sleep(0.1)
+    finally:
+        replica.close()
+        cluster.nodes[0].start()
+
+
 def test_a_cluster_master_sigkilled_mid_ingest_fails_over_and_loses_nothing(
     tmp_path: Path,
 ) -> None:
@@ -262,9 +279,10 @@ def test_a_cluster_master_sigkilled_mid_ingest_fails_over_and_loses_nothing(
             if n == 4:
                 cluster.nodes[0].kill()
                 killed_at = n
-                # its replica takes over; the dead master, restarted, comes back as the new
+                # its replica takes over; the dead master, restarted once it has (a fixed
+                # delay raced a slow failover on a loaded machine), comes back as the new
                 # master's replica (until then, that shard has none to confirm a batch)
-                back = threading.Timer(3.0, cluster.nodes[0].start)
+                back = threading.Thread(target=restart_after_failover, args=(cluster,))
                 back.start()
             batch = batches(1, 400, seed=500 + n)[0]
             assert st.track_many(batch).recorded == len(batch)
