@@ -172,9 +172,8 @@ def test_the_default_view_fits_the_periods_the_namespace_records(
     series = st.series("visit", start, end, by=period)
     assert view["series_unique"]["series"] == [{"period": p, "value": v} for p, v in series]
     failed = {name for name, part in view.items() if isinstance(part, dict) and "error" in part}
-    # the funnel counts days; a lifecycle of weeks needs days where a week straddles a month
-    # (a limit of the library's lifecycle, open)
-    assert failed <= ({"funnel", "lifecycle"} if "day" not in st.schema.periods else set())
+    # the funnel counts days
+    assert failed <= ({"funnel"} if "day" not in st.schema.periods else set())
 
 
 def test_a_short_range_is_drawn_per_hour_where_hours_are_kept(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import bitstat
+import model_analysis
 from model import Model
 
 with warnings.catch_warnings():
@@ -215,3 +216,38 @@ def test_average_of_large_sums_over_two_years(
         answers = [client.get(f"/v1/{name}", params=query) for name in ("sums", "averages")]
     assert [a.status_code for a in answers] != [500, 500], answers[0].text
     assert st.averages("pay", "amount", "2025", "2026") == pytest.approx(9e307)
+
+
+# 7. First-time retention and lifecycle read "every day before the cohort" from the event's
+#    first day floored to the coarsest recorded period: with periods week and month, a week
+#    starting inside a month left [1st of the month, that Monday) to tile, which weeks and
+#    months cannot: "'day' is needed", for a question weeks alone answer.
+
+
+@pytest.mark.parametrize("period", ["week", "month"])
+def test_first_time_retention_and_lifecycle_without_days(
+    embedded_url: str, ns: str, dropped: list[bitstat.Stats], period: str
+) -> None:
+    settings: dict[str, Any] = {"periods": ("week", "month")}
+    st = opened(embedded_url, ns, **settings)
+    dropped.append(st)
+    truth = Model(**settings)
+    # from Wednesday 2025-10-01 on, users coming back now and then (Oct 20 is a Monday)
+    events = [
+        {
+            "event": "visit",
+            "user": (day * 7 + k) % 11,
+            "time": f"{date(2025, 10, 1) + timedelta(days=day)}T12:00",
+        }
+        for day in range(70)
+        for k in range(day % 4 + 1)
+    ]
+    st.track_many(events)
+    truth.track_many(events)
+    start, now = ("2025-10-20", "2025-12-31") if period == "week" else ("2025-11-01", "2026-01-31")
+    want = model_analysis.lifecycle(truth, "visit", start, 5, period, now=now)
+    got = st.lifecycle("visit", start, 5, period, now=now)
+    assert [(p.period, p.new, p.returning, p.resurrecting, p.dormant) for p in got] == want
+    want_table = model_analysis.retention(truth, "visit", "visit", start, 4, period, now=now)
+    table = st.retention("visit", "visit", start, 4, period, kind="first", now=now)
+    assert [(r.cohort, r.size, r.counts) for r in table.rows] == want_table

@@ -124,14 +124,23 @@ def _labels(
 def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, ...]:
     """Buckets covering every recorded day of an event before `hi` (a bucket boundary).
 
-    The event's first day is floored to its bucket of the coarsest recorded period, so the
-    span can always be tiled (nothing is recorded before that day), and the old span is read
-    from long buckets, which expire last: a few days of an old week would be refused under an
-    expiry of days."""
+    The event's first day is floored to a bucket's start (nothing is recorded before that day)
+    of the coarsest recorded period whose floor tiles the span: the old span is then read from
+    long buckets, which expire last (a few days of an old week would be refused under an
+    expiry of days). Without days, a week's `hi` inside a month needs the week's floor; the
+    floor of `hi`'s own period always tiles."""
     if first is None:
         return ()
-    lo = P.bucket_of(ns.schema.periods[-1], first).start
-    return _labels(ns, lo, hi) if lo < hi else ()
+    for period in reversed(ns.schema.periods):
+        lo = P.bucket_of(period, first).start
+        if lo >= hi:
+            return ()
+        try:
+            buckets = P.cover(lo, hi, ns.schema.periods)
+        except QueryError:
+            continue
+        return ns.check_kept([b.label for b in buckets])
+    return _labels(ns, first, hi)  # (unreachable for a bucket boundary: raises, saying why)
 
 
 def _buckets(period: str, first: P.Bucket, n: int) -> list[P.Bucket]:
