@@ -202,9 +202,11 @@ def test_the_dashboard_follows_its_controls_and_refreshes_itself(
     page.goto(f"{server}/#event=signup&start=2025-11-31")
     page.wait_for_selector("#message:not([hidden])")
     assert "start" in page.inner_text("#message")
-    assert page_errors == [
+    # (once, or again at each refresh of the page, every second, on a slow machine)
+    assert page_errors
+    assert set(page_errors) == {
         "Failed to load resource: the server responded with a status of 400 (Bad Request)"
-    ]
+    }
     page_errors.clear()
 
 
