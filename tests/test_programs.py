@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import bitstat
-from bitstat.keys import Keys
+from bitstat.keys import Keys, set_bitmap
 from bitstat.query import Leaf, Op, Program, SetProgram, count_union
 from bitstat.store import Store
 from bitstat.transport import Transport, evaluate_call, evaluate_calls
@@ -63,6 +63,20 @@ def test_one_call_sends_repeated_code_once_and_scratch_names_never_meet() -> Non
     assert len(scratch) == len(set(scratch)) == 4 * p.registers
     assert len(evaluate_calls(programs, cluster=True)) == 4
     assert len(evaluate_calls(programs, cluster=False)) == 1
+
+
+def test_a_cluster_call_names_the_bitmaps_the_script_may_build() -> None:
+    """On a cluster sets.lua is told, after the program's keys, the bitmaps it may build of
+    operands held as Redis sets: BITOP's sources and kept sets, not sets only counted or
+    tested (one not declared may be on another node while the slot moves)."""
+    operands = [KEYS.actors(0, "a", f"2026-11-0{d}") for d in range(1, 7)]
+    code: list[str | int] = ["count", 1, "bit", 2, 7, "or", -1, 2, 3, 4, "diff", -2, 5, -1]
+    p = Program(operands, 2, [*code, "andcount", -1, 2, -2, 3, "keep", 6], 4)
+    assert p.bitmap_operands() == [3, 4, 5, 6]
+    single, _ = evaluate_call([p])
+    keys, _ = evaluate_call([p], cluster=True)
+    assert len(single) == 6 + 2 and keys[:6] == single[:6] == operands  # (then 2 registers)
+    assert keys[8:] == [set_bitmap(operands[i - 1]) for i in (3, 4, 5, 6)]
 
 
 def test_programs_of_one_call_answer_as_if_run_alone(embedded_url: str, namespace: str) -> None:

@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitstat import record
-from bitstat.keys import member_text
+from bitstat.keys import Keys, member_text
 from bitstat.record import looked_up, present_members, rows_by_code
+from bitstat.transport import values_call
 
 texts = st.text(alphabet="ab\x00~", max_size=3)
 values = st.one_of(st.none(), texts, st.tuples(texts, texts))
@@ -86,3 +87,15 @@ def test_a_batch_between_its_look_at_the_id_cache_and_its_reading_of_it_reads_wh
     finally:
         st.drop()
         st.close()
+
+
+def test_a_cluster_s_values_call_names_each_bucket_once() -> None:
+    """On a cluster values.lua is told the buckets it writes (one not declared may be on another
+    node while the slot moves); a single server's call names only the counter and old hash."""
+    k = Keys("ns")
+    values = [f"v{i}" for i in range(3000)]  # (more than the 2,048 buckets: some shared)
+    names = (k.value_next("e", "ip"), k.value_ids("e", "ip"), k.value_buckets("e", "ip"))
+    single_keys, single_args = values_call(*names, values)
+    keys, args = values_call(*names, values, cluster=True)
+    assert single_keys == keys[:2] == list(names[:2]) and args == single_args
+    assert keys[2:] == list(dict.fromkeys(k.value_bucket("e", "ip", v) for v in values))

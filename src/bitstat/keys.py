@@ -213,6 +213,13 @@ def register(tag: str, token: str, index: int) -> str:
     return f"{Keys.temp(tag, token)}:{index}"
 
 
+def set_bitmap(key: str) -> str:
+    """The bitmap sets.lua builds of a set kept as a Redis set of offsets (a scratch key of its
+    slot, named in the script as here)."""
+    tag = tag_of(key)
+    return Keys.temp(tag, "set:" + key[len(tag) :])
+
+
 def value_bucket_of(value: str) -> int:
     """The number of the hash that holds a value's id (of `Keys.value_buckets`)."""
     return zlib.crc32(value.encode("utf-8", "surrogatepass")) & (VALUE_BUCKETS - 1)

@@ -56,6 +56,30 @@ class Program:
     code: list[str | int]
     answers: int
 
+    def bitmap_operands(self) -> list[int]:
+        """The operands (their numbers) the code may read as bitmaps: BITOP's sources and the
+        sets it keeps, those of `or`, `and`, `xor`, `andcount`, `diff` and `keep`. Of one held
+        as a Redis set, sets.lua builds a bitmap (`keys.set_bitmap`)."""
+        found: dict[int, None] = {}
+        code, i = self.code, 0
+        while i < len(code):
+            op = code[i]
+            if op in ("or", "and", "xor", "andcount"):  # op d m s1..sm
+                m = int(code[i + 2])
+                sources, i = code[i + 3 : i + 3 + m], i + 3 + m
+            elif op == "diff":  # diff d a b
+                sources, i = code[i + 2 : i + 4], i + 4
+            elif op == "keep":  # keep s
+                sources, i = code[i + 1 : i + 2], i + 2
+            elif op == "count":  # count s
+                sources, i = [], i + 2
+            elif op == "bit":  # bit s off
+                sources, i = [], i + 3
+            else:
+                raise ValueError(f"sets.lua has no op {op!r}")
+            found.update(dict.fromkeys(int(s) for s in sources if int(s) > 0))
+        return list(found)
+
     def retag(self, tag: str, other: str) -> Program:
         """The same program for another shard: its operand keys under hash tag `other`."""
         size = len(tag)

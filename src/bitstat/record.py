@@ -862,6 +862,7 @@ class Recording:
                             k.value_ids(event, prop),
                             k.value_buckets(event, prop),
                             missing,
+                            self.cluster,
                         )
                     )
                     numbering.asked.append((idx, rows, members, (event, prop), cache, missing))

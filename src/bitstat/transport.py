@@ -26,7 +26,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from .calls import Call, Y
 from .errors import BitstatError, ServerError
-from .keys import register, tag_of, value_bucket_of
+from .keys import register, set_bitmap, tag_of, value_bucket_of
 from .query import SCRATCH_TTL_MS, Program
 from .sums import Target
 from .writes import Group
@@ -214,13 +214,17 @@ def ids_call(
 
 
 def values_call(
-    next_key: str, old_key: str, buckets: str, values: Sequence[str]
+    next_key: str, old_key: str, buckets: str, values: Sequence[str], cluster: bool = False
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of values.lua."""
+    """KEYS and ARGV of values.lua; on a cluster the values' buckets are named among the KEYS
+    too (the script names them itself on a single server)."""
     numbers = array("H", map(value_bucket_of, values))
+    keys = [next_key, old_key]
+    if cluster:
+        keys += [f"{buckets}{b}" for b in dict.fromkeys(numbers)]
     if sys.byteorder == "big":
         numbers.byteswap()  # (the script reads them little-endian)
-    return [next_key, old_key], [buckets, numbers.tobytes(), *values]
+    return keys, [buckets, numbers.tobytes(), *values]
 
 
 UNLINK_BATCH = 500  # keys found by SCAN deleted per UNLINK
@@ -253,10 +257,14 @@ def applied(keys: Sequence[str], reply: Any, bitmaps: builtins.set[str] | None) 
 BITMAPS_KEPT = 200_000  # bitmap key names a client remembers (~10 MB), then starts again
 
 
-def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
+def evaluate_call(
+    programs: Sequence[Program], cluster: bool = False
+) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one sets.lua call running `programs` in order, each with fresh register
-    key names in its own slot."""
+    key names in its own slot; on a cluster the bitmaps the script may build of Redis sets are
+    named too, after the programs' keys (the script names them itself on a single server)."""
     keys: list[str] = []
+    built: list[str] = []
     args: list[Any] = [SCRATCH_TTL_MS]
     token = secrets.token_hex(6)  # programs of different tags (shards) can share one
     tags: set[str] = set()
@@ -269,12 +277,14 @@ def evaluate_call(programs: Sequence[Program]) -> tuple[list[str], list[Any]]:
         tags.add(tag)
         keys += p.operands
         keys += [register(tag, token, i) for i in range(p.registers)]
+        if cluster:
+            built += [set_bitmap(p.operands[i - 1]) for i in p.bitmap_operands()]
         if p.code is previous:  # a retagged program: its code is sent once
             args += [len(p.operands), p.registers, -1]
         else:
             args += [len(p.operands), p.registers, len(p.code), *p.code]
             previous = p.code
-    return keys, args
+    return keys + built, args
 
 
 def evaluate_calls(programs: Sequence[Program], cluster: bool) -> list[tuple[list[str], list[Any]]]:
@@ -283,7 +293,7 @@ def evaluate_calls(programs: Sequence[Program], cluster: bool) -> list[tuple[lis
     if not programs:
         return []
     if cluster:
-        return [evaluate_call([p]) for p in programs]
+        return [evaluate_call([p], cluster) for p in programs]
     return [evaluate_call(programs)]
 
 

@@ -8,7 +8,11 @@
 --             n_registers -1 for a program with the code of the one before it (another shard)
 -- KEYS        the programs' keys, in program order: a program's n_operands operand keys (read
 --             only; a missing key is the empty set), then its n_registers register keys
---             (scratch, given the TTL when written, deleted at the end unless kept)
+--             (scratch, given the TTL when written, deleted at the end unless kept); after
+--             them, on a cluster, the bitmaps the script may build of operands held as Redis
+--             sets (see below; the script names them itself all the same). A cluster checks
+--             declared keys before the script runs, and one not declared may be on another
+--             node while the slot moves: the script would fail on it
 -- In a program's code a set is named by a number: i > 0 is its i-th operand, -r its r-th
 -- register. Instructions:
 --   or d m s1..sm    register d := s1 | ... | sm      (d may be one of the sources)
@@ -80,7 +84,8 @@ local function bitmap(key)
   local tag = string.match(key, '^{[^}]*}') or ''
   local built = tag .. ':tmp:set:' .. string.sub(key, #tag + 1)
   if not written[built] then
-    redis.call('DEL', built)
+    -- emptied, not deleted: on a cluster a key gone while its slot moves is not local
+    redis.call('SET', built, '')
     local members = redis.call('SMEMBERS', key)
     table.sort(members, function(a, b) return tonumber(a) > tonumber(b) end)
     for _, off in ipairs(members) do  -- highest first: the string is allocated once

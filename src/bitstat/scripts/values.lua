@@ -1,6 +1,10 @@
 -- values.lua: ids of the distinct values of one property of one event (get or create).
 -- KEYS[1]   counter: the next id
 -- KEYS[2]   the one hash of value -> id that namespaces kept before buckets (read if present)
+-- KEYS[3..] on a cluster, the values' buckets (none on a single server). The script names them
+--           itself all the same; a cluster checks declared keys before the script runs, and
+--           one not declared may be on another node while the slot moves: the script would
+--           stop half way (ids given, the counter not moved on)
 -- ARGV[1]   the name of the buckets (hashes of value -> id) but their numbers: the client
 --           picks a value's bucket (keys.py), the name is made here (same hash tag)
 -- ARGV[2]   the number of each value's bucket, as little-endian uint16s (2 bytes a value):
@@ -10,7 +14,9 @@
 -- every bucket and distinct counts over a range are one OR of the buckets' bitmaps. A value
 -- found in the old hash moves to its bucket (same id). One INCRBY for all the new values.
 -- (Ids are handed out in order within the call, so no id is skipped.)
-local legacy = redis.call('EXISTS', KEYS[2]) == 1
+-- values left in the old hash: it is not touched once empty (deleted: on a cluster, a key
+-- gone while its slot moves is not local)
+local legacy = redis.call('HLEN', KEYS[2])
 local first = tonumber(redis.call('GET', KEYS[1]) or '0')
 local next_id = first
 local out = {}
@@ -28,13 +34,14 @@ end
 for j = 1, n do
   local value, bucket = ARGV[j + 2], prefix .. buckets[j]
   local id
-  if legacy then
+  if legacy > 0 then
     id = redis.call('HGET', bucket, value)
     if not id then
       id = redis.call('HGET', KEYS[2], value)
       if id then
         redis.call('HSET', bucket, value, id)
         redis.call('HDEL', KEYS[2], value)
+        legacy = legacy - 1
       end
     end
   end
