@@ -67,16 +67,17 @@ def test_one_call_sends_repeated_code_once_and_scratch_names_never_meet() -> Non
 
 def test_a_cluster_call_names_the_bitmaps_the_script_may_build() -> None:
     """On a cluster sets.lua is told, after the program's keys, the bitmaps it may build of
-    operands held as Redis sets: BITOP's sources and kept sets, not sets only counted or
-    tested (one not declared may be on another node while the slot moves)."""
+    operands held as Redis sets: BITOP's sources, not sets only counted, tested or kept (a
+    kept set is built in the program's own register; one not declared may be on another node
+    while the slot moves)."""
     operands = [KEYS.actors(0, "a", f"2026-11-0{d}") for d in range(1, 7)]
     code: list[str | int] = ["count", 1, "bit", 2, 7, "or", -1, 2, 3, 4, "diff", -2, 5, -1]
-    p = Program(operands, 2, [*code, "andcount", -1, 2, -2, 3, "keep", 6], 4)
-    assert p.bitmap_operands() == [3, 4, 5, 6]
+    p = Program(operands, 3, [*code, "andcount", -1, 2, -2, 3, "keep", 6, -3], 4)
+    assert p.bitmap_operands() == [3, 4, 5]
     single, _ = evaluate_call([p])
     keys, _ = evaluate_call([p], cluster=True)
-    assert len(single) == 6 + 2 and keys[:6] == single[:6] == operands  # (then 2 registers)
-    assert keys[8:] == [set_bitmap(operands[i - 1]) for i in (3, 4, 5, 6)]
+    assert len(single) == 6 + 3 and keys[:6] == single[:6] == operands  # (then 3 registers)
+    assert keys[9:] == [set_bitmap(operands[i - 1]) for i in (3, 4, 5)]
 
 
 def test_programs_of_one_call_answer_as_if_run_alone(embedded_url: str, namespace: str) -> None:

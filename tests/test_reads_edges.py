@@ -251,3 +251,30 @@ def test_first_time_retention_and_lifecycle_without_days(
     want_table = model_analysis.retention(truth, "visit", "visit", start, 4, period, now=now)
     table = st.retention("visit", "visit", start, 4, period, kind="first", now=now)
     assert [(r.cohort, r.size, r.counts) for r in table.rows] == want_table
+
+
+# 8. An actor set held as a Redis set (small and sparse) is read by ids() from a bitmap sets.lua
+#    builds of it under a name every reader shares ({tag}:tmp:set:<key>); another reader's
+#    program using the same set rebuilt it and deleted it at its end, so ids() reading in
+#    chunks found it gone after the first and missed the rest.
+
+
+def test_ids_of_a_small_set_survive_another_reader_between_chunks(
+    embedded_url: str, ns: str, dropped: list[bitstat.Stats]
+) -> None:
+    st = opened(embedded_url, ns)
+    dropped.append(st)
+    far = 600_000  # past ids()'s first 64 KiB chunk of the bitmap
+    st.track_many(
+        [
+            {"event": "visit", "user": 1, "time": "2026-11-23T10:00"},
+            {"event": "visit", "user": far, "time": "2026-11-23T11:00"},
+            {"event": "buy", "user": 1, "time": "2026-11-23T12:00"},
+        ]
+    )
+    visits = st.actors("visit").day(2026, 11, 23)
+    reading = visits.ids()
+    first = next(reading)  # (its first chunk read)
+    # another reader's program reads the same Redis set as a bitmap (OR), then ends
+    assert (visits | st.actors("buy").day(2026, 11, 23)).count() == 2
+    assert sorted([first, *reading]) == [1, far]

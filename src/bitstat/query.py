@@ -57,9 +57,9 @@ class Program:
     answers: int
 
     def bitmap_operands(self) -> list[int]:
-        """The operands (their numbers) the code may read as bitmaps: BITOP's sources and the
-        sets it keeps, those of `or`, `and`, `xor`, `andcount`, `diff` and `keep`. Of one held
-        as a Redis set, sets.lua builds a bitmap (`keys.set_bitmap`)."""
+        """The operands (their numbers) the code may read as bitmaps: BITOP's sources, those of
+        `or`, `and`, `xor`, `andcount` and `diff`. Of one held as a Redis set, sets.lua builds a
+        bitmap (`keys.set_bitmap`; `keep` builds its own in a register)."""
         found: dict[int, None] = {}
         code, i = self.code, 0
         while i < len(code):
@@ -69,8 +69,8 @@ class Program:
                 sources, i = code[i + 3 : i + 3 + m], i + 3 + m
             elif op == "diff":  # diff d a b
                 sources, i = code[i + 2 : i + 4], i + 4
-            elif op == "keep":  # keep s
-                sources, i = code[i + 1 : i + 2], i + 2
+            elif op == "keep":  # keep s d (a Redis set is built in register d)
+                sources, i = [], i + 3
             elif op == "count":  # count s
                 sources, i = [], i + 2
             elif op == "bit":  # bit s off
@@ -183,7 +183,7 @@ class SetProgram:
 
     def store(self, expr: Expr) -> None:
         """Answer the name of a key holding the set (kept a while, for reading ids)."""
-        self.code += ["keep", self.emit(expr)]
+        self.code += ["keep", self.emit(expr), self.register()]
         self.answers += 1
 
     def for_shard(self, keys: Keys, shard: int) -> Program:

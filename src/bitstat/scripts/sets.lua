@@ -24,8 +24,10 @@
 --                    when one source's size was counted and is small, by testing that set's
 --                    members in the other sources (BITFIELD_RO), writing nothing
 --   bit s off        append 1 if bit `off` of s is set, else 0
---   keep s           append the name of a key holding s ("" when s is empty) for reading; a
---                    register named so is not deleted, its TTL ends it
+--   keep s d         append the name of a key holding s ("" when s is empty) for reading; a
+--                    register named so is not deleted, its TTL ends it. A Redis set is built
+--                    as a bitmap in register d, this read's own (a bitmap every reader shares
+--                    could be rebuilt or deleted by another while this one reads it in chunks)
 -- Returns one list of answers per program.
 -- An operand key holds a bitmap, or a Redis set of bit offsets (a small sparse set: see
 -- apply.lua's containers). A set is counted (SCARD), tested (SISMEMBER, SMISMEMBER) and probed
@@ -76,6 +78,19 @@ local function wrote(d, dest)
   value[d] = dest
 end
 
+-- a bitmap of the Redis set in `key`, written in `built`
+local function build(key, built)
+  -- emptied, not deleted: on a cluster a key gone while its slot moves is not local
+  redis.call('SET', built, '')
+  local members = redis.call('SMEMBERS', key)
+  table.sort(members, function(a, b) return tonumber(a) > tonumber(b) end)
+  for _, off in ipairs(members) do  -- highest first: the string is allocated once
+    redis.call('SETBIT', built, off, 1)
+  end
+  redis.call('PEXPIRE', built, ttl)
+  written[built] = true
+end
+
 -- the key of a bitmap of the set in `key`: itself, or one built from a Redis set's members
 local function bitmap(key)
   if not is_set[key] then
@@ -84,15 +99,7 @@ local function bitmap(key)
   local tag = string.match(key, '^{[^}]*}') or ''
   local built = tag .. ':tmp:set:' .. string.sub(key, #tag + 1)
   if not written[built] then
-    -- emptied, not deleted: on a cluster a key gone while its slot moves is not local
-    redis.call('SET', built, '')
-    local members = redis.call('SMEMBERS', key)
-    table.sort(members, function(a, b) return tonumber(a) > tonumber(b) end)
-    for _, off in ipairs(members) do  -- highest first: the string is allocated once
-      redis.call('SETBIT', built, off, 1)
-    end
-    redis.call('PEXPIRE', built, ttl)
-    written[built] = true
+    build(key, built)
   end
   return built
 end
@@ -314,14 +321,16 @@ local function run(first, last)
       i = i + 3
     elseif op == 'keep' then
       local v = get(at(ARGV[i + 1]))
-      if v then  -- the caller reads a bitmap
-        v = bitmap(v)
+      if v and is_set[v] then  -- the caller reads a bitmap: of a Redis set, its own
+        local d = at(ARGV[i + 2])
+        build(v, reg(d))
+        v = reg(d)
       end
       if v and (is_register[v] or written[v]) then
         kept[v] = true
       end
       out[#out + 1] = v or ''
-      i = i + 2
+      i = i + 3
     else
       error('bitstat sets.lua: unknown op ' .. tostring(op))
     end
