@@ -4,6 +4,7 @@ failed before its fix; the one marked xfail is open (CHANGELOG, "Known issues").
 
 from __future__ import annotations
 
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from bitstat import transport
 from bitstat.web import ServerConfig, create_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -278,3 +280,28 @@ def test_ids_of_a_small_set_survive_another_reader_between_chunks(
     # another reader's program reads the same Redis set as a bitmap (OR), then ends
     assert (visits | st.actors("buy").day(2026, 11, 23)).count() == 2
     assert sorted([first, *reading]) == [1, far]
+
+
+# 9. ids() reads a computed set from a register the server keeps SCRATCH_TTL_MS (30 s): read
+#    slowly (a caller doing work per id, or many shards), the register expired between chunks
+#    and GETRANGE of the missing key answered "" like the end of the set: the rest silently
+#    missing.
+
+
+def test_ids_read_slowly_are_not_cut_short_by_the_registers_ttl(
+    embedded_url: str, ns: str, dropped: list[bitstat.Stats], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport, "SCRATCH_TTL_MS", 300)
+    st = opened(embedded_url, ns)
+    dropped.append(st)
+    users = [*range(1, 1500), 900_000]  # a bitmap, two 64 KiB chunks
+    st.track_many(
+        [{"event": e, "user": u, "time": "2026-11-23T10:00"} for u in users for e in ("a", "b")]
+    )
+    day = (2026, 11, 23)
+    both = st.actors("a").day(*day) & st.actors("b").day(*day)  # (a register)
+    reading = both.ids()
+    got = [next(reading)]
+    time.sleep(0.6)  # (past the register's TTL)
+    got += list(reading)
+    assert sorted(got) == users

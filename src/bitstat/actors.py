@@ -75,7 +75,8 @@ class ActorSet(SetAlgebra[SetRunner]):
         return bool(self._runner._contains(self.expr, actor))
 
     def ids(self) -> Iterator[Any]:
-        """The actors' original ids, read from the server in chunks."""
+        """The actors' original ids: the set is read whole at the first (128 KiB a million ids
+        at most), a snapshot however slowly it is iterated; ids are looked up a chunk at a time."""
         ids: Iterator[Any] = self._runner._ids(self.expr)
         return ids
 

@@ -214,7 +214,7 @@ class AsyncActorSet(SetAlgebra["AsyncStats"]):
         return bool(await self._runner._run(self._runner._ns.contains(self.expr, actor)))
 
     async def ids(self) -> AsyncIterator[Any]:
-        """`ActorSet.ids` for `async for`: the actors' original ids, read in chunks."""
+        """`ActorSet.ids` for `async for`: the actors' original ids, read as `ids` reads them."""
         ns = self._runner._ns
         driver = Driver(patient(ns.settled(ns.ids(self.expr)), ns.deadline))
         while (asked := driver.next()) is not None:

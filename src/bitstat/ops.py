@@ -329,27 +329,35 @@ class Namespace(Queueing):
         return bool(answers[0][0])
 
     def ids(self, expr: Expr) -> Generator[Call | Emit, Any, None]:
-        """The actors' original ids: evaluated into keys, read in chunks, handed out by Emit."""
+        """The actors' original ids: evaluated into keys, read whole, handed out by Emit a chunk
+        at a time. Every shard's bitmap (128 KiB at most) is read before the first id is handed
+        out: a scratch result lives SCRATCH_TTL_MS, and a caller slow over its ids would
+        otherwise find the rest gone (GETRANGE of a missing key reads as an empty set)."""
         yield from self.require_leaves([expr])
         stored = yield from self.per_shard(self.compiled(lambda c: c.store(expr)))
+        bitmaps: list[tuple[int, bytes]] = []
         for shard, answers in stored:
             key = answers[0].decode() if isinstance(answers[0], bytes) else str(answers[0])
-            if not key:
-                continue
-            start = 0
-            while True:
-                data = yield call(Transport.getrange, key, start, start + CHUNK_BYTES - 1)
-                if not data:
-                    break
-                bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-                offsets = np.flatnonzero(bits) + start * 8 + (shard << SHARD_BITS)
-                if len(offsets):
-                    yield Emit((yield from self.ids_of(offsets)))
-                if len(data) < CHUNK_BYTES:
-                    break
-                start += CHUNK_BYTES
+            if key:
+                bitmaps.append((shard, (yield from self.bitmap_read(key))))
             if is_temp(key):  # a scratch result (a plain bucket key is read, never deleted)
                 yield call(Transport.delete, key)
+        for shard, data in bitmaps:
+            for start in range(0, len(data), CHUNK_BYTES):
+                chunk = np.frombuffer(data[start : start + CHUNK_BYTES], dtype=np.uint8)
+                offsets = np.flatnonzero(np.unpackbits(chunk)) + start * 8 + (shard << SHARD_BITS)
+                if len(offsets):
+                    yield Emit((yield from self.ids_of(offsets)))
+
+    def bitmap_read(self, key: str) -> Op[bytes]:
+        """The whole bitmap in `key`, read CHUNK_BYTES a call."""
+        parts: list[bytes] = []
+        while True:
+            start = len(parts) * CHUNK_BYTES
+            data = yield call(Transport.getrange, key, start, start + CHUNK_BYTES - 1)
+            parts.append(data)
+            if len(data) < CHUNK_BYTES:
+                return b"".join(parts)
 
     # metrics
     def unique(self, event: str, start: Any, end: Any, segment: Mapping[str, Any]) -> Op[int]:
