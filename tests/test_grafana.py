@@ -304,3 +304,31 @@ def test_a_sum_past_the_float_range_is_a_400(client: TestClient, embedded_url: s
     finally:
         big.drop()
         big.close()
+
+
+def test_the_hour_a_spring_change_skips_is_no_point(client: TestClient, embedded_url: str) -> None:
+    """Amsterdam's clocks went from 02:00 to 03:00 on 2026-03-29: the 02 hour bucket holds no
+    event and has no instant of its own (it was given 03:00's, two points at one time)."""
+    schema = bitstat.Schema(periods=("hour", "day"), timezone="Europe/Amsterdam")
+    st = bitstat.connect(embedded_url, namespace=f"gf4-{uuid.uuid4().hex[:8]}", schema=schema)
+    try:
+        st.track_many(
+            [
+                {"event": "ping", "user": u, "time": f"2026-03-29T{h}:30:00+0{o}:00"}
+                for u, (h, o) in enumerate([("01", 1), ("03", 2), ("03", 2), ("04", 2)])
+            ]
+        )
+        body = {
+            "range": {"from": "2026-03-28T23:00:00.000Z", "to": "2026-03-29T02:59:59.999Z"},
+            "intervalMs": 3_600_000,
+            "targets": [{"target": "total:ping", "payload": {"namespace": st.namespace}}],
+        }
+        answer = client.post("/grafana/query", json=body)
+        assert answer.status_code == 200, answer.text
+        (series,) = answer.json()
+        utc_hours = [1_774_738_800_000 + h * 3_600_000 for h in range(4)]  # 23:00Z .. 02:00Z
+        values = [0, 1, 2, 1]  # local 00, 01, 03, 04 (no 02)
+        assert series["datapoints"] == [list(p) for p in zip(values, utc_hours, strict=True)]
+    finally:
+        st.drop()
+        st.close()

@@ -22,8 +22,8 @@ takes the `X-Bitstat-Namespace` header's or `?namespace=`.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -62,6 +62,19 @@ class GrafanaError(Exception):
 
 def _epoch_ms(wall: datetime, stats: AsyncStats) -> int:
     return int(wall.replace(tzinfo=stats.schema.tz).timestamp() * 1000)
+
+
+def _datapoints(points: Iterable[tuple[Any, str]], stats: AsyncStats) -> list[list[Any]]:
+    """[value, epoch ms] of (value, bucket label)s, but for an hour the zone's clocks skipped
+    (a spring change): it holds no event and has no instant of its own (the next hour's)."""
+    tz = stats.schema.tz
+    out = []
+    for value, label in points:
+        wall = P.parse_label(label).start
+        at = wall.replace(tzinfo=tz)
+        if at.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == wall:
+            out.append([value, int(at.timestamp() * 1000)])
+    return out
 
 
 def parse_target(target: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,7 +216,7 @@ async def answer(
         return [
             {
                 "target": name,
-                "datapoints": [[v, _epoch_ms(P.parse_label(lb).start, stats)] for lb, v in points],
+                "datapoints": _datapoints(((v, lb) for lb, v in points), stats),
             }
         ]
     if kind == "counts":
@@ -244,11 +257,10 @@ async def answer(
     return [
         {
             "target": f"{name} {column}",
-            "datapoints": [
-                [getattr(p, column), _epoch_ms(P.parse_label(p.period).start, stats)]
-                for p in life
-                if getattr(p, column) is not None
-            ],
+            "datapoints": _datapoints(
+                ((getattr(p, column), p.period) for p in life if getattr(p, column) is not None),
+                stats,
+            ),
         }
         for column in ("new", "returning", "resurrecting", "dormant")
     ]
