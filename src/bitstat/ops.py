@@ -37,7 +37,16 @@ from .periods import expire_at
 from .query import Expr, Leaf, Program, SetProgram, count_union
 from .queued import Queueing
 from .record import DEFAULT_BATCH_TTL
-from .schema import Schema, compound, duration_text, normalise
+from .schema import (
+    ExpireChange,
+    Schema,
+    compound,
+    duration_text,
+    expire_lengthened,
+    normalise,
+    read_stored,
+    stored_text,
+)
 from .sums import Target
 from .tables import Counts, Series, Sum, Sums, Top
 from .transport import Transport, call
@@ -86,6 +95,7 @@ class Namespace(Queueing):
         # bumped by forget, alias and drop: a batch that looked ids or values up before keeps
         # none of the mappings it learnt (they may name a freed or another actor's offset)
         self.identity_generation = 0
+        self.expire_changes: tuple[ExpireChange, ...] = ()  # (stored with the schema)
 
     # schema
     def load_schema(self, given: Schema | None) -> Op[Schema]:
@@ -97,7 +107,7 @@ class Namespace(Queueing):
                 yield from self.configure(given)
             return self.schema
         self.schema_stored = True
-        stored = Schema.from_json(stored_text)
+        stored, self.expire_changes = read_stored(stored_text)
         if given is not None and given != stored:
             raise SchemaError(
                 f"namespace {self.name!r} already has a different schema;"
@@ -114,14 +124,16 @@ class Namespace(Queueing):
         # the stored schema's id mode, not the one held here (another client may have stored
         # one since this one connected to an empty namespace)
         text = yield call(Transport.get, self.keys.schema)
-        current = Schema.from_json(text) if text is not None else self.schema
+        current, changes = read_stored(text) if text is not None else (self.schema, ())
         if schema.ids != current.ids and (yield from self.events()):
             raise SchemaError(
                 f"namespace {self.name!r} holds data recorded with ids={current.ids!r};"
                 f" it cannot switch to ids={schema.ids!r}"
             )
-        yield call(Transport.set, self.keys.schema, schema.to_json())
-        self.schema = schema
+        if text is not None:
+            changes += expire_lengthened(current, schema, time.time())
+        yield call(Transport.set, self.keys.schema, stored_text(schema, changes))
+        self.schema, self.expire_changes = schema, changes
         self.schema_read, self.schema_stored = time.monotonic(), True
         self.key_memo.clear()  # (the key names of another schema's periods)
 
@@ -215,19 +227,34 @@ class Namespace(Queueing):
     def check_kept(self, labels: Sequence[str]) -> tuple[str, ...]:
         """`labels`, if none is a bucket past its period's retention (`Schema.expire`): its
         keys are gone, so a question needing it has no answer (zeros would be a lie)."""
-        if self.schema.expire:
+        if self.schema.expire or self.expire_changes:
             now = time.time()
             for label in labels:
                 period = periods.parse_label(label).period
-                ttl = self.schema.expire.get(period)
+                ttl = self.kept_for(period, label)
                 if ttl is not None and expire_at(period, label, self.schema.timezone, ttl) <= now:
                     raise QueryError(
                         f"{period} buckets are kept {duration_text(ttl)} after their {period}"
-                        f" ends (Schema expire), so {label} is gone; ask about whole days, or"
-                        f" about {period}s within the last {duration_text(ttl)}",
+                        f" ends (Schema expire, when {label} was recorded), so {label} is gone;"
+                        f" ask about whole days, or about {period}s within the last"
+                        f" {duration_text(ttl)}",
                         param="start",
                     )
         return tuple(labels)
+
+    def kept_for(self, period: str, label: str) -> int | None:
+        """Seconds a bucket's keys live after it ends (None: for ever): the schema's expiry, or
+        a shorter one in force when the bucket began (its keys were written with that)."""
+        ttl = self.schema.expire.get(period)
+        began: float | None = None
+        for changed, at, before in self.expire_changes:
+            if changed == period:
+                if began is None:
+                    start = periods.parse_label(label).start
+                    began = start.replace(tzinfo=self.schema.tz).timestamp()
+                if began < at and (ttl is None or before < ttl):
+                    ttl = before
+        return ttl
 
     def require_period(self, period: str, param: str = "period") -> None:
         if period not in self.schema.periods:

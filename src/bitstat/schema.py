@@ -399,16 +399,7 @@ class Schema(Rules):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Schema:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise SchemaError(f"stored schema is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise SchemaError("stored schema is not a JSON object")
-        if "hour" in data.get("periods", ()) and "hourly" not in data:
-            # stored before `hourly` existed, when every family was kept per hour
-            data["hourly"] = list(RULE_KINDS)
-        return cls.from_dict(data)
+        return read_stored(text)[0]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Schema) and self.to_dict() == other.to_dict()
@@ -418,3 +409,41 @@ class Schema(Rules):
 
     def __repr__(self) -> str:
         return f"Schema({self.to_json()})"
+
+
+# (period, Unix time, expire seconds before): configure() lengthened that period's `expire` then.
+# Keys written before keep the expiry they were written with, so a bucket begun before the
+# change is judged by the shorter one (it may be gone).
+ExpireChange = tuple[str, int, int]
+
+
+def expire_lengthened(old: Schema, new: Schema, now: float) -> tuple[ExpireChange, ...]:
+    """The periods whose expiry `new` lengthens (or lifts) from `old`'s, at `now`."""
+    return tuple(
+        (period, int(now), ttl)
+        for period, ttl in sorted(old.expire.items())
+        if period in new.periods and new.expire.get(period, ttl + 1) > ttl
+    )
+
+
+def stored_text(schema: Schema, changes: tuple[ExpireChange, ...] = ()) -> str:
+    """A namespace's stored schema: the schema, and the expiry changes its data went through."""
+    data = schema.to_dict()
+    if changes:
+        data["expire_changes"] = [list(c) for c in changes]
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+
+def read_stored(text: str | bytes) -> tuple[Schema, tuple[ExpireChange, ...]]:
+    """`stored_text` read back."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SchemaError(f"stored schema is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SchemaError("stored schema is not a JSON object")
+    changes = tuple((str(p), int(t), int(ttl)) for p, t, ttl in data.pop("expire_changes", ()))
+    if "hour" in data.get("periods", ()) and "hourly" not in data:
+        # stored before `hourly` existed, when every family was kept per hour
+        data["hourly"] = list(RULE_KINDS)
+    return Schema.from_dict(data), changes
