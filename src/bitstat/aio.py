@@ -18,7 +18,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import hiredis
 import redis.asyncio as aredis
 import redis.exceptions as rex
-from redis.asyncio.cluster import ClusterParser
 
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Driver, Emit
@@ -51,6 +50,12 @@ from .transport import (
     Transport,
     patient,
 )
+
+NodeParser: type[Any] | None
+try:  # older redis-py (5): only the cluster's own parser reads MOVED as a MovedError
+    from redis.asyncio.cluster import ClusterParser as NodeParser
+except ImportError:  # newer (8): every parser does, and the cluster's is gone
+    NodeParser = None
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -178,8 +183,8 @@ class AsyncStore:
             found = self.nodes[node.name] = aredis.Redis(
                 host=node.host, port=node.port, **self.node_options
             )
-            # a redirect read as the cluster client reads it (MOVED: a MovedError)
-            found.connection_pool.connection_kwargs["parser_class"] = ClusterParser
+            if NodeParser is not None:  # a redirect read as the cluster client reads it
+                found.connection_pool.connection_kwargs["parser_class"] = NodeParser
         return found
 
     async def call(
