@@ -34,6 +34,16 @@ from test_queue import mixed_times
 PUSH = b"push"  # in a request of queue.lua's that pushes an event (not one that claims)
 
 
+# never applied by count or by time: only a flush(), a read or close() applies the queue (a
+# slow machine's seconds would otherwise flush at the 1 s default)
+NEVER = {"flush_at": 10**6, "flush_interval": 1e6}
+
+
+def unflushed(url: str, namespace: str, **options: Any) -> bitstat.Stats:
+    """A Stats whose track() queue is applied only when asked (NEVER)."""
+    return bitstat.connect(url, namespace=namespace, schema=schema(), **NEVER, **options)
+
+
 @pytest.mark.parametrize("ahead", [1, 7, 100])
 def test_events_sent_ahead_give_the_models_answers(
     server_url: str, namespace: str, ahead: int
@@ -57,14 +67,7 @@ def test_close_reads_the_replies_and_another_process_sees_every_event(
 ) -> None:
     events = batches(1, 150, seed=3)[0]
     want = model()
-    st = bitstat.connect(
-        server_url,
-        namespace=namespace,
-        schema=schema(),
-        track_ahead=1000,
-        flush_at=10**6,
-        flush_interval=1e6,
-    )
+    st = unflushed(server_url, namespace, track_ahead=1000)
     for e in events:
         st.track(e)
         want.track(e)
@@ -81,14 +84,7 @@ def test_a_push_reaches_redis_without_another_call(
     """An event tracked and then left alone is in the queue at once, its reply never read: a
     push is not held back in the process or the kernel (corking pushes, tried on 2026-12-05,
     held them up to a retransmission timeout and lost them with the process)."""
-    st = bitstat.connect(
-        server_url,
-        namespace=namespace,
-        schema=schema(),
-        track_ahead=1000,
-        flush_at=10**6,
-        flush_interval=1e6,
-    )
+    st = unflushed(server_url, namespace, track_ahead=1000)
     try:
         events = batches(1, 5, seed=8)[0]
         for e in events:
@@ -108,14 +104,7 @@ def test_drop_waits_for_the_pushes_sent_ahead_and_leaves_no_key(
 ) -> None:
     """A push still on its way when the keys are deleted would queue its event again in a
     namespace just dropped: drop() reads the replies first."""
-    st = bitstat.connect(
-        server_url,
-        namespace=namespace,
-        schema=schema(),
-        track_ahead=1000,
-        flush_at=10**6,
-        flush_interval=1e6,
-    )
+    st = unflushed(server_url, namespace, track_ahead=1000)
     try:
         for e in batches(1, 40, seed=9)[0]:
             st.track(e)
@@ -262,14 +251,7 @@ def test_a_forked_child_sends_its_own_pushes_only(embedded_url: str, namespace: 
 
     events = batches(1, 12, seed=7)[0]
     want = model()
-    with bitstat.connect(
-        embedded_url,
-        namespace=namespace,
-        schema=schema(),
-        track_ahead=100,
-        flush_at=10**6,
-        flush_interval=1e6,
-    ) as st:
+    with unflushed(embedded_url, namespace, track_ahead=100) as st:
         for e in events[:5]:
             st.track(e)  # replies unread in the parent
             want.track(e)
@@ -314,9 +296,7 @@ def test_a_flush_of_track_takes_one_claim_and_the_rest_waits_for_the_next(
         events[i] = {**events[i], "time": odd_times[i % len(odd_times)]}
     want = model()
     backlog, tracked = events[:100], events[100:]
-    with bitstat.connect(
-        embedded_url, namespace=namespace, schema=schema(), flush_at=10**6, flush_interval=1e6
-    ) as other:  # another process's events, left in the queue
+    with unflushed(embedded_url, namespace) as other:  # another process's events, left in the queue
         for e in backlog:
             other.track(e)
             want.track(e)
@@ -449,7 +429,7 @@ def test_what_cannot_be_queued_in_time_raises_with_the_events_to_send_again(
     queued once, whether its push had landed or not."""
     want = model()
     first, second = batches(2, 5, seed=10)
-    with ahead_stats(proxy, track_ahead=5, flush_at=10**6, flush_interval=1e6, deadline=0.3) as st:
+    with ahead_stats(proxy, track_ahead=5, **NEVER, deadline=0.3) as st:
         for e in first:
             st.track(e)
             want.track(e)
@@ -478,9 +458,7 @@ def test_pushes_delayed_past_their_retry_are_queued_once(proxy: Proxy, ahead: in
     its token (not only those tried again): each event counts once."""
     want = model()
     first, second = batches(2, 8, seed=14)
-    with ahead_stats(
-        proxy, track_ahead=ahead, flush_at=10**6, flush_interval=1e6, timeout=0.5
-    ) as st:
+    with ahead_stats(proxy, track_ahead=ahead, **NEVER, timeout=0.5) as st:
         st.track(first[0])  # (the first push waits: it loads the script)
         want.track(first[0])
         proxy.hold_requests(PUSH)
@@ -514,7 +492,7 @@ def test_an_interrupt_among_the_pushes_made_again_leaves_the_rest_for_the_next_c
     monkeypatch.setattr(bitstat.queued.Queueing, "pushed", interrupted)
     want = model()
     events = batches(1, 20, seed=15)[0]
-    with ahead_stats(proxy, track_ahead=6, flush_at=10**6, flush_interval=1e6) as st:
+    with ahead_stats(proxy, track_ahead=6, **NEVER) as st:
         st.track(events[0])  # (the first push waits: it loads the script)
         want.track(events[0])
         proxy.cut_replies(1, PUSH)  # the connection drops with the replies of those ahead
