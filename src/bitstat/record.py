@@ -68,7 +68,9 @@ class Applying:
 class TrackResult:
     """What `track_many` did: how many events were recorded, which were rejected and why, and
     per period how many recorded events fell in buckets already past that period's retention
-    (`Schema.expire`), so that period keeps nothing of them."""
+    (`Schema.expire`), so that period keeps nothing of them. `recorded` counts what this call
+    wrote (its retries included): events of a batch id found in, written by another call (an
+    earlier one, or a concurrent sender of the same id), are that call's to report."""
 
     recorded: int
     rejected: list[tuple[int, str]] = field(default_factory=list)
@@ -494,7 +496,10 @@ class Recording:
                     )
                 )
         applied_tags: set[str] = set()
-        applied = False
+        # whether this call wrote the namespace's group, last, whose marker says the batch is
+        # in: that call reports the batch (another sender of the same id, concurrent on a
+        # cluster, may have written some of the other groups: it reports nothing)
+        completed = False
 
         def stages(
             cols: Columns, offsets: np.ndarray, value_ids: dict[int, np.ndarray] | None
@@ -568,7 +573,7 @@ class Recording:
                     overflow = noted(result)
                 elif result == 1:
                     applied_tags.add(g.tag)
-                    applied = True
+                    completed = completed or g.tag == self.keys.meta_tag
             if SUM_REFUSED not in results:
                 break
             check = True
@@ -578,7 +583,7 @@ class Recording:
                 " (other writers adding to the same totals?); the groups applied so far are"
                 " kept, send the batch again with the same batch_id"
             )
-        recorded = plan.recorded if applied or again else 0
+        recorded = plan.recorded if completed or again else 0
         # a batch recorded before (its id seen) reports nothing of what it held, unless by an
         # earlier try of this call
         return TrackResult(
@@ -630,8 +635,9 @@ class Recording:
         overflow: list[tuple[int, str]] = []  # rejected for their sums: (index, reason)
         checked = False  # whether the sums were checked in order against the stored totals
         done: dict[int, int] = {}  # events recorded (now or before) of each part that is in
+        written: set[int] = set()  # the parts this call wrote (the others: before, or by
+        # another sender of the same batch id meanwhile, which reports them)
         expired: dict[str, int] = {}  # of the parts written now
-        applied = False
 
         # the batch indexes of each part's events, those rejected later included
         owned = [{cols.index[r] for r in rows.tolist()} for _, rows in parts]
@@ -658,13 +664,12 @@ class Recording:
 
         def settle(k: int, p: WritePlan, answer: int | bytes | None) -> bool:
             """Whether part k is in: written now, or before (its marker's note answers)."""
-            nonlocal applied
             if isinstance(answer, bytes):
                 refused = noted(answer)
                 overflow.extend(r for r in refused if r not in overflow)
                 done[k] = len(owned[k]) - len(refused)
             elif answer == 1:
-                applied = True
+                written.add(k)
                 done[k] = p.recorded
                 for period, n in p.expired.items():
                     expired[period] = expired.get(period, 0) + n
@@ -723,7 +728,7 @@ class Recording:
                 " kept, send the batch again with the same batch_id"
             )
         yield call(Transport.mark, marker, note(overflow) if overflow else "1", ttl)
-        recorded = sum(done.values()) if applied or again else 0
+        recorded = sum(n for k, n in done.items() if again or k in written)
         return TrackResult(recorded, sorted(cols.rejected + overflow), expired if recorded else {})
 
     def record_single(
@@ -783,8 +788,12 @@ class Recording:
                 )
             )
         seen = [r for r in results if isinstance(r, bytes)]
-        applied = 1 in results
-        recorded = 1 if applied or again else 0
+        # (written by this call when its namespace group, last, was: as record_once says)
+        meta = self.keys.meta_tag
+        completed = any(
+            r == 1 and g.tag == meta for g, r in zip(plan.groups, results, strict=False)
+        )
+        recorded = 1 if completed or again else 0
         rejected = noted(seen[0]) if seen else []
         return TrackResult(recorded, rejected, dict(plan.expired) if recorded else {})
 
