@@ -719,3 +719,93 @@ def test_the_per_period_helpers_match_bitmapists(helper: str, ev: str, client: r
         theirs = getattr(real_cohort, helper)(f"{ev}-h", when, SYSTEM)
         assert mine.redis_key == theirs.redis_key
         assert len(mine) == len(theirs) and list(mine.get_uuids()) == list(theirs.get_uuids())
+
+
+def reader(lib: ModuleType, key: str) -> Any:
+    """An object of `lib` reading `key` on SYSTEM, made of its mixins: how a bitmapist caller
+    reads a result computed on a pipeline (its own object reads queue there, never answering)."""
+    bases = tuple(getattr(lib, m) for m in MIXINS)
+    found = type("Reader", bases, {})()
+    found.system, found.redis_key = SYSTEM, key
+    return found
+
+
+@pytest.mark.parametrize("transaction", [True, False])
+def test_bit_operations_built_on_a_pipeline_run_when_it_is_executed(
+    client: redis.Redis, ev: str, default_system: None, transaction: bool
+) -> None:
+    """bitmapist queues a bit operation built on a caller's pipeline there: the caller's
+    execute() runs it, in order with the other commands queued (marks queued before it count,
+    and so do marks written at once before the execute). The drop-in raised when built."""
+    for d in (1, 2):
+        for uid in range(d, 60, 3):
+            real.mark_event(f"{ev}-a", uid, system=SYSTEM, now=datetime(2021, 1, d, tzinfo=UTC))
+        for uid in range(0, 60, 2 + d):
+            real.mark_event(f"{ev}-b", uid, system=SYSTEM, now=datetime(2021, 1, d, tzinfo=UTC))
+    a1, b1 = (f"trackist_{ev}-{e}_2021-1-1" for e in "ab")
+
+    def scenario(lib: ModuleType) -> tuple[list[Any], list[Any]]:
+        a, b = (
+            (lib.DayEvents(f"{ev}-{e}", 2021, 1, d, system=SYSTEM) for d in (1, 2)) for e in "ab"
+        )
+        (day_a1, day_a2), (day_b1, day_b2) = a, b
+        client.script_flush()  # the execute() loads the drop-in's script itself
+        pipe = client.pipeline(transaction=transaction)
+        pipe.set(f"trackist_{ev}-other", "x")
+        lib.mark_event(f"{ev}-a", 1001, system=pipe, now=datetime(2021, 1, 1), use_pipeline=False)
+        pipe.setbit(b1, 1001, 1)
+        both = lib.BitOpAnd(pipe, day_a1, day_b1)
+        nested = lib.BitOpOr(pipe, both, lib.BitOpXor(pipe, day_a2, day_b2))
+        inverse = lib.BitOpNot(pipe, both)
+        outer = lib.BitOpAnd(pipe, nested, inverse, day_a2)
+        year = lib.YearEvents(f"{ev}-a", 2021, system=pipe)
+        pipe.get(f"trackist_{ev}-other")
+        ops = [both, nested, inverse, outer, year]
+        queued = [client.exists(op.redis_key) for op in ops]
+        for key in (a1, b1):
+            client.setbit(key, 1003, 1)  # written at once, before the execute: counts
+        done = pipe.execute()
+        for key in (a1, b1):
+            client.setbit(key, 1005, 1)  # after: results are snapshots
+        stored = [client.get(op.redis_key) for op in ops]
+        if lib is dropin:
+            assert all(0 < client.pttl(op.redis_key) <= _engine.TTL_SECONDS * 1000 for op in ops)
+        answers = [done, queued, stored, [op.redis_key for op in ops]]
+        readers = ops if lib is dropin else [reader(real, op.redis_key) for op in ops]
+        for op, read in zip(ops, readers, strict=True):
+            members = [uid in read for uid in (0, 1, 3, 1001, 1003, 1005, 5000)]
+            answers.append((len(read), read.get_count(), read.has_events_marked(), list(read)))
+            answers.append(members)
+            answers.append((list(lib.BitOpAnd(SYSTEM, op, day_a1)), list(op & day_b1)))
+            answers.append(list(lib.BitOpXor(SYSTEM, op, lib.BitOpOr(SYSTEM, op, day_b2))))
+        real.unmark_event(f"{ev}-a", 1001, system=SYSTEM, now=datetime(2021, 1, 1))
+        for key in (a1, b1):
+            for uid in (1001, 1003, 1005):
+                client.setbit(key, uid, 0)
+        client.delete(*(op.redis_key for op in ops))
+        return answers
+
+    theirs, mine = scenario(real), scenario(dropin)
+    assert mine == theirs
+    assert theirs[1] == [0] * 5 and all(theirs[2])
+    # SET, 3 SETBITs of the mark, a SETBIT, 6 bit operations (BITOP's sizes), GET
+    assert theirs[0][0] is True and theirs[0][-1] == b"x" and len(theirs[0]) == 12
+    counts, members = theirs[4:6]  # of `both`: 1001 queued before it, 1003 set before the execute
+    assert counts[0] > 0 and members[3:6] == [True, True, False]
+
+
+def test_a_bit_operation_on_a_pipeline_read_before_its_execute(
+    client: redis.Redis, ev: str
+) -> None:
+    """Read before the caller's execute(), it is computed then (bitmapist's reads would join
+    the queue); `delete_runtime_bitop_keys()` deletes its result at once, not queued."""
+    for uid in (1, 2, 3):
+        dropin.mark_event(f"{ev}-a", uid, system=SYSTEM, now=datetime(2021, 1, 1))
+    dropin.mark_event(f"{ev}-b", 2, system=SYSTEM, now=datetime(2021, 1, 1))
+    a, b = (dropin.DayEvents(f"{ev}-{e}", 2021, 1, 1, system=SYSTEM) for e in "ab")
+    pipe = client.pipeline()
+    op = dropin.BitOpXor(pipe, a, b)
+    assert (list(op), 2 in op, len(pipe.command_stack)) == ([1, 3], False, 1)
+    assert pipe.execute() == [1] and list(op) == [1, 3]
+    dropin.delete_runtime_bitop_keys()
+    assert client.exists(op.redis_key) == 0 and not pipe.command_stack

@@ -3,7 +3,8 @@
 bitmapist runs BITOP in every constructor and keeps the result keys forever. Here an operation
 is a node of a tree: one Lua call computes the nodes not computed yet (under bitmapist's key
 names, so code that reads `redis_key` keeps working), gives each computed key a TTL, and
-answers. Operations are computed when built, as in bitmapist, unless built inside `deferred()`.
+answers. Operations are computed when built, as in bitmapist, unless built inside `deferred()`;
+one built on a caller's pipeline is queued there as one command (`queue`), run by its execute().
 Objects naming the same key share one `State`, which reproduces bitmapist's observable
 behaviour: a computed result is reused (a snapshot) until a new operation with the same key is
 built, and one deleted through any object reads as empty.
@@ -25,7 +26,7 @@ import redis.exceptions as rex
 
 from bitstat.transport import with_includes
 
-from ._redis import get_redis, server_id
+from ._redis import direct_client, server_id
 
 TTL_SECONDS = 3600
 """Lifetime of a computed result key; each use renews it, and an expired one is recomputed."""
@@ -49,9 +50,11 @@ LUA = with_includes("""
 --                            BITOP does when its result is empty. Operands are folded 16 at a
 --                            time: BITOP's fast path, and the same result.
 --   count i | bit i off | len i   append BITCOUNT / GETBIT / STRLEN of KEYS[i]
--- Returns the appended answers in order.
+--   size i                   answer STRLEN of KEYS[i] alone, as BITOP answers (a queued op)
+-- Returns the appended answers in order, or the size alone.
 local ttl = tonumber(ARGV[1])
 local out, scratch = {}, {}
+local size = nil
 
 -- include: bitop.lua
 
@@ -98,12 +101,18 @@ while i <= #ARGV do
   elseif ins == 'len' then
     out[#out + 1] = redis.call('STRLEN', KEYS[tonumber(ARGV[i + 1])])
     i = i + 2
+  elseif ins == 'size' then
+    size = redis.call('STRLEN', KEYS[tonumber(ARGV[i + 1])])
+    i = i + 2
   else
     return redis.error_reply('bitmapist drop-in: unknown instruction ' .. tostring(ins))
   end
 end
 for _, key in ipairs(scratch) do
   redis.call('DEL', key)
+end
+if size then
+  return size
 end
 return out
 """)
@@ -273,10 +282,25 @@ def evaluate(system: Any, reads: Sequence[Read]) -> list[int]:
     program = _Program()
     for read in reads:
         program.read(read)
-    client = get_redis(system)
+    client = direct_client(system)
     answer = _call(client, program)
     _settle(client, program)
     return answer
+
+
+def queue(pipeline: Any, node: Op) -> None:
+    """Queue the computation of `node` on a caller's pipeline, as one command that its
+    execute() runs in order with the others and that answers as BITOP does (the result's size).
+
+    Its states count as computed from now on: a read before the execute finds no result key and
+    computes it at once, one after reuses what the execute stored.
+    """
+    program = _Program()
+    program.args += ["size", program.node(node)]
+    # redis-py's Script makes the execute() load the script first if the server lacks it
+    script = pipeline.register_script(LUA)
+    script(keys=program.keys, args=program.args, client=pipeline)
+    _settle(direct_client(pipeline), program)
 
 
 def evaluate_batches(system: Any, batches: Sequence[Sequence[Read]]) -> list[list[int]]:
@@ -292,7 +316,7 @@ def evaluate_batches(system: Any, batches: Sequence[Sequence[Read]]) -> list[lis
         for read in reads:
             program.read(read)
         programs.append(program)
-    client = get_redis(system)
+    client = direct_client(system)
     pipe = client.pipeline(transaction=False)
     for p in programs:
         pipe.evalsha(LUA_SHA, len(p.keys), *p.keys, *p.args)

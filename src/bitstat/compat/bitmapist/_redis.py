@@ -52,6 +52,20 @@ def get_redis(system: Any = "default") -> Any:
     return SYSTEMS[system]
 
 
+def is_pipeline(system: Any) -> bool:
+    """Whether `system` is a caller's pipeline, whose commands wait for the caller's execute()."""
+    return isinstance(system, redis.client.Pipeline)
+
+
+def direct_client(system: Any) -> Any:
+    """A client of `system` whose commands run at once: for a pipeline, one on its connection
+    pool (reads must answer, not join the caller's queue)."""
+    client = get_redis(system)
+    if is_pipeline(client):
+        return redis.Redis(connection_pool=client.connection_pool)
+    return client
+
+
 def server_id(system: Any) -> Hashable:
     """The server and database `system` points at: what decides which keys it sees.
 

@@ -24,7 +24,7 @@ from typing import Any, Self
 import redis
 
 from . import _engine
-from ._redis import get_redis, server_id
+from ._redis import direct_client, get_redis, is_pipeline, server_id
 
 KEY_PREFIX = "trackist_"
 _TICK = timedelta(microseconds=1)
@@ -59,7 +59,7 @@ class StoredSet:
         if isinstance(node, _engine.Op):
             read: _engine.Read = ("count", node) if offset is None else ("bit", node, offset)
             return _engine.evaluate(self.system, [read])[0]
-        client = get_redis(self.system)
+        client = direct_client(self.system)
         if offset is None:
             return int(client.bitcount(node.key))
         return int(client.getbit(node.key, offset))
@@ -75,7 +75,7 @@ class StoredSet:
 class MixinIter(StoredSet):
     def get_uuids(self) -> Iterator[int]:
         """The ids in the set, ascending."""
-        return _engine.iter_ids(get_redis(self.system), self._readable_key())
+        return _engine.iter_ids(direct_client(self.system), self._readable_key())
 
     def __iter__(self) -> Iterator[int]:
         return self.get_uuids()
@@ -101,7 +101,7 @@ class MixinEventsMisc(StoredSet):
         return self._answer() > 0
 
     def delete(self) -> None:
-        """Delete the set's key."""
+        """Delete the set's key (queued, on a pipeline, as in bitmapist)."""
         get_redis(self.system).delete(self.redis_key)
 
     def __eq__(self, other: object) -> bool:
@@ -117,18 +117,22 @@ class MixinEventsMisc(StoredSet):
 class MixinBitOperations(StoredSet):
     # Operators run on this set's system; bitmapist's run on "default" whatever the operands'
     # systems are, which differs only when those are other servers (where it reads nothing).
-    # BitOpAnd & co. are defined below, from Computed: found when called
+    # They run at once, as bitmapist's: a set built on a pipeline gives them a client of its
+    # server instead. BitOpAnd & co. are defined below, from Computed: found when called
+    def _operator_system(self) -> Any:
+        return direct_client(self.system) if is_pipeline(self.system) else self.system
+
     def __and__(self, other: StoredSet) -> BitOpAnd:
-        return BitOpAnd(self.system, self, other)
+        return BitOpAnd(self._operator_system(), self, other)
 
     def __or__(self, other: StoredSet) -> BitOpOr:
-        return BitOpOr(self.system, self, other)
+        return BitOpOr(self._operator_system(), self, other)
 
     def __xor__(self, other: StoredSet) -> BitOpXor:
-        return BitOpXor(self.system, self, other)
+        return BitOpXor(self._operator_system(), self, other)
 
     def __invert__(self) -> BitOpNot:
-        return BitOpNot(self.system, self)
+        return BitOpNot(self._operator_system(), self)
 
 
 class Bitmap(MixinIter, MixinCounts, MixinContains, MixinEventsMisc, MixinBitOperations):
@@ -137,7 +141,11 @@ class Bitmap(MixinIter, MixinCounts, MixinContains, MixinEventsMisc, MixinBitOpe
 
 class Computed(Bitmap):
     """A set computed by BITOP from other sets when it is built, as in bitmapist, into a result
-    key with a TTL: a snapshot, which marks made later do not change."""
+    key with a TTL: a snapshot, which marks made later do not change.
+
+    Built on a caller's pipeline, it is computed when the caller executes the pipeline, as in
+    bitmapist (where it is queued as a BITOP); its reads run at once on the pipeline's server.
+    """
 
     _op_name: str
     _state: _engine.State
@@ -147,7 +155,12 @@ class Computed(Bitmap):
         self._op_name = op_name
         self.redis_key = key
         self._state = _engine.fresh_state(system, key)
-        if not _engine.deferring():
+        if _engine.deferring():
+            return
+        node = self._node(system)
+        if is_pipeline(system) and isinstance(node, _engine.Op):
+            _engine.queue(get_redis(system), node)
+        else:
             self._readable_key()
 
     def _operands(self) -> list[Any]:
