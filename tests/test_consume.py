@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -207,24 +207,41 @@ class Died(BaseException):
     """A consumer's process dying in the middle of a call (no error bitstat handles)."""
 
 
-class Dies:
-    """`target`, whose method `name` dies at its call number `at`."""
+class Hooked:
+    """`target`, whose method `name` runs `hook` at its call number `at`: before the call, or
+    after it (`after`), before its answer is handed back."""
 
-    def __init__(self, target: Any, name: str, at: int = 1) -> None:
-        self.target, self.name, self.at, self.calls = target, name, at, 0
+    def __init__(
+        self, target: Any, name: str, hook: Callable[[], None], at: int = 1, after: bool = False
+    ) -> None:
+        self.target, self.name, self.hook, self.at, self.after = target, name, hook, at, after
+        self.calls = 0
 
     def __getattr__(self, attr: str) -> Any:
         found = getattr(self.target, attr)
         if attr != self.name:
             return found
 
-        def dying(*args: Any, **kwargs: Any) -> Any:
+        def hooked(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
-            if self.calls == self.at:
-                raise Died(attr)
-            return found(*args, **kwargs)
+            if self.calls == self.at and not self.after:
+                self.hook()
+            answer = found(*args, **kwargs)
+            if self.calls == self.at and self.after:
+                self.hook()
+            return answer
 
-        return dying
+        return hooked
+
+
+class Dies(Hooked):
+    """`target`, whose method `name` dies at its call number `at` (`after`: once it ran)."""
+
+    def __init__(self, target: Any, name: str, at: int = 1, after: bool = False) -> None:
+        def die() -> None:
+            raise Died(name)
+
+        super().__init__(target, name, die, at, after)
 
 
 def drained(worker: StreamConsumer) -> Progress:
@@ -428,3 +445,57 @@ def test_a_batch_left_pending_by_an_older_bitstat_counts_once(
     assert said["taken_again"] == 50 and said["recorded"] == 20
     check(st, evs)
     assert client.xpending(stream, "bitstat")["pending"] == 0
+
+
+def notes_of(client: redis.Redis, stream: str) -> list[str]:
+    """The fields of the stream's notes hash: its identity and the batches noted."""
+    return sorted(f.decode() for f in client.hkeys(f"{stream}:bitstat-batches:bitstat"))
+
+
+def finished(st: bitstat.Stats, client: redis.Redis, stream: str, evs: list[Any]) -> None:
+    """Every answer exact, no entry pending, no note left."""
+    check(st, evs)
+    assert client.xpending(stream, "bitstat")["pending"] == 0
+    assert notes_of(client, stream) == ["identity"]
+
+
+def test_a_note_left_by_a_crash_after_its_ack_is_forgotten(embedded_url: str, setup: Any) -> None:
+    st, client, stream = setup
+    evs = events(90)
+    add(client, stream, evs)
+    # w1 records and acknowledges its second batch, and dies before it forgets the note
+    w1 = StreamConsumer(
+        st, stream, consumer="w1", batch=30, client=Dies(client, "xack", at=2, after=True)
+    )
+    with pytest.raises(Died):
+        w1.run()
+    assert client.xpending(stream, "bitstat")["pending"] == 0
+    assert len(notes_of(client, stream)) == 2  # the identity and the note left
+    # started again (another name: nothing of its own pending), it forgets the note, and goes on
+    w2 = StreamConsumer(st, stream, consumer="w2", batch=30, block_ms=100, client=client)
+    assert drained(w2).recorded == 30
+    finished(st, client, stream, evs)
+
+
+def test_a_note_of_entries_trimmed_while_pending_is_forgotten(
+    embedded_url: str, setup: Any
+) -> None:
+    st, client, stream = setup
+    evs = events(90)
+    add(client, stream, evs)
+    # w1 records its second batch and dies before its XACK; the batch is trimmed from the stream
+    w1 = StreamConsumer(st, stream, consumer="w1", batch=30, client=Dies(client, "xack", at=2))
+    with pytest.raises(Died):
+        w1.run()
+    pending = pending_ids(client, stream, "w1")
+    assert len(pending) == 30 and len(notes_of(client, stream)) == 2
+    ms, seq = pending[-1].split("-")
+    client.xtrim(stream, minid=f"{ms}-{int(seq) + 1}", approximate=False)  # up to its last
+    assert client.xlen(stream) == 30
+    # w2 claims the trimmed entries (they leave the group's pending list: nothing to take again)
+    # and forgets their note; a note of entries still pending stays until they are acknowledged
+    w2 = StreamConsumer(
+        st, stream, consumer="w2", batch=30, block_ms=100, min_idle_ms=0, client=client
+    )
+    assert drained(w2).recorded == 30
+    finished(st, client, stream, evs)

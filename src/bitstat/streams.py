@@ -31,13 +31,14 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
 from .errors import BitstatError, InvalidEvent
 from .keys import stream_bounds
 from .stats import Stats
+from .transport import lua_script
 
 LOG = logging.getLogger("bitstat.consume")
 Entry = tuple[str, dict[str, str]]
@@ -45,6 +46,10 @@ IDENTITY = "identity"  # the notes' field of the stream's identity (an entry id 
 # a read waits at most this long, whatever --block (0: until an entry comes), so the consumer
 # still claims idle entries and asks whether to stop
 WAIT_SLICE_MS = 10_000
+# the notes none of whose entries is pending are looked for at start and, when claiming, at
+# most this often (a pending-list read a note)
+DONE_NOTES_EVERY_S = 60.0
+PENDING_PAGE = 1000
 
 
 def _text(value: Any) -> str:
@@ -76,6 +81,12 @@ def _order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _after(entry_id: str) -> str:
+    """The least entry id after `entry_id`."""
+    ms, seq = _order(entry_id)
+    return f"{ms}-{seq + 1}" if seq < 2**64 - 1 else f"{ms + 1}-0"
+
+
 def batch_id_of(identity: str, stream: str, group: str, first: str, last: str) -> str:
     """The batch id of a noted batch: the stream's identity, and the stream's and group's names
     length-prefixed (`a:b`/`c` and `a`/`b:c` differ), then its first and last ids."""
@@ -98,14 +109,24 @@ def _socket_timeout(client: Any) -> float | None:
     return None if timeout is None else float(timeout)
 
 
+class Note(NamedTuple):
+    """A noted batch: its batch id, every entry id, and the note's text as stored."""
+
+    name: str
+    ids: list[str]
+    text: str
+
+
 @dataclass
 class Batch:
     """Entries to record together: `ids` as noted (the entries in hand may miss some, trimmed
-    or deleted since), and the batch id noted with them (None: not noted yet)."""
+    or deleted since), and the batch id noted with them and the note's text (None: not noted
+    yet)."""
 
     ids: list[str]
     entries: list[Entry]
     name: str | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -151,6 +172,7 @@ class StreamConsumer:
         self.data_field = data_field
         self.bounds_key = stream_bounds(stream, group)
         self.progress = Progress()
+        self.notes_checked: float | None = None  # when done notes were last looked for
         self._create_group(start)
         self.identity = self._identity()
 
@@ -185,14 +207,15 @@ class StreamConsumer:
 
     # a batch: note its ids, record it, acknowledge it, forget the note
     def _record(self, batch: Batch) -> None:
-        first, batch_id = batch.ids[0], batch.name
-        if batch_id is None:
+        first, batch_id, note = batch.ids[0], batch.name, batch.note
+        if batch_id is None or note is None:
             batch_id = batch_id_of(self.identity, self.stream, self.group, first, batch.ids[-1])
-            self.client.hset(self.bounds_key, first, json.dumps([batch_id, batch.ids]))
+            note = json.dumps([batch_id, batch.ids])
+            self.client.hset(self.bounds_key, first, note)
         events, sent, bad = self._events(batch.entries)
         result = self.stats.track_many(events, batch_id=batch_id)
         self.client.xack(self.stream, self.group, *batch.ids)
-        self.client.hdel(self.bounds_key, first)
+        self._forget(first, note)
         self.progress.recorded += result.recorded
         self.progress.batches += 1
         for entry_id, reason in bad + [(sent[at], why) for at, why in result.rejected]:
@@ -216,18 +239,54 @@ class StreamConsumer:
                 bad.append((entry_id, str(exc)))
         return events, sent, bad
 
-    def _notes(self) -> dict[str, tuple[str, list[str]]]:
-        """The noted batches: first entry id -> (batch id, every entry id)."""
+    def _notes(self) -> dict[str, Note]:
+        """The noted batches by first entry id."""
         found = self.client.hgetall(self.bounds_key)
         notes = {_text(k): _text(v) for k, v in found.items()}
         notes.pop(IDENTITY, None)
-        return {first: tuple(json.loads(note)) for first, note in notes.items()}
+        out = {}
+        for first, text in notes.items():
+            name, ids = json.loads(text)
+            out[first] = Note(name, ids, text)
+        return out
+
+    def _forget(self, first: str, note: str) -> None:
+        """Delete the note of `first` if it is still `note`."""
+        script = lua_script("notes.lua")
+        args = (1, self.bounds_key, "forget", first, note)
+        try:
+            self.client.evalsha(script.sha, *args)
+        except redis.exceptions.NoScriptError:
+            self.client.eval(script.source, *args)
+
+    def _forget_done_notes(self) -> None:
+        """Delete the notes none of whose entries is pending: left by a consumer stopped
+        between XACK and forgetting its note, or of entries trimmed while pending (a claim
+        drops them from the pending list). An entry acknowledged or dropped is never taken
+        again, so such a note would never be read again; one with an entry still pending, in
+        any consumer's hands, stays (a retry must find it)."""
+        for first, note in self._notes().items():
+            if not self._any_pending(note.ids):
+                self._forget(first, note.text)
+        self.notes_checked = time.monotonic()
+
+    def _any_pending(self, ids: Sequence[str]) -> bool:
+        """Whether an entry of `ids` is in the group's pending list, whoever holds it."""
+        wanted = set(ids)
+        start, end = min(ids, key=_order), max(ids, key=_order)
+        while True:
+            found = self.client.xpending_range(self.stream, self.group, start, end, PENDING_PAGE)
+            if any(_text(p["message_id"]) in wanted for p in found):
+                return True
+            if len(found) < PENDING_PAGE:
+                return False
+            start = _after(_text(found[-1]["message_id"]))
 
     def _regrouped(self, taken: Iterable[Entry]) -> list[Batch]:
         """Entries taken again, in the batches they were noted in (claiming the entries of such
         a batch still in other hands), then the never-noted ones in new batches."""
         notes = self._notes()
-        home = {i: first for first, (_, ids) in notes.items() for i in ids}
+        home = {i: first for first, note in notes.items() for i in note.ids}
         held: dict[str, list[Entry]] = {}
         loose: list[Entry] = []
         for entry in sorted(taken, key=lambda e: _order(e[0])):
@@ -238,10 +297,10 @@ class StreamConsumer:
                 held.setdefault(first, []).append(entry)
         out: list[Batch] = []
         for first, entries in held.items():
-            name, ids = notes[first]
+            name, ids, text = notes[first]
             have = {i for i, _ in entries}
             rest = self._claim([i for i in ids if i not in have])
-            out.append(Batch(ids, sorted(entries + rest, key=lambda e: _order(e[0])), name))
+            out.append(Batch(ids, sorted(entries + rest, key=lambda e: _order(e[0])), name, text))
         for j in range(0, len(loose), self.batch):
             chunk = loose[j : j + self.batch]
             out.append(Batch([i for i, _ in chunk], chunk))
@@ -273,6 +332,9 @@ class StreamConsumer:
         for batch in self._regrouped(taken.values()):
             self._record(batch)
         self.progress.retried += len(taken)
+        checked = self.notes_checked
+        if checked is None or time.monotonic() - checked >= DONE_NOTES_EVERY_S:
+            self._forget_done_notes()
         return len(taken)
 
     def run(self, *, stop: Callable[[Progress], bool] | None = None) -> Progress:
