@@ -6,7 +6,9 @@ the event it shows was never recorded, so that the page says so once, naming `ev
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,8 +16,11 @@ import httpx
 import pytest
 
 import bitstat
+from bitstat import aio, record
 from bitstat.aio import AsyncStats
 from bitstat.web import ServerConfig
+from bitstat.web import dashboard as board
+from bitstat.web.params import read
 from webserver import SHOP, running, shop_events
 
 
@@ -208,3 +213,61 @@ def test_the_defaults_weigh_every_event_not_the_first_twenty(
     finally:
         st.drop()
         st.close()
+
+
+NEVER = 1e9  # seconds
+
+
+def default_view(url: str, namespace: str) -> tuple[dict[str, Any], list[Any]]:
+    """The dashboard answer with nothing picked, and every request it sent to the server (each
+    step of the store is one round trip: a command or a pipeline). No look for other clients'
+    queued events or schema on the way: those come by the clock, not by the view."""
+
+    async def run() -> tuple[dict[str, Any], list[Any]]:
+        st = await aio.connect(url, namespace=namespace, flush_interval=NEVER)
+        sent: list[Any] = []
+        take = st._store.take
+
+        async def counted(step: Any) -> Any:
+            sent.append(step)
+            return await take(step)
+
+        st._store.take = counted  # type: ignore[method-assign]
+        try:
+            return await board.view(st, read(board.PARAMS, [])), sent
+        finally:
+            await st.close()
+
+    return asyncio.run(run())
+
+
+def test_the_defaults_cost_the_same_round_trips_whatever_the_number_of_event_names(
+    embedded_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Picking the default range and event read each event name's span and total, one name at
+    a time: thousands of round trips a refresh for thousands of names. 2,000 names cost what 20
+    do, and the choice is the same as one made from the raw events."""
+    monkeypatch.setattr(record, "SCHEMA_TTL", NEVER)
+    trips = []
+    for names in (20, 2000):
+        events = [
+            {"event": f"n{i:04d}", "user": u, "time": f"2025-10-{1 + i % 28:02d}T10:00"}
+            for i in range(names)
+            for u in range(1 + i % 7)
+        ]
+        busiest = f"n{names // 2 + 3:04d}"  # neither first nor last: its data sets the range
+        events += [{"event": busiest, "user": u, "time": "2025-11-20T08:00"} for u in range(50)]
+        st = bitstat.connect(embedded_url, namespace=f"view-{uuid.uuid4().hex[:8]}")
+        try:
+            assert not st.track_many(events).rejected
+            default_view(embedded_url, st.namespace)  # (the server learns the scripts)
+            view, sent = default_view(embedded_url, st.namespace)
+        finally:
+            st.drop()
+            st.close()
+        in_range = Counter(e["event"] for e in events if e["time"] >= "2025-10-22")
+        ranked = sorted(in_range, key=lambda n: (-in_range[n], n))
+        assert (view["start"], view["end"], view["event"]) == ("2025-10-22", "2025-11-20", busiest)
+        assert view["funnel"]["steps"] == ranked[:4] and len(view["events"]) == names
+        trips.append(len(sent))
+    assert trips[1] == trips[0] < 30, trips  # 6,047 and 94 before

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import periods as P
 from ..aio import AsyncStats
@@ -25,12 +25,11 @@ from ..errors import BitstatError, ConnectionError, ServerError, UnknownEvent
 from ..schema import Schema
 from . import endpoints as E
 from .params import NAMESPACE, BadParameter, Param, bucket_span, time_range
-from .span import first_last_day
+from .span import spans, totals
 
 DEFAULT_DAYS = 30
 MAX_COHORTS = 12
 MAX_STEPS = 4
-IN_FLIGHT = 32  # queries at once when every event of a namespace is asked about
 # the bucket size a range gets when none is picked: the finest giving at most ~120 points
 AUTO_PERIODS = (("hour", 5), ("day", 120), ("week", 7 * 120), ("month", 3660))
 
@@ -52,7 +51,6 @@ PARAMS = (
 )
 
 Part = dict[str, Any] | None
-T = TypeVar("T")
 # the parts of the answer, one per card or tile, in the order they are gathered
 PARTS = (
     "unique",
@@ -124,19 +122,10 @@ def _days_of_bucket(schema: Schema, day: date) -> tuple[str, str]:
 
 async def _last_day(st: AsyncStats, events: list[str], event: str | None) -> date:
     """The last day `event` was recorded on, or any event when it is None (else: today)."""
+    # every name's span in one round trip: a namespace may hold thousands of event names
     names = [event] if event is not None else events
-    spans = await _each(names, lambda e: first_last_day(st, e))
-    lasts = [last for _, last in spans if last is not None]
-    return date.fromisoformat(max(lasts)) if lasts else datetime.now(st.schema.tz).date()
-
-
-async def _each(names: list[str], ask: Callable[[str], Awaitable[T]]) -> list[T]:
-    """`ask(name)` for every name, in order, IN_FLIGHT at a time: a namespace may hold thousands
-    of event names, and each question takes a connection while it waits."""
-    out: list[T] = []
-    for i in range(0, len(names), IN_FLIGHT):
-        out += await asyncio.gather(*map(ask, names[i : i + IN_FLIGHT]))
-    return out
+    lasts = [span[1] for span in await st._run(spans(st._ns, names)) if span is not None]
+    return max(lasts) if lasts else datetime.now(st.schema.tz).date()
 
 
 def _cohorts(period: str, lo: datetime, hi: datetime) -> tuple[str, int]:
@@ -159,8 +148,8 @@ def _auto_period(st: AsyncStats, lo: datetime, hi: datetime) -> str:
 
 async def _ranked(st: AsyncStats, events: list[str], start: str, end: str) -> list[str]:
     """Events that happened in the range, most frequent first (the default event and funnel)."""
-    totals = await _each(events, lambda e: st.total(e, start, end))
-    ranked = sorted(zip(events, totals, strict=True), key=lambda nt: (-nt[1], nt[0]))
+    counted = await st._run(totals(st._ns, events, start, end))  # one round trip for all
+    ranked = sorted(zip(events, counted, strict=True), key=lambda nt: (-nt[1], nt[0]))
     return [n for n, t in ranked if t]
 
 
