@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bitstat.cli.ingest import batches
+from bitstat.cli.ingest_batches import batches
+from bitstat.cli.ingest_rejects import NONE
 from bitstat.cli.read import Decoder, FieldMap, Reader, open_source, options_salt
 from bitstat.events import time_order
 from test_cli import SCHEMA, Cli, shop_events
@@ -79,11 +80,22 @@ def test_two_workers_record_the_sorted_batches_of_one(
     assert again["recorded"] == 0 and again["seen_before"] == single["recorded"]
 
 
-def cut(path: Path, size: int, window: int, raw: bool) -> list[Any]:
+def cut(path: Path, size: int, window: int, raw: bool) -> tuple[list[Any], list[Any]]:
+    """The batches, and the lines that make no event with the first line of an event read
+    and not handed out yet when each was refused."""
     fields = FieldMap("event", None, None, "time", None)
     source = open_source(str(path), None, options_salt(fields, None, size, window), path.parent)
     reader = Reader(source, fields, SCHEMA.actor)
-    return list(batches(reader, Decoder(fields, SCHEMA), size, raw=raw, window=window))
+    bad: list[Any] = []
+    cut = batches(
+        reader,
+        Decoder(fields, SCHEMA),
+        size,
+        lambda line, why, held: bad.append((line, why, held)),
+        raw=raw,
+        window=window,
+    )
+    return list(cut), bad
 
 
 def test_each_window_is_cut_in_time_order(tmp_path: Path) -> None:
@@ -95,14 +107,24 @@ def test_each_window_is_cut_in_time_order(tmp_path: Path) -> None:
             by_line[number] = json.loads(line.lstrip("\ufeff"))
         except ValueError:
             continue
-    plain = cut(path, 30, 0, raw=False)
-    ordered = cut(path, 30, 120, raw=False)
-    assert [b.lines for b in cut(path, 30, 120, raw=True)] == [b.lines for b in ordered]
-    # every line once, good or bad; the bad ones as without the window
+    plain, plain_bad = cut(path, 30, 0, raw=False)
+    ordered, bad = cut(path, 30, 120, raw=False)
+    assert [b.lines for b in cut(path, 30, 120, raw=True)[0]] == [b.lines for b in ordered]
+    # every line once, good or bad; the bad ones as without the window, in line order
     seen = [line for b in ordered for line in b.lines]
     assert sorted(seen) == [line for b in plain for line in b.lines]
-    assert sorted(x for b in ordered for x in b.bad) == sorted(x for b in plain for x in b.bad)
-    assert all(len(b.events) == 30 for b in ordered[:-1])
+    assert [x[:2] for x in bad] == [x[:2] for x in plain_bad] == sorted(x[:2] for x in bad)
+    assert len(bad) > 10 and all(len(b.events) == 30 for b in ordered[:-1])
+    # held: the first line of an event read and not yet in a batch, when a line was refused
+    # or a batch handed out (what --rejects waits for before writing a line)
+    for line, _, held in plain_bad:
+        waiting = [b.lines[0] for b in plain if b.lines[0] < line < b.lines[-1]]
+        assert held == (waiting[0] if waiting else NONE)
+    assert all(b.held == NONE for b in plain)
+    for first in range(0, len(ordered), 4):
+        window = ordered[first : first + 4]
+        for k, b in enumerate(window):
+            assert b.held == min((min(later.lines) for later in window[k + 1 :]), default=NONE)
     # within a window (4 batches of 30), times ascend; the windows follow the file
     for first in range(0, len(ordered), 4):
         lines = [line for b in ordered[first : first + 4] for line in b.lines]

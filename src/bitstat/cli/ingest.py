@@ -6,7 +6,6 @@ import contextlib
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -16,13 +15,15 @@ import click
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
-from ..events import parse_batch, time_order
+from ..events import parse_batch
 from ..loads import LOAD_BATCH_TTL, progress_bar
 from ..periods import PERIODS
 from ..record import TrackResult
 from ..schema import Schema
 from ..store import resolve_url
 from . import output as cli_output
+from .ingest_batches import batches
+from .ingest_rejects import NONE, Rejections, Stop
 from .ingest_workers import Recorded, Workers, workers_option
 from .read import (
     EPOCH_FORMATS,
@@ -40,12 +41,17 @@ if TYPE_CHECKING:
     from .main import Settings
 
 BATCH_SIZE = 10_000
-SHOWN_REJECTS = 20
+SHOWN_REJECTS = 20  # rejected lines the text report shows (JSON: ingest_rejects.SAMPLE)
 EXIT_REJECTED = 2
+EXIT_STOPPED = 3  # --max-rejects: more lines were rejected than it allows
 
 
 class StrictStop(click.ClickException):
     """--strict met a bad line: nothing was recorded."""
+
+
+class _TooManyRejects(Exception):
+    """--max-rejects was passed while a file was read: stop reading it."""
 
 
 @dataclass
@@ -57,7 +63,7 @@ class Tally:
     events: int = 0  # records read as events and offered to the library
     recorded: int = 0
     refused: int = 0  # offered, and rejected by the library
-    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), all of them
+    rejected: int = 0  # lines rejected, by the reader or the library
     # per period, recorded events older than its retention: that period keeps nothing of them
     expired: Counter[str] = field(default_factory=Counter)
 
@@ -72,7 +78,7 @@ class Tally:
             "records": self.records,
             "recorded": self.recorded,
             "seen_before": self.seen_before,
-            "rejected": len(self.rejected),
+            "rejected": self.rejected,
             "expired": dict(self.expired),
         }
 
@@ -97,60 +103,6 @@ class IdCounts:
         )
 
 
-@dataclass
-class Batch:
-    """Events read in a row (decoded, or with `raw` the records as read, for a worker to
-    decode), their line numbers, and the lines among them that make no event."""
-
-    events: list[Any] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-    bad: list[tuple[int, str]] = field(default_factory=list)
-
-
-def batches(
-    reader: Reader, decode: Decoder, size: int, *, raw: bool = False, window: int = 0
-) -> Iterator[Batch]:
-    """`size` events at a time. The same lines make each batch with `raw` or without, so a
-    batch has the same id however many workers record it. With a `window`, that many events
-    are read, put in time order and then cut (`--sort-window`)."""
-    batch = Batch()
-    times: list[Any] = []  # with a window: each event's time, to order them by
-    for line, item, text in reader.items():
-        if isinstance(item, str):
-            batch.bad.append((line, item))
-            continue
-        event: Any
-        if raw and not window:
-            why, event = decode.refusal(item), text
-        else:
-            decoded = decode(dict(item) if raw else item)
-            why, event = (decoded, None) if isinstance(decoded, str) else (None, decoded)
-            if why is None and window:
-                times.append(event.get("time"))
-                if raw:
-                    event = text
-        if why is not None:
-            batch.bad.append((line, why))
-            continue
-        batch.events.append(event)
-        batch.lines.append(line)
-        if len(batch.events) == (window or size):
-            yield from _in_time_order(batch, times, size, decode.schema) if window else [batch]
-            batch, times = Batch(), []
-    if batch.events or batch.bad:
-        yield from _in_time_order(batch, times, size, decode.schema) if window else [batch]
-
-
-def _in_time_order(read: Batch, times: list[Any], size: int, schema: Schema) -> Iterator[Batch]:
-    """The events read, in time order, `size` at a time; the bad lines go with the first."""
-    order = time_order(times, schema.timezone).tolist()
-    bad = read.bad
-    for start in range(0, max(len(order), 1), size):
-        part = order[start : start + size]
-        yield Batch([read.events[i] for i in part], [read.lines[i] for i in part], bad)
-        bad = []
-
-
 def _label(name: str, width: int = 24) -> str:
     """A file's name for the progress bar: its last part, cut to `width`."""
     short = Path(name).name if name != "<stdin>" else name
@@ -166,8 +118,11 @@ class Ingest:
     fields: FieldMap
     batch_size: int
     progress: Progress
+    rejects: Rejections
     workers: Workers | None = None  # None: record in this process
     sort_window: int = 0  # events read and put in time order before batches are cut (0: none)
+    max_rejects: int | None = None  # stop once more lines than this are rejected
+    stop: Stop | None = None  # where max_rejects stopped the run
     tallies: list[Tally] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -176,60 +131,43 @@ class Ingest:
 
     def check(self) -> None:
         """--strict: read and check every event of every source; stop at the first bad line."""
-        schema: Schema = self.stats.schema
         for source in self.sources:
-            reader = Reader(source, self.fields, schema.actor)
-            task = self.progress.add_task(
-                f"checking {_label(source.name, 15)}", total=source.size or 1
-            )
-            events = 0
-            for batch in batches(reader, Decoder(self.fields, schema), self.batch_size):
-                rejected = [
-                    (batch.lines[i], why) for i, why in parse_batch(batch.events, schema).rejected
-                ]
-                if batch.bad or rejected:
-                    line, why = min(batch.bad + rejected)
-                    raise StrictStop(
-                        f"{source.name}:{line}: {why}\n--strict: stopped at the first bad line;"
-                        " nothing was recorded"
-                    )
-                events += len(batch.events)
-                self.progress.update(task, completed=reader.tell(), events=events)
-            self.progress.update(task, completed=source.size or 1)
+            self._check(source)
+
+    def _check(self, source: Source) -> None:
+        schema: Schema = self.stats.schema
+        reader = Reader(source, self.fields, schema.actor)
+        task = self.progress.add_task(f"checking {_label(source.name, 15)}", total=source.size or 1)
+        first: list[tuple[int, str]] = []  # the first line the reader refused
+
+        def refused(line: int, why: str, held: int) -> None:
+            if held == NONE:  # every event before it is checked, and good
+                raise _strict_stop(source.name, line, why)
+            first[:] = first or [(line, why)]
+
+        events = 0
+        for batch in batches(reader, Decoder(self.fields, schema), self.batch_size, refused):
+            rejected = [
+                (batch.lines[i], why) for i, why in parse_batch(batch.events, schema).rejected
+            ]
+            if first or rejected:
+                raise _strict_stop(source.name, *min(first + rejected))
+            events += len(batch.events)
+            self.progress.update(task, completed=reader.tell(), events=events)
+        if first:
+            raise _strict_stop(source.name, *first[0])
+        self.progress.update(task, completed=source.size or 1)
 
     def record(self) -> None:
         began = time.perf_counter()
-        schema = self.stats.schema
-        decode = Decoder(self.fields, schema)
-        for source in self.sources:
-            tally = Tally(source.name)
-            self.tallies.append(tally)
-            task = self.progress.add_task(_label(source.name), total=source.size or 1, events=0)
-            reader = Reader(source, self.fields, schema.actor)
-            number = 0
-            for batch in batches(
-                reader,
-                decode,
-                self.batch_size,
-                raw=self.workers is not None,
-                window=self.sort_window,
-            ):
-                tally.rejected += batch.bad
-                tally.records += len(batch.events) + len(batch.bad)
-                if not batch.events:
-                    continue
-                batch_id = f"ingest:{source.digest[:32]}:{number}"
-                number += 1
-                done = partial(self._count, tally, batch.lines, task, reader.tell())
-                if self.workers is None:
-                    done(self.stats.track_many(batch.events, batch_id=batch_id))
-                else:
-                    self.workers.submit(done, batch_id, source.kind, reader.header, batch.events)
-            if self.workers is not None:
-                self.workers.finish()
-            self.progress.update(task, completed=source.size or 1)
-            tally.rejected.sort()
-            self.notes += reader.notes
+        decode = Decoder(self.fields, self.stats.schema)
+        try:
+            for source in self.sources:
+                if self.stop is not None:
+                    break
+                self._record(source, decode)
+        finally:
+            self.rejects.close()
         if self.workers is None:
             self.ids = IdCounts(decode.actors, decode.text_ids, decode.text_id)
         if self.ids.text_ids and self.ids.text_ids * 2 >= self.ids.actors:  # not a stray typo
@@ -241,20 +179,79 @@ class Ingest:
             )
         self.seconds = time.perf_counter() - began
 
+    def _record(self, source: Source, decode: Decoder) -> None:
+        """Record the batches of one source; with a stop, those handed out before it."""
+        tally = Tally(source.name)
+        self.tallies.append(tally)
+        self.rejects.start(source.name)
+        task = self.progress.add_task(_label(source.name), total=source.size or 1, events=0)
+        reader = Reader(source, self.fields, decode.schema.actor)
+        read = batches(
+            reader,
+            decode,
+            self.batch_size,
+            partial(self._refused, tally),
+            raw=self.workers is not None,
+            window=self.sort_window,
+        )
+        with contextlib.suppress(_TooManyRejects):
+            for number, batch in enumerate(read):
+                tally.records += len(batch.events)
+                batch_id = f"ingest:{source.digest[:32]}:{number}"
+                self.rejects.sent(number, batch.lines, batch.held)
+                done = partial(self._count, tally, number, batch.lines, task, reader.tell())
+                if self.workers is None:
+                    done(self.stats.track_many(batch.events, batch_id=batch_id))
+                else:
+                    self.workers.submit(done, batch_id, source.kind, reader.header, batch.events)
+                if self.stop is not None:
+                    break
+        if self.workers is not None:
+            self.workers.finish()  # a stop too: the batches handed out are recorded whole
+        if self.stop is None:
+            self.progress.update(task, completed=source.size or 1)
+        self.notes += reader.notes
+
+    def _refused(self, tally: Tally, line: int, why: str, held: int) -> None:
+        """A line the reader refused; past --max-rejects, reading stops here."""
+        tally.records += 1
+        tally.rejected += 1
+        self.rejects.refused(line, why, held)
+        self._limit(tally, [(line, why)])
+        if self.stop is not None:
+            raise _TooManyRejects
+
     def _count(
-        self, tally: Tally, lines: list[int], task: TaskID, read: int, done: TrackResult | Recorded
+        self,
+        tally: Tally,
+        number: int,
+        lines: list[int],
+        task: TaskID,
+        read: int,
+        done: TrackResult | Recorded,
     ) -> None:
         """Count what became of one batch (recorded here, or by a worker)."""
         tally.events += len(lines)
         tally.recorded += done.recorded
         tally.refused += len(done.rejected)
-        tally.rejected += [(lines[i], why) for i, why in done.rejected]
+        rejected = sorted((lines[i], why) for i, why in done.rejected)
+        tally.rejected += len(rejected)
+        self.rejects.recorded(number, rejected)
+        self._limit(tally, rejected)
         if done.recorded:  # a batch recorded before expires nothing now
             tally.expired.update(done.expired)
         if isinstance(done, Recorded):
             self.ids = self.ids.plus(done, (self.tallies.index(tally), min(lines)))
         self._read[task] = read = max(read, self._read.get(task, 0))  # workers finish unordered
         self.progress.update(task, completed=read, events=tally.events)
+
+    def _limit(self, tally: Tally, rejected: list[tuple[int, str]]) -> None:
+        """Stop at the line that takes the rejected lines past --max-rejects (`rejected`: the
+        (line, reason) just counted, in line order)."""
+        limit, total = self.max_rejects, self.rejects.total
+        if self.stop is None and limit is not None and total > limit:
+            line, why = rejected[limit - (total - len(rejected))]
+            self.stop = Stop(limit, tally.name, line, why)
 
     @property
     def recorded(self) -> int:
@@ -270,9 +267,11 @@ class Ingest:
         total: Counter[str] = sum((t.expired for t in self.tallies), Counter())
         return {p: total[p] for p in PERIODS if total[p]}
 
-    @property
-    def rejected(self) -> list[tuple[str, int, str]]:
-        return [(t.name, line, why) for t in self.tallies for line, why in t.rejected]
+
+def _strict_stop(name: str, line: int, why: str) -> StrictStop:
+    return StrictStop(
+        f"{name}:{line}: {why}\n--strict: stopped at the first bad line; nothing was recorded"
+    )
 
 
 def count(n: int, noun: str) -> str:
@@ -281,13 +280,11 @@ def count(n: int, noun: str) -> str:
 
 
 def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
-    """Print what was recorded and rejected; write every rejected line to `rejects`."""
-    rejected = run.rejected
-    if rejects is not None:
-        with rejects.open("w", encoding="utf-8") as fh:
-            fh.writelines(f"{name}:{line}: {why}\n" for name, line, why in rejected)
+    """Print what was recorded and rejected (the first rejected lines: `rejects` has them all)."""
+    first, total = run.rejects.first(), run.rejects.total
     offered = sum(t.events for t in run.tallies)
     if fmt == "json":
+        stop = run.stop
         click.echo(
             cli_output.to_json(
                 {
@@ -295,8 +292,18 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
                     "seen_before": run.seen_before,
                     "expired": run.expired,
                     "rejected": [
-                        {"file": name, "line": line, "reason": why} for name, line, why in rejected
+                        {"file": name, "line": line, "reason": why} for name, line, why in first
                     ],
+                    "rejected_total": total,
+                    "rejected_cut": total > len(first),
+                    "stopped": None
+                    if stop is None
+                    else {
+                        "max_rejects": stop.limit,
+                        "file": stop.file,
+                        "line": stop.line,
+                        "reason": stop.why,
+                    },
                     "files": [t.as_dict() for t in run.tallies],
                     "seconds": round(run.seconds, 3),
                 }
@@ -307,7 +314,7 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
         parts = [f"{t.recorded:,} recorded"]
         if t.seen_before:
             parts.append(f"{t.seen_before:,} recorded before")
-        parts.append(f"{len(t.rejected):,} rejected")
+        parts.append(f"{t.rejected:,} rejected")
         click.echo(f"{t.name}: {count(t.records, 'record')}: {', '.join(parts)}")
     rate = f" ({offered / run.seconds:,.0f} events/s)" if run.seconds > 0 and run.recorded else ""
     if run.recorded == 0 and run.seen_before:
@@ -324,19 +331,33 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
             f"{count(n, 'event')} older than the {period} retention ({kept}):"
             f" no {period} buckets kept for them."
         )
-    if not rejected:
+    if not total:
         return
-    shown = rejected[:SHOWN_REJECTS]
+    shown = first[:SHOWN_REJECTS]
     click.echo(
-        f"Rejected {count(len(rejected), 'line')}"
-        + (":" if len(shown) == len(rejected) else f" (the first {len(shown)}):")
+        f"Rejected {count(total, 'line')}"
+        + (":" if len(shown) == total else f" (the first {len(shown)}):")
     )
     for name, line, why in shown:
         click.echo(f"  {name}:{line}: {why}")
     if rejects is not None:
         click.echo(f"All rejected lines are in {rejects}.")
-    elif len(rejected) > len(shown):
+    elif total > len(shown):
         click.echo("Write them all to a file with --rejects FILE.")
+
+
+def stopped(run: Ingest, stop: Stop) -> str:
+    """What --max-rejects stopped, and why a re-run is safe."""
+    unread = len(run.sources) - len(run.tallies)
+    nor = f", nor the {count(unread, 'file')} after it" if unread else ""
+    return (
+        f"Stopped at {stop.file}:{stop.line}: {stop.why}\n"
+        f"Rejected line {stop.limit + 1:,} is past --max-rejects {stop.limit}: {stop.file} was"
+        f" read no further{nor}. What was recorded went in whole batches"
+        f" ({count(run.recorded, 'event')} now); the same command on the same files, with a"
+        " higher --max-rejects or none, records the rest and nothing twice. (Fixed lines go in"
+        " a file of their own: an edited file is new data.)"
+    )
 
 
 @click.command(short_help="Record events from JSON lines, JSON or CSV files (gzip too).")
@@ -407,7 +428,16 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
 @click.option(
     "--rejects",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write every rejected line here, as FILE:LINE: reason.",
+    help="Write every rejected line here as it is found, as FILE:LINE: reason, in line order"
+    " within each file.",
+)
+@click.option(
+    "--max-rejects",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Stop reading once more than N lines are rejected (0: at the first), with exit"
+    " status 3. What was recorded stays recorded, in whole batches; the same command run"
+    " again records the rest and nothing twice. Default: no limit.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @cli_output.formats_option(("table", "json"), "The closing report as text or as JSON.")
@@ -426,6 +456,7 @@ def ingest(
     sort_window: int,
     strict: bool,
     rejects: Path | None,
+    max_rejects: int | None,
     no_progress: bool,
     fmt: str,
 ) -> None:
@@ -442,14 +473,16 @@ def ingest(
     again with the same options records nothing twice, and an interrupted run can just be run
     again. (An edited file is new data: put fixed lines in a file of their own.)
 
-    A bad line is rejected alone, with its line number and reason: the first 20 are shown,
-    --rejects FILE gets them all. With --strict every line is checked first, and one bad
-    line stops it before anything is recorded.
+    A bad line is rejected alone, with its line number and reason: the first 20 are shown
+    (the first 1,000 in -f json, with rejected_total and rejected_cut), --rejects FILE gets
+    them all. --max-rejects N stops once more than N are; with --strict every line is checked
+    first, and one bad line stops it before anything is recorded.
 
     \b
     Exit status:
         0  every event was recorded (now or by an earlier run)
         2  some lines were rejected (click's usage errors exit 2 too)
+        3  --max-rejects stopped it
         1  an error, or --strict met a bad line
 
     \b
@@ -482,6 +515,7 @@ def ingest(
         contextlib.ExitStack() as stack,
     ):
         sources = [open_source(f, kind, salt, Path(spool)) for f in files]
+        out = None if rejects is None else stack.enter_context(rejects.open("w", encoding="utf-8"))
         pool = None
         if workers > 1:  # started before the progress bar's thread: see Workers
             pool = stack.enter_context(
@@ -496,7 +530,17 @@ def ingest(
             )
         progress = progress_bar(stderr)
         progress.disable = no_progress
-        run = Ingest(st, sources, fields, batch_size, progress, pool, sort_window)
+        run = Ingest(
+            st,
+            sources,
+            fields,
+            batch_size,
+            progress,
+            Rejections(out, Path(spool)),
+            workers=pool,
+            sort_window=sort_window,
+            max_rejects=max_rejects,
+        )
         with progress:
             if strict:
                 run.check()
@@ -504,7 +548,10 @@ def ingest(
     for note in dict.fromkeys(run.notes):
         stderr.print(f"[yellow]note:[/yellow] {note}")
     report(run, fmt, rejects)
-    if run.rejected:
+    if run.stop is not None:
+        click.echo(stopped(run, run.stop), err=True)
+        ctx.exit(EXIT_STOPPED)
+    if run.rejects.total:
         ctx.exit(EXIT_REJECTED)
 
 
