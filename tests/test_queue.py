@@ -16,6 +16,7 @@ import pytest
 
 import bitstat
 import bitstat.aio
+import servers
 from bitstat import queued
 from bitstat.transport import Transport
 from exactly import batches, model, same_answers, schema
@@ -390,3 +391,92 @@ def test_a_flush_stalled_past_its_lease_never_applies_its_claim_again(
         monkeypatch.setattr(queued, "records_of", stalled)
         slow.flush()
         same_answers(slow, want)
+
+
+def ten_minutes_pass(client: Any, st: bitstat.Stats) -> None:
+    """What 10 minutes do to batch markers: those kept `auto_ttl` (10 minutes) are gone, those
+    kept longer are not."""
+    for pattern in st._ns.keys.patterns:
+        for key in list(client.scan_iter(match=pattern, count=1000)):
+            if b":batch:" in key and 0 <= client.ttl(key) <= 600:
+                client.delete(key)
+
+
+def test_a_cluster_flush_dying_before_its_namespace_group_is_finished_once_however_late(
+    cluster_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster a claim's batch is written a slot at a time, the namespace's group (which
+    forgets the claim) last. A flush dies just before that group, and no flush comes for 10
+    minutes: the groups written keep their markers that long, so the flush that takes the
+    claim over writes only what is missing."""
+    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
+    events = batches(1, 60, seed=37)[0]
+    want = model()
+    client = servers.client_for(cluster_url)
+    options: dict[str, Any] = {"schema": schema(), "flush_at": 1000, "deadline": 0.2}
+    try:
+        with bitstat.connect(cluster_url, namespace=namespace, **options) as st:
+            for e in events:
+                st.track(e)
+                want.track(e)
+            meta_marker = st._ns.keys.batch(st._ns.keys.meta_tag, "")
+            script = Transport.script
+
+            def dying(self: Transport, s: Any, keys: Any, args: Any) -> Any:
+                if s is self.apply_script and keys[0].startswith(meta_marker):
+                    died()
+                return (yield from script(self, s, keys, args))
+
+            monkeypatch.setattr(Transport, "script", dying)
+            with pytest.raises(KeyboardInterrupt):
+                st.flush()
+            monkeypatch.setattr(Transport, "script", script)
+            ten_minutes_pass(client, st)
+            time.sleep(0.25)  # the lease (the deadline, 0.2 s) is over
+            assert st.flush() == len(events)  # the claim taken over
+            same_answers(st, want)
+            markers = [
+                k
+                for pattern in st._ns.keys.patterns
+                for k in client.scan_iter(match=pattern, count=1000)
+                if b":batch:" in k
+            ]
+            assert markers and all(0 < client.ttl(k) <= 600 for k in markers)  # shortened
+    finally:
+        client.close()
+
+
+def test_a_cluster_flush_stalled_after_its_look_at_the_claim_writes_nothing(
+    cluster_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A flush looks at its claim (held), then stalls past its lease before writing the groups
+    in other slots; another takes the claim over and applies it; 10 minutes pass; then the
+    first goes on: the server's clock says its lease is over, and it writes nothing."""
+    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
+    events = batches(1, 60, seed=41)[0]
+    want = model()
+    client = servers.client_for(cluster_url)
+    options: dict[str, Any] = {"schema": schema(), "flush_at": 1000, "deadline": 0.2}
+    try:
+        with (
+            bitstat.connect(cluster_url, namespace=namespace, **options) as slow,
+            bitstat.connect(cluster_url, namespace=namespace, **options) as other,
+        ):
+            for e in events:
+                slow.track(e)
+                want.track(e)
+            apply = Transport.apply
+
+            def stalled(self: Transport, *args: Any, **kwargs: Any) -> Any:
+                monkeypatch.setattr(Transport, "apply", apply)
+                time.sleep(0.25)  # past the lease
+                assert other.flush() == len(events)  # the claim taken over and applied
+                ten_minutes_pass(client, slow)
+                return (yield from apply(self, *args, **kwargs))
+
+            monkeypatch.setattr(Transport, "apply", stalled)
+            assert slow.flush() == 0
+            same_answers(slow, want)
+            assert "lease of the queue claim" in caplog.text
+    finally:
+        client.close()

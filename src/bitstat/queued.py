@@ -56,6 +56,7 @@ from .record import (
     IN_DOUBT,
     MAX_BACKOFF,
     Applying,
+    LeaseOver,
     Recording,
     TrackResult,
 )
@@ -75,6 +76,10 @@ CLAIMS_A_FLUSH = 64  # claims one flush applies at most (then the next flush goe
 # of doubles there is ~1e292): an event of such values is never refused and may wait
 SAFE_SUM = 1e291
 LEASE_MARGIN = 30.0  # seconds past the retry deadline before another flush takes a claim over
+# on a cluster a claim's groups in other slots than its own are written until its lease ends
+# less this (milliseconds), or a quarter of the lease if less: the clocks of the clients and
+# the servers may differ by up to that much
+FENCE_MARGIN_MS = 15_000
 log = logging.getLogger("bitstat")
 T = TypeVar("T")
 Y = TypeVar("Y")
@@ -414,6 +419,9 @@ class Queueing(Recording):
         self.queue_since, self.queue_looked, self.queue_size = None, time.monotonic(), 0
         for _ in range(CLAIMS_A_FLUSH):
             claim_id = "q" + AUTO_IDS.next()
+            # (the claim's lease starts when a try of the call below reaches the server: no
+            # sooner than now)
+            write_until = int(time.time() * 1000) + lease_ms - min(FENCE_MARGIN_MS, lease_ms // 4)
             claim = yield from self.again_for_now(  # (a lost reply: the claim made is taken up)
                 lambda: call(
                     Transport.claim_queued,
@@ -431,9 +439,19 @@ class Queueing(Recording):
             yield from self.schema_fresh()
             cols = parse_batch(records, self.schema, None)
             sent: list[Applying] | None = [] if later else None
-            result = yield from self.track_columns(
-                cols, claim_id, auto=True, fresh=not taken_over, claim=True, later=sent
-            )
+            try:
+                result = yield from self.track_columns(
+                    cols,
+                    claim_id,
+                    auto=True,
+                    fresh=not taken_over,
+                    claim=True,
+                    write_until=write_until,
+                    later=sent,
+                )
+            except LeaseOver as exc:  # (the claim is another flush's now: not released here)
+                log.warning("bitstat: applying the events track() queued: %s", exc)
+                break
             if sent:  # (its script forgot the claim; the next flush or read reads the answers)
                 self.applying = (*self.applying, Claimed(claim_id, cols, records, sent[0], result))
                 # one batch a flush of track(): claiming the next would wait for this one's

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import random
 import secrets
@@ -22,7 +23,14 @@ import numpy as np
 
 from . import sums
 from .calls import Call, Op
-from .errors import BatchError, ConnectionError, InvalidEvent, Reason, ServerError
+from .errors import (
+    BatchError,
+    BitstatError,
+    ConnectionError,
+    InvalidEvent,
+    Reason,
+    ServerError,
+)
 from .events import Columns, parse_batch, rejection
 from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, Planning, finished, planning, started, sum_bound_of
@@ -44,6 +52,7 @@ IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgot
 ID_CACHE_LIMIT = 2_000_000
 SCHEMA_TTL = 5.0  # seconds a client trusts the schema it holds (another may configure it)
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
+LEASE_OVER = -2  # its answer when a queue claim's lease is over (T op): nothing written
 SUM_RETRIES = 3
 SMALL_BATCH = 64  # up to this many events, values new to this client are numbered by the write
 # From this many events, a single server gets a batch of 2 to PARTS event names in parts, one
@@ -54,6 +63,12 @@ PARTS = 8
 # answers it and writes nothing, and a try of the batch goes on in parts
 IN_PARTS = b"P"
 LATE_PARTS = 60  # seconds a parts mark outlives a try's deadline (a part written late)
+log = logging.getLogger("bitstat")
+
+
+class LeaseOver(BitstatError):
+    """A queue claim's lease ended while its batch was written (the flush stalled): this
+    flush writes no more of it; the flush that takes the claim over writes the rest."""
 
 
 @dataclass
@@ -379,6 +394,7 @@ class Recording:
         fresh: bool = False,
         deadline: float | None = None,
         claim: bool = False,
+        write_until: int | None = None,
         later: list[Applying] | None = None,
     ) -> Op[TrackResult]:
         """Record a checked batch, given as columns (`track_many` parses dicts into them; a
@@ -388,10 +404,12 @@ class Recording:
         `auto`: the id was made by bitstat (kept `auto_ttl` seconds, not `batch_ttl`); `fresh`:
         never sent before, so no marker of it can exist yet (it is not asked for). `claim`:
         a queue claim's batch, `batch_id` the claim's: written only while the claim is held,
-        the claim forgotten by the same script call. `later` (such a batch): the writes may be
-        sent without waiting for their answers: then an
-        `Applying` is added to it, and the result is the batch's once its answers say all
-        went in (else it is to be recorded again, under the same id)."""
+        the claim forgotten by the same script call; `write_until`: the time its lease ends,
+        less a margin, in milliseconds since the epoch (LeaseOver: it came while the batch was
+        written, which is left to the flush that takes the claim over). `later` (such a
+        batch): the writes may be sent without waiting for their answers: then an `Applying`
+        is added to it, and the result is the batch's once its answers say all went in (else
+        it is to be recorded again, under the same id)."""
         if batch_id is None:
             batch_id, auto, fresh = AUTO_IDS.next(), True, True
         ttl = self.auto_ttl if auto else self.batch_ttl
@@ -406,7 +424,14 @@ class Recording:
             again = attempt > 1 or (auto and not fresh)
             ask = not fresh or attempt > 1
             once = self.record_once(
-                cols, batch_id, ttl, ask=ask, again=again, claim=claim, later=later
+                cols,
+                batch_id,
+                ttl,
+                ask=ask,
+                again=again,
+                claim=claim,
+                write_until=write_until,
+                later=later,
             )
             last: Call | None = None  # the last call sent
             try:
@@ -446,6 +471,7 @@ class Recording:
         ask: bool,
         again: bool,
         claim: bool = False,
+        write_until: int | None = None,
         later: list[Applying] | None = None,
     ) -> Op[TrackResult]:
         """One try at recording a batch. `ask`: whether its marker may exist (first asked for);
@@ -547,7 +573,7 @@ class Recording:
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
             groups = [g for g in plan.groups if g.tag not in applied_tags]
-            if claim and not (yield from self.guarded_claim(groups, batch_id)):
+            if claim and not (yield from self.guarded_claim(groups, batch_id, write_until)):
                 return TrackResult(len(cols) if again else 0, sorted(rejected + overflow))
             # (one group: a cluster's, sent at once, could write the batch's marker, which
             # says all of it is in, before another failed; and its client sends them in turn)
@@ -557,6 +583,11 @@ class Recording:
                 results: list[int | bytes] = [1] * len(groups)  # (if the answers say so)
             else:
                 results = yield call(Transport.apply, groups, ttl, self.bitmap_keys)
+            if LEASE_OVER in results:
+                raise LeaseOver(
+                    f"the lease of the queue claim {batch_id!r} ended while its batch was"
+                    " written: the flush that takes it over writes the rest"
+                )
             if IN_PARTS in results and not self.cluster:  # an earlier try is going in parts
                 numbering = Numbering(ids=value_ids)
                 parts = parts_of(cols, forced=True)
@@ -584,25 +615,54 @@ class Recording:
                 " kept, send the batch again with the same batch_id"
             )
         recorded = plan.recorded if completed or again else 0
+        if claim and self.cluster and completed:
+            yield from self.forget_markers(plan.groups, ttl)
         # a batch recorded before (its id seen) reports nothing of what it held, unless by an
         # earlier try of this call
         return TrackResult(
             recorded, sorted(rejected + overflow), dict(plan.expired) if recorded else {}
         )
 
-    def guarded_claim(self, groups: list[Group], batch_id: str) -> Op[bool]:
+    def guarded_claim(
+        self, groups: list[Group], batch_id: str, write_until: int | None
+    ) -> Op[bool]:
         """The groups of the queue claim `batch_id`'s batch made to forget the claim, and to be
         written only while it is held: its namespace group (written last) does both in its
         script call (apply.lua's D op). No claim may outlive its batch: taken over once its
-        markers expired (10 minutes), or by a flush that stalled past its lease, it would be
-        counted twice. Whether the claim is held: on a cluster, the other groups are in other
-        slots than the claim's, so it is looked up before they are written."""
+        markers expired, or by a flush that stalled past its lease, it would be counted twice.
+
+        On a cluster the other groups are in other slots than the claim's: whether the claim
+        is held is looked up before they are written; each is written only before its lease
+        ends (`write_until`, by the server's clock: apply.lua's T op), so a flush stalled past
+        it writes nothing (the flush that took the claim over has written
+        the batch, or will); and each keeps its marker `batch_ttl`, not 10 minutes, so that
+        a flush that died before the namespace's group leaves markers the takeover still finds
+        however late it comes (`forget_markers` shortens them once the batch is in)."""
         meta = groups[-1] if groups and groups[-1].tag == self.keys.meta_tag else None
         if meta is not None:
             meta.args += ["D", meta.key(self.keys.queue_claims), batch_id]
         if not self.cluster:
             return True
-        return (yield call(Transport.hget, self.keys.queue_claims, batch_id)) is not None
+        if (yield call(Transport.hget, self.keys.queue_claims, batch_id)) is None:
+            return False
+        for g in groups:
+            if g is not meta:
+                g.ttl = self.batch_ttl
+                if write_until is not None:
+                    g.args += ["T", write_until]
+        return True
+
+    def forget_markers(self, groups: list[Group], ttl: int) -> Op[None]:
+        """A claim's batch is in on a cluster (its namespace group written): the markers of its
+        other groups, kept long by `guarded_claim`, are kept `ttl` from now, as any batch's.
+        A failure here costs only memory until they expire: logged, not raised."""
+        keys = [g.batch_key for g in groups if g.tag != self.keys.meta_tag]
+        if not keys:
+            return
+        try:
+            yield call(Transport.expire_all, keys, ttl)
+        except (ConnectionError, ServerError) as exc:
+            log.info("bitstat: a queue claim's batch markers keep their long expiry: %s", exc)
 
     def record_parts(
         self,

@@ -239,8 +239,10 @@ def unlinks(keys: list[bytes], cluster: bool) -> list[list[bytes]]:
 
 
 def apply_call(g: Group, batch_ttl: int) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of the apply.lua call of one group of a write plan."""
-    return [g.batch_key, g.scratch_key, *g.keys], [batch_ttl, *g.args]
+    """KEYS and ARGV of the apply.lua call of one group of a write plan (its marker kept
+    `batch_ttl` seconds, unless the group says otherwise)."""
+    ttl = batch_ttl if g.ttl is None else g.ttl
+    return [g.batch_key, g.scratch_key, *g.keys], [ttl, *g.args]
 
 
 def applied(keys: Sequence[str], reply: Any, bitmaps: builtins.set[str] | None) -> Any:
@@ -254,6 +256,9 @@ def applied(keys: Sequence[str], reply: Any, bitmaps: builtins.set[str] | None) 
     return int(reply[0])
 
 
+# apply.lua's answers that write nothing and stop the groups after them: -1, a sum would
+# overflow; -2, a queue claim's lease is over (record.py)
+STOPPED = (-1, -2)
 BITMAPS_KEPT = 200_000  # bitmap key names a client remembers (~10 MB), then starts again
 
 
@@ -374,8 +379,9 @@ class Transport:
         self, groups: Sequence[Group], batch_ttl: int, bitmaps: builtins.set[str] | None = None
     ) -> Request[list[int | bytes]]:
         """Apply groups in order, each with apply.lua; its answer per group sent (1, the note of
-        a batch seen before, or -1: a sum would overflow), stopping after the first -1. The
-        actor and value sets found to be bitmaps are added to `bitmaps`."""
+        a batch seen before, -1: a sum would overflow, -2: a claim's lease is over), stopping
+        after the first -1 or -2. The actor and value sets found to be bitmaps are added to
+        `bitmaps`."""
         if self.replicas:
             return (yield from self.apply_replicated(groups, batch_ttl, bitmaps))
         results: list[int | bytes] = []
@@ -385,7 +391,7 @@ class Transport:
             results.append(
                 applied(keys, (yield from self.script(self.apply_script, keys, args)), bitmaps)
             )
-            if results[-1] == -1:
+            if results[-1] in STOPPED:
                 break
         return results
 
@@ -442,14 +448,14 @@ class Transport:
 
                 def fill(pipe: Any, g: Group = g, keys: Any = keys, args: Any = args) -> None:
                     pipe.evalsha(sha, len(keys), *keys, *args)
-                    pipe.expire(g.batch_key, batch_ttl)
+                    pipe.expire(g.batch_key, args[0])
                     pipe.wait(self.replicas, WAIT_MS)
 
                 pipe = Pipe(fill, on=g.batch_key)
                 result, _, acked = yield from self.pipelined(pipe, [self.apply_script])
                 result = applied(keys, result, bitmaps)
                 results.append(result)
-                if result == -1:
+                if result in STOPPED:
                     break
                 if acked < self.replicas:
                     raise not_replicated(acked, self.replicas)
@@ -479,6 +485,16 @@ class Transport:
         no marker is there (a concurrent writer of the same batch may be going in parts)."""
         yield Doing(f"writing {key}")
         yield lambda c: c.set(key, note, ex=ttl, nx=unless_held)
+
+    def expire_all(self, keys: Sequence[str], ttl: int) -> Request[None]:
+        """Keep `keys`, in any slots, `ttl` seconds from now (one pipeline)."""
+        yield Doing(f"setting the expiry of {len(keys)} batch markers")
+
+        def fill(pipe: Any) -> None:
+            for key in keys:
+                pipe.expire(key, ttl)
+
+        yield Pipe(fill)
 
     def mark_parts(self, key: str, ttl: int) -> Request[bytes | None]:
         """Mark a batch id as going in parts (`record.IN_PARTS`) for `ttl` seconds unless its

@@ -41,6 +41,7 @@ class Group:
     keys: list[str] = field(default_factory=list)
     args: list[Any] = field(default_factory=list)
     sums: bool = False  # holds sums, which the script may refuse (see apply.lua): sent first
+    ttl: int | None = None  # seconds its batch marker is kept, if not the batch's
     _index: dict[str, int] = field(default_factory=dict)
 
     def key(self, name: str) -> int:

@@ -32,6 +32,11 @@
 --                                   written only while the claim is held (else it answers "1",
 --                                   as a batch seen before: the flush that took the claim over
 --                                   applied it), and the claim is forgotten with it (HDEL)
+--   T until                         a queue claim's group in another slot than the claim's
+--                                   (a cluster's): written only before `until`, milliseconds
+--                                   of the server's clock (TIME), the end of the claim's lease
+--                                   less a margin, so that a flush stalled past its lease
+--                                   writes nothing (else it answers -2: nothing written)
 --   C bound                         the values summed by F and Z ops add up to at most `bound`
 --                                   in magnitude, in any order (0: the caller checked the order)
 --   V m k*m knext kold prefix n (value bucket)*n
@@ -44,7 +49,8 @@
 -- offset up to its highest) once it is no longer small or no longer sparse; a set is never
 -- made from a bitmap again. sets.lua reads both.
 -- Returns 1 when applied (or {1, k...}: the indexes in KEYS of the sets that are bitmaps now),
--- the marker's note (text) when this batch id was applied before, -1 when a sum could leave
+-- the marker's note (text) when this batch id was applied before, -2 when a T op's time is
+-- past, -1 when a sum could leave
 -- +-1e308 (its final total, or its stored value plus the bound: some order of the batch's
 -- events would pass the limit on the way); the caller then reads the totals, rejects the events
 -- that carry one past the limit in order, and sends the rest with bound 0. An error naming the
@@ -136,6 +142,12 @@ while i <= n_argv do
       return '1'
     end
     i = i + 3
+  elseif op == 'T' then
+    local now = redis.call('TIME')
+    if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) >= int[ARGV[i + 1]] then
+      return -2
+    end
+    i = i + 2
   elseif op == 'H' or op == 'F' or op == 'L' or op == 'G' then
     expect(ARGV[i + 1], 'hash')
     local n = int[ARGV[i + 2]]
@@ -522,7 +534,7 @@ while i <= n_argv do
     end
     add_offsets(ks, ids, 1, #ids, high, false)
     i = i + 6 + m + 2 * n
-  elseif op == 'C' or op == 'R' then
+  elseif op == 'C' or op == 'R' or op == 'T' then
     i = i + 2
   elseif op == 'D' then
     redis.call('HDEL', KEYS[int[ARGV[i + 1]]], ARGV[i + 2])
