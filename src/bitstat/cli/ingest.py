@@ -349,14 +349,16 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
 def stopped(run: Ingest, stop: Stop) -> str:
     """What --max-rejects stopped, and why a re-run is safe."""
     unread = len(run.sources) - len(run.tallies)
-    nor = f", nor the {count(unread, 'file')} after it" if unread else ""
+    rest = f", and the {count(unread, 'file')} after {stop.file} were not read" if unread else ""
     return (
         f"Stopped at {stop.file}:{stop.line}: {stop.why}\n"
-        f"Rejected line {stop.limit + 1:,} is past --max-rejects {stop.limit}: {stop.file} was"
-        f" read no further{nor}. What was recorded went in whole batches"
-        f" ({count(run.recorded, 'event')} now); the same command on the same files, with a"
-        " higher --max-rejects or none, records the rest and nothing twice. (Fixed lines go in"
-        " a file of their own: an edited file is new data.)"
+        f"Rejected line {stop.limit + 1:,} is past --max-rejects {stop.limit}: reading stopped"
+        f" there{rest}.\n"
+        f"The batches before it are recorded ({count(run.recorded, 'event')} by this run,"
+        f" {run.seen_before:,} by an earlier one), the rest not at all.\n"
+        "Run the same command on the same files with a higher --max-rejects, or none, to record"
+        " the rest: nothing is recorded twice.\n"
+        "(Fixed lines go in a file of their own: an edited file is new data.)"
     )
 
 
@@ -435,9 +437,10 @@ def stopped(run: Ingest, stop: Stop) -> str:
     "--max-rejects",
     type=click.IntRange(min=0),
     metavar="N",
-    help="Stop reading once more than N lines are rejected (0: at the first), with exit"
-    " status 3. What was recorded stays recorded, in whole batches; the same command run"
-    " again records the rest and nothing twice. Default: no limit.",
+    help="Stop reading once more than N lines are rejected (0: at the first bad line), exit"
+    " status 3. Events go in whole batches: those handed out before the stop are recorded,"
+    " the rest not at all, so the same files run again with a higher limit (or none) record"
+    " the rest and nothing twice. Default: no limit.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @cli_output.formats_option(("table", "json"), "The closing report as text or as JSON.")
