@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -315,7 +316,7 @@ def test_own_entries_are_taken_again_once_with_min_idle_0(embedded_url: str, set
     evs = events(100)
     add(client, stream, evs)
     # w1 takes a batch and dies before noting it
-    w1 = StreamConsumer(st, stream, consumer="w1", batch=40, client=Dies(client, "hset"))
+    w1 = StreamConsumer(st, stream, consumer="w1", batch=40, client=Dies(client, "evalsha"))
     with pytest.raises(Died):
         w1.run()
     # started again, its entries are its own pending ones and (min idle 0) idle ones too
@@ -499,3 +500,94 @@ def test_a_note_of_entries_trimmed_while_pending_is_forgotten(
     )
     assert drained(w2).recorded == 30
     finished(st, client, stream, evs)
+
+
+class Pause:
+    """A hook that stops its thread until `go` is set, saying so by `reached`."""
+
+    def __init__(self) -> None:
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def __call__(self) -> None:
+        self.reached.set()
+        assert self.go.wait(60), "never resumed"
+
+
+def paused(worker: StreamConsumer, pause: Pause) -> tuple[threading.Thread, list[Any]]:
+    """`worker` drained in a thread of its own, once it stopped at `pause` (or finished)."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(drained(worker))
+        except BaseException as exc:  # the test's thread raises it
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    while not pause.reached.wait(0.02) and thread.is_alive():
+        pass
+    return thread, out
+
+
+def resumed(thread: threading.Thread, out: list[Any], pause: Pause) -> Progress:
+    pause.go.set()
+    thread.join(60)
+    assert not thread.is_alive() and len(out) == 1
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
+
+
+# where a consumer stops mid-batch: (the object, its method, call number, after the call)
+A_STOPS = [
+    ("client", "xreadgroup", 2, True),  # a batch read (the first read is of its own pending)
+    ("client", "xclaim", 1, False),  # noted, not yet claimed back
+    ("client", "xclaim", 1, True),
+    ("stats", "track_many", 1, True),  # recorded, not acknowledged
+    ("client", "xack", 1, True),  # acknowledged, the note not forgotten
+]
+B_STOPS = [("client", "xautoclaim", 1, True), *A_STOPS[1:]]
+
+
+@pytest.mark.parametrize("first_on", ["a", "b"])
+@pytest.mark.parametrize("b_stop", B_STOPS, ids=lambda s: f"b-{s[1]}{s[2]}{'+' * s[3]}")
+@pytest.mark.parametrize("a_stop", A_STOPS, ids=lambda s: f"a-{s[1]}{s[2]}{'+' * s[3]}")
+def test_min_idle_0_beside_a_live_consumer_counts_once(
+    embedded_url: str, setup: Any, a_stop: Any, b_stop: Any, first_on: str
+) -> None:
+    """a stops in the middle of a batch; b, claiming with --min-idle 0, takes a's entries and
+    stops in the middle of its own; then one goes on to the end, then the other, then a third
+    consumer: every event counted once."""
+    st, client, stream = setup
+    evs = events(30)
+    add(client, stream, evs)
+    workers, pauses, threads, opened = {}, {}, {}, []
+    for name, (on, method, at, after), size in (("a", a_stop, 10), ("b", b_stop, 4)):
+        pauses[name] = Pause()
+        stats = bitstat.connect(embedded_url, namespace=st.namespace)
+        own = servers.client_for(embedded_url)
+        opened += [stats, own]
+        hooked = Hooked(stats if on == "stats" else own, method, pauses[name], at, after)
+        workers[name] = StreamConsumer(
+            hooked if on == "stats" else stats,
+            stream,
+            consumer=name,
+            batch=size,
+            block_ms=50,
+            min_idle_ms=0,
+            client=hooked if on == "client" else own,
+        )
+        threads[name] = paused(workers[name], pauses[name])
+    try:
+        then = "b" if first_on == "a" else "a"
+        resumed(*threads[first_on], pauses[first_on])
+        resumed(*threads[then], pauses[then])
+        last = StreamConsumer(st, stream, consumer="c", block_ms=50, min_idle_ms=0, client=client)
+        drained(last)
+        finished(st, client, stream, evs)
+    finally:
+        for name in workers:
+            pauses[name].go.set()
+        for each in opened:
+            each.close()

@@ -11,8 +11,12 @@ The same batch id needs the same batch: before it records a batch the consumer n
 batch's id and entry ids (first entry id -> [batch id, every entry id]) in a hash beside the
 stream; a retry regroups what it takes by those notes, claiming the entries of a batch still
 in other hands, whoever took them and whatever its batch size, under the batch id noted, not
-one made of the entries in hand (some may have been trimmed or deleted since). An entry no
-note holds was never recorded, so any grouping is right. The hash also keeps a random
+one made of the entries in hand (some may have been trimmed or deleted since). A batch is
+noted only if no note holds any of its entries (at once, scripts/notes.lua), so an entry is
+in one note at most, and it is recorded as the entries of its note still pending, claimed
+first: an entry acknowledged since was recorded and is not sent again under another batch
+id. So a consumer may claim another's entries at any idle time, even a live consumer's it
+has not noted yet. The hash also keeps a random
 identity of the stream, part of every batch id, so that streams of the same name on two
 servers never share batch ids.
 A retry must come within the namespace's batch-id TTL (`connect(batch_ttl=)`, 7 days by
@@ -118,18 +122,6 @@ class Note(NamedTuple):
 
 
 @dataclass
-class Batch:
-    """Entries to record together: `ids` as noted (the entries in hand may miss some, trimmed
-    or deleted since), and the batch id noted with them and the note's text (None: not noted
-    yet)."""
-
-    ids: list[str]
-    entries: list[Entry]
-    name: str | None = None
-    note: str | None = None
-
-
-@dataclass
 class Progress:
     """What a consumer did: events recorded and rejected, batches, entries taken again."""
 
@@ -205,23 +197,67 @@ class StreamConsumer:
             if ids[:1] != [first]:
                 self.client.hdel(self.bounds_key, first)
 
-    # a batch: note its ids, record it, acknowledge it, forget the note
-    def _record(self, batch: Batch) -> None:
-        first, batch_id, note = batch.ids[0], batch.name, batch.note
-        if batch_id is None or note is None:
-            batch_id = batch_id_of(self.identity, self.stream, self.group, first, batch.ids[-1])
-            note = json.dumps([batch_id, batch.ids])
-            self.client.hset(self.bounds_key, first, note)
-        events, sent, bad = self._events(batch.entries)
-        result = self.stats.track_many(events, batch_id=batch_id)
-        self.client.xack(self.stream, self.group, *batch.ids)
-        self._forget(first, note)
-        self.progress.recorded += result.recorded
-        self.progress.batches += 1
-        for entry_id, reason in bad + [(sent[at], why) for at, why in result.rejected]:
-            LOG.warning("stream entry %s rejected: %s", entry_id, reason)
-            self.progress.rejected += 1
-            self.progress.reasons = [*self.progress.reasons[-99:], (entry_id, reason)]
+    # a batch: note its ids, claim them, record them, acknowledge them, forget the note
+    def _settle(self, entries: Iterable[Entry], *, new: bool = False) -> None:
+        """Record `entries` (`new`: just read, else taken again), each under the one batch id
+        a note gives it: those a note holds in that note's batch (claiming its entries in other
+        hands), the rest in new batches, each noted only if no note holds one of its entries
+        yet (at once, notes.lua: another consumer may have noted some since the notes were
+        read, or, for entries just read, may have claimed and noted them; the notes are then
+        read again)."""
+        hand = {i: (i, f) for i, f in entries}
+        while hand:
+            notes = {} if new else self._notes()
+            new = False
+            home = {i: first for first, note in notes.items() for i in note.ids}
+            for first in sorted({home[i] for i in hand if i in home}, key=_order):
+                self._record(notes[first], hand)
+            loose = sorted(hand, key=_order)
+            for j in range(0, len(loose), self.batch):
+                note = self._note(loose[j : j + self.batch])
+                if note is None:
+                    break
+                self._record(note, hand)
+
+    def _note(self, ids: list[str]) -> Note | None:
+        """`ids` noted as a new batch; None if a note holds one of them already."""
+        name = batch_id_of(self.identity, self.stream, self.group, ids[0], ids[-1])
+        note = Note(name, ids, json.dumps([name, ids]))
+        return note if self._notes_script("note", ids[0], note.text) == 1 else None
+
+    def _record(self, note: Note, hand: dict[str, Entry]) -> None:
+        """The batch of `note` recorded, acknowledged and forgotten; its entries leave `hand`.
+
+        The batch is the entries of the note still pending, claimed first (those in hand and
+        those in other hands). An entry acknowledged since is not sent again: a consumer
+        recorded it, with this note's batch, or (in hand from before this note was written)
+        with the note that held it then, which was forgotten once none of its entries was
+        pending."""
+        have = [i for i in note.ids if i in hand]
+        held = set()
+        if have:
+            claimed = self.client.xclaim(
+                self.stream, self.group, self.consumer, 0, have, justid=True
+            )
+            held = {_text(i) for i in claimed}
+        entries = [hand[i] for i in have if i in held]  # in the note's order, the stream's
+        rest = self._claim([i for i in note.ids if i not in hand])
+        if rest:
+            entries = sorted(entries + rest, key=lambda e: _order(e[0]))
+        for i in note.ids:
+            hand.pop(i, None)
+        if entries:
+            events, sent, bad = self._events(entries)
+            result = self.stats.track_many(events, batch_id=note.name)
+            self.client.xack(self.stream, self.group, *note.ids)
+            self.progress.recorded += result.recorded
+            self.progress.batches += 1
+            for entry_id, reason in bad + [(sent[at], why) for at, why in result.rejected]:
+                LOG.warning("stream entry %s rejected: %s", entry_id, reason)
+                self.progress.rejected += 1
+                self.progress.reasons = [*self.progress.reasons[-99:], (entry_id, reason)]
+        # none of its entries pending now (acknowledged above, or before): never read again
+        self._forget(note)
 
     def _events(
         self, entries: Sequence[Entry]
@@ -250,14 +286,17 @@ class StreamConsumer:
             out[first] = Note(name, ids, text)
         return out
 
-    def _forget(self, first: str, note: str) -> None:
-        """Delete the note of `first` if it is still `note`."""
+    def _forget(self, note: Note) -> None:
+        """Delete `note`, unless its first entry's note is another since."""
+        self._notes_script("forget", note.ids[0], note.text)
+
+    def _notes_script(self, *args: str) -> Any:
         script = lua_script("notes.lua")
-        args = (1, self.bounds_key, "forget", first, note)
+        call = (1, self.bounds_key, *args)
         try:
-            self.client.evalsha(script.sha, *args)
+            return self.client.evalsha(script.sha, *call)
         except redis.exceptions.NoScriptError:
-            self.client.eval(script.source, *args)
+            return self.client.eval(script.source, *call)
 
     def _forget_done_notes(self) -> None:
         """Delete the notes none of whose entries is pending: left by a consumer stopped
@@ -265,9 +304,9 @@ class StreamConsumer:
         drops them from the pending list). An entry acknowledged or dropped is never taken
         again, so such a note would never be read again; one with an entry still pending, in
         any consumer's hands, stays (a retry must find it)."""
-        for first, note in self._notes().items():
+        for note in self._notes().values():
             if not self._any_pending(note.ids):
-                self._forget(first, note.text)
+                self._forget(note)
         self.notes_checked = time.monotonic()
 
     def _any_pending(self, ids: Sequence[str]) -> bool:
@@ -281,30 +320,6 @@ class StreamConsumer:
             if len(found) < PENDING_PAGE:
                 return False
             start = _after(_text(found[-1]["message_id"]))
-
-    def _regrouped(self, taken: Iterable[Entry]) -> list[Batch]:
-        """Entries taken again, in the batches they were noted in (claiming the entries of such
-        a batch still in other hands), then the never-noted ones in new batches."""
-        notes = self._notes()
-        home = {i: first for first, note in notes.items() for i in note.ids}
-        held: dict[str, list[Entry]] = {}
-        loose: list[Entry] = []
-        for entry in sorted(taken, key=lambda e: _order(e[0])):
-            first = home.get(entry[0])
-            if first is None:
-                loose.append(entry)
-            else:
-                held.setdefault(first, []).append(entry)
-        out: list[Batch] = []
-        for first, entries in held.items():
-            name, ids, text = notes[first]
-            have = {i for i, _ in entries}
-            rest = self._claim([i for i in ids if i not in have])
-            out.append(Batch(ids, sorted(entries + rest, key=lambda e: _order(e[0])), name, text))
-        for j in range(0, len(loose), self.batch):
-            chunk = loose[j : j + self.batch]
-            out.append(Batch([i for i, _ in chunk], chunk))
-        return out
 
     def _claim(self, ids: Sequence[str]) -> list[Entry]:
         """The entries of `ids` still pending in other hands, claimed (one acknowledged, or
@@ -329,8 +344,7 @@ class StreamConsumer:
                 taken.setdefault(i, (i, f))
             if cursor == "0-0":
                 break
-        for batch in self._regrouped(taken.values()):
-            self._record(batch)
+        self._settle(taken.values())
         self.progress.retried += len(taken)
         checked = self.notes_checked
         if checked is None or time.monotonic() - checked >= DONE_NOTES_EVERY_S:
@@ -351,8 +365,7 @@ class StreamConsumer:
                 block=wait_ms,
             )
             entries = _entries(reply[0][1]) if reply else []
-            if entries:
-                self._record(Batch([i for i, _ in entries], entries))
+            self._settle(entries, new=True)
             if time.monotonic() - last_claim > self.min_idle_ms / 1000:
                 self._take_again()
                 last_claim = time.monotonic()

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     "--min-idle",
     default=60_000,
     show_default=True,
-    help="Milliseconds another consumer's entry stays pending before it is claimed.",
+    help="Milliseconds another consumer's entry stays pending before it is claimed (any value"
+    " is exact; a short one makes consumers take each other's batches, work done twice).",
 )
 @click.option(
     "--field",
