@@ -591,3 +591,44 @@ def test_min_idle_0_beside_a_live_consumer_counts_once(
             pauses[name].go.set()
         for each in opened:
             each.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_consumers_claiming_from_each_other_at_once_count_once(
+    embedded_url: str, setup: Any, seed: int
+) -> None:
+    """Three consumers at once, each claiming the others' entries as soon as taken (--min-idle
+    0), batches of three sizes: every event counted once."""
+    st, client, stream = setup
+    evs = events(1500, seed=seed)
+    add(client, stream, evs)
+    opened: list[Any] = []
+    failed: list[BaseException] = []
+
+    def run(worker: StreamConsumer) -> None:
+        try:
+            drained(worker)
+        except BaseException as exc:  # the test's thread raises it
+            failed.append(exc)
+
+    threads = []
+    for name, size in (("a", 7), ("b", 13), ("c", 50)):
+        stats = bitstat.connect(embedded_url, namespace=st.namespace)
+        own = servers.client_for(embedded_url)
+        opened += [stats, own]
+        worker = StreamConsumer(
+            stats, stream, consumer=name, batch=size, block_ms=20, min_idle_ms=0, client=own
+        )
+        threads.append(threading.Thread(target=run, args=(worker,), daemon=True))
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not failed and not any(t.is_alive() for t in threads)
+        last = StreamConsumer(st, stream, consumer="z", block_ms=20, min_idle_ms=0, client=client)
+        drained(last)
+        finished(st, client, stream, evs)
+    finally:
+        for each in opened:
+            each.close()
