@@ -480,3 +480,43 @@ def test_a_cluster_flush_stalled_after_its_look_at_the_claim_writes_nothing(
             assert "lease of the queue claim" in caplog.text
     finally:
         client.close()
+
+
+def test_a_cluster_flush_of_a_longer_deadline_stalled_past_a_takeover_writes_nothing(
+    cluster_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Processes of one namespace may have different deadlines, and a claim is taken over once
+    the lease of the taker's deadline is over. A flush with a long deadline looks at its claim
+    (held), then stalls; one with a short deadline takes the claim over, applies it, and its
+    markers are kept `auto_ttl` (10 minutes; 1 s here) from then; they expire. The first then
+    goes on, within its own lease but past `auto_ttl` after its claim: it writes nothing."""
+    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
+    monkeypatch.setattr(bitstat.record, "AUTO_BATCH_TTL", 1)
+    events = batches(1, 60, seed=43)[0]
+    want = model()
+    client = servers.client_for(cluster_url)
+    options: dict[str, Any] = {"schema": schema(), "flush_at": 1000}
+    try:
+        with (
+            bitstat.connect(cluster_url, namespace=namespace, deadline=4.0, **options) as slow,
+            bitstat.connect(cluster_url, namespace=namespace, deadline=0.2, **options) as other,
+        ):
+            for e in events:
+                slow.track(e)
+                want.track(e)
+            apply = Transport.apply
+
+            def stalled(self: Transport, *args: Any, **kwargs: Any) -> Any:
+                monkeypatch.setattr(Transport, "apply", apply)
+                time.sleep(0.25)  # past the short lease
+                assert other.flush() == len(events)  # the claim taken over and applied
+                time.sleep(1.1)  # its markers' 1 s
+                ten_minutes_pass(client, slow)
+                return (yield from apply(self, *args, **kwargs))
+
+            monkeypatch.setattr(Transport, "apply", stalled)
+            assert slow.flush() == 0
+            same_answers(slow, want)
+            assert "lease of the queue claim" in caplog.text
+    finally:
+        client.close()

@@ -77,8 +77,8 @@ CLAIMS_A_FLUSH = 64  # claims one flush applies at most (then the next flush goe
 SAFE_SUM = 1e291
 LEASE_MARGIN = 30.0  # seconds past the retry deadline before another flush takes a claim over
 # on a cluster a claim's groups in other slots than its own are written until its lease ends
-# less this (milliseconds), or a quarter of the lease if less: the clocks of the clients and
-# the servers may differ by up to that much
+# (at most `auto_ttl` after it is claimed) less this (milliseconds), or a quarter of that if
+# less: the clocks of the clients and the servers may differ by up to that much
 FENCE_MARGIN_MS = 15_000
 log = logging.getLogger("bitstat")
 T = TypeVar("T")
@@ -416,12 +416,16 @@ class Queueing(Recording):
         keys = self.keys
         claims = (keys.queue, keys.queue_claims)
         lease_ms = int((self.deadline + LEASE_MARGIN) * 1000)
+        # a cluster's writes of a claim end before its lease does, and before `auto_ttl` after
+        # it: a process of a shorter deadline may take the claim over sooner than this one's
+        # lease says, apply it and keep its markers `auto_ttl` from then (forget_markers)
+        fence_ms = min(lease_ms, self.auto_ttl * 1000)
         self.queue_since, self.queue_looked, self.queue_size = None, time.monotonic(), 0
         for _ in range(CLAIMS_A_FLUSH):
             claim_id = "q" + AUTO_IDS.next()
             # (the claim's lease starts when a try of the call below reaches the server: no
             # sooner than now)
-            write_until = int(time.time() * 1000) + lease_ms - min(FENCE_MARGIN_MS, lease_ms // 4)
+            write_until = int(time.time() * 1000) + fence_ms - min(FENCE_MARGIN_MS, fence_ms // 4)
             claim = yield from self.again_for_now(  # (a lost reply: the claim made is taken up)
                 lambda: call(
                     Transport.claim_queued,
