@@ -82,12 +82,16 @@ class MixinIter(StoredSet):
 
 
 class MixinCounts(StoredSet):
-    def get_count(self) -> int:
-        """How many ids the set holds (BITCOUNT)."""
+    def get_count(self) -> Any:
+        """How many ids the set holds (BITCOUNT). On a caller's pipeline, as in bitmapist, the
+        BITCOUNT is queued there and the pipeline returned: the count comes with its execute()
+        (after the set's own bit operation, queued when it was built)."""
+        if is_pipeline(self.system):
+            return get_redis(self.system).bitcount(self.redis_key)
         return self._answer()
 
     def __len__(self) -> int:
-        return self.get_count()
+        return self._answer()
 
 
 class MixinContains(StoredSet):
