@@ -56,7 +56,6 @@ from .record import (
     IN_DOUBT,
     MAX_BACKOFF,
     Applying,
-    LeaseOver,
     Recording,
     TrackResult,
 )
@@ -443,19 +442,17 @@ class Queueing(Recording):
             yield from self.schema_fresh()
             cols = parse_batch(records, self.schema, None)
             sent: list[Applying] | None = [] if later else None
-            try:
-                result = yield from self.track_columns(
-                    cols,
-                    claim_id,
-                    auto=True,
-                    fresh=not taken_over,
-                    claim=True,
-                    write_until=write_until,
-                    later=sent,
-                )
-            except LeaseOver as exc:  # (the claim is another flush's now: not released here)
-                log.warning("bitstat: applying the events track() queued: %s", exc)
-                break
+            # (LeaseOver: the claim is another flush's now, not released here; track() logs
+            # it, a read or flush() raises it, as it could not be exact)
+            result = yield from self.track_columns(
+                cols,
+                claim_id,
+                auto=True,
+                fresh=not taken_over,
+                claim=True,
+                write_until=write_until,
+                later=sent,
+            )
             if sent:  # (its script forgot the claim; the next flush or read reads the answers)
                 self.applying = (*self.applying, Claimed(claim_id, cols, records, sent[0], result))
                 # one batch a flush of track(): claiming the next would wait for this one's
