@@ -632,3 +632,24 @@ def test_consumers_claiming_from_each_other_at_once_count_once(
     finally:
         for each in opened:
             each.close()
+
+
+def test_consumers_started_at_once_on_a_new_group_count_once(embedded_url: str, setup: Any) -> None:
+    """x finds no identity yet (no consumer of this bitstat has run: it would take up the notes
+    of an older bitstat); before it looks at the notes, y starts, makes the identity, notes a
+    batch and stops before recording it. x takes the notes as they are (the identity and y's
+    note are no older bitstat's), goes on with y's batch under its batch id, and the rest."""
+    st, client, stream = setup
+    evs = events(40)
+    add(client, stream, evs)
+
+    def other_starts() -> None:
+        y = StreamConsumer(st, stream, consumer="y", batch=10, client=Dies(client, "xclaim"))
+        with pytest.raises(Died):
+            y.run()
+
+    seen = Hooked(client, "hexists", other_starts, after=True)
+    x = StreamConsumer(st, stream, consumer="x", batch=7, block_ms=50, min_idle_ms=0, client=seen)
+    assert len(notes_of(client, stream)) == 2  # the identity and y's note
+    drained(x)
+    finished(st, client, stream, evs)

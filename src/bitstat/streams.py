@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -54,6 +55,7 @@ WAIT_SLICE_MS = 10_000
 # most this often (a pending-list read a note)
 DONE_NOTES_EVERY_S = 60.0
 PENDING_PAGE = 1000
+ENTRY_ID = re.compile(r"[0-9]+-[0-9]+")
 
 
 def _text(value: Any) -> str:
@@ -186,9 +188,13 @@ class StreamConsumer:
     def _upgrade_notes(self) -> None:
         """Notes of a bitstat of before 2026-12-06 (first id -> last id, and no identity) made
         notes of this one: the entries of the range still pending, under the batch id they had
-        (a batch recorded, not acknowledged, when it stopped counts once)."""
+        (a batch recorded, not acknowledged, when it stopped counts once). Only those: a
+        consumer started at the same time may have made the identity and noted batches since
+        this one found no identity."""
         bounds = {_text(k): _text(v) for k, v in self.client.hgetall(self.bounds_key).items()}
         for first, last in bounds.items():
+            if not (ENTRY_ID.fullmatch(first) and ENTRY_ID.fullmatch(last)):
+                continue
             pending = self.client.xpending_range(self.stream, self.group, first, last, 10**6)
             ids = [_text(p["message_id"]) for p in pending]
             if ids:
