@@ -48,6 +48,7 @@ from .transport import lua_script
 LOG = logging.getLogger("bitstat.consume")
 Entry = tuple[str, dict[str, str]]
 IDENTITY = "identity"  # the notes' field of the stream's identity (an entry id holds a '-')
+HELD = "@"  # the notes' field HELD + entry id: the first entry id of the note holding it
 # a read waits at most this long, whatever --block (0: until an entry comes), so the consumer
 # still claims idle entries and asks whether to stop
 WAIT_SLICE_MS = 10_000
@@ -199,7 +200,9 @@ class StreamConsumer:
             ids = [_text(p["message_id"]) for p in pending]
             if ids:
                 name = f"stream:{self.stream}:{self.group}:{first}:{last}"
-                self.client.hset(self.bounds_key, ids[0], json.dumps([name, ids]))
+                index = {f"{HELD}{i}": ids[0] for i in ids}
+                note = {ids[0]: json.dumps([name, ids]), **index}
+                self.client.hset(self.bounds_key, mapping=note)
             if ids[:1] != [first]:
                 self.client.hdel(self.bounds_key, first)
 
@@ -288,6 +291,8 @@ class StreamConsumer:
         notes.pop(IDENTITY, None)
         out = {}
         for first, text in notes.items():
+            if first.startswith(HELD):  # an entry's note (notes.lua)
+                continue
             name, ids = json.loads(text)
             out[first] = Note(name, ids, text)
         return out
