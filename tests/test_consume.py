@@ -685,3 +685,24 @@ def test_noting_a_batch_costs_the_same_however_many_notes_are_in_flight(
     assert worker._note([*ids(0)[5:], "9-999999999"]) is None  # an entry in a note already
     among = noting()
     assert among < max(10 * alone, 0.005), (alone, among)
+
+
+def test_entries_read_then_trimmed_before_their_claim_are_recorded(
+    embedded_url: str, setup: Any
+) -> None:
+    """w1 reads a batch and notes it; the stream is trimmed past the batch's first entries (a
+    MAXLEN, an XDEL) before w1 claims the batch back (XCLAIM drops an entry deleted from the
+    stream from the group's pending list, and answers nothing of it): the entries w1 read are
+    recorded all the same, once."""
+    st, client, stream = setup
+    evs = events(30)
+    add(client, stream, evs)
+    ids = [i.decode() for i, _ in client.xrange(stream)]
+
+    def trim() -> None:  # after the note of the first batch (entries 0-9), before its claim
+        client.xtrim(stream, minid=ids[4], approximate=False)
+
+    hooked = Hooked(client, "xclaim", trim)
+    w1 = StreamConsumer(st, stream, consumer="w1", batch=10, block_ms=50, client=hooked)
+    assert drained(w1).recorded == 30
+    finished(st, client, stream, evs)

@@ -241,14 +241,20 @@ class StreamConsumer:
         those in other hands). An entry acknowledged since is not sent again: a consumer
         recorded it, with this note's batch, or (in hand from before this note was written)
         with the note that held it then, which was forgotten once none of its entries was
-        pending."""
+        pending. An entry in hand pending just before the claim, that the claim drops as
+        deleted from the stream since it was read (trimmed, XDEL), is recorded from the hand."""
         have = [i for i in note.ids if i in hand]
         held = set()
         if have:
+            # pending now: acknowledged by no one yet (by a consumer recording this note, if
+            # at all, as no other note can hold them), so those the claim drops, deleted from
+            # the stream since they were read (trimmed, XDEL), are recorded as in hand
+            pending = self._pending(have)
             claimed = self.client.xclaim(
                 self.stream, self.group, self.consumer, 0, have, justid=True
             )
             held = {_text(i) for i in claimed}
+            held |= {i for i in pending - held if hand[i][1]}  # (read with its fields)
         entries = [hand[i] for i in have if i in held]  # in the note's order, the stream's
         rest = self._claim([i for i in note.ids if i not in hand])
         if rest:
@@ -316,20 +322,20 @@ class StreamConsumer:
         again, so such a note would never be read again; one with an entry still pending, in
         any consumer's hands, stays (a retry must find it)."""
         for note in self._notes().values():
-            if not self._any_pending(note.ids):
+            if not self._pending(note.ids, one=True):
                 self._forget(note)
         self.notes_checked = time.monotonic()
 
-    def _any_pending(self, ids: Sequence[str]) -> bool:
-        """Whether an entry of `ids` is in the group's pending list, whoever holds it."""
-        wanted = set(ids)
+    def _pending(self, ids: Sequence[str], *, one: bool = False) -> set[str]:
+        """The entries of `ids` in the group's pending list, whoever holds them (`one`: the
+        first page that holds one)."""
+        wanted, out = set(ids), set()
         start, end = min(ids, key=_order), max(ids, key=_order)
         while True:
             found = self.client.xpending_range(self.stream, self.group, start, end, PENDING_PAGE)
-            if any(_text(p["message_id"]) in wanted for p in found):
-                return True
-            if len(found) < PENDING_PAGE:
-                return False
+            out |= {_text(p["message_id"]) for p in found} & wanted
+            if (one and out) or len(found) < PENDING_PAGE:
+                return out
             start = _after(_text(found[-1]["message_id"]))
 
     def _claim(self, ids: Sequence[str]) -> list[Entry]:
