@@ -706,3 +706,43 @@ def test_entries_read_then_trimmed_before_their_claim_are_recorded(
     w1 = StreamConsumer(st, stream, consumer="w1", batch=10, block_ms=50, client=hooked)
     assert drained(w1).recorded == 30
     finished(st, client, stream, evs)
+
+
+class Counted:
+    """`target`, counting the calls of each of its methods."""
+
+    def __init__(self, target: Any) -> None:
+        self.target, self.calls = target, dict[str, int]()
+
+    def __getattr__(self, attr: str) -> Any:
+        found = getattr(self.target, attr)
+        if not callable(found):
+            return found
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[attr] = self.calls.get(attr, 0) + 1
+            return found(*args, **kwargs)
+
+        return counted
+
+
+def test_entries_taken_again_are_regrouped_by_their_own_notes(
+    embedded_url: str, setup: Any
+) -> None:
+    """A consumer taking entries again (at every read with --min-idle 0) reads the notes of
+    those entries, not every note of the group: the whole hash is read only to look for notes
+    left behind, at start and at most once a minute."""
+    st, client, stream = setup
+    evs = events(60)
+    add(client, stream, evs)
+    for name in ("x", "y"):  # each notes a batch and dies before claiming it back
+        dying = StreamConsumer(st, stream, consumer=name, batch=10, client=Dies(client, "xclaim"))
+        with pytest.raises(Died):
+            dying.run()
+    counted = Counted(client)
+    w = StreamConsumer(
+        st, stream, consumer="w", batch=7, block_ms=50, min_idle_ms=0, client=counted
+    )
+    assert drained(w).recorded == 60
+    finished(st, client, stream, evs)
+    assert counted.calls.get("hgetall", 0) == 1  # the look for notes left behind

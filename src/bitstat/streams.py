@@ -216,7 +216,7 @@ class StreamConsumer:
         read again)."""
         hand = {i: (i, f) for i, f in entries}
         while hand:
-            notes = {} if new else self._notes()
+            notes = {} if new else self._notes_of(hand)
             new = False
             home = {i: first for first, note in notes.items() for i in note.ids}
             for first in sorted({home[i] for i in hand if i in home}, key=_order):
@@ -301,6 +301,27 @@ class StreamConsumer:
                 continue
             name, ids = json.loads(text)
             out[first] = Note(name, ids, text)
+        return out
+
+    def _notes_of(self, ids: Iterable[str]) -> dict[str, Note]:
+        """The noted batches holding an entry of `ids`, by first entry id: read by the entries'
+        fields (notes.lua), not every note of the group, and by the notes starting at them
+        (as notes.lua looks, so a batch it refuses to note is found here)."""
+        fields = [f for i in ids for f in (f"{HELD}{i}", i)]
+        firsts: set[str] = set()
+        for at in range(0, len(fields), PENDING_PAGE):
+            chunk = fields[at : at + PENDING_PAGE]
+            for held, found in zip(chunk, self.client.hmget(self.bounds_key, chunk), strict=True):
+                if found is not None:
+                    firsts.add(_text(found) if held.startswith(HELD) else held)
+        out = {}
+        if firsts:
+            ordered = sorted(firsts, key=_order)
+            texts = self.client.hmget(self.bounds_key, ordered)
+            for first, text in zip(ordered, texts, strict=True):
+                if text is not None:  # (forgotten since)
+                    name, note_ids = json.loads(_text(text))
+                    out[first] = Note(name, note_ids, _text(text))
         return out
 
     def _forget(self, note: Note) -> None:
