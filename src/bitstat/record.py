@@ -634,10 +634,10 @@ class Recording:
         On a cluster the other groups are in other slots than the claim's: whether the claim
         is held is looked up before they are written; each is written only before its lease
         ends (`write_until`, by the server's clock: apply.lua's T op), so a flush stalled past
-        it writes nothing (the flush that took the claim over has written
-        the batch, or will); and each keeps its marker `batch_ttl`, not 10 minutes, so that
-        a flush that died before the namespace's group leaves markers the takeover still finds
-        however late it comes (`forget_markers` shortens them once the batch is in)."""
+        it writes nothing (the flush that took the claim over has written the batch, or will);
+        and each keeps its marker `batch_ttl`, not 10 minutes, so that a flush that died before
+        the namespace's group leaves markers the takeover still finds however late it comes
+        (`forget_markers` shortens them once the batch is in)."""
         meta = groups[-1] if groups and groups[-1].tag == self.keys.meta_tag else None
         if meta is not None:
             meta.args += ["D", meta.key(self.keys.queue_claims), batch_id]
