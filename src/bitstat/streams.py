@@ -308,12 +308,14 @@ class StreamConsumer:
         fields (notes.lua), not every note of the group, and by the notes starting at them
         (as notes.lua looks, so a batch it refuses to note is found here)."""
         fields = [f for i in ids for f in (f"{HELD}{i}", i)]
-        firsts: set[str] = set()
+        pipe = self.client.pipeline(transaction=False)  # (one round trip)
         for at in range(0, len(fields), PENDING_PAGE):
-            chunk = fields[at : at + PENDING_PAGE]
-            for held, found in zip(chunk, self.client.hmget(self.bounds_key, chunk), strict=True):
-                if found is not None:
-                    firsts.add(_text(found) if held.startswith(HELD) else held)
+            pipe.hmget(self.bounds_key, fields[at : at + PENDING_PAGE])
+        found = [value for page in pipe.execute() for value in page]
+        firsts: set[str] = set()
+        for held, value in zip(fields, found, strict=True):
+            if value is not None:
+                firsts.add(_text(value) if held.startswith(HELD) else held)
         out = {}
         if firsts:
             ordered = sorted(firsts, key=_order)
