@@ -520,3 +520,44 @@ def test_a_cluster_flush_of_a_longer_deadline_stalled_past_a_takeover_writes_not
             same_answers(slow, want)
     finally:
         client.close()
+
+
+def test_a_cluster_claim_whose_last_reply_was_lost_keeps_its_markers_10_minutes(
+    cluster_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim's groups in other slots keep their markers long until the batch is in; when
+    the reply of the namespace's group, which completed it, is lost, the flush's next try finds
+    the batch in and shortens them (they stayed for `batch_ttl`, 7 days)."""
+    events = batches(1, 60, seed=43)[0]
+    want = model()
+    client = servers.client_for(cluster_url)
+    options: dict[str, Any] = {"schema": schema(), "flush_at": 1000, "deadline": 5}
+    try:
+        with bitstat.connect(cluster_url, namespace=namespace, **options) as st:
+            for e in events:
+                st.track(e)
+                want.track(e)
+            meta_marker = st._ns.keys.batch(st._ns.keys.meta_tag, "")
+            script = Transport.script
+            lost = []
+
+            def reply_lost(self: Transport, s: Any, keys: Any, args: Any) -> Any:
+                answer = yield from script(self, s, keys, args)
+                if s is self.apply_script and keys[0].startswith(meta_marker) and not lost:
+                    lost.append(keys[0])
+                    raise bitstat.ConnectionError("the connection was reset (a test)")
+                return answer
+
+            monkeypatch.setattr(Transport, "script", reply_lost)
+            assert st.flush() == len(events)  # (its next try finds the batch in)
+            assert lost
+            same_answers(st, want)
+            markers = [
+                k
+                for pattern in st._ns.keys.patterns
+                for k in client.scan_iter(match=pattern, count=1000)
+                if b":batch:" in k
+            ]
+            assert len(markers) > 1 and all(0 < client.ttl(k) <= 600 for k in markers)
+    finally:
+        client.close()

@@ -416,6 +416,9 @@ class Recording:
         end = time.monotonic() + (self.deadline if deadline is None else deadline)
         delay = FIRST_BACKOFF
         landed = False  # whether any try may have written some of the batch
+        # a claim's markers a try made long (`guarded_claim`): shortened by the try that finds
+        # the batch in, if the one that completed it lost its reply
+        long_markers: list[str] = []
         attempt = 0
         while True:
             attempt += 1
@@ -432,6 +435,7 @@ class Recording:
                 claim=claim,
                 write_until=write_until,
                 later=later,
+                long_markers=long_markers,
             )
             last: Call | None = None  # the last call sent
             try:
@@ -473,6 +477,7 @@ class Recording:
         claim: bool = False,
         write_until: int | None = None,
         later: list[Applying] | None = None,
+        long_markers: list[str] | None = None,
     ) -> Op[TrackResult]:
         """One try at recording a batch. `ask`: whether its marker may exist (first asked for);
         `again`: an earlier try of this same call may have recorded it, so a marker found
@@ -489,6 +494,8 @@ class Recording:
             if seen is not None and not in_parts:
                 if self.replicated:  # (the try that wrote it may have failed before its WAIT)
                     yield call(Transport.confirm, marker, ttl)
+                if long_markers:  # (an earlier try of this call completed it, reply lost)
+                    yield from self.forget_markers(long_markers, ttl)
                 refused = noted(seen)
                 recorded = len(cols) - len(refused) if again else 0
                 return TrackResult(recorded, sorted(cols.rejected + refused))
@@ -573,7 +580,9 @@ class Recording:
             # on a cluster, groups applied by an earlier try are not sent again (events
             # rejected since belong to the group that refused, so those groups are unchanged)
             groups = [g for g in plan.groups if g.tag not in applied_tags]
-            if claim and not (yield from self.guarded_claim(groups, batch_id, write_until)):
+            if claim and not (
+                yield from self.guarded_claim(groups, batch_id, write_until, long_markers)
+            ):
                 return TrackResult(len(cols) if again else 0, sorted(rejected + overflow))
             # (one group: a cluster's, sent at once, could write the batch's marker, which
             # says all of it is in, before another failed; and its client sends them in turn)
@@ -616,7 +625,8 @@ class Recording:
             )
         recorded = plan.recorded if completed or again else 0
         if claim and self.cluster and completed:
-            yield from self.forget_markers(plan.groups, ttl)
+            meta = self.keys.meta_tag
+            yield from self.forget_markers([g.batch_key for g in plan.groups if g.tag != meta], ttl)
         # a batch recorded before (its id seen) reports nothing of what it held, unless by an
         # earlier try of this call
         return TrackResult(
@@ -624,7 +634,11 @@ class Recording:
         )
 
     def guarded_claim(
-        self, groups: list[Group], batch_id: str, write_until: int | None
+        self,
+        groups: list[Group],
+        batch_id: str,
+        write_until: int | None,
+        long_markers: list[str] | None = None,
     ) -> Op[bool]:
         """The groups of the queue claim `batch_id`'s batch made to forget the claim, and to be
         written only while it is held: its namespace group (written last) does both in its
@@ -637,7 +651,9 @@ class Recording:
         it writes nothing (the flush that took the claim over has written the batch, or will);
         and each keeps its marker `batch_ttl`, not 10 minutes, so that a flush that died before
         the namespace's group leaves markers the takeover still finds however late it comes
-        (`forget_markers` shortens them once the batch is in)."""
+        (`forget_markers` shortens them once the batch is in; `long_markers` gets their names,
+        for a later try of the call to shorten should the reply of the one that completed the
+        batch be lost)."""
         meta = groups[-1] if groups and groups[-1].tag == self.keys.meta_tag else None
         if meta is not None:
             meta.args += ["D", meta.key(self.keys.queue_claims), batch_id]
@@ -650,13 +666,14 @@ class Recording:
                 g.ttl = self.batch_ttl
                 if write_until is not None:
                     g.args += ["T", write_until]
+                if long_markers is not None and g.batch_key not in long_markers:
+                    long_markers.append(g.batch_key)
         return True
 
-    def forget_markers(self, groups: list[Group], ttl: int) -> Op[None]:
+    def forget_markers(self, keys: list[str], ttl: int) -> Op[None]:
         """A claim's batch is in on a cluster (its namespace group written): the markers of its
-        other groups, kept long by `guarded_claim`, are kept `ttl` from now, as any batch's.
-        A failure here costs only memory until they expire: logged, not raised."""
-        keys = [g.batch_key for g in groups if g.tag != self.keys.meta_tag]
+        other groups, `keys`, kept long by `guarded_claim`, are kept `ttl` from now, as any
+        batch's. A failure here costs only memory until they expire: logged, not raised."""
         if not keys:
             return
         try:
