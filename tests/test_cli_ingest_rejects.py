@@ -6,6 +6,7 @@ which a plain-Python reference predicts, and a re-run records the rest exactly o
 from __future__ import annotations
 
 import json
+import os
 import random
 import tracemalloc
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 import bitstat
+from bitstat.cli import ingest_rejects
 from bitstat.cli.ingest import EXIT_STOPPED
 from bitstat.cli.ingest_rejects import SAMPLE
 from test_cli import Cli, make_namespace
@@ -137,6 +139,38 @@ def test_memory_does_not_grow_with_the_rejected_lines(shop: Cli, tmp_path: Path)
         peaks.append(peak)
     # holding every (line, reason) took ~200 bytes a line: 6 MB more for the bigger file
     assert peaks[1] - peaks[0] < 1_000_000, peaks
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--batch-size", "10"], ["--batch-size", "10", "--sort-window", "40"]],
+)
+def test_the_spool_holds_only_the_lines_that_wait(
+    shop: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    """The reader's rejected lines wait in the spool only while an earlier line can still be
+    rejected: once written out, they leave it (on a /tmp in memory, a spool of every bad
+    line of the file was memory again)."""
+    sizes: list[int] = []
+    refused = ingest_rejects._LineOrder.refused
+
+    def watched(order: Any, line: int, why: str, held: int) -> None:
+        refused(order, line, why, held)
+        order._spool_in.flush()
+        sizes.append(os.fstat(order._spool_in.fileno()).st_size)
+
+    monkeypatch.setattr(ingest_rejects._LineOrder, "refused", watched)
+    kinds = (["good"] + ["reader"] * 2) * 3000  # a batch of 10 events spans 30 lines
+    path = write(tmp_path / "events.jsonl", kinds)
+    rejects = tmp_path / "rejects.txt"
+    status, said = run_json(shop, str(path), "--rejects", str(rejects), *options)
+    assert status == 2 and said["rejected_total"] == 6000 and said["recorded"] == 3000
+    written = [int(r.split(":")[1]) for r in rejects.read_text().splitlines()]
+    assert written == [n for n, kind in enumerate(kinds, 1) if kind == "reader"]
+    assert len(sizes) == 6000
+    entry = len(json.dumps([len(kinds), said["rejected"][0]["reason"]])) + 1
+    # the 2 x 40 lines of a window at most (not the file's 6,000)
+    assert max(sizes) <= 80 * entry, (max(sizes), entry)
 
 
 @pytest.mark.parametrize(

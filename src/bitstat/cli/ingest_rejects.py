@@ -104,6 +104,7 @@ class _LineOrder:
         self._spool_in = spool.open("w", encoding="utf-8")  # the reader's lines, in line order
         self._spool_out = spool.open("r", encoding="utf-8")
         self._spooled = 0  # lines in the spool not read back yet
+        self._used = False  # lines were spooled since the spool was last emptied
         self._next: tuple[int, str] | None = None  # read back from the spool, not yet written
         self._library: list[tuple[int, str]] = []  # a heap: the library's, not yet written
         self._unrecorded: dict[int, int] = {}  # batch number: its first line
@@ -114,6 +115,7 @@ class _LineOrder:
         if self._spooled or self._next is not None or line >= self._settled():
             self._spool_in.write(json.dumps([line, why]) + "\n")
             self._spooled += 1
+            self._used = True
         else:  # nothing before it waits: no spool (a file of nothing but bad lines)
             self._write(line)
             self._out.write(f"{self._name}:{line}: {why}\n")
@@ -157,5 +159,15 @@ class _LineOrder:
             elif library is not None:
                 line, why = heapq.heappop(self._library)
             else:
+                if self._used and not self._spooled and self._next is None:
+                    self._empty()
                 return
             self._out.write(f"{self._name}:{line}: {why}\n")
+
+    def _empty(self) -> None:
+        """Every spooled line is written: the spool starts again from nothing, so that it holds
+        the lines that wait, not every line the reader refused (a /tmp may be memory)."""
+        self._spool_in.seek(0)
+        self._spool_in.truncate()
+        self._spool_out.seek(0)
+        self._used = False
