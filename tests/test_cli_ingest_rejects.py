@@ -381,3 +381,31 @@ def test_max_rejects_with_two_workers(shop: Cli, tmp_path: Path) -> None:
     status, rest = run_json(shop, str(path), "--batch-size", "30", "--workers", "2")
     assert rest["seen_before"] == said["recorded"]
     assert recorded_visits(shop) == kinds.count("good")
+
+
+def test_the_stop_message_with_workers_says_later_batches_may_be_in(
+    shop: Cli, tmp_path: Path
+) -> None:
+    """With workers, batches taken before the stop are recorded whole, later ones too: the
+    message says so (it said "the rest not at all")."""
+    path = write(tmp_path / "both.jsonl", mixed(600, seed=13, bad=0.1))
+    options = ["--batch-size", "30", "--max-rejects", "3", "--no-progress"]
+    alone = shop("ingest", str(path), *options)
+    assert alone.exit_code == 3 and "the rest not at all.\n" in alone.stderr
+    with shop.stats() as st:
+        st.drop()
+    bitstat.connect(shop.url, namespace=shop.namespace, schema=bitstat.Schema()).close()
+    two = shop("ingest", str(path), *options, "--workers", "2")
+    assert two.exit_code == 3
+    assert "the rest not at all but whole batches the workers had taken already." in two.stderr
+
+
+def test_a_rejects_file_that_is_an_input_is_refused_before_anything(
+    shop: Cli, tmp_path: Path
+) -> None:
+    """--rejects naming one of the files to record would empty it before it is read."""
+    path = write(tmp_path / "events.jsonl", ["good", "reader", "good"])
+    before = path.read_text()
+    result = shop("ingest", str(path), "--rejects", str(path), "--no-progress")
+    assert result.exit_code == 2 and "--rejects" in result.stderr
+    assert path.read_text() == before and recorded_visits(shop) == 0

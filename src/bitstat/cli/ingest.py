@@ -355,7 +355,9 @@ def stopped(run: Ingest, stop: Stop) -> str:
         f"Rejected line {stop.limit + 1:,} is past --max-rejects {stop.limit}: reading stopped"
         f" there{rest}.\n"
         f"The batches before it are recorded ({count(run.recorded, 'event')} by this run,"
-        f" {run.seen_before:,} by an earlier one), the rest not at all.\n"
+        f" {run.seen_before:,} by an earlier one), the rest not at all"
+        + (" but whole batches the workers had taken already" if run.workers else "")
+        + ".\n"
         "Run the same command on the same files with a higher --max-rejects, or none, to record"
         " the rest: nothing is recorded twice.\n"
         "(Fixed lines go in a file of their own: an edited file is new data.)"
@@ -508,6 +510,14 @@ def ingest(
             " give 0 (file order) or at least the batch size",
             param_hint="--sort-window",
         )
+    if rejects is not None and rejects.exists():
+        for f in files:
+            if f != "-" and Path(f).exists() and Path(f).samefile(rejects):
+                raise click.BadParameter(
+                    f"{rejects} is one of the files to record: it would be emptied before it"
+                    " is read; give another file",
+                    param_hint="--rejects",
+                )
     settings: Settings = ctx.obj
     fields = FieldMap(event_column, event_name, actor_column, time_column, time_format)
     salt = options_salt(fields, kind, batch_size, sort_window)
