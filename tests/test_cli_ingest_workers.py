@@ -170,9 +170,13 @@ def test_workers_option(pair: tuple[Cli, Cli], tmp_path: Path) -> None:
         assert result.exit_code == 2 and "--workers" in result.output, result.output
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_every_worker_and_a_rerun_records_the_rest(
-    embedded_url: str, tmp_path: Path
+    embedded_url: str, tmp_path: Path, stop: str
 ) -> None:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) or SIGTERM to the main
+    process (as a service manager sends it) stops every worker and removes the temporary
+    files (SIGTERM left them, killing the process where it stood); a re-run records the rest."""
     cli = Cli(embedded_url, make_namespace())
     schema = bitstat.Schema(ids="map", count=["country"], top=["item"], segment=["country"])
     bitstat.connect(embedded_url, namespace=cli.namespace, schema=schema).close()
@@ -184,6 +188,9 @@ def test_ctrl_c_stops_every_worker_and_a_rerun_records_the_rest(
     command = [sys.executable, "-m", "bitstat", "--url", cli.url, "--namespace", cli.namespace]
     command += ["ingest", str(path), "--workers", "2", "--batch-size", "500", "--no-progress"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("BITSTAT_")}
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env["TMPDIR"] = str(temp)
     # a session of its own: Ctrl-C in a terminal reaches every process of the group
     run = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
@@ -194,9 +201,14 @@ def test_ctrl_c_stops_every_worker_and_a_rerun_records_the_rest(
             while not st.events() and run.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
         assert run.poll() is None, "the run ended before it could be interrupted"
-        os.killpg(run.pid, signal.SIGINT)
+        assert list(temp.glob("bitstat-ingest-*"))  # (its spool, while it runs)
+        if stop == "ctrl-c":
+            os.killpg(run.pid, signal.SIGINT)
+        else:
+            os.kill(run.pid, signal.SIGTERM)
         _, stderr = run.communicate(timeout=30)
         assert run.returncode == 1 and b"Aborted!" in stderr, stderr
+        assert not list(temp.glob("bitstat-ingest-*"))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

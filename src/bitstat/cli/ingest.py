@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -364,6 +367,21 @@ def stopped(run: Ingest, stop: Stop) -> str:
     )
 
 
+@contextlib.contextmanager
+def terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM (a service manager stopping the run) ends it as Ctrl-C does: the batches
+    handed out settle or are left whole for a re-run, the workers stop and the temporary
+    files go (the default action killed the process where it stood, leaving them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (signal handlers belong to the main thread)
+        return
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 @click.command(short_help="Record events from JSON lines, JSON or CSV files (gzip too).")
 @click.argument(
     "files",
@@ -523,6 +541,7 @@ def ingest(
     salt = options_salt(fields, kind, batch_size, sort_window)
     stderr = Console(stderr=True, highlight=False)
     with (
+        terminated_as_interrupted(),
         tempfile.TemporaryDirectory(prefix="bitstat-ingest-") as spool,
         settings.connect(batch_ttl=LOAD_BATCH_TTL) as st,
         contextlib.ExitStack() as stack,
