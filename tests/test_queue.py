@@ -328,12 +328,20 @@ def test_a_forked_child_tracks_on_connections_of_its_own(embedded_url: str, name
         assert st.total("purchase", "2026") == 3
 
 
+def batch_markers(client: Any, st: bitstat.Stats) -> list[bytes]:
+    """The namespace's batch markers, in every slot."""
+    return [
+        key
+        for pattern in st._ns.keys.patterns
+        for key in client.scan_iter(match=pattern, count=1000)
+        if b":batch:" in key
+    ]
+
+
 def expire_batch_markers(client: Any, st: bitstat.Stats) -> None:
     """What 10 minutes do to the markers of the batches bitstat named itself (`auto_ttl`)."""
-    for pattern in st._ns.keys.patterns:
-        for key in list(client.scan_iter(match=pattern, count=1000)):
-            if b":batch:" in key:
-                client.delete(key)
+    for key in batch_markers(client, st):
+        client.delete(key)
 
 
 def test_a_claim_goes_with_its_batch_so_nothing_waits_on_its_markers(
@@ -396,10 +404,9 @@ def test_a_flush_stalled_past_its_lease_never_applies_its_claim_again(
 def ten_minutes_pass(client: Any, st: bitstat.Stats) -> None:
     """What 10 minutes do to batch markers: those kept `auto_ttl` (10 minutes) are gone, those
     kept longer are not."""
-    for pattern in st._ns.keys.patterns:
-        for key in list(client.scan_iter(match=pattern, count=1000)):
-            if b":batch:" in key and 0 <= client.ttl(key) <= 600:
-                client.delete(key)
+    for key in batch_markers(client, st):
+        if 0 <= client.ttl(key) <= 600:
+            client.delete(key)
 
 
 def test_a_cluster_flush_dying_before_its_namespace_group_is_finished_once_however_late(
@@ -435,71 +442,44 @@ def test_a_cluster_flush_dying_before_its_namespace_group_is_finished_once_howev
             time.sleep(0.25)  # the lease (the deadline, 0.2 s) is over
             assert st.flush() == len(events)  # the claim taken over
             same_answers(st, want)
-            markers = [
-                k
-                for pattern in st._ns.keys.patterns
-                for k in client.scan_iter(match=pattern, count=1000)
-                if b":batch:" in k
-            ]
+            markers = batch_markers(client, st)
             assert markers and all(0 < client.ttl(k) <= 600 for k in markers)  # shortened
     finally:
         client.close()
 
 
+@pytest.mark.parametrize("deadlines", [(0.2, 0.2), (4.0, 0.2)], ids=["same", "longer"])
 def test_a_cluster_flush_stalled_after_its_look_at_the_claim_writes_nothing(
-    cluster_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, caplog: Any
+    cluster_url: str,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    deadlines: tuple[float, float],
 ) -> None:
     """A flush looks at its claim (held), then stalls past its lease before writing the groups
     in other slots; another takes the claim over and applies it; 10 minutes pass; then the
-    first goes on: the server's clock says its lease is over, and it writes nothing."""
+    first goes on: the server's clock says its lease is over, and it writes nothing.
+
+    longer: processes of one namespace may have different deadlines, and a claim is taken over
+    once the lease of the taker's deadline is over. The stalled flush has a long one; the
+    taker's markers are kept `auto_ttl` (10 minutes; 1 s here) once the batch is in, and
+    expire; the first goes on within its own lease but past `auto_ttl` after its claim."""
+    slow_deadline, other_deadline = deadlines
+    longer = slow_deadline > other_deadline
     monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
-    events = batches(1, 60, seed=41)[0]
-    want = model()
-    client = servers.client_for(cluster_url)
-    options: dict[str, Any] = {"schema": schema(), "flush_at": 1000, "deadline": 0.2}
-    try:
-        with (
-            bitstat.connect(cluster_url, namespace=namespace, **options) as slow,
-            bitstat.connect(cluster_url, namespace=namespace, **options) as other,
-        ):
-            for e in events:
-                slow.track(e)
-                want.track(e)
-            apply = Transport.apply
-
-            def stalled(self: Transport, *args: Any, **kwargs: Any) -> Any:
-                monkeypatch.setattr(Transport, "apply", apply)
-                time.sleep(0.25)  # past the lease
-                assert other.flush() == len(events)  # the claim taken over and applied
-                ten_minutes_pass(client, slow)
-                return (yield from apply(self, *args, **kwargs))
-
-            monkeypatch.setattr(Transport, "apply", stalled)
-            with pytest.raises(bitstat.BitstatError, match="lease of the queue claim"):
-                slow.flush()  # (a read raises so too: it could not be exact)
-            same_answers(slow, want)
-    finally:
-        client.close()
-
-
-def test_a_cluster_flush_of_a_longer_deadline_stalled_past_a_takeover_writes_nothing(
-    cluster_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, caplog: Any
-) -> None:
-    """Processes of one namespace may have different deadlines, and a claim is taken over once
-    the lease of the taker's deadline is over. A flush with a long deadline looks at its claim
-    (held), then stalls; one with a short deadline takes the claim over, applies it, and its
-    markers are kept `auto_ttl` (10 minutes; 1 s here) from then; they expire. The first then
-    goes on, within its own lease but past `auto_ttl` after its claim: it writes nothing."""
-    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
-    monkeypatch.setattr(bitstat.record, "AUTO_BATCH_TTL", 1)
-    events = batches(1, 60, seed=43)[0]
+    if longer:
+        monkeypatch.setattr(bitstat.record, "AUTO_BATCH_TTL", 1)
+    events = batches(1, 60, seed=43 if longer else 41)[0]
     want = model()
     client = servers.client_for(cluster_url)
     options: dict[str, Any] = {"schema": schema(), "flush_at": 1000}
     try:
         with (
-            bitstat.connect(cluster_url, namespace=namespace, deadline=4.0, **options) as slow,
-            bitstat.connect(cluster_url, namespace=namespace, deadline=0.2, **options) as other,
+            bitstat.connect(
+                cluster_url, namespace=namespace, deadline=slow_deadline, **options
+            ) as slow,
+            bitstat.connect(
+                cluster_url, namespace=namespace, deadline=other_deadline, **options
+            ) as other,
         ):
             for e in events:
                 slow.track(e)
@@ -508,9 +488,10 @@ def test_a_cluster_flush_of_a_longer_deadline_stalled_past_a_takeover_writes_not
 
             def stalled(self: Transport, *args: Any, **kwargs: Any) -> Any:
                 monkeypatch.setattr(Transport, "apply", apply)
-                time.sleep(0.25)  # past the short lease
+                time.sleep(0.25)  # past the (short) lease
                 assert other.flush() == len(events)  # the claim taken over and applied
-                time.sleep(1.1)  # its markers' 1 s
+                if longer:
+                    time.sleep(1.1)  # its markers' 1 s
                 ten_minutes_pass(client, slow)
                 return (yield from apply(self, *args, **kwargs))
 
@@ -552,12 +533,7 @@ def test_a_cluster_claim_whose_last_reply_was_lost_keeps_its_markers_10_minutes(
             assert st.flush() == len(events)  # (its next try finds the batch in)
             assert lost
             same_answers(st, want)
-            markers = [
-                k
-                for pattern in st._ns.keys.patterns
-                for k in client.scan_iter(match=pattern, count=1000)
-                if b":batch:" in k
-            ]
+            markers = batch_markers(client, st)
             assert len(markers) > 1 and all(0 < client.ttl(k) <= 600 for k in markers)
     finally:
         client.close()
