@@ -203,11 +203,9 @@ def test_a_batch_in_flight_across_drop_does_not_bring_back_the_old_id_cache(
 def test_the_token_set_of_track_made_again_after_drop_expires(
     embedded_url: str, ns: str, opened: list[bitstat.Stats], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """track() pushes with the "w" flag (queue.lua: EXPIRE the window's token set) only on a
-    client's first push of a window (`seen_window`). `drop()` deletes the set and leaves
-    `seen_window` as it was, so the next pushes of the window re-create `{ns}:q:seen:...`
-    without a TTL: it holds every token pushed until the window ends, and is never deleted
-    (any other process that pushed in that window before the drop does the same)."""
+    """`drop()` deletes the window's set of seen tokens; the next pushes of the window
+    re-create `{ns}:q:seen:...`, which must get a TTL again (it once held every token pushed
+    until the window ended, and was never deleted)."""
     from bitstat import queued
 
     monkeypatch.setattr(queued, "PUSH_WINDOW", 10**6)  # (one window for the whole test)

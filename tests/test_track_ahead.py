@@ -473,6 +473,85 @@ def test_pushes_delayed_past_their_retry_are_queued_once(proxy: Proxy, ahead: in
         same_answers(st, want)
 
 
+@pytest.mark.parametrize("ahead", [0, 6])
+def test_a_push_delayed_past_its_retry_in_the_next_window_is_queued_once(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch, ahead: int
+) -> None:
+    """As above, with the clock passing into the next window of pushed tokens between the
+    first pushes and their retries: the late first pushes still find their tokens."""
+    want = model()
+    first, second = batches(2, 8, seed=16)
+    with ahead_stats(proxy, track_ahead=ahead, **NEVER, timeout=0.5) as st:
+        st.track(first[0])  # (the first push waits: it loads the script)
+        want.track(first[0])
+        shift = moved_clock(monkeypatch)  # (passed into the next window: see sleep, pushed)
+        real_pushed = bitstat.queued.Queueing.pushed
+
+        def pushed(self: Any, record: Any, token: str, line: Any, again: bool) -> Any:
+            if again:  # (ahead: pushed again after the lost replies)
+                shift[0] = 1
+            return (yield from real_pushed(self, record, token, line, again))
+
+        monkeypatch.setattr(bitstat.queued.Queueing, "pushed", pushed)
+        real_sleep = Transport.sleep
+
+        def sleep(self: Any, seconds: float) -> Any:  # (not ahead: the retry's backoff)
+            shift[0] = 1
+            return real_sleep(self, seconds)
+
+        monkeypatch.setattr(Transport, "sleep", sleep)
+        proxy.hold_requests(PUSH)
+        for e in first[1:7]:
+            st.track(e)
+            want.track(e)
+        assert shift[0] == 1 and not st._ns.unconfirmed  # pushed again, in the next window
+        proxy.release()  # the held pushes reach the server, late
+        for e in first[7:] + second:
+            st.track(e)
+            want.track(e)
+        same_answers(st, want)
+
+
+def moved_clock(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """bitstat.queued's clock (time.time) moved on by as many windows of pushed tokens as the
+    list returned holds (0 at first)."""
+    shift = [0]
+
+    class Clock:  # (bitstat.queued's time module, its clock moved on)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        def time(self) -> float:
+            return time.time() + shift[0] * bitstat.queued.PUSH_WINDOW
+
+    monkeypatch.setattr(bitstat.queued, "time", Clock())
+    return shift
+
+
+def test_an_event_tracked_again_two_windows_after_its_push_landed_is_queued_once(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push lands, its reply is lost and the server stays away past the deadline: BatchError.
+    The caller tracks the event again within the time the error gives, the clock having passed
+    into the window of tokens after next: it is queued once."""
+    want = model()
+    events = batches(1, 6, seed=17)[0]
+    shift = moved_clock(monkeypatch)
+    with ahead_stats(proxy, **NEVER, deadline=0.3) as st:
+        st.track(events[0])
+        want.track(events[0])
+        proxy.cut_replies(1, PUSH, then_all=True)
+        with pytest.raises(bitstat.BatchError) as raised:
+            st.track(events[1])
+        assert raised.value.may_have_landed and "call track() again" in str(raised.value)
+        proxy.cut_replies(0, b"")
+        shift[0] = 2
+        for e in events[1:]:
+            st.track(e)
+            want.track(e)
+        same_answers(st, want)
+
+
 def test_an_interrupt_among_the_pushes_made_again_leaves_the_rest_for_the_next_call(
     proxy: Proxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:

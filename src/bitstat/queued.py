@@ -11,11 +11,12 @@ see them within `flush_interval` seconds (its first read, then one a `flush_inte
 applies the queue).
 
 Exactly once, whatever fails:
-- a push carries a token; the server keeps the tokens of the last two windows of time (of
-  `PUSH_WINDOW` seconds, or the retry deadline if longer), so a push tried again after a lost
-  reply (by bitstat, or by the caller calling again with the same event within the window) is
-  queued once (every push looks, a first one too: held in the network, it may reach the
-  server after its retry);
+- a push carries a token, which names the window of time (`PUSH_WINDOW` seconds) it was made
+  in; the server keeps the tokens of a window in one set for as long as the token may be
+  pushed again (`seen_ttl`), so a push tried again after a lost reply (by bitstat, or by the
+  caller calling again with the same event within the time its error gives) is queued once.
+  Every push looks, a first one too: held in the network, it may reach the server after its
+  retry;
 - a flush moves the events to a claim and applies them under the claim's id as batch id; the
   script call that writes the batch forgets the claim, and writes only while the claim is held
   (`Recording.guarded_claim`), so no claim outlives its batch (on a cluster, the groups in other
@@ -86,8 +87,9 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 class Tokens:
-    """Tokens of queued events: a random prefix per process (a forked child draws its own) and
-    a serial, short because the server keeps each for a minute or two."""
+    """Tokens of queued events: the window of time it was made in (`token_window`), a random
+    prefix per process (a forked child draws its own) and a serial, short because the server
+    keeps each for a few minutes."""
 
     def __init__(self) -> None:
         self.reset()
@@ -96,9 +98,14 @@ class Tokens:
         self.prefix = secrets.token_hex(5)
         self.serial = 0
 
-    def next(self) -> str:
+    def next(self, window: int) -> str:
         self.serial += 1  # (threads: the GIL makes this read-and-add one step for ints)
-        return f"{self.prefix}{self.serial:x}"
+        return f"{window:x}.{self.prefix}{self.serial:x}"
+
+
+def token_window(token: str) -> int:
+    """The window of time a token was made in: its set of seen tokens is that window's."""
+    return int(token[: token.index(".")], 16)
 
 
 TOKENS = Tokens()
@@ -111,7 +118,6 @@ class PushedAhead(NamedTuple):
     record: Mapping[str, Any]  # as given: if it fails, the caller's track() again finds it
     token: str
     line: dict[str, Any]  # what is queued (queued_record)
-    window: int  # the window of time whose seen set its push gave a TTL, or -1
 
 
 def checked_ahead(track_ahead: int) -> int:
@@ -202,7 +208,6 @@ class Queueing(Recording):
     flush_interval: float = FLUSH_INTERVAL
     queue_since: float | None = None  # monotonic time of the oldest event queued here unflushed
     queue_looked = float("-inf")  # of this namespace's last flush
-    seen_window = -1  # the last window of time whose seen set this namespace gave its TTL
     track_ahead = 0  # track() calls that may return before the reply of their push is read
     unconfirmed: list[PushedAhead] | tuple[()] = ()  # pushed ahead, replies not read yet
     push_again: list[PushedAhead] | tuple[()] = ()  # their replies read: not queued (yet)
@@ -220,7 +225,7 @@ class Queueing(Recording):
             )
         self.unconfirmed, self.push_again = [], []
         self.ahead_forks, self.ahead_ready = FORKS[0], False
-        self.ahead_keys: tuple[int, tuple[str, ...]] = (-1, ())  # a window's (queue, seen sets)
+        self.ahead_keys: tuple[int, tuple[str, str]] = (-1, ("", ""))  # a window's (queue, seen)
         # (a Stats may be shared by threads; a lock held across a yield would block asyncio's
         # loop, and AsyncStats refuses track_ahead)
         self.ahead_lock = threading.RLock()
@@ -254,7 +259,8 @@ class Queueing(Recording):
         if self.track_ahead and found is None and self.ahead_ready:
             size = yield from self.pushed_ahead(record, line)
         else:  # (with track_ahead, the first push waits: it loads the script)
-            size = yield from self.pushed(record, found or TOKENS.next(), line, found is not None)
+            token = found or TOKENS.next(self.window_now())
+            size = yield from self.pushed(record, token, line, found is not None)
             self.ahead_ready = True
         yield from self.queued_one(size)
 
@@ -278,17 +284,16 @@ class Queueing(Recording):
         events wait, as far as known."""
         self.forked_check()
         with self.ahead_lock:
-            seconds, window = self.push_window()
+            window = self.window_now()
             if window != self.ahead_keys[0]:
-                self.ahead_keys = (window, (self.keys.queue, *self.seen_sets(seconds, window)))
-            token = TOKENS.next()
-            flags = "w" if window != self.seen_window else ""  # (until a "w" push is confirmed)
+                self.ahead_keys = (window, (self.keys.queue, self.seen_set(window)))
+            token = TOKENS.next(window)
             unconfirmed = self.unconfirmed
             assert isinstance(unconfirmed, list)
-            unconfirmed.append(PushedAhead(record, token, line, window if flags else -1))
+            unconfirmed.append(PushedAhead(record, token, line))
             text = queued_line(token, line)
             sent = yield call(
-                Transport.queue_ahead, self.ahead_keys[1], token, text, flags, 2 * seconds + 5
+                Transport.queue_ahead, self.ahead_keys[1], token, text, self.seen_ttl()
             )
             if not sent or len(unconfirmed) >= self.track_ahead:
                 return (yield from self.confirmed())
@@ -314,7 +319,6 @@ class Queueing(Recording):
                 for pushed, reply in zip(sent, replies, strict=False):
                     if isinstance(reply, int):
                         size = max(size, reply)
-                        self.seen_window = max(self.seen_window, pushed.window)
                     else:  # an error (nothing ran) or a reply lost (it may have)
                         again.append(pushed)
             while self.push_again:  # (each let go once queued: an interrupt leaves the rest)
@@ -331,7 +335,7 @@ class Queueing(Recording):
     def not_queued(self, left: list[PushedAhead], cause: BatchError) -> BatchError:
         """The error of pushes sent ahead that could not be queued: the first's `cause`; the
         others are remembered as it is (the caller's track() again of each is queued once)."""
-        seconds, _ = self.push_window()
+        seconds = self.retry_seconds()
         for pushed in left[1:]:
             IN_DOUBT.remember(self.name, [pushed.record], pushed.token, seconds, "push")
         return BatchError(
@@ -345,14 +349,25 @@ class Queueing(Recording):
             events=[pushed.record for pushed in left],
         )
 
-    def push_window(self) -> tuple[int, int]:
-        """The seconds of a window of pushed tokens (a retry comes within one), and this one."""
-        seconds = max(PUSH_WINDOW, math.ceil(self.deadline))
-        return seconds, int(time.time()) // seconds
+    @staticmethod
+    def window_now() -> int:
+        """The window of time new tokens are made in."""
+        return int(time.time()) // PUSH_WINDOW
 
-    def seen_sets(self, seconds: int, window: int) -> tuple[str, str]:
-        """The sets of the tokens pushed in `window` and in the one before."""
-        return self.keys.queue_seen(seconds, window), self.keys.queue_seen(seconds, window - 1)
+    def retry_seconds(self) -> int:
+        """The seconds a caller has to track() again an event whose push failed, from the
+        error (its token is remembered in the process as long)."""
+        return max(PUSH_WINDOW, math.ceil(self.deadline))
+
+    def seen_ttl(self) -> int:
+        """The seconds a set of seen tokens is kept from its first push: past its window, a
+        token's pushes go on for the retry deadline, then the caller's retry time (and a
+        margin for a push held in the network)."""
+        return PUSH_WINDOW + math.ceil(self.deadline) + self.retry_seconds() + 60
+
+    def seen_set(self, window: int) -> str:
+        """The set of the tokens made in `window`."""
+        return self.keys.queue_seen(PUSH_WINDOW, window)
 
     def pushed(
         self, record: Mapping[str, Any], token: str, line: dict[str, Any], again: bool
@@ -360,22 +375,13 @@ class Queueing(Recording):
         """Push one queued event, tried again under its token while the failure may pass;
         `again`: the token may have been pushed. How many events wait."""
         text = queued_line(token, line)
+        keys = (self.keys.queue, self.seen_set(token_window(token)))
         end = time.monotonic() + self.deadline
         delay, attempt = FIRST_BACKOFF, 0
         while True:
             attempt += 1
-            seconds, window = self.push_window()
-            seen = self.seen_sets(seconds, window)
-            flags = "w" if window != self.seen_window else ""
             try:
-                size = yield call(
-                    Transport.queue_event,
-                    (self.keys.queue, *seen),
-                    token,
-                    text,
-                    flags,
-                    2 * seconds + 5,
-                )
+                size = yield call(Transport.queue_event, keys, token, text, self.seen_ttl())
             except (ConnectionError, ServerError) as exc:
                 left = end - time.monotonic()
                 if exc.transient and left > 0 and not isinstance(exc, BatchError):
@@ -383,6 +389,7 @@ class Queueing(Recording):
                     delay = min(delay * 2, MAX_BACKOFF)
                     continue
                 landed = not exc.refused
+                seconds = self.retry_seconds()
                 if landed:
                     IN_DOUBT.remember(self.name, [record], token, seconds, "push")
                 raise BatchError(
@@ -391,7 +398,6 @@ class Queueing(Recording):
                     may_have_landed=landed,
                     attempts=attempt,
                 ) from exc
-            self.seen_window = max(self.seen_window, window)
             if again or attempt > 1:
                 IN_DOUBT.forget(self.name, [record], "push")
             return int(size)

@@ -552,13 +552,11 @@ class Transport:
         return out
 
     # the events track() queued (queued.py)
-    def queue_event(
-        self, keys: Sequence[str], token: str, event: bytes, flags: str, ttl: int
-    ) -> Request[int]:
-        """Queue one event unless its token is seen; how many wait (0: it was seen). Flag
-        "w": the seen set's TTL is set to `ttl`."""
+    def queue_event(self, keys: Sequence[str], token: str, event: bytes, ttl: int) -> Request[int]:
+        """Queue one event unless its token is seen; how many wait (0: it was seen). `ttl`:
+        the seen set's, if it has none."""
         yield Doing("queueing an event")
-        script, args = self.queue_script, (len(keys), *keys, "push", token, event, flags, ttl)
+        script, args = self.queue_script, (len(keys), *keys, "push", token, event, ttl)
         if self.replicas:  # acknowledged once a replica has it, as a batch is
             return (yield from self.queue_replicated(keys[0], args))
         try:
@@ -579,13 +577,11 @@ class Transport:
             raise not_replicated(acked, self.replicas)
         return int(size)
 
-    def queue_ahead(
-        self, keys: Sequence[str], token: str, event: bytes, flags: str, ttl: int
-    ) -> Request[bool]:
+    def queue_ahead(self, keys: Sequence[str], token: str, event: bytes, ttl: int) -> Request[bool]:
         """`queue_event` written now, its reply read later by `queued_ahead`. False: the
         connection failed (this push, and those whose replies were unread, may have run). (No
         `Doing`: the store reports a failure by the answer.)"""
-        args = (len(keys), *keys, "push", token, event, flags, ttl)
+        args = (len(keys), *keys, "push", token, event, ttl)
         return bool((yield Ahead(("EVALSHA", self.queue_script.sha, *args))))
 
     def queued_ahead(self) -> Request[list[Any]]:

@@ -2,12 +2,11 @@
 -- namespace's meta slot. A queued event is "TOKEN JSON"; a claim is "MS\nEVENT\nEVENT...".
 -- ARGV[1] the step:
 --
--- "push"  KEYS: queue (list), seen now, seen before (sets of the tokens pushed in this window
---         of time and the one before)
---         ARGV: token, event, flags: "w" the caller's first push of this window (the set's
---         TTL is set; so is a set found without one), TTL seconds. A token seen is not queued again: every push looks, a first one too
---         (it may reach the server after its retry, held in the network).
---         Returns how many events are queued (0: the token was seen, nothing pushed).
+-- "push"  KEYS: queue (list), seen (the set of the tokens made in the token's window of time)
+--         ARGV: token, event, TTL seconds (given to the set if it has none). A token seen is
+--         not queued again: every push looks, a first one too (held in the network, it may
+--         reach the server after its retry). Returns how many events are queued (0: the token
+--         was seen, nothing pushed).
 -- "claim" KEYS: queue, claims (hash: claim id -> "MS\n" events)
 --         ARGV: now ms, lease ms, a new claim id, most events taken
 --         A claim id asked again (the reply was lost) gets its claim again, as taken over.
@@ -17,14 +16,11 @@
 -- "done"  KEYS: claims  ARGV: claim id. The claim's batch is applied: forgotten.
 local step = ARGV[1]
 if step == 'push' then
-  local token, flags = ARGV[2], ARGV[4]
-  if redis.call('SISMEMBER', KEYS[2], token) == 1 or redis.call('SISMEMBER', KEYS[3], token) == 1 then
+  if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then
     return 0
   end
-  redis.call('SADD', KEYS[2], token)
-  -- (a set made again without the caller's first push, after a drop say, must expire too)
-  if string.find(flags, 'w', 1, true) or redis.call('TTL', KEYS[2]) == -1 then
-    redis.call('EXPIRE', KEYS[2], ARGV[5])
+  if redis.call('TTL', KEYS[2]) == -1 then
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
   end
   return redis.call('RPUSH', KEYS[1], ARGV[3])
 elseif step == 'claim' then
