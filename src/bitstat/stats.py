@@ -34,6 +34,29 @@ from .transport import Transport, patient
 __all__ = ["DEFAULT_BATCH_TTL", "SCRATCH_TTL_MS", "Stats", "TrackResult"]
 T = TypeVar("T")
 log = logging.getLogger("bitstat")
+# data frames, which track_frame records (track_many would iterate their columns)
+FRAME_LIBRARIES = ("pandas", "polars", "pyarrow")
+FRAME_TYPES = ("DataFrame", "LazyFrame", "Table", "RecordBatch")
+
+
+def check_batch(events: object) -> None:
+    """TypeError for what `track_many` would iterate but not as events: one event (a mapping,
+    whose keys it would reject one by one), text or bytes (their characters), a data frame
+    (its columns); raised before anything is sent. Any other iterable is a batch."""
+    kind = type(events)
+    library = kind.__module__.partition(".")[0]
+    if isinstance(events, Mapping):
+        given = f"a {kind.__name__}, which is one event"
+        hint = "pass a list of events ([event]), or call track() for one"
+    elif isinstance(events, str | bytes | bytearray | memoryview):
+        given = f"a {kind.__name__}"
+        hint = 'an event is a mapping, such as {"event": "login", "user": 42}'
+    elif library in FRAME_LIBRARIES and kind.__name__ in FRAME_TYPES:
+        given = f"a {library}.{kind.__name__}"
+        hint = "track_frame() records a frame"
+    else:
+        return
+    raise TypeError(f"track_many takes an iterable of events (mappings), not {given}: {hint}")
 
 
 class AnyStore(Protocol):
@@ -211,6 +234,7 @@ class Stats(Opened[Store]):
         `deadline` seconds (default: connect()'s; 0: one try). Then `BatchError` (with the
         batch id) says whether it may have landed; the same events sent again, from this
         process and within 10 minutes when bitstat made the id, are recorded once."""
+        check_batch(events)
         op = self._ns.track_many(events, batch_id, now, deadline)
         return self._record(self._ns.settled(op, others=False))
 
