@@ -204,7 +204,7 @@ def test_the_token_set_of_track_made_again_after_drop_expires(
     embedded_url: str, ns: str, opened: list[bitstat.Stats], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`drop()` deletes the window's set of seen tokens; the next pushes of the window
-    re-create `{ns}:q:seen:...`, which must get a TTL again (it once held every token pushed
+    re-create `{ns}:q:tokens:...`, which must get a TTL again (it once held every token pushed
     until the window ended, and was never deleted)."""
     from bitstat import queued
 
@@ -215,5 +215,5 @@ def test_the_token_set_of_track_made_again_after_drop_expires(
     st.drop()
     st.track("e", user=2, time=T)
     client = st._store.client
-    seen = list(client.scan_iter(match="{" + ns + "}:q:seen:*"))
+    seen = list(client.scan_iter(match="{" + ns + "}:q:tokens:*"))
     assert seen and all(client.ttl(k) > 0 for k in seen)  # (it was: -1, kept forever)

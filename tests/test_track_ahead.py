@@ -7,6 +7,7 @@ what cannot be queued within the deadline raises BatchError naming the events to
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -485,18 +486,19 @@ def test_a_push_delayed_past_its_retry_in_the_next_window_is_queued_once(
         st.track(first[0])  # (the first push waits: it loads the script)
         want.track(first[0])
         shift = moved_clock(monkeypatch)  # (passed into the next window: see sleep, pushed)
+        window = bitstat.queued.PUSH_WINDOW
         real_pushed = bitstat.queued.Queueing.pushed
 
         def pushed(self: Any, record: Any, token: str, line: Any, again: bool) -> Any:
             if again:  # (ahead: pushed again after the lost replies)
-                shift[0] = 1
+                shift[0] = window
             return (yield from real_pushed(self, record, token, line, again))
 
         monkeypatch.setattr(bitstat.queued.Queueing, "pushed", pushed)
         real_sleep = Transport.sleep
 
         def sleep(self: Any, seconds: float) -> Any:  # (not ahead: the retry's backoff)
-            shift[0] = 1
+            shift[0] = window
             return real_sleep(self, seconds)
 
         monkeypatch.setattr(Transport, "sleep", sleep)
@@ -504,7 +506,7 @@ def test_a_push_delayed_past_its_retry_in_the_next_window_is_queued_once(
         for e in first[1:7]:
             st.track(e)
             want.track(e)
-        assert shift[0] == 1 and not st._ns.unconfirmed  # pushed again, in the next window
+        assert shift[0] == window and not st._ns.unconfirmed  # pushed again, in the next window
         proxy.release()  # the held pushes reach the server, late
         for e in first[7:] + second:
             st.track(e)
@@ -512,40 +514,46 @@ def test_a_push_delayed_past_its_retry_in_the_next_window_is_queued_once(
         same_answers(st, want)
 
 
-def moved_clock(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """bitstat.queued's clock (time.time) moved on by as many windows of pushed tokens as the
-    list returned holds (0 at first)."""
-    shift = [0]
+def moved_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """bitstat.queued's clock (time.time) moved on by as many seconds as the list returned
+    holds (0 at first)."""
+    shift = [0.0]
 
     class Clock:  # (bitstat.queued's time module, its clock moved on)
         def __getattr__(self, name: str) -> Any:
             return getattr(time, name)
 
         def time(self) -> float:
-            return time.time() + shift[0] * bitstat.queued.PUSH_WINDOW
+            return time.time() + shift[0]
 
     monkeypatch.setattr(bitstat.queued, "time", Clock())
     return shift
 
 
-def test_an_event_tracked_again_two_windows_after_its_push_landed_is_queued_once(
+def test_an_event_tracked_again_as_late_as_its_error_allows_is_queued_once(
     proxy: Proxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A push lands, its reply is lost and the server stays away past the deadline: BatchError.
-    The caller tracks the event again within the time the error gives, the clock having passed
-    into the window of tokens after next: it is queued once."""
+    """A push made near the end of its window of tokens lands, its reply is lost and the server
+    stays away past the deadline: BatchError. The caller tracks the event again just within
+    the time the error gives, in the next window: it is queued once."""
     want = model()
     events = batches(1, 6, seed=17)[0]
     shift = moved_clock(monkeypatch)
+    window = bitstat.queued.PUSH_WINDOW
+    shift[0] = window - time.time() % window - 1  # (1 s before a window ends)
     with ahead_stats(proxy, **NEVER, deadline=0.3) as st:
         st.track(events[0])
         want.track(events[0])
         proxy.cut_replies(1, PUSH, then_all=True)
+        made = int(bitstat.queued.time.time()) // window
         with pytest.raises(bitstat.BatchError) as raised:
             st.track(events[1])
         assert raised.value.may_have_landed and "call track() again" in str(raised.value)
+        given = re.search(r"within (\d+) s", str(raised.value))
+        assert given and int(given[1]) >= window
         proxy.cut_replies(0, b"")
-        shift[0] = 2
+        shift[0] += int(given[1]) - 1
+        assert int(bitstat.queued.time.time()) // window == made + 1
         for e in events[1:]:
             st.track(e)
             want.track(e)

@@ -109,7 +109,9 @@ class BatchError(ConnectionError, ServerError):
     `attempts` how many times it was sent. The message says how to send it again safely: with
     the same id (or, for an id bitstat made, the same events again from the same process) it is
     recorded once. `events`: the events of earlier `track()` calls it concerns, for
-    `track_ahead` (empty otherwise)."""
+    `track_ahead` (empty otherwise). `stale_events`: events of `track()` that may have been
+    queued but whose pushes are too old to be checked again (rare: a reply lost, then minutes
+    passing); sending them again may count them twice, so bitstat does not."""
 
     def __init__(
         self,
@@ -119,11 +121,13 @@ class BatchError(ConnectionError, ServerError):
         may_have_landed: bool,
         attempts: int,
         events: Sequence[Mapping[str, Any]] = (),
+        stale_events: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.batch_id = batch_id
         self.may_have_landed = may_have_landed
         self.attempts = attempts
         self.events = list(events)
+        self.stale_events = list(stale_events)
         super().__init__(message)
 
     transient = False

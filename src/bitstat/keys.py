@@ -115,8 +115,10 @@ class Keys:
         return f"{self.batch(self.meta_tag, batch_id)}:part:{escape(part)}"
 
     def queue_seen(self, seconds: int, window: int) -> str:
-        """The tokens of the events queued in one window of time (`seconds` long, a number)."""
-        return f"{self.meta_tag}:q:seen:{seconds}:{window}"
+        """The tokens made in one window of time (`seconds` long, a number) of the events
+        queued. (Before 2026-12-06 `q:seen:`: a set of the tokens pushed in a window, its TTL
+        reset by each client's first push; not shared with those.)"""
+        return f"{self.meta_tag}:q:tokens:{seconds}:{window}"
 
     @staticmethod
     def temp(tag: str, token: str) -> str:

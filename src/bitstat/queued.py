@@ -12,11 +12,13 @@ applies the queue).
 
 Exactly once, whatever fails:
 - a push carries a token, which names the window of time (`PUSH_WINDOW` seconds) it was made
-  in; the server keeps the tokens of a window in one set for as long as the token may be
-  pushed again (`seen_ttl`), so a push tried again after a lost reply (by bitstat, or by the
-  caller calling again with the same event within the time its error gives) is queued once.
-  Every push looks, a first one too: held in the network, it may reach the server after its
-  retry;
+  in; the server keeps the tokens of a window in one set until every push of them has come
+  (each push keeps the set at least until its token's `horizon` and a margin), so a push
+  tried again after a lost reply (by bitstat, or by the caller calling again with the same
+  event within the time its error gives) is queued once. Every push looks, a first one too:
+  held in the network, it may reach the server after its retry. A token past its horizon is
+  never pushed again: the error says its event may have been queued, and sending it again
+  may count it twice;
 - a flush moves the events to a claim and applies them under the claim's id as batch id; the
   script call that writes the batch forgets the claim, and writes only while the claim is held
   (`Recording.guarded_claim`), so no claim outlives its batch (on a cluster, the groups in other
@@ -106,6 +108,10 @@ class Tokens:
 def token_window(token: str) -> int:
     """The window of time a token was made in: its set of seen tokens is that window's."""
     return int(token[: token.index(".")], 16)
+
+
+SEEN_MARGIN = 65  # seconds a set of seen tokens outlives its tokens' horizons (a push held in
+# the network arrives late; queue.lua refreshes a TTL only when 5 s short)
 
 
 TOKENS = Tokens()
@@ -293,7 +299,7 @@ class Queueing(Recording):
             unconfirmed.append(PushedAhead(record, token, line))
             text = queued_line(token, line)
             sent = yield call(
-                Transport.queue_ahead, self.ahead_keys[1], token, text, self.seen_ttl()
+                Transport.queue_ahead, self.ahead_keys[1], token, text, self.seen_ttl(token)
             )
             if not sent or len(unconfirmed) >= self.track_ahead:
                 return (yield from self.confirmed())
@@ -321,32 +327,63 @@ class Queueing(Recording):
                         size = max(size, reply)
                     else:  # an error (nothing ran) or a reply lost (it may have)
                         again.append(pushed)
+            stale: list[PushedAhead] = []
             while self.push_again:  # (each let go once queued: an interrupt leaves the rest)
                 pushed = self.push_again[0]
-                try:
-                    size = max(size, (yield from self.pushed(*pushed[:3], True)))
-                except BatchError as exc:
-                    left, self.push_again = self.push_again, []
-                    raise self.not_queued(list(left), exc) from exc
+                if time.time() >= self.horizon(pushed.token):
+                    stale.append(pushed)  # (its set may be gone: not pushed again)
+                else:
+                    try:
+                        size = max(size, (yield from self.pushed(*pushed[:3], True)))
+                    except BatchError as exc:
+                        left, self.push_again = self.push_again, []
+                        raise self.not_queued(list(left), exc, stale) from exc
                 del self.push_again[0]
             self.queue_size = size
+            if stale:
+                raise self.ahead_error([], stale, None)
             return size
 
-    def not_queued(self, left: list[PushedAhead], cause: BatchError) -> BatchError:
-        """The error of pushes sent ahead that could not be queued: the first's `cause`; the
-        others are remembered as it is (the caller's track() again of each is queued once)."""
-        seconds = self.retry_seconds()
+    def not_queued(
+        self, left: list[PushedAhead], cause: BatchError, stale: list[PushedAhead]
+    ) -> BatchError:
+        """The error of pushes sent ahead that could not be queued: the first's `cause` (it
+        remembered the first, unless too late); the others are remembered as it is (the
+        caller's track() again of each is queued once) unless too late, as the `stale` are."""
+        again = [] if cause.stale_events else [left[0].record]
+        late = [*stale, *(left[:1] if cause.stale_events else [])]
         for pushed in left[1:]:
-            IN_DOUBT.remember(self.name, [pushed.record], pushed.token, seconds, "push")
+            given = self.given_seconds(pushed.token)
+            if given > 0:
+                IN_DOUBT.remember(self.name, [pushed.record], pushed.token, given, "push")
+                again.append(pushed.record)
+            else:
+                late.append(pushed)
+        return self.ahead_error(again, late, cause)
+
+    def ahead_error(
+        self, again: list[Mapping[str, Any]], late: list[PushedAhead], cause: BatchError | None
+    ) -> BatchError:
+        """The error of pushes sent ahead whose replies were lost: `again` may be tracked again
+        (once each), `late` are too old for that (their events may have been queued)."""
+        parts = []
+        if again:
+            assert cause is not None
+            parts.append(
+                f"queueing {len(again)} events track() sent ahead of their replies: gave up after"
+                f" {cause.attempts} tries: {cause.__cause__ or cause}\nthey may have been"
+                f" queued: call track() again with each of this error's `events`, from this"
+                f" process within {self.retry_seconds()} s, and each is recorded once"
+            )
+        if late:
+            parts.append(too_late_text(len(late), self.token_life()))
         return BatchError(
-            f"queueing {len(left)} events track() sent ahead of their replies: gave up after"
-            f" {cause.attempts} tries: {cause.__cause__ or cause}\nthey may have been queued:"
-            f" call track() again with each of this error's `events`, from this process within"
-            f" {seconds} s, and each is recorded once",
-            batch_id=cause.batch_id,
+            "\n".join(parts),
+            batch_id=cause.batch_id if cause else late[0].token,
             may_have_landed=True,
-            attempts=cause.attempts,
-            events=[pushed.record for pushed in left],
+            attempts=cause.attempts if cause else 1,
+            events=again,
+            stale_events=[pushed.record for pushed in late],
         )
 
     @staticmethod
@@ -359,11 +396,26 @@ class Queueing(Recording):
         error (its token is remembered in the process as long)."""
         return max(PUSH_WINDOW, math.ceil(self.deadline))
 
-    def seen_ttl(self) -> int:
-        """The seconds a set of seen tokens is kept from its first push: past its window, a
-        token's pushes go on for the retry deadline, then the caller's retry time (and a
-        margin for a push held in the network)."""
-        return PUSH_WINDOW + math.ceil(self.deadline) + self.retry_seconds() + 60
+    def token_life(self) -> int:
+        """Seconds from the start of a token's window during which it may be pushed again:
+        its window, bitstat's retries (`deadline`), the caller's time to track() again
+        (`retry_seconds`) and that call's retries."""
+        return PUSH_WINDOW + 2 * math.ceil(self.deadline) + self.retry_seconds()
+
+    def horizon(self, token: str) -> int:
+        """The time (Unix seconds) after which a push of `token` is never made again."""
+        return token_window(token) * PUSH_WINDOW + self.token_life()
+
+    def seen_ttl(self, token: str) -> int:
+        """The seconds the set of `token`'s window must be kept from now (queue.lua keeps
+        the longest any push asks: Stats of other deadlines share it)."""
+        return max(SEEN_MARGIN, math.ceil(self.horizon(token) + SEEN_MARGIN - time.time()))
+
+    def given_seconds(self, token: str) -> int:
+        """The seconds a caller may take to track() again the event of `token` whose push
+        failed (the call's own retries ending before the token's horizon): 0 if too late."""
+        left = self.horizon(token) - time.time() - math.ceil(self.deadline)
+        return max(0, math.floor(min(self.retry_seconds(), left)))
 
     def seen_set(self, window: int) -> str:
         """The set of the tokens made in `window`."""
@@ -376,27 +428,40 @@ class Queueing(Recording):
         `again`: the token may have been pushed. How many events wait."""
         text = queued_line(token, line)
         keys = (self.keys.queue, self.seen_set(token_window(token)))
+        horizon = self.horizon(token)
         end = time.monotonic() + self.deadline
-        delay, attempt = FIRST_BACKOFF, 0
+        delay, attempt, doubt = FIRST_BACKOFF, 0, again  # doubt: a push of it may be in
         while True:
+            if doubt and time.time() >= horizon:  # (the set may be gone: it would count twice)
+                IN_DOUBT.forget(self.name, [record], "push")
+                raise BatchError(
+                    f"queueing an event: {too_late_text(1, self.token_life())}",
+                    batch_id=token,
+                    may_have_landed=True,
+                    attempts=max(attempt, 1),
+                    stale_events=[record],
+                )
             attempt += 1
             try:
-                size = yield call(Transport.queue_event, keys, token, text, self.seen_ttl())
+                size = yield call(Transport.queue_event, keys, token, text, self.seen_ttl(token))
             except (ConnectionError, ServerError) as exc:
-                left = end - time.monotonic()
+                doubt = doubt or not exc.refused
+                left = min(end - time.monotonic(), horizon - time.time())
                 if exc.transient and left > 0 and not isinstance(exc, BatchError):
                     yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
                     delay = min(delay * 2, MAX_BACKOFF)
                     continue
-                landed = not exc.refused
-                seconds = self.retry_seconds()
-                if landed:
-                    IN_DOUBT.remember(self.name, [record], token, seconds, "push")
+                given = self.given_seconds(token) if doubt else 0
+                if given > 0:
+                    IN_DOUBT.remember(self.name, [record], token, given, "push")
+                else:
+                    IN_DOUBT.forget(self.name, [record], "push")
                 raise BatchError(
-                    _gave_up(attempt, landed, exc, seconds),
+                    _gave_up(attempt, doubt, exc, given, self.token_life()),
                     batch_id=token,
-                    may_have_landed=landed,
+                    may_have_landed=doubt,
                     attempts=attempt,
+                    stale_events=[record] if doubt and not given else (),
                 ) from exc
             if again or attempt > 1:
                 IN_DOUBT.forget(self.name, [record], "push")
@@ -555,12 +620,26 @@ class Queueing(Recording):
         return (yield from op)
 
 
-def _gave_up(attempts: int, landed: bool, cause: Exception, seconds: int) -> str:
+def _gave_up(attempts: int, landed: bool, cause: Exception, seconds: int, life: int) -> str:
     tries = "1 try" if attempts == 1 else f"{attempts} tries"
-    state = (
-        "it may have been queued; call track() again with the same event from this process"
-        f" within {seconds} s and it is recorded once"
-        if landed
-        else "it was not queued (the server refused it)"
-    )
+    if not landed:
+        state = "it was not queued (the server refused it)"
+    elif seconds:
+        state = (
+            "it may have been queued; call track() again with the same event from this process"
+            f" within {seconds} s and it is recorded once"
+        )
+    else:
+        state = too_late_text(1, life)
     return f"queueing an event: gave up after {tries}: {cause}\n{state}"
+
+
+def too_late_text(n: int, life: int) -> str:
+    """What an error says of `n` events whose pushes may have been queued but are too old to be
+    checked again (their tokens may be forgotten: sending them again may count them twice)."""
+    which = "its push" if n == 1 else f"the pushes of {n} events"
+    return (
+        f"{which} may have been queued and cannot be checked any more (made over {life} s ago,"
+        " the server may have forgotten its token): not sent again; sending the event again"
+        " (this error's `stale_events`) may count it twice"
+    )

@@ -3,10 +3,11 @@
 -- ARGV[1] the step:
 --
 -- "push"  KEYS: queue (list), seen (the set of the tokens made in the token's window of time)
---         ARGV: token, event, TTL seconds (given to the set if it has none). A token seen is
---         not queued again: every push looks, a first one too (held in the network, it may
---         reach the server after its retry). Returns how many events are queued (0: the token
---         was seen, nothing pushed).
+--         ARGV: token, event, seconds the set must be kept from now (at least: a set 5 s or
+--         more short of it gets it; clients of other retry deadlines share the set). A token
+--         seen is not queued again: every push looks, a first one too (held in the network,
+--         it may reach the server after its retry). Returns how many events are queued (0:
+--         the token was seen, nothing pushed).
 -- "claim" KEYS: queue, claims (hash: claim id -> "MS\n" events)
 --         ARGV: now ms, lease ms, a new claim id, most events taken
 --         A claim id asked again (the reply was lost) gets its claim again, as taken over.
@@ -19,8 +20,9 @@ if step == 'push' then
   if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then
     return 0
   end
-  if redis.call('TTL', KEYS[2]) == -1 then
-    redis.call('EXPIRE', KEYS[2], ARGV[4])
+  local keep = tonumber(ARGV[4])
+  if redis.call('TTL', KEYS[2]) < keep - 5 then  -- (-1: none yet)
+    redis.call('EXPIRE', KEYS[2], keep)
   end
   return redis.call('RPUSH', KEYS[1], ARGV[3])
 elseif step == 'claim' then
