@@ -3,7 +3,7 @@
 The route looks at the request before either handler reads it: the Authorization scheme
 (Bearer is bitstat's, Basic is Segment's), a compressed body (Segment's), and else the body's
 first bytes: an array is bitstat's; an object is Segment's when it names `userId`,
-`anonymousId`, `writeKey` or `messageId`. What was read is handed on, so the chosen handler
+`anonymousId` or `writeKey` (segment.MARKS). What was read is handed on, so the chosen handler
 reads the whole body as if nobody had looked.
 """
 

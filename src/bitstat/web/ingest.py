@@ -234,10 +234,28 @@ class Invalid(Exception):
         return self.reason if self.field is None else f"{self.field}: {self.reason}"
 
 
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in the words of JSON (a reason says "not null", "not an array",
+    not Python's "not NoneType", "not list")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
 def parse_time(value: Any, name: str) -> datetime:
     """An ISO-8601 time of a message (UTC when it names no offset), aware."""
     if not isinstance(value, str):
-        raise Invalid(name, f"must be ISO-8601 text, not {type(value).__name__} ({value!r})")
+        raise Invalid(name, f"must be ISO-8601 text, not {json_kind(value)} ({value!r})")
     text = value.strip()
     try:
         when = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text)
@@ -256,7 +274,7 @@ def message_id(value: Any, name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise Invalid(name, f"must be text, not {type(value).__name__}")
+        raise Invalid(name, f"must be text, not {json_kind(value)}")
     text = str(value)
     if not text or len(text) > MAX_MESSAGE_ID:
         raise Invalid(name, f"must be 1 to {MAX_MESSAGE_ID} characters, got {len(text)}")
@@ -270,7 +288,7 @@ def actor_id(value: Any, name: str) -> str | int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise Invalid(name, f"must be text or an integer, not {type(value).__name__}")
+        raise Invalid(name, f"must be text or an integer, not {json_kind(value)}")
     return value
 
 
@@ -278,7 +296,7 @@ def mapping(value: Any, name: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise Invalid(name, f"must be an object, not {type(value).__name__}")
+        raise Invalid(name, f"must be an object, not {json_kind(value)}")
     return value
 
 

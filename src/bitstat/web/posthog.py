@@ -67,7 +67,7 @@ def translate(
 ) -> tuple[str | None, dict[str, Any]]:
     """(uuid, the bitstat event) of one captured event; raises Invalid naming the field."""
     if not isinstance(ev, Mapping):
-        raise Invalid(None, f"an event must be a JSON object, not {type(ev).__name__}")
+        raise Invalid(None, f"an event must be a JSON object, not {ingest.json_kind(ev)}")
     name = ev.get("event")
     if not isinstance(name, str) or not name:
         problem = "is missing" if name is None else f"must be non-empty text, got {name!r}"

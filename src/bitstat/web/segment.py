@@ -42,8 +42,11 @@ EVENT_OF = {
 }
 # bitstat's names of the fields it sets, as a Segment message spells them
 FIELDS = {"event": "event", "time": "timestamp"}
-# what marks an object POSTed to /v1/track as a Segment message rather than a bitstat event
-MARKS = ("userId", "anonymousId", "writeKey", "messageId")
+# what marks an object POSTed to /v1/track as a Segment message rather than a bitstat event:
+# the ids of which every message this module records names one, and the key analytics.js puts
+# in the body. Not `messageId`: alone it makes no message that can be recorded, and a bitstat
+# event may well carry a property so named (an e-mail's id)
+MARKS = ("userId", "anonymousId", "writeKey")
 
 
 def _name(msg: Mapping[str, Any], kind: str) -> str:
@@ -154,7 +157,7 @@ def translate(
     `kind`: the message type a single-message route implies (a `type` given must agree);
     None in a batch, where `type` is required. `context`: the batch's, under the message's."""
     if not isinstance(msg, Mapping):
-        raise Invalid(None, f"a message must be a JSON object, not {type(msg).__name__}")
+        raise Invalid(None, f"a message must be a JSON object, not {ingest.json_kind(msg)}")
     size = len(json.dumps(msg, separators=(",", ":"), default=str).encode())
     if size > MAX_MESSAGE:
         raise Invalid(None, f"the message is {size:,} bytes; the limit is {MAX_MESSAGE:,}")
@@ -208,13 +211,15 @@ def write_key(request: Request, body: Any) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def unauthorized(key: str | None) -> IngestError:
+def unauthorized(key: str | None, why: str | None = None) -> IngestError:
+    """The 401 of a missing or wrong write key; `why`: what made /v1/track read the body as a
+    Segment message (`read_as_message`), said with how to send a bitstat event instead."""
     said = "no write key was given" if not key else "the write key is not one of this server's"
+    message = f"{said}: send it as Basic auth 'WRITE_KEY:' (the SDKs' writeKey) or as `writeKey`"
+    if why is not None:
+        message += f". POST /v1/track read the body as a Segment message because {why}"
     return IngestError(
-        401,
-        "unauthorized",
-        f"{said}: send it as Basic auth 'WRITE_KEY:' (the SDKs' writeKey) or as `writeKey`",
-        headers={"WWW-Authenticate": 'Basic realm="bitstat"'},
+        401, "unauthorized", message, headers={"WWW-Authenticate": 'Basic realm="bitstat"'}
     )
 
 
@@ -224,8 +229,11 @@ async def handle(
     checked: set[str],
     request: Request,
     kind: str | None,
+    shared: bool = False,
 ) -> Response:
-    """One request to /v1/batch (`kind` None) or to a single-message route."""
+    """One request to /v1/batch (`kind` None) or to a single-message route; `shared`: to
+    /v1/track, which takes bitstat's own events too (a 401 then says why the body was taken
+    for a Segment message)."""
     limit = MAX_BATCH if kind is None else MAX_MESSAGE
     try:
         with ingest.sdk_errors("invalid_request"):
@@ -237,7 +245,7 @@ async def handle(
             key = write_key(request, body)
             namespace = keys.namespace(key)
             if namespace is None:
-                raise unauthorized(key)
+                raise unauthorized(key, read_as_message(request, raw) if shared else None)
             assert host.namespaces is not None and host.store is not None
             stats = await ingest.text_id_stats(host.namespaces, namespace, checked)
             received = time.time()
@@ -323,27 +331,41 @@ def _translated(
     return messages, rejections
 
 
-def is_message(request: Request, head: bytes) -> bool:
-    """Whether a POST to /v1/track is a Segment message rather than a bitstat event (or list):
-    Basic auth, a compressed body, or an object naming one of MARKS. `head`: the body, or its
-    first bytes when it is larger than a message may be."""
+def read_as_message(request: Request, head: bytes) -> str | None:
+    """Why a POST to /v1/track is a Segment message rather than a bitstat event (or list),
+    with how to send a bitstat event instead; None when it is bitstat's: Basic auth, a
+    compressed body, or an object naming one of MARKS. `head`: the body, or its first bytes
+    when it is larger than a message may be."""
     scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
     if scheme == "basic":
-        return True
+        return "it came with Basic auth; bitstat's own events come with the write token (Bearer)"
     if scheme == "bearer":
-        return False
-    if request.headers.get("content-encoding", "").strip().lower() not in ("", "identity"):
-        return True
+        return None
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"it is compressed ({encoding}); bitstat's own events are sent uncompressed"
     start = head.lstrip()[:1]
     if start != b"{":
-        return False
+        return None
     if len(head) > MAX_MESSAGE:  # too large to be read as a message: its keys tell
-        return any(f'"{mark}"'.encode() in head for mark in MARKS)
-    try:
-        data = json.loads(head)
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(data, dict) and any(mark in data for mark in MARKS)
+        named = [mark for mark in MARKS if f'"{mark}"'.encode() in head]
+    else:
+        try:
+            data = json.loads(head)
+        except (ValueError, RecursionError):
+            return None
+        named = [mark for mark in MARKS if isinstance(data, dict) and mark in data]
+    if not named:
+        return None
+    return (
+        f"it names `{named[0]}` (a Segment field); a bitstat event with a property so named is"
+        " sent in an array ([event]) or with the write token (Bearer)"
+    )
+
+
+def is_message(request: Request, head: bytes) -> bool:
+    """Whether a POST to /v1/track is a Segment message (`read_as_message` says why)."""
+    return read_as_message(request, head) is not None
 
 
 def routes(host: ingest.Host, keys: ingest.WriteKeys) -> tuple[list[Route], Any]:
@@ -358,7 +380,7 @@ def routes(host: ingest.Host, keys: ingest.WriteKeys) -> tuple[list[Route], Any]
         return Route(path, endpoint, methods=["POST"], name=f"segment{path.replace('/', '-')}")
 
     async def track(request: Request) -> Response:
-        return await handle(host, keys, checked, request, "track")
+        return await handle(host, keys, checked, request, "track", shared=True)
 
     # /v1/import: the older name of /v1/batch; analytics.js (analytics-next) posts one message
     # to /v1/ and the first letter of its type (/v1/t, /v1/p, ...) and batches to /v1/b
