@@ -15,6 +15,7 @@ from .. import embedded
 from ..errors import SchemaError
 from ..schema import Schema
 from ..transport import Transport
+from .files import read_bytes
 from .output import duration, format_option, formats_option, to_csv, to_json
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def schema_set(settings: Settings, file: str) -> None:
 
 def read_schema_file(file: str) -> dict[str, Any]:
     """A schema mapping from TOML or JSON: by extension, else JSON when it parses, else TOML."""
-    raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    raw = sys.stdin.buffer.read() if file == "-" else read_bytes(file)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -25,6 +25,7 @@ from ..record import TrackResult
 from ..schema import Schema
 from ..store import resolve_url
 from . import output as cli_output
+from .files import Output
 from .ingest_batches import batches
 from .ingest_rejects import NONE, Rejections, Stop
 from .ingest_workers import Recorded, Workers, workers_option
@@ -542,12 +543,13 @@ def ingest(
     stderr = Console(stderr=True, highlight=False)
     with (
         terminated_as_interrupted(),
+        # opened first, before the files are read: a --rejects that cannot be written fails at once
+        contextlib.nullcontext(None) if rejects is None else Output(rejects) as out,
         tempfile.TemporaryDirectory(prefix="bitstat-ingest-") as spool,
         settings.connect(batch_ttl=LOAD_BATCH_TTL) as st,
         contextlib.ExitStack() as stack,
     ):
         sources = [open_source(f, kind, salt, Path(spool)) for f in files]
-        out = None if rejects is None else stack.enter_context(rejects.open("w", encoding="utf-8"))
         pool = None
         if workers > 1:  # started before the progress bar's thread: see Workers
             pool = stack.enter_context(
@@ -568,7 +570,7 @@ def ingest(
             fields,
             batch_size,
             progress,
-            Rejections(out, Path(spool)),
+            Rejections(None if out is None else out.begin(), Path(spool)),
             workers=pool,
             sort_window=sort_window,
             max_rejects=max_rejects,

@@ -17,10 +17,16 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol
 
 SAMPLE = 1_000  # rejected lines listed in the JSON report (the text report shows 20 of them)
 NONE = sys.maxsize  # no line: past every line of a file
+
+
+class Writer(Protocol):
+    """Where rejected lines go: the --rejects file (`files.Output`)."""
+
+    def write(self, text: str) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class Rejections:
     """Every line rejected in one run: the count, the first `SAMPLE` (in file order, then line
     order) and, given `out`, all of them written to it as FILE:LINE: reason."""
 
-    def __init__(self, out: TextIO | None, spool: Path) -> None:
+    def __init__(self, out: Writer | None, spool: Path) -> None:
         self.total = 0
         self._out = out
         self._spool = spool
@@ -97,7 +103,7 @@ class _LineOrder:
     can still be rejected: before the first line of a batch not yet recorded, and before the
     first line of an event the reader holds (`held`)."""
 
-    def __init__(self, name: str, out: TextIO, spool: Path) -> None:
+    def __init__(self, name: str, out: Writer, spool: Path) -> None:
         self._name = name
         self._out = out
         self._path = spool

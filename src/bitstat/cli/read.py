@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -34,6 +35,7 @@ import click
 
 from .. import jsontext
 from ..schema import Schema
+from .files import cannot
 
 KINDS = ("jsonl", "json", "csv", "tsv")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -97,6 +99,7 @@ def open_source(arg: str, kind: str | None, salt: str, spool: Path) -> Source:
     first = b""
     try:
         with path.open("rb") as raw:
+            size = os.fstat(raw.fileno()).st_size
             gzipped = raw.read(2) == GZIP_MAGIC
             raw.seek(0)
             with _stream(raw, gzipped) as stream:
@@ -104,11 +107,9 @@ def open_source(arg: str, kind: str | None, salt: str, spool: Path) -> Source:
                     digest.update(chunk)
                     if not first.strip():
                         first = (first + chunk[:64]).removeprefix(b"\xef\xbb\xbf")
-    except (OSError, EOFError, zlib.error) as exc:
-        raise click.ClickException(f"{name}: cannot read it: {exc}") from exc
-    return Source(
-        name, path, path.stat().st_size, gzipped, kind or _detect(name, first), digest.hexdigest()
-    )
+    except (OSError, EOFError, zlib.error) as exc:  # the file's (gzip's errors among them)
+        raise cannot("read", name, exc) from exc
+    return Source(name, path, size, gzipped, kind or _detect(name, first), digest.hexdigest())
 
 
 def _detect(name: str, head: bytes) -> str:
@@ -143,18 +144,18 @@ class Reader:
         return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
 
     def items(self) -> Iterator[Item]:
-        with self.source.path.open("rb") as raw:
-            self._raw = raw
-            with _stream(raw, self.source.gzipped) as stream:
-                try:
+        try:
+            with self.source.path.open("rb") as raw:
+                self._raw = raw
+                with _stream(raw, self.source.gzipped) as stream:
                     if self.source.kind == "jsonl":
                         yield from self._json_lines(stream)
                     elif self.source.kind == "json":
                         yield from _JsonArray(stream, self.source.name).items()
                     else:
                         yield from self._csv(stream, "\t" if self.source.kind == "tsv" else ",")
-                except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                    raise click.ClickException(f"{self.source.name}: {exc}") from exc
+        except (OSError, EOFError, zlib.error) as exc:  # reading the file (gzip's errors too)
+            raise cannot("read", self.source.name, exc) from exc
 
     @staticmethod
     def _json_lines(stream: IO[bytes]) -> Iterator[Item]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .files import Output, read_text
 from .ingest_workers import workers_option
 from .query import PERIOD
 
@@ -144,6 +145,7 @@ def serve(
 
     env = dict(os.environ)
     if write_keys_file is not None:
+        read_text(str(write_keys_file))  # a file that cannot be read is told as other files are
         env[WRITE_KEYS_FILE_ENV] = str(write_keys_file)
     write_keys = write_keys_from_env(env)  # a bad key or file is told before the banner
     config = ServerConfig(
@@ -314,8 +316,9 @@ def report(
         ) as stats:
             return await web_report.build(stats, query)
 
-    page = asyncio.run(build())
-    out.write_text(page, encoding="utf-8")
+    with Output(out) as target:  # opened before the queries: a bad --out fails at once
+        page = asyncio.run(build())
+        target.begin().write(page)
     click.echo(f"wrote {out} ({len(page.encode()) // 1024} KiB)")
 
 
