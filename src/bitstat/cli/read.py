@@ -173,11 +173,14 @@ class Reader:
         reader = csv.reader(text, delimiter=delimiter)
         try:
             header = next(reader, None)
+            while header == []:  # blank lines before the header, skipped as blank rows are
+                header = next(reader, None)
             if header is None:
                 return
             self._check_header(header)
             self.header = header
             width = len(header)
+            unnamed = [i for i, column in enumerate(header) if column == ""]
             start = reader.line_num + 1
             for row in reader:
                 number, start = start, reader.line_num + 1
@@ -185,6 +188,9 @@ class Reader:
                     continue
                 if len(row) != width:
                     yield number, f"{len(row)} fields, but the header has {width}", None
+                    continue
+                if unnamed and (why := _unnamed_value(row, unnamed)):
+                    yield number, why, None
                     continue
                 yield number, csv_record(header, row), row
         except UnicodeDecodeError as exc:
@@ -198,6 +204,13 @@ class Reader:
 
     def _check_header(self, header: list[str]) -> None:
         f, name = self.fields, self.source.name
+        twice = _named_twice(header)
+        if twice:
+            names = " and ".join(f"{c!r} (columns {_and(at)})" for c, at in twice.items())
+            raise click.ClickException(
+                f"{name}: the header names {names} more than once: give each column a name"
+                " of its own (nothing of this file was recorded)"
+            )
         if f.event_name is None and f.event not in header:
             raise click.UsageError(
                 f"{name} has no {f.event!r} column (columns: {', '.join(header)}); name the"
@@ -212,6 +225,30 @@ class Reader:
                 f"{name} has no {self.actor!r} column: its events are recorded without an"
                 " actor (name the actor column with --actor COLUMN)"
             )
+
+
+def _named_twice(header: list[str]) -> dict[str, list[int]]:
+    """The names the header gives to more than one column, each with their column numbers
+    (from 1). Unnamed columns are not named twice: they are left out."""
+    columns: dict[str, list[int]] = {}
+    for number, column in enumerate(header, 1):
+        if column:
+            columns.setdefault(column, []).append(number)
+    return {c: at for c, at in columns.items() if len(at) > 1}
+
+
+def _unnamed_value(row: list[str], unnamed: list[int]) -> str | None:
+    """Why `row` is refused: a value in a column the header leaves unnamed (such a column is
+    left out, as long as it is empty: an export's trailing delimiter)."""
+    for i in unnamed:
+        if row[i] != "":
+            return f"column {i + 1} has no name in the header, but holds {row[i]!r}"
+    return None
+
+
+def _and(numbers: list[int]) -> str:
+    """`2 and 4`, `2, 4 and 7`."""
+    return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
 
 
 class _JsonArray:
