@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .output import format_option, to_csv, to_json
+from .output import count, format_option, to_csv, to_json
 
 if TYPE_CHECKING:
     from .main import Settings
@@ -37,7 +37,7 @@ def alias(settings: Settings, anon: str, user: str, fmt: str) -> None:
         click.echo(to_csv(list(fields), [list(fields.values())]), nl=False)
     else:
         said = {
-            "merged": f"merged: {done.moved:,} actor sets moved from {anon} to {user}",
+            "merged": f"merged: {count(done.moved, 'actor set')} moved from {anon} to {user}",
             "linked": f"linked: {anon} now stands for {user}",
             "renamed": f"linked: {user} now names the actor recorded as {anon}",
             "same": f"{anon} and {user} were one actor already; nothing changed",
@@ -80,7 +80,7 @@ def forget(settings: Settings, actor: str, fmt: str) -> None:
         click.echo(f"{actor} is not in namespace {st.namespace!r}; nothing to erase.")
     else:
         ids = ", ".join(map(str, done.ids))
-        click.echo(f"Erased {ids}: taken out of {done.removed:,} actor sets.")
+        click.echo(f"Erased {ids}: taken out of {count(done.removed, 'actor set')}.")
         click.echo(f"Kept (aggregates without identity): {', '.join(done.kept)}.")
 
 

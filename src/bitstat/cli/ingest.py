@@ -29,6 +29,7 @@ from .files import Output
 from .ingest_batches import batches
 from .ingest_rejects import NONE, Rejections, Stop
 from .ingest_workers import Recorded, Workers, workers_option
+from .output import count, were
 from .read import (
     EPOCH_FORMATS,
     KINDS,
@@ -278,11 +279,6 @@ def _strict_stop(name: str, line: int, why: str) -> StrictStop:
     )
 
 
-def count(n: int, noun: str) -> str:
-    """`1 event`, `2 events`, `10,000 events`."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
-
-
 def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
     """Print what was recorded and rejected (the first rejected lines: `rejects` has them all)."""
     first, total = run.rejects.first(), run.rejects.total
@@ -323,7 +319,8 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
     rate = f" ({offered / run.seconds:,.0f} events/s)" if run.seconds > 0 and run.recorded else ""
     if run.recorded == 0 and run.seen_before:
         click.echo(
-            f"Nothing new: the {count(run.seen_before, 'event')} were recorded by an earlier run"
+            f"Nothing new: the {count(run.seen_before, 'event')} {were(run.seen_before)}"
+            " recorded by an earlier run"
             " (same data, same options, same batch ids)."
         )
     else:
@@ -333,7 +330,7 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
         kept = cli_output.duration(retention[period]) if period in retention else "?"
         click.echo(
             f"{count(n, 'event')} older than the {period} retention ({kept}):"
-            f" no {period} buckets kept for them."
+            f" no {period} buckets kept for {'it' if n == 1 else 'them'}."
         )
     if not total:
         return
@@ -353,7 +350,11 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
 def stopped(run: Ingest, stop: Stop) -> str:
     """What --max-rejects stopped, and why a re-run is safe."""
     unread = len(run.sources) - len(run.tallies)
-    rest = f", and the {count(unread, 'file')} after {stop.file} were not read" if unread else ""
+    rest = (
+        f", and the {count(unread, 'file')} after {stop.file} {were(unread)} not read"
+        if unread
+        else ""
+    )
     return (
         f"Stopped at {stop.file}:{stop.line}: {stop.why}\n"
         f"Rejected line {stop.limit + 1:,} is past --max-rejects {stop.limit}: reading stopped"

@@ -71,6 +71,16 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
 
+def count(n: int, noun: str) -> str:
+    """`1 event`, `2 events`, `10,000 events`."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def were(n: int) -> str:
+    """The verb after `count(n, ...)`: `1 event was`, `2 events were`."""
+    return "was" if n == 1 else "were"
+
+
 def cell(value: Any) -> str:
     """A value as people read it in a table: 12,345 and 1,234.50 (floats are sums, often
     money: two decimals); nothing for None."""
