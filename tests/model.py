@@ -156,8 +156,14 @@ def text_of(value: Any, limit: int | None = None) -> str | None:
         return None
     if isinstance(value, str):
         text = value
-    elif isinstance(value, (int, float)):
+    elif isinstance(value, bool):
+        text = "true" if value else "false"  # (as JSON writes them)
+    elif isinstance(value, int):
         text = str(value)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Rejected(f"not a finite number: {value!r}")
+        text = str(int(value)) if value == int(value) else repr(value)  # 2.0 is 2, as in JSON
     else:
         raise Rejected(f"not a scalar: {value!r}")
     if limit is not None and len(text) > limit:
@@ -390,6 +396,8 @@ class Model:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise Rejected(f"sum {value!r}")
+        if isinstance(value, str) and "_" in value:  # (Python's 1_000: no JSON or CSV number)
+            raise Rejected(f"sum {value!r}")
         try:
             number = float(value)
         except (ValueError, OverflowError) as exc:
@@ -539,7 +547,7 @@ class Model:
         name = norm("~".join(segment))
         if name not in self.rules(event).segment:
             raise ModelError(f"no segment {name!r} for {event!r}")
-        wanted = {p: str(v) for p, v in segment.items()}
+        wanted = {p: text_of(v) for p, v in segment.items()}
         return lambda r: all(text_of(r.props.get(p)) == v for p, v in wanted.items())
 
     def actor_set(self, event: str, lo: datetime, hi: datetime, **segment: Any) -> ModelSet:

@@ -164,10 +164,60 @@ def test_event_without_actor_counts_but_joins_no_actor_set(open_stats: Open) -> 
 
 
 def test_values_are_recorded_as_text(open_stats: Open) -> None:
+    """As JSON writes them, so that clients in any language agree: an integral float is its
+    integer (a JavaScript client sends 2 for 2.0), booleans are true and false."""
     st = open_stats(shop_schema(count=["country", "size"]))
-    for value in (1, "1", 1.5, "1.5", 2.0):
+    for value in (1, "1", 1.5, "1.5", 2.0, 2, True, "true", False, 1e16, -0.0):
         st.track("login", user=1, time=at(6), size=value)
-    assert st.counts("login", "size", "2026-11-06") == {"1": 2, "1.5": 2, "2.0": 1}
+    st.track_many([{"event": "login", "user": 2, "time": at(6), "size": v} for v in (2.0, True)])
+    assert st.counts("login", "size", "2026-11-06") == {
+        "1": 2,
+        "1.5": 2,
+        "2": 3,
+        "true": 3,
+        "false": 1,
+        "10000000000000000": 1,
+        "0": 1,
+    }
+
+
+def test_a_summed_text_is_a_number_as_json_or_csv_writes_it(open_stats: Open) -> None:
+    st = open_stats(shop_schema())
+    res = st.track_many(
+        [{"event": "buy", "user": 1, "time": at(6), "amount": a} for a in ("1000", "1_000")]
+    )
+    assert res.recorded == 1 and [i for i, _ in res.rejected] == [1]
+    assert st.sums("buy", "amount", "2026-11-06") == 1000
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_value_that_is_not_a_finite_number_is_refused(open_stats: Open, value: float) -> None:
+    st = open_stats(shop_schema(count=["country", "size"]))
+    with pytest.raises(bitstat.InvalidEvent, match="size: a number value must be finite"):
+        st.track("login", user=1, time=at(6), size=value)
+    res = st.track_many(
+        [{"event": "login", "user": 1, "time": at(6), "size": v} for v in (1, value)]
+    )
+    assert res.recorded == 1 and [i for i, _ in res.rejected] == [1]
+    assert "must be finite" in res.rejected[0][1]
+
+
+def test_a_segment_is_asked_by_the_value_as_recorded(open_stats: Open) -> None:
+    st = open_stats(shop_schema(segment=["premium", "size"]))
+    st.track_many(
+        [
+            {"event": "login", "user": 1, "time": at(6), "premium": True, "size": 19.0},
+            {"event": "login", "user": 2, "time": at(6), "premium": "true", "size": 19},
+            {"event": "login", "user": 3, "time": at(6), "premium": False, "size": 19.5},
+        ]
+    )
+    day = "2026-11-06"
+    assert st.unique("login", day, premium=True) == st.unique("login", day, premium="true") == 2
+    assert st.unique("login", day, premium=False) == 1
+    assert st.unique("login", day, size=19.0) == st.unique("login", day, size=19) == 2
+    assert st.unique("login", day, size=19.5) == 1
+    with pytest.raises(bitstat.QueryError, match="finite number or a boolean"):
+        st.unique("login", day, size=float("nan"))
 
 
 # time

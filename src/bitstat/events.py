@@ -64,8 +64,22 @@ def original_id(text: str) -> str | int:
     return text
 
 
+def number_text(value: float) -> str | None:
+    """A number (or boolean) as a property value's text, as JSON writes it, so that senders in
+    any language agree: true and false; an integral float as its integer (19.0 is 19, which a
+    JavaScript client sends for it); other floats in their shortest form. None if not finite."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return None
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def value_text(value: Any, prop: str, limit: int) -> str | None:
-    """A property value as recorded: text as is, numbers via str(); None when absent."""
+    """A property value as recorded: text as is, numbers and booleans as `number_text` writes
+    them; None when absent."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -73,7 +87,10 @@ def value_text(value: Any, prop: str, limit: int) -> str | None:
         if not text.isascii() and (problem := unicode_problem(text)):
             raise InvalidEvent(f"value {problem}", field=prop)
     elif isinstance(value, (int, float)):
-        text = str(value)
+        number = number_text(value)
+        if number is None:
+            raise InvalidEvent(f"a number value must be finite, got {value!r}", field=prop)
+        text = number
     else:
         raise InvalidEvent(
             f"value must be text or a number, not {type(value).__name__}", field=prop
@@ -147,6 +164,8 @@ def sum_number(value: Any, prop: str) -> float | None:
             raise InvalidEvent(f"a summed value is too large: {value!r:.40}", field=prop) from None
     elif isinstance(value, str):
         try:
+            if "_" in value:  # (Python reads 1_000; no JSON or CSV number is written so)
+                raise ValueError(value)
             number = float(value)
         except ValueError:
             raise InvalidEvent(
@@ -445,8 +464,10 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
                 ck = set(map(type, col))
                 if not ck <= {str, int, float, _NONE}:
                     return None
+                if float in ck and not all(map(math.isfinite, filter(_is_float, col))):
+                    return None  # (the event-by-event path says which)
                 if int in ck or float in ck:
-                    col = [v if v is None or type(v) is str else str(v) for v in col]
+                    col = [v if v is None or type(v) is str else number_text(v) for v in col]
                 if _NONE not in ck:
                     complete.add(prop)
                 text = "".join(filter(None, col))
@@ -678,3 +699,7 @@ def time_order(times: list[Any], tz_name: str) -> np.ndarray:
         except (InvalidEvent, OverflowError, ValueError):
             continue  # rejected when recorded; where it goes does not matter
     return np.argsort(keys, kind="stable")
+
+
+def _is_float(value: Any) -> bool:
+    return type(value) is float

@@ -15,7 +15,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from . import periods
-from .events import Latest
+from .events import Latest, number_text
 from .schema import Schema
 
 _MAX_EPOCH = periods.LAST_SECOND
@@ -218,22 +218,25 @@ def _lengths_over(text: Any, limit: int) -> np.ndarray:
 
 def as_text(arr: Any, limit: int) -> tuple[Any, np.ndarray]:
     """(values as recorded, as arrow text or None when there are none; rows the dict path
-    rejects): text as it is, numbers as str() writes them, as `events.value_text` does."""
+    rejects): text as it is, numbers and booleans as `events.value_text` writes them."""
     kind = arr.type
     if types.is_string(kind) or types.is_large_string(kind):
         text = arr
     elif types.is_integer(kind):
         text = pc.cast(arr, pa.large_string())
     elif types.is_boolean(kind):
-        text = pc.if_else(arr, "True", "False")
-    elif types.is_floating(kind):  # str() of each distinct value (NaN: no value)
+        text = pc.if_else(arr, "true", "false")
+    elif types.is_floating(kind):  # the text of each distinct value (NaN: no value)
         number = floats(arr)
-        present = ~np.isnan(number)
+        present = np.isfinite(number)
         bits, inverse = np.unique(number[present].view(np.int64), return_inverse=True)
-        shown = np.array([str(v) for v in bits.view(np.float64).tolist()] + [None], dtype=object)
+        shown = np.array(
+            [number_text(v) for v in bits.view(np.float64).tolist()] + [None], dtype=object
+        )
         pick = np.full(len(arr), len(shown) - 1)
         pick[present] = inverse
         text = pa.array(shown[pick], type=pa.large_string())
+        return text, _lengths_over(text, limit) | np.isinf(number)  # (infinite: rejected)
     else:  # nothing, or values the dict path refuses (times, decimals, lists, bytes, ...)
         return None, _valid(arr)
     return text, _lengths_over(text, limit)
@@ -258,6 +261,8 @@ def as_number(arr: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _float_of(text: str) -> float | None:
+    if "_" in text:  # (Python's 1_000, which no JSON or CSV number is: as `sum_number`)
+        return None
     try:
         number = float(text)
     except ValueError:

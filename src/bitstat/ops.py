@@ -22,7 +22,7 @@ import numpy as np
 from . import periods
 from .calls import Call, Emit, Op
 from .errors import InvalidEvent, QueryError, SchemaError, UnknownEvent, blaming
-from .events import canonical_id, int_actor, original_id, unicode_problem
+from .events import canonical_id, int_actor, number_text, original_id, unicode_problem
 from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
@@ -279,12 +279,20 @@ class Namespace(Queueing):
         values = []
         for part in compound(name):
             value = segment[part]
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            text = (
+                value
+                if isinstance(value, str)
+                else number_text(value)
+                if isinstance(value, (int, float))
+                else None
+            )
+            if text is None:
                 raise QueryError(
-                    f"segment {part}={value!r}: the value must be text or a number",
+                    f"segment {part}={value!r}: the value must be text, a finite number or a"
+                    " boolean (as recorded: 19.0 is '19', True is 'true')",
                     param="segment",
                 )
-            values.append(str(value))
+            values.append(text)
         return name, encode_value(values[0] if len(values) == 1 else values)
 
     def per_shard(self, make: Callable[[int], Program]) -> Op[list[tuple[int, list[Any]]]]:
