@@ -231,7 +231,8 @@ class Queueing(Recording):
             )
         self.unconfirmed, self.push_again = [], []
         self.ahead_forks, self.ahead_ready = FORKS[0], False
-        self.ahead_keys: tuple[int, tuple[str, str]] = (-1, ("", ""))  # a window's (queue, seen)
+        # a window's (queue, seen set) and its set's life in seconds from the window's start
+        self.ahead_keys: tuple[int, tuple[str, str], int] = (-1, ("", ""), 0)
         # (a Stats may be shared by threads; a lock held across a yield would block asyncio's
         # loop, and AsyncStats refuses track_ahead)
         self.ahead_lock = threading.RLock()
@@ -290,17 +291,18 @@ class Queueing(Recording):
         events wait, as far as known."""
         self.forked_check()
         with self.ahead_lock:
-            window = self.window_now()
+            now = int(time.time())
+            window = now // PUSH_WINDOW
             if window != self.ahead_keys[0]:
-                self.ahead_keys = (window, (self.keys.queue, self.seen_set(window)))
+                life = self.token_life() + SEEN_MARGIN  # (from the window's start: `seen_ttl`)
+                self.ahead_keys = (window, (self.keys.queue, self.seen_set(window)), life)
             token = TOKENS.next(window)
             unconfirmed = self.unconfirmed
             assert isinstance(unconfirmed, list)
             unconfirmed.append(PushedAhead(record, token, line))
             text = queued_line(token, line)
-            sent = yield call(
-                Transport.queue_ahead, self.ahead_keys[1], token, text, self.seen_ttl(token)
-            )
+            keep = max(SEEN_MARGIN, window * PUSH_WINDOW + self.ahead_keys[2] - now)
+            sent = yield call(Transport.queue_ahead, self.ahead_keys[1], token, text, keep)
             if not sent or len(unconfirmed) >= self.track_ahead:
                 return (yield from self.confirmed())
             return self.queue_size + len(unconfirmed)
