@@ -7,6 +7,7 @@ second run must record nothing. The demo's numbers are checked against the sampl
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -74,6 +75,7 @@ def assert_summary(output: str) -> None:
         assert section in output, f"missing {section!r} in:\n{output}"
     assert "White Hanging Heart T-light Holder" in output
     assert "United Kingdom" in output
+    assert re.search(r"bitstat --namespace demo\S* serve", output)  # (to see it on the dashboard)
 
 
 def test_demo_in_process_then_again(

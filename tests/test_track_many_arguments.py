@@ -114,3 +114,12 @@ def test_every_iterable_of_events_is_still_a_batch(st: bitstat.Stats, batch: Any
     result = st.track_many(batch())
     assert (result.recorded, result.rejected) == (2, [])
     assert st.unique("login", "2026-11-02") == 2
+
+
+def test_an_event_that_is_not_a_mapping_is_rejected_saying_what_it_is(st: bitstat.Stats) -> None:
+    result = st.track_many([None, 42, EVENTS[0]])
+    assert result.recorded == 1
+    assert [reason for _, reason in result.rejected] == [
+        "an event must be a mapping, not None",
+        "an event must be a mapping, not int",
+    ]

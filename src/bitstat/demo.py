@@ -366,6 +366,8 @@ def run(
             f'.unique("purchase", "{busiest.label}")  # {busiest.customers}',
             soft_wrap=True,
         )
+        console.print("Or on the dashboard (then open http://127.0.0.1:8600/):")
+        console.print(f"  bitstat --namespace {st.namespace} serve", soft_wrap=True)
     return result
 
 

@@ -104,6 +104,11 @@ def value_text(value: Any, prop: str, limit: int) -> str | None:
     return text
 
 
+def kind_of(value: Any) -> str:
+    """What a value is, for messages: None as None, not Python's NoneType."""
+    return "None" if value is None else type(value).__name__
+
+
 def describe_time(value: Any) -> str:
     """A time as the caller wrote it, for messages: never a Python repr of a datetime."""
     if isinstance(value, (datetime, date)):
@@ -549,7 +554,7 @@ def check_event(
     int_ids = schema.ids == "int"
     limit = schema.max_value_length
     if not isinstance(ev, Mapping):
-        raise InvalidEvent(f"an event must be a mapping, not {type(ev).__name__}")
+        raise InvalidEvent(f"an event must be a mapping, not {kind_of(ev)}")
     name = ev.get("event")
     if type(name) is not str:
         if name is None:
