@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -163,12 +164,34 @@ def text_of(value: Any, limit: int | None = None) -> str | None:
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise Rejected(f"not a finite number: {value!r}")
-        text = str(int(value)) if value == int(value) else repr(value)  # 2.0 is 2, as in JSON
+        text = javascript_text(value)
     else:
         raise Rejected(f"not a scalar: {value!r}")
     if limit is not None and len(text) > limit:
         raise Rejected(f"value of {len(text)} characters")
     return text
+
+
+def javascript_text(value: float) -> str:
+    """String(x) in JavaScript for a finite x, read off its exact decimal expansion: plain
+    digits from 1e-6 up to below 1e21, else d.ddde+N (2.0 is "2", 1e21 is "1e+21")."""
+    if value == 0:
+        return "0"
+    shortest = Decimal(repr(abs(value))).normalize()  # the shortest digits that read back
+    _, digits, exponent = shortest.as_tuple()
+    assert isinstance(exponent, int)
+    text = "".join(map(str, digits))
+    point = len(text) + exponent  # where the decimal point goes, counted from the left
+    if len(text) <= point <= 21:
+        body = text + "0" * (point - len(text))
+    elif 0 < point <= 21:
+        body = text[:point] + "." + text[point:]
+    elif -6 < point <= 0:
+        body = "0." + "0" * -point + text
+    else:
+        head = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        body = f"{head}e{point - 1:+d}"
+    return ("-" if value < 0 else "") + body
 
 
 def fsum(values: Iterable[float]) -> float:

@@ -919,3 +919,45 @@ def test_funnel_steps_in_order_within_the_window(open_stats: Open) -> None:
     ]
     assert st.funnel(["visit"], "2026-11-01", "2026-11-03") == [("visit", 5)]
     assert st.funnel(steps, "2026-11-10", "2026-11-12") == [("visit", 0), ("signup", 0), ("buy", 0)]
+
+
+def test_numpy_scalars_and_large_numbers_are_recorded_as_javascript_writes_them(
+    open_stats: Open,
+) -> None:
+    """A value read out of a numpy array or a pandas frame (np.float64, np.int64, np.bool_) is
+    the Python number it holds, in every path (`track` at once or queued, `track_many` event by
+    event or by columns, `track_frame`); a float at 1e21 or more, or below 1e-6, has an
+    exponent, as JavaScript writes it (1e21 is 1e+21, not 22 digits)."""
+    import numpy as np
+
+    st = open_stats(shop_schema(count=["country", "size"], segment=["size"]))
+    values = [np.float64(0.5), np.int64(7), np.bool_(True), 1e21, 1e300, 1e-7, 2.5e-6, 1e20]
+    for value in values:
+        st.track("login", user=1, time=at(6), size=value)
+    st.track_many([{"event": "login", "user": 2, "time": at(6), "size": v} for v in values])
+    want = {
+        "0.5": 2,
+        "7": 2,
+        "true": 2,
+        "1e+21": 2,
+        "1e+300": 2,
+        "1e-7": 2,
+        "0.0000025": 2,
+        "100000000000000000000": 2,
+    }
+    assert st.counts("login", "size", "2026-11-06") == want
+    assert st.unique("login", "2026-11-06", size=np.float64(0.5)) == 2
+    assert st.unique("login", "2026-11-06", size=np.int64(7)) == 2
+    st.track("buy", user=1, time=at(6), amount=np.int64(3))
+    st.track_many([{"event": "buy", "user": 2, "time": at(6), "amount": np.float32(0.5)}])
+    assert st.sums("buy", "amount", "2026-11-06") == 3.5
+
+
+def test_an_integer_too_long_to_write_rejects_its_event_alone(open_stats: Open) -> None:
+    st = open_stats(shop_schema(count=["country", "size"]))
+    events = [{"event": "login", "user": 1, "time": at(6), "size": v} for v in (10**5000, 3)]
+    for batch in (events, events * 40):  # (event by event, and by columns)
+        res = st.track_many(batch)
+        assert res.recorded == len(batch) // 2
+        assert {i % 2 for i, _ in res.rejected} == {0}
+        assert "digits" in res.rejected[0][1]

@@ -33,8 +33,8 @@ NO_KEY = (
 )
 WRONG_KEY = NO_KEY.replace("no write key was given", "the write key is not one of this server's")
 AS_EVENT = (
-    " (a Segment field); a bitstat event with a property so named is sent in an array ([event])"
-    " or with the write token (Bearer)"
+    " (a Segment field); a bitstat event with a property so named is sent in an array ([event]),"
+    " with the write token (Bearer) where the server has one"
 )
 
 

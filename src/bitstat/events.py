@@ -11,7 +11,7 @@ import math
 import time as _time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -65,16 +65,41 @@ def original_id(text: str) -> str | int:
 
 
 def number_text(value: float) -> str | None:
-    """A number (or boolean) as a property value's text, as JSON writes it, so that senders in
-    any language agree: true and false; an integral float as its integer (19.0 is 19, which a
-    JavaScript client sends for it); other floats in their shortest form. None if not finite."""
+    """A number (or boolean) as a property value's text, as JavaScript writes it, so that
+    senders in any language agree: true and false; an integer in digits; a float as
+    `js_number` (19.0 is 19, what a JavaScript client sends for it). None if not finite."""
     if value is True or value is False:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if not math.isfinite(value):
-        return None
-    return str(int(value)) if value.is_integer() else repr(value)
+    value = float(value)  # (a subclass, numpy's float64, has a repr of its own)
+    return js_number(value) if math.isfinite(value) else None
+
+
+def js_number(value: float) -> str:
+    """A finite float as JavaScript's String(x) writes it (ECMAScript Number::toString): the
+    shortest digits that read back the same, in plain notation from 1e-6 to below 1e21 (19,
+    0.5, 10000000000000000), else with an exponent (1e+21, 1e-7); -0 is 0."""
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, power = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    # the value is 0.DIGITS x 10^point
+    point = len(whole) + int(power or 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= point <= 21:
+        text = digits + "0" * (point - k)
+    elif 0 < point <= 21:
+        text = digits[:point] + "." + digits[point:]
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + digits
+    else:
+        mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+        text = f"{mantissa}e{'+' if point > 0 else '-'}{abs(point - 1)}"
+    return sign + text
 
 
 def value_text(value: Any, prop: str, limit: int) -> str | None:
@@ -87,10 +112,19 @@ def value_text(value: Any, prop: str, limit: int) -> str | None:
         if not text.isascii() and (problem := unicode_problem(text)):
             raise InvalidEvent(f"value {problem}", field=prop)
     elif isinstance(value, (int, float)):
-        number = number_text(value)
+        try:
+            number = number_text(value)
+        except ValueError:  # (Python writes no integer of over 4,300 digits)
+            raise InvalidEvent(
+                f"value is a number of over {limit:,} digits; at most {limit:,} characters are"
+                " recorded (Schema max_value_length)",
+                field=prop,
+            ) from None
         if number is None:
             raise InvalidEvent(f"a number value must be finite, got {value!r}", field=prop)
         text = number
+    elif isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float, str)):
+        return value_text(value.item(), prop, limit)  # (numpy's scalars, as Python's)
     else:
         raise InvalidEvent(
             f"value must be text or a number, not {type(value).__name__}", field=prop
@@ -160,6 +194,8 @@ def time_problem(value: Any, sec: int, is_utc: bool, latest: Latest) -> str | No
 def sum_number(value: Any, prop: str) -> float | None:
     if value is None:
         return None
+    if isinstance(value, np.generic):  # (numpy's scalars, as Python's)
+        value = value.item()
     if isinstance(value, bool):
         raise InvalidEvent("a summed value must be a number, not a boolean", field=prop)
     if isinstance(value, (int, float)):
@@ -209,6 +245,12 @@ def _compound_value(
 _PARTS: dict[str, tuple[str, ...]] = {}  # a property's parts, by its name in the schema
 
 
+def whole_seconds(span: timedelta) -> int:
+    """The whole seconds of `span`, floored, exactly (a float of total_seconds() rounds a
+    time's microseconds into the next second from the year 2286 on)."""
+    return span.days * 86400 + span.seconds
+
+
 def _time_of(value: Any, tz_name: str) -> tuple[int, bool]:
     """(seconds, is_utc): UTC epoch seconds, or wall-clock seconds for naive local times."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -217,8 +259,8 @@ def _time_of(value: Any, tz_name: str) -> tuple[int, bool]:
         return math.floor(value), True
     if isinstance(value, datetime):
         if value.tzinfo is not None and value.utcoffset() is not None:
-            return math.floor(value.timestamp()), True
-        return int((value - _NAIVE_EPOCH).total_seconds() // 1), False
+            return whole_seconds(value - _UTC_EPOCH), True
+        return whole_seconds(value - _NAIVE_EPOCH), False
     if isinstance(value, date):
         return (value.toordinal() - 719163) * 86400, False
     if isinstance(value, str):
@@ -226,7 +268,7 @@ def _time_of(value: Any, tz_name: str) -> tuple[int, bool]:
             wall = periods.parse_time(value, ZoneInfo(tz_name))
         except BitstatError as exc:
             raise InvalidEvent(str(exc), field="time") from None
-        return int((wall - _NAIVE_EPOCH).total_seconds() // 1), False
+        return whole_seconds(wall - _NAIVE_EPOCH), False
     raise InvalidEvent(
         f"time must be a datetime, an ISO-8601 text or epoch seconds, not {type(value).__name__}",
         field="time",
@@ -472,7 +514,10 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
                 if float in ck and not all(map(math.isfinite, filter(_is_float, col))):
                     return None  # (the event-by-event path says which)
                 if int in ck or float in ck:
-                    col = [v if v is None or type(v) is str else number_text(v) for v in col]
+                    try:
+                        col = [v if v is None or type(v) is str else number_text(v) for v in col]
+                    except ValueError:  # (an integer of over 4,300 digits: said event by event)
+                        return None
                 if _NONE not in ck:
                     complete.add(prop)
                 text = "".join(filter(None, col))

@@ -279,6 +279,8 @@ class Namespace(Queueing):
         values = []
         for part in compound(name):
             value = segment[part]
+            if isinstance(value, np.generic):  # (numpy's scalars, as Python's)
+                value = value.item()
             text = (
                 value
                 if isinstance(value, str)

@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+
 from . import jsontext, timetext
 from .calls import FORKS, Call, Op
 from .errors import BatchError, BitstatError, ConnectionError, ServerError
@@ -178,7 +180,8 @@ def queued_record(one: Single, schema: Schema) -> dict[str, Any]:
     for name in names:
         value = given.get(name)
         if value is not None:
-            record[name] = value
+            # (numpy's scalars as the Python values they hold, which JSON writes: checked)
+            record[name] = value.item() if isinstance(value, np.generic) else value
     return record
 
 

@@ -359,7 +359,7 @@ def read_as_message(request: Request, head: bytes) -> str | None:
         return None
     return (
         f"it names `{named[0]}` (a Segment field); a bitstat event with a property so named is"
-        " sent in an array ([event]) or with the write token (Bearer)"
+        " sent in an array ([event]), with the write token (Bearer) where the server has one"
     )
 
 
