@@ -245,6 +245,32 @@ def test_times_in_every_form_land_in_the_local_bucket(open_stats: Open) -> None:
     assert st.unique("login", "2026-11-22") == 0
 
 
+def test_a_naive_time_the_clocks_jumped_over_is_the_instant_python_reads(
+    open_stats: Open,
+) -> None:
+    """02:30 on 2026-03-29 never happened in Amsterdam (02:00 became 03:00). Given as a naive
+    time it is the instant Python reads (the offset before the jump: 01:30Z, 03:30 CEST), in
+    the T03 bucket as the same instant given with its offset, by every path: a queued
+    track(), track_many event by event and by columns, and track_frame."""
+    import pandas as pd
+
+    st = open_stats(shop_schema())
+    naive = ["2026-03-29T02:30:00", datetime(2026, 3, 29, 2, 30), "2026-03-29 02:59:59"]
+    user = 0
+    for t in naive:
+        st.track("login", user=(user := user + 1), time=t)
+    st.track_many([{"event": "login", "user": (user := user + 1), "time": t} for t in naive])
+    many = [{"event": "login", "user": (user := user + 1), "time": naive[0]} for _ in range(40)]
+    st.track_many(many)
+    frame = pd.DataFrame({"event": "login", "user": [user + 1, user + 2], "time": naive[:2]})
+    frame["time"] = pd.to_datetime(frame["time"])
+    st.track_frame(frame)
+    user += 2
+    st.track("login", user=(user := user + 1), time="2026-03-29T02:30:00+01:00")
+    assert st.total("login", "2026-03-29T03") == user
+    assert st.total("login", "2026-03-29T02") == 0
+
+
 def test_hour_buckets_are_wall_clock_hours_across_dst(open_stats: Open) -> None:
     st = open_stats(shop_schema())
     # Fall back: 02:00-03:00 happens twice on 2026-10-25; it is one wall-clock hour bucket.

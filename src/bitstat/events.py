@@ -365,11 +365,16 @@ def parse_batch(events: Iterable[Any], schema: Schema, now: float | None = None)
 
 
 def _wall(raw: np.ndarray, utc: np.ndarray, tz_name: str) -> np.ndarray:
+    """Wall-clock seconds: UTC ones converted, naive ones as given but for a time that never
+    happened (a daylight-saving gap), which is read as Python reads it (`real_walls`)."""
+    tz = ZoneInfo(tz_name)
     if utc.all():
-        return periods.wall_seconds(raw, ZoneInfo(tz_name))
+        return periods.wall_seconds(raw, tz)
+    if not utc.any():
+        return periods.real_walls(raw, tz)
     wall = raw.copy()
-    if utc.any():
-        wall[utc] = periods.wall_seconds(raw[utc], ZoneInfo(tz_name))
+    wall[utc] = periods.wall_seconds(raw[utc], tz)
+    wall[~utc] = periods.real_walls(raw[~utc], tz)
     return wall
 
 

@@ -65,9 +65,13 @@ class Times:
 
 
 def _wall(raw: np.ndarray, convert: np.ndarray, schema: Schema) -> np.ndarray:
+    """`events._wall`: the rows to `convert` from UTC, the others naive (a time in a
+    daylight-saving gap read as Python reads it)."""
     wall = raw.copy()
     if convert.any():
         wall[convert] = periods.wall_seconds(raw[convert], schema.tz)
+    if not convert.all():
+        wall[~convert] = periods.real_walls(raw[~convert], schema.tz)
     return wall
 
 

@@ -390,6 +390,72 @@ def buckets_between(period: str, lo: datetime, hi: datetime) -> list[Bucket]:
     return out
 
 
+_LAST_DAY = LAST_SECOND // 86400  # (days past it are refused before they are recorded)
+
+
+def real_walls(wall: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:
+    """Naive wall-clock seconds with any that never happened (in a gap the clocks jumped
+    over: 02:30 on a spring-forward day) moved on by the gap, as Python reads such a time
+    (fold=0: the offset before the jump, so 02:30 is the instant 03:30 names); others as given.
+    zoneinfo is asked once a distinct day (cached); the array is copied only if one moves."""
+    w = np.asarray(wall, dtype=np.int64)
+    if w.size == 0 or getattr(tz, "key", None) in _UTC_KEYS:
+        return w
+    days = w // 86400
+    first, last = int(days.min()), int(days.max())
+    if last - first <= 4 * w.size + 64:
+        present = np.flatnonzero(np.bincount(days - first)) + first
+    else:
+        present = np.unique(days)
+    out = w
+    for day in present.tolist():
+        gap = _gap_of_day(tz, day) if 0 <= day <= _LAST_DAY else None  # (others: refused)
+        if gap is not None:
+            start, end = gap
+            inside = (w >= start) & (w < end)
+            if inside.any():
+                out = out.copy() if out is w else out
+                out[inside] += end - start
+    return out
+
+
+def real_wall(wall: int, tz: ZoneInfo) -> int:
+    """`real_walls` of one naive wall-clock second."""
+    if getattr(tz, "key", None) in _UTC_KEYS:
+        return wall
+    day = wall // 86400
+    gap = _gap_of_day(tz, day) if 0 <= day <= _LAST_DAY else None
+    return wall + (gap[1] - gap[0]) if gap and gap[0] <= wall < gap[1] else wall
+
+
+@functools.lru_cache(maxsize=4096)
+def _gap_of_day(tz: ZoneInfo, day: int) -> tuple[int, int] | None:
+    """The wall-clock seconds [start, end) of the day (days since 1970-01-01) that never
+    happened in `tz` (the clocks jumped forward over them), or None."""
+    midnight = datetime(1970, 1, 1) + timedelta(days=day)
+
+    def offset(second: int) -> int:  # (fold=0: a time in the gap gets the offset before it)
+        local = (midnight + timedelta(seconds=second)).replace(tzinfo=tz)
+        found = local.utcoffset()
+        assert found is not None
+        return found // timedelta(seconds=1)
+
+    # (looked for into the next day's first hours: a gap may cross midnight)
+    before, after = offset(0), offset(86400 + 7200)
+    if after <= before:
+        return None
+    low, high = 0, 86400 + 7200  # the first wall second with the later offset: the gap's end
+    while low < high:
+        mid = (low + high) // 2
+        if offset(mid) > before:
+            high = mid
+        else:
+            low = mid + 1
+    end = day * 86400 + low
+    start = end - (after - before)
+    return (start, end) if start < (day + 1) * 86400 else None  # (else the next day's)
+
+
 def local_offset(tz: ZoneInfo, t: int) -> int:
     """The zone's UTC offset in seconds at UTC epoch second `t` (what `wall_seconds` adds)."""
     return _offset(tz, t)

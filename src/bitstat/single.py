@@ -29,7 +29,7 @@ from .keys import (
     metric_count_field,
     metric_sum_field,
 )
-from .periods import local_offset
+from .periods import local_offset, real_wall
 from .plan import UNNUMBERED, bucket_labels, live_labels
 from .schema import Schema
 from .writes import Builder, WritePlan, float_text
@@ -67,7 +67,8 @@ def parse_one(record: Any, schema: Schema, now: float | None = None) -> Single:
     if len(rules) > 1024:
         rules.clear()
     name, actor, sec, is_utc, row = check_event(record, schema, now_s, latest[1], rules)
-    wall = sec + local_offset(ZoneInfo(schema.timezone), sec) if is_utc else sec
+    tz = ZoneInfo(schema.timezone)
+    wall = sec + local_offset(tz, sec) if is_utc else real_wall(sec, tz)
     return Single(record, name, actor, wall, rules[name], row, utc=sec if is_utc else None)
 
 
