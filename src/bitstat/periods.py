@@ -393,6 +393,14 @@ def buckets_between(period: str, lo: datetime, hi: datetime) -> list[Bucket]:
 _LAST_DAY = LAST_SECOND // 86400  # (days past it are refused before they are recorded)
 
 
+def _distinct(days: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The distinct day numbers, sorted (by counting when they span few days: faster)."""
+    first, last = int(days.min()), int(days.max())
+    if last - first <= 4 * days.size + 64:
+        return np.flatnonzero(np.bincount(days - first)) + first
+    return np.unique(days)
+
+
 def real_walls(wall: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:
     """Naive wall-clock seconds with any that never happened (in a gap the clocks jumped
     over: 02:30 on a spring-forward day) moved on by the gap, as Python reads such a time
@@ -402,13 +410,8 @@ def real_walls(wall: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int6
     if w.size == 0 or getattr(tz, "key", None) in _UTC_KEYS:
         return w
     days = w // 86400
-    first, last = int(days.min()), int(days.max())
-    if last - first <= 4 * w.size + 64:
-        present = np.flatnonzero(np.bincount(days - first)) + first
-    else:
-        present = np.unique(days)
     out = w
-    for day in present.tolist():
+    for day in _distinct(days).tolist():
         gap = _gap_of_day(tz, day) if 0 <= day <= _LAST_DAY else None  # (others: refused)
         if gap is not None:
             start, end = gap
@@ -490,12 +493,8 @@ def wall_seconds(utc_epoch: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[
     if getattr(tz, "key", None) in _UTC_KEYS or t.size == 0:
         return t.copy()
     days = t // 86400
-    first, last = int(days.min()), int(days.max())
     try:
-        if last - first <= 4 * t.size + 64:
-            present = np.flatnonzero(np.bincount(days - first)) + first
-        else:
-            present = np.unique(days)
+        present = _distinct(days)
         # The briefest offset excursion in tzdata lasts about four days (a week since 1970), so
         # equal offsets at both ends of a day mean no change within it.
         points: list[tuple[int, int]] = []

@@ -234,8 +234,7 @@ class Queueing(Recording):
             )
         self.unconfirmed, self.push_again = [], []
         self.ahead_forks, self.ahead_ready = FORKS[0], False
-        # a window's (queue, seen set) and its set's life in seconds from the window's start
-        self.ahead_keys: tuple[int, tuple[str, str], int] = (-1, ("", ""), 0)
+        self.ahead_keys: tuple[int, tuple[str, str]] = (-1, ("", ""))  # a window's (queue, seen)
         # (a Stats may be shared by threads; a lock held across a yield would block asyncio's
         # loop, and AsyncStats refuses track_ahead)
         self.ahead_lock = threading.RLock()
@@ -297,14 +296,13 @@ class Queueing(Recording):
             now = int(time.time())
             window = now // PUSH_WINDOW
             if window != self.ahead_keys[0]:
-                life = self.token_life() + SEEN_MARGIN  # (from the window's start: `seen_ttl`)
-                self.ahead_keys = (window, (self.keys.queue, self.seen_set(window)), life)
+                self.ahead_keys = (window, (self.keys.queue, self.seen_set(window)))
             token = TOKENS.next(window)
             unconfirmed = self.unconfirmed
             assert isinstance(unconfirmed, list)
             unconfirmed.append(PushedAhead(record, token, line))
             text = queued_line(token, line)
-            keep = max(SEEN_MARGIN, window * PUSH_WINDOW + self.ahead_keys[2] - now)
+            keep = self.seen_ttl_at(window, now)
             sent = yield call(Transport.queue_ahead, self.ahead_keys[1], token, text, keep)
             if not sent or len(unconfirmed) >= self.track_ahead:
                 return (yield from self.confirmed())
@@ -414,7 +412,12 @@ class Queueing(Recording):
     def seen_ttl(self, token: str) -> int:
         """The seconds the set of `token`'s window must be kept from now (queue.lua keeps
         the longest any push asks: Stats of other deadlines share it)."""
-        return max(SEEN_MARGIN, math.ceil(self.horizon(token) + SEEN_MARGIN - time.time()))
+        return self.seen_ttl_at(token_window(token), time.time())
+
+    def seen_ttl_at(self, window: int, now: float) -> int:
+        """`seen_ttl` of a token of `window`, at `now` (Unix seconds)."""
+        horizon = window * PUSH_WINDOW + self.token_life()  # (`horizon`'s)
+        return max(SEEN_MARGIN, horizon + SEEN_MARGIN - math.floor(now))
 
     def given_seconds(self, token: str) -> int:
         """The seconds a caller may take to track() again the event of `token` whose push
