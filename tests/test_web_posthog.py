@@ -196,10 +196,15 @@ def test_a_wrong_key_is_401_and_records_nothing(server: tuple[str, bitstat.Stats
     assert st.events() == []
 
 
+def _now_ms() -> int:
+    """posthog-js's `?_=`: its clock's time of sending, unix milliseconds (a sent_at)."""
+    return round(datetime.now(UTC).timestamp() * 1000)
+
+
 def _gzip_js(base: str, path: str, events: Any) -> httpx.Response:
     """posthog-js with compression: the gzip of the JSON, sent as text/plain."""
     return httpx.post(
-        f"{base}{path}?compression=gzip-js&ver=1.200.0&_=1762250000000",
+        f"{base}{path}?compression=gzip-js&ver=1.200.0&_={_now_ms()}",
         content=gzip.compress(json.dumps(events).encode()),
         headers={"Content-Type": "text/plain"},
     )
@@ -246,7 +251,7 @@ def test_the_javascript_clients_bodies(server: tuple[str, bitstat.Stats]) -> Non
         # posthog-js 1.449 (seen in Chromium): gzip told by its bytes alone (no `compression`
         # parameter), text/plain, the events in `batch` with the key and sent_at beside them
         httpx.post(
-            f"{base}/e/?ip=0&_=1762250000000&ver=1.449.2",
+            f"{base}/e/?ip=0&_={_now_ms()}&ver=1.449.2",
             content=gzip.compress(
                 json.dumps(
                     {
@@ -350,6 +355,37 @@ def test_times_are_corrected_as_posthog_does(server: tuple[str, bitstat.Stats]) 
     assert st.total("plain", "2025-11-13") == 1
     around = [(now - timedelta(days=d)).date().isoformat() for d in (4, 2)]
     assert st.total("offset", *around) == 1
+
+
+def test_posthog_js_says_when_it_sent_in_the_query(server: tuple[str, bitstat.Stats]) -> None:
+    """posthog-js puts its clock's time of sending in the query (`?_=` milliseconds), which
+    PostHog reads as sent_at: a browser whose clock is three days fast records the day the
+    event happened, as with a body's sent_at."""
+    base, st = server
+    fast = timedelta(days=3)
+    happened = datetime(2025, 11, 10, 12, tzinfo=UTC)
+    sent = round((datetime.now(UTC) + fast).timestamp() * 1000)
+    event = {
+        "event": "js-skewed",
+        "timestamp": (happened + fast).isoformat(),
+        "properties": {"token": "phc_project", "distinct_id": "p"},
+    }
+    answer = httpx.post(
+        f"{base}/e/?compression=gzip-js&ver=1.200.0&_={sent}",
+        content=gzip.compress(json.dumps([event]).encode()),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert answer.json()["recorded"] == 1, answer.text
+    assert st.total("js-skewed", "2025-11-10") == 1
+    # seconds rather than milliseconds are read too (PostHog's rule: more than 11 digits is ms);
+    # a `_` that is no time is a cache-buster, not a clock: the timestamp as it is
+    for name, stamp in (("js-seconds", str(sent // 1000)), ("js-junk", "abc")):
+        answer = httpx.post(
+            f"{base}/e/?_={stamp}", json=[{**event, "event": name, "uuid": str(uuid.uuid4())}]
+        )
+        assert answer.json()["recorded"] == 1, answer.text
+    assert st.total("js-seconds", "2025-11-10") == 1
+    assert st.total("js-junk", "2025-11-13") == 1
 
 
 def test_the_event_time_is_posthogs_to_the_millisecond() -> None:

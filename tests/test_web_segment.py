@@ -25,6 +25,7 @@ from segment.analytics import Client as SegmentClient
 import bitstat
 from bitstat.web import ServerConfig, ingest
 from bitstat.web.config import write_keys_from_env
+from bitstat.web.posthog import event_time as posthog_event_time
 from bitstat.web.segment import event_time
 from model import Model
 from webserver import running
@@ -681,6 +682,17 @@ def test_the_event_time_is_segments_timestamp_to_the_millisecond() -> None:
     assert at({}, sent) == received
     with pytest.raises(ingest.Invalid, match="sentAt"):
         at({"timestamp": device}, "yesterday")
+
+
+def test_a_null_sent_at_is_no_sent_at() -> None:
+    """A message's `"sentAt": null` says nothing, as a null `timestamp` says nothing: the
+    batch's sentAt takes the skew out, where the null made the device's clock be taken as it
+    was (a phone two days fast recorded two days ahead)."""
+    received = datetime(2025, 11, 10, 12, 0, 0, tzinfo=UTC).timestamp()
+    device, sent = "2025-11-12T12:00:00Z", "2025-11-12T12:00:05Z"
+    assert event_time({"timestamp": device, "sentAt": None}, sent, received) == received - 5
+    happened = posthog_event_time({"timestamp": device, "sent_at": None}, sent, received, True)
+    assert happened == received - 5
 
 
 def test_a_batchs_context_is_merged_into_each_messages(server: tuple[str, bitstat.Stats]) -> None:

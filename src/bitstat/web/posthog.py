@@ -13,6 +13,7 @@ import base64
 import binascii
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,13 +37,15 @@ def _key_of(value: Any) -> str | None:
 
 def event_time(ev: Mapping[str, Any], sent_at: Any, received: float, skew: bool) -> float:
     """When the event happened, in epoch seconds, as PostHog computes it: `timestamp` moved by
-    the client clock's skew (received - sent_at) when the request says `sent_at` (and the
+    the client clock's skew (received - sent_at) when the request says `sent_at` (its body, or
+    posthog-js's `?_=` milliseconds: `query_sent_at`) (and the
     event does not set `$ignore_sent_at`), `timestamp` as it is without; else `offset`
     milliseconds before the time received; else the time received."""
     stamp = ev.get("timestamp")
     if stamp is not None:
         when = ingest.parse_time(stamp, "timestamp")
-        sent = ev.get("sent_at", sent_at)
+        own = ev.get("sent_at")  # null is no sent_at
+        sent = own if own is not None else sent_at
         if sent is None or not skew:
             return when.timestamp()
         return ingest.skew_corrected(when, ingest.parse_time(sent, "sent_at"), received)
@@ -125,6 +128,20 @@ def decode(raw: bytes, request: Request, limit: int) -> bytes:
     return text
 
 
+def query_sent_at(request: Request) -> str | None:
+    """When posthog-js sent the request, by its clock: the query's `_`, unix milliseconds
+    (seconds when 11 digits or fewer, as PostHog reads it), as ISO text; None when `_` is
+    absent or no time (then only a cache-buster)."""
+    stamp = request.query_params.get("_", "").strip()
+    if not stamp.isascii() or not stamp.isdigit():
+        return None
+    seconds = int(stamp) / 1000 if len(stamp) > 11 else int(stamp)
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 def events_of(body: Any) -> tuple[list[Any], Any, str | None]:
     """(events, the request's sent_at, the request's key) of a decoded capture body: a batch
     object, a list of events, or one event."""
@@ -198,6 +215,8 @@ async def handle(
             raw = await ingest.read_body(request, limit)
             body = ingest.load_json(decode(raw, request, limit))
             events, sent_at, body_key = events_of(body)
+            if not v1:  # posthog-js's `_`, which PostHog reads before the body's sent_at
+                sent_at = query_sent_at(request) or sent_at
             key = project_key(request, None if v1 else body_key, events)
             namespace = keys.namespace(key)
             if namespace is None:

@@ -123,10 +123,11 @@ def event_time(msg: Mapping[str, Any], sent_at: Any, received: float) -> float:
             break
     else:
         return received
-    sent = msg.get("sentAt", sent_at)
+    own = msg.get("sentAt")  # null is no sentAt, as a null timestamp is no timestamp
+    sent = own if own is not None else sent_at
     if sent is None:
         return device.timestamp()
-    where = "sentAt" if "sentAt" in msg else "sentAt (of the batch)"
+    where = "sentAt" if own is not None else "sentAt (of the batch)"
     return ingest.skew_corrected(device, ingest.parse_time(sent, where), received)
 
 
