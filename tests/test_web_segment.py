@@ -730,3 +730,44 @@ def test_a_batchs_context_is_merged_into_each_messages(server: tuple[str, bitsta
     assert st.counts("go", "context.os.name", day) == {"Linux": 2, "Darwin": 1}
     wrong = _post(base, "/v1/batch", {**batch, "context": "linux"})
     assert wrong.status_code == 400 and wrong.json()["field"] == "context"
+
+
+def test_batches_sent_at_once_that_share_a_message_count_it_once(
+    server: tuple[str, bitstat.Stats],
+) -> None:
+    """An SDK that re-batches its queue while a timed-out request still runs, or two of its
+    processes: each request read no marker for the shared message before the other marked it,
+    so both recorded it (28 pairs of 30)."""
+    import asyncio
+
+    base, st = server
+    auth = {"Authorization": "Basic " + base64.b64encode(b"key-1:").decode()}
+
+    def message(k: int, n: int) -> dict[str, Any]:
+        return {
+            "type": "track",
+            "event": f"race{k}",
+            "userId": f"user-{n}",
+            "messageId": f"race-{k}-{n}",
+            "timestamp": "2025-11-08T10:00:00Z",
+        }
+
+    async def pairs() -> list[int]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            recorded = []
+            for k in range(12):
+                answers = await asyncio.gather(
+                    client.post(
+                        "/v1/batch", json={"batch": [message(k, 0), message(k, 1)]}, headers=auth
+                    ),
+                    client.post(
+                        "/v1/batch", json={"batch": [message(k, 1), message(k, 2)]}, headers=auth
+                    ),
+                    client.post("/v1/track", json=message(k, 1), headers=auth),
+                )
+                recorded.append(sum(a.json()["recorded"] for a in answers))
+            return recorded
+
+    recorded = asyncio.run(pairs())
+    assert recorded == [3] * 12
+    assert [st.total(f"race{k}", "2025-11-08") for k in range(12)] == [3] * 12

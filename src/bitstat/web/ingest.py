@@ -10,12 +10,17 @@ wrong (status, a code, the message, the field) for them to render.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
 import json
+import logging
+import random
+import secrets
+import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,14 +32,22 @@ from ..aio import AsyncStats, AsyncStore
 from ..errors import BitstatError, ConnectionError, SchemaError, ServerError
 from ..events import unicode_problem
 from ..keys import Keys
+from ..record import DEFAULT_DEADLINE
 from ..schema import Schema
 from ..store import wrapped_errors
-from ..transport import Transport
+from ..transport import Transport, lua_script
 from .config import ServerConfig
 from .metrics import Metrics
 from .namespaces import Namespaces
 
 MESSAGE_MARK = "msg:"  # a message id's marker is the batch marker of the id "msg:<id>"
+HOLD_MARK = "hold:"  # a request's hold on a message id: the batch marker of "hold:<id>"
+HOLD_WAIT = 10.0  # seconds a request waits for another's holds on its messages, then 503
+# a hold outlives the recording it guards (retried up to the deadline) by this much, when its
+# holder dies without releasing it
+HOLD_MARGIN = 30.0
+
+log = logging.getLogger(__name__)
 MAX_MESSAGE_ID = 200  # characters of a message id (Segment asks for fewer than 100)
 DRAIN_LIMIT = 64 * 1024 * 1024
 
@@ -444,24 +457,28 @@ async def record_once(
                 continue
             first[mid] = i
         candidates.append(i)
-    marked = [keys.batch(keys.meta_tag, MESSAGE_MARK + mid) for mid in first]
-    if marked:
-        with wrapped_errors("reading the markers of messages"):
-            seen = await store.client.mget(marked)
-        old = {first[mid] for mid, hit in zip(first, seen, strict=True) if hit is not None}
-        outcome.duplicate_indexes += sorted(old)
-        candidates = [i for i in candidates if i not in old]
-    outcome.duplicates = len(outcome.duplicate_indexes)
-    with_id = [i for i in candidates if messages[i][0] is not None]
+    # held from reading the markers to setting them: another request sharing a message waits
+    holds = [keys.batch(keys.meta_tag, HOLD_MARK + mid) for mid in first]
+    async with held(store, holds, DEFAULT_DEADLINE + HOLD_MARGIN):
+        marked = [keys.batch(keys.meta_tag, MESSAGE_MARK + mid) for mid in first]
+        if marked:
+            with wrapped_errors("reading the markers of messages"):
+                seen = await store.client.mget(marked)
+            old = {first[mid] for mid, hit in zip(first, seen, strict=True) if hit is not None}
+            outcome.duplicate_indexes += sorted(old)
+            candidates = [i for i in candidates if i not in old]
+        outcome.duplicates = len(outcome.duplicate_indexes)
+        with_id = [i for i in candidates if messages[i][0] is not None]
+        if with_id:
+            ids = [messages[i][0] or "" for i in with_id]
+            batch = batch_id_of(ids)
+            refused = await _record(stats, messages, with_id, batch, field_of, outcome)
+            # a rejected message is not marked: sent again, it is rejected again, with its
+            # reason
+            marks = [MESSAGE_MARK + mid for at, mid in enumerate(ids) if at not in refused]
+            if marks and marks != [batch]:
+                await mark(store, [keys.batch(keys.meta_tag, m) for m in marks], ttl)
     without = [i for i in candidates if messages[i][0] is None]
-    if with_id:
-        ids = [messages[i][0] or "" for i in with_id]
-        batch = batch_id_of(ids)
-        refused = await _record(stats, messages, with_id, batch, field_of, outcome)
-        # a rejected message is not marked: sent again, it is rejected again, with its reason
-        marks = [MESSAGE_MARK + mid for at, mid in enumerate(ids) if at not in refused]
-        if marks and marks != [batch]:
-            await mark(store, [keys.batch(keys.meta_tag, m) for m in marks], ttl)
     if without:  # nothing tells such a message from a new one: recorded each time it comes
         await _record(stats, messages, without, None, field_of, outcome)
     outcome.rejected.sort(key=lambda r: r.index)
@@ -485,6 +502,44 @@ async def _record(
         i = rows[at]
         outcome.rejected.append(Rejection(i, messages[i][0], field_of(i, reason), reason))
     return {at for at, _ in result.rejected}
+
+
+@contextlib.asynccontextmanager
+async def held(store: AsyncStore, holds: list[str], seconds: float) -> AsyncIterator[None]:
+    """Hold the keys `holds` (scripts/holds.lua: all of them or none) while the block runs,
+    waiting up to `HOLD_WAIT` seconds for other requests' holds to end (then a 503 the SDK
+    answers by sending again); a hold its holder never releases ends after `seconds`."""
+    if not holds:
+        yield
+        return
+    script = lua_script("holds.lua")
+    token = secrets.token_hex(8)
+    give_up = time.monotonic() + HOLD_WAIT
+    pause = 0.002
+    while True:
+        with wrapped_errors("holding the messages' ids"):
+            got = await store.client.eval(
+                script.source, len(holds), *holds, "hold", token, int(seconds * 1000)
+            )
+        if got == 1:
+            break
+        if time.monotonic() > give_up:
+            raise IngestError(
+                503,
+                "busy",
+                "another request is recording some of these messages; send them again",
+                headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, 0.1)
+    try:
+        yield
+    finally:
+        try:
+            with wrapped_errors("releasing the messages' ids"):
+                await store.client.eval(script.source, len(holds), *holds, "release", token)
+        except (ConnectionError, ServerError) as exc:  # the holds end on their own
+            log.warning("%s; they end in %.0f s", exc, seconds)
 
 
 async def mark(store: AsyncStore, markers: list[str], ttl: int) -> None:
