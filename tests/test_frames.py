@@ -519,6 +519,50 @@ def test_polars_object_columns_go_by_their_values(shop: Callable[[], bitstat.Sta
     assert st_.unique("login", *RANGE) == 2
 
 
+def test_polars_categorical_and_enum_columns(shop: Callable[[], bitstat.Stats]) -> None:
+    # polars hands them over as dictionaries of string views, which arrow cannot cast to text
+    # in one step: track_frame raised ArrowNotImplementedError
+    countries = ["NL", "DE", None, "NL"]
+    df = pl.DataFrame(
+        {
+            "event": pl.Series(["login"] * 4).cast(pl.Categorical),
+            "user": pl.Series(["u1", "u2", "u3", "u1"]).cast(pl.Categorical),
+            "time": [datetime(2026, 3, 2 + i) for i in range(4)],
+            "country": pl.Series(countries).cast(pl.Enum(["NL", "DE"])),
+            "item": pl.Series(["sku-1", None, "sku-2", "sku-1"]).cast(pl.Categorical),
+            "amount": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    by_frame, by_dicts = shop(), shop()
+    got = by_frame.track_frame(df, now=NOW)
+    dicts = [{k: v for k, v in r.items() if not missing(v)} for r in df.to_dicts()]
+    want = by_dicts.track_many(dicts, now=NOW)
+    assert (got.recorded, got.rejected) == (want.recorded, want.rejected) == (4, [])
+    assert_same_answers(answers(by_frame), answers(by_dicts))
+    assert by_frame.counts("login", "country", *RANGE) == {"NL": 2, "DE": 1}
+
+
+def test_a_polars_binary_column_rejects_its_rows_as_track_many(
+    shop: Callable[[], bitstat.Stats],
+) -> None:
+    # polars hands bytes over as binary views, which arrow cannot take rows of: it raised
+    df = pl.DataFrame(
+        {
+            "event": ["login"] * 3,
+            "user": ["u1", "u2", "u3"],
+            "time": [datetime(2026, 3, 2 + i) for i in range(3)],
+            "country": [b"NL", None, b"DE"],
+        }
+    )
+    by_frame, by_dicts = shop(), shop()
+    got = by_frame.track_frame(df, now=NOW)
+    dicts = [{k: v for k, v in r.items() if not missing(v)} for r in df.to_dicts()]
+    want = by_dicts.track_many(dicts, now=NOW)
+    assert (got.recorded, got.rejected) == (want.recorded, want.rejected)
+    assert got.recorded == 1 and [i for i, _ in got.rejected] == [0, 2]
+    assert_same_answers(answers(by_frame), answers(by_dicts))
+
+
 def test_the_asyncio_twin(server_url: str, fresh: Callable[[], str]) -> None:
     async def main() -> tuple[bitstat.TrackResult, int]:
         st_ = await bitstat.aio.connect(server_url, namespace=fresh(), schema=schema("map", False))

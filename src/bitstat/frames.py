@@ -77,9 +77,15 @@ def to_table(frame: Any) -> tuple[Any, dict[str, list[Any]]]:
     columns = []
     for column in table.columns:
         if types.is_dictionary(column.type):
-            column = pc.cast(column, column.type.value_type)
+            values = column.type.value_type
+            if types.is_string_view(values):  # (polars' Categorical, Enum: arrow cannot cast
+                values = pa.large_string()  # a dictionary of views to text in one step)
+                column = pc.cast(column, pa.dictionary(column.type.index_type, values))
+            column = pc.cast(column, values)
         if types.is_string_view(column.type):
             column = pc.cast(column, pa.large_string())
+        elif types.is_binary_view(column.type):  # (polars' Binary: arrow takes no rows of it)
+            column = pc.cast(column, pa.large_binary())
         columns.append(column)
     return pa.table(columns, names=names), objects
 
