@@ -5,6 +5,7 @@ Each limit rejects the event alone, with a reason in words, and the rest of the 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -170,6 +171,23 @@ def test_text_ids_in_an_int_namespace_point_to_ids_map(open_stats: Open) -> None
     st = open_stats()
     result = st.track_many([{"event": "e", "user": "3f2b1c9e-0d4a-4b8e-9c1a-2b3c4d5e6f70"}])
     assert "ids='map'" in result.rejected[0][1]
+
+
+def test_a_float_time_past_int64_is_rejected_without_a_warning(open_stats: Open) -> None:
+    # the batch path cast 1e300 to int64 (a RuntimeWarning; under -W error, track_many raised)
+    st = open_stats()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = st.track_many(
+            [
+                {"event": "e", "user": 1, "time": 1e300},
+                {"event": "e", "user": 2, "time": -1e300},
+                {"event": "e", "user": 3, "time": 1772445600.5},
+            ]
+        )
+    assert result.recorded == 1 and [i for i, _ in result.rejected] == [0, 1]
+    assert "after 9998-12-31" in reasons(result)[0]
+    assert "before 1970-01-01" in reasons(result)[1]
 
 
 def test_expired_buckets_are_reported_at_ingest_and_refused_by_queries(open_stats: Open) -> None:

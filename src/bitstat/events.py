@@ -27,6 +27,7 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_EPOCH = 0
 _MAX_EPOCH = periods.LAST_SECOND  # 9998-12-31T23:59:59
+_HUGE = 2.0**62  # float epochs beyond this are out of range (and past int64 if larger)
 _FIXED_ZONES = (timezone, ZoneInfo)  # tzinfo kinds that always give an offset
 
 
@@ -453,7 +454,7 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
         try:
             if float in tkinds:
                 ft = np.array(times, dtype=np.float64)
-                if not np.isfinite(ft).all():
+                if not (np.abs(ft) < _HUGE).all():  # (not finite, or past int64: row by row)
                     return None
                 raw = np.floor(ft).astype(np.int64)
             else:
