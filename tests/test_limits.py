@@ -223,6 +223,35 @@ def test_expired_buckets_are_reported_at_ingest_and_refused_by_queries(open_stat
     assert st.track_many([{"event": "e", "user": 1, "time": old}], batch_id="b").expired == {}
 
 
+def test_a_bucket_gone_is_read_from_the_finer_buckets_kept(open_stats: Open) -> None:
+    # weeks expire first here: a range of whole days that is an old week was tiled with the
+    # week and refused ("ask about whole days"), though its days are kept
+    st = open_stats(expire={"week": "7d", "month": "1d"})
+    today = datetime.now(UTC).date()
+    monday = today - timedelta(days=today.weekday() + 63)
+    days = [monday + timedelta(days=i % 7) for i in range(14)]
+    result = st.track_many([{"event": "e", "user": i, "time": d} for i, d in enumerate(days)])
+    assert result.expired == {"week": 14, "month": 14}
+    year, week, _ = monday.isocalendar()
+    sunday = monday + timedelta(days=6)
+    assert st.unique("e", monday, sunday) == st.unique("e", f"{year}-W{week:02d}") == 14
+    assert st.total("e", monday, sunday) == 14
+    assert len(st.actors("e").between(monday, sunday)) == 14
+    assert len(st.actors("e").week(year, week)) == 14
+    assert dict(st.series("e", monday, sunday, by="week")) == {f"{year}-W{week:02d}": 14}
+    month_days = [d for d in days if d.month == monday.month]
+    first = monday.replace(day=1)
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    assert st.total("e", first, last) == st.total("e", first.strftime("%Y-%m")) == len(month_days)
+    # a bucket nothing finer can stand for is still refused, saying what to ask instead
+    hours = open_stats(periods=("hour", "day", "week"), expire={"day": "7d", "hour": "7d"})
+    hours.track_many([{"event": "e", "user": 1, "time": monday}])
+    assert hours.unique("e", f"{year}-W{week:02d}") == 1
+    with pytest.raises(bitstat.QueryError) as caught:
+        hours.unique("e", monday, monday + timedelta(days=2))
+    assert "ask about whole weeks, or days within the last 1 week" in str(caught.value)
+
+
 def test_client_caches_emptied_at_their_limit_lose_nothing(
     open_stats: Open, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,10 +105,13 @@ class ActorQuery(Generic[SetT]):
     def _bucket(self, period: str, start: datetime) -> SetT:
         self._ns.require_period(period)
         bucket = periods.bucket_of(period, start)
-        if self.segment is not None:  # a segment kept per day has no hour buckets
-            self._ns.tiling(bucket.start, bucket.end, "segment")
-        label = bucket.label
-        return self._make(Leaf(self.event, (label,), self.segment))
+        # (a segment kept per day has no hour buckets: tiling says so)
+        tiling = self._ns.tiling(bucket.start, bucket.end, "segment" if self.segment else None)
+        labels: tuple[str, ...] = (bucket.label,)
+        if self._ns.schema.expire or self._ns.expire_changes:  # (an expired week: its days)
+            kept = self._ns.kept_cover(bucket.start, bucket.end, tiling, labels)
+            labels = tuple(b.label for b in kept)
+        return self._make(Leaf(self.event, labels, self.segment))
 
     def hour(self, year: int, month: int, day: int, hour: int) -> SetT:
         return self._bucket("hour", datetime(year, month, day, hour))

@@ -118,7 +118,7 @@ def _labels(
 ) -> tuple[str, ...]:
     """Labels of the fewest recorded buckets tiling [lo, hi), all of them kept (for a segment:
     `family` "segment", which may be kept per day only)."""
-    return ns.check_kept([b.label for b in P.cover(lo, hi, ns.tiling(lo, hi, family))])
+    return tuple(b.label for b in ns.kept_cover(lo, hi, ns.tiling(lo, hi, family)))
 
 
 def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, ...]:
@@ -136,10 +136,10 @@ def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, .
         if lo >= hi:
             return ()
         try:
-            buckets = P.cover(lo, hi, ns.schema.periods)
+            P.cover(lo, hi, ns.schema.periods)
         except QueryError:
             continue
-        return ns.check_kept([b.label for b in buckets])
+        return tuple(b.label for b in ns.kept_cover(lo, hi, ns.schema.periods))
     return _labels(ns, first, hi)  # (unreachable for a bucket boundary: raises, saying why)
 
 

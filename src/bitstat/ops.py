@@ -206,7 +206,38 @@ class Namespace(Queueing):
         """Labels of the fewest kept buckets tiling the range, for unique actors and totals
         (`family` None) or for a rule family."""
         lo, hi = self.range(start, end)
-        return self.check_kept(periods.cover_labels(lo, hi, self.tiling(lo, hi, family)))
+        chosen = self.tiling(lo, hi, family)
+        labels = periods.cover_labels(lo, hi, chosen)
+        if self.schema.expire or self.expire_changes:
+            labels = tuple(b.label for b in self.kept_cover(lo, hi, chosen, labels))
+        return labels
+
+    def kept_cover(
+        self, lo: datetime, hi: datetime, chosen: tuple[str, ...], first: Sequence[str] = ()
+    ) -> list[periods.Bucket]:
+        """The fewest buckets of `chosen` tiling [lo, hi) with none past its retention: a
+        period with a bucket gone is left out of the tiling (an old week is read from its days
+        when weeks expire first), else the QueryError saying which bucket is gone. `first`:
+        the labels of `periods.cover(lo, hi, chosen)`, when known."""
+        buckets = periods.cover(lo, hi, chosen)
+        tried, now = chosen, time.time()
+        while (gone := next((b for b in buckets if self.gone(b.label, now)), None)) is not None:
+            fewer = tuple(p for p in tried if p != gone.period)
+            try:
+                buckets = periods.cover(lo, hi, fewer) if fewer else []
+            except QueryError:
+                buckets = []
+            if not buckets:  # no tiling without it: the first one's error says what is gone
+                self.check_kept(first or [b.label for b in periods.cover(lo, hi, chosen)])
+                raise AssertionError(f"{gone.label} is gone, yet check_kept passed it")
+            tried = fewer
+        return buckets
+
+    def gone(self, label: str, now: float) -> bool:
+        """Whether a bucket is past its period's retention (`Schema.expire`): its keys are gone."""
+        period = periods.parse_label(label).period
+        ttl = self.kept_for(period, label)
+        return ttl is not None and expire_at(period, label, self.schema.timezone, ttl) <= now
 
     def tiling(self, lo: datetime, hi: datetime, family: str | None) -> tuple[str, ...]:
         """The periods that tile [lo, hi) for `family`; a family kept per day (`Schema.hourly`)
@@ -230,14 +261,17 @@ class Namespace(Queueing):
         if self.schema.expire or self.expire_changes:
             now = time.time()
             for label in labels:
-                period = periods.parse_label(label).period
-                ttl = self.kept_for(period, label)
-                if ttl is not None and expire_at(period, label, self.schema.timezone, ttl) <= now:
+                if self.gone(label, now):
+                    period = periods.parse_label(label).period
+                    ttl = self.kept_for(period, label)
+                    assert ttl is not None
+                    rank = periods.PERIODS.index
+                    coarser = [p for p in self.schema.periods if rank(p) > rank(period)]
+                    whole = f"whole {' or '.join(p + 's' for p in coarser)}, or " if coarser else ""
                     raise QueryError(
                         f"{period} buckets are kept {duration_text(ttl)} after their {period}"
                         f" ends (Schema expire, when {label} was recorded), so {label} is gone;"
-                        f" ask about whole days, or about {period}s within the last"
-                        f" {duration_text(ttl)}",
+                        f" ask about {whole}{period}s within the last {duration_text(ttl)}",
                         param="start",
                     )
         return tuple(labels)
@@ -425,7 +459,7 @@ class Namespace(Queueing):
         buckets = periods.buckets_between(by, lo, hi)
         family = "segment" if metric == "unique" and segment else None
         parts = [
-            periods.cover(lo_b, hi_b, self.tiling(lo_b, hi_b, family))
+            self.kept_cover(lo_b, hi_b, self.tiling(lo_b, hi_b, family))
             for lo_b, hi_b in ((max(lo, b.start), min(hi, b.end)) for b in buckets)
         ]
         self.check_kept([c.label for p in parts for c in p])
