@@ -103,9 +103,14 @@ class Namespace(Queueing):
         stored_text = yield call(Transport.get, self.keys.schema)
         self.schema_read = time.monotonic()
         if stored_text is None:
-            if given is not None:
-                yield from self.configure(given)
-            return self.schema
+            # stored unless another client stored one meanwhile, then checked against that one
+            # (two clients connecting at once with different schemas both passed, one of them
+            # recording by a schema the namespace does not hold)
+            if given is None or (yield from self.store_schema(given, unless_stored=True)):
+                return self.schema
+            stored_text = yield call(Transport.get, self.keys.schema)
+            if stored_text is None:  # (dropped at that very moment: as found empty)
+                return (yield from self.load_schema(given))
         self.schema_stored = True
         stored, self.expire_changes = read_stored(stored_text)
         if given is not None and given != stored:
@@ -119,6 +124,11 @@ class Namespace(Queueing):
         return stored
 
     def configure(self, schema: Schema) -> Op[None]:
+        yield from self.store_schema(schema)
+
+    def store_schema(self, schema: Schema, unless_stored: bool = False) -> Op[bool]:
+        """Store `schema` (with `unless_stored`, only where the namespace holds none: whether
+        it was stored)."""
         if not isinstance(schema, Schema):
             raise SchemaError(f"configure() takes a bitstat.Schema, got {type(schema).__name__}")
         # the stored schema's id mode, not the one held here (another client may have stored
@@ -131,11 +141,18 @@ class Namespace(Queueing):
                 f" it cannot switch to ids={schema.ids!r}"
             )
         if text is not None:
+            if unless_stored:
+                return False
             changes += expire_lengthened(current, schema, time.time())
-        yield call(Transport.set, self.keys.schema, stored_text(schema, changes))
+        if unless_stored:
+            if not (yield call(Transport.set_absent, self.keys.schema, stored_text(schema))):
+                return False
+        else:
+            yield call(Transport.set, self.keys.schema, stored_text(schema, changes))
         self.schema, self.expire_changes = schema, changes
         self.schema_read, self.schema_stored = time.monotonic(), True
         self.key_memo.clear()  # (the key names of another schema's periods)
+        return True
 
     def drop(self) -> Op[int]:
         # the pushes and batches sent ahead (`track_ahead`) land first: none writes after

@@ -612,6 +612,11 @@ class Transport:
         yield Doing(f"writing {key}")
         yield lambda c: c.set(key, value)
 
+    def set_absent(self, key: str, value: str) -> Request[bool]:
+        """SET NX: whether `value` was stored (False: the key holds one already)."""
+        yield Doing(f"writing {key}")
+        return bool((yield lambda c: c.set(key, value, nx=True)))
+
     def delete(self, *keys: str) -> Request[None]:
         yield Doing("deleting keys")
         for key in keys:
