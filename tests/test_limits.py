@@ -297,6 +297,37 @@ def test_track_after_configure_writes_the_new_schema_s_periods(open_stats: Open)
     st.track("login", user=1, country="NL", time=t)
     st.configure(bitstat.Schema(periods=("day", "month"), count=["country"]))
     st.track("login", user=2, country="NL", time=t)
-    assert st.unique("login", "2026-11") == 1  # only user 2 was recorded with months
-    assert st.counts("login", "country", "2026-11") == {"NL": 1}
+    # months added while days held data: November is read from its days, which hold both
+    assert st.unique("login", "2026-11") == 2
+    assert st.counts("login", "country", "2026-11") == {"NL": 2}
     assert st.unique("login", "2026-11-03") == 2
+    # and the month key was written for user 2 alone (the new schema's periods)
+    month = st._ns.keys.actors(0, "login", "2026-11")
+    assert st._store.client.exists(month) == 1
+
+
+def test_a_period_added_to_a_namespace_holding_data_is_read_from_the_finer_ones(
+    open_stats: Open,
+) -> None:
+    """A week and a month added once days hold data hold only what comes after: a range they
+    tile was answered from them, silently short (3 where 13 actors came)."""
+    st = open_stats(ids="map", periods=("day",))
+    before = [
+        {"event": "v", "user": f"u{i}", "time": f"2026-11-0{2 + i % 5}T10:00:00Z"}
+        for i in range(10)
+    ]
+    st.track_many(before)
+    st.configure(bitstat.Schema(ids="map", periods=("day", "week", "month")))
+    after = [
+        {"event": "v", "user": f"u{i}", "time": f"2026-11-0{5 + i % 3}T10:00:00Z"}
+        for i in range(10, 13)
+    ]
+    st.track_many(after)
+    assert st.unique("v", "2026-11-02", "2026-11-08") == 13
+    assert st.unique("v", "2026-W45") == st.unique("v", "2026-11") == 13
+    assert st.total("v", "2026-11") == st.total("v", "2026-11-01", "2026-11-30") == 13
+    assert len(st.actors("v").month(2026, 11)) == 13
+    assert [n for _, n in st.series("v", "2026-W45", "2026-W45", by="week")] == [13]
+    # a question that needs the week bucket itself says why it cannot be answered
+    with pytest.raises(bitstat.QueryError, match="week was added"):
+        st.retention("v", "v", "2026-W45", 2, period="week")

@@ -108,7 +108,7 @@ class ActorQuery(Generic[SetT]):
         # (a segment kept per day has no hour buckets: tiling says so)
         tiling = self._ns.tiling(bucket.start, bucket.end, "segment" if self.segment else None)
         labels: tuple[str, ...] = (bucket.label,)
-        if self._ns.schema.expire or self._ns.expire_changes:  # (an expired week: its days)
+        if self._ns.buckets_may_lack():  # (an expired week: its days)
             kept = self._ns.kept_cover(bucket.start, bucket.end, tiling, labels)
             labels = tuple(b.label for b in kept)
         return self._make(Leaf(self.event, labels, self.segment))

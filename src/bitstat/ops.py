@@ -39,7 +39,9 @@ from .queued import Queueing
 from .record import DEFAULT_BATCH_TTL
 from .schema import (
     ExpireChange,
+    PeriodAdded,
     Schema,
+    Stored,
     compound,
     duration_text,
     expire_lengthened,
@@ -96,6 +98,7 @@ class Namespace(Queueing):
         # none of the mappings it learnt (they may name a freed or another actor's offset)
         self.identity_generation = 0
         self.expire_changes: tuple[ExpireChange, ...] = ()  # (stored with the schema)
+        self.periods_added: tuple[PeriodAdded, ...] = ()  # (stored with the schema)
 
     # schema
     def load_schema(self, given: Schema | None) -> Op[Schema]:
@@ -112,7 +115,7 @@ class Namespace(Queueing):
             if stored_text is None:  # (dropped at that very moment: as found empty)
                 return (yield from self.load_schema(given))
         self.schema_stored = True
-        stored, self.expire_changes = read_stored(stored_text)
+        stored, self.expire_changes, self.periods_added = read_stored(stored_text)
         if given is not None and given != stored:
             raise SchemaError(
                 f"namespace {self.name!r} already has a different schema;"
@@ -134,7 +137,7 @@ class Namespace(Queueing):
         # the stored schema's id mode, not the one held here (another client may have stored
         # one since this one connected to an empty namespace)
         text = yield call(Transport.get, self.keys.schema)
-        current, changes = read_stored(text) if text is not None else (self.schema, ())
+        current, changes, added = read_stored(text) if text is not None else Stored(self.schema)
         if schema.ids != current.ids and (yield from self.events()):
             raise SchemaError(
                 f"namespace {self.name!r} holds data recorded with ids={current.ids!r};"
@@ -144,15 +147,30 @@ class Namespace(Queueing):
             if unless_stored:
                 return False
             changes += expire_lengthened(current, schema, time.time())
+            new = [p for p in schema.periods if p not in current.periods]
+            days = (yield from self.data_days(schema)) if new else None
+            if days is not None:
+                added += tuple((period, *days) for period in new)
         if unless_stored:
             if not (yield call(Transport.set_absent, self.keys.schema, stored_text(schema))):
                 return False
         else:
-            yield call(Transport.set, self.keys.schema, stored_text(schema, changes))
-        self.schema, self.expire_changes = schema, changes
+            yield call(Transport.set, self.keys.schema, stored_text(schema, changes, added))
+        self.schema, self.expire_changes, self.periods_added = schema, changes, added
         self.schema_read, self.schema_stored = time.monotonic(), True
         self.key_memo.clear()  # (the key names of another schema's periods)
         return True
+
+    def data_days(self, schema: Schema) -> Op[tuple[int, int] | None]:
+        """The first and last day (numbers since 1970-01-01) the namespace holds data on, the
+        last one at least today in `schema`'s time zone (a client still on the schema before
+        a change records today's events by it for a few seconds); None with no data."""
+        first = yield call(Transport.hvals, self.keys.span_first)
+        last = yield call(Transport.hvals, self.keys.span_last)
+        if not first or not last:
+            return None
+        today = (datetime.now(schema.tz).date() - date(1970, 1, 1)).days
+        return min(map(int, first)), max(today, *map(int, last))
 
     def drop(self) -> Op[int]:
         # the pushes and batches sent ahead (`track_ahead`) land first: none writes after
@@ -225,9 +243,14 @@ class Namespace(Queueing):
         lo, hi = self.range(start, end)
         chosen = self.tiling(lo, hi, family)
         labels = periods.cover_labels(lo, hi, chosen)
-        if self.schema.expire or self.expire_changes:
+        if self.buckets_may_lack():
             labels = tuple(b.label for b in self.kept_cover(lo, hi, chosen, labels))
         return labels
+
+    def buckets_may_lack(self) -> bool:
+        """Whether some buckets may lack data (`gone`): their periods expire, or were added
+        while the namespace held data."""
+        return bool(self.schema.expire or self.expire_changes or self.periods_added)
 
     def kept_cover(
         self, lo: datetime, hi: datetime, chosen: tuple[str, ...], first: Sequence[str] = ()
@@ -251,10 +274,27 @@ class Namespace(Queueing):
         return buckets
 
     def gone(self, label: str, now: float) -> bool:
-        """Whether a bucket is past its period's retention (`Schema.expire`): its keys are gone."""
+        """Whether a bucket lacks data: past its period's retention (`Schema.expire`: its keys
+        are gone), or begun before its period was added (`added_while`)."""
         period = periods.parse_label(label).period
         ttl = self.kept_for(period, label)
-        return ttl is not None and expire_at(period, label, self.schema.timezone, ttl) <= now
+        if ttl is not None and expire_at(period, label, self.schema.timezone, ttl) <= now:
+            return True
+        return self.added_while(label) is not None
+
+    def added_while(self, label: str) -> PeriodAdded | None:
+        """The addition of the bucket's period (`Schema.stored_text`) while the namespace held
+        data on its days: the bucket holds only what was recorded since. None if none."""
+        if not self.periods_added:
+            return None
+        bucket = periods.parse_label(label)
+        epoch = datetime(1970, 1, 1)
+        first = (bucket.start - epoch).days
+        last = (bucket.end - timedelta(microseconds=1) - epoch).days
+        for added in self.periods_added:
+            if added[0] == bucket.period and added[1] <= last and first <= added[2]:
+                return added
+        return None
 
     def tiling(self, lo: datetime, hi: datetime, family: str | None) -> tuple[str, ...]:
         """The periods that tile [lo, hi) for `family`; a family kept per day (`Schema.hourly`)
@@ -275,11 +315,22 @@ class Namespace(Queueing):
     def check_kept(self, labels: Sequence[str]) -> tuple[str, ...]:
         """`labels`, if none is a bucket past its period's retention (`Schema.expire`): its
         keys are gone, so a question needing it has no answer (zeros would be a lie)."""
-        if self.schema.expire or self.expire_changes:
+        if self.buckets_may_lack():
             now = time.time()
             for label in labels:
                 if self.gone(label, now):
                     period = periods.parse_label(label).period
+                    added = self.added_while(label)
+                    if added is not None:
+                        epoch = date(1970, 1, 1)
+                        first, last = (epoch + timedelta(days=d) for d in added[1:])
+                        raise QueryError(
+                            f"{period} was added to the schema while the namespace held data"
+                            f" from {first} to {last}, so {label} holds only what was"
+                            f" recorded since; {period}s after {last} are whole, and a range"
+                            " of days reads the days",
+                            param="start",
+                        )
                     ttl = self.kept_for(period, label)
                     assert ttl is not None
                     rank = periods.PERIODS.index

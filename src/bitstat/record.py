@@ -34,7 +34,7 @@ from .errors import (
 from .events import Columns, parse_batch, rejection
 from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, Planning, finished, planning, started, sum_bound_of
-from .schema import ExpireChange, Schema, read_stored
+from .schema import ExpireChange, PeriodAdded, Schema, read_stored
 from .single import Single, parse_one, plan_one, sum_bound_one
 from .transport import Transport, apply_call, call, values_call
 from .writes import Group, WritePlan
@@ -289,6 +289,7 @@ class Recording:
     name: str
     identity_generation: int  # bumped by forget, alias and drop (ops.Namespace)
     expire_changes: tuple[ExpireChange, ...]  # the stored schema's (schema.stored_text)
+    periods_added: tuple[PeriodAdded, ...]  # the stored schema's (schema.stored_text)
     schema_read: float = float("-inf")  # when the stored schema was last read (monotonic)
     schema_stored: bool = False  # whether the namespace holds a schema, as last read
     schema_lost: bool = False  # dropped since: the next write stores this client's again
@@ -336,10 +337,10 @@ class Recording:
             if lost:  # (the data is gone: and the expiry changes it went through)
                 yield call(Transport.set, self.keys.schema, self.schema.to_json())
                 self.schema_lost, self.schema_stored = False, True
-                self.expire_changes = ()
+                self.expire_changes, self.periods_added = (), ()
             return
         self.schema_lost, self.schema_stored = False, True
-        stored, self.expire_changes = read_stored(text)
+        stored, self.expire_changes, self.periods_added = read_stored(text)
         if stored != self.schema:
             self.schema = stored
             self.key_memo.clear()  # (the key names of another schema's periods)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SchemaError
@@ -426,15 +426,37 @@ def expire_lengthened(old: Schema, new: Schema, now: float) -> tuple[ExpireChang
     )
 
 
-def stored_text(schema: Schema, changes: tuple[ExpireChange, ...] = ()) -> str:
-    """A namespace's stored schema: the schema, and the expiry changes its data went through."""
+# (period, first day, last day): configure() added that period while the namespace held data
+# on those days (day numbers since 1970-01-01, local; the last one at least the day it was
+# added). Its buckets touching them hold only what was recorded since: a question reads them
+# from finer periods.
+PeriodAdded = tuple[str, int, int]
+
+
+class Stored(NamedTuple):
+    """A namespace's stored schema, and what its data went through."""
+
+    schema: Schema
+    expire_changes: tuple[ExpireChange, ...] = ()
+    periods_added: tuple[PeriodAdded, ...] = ()
+
+
+def stored_text(
+    schema: Schema,
+    changes: tuple[ExpireChange, ...] = (),
+    added: tuple[PeriodAdded, ...] = (),
+) -> str:
+    """A namespace's stored schema: the schema, the expiry changes its data went through and
+    the periods added while it held data."""
     data = schema.to_dict()
     if changes:
         data["expire_changes"] = [list(c) for c in changes]
+    if added:
+        data["periods_added"] = [list(a) for a in added]
     return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
 
-def read_stored(text: str | bytes) -> tuple[Schema, tuple[ExpireChange, ...]]:
+def read_stored(text: str | bytes) -> Stored:
     """`stored_text` read back."""
     try:
         data = json.loads(text)
@@ -443,7 +465,8 @@ def read_stored(text: str | bytes) -> tuple[Schema, tuple[ExpireChange, ...]]:
     if not isinstance(data, dict):
         raise SchemaError("stored schema is not a JSON object")
     changes = tuple((str(p), int(t), int(ttl)) for p, t, ttl in data.pop("expire_changes", ()))
+    added = tuple((str(p), int(a), int(b)) for p, a, b in data.pop("periods_added", ()))
     if "hour" in data.get("periods", ()) and "hourly" not in data:
         # stored before `hourly` existed, when every family was kept per hour
         data["hourly"] = list(RULE_KINDS)
-    return Schema.from_dict(data), changes
+    return Stored(Schema.from_dict(data), changes, added)

@@ -733,6 +733,10 @@ class Transport:
         yield Doing(f"reading {key}")
         return (yield lambda c: c.hget(key, field))  # type: ignore[no-any-return]
 
+    def hvals(self, key: str) -> Request[list[bytes]]:
+        yield Doing(f"reading {key}")
+        return list((yield lambda c: c.hvals(key)))
+
     def smembers(self, key: str) -> Request[builtins.set[bytes]]:
         yield Doing(f"reading {key}")
         return set((yield lambda c: c.smembers(key)))
