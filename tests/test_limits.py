@@ -331,3 +331,23 @@ def test_a_period_added_to_a_namespace_holding_data_is_read_from_the_finer_ones(
     # a question that needs the week bucket itself says why it cannot be answered
     with pytest.raises(bitstat.QueryError, match="week was added"):
         st.retention("v", "v", "2026-W45", 2, period="week")
+
+
+def test_a_family_kept_per_hour_once_days_hold_data_is_refused_for_the_hours_before(
+    open_stats: Open,
+) -> None:
+    """Counts kept per hour from a change on hold only what came after it: asked about an
+    hour before, they answered short (3 where 13 came) instead of saying so."""
+    st = open_stats(periods=("hour", "day"), count=["country"])
+    t = "2026-11-03T10:{:02d}:00Z"
+    st.track_many(
+        [{"event": "v", "user": i, "country": "NL", "time": t.format(i)} for i in range(10)]
+    )
+    st.configure(bitstat.Schema(periods=("hour", "day"), count=["country"], hourly=["count"]))
+    st.track_many(
+        [{"event": "v", "user": i, "country": "NL", "time": t.format(i)} for i in range(10, 13)]
+    )
+    with pytest.raises(bitstat.QueryError, match="count was kept per hour"):
+        st.counts("v", "country", "2026-11-03T10", "2026-11-03T11")
+    assert st.counts("v", "country", "2026-11-03") == {"NL": 13}  # whole days: the days
+    assert st.unique("v", "2026-11-03T10", "2026-11-03T11") == 13  # actors: always per hour

@@ -109,7 +109,8 @@ class ActorQuery(Generic[SetT]):
         tiling = self._ns.tiling(bucket.start, bucket.end, "segment" if self.segment else None)
         labels: tuple[str, ...] = (bucket.label,)
         if self._ns.buckets_may_lack():  # (an expired week: its days)
-            kept = self._ns.kept_cover(bucket.start, bucket.end, tiling, labels)
+            family = "segment" if self.segment else None
+            kept = self._ns.kept_cover(bucket.start, bucket.end, tiling, labels, family)
             labels = tuple(b.label for b in kept)
         return self._make(Leaf(self.event, labels, self.segment))
 

@@ -118,7 +118,7 @@ def _labels(
 ) -> tuple[str, ...]:
     """Labels of the fewest recorded buckets tiling [lo, hi), all of them kept (for a segment:
     `family` "segment", which may be kept per day only)."""
-    return tuple(b.label for b in ns.kept_cover(lo, hi, ns.tiling(lo, hi, family)))
+    return tuple(b.label for b in ns.kept_cover(lo, hi, ns.tiling(lo, hi, family), family=family))
 
 
 def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, ...]:
@@ -341,7 +341,7 @@ def retention(
     if seg is not None:  # a segment kept per day has no hour buckets
         ns.tiling(buckets[0].start, buckets[0].end, "segment")
     before = _before(ns, first, buckets[0].start) if kind == "first" else None
-    labels = list(ns.check_kept([b.label for b in buckets]))
+    labels = list(ns.check_kept([b.label for b in buckets], "segment" if seg else None))
     begun = sum(b.start <= wall_now for b in buckets)
     prog = retention_program(first_event, return_event, labels, rows, width, begun, before, seg)
     values = iter((yield from ns.totals(prog)))

@@ -38,6 +38,7 @@ from .query import Expr, Leaf, Program, SetProgram, count_union
 from .queued import Queueing
 from .record import DEFAULT_BATCH_TTL
 from .schema import (
+    RULE_KINDS,
     ExpireChange,
     PeriodAdded,
     Schema,
@@ -148,6 +149,13 @@ class Namespace(Queueing):
                 return False
             changes += expire_lengthened(current, schema, time.time())
             new = [p for p in schema.periods if p not in current.periods]
+            if "hour" in current.periods:  # a family kept per hour from now on: its own hours
+                new += [
+                    f"hour:{family}"
+                    for family in RULE_KINDS
+                    if "hour" in schema.periods_of(family)
+                    and "hour" not in current.periods_of(family)
+                ]
             days = (yield from self.data_days(schema)) if new else None
             if days is not None:
                 added += tuple((period, *days) for period in new)
@@ -226,7 +234,7 @@ class Namespace(Queueing):
             e = todo.pop()
             if isinstance(e, Leaf):
                 names[e.event] = None
-                self.check_kept(e.labels)
+                self.check_kept(e.labels, "segment" if e.segment else None)
             else:
                 todo += e.args
         yield from self.require_events(names)
@@ -244,7 +252,7 @@ class Namespace(Queueing):
         chosen = self.tiling(lo, hi, family)
         labels = periods.cover_labels(lo, hi, chosen)
         if self.buckets_may_lack():
-            labels = tuple(b.label for b in self.kept_cover(lo, hi, chosen, labels))
+            labels = tuple(b.label for b in self.kept_cover(lo, hi, chosen, labels, family))
         return labels
 
     def buckets_may_lack(self) -> bool:
@@ -253,46 +261,55 @@ class Namespace(Queueing):
         return bool(self.schema.expire or self.expire_changes or self.periods_added)
 
     def kept_cover(
-        self, lo: datetime, hi: datetime, chosen: tuple[str, ...], first: Sequence[str] = ()
+        self,
+        lo: datetime,
+        hi: datetime,
+        chosen: tuple[str, ...],
+        first: Sequence[str] = (),
+        family: str | None = None,
     ) -> list[periods.Bucket]:
         """The fewest buckets of `chosen` tiling [lo, hi) with none past its retention: a
         period with a bucket gone is left out of the tiling (an old week is read from its days
         when weeks expire first), else the QueryError saying which bucket is gone. `first`:
-        the labels of `periods.cover(lo, hi, chosen)`, when known."""
+        the labels of `periods.cover(lo, hi, chosen)`, when known; `family`: the rule family
+        read (None: actors and totals)."""
         buckets = periods.cover(lo, hi, chosen)
         tried, now = chosen, time.time()
-        while (gone := next((b for b in buckets if self.gone(b.label, now)), None)) is not None:
+        while gone := next((b for b in buckets if self.gone(b.label, now, family)), None):
             fewer = tuple(p for p in tried if p != gone.period)
             try:
                 buckets = periods.cover(lo, hi, fewer) if fewer else []
             except QueryError:
                 buckets = []
             if not buckets:  # no tiling without it: the first one's error says what is gone
-                self.check_kept(first or [b.label for b in periods.cover(lo, hi, chosen)])
+                self.check_kept(first or [b.label for b in periods.cover(lo, hi, chosen)], family)
                 raise AssertionError(f"{gone.label} is gone, yet check_kept passed it")
             tried = fewer
         return buckets
 
-    def gone(self, label: str, now: float) -> bool:
+    def gone(self, label: str, now: float, family: str | None = None) -> bool:
         """Whether a bucket lacks data: past its period's retention (`Schema.expire`: its keys
-        are gone), or begun before its period was added (`added_while`)."""
+        are gone), or begun before its period was added, or before `family` was kept per hour
+        (`added_while`)."""
         period = periods.parse_label(label).period
         ttl = self.kept_for(period, label)
         if ttl is not None and expire_at(period, label, self.schema.timezone, ttl) <= now:
             return True
-        return self.added_while(label) is not None
+        return self.added_while(label, family) is not None
 
-    def added_while(self, label: str) -> PeriodAdded | None:
-        """The addition of the bucket's period (`Schema.stored_text`) while the namespace held
-        data on its days: the bucket holds only what was recorded since. None if none."""
+    def added_while(self, label: str, family: str | None = None) -> PeriodAdded | None:
+        """The addition of the bucket's period (`Schema.stored_text`), or of `family` to the
+        families kept per hour ("hour:<family>"), while the namespace held data on its days:
+        the bucket holds only what was recorded since. None if none."""
         if not self.periods_added:
             return None
         bucket = periods.parse_label(label)
         epoch = datetime(1970, 1, 1)
         first = (bucket.start - epoch).days
         last = (bucket.end - timedelta(microseconds=1) - epoch).days
+        own = f"{bucket.period}:{family}"
         for added in self.periods_added:
-            if added[0] == bucket.period and added[1] <= last and first <= added[2]:
+            if added[0] in (bucket.period, own) and added[1] <= last and first <= added[2]:
                 return added
         return None
 
@@ -312,23 +329,27 @@ class Namespace(Queueing):
                     )
         return kept
 
-    def check_kept(self, labels: Sequence[str]) -> tuple[str, ...]:
+    def check_kept(self, labels: Sequence[str], family: str | None = None) -> tuple[str, ...]:
         """`labels`, if none is a bucket past its period's retention (`Schema.expire`): its
         keys are gone, so a question needing it has no answer (zeros would be a lie)."""
         if self.buckets_may_lack():
             now = time.time()
             for label in labels:
-                if self.gone(label, now):
+                if self.gone(label, now, family):
                     period = periods.parse_label(label).period
-                    added = self.added_while(label)
+                    added = self.added_while(label, family)
                     if added is not None:
                         epoch = date(1970, 1, 1)
                         first, last = (epoch + timedelta(days=d) for d in added[1:])
+                        what = (
+                            f"{family} was kept per hour (Schema hourly)"
+                            if ":" in added[0]
+                            else f"{period} was added to the schema"
+                        )
                         raise QueryError(
-                            f"{period} was added to the schema while the namespace held data"
-                            f" from {first} to {last}, so {label} holds only what was"
-                            f" recorded since; {period}s after {last} are whole, and a range"
-                            " of days reads the days",
+                            f"{what} while the namespace held data from {first} to {last}, so"
+                            f" {label} holds only what was recorded since; {period}s after"
+                            f" {last} are whole, and a range of whole days reads the days",
                             param="start",
                         )
                     ttl = self.kept_for(period, label)
@@ -527,10 +548,10 @@ class Namespace(Queueing):
         buckets = periods.buckets_between(by, lo, hi)
         family = "segment" if metric == "unique" and segment else None
         parts = [
-            self.kept_cover(lo_b, hi_b, self.tiling(lo_b, hi_b, family))
+            self.kept_cover(lo_b, hi_b, self.tiling(lo_b, hi_b, family), family=family)
             for lo_b, hi_b in ((max(lo, b.start), min(hi, b.end)) for b in buckets)
         ]
-        self.check_kept([c.label for p in parts for c in p])
+        self.check_kept([c.label for p in parts for c in p], family)
         if metric == "unique":
             seg = self.segment(event, segment)
             exprs: list[Expr] = [Leaf(event, tuple(c.label for c in p), seg) for p in parts]
