@@ -31,7 +31,8 @@ the replies are read every `track_ahead` pushes and before a flush or read; a pu
 was not queued is pushed again, waiting, under its token. The batch of a flush made by
 `track()` is sent without waiting too, its script forgetting the claim as it writes the batch;
 the next flush reads its answers (`Claimed`) and records it again under the claim's id if it
-did not all go in.
+did not all go in. A flush that fails after taking its claim keeps it the same way: the next
+flush or read of the same Stats records it first, so none answers without its events.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from .record import (
     IN_DOUBT,
     MAX_BACKOFF,
     Applying,
+    LeaseOver,
     Recording,
     TrackResult,
 )
@@ -201,13 +203,15 @@ def records_of(events: bytes) -> list[dict[str, Any]]:
 
 @dataclass
 class Claimed:
-    """A claim whose batch `flush(later=True)` sent, its answers not read yet."""
+    """A claim whose batch `flush(later=True)` sent, its answers not read yet; or one whose
+    flush failed after taking it (`applying` None), to be recorded by the next flush."""
 
     claim_id: str
     cols: Columns
     records: list[dict[str, Any]]
     applying: Applying | None  # None once its answers were read (or lost)
     result: TrackResult  # the batch's, if the answers say it all went in
+    write_until: int | None = None  # the claim's lease less a margin (a cluster's writes)
 
 
 class Queueing(Recording):
@@ -523,15 +527,23 @@ class Queueing(Recording):
             sent: list[Applying] | None = [] if later else None
             # (LeaseOver: the claim is another flush's now, not released here; track() logs
             # it, a read or flush() raises it, as it could not be exact)
-            result = yield from self.track_columns(
-                cols,
-                claim_id,
-                auto=True,
-                fresh=not taken_over,
-                claim=True,
-                write_until=write_until,
-                later=sent,
-            )
+            try:
+                result = yield from self.track_columns(
+                    cols,
+                    claim_id,
+                    auto=True,
+                    fresh=not taken_over,
+                    claim=True,
+                    write_until=write_until,
+                    later=sent,
+                )
+            except (ConnectionError, ServerError):
+                # the claim stays in Redis, and with this Stats: its next flush or read records
+                # it first (under the claim's id), not leaving it to a takeover after the lease
+                # while its reads answer without these events
+                kept = Claimed(claim_id, cols, records, None, TrackResult(0), write_until)
+                self.applying = (*self.applying, kept)
+                raise
             if sent:  # (its script forgot the claim; the next flush or read reads the answers)
                 self.applying = (*self.applying, Claimed(claim_id, cols, records, sent[0], result))
                 # one batch a flush of track(): claiming the next would wait for this one's
@@ -569,9 +581,18 @@ class Queueing(Recording):
             result = claimed.result
             if not whole:  # (a failure here leaves the claim for the next flush to record)
                 cols, claim_id = claimed.cols, claimed.claim_id
-                result = yield from self.track_columns(
-                    cols, claim_id, auto=True, fresh=False, claim=True
-                )
+                try:
+                    result = yield from self.track_columns(
+                        cols,
+                        claim_id,
+                        auto=True,
+                        fresh=False,
+                        claim=True,
+                        write_until=claimed.write_until,
+                    )
+                except LeaseOver:  # (a cluster's: the claim is for its takeover to record)
+                    self.applying = tuple(rest)
+                    raise
             self.applying = tuple(rest)
             # (a batch that went in whole forgot its claim itself: apply.lua's D op)
             recorded += yield from self.released(
