@@ -645,7 +645,8 @@ class Queueing(Recording):
         due = others and time.monotonic() - self.queue_looked >= self.flush_interval
         if self.queue_since is not None or due or self.pending_ahead or self.applying:
             yield from self.flush()
-        yield from self.schema_fresh(writing=False)
+        if others:  # (a write reads it itself, trying again for up to its deadline)
+            yield from self.schema_fresh(writing=False)
         return (yield from op)
 
 

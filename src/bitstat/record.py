@@ -323,15 +323,28 @@ class Recording:
         if result.rejected:  # its sum would carry a total past the limit
             raise InvalidEvent.of(result.rejected[0][1])
 
-    def schema_fresh(self, writing: bool = True) -> Op[None]:
+    def schema_fresh(self, writing: bool = True, deadline: float | None = None) -> Op[None]:
         """The stored schema, read again once `SCHEMA_TTL` seconds have passed: a running
         client follows a `configure()` (`bitstat schema set`) made by another. After a drop,
-        the next write stores this client's schema again (readers elsewhere find it)."""
+        the next write stores this client's schema again (readers elsewhere find it). For a
+        write, a failure that may pass is tried again for up to `deadline` seconds (None: the
+        namespace's), as the batch's own calls are; a read fails at once."""
         lost = self.schema_lost and writing
         now = time.monotonic()
         if not lost and now - self.schema_read < SCHEMA_TTL:
             return
-        text = yield call(Transport.get, self.keys.schema)
+        end = now + (self.deadline if deadline is None else deadline)
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                text = yield call(Transport.get, self.keys.schema)
+                break
+            except (ConnectionError, ServerError) as exc:
+                left = end - time.monotonic()
+                if not writing or not exc.transient or left <= 0:
+                    raise
+                yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
+                delay = min(delay * 2, MAX_BACKOFF)
         self.schema_read = now
         if text is None:
             if lost:  # (the data is gone: and the expiry changes it went through)
@@ -356,7 +369,7 @@ class Recording:
             raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
         if not isinstance(events, list | tuple):
             events = list(events)
-        yield from self.schema_fresh()
+        yield from self.schema_fresh(deadline=deadline)
         cols = parse_batch(events, self.schema, now)
         return (yield from self.track_checked(events, cols, batch_id, deadline))
 
