@@ -351,3 +351,19 @@ def test_a_family_kept_per_hour_once_days_hold_data_is_refused_for_the_hours_bef
         st.counts("v", "country", "2026-11-03T10", "2026-11-03T11")
     assert st.counts("v", "country", "2026-11-03") == {"NL": 13}  # whole days: the days
     assert st.unique("v", "2026-11-03T10", "2026-11-03T11") == 13  # actors: always per hour
+
+
+def test_days_gone_under_a_week_added_later_say_the_days_are_gone(open_stats: Open) -> None:
+    """The refusal named the first bucket it left out (the week, added later), where the
+    days that would have answered are past their retention."""
+    today = datetime.now(UTC).date()
+    monday = today - timedelta(days=today.weekday() + 35)
+    st = open_stats(periods=("day",), expire={"day": "14d"})
+    old = [
+        {"event": "v", "user": i, "time": f"{monday + timedelta(days=i % 7)}T10:00:00Z"}
+        for i in range(7)
+    ]
+    st.track_many([*old, {"event": "v", "user": 99}])
+    st.configure(bitstat.Schema(periods=("day", "week"), expire={"day": "14d"}))
+    with pytest.raises(bitstat.QueryError, match=f"so {monday} is gone"):
+        st.unique("v", str(monday), str(monday + timedelta(days=6)))

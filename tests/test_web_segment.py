@@ -771,3 +771,39 @@ def test_batches_sent_at_once_that_share_a_message_count_it_once(
     recorded = asyncio.run(pairs())
     assert recorded == [3] * 12
     assert [st.total(f"race{k}", "2025-11-08") for k in range(12)] == [3] * 12
+
+
+def test_a_batch_id_that_looks_like_a_hold_holds_no_message(
+    server: tuple[str, bitstat.Stats],
+) -> None:
+    """A request's hold on a message id was the batch marker of "hold:<id>": a caller's batch
+    id of that form held the message for the marker's life (7 days of 503s)."""
+    base, st = server
+    st.track_many([{"event": "other", "user": "u"}], batch_id="hold:held-1")
+    message = {"type": "track", "event": "e", "userId": "u", "messageId": "held-1"}
+    answer = _post(base, "/v1/track", message)
+    assert answer.status_code == 200 and answer.json()["recorded"] == 1
+
+
+def test_holds_whose_release_failed_are_released_once_the_server_answers(
+    server: tuple[str, bitstat.Stats], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release lost to a short outage left the holds for their whole life (90 s of 503s to
+    the SDK's retries), the server's append-only file keeping them."""
+    base, st = server
+    release = ingest._release
+    failed: list[int] = []
+
+    async def lost_once(store: Any, holds: list[str], token: str) -> None:
+        if not failed:
+            failed.append(len(holds))
+            raise bitstat.ConnectionError("releasing the messages' ids: gone")
+        await release(store, holds, token)
+
+    monkeypatch.setattr(ingest, "_release", lost_once)
+    message = {"type": "track", "event": "e", "userId": "u", "messageId": "released-1"}
+    first = _post(base, "/v1/track", message)
+    assert first.json()["recorded"] == 1 and failed == [1]
+    again = _post(base, "/v1/track", message)  # held until released
+    assert again.status_code == 200 and again.json()["duplicates"] == 1
+    assert st.total("e", datetime.now(UTC).date().isoformat()) == 1

@@ -110,7 +110,7 @@ class ActorQuery(Generic[SetT]):
         labels: tuple[str, ...] = (bucket.label,)
         if self._ns.buckets_may_lack():  # (an expired week: its days)
             family = "segment" if self.segment else None
-            kept = self._ns.kept_cover(bucket.start, bucket.end, tiling, labels, family)
+            kept = self._ns.kept_cover(bucket.start, bucket.end, tiling, family)
             labels = tuple(b.label for b in kept)
         return self._make(Leaf(self.event, labels, self.segment))
 

@@ -114,6 +114,11 @@ class Keys:
         name's: never a `batch` marker (those hold no ':' after "batch:")."""
         return f"{self.batch(self.meta_tag, batch_id)}:part:{escape(part)}"
 
+    def message_hold(self, message_id: str) -> str:
+        """A request's hold on an SDK message's id while it records it (web/ingest.py): not
+        under "batch:", where a caller's batch id could name it."""
+        return f"{self.meta_tag}:hold:{escape(message_id)}"
+
     def queue_seen(self, seconds: int, window: int) -> str:
         """The tokens made in one window of time (`seconds` long, a number) of the events
         queued. (Before 2026-12-06 `q:seen:`: a set of the tokens pushed in a window, its TTL
@@ -276,6 +281,7 @@ def layout(namespace: str = "shop") -> list[tuple[str, str]]:
         (f"{k.id_reverse(42)}  {k.id_aliases(42)}", "offset -> id (128 a hash), other ids of 42"),
         (k.batch(k.meta_tag, "b-1"), "batch b-1 applied (a marker in each tag it wrote)"),
         (k.batch_part("b-1", "purchase"), "one part of batch b-1 applied (a large batch)"),
+        (k.message_hold("m-1"), "an SDK request recording message m-1 (bitstat serve)"),
         (f"{k.queue}  {k.queue_claims}", "events track() queued, claims being applied"),
         (k.queue_seen(60, 29_700_000), "tokens of the events queued in one minute"),
         (k.temp(login, "<token>"), "scratch of a read (always with a TTL or deleted)"),

@@ -252,7 +252,7 @@ class Namespace(Queueing):
         chosen = self.tiling(lo, hi, family)
         labels = periods.cover_labels(lo, hi, chosen)
         if self.buckets_may_lack():
-            labels = tuple(b.label for b in self.kept_cover(lo, hi, chosen, labels, family))
+            labels = tuple(b.label for b in self.kept_cover(lo, hi, chosen, family))
         return labels
 
     def buckets_may_lack(self) -> bool:
@@ -265,24 +265,26 @@ class Namespace(Queueing):
         lo: datetime,
         hi: datetime,
         chosen: tuple[str, ...],
-        first: Sequence[str] = (),
         family: str | None = None,
     ) -> list[periods.Bucket]:
         """The fewest buckets of `chosen` tiling [lo, hi) with none past its retention: a
         period with a bucket gone is left out of the tiling (an old week is read from its days
-        when weeks expire first), else the QueryError saying which bucket is gone. `first`:
-        the labels of `periods.cover(lo, hi, chosen)`, when known; `family`: the rule family
-        read (None: actors and totals)."""
+        when weeks expire first), else the QueryError saying which bucket is gone; `family`:
+        the rule family read (None: actors and totals)."""
         buckets = periods.cover(lo, hi, chosen)
         tried, now = chosen, time.time()
+        lacking: list[str] = []  # a bucket of each period left out, in the order met
         while gone := next((b for b in buckets if self.gone(b.label, now, family)), None):
+            lacking.append(gone.label)
             fewer = tuple(p for p in tried if p != gone.period)
             try:
                 buckets = periods.cover(lo, hi, fewer) if fewer else []
             except QueryError:
                 buckets = []
-            if not buckets:  # no tiling without it: the first one's error says what is gone
-                self.check_kept(first or [b.label for b in periods.cover(lo, hi, chosen)], family)
+            if not buckets:  # no tiling without it: the error of the first one expired says
+                # why (one begun before its period was added only sent the reading finer)
+                expired = (b for b in lacking if self.added_while(b, family) is None)
+                self.check_kept([next(expired, gone.label)], family)
                 raise AssertionError(f"{gone.label} is gone, yet check_kept passed it")
             tried = fewer
         return buckets

@@ -41,7 +41,6 @@ from .metrics import Metrics
 from .namespaces import Namespaces
 
 MESSAGE_MARK = "msg:"  # a message id's marker is the batch marker of the id "msg:<id>"
-HOLD_MARK = "hold:"  # a request's hold on a message id: the batch marker of "hold:<id>"
 HOLD_WAIT = 10.0  # seconds a request waits for another's holds on its messages, then 503
 # a hold outlives the recording it guards (retried up to the deadline) by this much, when its
 # holder dies without releasing it
@@ -458,7 +457,7 @@ async def record_once(
             first[mid] = i
         candidates.append(i)
     # held from reading the markers to setting them: another request sharing a message waits
-    holds = [keys.batch(keys.meta_tag, HOLD_MARK + mid) for mid in first]
+    holds = [keys.message_hold(mid) for mid in first]
     async with held(store, holds, DEFAULT_DEADLINE + HOLD_MARGIN):
         marked = [keys.batch(keys.meta_tag, MESSAGE_MARK + mid) for mid in first]
         if marked:
@@ -536,10 +535,37 @@ async def held(store: AsyncStore, holds: list[str], seconds: float) -> AsyncIter
         yield
     finally:
         try:
-            with wrapped_errors("releasing the messages' ids"):
-                await store.client.eval(script.source, len(holds), *holds, "release", token)
-        except (ConnectionError, ServerError) as exc:  # the holds end on their own
-            log.warning("%s; they end in %.0f s", exc, seconds)
+            await _release(store, holds, token)
+        except (ConnectionError, ServerError) as exc:
+            # (kept by the server's append-only file, they would hold their messages for the
+            # whole `seconds` after a short outage: released as soon as it answers again)
+            log.warning("%s; tried again in the background", exc)
+            task = asyncio.create_task(_release_later(store, holds, token, seconds))
+            _RELEASING.add(task)
+            task.add_done_callback(_RELEASING.discard)
+
+
+_RELEASING: set[asyncio.Task[None]] = set()  # (a task nothing refers to may be collected)
+
+
+async def _release(store: AsyncStore, holds: list[str], token: str) -> None:
+    with wrapped_errors("releasing the messages' ids"):
+        script = lua_script("holds.lua")
+        await store.client.eval(script.source, len(holds), *holds, "release", token)
+
+
+async def _release_later(store: AsyncStore, holds: list[str], token: str, seconds: float) -> None:
+    """`_release`, tried again until the server answers or the holds have ended anyway."""
+    give_up = time.monotonic() + seconds
+    pause = 0.25
+    while time.monotonic() < give_up:
+        await asyncio.sleep(pause)
+        try:
+            await _release(store, holds, token)
+            return
+        except (ConnectionError, ServerError):
+            pause = min(pause * 2, 5.0)
+    log.warning("the holds of %d message ids ended on their own", len(holds))
 
 
 async def mark(store: AsyncStore, markers: list[str], ttl: int) -> None:
