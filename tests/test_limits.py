@@ -367,3 +367,15 @@ def test_days_gone_under_a_week_added_later_say_the_days_are_gone(open_stats: Op
     st.configure(bitstat.Schema(periods=("day", "week"), expire={"day": "14d"}))
     with pytest.raises(bitstat.QueryError, match=f"so {monday} is gone"):
         st.unique("v", str(monday), str(monday + timedelta(days=6)))
+
+
+def test_only_the_buckets_that_lack_data_are_read_from_finer_ones(open_stats: Open) -> None:
+    """One week begun before weeks were added made every week of a range be read from its
+    days (a year's range: 365 day keys)."""
+    st = open_stats(periods=("day",))
+    st.track_many([{"event": "v", "user": 1, "time": "2026-10-05T10:00:00Z"}])
+    st.configure(bitstat.Schema(periods=("day", "week")))
+    labels = st._ns.cover_labels("2026-09-21", "2026-10-11")
+    days = [f"2026-10-{d:02d}" for d in range(5, 12)]
+    assert list(labels) == ["2026-W39", "2026-W40", *days]
+    assert st.unique("v", "2026-09-21", "2026-10-11") == 1

@@ -267,27 +267,41 @@ class Namespace(Queueing):
         chosen: tuple[str, ...],
         family: str | None = None,
     ) -> list[periods.Bucket]:
-        """The fewest buckets of `chosen` tiling [lo, hi) with none past its retention: a
-        period with a bucket gone is left out of the tiling (an old week is read from its days
-        when weeks expire first), else the QueryError saying which bucket is gone; `family`:
-        the rule family read (None: actors and totals)."""
-        buckets = periods.cover(lo, hi, chosen)
-        tried, now = chosen, time.time()
-        lacking: list[str] = []  # a bucket of each period left out, in the order met
-        while gone := next((b for b in buckets if self.gone(b.label, now, family)), None):
-            lacking.append(gone.label)
-            fewer = tuple(p for p in tried if p != gone.period)
+        """The fewest buckets of `chosen` tiling [lo, hi) with none lacking data (`gone`): a
+        bucket that lacks it is read from the other periods instead (an old week from its
+        days when weeks expire first; the month of a week added, from its weeks and days),
+        else the QueryError saying which bucket is gone; `family`: the rule family read
+        (None: actors and totals)."""
+        lacking: list[str] = []  # the buckets left out, in the order met
+        return self._kept_cover(lo, hi, chosen, family, time.time(), lacking)
+
+    def _kept_cover(
+        self,
+        lo: datetime,
+        hi: datetime,
+        chosen: tuple[str, ...],
+        family: str | None,
+        now: float,
+        lacking: list[str],
+    ) -> list[periods.Bucket]:
+        kept: list[periods.Bucket] = []
+        for bucket in periods.cover(lo, hi, chosen):
+            if not self.gone(bucket.label, now, family):
+                kept.append(bucket)
+                continue
+            lacking.append(bucket.label)
+            others = tuple(p for p in chosen if p != bucket.period)
             try:
-                buckets = periods.cover(lo, hi, fewer) if fewer else []
+                tiled = bool(others) and bool(periods.cover(bucket.start, bucket.end, others))
             except QueryError:
-                buckets = []
-            if not buckets:  # no tiling without it: the error of the first one expired says
-                # why (one begun before its period was added only sent the reading finer)
+                tiled = False
+            if not tiled:  # nothing else tiles it: the error of the first bucket expired
+                # says why (one begun before its period was added only sent the reading finer)
                 expired = (b for b in lacking if self.added_while(b, family) is None)
-                self.check_kept([next(expired, gone.label)], family)
-                raise AssertionError(f"{gone.label} is gone, yet check_kept passed it")
-            tried = fewer
-        return buckets
+                self.check_kept([next(expired, bucket.label)], family)
+                raise AssertionError(f"{bucket.label} is gone, yet check_kept passed it")
+            kept += self._kept_cover(bucket.start, bucket.end, others, family, now, lacking)
+        return kept
 
     def gone(self, label: str, now: float, family: str | None = None) -> bool:
         """Whether a bucket lacks data: past its period's retention (`Schema.expire`: its keys
