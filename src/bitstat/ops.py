@@ -346,8 +346,9 @@ class Namespace(Queueing):
         return kept
 
     def check_kept(self, labels: Sequence[str], family: str | None = None) -> tuple[str, ...]:
-        """`labels`, if none is a bucket past its period's retention (`Schema.expire`): its
-        keys are gone, so a question needing it has no answer (zeros would be a lie)."""
+        """`labels`, if none lacks data (`gone`): past its period's retention (`Schema.expire`),
+        or begun before its period (or `family` per hour) was added while the namespace held
+        data. A question needing such a bucket has no answer (a short one would be a lie)."""
         if self.buckets_may_lack():
             now = time.time()
             for label in labels:
