@@ -177,7 +177,7 @@ class Namespace(Queueing):
         last = yield call(Transport.hvals, self.keys.span_last)
         if not first or not last:
             return None
-        today = (datetime.now(schema.tz).date() - date(1970, 1, 1)).days
+        today = (datetime.now(schema.tz).date() - periods.FIRST_DAY).days
         return min(map(int, first)), max(today, *map(int, last))
 
     def drop(self) -> Op[int]:
@@ -320,9 +320,8 @@ class Namespace(Queueing):
         if not self.periods_added:
             return None
         bucket = periods.parse_label(label)
-        epoch = datetime(1970, 1, 1)
-        first = (bucket.start - epoch).days
-        last = (bucket.end - timedelta(microseconds=1) - epoch).days
+        first = (bucket.start.date() - periods.FIRST_DAY).days
+        last = ((bucket.end - timedelta(microseconds=1)).date() - periods.FIRST_DAY).days
         own = f"{bucket.period}:{family}"
         for added in self.periods_added:
             if added[0] in (bucket.period, own) and added[1] <= last and first <= added[2]:
@@ -356,8 +355,7 @@ class Namespace(Queueing):
                     period = periods.parse_label(label).period
                     added = self.added_while(label, family)
                     if added is not None:
-                        epoch = date(1970, 1, 1)
-                        first, last = (epoch + timedelta(days=d) for d in added[1:])
+                        first, last = (periods.FIRST_DAY + timedelta(days=d) for d in added[1:])
                         what = (
                             f"{family} was kept per hour (Schema hourly)"
                             if ":" in added[0]

@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import os
-import random
 import secrets
 import threading
 import time
@@ -58,9 +57,7 @@ from .errors import BatchError, BitstatError, ConnectionError, ServerError
 from .events import Columns, parse_batch
 from .record import (
     AUTO_IDS,
-    FIRST_BACKOFF,
     IN_DOUBT,
-    MAX_BACKOFF,
     Applying,
     LeaseOver,
     Recording,
@@ -68,7 +65,7 @@ from .record import (
 )
 from .schema import Schema
 from .single import Single, sum_bound_one
-from .transport import Transport, call
+from .transport import FIRST_BACKOFF, Transport, backed_off, call
 
 FLUSH_AT = 500  # events queued by track() applied together (connect's flush_at)
 # with track_ahead: a batch's fixed costs (its keys, the claim's, ids' and values' round trips)
@@ -460,8 +457,7 @@ class Queueing(Recording):
                 doubt = doubt or not exc.refused
                 left = min(end - time.monotonic(), horizon - time.time())
                 if exc.transient and left > 0 and not isinstance(exc, BatchError):
-                    yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
-                    delay = min(delay * 2, MAX_BACKOFF)
+                    delay = yield from backed_off(delay, left)
                     continue
                 given = self.given_seconds(token) if doubt else 0
                 if given > 0:
@@ -633,8 +629,7 @@ class Queueing(Recording):
                 left = end - time.monotonic()
                 if not exc.transient or isinstance(exc, BatchError) or left <= 0:
                     raise
-                yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
-                delay = min(delay * 2, MAX_BACKOFF)
+                delay = yield from backed_off(delay, left)
 
     def settled(
         self, op: Generator[Y, Any, T], *, others: bool = True

@@ -11,7 +11,6 @@ import itertools
 import json
 import logging
 import os
-import random
 import secrets
 import threading
 import time
@@ -36,7 +35,7 @@ from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, Planning, finished, planning, started, sum_bound_of
 from .schema import ExpireChange, PeriodAdded, Schema, read_stored
 from .single import Single, parse_one, plan_one, sum_bound_one
-from .transport import Transport, apply_call, call, values_call
+from .transport import FIRST_BACKOFF, Transport, apply_call, backed_off, call, values_call
 from .writes import Group, WritePlan
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
@@ -44,8 +43,6 @@ DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come
 # a BatchError, come sooner; a marker a call costs ~100 bytes for this long (1,000 calls/s: 60 MB)
 AUTO_BATCH_TTL = 600
 DEFAULT_DEADLINE = 60.0  # seconds a batch is tried again on failures that may pass
-FIRST_BACKOFF = 0.05  # seconds before the second try, doubled each try (with jitter) ...
-MAX_BACKOFF = 2.0  # ... up to this
 # the calls that write a batch (or, `confirm`, wait for a replica of one found in)
 WRITES = (Transport.apply, Transport.mark, Transport.send_apply, Transport.confirm)
 IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgotten first
@@ -343,8 +340,7 @@ class Recording:
                 left = end - time.monotonic()
                 if not writing or not exc.transient or left <= 0:
                     raise
-                yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
-                delay = min(delay * 2, MAX_BACKOFF)
+                delay = yield from backed_off(delay, left)
         self.schema_read = now
         if text is None:
             if lost:  # (the data is gone: and the expiry changes it went through)
@@ -477,8 +473,7 @@ class Recording:
                         may_have_landed=landed,
                         attempts=attempt,
                     ) from exc
-                yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
-                delay = min(delay * 2, MAX_BACKOFF)
+                delay = yield from backed_off(delay, left)
 
     def record_once(
         self,

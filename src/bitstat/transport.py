@@ -779,8 +779,15 @@ READS = frozenset(
 # the steps of alias and forget (identity.py), each idempotent, which a slot caught half moved
 # refuses (TRYAGAIN) until the move ends
 AGAIN = READS | {Transport.claim_queued, Transport.release_claim, Transport.run_lua}
-FIRST_BACKOFF = 0.05  # seconds before a read is made again, doubled each time (with jitter) ...
-MAX_BACKOFF = 2.0  # ... up to this: as a batch's (record.py)
+FIRST_BACKOFF = 0.05  # seconds before a call is tried again, doubled each time (with jitter) ...
+MAX_BACKOFF = 2.0  # ... up to this (reads and a batch's tries, record.py, alike)
+
+
+def backed_off(delay: float, left: float) -> Generator[Call, Any, float]:
+    """Wait before a call is tried again: `delay` seconds, less up to half (so clients that
+    failed together do not come back together), at most `left`; returns the next delay."""
+    yield call(Transport.sleep, min(left, delay * random.uniform(0.5, 1.0)))
+    return min(delay * 2, MAX_BACKOFF)
 
 
 def for_now(error: BitstatError) -> bool:
@@ -813,9 +820,6 @@ def patient(op: Generator[Y, Any, T], deadline: float) -> Generator[Y | Call, An
                     now = time.monotonic()
                     end = now + deadline if end is None else end
                     if now < end:
-                        yield call(
-                            Transport.sleep, min(end - now, delay * random.uniform(0.5, 1.0))
-                        )
-                        delay = min(delay * 2, MAX_BACKOFF)
+                        delay = yield from backed_off(delay, end - now)
                         continue
             break
