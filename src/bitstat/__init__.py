@@ -76,5 +76,5 @@ def connect(arguments: ConnectArguments) -> Stats:
     (docs/performance.md, "One event per call").
     """
     stats = arguments.opened(Stats, Store.from_url(*arguments.store_options()))
-    stats._unsettled(stats._ns.load_schema(arguments.schema))
+    stats._unsettled(stats._ns.opened(arguments.schema))
     return stats

@@ -322,5 +322,5 @@ async def connect(arguments: ConnectArguments) -> AsyncStats:
         )
     store = await AsyncStore.from_url(*arguments.store_options())
     stats = arguments.opened(AsyncStats, store)
-    await stats._unsettled(stats._ns.load_schema(arguments.schema))
+    await stats._unsettled(stats._ns.opened(arguments.schema))
     return stats

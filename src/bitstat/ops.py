@@ -9,6 +9,7 @@ value sent back is that call's result. `Stats` answers the calls with the blocki
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import secrets
 import time
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import periods
 from .calls import Call, Emit, Op
-from .errors import InvalidEvent, QueryError, SchemaError, UnknownEvent, blaming
+from .errors import InvalidEvent, QueryError, SchemaError, ServerError, UnknownEvent, blaming
 from .events import canonical_id, int_actor, number_text, original_id, unicode_problem
 from .keys import (
     REVERSE_BUCKET_BITS,
@@ -54,6 +55,7 @@ from .sums import Target
 from .tables import Counts, Series, Sum, Sums, Top
 from .transport import Transport, call
 
+log = logging.getLogger("bitstat")
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
 FAMILY_TEXT = {
     "count": "counts",
@@ -75,6 +77,25 @@ def check_name(event: Any) -> None:
 def check_namespace(namespace: Any) -> None:
     if not isinstance(namespace, str) or not namespace:
         raise SchemaError(f"namespace must be non-empty text, got {namespace!r}")
+
+
+# the servers (by run id) a warning about their memory policy was logged for, in this process
+EVICTION_WARNED: set[str] = set()
+
+
+def eviction_warning(nodes: Iterable[tuple[str, str, int]]) -> str | None:
+    """What to tell the user of the masters (run id, maxmemory-policy, maxmemory) that may
+    delete bitstat's keys once full: any policy but noeviction, with a memory limit set."""
+    evicting = sorted({policy for _, policy, limit in nodes if limit and policy != "noeviction"})
+    if not evicting:
+        return None
+    return (
+        f"the server's maxmemory-policy is {' and '.join(evicting)}: once it reaches maxmemory"
+        " it deletes keys, and answers drawn from deleted bitmaps, counters or id maps are"
+        " silently low (an evicted batch marker lets a retried batch count twice). Set"
+        " maxmemory-policy to noeviction: a full server then refuses batches whole"
+        " (docs/cluster.md, 'Server settings that matter')"
+    )
 
 
 class Namespace(Queueing):
@@ -102,6 +123,26 @@ class Namespace(Queueing):
         self.periods_added: tuple[PeriodAdded, ...] = ()  # (stored with the schema)
 
     # schema
+    def opened(self, given: Schema | None) -> Op[Schema]:
+        """What `connect()` does on the server: warn of a memory policy that evicts keys, then
+        `load_schema`."""
+        yield from self.warn_of_eviction()
+        return (yield from self.load_schema(given))
+
+    def warn_of_eviction(self) -> Op[None]:
+        """Log a warning, once per server and process, when a master may evict bitstat's keys
+        (a managed service's default policy often does); a server that refuses INFO (an ACL)
+        is not checked."""
+        try:
+            nodes = yield call(Transport.memory_policies)
+        except ServerError as exc:
+            log.debug("bitstat: the memory policy could not be read: %s", exc)
+            return
+        fresh = [node for node in nodes if node[0] not in EVICTION_WARNED]
+        if warning := eviction_warning(fresh):
+            EVICTION_WARNED.update(node[0] for node in fresh)
+            log.warning("bitstat: %s", warning)
+
     def load_schema(self, given: Schema | None) -> Op[Schema]:
         """The stored schema; `given` is stored when there is none, and must match otherwise."""
         stored_text = yield call(Transport.get, self.keys.schema)

@@ -766,11 +766,25 @@ class Transport:
             "cluster": self.cluster,
         }
 
+    def memory_policies(self) -> Request[list[tuple[str, str, int]]]:
+        """Each master's run id, `maxmemory-policy` and `maxmemory` (bytes, 0: no limit)."""
+        yield Doing("reading the servers' memory policy")
+        if self.cluster:
+            info = yield lambda c: c.info("server", "memory", target_nodes="primaries")
+            nodes = list(info.values()) if "run_id" not in info else [info]
+        else:
+            nodes = [(yield lambda c: c.info("server", "memory"))]
+        return [
+            (str(n.get("run_id")), str(n.get("maxmemory_policy")), int(n.get("maxmemory", 0)))
+            for n in nodes
+        ]
+
 
 # the requests that only read (their scratch keys expire): made again when the server refused
 # them for the moment; a batch's writes are tried again by record.py, under their batch id
 READS = frozenset(
     {Transport.get, Transport.hget, Transport.hget_many, Transport.smembers, Transport.getrange}
+    | {Transport.memory_policies}
     | {Transport.read_sums, Transport.scan_keys, Transport.evaluate, Transport.evaluate_checked}
     | {Transport.hsum, Transport.zsum, Transport.top, Transport.pfcount}
 )
