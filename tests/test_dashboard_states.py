@@ -358,3 +358,17 @@ def test_every_bar_is_named(page: Any, server: str) -> None:
             canvas,
         )
         assert shown[0] == shown[1], (canvas, shown)
+
+
+def test_a_range_without_events_says_so_in_the_funnel_card(page: Any, server: str) -> None:
+    """No event in the range leaves the funnel without default steps: its card says the range is
+    empty, as the other cards do, not that the event (recorded on other days) never was."""
+    before = {"event": "purchase", "start": "2024-01-01", "end": "2024-01-31"}
+    page.goto(f"{server}/{hash_of(before)}")
+    data = ready(page)
+    assert data["event"] == "purchase" and data["funnel"] is None
+    shoot(page, "dashboard-empty-range.png")
+    shown = board(page)
+    assert shown["empties"]["empty-counts"] == "no data in this range"
+    assert shown["empties"]["empty-funnel"] == "no data in this range"
+    assert page.input_value("#steps") == ""

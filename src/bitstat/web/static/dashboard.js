@@ -336,7 +336,8 @@
     const top = section(d.top, "top", absent);
     bars("chart-top", "top", top ? top.top : null, "count", true, COLORS[3]);
     showSums(d.sums, absent);
-    showFunnel(d.funnel, absent);
+    // the funnel's steps default to the events of the range: none there, no steps
+    showFunnel(d.funnel, d.event ? "no data in this range" : null);
     showRetention(d.retention, d.event);
     showLifecycle(d.lifecycle, absent);
   }
