@@ -261,9 +261,9 @@ def _listen(host: str, port: int) -> socket.socket:
     type=click.Path(dir_okay=False, path_type=Path),
     help="HTML file to write.",
 )
-@click.option("--event", help="Event to show (default: the first recorded).")
+@click.option("--event", help="Event to show (default: the most frequent of the range).")
 @click.option("--start", help="Range start: a date or period label (default: 30 days before end).")
-@click.option("--end", help="Range end (default: the last day the event was seen).")
+@click.option("--end", help="Range end (default: the last day with data, of --event when given).")
 @click.option("--period", type=PERIOD, help="Bucket size (default: from the range's length).")
 @click.option("--count", "count_prop", metavar="PROPERTY", help="`count` property to chart.")
 @click.option("--top", "top_prop", metavar="PROPERTY", help="`top` property to chart.")
