@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -201,3 +202,32 @@ def test_serve_takes_write_keys_from_a_file_and_the_environment(
         with bitstat.connect(embedded_url, namespace=f"{namespace}-{suffix}") as st:
             assert st.total("keyed", "2025-11-02") == 1
             st.drop()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_serve_quietly_with_status_0(
+    embedded_url: str, namespace: str, workers: str
+) -> None:
+    """Ctrl-C is how one stops a server run by hand: it shuts down and exits 0, with one process
+    as with several (one process said "Aborted!" and exited 1, several exited 0)."""
+    command = [sys.executable, "-m", "bitstat", "--url", embedded_url, "--namespace", namespace]
+    process = subprocess.Popen(
+        [*command, "serve", "--port", "0", "--workers", workers],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **NO_TOKENS},
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        match = re.search(r"dashboard (http://127\.0\.0\.1:[0-9]+)/", banner)
+        assert match is not None, banner
+        assert httpx.get(f"{match.group(1)}/readyz", timeout=30).status_code == 200
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, rest
+    assert "Aborted" not in rest and "Traceback" not in rest, rest

@@ -193,7 +193,12 @@ def serve(
             server_header=False,
         )
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn has shut down and raises the Ctrl-C again: the way to stop a server run by
+        # hand, not a failure (several processes exit 0 alike)
+        return
     if not server.started:
         raise click.ClickException("the server did not start (see the message above)")
 
