@@ -49,6 +49,7 @@ BATCH_SIZE = 10_000
 SHOWN_REJECTS = 20  # rejected lines the text report shows (JSON: ingest_rejects.SAMPLE)
 EXIT_REJECTED = 2
 EXIT_STOPPED = 3  # --max-rejects: more lines were rejected than it allows
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports a Ctrl-C
 
 
 class StrictStop(click.ClickException):
@@ -384,6 +385,21 @@ def terminated_as_interrupted() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
+@contextlib.contextmanager
+def rerun_when_interrupted(ctx: click.Context) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) ends the run saying what to do next, once everything after this
+    has settled: click's bare "Aborted!" left open whether a re-run would count twice."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(
+            "Interrupted: the batches recorded so far stay recorded. Run the same command again"
+            " to record the rest: nothing is recorded twice.",
+            err=True,
+        )
+        ctx.exit(EXIT_INTERRUPTED)
+
+
 @click.command(short_help="Record events from JSON lines, JSON or CSV files (gzip too).")
 @click.argument(
     "files",
@@ -505,10 +521,11 @@ def ingest(
 
     \b
     Exit status:
-        0  every event was recorded (now or by an earlier run)
-        2  some lines were rejected (click's usage errors exit 2 too)
-        3  --max-rejects stopped it
-        1  an error, or --strict met a bad line
+          0  every event was recorded (now or by an earlier run)
+          2  some lines were rejected (click's usage errors exit 2 too)
+          3  --max-rejects stopped it
+          1  an error, or --strict met a bad line
+        130  Ctrl-C or SIGTERM stopped it (run it again to record the rest)
 
     \b
     Example:
@@ -543,6 +560,7 @@ def ingest(
     salt = options_salt(fields, kind, batch_size, sort_window)
     stderr = Console(stderr=True, highlight=False)
     with (
+        rerun_when_interrupted(ctx),  # (left last: the workers stopped, the spool gone)
         terminated_as_interrupted(),
         # opened first, before the files are read: a --rejects that cannot be written fails at once
         contextlib.nullcontext(None) if rejects is None else Output(rejects) as out,
