@@ -43,6 +43,8 @@ _LABEL_RE = re.compile(
     r"(?P<y>[0-9]{4})(?:-W(?P<w>[0-9]{2})|-(?P<m>[0-9]{2})(?:-(?P<d>[0-9]{2})(?:T(?P<h>[0-9]{2}))?)?)?"
 )
 _LONGEST_LABEL = len("2026-11-22T13")
+# ISO 8601's basic form of a week, "2026W47": Python's fromisoformat reads it as the Monday
+_BASIC_WEEK_RE = re.compile(r"(?P<y>[0-9]{4})W(?P<w>[0-9]{2})")
 
 
 @functools.total_ordering
@@ -211,6 +213,8 @@ def _endpoint(value: Any, tz: ZoneInfo, fine: str) -> Bucket:
                 return bucket
             # An hour label reads like an ISO time, so it follows the rule for datetimes.
             return bucket_of(fine, bucket.start)
+        if week := _BASIC_WEEK_RE.fullmatch(text):  # the whole week, as "2026-W47" is
+            return parse_label(f"{week['y']}-W{week['w']}")
         try:
             return bucket_of("day", datetime.combine(date.fromisoformat(text), datetime.min.time()))
         except ValueError:
