@@ -462,6 +462,46 @@ def test_values_numbered_while_their_slot_is_half_moved(laid_out: Laid, moved: s
         st.close()
 
 
+def test_a_small_batch_numbers_a_value_once_while_its_slot_is_half_moved(laid_out: Laid) -> None:
+    """A value numbered before, new to a client, comes in a small batch: the write itself
+    numbers it (apply.lua's V op, which names the value's bucket itself, undeclared) while the
+    event's slot stops half moved, every key moved but that bucket. The new master would
+    serve the script (ASKING) with the bucket still on the old one, and give the value a second
+    id; it never runs it there: the batch's marker, always new, is among its declared keys, so
+    a slot half moved answers TRYAGAIN until the move ends. The value keeps its id, the batch
+    counts once, and the move ends (MIGRATE of the bucket finds no copy: no BUSYKEY)."""
+    cluster, nodes, ns, _ = laid_out
+    args: dict[str, Any] = {"unique": ["ip"], "periods": ("day", "month")}
+    st = bitstat.connect(cluster.url, namespace=ns, schema=bitstat.Schema(**args), deadline=30)
+    model = Model(**args)
+    keys = Keys(ns)
+    ip = "10.0.0.7"
+    first = [{"event": "purchase", "user": u, "time": "2026-10-01", "ip": ip} for u in (1, 2)]
+    later = [{"event": "purchase", "user": 3, "time": "2026-10-02", "ip": ip}]
+    try:
+        assert st.track_many(first).recorded == 2
+        model.track_many(first)
+        bucket = keys.value_bucket("purchase", "ip", ip)
+        slot = slot_of(keys.event_tag("purchase"))
+        nodes.begin(slot, source=1, target=0, share=0.0)
+        nodes.migrate(1, 0, [k for k in nodes.keys(1, slot) if text(k) != bucket])
+        ender = threading.Timer(0.8, nodes.finish, (slot, 1, 0))
+        ender.start()
+        try:
+            with bitstat.connect(cluster.url, namespace=ns, deadline=30) as fresh:  # no ids
+                assert fresh.track_many(later).recorded == 1
+            model.track_many(later)
+        finally:
+            ender.join()
+        assert nodes.owner(slot) == 0, "the move did not end"
+        assert value_map(nodes.clients[0], ns, "purchase", "ip") == ({ip: 0}, 1)
+        for day in ("2026-10-01", "2026-10-02", "2026-10"):
+            assert st.distinct("purchase", "ip", day) == model.distinct("purchase", "ip", day)
+            assert st.unique("purchase", day) == model.unique("purchase", day), day
+    finally:
+        st.close()
+
+
 @pytest.mark.parametrize("bitmap", ["not built", "built by another reader"])
 def test_actor_ids_read_while_their_slot_is_half_moved(laid_out: Laid, bitmap: str) -> None:
     """Shard 0's slot stops half moved, every key still on the old master: the ids of a day's
