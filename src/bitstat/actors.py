@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from . import periods
+from .errors import QueryError
 from .query import Expr, Leaf, Op, combine
 
 if TYPE_CHECKING:
@@ -115,22 +116,40 @@ class ActorQuery(Generic[SetT]):
         return self._make(Leaf(self.event, labels, self.segment))
 
     def hour(self, year: int, month: int, day: int, hour: int) -> SetT:
-        return self._bucket("hour", datetime(year, month, day, hour))
+        return self._bucket("hour", _named("hour", datetime, year, month, day, hour))
 
     def day(self, year: int, month: int, day: int) -> SetT:
-        return self._bucket("day", datetime(year, month, day))
+        return self._bucket("day", _named("day", datetime, year, month, day))
 
     def week(self, year: int, week: int) -> SetT:
         """ISO week `week` of ISO year `year`."""
-        return self._bucket("week", datetime.fromisocalendar(year, week, 1))
+        return self._bucket("week", _named("week", _monday, year, week))
 
     def month(self, year: int, month: int) -> SetT:
-        return self._bucket("month", datetime(year, month, 1))
+        return self._bucket("month", _named("month", _first, year, month))
 
     def year(self, year: int) -> SetT:
-        return self._bucket("year", datetime(year, 1, 1))
+        return self._bucket("year", _named("year", _first, year))
 
     def between(self, start: Any, end: Any = None) -> SetT:
         """Actors active at any time in [start, end] (inclusive); a single label means its span."""
         family = "segment" if self.segment is not None else None
         return self._make(Leaf(self.event, self._ns.cover_labels(start, end, family), self.segment))
+
+
+def _named(period: str, make: Callable[..., datetime], *fields: Any) -> datetime:
+    """The start of the bucket a method's fields name; a QueryError naming them if none is
+    (`week(2027, 53)`: 2027 has 52 ISO weeks; `day(2026, 2, 29)`), not datetime's ValueError."""
+    try:
+        return make(*fields)
+    except (TypeError, ValueError, OverflowError) as exc:
+        shown = ", ".join(map(repr, fields))
+        raise QueryError(f"{period}({shown}) names no {period}: {exc}", param=period) from None
+
+
+def _monday(year: int, week: int) -> datetime:
+    return datetime.fromisocalendar(year, week, 1)
+
+
+def _first(year: int, month: int = 1) -> datetime:
+    return datetime(year, month, 1)

@@ -1,0 +1,51 @@
+"""Questions at calendar edges: dates that do not exist, ISO weeks past a year's last one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import bitstat
+
+AMS = "Europe/Amsterdam"
+
+
+@pytest.fixture
+def stats(embedded_url: str, namespace: str) -> Iterator[bitstat.Stats]:
+    periods = ("hour", "day", "week", "month", "year")
+    schema = bitstat.Schema(timezone=AMS, periods=periods, horizon="3650d")  # (2027 is ahead)
+    with bitstat.connect(embedded_url, namespace=namespace, schema=schema) as st:
+        yield st
+        st.drop()
+
+
+@pytest.mark.parametrize(
+    ("pick", "named"),
+    [
+        (lambda q: q.week(2027, 53), "week(2027, 53)"),  # 2027 has 52 ISO weeks
+        (lambda q: q.week(2026, 0), "week(2026, 0)"),
+        (lambda q: q.day(2026, 2, 29), "day(2026, 2, 29)"),  # not a leap year
+        (lambda q: q.hour(2026, 3, 29, 24), "hour(2026, 3, 29, 24)"),
+        (lambda q: q.month(2026, 13), "month(2026, 13)"),
+        (lambda q: q.year(0), "year(0)"),
+    ],
+)
+def test_an_actor_set_of_a_date_that_does_not_exist_is_a_query_error(
+    stats: bitstat.Stats, pick: Callable[[Any], Any], named: str
+) -> None:
+    with pytest.raises(bitstat.QueryError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        pick(stats.actors("login"))
+
+
+def test_an_actor_set_of_the_last_iso_week_and_a_leap_day(stats: bitstat.Stats) -> None:
+    res = stats.track_many(
+        [
+            {"event": "login", "user": 1, "time": "2027-01-03T23:30:00+01:00"},  # 2026-W53
+            {"event": "login", "user": 2, "time": "2024-02-29T00:00:00+01:00"},
+        ]
+    )
+    assert res.recorded == 2, res.rejected
+    assert list(stats.actors("login").week(2026, 53).ids()) == [1]
+    assert list(stats.actors("login").day(2024, 2, 29).ids()) == [2]
