@@ -136,25 +136,26 @@ def test_a_claim_left_by_a_flush_that_died_is_applied_once_by_the_next(
     server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A flush dies after writing its batch and before forgetting the claim (the claim went
-    with the batch), and another before writing anything: a later flush takes the second claim
-    over, and every event counts once."""
+    with the batch), and another before writing anything: a later flush (another process's)
+    takes the second claim over, and every event counts once."""
     monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
     events = batches(1, 90, seed=13)[0]
     want = model()
-    with bitstat.connect(
-        server_url, namespace=namespace, schema=schema(), flush_at=1000, deadline=0.2
-    ) as st:
+    options = {"namespace": namespace, "schema": schema(), "flush_at": 1000, "deadline": 0.2}
+    with bitstat.connect(server_url, **options) as dying:
         release = Transport.release_claim
         apply = Transport.apply
         for part, broken in ((events[:40], "release_claim"), (events[40:70], "apply")):
             for e in part:
-                st.track(e)
+                dying.track(e)
                 want.track(e)
             monkeypatch.setattr(Transport, broken, died)
             with pytest.raises(KeyboardInterrupt):
-                st.flush()
+                dying.flush()
             monkeypatch.setattr(Transport, "release_claim", release)
             monkeypatch.setattr(Transport, "apply", apply)
+    # (the interrupted Stats would record the claim it kept itself: the process died instead)
+    with bitstat.connect(server_url, **options) as st:
         for e in events[70:]:
             st.track(e)
             want.track(e)

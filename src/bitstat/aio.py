@@ -200,9 +200,13 @@ class AsyncStore:
 async def run(store: AsyncStore, op: Generator[Call, Any, T], deadline: float = 0.0) -> T:
     """Drive an operation with the asyncio store (`calls.run`, awaited)."""
     driver = Driver(patient(op, deadline) if deadline > 0 else op)
-    while (call := driver.next()) is not None:
-        with driver.replying():
-            driver.reply = await store.perform(call)
+    try:
+        while (call := driver.next()) is not None:
+            with driver.replying():
+                driver.reply = await store.perform(call)
+    except BaseException:  # (the task cancelled: asyncio.wait_for's timeout, a client gone)
+        driver.stop(op)
+        raise
     return driver.answer
 
 
@@ -221,14 +225,19 @@ class AsyncActorSet(SetAlgebra["AsyncStats"]):
     async def ids(self) -> AsyncIterator[Any]:
         """`ActorSet.ids` for `async for`: the actors' original ids, read as `ids` reads them."""
         ns = self._runner._ns
-        driver = Driver(patient(ns.settled(ns.ids(self.expr)), ns.deadline))
-        while (asked := driver.next()) is not None:
-            if isinstance(asked, Emit):
-                for actor in asked.values:
-                    yield actor
-                continue
-            with driver.replying():
-                driver.reply = await self._runner._store.perform(asked)
+        op = ns.settled(ns.ids(self.expr))
+        driver = Driver(patient(op, ns.deadline))
+        try:
+            while (asked := driver.next()) is not None:
+                if isinstance(asked, Emit):
+                    for actor in asked.values:
+                        yield actor
+                    continue
+                with driver.replying():
+                    driver.reply = await self._runner._store.perform(asked)
+        except BaseException:
+            driver.stop(op)
+            raise
 
 
 def awaited(

@@ -43,9 +43,13 @@ def step(op: Op[T], reply: Any, error: BitstatError | None) -> Call:
 class Driver(Generic[Y, T]):
     """An operation driven ask by ask, by a blocking loop and an asyncio one alike:
 
-    while (asked := driver.next()) is not None:
-        with driver.replying():
-            driver.reply = store.perform(asked)
+    try:
+        while (asked := driver.next()) is not None:
+            with driver.replying():
+                driver.reply = store.perform(asked)
+    except BaseException:
+        driver.stop(op)
+        raise
     return driver.answer
     """
 
@@ -68,6 +72,14 @@ class Driver(Generic[Y, T]):
             return None
         self.reply, self.error = None, None
         return asked
+
+    def stop(self, *inner: Generator[Any, Any, Any]) -> None:
+        """The caller gives up mid-operation (a cancelled task, an interrupt): the operation is
+        closed now (GeneratorExit at its `yield`), so that it notes what it leaves in doubt
+        before the caller can call again, not once the garbage collector gets to it. `inner`:
+        the operation a wrapper drives by hand (`transport.patient`'s), closed first."""
+        for op in (*inner, self.op):
+            op.close()
 
     @contextmanager
     def replying(self) -> Iterator[None]:

@@ -239,6 +239,10 @@ class Queueing(Recording):
         # (a Stats may be shared by threads; a lock held across a yield would block asyncio's
         # loop, and AsyncStats refuses track_ahead)
         self.ahead_lock = threading.RLock()
+        # claims asked whose reply never came (the call cut short, or failed): the next flush
+        # asks again, taking up the claim it made (id -> the forks of the process then, and
+        # the time, in ms since the epoch, until which no other flush can have taken it over)
+        self.claims_asked: dict[str, tuple[int, int]] = {}
 
     def forked_check(self) -> None:
         """In a forked child: the pushes and batches sent ahead were its parent's, and so is
@@ -500,30 +504,36 @@ class Queueing(Recording):
         fence_ms = min(lease_ms, self.auto_ttl * 1000)
         self.queue_since, self.queue_looked, self.queue_size = None, time.monotonic(), 0
         for _ in range(CLAIMS_A_FLUSH):
-            claim_id = "q" + AUTO_IDS.next()
+            claim_id = self.claim_to_ask()
             # (the claim's lease starts when a try of the call below reaches the server: no
             # sooner than now)
             write_until = int(time.time() * 1000) + fence_ms - min(FENCE_MARGIN_MS, fence_ms // 4)
-            claim = yield from self.again_for_now(  # (a lost reply: the claim made is taken up)
-                lambda: call(
-                    Transport.claim_queued,
-                    claims,
-                    int(time.time() * 1000),
-                    lease_ms,
-                    claim_id,  # noqa: B023 (the same id each try, and called in this loop)
-                    CLAIM_MOST,
+            try:
+                claim = yield from self.again_for_now(  # (a lost reply: the claim is taken up)
+                    lambda: call(
+                        Transport.claim_queued,
+                        claims,
+                        int(time.time() * 1000),
+                        lease_ms,
+                        claim_id,  # noqa: B023 (the same id each try, and called in this loop)
+                        CLAIM_MOST,
+                    )
                 )
-            )
+            except (ConnectionError, ServerError, GeneratorExit):
+                # the claim may be made: this Stats' next flush or read asks for it again
+                self.claims_asked[claim_id] = (FORKS[0], write_until)
+                raise
             if claim is None:
                 break
             claim_id, events, taken_over = claim
             records = records_of(events)
-            yield from self.schema_fresh()
-            cols = parse_batch(records, self.schema, None)
             sent: list[Applying] | None = [] if later else None
+            cols: Columns | None = None
             # (LeaseOver: the claim is another flush's now, not released here; track() logs
             # it, a read or flush() raises it, as it could not be exact)
             try:
+                yield from self.schema_fresh()
+                cols = parse_batch(records, self.schema, None)
                 result = yield from self.track_columns(
                     cols,
                     claim_id,
@@ -533,12 +543,16 @@ class Queueing(Recording):
                     write_until=write_until,
                     later=sent,
                 )
-            except (ConnectionError, ServerError):
-                # the claim stays in Redis, and with this Stats: its next flush or read records
-                # it first (under the claim's id), not leaving it to a takeover after the lease
-                # while its reads answer without these events
-                kept = Claimed(claim_id, cols, records, None, TrackResult(0), write_until)
-                self.applying = (*self.applying, kept)
+            except (ConnectionError, ServerError, GeneratorExit):
+                # (GeneratorExit: the call was cut short, a task cancelled.) The claim stays in
+                # Redis, and with this Stats: its next flush or read records it first (under
+                # the claim's id), not leaving it to a takeover after the lease while its reads
+                # answer without these events
+                if cols is None:
+                    self.claims_asked[claim_id] = (FORKS[0], write_until)
+                else:
+                    kept = Claimed(claim_id, cols, records, None, TrackResult(0), write_until)
+                    self.applying = (*self.applying, kept)
                 raise
             if sent:  # (its script forgot the claim; the next flush or read reads the answers)
                 self.applying = (*self.applying, Claimed(claim_id, cols, records, sent[0], result))
@@ -548,6 +562,22 @@ class Queueing(Recording):
                 break
             recorded += yield from self.released(claim_id, records, result)
         return recorded
+
+    def claim_to_ask(self) -> str:
+        """The id of a flush's next claim: that of a claim asked whose reply never came, if
+        any, else a new one. One asked is taken by one flush alone (threads may share the
+        Stats), and only while its lease holds: once over, another flush may have taken the
+        claim over, applied and forgotten it, and asking its id again would make a new claim
+        under an id whose batch is recorded (its events never would be). A forked child takes
+        none of its parent's."""
+        while self.claims_asked:
+            try:
+                claim_id, (forks, until) = self.claims_asked.popitem()
+            except KeyError:  # (another thread took the last)
+                break
+            if forks == FORKS[0] and time.time() * 1000 < until:
+                return claim_id
+        return "q" + AUTO_IDS.next()
 
     def sent_settled(self) -> Op[int]:
         """The replies of the pushes, and the answers of the batches, sent ahead read (at
@@ -638,7 +668,13 @@ class Queueing(Recording):
         since its last flush, and else, with `others`, once a `flush_interval` (for other
         processes'). Writes go after this namespace's own (a sum's refusal depends on order)."""
         due = others and time.monotonic() - self.queue_looked >= self.flush_interval
-        if self.queue_since is not None or due or self.pending_ahead or self.applying:
+        if (
+            self.queue_since is not None
+            or due
+            or self.pending_ahead
+            or self.applying
+            or self.claims_asked
+        ):
             yield from self.flush()
         if others:  # (a write reads it itself, trying again for up to its deadline)
             yield from self.schema_fresh(writing=False)

@@ -294,13 +294,18 @@ class Stats(Opened[Store]):
         return bool(self._run(self._ns.contains(expr, actor)))
 
     def _ids(self, expr: Expr) -> Iterator[Any]:
-        driver = Driver(patient(self._ns.settled(self._ns.ids(expr)), self._ns.deadline))
-        while (asked := driver.next()) is not None:
-            if isinstance(asked, Emit):
-                yield from asked.values
-                continue
-            with driver.replying():
-                driver.reply = self._store.perform(asked)
+        op = self._ns.settled(self._ns.ids(expr))
+        driver = Driver(patient(op, self._ns.deadline))
+        try:
+            while (asked := driver.next()) is not None:
+                if isinstance(asked, Emit):
+                    yield from asked.values
+                    continue
+                with driver.replying():
+                    driver.reply = self._store.perform(asked)
+        except BaseException:  # (an interrupt; GeneratorExit: the caller stopped iterating)
+            driver.stop(op)
+            raise
 
     # metrics
     def unique(self, /, event: str, start: Any, end: Any = None, **segment: Any) -> int:

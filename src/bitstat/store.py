@@ -490,9 +490,13 @@ def run(store: Any, op: Op[T], deadline: float = 0.0) -> T:
     """Drive an operation with a blocking store; reads refused for the moment are made again
     for up to `deadline` seconds (`patient`)."""
     driver = Driver(patient(op, deadline) if deadline > 0 else op)
-    while (call := driver.next()) is not None:
-        try:  # (Driver.replying, written out: a context manager costs ~1 µs a call)
-            driver.reply = store.perform(call)
-        except BitstatError as exc:
-            driver.error = exc
+    try:
+        while (call := driver.next()) is not None:
+            try:  # (Driver.replying, written out: a context manager costs ~1 µs a call)
+                driver.reply = store.perform(call)
+            except BitstatError as exc:
+                driver.error = exc
+    except BaseException:  # (an interrupt, a gevent timeout)
+        driver.stop(op)
+        raise
     return driver.answer
