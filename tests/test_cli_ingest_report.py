@@ -212,3 +212,20 @@ def test_expired_periods_end_to_end(embedded_url: str, tmp_path: Path) -> None:
     finally:
         with cli.stats() as st:
             st.drop()
+
+
+def test_a_rerun_gives_its_rate_as_events_read(shop: Cli, tmp_path: Path) -> None:
+    """A run that finds some batches recorded before reads them all the same: its rate is of
+    the events read, and says so (it gave 346,529 events/s for 150,000 recorded in 4.33 s)."""
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    lines = [GOOD.replace('"user": 1', f'"user": {u}') for u in range(30)]
+    old.write_text("\n".join(lines[:20]) + "\n")
+    new.write_text("\n".join(lines[20:]) + "\n")
+    first = shop("ingest", str(old), "--no-progress")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines()[-1].endswith(" events/s)."), first.stdout
+    again = shop("ingest", str(old), str(new), "--no-progress")
+    assert again.exit_code == 0, again.output
+    done = again.stdout.splitlines()[-1]
+    assert done.startswith("Recorded 10 events in "), again.stdout
+    assert done.endswith(" events/s read, 30 events in all)."), done

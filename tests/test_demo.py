@@ -95,6 +95,7 @@ def test_demo_in_process_then_again(
     second = runner.invoke(main, ["demo", "--namespace", namespace], env=newcomer_env(data_dir))
     assert second.exit_code == 0, second.output
     assert "already loaded: 0 new events" in second.output
+    assert "events/s)," in first.output and "events/s read)," in second.output  # (none recorded)
     assert_summary(second.output)
     # the tables of both runs are the same, only the timings differ
     tables = [o.split("Totals,")[1].split("Time:")[0] for o in (first.output, second.output)]

@@ -317,7 +317,10 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
             parts.append(f"{t.seen_before:,} recorded before")
         parts.append(f"{t.rejected:,} rejected")
         click.echo(f"{t.name}: {count(t.records, 'record')}: {', '.join(parts)}")
-    rate = f" ({offered / run.seconds:,.0f} events/s)" if run.seconds > 0 and run.recorded else ""
+    rate = ""
+    if run.seconds > 0 and run.recorded:  # (of the events read: a re-run reads the recorded too)
+        read = "" if offered == run.recorded else f" read, {count(offered, 'event')} in all"
+        rate = f" ({offered / run.seconds:,.0f} events/s{read})"
     if run.recorded == 0 and run.seen_before:
         click.echo(
             f"Nothing new: the {count(run.seen_before, 'event')} {were(run.seen_before)}"
