@@ -49,3 +49,19 @@ def test_an_actor_set_of_the_last_iso_week_and_a_leap_day(stats: bitstat.Stats) 
     assert res.recorded == 2, res.rejected
     assert list(stats.actors("login").week(2026, 53).ids()) == [1]
     assert list(stats.actors("login").day(2024, 2, 29).ids()) == [2]
+
+
+def test_epoch_milliseconds_are_refused_saying_what_they_would_mean(stats: bitstat.Stats) -> None:
+    ms = 1_795_348_800_000  # 2026-11-22T12:00:00Z, as JavaScript's Date.now() gives it
+    hint = "as milliseconds it is 2026-11-22T12:00:00Z: divide by 1000"
+    res = stats.track_many([{"event": "login", "user": 1, "time": t} for t in (ms, ms + 0.5)])
+    assert [i for i, _ in res.rejected] == [0, 1]
+    assert all(reason.endswith(hint) for _, reason in res.rejected), res.rejected
+    stats.track_many([{"event": "login", "user": 1, "time": ms // 1000}])
+    for ask in (
+        lambda: stats.unique("login", ms),
+        lambda: stats.unique("login", "2026-11-22", ms),
+        lambda: stats.retention("login", "login", "2026-11-22", now=ms),
+    ):
+        with pytest.raises(bitstat.QueryError, match=hint):
+            ask()

@@ -179,9 +179,10 @@ def time_problem(value: Any, sec: int, is_utc: bool, latest: Latest) -> str | No
             f" times from {periods.SUPPORTED}"
         )
     if sec > _MAX_EPOCH:
+        hint = periods.milliseconds_hint(sec) if isinstance(value, (int, float)) else ""
         return (
             f"{describe_time(value)} is after {periods.LAST_DAY}; bitstat records"
-            f" times from {periods.SUPPORTED}"
+            f" times from {periods.SUPPORTED}{hint}"
         )
     if sec > (latest.utc if is_utc else latest.wall):
         return (

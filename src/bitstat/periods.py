@@ -190,6 +190,8 @@ def parse_time(value: Any, tz: ZoneInfo) -> datetime:
         ):
             if not math.isfinite(value):
                 raise QueryError(f"not a finite epoch time: {value!r}")
+            if value > LAST_SECOND:
+                raise QueryError(_past_last_second(value))
             seconds = int(value) if isinstance(value, int | np.integer) else float(value)
             return (_UTC_EPOCH + timedelta(seconds=seconds)).astimezone(tz).replace(tzinfo=None)
     except (ValueError, OverflowError) as exc:
@@ -199,6 +201,19 @@ def parse_time(value: Any, tz: ZoneInfo) -> datetime:
     raise QueryError(
         f"cannot read {value!r} as a time: expected a datetime, date, epoch seconds or ISO string"
     )
+
+
+def _past_last_second(value: Any) -> str:
+    return f"epoch seconds {value!r} are after {LAST_DAY} ({SUPPORTED}){milliseconds_hint(value)}"
+
+
+def milliseconds_hint(value: float) -> str:
+    """What epoch seconds past the supported dates would mean as milliseconds (JavaScript's
+    Date.now(), the likely mistake), to add to the message refusing them; "" if nothing."""
+    if not 0 <= value / 1000 <= LAST_SECOND:
+        return ""
+    as_ms = _UTC_EPOCH + timedelta(seconds=float(value) / 1000)
+    return f"; as milliseconds it is {as_ms:%Y-%m-%dT%H:%M:%SZ}: divide by 1000"
 
 
 def _endpoint(value: Any, tz: ZoneInfo, fine: str) -> Bucket:
