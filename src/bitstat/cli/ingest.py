@@ -319,7 +319,7 @@ def report(run: Ingest, fmt: str, rejects: Path | None) -> None:
         click.echo(f"{t.name}: {count(t.records, 'record')}: {', '.join(parts)}")
     rate = ""
     if run.seconds > 0 and run.recorded:  # (of the events read: a re-run reads the recorded too)
-        read = "" if offered == run.recorded else f" read, {count(offered, 'event')} in all"
+        read = f" read, {count(offered, 'event')} in all" if run.seen_before else ""
         rate = f" ({offered / run.seconds:,.0f} events/s{read})"
     if run.recorded == 0 and run.seen_before:
         click.echo(
