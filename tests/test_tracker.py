@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -605,6 +607,38 @@ def test_a_forked_child_sends_its_own_events_under_new_batch_ids(stats: bitstat.
     assert os.waitstatus_to_exitcode(status) == 0
     assert t.close()
     assert t.counters().sent == 10
+    assert_recorded_once(stats, events)
+
+
+MP_TRACKER: list[bitstat.Tracker] = []  # the tracker of track_in_worker (a forked worker's)
+
+
+def track_in_worker(events: list[dict[str, Any]]) -> int:
+    for e in events:
+        MP_TRACKER[0].track(e)
+    return len(events)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_multiprocessing_child_sends_its_queue_when_its_work_ends(stats: bitstat.Stats) -> None:
+    """A child forked by multiprocessing ends with os._exit, which runs no atexit hook: a
+    Process, a Pool's worker and a ProcessPoolExecutor's send what they tracked as they end."""
+    events = make_events(400)
+    MP_TRACKER[:] = [stats.tracker(interval=3600)]
+    forking = multiprocessing.get_context("fork")
+    child = forking.Process(target=track_in_worker, args=(events[:100],))
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    pool = forking.Pool(2)
+    assert sum(pool.map(track_in_worker, [events[100:200], events[200:300]])) == 200
+    pool.close()
+    pool.join()
+    with ProcessPoolExecutor(2, mp_context=forking) as workers:
+        assert sum(workers.map(track_in_worker, [events[300:350], events[350:]])) == 100
+    t = MP_TRACKER.pop()
+    assert t.close()
+    assert t.counters().sent == 0  # (the parent tracked none)
     assert_recorded_once(stats, events)
 
 

@@ -14,6 +14,7 @@ import logging
 import operator
 import os
 import random
+import sys
 import threading
 import time
 import uuid
@@ -334,6 +335,28 @@ class EventQueue:
         return not left
 
 
+def _closed_when_multiprocessing_child_ends(tracker: Tracker) -> None:
+    """In a child forked by multiprocessing (a Process, a worker of a Pool or of a
+    ProcessPoolExecutor), which ends with os._exit and so runs no atexit hook: `tracker` is
+    closed (its queue sent, for at most exit_timeout) by a multiprocessing finalizer, which
+    the child runs once its work is done."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:  # (its parent never imported multiprocessing: not its child)
+        return
+    # (added once the child starts its run, which first drops the finalizers it inherited)
+    util.register_after_fork(tracker, _close_at_multiprocessing_exit)
+
+
+def _close_at_multiprocessing_exit(tracker: Tracker) -> None:
+    ref = weakref.ref(tracker)
+
+    def close() -> None:
+        if (alive := ref()) is not None:
+            alive._close_at_exit()
+
+    sys.modules["multiprocessing.util"].Finalize(None, close, exitpriority=0)
+
+
 class Tracker(EventQueue):
     """Sends events queued by `track()` from background threads; made by `Stats.tracker()`.
 
@@ -359,6 +382,7 @@ class Tracker(EventQueue):
         def restart_in_child() -> None:
             if (tracker := ref()) is not None:
                 tracker._start(forked=True)
+                _closed_when_multiprocessing_child_ends(tracker)
 
         os.register_at_fork(after_in_child=restart_in_child)
 
