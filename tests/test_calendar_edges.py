@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -65,3 +66,20 @@ def test_epoch_milliseconds_are_refused_saying_what_they_would_mean(stats: bitst
     ):
         with pytest.raises(bitstat.QueryError, match=hint):
             ask()
+
+
+def test_a_batch_of_datetimes_far_ahead_keeps_their_last_microsecond_in_its_day(
+    embedded_url: str, namespace: str
+) -> None:
+    """A batch of datetimes alone is read column-wise: as floats, 23:59:59.999999 of 9970
+    rounded up to the next midnight (its year 9971) where the same event in a mixed batch,
+    read one by one, stayed in 9970."""
+    schema = bitstat.Schema(periods=("day", "year"), horizon="3000000d")
+    last = datetime(9970, 12, 31, 23, 59, 59, 999_999)
+    with bitstat.connect(embedded_url, namespace=namespace, schema=schema) as st:
+        st.track_many([{"event": "v", "user": 1, "time": last}])
+        st.track_many([{"event": "v", "user": 2, "time": last.replace(tzinfo=UTC)}])
+        st.track_many([{"event": "v", "user": 3, "time": last}, {"event": "v", "time": "?"}])
+        assert sorted(st.actors("v").day(9970, 12, 31).ids()) == [1, 2, 3]
+        assert st.unique("v", "9971") == 0
+        st.drop()

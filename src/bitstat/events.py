@@ -28,6 +28,9 @@ _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_EPOCH = 0
 _MAX_EPOCH = periods.LAST_SECOND  # 9998-12-31T23:59:59
 _HUGE = 2.0**62  # float epochs beyond this are out of range (and past int64 if larger)
+# a datetime's seconds as a float keep its microseconds below this (2038): past it, a float
+# may round .999999 up into the next second, and the next day at midnight
+_FLOAT_SECONDS_EXACT = 2**31
 _FIXED_ZONES = (timezone, ZoneInfo)  # tzinfo kinds that always give an offset
 
 
@@ -481,6 +484,9 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
         else:
             return None
         raw = np.floor(seconds).astype(np.int64)
+        if raw.max() >= _FLOAT_SECONDS_EXACT:  # (far ahead, as `_time_of` floors them)
+            epoch = _NAIVE_EPOCH if zones == {None} else _UTC_EPOCH
+            raw = np.array([whole_seconds(t - epoch) for t in times], dtype=np.int64)
         if raw.min() < _MIN_EPOCH or raw.max() > (latest.utc if utc[0] else latest.wall):
             return None
         wall = _wall(raw, utc, schema.timezone)
