@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 
 import bitstat
@@ -83,3 +84,17 @@ def test_a_batch_of_datetimes_far_ahead_keeps_their_last_microsecond_in_its_day(
         assert sorted(st.actors("v").day(9970, 12, 31).ids()) == [1, 2, 3]
         assert st.unique("v", "9971") == 0
         st.drop()
+
+
+def test_numpy_epoch_seconds_are_times_as_they_are_to_questions(stats: bitstat.Stats) -> None:
+    """np.float64 (a float) was taken and np.int64 refused as 'not epoch seconds', where a
+    question took both."""
+    noon = 1_795_348_800  # 2026-11-22T12:00:00Z
+    res = stats.track_many(
+        [{"event": "v", "user": 1, "time": np.int64(noon)}, {"event": "v", "user": 2, "time": "?"}]
+    )
+    assert [i for i, _ in res.rejected] == [1]
+    stats.track_many([{"event": "v", "user": 3, "time": np.uint32(noon)}])
+    stats.track("v", user=4, time=np.int32(noon))
+    assert sorted(stats.actors("v").day(2026, 11, 22).ids()) == [1, 3, 4]
+    assert stats.unique("v", np.int64(noon)) == 3

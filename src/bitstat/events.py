@@ -642,6 +642,8 @@ def check_event(
             field=actor_key,
         )
     t = ev.get("time")
+    if isinstance(t, np.integer | np.floating):  # (numpy's epoch seconds, as queries take them)
+        t = t.item()
     sec, is_utc = (now_s, True) if t is None else _time_of(t, schema.timezone)
     if problem := time_problem(t, sec, is_utc, latest):
         raise InvalidEvent(problem, field="time")
