@@ -19,6 +19,7 @@ import bitstat
 from bitstat.cli import ingest_rejects
 from bitstat.cli.ingest import EXIT_STOPPED
 from bitstat.cli.ingest_rejects import SAMPLE
+from bitstat.cli.output import ordinal
 from test_cli import Cli, make_namespace
 from test_cli_ingest_report import shop
 
@@ -296,7 +297,8 @@ def test_max_rejects_stops_where_the_reference_does(
     said = " ".join(result.stderr.split())
     assert said.startswith(f"Stopped at {path}:{want.stop}: {reason}"), result.stderr
     assert (
-        f"Rejected line {limit + 1:,} is past --max-rejects {limit}: reading stopped there." in said
+        f"That is the {ordinal(limit + 1)} rejected line, past --max-rejects {limit}:"
+        " reading stopped there." in said
     )
     assert recorded_visits(shop) == want.recorded
     written = rejects.read_text().splitlines()

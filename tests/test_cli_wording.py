@@ -12,6 +12,7 @@ import pytest
 
 import bitstat
 from bitstat import TrackResult
+from bitstat.cli import output
 from bitstat.identity import Aliased, Forgotten
 from test_cli import Cli, make_namespace
 from test_cli_ingest_report import shop
@@ -45,8 +46,8 @@ def test_one_file_left_unread(shop: Cli, tmp_path: Path) -> None:
     result = shop("ingest", str(first), str(second), "--max-rejects", "0", "--no-progress")
     assert result.exit_code == 3, result.output
     assert result.stderr.splitlines()[1] == (
-        "Rejected line 1 is past --max-rejects 0: reading stopped there, and the 1 file after"
-        f" {first} was not read."
+        "That is the 1st rejected line, past --max-rejects 0: reading stopped there, and the"
+        f" 1 file after {first} was not read."
     )
 
 
@@ -105,3 +106,11 @@ def test_an_event_is_named_after_its_noun(shop: Cli) -> None:
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith(f"Error: {said}"), result.stderr
         assert " an '" not in result.stderr and " a '" not in result.stderr
+
+
+def test_ordinals() -> None:
+    numbers = [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111, 112, 1001]
+    assert [output.ordinal(n) for n in numbers] == [
+        *("1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd"),
+        *("101st", "111th", "112th", "1,001st"),
+    ]

@@ -29,7 +29,7 @@ from .files import Output
 from .ingest_batches import batches
 from .ingest_rejects import NONE, Rejections, Stop
 from .ingest_workers import Recorded, Workers, workers_option
-from .output import count, were
+from .output import count, ordinal, were
 from .read import (
     EPOCH_FORMATS,
     KINDS,
@@ -361,8 +361,8 @@ def stopped(run: Ingest, stop: Stop) -> str:
     )
     return (
         f"Stopped at {stop.file}:{stop.line}: {stop.why}\n"
-        f"Rejected line {stop.limit + 1:,} is past --max-rejects {stop.limit}: reading stopped"
-        f" there{rest}.\n"
+        f"That is the {ordinal(stop.limit + 1)} rejected line, past --max-rejects {stop.limit}:"
+        f" reading stopped there{rest}.\n"
         f"The batches before it are recorded ({count(run.recorded, 'event')} by this run,"
         f" {run.seen_before:,} by an earlier one), the rest not at all"
         + (" but whole batches the workers had taken already" if run.workers else "")
