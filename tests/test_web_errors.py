@@ -120,6 +120,21 @@ def test_the_library_names_the_parameter_of_its_own_errors(client: TestClient) -
     assert answer.json()["parameter"] == "where"  # the library's `segment`
 
 
+@pytest.mark.parametrize("parameter", ["start", "end"])
+def test_a_time_whose_plus_came_as_a_space_says_to_escape_it(
+    client: TestClient, parameter: str
+) -> None:
+    client.post("/v1/track", json={"event": "visit", "user": 1, "time": "2025-11-03"})
+    times = {"start": "2025-11-03", "end": "2025-11-04", parameter: "2025-11-03T13:00+05:45"}
+    # (unescaped in the URL, as a hand-written curl sends it: the query reads '+' as a space)
+    answer = client.get(f"/v1/unique?event=visit&start={times['start']}&end={times['end']}")
+    assert answer.status_code == 400
+    assert answer.json()["parameter"] == parameter
+    assert answer.json()["error"].endswith(
+        "a '+' in a URL's query reads as a space: send the offset '05:45' as %2B05:45"
+    )
+
+
 def test_an_unexpected_exception_is_a_logged_json_500(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

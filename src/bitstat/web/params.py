@@ -168,6 +168,10 @@ def time_range(
         raise BadParameter("end", str(exc)) from None
 
 
+# a time whose "+HH:MM" offset came as " HH:MM": an unescaped '+' in a query string
+_PLUS_AS_SPACE = re.compile(r".*[0-9]T?[0-9:.]* ([0-9]{2}(?::?[0-9]{2})?)")
+
+
 def bucket_span(schema: Schema, value: str, name: str) -> tuple[datetime, datetime]:
     """The wall-clock range [lo, hi) of the bucket `value` stands for, given as parameter `name`."""
     try:
@@ -177,6 +181,11 @@ def bucket_span(schema: Schema, value: str, name: str) -> tuple[datetime, dateti
         message = str(exc)
         if message.startswith("start "):
             message = f"{name} {message.removeprefix('start ')}"
+        if offset := _PLUS_AS_SPACE.fullmatch(value):
+            message += (
+                f"; a '+' in a URL's query reads as a space: send the offset {offset[1]!r}"
+                f" as %2B{offset[1]}"
+            )
         raise BadParameter(name, message) from None
 
 
