@@ -337,3 +337,60 @@ def test_the_async_api(embedded_url: str, namespace: str) -> None:
             await st.close()
 
     asyncio.run(main())
+
+
+def steps_with_a_write_after(st: bitstat.Stats, op: Any, mode: str, write: Any) -> Any:
+    """Run an operation, calling `write()` once right after its first actors.lua call of
+    `mode` (an event recorded while the sweep runs, to a key it has passed): its answer."""
+    reply, written = None, False
+    try:
+        while True:
+            call = op.send(reply)
+            reply = st._store.perform(call)
+            if not written and call.args[:1] == ("actors.lua",) and call.args[2][0] == mode:
+                write()
+                written = True
+    except StopIteration as done:
+        return done.value
+
+
+def test_an_event_recorded_while_forget_sweeps_is_erased_too(
+    server_url: str, namespace: str
+) -> None:
+    """The same process records the actor (its id cached: the old offset) after forget's sweep
+    passed the keys: the call sweeps again, so no query counts the erased actor (the old offset
+    is named by no id afterwards: a second forget could not reach it)."""
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(ids="map"))
+    try:
+        st.track_many([{"event": "e", "user": u, "time": "2026-10-01"} for u in ("x", "y")])
+
+        def write() -> None:
+            st.track_many([{"event": "e", "user": "x", "time": "2026-10-02"}])
+
+        done = steps_with_a_write_after(st, Identity(st._ns).forget("x"), "remove", write)
+        assert done.ids == ["x"]
+        assert st.unique("e", "2026-10-01", "2026-10-02") == 1
+        assert list(st.actors("e").between("2026-10-01", "2026-10-02").ids()) == ["y"]
+        assert len(~st.actors("e").day(2026, 10, 1)) == 0
+    finally:
+        st.drop()
+
+
+def test_an_event_recorded_while_alias_moves_is_merged_too(server_url: str, namespace: str) -> None:
+    """The anonymous id recorded (cached: its old offset) after the move passed the keys: the
+    call moves again, so the person counts once (alias again would answer 'same', moving
+    nothing)."""
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(ids="map"))
+    try:
+        st.track_many([{"event": "e", "user": u, "time": "2026-10-01"} for u in ("a", "u")])
+
+        def write() -> None:
+            st.track_many([{"event": "e", "user": "a", "time": "2026-10-02"}])
+
+        done = steps_with_a_write_after(st, Identity(st._ns).alias("a", "u"), "move", write)
+        assert done.outcome == "merged"
+        assert st.unique("e", "2026-10-01", "2026-10-02") == 1
+        assert list(st.actors("e").day(2026, 10, 2).ids()) == ["u"]
+        assert st.alias("a", "u").outcome == "same"
+    finally:
+        st.drop()

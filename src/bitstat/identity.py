@@ -163,6 +163,27 @@ class Identity:
             )
         return removed, len(keys)
 
+    def held(self, offset: int) -> Op[bool]:
+        """Whether the shard's all-actors set holds a global offset: every batch that records
+        it writes there, in the same script as its other actor sets."""
+        shard, local = shard_of(offset)
+        key = self.keys.all_actors(shard)
+        found = yield call(Transport.run_lua, "actors.lua", [key], ["probe", local])
+        return bool(found)
+
+    def sweep_again(self, offset: int, target: int | None = None) -> Op[None]:
+        """After the id map changed: remove `offset` (or move it to `target`) again while the
+        all-actors set holds it. An event recorded under it meanwhile (a writer that had the
+        offset before the map changed) may have landed in a set the sweep had passed; once no
+        id names the offset, no later call could reach it."""
+        for _ in range(ATTEMPTS):
+            if not (yield from self.held(offset)):
+                return
+            if target is None:
+                yield from self.remove(offset)
+            else:
+                yield from self.move(offset, target)
+
     def move(self, source: int, target: int) -> Op[int]:
         """Put `target` in every actor set holding `source`, and take `source` out: the sets
         that held it. Same shard (or one server): one move per chunk. Across cluster slots:
@@ -221,6 +242,7 @@ class Identity:
                 # mapping they learnt before this (the generation)
                 self.ns.id_cache = {k: v for k, v in self.ns.id_cache.items() if k not in gone}
                 self.ns.identity_changed()
+                yield from self.sweep_again(offset)
                 done.ids = [original_id(n) for n in dict.fromkeys((*names, text))]
                 return done
         raise IdentityError(f"forgetting {actor!r}: its ids kept changing; try again")
@@ -266,6 +288,7 @@ class Identity:
                     cache[n] = u
                 cache[a_text] = cache[u_text] = u
                 self.ns.identity_changed()
+                yield from self.sweep_again(a, u)
                 return Aliased(anon, user, "merged", moved)
         raise IdentityError(f"aliasing {anon!r} to {user!r}: the ids kept changing; try again")
 
