@@ -69,6 +69,20 @@ def test_epoch_milliseconds_are_refused_saying_what_they_would_mean(stats: bitst
             ask()
 
 
+def test_epoch_seconds_as_text_are_refused_saying_what_they_would_mean(
+    stats: bitstat.Stats,
+) -> None:
+    """A query string's `start=1795348800` reaches a question as text, read as ISO-8601
+    alone: it was refused with fromisoformat's words only ("Invalid isoformat string")."""
+    hint = "not as epoch seconds: as epoch seconds it is 2026-11-22T12:00:00Z"
+    stats.track_many([{"event": "login", "user": 1, "time": 1_795_348_800}])
+    with pytest.raises(bitstat.QueryError, match=hint):
+        stats.unique("login", "1795348800")
+    with pytest.raises(bitstat.QueryError, match=hint):
+        stats.unique("login", "2026-11-01", " 1795348800 ")
+    assert stats.unique("login", "20261122") == 1  # (8 digits: ISO's basic date, read so)
+
+
 def test_a_batch_of_datetimes_far_ahead_keeps_their_last_microsecond_in_its_day(
     embedded_url: str, namespace: str
 ) -> None:

@@ -197,9 +197,24 @@ def parse_time(value: Any, tz: ZoneInfo) -> datetime:
     except (ValueError, OverflowError) as exc:
         if isinstance(exc, QueryError):
             raise
-        raise QueryError(f"cannot read {value!r} as a time: {exc}") from None
+        raise QueryError(
+            f"cannot read {value!r} as a time: {exc}{_epoch_text_hint(value)}"
+        ) from None
     raise QueryError(
         f"cannot read {value!r} as a time: expected a datetime, date, epoch seconds or ISO string"
+    )
+
+
+def _epoch_text_hint(value: Any) -> str:
+    """What digits given as text would be as epoch seconds (a query string's `start=1795348800`),
+    to add to the message refusing them: text is read as ISO-8601 alone; "" if nothing."""
+    text = value.strip() if isinstance(value, str) else ""
+    if len(text) <= 8 or not text.isdigit() or int(text) > LAST_SECOND:  # (8 digits: 20261122)
+        return ""
+    as_time = _UTC_EPOCH + timedelta(seconds=int(text))
+    return (
+        f"; text is read as ISO-8601, not as epoch seconds: as epoch seconds it is"
+        f" {as_time:%Y-%m-%dT%H:%M:%SZ}, so send that (or the number itself, not as text)"
     )
 
 
