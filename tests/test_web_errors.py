@@ -166,7 +166,7 @@ def test_an_exception_outside_the_handlers_is_a_json_500(
 
 def unreadable(name: str, text: str) -> str:
     why = f"cannot read {text!r} as a time: Invalid isoformat string: {text!r}"
-    return f"{name}: {name} {text!r}: {why}"
+    return f"{name} {text!r}: {why}"
 
 
 @pytest.mark.parametrize(
@@ -181,8 +181,7 @@ def unreadable(name: str, text: str) -> str:
         (
             "unique",
             {"event": "visit", "start": "2025-11", "end": "0001-01-01"},
-            "end: end '0001-01-01' is outside the dates bitstat supports"
-            " (1970-01-01 to 9998-12-31)",
+            "end '0001-01-01' is outside the dates bitstat supports (1970-01-01 to 9998-12-31)",
         ),
         (
             "lifecycle",
@@ -192,7 +191,7 @@ def unreadable(name: str, text: str) -> str:
         (
             "retention",
             {"first_event": "a", "return_event": "b", "start": "2025-10", "now": "9999-12"},
-            "now: now '9999-12': the month of 9999-12-01 is outside the dates bitstat supports"
+            "now '9999-12': the month of 9999-12-01 is outside the dates bitstat supports"
             " (1970-01-01 to 9998-12-31)",
         ),
     ],
@@ -204,4 +203,5 @@ def test_a_time_that_cannot_be_read_is_named_as_it_was_given(
     parameter the client sent, not "start"."""
     answer = client.get(f"/v1/{path}", params=query)
     assert answer.status_code == 400, answer.text
-    assert answer.json() == {"error": error, "parameter": error.partition(":")[0]}
+    # (the message names it once: it said "start: start 'soon': ...")
+    assert answer.json() == {"error": error, "parameter": error.partition(" ")[0]}

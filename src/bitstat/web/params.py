@@ -24,7 +24,9 @@ class BadParameter(BitstatError):
     def __init__(self, parameter: str | None, message: str) -> None:
         self.parameter = parameter
         self.message = message
-        super().__init__(f"{parameter}: {message}" if parameter else message)
+        # (a message that starts with the parameter's name names it already: "start '...': ...")
+        named = not parameter or message.startswith(f"{parameter} ")
+        super().__init__(message if named else f"{parameter}: {message}")
 
 
 @dataclass(frozen=True)
