@@ -19,6 +19,7 @@ import pytest
 
 import bitstat
 import bitstat.aio
+from bitstat import record
 from bitstat.errors import QueryError
 from bitstat.identity import Identity
 from model import Model
@@ -394,3 +395,48 @@ def test_an_event_recorded_while_alias_moves_is_merged_too(server_url: str, name
         assert st.alias("a", "u").outcome == "same"
     finally:
         st.drop()
+
+
+@pytest.mark.parametrize("change", ["alias", "forget"])
+@pytest.mark.parametrize("api", ["track_many", "track"])
+def test_another_client_drops_the_ids_it_cached_once_the_map_changed(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, change: str, api: str
+) -> None:
+    """Another client (another process: caches of its own) recorded the anonymous id, or the
+    id to forget, and so holds its offset. After the alias merged it, or forget erased it,
+    that client went on writing to the old offset for the life of its process: the person
+    counted twice, the forgotten id counted under an offset no id names (out of reach of a
+    later forget). It now drops its cached ids at its next read of the schema."""
+    schema = bitstat.Schema(ids="map")
+    writer = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    admin = bitstat.connect(server_url, namespace=namespace)
+    monkeypatch.setattr(record, "SCHEMA_TTL", 0.0)  # (the writer reads it again at each write)
+
+    def write(day: int) -> None:
+        event = {"event": "e", "user": "a", "time": f"2026-10-{day:02d}"}
+        if api == "track":
+            writer.track(event)
+            writer.flush()
+        else:
+            writer.track_many([event])
+
+    try:
+        writer.track_many([{"event": "e", "user": "u", "time": "2026-10-01"}])
+        write(1)
+        if change == "alias":
+            assert admin.alias("a", "u").outcome == "merged"
+        else:
+            assert admin.forget("a").ids == ["a"]
+        write(2)
+        days = admin.actors("e").between("2026-10-01", "2026-10-02")
+        if change == "alias":  # one person, known as u
+            assert admin.unique("e", "2026-10-01", "2026-10-02") == 1
+            assert list(days.ids()) == ["u"]
+        else:  # a came back after it was forgotten: a new actor, whom forget reaches again
+            assert sorted(days.ids()) == ["a", "u"] and len(days) == 2
+            assert admin.forget("a").found
+            assert list(days.ids()) == ["u"] and len(days) == 1
+    finally:
+        writer.close()
+        admin.drop()
+        admin.close()

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import bitstat
+from bitstat import record
 from bitstat.errors import SchemaError
 
 T = "2026-11-03T10:00:00+00:00"
@@ -126,6 +127,42 @@ def test_a_namespace_dropped_and_written_again_by_the_same_client_keeps_its_sche
     opened.append(reader)
     assert reader.schema == schema  # (it was: the default Schema())
     assert reader.counts("e", "country", "2026-11-03") == {"DE": 1}
+
+
+@pytest.mark.parametrize("made_again", [True, False])
+def test_a_namespace_dropped_by_another_client_is_forgotten_by_this_one(
+    embedded_url: str,
+    ns: str,
+    opened: list[bitstat.Stats],
+    monkeypatch: pytest.MonkeyPatch,
+    made_again: bool,
+) -> None:
+    """Another client drops the namespace (and, maybe, makes it again and records into it):
+    ids and values are numbered anew. This client kept the numbers it had learnt and wrote
+    its next events with them: x under the offset the new map gave z, so x's event counted as
+    z's (a day's uniques 1 where 2 came), and its `unique` values under another value's id.
+    It now forgets them once it finds the namespace gone or made again (read with the schema),
+    and stores its schema again where the namespace has none."""
+    monkeypatch.setattr(record, "SCHEMA_TTL", 0.0)  # (the writer reads it again at each write)
+    schema = bitstat.Schema(ids="map", unique=["ip"])
+    writer = bitstat.connect(embedded_url, namespace=ns, schema=schema)
+    admin = bitstat.connect(embedded_url, namespace=ns)
+    opened += [writer, admin]
+    first = [{"event": "e", "user": u, "time": T, "ip": f"10.0.0.{i}"} for i, u in enumerate("xy")]
+    writer.track_many(first)
+    admin.drop()
+    if made_again:
+        again = bitstat.connect(embedded_url, namespace=ns, schema=schema)
+        opened.append(again)
+        again.track_many([{"event": "e", "user": "z", "time": "2026-11-04", "ip": "10.9.9.9"}])
+    writer.track_many([{"event": "e", "user": "x", "time": "2026-11-04", "ip": "10.0.0.0"}])
+    day = admin.actors("e").day(2026, 11, 4)
+    assert sorted(day.ids()) == (["x", "z"] if made_again else ["x"])
+    assert admin.unique("e", "2026-11-04") == len(day) == (2 if made_again else 1)
+    assert admin.distinct("e", "ip", "2026-11-04") == (2 if made_again else 1)
+    reader = bitstat.connect(embedded_url, namespace=ns)
+    opened.append(reader)
+    assert reader.schema == schema
 
 
 # --- configure() against the stored schema, not the one this client remembers ------------

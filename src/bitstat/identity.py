@@ -10,6 +10,7 @@ again finishes the work without doing any of it twice. docs/identity.md has the 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,6 +172,15 @@ class Identity:
         found = yield call(Transport.run_lua, "actors.lua", [key], ["probe", local])
         return bool(found)
 
+    def epoch_moved(self) -> Op[None]:
+        """Tell other clients that ids they cached may name old offsets (an id merged into
+        another actor, or forgotten): they drop their caches when they next read the schema
+        (every `record.SCHEMA_TTL` seconds of writing). A link of an id not mapped before
+        changes no mapping a client could hold, and moves nothing."""
+        epoch = secrets.token_hex(8)
+        yield call(Transport.set, self.keys.identity_epoch, epoch)
+        self.ns.identity_epoch = epoch.encode()  # (this client's cache is up to date)
+
     def sweep_again(self, offset: int, target: int | None = None) -> Op[None]:
         """After the id map changed: remove `offset` (or move it to `target`) again while the
         all-actors set holds it. An event recorded under it meanwhile (a writer that had the
@@ -242,6 +252,7 @@ class Identity:
                 # mapping they learnt before this (the generation)
                 self.ns.id_cache = {k: v for k, v in self.ns.id_cache.items() if k not in gone}
                 self.ns.identity_changed()
+                yield from self.epoch_moved()
                 yield from self.sweep_again(offset)
                 done.ids = [original_id(n) for n in dict.fromkeys((*names, text))]
                 return done
@@ -288,6 +299,7 @@ class Identity:
                     cache[n] = u
                 cache[a_text] = cache[u_text] = u
                 self.ns.identity_changed()
+                yield from self.epoch_moved()
                 yield from self.sweep_again(a, u)
                 return Aliased(anon, user, "merged", moved)
         raise IdentityError(f"aliasing {anon!r} to {user!r}: the ids kept changing; try again")

@@ -81,6 +81,10 @@ class Keys:
         self.shards = f"{meta}:shards"
         self.span_first = f"{meta}:span:first"
         self.span_last = f"{meta}:span:last"
+        # a token set when the namespace is made (its schema first stored), and one changed by
+        # every merge and forget: a client that finds either changed forgets what it learnt
+        self.made = f"{meta}:made"
+        self.identity_epoch = f"{meta}:identity"
         self.meta_tag = meta
         # the events track() queued (queued.py, scripts/queue.lua)
         self.queue = f"{meta}:q"
@@ -278,6 +282,7 @@ def layout(namespace: str = "shop") -> list[tuple[str, str]]:
         (k.value_ids("login", "ip"), "value -> id in one hash (older layout; emptied)"),
         (k.approx("login", nov, "visitor"), "HyperLogLog of an approx property"),
         (f"{k.ids_next}  {k.id_forward('u-42')}", 'id map (ids="map"): next offset, id -> offset'),
+        (f"{k.made}  {k.identity_epoch}", "tokens: namespace made, id map changed (caches)"),
         (f"{k.id_reverse(42)}  {k.id_aliases(42)}", "offset -> id (128 a hash), other ids of 42"),
         (k.batch(k.meta_tag, "b-1"), "batch b-1 applied (a marker in each tag it wrote)"),
         (k.batch_part("b-1", "purchase"), "one part of batch b-1 applied (a large batch)"),

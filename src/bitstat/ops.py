@@ -124,10 +124,12 @@ class Namespace(Queueing):
 
     # schema
     def opened(self, given: Schema | None) -> Op[Schema]:
-        """What `connect()` does on the server: warn of a memory policy that evicts keys, then
-        `load_schema`."""
+        """What `connect()` does on the server: warn of a memory policy that evicts keys,
+        `load_schema`, and note the namespace's tokens (`Recording.follow`)."""
         yield from self.warn_of_eviction()
-        return (yield from self.load_schema(given))
+        schema = yield from self.load_schema(given)
+        self.follow(*(yield call(Transport.get_many, [self.keys.made, self.keys.identity_epoch])))
+        return schema
 
     def warn_of_eviction(self) -> Op[None]:
         """Log a warning, once per server and process, when a master may evict bitstat's keys
@@ -205,6 +207,8 @@ class Namespace(Queueing):
                 return False
         else:
             yield call(Transport.set, self.keys.schema, stored_text(schema, changes, added))
+        if text is None:
+            yield from self.made_anew()
         self.schema, self.expire_changes, self.periods_added = schema, changes, added
         self.schema_read, self.schema_stored = time.monotonic(), True
         self.key_memo.clear()  # (the key names of another schema's periods)
@@ -229,16 +233,6 @@ class Namespace(Queueing):
         self.schema_lost = self.schema_stored  # (stored again by this client's next write)
         self.schema_stored = False
         return deleted
-
-    def forget_caches(self) -> None:
-        """Forget what this client learnt of the namespace's keys (after a drop, ids and values
-        are numbered anew: a mapping remembered from before would name another's offset)."""
-        # (new dicts, not emptied ones: a batch in flight reads the one it looked at)
-        self.id_cache, self.value_cache, self.shard_cache = {}, {}, []
-        self.identity_changed()
-        self.bitmap_keys.clear()
-        self.key_memo.clear()
-        self.known_events.clear()
 
     def identity_changed(self) -> None:
         self.identity_generation += 1

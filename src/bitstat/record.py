@@ -48,6 +48,7 @@ WRITES = (Transport.apply, Transport.mark, Transport.send_apply, Transport.confi
 IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgotten first
 ID_CACHE_LIMIT = 2_000_000
 SCHEMA_TTL = 5.0  # seconds a client trusts the schema it holds (another may configure it)
+UNREAD = object()  # an identity epoch not read yet
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
 LEASE_OVER = -2  # its answer when a queue claim's lease is over (T op): nothing written
 SUM_RETRIES = 3
@@ -285,9 +286,15 @@ class Recording:
     bitmap_keys: set[str]
     name: str
     identity_generation: int  # bumped by forget, alias and drop (ops.Namespace)
+    shard_cache: list[int]
+    known_events: set[str]
     expire_changes: tuple[ExpireChange, ...]  # the stored schema's (schema.stored_text)
     periods_added: tuple[PeriodAdded, ...]  # the stored schema's (schema.stored_text)
     schema_read: float = float("-inf")  # when the stored schema was last read (monotonic)
+    # the namespace's tokens (Keys.made, Keys.identity_epoch) as last read with the schema;
+    # UNREAD before the first read
+    namespace_made: Any = UNREAD
+    identity_epoch: Any = UNREAD
     schema_stored: bool = False  # whether the namespace holds a schema, as last read
     schema_lost: bool = False  # dropped since: the next write stores this client's again
     # set by Stats from connect()'s arguments
@@ -332,9 +339,12 @@ class Recording:
             return
         end = now + (self.deadline if deadline is None else deadline)
         delay = FIRST_BACKOFF
+        k = self.keys
         while True:
             try:
-                text = yield call(Transport.get, self.keys.schema)
+                text, made, epoch = yield call(
+                    Transport.get_many, [k.schema, k.made, k.identity_epoch]
+                )
                 break
             except (ConnectionError, ServerError) as exc:
                 left = end - time.monotonic()
@@ -342,9 +352,15 @@ class Recording:
                     raise
                 delay = yield from backed_off(delay, left)
         self.schema_read = now
+        self.follow(made, epoch)
         if text is None:
-            if lost:  # (the data is gone: and the expiry changes it went through)
-                yield call(Transport.set, self.keys.schema, self.schema.to_json())
+            if self.schema_stored and not self.schema_lost:  # dropped by another client
+                self.forget_caches()
+                self.schema_lost = True
+            if self.schema_lost and writing:  # (the data is gone: and the expiry changes it
+                # went through)
+                yield call(Transport.set, k.schema, self.schema.to_json())
+                yield from self.made_anew()
                 self.schema_lost, self.schema_stored = False, True
                 self.expire_changes, self.periods_added = (), ()
             return
@@ -353,6 +369,39 @@ class Recording:
         if stored != self.schema:
             self.schema = stored
             self.key_memo.clear()  # (the key names of another schema's periods)
+
+    def follow(self, made: bytes | None, epoch: bytes | None) -> None:
+        """Forget what this client learnt of the namespace when another client dropped it and
+        it was made again since the last look (`made` changed: actor and value numbers started
+        over), or the actor ids alone when an alias or forget changed the id map (`epoch`
+        changed: an id cached before may name its old offset, where the events recorded from
+        then on must not go). The first look only notes them."""
+        if self.namespace_made is not UNREAD:
+            if made != self.namespace_made:
+                self.forget_caches()
+            elif epoch != self.identity_epoch:
+                # (a new dict, not one emptied: a batch in flight reads the one it looked at,
+                # and keeps none of the mappings it learnt: the generation)
+                self.id_cache = {}
+                self.identity_generation += 1
+        self.namespace_made, self.identity_epoch = made, epoch
+
+    def made_anew(self) -> Op[None]:
+        """Mark the namespace made now (its schema just stored where none was): other clients
+        that learnt numbers of the namespace before a drop forget them (`follow`)."""
+        token = secrets.token_hex(8)
+        yield call(Transport.set, self.keys.made, token)
+        self.namespace_made = token.encode()
+
+    def forget_caches(self) -> None:
+        """Forget what this client learnt of the namespace's keys (after a drop, ids and values
+        are numbered anew: a mapping remembered from before would name another's offset)."""
+        # (new dicts, not emptied ones: a batch in flight reads the one it looked at)
+        self.id_cache, self.value_cache, self.shard_cache = {}, {}, []
+        self.identity_generation += 1
+        self.bitmap_keys.clear()
+        self.key_memo.clear()
+        self.known_events.clear()
 
     def track_many(
         self,

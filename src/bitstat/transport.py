@@ -729,6 +729,11 @@ class Transport:
         yield Doing(f"reading {key}")
         return (yield lambda c: c.get(key))  # type: ignore[no-any-return]
 
+    def get_many(self, keys: Sequence[str]) -> Request[list[bytes | None]]:
+        """Several strings of one slot at once (MGET)."""
+        yield Doing(f"reading {', '.join(keys)}")
+        return list((yield lambda c: c.mget(keys)))
+
     def hget(self, key: str, field: str) -> Request[bytes | None]:
         yield Doing(f"reading {key}")
         return (yield lambda c: c.hget(key, field))  # type: ignore[no-any-return]
@@ -783,7 +788,8 @@ class Transport:
 # the requests that only read (their scratch keys expire): made again when the server refused
 # them for the moment; a batch's writes are tried again by record.py, under their batch id
 READS = frozenset(
-    {Transport.get, Transport.hget, Transport.hget_many, Transport.smembers, Transport.getrange}
+    {Transport.get, Transport.get_many, Transport.hget, Transport.hget_many, Transport.smembers}
+    | {Transport.getrange}
     | {Transport.memory_policies}
     | {Transport.read_sums, Transport.scan_keys, Transport.evaluate, Transport.evaluate_checked}
     | {Transport.hsum, Transport.zsum, Transport.top, Transport.pfcount}
