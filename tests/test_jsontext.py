@@ -68,6 +68,19 @@ def test_deep_nesting_fails_as_the_standard_module_does() -> None:
         jsontext.loads(text)
 
 
+def test_an_integer_past_pythons_digit_limit_is_malformed_json_at_the_number() -> None:
+    """json.loads raises a bare ValueError there ('Exceeds the limit (4300 digits) for integer
+    string conversion'), which callers that catch JSONDecodeError let through as a crash."""
+    huge = "9" * 5_000
+    text = '{"note": "' + huge + '", "ratio": 0.' + huge + ', "user": -' + huge + "}"
+    for sent in (text, text.encode(), text.encode("utf-16")):
+        with pytest.raises(json.JSONDecodeError) as caught:
+            jsontext.loads(sent)
+        assert caught.value.msg == "a number of 5,000 digits; at most 4,300 are read"
+        assert caught.value.pos == text.index(', "user"') + len(', "user": ')
+    assert jsontext.loads("[" + "9" * 4_300 + "]") == [int("9" * 4_300)]
+
+
 values = st.recursive(
     st.none()
     | st.booleans()

@@ -456,6 +456,46 @@ def test_lone_surrogates_anywhere_are_answered_not_500(
     answer.json()  # valid JSON, even when it echoes the text
 
 
+HUGE = "9" * 5_000  # an integer of more digits than Python converts (4,300)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/v1/track", f'{{"event": "e", "user": {HUGE}}}', bearer(WRITE)),
+        ("/v1/track", f'[{{"event": "e", "user": 1, "n": {HUGE}}}]', bearer(WRITE)),
+        ("/v1/batch", f'{{"batch": [{{"type": "track", "userId": {HUGE}, "event": "e"}}]}}',
+         basic(SDK_KEY)),
+        ("/batch/", f'{{"api_key": "{SDK_KEY}", "batch": [{{"event": "e", "distinct_id": 1,'
+                    f' "n": {HUGE}}}]}}', {}),
+        ("/grafana/query", f'{{"targets": [], "n": {HUGE}}}', bearer(READ)),
+    ],
+)  # fmt: skip
+def test_an_integer_too_long_to_read_is_malformed_json(
+    guarded: TestClient, path: str, body: str, headers: dict[str, str]
+) -> None:
+    """json.loads refuses an integer of more than 4,300 digits with a bare ValueError (not a
+    JSONDecodeError): it was a 500 on every ingest route, and Python's advice to a client."""
+    answer = guarded.post(
+        path, content=body.encode(), headers={**headers, "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400, answer.text
+    assert "a number of 5,000 digits; at most 4,300 are read" in answer.text
+    assert "sys.set_int_max_str_digits" not in answer.text
+
+
+def test_an_integer_too_long_to_read_in_a_large_body_is_malformed_json(
+    embedded_url: str, namespace: str
+) -> None:
+    """A body over 64 KiB is parsed in pieces, off the event loop: the same answer."""
+    events = ",".join(['{"event": "e", "user": 1, "p": "' + "x" * 1_000 + '"}'] * 100)
+    body = f'[{events}, {{"event": "e", "user": {HUGE}}}]'.encode()
+    with TestClient(create_app(ServerConfig(url=embedded_url, namespace=namespace))) as c:
+        answer = c.post("/v1/track", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert "malformed JSON: a number of 5,000 digits" in answer.json()["error"]
+
+
 # 5: CORS and writes from pages of other origins
 
 

@@ -12,6 +12,8 @@ how it reads back, and every error message stay the standard module's
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,11 +24,38 @@ _encode = msgspec.json.Encoder().encode
 
 
 def loads(text: bytes | str) -> Any:
-    """`json.loads(text)`, by msgspec where it reads the same."""
+    """`json.loads(text)`, by msgspec where it reads the same.
+
+    An integer of more digits than Python converts (4,300) is a JSONDecodeError saying so, at
+    the number, as any other text that cannot be read: the standard module raises a bare
+    ValueError there, which callers reading untrusted text would not take for malformed JSON."""
     try:
         return _decode(text)
     except ValueError:  # (DecodeError; UnicodeEncodeError: a str holding a lone surrogate)
+        pass
+    try:
         return json.loads(text)
+    except ValueError as exc:
+        if type(exc) is not ValueError:  # JSONDecodeError, UnicodeDecodeError: as they are
+            raise
+        raise _too_many_digits(text) from None
+
+
+# a string (skipped whole: digits inside one are no number) or a number, whose digits before
+# any fraction or exponent are an integer's when it has neither (a float has no digit limit)
+_STRING_OR_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?([0-9]+)(\.[0-9]+)?([eE][-+]?[0-9]+)?')
+
+
+def _too_many_digits(text: bytes | str) -> json.JSONDecodeError:
+    """The error of `text` holding an integer past Python's digit limit, at that integer."""
+    doc = text if isinstance(text, str) else text.decode(json.detect_encoding(text), "replace")
+    limit = sys.get_int_max_str_digits()
+    for found in _STRING_OR_NUMBER.finditer(doc):
+        digits, fraction, exponent = found.groups()
+        if digits is not None and fraction is exponent is None and len(digits) > limit:
+            message = f"a number of {len(digits):,} digits; at most {limit:,} are read"
+            return json.JSONDecodeError(message, doc, found.start())
+    return json.JSONDecodeError(f"a number of more than {limit:,} digits", doc, 0)
 
 
 def dumps(record: Mapping[str, Any]) -> bytes:

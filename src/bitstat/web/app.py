@@ -277,7 +277,7 @@ def _loads_in_pieces(raw: bytes) -> Any:
     string or a nested value leaves a string unclosed or a bracket unmatched, so that piece fails
     and the body is parsed whole instead, which also gives the error at its true position."""
     if raw[:1] != b"[" or b"\x00" in raw[:4]:  # not an array, or UTF-16/32 text
-        return json.loads(raw)
+        return jsontext.loads(raw)
     items: list[Any] = []
     at = 1
     try:
@@ -289,7 +289,7 @@ def _loads_in_pieces(raw: bytes) -> Any:
             items += jsontext.loads(b"[" + raw[at : cut.start() + 1] + b"]")
             at = cut.end() - 1
     except ValueError:
-        return json.loads(raw)
+        return jsontext.loads(raw)
 
 
 def _advance(

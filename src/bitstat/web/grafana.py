@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import jsontext
 from .. import periods as P
 from ..aio import AsyncStats
 from ..analysis import parse_within
@@ -268,7 +269,7 @@ async def answer(
 
 def _loads(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text)
+        return jsontext.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GrafanaError(400, f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
