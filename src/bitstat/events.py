@@ -48,6 +48,8 @@ def unicode_problem(text: str) -> str | None:
 
 def canonical_id(value: Any) -> str:
     """Text form of an actor id in `map` mode: 42 and "42" are the same actor."""
+    if isinstance(value, np.integer):  # (numpy's integers, a DataFrame's rows: as Python's)
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent(f"actor id must be text or an integer, got {type(value).__name__}")
     if isinstance(value, int):
@@ -722,6 +724,8 @@ def _parse_each(batch: list[Any], schema: Schema, now_s: int, latest: Latest) ->
 
 
 def int_actor(actor: Any, key: str, max_id: int) -> int:
+    if isinstance(actor, np.integer):  # (numpy's integers, a DataFrame's rows: as Python's)
+        actor = int(actor)
     if isinstance(actor, bool):
         raise InvalidEvent(f"actor id must be an integer, not a boolean ({actor!r})", field=key)
     if isinstance(actor, int) or (isinstance(actor, str) and actor.isdigit() and actor.isascii()):

@@ -1,0 +1,60 @@
+"""Actor ids in every form a caller holds them (ints, numpy's integers, digit text), anywhere in
+the 64-bit range and spread over many id shards: recorded, counted and tested as one actor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+import bitstat
+from bitstat.keys import SHARD_SIZE
+
+T = "2026-11-10T10:00:00Z"
+BIG = 2**63 - 1  # the largest max_id a schema takes
+# ids at shard edges, past 2^32, around 2^53 (where a double loses integers) and at the top
+IDS = [0, SHARD_SIZE - 1, SHARD_SIZE, 3 * SHARD_SIZE + 1, 2**32, 2**53 + 1, 2**62 + 3, BIG]
+
+
+@contextmanager
+def opened(server_url: str, namespace: str, **schema: Any) -> Iterator[bitstat.Stats]:
+    """A namespace of the schema, dropped when the test is done with it."""
+    st = bitstat.connect(server_url, namespace=namespace, schema=bitstat.Schema(**schema))
+    try:
+        yield st
+    finally:
+        st.drop()
+        st.close()
+
+
+def test_numpy_integer_ids_are_the_actors_of_their_value(server_url: str, namespace: str) -> None:
+    """A DataFrame's rows hold np.int64 (or uint64, int32) ids: one actor with the int."""
+    forms = [np.int64, np.uint64, np.int32]
+    events = [
+        {"event": "e", "user": forms[i % 3](u) if u < 2**31 else np.uint64(u), "time": T}
+        for i, u in enumerate(IDS)
+    ]
+    too_big = {"event": "e", "user": np.uint64(BIG) + np.uint64(1), "time": T}
+    with opened(server_url, namespace, max_id=BIG) as st:
+        res = st.track_many([*events, too_big])
+        assert res.recorded == len(IDS)
+        assert [i for i, _ in res.rejected] == [len(IDS)]  # past max_id, said so
+        assert "outside 0..9223372036854775807" in res.rejected[0][1]
+        st.track("e", user=np.int64(5), time=T)
+        day = st.actors("e").day(2026, 11, 10)
+        assert list(day.ids()) == sorted([*IDS, 5])
+        assert all(np.uint64(u) in day and u in day for u in IDS)
+        assert np.int64(6) not in day
+
+
+def test_numpy_integer_ids_are_one_actor_with_their_int_and_text_in_a_map(
+    server_url: str, namespace: str
+) -> None:
+    with opened(server_url, namespace, ids="map") as st:
+        st.track_many([{"event": "e", "user": u, "time": T} for u in (np.int64(42), 42, "42")])
+        st.track("e", user=np.uint64(2**64 - 1), time=T)
+        day = st.actors("e").day(2026, 11, 10)
+        assert sorted(day.ids()) == [42, 2**64 - 1]
+        assert np.int64(42) in day and np.uint64(2**64 - 1) in day and np.int8(7) not in day
