@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bitstat import periods as periods_module
 from bitstat.errors import QueryError
 from bitstat.periods import (
     PERIODS,
@@ -426,6 +427,41 @@ def test_cover_is_minimal_daily(start: int, length: int, periods: set[str]) -> N
     if not periods:
         return
     assert _checked_cover_size(lo, hi, periods) == _fewest(lo, hi, periods, timedelta(days=1))
+
+
+@FAST
+@given(
+    st.integers(0, 30 * 366),
+    st.integers(366, 6 * 366),
+    period_sets.map(lambda s: s | {"year"}).filter(lambda s: s != {"hour", "year"}),
+)
+def test_cover_of_whole_years_is_minimal(start: int, length: int, periods: set[str]) -> None:
+    """Ranges of years, where the middle years are taken whole without a path over their weeks
+    (a week may cross a 1 January only next to the range's ends)."""
+    lo = datetime(1995, 12, 25) + timedelta(days=start)
+    hi = lo + timedelta(days=length)
+    if "hour" in periods and "day" not in periods:
+        periods = periods - {"hour"}  # the day-step DP cannot see hours
+    assert _checked_cover_size(lo, hi, periods) == _fewest(lo, hi, periods, timedelta(days=1))
+
+
+def test_a_cover_of_centuries_is_planned_from_its_edges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range of 8,000 years (a query's start=1970-01-02&end=9998-12-30) was a shortest path
+    over its 417,000 weeks: seconds per cover, minutes for a lifecycle of 12 periods (a cover
+    each), with the server's event loop held. Only its edges are searched now."""
+    searched: list[int] = []
+    edges = periods_module._coarse_edges
+
+    def counting(d0: int, d1: int, chosen: frozenset[str]) -> dict[int, list[tuple[int, str]]]:
+        searched.append(d1 - d0)
+        return edges(d0, d1, chosen)
+
+    monkeypatch.setattr(periods_module, "_coarse_edges", counting)
+    got = cover(datetime(1970, 1, 2), datetime(9998, 12, 31), ALL)
+    assert _labels(got[:3]) == ["1970-01-02", "1970-01-03", "1970-01-04"]
+    assert _labels(got[-3:]) == ["9998-12-28", "9998-12-29", "9998-12-30"]
+    assert [b.label for b in got if b.period == "year"] == [str(y) for y in range(1971, 9998)]
+    assert max(searched) < 366
 
 
 # buckets_between

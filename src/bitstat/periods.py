@@ -327,12 +327,43 @@ def _coarse_edges(d0: int, d1: int, chosen: frozenset[str]) -> dict[int, list[tu
     return edges
 
 
+def _whole_years(d0: int, d1: int, chosen: frozenset[str]) -> tuple[int, int] | None:
+    """The first and last 1 January of the days [d0, d1] (ordinals) when every fewest tiling
+    has whole years between them, else None.
+
+    Only a week crosses a 1 January. A 1 January with a whole year of the range on one side is
+    never crossed in a fewest tiling: that year's 353 days or more beside the crossing weeks
+    need 12 buckets or more, where the year and at most 6 days on either side need 13 at most
+    (so days are needed, when weeks are kept). With two such dates a year apart, every 1
+    January between them qualifies, and a year between two of them is one bucket."""
+    if "year" not in chosen or ("week" in chosen and "day" not in chosen):
+        return None
+    start, stop = date.fromordinal(d0), date.fromordinal(d1)
+    first = start.year if (start.month, start.day) == (1, 1) else start.year + 1
+    if stop.year - first < 1:
+        return None
+    return date(first, 1, 1).toordinal(), date(stop.year, 1, 1).toordinal()
+
+
 def _cover_days(d0: int, d1: int, chosen: frozenset[str]) -> list[Bucket] | None:
     """Fewest buckets tiling the whole days [d0, d1) (ordinals), or None if impossible.
 
     A shortest path over the dates where a week/month/year can start or end: between two
     neighbouring such dates only days (or 24 hours each) fit, so runs of days are single edges.
+    Whole years in the middle are taken as they are (`_whole_years`), so that a range of
+    centuries costs its two edges, not a path over every week of it.
     """
+    years = _whole_years(d0, d1, chosen)
+    if years is not None:
+        first, last = years
+        head, tail = _cover_days(d0, first, chosen), _cover_days(last, d1, chosen)
+        if head is None or tail is None:
+            return None
+        begin, end = date.fromordinal(first).year, date.fromordinal(last).year
+        middle = [
+            Bucket("year", datetime(y, 1, 1), datetime(y + 1, 1, 1)) for y in range(begin, end)
+        ]
+        return head + middle + tail
     per_day = 1 if "day" in chosen else 24 if "hour" in chosen else 0
     edges = _coarse_edges(d0, d1, chosen)
     nodes = sorted({d0, d1}.union(edges, *([e for e, _ in es] for es in edges.values())))
