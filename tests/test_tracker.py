@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -607,6 +608,49 @@ def test_a_forked_child_sends_its_own_events_under_new_batch_ids(stats: bitstat.
     assert os.waitstatus_to_exitcode(status) == 0
     assert t.close()
     assert t.counters().sent == 10
+    assert_recorded_once(stats, events)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_child_forked_while_a_thread_takes_a_connection_sends_its_events(
+    stats: bitstat.Stats,
+) -> None:
+    """redis-py's pool holds a lock while a thread takes a connection from it or gives one
+    back, and a child forked then inherited it taken, by a thread the child does not have: its
+    first call waited for ever (a tracker busy sending in a pre-forked server: 2 children of
+    80 hung). A fork now waits for that lock to be free."""
+    events = make_events(20)
+    t = stats.tracker(interval=3600)
+    pool_lock = stats._store.client.connection_pool._lock
+    taken = threading.Event()
+
+    def take_a_connection() -> None:  # (as long as a thread in get_connection could)
+        with pool_lock:
+            taken.set()
+            time.sleep(0.2)
+
+    taker = threading.Thread(target=take_a_connection)
+    taker.start()
+    taken.wait()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for e in events:
+                t.track(e)
+            code = 0 if t.close(timeout=20) and t.counters().sent == 20 else 1
+        finally:
+            os._exit(code)
+    taker.join()
+    deadline = time.monotonic() + 30
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if ended[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child hung")
+    assert os.waitstatus_to_exitcode(ended[1]) == 0
+    assert t.close()
     assert_recorded_once(stats, events)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -296,6 +297,32 @@ def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
     return redis.Redis.from_url(url, **options), False
 
 
+# The connection pools of the blocking stores (a single server's). redis-py holds a pool's
+# locks while a thread takes a connection or gives one back; a child forked meanwhile would
+# inherit them taken, by a thread it does not have, and its first call would wait for ever
+# (redis-py resets the pool in the child, not its locks). A fork waits until they are free.
+_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
+_HELD_AT_FORK: list[Any] = []
+
+
+def _take_pool_locks() -> None:
+    for pool in list(_POOLS):
+        for name in ("_fork_lock", "_lock"):  # (the order redis-py takes them in)
+            lock = getattr(pool, name, None)
+            if lock is not None and lock.acquire():
+                _HELD_AT_FORK.append(lock)
+
+
+def _free_pool_locks() -> None:
+    while _HELD_AT_FORK:
+        _HELD_AT_FORK.pop().release()
+
+
+os.register_at_fork(
+    before=_take_pool_locks, after_in_parent=_free_pool_locks, after_in_child=_free_pool_locks
+)
+
+
 class Store:
     """Runs `Transport` requests on blocking redis-py: one Redis, a unix socket or a Cluster."""
 
@@ -308,6 +335,8 @@ class Store:
         self.ahead: Any = None  # the connection of `Ahead` commands
         self.ahead_unread = 0  # replies waiting on it
         self.ahead_kept: list[Any] = []  # replies before those: a cluster's, None for lost ones
+        if not cluster:
+            _POOLS.add(client.connection_pool)
 
     @classmethod
     def from_url(cls, url: str, timeout: float | None = None, durable: str | None = None) -> Store:
