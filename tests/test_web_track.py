@@ -4,6 +4,7 @@ named by the parameter that made it so."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import urllib.error
 import urllib.request
@@ -54,6 +55,30 @@ def test_a_body_not_sent_as_json_is_415_naming_both_types(
     error = answer.json()["error"]
     assert repr(content_type) in error and "application/json" in error
     assert "malformed" not in error
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "x-gzip"])
+def test_a_compressed_body_with_the_write_token_is_415_naming_the_encoding(
+    embedded_url: str, namespace: str, encoding: str
+) -> None:
+    """With the write token the body is bitstat's own, which comes uncompressed: it was read as
+    JSON and refused as "malformed JSON: 'utf-8' codec can't decode byte 0x8b"."""
+    config = ServerConfig(url=embedded_url, namespace=namespace, write_token="w-1")
+    with TestClient(create_app(config)) as c:
+        answer = c.post(
+            "/v1/track",
+            content=gzip.compress(json.dumps([EVENT]).encode()),
+            headers={"Authorization": "Bearer w-1", "Content-Encoding": encoding},
+        )
+        assert answer.status_code == 415, answer.text
+        assert f"Content-Encoding: {encoding}" in answer.json()["error"]
+        assert "uncompressed" in answer.json()["error"]
+        plain = c.post(
+            "/v1/track",
+            json=[EVENT],
+            headers={"Authorization": "Bearer w-1", "Content-Encoding": "identity"},
+        )
+        assert plain.json() == {"recorded": 1, "rejected": []}
 
 
 @pytest.mark.parametrize(

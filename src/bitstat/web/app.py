@@ -253,6 +253,19 @@ def _check_content_type(request: Request) -> None:
         )
 
 
+def _check_uncompressed(request: Request) -> None:
+    """bitstat's own events come uncompressed: a compressed body with the write token would
+    otherwise be read as JSON and refused for its first byte ('can't decode byte 0x8b')."""
+    encoding = request.headers.get("content-encoding", "").strip()
+    if encoding.lower() not in ("", "identity"):
+        raise ApiError(
+            415,
+            f"the body is compressed (Content-Encoding: {encoding}); POST /v1/track with the"
+            " write token takes bitstat's events uncompressed (Segment's SDKs send compressed"
+            " messages with their write key, as Basic auth)",
+        )
+
+
 # A large body is recorded off the event loop. `AsyncStats.track_many` drives the namespace's
 # `track_many` generator (ops.py) on the loop, and between two server calls each of its steps
 # parses, maps ids and plans in pure Python: seconds for 70k events, during which no other
@@ -352,6 +365,7 @@ def _track_route(state: _State) -> Route:
             if batch_id is not None and not 0 < len(batch_id) <= MAX_BATCH_ID:
                 raise BadParameter("Idempotency-Key", f"must be 1 to {MAX_BATCH_ID} characters")
             _check_content_type(request)
+            _check_uncompressed(request)
             raw = await body.read()
             try:
                 if len(raw) > OFFLOAD_BYTES:
