@@ -310,6 +310,16 @@ class _JsonArray:
             i = self._drop(i)
         if i >= len(self.buf):
             yield self._line_of(i), "invalid JSON: the array is not closed", None
+            return
+        # text after the closing bracket (a second array, JSON lines) was dropped without a word
+        closed, after = self._line_of(i), self._skip(i + 1)
+        if after < len(self.buf):
+            yield (
+                self._line_of(after),
+                f"invalid JSON: text after the array, which closed on line {closed} (a file"
+                " holds one array); the rest of the file is not read",
+                None,
+            )
 
     def _more(self) -> bool:
         """Read a chunk more into buf; False when the file has ended."""

@@ -1,0 +1,46 @@
+"""Files as real exports make them, given to `bitstat ingest`: every line is recorded once, or
+rejected with its line number and a reason, or the file is refused before anything is
+recorded; none is dropped without a word."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_cli import Cli
+from test_cli_csv_header import recorded, rejected
+from test_cli_ingest_report import shop
+
+__all__ = ["shop"]  # the fixture (a namespace with the default schema: integer ids), by name
+
+
+def visit(user: int) -> str:
+    return f'{{"event": "visit", "user": {user}, "time": "2026-11-02"}}'
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "closed"),
+    [
+        (f"[{visit(1)},\n {visit(2)}]\n{visit(3)}\n{visit(4)}\n", 3, 2),  # JSON lines after it
+        (f"[{visit(1)}, {visit(2)}][{visit(3)}]", 1, 1),  # two arrays, as `cat a.json b.json`
+        (f"\n[\n{visit(1)},\n{visit(2)}\n]\n\n  [{visit(3)}]\n", 7, 5),
+    ],
+)
+def test_text_after_a_json_array_is_rejected_not_dropped(
+    shop: Cli, tmp_path: Path, text: str, line: int, closed: int
+) -> None:
+    path = tmp_path / "export.json"
+    assert rejected(shop, path, text) == [
+        f"  {path}:{line}: invalid JSON: text after the array, which closed on line {closed}"
+        " (a file holds one array); the rest of the file is not read"
+    ]
+    assert recorded(shop) == {1, 2}
+
+
+def test_blank_text_after_a_json_array_is_fine(shop: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(f"[{visit(1)}, {visit(2)}]\n\n \t\r\n")
+    result = shop("ingest", str(path), "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert recorded(shop) == {1, 2}
