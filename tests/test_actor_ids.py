@@ -3,14 +3,21 @@ the 64-bit range and spread over many id shards: recorded, counted and tested as
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import pytest
 
 import bitstat
 from bitstat.keys import SHARD_SIZE
+from bitstat.web import ServerConfig, create_app
+
+with warnings.catch_warnings():  # (starlette's TestClient warns of httpx on import)
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 T = "2026-11-10T10:00:00Z"
 BIG = 2**63 - 1  # the largest max_id a schema takes
@@ -58,3 +65,50 @@ def test_numpy_integer_ids_are_one_actor_with_their_int_and_text_in_a_map(
         day = st.actors("e").day(2026, 11, 10)
         assert sorted(day.ids()) == [42, 2**64 - 1]
         assert np.int64(42) in day and np.uint64(2**64 - 1) in day and np.int8(7) not in day
+
+
+LONG = "1" * 5000  # more digits than Python's int() reads (sys.get_int_max_str_digits: 4,300)
+
+
+def test_an_id_of_more_digits_than_python_reads_is_rejected_alone(
+    server_url: str, namespace: str
+) -> None:
+    """It raised int()'s ValueError out of track_many: the whole batch lost, not one event."""
+    batch = [{"event": "e", "user": u, "time": T} for u in (1, LONG, 10**5000, "0" * 5000 + "7")]
+    with opened(server_url, namespace) as st:
+        res = st.track_many(batch)
+        assert res.recorded == 2
+        assert dict(res.rejected) == {
+            1: "user: actor id of 5,000 digits is outside 0..4294967295",
+            2: "user: actor id of more than 4,300 digits is outside 0..4294967295",
+        }
+        with pytest.raises(bitstat.InvalidEvent, match="5,000 digits"):
+            st.track("e", user=LONG, time=T)
+        day = st.actors("e").day(2026, 11, 10)
+        assert list(day.ids()) == [1, 7]
+        assert LONG not in day and "7" in day
+
+
+def test_a_mapped_id_of_more_digits_than_python_reads_comes_back_as_text(
+    server_url: str, namespace: str
+) -> None:
+    with opened(server_url, namespace, ids="map", max_value_length=6000) as st:
+        res = st.track_many([{"event": "e", "user": u, "time": T} for u in (LONG, 10**5000, 3)])
+        assert res.recorded == 2
+        assert res.rejected == [(1, "user: actor id is an integer of more than 4,300 digits")]
+        day = st.actors("e").day(2026, 11, 10)
+        assert sorted(day.ids(), key=str) == [LONG, 3]  # (ids() raised ValueError)
+        assert LONG in day and 10**5000 not in day
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_http_rejects_an_id_of_too_many_digits_alone(embedded_url: str, namespace: str) -> None:
+    """It was a 500 for the whole body."""
+    body = [{"event": "e", "user": u, "time": T} for u in (LONG, 12)]
+    with opened(embedded_url, namespace) as st:
+        with TestClient(create_app(ServerConfig(url=embedded_url, namespace=namespace))) as c:
+            answer = c.post("/v1/track", json=body)
+        assert answer.status_code == 200
+        assert answer.json()["recorded"] == 1
+        assert "5,000 digits" in answer.json()["rejected"][0]["reason"]
+        assert st.unique("e", "2026-11-10") == 1

@@ -8,6 +8,7 @@ type checks, pulling the few fields the schema records, nothing else. Everything
 from __future__ import annotations
 
 import math
+import sys
 import time as _time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,7 +54,10 @@ def canonical_id(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent(f"actor id must be text or an integer, got {type(value).__name__}")
     if isinstance(value, int):
-        return str(value)
+        text = int_text(value)
+        if text is None:
+            raise InvalidEvent(f"actor id is an integer of more than {digit_limit():,} digits")
+        return text
     if not value:
         raise InvalidEvent("actor id is empty text")
     if problem := unicode_problem(value):
@@ -62,12 +66,29 @@ def canonical_id(value: Any) -> str:
 
 
 def original_id(text: str) -> str | int:
-    """Inverse of canonical_id: canonical integer text comes back as an int."""
+    """Inverse of canonical_id: canonical integer text comes back as an int (text of more
+    digits than Python reads as an integer, given as text, stays text)."""
+    if digit_limit() and len(text) > digit_limit():  # (int() would raise ValueError)
+        return text
     if text.isdigit() and text.isascii() and (text == "0" or text[0] != "0"):
         return int(text)
     if text[:1] == "-" and text[1:].isdigit() and text[1:2] != "0" and text.isascii():
         return int(text)
     return text
+
+
+def digit_limit() -> int:
+    """How many digits Python converts between an integer and text (0: no limit); int() and
+    str() raise ValueError past it (4,300 by default)."""
+    return sys.get_int_max_str_digits()
+
+
+def int_text(value: int) -> str | None:
+    """An integer's digits, or None when it has more than Python writes (digit_limit)."""
+    try:
+        return str(value)
+    except ValueError:
+        return None
 
 
 def number_text(value: float) -> str | None:
@@ -445,9 +466,14 @@ def _parse_clean(batch: list[Any], schema: Schema, now_s: int, latest: Latest) -
     else:
         if not kinds <= {str, int, _NONE} or "" in raw_actors:
             return None
-        actors = (
-            [str(a) if type(a) is int else a for a in raw_actors] if int in kinds else raw_actors
-        )
+        try:
+            actors = (
+                [str(a) if type(a) is int else a for a in raw_actors]
+                if int in kinds
+                else raw_actors
+            )
+        except ValueError:  # an integer of more digits than str() writes: refused one by one
+            return None
         longest = max(map(len, filter(None, actors)), default=0)
         if longest > schema.max_value_length or unicode_problem("".join(filter(None, actors))):
             return None
@@ -728,8 +754,15 @@ def int_actor(actor: Any, key: str, max_id: int) -> int:
         actor = int(actor)
     if isinstance(actor, bool):
         raise InvalidEvent(f"actor id must be an integer, not a boolean ({actor!r})", field=key)
-    if isinstance(actor, int) or (isinstance(actor, str) and actor.isdigit() and actor.isascii()):
-        value = int(actor)
+    if isinstance(actor, str) and actor.isdigit() and actor.isascii():
+        digits = actor.lstrip("0") or "0"
+        if len(digits) > len(str(max_id)):  # (int() of too many digits would raise)
+            raise InvalidEvent(
+                f"actor id of {len(digits):,} digits is outside 0..{max_id}", field=key
+            )
+        value = int(digits)
+    elif isinstance(actor, int):
+        value = actor
     else:
         hint = (
             "; text ids such as UUIDs or e-mails need a schema with ids='map'"
@@ -741,7 +774,8 @@ def int_actor(actor: Any, key: str, max_id: int) -> int:
             field=key,
         )
     if not 0 <= value <= max_id:
-        raise InvalidEvent(f"actor id {value} is outside 0..{max_id}", field=key)
+        shown = int_text(value) or f"of more than {digit_limit():,} digits"
+        raise InvalidEvent(f"actor id {shown} is outside 0..{max_id}", field=key)
     return value
 
 
