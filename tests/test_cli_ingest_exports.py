@@ -44,3 +44,24 @@ def test_blank_text_after_a_json_array_is_fine(shop: Cli, tmp_path: Path) -> Non
     result = shop("ingest", str(path), "--no-progress")
     assert result.exit_code == 0, result.output
     assert recorded(shop) == {1, 2}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_csv_cell_of_megabytes_is_read_as_a_json_value_is(
+    shop: Cli, tmp_path: Path, workers: str
+) -> None:
+    """A cell over the csv module's 128 KiB stopped the run ('field larger than field limit'),
+    with the batches before it recorded; a JSON line's value of any length was read."""
+    path = tmp_path / "export.csv"
+    long = "x" * (1 << 20)
+    path.write_text(
+        "event,user,time,note\n"
+        "visit,1,2026-11-02,short\n"
+        f"visit,2,2026-11-02,{long}\n"  # a property the schema keeps nothing of: recorded
+        f'visit,3,2026-11-02,"{long}\n{long}"\n'
+        "visit,4,2026-11-02,short\n"
+    )
+    result = shop("ingest", str(path), "--workers", workers, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{path}: 4 records: 4 recorded, 0 rejected\n")
+    assert recorded(shop) == {1, 2, 3, 4}

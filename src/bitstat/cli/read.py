@@ -44,6 +44,9 @@ LINES_AT_ONCE = 1000  # JSON lines parsed in one call
 # The most text a JSON array's element may span: an element that cannot be parsed is read on
 # until it can, the file ends, or it spans this much (its error then stands).
 MAX_ELEMENT = 16 << 20
+# The longest CSV cell read (the csv module's default, 128 KiB, stopped the whole run at a longer
+# one): past the reader, the library keeps or refuses a value as it does a JSON line's.
+MAX_CELL = (1 << 31) - 1
 EPOCH_FORMATS = ("epoch", "epoch-ms")
 _EPOCH_TEXT = re.compile(r"\d{9,}(?:\.\d*)?")  # 9+ digits: shorter digit runs are ISO dates
 _WHITESPACE = re.compile(r"\s*")
@@ -170,6 +173,7 @@ class Reader:
 
     def _csv(self, stream: IO[bytes], delimiter: str) -> Iterator[Item]:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+        csv.field_size_limit(MAX_CELL)  # (the module's own setting, for every reader)
         reader = csv.reader(text, delimiter=delimiter)
         try:
             header = next(reader, None)
