@@ -65,3 +65,48 @@ def test_a_csv_cell_of_megabytes_is_read_as_a_json_value_is(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"{path}: 4 records: 4 recorded, 0 rejected\n")
     assert recorded(shop) == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", ""])
+def test_a_quote_never_closed_is_rejected_not_read_as_one_event(
+    shop: Cli, tmp_path: Path, newline: str
+) -> None:
+    """The csv module reads a quote never closed to the end of the file as one cell, and gave
+    the lines after it as one good row: 4 lines, '2 records: 2 recorded, 0 rejected'."""
+    path = tmp_path / "export.csv"
+    lines = ["event,user,time,note", "visit,1,2026-11-02,a", 'visit,2,2026-11-02,"oops']
+    lines += ["visit,3,2026-11-02,b", "visit,4,2026-11-02,c"]
+    assert rejected(shop, path, "\n".join(lines) + newline) == [
+        f"  {path}:3: a quote opened in this row is never closed: lines 3 to 5 (the end of the"
+        " file) were read as one cell"
+    ]
+    assert recorded(shop) == {1}
+    last = tmp_path / "last.csv"
+    assert rejected(shop, last, "\n".join(lines[:3]) + newline) == [
+        f"  {last}:3: a quote opened in this row is never closed (the file ends on this line)"
+    ]
+
+
+def test_a_row_a_stray_quote_ran_over_lines_says_so(shop: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    text = (
+        "event,user,time,note\n"
+        'visit,"1,2026-11-02,a\nvisit,2,2026-11-02,b\nvisit,3,2026-11-02,"c\n'
+        'visit,4,2026-11-02,"two\nlines"\n'  # a quoted cell over two lines: a good row
+    )
+    assert rejected(shop, path, text) == [
+        f"  {path}:2: 2 fields, but the header has 4 (the row runs from line 2 to line 4: a"
+        " quote closed too late?)"
+    ]
+    assert recorded(shop) == {4}
+
+
+def test_a_quote_never_closed_in_the_header_refuses_the_file(shop: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text('\nevent,user,"time\nvisit,1,2026-11-02\n')
+    result = shop("ingest", str(path), "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: {path}: a quote opened in the header (line 2) is never closed, so the whole"
+        " file was read as its last column; nothing of this file was recorded\n"
+    )

@@ -18,6 +18,7 @@ import csv
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -50,6 +51,7 @@ MAX_CELL = (1 << 31) - 1
 EPOCH_FORMATS = ("epoch", "epoch-ms")
 _EPOCH_TEXT = re.compile(r"\d{9,}(?:\.\d*)?")  # 9+ digits: shorter digit runs are ISO dates
 _WHITESPACE = re.compile(r"\s*")
+_END = "\0bitstat: the end of the file\0"  # a CSV file's last line, as the csv module reads it
 
 # (line, record, raw) or (line, why it was not read, None); raw: a JSON line's bytes, an array
 # element's text, a CSV row's cells
@@ -174,13 +176,21 @@ class Reader:
     def _csv(self, stream: IO[bytes], delimiter: str) -> Iterator[Item]:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
         csv.field_size_limit(MAX_CELL)  # (the module's own setting, for every reader)
-        reader = csv.reader(text, delimiter=delimiter)
+        # the end marked by a line of its own: a quote never closed takes it into its cell
+        reader = csv.reader(itertools.chain(text, [_END]), delimiter=delimiter)
         try:
-            header = next(reader, None)
+            header: list[str] | None = []
             while header == []:  # blank lines before the header, skipped as blank rows are
+                first = reader.line_num + 1
                 header = next(reader, None)
-            if header is None:
+            if header is None or header == [_END]:
                 return
+            if header[-1].endswith(_END):
+                raise click.ClickException(
+                    f"{self.source.name}: a quote opened in the header (line {first}) is never"
+                    " closed, so the whole file was read as its last column; nothing of this"
+                    " file was recorded"
+                )
             self._check_header(header)
             self.header = header
             width = len(header)
@@ -190,8 +200,12 @@ class Reader:
                 number, start = start, reader.line_num + 1
                 if not row:
                     continue
+                if row[-1].endswith(_END):  # the end of the file
+                    if row != [_END]:
+                        yield number, _unclosed(number, reader.line_num - 1), None
+                    return
                 if len(row) != width:
-                    yield number, f"{len(row)} fields, but the header has {width}", None
+                    yield number, _width(len(row), width, number, reader.line_num), None
                     continue
                 if unnamed and (why := _unnamed_value(row, unnamed)):
                     yield number, why, None
@@ -229,6 +243,25 @@ class Reader:
                 f"{name} has no {self.actor!r} column: its events are recorded without an"
                 " actor (name the actor column with --actor COLUMN)"
             )
+
+
+def _unclosed(first: int, last: int) -> str:
+    """Why the row that a quote never closed is refused (it was read as one cell, to the end)."""
+    if first == last:
+        return "a quote opened in this row is never closed (the file ends on this line)"
+    return (
+        f"a quote opened in this row is never closed: lines {first} to {last} (the end of the"
+        " file) were read as one cell"
+    )
+
+
+def _width(fields: int, width: int, first: int, last: int) -> str:
+    """Why a row of `fields` cells is refused, when the header has `width`; a row over several
+    lines is likely a stray quote's doing (its cell runs on to the next quote)."""
+    why = f"{fields} fields, but the header has {width}"
+    if last > first:
+        why += f" (the row runs from line {first} to line {last}: a quote closed too late?)"
+    return why
 
 
 def _named_twice(header: list[str]) -> dict[str, list[int]]:
