@@ -4,8 +4,10 @@ way is recorded exactly once when it is sent again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +20,7 @@ from bitstat import record
 from bitstat.aio import AsyncStore
 from bitstat.errors import ConnectionError
 from bitstat.transport import Transport
-from bitstat.web import ServerConfig, create_app
+from bitstat.web import ServerConfig, create_app, ingest
 from bitstat.web import app as web_app
 from webserver import running
 
@@ -193,3 +195,60 @@ def test_a_malformed_array_gives_the_error_of_the_whole_body(
     with pytest.raises(json.JSONDecodeError) as whole:
         json.loads(text)
     assert (cut.value.msg, cut.value.pos) == (whole.value.msg, whole.value.pos)
+
+
+def _at_most_inside(real: Any, peak: list[int], senders: int) -> Any:
+    """`real` (an async function), counting how many requests are inside it at once in
+    `peak[0]`; each waits for up to 1.5 s for all `senders` to come in, so that whatever the
+    server lets run together does."""
+    inside = [0]
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        inside[0] += 1
+        peak[0] = max(peak[0], inside[0])
+        give_up = time.monotonic() + 1.5
+        while peak[0] < senders and time.monotonic() < give_up:
+            await asyncio.sleep(0.01)
+        try:
+            return await real(*args, **kwargs)
+        finally:
+            inside[0] -= 1
+
+    return counted
+
+
+@pytest.mark.parametrize("route", ["/v1/track", "/batch/"])
+def test_at_most_two_large_bodies_are_parsed_and_recorded_at_once(
+    embedded_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    """Parsed, a body takes about ten times its size in memory: ten clients sending 10 MB at
+    once took the server to 1.1 GB. Four large bodies sent together are let in two at a time,
+    each answered in full."""
+    senders, peak = 4, [0]
+    if route == "/v1/track":
+        real = web_app._record_large
+        monkeypatch.setattr(web_app, "_record_large", _at_most_inside(real, peak, senders))
+    else:
+        real = ingest.record_once
+        monkeypatch.setattr(ingest, "record_once", _at_most_inside(real, peak, senders))
+    answers: list[httpx.Response] = []
+    config = ServerConfig(url=embedded_url, namespace=namespace, write_keys={"wk-1": namespace})
+    with running(config) as base:
+
+        def post(n: int) -> None:
+            events = batch("visit", 2_000, first_user=n * 2_000)
+            if route == "/batch/":
+                events = [{"event": "visit", "distinct_id": f"u{n}-{i}"} for i in range(2_000)]
+                body = json.dumps({"api_key": "wk-1", "batch": events}).encode()
+            else:
+                body = json.dumps(events).encode()
+            assert len(body) > web_app.OFFLOAD_BYTES
+            answers.append(httpx.post(f"{base}{route}", content=body, timeout=120))
+
+        writers = [threading.Thread(target=post, args=(n,)) for n in range(senders)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(timeout=120)
+    assert [a.json()["recorded"] for a in answers] == [2_000] * senders
+    assert peak[0] == 2

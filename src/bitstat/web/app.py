@@ -40,7 +40,7 @@ from .answers import JSONResponse
 from .config import ServerConfig, cors_origins_from_env, write_keys_from_env
 from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
-from .ingest import WriteKeys
+from .ingest import LargeBodies, WriteKeys
 from .namespaces import Namespaces
 from .params import NAMESPACE, BadParameter, read
 from .span import PARAMS as SPAN_PARAMS
@@ -87,6 +87,7 @@ class _State:
         self.read_token = config.read_token.encode() if config.read_token else None
         self.write_token = config.write_token.encode() if config.write_token else None
         self.metrics = metrics.Metrics()
+        self.large_bodies = LargeBodies()
 
     async def stats(self, name: str | None) -> AsyncStats:
         assert self.namespaces is not None, "the app has not started"
@@ -351,6 +352,56 @@ async def _record_large(
     return total
 
 
+async def _record_body(
+    state: _State, raw: bytes, namespace: str | None, batch_id: str | None
+) -> dict[str, Any]:
+    """The answer to a POST /v1/track of the JSON text `raw`: parsed, recorded, the rejected
+    events listed; raises ApiError for a body that cannot be recorded at all."""
+    try:
+        if len(raw) > OFFLOAD_BYTES:
+            data = await asyncio.get_running_loop().run_in_executor(
+                state.planner, _loads_in_pieces, raw
+            )
+        else:
+            data = jsontext.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply to read") from None
+    single = isinstance(data, dict)
+    if single:
+        data = [data]
+    elif not isinstance(data, list):
+        raise ApiError(400, "the body must be a JSON object (one event) or an array")
+    if len(data) > state.config.max_events:
+        raise ApiError(
+            413,
+            f"the body holds {len(data):,} events; the limit is"
+            f" {state.config.max_events:,} a request",
+        )
+    stats = await state.stats(namespace)
+    if len(raw) > OFFLOAD_BYTES:
+        assert state.planner is not None
+        result = await _record_large(state.planner, stats, data, batch_id)
+    else:
+        result = await stats.track_many(data, batch_id=batch_id)
+    state.metrics.recorded(result.recorded, len(result.rejected))
+    if single and result.rejected:
+        reason = result.rejected[0][1]
+        field = getattr(reason, "field", None)  # errors.Reason: the field at fault
+        raise ApiError(400, f"the event is rejected: {reason}", field=field)
+    if result.recorded:
+        assert state.namespaces is not None
+        await state.namespaces.note(stats.namespace)
+    answer: dict[str, Any] = {
+        "recorded": result.recorded,
+        "rejected": [{"index": i, "reason": r} for i, r in result.rejected],
+    }
+    if result.expired:
+        answer["expired"] = dict(result.expired)
+    return answer
+
+
 TRACK_PARAMS = (NAMESPACE,)
 
 
@@ -367,49 +418,8 @@ def _track_route(state: _State) -> Route:
             _check_content_type(request)
             _check_uncompressed(request)
             raw = await body.read()
-            try:
-                if len(raw) > OFFLOAD_BYTES:
-                    data = await asyncio.get_running_loop().run_in_executor(
-                        state.planner, _loads_in_pieces, raw
-                    )
-                else:
-                    data = jsontext.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ApiError(400, f"malformed JSON: {exc}") from None
-            except RecursionError:
-                raise ApiError(400, "malformed JSON: nested too deeply to read") from None
-            single = isinstance(data, dict)
-            if single:
-                data = [data]
-            elif not isinstance(data, list):
-                raise ApiError(400, "the body must be a JSON object (one event) or an array")
-            if len(data) > state.config.max_events:
-                raise ApiError(
-                    413,
-                    f"the body holds {len(data):,} events; the limit is"
-                    f" {state.config.max_events:,} a request",
-                )
-            stats = await state.stats(args["namespace"])
-            if len(raw) > OFFLOAD_BYTES:
-                assert state.planner is not None
-                result = await _record_large(state.planner, stats, data, batch_id)
-            else:
-                result = await stats.track_many(data, batch_id=batch_id)
-            state.metrics.recorded(result.recorded, len(result.rejected))
-            if single and result.rejected:
-                reason = result.rejected[0][1]
-                field = getattr(reason, "field", None)  # errors.Reason: the field at fault
-                raise ApiError(400, f"the event is rejected: {reason}", field=field)
-            if result.recorded:
-                assert state.namespaces is not None
-                await state.namespaces.note(stats.namespace)
-            answer: dict[str, Any] = {
-                "recorded": result.recorded,
-                "rejected": [{"index": i, "reason": r} for i, r in result.rejected],
-            }
-            if result.expired:
-                answer["expired"] = dict(result.expired)
-            return answer
+            async with state.large_bodies.slot(len(raw)):
+                return await _record_body(state, raw, args["namespace"], batch_id)
 
         response = await _guarded({}, call)
         await body.drain()

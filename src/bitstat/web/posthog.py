@@ -212,49 +212,63 @@ async def handle(
     limit = host.config.max_body
     try:
         with ingest.sdk_errors("invalid_payload"):
-            raw = await ingest.read_body(request, limit)
-            body = ingest.load_json(decode(raw, request, limit))
-            events, sent_at, body_key = events_of(body)
-            if not v1:  # posthog-js's `_`, which PostHog reads before the body's sent_at
-                sent_at = query_sent_at(request) or sent_at
-            key = project_key(request, None if v1 else body_key, events)
-            namespace = keys.namespace(key)
-            if namespace is None:
-                said = "no project API key was given" if not key else "the API key is not valid"
-                raise IngestError(
-                    401,
-                    "invalid_api_key",
-                    f"{said}: the SDK's project API key is one of this server's write keys",
-                )
-            ingest.check_count(events, host.config.max_events, "events")
-            assert host.namespaces is not None and host.store is not None
-            stats = await ingest.text_id_stats(host.namespaces, namespace, checked)
-            received = time.time()
-            messages: list[tuple[str | None, dict[str, Any] | None]] = []
-            rejections: list[Rejection] = []
-            for i, ev in enumerate(events):
-                try:
-                    messages.append(translate(ev, stats.schema, sent_at=sent_at, received=received))
-                except Invalid as exc:
-                    uuid = ev.get("uuid") if isinstance(ev, Mapping) else None
-                    uuid = uuid if isinstance(uuid, str) else None
-                    rejections.append(Rejection(i, uuid, exc.field, str(exc)))
-                    messages.append((None, None))
-            fields = {**FIELDS, stats.schema.actor: "distinct_id"}
-            outcome = await ingest.record_once(
-                host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
-            )
-            refused = [r.index for r in outcome.rejected]
-            found = identity.links(events, identity.posthog_link, refused)
-            await identity.apply_links(stats, found)
-            host.metrics.recorded(outcome.recorded, len(outcome.rejected))
-            if outcome.recorded:
-                await host.namespaces.note(namespace)
-        response: Response = JSONResponse(_answer(events, outcome, v1))
+            text = decode(await ingest.read_body(request, limit), request, limit)
+        async with host.large_bodies.slot(len(text)):
+            response = await _recorded(host, keys, checked, request, v1, text)
     except IngestError as exc:
         response = _error(exc)
     await ingest.drain(request)
     return response
+
+
+async def _recorded(
+    host: ingest.Host,
+    keys: ingest.WriteKeys,
+    checked: set[str],
+    request: Request,
+    v1: bool,
+    text: bytes,
+) -> Response:
+    """The answer to a capture request whose JSON text is `text`; raises IngestError."""
+    with ingest.sdk_errors("invalid_payload"):
+        body = ingest.load_json(text)
+        events, sent_at, body_key = events_of(body)
+        if not v1:  # posthog-js's `_`, which PostHog reads before the body's sent_at
+            sent_at = query_sent_at(request) or sent_at
+        key = project_key(request, None if v1 else body_key, events)
+        namespace = keys.namespace(key)
+        if namespace is None:
+            said = "no project API key was given" if not key else "the API key is not valid"
+            raise IngestError(
+                401,
+                "invalid_api_key",
+                f"{said}: the SDK's project API key is one of this server's write keys",
+            )
+        ingest.check_count(events, host.config.max_events, "events")
+        assert host.namespaces is not None and host.store is not None
+        stats = await ingest.text_id_stats(host.namespaces, namespace, checked)
+        received = time.time()
+        messages: list[tuple[str | None, dict[str, Any] | None]] = []
+        rejections: list[Rejection] = []
+        for i, ev in enumerate(events):
+            try:
+                messages.append(translate(ev, stats.schema, sent_at=sent_at, received=received))
+            except Invalid as exc:
+                uuid = ev.get("uuid") if isinstance(ev, Mapping) else None
+                uuid = uuid if isinstance(uuid, str) else None
+                rejections.append(Rejection(i, uuid, exc.field, str(exc)))
+                messages.append((None, None))
+        fields = {**FIELDS, stats.schema.actor: "distinct_id"}
+        outcome = await ingest.record_once(
+            host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
+        )
+        refused = [r.index for r in outcome.rejected]
+        found = identity.links(events, identity.posthog_link, refused)
+        await identity.apply_links(stats, found)
+        host.metrics.recorded(outcome.recorded, len(outcome.rejected))
+        if outcome.recorded:
+            await host.namespaces.note(namespace)
+    return JSONResponse(_answer(events, outcome, v1))
 
 
 def _answer(events: list[Any], outcome: ingest.Outcome, v1: bool) -> dict[str, Any]:
