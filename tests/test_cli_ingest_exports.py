@@ -4,6 +4,7 @@ recorded; none is dropped without a word."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,80 @@ def test_a_quote_never_closed_in_the_header_refuses_the_file(shop: Cli, tmp_path
         f"Error: {path}: a quote opened in the header (line 2) is never closed, so the whole"
         " file was read as its last column; nothing of this file was recorded\n"
     )
+
+
+LATIN1 = "line {line} is not UTF-8 text (byte 0xe9): bitstat reads UTF-8 (a spreadsheet's export"
+LATIN1 += " may be Windows-1252 or Latin-1: convert it first, e.g. iconv -f WINDOWS-1252 -t UTF-8)"
+
+
+CITY = '{"event": "visit", "user": 2, "time": "2026-11-02", "city": "Orléans"}'
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("export.csv", "event,user,time,city\n" + "visit,1,2026-11-02,Paris\n" * 3),
+        ("export.tsv.gz", "event\tuser\ttime\tcity\n" + "visit\t1\t2026-11-02\tParis\n" * 3),
+        ("export.json", "[\n" + f"{visit(1)},\n" * 3),
+    ],
+)
+def test_a_file_in_latin_1_is_refused_before_anything_is_recorded(
+    shop: Cli, tmp_path: Path, name: str, text: str
+) -> None:
+    """It stopped at the first byte that is not UTF-8, with the batches before it recorded (and
+    recorded again once the file was converted: new data), 'near line 1' for a CSV file."""
+    good = tmp_path / "good.jsonl"
+    good.write_text(visit(7) + "\n")
+    path = tmp_path / name
+    if name.endswith(".json"):
+        text += CITY + "\n]\n"
+    else:
+        sep = "," if name.endswith(".csv") else "\t"
+        text += sep.join(["visit", "2", "2026-11-02", "Orléans"]) + "\n"
+    data = text.encode("latin-1")  # line 5 holds the é
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    result = shop("ingest", str(good), str(path), "--batch-size", "2", "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"Error: {path}: {LATIN1.format(line=5)}; nothing was recorded\n"
+    assert recorded(shop) == set()
+    path.write_bytes(text.encode())  # converted: every line recorded, once
+    assert shop("ingest", str(good), str(path), "--no-progress").exit_code == 0
+    assert recorded(shop) == {1, 2, 7}
+
+
+@pytest.mark.parametrize(
+    ("encoding", "told", "iconv"),
+    [
+        ("utf-16", "is UTF-16 text (it starts with a byte order mark)", "UTF-16"),
+        ("utf-32", "is UTF-32 text (it starts with a byte order mark)", "UTF-32"),
+        ("utf-16-le", "looks like UTF-16LE text (NUL bytes between its characters)", "UTF-16LE"),
+        ("utf-16-be", "looks like UTF-16BE text (NUL bytes between its characters)", "UTF-16BE"),
+    ],
+)
+@pytest.mark.parametrize("name", ["events.jsonl", "export.csv"])
+def test_utf_16_and_32_are_refused_saying_so(
+    shop: Cli, tmp_path: Path, name: str, encoding: str, told: str, iconv: str
+) -> None:
+    """UTF-16 JSON lines were read in part (json reads UTF-16 bytes): 3 events gave '4 records:
+    3 recorded, 1 rejected', a line 4 the file has not; a CSV file: 'byte 0xff', no word of why."""
+    path = tmp_path / name
+    lines = [visit(u) for u in (1, 2, 3)] if name.endswith(".jsonl") else ["event,user,time"]
+    path.write_bytes("".join(line + "\n" for line in lines).encode(encoding))
+    result = shop("ingest", str(path), "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: {path} {told}: bitstat reads UTF-8 (convert it first, e.g. iconv -f {iconv}"
+        " -t UTF-8); nothing was recorded\n"
+    )
+    assert recorded(shop) == set()
+
+
+def test_a_json_line_that_is_not_utf_8_is_rejected_alone(shop: Cli, tmp_path: Path) -> None:
+    """JSON lines are read line by line: a log's damaged line does not refuse the file."""
+    path = tmp_path / "events.jsonl"
+    damaged = visit(2).replace("visit", "vis\xe9t").encode("latin-1")
+    path.write_bytes(b"\n".join([visit(1).encode(), damaged, visit(3).encode()]) + b"\n")
+    result = shop("ingest", str(path), "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert f"  {path}:2: not UTF-8 text\n" in result.stdout
+    assert recorded(shop) == {1, 3}

@@ -102,6 +102,7 @@ def open_source(arg: str, kind: str | None, salt: str, spool: Path) -> Source:
         path, name = Path(arg), arg
     digest = hashlib.sha256(salt.encode() + b"\0")
     first = b""
+    utf8 = _Utf8()
     try:
         with path.open("rb") as raw:
             size = os.fstat(raw.fileno()).st_size
@@ -110,11 +111,75 @@ def open_source(arg: str, kind: str | None, salt: str, spool: Path) -> Source:
             with _stream(raw, gzipped) as stream:
                 while chunk := stream.read(CHUNK):
                     digest.update(chunk)
+                    utf8.feed(chunk)
                     if not first.strip():
                         first = (first + chunk[:64]).removeprefix(b"\xef\xbb\xbf")
+                utf8.feed(b"", final=True)
     except (OSError, EOFError, zlib.error) as exc:  # the file's (gzip's errors among them)
         raise cannot("read", name, exc) from exc
-    return Source(name, path, size, gzipped, kind or _detect(name, first), digest.hexdigest())
+    kind = kind or _detect(name, first)
+    if why := utf8.refusal(kind):
+        raise click.ClickException(f"{name}{why}; nothing was recorded")
+    return Source(name, path, size, gzipped, kind, digest.hexdigest())
+
+
+class _Utf8:
+    """Whether a file's bytes, fed chunk by chunk, are UTF-8 text, and where they stop being so.
+
+    A file in another encoding is refused before anything is recorded: a CSV file or a JSON
+    array stopped at its first such byte, after recording the batches before it (a re-run of
+    the converted file, new data, recorded them again), and UTF-16 JSON lines read in part.
+    JSON lines are read line by line: a line that is not UTF-8 (a log's damaged line) is
+    rejected alone."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._lines = 0  # newlines fed
+        self.start = b""  # the first bytes
+        self.bad: tuple[int, int] | None = None  # (line, byte) of the first byte not UTF-8
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        self.start = self.start or chunk[:4]
+        if self.bad is not None:
+            return
+        try:
+            if not chunk.isascii() or self._decoder.getstate()[0]:  # (ASCII: nothing to check)
+                self._decoder.decode(chunk, final)
+        except UnicodeDecodeError as exc:  # (its bytes: the chunk after a few held back)
+            line = self._lines + exc.object.count(b"\n", 0, exc.start) + 1
+            self.bad = (line, exc.object[exc.start] if exc.start < len(exc.object) else 0)
+        self._lines += chunk.count(b"\n")
+
+    def refusal(self, kind: str) -> str | None:
+        """Why a file of `kind` is refused (to follow its name), or None."""
+        wide = _wide_encoding(self.start)
+        if wide:
+            encoding, told = wide
+            return (
+                f" {told}: bitstat reads UTF-8 (convert it first, e.g. iconv -f {encoding} -t"
+                " UTF-8)"
+            )
+        if self.bad is None or kind == "jsonl":
+            return None
+        line, byte = self.bad
+        return (
+            f": line {line} is not UTF-8 text (byte 0x{byte:02x}): bitstat reads UTF-8 (a"
+            " spreadsheet's export may be Windows-1252 or Latin-1: convert it first, e.g."
+            " iconv -f WINDOWS-1252 -t UTF-8)"
+        )
+
+
+def _wide_encoding(start: bytes) -> tuple[str, str] | None:
+    """(encoding, how it is told) of UTF-16 or UTF-32 text, known by its byte order mark or by
+    the NUL bytes between its characters; None for other text."""
+    if start.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32", "is UTF-32 text (it starts with a byte order mark)"
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16", "is UTF-16 text (it starts with a byte order mark)"
+    if b"\0" in start:
+        encoding = "UTF-16LE" if start[1:2] == b"\0" else "UTF-16BE"
+        return encoding, f"looks like {encoding} text (NUL bytes between its characters)"
+    return None
 
 
 def _detect(name: str, head: bytes) -> str:
