@@ -114,12 +114,6 @@ def test_http_rejects_an_id_of_too_many_digits_alone(embedded_url: str, namespac
         assert st.unique("e", "2026-11-10") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan.planning drops the actor bits of a batch of 512 rows or more without property"
-    " rules when an id is in shard 8192 or above (2^33); the fix (plan.py, listing the rows for"
-    " the row-by-row grouping) is to be made by plan.py's owner, who then drops this marker",
-)
 def test_a_large_batch_of_ids_past_2_to_the_33_keeps_every_actor(
     server_url: str, namespace: str
 ) -> None:

@@ -160,8 +160,8 @@ def contents(client: Any, namespace: str) -> dict[str, Any]:
     for pattern in ("{" + namespace + "}*", "{" + namespace + ":*"):
         for raw in client.scan_iter(match=pattern, count=1000):
             key = raw.decode()
-            if ":batch:" in key:
-                continue  # markers: by part, or one for the batch
+            if ":batch:" in key or key == Keys(namespace).made:
+                continue  # markers: by part, or one for the batch; a token each namespace has
             kind = client.type(key).decode()
             if kind == "string":
                 value: Any = bitmap_members(client.get(key))

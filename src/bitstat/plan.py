@@ -325,6 +325,10 @@ def planning(
         else:
             actor_groups = [(k, 0, ch) for k, ch in _grouped_array(cb_array, offsets, with_actor)]
     else:
+        if not rowwise:  # a large batch of actors alone did not list its rows: ids past the
+            # shards a group key holds (2^33 and up) are grouped row by row all the same
+            rows_cb, offs = cb_array.tolist(), offsets.tolist()
+            in_shard = np.where(offsets >= 0, offsets & SHARD_MASK, -1).tolist()
         actor_groups = list(shard_groups(rows_cb))
     if hourly:  # an hour's bits to its hour; its day's, week's, ... once per day
         days: dict[tuple[int, int], list[Chunk]] = {}
