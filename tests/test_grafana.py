@@ -332,3 +332,31 @@ def test_the_hour_a_spring_change_skips_is_no_point(client: TestClient, embedded
     finally:
         st.drop()
         st.close()
+
+
+def test_a_range_in_epoch_milliseconds(client: TestClient) -> None:
+    """Grafana's ${__from} and ${__to} are epoch milliseconds, as Infinity and templated bodies
+    send a range: they were refused ('ISO times'), or as text read as an ISO date ('month must
+    be in 1..12')."""
+    (expected,) = query(client, {"target": "unique:visit"})
+    start, end = 1_761_951_600_000, 1_764_543_599_999  # NOV, as Grafana's picker sends it
+    for span in (
+        {"from": start, "to": end},
+        {"from": str(start), "to": str(end)},
+        {"from": float(start), "to": NOV["to"]},
+    ):
+        body = {"range": span, "intervalMs": DAY_MS, "targets": [{"target": "unique:visit"}]}
+        answer = client.post("/grafana/query", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == [expected]
+    for span in ({"from": True, "to": end}, {"from": [start], "to": end}, {"to": end}):
+        answer = client.post("/grafana/query", json={"range": span, "targets": []})
+        assert answer.status_code == 400
+        assert answer.json()["message"] == (
+            "the query needs range.from and range.to: ISO times, or epoch milliseconds"
+            " (${__from} and ${__to})"
+        )
+    huge = {"range": {"from": 1e300, "to": end}, "targets": [{"target": "unique:visit"}]}
+    answer = client.post("/grafana/query", json=huge)
+    assert answer.status_code == 400
+    assert answer.json()["message"] == "the range's 1e+300 is no time as epoch milliseconds"

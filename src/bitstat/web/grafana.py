@@ -4,7 +4,8 @@ plugins (and of Infinity's), mounted under /grafana/ because the root serves the
 - `GET /grafana/` answers 200: the plugin's "Save & test".
 - `POST /grafana/search` (`{"target": "..."}`) lists the targets the namespace can answer;
   `POST /grafana/metrics` lists them as `{"label", "value"}` (the JSON API plugin's name).
-- `POST /grafana/query` answers each target over the panel's time range: a time series
+- `POST /grafana/query` answers each target over the panel's time range (ISO times, or epoch
+  milliseconds as Grafana's `${__from}` gives them): a time series
   (`{"target", "datapoints": [[value, epoch ms], ...]}`) or a table (`{"type": "table",
   "columns", "rows"}`).
 
@@ -51,6 +52,7 @@ KINDS = ("unique", "total", "counts", "sums", "top", "stickiness", "lifecycle")
 SEGMENTED = ("unique", "stickiness", "funnel", "retention")
 _SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400, "year": 365 * 86400}
 Stats = Callable[[str | None], Awaitable[AsyncStats]]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class GrafanaError(Exception):
@@ -327,6 +329,21 @@ def _check_size(q: Mapping[str, Any], payload: Mapping[str, Any], span: timedelt
             )
 
 
+def range_end(value: Any) -> str | None:
+    """A time range's end as the library reads it: ISO text as it is; epoch milliseconds, a
+    number or its digits (Grafana's ${__from}, as Infinity's and templated bodies send it), as
+    ISO text; None for anything else."""
+    if isinstance(value, str) and not (len(value.strip()) >= 10 and value.strip().isdigit()):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        at = _EPOCH + timedelta(milliseconds=float(value))
+    except (OverflowError, ValueError):  # (nan, inf, past year 9999)
+        raise GrafanaError(400, f"the range's {value!r} is no time as epoch milliseconds") from None
+    return at.isoformat().replace("+00:00", "Z")
+
+
 def _namespace(request: Request) -> str | None:
     """The namespace of the request: its header or `?namespace=` (None: the server's)."""
     given = request.headers.get("x-bitstat-namespace") or request.query_params.get("namespace")
@@ -400,9 +417,14 @@ def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
         async def work() -> list[dict[str, Any]]:
             body = await _body(request)
             span = body.get("range")
-            lo, hi = (span.get("from"), span.get("to")) if isinstance(span, Mapping) else (0, 0)
-            if not isinstance(lo, str) or not isinstance(hi, str):
-                raise GrafanaError(400, "the query needs range.from and range.to (ISO times)")
+            ends = (span.get("from"), span.get("to")) if isinstance(span, Mapping) else (None,) * 2
+            lo, hi = (range_end(end) for end in ends)
+            if lo is None or hi is None:
+                raise GrafanaError(
+                    400,
+                    "the query needs range.from and range.to: ISO times, or epoch milliseconds"
+                    " (${__from} and ${__to})",
+                )
             targets = body.get("targets") or []
             if not isinstance(targets, list):
                 raise GrafanaError(400, "`targets` must be a list")
