@@ -360,3 +360,24 @@ def test_a_range_in_epoch_milliseconds(client: TestClient) -> None:
     answer = client.post("/grafana/query", json=huge)
     assert answer.status_code == 400
     assert answer.json()["message"] == "the range's 1e+300 is no time as epoch milliseconds"
+
+
+def test_an_error_names_its_target_and_namespace(client: TestClient, shop: bitstat.Stats) -> None:
+    """A panel of several targets, one naming an event the namespace has not: the 404 said
+    'no event ... in this namespace', not which target, nor which namespace it asked."""
+    targets = [
+        {"target": "unique:visit", "refId": "A"},
+        {"target": "total:vist", "refId": "B"},
+    ]
+    answer = client.post("/grafana/query", json={"range": NOV, "targets": targets})
+    assert answer.status_code == 404
+    assert answer.json()["message"] == (
+        f"'total:vist' (namespace {shop.namespace!r}): no event 'vist' is recorded in this"
+        " namespace; did you mean 'visit'?"
+    )
+    counts = {"target": "counts:visit:colour", "payload": {"namespace": shop.namespace}}
+    answer = client.post("/grafana/query", json={"range": NOV, "targets": [counts]})
+    assert answer.status_code == 400
+    assert answer.json()["message"].startswith(
+        f"'counts:visit:colour' (namespace {shop.namespace!r}): no count of 'colour'"
+    )

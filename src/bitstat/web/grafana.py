@@ -435,7 +435,15 @@ def routes(stats_of: Stats, token: bytes | None) -> list[Route]:
                 what = repr(target_name(target))
                 payload = payload_of(target, what)
                 stats = await stats_for(request, payload, what)
-                out += await answer(stats, target, payload, lo, hi, body.get("intervalMs"))
+                try:
+                    out += await answer(stats, target, payload, lo, hi, body.get("intervalMs"))
+                except (ConnectionError, ServerError):
+                    raise
+                except BitstatError as exc:  # which of the panel's targets, asking where
+                    status = 404 if isinstance(exc, UnknownEvent) else 400
+                    raise GrafanaError(
+                        status, f"{what} (namespace {stats.namespace!r}): {exc}"
+                    ) from None
             return out
 
         return await guarded(request, work)
