@@ -120,13 +120,14 @@ def events(draw: st.DrawFn) -> Any:
 
 def snapshot(client: servers.Client, namespace: str) -> dict[bytes, bytes | None]:
     """Every key of the namespace (named without it) and its value, but batch markers (their
-    ids are made per call)."""
+    ids are made per call) and the token made with the namespace."""
     ns = Keys(namespace).ns.encode()
+    made = Keys(namespace).made.encode()
     found = [
         k
         for pattern in ("{" + namespace + "}*", "{" + namespace + ":*")
         for k in client.scan_iter(match=pattern, count=1000)
-        if b":batch:" not in k
+        if b":batch:" not in k and k != made
     ]
     pipe = client.pipeline(transaction=False)
     for key in found:

@@ -24,16 +24,16 @@ def test_a_schema_read_that_fails_for_a_moment_is_tried_again_within_the_deadlin
     st = bitstat.connect(embedded_url, namespace=namespace, schema=schema(), deadline=5)
     st.track_many(events[0])
     want.track_many(events[0])
-    real_get = Transport.get
+    real_get = Transport.get_many  # (the schema is read with the namespace's tokens)
     failures = [2]
 
-    def flaky(self: Transport, key: str) -> Generator[Any, Any, Any]:
-        if key.endswith(":schema") and failures[0]:
+    def flaky(self: Transport, keys: list[str]) -> Generator[Any, Any, Any]:
+        if keys[0].endswith(":schema") and failures[0]:
             failures[0] -= 1
-            raise bitstat.ConnectionError(f"reading {key}: cannot reach the server")
-        return (yield from real_get(self, key))
+            raise bitstat.ConnectionError(f"reading {keys[0]}: cannot reach the server")
+        return (yield from real_get(self, keys))
 
-    monkeypatch.setattr(Transport, "get", flaky)
+    monkeypatch.setattr(Transport, "get_many", flaky)
     monkeypatch.setattr(record, "SCHEMA_TTL", 0.0)  # (every write reads it)
     assert st.track_many(events[1]).recorded == len(events[1])
     want.track_many(events[1])
