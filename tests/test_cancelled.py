@@ -171,3 +171,25 @@ def test_a_claim_cut_short_and_taken_over_elsewhere_is_not_asked_again(
             await st.close()
 
     assert asyncio.run(go()) == (50, 50)
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_a_batch_without_an_id_cut_short_and_sent_again_counts_once(
+    embedded_url: str, namespace: str, answered: bool
+) -> None:
+    """`track_many` without a batch id, cancelled once its write was sent (answered or not),
+    then called again with the same events, as a caller retries: the retry went under a new
+    id, so a batch the server had written counted twice (runs over by 500 to 2,000 events).
+    It now goes under the id of the call cut short, as after a BatchError."""
+    batch = [login(i) for i in range(40)]
+
+    async def run() -> tuple[int, int]:
+        st = await bitstat.aio.connect(embedded_url, namespace=namespace, schema=SCHEMA)
+        try:
+            await cut_short(st, st.track_many(batch), Transport.apply, answered)
+            await st.track_many(batch)
+            return await st.total("login", MONTH), await st.unique("login", MONTH)
+        finally:
+            await st.close()
+
+    assert asyncio.run(run()) == (40, 40)

@@ -865,3 +865,35 @@ def test_the_docs_example_runs(stats: bitstat.Stats) -> None:
     scope: dict[str, Any] = {"st": stats}
     exec(found.group(1), scope)
     assert scope["t"].counters() == bitstat.TrackerCounters(0, 2, 0, 0, 0, 0)
+
+
+def test_a_child_forked_while_the_batches_in_doubt_are_locked_can_record(
+    stats: bitstat.Stats,
+) -> None:
+    """The lock of the batches in doubt (record.IN_DOUBT, taken while a failed batch is looked
+    up) held by a thread at the fork stayed held in the child: its first `track_many` after a
+    failed batch hung. The child gets a lock of its own."""
+    from bitstat import record
+
+    record.IN_DOUBT.remember(stats.namespace, [{"x": 1}], "auto:x:1", 60)  # (one in doubt)
+    try:
+        with record.IN_DOUBT.lock:  # (held as another thread holds it, at the fork)
+            pid = os.fork()
+            if pid == 0:  # the child: exits 0 if it recorded, 3 if it waited in vain
+                status = 3
+                try:
+                    done = threading.Thread(
+                        target=stats.track_many,
+                        args=([{"event": "child", "user": 1, "time": "2026-11-02"}],),
+                        daemon=True,
+                    )
+                    done.start()
+                    done.join(10)
+                    status = 3 if done.is_alive() else 0
+                finally:
+                    os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert stats.total("child", "2026-11-02") == 1
+    finally:
+        record.IN_DOUBT.forget(stats.namespace, [{"x": 1}])

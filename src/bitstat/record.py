@@ -159,6 +159,8 @@ class InDoubt:
 AUTO_IDS = AutoIds()
 IN_DOUBT = InDoubt()
 os.register_at_fork(after_in_child=AUTO_IDS.reset)
+# (a lock another thread held at the fork would stay held in the child: its first call hangs)
+os.register_at_fork(after_in_child=lambda: setattr(IN_DOUBT, "lock", threading.Lock()))
 
 
 def gave_up(
@@ -438,6 +440,12 @@ class Recording:
             )
         except BatchError as exc:
             if exc.may_have_landed:
+                IN_DOUBT.remember(self.name, events, auto, self.auto_ttl)
+            raise
+        except GeneratorExit:  # cut short (a task cancelled, a call interrupted), maybe after
+            # its write: the same batch sent again is its retry. (Not one `track()`: an
+            # identical event sent again after a cancelled call may be a new one.)
+            if not isinstance(cols, Single):
                 IN_DOUBT.remember(self.name, events, auto, self.auto_ttl)
             raise
         if found is not None:
