@@ -81,6 +81,9 @@ def test_epoch_seconds_as_text_are_refused_saying_what_they_would_mean(
     with pytest.raises(bitstat.QueryError, match=hint):
         stats.unique("login", "2026-11-01", " 1795348800 ")
     assert stats.unique("login", "20261122") == 1  # (8 digits: ISO's basic date, read so)
+    ms = "as milliseconds it is 2026-11-22T12:00:00Z: divide by 1000"
+    with pytest.raises(bitstat.QueryError, match=f"not as epoch seconds; {ms}"):
+        stats.unique("login", "1795348800000")
 
 
 def test_a_batch_of_datetimes_far_ahead_keeps_their_last_microsecond_in_its_day(

@@ -209,8 +209,10 @@ def _epoch_text_hint(value: Any) -> str:
     """What digits given as text would be as epoch seconds (a query string's `start=1795348800`),
     to add to the message refusing them: text is read as ISO-8601 alone; "" if nothing."""
     text = value.strip() if isinstance(value, str) else ""
-    if len(text) <= 8 or not text.isdigit() or int(text) > LAST_SECOND:  # (8 digits: 20261122)
+    if len(text) <= 8 or len(text) > 16 or not text.isdigit():  # (8 digits: 20261122)
         return ""
+    if int(text) > LAST_SECOND:
+        return f"; text is read as ISO-8601, not as epoch seconds{milliseconds_hint(int(text))}"
     as_time = _UTC_EPOCH + timedelta(seconds=int(text))
     return (
         f"; text is read as ISO-8601, not as epoch seconds: as epoch seconds it is"
