@@ -157,3 +157,26 @@ def test_the_message_names_the_path_as_given(
     assert (
         one_error(result) == "Error: cannot write nowhere/rejects.txt: No such file or directory\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        ("event;user;time", "one column holding semicolons"),
+        ("event|user|time", "one column holding bars"),
+        ("event , user", None),  # (two columns, their names with spaces: shown quoted)
+    ],
+)
+def test_a_header_without_the_event_column_shows_its_columns_and_separator(
+    shop: Cli, tmp_path: Path, header: str, hint: str | None
+) -> None:
+    """A spreadsheet's export with ';' was refused listing 'columns: event;user;time', with no
+    word of the separator; names with spaces were listed unquoted ('event ,  user')."""
+    path = tmp_path / "export.csv"
+    path.write_text(f"{header}\nvisit;1;2026-11-02\n")
+    result = shop("ingest", str(path), "--no-progress")
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    columns = ", ".join(repr(c) for c in header.split(","))
+    assert f"has no 'event' column (columns: {columns});" in said
+    assert (hint in said) if hint else ("Its header is one column" not in said)

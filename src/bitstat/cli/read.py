@@ -296,9 +296,9 @@ class Reader:
             )
         if f.event_name is None and f.event not in header:
             raise click.UsageError(
-                f"{name} has no {f.event!r} column (columns: {', '.join(header)}); name the"
-                " event column with --event COLUMN, or name every line's event with"
-                " --event-name NAME"
+                f"{name} has no {f.event!r} column (columns: {', '.join(map(repr, header))});"
+                " name the event column with --event COLUMN, or name every line's event with"
+                f" --event-name NAME{_separated_otherwise(header)}"
             )
         for option, column in (("--actor", f.actor), ("--time", f.time)):
             if column is not None and column != "time" and column not in header:
@@ -308,6 +308,21 @@ class Reader:
                 f"{name} has no {self.actor!r} column: its events are recorded without an"
                 " actor (name the actor column with --actor COLUMN)"
             )
+
+
+def _separated_otherwise(header: list[str]) -> str:
+    """A hint for a header read as one column that another separator splits (an export of a
+    spreadsheet set to a language that writes decimal commas uses ';'), else ""."""
+    if len(header) != 1:
+        return ""
+    for mark, what in ((";", "semicolons"), ("|", "bars"), ("\t", "tabs")):
+        if mark in header[0]:
+            return (
+                f". Its header is one column holding {what}: bitstat reads CSV with commas and"
+                " TSV (.tsv, --input-format tsv) with tabs; write the file with one of"
+                " those"
+            )
+    return ""
 
 
 def _unclosed(first: int, last: int) -> str:
