@@ -109,15 +109,15 @@ class Identity:
     def canonical(self, actor: Any, param: str) -> str:
         try:
             return canonical_id(actor)
-        except InvalidEvent as exc:
-            raise QueryError(f"{param}: {exc}", param=param) from None
+        except InvalidEvent as exc:  # (its reason alone: the id is no event's field here)
+            raise QueryError(f"{param}: {exc.reason}", param=param) from None
 
     def int_id(self, actor: Any, param: str) -> int:
         schema = self.ns.schema
         try:
             return int_actor(actor, schema.actor, schema.max_id)
         except InvalidEvent as exc:
-            raise QueryError(f"{param}: {exc}", param=param) from None
+            raise QueryError(f"{param}: {exc.reason}", param=param) from None
 
     def offset_keys(self, *offsets: int | None) -> list[str]:
         """The reverse bucket and alias set of each offset: keys identity.lua is told of (one
