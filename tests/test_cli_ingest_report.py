@@ -229,3 +229,19 @@ def test_a_rerun_gives_its_rate_as_events_read(shop: Cli, tmp_path: Path) -> Non
     done = again.stdout.splitlines()[-1]
     assert done.startswith("Recorded 10 events in "), again.stdout
     assert done.endswith(" events/s read, 30 events in all)."), done
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json"])
+def test_a_number_of_too_many_digits_is_a_rejected_line(
+    shop: Cli, tmp_path: Path, kind: str
+) -> None:
+    """A JSON number past Python's 4,300 digits made `json` raise a bare ValueError: ingest
+    ended with a traceback. It is a line rejected as invalid JSON, at the number."""
+    lines = [GOOD, GOOD.replace('"user": 1', '"user": ' + "9" * 5000), GOOD.replace("1,", "2,")]
+    path = tmp_path / f"big.{kind}"
+    path.write_text("\n".join(lines) + "\n" if kind == "jsonl" else "[" + ",\n".join(lines) + "]")
+    result = shop("ingest", str(path), "--no-progress")
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stdout.split())
+    assert f"{path}:2: invalid JSON: a number of 5,000 digits; at most 4,300 are read" in said
+    assert f"Recorded {2 if kind == 'jsonl' else 1} event" in said  # (an array stops there)

@@ -38,7 +38,7 @@ def loads(text: bytes | str) -> Any:
     except ValueError as exc:
         if type(exc) is not ValueError:  # JSONDecodeError, UnicodeDecodeError: as they are
             raise
-        raise _too_many_digits(text) from None
+        raise too_many_digits(text) from None
 
 
 # a string (skipped whole: digits inside one are no number) or a number, whose digits before
@@ -46,7 +46,7 @@ def loads(text: bytes | str) -> Any:
 _STRING_OR_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?([0-9]+)(\.[0-9]+)?([eE][-+]?[0-9]+)?')
 
 
-def _too_many_digits(text: bytes | str) -> json.JSONDecodeError:
+def too_many_digits(text: bytes | str) -> json.JSONDecodeError:
     """The error of `text` holding an integer past Python's digit limit, at that integer."""
     doc = text if isinstance(text, str) else text.decode(json.detect_encoding(text), "replace")
     limit = sys.get_int_max_str_digits()

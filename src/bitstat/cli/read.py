@@ -399,8 +399,10 @@ class _JsonArray:
             while True:
                 try:
                     record, end = decoder.raw_decode(self.buf, i)
-                except json.JSONDecodeError as exc:
-                    if len(self.buf) - i < MAX_ELEMENT and self._more():
+                except ValueError as exc:
+                    if not isinstance(exc, json.JSONDecodeError):  # an integer of too many digits
+                        exc = jsontext.too_many_digits(self.buf)
+                    elif len(self.buf) - i < MAX_ELEMENT and self._more():
                         continue
                     where, why = self._error(exc)
                     yield where, f"{why}; the rest of the file is not read", None
@@ -526,7 +528,7 @@ def _json_chunk(chunk: list[tuple[int, bytes]]) -> Iterator[Item]:
     for number, line in chunk:
         try:
             # without its newline: else an error at the end of the line is at "line 2 column 1"
-            record = json.loads(line.rstrip(b"\r\n"))
+            record = jsontext.loads(line.rstrip(b"\r\n"))
         except json.JSONDecodeError as exc:
             yield number, json_error(exc, "line"), None
             continue
