@@ -443,3 +443,33 @@ def test_another_client_drops_the_ids_it_cached_once_the_map_changed(
         writer.close()
         admin.drop()
         admin.close()
+
+
+@pytest.mark.parametrize("own", ["alias", "forget"])
+def test_a_client_that_moves_the_epoch_itself_still_drops_what_another_merged(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch, own: str
+) -> None:
+    """Another client merged `a` into `u` (a new identity epoch); this one, before its next
+    read of the schema, merged or forgot an id of its own: it wrote its own epoch over the
+    other's and noted it as read, so it never saw the other's change and went on writing `a`
+    to its old offset (the person counted twice) for its whole life. Writing its epoch, it
+    now finds the one it replaced and, if that is not the one it last read, drops its ids."""
+    schema = bitstat.Schema(ids="map")
+    writer = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    admin = bitstat.connect(server_url, namespace=namespace)
+    try:
+        writer.track_many([{"event": "e", "user": u, "time": "2026-10-01"} for u in "auxyz"])
+        monkeypatch.setattr(record, "SCHEMA_TTL", 1e9)  # (no read of the schema meanwhile)
+        assert admin.alias("a", "u").outcome == "merged"
+        if own == "alias":
+            assert writer.alias("x", "y").outcome == "merged"
+        else:
+            assert writer.forget("z").ids == ["z"]
+        monkeypatch.setattr(record, "SCHEMA_TTL", 0.0)  # (read at the next write)
+        writer.track_many([{"event": "e", "user": "a", "time": "2026-10-02"}])
+        assert admin.unique("e", "2026-10-02") == 1
+        assert list(admin.actors("e").day(2026, 10, 2).ids()) == ["u"]
+    finally:
+        writer.close()
+        admin.drop()
+        admin.close()

@@ -178,8 +178,11 @@ class Identity:
         (every `record.SCHEMA_TTL` seconds of writing). A link of an id not mapped before
         changes no mapping a client could hold, and moves nothing."""
         epoch = secrets.token_hex(8)
-        yield call(Transport.set, self.keys.identity_epoch, epoch)
-        self.ns.identity_epoch = epoch.encode()  # (this client's cache is up to date)
+        replaced = yield call(Transport.swap, self.keys.identity_epoch, epoch)
+        if replaced != self.ns.identity_epoch:  # another client's merge or forget since this
+            # one last read the epoch: noting its own as read would hide that one for good
+            self.ns.forget_ids()
+        self.ns.identity_epoch = epoch.encode()
 
     def sweep_again(self, offset: int, target: int | None = None) -> Op[None]:
         """After the id map changed: remove `offset` (or move it to `target`) again while the

@@ -382,11 +382,16 @@ class Recording:
             if made != self.namespace_made:
                 self.forget_caches()
             elif epoch != self.identity_epoch:
-                # (a new dict, not one emptied: a batch in flight reads the one it looked at,
-                # and keeps none of the mappings it learnt: the generation)
-                self.id_cache = {}
-                self.identity_generation += 1
+                self.forget_ids()
         self.namespace_made, self.identity_epoch = made, epoch
+
+    def forget_ids(self) -> None:
+        """Forget the actor ids this client mapped (another client's alias or forget changed
+        the id map: a cached id may name its old offset)."""
+        # (a new dict, not one emptied: a batch in flight reads the one it looked at, and
+        # keeps none of the mappings it learnt: the generation)
+        self.id_cache = {}
+        self.identity_generation += 1
 
     def made_anew(self) -> Op[None]:
         """Mark the namespace made now (its schema just stored where none was): other clients

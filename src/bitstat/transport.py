@@ -612,6 +612,11 @@ class Transport:
         yield Doing(f"writing {key}")
         yield lambda c: c.set(key, value)
 
+    def swap(self, key: str, value: str) -> Request[bytes | None]:
+        """SET with GET: store `value`, answering the value it replaced (None: none)."""
+        yield Doing(f"writing {key}")
+        return (yield lambda c: c.set(key, value, get=True))  # type: ignore[no-any-return]
+
     def set_absent(self, key: str, value: str) -> Request[bool]:
         """SET NX: whether `value` was stored (False: the key holds one already)."""
         yield Doing(f"writing {key}")
