@@ -165,6 +165,32 @@ def test_a_namespace_dropped_by_another_client_is_forgotten_by_this_one(
     assert reader.schema == schema
 
 
+def test_a_client_that_configures_a_namespace_another_dropped_forgets_its_numbers(
+    embedded_url: str, ns: str, opened: list[bitstat.Stats], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another client dropped the namespace; this one, before its next read of the schema,
+    called configure(): finding no schema it stored its own and marked the namespace made
+    (`made_anew`) with its numbers from before the drop still cached, and noted that token
+    as read, so it never forgot them: x under the offset the new map gave z (one actor on
+    the day where two came). Making a namespace anew now forgets what was cached of it."""
+    schema = bitstat.Schema(ids="map")
+    writer = bitstat.connect(embedded_url, namespace=ns, schema=schema)
+    admin = bitstat.connect(embedded_url, namespace=ns)
+    opened += [writer, admin]
+    writer.track_many([{"event": "e", "user": u, "time": T} for u in "xy"])
+    monkeypatch.setattr(record, "SCHEMA_TTL", 1e9)  # (no read of the schema meanwhile)
+    admin.drop()
+    writer.configure(schema)
+    again = bitstat.connect(embedded_url, namespace=ns)
+    opened.append(again)
+    again.track_many([{"event": "e", "user": "z", "time": "2026-11-04"}])
+    monkeypatch.setattr(record, "SCHEMA_TTL", 0.0)
+    writer.track_many([{"event": "e", "user": "x", "time": "2026-11-04"}])
+    day = admin.actors("e").day(2026, 11, 4)
+    assert sorted(day.ids()) == ["x", "z"]
+    assert admin.unique("e", "2026-11-04") == 2
+
+
 # --- configure() against the stored schema, not the one this client remembers ------------
 
 

@@ -395,7 +395,9 @@ class Recording:
 
     def made_anew(self) -> Op[None]:
         """Mark the namespace made now (its schema just stored where none was): other clients
-        that learnt numbers of the namespace before a drop forget them (`follow`)."""
+        that learnt numbers of the namespace before a drop forget them (`follow`), and so does
+        this one (a `configure()` may be the first to find another client's drop)."""
+        self.forget_caches()
         token = secrets.token_hex(8)
         yield call(Transport.set, self.keys.made, token)
         self.namespace_made = token.encode()
