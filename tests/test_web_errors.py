@@ -16,7 +16,7 @@ import pytest
 
 from bitstat.aio import AsyncStats
 from bitstat.errors import QueryError, UnknownEvent
-from bitstat.web import ServerConfig, create_app
+from bitstat.web import ServerConfig, create_app, params
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -133,6 +133,27 @@ def test_a_time_whose_plus_came_as_a_space_says_to_escape_it(
     assert answer.json()["error"].endswith(
         "a '+' in a URL's query reads as a space: send the offset '05:45' as %2B05:45"
     )
+
+
+def test_a_very_long_time_is_refused_without_the_backtracking_look_for_a_plus(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look for an offset whose '+' came as a space ran a backtracking pattern over the
+    whole value, quadratic in its length: start= of 100,000 digits (a query string's length is
+    not bounded under uvicorn) held the event loop for about 20 s. Only text as long as a time
+    is looked at now."""
+    looked_at: list[int] = []
+    pattern = params._PLUS_AS_SPACE
+
+    class Spy:
+        def fullmatch(self, value: str) -> Any:
+            looked_at.append(len(value))
+            return pattern.fullmatch(value)
+
+    monkeypatch.setattr(params, "_PLUS_AS_SPACE", Spy())
+    answer = client.get("/v1/unique", params={"event": "visit", "start": "1" * 20_000})
+    assert answer.status_code == 400 and answer.json()["parameter"] == "start"
+    assert max(looked_at, default=0) <= 64
 
 
 def test_an_unexpected_exception_is_a_logged_json_500(

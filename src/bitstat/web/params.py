@@ -170,8 +170,11 @@ def time_range(
         raise BadParameter("end", str(exc)) from None
 
 
-# a time whose "+HH:MM" offset came as " HH:MM": an unescaped '+' in a query string
+# a time whose "+HH:MM" offset came as " HH:MM": an unescaped '+' in a query string; looked
+# for only in text as long as a time (the pattern backtracks: quadratic in the length, and a
+# query string's length is not bounded, so 100,000 digits held the event loop for seconds)
 _PLUS_AS_SPACE = re.compile(r".*[0-9]T?[0-9:.]* ([0-9]{2}(?::?[0-9]{2})?)")
+_LONGEST_TIME = 64
 
 
 def bucket_span(schema: Schema, value: str, name: str) -> tuple[datetime, datetime]:
@@ -183,7 +186,7 @@ def bucket_span(schema: Schema, value: str, name: str) -> tuple[datetime, dateti
         message = str(exc)
         if message.startswith("start "):
             message = f"{name} {message.removeprefix('start ')}"
-        if offset := _PLUS_AS_SPACE.fullmatch(value):
+        if len(value) <= _LONGEST_TIME and (offset := _PLUS_AS_SPACE.fullmatch(value)):
             message += (
                 f"; a '+' in a URL's query reads as a space: send the offset {offset[1]!r}"
                 f" as %2B{offset[1]}"
