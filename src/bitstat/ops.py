@@ -234,9 +234,6 @@ class Namespace(Queueing):
         self.schema_stored = False
         return deleted
 
-    def identity_changed(self) -> None:
-        self.identity_generation += 1
-
     def ids_of(self, offsets: np.ndarray) -> Op[list[Any]]:
         if self.schema.ids == "int":
             return offsets.tolist()  # type: ignore[no-any-return]

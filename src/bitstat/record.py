@@ -48,7 +48,7 @@ WRITES = (Transport.apply, Transport.mark, Transport.send_apply, Transport.confi
 IN_DOUBT_LIMIT = 1024  # failed batches remembered by content, the oldest forgotten first
 ID_CACHE_LIMIT = 2_000_000
 SCHEMA_TTL = 5.0  # seconds a client trusts the schema it holds (another may configure it)
-UNREAD = object()  # an identity epoch not read yet
+UNREAD = object()  # a namespace token (Recording.namespace_made, .identity_epoch) not read yet
 SUM_REFUSED = -1  # apply.lua's answer when a sum would overflow: nothing of the group written
 LEASE_OVER = -2  # its answer when a queue claim's lease is over (T op): nothing written
 SUM_RETRIES = 3
@@ -391,6 +391,11 @@ class Recording:
         # (a new dict, not one emptied: a batch in flight reads the one it looked at, and
         # keeps none of the mappings it learnt: the generation)
         self.id_cache = {}
+        self.identity_changed()
+
+    def identity_changed(self) -> None:
+        """Batches in flight keep none of the ids or values they mapped before now (they may
+        name a freed offset, or another actor's)."""
         self.identity_generation += 1
 
     def made_anew(self) -> Op[None]:
@@ -407,7 +412,7 @@ class Recording:
         are numbered anew: a mapping remembered from before would name another's offset)."""
         # (new dicts, not emptied ones: a batch in flight reads the one it looked at)
         self.id_cache, self.value_cache, self.shard_cache = {}, {}, []
-        self.identity_generation += 1
+        self.identity_changed()
         self.bitmap_keys.clear()
         self.key_memo.clear()
         self.known_events.clear()
