@@ -101,6 +101,18 @@ def test_a_mapped_id_of_more_digits_than_python_reads_comes_back_as_text(
         assert LONG in day and 10**5000 not in day
 
 
+def test_a_negative_mapped_id_of_as_many_digits_as_python_reads_comes_back_as_an_integer(
+    server_url: str, namespace: str
+) -> None:
+    """-(10**4300 - 1) has 4,300 digits, which Python reads: its text has 4,301 characters,
+    and ids() gave it back as text (the limit was checked against the text's length, sign
+    included), where every other integer id comes back as an integer."""
+    negative = -(10**4300 - 1)
+    with opened(server_url, namespace, ids="map", max_value_length=6000) as st:
+        st.track_many([{"event": "e", "user": u, "time": T} for u in (negative, 10**4299)])
+        assert sorted(st.actors("e").day(2026, 11, 10).ids()) == [negative, 10**4299]
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_http_rejects_an_id_of_too_many_digits_alone(embedded_url: str, namespace: str) -> None:
     """It was a 500 for the whole body."""

@@ -68,7 +68,8 @@ def canonical_id(value: Any) -> str:
 def original_id(text: str) -> str | int:
     """Inverse of canonical_id: canonical integer text comes back as an int (text of more
     digits than Python reads as an integer, given as text, stays text)."""
-    if digit_limit() and len(text) > digit_limit():  # (int() would raise ValueError)
+    if digit_limit() and len(text.removeprefix("-")) > digit_limit():  # (int() would raise
+        # ValueError; the limit counts digits, not a sign)
         return text
     if text.isdigit() and text.isascii() and (text == "0" or text[0] != "0"):
         return int(text)
