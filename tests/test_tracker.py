@@ -897,3 +897,37 @@ def test_a_child_forked_while_the_batches_in_doubt_are_locked_can_record(
         assert stats.total("child", "2026-11-02") == 1
     finally:
         record.IN_DOUBT.forget(stats.namespace, [{"x": 1}])
+
+
+def test_the_pool_locks_taken_for_a_fork_are_freed_by_the_thread_that_took_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two threads forking at once: each takes the connection pools' locks before its fork and
+    frees them after. With one list for all threads, the first to free them freed the locks
+    the other had just taken for its own fork, which its child could then inherit taken."""
+    from bitstat import store
+
+    class Pool:
+        def __init__(self) -> None:
+            self._fork_lock, self._lock = threading.Lock(), threading.Lock()
+
+    pool = Pool()
+    monkeypatch.setattr(store, "_POOLS", [pool])
+    took, done = threading.Event(), threading.Event()
+
+    def forking() -> None:  # (as os.fork's hooks run in the forking thread)
+        store._take_pool_locks()
+        took.set()
+        done.wait(10)
+        store._free_pool_locks()
+
+    other = threading.Thread(target=forking)
+    other.start()
+    try:
+        assert took.wait(10)
+        store._free_pool_locks()  # (this thread's after-fork step: it took nothing)
+        assert pool._fork_lock.locked() and pool._lock.locked()  # (it freed the other's)
+    finally:
+        done.set()
+        other.join(10)
+    assert not pool._fork_lock.locked() and not pool._lock.locked()

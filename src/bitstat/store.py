@@ -4,6 +4,7 @@ socket, or a Redis Cluster. Thin: no decisions."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -302,20 +303,24 @@ def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
 # inherit them taken, by a thread it does not have, and its first call would wait for ever
 # (redis-py resets the pool in the child, not its locks). A fork waits until they are free.
 _POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
-_HELD_AT_FORK: list[Any] = []
+# the locks the forking thread took, per thread: two threads forking at once must each free
+# their own (with one list, the first to free took the second's too, while it forked)
+_HELD_AT_FORK = threading.local()
 
 
 def _take_pool_locks() -> None:
+    held = _HELD_AT_FORK.locks = []
     for pool in list(_POOLS):
         for name in ("_fork_lock", "_lock"):  # (the order redis-py takes them in)
             lock = getattr(pool, name, None)
             if lock is not None and lock.acquire():
-                _HELD_AT_FORK.append(lock)
+                held.append(lock)
 
 
 def _free_pool_locks() -> None:
-    while _HELD_AT_FORK:
-        _HELD_AT_FORK.pop().release()
+    held = getattr(_HELD_AT_FORK, "locks", [])
+    while held:
+        held.pop().release()
 
 
 os.register_at_fork(
