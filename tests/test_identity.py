@@ -10,6 +10,7 @@ id shards (and cluster slots), sets growing into bitmaps, the async API.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -473,3 +474,32 @@ def test_a_client_that_moves_the_epoch_itself_still_drops_what_another_merged(
         writer.close()
         admin.drop()
         admin.close()
+
+
+def test_forget_says_so_when_events_keep_arriving_under_the_old_offset(
+    embedded_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another client (its id cached, the schema not read again yet) records the forgotten id
+    after every sweep: forget gave up after its sweeps without a word, the id counted under an
+    offset no id names. It now logs a warning saying so."""
+    st = bitstat.connect(embedded_url, namespace=namespace, schema=bitstat.Schema(ids="map"))
+    other = bitstat.connect(embedded_url, namespace=namespace)
+    try:
+        st.track_many([{"event": "e", "user": u, "time": "2026-10-01"} for u in ("x", "y")])
+        other.track_many([{"event": "e", "user": "x", "time": "2026-10-01"}])  # (x cached)
+        op, reply = Identity(st._ns).forget("x"), None
+        with caplog.at_level(logging.WARNING, logger="bitstat"):
+            try:
+                while True:
+                    call = op.send(reply)
+                    reply = st._store.perform(call)
+                    if call.args[:1] == ("actors.lua",) and call.args[2][0] == "remove":
+                        other.track_many([{"event": "e", "user": "x", "time": "2026-10-02"}])
+            except StopIteration:
+                pass
+        warned = [r.getMessage() for r in caplog.records if "kept arriving" in r.getMessage()]
+        assert len(warned) == 1 and "stay counted under it" in warned[0]
+    finally:
+        other.close()
+        st.drop()
+        st.close()
