@@ -840,3 +840,15 @@ def test_counts_asked_on_a_pipeline_come_with_its_execute_as_in_bitmapist(
     theirs, mine = scenario(real), scenario(dropin)
     assert mine == theirs
     assert theirs[-5:-1] == [45, 30, 15, 60]  # a, b, a & b, (a & b) | (a ^ b)
+
+
+def test_none_is_no_member_but_an_error_as_in_bitmapist(client: redis.Redis, ev: str) -> None:
+    """`None in events` is redis-py's DataError in bitmapist (GETBIT of no offset); the drop-in
+    answered whether the set had any id (None meant "count" inside), True for a non-empty set."""
+    for lib in LIBS.values():
+        lib.mark_event(f"{ev}-a", 5, system=SYSTEM, now=datetime(2021, 1, 1))
+        day = lib.DayEvents(f"{ev}-a", 2021, 1, 1, system=SYSTEM)
+        for events in (day, lib.BitOpOr(SYSTEM, day, day)):
+            with pytest.raises(redis.exceptions.DataError):
+                None in events  # noqa: B015
+            assert 5 in events and 4 not in events

@@ -53,16 +53,20 @@ class StoredSet:
         """This set as a node of an expression evaluated on `system`."""
         return _engine.Leaf(self.redis_key)
 
-    def _answer(self, offset: int | None = None) -> int:
-        """The set's BITCOUNT, or its GETBIT at `offset`; one server call either way."""
+    def _count(self) -> int:
+        """The set's BITCOUNT, in one server call."""
         node = self._node(self.system)
         if isinstance(node, _engine.Op):
-            read: _engine.Read = ("count", node) if offset is None else ("bit", node, offset)
-            return _engine.evaluate(self.system, [read])[0]
-        client = direct_client(self.system)
-        if offset is None:
-            return int(client.bitcount(node.key))
-        return int(client.getbit(node.key, offset))
+            return _engine.evaluate(self.system, [("count", node)])[0]
+        return int(direct_client(self.system).bitcount(node.key))
+
+    def _bit(self, offset: Any) -> int:
+        """The set's GETBIT at `offset`, in one server call; an offset that is no number (None
+        included) is refused by redis-py or Redis, as in bitmapist."""
+        node = self._node(self.system)
+        if isinstance(node, _engine.Op):
+            return _engine.evaluate(self.system, [("bit", node, offset)])[0]
+        return int(direct_client(self.system).getbit(node.key, offset))
 
     def _readable_key(self) -> str:
         """The name of a key that holds the set now."""
@@ -88,21 +92,21 @@ class MixinCounts(StoredSet):
         (after the set's own bit operation, queued when it was built)."""
         if is_pipeline(self.system):
             return get_redis(self.system).bitcount(self.redis_key)
-        return self._answer()
+        return self._count()
 
     def __len__(self) -> int:
-        return self._answer()
+        return self._count()
 
 
 class MixinContains(StoredSet):
     def __contains__(self, uuid: int) -> bool:
-        return bool(self._answer(uuid))
+        return bool(self._bit(uuid))
 
 
 class MixinEventsMisc(StoredSet):
     def has_events_marked(self) -> bool:
         """True if the set holds any id."""
-        return self._answer() > 0
+        return self._count() > 0
 
     def delete(self) -> None:
         """Delete the set's key (queued, on a pipeline, as in bitmapist)."""
