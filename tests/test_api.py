@@ -477,6 +477,14 @@ def test_query_days_lists_the_last_days_oldest_first(shop: bitstat.Stats) -> Non
     assert days[1]["counts"]["country"] == {"NL": 3}
 
 
+@pytest.mark.parametrize("days", [21_000, 10**6])
+def test_query_days_reaching_before_1970_names_days(shop: bitstat.Stats, days: int) -> None:
+    # 10**6 days back from 2026 was datetime's OverflowError; 21,000 blamed a `start` not given
+    with pytest.raises(bitstat.QueryError, match=r"days=.*before 1970-01-01") as caught:
+        shop.query_days("login", days, end="2026-11-23")
+    assert caught.value.param == "days"
+
+
 def test_events_lists_names_sorted(shop: bitstat.Stats) -> None:
     assert shop.events() == ["login", "purchase"]
 

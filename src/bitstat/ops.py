@@ -727,6 +727,14 @@ class Namespace(Queueing):
         else:
             with blaming("end"):
                 last = periods.parse_time(end, tz).date()
+        # checked here: past 1970 a day's query would blame a `start` the caller never gave
+        most = (last - periods.FIRST_DAY).days + 1
+        if days > most:
+            raise QueryError(
+                f"days={days:,} up to {last} reaches back before {periods.FIRST_DAY}, the first"
+                f" date bitstat supports (at most {most:,} days)",
+                param="days",
+            )
         out = []
         for d in range(days - 1, -1, -1):
             day = last - timedelta(days=d)
