@@ -852,3 +852,23 @@ def test_none_is_no_member_but_an_error_as_in_bitmapist(client: redis.Redis, ev:
             with pytest.raises(redis.exceptions.DataError):
                 None in events  # noqa: B015
             assert 5 in events and 4 not in events
+
+
+@pytest.mark.parametrize("op", ["BitOpAnd", "BitOpOr", "BitOpXor", "BitOpNot"])
+def test_a_bit_operation_of_no_events_fails_as_in_bitmapist(
+    client: redis.Redis, ev: str, op: str
+) -> None:
+    """bitmapist sends BITOP with no source key, which Redis refuses: at once, or at the
+    execute() of a caller's pipeline. The drop-in gave an empty set (`BitOpAnd(SYSTEM, *[])`
+    of an empty selection read as nobody, silently)."""
+    for lib in LIBS.values():
+        with pytest.raises(redis.exceptions.ResponseError, match="wrong number of arguments"):
+            getattr(lib, op)(SYSTEM)
+        # (in a MULTI, Redis refuses bitmapist's whole transaction when queued; the drop-in's
+        # script fails when run, the other commands done: not compared)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(f"trackist_{ev}-before", 1)
+        getattr(lib, op)(pipe)
+        with pytest.raises(redis.exceptions.ResponseError, match="wrong number of arguments"):
+            pipe.execute()
+        assert client.get(f"trackist_{ev}-before") == b"1"  # the commands before it ran

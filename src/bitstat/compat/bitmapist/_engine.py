@@ -48,7 +48,8 @@ LUA = with_includes("""
 --                            and delete before returning (scratch). OR/XOR skip missing
 --                            operands (same result, less work); none left leaves no key, as
 --                            BITOP does when its result is empty. Operands are folded 16 at a
---                            time: BITOP's fast path, and the same result.
+--                            time: BITOP's fast path, and the same result. No operand (n 0):
+--                            BITOP's error, as bitmapist gets it.
 --   count i | bit i off | len i   append BITCOUNT / GETBIT / STRLEN of KEYS[i]
 --   size i                   answer STRLEN of KEYS[i] alone, as BITOP answers (a queued op)
 -- Returns the appended answers in order, or the size alone.
@@ -70,6 +71,10 @@ while i <= #ARGV do
       srcs[j] = KEYS[tonumber(ARGV[i + 4 + j])]
     end
     i = i + 5 + n
+    if n == 0 then
+      -- bitmapist's BITOP of no source key, refused by Redis in these words
+      return redis.error_reply("ERR wrong number of arguments for 'bitop' command")
+    end
     if mode == 'r' and redis.call('EXISTS', dest) == 1 then
       redis.call('PEXPIRE', dest, ttl)
     else
