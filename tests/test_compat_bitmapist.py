@@ -872,3 +872,35 @@ def test_a_bit_operation_of_no_events_fails_as_in_bitmapist(
         with pytest.raises(redis.exceptions.ResponseError, match="wrong number of arguments"):
             pipe.execute()
         assert client.get(f"trackist_{ev}-before") == b"1"  # the commands before it ran
+
+
+def test_systems_and_get_redis_replaced_on_the_module_are_used(
+    client: redis.Redis, ev: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bitmapist looks up `SYSTEMS` and `get_redis` in its module at each call, so a test that
+    replaces them (`mock.patch.object(bitmapist, "SYSTEMS", {...})`) redirects everything; the
+    drop-in kept using the dict of its import, "default" at localhost:6379 (and marks honoured
+    a patched get_redis where reads did not: written to one server, read from another)."""
+    unreachable = redis.Redis(port=1, socket_connect_timeout=0.5)  # not the system Redis
+    answers = []
+    for lib in LIBS.values():
+        monkeypatch.setitem(lib.SYSTEMS, "default", unreachable)
+        for replace in ("SYSTEMS", "get_redis"):
+            name = f"{ev}-{replace}"
+            with monkeypatch.context() as patch:
+                if replace == "SYSTEMS":
+                    patch.setattr(lib, "SYSTEMS", {"default": client})
+                else:
+                    patch.setattr(lib, "get_redis", lambda system="default": client)
+                lib.mark_event(name, 3, now=datetime(2021, 1, 1), track_unique=True)
+                lib.mark_unique(name, 4)
+                day = lib.DayEvents(name, 2021, 1, 1)
+                both = lib.BitOpOr(day, lib.UniqueEvents(name))
+                answers.append([list(day), len(day), 3 in day, list(both), len(~day)])
+                answers.append(sorted(lib.get_event_names(prefix=name)))
+                lib.delete_temporary_bitop_keys()
+                answers.append(client.exists(both.redis_key))
+            for key in list(client.scan_iter(match=f"trackist_{name}_*")):
+                client.delete(key)
+    expected = [[3], 1, True, [3, 4], 7]
+    assert answers == [expected, [f"{ev}-SYSTEMS"], 0, expected, [f"{ev}-get_redis"], 0] * 2

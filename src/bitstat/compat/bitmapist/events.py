@@ -24,7 +24,7 @@ from typing import Any, Self
 import redis
 
 from . import _engine
-from ._redis import direct_client, get_redis, is_pipeline, server_id
+from ._redis import client_of, direct_client, is_pipeline, server_id
 
 KEY_PREFIX = "trackist_"
 _TICK = timedelta(microseconds=1)
@@ -91,7 +91,7 @@ class MixinCounts(StoredSet):
         BITCOUNT is queued there and the pipeline returned: the count comes with its execute()
         (after the set's own bit operation, queued when it was built)."""
         if is_pipeline(self.system):
-            return get_redis(self.system).bitcount(self.redis_key)
+            return client_of(self.system).bitcount(self.redis_key)
         return self._count()
 
     def __len__(self) -> int:
@@ -110,7 +110,7 @@ class MixinEventsMisc(StoredSet):
 
     def delete(self) -> None:
         """Delete the set's key (queued, on a pipeline, as in bitmapist)."""
-        get_redis(self.system).delete(self.redis_key)
+        client_of(self.system).delete(self.redis_key)
 
     def __eq__(self, other: object) -> bool:
         other_key = getattr(other, "redis_key", None)
@@ -167,7 +167,7 @@ class Computed(Bitmap):
             return
         node = self._node(system)
         if is_pipeline(system) and isinstance(node, _engine.Op):
-            _engine.queue(get_redis(system), node)
+            _engine.queue(client_of(system), node)
         else:
             self._readable_key()
 
