@@ -5,12 +5,15 @@ the reason its docstring gives."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import uuid
 from typing import Any
 
 import pytest
 
 import bitstat
+import bitstat.aio
 from bitstat import transport
 from bitstat.transport import Script
 from exactly import batches, marker_read_in_parts, model, schema
@@ -44,6 +47,46 @@ def test_track_under_replicated_durability_is_not_acknowledged_without_a_replica
     finally:
         st.drop()
         st.close()
+
+
+@pytest.mark.parametrize("api", ["sync", "aio"])
+def test_no_replica_under_a_short_socket_timeout_is_said_to_be_no_replica(
+    embedded_url: str, api: str
+) -> None:
+    """connect(..., durability="replicated", socket_timeout=N), DESIGN.md's own example with
+    N=5: WAIT waited WAIT_MS (5 s), as long as or longer than the read timeout, so a replica
+    that never confirmed ended as 'cannot reach the server: Timeout reading' (the server
+    answering all along), and a replica confirming just in time raced the socket. WAIT now
+    ends within the read timeout and says that no replica confirmed."""
+    ns = fresh()
+    one, other = batches(1, 2, seed=5)[0]
+
+    async def failures() -> list[str]:
+        options: dict[str, Any] = {"namespace": ns, "schema": schema(), "deadline": 0.3}
+        if api == "sync":
+            st = bitstat.connect(embedded_url, durability="replicated", socket_timeout=1, **options)
+        else:
+            st = await bitstat.aio.connect(
+                embedded_url, durability="replicated", socket_timeout=1, **options
+            )
+        calls = (lambda: st.track_many([one]), lambda: st.track(other))
+        errors = []
+        try:
+            for make in calls:
+                with pytest.raises(bitstat.BatchError) as raised:
+                    answer = make()
+                    if inspect.isawaitable(answer):
+                        await answer
+                errors.append(str(raised.value))
+        finally:
+            for end in (st.drop, st.close):
+                if inspect.isawaitable(done := end()):
+                    await done
+        return errors
+
+    for error in asyncio.run(failures()):
+        assert "replica(s) confirmed it within 800 ms" in error, error
+        assert "cannot reach the server" not in error, error
 
 
 def test_track_frame_called_again_after_a_batch_error_never_double_counts(proxy: Proxy) -> None:

@@ -91,10 +91,12 @@ def _client(url: str, timeout: float | None) -> Any:
 class AsyncStore:
     """Runs `Transport` requests on redis.asyncio (one Redis, a unix socket or a Cluster)."""
 
-    def __init__(self, client: Any, cluster: bool, replicas: int = 0) -> None:
+    def __init__(
+        self, client: Any, cluster: bool, replicas: int = 0, read_timeout: float | None = None
+    ) -> None:
         self.client = client
         self.cluster = cluster
-        self.io = Transport(cluster, replicas)
+        self.io = Transport(cluster, replicas, read_timeout)
         self.nodes: dict[str, Any] = {}  # a plain client per cluster node, for replicated writes
         self.node_options: dict[str, Any] = {}
 
@@ -104,14 +106,16 @@ class AsyncStore:
     ) -> AsyncStore:
         url, replicas = durability(url, durable)
         address = cluster_address(url)
+        limits = timeouts(url, timeout)
+        read_timeout = limits["socket_timeout"]
         if address is not None:  # (its nodes' connection class is not the caller's to choose)
             # credentials and TLS options, not the address: every node has its own
-            options = {**timeouts(url, timeout)}
+            options = {**limits}
             options.update((k, v) for k, v in address.items() if k not in ("host", "port"))
-            store = cls(AsyncCluster(**address, **timeouts(url, timeout)), True, replicas)
+            store = cls(AsyncCluster(**address, **limits), True, replicas, read_timeout)
             store.node_options = options
         else:
-            store = cls(_client(url, timeout), False, replicas)
+            store = cls(_client(url, timeout), False, replicas, read_timeout)
         with wrapped_errors(f"connecting to {url}"):
             await store.client.ping()
         return store

@@ -331,10 +331,12 @@ os.register_at_fork(
 class Store:
     """Runs `Transport` requests on blocking redis-py: one Redis, a unix socket or a Cluster."""
 
-    def __init__(self, client: Any, cluster: bool, replicas: int = 0) -> None:
+    def __init__(
+        self, client: Any, cluster: bool, replicas: int = 0, read_timeout: float | None = None
+    ) -> None:
         self.client = client
         self.cluster = cluster
-        self.io = Transport(cluster, replicas)
+        self.io = Transport(cluster, replicas, read_timeout)
         self.spare: list[Any] = []  # connections of `Direct` calls, not in use
         self.forks = FORKS[0]
         self.ahead: Any = None  # the connection of `Ahead` commands
@@ -347,7 +349,7 @@ class Store:
     def from_url(cls, url: str, timeout: float | None = None, durable: str | None = None) -> Store:
         url, replicas = durability(url, durable)
         client, cluster = client_from_url(url, timeout)
-        store = cls(client, cluster, replicas)
+        store = cls(client, cluster, replicas, timeouts(url, timeout)["socket_timeout"])
         with wrapped_errors(f"connecting to {url}"):
             client.ping()
         return store

@@ -159,13 +159,14 @@ def call(
 
 MAP_TRIES = 8  # calls of ids.lua on a cluster before other writers' offsets are an error
 WAIT_MS = 5000  # how long a replica has to confirm a batch (WAIT) before the try fails
+WAIT_SHARE = 0.8  # of the client's read timeout, at most: WAIT's reply comes before it ends
 
 
-def not_replicated(acked: int, wanted: int) -> ServerError:
+def not_replicated(acked: int, wanted: int, waited_ms: int) -> ServerError:
     """The error of a batch the master took and no replica confirmed in time: tried again (the
     batch id makes it land once), the write is waited for anew."""
     error = ServerError(
-        f"recording a batch: {acked} of {wanted} replica(s) confirmed it within {WAIT_MS} ms"
+        f"recording a batch: {acked} of {wanted} replica(s) confirmed it within {waited_ms} ms"
         " (durability='replicated'); the master has it"
     )
     error.transient, error.refused = True, False
@@ -330,9 +331,10 @@ class Transport:
     """The requests of one store (a single server or a cluster): what bitstat asks, step by
     step, with no I/O of its own."""
 
-    def __init__(self, cluster: bool, replicas: int = 0) -> None:
+    def __init__(self, cluster: bool, replicas: int = 0, read_timeout: float | None = None) -> None:
         self.cluster = cluster
         self.replicas = replicas  # replicas that must confirm a batch (durability="replicated")
+        self.read_timeout = read_timeout  # the client's socket timeout (s), which WAIT ends within
         self.stale = False  # the cluster's slot map must be read again (a replicated write failed)
         self.next_offsets: dict[str, int] = {}  # per id map: its next offset, as last seen
         self.apply_script = Script("apply.lua")
@@ -341,6 +343,14 @@ class Transport:
         self.counters_script = Script("counters.lua")
         self.values_script = Script("values.lua")
         self.queue_script = Script("queue.lua")
+
+    def wait_ms(self) -> int:
+        """How long WAIT waits for replicas: WAIT_MS, or less under a shorter read timeout
+        (connect(socket_timeout=5)), else the socket gave up first: no replica confirming read
+        as 'cannot reach the server', and a replica confirming just in time raced the socket."""
+        if self.read_timeout is None:
+            return WAIT_MS
+        return max(1, min(WAIT_MS, int(self.read_timeout * 1000 * WAIT_SHARE)))  # (0: forever)
 
     # the steps that run scripts: loaded again where the server has forgotten them
     def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Request[Any]:
@@ -437,6 +447,7 @@ class Transport:
         when the batch was in before) and WAIT on one pipeline (WAIT waits for the writes of
         its own connection)."""
         sha = self.apply_script.sha
+        wait_ms = self.wait_ms()
         results: list[int | bytes] = []
         yield Doing("recording a batch")
         try:
@@ -449,7 +460,7 @@ class Transport:
                 def fill(pipe: Any, g: Group = g, keys: Any = keys, args: Any = args) -> None:
                     pipe.evalsha(sha, len(keys), *keys, *args)
                     pipe.expire(g.batch_key, args[0])
-                    pipe.wait(self.replicas, WAIT_MS)
+                    pipe.wait(self.replicas, wait_ms)
 
                 pipe = Pipe(fill, on=g.batch_key)
                 result, _, acked = yield from self.pipelined(pipe, [self.apply_script])
@@ -458,7 +469,7 @@ class Transport:
                 if result in STOPPED:
                     break
                 if acked < self.replicas:
-                    raise not_replicated(acked, self.replicas)
+                    raise not_replicated(acked, self.replicas, wait_ms)
         except Exception as exc:
             if not isinstance(exc, ServerError):  # (a failure of the server's, not ours)
                 self.stale = self.cluster
@@ -470,14 +481,15 @@ class Transport:
         try that did not write it: the one that did may have failed before its WAIT): its
         marker's expiry set again, a write of this connection to WAIT for."""
         yield Doing(f"waiting for replicas of {key}")
+        wait_ms = self.wait_ms()
 
         def fill(pipe: Any) -> None:
             pipe.expire(key, ttl)
-            pipe.wait(self.replicas, WAIT_MS)
+            pipe.wait(self.replicas, wait_ms)
 
         _, acked = yield from self.pipelined(Pipe(fill, on=key))
         if acked < self.replicas:
-            raise not_replicated(acked, self.replicas)
+            raise not_replicated(acked, self.replicas, wait_ms)
 
     def mark(self, key: str, note: str, ttl: int, *, unless_held: bool = False) -> Request[None]:
         """Mark a batch id for `ttl` seconds, with what its marker keeps: a batch that wrote
@@ -567,14 +579,15 @@ class Transport:
 
     def queue_replicated(self, key: str, args: Sequence[Any]) -> Request[int]:
         """`queue_event`'s script and a WAIT on one pipeline (on the queue's master)."""
+        wait_ms = self.wait_ms()
 
         def fill(pipe: Any) -> None:
             pipe.evalsha(self.queue_script.sha, *args)
-            pipe.wait(self.replicas, WAIT_MS)
+            pipe.wait(self.replicas, wait_ms)
 
         size, acked = yield from self.pipelined(Pipe(fill, on=key), [self.queue_script])
         if acked < self.replicas:
-            raise not_replicated(acked, self.replicas)
+            raise not_replicated(acked, self.replicas, wait_ms)
         return int(size)
 
     def queue_ahead(self, keys: Sequence[str], token: str, event: bytes, ttl: int) -> Request[bool]:
