@@ -189,6 +189,34 @@ def test_every_stats_method_has_an_async_twin_with_a_docstring() -> None:
         assert inspect.getdoc(getattr(aio.AsyncActorSet, name)), name
 
 
+def public_methods(kind: type) -> dict[str, Any]:
+    return {n: m for n, m in vars(kind).items() if not n.startswith("_") and callable(m)}
+
+
+def test_actor_sets_queries_and_trackers_have_twins_that_say_what_they_do() -> None:
+    """help() on an actor set, a query or a tracker says what each method does, and the asyncio
+    twins take the same arguments (ActorSet.count, ActorQuery.day/hour/month/year had no
+    docstring, and ActorSet had no `contains` beside AsyncActorSet's)."""
+    pairs = [
+        (bitstat.ActorSet, aio.AsyncActorSet),
+        (bitstat.ActorQuery, bitstat.ActorQuery),
+        (bitstat.Tracker, bitstat.AsyncTracker),
+    ]
+    for blocking, asynchronous in pairs:
+        methods = public_methods(blocking) | public_methods(blocking.__mro__[1])
+        for name, method in methods.items():
+            twin = getattr(asynchronous, name, None)
+            assert twin is not None, f"{asynchronous.__name__} has no {name}"
+            for m in (method, twin):
+                assert inspect.getdoc(m), f"{m.__qualname__} has no docstring"
+            want = inspect.signature(method).parameters
+            assert inspect.signature(twin).parameters == want, name
+    for name in ("count", "contains", "ids"):
+        assert inspect.isfunction(getattr(bitstat.ActorSet, name)), name
+    for name in ("flush", "close"):
+        assert inspect.iscoroutinefunction(getattr(bitstat.AsyncTracker, name)), name
+
+
 def test_aio_connect_takes_the_arguments_of_connect() -> None:
     # written out twice (the two differ at their I/O), so held equal here
     want = inspect.signature(bitstat.connect).parameters

@@ -67,13 +67,18 @@ class ActorSet(SetAlgebra[SetRunner]):
     """A set of actors; nothing runs until it is counted, tested or read."""
 
     def count(self) -> int:
+        """How many actors the set holds (`len(actor_set)`), counted on the server."""
         return int(self._runner._count_exprs([self.expr])[0])
 
     def __len__(self) -> int:
         return self.count()
 
-    def __contains__(self, actor: object) -> bool:
+    def contains(self, actor: object) -> bool:
+        """Whether the set holds `actor` (`actor in actor_set`), by its original id."""
         return bool(self._runner._contains(self.expr, actor))
+
+    def __contains__(self, actor: object) -> bool:
+        return self.contains(actor)
 
     def ids(self) -> Iterator[Any]:
         """The actors' original ids: the set is read whole at the first (128 KiB a million ids
@@ -116,9 +121,11 @@ class ActorQuery(Generic[SetT]):
         return self._make(Leaf(self.event, labels, self.segment))
 
     def hour(self, year: int, month: int, day: int, hour: int) -> SetT:
+        """The actors of that hour (wall clock, the namespace's zone); needs "hour" in periods."""
         return self._bucket("hour", _named("hour", datetime, year, month, day, hour))
 
     def day(self, year: int, month: int, day: int) -> SetT:
+        """The actors of that day (the namespace's zone)."""
         return self._bucket("day", _named("day", datetime, year, month, day))
 
     def week(self, year: int, week: int) -> SetT:
@@ -126,9 +133,11 @@ class ActorQuery(Generic[SetT]):
         return self._bucket("week", _named("week", _monday, year, week))
 
     def month(self, year: int, month: int) -> SetT:
+        """The actors of that calendar month."""
         return self._bucket("month", _named("month", _first, year, month))
 
     def year(self, year: int) -> SetT:
+        """The actors of that calendar year."""
         return self._bucket("year", _named("year", _first, year))
 
     def between(self, start: Any, end: Any = None) -> SetT:
