@@ -49,6 +49,9 @@ MISUSES = [
         f"{IDEA} a pyarrow.Table: track_frame() records a frame",
         id="pyarrow",
     ),
+    # (it said: 'NoneType' object is not iterable)
+    pytest.param(None, f"{IDEA} None: pass a list of events, [] for none", id="none"),
+    pytest.param(42, f"{IDEA} a int: pass a list of events, [] for none", id="int"),
 ]
 
 

@@ -931,3 +931,24 @@ def test_the_pool_locks_taken_for_a_fork_are_freed_by_the_thread_that_took_them(
         done.set()
         other.join(10)
     assert not pool._fork_lock.locked() and not pool._lock.locked()
+
+
+def test_an_unknown_tracker_option_is_named_by_the_call_that_took_it(
+    stats: bitstat.Stats, embedded_url: str, namespace: str
+) -> None:
+    """It said "EventQueue.__init__() got an unexpected keyword argument 'bath_size'", naming
+    a class the user never called, and nothing of `block` on the asyncio tracker."""
+    with pytest.raises(TypeError, match=r"^Stats\.tracker\(\) got an unknown option 'bath_size'"):
+        stats.tracker(bath_size=5)
+
+    async def asyncio_tracker(**options: Any) -> None:
+        st = await aio.connect(embedded_url, namespace=namespace)
+        try:
+            st.tracker(**options)
+        finally:
+            await st.close()
+
+    with pytest.raises(TypeError, match=r"^AsyncStats\.tracker\(\) takes no block"):
+        asyncio.run(asyncio_tracker(block=True))
+    with pytest.raises(TypeError, match=r"unknown option 'bath_size' \(it takes: batch_size"):
+        asyncio.run(asyncio_tracker(bath_size=5))

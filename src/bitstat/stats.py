@@ -54,6 +54,9 @@ def check_batch(events: object) -> None:
     elif library in FRAME_LIBRARIES and kind.__name__ in FRAME_TYPES:
         given = f"a {library}.{kind.__name__}"
         hint = "track_frame() records a frame"
+    elif not isinstance(events, Iterable):  # (None: 'NoneType' object is not iterable)
+        given = repr(events) if events is None else f"a {kind.__name__}"
+        hint = "pass a list of events, [] for none"
     else:
         return
     raise TypeError(f"track_many takes an iterable of events (mappings), not {given}: {hint}")

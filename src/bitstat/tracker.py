@@ -10,6 +10,7 @@ reports); the two trackers only wait and send, one on threads, one on the event 
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import operator
 import os
@@ -81,6 +82,21 @@ def _whole(name: str, value: Any) -> int:
         return operator.index(value)
     except TypeError:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def check_options(maker: str, options: Mapping[str, Any], more: tuple[str, ...] = ()) -> None:
+    """TypeError naming the caller (`maker`) for an option no tracker takes (not the
+    internal EventQueue, which the trackers pass their options to)."""
+    known = (*inspect.signature(EventQueue.__init__).parameters, *more)
+    unknown = [name for name in options if name not in known or name == "self"]
+    if unknown:
+        if unknown == ["block"]:
+            raise TypeError(
+                f"{maker}() takes no block: the asyncio tracker's track() never waits (a full"
+                " queue drops the new event); use the blocking Stats.tracker(block=True)"
+            )
+        takes = ", ".join(name for name in known if name != "self")
+        raise TypeError(f"{maker}() got an unknown option {unknown[0]!r} (it takes: {takes})")
 
 
 class EventQueue:
@@ -257,7 +273,7 @@ class EventQueue:
         if rejected:
             index, reason = rejected[0]
             log.warning(  # the event's name only: its properties may be personal data
-                "batch %s: %d of %d event(s) rejected; the first, an %r event: %s",
+                "batch %s: %d of %d event(s) rejected; the first, of event %r: %s",
                 *(batch_id, len(rejected), len(batch), batch[index].get("event"), reason),
             )
             for index, reason in rejected:
@@ -372,6 +388,7 @@ class Tracker(EventQueue):
     """
 
     def __init__(self, stats: Recorder, *, block: bool = False, **options: Any) -> None:
+        check_options("Stats.tracker", options, ("block",))
         super().__init__(**options)
         self._stats = stats
         self._block = block

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from .errors import BatchError
 from .record import TrackResult
-from .tracker import Event, EventQueue
+from .tracker import Event, EventQueue, check_options
 
 
 class AsyncRecorder(Protocol):
@@ -42,6 +42,7 @@ class AsyncTracker(EventQueue):
     default_max_batch = 0
 
     def __init__(self, stats: AsyncRecorder, **options: Any) -> None:
+        check_options("AsyncStats.tracker", options)
         super().__init__(**options)
         self._stats = stats
         self._wakeup = asyncio.Event()
