@@ -99,29 +99,42 @@ def retention(
 
 
 def lifecycle(
-    model: Model, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any
+    model: Model,
+    event: str,
+    start: Any,
+    periods: int = 8,
+    period: str = "week",
+    *,
+    now: Any,
+    **segment: Any,
 ) -> list[tuple[str, int | None, int | None, int | None, int | None]]:
-    """[(period label, new, returning, resurrecting, dormant)], None for periods not begun."""
+    """[(period label, new, returning, resurrecting, dormant)], None for periods not begun. A
+    segment narrows the actors of a period and of the one before; "seen before" is any
+    segment's."""
     _period(model, period)
     n = _positive(periods)
+    match = model._segment_match(event, segment)
     records = _with_actor(model, event)
     wall_now = wall_time(now, model.tz)
     spans = _spans(period, wall_time(start, model.tz), n)
+    if segment:  # a segment kept per day has no hour periods
+        model.whole_days("segment", spans[0].start, spans[0].end)
+    matching = [r for r in records if match(r)]
     out: list[tuple[str, int | None, int | None, int | None, int | None]] = []
     for s in spans:
         if s.start > wall_now:
             out.append((s.label, None, None, None, None))
             continue
         prev = span_of(period, s.start - timedelta(microseconds=1))
-        active = _actors(records, event, s.start, s.end)
-        before = _actors(records, event, prev.start, s.start)  # the previous period
-        earlier = _actors(records, event, datetime.min, prev.start)
+        active = _actors(matching, event, s.start, s.end)
+        before = _actors(matching, event, prev.start, s.start)  # the previous period
+        seen = _actors(records, event, datetime.min, s.start)  # any segment
         out.append(
             (
                 s.label,
-                len(active - before - earlier),
+                len(active - seen),
                 len(active & before),
-                len((active & earlier) - before),
+                len((active & seen) - before),
                 len(before - active),
             )
         )

@@ -199,6 +199,7 @@ def ask_everything(
         period,
         now=data.draw(days(anchor)),
         view=phases,
+        **segment(data.draw),
     )
 
 
@@ -334,6 +335,27 @@ def test_stickiness_and_lifecycle_examples(shop: bitstat.Stats) -> None:
         {"period": "2026-W40", "new": None, "returning": None, "resurrecting": None,
          "dormant": None},
     ]  # fmt: skip
+
+
+def test_lifecycle_of_a_segment(
+    server_url: str, namespace: str, clean: list[bitstat.Stats]
+) -> None:
+    """A segment narrows the actors of a period and of the one before; "seen before" is any
+    segment's (as retention's first-ever): 1, seen in DE, comes back in NL resurrecting, not
+    new. (lifecycle took no segment filter, where every other actor query takes one.)"""
+    st_ = bitstat.connect(
+        server_url, namespace=namespace, schema=bitstat.Schema(segment=["country"])
+    )
+    clean.append(st_)
+    visits = [(1, 0, "DE"), (1, 7, "NL"), (2, 8, "NL"), (3, 1, "NL"), (3, 9, "NL"), (4, 2, "NL")]
+    st_.track_many([{"event": "v", "user": u, "time": day(d), "country": c} for u, d, c in visits])
+    found = st_.lifecycle("v", "2026-W37", 2, now=day(16), country="NL")
+    assert [p.as_dict() for p in found] == [
+        {"period": "2026-W37", "new": 2, "returning": 0, "resurrecting": 0, "dormant": 0},
+        {"period": "2026-W38", "new": 1, "returning": 1, "resurrecting": 1, "dormant": 1},
+    ]
+    with pytest.raises(bitstat.QueryError):  # (segments are kept per day: no hour periods)
+        st_.lifecycle("v", day(0), 2, period="hour", now=day(16), country="NL")
 
 
 def test_register_script_edges(server_url: str, namespace: str, clean: list[bitstat.Stats]) -> None:

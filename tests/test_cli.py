@@ -518,6 +518,22 @@ TABLES: dict[str, tuple[list[str], Callable[[bitstat.Stats], list[dict[str, Any]
         ["lifecycle", "visit", "2026-10-26", "--periods", "6", "--now", NOW],
         lambda st: [p.as_dict() for p in st.lifecycle("visit", "2026-10-26", 6, now=NOW)],
     ),
+    "lifecycle --where": (
+        [
+            "lifecycle",
+            "visit",
+            "2026-10-26",
+            "--periods",
+            "6",
+            "--now",
+            NOW,
+            "--where",
+            "country=FR",
+        ],
+        lambda st: [
+            p.as_dict() for p in st.lifecycle("visit", "2026-10-26", 6, now=NOW, country="FR")
+        ],
+    ),
 }
 
 

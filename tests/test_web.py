@@ -35,6 +35,7 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
+NL = {"where": "country:NL"}
 NOV = {"start": "2025-11-01", "end": "2025-11-30"}
 BOTH = {"start": "2025-10-01", "end": "2025-11-30"}
 
@@ -219,6 +220,16 @@ READS: list[tuple[str, dict[str, Any], Callable[[bitstat.Stats], Any]]] = [
         lambda st: {
             "lifecycle": [
                 p.as_dict() for p in st.lifecycle("visit", "2025-10-05", 6, now="2025-11-01")
+            ]
+        },
+    ),
+    (
+        "lifecycle",
+        {"event": "visit", "start": "2025-10-05", "periods": 6, "now": "2025-11-01", **NL},
+        lambda st: {
+            "lifecycle": [
+                p.as_dict()
+                for p in st.lifecycle("visit", "2025-10-05", 6, now="2025-11-01", country="NL")
             ]
         },
     ),

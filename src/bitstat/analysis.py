@@ -373,9 +373,19 @@ class LifecyclePeriod:
 
 
 def lifecycle(
-    ns: Namespace, event: str, start: Any, periods: int, period: str, now: Any
+    ns: Namespace,
+    event: str,
+    start: Any,
+    periods: int,
+    period: str,
+    now: Any,
+    segment: Mapping[str, Any],
 ) -> Steps[Lifecycle]:
-    """New, returning, resurrecting and dormant actors of `event` in each of `periods` periods."""
+    """New, returning, resurrecting and dormant actors of `event` in each of `periods` periods.
+
+    A segment filter narrows the actors active in a period, and in the one before, to that
+    segment value; "seen before" (new or resurrecting) looks at every segment, as retention's
+    first-ever does: an actor seen before in another segment is resurrecting into this one."""
     _name("event", event)
     yield from ns.require_events([event])
     _check_period(ns, period)
@@ -383,13 +393,17 @@ def lifecycle(
     wall_now = _now(ns, now)
     first_bucket = _start_bucket(ns, period, start)
     buckets = [first_bucket.prev(), *_buckets(period, first_bucket, n)]
+    seg = ns.segment(event, segment)
+    if seg is not None:  # a segment kept per day has no hour buckets
+        ns.tiling(first_bucket.start, first_bucket.end, "segment")
     first = yield from _first_day(ns, event)
     # per period begun: |now|, |now & previous|, |previous|, |now & any earlier period|
     asked: list[list[Expr]] = []
     for t in range(1, n + 1):
         if buckets[t].start > wall_now:
             break
-        now_set, prev = Leaf(event, (buckets[t].label,)), Leaf(event, (buckets[t - 1].label,))
+        now_set = Leaf(event, (buckets[t].label,), seg)
+        prev = Leaf(event, (buckets[t - 1].label,), seg)
         labels = _before(ns, first, buckets[t].start)
         seen = [Op("and", (now_set, Leaf(event, labels)))] if labels else []
         asked.append([now_set, Op("and", (now_set, prev)), prev, *seen])

@@ -420,15 +420,25 @@ class Stats(Opened[Store]):
         return self._run(analysis.stickiness(self._ns, event, start, end, segment))
 
     def lifecycle(
-        self, event: str, start: Any, periods: int = 8, period: str = "week", *, now: Any = None
+        self,
+        /,
+        event: str,
+        start: Any,
+        periods: int = 8,
+        period: str = "week",
+        *,
+        now: Any = None,
+        **segment: Any,
     ) -> Lifecycle:
         """Per period from start: `new`, `returning`, `resurrecting`, `dormant` actor counts.
 
         new: first activity ever; returning: active in the previous period too; resurrecting:
         not in the previous period but before it; dormant: active in the previous period, not
-        in this one. Periods not begun by `now` have None counts.
+        in this one. Periods not begun by `now` have None counts. A segment filter
+        (`country="NL"`) narrows the actors active in a period and in the one before; "before"
+        looks at every segment (an actor seen in another segment is resurrecting, not new).
         """
-        return self._run(analysis.lifecycle(self._ns, event, start, periods, period, now))
+        return self._run(analysis.lifecycle(self._ns, event, start, periods, period, now, segment))
 
 
 from . import analysis  # noqa: E402  (kept beside the analysis methods above)
@@ -446,5 +456,15 @@ def clashes(method: Any) -> frozenset[str]:
 
 # every method that takes a segment filter: for a filter given before its method is known
 SEGMENT_CLASHES = clashes(Stats.actors).union(
-    *map(clashes, (Stats.unique, Stats.series, Stats.retention, Stats.funnel, Stats.stickiness))
+    *map(
+        clashes,
+        (
+            Stats.unique,
+            Stats.series,
+            Stats.retention,
+            Stats.funnel,
+            Stats.stickiness,
+            Stats.lifecycle,
+        ),
+    )
 )

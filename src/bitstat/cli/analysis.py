@@ -224,6 +224,7 @@ def stickiness(
 @click.argument("start")
 @periods_options("periods")
 @click.option("--now", metavar="TIME", help="Periods after this are not begun (default: now).")
+@where_option
 @format_option
 @pass_settings
 def lifecycle(
@@ -233,6 +234,7 @@ def lifecycle(
     periods: int,
     period: str,
     now: str | None,
+    where: Sequence[str],
     fmt: str,
 ) -> None:
     """Per period from START: actors new (first time ever), returning (also active the period
@@ -244,7 +246,8 @@ def lifecycle(
         bitstat lifecycle purchase 2026-01 --period month --format json
     """
     with settings.connect() as st:
-        answer = st.lifecycle(event, start, periods, period, now=now)
+        by = segment(where, Stats.lifecycle)
+        answer = st.lifecycle(event, start, periods, period, now=now, **by)
     columns = ["period", "new", "returning", "resurrecting", "dormant"]
     rows = [[p.as_dict()[c] for c in columns] for p in answer]
     Output(fmt).rows(Rows(columns, rows))

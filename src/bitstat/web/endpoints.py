@@ -263,7 +263,14 @@ async def lifecycle(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     check_period(st.schema, "period", a["period"])
     if a["now"] is not None:
         time_range(st.schema, a["now"], None, start_name="now")
-    answer = await st.lifecycle(a["event"], a["start"], a["periods"], a["period"], now=a["now"])
+    answer = await st.lifecycle(
+        a["event"],
+        a["start"],
+        a["periods"],
+        a["period"],
+        now=a["now"],
+        **_segment(a["where"], Stats.lifecycle),
+    )
     return {"lifecycle": [p.as_dict() for p in answer]}
 
 
@@ -458,6 +465,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             _periods("periods", MAX_PERIODS),
             PERIOD,
             NOW,
+            WHERE,
         ),
         json_object(
             lifecycle=_rows(
