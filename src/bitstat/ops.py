@@ -37,7 +37,7 @@ from .keys import (
 from .periods import expire_at
 from .query import Expr, Leaf, Program, SetProgram, count_union
 from .queued import Queueing
-from .record import DEFAULT_BATCH_TTL
+from .record import DEFAULT_BATCH_TTL, UNREAD
 from .schema import (
     RULE_KINDS,
     ExpireChange,
@@ -127,9 +127,10 @@ class Namespace(Queueing):
         """What `connect()` does on the server: warn of a memory policy that evicts keys,
         `load_schema`, and note the namespace's tokens (`Recording.follow`)."""
         yield from self.warn_of_eviction()
-        schema = yield from self.load_schema(given)
-        self.follow(*(yield call(Transport.get_many, [self.keys.made, self.keys.identity_epoch])))
-        return schema
+        k = self.keys
+        text, made, epoch = yield call(Transport.get_many, [k.schema, k.made, k.identity_epoch])
+        self.follow(made, epoch)  # (first: a schema stored below marks the namespace made)
+        return (yield from self.load_schema(given, text))
 
     def warn_of_eviction(self) -> Op[None]:
         """Log a warning, once per server and process, when a master may evict bitstat's keys
@@ -145,9 +146,11 @@ class Namespace(Queueing):
             EVICTION_WARNED.update(node[0] for node in fresh)
             log.warning("bitstat: %s", warning)
 
-    def load_schema(self, given: Schema | None) -> Op[Schema]:
-        """The stored schema; `given` is stored when there is none, and must match otherwise."""
-        stored_text = yield call(Transport.get, self.keys.schema)
+    def load_schema(self, given: Schema | None, stored_text: Any = UNREAD) -> Op[Schema]:
+        """The stored schema (`stored_text`, read here when UNREAD); `given` is stored when
+        there is none, and must match otherwise."""
+        if stored_text is UNREAD:
+            stored_text = yield call(Transport.get, self.keys.schema)
         self.schema_read = time.monotonic()
         if stored_text is None:
             # stored unless another client stored one meanwhile, then checked against that one
