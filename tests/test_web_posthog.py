@@ -402,3 +402,43 @@ def test_the_event_time_is_posthogs_to_the_millisecond() -> None:
     assert event_time({"timestamp": stamp}, None, now, True) == plain
     assert event_time({"offset": 1500}, sent, now, True) == now - 1.5
     assert event_time({}, sent, now, True) == now
+
+
+def test_the_sdks_llm_events_are_recorded(server: tuple[str, bitstat.Stats]) -> None:
+    """capture_ai() (and the AI wrappers with enable_full_ai_capture) posts to its own route,
+    /i/v0/ai/batch/, a /batch/ body: it was a 404, and the SDK dropped the events."""
+    base, st = server
+    errors: list[Any] = []
+    client = Posthog(
+        "phc_project", host=base, max_retries=0, on_error=lambda e, b: errors.append(e)
+    )
+    sent = [
+        {
+            "distinct_id": f"person-{k % 3}",
+            "timestamp": FIRST + timedelta(hours=k),
+            "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"ai/{k}")),
+            "properties": {"$ai_model": "m", "plan": ["free", "pro"][k % 2], "amount": k},
+        }
+        for k in range(7)
+    ]
+    for _ in range(2):  # sent again, same uuids: counted once
+        for call in sent:
+            client.capture_ai("$ai_generation", **call)
+        client.flush()
+    client.shutdown()
+    assert errors == []
+    model = Model(ids="map", **RULES)
+    model.track_many(
+        [
+            {"event": "$ai_generation", "user": c["distinct_id"], "time": c["timestamp"]}
+            | c["properties"]
+            for c in sent
+        ]
+    )
+    start, end = "2025-11-01", "2025-11-30"
+    assert st.unique("$ai_generation", start, end) == model.unique("$ai_generation", start, end)
+    assert st.total("$ai_generation", start, end) == model.total("$ai_generation", start, end)
+    counts = st.counts("$ai_generation", "plan", start, end)
+    assert counts == model.counts("$ai_generation", "plan", start, end)
+    sums = st.sums("$ai_generation", "amount", start, end)
+    assert sums == model.sums("$ai_generation", "amount", start, end)

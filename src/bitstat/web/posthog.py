@@ -1,7 +1,7 @@
-"""PostHog's capture API: `POST /batch/`, `/capture/`, `/e/`, `/i/v0/e/` (the legacy routes,
-`api_key` or `token` in the body; the JavaScript client's gzip and base64 bodies, told by the
-`compression` query parameter) and `/i/v1/analytics/events` (Bearer key, an answer per event),
-so that the `posthog` SDKs send to `bitstat serve` unchanged.
+"""PostHog's capture API: `POST /batch/`, `/capture/`, `/e/`, `/i/v0/e/`, `/i/v0/ai/batch/` (the
+legacy routes, `api_key` or `token` in the body; the JavaScript client's gzip and base64
+bodies, told by the `compression` query parameter) and `/i/v1/analytics/events` (Bearer key,
+an answer per event), so that the `posthog` SDKs send to `bitstat serve` unchanged.
 
 `translate` turns one captured event into a bitstat event (pure; docs/ingest.md has the
 table); `distinct_id` is the actor, `uuid` makes a re-sent event count once.
@@ -26,7 +26,9 @@ from . import identity, ingest
 from .answers import JSONResponse
 from .ingest import IngestError, Invalid, Rejection
 
-LEGACY_PATHS = ("/batch/", "/capture/", "/e/", "/i/v0/e/")
+# /i/v0/ai/batch/: where the Python SDK's capture_ai() (and enable_full_ai_capture) posts,
+# a /batch/ body of LLM events
+LEGACY_PATHS = ("/batch/", "/capture/", "/e/", "/i/v0/e/", "/i/v0/ai/batch/")
 V1_PATH = "/i/v1/analytics/events"
 FIELDS = {"event": "event", "time": "timestamp"}
 
