@@ -170,6 +170,33 @@ def test_stale_files_after_a_crash_are_ignored(data_dir: Path) -> None:
     assert embedded.status(data_dir).pid != status.pid  # type: ignore[union-attr]
 
 
+def test_a_stale_pid_reused_by_another_process_is_left_alone(data_dir: Path) -> None:
+    # after a kill -9 and a reboot the pidfile's pid may be any process's; one with "redis"
+    # in its arguments passed the name check: stop() sent it SIGTERM, and a start waited
+    # for it to answer PING until its timeout
+    data_dir.mkdir()
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; print(1, flush=True); time.sleep(120)", "redis://"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert stranger.stdout is not None and stranger.stdout.readline()  # it runs
+        (data_dir / "bitstat.url").write_text(f"unix://{data_dir}/bitstat.sock\n")
+        (data_dir / "bitstat.pid").write_text(f"{stranger.pid}\n")
+        assert embedded.stop(data_dir, timeout=5) is False
+        assert stranger.poll() is None
+        (data_dir / "bitstat.url").write_text(f"unix://{data_dir}/bitstat.sock\n")
+        (data_dir / "bitstat.pid").write_text(f"{stranger.pid}\n")
+        url = embedded.ensure_server(data_dir, timeout=10)
+        status = embedded.status(data_dir)
+        assert status is not None and status.url == url and status.pid != stranger.pid
+        assert embedded.stop(data_dir) is True
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.communicate()
+
+
 def test_start_failure_shows_the_server_log(data_dir: Path) -> None:
     (data_dir / "appendonlydir").mkdir(parents=True)
     (data_dir / "appendonlydir" / "appendonly.aof.manifest").write_text("garbage\n")

@@ -139,7 +139,7 @@ def ensure_server(
         if url is not None and _answers(url, paths):
             return url
         pid = _read_pid(paths)
-        if url is not None and pid is not None and _is_server(pid):
+        if url is not None and pid is not None and _is_server(pid, paths):
             _wait_ready(url, paths, deadline)  # starting, or loading its append-only file
             return url
         _remove(paths.pid, paths.sock)
@@ -162,12 +162,12 @@ def stop(data_dir: Path | str | None = None, *, timeout: float = 30.0) -> bool:
                 raise ConnectionError(f"SHUTDOWN failed for the server in {paths.root}") from exc
             finally:
                 client.close()
-        elif pid is not None and _is_server(pid):
+        elif pid is not None and _is_server(pid, paths):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)  # not answering yet: the same graceful path
         else:
             pid = None
-        while pid is not None and _is_server(pid):
+        while pid is not None and _is_server(pid, paths):
             if time.monotonic() > deadline:
                 raise ConnectionError(
                     f"server pid {pid} in {paths.root} did not exit within {timeout}s"
@@ -332,11 +332,14 @@ def _answers(url: str, paths: _Paths) -> bool:
         client.close()
 
 
-def _is_server(pid: int) -> bool:
-    """Whether ``pid`` is alive and, where /proc tells, a valkey or redis server.
+def _is_server(pid: int, paths: _Paths) -> bool:
+    """Whether ``pid`` is alive and, where /proc tells, a valkey or redis server of this data
+    dir (the server works in its ``dir``).
 
     The /proc check also rejects a stale pidfile's reused pid and an unreaped zombie
-    (its cmdline is empty), which ``kill(pid, 0)`` alone would count as alive.
+    (its cmdline is empty), which ``kill(pid, 0)`` alone would count as alive. The name alone
+    is not enough: after a kill -9 the pid may be another data dir's server, the system's
+    redis-server or any process with "redis" in its arguments, which `stop` would SIGTERM.
     """
     try:
         os.kill(pid, 0)
@@ -348,7 +351,12 @@ def _is_server(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (macOS): trust the pid
-    return b"valkey" in cmdline or b"redis" in cmdline
+    if b"valkey" not in cmdline and b"redis" not in cmdline:
+        return False
+    try:
+        return os.path.samefile(f"/proc/{pid}/cwd", paths.root)
+    except OSError:
+        return False  # gone meanwhile, or not ours to look at
 
 
 def _alive(pid: int) -> bool:
