@@ -675,10 +675,31 @@ class Queueing(Recording):
             or self.applying
             or self.claims_asked
         ):
-            yield from self.flush()
+            try:
+                yield from self.flush()
+            except (ConnectionError, ServerError) as exc:
+                if others:  # (a read: its question was not asked, nothing to send again)
+                    raise
+                raise not_sent(exc) from exc
         if others:  # (a write reads it itself, trying again for up to its deadline)
             yield from self.schema_fresh(writing=False)
         return (yield from op)
+
+
+def not_sent(exc: ConnectionError | ServerError) -> ConnectionError | ServerError:
+    """The error of a write whose flush of the queue failed first: not the flush's BatchError,
+    whose batch id is the queue claim's (the write's events sent under it would be taken for the
+    claim's, and never recorded): the write sent nothing, and is simply made again."""
+    cause = exc.__cause__ if isinstance(exc, BatchError) else exc
+    if not isinstance(cause, ConnectionError | ServerError):
+        cause = exc
+    kind = ConnectionError if isinstance(cause, ConnectionError) else ServerError
+    error = kind(
+        "applying the events queued by track() first failed, so nothing of this call's own was"
+        f" sent (make the call again: the queue is applied first, once): {exc}"
+    )
+    error.transient, error.refused = cause.transient, True
+    return error
 
 
 def _gave_up(attempts: int, landed: bool, cause: Exception, seconds: int, life: int) -> str:

@@ -185,6 +185,21 @@ def gave_up(
     return f"{head}: {cause}\n{state}; {again}: the batch is recorded once."
 
 
+def claim_gave_up(
+    size: int, batch_id: str, auto: bool, attempts: int, landed: bool, cause: Exception, ttl: int
+) -> str:
+    """The message of a BatchError of a queue claim's batch: its events are track()'s, held in
+    the claim, not a caller's to send again (under its id they would be taken for the claim's)."""
+    tries = "1 try" if attempts == 1 else f"{attempts} tries"
+    state = "some of them may have been recorded" if landed else "none of them was recorded"
+    return (
+        f"applying {size} event(s) queued by track() (queue claim {batch_id!r}): gave up after"
+        f" {tries}: {cause}\n{state}; they stay claimed, and the next flush(), read or write of"
+        " this Stats applies them first (another client's flush, once the claim's lease is"
+        " over): each is recorded once"
+    )
+
+
 N = TypeVar("N", bound="Recording")
 
 
@@ -536,8 +551,11 @@ class Recording:
                     landed = landed or not (exc.refused and alone)
                 left = end - time.monotonic()
                 if not exc.transient or isinstance(exc, BatchError) or left <= 0:
+                    text = (claim_gave_up if claim else gave_up)(
+                        len(cols), batch_id, auto, attempt, landed, exc, ttl
+                    )
                     raise BatchError(
-                        gave_up(len(cols), batch_id, auto, attempt, landed, exc, ttl),
+                        text,
                         batch_id=batch_id,
                         may_have_landed=landed,
                         attempts=attempt,

@@ -1,0 +1,64 @@
+"""Faults met by the flush of track()'s queue that a write or a read makes first, on a real
+server out of memory (maxmemory, noeviction): the error says it is the queue's, never hands the
+caller the queue's batch id for its own events, and nothing is lost or counted twice once the
+server takes writes again. Every answer is compared with the reference model."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+import bitstat
+from exactly import batches, model, same_answers, schema
+from faultservers import Server
+
+
+@pytest.fixture
+def full(tmp_path: Path) -> Iterator[tuple[Server, redis.Redis]]:
+    server = Server(tmp_path / "oom", "--maxmemory-policy", "noeviction").start()
+    admin = server.client()
+    yield server, admin
+    admin.close()
+    server.stop()
+
+
+def test_a_write_whose_flush_of_the_queue_fails_names_the_queue_and_loses_nothing(
+    full: tuple[Server, redis.Redis],
+) -> None:
+    server, admin = full
+    st = bitstat.connect(server.url, namespace=f"t-{uuid.uuid4().hex[:8]}", schema=schema())
+    want = model()
+    queued, mine = batches(2, 30, seed=61)
+    try:
+        for e in queued:
+            st.track(e)  # (below flush_at: they wait in the queue)
+            want.track(e)
+        admin.config_set("maxmemory", 1)  # full: every write refused
+        with pytest.raises((bitstat.ConnectionError, bitstat.ServerError)) as raised:
+            st.track_many(mine)
+        error = raised.value
+        # what a caller does, as the docs and the errors say: after a BatchError, send the
+        # events again under its batch id (recorded once); after another error, send them again
+        again = error.batch_id if isinstance(error, bitstat.BatchError) else None
+        text = str(error)
+        # the batch that failed is the queue's: the caller's was not sent, and is not named by
+        # the queue's id (its events sent under that id would be taken for the queue's)
+        assert "out of memory" in text and "queued by track()" in text
+        assert "nothing of this call's own was sent" in text
+        assert not isinstance(error, bitstat.BatchError) and "batch_id=" not in text
+        with pytest.raises(bitstat.BatchError) as flushing:
+            st.flush()
+        assert "queued by track()" in str(flushing.value)
+        assert "send the same events again" not in str(flushing.value)
+        admin.config_set("maxmemory", 0)
+        assert st.track_many(mine, batch_id=again).recorded == len(mine)
+        want.track_many(mine)
+        same_answers(st, want)
+    finally:
+        admin.config_set("maxmemory", 0)
+        st.drop()
+        st.close()
