@@ -27,8 +27,10 @@ from . import identity, ingest
 from .answers import JSONResponse
 from .ingest import IngestError, Invalid, Rejection
 
-MAX_MESSAGE = 32 * 1024  # bytes of one message, as JSON
-MAX_BATCH = 500 * 1024  # bytes of a /v1/batch body, once inflated
+MAX_MESSAGE = 32 * 1024  # bytes of a single-message route's body, once inflated
+# a /v1/batch body is held to the server's --max-body, not to Segment's 500 KB: RudderStack's
+# SDKs send batches of 4 MB of messages of any size up to that, which RudderStack takes (and
+# Segment's SDKs never send more than Segment takes)
 # Segment's API answers 400 Bad Request to a body past its limits (not 413), and so does this
 TOO_LARGE = 400
 TYPES = ("track", "page", "screen", "identify", "group", "alias")
@@ -159,9 +161,6 @@ def translate(
     None in a batch, where `type` is required. `context`: the batch's, under the message's."""
     if not isinstance(msg, Mapping):
         raise Invalid(None, f"a message must be a JSON object, not {ingest.json_kind(msg)}")
-    size = len(json.dumps(msg, separators=(",", ":"), default=str).encode())
-    if size > MAX_MESSAGE:
-        raise Invalid(None, f"the message is {size:,} bytes; the limit is {MAX_MESSAGE:,}")
     if context:
         msg = {**msg, "context": merged_context(context, msg.get("context"))}
     given = msg.get("type")
@@ -235,64 +234,72 @@ async def handle(
     """One request to /v1/batch (`kind` None) or to a single-message route; `shared`: to
     /v1/track, which takes bitstat's own events too (a 401 then says why the body was taken
     for a Segment message)."""
-    limit = MAX_BATCH if kind is None else MAX_MESSAGE
+    limit = host.config.max_body if kind is None else MAX_MESSAGE
     try:
         with ingest.sdk_errors("invalid_request"):
             raw = await ingest.read_body(request, limit, TOO_LARGE)
             text = ingest.decompress(raw, request.headers.get("content-encoding", ""), limit)
-            body = ingest.load_json(text)
-            if not isinstance(body, Mapping):
-                raise IngestError(400, "invalid_request", "the body must be a JSON object")
-            key = write_key(request, body)
-            namespace = keys.namespace(key)
-            if namespace is None:
-                raise unauthorized(key, read_as_message(request, raw) if shared else None)
-            assert host.namespaces is not None and host.store is not None
-            stats = await ingest.text_id_stats(host.namespaces, namespace, checked)
-            received = time.time()
-            if kind is None:
-                batch = body.get("batch")
-                if not isinstance(batch, list):
-                    raise IngestError(
-                        400,
-                        "invalid_request",
-                        "a batch body holds `batch`: a list of messages",
-                        field="batch",
-                    )
-                sent_at, context = body.get("sentAt"), body.get("context")
-                if context is not None and not isinstance(context, Mapping):
-                    raise IngestError(
-                        400,
-                        "invalid_request",
-                        "a batch's `context` is an object, merged into each message's",
-                        field="context",
-                    )
-            else:
-                batch, sent_at, context = [body], None, None
-            ingest.check_count(batch, host.config.max_events, "messages", TOO_LARGE)
-            messages, rejections = _translated(
-                batch, stats.schema, kind, sent_at, received, context
-            )
-            if kind is not None and rejections:
-                bad = rejections[0]
-                raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
-            fields = {**FIELDS, stats.schema.actor: "userId or anonymousId"}
-            spelled = [
-                spelling(msg, str(msg.get("type") or kind)) if event is not None else {}
-                for msg, (_, event) in zip(batch, messages, strict=True)
-            ]
-            outcome = await ingest.record_once(
-                host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl, spelled
-            )
-            host.metrics.recorded(outcome.recorded, len(outcome.rejected))
-            if kind is not None and outcome.rejected:
-                bad = outcome.rejected[0]
-                raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
-            refused = [r.index for r in outcome.rejected]
-            link = partial(identity.segment_link, route=kind)
-            await identity.apply_links(stats, identity.links(batch, link, refused))
-            if outcome.recorded:
-                await host.namespaces.note(namespace)
+        async with host.large_bodies.slot(len(text)):
+            with ingest.sdk_errors("invalid_request"):
+                body = ingest.load_json(text)
+                if not isinstance(body, Mapping):
+                    raise IngestError(400, "invalid_request", "the body must be a JSON object")
+                key = write_key(request, body)
+                namespace = keys.namespace(key)
+                if namespace is None:
+                    raise unauthorized(key, read_as_message(request, raw) if shared else None)
+                assert host.namespaces is not None and host.store is not None
+                stats = await ingest.text_id_stats(host.namespaces, namespace, checked)
+                received = time.time()
+                if kind is None:
+                    batch = body.get("batch")
+                    if not isinstance(batch, list):
+                        raise IngestError(
+                            400,
+                            "invalid_request",
+                            "a batch body holds `batch`: a list of messages",
+                            field="batch",
+                        )
+                    sent_at, context = body.get("sentAt"), body.get("context")
+                    if context is not None and not isinstance(context, Mapping):
+                        raise IngestError(
+                            400,
+                            "invalid_request",
+                            "a batch's `context` is an object, merged into each message's",
+                            field="context",
+                        )
+                else:
+                    batch, sent_at, context = [body], None, None
+                ingest.check_count(batch, host.config.max_events, "messages", TOO_LARGE)
+                messages, rejections = _translated(
+                    batch, stats.schema, kind, sent_at, received, context
+                )
+                if kind is not None and rejections:
+                    bad = rejections[0]
+                    raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
+                fields = {**FIELDS, stats.schema.actor: "userId or anonymousId"}
+                spelled = [
+                    spelling(msg, str(msg.get("type") or kind)) if event is not None else {}
+                    for msg, (_, event) in zip(batch, messages, strict=True)
+                ]
+                outcome = await ingest.record_once(
+                    host.store,
+                    stats,
+                    messages,
+                    rejections,
+                    fields,
+                    host.namespaces.batch_ttl,
+                    spelled,
+                )
+                host.metrics.recorded(outcome.recorded, len(outcome.rejected))
+                if kind is not None and outcome.rejected:
+                    bad = outcome.rejected[0]
+                    raise IngestError(400, "invalid_message", bad.reason, field=bad.field)
+                refused = [r.index for r in outcome.rejected]
+                link = partial(identity.segment_link, route=kind)
+                await identity.apply_links(stats, identity.links(batch, link, refused))
+                if outcome.recorded:
+                    await host.namespaces.note(namespace)
         answer: dict[str, Any] = {
             "success": True,
             "recorded": outcome.recorded,
