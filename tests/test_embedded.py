@@ -197,6 +197,41 @@ def test_a_stale_pid_reused_by_another_process_is_left_alone(data_dir: Path) -> 
         stranger.communicate()
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MB tmpfs (root only), unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        try:
+            embedded.stop(disk / "data")
+        finally:
+            subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def test_a_server_whose_disk_is_full_is_found_and_stopped(small_disk: Path) -> None:
+    # a server that cannot write its AOF answers PING with MISCONF: connect() and
+    # `bitstat server stop` raised redis-py's ResponseError instead of finding it
+    data_dir = small_disk / "data"
+    client = redis.Redis.from_url(url := embedded.ensure_server(data_dir))
+    written = 0
+    with pytest.raises(redis.ResponseError, match="MISCONF"):
+        for written in range(1, 100):
+            client.set(f"k{written}", "x" * 100_000)
+    pid = embedded.status(data_dir).pid  # type: ignore[union-attr]
+    assert embedded.ensure_server(data_dir) == url
+    assert embedded.status(data_dir).pid == pid  # type: ignore[union-attr]
+    assert client.exists(*(f"k{i}" for i in range(1, written))) == written - 1
+    client.close()
+    assert embedded.stop(data_dir) is True
+    assert embedded.status(data_dir) is None
+
+
 def test_start_failure_shows_the_server_log(data_dir: Path) -> None:
     (data_dir / "appendonlydir").mkdir(parents=True)
     (data_dir / "appendonlydir" / "appendonly.aof.manifest").write_text("garbage\n")

@@ -324,7 +324,8 @@ def _answers(url: str, paths: _Paths) -> bool:
     """Whether this data dir's server answers at ``url``, not a stranger on a reused port."""
     client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0)
     try:
-        client.ping()
+        with contextlib.suppress(redis.ResponseError):
+            client.ping()  # MISCONF: its disk is full, but it answers (and reads work)
         return int(_info(client, "server")["process_id"]) == _read_pid(paths)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False  # BusyLoadingError (still loading the AOF) is a ConnectionError too
