@@ -5,6 +5,11 @@ server takes writes again. Every answer is compared with the reference model."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,3 +67,36 @@ def test_a_write_whose_flush_of_the_queue_fails_names_the_queue_and_loses_nothin
         admin.config_set("maxmemory", 0)
         st.drop()
         st.close()
+
+
+def test_a_tracker_of_a_process_whose_sigterm_exits_sends_its_queue(
+    embedded_url: str, namespace: str
+) -> None:
+    """docs/library.md: SIGTERM ends Python without its exit hooks; a process that makes it an
+    exit, as the docs show, sends what its tracker holds."""
+    events = batches(1, 300, seed=63)[0]
+    child = textwrap.dedent(
+        f"""
+        import signal, sys, time
+        import bitstat
+        from exactly import batches, schema
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        st = bitstat.connect({embedded_url!r}, namespace={namespace!r}, schema=schema())
+        t = st.tracker(batch_size=100_000, interval=3600)
+        for e in batches(1, 300, seed=63)[0]:
+            t.track(e)
+        print("queued", flush=True)
+        time.sleep(120)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    with subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, env=env
+    ) as process:
+        assert process.stdout is not None and process.stdout.readline() == "queued\n"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143
+    want = model()
+    want.track_many(events)
+    with bitstat.connect(embedded_url, namespace=namespace) as st:
+        same_answers(st, want)
