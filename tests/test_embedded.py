@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -230,6 +231,16 @@ def test_a_server_whose_disk_is_full_is_found_and_stopped(small_disk: Path) -> N
     client.close()
     assert embedded.stop(data_dir) is True
     assert embedded.status(data_dir) is None
+
+
+def test_a_full_disk_at_start_is_a_connection_error(small_disk: Path) -> None:
+    # the config could not be written: OSError's traceback, not bitstat's error
+    with open(small_disk / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"x" * 4096)
+    with pytest.raises(ConnectionError, match=r"cannot write the server's files.*No space left"):
+        embedded.ensure_server(small_disk / "data", timeout=10)
+    assert not (small_disk / "data" / "bitstat.url").exists()
 
 
 def test_start_failure_shows_the_server_log(data_dir: Path) -> None:

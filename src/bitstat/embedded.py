@@ -239,9 +239,15 @@ def _start(paths: _Paths, appendfsync: str, deadline: float) -> str:
         port = _free_port() if use_tcp else 0
         url = f"redis://127.0.0.1:{port}" if use_tcp else "unix://" + quote(str(paths.sock))
         config = _config(paths, appendfsync, port, use_tcp, tuning(binary))
-        paths.conf.write_text(config, encoding="utf-8")
-        # Written first, so a start interrupted by ^C is found and waited for, never doubled.
-        paths.url.write_text(url + "\n", encoding="utf-8")
+        try:
+            paths.conf.write_text(config, encoding="utf-8")
+            # Written first, so a start interrupted by ^C is found and waited for, never doubled.
+            paths.url.write_text(url + "\n", encoding="utf-8")
+        except OSError as exc:  # a full disk
+            _remove(paths.url)
+            raise ConnectionError(
+                f"cannot write the server's files in {paths.root}: {exc}"
+            ) from exc
         try:
             _launch(binary, paths, deadline)
             _wait_ready(url, paths, deadline)
