@@ -623,6 +623,42 @@ def test_the_browser_clients_requests(server: tuple[str, bitstat.Stats]) -> None
     assert wrong.status_code == 400 and wrong.json()["field"] == "type"
 
 
+def test_rudderstacks_javascript_sdk_sends_by_beacon(server: tuple[str, bitstat.Stats]) -> None:
+    """rudder-sdk-js with `useBeacon` posts `/beacon/v1/batch?writeKey=KEY`, a text/plain body
+    `{"batch": [...]}` whose messages carry their own sentAt, and no Authorization: it was a
+    404, and sendBeacon never tells the page that nothing was recorded."""
+    base, st = server
+    now = datetime.now(UTC)
+    fast = timedelta(hours=30)  # the visitor's clock
+    happened = datetime(2025, 11, 9, 20, tzinfo=UTC)
+    batch = [
+        {
+            "type": "track",
+            "event": "beacon-signup",
+            "anonymousId": f"rs-{n % 2}",
+            "messageId": f"rs-beacon-{n}",
+            "originalTimestamp": (happened + fast).isoformat(),
+            "sentAt": (now + fast).isoformat(),
+            "properties": {"plan": ["free", "pro"][n % 2]},
+        }
+        for n in range(3)
+    ]
+    for _ in range(2):  # sent again (the queue's retry): counted once
+        answer = httpx.post(
+            f"{base}/beacon/v1/batch?writeKey=key-1",
+            content=json.dumps({"batch": batch}).encode(),
+            headers={"Content-Type": "text/plain"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["rejected"] == []
+    day = "2025-11-09"  # the visitor's clock said the 11th
+    assert st.total("beacon-signup", day) == 3
+    assert st.unique("beacon-signup", day) == 2
+    assert st.counts("beacon-signup", "plan", day) == {"free": 2, "pro": 1}
+    wrong = httpx.post(f"{base}/beacon/v1/batch?writeKey=nope", json={"batch": batch})
+    assert wrong.status_code == 401 and wrong.json()["code"] == "unauthorized"
+
+
 def test_a_page_of_a_listed_origin_sends_as_analytics_js_does(
     embedded_url: str, namespace: str
 ) -> None:

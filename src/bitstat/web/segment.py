@@ -197,7 +197,8 @@ def _error(exc: IngestError) -> Response:
 
 
 def write_key(request: Request, body: Any) -> str | None:
-    """The write key: the user of Basic auth (`KEY:`), else `writeKey` in the body."""
+    """The write key: the user of Basic auth (`KEY:`), else `writeKey` in the body, else in
+    the query (RudderStack's beacon: `/beacon/v1/batch?writeKey=KEY`)."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "basic" and value:
         try:
@@ -208,7 +209,9 @@ def write_key(request: Request, body: Any) -> str | None:
             ) from None
         return user.partition(":")[0]
     key = body.get("writeKey") if isinstance(body, Mapping) else None
-    return key if isinstance(key, str) else None
+    if not isinstance(key, str):
+        key = request.query_params.get("writeKey")
+    return key
 
 
 def unauthorized(key: str | None, why: str | None = None) -> IngestError:
@@ -391,8 +394,10 @@ def routes(host: ingest.Host, keys: ingest.WriteKeys) -> tuple[list[Route], Any]
         return await handle(host, keys, checked, request, "track", shared=True)
 
     # /v1/import: the older name of /v1/batch; analytics.js (analytics-next) posts one message
-    # to /v1/ and the first letter of its type (/v1/t, /v1/p, ...) and batches to /v1/b
-    found = [route(None, path) for path in ("/v1/batch", "/v1/import", "/v1/b")]
+    # to /v1/ and the first letter of its type (/v1/t, /v1/p, ...) and batches to /v1/b;
+    # rudder-sdk-js with useBeacon posts its batches to /beacon/v1/batch
+    batches = ("/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch")
+    found = [route(None, path) for path in batches]
     found += [route(k, f"/v1/{k}") for k in TYPES if k != "track"]
     found += [route(k, f"/v1/{k[0]}") for k in TYPES]
     return found, track
