@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+import bitstat
 from bitstat import embedded
 from bitstat.errors import ConnectionError
 
@@ -265,6 +266,22 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert embedded.default_data_dir() == tmp_path / ".local" / "share" / "bitstat"
+
+
+def test_no_home_directory_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a container's arbitrary uid with HOME unset: pathlib's bare RuntimeError reached the caller
+    import pwd
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    for name in ("BITSTAT_DATA", "XDG_DATA_HOME", "HOME", "BITSTAT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(ConnectionError, match=r"no home directory.*set BITSTAT_DATA"):
+        bitstat.connect()
+    with pytest.raises(ConnectionError, match="no home directory"):
+        embedded.status()
 
 
 def test_find_server_binary_prefers_the_wheel() -> None:

@@ -66,7 +66,15 @@ def default_data_dir() -> Path:
         return Path(explicit).expanduser()
     if xdg := os.environ.get("XDG_DATA_HOME"):
         return Path(xdg).expanduser() / "bitstat"
-    return Path.home() / ".local" / "share" / "bitstat"
+    try:
+        home = Path.home()
+    except RuntimeError:  # no $HOME and no passwd entry: a container's arbitrary uid
+        raise ConnectionError(
+            "no home directory to keep the embedded server's data in ($HOME is not set and"
+            f" uid {os.getuid()} has no passwd entry): set BITSTAT_DATA (or pass data_dir),"
+            " or give a server URL"
+        ) from None
+    return home / ".local" / "share" / "bitstat"
 
 
 def find_server_binary() -> str:
