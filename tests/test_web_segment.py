@@ -659,6 +659,21 @@ def test_rudderstacks_javascript_sdk_sends_by_beacon(server: tuple[str, bitstat.
     assert wrong.status_code == 401 and wrong.json()["code"] == "unauthorized"
 
 
+def _preflight_allows(base: str, path: str, origin: str, asked: str) -> set[str]:
+    """The headers the server's answer to a browser's preflight of a POST allows."""
+    preflight = httpx.options(
+        f"{base}{path}",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": asked,
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == origin
+    return {h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")}
+
+
 def test_a_page_of_a_listed_origin_sends_as_analytics_js_does(
     embedded_url: str, namespace: str
 ) -> None:
@@ -670,21 +685,7 @@ def test_a_page_of_a_listed_origin_sends_as_analytics_js_does(
     asked = "authorization,content-type,x-retry-count"
     with running(config) as base:
         for path in ("/v1/t", "/v1/b"):
-            preflight = httpx.options(
-                f"{base}{path}",
-                headers={
-                    "Origin": shop,
-                    "Access-Control-Request-Method": "POST",
-                    "Access-Control-Request-Headers": asked,
-                },
-            )
-            assert preflight.status_code == 204
-            assert preflight.headers["access-control-allow-origin"] == shop
-            allowed = {
-                h.strip().lower()
-                for h in preflight.headers["access-control-allow-headers"].split(",")
-            }
-            assert set(asked.split(",")) <= allowed
+            assert set(asked.split(",")) <= _preflight_allows(base, path, shop, asked)
         message = {
             "type": "track",
             "event": "signup",
@@ -698,6 +699,42 @@ def test_a_page_of_a_listed_origin_sends_as_analytics_js_does(
             answer = _browser(base, "/v1/t", message, Origin=shop, **extra)
             assert answer.status_code == 200, answer.text
             assert answer.headers["access-control-allow-origin"] == shop
+    assert st.total("signup", "2025-11-09") == 1
+    st.drop()
+    st.close()
+
+
+def test_a_page_of_a_listed_origin_sends_as_rudderstacks_javascript_sdk_does(
+    embedded_url: str, namespace: str
+) -> None:
+    """rudder-sdk-js posts each message to /v1/<type> with Basic auth and an `AnonymousId`
+    header (base64 of the id): a preflight that did not allow that header made the browser
+    send nothing at all."""
+    shop = "https://shop.example"
+    st = bitstat.connect(embedded_url, namespace=namespace, schema=bitstat.Schema(ids="map"))
+    config = ServerConfig(url=embedded_url, write_keys={"wk_shop": namespace}, cors_origins=(shop,))
+    asked = "anonymousid,authorization,content-type"
+    with running(config) as base:
+        assert set(asked.split(",")) <= _preflight_allows(base, "/v1/track", shop, asked)
+        message = {
+            "type": "track",
+            "event": "signup",
+            "anonymousId": "rs-1",
+            "messageId": "rs-xhr-1",
+            "originalTimestamp": "2025-11-09T20:00:00Z",
+        }
+        answer = httpx.post(
+            f"{base}/v1/track",
+            json=message,
+            auth=("wk_shop", ""),
+            headers={
+                "Origin": shop,
+                "AnonymousId": base64.b64encode(b"rs-1").decode(),
+                "Content-Type": "application/json;charset=UTF-8",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["access-control-allow-origin"] == shop
     assert st.total("signup", "2025-11-09") == 1
     st.drop()
     st.close()

@@ -24,11 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ALLOW_METHODS = "GET, HEAD, POST, DELETE"
-# X-Retry-Count: analytics.js (analytics-next) sends it when it sends an event again; a
-# preflight that did not allow it would make the browser drop every retry
+# X-Retry-Count: analytics.js (analytics-next) sends it when it sends an event again;
+# AnonymousId: rudder-sdk-js sends it with every message. A preflight that did not allow them
+# would make the browser drop those requests
 ALLOW_HEADERS = (
     "Authorization, Content-Type, Content-Encoding, Idempotency-Key, X-Bitstat-Namespace,"
-    " X-Retry-Count"
+    " X-Retry-Count, AnonymousId"
 )
 PREFLIGHT_MAX_AGE = "600"
 DEFAULT_PORTS = {"http": 80, "https": 443}
