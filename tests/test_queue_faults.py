@@ -5,6 +5,7 @@ server takes writes again. Every answer is compared with the reference model."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,3 +101,36 @@ def test_a_tracker_of_a_process_whose_sigterm_exits_sends_its_queue(
     want.track_many(events)
     with bitstat.connect(embedded_url, namespace=namespace) as st:
         same_answers(st, want)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bitstat_ingest_refused_by_the_server_says_to_run_it_again_and_that_records_once(
+    full: tuple[Server, redis.Redis], tmp_path: Path, workers: int
+) -> None:
+    """The CLI's user is told what the CLI can do (run the command again), not the library's
+    batch id to send events under; the run again records every line once."""
+    server, admin = full
+    events = [e for batch in batches(4, 200, seed=65) for e in batch]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    st = bitstat.connect(server.url, namespace=f"t-{uuid.uuid4().hex[:8]}", schema=schema())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITSTAT_")}
+    command = [sys.executable, "-m", "bitstat", "--url", server.url, "--namespace", st.namespace]
+    command += ["ingest", str(path), "--batch-size", "200", "--no-progress", "-f", "json"]
+    command += ["--workers", str(workers)]
+    try:
+        admin.config_set("maxmemory", 1)  # full: every write refused
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "out of memory" in done.stderr
+        assert "run the same command again" in done.stderr, done.stderr
+        admin.config_set("maxmemory", 0)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["recorded"] == len(events)
+        want = model()
+        want.track_many(events)
+        same_answers(st, want)
+    finally:
+        admin.config_set("maxmemory", 0)
+        st.drop()
+        st.close()

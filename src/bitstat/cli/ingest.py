@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
+from ..errors import ConnectionError, ServerError
 from ..events import parse_batch
 from ..loads import LOAD_BATCH_TTL, progress_bar
 from ..periods import PERIODS
@@ -28,7 +29,7 @@ from . import output as cli_output
 from .files import Output
 from .ingest_batches import batches
 from .ingest_rejects import NONE, Rejections, Stop
-from .ingest_workers import Recorded, Workers, workers_option
+from .ingest_workers import RERUN, Recorded, Workers, workers_option
 from .output import count, ordinal, were
 from .read import (
     EPOCH_FORMATS,
@@ -403,6 +404,16 @@ def rerun_when_interrupted(ctx: click.Context) -> Iterator[None]:
         ctx.exit(EXIT_INTERRUPTED)
 
 
+@contextlib.contextmanager
+def rerun_when_refused() -> Iterator[None]:
+    """A server that failed the run (gone past the deadline, out of memory) ends it saying
+    what to do next: the library's words name a batch id and events a user never handled."""
+    try:
+        yield
+    except (ConnectionError, ServerError) as exc:
+        raise click.ClickException(f"{exc}\n{RERUN}") from exc
+
+
 @click.command(short_help="Record events from JSON lines, JSON or CSV files (gzip too).")
 @click.argument(
     "files",
@@ -564,6 +575,7 @@ def ingest(
     stderr = Console(stderr=True, highlight=False)
     with (
         rerun_when_interrupted(ctx),  # (left last: the workers stopped, the spool gone)
+        rerun_when_refused(),
         terminated_as_interrupted(),
         # opened first, before the files are read: a --rejects that cannot be written fails at once
         contextlib.nullcontext(None) if rejects is None else Output(rejects) as out,

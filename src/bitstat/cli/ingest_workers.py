@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..errors import BitstatError
+from ..errors import BitstatError, ConnectionError, ServerError
 from ..schema import Schema
 from .read import Decoder, FieldMap, raw_records
 
@@ -77,6 +77,13 @@ class Recorded:
     actors: int
     text_ids: int
     text_id: str | None
+
+
+# what a run that failed on the server leaves, for a user of the command, not of the library
+RERUN = (
+    "The batches recorded so far stay recorded: run the same command again, once the server"
+    " takes writes, to record the rest; nothing is recorded twice."
+)
 
 
 class WorkerFailed(Exception):
@@ -141,6 +148,8 @@ def record_batch(batch_id: str, kind: str, header: list[str] | None, raws: list[
                 raise WorkerFailed(f"batch {batch_id}: a record the reader took is refused")
             events.append(event)
         done = st.track_many(events, batch_id=batch_id)
+    except (ConnectionError, ServerError) as exc:
+        raise WorkerFailed(f"{exc}\n{RERUN}") from None
     except BitstatError as exc:
         raise WorkerFailed(str(exc)) from None
     return Recorded(
