@@ -47,6 +47,7 @@ from .schema import (
     compound,
     duration_text,
     expire_lengthened,
+    kept_for,
     normalise,
     read_stored,
     stored_text,
@@ -418,16 +419,7 @@ class Namespace(Queueing):
     def kept_for(self, period: str, label: str) -> int | None:
         """Seconds a bucket's keys live after it ends (None: for ever): the schema's expiry, or
         a shorter one in force when the bucket began (its keys were written with that)."""
-        ttl = self.schema.expire.get(period)
-        began: float | None = None
-        for changed, at, before in self.expire_changes:
-            if changed == period:
-                if began is None:
-                    start = periods.parse_label(label).start
-                    began = start.replace(tzinfo=self.schema.tz).timestamp()
-                if began < at and (ttl is None or before < ttl):
-                    ttl = before
-        return ttl
+        return kept_for(self.schema, self.expire_changes, period, label)
 
     def require_period(self, period: str, param: str = "period") -> None:
         if period not in self.schema.periods:

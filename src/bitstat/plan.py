@@ -27,7 +27,7 @@ from .keys import (
     metric_sum_field,
 )
 from .periods import expire_at
-from .schema import Schema
+from .schema import ExpireChange, Schema, kept_for
 from .writes import OR_MIN_BITS, Builder, Chunk, WritePlan, float_text
 
 # A row's group: its event code above these bits, its bucket base (an hour or day number,
@@ -51,16 +51,20 @@ def bucket_labels(base: int, chosen: tuple[str, ...]) -> dict[str, str]:
     return {p: every[p] for p in chosen}
 
 
-def live_labels(base: int, schema: Schema, now: float) -> dict[str, str]:
-    """`bucket_labels` without the periods whose bucket is already past its retention at `now`:
-    such a key would be deleted as soon as written, so it is not written."""
+def live_labels(
+    base: int, schema: Schema, now: float, changes: tuple[ExpireChange, ...] = ()
+) -> dict[str, str]:
+    """`bucket_labels` without the periods whose bucket is already past its retention at `now`
+    (`kept_for`, the expiry `changes` configure() made included): such a key would be deleted
+    as soon as written, or kept where no read looks, so it is not written."""
     every = bucket_labels(base, schema.periods)
-    if not schema.expire:
+    if not (schema.expire or changes):
         return every
     return {
         p: label
         for p, label in every.items()
-        if p not in schema.expire or expire_at(p, label, schema.timezone, schema.expire[p]) > now
+        if (ttl := kept_for(schema, changes, p, label)) is None
+        or expire_at(p, label, schema.timezone, ttl) > now
     }
 
 
@@ -141,6 +145,7 @@ def planning(
     note: str | None = None,
     bitmaps: Container[str] = (),
     marker: str | None = None,
+    expire_changes: tuple[ExpireChange, ...] = (),
 ) -> Planning:
     """The write plan of one checked batch, returned at the end of the generator.
 
@@ -157,6 +162,8 @@ def planning(
     keeps, handed back when the batch id is seen again. `bitmaps`: actor and value sets known
     to be bitmaps (a bitmap never becomes a set again), sent a bitmap alone. `marker`: the
     batch marker of a single server's call when not the batch's own (a part of the batch).
+    `expire_changes`: the stored schema's, which keep a bucket begun before a longer expiry
+    to the one it was begun under.
 
     Rows are grouped in plain Python by one integer per row, the event and its bucket
     (`event code << BUCKET_BITS | bucket base`), so one event costs little and a batch costs
@@ -170,6 +177,7 @@ def planning(
         sum_bound_of(cols) if sum_bound is None else sum_bound,
         bitmaps,
         marker if single else None,
+        expire_changes,
     )
     b.note = note
     n = len(cols)
@@ -186,14 +194,14 @@ def planning(
     def split(c: int) -> tuple[str, int]:
         return names[c >> BUCKET_BITS], c & BUCKET_MASK
 
-    if schema.expire:
+    if schema.expire or expire_changes:
         clock = time.time() if now is None else now
         live: dict[int, dict[str, str]] = {}
 
         def labels(bb: int) -> dict[str, str]:
             found = live.get(bb)
             if found is None:
-                found = live[bb] = live_labels(bb, schema, clock)
+                found = live[bb] = live_labels(bb, schema, clock, expire_changes)
             return found
 
     else:

@@ -648,6 +648,7 @@ class Recording:
                     # reports them, though the totals it would be checked against have moved on
                     note=note(overflow) if overflow else None,
                     bitmaps=self.bitmap_keys,
+                    expire_changes=self.expire_changes,
                 )
             )
 
@@ -832,6 +833,7 @@ class Recording:
                     note=note([r for r in overflow if r[0] in owned[k]]) if overflow else None,
                     bitmaps=self.bitmap_keys,
                     marker=self.keys.batch_part(batch_id, name),
+                    expire_changes=self.expire_changes,
                 )
             )
 
@@ -946,6 +948,7 @@ class Recording:
             now=time.time(),
             sum_bound=bound,
             bitmaps=self.bitmap_keys,
+            changes=self.expire_changes,
         )
         results = yield call(Transport.apply, plan.groups, ttl, self.bitmap_keys)
         if SUM_REFUSED in results:  # nothing written (the group with sums goes first)
@@ -983,7 +986,8 @@ class Recording:
         against the stored totals; totals under tags this batch has written already are left
         out (their stored value holds the batch's share)."""
         rows = sums.without_tags(
-            sums.row_targets(cols, self.schema, self.keys, clock), applied_tags
+            sums.row_targets(cols, self.schema, self.keys, clock, self.expire_changes),
+            applied_tags,
         )
         targets = list(dict.fromkeys(t for _, items in rows for t, *_ in items))
         stored = yield call(Transport.read_sums, targets)

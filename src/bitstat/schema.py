@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SchemaError
-from .periods import PERIODS
+from .periods import PERIODS, parse_label
 
 ID_MODES = ("int", "map")
 DEFAULT_MAX_ID = 2**32 - 1
@@ -424,6 +424,23 @@ def expire_lengthened(old: Schema, new: Schema, now: float) -> tuple[ExpireChang
         for period, ttl in sorted(old.expire.items())
         if period in new.periods and new.expire.get(period, ttl + 1) > ttl
     )
+
+
+def kept_for(
+    schema: Schema, changes: Iterable[ExpireChange], period: str, label: str
+) -> int | None:
+    """Seconds a bucket's keys live after it ends (None: for ever): the schema's expiry, or
+    a shorter one in force when the bucket began (its keys were written with that). Reads
+    and writes both judge a bucket by it, so no write keeps what no read would answer."""
+    ttl = schema.expire.get(period)
+    began: float | None = None
+    for changed, at, before in changes:
+        if changed == period:
+            if began is None:
+                began = parse_label(label).start.replace(tzinfo=schema.tz).timestamp()
+            if began < at and (ttl is None or before < ttl):
+                ttl = before
+    return ttl
 
 
 # (period, first day, last day): configure() added that period while the namespace held data

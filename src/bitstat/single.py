@@ -31,7 +31,7 @@ from .keys import (
 )
 from .periods import local_offset, real_wall
 from .plan import UNNUMBERED, bucket_labels, live_labels
-from .schema import Schema
+from .schema import ExpireChange, Schema
 from .writes import Builder, WritePlan, float_text
 
 MEMO_LIMIT = 4096  # key names remembered per namespace: a few hours of a few events' keys
@@ -91,22 +91,24 @@ def plan_one(
     sum_bound: float,
     note: str | None = None,
     bitmaps: Container[str] = (),
+    changes: tuple[ExpireChange, ...] = (),
 ) -> WritePlan:
     """`build_plan` of a batch of this one event: the same groups, ops and order.
 
     `offset`: the actor's bit offset (-1: none); `value_ids`: per `unique` rule (by its index
     in `one.specs`) the value's id, or UNNUMBERED for the write to number it; `memo`: key
     names remembered between calls (the namespace's)."""
-    if schema.expire:  # which periods are kept changes with the clock: nothing remembered
+    expiring = bool(schema.expire or changes)  # (`changes`: the stored schema's, kept_for)
+    if expiring:  # which periods are kept changes with the clock: nothing remembered
         memo = {}
     elif len(memo) > MEMO_LIMIT:
         memo.clear()
-    b = Builder(keys, schema, batch_id, single, sum_bound, bitmaps)
+    b = Builder(keys, schema, batch_id, single, sum_bound, bitmaps, changes=changes)
     b.note = note
     event, chosen = one.name, schema.periods
     hourly = "hour" in chosen
     bb = one.wall // (3600 if hourly else 86400)
-    labels = live_labels(bb, schema, now) if schema.expire else bucket_labels(bb, chosen)
+    labels = live_labels(bb, schema, now, changes) if expiring else bucket_labels(bb, chosen)
     # a family kept per day (Schema.hourly) has the labels of its day, the hour left out
     day_labels = {p: lb for p, lb in labels.items() if p != "hour"}
 

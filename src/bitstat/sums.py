@@ -16,7 +16,7 @@ from .errors import Reason
 from .events import Columns
 from .keys import Keys, member_text, metric_sum_field, tag_of
 from .plan import bucket_base, live_labels
-from .schema import Schema
+from .schema import ExpireChange, Schema
 
 LIMIT = 1e308  # below DBL_MAX (1.797e308), so adding in any order never reaches inf
 
@@ -30,7 +30,11 @@ class Target(NamedTuple):
 
 
 def row_targets(
-    cols: Columns, schema: Schema, keys: Keys, now: float
+    cols: Columns,
+    schema: Schema,
+    keys: Keys,
+    now: float,
+    changes: tuple[ExpireChange, ...] = (),
 ) -> list[tuple[int, list[tuple[Target, float, str, str]]]]:
     """Per row with a summed value: (row, [(target, value, property, bucket label)]), the same
     totals the write plan adds to."""
@@ -39,7 +43,7 @@ def row_targets(
     kept = schema.periods_of("sum")
 
     def labels(bb: int) -> list[str]:
-        return [lb for p, lb in live_labels(bb, schema, now).items() if p in kept]
+        return [lb for p, lb in live_labels(bb, schema, now, changes).items() if p in kept]
 
     out: list[tuple[int, list[tuple[Target, float, str, str]]]] = []
     for row in range(len(cols)):

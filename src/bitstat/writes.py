@@ -17,7 +17,7 @@ import numpy as np
 
 from .keys import Keys, value_bucket_of
 from .periods import expire_at
-from .schema import Schema
+from .schema import ExpireChange, Schema, kept_for
 
 OR_MIN_BITS = 32  # fewer bits are never worth a bitmap
 WITH_BITMAP = 16  # offsets from this many on also go as a bitmap, for targets that are bitmaps
@@ -71,8 +71,10 @@ class Builder:
         sum_bound: float,
         bitmaps: Container[str] = (),
         marker: str | None = None,
+        changes: tuple[ExpireChange, ...] = (),
     ) -> None:
         self.sum_bound = sum_bound
+        self.changes = changes  # the stored schema's expiry changes (`kept_for`)
         self.marker = marker  # the batch marker of a single server's call, if not the batch's
         self.bitmaps = bitmaps  # sets known to be bitmaps: sent a bitmap alone
         self.note: str | None = None
@@ -93,9 +95,9 @@ class Builder:
         return g
 
     def expire(self, g: Group, key: str, period: str, label: str) -> None:
-        if not self.schema.expire:
+        if not (self.schema.expire or self.changes):
             return
-        ttl = self.schema.expire.get(period)
+        ttl = kept_for(self.schema, self.changes, period, label)
         if ttl is not None:
             self.expiry[(g.tag, key)] = expire_at(period, label, self.schema.timezone, ttl)
 
@@ -167,7 +169,7 @@ class Builder:
         """Add actors (or value ids) to sets: offsets for sparse ones (the script keeps a small
         sparse set as a Redis set), else one OR-merged bitmap per payload."""
         g = self.group(tag)
-        expiring = bool(self.schema.expire)
+        expiring = bool(self.schema.expire or self.changes)
         # keys fed by the very same chunks (a day, its week, month, year) share one op
         shared: dict[tuple[int, ...], tuple[Offsets | Bitmap, list[int], list[str]]] = {}
         singles: list[int] = []  # (k, offset) pairs of sets given few offsets: one E op for all
