@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import bitstat
 from bitstat.aio import AsyncStore
@@ -171,3 +172,42 @@ def test_namespaces_noted_by_one_process_are_listed_by_another(embedded_url: str
                 await store.close()
 
     asyncio.run(run())
+
+
+def test_metrics_count_every_process_and_never_go_down(
+    served: tuple[subprocess.Popen[str], str, str],
+) -> None:
+    # the processes share the port, so a scrape reaches any one: each answered for itself,
+    # and successive scrapes went up and down (a counter 'reset' at each, to Prometheus)
+    _, base, _ = served
+    posts, recorded, rejected = 12, 0, 0
+    for n in range(posts):  # a connection each: both processes answer some
+        events = [{"event": "visit", "user": f"m-{n}-{i}"} for i in range(n + 1)]
+        events.append({"event": "visit"})  # no actor: rejected
+        answer = httpx.post(f"{base}/v1/track", json=events, timeout=60).json()
+        recorded += answer["recorded"]
+        rejected += len(answer["rejected"])
+    assert (recorded, rejected) == (78, 12)
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"{base}/metrics", timeout=60).text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def events(outcome: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return ("bitstat_events_total", (("outcome", outcome),))
+
+    posted = (("method", "POST"), ("route", "/v1/track"), ("status", "200"))
+    tracks = ("bitstat_http_requests_total", posted)
+    deadline = time.monotonic() + 60  # each process publishes its figures within a second
+    while scrape().get(events("recorded")) != recorded and time.monotonic() < deadline:
+        time.sleep(0.2)
+    started = {scrape()[("bitstat_process_start_time_seconds", ())] for _ in range(4)}
+    assert len(started) == 1
+    for _ in range(8):
+        got = scrape()
+        assert (got[events("recorded")], got[events("rejected")]) == (recorded, rejected)
+        assert got[tracks] == posts

@@ -8,6 +8,7 @@ import inspect
 import os
 import re
 import socket
+import tempfile
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -208,7 +209,13 @@ def _serve_in_processes(
 ) -> None:
     """uvicorn's supervisor: `workers` processes (spawned: each builds the app itself, from a
     picklable factory) serve the listening socket; it restarts one that dies and stops them
-    all on Ctrl-C or SIGTERM."""
+    all on Ctrl-C or SIGTERM. They publish their metrics to a directory of their own, so a
+    scrape, which reaches any one, answers for all."""
+    with tempfile.TemporaryDirectory(prefix="bitstat-metrics-") as shared:
+        _supervise(replace(config, metrics_dir=Path(shared)), sock, workers, level)
+
+
+def _supervise(config: ServerConfig, sock: socket.socket, workers: int, level: str) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 

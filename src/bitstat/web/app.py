@@ -86,7 +86,7 @@ class _State:
         self.planner: ThreadPoolExecutor | None = None
         self.read_token = config.read_token.encode() if config.read_token else None
         self.write_token = config.write_token.encode() if config.write_token else None
-        self.metrics = metrics.Metrics()
+        self.metrics = metrics.Metrics(config.metrics_dir)
         self.large_bodies = LargeBodies()
 
     async def stats(self, name: str | None) -> AsyncStats:
@@ -530,9 +530,11 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
             raise
         state.namespaces = Namespaces(state.store, config.namespace)
         state.planner = ThreadPoolExecutor(1, thread_name_prefix="bitstat-track")
+        publishing = asyncio.create_task(state.metrics.publishing())
         try:
             yield
         finally:
+            publishing.cancel()
             state.planner.shutdown(cancel_futures=True)
             await state.store.close()
 

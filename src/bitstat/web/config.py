@@ -46,6 +46,9 @@ class ServerConfig:
     # the browser origins (scheme://host[:port], or "*") whose pages may call the API: CORS
     # headers for them, and no writes from pages of any other; None: $BITSTAT_CORS_ORIGINS
     cors_origins: tuple[str, ...] | None = None
+    # `serve --workers N`: the directory where each process publishes its /metrics figures,
+    # so the one a scrape reaches answers for all; None: one process answers for itself
+    metrics_dir: Path | None = None
 
     def __post_init__(self) -> None:
         for side in ("read", "write"):

@@ -1,20 +1,26 @@
 """`GET /metrics`: the server's own health in Prometheus' text exposition format (0.0.4).
 
-Kept in the process (each worker of `serve --workers N` answers for itself, as Prometheus
-expects of one scrape target per process): requests by route and status with their durations,
+Kept in the process: requests by route and status with their durations,
 requests in flight, events recorded and rejected (the ingest rate is `rate()` of the counter),
 server errors and answers refused because Redis was unavailable, and Redis' latency, timed by a
 PING at each scrape. Written here rather than with prometheus_client: the format is a few
 lines, and the server needs no global registry.
+
+The N processes of `serve --workers N` share one port, so a scrape reaches any one of them:
+each publishes its figures to a file of a directory they share (`shared`), at most a second
+old, and the one scraped answers with the sum, so the counters never go down between scrapes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -28,6 +34,7 @@ from .auth import bearer_is
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PING_TIMEOUT = 2.0
+PUBLISH_EVERY = 1.0  # seconds: how stale another worker's figures may be in a scrape
 REQUEST_LABELS = ("method", "route", "status")
 Ping = Callable[[], Awaitable[Any]]
 
@@ -76,9 +83,10 @@ class Histogram:
 
 
 class Metrics:
-    """The counters of one server process."""
+    """The counters of one server process; `shared`: the directory the processes of
+    `serve --workers N` publish theirs to, each scrape answering for them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: Path | None = None) -> None:
         self.started = time.time()
         self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
         self.durations = Histogram()
@@ -86,11 +94,15 @@ class Metrics:
         self.events: dict[str, int] = defaultdict(int)  # "recorded" / "rejected" -> events
         self.redis_unavailable = 0
         self.server_errors = 0
+        self.shared = shared
+        self.changes = 0  # to publish only what changed
+        self.published = -1
 
     def recorded(self, recorded: int, rejected: int) -> None:
         """Events a request recorded and rejected (every ingest route calls this)."""
         self.events["recorded"] += recorded
         self.events["rejected"] += rejected
+        self.changes += 1
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, str(status))] += 1
@@ -99,9 +111,83 @@ class Metrics:
             self.redis_unavailable += 1
         elif status >= 500:
             self.server_errors += 1
+        self.changes += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "started": self.started,
+            "requests": [[*k, n] for k, n in self.requests.items()],
+            "durations": [
+                [[list(pair) for pair in labels], counts, self.durations.sums[labels]]
+                for labels, counts in self.durations.buckets.items()
+            ],
+            "in_flight": self.in_flight,
+            "events": dict(self.events),
+            "redis_unavailable": self.redis_unavailable,
+            "server_errors": self.server_errors,
+        }
+
+    def add(self, snapshot: dict[str, Any], running: bool) -> None:
+        """Count another process's published figures in (its requests in flight if it runs)."""
+        self.started = min(self.started, snapshot["started"])
+        for method, route, status, n in snapshot["requests"]:
+            self.requests[(method, route, status)] += n
+        for pairs, counts, total in snapshot["durations"]:
+            labels = tuple((k, v) for k, v in pairs)
+            mine = self.durations.buckets.setdefault(labels, [0] * (len(BUCKETS) + 1))
+            self.durations.buckets[labels] = [a + b for a, b in zip(mine, counts, strict=True)]
+            self.durations.sums[labels] += total
+        self.in_flight += snapshot["in_flight"] if running else 0
+        for outcome, n in snapshot["events"].items():
+            self.events[outcome] += n
+        self.redis_unavailable += snapshot["redis_unavailable"]
+        self.server_errors += snapshot["server_errors"]
+
+    def publish(self) -> None:
+        """Write this process's figures for the others (replacing the file, never half)."""
+        if self.shared is None or self.published == self.changes:
+            return
+        self.published = self.changes
+        mine = self.shared / f"{os.getpid()}.json"
+        part = mine.with_suffix(".part")
+        try:
+            part.write_text(json.dumps(self.snapshot()), encoding="utf-8")
+            os.replace(part, mine)
+        except OSError:  # a full /tmp: the scrapes show the figures last written
+            self.published = -1
+
+    async def publishing(self) -> None:
+        """Publish every PUBLISH_EVERY seconds what changed, until cancelled (then once more)."""
+        try:
+            while True:
+                await asyncio.sleep(PUBLISH_EVERY)
+                self.publish()
+        finally:
+            self.publish()
+
+    def combined(self) -> Metrics:
+        """Every process's figures: this one's now, the others' as last published. A process
+        that ended keeps its counts (its file stays), so a sum never goes down when one is
+        replaced; its requests in flight no longer count."""
+        if self.shared is None:
+            return self
+        self.changes += 1  # the in-flight gauge moves without a change
+        self.publish()
+        total = Metrics()
+        for file in self.shared.glob("*.json"):
+            try:
+                snapshot = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            total.add(snapshot, _running(snapshot["pid"]))
+        return total
 
     async def exposition(self, ping: Ping | None) -> str:
         """The text format, Redis pinged now (`ping` None: the server has not started)."""
+        return await self.combined().text(ping)
+
+    async def text(self, ping: Ping | None) -> str:
         up, latency = 0, float("nan")
         if ping is not None:
             began = time.perf_counter()
@@ -177,6 +263,16 @@ class Metrics:
             [f"bitstat_process_start_time_seconds {_number(self.started)}"],
         )
         return "\n".join(out) + "\n"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # runs, as another user
+    return True
 
 
 class MetricsMiddleware:
