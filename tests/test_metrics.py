@@ -141,6 +141,17 @@ def test_label_values_are_escaped() -> None:
     assert labels == {'a"b\\c\nd'}
 
 
+def test_unknown_methods_are_one_label_value(client: TestClient) -> None:
+    # each made-up method was a series of its own: a client could add them without end
+    for n in range(5):
+        assert client.request(f"PROBE{n}", "/v1/track").status_code == 405
+    assert client.request("DELETE", "/v1/track").status_code == 405
+    got = parse(client.get("/metrics").text)
+    assert got['bitstat_http_requests_total{method="other",route="other",status="405"}'] == 5
+    assert got['bitstat_http_requests_total{method="DELETE",route="other",status="405"}'] == 1
+    assert not [key for key in got if "PROBE" in key]
+
+
 def test_prometheus_own_parser_reads_the_exposition(client: TestClient) -> None:
     """prometheus_client's parser (the one Prometheus' Python tools use) reads every family
     with its type, and the figures agree with the line parser above."""

@@ -36,6 +36,10 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 PING_TIMEOUT = 2.0
 PUBLISH_EVERY = 1.0  # seconds: how stale another worker's figures may be in a scrape
 REQUEST_LABELS = ("method", "route", "status")
+# any other method is `other`: a client sending made-up ones must not add series without end
+METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+)
 Ping = Callable[[], Awaitable[Any]]
 
 
@@ -105,6 +109,7 @@ class Metrics:
         self.changes += 1
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
         self.requests[(method, route, str(status))] += 1
         self.durations.observe((("route", route),), seconds)
         if status == 503:
