@@ -246,6 +246,26 @@ def tag_of(key: str) -> str:
     return key[: key.index("}") + 1]
 
 
+# the families of keys kept per bucket, by their letter after the tag: a shard's actor sets
+# (the event's name, then the label) and an event's metrics, counts, sums, top values,
+# distinct values and HyperLogLogs (the label first)
+_BUCKET_FAMILIES = {"a": ("s", 3), "m": ("e", 2), "c": ("e", 2), "s": ("e", 2), "t": ("e", 2)}
+_BUCKET_FAMILIES |= {"u": ("e", 2), "h": ("e", 2)}
+
+
+def bucket_label(key: str) -> str | None:
+    """The label of the bucket (`2026-11`, `2026-W48`, ...) a key of one belongs to, None for
+    the namespace's other keys (escaped names hold no `:`, `{` or `}`)."""
+    if not key.startswith("{") or "}" not in key or is_temp(key):
+        return None
+    tag = tag_of(key)
+    inner, parts = tag[1:-1].split(":"), key[len(tag) :].split(":")
+    found = _BUCKET_FAMILIES.get(parts[1]) if len(parts) > 2 and len(inner) > 1 else None
+    if found is None or len(parts) <= found[1] or not inner[1].startswith(found[0]):
+        return None
+    return parts[found[1]]
+
+
 def metric_sum_field(prop: str) -> str:
     return f"s:{escape(prop)}"
 

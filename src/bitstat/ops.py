@@ -28,6 +28,7 @@ from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
     Keys,
+    bucket_label,
     encode_value,
     is_temp,
     member_value,
@@ -58,6 +59,7 @@ from .transport import Transport, call
 
 log = logging.getLogger("bitstat")
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
+EXPIRE_BATCH = 1000  # keys given their expiry per pipeline by configure()
 FAMILY_TEXT = {
     "count": "counts",
     "sum": "sums",
@@ -213,10 +215,37 @@ class Namespace(Queueing):
             yield call(Transport.set, self.keys.schema, stored_text(schema, changes, added))
         if text is None:
             yield from self.made_anew()
+        else:
+            yield from self.expire_written(current, schema, changes)
         self.schema, self.expire_changes, self.periods_added = schema, changes, added
         self.schema_read, self.schema_stored = time.monotonic(), True
         self.key_memo.clear()  # (the key names of another schema's periods)
         return True
+
+    def expire_written(
+        self, old: Schema, new: Schema, changes: tuple[ExpireChange, ...]
+    ) -> Op[None]:
+        """Give the keys already written of each period whose expiry `new` adds or shortens
+        the expiry it sets now (deleted at once when past it): they were written with none, or
+        a longer one, and no question reads them past it (a SCAN of the namespace's keys)."""
+        shorter = {
+            p for p, ttl in new.expire.items() if old.expire.get(p) is None or ttl < old.expire[p]
+        }
+        if not shorter:
+            return
+        pairs: list[tuple[bytes, int]] = []
+        for pattern in self.keys.patterns:
+            for key in (yield call(Transport.scan_keys, pattern)):
+                label = bucket_label(key.decode("utf-8", "surrogatepass"))
+                try:
+                    bucket = periods.parse_label(label) if label else None
+                except QueryError:  # (a foreign key named like a bucket's)
+                    continue
+                if label and bucket and bucket.period in shorter:
+                    ttl = kept_for(new, changes, bucket.period, label) or 0
+                    pairs.append((key, expire_at(bucket.period, label, new.timezone, ttl)))
+        for i in range(0, len(pairs), EXPIRE_BATCH):
+            yield call(Transport.expire_keys_at, pairs[i : i + EXPIRE_BATCH])
 
     def data_days(self, schema: Schema) -> Op[tuple[int, int] | None]:
         """The first and last day (numbers since 1970-01-01) the namespace holds data on, the

@@ -508,6 +508,16 @@ class Transport:
 
         yield Pipe(fill)
 
+    def expire_keys_at(self, pairs: Sequence[tuple[bytes, int]]) -> Request[None]:
+        """EXPIREAT of keys, in any slots, each at its own Unix time (one pipeline)."""
+        yield Doing(f"setting the expiry of {len(pairs)} keys")
+
+        def fill(pipe: Any) -> None:
+            for key, at in pairs:
+                pipe.expireat(key, at)
+
+        yield Pipe(fill)
+
     def mark_parts(self, key: str, ttl: int) -> Request[bytes | None]:
         """Mark a batch id as going in parts (`record.IN_PARTS`) for `ttl` seconds unless its
         marker is there: then what it holds (the same mark, its time renewed: it must outlive
