@@ -574,6 +574,31 @@ def test_url_is_taken_as_bitstat_connect_takes_it(
         client.close()
 
 
+def test_a_client_that_decodes_replies_reads_the_same(
+    server_url: str, prefixes: Callable[[str], str]
+) -> None:
+    """`client=` takes the application's own client, which often decodes replies to text
+    (decode_responses=True, RESP3 or not): query read the day's keys as bytes and raised
+    AttributeError ('str' object has no attribute 'decode')."""
+    prefix = prefixes("d")
+    spec = {"add": ["event"], "bmp": ["user"], "top": ["page"], "addv": ["n"]}
+    with Trk(server_url, key=prefix, map=spec, tz="UTC") as trk:
+        trk.record({"event": "e", "user": "u", "page": "/", "n": 3}, now=NOW)
+        expected = trk.query(NOW)
+    assert expected.find(f"addv/n:i/{DAY}") == {"sum": "3", "count": "1"}
+    cluster = server_url.startswith(servers.CLUSTER_SCHEME)
+    for protocol in (2, 3):
+        if cluster:
+            url = "redis://" + server_url.removeprefix(servers.CLUSTER_SCHEME)
+            client: Any = redis.RedisCluster.from_url(url, decode_responses=True, protocol=protocol)
+        else:
+            client = redis.Redis.from_url(server_url, decode_responses=True, protocol=protocol)
+        try:
+            assert Trk(client=client, key=prefix, tz="UTC").query(NOW) == expected, protocol
+        finally:
+            client.close()
+
+
 def test_a_cluster_needs_a_hash_tag_in_the_prefix(cluster_url: str) -> None:
     trk = Trk(cluster_url, key="tky", map={"add": ["event"]})
     with pytest.raises(LayoutError, match="hash tag"):

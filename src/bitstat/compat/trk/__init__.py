@@ -255,7 +255,7 @@ class Trk:
             jobs: dict[str, tuple[str, str]] = {}
             for listed in members:
                 for raw in listed:
-                    location = raw.decode("utf-8", "replace")
+                    location = _text(raw)  # (a client= may decode replies itself)
                     parsed = parse_location(self.key, location)
                     if parsed and parsed[1] not in ignore_jobs:
                         jobs.setdefault(location, parsed)
