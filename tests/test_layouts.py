@@ -4,6 +4,7 @@ and moved to the new layout as it is met again, never counted twice."""
 from __future__ import annotations
 
 import uuid
+import zlib
 from typing import Any
 
 import pytest
@@ -37,16 +38,23 @@ def to_one_hash(client: servers.Client, st: bitstat.Stats, ips: list[str]) -> st
     return old
 
 
+def recorded(url: str, ips: list[str]) -> tuple[bitstat.Stats, Model]:
+    """A new namespace holding visits from `ips`, and the model of it."""
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    st = bitstat.connect(url, namespace=ns, schema=bitstat.Schema(**SETTINGS))
+    model = Model(**SETTINGS)
+    events = visits(ips)
+    assert st.track_many(events).recorded == model.track_many(events)[0]
+    return st, model
+
+
 @pytest.mark.parametrize("batch", [5, 400], ids=["numbered-by-the-write", "numbered-first"])
 def test_value_ids_in_the_one_hash_of_before_are_found_and_moved(
     server_url: str, redis_client: servers.Client, batch: int
 ) -> None:
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    st = bitstat.connect(server_url, namespace=ns, schema=bitstat.Schema(**SETTINGS))
-    model = Model(**SETTINGS)
     first = [f"10.0.{i // 256}.{i % 256}" for i in range(batch)]
-    events = visits(first)
-    assert st.track_many(events).recorded == model.track_many(events)[0]
+    st, model = recorded(server_url, first)
+    ns = st.namespace
     old = to_one_hash(redis_client, st, first)
 
     # a new process (no ids remembered) sends old values again, and new ones
@@ -59,5 +67,49 @@ def test_value_ids_in_the_one_hash_of_before_are_found_and_moved(
         assert st.distinct("visit", "ip", lo) == model.distinct("visit", "ip", lo) == 2 * batch
     # the values met again moved to their buckets, with the ids they had
     assert redis_client.hlen(old) == batch - batch // 2
+    st.drop()
+    st.close()
+
+
+def to_4096_buckets(client: servers.Client, st: bitstat.Stats, ips: list[str]) -> int:
+    """Rewrite the value ids as bitstat of 2026-12-02 (a00de69) kept them: in 4,096 buckets
+    by CRC-32, so a value whose CRC has bit 11 set sits 2,048 buckets further on. How many
+    values moved."""
+    keys = Keys(st.namespace)
+    moved = 0
+    for ip in ips:
+        now = keys.value_bucket("visit", "ip", ip)
+        crc = zlib.crc32(ip.encode())
+        if crc & 2048:
+            found = client.hget(now, ip)
+            assert found is not None
+            client.hset(keys.value_buckets("visit", "ip") + str(crc % 4096), ip, found)
+            client.hdel(now, ip)
+            moved += 1
+    return moved
+
+
+@pytest.mark.parametrize("batch", [5, 400], ids=["numbered-by-the-write", "numbered-first"])
+def test_value_ids_in_the_4096_buckets_of_before_are_found_and_moved(
+    server_url: str, redis_client: servers.Client, batch: int
+) -> None:
+    """Before: a value of a namespace written with 4,096 value buckets, in one of the upper
+    2,048, was not found in its bucket of 2,048 and took a new id: counted twice by distinct
+    over a range holding both."""
+    first = [f"10.1.{i // 256}.{i % 256}" for i in range(batch)]
+    st, model = recorded(server_url, first)
+    ns = st.namespace
+    assert to_4096_buckets(redis_client, st, first) > 0
+
+    st.close()
+    st = bitstat.connect(server_url, namespace=ns)
+    again = first + [f"192.168.{i // 256}.{i % 256}" for i in range(batch)]
+    events = visits(again, hour=10)
+    assert st.track_many(events).recorded == model.track_many(events)[0]
+    for lo in (DAY, "2026-11"):
+        assert st.distinct("visit", "ip", lo) == model.distinct("visit", "ip", lo) == 2 * batch
+    # the values met again moved to their buckets of 2,048, with the ids they had
+    keys = Keys(ns)
+    assert all(redis_client.hget(keys.value_bucket("visit", "ip", ip), ip) for ip in first)
     st.drop()
     st.close()

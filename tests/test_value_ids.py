@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitstat import record
-from bitstat.keys import Keys, member_text
+from bitstat.keys import Keys, member_text, value_bucket_of
 from bitstat.record import looked_up, present_members, rows_by_code
 from bitstat.transport import values_call
 
@@ -98,4 +98,7 @@ def test_a_cluster_s_values_call_names_each_bucket_once() -> None:
     single_keys, single_args = values_call(*names, values)
     keys, args = values_call(*names, values, cluster=True)
     assert single_keys == keys[:2] == list(names[:2]) and args == single_args
-    assert keys[2:] == list(dict.fromkeys(k.value_bucket("e", "ip", v) for v in values))
+    buckets = dict.fromkeys(value_bucket_of(v) for v in values)
+    # and the bucket 2,048 further on of each, that namespaces with 4,096 buckets used
+    prefix = k.value_buckets("e", "ip")
+    assert keys[2:] == [f"{prefix}{b + up}" for b in buckets for up in (0, 2048)]

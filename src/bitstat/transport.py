@@ -26,7 +26,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from .calls import Call, Y
 from .errors import BitstatError, ServerError
-from .keys import register, set_bitmap, tag_of, value_bucket_of
+from .keys import VALUE_BUCKETS, register, set_bitmap, tag_of, value_bucket_of
 from .query import SCRATCH_TTL_MS, Program
 from .sums import Target
 from .writes import Group
@@ -218,11 +218,12 @@ def values_call(
     next_key: str, old_key: str, buckets: str, values: Sequence[str], cluster: bool = False
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of values.lua; on a cluster the values' buckets are named among the KEYS
-    too (the script names them itself on a single server)."""
+    too, and those 2,048 further on that it reads (the script names them itself on a single
+    server)."""
     numbers = array("H", map(value_bucket_of, values))
     keys = [next_key, old_key]
     if cluster:
-        keys += [f"{buckets}{b}" for b in dict.fromkeys(numbers)]
+        keys += [f"{buckets}{b + up}" for b in dict.fromkeys(numbers) for up in (0, VALUE_BUCKETS)]
     if sys.byteorder == "big":
         numbers.byteswap()  # (the script reads them little-endian)
     return keys, [buckets, numbers.tobytes(), *values]

@@ -521,9 +521,16 @@ while i <= n_argv do
           redis.call('HDEL', old, value)
         end
       end
-      if not id then
-        id = redis.call('INCR', counter) - 1
-        redis.call('HSET', bucket, value, id)
+      if not id then  -- the bucket 2,048 further on, of namespaces with 4,096 (values.lua)
+        local upper = prefix .. (int[ARGV[j + 1]] + 2048)
+        id = redis.call('HGET', upper, value)
+        if id then
+          redis.call('HSET', bucket, value, id)
+          redis.call('HDEL', upper, value)
+        else
+          id = redis.call('INCR', counter) - 1
+          redis.call('HSET', bucket, value, id)
+        end
       end
       ids[#ids + 1] = id
       high = math.max(high, tonumber(id))

@@ -12,10 +12,13 @@
 -- ARGV[3..] the values, distinct
 -- Returns their ids, in order. Ids are dense and never reused, so a value has the same id in
 -- every bucket and distinct counts over a range are one OR of the buckets' bitmaps. A value
--- found in the old hash moves to its bucket (same id). One INCRBY for all the new values.
+-- found in the old hash, or in the bucket 2,048 further on (namespaces written with 4,096
+-- buckets kept a value there when bit 11 of its CRC-32 is set), moves to its bucket (same id).
+-- One INCRBY for all the new values.
 -- (Ids are handed out in order within the call, so no id is skipped.)
 -- values left in the old hash: it is not touched once empty (deleted: on a cluster, a key
 -- gone while its slot moves is not local)
+local OLD_BUCKETS = 2048  -- how much further on the 4,096 buckets of before kept a value
 local legacy = redis.call('HLEN', KEYS[2])
 local first = tonumber(redis.call('GET', KEYS[1]) or '0')
 local next_id = first
@@ -48,7 +51,14 @@ for j = 1, n do
   if not id then
     -- most values asked for are new (the client remembers the others): one call for those
     if redis.call('HSETNX', bucket, value, next_id) == 1 then
-      id, next_id = next_id, next_id + 1
+      local upper = prefix .. (buckets[j] + OLD_BUCKETS)
+      id = redis.call('HGET', upper, value)
+      if id then
+        redis.call('HSET', bucket, value, id)
+        redis.call('HDEL', upper, value)
+      else
+        id, next_id = next_id, next_id + 1
+      end
     else
       id = redis.call('HGET', bucket, value)
     end
