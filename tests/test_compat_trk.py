@@ -309,6 +309,45 @@ def test_an_object_value_rejects_its_event_alone(
     assert trk.record_many([5, "text"], now=NOW).rejected[1][0] == 1  # type: ignore[list-item]
 
 
+def test_a_value_no_key_can_hold_rejects_its_event_alone(
+    trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    """A lone surrogate (not UTF-8 text) and an integer past 10**308 or of more digits than
+    Python writes raised UnicodeEncodeError, OverflowError or ValueError out of record_many,
+    which then wrote none of its batch; each rejects its own event now, naming the property."""
+    trk, prefix = trk_for(map={"add": ["event", "n", "event~n"], "addv": ["n"]}, tz="UTC")
+    big = 10**400  # past any float: its digits, exactly, and not summed (HINCRBY: 64 bits)
+    events = [
+        {"event": "ok", "n": 2},
+        {"event": "\ud800", "n": 1},
+        {"event": "big", "n": big},
+        {"event": "x", "n": 10**5000},
+        {"event": "y", "n": ["a", "\udfff"]},
+    ]
+    done = trk.record_many(events, now=NOW)
+    assert done.recorded == 2
+    assert [(i, r.split(":")[0]) for i, r in done.rejected] == [
+        (1, "field 'event'"),
+        (3, "field 'n'"),
+        (4, "field 'n'"),
+    ]
+    assert "lone surrogate" in done.rejected[0][1] and "4,300 digits" in done.rejected[1][1]
+    day = trk.query(NOW)
+    assert day.find(f"add/event/{DAY}") == {"ok": "1", "big": "1"}
+    assert day.find(f"add/n/{DAY}") == {"2": "1", str(big): "1"}
+    assert day.find(f"add/event~n/{DAY}") == {"ok~2": "1", f"big~{big}": "1"}
+    assert day.find(f"addv/n:i/{DAY}") == {"sum": "2", "count": "2"}
+    keys = scan(redis_client, prefix)
+    with pytest.raises(InvalidEvent, match="lone surrogate") as refused:
+        trk.record({"event": "e", "n": "\udc00"}, now=NOW)
+    assert refused.value.field == "n" and scan(redis_client, prefix) == keys
+    for bad in ({"key": "t\ud800"}, {"key": "t", "map": {"top": ["\ud800"]}}):
+        with pytest.raises(SchemaError, match="lone surrogate"):
+            Trk(**bad)  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="lone surrogate"):
+        Trk(key="t", map={"addv": [{"key": "c", "value": "\ud800"}]})
+
+
 def test_a_value_hincrby_refuses_is_counted_not_summed_and_said(
     trk_for: Callable[..., tuple[Trk, str]],
 ) -> None:

@@ -28,7 +28,7 @@ import redis.exceptions as rex
 from bitstat.errors import BitstatError, InvalidEvent, QueryError, SchemaError
 from bitstat.store import client_from_url, resolve_url, wrapped_errors
 
-from ._digest import Spec, Writes, digest
+from ._digest import Spec, Writes, check_text, digest
 from ._js import parse_int, plus
 from ._result import READERS, TrkResult, kept, parse_location, patterns
 
@@ -124,6 +124,7 @@ class Trk:
     ) -> None:
         if not isinstance(key, str) or not key:
             raise SchemaError(f"key (trk's prefix) must be a non-empty text, got {key!r}")
+        check_text("key (trk's prefix)", key)
         self.key = key
         self.spec = Spec.parse(map)
         self.zone = Zone(tz)

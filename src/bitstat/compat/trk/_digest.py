@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bitstat.errors import InvalidEvent, SchemaError
+from bitstat.events import unicode_problem
 
 from . import _js
 
@@ -75,6 +76,7 @@ def _names(kind: str, entries: Any) -> tuple[str, ...]:
     for entry in _entries(kind, entries):
         if not isinstance(entry, str) or not entry:
             raise SchemaError(f"trk map: {kind} entries are property names, got {entry!r}")
+        check_text(f"trk map: {kind} {entry!r}", entry)
         if entry.count(":") == 1:  # <type>:a:b parses as a two-part type, as bmp:i does
             raise SchemaError(
                 f"trk map: {kind} {entry!r} would be written but never read: trk's query takes "
@@ -84,13 +86,21 @@ def _names(kind: str, entries: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def check_text(what: str, text: str) -> None:
+    """SchemaError for a name no key can hold (a lone surrogate is not UTF-8 text)."""
+    if problem := unicode_problem(text):
+        raise SchemaError(f"{what} {problem}")
+
+
 def _addv_entry(entry: Any) -> tuple[str, str]:
     if isinstance(entry, str) and entry:
+        check_text(f"trk map: addv {entry!r}", entry)
         return entry, entry
     if isinstance(entry, Mapping):
         label = entry.get("key")
         value = entry["value"] if entry.get("value") is not None else entry.get("val")
         if isinstance(label, str) and label and isinstance(value, str) and value:
+            check_text(f"trk map: addv {entry!r}", label + value)
             return field_name(label), value
     raise SchemaError(
         f"trk map: addv entries are a property name or {{key, value}} names, got {entry!r}"
@@ -166,3 +176,5 @@ def _text(obj: Mapping[str, Any], name: str) -> str:
         raise InvalidEvent(
             "an object value cannot be recorded (trk wrote it as '[object Object]')", field=name
         ) from None
+    except _js.Unwritable as exc:
+        raise InvalidEvent(str(exc), field=name) from None

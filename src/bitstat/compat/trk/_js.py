@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ...events import js_number
+from ...events import digit_limit, int_text, js_number, unicode_problem
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -26,6 +26,10 @@ class ObjectValue(TypeError):
     """A value that is a mapping (a JavaScript object): trk wrote it as "[object Object]"."""
 
 
+class Unwritable(ValueError):
+    """A value that has no text Redis can be sent: its message says why."""
+
+
 def plain(value: Any) -> Any:
     """A numpy scalar (a pandas cell, say) as the Python value it holds: np.int64 is not an int,
     nor np.bool_ a bool. Anything else as it is."""
@@ -37,7 +41,9 @@ def truthy(value: Any) -> bool:
     value = plain(value)
     if value is None or isinstance(value, bool):
         return bool(value)
-    if isinstance(value, int | float):
+    if isinstance(value, int):  # (isnan would take it as a float: past 1e308, OverflowError)
+        return value != 0
+    if isinstance(value, float):
         return not (value == 0 or math.isnan(value))
     if isinstance(value, str):
         return value != ""
@@ -55,16 +61,22 @@ def number_text(value: float) -> str:
 
 def text(value: Any) -> str:
     """`String(value)` as trk's writes saw it. Mappings raise ObjectValue (JavaScript would say
-    "[object Object]" for every one of them alike)."""
+    "[object Object]" for every one of them alike); what Redis cannot be sent as text (a lone
+    surrogate, an integer of more digits than Python writes) raises Unwritable."""
     value = plain(value)
     if isinstance(value, str):
+        if problem := unicode_problem(value):
+            raise Unwritable(f"value {problem}")
         return value
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        digits = int_text(value)
+        if digits is None:
+            raise Unwritable(f"value is an integer of more than {digit_limit():,} digits")
+        return digits
     if isinstance(value, float):
         return number_text(value)
     if isinstance(value, Mapping):
