@@ -466,6 +466,35 @@ def test_times_and_days_as_texts_as_trk_took_them(
             trk.query_days(days, now=NOW)  # type: ignore[arg-type]
 
 
+def test_a_bad_time_names_its_argument_and_the_value_given(
+    trk_for: Callable[..., tuple[Trk, str]],
+) -> None:
+    """The errors said 'a time is unix seconds within years 1-9999, got nan' for now="2016-07-07"
+    (the text's Number(), not the text) and named no argument: query(min, max) left the caller
+    to guess which. A time past the zone's calendar raised OverflowError or ValueError."""
+    trk, prefix = trk_for(map={"add": ["event"]}, tz="UTC")
+    calls: list[tuple[Callable[[], Any], str, str]] = [
+        (lambda: trk.record({"event": "e"}, now="2016-07-07"), "now", "'2016-07-07'"),
+        (lambda: trk.record_many([{"event": "e"}], now=b"1"), "now", "b'1'"),
+        (lambda: trk.query("soon"), "min_ts", "'soon'"),
+        (lambda: trk.query(DAY_START, datetime), "max_ts", "datetime.datetime"),
+        (lambda: trk.query(DAY_START, 1e300), "max_ts", "1e+300"),
+        (lambda: trk.query_days(2, now=True), "now", "True"),
+        (lambda: trk.query_days("x", now=NOW), "n", "'x'"),
+        (lambda: trk.query(DAY_START * 1000), "min_ts", "milliseconds? trk took seconds"),
+    ]
+    for call, param, shown in calls:
+        with pytest.raises(QueryError) as refused:
+            call()
+        assert (refused.value.param, shown in str(refused.value)) == (param, True), str(refused)
+        assert str(refused.value).startswith(f"{param}: ")
+    east = Trk(key=prefix, tz="Pacific/Kiritimati")  # +14: the last second of 9999 is in 10000
+    for last in (253402300799, datetime(9999, 12, 31, 23, tzinfo=UTC)):
+        with pytest.raises(QueryError, match="years 1-9999") as refused:
+            east.query(DAY_START, last)
+        assert refused.value.param == "max_ts"
+
+
 def test_numpy_numbers_are_times_and_day_counts(trk_for: Callable[..., tuple[Trk, str]]) -> None:
     trk, _ = trk_for(map={"add": ["event"]}, tz="UTC")
     trk.record({"event": "e"}, now=np.int64(DAY_START + 5))

@@ -13,11 +13,12 @@ are trk's (see `_digest`). What differs from trk, and why, is listed in docs/trk
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from ._result import READERS, TrkResult, kept, parse_location, patterns
 
 __all__ = ["LayoutError", "Recorded", "Trk", "TrkResult"]
 
+# unix seconds of 10000-01-01: later (or as early before 1970) is past any date
+_MAX_SECONDS = 253402300800
 TOP_LIMIT = 250  # trk reads the first 250 members of a top sorted set
 SADD_CHUNK = 1000  # members per SADD op of the script (Lua's unpack has a limit)
 _SCRIPT = resources.files(__package__).joinpath("record.lua").read_text("utf-8")
@@ -65,38 +68,60 @@ class Zone:
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise SchemaError(f"tz: no time zone {tz!r}") from exc
 
-    def date_of(self, ts: float) -> date:
-        return datetime.fromtimestamp(ts, self.tz).date()
+    def date_of(self, when: Any, param: str) -> date:
+        """The local date of `when` (as `seconds` takes it); QueryError naming `param` when
+        `when` is no time, or has no date within years 1-9999 here."""
+        seconds = self.seconds(when, param)
+        try:
+            day = datetime.fromtimestamp(seconds, self.tz).date()
+            self.midnight(day)
+        except (ValueError, OverflowError, OSError):
+            raise QueryError(
+                f"{param}: {when!r} has no day within years 1-9999 in this zone", param=param
+            ) from None
+        return day
 
     def midnight(self, day: date) -> int:
         local = datetime(day.year, day.month, day.day, tzinfo=self.tz)
         return round(local.timestamp())
 
-    def seconds(self, when: Any) -> float:
+    def seconds(self, when: Any, param: str) -> float:
         """Unix seconds of `when`: a number (unix seconds, as trk) or its text, a datetime
-        (naive: a wall time in this zone) or a date (its local midnight); None is now."""
+        (naive: a wall time in this zone) or a date (its local midnight); None is now.
+        Anything else is a QueryError naming `param` and the value given."""
         if when is None:
             return time.time()
-        if isinstance(when, bool):
-            raise QueryError(f"a time is unix seconds or a datetime, got {when!r}")
-        if isinstance(when, str):  # trk's `min * 1000` took a text as JavaScript's Number()
-            when = plus(when)
-        if isinstance(when, numbers.Real):  # numpy's too: np.int64 is no int
+        # trk's `min * 1000` took a text as JavaScript's Number(); not a number's text: NaN
+        number = plus(when) if isinstance(when, str) else when
+        if isinstance(number, numbers.Real) and not isinstance(number, bool):
             try:
-                seconds = float(when)
-                datetime.fromtimestamp(seconds, UTC)
-            except (ValueError, OverflowError, OSError):
+                seconds = float(number)  # numpy's too: np.int64 is no int
+            except OverflowError:
+                seconds = math.inf
+            if math.isfinite(seconds) and abs(seconds) < _MAX_SECONDS:
+                return seconds
+            hint = " (milliseconds? trk took seconds)" if abs(seconds) < _MAX_SECONDS * 1000 else ""
+            if not math.isnan(seconds) or not isinstance(when, str):
                 raise QueryError(
-                    f"a time is unix seconds within years 1-9999, got {when!r}"
-                ) from None
-            return seconds
-        if isinstance(when, datetime):
-            if when.tzinfo is None and self.tz is not None:
-                when = when.replace(tzinfo=self.tz)
-            return float(when.timestamp())
-        if isinstance(when, date):
-            return float(self.midnight(when))
-        raise QueryError(f"a time is unix seconds or a datetime, got {when!r}")
+                    f"{param}: a time is unix seconds within years 1-9999, got {when!r}{hint}",
+                    param=param,
+                )
+        try:
+            if isinstance(when, datetime):
+                if when.tzinfo is None and self.tz is not None:
+                    when = when.replace(tzinfo=self.tz)
+                return float(when.timestamp())
+            if isinstance(when, date):
+                return float(self.midnight(when))
+        except (ValueError, OverflowError, OSError):
+            raise QueryError(
+                f"{param}: {when!r} is outside years 1-9999 in this zone", param=param
+            ) from None
+        raise QueryError(
+            f"{param}: a time is unix seconds (a number, or its text), a datetime or a date, "
+            f"got {when!r}",
+            param=param,
+        )
 
 
 class Trk:
@@ -166,7 +191,7 @@ class Trk:
 
     def day_of(self, now: Any = None) -> int:
         """trk's day bucket of `now`: the unix seconds of its local midnight."""
-        return self.zone.midnight(self.zone.date_of(self.zone.seconds(now)))
+        return self.zone.midnight(self.zone.date_of(now, "now"))
 
     # recording
     def record(self, obj: Mapping[str, Any], now: Any = None) -> Recorded:
@@ -244,8 +269,8 @@ class Trk:
         `<type>:<field>`, e.g. `"add:*"`, `"top:country~*"`; `ignore_jobs` leaves out whole
         types (`"bmp"`, ...). With `return_jobs`, only the list of keys that would be read.
         """
-        first = self.zone.date_of(self.zone.seconds(min_ts))
-        last = first if max_ts is None else self.zone.date_of(self.zone.seconds(max_ts))
+        first = self.zone.date_of(min_ts, "min_ts")
+        last = first if max_ts is None else self.zone.date_of(max_ts, "max_ts")
         dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         days = {str(self.zone.midnight(d)): d for d in dates}
         unknown = set(ignore_jobs) - set(READERS)
@@ -291,15 +316,15 @@ class Trk:
         the same as `-n`; 0 is no day at all). Takes `query`'s options."""
         days = plus(n) if isinstance(n, str) else n  # a text as trk's JavaScript took it
         if isinstance(days, bool) or not isinstance(days, numbers.Integral):
-            raise QueryError(f"query_days takes a whole number of days, got {n!r}")
+            raise QueryError(f"n: query_days takes a whole number of days, got {n!r}", param="n")
         days = int(days)  # timedelta takes no numpy integer
-        today = self.zone.date_of(self.zone.seconds(now))
+        today = self.zone.date_of(now, "now")
         if days == 0:
             return self.query(today + timedelta(days=1), today, **opt)
         try:
             first = today - timedelta(days=abs(days) - 1)
         except OverflowError:
-            raise QueryError(f"query_days: {n!r} days go past year 1") from None
+            raise QueryError(f"n: query_days({n!r}) goes past year 1", param="n") from None
         return self.query(first, today, **opt)
 
     def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
