@@ -748,6 +748,14 @@ def test_a_bad_map_is_refused() -> None:
         Trk(key="")
     with pytest.raises(SchemaError, match="Mars/Olympus"):
         Trk(key="t", tz="Mars/Olympus")
+    # a map that is no mapping raised ValueError from dict(); a tz of no zone was taken, and
+    # every call then raised TypeError from datetime
+    for bad_map in (["add", "event"], "add", [("add", ["event"])]):
+        with pytest.raises(SchemaError, match="trk map: a mapping of kinds"):
+            Trk(key="t", map=bad_map)  # type: ignore[arg-type]
+    for bad_tz in (5, b"UTC", 1.5):
+        with pytest.raises(SchemaError, match=r"^tz: a time zone's name"):
+            Trk(key="t", tz=bad_tz)  # type: ignore[arg-type]
 
 
 def test_javascript_value_semantics() -> None:

@@ -63,6 +63,8 @@ class Zone:
     """Where days start: local midnight in an IANA zone, or in this process's zone (None)."""
 
     def __init__(self, tz: str | tzinfo | None) -> None:
+        if tz is not None and not isinstance(tz, str | tzinfo):
+            raise SchemaError(f"tz: a time zone's name (or a tzinfo, or None), got {tz!r}")
         try:
             self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
         except (ZoneInfoNotFoundError, ValueError) as exc:

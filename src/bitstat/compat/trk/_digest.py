@@ -48,6 +48,8 @@ class Spec:
     @classmethod
     def parse(cls, map: Mapping[str, Any] | None) -> Spec:
         """Check and normalise trk's map: bmp, add, top: [names]; addv: [name or {key, value}]."""
+        if map is not None and not isinstance(map, Mapping):
+            raise SchemaError(f"trk map: a mapping of kinds ({', '.join(KINDS)}), got {map!r}")
         map = dict(map or {})
         unknown = sorted(set(map) - set(KINDS))
         if unknown:
