@@ -421,6 +421,14 @@ def test_filters_accept_allow_ignore_and_jobs(trk_for: Callable[..., tuple[Trk, 
     assert jobs == [f"{prefix}:{everything[3]}", f"{prefix}:{everything[4]}"]
     with pytest.raises(QueryError):
         trk.query(NOW, ignore_jobs=["nope"])
+    # one text is one type (it said "unknown type 'b'" for "bmp"), None is none (TypeError)
+    assert read(ignore_jobs="bmp") == read(ignore_jobs=["bmp"]) == everything[:2] + everything[3:]
+    assert read(ignore_jobs=None) == everything
+    # a glob that is no text raised AttributeError ('int' object has no attribute 'startswith')
+    for option, bad in (("accept", 5), ("allow", [None]), ("ignore", ["add:*", 3]), ("ignore", {})):
+        with pytest.raises(QueryError, match=f"^{option}: a text or a list of texts") as refused:
+            trk.query(NOW, **{option: bad})
+        assert refused.value.param == option
 
 
 def test_an_empty_filter_is_no_filter(trk_for: Callable[..., tuple[Trk, str]]) -> None:

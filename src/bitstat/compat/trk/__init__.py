@@ -260,7 +260,7 @@ class Trk:
         accept: str | Iterable[str] | None = None,
         allow: str | Iterable[str] | None = None,
         ignore: str | Iterable[str] | None = None,
-        ignore_jobs: Iterable[str] = (),
+        ignore_jobs: str | Iterable[str] | None = (),
         return_jobs: bool = False,
     ) -> Any:
         """trk's `query(min, max, opt)`: every recorded metric of every local day from the day
@@ -275,9 +275,16 @@ class Trk:
         last = first if max_ts is None else self.zone.date_of(max_ts, "max_ts")
         dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         days = {str(self.zone.midnight(d)): d for d in dates}
+        # accept, even "", wins over allow (trk then left allow unread)
+        accepted = patterns("accept", accept) if accept is not None else patterns("allow", allow)
+        ignored = patterns("ignore", ignore)
+        ignore_jobs = patterns("ignore_jobs", ignore_jobs)  # a text is one type, as globs are
         unknown = set(ignore_jobs) - set(READERS)
         if unknown:
-            raise QueryError(f"ignore_jobs: unknown type {sorted(unknown)[0]!r}")
+            raise QueryError(
+                f"ignore_jobs: unknown type {sorted(unknown)[0]!r} (types: {', '.join(READERS)})",
+                param="ignore_jobs",
+            )
         with wrapped_errors("trk query"):
             members = self._pipeline([("SMEMBERS", f"{self.key}:k:{d}") for d in days])
             jobs: dict[str, tuple[str, str]] = {}
@@ -287,8 +294,7 @@ class Trk:
                     parsed = parse_location(self.key, location)
                     if parsed and parsed[1] not in ignore_jobs:
                         jobs.setdefault(location, parsed)
-            accepted = patterns(accept if accept is not None else allow)
-            locations = sorted(kept(self.key, jobs, accepted, patterns(ignore)))
+            locations = sorted(kept(self.key, jobs, accepted, ignored))
             if return_jobs:
                 return locations
             values = self._pipeline([read_command(jobs[loc][1], loc) for loc in locations])

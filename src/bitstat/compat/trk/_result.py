@@ -33,12 +33,18 @@ def parse_location(prefix: str, location: str) -> tuple[str, str] | None:
     return day, kind[0]
 
 
-def patterns(value: str | Iterable[str] | None) -> list[str]:
-    """The globs of an `accept`, `allow` or `ignore` option; "" is none (trk skipped a filter
-    whose length is 0, and a text's length is its own)."""
+def patterns(option: str, value: str | Iterable[str] | None) -> list[str]:
+    """The texts of a query option (`accept`, `allow`, `ignore`: globs; `ignore_jobs`: types):
+    one text or a list of them; None or "" is none (trk skipped a filter whose length is 0,
+    and a text's length is its own). Anything else is a QueryError naming the option."""
     if value is None or value == "":
         return []
-    return [value] if isinstance(value, str) else list(value)
+    texts = [value] if isinstance(value, str) else value
+    if isinstance(texts, Iterable) and not isinstance(texts, bytes | Mapping):
+        texts = list(texts)
+        if all(isinstance(text, str) for text in texts):
+            return texts
+    raise QueryError(f"{option}: a text or a list of texts, got {value!r}", param=option)
 
 
 def kept(prefix: str, locations: Iterable[str], accept: list[str], ignore: list[str]) -> list[str]:
