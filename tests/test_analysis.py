@@ -319,6 +319,19 @@ def test_funnel_example(shop: bitstat.Stats) -> None:
     assert shop.funnel(["signup"], "2026-09", country="NL") == [("signup", 5)]
 
 
+def test_funnel_window_longer_than_the_data(shop: bitstat.Stats) -> None:
+    """A window longer than the data ("36500d": at any time after) answers as the longest the
+    data needs; one reaching past the year 9999 raised OverflowError (and one of 10**6 days
+    was planned day by day, for minutes)."""
+    steps = ["signup", "login", "buy"]
+    # 0-9 sign up on day 0; 0 2 4 6 8 log in on day 8, 0 3 6 9 on day 15; 0 buys on day 9
+    want = [("signup", 10), ("login", 7), ("buy", 1)]
+    assert shop.funnel(steps, "2026-W37", within="3w") == want
+    for within in ("36500d", 3_000_000, 10**30):
+        assert shop.funnel(steps, "2026-W37", within=within) == want
+    assert shop.funnel(["buy", "signup"], "2026-09", within=10**30) == [("buy", 4), ("signup", 0)]
+
+
 def test_stickiness_and_lifecycle_examples(shop: bitstat.Stats) -> None:
     assert shop.stickiness("login", day(8), day(15)) == {
         1: 8,

@@ -629,6 +629,14 @@ def funnel_program(
     return prog
 
 
+def _days_to_last(ns: Namespace, events: Sequence[str], day: datetime) -> Steps[int]:
+    """Days from `day` to the last day any of `events` was recorded on, both counted (at
+    least 1: none of them after `day`, or none recorded)."""
+    raw = yield call(Transport.hget_many, [(ns.keys.span_last, e) for e in events])
+    last = max((int(r) for r in raw if r is not None), default=-1)
+    return max(1, last - (day - _EPOCH) // _DAY + 1)
+
+
 def funnel(
     ns: Namespace,
     steps: Sequence[str],
@@ -650,6 +658,9 @@ def funnel(
     first = P.bucket_of("day", lo).start
     last = P.bucket_of("day", hi - timedelta(microseconds=1)).end
     starts = (last - first) // _DAY
+    # no later step was recorded after its last day: a longer window ("36500d" for "ever")
+    # is cut there, not planned day by day, nor past the last date a day can have
+    window = min(window, (yield from _days_to_last(ns, names[1:], first)))
     # (with a segment, step 1's days are the segment's: kept per day at least, or refused)
     days = _days(ns, first, last + (window - 1) * _DAY, "segment" if seg else None)
     prog = funnel_program(names, [labels for _, labels in days], starts, window, seg)
