@@ -309,6 +309,22 @@ def test_an_object_value_rejects_its_event_alone(
     assert trk.record_many([5, "text"], now=NOW).rejected[1][0] == 1  # type: ignore[list-item]
 
 
+def test_record_many_of_no_batch_is_refused_before_anything(
+    trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    """record_many(event) (one event, not a list of them) rejected each of its keys as 'an
+    event is a mapping of properties, got str' and returned, recording nothing, raising
+    nothing; a text was rejected letter by letter and None raised 'NoneType' object is not
+    iterable. Each is a TypeError saying what it takes."""
+    trk, prefix = trk_for(map={"add": ["event"]}, tz="UTC")
+    for bad in ({"event": "e"}, "event", b"event", None, 5):
+        with pytest.raises(TypeError, match="^record_many takes an iterable of events"):
+            trk.record_many(bad, now=NOW)  # type: ignore[arg-type]
+    assert scan(redis_client, prefix) == []
+    done = trk.record_many(({"event": e} for e in "ab"), now=NOW)  # a generator is a batch
+    assert done.recorded == 2 and trk.query(NOW).find(f"add/event/{DAY}") == {"a": "1", "b": "1"}
+
+
 def test_a_value_no_key_can_hold_rejects_its_event_alone(
     trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
 ) -> None:

@@ -211,6 +211,13 @@ class Trk:
         """Record a batch of event objects on the day of `now`, in one server call: the whole
         batch is written at once or, if the stored keys could not take it, not at all (an error
         names the key). An event that cannot be recorded is rejected alone, with the reason."""
+        # one event, text or None would be iterated as keys, letters or not at all
+        if isinstance(objs, Mapping | str | bytes) or not isinstance(objs, Iterable):
+            given = f"a {type(objs).__name__}" if objs is not None else "None"
+            raise TypeError(
+                f"record_many takes an iterable of events (mappings), not {given}: "
+                "pass a list of events, [] for none, or call record() for one"
+            )
         dkey, membership = self._day_keys(now)
         result = Recorded(0)
         batch = []
