@@ -318,7 +318,7 @@ def test_record_many_of_no_batch_is_refused_before_anything(
     iterable. Each is a TypeError saying what it takes."""
     trk, prefix = trk_for(map={"add": ["event"]}, tz="UTC")
     for bad in ({"event": "e"}, "event", b"event", None, 5):
-        with pytest.raises(TypeError, match="^record_many takes an iterable of events"):
+        with pytest.raises(TypeError, match=r"^record_many takes an iterable of events"):
             trk.record_many(bad, now=NOW)  # type: ignore[arg-type]
     assert scan(redis_client, prefix) == []
     done = trk.record_many(({"event": e} for e in "ab"), now=NOW)  # a generator is a batch
