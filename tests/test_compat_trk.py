@@ -330,7 +330,8 @@ def test_a_value_no_key_can_hold_rejects_its_event_alone(
 ) -> None:
     """A lone surrogate (not UTF-8 text) and an integer past 10**308 or of more digits than
     Python writes raised UnicodeEncodeError, OverflowError or ValueError out of record_many,
-    which then wrote none of its batch; each rejects its own event now, naming the property."""
+    which then wrote none of its batch; bytes were written as "b'...'". Each rejects its own
+    event now, naming the property."""
     trk, prefix = trk_for(map={"add": ["event", "n", "event~n"], "addv": ["n"]}, tz="UTC")
     big = 10**400  # past any float: its digits, exactly, and not summed (HINCRBY: 64 bits)
     events = [
@@ -339,6 +340,8 @@ def test_a_value_no_key_can_hold_rejects_its_event_alone(
         {"event": "big", "n": big},
         {"event": "x", "n": 10**5000},
         {"event": "y", "n": ["a", "\udfff"]},
+        {"event": "z", "n": b"7"},  # was written as "b'7'" (str() of bytes)
+        {"event": "z", "n": ["a", bytearray(b"b")]},
     ]
     done = trk.record_many(events, now=NOW)
     assert done.recorded == 2
@@ -346,7 +349,10 @@ def test_a_value_no_key_can_hold_rejects_its_event_alone(
         (1, "field 'event'"),
         (3, "field 'n'"),
         (4, "field 'n'"),
+        (5, "field 'n'"),
+        (6, "field 'n'"),
     ]
+    assert "decode it to text first" in done.rejected[3][1]
     assert "lone surrogate" in done.rejected[0][1] and "4,300 digits" in done.rejected[1][1]
     day = trk.query(NOW)
     assert day.find(f"add/event/{DAY}") == {"ok": "1", "big": "1"}

@@ -61,8 +61,8 @@ def number_text(value: float) -> str:
 
 def text(value: Any) -> str:
     """`String(value)` as trk's writes saw it. Mappings raise ObjectValue (JavaScript would say
-    "[object Object]" for every one of them alike); what Redis cannot be sent as text (a lone
-    surrogate, an integer of more digits than Python writes) raises Unwritable."""
+    "[object Object]" for every one of them alike); what has no text to send (a lone surrogate,
+    an integer of more digits than Python writes, bytes) raises Unwritable."""
     value = plain(value)
     if isinstance(value, str):
         if problem := unicode_problem(value):
@@ -81,6 +81,8 @@ def text(value: Any) -> str:
         return number_text(value)
     if isinstance(value, Mapping):
         raise ObjectValue("an object value")
+    if isinstance(value, bytes | bytearray | memoryview):  # str() would write "b'...'"
+        raise Unwritable("value is bytes: decode it to text first")
     if isinstance(value, list | tuple):  # Array.prototype.join: null and undefined are ""
         return ",".join("" if item is None else text(item) for item in value)
     return str(value)
