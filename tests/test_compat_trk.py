@@ -477,6 +477,17 @@ def test_find_forms_and_errors(trk_for: Callable[..., tuple[Trk, str]]) -> None:
     for bad in ("nope/x", "add", {"type": "add"}, 5):
         with pytest.raises(QueryError):
             result.find(bad)  # type: ignore[arg-type]
+    # a day that is no number raised TypeError from int(); a falsy one (trk's `if opt.day`) is
+    # every day, where it read as day "0"; any number is its JavaScript text, obj[day]
+    for bad_day in ([DAY_START], {"day": 1}, True, date(2016, 7, 7)):
+        with pytest.raises(QueryError, match="a day is the unix seconds"):
+            result.find({"type": "add", "key": "country~event", "day": bad_day})
+    every_day = result.find("add/country~event")
+    for falsy in (0, "", 0.0, None):
+        assert result.find({"type": "add", "key": "country~event", "day": falsy}) == every_day
+    for one in (float(DAY_START), np.int64(DAY_START)):
+        assert result.find({"type": "add", "key": "country~event", "day": one}) == {"US~e": "1"}
+    assert result.find({"type": "add", "key": "country~event", "day": DAY_START + 0.5}) is None
 
 
 def test_times_and_days_as_texts_as_trk_took_them(

@@ -3,6 +3,7 @@ day's keys a query reads (trk's location parsing and its accept/ignore globs). P
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -134,6 +135,11 @@ def _find_args(arg: str | Mapping[str, Any], merge: bool) -> tuple[str, str, str
         raise QueryError(f"find: type must be one of {', '.join(EMPTY)}, got {kind!r}")
     if not isinstance(key, str) or not key:
         raise QueryError(f"find: a key is needed, as in {kind}/country, got {arg!r}")
-    if day is not None and not isinstance(day, str):
-        day = str(int(day))
-    return kind, field_name(key), day or None, merge
+    if isinstance(day, bool) or not isinstance(day, str | numbers.Real | None):
+        raise QueryError(
+            f"find: a day is the unix seconds of its local midnight (a key of the result's "
+            f"days), got {day!r}"
+        )
+    if not _js.truthy(day):  # trk's `if opt.day`: 0 or "" is every day
+        return kind, field_name(key), None, merge
+    return kind, field_name(key), _js.text(day), merge  # JavaScript's obj[day]: String(day)
