@@ -18,6 +18,7 @@ import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -330,8 +331,9 @@ def test_a_value_no_key_can_hold_rejects_its_event_alone(
 ) -> None:
     """A lone surrogate (not UTF-8 text) and an integer past 10**308 or of more digits than
     Python writes raised UnicodeEncodeError, OverflowError or ValueError out of record_many,
-    which then wrote none of its batch; bytes were written as "b'...'". Each rejects its own
-    event now, naming the property."""
+    which then wrote none of its batch; bytes were written as "b'...'", a set in hash order
+    (which differs per process) and a plain object as '<object object at 0x...>'. Each rejects
+    its own event now, naming the property."""
     trk, prefix = trk_for(map={"add": ["event", "n", "event~n"], "addv": ["n"]}, tz="UTC")
     big = 10**400  # past any float: its digits, exactly, and not summed (HINCRBY: 64 bits)
     events = [
@@ -342,22 +344,29 @@ def test_a_value_no_key_can_hold_rejects_its_event_alone(
         {"event": "y", "n": ["a", "\udfff"]},
         {"event": "z", "n": b"7"},  # was written as "b'7'" (str() of bytes)
         {"event": "z", "n": ["a", bytearray(b"b")]},
+        {"event": "s", "n": {"b", "a"}},  # was "{'b', 'a'}" or "{'a', 'b'}" by hash seed
+        {"event": "o", "n": object()},  # was '<object object at 0x7f...>'
+        {"event": "u", "n": uuid.UUID(int=7)},  # a value with a text of its own keeps it
     ]
     done = trk.record_many(events, now=NOW)
-    assert done.recorded == 2
+    assert done.recorded == 3
     assert [(i, r.split(":")[0]) for i, r in done.rejected] == [
         (1, "field 'event'"),
         (3, "field 'n'"),
         (4, "field 'n'"),
         (5, "field 'n'"),
         (6, "field 'n'"),
+        (7, "field 'n'"),
+        (8, "field 'n'"),
     ]
     assert "decode it to text first" in done.rejected[3][1]
+    assert "pass a list" in done.rejected[5][1] and "object value" in done.rejected[6][1]
     assert "lone surrogate" in done.rejected[0][1] and "4,300 digits" in done.rejected[1][1]
     day = trk.query(NOW)
-    assert day.find(f"add/event/{DAY}") == {"ok": "1", "big": "1"}
-    assert day.find(f"add/n/{DAY}") == {"2": "1", str(big): "1"}
-    assert day.find(f"add/event~n/{DAY}") == {"ok~2": "1", f"big~{big}": "1"}
+    uid = str(uuid.UUID(int=7))
+    assert day.find(f"add/event/{DAY}") == {"ok": "1", "big": "1", "u": "1"}
+    assert day.find(f"add/n/{DAY}") == {"2": "1", str(big): "1", uid: "1"}
+    assert day.find(f"add/event~n/{DAY}") == {"ok~2": "1", f"big~{big}": "1", f"u~{uid}": "1"}
     assert day.find(f"addv/n:i/{DAY}") == {"sum": "2", "count": "2"}
     keys = scan(redis_client, prefix)
     with pytest.raises(InvalidEvent, match="lone surrogate") as refused:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,12 @@ def text(value: Any) -> str:
         raise Unwritable("value is bytes: decode it to text first")
     if isinstance(value, list | tuple):  # Array.prototype.join: null and undefined are ""
         return ",".join("" if item is None else text(item) for item in value)
-    return str(value)
+    if isinstance(value, AbstractSet):  # str() follows hash order, which differs per process
+        raise Unwritable("value is a set, which has no order to write it in: pass a list")
+    written = str(value)
+    if written == object.__repr__(value):  # no text of its own: '<... object at 0x...>'
+        raise ObjectValue("an object value")
+    return written
 
 
 def is_nan(value: Any) -> bool:
