@@ -14,8 +14,8 @@ A target is `kind:event`, or `kind:event:property` for a property's values: `uni
 `stickiness:login`, `lifecycle:login`; `funnel:visit,signup,purchase` and
 `retention:signup:purchase` (first event, return event). A target's `payload` (or `data`) may
 set `namespace`, `by` (the series bucket: hour, day, week, month, year), `where`
-(`{"country": "NL"}`: unique, stickiness, funnel and retention targets only), `limit`, `within`,
-`period`, `periods`, `kind`, `steps`, `event`, `prop`.
+(`{"country": "NL"}`: unique, stickiness, funnel, retention and lifecycle targets only),
+`limit`, `within`, `period`, `periods`, `kind`, `steps`, `event`, `prop`.
 A target without a `namespace` (and /search, /metrics without one in their body's `payload`)
 takes the `X-Bitstat-Namespace` header's or `?namespace=`.
 """
@@ -48,8 +48,8 @@ MAX_POINTS = E.MAX_SERIES_POINTS
 MAX_BODY = 1024 * 1024  # a request of the plugins is a few KB
 KINDS = ("unique", "total", "counts", "sums", "top", "stickiness", "lifecycle")
 # the kinds a segment filter narrows, as in the library (which keeps no segment of event totals
-# or property tallies, and takes none for a lifecycle)
-SEGMENTED = ("unique", "stickiness", "funnel", "retention")
+# or property tallies)
+SEGMENTED = ("unique", "stickiness", "funnel", "retention", "lifecycle")
 _SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400, "year": 365 * 86400}
 Stats = Callable[[str | None], Awaitable[AsyncStats]]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -254,7 +254,7 @@ async def answer(
         raise GrafanaError(400, f"`period` {period!r}: one of {', '.join(_SECONDS)}")
     first = P.bucket_of(period, wall_lo)
     n = max(1, len(P.buckets_between(period, first.start, wall_hi + timedelta(microseconds=1))))
-    life = await stats.lifecycle(q["event"], first.start, n, period)
+    life = await stats.lifecycle(q["event"], first.start, n, period, **where)
     if not series:
         return [table(life, stats)]
     return [
