@@ -717,6 +717,38 @@ def test_a_client_that_decodes_replies_reads_the_same(
             client.close()
 
 
+def test_trks_own_options_object_is_taken_as_trk_took_it(
+    server_url: str, prefixes: Callable[[str], str], redis_client: servers.Client
+) -> None:
+    """Code moved from node passes trk's one options object, `new Metrics({redis, key, map})`.
+    It was taken as the URL: the Trk kept prefix "tky" and no map, so record() wrote nothing and
+    answered recorded=1, and the first query raised TypeError (unhashable type: 'dict')."""
+    prefix = prefixes("o")
+    client = servers.client_for(server_url)
+    try:
+        trk = Trk({"redis": client, "key": prefix, "map": {"add": ["event"]}}, tz="UTC")
+        assert trk.record({"event": "e"}, now=NOW).recorded == 1
+        assert scan(redis_client, prefix) == [f"{prefix}:{DAY}:add:event", f"{prefix}:k:{DAY}"]
+        # `prefix` for `key`, `client` for `redis` (or a URL), `memcached` unused, as in trk
+        same = Trk({"client": client, "prefix": prefix, "memcached": object()}, tz="UTC")
+        assert same.query(NOW).find(f"add/event/{DAY}") == {"e": "1"}
+        if not server_url.startswith(servers.CLUSTER_SCHEME):
+            by_url = Trk({"redis": server_url, "key": prefix}, tz="UTC")
+            assert by_url.query(NOW).find(f"add/event/{DAY}") == {"e": "1"}
+            by_url.close()
+        assert Trk({"redis": client}).key == "metrics"  # trk's default prefix, in trk's form
+    finally:
+        client.close()
+    for bad, says in (
+        ({"kee": "x"}, "'kee' is none of trk's options"),
+        (5, "url: a server's URL, trk's options or None, got 5"),
+    ):
+        with pytest.raises(SchemaError, match=says):
+            Trk(bad)  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="in trk's options or as arguments"):
+        Trk({"key": "x"}, key="y")
+
+
 def test_a_cluster_needs_a_hash_tag_in_the_prefix(cluster_url: str) -> None:
     trk = Trk(cluster_url, key="tky", map={"add": ["event"]})
     with pytest.raises(LayoutError, match="hash tag"):

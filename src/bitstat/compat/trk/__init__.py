@@ -37,6 +37,7 @@ __all__ = ["LayoutError", "Recorded", "Trk", "TrkResult"]
 
 # unix seconds of 10000-01-01: later (or as early before 1970) is past any date
 _MAX_SECONDS = 253402300800
+TRK_OPTIONS = ("redis", "client", "key", "prefix", "map", "memcached")
 TOP_LIMIT = 250  # trk reads the first 250 members of a top sorted set
 SADD_CHUNK = 1000  # members per SADD op of the script (Lua's unpack has a limit)
 _SCRIPT = resources.files(__package__).joinpath("record.lua").read_text("utf-8")
@@ -135,13 +136,14 @@ class Trk:
     day's keys share a slot). `map` is trk's map: `bmp`, `add`, `top` (property names, compound
     ones joined with `~`) and `addv` (a name, or `{"key": label, "value": name}`). `tz` is the
     zone whose local midnight starts a day (None: this process's zone, as trk used).
-    Nothing connects until the first call.
+    trk's own options object is taken too: `Trk({"redis": client, "key": ..., "map": ...})`
+    (`key` then defaults to trk's "metrics"). Nothing connects until the first call.
     """
 
     def __init__(
         self,
-        url: str | None = None,
-        key: str = "tky",
+        url: str | Mapping[str, Any] | None = None,
+        key: str | None = None,
         map: Mapping[str, Any] | None = None,
         tz: str | tzinfo | None = None,
         *,
@@ -149,6 +151,13 @@ class Trk:
         data_dir: str | Path | None = None,
         timeout: float | None = None,
     ) -> None:
+        if isinstance(url, Mapping):  # trk's own form: new Metrics({redis, key, map})
+            if key is not None or map is not None or client is not None:
+                raise SchemaError("Trk: give key, map and client in trk's options or as arguments")
+            url, key, map, client = trk_options(url)
+        elif url is not None and not isinstance(url, str):
+            raise SchemaError(f"url: a server's URL, trk's options or None, got {url!r}")
+        key = "tky" if key is None else key
         if not isinstance(key, str) or not key:
             raise SchemaError(f"key (trk's prefix) must be a non-empty text, got {key!r}")
         check_text("key (trk's prefix)", key)
@@ -349,6 +358,25 @@ class Trk:
         for command in commands:
             pipe.execute_command(*command)
         return list(pipe.execute())
+
+
+def trk_options(opt: Mapping[str, Any]) -> tuple[str | None, str, Any, Any]:
+    """(url, key, map, client) of trk's constructor object, read as trk read it: `redis` (or
+    `client`; here also a URL), `key` (or `prefix`, else trk's "metrics"), `map`; `memcached`
+    is left unused (nothing is cached)."""
+    unknown = sorted(set(opt) - set(TRK_OPTIONS), key=str)
+    if unknown:
+        raise SchemaError(
+            f"Trk: {unknown[0]!r} is none of trk's options ({', '.join(TRK_OPTIONS)})"
+        )
+
+    def given(*names: str) -> Any:  # CoffeeScript's `a ? b`: the first that is not null
+        return next((opt[n] for n in names if opt.get(n) is not None), None)
+
+    redis = given("redis", "client")
+    key = given("key", "prefix")
+    url = redis if isinstance(redis, str) else None
+    return url, "metrics" if key is None else key, opt.get("map"), None if url else redis
 
 
 def has_hash_tag(prefix: str) -> bool:
