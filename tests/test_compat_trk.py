@@ -310,6 +310,22 @@ def test_an_object_value_rejects_its_event_alone(
     assert trk.record_many([5, "text"], now=NOW).rejected[1][0] == 1  # type: ignore[list-item]
 
 
+def test_recording_without_a_map_is_refused(
+    trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    """trk records nothing without a map ("recording requires a map configuration"); the
+    drop-in wrote nothing too but answered recorded=1, so a reader's Trk (no map) used to
+    record lost every event without a word."""
+    for spec in (None, {}, {"add": [], "addv": []}):
+        trk, prefix = trk_for(map=spec, tz="UTC")
+        with pytest.raises(SchemaError, match="no map"):
+            trk.record({"event": "e"}, now=NOW)
+        with pytest.raises(SchemaError, match="no map"):
+            trk.record_many([{"event": "e"}], now=NOW)
+        assert scan(redis_client, prefix) == []
+        assert trk.query(NOW).find(f"add/event/{DAY}") is None  # it still queries
+
+
 def test_record_many_of_no_batch_is_refused_before_anything(
     trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
 ) -> None:

@@ -243,6 +243,11 @@ class Trk:
         return result
 
     def _day_keys(self, now: Any) -> tuple[str, str]:
+        if self.spec == Spec():  # trk recorded nothing then, and said nothing
+            raise SchemaError(
+                "this Trk has no map, and records nothing without one: give map= (bmp, add, "
+                "top, addv); a Trk that only queries needs none"
+            )
         day = self.day_of(now)
         return f"{self.key}:{day}", f"{self.key}:k:{day}"
 
