@@ -61,9 +61,10 @@ def number_text(value: float) -> str:
 
 
 def text(value: Any) -> str:
-    """`String(value)` as trk's writes saw it. Mappings raise ObjectValue (JavaScript would say
-    "[object Object]" for every one of them alike); what has no text to send (a lone surrogate,
-    an integer of more digits than Python writes, bytes) raises Unwritable."""
+    """`String(value)` as trk's writes saw it. Mappings, and objects with no text of their
+    own, raise ObjectValue (JavaScript would say "[object Object]" for every one of them
+    alike); what has no one text to send (a lone surrogate, an integer of more digits than
+    Python writes, bytes, a set) raises Unwritable."""
     value = plain(value)
     if isinstance(value, str):
         if problem := unicode_problem(value):
