@@ -18,10 +18,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import hiredis
 import redis.asyncio as aredis
 import redis.exceptions as rex
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
 from .actors import ActorQuery, SetAlgebra
-from .calls import Call, Driver, Emit
-from .clusters import AsyncCluster, every_master_async
+from .calls import Call, Driver, Emit, Links
+from .clusters import AsyncCluster, every_master_async, on_every_connection
 from .ops import check_name
 from .query import Expr
 from .signatures import takes_arguments_of
@@ -75,14 +77,20 @@ class _PackedInC:
             raise rex.DataError(str(exc)) from exc
 
 
+# (as the blocking store's NO_RETRY: a call is not sent again on a connection made again)
+NO_RETRY_ASYNC = AsyncRetry(NoBackoff(), 0)
+
+
 def _packed_in_c(cls: type[Any]) -> type[Any]:
     """`cls`, a redis.asyncio connection class, with `_PackedInC`'s packing."""
     return type(f"PackedInC{cls.__name__}", (_PackedInC, cls), {})
 
 
-def _client(url: str, timeout: float | None) -> Any:
-    """A redis.asyncio client whose connections pack commands in C."""
-    client = aredis.Redis.from_url(url, **timeouts(url, timeout))
+def _client(url: str, timeout: float | None, links: Links) -> Any:
+    """A redis.asyncio client whose connections pack commands in C, counted by `links`."""
+    options = timeouts(url, timeout)
+    options.update(redis_connect_func=links.counting_async, retry=NO_RETRY_ASYNC)
+    client = aredis.Redis.from_url(url, **options)
     pool = client.connection_pool
     pool.connection_class = _packed_in_c(pool.connection_class)
     return client
@@ -99,6 +107,7 @@ class AsyncStore:
         self.io = Transport(cluster, replicas, read_timeout)
         self.nodes: dict[str, Any] = {}  # a plain client per cluster node, for replicated writes
         self.node_options: dict[str, Any] = {}
+        self.links = Links()  # (from_url's counts the connections its client makes)
 
     @classmethod
     async def from_url(
@@ -108,14 +117,18 @@ class AsyncStore:
         address = cluster_address(url)
         limits = timeouts(url, timeout)
         read_timeout = limits["socket_timeout"]
+        links = Links()
         if address is not None:  # (its nodes' connection class is not the caller's to choose)
             # credentials and TLS options, not the address: every node has its own
             options = {**limits}
             options.update((k, v) for k, v in address.items() if k not in ("host", "port"))
-            store = cls(AsyncCluster(**address, **limits), True, replicas, read_timeout)
+            client = AsyncCluster(**address, **limits)
+            on_every_connection(client, links.counting_async)
+            store = cls(client, True, replicas, read_timeout)
             store.node_options = options
         else:
-            store = cls(_client(url, timeout), False, replicas, read_timeout)
+            store = cls(_client(url, timeout, links), False, replicas, read_timeout)
+        store.links = links
         with wrapped_errors(f"connecting to {url}"):
             await store.client.ping()
         return store
@@ -185,7 +198,11 @@ class AsyncStore:
         found = self.nodes.get(node.name)
         if found is None:
             found = self.nodes[node.name] = aredis.Redis(
-                host=node.host, port=node.port, **self.node_options
+                host=node.host,
+                port=node.port,
+                **self.node_options,
+                redis_connect_func=self.links.counting_async,
+                retry=NO_RETRY_ASYNC,
             )
             if NodeParser is not None:  # a redirect read as the cluster client reads it
                 found.connection_pool.connection_kwargs["parser_class"] = NodeParser

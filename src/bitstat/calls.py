@@ -15,6 +15,33 @@ FORKS = [0]  # forks so far: a child keeps none of its parent's connections or r
 os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
 
 
+class Links:
+    """How many connections a store's clients have made: each is counted by its client's
+    connect callback (`counting`, `counting_after`, `counting_async`). A connection made again
+    may reach a server that restarted with less than it had (no persistence, a snapshot older
+    than its last writes, an asynchronous failover): its counters of actor offsets and value
+    ids went back, so the numbers a client learnt before may be handed to others
+    (`Recording.check_links`)."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def counting(self, connection: Any) -> None:
+        """A blocking single server's `redis_connect_func` (it replaces `on_connect`)."""
+        connection.on_connect()
+        self.made += 1
+
+    def counting_after(self, connection: Any) -> None:
+        """A blocking cluster's `redis_connect_func` (run after the cluster's `on_connect`)."""
+        self.made += 1
+
+    async def counting_async(self, connection: Any) -> None:
+        """An asyncio client's `redis_connect_func` (a single server's or a cluster's
+        connections: it replaces `on_connect`)."""
+        await connection.on_connect()
+        self.made += 1
+
+
 class Call(NamedTuple):
     """A request for the store: a `transport.Transport` method and its arguments (made by
     `transport.call`, which has the type checker check them)."""

@@ -51,6 +51,17 @@ class AsyncCluster(aio_cluster.RedisCluster):
         return node
 
 
+def on_every_connection(client: AsyncCluster, redis_connect_func: Any) -> None:
+    """Give `redis_connect_func` to the connections of an asyncio cluster client's nodes, the
+    nodes it finds later too (the blocking cluster client takes it as an argument; this one
+    does not)."""
+    manager = client.nodes_manager
+    for node in manager.startup_nodes.values():
+        node.connection_kwargs["redis_connect_func"] = redis_connect_func
+    for kwargs in (manager.connection_kwargs, client.connection_kwargs):
+        kwargs["redis_connect_func"] = redis_connect_func
+
+
 def masters_listed(nodes: dict[str, dict[str, Any]]) -> list[str]:
     """The names of the masters a (parsed) CLUSTER NODES reply lists, failed ones aside; one
     that serves no slot yet among them (a master just added, the target of a slot moving)."""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import periods
-from .calls import Call, Emit, Op
+from .calls import Call, Emit, Links, Op
 from .errors import InvalidEvent, QueryError, SchemaError, ServerError, UnknownEvent, blaming
 from .events import canonical_id, int_actor, number_text, original_id, unicode_problem
 from .keys import (
@@ -106,9 +106,16 @@ class Namespace(Queueing):
     recording ones come from `Recording`, `track()` by the queue from `Queueing`."""
 
     def __init__(
-        self, namespace: str, schema: Schema, cluster: bool, batch_ttl: int = DEFAULT_BATCH_TTL
+        self,
+        namespace: str,
+        schema: Schema,
+        cluster: bool,
+        batch_ttl: int = DEFAULT_BATCH_TTL,
+        links: Links | None = None,
     ) -> None:
         self.name = namespace
+        self.links = links if links is not None else Links()
+        self.links_seen = self.links.made  # (the connections made so far are connect()'s)
         self.keys = Keys(namespace)
         self.schema = schema
         self.cluster = cluster

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import sums
-from .calls import Call, Op
+from .calls import Call, Links, Op
 from .errors import (
     BatchError,
     BitstatError,
@@ -308,6 +308,8 @@ class Recording:
     expire_changes: tuple[ExpireChange, ...]  # the stored schema's (schema.stored_text)
     periods_added: tuple[PeriodAdded, ...]  # the stored schema's (schema.stored_text)
     schema_read: float = float("-inf")  # when the stored schema was last read (monotonic)
+    links: Links  # the connections the store made (ops.Namespace), and how many at the last
+    links_seen: int  # look (check_links)
     # the namespace's tokens (Keys.made, Keys.identity_epoch) as last read with the schema;
     # UNREAD before the first read
     namespace_made: Any = UNREAD
@@ -350,6 +352,7 @@ class Recording:
         the next write stores this client's schema again (readers elsewhere find it). For a
         write, a failure that may pass is tried again for up to `deadline` seconds (None: the
         namespace's), as the batch's own calls are; a read fails at once."""
+        self.check_links()
         lost = self.schema_lost and writing
         now = time.monotonic()
         if not lost and now - self.schema_read < SCHEMA_TTL:
@@ -421,6 +424,21 @@ class Recording:
         token = secrets.token_hex(8)
         yield call(Transport.set, self.keys.made, token)
         self.namespace_made = token.encode()
+
+    def check_links(self) -> bool:
+        """Forget what this client learnt (as `forget_caches`) when one of its connections was
+        made since the last look, and read the namespace's tokens and schema again at the next
+        call; whether it was. The server there may have restarted with less than it had (no
+        persistence, an older snapshot, an asynchronous failover): its counters of actor
+        offsets and value ids went back, and a number remembered would be another actor's.
+        (A connection made for the first time costs the same: one lookup of ids again.)"""
+        made = self.links.made
+        if made == self.links_seen:
+            return False
+        self.links_seen = made
+        self.forget_caches()
+        self.schema_read = float("-inf")
+        return True
 
     def forget_caches(self) -> None:
         """Forget what this client learnt of the namespace's keys (after a drop, ids and values
@@ -597,6 +615,8 @@ class Recording:
                 return TrackResult(recorded, sorted(cols.rejected + refused))
         if not len(cols):
             return TrackResult(0, cols.rejected)
+        self.check_links()  # (after this try's first call: a connection it made again counts)
+        links_seen = self.links_seen
         if isinstance(cols, Single):
             return (yield from self.record_single(cols, batch_id, ttl, again=again))
         if isinstance(cols.actors, np.ndarray):
@@ -656,6 +676,10 @@ class Recording:
         # sum needs checking first, which could drop events from it)
         early = stages(cols, offsets, None) if numbering.ticket is not None and not check else None
         value_ids = yield from self.numbered(numbering)
+        if self.check_links() or self.links_seen != links_seen:
+            # a connection made while the batch was numbered (a new one: no error said so)
+            # may have reached a restarted server: numbers from before and after may mix
+            return (yield from self.record_once(cols, batch_id, ttl, ask=ask, again=again))
         for _ in range(SUM_RETRIES):
             if check:  # some total could overflow: find the events that would carry it there
                 bad = yield from self.overflowing(cols, applied_tags, clock)

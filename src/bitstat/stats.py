@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from .actors import ActorQuery, ActorSet
-from .calls import Call, Driver, Emit
+from .calls import Call, Driver, Emit, Links
 from .errors import BitstatError
 from .identity import Aliased, Forgotten, Identity
 from .ops import Namespace, check_name, check_namespace
@@ -64,6 +64,7 @@ def check_batch(events: object) -> None:
 
 class AnyStore(Protocol):
     cluster: bool
+    links: Links
 
 
 S = TypeVar("S", bound=AnyStore)
@@ -85,7 +86,8 @@ class Opened(Generic[S]):
         track_ahead: int = 0,
     ) -> None:
         self._store = store
-        self._ns = retrying(Namespace(namespace, schema, store.cluster, batch_ttl), store, deadline)
+        ns = Namespace(namespace, schema, store.cluster, batch_ttl, store.links)
+        self._ns = retrying(ns, store, deadline)
         self._ns.pushing_ahead(track_ahead)
         self._ns.flush_at, self._ns.flush_interval = queueing(
             flush_at, flush_interval, self._ns.track_ahead

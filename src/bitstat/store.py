@@ -13,9 +13,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+import redis.backoff
 import redis.exceptions as rex
+import redis.retry
 
-from .calls import FORKS, Call, Driver, Op
+from .calls import FORKS, Call, Driver, Links, Op
 from .clusters import Cluster, every_master
 from .errors import BitstatError, ConnectionError, ServerError
 from .transport import (
@@ -286,16 +288,30 @@ def durability(url: str, given: str | None) -> tuple[str, int]:
     return url, int(mode == "replicated")
 
 
-def client_from_url(url: str, timeout: float | None = None) -> tuple[Any, bool]:
-    """(redis-py client, is_cluster) for redis://, rediss://, unix:// or cluster URLs."""
+def client_from_url(
+    url: str, timeout: float | None = None, links: Links | None = None
+) -> tuple[Any, bool]:
+    """(redis-py client, is_cluster) for redis://, rediss://, unix:// or cluster URLs;
+    `links` counts the connections it makes."""
     address = cluster_address(url)
     options = timeouts(url, timeout)
     if address is not None:
+        if links is not None:
+            options["redis_connect_func"] = links.counting_after
         try:  # (the cluster client reads the slot map as it is made)
             return Cluster(**address, **options), True
         except rex.RedisClusterException as exc:
             raise ConnectionError(f"connecting to {url}: cannot reach the cluster: {exc}") from exc
+    if links is not None:
+        options.update(redis_connect_func=links.counting, retry=NO_RETRY)
     return redis.Redis.from_url(url, **options), False
+
+
+# A call is not sent again by redis-py on a connection it made again (redis-py 6 does by
+# default): the server there may have restarted with less than it had, and a batch planned
+# with the numbers learnt before must be planned again (Recording.check_links); bitstat's own
+# tries do that.
+NO_RETRY = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
 
 
 # The connection pools of the blocking stores (a single server's). redis-py holds a pool's
@@ -342,14 +358,17 @@ class Store:
         self.ahead: Any = None  # the connection of `Ahead` commands
         self.ahead_unread = 0  # replies waiting on it
         self.ahead_kept: list[Any] = []  # replies before those: a cluster's, None for lost ones
+        self.links = Links()  # (from_url's counts the connections its client makes)
         if not cluster:
             _POOLS.add(client.connection_pool)
 
     @classmethod
     def from_url(cls, url: str, timeout: float | None = None, durable: str | None = None) -> Store:
         url, replicas = durability(url, durable)
-        client, cluster = client_from_url(url, timeout)
+        links = Links()
+        client, cluster = client_from_url(url, timeout, links)
         store = cls(client, cluster, replicas, timeouts(url, timeout)["socket_timeout"])
+        store.links = links
         with wrapped_errors(f"connecting to {url}"):
             client.ping()
         return store
