@@ -99,6 +99,12 @@ def test_first_time_retention_and_lifecycle_with_expiring_days(
     old = today - timedelta(days=700)  # its day and week buckets are gone, its month is kept
     if date(old.year + old.month // 12, old.month % 12 + 1, 1).weekday() == 0:
         old -= timedelta(days=7)  # (a month after it starting on a Monday would need no day)
+    back_in_the_week_of(st, monday, old, today)
+
+
+def back_in_the_week_of(st: bitstat.Stats, monday: date, old: date, today: date) -> None:
+    """User 1 signs up on `old`, before the week of `monday`, and again in it, where user 2
+    signs up first: only user 2 is new in the cohort, and user 1 resurrects."""
     iso = monday.isocalendar()
     cohort = f"{iso.year}-W{iso.week:02d}"
     st.track_many(
@@ -108,11 +114,30 @@ def test_first_time_retention_and_lifecycle_with_expiring_days(
             {"event": "signup", "user": 1, "time": f"{monday + timedelta(days=1)}T10:00"},
         ]
     )
-    # user 1 signed up first long ago: only user 2 is new in the cohort, and user 1 resurrects
     table = st.retention("signup", "signup", cohort, periods=1, kind="first", now=str(today))
     assert [(r.cohort, r.size, r.counts) for r in table.rows] == [(cohort, 1, [1])]
     (period,) = st.lifecycle("signup", cohort, periods=1, now=str(today))
     assert (period.new, period.returning, period.resurrecting, period.dormant) == (1, 0, 1, 0)
+
+
+# 2b. The same span from the other end: a weekly cohort older than the days' expiry, the first
+#     day in its month. Floored to the month, the span needs the month's days before its first
+#     Monday, gone, and the question was refused ('2026-03-01 is gone; ask about whole weeks'),
+#     though whole weeks from the first day's week tile it.
+
+
+def test_first_time_retention_and_lifecycle_of_a_week_older_than_its_days(
+    embedded_url: str, ns: str, dropped: list[bitstat.Stats]
+) -> None:
+    st = opened(embedded_url, ns, periods=("day", "week", "month"), expire={"day": "90d"})
+    dropped.append(st)
+    today = date.today()
+    first = (today - timedelta(days=150)).replace(day=1)
+    if first.weekday() == 0:  # (a month starting on a Monday tiles with weeks alone)
+        first = (first - timedelta(days=1)).replace(day=1)
+    monday = first + timedelta(days=7 - first.weekday())  # the month's first Monday
+    # the cohort: the week after it, still in the month
+    back_in_the_week_of(st, monday + timedelta(days=7), first, today)
 
 
 # 3. A funnel's segment filter applies to step 1, whose day labels are computed for unique

@@ -125,12 +125,14 @@ def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, .
     """Buckets covering every recorded day of an event before `hi` (a bucket boundary).
 
     The event's first day is floored to a bucket's start (nothing is recorded before that day)
-    of the coarsest recorded period whose floor tiles the span: the old span is then read from
-    long buckets, which expire last (a few days of an old week would be refused under an
-    expiry of days). Without days, a week's `hi` inside a month needs the week's floor; the
-    floor of `hi`'s own period always tiles."""
+    of the coarsest recorded period whose floor tiles the span with buckets still kept: the old
+    span is then read from long buckets, which expire last (a few days of an old week would be
+    refused under an expiry of days). Without days, a week's `hi` inside a month needs the
+    week's floor; the floor of `hi`'s own period always tiles, and from an old week's `hi`,
+    when the days before it in its month are gone, it alone is read from weeks."""
     if first is None:
         return ()
+    gone: QueryError | None = None
     for period in reversed(ns.schema.periods):
         lo = P.bucket_of(period, first).start
         if lo >= hi:
@@ -139,7 +141,12 @@ def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, .
             P.cover(lo, hi, ns.schema.periods)
         except QueryError:
             continue
-        return tuple(b.label for b in ns.kept_cover(lo, hi, ns.schema.periods))
+        try:
+            return tuple(b.label for b in ns.kept_cover(lo, hi, ns.schema.periods))
+        except QueryError as exc:  # a bucket of this tiling is gone: a finer floor may skip it
+            gone = gone or exc
+    if gone is not None:
+        raise gone
     return _labels(ns, first, hi)  # (unreachable for a bucket boundary: raises, saying why)
 
 
