@@ -35,6 +35,7 @@ from .store import (
     durability,
     replies_of,
     reply_text,
+    shown_url,
     timeouts,
     wrapped_errors,
 )
@@ -129,7 +130,7 @@ class AsyncStore:
         else:
             store = cls(_client(url, timeout, links), False, replicas, read_timeout)
         store.links = links
-        with wrapped_errors(f"connecting to {url}"):
+        with wrapped_errors(f"connecting to {shown_url(url)}"):
             await store.client.ping()
         return store
 

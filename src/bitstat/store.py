@@ -4,6 +4,7 @@ socket, or a Redis Cluster. Thin: no decisions."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import weakref
@@ -216,6 +217,19 @@ def resolve_url(url: str | None, data_dir: Any, appendfsync: str) -> str:
     return url
 
 
+def shown_url(url: str) -> str:
+    """`url` as errors and output may show it: its password (in the address or a `?password=`)
+    replaced by `***`, so an error message or a log line never carries it."""
+    parts = urlsplit(url)
+    shown = url
+    user, at, host = parts.netloc.rpartition("@")
+    if at and ":" in user:
+        shown = shown.replace(parts.netloc, f"{user.partition(':')[0]}:***@{host}", 1)
+    return _PASSWORD_PARAM.sub(r"\1***", shown)
+
+
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*")
+
 DEFAULT_TIMEOUT = 30.0  # seconds a call waits for the server's answer (a big batch takes ~1 s)
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection
 HEALTH_CHECK = 30  # seconds
@@ -262,7 +276,7 @@ def cluster_address(url: str) -> dict[str, Any] | None:
         return address
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConnectionError(
-            f"unsupported URL scheme {parts.scheme!r} in {url!r}: "
+            f"unsupported URL scheme {parts.scheme!r} in {shown_url(url)!r}: "
             "use redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://"
         )
     return None
@@ -301,7 +315,9 @@ def client_from_url(
         try:  # (the cluster client reads the slot map as it is made)
             return Cluster(**address, **options), True
         except rex.RedisClusterException as exc:
-            raise ConnectionError(f"connecting to {url}: cannot reach the cluster: {exc}") from exc
+            raise ConnectionError(
+                f"connecting to {shown_url(url)}: cannot reach the cluster: {exc}"
+            ) from exc
     if links is not None:
         options.update(redis_connect_func=links.counting, retry=NO_RETRY)
     return redis.Redis.from_url(url, **options), False
@@ -369,7 +385,7 @@ class Store:
         client, cluster = client_from_url(url, timeout, links)
         store = cls(client, cluster, replicas, timeouts(url, timeout)["socket_timeout"])
         store.links = links
-        with wrapped_errors(f"connecting to {url}"):
+        with wrapped_errors(f"connecting to {shown_url(url)}"):
             client.ping()
         return store
 

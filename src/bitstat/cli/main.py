@@ -21,6 +21,7 @@ from ..errors import BitstatError, SchemaError, UnknownEvent
 from ..loads import LOAD_BATCH_TTL
 from ..schema import Schema
 from ..stats import Stats
+from ..store import shown_url
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -45,9 +46,9 @@ class Settings:
         )
 
     def server(self) -> str:
-        """Which server the commands use, in words."""
+        """Which server the commands use, in words (never its password)."""
         if self.url:
-            return self.url
+            return shown_url(self.url)
         return f"embedded server, data in {self.data_dir or embedded.default_data_dir()}"
 
 
