@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Driver, Emit, Links
 from .clusters import AsyncCluster, every_master_async, on_every_connection
+from .errors import ConnectionError
 from .ops import check_name
 from .query import Expr
 from .signatures import takes_arguments_of
@@ -130,8 +131,19 @@ class AsyncStore:
         else:
             store = cls(_client(url, timeout, links), False, replicas, read_timeout)
         store.links = links
-        with wrapped_errors(f"connecting to {shown_url(url)}"):
-            await store.client.ping()
+        shown = shown_url(url)
+        try:
+            with wrapped_errors(f"connecting to {shown}"):
+                try:
+                    await store.client.ping()
+                except rex.RedisClusterException as exc:  # no node answered: as the blocking
+                    # client says when it is made (not a cluster "that cannot take the call")
+                    raise ConnectionError(
+                        f"connecting to {shown}: cannot reach the cluster: {exc}"
+                    ) from exc
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     async def close(self) -> None:
