@@ -81,7 +81,7 @@ SAFE_SUM = 1e291
 LEASE_MARGIN = 30.0  # seconds past the retry deadline before another flush takes a claim over
 # on a cluster a claim's groups in other slots than its own are written until its lease ends
 # (at most `auto_ttl` after it is claimed) less this (milliseconds), or a quarter of that if
-# less: the clocks of the clients and the servers may differ by up to that much
+# less: the clocks of the servers (the claim's node's and the others') may differ by that much
 FENCE_MARGIN_MS = 15_000
 log = logging.getLogger("bitstat")
 T = TypeVar("T")
@@ -503,17 +503,17 @@ class Queueing(Recording):
         # lease says, apply it and keep its markers `auto_ttl` from then (forget_markers)
         fence_ms = min(lease_ms, self.auto_ttl * 1000)
         self.queue_since, self.queue_looked, self.queue_size = None, time.monotonic(), 0
+        fenced_ms = fence_ms - min(FENCE_MARGIN_MS, fence_ms // 4)
         for _ in range(CLAIMS_A_FLUSH):
             claim_id = self.claim_to_ask()
             # (the claim's lease starts when a try of the call below reaches the server: no
-            # sooner than now)
-            write_until = int(time.time() * 1000) + fence_ms - min(FENCE_MARGIN_MS, fence_ms // 4)
+            # sooner than now; this process asks it again only until then, by its own clock)
+            asked_until = int(time.time() * 1000) + fenced_ms
             try:
                 claim = yield from self.again_for_now(  # (a lost reply: the claim is taken up)
                     lambda: call(
                         Transport.claim_queued,
                         claims,
-                        int(time.time() * 1000),
                         lease_ms,
                         claim_id,  # noqa: B023 (the same id each try, and called in this loop)
                         CLAIM_MOST,
@@ -521,11 +521,13 @@ class Queueing(Recording):
                 )
             except (ConnectionError, ServerError, GeneratorExit):
                 # the claim may be made: this Stats' next flush or read asks for it again
-                self.claims_asked[claim_id] = (FORKS[0], write_until)
+                self.claims_asked[claim_id] = (FORKS[0], asked_until)
                 raise
             if claim is None:
                 break
-            claim_id, events, taken_over = claim
+            claim_id, events, taken_over, leased_ms = claim
+            # (by the server's clock, as the lease: T ops compare it with the servers' TIME)
+            write_until = leased_ms + fenced_ms
             records = records_of(events)
             sent: list[Applying] | None = [] if later else None
             cols: Columns | None = None
@@ -549,7 +551,7 @@ class Queueing(Recording):
                 # the claim's id), not leaving it to a takeover after the lease while its reads
                 # answer without these events
                 if cols is None:
-                    self.claims_asked[claim_id] = (FORKS[0], write_until)
+                    self.claims_asked[claim_id] = (FORKS[0], asked_until)
                 else:
                     kept = Claimed(claim_id, cols, records, None, TrackResult(0), write_until)
                     self.applying = (*self.applying, kept)

@@ -615,17 +615,16 @@ class Transport:
         return list((yield AheadReplies()))
 
     def claim_queued(
-        self, keys: Sequence[str], now_ms: int, lease_ms: int, claim_id: str, most: int
-    ) -> Request[tuple[str, bytes, bool] | None]:
-        """A claim of queued events: (its id, the events, whether it was taken over), or None."""
+        self, keys: Sequence[str], lease_ms: int, claim_id: str, most: int
+    ) -> Request[tuple[str, bytes, bool, int] | None]:
+        """A claim of queued events: (its id, the events, whether it was taken over, the time
+        its lease started by the server's clock, in ms since the epoch), or None."""
         yield Doing("claiming queued events")
-        reply = yield from self.script(
-            self.queue_script, keys, ("claim", now_ms, lease_ms, claim_id, most)
-        )
+        reply = yield from self.script(self.queue_script, keys, ("claim", lease_ms, claim_id, most))
         if not reply:
             return None
-        claim, events, taken = reply
-        return claim.decode(), events, bool(taken)
+        claim, events, taken, now_ms = reply
+        return claim.decode(), events, bool(taken), int(now_ms)
 
     def release_claim(self, claims: str, claim_id: str) -> Request[None]:
         """Forget a claim whose events are applied."""

@@ -9,11 +9,13 @@
 --         it may reach the server after its retry). Returns how many events are queued (0:
 --         the token was seen, nothing pushed).
 -- "claim" KEYS: queue, claims (hash: claim id -> "MS\n" events)
---         ARGV: now ms, lease ms, a new claim id, most events taken
+--         ARGV: lease ms, a new claim id, most events taken
 --         A claim id asked again (the reply was lost) gets its claim again, as taken over.
 --         A claim whose flush started more than the lease ago (its process died, or gave up)
 --         is taken over first: its lease starts again. Else up to `most` queued events move to
---         a new claim. Returns {claim id, events joined by "\n", 1 if taken over}, or {}.
+--         a new claim. Returns {claim id, events joined by "\n", 1 if taken over, now ms}, or
+--         {}. Leases are of the server's clock (TIME), never a client's: a client whose clock
+--         is behind would take over live claims, and one whose clock is ahead hold claims long.
 -- "done"  KEYS: claims  ARGV: claim id. The claim's batch is applied: forgotten.
 local step = ARGV[1]
 if step == 'push' then
@@ -26,12 +28,14 @@ if step == 'push' then
   end
   return redis.call('RPUSH', KEYS[1], ARGV[3])
 elseif step == 'claim' then
-  local now, lease, id, most = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local lease, id, most = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
   local mine = redis.call('HGET', KEYS[2], id)
   if mine then  -- this claim asked again, its reply lost: the same events, a new lease
     local events = string.sub(mine, string.find(mine, '\n', 1, true) + 1)
     redis.call('HSET', KEYS[2], id, now .. '\n' .. events)
-    return {id, events, 1}
+    return {id, events, 1, now}
   end
   local claims = redis.call('HGETALL', KEYS[2])
   for i = 1, #claims, 2 do
@@ -40,7 +44,7 @@ elseif step == 'claim' then
     if tonumber(string.sub(body, 1, cut - 1)) + lease <= now then
       local events = string.sub(body, cut + 1)
       redis.call('HSET', KEYS[2], claims[i], now .. '\n' .. events)
-      return {claims[i], events, 1}
+      return {claims[i], events, 1, now}
     end
   end
   local events = redis.call('LRANGE', KEYS[1], 0, most - 1)
@@ -54,7 +58,7 @@ elseif step == 'claim' then
   end
   local joined = table.concat(events, '\n')
   redis.call('HSET', KEYS[2], id, now .. '\n' .. joined)
-  return {id, joined, 0}
+  return {id, joined, 0, now}
 elseif step == 'done' then
   return redis.call('HDEL', KEYS[1], ARGV[2])
 end
