@@ -1,12 +1,19 @@
 """Redis users, as a careful operator sets them up: a password in the URL is never shown (errors,
-the CLI's output), on a server of the module's own with ACL users."""
+the CLI's output, `bitstat serve`'s banner and log), nor a token or write key; on a server of
+the module's own with ACL users."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -62,3 +69,48 @@ def test_the_cli_never_shows_the_password(acl_server: Server) -> None:
         f"Error: connecting to redis://ada:***@127.0.0.1:{acl_server.port}/0: the server refused"
         " the credentials: invalid username-password pair or user is disabled.\n"
     )
+
+
+def test_serve_shows_no_password_token_or_write_key_at_debug(acl_server: Server) -> None:
+    url = f"redis://ada:{PASSWORD}@127.0.0.1:{acl_server.port}/0"
+    secrets = {
+        "BITSTAT_READ_TOKEN": "read-tok-0a1b2c",
+        "BITSTAT_WRITE_TOKEN": "write-tok-3d4e5f",
+        "BITSTAT_WRITE_KEYS": "wk-6a7b8c=served",
+    }
+    command = [sys.executable, "-m", "bitstat", "--url", url, "--namespace", "served", "serve"]
+    process = subprocess.Popen(
+        [*command, "--port", "0", "--log-level", "debug"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **secrets},
+    )
+    assert process.stdout is not None
+    try:
+        banner = process.stdout.readline()
+        port = re.search(r"127\.0\.0\.1:([0-9]+)/", banner)
+        assert port is not None, banner
+        base = f"http://127.0.0.1:{port[1]}"
+        event = {"event": "visit", "distinct_id": "d1", "timestamp": "2026-11-03T10:00:00Z"}
+        sent = [
+            httpx.post(f"{base}/capture/?token=wk-6a7b8c", json=event),
+            httpx.post(f"{base}/e/?%74oken=wk-6a7b8c&ver=1", json=event),
+            httpx.post(f"{base}/beacon/v1/batch?writeKey=wk-6a7b8c", json={"batch": []}),
+            httpx.get(f"{base}/v1/events", headers={"Authorization": "Bearer read-tok-0a1b2c"}),
+            httpx.get(f"{base}/v1/events", headers={"Authorization": "Bearer write-tok-3d4e5f"}),
+        ]
+        assert [r.status_code for r in sent] == [200, 200, 200, 200, 401]
+    finally:
+        process.terminate()
+        stuck = threading.Timer(60, process.kill)  # (read() waits for the process's end)
+        stuck.start()
+        output = process.stdout.read()
+        stuck.cancel()
+        process.wait()
+    said = banner + output
+    for secret in (PASSWORD, *secrets.values(), "wk-6a7b8c"):
+        assert secret not in said
+    assert f"data: redis://ada:***@127.0.0.1:{acl_server.port}/0, namespace 'served'" in said
+    for line in ("/capture/?token=***", "/e/?%74oken=***&ver=1", "/beacon/v1/batch?writeKey=***"):
+        assert f'"POST {line} HTTP/1.1" 200 OK' in said

@@ -37,6 +37,7 @@ from ..store import resolve_url, wrapped_errors
 from ..transport import Script
 from . import browsers, dashboard, grafana, identity, metrics, openapi, posthog, segment
 from .answers import JSONResponse
+from .auth import HIDDEN_KEYS
 from .config import ServerConfig, cors_origins_from_env, write_keys_from_env
 from .dispatch import EitherTrack
 from .endpoints import ENDPOINTS, Endpoint
@@ -520,6 +521,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        logging.getLogger("uvicorn.access").addFilter(HIDDEN_KEYS)  # (in every process)
         state.store = await AsyncStore.from_url(
             resolve_url(config.url, config.data_dir, "everysec")
         )
