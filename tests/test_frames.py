@@ -563,6 +563,37 @@ def test_a_polars_binary_column_rejects_its_rows_as_track_many(
     assert_same_answers(answers(by_frame), answers(by_dicts))
 
 
+def test_nested_and_run_end_encoded_columns_go_as_track_many_takes_their_rows(
+    shop: Callable[[], bitstat.Stats],
+) -> None:
+    # polars hands text inside lists and structs over as views, and 128-bit integers in a
+    # form arrow cannot read; arrow takes no rows of a run-end encoded column: all three raised
+    df = pl.DataFrame(
+        {
+            "event": ["login"] * 4,
+            "user": ["u1", "u2", "u3", "u4"],
+            "time": [datetime(2026, 3, 2 + i) for i in range(4)],
+            "country": [["NL"], None, None, ["DE", "FR"]],
+            "platform": [{"os": "ios"}, None, None, {"os": None}],
+            "item": pl.Series([["a", "b"], None, None, None], dtype=pl.Array(pl.String, 2)),
+            "ip": pl.Series([7, 2**100, None, 8], dtype=pl.Int128),
+        }
+    )
+    encoded = pa.RunEndEncodedArray.from_arrays(pa.array([3, 4], pa.int32()), ["NL", "DE"])
+    rest = df.drop("country", "ip")
+    table = rest.to_arrow().append_column("country", encoded)
+    texts = [{**row, "country": "DE" if i == 3 else "NL"} for i, row in enumerate(rest.to_dicts())]
+    for frame, dicts in ((df, df.to_dicts()), (table, texts)):
+        by_frame, by_dicts = shop(), shop()
+        got = by_frame.track_frame(frame, now=NOW)
+        want = by_dicts.track_many([{k: v for k, v in r.items() if v is not None} for r in dicts])
+        assert (got.recorded, got.rejected) == (want.recorded, want.rejected)
+        assert [i for i, _ in got.rejected] == [0, 3]
+        assert_same_answers(answers(by_frame), answers(by_dicts))
+        assert by_frame.distinct("login", "ip", *RANGE) == by_dicts.distinct("login", "ip", *RANGE)
+    assert by_frame.counts("login", "country", *RANGE) == {"NL": 2}
+
+
 def test_the_asyncio_twin(server_url: str, fresh: Callable[[], str]) -> None:
     async def main() -> tuple[bitstat.TrackResult, int]:
         st_ = await bitstat.aio.connect(server_url, namespace=fresh(), schema=schema("map", False))

@@ -76,18 +76,37 @@ def to_table(frame: Any) -> tuple[Any, dict[str, list[Any]]]:
         raise InvalidEvent(f"the frame has more than one column named {twice[0]!r}")
     columns = []
     for column in table.columns:
+        if types.is_run_end_encoded(column.type):  # (arrow takes no rows of it)
+            column = pc.run_end_decode(column)
         if types.is_dictionary(column.type):
-            values = column.type.value_type
-            if types.is_string_view(values):  # (polars' Categorical, Enum: arrow cannot cast
-                values = pa.large_string()  # a dictionary of views to text in one step)
+            values = _plain(column.type.value_type)
+            if values != column.type.value_type:  # (polars' Categorical, Enum: arrow cannot
+                # cast a dictionary of views to text in one step)
                 column = pc.cast(column, pa.dictionary(column.type.index_type, values))
             column = pc.cast(column, values)
-        if types.is_string_view(column.type):
-            column = pc.cast(column, pa.large_string())
-        elif types.is_binary_view(column.type):  # (polars' Binary: arrow takes no rows of it)
-            column = pc.cast(column, pa.large_binary())
+        if _plain(column.type) != column.type:
+            column = pc.cast(column, _plain(column.type))
         columns.append(column)
     return pa.table(columns, names=names), objects
+
+
+def _plain(kind: Any) -> Any:
+    """`kind` with string and binary views made plain text and bytes, in lists, structs and
+    maps too (polars hands text over as views, of which arrow takes no rows)."""
+    if types.is_string_view(kind):
+        return pa.large_string()
+    if types.is_binary_view(kind):
+        return pa.large_binary()
+    if types.is_struct(kind):
+        return pa.struct([field.with_type(_plain(field.type)) for field in kind])
+    if types.is_map(kind):
+        return pa.map_(_plain(kind.key_type), _plain(kind.item_type), kind.keys_sorted)
+    if types.is_list(kind) or types.is_large_list(kind) or types.is_fixed_size_list(kind):
+        item = kind.value_field.with_type(_plain(kind.value_type))
+        if types.is_fixed_size_list(kind):
+            return pa.list_(item, kind.list_size)
+        return pa.large_list(item) if types.is_large_list(kind) else pa.list_(item)
+    return kind
 
 
 def _library(frame: Any) -> str:
@@ -127,7 +146,8 @@ def _from_pandas(df: Any) -> tuple[Any, dict[str, list[Any]]]:
 
 
 def _from_polars(df: Any) -> tuple[Any, dict[str, list[Any]]]:
-    opaque = [name for name, dtype in df.schema.items() if str(dtype) == "Object"]
+    # (arrow reads no 128-bit integers: those go by their values, as Object columns do)
+    opaque = [n for n, dtype in df.schema.items() if str(dtype) in ("Object", "Int128", "UInt128")]
     objects = {name: [None if _missing(v) else v for v in df[name].to_list()] for name in opaque}
     rest = df.drop(opaque) if opaque else df
     compat = getattr(sys.modules["polars"], "CompatLevel", None)
