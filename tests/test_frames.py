@@ -35,8 +35,11 @@ import bitstat
 import bitstat.aio
 import servers
 from bitstat import frame_columns, frames
+from bitstat.calls import Call
 from bitstat.events import Columns, Latest, parse_batch
+from bitstat.keys import Keys
 from bitstat.timetext import parse_column
+from bitstat.transport import Transport
 from test_timetext import iso_texts, mutated, python_reads
 
 LIBRARIES = ["pyarrow", "polars", "pandas"]
@@ -46,6 +49,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 ANCHORS = [datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 4, 9, 22, tzinfo=UTC)]
 RANGE = ("2026-03-01", "2026-04-30")
 COUNTER = itertools.count()
+SCHEMA_MAP = bitstat.Schema(ids="map")
 PURE = settings(max_examples=150, deadline=None)
 # BITSTAT_FRAME_EXAMPLES=200 digs deeper than the default run
 SERVED = settings(
@@ -467,6 +471,68 @@ def test_a_batch_id_records_each_batch_once(shop: Callable[[], bitstat.Stats]) -
     assert answers(st_) == before
     assert st_.track_frame(df, "load-2", now=NOW, batch_size=8).recorded == 36
     assert st_.total("purchase", *RANGE) == 72
+
+
+def two_batches() -> pd.DataFrame:
+    """Two logins, then two purchases: batch 0 and batch 1 of a frame cut by two."""
+    return pd.DataFrame(
+        {
+            "event": ["login", "login", "purchase", "purchase"],
+            "user": ["u1", "u2", "u3", "u4"],
+            "time": [datetime(2026, 3, 2)] * 4,
+        }
+    )
+
+
+def test_a_frame_sent_again_after_a_later_batch_failed_counts_once(
+    shop: Callable[[], bitstat.Stats], redis_client: servers.Client
+) -> None:
+    # batch 1 refused before any write (on one server, may_have_landed False): the frame was
+    # not remembered, so the same frame sent again went under a new id: batch 0 counted twice
+    st_ = shop()
+    key = Keys(st_.namespace).metrics("purchase", "2026-03-02")
+    redis_client.set(key, "x")
+    with pytest.raises(bitstat.BatchError):
+        st_.track_frame(two_batches(), now=NOW, batch_size=2, sort=False)
+    redis_client.delete(key)
+    again = st_.track_frame(two_batches(), now=NOW, batch_size=2, sort=False)
+    assert again.recorded == 4  # (the call that failed reported none)
+    assert (st_.total("login", *RANGE), st_.total("purchase", *RANGE)) == (2, 2)
+
+
+def test_a_frame_cut_short_and_sent_again_counts_once(embedded_url: str, namespace: str) -> None:
+    """A task cancelled while batch 1 waits to be sent, after batch 0 went in: the same frame
+    sent again went under a new id, and batch 0 counted twice."""
+
+    async def run() -> tuple[int, int]:
+        st_ = await bitstat.aio.connect(embedded_url, namespace=namespace, schema=SCHEMA_MAP)
+        store, perform = st_._store, st_._store.perform
+        writes, hanging = [], asyncio.Event()
+
+        async def hang_at_the_second_write(call: Call) -> Any:
+            if call.method is Transport.apply:
+                writes.append(call)
+                if len(writes) == 2:
+                    store.perform = perform
+                    hanging.set()
+                    await asyncio.Event().wait()
+            return await perform(call)
+
+        try:
+            store.perform = hang_at_the_second_write
+            task = asyncio.ensure_future(
+                st_.track_frame(two_batches(), now=NOW, batch_size=2, sort=False)
+            )
+            await hanging.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await st_.track_frame(two_batches(), now=NOW, batch_size=2, sort=False)
+            return await st_.total("login", *RANGE), await st_.total("purchase", *RANGE)
+        finally:
+            await st_.close()
+
+    assert asyncio.run(run()) == (2, 2)
 
 
 def test_one_event_name_for_every_row(shop: Callable[[], bitstat.Stats]) -> None:

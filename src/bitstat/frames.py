@@ -464,7 +464,12 @@ def track_frame(
                 cols, part_id, auto=same is not None, fresh=same is not None and found is None
             )
         except BatchError as exc:
-            if same is not None and exc.may_have_landed:
+            # the batches before this one are in even when nothing of this one is
+            if same is not None and (exc.may_have_landed or number > 0):
+                IN_DOUBT.remember(ns.name, same, auto, ns.auto_ttl)
+            raise
+        except GeneratorExit:  # cut short (a task cancelled), maybe after some batches
+            if same is not None:
                 IN_DOUBT.remember(ns.name, same, auto, ns.auto_ttl)
             raise
         total.recorded += result.recorded
