@@ -140,6 +140,23 @@ def test_first_time_retention_and_lifecycle_of_a_week_older_than_its_days(
     back_in_the_week_of(st, monday + timedelta(days=7), first, today)
 
 
+# 2c. Weeks expiring too, after days, and the first day years back: the span can be read only
+#     from years, months and the weeks since a month that began on a Monday (from the week's
+#     floor, its old weeks are gone); its fewest buckets need the cohort month's first days.
+
+
+def test_first_time_retention_and_lifecycle_with_expiring_days_and_weeks(
+    embedded_url: str, ns: str, dropped: list[bitstat.Stats]
+) -> None:
+    st = opened(embedded_url, ns, expire={"day": "90d", "week": "900d"})
+    dropped.append(st)
+    today = date.today()
+    monday = today - timedelta(days=100 + (today - timedelta(days=100)).weekday())
+    while not 2 <= monday.day <= 4:  # a few days of its month before it, gone: read no day
+        monday -= timedelta(days=7)
+    back_in_the_week_of(st, monday, date(today.year - 4, 6, 15), today)
+
+
 # 3. A funnel's segment filter applies to step 1, whose day labels are computed for unique
 #    actors (family None), not for segments (analysis.funnel: `_days(ns, first, ...)`). In a
 #    namespace recording hours but not days, each day is 24 hour labels, where segments keep no

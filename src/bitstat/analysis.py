@@ -128,23 +128,27 @@ def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, .
     of the coarsest recorded period whose floor tiles the span with buckets still kept: the old
     span is then read from long buckets, which expire last (a few days of an old week would be
     refused under an expiry of days). Without days, a week's `hi` inside a month needs the
-    week's floor; the floor of `hi`'s own period always tiles, and from an old week's `hi`,
-    when the days before it in its month are gone, it alone is read from weeks."""
+    week's floor; the floor of `hi`'s own period always tiles, without the finer periods
+    too: an old week's `hi`, the days before it in its month gone, is reached by weeks and
+    months alone."""
     if first is None:
         return ()
     gone: QueryError | None = None
-    for period in reversed(ns.schema.periods):
+    periods = ns.schema.periods  # (finest first)
+    for period in reversed(periods):
         lo = P.bucket_of(period, first).start
         if lo >= hi:
             return ()
-        try:
-            P.cover(lo, hi, ns.schema.periods)
-        except QueryError:
-            continue
-        try:
-            return tuple(b.label for b in ns.kept_cover(lo, hi, ns.schema.periods))
-        except QueryError as exc:  # a bucket of this tiling is gone: a finer floor may skip it
-            gone = gone or exc
+        # the fewest buckets, else without the finest periods (which expire first)
+        for chosen in (periods[i:] for i in range(len(periods))):
+            try:
+                P.cover(lo, hi, chosen)
+            except QueryError:
+                continue
+            try:
+                return tuple(b.label for b in ns.kept_cover(lo, hi, chosen))
+            except QueryError as exc:  # a bucket of this tiling is gone
+                gone = gone or exc
     if gone is not None:
         raise gone
     return _labels(ns, first, hi)  # (unreachable for a bucket boundary: raises, saying why)
