@@ -20,7 +20,7 @@ import pytest
 
 import bitstat
 from bitstat.errors import BitstatError
-from bitstat.tables import Counts, Stickiness
+from bitstat.tables import Counts, Stickiness, Sums, Top
 from webserver import SHOP, shop_events
 
 NOV = ("2025-11-01", "2025-11-30")
@@ -86,6 +86,37 @@ def test_top_ranks_from_one(st: bitstat.Stats) -> None:
     assert list(frame.columns) == ["rank", "item", "count"]
     assert list(frame["rank"]) == [1, 2, 3]
     assert list(zip(frame["item"], frame["count"], strict=True)) == list(top)
+
+
+def test_a_property_named_like_a_column_of_the_answer_keeps_its_values() -> None:
+    # a property `count` (or `sum` by `sum`, a top `rank`) made two columns of one name: the
+    # DataFrames and records kept one of them, and the values or the counts were gone
+    answers = [
+        (Counts({"a": 3, "b": 1}, prop="count"), ["count_", "count"], [("a", 3), ("b", 1)]),
+        (
+            Counts({("x", "a"): 2}, prop="count~count_"),
+            ["count__", "count_", "count"],
+            [("x", "a", 2)],
+        ),
+        (Sums({"s": 2.5}, by="sum"), ["sum_", "sum"], [("s", 2.5)]),
+        (
+            Top([("r1", 4), ("r2", 1)], prop="rank"),
+            ["rank", "rank_", "count"],
+            [(1, "r1", 4), (2, "r2", 1)],
+        ),
+        (
+            Top([(("r", "c"), 4)], prop="rank~count"),
+            ["rank", "rank_", "count_", "count"],
+            [(1, "r", "c", 4)],
+        ),
+    ]
+    for answer, columns, rows in answers:
+        assert answer.to_rows() == [tuple(columns), *rows]
+        assert answer.to_records() == [dict(zip(columns, row, strict=True)) for row in rows]
+        frame = answer.to_pandas()
+        assert list(frame.columns) == columns
+        assert list(frame.itertuples(index=False, name=None)) == rows
+        assert answer.to_polars().rows() == rows and answer.to_polars().columns == columns
 
 
 def test_funnel_with_conversion_shares(st: bitstat.Stats) -> None:

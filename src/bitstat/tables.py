@@ -96,14 +96,24 @@ class Tabular:
         return polars_frame(*self._table())
 
 
-def _parts(prop: str) -> Header:
-    return tuple(prop.split("~"))
+def _parts(prop: str, own: Header) -> Header:
+    """A column name per part of the property; a part named like one of the answer's own
+    columns (`own`: count, sum, rank) gets a `_` after it, so that neither column loses its
+    values to the other in a DataFrame or a record."""
+    parts = prop.split("~")
+    names: list[str] = []
+    for part in parts:
+        name = part
+        while name in own or name in names or (name != part and name in parts):
+            name += "_"
+        names.append(name)
+    return tuple(names)
 
 
 def _valued(prop: str, mapping: Mapping[Any, Any], value: str) -> tuple[Header, list[Row]]:
     """Rows of a mapping keyed by property values (tuples for a compound property): one
     column per part, then the value; largest value first, ties by key."""
-    names = _parts(prop)
+    names = _parts(prop, (value,))
     items = sorted(mapping.items(), key=lambda kv: (-kv[1], kv[0]))
     rows = [(*(k if isinstance(k, tuple) else (k,)), v) for k, v in items]
     return (*names, value), rows
@@ -165,7 +175,7 @@ class Top(list[tuple[Any, int]], Tabular):
         rows = [
             (n, *(v if isinstance(v, tuple) else (v,)), c) for n, (v, c) in enumerate(self, start=1)
         ]
-        return ("rank", *_parts(self.prop), "count"), rows
+        return ("rank", *_parts(self.prop, ("rank", "count")), "count"), rows
 
 
 class Funnel(list[tuple[str, int]], Tabular):
