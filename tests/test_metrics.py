@@ -14,6 +14,7 @@ import re
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -182,3 +183,15 @@ def test_prometheus_own_parser_reads_the_exposition(client: TestClient) -> None:
         s for s in families["bitstat_events"].samples if s.labels == {"outcome": "recorded"}
     ]
     assert [s.value for s in recorded] == [3]
+
+
+def test_a_process_with_the_pid_of_one_that_ended_keeps_its_counts_in(tmp_path: Path) -> None:
+    # serve --workers N: a worker that ended leaves its counts in the sum, also once a later
+    # worker is given its pid (the system went round its pids): no counter goes down
+    ended = Metrics(tmp_path)
+    ended.recorded(5, 1)
+    ended.publish()
+    later = Metrics(tmp_path)  # (the same pid: this process's)
+    later.recorded(2, 0)
+    total = later.combined()
+    assert (total.events["recorded"], total.events["rejected"]) == (7, 1)

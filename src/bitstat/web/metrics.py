@@ -17,6 +17,7 @@ import asyncio
 import json
 import math
 import os
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -99,6 +100,10 @@ class Metrics:
         self.redis_unavailable = 0
         self.server_errors = 0
         self.shared = shared
+        # its file there: the pid alone would be a later process's too, once the pid is
+        # reused (a worker replaced after the system went round its pids), whose first
+        # publish would take the ended one's counts out of every sum: counters going down
+        self.file = f"{os.getpid()}-{secrets.token_hex(8)}.json"
         self.changes = 0  # to publish only what changed
         self.published = -1
 
@@ -154,7 +159,7 @@ class Metrics:
         if self.shared is None or self.published == self.changes:
             return
         self.published = self.changes
-        mine = self.shared / f"{os.getpid()}.json"
+        mine = self.shared / self.file
         part = mine.with_suffix(".part")
         try:
             part.write_text(json.dumps(self.snapshot()), encoding="utf-8")
