@@ -332,6 +332,29 @@ def test_funnel_window_longer_than_the_data(shop: bitstat.Stats) -> None:
     assert shop.funnel(["buy", "signup"], "2026-09", within=10**30) == [("buy", 4), ("signup", 0)]
 
 
+def test_families_kept_per_day_in_a_namespace_of_hours(
+    server_url: str, namespace: str, clean: list[bitstat.Stats]
+) -> None:
+    """periods=("hour",) keeps segments and counts nowhere unless hourly names them: a query of
+    them says so (it said 'no periods given'); unique actors and totals are kept per hour."""
+    schema = bitstat.Schema(periods=("hour",), segment=["country"], count=["country"])
+    st_ = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    clean.append(st_)
+    st_.track("visit", user=1, time="2026-11-23T10:00", country="NL")
+    assert st_.unique("visit", "2026-11-23") == 1
+    asked = [
+        lambda: st_.counts("visit", "country", "2026-11-23"),
+        lambda: st_.unique("visit", "2026-11-23", country="NL"),
+        lambda: st_.stickiness("visit", "2026-11-23", country="NL"),
+        lambda: st_.funnel(["visit"], "2026-11-23", country="NL"),
+        lambda: st_.retention("visit", "visit", "2026-11-23T10", 1, "hour", country="NL"),
+        lambda: st_.lifecycle("visit", "2026-11-23T10", 1, "hour", country="NL"),
+    ]
+    for ask in asked:
+        with pytest.raises(bitstat.QueryError, match="records hours only, so none are recorded"):
+            ask()
+
+
 def test_stickiness_and_lifecycle_examples(shop: bitstat.Stats) -> None:
     assert shop.stickiness("login", day(8), day(15)) == {
         1: 8,

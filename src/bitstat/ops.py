@@ -404,6 +404,13 @@ class Namespace(Queueing):
         """The periods that tile [lo, hi) for `family`; a family kept per day (`Schema.hourly`)
         answers for whole days only, as no key of it holds an hour."""
         kept = self.schema.periods_of(family)
+        if not kept:  # (a family kept per day and up, in a namespace of hours alone)
+            raise QueryError(
+                f"{FAMILY_TEXT[family or '']} are kept per day and up (the schema's hourly does"
+                f" not name {family!r}) and this namespace records hours only, so none are"
+                f" recorded: keep {family!r} per hour (Schema hourly) or add 'day' to its"
+                " periods, for events recorded from then on"
+            )
         if kept != self.schema.periods:
             for at, param in ((lo, "start"), (hi, "end")):
                 if at.time() != datetime.min.time():
