@@ -544,6 +544,30 @@ def test_one_event_name_for_every_row(shop: Callable[[], bitstat.Stats]) -> None
         st_.track_frame(shop_frame(), event="purchase")
 
 
+def test_event_given_is_read_by_rules_on_the_event_property(
+    server_url: str, fresh: Callable[[], str]
+) -> None:
+    # event= stands for an `event` column, but rules reading the property `event` found none:
+    # counts of "event" and "country~event" stayed empty where track_many counted every row
+    sch = bitstat.Schema(ids="map", count=["event", "country~event"])
+    df = shop_frame(8).drop(columns="event")
+    dicts = [{**r, "event": "buy"} for r in df.to_dict("records")]
+    dicts = [{k: v for k, v in r.items() if not missing(v)} for r in dicts]
+    with (
+        bitstat.connect(server_url, namespace=fresh(), schema=sch) as by_frame,
+        bitstat.connect(server_url, namespace=fresh(), schema=sch) as by_dicts,
+    ):
+        assert by_frame.track_frame(df, event="buy", now=NOW).recorded == 8
+        assert by_dicts.track_many(dicts, now=NOW).recorded == 8
+        assert_same_answers(answers(by_frame), answers(by_dicts))
+        assert by_frame.counts("buy", "event", *RANGE) == {"buy": 8}
+        assert by_frame.counts("buy", "country~event", *RANGE) == {
+            ("DE", "buy"): 2,
+            ("FR", "buy"): 2,
+            ("NL", "buy"): 2,
+        }
+
+
 def test_not_a_frame_is_refused(shop: Callable[[], bitstat.Stats]) -> None:
     st_ = shop()
     with pytest.raises(TypeError, match=r"a pyarrow\.Table"):

@@ -228,6 +228,8 @@ class Frame:
         picked = pa.array(rows)
 
         def column(name: str) -> Any:  # only the columns the rules read are taken
+            if name == "event" and self.event is not None:  # (a rule may read the name too)
+                return pa.repeat(pa.scalar(self.event, pa.large_string()), n)
             whole = self._column(self.table, name)
             return (whole.slice(rows[0], n) if contiguous else whole.take(picked)).combine_chunks()
 
