@@ -332,6 +332,34 @@ def test_funnel_window_longer_than_the_data(shop: bitstat.Stats) -> None:
     assert shop.funnel(["buy", "signup"], "2026-09", within=10**30) == [("buy", 4), ("signup", 0)]
 
 
+def test_periods_added_after_the_data_are_read_from_its_days(
+    server_url: str, namespace: str, clean: list[bitstat.Stats]
+) -> None:
+    """Weeks and months added to a namespace that held days: unique() read an old week from its
+    days, retention and lifecycle refused it ('2026-W37 holds only what was recorded since')."""
+    schema = bitstat.Schema(periods=("day",), segment=["country"])
+    st_ = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    clean.append(st_)
+    st_.track_many(
+        [{"event": "v", "user": u, "time": day(u), "country": "NL"} for u in range(6)]
+        + [{"event": "v", "user": u, "time": day(7 + u), "country": "DE"} for u in range(3)]
+    )
+    st_.configure(bitstat.Schema(periods=("day", "week", "month"), segment=["country"]))
+    assert st_.unique("v", "2026-W37") == 6
+    # 0-5 in W37 (NL), 0-2 again in W38 (DE)
+    table = st_.retention("v", "v", "2026-W37", 2, now=day(30))
+    assert rows(table) == [("2026-W37", 6, [6, 3]), ("2026-W38", 0, [0, 0])]
+    nl = st_.retention("v", "v", "2026-W37", 2, kind="recurring", now=day(30), country="NL")
+    assert rows(nl) == [("2026-W37", 6, [6, 3]), ("2026-W38", 0, [0, 0])]
+    assert rows(st_.retention("v", "v", "2026-09", 1, "month", now=day(30))) == [
+        ("2026-09", 6, [6])
+    ]
+    found = st_.lifecycle("v", "2026-W37", 2, now=day(30))
+    assert phases(found) == [("2026-W37", 6, 0, 0, 0), ("2026-W38", 0, 3, 0, 3)]
+    de = st_.lifecycle("v", "2026-W38", 1, now=day(30), country="DE")
+    assert phases(de) == [("2026-W38", 0, 0, 3, 0)]
+
+
 def test_families_kept_per_day_in_a_namespace_of_hours(
     server_url: str, namespace: str, clean: list[bitstat.Stats]
 ) -> None:

@@ -352,9 +352,14 @@ def retention(
     if seg is not None:  # a segment kept per day has no hour buckets
         ns.tiling(buckets[0].start, buckets[0].end, "segment")
     before = _before(ns, first, buckets[0].start) if kind == "first" else None
-    labels = list(ns.check_kept([b.label for b in buckets], "segment" if seg else None))
+    # each period read as unique() reads it: from finer buckets where its own lacks data (a
+    # week added to the schema after its days were recorded, or expired before them)
+    parts = [_labels(ns, b.start, b.end) for b in buckets]
+    cohorts = [_labels(ns, b.start, b.end, "segment") for b in buckets[:rows]] if seg else parts
     begun = sum(b.start <= wall_now for b in buckets)
-    prog = retention_program(first_event, return_event, labels, rows, width, begun, before, seg)
+    prog = retention_program(
+        first_event, return_event, parts, cohorts, rows, width, begun, before, seg
+    )
     values = iter((yield from ns.totals(prog)))
     out = []
     for i in range(rows):
@@ -362,7 +367,7 @@ def retention(
         counts: list[int | None] = [None] * width
         for k in range(min(width, begun - i)):
             counts[k] = size if k == 0 and first_event == return_event else next(values)
-        out.append(RetentionRow(labels[i], size, counts))
+        out.append(RetentionRow(buckets[i].label, size, counts))
     return Retention(first_event, return_event, period, kind, out)
 
 
@@ -410,11 +415,14 @@ def lifecycle(
     first = yield from _first_day(ns, event)
     # per period begun: |now|, |now & previous|, |previous|, |now & any earlier period|
     asked: list[list[Expr]] = []
+    parts: list[tuple[str, ...]] = []  # each period read as in retention()
     for t in range(1, n + 1):
         if buckets[t].start > wall_now:
             break
-        now_set = Leaf(event, (buckets[t].label,), seg)
-        prev = Leaf(event, (buckets[t - 1].label,), seg)
+        for b in buckets[len(parts) : t + 1]:
+            parts.append(_labels(ns, b.start, b.end, "segment" if seg else None))
+        now_set = Leaf(event, parts[t], seg)
+        prev = Leaf(event, parts[t - 1], seg)
         labels = _before(ns, first, buckets[t].start)
         seen = [Op("and", (now_set, Leaf(event, labels)))] if labels else []
         asked.append([now_set, Op("and", (now_set, prev)), prev, *seen])
@@ -442,7 +450,8 @@ def lifecycle(
 def retention_program(
     first_event: str,
     return_event: str,
-    labels: Sequence[str],
+    parts: Sequence[tuple[str, ...]],
+    cohorts: Sequence[tuple[str, ...]],
     rows: int,
     width: int,
     begun: int,
@@ -451,8 +460,9 @@ def retention_program(
 ) -> SetProgram:
     """Cohort sizes and cells of a retention table, row by row: each cohort is built once.
 
-    `labels` are consecutive buckets; cells of buckets from index `begun` on are not asked.
-    `before` (kind="first") are the buckets of the first event before `labels[0]`: a register
+    `parts` are the bucket labels of consecutive periods (`cohorts`: of the first `rows`, for
+    the segment); cells of periods from index `begun` on are not asked. `before`
+    (kind="first") are the buckets of the first event before the first period: a register
     keeps everyone seen so far, and grows by each period as the rows go on.
     """
     prog = SetProgram()
@@ -461,9 +471,9 @@ def retention_program(
     if before:
         prog.op("or", seen, [prog.leaf(first_event, (lb,)) for lb in before])
     for i in range(rows):
-        did = prog.leaf(first_event, (labels[i],), segment)
+        did = prog.leaf(first_event, cohorts[i], segment)
         if before is not None and i > 0:
-            earlier = prog.leaf(first_event, (labels[i - 1],))
+            earlier = prog.leaf(first_event, parts[i - 1])
             prog.op("or", seen, [seen, earlier] if before or i > 1 else [earlier])
         members = did
         if before or (before is not None and i > 0):
@@ -472,7 +482,7 @@ def retention_program(
         prog.count(members)
         for k in range(width):
             if i + k < begun and (k or not same):
-                prog.and_count(cell, [members, prog.leaf(return_event, (labels[i + k],))])
+                prog.and_count(cell, [members, prog.leaf(return_event, parts[i + k])])
     return prog
 
 
