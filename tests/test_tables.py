@@ -119,6 +119,24 @@ def test_a_property_named_like_a_column_of_the_answer_keeps_its_values() -> None
         assert answer.to_polars().rows() == rows and answer.to_polars().columns == columns
 
 
+def test_an_empty_answer_has_the_column_types_of_a_full_one() -> None:
+    # a day without events made columns of no type (pandas object, polars Null): concatenated
+    # with other days the counts turned object, and polars refused `.str` on the values
+    answers = [
+        (Counts({}, prop="country~platform"), Counts({("NL", "ios"): 2}, prop="country~platform")),
+        (Sums({}, by="country"), Sums({"NL": 2.5}, by="country")),
+        (Top([], prop="item"), Top([("sku-1", 3)], prop="item")),
+        (Stickiness({}), Stickiness({1: 4})),
+    ]
+    for empty, full in answers:
+        assert empty.to_pandas().dtypes.to_dict() == full.to_pandas().dtypes.to_dict()
+        assert pd.concat([full.to_pandas(), empty.to_pandas()]).equals(full.to_pandas())
+        assert empty.to_polars().schema == full.to_polars().schema
+        assert pl.concat([full.to_polars(), empty.to_polars()]).equals(full.to_polars())
+    lowered = Counts({}, prop="country").to_polars().select(pl.col("country").str.to_lowercase())
+    assert lowered.schema == {"country": pl.String} and lowered.height == 0
+
+
 def test_funnel_with_conversion_shares(st: bitstat.Stats) -> None:
     funnel = st.funnel(["visit", "signup", "purchase"], *NOV, within="10d")
     (_, visits), (_, signups), (_, buys) = funnel

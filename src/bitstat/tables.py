@@ -22,6 +22,7 @@ from .errors import BitstatError
 
 Header = tuple[str, ...]
 Row = tuple[Any, ...]
+Kinds = tuple[type, ...]  # the Python type of each column's values
 
 
 def _optional(module: str, extra: str) -> ModuleType:
@@ -37,10 +38,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def pandas_frame(header: Header, rows: list[Row]) -> Any:
+def pandas_frame(header: Header, rows: list[Row], kinds: Kinds | None = None) -> Any:
     """A pandas DataFrame of the rows; integer columns with missing cells are `Int64`, not
-    floats, so a count stays a count."""
+    floats, so a count stays a count. No rows: columns of `kinds` (else of no type)."""
     pd = _optional("pandas", "pandas")
+    if not rows and kinds is not None:
+        return pd.DataFrame({n: pd.Series([], dtype=k) for n, k in zip(header, kinds, strict=True)})
     frame = pd.DataFrame.from_records(rows, columns=list(header))
     for i, name in enumerate(header):
         cells = [row[i] for row in rows]
@@ -49,9 +52,13 @@ def pandas_frame(header: Header, rows: list[Row]) -> Any:
     return frame
 
 
-def polars_frame(header: Header, rows: list[Row]) -> Any:
-    """A polars DataFrame of the rows (missing cells are nulls)."""
+def polars_frame(header: Header, rows: list[Row], kinds: Kinds | None = None) -> Any:
+    """A polars DataFrame of the rows (missing cells are nulls). No rows: columns of `kinds`
+    (else of polars' Null type)."""
     pl = _optional("polars", "polars")
+    if not rows and kinds is not None:
+        types = {int: pl.Int64, float: pl.Float64, str: pl.String}
+        return pl.DataFrame(schema={n: types[k] for n, k in zip(header, kinds, strict=True)})
     columns = {name: [row[i] for row in rows] for i, name in enumerate(header)}
     return pl.DataFrame(columns, strict=False)
 
@@ -72,6 +79,11 @@ class Tabular:
     def _table(self) -> tuple[Header, list[Row]]:
         raise NotImplementedError
 
+    def _kinds(self) -> Kinds | None:
+        """Each column's type, so that an answer of no rows (a day without events) makes a
+        DataFrame of the columns a full one has; None where an answer always has rows."""
+        return None
+
     def to_rows(self, header: bool = True) -> list[Row]:
         """The answer as rows of plain values, the header first (`header=False`: without it),
         ready for `csv.writer(f).writerows(...)`."""
@@ -89,11 +101,11 @@ class Tabular:
 
     def to_pandas(self) -> Any:
         """A `pandas.DataFrame` of the rows (needs pandas)."""
-        return pandas_frame(*self._table())
+        return pandas_frame(*self._table(), self._kinds())
 
     def to_polars(self) -> Any:
         """A `polars.DataFrame` of the rows (needs polars)."""
-        return polars_frame(*self._table())
+        return polars_frame(*self._table(), self._kinds())
 
 
 def _parts(prop: str, own: Header) -> Header:
@@ -108,6 +120,10 @@ def _parts(prop: str, own: Header) -> Header:
             name += "_"
         names.append(name)
     return tuple(names)
+
+
+def _texts(prop: str) -> Kinds:
+    return (str,) * len(prop.split("~"))
 
 
 def _valued(prop: str, mapping: Mapping[Any, Any], value: str) -> tuple[Header, list[Row]]:
@@ -145,6 +161,9 @@ class Counts(dict[Any, int], Tabular):
     def _table(self) -> tuple[Header, list[Row]]:
         return _valued(self.prop, self, "count")
 
+    def _kinds(self) -> Kinds:
+        return (*_texts(self.prop), int)
+
 
 class Sums(dict[Any, float], Tabular):
     """`{value: sum}` of a sum by another property: a column per part of `by`, `sum`."""
@@ -155,6 +174,9 @@ class Sums(dict[Any, float], Tabular):
 
     def _table(self) -> tuple[Header, list[Row]]:
         return _valued(self.by, self, "sum")
+
+    def _kinds(self) -> Kinds:
+        return (*_texts(self.by), float)
 
 
 class Sum(float, Tabular):
@@ -177,6 +199,9 @@ class Top(list[tuple[Any, int]], Tabular):
         ]
         return ("rank", *_parts(self.prop, ("rank", "count")), "count"), rows
 
+    def _kinds(self) -> Kinds:
+        return (int, *_texts(self.prop), int)
+
 
 class Funnel(list[tuple[str, int]], Tabular):
     """`[(step, actors)]`: columns `step`, `actors`, `conversion` (the share of step 1's actors,
@@ -197,6 +222,9 @@ class Stickiness(dict[int, int], Tabular):
 
     def _table(self) -> tuple[Header, list[Row]]:
         return ("days", "actors"), sorted(self.items())
+
+    def _kinds(self) -> Kinds:
+        return (int, int)
 
 
 class Lifecycle(list[Any], Tabular):
