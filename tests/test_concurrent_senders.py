@@ -18,6 +18,7 @@ from bitstat import record
 from bitstat.transport import Transport
 from exactly import SETTINGS, batches, same_answers
 from model import Model
+from proxy import Proxy
 
 NAMES = ("purchase", "refund", "visit", "signup")
 
@@ -47,6 +48,8 @@ def paused_after_first_write(
         return (yield from real(self, *args, **kwargs))
 
     monkeypatch.setattr(Transport, step, paused)
+    # (a try that sent it may have written: the retry of its call counts what it finds so)
+    monkeypatch.setattr(record, "WRITES", (*record.WRITES, paused))
     return stopped, go_on
 
 
@@ -109,3 +112,37 @@ def test_a_batch_on_a_cluster_is_reported_by_the_sender_that_completed_it(
     pause = paused_after_first_write(monkeypatch, "script")
     paused, other = two_senders(cluster_url, batch, pause)
     assert (paused, other) == (0, len(batch))
+
+
+def test_a_sender_whose_try_wrote_nothing_reports_nothing_of_the_others_batch(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry storm: one sender's first try loses the reply of its look at the batch's marker
+    (a read: nothing of the batch written), and while it waits to try again the other sender
+    records the whole batch. Its retry finds the marker, which no try of its own wrote: it
+    reports 0, not the batch a second time."""
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    schema = bitstat.Schema(**SETTINGS)
+    batch = batches(1, 100, seed=8)[0]
+    batch_id = "storm-7f3a"
+    with (
+        bitstat.connect(proxy.url(), namespace=namespace, schema=schema) as first,
+        bitstat.connect(proxy.url(), namespace=namespace, schema=schema) as second,
+    ):
+        real = Transport.sleep
+        others: list[int] = []
+
+        def backed_off(self: Transport, seconds: float) -> Any:
+            if not others:  # the first sender's wait before its retry
+                others.append(second.track_many(batch, batch_id=batch_id).recorded)
+            return (yield from real(self, seconds))
+
+        monkeypatch.setattr(Transport, "sleep", backed_off)
+        proxy.cut_replies(1, batch_id.encode())  # the first sender's GET of the marker
+        mine = first.track_many(batch, batch_id=batch_id).recorded
+        assert proxy.cut == 1
+        assert (mine, others) == (0, [len(batch)])
+        want = Model(**SETTINGS)
+        want.track_many(batch)
+        same_answers(first, want)
+        first.drop()

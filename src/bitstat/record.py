@@ -534,9 +534,11 @@ class Recording:
         attempt = 0
         while True:
             attempt += 1
-            # a marker found was set by an earlier try of this call, or by the failed call
-            # this one repeats (an id bitstat made, taken up again): its events count as sent
-            again = attempt > 1 or (auto and not fresh)
+            # a marker found was set by an earlier try of this call that may have written, or
+            # by the failed call this one repeats (an id bitstat made, taken up again): its
+            # events count as sent. After tries that wrote nothing it is another sender's (a
+            # retry storm of the id), which reports them
+            again = (attempt > 1 and landed) or (auto and not fresh)
             ask = not fresh or attempt > 1
             once = self.record_once(
                 cols,
