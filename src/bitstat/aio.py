@@ -24,7 +24,6 @@ from redis.backoff import NoBackoff
 from .actors import ActorQuery, SetAlgebra
 from .calls import Call, Driver, Emit, Links
 from .clusters import AsyncCluster, every_master_async, on_every_connection
-from .errors import ConnectionError
 from .ops import check_name
 from .query import Expr
 from .signatures import takes_arguments_of
@@ -34,6 +33,7 @@ from .store import (
     Driving,
     cluster_address,
     durability,
+    not_connected,
     replies_of,
     reply_text,
     shown_url,
@@ -136,11 +136,9 @@ class AsyncStore:
             with wrapped_errors(f"connecting to {shown}"):
                 try:
                     await store.client.ping()
-                except rex.RedisClusterException as exc:  # no node answered: as the blocking
-                    # client says when it is made (not a cluster "that cannot take the call")
-                    raise ConnectionError(
-                        f"connecting to {shown}: cannot reach the cluster: {exc}"
-                    ) from exc
+                except (rex.RedisClusterException, rex.NoPermissionError) as exc:
+                    # as the blocking client says (not a cluster "that cannot take the call")
+                    raise not_connected(shown, exc) from exc
         except BaseException:
             await store.close()
             raise

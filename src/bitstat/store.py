@@ -99,9 +99,43 @@ def wrapped_errors(what: str) -> Iterator[None]:
         raise classified(error, transient=True, refused=True) from exc
     except rex.RedisError as exc:
         text = reply_text(exc)
+        refusal = acl_refusal(exc)
+        if refusal is not None:  # (the same until the user's rights change)
+            text += f"; {ACL_NEEDS}"
         error = ServerError(f"{what}: the server answered with an error: {text}")
         transient = isinstance(exc, FOR_NOW_ERRORS) or text.startswith(FOR_NOW)
         raise classified(error, transient=transient, refused=True) from exc
+
+
+# what an error of the server's ACL adds: where to read what a Redis user of bitstat needs
+ACL_NEEDS = (
+    "the Redis user needs the commands and key patterns of docs/operations.md#redis-users"
+    " (reads too: they write scratch keys and apply the events track() queued)"
+)
+IN_SCRIPT = "ACL failure in script"  # (a refusal inside a script is a plain error reply)
+
+
+def acl_refusal(exc: BaseException | None) -> str | None:
+    """The server's words if its ACL refused a command or key (NOPERM, or in a script), in
+    `exc` or behind it (redis-py's cluster client says "Cluster mode is not enabled" when the
+    ACL refuses CLUSTER SLOTS); None for any other error."""
+    while exc is not None:
+        said = str(exc).rpartition("caused error: ")[2]  # (not the command a pipeline's names)
+        if isinstance(exc, rex.NoPermissionError) or said.startswith(IN_SCRIPT):
+            return said
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def not_connected(shown: str, exc: Exception) -> ConnectionError:
+    """The error of a client that could not connect to `shown` (the URL shown): the ACL
+    refused what the client asks first, or no node of a cluster answered."""
+    refusal = acl_refusal(exc)
+    if refusal is not None:
+        error = ConnectionError(f"connecting to {shown}: {refusal}; {ACL_NEEDS}")
+        classified(error, transient=False, refused=True)
+        return error
+    return ConnectionError(f"connecting to {shown}: cannot reach the cluster: {exc}")
 
 
 # the error replies redis-py's cluster parser makes exceptions of, their code taken off
@@ -314,10 +348,8 @@ def client_from_url(
             options["redis_connect_func"] = links.counting_after
         try:  # (the cluster client reads the slot map as it is made)
             return Cluster(**address, **options), True
-        except rex.RedisClusterException as exc:
-            raise ConnectionError(
-                f"connecting to {shown_url(url)}: cannot reach the cluster: {exc}"
-            ) from exc
+        except (rex.RedisClusterException, rex.ResponseError) as exc:  # (an ACL's NOPERM)
+            raise not_connected(shown_url(url), exc) from exc
     if links is not None:
         options.update(redis_connect_func=links.counting, retry=NO_RETRY)
     return redis.Redis.from_url(url, **options), False
@@ -385,8 +417,12 @@ class Store:
         client, cluster = client_from_url(url, timeout, links)
         store = cls(client, cluster, replicas, timeouts(url, timeout)["socket_timeout"])
         store.links = links
-        with wrapped_errors(f"connecting to {shown_url(url)}"):
-            client.ping()
+        shown = shown_url(url)
+        with wrapped_errors(f"connecting to {shown}"):
+            try:
+                client.ping()
+            except rex.NoPermissionError as exc:
+                raise not_connected(shown, exc) from exc
         return store
 
     def close(self) -> None:
