@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 
 import bitstat
+from bitstat.analysis import Retention, RetentionRow
 from bitstat.errors import BitstatError
 from bitstat.tables import Counts, Stickiness, Sums, Top
 from webserver import SHOP, shop_events
@@ -135,6 +136,28 @@ def test_an_empty_answer_has_the_column_types_of_a_full_one() -> None:
         assert pl.concat([full.to_polars(), empty.to_polars()]).equals(full.to_polars())
     lowered = Counts({}, prop="country").to_polars().select(pl.col("country").str.to_lowercase())
     assert lowered.schema == {"country": pl.String} and lowered.height == 0
+
+
+def test_retention_shares_of_periods_not_begun_are_float_columns() -> None:
+    # a period no cohort has reached made its share column Int64 in pandas (so the shares read
+    # as an object array) and Null in polars, beside the float columns of the others
+    rows = [RetentionRow("2026-W48", 4, [4, 2, None]), RetentionRow("2026-W49", 0, [0, None, None])]
+    table = Retention("signup", "login", "week", "first", rows)
+    shares = table.to_pandas(rates=True)
+    assert [str(t) for t in shares.dtypes.iloc[2:]] == ["float64"] * 3
+    assert shares.iloc[:, 2:].to_numpy().dtype == "float64"
+    assert shares.iloc[:, 2:].isna().to_numpy().tolist() == [[False, False, True], [True] * 3]
+    assert table.to_polars(rates=True).schema == {
+        "cohort": pl.String,
+        "size": pl.Int64,
+        **dict.fromkeys(["0", "1", "2"], pl.Float64),
+    }
+    assert table.to_polars(rates=True).rows() == [
+        ("2026-W48", 4, 1.0, 0.5, None),
+        ("2026-W49", 0, None, None, None),
+    ]
+    assert [str(t) for t in table.to_pandas().dtypes.iloc[2:]] == ["int64", "Int64", "Int64"]
+    assert table.to_polars().schema["2"] == pl.Int64
 
 
 def test_funnel_with_conversion_shares(st: bitstat.Stats) -> None:

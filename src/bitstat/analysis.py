@@ -236,14 +236,17 @@ class Retention(Tabular):
         header = ("cohort", "size", *(str(k) for k in range(self.columns)))
         return header, [(r.cohort, r.size, *(r.rates() if rates else r.counts)) for r in self.rows]
 
+    def _kinds(self, rates: bool = False) -> tuple[type, ...]:
+        return (str, int, *[float if rates else int] * self.columns)
+
     def to_pandas(self, rates: bool = False) -> Any:
         """A pandas DataFrame: cohort, size, then a column per period after the cohort's ("0",
         "1", ...) holding counts (or shares with `rates=True`); missing where not begun."""
-        return pandas_frame(*self._table(rates))
+        return pandas_frame(*self._table(rates), self._kinds(rates))
 
     def to_polars(self, rates: bool = False) -> Any:
         """The same table as a polars DataFrame (nulls where not begun)."""
-        return polars_frame(*self._table(rates))
+        return polars_frame(*self._table(rates), self._kinds(rates))
 
     def to_html(self, page: bool = False) -> str:
         """The table as an HTML heat map (a fragment, or a whole page with `page=True`)."""

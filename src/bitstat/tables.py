@@ -40,27 +40,30 @@ def _is_int(value: Any) -> bool:
 
 def pandas_frame(header: Header, rows: list[Row], kinds: Kinds | None = None) -> Any:
     """A pandas DataFrame of the rows; integer columns with missing cells are `Int64`, not
-    floats, so a count stays a count. No rows: columns of `kinds` (else of no type)."""
+    floats, so a count stays a count. `kinds` (each column's type) types the columns of no
+    rows, and a float column of missing cells only (a share of a period not begun)."""
     pd = _optional("pandas", "pandas")
-    if not rows and kinds is not None:
-        return pd.DataFrame({n: pd.Series([], dtype=k) for n, k in zip(header, kinds, strict=True)})
     frame = pd.DataFrame.from_records(rows, columns=list(header))
     for i, name in enumerate(header):
         cells = [row[i] for row in rows]
-        if None in cells and all(c is None or _is_int(c) for c in cells):
+        kind = None if kinds is None else kinds[i]
+        if kind is float or (kind is not None and not rows):
+            frame[name] = frame[name].astype(kind)
+        elif None in cells and all(c is None or _is_int(c) for c in cells):
             frame[name] = pd.array(cells, dtype="Int64")
     return frame
 
 
 def polars_frame(header: Header, rows: list[Row], kinds: Kinds | None = None) -> Any:
-    """A polars DataFrame of the rows (missing cells are nulls). No rows: columns of `kinds`
-    (else of polars' Null type)."""
+    """A polars DataFrame of the rows (missing cells are nulls), of `kinds` where given (a
+    column of no value has polars' Null type otherwise)."""
     pl = _optional("polars", "polars")
-    if not rows and kinds is not None:
-        types = {int: pl.Int64, float: pl.Float64, str: pl.String}
-        return pl.DataFrame(schema={n: types[k] for n, k in zip(header, kinds, strict=True)})
     columns = {name: [row[i] for row in rows] for i, name in enumerate(header)}
-    return pl.DataFrame(columns, strict=False)
+    frame = pl.DataFrame(columns, strict=False)
+    if kinds is None:
+        return frame
+    types = {int: pl.Int64, float: pl.Float64, str: pl.String}
+    return frame.cast({n: types[k] for n, k in zip(header, kinds, strict=True)})
 
 
 def csv_text(header: Header, rows: Iterable[Row]) -> str:
