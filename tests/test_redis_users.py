@@ -349,3 +349,23 @@ def test_a_user_that_may_only_read_is_told_reads_write_too(acl_server: Server) -
     assert said.endswith(f": No permissions to access a key; {ACL_NEEDS}"), said
     assert (caught.value.transient, caught.value.refused) == (False, True)
     admin.close()
+
+
+def test_a_batch_whose_wait_is_refused_after_its_writes_may_have_landed(
+    acl_server: Server,
+) -> None:
+    admin = acl_server.client()
+    set_user(admin, documented_rules()[0], "shop")  # (no +wait: durability="replicated" needs it)
+    url = f"redis://bitstat-shop:{PASSWORD}@127.0.0.1:{acl_server.port}/0?durability=replicated"
+    with bitstat.connect(url, namespace="shop") as st:
+        with pytest.raises(bitstat.BatchError) as caught:
+            st.track_many([{"event": "wait", "user": 1, "time": T}], batch_id="w-1")
+        assert caught.value.may_have_landed  # (the script ran before WAIT was refused)
+        assert "no permissions to run the 'wait' command" in str(caught.value)
+        assert "some or all of it may have been recorded" in str(caught.value)
+    with bitstat.connect(acl_server.url, namespace="shop") as st:
+        assert st.total("wait", "2026-11") == 1
+        again = st.track_many([{"event": "wait", "user": 1, "time": T}], batch_id="w-1")
+        assert (again.recorded, st.total("wait", "2026-11")) == (0, 1)  # under its id: once
+        st.drop()
+    admin.close()

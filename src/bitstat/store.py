@@ -104,7 +104,11 @@ def wrapped_errors(what: str) -> Iterator[None]:
             text += f"; {ACL_NEEDS}"
         error = ServerError(f"{what}: the server answered with an error: {text}")
         transient = isinstance(exc, FOR_NOW_ERRORS) or text.startswith(FOR_NOW)
-        raise classified(error, transient=transient, refused=True) from exc
+        # what ran before the command refused stays: a pipeline's commands before it (a
+        # batch's scripts before WAIT), a script's writes before its refused call
+        later = _PIPELINE_COMMAND.match(str(exc))
+        partly = (later is not None and int(later[1]) > 1) or bool(refusal and IN_SCRIPT in refusal)
+        raise classified(error, transient=transient, refused=not partly) from exc
 
 
 # what an error of the server's ACL adds: where to read what a Redis user of bitstat needs
@@ -113,6 +117,8 @@ ACL_NEEDS = (
     " (reads too: they write scratch keys and apply the events track() queued)"
 )
 IN_SCRIPT = "ACL failure in script"  # (a refusal inside a script is a plain error reply)
+# redis-py's words before the error of a pipeline's command (the first that failed)
+_PIPELINE_COMMAND = re.compile(r"Command # ([0-9]+) ")
 
 
 def acl_refusal(exc: BaseException | None) -> str | None:
