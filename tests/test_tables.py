@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 
 import bitstat
-from bitstat.analysis import Retention, RetentionRow
+from bitstat.analysis import LifecyclePeriod, Retention, RetentionRow
 from bitstat.errors import BitstatError
-from bitstat.tables import Counts, Stickiness, Sums, Top
+from bitstat.tables import Counts, Funnel, Lifecycle, Stickiness, Sums, Top
 from webserver import SHOP, shop_events
 
 NOV = ("2025-11-01", "2025-11-30")
@@ -158,6 +158,18 @@ def test_retention_shares_of_periods_not_begun_are_float_columns() -> None:
     ]
     assert [str(t) for t in table.to_pandas().dtypes.iloc[2:]] == ["int64", "Int64", "Int64"]
     assert table.to_polars().schema["2"] == pl.Int64
+
+
+def test_a_funnel_of_no_actors_and_a_lifecycle_not_begun_keep_their_column_types() -> None:
+    # a funnel whose first step had no actors made its shares Int64 (pandas) and Null (polars);
+    # a lifecycle of periods not begun made Null counts in polars
+    funnel = Funnel([("visit", 0), ("buy", 0)])
+    assert [str(t) for t in funnel.to_pandas().dtypes.iloc[1:]] == ["int64", "float64", "float64"]
+    assert funnel.to_pandas()["conversion"].isna().all()
+    assert list(funnel.to_polars().schema.values()) == [pl.String, pl.Int64, pl.Float64, pl.Float64]
+    later = Lifecycle([LifecyclePeriod("2026-12-08", None, None, None, None)])
+    assert list(later.to_polars().schema.values())[2:] == [pl.Int64] * 4
+    assert later.to_polars().row(0) == ("2026-12-08", datetime(2026, 12, 8), None, None, None, None)
 
 
 def test_funnel_with_conversion_shares(st: bitstat.Stats) -> None:

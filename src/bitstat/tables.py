@@ -48,7 +48,7 @@ def pandas_frame(header: Header, rows: list[Row], kinds: Kinds | None = None) ->
         cells = [row[i] for row in rows]
         kind = None if kinds is None else kinds[i]
         if kind is float or (kind is not None and not rows):
-            frame[name] = frame[name].astype(kind)
+            frame[name] = frame[name].astype("datetime64[us]" if kind is datetime else kind)
         elif None in cells and all(c is None or _is_int(c) for c in cells):
             frame[name] = pd.array(cells, dtype="Int64")
     return frame
@@ -62,7 +62,7 @@ def polars_frame(header: Header, rows: list[Row], kinds: Kinds | None = None) ->
     frame = pl.DataFrame(columns, strict=False)
     if kinds is None:
         return frame
-    types = {int: pl.Int64, float: pl.Float64, str: pl.String}
+    types = {int: pl.Int64, float: pl.Float64, str: pl.String, datetime: pl.Datetime("us")}
     return frame.cast({n: types[k] for n, k in zip(header, kinds, strict=True)})
 
 
@@ -219,6 +219,9 @@ class Funnel(list[tuple[str, int]], Tabular):
             rows.append((step, actors, share, actors / before if before else None))
         return ("step", "actors", "conversion", "from_previous"), rows
 
+    def _kinds(self) -> Kinds:
+        return (str, int, float, float)
+
 
 class Stickiness(dict[int, int], Tabular):
     """`{days: actors}`: columns `days` (active on exactly that many days) and `actors`."""
@@ -241,3 +244,6 @@ class Lifecycle(list[Any], Tabular):
             for p in self
         ]
         return names, rows
+
+    def _kinds(self) -> Kinds:
+        return (str, datetime, int, int, int, int)
