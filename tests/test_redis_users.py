@@ -369,3 +369,27 @@ def test_a_batch_whose_wait_is_refused_after_its_writes_may_have_landed(
         assert (again.recorded, st.total("wait", "2026-11")) == (0, 1)  # under its id: once
         st.drop()
     admin.close()
+
+
+def test_consume_with_the_documented_keys_and_a_refusal_as_one_line(acl_server: Server) -> None:
+    admin = acl_server.client()
+    stream = f"orders-{uuid.uuid4().hex[:6]}"
+    admin.xadd(stream, {"data": '{"event": "order", "user": 1, "time": "2026-11-03T12:00:00Z"}'})
+    rule = documented_rules()[0]
+    streams = ["+xreadgroup", "+xack", "+xautoclaim", "+xclaim", "+xgroup|create", "+xpending"]
+    set_user(admin, rule, "shop", f"~{stream}", *streams)
+    url = f"redis://bitstat-shop:{PASSWORD}@127.0.0.1:{acl_server.port}/0"
+    consume = ["--url", url, "--namespace", "shop", "consume", stream, "--stop-when-idle", "0.2"]
+    result = CliRunner().invoke(cli, [*consume, "--block", "100"])
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: consuming the stream {stream!r}: the server answered with an error:"
+        f" No permissions to access a key; {ACL_NEEDS}\n",
+    )
+    notes = f"~{stream}:bitstat-batches:*"  # (the docs' pattern of the stream's notes)
+    set_user(admin, rule, "shop", f"~{stream}", notes, *streams)
+    result = CliRunner().invoke(cli, [*consume, "--block", "100"])
+    assert result.output.splitlines()[-1] == (
+        '{"recorded": 1, "rejected": 0, "batches": 1, "taken_again": 0}'
+    )
+    admin.close()

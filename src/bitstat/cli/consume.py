@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..store import client_from_url
+from ..store import client_from_url, wrapped_errors
 from ..streams import Progress, StreamConsumer
 from .output import to_json
 
@@ -95,7 +95,8 @@ def consume(
             " give --block MILLISECONDS with --stop-when-idle"
         )
     name = consumer or socket.gethostname()
-    with settings.connect() as st:
+    # (the consumer calls the stream's client itself: its failures told as the library's are)
+    with settings.connect() as st, wrapped_errors(f"consuming the stream {stream!r}"):
         client = stream_client(stream_url) if stream_url else None
         worker = StreamConsumer(
             st,
