@@ -590,6 +590,27 @@ def test_bad_arguments(shop: bitstat.Stats) -> None:
             ask()
 
 
+def test_periods_past_the_last_supported_date(shop: bitstat.Stats) -> None:
+    """Periods running past 9998-12-31 are refused at once, naming the argument: they were
+    rows labelled 9999-01-01 (days, weeks, months), a QueryError naming no argument (years), or
+    minutes of counting hours up to the year 9999 before one (periods=10**30)."""
+    asked = [
+        ("periods", lambda: shop.retention("signup", "login", "9998-12-30", 3, "day", now=day(0))),
+        ("periods", lambda: shop.retention("signup", "login", "9998-W53", 2, now=day(0))),
+        ("periods", lambda: shop.lifecycle("login", "9998-12", 2, "month", now=day(0))),
+        ("periods", lambda: shop.lifecycle("login", "9998", 2, "year", now=day(0))),
+        ("periods", lambda: shop.lifecycle("login", "2026-W37", 10**30, now=day(0))),
+        ("periods", lambda: shop.retention("signup", "login", "2026-09", 10**30, "month")),
+        ("columns", lambda: shop.retention("signup", "login", "9998-W50", 2, columns=5)),
+    ]
+    for param, ask in asked:
+        with pytest.raises(bitstat.QueryError, match="run past 9998-12-31") as raised:
+            ask()
+        assert raised.value.param == param
+    last = shop.retention("signup", "login", "9998-12-30", 2, "day", columns=1, now=day(0))
+    assert rows(last) == [("9998-12-30", 0, [None]), ("9998-12-31", 0, [None])]
+
+
 def test_parse_within() -> None:
     assert analysis.parse_within("7d") == analysis.parse_within(7) == 7
     assert analysis.parse_within(" 2w ") == 14

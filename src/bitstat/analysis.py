@@ -50,6 +50,9 @@ Steps = Generator[Call, Any, T]  # an operation, as in ops.py
 KINDS = ("first", "recurring")
 _EPOCH = datetime(1970, 1, 1)
 _DAY = timedelta(days=1)
+_AFTER_LAST = datetime.combine(P.LAST_DAY, datetime.min.time()) + _DAY
+_SHORTEST = {"hour": timedelta(hours=1), "day": _DAY, "week": 7 * _DAY, "month": 28 * _DAY,
+             "year": 365 * _DAY}  # fmt: skip
 ADJECTIVES = {
     "hour": "hourly",
     "day": "daily",
@@ -154,10 +157,20 @@ def _before(ns: Namespace, first: datetime | None, hi: datetime) -> tuple[str, .
     return _labels(ns, first, hi)  # (unreachable for a bucket boundary: raises, saying why)
 
 
-def _buckets(period: str, first: P.Bucket, n: int) -> list[P.Bucket]:
+def _buckets(first: P.Bucket, n: int, param: str) -> list[P.Bucket]:
+    """`n` consecutive buckets from `first`, all within the dates bitstat supports: `n` that
+    runs past them is refused at once, naming `param` (not after counting to the year 9999)."""
+    shortest = _SHORTEST[first.period].total_seconds()
+    fits = (n - 1) * shortest < (_AFTER_LAST - first.start).total_seconds()  # (else surely not)
     out = [first]
-    while len(out) < n:
+    while fits and len(out) < n and out[-1].end < _AFTER_LAST:
         out.append(out[-1].next())
+    if len(out) < n:
+        raise QueryError(
+            f"{param}: {n:,} {first.period}s from {first.label} run past {P.LAST_DAY}, the last"
+            " date bitstat supports",
+            param=param,
+        )
     return out
 
 
@@ -349,7 +362,8 @@ def retention(
     width = rows if columns is None else _count("columns", columns)
     seg = ns.segment(first_event, segment)
     wall_now = _now(ns, now)
-    buckets = _buckets(period, _start_bucket(ns, period, start), rows + width - 1)
+    buckets = _buckets(_start_bucket(ns, period, start), rows, "periods")
+    buckets += _buckets(buckets[-1], width, "periods" if columns is None else "columns")[1:]
     first = (yield from _first_day(ns, first_event)) if kind == "first" else None
 
     if seg is not None:  # a segment kept per day has no hour buckets
@@ -411,7 +425,7 @@ def lifecycle(
     n = _count("periods", periods)
     wall_now = _now(ns, now)
     first_bucket = _start_bucket(ns, period, start)
-    buckets = [first_bucket.prev(), *_buckets(period, first_bucket, n)]
+    buckets = [first_bucket.prev(), *_buckets(first_bucket, n, "periods")]
     seg = ns.segment(event, segment)
     if seg is not None:  # a segment kept per day has no hour buckets
         ns.tiling(first_bucket.start, first_bucket.end, "segment")
