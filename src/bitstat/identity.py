@@ -242,9 +242,10 @@ class Identity:
         """Erase an actor: out of every actor set, then (ids="map") out of the id map with the
         ids aliased to it."""
         done = Forgotten(actor, kept=kept_aggregates(self.ns.schema))
-        # the events track() queued (by any process) first: one of this actor's, applied later,
-        # would bring it back
+        # the events track() queued (by any process) first, those other flushes have claimed
+        # included: one of this actor's, applied later, would bring it back
         yield from self.ns.flush()
+        yield from self.ns.claims_applied()
         if not self.mapped:
             number = self.int_id(actor, "actor")
             done.removed, done.scanned = yield from self.remove(number)

@@ -75,6 +75,7 @@ FLUSH_INTERVAL = 1.0  # seconds an event waits at most before a track() or read 
 PUSH_WINDOW = 60  # seconds a pushed token is remembered at least (at most twice this)
 CLAIM_MOST = 10_000  # events a claim takes: a long queue is applied in batches of this many
 CLAIMS_A_FLUSH = 64  # claims one flush applies at most (then the next flush goes on)
+CLAIMS_LOOK = 0.05  # seconds between looks at the claims other flushes hold (`claims_applied`)
 # a value below this never carries a total within sums.LIMIT (1e308) past it (half the spacing
 # of doubles there is ~1e292): an event of such values is never refused and may wait
 SAFE_SUM = 1e291
@@ -564,6 +565,16 @@ class Queueing(Recording):
                 break
             recorded += yield from self.released(claim_id, records, result)
         return recorded
+
+    def claims_applied(self) -> Op[None]:
+        """After a flush: the claims other flushes held then are applied too, by them, or past
+        their leases taken over by this Stats' flushes (`forget`: an event of the actor applied
+        after it answered would bring the actor back)."""
+        held = set((yield call(Transport.hkeys, self.keys.queue_claims)))
+        while held:
+            yield call(Transport.sleep, CLAIMS_LOOK)
+            yield from self.flush()
+            held &= set((yield call(Transport.hkeys, self.keys.queue_claims)))
 
     def claim_to_ask(self) -> str:
         """The id of a flush's next claim: that of a claim asked whose reply never came, if

@@ -766,6 +766,10 @@ class Transport:
         yield Doing(f"reading {key}")
         return (yield lambda c: c.hget(key, field))  # type: ignore[no-any-return]
 
+    def hkeys(self, key: str) -> Request[list[bytes]]:
+        yield Doing(f"reading {key}")
+        return list((yield lambda c: c.hkeys(key)))
+
     def hvals(self, key: str) -> Request[list[bytes]]:
         yield Doing(f"reading {key}")
         return list((yield lambda c: c.hvals(key)))
