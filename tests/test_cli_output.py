@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
+import bitstat
 from bitstat.cli import main
 from bitstat.cli.output import SPARKS, sparkline
 from bitstat.stats import Stats
@@ -102,3 +103,38 @@ def test_events_are_one_a_line_whatever_their_names(
     assert json.loads(empty.ok("events", "-f", "json")) == [
         {"event": n} for n in ["bad\nname", "tab\there", "visit", "ü"]
     ]
+
+
+def test_a_property_named_like_the_answers_column_keeps_its_values(embedded_url: str) -> None:
+    """`bitstat counts e count --format json` printed [{"count": 1}]: the property's column
+    and the count shared a name, and the values were lost (found beside the DataFrames' same
+    defect); the property's column is `count_`, as in DataFrames."""
+    cli = Cli(embedded_url, make_namespace())
+    schema = bitstat.Schema(count=["count", "sum~count"], sum=["amount by sum"], top=["count"])
+    events = [
+        {"event": "e", "user": 1, "time": "2026-11-02", "count": "x", "sum": "a"},
+        {"event": "e", "user": 2, "time": "2026-11-02", "count": "x", "sum": "b"},
+        {"event": "e", "user": 3, "time": "2026-11-02", "count": "y", "sum": "b", "amount": 2},
+    ]
+    with bitstat.connect(cli.url, namespace=cli.namespace, schema=schema) as st:
+        st.track_many(events)
+
+    def rows(*args: str) -> list[dict[str, object]]:
+        result = cli(*args, "2026-11-02", "--format", "json")
+        assert result.exit_code == 0, result.output
+        answer: list[dict[str, object]] = json.loads(result.stdout)
+        return answer
+
+    try:
+        counted = [{"count_": "x", "count": 2}, {"count_": "y", "count": 1}]
+        assert rows("counts", "e", "count") == counted
+        assert rows("top", "e", "count") == counted
+        assert rows("counts", "e", "sum~count") == [
+            {"sum": "a", "count_": "x", "count": 1},
+            {"sum": "b", "count_": "x", "count": 1},
+            {"sum": "b", "count_": "y", "count": 1},
+        ]
+        assert rows("sums", "e", "amount", "--by", "sum") == [{"sum_": "b", "sum": 2}]
+    finally:
+        with cli.stats() as st:
+            st.drop()

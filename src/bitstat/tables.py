@@ -111,7 +111,7 @@ class Tabular:
         return polars_frame(*self._table(), self._kinds())
 
 
-def _parts(prop: str, own: Header) -> Header:
+def part_columns(prop: str, own: Header) -> Header:
     """A column name per part of the property; a part named like one of the answer's own
     columns (`own`: count, sum, rank) gets a `_` after it, so that neither column loses its
     values to the other in a DataFrame or a record."""
@@ -132,7 +132,7 @@ def _texts(prop: str) -> Kinds:
 def _valued(prop: str, mapping: Mapping[Any, Any], value: str) -> tuple[Header, list[Row]]:
     """Rows of a mapping keyed by property values (tuples for a compound property): one
     column per part, then the value; largest value first, ties by key."""
-    names = _parts(prop, (value,))
+    names = part_columns(prop, (value,))
     items = sorted(mapping.items(), key=lambda kv: (-kv[1], kv[0]))
     rows = [(*(k if isinstance(k, tuple) else (k,)), v) for k, v in items]
     return (*names, value), rows
@@ -200,7 +200,7 @@ class Top(list[tuple[Any, int]], Tabular):
         rows = [
             (n, *(v if isinstance(v, tuple) else (v,)), c) for n, (v, c) in enumerate(self, start=1)
         ]
-        return ("rank", *_parts(self.prop, ("rank", "count")), "count"), rows
+        return ("rank", *part_columns(self.prop, ("rank", "count")), "count"), rows
 
     def _kinds(self) -> Kinds:
         return (int, *_texts(self.prop), int)

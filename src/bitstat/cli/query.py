@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..stats import Stats, clashes
+from ..tables import part_columns
 from . import output as out
 from .output import Output, Rows, format_option
 
@@ -88,9 +89,11 @@ def segment(where: Sequence[str], method: Any = Stats.unique) -> dict[str, str]:
     return found
 
 
-def key_columns(prop: str) -> list[str]:
-    """Column names for the values of a (compound) property, in the order the user named."""
-    return prop.split("~")
+def key_columns(prop: str, own: str) -> list[str]:
+    """Column names for the values of a (compound) property, in the order the user named, then
+    `own`, the answer's column: a part named like it gets a `_` after it (as in DataFrames),
+    so that JSON and CSV keep both."""
+    return [*part_columns(prop, (own,)), own]
 
 
 def key_cells(prop: str, key: Any) -> list[Any]:
@@ -195,7 +198,7 @@ def counts(
     with settings.connect() as st:
         answer = st.counts(event, prop, start, end)
     rows = [[*key_cells(prop, k), n] for k, n in ranked(answer)]
-    Output(fmt).rows(Rows([*key_columns(prop), "count"], rows))
+    Output(fmt).rows(Rows(key_columns(prop, "count"), rows))
 
 
 @property_command(
@@ -225,7 +228,7 @@ def sums(
         return
     assert by is not None
     rows = [[*key_cells(by, k), v] for k, v in ranked(answer)]
-    Output(fmt).rows(Rows([*key_columns(by), "sum"], rows))
+    Output(fmt).rows(Rows(key_columns(by, "sum"), rows))
 
 
 @property_command(
@@ -258,7 +261,7 @@ def top(
     with settings.connect() as st:
         answer = st.top(event, prop, start, end, limit=limit)
     rows = [[*key_cells(prop, k), n] for k, n in answer]
-    Output(fmt).rows(Rows([*key_columns(prop), "count"], rows))
+    Output(fmt).rows(Rows(key_columns(prop, "count"), rows))
 
 
 @property_command("Distinct values of a `unique` or `approx` property.")
@@ -312,15 +315,15 @@ def _breakdowns(answer: dict[str, Any]) -> Iterator[tuple[str, str, Rows]]:
     """(metric, property, rows) for each breakdown of a `query` answer, largest first."""
     for prop, c in answer.get("counts", {}).items():
         rows = [[*key_cells(prop, k), n] for k, n in ranked(c)]
-        yield "counts", prop, Rows([*key_columns(prop), "count"], rows, title=f"counts {prop}")
+        yield "counts", prop, Rows(key_columns(prop, "count"), rows, title=f"counts {prop}")
     for rule, value in answer.get("sums", {}).items():
         if isinstance(value, dict):
             by = rule.partition(" by ")[2]
             rows = [[*key_cells(by, k), v] for k, v in ranked(value)]
-            yield "sums", rule, Rows([*key_columns(by), "sum"], rows, title=f"sum {rule}")
+            yield "sums", rule, Rows(key_columns(by, "sum"), rows, title=f"sum {rule}")
     for prop, t in answer.get("top", {}).items():
         rows = [[*key_cells(prop, k), n] for k, n in t]
-        yield "top", prop, Rows([*key_columns(prop), "count"], rows, title=f"top {prop}")
+        yield "top", prop, Rows(key_columns(prop, "count"), rows, title=f"top {prop}")
 
 
 def _label(metric: str, prop: str) -> str:
