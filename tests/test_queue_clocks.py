@@ -12,6 +12,7 @@ import pytest
 
 import bitstat
 from bitstat import queued
+from bitstat.transport import Transport
 from exactly import batches, model, same_answers, schema
 
 SKEW = 300.0  # seconds: five minutes, past any lease (the deadline and LEASE_MARGIN)
@@ -65,3 +66,48 @@ def test_a_client_whose_clock_is_ahead_takes_no_live_claim_over(
         monkeypatch.setattr(queued, "records_of", claimed)
         assert slow.flush() == len(events)
         same_answers(slow, want)
+
+
+def test_a_claim_asked_again_is_judged_by_time_elapsed_not_the_wall_clock(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim whose reply was lost is asked again only within its lease. Judged by the wall
+    clock, a clock set back meanwhile (NTP stepping a clock that was ahead) asked it again
+    after another flush had taken it over and recorded it: a new claim under that recorded
+    batch id, whose events were never recorded."""
+    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
+    events = batches(1, 30, seed=83)[0]
+    want = model()
+    options: dict[str, Any] = {
+        "schema": schema(),
+        "flush_at": 1000,
+        "flush_interval": 100,
+        "deadline": 0.2,
+    }
+    claim = Transport.claim_queued
+
+    def reply_lost(self: Transport, *args: Any) -> Any:
+        yield from claim(self, *args)  # (the claim is made)
+        lost = bitstat.ConnectionError("the reply was lost")
+        lost.transient = False
+        raise lost
+
+    with (
+        bitstat.connect(server_url, namespace=namespace, **options) as st,
+        bitstat.connect(server_url, namespace=namespace, **options) as other,
+    ):
+        for e in events[:20]:
+            st.track(e)
+            want.track(e)
+        monkeypatch.setattr(Transport, "claim_queued", reply_lost)
+        with pytest.raises(bitstat.ConnectionError):
+            st.flush()
+        monkeypatch.setattr(Transport, "claim_queued", claim)
+        time.sleep(0.25)  # the lease (the deadline, 0.2 s) is over
+        assert other.flush() == 20  # taken over
+        skewed(monkeypatch, -SKEW)
+        for e in events[20:]:
+            st.track(e)
+            want.track(e)
+        st.flush()
+        same_answers(st, want)

@@ -242,7 +242,8 @@ class Queueing(Recording):
         self.ahead_lock = threading.RLock()
         # claims asked whose reply never came (the call cut short, or failed): the next flush
         # asks again, taking up the claim it made (id -> the forks of the process then, and
-        # the time, in ms since the epoch, until which no other flush can have taken it over)
+        # the time, in ms of time.monotonic(), until which no other flush can have taken it
+        # over: elapsed time, which a wall clock set back meanwhile would stretch)
         self.claims_asked: dict[str, tuple[int, int]] = {}
 
     def forked_check(self) -> None:
@@ -508,8 +509,8 @@ class Queueing(Recording):
         for _ in range(CLAIMS_A_FLUSH):
             claim_id = self.claim_to_ask()
             # (the claim's lease starts when a try of the call below reaches the server: no
-            # sooner than now; this process asks it again only until then, by its own clock)
-            asked_until = int(time.time() * 1000) + fenced_ms
+            # sooner than now; this process asks it again only until then, by the time elapsed)
+            asked_until = int(time.monotonic() * 1000) + fenced_ms
             try:
                 claim = yield from self.again_for_now(  # (a lost reply: the claim is taken up)
                     lambda: call(
@@ -588,7 +589,7 @@ class Queueing(Recording):
                 claim_id, (forks, until) = self.claims_asked.popitem()
             except KeyError:  # (another thread took the last)
                 break
-            if forks == FORKS[0] and time.time() * 1000 < until:
+            if forks == FORKS[0] and time.monotonic() * 1000 < until:
                 return claim_id
         return "q" + AUTO_IDS.next()
 
