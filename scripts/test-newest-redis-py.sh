@@ -2,7 +2,8 @@
 # The client-facing tests on the newest redis-py. The test extras pull in bitmapist, which pins
 # redis-py below 6, so the main suite runs on redis-py 5; a plain `pip install bitstat` gets
 # the newest. This runs the tests that lean on redis-py most (retries, timeouts, errors,
-# exactly-once, asyncio, cluster redirects, the trk drop-in's writes) in a venv of its own, without bitmapist.
+# exactly-once, asyncio, cluster redirects, the trk drop-in's writes, a server that restarted
+# with less than it had) in a venv of its own, without bitmapist.
 #   scripts/test-newest-redis-py.sh [VENV_DIR]    (default: a temp dir, removed after)
 set -euo pipefail
 
@@ -22,7 +23,7 @@ set +e
     tests/test_aio.py tests/test_errors.py tests/test_timeouts.py \
     tests/test_all_or_nothing.py tests/test_exactly_once.py tests/test_faults.py \
     tests/test_numbering_overlap.py tests/test_queue.py tests/test_track_ahead.py \
-    tests/test_compat_trk.py tests/test_cluster_topology.py
+    tests/test_compat_trk.py tests/test_cluster_topology.py tests/test_restart_loss.py
 rc=$?
 set -e
 if [[ $rc == 5 ]]; then

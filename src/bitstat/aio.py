@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
 from .actors import ActorQuery, SetAlgebra
-from .calls import Call, Driver, Emit, Links
+from .calls import SEAL, Call, CheckedAsyncPool, Driver, Emit, Links, checked
 from .clusters import AsyncCluster, every_master_async, on_every_connection
 from .ops import check_name
 from .query import Expr
@@ -95,6 +95,7 @@ def _client(url: str, timeout: float | None, links: Links) -> Any:
     client = aredis.Redis.from_url(url, **options)
     pool = client.connection_pool
     pool.connection_class = _packed_in_c(pool.connection_class)
+    pool.__class__ = checked(type(pool), CheckedAsyncPool)
     return client
 
 
@@ -152,11 +153,15 @@ class AsyncStore:
     async def perform(self, call: Call) -> Any:
         """`Store.perform` on asyncio."""
         run = Driving(call, self.io)
-        while (step := run.next_step()) or run.going:
-            try:
-                run.reply = await self.take(step)
-            except Exception as exc:  # thrown in at the step, which may handle it
-                run.error = exc
+        sealed = SEAL.set(call.seal)  # (the task's own: another task's calls are not sealed)
+        try:
+            while (step := run.next_step()) or run.going:
+                try:
+                    run.reply = await self.take(step)
+                except Exception as exc:  # thrown in at the step, which may handle it
+                    run.error = exc
+        finally:
+            SEAL.reset(sealed)
         return run.answer
 
     async def take(self, step: Any) -> Any:

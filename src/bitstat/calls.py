@@ -3,16 +3,23 @@ an answer handed out while reading; an operation is a generator of them (`Op`)."
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from .errors import BitstatError
+from .errors import BitstatError, ConnectionError
 
 T = TypeVar("T")
 FORKS = [0]  # forks so far: a child keeps none of its parent's connections or replies waiting
 os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
+
+
+# the connections made by then (`Links.made`) of the numbers the running call writes
+# (`Call.seal`, set by the store while it runs the call); None: the call writes none
+SEAL: ContextVar[int | None] = ContextVar("bitstat_seal", default=None)
 
 
 class Links:
@@ -21,25 +28,99 @@ class Links:
     may reach a server that restarted with less than it had (no persistence, a snapshot older
     than its last writes, an asynchronous failover): its counters of actor offsets and value
     ids went back, so the numbers a client learnt before may be handed to others
-    (`Recording.check_links`)."""
+    (`Recording.check_links`).
+
+    Each connection keeps its number (`bitstat_link`), and a call that writes numbers takes
+    none made again after the count they were checked at (`Call.seal`, `check`): redis-py's
+    pool makes a connection found closed again as it hands it out, the write going on it at
+    once, before any later look could tell."""
 
     def __init__(self) -> None:
         self.made = 0
+        self._numbers = itertools.count(1)  # (next() of it is atomic: threads share a store)
+
+    def counted(self, connection: Any) -> None:
+        """Count `connection`, just made, and give it its number (`bitstat_again`: it was
+        made before, and lost)."""
+        connection.bitstat_again = hasattr(connection, "bitstat_link")
+        self.made = connection.bitstat_link = next(self._numbers)
 
     def counting(self, connection: Any) -> None:
         """A blocking single server's `redis_connect_func` (it replaces `on_connect`)."""
         connection.on_connect()
-        self.made += 1
+        self.counted(connection)
 
     def counting_after(self, connection: Any) -> None:
         """A blocking cluster's `redis_connect_func` (run after the cluster's `on_connect`)."""
-        self.made += 1
+        self.counted(connection)
 
     async def counting_async(self, connection: Any) -> None:
         """An asyncio client's `redis_connect_func` (a single server's or a cluster's
         connections: it replaces `on_connect`)."""
         await connection.on_connect()
-        self.made += 1
+        self.counted(connection)
+
+    @staticmethod
+    def check(connection: Any) -> None:
+        """Refuse `connection` to the call running (its `SEAL`) when it was made again after
+        the numbers the call writes were checked: the server it reached may have restarted
+        since (nothing is sent; the write's next try checks them again, and takes this
+        connection). One made for the first time is not refused: a pool grows so while threads
+        write at once, and a refusal would cost each of them a try."""
+        seal = SEAL.get()
+        if (
+            seal is not None
+            and getattr(connection, "bitstat_again", False)
+            and connection.bitstat_link > seal
+        ):
+            error = ConnectionError(
+                "a connection was made again while a batch was written: its ids are looked up"
+                " again (the server may have restarted with less than it had)"
+            )
+            error.refused = True
+            raise error
+
+
+def checked(pool_class: type[Any], check: type[Any]) -> type[Any]:
+    """`pool_class`, a redis-py connection pool class, with the `get_connection` of `check`
+    (`CheckedPool`, or asyncio's)."""
+    key = (pool_class, check)
+    found = _CHECKED.get(key)
+    if found is None:
+        found = _CHECKED[key] = type(f"Checked{pool_class.__name__}", (check, pool_class), {})
+    return found
+
+
+_CHECKED: dict[tuple[type[Any], type[Any]], type[Any]] = {}
+
+
+class CheckedPool:
+    """A single server's connection pool that hands a write none of its connections made
+    after the numbers it writes were checked (`Links.check`: redis-py makes one found closed
+    again as it hands it out, and the write would go to a server restarted meanwhile)."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        conn = super().get_connection(*args, **kwargs)  # type: ignore[misc]
+        try:
+            Links.check(conn)
+        except BaseException:
+            self.release(conn)  # type: ignore[attr-defined]
+            raise
+        return conn
+
+
+class CheckedAsyncPool:
+    """`CheckedPool` on asyncio: a write is handed no connection made after the numbers
+    it writes were checked (`Links.check`)."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        conn = await super().get_connection(*args, **kwargs)  # type: ignore[misc]
+        try:
+            Links.check(conn)
+        except BaseException:
+            await self.release(conn)  # type: ignore[attr-defined]
+            raise
+        return conn
 
 
 class Call(NamedTuple):
@@ -49,6 +130,9 @@ class Call(NamedTuple):
     method: Callable[..., Generator[Any, Any, Any]]
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = {}
+    # a write of actor offsets or value ids learnt by then (`Links.made`): it goes on no
+    # connection made since (`Links.check`)
+    seal: int | None = None
 
 
 class Emit(NamedTuple):

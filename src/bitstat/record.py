@@ -440,6 +440,11 @@ class Recording:
         self.schema_read = float("-inf")
         return True
 
+    def sealed(self, write: Call) -> Call:
+        """`write`, of the actor offsets and value ids known at the last look (`check_links`),
+        to go on no connection made since (`Links.check`)."""
+        return write._replace(seal=self.links_seen)
+
     def forget_caches(self) -> None:
         """Forget what this client learnt of the namespace's keys (after a drop, ids and values
         are numbered anew: a mapping remembered from before would name another's offset)."""
@@ -711,10 +716,12 @@ class Recording:
             # says all of it is in, before another failed; and its client sends them in turn)
             if later is not None and not check and not self.replicated and not self.cluster:
                 calls = [apply_call(g, ttl) for g in groups]
-                later.append(Applying((yield call(Transport.send_apply, calls)), calls))
+                later.append(
+                    Applying((yield self.sealed(call(Transport.send_apply, calls))), calls)
+                )
                 results: list[int | bytes] = [1] * len(groups)  # (if the answers say so)
             else:
-                results = yield call(Transport.apply, groups, ttl, self.bitmap_keys)
+                results = yield self.sealed(call(Transport.apply, groups, ttl, self.bitmap_keys))
             if LEASE_OVER in results:
                 raise LeaseOver(
                     f"the lease of the queue claim {batch_id!r} ended while its batch was"
@@ -889,12 +896,12 @@ class Recording:
             else:
                 p = finished(plan(k, value_ids), {})
             if self.replicated:  # (each part confirmed by a replica before the next)
-                results = yield call(Transport.apply, p.groups, ttl, self.bitmap_keys)
+                results = yield self.sealed(call(Transport.apply, p.groups, ttl, self.bitmap_keys))
                 if not settle(k, p, results[0]):
                     waiting.append(k)
                 continue
             calls = [apply_call(g, ttl) for g in p.groups]
-            sent.append((k, p, calls, (yield call(Transport.send_apply, calls))))
+            sent.append((k, p, calls, (yield self.sealed(call(Transport.send_apply, calls)))))
         for k, p, calls, ticket in sent:
             answers = yield call(Transport.apply_answers, ticket, calls, self.bitmap_keys)
             if not settle(k, p, answers[0]):
@@ -908,7 +915,7 @@ class Recording:
                     done[k] = 0
                     continue
                 p = finished(plan(k, value_ids), {})
-                results = yield call(Transport.apply, p.groups, ttl, self.bitmap_keys)
+                results = yield self.sealed(call(Transport.apply, p.groups, ttl, self.bitmap_keys))
                 if not settle(k, p, results[0]):
                     refused.append(k)  # SUM_REFUSED: nothing of this part written
             waiting = refused
@@ -976,7 +983,7 @@ class Recording:
             bitmaps=self.bitmap_keys,
             changes=self.expire_changes,
         )
-        results = yield call(Transport.apply, plan.groups, ttl, self.bitmap_keys)
+        results = yield self.sealed(call(Transport.apply, plan.groups, ttl, self.bitmap_keys))
         if SUM_REFUSED in results:  # nothing written (the group with sums goes first)
             return (
                 yield from self.record_once(

@@ -18,7 +18,7 @@ import redis.backoff
 import redis.exceptions as rex
 import redis.retry
 
-from .calls import FORKS, Call, Driver, Links, Op
+from .calls import FORKS, SEAL, Call, CheckedPool, Driver, Links, Op, checked
 from .clusters import Cluster, every_master
 from .errors import BitstatError, ConnectionError, ServerError
 from .transport import (
@@ -356,9 +356,12 @@ def client_from_url(
             return Cluster(**address, **options), True
         except (rex.RedisClusterException, rex.ResponseError) as exc:  # (an ACL's NOPERM)
             raise not_connected(shown_url(url), exc) from exc
-    if links is not None:
-        options.update(redis_connect_func=links.counting, retry=NO_RETRY)
-    return redis.Redis.from_url(url, **options), False
+    if links is None:
+        return redis.Redis.from_url(url, **options), False
+    options.update(redis_connect_func=links.counting, retry=NO_RETRY)
+    client = redis.Redis.from_url(url, **options)
+    client.connection_pool.__class__ = checked(type(client.connection_pool), CheckedPool)
+    return client, False
 
 
 # A call is not sent again by redis-py on a connection it made again (redis-py 6 does by
@@ -441,11 +444,15 @@ class Store:
     def perform(self, call: Call) -> Any:
         """The answer of one call: its request run step by step."""
         run = Driving(call, self.io)
-        while (step := run.next_step()) or run.going:
-            try:
-                run.reply = self.take(step)
-            except Exception as exc:  # thrown in at the step, which may handle it
-                run.error = exc
+        sealed = SEAL.set(call.seal)
+        try:
+            while (step := run.next_step()) or run.going:
+                try:
+                    run.reply = self.take(step)
+                except Exception as exc:  # thrown in at the step, which may handle it
+                    run.error = exc
+        finally:
+            SEAL.reset(sealed)
         return run.answer
 
     def take(self, step: Any) -> Any:
