@@ -2,7 +2,9 @@
 
 A hypothesis state machine interleaves what the processes of a product do at once: events
 tracked one by one (queued, and sent ahead), batches with and without batch ids (some sent
-again), aliases and erasures by any of them, and reads by any of them. Each client has its own
+again), aliases and erasures by any of them, drops, restarts of the server from a snapshot
+older than its last writes (emulated: the namespace's keys restored, every connection cut),
+and reads by any of them. Each client has its own
 caches (ids it numbered, values, the schema), so this checks that what one learns from another
 (the identity epoch, the queue) keeps every answer the model's. `record.SCHEMA_TTL` is 0 here:
 the clients read the namespace's tokens at every call, so the 5 s window in which another
@@ -11,6 +13,7 @@ client may still use what it learnt (CHANGELOG, known issues) is not what is tes
 
 from __future__ import annotations
 
+import copy
 import os
 import uuid
 from datetime import datetime, timedelta
@@ -28,6 +31,8 @@ from hypothesis.stateful import (
 
 import bitstat
 from bitstat import record
+from bitstat.keys import Keys
+from bitstat.store import client_from_url
 from model import Model
 
 SCHEMA = {
@@ -41,7 +46,7 @@ SCHEMA = {
 }
 FIRST = datetime(2026, 10, 1)
 EVENTS = ("visit", "buy")
-ACTORS = [f"anon-{n}" for n in range(4)] + [f"user-{n}" for n in range(4)]
+ACTORS = [f"anon-{n}" for n in range(8)] + [f"user-{n}" for n in range(8)]
 RANGES = [("2026-10-01", "2026-10-21"), ("2026-10-05", "2026-10-11"), ("2026-10", None)]
 WRITERS = ("queued", "ahead", "plain")  # the clients that track: track() queued, sent ahead, ...
 CLIENTS = (*WRITERS, "admin")  # ... and one that never tracks
@@ -68,6 +73,47 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
         event["amount"] = draw(st.integers(1, 50))
         event["item"] = draw(st.sampled_from(["a", "b", "c"]))
     return event
+
+
+def raw_client(url: str) -> tuple[Any, list[Any]]:
+    """A plain redis-py client of the server or cluster, and a client of each master."""
+    client, cluster = client_from_url(url)
+    if not cluster:
+        return client, [client]
+    return client, [client.get_redis_connection(n) for n in client.get_primaries()]
+
+
+def namespace_keys(masters: list[Any], namespace: str) -> set[bytes]:
+    return {
+        key
+        for node in masters
+        for pattern in Keys(namespace).patterns
+        for key in node.scan_iter(match=pattern, count=1000)
+    }
+
+
+def save_namespace(url: str, namespace: str) -> dict[bytes, tuple[bytes, int]]:
+    """Every key of the namespace, DUMPed with its time to live."""
+    client, masters = raw_client(url)
+    try:
+        return {k: (client.dump(k), client.pttl(k)) for k in namespace_keys(masters, namespace)}
+    finally:
+        client.close()
+
+
+def restore_namespace(url: str, namespace: str, keys: dict[bytes, tuple[bytes, int]]) -> None:
+    """The namespace as saved, and every client connection cut, as a restart from a snapshot
+    leaves them (the servers are this test process's own: no other test's are cut)."""
+    client, masters = raw_client(url)
+    try:
+        for key in namespace_keys(masters, namespace):
+            client.delete(key)
+        for key, (dumped, pttl) in keys.items():
+            client.restore(key, max(pttl, 0), dumped, replace=True)
+        for node in masters:
+            node.client_kill_filter(_type="normal", skipme=True)
+    finally:
+        client.close()
 
 
 def machine(url: str) -> type[RuleBasedStateMachine]:
@@ -150,6 +196,23 @@ def machine(url: str) -> type[RuleBasedStateMachine]:
             got = self.clients[who].track_many(batch, batch_id=batch_id)
             assert got.recorded == self.model.track_many(batch, batch_id)[0]  # (0 but after a drop)
 
+        @rule()
+        def snapshot(self) -> None:
+            """What the server holds now saved, as an RDB save does, with the model then."""
+            self.sent(everything=False)  # (what processes hold is not on the server yet)
+            self.saved = (save_namespace(url, self.namespace), copy.deepcopy(self.model))
+
+        @rule()
+        def restart_from_the_snapshot(self) -> None:
+            """The server restarted with the snapshot: what came after it is lost, every
+            connection cut; the clients go on with what they learnt meanwhile."""
+            if not hasattr(self, "saved"):
+                return
+            self.sent(everything=False)  # (sent before the restart: lost with it)
+            keys, model = self.saved
+            restore_namespace(url, self.namespace, keys)
+            self.model = copy.deepcopy(model)
+
         @rule(who=st.sampled_from(CLIENTS))
         def drop(self, who: str) -> None:
             """The namespace dropped by one client while the others hold what they learnt."""
@@ -219,7 +282,7 @@ def test_clients_of_one_namespace_agree_with_the_model(
         machine(url),
         settings=settings(
             max_examples=EXAMPLES if backend == "embedded" else max(1, EXAMPLES // 2),
-            stateful_step_count=12,
+            stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
