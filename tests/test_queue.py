@@ -537,3 +537,46 @@ def test_a_cluster_claim_whose_last_reply_was_lost_keeps_its_markers_10_minutes(
             assert len(markers) > 1 and all(0 < client.ttl(k) <= 600 for k in markers)
     finally:
         client.close()
+
+
+def test_a_claim_asked_again_after_another_took_it_over_takes_no_new_events_under_its_id(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush's claim reply is lost; a process of a shorter deadline (so a shorter lease) takes
+    the claim over once its own lease is over and records it; then the first flush asks its
+    claim again, within its own lease. The claim was gone, so it made a new one, of the events
+    queued since, under the id of the recorded batch: they were taken for it, never recorded."""
+    monkeypatch.setattr(queued, "LEASE_MARGIN", 0.0)
+    events = batches(1, 30, seed=84)[0]
+    want = model()
+    options: dict[str, Any] = {"schema": schema(), "flush_at": 1000, "flush_interval": 100}
+    with (
+        bitstat.connect(server_url, namespace=namespace, deadline=5.0, **options) as st,
+        bitstat.connect(server_url, namespace=namespace, deadline=0.2, **options) as other,
+    ):
+        for e in events[:20]:
+            st.track(e)
+            want.track(e)
+        flush_reply_lost(st)
+        time.sleep(0.25)  # the lease of the other's deadline (0.2 s) is over, not st's
+        assert other.flush() == 20  # taken over
+        for e in events[20:]:
+            st.track(e)
+            want.track(e)
+        assert st.flush() == 10  # the events queued since, under a claim of their own
+        same_answers(st, want)
+
+
+def flush_reply_lost(st: bitstat.Stats) -> None:
+    """A flush of `st` whose claim is made and its reply lost (the flush fails)."""
+    claim = Transport.claim_queued
+
+    def reply_lost(self: Transport, *args: Any) -> Any:
+        yield from claim(self, *args)  # (the claim is made)
+        lost = bitstat.ConnectionError("the reply was lost")
+        lost.transient = False
+        raise lost
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(bitstat.ConnectionError):
+        patch.setattr(Transport, "claim_queued", reply_lost)
+        st.flush()

@@ -12,8 +12,8 @@ import pytest
 
 import bitstat
 from bitstat import queued
-from bitstat.transport import Transport
 from exactly import batches, model, same_answers, schema
+from test_queue import flush_reply_lost
 
 SKEW = 300.0  # seconds: five minutes, past any lease (the deadline and LEASE_MARGIN)
 
@@ -84,14 +84,6 @@ def test_a_claim_asked_again_is_judged_by_time_elapsed_not_the_wall_clock(
         "flush_interval": 100,
         "deadline": 0.2,
     }
-    claim = Transport.claim_queued
-
-    def reply_lost(self: Transport, *args: Any) -> Any:
-        yield from claim(self, *args)  # (the claim is made)
-        lost = bitstat.ConnectionError("the reply was lost")
-        lost.transient = False
-        raise lost
-
     with (
         bitstat.connect(server_url, namespace=namespace, **options) as st,
         bitstat.connect(server_url, namespace=namespace, **options) as other,
@@ -99,10 +91,7 @@ def test_a_claim_asked_again_is_judged_by_time_elapsed_not_the_wall_clock(
         for e in events[:20]:
             st.track(e)
             want.track(e)
-        monkeypatch.setattr(Transport, "claim_queued", reply_lost)
-        with pytest.raises(bitstat.ConnectionError):
-            st.flush()
-        monkeypatch.setattr(Transport, "claim_queued", claim)
+        flush_reply_lost(st)
         time.sleep(0.25)  # the lease (the deadline, 0.2 s) is over
         assert other.flush() == 20  # taken over
         skewed(monkeypatch, -SKEW)

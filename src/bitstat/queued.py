@@ -507,23 +507,27 @@ class Queueing(Recording):
         self.queue_since, self.queue_looked, self.queue_size = None, time.monotonic(), 0
         fenced_ms = fence_ms - min(FENCE_MARGIN_MS, fence_ms // 4)
         for _ in range(CLAIMS_A_FLUSH):
-            claim_id = self.claim_to_ask()
+            asked = self.claims_to_ask()
             # (the claim's lease starts when a try of the call below reaches the server: no
             # sooner than now; this process asks it again only until then, by the time elapsed)
             asked_until = int(time.monotonic() * 1000) + fenced_ms
+
+            def asking(asked: list[str] = asked) -> Call:
+                # (a lost reply: the claim is taken up by the next try.) Each try names a new
+                # id for a claim made anew: one asked before and not found was never made, or
+                # was taken over and recorded, and a claim of other events under it would be
+                # taken for that batch, never recorded
+                new = "q" + AUTO_IDS.next()
+                ids = tuple(asked)
+                asked.append(new)
+                return call(Transport.claim_queued, claims, lease_ms, new, CLAIM_MOST, ids)
+
             try:
-                claim = yield from self.again_for_now(  # (a lost reply: the claim is taken up)
-                    lambda: call(
-                        Transport.claim_queued,
-                        claims,
-                        lease_ms,
-                        claim_id,  # noqa: B023 (the same id each try, and called in this loop)
-                        CLAIM_MOST,
-                    )
-                )
+                claim = yield from self.again_for_now(asking)
             except (ConnectionError, ServerError, GeneratorExit):
-                # the claim may be made: this Stats' next flush or read asks for it again
-                self.claims_asked[claim_id] = (FORKS[0], asked_until)
+                # a claim may be made: this Stats' next flush or read asks for it again
+                for claim_id in asked:
+                    self.claims_asked[claim_id] = (FORKS[0], asked_until)
                 raise
             if claim is None:
                 break
@@ -577,21 +581,20 @@ class Queueing(Recording):
             yield from self.flush()
             held &= set((yield call(Transport.hkeys, self.keys.queue_claims)))
 
-    def claim_to_ask(self) -> str:
-        """The id of a flush's next claim: that of a claim asked whose reply never came, if
-        any, else a new one. One asked is taken by one flush alone (threads may share the
-        Stats), and only while its lease holds: once over, another flush may have taken the
-        claim over, applied and forgotten it, and asking its id again would make a new claim
-        under an id whose batch is recorded (its events never would be). A forked child takes
-        none of its parent's."""
+    def claims_to_ask(self) -> list[str]:
+        """The ids of the claims asked whose replies never came, for a flush to take up. One
+        asked is taken by one flush alone (threads may share the Stats), and only while its
+        lease holds: once over, another flush may be applying it. A forked child takes none
+        of its parent's."""
+        asked = []
         while self.claims_asked:
             try:
                 claim_id, (forks, until) = self.claims_asked.popitem()
             except KeyError:  # (another thread took the last)
                 break
             if forks == FORKS[0] and time.monotonic() * 1000 < until:
-                return claim_id
-        return "q" + AUTO_IDS.next()
+                asked.append(claim_id)
+        return asked
 
     def sent_settled(self) -> Op[int]:
         """The replies of the pushes, and the answers of the batches, sent ahead read (at

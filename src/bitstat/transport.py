@@ -615,12 +615,20 @@ class Transport:
         return list((yield AheadReplies()))
 
     def claim_queued(
-        self, keys: Sequence[str], lease_ms: int, claim_id: str, most: int
+        self,
+        keys: Sequence[str],
+        lease_ms: int,
+        claim_id: str,
+        most: int,
+        asked: Sequence[str] = (),
     ) -> Request[tuple[str, bytes, bool, int] | None]:
         """A claim of queued events: (its id, the events, whether it was taken over, the time
-        its lease started by the server's clock, in ms since the epoch), or None."""
+        its lease started by the server's clock, in ms since the epoch), or None. `asked`: the
+        ids of claims asked before whose replies were lost (one found is this claim); a new
+        claim is `claim_id`, an id never asked before."""
         yield Doing("claiming queued events")
-        reply = yield from self.script(self.queue_script, keys, ("claim", lease_ms, claim_id, most))
+        args = ("claim", lease_ms, claim_id, most, *asked)
+        reply = yield from self.script(self.queue_script, keys, args)
         if not reply:
             return None
         claim, events, taken, now_ms = reply

@@ -9,8 +9,10 @@
 --         it may reach the server after its retry). Returns how many events are queued (0:
 --         the token was seen, nothing pushed).
 -- "claim" KEYS: queue, claims (hash: claim id -> "MS\n" events)
---         ARGV: lease ms, a new claim id, most events taken
---         A claim id asked again (the reply was lost) gets its claim again, as taken over.
+--         ARGV: lease ms, a new claim id, most events taken, then the ids asked before
+--         A claim id asked before (its reply was lost) gets its claim again, as taken over.
+--         One not found (never made, or taken over and applied) is never made again: a new
+--         claim takes the new id, which no batch has been recorded under.
 --         A claim whose flush started more than the lease ago (its process died, or gave up)
 --         is taken over first: its lease starts again. Else up to `most` queued events move to
 --         a new claim. Returns {claim id, events joined by "\n", 1 if taken over, now ms}, or
@@ -31,11 +33,13 @@ elseif step == 'claim' then
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   local lease, id, most = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-  local mine = redis.call('HGET', KEYS[2], id)
-  if mine then  -- this claim asked again, its reply lost: the same events, a new lease
-    local events = string.sub(mine, string.find(mine, '\n', 1, true) + 1)
-    redis.call('HSET', KEYS[2], id, now .. '\n' .. events)
-    return {id, events, 1, now}
+  for i = 5, #ARGV do
+    local mine = redis.call('HGET', KEYS[2], ARGV[i])
+    if mine then  -- this claim asked again, its reply lost: the same events, a new lease
+      local events = string.sub(mine, string.find(mine, '\n', 1, true) + 1)
+      redis.call('HSET', KEYS[2], ARGV[i], now .. '\n' .. events)
+      return {ARGV[i], events, 1, now}
+    end
   end
   local claims = redis.call('HGETALL', KEYS[2])
   for i = 1, #claims, 2 do
