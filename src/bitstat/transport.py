@@ -229,6 +229,27 @@ def values_call(
     return keys, [buckets, numbers.tobytes(), *values]
 
 
+# ids or values one call of ids.lua or values.lua numbers (~0.2 s of the server's): the server
+# runs nothing else meanwhile, and a million new values in one call held it 10 s, past
+# busy-reply-threshold (5 s): other clients, and the batch's own next call, were answered BUSY
+NUMBERED_AT_ONCE = 20_000
+
+
+def values_pieces(
+    call: tuple[list[str], list[Any]], cluster: bool
+) -> list[tuple[list[str], list[Any]]]:
+    """A `values_call`'s (KEYS, ARGV) as calls of at most NUMBERED_AT_ONCE values each (a
+    value's id does not depend on the call that numbers it)."""
+    keys, args = call
+    values = args[2:]
+    if len(values) <= NUMBERED_AT_ONCE:
+        return [call]
+    return [
+        values_call(keys[0], keys[1], args[0], values[i : i + NUMBERED_AT_ONCE], cluster)
+        for i in range(0, len(values), NUMBERED_AT_ONCE)
+    ]
+
+
 UNLINK_BATCH = 500  # keys found by SCAN deleted per UNLINK
 
 
@@ -539,27 +560,38 @@ class Transport:
         """The offsets of `ids` (canonical), made where new (ids.lua). On a cluster the script
         is told the reverse buckets it may write, from the next offset as this client last saw
         it; one it was not told of (other writers took offsets meanwhile) has it say the next
-        offset and write nothing, and it is called again."""
+        offset and write nothing, and it is called again. NUMBERED_AT_ONCE ids a call."""
         yield Doing("mapping actor ids")
-        first = self.next_offsets.get(next_key, 0) if self.cluster else None
-        for _ in range(MAP_TRIES):
-            keys, args = ids_call(next_key, reverse_prefix, reverse_bits, forward, ids, first)
-            offsets = [int(x) for x in (yield from self.script(self.ids_script, keys, args))]
-            if offsets[:1] != [-1]:
-                if self.cluster and offsets:
-                    self.next_offsets[next_key] = max(max(offsets) + 1, first or 0)
-                return offsets
-            first = offsets[1]
-        error = ServerError(f"mapping actor ids: other writers took {MAP_TRIES} turns first")
-        error.transient = True  # (refused: nothing written, a batch tries again)
-        raise error
+        offsets: list[int] = []
+        for i in range(0, len(ids), NUMBERED_AT_ONCE):
+            part = slice(i, i + NUMBERED_AT_ONCE)
+            first = self.next_offsets.get(next_key, 0) if self.cluster else None
+            for _ in range(MAP_TRIES):
+                keys, args = ids_call(
+                    next_key, reverse_prefix, reverse_bits, forward[part], ids[part], first
+                )
+                got = [int(x) for x in (yield from self.script(self.ids_script, keys, args))]
+                if got[:1] != [-1]:
+                    if self.cluster and got:
+                        self.next_offsets[next_key] = max(max(got) + 1, first or 0)
+                    offsets += got
+                    break
+                first = got[1]
+            else:
+                error = ServerError(
+                    f"mapping actor ids: other writers took {MAP_TRIES} turns first"
+                )
+                error.transient = True  # (refused: nothing written, a batch tries again)
+                raise error
+        return offsets
 
     def send_values(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
         """values.lua for each (KEYS, ARGV) of `calls` (`values_call`'s), written now: the ticket
         of `values_sent`, which reads the ids while the caller has planned meanwhile."""
         yield Doing("numbering distinct values")
         sha = self.values_script.sha
-        return (yield Sent([("EVALSHA", sha, len(k), *k, *a) for k, a in calls]))
+        pieces = [p for c in calls for p in values_pieces(c, self.cluster)]
+        return (yield Sent([("EVALSHA", sha, len(k), *k, *a) for k, a in pieces]))
 
     def values_sent(
         self, ticket: Any, calls: Sequence[tuple[list[str], list[Any]]]
@@ -567,11 +599,12 @@ class Transport:
         """The ids of each call of `send_values`, in order."""
         yield Doing("numbering distinct values")
         replies = yield Received(ticket)
-        out = []
-        for (keys, args), reply in zip(calls, replies, strict=True):
+        pieces = [(n, p) for n, c in enumerate(calls) for p in values_pieces(c, self.cluster)]
+        out: list[list[int]] = [[] for _ in calls]
+        for (n, (keys, args)), reply in zip(pieces, replies, strict=True):
             if isinstance(reply, ScriptMissing):  # (a server restarted or flushed meanwhile)
                 reply = yield from self.script(self.values_script, keys, args)
-            out.append([int(x) for x in reply])
+            out[n] += [int(x) for x in reply]
         return out
 
     # the events track() queued (queued.py)
