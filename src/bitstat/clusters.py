@@ -16,8 +16,6 @@ from typing import Any
 import redis.asyncio.cluster as aio_cluster
 from redis.cluster import PRIMARY, ClusterNode, RedisCluster
 
-from .calls import CheckedPool, checked
-
 UNWELL = frozenset({"fail", "noaddr", "handshake"})  # CLUSTER NODES flags of a master to skip
 
 
@@ -28,15 +26,6 @@ def address(node_name: str) -> tuple[str, int]:
 
 
 class Cluster(RedisCluster):
-    def get_redis_connection(self, node: Any) -> Any:
-        """The node's client, its pool checking what it hands a write (`calls.CheckedPool`;
-        the cluster's own connection errors make it connect again, and send the call again)."""
-        client = super().get_redis_connection(node)  # type: ignore[no-untyped-call]
-        pool = client.connection_pool
-        if not isinstance(pool, CheckedPool):
-            pool.__class__ = checked(type(pool), CheckedPool)
-        return client
-
     def get_node(
         self, host: str | None = None, port: int | None = None, node_name: str | None = None
     ) -> Any:
