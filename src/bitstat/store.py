@@ -51,7 +51,8 @@ SCAN_COUNT = 1000  # keys a SCAN call looks at
 
 # replies of a server that cannot take the call for the moment: a cluster moving slots or
 # failing over, a server loading its data, a replica promoted or demoted; nothing was written
-FOR_NOW = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "LOADING", "READONLY")
+# (BUSY: another client's script runs past busy-reply-threshold; not BUSYKEY, a RESTORE's)
+FOR_NOW = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "LOADING", "READONLY", "BUSY ")
 FOR_NOW_ERRORS = (rex.AskError, rex.TryAgainError, rex.ReadOnlyError)  # the cluster parser's
 
 
