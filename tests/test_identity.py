@@ -401,6 +401,33 @@ def test_an_event_recorded_while_alias_moves_is_merged_too(server_url: str, name
         st.drop()
 
 
+def test_ids_numbered_in_a_dropped_namespace_are_forgotten_when_it_is_dropped_again(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that dropped the namespace (twice: the second found no token to note) numbered
+    an id in it by an alias (a -> 0) without storing the schema or the namespace's token;
+    another client's drop then changed no token, so the first went on with a -> 0, and the
+    next id numbered (b) got 0 too: one actor where two came (found by
+    tests/test_stateful_clients.py). No token at all now means look again."""
+    monkeypatch.setattr(record, "SCHEMA_TTL", 0.0)
+    schema = bitstat.Schema(ids="map")
+    writer = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    admin = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    try:
+        writer.track_many([{"event": "e", "user": "u", "time": "2026-10-01"}])
+        writer.drop()
+        writer.drop()
+        assert writer.alias("p", "a").outcome == "linked"
+        admin.drop()
+        writer.track_many([{"event": "e", "user": u, "time": "2026-10-02"} for u in "ab"])
+        assert admin.unique("e", "2026-10-02") == 2
+        assert sorted(admin.actors("e").day(2026, 10, 2).ids()) == ["a", "b"]
+    finally:
+        writer.close()
+        admin.drop()
+        admin.close()
+
+
 @pytest.mark.parametrize("change", ["alias", "forget"])
 @pytest.mark.parametrize("api", ["track_many", "track"])
 def test_another_client_drops_the_ids_it_cached_once_the_map_changed(

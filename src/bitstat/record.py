@@ -395,9 +395,13 @@ class Recording:
         it was made again since the last look (`made` changed: actor and value numbers started
         over), or the actor ids alone when an alias or forget changed the id map (`epoch`
         changed: an id cached before may name its old offset, where the events recorded from
-        then on must not go). The first look only notes them."""
+        then on must not go). No `made` at all is a namespace dropped (or of a version before
+        the token) that may have been dropped again since: what was learnt is forgotten at each
+        look until a write stores the schema and the token (an alias numbers ids in a dropped
+        namespace without either, and a drop after it changed no token). The first look only
+        notes them."""
         if self.namespace_made is not UNREAD:
-            if made != self.namespace_made:
+            if made is None or made != self.namespace_made:
                 self.forget_caches()
             elif epoch != self.identity_epoch:
                 self.forget_ids()
