@@ -333,6 +333,38 @@ def test_a_period_added_to_a_namespace_holding_data_is_read_from_the_finer_ones(
     assert (table.rows[0].size, table.rows[0].counts[0]) == (13, 13)
 
 
+def test_distinct_values_switched_between_unique_and_approx_are_refused_for_the_days_before(
+    open_stats: Open,
+) -> None:
+    """A property switched from `unique` to `approx` once days held data answered 0 distinct
+    values for those days (their values are in exact bitmaps, the question read the empty
+    HyperLogLogs) instead of saying so."""
+    st = open_stats(ids="map", unique=["session"], horizon="30d")
+    today = datetime.now(UTC).date()
+    day = lambda n: f"{today + timedelta(days=n)}T10:00:00Z"  # noqa: E731
+    st.track_many(
+        [{"event": "v", "user": i, "session": f"s{i}", "time": day(-3)} for i in range(5)]
+    )
+    assert st.distinct("v", "session", str(today - timedelta(days=3))) == 5
+    st.configure(bitstat.Schema(ids="map", approx=["session"], horizon="30d"))
+    st.track_many([{"event": "v", "user": 9, "session": "s9", "time": day(2)}])
+    for start, end in ((-3, None), (-10, 5), (0, None)):
+        lo = str(today + timedelta(days=start))
+        hi = None if end is None else str(today + timedelta(days=end))
+        with pytest.raises(bitstat.QueryError, match="kept unique until configure"):
+            st.distinct("v", "session", lo, hi)
+    # the days after the change hold one form alone, and the other rules still answer
+    assert (
+        st.distinct("v", "session", str(today + timedelta(days=1)), str(today + timedelta(days=5)))
+        == 1
+    )
+    assert st.unique("v", str(today - timedelta(days=3)), str(today + timedelta(days=5))) == 6
+    # and back to unique: the days with data then are refused again, kept approx until then
+    st.configure(bitstat.Schema(ids="map", unique=["session"], horizon="30d"))
+    with pytest.raises(bitstat.QueryError, match="kept approx until configure"):
+        st.distinct("v", "session", str(today + timedelta(days=2)))
+
+
 def test_a_family_kept_per_hour_once_days_hold_data_is_refused_for_the_hours_before(
     open_stats: Open,
 ) -> None:

@@ -60,6 +60,9 @@ from .transport import Transport, call
 log = logging.getLogger("bitstat")
 CHUNK_BYTES = 64 * 1024  # ids() reads a result bitmap in pieces of this size
 EXPIRE_BATCH = 1000  # keys given their expiry per pipeline by configure()
+# a periods_added entry "distinct:<event>:<prop>": configure() switched that property between
+# `unique` and `approx` while the namespace held data on those days
+DISTINCT_SWITCHED = "distinct:"
 FAMILY_TEXT = {
     "count": "counts",
     "sum": "sums",
@@ -212,6 +215,7 @@ class Namespace(Queueing):
                     if "hour" in schema.periods_of(family)
                     and "hour" not in current.periods_of(family)
                 ]
+            new += yield from self.distinct_switched(current, schema)
             days = (yield from self.data_days(schema)) if new else None
             if days is not None:
                 added += tuple((period, *days) for period in new)
@@ -253,6 +257,18 @@ class Namespace(Queueing):
                     pairs.append((key, expire_at(bucket.period, label, new.timezone, ttl)))
         for i in range(0, len(pairs), EXPIRE_BATCH):
             yield call(Transport.expire_keys_at, pairs[i : i + EXPIRE_BATCH])
+
+    def distinct_switched(self, old: Schema, new: Schema) -> Op[list[str]]:
+        """The distinct-value rules `new` turns from `unique` to `approx` or back, for the
+        events recorded ("distinct:<event>:<prop>"): their days holding data then are kept
+        in one form or the other, and no question can add the two up."""
+        switched = []
+        for event in (yield from self.events()):
+            was, now = old.rules_for(event), new.rules_for(event)
+            for prop in (*now.approx, *now.unique):
+                if prop in (was.unique if prop in now.approx else was.approx):
+                    switched.append(f"{DISTINCT_SWITCHED}{event}:{prop}")
+        return switched
 
     def data_days(self, schema: Schema) -> Op[tuple[int, int] | None]:
         """The first and last day (numbers since 1970-01-01) the namespace holds data on, the
@@ -724,12 +740,37 @@ class Namespace(Queueing):
             )
         yield from self.require_events([event])
         labels = self.cover_labels(start, end, "approx" if stored in rules.approx else "unique")
+        self.check_not_switched(
+            event, stored, labels, "approx" if stored in rules.approx else "unique"
+        )
         if stored in rules.approx:
             hlls = [self.keys.approx(event, lb, stored) for lb in labels]
             return int((yield call(Transport.pfcount, hlls)))
         keys = [self.keys.distinct(event, lb, stored) for lb in labels]
         answers = yield call(Transport.evaluate, [count_union(keys)])
         return int(answers[0][0])
+
+    def check_not_switched(self, event: str, prop: str, labels: Sequence[str], kind: str) -> None:
+        """Refuse buckets of days that held data when `configure()` switched `prop` between
+        `unique` and `approx`: those days were kept in one form, then the other."""
+        name = f"{DISTINCT_SWITCHED}{event}:{prop}"
+        for added in self.periods_added:
+            if added[0] != name:
+                continue
+            for label in labels:
+                bucket = periods.parse_label(label)
+                first = (bucket.start.date() - periods.FIRST_DAY).days
+                last = ((bucket.end - timedelta(microseconds=1)).date() - periods.FIRST_DAY).days
+                if added[1] <= last and first <= added[2]:
+                    since, until = (periods.FIRST_DAY + timedelta(days=d) for d in added[1:])
+                    other = "unique" if kind == "approx" else "approx"
+                    raise QueryError(
+                        f"distinct values of {prop!r} for {event!r} were kept {other} until"
+                        f" configure() made them {kind} while the namespace held data from"
+                        f" {since} to {until}, so {label} holds part of them in each form and"
+                        f" no answer would be whole; ask about days after {until}",
+                        param="start",
+                    )
 
     def query(self, event: str, start: Any, end: Any) -> Op[dict[str, Any]]:
         rules = self.schema.rules_for(event)

@@ -446,7 +446,8 @@ def kept_for(
 # (period, first day, last day): configure() added that period while the namespace held data
 # on those days (day numbers since 1970-01-01, local; the last one at least the day it was
 # added). Its buckets touching them hold only what was recorded since: a question reads them
-# from finer periods.
+# from finer periods. An entry "distinct:<event>:<prop>" is a property switched between
+# `unique` and `approx` (ops.DISTINCT_SWITCHED): its buckets touching those days are refused.
 PeriodAdded = tuple[str, int, int]
 
 
