@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from . import periods as P
 from .calls import Call
 from .errors import QueryError, blaming
+from .integers import whole
 from .ops import Namespace
 from .query import Expr, Leaf, Op, Segment, SetProgram
 from .tables import Funnel, Lifecycle, Stickiness, Tabular, pandas_frame, polars_frame
@@ -75,18 +76,17 @@ def _name(param: str, value: Any, what: str | None = None) -> str:
 
 
 def _count(param: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    count = whole(value)
+    if count is None or count < 1:
         raise QueryError(f"{param} must be a positive integer, got {value!r}", param=param)
-    return value
+    return count
 
 
 def parse_within(within: Any) -> int:
     """A funnel window in whole days: `"7d"`, `"2w"`, `"48h"`, `"7"`, a timedelta, or an int of
     days. The one parser of windows: the CLI and the HTTP API read theirs with it too."""
-    days: int | None = None
-    if isinstance(within, int) and not isinstance(within, bool):
-        days = within
-    elif isinstance(within, timedelta):
+    days = whole(within)
+    if isinstance(within, timedelta):
         if within % _DAY == timedelta(0):
             days = within // _DAY
     elif isinstance(within, str) and (m := _WITHIN.fullmatch(within)):

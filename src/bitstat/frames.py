@@ -44,6 +44,7 @@ from .frame_columns import (
     pick,
     read_times,
 )
+from .integers import whole
 from .record import AUTO_IDS, IN_DOUBT, Recording, TrackResult
 from .schema import Schema, name_problem
 
@@ -443,8 +444,8 @@ def track_frame(
     """Record every row of a frame, `batch_size` rows a batch (batch ids `{batch_id}:{n}`)."""
     if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
         raise InvalidEvent(f"batch_id must be non-empty text, got {batch_id!r}")
-    size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    size = DEFAULT_BATCH_SIZE if batch_size is None else whole(batch_size)
+    if size is None or size < 1:
         raise InvalidEvent(f"batch_size must be a positive integer, got {batch_size!r}")
     if event is not None and not isinstance(event, str):
         raise InvalidEvent(f"event must be text, got {type(event).__name__}", field="event")

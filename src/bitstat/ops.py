@@ -24,6 +24,7 @@ from . import periods
 from .calls import Call, Emit, Links, Op
 from .errors import InvalidEvent, QueryError, SchemaError, ServerError, UnknownEvent, blaming
 from .events import canonical_id, int_actor, number_text, original_id, unicode_problem
+from .integers import whole
 from .keys import (
     REVERSE_BUCKET_BITS,
     SHARD_BITS,
@@ -714,16 +715,17 @@ class Namespace(Queueing):
         return math.fsum(p / n for p in parts)
 
     def top(self, event: str, prop: str, start: Any, end: Any, limit: int) -> Op[Top]:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        most = whole(limit)
+        if most is None or most < 1:
             raise QueryError(f"limit must be a positive integer, got {limit!r}", param="limit")
         asked, stored = self.prop(event, prop, "top")
         yield from self.require_events([event])
         keys = [self.keys.top(event, lb, stored) for lb in self.cover_labels(start, end, "top")]
         # ties are cut on the server in stored order; another order of parts needs them all
-        raw = yield call(Transport.top, self.scratch(event), keys, limit, asked != stored)
+        raw = yield call(Transport.top, self.scratch(event), keys, most, asked != stored)
         ranked = [(value_of(m, asked, stored), int(s)) for m, s in raw]
         ranked.sort(key=lambda vc: (-vc[1], vc[0]))
-        return Top(ranked[:limit], asked)
+        return Top(ranked[:most], asked)
 
     def distinct(self, event: str, prop: str, start: Any, end: Any) -> Op[int]:
         """Distinct values of a property: exact for `unique` ones (an OR of value-id bitmaps),
@@ -798,7 +800,8 @@ class Namespace(Queueing):
         return out
 
     def query_days(self, event: str, days: int, end: Any) -> Op[list[dict[str, Any]]]:
-        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        n = whole(days)
+        if n is None or n < 1:
             raise QueryError(f"days must be a positive integer, got {days!r}", param="days")
         tz = self.schema.tz
         if end is None:
@@ -808,14 +811,14 @@ class Namespace(Queueing):
                 last = periods.parse_time(end, tz).date()
         # checked here: past 1970 a day's query would blame a `start` the caller never gave
         most = (last - periods.FIRST_DAY).days + 1
-        if days > most:
+        if n > most:
             raise QueryError(
-                f"days={days:,} up to {last} reaches back before {periods.FIRST_DAY}, the first"
+                f"days={n:,} up to {last} reaches back before {periods.FIRST_DAY}, the first"
                 f" date bitstat supports (at most {most:,} days)",
                 param="days",
             )
         out = []
-        for d in range(days - 1, -1, -1):
+        for d in range(n - 1, -1, -1):
             day = last - timedelta(days=d)
             out.append({"day": day.isoformat(), **(yield from self.query(event, day, None))})
         return out

@@ -55,6 +55,7 @@ from . import jsontext, timetext
 from .calls import FORKS, Call, Op
 from .errors import BatchError, BitstatError, ConnectionError, ServerError
 from .events import Columns, parse_batch
+from .integers import whole
 from .record import (
     AUTO_IDS,
     IN_DOUBT,
@@ -130,12 +131,13 @@ class PushedAhead(NamedTuple):
 
 def checked_ahead(track_ahead: int) -> int:
     """connect()'s track_ahead, checked."""
-    if isinstance(track_ahead, bool) or not isinstance(track_ahead, int) or track_ahead < 0:
+    ahead = whole(track_ahead)
+    if ahead is None or ahead < 0:
         raise ValueError(
             f"track_ahead must be an integer >= 0 (0: each track() waits for its reply),"
             f" got {track_ahead!r}"
         )
-    return track_ahead
+    return ahead
 
 
 def queueing(
@@ -145,13 +147,14 @@ def queueing(
     checked."""
     if flush_at is None:
         flush_at = FLUSH_AT_AHEAD if track_ahead else FLUSH_AT
-    if isinstance(flush_at, bool) or not isinstance(flush_at, int) or flush_at < 1:
+    events = whole(flush_at)
+    if events is None or events < 1:
         raise ValueError(
             f"flush_at must be an integer >= 1 (1: track() alone, at once), got {flush_at!r}"
         )
     if not isinstance(flush_interval, (int, float)) or not 0 <= flush_interval < float("inf"):
         raise ValueError(f"flush_interval must be seconds >= 0, got {flush_interval!r}")
-    return flush_at, float(flush_interval)
+    return events, float(flush_interval)
 
 
 def queued_record(one: Single, schema: Schema) -> dict[str, Any]:

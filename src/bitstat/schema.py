@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import SchemaError
+from .integers import whole
 from .periods import PERIODS, parse_label
 
 ID_MODES = ("int", "map")
@@ -181,8 +182,8 @@ def parse_duration(value: Any) -> int:
     """Seconds from `3600`, `"14d"`, `"12h"`, `"30m"`, `"2w"` or a timedelta."""
     if isinstance(value, timedelta):
         seconds = int(value.total_seconds())
-    elif isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
+    elif (count := whole(value)) is not None:
+        seconds = count
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
     else:
@@ -266,15 +267,13 @@ class Schema(Rules):
         stray = set(periods) - set(PERIODS)
         if stray or not chosen:
             raise SchemaError(f"periods must be a non-empty subset of {PERIODS}, got {periods!r}")
-        if isinstance(max_id, bool) or not isinstance(max_id, int) or not 0 < max_id < 2**63:
+        id_limit = whole(max_id)
+        if id_limit is None or not 0 < id_limit < 2**63:
             raise SchemaError(f"max_id must be a positive integer below 2^63, got {max_id!r}")
         if not isinstance(anonymous, bool):
             raise SchemaError(f"anonymous must be true or false, got {anonymous!r}")
-        if (
-            isinstance(max_value_length, bool)
-            or not isinstance(max_value_length, int)
-            or max_value_length < 1
-        ):
+        value_limit = whole(max_value_length)
+        if value_limit is None or value_limit < 1:
             raise SchemaError(
                 f"max_value_length must be a positive integer, got {max_value_length!r}"
             )
@@ -319,9 +318,9 @@ class Schema(Rules):
             ("approx", base.approx),
             ("events", overrides),
             ("expire", expiry),
-            ("max_id", max_id),
+            ("max_id", id_limit),
             ("anonymous", anonymous),
-            ("max_value_length", max_value_length),
+            ("max_value_length", value_limit),
             ("horizon", future),
             ("hourly", kept_hourly),
         ):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import inspect
 import logging
-import operator
 import os
 import random
 import sys
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import ConnectionError, InvalidEvent, ServerError
+from .integers import whole
 from .record import TrackResult
 
 log = logging.getLogger("bitstat.tracker")
@@ -76,12 +76,10 @@ class TrackerCounters:
 def _whole(name: str, value: Any) -> int:
     """An option that counts (events, tries) as an int: an integer of any kind (numpy's
     too), never a bool or a float."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    count = whole(value)
+    if count is None:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return count
 
 
 def check_options(maker: str, options: Mapping[str, Any], more: tuple[str, ...] = ()) -> None:
