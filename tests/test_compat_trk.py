@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import bitstat
 import servers
 from bitstat.compat.trk import _SHA as RECORD_SHA
-from bitstat.compat.trk import LayoutError, Trk
+from bitstat.compat.trk import LayoutError, Recorded, Trk
 from bitstat.compat.trk import _js as js
 from bitstat.compat.trk._result import glob_match
 from bitstat.errors import InvalidEvent, QueryError, SchemaError, ServerError
@@ -426,8 +426,8 @@ def test_server_errors_are_raised_and_the_batch_writes_nothing(
     redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", "1.5")
     with pytest.raises(ServerError, match="not an integer"):
         trk.record_many(events, now=NOW)
-    redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", str(2**63 - 2))
-    with pytest.raises(ServerError, match="64 bits"):
+    redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", str(2**64))  # no HINCRBY adds to it
+    with pytest.raises(ServerError, match="holds 18446744073709551616, not an integer"):
         trk.record_many(events, now=NOW)
     assert scan(redis_client, prefix) == [f"{prefix}:{DAY}:addv:n:i"]
     redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", "1")
@@ -437,6 +437,139 @@ def test_server_errors_are_raised_and_the_batch_writes_nothing(
     redis_client.hset(f"{prefix}:{DAY}:bmp:n", "a", "1")
     with pytest.raises(ServerError, match="WRONGTYPE"):  # trk: that item's result undefined
         trk.query(NOW)
+
+
+def test_a_total_past_64_bits_rejects_its_event_alone(
+    trk_for: Callable[..., tuple[Trk, str]], redis_client: servers.Client
+) -> None:
+    """A total near 2^63 refused the whole batch (ServerError 'would pass 64 bits'), and so did
+    any total within 1024 of it, as record.lua checked in doubles. Now the event whose increment
+    would take a total past what HINCRBY keeps, in batch order, is rejected alone, saying
+    which property, which total and why; the others are recorded, exactly up to 2^63 - 1 and
+    down to -2^63."""
+    trk, prefix = trk_for(map={"add": ["event"], "addv": [{"key": "c", "value": "n"}]}, tz="UTC")
+    totals, by_c = f"{prefix}:{DAY}:addv:n:i", f"{prefix}:{DAY}:addv:n:c"
+    redis_client.hset(totals, "sum", str(2**63 - 10))
+    redis_client.hset(by_c, "z", str(-(2**63) + 3))
+    events = [
+        {"event": "a", "c": "x", "n": 4},  # sum 2^63 - 6
+        {"event": "b", "c": "x", "n": 6},  # sum 2^63: rejected
+        {"event": "c", "c": "y", "n": 5},  # sum 2^63 - 1, the largest
+        {"event": "d", "c": "y", "n": "1"},  # 2^63 again: rejected
+        {"event": "e", "c": "z", "n": -3},  # z -2^63, the smallest; sum 2^63 - 4
+        {"event": "f", "c": "z", "n": -1},  # z -2^63 - 1: rejected
+        {"event": "g", "c": "x", "n": 2.5},  # counted, not summed, as before
+    ]
+    high = "past 2^63 - 1, the largest integer HINCRBY keeps: the event is not recorded"
+    low = "past -2^63, the smallest integer HINCRBY keeps: the event is not recorded"
+
+    def past(incr: int, field: str, key: str, start: int) -> str:
+        end = start + incr
+        return f"field 'n': adding {incr} would take {field!r} of {key} from {start} to {end}, " + (
+            high if end > 0 else low
+        )
+
+    assert trk.record_many(events, now=NOW) == Recorded(
+        4,
+        rejected=[
+            (1, past(6, "sum", totals, 9223372036854775802)),
+            (3, past(1, "sum", totals, 9223372036854775807)),
+            (5, past(-1, "z", by_c, -9223372036854775808)),
+        ],
+        not_summed=[(6, by_c, "2.5"), (6, totals, "2.5")],
+    )
+    assert past(1, "sum", "k", 2**63 - 1) == (
+        "field 'n': adding 1 would take 'sum' of k from 9223372036854775807 to "
+        f"9223372036854775808, {high}"
+    )
+    day = trk.query(NOW)
+    assert day.find(f"add/event/{DAY}") == {"a": "1", "c": "1", "e": "1", "g": "1"}
+    assert day.find(f"addv/n:i/{DAY}") == {"sum": str(2**63 - 4), "count": "4"}
+    assert day.find(f"addv/n:c/{DAY}") == {"z": str(-(2**63)), "x": "4", "y": "5"}
+    # in batch order: 10 would pass 2^63 - 1 before -20 comes; -20 is recorded
+    done = trk.record_many([{"event": "h", "c": "x", "n": 10}, {"c": "x", "n": -20}], now=NOW)
+    assert (done.recorded, [i for i, _ in done.rejected]) == (1, [0])
+    day = trk.query(NOW)
+    assert day.find(f"addv/n:i/{DAY}") == {"sum": str(2**63 - 24), "count": "5"}
+    assert day.find(f"add/event/{DAY}") == {"a": "1", "c": "1", "e": "1", "g": "1"}
+    before = dump(redis_client, prefix)
+    with pytest.raises(InvalidEvent) as refused:
+        trk.record({"event": "i", "c": "y", "n": 2**62}, now=NOW)
+    assert refused.value.field == "n" and str(refused.value) == (
+        f"field 'n': adding {2**62} would take 'sum' of {totals} from {2**63 - 24} "
+        f"to {2**63 + 2**62 - 24}, {high}"
+    )
+    assert dump(redis_client, prefix) == before
+    # increments of one field adding up past 64 bits, its total within: HINCRBY in parts
+    trk, prefix = trk_for(map={"addv": ["n"]}, tz="UTC")
+    redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", str(-(2**63)))
+    assert trk.record_many([{"n": 2**63 - 1}, {"n": 1}, {"n": 2**63 - 1}], now=NOW) == Recorded(3)
+    assert trk.query(NOW).find(f"addv/n:i/{DAY}") == {"sum": str(2**63 - 1), "count": "3"}
+
+
+def test_a_total_moved_by_another_writer_between_tries_is_read_again(
+    trk_for: Callable[..., tuple[Trk, str]],
+    redis_client: servers.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server answers a batch that would pass 64 bits with its totals; when another writer
+    adds to them before the rest is sent, the rest is refused with the new totals in turn, and
+    the events are judged again on them."""
+    trk, prefix = trk_for(map={"addv": ["n"]}, tz="UTC")
+    totals = f"{prefix}:{DAY}:addv:n:i"
+    redis_client.hset(totals, "sum", str(2**63 - 10))
+    replies: list[Any] = []
+    call = trk._call_once
+
+    def racing(*args: Any) -> Any:
+        replies.append(call(*args))
+        if len(replies) == 1:  # another writer, between the first call and the second
+            redis_client.hincrby(totals, "sum", 3)
+        return replies[-1]
+
+    monkeypatch.setattr(trk, "_call_once", racing)
+    done = trk.record_many([{"n": 5}, {"n": 9}, {"n": 2}], now=NOW)
+    # 2^63 - 10: 5 fits, 9 does not, 2 fits; then 2^63 - 7: 5 fits, 2 does not
+    assert (done.recorded, [i for i, _ in done.rejected]) == (1, [1, 2])
+    assert [r if r == 1 else [int(t) for t in r[1:]] for r in replies] == [
+        [2**63 - 10, 0],  # sum and count, as stored
+        [2**63 - 7, 0],
+        1,  # written
+    ]
+    assert redis_client.hgetall(totals) == {b"sum": str(2**63 - 2).encode(), b"count": b"1"}
+
+
+EDGES = st.one_of(
+    st.integers(js.INT64_MIN, js.INT64_MIN + 2**12),
+    st.integers(js.INT64_MAX - 2**12, js.INT64_MAX),
+    st.integers(-(2**54), 2**54),
+    st.integers(js.INT64_MIN, js.INT64_MAX),
+)
+
+
+@EXAMPLES
+@given(stored=EDGES, amounts=st.lists(EDGES.filter(bool), min_size=1, max_size=6))
+def test_totals_near_64_bits_are_exact(
+    trk_for: Callable[..., tuple[Trk, str]],
+    redis_client: servers.Client,
+    stored: int,
+    amounts: list[int],
+) -> None:
+    """record.lua decides in exact integers whether a batch's totals stay within 64 bits (a
+    wrong yes fails its HINCRBY, a wrong no its every try): the answer is the sum of the
+    amounts that keep the running total within, in order, from any stored total (0 is not
+    recorded at all: falsy, as in trk)."""
+    trk, prefix = trk_for(map={"addv": ["n"]}, tz="UTC")
+    redis_client.hset(f"{prefix}:{DAY}:addv:n:i", "sum", str(stored))
+    total, kept = stored, []
+    for i, amount in enumerate(amounts):
+        if js.INT64_MIN <= total + amount <= js.INT64_MAX:
+            total += amount
+            kept.append(i)
+    done = trk.record_many([{"n": a} for a in amounts], now=NOW)
+    assert [i for i, _ in done.rejected] == sorted(set(range(len(amounts))) - set(kept))
+    answer = trk.query(NOW).find(f"addv/n:i/{DAY}")  # (no event recorded: the day lists none)
+    assert answer == ({"sum": str(total), "count": str(len(kept))} if kept else None)
 
 
 def test_query_with_one_time_is_that_day(trk_for: Callable[..., tuple[Trk, str]]) -> None:

@@ -26,11 +26,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import redis.exceptions as rex
 
-from bitstat.errors import BitstatError, InvalidEvent, QueryError, SchemaError
+from bitstat.errors import BitstatError, InvalidEvent, QueryError, SchemaError, ServerError
 from bitstat.store import client_from_url, resolve_url, wrapped_errors
 
 from ._digest import Spec, Writes, check_text, digest
-from ._js import parse_int, plus
+from ._js import INT64_MAX, INT64_MIN, parse_int, plus
 from ._result import READERS, TrkResult, kept, parse_location, patterns
 
 __all__ = ["LayoutError", "Recorded", "Trk", "TrkResult"]
@@ -40,6 +40,7 @@ _MAX_SECONDS = 253402300800
 TRK_OPTIONS = ("redis", "client", "key", "prefix", "map", "memcached")
 TOP_LIMIT = 250  # trk reads the first 250 members of a top sorted set
 SADD_CHUNK = 1000  # members per SADD op of the script (Lua's unpack has a limit)
+WRITE_TRIES = 5  # calls of a batch whose totals near 64 bits other writers keep moving
 _SCRIPT = resources.files(__package__).joinpath("record.lua").read_text("utf-8")
 _SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 _KIND_LETTER = {"add": "h", "addv": "h", "top": "z", "bmp": "b"}
@@ -209,17 +210,22 @@ class Trk:
         """Record one event object on the day of `now` (default: the current time).
 
         An event that cannot be recorded raises InvalidEvent (naming the property) and writes
-        nothing.
+        nothing: a value with no text to send, or an increment that would take a total past
+        64 bits.
         """
         dkey, membership = self._day_keys(now)
         writes = digest(self.spec, dkey, obj)
-        self._write(membership, [writes])
+        refused = self._write(membership, [(0, writes)])
+        if refused:
+            raise refused[0]
         return Recorded(1, not_summed=[(0, key, value) for key, value in writes.not_summed])
 
     def record_many(self, objs: Iterable[Mapping[str, Any]], now: Any = None) -> Recorded:
         """Record a batch of event objects on the day of `now`, in one server call: the whole
         batch is written at once or, if the stored keys could not take it, not at all (an error
-        names the key). An event that cannot be recorded is rejected alone, with the reason."""
+        names the key). An event that cannot be recorded is rejected alone, with the reason:
+        among them an event whose increment would take a total past 64 bits, in batch order
+        (the server tells the totals, and the rest is sent again: a second call)."""
         # one event, text or None would be iterated as keys, letters or not at all
         if isinstance(objs, Mapping | str | bytes) or not isinstance(objs, Iterable):
             given = f"a {type(objs).__name__}" if objs is not None else "None"
@@ -228,18 +234,20 @@ class Trk:
                 "pass a list of events, [] for none, or call record() for one"
             )
         dkey, membership = self._day_keys(now)
-        result = Recorded(0)
+        rejected: dict[int, InvalidEvent] = {}
         batch = []
         for index, obj in enumerate(objs):
             try:
-                writes = digest(self.spec, dkey, obj)
+                batch.append((index, digest(self.spec, dkey, obj)))
             except InvalidEvent as exc:
-                result.rejected.append((index, str(exc)))
-                continue
-            batch.append(writes)
-            result.recorded += 1
-            result.not_summed += [(index, key, value) for key, value in writes.not_summed]
-        self._write(membership, batch)
+                rejected[index] = exc
+        refused = self._write(membership, batch)
+        rejected |= refused
+        result = Recorded(len(batch) - len(refused))
+        result.rejected = [(index, str(rejected[index])) for index in sorted(rejected)]
+        for index, writes in batch:
+            if index not in refused:
+                result.not_summed += [(index, key, value) for key, value in writes.not_summed]
         return result
 
     def _day_keys(self, now: Any) -> tuple[str, str]:
@@ -251,26 +259,40 @@ class Trk:
         day = self.day_of(now)
         return f"{self.key}:{day}", f"{self.key}:k:{day}"
 
-    def _write(self, membership: str, writes: list[Writes]) -> None:
-        batch = Batch(membership)
-        for w in writes:
-            batch.add(w)
-        if not batch.members:
-            return
-        keys, args = batch.call()
-        with wrapped_errors("trk record"):
-            try:
-                self._call_once("EVALSHA", _SHA, keys, args)
-            except rex.NoScriptError:
-                self._call_once("EVAL", _SCRIPT, keys, args)
+    def _write(self, membership: str, writes: list[tuple[int, Writes]]) -> dict[int, InvalidEvent]:
+        """Write the (index, writes) of events in one record.lua call; the events it refused,
+        by index: those whose increment would take a total past 64 bits. The server says so
+        with the stored totals, writing nothing; the others are then sent again."""
+        refused: dict[int, InvalidEvent] = {}
+        for _ in range(WRITE_TRIES):
+            kept = [(index, w) for index, w in writes if index not in refused]
+            batch = Batch(membership)
+            for _, w in kept:
+                batch.add(w)
+            if not batch.members:
+                return refused
+            keys, args = batch.call()
+            with wrapped_errors("trk record"):
+                try:
+                    reply = self._call_once("EVALSHA", _SHA, keys, args)
+                except rex.NoScriptError:
+                    reply = self._call_once("EVAL", _SCRIPT, keys, args)
+            if not isinstance(reply, list):
+                return refused
+            stored = dict(zip(batch.fields(), map(int, map(_text, reply[1:])), strict=True))
+            refused |= past_64_bits(kept, stored)
+        raise ServerError(
+            f"trk record: totals near 64 bits changed under this batch {WRITE_TRIES} times "
+            "(other writers adding to them): nothing of it was written"
+        )
 
-    def _call_once(self, command: str, script: str, keys: list[str], args: list[Any]) -> None:
+    def _call_once(self, command: str, script: str, keys: list[str], args: list[Any]) -> Any:
         """Run record.lua once. A write whose reply was lost may have landed, so it must not be
         sent again: redis-py's cluster client resends a command after a connection error
         unless it is told the node to run it on (redirects are still followed)."""
         client = self.client
         on = {"target_nodes": client.get_node_from_key(keys[0])} if self._cluster else {}
-        client.execute_command(command, script, len(keys), *keys, *args, **on)
+        return client.execute_command(command, script, len(keys), *keys, *args, **on)
 
     # querying
     def query(
@@ -426,22 +448,33 @@ def _score(raw: Any) -> int | None:
 
 class Batch:
     """The events of one record_many call as one record.lua call: increments of a field added
-    up, each value numbered once, every key named once."""
+    up (in 64-bit parts), each value numbered once, every key named once."""
 
     def __init__(self, membership: str) -> None:
         self.membership = membership
         self.members: dict[str, None] = {}
         self.idents: dict[tuple[str, str, str], None] = {}
-        self.hincr: dict[tuple[str, str], int] = {}
+        # (hash, field) -> its ops: [sum of increments, highest and lowest running sum]
+        self.hincr: dict[tuple[str, str], list[list[int]]] = {}
         self.zincr: dict[tuple[str, str], int] = {}
 
     def add(self, w: Writes) -> None:
         self.members.update(dict.fromkeys(w.members))
         self.idents.update(dict.fromkeys(w.idents))
-        for key, name, incr in w.hincr:
-            self.hincr[key, name] = self.hincr.get((key, name), 0) + incr
+        for key, name, incr, _ in w.hincr:
+            ops = self.hincr.setdefault((key, name), [])
+            if ops and INT64_MIN <= ops[-1][0] + incr <= INT64_MAX:
+                op = ops[-1]
+                op[0] += incr
+                op[1], op[2] = max(op[1], op[0]), min(op[2], op[0])
+            else:  # (HINCRBY takes no increment past 64 bits, though the total may be within)
+                ops.append([incr, incr, incr])
         for key, member in w.zincr:
             self.zincr[key, member] = self.zincr.get((key, member), 0) + 1
+
+    def fields(self) -> list[tuple[str, str]]:
+        """The (hash, field) of each H op, in the order `call` sends them."""
+        return [field for field, ops in self.hincr.items() for _ in ops]
 
     def call(self) -> tuple[list[str], list[Any]]:
         keys: dict[str, int] = {}
@@ -456,8 +489,9 @@ class Batch:
         args: list[Any] = []
         for idmap, bitmap, member in self.idents:
             args += ["I", index(idmap, "z"), index(bitmap, "b"), member]
-        for (key, name), incr in self.hincr.items():
-            args += ["H", index(key, "h"), name, incr]
+        for (key, name), ops in self.hincr.items():
+            for incr, most, least in ops:
+                args += ["H", index(key, "h"), name, incr, most, least]
         for (key, member), incr in self.zincr.items():
             args += ["Z", index(key, "z"), member, incr]
         listed = list(self.members)
@@ -465,3 +499,29 @@ class Batch:
             chunk = listed[i : i + SADD_CHUNK]
             args += ["S", index(self.membership, "s"), len(chunk), *chunk]
         return list(keys), ["".join(letters), *args]
+
+
+def past_64_bits(
+    events: list[tuple[int, Writes]], totals: dict[tuple[str, str], int]
+) -> dict[int, InvalidEvent]:
+    """The events (by index) whose increment would take a hash field past what HINCRBY keeps
+    (-2^63 .. 2^63 - 1), adding them in batch order to the stored `totals` (the others'
+    increments are added to it), each with why."""
+    refused: dict[int, InvalidEvent] = {}
+    for index, w in events:
+        after: dict[tuple[str, str], int] = {}
+        for key, name, incr, prop in w.hincr:
+            before = after.get((key, name), totals.get((key, name), 0))
+            total = before + incr
+            if not INT64_MIN <= total <= INT64_MAX:
+                bound = "2^63 - 1, the largest" if total > 0 else "-2^63, the smallest"
+                refused[index] = InvalidEvent(
+                    f"adding {incr} would take {name!r} of {key} from {before} to {total}, past "
+                    f"{bound} integer HINCRBY keeps: the event is not recorded",
+                    field=prop,
+                )
+                break
+            after[key, name] = total
+        else:
+            totals.update(after)
+    return refused

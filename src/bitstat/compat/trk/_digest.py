@@ -114,7 +114,8 @@ class Writes:
     """What one event writes: trk's Redis commands, in its order, with full key names."""
 
     idents: list[tuple[str, str, str]] = field(default_factory=list)  # (id map, bitmap, member)
-    hincr: list[tuple[str, str, int]] = field(default_factory=list)  # (hash, field, increment)
+    # (hash, field, increment, the property whose value it counts or sums)
+    hincr: list[tuple[str, str, int, str]] = field(default_factory=list)
     zincr: list[tuple[str, str]] = field(default_factory=list)  # (sorted set, member)
     members: list[str] = field(default_factory=list)  # keys added to the day's membership set
     not_summed: list[tuple[str, str]] = field(default_factory=list)  # (key, value's text)
@@ -144,7 +145,7 @@ def digest(spec: Spec, dkey: str, event: Any) -> Writes:
         if _js.truthy(obj.get(name)):
             key = f"{dkey}:add:{name}"
             out.members.append(key)
-            out.hincr.append((key, _text(obj, name), 1))
+            out.hincr.append((key, _text(obj, name), 1, name))
     for name in spec.top:
         if _js.truthy(obj.get(name)):
             key = f"{dkey}:top:{name}"
@@ -162,12 +163,12 @@ def digest(spec: Spec, dkey: str, event: Any) -> Writes:
             if increment is None:
                 out.not_summed.append((by_label, amount_text))
             else:
-                out.hincr.append((by_label, _text(obj, label), increment))
+                out.hincr.append((by_label, _text(obj, label), increment, value))
         if increment is None:
             out.not_summed.append((totals, amount_text))
         else:
-            out.hincr.append((totals, "sum", increment))
-        out.hincr.append((totals, "count", 1))
+            out.hincr.append((totals, "sum", increment, value))
+        out.hincr.append((totals, "count", 1, value))
     return out
 
 
