@@ -3,7 +3,8 @@
 1. tokens and write keys are compared in constant time, on every route that takes one;
 2. the read token reads, the write token (or a write key) writes, on every route: neither
    opens the other side, and every route of the app is classified here;
-3. every write route bounds its body, its body once inflated, and its count of events;
+3. every write route bounds its body, its body once inflated, and its count of events; a
+   large body is parsed (in one of two slots) only once a valid key is seen;
 4. no name reaches a key or a script as anything but data: events, properties, values and
    namespaces holding `{`, `}`, `:`, `*`, newlines, Lua or huge text are stored apart and read
    back as sent;
@@ -18,16 +19,20 @@ on every backend elsewhere).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hmac
 import json
+import threading
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -37,7 +42,7 @@ from bitstat.cli import main
 from bitstat.cli import web as cli_web
 from bitstat.errors import BitstatError
 from bitstat.keys import Keys
-from bitstat.web import ServerConfig, check_bind, create_app, grafana, report, segment
+from bitstat.web import ServerConfig, check_bind, create_app, grafana, ingest, report, segment
 from bitstat.web import config as web_config
 from bitstat.web.browsers import same_origin
 from browser import CHROMIUM
@@ -321,6 +326,121 @@ def test_grafana_targets_are_bounded_like_the_v1_endpoints(
         assert says in answer.json()["error"], (target, answer.text)
     deep = guarded.post("/grafana/query", content=b"[" * 100_000, headers=bearer(READ))
     assert deep.status_code == 400 and "nested too deeply" in deep.json()["error"]
+
+
+LARGE = 1_200  # messages of a body over 64 KiB in every shape below
+
+
+def _large(shape: str, key: str) -> tuple[str, bytes, dict[str, str]]:
+    """(path, body, headers) of a request of over 64 KiB in one of the SDKs' shapes, its key
+    `key` where that shape carries it."""
+    messages = [
+        {"type": "track", "userId": f"u{i}", "event": "big", "timestamp": DAY} for i in range(LARGE)
+    ]
+    events = [{"event": "big", "distinct_id": f"u{i}", "timestamp": DAY} for i in range(LARGE)]
+    text = json.dumps
+    if shape == "segment basic":
+        return "/v1/batch", text({"batch": messages}).encode(), basic(key)
+    if shape == "segment body":  # analytics.js, a page: no header it can keep secret
+        return "/v1/batch", text({"batch": messages, "writeKey": key}).encode(), {}
+    if shape == "segment none":
+        return "/v1/batch", text({"batch": messages}).encode(), {}
+    if shape == "posthog body":  # posthog-python, posthog-node
+        return "/batch/", text({"api_key": key, "batch": events}).encode(), {}
+    if shape == "posthog v1":
+        return "/i/v1/analytics/events", text(events).encode(), bearer(key)
+    if shape == "posthog-js gzip":  # the key in each event's properties, a gzip body
+        marked = [{**e, "properties": {"token": key}} for e in events]
+        return "/e/?compression=gzip-js", gzip.compress(text(marked).encode()), {}
+    assert shape == "posthog-js base64"  # a form `data=` of base64, with an escaped key
+    data = text([{**e, "properties": {"token": key}} for e in events]).replace("/", "\\/")
+    body = b"data=" + base64.b64encode(data.encode())
+    return "/e/?compression=base64", body, {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+LARGE_SHAPES = [
+    "segment basic",
+    "segment body",
+    "segment none",
+    "posthog body",
+    "posthog v1",
+    "posthog-js gzip",
+    "posthog-js base64",
+]
+
+
+def test_a_large_body_takes_a_parsing_slot_only_with_a_valid_key(
+    embedded_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests at a time parse a body over 64 KiB. A body without a valid key took a slot
+    to be parsed before its key was checked, so clients with no key could keep both busy and
+    every SDK's large batch waited. With both slots taken (two batches of a valid key, held
+    while they are recorded), a large body without a valid key is answered 401 at once, its
+    key in a header, in its body or nowhere; the two held are then answered in full."""
+    inside, release = [0], threading.Event()
+    real = ingest.record_once
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        inside[0] += 1
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "record_once", held)
+    config = ServerConfig(
+        url=embedded_url,
+        namespace=namespace,
+        read_token=READ,
+        write_token=WRITE,
+        write_keys={SDK_KEY: namespace},
+    )
+    holders: list[httpx.Response] = []
+    with running(config) as base:
+
+        def hold() -> None:
+            path, body, headers = _large("segment basic", SDK_KEY)
+            holders.append(httpx.post(f"{base}{path}", content=body, headers=headers, timeout=60))
+
+        threads = [threading.Thread(target=hold) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        try:
+            give_up = time.monotonic() + 30
+            while inside[0] < 2 and time.monotonic() < give_up:
+                time.sleep(0.01)
+            assert inside[0] == 2  # both slots are taken
+            for shape in LARGE_SHAPES:
+                path, body, headers = _large(shape, "wrong-key")
+                answer = httpx.post(f"{base}{path}", content=body, headers=headers, timeout=5)
+                assert answer.status_code == 401, (shape, answer.text)
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join(timeout=60)
+    assert [a.json()["recorded"] for a in holders] == [LARGE, LARGE]
+
+
+@pytest.mark.parametrize("shape", [s for s in LARGE_SHAPES if s != "segment none"])
+def test_a_large_body_with_a_valid_key_is_recorded(
+    embedded_url: str, namespace: str, shape: str
+) -> None:
+    """A large body's key is looked for in its text before it is parsed: wherever the SDKs
+    put it (a header, the body, each event's properties; gzip, base64, `\\/` escaped), the
+    body is taken."""
+    config = ServerConfig(
+        url=embedded_url,
+        namespace=namespace,
+        read_token=READ,
+        write_token=WRITE,
+        write_keys={"wk/shop-1": namespace},
+    )
+    path, body, headers = _large(shape, "wk/shop-1")
+    with TestClient(create_app(config)) as client:
+        answer = client.post(path, content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    with bitstat.connect(embedded_url, namespace=namespace) as st:
+        assert st.unique("big", DAY) == LARGE
+        st.drop()
 
 
 # 4: no key or script injection from any name

@@ -36,6 +36,7 @@ from ..record import DEFAULT_DEADLINE
 from ..schema import Schema
 from ..store import wrapped_errors
 from ..transport import Transport, lua_script
+from .auth import keys_in_text
 from .config import ServerConfig
 from .metrics import Metrics
 from .namespaces import Namespaces
@@ -114,6 +115,15 @@ class WriteKeys:
             if self.token is not None and hmac.compare_digest(self.token, given):
                 return self.default
         return self.default if self.open else None
+
+    def in_text(self, text: bytes, fields: tuple[str, ...]) -> bool:
+        """Whether the JSON text `text` gives one of this server's keys (or the write token) to
+        a member named one of `fields`, at any depth; the text is not parsed (auth.py)."""
+        if self.open:
+            return True
+        known = [len(k) for k, _ in self.keys] + [len(self.token or b"")]
+        found = keys_in_text(text, fields, max(known))
+        return any(self.namespace(key) is not None for key in found)
 
 
 # bodies

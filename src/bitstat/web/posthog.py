@@ -24,6 +24,7 @@ from starlette.routing import Route
 from ..schema import Schema
 from . import identity, ingest
 from .answers import JSONResponse
+from .auth import bearer
 from .ingest import IngestError, Invalid, Rejection
 
 # /i/v0/ai/batch/: where the Python SDK's capture_ai() (and enable_full_ai_capture) posts,
@@ -204,6 +205,22 @@ def _error(exc: IngestError) -> Response:
     return JSONResponse(body, exc.status, headers=exc.headers)
 
 
+def _unauthorized(key: str | None, *, looked: bool = False) -> IngestError:
+    """The 401 of a missing or wrong key; `looked`: a large body's text was looked at for its
+    key, not parsed (WriteKeys.in_text)."""
+    said = "no project API key was given" if not key else "the API key is not valid"
+    if looked:
+        said = (
+            "no project API key of this server's is in the body's `api_key` or `token` (a body"
+            f" over {ingest.LARGE_BODY // 1024} KiB is looked at for its key before it is parsed)"
+        )
+    return IngestError(
+        401,
+        "invalid_api_key",
+        f"{said}: the SDK's project API key is one of this server's write keys",
+    )
+
+
 async def handle(
     host: ingest.Host,
     keys: ingest.WriteKeys,
@@ -213,8 +230,21 @@ async def handle(
 ) -> Response:
     limit = host.config.max_body
     try:
+        # the credentials outside the body are checked before it is read; a large body's key
+        # is looked for in its text before it is parsed, which only a slot may do
+        key = bearer(request)
+        in_query = _key_of(request.query_params.get("token"))
+        if key is not None and keys.namespace(key) is None:
+            raise _unauthorized(key)
         with ingest.sdk_errors("invalid_payload"):
             text = decode(await ingest.read_body(request, limit), request, limit)
+        if (
+            len(text) > ingest.LARGE_BODY
+            and key is None
+            and keys.namespace(in_query) is None
+            and not keys.in_text(text, ("api_key", "token"))
+        ):
+            raise _unauthorized(None, looked=True)
         async with host.large_bodies.slot(len(text)):
             response = await _recorded(host, keys, checked, request, v1, text)
     except IngestError as exc:
@@ -240,12 +270,7 @@ async def _recorded(
         key = project_key(request, None if v1 else body_key, events)
         namespace = keys.namespace(key)
         if namespace is None:
-            said = "no project API key was given" if not key else "the API key is not valid"
-            raise IngestError(
-                401,
-                "invalid_api_key",
-                f"{said}: the SDK's project API key is one of this server's write keys",
-            )
+            raise _unauthorized(key)
         ingest.check_count(events, host.config.max_events, "events")
         assert host.namespaces is not None and host.store is not None
         stats = await ingest.text_id_stats(host.namespaces, namespace, checked)

@@ -196,28 +196,42 @@ def _error(exc: IngestError) -> Response:
     return JSONResponse(body, exc.status, headers=exc.headers)
 
 
+def basic_key(request: Request) -> str | None:
+    """The user of Basic auth (`KEY:`), the SDKs' write key; None without Basic auth."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        user = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise IngestError(
+            401, "unauthorized", "the Basic credentials are not base64 of 'KEY:'"
+        ) from None
+    return user.partition(":")[0]
+
+
 def write_key(request: Request, body: Any) -> str | None:
     """The write key: the user of Basic auth (`KEY:`), else `writeKey` in the body, else in
     the query (RudderStack's beacon: `/beacon/v1/batch?writeKey=KEY`)."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "basic" and value:
-        try:
-            user = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise IngestError(
-                401, "unauthorized", "the Basic credentials are not base64 of 'KEY:'"
-            ) from None
-        return user.partition(":")[0]
+    key = basic_key(request)
+    if key is not None:
+        return key
     key = body.get("writeKey") if isinstance(body, Mapping) else None
     if not isinstance(key, str):
         key = request.query_params.get("writeKey")
     return key
 
 
-def unauthorized(key: str | None, why: str | None = None) -> IngestError:
+def unauthorized(key: str | None, why: str | None = None, *, looked: bool = False) -> IngestError:
     """The 401 of a missing or wrong write key; `why`: what made /v1/track read the body as a
-    Segment message (`read_as_message`), said with how to send a bitstat event instead."""
+    Segment message (`read_as_message`), said with how to send a bitstat event instead;
+    `looked`: a large body's text was looked at for its key, not parsed (WriteKeys.in_text)."""
     said = "no write key was given" if not key else "the write key is not one of this server's"
+    if looked:
+        said = (
+            "no write key of this server's is in the body's `writeKey` (a body over"
+            f" {ingest.LARGE_BODY // 1024} KiB is looked at for its key before it is parsed)"
+        )
     message = f"{said}: send it as Basic auth 'WRITE_KEY:' (the SDKs' writeKey) or as `writeKey`"
     if why is not None:
         message += f". POST /v1/track read the body as a Segment message because {why}"
@@ -239,9 +253,22 @@ async def handle(
     for a Segment message)."""
     limit = host.config.max_body if kind is None else MAX_MESSAGE
     try:
+        # the credentials outside the body are checked before it is read; a large body's key
+        # is looked for in its text before it is parsed, which only a slot may do
+        key = basic_key(request)
+        in_query = request.query_params.get("writeKey")
+        if key is not None and keys.namespace(key) is None:
+            raise unauthorized(key, read_as_message(request, b"") if shared else None)
         with ingest.sdk_errors("invalid_request"):
             raw = await ingest.read_body(request, limit, TOO_LARGE)
             text = ingest.decompress(raw, request.headers.get("content-encoding", ""), limit)
+        if (
+            len(text) > ingest.LARGE_BODY
+            and key is None
+            and keys.namespace(in_query) is None
+            and not keys.in_text(text, ("writeKey",))
+        ):
+            raise unauthorized(None, looked=True)
         async with host.large_bodies.slot(len(text)):
             with ingest.sdk_errors("invalid_request"):
                 body = ingest.load_json(text)
