@@ -116,6 +116,12 @@ class WriteKeys:
                 return self.default
         return self.default if self.open else None
 
+    def is_token(self, key: str | None) -> bool:
+        """Whether `key` is the write token (the SDK routes refuse it in the query)."""
+        if not key or self.token is None:
+            return False
+        return hmac.compare_digest(self.token, key.encode("utf-8", "surrogatepass"))
+
     def in_text(self, text: bytes, fields: tuple[str, ...]) -> bool:
         """Whether the JSON text `text` gives one of this server's keys (or the write token) to
         a member named one of `fields`, at any depth; the text is not parsed (auth.py)."""

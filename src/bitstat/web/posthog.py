@@ -234,6 +234,15 @@ async def handle(
         # is looked for in its text before it is parsed, which only a slot may do
         key = bearer(request)
         in_query = _key_of(request.query_params.get("token"))
+        if keys.is_token(in_query):
+            raise IngestError(
+                400,
+                "token_in_query",
+                "the write token is not taken in the query, which proxies write to their"
+                " logs: send it in the Authorization header (Bearer), or as `api_key` in the"
+                " body; a write key of BITSTAT_WRITE_KEYS may come as ?token=",
+                field="token",
+            )
         if key is not None and keys.namespace(key) is None:
             raise _unauthorized(key)
         with ingest.sdk_errors("invalid_payload"):

@@ -240,6 +240,19 @@ def unauthorized(key: str | None, why: str | None = None, *, looked: bool = Fals
     )
 
 
+def token_in_query() -> IngestError:
+    """The 400 of the write token sent as `?writeKey=`: a proxy's access log keeps the query,
+    and the write token also erases actors and writes to any namespace."""
+    return IngestError(
+        400,
+        "token_in_query",
+        "the write token is not taken in the query, which proxies write to their logs: send"
+        " it in the Authorization header, as Basic auth 'WRITE_TOKEN:' (or `writeKey` in the"
+        " body); a write key of BITSTAT_WRITE_KEYS may come in the query",
+        field="writeKey",
+    )
+
+
 async def handle(
     host: ingest.Host,
     keys: ingest.WriteKeys,
@@ -257,6 +270,8 @@ async def handle(
         # is looked for in its text before it is parsed, which only a slot may do
         key = basic_key(request)
         in_query = request.query_params.get("writeKey")
+        if keys.is_token(in_query):
+            raise token_in_query()
         if key is not None and keys.namespace(key) is None:
             raise unauthorized(key, read_as_message(request, b"") if shared else None)
         with ingest.sdk_errors("invalid_request"):
