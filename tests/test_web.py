@@ -465,8 +465,8 @@ BAD = [
     ),
     (
         "funnel",
-        {"step": ["visit", "signup"], "start": "2026", "within": "90d"},
-        "start",  # no end given: the range is the year of `start`
+        {"step": ["visit", "signup"] * 5, "start": "2024-01-01", "end": "2025-12-31"},
+        "end",  # 731 start days x 45 pairs of steps, whatever the window
         "shorten the range",
     ),
     ("stickiness", {"event": "visit", "start": "2000", "end": "2026"}, "end", "longer than"),

@@ -34,14 +34,18 @@ from .tables import Funnel, Lifecycle, Stickiness, Tabular, pandas_frame, polars
 from .transport import Transport, call
 
 __all__ = [
+    "FunnelDays",
     "LifecyclePeriod",
     "Retention",
     "RetentionRow",
     "SetProgram",
     "funnel",
+    "funnel_days",
+    "funnel_work",
     "lifecycle",
     "parse_within",
     "retention",
+    "start_days",
     "stickiness",
 ]
 
@@ -675,6 +679,57 @@ def _days_to_last(ns: Namespace, events: Sequence[str], day: datetime) -> Steps[
     return max(1, last - (day - _EPOCH) // _DAY + 1)
 
 
+def funnel_work(starts: int, window: int, steps: int) -> int:
+    """The size of a funnel's program (`funnel_program`), as a limit measures it: the days it
+    reads, start days and window days alike (start days are planned in blocks of the window,
+    not window by window), times the pairs of steps it chains (at least 1). The program runs
+    at most 5 set operations a unit (tests/test_analysis.py)."""
+    return (starts + window - 1) * max(1, steps * (steps - 1) // 2)
+
+
+def start_days(lo: datetime, hi: datetime) -> tuple[datetime, int]:
+    """The first day of a funnel's range [lo, hi) (midnight) and the days the range touches:
+    the days step 1 is looked for on."""
+    first = P.bucket_of("day", lo).start
+    return first, (P.bucket_of("day", hi - timedelta(microseconds=1)).end - first) // _DAY
+
+
+@dataclass(frozen=True)
+class FunnelDays:
+    """The days a funnel plans (`funnel_days`): step 1 on each of `starts` days from `first`,
+    the later steps within `window` days of it: `within` as asked (in days), cut at the last
+    day a later step was recorded on (no later day can change the answer)."""
+
+    steps: tuple[str, ...]
+    first: datetime
+    starts: int
+    window: int
+    within: int
+
+    @property
+    def work(self) -> int:
+        return funnel_work(self.starts, self.window, len(self.steps))
+
+
+def funnel_days(
+    ns: Namespace, steps: Sequence[str], start: Any, end: Any, within: Any
+) -> Steps[FunnelDays]:
+    """The days `funnel` plans, its arguments checked as it checks them (the HTTP API measures
+    the work of a funnel with it, before asking it)."""
+    if isinstance(steps, str) or not isinstance(steps, Sequence) or not steps:
+        raise QueryError(
+            f"steps must be a non-empty list of event names, got {steps!r}", param="steps"
+        )
+    names = tuple(_name("steps", s, "each step") for s in steps)
+    yield from ns.require_events(names, "steps")
+    asked = parse_within(within)
+    first, starts = start_days(*ns.range(start, end))
+    # no later step was recorded after its last day: a longer window ("36500d" for "ever")
+    # is cut there, not planned day by day, nor past the last date a day can have
+    window = min(asked, (yield from _days_to_last(ns, names[1:], first)))
+    return FunnelDays(names, first, starts, window, asked)
+
+
 def funnel(
     ns: Namespace,
     steps: Sequence[str],
@@ -684,22 +739,10 @@ def funnel(
     segment: Mapping[str, Any],
 ) -> Steps[Funnel]:
     """[(step, actors who reached it)]; see `Stats.funnel`."""
-    if isinstance(steps, str) or not isinstance(steps, Sequence) or not steps:
-        raise QueryError(
-            f"steps must be a non-empty list of event names, got {steps!r}", param="steps"
-        )
-    names = [_name("steps", s, "each step") for s in steps]
-    yield from ns.require_events(names, "steps")
-    window = parse_within(within)
+    plan = yield from funnel_days(ns, steps, start, end, within)
+    names, first, starts, window = plan.steps, plan.first, plan.starts, plan.window
     seg = ns.segment(names[0], segment)
-    lo, hi = ns.range(start, end)
-    first = P.bucket_of("day", lo).start
-    last = P.bucket_of("day", hi - timedelta(microseconds=1)).end
-    starts = (last - first) // _DAY
-    # no later step was recorded after its last day: a longer window ("36500d" for "ever")
-    # is cut there, not planned day by day, nor past the last date a day can have
-    window = min(window, (yield from _days_to_last(ns, names[1:], first)))
     # (with a segment, step 1's days are the segment's: kept per day at least, or refused)
-    days = _days(ns, first, last + (window - 1) * _DAY, "segment" if seg else None)
+    days = _days(ns, first, first + (starts + window - 1) * _DAY, "segment" if seg else None)
     prog = funnel_program(names, [labels for _, labels in days], starts, window, seg)
     return Funnel(zip(names, (yield from ns.totals(prog)), strict=True))

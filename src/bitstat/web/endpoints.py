@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import periods as P
 from ..aio import AsyncStats
-from ..analysis import parse_within
+from ..analysis import funnel_days, funnel_work, parse_within, start_days
 from ..stats import Stats, clashes
 from .params import (
     END,
@@ -36,7 +36,7 @@ Handler = Callable[[AsyncStats, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 MAX_SERIES_POINTS = 5_000
 MAX_STICKINESS_DAYS = 3_660
-MAX_FUNNEL_WORK = 20_000  # start days x window days x later steps: the size of its program
+MAX_FUNNEL_WORK = 20_000  # days read x pairs of steps (analysis.funnel_work), as planned
 MAX_TOP = 1_000
 MAX_PERIODS = 520
 MAX_STEPS = 10
@@ -229,21 +229,41 @@ async def funnel(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
         raise BadParameter("step", "is required: repeat it once per step, in order")
     if len(steps) > MAX_STEPS:
         raise BadParameter("step", f"at most {MAX_STEPS} steps, got {len(steps)}")
-    lo, hi = time_range(st.schema, a["start"], a["end"])
+    time_range(st.schema, a["start"], a["end"])
     within = parse_within(a["within"])
-    if within < 1:
-        raise BadParameter("within", f"must be at least one day, got {a['within']!r}")
-    days = -(-(hi - lo) // timedelta(days=1))
-    if days * within * max(1, len(steps) - 1) > MAX_FUNNEL_WORK:
-        raise BadParameter(
-            too_long(a["end"]),
-            f"{days} start days x {within} window days x {len(steps) - 1} later steps is"
-            f" more than {MAX_FUNNEL_WORK}: shorten the range or the window",
-        )
+    await check_funnel_work(st, steps, a["start"], a["end"], within)
     answer = await st.funnel(
         steps, a["start"], a["end"], within, **_segment(a["where"], Stats.funnel)
     )
     return {"funnel": [{"step": s, "actors": n} for s, n in answer]}
+
+
+async def check_funnel_work(
+    st: AsyncStats, steps: list[str], start: str, end: str | None, within: int
+) -> None:
+    """BadParameter when a funnel is more work than MAX_FUNNEL_WORK, measured on the days the
+    library plans (a window longer than the data cut at the later steps' last recorded day),
+    naming what to shorten: the range when it alone is too long, else `within`."""
+    _, starts = start_days(*st._ns.range(start, end))
+    if funnel_work(starts, within, len(steps)) <= MAX_FUNNEL_WORK:
+        return  # (the window the library plans is never longer: no need to read where it ends)
+    plan = await st._run(funnel_days(st._ns, steps, start, end, within))
+    if plan.work <= MAX_FUNNEL_WORK:
+        return
+    days = plan.starts + plan.window - 1
+    pairs = plan.work // days
+    cut = ""
+    if plan.window < within:
+        cut = f" (of the {within} asked: the later steps were recorded up to its last day)"
+    says = (
+        f"{plan.starts} start days and a {plan.window}-day window{cut} read {days} days for"
+        f" {'the pair' if pairs == 1 else f'each of {pairs} pairs'} of steps: {plan.work} is"
+        f" more than {MAX_FUNNEL_WORK}"
+    )
+    if funnel_work(plan.starts, 1, len(steps)) > MAX_FUNNEL_WORK:
+        raise BadParameter(too_long(end), f"{says}; shorten the range")
+    most = MAX_FUNNEL_WORK // pairs - plan.starts + 1
+    raise BadParameter("within", f"{says}; shorten the window (at most {most} days here)")
 
 
 async def stickiness(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
