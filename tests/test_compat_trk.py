@@ -898,6 +898,61 @@ def test_trks_own_options_object_is_taken_as_trk_took_it(
         Trk({"key": "x"}, key="y")
 
 
+def test_the_default_prefix_is_node_trks_and_the_old_one_is_not_missed(embedded_url: str) -> None:
+    """Trk(url, map=...) without a key wrote under "tky", where node trk (`opt.key ?
+    opt.prefix ? 'metrics'`) and Trk's own options form use "metrics": code moved from node
+    read none of its data. The default is "metrics" now. A Trk given no key refuses to record
+    while "tky" holds data of the day or the 7 before, and to query days "tky" holds data of,
+    saying which key to pass, so the old default's data is neither split nor missed; either
+    key given is read and written as named. (The embedded server only: these prefixes are not
+    a test's own, so they must be empty, and are deleted after.)"""
+    client = redis.Redis.from_url(embedded_url)
+    for prefix in ("metrics", "tky"):
+        assert scan(client, prefix) == [], f"keys under {prefix!r} exist already: not ours"
+    spec = {"add": ["event"]}
+    earlier = datetime(2016, 7, 4, 12, tzinfo=UTC)  # 3 days before NOW
+    try:
+        with Trk(embedded_url, map=spec, tz="UTC") as trk:
+            assert trk.key == "metrics"
+            trk.record({"event": "e"}, now=NOW)
+        assert scan(client, "metrics") == [f"metrics:{DAY}:add:event", f"metrics:k:{DAY}"]
+        with Trk({"redis": embedded_url}, tz="UTC") as node_form:  # trk's own form, its keys
+            assert node_form.query(NOW).find(f"add/event/{DAY}") == {"e": "1"}
+        with Trk(embedded_url, key="tky", map=spec, tz="UTC") as old:  # the old default's data
+            old.record({"event": "old"}, now=earlier)
+        before = dump(client, "metrics")
+        says = (
+            "Trk: no key given, so the prefix is node trk's default 'metrics' (it was 'tky' "
+            "before 2026-12-07), but 'tky' holds trk data of 2016-07-04 (tky:k:1467590400): "
+            "pass key='tky' to go on with that data, or key='metrics' to leave it unread"
+        )
+        with Trk(embedded_url, map=spec, tz="UTC") as trk:
+            with pytest.raises(SchemaError) as refused:
+                trk.record({"event": "new"}, now=NOW)
+            assert str(refused.value) == says
+            with pytest.raises(SchemaError) as refused:
+                trk.query_days(7, now=NOW)
+            assert str(refused.value) == says
+            assert trk.query(NOW).find(f"add/event/{DAY}") == {"e": "1"}  # no 'tky' data that day
+            trk.record({"event": "later"}, now=datetime(2016, 7, 12, tzinfo=UTC))  # 8 days on
+        after = dump(client, "metrics")
+        assert after.pop("metrics:1468281600:add:event") == {
+            "type": "hash",
+            "value": {"later": "1"},
+        }
+        assert after.pop("metrics:k:1468281600")["value"] == ["metrics:1468281600:add:event"]
+        assert after == before  # the refused record wrote nothing
+        with Trk(embedded_url, key="tky", tz="UTC") as old:
+            assert old.query_days(7, now=NOW).find("add/event")["07/04/2016"] == {"old": "1"}
+        with Trk(embedded_url, key="metrics", map=spec, tz="UTC") as named:
+            named.record({"event": "new"}, now=NOW)
+            assert named.query_days(7, now=NOW).find("add/event", merge=True) == {"e": 1, "new": 1}
+    finally:
+        delete(client, "metrics")
+        delete(client, "tky")
+        client.close()
+
+
 def test_a_cluster_needs_a_hash_tag_in_the_prefix(cluster_url: str) -> None:
     trk = Trk(cluster_url, key="tky", map={"add": ["event"]})
     with pytest.raises(LayoutError, match="hash tag"):

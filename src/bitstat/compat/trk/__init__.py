@@ -38,6 +38,9 @@ __all__ = ["LayoutError", "Recorded", "Trk", "TrkResult"]
 # unix seconds of 10000-01-01: later (or as early before 1970) is past any date
 _MAX_SECONDS = 253402300800
 TRK_OPTIONS = ("redis", "client", "key", "prefix", "map", "memcached")
+DEFAULT_PREFIX = "metrics"  # node trk's: `@key = opt.key ? opt.prefix ? 'metrics'`
+OLD_DEFAULT = "tky"  # Trk(url, map=...)'s default before 2026-12-07
+OLD_DEFAULT_DAYS = 7  # days before a record's day whose data under OLD_DEFAULT refuses it
 TOP_LIMIT = 250  # trk reads the first 250 members of a top sorted set
 SADD_CHUNK = 1000  # members per SADD op of the script (Lua's unpack has a limit)
 WRITE_TRIES = 5  # calls of a batch whose totals near 64 bits other writers keep moving
@@ -133,12 +136,15 @@ class Trk:
 
     `url` is taken as `bitstat.connect` takes it (None: $BITSTAT_URL, else the embedded server
     under `data_dir`); `client` is an existing redis-py client to use instead. `key` is trk's
-    prefix (it may contain `:`; on a Redis Cluster it must carry a hash tag, as `{tky}`, so a
-    day's keys share a slot). `map` is trk's map: `bmp`, `add`, `top` (property names, compound
-    ones joined with `~`) and `addv` (a name, or `{"key": label, "value": name}`). `tz` is the
-    zone whose local midnight starts a day (None: this process's zone, as trk used).
-    trk's own options object is taken too: `Trk({"redis": client, "key": ..., "map": ...})`
-    (`key` then defaults to trk's "metrics"). Nothing connects until the first call.
+    prefix, "metrics" (node trk's) when not given (it may contain `:`; on a Redis Cluster it
+    must carry a hash tag, as `{tky}`, so a day's keys share a slot). With no key given, a Trk
+    refuses (SchemaError) to record or query where "tky", this default before 2026-12-07,
+    holds data of the days concerned: pass key="tky" or key="metrics". `map` is trk's map:
+    `bmp`, `add`, `top` (property names, compound ones joined with `~`) and `addv` (a name, or
+    `{"key": label, "value": name}`). `tz` is the zone whose local midnight starts a day
+    (None: this process's zone, as trk used).
+    trk's own options object is taken too: `Trk({"redis": client, "key": ..., "map": ...})`.
+    Nothing connects until the first call.
     """
 
     def __init__(
@@ -158,7 +164,8 @@ class Trk:
             url, key, map, client = trk_options(url)
         elif url is not None and not isinstance(url, str):
             raise SchemaError(f"url: a server's URL, trk's options or None, got {url!r}")
-        key = "tky" if key is None else key
+        self._old_default = key is None  # (trk's options always named a key, or "metrics")
+        key = DEFAULT_PREFIX if key is None else key
         if not isinstance(key, str) or not key:
             raise SchemaError(f"key (trk's prefix) must be a non-empty text, got {key!r}")
         check_text("key (trk's prefix)", key)
@@ -213,9 +220,9 @@ class Trk:
         nothing: a value with no text to send, or an increment that would take a total past
         64 bits.
         """
-        dkey, membership = self._day_keys(now)
+        dkey, membership, old = self._day_keys(now)
         writes = digest(self.spec, dkey, obj)
-        refused = self._write(membership, [(0, writes)])
+        refused = self._write(membership, [(0, writes)], old)
         if refused:
             raise refused[0]
         return Recorded(1, not_summed=[(0, key, value) for key, value in writes.not_summed])
@@ -233,7 +240,7 @@ class Trk:
                 f"record_many takes an iterable of events (mappings), not {given}: "
                 "pass a list of events, [] for none, or call record() for one"
             )
-        dkey, membership = self._day_keys(now)
+        dkey, membership, old = self._day_keys(now)
         rejected: dict[int, InvalidEvent] = {}
         batch = []
         for index, obj in enumerate(objs):
@@ -241,7 +248,7 @@ class Trk:
                 batch.append((index, digest(self.spec, dkey, obj)))
             except InvalidEvent as exc:
                 rejected[index] = exc
-        refused = self._write(membership, batch)
+        refused = self._write(membership, batch, old)
         rejected |= refused
         result = Recorded(len(batch) - len(refused))
         result.rejected = [(index, str(rejected[index])) for index in sorted(rejected)]
@@ -250,23 +257,50 @@ class Trk:
                 result.not_summed += [(index, key, value) for key, value in writes.not_summed]
         return result
 
-    def _day_keys(self, now: Any) -> tuple[str, str]:
+    def _day_keys(self, now: Any) -> tuple[str, str, dict[str, date]]:
+        """The day's key prefix, its membership set, and the old default's day sets that must
+        not exist (`_old_sets`) to record on that day."""
         if self.spec == Spec():  # trk recorded nothing then, and said nothing
             raise SchemaError(
                 "this Trk has no map, and records nothing without one: give map= (bmp, add, "
                 "top, addv); a Trk that only queries needs none"
             )
-        day = self.day_of(now)
-        return f"{self.key}:{day}", f"{self.key}:k:{day}"
+        day = self.zone.date_of(now, "now")
+        midnight = self.zone.midnight(day)
+        back = min(OLD_DEFAULT_DAYS, (day - date.min).days)
+        old = self._old_sets(day - timedelta(days=i) for i in range(back + 1))
+        return f"{self.key}:{midnight}", f"{self.key}:k:{midnight}", old
 
-    def _write(self, membership: str, writes: list[tuple[int, Writes]]) -> dict[int, InvalidEvent]:
+    def _old_sets(self, dates: Iterable[date]) -> dict[str, date]:
+        """With no key given, the day sets of `dates` under OLD_DEFAULT: while one holds data,
+        this Trk would split (or miss) what a Trk of the old default recorded."""
+        sets: dict[str, date] = {}
+        for day in dates if self._old_default else ():
+            try:
+                sets[f"{OLD_DEFAULT}:k:{self.zone.midnight(day)}"] = day
+            except (OverflowError, ValueError, OSError):  # before year 1 in this zone
+                continue
+        return sets
+
+    def _old_data(self, key: str, day: date) -> SchemaError:
+        return SchemaError(
+            f"Trk: no key given, so the prefix is node trk's default {DEFAULT_PREFIX!r} (it was "
+            f"{OLD_DEFAULT!r} before 2026-12-07), but {OLD_DEFAULT!r} holds trk data of "
+            f"{day.isoformat()} ({key}): pass key={OLD_DEFAULT!r} to go on with that data, or "
+            f"key={DEFAULT_PREFIX!r} to leave it unread"
+        )
+
+    def _write(
+        self, membership: str, writes: list[tuple[int, Writes]], old: dict[str, date]
+    ) -> dict[int, InvalidEvent]:
         """Write the (index, writes) of events in one record.lua call; the events it refused,
         by index: those whose increment would take a total past 64 bits. The server says so
-        with the stored totals, writing nothing; the others are then sent again."""
+        with the stored totals, writing nothing; the others are then sent again. A key of
+        `old` (day sets of the old default prefix) that exists refuses all, writing nothing."""
         refused: dict[int, InvalidEvent] = {}
         for _ in range(WRITE_TRIES):
             kept = [(index, w) for index, w in writes if index not in refused]
-            batch = Batch(membership)
+            batch = Batch(membership, list(old))
             for _, w in kept:
                 batch.add(w)
             if not batch.members:
@@ -279,6 +313,9 @@ class Trk:
                     reply = self._call_once("EVAL", _SCRIPT, keys, args)
             if not isinstance(reply, list):
                 return refused
+            if _text(reply[0]) == "elsewhere":
+                found = _text(reply[1])
+                raise self._old_data(found, old[found])
             stored = dict(zip(batch.fields(), map(int, map(_text, reply[1:])), strict=True))
             refused |= past_64_bits(kept, stored)
         raise ServerError(
@@ -329,7 +366,14 @@ class Trk:
                 param="ignore_jobs",
             )
         with wrapped_errors("trk query"):
-            members = self._pipeline([("SMEMBERS", f"{self.key}:k:{d}") for d in days])
+            old = self._old_sets(days.values())
+            members = self._pipeline(
+                [("SMEMBERS", f"{self.key}:k:{d}") for d in days] + [("EXISTS", key) for key in old]
+            )
+            for (key, old_day), found in zip(old.items(), members[len(days) :], strict=True):
+                if found:
+                    raise self._old_data(key, old_day)
+            del members[len(days) :]
             jobs: dict[str, tuple[str, str]] = {}
             for listed in members:
                 for raw in listed:
@@ -403,7 +447,7 @@ def trk_options(opt: Mapping[str, Any]) -> tuple[str | None, str, Any, Any]:
     redis = given("redis", "client")
     key = given("key", "prefix")
     url = redis if isinstance(redis, str) else None
-    return url, "metrics" if key is None else key, opt.get("map"), None if url else redis
+    return url, DEFAULT_PREFIX if key is None else key, opt.get("map"), None if url else redis
 
 
 def has_hash_tag(prefix: str) -> bool:
@@ -450,8 +494,9 @@ class Batch:
     """The events of one record_many call as one record.lua call: increments of a field added
     up (in 64-bit parts), each value numbered once, every key named once."""
 
-    def __init__(self, membership: str) -> None:
+    def __init__(self, membership: str, absent: Sequence[str] = ()) -> None:
         self.membership = membership
+        self.absent = absent  # keys that must not exist (record.lua's type letter n)
         self.members: dict[str, None] = {}
         self.idents: dict[tuple[str, str, str], None] = {}
         # (hash, field) -> its ops: [sum of increments, highest and lowest running sum]
@@ -486,6 +531,8 @@ class Batch:
                 letters.append(letter)
             return keys[key]
 
+        for key in self.absent:
+            index(key, "n")
         args: list[Any] = []
         for idmap, bitmap, member in self.idents:
             args += ["I", index(idmap, "z"), index(bitmap, "b"), member]

@@ -2,7 +2,9 @@
 -- nothing: Redis does not roll a script back, so every write that could fail is checked first.
 -- KEYS[1..n]  every key the batch writes; the ops below name them by their index in KEYS
 -- ARGV[1]     one letter per key, the type the key must have if it exists:
---             s set, h hash, z sorted set, b string (a bitmap)
+--             s set, h hash, z sorted set, b string (a bitmap); or n: the key must not exist
+--             (a day set of the prefix Trk used by default before: returns {'elsewhere', key}
+--             and writes nothing)
 -- ARGV[2..]   a flat list of ops, each a code followed by its arguments:
 --   I kmap kbit member    number `member` as trk's redis-ident does (ZSCORE in the sorted set
 --                         KEYS[kmap], else ZCARD as its number and ZADD), then SETBIT KEYS[kbit]
@@ -19,11 +21,14 @@
 -- nothing: the client rejects the events that take it there and sends the rest again.
 -- Any other failure is an error reply naming the key (and field), before anything is written.
 
-local types = {s = 'set', h = 'hash', z = 'zset', b = 'string'}
+local types = {s = 'set', h = 'hash', z = 'zset', b = 'string', n = 'none'}
 local kinds = ARGV[1]
 for i = 1, #KEYS do
   local want = types[string.sub(kinds, i, i)]
   local have = redis.call('TYPE', KEYS[i])['ok']
+  if want == 'none' and have ~= 'none' then
+    return {'elsewhere', KEYS[i]}
+  end
   if have ~= 'none' and have ~= want then
     return redis.error_reply('trk: key ' .. KEYS[i] .. ' holds a ' .. have .. ', not a ' .. want)
   end
