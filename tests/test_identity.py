@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -530,3 +532,39 @@ def test_forget_says_so_when_events_keep_arriving_under_the_old_offset(
         other.close()
         st.drop()
         st.close()
+
+
+def test_two_clients_aliasing_the_same_ids_at_once_answer_merged_once(
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes ran alias("a", "u") at once: each found two actors to merge, each moved
+    sets, and both answered 'merged' (the data was right). The id map's script decides which
+    call merged them; the other now answers 'same', as a call after it does."""
+    schema = bitstat.Schema(ids="map")
+    one = bitstat.connect(server_url, namespace=namespace, schema=schema)
+    other = bitstat.connect(server_url, namespace=namespace)
+    try:
+        events = [
+            {"event": "e", "user": u, "time": f"2026-10-0{d}"} for u, d in (("a", 1), ("u", 2))
+        ]
+        one.track_many(events)
+        both = threading.Barrier(2)
+        move = Identity.move
+
+        def moved_together(self: Identity, source: int, target: int) -> Any:
+            both.wait(timeout=60)  # each call has read the id map: two actors, a merge due
+            return (yield from move(self, source, target))
+
+        monkeypatch.setattr(Identity, "move", moved_together)
+        with ThreadPoolExecutor(2) as pool:
+            done = list(pool.map(lambda st: st.alias("a", "u"), (one, other)))
+        assert sorted(d.outcome for d in done) == ["merged", "same"]
+        # a's sets (its day, week, month and year, and all actors), moved by one call or the other
+        assert sum(d.moved for d in done) == 5
+        assert one.unique("e", "2026-10-01", "2026-10-02") == 1
+        assert list(other.actors("e").day(2026, 10, 1).ids()) == ["u"]
+        assert one.alias("a", "u").outcome == other.alias("a", "u").outcome == "same"
+    finally:
+        other.close()
+        one.drop()
+        one.close()

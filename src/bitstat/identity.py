@@ -51,7 +51,9 @@ class Aliased:
     """What `alias` did: `outcome` is "merged" (each id had its own actor: the anonymous one's
     sets moved to the user, `moved` of them), "linked" (the anonymous id was unknown: it now
     stands for the user), "renamed" (the user id was unknown: it now names the anonymous
-    id's actor) or "same" (already one actor: nothing changed)."""
+    id's actor) or "same" (already one actor: nothing changed). Of calls linking the same
+    ids at once, one answers "merged" (the id map's script decides which), the others
+    "same"; each one's `moved` counts the sets it moved itself meanwhile, if any."""
 
     anon: Any
     user: Any
@@ -310,14 +312,16 @@ class Identity:
             keys = [fa, fu, *(k.id_forward(n) for n in names), *self.offset_keys(a, u)]
             args = ["merged", *self._prefixes(), a_text, u_text, a, u, *names]
             reply = yield call(Transport.run_lua, "identity.lua", keys, args)
-            if text_of(reply[0]) != "stale":
+            outcome = text_of(reply[0])
+            if outcome != "stale":
                 for n in names:
                     cache[n] = u
                 cache[a_text] = cache[u_text] = u
                 self.ns.identity_changed()
-                yield from self.epoch_moved()
+                if outcome == "merged":  # ("same": another call merged them since the link)
+                    yield from self.epoch_moved()
                 yield from self.sweep_again(a, u)
-                return Aliased(anon, user, "merged", moved)
+                return Aliased(anon, user, outcome, moved)
         raise IdentityError(f"aliasing {anon!r} to {user!r}: the ids kept changing; try again")
 
 
