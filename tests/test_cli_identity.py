@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import bitstat
+from bitstat.identity import Aliased
 from test_cli import Cli
 
 
@@ -48,3 +49,16 @@ def test_forget_erases_the_person_and_names_what_is_kept(cli: Cli) -> None:
     assert cli.ok("total", "visit", "2026-10", "--format", "json").strip() == "3"
     assert "nothing to erase" in cli.ok("forget", "user-1")
     assert cli.ok("forget", "user-2").startswith("Erased user-2: taken out of ")
+
+
+def test_alias_that_lost_a_race_names_the_sets_it_moved(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of two calls linking the same ids at once, the one answering "same" may have moved
+    sets too: it said "nothing changed"."""
+    late = Aliased("anon-1", "user-1", "same", 3)
+    monkeypatch.setattr(bitstat.Stats, "alias", lambda self, anon, user: late)
+    assert cli.ok("alias", "anon-1", "user-1") == (
+        "anon-1 and user-1 are one actor (another call merged them meanwhile):"
+        " 3 actor sets moved by this one\n"
+    )

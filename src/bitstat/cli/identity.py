@@ -40,7 +40,11 @@ def alias(settings: Settings, anon: str, user: str, fmt: str) -> None:
             "merged": f"merged: {count(done.moved, 'actor set')} moved from {anon} to {user}",
             "linked": f"linked: {anon} now stands for {user}",
             "renamed": f"linked: {user} now names the actor recorded as {anon}",
-            "same": f"{anon} and {user} were one actor already; nothing changed",
+            "same": f"{anon} and {user} were one actor already; nothing changed"
+            if not done.moved
+            # (another call merged them meanwhile; this one moved sets of it too)
+            else f"{anon} and {user} are one actor (another call merged them meanwhile):"
+            f" {count(done.moved, 'actor set')} moved by this one",
         }
         click.echo(said[done.outcome])
 
