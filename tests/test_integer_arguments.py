@@ -85,6 +85,8 @@ def test_schema_connect_and_frames_take_numpy_integers(server_url: str, namespac
     assert given == plain and given.to_dict() == plain.to_dict()
     assert [type(v) for v in (given.max_id, given.max_value_length, given.horizon)] == [int] * 3
     options = {"flush_at": n(1), "track_ahead": n(0), "batch_ttl": n(3600)}
+    for seconds in (n(2), np.float32(0.5)):  # (seconds, not a count: any real number)
+        bitstat.connect(server_url, namespace=namespace, flush_interval=seconds).close()
     with bitstat.connect(server_url, namespace=namespace, schema=given, **options) as stats:
         try:
             stats.track("visit", user=n(7), time=day(0))
@@ -166,6 +168,7 @@ def test_booleans_and_floats_are_still_refused(
         ({"flush_at": np.True_}, r"flush_at must be an integer >= 1 .*got np\.True_"),
         ({"track_ahead": 1.0}, r"track_ahead must be an integer >= 0 .*got 1\.0"),
         ({"batch_ttl": np.float64(60.0)}, r"not a duration: np\.float64\(60\.0\)"),
+        ({"flush_interval": True}, r"flush_interval must be seconds >= 0, got True"),
     ]:
         with pytest.raises((ValueError, bitstat.SchemaError), match=message):
             bitstat.connect(server_url, namespace=namespace, **options)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 import secrets
 import threading
@@ -152,7 +153,12 @@ def queueing(
         raise ValueError(
             f"flush_at must be an integer >= 1 (1: track() alone, at once), got {flush_at!r}"
         )
-    if not isinstance(flush_interval, (int, float)) or not 0 <= flush_interval < float("inf"):
+    # (any real number, numpy's too; True is no number of seconds)
+    if (
+        isinstance(flush_interval, bool)
+        or not isinstance(flush_interval, numbers.Real)
+        or not 0 <= flush_interval < float("inf")
+    ):
         raise ValueError(f"flush_interval must be seconds >= 0, got {flush_interval!r}")
     return events, float(flush_interval)
 
