@@ -4,7 +4,9 @@ bodies, told by the `compression` query parameter) and `/i/v1/analytics/events` 
 an answer per event), so that the `posthog` SDKs send to `bitstat serve` unchanged.
 
 `translate` turns one captured event into a bitstat event (pure; docs/ingest.md has the
-table); `distinct_id` is the actor, `uuid` makes a re-sent event count once.
+table); `distinct_id` is the actor, `uuid` makes a re-sent event count once. posthog-js's
+cookieless events (`distinct_id` `$posthog_cookieless`) get a visitor id of their day
+(cookieless.py) before they are recorded.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import base64
 import binascii
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..aio import AsyncStore
 from ..schema import Schema
-from . import identity, ingest
+from . import cookieless, identity, ingest
 from .answers import JSONResponse
 from .auth import bearer
 from .ingest import IngestError, Invalid, Rejection
@@ -71,7 +74,9 @@ def _ignores_sent_at(ev: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
 def translate(
     ev: Any, schema: Schema, *, sent_at: Any, received: float
 ) -> tuple[str | None, dict[str, Any]]:
-    """(uuid, the bitstat event) of one captured event; raises Invalid naming the field."""
+    """(uuid, the bitstat event) of one captured event; raises Invalid naming the field. A
+    cookieless event keeps `$posthog_cookieless` as its actor (`_cookieless_ids` replaces it)
+    and loses the properties that only make its id (`cookieless.scrubbed`)."""
     if not isinstance(ev, Mapping):
         raise Invalid(None, f"an event must be a JSON object, not {ingest.json_kind(ev)}")
     name = ev.get("event")
@@ -87,7 +92,66 @@ def translate(
         raise Invalid("distinct_id", "every event names who did it; `distinct_id` is missing")
     uuid = ingest.message_id(ev.get("uuid"), "uuid")
     when = event_time(ev, sent_at, received, not _ignores_sent_at(ev, props))
-    return uuid, ingest.bitstat_event(schema, name, actor, when, props, (props, ev))
+    message: Mapping[str, Any] = ev
+    if cookieless.is_cookieless(ev, props):
+        if name == "$create_alias" and cookieless.SENTINEL in (actor, props.get("alias")):
+            raise Invalid(
+                "event",
+                f"$create_alias in posthog-js's cookieless mode ({cookieless.SENTINEL}) names"
+                " no visitor to alias, and PostHog drops it too",
+            )
+        props = cookieless.scrubbed(props)
+        message = {k: v for k, v in ev.items() if k != "ip"} | {"properties": props}
+    return uuid, ingest.bitstat_event(schema, name, actor, when, props, (props, message))
+
+
+def _link(ev: Any) -> identity.Link | None:
+    """The link a PostHog event makes, none to or from the cookieless sentinel (an $identify
+    in that mode has no anonymous id: it would join every cookieless visitor to the user)."""
+    found = identity.posthog_link(ev)
+    if found is None or cookieless.SENTINEL in (found[0], found[1]):
+        return None
+    return found
+
+
+async def _cookieless_ids(
+    store: AsyncStore,
+    namespace: str,
+    schema: Schema,
+    request: Request,
+    events: list[Any],
+    messages: list[tuple[str | None, dict[str, Any] | None]],
+    rejections: list[Rejection],
+    received: float,
+) -> None:
+    """Give each cookieless event (actor `$posthog_cookieless`) its visitor's id of its day,
+    and the `$device_id` and `$session_id` PostHog gives it when it has none; one whose day has
+    no salt to be had is rejected (cookieless.check_day)."""
+    tz = schema.tz
+    found: list[tuple[int, date, cookieless.Visitor]] = []
+    for i, (uuid, event) in enumerate(messages):
+        if event is None or event.get(schema.actor) != cookieless.SENTINEL:
+            continue
+        day = cookieless.day_of(event["time"], tz)
+        try:
+            cookieless.check_day(day, received, tz)
+        except Invalid as exc:
+            rejections.append(Rejection(i, uuid, exc.field, str(exc)))
+            messages[i] = (None, None)
+            continue
+        props = events[i].get("properties")
+        who = cookieless.visitor(props if isinstance(props, Mapping) else {}, request)
+        found.append((i, day, who))
+    salts = await cookieless.salts(store, namespace, (day for _, day, _ in found), tz, received)
+    for i, day, who in found:
+        event = messages[i][1]
+        assert event is not None
+        salt = salts[day]
+        event[schema.actor] = cookieless.actor_id(salt, day, namespace, who)
+        if event.get("$device_id") is None:
+            event["$device_id"] = event[schema.actor]
+        if event.get("$session_id") is None:
+            event["$session_id"] = cookieless.session_id(salt, day, namespace, who, tz)
 
 
 # bodies
@@ -294,12 +358,15 @@ async def _recorded(
                 uuid = uuid if isinstance(uuid, str) else None
                 rejections.append(Rejection(i, uuid, exc.field, str(exc)))
                 messages.append((None, None))
+        await _cookieless_ids(
+            host.store, namespace, stats.schema, request, events, messages, rejections, received
+        )
         fields = {**FIELDS, stats.schema.actor: "distinct_id"}
         outcome = await ingest.record_once(
             host.store, stats, messages, rejections, fields, host.namespaces.batch_ttl
         )
         refused = [r.index for r in outcome.rejected]
-        found = identity.links(events, identity.posthog_link, refused)
+        found = identity.links(events, _link, refused)
         await identity.apply_links(stats, found)
         host.metrics.recorded(outcome.recorded, len(outcome.rejected))
         if outcome.recorded:
