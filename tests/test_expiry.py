@@ -119,3 +119,40 @@ def test_configure_that_adds_or_shortens_an_expire_applies_it_to_the_keys_writte
     finally:
         st.drop()
         st.close()
+
+
+def test_a_writer_still_on_the_schema_before_an_expiry_keeps_the_keys_expiry(
+    server_url: str, redis_client: servers.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client on the schema before `configure()` added an expiry (it reads the schema again
+    within 5 s) merged bitmaps (BITOP OR) and counters (ZUNIONSTORE) into keys the change had
+    just given their expiry: both commands drop a key's TTL, and the keys were kept for ever."""
+    from bitstat import record
+
+    monkeypatch.setattr(record, "SCHEMA_TTL", 3600.0)  # (the old writer's 5 s, held open)
+    ns = f"ex-{uuid.uuid4().hex[:8]}"
+    settings: dict[str, Any] = {"periods": ("day",), "count": ["country"]}
+    old = bitstat.connect(server_url, namespace=ns, schema=bitstat.Schema(**settings))
+    admin = bitstat.connect(server_url, namespace=ns, schema=bitstat.Schema(**settings))
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = f"{now:%Y-%m-%d}"
+
+    def visits(first: int) -> list[dict[str, Any]]:
+        return [
+            {"event": "visit", "user": first + i, "time": now, "country": f"C{i % 30}"}
+            for i in range(3000)
+        ]
+
+    try:
+        assert old.track_many(visits(0)).recorded == 3000
+        admin.configure(bitstat.Schema(**settings, expire={"day": "30d"}))
+        ends = expire_at("day", day, "UTC", 30 * 86400)
+        assert set(bucket_keys(redis_client, ns, day).values()) == {ends}
+        assert old.track_many(visits(3000)).recorded == 3000  # (no expiry in its schema)
+        assert set(bucket_keys(redis_client, ns, day).values()) == {ends}
+        assert admin.unique("visit", day) == 6000
+        assert admin.counts("visit", "country", day)["C0"] == 200
+    finally:
+        admin.drop()
+        old.close()
+        admin.close()

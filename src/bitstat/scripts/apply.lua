@@ -308,6 +308,16 @@ local function promote(k)
   held[k] = 'string'
 end
 
+-- BITOP and ZUNIONSTORE store their result anew, dropping the key's TTL: kept as it was (a
+-- writer still on a schema before configure() added an expiry sends no X op to set it again)
+local function keeping_ttl(key, store)
+  local pttl = redis.call('PTTL', key)
+  store()
+  if pttl > 0 then
+    redis.call('PEXPIRE', key, pttl)
+  end
+end
+
 -- BITOP runs word by word only up to the shorter operand and byte by byte after it, so first
 -- zero-extend the shorter one (writing past its end changes no bit)
 local function or_into(key, from)
@@ -318,7 +328,7 @@ local function or_into(key, from)
   elseif from_len < key_len then
     redis.call('SETRANGE', from, key_len - 1, '\0')
   end
-  redis.call('BITOP', 'OR', key, key, from)
+  keeping_ttl(key, function() redis.call('BITOP', 'OR', key, key, from) end)
 end
 
 -- add offsets offs[first..last] (distinct, `high` the highest) to the sets of KEYS[k] for each
@@ -453,7 +463,7 @@ while i <= n_argv do
           zadd_all(scratch)
           scratched = true
         end
-        redis.call('ZUNIONSTORE', key, 2, key, scratch)
+        keeping_ttl(key, function() redis.call('ZUNIONSTORE', key, 2, key, scratch) end)
       else
         for u = first, last, 2 do
           redis.call('ZINCRBY', key, ARGV[u + 1], ARGV[u])
