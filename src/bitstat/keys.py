@@ -118,6 +118,10 @@ class Keys:
         name's: never a `batch` marker (those hold no ':' after "batch:")."""
         return f"{self.batch(self.meta_tag, batch_id)}:part:{escape(part)}"
 
+    def cookieless_salt(self, day: str) -> str:
+        """The secret salt of a day's ids of posthog-js cookieless events (web/cookieless.py)."""
+        return f"{self.meta_tag}:cookieless:salt:{day}"
+
     def message_hold(self, message_id: str) -> str:
         """A request's hold on an SDK message's id while it records it (web/ingest.py): not
         under "batch:", where a caller's batch id could name it."""
@@ -307,6 +311,7 @@ def layout(namespace: str = "shop") -> list[tuple[str, str]]:
         (k.batch(k.meta_tag, "b-1"), "batch b-1 applied (a marker in each tag it wrote)"),
         (k.batch_part("b-1", "purchase"), "one part of batch b-1 applied (a large batch)"),
         (k.message_hold("m-1"), "an SDK request recording message m-1 (bitstat serve)"),
+        (k.cookieless_salt("2026-11-03"), "salt of the day's cookieless posthog-js ids (serve)"),
         (f"{k.queue}  {k.queue_claims}", "events track() queued, claims being applied"),
         (k.queue_seen(60, 29_700_000), "tokens of the events queued in one minute"),
         (k.temp(login, "<token>"), "scratch of a read (always with a TTL or deleted)"),

@@ -116,7 +116,7 @@ def check_day(day: date, received: float, tz: ZoneInfo) -> None:
 
 
 def salt_key(namespace: str, day: date) -> str:
-    return f"{Keys(namespace).meta_tag}:cookieless:salt:{day.isoformat()}"
+    return Keys(namespace).cookieless_salt(day.isoformat())
 
 
 def salt_expiry(day: date, tz: ZoneInfo) -> datetime:
