@@ -65,6 +65,27 @@ def test_the_cohorts_are_the_last_buckets_of_the_range(server: str) -> None:
     assert [row["cohort"] for row in view.json()["retention"]["rows"]] == weeks
 
 
+@pytest.mark.parametrize(
+    ("start", "period", "cohorts"),
+    [
+        ("2020-01-01", "year", [str(y) for y in range(2020, 2026)]),
+        ("2025-01-01", "month", [f"2025-{m:02d}" for m in range(1, 12)]),
+    ],
+)
+def test_a_range_ending_after_the_data_shows_the_cohorts_of_the_data(
+    server: str, shop: bitstat.Stats, start: str, period: str, cohorts: list[str]
+) -> None:
+    """A range asked to end in 2099 showed the cohorts 2088 to 2099 in the retention and
+    lifecycle cards, all empty, and none of the data's; they end with the event's last day."""
+    view = dashboard(server, event="purchase", start=start, end="2099-12-31", period=period)
+    assert view.status_code == 200, view.text
+    rows = view.json()["retention"]["rows"]
+    assert [row["cohort"] for row in rows] == cohorts
+    assert [row["period"] for row in view.json()["lifecycle"]["lifecycle"]] == cohorts
+    last = shop.retention("purchase", "purchase", cohorts[-1], periods=1, period=period)
+    assert rows[-1]["size"] == last.rows[0].size > 0
+
+
 def test_an_event_never_recorded_fails_the_whole_view_naming_it(
     server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

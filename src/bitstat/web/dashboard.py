@@ -139,6 +139,15 @@ def _cohorts(period: str, lo: datetime, hi: datetime) -> tuple[str, int]:
     return bucket.label, n
 
 
+async def _data_end(st: AsyncStats, event: str, lo: datetime, hi: datetime) -> datetime:
+    """`hi`, or the end of the last day `event` was recorded on when that is inside the range."""
+    [span] = await st._run(spans(st._ns, [event]))
+    if span is None:
+        return hi
+    end = datetime(span[1].year, span[1].month, span[1].day) + timedelta(days=1)
+    return end if lo < end < hi else hi
+
+
 def _auto_period(st: AsyncStats, lo: datetime, hi: datetime) -> str:
     for period, max_days in AUTO_PERIODS:
         if period in st.schema.periods and hi - lo <= timedelta(days=max_days):
@@ -216,8 +225,9 @@ async def view(st: AsyncStats, a: dict[str, Any]) -> dict[str, Any]:
     def sums(label: str | None, **extra: Any) -> Awaitable[Part]:
         return part(lambda: E.sums(st, _query(**rng, prop=prop, by=label)), **extra)
 
-    # the cards' cohorts: the range's last buckets, whatever became of its series
-    first, n = _cohorts(period, lo, hi)
+    # the cards' cohorts: the range's last buckets up to the event's last day, whatever became
+    # of its series (a range asked to end in 2099 shows the cohorts of the data, not 12 empty)
+    first, n = _cohorts(period, lo, await _data_end(st, event, lo, hi) if a["end"] else hi)
     # cells after the range (or after the clock) are left out: the table stays a triangle
     wall_now = datetime.now(st.schema.tz).replace(tzinfo=None)
     now = min(hi - timedelta(seconds=1), wall_now).isoformat(timespec="seconds")
