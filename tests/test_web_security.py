@@ -480,6 +480,34 @@ def test_a_large_body_with_a_valid_key_is_recorded(
         st.drop()
 
 
+def test_a_large_body_whose_key_comes_after_many_strings_so_named_is_recorded(
+    embedded_url: str, namespace: str
+) -> None:
+    """posthog-python sends `{"batch": [...], "sentAt": ..., "api_key": KEY}`, the key last.
+    Events carrying a property named `token` (a session or coupon token) of more than 100
+    values put that many strings so named before it, and only the first 100 were compared
+    with the keys: the batch was refused 401, which the SDK does not send again."""
+    config = ServerConfig(
+        url=embedded_url,
+        namespace=namespace,
+        write_token=WRITE,
+        write_keys={SDK_KEY: namespace},
+    )
+    events = [
+        {"event": "big", "distinct_id": f"u{i}", "properties": {"token": f"t{i}"}}
+        for i in range(LARGE)
+    ]
+    body = {"batch": events, "sentAt": f"{DAY}T12:00:00+00:00", "api_key": SDK_KEY}
+    for event in events:
+        event["timestamp"] = f"{DAY}T10:00:00+00:00"
+    with TestClient(create_app(config)) as client:
+        answer = client.post("/batch/", content=json.dumps(body).encode())
+    assert answer.status_code == 200, answer.text
+    with bitstat.connect(embedded_url, namespace=namespace) as st:
+        assert st.unique("big", DAY) == LARGE
+        st.drop()
+
+
 # 4: no key or script injection from any name
 
 
