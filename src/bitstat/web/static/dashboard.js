@@ -149,7 +149,9 @@
         old.data.datasets = config.data.datasets;
       }
       old.options = config.options;
-      old.update("none");
+      // not update("none"): that mode keeps the elements' resolved options, so a line of 54
+      // weeks kept its dots when it became 374 days (animations are off anyway)
+      old.update();
       return old;
     }
     if (old) old.destroy();
