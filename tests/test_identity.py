@@ -25,6 +25,8 @@ import bitstat.aio
 from bitstat import record
 from bitstat.errors import QueryError
 from bitstat.identity import Identity
+from bitstat.keys import Keys
+from bitstat.transport import Transport
 from model import Model
 
 FIRST = datetime(2026, 9, 1)
@@ -428,6 +430,41 @@ def test_ids_numbered_in_a_dropped_namespace_are_forgotten_when_it_is_dropped_ag
         writer.close()
         admin.drop()
         admin.close()
+
+
+@pytest.mark.parametrize("token", ["made", "none (before the token)"])
+def test_a_namespace_with_a_schema_and_no_token_keeps_the_ids_learnt(
+    server_url: str,
+    namespace: str,
+    redis_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    token: str,
+) -> None:
+    """A namespace written before the namespace token (bitstat before 2026-12-07) holds its
+    schema and no token, and nothing stores one there: every look at the schema (each 5 s of
+    writing) made its writers forget every actor and value number learnt, as after a drop,
+    and number them all again, for good. A schema without a token is no drop."""
+    monkeypatch.setattr(record, "SCHEMA_TTL", 0.0)  # a look before every call
+    schema = bitstat.Schema(ids="map", unique=["ip"])
+    with bitstat.connect(server_url, namespace=namespace, schema=schema) as st:
+        st.track_many([{"event": "e", "user": "u", "ip": "x", "time": "2026-10-01"}])
+    if token != "made":
+        redis_client.delete(Keys(namespace).made)
+    numbered: list[int] = []
+    real = Transport.map_ids
+
+    def counted(self: Transport, *args: Any, **kwargs: Any) -> Any:
+        numbered.append(1)
+        return (yield from real(self, *args, **kwargs))
+
+    with bitstat.connect(server_url, namespace=namespace) as st:
+        st.track_many([{"event": "e", "user": "u", "ip": "x", "time": "2026-10-02"}])
+        monkeypatch.setattr(Transport, "map_ids", counted)
+        for day in ("2026-10-03", "2026-10-04"):
+            st.track_many([{"event": "e", "user": "u", "ip": "x", "time": day}])
+        assert numbered == []  # (u was learnt by the first batch)
+        assert st.unique("e", "2026-10-01", "2026-10-04") == 1
+        st.drop()
 
 
 @pytest.mark.parametrize("change", ["alias", "forget"])

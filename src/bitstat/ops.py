@@ -143,7 +143,8 @@ class Namespace(Queueing):
         yield from self.warn_of_eviction()
         k = self.keys
         text, made, epoch = yield call(Transport.get_many, [k.schema, k.made, k.identity_epoch])
-        self.follow(made, epoch)  # (first: a schema stored below marks the namespace made)
+        # (first: a schema stored below marks the namespace made)
+        self.follow(made, epoch, text is not None)
         return (yield from self.load_schema(given, text))
 
     def warn_of_eviction(self) -> Op[None]:

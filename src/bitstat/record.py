@@ -372,7 +372,7 @@ class Recording:
                     raise
                 delay = yield from backed_off(delay, left)
         self.schema_read = now
-        self.follow(made, epoch)
+        self.follow(made, epoch, text is not None)
         if text is None:
             if self.schema_stored and not self.schema_lost:  # dropped by another client
                 self.forget_caches()
@@ -390,18 +390,19 @@ class Recording:
             self.schema = stored
             self.key_memo.clear()  # (the key names of another schema's periods)
 
-    def follow(self, made: bytes | None, epoch: bytes | None) -> None:
+    def follow(self, made: bytes | None, epoch: bytes | None, schema_held: bool) -> None:
         """Forget what this client learnt of the namespace when another client dropped it and
         it was made again since the last look (`made` changed: actor and value numbers started
         over), or the actor ids alone when an alias or forget changed the id map (`epoch`
         changed: an id cached before may name its old offset, where the events recorded from
-        then on must not go). No `made` at all is a namespace dropped (or of a version before
-        the token) that may have been dropped again since: what was learnt is forgotten at each
-        look until a write stores the schema and the token (an alias numbers ids in a dropped
-        namespace without either, and a drop after it changed no token). The first look only
-        notes them."""
+        then on must not go). No `made` and no schema (`schema_held`) is a namespace dropped
+        that may have been dropped again since: what was learnt is forgotten at each look
+        until a write stores the schema and the token (an alias numbers ids in a dropped
+        namespace without either, and a drop after it changed no token). A schema without
+        `made` is a namespace written before the token: no drop. The first look only notes
+        them."""
         if self.namespace_made is not UNREAD:
-            if made is None or made != self.namespace_made:
+            if made != self.namespace_made or (made is None and not schema_held):
                 self.forget_caches()
             elif epoch != self.identity_epoch:
                 self.forget_ids()
