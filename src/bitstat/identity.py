@@ -318,8 +318,10 @@ class Identity:
                     cache[n] = u
                 cache[a_text] = cache[u_text] = u
                 self.ns.identity_changed()
-                if outcome == "merged":  # ("same": another call merged them since the link)
-                    yield from self.epoch_moved()
+                # also on "same": another call merged them since the link, or this call's own
+                # merge step did, sent again after its reply was lost (redis-py's cluster
+                # client does): the clients' cached ids must go either way
+                yield from self.epoch_moved()
                 yield from self.sweep_again(a, u)
                 return Aliased(anon, user, outcome, moved)
         raise IdentityError(f"aliasing {anon!r} to {user!r}: the ids kept changing; try again")

@@ -16,8 +16,9 @@
 --           offset a (its reverse name and aliases, as the caller read them). Points them all to
 --           u as aliases, frees a's reverse entry and alias set. {'merged'}; {'same'} when anon
 --           points to u already (another call merged them since this one's link: of calls
---           racing, the one answered 'merged' did it); {'stale'} when the ids of a or the
---           offsets differ from what the caller saw (it reads them again and calls again).
+--           racing, the one answered 'merged' did it; or this call, sent again after its reply
+--           was lost); {'stale'} when the ids of a or the offsets differ from what the caller
+--           saw (it reads them again and calls again).
 --   forget  KEYS[1] the forward bucket of the id asked, KEYS[1 + i] that of names[i]; ARGV[5]
 --           the offset o, ARGV[6] the id asked, ARGV[7..] names: every id of o. Deletes their
 --           forward entries (those still pointing to o), o's reverse entry and alias set.
