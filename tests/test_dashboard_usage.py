@@ -1,11 +1,13 @@
 """The dashboard as a person uses it, in Debian's headless Chromium: changing the period redraws
-the charts as a fresh page would draw them.
+the charts as a fresh page would draw them; a server, or its Redis, that stops answering is
+named, and the page tries again by itself (also when it was down as the page opened).
 
 Screenshots go to $BITSTAT_SHOTS (default test-artifacts/) for a person to look at.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -61,3 +63,67 @@ def test_a_line_redrawn_with_more_points_drops_its_dots(page: Any, server: str) 
     shoot(page, "dashboard-weeks-then-days.png")
     for canvas in ("chart-unique", "chart-total"):
         assert set(page.evaluate(DOTS, canvas)) == {0}, canvas
+
+
+@pytest.fixture(scope="module")
+def live_server(embedded_url: str, shop: bitstat.Stats) -> Iterator[str]:
+    """The shop served with the live refresh on, every 10 seconds as `bitstat serve` does."""
+    config = ServerConfig(url=embedded_url, namespace=shop.namespace, refresh_seconds=10)
+    with running(config) as base:
+        yield base
+
+
+def test_a_server_that_stops_answering_is_named_and_tried_again(
+    page: Any, live_server: str, page_errors: list[str]
+) -> None:
+    """The page said only "Failed to fetch" (the browser's words) when the server stopped; it
+    says which server it cannot reach and that it tries again, and draws when it answers."""
+    page.clock.install()
+    page.goto(f"{live_server}/{hash_of(VIEW)}")
+    ready(page)
+    page.route("**/v1/**", lambda route: route.abort("connectionrefused"))
+    page.clock.run_for(10_500)
+    page.wait_for_function("window.bitstat.data === null")
+    host = live_server.removeprefix("http://")
+    assert page.inner_text("#message") == (
+        f"cannot reach the bitstat server at {host} (Failed to fetch); trying again every 10 s"
+    )
+    shoot(page, "dashboard-server-unreachable.png")
+    failed = page.evaluate("window.bitstat.renders")
+    page.unroute("**/v1/**")
+    page.clock.run_for(10_500)
+    assert ready(page, failed)["event"] == "purchase"
+    assert page.is_hidden("#message")
+    assert set(page_errors) == {"Failed to load resource: net::ERR_CONNECTION_REFUSED"}
+    page_errors.clear()
+
+
+def test_a_page_opened_while_redis_is_down_draws_when_it_is_back(
+    page: Any, live_server: str, page_errors: list[str]
+) -> None:
+    """Opened while the server could not reach Redis (503), the page said so and stayed so, live
+    refresh on, after Redis was back; it tries again and draws."""
+    down = "reading {x}:web:namespaces: cannot reach the server: Connection refused."
+    answered = []
+
+    def first_down(route: Any) -> None:
+        answered.append(route.request.url)
+        if len(answered) > 1:
+            route.continue_()
+        else:
+            route.fulfill(
+                status=503, content_type="application/json", body=json.dumps({"error": down})
+            )
+
+    page.clock.install()
+    page.route("**/v1/namespaces", first_down)
+    page.goto(f"{live_server}/{hash_of(VIEW)}")
+    page.wait_for_selector("#message:not([hidden])")
+    assert page.inner_text("#message") == down[:-1] + "; trying again every 10 s"
+    page.clock.run_for(10_500)
+    assert ready(page)["event"] == "purchase"
+    assert page.is_hidden("#message") and len(answered) == 2
+    assert page_errors == [
+        "Failed to load resource: the server responded with a status of 503 (Service Unavailable)"
+    ]
+    page_errors.clear()

@@ -29,6 +29,7 @@
   let refreshSeconds = 10;
   let loading = null;
   let renders = 0;
+  let started = false; // the server's settings are read: refreshes load the view
   let last = null; // the answer drawn last; null after a failed load
 
   Chart.defaults.animation = false;
@@ -78,18 +79,32 @@
   async function api(path, params) {
     const url = "v1/" + path + (params ? "?" + params.toString() : "");
     const headers = token ? { Authorization: "Bearer " + token } : {};
-    const answer = await fetch(url, { headers, cache: "no-store" });
+    let answer;
+    try {
+      answer = await fetch(url, { headers, cache: "no-store" });
+    } catch (err) {
+      // the server stopped, or the network is down: all fetch says is "Failed to fetch"
+      throw new Error(retrying("cannot reach the bitstat server at " + location.host + " (" + err.message + ")"));
+    }
     const body = await answer.json().catch(() => ({ error: answer.statusText }));
     if (answer.status === 401) {
       askToken();
-      throw new Error(body.error || "a read token is needed");
+      const err = new Error(body.error || "a read token is needed");
+      err.status = 401;
+      throw err;
     }
     if (!answer.ok) {
-      const err = new Error(body.error || answer.statusText);
+      // 503: the server cannot reach Redis, which may come back
+      const err = new Error(answer.status === 503 ? retrying(body.error || answer.statusText) : body.error || answer.statusText);
       err.parameter = body.parameter;
       throw err;
     }
     return body;
+  }
+
+  function retrying(text) {
+    // what a failure that may pass says: whether the page will try again by itself
+    return text.replace(/\.$/, "") + (live() ? "; trying again every " + refreshSeconds + " s" : "; reload the page to try again");
   }
 
   function dashboardParams() {
@@ -492,12 +507,15 @@
     document.addEventListener("visibilitychange", schedule);
   }
 
+  function live() {
+    return $("live").checked && refreshSeconds > 0 && !document.hidden;
+  }
+
   function schedule() {
     if (timer) clearInterval(timer);
     timer = null;
-    if ($("live").checked && refreshSeconds > 0 && !document.hidden) {
-      timer = setInterval(load, refreshSeconds * 1000);
-    }
+    // until the server's settings are read, a refresh asks for them again
+    if (live()) timer = setInterval(started ? load : start, refreshSeconds * 1000);
   }
 
   async function start() {
@@ -505,8 +523,12 @@
       const info = await api("namespaces");
       refreshSeconds = info.refresh_seconds;
       $("namespaces").replaceChildren(...info.namespaces.map((n) => new Option(n)));
+      started = true;
     } catch (err) {
+      // the server or its Redis down as the page opened: try again, as a live view would (a
+      // token asked for starts again when given)
       message(err.message);
+      if (!timer && err.status !== 401) schedule();
       return;
     }
     await load();
