@@ -584,11 +584,11 @@ class Queueing(Recording):
         """After a flush: the claims other flushes held then are applied too, by them, or past
         their leases taken over by this Stats' flushes (`forget`: an event of the actor applied
         after it answered would bring the actor back)."""
-        held = set((yield call(Transport.hash_fields, self.keys.queue_claims)))
+        held = set((yield call(Transport.claims_held, self.keys.queue_claims)))
         while held:
             yield call(Transport.sleep, CLAIMS_LOOK)
             yield from self.flush()
-            held &= set((yield call(Transport.hash_fields, self.keys.queue_claims)))
+            held &= set((yield call(Transport.claims_held, self.keys.queue_claims)))
 
     def claims_to_ask(self) -> list[str]:
         """The ids of the claims asked whose replies never came, for a flush to take up. One

@@ -667,6 +667,11 @@ class Transport:
         claim, events, taken, now_ms = reply
         return claim.decode(), events, bool(taken), int(now_ms)
 
+    def claims_held(self, claims: str) -> Request[list[bytes]]:
+        """The ids of the claims of queued events held, not their events (queue.lua)."""
+        yield Doing("reading the claims of queued events")
+        return list((yield from self.script(self.queue_script, (claims,), ("held",))))
+
     def release_claim(self, claims: str, claim_id: str) -> Request[None]:
         """Forget a claim whose events are applied."""
         yield Doing("releasing a claim of queued events")
@@ -806,12 +811,6 @@ class Transport:
     def hget(self, key: str, field: str) -> Request[bytes | None]:
         yield Doing(f"reading {key}")
         return (yield lambda c: c.hget(key, field))  # type: ignore[no-any-return]
-
-    def hash_fields(self, key: str) -> Request[list[bytes]]:
-        # HGETALL, not HKEYS: the documented ACL rule (docs/operations.md) allows it already,
-        # and the hashes read this way hold a few short fields
-        yield Doing(f"reading {key}")
-        return list((yield lambda c: c.hgetall(key)))
 
     def hvals(self, key: str) -> Request[list[bytes]]:
         yield Doing(f"reading {key}")
