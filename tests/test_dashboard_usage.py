@@ -1,6 +1,7 @@
 """The dashboard as a person uses it, in Debian's headless Chromium: changing the period redraws
 the charts as a fresh page would draw them; a server, or its Redis, that stops answering is
-named, and the page tries again by itself (also when it was down as the page opened).
+named, and the page tries again by itself (also when it was down as the page opened); on a
+phone the controls scroll away with the page.
 
 Screenshots go to $BITSTAT_SHOTS (default test-artifacts/) for a person to look at.
 """
@@ -127,3 +128,29 @@ def test_a_page_opened_while_redis_is_down_draws_when_it_is_back(
         "Failed to load resource: the server responded with a status of 503 (Service Unavailable)"
     ]
     page_errors.clear()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_on_a_phone_the_controls_scroll_away_with_the_page(browser: Any, server: str) -> None:
+    """At 390 px the controls stood 268 px tall and stuck to the top of the screen, over a
+    third of every chart scrolled to; they are shorter and scroll away with the page."""
+    context = browser.new_context(viewport=PHONE, bypass_csp=True, is_mobile=True, has_touch=True)
+    pg = context.new_page()
+    try:
+        pg.goto(f"{server}/{hash_of(VIEW)}")
+        ready(pg)
+        assert pg.evaluate("document.querySelector('.bar').offsetHeight") <= PHONE["height"] // 4
+        # the funnel's chart scrolled to the top of the screen: the top of the screen is it
+        hit = pg.evaluate(
+            """() => { const c = document.getElementById("chart-funnel");
+                       window.scrollTo(0, c.getBoundingClientRect().top + window.scrollY);
+                       const r = c.getBoundingClientRect();
+                       return document.elementFromPoint(r.left + r.width / 2, 10).id; }"""
+        )
+        shoot(pg, "dashboard-phone-scrolled.png", full_page=False)
+        assert hit == "chart-funnel"
+        assert pg.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    finally:
+        context.close()
