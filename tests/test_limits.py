@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import bitstat
+from bitstat import ops
 
 Open = Callable[..., bitstat.Stats]
 SUPPORTED = "1970-01-01 to 9998-12-31"
@@ -351,7 +352,7 @@ def test_distinct_values_switched_between_unique_and_approx_are_refused_for_the_
     for start, end in ((-3, None), (-10, 5), (0, None)):
         lo = str(today + timedelta(days=start))
         hi = None if end is None else str(today + timedelta(days=end))
-        with pytest.raises(bitstat.QueryError, match="kept unique until configure"):
+        with pytest.raises(bitstat.QueryError, match="kept approx now, but configure"):
             st.distinct("v", "session", lo, hi)
     # the days after the change hold one form alone, and the other rules still answer
     assert (
@@ -359,10 +360,19 @@ def test_distinct_values_switched_between_unique_and_approx_are_refused_for_the_
         == 1
     )
     assert st.unique("v", str(today - timedelta(days=3)), str(today + timedelta(days=5))) == 6
-    # and back to unique: the days with data then are refused again, kept approx until then
+    # query() answers every other metric, and None for the distinct values it cannot
+    summary = st.query("v", str(today - timedelta(days=3)), str(today + timedelta(days=5)))
+    assert (summary["total"], summary["unique"], summary["distinct"]) == (6, 6, {"session": None})
+    # and back to unique: every day that held data at either switch is refused, saying from
+    # which day an answer is whole
     st.configure(bitstat.Schema(ids="map", unique=["session"], horizon="30d"))
-    with pytest.raises(bitstat.QueryError, match="kept approx until configure"):
-        st.distinct("v", "session", str(today + timedelta(days=2)))
+    with pytest.raises(
+        bitstat.QueryError,
+        match=f"from {today - timedelta(days=3)} to {day(2)[:10]}.* after {day(2)[:10]}$",
+    ):
+        st.distinct("v", "session", str(today))
+    # an event or property named with ':' is its own entry
+    assert ops.switch_name("a:b", "c") != ops.switch_name("a", "b:c")
 
 
 def test_a_family_kept_per_hour_once_days_hold_data_is_refused_for_the_hours_before(

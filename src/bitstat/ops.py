@@ -31,6 +31,7 @@ from .keys import (
     Keys,
     bucket_label,
     encode_value,
+    escape,
     is_temp,
     member_value,
     metric_count_field,
@@ -72,6 +73,16 @@ FAMILY_TEXT = {
     "approx": "estimated distinct values",
     "segment": "segments",
 }
+
+
+class DistinctSwitched(QueryError):
+    """distinct() over days a property was switched between `unique` and `approx` on."""
+
+
+def switch_name(event: str, prop: str) -> str:
+    """A switch's entry among the stored schema's `periods_added` (escaped: `:` is the
+    separator)."""
+    return f"{DISTINCT_SWITCHED}{escape(event)}:{escape(prop)}"
 
 
 def check_name(event: Any) -> None:
@@ -269,7 +280,7 @@ class Namespace(Queueing):
             was, now = old.rules_for(event), new.rules_for(event)
             for prop in (*now.approx, *now.unique):
                 if prop in (was.unique if prop in now.approx else was.approx):
-                    switched.append(f"{DISTINCT_SWITCHED}{event}:{prop}")
+                    switched.append(switch_name(event, prop))
         return switched
 
     def data_days(self, schema: Schema) -> Op[tuple[int, int] | None]:
@@ -756,24 +767,26 @@ class Namespace(Queueing):
     def check_not_switched(self, event: str, prop: str, labels: Sequence[str], kind: str) -> None:
         """Refuse buckets of days that held data when `configure()` switched `prop` between
         `unique` and `approx`: those days were kept in one form, then the other."""
-        name = f"{DISTINCT_SWITCHED}{event}:{prop}"
-        for added in self.periods_added:
-            if added[0] != name:
-                continue
-            for label in labels:
-                bucket = periods.parse_label(label)
-                first = (bucket.start.date() - periods.FIRST_DAY).days
-                last = ((bucket.end - timedelta(microseconds=1)).date() - periods.FIRST_DAY).days
-                if added[1] <= last and first <= added[2]:
-                    since, until = (periods.FIRST_DAY + timedelta(days=d) for d in added[1:])
-                    other = "unique" if kind == "approx" else "approx"
-                    raise QueryError(
-                        f"distinct values of {prop!r} for {event!r} were kept {other} until"
-                        f" configure() made them {kind} while the namespace held data from"
-                        f" {since} to {until}, so {label} holds part of them in each form and"
-                        f" no answer would be whole; ask about days after {until}",
-                        param="start",
-                    )
+        name = switch_name(event, prop)
+        spans = [(a, b) for n, a, b in self.periods_added if n == name]
+        if not spans:
+            return
+        for label in labels:
+            bucket = periods.parse_label(label)
+            first = (bucket.start.date() - periods.FIRST_DAY).days
+            last = ((bucket.end - timedelta(microseconds=1)).date() - periods.FIRST_DAY).days
+            if any(a <= last and first <= b for a, b in spans):
+                since, until = (
+                    periods.FIRST_DAY + timedelta(days=d)
+                    for d in (min(a for a, _ in spans), max(b for _, b in spans))
+                )
+                raise DistinctSwitched(
+                    f"distinct values of {prop!r} for {event!r} are kept {kind} now, but"
+                    f" configure() switched them between unique and approx while the namespace"
+                    f" held data from {since} to {until}, so {label} may hold part of them in"
+                    f" each form and no answer would be whole; ask about days after {until}",
+                    param="start",
+                )
 
     def query(self, event: str, start: Any, end: Any) -> Op[dict[str, Any]]:
         rules = self.schema.rules_for(event)
@@ -795,9 +808,13 @@ class Namespace(Queueing):
             for p in rules.top:
                 tops[p] = yield from self.top(event, p, start, end, 10)
         if rules.unique or rules.approx:
-            out["distinct"] = distinct = {}
+            distinct: dict[str, int | None] = {}
+            out["distinct"] = distinct
             for p in (*rules.unique, *rules.approx):
-                distinct[p] = yield from self.distinct(event, p, start, end)
+                try:
+                    distinct[p] = yield from self.distinct(event, p, start, end)
+                except DistinctSwitched:  # (the other metrics still answer: distinct() says why)
+                    distinct[p] = None
         return out
 
     def query_days(self, event: str, days: int, end: Any) -> Op[list[dict[str, Any]]]:
