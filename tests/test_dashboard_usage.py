@@ -1,7 +1,8 @@
 """The dashboard as a person uses it, in Debian's headless Chromium: changing the period redraws
 the charts as a fresh page would draw them; a server, or its Redis, that stops answering is
 named, and the page tries again by itself (also when it was down as the page opened); on a
-phone the controls scroll away with the page.
+phone the controls scroll away with the page; a screen reader finds every control named and
+every chart's numbers in words.
 
 Screenshots go to $BITSTAT_SHOTS (default test-artifacts/) for a person to look at.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from webserver import SHOP, running, shop_events
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 SHOTS = Path(os.environ.get("BITSTAT_SHOTS", ARTIFACTS))
+DASH = "\N{EN DASH}"  # between the dates of a range
 
 
 def shoot(pg: Any, name: str, full_page: bool = True) -> None:
@@ -154,3 +157,40 @@ def test_on_a_phone_the_controls_scroll_away_with_the_page(browser: Any, server:
         assert pg.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     finally:
         context.close()
+
+
+def test_every_control_has_a_name_and_every_chart_says_what_it_shows(
+    page: Any, server: str, shop: bitstat.Stats
+) -> None:
+    """A screen reader met four nameless controls (the pickers of the counts, top and sum cards,
+    the funnel's window) and seven charts it could not read (canvases, outside the page's
+    text); each control has a name, and each chart is an image whose label holds its numbers."""
+    page.goto(f"{server}/{hash_of(VIEW)}")
+    ready(page)
+    tree = page.locator("body").aria_snapshot()
+    nameless = [line for line in tree.splitlines() if re.match(r"\s*- (combobox|textbox):?$", line)]
+    assert not nameless, tree
+    for role, name in (
+        ("combobox", "Counts by"),
+        ("combobox", "Top values of"),
+        ("combobox", "Sum of"),
+        ("textbox", "Funnel steps"),
+        ("textbox", "Funnel window"),
+    ):
+        assert page.get_by_role(role, name=name, exact=True).count() == 1, name
+    labels = page.evaluate(
+        "() => Object.fromEntries(Array.from(document.querySelectorAll('canvas'))"
+        ".map((c) => [c.id, c.getAttribute('role') + ' ' + c.getAttribute('aria-label')]))"
+    )
+    assert len(labels) == 7 and all(label.startswith("img ") for label in labels.values())
+    counts = shop.counts("purchase", "country", VIEW["start"], VIEW["end"])
+    ranked = sorted(counts.items(), key=lambda vc: (-vc[1], vc[0]))
+    assert labels["chart-counts"] == "img Counts by country. " + "; ".join(
+        f"{value}: {count:,}" for value, count in ranked
+    )
+    weeks = shop.series("purchase", VIEW["start"], VIEW["end"], by="week")
+    best = max(weeks, key=lambda pv: pv[1])
+    assert labels["chart-unique"].startswith(
+        f"img Unique actors per week {VIEW['start']} {DASH} {VIEW['end']}. "
+    )
+    assert len(weeks) <= 12 and f"{best[0]}: {best[1]:,}" in labels["chart-unique"]

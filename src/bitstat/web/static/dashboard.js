@@ -357,6 +357,38 @@
     showFunnel(d.funnel, d.event ? "no data in this range" : null);
     showRetention(d.retention, d.event);
     showLifecycle(d.lifecycle, absent);
+    for (const id of Object.keys(charts)) describe(id);
+  }
+
+  function heading(card) {
+    // a card's title as read: its text, with the value of each control in it
+    const h = card.querySelector("h2");
+    const part = (n) => (n.nodeType === Node.TEXT_NODE ? n.textContent : n.value != null ? n.value : n.textContent);
+    return Array.from(h.childNodes).map(part).join(" ").replace(/\s+/g, " ").trim();
+  }
+
+  function describe(id) {
+    // a canvas is a picture to a screen reader: its label says what the chart shows, in words
+    const c = charts[id];
+    const card = $(id).closest(".card");
+    const note = card.querySelector(".empty");
+    const value = (v) => (v == null ? "–" : decimal.format(Math.abs(v)));
+    const labels = c.data.labels;
+    const sets = c.data.datasets;
+    let text;
+    if (note && !note.hidden) text = note.textContent;
+    else if (!labels.length) text = "nothing to show";
+    else if (sets.length === 1 && labels.length > 12) {
+      const data = sets[0].data;
+      const top = data.reduce((best, v, i) => (v != null && (best < 0 || v > data[best]) ? i : best), -1);
+      text = labels.length + " points from " + labels[0] + " to " + labels[labels.length - 1];
+      if (top >= 0) text += ", highest " + value(data[top]) + " on " + labels[top];
+      text += ", last " + value(data[data.length - 1]);
+    } else {
+      const one = (i) => sets.map((ds) => (sets.length > 1 ? ds.label + " " : "") + value(ds.data[i])).join(", ");
+      text = labels.map((l, i) => l.replace(/\s+/g, " ") + ": " + one(i)).join("; ");
+    }
+    $(id).setAttribute("aria-label", heading(card) + ". " + text);
   }
 
   function showSums(part, absent) {
