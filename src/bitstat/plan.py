@@ -10,6 +10,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Generator, Iterable, Mapping
 from functools import lru_cache, partial
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -49,6 +50,20 @@ def bucket_labels(base: int, chosen: tuple[str, ...]) -> dict[str, str]:
     if hourly:
         every["hour"] = periods.hour_label(base)
     return {p: every[p] for p in chosen}
+
+
+_LABEL_CACHES: dict[tuple[str, ...], tuple[dict[int, dict[str, str]], ...]] = {}
+LABELS_KEPT = 65536  # buckets whose labels a cache keeps, then starts again
+
+
+def _label_caches(
+    chosen: tuple[str, ...],
+) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, str]]]:
+    """The caches of day+ labels and hour labels by bucket base for periods `chosen`."""
+    found = _LABEL_CACHES.get(chosen)
+    if found is None or len(found[0]) + len(found[1]) > LABELS_KEPT:
+        found = _LABEL_CACHES[chosen] = ({}, {})
+    return found[0], found[1]
 
 
 def live_labels(
@@ -116,6 +131,41 @@ def _grouped_array(
     return [
         (k, listed[a:b] if b - a < OR_MIN_BITS else values[a:b])
         for k, a, b in zip(firsts, starts, ends, strict=True)
+    ]
+
+
+def _segment_groups(
+    cb: np.ndarray, values: list[Any], offsets: np.ndarray, sharded: bool
+) -> list[tuple[tuple[int, Any], int, Chunk]]:
+    """((group, value), shard, offsets in shard) of the rows with an actor and a value, grouped by
+    sorting in numpy (a large batch): `shard_groups` of (group, value) without a step a row."""
+    n = len(values)
+    first: dict[Any, int] = {}  # a value's code: the first row holding it
+    codes = np.fromiter(map(first.setdefault, values, range(n)), dtype=np.int64, count=n)
+    present = offsets >= 0
+    if None in first:
+        present &= codes != first[None]
+    rows = np.flatnonzero(present)
+    if not len(rows):
+        return []
+    shards = offsets[rows] >> SHARD_BITS if sharded else None
+    columns = [cb[rows], codes[rows]] if shards is None else [cb[rows], codes[rows], shards]
+    order = np.lexsort(columns[::-1])  # stable: rows stay in order within a group
+    rows = rows[order]
+    change = np.zeros(len(rows) - 1, dtype=bool)
+    for column in columns:
+        ordered = column[order]
+        change |= ordered[1:] != ordered[:-1]
+    cuts = (np.flatnonzero(change) + 1).tolist()
+    starts, ends = [0, *cuts], [*cuts, len(rows)]
+    in_shard = offsets[rows] & SHARD_MASK if sharded else offsets[rows]
+    listed = in_shard.tolist()
+    heads = rows[starts].tolist()
+    firsts = cb[heads].tolist()
+    top = (offsets[heads] >> SHARD_BITS).tolist() if sharded else [0] * len(heads)
+    return [
+        ((c, values[h]), shard, listed[a:b] if b - a < OR_MIN_BITS else in_shard[a:b])
+        for c, h, shard, a, b in zip(firsts, heads, top, starts, ends, strict=True)
     ]
 
 
@@ -209,7 +259,9 @@ def planning(
         def labels(bb: int) -> dict[str, str]:
             return bucket_labels(bb, chosen)
 
-    daily: dict[int, dict[str, str]] = {}
+    # a bucket's day+ and hour labels, kept across batches while no period expires (they
+    # then depend on the bucket alone: a backfill's part meets ~1,300 hours)
+    daily, hours = ({}, {}) if schema.expire or expire_changes else _label_caches(chosen)
 
     def day_labels(bb: int) -> dict[str, str]:
         found = daily.get(bb)
@@ -304,8 +356,6 @@ def planning(
             else:
                 found += chunks
 
-    hours: dict[int, dict[str, str]] = {}
-
     def hour_label(bb: int) -> dict[str, str]:
         found = hours.get(bb)
         if found is None:
@@ -341,7 +391,16 @@ def planning(
     if hourly:  # an hour's bits to its hour; its day's, week's, ... once per day
         days: dict[tuple[int, int], list[Chunk]] = {}
         for c, shard, chunk in actor_groups:
-            add_bits(c, shard, chunk, kept=hour_label)
+            hour = hour_label(c & BUCKET_MASK).get("hour")  # (none: past its retention)
+            if hour is not None:  # add_bits, with less work a group: a backfill has many
+                key = keys.actors(shard, names[c >> BUCKET_BITS], hour)
+                dest = per_shard[shard]
+                found = dest.get(key)
+                if found is None:
+                    dest[key] = [chunk]
+                    key_period[key] = ("hour", hour)
+                else:
+                    found.append(chunk)
             days.setdefault((c - (c & BUCKET_MASK) % 24, shard), []).append(chunk)
         day_groups = [(c, shard, chunks) for (c, shard), chunks in days.items()]
     else:
@@ -391,21 +450,19 @@ def planning(
         elif kind in ("count", "top"):
             assert values is not None
             by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
+            recount = None
             if only is not None:  # one event and bucket (a live stream): count values alone
-                by_bucket[only] = [
-                    (member_text(v), n) for v, n in Counter(values).items() if v is not None
-                ]
+                by_bucket[only] = _counted(values)
             else:  # a bucket's values counted at once (in C), its rows found once a batch
-                for c, rows in rows_of(family).items():
-                    items: list[tuple[str, float]] = [
-                        (member_text(v), n)
-                        for v, n in Counter(map(values.__getitem__, rows)).items()
-                        if v is not None
-                    ]
+                grouped_rows = rows_of(family)
+                texts: dict[Any, str] = {}
+                for c, rows in grouped_rows.items():
+                    items = _counted(map(values.__getitem__, rows), texts)
                     if items:
                         by_bucket[c] = items
+                recount = partial(_recounted, values, grouped_rows, texts)
             name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
-            _emit_scores(to, name_key, by_bucket)
+            _emit_scores(to, name_key, by_bucket, recount=recount)
         elif kind == "approx":
             assert values is not None
             _plan_approx(to, prop, cb, values)
@@ -417,9 +474,18 @@ def planning(
             _plan_distinct(to, prop, cb, _ids_of(value_ids, idx, prop), values)
         else:  # segment: actor bits per value
             assert values is not None
-            valued = ((c, v) if v is not None else None for c, v in zip(cb, values, strict=True))
             suffixes: dict[Any, str] = {}
-            for group, shard, chunk in shard_groups(valued):
+            segment_groups: Iterable[tuple[Any, int, Chunk]]
+            if large:  # grouped by sorting in numpy, not row by row
+                segment_groups = _segment_groups(
+                    np.asarray(cb, dtype=np.int64), values, offsets, sharded
+                )
+            else:
+                valued = (
+                    (c, v) if v is not None else None for c, v in zip(cb, values, strict=True)
+                )
+                segment_groups = shard_groups(valued)
+            for group, shard, chunk in segment_groups:
                 if group is None:
                     continue
                 value = group[1]
@@ -436,10 +502,10 @@ def planning(
                 floats.append((f, float_text(v)))
             else:
                 ints.append((f, int(v)))
-        key = keys.metrics(event, label)
-        b.pairs("H", key, ints, period, label, keys.event_tag(event))
+        key, tag = keys.metrics(event, label), keys.event_tag(event)
+        b.pairs("H", key, ints, period, label, tag)
         if floats:
-            b.pairs("F", key, floats, period, label, keys.event_tag(event))
+            b.pairs("F", key, floats, period, label, tag)
     for shard, by_key in per_shard.items():
         b.bits(keys.shard_tag(shard), by_key, key_period)
     if later:
@@ -478,6 +544,36 @@ def _ids_of(value_ids: dict[int, np.ndarray], idx: int, prop: str) -> np.ndarray
     return ids
 
 
+def _counted(values: Iterable[Any], texts: dict[Any, str] | None = None) -> list[tuple[str, float]]:
+    """(member, how many) of the values present, in the order they first appear (counted in C);
+    `texts` remembers the member text of compound values (tuples)."""
+    counted = Counter(values)
+    counted.pop(None, None)
+    if texts is None:
+        return [(member_text(v), n) for v, n in counted.items()]
+    out: list[tuple[str, float]] = []
+    for v, n in counted.items():
+        if type(v) is not str:
+            text = texts.get(v)
+            if text is None:
+                text = texts[v] = member_text(v)
+            v = text
+        out.append((v, n))
+    return out
+
+
+def _recounted(
+    values: list[Any],
+    rows_of: Mapping[int, list[int]],
+    texts: dict[Any, str],
+    buckets: Iterable[int],
+) -> list[tuple[str, float]]:
+    """`_counted` of the rows of several buckets at once (a week of a backfill's days): counting
+    their rows again in C costs less than adding up their counts member by member."""
+    rows = chain.from_iterable(map(rows_of.__getitem__, buckets))
+    return _counted(map(values.__getitem__, rows), texts)
+
+
 def _prop_key(key_of: Callable[[str, str, str], str], prop: str, event: str, label: str) -> str:
     return key_of(event, label, prop)
 
@@ -498,10 +594,12 @@ def _emit_scores(
     key_of: Callable[[str, str], str],
     by_bucket: dict[int, list[tuple[str, float]]],
     code: str = "Y",
+    recount: Callable[[list[int]], list[tuple[str, float]]] | None = None,
 ) -> None:
     """Score increments per bucket -> one op per distinct content: a key fed by several
-    buckets (a week of a backfill) gets their sum once; keys fed by the same buckets (a day
-    and its week, month and year in a live stream) share one list of increments."""
+    buckets (a week of a backfill) gets their sum once (`recount`, given the buckets, makes it
+    from the rows when it can); keys fed by the same buckets (a day and its week, month and
+    year in a live stream) share one list of increments."""
     b, keys, split, labels = to
     if len(by_bucket) == 1:  # one event and bucket (one event, a live batch): one op
         [(c, items)] = by_bucket.items()
@@ -525,6 +623,8 @@ def _emit_scores(
     for feeders, targets in shared.items():
         if len(feeders) == 1:
             items = by_bucket[feeders[0]]
+        elif recount is not None:
+            items = recount(list(feeders))
         else:
             total: defaultdict[str, float] = defaultdict(float)
             for c in feeders:

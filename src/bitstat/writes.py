@@ -27,6 +27,7 @@ OR_BYTES_PER_BIT = 300
 # script a call a bit); a larger one only when dense (OR_BYTES_PER_BIT)
 SMALL_PAYLOAD = 8192
 SET_MAX = 512  # apply.lua's: the most members a set keeps before it becomes a bitmap
+FEW_SORTED = 256  # offsets in lists up to this many are sorted in Python, not numpy (faster)
 FEW_PAIRS = 4  # a set given this many offsets or fewer gets them as (k, offset) pairs (op E)
 Chunk = list[int] | np.ndarray  # bit offsets of one group of rows
 
@@ -84,6 +85,7 @@ class Builder:
         self.single = single
         self.groups: dict[str, Group] = {}
         self.expiry: dict[tuple[str, str], int] = {}
+        self.expiring = bool(schema.expire or changes)  # whether any key may get an expiry
 
     def group(self, tag: str) -> Group:
         if self.single:
@@ -95,7 +97,7 @@ class Builder:
         return g
 
     def expire(self, g: Group, key: str, period: str, label: str) -> None:
-        if not (self.schema.expire or self.changes):
+        if not self.expiring:
             return
         ttl = kept_for(self.schema, self.changes, period, label)
         if ttl is not None:
@@ -130,10 +132,10 @@ class Builder:
         g = self.group(tag)
         g.sums = g.sums or code == "Z"
         g.args += [code, len(targets), *(g.key(key) for key, _, _ in targets), len(items)]
-        for member, incr in items:
-            g.args += [member, incr]
-        for key, period, label in targets:
-            self.expire(g, key, period, label)
+        g.args += chain.from_iterable(items)
+        if self.expiring:
+            for key, period, label in targets:
+                self.expire(g, key, period, label)
 
     def estimate(self, tag: str, targets: list[tuple[str, str, str]], members: list[str]) -> None:
         """Add the same values to several HyperLogLogs (a bucket's day, week, ...)."""
@@ -169,7 +171,7 @@ class Builder:
         """Add actors (or value ids) to sets: offsets for sparse ones (the script keeps a small
         sparse set as a Redis set), else one OR-merged bitmap per payload."""
         g = self.group(tag)
-        expiring = bool(self.schema.expire or self.changes)
+        expiring = self.expiring
         # keys fed by the very same chunks (a day, its week, month, year) share one op
         shared: dict[tuple[int, ...], tuple[Offsets | Bitmap, list[int], list[str]]] = {}
         singles: list[int] = []  # (k, offset) pairs of sets given few offsets: one E op for all
@@ -230,14 +232,13 @@ class Builder:
         label: str,
         tag: str,
     ) -> None:
-        flat: list[Any] = []
-        for f, v in items:
-            flat += (f, v)
+        flat = list(chain.from_iterable(items))
         if flat:
             g = self.group(tag)
             g.sums = g.sums or code == "F"
             g.args += [code, g.key(key), len(flat) // 2, *flat]
-            self.expire(g, key, period, label)
+            if self.expiring:
+                self.expire(g, key, period, label)
 
 
 class Offsets(NamedTuple):
@@ -281,12 +282,19 @@ def encode_bits(chunks: list[Chunk]) -> Offsets | Bitmap:
     total = sum(map(len, chunks))
     if total < OR_MIN_BITS:  # few bits (one event's, say): plain Python beats numpy's set-up
         few = sorted(set(chain.from_iterable(chunks))) if total > 1 else list(chunks[0])
-        if set(map(type, few)) != {int}:  # numpy's integers, from a chunk that is an array
+        if any(type(c) is not list for c in chunks):  # numpy's integers, from an array
             few = [int(x) for x in few]
         return Offsets(few[-1], few)
+    listed = all(type(c) is list for c in chunks)
+    if listed and total < FEW_SORTED:  # a backfill's week of small groups: sorted in Python
+        few = sorted(set(chain.from_iterable(chunks)))
+        high = few[-1]
+        if sparse(len(few), high) or len(few) * OR_BYTES_PER_BIT < (high >> 3) - (few[0] >> 3) + 1:
+            return Offsets(high, few)
+        return _bitmap(np.array(few, dtype=np.int64))
     # sorted once: gives the span, and the distinct offsets below (np.unique's hashing costs
     # far more on the small arrays most keys get)
-    if all(type(c) is list for c in chunks):  # many small groups (a backfill's day): no arrays
+    if listed:  # many small groups (a backfill's day): no arrays
         offs = np.sort(np.fromiter(chain.from_iterable(chunks), dtype=np.int64, count=total))
     else:
         offs = np.sort(np.concatenate(chunks) if len(chunks) > 1 else np.asarray(chunks[0]))
