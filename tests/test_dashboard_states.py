@@ -372,3 +372,32 @@ def test_a_range_without_events_says_so_in_the_funnel_card(page: Any, server: st
     assert shown["empties"]["empty-counts"] == "no data in this range"
     assert shown["empties"]["empty-funnel"] == "no data in this range"
     assert page.input_value("#steps") == ""
+
+
+def test_a_breakdown_of_negative_sums_shows_the_largest_in_size(
+    browser: Any, embedded_url: str
+) -> None:
+    """Refunds recorded as negative amounts, over 15 countries: the chart's 12 bars were the
+    12 nearest zero (the API ranks by value), leaving out the largest refunds."""
+    schema = bitstat.Schema(ids="map", sum=["amount by country"])
+    st = bitstat.connect(embedded_url, namespace=f"sums-{uuid.uuid4().hex[:8]}", schema=schema)
+    context = browser.new_context(viewport=LAPTOP, bypass_csp=True)  # see browser.py
+    pg = context.new_page()
+    try:
+        events = [
+            {"event": "refund", "user": f"u{n}", "time": f"2025-11-{1 + n % 28:02d}T10:00"}
+            | {"country": f"C{n:02d}", "amount": -10 * (n + 1)}
+            for n in range(15)
+        ]
+        assert not st.track_many(events).rejected
+        config = ServerConfig(url=embedded_url, namespace=st.namespace, refresh_seconds=0)
+        with running(config) as base:
+            pg.goto(f"{base}/{hash_of(VIEW | {'event': 'refund'})}")
+            ready(pg)
+            drawn = chart_data(pg, "chart-sums")
+            assert drawn["labels"] == [f"C{n:02d}" for n in range(14, 2, -1)]
+            assert drawn["sets"][0] == [-10 * (n + 1) for n in range(14, 2, -1)]
+    finally:
+        context.close()
+        st.drop()
+        st.close()

@@ -394,7 +394,9 @@
   function showSums(part, absent) {
     const s = section(part, "sums", absent);
     if (s && "sums" in s) {
-      bars("chart-sums", "sums", s.sums.slice(0, 12), "sum", true, COLORS[4]);
+      // the 12 largest in size: refunds are negative sums, and the API ranks by value
+      const largest = s.sums.slice().sort((a, b) => Math.abs(b.sum) - Math.abs(a.sum));
+      bars("chart-sums", "sums", largest.slice(0, 12), "sum", true, COLORS[4]);
     } else {
       bars("chart-sums", "sums", null, "sum", false, COLORS[4]);
       if (s) empty("sums", "total: " + decimal.format(s.sum) + " (add a `sum … by` rule for a breakdown)");
