@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 import bitstat
 import bitstat.aio
 import servers
-from bitstat import record
+from bitstat import calls, record
 from bitstat.events import parse_batch
 from bitstat.keys import Keys
 from bitstat.transport import Script, Transport
@@ -182,14 +183,25 @@ def bitmap_members(data: bytes) -> set[int]:
     return set(np.flatnonzero(bits).tolist())
 
 
-def test_lost_replies_of_parts_count_each_event_once(proxy: Proxy) -> None:
+@contextmanager
+def through(proxy: Proxy) -> Iterator[tuple[bitstat.Stats, Model]]:
+    """A Stats writing through `proxy` whose scripts are loaded (later writes go by SHA, which
+    `cut_replies` looks for), and the model of what it recorded; dropped after."""
     st_ = bitstat.connect(
         proxy.url(), namespace=f"t-{uuid.uuid4().hex[:8]}", schema=bitstat.Schema(**SETTINGS)
     )
     want = Model(**SETTINGS)
     try:
-        st_.track_many(events(20, seed=1))  # loads the scripts: later writes go by SHA
+        st_.track_many(events(20, seed=1))
         want.track_many(events(20, seed=1))
+        yield st_, want
+    finally:
+        st_.drop()
+        st_.close()
+
+
+def test_lost_replies_of_parts_count_each_event_once(proxy: Proxy) -> None:
+    with through(proxy) as (st_, want):
         for n in range(8):
             batch = events(300, seed=100 + n)
             proxy.cut_replies(1 + n % 4, APPLY)  # the replies of one to four parts lost
@@ -203,9 +215,6 @@ def test_lost_replies_of_parts_count_each_event_once(proxy: Proxy) -> None:
         finally:
             client.close()
         same_for_every_name(st_, want)
-    finally:
-        st_.drop()
-        st_.close()
 
 
 class Died(Exception):
@@ -493,3 +502,34 @@ def test_a_batch_all_rejected_for_its_sums_leaves_a_concurrent_parts_mark_alone(
     assert fresh.track_many(batch, batch_id="b").recorded == 0
     assert client.get(marker) not in (None, record.IN_PARTS)
     assert fresh.total("refund", first[0]["time"][:7]) == 1
+
+
+def test_a_lost_reply_costs_a_batch_in_parts_one_connection_refused(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a part's reply was lost, every later try was refused a connection made again
+    (`calls.Links.check`): the try's other connections, closed with it, were made again one
+    by one as its parts took them, so a lost reply cost a batch eight to twelve tries and
+    their backoff (the eight batches here took 120 s). The idle connections are made again at
+    the first refusal, so the next try's look counts them all."""
+    refused = []
+    check = calls.Links.check
+
+    def counted(connection: Any) -> None:
+        try:
+            check(connection)
+        except calls.MadeAgain:
+            refused.append(connection)
+            raise
+
+    monkeypatch.setattr(calls.Links, "check", staticmethod(counted))
+    with through(proxy) as (st_, want):
+        for n in range(4):
+            batch = events(300, seed=200 + n)
+            refused.clear()
+            proxy.cut_replies(1, APPLY)
+            got = st_.track_many(batch)
+            assert (got.recorded, got.rejected) == (len(batch), [])
+            want.track_many(batch)
+            assert len(refused) <= 1, n
+        same_for_every_name(st_, want)

@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from .errors import BitstatError, ConnectionError
 
 T = TypeVar("T")
@@ -20,6 +23,13 @@ os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
 # the connections made by then (`Links.made`) of the numbers the running call writes
 # (`Call.seal`, set by the store while it runs the call); None: the call writes none
 SEAL: ContextVar[int | None] = ContextVar("bitstat_seal", default=None)
+
+
+class MadeAgain(ConnectionError):
+    """A write refused a connection made again after the numbers it writes were checked
+    (`Links.check`): nothing was sent; its next try looks them up again."""
+
+    refused = True
 
 
 class Links:
@@ -73,12 +83,10 @@ class Links:
             and getattr(connection, "bitstat_again", False)
             and connection.bitstat_link > seal
         ):
-            error = ConnectionError(
+            raise MadeAgain(
                 "a connection was made again while a batch was written: its ids are looked up"
                 " again (the server may have restarted with less than it had)"
             )
-            error.refused = True
-            raise error
 
 
 def checked(pool_class: type[Any], check: type[Any]) -> type[Any]:
@@ -103,10 +111,32 @@ class CheckedPool:
         conn = super().get_connection(*args, **kwargs)  # type: ignore[misc]
         try:
             Links.check(conn)
+        except MadeAgain:
+            self.release(conn)  # type: ignore[attr-defined]
+            self.connect_idle()
+            raise
         except BaseException:
             self.release(conn)  # type: ignore[attr-defined]
             raise
         return conn
+
+    def connect_idle(self) -> None:
+        """Connect now the idle connections found closed (lost with the one refused, or
+        dropped with replies unread), so that the next try's look counts them all: made again
+        one by one as its writes take them, each would refuse its write in turn, try after
+        try (a lost reply cost a batch ten tries). A failure to connect is left to that try."""
+        with self._lock:  # type: ignore[attr-defined]
+            idle = list(self._available_connections)  # type: ignore[attr-defined]
+            self._available_connections.clear()  # type: ignore[attr-defined]
+            self._in_use_connections.update(idle)  # type: ignore[attr-defined]
+        try:
+            for conn in idle:
+                conn.connect()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            pass  # (the server is away: the next try meets it and says so)
+        finally:
+            for conn in idle:
+                self.release(conn)  # type: ignore[attr-defined]
 
 
 class CheckedAsyncPool:
@@ -117,10 +147,29 @@ class CheckedAsyncPool:
         conn = await super().get_connection(*args, **kwargs)  # type: ignore[misc]
         try:
             Links.check(conn)
+        except MadeAgain:
+            await self.release(conn)  # type: ignore[attr-defined]
+            await self.connect_idle()
+            raise
         except BaseException:
             await self.release(conn)  # type: ignore[attr-defined]
             raise
         return conn
+
+    async def connect_idle(self) -> None:
+        """`CheckedPool.connect_idle` on asyncio."""
+        async with self._lock:  # type: ignore[attr-defined]
+            idle = list(self._available_connections)  # type: ignore[attr-defined]
+            self._available_connections.clear()  # type: ignore[attr-defined]
+            self._in_use_connections.update(idle)  # type: ignore[attr-defined]
+        try:
+            for conn in idle:
+                await conn.connect()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            pass  # (the server is away: the next try meets it and says so)
+        finally:
+            for conn in idle:
+                await self.release(conn)  # type: ignore[attr-defined]
 
 
 class Call(NamedTuple):

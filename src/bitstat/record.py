@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import sums
-from .calls import Call, Links, Op
+from .calls import Call, Links, MadeAgain, Op
 from .errors import (
     BatchError,
     BitstatError,
@@ -542,6 +542,7 @@ class Recording:
         # the batch in, if the one that completed it lost its reply
         long_markers: list[str] = []
         attempt = 0
+        made_again = False  # whether the last try was refused a connection made again
         while True:
             attempt += 1
             # a marker found was set by an earlier try of this call that may have written, or
@@ -580,6 +581,10 @@ class Recording:
                     alone = last.method is Transport.mark or len(last.args[0]) == 1
                     landed = landed or not (exc.refused and alone)
                 left = end - time.monotonic()
+                # (a connection made again refused by this try: the next looks the ids up
+                # again at once; a second such refusal in a row waits as any failure does)
+                at_once = isinstance(exc, MadeAgain) and not made_again
+                made_again = isinstance(exc, MadeAgain)
                 if not exc.transient or isinstance(exc, BatchError) or left <= 0:
                     text = (claim_gave_up if claim else gave_up)(
                         len(cols), batch_id, auto, attempt, landed, exc, ttl
@@ -590,7 +595,8 @@ class Recording:
                         may_have_landed=landed,
                         attempts=attempt,
                     ) from exc
-                delay = yield from backed_off(delay, left)
+                if not at_once:
+                    delay = yield from backed_off(delay, left)
 
     def record_once(
         self,
