@@ -22,9 +22,10 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
 from .actors import ActorQuery, SetAlgebra
-from .calls import SEAL, Call, CheckedAsyncPool, Driver, Emit, Links, checked
+from .calls import SEAL, Call, Driver, Emit, Links
 from .clusters import AsyncCluster, every_master_async, on_every_connection
 from .ops import check_name
+from .pools import CheckedAsyncPool, checked
 from .query import Expr
 from .signatures import takes_arguments_of
 from .stats import ConnectArguments, Opened, Stats

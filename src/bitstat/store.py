@@ -18,9 +18,10 @@ import redis.backoff
 import redis.exceptions as rex
 import redis.retry
 
-from .calls import FORKS, SEAL, Call, CheckedPool, Driver, Links, Op, checked
+from .calls import FORKS, SEAL, Call, Driver, Links, Op
 from .clusters import Cluster, every_master
 from .errors import BitstatError, ConnectionError, ServerError
+from .pools import CheckedPool, checked
 from .transport import (
     Ahead,
     AheadReplies,
