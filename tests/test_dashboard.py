@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 import bitstat
 from bitstat.web import ServerConfig
 from browser import ARGS, CHROMIUM, LAPTOP  # noqa: F401 (imported by the other modules)
-from webserver import SHOP, running, shop_events
+from webserver import SHOP, running, shop_stats
 
 if not CHROMIUM.exists():
     pytest.skip(
@@ -38,11 +37,8 @@ VIEW = {"event": "purchase", "start": "2025-10-01", "end": "2025-11-30", "period
 
 @pytest.fixture(scope="module")
 def shop(embedded_url: str) -> Iterator[bitstat.Stats]:
-    st = bitstat.connect(embedded_url, namespace=f"dash-{uuid.uuid4().hex[:8]}", schema=SHOP)
-    assert not st.track_many(shop_events()).rejected
-    yield st
-    st.drop()
-    st.close()
+    with shop_stats(embedded_url, "dash") as st:
+        yield st
 
 
 @pytest.fixture(scope="module")

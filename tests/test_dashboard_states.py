@@ -30,7 +30,7 @@ from test_dashboard import (
     hash_of,
     ready,
 )
-from webserver import SHOP, running, shop_events
+from webserver import SHOP, running, shop_events, shop_stats
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 SHOTS = Path(os.environ.get("BITSTAT_SHOTS", ARTIFACTS))
@@ -72,11 +72,8 @@ def shoot(pg: Any, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def shop(embedded_url: str) -> Iterator[bitstat.Stats]:
-    st = bitstat.connect(embedded_url, namespace=f"dash-{uuid.uuid4().hex[:8]}", schema=SHOP)
-    assert not st.track_many(shop_events()).rejected
-    yield st
-    st.drop()
-    st.close()
+    with shop_stats(embedded_url, "dash") as st:
+        yield st
 
 
 @pytest.fixture(scope="module")

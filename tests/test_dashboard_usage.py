@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 import bitstat
 from bitstat.web import ServerConfig
 from test_dashboard import ARTIFACTS, VIEW, hash_of, ready
-from webserver import SHOP, running, shop_events
+from webserver import running, shop_stats
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 SHOTS = Path(os.environ.get("BITSTAT_SHOTS", ARTIFACTS))
@@ -36,11 +35,8 @@ def shoot(pg: Any, name: str, full_page: bool = True) -> None:
 
 @pytest.fixture(scope="module")
 def shop(embedded_url: str) -> Iterator[bitstat.Stats]:
-    st = bitstat.connect(embedded_url, namespace=f"use-{uuid.uuid4().hex[:8]}", schema=SHOP)
-    assert not st.track_many(shop_events()).rejected
-    yield st
-    st.drop()
-    st.close()
+    with shop_stats(embedded_url, "use") as st:
+        yield st
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -84,6 +85,19 @@ def shop_events(seed: int = 7, visitors: int = 400) -> list[dict[str, Any]]:
                     }
                 )
     return out
+
+
+@contextmanager
+def shop_stats(url: str, prefix: str) -> Iterator[bitstat.Stats]:
+    """A new namespace `prefix-...` of the shop's schema holding `shop_events()`; dropped
+    after."""
+    st = bitstat.connect(url, namespace=f"{prefix}-{uuid.uuid4().hex[:8]}", schema=SHOP)
+    try:
+        assert not st.track_many(shop_events()).rejected
+        yield st
+    finally:
+        st.drop()
+        st.close()
 
 
 def _free_socket() -> socket.socket:
