@@ -9,6 +9,9 @@ batches, and prints events/s, client and Redis CPU per event of each round:
     python benchmarks/parts.py --kind live --batch 5000 --rounds 6
     python benchmarks/parts.py --kind backfill --batch 5000 --rounds 3 --events 100000
 
+`--against names`: the rounds to beat go in parts of a whole event name each, never cut by
+weeks (`record.PIECES` 1), as before 2026-12-07.
+
 The machine's noise moves a single figure by 10-20%; compare the rounds pair by pair.
 """
 
@@ -40,16 +43,24 @@ def main() -> None:
     ap.add_argument(
         "--part-min", type=int, default=record.PART_MIN, help="PART_MIN for the parts' rounds"
     )
+    ap.add_argument(
+        "--against",
+        choices=("whole", "names"),
+        default="whole",
+        help="whole batches, or parts of a whole event name each",
+    )
     args = ap.parse_args()
     events = rd.events(args.events, args.kind, args.seed, rd.population(args.seed)).dicts()
-    found: dict[str, list[tuple[float, float, float]]] = {"whole": [], "parts": []}
-    parts_min, default = args.part_min, record.PART_MIN
+    base = args.against
+    found: dict[str, list[tuple[float, float, float]]] = {base: [], "parts": []}
+    parts_min, default, pieces = args.part_min, record.PART_MIN, record.PIECES
     with realistic.Server(None) as server:
         warm = bitstat.connect(server.url, namespace="warm", schema=rd.SCHEMA)
         warm.track_many(events[:1000])
         for n in range(args.rounds):
-            for way in ("whole", "parts") if n % 2 == 0 else ("parts", "whole"):
-                record.PART_MIN = parts_min if way == "parts" else 10**12
+            for way in (base, "parts") if n % 2 == 0 else ("parts", base):
+                record.PART_MIN = 10**12 if way == "whole" else parts_min
+                record.PIECES = 1 if way == "names" else pieces
                 ns = f"parts-{way}-{n}"
                 st = bitstat.connect(server.url, namespace=ns, schema=rd.SCHEMA)
                 s0, c0, t0 = server.cpu_seconds(), cpu(), time.perf_counter()
@@ -60,7 +71,7 @@ def main() -> None:
                 server.delete_matching("{" + ns + "}*", "{" + ns + ":*")
                 k = len(events)
                 found[way].append((k / (t1 - t0), 1e6 * (c1 - c0) / k, 1e6 * (s1 - s0) / k))
-    record.PART_MIN = default
+    record.PART_MIN, record.PIECES = default, pieces
     print(f"{args.kind} by {args.batch:,}, {len(events):,} events, {args.rounds} rounds")
     for way, rounds in found.items():
         each = "  ".join(f"{r:,.0f} ({c:.1f}/{s:.1f})" for r, c, s in rounds)

@@ -52,6 +52,17 @@ def system_url() -> str | None:
     return url
 
 
+def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether `condition` holds within `timeout` seconds (what another connection sent
+    before it may still be on the server's way)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def drop_namespace(url: str, namespace: str) -> None:
     """Delete every key of `namespace` on the server at `url` (found by SCAN, as bitstat does)."""
     with bitstat.connect(url, namespace=namespace) as st:

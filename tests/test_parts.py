@@ -12,6 +12,7 @@ they did (the parts' markers are there)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,18 +59,19 @@ def test_parts_are_an_event_name_each_the_largest_first() -> None:
     cols = parse_batch(events(400, seed=3), bitstat.Schema(**SETTINGS))
     parts = record.parts_of(cols)
     assert parts is not None and len(parts) == len(NAMES)
-    rows = np.concatenate([r for _, r in parts])
+    rows = np.concatenate([p.rows for p in parts])
     assert sorted(rows.tolist()) == list(range(len(cols)))  # every row once
-    for name, part in parts:
-        assert {cols.names[c] for c in cols.codes[part].tolist()} == {name}
-        assert (np.diff(part) > 0).all()  # in batch order: sums are checked in order
-    sizes = [len(p) for _, p in parts]
+    for part in parts:
+        assert {cols.names[c] for c in cols.codes[part.rows].tolist()} == {part.name}
+        assert (np.diff(part.rows) > 0).all()  # in batch order: sums are checked in order
+        assert part.whole and part.weeks == (2968,)  # (small: not cut; 2026-11-20..21)
+    sizes = [len(p.rows) for p in parts]
     assert sizes == sorted(sizes, reverse=True)
     one_name = parse_batch(events(400, seed=3, names=("visit",)), bitstat.Schema(**SETTINGS))
     assert record.parts_of(one_name) is None
     assert record.parts_of(cols.take(np.arange(7))) is None  # below PART_MIN
     forced = record.parts_of(one_name, forced=True)  # an earlier try went in parts
-    assert forced is not None and [n for n, _ in forced] == ["visit"]
+    assert forced is not None and [p.name for p in forced] == ["visit"]
 
 
 def test_more_names_than_parts_go_whole(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,8 +82,16 @@ def test_more_names_than_parts_go_whole(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def part_markers(client: Any, namespace: str) -> list[bytes]:
-    """The markers of the parts of the namespace's batches."""
-    return list(client.scan_iter(match="{" + namespace + "}:batch:*:part:*", count=1000))
+    """The markers of the event names of the namespace's batches written in parts (a part of a
+    whole name sets its name's marker beside its weeks')."""
+    found = client.scan_iter(match="{" + namespace + "}:batch:*:part:*", count=1000)
+    return [k for k in found if not re.search(rb":part:[^:]+:-?[0-9]+$", k)]
+
+
+def week_markers(client: Any, namespace: str) -> list[bytes]:
+    """The markers of the weeks of the parts of the namespace's batches."""
+    found = client.scan_iter(match="{" + namespace + "}:batch:*:part:*", count=1000)
+    return [k for k in found if re.search(rb":part:[^:]+:-?[0-9]+$", k)]
 
 
 @pytest.fixture
@@ -533,3 +543,145 @@ def test_a_lost_reply_costs_a_batch_in_parts_one_connection_refused(
             want.track_many(batch)
             assert len(refused) <= 1, n
         same_for_every_name(st_, want)
+
+
+# A large name's part is cut by weeks (record.PIECES): below, batches of a few hundred events
+# over eight weeks, with PIECE_MIN lowered so that they are cut.
+WEEK_LABELS = [f"2026-W{w}" for w in range(40, 48)] + ["2026-10-07", "2026-11", "2026"]
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(record, "PIECE_MIN", 10)
+
+
+def over_weeks(size: int, seed: int) -> list[dict[str, Any]]:
+    """`events`, their days spread over the eight weeks of 2026-09-28 to 2026-11-22."""
+    out = events(size, seed)
+    for i, e in enumerate(out):
+        e["time"] = f"2026-{10 + (i * 7) % 2}-{1 + (i * 13) % 22:02d}" + e["time"][10:]
+    return out
+
+
+def same_over_weeks(st_: bitstat.Stats, want: Model) -> None:
+    for name in NAMES:
+        if not any(r.event == name for r in want.records):
+            continue
+        for label in WEEK_LABELS:
+            assert st_.total(name, label) == want.total(name, label), (name, label)
+            assert st_.unique(name, label) == want.unique(name, label), (name, label)
+            assert st_.counts(name, "country", label) == want.counts(name, "country", label)
+            got, expected = st_.sums(name, "amount", label), want.sums(name, "amount", label)
+            assert got == pytest.approx(expected), (name, label)
+            assert st_.distinct(name, "ip", label) == want.distinct(name, "ip", label)
+
+
+def test_a_large_name_is_cut_into_pieces_of_consecutive_weeks(small_pieces: None) -> None:
+    cols = parse_batch(over_weeks(600, seed=5), bitstat.Schema(**SETTINGS))
+    parts = record.parts_of(cols)
+    assert parts is not None
+    rows = np.concatenate([p.rows for p in parts])
+    assert sorted(rows.tolist()) == list(range(len(cols)))  # every row once
+    weeks = record.week_numbers(cols.wall)
+    target = max(record.PIECE_MIN, -(-len(cols) // record.PIECES))
+    for p in parts:
+        assert {cols.names[c] for c in cols.codes[p.rows].tolist()} == {p.name}
+        assert (np.diff(p.rows) > 0).all()  # in batch order
+        assert set(weeks[p.rows].tolist()) == set(p.weeks)  # its weeks, each with events
+        of_name = sorted(set(weeks[cols.codes == cols.names.index(p.name)].tolist()))
+        first = of_name.index(p.weeks[0])  # consecutive, of the weeks the name has
+        assert list(p.weeks) == of_name[first : first + len(p.weeks)]
+    counts = {name: int((cols.codes == c).sum()) for c, name in enumerate(cols.names)}
+    large = {name for name, n in counts.items() if n >= 2 * target}  # 2/PIECES and more
+    assert "purchase" in large and len(large) < len(NAMES)  # (both ways tried)
+    assert {p.name for p in parts if not p.whole} == large
+    mine = [p for p in parts if p.name == "purchase"]
+    assert len(mine) > 1 and sum(len(p.rows) >= target for p in mine) >= len(mine) - 1
+    assert len({w for p in mine for w in p.weeks}) == sum(len(p.weeks) for p in mine)
+    sizes = [len(p.rows) for p in parts]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pieces_of_weeks_answer_as_the_model(
+    fresh: bitstat.Stats, client: Any, small_pieces: None, seed: int
+) -> None:
+    want = Model(**SETTINGS)
+    for n in range(2):
+        batch = over_weeks(500, seed=10 * seed + n)
+        got = fresh.track_many(batch, batch_id=f"b-{n}" if n else None)
+        assert (got.recorded, got.rejected) == (len(batch), [])
+        want.track_many(batch)
+    assert len(week_markers(client, fresh.namespace)) > 2 * 5 * len(NAMES)
+    same_over_weeks(fresh, want)
+
+
+@pytest.mark.parametrize("where", [("apply_answers", 2), ("apply_answers", 4)])
+def test_a_retry_whose_pieces_fall_otherwise_counts_each_week_once(
+    fresh: bitstat.Stats,
+    client: Any,
+    small_pieces: None,
+    monkeypatch: pytest.MonkeyPatch,
+    where: tuple[str, int],
+) -> None:
+    """Its first try dies with some pieces in; the retry cuts the names otherwise (another
+    PIECES: a later batch size, another version): a piece one of whose weeks is in writes
+    nothing, and its weeks go one by one, those in answering as they did."""
+    warm = events(20, seed=1)  # (its scripts loaded: the parts sent at once are written)
+    fresh.track_many(warm)
+    batch = over_weeks(600, seed=41)
+    with monkeypatch.context() as m:
+        dying_at(m, *where)
+        with pytest.raises(Died):
+            fresh.track_many(batch, batch_id="b")
+    # some pieces went in (sent before the process died: the server may still be on them)
+    assert servers.eventually(lambda: bool(week_markers(client, fresh.namespace)))
+    monkeypatch.setattr(record, "PIECES", 2)
+    got = fresh.track_many(batch, batch_id="b")
+    assert got.rejected == []
+    assert fresh.track_many(batch, batch_id="b").recorded == 0
+    want = Model(**SETTINGS)
+    want.track_many(warm)
+    want.track_many(batch)
+    same_over_weeks(fresh, want)
+
+
+def test_a_name_an_earlier_version_wrote_whole_is_not_written_again_in_pieces(
+    fresh: bitstat.Stats, client: Any, small_pieces: None
+) -> None:
+    """Before weeks, a part was a name, under the name's marker alone: a try of the batch by
+    this version, whose part of the name is cut into weeks, finds it in."""
+    batch = over_weeks(600, seed=43)
+    keys = Keys(fresh.namespace)
+    client.set(keys.batch(keys.meta_tag, "b"), record.IN_PARTS)  # that try went in parts
+    client.set(keys.batch_part("b", "purchase"), b"1")  # and wrote the purchases' part
+    got = fresh.track_many(batch, batch_id="b")
+    others = [e for e in batch if e["event"] != "purchase"]
+    assert got.recorded == len(others)
+    want = Model(**SETTINGS)
+    want.track_many(others)
+    same_over_weeks(fresh, want)
+    with pytest.raises(bitstat.UnknownEvent):
+        fresh.total("purchase", "2026")
+
+
+def test_a_batch_over_fewer_weeks_is_not_cut(small_pieces: None) -> None:
+    """A live stream's batch spans a week, or two: cut there, it cost more than it gained."""
+    batch = over_weeks(600, seed=5)
+    for e in batch:  # the weekend of 2026-11-22 and the Monday after
+        e["time"] = f"2026-11-{21 + int(e['time'][9]) % 3}" + e["time"][10:]
+    cols = parse_batch(batch, bitstat.Schema(**SETTINGS))
+    parts = record.parts_of(cols)
+    assert parts is not None and len(parts) == len(NAMES)
+    assert {len(p.weeks) for p in parts} == {2} and all(p.whole for p in parts)
+
+
+def test_lost_replies_of_pieces_count_each_event_once(proxy: Proxy, small_pieces: None) -> None:
+    with through(proxy) as (st_, want):
+        for n in range(4):
+            batch = over_weeks(400, seed=300 + n)
+            proxy.cut_replies(1 + n % 3, APPLY)
+            got = st_.track_many(batch, batch_id=f"b-{n}" if n % 2 else None)
+            assert (got.recorded, got.rejected) == (len(batch), [])
+            want.track_many(batch)
+        same_over_weeks(st_, want)

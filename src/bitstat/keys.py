@@ -118,6 +118,11 @@ class Keys:
         name's: never a `batch` marker (those hold no ':' after "batch:")."""
         return f"{self.batch(self.meta_tag, batch_id)}:part:{escape(part)}"
 
+    def batch_piece(self, batch_id: str, part: str, week: int) -> str:
+        """The marker of one week (`record.week_numbers`) of a part of a batch written in
+        parts: its event name's events of that week are in."""
+        return f"{self.batch_part(batch_id, part)}:{week}"
+
     def cookieless_salt(self, day: str) -> str:
         """The secret salt of a day's ids of posthog-js cookieless events (web/cookieless.py)."""
         return f"{self.meta_tag}:cookieless:salt:{day}"
@@ -309,7 +314,8 @@ def layout(namespace: str = "shop") -> list[tuple[str, str]]:
         (f"{k.made}  {k.identity_epoch}", "tokens: namespace made, id map changed (caches)"),
         (f"{k.id_reverse(42)}  {k.id_aliases(42)}", "offset -> id (128 a hash), other ids of 42"),
         (k.batch(k.meta_tag, "b-1"), "batch b-1 applied (a marker in each tag it wrote)"),
-        (k.batch_part("b-1", "purchase"), "one part of batch b-1 applied (a large batch)"),
+        (k.batch_part("b-1", "purchase"), "its purchases applied (a large batch, in parts)"),
+        (k.batch_piece("b-1", "purchase", 2970), "its purchases of week 2970 (from 1969-12-29)"),
         (k.message_hold("m-1"), "an SDK request recording message m-1 (bitstat serve)"),
         (k.cookieless_salt("2026-11-03"), "salt of the day's cookieless posthog-js ids (serve)"),
         (f"{k.queue}  {k.queue_claims}", "events track() queued, claims being applied"),

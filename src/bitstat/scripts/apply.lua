@@ -28,6 +28,11 @@
 --   G k n (field value)*n           keep the greatest number per field (span: last day)
 --   R note                          what the batch marker keeps (default "1"): handed back as is
 --                                   when the batch id is seen again
+--   M m k*m                         more markers of this call's batch part (KEYS[1] is one: a
+--                                   part's weeks, record.parts_of): any of them set answers as
+--                                   KEYS[1] does, and each is set with it
+--   Q k                             a marker that answers when set, never set here (the whole
+--                                   event name's, of a part cut into weeks)
 --   D k field                       the queue's claim this batch is (queued.py): the batch is
 --                                   written only while the claim is held (else it answers "1",
 --                                   as a batch seen before: the flush that took the claim over
@@ -107,6 +112,7 @@ end
 
 -- the type each target must have (or be missing), and the sums to check, read from the ops
 local want, sums, bound, note = {}, {}, 0, '1'
+local markers = {KEYS[1]}  -- set once the batch is written (M: more than one)
 local singles = {}  -- the decoded pairs of each E op, by its place in ARGV
 local function expect(k, kind)
   want[int[k]] = kind
@@ -141,6 +147,20 @@ while i <= n_argv do
   elseif op == 'R' then
     note = ARGV[i + 1]
     i = i + 2
+  elseif op == 'M' or op == 'Q' then
+    local m = op == 'M' and int[ARGV[i + 1]] or 1
+    local first = op == 'M' and i + 2 or i + 1
+    for t = first, first + m - 1 do
+      local key = KEYS[int[ARGV[t]]]
+      local seen = redis.call('GET', key)
+      if seen then
+        return seen
+      end
+      if op == 'M' then
+        markers[#markers + 1] = key
+      end
+    end
+    i = first + m
   elseif op == 'D' then
     expect(ARGV[i + 1], 'hash')
     if redis.call('HEXISTS', KEYS[int[ARGV[i + 1]]], ARGV[i + 2]) == 0 then
@@ -248,7 +268,9 @@ for _, check in ipairs(sums) do
 end
 
 if ttl > 0 then
-  redis.call('SET', KEYS[1], note, 'EX', ttl)
+  for _, marker in ipairs(markers) do
+    redis.call('SET', marker, note, 'EX', ttl)
+  end
 end
 
 local scratch = KEYS[2]
@@ -564,8 +586,10 @@ while i <= n_argv do
     end
     add_offsets(ks, ids, 1, #ids, high, false)
     i = i + 6 + m + 2 * n
-  elseif op == 'C' or op == 'R' or op == 'T' then
+  elseif op == 'C' or op == 'R' or op == 'T' or op == 'Q' then
     i = i + 2
+  elseif op == 'M' then
+    i = i + 2 + int[ARGV[i + 1]]
   elseif op == 'D' then
     redis.call('HDEL', KEYS[int[ARGV[i + 1]]], ARGV[i + 2])
     i = i + 3
