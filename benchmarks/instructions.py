@@ -121,6 +121,7 @@ def count(path: Path, script: Path | None, keep: Path | None = None) -> None:
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *valkey],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=embedded.environment(),
         )
         r = redis.Redis(port=port)
         deadline = time.monotonic() + 120

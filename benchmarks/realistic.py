@@ -114,7 +114,9 @@ class Server(harness.Server):
         for name, value in embedded.tuning(binary):  # as bitstat runs its own server
             cmd += [f"--{name}", value]
         cmd += ["--logfile", str(Path(self.data_dir) / "server.log")]
-        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=embedded.environment()
+        )
         self.url = f"redis://127.0.0.1:{port}/0"
         self.client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 20

@@ -345,3 +345,22 @@ def test_commands_of_a_large_script_request_are_not_logged(data_dir: Path) -> No
     assert client.execute_command("COMMANDLOG", "LEN", "large-request") == 0
     assert client.execute_command("SLOWLOG", "LEN") <= 1  # the slow log is kept
     client.close()
+
+
+def test_the_server_runs_with_a_larger_malloc_thread_cache(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc's malloc keeps more freed chunks for reuse: fewer server instructions an event
+    embedded.ensure_server(data_dir)
+    found = embedded.status(data_dir)
+    assert found is not None
+    environ = Path(f"/proc/{found.pid}/environ").read_bytes().split(b"\0")
+    assert f"GLIBC_TUNABLES={embedded.MALLOC_TUNING}".encode() in environ
+    embedded.stop(data_dir)
+    # a caller's own tunables are kept, and its own count wins
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert embedded.environment()["GLIBC_TUNABLES"] == (
+        f"glibc.malloc.arena_max=2:{embedded.MALLOC_TUNING}"
+    )
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=16")
+    assert embedded.environment()["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=16"
