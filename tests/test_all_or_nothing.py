@@ -273,3 +273,30 @@ def test_over_http_a_batch_with_values_too_large_answers_which_were_rejected(
             assert st.sums("buy", "amount", DAY) == 6.0
         finally:
             st.drop()
+
+
+def test_a_foreign_key_where_a_count_alone_goes_stops_the_batch_before_any_write(
+    redis_client: servers.Client, server_url: str
+) -> None:
+    """A hash given one field's increment (an hour's event count: apply.lua's packed N op) is
+    checked as every target is: a foreign key there is an error naming it, nothing written."""
+    schema = bitstat.Schema(ids="map", periods=("hour", "day", "week", "month", "year"))
+    st = bitstat.connect(server_url, namespace=f"t-{uuid.uuid4().hex[:8]}", schema=schema)
+    try:
+        st.track_many([event(user="a")], batch_id="first")
+        key = Keys(st.namespace).metrics("buy", f"{DAY}T10")
+        redis_client.delete(key)
+        redis_client.set(key, "x")
+        before = snapshot(redis_client, st)
+        with pytest.raises(bitstat.ServerError) as caught:
+            st.track_many([event(user="b"), event(user="c")], batch_id="second")
+        assert key in str(caught.value) and "nothing of this batch was written" in str(caught.value)
+        if not server_url.startswith("redis+cluster"):
+            assert snapshot(redis_client, st) == before
+        redis_client.delete(key)
+        st.track_many([event(user="b"), event(user="c")], batch_id="second")
+        assert st.total("buy", f"{DAY}T10") == 2  # (the first batch's count went with the key)
+        assert st.total("buy", DAY) == 3
+    finally:
+        st.drop()
+        st.close()

@@ -18,6 +18,9 @@
 --                                   offsets distinct (the many keys of a backfill that one or a
 --                                   few events reach: 3 arguments for all, not 6 or more each)
 --   H k n (field incr)*n            HINCRBY
+--   N field n packed                HINCRBY field of n hashes: (k, incr) pairs packed as
+--                                   little-endian uint32s (an hour's event count of a backfill's
+--                                   many hours: 4 arguments for all, not 5 each)
 --   F k n (field incr)*n            HINCRBYFLOAT (sums: the result must stay within +-1e308)
 --   Y m k*m n (member incr)*n       add the same increments to the scores of m sorted sets
 --   Z m k*m n (member incr)*n       Y for sums: every resulting score must stay within +-1e308
@@ -113,7 +116,7 @@ end
 -- the type each target must have (or be missing), and the sums to check, read from the ops
 local want, sums, bound, note = {}, {}, 0, '1'
 local markers = {KEYS[1]}  -- set once the batch is written (M: more than one)
-local singles = {}  -- the decoded pairs of each E op, by its place in ARGV
+local singles = {}  -- the decoded pairs of each E and N op, by its place in ARGV
 local function expect(k, kind)
   want[int[k]] = kind
 end
@@ -138,6 +141,13 @@ while i <= n_argv do
     end
     singles[i] = list
     i = i + 3
+  elseif op == 'N' then
+    local list = decoded(ARGV[i + 3], 2 * int[ARGV[i + 2]])
+    for j = 1, #list, 2 do
+      expect(list[j], 'hash')
+    end
+    singles[i] = list
+    i = i + 4
   elseif op == 'O' then
     expect(ARGV[i + 1], 'bits')
     i = i + 2
@@ -474,6 +484,12 @@ while i <= n_argv do
       add_offsets({k}, offs, 1, count, high, false)
     end
     i = i + 3
+  elseif op == 'N' then
+    local list, name = singles[i], ARGV[i + 1]
+    for j = 1, #list, 2 do
+      redis.call('HINCRBY', KEYS[list[j]], name, list[j + 1])
+    end
+    i = i + 4
   elseif op == 'Y' or op == 'Z' then
     -- the same increments go to m sorted sets (a bucket's day, week, month, year). Few members
     -- into a big set: one ZINCRBY each. Many: ZUNIONSTORE with a scratch set of the increments,
