@@ -120,6 +120,13 @@ local singles = {}  -- the decoded pairs of each E and N op, by its place in ARG
 local function expect(k, kind)
   want[int[k]] = kind
 end
+local function listed(packed, n, kind)  -- n packed (k, value) pairs, each KEYS[k] of `kind`
+  local list = decoded(packed, 2 * n)
+  for j = 1, #list, 2 do
+    expect(list[j], kind)
+  end
+  return list
+end
 local function expect_each(first, m, kind)  -- the m target indexes from ARGV[first] on
   for t = first, first + m - 1 do
     expect(ARGV[t], kind)
@@ -135,18 +142,10 @@ while i <= n_argv do
     expect_each(i + 2, m, 'bits')
     i = i + 5 + m
   elseif op == 'E' then
-    local list = decoded(ARGV[i + 2], 2 * int[ARGV[i + 1]])
-    for j = 1, #list, 2 do
-      expect(list[j], 'bits')
-    end
-    singles[i] = list
+    singles[i] = listed(ARGV[i + 2], int[ARGV[i + 1]], 'bits')
     i = i + 3
   elseif op == 'N' then
-    local list = decoded(ARGV[i + 3], 2 * int[ARGV[i + 2]])
-    for j = 1, #list, 2 do
-      expect(list[j], 'hash')
-    end
-    singles[i] = list
+    singles[i] = listed(ARGV[i + 3], int[ARGV[i + 2]], 'hash')
     i = i + 4
   elseif op == 'O' then
     expect(ARGV[i + 1], 'bits')
