@@ -685,3 +685,44 @@ def test_lost_replies_of_pieces_count_each_event_once(proxy: Proxy, small_pieces
             assert (got.recorded, got.rejected) == (len(batch), [])
             want.track_many(batch)
         same_over_weeks(st_, want)
+
+
+def test_weeks_of_a_piece_cut_after_the_servers_scripts_were_lost_have_their_sums_checked(
+    fresh: bitstat.Stats, client: Any, small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that lost its scripts (a restart) answers every part of the first pass "no
+    script": no marker is looked at, and the parts go to the retry loop. There a piece one of
+    whose weeks an earlier try wrote answers its marker and is cut into weeks, while another
+    part is refused for its sums and checked in order. The weeks waited for the next round,
+    which sent them with bound 0 ("checked in order": only final totals looked at) though no
+    check had seen them: an event that carried a total past the limit on the way (+2e307 onto
+    9e307, then -2e307) was recorded. A part's weeks now go in the round that cut it, before
+    any check, under the batch's bound."""
+    monkeypatch.setattr(record, "PIECES", 4)
+    batch = over_weeks(600, seed=5)
+    cols = parse_batch(batch, bitstat.Schema(**SETTINGS))
+    weeks = record.week_numbers(cols.wall)
+    parts = record.parts_of(cols)
+    assert parts is not None
+    piece = next(p for p in parts if p.name == "purchase" and len(p.weeks) > 2)
+    first, second = piece.weeks[:2]  # an earlier try wrote the first week of this piece
+    up, down = [int(r) for r in piece.rows if weeks[r] == second][:2]
+    for r, amount in ((up, 2e307), (down, -2e307)):  # the same keys, a net 0
+        batch[r].update(amount=amount, country="NL", time=batch[up]["time"])
+    refund = next(i for i, e in enumerate(batch) if e["event"] == "refund")
+    batch[refund]["amount"] = 2e307  # refused with the stored 9e307: a check in order
+    stored = [{**batch[up], "amount": 9e307}, {**batch[refund], "amount": 9e307}]
+    want = Model(**SETTINGS)
+    fresh.track_many(stored)
+    want.track_many(stored)
+    keys = Keys(fresh.namespace)
+    client.set(keys.batch(keys.meta_tag, "b"), record.IN_PARTS)  # that try went in parts
+    client.set(keys.batch_piece("b", "purchase", first), b"1")  # and wrote that week
+    client.script_flush()  # (a restarted server)
+    got = fresh.track_many(batch, batch_id="b")
+    rest = [i for i, e in enumerate(batch) if e["event"] != "purchase" or weeks[i] != first]
+    recorded, rejected = want.track_many([batch[i] for i in rest])
+    assert sorted(rest[i] for i in rejected) == sorted([refund, up])  # (the model's)
+    assert [i for i, _ in got.rejected] == sorted([refund, up])
+    assert got.recorded == recorded
+    same_over_weeks(fresh, want)

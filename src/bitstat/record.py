@@ -992,11 +992,15 @@ class Recording:
             answers = yield call(Transport.apply_answers, ticket, calls, self.bitmap_keys)
             if not settle(k, p, answers[0]):
                 waiting.append(k)
-        tries = 0  # of parts refused for their sums
+        tries = 0  # rounds in which a part was refused for its sums
         while (waiting or split) and tries < SUM_RETRIES:
-            refused, sending = [], waiting + split
+            # a part cut into weeks here (`split`) has its weeks sent in the same round, before
+            # any check: unchecked, they go under the batch's bound, and a week refused is
+            # checked with the others (its name's totals are theirs too)
+            queue, refused = waiting + split, []
             split.clear()
-            for k in sending:
+            while queue:
+                k = queue.pop(0)
                 if len(parts[k].rows) == 0:  # each of its events rejected for its sums
                     done[k] = 0
                     continue
@@ -1004,12 +1008,15 @@ class Recording:
                 results = yield self.sealed(call(Transport.apply, p.groups, ttl, self.bitmap_keys))
                 if not settle(k, p, results[0]):
                     refused.append(k)  # SUM_REFUSED: nothing of this part written
+                queue += split
+                split.clear()
             waiting = refused
             if not refused:
-                continue
+                break
             tries += 1
             # a total could pass the limit: reject the events that would carry one there, in
-            # order and against the stored totals (a part's totals are its name's alone)
+            # order and against the stored totals (which hold every other part of the batch by
+            # now: a piece shares its name's month and year totals with the other pieces)
             checked = True
             rows = np.sort(np.concatenate([parts[k].rows for k in refused]))
             found = yield from self.overflowing(cols.take(rows), set(), clock)
