@@ -726,3 +726,47 @@ def test_weeks_of_a_piece_cut_after_the_servers_scripts_were_lost_have_their_sum
     assert [i for i, _ in got.rejected] == sorted([refund, up])
     assert got.recorded == recorded
     same_over_weeks(fresh, want)
+
+
+def test_weeks_cut_from_a_piece_after_its_sums_check_keep_its_rejected_events_in_their_notes(
+    fresh: bitstat.Stats, client: Any, small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A piece refused for its sums is checked in order and loses the events rejected; sent
+    again, it finds a week of it written meanwhile (another sender of the batch id) and is
+    cut into weeks. Each week owned only the rows left, not its rejected events, so the note
+    its marker kept left them out: a retry after a death before the batch's last mark read
+    the week in, and reported the event rejected by the first try neither rejected nor
+    recorded."""
+    monkeypatch.setattr(record, "PIECES", 4)
+    batch = over_weeks(600, seed=5)
+    cols = parse_batch(batch, bitstat.Schema(**SETTINGS))
+    weeks = record.week_numbers(cols.wall)
+    parts = record.parts_of(cols)
+    assert parts is not None
+    piece = next(p for p in parts if p.name == "purchase" and len(p.weeks) > 2)
+    other, mine = piece.weeks[:2]  # written by another sender; holding the event rejected
+    bad = next(int(r) for r in piece.rows if weeks[r] == mine)
+    batch[bad]["amount"] = 2e307
+    stored = [{**batch[bad], "amount": 9e307}]  # 9e307 + 2e307 > 1e308
+    want = Model(**SETTINGS)
+    fresh.track_many(stored)
+    want.track_many(stored)
+    keys = Keys(fresh.namespace)
+    checking = record.Recording.overflowing
+
+    def concurrently(self: Any, *args: Any) -> Any:
+        client.set(keys.batch_piece("b", "purchase", other), b"1")  # that sender's week
+        return (yield from checking(self, *args))
+
+    with monkeypatch.context() as m:
+        m.setattr(record.Recording, "overflowing", concurrently)
+        dying_at(m, "mark", 1)
+        with pytest.raises(Died):
+            fresh.track_many(batch, batch_id="b")
+    got = fresh.track_many(batch, batch_id="b")
+    rest = [i for i, e in enumerate(batch) if e["event"] != "purchase" or weeks[i] != other]
+    _, rejected = want.track_many([batch[i] for i in rest])
+    assert [rest[i] for i in rejected] == [bad]
+    assert [i for i, _ in got.rejected] == [bad]
+    assert [i for i, _ in fresh.track_many(batch, batch_id="b").rejected] == [bad]
+    same_over_weeks(fresh, want)

@@ -953,10 +953,13 @@ class Recording:
             to be sent again a week at a time (`split`: a marker of one of its weeks, or of
             its name, answered)."""
             if isinstance(answer, bytes) and len(parts[k].weeks) > 1:
+                # each week owns its events of part k, those rejected so far included (gone
+                # from its rows): its marker's note must name them
+                week_of = dict(zip(cols.index, week_numbers(cols.wall).tolist(), strict=True))
                 for week in by_week(parts[k], cols.wall):
                     split.append(len(parts))
                     parts.append(week)
-                    owned.append({cols.index[r] for r in week.rows.tolist()})
+                    owned.append({i for i in owned[k] if week_of[i] == week.weeks[0]})
                 return True
             if isinstance(answer, bytes):
                 refused = [r for r in noted(answer) if r[0] in owned[k]]
