@@ -1,10 +1,11 @@
 """A large batch of several event names goes to a single server in parts (`record.parts_of`):
-an event name each, each planned while the server writes the one before and kept under its
-name's marker; the batch's marker says "in parts" first (so no write of the whole batch lands
-after it) and "in" once every part is. Every answer is compared with the reference model:
-through lost replies, a process dying between parts, a retry whose events differ, a write of
-the whole batch after its parts began, a foreign key in one part, sums refused in one part,
-the same batch id sent again, and asyncio.
+an event name each (a large name over three weeks or more cut into pieces of weeks), each
+planned while the server writes the one before and kept under the markers of its weeks (and
+of its name, when it holds the whole name); the batch's marker says "in parts" first (so no
+write of the whole batch lands after it) and "in" once every part is. Every answer is compared
+with the reference model: through lost replies, a process dying between parts, a retry whose
+events differ, a write of the whole batch after its parts began, a foreign key in one part,
+sums refused in one part, the same batch id sent again, and asyncio.
 
 The tests lower PART_MIN, so that batches of a few hundred events go in parts, and check that
 they did (the parts' markers are there)."""
