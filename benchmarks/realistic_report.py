@@ -138,6 +138,7 @@ EVENT_KINDS = {
     "h": "approx HLLs",
     "v": "value maps",
     "vn": "value maps",
+    "vb": "value maps",
     "tmp": "temp",
 }
 

@@ -213,7 +213,7 @@ def snapshot(client: servers.Client, st: bitstat.Stats) -> dict[bytes, bytes | N
     """Every key of the namespace and its value, but the id numbering: new actors and values
     get their numbers before the batch is written (a number without data counts nothing)."""
     keys = Keys(st.namespace)
-    numbering = (keys.ids_tag, ":v:", ":vn:")
+    numbering = (keys.ids_tag, ":v:", ":vn:", ":vb:")
     found = [
         k
         for pattern in ("{" + st.namespace + "}*", "{" + st.namespace + ":*")

@@ -91,14 +91,15 @@ def test_a_batch_between_its_look_at_the_id_cache_and_its_reading_of_it_reads_wh
 
 def test_a_cluster_s_values_call_names_each_bucket_once() -> None:
     """On a cluster values.lua is told the buckets it writes (one not declared may be on another
-    node while the slot moves); a single server's call names only the counter and old hash."""
+    node while the slot moves); a single server's call names only the counter, the old hash and
+    the layout mark."""
     k = Keys("ns")
     values = [f"v{i}" for i in range(3000)]  # (more than the 2,048 buckets: some shared)
-    names = (k.value_next("e", "ip"), k.value_ids("e", "ip"), k.value_buckets("e", "ip"))
-    single_keys, single_args = values_call(*names, values)
-    keys, args = values_call(*names, values, cluster=True)
-    assert single_keys == keys[:2] == list(names[:2]) and args == single_args
+    names = (k.value_next("e", "ip"), k.value_ids("e", "ip"), k.value_layout("e", "ip"))
+    single_keys, single_args = values_call(*names, k.value_buckets("e", "ip"), values)
+    keys, args = values_call(*names, k.value_buckets("e", "ip"), values, cluster=True)
+    assert single_keys == keys[:3] == list(names) and args == single_args
     buckets = dict.fromkeys(value_bucket_of(v) for v in values)
     # and the bucket 2,048 further on of each, that namespaces with 4,096 buckets used
     prefix = k.value_buckets("e", "ip")
-    assert keys[2:] == [f"{prefix}{b + up}" for b in buckets for up in (0, 2048)]
+    assert keys[3:] == [f"{prefix}{b + up}" for b in buckets for up in (0, 2048)]

@@ -202,6 +202,12 @@ class Keys:
     def value_next(self, event: str, prop: str) -> str:
         return f"{self.event_tag(event)}:vn:{prop_part(prop)}"
 
+    def value_layout(self, event: str, prop: str) -> str:
+        """Set when the property's first values were numbered in 2,048 buckets: none of its
+        values can be in the buckets 2,048 further on (namespaces written with 4,096 buckets,
+        before 2026-12-03, kept some there), which are then not looked in."""
+        return f"{self.event_tag(event)}:vb:{prop_part(prop)}"
+
     def distinct(self, event: str, label: str, prop: str) -> str:
         return f"{self.event_tag(event)}:u:{label}:{prop_part(prop)}"
 
@@ -309,6 +315,7 @@ def layout(namespace: str = "shop") -> list[tuple[str, str]]:
             "value -> id (2,048 hashes, by CRC-32), next id",
         ),
         (k.value_ids("login", "ip"), "value -> id in one hash (older layout; emptied)"),
+        (k.value_layout("login", "ip"), "its values began in 2,048 buckets (none further on)"),
         (k.approx("login", nov, "visitor"), "HyperLogLog of an approx property"),
         (f"{k.ids_next}  {k.id_forward('u-42')}", 'id map (ids="map"): next offset, id -> offset'),
         (f"{k.made}  {k.identity_epoch}", "tokens: namespace made, id map changed (caches)"),

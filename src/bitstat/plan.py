@@ -706,9 +706,7 @@ def _plan_distinct(
         for c, members in new.items():
             event, bb = split(c)
             targets = [(keys.distinct(event, lb, prop), p, lb) for p, lb in labels(bb).items()]
-            next_key, old_key = keys.value_next(event, prop), keys.value_ids(event, prop)
-            buckets = keys.value_buckets(event, prop)
-            b.number(keys.event_tag(event), targets, next_key, old_key, buckets, list(members))
+            b.number(keys.event_tag(event), targets, event, prop, list(members))
     for c, chunk in _grouped(cb, id_list).items():
         event, bb = split(c)
         dest = by_tag[keys.event_tag(event)]

@@ -1178,6 +1178,7 @@ class Recording:
                         values_call(
                             k.value_next(event, prop),
                             k.value_ids(event, prop),
+                            k.value_layout(event, prop),
                             k.value_buckets(event, prop),
                             missing,
                             self.cluster,

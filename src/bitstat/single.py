@@ -184,14 +184,7 @@ def plan_one(
             vid = value_ids.get(idx, -1)
             if vid == UNNUMBERED:
                 assert value is not None  # (an absent value has no id to make)
-                b.number(
-                    tag,
-                    named(kind, keys.distinct, prop),
-                    keys.value_next(event, prop),
-                    keys.value_ids(event, prop),
-                    keys.value_buckets(event, prop),
-                    [member_text(value)],
-                )
+                b.number(tag, named(kind, keys.distinct, prop), event, prop, [member_text(value)])
             elif vid >= 0:
                 targets = named(kind, keys.distinct, prop)
                 chunk = [vid]  # one list for all: one op adds the value to every period's set

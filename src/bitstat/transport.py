@@ -215,13 +215,18 @@ def ids_call(
 
 
 def values_call(
-    next_key: str, old_key: str, buckets: str, values: Sequence[str], cluster: bool = False
+    next_key: str,
+    old_key: str,
+    layout_key: str,
+    buckets: str,
+    values: Sequence[str],
+    cluster: bool = False,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of values.lua; on a cluster the values' buckets are named among the KEYS
-    too, and those 2,048 further on that it reads (the script names them itself on a single
-    server)."""
+    too, and those 2,048 further on that it may read (the script names them itself on a
+    single server)."""
     numbers = array("H", map(value_bucket_of, values))
-    keys = [next_key, old_key]
+    keys = [next_key, old_key, layout_key]
     if cluster:
         keys += [f"{buckets}{b + up}" for b in dict.fromkeys(numbers) for up in (0, VALUE_BUCKETS)]
     if sys.byteorder == "big":
@@ -245,7 +250,7 @@ def values_pieces(
     if len(values) <= NUMBERED_AT_ONCE:
         return [call]
     return [
-        values_call(keys[0], keys[1], args[0], values[i : i + NUMBERED_AT_ONCE], cluster)
+        values_call(keys[0], keys[1], keys[2], args[0], values[i : i + NUMBERED_AT_ONCE], cluster)
         for i in range(0, len(values), NUMBERED_AT_ONCE)
     ]
 

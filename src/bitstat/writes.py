@@ -155,17 +155,17 @@ class Builder:
         self,
         tag: str,
         targets: list[tuple[str, str, str]],
-        next_key: str,
-        old_key: str,
-        buckets: str,
+        event: str,
+        prop: str,
         members: list[str],
     ) -> None:
-        """Number values on the server (get or create their ids in the hashes named `buckets`
-        and a number, `old_key` the hash before buckets) and add them to several sets (a
-        bucket's day, week, ...)."""
+        """Number values of a property on the server (get or create their ids in its value
+        buckets) and add them to several sets (a bucket's day, week, ...)."""
         g = self.group(tag)
+        k = self.keys
         g.args += ["V", len(targets), *(g.key(key) for key, _, _ in targets)]
-        g.args += [g.key(next_key), g.key(old_key), buckets, len(members)]
+        g.args += [g.key(k.value_next(event, prop)), g.key(k.value_ids(event, prop))]
+        g.args += [g.key(k.value_layout(event, prop)), k.value_buckets(event, prop), len(members)]
         for value in members:
             g.args += [value, value_bucket_of(value)]
         for key, period, label in targets:

@@ -47,11 +47,12 @@
 --                                   writes nothing (else it answers -2: nothing written)
 --   C bound                         the values summed by F and Z ops add up to at most `bound`
 --                                   in magnitude, in any order (0: the caller checked the order)
---   V m k*m knext kold prefix n (value bucket)*n
+--   V m k*m knext kold kmark prefix n (value bucket)*n
 --                                   number each value (get or create its id in its bucket hash
 --                                   prefix..bucket, next id in KEYS[knext], the hash before
---                                   buckets KEYS[kold]: as values.lua) and add it to m sets:
---                                   distinct values the client has not numbered yet
+--                                   buckets KEYS[kold], the layout mark KEYS[kmark]: as
+--                                   values.lua) and add it to m sets: distinct values the
+--                                   client has not numbered yet
 -- Actor and value sets (the targets of P/O, B and V) are containers: a small, sparse set is a
 -- Redis set of its offsets (an intset: 2-8 bytes a member) and becomes a bitmap (one bit per
 -- offset up to its highest) once it is no longer small or no longer sparse; a set is never
@@ -212,7 +213,8 @@ while i <= n_argv do
     expect_each(i + 2, m, 'bits')
     expect(ARGV[i + 2 + m], 'string')
     expect(ARGV[i + 3 + m], 'hash')
-    i = i + 6 + m + 2 * int[ARGV[i + 5 + m]]
+    expect(ARGV[i + 4 + m], 'string')
+    i = i + 7 + m + 2 * int[ARGV[i + 6 + m]]
   else
     return redis.error_reply('bitstat apply.lua: unknown op ' .. tostring(op))
   end
@@ -568,10 +570,13 @@ while i <= n_argv do
   elseif op == 'V' then
     local m = int[ARGV[i + 1]]
     local counter, old = KEYS[int[ARGV[i + 2 + m]]], KEYS[int[ARGV[i + 3 + m]]]
-    local prefix, n = ARGV[i + 4 + m], int[ARGV[i + 5 + m]]
+    local mark = KEYS[int[ARGV[i + 4 + m]]]
+    local prefix, n = ARGV[i + 5 + m], int[ARGV[i + 6 + m]]
     local legacy = redis.call('EXISTS', old) == 1
+    local counted = redis.call('EXISTS', counter) == 1
+    local upper_free = not counted or redis.call('EXISTS', mark) == 1  -- (as values.lua)
     local ids, high = {}, 0
-    for j = i + 6 + m, i + 5 + m + 2 * n, 2 do
+    for j = i + 7 + m, i + 6 + m + 2 * n, 2 do
       local value, bucket = ARGV[j], prefix .. ARGV[j + 1]
       local id = redis.call('HGET', bucket, value)
       if not id and legacy then
@@ -581,16 +586,18 @@ while i <= n_argv do
           redis.call('HDEL', old, value)
         end
       end
-      if not id then  -- the bucket 2,048 further on, of namespaces with 4,096 (values.lua)
+      if not id and not upper_free then  -- the bucket 2,048 further on, of namespaces with
+        -- 4,096 (values.lua)
         local upper = prefix .. (int[ARGV[j + 1]] + 2048)
         id = redis.call('HGET', upper, value)
         if id then
           redis.call('HSET', bucket, value, id)
           redis.call('HDEL', upper, value)
-        else
-          id = redis.call('INCR', counter) - 1
-          redis.call('HSET', bucket, value, id)
         end
+      end
+      if not id then
+        id = redis.call('INCR', counter) - 1
+        redis.call('HSET', bucket, value, id)
       end
       ids[#ids + 1] = id
       high = math.max(high, tonumber(id))
@@ -599,8 +606,11 @@ while i <= n_argv do
     for t = i + 2, i + 1 + m do
       ks[#ks + 1] = int[ARGV[t]]
     end
+    if not counted then
+      redis.call('SET', mark, '2048')
+    end
     add_offsets(ks, ids, 1, #ids, high, false)
-    i = i + 6 + m + 2 * n
+    i = i + 7 + m + 2 * n
   elseif op == 'C' or op == 'R' or op == 'T' or op == 'Q' then
     i = i + 2
   elseif op == 'M' then

@@ -1,7 +1,9 @@
 -- values.lua: ids of the distinct values of one property of one event (get or create).
 -- KEYS[1]   counter: the next id
 -- KEYS[2]   the one hash of value -> id that namespaces kept before buckets (read if present)
--- KEYS[3..] on a cluster, the values' buckets (none on a single server). The script names them
+-- KEYS[3]   the layout mark: set when the property's first values were numbered here, in 2,048
+--           buckets; with it no value is looked for 2,048 buckets further on (below)
+-- KEYS[4..] on a cluster, the values' buckets (none on a single server). The script names them
 --           itself all the same; a cluster checks declared keys before the script runs, and
 --           one not declared may be on another node while the slot moves: the script would
 --           stop half way (ids given, the counter not moved on)
@@ -20,7 +22,11 @@
 -- gone while its slot moves is not local)
 local OLD_BUCKETS = 2048  -- how much further on the 4,096 buckets of before kept a value
 local legacy = redis.call('HLEN', KEYS[2])
-local first = tonumber(redis.call('GET', KEYS[1]) or '0')
+local counted = redis.call('GET', KEYS[1])
+local first = tonumber(counted or '0')
+-- a property whose first values are numbered now, or were by a version with 2,048 buckets
+-- alone (its mark), has none in the buckets 2,048 further on: one call a new value, not two
+local upper_free = not counted or redis.call('EXISTS', KEYS[3]) == 1
 local next_id = first
 local out = {}
 local prefix = ARGV[1]
@@ -52,7 +58,7 @@ for j = 1, n do
     -- most values asked for are new (the client remembers the others): one call for those
     if redis.call('HSETNX', bucket, value, next_id) == 1 then
       local upper = prefix .. (buckets[j] + OLD_BUCKETS)
-      id = redis.call('HGET', upper, value)
+      id = not upper_free and redis.call('HGET', upper, value)
       if id then
         redis.call('HSET', bucket, value, id)
         redis.call('HDEL', upper, value)
@@ -67,5 +73,8 @@ for j = 1, n do
 end
 if next_id > first then
   redis.call('INCRBY', KEYS[1], next_id - first)
+  if not counted then
+    redis.call('SET', KEYS[3], '2048')
+  end
 end
 return out
