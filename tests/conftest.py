@@ -18,6 +18,15 @@ from browser import browser, page, page_errors  # noqa: F401 (fixtures of the da
 from faultservers import Server
 from proxy import Proxy
 
+# The longest tests run first: collected last (by file name), the soak's minute and the scale
+# benchmark's clusters ran alone at the end of `pytest -n 2` while the other worker had finished
+LONGEST_FIRST = ("test_web_soak.py", "test_bench_scale.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # (stable: the rest keep
+    # their order)
+
 
 @pytest.fixture(scope="session")
 def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
