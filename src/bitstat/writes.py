@@ -241,7 +241,7 @@ class Builder:
         flat = list(chain.from_iterable(items))
         if flat:
             g = self.group(tag)
-            if code == "H" and len(flat) == 2 and 0 <= flat[1] <= UINT32:
+            if code == "H" and len(flat) == 2 and type(flat[1]) is int and 0 <= flat[1] <= UINT32:
                 # one field of a hash (a backfill's hours: most keys hold one event): packed
                 # with the others, 8 bytes, not 5 arguments
                 g.increments.setdefault(flat[0], []).extend((g.key(key), flat[1]))
