@@ -688,6 +688,20 @@ def test_lost_replies_of_pieces_count_each_event_once(proxy: Proxy, small_pieces
         same_over_weeks(st_, want)
 
 
+def purchases_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[dict[str, Any]], np.ndarray, record.Part]:
+    """A batch over eight weeks, each row's week, and a piece of its purchases of three weeks
+    or more (PIECES 4)."""
+    monkeypatch.setattr(record, "PIECES", 4)
+    batch = over_weeks(600, seed=5)
+    cols = parse_batch(batch, bitstat.Schema(**SETTINGS))
+    parts = record.parts_of(cols)
+    assert parts is not None
+    piece = next(p for p in parts if p.name == "purchase" and len(p.weeks) > 2)
+    return batch, record.week_numbers(cols.wall), piece
+
+
 def test_weeks_of_a_piece_cut_after_the_servers_scripts_were_lost_have_their_sums_checked(
     fresh: bitstat.Stats, client: Any, small_pieces: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -699,13 +713,7 @@ def test_weeks_of_a_piece_cut_after_the_servers_scripts_were_lost_have_their_sum
     check had seen them: an event that carried a total past the limit on the way (+2e307 onto
     9e307, then -2e307) was recorded. A part's weeks now go in the round that cut it, before
     any check, under the batch's bound."""
-    monkeypatch.setattr(record, "PIECES", 4)
-    batch = over_weeks(600, seed=5)
-    cols = parse_batch(batch, bitstat.Schema(**SETTINGS))
-    weeks = record.week_numbers(cols.wall)
-    parts = record.parts_of(cols)
-    assert parts is not None
-    piece = next(p for p in parts if p.name == "purchase" and len(p.weeks) > 2)
+    batch, weeks, piece = purchases_cut(monkeypatch)
     first, second = piece.weeks[:2]  # an earlier try wrote the first week of this piece
     up, down = [int(r) for r in piece.rows if weeks[r] == second][:2]
     for r, amount in ((up, 2e307), (down, -2e307)):  # the same keys, a net 0
@@ -738,13 +746,7 @@ def test_weeks_cut_from_a_piece_after_its_sums_check_keep_its_rejected_events_in
     its marker kept left them out: a retry after a death before the batch's last mark read
     the week in, and reported the event rejected by the first try neither rejected nor
     recorded."""
-    monkeypatch.setattr(record, "PIECES", 4)
-    batch = over_weeks(600, seed=5)
-    cols = parse_batch(batch, bitstat.Schema(**SETTINGS))
-    weeks = record.week_numbers(cols.wall)
-    parts = record.parts_of(cols)
-    assert parts is not None
-    piece = next(p for p in parts if p.name == "purchase" and len(p.weeks) > 2)
+    batch, weeks, piece = purchases_cut(monkeypatch)
     other, mine = piece.weeks[:2]  # written by another sender; holding the event rejected
     bad = next(int(r) for r in piece.rows if weeks[r] == mine)
     batch[bad]["amount"] = 2e307
