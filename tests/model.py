@@ -119,6 +119,12 @@ def wall_time(value: Any, tz: ZoneInfo) -> datetime:
     raise ValueError(f"not a time: {value!r}")
 
 
+def real_wall(wall: datetime, tz: ZoneInfo) -> datetime:
+    """An event's wall time that the clocks jumped over (02:30 on a spring-forward day) as the
+    instant Python reads (the offset before the jump: 03:30); any other as it is."""
+    return wall.replace(tzinfo=tz).astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+
+
 def endpoint(value: Any, tz: ZoneInfo, fine: str) -> Span:
     """What a range endpoint stands for: a label or date its bucket, an exact time its `fine`."""
     if isinstance(value, str):
@@ -365,6 +371,8 @@ class Model:
             raise Rejected("time type")
         try:
             wall = wall_time(t, self.tz)
+            if not isinstance(t, (int, float)):
+                wall = real_wall(wall, self.tz)
         except (ValueError, OverflowError) as exc:
             raise Rejected(f"time {t!r}") from exc
         latest = datetime.now(UTC) + self.horizon

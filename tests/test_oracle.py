@@ -675,6 +675,31 @@ def test_mapped_ids_agree_with_model(
     run(server_url, fresh(), cfg, names, events, data)
 
 
+@pytest.mark.parametrize("form", ["naive", "text", "aware"])
+def test_a_time_the_clocks_jumped_over_is_in_the_model_where_bitstat_puts_it(
+    server_url: str, fresh: Callable[[], str], form: str
+) -> None:
+    """02:30 on a spring-forward day never happened: bitstat reads it as Python does (03:30),
+    and so must the model (a CI run's draw found them apart); the repeated 02:30 of the
+    autumn stays in T02."""
+    cfg = base_settings("map", "user", "Europe/Amsterdam", ("hour", "day"))
+    model = Model(**cfg)
+    zone = ZoneInfo("Europe/Amsterdam")
+    walls = [datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 2, 30)]
+    times = {
+        "naive": walls,
+        "text": [w.isoformat() for w in walls],
+        "aware": [w.replace(tzinfo=zone) for w in walls],
+    }[form]
+    events = [{"event": "login", "time": t, "user": f"u{i}"} for i, t in enumerate(times)]
+    with bitstat.connect(server_url, namespace=fresh(), schema=bitstat.Schema(**cfg)) as st_:
+        assert st_.track_many(events).recorded == model.track_many(events)[0] == 2
+        for day in ("2026-03-29", "2026-10-25"):
+            both(st_, model, "series", "login", day, None, by="hour", metric="unique")
+        spring = st_.series("login", "2026-03-29", None, by="hour", metric="unique")
+        assert [label for label, n in spring if n] == ["2026-03-29T03"]
+
+
 @settings(EXAMPLES, max_examples=15)
 @given(data=st.data(), ids=st.sampled_from(["int", "map"]))
 def test_events_tracked_ahead_agree_with_model(
