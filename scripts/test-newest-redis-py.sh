@@ -23,7 +23,7 @@ fi
 echo "redis-py: $("$venv/bin/python" -c 'import redis; print(redis.__version__)')"
 cd "$root"
 set +e
-env -u BITSTAT_TEST_REDIS_URL "$venv/bin/python" -m pytest -n 2 -q -p no:cacheprovider \
+env -u BITSTAT_TEST_REDIS_URL "$venv/bin/python" -m pytest -n auto -q -p no:cacheprovider \
     tests/test_aio.py tests/test_errors.py::test_connection_errors tests/test_timeouts.py \
     tests/test_all_or_nothing.py tests/test_exactly_once.py tests/test_faults.py \
     tests/test_numbering_overlap.py tests/test_queue.py tests/test_track_ahead.py \

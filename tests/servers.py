@@ -6,9 +6,12 @@ at the end; nothing here flushes a database, so tests isolate themselves by name
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -102,6 +105,7 @@ class Cluster:
         self.slots = slots or [[(bounds[i], bounds[i + 1] - 1)] for i in range(masters)]
         self.ports: list[int] = []
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._nodes: list[_Node] = []
 
     @property
     def url(self) -> str:
@@ -115,41 +119,39 @@ class Cluster:
         except BaseException:
             self.stop()
             raise
+        _start_spares(self.binary, self.masters)  # for the next cluster, while this one works
         return self.url
 
     def stop(self) -> None:
         stop_all(self._processes)
+        for node in self._nodes:
+            node.remove_dir()
+        self._nodes.clear()
 
     def node(self, index: int) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.ports[index], socket_timeout=5)
 
     def _start_node(self, index: int, timeout: float, attempts: int = 3) -> None:
+        spare = _take_spare(self.binary, timeout)
+        if spare is not None:
+            self._adopt(spare)
+            return
         node_dir = self.root / f"node{index}"
         node_dir.mkdir(parents=True, exist_ok=True)
-        log = node_dir / "server.log"
         for _ in range(attempts):
-            port, bus_port = _free_port(), _free_port()
-            # fmt: off
-            process = subprocess.Popen(
-                [self.binary,
-                 "--port", str(port), "--cluster-port", str(bus_port),
-                 "--bind", "127.0.0.1", "--protected-mode", "yes",
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "5000",
-                 "--dir", str(node_dir), "--logfile", str(log),
-                 "--save", "", "--appendonly", "no"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            # fmt: on
-            if _answers(process, port, timeout):
-                self.ports.append(port)
-                self._processes.append(process)
+            node = _Node.start(self.binary, NODE_TIMEOUT_MS, node_dir)
+            if _answers(node.process, node.port, timeout):
+                self._adopt(node)
                 return
-            process.kill()
-            process.wait()
+            node.stop()
+        log = node_dir / "server.log"
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise RuntimeError(f"cluster node {index} did not start:\n{tail}")
+
+    def _adopt(self, node: _Node) -> None:
+        self.ports.append(node.port)
+        self._processes.append(node.process)
+        self._nodes.append(node)
 
     def _form(self, timeout: float) -> None:
         nodes = [self.node(i) for i in range(self.masters)]
@@ -168,7 +170,9 @@ class Cluster:
                 if time.monotonic() > deadline:
                     views = "\n".join(str(n.execute_command("CLUSTER NODES")) for n in nodes)
                     raise RuntimeError(f"cluster did not converge within {timeout}s:\n{views}")
-                time.sleep(0.05)
+                time.sleep(0.02)
+            for node in nodes:  # spares formed it with a short timeout (see _spares)
+                node.config_set("cluster-node-timeout", NODE_TIMEOUT_MS)
         finally:
             for node in nodes:
                 node.close()
@@ -214,6 +218,77 @@ def _slot_map(cluster_nodes: dict[str, dict[str, Any]]) -> frozenset[tuple[str, 
             return frozenset()
         view.add((address, repr(sorted(node["slots"]))))
     return frozenset(view)
+
+
+NODE_TIMEOUT_MS = 5000
+
+
+class _Node:
+    """A cluster-enabled server process, not in a cluster yet."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, dir: Path, spare: bool):
+        self.process, self.port, self.dir, self.spare = process, port, dir, spare
+
+    @classmethod
+    def start(cls, binary: str, timeout_ms: int, node_dir: Path | None = None) -> _Node:
+        spare = node_dir is None
+        node_dir = Path(tempfile.mkdtemp(prefix="bitstat-node-")) if node_dir is None else node_dir
+        port, bus_port = _free_port(), _free_port()
+        # fmt: off
+        process = subprocess.Popen(
+            [binary,
+             "--port", str(port), "--cluster-port", str(bus_port),
+             "--bind", "127.0.0.1", "--protected-mode", "yes",
+             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+             "--cluster-node-timeout", str(timeout_ms),
+             "--dir", str(node_dir), "--logfile", str(node_dir / "server.log"),
+             "--save", "", "--appendonly", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        # fmt: on
+        return cls(process, port, node_dir, spare)
+
+    def stop(self) -> None:
+        stop_all([self.process])
+        self.remove_dir()
+
+    def remove_dir(self) -> None:
+        if self.spare:  # (a cluster's own node dirs stay in its root, for a failed test's logs)
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# A new cluster node stays "fail" for its first 2 s (Valkey's CLUSTER_WRITABLE_DELAY): a cluster
+# of nodes just started waits 2 s however fast it forms. Once a process has formed a cluster,
+# nodes for the next start ahead and wait those seconds out while tests run. A master that spent
+# them without slots counts itself in a minority, and waits its node timeout (at least 0.5 s)
+# before "ok": spares start with that least timeout, set to the usual once formed.
+SPARE_TIMEOUT_MS = 500
+_spares: dict[str, list[_Node]] = {}
+
+
+def _take_spare(binary: str, timeout: float) -> _Node | None:
+    spares = _spares.get(binary, [])
+    while spares:
+        node = spares.pop(0)
+        if _answers(node.process, node.port, timeout):
+            return node
+        node.stop()
+    return None
+
+
+def _start_spares(binary: str, wanted: int) -> None:
+    spares = _spares.setdefault(binary, [])
+    while len(spares) < wanted:
+        spares.append(_Node.start(binary, SPARE_TIMEOUT_MS))
+
+
+@atexit.register
+def stop_spares() -> None:
+    """Stop the nodes started ahead (at exit, and at the end of a pytest session)."""
+    for spares in _spares.values():
+        while spares:
+            spares.pop().stop()
 
 
 def _answers(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
