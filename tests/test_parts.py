@@ -232,6 +232,41 @@ class Died(Exception):
     """The process dies here (nothing of bitstat catches it)."""
 
 
+def test_the_first_part_is_planned_while_the_server_numbers_the_values(
+    fresh: bitstat.Stats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is marked as going in parts before its new values are sent to be numbered, so
+    the mark's answer does not wait for them: the first part is planned meanwhile, and their
+    ids read after (the mark sent after the values waited for them, and planning began once
+    they were numbered)."""
+    steps: list[str] = []
+
+    def spied(method: str) -> None:
+        real = getattr(Transport, method)
+
+        def step(self: Transport, *args: Any, **kwargs: Any) -> Any:
+            steps.append(method)
+            return (yield from real(self, *args, **kwargs))
+
+        monkeypatch.setattr(Transport, method, step)
+
+    for method in ("mark_parts", "send_values", "values_sent", "send_apply"):
+        spied(method)
+    real_planning = record.planning
+
+    def planning(*args: Any, **kwargs: Any) -> Any:
+        steps.append("planning")
+        return real_planning(*args, **kwargs)
+
+    monkeypatch.setattr(record, "planning", planning)
+    batch = events(300, seed=11)
+    assert fresh.track_many(batch).recorded == len(batch)
+    assert steps[:4] == ["mark_parts", "send_values", "planning", "values_sent"]
+    want = Model(**SETTINGS)
+    want.track_many(batch)
+    same_for_every_name(fresh, want)
+
+
 def dying_at(monkeypatch: pytest.MonkeyPatch, method: str, nth: int) -> None:
     """The `nth` call of a Transport step raises Died before it does anything, once."""
     real = getattr(Transport, method)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -695,7 +695,6 @@ class Recording:
             if present:
                 found = yield from self.offsets([cols.actors[i] for i in present])
                 offsets[present] = found
-        numbering = yield from self.send_numbering(cols)
         rejected = list(cols.rejected)
         overflow: list[tuple[int, str]] = []
         clock = time.time()
@@ -707,11 +706,25 @@ class Recording:
         if in_parts or chosen:
             parts = parts_of(cols, forced=in_parts)
             if parts is not None:
+                # marked before the values are sent: its answer comes at once, and the first
+                # part is planned while the server numbers them
+                held = yield from self.marked_in_parts(batch_id, ttl)
+                numbering = yield from self.send_numbering(cols)
                 return (
                     yield from self.record_parts(
-                        cols, offsets, numbering, parts, batch_id, ttl, clock, bound, again
+                        cols,
+                        offsets,
+                        numbering,
+                        parts,
+                        batch_id,
+                        ttl,
+                        clock,
+                        bound,
+                        again,
+                        held=held,
                     )
                 )
+        numbering = yield from self.send_numbering(cols)
         applied_tags: set[str] = set()
         # whether this call wrote the namespace's group, last, whose marker says the batch is
         # in: that call reports the batch (another sender of the same id, concurrent on a
@@ -872,6 +885,16 @@ class Recording:
         except (ConnectionError, ServerError) as exc:
             log.info("bitstat: a queue claim's batch markers keep their long expiry: %s", exc)
 
+    def marked_in_parts(self, batch_id: str, ttl: int) -> Op[bytes | None]:
+        """Mark the batch as going in parts: None, or what its marker held (`IN_PARTS`: an
+        earlier try goes in parts; else the batch went in meanwhile)."""
+        marker = self.keys.batch(self.keys.meta_tag, batch_id)
+        # (kept past the deadline of this try: the parts' markers are set until then)
+        held: bytes | None = yield call(
+            Transport.mark_parts, marker, ttl + int(self.deadline) + LATE_PARTS
+        )
+        return held
+
     def record_parts(
         self,
         cols: Columns,
@@ -883,6 +906,7 @@ class Recording:
         clock: float,
         bound: float,
         again: bool,
+        held: bytes | Literal[False] | None = False,
     ) -> Op[TrackResult]:
         """`record_once` of a batch in parts (`parts_of`), on a single server.
 
@@ -893,10 +917,12 @@ class Recording:
         markers, and the next one planned while the server writes it; a part is all or
         nothing, and a part one of whose weeks is marked writes nothing: its weeks are then
         sent one by one (those marked answer without writing). Once every part is in, the
-        batch's marker says so."""
+        batch's marker says so. `held`: what `marked_in_parts` found, when the caller marked
+        the batch (before it sent the values to number, whose answer the mark then waits
+        not for)."""
         marker = self.keys.batch(self.keys.meta_tag, batch_id)
-        # (kept past the deadline of this try: the parts' markers are set until then)
-        held = yield call(Transport.mark_parts, marker, ttl + int(self.deadline) + LATE_PARTS)
+        if held is False:
+            held = yield from self.marked_in_parts(batch_id, ttl)
         if held is not None and held != IN_PARTS:  # the batch went in meanwhile
             if self.replicated:  # (acknowledged once a replica has it, as a whole write is)
                 yield call(Transport.confirm, marker, ttl)
