@@ -267,6 +267,36 @@ def test_the_first_part_is_planned_while_the_server_numbers_the_values(
     same_for_every_name(fresh, want)
 
 
+def test_a_batch_the_mark_finds_in_sends_no_values_to_number(
+    fresh: bitstat.Stats, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another sender of the batch id completes the batch between the look at its marker and
+    the mark: the mark answers with it, and its values are not sent to be numbered (their
+    replies, never read, closed their connection: the next call made it again, and the client
+    forgot every id it had learnt, as after a server's restart)."""
+    steps: list[str] = []
+    real_mark, real_send = Transport.mark_parts, Transport.send_values
+
+    def mark(self: Transport, key: str, ttl: int) -> Any:
+        client.set(key, b"1")  # the other sender's batch went in meanwhile
+        steps.append("mark_parts")
+        return (yield from real_mark(self, key, ttl))
+
+    def send(self: Transport, *args: Any) -> Any:
+        steps.append("send_values")
+        return (yield from real_send(self, *args))
+
+    monkeypatch.setattr(Transport, "send_values", send)
+    batch = events(300, seed=11)
+    with monkeypatch.context() as m:
+        m.setattr(Transport, "mark_parts", mark)
+        assert fresh.track_many(batch, batch_id="b").recorded == 0
+    assert steps == ["mark_parts"]
+    made = fresh._store.links.made
+    fresh.track_many(events(5, seed=3))
+    assert fresh._store.links.made == made  # (no connection made again)
+
+
 def dying_at(monkeypatch: pytest.MonkeyPatch, method: str, nth: int) -> None:
     """The `nth` call of a Transport step raises Died before it does anything, once."""
     real = getattr(Transport, method)

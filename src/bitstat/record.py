@@ -709,7 +709,13 @@ class Recording:
                 # marked before the values are sent: its answer comes at once, and the first
                 # part is planned while the server numbers them
                 held = yield from self.marked_in_parts(batch_id, ttl)
-                numbering = yield from self.send_numbering(cols)
+                # (a batch the mark finds in answers at once: values sent to be numbered then
+                # would go unread, their connection closed, and the client forget its ids)
+                numbering = (
+                    (yield from self.send_numbering(cols))
+                    if held is None or held == IN_PARTS
+                    else Numbering()
+                )
                 return (
                     yield from self.record_parts(
                         cols,
