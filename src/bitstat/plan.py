@@ -334,20 +334,24 @@ def planning(
     )
     actor_keys: dict[tuple[int, str, str], str] = {}
 
-    def add_bits(
-        c: int, shard: int, chunk: Chunk, segment: str = "", kept: Callable[..., Any] = labels
-    ) -> None:
-        add_chunks(c, shard, [chunk], segment, kept)
+    # (period, label, actor set key) per group, shard and family: a group's segment values
+    # share them
+    targets_of: dict[tuple[int, int, Callable[..., Any]], list[tuple[str, str, str]]] = {}
 
     def add_chunks(
         c: int, shard: int, chunks: list[Chunk], segment: str, kept: Callable[..., Any]
     ) -> None:
-        event, bb = split(c)
+        targets = targets_of.get((c, shard, kept))
+        if targets is None:
+            event, bb = split(c)
+            targets = targets_of[(c, shard, kept)] = []
+            for period, label in kept(bb).items():
+                base_key = actor_keys.get((shard, event, label))
+                if base_key is None:
+                    base_key = actor_keys[(shard, event, label)] = keys.actors(shard, event, label)
+                targets.append((period, label, base_key))
         dest = per_shard[shard]
-        for period, label in kept(bb).items():
-            base_key = actor_keys.get((shard, event, label))
-            if base_key is None:
-                base_key = actor_keys[(shard, event, label)] = keys.actors(shard, event, label)
+        for period, label, base_key in targets:
             key = base_key + segment
             found = dest.get(key)
             if found is None:
@@ -390,8 +394,12 @@ def planning(
         actor_groups = list(shard_groups(rows_cb))
     if hourly:  # an hour's bits to its hour; its day's, week's, ... once per day
         days: dict[tuple[int, int], list[Chunk]] = {}
+        hour_of: dict[int, str | None] = {}  # (none: past its retention)
         for c, shard, chunk in actor_groups:
-            hour = hour_label(c & BUCKET_MASK).get("hour")  # (none: past its retention)
+            bb = c & BUCKET_MASK
+            hour = hour_of.get(bb, "")
+            if hour == "":
+                hour = hour_of[bb] = hour_label(bb).get("hour")
             if hour is not None:  # add_bits, with less work a group: a backfill has many
                 key = keys.actors(shard, names[c >> BUCKET_BITS], hour)
                 dest = per_shard[shard]
@@ -492,9 +500,15 @@ def planning(
                 suffix = suffixes.get(value)
                 if suffix is None:
                     suffix = suffixes[value] = keys.segment(prop, encode_value(value))
-                add_bits(group[0], shard, chunk, suffix, family)
+                add_chunks(group[0], shard, [chunk], suffix, family)
 
     for (event, period, label), m in metrics.items():
+        if len(m) == 1:  # an event count alone (a backfill's hours): one field, no lists
+            [(f, v)] = m.items()
+            if not f.startswith("s:"):
+                key, tag = keys.metrics(event, label), keys.event_tag(event)
+                b.increment(key, f, int(v), period, label, tag)
+                continue
         ints: list[tuple[str, Any]] = []
         floats: list[tuple[str, Any]] = []
         for f, v in m.items():

@@ -181,14 +181,15 @@ class Builder:
         # keys fed by the very same chunks (a day, its week, month, year) share one op
         shared: dict[tuple[int, ...], tuple[Offsets | Bitmap, list[int], list[str]]] = {}
         singles: list[int] = []  # (k, offset) pairs of sets given few offsets: one E op for all
+        index = g._index  # (`g.key`, looked up here first: a backfill has many keys)
         for key, chunks in by_key.items():
             if expiring and key in periods_of:
                 self.expire(g, key, *periods_of[key])
             if len(chunks) == 1 and len(chunks[0]) == 1:  # one event's bit: a backfill's hours
-                singles += (g.key(key), int(chunks[0][0]))
+                singles += (index.get(key) or g.key(key), int(chunks[0][0]))
                 continue
             if sum(map(len, chunks)) <= FEW_PAIRS:  # a few events' bits: a backfill's days
-                k = g.key(key)
+                k = index.get(key) or g.key(key)
                 for offset in sorted(set(map(int, chain.from_iterable(chunks)))):
                     singles += (k, offset)
                 continue
@@ -228,6 +229,16 @@ class Builder:
             g.args += ["P", bitmap.first, bitmap.payload]
             for k in targets:
                 g.args += ["O", k]
+
+    def increment(self, key: str, field: str, incr: int, period: str, label: str, tag: str) -> None:
+        """`pairs` of one integer field."""
+        if 0 <= incr <= UINT32:  # (packed with the others: 8 bytes, not 5 arguments)
+            g = self.group(tag)
+            g.increments.setdefault(field, []).extend((g.key(key), incr))
+            if self.expiring:
+                self.expire(g, key, period, label)
+        else:
+            self.pairs("H", key, [(field, incr)], period, label, tag)
 
     def pairs(
         self,
