@@ -96,6 +96,7 @@ class Keys:
         self.id_reverse_prefix = f"{self.ids_tag}:r:"
         self.id_alias_prefix = f"{self.ids_tag}:al:"
         self._event_tags: dict[str, str] = {}
+        self._actor_prefixes: dict[tuple[int, str], str] = {}
 
     # tags: every key of one tag lands in one cluster slot
     def shard_tag(self, shard: int) -> str:
@@ -164,7 +165,13 @@ class Keys:
     def actors(
         self, shard: int, event: str, label: str, segment: tuple[str, str] | None = None
     ) -> str:
-        key = f"{self.shard_tag(shard)}:a:{escape(event)}:{label}"
+        prefix = self._actor_prefixes.get((shard, event))
+        if prefix is None:  # (a backfill names an event's actor set of ~1,300 hours a batch)
+            if len(self._actor_prefixes) > 10_000:
+                self._actor_prefixes.clear()
+            prefix = f"{self.shard_tag(shard)}:a:{escape(event)}:"
+            self._actor_prefixes[(shard, event)] = prefix
+        key = prefix + label
         if segment is None:
             return key
         return key + self.segment(*segment)
