@@ -398,12 +398,11 @@ def planning(
         actor_groups = list(shard_groups(rows_cb))
     if hourly:  # an hour's bits to its hour; its day's, week's, ... once per day
         days: dict[tuple[int, int], list[Chunk]] = {}
-        hour_of: dict[int, str | None] = {}  # (none: past its retention)
         for c, shard, chunk in actor_groups:
             bb = c & BUCKET_MASK
-            hour = hour_of.get(bb, "")
-            if hour == "":
-                hour = hour_of[bb] = hour_label(bb).get("hour")
+            kept = hours.get(bb)  # (`hour_label`, its cache read here first)
+            hour = (kept if kept is not None else hour_label(bb)).get("hour")  # (none: past
+            # its retention)
             if hour is not None:  # add_bits, with less work a group: a backfill has many
                 key = keys.actors(shard, names[c >> BUCKET_BITS], hour)
                 dest = per_shard[shard]

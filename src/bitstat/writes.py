@@ -231,14 +231,16 @@ class Builder:
                 g.args += ["O", k]
 
     def increment(self, key: str, field: str, incr: int, period: str, label: str, tag: str) -> None:
-        """`pairs` of one integer field."""
-        if 0 <= incr <= UINT32:  # (packed with the others: 8 bytes, not 5 arguments)
-            g = self.group(tag)
+        """Add `incr` to one field of a hash."""
+        g = self.group(tag)
+        if 0 <= incr <= UINT32:
+            # most of a backfill's hours hold one event or two: packed with the others' in one
+            # N op, 8 bytes, not 5 arguments
             g.increments.setdefault(field, []).extend((g.key(key), incr))
-            if self.expiring:
-                self.expire(g, key, period, label)
         else:
-            self.pairs("H", key, [(field, incr)], period, label, tag)
+            g.args += ["H", g.key(key), 1, field, incr]
+        if self.expiring:
+            self.expire(g, key, period, label)
 
     def pairs(
         self,
@@ -250,17 +252,16 @@ class Builder:
         tag: str,
     ) -> None:
         flat = list(chain.from_iterable(items))
-        if flat:
-            g = self.group(tag)
-            if code == "H" and len(flat) == 2 and type(flat[1]) is int and 0 <= flat[1] <= UINT32:
-                # one field of a hash (a backfill's hours: most keys hold one event): packed
-                # with the others, 8 bytes, not 5 arguments
-                g.increments.setdefault(flat[0], []).extend((g.key(key), flat[1]))
-            else:
-                g.sums = g.sums or code == "F"
-                g.args += [code, g.key(key), len(flat) // 2, *flat]
-            if self.expiring:
-                self.expire(g, key, period, label)
+        if not flat:
+            return
+        if code == "H" and len(flat) == 2 and type(flat[1]) is int:
+            self.increment(key, flat[0], flat[1], period, label, tag)
+            return
+        g = self.group(tag)
+        g.sums = g.sums or code == "F"
+        g.args += [code, g.key(key), len(flat) // 2, *flat]
+        if self.expiring:
+            self.expire(g, key, period, label)
 
 
 class Offsets(NamedTuple):
