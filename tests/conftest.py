@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,17 @@ def pytest_xdist_auto_num_workers() -> int:
     on 2 cores 3 workers took 346 s where 2 took 396 s, and 4 took 367 s."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cores or 1) * 3 // 2)
+
+
+def pytest_configure() -> None:
+    # SIGTERM ends a run as Ctrl-C does, so the fixtures' teardowns stop the servers they
+    # started (by default the process died where it stood, and its test clusters ran on)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_sessionfinish() -> None:

@@ -223,6 +223,12 @@ def _slot_map(cluster_nodes: dict[str, dict[str, Any]]) -> frozenset[tuple[str, 
 NODE_TIMEOUT_MS = 5000
 
 
+# A server this process starts gets SIGKILL when the process dies, however it dies (a worker
+# SIGKILLed, say: no teardown runs), where setpriv is there (Linux's util-linux). The signal
+# goes when the starting *thread* ends: nodes are started from the main thread.
+DIE_WITH_US = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
 class _Node:
     """A cluster-enabled server process, not in a cluster yet."""
 
@@ -236,7 +242,7 @@ class _Node:
         port, bus_port = _free_port(), _free_port()
         # fmt: off
         process = subprocess.Popen(
-            [binary,
+            [*DIE_WITH_US, binary,
              "--port", str(port), "--cluster-port", str(bus_port),
              "--bind", "127.0.0.1", "--protected-mode", "yes",
              "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",

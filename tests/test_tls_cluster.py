@@ -20,7 +20,7 @@ import bitstat
 import bitstat.aio
 from bitstat.store import cluster_address
 from exactly import batches, model, same_answers, schema
-from servers import SLOTS, _free_port, namespace_placed, stop_all
+from servers import DIE_WITH_US, SLOTS, _free_port, namespace_placed, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,8 @@ class TLSCluster:
         c = self.certs
         # fmt: off
         process = subprocess.Popen(
-            [self.binary, "--port", "0", "--tls-port", str(port), "--cluster-port", str(bus),
+            [*DIE_WITH_US, self.binary,
+             "--port", "0", "--tls-port", str(port), "--cluster-port", str(bus),
              "--tls-cluster", "yes", "--tls-replication", "yes", "--tls-auth-clients", "no",
              "--tls-cert-file", str(c["crt"]), "--tls-key-file", str(c["key"]),
              "--tls-ca-cert-file", str(c["ca"]),
