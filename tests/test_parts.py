@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 import bitstat
 import bitstat.aio
 import servers
-from bitstat import calls, record
+from bitstat import calls, record, store
 from bitstat.events import parse_batch
 from bitstat.keys import Keys
 from bitstat.transport import Script, Transport
@@ -238,7 +238,8 @@ def test_the_first_part_is_planned_while_the_server_numbers_the_values(
     """The batch is marked as going in parts before its new values are sent to be numbered, so
     the mark's answer does not wait for them: the first part is planned meanwhile, and their
     ids read after (the mark sent after the values waited for them, and planning began once
-    they were numbered)."""
+    they were numbered). Its new actor ids go to be mapped first, and the values are made
+    ready and sent while the server maps them (the client waited for the ids before)."""
     steps: list[str] = []
 
     def spied(method: str) -> None:
@@ -250,7 +251,7 @@ def test_the_first_part_is_planned_while_the_server_numbers_the_values(
 
         monkeypatch.setattr(Transport, method, step)
 
-    for method in ("mark_parts", "send_values", "values_sent", "send_apply"):
+    for method in ("mark_parts", "send_ids", "send_values", "ids_sent", "values_sent"):
         spied(method)
     real_planning = record.planning
 
@@ -261,7 +262,14 @@ def test_the_first_part_is_planned_while_the_server_numbers_the_values(
     monkeypatch.setattr(record, "planning", planning)
     batch = events(300, seed=11)
     assert fresh.track_many(batch).recorded == len(batch)
-    assert steps[:4] == ["mark_parts", "send_values", "planning", "values_sent"]
+    assert steps[:6] == [
+        "mark_parts",
+        "send_ids",
+        "send_values",
+        "ids_sent",
+        "planning",
+        "values_sent",
+    ]
     want = Model(**SETTINGS)
     want.track_many(batch)
     same_for_every_name(fresh, want)
@@ -271,22 +279,28 @@ def test_a_batch_the_mark_finds_in_sends_no_values_to_number(
     fresh: bitstat.Stats, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another sender of the batch id completes the batch between the look at its marker and
-    the mark: the mark answers with it, and its values are not sent to be numbered (their
-    replies, never read, closed their connection: the next call made it again, and the client
-    forgot every id it had learnt, as after a server's restart)."""
+    the mark: the mark answers with it, and neither its actor ids nor its values are sent to
+    be numbered (their replies, never read, closed their connections: the next call made them
+    again, and the client forgot every id it had learnt, as after a server's restart)."""
     steps: list[str] = []
-    real_mark, real_send = Transport.mark_parts, Transport.send_values
+    real_mark = Transport.mark_parts
 
     def mark(self: Transport, key: str, ttl: int) -> Any:
         client.set(key, b"1")  # the other sender's batch went in meanwhile
         steps.append("mark_parts")
         return (yield from real_mark(self, key, ttl))
 
-    def send(self: Transport, *args: Any) -> Any:
-        steps.append("send_values")
-        return (yield from real_send(self, *args))
+    def spied(method: str) -> None:
+        real = getattr(Transport, method)
 
-    monkeypatch.setattr(Transport, "send_values", send)
+        def step(self: Transport, *args: Any) -> Any:
+            steps.append(method)
+            return (yield from real(self, *args))
+
+        monkeypatch.setattr(Transport, method, step)
+
+    spied("send_ids")
+    spied("send_values")
     batch = events(300, seed=11)
     with monkeypatch.context() as m:
         m.setattr(Transport, "mark_parts", mark)
@@ -295,6 +309,36 @@ def test_a_batch_the_mark_finds_in_sends_no_values_to_number(
     made = fresh._store.links.made
     fresh.track_many(events(5, seed=3))
     assert fresh._store.links.made == made  # (no connection made again)
+
+
+@pytest.mark.parametrize("lost", [1, 2], ids=["the-actor-ids", "the-values"])
+def test_a_reply_lost_while_the_batch_was_numbered_counts_it_once(
+    fresh: bitstat.Stats, monkeypatch: pytest.MonkeyPatch, lost: int
+) -> None:
+    """A batch in parts sends its new actor ids, then its new values, without waiting, and
+    reads their numbers after: the connection of either breaks once the server has numbered
+    them. The try fails before any part is written; the next numbers them again (get or
+    create: the same numbers) and the batch counts once, every actor where it belongs."""
+    reads = {"n": 0}
+    read = store.Unread.read
+
+    def breaking(self: store.Unread) -> list[Any]:
+        replies = read(self)  # the server did number them
+        reads["n"] += 1
+        if reads["n"] == lost:
+            raise redis.ConnectionError("connection lost reading the numbers")
+        return replies
+
+    monkeypatch.setattr(store.Unread, "read", breaking)
+    want = Model(**SETTINGS)
+    for n, batch in enumerate(batches(2, 300, seed=91)):
+        assert fresh.track_many(batch, batch_id=f"b{n}").recorded == len(batch)
+        want.track_many(batch, batch_id=f"b{n}")
+    assert reads["n"] > lost
+    same_for_every_name(fresh, want)
+    for name in {r.event for r in want.records}:
+        got = fresh.actors(name).month(2026, 11).ids()
+        assert sorted(got) == sorted(want.actors(name).month(2026, 11).ids())
 
 
 def dying_at(monkeypatch: pytest.MonkeyPatch, method: str, nth: int) -> None:

@@ -35,7 +35,15 @@ from .keys import REVERSE_BUCKET_BITS, Keys, member_text
 from .plan import UNNUMBERED, Planning, finished, planning, started, sum_bound_of
 from .schema import ExpireChange, PeriodAdded, Schema, read_stored
 from .single import Single, parse_one, plan_one, sum_bound_one
-from .transport import FIRST_BACKOFF, Transport, apply_call, backed_off, call, values_call
+from .transport import (
+    FIRST_BACKOFF,
+    Transport,
+    apply_call,
+    backed_off,
+    call,
+    ids_pieces,
+    values_call,
+)
 from .writes import Group, WritePlan
 
 DEFAULT_BATCH_TTL = 7 * 86400  # how long a batch id is remembered: retries come sooner
@@ -338,6 +346,20 @@ class Numbering:
     )  # (rule, rows, their values, (event, property), its cache, the values sent), a call each
     ticket: Any = None  # of the calls sent, until their ids are read
     generation: int = 0  # the namespace's identity generation when the values were looked up
+
+
+@dataclass
+class IdMapping:
+    """A batch's actor ids on their way to bit offsets (`Recording.send_offsets`): the rows
+    with an actor, their ids, and those new to this client sent to be mapped."""
+
+    rows: list[int]
+    ids: list[str]
+    cache: dict[str, int]  # the one the ids were looked up in
+    generation: int  # the namespace's identity generation then
+    missing: list[str] = field(default_factory=list)  # the ids new to this client
+    calls: list[tuple[list[str], list[Any]]] = field(default_factory=list)  # sent for them
+    ticket: Any = None  # of those, until their offsets are read
 
 
 class Recording:
@@ -687,14 +709,6 @@ class Recording:
         links_seen = self.links_seen
         if isinstance(cols, Single):
             return (yield from self.record_single(cols, batch_id, ttl, again=again))
-        if isinstance(cols.actors, np.ndarray):
-            offsets = cols.actors
-        else:
-            offsets = np.full(len(cols), -1, dtype=np.int64)
-            present = [i for i, a in enumerate(cols.actors) if a is not None]
-            if present:
-                found = yield from self.offsets([cols.actors[i] for i in present])
-                offsets[present] = found
         rejected = list(cols.rejected)
         overflow: list[tuple[int, str]] = []
         clock = time.time()
@@ -709,13 +723,17 @@ class Recording:
                 # marked before the values are sent: its answer comes at once, and the first
                 # part is planned while the server numbers them
                 held = yield from self.marked_in_parts(batch_id, ttl)
-                # (a batch the mark finds in answers at once: values sent to be numbered then
-                # would go unread, their connection closed, and the client forget its ids)
-                numbering = (
-                    (yield from self.send_numbering(cols))
-                    if held is None or held == IN_PARTS
-                    else Numbering()
-                )
+                # the actor ids new to this client go to be mapped, the values are made ready
+                # and sent to be numbered meanwhile, and the first part is planned while the
+                # server numbers them. (A batch the mark finds in answers at once: ids or
+                # values sent then would go unread, their connections closed, and the client
+                # forget what it learnt.)
+                offsets = np.full(len(cols), -1, dtype=np.int64)
+                numbering = Numbering()
+                if held is None or held == IN_PARTS:
+                    mapping = yield from self.send_offsets(cols)
+                    numbering = yield from self.send_numbering(cols)
+                    offsets = yield from self.offsets_sent(cols, mapping)
                 return (
                     yield from self.record_parts(
                         cols,
@@ -730,6 +748,13 @@ class Recording:
                         held=held,
                     )
                 )
+        if isinstance(cols.actors, np.ndarray):
+            offsets = cols.actors
+        else:
+            offsets = np.full(len(cols), -1, dtype=np.int64)
+            present = [i for i, a in enumerate(cols.actors) if a is not None]
+            if present:
+                offsets[present] = yield from self.offsets([cols.actors[i] for i in present])
         numbering = yield from self.send_numbering(cols)
         applied_tags: set[str] = set()
         # whether this call wrote the namespace's group, last, whose marker says the batch is
@@ -1161,24 +1186,59 @@ class Recording:
         missing = [c for c in dict.fromkeys(canonical) if c not in cache]
         if not missing:  # (looked up in C: a live batch knows nearly all its actors)
             return np.fromiter(map(cache.__getitem__, canonical), np.int64, len(canonical))
+        found = yield call(Transport.map_ids, *self.map_ids_args(missing))
+        return self.mapped(IdMapping([], list(canonical), cache, generation), missing, found)
+
+    def map_ids_args(self, missing: list[str]) -> tuple[Any, ...]:
         k = self.keys
         forward = [k.id_forward(c) for c in missing]
-        found = yield call(
-            Transport.map_ids,
-            k.ids_next,
-            k.id_reverse_prefix,
-            REVERSE_BUCKET_BITS,
-            forward,
-            missing,
-        )
+        return (k.ids_next, k.id_reverse_prefix, REVERSE_BUCKET_BITS, forward, missing)
+
+    def mapped(self, mapping: IdMapping, missing: list[str], found: list[int]) -> np.ndarray:
+        """The offsets of `mapping`'s ids, `missing` ones `found` on the server, which the
+        cache keeps unless the ids changed meanwhile."""
         new = dict(zip(missing, found, strict=True))
-        if self.identity_generation != generation:  # forgotten, aliased or dropped meanwhile:
-            # the numbers serve this batch (the server gave them), the mappings are not kept
-            return np.array([new[t] if t in new else cache[t] for t in canonical], np.int64)
-        numbers, kept = looked_up(cache, new, canonical)
+        cache, ids = mapping.cache, mapping.ids
+        if self.identity_generation != mapping.generation:  # forgotten, aliased or dropped
+            # meanwhile: the numbers serve this batch (the server gave them), the mappings are
+            # not kept
+            return np.array([new[t] if t in new else cache[t] for t in ids], np.int64)
+        numbers, kept = looked_up(cache, new, ids)
         if self.id_cache is cache:  # (not replaced meanwhile)
             self.id_cache = kept
         return np.array(numbers, dtype=np.int64)
+
+    def send_offsets(self, cols: Columns) -> Op[IdMapping | np.ndarray]:
+        """The bit offset of each row's actor (-1: none); or, where some ids are new to this
+        client (ids="map"), them sent to be mapped, not waited for (a single server's:
+        `offsets_sent` reads them)."""
+        if isinstance(cols.actors, np.ndarray):
+            return cols.actors
+        rows = [i for i, a in enumerate(cols.actors) if a is not None]
+        ids = [cols.actors[i] for i in rows]
+        mapping = IdMapping(rows, ids, self.id_cache, self.identity_generation)
+        mapping.missing = [c for c in dict.fromkeys(ids) if c not in mapping.cache]
+        if mapping.missing:
+            mapping.calls = ids_pieces(*self.map_ids_args(mapping.missing))
+            mapping.ticket = yield call(Transport.send_ids, mapping.calls)
+        return mapping
+
+    def offsets_sent(self, cols: Columns, mapping: IdMapping | np.ndarray) -> Op[np.ndarray]:
+        """The offsets of `send_offsets`."""
+        if isinstance(mapping, np.ndarray):
+            return mapping
+        offsets = np.full(len(cols), -1, dtype=np.int64)
+        if not mapping.rows:
+            return offsets
+        if mapping.ticket is None:
+            offsets[mapping.rows] = np.fromiter(
+                map(mapping.cache.__getitem__, mapping.ids), np.int64, len(mapping.ids)
+            )
+            return offsets
+        found = yield call(Transport.ids_sent, mapping.ticket, mapping.calls)
+        mapping.ticket = None
+        offsets[mapping.rows] = self.mapped(mapping, mapping.missing, found)
+        return offsets
 
     def send_numbering(self, cols: Columns) -> Op[Numbering]:
         """Per `unique` rule, the id of each row's value (-1: none), numbered per event and

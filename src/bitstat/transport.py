@@ -240,6 +240,26 @@ def values_call(
 NUMBERED_AT_ONCE = 20_000
 
 
+def ids_pieces(
+    next_key: str,
+    reverse_prefix: str,
+    reverse_bits: int,
+    forward: Sequence[str],
+    ids: Sequence[str],
+) -> list[tuple[list[str], list[Any]]]:
+    """ids.lua's calls on a single server, NUMBERED_AT_ONCE ids each."""
+    return [
+        ids_call(
+            next_key,
+            reverse_prefix,
+            reverse_bits,
+            forward[i : i + NUMBERED_AT_ONCE],
+            ids[i : i + NUMBERED_AT_ONCE],
+        )
+        for i in range(0, len(ids), NUMBERED_AT_ONCE)
+    ]
+
+
 def values_pieces(
     call: tuple[list[str], list[Any]], cluster: bool
 ) -> list[tuple[list[str], list[Any]]]:
@@ -588,6 +608,27 @@ class Transport:
                 )
                 error.transient = True  # (refused: nothing written, a batch tries again)
                 raise error
+        return offsets
+
+    def send_ids(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
+        """ids.lua for each (KEYS, ARGV) of `calls` (`ids_pieces`'s: a single server's; a
+        cluster's may be refused, `map_ids`), written now: the ticket of `ids_sent`, which reads
+        the offsets while the caller has worked on meanwhile."""
+        yield Doing("mapping actor ids")
+        sha = self.ids_script.sha
+        return (yield Sent([("EVALSHA", sha, len(k), *k, *a) for k, a in calls]))
+
+    def ids_sent(
+        self, ticket: Any, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> Request[list[int]]:
+        """The offsets of `send_ids`, in order."""
+        yield Doing("mapping actor ids")
+        replies = yield Received(ticket)
+        offsets: list[int] = []
+        for (keys, args), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, ScriptMissing):  # (a server restarted or flushed meanwhile)
+                reply = yield from self.script(self.ids_script, keys, args)
+            offsets += [int(x) for x in reply]
         return offsets
 
     def send_values(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
