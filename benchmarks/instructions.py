@@ -12,13 +12,15 @@ the same calls and script give the same count, to a few tenths of a percent.
 
 `capture` records a stream (`live` or `backfill` of the realistic profile, `full` of run.py's
 1c, `track`: the live stream sent one `track()` a call) on a private embedded server and saves
-each apply.lua call (keys and arguments) as the client sent it; `count` starts a fresh server
-under callgrind, loads the script (its includes expanded), replays the calls, and prints the
+each apply.lua call (keys and arguments) as the client sent it, and each call of the scripts
+that number actor ids and values (ids.lua, values.lua); `count` starts a fresh server under
+callgrind, loads the script (its includes expanded), replays the calls, and prints the
 instructions in all and per event (`--keep FILE`: callgrind's own output, for
-`callgrind_annotate`). Calls are replayed in order on an empty server, as they were made. Only
-apply.lua's calls are kept: the numbers ids.lua and values.lua gave actors and values are in
-their arguments. Compare scripts on one capture, or two captures made by two versions of the
-client, each with its own script.
+`callgrind_annotate`). Calls are replayed in order on an empty server, as they were made.
+apply.lua's calls need no numbering first: the numbers ids.lua and values.lua gave actors and
+values are in their arguments; `--of ids` (or `values`) counts those scripts' calls alone.
+Compare scripts on one capture, or two captures made by two versions of the client, each with
+its own script.
 Needs valgrind.
 """
 
@@ -67,12 +69,24 @@ def capture(kind: str, n: int, out: Path) -> None:
     one_by_one = kind == "track"
     events, schema, batch = stream("live" if one_by_one else kind, n)
     calls: list[tuple[list[str], list[Any]]] = []
+    numbering: dict[str, list[tuple[list[str], list[Any]]]] = {"ids": [], "values": []}
     made = transport.apply_call
+    made_ids, made_values = transport.ids_call, transport.values_call
 
     def keeping(group: Any, ttl: int) -> tuple[list[str], list[Any]]:
         keys, args = made(group, ttl)
         calls.append((list(keys), list(args)))
         return keys, args
+
+    def keeping_ids(*args: Any, **kwargs: Any) -> tuple[list[str], list[Any]]:
+        call = made_ids(*args, **kwargs)
+        numbering["ids"].append(call)
+        return call
+
+    def keeping_values(*args: Any, **kwargs: Any) -> tuple[list[str], list[Any]]:
+        call = made_values(*args, **kwargs)
+        numbering["values"].append(call)
+        return call
 
     with tempfile.TemporaryDirectory(prefix="bitstat-instructions-") as tmp:
         url = embedded.ensure_server(tmp)
@@ -80,6 +94,8 @@ def capture(kind: str, n: int, out: Path) -> None:
             st = bitstat.connect(url, namespace="instructions", schema=schema)
             # record.py imports it by name (the calls of a batch in parts are made there)
             transport.apply_call = record.apply_call = keeping  # type: ignore[assignment]
+            transport.ids_call = keeping_ids  # type: ignore[assignment]
+            record.values_call = keeping_values  # type: ignore[assignment]
             try:
                 if one_by_one:  # as a web app calls it: the single-event path of track()
                     for event in events:
@@ -89,11 +105,13 @@ def capture(kind: str, n: int, out: Path) -> None:
                         st.track_many(events[start : start + batch])
             finally:
                 transport.apply_call = record.apply_call = made  # type: ignore[assignment]
+                transport.ids_call, record.values_call = made_ids, made_values  # type: ignore[assignment]
                 st.close()
         finally:
             embedded.stop(tmp)
     with out.open("wb") as f:
-        pickle.dump({"kind": kind, "events": len(events), "calls": calls}, f)
+        saved = {"kind": kind, "events": len(events), "calls": calls, "numbering": numbering}
+        pickle.dump(saved, f)
     print(f"{len(calls)} script calls of {len(events):,} {kind} events -> {out}")
 
 
@@ -103,13 +121,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def count(path: Path, script: Path | None, keep: Path | None = None) -> None:
+def count(path: Path, script: Path | None, keep: Path | None = None, of: str = "apply") -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     saved = pickle.loads(path.read_bytes())
+    counted = f"{of}.lua"
     source = transport.with_includes(
-        script.read_text("utf-8") if script else transport.load_script("apply.lua")
+        script.read_text("utf-8") if script else transport.load_script(counted)
     )
+    calls = saved["calls"] if of == "apply" else saved.get("numbering", {}).get(of, [])
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bitstat-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -134,7 +154,7 @@ def count(path: Path, script: Path | None, keep: Path | None = None) -> None:
                     raise SystemExit("the server under valgrind did not start") from None
                 time.sleep(0.5)
         sha = r.script_load(source)
-        for keys, args in saved["calls"]:
+        for keys, args in calls:
             r.evalsha(sha, len(keys), *keys, *args)
         r.shutdown(nosave=True)
         server.wait(timeout=300)
@@ -144,7 +164,7 @@ def count(path: Path, script: Path | None, keep: Path | None = None) -> None:
     n = saved["events"]
     print(
         f"{total:,} instructions, {total / n:,.0f} an event ({n:,} {saved['kind']} events,"
-        f" {script or 'apply.lua of this tree'})"
+        f" {len(calls)} calls of {script or counted + ' of this tree'})"
     )
 
 
@@ -165,13 +185,16 @@ def main() -> None:
     c.add_argument("out", type=Path)
     k = sub.add_parser("count", help="replay kept calls under callgrind; print instructions")
     k.add_argument("calls", type=Path)
-    k.add_argument("--script", type=Path, help="an apply.lua to use instead of this tree's")
+    k.add_argument("--script", type=Path, help="a script to use instead of this tree's")
     k.add_argument("--keep", type=Path, help="keep callgrind's output file here")
+    k.add_argument(
+        "--of", choices=["apply", "ids", "values"], default="apply", help="whose calls to count"
+    )
     a = p.parse_args()
     if a.command == "capture":
         capture(a.kind, a.events, a.out)
     else:
-        count(a.calls, a.script, a.keep)
+        count(a.calls, a.script, a.keep, a.of)
 
 
 if __name__ == "__main__":

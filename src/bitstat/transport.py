@@ -15,9 +15,7 @@ import hashlib
 import random
 import re
 import secrets
-import sys
 import time
-from array import array
 from collections.abc import Callable, Generator, Sequence
 from functools import cache
 from importlib import resources
@@ -173,20 +171,6 @@ def not_replicated(acked: int, wanted: int, waited_ms: int) -> ServerError:
     return error
 
 
-def _with_buckets(
-    keys: list[str], args: list[Any], buckets: Sequence[str], items: Sequence[str]
-) -> tuple[list[str], list[Any]]:
-    """Append (item, index in KEYS of its bucket) pairs, each bucket named once in KEYS."""
-    index: dict[str, int] = {}
-    for key, item in zip(buckets, items, strict=True):
-        idx = index.get(key)
-        if idx is None:
-            keys.append(key)
-            idx = index[key] = len(keys)
-        args += [item, idx]
-    return keys, args
-
-
 # offsets other writers may take between a cluster's call of ids.lua and the next (its reverse
 # buckets named for them too: otherwise that call is made again)
 OFFSETS_SPARE = 1024
@@ -209,9 +193,7 @@ def ids_call(
     else:
         low, high = first >> reverse_bits, (first + len(ids) + OFFSETS_SPARE) >> reverse_bits
         declared = [f"{reverse_prefix}{b}" for b in range(low, high + 1)]
-    args = [reverse_bits, reverse_prefix, low, len(declared)]
-    keys, args = _with_buckets([next_key], args, forward, ids)
-    return keys + declared, args
+    return [next_key, *forward, *declared], [reverse_bits, reverse_prefix, low, len(declared), *ids]
 
 
 def values_call(
@@ -225,13 +207,11 @@ def values_call(
     """KEYS and ARGV of values.lua; on a cluster the values' buckets are named among the KEYS
     too, and those 2,048 further on that it may read (the script names them itself on a
     single server)."""
-    numbers = array("H", map(value_bucket_of, values))
+    numbers = list(map(value_bucket_of, values))
     keys = [next_key, old_key, layout_key]
     if cluster:
         keys += [f"{buckets}{b + up}" for b in dict.fromkeys(numbers) for up in (0, VALUE_BUCKETS)]
-    if sys.byteorder == "big":
-        numbers.byteswap()  # (the script reads them little-endian)
-    return keys, [buckets, numbers.tobytes(), *values]
+    return keys, [buckets, " ".join(map(str, numbers)), *values]
 
 
 # ids or values one call of ids.lua or values.lua numbers (~0.2 s of the server's): the server
