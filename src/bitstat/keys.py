@@ -22,7 +22,7 @@ FORWARD_BUCKETS = 1 << 16  # id -> offset hashes: small enough to stay compact (
 REVERSE_BUCKET_BITS = 7  # offset -> id hashes of 128 entries each.
 # value -> id hashes per event and property: up to 128 values each (Redis keeps a hash that small
 # as a listpack, ~20 bytes a value against ~55 in a hash table) up to 262,144 values
-VALUE_BUCKETS = 1 << 11  # (below 1 << 16: values.lua reads bucket numbers as uint16s)
+VALUE_BUCKETS = 1 << 11
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _ESCAPES = {b: f"%{b:02X}" for b in range(256)}
