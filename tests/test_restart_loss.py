@@ -20,6 +20,8 @@ import redis
 
 import bitstat
 import bitstat.aio
+from bitstat import record
+from bitstat.transport import Transport
 from faultservers import Server
 
 DAY = "2026-10-01"
@@ -241,5 +243,55 @@ def test_an_asyncio_write_of_known_ids_is_not_sent_on_a_connection_made_again(
             assert await st.unique("visit", LATER) == len(set(LOST[:5] + NEW))
         finally:
             await st.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("api", ["sync", "asyncio"])
+def test_a_batch_in_parts_after_a_restart_between_its_steps_mixes_no_numbers(
+    api: str, embedded_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server restarts (from a snapshot) once a batch in parts is marked, before its new
+    ids are sent to be mapped: they go on the pool's one connection, made again, and its new
+    values, sent meanwhile, on a connection made for the first time (the pool grows: two wait
+    for their replies at once), which a write is not refused. The batch must not be written
+    with the numbers learnt before the restart (LOST's offsets, which NEW's took)."""
+    monkeypatch.setattr(record, "PART_MIN", 8)
+    real_send_ids = Transport.send_ids
+    armed: list[Any] = []
+
+    def send_ids(self: Transport, *args: Any) -> Any:
+        if armed:
+            restart_from(embedded_url, armed.pop())
+        return (yield from real_send_ids(self, *args))
+
+    monkeypatch.setattr(Transport, "send_ids", send_ids)
+    later = batch(LOST[:5] + NEW, LATER) * 5  # (past SMALL_BATCH: its new values are sent)
+    other = [{**e, "event": "other"} for e in batch(KEPT[:3], LATER)]
+
+    async def main() -> None:
+        if api == "sync":
+            st: Any = bitstat.connect(embedded_url, namespace=namespace, schema=SCHEMA)
+        else:
+            st = await bitstat.aio.connect(embedded_url, namespace=namespace, schema=SCHEMA)
+
+        async def done(answer: Any) -> Any:
+            return await answer if api == "asyncio" else answer
+
+        try:
+            await done(st.track_many(batch(KEPT, DAY)))  # (one name: not in parts)
+            saved = snapshot_all(embedded_url)
+            await done(st.track_many(batch(LOST, DAY)))
+            assert len(st._store.client.connection_pool._available_connections) == 1
+            armed.append(saved)
+            await done(st.track_many(later + other))  # two names: in parts
+            assert not armed  # (the restart came between its steps)
+            people = len(set(LOST[:5] + NEW))
+            assert await done(st.unique("visit", LATER)) == people
+            assert await done(st.unique("visit", LATER, plan="pro")) == people
+            assert await done(st.distinct("visit", "session", LATER)) == people
+            assert await done(st.unique("visit", DAY)) == len(KEPT)
+        finally:
+            await done(st.close())
 
     asyncio.run(main())

@@ -746,6 +746,7 @@ class Recording:
                         bound,
                         again,
                         held=held,
+                        links_seen=links_seen,
                     )
                 )
         if isinstance(cols.actors, np.ndarray):
@@ -938,6 +939,7 @@ class Recording:
         bound: float,
         again: bool,
         held: bytes | Literal[False] | None = False,
+        links_seen: int | None = None,
     ) -> Op[TrackResult]:
         """`record_once` of a batch in parts (`parts_of`), on a single server.
 
@@ -950,7 +952,8 @@ class Recording:
         sent one by one (those marked answer without writing). Once every part is in, the
         batch's marker says so. `held`: what `marked_in_parts` found, when the caller marked
         the batch (before it sent the values to number, whose answer the mark then waits
-        not for)."""
+        not for). `links_seen`: the connections made when the caller looked last
+        (`check_links`), before it sent the batch's ids and values to be numbered."""
         marker = self.keys.batch(self.keys.meta_tag, batch_id)
         if held is False:
             held = yield from self.marked_in_parts(batch_id, ttl)
@@ -1034,6 +1037,11 @@ class Recording:
         # the first part planned while the server numbers the batch's new values
         early = plan(0, None) if numbering.ticket is not None else None
         value_ids = yield from self.numbered(numbering)
+        if links_seen is not None and (self.check_links() or self.links_seen != links_seen):
+            # a connection made while the batch was numbered (the ids' and the values' wait
+            # at once: one made for the first time, which no write refuses) may have reached a
+            # restarted server: numbers from before and after may mix (the batch is marked)
+            return (yield from self.record_once(cols, batch_id, ttl, ask=True, again=again))
         sent: list[tuple[int, WritePlan, Any, Any]] = []
         waiting: list[int] = []  # parts to write one by one: a sum refused, a script missing
         for k in range(len(parts)):
