@@ -43,6 +43,21 @@ class CheckedPool:
             raise
         return conn
 
+    def fill(self, count: int) -> None:
+        """Have at least `count` connections made and idle, made now where fewer: a batch whose
+        steps wait at once, each on a connection, takes these, not ones made for the first
+        time after its numbers were checked (refused to no write, `Links.check`, they could
+        reach a server restarted since). A failure to connect is left to the batch."""
+        taken: list[Any] = []
+        try:
+            while len(taken) < count:
+                taken.append(self.get_connection())
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            pass  # (the server is away: the batch's first step meets it and says so)
+        finally:
+            for conn in taken:
+                self.release(conn)  # type: ignore[attr-defined]
+
     def connect_idle(self) -> None:
         """Connect now the idle connections found closed (lost with the one refused, or
         dropped with replies unread), so that the next try's look counts them all: made again
@@ -78,6 +93,18 @@ class CheckedAsyncPool:
             await self.release(conn)  # type: ignore[attr-defined]
             raise
         return conn
+
+    async def fill(self, count: int) -> None:
+        """`CheckedPool.fill` on asyncio."""
+        taken: list[Any] = []
+        try:
+            while len(taken) < count:
+                taken.append(await self.get_connection())
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            pass  # (the server is away: the batch's first step meets it and says so)
+        finally:
+            for conn in taken:
+                await self.release(conn)  # type: ignore[attr-defined]
 
     async def connect_idle(self) -> None:
         """`CheckedPool.connect_idle` on asyncio."""

@@ -705,6 +705,19 @@ class Recording:
                 return TrackResult(recorded, sorted(cols.rejected + refused))
         if not len(cols):
             return TrackResult(0, cols.rejected)
+        parts: list[Part] | None = None
+        if not isinstance(cols, Single):
+            # the batch's values, in any order, move no total further than this
+            bound = sum_bound_of(cols)
+            check = not bound <= sums.LIMIT  # the batch alone could pass the limit
+            # (a claim's batch goes whole: its claim is forgotten by the call that writes it)
+            chosen = not check and not claim and not self.cluster and not self.replicated
+            parts = parts_of(cols, forced=in_parts) if in_parts or chosen else None
+        if parts is not None:
+            # its ids, values and parts wait at once, each on a connection: those made before
+            # the look below, as a connection made after it for the first time (the pool
+            # growing) is refused to no write, and may reach a server restarted meanwhile
+            yield call(Transport.fill_pool, len(parts) + 2)
         self.check_links()  # (after this try's first call: a connection it made again counts)
         links_seen = self.links_seen
         if isinstance(cols, Single):
@@ -712,43 +725,36 @@ class Recording:
         rejected = list(cols.rejected)
         overflow: list[tuple[int, str]] = []
         clock = time.time()
-        # the batch's values, in any order, move no total further than this
-        bound = sum_bound_of(cols)
-        check = not bound <= sums.LIMIT  # the batch alone could pass the limit
-        # (a claim's batch goes whole: its claim is forgotten by the call that writes it)
-        chosen = not check and not claim and not self.cluster and not self.replicated
-        if in_parts or chosen:
-            parts = parts_of(cols, forced=in_parts)
-            if parts is not None:
-                # marked before the values are sent: its answer comes at once, and the first
-                # part is planned while the server numbers them
-                held = yield from self.marked_in_parts(batch_id, ttl)
-                # the actor ids new to this client go to be mapped, the values are made ready
-                # and sent to be numbered meanwhile, and the first part is planned while the
-                # server numbers them. (A batch the mark finds in answers at once: ids or
-                # values sent then would go unread, their connections closed, and the client
-                # forget what it learnt.)
-                offsets = np.full(len(cols), -1, dtype=np.int64)
-                numbering = Numbering()
-                if held is None or held == IN_PARTS:
-                    mapping = yield from self.send_offsets(cols)
-                    numbering = yield from self.send_numbering(cols)
-                    offsets = yield from self.offsets_sent(cols, mapping)
-                return (
-                    yield from self.record_parts(
-                        cols,
-                        offsets,
-                        numbering,
-                        parts,
-                        batch_id,
-                        ttl,
-                        clock,
-                        bound,
-                        again,
-                        held=held,
-                        links_seen=links_seen,
-                    )
+        if parts is not None:
+            # marked before the values are sent: its answer comes at once, and the first
+            # part is planned while the server numbers them
+            held = yield from self.marked_in_parts(batch_id, ttl)
+            # the actor ids new to this client go to be mapped, the values are made ready
+            # and sent to be numbered meanwhile, and the first part is planned while the
+            # server numbers them. (A batch the mark finds in answers at once: ids or
+            # values sent then would go unread, their connections closed, and the client
+            # forget what it learnt.)
+            offsets = np.full(len(cols), -1, dtype=np.int64)
+            numbering = Numbering()
+            if held is None or held == IN_PARTS:
+                mapping = yield from self.send_offsets(cols)
+                numbering = yield from self.send_numbering(cols)
+                offsets = yield from self.offsets_sent(cols, mapping)
+            return (
+                yield from self.record_parts(
+                    cols,
+                    offsets,
+                    numbering,
+                    parts,
+                    batch_id,
+                    ttl,
+                    clock,
+                    bound,
+                    again,
+                    held=held,
+                    links_seen=links_seen,
                 )
+            )
         if isinstance(cols.actors, np.ndarray):
             offsets = cols.actors
         else:

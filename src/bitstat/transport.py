@@ -220,6 +220,12 @@ def values_call(
 NUMBERED_AT_ONCE = 20_000
 
 
+def _fills(client: Any) -> bool:
+    """Whether `client`'s pool is bitstat's (a store without connection counting has redis-py's
+    own, which has nothing to fill for)."""
+    return hasattr(client.connection_pool, "fill")
+
+
 def ids_pieces(
     next_key: str,
     reverse_prefix: str,
@@ -589,6 +595,13 @@ class Transport:
                 error.transient = True  # (refused: nothing written, a batch tries again)
                 raise error
         return offsets
+
+    def fill_pool(self, count: int) -> Request[None]:
+        """Have `count` connections of a single server's pool made and idle (`pools.CheckedPool
+        .fill`): a batch in parts waits on its ids, values and parts at once."""
+        if not self.cluster:
+            yield Doing("connecting")
+            yield lambda c: c.connection_pool.fill(count) if _fills(c) else None
 
     def send_ids(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
         """ids.lua for each (KEYS, ARGV) of `calls` (`ids_pieces`'s: a single server's; a
