@@ -270,14 +270,8 @@ def test_a_batch_in_parts_after_a_restart_between_its_steps_mixes_no_numbers(
     other = [{**e, "event": "other"} for e in batch(KEPT[:3], LATER)]
 
     async def main() -> None:
-        if api == "sync":
-            st: Any = bitstat.connect(embedded_url, namespace=namespace, schema=SCHEMA)
-        else:
-            st = await bitstat.aio.connect(embedded_url, namespace=namespace, schema=SCHEMA)
-
-        async def done(answer: Any) -> Any:
-            return await answer if api == "asyncio" else answer
-
+        st = await opened(api, embedded_url, namespace)
+        done = answered(api)
         try:
             await done(st.track_many(batch(KEPT, DAY)))  # (one name: not in parts)
             saved = snapshot_all(embedded_url)
@@ -324,14 +318,8 @@ def test_a_restart_between_two_parts_of_a_batch_mixes_no_numbers(
     big = [{**e, "event": "other"} for e in batch(LOST, LATER)] * 5 + batch(LOST[:5], LATER)
 
     async def main() -> None:
-        if api == "sync":
-            st: Any = bitstat.connect(embedded_url, namespace=namespace, schema=SCHEMA)
-        else:
-            st = await bitstat.aio.connect(embedded_url, namespace=namespace, schema=SCHEMA)
-
-        async def done(answer: Any) -> Any:
-            return await answer if api == "asyncio" else answer
-
+        st = await opened(api, embedded_url, namespace)
+        done = answered(api)
         try:
             await done(st.track_many(batch(KEPT, DAY)))
             saved = snapshot_all(embedded_url)
@@ -349,3 +337,19 @@ def test_a_restart_between_two_parts_of_a_batch_mixes_no_numbers(
             await done(st.close())
 
     asyncio.run(main())
+
+
+async def opened(api: str, url: str, namespace: str) -> Any:
+    """A `Stats` ("sync") or an `AsyncStats` ("asyncio") of the namespace."""
+    if api == "sync":
+        return bitstat.connect(url, namespace=namespace, schema=SCHEMA)
+    return await bitstat.aio.connect(url, namespace=namespace, schema=SCHEMA)
+
+
+def answered(api: str) -> Any:
+    """The answer of a call of `opened`'s, awaited if it is asyncio's."""
+
+    async def done(answer: Any) -> Any:
+        return await answer if api == "asyncio" else answer
+
+    return done
