@@ -616,13 +616,21 @@ class Transport:
     ) -> Request[list[int]]:
         """The offsets of `send_ids`, in order."""
         yield Doing("mapping actor ids")
+        replies = yield from self.numbers_sent(ticket, self.ids_script, calls)
+        return [x for reply in replies for x in reply]
+
+    def numbers_sent(
+        self, ticket: Any, script: Script, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> Request[list[list[int]]]:
+        """The numbers each of `calls`, sent as a `Sent` step of `script`, answered; a call the
+        server answered without its script (restarted or flushed meanwhile) run again."""
         replies = yield Received(ticket)
-        offsets: list[int] = []
+        out: list[list[int]] = []
         for (keys, args), reply in zip(calls, replies, strict=True):
-            if isinstance(reply, ScriptMissing):  # (a server restarted or flushed meanwhile)
-                reply = yield from self.script(self.ids_script, keys, args)
-            offsets += [int(x) for x in reply]
-        return offsets
+            if isinstance(reply, ScriptMissing):
+                reply = yield from self.script(script, keys, args)
+            out.append([int(x) for x in reply])
+        return out
 
     def send_values(self, calls: Sequence[tuple[list[str], list[Any]]]) -> Request[Any]:
         """values.lua for each (KEYS, ARGV) of `calls` (`values_call`'s), written now: the ticket
@@ -637,13 +645,12 @@ class Transport:
     ) -> Request[list[list[int]]]:
         """The ids of each call of `send_values`, in order."""
         yield Doing("numbering distinct values")
-        replies = yield Received(ticket)
-        pieces = [(n, p) for n, c in enumerate(calls) for p in values_pieces(c, self.cluster)]
+        owned = [(n, p) for n, c in enumerate(calls) for p in values_pieces(c, self.cluster)]
+        pieces = [p for _, p in owned]
+        replies = yield from self.numbers_sent(ticket, self.values_script, pieces)
         out: list[list[int]] = [[] for _ in calls]
-        for (n, (keys, args)), reply in zip(pieces, replies, strict=True):
-            if isinstance(reply, ScriptMissing):  # (a server restarted or flushed meanwhile)
-                reply = yield from self.script(self.values_script, keys, args)
-            out[n] += [int(x) for x in reply]
+        for (n, _), reply in zip(owned, replies, strict=True):
+            out[n] += reply
         return out
 
     # the events track() queued (queued.py)
