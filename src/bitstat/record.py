@@ -726,14 +726,12 @@ class Recording:
         overflow: list[tuple[int, str]] = []
         clock = time.time()
         if parts is not None:
-            # marked before the values are sent: its answer comes at once, and the first
-            # part is planned while the server numbers them
+            # marked first, answered at once; then the actor ids new to this client go to be
+            # mapped, the values are made ready and sent to be numbered meanwhile, and the
+            # first part is planned while the server numbers them. (A batch the mark finds in
+            # answers at once: ids or values sent then would go unread, their connections
+            # closed, and the client forget what it learnt.)
             held = yield from self.marked_in_parts(batch_id, ttl)
-            # the actor ids new to this client go to be mapped, the values are made ready
-            # and sent to be numbered meanwhile, and the first part is planned while the
-            # server numbers them. (A batch the mark finds in answers at once: ids or
-            # values sent then would go unread, their connections closed, and the client
-            # forget what it learnt.)
             offsets = np.full(len(cols), -1, dtype=np.int64)
             numbering = Numbering()
             if held is None or held == IN_PARTS:
