@@ -300,3 +300,30 @@ def test_a_foreign_key_where_a_count_alone_goes_stops_the_batch_before_any_write
     finally:
         st.drop()
         st.close()
+
+
+def test_a_foreign_key_in_the_id_map_takes_back_the_ids_mapped_before_it(
+    fresh: Open, redis_client: servers.Client
+) -> None:
+    """ids.lua writes each new id as it goes (one HSETNX, not a look and a write): a key of
+    another type where an id's bucket goes takes back those written before it, so no id keeps
+    an offset the counter never gave out (the next new actor would take it too)."""
+    st, model = fresh()
+    both(st, model, [event(user="a")], batch_id="first")
+    keys = Keys(st.namespace)
+    planted = keys.id_forward("c")
+    assert planted != keys.id_forward("b")
+    redis_client.set(planted, "x")
+    with pytest.raises(bitstat.BitstatError) as caught:
+        st.track_many([event(user="b"), event(user="c")], batch_id="second")
+    assert "WRONGTYPE" in str(caught.value)
+    assert redis_client.hget(keys.id_forward("b"), "b") is None
+    assert redis_client.get(keys.ids_next) == b"1"
+    redis_client.delete(planted)
+    batch = [event(user="b"), event(user="c"), event(user="d")]
+    both(st, model, batch, batch_id="second")
+    same_answers(st, model)
+    found = st.actors("buy").day(2026, 11, 20)
+    assert sorted(found.ids()) == ["a", "b", "c", "d"]
+    offsets = [int(redis_client.hget(keys.id_forward(u), u)) for u in "abcd"]
+    assert sorted(offsets) == [0, 1, 2, 3]  # (dense: none given twice, none skipped)

@@ -13,25 +13,14 @@
 --            way (forward entries written, their reverse ones not)
 -- ARGV[5..]  the canonical ids, distinct
 -- Returns the offsets, one per id, in order; or {-1, next offset}, having written nothing,
--- when the new offsets' reverse buckets are not all in KEYS (the caller names them, calls again).
--- New ids take their offsets with one INCRBY, and consecutive offsets share reverse buckets: one
--- HSET per bucket, not per id.
+-- when the reverse buckets of the offsets the ids would take if all were new are not all in
+-- KEYS (the caller names them, calls again).
+-- New ids take their offsets in order (one HSETNX each) and one INCRBY, and consecutive offsets
+-- share reverse buckets: one HSET per bucket, not per id.
 local bits = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local declared_from, declared = tonumber(ARGV[3]), tonumber(ARGV[4])
-local out, new = {}, {}
-for j = 1, #ARGV - 4 do
-  local off = redis.call('HGET', KEYS[1 + j], ARGV[4 + j])
-  if off then
-    out[j] = tonumber(off)
-  else
-    out[j] = false
-    new[#new + 1] = j
-  end
-end
-if #new == 0 then
-  return out
-end
+local n = #ARGV - 4
 local size = 2 ^ bits
 local first = tonumber(redis.call('GET', KEYS[1]) or '0')
 
@@ -42,19 +31,41 @@ local function reverse_bucket(b)
   return KEYS[#KEYS - declared + 1 + b - declared_from]
 end
 
-if declared > 0 then
-  local low, high = math.floor(first / size), math.floor((first + #new - 1) / size)
+if declared > 0 then  -- (every id may be new: their offsets' buckets all declared, or none)
+  local low, high = math.floor(first / size), math.floor((first + n - 1) / size)
   if low < declared_from or high >= declared_from + declared then
     return {-1, first}
   end
 end
+-- most ids asked for are new (the client remembers the others): one call for those, not a
+-- look and a write. An error (a key of another type) takes back what was written before it
+local out, new = {}, {}
+local next_off = first
+for j = 1, n do
+  local key, id = KEYS[1 + j], ARGV[4 + j]
+  local made = redis.pcall('HSETNX', key, id, next_off)
+  if made == 1 then
+    out[j] = next_off
+    new[#new + 1] = j
+    next_off = next_off + 1
+  elseif made == 0 then
+    made = redis.pcall('HGET', key, id)
+    out[j] = tonumber(made)
+  end
+  if type(made) == 'table' then
+    for _, at in ipairs(new) do
+      redis.call('HDEL', KEYS[1 + at], ARGV[4 + at])
+    end
+    return made
+  end
+end
+if #new == 0 then
+  return out
+end
 redis.call('INCRBY', KEYS[1], #new)
 local bucket, fields = nil, {}
-for k, at in ipairs(new) do
-  local off = first + k - 1
-  local id = ARGV[4 + at]
-  out[at] = off
-  redis.call('HSET', KEYS[1 + at], id, off)
+for _, at in ipairs(new) do
+  local off = out[at]
   local b = math.floor(off / size)
   if b ~= bucket or #fields >= 4000 then
     if bucket then
@@ -63,7 +74,7 @@ for k, at in ipairs(new) do
     bucket, fields = b, {}
   end
   fields[#fields + 1] = off % size
-  fields[#fields + 1] = id
+  fields[#fields + 1] = ARGV[4 + at]
 end
 redis.call('HSET', reverse_bucket(bucket), unpack(fields))
 return out
