@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bitstat.cli import ingest_batches
 from bitstat.cli.ingest_batches import batches
 from bitstat.cli.ingest_rejects import NONE
 from bitstat.cli.read import Decoder, FieldMap, Reader, open_source, options_salt
@@ -175,3 +176,47 @@ def test_without_a_window_batch_ids_stay_those_of_earlier_versions() -> None:
     assert options_salt(fields, None, 10_000) == earlier
     assert options_salt(fields, None, 10_000, 0) == earlier
     assert options_salt(fields, None, 10_000, 50_000) != earlier
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+@pytest.mark.parametrize(("raw", "window"), [(False, 0), (True, 0), (False, 24), (True, 24)])
+def test_chunks_taken_whole_cut_the_batches_record_by_record_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, raw: bool, window: int
+) -> None:
+    """A chunk of records that all make events as they are goes in whole (`Decoder.many`); a
+    chunk with a line that makes none, a time to read or a sum given as text goes record by
+    record. Either way the batches, their lines and the refused lines are the same."""
+    events: list[Any] = mixed_times(90, seed=11)
+    events[20]["time"] = "1763460000"  # epoch text: read one by one
+    events[41]["amount"] = "12.5"  # a sum as text: made a number one by one
+    events[75]["user"] = "42"  # a text id where ids are integers: made one one by one
+    events[60] = [1, 2]  # a line that makes no event (each of these in a chunk of its own)
+    path = tmp_path / f"events.{kind}"
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    else:
+        write(path, kind, events[:60])  # (and lines the reader refuses, here and there)
+    monkeypatch.setattr("bitstat.cli.read.LINES_AT_ONCE", 7)  # chunks across batches
+
+    def cut_now() -> tuple[list[Any], list[Any]]:
+        got, bad = cut(path, 5, window, raw)
+        return [(b.events, b.lines, b.held) for b in got], bad
+
+    taken = []
+    real = ingest_batches._whole
+
+    def seen(*args: Any) -> Any:
+        got = real(*args)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr("bitstat.cli.ingest_batches._whole", seen)
+    whole = cut_now()
+    # (CSV cells are text: a sum's is read one by one, unless a worker decodes the records)
+    assert any(taken) == (kind == "jsonl" or (raw and not window))
+    assert not all(taken)
+    with monkeypatch.context() as m:
+        m.setattr("bitstat.cli.ingest_batches._whole", lambda *_: None)
+        one_by_one = cut_now()
+    assert whole == one_by_one
+    assert whole[1] and len(whole[0]) > 10  # (lines refused, batches across chunks)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -39,6 +39,16 @@ def loads(text: bytes | str) -> Any:
         if type(exc) is not ValueError:  # JSONDecodeError, UnicodeDecodeError: as they are
             raise
         raise too_many_digits(text) from None
+
+
+def loads_each(texts: Iterable[bytes]) -> list[Any] | None:
+    """`loads` of each text, by msgspec (one call a text, no array around them to build); None
+    when msgspec refuses one: `loads` then reads them one by one, as the standard module does
+    what msgspec does not, and says why a text cannot be read."""
+    try:
+        return list(map(_decode, texts))
+    except ValueError:  # (DecodeError, UnicodeDecodeError)
+        return None
 
 
 # a string (skipped whole: digits inside one are no number) or a number, whose digits before

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, cast
 
 from ..events import time_order
 from ..schema import Schema
 from .ingest_rejects import NONE
-from .read import Decoder, Reader
+from .read import Decoder, Item, Reader
 
 
 @dataclass
@@ -40,33 +41,74 @@ def batches(
     """`size` events at a time; `refused` hears of each line that makes no event as it is
     read, so that none is held. The same lines make each batch with `raw` or without, so a
     batch has the same id however many workers record it. With a `window`, that many events
-    are read, put in time order and then cut (`--sort-window`)."""
+    are read, put in time order and then cut (`--sort-window`). A chunk of records that all
+    make events as they are (the usual file: `Decoder.many`) goes in whole."""
     batch = Batch()
     times: list[Any] = []  # with a window: each event's time, to order them by
-    for line, item, text in reader.items():
-        if isinstance(item, str):
-            refused(line, item, batch.lines[0] if batch.lines else NONE)
+    full = window or size
+    for chunk in reader.chunks():
+        whole = _whole(chunk, decode, raw, window)
+        if whole is not None:
+            events, lines, their_times = whole
+            start = 0
+            while start < len(events):
+                end = start + full - len(batch.events)
+                batch.events += events[start:end]
+                batch.lines += lines[start:end]
+                times += their_times[start:end]
+                start = end
+                if len(batch.events) == full:
+                    yield from (
+                        _in_time_order(batch, times, size, decode.schema) if window else [batch]
+                    )
+                    batch, times = Batch(), []
             continue
-        event: Any
-        if raw and not window:
-            why, event = decode.refusal(item), text
-        else:
-            decoded = decode(dict(item) if raw else item)
-            why, event = (decoded, None) if isinstance(decoded, str) else (None, decoded)
-            if why is None and window:
-                times.append(event.get("time"))
-                if raw:
-                    event = text
-        if why is not None:
-            refused(line, why, batch.lines[0] if batch.lines else NONE)
-            continue
-        batch.events.append(event)
-        batch.lines.append(line)
-        if len(batch.events) == (window or size):
-            yield from _in_time_order(batch, times, size, decode.schema) if window else [batch]
-            batch, times = Batch(), []
+        for line, item, text in chunk:
+            if isinstance(item, str):
+                refused(line, item, batch.lines[0] if batch.lines else NONE)
+                continue
+            event: Any
+            if raw and not window:
+                why, event = decode.refusal(item), text
+            else:
+                decoded = decode(dict(item) if raw else item)
+                why, event = (decoded, None) if isinstance(decoded, str) else (None, decoded)
+                if why is None and window:
+                    times.append(event.get("time"))
+                    if raw:
+                        event = text
+            if why is not None:
+                refused(line, why, batch.lines[0] if batch.lines else NONE)
+                continue
+            batch.events.append(event)
+            batch.lines.append(line)
+            if len(batch.events) == full:
+                yield from _in_time_order(batch, times, size, decode.schema) if window else [batch]
+                batch, times = Batch(), []
     if batch.events:
         yield from _in_time_order(batch, times, size, decode.schema) if window else [batch]
+
+
+def _whole(
+    chunk: list[Item], decode: Decoder, raw: bool, window: int
+) -> tuple[list[Any], list[int], list[Any]] | None:
+    """The events of a chunk whose every record makes one as it is (decoded at once, `Decoder
+    .many`: nothing refused, nothing to read one by one), their lines, and with a `window`
+    their times; None for any other chunk, which is taken record by record."""
+    items = [item for _, item, _ in chunk]
+    if str in set(map(type, items)):  # (a line that could not be read: its reason)
+        return None
+    records = cast(list[dict[str, Any]], items)
+    lines = [line for line, _, _ in chunk]
+    if raw and not window:  # (a worker decodes them: refused only for a --time-format)
+        if decode.fields.time_format is not None:
+            return None
+        return [text for _, _, text in chunk], lines, []
+    decoded = [dict(r) for r in records] if raw else records
+    if not decode.many(decoded):
+        return None
+    times = list(map(dict.get, decoded, repeat("time"))) if window else []
+    return ([text for _, _, text in chunk] if raw else decoded), lines, times
 
 
 def _in_time_order(read: Batch, times: list[Any], size: int, schema: Schema) -> Iterator[Batch]:

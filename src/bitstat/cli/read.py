@@ -21,12 +21,13 @@ import io
 import itertools
 import json
 import math
+import operator
 import os
 import re
 import shutil
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -214,29 +215,41 @@ class Reader:
         return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
 
     def items(self) -> Iterator[Item]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def chunks(self) -> Iterator[list[Item]]:
+        """`items()` a list at a time (JSON lines: those parsed in one go), for a reader that
+        takes them so, at C speed where it can."""
         try:
             with self.source.path.open("rb") as raw:
                 self._raw = raw
                 with _stream(raw, self.source.gzipped) as stream:
                     if self.source.kind == "jsonl":
                         yield from self._json_lines(stream)
-                    elif self.source.kind == "json":
-                        yield from _JsonArray(stream, self.source.name).items()
+                        return
+                    if self.source.kind == "json":
+                        items = _JsonArray(stream, self.source.name).items()
                     else:
-                        yield from self._csv(stream, "\t" if self.source.kind == "tsv" else ",")
+                        items = self._csv(stream, "\t" if self.source.kind == "tsv" else ",")
+                    while chunk := list(itertools.islice(items, LINES_AT_ONCE)):
+                        yield chunk
         except (OSError, EOFError, zlib.error) as exc:  # reading the file (gzip's errors too)
             raise cannot("read", self.source.name, exc) from exc
 
     @staticmethod
-    def _json_lines(stream: IO[bytes]) -> Iterator[Item]:
-        chunk: list[tuple[int, bytes]] = []
+    def _json_lines(stream: IO[bytes]) -> Iterator[list[Item]]:
+        numbers: list[int] = []
+        lines: list[bytes] = []
         for number, line in enumerate(stream, 1):
-            if line.strip():
-                chunk.append((number, line))
-                if len(chunk) == LINES_AT_ONCE:
-                    yield from _json_chunk(chunk)
-                    chunk = []
-        yield from _json_chunk(chunk)
+            if not line.isspace():  # (a line holds its newline, or is the last: never empty)
+                numbers.append(number)
+                lines.append(line)
+                if len(lines) == LINES_AT_ONCE:
+                    yield _json_chunk(numbers, lines)
+                    numbers, lines = [], []
+        if lines:
+            yield _json_chunk(numbers, lines)
 
     def _csv(self, stream: IO[bytes], delimiter: str) -> Iterator[Item]:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
@@ -506,25 +519,17 @@ def raw_records(kind: str, raws: list[Any], header: list[str] | None) -> list[di
     return records
 
 
-def _json_chunk(chunk: list[tuple[int, bytes]]) -> Iterator[Item]:
-    """Parse many JSON lines in one C call; line by line only when one of them is bad.
+def _json_chunk(numbers: list[int], lines: list[bytes]) -> list[Item]:
+    """Parse many JSON lines (numbered) at C speed, each alone (a line that is not exactly one
+    JSON value is refused); line by line in Python, saying why, only when one is not a JSON
+    object that msgspec reads."""
+    values = jsontext.loads_each(lines)
+    if values is not None and set(map(type, values)) == {dict}:
+        return list(zip(numbers, values, lines, strict=True))
+    return list(_json_one_by_one(zip(numbers, lines, strict=True)))
 
-    Each line, newline kept, is wrapped in an array of its own: a line that is not exactly one
-    JSON value changes the number or the shape of the wrappers (and a string cannot run into
-    the next line, as a raw newline is not allowed in one).
-    """
-    try:
-        values = jsontext.loads(b"[[" + b"],[".join(line for _, line in chunk) + b"]]")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        values = None
-    if (
-        values is not None
-        and len(values) == len(chunk)
-        and all(len(v) == 1 and type(v[0]) is dict for v in values)
-    ):
-        for (number, line), value in zip(chunk, values, strict=True):
-            yield number, value[0], line
-        return
+
+def _json_one_by_one(chunk: Iterable[tuple[int, bytes]]) -> Iterator[Item]:
     for number, line in chunk:
         try:
             # without its newline: else an error at the end of the line is at "line 2 column 1"
@@ -579,6 +584,9 @@ class Decoder:
         rules = [schema.rules_for(""), *schema.events.values()]
         self._sums = any(r.sum for r in rules)
         self._summed: dict[str, tuple[str, ...]] = {}
+        self._any_summed = tuple(dict.fromkeys(r.prop for rule in rules for r in rule.sum))
+        # records are taken as they are but for their times' and sums' text (`many`)
+        self._plain = not self._moves and fields.event_name is None and fields.time_format is None
         self.actors = 0  # events with an actor id
         self.text_ids = 0  # int ids: how many of them were text that is not an integer
         self.text_id: str | None = None  # the first of them
@@ -592,6 +600,29 @@ class Decoder:
             return None
         decoded = self(dict(record))
         return decoded if isinstance(decoded, str) else None
+
+    def many(self, records: list[dict[str, Any]]) -> bool:
+        """`self(record)` of each record, in place, at C speed when the records need no more
+        than their actors counted (nothing moved or renamed, ISO text or numbers as times, no
+        text to sum, no text id where ids are integers): whether it was done (else nothing
+        was changed, and each record is decoded alone)."""
+        if not self._plain:
+            return False
+        n = len(records)
+        times: list[Any] = list(map(dict.get, records, itertools.repeat("time", n)))
+        kinds = set(map(type, times))
+        if str in kinds:
+            texts = times if kinds == {str} else [t for t in times if type(t) is str]
+            if set(map(_FIFTH, texts)) != {"-"}:
+                return False  # (times to read: `__call__` reads them, or says why not)
+        for prop in self._any_summed:
+            if str in set(map(type, map(dict.get, records, itertools.repeat(prop, n)))):
+                return False
+        actors = list(map(dict.get, records, itertools.repeat(self.actor, n)))
+        if self.int_ids and str in set(map(type, actors)):
+            return False  # (text ids: digits made integers, others counted, one by one)
+        self.actors += n - actors.count(None)
+        return True
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any] | str:
         if self.fields.event_name is not None:
@@ -633,6 +664,9 @@ class Decoder:
             if type(value) is str:
                 with contextlib.suppress(ValueError):  # else the library says why
                     record[prop] = float(value)
+
+
+_FIFTH = operator.itemgetter(slice(4, 5))  # a time's fifth character: "-" in ISO text
 
 
 def _move(record: dict[str, Any], source: str, target: str) -> None:
