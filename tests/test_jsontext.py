@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -128,3 +129,17 @@ def test_records_written_read_back_equal(record: dict[str, Any]) -> None:
 )
 def test_any_record_written_reads_back_equal(record: dict[str, Any]) -> None:
     assert same(jsontext.loads(jsontext.dumps(record)), record)
+
+
+@pytest.mark.parametrize("text", EDGES)
+def test_loads_each_reads_as_loads_or_hands_the_texts_back_to_it(text: bytes) -> None:
+    """`loads_each` is msgspec alone: what it reads is what `loads` reads; what it refuses
+    (NaN, a byte order mark, UTF-16, ...) it refuses for all the texts, for `loads` to read."""
+    good = b'{"a": 1, "b": [2.5, "x"]}\n'
+    each = jsontext.loads_each([good, text])
+    if each is None:
+        with pytest.raises(ValueError):
+            msgspec.json.decode(text)
+    else:
+        assert same(each, [jsontext.loads(good), jsontext.loads(text)])
+    assert jsontext.loads_each([good, b'{"a": 1} {"b": 2}']) is None  # (two values: refused)
