@@ -519,6 +519,19 @@ def raw_records(kind: str, raws: list[Any], header: list[str] | None) -> list[di
     return records
 
 
+def decoded_lines(decode: Decoder, lines: list[bytes]) -> list[dict[str, Any]]:
+    """The events of JSON lines the reader took (each a record that makes an event), parsed and
+    decoded again, in their order (`ingest --sort-window` holds its window as read)."""
+    records = raw_records("jsonl", lines, None)
+    if decode.many(records):
+        return records
+    events = [decode(r) for r in records]
+    for event in events:
+        if isinstance(event, str):  # (the reader decoded each of them once: never)
+            raise RuntimeError(f"a line the reader took is refused when decoded again: {event}")
+    return cast(list[dict[str, Any]], events)
+
+
 def _json_chunk(numbers: list[int], lines: list[bytes]) -> list[Item]:
     """Parse many JSON lines (numbered) at C speed, each alone (a line that is not exactly one
     JSON value is refused); line by line in Python, saying why, only when one is not a JSON
