@@ -3,11 +3,13 @@
 `open_source` looks at a file once (gzip, format, a digest of its content and of the options
 that shape its events) and `Reader` reads it, streaming (a JSON array too: its elements are
 parsed one by one from a buffer that grows only to hold the element being read): it yields
-`(line number, record, raw)` for each record, where `raw` is the record as read (a JSON line's
-bytes, an array element's text, a CSV row), or `(line number, reason, None)` for a line it cannot
-read. `raw_records` turns raws back into records, in another process (`ingest --workers`).
+`(line number, record, raw)` for each record, a chunk at a time, where `raw` is the record as
+read (a JSON line's bytes, an array element's text, a CSV row), or `(line number, reason, None)`
+for a line it cannot read. `raw_records` turns raws back into records, in another process
+(`ingest --workers`), or once a batch is cut (`decoded_lines`, `ingest --sort-window`).
 `Decoder` maps columns to the event's fields and turns text into the types the library takes
-on its fast path (digit ids into ints, numeric text of summed properties into floats).
+on its fast path (digit ids into ints, numeric text of summed properties into floats); `many`
+does so for a chunk of records that need nothing but counting, at C speed.
 """
 
 from __future__ import annotations
@@ -200,7 +202,8 @@ def _detect(name: str, head: bytes) -> str:
 
 
 class Reader:
-    """Reads one source: `items()` yields (line, record or reason, raw); `tell()` says how far."""
+    """Reads one source: `chunks()` yields lists of (line, record or reason, raw); `tell()` says
+    how far."""
 
     def __init__(self, source: Source, fields: FieldMap, actor: str) -> None:
         self.source = source
@@ -214,13 +217,9 @@ class Reader:
         """Bytes of the file read so far (of the compressed file, when it is gzipped)."""
         return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
 
-    def items(self) -> Iterator[Item]:
-        for chunk in self.chunks():
-            yield from chunk
-
     def chunks(self) -> Iterator[list[Item]]:
-        """`items()` a list at a time (JSON lines: those parsed in one go), for a reader that
-        takes them so, at C speed where it can."""
+        """The items, a list at a time (of JSON lines: those parsed in one go), so that a
+        chunk of plain records can be taken at C speed (`ingest_batches.batches`)."""
         try:
             with self.source.path.open("rb") as raw:
                 self._raw = raw
