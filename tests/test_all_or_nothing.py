@@ -327,3 +327,29 @@ def test_a_foreign_key_in_the_id_map_takes_back_the_ids_mapped_before_it(
     assert sorted(found.ids()) == ["a", "b", "c", "d"]
     offsets = [int(redis_client.hget(keys.id_forward(u), u)) for u in "abcd"]
     assert sorted(offsets) == [0, 1, 2, 3]  # (dense: none given twice, none skipped)
+
+
+@pytest.mark.parametrize("bucket", [0, 1])
+def test_a_foreign_key_in_the_reverse_id_map_takes_back_the_ids_mapped_before_it(
+    fresh: Open, redis_client: servers.Client, bucket: int
+) -> None:
+    """ids.lua writes the new offsets' reverse entries after their forward ones: a key of
+    another type where one goes (in the first bucket, or in a later one) takes back those
+    written before it, so the same batch maps its ids again; an id kept forward only had no
+    reverse entry, ever, and `ids()` left it out."""
+    st, model = fresh()
+    keys = Keys(st.namespace)
+    planted = keys.id_reverse(bucket * 128)
+    redis_client.set(planted, "x")
+    users = [f"u{i:03}" for i in range(200)]
+    batch = [event(user=u) for u in users]
+    with pytest.raises(bitstat.BitstatError) as caught:
+        st.track_many(batch, batch_id="first")
+    assert "WRONGTYPE" in str(caught.value)
+    assert redis_client.hget(keys.id_forward(users[0]), users[0]) is None
+    assert redis_client.get(keys.ids_next) is None
+    assert not redis_client.exists(keys.id_reverse(0)) or bucket == 0
+    redis_client.delete(planted)
+    both(st, model, batch, batch_id="first")
+    same_answers(st, model)
+    assert sorted(st.actors("buy").day(2026, 11, 20).ids()) == users

@@ -38,8 +38,19 @@ if declared > 0 then  -- (every id may be new: their offsets' buckets all declar
   end
 end
 -- most ids asked for are new (the client remembers the others): one call for those, not a
--- look and a write. An error (a key of another type) takes back what was written before it
-local out, new = {}, {}
+-- look and a write. An error (a key of another type) takes back what was written before it,
+-- reverse entries too: a forward entry kept without its reverse one stays so (the id is found
+-- from then on, its reverse entry never written again)
+local out, new, written = {}, {}, {}
+local function undo(err)
+  for _, at in ipairs(new) do
+    redis.call('HDEL', KEYS[1 + at], ARGV[4 + at])
+  end
+  for _, w in ipairs(written) do
+    redis.call('HDEL', w[1], unpack(w[2]))
+  end
+  return err
+end
 local next_off = first
 for j = 1, n do
   local key, id = KEYS[1 + j], ARGV[4 + j]
@@ -53,28 +64,41 @@ for j = 1, n do
     out[j] = tonumber(made)
   end
   if type(made) == 'table' then
-    for _, at in ipairs(new) do
-      redis.call('HDEL', KEYS[1 + at], ARGV[4 + at])
-    end
-    return made
+    return undo(made)
   end
 end
 if #new == 0 then
   return out
 end
-redis.call('INCRBY', KEYS[1], #new)
-local bucket, fields = nil, {}
+local bucket, fields, places = nil, {}, {}
+local function reverse_write()
+  local key = reverse_bucket(bucket)
+  local done = redis.pcall('HSET', key, unpack(fields))
+  if type(done) ~= 'table' then
+    written[#written + 1] = {key, places}
+  end
+  return done
+end
 for _, at in ipairs(new) do
   local off = out[at]
   local b = math.floor(off / size)
   if b ~= bucket or #fields >= 4000 then
     if bucket then
-      redis.call('HSET', reverse_bucket(bucket), unpack(fields))
+      local done = reverse_write()
+      if type(done) == 'table' then
+        return undo(done)
+      end
     end
-    bucket, fields = b, {}
+    bucket, fields, places = b, {}, {}
   end
   fields[#fields + 1] = off % size
   fields[#fields + 1] = ARGV[4 + at]
+  places[#places + 1] = off % size
 end
-redis.call('HSET', reverse_bucket(bucket), unpack(fields))
+local done = reverse_write()
+if type(done) == 'table' then
+  return undo(done)
+end
+-- (last: the counter gives out the offsets once all their entries are written)
+redis.call('INCRBY', KEYS[1], #new)
 return out
