@@ -505,7 +505,7 @@ def csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
 
 
 def raw_records(kind: str, raws: list[Any], header: list[str] | None) -> list[dict[str, Any]]:
-    """The records whose raws `Reader.items` yielded, parsed again (by a worker of `ingest
+    """The records whose raws `Reader.chunks` yielded, parsed again (by a worker of `ingest
     --workers`, handed the raws of a batch): each raw is known to make one record."""
     if kind in ("csv", "tsv"):
         assert header is not None
