@@ -47,7 +47,7 @@ local function undo(err)
     redis.call('HDEL', KEYS[1 + at], ARGV[4 + at])
   end
   for _, w in ipairs(written) do
-    redis.call('HDEL', w[1], unpack(w[2]))
+    redis.call('HDEL', w[1], unpack(w[3]))  -- (a group below: its key and fields)
   end
   return err
 end
@@ -70,34 +70,26 @@ end
 if #new == 0 then
   return out
 end
-local bucket, fields, places = nil, {}, {}
-local function reverse_write()
-  local key = reverse_bucket(bucket)
-  local done = redis.pcall('HSET', key, unpack(fields))
-  if type(done) ~= 'table' then
-    written[#written + 1] = {key, places}
-  end
-  return done
-end
+-- the reverse entries, a bucket at a time (consecutive offsets share one), 2,000 a call at most
+local groups = {}  -- {key, (field value)*, fields} each
+local bucket, entries, fields
 for _, at in ipairs(new) do
   local off = out[at]
   local b = math.floor(off / size)
-  if b ~= bucket or #fields >= 4000 then
-    if bucket then
-      local done = reverse_write()
-      if type(done) == 'table' then
-        return undo(done)
-      end
-    end
-    bucket, fields, places = b, {}, {}
+  if b ~= bucket or #entries >= 4000 then
+    bucket, entries, fields = b, {}, {}
+    groups[#groups + 1] = {reverse_bucket(b), entries, fields}
   end
+  entries[#entries + 1] = off % size
+  entries[#entries + 1] = ARGV[4 + at]
   fields[#fields + 1] = off % size
-  fields[#fields + 1] = ARGV[4 + at]
-  places[#places + 1] = off % size
 end
-local done = reverse_write()
-if type(done) == 'table' then
-  return undo(done)
+for _, g in ipairs(groups) do
+  local done = redis.pcall('HSET', g[1], unpack(g[2]))
+  if type(done) == 'table' then
+    return undo(done)
+  end
+  written[#written + 1] = g
 end
 -- (last: the counter gives out the offsets once all their entries are written)
 redis.call('INCRBY', KEYS[1], #new)
