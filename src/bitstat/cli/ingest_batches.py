@@ -104,11 +104,10 @@ def _whole(
         if decode.fields.time_format is not None:
             return None
         return [text for _, _, text in chunk], lines, []
-    decoded = [dict(r) for r in records] if raw else records
-    if not decode.many(decoded):
+    if not decode.many(records):  # (which changes none of them: no copies to make)
         return None
-    times = list(map(dict.get, decoded, repeat("time"))) if window else []
-    return ([text for _, _, text in chunk] if raw else decoded), lines, times
+    times = list(map(dict.get, records, repeat("time"))) if window else []
+    return ([text for _, _, text in chunk] if raw else records), lines, times
 
 
 def _in_time_order(read: Batch, times: list[Any], size: int, schema: Schema) -> Iterator[Batch]:
