@@ -7,6 +7,7 @@ without the option keep the batch ids of the versions before it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from bitstat.cli.ingest_batches import batches
 from bitstat.cli.ingest_rejects import NONE
 from bitstat.cli.read import Decoder, FieldMap, Reader, open_source, options_salt
 from bitstat.events import time_order
+from bitstat.schema import Schema
 from test_cli import SCHEMA, Cli, shop_events
 from test_cli_ingest_workers import pair, report, same_answers, write
 
@@ -81,7 +83,9 @@ def test_two_workers_record_the_sorted_batches_of_one(
     assert again["recorded"] == 0 and again["seen_before"] == single["recorded"]
 
 
-def cut(path: Path, size: int, window: int, raw: bool) -> tuple[list[Any], list[Any]]:
+def cut(
+    path: Path, size: int, window: int, raw: bool, schema: Schema = SCHEMA
+) -> tuple[list[Any], list[Any]]:
     """The batches, and the lines that make no event with the first line of an event read
     and not handed out yet when each was refused."""
     fields = FieldMap("event", None, None, "time", None)
@@ -90,7 +94,7 @@ def cut(path: Path, size: int, window: int, raw: bool) -> tuple[list[Any], list[
     bad: list[Any] = []
     cut = batches(
         reader,
-        Decoder(fields, SCHEMA),
+        Decoder(fields, schema),
         size,
         lambda line, why, held: bad.append((line, why, held)),
         raw=raw,
@@ -178,14 +182,17 @@ def test_without_a_window_batch_ids_stay_those_of_earlier_versions() -> None:
     assert options_salt(fields, None, 10_000, 50_000) != earlier
 
 
+@pytest.mark.parametrize("ids", ["int", "map"])
 @pytest.mark.parametrize("kind", ["jsonl", "csv"])
 @pytest.mark.parametrize(("raw", "window"), [(False, 0), (True, 0), (False, 24), (True, 24)])
 def test_chunks_taken_whole_cut_the_batches_record_by_record_would(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, raw: bool, window: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, raw: bool, window: int, ids: str
 ) -> None:
-    """A chunk of records that all make events as they are goes in whole (`Decoder.many`); a
-    chunk with a line that makes none, a time to read or a sum given as text goes record by
-    record. Either way the batches, their lines and the refused lines are the same."""
+    """A chunk of records that all make events as they are, sums given as text read, goes in
+    whole (`Decoder.many`); a chunk with a line that makes none, a time to read or a text id
+    where ids are integers goes record by record. Either way the batches, their lines and
+    the refused lines are the same."""
+    schema = dataclasses.replace(SCHEMA, ids=ids)
     events: list[Any] = mixed_times(90, seed=11)
     events[20]["time"] = "1763460000"  # epoch text: read one by one
     events[41]["amount"] = "12.5"  # a sum as text: made a number one by one
@@ -199,7 +206,7 @@ def test_chunks_taken_whole_cut_the_batches_record_by_record_would(
     monkeypatch.setattr("bitstat.cli.read.LINES_AT_ONCE", 7)  # chunks across batches
 
     def cut_now() -> tuple[list[Any], list[Any]]:
-        got, bad = cut(path, 5, window, raw)
+        got, bad = cut(path, 5, window, raw, schema)
         return [(b.events, b.lines, b.held) for b in got], bad
 
     taken = []
@@ -212,8 +219,9 @@ def test_chunks_taken_whole_cut_the_batches_record_by_record_would(
 
     monkeypatch.setattr("bitstat.cli.ingest_batches._whole", seen)
     whole = cut_now()
-    # (CSV cells are text: a sum's is read one by one, unless a worker decodes the records)
-    assert any(taken) == (kind == "jsonl" or (raw and not window))
+    # (CSV cells are text: an id where ids are integers is read one by one, unless a worker
+    # decodes the records)
+    assert any(taken) == (kind == "jsonl" or ids == "map" or (raw and not window))
     assert not all(taken)
     with monkeypatch.context() as m:
         m.setattr("bitstat.cli.ingest_batches._whole", lambda *_: None)

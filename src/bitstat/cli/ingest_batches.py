@@ -104,7 +104,7 @@ def _whole(
         if decode.fields.time_format is not None:
             return None
         return [text for _, _, text in chunk], lines, []
-    if not decode.many(records):  # (which changes none of them: no copies to make)
+    if not decode.many(records):  # (it changes none when it says no: no copies to make)
         return None
     times = list(map(dict.get, records, repeat("time"))) if window else []
     return ([text for _, _, text in chunk] if raw else records), lines, times

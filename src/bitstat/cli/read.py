@@ -498,10 +498,7 @@ class _JsonArray:
 
 def csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
     """A CSV row as a record: its cells by column name, empty cells left out (absent values)."""
-    record: dict[str, Any] = dict(zip(header, row, strict=True))
-    if "" in record.values():
-        record = {k: v for k, v in record.items() if v != ""}
-    return record
+    return {k: v for k, v in zip(header, row, strict=True) if v}  # (cells are text)
 
 
 def raw_records(kind: str, raws: list[Any], header: list[str] | None) -> list[dict[str, Any]]:
@@ -615,9 +612,9 @@ class Decoder:
 
     def many(self, records: list[dict[str, Any]]) -> bool:
         """`self(record)` of each record, in place, at C speed when the records need no more
-        than their actors counted (nothing moved or renamed, ISO text or numbers as times, no
-        text to sum, no text id where ids are integers): whether it was done (else nothing
-        was changed, and each record is decoded alone)."""
+        than their actors counted and their sums' text read (nothing moved or renamed, ISO
+        text or numbers as times, no text id where ids are integers): whether it was done
+        (else nothing was changed, and each record is decoded alone)."""
         if not self._plain:
             return False
         n = len(records)
@@ -627,13 +624,15 @@ class Decoder:
             texts = times if kinds == {str} else [t for t in times if type(t) is str]
             if set(map(_FIFTH, texts)) != {"-"}:
                 return False  # (times to read: `__call__` reads them, or says why not)
-        for prop in self._any_summed:
-            if str in set(map(type, map(dict.get, records, itertools.repeat(prop, n)))):
-                return False
         actors = list(map(dict.get, records, itertools.repeat(self.actor, n)))
         if self.int_ids and str in set(map(type, actors)):
             return False  # (text ids: digits made integers, others counted, one by one)
         self.actors += n - actors.count(None)
+        for prop in self._any_summed:  # text to sum (CSV cells): made numbers where it reads
+            if str in set(map(type, map(dict.get, records, itertools.repeat(prop, n)))):
+                for record in records:
+                    self._sum_numbers(record)
+                break
         return True
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any] | str:
