@@ -17,7 +17,6 @@ event per key family. See benchmarks/README.md, "Realistic profile".
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import resource
@@ -163,7 +162,8 @@ class Meter:
 
     def __enter__(self) -> Meter:
         harness.settle()
-        gc.collect()
+        self.heap = harness.quiet_heap()
+        self.heap.__enter__()
         self.server_before = self.server.cpu_seconds()
         self.children_before = children_cpu()
         self.cpu_before = time.process_time()
@@ -175,6 +175,7 @@ class Meter:
         self.cpu = time.process_time() - self.cpu_before
         self.children = children_cpu() - self.children_before
         self.server_cpu = self.server.cpu_seconds() - self.server_before
+        self.heap.__exit__(None, None, None)
 
     def fill(self, result: Result, events: int, *, client: str = "process") -> None:
         result.events = events
