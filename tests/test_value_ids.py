@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bitstat import record
+from bitstat import record, transport
 from bitstat.keys import Keys, member_text, value_bucket_of
 from bitstat.record import looked_up, present_members, rows_by_code
-from bitstat.transport import values_call
+from bitstat.transport import values_call, values_pieces
 
 texts = st.text(alphabet="ab\x00~", max_size=3)
 values = st.one_of(st.none(), texts, st.tuples(texts, texts))
@@ -103,3 +103,20 @@ def test_a_cluster_s_values_call_names_each_bucket_once() -> None:
     # and the bucket 2,048 further on of each, that namespaces with 4,096 buckets used
     prefix = k.value_buckets("e", "ip")
     assert keys[3:] == [f"{prefix}{b + up}" for b in buckets for up in (0, 2048)]
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_a_large_values_call_cut_in_pieces_is_each_piece_s_own_call(
+    cluster: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """values_pieces cuts a call of many values into calls of NUMBERED_AT_ONCE values each (the
+    last one shorter), each as values_call would make it for its values alone."""
+    monkeypatch.setattr(transport, "NUMBERED_AT_ONCE", 700)
+    k = Keys("ns")
+    values = [f"v{i}" for i in range(2000)]
+    names = (k.value_next("e", "ip"), k.value_ids("e", "ip"), k.value_layout("e", "ip"))
+    prefix = k.value_buckets("e", "ip")
+    pieces = values_pieces(values_call(*names, prefix, values, cluster=cluster), cluster)
+    cuts = (0, 700, 1400)
+    want = [values_call(*names, prefix, values[i : i + 700], cluster=cluster) for i in cuts]
+    assert pieces == want

@@ -208,9 +208,24 @@ def values_call(
     too, and those 2,048 further on that it may read (the script names them itself on a
     single server)."""
     numbers = list(map(value_bucket_of, values))
+    return _numbering(next_key, old_key, layout_key, buckets, values, numbers, cluster)
+
+
+def _numbering(
+    next_key: str,
+    old_key: str,
+    layout_key: str,
+    buckets: str,
+    values: Sequence[str],
+    numbers: Sequence[int | str],
+    cluster: bool,
+) -> tuple[list[str], list[Any]]:
+    """`values_call` of values whose bucket numbers are known."""
     keys = [next_key, old_key, layout_key]
     if cluster:
-        keys += [f"{buckets}{b + up}" for b in dict.fromkeys(numbers) for up in (0, VALUE_BUCKETS)]
+        keys += [
+            f"{buckets}{int(b) + up}" for b in dict.fromkeys(numbers) for up in (0, VALUE_BUCKETS)
+        ]
     return keys, [buckets, " ".join(map(str, numbers)), *values]
 
 
@@ -255,9 +270,13 @@ def values_pieces(
     values = args[2:]
     if len(values) <= NUMBERED_AT_ONCE:
         return [call]
+    numbers = args[1].split(" ")  # (each value's bucket, not worked out again)
+    step = NUMBERED_AT_ONCE
     return [
-        values_call(keys[0], keys[1], keys[2], args[0], values[i : i + NUMBERED_AT_ONCE], cluster)
-        for i in range(0, len(values), NUMBERED_AT_ONCE)
+        _numbering(
+            keys[0], keys[1], keys[2], args[0], values[i : i + step], numbers[i : i + step], cluster
+        )
+        for i in range(0, len(values), step)
     ]
 
 
