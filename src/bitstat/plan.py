@@ -29,6 +29,7 @@ from .keys import (
 )
 from .periods import expire_at
 from .schema import ExpireChange, Schema, kept_for
+from .tallies import Items, Tally
 from .writes import OR_MIN_BITS, Builder, Chunk, WritePlan, float_text
 
 # A row's group: its event code above these bits, its bucket base (an hour or day number,
@@ -461,9 +462,13 @@ def planning(
         elif kind in ("count", "top"):
             assert values is not None
             by_bucket: dict[int, list[tuple[str, float]]] = defaultdict(list)
-            recount = None
+            recount = summed = None
             if only is not None:  # one event and bucket (a live stream): count values alone
                 by_bucket[only] = _counted(values)
+            elif large:  # each row read once, a week's or a year's buckets summed in numpy
+                tally = Tally(cb, values)
+                by_bucket = {c: [] for c in tally.groups}  # (the buckets alone)
+                summed = tally.summed
             else:  # a bucket's values counted at once (in C), its rows found once a batch
                 grouped_rows = rows_of(family)
                 texts: dict[Any, str] = {}
@@ -473,7 +478,7 @@ def planning(
                         by_bucket[c] = items
                 recount = partial(_recounted, values, grouped_rows, texts)
             name_key = partial(_prop_key, keys.counts if kind == "count" else keys.top, prop)
-            _emit_scores(to, name_key, by_bucket, recount=recount)
+            _emit_scores(to, name_key, by_bucket, recount=recount, summed=summed)
         elif kind == "approx":
             assert values is not None
             _plan_approx(to, prop, cb, values)
@@ -612,13 +617,15 @@ def _emit_scores(
     by_bucket: dict[int, list[tuple[str, float]]],
     code: str = "Y",
     recount: Callable[[list[int]], list[tuple[str, float]]] | None = None,
+    summed: Callable[[list[tuple[int, ...]]], list[Items]] | None = None,
 ) -> None:
     """Score increments per bucket -> one op per distinct content: a key fed by several
     buckets (a week of a backfill) gets their sum once (`recount`, given the buckets, makes it
     from the rows when it can); keys fed by the same buckets (a day and its week, month and
-    year in a live stream) share one list of increments."""
+    year in a live stream) share one list of increments. `summed` (a `Tally`'s) gives the
+    increments of every set of buckets at once, `by_bucket` then naming the buckets alone."""
     b, keys, split, labels = to
-    if len(by_bucket) == 1:  # one event and bucket (one event, a live batch): one op
+    if len(by_bucket) == 1 and summed is None:  # one event and bucket (a live batch): one op
         [(c, items)] = by_bucket.items()
         event, bb = split(c)
         named = [(key_of(event, label), period, label) for period, label in labels(bb).items()]
@@ -637,8 +644,11 @@ def _emit_scores(
     shared: dict[tuple[int, ...], list[tuple[str, str, str]]] = defaultdict(list)
     for target, cs in sources.items():
         shared[tuple(cs)].append(target)
-    for feeders, targets in shared.items():
-        if len(feeders) == 1:
+    every = summed(list(shared)) if summed is not None else None
+    for j, (feeders, targets) in enumerate(shared.items()):
+        if every is not None:
+            items = every[j]
+        elif len(feeders) == 1:
             items = by_bucket[feeders[0]]
         elif recount is not None:
             items = recount(list(feeders))
