@@ -169,7 +169,7 @@ def quiet_heap() -> Iterator[None]:
     generated events (400,000 dicts and more), which a library's process would not: each full
     collection a library's garbage sets off would walk them all, and a library would be timed
     on how much garbage it makes against the harness's heap (docs/performance.md: with them
-    walked, bitmapist's pipeline recorded 22-28% fewer events a second, bitstat's 13-29%)."""
+    walked, bitmapist's pipeline recorded 12-22% fewer events a second)."""
     gc.collect()
     gc.freeze()
     try:
