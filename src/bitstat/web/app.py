@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import re
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -46,6 +47,7 @@ from .namespaces import Namespaces
 from .params import NAMESPACE, BadParameter, read
 from .span import PARAMS as SPAN_PARAMS
 from .span import first_last_day
+from .together import TOGETHER_MAX, Together, can_go_together
 
 STATIC = Path(__file__).parent / "static"
 MAX_BATCH_ID = 200
@@ -89,10 +91,24 @@ class _State:
         self.write_token = config.write_token.encode() if config.write_token else None
         self.metrics = metrics.Metrics(config.metrics_dir)
         self.large_bodies = LargeBodies()
+        # bodies recorded together, by namespace (a namespace whose schema changed: anew)
+        self.together: weakref.WeakKeyDictionary[AsyncStats, Together] = weakref.WeakKeyDictionary()
 
     async def stats(self, name: str | None) -> AsyncStats:
         assert self.namespaces is not None, "the app has not started"
         return await self.namespaces.get(name)
+
+    def together_in(self, stats: AsyncStats) -> Together:
+        found = self.together.get(stats)
+        if found is None:
+            found = self.together[stats] = Together(stats, self.record_together)
+        return found
+
+    async def record_together(self, stats: AsyncStats, events: list[Any]) -> TrackResult:
+        """A batch of bodies recorded together: planned off the event loop (it may be large)."""
+        if self.planner is None:
+            return await stats.track_many(events)
+        return await _record_in(self.planner, stats, events, None)
 
 
 def _check_token(request: Request, token: bytes | None, side: str) -> None:
@@ -381,7 +397,9 @@ async def _record_body(
             f" {state.config.max_events:,} a request",
         )
     stats = await state.stats(namespace)
-    if len(raw) > OFFLOAD_BYTES:
+    if can_go_together(stats, batch_id) and len(data) <= TOGETHER_MAX:
+        result = await state.together_in(stats).record(data)  # with those that come meanwhile
+    elif len(raw) > OFFLOAD_BYTES:
         assert state.planner is not None
         result = await _record_large(state.planner, stats, data, batch_id)
     else:

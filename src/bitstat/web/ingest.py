@@ -50,8 +50,8 @@ HOLD_MARGIN = 30.0
 log = logging.getLogger(__name__)
 MAX_MESSAGE_ID = 200  # characters of a message id (Segment asks for fewer than 100)
 DRAIN_LIMIT = 64 * 1024 * 1024
-LARGE_BODY = 64 * 1024  # bytes of a body (inflated) past which it waits for a slot to be read
-LARGE_BODIES_AT_ONCE = 2  # (/v1/track plans them in one thread anyway)
+LARGE_BODY = 64 * 1024  # bytes of a body (inflated) past which it waits for room to be read
+LARGE_BODY_BYTES = 2 * 10 * 1024 * 1024  # of large bodies read at once: two of the largest
 
 
 class IngestError(Exception):
@@ -166,24 +166,36 @@ async def read_body(request: Request, limit: int, status: int = 413) -> bytes:
 
 
 class LargeBodies:
-    """At most `slots` requests at a time parse and record a body over LARGE_BODY bytes.
+    """Large bodies (over LARGE_BODY bytes) are parsed and recorded at once up to `budget`
+    bytes in all; a body larger than that alone.
 
     Parsed, a body takes about ten times its size in memory (10 MB of JSON events: 110 MB), and
     nothing bounded how many were: ten clients sending 10 MB at once took the server to 1.1 GB
     (and left it at 400 MB). The others wait holding their bytes alone. The wait starts once a
-    body has arrived, so a client sending slowly holds no slot."""
+    body has arrived, so a client sending slowly holds no room. Bytes, not bodies, are counted:
+    two bodies of 10 MB take it all, where bodies of 200 KB from many senders go on together
+    (and their events are recorded together: web/together.py)."""
 
-    def __init__(self, slots: int = LARGE_BODIES_AT_ONCE) -> None:
-        self._slots = asyncio.Semaphore(slots)
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = LARGE_BODY_BYTES if budget is None else budget
+        self.taken = 0
+        self._freed = asyncio.Condition()
 
     @contextlib.asynccontextmanager
     async def slot(self, size: int) -> AsyncIterator[None]:
-        """Hold a slot while the block runs, when a body of `size` bytes is large."""
+        """Hold room for a body of `size` bytes while the block runs, when it is large."""
         if size <= LARGE_BODY:
             yield
             return
-        async with self._slots:
+        async with self._freed:
+            await self._freed.wait_for(lambda: self.taken == 0 or self.taken + size <= self.budget)
+            self.taken += size
+        try:
             yield
+        finally:
+            async with self._freed:
+                self.taken -= size
+                self._freed.notify_all()
 
 
 async def drain(request: Request) -> None:
