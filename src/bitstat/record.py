@@ -14,7 +14,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -178,6 +179,12 @@ IN_DOUBT = InDoubt()
 os.register_at_fork(after_in_child=AUTO_IDS.reset)
 # (a lock another thread held at the fork would stay held in the child: its first call hangs)
 os.register_at_fork(after_in_child=lambda: setattr(IN_DOUBT, "lock", threading.Lock()))
+
+
+# pure work of the caller's to do while the server writes the last parts of a batch in parts
+# (`bitstat ingest` reads its next batch): the client waited for them idle. Called once or
+# more (a retried batch): it must not do twice what it did once.
+MEANWHILE: ContextVar[Callable[[], None] | None] = ContextVar("bitstat_meanwhile", default=None)
 
 
 def gave_up(
@@ -1060,6 +1067,8 @@ class Recording:
                 continue
             calls = [apply_call(g, ttl) for g in p.groups]
             sent.append((k, p, calls, (yield self.sealed(call(Transport.send_apply, calls)))))
+        if sent and (meanwhile := MEANWHILE.get()) is not None:
+            meanwhile()  # (the client waited idle while the server wrote its last parts)
         for k, p, calls, ticket in sent:
             answers = yield call(Transport.apply_answers, ticket, calls, self.bitmap_keys)
             if not settle(k, p, answers[0]):

@@ -8,7 +8,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
+from .. import record
 from ..errors import ConnectionError, ServerError
 from ..events import parse_batch
 from ..loads import LOAD_BATCH_TTL, progress_bar
@@ -27,7 +28,7 @@ from ..schema import Schema
 from ..store import resolve_url
 from . import output as cli_output
 from .files import Output
-from .ingest_batches import batches
+from .ingest_batches import Batch, batches
 from .ingest_rejects import NONE, Rejections, Stop
 from .ingest_workers import RERUN, Recorded, Workers, workers_option
 from .output import count, ordinal, were
@@ -56,6 +57,53 @@ EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports a Ctrl-C
 
 class StrictStop(click.ClickException):
     """--strict met a bad line: nothing was recorded."""
+
+
+class ReadAhead(Iterator[Batch]):
+    """The batches of a source, the next one read early by `read()` (while the server writes
+    the current one). The lines it refuses meanwhile are told to `refused` when that batch is
+    due, as is what reading it raised: --max-rejects then stops where it would have stopped
+    reading in turn (the current batch's rejected events counted first)."""
+
+    def __init__(self, refused: Callable[[int, str, int], None]) -> None:
+        self.refused = refused
+        self.batches: Iterator[Batch] = iter(())
+        self._next: list[Batch | Exception] = []  # the next batch, or what reading it raised
+        self._early: list[tuple[int, str, int]] | None = None  # its refused lines, held back
+        self._told: list[tuple[int, str, int]] = []
+
+    def refuse(self, line: int, why: str, held: int) -> None:
+        """The reader's callback for a line it refuses."""
+        if self._early is None:
+            self.refused(line, why, held)
+        else:
+            self._early.append((line, why, held))
+
+    def read(self) -> None:
+        """Read the next batch now, its refused lines held back till it is due."""
+        if self._next:
+            return
+        self._early = []
+        try:
+            self._next.append(next(self.batches))
+        except Exception as exc:  # (StopIteration included: the end)
+            self._next.append(exc)
+        finally:
+            self._told, self._early = self._early, None
+
+    def __next__(self) -> Batch:
+        if not self._next:
+            try:
+                return next(self.batches)
+            finally:
+                self._told = []
+        told, self._told = self._told, []
+        got = self._next.pop()
+        for refused in told:  # (raises at the line past --max-rejects: got is dropped)
+            self.refused(*refused)
+        if isinstance(got, Exception):
+            raise got
+        return got
 
 
 class _TooManyRejects(Exception):
@@ -198,24 +246,30 @@ class Ingest:
         # then made in time order, not scattered in memory over the window (the parse of a
         # batch took 1.5-2 us an event more), and the window holds a fifth of the memory
         as_read = self.workers is None and bool(self.sort_window) and source.kind == "jsonl"
-        read = batches(
+        ahead = ReadAhead(partial(self._refused, tally))
+        ahead.batches = batches(
             reader,
             decode,
             self.batch_size,
-            partial(self._refused, tally),
+            ahead.refuse,
             raw=self.workers is not None or as_read,
             window=self.sort_window,
         )
         again = Decoder(self.fields, decode.schema)  # (its counts are `decode`'s already)
         with contextlib.suppress(_TooManyRejects):
-            for number, batch in enumerate(read):
+            for number, batch in enumerate(ahead):
                 tally.records += len(batch.events)
                 batch_id = f"ingest:{source.digest[:32]}:{number}"
                 self.rejects.sent(number, batch.lines, batch.held)
                 done = partial(self._count, tally, number, batch.lines, task, reader.tell())
                 if self.workers is None:
                     events = decoded_lines(again, batch.events) if as_read else batch.events
-                    done(self.stats.track_many(events, batch_id=batch_id))
+                    meanwhile = record.MEANWHILE.set(ahead.read)  # (the next batch read while
+                    # the server writes this one's last parts)
+                    try:
+                        done(self.stats.track_many(events, batch_id=batch_id))
+                    finally:
+                        record.MEANWHILE.reset(meanwhile)
                 else:
                     self.workers.submit(done, batch_id, source.kind, reader.header, batch.events)
                 if self.stop is not None:
