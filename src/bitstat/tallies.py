@@ -30,9 +30,9 @@ class Tally:
         group_ids, ranks = np.unique(np.asarray(groups, dtype=np.int64), return_inverse=True)
         self.n = width = max(n, 1)  # a pair (group, value) is rank * width + code
         pairs, counts = np.unique(ranks[present] * width + codes[present], return_counts=True)
-        self.pair_rank, self.pair_code, self.pair_count = pairs // width, pairs % width, counts
+        self.pair_code, self.pair_count = pairs % width, counts
         # each group's pairs are one run of the sorted pairs: [start, end) by rank
-        ranked = np.searchsorted(self.pair_rank, np.arange(len(group_ids) + 1))
+        ranked = np.searchsorted(pairs // width, np.arange(len(group_ids) + 1))
         self.starts, self.ends = ranked[:-1], ranked[1:]
         held = self.ends > self.starts
         self.rank_of = {g: r for r, g in enumerate(group_ids.tolist())}
