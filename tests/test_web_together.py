@@ -93,9 +93,9 @@ def run_held(
     real_record = together.Together.record
     real_track_many = AsyncStats.track_many
 
-    async def record_(self: together.Together, events: list[Any]) -> TrackResult:
+    async def record_(self: together.Together, stats: AsyncStats, events: list[Any]) -> Any:
         arrived.release()
-        return await real_record(self, events)
+        return await real_record(self, stats, events)
 
     async def track_many(self: AsyncStats, events: Any, batch_id: Any = None) -> TrackResult:
         arrived.release()
@@ -202,3 +202,31 @@ def test_bodies_into_a_namespace_with_an_expiry_go_alone(embedded_url: str, name
         ]
     assert [a["recorded"] for a in answers] == [5, 3]
     assert [a["expired"]["day"] for a in answers] == [5, 3]
+
+
+def test_a_namespace_s_batching_goes_with_its_stats(embedded_url: str) -> None:
+    """The server keeps MAX_OPEN namespaces' stats; what batches a namespace's bodies is kept
+    by its stats, weakly, and went on holding them: every namespace ever posted to stayed in
+    memory (found by review, 2026-12-08)."""
+    import gc
+
+    from bitstat.web.namespaces import MAX_OPEN
+
+    def alive() -> int:
+        gc.collect()
+        return sum(type(o) is AsyncStats for o in gc.get_objects())
+
+    with running(ServerConfig(url=embedded_url)) as base:
+        before = alive()
+        with httpx.Client(timeout=30) as client:
+            for k in range(MAX_OPEN + 40):
+                answer = client.post(
+                    f"{base}/v1/track?namespace=t-gone-{k}",
+                    content=json.dumps({"event": "v", "user": 1, "time": DAY}).encode(),
+                    headers={"content-type": "application/json"},
+                )
+                assert answer.status_code == 200, answer.text
+        assert alive() - before <= MAX_OPEN + 5
+    for k in range(MAX_OPEN + 40):
+        with bitstat.connect(embedded_url, namespace=f"t-gone-{k}") as st:
+            st.drop()

@@ -101,7 +101,7 @@ class _State:
     def together_in(self, stats: AsyncStats) -> Together:
         found = self.together.get(stats)
         if found is None:
-            found = self.together[stats] = Together(stats, self.record_together)
+            found = self.together[stats] = Together(self.record_together)
         return found
 
     async def record_together(self, stats: AsyncStats, events: list[Any]) -> TrackResult:
@@ -398,7 +398,7 @@ async def _record_body(
         )
     stats = await state.stats(namespace)
     if can_go_together(stats, batch_id) and len(data) <= TOGETHER_MAX:
-        result = await state.together_in(stats).record(data)  # with those that come meanwhile
+        result = await state.together_in(stats).record(stats, data)  # with those come meanwhile
     elif len(raw) > OFFLOAD_BYTES:
         assert state.planner is not None
         result = await _record_large(state.planner, stats, data, batch_id)

@@ -46,25 +46,27 @@ def shared_out(result: TrackResult, sizes: Sequence[int]) -> list[TrackResult]:
 
 
 class Together:
-    """`await together.record(events)`: the events recorded with those of the bodies waiting
-    meanwhile, by `recorder` (one batch, no batch id given: bitstat makes one)."""
+    """`await together.record(stats, events)`: the events recorded with those of the bodies
+    waiting meanwhile for the same `stats`, by `recorder` (one batch, no batch id given:
+    bitstat makes one). It keeps no hold on `stats` between batches, so that a namespace's
+    Together goes with its stats (`_State.together` is keyed by them, weakly)."""
 
-    def __init__(self, stats: AsyncStats, recorder: Recorder) -> None:
-        self.stats, self.recorder = stats, recorder
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
         self.waiting: list[tuple[list[Any], asyncio.Future[TrackResult]]] = []
         self.writer: asyncio.Task[None] | None = None
         self.came = asyncio.Event()  # a body came since the writer last looked
         self.senders = 1  # bodies of the last batch: the senders that send again once answered
 
-    async def record(self, events: list[Any]) -> TrackResult:
+    async def record(self, stats: AsyncStats, events: list[Any]) -> TrackResult:
         future: asyncio.Future[TrackResult] = asyncio.get_running_loop().create_future()
         self.waiting.append((events, future))
         self.came.set()
         if self.writer is None or self.writer.done():
-            self.writer = asyncio.create_task(self.write())
+            self.writer = asyncio.create_task(self.write(stats))
         return await future
 
-    async def write(self) -> None:
+    async def write(self, stats: AsyncStats) -> None:
         """Batches of the waiting bodies, one after the other, until none waits."""
         while self.waiting:
             # the senders of the last batch were answered at its end, and their next bodies
@@ -84,7 +86,7 @@ class Together:
                 taken.append(self.waiting.pop(0))
                 size += len(taken[-1][0])
             try:
-                result = await self.recorder(self.stats, [e for body, _ in taken for e in body])
+                result = await self.recorder(stats, [e for body, _ in taken for e in body])
             except Exception as exc:  # every body's answer: none of them is known to be in
                 for _, future in taken:
                     if not future.done():
