@@ -261,3 +261,49 @@ def test_large_bodies_are_parsed_and_recorded_up_to_a_budget_of_bytes_at_once(
             writer.join(timeout=120)
     assert [a.json()["recorded"] for a in answers] == [2_000] * senders
     assert peak[0] == (2 if budget is not None else senders)
+
+
+def test_a_large_body_waiting_for_room_is_not_passed_by_smaller_ones() -> None:
+    """First come, first in: with 1 MB bodies coming all the time, a 15 MB one waited for ever
+    while each of them fitted in the room left (found by review, 2026-12-08). A body cancelled
+    while it waits leaves the line; its room, if it was given, goes back."""
+    mb = 1024 * 1024
+
+    async def main() -> None:
+        bodies = ingest.LargeBodies(20 * mb)
+        big_in, stop = asyncio.Event(), asyncio.Event()
+
+        async def small() -> None:
+            while not stop.is_set():
+                async with bodies.slot(mb):
+                    await asyncio.sleep(0.01)
+
+        async def big() -> None:
+            async with bodies.slot(15 * mb):
+                big_in.set()
+
+        smalls = []
+        for _ in range(8):  # eight senders of 1 MB bodies, one after the other
+            smalls.append(asyncio.create_task(small()))
+            await asyncio.sleep(0.002)
+        waiting = asyncio.create_task(big())
+        await asyncio.wait_for(big_in.wait(), 10)
+        stop.set()
+        await asyncio.gather(*smalls, waiting)
+        assert bodies.taken == 0 and not bodies.waiting
+
+        # cancelled in the line: it leaves it, and the one behind it comes in
+        later = bodies.slot(2 * mb)  # (held here: a context left unexited would be closed)
+        async with bodies.slot(15 * mb):
+            queued = asyncio.create_task(bodies.slot(15 * mb).__aenter__())
+            behind = asyncio.create_task(later.__aenter__())
+            await asyncio.sleep(0.01)
+            assert len(bodies.waiting) == 2
+            queued.cancel()
+            await asyncio.sleep(0.01)
+            assert behind.done() and bodies.taken == 17 * mb
+        assert bodies.taken == 2 * mb  # (the one let in holds its room)
+        await later.__aexit__(None, None, None)
+        assert bodies.taken == 0 and not bodies.waiting
+
+    asyncio.run(main())

@@ -11,6 +11,7 @@ wrong (status, a code, the message, the field) for them to render.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -167,19 +168,32 @@ async def read_body(request: Request, limit: int, status: int = 413) -> bytes:
 
 class LargeBodies:
     """Large bodies (over LARGE_BODY bytes) are parsed and recorded at once up to `budget`
-    bytes in all; a body larger than that alone.
+    bytes in all, in the order they came; a body larger than the budget alone.
 
     Parsed, a body takes about ten times its size in memory (10 MB of JSON events: 110 MB), and
     nothing bounded how many were: ten clients sending 10 MB at once took the server to 1.1 GB
     (and left it at 400 MB). The others wait holding their bytes alone. The wait starts once a
     body has arrived, so a client sending slowly holds no room. Bytes, not bodies, are counted:
     two bodies of 10 MB take it all, where bodies of 200 KB from many senders go on together
-    (and their events are recorded together: web/together.py)."""
+    (and their events are recorded together: web/together.py). First come, first in: a large
+    body waiting for room is not passed by smaller ones that would fit (it waited for ever
+    while they kept coming: found by review, 2026-12-08)."""
 
     def __init__(self, budget: int | None = None) -> None:
         self.budget = LARGE_BODY_BYTES if budget is None else budget
         self.taken = 0
-        self._freed = asyncio.Condition()
+        self.waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    def _fits(self, size: int) -> bool:
+        return self.taken == 0 or self.taken + size <= self.budget
+
+    def _let_in(self) -> None:
+        """The bodies at the head of the line that fit now."""
+        while self.waiting and self._fits(self.waiting[0][0]):
+            size, room = self.waiting.popleft()
+            if not room.cancelled():
+                self.taken += size
+                room.set_result(None)
 
     @contextlib.asynccontextmanager
     async def slot(self, size: int) -> AsyncIterator[None]:
@@ -187,15 +201,25 @@ class LargeBodies:
         if size <= LARGE_BODY:
             yield
             return
-        async with self._freed:
-            await self._freed.wait_for(lambda: self.taken == 0 or self.taken + size <= self.budget)
+        if not self.waiting and self._fits(size):
             self.taken += size
+        else:
+            entry = (size, asyncio.get_running_loop().create_future())
+            self.waiting.append(entry)
+            try:
+                await entry[1]
+            except BaseException:  # cancelled: out of the line, or its room given back
+                if entry in self.waiting:
+                    self.waiting.remove(entry)
+                elif entry[1].done() and not entry[1].cancelled():
+                    self.taken -= size
+                self._let_in()
+                raise
         try:
             yield
         finally:
-            async with self._freed:
-                self.taken -= size
-                self._freed.notify_all()
+            self.taken -= size
+            self._let_in()
 
 
 async def drain(request: Request) -> None:
