@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from types import SimpleNamespace
@@ -126,3 +127,33 @@ def test_max_rejects_stops_where_reading_in_turn_stops(
     assert got == want and got[0] == cli_ingest.EXIT_STOPPED
     assert totals(ahead) == totals(in_turn)
     assert early[0] >= (1 if limit else 0)
+
+
+def test_a_batch_read_early_and_never_recorded_leaves_the_id_counts_alone(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch's text id (rejected) stops the run at --max-rejects 0; the second batch,
+    read early and never recorded, is all text ids: they made the report's hint about text ids
+    (found by review, 2026-12-08)."""
+    lines = [
+        {"event": ("visit", "buy")[n % 2], "user": "u-x" if n == 5 else n, "time": f"{DAY}T10"}
+        for n in range(1, 21)
+    ]
+    lines += [
+        {"event": ("visit", "buy")[n % 2], "user": f"u-{n}", "time": f"{DAY}T10"}
+        for n in range(21, 41)
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    options = ["--no-progress", "--batch-size", "20", "--max-rejects", "0"]
+    early = read_ahead_counted(monkeypatch)
+    ahead = cli()("ingest", str(path), *options)
+    assert early[0] == 1
+    no_read_ahead(monkeypatch)
+    in_turn = cli()("ingest", str(path), *options)
+
+    def said(output: str) -> str:  # (less the time it took)
+        return re.sub(r" in [0-9.]+ s \([0-9,]+ events/s\)", "", output)
+
+    assert (ahead.exit_code, said(ahead.output)) == (in_turn.exit_code, said(in_turn.output))
+    assert "text actor id" not in ahead.output and "Stopped at" in ahead.output

@@ -63,14 +63,17 @@ class ReadAhead(Iterator[Batch]):
     """The batches of a source, the next one read early by `read()` (while the server writes
     the current one). The lines it refuses meanwhile are told to `refused` when that batch is
     due, as is what reading it raised: --max-rejects then stops where it would have stopped
-    reading in turn (the current batch's rejected events counted first)."""
+    reading in turn (the current batch's rejected events counted first). A batch read early
+    and never due (the run stopped: `drop`) leaves the decoder's counts as they were before it
+    (its text ids made the report's hint about ids: found by review, 2026-12-08)."""
 
-    def __init__(self, refused: Callable[[int, str, int], None]) -> None:
-        self.refused = refused
+    def __init__(self, refused: Callable[[int, str, int], None], decode: Decoder) -> None:
+        self.refused, self.decode = refused, decode
         self.batches: Iterator[Batch] = iter(())
         self._next: list[Batch | Exception] = []  # the next batch, or what reading it raised
         self._early: list[tuple[int, str, int]] | None = None  # its refused lines, held back
         self._told: list[tuple[int, str, int]] = []
+        self._counts: tuple[int, int, str | None] | None = None  # the decoder's before it
 
     def refuse(self, line: int, why: str, held: int) -> None:
         """The reader's callback for a line it refuses."""
@@ -83,6 +86,8 @@ class ReadAhead(Iterator[Batch]):
         """Read the next batch now, its refused lines held back till it is due."""
         if self._next:
             return
+        d = self.decode
+        self._counts = (d.actors, d.text_ids, d.text_id)
         self._early = []
         try:
             self._next.append(next(self.batches))
@@ -91,6 +96,13 @@ class ReadAhead(Iterator[Batch]):
         finally:
             self._told, self._early = self._early, None
 
+    def drop(self) -> None:
+        """The batch read early is not recorded (the run stopped): its decoded ids uncounted."""
+        if self._next and self._counts is not None:
+            d = self.decode
+            d.actors, d.text_ids, d.text_id = self._counts
+        self._next, self._told, self._counts = [], [], None
+
     def __next__(self) -> Batch:
         if not self._next:
             try:
@@ -98,9 +110,14 @@ class ReadAhead(Iterator[Batch]):
             finally:
                 self._told = []
         told, self._told = self._told, []
+        try:
+            for refused in told:  # (raises at the line past --max-rejects: the batch dropped)
+                self.refused(*refused)
+        except BaseException:
+            self.drop()
+            raise
         got = self._next.pop()
-        for refused in told:  # (raises at the line past --max-rejects: got is dropped)
-            self.refused(*refused)
+        self._counts = None
         if isinstance(got, Exception):
             raise got
         return got
@@ -246,7 +263,7 @@ class Ingest:
         # then made in time order, not scattered in memory over the window (the parse of a
         # batch took 1.5-2 us an event more), and the window holds a fifth of the memory
         as_read = self.workers is None and bool(self.sort_window) and source.kind == "jsonl"
-        ahead = ReadAhead(partial(self._refused, tally))
+        ahead = ReadAhead(partial(self._refused, tally), decode)
         ahead.batches = batches(
             reader,
             decode,
@@ -274,6 +291,7 @@ class Ingest:
                     self.workers.submit(done, batch_id, source.kind, reader.header, batch.events)
                 if self.stop is not None:
                     break
+        ahead.drop()  # (a batch read early, when the run stopped before it)
         if self.workers is not None:
             self.workers.finish()  # a stop too: the batches handed out are recorded whole
         if self.stop is None:
