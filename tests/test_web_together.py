@@ -122,12 +122,13 @@ def run_held(
 
 
 def test_bodies_that_come_while_a_batch_is_written_go_together(
-    embedded_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+    server_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On every backend: embedded, cluster, a system Redis."""
     bodies = [body(0, 5), body(100, 3, bad_at=1), body(200, 4, bad_at=2), body(300, 6)]
-    with bitstat.connect(embedded_url, namespace=namespace, schema=COUNTED):
+    with bitstat.connect(server_url, namespace=namespace, schema=COUNTED):
         pass
-    with running(ServerConfig(url=embedded_url, namespace=namespace)) as base:
+    with running(ServerConfig(url=server_url, namespace=namespace)) as base:
         answers, sizes = run_held(base, namespace, bodies, monkeypatch)
     assert sizes == [5, 13]  # the first alone, the three that came meanwhile as one batch
     assert [a.status_code for a in answers.values()] == [200] * 4
@@ -138,7 +139,7 @@ def test_bodies_that_come_while_a_batch_is_written_go_together(
         (3, [2]),
         (6, []),
     ]
-    with bitstat.connect(embedded_url, namespace=namespace, schema=COUNTED) as st:
+    with bitstat.connect(server_url, namespace=namespace, schema=COUNTED) as st:
         assert st.total("visit", DAY) == 16
         assert st.unique("visit", DAY) == 16
         assert st.counts("visit", "country", DAY) == {"NL": 16}

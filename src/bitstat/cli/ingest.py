@@ -104,11 +104,8 @@ class ReadAhead(Iterator[Batch]):
         self._next, self._told, self._counts = [], [], None
 
     def __next__(self) -> Batch:
-        if not self._next:
-            try:
-                return next(self.batches)
-            finally:
-                self._told = []
+        if not self._next:  # (none read early: nothing held back)
+            return next(self.batches)
         told, self._told = self._told, []
         try:
             for refused in told:  # (raises at the line past --max-rejects: the batch dropped)
