@@ -158,7 +158,7 @@ def count(path: Path, script: Path | None, keep: Path | None = None, of: str = "
             r.evalsha(sha, len(keys), *keys, *args)
         r.shutdown(nosave=True)
         server.wait(timeout=300)
-        total = _total_instructions(out)
+        total = total_instructions(out)
         if keep:  # for callgrind_annotate: where the instructions went, function by function
             shutil.copyfile(out, keep)
     n = saved["events"]
@@ -168,7 +168,7 @@ def count(path: Path, script: Path | None, keep: Path | None = None, of: str = "
     )
 
 
-def _total_instructions(out: Path) -> int:
+def total_instructions(out: Path) -> int:
     """The 'summary:' (or 'totals:') line of a callgrind output file."""
     for line in out.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
