@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
 import bitstat
@@ -233,6 +234,22 @@ def test_queued_records_keep_only_what_the_rules_read() -> None:
     assert queued.records_of(line) == [record]
     big = {**record, "amount": 2**70}  # past 64 bits: read back exactly
     assert queued.records_of(queued.queued_line("tok2", big) + b"\n" + line) == [big, record]
+
+
+def test_numpy_values_are_queued_as_the_python_values_they_hold() -> None:
+    """A DataFrame's row gives numpy's scalars; JSON writes Python's (a plain value, a str
+    subclass included, is queued as it is)."""
+    from bitstat.single import parse_one
+
+    class Text(str):
+        pass
+
+    given = {"event": "purchase", "user": np.int64(7), "time": "2026-11-20T10:00:00"}
+    given |= {"country": np.str_("NL"), "amount": np.float64(2.5), "item": Text("pen")}
+    record = queued.queued_record(parse_one(given, schema()), schema())
+    assert [type(record[k]) for k in ("country", "amount")] == [str, float]
+    assert record["country"] == "NL" and record["amount"] == 2.5
+    assert type(record["item"]) is Text
 
 
 @pytest.mark.parametrize(

@@ -250,6 +250,9 @@ def sum_number(value: Any, prop: str) -> float | None:
     return number
 
 
+_UNREAD = object()  # a property not read yet (`check_event`'s texts)
+
+
 def _compound_value(
     event: Mapping[str, Any], prop: str, limit: int, texts: dict[str, str | None]
 ) -> Any:
@@ -640,19 +643,21 @@ def check_event(
     actor_key = schema.actor
     int_ids = schema.ids == "int"
     limit = schema.max_value_length
-    if not isinstance(ev, Mapping):
+    if type(ev) is not dict and not isinstance(ev, Mapping):  # (an ABC's check costs)
         raise InvalidEvent(f"an event must be a mapping, not {kind_of(ev)}")
     name = ev.get("event")
     if type(name) is not str:
         if name is None:
             raise InvalidEvent("missing event name", field="event")
         raise InvalidEvent(f"event name must be text, not {type(name).__name__}", field="event")
-    if problem := name_problem(name):
+    if name not in rule_cache and (problem := name_problem(name)):  # (a name met: checked)
         raise InvalidEvent(f"event name {problem}", field="event")
     actor = ev.get(actor_key)
     if actor is not None:
         if int_ids:
             actor = int_actor(actor, actor_key, schema.max_id)
+        elif type(actor) is str and actor and len(actor) <= limit and actor.isascii():
+            pass  # (`canonical_id` of short ASCII text, inlined: most ids are)
         else:
             try:
                 actor = canonical_id(actor)
@@ -671,7 +676,8 @@ def check_event(
             field=actor_key,
         )
     t = ev.get("time")
-    if isinstance(t, np.integer | np.floating):  # (numpy's epoch seconds, as queries take them)
+    # (numpy's epoch seconds, as queries take them; a text skips the check of a union)
+    if type(t) is not str and isinstance(t, np.integer | np.floating):
         t = t.item()
     sec, is_utc = (now_s, True) if t is None else _time_of(t, schema.timezone)
     if problem := time_problem(t, sec, is_utc, latest):
@@ -689,12 +695,16 @@ def check_event(
                 label = _compound_value(ev, by, limit, texts) if by else None
                 row[spec] = (number, label)
         else:
-            if prop in texts:  # (a property read by an earlier rule of this event)
-                value = texts[prop]
-            elif "~" in prop:
-                value = _compound_value(ev, prop, limit, texts)
-            else:
-                value = texts[prop] = value_text(ev.get(prop), prop, limit)
+            value = texts.get(prop, _UNREAD)  # (a property read by an earlier rule: once)
+            if value is _UNREAD:
+                if "~" in prop:
+                    value = _compound_value(ev, prop, limit, texts)
+                else:
+                    value = ev.get(prop)
+                    # (`value_text` of plain short ASCII text, inlined: most values are)
+                    if type(value) is not str or len(value) > limit or not value.isascii():
+                        value = value_text(value, prop, limit)
+                    texts[prop] = value
             if value is not None:
                 row[spec] = value
     return name, actor, sec, is_utc, row

@@ -163,6 +163,13 @@ def queueing(
     return events, float(flush_interval)
 
 
+_JSON_PLAIN = frozenset({str, int, float, bool})  # values JSON writes as they are
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def queued_record(one: Single, schema: Schema) -> dict[str, Any]:
     """What is queued of a checked event: its name, actor, time (a text as given, else UTC
     epoch seconds, or the local wall-clock time as naive ISO text when it was given without a
@@ -180,7 +187,9 @@ def queued_record(one: Single, schema: Schema) -> dict[str, Any]:
         record["time"] = one.utc
     else:
         record["time"] = (_NAIVE_EPOCH + timedelta(seconds=one.wall)).isoformat()
-    fields = schema.derived.setdefault("queued_fields", {})
+    fields = schema.derived.get("queued_fields")
+    if fields is None:
+        fields = schema.derived["queued_fields"] = {}
     names = fields.get(one.name)
     if names is None:  # the properties its rules read, each once (a compound's parts too)
         read = [n for _, p, by in one.specs for n in p.split("~") + (by.split("~") if by else [])]
@@ -190,7 +199,7 @@ def queued_record(one: Single, schema: Schema) -> dict[str, Any]:
         value = given.get(name)
         if value is not None:
             # (numpy's scalars as the Python values they hold, which JSON writes: checked)
-            record[name] = value.item() if isinstance(value, np.generic) else value
+            record[name] = value if type(value) in _JSON_PLAIN else _plain(value)
     return record
 
 
