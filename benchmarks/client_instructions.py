@@ -3,10 +3,10 @@ the machine's noise does not move.
 
 The client's CPU time moved ±20-40% from run to run on the project's shared machine, which
 hides a change of a few percent. This runs the client twice under valgrind's callgrind, with
-the same warm-up, once recording N more events and once none, against a private server without
-persistence, and prints the difference per event: what recording an event cost the client in
-instructions (the server, a process of its own, is not counted; benchmarks/instructions.py
-counts it).
+the same events made and the same warm-up, once recording N more events and once not, against
+a private server without persistence, and prints the difference per event: what recording an
+event cost the client in instructions (the server, a process of its own, is not counted;
+benchmarks/instructions.py counts it).
 
     python benchmarks/client_instructions.py live                # track_many by 5,000
     python benchmarks/client_instructions.py backfill --batch 50000
@@ -42,24 +42,28 @@ HERE = Path(__file__).resolve().parent
 DOORS = ("live", "backfill", "frame", "track", "track-ahead")
 DEFAULT_EVENTS = {"live": 20_000, "backfill": 20_000, "frame": 50_000}  # others: 1,000
 NEVER = 3600.0  # seconds: a flush_interval no run reaches
+STREAM = 200_000  # events of a stream (realistic.py's)
 
 
-def child(door: str, n: int, warm: int, batch: int, url: str, src: str) -> None:
-    """Under callgrind: the warm-up, then `n` events through `door`; exits without clean-up
-    (the same in both runs, and not the door's cost)."""
+def child(door: str, n: int, warm: int, batch: int, url: str, src: str, record: bool) -> None:
+    """Under callgrind: the warm-up, then, if `record`, `n` events through `door`. Both runs
+    make the same events (and frame), so that only the recording differs; exits without
+    clean-up (the same in both runs, and not the door's cost)."""
     sys.path[:0] = [src, str(HERE)]
     import bitstat
     import realistic_data as rd
 
     kind = "backfill" if door == "backfill" else "live"
-    events = rd.events(warm + n + batch, kind, 2026).dicts()
+    # the first events of realistic.py's stream, whatever N (a shorter stream spreads the
+    # same 14 days or 8 weeks over fewer events: other batches)
+    events = rd.events(STREAM, kind, 2026).head(warm + n).dicts()
     options: dict[str, Any] = {"flush_interval": NEVER}
     if door == "track-ahead":
         options["track_ahead"] = 100
     st = bitstat.connect(
         url, namespace=f"ci-{door}-{n}-{time.time_ns()}", schema=rd.SCHEMA, **options
     )
-    warm_part, measured = events[:warm], events[warm : warm + n]
+    warm_part, measured = events[:warm], events[warm : warm + n] if record else []
     if door in ("track", "track-ahead"):
         for e in warm_part:
             st.track(e)
@@ -73,10 +77,10 @@ def child(door: str, n: int, warm: int, batch: int, url: str, src: str) -> None:
         import pyarrow as pa
 
         st.track_frame(pa.Table.from_pylist(warm_part))
-        table = pa.Table.from_pylist(measured) if n else None
+        table = pa.Table.from_pylist(events[warm : warm + n])
         gc.collect()
         gc.freeze()
-        if table is not None:
+        if record:
             st.track_frame(table)
     else:
         for i in range(0, warm, batch):
@@ -138,10 +142,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bitstat-client-callgrind-") as tmp:
             # one after the other: run side by side, the server's replies came in other
             # pieces (reads), which moved the count by several percent
-            args = [a.door, "0", str(warm), str(a.batch), url, a.src]
-            none = counted(args, Path(tmp) / "none.out")
-            args[1] = str(n)
-            some = counted(args, Path(tmp) / "some.out")
+            args = [a.door, str(n), str(warm), str(a.batch), url, a.src]
+            none = counted([*args, "0"], Path(tmp) / "none.out")
+            some = counted([*args, "1"], Path(tmp) / "some.out")
     finally:
         if server is not None:
             server.terminate()
@@ -154,6 +157,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:  # (the run under callgrind)
-        door, n, warm, batch, url, src = sys.argv[2:8]
-        child(door, int(n), int(warm), int(batch), url, src)
+        door, n, warm, batch, url, src, record = sys.argv[2:9]
+        child(door, int(n), int(warm), int(batch), url, src, record == "1")
     main()
