@@ -19,9 +19,9 @@ The events are the realistic profile's (realistic_data.py). Doors: `live` and `b
 stream), `track` (one blocking `st.track(e)` a call; the queue recorded every `flush_at`
 events, as it is by default, so flushes are in the figure), `track-ahead` (`track_ahead=100`,
 N below `flush_at`: the pushes alone, no flush). Both runs use PYTHONHASHSEED=0 and a flush
-interval no run reaches, so that nothing depends on the clock. Repeated counts of one tree
-agree within ~1% for the batch doors; the one-event doors move a few percent with how the
-server's replies arrive (more or fewer reads). Needs valgrind.
+interval no run reaches, so that nothing depends on the clock, and go one after the other:
+so run, counts of one tree repeat within 0.1% (side by side, the server's replies came in
+other pieces, more or fewer reads, and counts moved up to 9%). Needs valgrind.
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ def main() -> None:
     # the one-event doors: a warm-up that loads the scripts and fills the client's caches;
     # track-ahead's stays below flush_at (2,000) with its measured events, so nothing flushes
     warm = a.warm if a.warm is not None else (300 if a.door.startswith("track") else 20_000)
+    if warm + n > STREAM:
+        raise SystemExit(f"--warm plus --events must stay within the stream's {STREAM:,}")
     if a.door == "track-ahead" and warm + n >= 2000:
         raise SystemExit("track-ahead: --warm plus --events must stay below flush_at (2,000)")
     server = None
