@@ -30,7 +30,6 @@ import argparse
 import gc
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -124,33 +123,18 @@ def main() -> None:
         raise SystemExit(f"--warm plus --events must stay within the stream's {STREAM:,}")
     if a.door == "track-ahead" and warm + n >= 2000:
         raise SystemExit("track-ahead: --warm plus --events must stay below flush_at (2,000)")
-    server = None
-    url = a.url
-    if url is None:
-        sys.path.insert(0, a.src)
-        from bitstat import embedded
+    import realistic  # (here, not at the top: a child imports bitstat from --src first)
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        binary = embedded.find_server_binary()
-        cmd = [str(binary), "--port", str(port), "--save", "", "--appendonly", "no"]
-        for name, value in embedded.tuning(binary):
-            cmd += [f"--{name}", value]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=embedded.environment())
-        url = f"redis://127.0.0.1:{port}"
-        time.sleep(0.5)
-    try:
-        with tempfile.TemporaryDirectory(prefix="bitstat-client-callgrind-") as tmp:
-            # one after the other: run side by side, the server's replies came in other
-            # pieces (reads), which moved the count by several percent
-            args = [a.door, str(n), str(warm), str(a.batch), url, a.src]
-            none = counted([*args, "0"], Path(tmp) / "none.out")
-            some = counted([*args, "1"], Path(tmp) / "some.out")
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait()
+    # (no URL: a private valkey without persistence)
+    with (
+        realistic.Server(a.url) as server,
+        tempfile.TemporaryDirectory(prefix="bitstat-client-callgrind-") as tmp,
+    ):
+        # one after the other: run side by side, the server's replies came in other pieces
+        # (reads), which moved the count by several percent
+        args = [a.door, str(n), str(warm), str(a.batch), server.url, a.src]
+        none = counted([*args, "0"], Path(tmp) / "none.out")
+        some = counted([*args, "1"], Path(tmp) / "some.out")
     print(
         f"{a.door}: {(some - none) / n:,.0f} client instructions an event ({n:,} events after"
         f" {warm:,}, batches of {a.batch:,}; tree {a.src})"
